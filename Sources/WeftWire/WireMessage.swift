@@ -1,0 +1,188 @@
+import CProtobufC
+
+/// A protobuf message of Weft's schema (`Proto/weft/v1`), as a Swift value.
+///
+/// Every generated message type conforms. Encoding and decoding go through
+/// protobuf-c's pack and unpack, so the bytes are standard protobuf that any
+/// other implementation reads and writes.
+public protocol WireMessage: Sendable, Hashable {
+    /// Fully qualified protobuf name, e.g. `weft.v1.Frame`.
+    static var protoMessageName: String { get }
+
+    /// A message with every field at its default value.
+    init()
+
+    /// Decodes a message from its protobuf encoding.
+    init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError)
+
+    /// The protobuf encoding of this message.
+    ///
+    /// Throws only for a string field with a NUL character, which protobuf-c
+    /// cannot carry.
+    func serializedBytes() throws(WireError) -> [UInt8]
+
+    /// Fields read from the wire that this schema does not know.
+    var unknownFields: UnknownFields { get set }
+}
+
+extension WireMessage {
+    /// Decodes a message from its protobuf encoding.
+    public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+        // `withUnsafeBytes` cannot forward a typed error, so the result is
+        // carried out as a `Result`.
+        let result: Result<Self, WireError> = bytes.withUnsafeBytes { buffer in
+            do throws(WireError) { return .success(try Self(serializedBytes: buffer)) } catch {
+                return .failure(error)
+            }
+        }
+        self = try result.get()
+    }
+
+    /// Decodes a message from its protobuf encoding.
+    public init(serializedBytes bytes: ArraySlice<UInt8>) throws(WireError) {
+        let result: Result<Self, WireError> = bytes.withUnsafeBytes { buffer in
+            do throws(WireError) { return .success(try Self(serializedBytes: buffer)) } catch {
+                return .failure(error)
+            }
+        }
+        self = try result.get()
+    }
+}
+
+/// The bridge between a generated Swift message and its protobuf-c struct.
+/// Internal: no C type appears in WeftWire's public API.
+protocol CBackedMessage: WireMessage {
+    associatedtype CStruct
+    /// Index of this type's shape in `wireShapes`, for the pre-scan.
+    static var shapeIndex: Int { get }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>)
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>?
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int
+    /// Copies a decoded C struct into Swift values.
+    init(c: UnsafePointer<CStruct>) throws(WireError)
+    /// Builds the C struct for this value in `arena`; nil value of the
+    /// result means a string held a NUL (reported by `fill`'s thrown error).
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError)
+}
+
+extension CBackedMessage {
+    /// Shared implementation of `init(serializedBytes:)`.
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Self {
+        try WireScan.check(bytes, shape: shapeIndex, message: protoMessageName)
+        // Every allocation of the unpack comes from one arena sized for the
+        // input, released in one go when this function returns.
+        let arena = Arena(capacityBytes: bytes.count * 2 + 256)
+        var allocator = arena.protobufAllocator
+        let base =
+            bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            ?? UnsafeRawPointer(bitPattern: 1)!.assumingMemoryBound(to: UInt8.self)
+        guard let c = cUnpack(&allocator, bytes.count, base) else {
+            throw .malformed(message: protoMessageName, byteCount: bytes.count)
+        }
+        return try Self(c: c)
+    }
+
+    /// Shared implementation of `serializedBytes()`.
+    func encode() throws(WireError) -> [UInt8] {
+        let arena = Arena(capacityBytes: 1024)
+        let c = arena.allocate(CStruct.self, count: 1)
+        Self.cInit(c)
+        try fill(c, arena)
+        let size = Self.cPackedSize(c)
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            count = size == 0 ? 0 : Self.cPack(c, buffer.baseAddress!)
+        }
+    }
+
+    /// A decoded submessage, as a freshly built C struct for `fill`.
+    static func makeC(_ value: Self, _ arena: borrowing Arena) throws(WireError) -> UnsafeMutablePointer<CStruct> {
+        let c = arena.allocate(CStruct.self, count: 1)
+        cInit(c)
+        try value.fill(c, arena)
+        return c
+    }
+}
+
+// MARK: - Helpers the generated code calls for each field kind.
+
+enum CBridge {
+    /// protobuf-c may not see NULL as an element of a repeated string field.
+    nonisolated(unsafe) static let emptyCString: UnsafeMutablePointer<CChar> = {
+        let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+        pointer.initialize(to: 0)
+        return pointer
+    }()
+
+    static func string(_ c: UnsafePointer<CChar>?, _ message: String) throws(WireError) -> String {
+        guard let c else { return "" }
+        guard let string = String(validatingCString: c) else { throw .invalidUTF8(message: message) }
+        return string
+    }
+
+    static func cString(
+        _ value: String, _ arena: borrowing Arena, _ message: String, _ field: Int32
+    ) throws(WireError) -> UnsafeMutablePointer<CChar>? {
+        if value.isEmpty { return nil }
+        guard let c = arena.cString(value) else { throw .embeddedNUL(message: message, fieldNumber: field) }
+        return c
+    }
+
+    static func bytes(_ c: ProtobufCBinaryData) -> [UInt8] {
+        guard c.len > 0, let data = c.data else { return [] }
+        return [UInt8](UnsafeBufferPointer(start: data, count: c.len))
+    }
+
+    static func binary(_ value: [UInt8], _ arena: borrowing Arena) -> ProtobufCBinaryData {
+        ProtobufCBinaryData(len: value.count, data: arena.copy(value))
+    }
+
+    /// Copies a C array of `count` elements into a Swift array.
+    static func array<C, S>(_ pointer: UnsafeMutablePointer<C>?, _ count: Int, _ transform: (C) throws(WireError) -> S)
+        throws(WireError) -> [S]
+    {
+        guard count > 0, let pointer else { return [] }
+        var result: [S] = []
+        result.reserveCapacity(count)
+        for index in 0..<count { result.append(try transform(pointer[index])) }
+        return result
+    }
+
+    /// A C array in the arena holding `values` transformed.
+    static func cArray<S, C>(_ values: [S], _ arena: borrowing Arena, _ transform: (S) throws(WireError) -> C)
+        throws(WireError) -> UnsafeMutablePointer<C>?
+    {
+        guard !values.isEmpty else { return nil }
+        let target = arena.allocate(C.self, count: values.count)
+        for index in values.indices { (target + index).initialize(to: try transform(values[index])) }
+        return target
+    }
+
+    static func unknownFields(_ base: ProtobufCMessage) -> UnknownFields {
+        guard base.n_unknown_fields > 0, let fields = base.unknown_fields else { return UnknownFields() }
+        var result: [UnknownField] = []
+        for index in 0..<Int(base.n_unknown_fields) {
+            let field = fields[index]
+            result.append(
+                UnknownField(
+                    number: field.tag, wireType: UInt8(truncatingIfNeeded: field.wire_type.rawValue),
+                    data: field.len > 0 ? [UInt8](UnsafeBufferPointer(start: field.data, count: field.len)) : []))
+        }
+        return UnknownFields(fields: result)
+    }
+
+    static func setUnknownFields(_ fields: UnknownFields, _ base: inout ProtobufCMessage, _ arena: borrowing Arena) {
+        guard !fields.isEmpty else { return }
+        let target = arena.allocate(ProtobufCMessageUnknownField.self, count: fields.fields.count)
+        for (index, field) in fields.fields.enumerated() {
+            (target + index).initialize(
+                to: ProtobufCMessageUnknownField(
+                    tag: field.number, wire_type: .init(rawValue: .init(field.wireType)), len: field.data.count,
+                    data: arena.copy(field.data)))
+        }
+        base.n_unknown_fields = UInt32(fields.fields.count)
+        base.unknown_fields = target
+    }
+}

@@ -1,0 +1,88 @@
+/// A schema-aware pass over protobuf bytes before protobuf-c unpacks them.
+///
+/// protobuf-c decodes nested messages recursively with no depth limit, so a
+/// few megabytes of nested length prefixes could exhaust the stack; and it
+/// stores strings NUL-terminated, so a string with a NUL byte would decode
+/// silently shortened, a different value from what other implementations
+/// read. This scan refuses both before anything is allocated. It descends only
+/// into fields the schema says are messages, and skips bytes fields whole.
+enum WireScan {
+    /// Deepest nesting accepted, as in Google's implementations.
+    static let nestingLimit = 100
+
+    /// How the scan treats one field number of a message.
+    enum FieldShape: Sendable {
+        case skip
+        case string
+        /// A submessage, by its index in `wireShapes`.
+        case message(Int)
+    }
+
+    static func check(_ bytes: UnsafeRawBufferPointer, shape: Int, message: String) throws(WireError) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let scanner = Scanner(
+            bytes: base.assumingMemoryBound(to: UInt8.self), message: message, total: bytes.count)
+        try scanner.scan(from: 0, to: bytes.count, shape: shape, depth: 1)
+    }
+
+    private struct Scanner {
+        let bytes: UnsafePointer<UInt8>
+        let message: String
+        let total: Int
+
+        private func malformed() -> WireError { .malformed(message: message, byteCount: total) }
+
+        private func varint(_ position: inout Int, _ end: Int) throws(WireError) -> UInt64 {
+            var result: UInt64 = 0
+            var shift: UInt64 = 0
+            while position < end, shift < 64 {
+                let byte = bytes[position]
+                position += 1
+                result |= UInt64(byte & 0x7f) << shift
+                if byte & 0x80 == 0 { return result }
+                shift += 7
+            }
+            throw malformed()
+        }
+
+        func scan(from start: Int, to end: Int, shape: Int, depth: Int) throws(WireError) {
+            if depth > WireScan.nestingLimit { throw .nestingTooDeep(message: message, limit: WireScan.nestingLimit) }
+            let fields = wireShapes[shape]
+            var position = start
+            while position < end {
+                let tag = try varint(&position, end)
+                let number = Int(truncatingIfNeeded: tag >> 3)
+                switch tag & 7 {
+                case 0: _ = try varint(&position, end)
+                case 1: position += 8
+                case 5: position += 4
+                case 2:
+                    let length = try varint(&position, end)
+                    guard length <= UInt64(end - position) else { throw malformed() }
+                    let fieldEnd = position + Int(length)
+                    let fieldShape = number < fields.count ? fields[number] : .skip
+                    switch fieldShape {
+                    case .skip: break
+                    case .string:
+                        if length > 0, memchr(bytes + position, 0, Int(length)) != nil {
+                            throw .embeddedNUL(message: message, fieldNumber: Int32(number))
+                        }
+                    case .message(let child):
+                        try scan(from: position, to: fieldEnd, shape: child, depth: depth + 1)
+                    }
+                    position = fieldEnd
+                default:
+                    // Groups (3, 4) and the undefined types 6 and 7.
+                    throw malformed()
+                }
+                if position > end { throw malformed() }
+            }
+        }
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif

@@ -1,0 +1,102 @@
+import Testing
+import WeftWire
+
+/// Truncated, random, deeply nested and otherwise invalid bytes give a typed
+/// `WireError` from every decoder, never a crash.
+@Suite struct BadInputTests {
+    @Test(arguments: allSamples.map(\.name))
+    func truncatedInputIsRefusedOrDiffers(_ name: String) throws {
+        let sample = allSamples.first { $0.name == name }!.samples[0]
+        let bytes = try sample.serializedBytes()
+        for length in 0..<bytes.count {
+            switch decodeOutcome(sample, Array(bytes[..<length])) {
+            case .success(let equalsWhole):
+                // Cut at a field boundary the rest is still a valid message,
+                // but never the original one: every sample field is non-default.
+                #expect(!equalsWhole, "\(name) cut at \(length) decoded as the whole")
+            case .failure(.malformed), .failure(.invalidUTF8):
+                break
+            case .failure(let error):
+                Issue.record("unexpected \(error) for \(name) cut at \(length)")
+            }
+        }
+    }
+
+    @Test(arguments: allSamples.map(\.name))
+    func randomBytesNeverCrash(_ name: String) throws {
+        let sample = allSamples.first { $0.name == name }!.samples[0]
+        var random = SeededRandom(seed: UInt64(truncatingIfNeeded: name.utf8.reduce(5381) { $0 &* 33 &+ Int($1) }))
+        var refused = 0
+        for round in 0..<300 {
+            let input = random.bytes(Int.random(in: 0...(round < 150 ? 16 : 512), using: &random))
+            if case .failure = decodeOutcome(sample, input) { refused += 1 }
+        }
+        // Random bytes are mostly invalid protobuf; a decoder that accepted
+        // nearly all of them would not be checking anything.
+        #expect(refused > 30, "\(name) accepted \(300 - refused) of 300 random inputs")
+    }
+
+    @Test func lengthPastTheEndIsMalformed() {
+        // Field 1 (bytes) claims 100 bytes; 2 follow.
+        #expect(throws: WireError.malformed(message: "weft.v1.Envelope", byteCount: 4)) {
+            try Weft.V1.Envelope(serializedBytes: [0x0A, 100, 1, 2])
+        }
+    }
+
+    @Test func deepNestingIsRefusedBeforeUnpacking() throws {
+        // Value.list (field 9) → ValueList.elements (field 1) → Value … 5,000
+        // levels: enough to exhaust the stack of a recursive decoder.
+        var bytes: [UInt8] = [0x18, 0x02]  // innermost: Value.int64 = 1 (zigzag 2)
+        for level in 0..<5_000 {
+            let field: UInt8 = level % 2 == 0 ? 0x0A : 0x4A  // ValueList.elements, then Value.list
+            bytes = [field] + varint(bytes.count) + bytes
+        }
+        #expect(throws: WireError.nestingTooDeep(message: "weft.v1.Value", limit: 100)) {
+            try Weft.V1.Value(serializedBytes: bytes)
+        }
+        // Nesting within the limit still decodes.
+        var shallow: Weft.V1.Value = .init(sum: .int64(1))
+        for _ in 0..<40 { shallow = .init(sum: .list(.init(elements: [shallow]))) }
+        #expect(try Weft.V1.Value(serializedBytes: shallow.serializedBytes()) == shallow)
+    }
+
+    @Test func stringsWithNULAreRefusedBothWays() throws {
+        let message = Weft.V1.CheckRequest(service: "weft.v1\u{0}evil")
+        #expect(throws: WireError.embeddedNUL(message: "weft.v1.CheckRequest", fieldNumber: 1)) {
+            try message.serializedBytes()
+        }
+        // The same bytes from another implementation: field 1 = "a\0b".
+        #expect(throws: WireError.embeddedNUL(message: "weft.v1.CheckRequest", fieldNumber: 1)) {
+            try Weft.V1.CheckRequest(serializedBytes: [0x0A, 0x03, 0x61, 0x00, 0x62])
+        }
+        // Nested: Frame.open.method with a NUL.
+        let frame = Weft.V1.Frame(streamID: 1, kind: .open(.init(method: "/a\u{0}")))
+        #expect(throws: WireError.embeddedNUL(message: "weft.v1.FrameOpen", fieldNumber: 1)) {
+            try frame.serializedBytes()
+        }
+    }
+
+    @Test func invalidUTF8IsRefused() {
+        // CheckRequest.service = 0xFF 0xFE.
+        #expect(throws: WireError.invalidUTF8(message: "weft.v1.CheckRequest")) {
+            try Weft.V1.CheckRequest(serializedBytes: [0x0A, 0x02, 0xFF, 0xFE])
+        }
+    }
+
+    @Test func wrongWireTypeIsMalformed() {
+        // Field 1 of Timestamp is a varint; here it comes as fixed32.
+        #expect(throws: WireError.self) { try Weft.V1.Timestamp(serializedBytes: [0x0D, 1, 2, 3, 4]) }
+    }
+}
+
+func varint(_ value: Int) -> [UInt8] {
+    var value = UInt64(value)
+    var bytes: [UInt8] = []
+    repeat {
+        var byte = UInt8(value & 0x7F)
+        value >>= 7
+        if value != 0 { byte |= 0x80 }
+        bytes.append(byte)
+    } while value != 0
+    return bytes
+}
