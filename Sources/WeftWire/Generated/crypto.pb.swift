@@ -17,6 +17,9 @@ extension Weft.V1 {
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
+        /// The default value (number 0).
+        public init() { self = .unspecified }
+
         /// The protobuf number of a value.
         public init(rawValue: Int32) {
             switch rawValue {
@@ -54,6 +57,9 @@ extension Weft.V1 {
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
+        /// The default value (number 0).
+        public init() { self = .unspecified }
+
         /// The protobuf number of a value.
         public init(rawValue: Int32) {
             switch rawValue {
@@ -89,6 +95,9 @@ extension Weft.V1 {
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
+        /// The default value (number 0).
+        public init() { self = .unspecified }
+
         /// The protobuf number of a value.
         public init(rawValue: Int32) {
             switch rawValue {
@@ -119,6 +128,9 @@ extension Weft.V1 {
         case eciesX25519HkdfSha256Aes256Gcm
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
+
+        /// The default value (number 0).
+        public init() { self = .unspecified }
 
         /// The protobuf number of a value.
         public init(rawValue: Int32) {
@@ -189,6 +201,9 @@ extension Weft.V1 {
         case sequencedBlock
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
+
+        /// The default value (number 0).
+        public init() { self = .unspecified }
 
         /// The protobuf number of a value.
         public init(rawValue: Int32) {

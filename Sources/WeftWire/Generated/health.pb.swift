@@ -18,6 +18,9 @@ extension Weft.V1 {
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
+        /// The default value (number 0).
+        public init() { self = .unspecified }
+
         /// The protobuf number of a value.
         public init(rawValue: Int32) {
             switch rawValue {

@@ -17,6 +17,9 @@ extension Weft.V1 {
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
+        /// The default value (number 0).
+        public init() { self = .unspecified }
+
         /// The protobuf number of a value.
         public init(rawValue: Int32) {
             switch rawValue {
@@ -55,6 +58,9 @@ extension Weft.V1 {
         case disabled
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
+
+        /// The default value (number 0).
+        public init() { self = .unspecified }
 
         /// The protobuf number of a value.
         public init(rawValue: Int32) {
@@ -96,6 +102,9 @@ extension Weft.V1 {
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
+        /// The default value (number 0).
+        public init() { self = .unspecified }
+
         /// The protobuf number of a value.
         public init(rawValue: Int32) {
             switch rawValue {
@@ -134,6 +143,9 @@ extension Weft.V1 {
         case domainManager
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
+
+        /// The default value (number 0).
+        public init() { self = .unspecified }
 
         /// The protobuf number of a value.
         public init(rawValue: Int32) {

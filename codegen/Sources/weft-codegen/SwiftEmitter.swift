@@ -156,6 +156,10 @@ struct SwiftEmitter {
             w.line("/// A value this schema does not know (sent by a newer peer); kept as is.")
             w.line("case unrecognized(Int32)")
             w.line()
+            let zero = model.values.first { $0.number == 0 } ?? model.values[0]
+            w.line("/// The default value (number 0).")
+            w.line("public init() { self = .\(SwiftNames.escaped(enumCaseName(zero, model))) }")
+            w.line()
             w.line("/// The protobuf number of a value.")
             w.block("public init(rawValue: Int32)") { w in
                 w.block("switch rawValue") { w in

@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+import WeftWire
+
+/// Weft's bytes are standard protobuf: Google's implementation (the Python
+/// `protobuf` package, with classes built from the embedded descriptor set)
+/// reads every sample Weft writes as the same field values, and Weft reads
+/// every sample Google's writes.
+@Suite struct InteropTests {
+    @Test func googleProtobufReadsWeftAndWeftReadsGoogle() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-interop-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let descriptorSet = directory.appendingPathComponent("weft.pb")
+        try Data(Weft.V1.descriptorSet).write(to: descriptorSet)
+        var lines = ""
+        for (name, samples) in allSamples {
+            for (variant, sample) in samples.enumerated() {
+                let record = ["type": name, "variant": variant, "hex": hex(try sample.serializedBytes())] as [String: Any]
+                lines += String(data: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), encoding: .utf8)! + "\n"
+            }
+        }
+        let weftSamples = directory.appendingPathComponent("weft.jsonl")
+        let pythonSamples = directory.appendingPathComponent("python.jsonl")
+        try lines.write(to: weftSamples, atomically: true, encoding: .utf8)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", repositoryRoot.appendingPathComponent("clients/python/weft_interop.py").path,
+            "--descriptor-set", descriptorSet.path, "--weft-samples", weftSamples.path,
+            "--python-samples-out", pythonSamples.path,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "weft_interop.py (Google's protobuf) reported:\n\(text)")
+
+        // The other direction: Google wrote, Weft reads.
+        var checked = 0
+        for line in try String(contentsOf: pythonSamples, encoding: .utf8).split(separator: "\n") {
+            let record = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            let name = record["type"] as! String
+            let variant = record["variant"] as! Int
+            let bytes = unhex(record["hex"] as! String)
+            let sample = try #require(allSamples.first { $0.name == name }?.samples[variant], "no Weft sample \(name)")
+            let outcome = decodeOutcome(sample, bytes)
+            #expect(outcome == .success(true), "Weft decoded Google's \(name) variant \(variant) as \(outcome)")
+            #expect(try sample.serializedBytes() == bytes, "\(name) variant \(variant): bytes differ")
+            checked += 1
+        }
+        #expect(checked == allSamples.map(\.samples.count).reduce(0, +))
+    }
+}
