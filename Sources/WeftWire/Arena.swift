@@ -28,17 +28,35 @@ struct Arena: ~Copyable {
     private static let alignment = 8
     private let header: UnsafeMutablePointer<Header>
 
-    /// - Parameter capacityBytes: expected total size; more is allocated on
-    ///   demand, so this is a hint, not a limit.
-    init(capacityBytes: Int) {
-        let capacity = max(capacityBytes, 256)
-        let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
-        guard let block = malloc(headerBytes + capacity) else { fatalError("out of memory") }
-        header = block.bindMemory(to: Header.self, capacity: 1)
-        header.initialize(
-            to: Header(
-                cursor: block + headerBytes, end: block + headerBytes + capacity, overflow: nil,
-                nextBlockBytes: capacity * 2))
+    /// Capacity of a thread's reusable first block. Most messages fit; larger
+    /// ones chain overflow blocks that are freed after each use.
+    private static let blockBytes = 32 * 1024
+
+    /// One reusable block per thread, so that an encode or decode costs no
+    /// `malloc` of its own. Encoding and decoding never suspend, so the block
+    /// is never shared between two tasks; a nested use (none exists today)
+    /// would find the slot empty and allocate a fresh block.
+    private static let cacheKey: pthread_key_t = {
+        var key = pthread_key_t()
+        let status = pthread_key_create(&key) { block in free(block) }
+        precondition(status == 0, "pthread_key_create failed: \(status)")
+        return key
+    }()
+
+    init() {
+        let key = Self.cacheKey
+        if let cached = pthread_getspecific(key) {
+            pthread_setspecific(key, nil)
+            header = cached.assumingMemoryBound(to: Header.self)
+        } else {
+            let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
+            guard let block = malloc(headerBytes + Self.blockBytes) else { fatalError("out of memory") }
+            header = block.bindMemory(to: Header.self, capacity: 1)
+            header.initialize(
+                to: Header(
+                    cursor: block + headerBytes, end: block + headerBytes + Self.blockBytes, overflow: nil,
+                    nextBlockBytes: Self.blockBytes * 2))
+        }
     }
 
     deinit {
@@ -47,7 +65,18 @@ struct Arena: ~Copyable {
             overflow = block.load(as: UnsafeMutableRawPointer?.self)
             free(block)
         }
-        free(UnsafeMutableRawPointer(header))
+        // Reset to the start of the first block and hand it back to the thread.
+        let block = UnsafeMutableRawPointer(header)
+        let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
+        header.pointee = Header(
+            cursor: block + headerBytes, end: block + headerBytes + Self.blockBytes, overflow: nil,
+            nextBlockBytes: Self.blockBytes * 2)
+        let key = Self.cacheKey
+        if pthread_getspecific(key) == nil {
+            pthread_setspecific(key, block)
+        } else {
+            free(block)
+        }
     }
 
     /// Uninitialized memory for `byteCount` bytes, 8-byte aligned.

@@ -71,10 +71,12 @@ protocol CBackedMessage: WireMessage {
 extension CBackedMessage {
     /// Shared implementation of `init(serializedBytes:)`.
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Self {
-        try WireScan.check(bytes, shape: shapeIndex, message: protoMessageName)
+        if WireScan.needsCheck(shapeIndex) {
+            try WireScan.check(bytes, shape: shapeIndex, message: protoMessageName)
+        }
         // Every allocation of the unpack comes from one arena sized for the
         // input, released in one go when this function returns.
-        let arena = Arena(capacityBytes: bytes.count * 2 + 256)
+        let arena = Arena()
         var allocator = arena.protobufAllocator
         let base =
             bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
@@ -85,9 +87,19 @@ extension CBackedMessage {
         return try Self(c: c)
     }
 
+    /// Shared implementation of `init(serializedBytes: [UInt8])`, specialized
+    /// for each generated type (a protocol extension called from another
+    /// module would run unspecialized).
+    static func decode(_ bytes: [UInt8]) throws(WireError) -> Self {
+        let result: Result<Self, WireError> = bytes.withUnsafeBytes { buffer in
+            do throws(WireError) { return .success(try decode(buffer)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
     /// Shared implementation of `serializedBytes()`.
     func encode() throws(WireError) -> [UInt8] {
-        let arena = Arena(capacityBytes: 1024)
+        let arena = Arena()
         let c = arena.allocate(CStruct.self, count: 1)
         Self.cInit(c)
         try fill(c, arena)
@@ -140,13 +152,24 @@ enum CBridge {
     }
 
     /// Copies a C array of `count` elements into a Swift array.
+    @inline(__always)
     static func array<C, S>(_ pointer: UnsafeMutablePointer<C>?, _ count: Int, _ transform: (C) throws(WireError) -> S)
         throws(WireError) -> [S]
     {
         guard count > 0, let pointer else { return [] }
-        var result: [S] = []
-        result.reserveCapacity(count)
-        for index in 0..<count { result.append(try transform(pointer[index])) }
+        var failure: WireError?
+        let result = [S](unsafeUninitializedCapacity: count) { buffer, initialized in
+            for index in 0..<count {
+                do throws(WireError) {
+                    (buffer.baseAddress! + index).initialize(to: try transform(pointer[index]))
+                    initialized += 1
+                } catch {
+                    failure = error
+                    return
+                }
+            }
+        }
+        if let failure { throw failure }
         return result
     }
 

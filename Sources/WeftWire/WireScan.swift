@@ -18,6 +18,32 @@ enum WireScan {
         case message(Int)
     }
 
+    /// Field shapes of every message, flattened once into one table so that
+    /// the scan touches no reference-counted storage: `offsets[i]..<offsets[i+1]`
+    /// are message `i`'s shapes, indexed by field number.
+    /// Written once at initialization and only read after, hence `unsafe`.
+    nonisolated(unsafe) private static let table: (offsets: UnsafeMutableBufferPointer<Int>, shapes: UnsafeMutableBufferPointer<FieldShape>) = {
+        let offsets = UnsafeMutableBufferPointer<Int>.allocate(capacity: wireShapes.count + 1)
+        let shapes = UnsafeMutableBufferPointer<FieldShape>.allocate(capacity: wireShapes.map(\.count).reduce(0, +))
+        var position = 0
+        for (index, fields) in wireShapes.enumerated() {
+            offsets[index] = position
+            for field in fields {
+                (shapes.baseAddress! + position).initialize(to: field)
+                position += 1
+            }
+        }
+        offsets[wireShapes.count] = position
+        return (offsets, shapes)
+    }()
+
+    /// Whether messages of this shape can hold anything the scan refuses (a
+    /// string, or a submessage); a message of scalars and bytes cannot.
+    @inline(__always)
+    static func needsCheck(_ shape: Int) -> Bool {
+        table.offsets[shape + 1] > table.offsets[shape]
+    }
+
     static func check(_ bytes: UnsafeRawBufferPointer, shape: Int, message: String) throws(WireError) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         let scanner = Scanner(
@@ -47,7 +73,9 @@ enum WireScan {
 
         func scan(from start: Int, to end: Int, shape: Int, depth: Int) throws(WireError) {
             if depth > WireScan.nestingLimit { throw .nestingTooDeep(message: message, limit: WireScan.nestingLimit) }
-            let fields = wireShapes[shape]
+            let fieldsStart = WireScan.table.offsets[shape]
+            let fieldCount = WireScan.table.offsets[shape + 1] - fieldsStart
+            let shapes = WireScan.table.shapes.baseAddress! + fieldsStart
             var position = start
             while position < end {
                 let tag = try varint(&position, end)
@@ -60,7 +88,7 @@ enum WireScan {
                     let length = try varint(&position, end)
                     guard length <= UInt64(end - position) else { throw malformed() }
                     let fieldEnd = position + Int(length)
-                    let fieldShape = number < fields.count ? fields[number] : .skip
+                    let fieldShape = number < fieldCount ? shapes[number] : .skip
                     switch fieldShape {
                     case .skip: break
                     case .string:

@@ -19,7 +19,7 @@ extension Weft.V1 {
         public var trustLevel: Weft.V1.TrustLevel = .unspecified
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -36,6 +36,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -47,10 +52,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SetParticipantStateResponse"
 
         /// Sequencing time at which it takes effect.
-        public var effectiveAt: Weft.V1.Timestamp? = nil
+        public var effectiveAt: Weft.V1.Timestamp? {
+            get { _storage.effectiveAt }
+            set { _uniqueStorage().effectiveAt = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var effectiveAt: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                effectiveAt = other.effectiveAt
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.effectiveAt == r.effectiveAt
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.effectiveAt)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -62,6 +106,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -91,7 +140,7 @@ extension Weft.V1 {
         public var registered: Bool = false
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -110,6 +159,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -121,13 +175,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ListMembersRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -145,7 +204,7 @@ extension Weft.V1 {
         public var members: [Weft.V1.MemberInfo] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -160,6 +219,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -171,13 +235,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetDomainParametersRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -192,10 +261,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetDomainParametersResponse"
 
         /// Parameters in force now.
-        public var parameters: Weft.V1.DomainParameters? = nil
+        public var parameters: Weft.V1.DomainParameters? {
+            get { _storage.parameters }
+            set { _uniqueStorage().parameters = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var parameters: Weft.V1.DomainParameters? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                parameters = other.parameters
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.parameters == r.parameters
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.parameters)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -207,6 +315,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -221,10 +334,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SetDomainParametersRequest"
 
         /// The new parameters, complete.
-        public var parameters: Weft.V1.DomainParameters? = nil
+        public var parameters: Weft.V1.DomainParameters? {
+            get { _storage.parameters }
+            set { _uniqueStorage().parameters = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var parameters: Weft.V1.DomainParameters? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                parameters = other.parameters
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.parameters == r.parameters
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.parameters)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -239,6 +391,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -250,10 +407,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SetDomainParametersResponse"
 
         /// Sequencing time at which it takes effect.
-        public var effectiveAt: Weft.V1.Timestamp? = nil
+        public var effectiveAt: Weft.V1.Timestamp? {
+            get { _storage.effectiveAt }
+            set { _uniqueStorage().effectiveAt = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var effectiveAt: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                effectiveAt = other.effectiveAt
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.effectiveAt == r.effectiveAt
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.effectiveAt)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -268,6 +464,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -279,10 +480,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ListTopologyTransactionsRequest"
 
         /// Only those in force at this time; absent lists the whole history.
-        public var asOf: Weft.V1.Timestamp? = nil
+        public var asOf: Weft.V1.Timestamp? {
+            get { _storage.asOf }
+            set { _uniqueStorage().asOf = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var asOf: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                asOf = other.asOf
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.asOf == r.asOf
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.asOf)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -294,6 +534,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -311,7 +556,7 @@ extension Weft.V1 {
         public var transactions: [Weft.V1.StoredTopologyTransaction] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -326,6 +571,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -337,14 +587,60 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.PruneRequest"
 
         /// Remove events up to and including this time.
-        public var upToInclusive: Weft.V1.Timestamp? = nil
+        public var upToInclusive: Weft.V1.Timestamp? {
+            get { _storage.upToInclusive }
+            set { _uniqueStorage().upToInclusive = newValue }
+        }
 
         /// Also remove events members have not acknowledged; those members must
         /// then recover from a snapshot. Logged as such.
-        public var force: Bool = false
+        public var force: Bool {
+            get { _storage.force }
+            set { _uniqueStorage().force = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var upToInclusive: Weft.V1.Timestamp? = nil
+            var force: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                upToInclusive = other.upToInclusive
+                force = other.force
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.upToInclusive == r.upToInclusive
+        && l.force == r.force
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.upToInclusive)
+            hasher.combine(s.force)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -357,6 +653,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -377,7 +678,7 @@ extension Weft.V1 {
         public var membersCutOff: [String] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -393,6 +694,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -404,13 +710,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetSequencerStatusRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -425,16 +736,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.MemberProgress"
 
         /// Member id.
-        public var member: String = ""
+        public var member: String {
+            get { _storage.member }
+            set { _uniqueStorage().member = newValue }
+        }
 
         /// Latest acknowledged timestamp; absent if none yet.
-        public var acknowledged: Weft.V1.Timestamp? = nil
+        public var acknowledged: Weft.V1.Timestamp? {
+            get { _storage.acknowledged }
+            set { _uniqueStorage().acknowledged = newValue }
+        }
 
         /// Whether the member is enabled.
-        public var enabled: Bool = false
+        public var enabled: Bool {
+            get { _storage.enabled }
+            set { _uniqueStorage().enabled = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var member: String = ""
+            var acknowledged: Weft.V1.Timestamp? = nil
+            var enabled: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                member = other.member
+                acknowledged = other.acknowledged
+                enabled = other.enabled
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.member == r.member
+        && l.acknowledged == r.acknowledged
+        && l.enabled == r.enabled
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.member)
+            hasher.combine(s.acknowledged)
+            hasher.combine(s.enabled)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -451,6 +815,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -462,19 +831,79 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetSequencerStatusResponse"
 
         /// This sequencer's member id.
-        public var sequencer: String = ""
+        public var sequencer: String {
+            get { _storage.sequencer }
+            set { _uniqueStorage().sequencer = newValue }
+        }
 
         /// Members and their acknowledgements.
-        public var members: [Weft.V1.MemberProgress] = []
+        public var members: [Weft.V1.MemberProgress] {
+            get { _storage.members }
+            set { _uniqueStorage().members = newValue }
+        }
 
         /// Oldest stored event's timestamp; absent when empty.
-        public var lowerBound: Weft.V1.Timestamp? = nil
+        public var lowerBound: Weft.V1.Timestamp? {
+            get { _storage.lowerBound }
+            set { _uniqueStorage().lowerBound = newValue }
+        }
 
         /// Newest stored event's timestamp; absent when empty.
-        public var upperBound: Weft.V1.Timestamp? = nil
+        public var upperBound: Weft.V1.Timestamp? {
+            get { _storage.upperBound }
+            set { _uniqueStorage().upperBound = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var sequencer: String = ""
+            var members: [Weft.V1.MemberProgress] = []
+            var lowerBound: Weft.V1.Timestamp? = nil
+            var upperBound: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                sequencer = other.sequencer
+                members = other.members
+                lowerBound = other.lowerBound
+                upperBound = other.upperBound
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.sequencer == r.sequencer
+        && l.members == r.members
+        && l.lowerBound == r.lowerBound
+        && l.upperBound == r.upperBound
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.sequencer)
+            hasher.combine(s.members)
+            hasher.combine(s.lowerBound)
+            hasher.combine(s.upperBound)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -492,6 +921,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -503,13 +937,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetParticipantIdRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -527,7 +966,7 @@ extension Weft.V1 {
         public var participant: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -539,6 +978,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -563,7 +1007,7 @@ extension Weft.V1 {
         public var rootCertificatePem: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -577,6 +1021,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -594,7 +1043,7 @@ extension Weft.V1 {
         public var domain: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -606,6 +1055,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -623,7 +1077,7 @@ extension Weft.V1 {
         public var alias: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -638,6 +1092,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -649,13 +1108,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.DisconnectDomainResponse"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -670,13 +1134,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ListDomainConnectionsRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -703,7 +1172,7 @@ extension Weft.V1 {
         public var connected: Bool = false
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -721,6 +1190,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -735,7 +1209,7 @@ extension Weft.V1 {
         public var connections: [Weft.V1.DomainConnection] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -747,6 +1221,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -767,7 +1246,7 @@ extension Weft.V1 {
         public var alias: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -783,6 +1262,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -794,13 +1278,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ExportAcsResponse"
 
         /// The contracts.
-        public var contracts: [Weft.V1.ContractInstance] = []
+        public var contracts: [Weft.V1.ContractInstance] {
+            get { _storage.contracts }
+            set { _uniqueStorage().contracts = newValue }
+        }
 
         /// Time at which the export is consistent; set in the last message.
-        public var asOf: Weft.V1.Timestamp? = nil
+        public var asOf: Weft.V1.Timestamp? {
+            get { _storage.asOf }
+            set { _uniqueStorage().asOf = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contracts: [Weft.V1.ContractInstance] = []
+            var asOf: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                contracts = other.contracts
+                asOf = other.asOf
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.contracts == r.contracts
+        && l.asOf == r.asOf
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.contracts)
+            hasher.combine(s.asOf)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -813,6 +1343,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -833,7 +1368,7 @@ extension Weft.V1 {
         public var alias: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -846,6 +1381,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -863,7 +1403,7 @@ extension Weft.V1 {
         public var imported: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -875,6 +1415,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -909,7 +1454,7 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
         c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.SetParticipantStateRequest", 1)
         c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: self.permission.rawValue))
         c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: self.trustLevel.rawValue))
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -927,13 +1472,16 @@ extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.effective_at { self.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -965,7 +1513,7 @@ extension Weft.V1.MemberInfo: CBackedMessage {
         c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: self.permission.rawValue))
         c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: self.trustLevel.rawValue))
         c.pointee.registered = self.registered ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -987,7 +1535,7 @@ extension Weft.V1.ListMembersRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1012,7 +1560,7 @@ extension Weft.V1.ListMembersResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_members = self.members.count
         c.pointee.members = try CBridge.cArray(self.members, arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberInfo.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1034,7 +1582,7 @@ extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1052,13 +1600,16 @@ extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.parameters { self.parameters = try Weft.V1.DomainParameters(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1076,13 +1627,16 @@ extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.parameters { self.parameters = try Weft.V1.DomainParameters(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1100,13 +1654,16 @@ extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.effective_at { self.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1124,13 +1681,16 @@ extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.as_of { self.asOf = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1155,7 +1715,7 @@ extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_transactions = self.transactions.count
         c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1173,15 +1733,18 @@ extension Weft.V1.PruneRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.up_to_inclusive { self.upToInclusive = try Weft.V1.Timestamp(c: p) }
-        self.force = c.force != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.up_to_inclusive { s.upToInclusive = try Weft.V1.Timestamp(c: p) }
+        s.force = c.force != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.upToInclusive { c.pointee.up_to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.force = self.force ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.upToInclusive { c.pointee.up_to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.force = s.force ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1208,7 +1771,7 @@ extension Weft.V1.PruneResponse: CBackedMessage {
         c.pointee.events_removed = self.eventsRemoved
         c.pointee.n_members_cut_off = self.membersCutOff.count
         c.pointee.members_cut_off = try CBridge.cArray(self.membersCutOff, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PruneResponse", 2) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1230,7 +1793,7 @@ extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1248,17 +1811,20 @@ extension Weft.V1.MemberProgress: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.MemberProgress")
-        if let p = c.acknowledged { self.acknowledged = try Weft.V1.Timestamp(c: p) }
-        self.enabled = c.enabled != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.member = try CBridge.string(c.member, "weft.v1.MemberProgress")
+        if let p = c.acknowledged { s.acknowledged = try Weft.V1.Timestamp(c: p) }
+        s.enabled = c.enabled != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.MemberProgress", 1)
-        if let v = self.acknowledged { c.pointee.acknowledged = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.enabled = self.enabled ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.MemberProgress", 1)
+        if let v = s.acknowledged { c.pointee.acknowledged = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.enabled = s.enabled ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1276,20 +1842,23 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.sequencer = try CBridge.string(c.sequencer, "weft.v1.GetSequencerStatusResponse")
-        self.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberProgress(c: e!) }
-        if let p = c.lower_bound { self.lowerBound = try Weft.V1.Timestamp(c: p) }
-        if let p = c.upper_bound { self.upperBound = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.sequencer = try CBridge.string(c.sequencer, "weft.v1.GetSequencerStatusResponse")
+        s.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberProgress(c: e!) }
+        if let p = c.lower_bound { s.lowerBound = try Weft.V1.Timestamp(c: p) }
+        if let p = c.upper_bound { s.upperBound = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.sequencer = try CBridge.cString(self.sequencer, arena, "weft.v1.GetSequencerStatusResponse", 1)
-        c.pointee.n_members = self.members.count
-        c.pointee.members = try CBridge.cArray(self.members, arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberProgress.makeC(e, arena)) }
-        if let v = self.lowerBound { c.pointee.lower_bound = try Weft.V1.Timestamp.makeC(v, arena) }
-        if let v = self.upperBound { c.pointee.upper_bound = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.sequencer = try CBridge.cString(s.sequencer, arena, "weft.v1.GetSequencerStatusResponse", 1)
+        c.pointee.n_members = s.members.count
+        c.pointee.members = try CBridge.cArray(s.members, arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberProgress.makeC(e, arena)) }
+        if let v = s.lowerBound { c.pointee.lower_bound = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.upperBound { c.pointee.upper_bound = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1311,7 +1880,7 @@ extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1335,7 +1904,7 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.GetParticipantIdResponse", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1364,7 +1933,7 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
         c.pointee.n_sequencer_urls = self.sequencerURLs.count
         c.pointee.sequencer_urls = try CBridge.cArray(self.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConnectDomainRequest", 2) ?? CBridge.emptyCString }
         c.pointee.root_certificate_pem = try CBridge.cString(self.rootCertificatePem, arena, "weft.v1.ConnectDomainRequest", 3)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1388,7 +1957,7 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.ConnectDomainResponse", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1412,7 +1981,7 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.alias = try CBridge.cString(self.alias, arena, "weft.v1.DisconnectDomainRequest", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1434,7 +2003,7 @@ extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1456,7 +2025,7 @@ extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1487,7 +2056,7 @@ extension Weft.V1.DomainConnection: CBackedMessage {
         c.pointee.n_sequencer_urls = self.sequencerURLs.count
         c.pointee.sequencer_urls = try CBridge.cArray(self.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.DomainConnection", 3) ?? CBridge.emptyCString }
         c.pointee.connected = self.connected ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1512,7 +2081,7 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_connections = self.connections.count
         c.pointee.connections = try CBridge.cArray(self.connections, arena) { (e) throws(WireError) in Optional(try Weft.V1.DomainConnection.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1539,7 +2108,7 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
         c.pointee.n_parties = self.parties.count
         c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExportAcsRequest", 1) ?? CBridge.emptyCString }
         c.pointee.alias = try CBridge.cString(self.alias, arena, "weft.v1.ExportAcsRequest", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1557,16 +2126,19 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!) }
-        if let p = c.as_of { self.asOf = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!) }
+        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_contracts = self.contracts.count
-        c.pointee.contracts = try CBridge.cArray(self.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
-        if let v = self.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.n_contracts = s.contracts.count
+        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
+        if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1593,7 +2165,7 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
         c.pointee.n_contracts = self.contracts.count
         c.pointee.contracts = try CBridge.cArray(self.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
         c.pointee.alias = try CBridge.cString(self.alias, arena, "weft.v1.ImportAcsRequest", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1617,7 +2189,7 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.imported = self.imported
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 

@@ -278,7 +278,7 @@ extension Weft.V1 {
         public var key: [UInt8] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -292,6 +292,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -316,7 +321,7 @@ extension Weft.V1 {
         public var signature: [UInt8] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -330,6 +335,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -357,7 +367,7 @@ extension Weft.V1 {
         public var ciphertext: [UInt8] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -372,6 +382,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -406,7 +421,7 @@ extension Weft.V1.PublicKey: CBackedMessage {
         c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: self.scheme.rawValue))
         c.pointee.purpose = .init(rawValue: .init(truncatingIfNeeded: self.purpose.rawValue))
         c.pointee.key = CBridge.binary(self.key, arena)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -434,7 +449,7 @@ extension Weft.V1.Signature: CBackedMessage {
         c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: self.scheme.rawValue))
         c.pointee.signed_by = try CBridge.cString(self.signedBy, arena, "weft.v1.Signature", 2)
         c.pointee.signature = CBridge.binary(self.signature, arena)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -464,6 +479,6 @@ extension Weft.V1.WrappedKey: CBackedMessage {
         c.pointee.recipient_key = try CBridge.cString(self.recipientKey, arena, "weft.v1.WrappedKey", 2)
         c.pointee.ephemeral_public_key = CBridge.binary(self.ephemeralPublicKey, arena)
         c.pointee.ciphertext = CBridge.binary(self.ciphertext, arena)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -12,13 +12,59 @@ extension Weft.V1 {
 
         /// Stream the frame belongs to. Client-opened streams have odd ids, starting
         /// at 1 and increasing; 0 means the connection itself.
-        public var streamID: UInt32 = 0
+        public var streamID: UInt32 {
+            get { _storage.streamID }
+            set { _uniqueStorage().streamID = newValue }
+        }
 
         /// What the frame does; exactly one kind is set.
-        public var kind: Kind? = nil
+        public var kind: Kind? {
+            get { _storage.kind }
+            set { _uniqueStorage().kind = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var streamID: UInt32 = 0
+            var kind: Kind? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                streamID = other.streamID
+                kind = other.kind
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.streamID == r.streamID
+        && l.kind == r.kind
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.streamID)
+            hasher.combine(s.kind)
+            hasher.combine(s.unknownFields)
+        }
 
         /// What the frame does; exactly one kind is set.
         public enum Kind: Hashable, Sendable {
@@ -59,6 +105,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -71,16 +122,69 @@ extension Weft.V1 {
 
         /// Method path, `/weft.v1.<Service>/<Method>`, e.g.
         /// `/weft.v1.HealthService/Check`.
-        public var method: String = ""
+        public var method: String {
+            get { _storage.method }
+            set { _uniqueStorage().method = newValue }
+        }
 
         /// Call metadata (headers): `traceparent`, `authorization`, `*-bin`, ….
-        public var metadata: [Weft.V1.MetadataEntry] = []
+        public var metadata: [Weft.V1.MetadataEntry] {
+            get { _storage.metadata }
+            set { _uniqueStorage().metadata = newValue }
+        }
 
         /// Relative deadline of the call. Absent: no deadline.
-        public var timeout: Weft.V1.Duration? = nil
+        public var timeout: Weft.V1.Duration? {
+            get { _storage.timeout }
+            set { _uniqueStorage().timeout = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var method: String = ""
+            var metadata: [Weft.V1.MetadataEntry] = []
+            var timeout: Weft.V1.Duration? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                method = other.method
+                metadata = other.metadata
+                timeout = other.timeout
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.method == r.method
+        && l.metadata == r.metadata
+        && l.timeout == r.timeout
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.method)
+            hasher.combine(s.metadata)
+            hasher.combine(s.timeout)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -94,6 +198,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -111,7 +220,7 @@ extension Weft.V1 {
         public var payload: [UInt8] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -126,6 +235,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -137,13 +251,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.FrameHalfClose"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -158,13 +277,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.FrameClose"
 
         /// Outcome of the call.
-        public var status: Weft.V1.Status? = nil
+        public var status: Weft.V1.Status? {
+            get { _storage.status }
+            set { _uniqueStorage().status = newValue }
+        }
 
         /// Trailing metadata.
-        public var trailers: [Weft.V1.MetadataEntry] = []
+        public var trailers: [Weft.V1.MetadataEntry] {
+            get { _storage.trailers }
+            set { _uniqueStorage().trailers = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var status: Weft.V1.Status? = nil
+            var trailers: [Weft.V1.MetadataEntry] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                status = other.status
+                trailers = other.trailers
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.status == r.status
+        && l.trailers == r.trailers
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.status)
+            hasher.combine(s.trailers)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -177,6 +342,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -194,7 +364,7 @@ extension Weft.V1 {
         public var reason: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -206,6 +376,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -223,7 +398,7 @@ extension Weft.V1 {
         public var incrementBytes: UInt32 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -235,6 +410,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -252,7 +432,7 @@ extension Weft.V1 {
         public var data: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -264,6 +444,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -281,7 +466,7 @@ extension Weft.V1 {
         public var data: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -296,6 +481,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -307,13 +497,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.FrameGoAway"
 
         /// Highest stream id the sender has accepted and will finish.
-        public var lastStreamID: UInt32 = 0
+        public var lastStreamID: UInt32 {
+            get { _storage.lastStreamID }
+            set { _uniqueStorage().lastStreamID = newValue }
+        }
 
         /// Why, e.g. `server shutting down`.
-        public var status: Weft.V1.Status? = nil
+        public var status: Weft.V1.Status? {
+            get { _storage.status }
+            set { _uniqueStorage().status = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var lastStreamID: UInt32 = 0
+            var status: Weft.V1.Status? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                lastStreamID = other.lastStreamID
+                status = other.status
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.lastStreamID == r.lastStreamID
+        && l.status == r.status
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.lastStreamID)
+            hasher.combine(s.status)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -326,6 +562,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -350,25 +591,28 @@ extension Weft.V1.Frame: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.streamID = c.stream_id
+        let s = _Storage()
+        s.streamID = c.stream_id
         switch c.kind_case.rawValue {
-        case 2: self.kind = .open(try Weft.V1.FrameOpen(c: c.open))
-        case 3: self.kind = .message(try Weft.V1.FrameMessage(c: c.message))
-        case 4: self.kind = .halfClose(try Weft.V1.FrameHalfClose(c: c.half_close))
-        case 5: self.kind = .close(try Weft.V1.FrameClose(c: c.close))
-        case 6: self.kind = .cancel(try Weft.V1.FrameCancel(c: c.cancel))
-        case 7: self.kind = .windowUpdate(try Weft.V1.FrameWindowUpdate(c: c.window_update))
-        case 8: self.kind = .ping(try Weft.V1.FramePing(c: c.ping))
-        case 9: self.kind = .pong(try Weft.V1.FramePong(c: c.pong))
-        case 10: self.kind = .goAway(try Weft.V1.FrameGoAway(c: c.go_away))
-        default: self.kind = nil
+        case 2: s.kind = .open(try Weft.V1.FrameOpen(c: c.open))
+        case 3: s.kind = .message(try Weft.V1.FrameMessage(c: c.message))
+        case 4: s.kind = .halfClose(try Weft.V1.FrameHalfClose(c: c.half_close))
+        case 5: s.kind = .close(try Weft.V1.FrameClose(c: c.close))
+        case 6: s.kind = .cancel(try Weft.V1.FrameCancel(c: c.cancel))
+        case 7: s.kind = .windowUpdate(try Weft.V1.FrameWindowUpdate(c: c.window_update))
+        case 8: s.kind = .ping(try Weft.V1.FramePing(c: c.ping))
+        case 9: s.kind = .pong(try Weft.V1.FramePong(c: c.pong))
+        case 10: s.kind = .goAway(try Weft.V1.FrameGoAway(c: c.go_away))
+        default: s.kind = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.stream_id = self.streamID
-        switch self.kind {
+        let s = _storage
+        c.pointee.stream_id = s.streamID
+        switch s.kind {
         case nil: break
         case .open(let v)?:
             c.pointee.kind_case = .init(rawValue: 2)
@@ -398,7 +642,7 @@ extension Weft.V1.Frame: CBackedMessage {
             c.pointee.kind_case = .init(rawValue: 10)
             c.pointee.go_away = try Weft.V1.FrameGoAway.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -416,18 +660,21 @@ extension Weft.V1.FrameOpen: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.method = try CBridge.string(c.method, "weft.v1.FrameOpen")
-        self.metadata = try CBridge.array(c.metadata, c.n_metadata) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!) }
-        if let p = c.timeout { self.timeout = try Weft.V1.Duration(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.method = try CBridge.string(c.method, "weft.v1.FrameOpen")
+        s.metadata = try CBridge.array(c.metadata, c.n_metadata) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!) }
+        if let p = c.timeout { s.timeout = try Weft.V1.Duration(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.method = try CBridge.cString(self.method, arena, "weft.v1.FrameOpen", 1)
-        c.pointee.n_metadata = self.metadata.count
-        c.pointee.metadata = try CBridge.cArray(self.metadata, arena) { (e) throws(WireError) in Optional(try Weft.V1.MetadataEntry.makeC(e, arena)) }
-        if let v = self.timeout { c.pointee.timeout = try Weft.V1.Duration.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.method = try CBridge.cString(s.method, arena, "weft.v1.FrameOpen", 1)
+        c.pointee.n_metadata = s.metadata.count
+        c.pointee.metadata = try CBridge.cArray(s.metadata, arena) { (e) throws(WireError) in Optional(try Weft.V1.MetadataEntry.makeC(e, arena)) }
+        if let v = s.timeout { c.pointee.timeout = try Weft.V1.Duration.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -451,7 +698,7 @@ extension Weft.V1.FrameMessage: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.payload = CBridge.binary(self.payload, arena)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -473,7 +720,7 @@ extension Weft.V1.FrameHalfClose: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -491,16 +738,19 @@ extension Weft.V1.FrameClose: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.status { self.status = try Weft.V1.Status(c: p) }
-        self.trailers = try CBridge.array(c.trailers, c.n_trailers) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.status { s.status = try Weft.V1.Status(c: p) }
+        s.trailers = try CBridge.array(c.trailers, c.n_trailers) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
-        c.pointee.n_trailers = self.trailers.count
-        c.pointee.trailers = try CBridge.cArray(self.trailers, arena) { (e) throws(WireError) in Optional(try Weft.V1.MetadataEntry.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
+        c.pointee.n_trailers = s.trailers.count
+        c.pointee.trailers = try CBridge.cArray(s.trailers, arena) { (e) throws(WireError) in Optional(try Weft.V1.MetadataEntry.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -524,7 +774,7 @@ extension Weft.V1.FrameCancel: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.reason = try CBridge.cString(self.reason, arena, "weft.v1.FrameCancel", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -548,7 +798,7 @@ extension Weft.V1.FrameWindowUpdate: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.increment_bytes = self.incrementBytes
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -572,7 +822,7 @@ extension Weft.V1.FramePing: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.data = self.data
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -596,7 +846,7 @@ extension Weft.V1.FramePong: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.data = self.data
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -614,14 +864,17 @@ extension Weft.V1.FrameGoAway: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.lastStreamID = c.last_stream_id
-        if let p = c.status { self.status = try Weft.V1.Status(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.lastStreamID = c.last_stream_id
+        if let p = c.status { s.status = try Weft.V1.Status(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.last_stream_id = self.lastStreamID
-        if let v = self.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.last_stream_id = s.lastStreamID
+        if let v = s.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -56,7 +56,7 @@ extension Weft.V1 {
         public var service: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -68,6 +68,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -88,7 +93,7 @@ extension Weft.V1 {
         public var detail: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -101,6 +106,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -118,7 +128,7 @@ extension Weft.V1 {
         public var service: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -130,6 +140,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -150,7 +165,7 @@ extension Weft.V1 {
         public var detail: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -163,6 +178,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -193,7 +213,7 @@ extension Weft.V1.CheckRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.service = try CBridge.cString(self.service, arena, "weft.v1.CheckRequest", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -219,7 +239,7 @@ extension Weft.V1.CheckResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.status = .init(rawValue: .init(truncatingIfNeeded: self.status.rawValue))
         c.pointee.detail = try CBridge.cString(self.detail, arena, "weft.v1.CheckResponse", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -243,7 +263,7 @@ extension Weft.V1.WatchRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.service = try CBridge.cString(self.service, arena, "weft.v1.WatchRequest", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -269,7 +289,7 @@ extension Weft.V1.WatchResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.status = .init(rawValue: .init(truncatingIfNeeded: self.status.rawValue))
         c.pointee.detail = try CBridge.cString(self.detail, arena, "weft.v1.WatchResponse", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 

@@ -10,13 +10,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.CreateCommand"
 
         /// Template of the contract.
-        public var templateID: Weft.V1.TemplateId? = nil
+        public var templateID: Weft.V1.TemplateId? {
+            get { _storage.templateID }
+            set { _uniqueStorage().templateID = newValue }
+        }
 
         /// Create arguments.
-        public var createArguments: Weft.V1.Record? = nil
+        public var createArguments: Weft.V1.Record? {
+            get { _storage.createArguments }
+            set { _uniqueStorage().createArguments = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var templateID: Weft.V1.TemplateId? = nil
+            var createArguments: Weft.V1.Record? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                templateID = other.templateID
+                createArguments = other.createArguments
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.templateID == r.templateID
+        && l.createArguments == r.createArguments
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.templateID)
+            hasher.combine(s.createArguments)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -32,6 +78,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -43,19 +94,79 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ExerciseCommand"
 
         /// Template of the contract.
-        public var templateID: Weft.V1.TemplateId? = nil
+        public var templateID: Weft.V1.TemplateId? {
+            get { _storage.templateID }
+            set { _uniqueStorage().templateID = newValue }
+        }
 
         /// Contract id.
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.contractID }
+            set { _uniqueStorage().contractID = newValue }
+        }
 
         /// Choice name.
-        public var choice: String = ""
+        public var choice: String {
+            get { _storage.choice }
+            set { _uniqueStorage().choice = newValue }
+        }
 
         /// Choice argument (a record of the choice's parameters).
-        public var choiceArgument: Weft.V1.Value? = nil
+        public var choiceArgument: Weft.V1.Value? {
+            get { _storage.choiceArgument }
+            set { _uniqueStorage().choiceArgument = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var templateID: Weft.V1.TemplateId? = nil
+            var contractID: String = ""
+            var choice: String = ""
+            var choiceArgument: Weft.V1.Value? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                templateID = other.templateID
+                contractID = other.contractID
+                choice = other.choice
+                choiceArgument = other.choiceArgument
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.templateID == r.templateID
+        && l.contractID == r.contractID
+        && l.choice == r.choice
+        && l.choiceArgument == r.choiceArgument
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.templateID)
+            hasher.combine(s.contractID)
+            hasher.combine(s.choice)
+            hasher.combine(s.choiceArgument)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -73,6 +184,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -84,10 +200,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.Command"
 
         /// The command.
-        public var kind: Kind? = nil
+        public var kind: Kind? {
+            get { _storage.kind }
+            set { _uniqueStorage().kind = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var kind: Kind? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                kind = other.kind
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.kind == r.kind
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.kind)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The command.
         public enum Kind: Hashable, Sendable {
@@ -110,6 +265,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -122,33 +282,121 @@ extension Weft.V1 {
 
         /// Application-chosen id, unique per application and act-as parties within
         /// the deduplication period.
-        public var commandID: String = ""
+        public var commandID: String {
+            get { _storage.commandID }
+            set { _uniqueStorage().commandID = newValue }
+        }
 
         /// Id of the submitting application.
-        public var applicationID: String = ""
+        public var applicationID: String {
+            get { _storage.applicationID }
+            set { _uniqueStorage().applicationID = newValue }
+        }
 
         /// Parties the transaction acts as; the participant must host them with
         /// submission permission.
-        public var actAs: [String] = []
+        public var actAs: [String] {
+            get { _storage.actAs }
+            set { _uniqueStorage().actAs = newValue }
+        }
 
         /// Additional parties whose contracts may be read.
-        public var readAs: [String] = []
+        public var readAs: [String] {
+            get { _storage.readAs }
+            set { _uniqueStorage().readAs = newValue }
+        }
 
         /// Workflow id, echoed in transactions; may be empty.
-        public var workflowID: String = ""
+        public var workflowID: String {
+            get { _storage.workflowID }
+            set { _uniqueStorage().workflowID = newValue }
+        }
 
         /// How long a command with the same id is deduplicated; absent: the
         /// participant's maximum.
-        public var deduplicationPeriod: Weft.V1.Duration? = nil
+        public var deduplicationPeriod: Weft.V1.Duration? {
+            get { _storage.deduplicationPeriod }
+            set { _uniqueStorage().deduplicationPeriod = newValue }
+        }
 
         /// Submission id, for correlating the completion; generated if empty.
-        public var submissionID: String = ""
+        public var submissionID: String {
+            get { _storage.submissionID }
+            set { _uniqueStorage().submissionID = newValue }
+        }
 
         /// The commands, interpreted in order.
-        public var commands: [Weft.V1.Command] = []
+        public var commands: [Weft.V1.Command] {
+            get { _storage.commands }
+            set { _uniqueStorage().commands = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var commandID: String = ""
+            var applicationID: String = ""
+            var actAs: [String] = []
+            var readAs: [String] = []
+            var workflowID: String = ""
+            var deduplicationPeriod: Weft.V1.Duration? = nil
+            var submissionID: String = ""
+            var commands: [Weft.V1.Command] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                commandID = other.commandID
+                applicationID = other.applicationID
+                actAs = other.actAs
+                readAs = other.readAs
+                workflowID = other.workflowID
+                deduplicationPeriod = other.deduplicationPeriod
+                submissionID = other.submissionID
+                commands = other.commands
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.commandID == r.commandID
+        && l.applicationID == r.applicationID
+        && l.actAs == r.actAs
+        && l.readAs == r.readAs
+        && l.workflowID == r.workflowID
+        && l.deduplicationPeriod == r.deduplicationPeriod
+        && l.submissionID == r.submissionID
+        && l.commands == r.commands
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.commandID)
+            hasher.combine(s.applicationID)
+            hasher.combine(s.actAs)
+            hasher.combine(s.readAs)
+            hasher.combine(s.workflowID)
+            hasher.combine(s.deduplicationPeriod)
+            hasher.combine(s.submissionID)
+            hasher.combine(s.commands)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -170,6 +418,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -181,10 +434,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SubmitRequest"
 
         /// The commands.
-        public var commands: Weft.V1.Commands? = nil
+        public var commands: Weft.V1.Commands? {
+            get { _storage.commands }
+            set { _uniqueStorage().commands = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var commands: Weft.V1.Commands? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                commands = other.commands
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.commands == r.commands
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.commands)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -196,6 +488,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -213,7 +510,7 @@ extension Weft.V1 {
         public var submissionID: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -228,6 +525,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -239,10 +541,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SubmitAndWaitRequest"
 
         /// The commands.
-        public var commands: Weft.V1.Commands? = nil
+        public var commands: Weft.V1.Commands? {
+            get { _storage.commands }
+            set { _uniqueStorage().commands = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var commands: Weft.V1.Commands? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                commands = other.commands
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.commands == r.commands
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.commands)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -254,6 +595,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -277,7 +623,7 @@ extension Weft.V1 {
         public var results: [Weft.V1.Value] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -294,6 +640,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -305,29 +656,110 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.Completion"
 
         /// The command id.
-        public var commandID: String = ""
+        public var commandID: String {
+            get { _storage.commandID }
+            set { _uniqueStorage().commandID = newValue }
+        }
 
         /// Outcome: OK, or a rejection with its reason id, e.g.
         /// `LOCKED_CONTRACTS`, `DUPLICATE_COMMAND`, `MEDIATOR_SAYS_TX_TIMED_OUT`.
-        public var status: Weft.V1.Status? = nil
+        public var status: Weft.V1.Status? {
+            get { _storage.status }
+            set { _uniqueStorage().status = newValue }
+        }
 
         /// Id of the committed transaction; empty on rejection.
-        public var transactionID: String = ""
+        public var transactionID: String {
+            get { _storage.transactionID }
+            set { _uniqueStorage().transactionID = newValue }
+        }
 
         /// Application id.
-        public var applicationID: String = ""
+        public var applicationID: String {
+            get { _storage.applicationID }
+            set { _uniqueStorage().applicationID = newValue }
+        }
 
         /// Act-as parties of the submission.
-        public var actAs: [String] = []
+        public var actAs: [String] {
+            get { _storage.actAs }
+            set { _uniqueStorage().actAs = newValue }
+        }
 
         /// Submission id.
-        public var submissionID: String = ""
+        public var submissionID: String {
+            get { _storage.submissionID }
+            set { _uniqueStorage().submissionID = newValue }
+        }
 
         /// Ledger offset of the completion.
-        public var offset: UInt64 = 0
+        public var offset: UInt64 {
+            get { _storage.offset }
+            set { _uniqueStorage().offset = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var commandID: String = ""
+            var status: Weft.V1.Status? = nil
+            var transactionID: String = ""
+            var applicationID: String = ""
+            var actAs: [String] = []
+            var submissionID: String = ""
+            var offset: UInt64 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                commandID = other.commandID
+                status = other.status
+                transactionID = other.transactionID
+                applicationID = other.applicationID
+                actAs = other.actAs
+                submissionID = other.submissionID
+                offset = other.offset
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.commandID == r.commandID
+        && l.status == r.status
+        && l.transactionID == r.transactionID
+        && l.applicationID == r.applicationID
+        && l.actAs == r.actAs
+        && l.submissionID == r.submissionID
+        && l.offset == r.offset
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.commandID)
+            hasher.combine(s.status)
+            hasher.combine(s.transactionID)
+            hasher.combine(s.applicationID)
+            hasher.combine(s.actAs)
+            hasher.combine(s.submissionID)
+            hasher.combine(s.offset)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -345,6 +777,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -368,7 +805,7 @@ extension Weft.V1 {
         public var beginExclusive: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -385,6 +822,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -396,10 +838,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.CompletionStreamResponse"
 
         /// The completion.
-        public var completion: Weft.V1.Completion? = nil
+        public var completion: Weft.V1.Completion? {
+            get { _storage.completion }
+            set { _uniqueStorage().completion = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var completion: Weft.V1.Completion? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                completion = other.completion
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.completion == r.completion
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.completion)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -411,6 +892,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -431,7 +917,7 @@ extension Weft.V1 {
         public var templateIDs: [Weft.V1.TemplateId] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -447,6 +933,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -458,28 +949,109 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.CreatedEvent"
 
         /// Event id, `<transaction id>:<node index>`.
-        public var eventID: String = ""
+        public var eventID: String {
+            get { _storage.eventID }
+            set { _uniqueStorage().eventID = newValue }
+        }
 
         /// Contract id.
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.contractID }
+            set { _uniqueStorage().contractID = newValue }
+        }
 
         /// Template.
-        public var templateID: Weft.V1.TemplateId? = nil
+        public var templateID: Weft.V1.TemplateId? {
+            get { _storage.templateID }
+            set { _uniqueStorage().templateID = newValue }
+        }
 
         /// Create arguments.
-        public var createArguments: Weft.V1.Record? = nil
+        public var createArguments: Weft.V1.Record? {
+            get { _storage.createArguments }
+            set { _uniqueStorage().createArguments = newValue }
+        }
 
         /// Signatories.
-        public var signatories: [String] = []
+        public var signatories: [String] {
+            get { _storage.signatories }
+            set { _uniqueStorage().signatories = newValue }
+        }
 
         /// Observers.
-        public var observers: [String] = []
+        public var observers: [String] {
+            get { _storage.observers }
+            set { _uniqueStorage().observers = newValue }
+        }
 
         /// Requested parties that see the event.
-        public var witnessParties: [String] = []
+        public var witnessParties: [String] {
+            get { _storage.witnessParties }
+            set { _uniqueStorage().witnessParties = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var eventID: String = ""
+            var contractID: String = ""
+            var templateID: Weft.V1.TemplateId? = nil
+            var createArguments: Weft.V1.Record? = nil
+            var signatories: [String] = []
+            var observers: [String] = []
+            var witnessParties: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                eventID = other.eventID
+                contractID = other.contractID
+                templateID = other.templateID
+                createArguments = other.createArguments
+                signatories = other.signatories
+                observers = other.observers
+                witnessParties = other.witnessParties
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.eventID == r.eventID
+        && l.contractID == r.contractID
+        && l.templateID == r.templateID
+        && l.createArguments == r.createArguments
+        && l.signatories == r.signatories
+        && l.observers == r.observers
+        && l.witnessParties == r.witnessParties
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.eventID)
+            hasher.combine(s.contractID)
+            hasher.combine(s.templateID)
+            hasher.combine(s.createArguments)
+            hasher.combine(s.signatories)
+            hasher.combine(s.observers)
+            hasher.combine(s.witnessParties)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -500,6 +1072,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -511,19 +1088,79 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ArchivedEvent"
 
         /// Event id.
-        public var eventID: String = ""
+        public var eventID: String {
+            get { _storage.eventID }
+            set { _uniqueStorage().eventID = newValue }
+        }
 
         /// Contract id.
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.contractID }
+            set { _uniqueStorage().contractID = newValue }
+        }
 
         /// Template.
-        public var templateID: Weft.V1.TemplateId? = nil
+        public var templateID: Weft.V1.TemplateId? {
+            get { _storage.templateID }
+            set { _uniqueStorage().templateID = newValue }
+        }
 
         /// Requested parties that see the event.
-        public var witnessParties: [String] = []
+        public var witnessParties: [String] {
+            get { _storage.witnessParties }
+            set { _uniqueStorage().witnessParties = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var eventID: String = ""
+            var contractID: String = ""
+            var templateID: Weft.V1.TemplateId? = nil
+            var witnessParties: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                eventID = other.eventID
+                contractID = other.contractID
+                templateID = other.templateID
+                witnessParties = other.witnessParties
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.eventID == r.eventID
+        && l.contractID == r.contractID
+        && l.templateID == r.templateID
+        && l.witnessParties == r.witnessParties
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.eventID)
+            hasher.combine(s.contractID)
+            hasher.combine(s.templateID)
+            hasher.combine(s.witnessParties)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -541,6 +1178,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -552,37 +1194,139 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ExercisedEvent"
 
         /// Event id.
-        public var eventID: String = ""
+        public var eventID: String {
+            get { _storage.eventID }
+            set { _uniqueStorage().eventID = newValue }
+        }
 
         /// Contract id.
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.contractID }
+            set { _uniqueStorage().contractID = newValue }
+        }
 
         /// Template.
-        public var templateID: Weft.V1.TemplateId? = nil
+        public var templateID: Weft.V1.TemplateId? {
+            get { _storage.templateID }
+            set { _uniqueStorage().templateID = newValue }
+        }
 
         /// Choice name.
-        public var choice: String = ""
+        public var choice: String {
+            get { _storage.choice }
+            set { _uniqueStorage().choice = newValue }
+        }
 
         /// Choice argument.
-        public var choiceArgument: Weft.V1.Value? = nil
+        public var choiceArgument: Weft.V1.Value? {
+            get { _storage.choiceArgument }
+            set { _uniqueStorage().choiceArgument = newValue }
+        }
 
         /// Acting parties.
-        public var actingParties: [String] = []
+        public var actingParties: [String] {
+            get { _storage.actingParties }
+            set { _uniqueStorage().actingParties = newValue }
+        }
 
         /// Whether the contract was archived.
-        public var consuming: Bool = false
+        public var consuming: Bool {
+            get { _storage.consuming }
+            set { _uniqueStorage().consuming = newValue }
+        }
 
         /// Requested parties that see the event.
-        public var witnessParties: [String] = []
+        public var witnessParties: [String] {
+            get { _storage.witnessParties }
+            set { _uniqueStorage().witnessParties = newValue }
+        }
 
         /// Event ids of the consequences, in order.
-        public var childEventIDs: [String] = []
+        public var childEventIDs: [String] {
+            get { _storage.childEventIDs }
+            set { _uniqueStorage().childEventIDs = newValue }
+        }
 
         /// The choice's result.
-        public var exerciseResult: Weft.V1.Value? = nil
+        public var exerciseResult: Weft.V1.Value? {
+            get { _storage.exerciseResult }
+            set { _uniqueStorage().exerciseResult = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var eventID: String = ""
+            var contractID: String = ""
+            var templateID: Weft.V1.TemplateId? = nil
+            var choice: String = ""
+            var choiceArgument: Weft.V1.Value? = nil
+            var actingParties: [String] = []
+            var consuming: Bool = false
+            var witnessParties: [String] = []
+            var childEventIDs: [String] = []
+            var exerciseResult: Weft.V1.Value? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                eventID = other.eventID
+                contractID = other.contractID
+                templateID = other.templateID
+                choice = other.choice
+                choiceArgument = other.choiceArgument
+                actingParties = other.actingParties
+                consuming = other.consuming
+                witnessParties = other.witnessParties
+                childEventIDs = other.childEventIDs
+                exerciseResult = other.exerciseResult
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.eventID == r.eventID
+        && l.contractID == r.contractID
+        && l.templateID == r.templateID
+        && l.choice == r.choice
+        && l.choiceArgument == r.choiceArgument
+        && l.actingParties == r.actingParties
+        && l.consuming == r.consuming
+        && l.witnessParties == r.witnessParties
+        && l.childEventIDs == r.childEventIDs
+        && l.exerciseResult == r.exerciseResult
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.eventID)
+            hasher.combine(s.contractID)
+            hasher.combine(s.templateID)
+            hasher.combine(s.choice)
+            hasher.combine(s.choiceArgument)
+            hasher.combine(s.actingParties)
+            hasher.combine(s.consuming)
+            hasher.combine(s.witnessParties)
+            hasher.combine(s.childEventIDs)
+            hasher.combine(s.exerciseResult)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -606,6 +1350,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -617,10 +1366,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.Event"
 
         /// The event; exactly one is set.
-        public var kind: Kind? = nil
+        public var kind: Kind? {
+            get { _storage.kind }
+            set { _uniqueStorage().kind = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var kind: Kind? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                kind = other.kind
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.kind == r.kind
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.kind)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The event; exactly one is set.
         public enum Kind: Hashable, Sendable {
@@ -643,6 +1431,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -654,28 +1447,109 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.Transaction"
 
         /// Transaction id.
-        public var transactionID: String = ""
+        public var transactionID: String {
+            get { _storage.transactionID }
+            set { _uniqueStorage().transactionID = newValue }
+        }
 
         /// Command id; only for the submitting application's parties.
-        public var commandID: String = ""
+        public var commandID: String {
+            get { _storage.commandID }
+            set { _uniqueStorage().commandID = newValue }
+        }
 
         /// Workflow id.
-        public var workflowID: String = ""
+        public var workflowID: String {
+            get { _storage.workflowID }
+            set { _uniqueStorage().workflowID = newValue }
+        }
 
         /// Ledger time.
-        public var effectiveAt: Weft.V1.Timestamp? = nil
+        public var effectiveAt: Weft.V1.Timestamp? {
+            get { _storage.effectiveAt }
+            set { _uniqueStorage().effectiveAt = newValue }
+        }
 
         /// Events visible to the requested parties.
-        public var events: [Weft.V1.Event] = []
+        public var events: [Weft.V1.Event] {
+            get { _storage.events }
+            set { _uniqueStorage().events = newValue }
+        }
 
         /// Ledger offset.
-        public var offset: UInt64 = 0
+        public var offset: UInt64 {
+            get { _storage.offset }
+            set { _uniqueStorage().offset = newValue }
+        }
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var transactionID: String = ""
+            var commandID: String = ""
+            var workflowID: String = ""
+            var effectiveAt: Weft.V1.Timestamp? = nil
+            var events: [Weft.V1.Event] = []
+            var offset: UInt64 = 0
+            var domain: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                transactionID = other.transactionID
+                commandID = other.commandID
+                workflowID = other.workflowID
+                effectiveAt = other.effectiveAt
+                events = other.events
+                offset = other.offset
+                domain = other.domain
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.transactionID == r.transactionID
+        && l.commandID == r.commandID
+        && l.workflowID == r.workflowID
+        && l.effectiveAt == r.effectiveAt
+        && l.events == r.events
+        && l.offset == r.offset
+        && l.domain == r.domain
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.transactionID)
+            hasher.combine(s.commandID)
+            hasher.combine(s.workflowID)
+            hasher.combine(s.effectiveAt)
+            hasher.combine(s.events)
+            hasher.combine(s.offset)
+            hasher.combine(s.domain)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -696,6 +1570,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -707,10 +1586,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.TreeEvent"
 
         /// The event; exactly one is set.
-        public var kind: Kind? = nil
+        public var kind: Kind? {
+            get { _storage.kind }
+            set { _uniqueStorage().kind = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var kind: Kind? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                kind = other.kind
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.kind == r.kind
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.kind)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The event; exactly one is set.
         public enum Kind: Hashable, Sendable {
@@ -733,6 +1651,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -744,31 +1667,119 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.TransactionTreeView"
 
         /// Transaction id.
-        public var transactionID: String = ""
+        public var transactionID: String {
+            get { _storage.transactionID }
+            set { _uniqueStorage().transactionID = newValue }
+        }
 
         /// Command id; only for the submitting application's parties.
-        public var commandID: String = ""
+        public var commandID: String {
+            get { _storage.commandID }
+            set { _uniqueStorage().commandID = newValue }
+        }
 
         /// Workflow id.
-        public var workflowID: String = ""
+        public var workflowID: String {
+            get { _storage.workflowID }
+            set { _uniqueStorage().workflowID = newValue }
+        }
 
         /// Ledger time.
-        public var effectiveAt: Weft.V1.Timestamp? = nil
+        public var effectiveAt: Weft.V1.Timestamp? {
+            get { _storage.effectiveAt }
+            set { _uniqueStorage().effectiveAt = newValue }
+        }
 
         /// Ledger offset.
-        public var offset: UInt64 = 0
+        public var offset: UInt64 {
+            get { _storage.offset }
+            set { _uniqueStorage().offset = newValue }
+        }
 
         /// All visible events; `root_event_ids` and `child_event_ids` link them.
-        public var events: [Weft.V1.TreeEvent] = []
+        public var events: [Weft.V1.TreeEvent] {
+            get { _storage.events }
+            set { _uniqueStorage().events = newValue }
+        }
 
         /// Event ids of the roots visible to the requested parties.
-        public var rootEventIDs: [String] = []
+        public var rootEventIDs: [String] {
+            get { _storage.rootEventIDs }
+            set { _uniqueStorage().rootEventIDs = newValue }
+        }
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var transactionID: String = ""
+            var commandID: String = ""
+            var workflowID: String = ""
+            var effectiveAt: Weft.V1.Timestamp? = nil
+            var offset: UInt64 = 0
+            var events: [Weft.V1.TreeEvent] = []
+            var rootEventIDs: [String] = []
+            var domain: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                transactionID = other.transactionID
+                commandID = other.commandID
+                workflowID = other.workflowID
+                effectiveAt = other.effectiveAt
+                offset = other.offset
+                events = other.events
+                rootEventIDs = other.rootEventIDs
+                domain = other.domain
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.transactionID == r.transactionID
+        && l.commandID == r.commandID
+        && l.workflowID == r.workflowID
+        && l.effectiveAt == r.effectiveAt
+        && l.offset == r.offset
+        && l.events == r.events
+        && l.rootEventIDs == r.rootEventIDs
+        && l.domain == r.domain
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.transactionID)
+            hasher.combine(s.commandID)
+            hasher.combine(s.workflowID)
+            hasher.combine(s.effectiveAt)
+            hasher.combine(s.offset)
+            hasher.combine(s.events)
+            hasher.combine(s.rootEventIDs)
+            hasher.combine(s.domain)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -790,6 +1801,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -801,16 +1817,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetTransactionsRequest"
 
         /// Start after this offset; 0 is the ledger's beginning.
-        public var beginExclusive: UInt64 = 0
+        public var beginExclusive: UInt64 {
+            get { _storage.beginExclusive }
+            set { _uniqueStorage().beginExclusive = newValue }
+        }
 
         /// Stop at this offset; 0 streams on as new transactions commit.
-        public var endInclusive: UInt64 = 0
+        public var endInclusive: UInt64 {
+            get { _storage.endInclusive }
+            set { _uniqueStorage().endInclusive = newValue }
+        }
 
         /// Which events.
-        public var filter: Weft.V1.TransactionFilter? = nil
+        public var filter: Weft.V1.TransactionFilter? {
+            get { _storage.filter }
+            set { _uniqueStorage().filter = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var beginExclusive: UInt64 = 0
+            var endInclusive: UInt64 = 0
+            var filter: Weft.V1.TransactionFilter? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                beginExclusive = other.beginExclusive
+                endInclusive = other.endInclusive
+                filter = other.filter
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.beginExclusive == r.beginExclusive
+        && l.endInclusive == r.endInclusive
+        && l.filter == r.filter
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.beginExclusive)
+            hasher.combine(s.endInclusive)
+            hasher.combine(s.filter)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -824,6 +1893,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -838,10 +1912,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetTransactionsResponse"
 
         /// The transaction.
-        public var transaction: Weft.V1.Transaction? = nil
+        public var transaction: Weft.V1.Transaction? {
+            get { _storage.transaction }
+            set { _uniqueStorage().transaction = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var transaction: Weft.V1.Transaction? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                transaction = other.transaction
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.transaction == r.transaction
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.transaction)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -856,6 +1969,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -867,16 +1985,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetTransactionTreesRequest"
 
         /// Start after this offset; 0 is the ledger's beginning.
-        public var beginExclusive: UInt64 = 0
+        public var beginExclusive: UInt64 {
+            get { _storage.beginExclusive }
+            set { _uniqueStorage().beginExclusive = newValue }
+        }
 
         /// Stop at this offset; 0 streams on as new transactions commit.
-        public var endInclusive: UInt64 = 0
+        public var endInclusive: UInt64 {
+            get { _storage.endInclusive }
+            set { _uniqueStorage().endInclusive = newValue }
+        }
 
         /// Which events.
-        public var filter: Weft.V1.TransactionFilter? = nil
+        public var filter: Weft.V1.TransactionFilter? {
+            get { _storage.filter }
+            set { _uniqueStorage().filter = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var beginExclusive: UInt64 = 0
+            var endInclusive: UInt64 = 0
+            var filter: Weft.V1.TransactionFilter? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                beginExclusive = other.beginExclusive
+                endInclusive = other.endInclusive
+                filter = other.filter
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.beginExclusive == r.beginExclusive
+        && l.endInclusive == r.endInclusive
+        && l.filter == r.filter
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.beginExclusive)
+            hasher.combine(s.endInclusive)
+            hasher.combine(s.filter)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -893,6 +2064,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -904,10 +2080,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetTransactionTreesResponse"
 
         /// The tree.
-        public var transaction: Weft.V1.TransactionTreeView? = nil
+        public var transaction: Weft.V1.TransactionTreeView? {
+            get { _storage.transaction }
+            set { _uniqueStorage().transaction = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var transaction: Weft.V1.TransactionTreeView? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                transaction = other.transaction
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.transaction == r.transaction
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.transaction)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -922,6 +2137,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -933,13 +2153,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetLedgerEndRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -957,7 +2182,7 @@ extension Weft.V1 {
         public var offset: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -972,6 +2197,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -983,10 +2213,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetActiveContractsRequest"
 
         /// Which contracts.
-        public var filter: Weft.V1.TransactionFilter? = nil
+        public var filter: Weft.V1.TransactionFilter? {
+            get { _storage.filter }
+            set { _uniqueStorage().filter = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var filter: Weft.V1.TransactionFilter? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                filter = other.filter
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.filter == r.filter
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.filter)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -998,6 +2267,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1018,7 +2292,7 @@ extension Weft.V1 {
         public var offset: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1031,6 +2305,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1054,7 +2333,7 @@ extension Weft.V1 {
         public var isLocal: Bool = false
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1068,6 +2347,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1089,7 +2373,7 @@ extension Weft.V1 {
         public var displayName: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1105,6 +2389,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1116,10 +2405,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.AllocatePartyResponse"
 
         /// The party.
-        public var partyDetails: Weft.V1.PartyDetails? = nil
+        public var partyDetails: Weft.V1.PartyDetails? {
+            get { _storage.partyDetails }
+            set { _uniqueStorage().partyDetails = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var partyDetails: Weft.V1.PartyDetails? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                partyDetails = other.partyDetails
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.partyDetails == r.partyDetails
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.partyDetails)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1134,6 +2462,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1145,13 +2478,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ListKnownPartiesRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1169,7 +2507,7 @@ extension Weft.V1 {
         public var partyDetails: [Weft.V1.PartyDetails] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1181,6 +2519,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1201,7 +2544,7 @@ extension Weft.V1 {
         public var fileName: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1214,6 +2557,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1231,7 +2579,7 @@ extension Weft.V1 {
         public var packageID: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1246,6 +2594,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1257,19 +2610,79 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.PackageDetails"
 
         /// Package id.
-        public var packageID: String = ""
+        public var packageID: String {
+            get { _storage.packageID }
+            set { _uniqueStorage().packageID = newValue }
+        }
 
         /// Templates it defines.
-        public var templateNames: [String] = []
+        public var templateNames: [String] {
+            get { _storage.templateNames }
+            set { _uniqueStorage().templateNames = newValue }
+        }
 
         /// Size of the source in bytes.
-        public var sizeBytes: UInt64 = 0
+        public var sizeBytes: UInt64 {
+            get { _storage.sizeBytes }
+            set { _uniqueStorage().sizeBytes = newValue }
+        }
 
         /// When it was uploaded.
-        public var uploadedAt: Weft.V1.Timestamp? = nil
+        public var uploadedAt: Weft.V1.Timestamp? {
+            get { _storage.uploadedAt }
+            set { _uniqueStorage().uploadedAt = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var packageID: String = ""
+            var templateNames: [String] = []
+            var sizeBytes: UInt64 = 0
+            var uploadedAt: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                packageID = other.packageID
+                templateNames = other.templateNames
+                sizeBytes = other.sizeBytes
+                uploadedAt = other.uploadedAt
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.packageID == r.packageID
+        && l.templateNames == r.templateNames
+        && l.sizeBytes == r.sizeBytes
+        && l.uploadedAt == r.uploadedAt
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.packageID)
+            hasher.combine(s.templateNames)
+            hasher.combine(s.sizeBytes)
+            hasher.combine(s.uploadedAt)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1287,6 +2700,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1298,13 +2716,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ListPackagesRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1322,7 +2745,7 @@ extension Weft.V1 {
         public var packages: [Weft.V1.PackageDetails] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1334,6 +2757,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1351,7 +2779,7 @@ extension Weft.V1 {
         public var packageID: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1366,6 +2794,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1377,13 +2810,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetPackageResponse"
 
         /// Its details.
-        public var details: Weft.V1.PackageDetails? = nil
+        public var details: Weft.V1.PackageDetails? {
+            get { _storage.details }
+            set { _uniqueStorage().details = newValue }
+        }
 
         /// Its source text.
-        public var source: String = ""
+        public var source: String {
+            get { _storage.source }
+            set { _uniqueStorage().source = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var details: Weft.V1.PackageDetails? = nil
+            var source: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                details = other.details
+                source = other.source
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.details == r.details
+        && l.source == r.source
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.details)
+            hasher.combine(s.source)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1396,6 +2875,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1420,15 +2904,18 @@ extension Weft.V1.CreateCommand: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.template_id { self.templateID = try Weft.V1.TemplateId(c: p) }
-        if let p = c.create_arguments { self.createArguments = try Weft.V1.Record(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
-        if let v = self.createArguments { c.pointee.create_arguments = try Weft.V1.Record.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
+        if let v = s.createArguments { c.pointee.create_arguments = try Weft.V1.Record.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1446,19 +2933,22 @@ extension Weft.V1.ExerciseCommand: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.template_id { self.templateID = try Weft.V1.TemplateId(c: p) }
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.ExerciseCommand")
-        self.choice = try CBridge.string(c.choice, "weft.v1.ExerciseCommand")
-        if let p = c.choice_argument { self.choiceArgument = try Weft.V1.Value(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExerciseCommand")
+        s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseCommand")
+        if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.ExerciseCommand", 2)
-        c.pointee.choice = try CBridge.cString(self.choice, arena, "weft.v1.ExerciseCommand", 3)
-        if let v = self.choiceArgument { c.pointee.choice_argument = try Weft.V1.Value.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ExerciseCommand", 2)
+        c.pointee.choice = try CBridge.cString(s.choice, arena, "weft.v1.ExerciseCommand", 3)
+        if let v = s.choiceArgument { c.pointee.choice_argument = try Weft.V1.Value.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1476,16 +2966,19 @@ extension Weft.V1.Command: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: self.kind = .create(try Weft.V1.CreateCommand(c: c.create))
-        case 2: self.kind = .exercise(try Weft.V1.ExerciseCommand(c: c.exercise))
-        default: self.kind = nil
+        case 1: s.kind = .create(try Weft.V1.CreateCommand(c: c.create))
+        case 2: s.kind = .exercise(try Weft.V1.ExerciseCommand(c: c.exercise))
+        default: s.kind = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.kind {
+        let s = _storage
+        switch s.kind {
         case nil: break
         case .create(let v)?:
             c.pointee.kind_case = .init(rawValue: 1)
@@ -1494,7 +2987,7 @@ extension Weft.V1.Command: CBackedMessage {
             c.pointee.kind_case = .init(rawValue: 2)
             c.pointee.exercise = try Weft.V1.ExerciseCommand.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1512,30 +3005,33 @@ extension Weft.V1.Commands: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.commandID = try CBridge.string(c.command_id, "weft.v1.Commands")
-        self.applicationID = try CBridge.string(c.application_id, "weft.v1.Commands")
-        self.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands") }
-        self.readAs = try CBridge.array(c.read_as, c.n_read_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands") }
-        self.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Commands")
-        if let p = c.deduplication_period { self.deduplicationPeriod = try Weft.V1.Duration(c: p) }
-        self.submissionID = try CBridge.string(c.submission_id, "weft.v1.Commands")
-        self.commands = try CBridge.array(c.commands, c.n_commands) { (e) throws(WireError) in try Weft.V1.Command(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.Commands")
+        s.applicationID = try CBridge.string(c.application_id, "weft.v1.Commands")
+        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands") }
+        s.readAs = try CBridge.array(c.read_as, c.n_read_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands") }
+        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Commands")
+        if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p) }
+        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Commands")
+        s.commands = try CBridge.array(c.commands, c.n_commands) { (e) throws(WireError) in try Weft.V1.Command(c: e!) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.command_id = try CBridge.cString(self.commandID, arena, "weft.v1.Commands", 1)
-        c.pointee.application_id = try CBridge.cString(self.applicationID, arena, "weft.v1.Commands", 2)
-        c.pointee.n_act_as = self.actAs.count
-        c.pointee.act_as = try CBridge.cArray(self.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Commands", 3) ?? CBridge.emptyCString }
-        c.pointee.n_read_as = self.readAs.count
-        c.pointee.read_as = try CBridge.cArray(self.readAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Commands", 4) ?? CBridge.emptyCString }
-        c.pointee.workflow_id = try CBridge.cString(self.workflowID, arena, "weft.v1.Commands", 5)
-        if let v = self.deduplicationPeriod { c.pointee.deduplication_period = try Weft.V1.Duration.makeC(v, arena) }
-        c.pointee.submission_id = try CBridge.cString(self.submissionID, arena, "weft.v1.Commands", 7)
-        c.pointee.n_commands = self.commands.count
-        c.pointee.commands = try CBridge.cArray(self.commands, arena) { (e) throws(WireError) in Optional(try Weft.V1.Command.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.Commands", 1)
+        c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.Commands", 2)
+        c.pointee.n_act_as = s.actAs.count
+        c.pointee.act_as = try CBridge.cArray(s.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Commands", 3) ?? CBridge.emptyCString }
+        c.pointee.n_read_as = s.readAs.count
+        c.pointee.read_as = try CBridge.cArray(s.readAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Commands", 4) ?? CBridge.emptyCString }
+        c.pointee.workflow_id = try CBridge.cString(s.workflowID, arena, "weft.v1.Commands", 5)
+        if let v = s.deduplicationPeriod { c.pointee.deduplication_period = try Weft.V1.Duration.makeC(v, arena) }
+        c.pointee.submission_id = try CBridge.cString(s.submissionID, arena, "weft.v1.Commands", 7)
+        c.pointee.n_commands = s.commands.count
+        c.pointee.commands = try CBridge.cArray(s.commands, arena) { (e) throws(WireError) in Optional(try Weft.V1.Command.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1553,13 +3049,16 @@ extension Weft.V1.SubmitRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.commands { self.commands = try Weft.V1.Commands(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.commands { s.commands = try Weft.V1.Commands(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.commands { c.pointee.commands = try Weft.V1.Commands.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.commands { c.pointee.commands = try Weft.V1.Commands.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1583,7 +3082,7 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.submission_id = try CBridge.cString(self.submissionID, arena, "weft.v1.SubmitResponse", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1601,13 +3100,16 @@ extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.commands { self.commands = try Weft.V1.Commands(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.commands { s.commands = try Weft.V1.Commands(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.commands { c.pointee.commands = try Weft.V1.Commands.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.commands { c.pointee.commands = try Weft.V1.Commands.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1636,7 +3138,7 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
         c.pointee.offset = self.offset
         c.pointee.n_results = self.results.count
         c.pointee.results = try CBridge.cArray(self.results, arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1654,26 +3156,29 @@ extension Weft.V1.Completion: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.commandID = try CBridge.string(c.command_id, "weft.v1.Completion")
-        if let p = c.status { self.status = try Weft.V1.Status(c: p) }
-        self.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Completion")
-        self.applicationID = try CBridge.string(c.application_id, "weft.v1.Completion")
-        self.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Completion") }
-        self.submissionID = try CBridge.string(c.submission_id, "weft.v1.Completion")
-        self.offset = c.offset
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.Completion")
+        if let p = c.status { s.status = try Weft.V1.Status(c: p) }
+        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Completion")
+        s.applicationID = try CBridge.string(c.application_id, "weft.v1.Completion")
+        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Completion") }
+        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Completion")
+        s.offset = c.offset
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.command_id = try CBridge.cString(self.commandID, arena, "weft.v1.Completion", 1)
-        if let v = self.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
-        c.pointee.transaction_id = try CBridge.cString(self.transactionID, arena, "weft.v1.Completion", 3)
-        c.pointee.application_id = try CBridge.cString(self.applicationID, arena, "weft.v1.Completion", 4)
-        c.pointee.n_act_as = self.actAs.count
-        c.pointee.act_as = try CBridge.cArray(self.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Completion", 5) ?? CBridge.emptyCString }
-        c.pointee.submission_id = try CBridge.cString(self.submissionID, arena, "weft.v1.Completion", 6)
-        c.pointee.offset = self.offset
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.Completion", 1)
+        if let v = s.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
+        c.pointee.transaction_id = try CBridge.cString(s.transactionID, arena, "weft.v1.Completion", 3)
+        c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.Completion", 4)
+        c.pointee.n_act_as = s.actAs.count
+        c.pointee.act_as = try CBridge.cArray(s.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Completion", 5) ?? CBridge.emptyCString }
+        c.pointee.submission_id = try CBridge.cString(s.submissionID, arena, "weft.v1.Completion", 6)
+        c.pointee.offset = s.offset
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1702,7 +3207,7 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
         c.pointee.n_parties = self.parties.count
         c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CompletionStreamRequest", 2) ?? CBridge.emptyCString }
         c.pointee.begin_exclusive = self.beginExclusive
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1720,13 +3225,16 @@ extension Weft.V1.CompletionStreamResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.completion { self.completion = try Weft.V1.Completion(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.completion { s.completion = try Weft.V1.Completion(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.completion { c.pointee.completion = try Weft.V1.Completion.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.completion { c.pointee.completion = try Weft.V1.Completion.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1754,7 +3262,7 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
         c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionFilter", 1) ?? CBridge.emptyCString }
         c.pointee.n_template_ids = self.templateIDs.count
         c.pointee.template_ids = try CBridge.cArray(self.templateIDs, arena) { (e) throws(WireError) in Optional(try Weft.V1.TemplateId.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1772,28 +3280,31 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.eventID = try CBridge.string(c.event_id, "weft.v1.CreatedEvent")
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.CreatedEvent")
-        if let p = c.template_id { self.templateID = try Weft.V1.TemplateId(c: p) }
-        if let p = c.create_arguments { self.createArguments = try Weft.V1.Record(c: p) }
-        self.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
-        self.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
-        self.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.eventID = try CBridge.string(c.event_id, "weft.v1.CreatedEvent")
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.CreatedEvent")
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p) }
+        s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
+        s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
+        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.event_id = try CBridge.cString(self.eventID, arena, "weft.v1.CreatedEvent", 1)
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.CreatedEvent", 2)
-        if let v = self.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
-        if let v = self.createArguments { c.pointee.create_arguments = try Weft.V1.Record.makeC(v, arena) }
-        c.pointee.n_signatories = self.signatories.count
-        c.pointee.signatories = try CBridge.cArray(self.signatories, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 5) ?? CBridge.emptyCString }
-        c.pointee.n_observers = self.observers.count
-        c.pointee.observers = try CBridge.cArray(self.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 6) ?? CBridge.emptyCString }
-        c.pointee.n_witness_parties = self.witnessParties.count
-        c.pointee.witness_parties = try CBridge.cArray(self.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 7) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.event_id = try CBridge.cString(s.eventID, arena, "weft.v1.CreatedEvent", 1)
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.CreatedEvent", 2)
+        if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
+        if let v = s.createArguments { c.pointee.create_arguments = try Weft.V1.Record.makeC(v, arena) }
+        c.pointee.n_signatories = s.signatories.count
+        c.pointee.signatories = try CBridge.cArray(s.signatories, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 5) ?? CBridge.emptyCString }
+        c.pointee.n_observers = s.observers.count
+        c.pointee.observers = try CBridge.cArray(s.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 6) ?? CBridge.emptyCString }
+        c.pointee.n_witness_parties = s.witnessParties.count
+        c.pointee.witness_parties = try CBridge.cArray(s.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 7) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1811,20 +3322,23 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.eventID = try CBridge.string(c.event_id, "weft.v1.ArchivedEvent")
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.ArchivedEvent")
-        if let p = c.template_id { self.templateID = try Weft.V1.TemplateId(c: p) }
-        self.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ArchivedEvent") }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.eventID = try CBridge.string(c.event_id, "weft.v1.ArchivedEvent")
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ArchivedEvent")
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ArchivedEvent") }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.event_id = try CBridge.cString(self.eventID, arena, "weft.v1.ArchivedEvent", 1)
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.ArchivedEvent", 2)
-        if let v = self.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
-        c.pointee.n_witness_parties = self.witnessParties.count
-        c.pointee.witness_parties = try CBridge.cArray(self.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ArchivedEvent", 4) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.event_id = try CBridge.cString(s.eventID, arena, "weft.v1.ArchivedEvent", 1)
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ArchivedEvent", 2)
+        if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
+        c.pointee.n_witness_parties = s.witnessParties.count
+        c.pointee.witness_parties = try CBridge.cArray(s.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ArchivedEvent", 4) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1842,34 +3356,37 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.eventID = try CBridge.string(c.event_id, "weft.v1.ExercisedEvent")
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.ExercisedEvent")
-        if let p = c.template_id { self.templateID = try Weft.V1.TemplateId(c: p) }
-        self.choice = try CBridge.string(c.choice, "weft.v1.ExercisedEvent")
-        if let p = c.choice_argument { self.choiceArgument = try Weft.V1.Value(c: p) }
-        self.actingParties = try CBridge.array(c.acting_parties, c.n_acting_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
-        self.consuming = c.consuming != 0
-        self.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
-        self.childEventIDs = try CBridge.array(c.child_event_ids, c.n_child_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
-        if let p = c.exercise_result { self.exerciseResult = try Weft.V1.Value(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.eventID = try CBridge.string(c.event_id, "weft.v1.ExercisedEvent")
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExercisedEvent")
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        s.choice = try CBridge.string(c.choice, "weft.v1.ExercisedEvent")
+        if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p) }
+        s.actingParties = try CBridge.array(c.acting_parties, c.n_acting_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
+        s.consuming = c.consuming != 0
+        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
+        s.childEventIDs = try CBridge.array(c.child_event_ids, c.n_child_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
+        if let p = c.exercise_result { s.exerciseResult = try Weft.V1.Value(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.event_id = try CBridge.cString(self.eventID, arena, "weft.v1.ExercisedEvent", 1)
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.ExercisedEvent", 2)
-        if let v = self.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
-        c.pointee.choice = try CBridge.cString(self.choice, arena, "weft.v1.ExercisedEvent", 4)
-        if let v = self.choiceArgument { c.pointee.choice_argument = try Weft.V1.Value.makeC(v, arena) }
-        c.pointee.n_acting_parties = self.actingParties.count
-        c.pointee.acting_parties = try CBridge.cArray(self.actingParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 6) ?? CBridge.emptyCString }
-        c.pointee.consuming = self.consuming ? 1 : 0
-        c.pointee.n_witness_parties = self.witnessParties.count
-        c.pointee.witness_parties = try CBridge.cArray(self.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 8) ?? CBridge.emptyCString }
-        c.pointee.n_child_event_ids = self.childEventIDs.count
-        c.pointee.child_event_ids = try CBridge.cArray(self.childEventIDs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 9) ?? CBridge.emptyCString }
-        if let v = self.exerciseResult { c.pointee.exercise_result = try Weft.V1.Value.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.event_id = try CBridge.cString(s.eventID, arena, "weft.v1.ExercisedEvent", 1)
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ExercisedEvent", 2)
+        if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
+        c.pointee.choice = try CBridge.cString(s.choice, arena, "weft.v1.ExercisedEvent", 4)
+        if let v = s.choiceArgument { c.pointee.choice_argument = try Weft.V1.Value.makeC(v, arena) }
+        c.pointee.n_acting_parties = s.actingParties.count
+        c.pointee.acting_parties = try CBridge.cArray(s.actingParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 6) ?? CBridge.emptyCString }
+        c.pointee.consuming = s.consuming ? 1 : 0
+        c.pointee.n_witness_parties = s.witnessParties.count
+        c.pointee.witness_parties = try CBridge.cArray(s.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 8) ?? CBridge.emptyCString }
+        c.pointee.n_child_event_ids = s.childEventIDs.count
+        c.pointee.child_event_ids = try CBridge.cArray(s.childEventIDs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 9) ?? CBridge.emptyCString }
+        if let v = s.exerciseResult { c.pointee.exercise_result = try Weft.V1.Value.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1887,16 +3404,19 @@ extension Weft.V1.Event: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: self.kind = .created(try Weft.V1.CreatedEvent(c: c.created))
-        case 2: self.kind = .archived(try Weft.V1.ArchivedEvent(c: c.archived))
-        default: self.kind = nil
+        case 1: s.kind = .created(try Weft.V1.CreatedEvent(c: c.created))
+        case 2: s.kind = .archived(try Weft.V1.ArchivedEvent(c: c.archived))
+        default: s.kind = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.kind {
+        let s = _storage
+        switch s.kind {
         case nil: break
         case .created(let v)?:
             c.pointee.kind_case = .init(rawValue: 1)
@@ -1905,7 +3425,7 @@ extension Weft.V1.Event: CBackedMessage {
             c.pointee.kind_case = .init(rawValue: 2)
             c.pointee.archived = try Weft.V1.ArchivedEvent.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1923,26 +3443,29 @@ extension Weft.V1.Transaction: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Transaction")
-        self.commandID = try CBridge.string(c.command_id, "weft.v1.Transaction")
-        self.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Transaction")
-        if let p = c.effective_at { self.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        self.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.Event(c: e!) }
-        self.offset = c.offset
-        self.domain = try CBridge.string(c.domain, "weft.v1.Transaction")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Transaction")
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.Transaction")
+        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Transaction")
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
+        s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.Event(c: e!) }
+        s.offset = c.offset
+        s.domain = try CBridge.string(c.domain, "weft.v1.Transaction")
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.transaction_id = try CBridge.cString(self.transactionID, arena, "weft.v1.Transaction", 1)
-        c.pointee.command_id = try CBridge.cString(self.commandID, arena, "weft.v1.Transaction", 2)
-        c.pointee.workflow_id = try CBridge.cString(self.workflowID, arena, "weft.v1.Transaction", 3)
-        if let v = self.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.n_events = self.events.count
-        c.pointee.events = try CBridge.cArray(self.events, arena) { (e) throws(WireError) in Optional(try Weft.V1.Event.makeC(e, arena)) }
-        c.pointee.offset = self.offset
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.Transaction", 7)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.transaction_id = try CBridge.cString(s.transactionID, arena, "weft.v1.Transaction", 1)
+        c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.Transaction", 2)
+        c.pointee.workflow_id = try CBridge.cString(s.workflowID, arena, "weft.v1.Transaction", 3)
+        if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.n_events = s.events.count
+        c.pointee.events = try CBridge.cArray(s.events, arena) { (e) throws(WireError) in Optional(try Weft.V1.Event.makeC(e, arena)) }
+        c.pointee.offset = s.offset
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.Transaction", 7)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1960,16 +3483,19 @@ extension Weft.V1.TreeEvent: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: self.kind = .created(try Weft.V1.CreatedEvent(c: c.created))
-        case 2: self.kind = .exercised(try Weft.V1.ExercisedEvent(c: c.exercised))
-        default: self.kind = nil
+        case 1: s.kind = .created(try Weft.V1.CreatedEvent(c: c.created))
+        case 2: s.kind = .exercised(try Weft.V1.ExercisedEvent(c: c.exercised))
+        default: s.kind = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.kind {
+        let s = _storage
+        switch s.kind {
         case nil: break
         case .created(let v)?:
             c.pointee.kind_case = .init(rawValue: 1)
@@ -1978,7 +3504,7 @@ extension Weft.V1.TreeEvent: CBackedMessage {
             c.pointee.kind_case = .init(rawValue: 2)
             c.pointee.exercised = try Weft.V1.ExercisedEvent.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1996,29 +3522,32 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.transactionID = try CBridge.string(c.transaction_id, "weft.v1.TransactionTreeView")
-        self.commandID = try CBridge.string(c.command_id, "weft.v1.TransactionTreeView")
-        self.workflowID = try CBridge.string(c.workflow_id, "weft.v1.TransactionTreeView")
-        if let p = c.effective_at { self.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        self.offset = c.offset
-        self.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.TreeEvent(c: e!) }
-        self.rootEventIDs = try CBridge.array(c.root_event_ids, c.n_root_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionTreeView") }
-        self.domain = try CBridge.string(c.domain, "weft.v1.TransactionTreeView")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.TransactionTreeView")
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.TransactionTreeView")
+        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.TransactionTreeView")
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
+        s.offset = c.offset
+        s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.TreeEvent(c: e!) }
+        s.rootEventIDs = try CBridge.array(c.root_event_ids, c.n_root_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionTreeView") }
+        s.domain = try CBridge.string(c.domain, "weft.v1.TransactionTreeView")
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.transaction_id = try CBridge.cString(self.transactionID, arena, "weft.v1.TransactionTreeView", 1)
-        c.pointee.command_id = try CBridge.cString(self.commandID, arena, "weft.v1.TransactionTreeView", 2)
-        c.pointee.workflow_id = try CBridge.cString(self.workflowID, arena, "weft.v1.TransactionTreeView", 3)
-        if let v = self.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.offset = self.offset
-        c.pointee.n_events = self.events.count
-        c.pointee.events = try CBridge.cArray(self.events, arena) { (e) throws(WireError) in Optional(try Weft.V1.TreeEvent.makeC(e, arena)) }
-        c.pointee.n_root_event_ids = self.rootEventIDs.count
-        c.pointee.root_event_ids = try CBridge.cArray(self.rootEventIDs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionTreeView", 7) ?? CBridge.emptyCString }
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TransactionTreeView", 8)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.transaction_id = try CBridge.cString(s.transactionID, arena, "weft.v1.TransactionTreeView", 1)
+        c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.TransactionTreeView", 2)
+        c.pointee.workflow_id = try CBridge.cString(s.workflowID, arena, "weft.v1.TransactionTreeView", 3)
+        if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.offset = s.offset
+        c.pointee.n_events = s.events.count
+        c.pointee.events = try CBridge.cArray(s.events, arena) { (e) throws(WireError) in Optional(try Weft.V1.TreeEvent.makeC(e, arena)) }
+        c.pointee.n_root_event_ids = s.rootEventIDs.count
+        c.pointee.root_event_ids = try CBridge.cArray(s.rootEventIDs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionTreeView", 7) ?? CBridge.emptyCString }
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TransactionTreeView", 8)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2036,17 +3565,20 @@ extension Weft.V1.GetTransactionsRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.beginExclusive = c.begin_exclusive
-        self.endInclusive = c.end_inclusive
-        if let p = c.filter { self.filter = try Weft.V1.TransactionFilter(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.beginExclusive = c.begin_exclusive
+        s.endInclusive = c.end_inclusive
+        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.begin_exclusive = self.beginExclusive
-        c.pointee.end_inclusive = self.endInclusive
-        if let v = self.filter { c.pointee.filter = try Weft.V1.TransactionFilter.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.begin_exclusive = s.beginExclusive
+        c.pointee.end_inclusive = s.endInclusive
+        if let v = s.filter { c.pointee.filter = try Weft.V1.TransactionFilter.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2064,13 +3596,16 @@ extension Weft.V1.GetTransactionsResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.transaction { self.transaction = try Weft.V1.Transaction(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.transaction { s.transaction = try Weft.V1.Transaction(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.transaction { c.pointee.transaction = try Weft.V1.Transaction.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.transaction { c.pointee.transaction = try Weft.V1.Transaction.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2088,17 +3623,20 @@ extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.beginExclusive = c.begin_exclusive
-        self.endInclusive = c.end_inclusive
-        if let p = c.filter { self.filter = try Weft.V1.TransactionFilter(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.beginExclusive = c.begin_exclusive
+        s.endInclusive = c.end_inclusive
+        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.begin_exclusive = self.beginExclusive
-        c.pointee.end_inclusive = self.endInclusive
-        if let v = self.filter { c.pointee.filter = try Weft.V1.TransactionFilter.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.begin_exclusive = s.beginExclusive
+        c.pointee.end_inclusive = s.endInclusive
+        if let v = s.filter { c.pointee.filter = try Weft.V1.TransactionFilter.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2116,13 +3654,16 @@ extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.transaction { self.transaction = try Weft.V1.TransactionTreeView(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.transaction { s.transaction = try Weft.V1.TransactionTreeView(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.transaction { c.pointee.transaction = try Weft.V1.TransactionTreeView.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.transaction { c.pointee.transaction = try Weft.V1.TransactionTreeView.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2144,7 +3685,7 @@ extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2168,7 +3709,7 @@ extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.offset = self.offset
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2186,13 +3727,16 @@ extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.filter { self.filter = try Weft.V1.TransactionFilter(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.filter { c.pointee.filter = try Weft.V1.TransactionFilter.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.filter { c.pointee.filter = try Weft.V1.TransactionFilter.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2219,7 +3763,7 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
         c.pointee.n_active_contracts = self.activeContracts.count
         c.pointee.active_contracts = try CBridge.cArray(self.activeContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedEvent.makeC(e, arena)) }
         c.pointee.offset = self.offset
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2247,7 +3791,7 @@ extension Weft.V1.PartyDetails: CBackedMessage {
         c.pointee.party = try CBridge.cString(self.party, arena, "weft.v1.PartyDetails", 1)
         c.pointee.display_name = try CBridge.cString(self.displayName, arena, "weft.v1.PartyDetails", 2)
         c.pointee.is_local = self.isLocal ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2273,7 +3817,7 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.party_id_hint = try CBridge.cString(self.partyIDHint, arena, "weft.v1.AllocatePartyRequest", 1)
         c.pointee.display_name = try CBridge.cString(self.displayName, arena, "weft.v1.AllocatePartyRequest", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2291,13 +3835,16 @@ extension Weft.V1.AllocatePartyResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.party_details { self.partyDetails = try Weft.V1.PartyDetails(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.party_details { s.partyDetails = try Weft.V1.PartyDetails(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.partyDetails { c.pointee.party_details = try Weft.V1.PartyDetails.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.partyDetails { c.pointee.party_details = try Weft.V1.PartyDetails.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2319,7 +3866,7 @@ extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2344,7 +3891,7 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_party_details = self.partyDetails.count
         c.pointee.party_details = try CBridge.cArray(self.partyDetails, arena) { (e) throws(WireError) in Optional(try Weft.V1.PartyDetails.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2370,7 +3917,7 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.source = try CBridge.cString(self.source, arena, "weft.v1.UploadPackageRequest", 1)
         c.pointee.file_name = try CBridge.cString(self.fileName, arena, "weft.v1.UploadPackageRequest", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2394,7 +3941,7 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.package_id = try CBridge.cString(self.packageID, arena, "weft.v1.UploadPackageResponse", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2412,20 +3959,23 @@ extension Weft.V1.PackageDetails: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.packageID = try CBridge.string(c.package_id, "weft.v1.PackageDetails")
-        self.templateNames = try CBridge.array(c.template_names, c.n_template_names) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PackageDetails") }
-        self.sizeBytes = c.size_bytes
-        if let p = c.uploaded_at { self.uploadedAt = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.packageID = try CBridge.string(c.package_id, "weft.v1.PackageDetails")
+        s.templateNames = try CBridge.array(c.template_names, c.n_template_names) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PackageDetails") }
+        s.sizeBytes = c.size_bytes
+        if let p = c.uploaded_at { s.uploadedAt = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.package_id = try CBridge.cString(self.packageID, arena, "weft.v1.PackageDetails", 1)
-        c.pointee.n_template_names = self.templateNames.count
-        c.pointee.template_names = try CBridge.cArray(self.templateNames, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PackageDetails", 2) ?? CBridge.emptyCString }
-        c.pointee.size_bytes = self.sizeBytes
-        if let v = self.uploadedAt { c.pointee.uploaded_at = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.package_id = try CBridge.cString(s.packageID, arena, "weft.v1.PackageDetails", 1)
+        c.pointee.n_template_names = s.templateNames.count
+        c.pointee.template_names = try CBridge.cArray(s.templateNames, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PackageDetails", 2) ?? CBridge.emptyCString }
+        c.pointee.size_bytes = s.sizeBytes
+        if let v = s.uploadedAt { c.pointee.uploaded_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2447,7 +3997,7 @@ extension Weft.V1.ListPackagesRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2472,7 +4022,7 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_packages = self.packages.count
         c.pointee.packages = try CBridge.cArray(self.packages, arena) { (e) throws(WireError) in Optional(try Weft.V1.PackageDetails.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2496,7 +4046,7 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.package_id = try CBridge.cString(self.packageID, arena, "weft.v1.GetPackageRequest", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2514,15 +4064,18 @@ extension Weft.V1.GetPackageResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.details { self.details = try Weft.V1.PackageDetails(c: p) }
-        self.source = try CBridge.string(c.source, "weft.v1.GetPackageResponse")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.details { s.details = try Weft.V1.PackageDetails(c: p) }
+        s.source = try CBridge.string(c.source, "weft.v1.GetPackageResponse")
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.details { c.pointee.details = try Weft.V1.PackageDetails.makeC(v, arena) }
-        c.pointee.source = try CBridge.cString(self.source, arena, "weft.v1.GetPackageResponse", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.details { c.pointee.details = try Weft.V1.PackageDetails.makeC(v, arena) }
+        c.pointee.source = try CBridge.cString(s.source, arena, "weft.v1.GetPackageResponse", 2)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 

@@ -84,31 +84,119 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SubmitterMetadata"
 
         /// Salt that blinds this node's hash.
-        public var salt: [UInt8] = []
+        public var salt: [UInt8] {
+            get { _storage.salt }
+            set { _uniqueStorage().salt = newValue }
+        }
 
         /// Parties the transaction acts as.
-        public var actAs: [String] = []
+        public var actAs: [String] {
+            get { _storage.actAs }
+            set { _uniqueStorage().actAs = newValue }
+        }
 
         /// Participant id of the submitter.
-        public var submittingParticipant: String = ""
+        public var submittingParticipant: String {
+            get { _storage.submittingParticipant }
+            set { _uniqueStorage().submittingParticipant = newValue }
+        }
 
         /// Application's command id, for deduplication and the completion.
-        public var commandID: String = ""
+        public var commandID: String {
+            get { _storage.commandID }
+            set { _uniqueStorage().commandID = newValue }
+        }
 
         /// Application id of the submitting application.
-        public var applicationID: String = ""
+        public var applicationID: String {
+            get { _storage.applicationID }
+            set { _uniqueStorage().applicationID = newValue }
+        }
 
         /// Submission id chosen by the application (or the participant).
-        public var submissionID: String = ""
+        public var submissionID: String {
+            get { _storage.submissionID }
+            set { _uniqueStorage().submissionID = newValue }
+        }
 
         /// The request is void if not sequenced by this time.
-        public var maxSequencingTime: Weft.V1.Timestamp? = nil
+        public var maxSequencingTime: Weft.V1.Timestamp? {
+            get { _storage.maxSequencingTime }
+            set { _uniqueStorage().maxSequencingTime = newValue }
+        }
 
         /// Deduplication period the command asked for.
-        public var deduplicationPeriod: Weft.V1.Duration? = nil
+        public var deduplicationPeriod: Weft.V1.Duration? {
+            get { _storage.deduplicationPeriod }
+            set { _uniqueStorage().deduplicationPeriod = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var salt: [UInt8] = []
+            var actAs: [String] = []
+            var submittingParticipant: String = ""
+            var commandID: String = ""
+            var applicationID: String = ""
+            var submissionID: String = ""
+            var maxSequencingTime: Weft.V1.Timestamp? = nil
+            var deduplicationPeriod: Weft.V1.Duration? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                salt = other.salt
+                actAs = other.actAs
+                submittingParticipant = other.submittingParticipant
+                commandID = other.commandID
+                applicationID = other.applicationID
+                submissionID = other.submissionID
+                maxSequencingTime = other.maxSequencingTime
+                deduplicationPeriod = other.deduplicationPeriod
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.salt == r.salt
+        && l.actAs == r.actAs
+        && l.submittingParticipant == r.submittingParticipant
+        && l.commandID == r.commandID
+        && l.applicationID == r.applicationID
+        && l.submissionID == r.submissionID
+        && l.maxSequencingTime == r.maxSequencingTime
+        && l.deduplicationPeriod == r.deduplicationPeriod
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.salt)
+            hasher.combine(s.actAs)
+            hasher.combine(s.submittingParticipant)
+            hasher.combine(s.commandID)
+            hasher.combine(s.applicationID)
+            hasher.combine(s.submissionID)
+            hasher.combine(s.maxSequencingTime)
+            hasher.combine(s.deduplicationPeriod)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -127,6 +215,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -156,7 +249,7 @@ extension Weft.V1 {
         public var confirmationPolicy: Weft.V1.ConfirmationPolicy = .unspecified
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -175,6 +268,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -186,19 +284,79 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ParticipantMetadata"
 
         /// Salt that blinds this node's hash.
-        public var salt: [UInt8] = []
+        public var salt: [UInt8] {
+            get { _storage.salt }
+            set { _uniqueStorage().salt = newValue }
+        }
 
         /// Ledger time of the transaction.
-        public var ledgerTime: Weft.V1.Timestamp? = nil
+        public var ledgerTime: Weft.V1.Timestamp? {
+            get { _storage.ledgerTime }
+            set { _uniqueStorage().ledgerTime = newValue }
+        }
 
         /// Time the submitting participant built the request.
-        public var submissionTime: Weft.V1.Timestamp? = nil
+        public var submissionTime: Weft.V1.Timestamp? {
+            get { _storage.submissionTime }
+            set { _uniqueStorage().submissionTime = newValue }
+        }
 
         /// Workflow id from the command, may be empty.
-        public var workflowID: String = ""
+        public var workflowID: String {
+            get { _storage.workflowID }
+            set { _uniqueStorage().workflowID = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var salt: [UInt8] = []
+            var ledgerTime: Weft.V1.Timestamp? = nil
+            var submissionTime: Weft.V1.Timestamp? = nil
+            var workflowID: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                salt = other.salt
+                ledgerTime = other.ledgerTime
+                submissionTime = other.submissionTime
+                workflowID = other.workflowID
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.salt == r.salt
+        && l.ledgerTime == r.ledgerTime
+        && l.submissionTime == r.submissionTime
+        && l.workflowID == r.workflowID
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.salt)
+            hasher.combine(s.ledgerTime)
+            hasher.combine(s.submissionTime)
+            hasher.combine(s.workflowID)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -213,6 +371,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -234,7 +397,7 @@ extension Weft.V1 {
         public var weight: UInt32 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -247,6 +410,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -271,7 +439,7 @@ extension Weft.V1 {
         public var threshold: UInt32 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -288,6 +456,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -299,13 +472,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.InputContract"
 
         /// The contract.
-        public var contract: Weft.V1.ContractInstance? = nil
+        public var contract: Weft.V1.ContractInstance? {
+            get { _storage.contract }
+            set { _uniqueStorage().contract = newValue }
+        }
 
         /// Whether the view archives it.
-        public var consumed: Bool = false
+        public var consumed: Bool {
+            get { _storage.consumed }
+            set { _uniqueStorage().consumed = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contract: Weft.V1.ContractInstance? = nil
+            var consumed: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                contract = other.contract
+                consumed = other.consumed
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.contract == r.contract
+        && l.consumed == r.consumed
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.contract)
+            hasher.combine(s.consumed)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -321,6 +540,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -332,13 +556,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.CreatedContract"
 
         /// The contract.
-        public var contract: Weft.V1.ContractInstance? = nil
+        public var contract: Weft.V1.ContractInstance? {
+            get { _storage.contract }
+            set { _uniqueStorage().contract = newValue }
+        }
 
         /// Whether the same transaction archives it again.
-        public var consumedInCore: Bool = false
+        public var consumedInCore: Bool {
+            get { _storage.consumedInCore }
+            set { _uniqueStorage().consumedInCore = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contract: Weft.V1.ContractInstance? = nil
+            var consumedInCore: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                contract = other.contract
+                consumedInCore = other.consumedInCore
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.contract == r.contract
+        && l.consumedInCore == r.consumedInCore
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.contract)
+            hasher.combine(s.consumedInCore)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -351,6 +621,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -371,7 +646,7 @@ extension Weft.V1 {
         public var nodeSeed: [UInt8] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -387,6 +662,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -398,28 +678,109 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ExerciseActionDescription"
 
         /// Contract exercised on.
-        public var inputContractID: String = ""
+        public var inputContractID: String {
+            get { _storage.inputContractID }
+            set { _uniqueStorage().inputContractID = newValue }
+        }
 
         /// Template of that contract.
-        public var templateID: Weft.V1.TemplateId? = nil
+        public var templateID: Weft.V1.TemplateId? {
+            get { _storage.templateID }
+            set { _uniqueStorage().templateID = newValue }
+        }
 
         /// Choice name.
-        public var choice: String = ""
+        public var choice: String {
+            get { _storage.choice }
+            set { _uniqueStorage().choice = newValue }
+        }
 
         /// Choice argument.
-        public var chosenValue: Weft.V1.Value? = nil
+        public var chosenValue: Weft.V1.Value? {
+            get { _storage.chosenValue }
+            set { _uniqueStorage().chosenValue = newValue }
+        }
 
         /// Acting parties (controllers).
-        public var actors: [String] = []
+        public var actors: [String] {
+            get { _storage.actors }
+            set { _uniqueStorage().actors = newValue }
+        }
 
         /// Seed of the node.
-        public var nodeSeed: [UInt8] = []
+        public var nodeSeed: [UInt8] {
+            get { _storage.nodeSeed }
+            set { _uniqueStorage().nodeSeed = newValue }
+        }
 
         /// Whether the exercise archives the contract.
-        public var consuming: Bool = false
+        public var consuming: Bool {
+            get { _storage.consuming }
+            set { _uniqueStorage().consuming = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var inputContractID: String = ""
+            var templateID: Weft.V1.TemplateId? = nil
+            var choice: String = ""
+            var chosenValue: Weft.V1.Value? = nil
+            var actors: [String] = []
+            var nodeSeed: [UInt8] = []
+            var consuming: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                inputContractID = other.inputContractID
+                templateID = other.templateID
+                choice = other.choice
+                chosenValue = other.chosenValue
+                actors = other.actors
+                nodeSeed = other.nodeSeed
+                consuming = other.consuming
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.inputContractID == r.inputContractID
+        && l.templateID == r.templateID
+        && l.choice == r.choice
+        && l.chosenValue == r.chosenValue
+        && l.actors == r.actors
+        && l.nodeSeed == r.nodeSeed
+        && l.consuming == r.consuming
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.inputContractID)
+            hasher.combine(s.templateID)
+            hasher.combine(s.choice)
+            hasher.combine(s.chosenValue)
+            hasher.combine(s.actors)
+            hasher.combine(s.nodeSeed)
+            hasher.combine(s.consuming)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -440,6 +801,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -457,7 +823,7 @@ extension Weft.V1 {
         public var actors: [String] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -473,6 +839,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -484,10 +855,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ActionDescription"
 
         /// The action; exactly one is set.
-        public var description: Description? = nil
+        public var description: Description? {
+            get { _storage.description }
+            set { _uniqueStorage().description = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var description: Description? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                description = other.description
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.description == r.description
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.description)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The action; exactly one is set.
         public enum Description: Hashable, Sendable {
@@ -512,6 +922,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -523,22 +938,89 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ViewParticipantData"
 
         /// Salt that blinds this node's hash.
-        public var salt: [UInt8] = []
+        public var salt: [UInt8] {
+            get { _storage.salt }
+            set { _uniqueStorage().salt = newValue }
+        }
 
         /// Contracts the view reads or consumes, with their data.
-        public var coreInputs: [Weft.V1.InputContract] = []
+        public var coreInputs: [Weft.V1.InputContract] {
+            get { _storage.coreInputs }
+            set { _uniqueStorage().coreInputs = newValue }
+        }
 
         /// Contracts the view creates (outside its subviews).
-        public var createdCore: [Weft.V1.CreatedContract] = []
+        public var createdCore: [Weft.V1.CreatedContract] {
+            get { _storage.createdCore }
+            set { _uniqueStorage().createdCore = newValue }
+        }
 
         /// Contracts created in subviews and consumed here.
-        public var createdInSubviewArchivedInCore: [String] = []
+        public var createdInSubviewArchivedInCore: [String] {
+            get { _storage.createdInSubviewArchivedInCore }
+            set { _uniqueStorage().createdInSubviewArchivedInCore = newValue }
+        }
 
         /// The root action.
-        public var actionDescription: Weft.V1.ActionDescription? = nil
+        public var actionDescription: Weft.V1.ActionDescription? {
+            get { _storage.actionDescription }
+            set { _uniqueStorage().actionDescription = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var salt: [UInt8] = []
+            var coreInputs: [Weft.V1.InputContract] = []
+            var createdCore: [Weft.V1.CreatedContract] = []
+            var createdInSubviewArchivedInCore: [String] = []
+            var actionDescription: Weft.V1.ActionDescription? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                salt = other.salt
+                coreInputs = other.coreInputs
+                createdCore = other.createdCore
+                createdInSubviewArchivedInCore = other.createdInSubviewArchivedInCore
+                actionDescription = other.actionDescription
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.salt == r.salt
+        && l.coreInputs == r.coreInputs
+        && l.createdCore == r.createdCore
+        && l.createdInSubviewArchivedInCore == r.createdInSubviewArchivedInCore
+        && l.actionDescription == r.actionDescription
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.salt)
+            hasher.combine(s.coreInputs)
+            hasher.combine(s.createdCore)
+            hasher.combine(s.createdInSubviewArchivedInCore)
+            hasher.combine(s.actionDescription)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -557,6 +1039,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -568,10 +1055,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.BlindableViewCommonData"
 
         /// Revealed or blinded.
-        public var node: Node? = nil
+        public var node: Node? {
+            get { _storage.node }
+            set { _uniqueStorage().node = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var node: Node? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                node = other.node
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.node == r.node
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.node)
+            hasher.combine(s.unknownFields)
+        }
 
         /// Revealed or blinded.
         public enum Node: Hashable, Sendable {
@@ -594,6 +1120,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -605,10 +1136,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.BlindableViewParticipantData"
 
         /// Revealed or blinded.
-        public var node: Node? = nil
+        public var node: Node? {
+            get { _storage.node }
+            set { _uniqueStorage().node = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var node: Node? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                node = other.node
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.node == r.node
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.node)
+            hasher.combine(s.unknownFields)
+        }
 
         /// Revealed or blinded.
         public enum Node: Hashable, Sendable {
@@ -631,6 +1201,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -642,16 +1217,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.TransactionView"
 
         /// The mediator's part.
-        public var commonData: Weft.V1.BlindableViewCommonData? = nil
+        public var commonData: Weft.V1.BlindableViewCommonData? {
+            get { _storage.commonData }
+            set { _uniqueStorage().commonData = newValue }
+        }
 
         /// The participants' part.
-        public var participantData: Weft.V1.BlindableViewParticipantData? = nil
+        public var participantData: Weft.V1.BlindableViewParticipantData? {
+            get { _storage.participantData }
+            set { _uniqueStorage().participantData = newValue }
+        }
 
         /// Subviews: child actions whose informees differ.
-        public var subviews: [Weft.V1.BlindableTransactionView] = []
+        public var subviews: [Weft.V1.BlindableTransactionView] {
+            get { _storage.subviews }
+            set { _uniqueStorage().subviews = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var commonData: Weft.V1.BlindableViewCommonData? = nil
+            var participantData: Weft.V1.BlindableViewParticipantData? = nil
+            var subviews: [Weft.V1.BlindableTransactionView] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                commonData = other.commonData
+                participantData = other.participantData
+                subviews = other.subviews
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.commonData == r.commonData
+        && l.participantData == r.participantData
+        && l.subviews == r.subviews
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.commonData)
+            hasher.combine(s.participantData)
+            hasher.combine(s.subviews)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -668,6 +1296,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -679,10 +1312,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.BlindableTransactionView"
 
         /// Revealed or blinded.
-        public var node: Node? = nil
+        public var node: Node? {
+            get { _storage.node }
+            set { _uniqueStorage().node = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var node: Node? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                node = other.node
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.node == r.node
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.node)
+            hasher.combine(s.unknownFields)
+        }
 
         /// Revealed or blinded.
         public enum Node: Hashable, Sendable {
@@ -705,6 +1377,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -716,10 +1393,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.BlindableSubmitterMetadata"
 
         /// Revealed or blinded.
-        public var node: Node? = nil
+        public var node: Node? {
+            get { _storage.node }
+            set { _uniqueStorage().node = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var node: Node? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                node = other.node
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.node == r.node
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.node)
+            hasher.combine(s.unknownFields)
+        }
 
         /// Revealed or blinded.
         public enum Node: Hashable, Sendable {
@@ -742,6 +1458,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -753,10 +1474,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.BlindableCommonMetadata"
 
         /// Revealed or blinded.
-        public var node: Node? = nil
+        public var node: Node? {
+            get { _storage.node }
+            set { _uniqueStorage().node = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var node: Node? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                node = other.node
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.node == r.node
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.node)
+            hasher.combine(s.unknownFields)
+        }
 
         /// Revealed or blinded.
         public enum Node: Hashable, Sendable {
@@ -779,6 +1539,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -790,10 +1555,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.BlindableParticipantMetadata"
 
         /// Revealed or blinded.
-        public var node: Node? = nil
+        public var node: Node? {
+            get { _storage.node }
+            set { _uniqueStorage().node = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var node: Node? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                node = other.node
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.node == r.node
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.node)
+            hasher.combine(s.unknownFields)
+        }
 
         /// Revealed or blinded.
         public enum Node: Hashable, Sendable {
@@ -816,6 +1620,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -828,19 +1637,79 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.TransactionTree"
 
         /// Who submitted.
-        public var submitterMetadata: Weft.V1.BlindableSubmitterMetadata? = nil
+        public var submitterMetadata: Weft.V1.BlindableSubmitterMetadata? {
+            get { _storage.submitterMetadata }
+            set { _uniqueStorage().submitterMetadata = newValue }
+        }
 
         /// Domain, mediator, request identity.
-        public var commonMetadata: Weft.V1.BlindableCommonMetadata? = nil
+        public var commonMetadata: Weft.V1.BlindableCommonMetadata? {
+            get { _storage.commonMetadata }
+            set { _uniqueStorage().commonMetadata = newValue }
+        }
 
         /// Ledger time and workflow.
-        public var participantMetadata: Weft.V1.BlindableParticipantMetadata? = nil
+        public var participantMetadata: Weft.V1.BlindableParticipantMetadata? {
+            get { _storage.participantMetadata }
+            set { _uniqueStorage().participantMetadata = newValue }
+        }
 
         /// One view per root action.
-        public var rootViews: [Weft.V1.BlindableTransactionView] = []
+        public var rootViews: [Weft.V1.BlindableTransactionView] {
+            get { _storage.rootViews }
+            set { _uniqueStorage().rootViews = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var submitterMetadata: Weft.V1.BlindableSubmitterMetadata? = nil
+            var commonMetadata: Weft.V1.BlindableCommonMetadata? = nil
+            var participantMetadata: Weft.V1.BlindableParticipantMetadata? = nil
+            var rootViews: [Weft.V1.BlindableTransactionView] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                submitterMetadata = other.submitterMetadata
+                commonMetadata = other.commonMetadata
+                participantMetadata = other.participantMetadata
+                rootViews = other.rootViews
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.submitterMetadata == r.submitterMetadata
+        && l.commonMetadata == r.commonMetadata
+        && l.participantMetadata == r.participantMetadata
+        && l.rootViews == r.rootViews
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.submitterMetadata)
+            hasher.combine(s.commonMetadata)
+            hasher.combine(s.participantMetadata)
+            hasher.combine(s.rootViews)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -858,6 +1727,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -869,13 +1743,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.InformeeMessage"
 
         /// The informee tree (all view participant data blinded).
-        public var informeeTree: Weft.V1.TransactionTree? = nil
+        public var informeeTree: Weft.V1.TransactionTree? {
+            get { _storage.informeeTree }
+            set { _uniqueStorage().informeeTree = newValue }
+        }
 
         /// Submitting participant's signature over the root hash.
-        public var submittingParticipantSignature: Weft.V1.Signature? = nil
+        public var submittingParticipantSignature: Weft.V1.Signature? {
+            get { _storage.submittingParticipantSignature }
+            set { _uniqueStorage().submittingParticipantSignature = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var informeeTree: Weft.V1.TransactionTree? = nil
+            var submittingParticipantSignature: Weft.V1.Signature? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                informeeTree = other.informeeTree
+                submittingParticipantSignature = other.submittingParticipantSignature
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.informeeTree == r.informeeTree
+        && l.submittingParticipantSignature == r.submittingParticipantSignature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.informeeTree)
+            hasher.combine(s.submittingParticipantSignature)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -891,6 +1811,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -903,19 +1828,79 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.RootHashMessage"
 
         /// Root hash of the transaction tree.
-        public var rootHash: [UInt8] = []
+        public var rootHash: [UInt8] {
+            get { _storage.rootHash }
+            set { _uniqueStorage().rootHash = newValue }
+        }
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// Kind of request.
-        public var viewType: Weft.V1.ViewType = .unspecified
+        public var viewType: Weft.V1.ViewType {
+            get { _storage.viewType }
+            set { _uniqueStorage().viewType = newValue }
+        }
 
         /// Submitting participant's signature over the root hash.
-        public var submittingParticipantSignature: Weft.V1.Signature? = nil
+        public var submittingParticipantSignature: Weft.V1.Signature? {
+            get { _storage.submittingParticipantSignature }
+            set { _uniqueStorage().submittingParticipantSignature = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var rootHash: [UInt8] = []
+            var domain: String = ""
+            var viewType: Weft.V1.ViewType = .unspecified
+            var submittingParticipantSignature: Weft.V1.Signature? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                rootHash = other.rootHash
+                domain = other.domain
+                viewType = other.viewType
+                submittingParticipantSignature = other.submittingParticipantSignature
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.rootHash == r.rootHash
+        && l.domain == r.domain
+        && l.viewType == r.viewType
+        && l.submittingParticipantSignature == r.submittingParticipantSignature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.rootHash)
+            hasher.combine(s.domain)
+            hasher.combine(s.viewType)
+            hasher.combine(s.submittingParticipantSignature)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -933,6 +1918,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -945,14 +1935,60 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ViewTree"
 
         /// The tree; its root hash must equal the root hash message's.
-        public var tree: Weft.V1.TransactionTree? = nil
+        public var tree: Weft.V1.TransactionTree? {
+            get { _storage.tree }
+            set { _uniqueStorage().tree = newValue }
+        }
 
         /// Position of the revealed view: indexes from the root views down
         /// through subviews.
-        public var viewPosition: [UInt32] = []
+        public var viewPosition: [UInt32] {
+            get { _storage.viewPosition }
+            set { _uniqueStorage().viewPosition = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var tree: Weft.V1.TransactionTree? = nil
+            var viewPosition: [UInt32] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                tree = other.tree
+                viewPosition = other.viewPosition
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.tree == r.tree
+        && l.viewPosition == r.viewPosition
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.tree)
+            hasher.combine(s.viewPosition)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -968,6 +2004,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -979,26 +2020,100 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.EncryptedViewMessage"
 
         /// Hash of the view (the associated data of the encryption).
-        public var viewHash: [UInt8] = []
+        public var viewHash: [UInt8] {
+            get { _storage.viewHash }
+            set { _uniqueStorage().viewHash = newValue }
+        }
 
         /// AES-256-GCM ciphertext of a serialized `ViewTree`, nonce first
         /// (docs/crypto.md).
-        public var ciphertext: [UInt8] = []
+        public var ciphertext: [UInt8] {
+            get { _storage.ciphertext }
+            set { _uniqueStorage().ciphertext = newValue }
+        }
 
         /// The view's seed, wrapped for each recipient participant's key.
-        public var wrappedSeeds: [Weft.V1.WrappedKey] = []
+        public var wrappedSeeds: [Weft.V1.WrappedKey] {
+            get { _storage.wrappedSeeds }
+            set { _uniqueStorage().wrappedSeeds = newValue }
+        }
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// Kind of request.
-        public var viewType: Weft.V1.ViewType = .unspecified
+        public var viewType: Weft.V1.ViewType {
+            get { _storage.viewType }
+            set { _uniqueStorage().viewType = newValue }
+        }
 
         /// Submitting participant's signature over the root hash.
-        public var submittingParticipantSignature: Weft.V1.Signature? = nil
+        public var submittingParticipantSignature: Weft.V1.Signature? {
+            get { _storage.submittingParticipantSignature }
+            set { _uniqueStorage().submittingParticipantSignature = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var viewHash: [UInt8] = []
+            var ciphertext: [UInt8] = []
+            var wrappedSeeds: [Weft.V1.WrappedKey] = []
+            var domain: String = ""
+            var viewType: Weft.V1.ViewType = .unspecified
+            var submittingParticipantSignature: Weft.V1.Signature? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                viewHash = other.viewHash
+                ciphertext = other.ciphertext
+                wrappedSeeds = other.wrappedSeeds
+                domain = other.domain
+                viewType = other.viewType
+                submittingParticipantSignature = other.submittingParticipantSignature
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.viewHash == r.viewHash
+        && l.ciphertext == r.ciphertext
+        && l.wrappedSeeds == r.wrappedSeeds
+        && l.domain == r.domain
+        && l.viewType == r.viewType
+        && l.submittingParticipantSignature == r.submittingParticipantSignature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.viewHash)
+            hasher.combine(s.ciphertext)
+            hasher.combine(s.wrappedSeeds)
+            hasher.combine(s.domain)
+            hasher.combine(s.viewType)
+            hasher.combine(s.submittingParticipantSignature)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1018,6 +2133,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1029,13 +2149,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.LocalApprove"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1060,7 +2185,7 @@ extension Weft.V1 {
         public var resources: [String] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1077,6 +2202,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1088,10 +2218,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.LocalVerdict"
 
         /// Approve or reject; exactly one is set.
-        public var outcome: Outcome? = nil
+        public var outcome: Outcome? {
+            get { _storage.outcome }
+            set { _uniqueStorage().outcome = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var outcome: Outcome? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                outcome = other.outcome
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.outcome == r.outcome
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.outcome)
+            hasher.combine(s.unknownFields)
+        }
 
         /// Approve or reject; exactly one is set.
         public enum Outcome: Hashable, Sendable {
@@ -1114,6 +2283,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1125,30 +2299,111 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ConfirmationResponse"
 
         /// Sequencing timestamp of the request (its id).
-        public var requestID: Weft.V1.Timestamp? = nil
+        public var requestID: Weft.V1.Timestamp? {
+            get { _storage.requestID }
+            set { _uniqueStorage().requestID = newValue }
+        }
 
         /// Participant id of the responder.
-        public var sender: String = ""
+        public var sender: String {
+            get { _storage.sender }
+            set { _uniqueStorage().sender = newValue }
+        }
 
         /// Hash of the view responded to; empty for a rejection of the whole
         /// request (e.g. a malformed one).
-        public var viewHash: [UInt8] = []
+        public var viewHash: [UInt8] {
+            get { _storage.viewHash }
+            set { _uniqueStorage().viewHash = newValue }
+        }
 
         /// The decision.
-        public var localVerdict: Weft.V1.LocalVerdict? = nil
+        public var localVerdict: Weft.V1.LocalVerdict? {
+            get { _storage.localVerdict }
+            set { _uniqueStorage().localVerdict = newValue }
+        }
 
         /// Root hash of the request.
-        public var rootHash: [UInt8] = []
+        public var rootHash: [UInt8] {
+            get { _storage.rootHash }
+            set { _uniqueStorage().rootHash = newValue }
+        }
 
         /// Parties the responder confirms for (hosted with confirmation
         /// permission).
-        public var confirmingParties: [String] = []
+        public var confirmingParties: [String] {
+            get { _storage.confirmingParties }
+            set { _uniqueStorage().confirmingParties = newValue }
+        }
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var requestID: Weft.V1.Timestamp? = nil
+            var sender: String = ""
+            var viewHash: [UInt8] = []
+            var localVerdict: Weft.V1.LocalVerdict? = nil
+            var rootHash: [UInt8] = []
+            var confirmingParties: [String] = []
+            var domain: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                requestID = other.requestID
+                sender = other.sender
+                viewHash = other.viewHash
+                localVerdict = other.localVerdict
+                rootHash = other.rootHash
+                confirmingParties = other.confirmingParties
+                domain = other.domain
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.requestID == r.requestID
+        && l.sender == r.sender
+        && l.viewHash == r.viewHash
+        && l.localVerdict == r.localVerdict
+        && l.rootHash == r.rootHash
+        && l.confirmingParties == r.confirmingParties
+        && l.domain == r.domain
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.requestID)
+            hasher.combine(s.sender)
+            hasher.combine(s.viewHash)
+            hasher.combine(s.localVerdict)
+            hasher.combine(s.rootHash)
+            hasher.combine(s.confirmingParties)
+            hasher.combine(s.domain)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1166,6 +2421,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1187,7 +2447,7 @@ extension Weft.V1 {
         public var message: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1200,6 +2460,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -1217,7 +2482,7 @@ extension Weft.V1 {
         public var rejects: [Weft.V1.ParticipantReject] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -1232,6 +2497,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1243,16 +2513,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ParticipantReject"
 
         /// Participant id.
-        public var participant: String = ""
+        public var participant: String {
+            get { _storage.participant }
+            set { _uniqueStorage().participant = newValue }
+        }
 
         /// Parties it rejected for.
-        public var parties: [String] = []
+        public var parties: [String] {
+            get { _storage.parties }
+            set { _uniqueStorage().parties = newValue }
+        }
 
         /// Its reason.
-        public var reject: Weft.V1.LocalReject? = nil
+        public var reject: Weft.V1.LocalReject? {
+            get { _storage.reject }
+            set { _uniqueStorage().reject = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var participant: String = ""
+            var parties: [String] = []
+            var reject: Weft.V1.LocalReject? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                participant = other.participant
+                parties = other.parties
+                reject = other.reject
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.participant == r.participant
+        && l.parties == r.parties
+        && l.reject == r.reject
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.participant)
+            hasher.combine(s.parties)
+            hasher.combine(s.reject)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1269,6 +2592,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1280,10 +2608,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.Verdict"
 
         /// The decision; exactly one is set.
-        public var outcome: Outcome? = nil
+        public var outcome: Outcome? {
+            get { _storage.outcome }
+            set { _uniqueStorage().outcome = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var outcome: Outcome? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                outcome = other.outcome
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.outcome == r.outcome
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.outcome)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The decision; exactly one is set.
         public enum Outcome: Hashable, Sendable {
@@ -1308,6 +2675,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1319,22 +2691,89 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ConfirmationResult"
 
         /// Sequencing timestamp of the request.
-        public var requestID: Weft.V1.Timestamp? = nil
+        public var requestID: Weft.V1.Timestamp? {
+            get { _storage.requestID }
+            set { _uniqueStorage().requestID = newValue }
+        }
 
         /// Root hash of the request.
-        public var rootHash: [UInt8] = []
+        public var rootHash: [UInt8] {
+            get { _storage.rootHash }
+            set { _uniqueStorage().rootHash = newValue }
+        }
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// The decision.
-        public var verdict: Weft.V1.Verdict? = nil
+        public var verdict: Weft.V1.Verdict? {
+            get { _storage.verdict }
+            set { _uniqueStorage().verdict = newValue }
+        }
 
         /// Kind of request.
-        public var viewType: Weft.V1.ViewType = .unspecified
+        public var viewType: Weft.V1.ViewType {
+            get { _storage.viewType }
+            set { _uniqueStorage().viewType = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var requestID: Weft.V1.Timestamp? = nil
+            var rootHash: [UInt8] = []
+            var domain: String = ""
+            var verdict: Weft.V1.Verdict? = nil
+            var viewType: Weft.V1.ViewType = .unspecified
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                requestID = other.requestID
+                rootHash = other.rootHash
+                domain = other.domain
+                verdict = other.verdict
+                viewType = other.viewType
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.requestID == r.requestID
+        && l.rootHash == r.rootHash
+        && l.domain == r.domain
+        && l.verdict == r.verdict
+        && l.viewType == r.viewType
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.requestID)
+            hasher.combine(s.rootHash)
+            hasher.combine(s.domain)
+            hasher.combine(s.verdict)
+            hasher.combine(s.viewType)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1353,6 +2792,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1364,25 +2808,99 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.AcsCommitment"
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// Participant id of the sender.
-        public var sender: String = ""
+        public var sender: String {
+            get { _storage.sender }
+            set { _uniqueStorage().sender = newValue }
+        }
 
         /// Participant id of the counter-participant.
-        public var counterParticipant: String = ""
+        public var counterParticipant: String {
+            get { _storage.counterParticipant }
+            set { _uniqueStorage().counterParticipant = newValue }
+        }
 
         /// Start of the period (exclusive).
-        public var fromExclusive: Weft.V1.Timestamp? = nil
+        public var fromExclusive: Weft.V1.Timestamp? {
+            get { _storage.fromExclusive }
+            set { _uniqueStorage().fromExclusive = newValue }
+        }
 
         /// End of the period (inclusive).
-        public var toInclusive: Weft.V1.Timestamp? = nil
+        public var toInclusive: Weft.V1.Timestamp? {
+            get { _storage.toInclusive }
+            set { _uniqueStorage().toInclusive = newValue }
+        }
 
         /// Homomorphic hash of the shared active contracts at `to_inclusive`.
-        public var commitment: [UInt8] = []
+        public var commitment: [UInt8] {
+            get { _storage.commitment }
+            set { _uniqueStorage().commitment = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var sender: String = ""
+            var counterParticipant: String = ""
+            var fromExclusive: Weft.V1.Timestamp? = nil
+            var toInclusive: Weft.V1.Timestamp? = nil
+            var commitment: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                domain = other.domain
+                sender = other.sender
+                counterParticipant = other.counterParticipant
+                fromExclusive = other.fromExclusive
+                toInclusive = other.toInclusive
+                commitment = other.commitment
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.domain == r.domain
+        && l.sender == r.sender
+        && l.counterParticipant == r.counterParticipant
+        && l.fromExclusive == r.fromExclusive
+        && l.toInclusive == r.toInclusive
+        && l.commitment == r.commitment
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.domain)
+            hasher.combine(s.sender)
+            hasher.combine(s.counterParticipant)
+            hasher.combine(s.fromExclusive)
+            hasher.combine(s.toInclusive)
+            hasher.combine(s.commitment)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1402,6 +2920,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1413,10 +2936,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SignedContent"
 
         /// The message.
-        public var content: Content? = nil
+        public var content: Content? {
+            get { _storage.content }
+            set { _uniqueStorage().content = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var content: Content? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                content = other.content
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.content == r.content
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.content)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The message.
         public enum Content: Hashable, Sendable {
@@ -1441,6 +3003,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1452,13 +3019,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SignedProtocolMessage"
 
         /// A serialized `SignedContent`.
-        public var content: [UInt8] = []
+        public var content: [UInt8] {
+            get { _storage.content }
+            set { _uniqueStorage().content = newValue }
+        }
 
         /// Signature over the purpose-tagged hash of `content`.
-        public var signature: Weft.V1.Signature? = nil
+        public var signature: Weft.V1.Signature? {
+            get { _storage.signature }
+            set { _uniqueStorage().signature = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var content: [UInt8] = []
+            var signature: Weft.V1.Signature? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                content = other.content
+                signature = other.signature
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.content == r.content
+        && l.signature == r.signature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.content)
+            hasher.combine(s.signature)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1474,6 +3087,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1485,10 +3103,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.EnvelopeContent"
 
         /// The message; exactly one is set.
-        public var message: Message? = nil
+        public var message: Message? {
+            get { _storage.message }
+            set { _uniqueStorage().message = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var message: Message? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                message = other.message
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.message == r.message
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.message)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The message; exactly one is set.
         public enum Message: Hashable, Sendable {
@@ -1517,6 +3174,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -1538,28 +3200,31 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.salt = CBridge.bytes(c.salt)
-        self.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SubmitterMetadata") }
-        self.submittingParticipant = try CBridge.string(c.submitting_participant, "weft.v1.SubmitterMetadata")
-        self.commandID = try CBridge.string(c.command_id, "weft.v1.SubmitterMetadata")
-        self.applicationID = try CBridge.string(c.application_id, "weft.v1.SubmitterMetadata")
-        self.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitterMetadata")
-        if let p = c.max_sequencing_time { self.maxSequencingTime = try Weft.V1.Timestamp(c: p) }
-        if let p = c.deduplication_period { self.deduplicationPeriod = try Weft.V1.Duration(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.salt = CBridge.bytes(c.salt)
+        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SubmitterMetadata") }
+        s.submittingParticipant = try CBridge.string(c.submitting_participant, "weft.v1.SubmitterMetadata")
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.SubmitterMetadata")
+        s.applicationID = try CBridge.string(c.application_id, "weft.v1.SubmitterMetadata")
+        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitterMetadata")
+        if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p) }
+        if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.salt = CBridge.binary(self.salt, arena)
-        c.pointee.n_act_as = self.actAs.count
-        c.pointee.act_as = try CBridge.cArray(self.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SubmitterMetadata", 2) ?? CBridge.emptyCString }
-        c.pointee.submitting_participant = try CBridge.cString(self.submittingParticipant, arena, "weft.v1.SubmitterMetadata", 3)
-        c.pointee.command_id = try CBridge.cString(self.commandID, arena, "weft.v1.SubmitterMetadata", 4)
-        c.pointee.application_id = try CBridge.cString(self.applicationID, arena, "weft.v1.SubmitterMetadata", 5)
-        c.pointee.submission_id = try CBridge.cString(self.submissionID, arena, "weft.v1.SubmitterMetadata", 6)
-        if let v = self.maxSequencingTime { c.pointee.max_sequencing_time = try Weft.V1.Timestamp.makeC(v, arena) }
-        if let v = self.deduplicationPeriod { c.pointee.deduplication_period = try Weft.V1.Duration.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.n_act_as = s.actAs.count
+        c.pointee.act_as = try CBridge.cArray(s.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SubmitterMetadata", 2) ?? CBridge.emptyCString }
+        c.pointee.submitting_participant = try CBridge.cString(s.submittingParticipant, arena, "weft.v1.SubmitterMetadata", 3)
+        c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.SubmitterMetadata", 4)
+        c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.SubmitterMetadata", 5)
+        c.pointee.submission_id = try CBridge.cString(s.submissionID, arena, "weft.v1.SubmitterMetadata", 6)
+        if let v = s.maxSequencingTime { c.pointee.max_sequencing_time = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.deduplicationPeriod { c.pointee.deduplication_period = try Weft.V1.Duration.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1591,7 +3256,7 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
         c.pointee.mediator = try CBridge.cString(self.mediator, arena, "weft.v1.CommonMetadata", 3)
         c.pointee.uuid = CBridge.binary(self.uuid, arena)
         c.pointee.confirmation_policy = .init(rawValue: .init(truncatingIfNeeded: self.confirmationPolicy.rawValue))
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1609,19 +3274,22 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.salt = CBridge.bytes(c.salt)
-        if let p = c.ledger_time { self.ledgerTime = try Weft.V1.Timestamp(c: p) }
-        if let p = c.submission_time { self.submissionTime = try Weft.V1.Timestamp(c: p) }
-        self.workflowID = try CBridge.string(c.workflow_id, "weft.v1.ParticipantMetadata")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.salt = CBridge.bytes(c.salt)
+        if let p = c.ledger_time { s.ledgerTime = try Weft.V1.Timestamp(c: p) }
+        if let p = c.submission_time { s.submissionTime = try Weft.V1.Timestamp(c: p) }
+        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.ParticipantMetadata")
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.salt = CBridge.binary(self.salt, arena)
-        if let v = self.ledgerTime { c.pointee.ledger_time = try Weft.V1.Timestamp.makeC(v, arena) }
-        if let v = self.submissionTime { c.pointee.submission_time = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.workflow_id = try CBridge.cString(self.workflowID, arena, "weft.v1.ParticipantMetadata", 4)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.salt = CBridge.binary(s.salt, arena)
+        if let v = s.ledgerTime { c.pointee.ledger_time = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.submissionTime { c.pointee.submission_time = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.workflow_id = try CBridge.cString(s.workflowID, arena, "weft.v1.ParticipantMetadata", 4)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1647,7 +3315,7 @@ extension Weft.V1.Informee: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.party = try CBridge.cString(self.party, arena, "weft.v1.Informee", 1)
         c.pointee.weight = self.weight
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1676,7 +3344,7 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
         c.pointee.n_informees = self.informees.count
         c.pointee.informees = try CBridge.cArray(self.informees, arena) { (e) throws(WireError) in Optional(try Weft.V1.Informee.makeC(e, arena)) }
         c.pointee.threshold = self.threshold
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1694,15 +3362,18 @@ extension Weft.V1.InputContract: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.contract { self.contract = try Weft.V1.ContractInstance(c: p) }
-        self.consumed = c.consumed != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.contract { s.contract = try Weft.V1.ContractInstance(c: p) }
+        s.consumed = c.consumed != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.contract { c.pointee.contract = try Weft.V1.ContractInstance.makeC(v, arena) }
-        c.pointee.consumed = self.consumed ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.contract { c.pointee.contract = try Weft.V1.ContractInstance.makeC(v, arena) }
+        c.pointee.consumed = s.consumed ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1720,15 +3391,18 @@ extension Weft.V1.CreatedContract: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.contract { self.contract = try Weft.V1.ContractInstance(c: p) }
-        self.consumedInCore = c.consumed_in_core != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.contract { s.contract = try Weft.V1.ContractInstance(c: p) }
+        s.consumedInCore = c.consumed_in_core != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.contract { c.pointee.contract = try Weft.V1.ContractInstance.makeC(v, arena) }
-        c.pointee.consumed_in_core = self.consumedInCore ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.contract { c.pointee.contract = try Weft.V1.ContractInstance.makeC(v, arena) }
+        c.pointee.consumed_in_core = s.consumedInCore ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1754,7 +3428,7 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.CreateActionDescription", 1)
         c.pointee.node_seed = CBridge.binary(self.nodeSeed, arena)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1772,26 +3446,29 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.ExerciseActionDescription")
-        if let p = c.template_id { self.templateID = try Weft.V1.TemplateId(c: p) }
-        self.choice = try CBridge.string(c.choice, "weft.v1.ExerciseActionDescription")
-        if let p = c.chosen_value { self.chosenValue = try Weft.V1.Value(c: p) }
-        self.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExerciseActionDescription") }
-        self.nodeSeed = CBridge.bytes(c.node_seed)
-        self.consuming = c.consuming != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.ExerciseActionDescription")
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseActionDescription")
+        if let p = c.chosen_value { s.chosenValue = try Weft.V1.Value(c: p) }
+        s.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExerciseActionDescription") }
+        s.nodeSeed = CBridge.bytes(c.node_seed)
+        s.consuming = c.consuming != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.input_contract_id = try CBridge.cString(self.inputContractID, arena, "weft.v1.ExerciseActionDescription", 1)
-        if let v = self.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
-        c.pointee.choice = try CBridge.cString(self.choice, arena, "weft.v1.ExerciseActionDescription", 3)
-        if let v = self.chosenValue { c.pointee.chosen_value = try Weft.V1.Value.makeC(v, arena) }
-        c.pointee.n_actors = self.actors.count
-        c.pointee.actors = try CBridge.cArray(self.actors, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExerciseActionDescription", 5) ?? CBridge.emptyCString }
-        c.pointee.node_seed = CBridge.binary(self.nodeSeed, arena)
-        c.pointee.consuming = self.consuming ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.input_contract_id = try CBridge.cString(s.inputContractID, arena, "weft.v1.ExerciseActionDescription", 1)
+        if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
+        c.pointee.choice = try CBridge.cString(s.choice, arena, "weft.v1.ExerciseActionDescription", 3)
+        if let v = s.chosenValue { c.pointee.chosen_value = try Weft.V1.Value.makeC(v, arena) }
+        c.pointee.n_actors = s.actors.count
+        c.pointee.actors = try CBridge.cArray(s.actors, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExerciseActionDescription", 5) ?? CBridge.emptyCString }
+        c.pointee.node_seed = CBridge.binary(s.nodeSeed, arena)
+        c.pointee.consuming = s.consuming ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1818,7 +3495,7 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
         c.pointee.input_contract_id = try CBridge.cString(self.inputContractID, arena, "weft.v1.FetchActionDescription", 1)
         c.pointee.n_actors = self.actors.count
         c.pointee.actors = try CBridge.cArray(self.actors, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.FetchActionDescription", 2) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1836,17 +3513,20 @@ extension Weft.V1.ActionDescription: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.description_case.rawValue {
-        case 1: self.description = .create(try Weft.V1.CreateActionDescription(c: c.create))
-        case 2: self.description = .exercise(try Weft.V1.ExerciseActionDescription(c: c.exercise))
-        case 3: self.description = .fetch(try Weft.V1.FetchActionDescription(c: c.fetch))
-        default: self.description = nil
+        case 1: s.description = .create(try Weft.V1.CreateActionDescription(c: c.create))
+        case 2: s.description = .exercise(try Weft.V1.ExerciseActionDescription(c: c.exercise))
+        case 3: s.description = .fetch(try Weft.V1.FetchActionDescription(c: c.fetch))
+        default: s.description = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.description {
+        let s = _storage
+        switch s.description {
         case nil: break
         case .create(let v)?:
             c.pointee.description_case = .init(rawValue: 1)
@@ -1858,7 +3538,7 @@ extension Weft.V1.ActionDescription: CBackedMessage {
             c.pointee.description_case = .init(rawValue: 3)
             c.pointee.fetch = try Weft.V1.FetchActionDescription.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1876,24 +3556,27 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.salt = CBridge.bytes(c.salt)
-        self.coreInputs = try CBridge.array(c.core_inputs, c.n_core_inputs) { (e) throws(WireError) in try Weft.V1.InputContract(c: e!) }
-        self.createdCore = try CBridge.array(c.created_core, c.n_created_core) { (e) throws(WireError) in try Weft.V1.CreatedContract(c: e!) }
-        self.createdInSubviewArchivedInCore = try CBridge.array(c.created_in_subview_archived_in_core, c.n_created_in_subview_archived_in_core) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ViewParticipantData") }
-        if let p = c.action_description { self.actionDescription = try Weft.V1.ActionDescription(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.salt = CBridge.bytes(c.salt)
+        s.coreInputs = try CBridge.array(c.core_inputs, c.n_core_inputs) { (e) throws(WireError) in try Weft.V1.InputContract(c: e!) }
+        s.createdCore = try CBridge.array(c.created_core, c.n_created_core) { (e) throws(WireError) in try Weft.V1.CreatedContract(c: e!) }
+        s.createdInSubviewArchivedInCore = try CBridge.array(c.created_in_subview_archived_in_core, c.n_created_in_subview_archived_in_core) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ViewParticipantData") }
+        if let p = c.action_description { s.actionDescription = try Weft.V1.ActionDescription(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.salt = CBridge.binary(self.salt, arena)
-        c.pointee.n_core_inputs = self.coreInputs.count
-        c.pointee.core_inputs = try CBridge.cArray(self.coreInputs, arena) { (e) throws(WireError) in Optional(try Weft.V1.InputContract.makeC(e, arena)) }
-        c.pointee.n_created_core = self.createdCore.count
-        c.pointee.created_core = try CBridge.cArray(self.createdCore, arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedContract.makeC(e, arena)) }
-        c.pointee.n_created_in_subview_archived_in_core = self.createdInSubviewArchivedInCore.count
-        c.pointee.created_in_subview_archived_in_core = try CBridge.cArray(self.createdInSubviewArchivedInCore, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ViewParticipantData", 4) ?? CBridge.emptyCString }
-        if let v = self.actionDescription { c.pointee.action_description = try Weft.V1.ActionDescription.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.n_core_inputs = s.coreInputs.count
+        c.pointee.core_inputs = try CBridge.cArray(s.coreInputs, arena) { (e) throws(WireError) in Optional(try Weft.V1.InputContract.makeC(e, arena)) }
+        c.pointee.n_created_core = s.createdCore.count
+        c.pointee.created_core = try CBridge.cArray(s.createdCore, arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedContract.makeC(e, arena)) }
+        c.pointee.n_created_in_subview_archived_in_core = s.createdInSubviewArchivedInCore.count
+        c.pointee.created_in_subview_archived_in_core = try CBridge.cArray(s.createdInSubviewArchivedInCore, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ViewParticipantData", 4) ?? CBridge.emptyCString }
+        if let v = s.actionDescription { c.pointee.action_description = try Weft.V1.ActionDescription.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1911,16 +3594,19 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.node_case.rawValue {
-        case 1: self.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: self.node = .unblinded(try Weft.V1.ViewCommonData(c: c.unblinded))
-        default: self.node = nil
+        case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
+        case 2: s.node = .unblinded(try Weft.V1.ViewCommonData(c: c.unblinded))
+        default: s.node = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.node {
+        let s = _storage
+        switch s.node {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
@@ -1929,7 +3615,7 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.ViewCommonData.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1947,16 +3633,19 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.node_case.rawValue {
-        case 1: self.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: self.node = .unblinded(try Weft.V1.ViewParticipantData(c: c.unblinded))
-        default: self.node = nil
+        case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
+        case 2: s.node = .unblinded(try Weft.V1.ViewParticipantData(c: c.unblinded))
+        default: s.node = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.node {
+        let s = _storage
+        switch s.node {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
@@ -1965,7 +3654,7 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.ViewParticipantData.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1983,18 +3672,21 @@ extension Weft.V1.TransactionView: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.common_data { self.commonData = try Weft.V1.BlindableViewCommonData(c: p) }
-        if let p = c.participant_data { self.participantData = try Weft.V1.BlindableViewParticipantData(c: p) }
-        self.subviews = try CBridge.array(c.subviews, c.n_subviews) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.common_data { s.commonData = try Weft.V1.BlindableViewCommonData(c: p) }
+        if let p = c.participant_data { s.participantData = try Weft.V1.BlindableViewParticipantData(c: p) }
+        s.subviews = try CBridge.array(c.subviews, c.n_subviews) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.commonData { c.pointee.common_data = try Weft.V1.BlindableViewCommonData.makeC(v, arena) }
-        if let v = self.participantData { c.pointee.participant_data = try Weft.V1.BlindableViewParticipantData.makeC(v, arena) }
-        c.pointee.n_subviews = self.subviews.count
-        c.pointee.subviews = try CBridge.cArray(self.subviews, arena) { (e) throws(WireError) in Optional(try Weft.V1.BlindableTransactionView.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.commonData { c.pointee.common_data = try Weft.V1.BlindableViewCommonData.makeC(v, arena) }
+        if let v = s.participantData { c.pointee.participant_data = try Weft.V1.BlindableViewParticipantData.makeC(v, arena) }
+        c.pointee.n_subviews = s.subviews.count
+        c.pointee.subviews = try CBridge.cArray(s.subviews, arena) { (e) throws(WireError) in Optional(try Weft.V1.BlindableTransactionView.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2012,16 +3704,19 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.node_case.rawValue {
-        case 1: self.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: self.node = .unblinded(try Weft.V1.TransactionView(c: c.unblinded))
-        default: self.node = nil
+        case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
+        case 2: s.node = .unblinded(try Weft.V1.TransactionView(c: c.unblinded))
+        default: s.node = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.node {
+        let s = _storage
+        switch s.node {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
@@ -2030,7 +3725,7 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.TransactionView.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2048,16 +3743,19 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.node_case.rawValue {
-        case 1: self.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: self.node = .unblinded(try Weft.V1.SubmitterMetadata(c: c.unblinded))
-        default: self.node = nil
+        case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
+        case 2: s.node = .unblinded(try Weft.V1.SubmitterMetadata(c: c.unblinded))
+        default: s.node = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.node {
+        let s = _storage
+        switch s.node {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
@@ -2066,7 +3764,7 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.SubmitterMetadata.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2084,16 +3782,19 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.node_case.rawValue {
-        case 1: self.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: self.node = .unblinded(try Weft.V1.CommonMetadata(c: c.unblinded))
-        default: self.node = nil
+        case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
+        case 2: s.node = .unblinded(try Weft.V1.CommonMetadata(c: c.unblinded))
+        default: s.node = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.node {
+        let s = _storage
+        switch s.node {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
@@ -2102,7 +3803,7 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.CommonMetadata.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2120,16 +3821,19 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.node_case.rawValue {
-        case 1: self.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: self.node = .unblinded(try Weft.V1.ParticipantMetadata(c: c.unblinded))
-        default: self.node = nil
+        case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
+        case 2: s.node = .unblinded(try Weft.V1.ParticipantMetadata(c: c.unblinded))
+        default: s.node = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.node {
+        let s = _storage
+        switch s.node {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
@@ -2138,7 +3842,7 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.ParticipantMetadata.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2156,20 +3860,23 @@ extension Weft.V1.TransactionTree: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.submitter_metadata { self.submitterMetadata = try Weft.V1.BlindableSubmitterMetadata(c: p) }
-        if let p = c.common_metadata { self.commonMetadata = try Weft.V1.BlindableCommonMetadata(c: p) }
-        if let p = c.participant_metadata { self.participantMetadata = try Weft.V1.BlindableParticipantMetadata(c: p) }
-        self.rootViews = try CBridge.array(c.root_views, c.n_root_views) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.submitter_metadata { s.submitterMetadata = try Weft.V1.BlindableSubmitterMetadata(c: p) }
+        if let p = c.common_metadata { s.commonMetadata = try Weft.V1.BlindableCommonMetadata(c: p) }
+        if let p = c.participant_metadata { s.participantMetadata = try Weft.V1.BlindableParticipantMetadata(c: p) }
+        s.rootViews = try CBridge.array(c.root_views, c.n_root_views) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.submitterMetadata { c.pointee.submitter_metadata = try Weft.V1.BlindableSubmitterMetadata.makeC(v, arena) }
-        if let v = self.commonMetadata { c.pointee.common_metadata = try Weft.V1.BlindableCommonMetadata.makeC(v, arena) }
-        if let v = self.participantMetadata { c.pointee.participant_metadata = try Weft.V1.BlindableParticipantMetadata.makeC(v, arena) }
-        c.pointee.n_root_views = self.rootViews.count
-        c.pointee.root_views = try CBridge.cArray(self.rootViews, arena) { (e) throws(WireError) in Optional(try Weft.V1.BlindableTransactionView.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.submitterMetadata { c.pointee.submitter_metadata = try Weft.V1.BlindableSubmitterMetadata.makeC(v, arena) }
+        if let v = s.commonMetadata { c.pointee.common_metadata = try Weft.V1.BlindableCommonMetadata.makeC(v, arena) }
+        if let v = s.participantMetadata { c.pointee.participant_metadata = try Weft.V1.BlindableParticipantMetadata.makeC(v, arena) }
+        c.pointee.n_root_views = s.rootViews.count
+        c.pointee.root_views = try CBridge.cArray(s.rootViews, arena) { (e) throws(WireError) in Optional(try Weft.V1.BlindableTransactionView.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2187,15 +3894,18 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.informee_tree { self.informeeTree = try Weft.V1.TransactionTree(c: p) }
-        if let p = c.submitting_participant_signature { self.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.informee_tree { s.informeeTree = try Weft.V1.TransactionTree(c: p) }
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.informeeTree { c.pointee.informee_tree = try Weft.V1.TransactionTree.makeC(v, arena) }
-        if let v = self.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.informeeTree { c.pointee.informee_tree = try Weft.V1.TransactionTree.makeC(v, arena) }
+        if let v = s.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2213,19 +3923,22 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.rootHash = CBridge.bytes(c.root_hash)
-        self.domain = try CBridge.string(c.domain, "weft.v1.RootHashMessage")
-        self.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        if let p = c.submitting_participant_signature { self.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.rootHash = CBridge.bytes(c.root_hash)
+        s.domain = try CBridge.string(c.domain, "weft.v1.RootHashMessage")
+        s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.root_hash = CBridge.binary(self.rootHash, arena)
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.RootHashMessage", 2)
-        c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: self.viewType.rawValue))
-        if let v = self.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.root_hash = CBridge.binary(s.rootHash, arena)
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.RootHashMessage", 2)
+        c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: s.viewType.rawValue))
+        if let v = s.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2243,16 +3956,19 @@ extension Weft.V1.ViewTree: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.tree { self.tree = try Weft.V1.TransactionTree(c: p) }
-        self.viewPosition = try CBridge.array(c.view_position, c.n_view_position) { (e) throws(WireError) in e }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.tree { s.tree = try Weft.V1.TransactionTree(c: p) }
+        s.viewPosition = try CBridge.array(c.view_position, c.n_view_position) { (e) throws(WireError) in e }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.tree { c.pointee.tree = try Weft.V1.TransactionTree.makeC(v, arena) }
-        c.pointee.n_view_position = self.viewPosition.count
-        c.pointee.view_position = try CBridge.cArray(self.viewPosition, arena) { (e) throws(WireError) in e }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.tree { c.pointee.tree = try Weft.V1.TransactionTree.makeC(v, arena) }
+        c.pointee.n_view_position = s.viewPosition.count
+        c.pointee.view_position = try CBridge.cArray(s.viewPosition, arena) { (e) throws(WireError) in e }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2270,24 +3986,27 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.viewHash = CBridge.bytes(c.view_hash)
-        self.ciphertext = CBridge.bytes(c.ciphertext)
-        self.wrappedSeeds = try CBridge.array(c.wrapped_seeds, c.n_wrapped_seeds) { (e) throws(WireError) in try Weft.V1.WrappedKey(c: e!) }
-        self.domain = try CBridge.string(c.domain, "weft.v1.EncryptedViewMessage")
-        self.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        if let p = c.submitting_participant_signature { self.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.viewHash = CBridge.bytes(c.view_hash)
+        s.ciphertext = CBridge.bytes(c.ciphertext)
+        s.wrappedSeeds = try CBridge.array(c.wrapped_seeds, c.n_wrapped_seeds) { (e) throws(WireError) in try Weft.V1.WrappedKey(c: e!) }
+        s.domain = try CBridge.string(c.domain, "weft.v1.EncryptedViewMessage")
+        s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.view_hash = CBridge.binary(self.viewHash, arena)
-        c.pointee.ciphertext = CBridge.binary(self.ciphertext, arena)
-        c.pointee.n_wrapped_seeds = self.wrappedSeeds.count
-        c.pointee.wrapped_seeds = try CBridge.cArray(self.wrappedSeeds, arena) { (e) throws(WireError) in Optional(try Weft.V1.WrappedKey.makeC(e, arena)) }
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.EncryptedViewMessage", 4)
-        c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: self.viewType.rawValue))
-        if let v = self.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.view_hash = CBridge.binary(s.viewHash, arena)
+        c.pointee.ciphertext = CBridge.binary(s.ciphertext, arena)
+        c.pointee.n_wrapped_seeds = s.wrappedSeeds.count
+        c.pointee.wrapped_seeds = try CBridge.cArray(s.wrappedSeeds, arena) { (e) throws(WireError) in Optional(try Weft.V1.WrappedKey.makeC(e, arena)) }
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.EncryptedViewMessage", 4)
+        c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: s.viewType.rawValue))
+        if let v = s.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2309,7 +4028,7 @@ extension Weft.V1.LocalApprove: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2338,7 +4057,7 @@ extension Weft.V1.LocalReject: CBackedMessage {
         c.pointee.message = try CBridge.cString(self.message, arena, "weft.v1.LocalReject", 2)
         c.pointee.n_resources = self.resources.count
         c.pointee.resources = try CBridge.cArray(self.resources, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.LocalReject", 3) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2356,16 +4075,19 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.outcome_case.rawValue {
-        case 1: self.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve))
-        case 2: self.outcome = .reject(try Weft.V1.LocalReject(c: c.reject))
-        default: self.outcome = nil
+        case 1: s.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve))
+        case 2: s.outcome = .reject(try Weft.V1.LocalReject(c: c.reject))
+        default: s.outcome = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.outcome {
+        let s = _storage
+        switch s.outcome {
         case nil: break
         case .approve(let v)?:
             c.pointee.outcome_case = .init(rawValue: 1)
@@ -2374,7 +4096,7 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
             c.pointee.outcome_case = .init(rawValue: 2)
             c.pointee.reject = try Weft.V1.LocalReject.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2392,26 +4114,29 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.request_id { self.requestID = try Weft.V1.Timestamp(c: p) }
-        self.sender = try CBridge.string(c.sender, "weft.v1.ConfirmationResponse")
-        self.viewHash = CBridge.bytes(c.view_hash)
-        if let p = c.local_verdict { self.localVerdict = try Weft.V1.LocalVerdict(c: p) }
-        self.rootHash = CBridge.bytes(c.root_hash)
-        self.confirmingParties = try CBridge.array(c.confirming_parties, c.n_confirming_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConfirmationResponse") }
-        self.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResponse")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p) }
+        s.sender = try CBridge.string(c.sender, "weft.v1.ConfirmationResponse")
+        s.viewHash = CBridge.bytes(c.view_hash)
+        if let p = c.local_verdict { s.localVerdict = try Weft.V1.LocalVerdict(c: p) }
+        s.rootHash = CBridge.bytes(c.root_hash)
+        s.confirmingParties = try CBridge.array(c.confirming_parties, c.n_confirming_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConfirmationResponse") }
+        s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResponse")
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.requestID { c.pointee.request_id = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.sender = try CBridge.cString(self.sender, arena, "weft.v1.ConfirmationResponse", 2)
-        c.pointee.view_hash = CBridge.binary(self.viewHash, arena)
-        if let v = self.localVerdict { c.pointee.local_verdict = try Weft.V1.LocalVerdict.makeC(v, arena) }
-        c.pointee.root_hash = CBridge.binary(self.rootHash, arena)
-        c.pointee.n_confirming_parties = self.confirmingParties.count
-        c.pointee.confirming_parties = try CBridge.cArray(self.confirmingParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConfirmationResponse", 6) ?? CBridge.emptyCString }
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.ConfirmationResponse", 7)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.requestID { c.pointee.request_id = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.ConfirmationResponse", 2)
+        c.pointee.view_hash = CBridge.binary(s.viewHash, arena)
+        if let v = s.localVerdict { c.pointee.local_verdict = try Weft.V1.LocalVerdict.makeC(v, arena) }
+        c.pointee.root_hash = CBridge.binary(s.rootHash, arena)
+        c.pointee.n_confirming_parties = s.confirmingParties.count
+        c.pointee.confirming_parties = try CBridge.cArray(s.confirmingParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConfirmationResponse", 6) ?? CBridge.emptyCString }
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.ConfirmationResponse", 7)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2437,7 +4162,7 @@ extension Weft.V1.MediatorReject: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.reason_id = try CBridge.cString(self.reasonID, arena, "weft.v1.MediatorReject", 1)
         c.pointee.message = try CBridge.cString(self.message, arena, "weft.v1.MediatorReject", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2462,7 +4187,7 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_rejects = self.rejects.count
         c.pointee.rejects = try CBridge.cArray(self.rejects, arena) { (e) throws(WireError) in Optional(try Weft.V1.ParticipantReject.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2480,18 +4205,21 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.ParticipantReject")
-        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ParticipantReject") }
-        if let p = c.reject { self.reject = try Weft.V1.LocalReject(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.participant = try CBridge.string(c.participant, "weft.v1.ParticipantReject")
+        s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ParticipantReject") }
+        if let p = c.reject { s.reject = try Weft.V1.LocalReject(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.ParticipantReject", 1)
-        c.pointee.n_parties = self.parties.count
-        c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ParticipantReject", 2) ?? CBridge.emptyCString }
-        if let v = self.reject { c.pointee.reject = try Weft.V1.LocalReject.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.ParticipantReject", 1)
+        c.pointee.n_parties = s.parties.count
+        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ParticipantReject", 2) ?? CBridge.emptyCString }
+        if let v = s.reject { c.pointee.reject = try Weft.V1.LocalReject.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2509,17 +4237,20 @@ extension Weft.V1.Verdict: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.outcome_case.rawValue {
-        case 1: self.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve))
-        case 2: self.outcome = .mediatorReject(try Weft.V1.MediatorReject(c: c.mediator_reject))
-        case 3: self.outcome = .participantReject(try Weft.V1.ParticipantRejects(c: c.participant_reject))
-        default: self.outcome = nil
+        case 1: s.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve))
+        case 2: s.outcome = .mediatorReject(try Weft.V1.MediatorReject(c: c.mediator_reject))
+        case 3: s.outcome = .participantReject(try Weft.V1.ParticipantRejects(c: c.participant_reject))
+        default: s.outcome = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.outcome {
+        let s = _storage
+        switch s.outcome {
         case nil: break
         case .approve(let v)?:
             c.pointee.outcome_case = .init(rawValue: 1)
@@ -2531,7 +4262,7 @@ extension Weft.V1.Verdict: CBackedMessage {
             c.pointee.outcome_case = .init(rawValue: 3)
             c.pointee.participant_reject = try Weft.V1.ParticipantRejects.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2549,21 +4280,24 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.request_id { self.requestID = try Weft.V1.Timestamp(c: p) }
-        self.rootHash = CBridge.bytes(c.root_hash)
-        self.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResult")
-        if let p = c.verdict { self.verdict = try Weft.V1.Verdict(c: p) }
-        self.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p) }
+        s.rootHash = CBridge.bytes(c.root_hash)
+        s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResult")
+        if let p = c.verdict { s.verdict = try Weft.V1.Verdict(c: p) }
+        s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.requestID { c.pointee.request_id = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.root_hash = CBridge.binary(self.rootHash, arena)
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.ConfirmationResult", 3)
-        if let v = self.verdict { c.pointee.verdict = try Weft.V1.Verdict.makeC(v, arena) }
-        c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: self.viewType.rawValue))
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.requestID { c.pointee.request_id = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.root_hash = CBridge.binary(s.rootHash, arena)
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.ConfirmationResult", 3)
+        if let v = s.verdict { c.pointee.verdict = try Weft.V1.Verdict.makeC(v, arena) }
+        c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: s.viewType.rawValue))
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2581,23 +4315,26 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.AcsCommitment")
-        self.sender = try CBridge.string(c.sender, "weft.v1.AcsCommitment")
-        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsCommitment")
-        if let p = c.from_exclusive { self.fromExclusive = try Weft.V1.Timestamp(c: p) }
-        if let p = c.to_inclusive { self.toInclusive = try Weft.V1.Timestamp(c: p) }
-        self.commitment = CBridge.bytes(c.commitment)
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.domain = try CBridge.string(c.domain, "weft.v1.AcsCommitment")
+        s.sender = try CBridge.string(c.sender, "weft.v1.AcsCommitment")
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsCommitment")
+        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p) }
+        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p) }
+        s.commitment = CBridge.bytes(c.commitment)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.AcsCommitment", 1)
-        c.pointee.sender = try CBridge.cString(self.sender, arena, "weft.v1.AcsCommitment", 2)
-        c.pointee.counter_participant = try CBridge.cString(self.counterParticipant, arena, "weft.v1.AcsCommitment", 3)
-        if let v = self.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
-        if let v = self.toInclusive { c.pointee.to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.commitment = CBridge.binary(self.commitment, arena)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.AcsCommitment", 1)
+        c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.AcsCommitment", 2)
+        c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.AcsCommitment", 3)
+        if let v = s.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.toInclusive { c.pointee.to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.commitment = CBridge.binary(s.commitment, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2615,17 +4352,20 @@ extension Weft.V1.SignedContent: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.content_case.rawValue {
-        case 1: self.content = .confirmationResponse(try Weft.V1.ConfirmationResponse(c: c.confirmation_response))
-        case 2: self.content = .confirmationResult(try Weft.V1.ConfirmationResult(c: c.confirmation_result))
-        case 3: self.content = .acsCommitment(try Weft.V1.AcsCommitment(c: c.acs_commitment))
-        default: self.content = nil
+        case 1: s.content = .confirmationResponse(try Weft.V1.ConfirmationResponse(c: c.confirmation_response))
+        case 2: s.content = .confirmationResult(try Weft.V1.ConfirmationResult(c: c.confirmation_result))
+        case 3: s.content = .acsCommitment(try Weft.V1.AcsCommitment(c: c.acs_commitment))
+        default: s.content = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.content {
+        let s = _storage
+        switch s.content {
         case nil: break
         case .confirmationResponse(let v)?:
             c.pointee.content_case = .init(rawValue: 1)
@@ -2637,7 +4377,7 @@ extension Weft.V1.SignedContent: CBackedMessage {
             c.pointee.content_case = .init(rawValue: 3)
             c.pointee.acs_commitment = try Weft.V1.AcsCommitment.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2655,15 +4395,18 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.content = CBridge.bytes(c.content)
-        if let p = c.signature { self.signature = try Weft.V1.Signature(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.content = CBridge.bytes(c.content)
+        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.content = CBridge.binary(self.content, arena)
-        if let v = self.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.content = CBridge.binary(s.content, arena)
+        if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2681,19 +4424,22 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.message_case.rawValue {
-        case 1: self.message = .informeeMessage(try Weft.V1.InformeeMessage(c: c.informee_message))
-        case 2: self.message = .encryptedView(try Weft.V1.EncryptedViewMessage(c: c.encrypted_view))
-        case 3: self.message = .rootHash(try Weft.V1.RootHashMessage(c: c.root_hash))
-        case 4: self.message = .signedMessage(try Weft.V1.SignedProtocolMessage(c: c.signed_message))
-        case 5: self.message = .topologyBroadcast(try Weft.V1.TopologyTransactionsBroadcast(c: c.topology_broadcast))
-        default: self.message = nil
+        case 1: s.message = .informeeMessage(try Weft.V1.InformeeMessage(c: c.informee_message))
+        case 2: s.message = .encryptedView(try Weft.V1.EncryptedViewMessage(c: c.encrypted_view))
+        case 3: s.message = .rootHash(try Weft.V1.RootHashMessage(c: c.root_hash))
+        case 4: s.message = .signedMessage(try Weft.V1.SignedProtocolMessage(c: c.signed_message))
+        case 5: s.message = .topologyBroadcast(try Weft.V1.TopologyTransactionsBroadcast(c: c.topology_broadcast))
+        default: s.message = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.message {
+        let s = _storage
+        switch s.message {
         case nil: break
         case .informeeMessage(let v)?:
             c.pointee.message_case = .init(rawValue: 1)
@@ -2711,6 +4457,6 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
             c.pointee.message_case = .init(rawValue: 5)
             c.pointee.topology_broadcast = try Weft.V1.TopologyTransactionsBroadcast.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -13,7 +13,7 @@ extension Weft.V1 {
         public var member: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -28,6 +28,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -39,16 +44,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetChallengeResponse"
 
         /// Random nonce, single use.
-        public var nonce: [UInt8] = []
+        public var nonce: [UInt8] {
+            get { _storage.nonce }
+            set { _uniqueStorage().nonce = newValue }
+        }
 
         /// Fingerprints of the member's signing keys the sequencer accepts.
-        public var keyFingerprints: [String] = []
+        public var keyFingerprints: [String] {
+            get { _storage.keyFingerprints }
+            set { _uniqueStorage().keyFingerprints = newValue }
+        }
 
         /// The challenge is void after this time.
-        public var expiresAt: Weft.V1.Timestamp? = nil
+        public var expiresAt: Weft.V1.Timestamp? {
+            get { _storage.expiresAt }
+            set { _uniqueStorage().expiresAt = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var nonce: [UInt8] = []
+            var keyFingerprints: [String] = []
+            var expiresAt: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                nonce = other.nonce
+                keyFingerprints = other.keyFingerprints
+                expiresAt = other.expiresAt
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.nonce == r.nonce
+        && l.keyFingerprints == r.keyFingerprints
+        && l.expiresAt == r.expiresAt
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.nonce)
+            hasher.combine(s.keyFingerprints)
+            hasher.combine(s.expiresAt)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -65,6 +123,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -76,16 +139,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.AuthenticateRequest"
 
         /// Member id.
-        public var member: String = ""
+        public var member: String {
+            get { _storage.member }
+            set { _uniqueStorage().member = newValue }
+        }
 
         /// The nonce from GetChallenge.
-        public var nonce: [UInt8] = []
+        public var nonce: [UInt8] {
+            get { _storage.nonce }
+            set { _uniqueStorage().nonce = newValue }
+        }
 
         /// Signature over the purpose-tagged hash of (domain id, member, nonce).
-        public var signature: Weft.V1.Signature? = nil
+        public var signature: Weft.V1.Signature? {
+            get { _storage.signature }
+            set { _uniqueStorage().signature = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var member: String = ""
+            var nonce: [UInt8] = []
+            var signature: Weft.V1.Signature? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                member = other.member
+                nonce = other.nonce
+                signature = other.signature
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.member == r.member
+        && l.nonce == r.nonce
+        && l.signature == r.signature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.member)
+            hasher.combine(s.nonce)
+            hasher.combine(s.signature)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -102,6 +218,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -113,13 +234,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.AuthenticateResponse"
 
         /// Opaque bearer token for `authorization` metadata.
-        public var token: [UInt8] = []
+        public var token: [UInt8] {
+            get { _storage.token }
+            set { _uniqueStorage().token = newValue }
+        }
 
         /// The token is void after this time; authenticate again before.
-        public var expiresAt: Weft.V1.Timestamp? = nil
+        public var expiresAt: Weft.V1.Timestamp? {
+            get { _storage.expiresAt }
+            set { _uniqueStorage().expiresAt = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var token: [UInt8] = []
+            var expiresAt: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                token = other.token
+                expiresAt = other.expiresAt
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.token == r.token
+        && l.expiresAt == r.expiresAt
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.token)
+            hasher.combine(s.expiresAt)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -132,6 +299,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -153,7 +325,7 @@ extension Weft.V1 {
         public var recipients: [String] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -166,6 +338,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -183,7 +360,7 @@ extension Weft.V1 {
         public var envelopes: [Weft.V1.Envelope] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -198,6 +375,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -209,29 +391,103 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SubmissionRequest"
 
         /// Member id of the sender.
-        public var sender: String = ""
+        public var sender: String {
+            get { _storage.sender }
+            set { _uniqueStorage().sender = newValue }
+        }
 
         /// Sender-chosen id, unique among the sender's in-flight submissions; it
         /// comes back in the receipt or deliver error.
-        public var messageID: String = ""
+        public var messageID: String {
+            get { _storage.messageID }
+            set { _uniqueStorage().messageID = newValue }
+        }
 
         /// The envelopes.
-        public var batch: Weft.V1.Batch? = nil
+        public var batch: Weft.V1.Batch? {
+            get { _storage.batch }
+            set { _uniqueStorage().batch = newValue }
+        }
 
         /// If the submission cannot be sequenced before this time it is dropped
         /// and the sender gets a deliver error.
-        public var maxSequencingTime: Weft.V1.Timestamp? = nil
+        public var maxSequencingTime: Weft.V1.Timestamp? {
+            get { _storage.maxSequencingTime }
+            set { _uniqueStorage().maxSequencingTime = newValue }
+        }
 
         /// W3C trace context (`traceparent` value) of the request, propagated to
         /// every recipient.
-        public var traceparent: String = ""
+        public var traceparent: String {
+            get { _storage.traceparent }
+            set { _uniqueStorage().traceparent = newValue }
+        }
 
         /// Topology timestamp the sender used to choose recipients and keys;
         /// absent means the sequencing time.
-        public var topologyTimestamp: Weft.V1.Timestamp? = nil
+        public var topologyTimestamp: Weft.V1.Timestamp? {
+            get { _storage.topologyTimestamp }
+            set { _uniqueStorage().topologyTimestamp = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var sender: String = ""
+            var messageID: String = ""
+            var batch: Weft.V1.Batch? = nil
+            var maxSequencingTime: Weft.V1.Timestamp? = nil
+            var traceparent: String = ""
+            var topologyTimestamp: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                sender = other.sender
+                messageID = other.messageID
+                batch = other.batch
+                maxSequencingTime = other.maxSequencingTime
+                traceparent = other.traceparent
+                topologyTimestamp = other.topologyTimestamp
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.sender == r.sender
+        && l.messageID == r.messageID
+        && l.batch == r.batch
+        && l.maxSequencingTime == r.maxSequencingTime
+        && l.traceparent == r.traceparent
+        && l.topologyTimestamp == r.topologyTimestamp
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.sender)
+            hasher.combine(s.messageID)
+            hasher.combine(s.batch)
+            hasher.combine(s.maxSequencingTime)
+            hasher.combine(s.traceparent)
+            hasher.combine(s.topologyTimestamp)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -251,6 +507,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -262,16 +523,62 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SendRequest"
 
         /// A serialized `SubmissionRequest`.
-        public var submissionRequest: [UInt8] = []
+        public var submissionRequest: [UInt8] {
+            get { _storage.submissionRequest }
+            set { _uniqueStorage().submissionRequest = newValue }
+        }
 
         /// Sender's signature over the purpose-tagged hash of
         /// `submission_request`. Absent when the submission is authenticated by
         /// the session token alone (docs/wire-protocol.md says which the domain
         /// requires).
-        public var signature: Weft.V1.Signature? = nil
+        public var signature: Weft.V1.Signature? {
+            get { _storage.signature }
+            set { _uniqueStorage().signature = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var submissionRequest: [UInt8] = []
+            var signature: Weft.V1.Signature? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                submissionRequest = other.submissionRequest
+                signature = other.signature
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.submissionRequest == r.submissionRequest
+        && l.signature == r.signature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.submissionRequest)
+            hasher.combine(s.signature)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -287,6 +594,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -298,13 +610,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SendResponse"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -325,7 +642,7 @@ extension Weft.V1 {
         public var fromCounter: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -341,6 +658,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -352,10 +674,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SubscribeResponse"
 
         /// The event, signed by the sequencer.
-        public var signedEvent: Weft.V1.SignedSequencedEvent? = nil
+        public var signedEvent: Weft.V1.SignedSequencedEvent? {
+            get { _storage.signedEvent }
+            set { _uniqueStorage().signedEvent = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var signedEvent: Weft.V1.SignedSequencedEvent? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                signedEvent = other.signedEvent
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.signedEvent == r.signedEvent
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.signedEvent)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -370,6 +731,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -381,21 +747,81 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.Deliver"
 
         /// Sender's member id.
-        public var sender: String = ""
+        public var sender: String {
+            get { _storage.sender }
+            set { _uniqueStorage().sender = newValue }
+        }
 
         /// The submission's message id; set only in the sender's own event (its
         /// receipt). A deliver with a message id and no envelopes is a pure
         /// receipt: the sender was not a recipient.
-        public var messageID: String = ""
+        public var messageID: String {
+            get { _storage.messageID }
+            set { _uniqueStorage().messageID = newValue }
+        }
 
         /// Only the envelopes addressed to this member.
-        public var batch: Weft.V1.Batch? = nil
+        public var batch: Weft.V1.Batch? {
+            get { _storage.batch }
+            set { _uniqueStorage().batch = newValue }
+        }
 
         /// W3C trace context of the submission.
-        public var traceparent: String = ""
+        public var traceparent: String {
+            get { _storage.traceparent }
+            set { _uniqueStorage().traceparent = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var sender: String = ""
+            var messageID: String = ""
+            var batch: Weft.V1.Batch? = nil
+            var traceparent: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                sender = other.sender
+                messageID = other.messageID
+                batch = other.batch
+                traceparent = other.traceparent
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.sender == r.sender
+        && l.messageID == r.messageID
+        && l.batch == r.batch
+        && l.traceparent == r.traceparent
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.sender)
+            hasher.combine(s.messageID)
+            hasher.combine(s.batch)
+            hasher.combine(s.traceparent)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -413,6 +839,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -424,14 +855,60 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.DeliverError"
 
         /// The submission's message id.
-        public var messageID: String = ""
+        public var messageID: String {
+            get { _storage.messageID }
+            set { _uniqueStorage().messageID = newValue }
+        }
 
         /// The reason: e.g. error id `SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED`,
         /// `SEQUENCER_UNKNOWN_RECIPIENTS`, `SEQUENCER_REQUEST_TOO_LARGE`.
-        public var reason: Weft.V1.Status? = nil
+        public var reason: Weft.V1.Status? {
+            get { _storage.reason }
+            set { _uniqueStorage().reason = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var messageID: String = ""
+            var reason: Weft.V1.Status? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                messageID = other.messageID
+                reason = other.reason
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.messageID == r.messageID
+        && l.reason == r.reason
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.messageID)
+            hasher.combine(s.reason)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -447,6 +924,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -458,23 +940,90 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SequencedEvent"
 
         /// Position in this member's stream: 0, 1, 2, … without gaps.
-        public var counter: UInt64 = 0
+        public var counter: UInt64 {
+            get { _storage.counter }
+            set { _uniqueStorage().counter = newValue }
+        }
 
         /// Sequencing timestamp; unique and strictly increasing across the domain.
-        public var timestamp: Weft.V1.Timestamp? = nil
+        public var timestamp: Weft.V1.Timestamp? {
+            get { _storage.timestamp }
+            set { _uniqueStorage().timestamp = newValue }
+        }
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// Member id of the recipient, so a signed event cannot be replayed to
         /// another member.
-        public var recipient: String = ""
+        public var recipient: String {
+            get { _storage.recipient }
+            set { _uniqueStorage().recipient = newValue }
+        }
 
         /// What happened; exactly one is set.
-        public var event: Event? = nil
+        public var event: Event? {
+            get { _storage.event }
+            set { _uniqueStorage().event = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var counter: UInt64 = 0
+            var timestamp: Weft.V1.Timestamp? = nil
+            var domain: String = ""
+            var recipient: String = ""
+            var event: Event? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                counter = other.counter
+                timestamp = other.timestamp
+                domain = other.domain
+                recipient = other.recipient
+                event = other.event
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.counter == r.counter
+        && l.timestamp == r.timestamp
+        && l.domain == r.domain
+        && l.recipient == r.recipient
+        && l.event == r.event
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.counter)
+            hasher.combine(s.timestamp)
+            hasher.combine(s.domain)
+            hasher.combine(s.recipient)
+            hasher.combine(s.event)
+            hasher.combine(s.unknownFields)
+        }
 
         /// What happened; exactly one is set.
         public enum Event: Hashable, Sendable {
@@ -501,6 +1050,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -512,13 +1066,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.SignedSequencedEvent"
 
         /// A serialized `SequencedEvent`.
-        public var event: [UInt8] = []
+        public var event: [UInt8] {
+            get { _storage.event }
+            set { _uniqueStorage().event = newValue }
+        }
 
         /// Sequencer's signature over the purpose-tagged hash of `event`.
-        public var signature: Weft.V1.Signature? = nil
+        public var signature: Weft.V1.Signature? {
+            get { _storage.signature }
+            set { _uniqueStorage().signature = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var event: [UInt8] = []
+            var signature: Weft.V1.Signature? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                event = other.event
+                signature = other.signature
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.event == r.event
+        && l.signature == r.signature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.event)
+            hasher.combine(s.signature)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -534,6 +1134,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -545,13 +1150,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.AcknowledgeRequest"
 
         /// Member id.
-        public var member: String = ""
+        public var member: String {
+            get { _storage.member }
+            set { _uniqueStorage().member = newValue }
+        }
 
         /// Timestamp of the last event the member has processed and persisted.
-        public var timestamp: Weft.V1.Timestamp? = nil
+        public var timestamp: Weft.V1.Timestamp? {
+            get { _storage.timestamp }
+            set { _uniqueStorage().timestamp = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var member: String = ""
+            var timestamp: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                member = other.member
+                timestamp = other.timestamp
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.member == r.member
+        && l.timestamp == r.timestamp
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.member)
+            hasher.combine(s.timestamp)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -567,6 +1218,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -578,13 +1234,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.AcknowledgeResponse"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -607,7 +1268,7 @@ extension Weft.V1 {
         public var identity: [Weft.V1.SignedTopologyTransaction] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -623,6 +1284,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -635,10 +1301,49 @@ extension Weft.V1 {
 
         /// Sequencing time at which the participant's identity takes effect; it
         /// may authenticate from then on.
-        public var effectiveAt: Weft.V1.Timestamp? = nil
+        public var effectiveAt: Weft.V1.Timestamp? {
+            get { _storage.effectiveAt }
+            set { _uniqueStorage().effectiveAt = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var effectiveAt: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                effectiveAt = other.effectiveAt
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.effectiveAt == r.effectiveAt
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.effectiveAt)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -653,6 +1358,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -664,13 +1374,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetDomainInfoRequest"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -685,19 +1400,79 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.GetDomainInfoResponse"
 
         /// Domain id, `domain1::1220…`.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// The domain's current parameters.
-        public var parameters: Weft.V1.DomainParameters? = nil
+        public var parameters: Weft.V1.DomainParameters? {
+            get { _storage.parameters }
+            set { _uniqueStorage().parameters = newValue }
+        }
 
         /// Member ids of the domain's sequencers.
-        public var sequencers: [String] = []
+        public var sequencers: [String] {
+            get { _storage.sequencers }
+            set { _uniqueStorage().sequencers = newValue }
+        }
 
         /// Whether Send requires a signature in addition to the session token.
-        public var submissionsRequireSignature: Bool = false
+        public var submissionsRequireSignature: Bool {
+            get { _storage.submissionsRequireSignature }
+            set { _uniqueStorage().submissionsRequireSignature = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var parameters: Weft.V1.DomainParameters? = nil
+            var sequencers: [String] = []
+            var submissionsRequireSignature: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                domain = other.domain
+                parameters = other.parameters
+                sequencers = other.sequencers
+                submissionsRequireSignature = other.submissionsRequireSignature
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.domain == r.domain
+        && l.parameters == r.parameters
+        && l.sequencers == r.sequencers
+        && l.submissionsRequireSignature == r.submissionsRequireSignature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.domain)
+            hasher.combine(s.parameters)
+            hasher.combine(s.sequencers)
+            hasher.combine(s.submissionsRequireSignature)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -712,6 +1487,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -742,7 +1522,7 @@ extension Weft.V1.GetChallengeRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.GetChallengeRequest", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -760,18 +1540,21 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.nonce = CBridge.bytes(c.nonce)
-        self.keyFingerprints = try CBridge.array(c.key_fingerprints, c.n_key_fingerprints) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetChallengeResponse") }
-        if let p = c.expires_at { self.expiresAt = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.nonce = CBridge.bytes(c.nonce)
+        s.keyFingerprints = try CBridge.array(c.key_fingerprints, c.n_key_fingerprints) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetChallengeResponse") }
+        if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.nonce = CBridge.binary(self.nonce, arena)
-        c.pointee.n_key_fingerprints = self.keyFingerprints.count
-        c.pointee.key_fingerprints = try CBridge.cArray(self.keyFingerprints, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetChallengeResponse", 2) ?? CBridge.emptyCString }
-        if let v = self.expiresAt { c.pointee.expires_at = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.nonce = CBridge.binary(s.nonce, arena)
+        c.pointee.n_key_fingerprints = s.keyFingerprints.count
+        c.pointee.key_fingerprints = try CBridge.cArray(s.keyFingerprints, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetChallengeResponse", 2) ?? CBridge.emptyCString }
+        if let v = s.expiresAt { c.pointee.expires_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -789,17 +1572,20 @@ extension Weft.V1.AuthenticateRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.AuthenticateRequest")
-        self.nonce = CBridge.bytes(c.nonce)
-        if let p = c.signature { self.signature = try Weft.V1.Signature(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.member = try CBridge.string(c.member, "weft.v1.AuthenticateRequest")
+        s.nonce = CBridge.bytes(c.nonce)
+        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.AuthenticateRequest", 1)
-        c.pointee.nonce = CBridge.binary(self.nonce, arena)
-        if let v = self.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.AuthenticateRequest", 1)
+        c.pointee.nonce = CBridge.binary(s.nonce, arena)
+        if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -817,15 +1603,18 @@ extension Weft.V1.AuthenticateResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.token = CBridge.bytes(c.token)
-        if let p = c.expires_at { self.expiresAt = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.token = CBridge.bytes(c.token)
+        if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.token = CBridge.binary(self.token, arena)
-        if let v = self.expiresAt { c.pointee.expires_at = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.token = CBridge.binary(s.token, arena)
+        if let v = s.expiresAt { c.pointee.expires_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -852,7 +1641,7 @@ extension Weft.V1.Envelope: CBackedMessage {
         c.pointee.content = CBridge.binary(self.content, arena)
         c.pointee.n_recipients = self.recipients.count
         c.pointee.recipients = try CBridge.cArray(self.recipients, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Envelope", 2) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -877,7 +1666,7 @@ extension Weft.V1.Batch: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_envelopes = self.envelopes.count
         c.pointee.envelopes = try CBridge.cArray(self.envelopes, arena) { (e) throws(WireError) in Optional(try Weft.V1.Envelope.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -895,23 +1684,26 @@ extension Weft.V1.SubmissionRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.sender = try CBridge.string(c.sender, "weft.v1.SubmissionRequest")
-        self.messageID = try CBridge.string(c.message_id, "weft.v1.SubmissionRequest")
-        if let p = c.batch { self.batch = try Weft.V1.Batch(c: p) }
-        if let p = c.max_sequencing_time { self.maxSequencingTime = try Weft.V1.Timestamp(c: p) }
-        self.traceparent = try CBridge.string(c.traceparent, "weft.v1.SubmissionRequest")
-        if let p = c.topology_timestamp { self.topologyTimestamp = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.sender = try CBridge.string(c.sender, "weft.v1.SubmissionRequest")
+        s.messageID = try CBridge.string(c.message_id, "weft.v1.SubmissionRequest")
+        if let p = c.batch { s.batch = try Weft.V1.Batch(c: p) }
+        if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p) }
+        s.traceparent = try CBridge.string(c.traceparent, "weft.v1.SubmissionRequest")
+        if let p = c.topology_timestamp { s.topologyTimestamp = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.sender = try CBridge.cString(self.sender, arena, "weft.v1.SubmissionRequest", 1)
-        c.pointee.message_id = try CBridge.cString(self.messageID, arena, "weft.v1.SubmissionRequest", 2)
-        if let v = self.batch { c.pointee.batch = try Weft.V1.Batch.makeC(v, arena) }
-        if let v = self.maxSequencingTime { c.pointee.max_sequencing_time = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.traceparent = try CBridge.cString(self.traceparent, arena, "weft.v1.SubmissionRequest", 5)
-        if let v = self.topologyTimestamp { c.pointee.topology_timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.SubmissionRequest", 1)
+        c.pointee.message_id = try CBridge.cString(s.messageID, arena, "weft.v1.SubmissionRequest", 2)
+        if let v = s.batch { c.pointee.batch = try Weft.V1.Batch.makeC(v, arena) }
+        if let v = s.maxSequencingTime { c.pointee.max_sequencing_time = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.traceparent = try CBridge.cString(s.traceparent, arena, "weft.v1.SubmissionRequest", 5)
+        if let v = s.topologyTimestamp { c.pointee.topology_timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -929,15 +1721,18 @@ extension Weft.V1.SendRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.submissionRequest = CBridge.bytes(c.submission_request)
-        if let p = c.signature { self.signature = try Weft.V1.Signature(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.submissionRequest = CBridge.bytes(c.submission_request)
+        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.submission_request = CBridge.binary(self.submissionRequest, arena)
-        if let v = self.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.submission_request = CBridge.binary(s.submissionRequest, arena)
+        if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -959,7 +1754,7 @@ extension Weft.V1.SendResponse: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -985,7 +1780,7 @@ extension Weft.V1.SubscribeRequest: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.SubscribeRequest", 1)
         c.pointee.from_counter = self.fromCounter
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1003,13 +1798,16 @@ extension Weft.V1.SubscribeResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.signed_event { self.signedEvent = try Weft.V1.SignedSequencedEvent(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.signed_event { s.signedEvent = try Weft.V1.SignedSequencedEvent(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.signedEvent { c.pointee.signed_event = try Weft.V1.SignedSequencedEvent.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.signedEvent { c.pointee.signed_event = try Weft.V1.SignedSequencedEvent.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1027,19 +1825,22 @@ extension Weft.V1.Deliver: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.sender = try CBridge.string(c.sender, "weft.v1.Deliver")
-        self.messageID = try CBridge.string(c.message_id, "weft.v1.Deliver")
-        if let p = c.batch { self.batch = try Weft.V1.Batch(c: p) }
-        self.traceparent = try CBridge.string(c.traceparent, "weft.v1.Deliver")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.sender = try CBridge.string(c.sender, "weft.v1.Deliver")
+        s.messageID = try CBridge.string(c.message_id, "weft.v1.Deliver")
+        if let p = c.batch { s.batch = try Weft.V1.Batch(c: p) }
+        s.traceparent = try CBridge.string(c.traceparent, "weft.v1.Deliver")
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.sender = try CBridge.cString(self.sender, arena, "weft.v1.Deliver", 1)
-        c.pointee.message_id = try CBridge.cString(self.messageID, arena, "weft.v1.Deliver", 2)
-        if let v = self.batch { c.pointee.batch = try Weft.V1.Batch.makeC(v, arena) }
-        c.pointee.traceparent = try CBridge.cString(self.traceparent, arena, "weft.v1.Deliver", 4)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.Deliver", 1)
+        c.pointee.message_id = try CBridge.cString(s.messageID, arena, "weft.v1.Deliver", 2)
+        if let v = s.batch { c.pointee.batch = try Weft.V1.Batch.makeC(v, arena) }
+        c.pointee.traceparent = try CBridge.cString(s.traceparent, arena, "weft.v1.Deliver", 4)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1057,15 +1858,18 @@ extension Weft.V1.DeliverError: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.messageID = try CBridge.string(c.message_id, "weft.v1.DeliverError")
-        if let p = c.reason { self.reason = try Weft.V1.Status(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.messageID = try CBridge.string(c.message_id, "weft.v1.DeliverError")
+        if let p = c.reason { s.reason = try Weft.V1.Status(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.message_id = try CBridge.cString(self.messageID, arena, "weft.v1.DeliverError", 1)
-        if let v = self.reason { c.pointee.reason = try Weft.V1.Status.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.message_id = try CBridge.cString(s.messageID, arena, "weft.v1.DeliverError", 1)
+        if let v = s.reason { c.pointee.reason = try Weft.V1.Status.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1083,24 +1887,27 @@ extension Weft.V1.SequencedEvent: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.counter = c.counter
-        if let p = c.timestamp { self.timestamp = try Weft.V1.Timestamp(c: p) }
-        self.domain = try CBridge.string(c.domain, "weft.v1.SequencedEvent")
-        self.recipient = try CBridge.string(c.recipient, "weft.v1.SequencedEvent")
+        let s = _Storage()
+        s.counter = c.counter
+        if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p) }
+        s.domain = try CBridge.string(c.domain, "weft.v1.SequencedEvent")
+        s.recipient = try CBridge.string(c.recipient, "weft.v1.SequencedEvent")
         switch c.event_case.rawValue {
-        case 5: self.event = .deliver(try Weft.V1.Deliver(c: c.deliver))
-        case 6: self.event = .deliverError(try Weft.V1.DeliverError(c: c.deliver_error))
-        default: self.event = nil
+        case 5: s.event = .deliver(try Weft.V1.Deliver(c: c.deliver))
+        case 6: s.event = .deliverError(try Weft.V1.DeliverError(c: c.deliver_error))
+        default: s.event = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.counter = self.counter
-        if let v = self.timestamp { c.pointee.timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.SequencedEvent", 3)
-        c.pointee.recipient = try CBridge.cString(self.recipient, arena, "weft.v1.SequencedEvent", 4)
-        switch self.event {
+        let s = _storage
+        c.pointee.counter = s.counter
+        if let v = s.timestamp { c.pointee.timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.SequencedEvent", 3)
+        c.pointee.recipient = try CBridge.cString(s.recipient, arena, "weft.v1.SequencedEvent", 4)
+        switch s.event {
         case nil: break
         case .deliver(let v)?:
             c.pointee.event_case = .init(rawValue: 5)
@@ -1109,7 +1916,7 @@ extension Weft.V1.SequencedEvent: CBackedMessage {
             c.pointee.event_case = .init(rawValue: 6)
             c.pointee.deliver_error = try Weft.V1.DeliverError.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1127,15 +1934,18 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.event = CBridge.bytes(c.event)
-        if let p = c.signature { self.signature = try Weft.V1.Signature(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.event = CBridge.bytes(c.event)
+        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.event = CBridge.binary(self.event, arena)
-        if let v = self.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.event = CBridge.binary(s.event, arena)
+        if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1153,15 +1963,18 @@ extension Weft.V1.AcknowledgeRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.AcknowledgeRequest")
-        if let p = c.timestamp { self.timestamp = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.member = try CBridge.string(c.member, "weft.v1.AcknowledgeRequest")
+        if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.AcknowledgeRequest", 1)
-        if let v = self.timestamp { c.pointee.timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.AcknowledgeRequest", 1)
+        if let v = s.timestamp { c.pointee.timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1183,7 +1996,7 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1210,7 +2023,7 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
         c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.OnboardRequest", 1)
         c.pointee.n_identity = self.identity.count
         c.pointee.identity = try CBridge.cArray(self.identity, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1228,13 +2041,16 @@ extension Weft.V1.OnboardResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.effective_at { self.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1256,7 +2072,7 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1274,20 +2090,23 @@ extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.GetDomainInfoResponse")
-        if let p = c.parameters { self.parameters = try Weft.V1.DomainParameters(c: p) }
-        self.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDomainInfoResponse") }
-        self.submissionsRequireSignature = c.submissions_require_signature != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.domain = try CBridge.string(c.domain, "weft.v1.GetDomainInfoResponse")
+        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p) }
+        s.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDomainInfoResponse") }
+        s.submissionsRequireSignature = c.submissions_require_signature != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.GetDomainInfoResponse", 1)
-        if let v = self.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
-        c.pointee.n_sequencers = self.sequencers.count
-        c.pointee.sequencers = try CBridge.cArray(self.sequencers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDomainInfoResponse", 3) ?? CBridge.emptyCString }
-        c.pointee.submissions_require_signature = self.submissionsRequireSignature ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.GetDomainInfoResponse", 1)
+        if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
+        c.pointee.n_sequencers = s.sequencers.count
+        c.pointee.sequencers = try CBridge.cArray(s.sequencers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDomainInfoResponse", 3) ?? CBridge.emptyCString }
+        c.pointee.submissions_require_signature = s.submissionsRequireSignature ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 

@@ -34,7 +34,7 @@ extension Weft.V1 {
         public var details: [Weft.V1.StatusDetail] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -50,6 +50,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -70,7 +75,7 @@ extension Weft.V1 {
         public var value: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -83,6 +88,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -122,7 +132,7 @@ extension Weft.V1.Status: CBackedMessage {
         c.pointee.correlation_id = try CBridge.cString(self.correlationID, arena, "weft.v1.Status", 4)
         c.pointee.n_details = self.details.count
         c.pointee.details = try CBridge.cArray(self.details, arena) { (e) throws(WireError) in Optional(try Weft.V1.StatusDetail.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -148,6 +158,6 @@ extension Weft.V1.StatusDetail: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.key = try CBridge.cString(self.key, arena, "weft.v1.StatusDetail", 1)
         c.pointee.value = try CBridge.cString(self.value, arena, "weft.v1.StatusDetail", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -182,16 +182,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.NamespaceDelegation"
 
         /// The namespace, i.e. the fingerprint of its root key, `1220…`.
-        public var namespace: String = ""
+        public var namespace: String {
+            get { _storage.namespace }
+            set { _uniqueStorage().namespace = newValue }
+        }
 
         /// The key that receives authority.
-        public var targetKey: Weft.V1.PublicKey? = nil
+        public var targetKey: Weft.V1.PublicKey? {
+            get { _storage.targetKey }
+            set { _uniqueStorage().targetKey = newValue }
+        }
 
         /// Whether the target key may itself delegate further.
-        public var isRootDelegation: Bool = false
+        public var isRootDelegation: Bool {
+            get { _storage.isRootDelegation }
+            set { _uniqueStorage().isRootDelegation = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var namespace: String = ""
+            var targetKey: Weft.V1.PublicKey? = nil
+            var isRootDelegation: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                namespace = other.namespace
+                targetKey = other.targetKey
+                isRootDelegation = other.isRootDelegation
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.namespace == r.namespace
+        && l.targetKey == r.targetKey
+        && l.isRootDelegation == r.isRootDelegation
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.namespace)
+            hasher.combine(s.targetKey)
+            hasher.combine(s.isRootDelegation)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -205,6 +258,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -226,7 +284,7 @@ extension Weft.V1 {
         public var keys: [Weft.V1.PublicKey] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -239,6 +297,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -263,7 +326,7 @@ extension Weft.V1 {
         public var trustLevel: Weft.V1.TrustLevel = .unspecified
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -277,6 +340,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -301,7 +369,7 @@ extension Weft.V1 {
         public var permission: Weft.V1.ParticipantPermission = .unspecified
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -315,6 +383,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -332,7 +405,7 @@ extension Weft.V1 {
         public var mediator: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -344,6 +417,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -361,7 +439,7 @@ extension Weft.V1 {
         public var sequencers: [String] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -373,6 +451,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -388,25 +471,99 @@ extension Weft.V1 {
 
         /// How long the mediator waits for confirmations before rejecting a
         /// request with MEDIATOR_SAYS_TX_TIMED_OUT.
-        public var participantResponseTimeout: Weft.V1.Duration? = nil
+        public var participantResponseTimeout: Weft.V1.Duration? {
+            get { _storage.participantResponseTimeout }
+            set { _uniqueStorage().participantResponseTimeout = newValue }
+        }
 
         /// Period of ACS commitments.
-        public var reconciliationInterval: Weft.V1.Duration? = nil
+        public var reconciliationInterval: Weft.V1.Duration? {
+            get { _storage.reconciliationInterval }
+            set { _uniqueStorage().reconciliationInterval = newValue }
+        }
 
         /// Largest submission a sequencer accepts, in bytes.
-        public var maxRequestSizeBytes: UInt32 = 0
+        public var maxRequestSizeBytes: UInt32 {
+            get { _storage.maxRequestSizeBytes }
+            set { _uniqueStorage().maxRequestSizeBytes = newValue }
+        }
 
         /// How far a transaction's ledger time may be from its sequencing time.
-        public var ledgerTimeRecordTimeTolerance: Weft.V1.Duration? = nil
+        public var ledgerTimeRecordTimeTolerance: Weft.V1.Duration? {
+            get { _storage.ledgerTimeRecordTimeTolerance }
+            set { _uniqueStorage().ledgerTimeRecordTimeTolerance = newValue }
+        }
 
         /// How long the mediator keeps a decided request for late responses.
-        public var mediatorDeduplicationTimeout: Weft.V1.Duration? = nil
+        public var mediatorDeduplicationTimeout: Weft.V1.Duration? {
+            get { _storage.mediatorDeduplicationTimeout }
+            set { _uniqueStorage().mediatorDeduplicationTimeout = newValue }
+        }
 
         /// Validity of a member's sequencer session token.
-        public var authenticationTokenLifetime: Weft.V1.Duration? = nil
+        public var authenticationTokenLifetime: Weft.V1.Duration? {
+            get { _storage.authenticationTokenLifetime }
+            set { _uniqueStorage().authenticationTokenLifetime = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var participantResponseTimeout: Weft.V1.Duration? = nil
+            var reconciliationInterval: Weft.V1.Duration? = nil
+            var maxRequestSizeBytes: UInt32 = 0
+            var ledgerTimeRecordTimeTolerance: Weft.V1.Duration? = nil
+            var mediatorDeduplicationTimeout: Weft.V1.Duration? = nil
+            var authenticationTokenLifetime: Weft.V1.Duration? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                participantResponseTimeout = other.participantResponseTimeout
+                reconciliationInterval = other.reconciliationInterval
+                maxRequestSizeBytes = other.maxRequestSizeBytes
+                ledgerTimeRecordTimeTolerance = other.ledgerTimeRecordTimeTolerance
+                mediatorDeduplicationTimeout = other.mediatorDeduplicationTimeout
+                authenticationTokenLifetime = other.authenticationTokenLifetime
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.participantResponseTimeout == r.participantResponseTimeout
+        && l.reconciliationInterval == r.reconciliationInterval
+        && l.maxRequestSizeBytes == r.maxRequestSizeBytes
+        && l.ledgerTimeRecordTimeTolerance == r.ledgerTimeRecordTimeTolerance
+        && l.mediatorDeduplicationTimeout == r.mediatorDeduplicationTimeout
+        && l.authenticationTokenLifetime == r.authenticationTokenLifetime
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.participantResponseTimeout)
+            hasher.combine(s.reconciliationInterval)
+            hasher.combine(s.maxRequestSizeBytes)
+            hasher.combine(s.ledgerTimeRecordTimeTolerance)
+            hasher.combine(s.mediatorDeduplicationTimeout)
+            hasher.combine(s.authenticationTokenLifetime)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -426,6 +583,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -437,13 +599,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.DomainParametersState"
 
         /// Domain id, `domain1::1220…`.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// The parameters in force from the mapping's effective time.
-        public var parameters: Weft.V1.DomainParameters? = nil
+        public var parameters: Weft.V1.DomainParameters? {
+            get { _storage.parameters }
+            set { _uniqueStorage().parameters = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var parameters: Weft.V1.DomainParameters? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                domain = other.domain
+                parameters = other.parameters
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.domain == r.domain
+        && l.parameters == r.parameters
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.domain)
+            hasher.combine(s.parameters)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -459,6 +667,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -470,10 +683,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.TopologyMapping"
 
         /// The mapping.
-        public var mapping: Mapping? = nil
+        public var mapping: Mapping? {
+            get { _storage.mapping }
+            set { _uniqueStorage().mapping = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var mapping: Mapping? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                mapping = other.mapping
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.mapping == r.mapping
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.mapping)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The mapping.
         public enum Mapping: Hashable, Sendable {
@@ -506,6 +758,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -517,20 +774,80 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.TopologyTransaction"
 
         /// Add/replace or remove.
-        public var operation: Weft.V1.TopologyChangeOp = .unspecified
+        public var operation: Weft.V1.TopologyChangeOp {
+            get { _storage.operation }
+            set { _uniqueStorage().operation = newValue }
+        }
 
         /// Increases by one with every change of the same mapping key, so that
         /// replays and reorderings are detected.
-        public var serial: UInt64 = 0
+        public var serial: UInt64 {
+            get { _storage.serial }
+            set { _uniqueStorage().serial = newValue }
+        }
 
         /// The mapping changed.
-        public var mapping: Weft.V1.TopologyMapping? = nil
+        public var mapping: Weft.V1.TopologyMapping? {
+            get { _storage.mapping }
+            set { _uniqueStorage().mapping = newValue }
+        }
 
         /// Domain the transaction is for, `domain1::1220…`.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var operation: Weft.V1.TopologyChangeOp = .unspecified
+            var serial: UInt64 = 0
+            var mapping: Weft.V1.TopologyMapping? = nil
+            var domain: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                operation = other.operation
+                serial = other.serial
+                mapping = other.mapping
+                domain = other.domain
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.operation == r.operation
+        && l.serial == r.serial
+        && l.mapping == r.mapping
+        && l.domain == r.domain
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.operation)
+            hasher.combine(s.serial)
+            hasher.combine(s.mapping)
+            hasher.combine(s.domain)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -545,6 +862,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -567,7 +889,7 @@ extension Weft.V1 {
         public var signatures: [Weft.V1.Signature] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -583,6 +905,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -594,16 +921,69 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.StoredTopologyTransaction"
 
         /// The signed transaction.
-        public var transaction: Weft.V1.SignedTopologyTransaction? = nil
+        public var transaction: Weft.V1.SignedTopologyTransaction? {
+            get { _storage.transaction }
+            set { _uniqueStorage().transaction = newValue }
+        }
 
         /// Sequencing time of the broadcast that made it effective.
-        public var validFrom: Weft.V1.Timestamp? = nil
+        public var validFrom: Weft.V1.Timestamp? {
+            get { _storage.validFrom }
+            set { _uniqueStorage().validFrom = newValue }
+        }
 
         /// When a later transaction replaced or removed it; absent while in force.
-        public var validUntil: Weft.V1.Timestamp? = nil
+        public var validUntil: Weft.V1.Timestamp? {
+            get { _storage.validUntil }
+            set { _uniqueStorage().validUntil = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var transaction: Weft.V1.SignedTopologyTransaction? = nil
+            var validFrom: Weft.V1.Timestamp? = nil
+            var validUntil: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                transaction = other.transaction
+                validFrom = other.validFrom
+                validUntil = other.validUntil
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.transaction == r.transaction
+        && l.validFrom == r.validFrom
+        && l.validUntil == r.validUntil
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.transaction)
+            hasher.combine(s.validFrom)
+            hasher.combine(s.validUntil)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -617,6 +997,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -639,7 +1024,7 @@ extension Weft.V1 {
         public var transactions: [Weft.V1.SignedTopologyTransaction] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -652,6 +1037,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -676,17 +1066,20 @@ extension Weft.V1.NamespaceDelegation: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.namespace = try CBridge.string(c.namespace_, "weft.v1.NamespaceDelegation")
-        if let p = c.target_key { self.targetKey = try Weft.V1.PublicKey(c: p) }
-        self.isRootDelegation = c.is_root_delegation != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.namespace = try CBridge.string(c.namespace_, "weft.v1.NamespaceDelegation")
+        if let p = c.target_key { s.targetKey = try Weft.V1.PublicKey(c: p) }
+        s.isRootDelegation = c.is_root_delegation != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.namespace_ = try CBridge.cString(self.namespace, arena, "weft.v1.NamespaceDelegation", 1)
-        if let v = self.targetKey { c.pointee.target_key = try Weft.V1.PublicKey.makeC(v, arena) }
-        c.pointee.is_root_delegation = self.isRootDelegation ? 1 : 0
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.namespace_ = try CBridge.cString(s.namespace, arena, "weft.v1.NamespaceDelegation", 1)
+        if let v = s.targetKey { c.pointee.target_key = try Weft.V1.PublicKey.makeC(v, arena) }
+        c.pointee.is_root_delegation = s.isRootDelegation ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -713,7 +1106,7 @@ extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
         c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.OwnerToKeyMapping", 1)
         c.pointee.n_keys = self.keys.count
         c.pointee.keys = try CBridge.cArray(self.keys, arena) { (e) throws(WireError) in Optional(try Weft.V1.PublicKey.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -741,7 +1134,7 @@ extension Weft.V1.ParticipantDomainState: CBackedMessage {
         c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.ParticipantDomainState", 1)
         c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: self.permission.rawValue))
         c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: self.trustLevel.rawValue))
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -769,7 +1162,7 @@ extension Weft.V1.PartyToParticipant: CBackedMessage {
         c.pointee.party = try CBridge.cString(self.party, arena, "weft.v1.PartyToParticipant", 1)
         c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.PartyToParticipant", 2)
         c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: self.permission.rawValue))
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -793,7 +1186,7 @@ extension Weft.V1.MediatorDomainState: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.mediator = try CBridge.cString(self.mediator, arena, "weft.v1.MediatorDomainState", 1)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -818,7 +1211,7 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_sequencers = self.sequencers.count
         c.pointee.sequencers = try CBridge.cArray(self.sequencers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SequencerDomainState", 1) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -836,23 +1229,26 @@ extension Weft.V1.DomainParameters: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.participant_response_timeout { self.participantResponseTimeout = try Weft.V1.Duration(c: p) }
-        if let p = c.reconciliation_interval { self.reconciliationInterval = try Weft.V1.Duration(c: p) }
-        self.maxRequestSizeBytes = c.max_request_size_bytes
-        if let p = c.ledger_time_record_time_tolerance { self.ledgerTimeRecordTimeTolerance = try Weft.V1.Duration(c: p) }
-        if let p = c.mediator_deduplication_timeout { self.mediatorDeduplicationTimeout = try Weft.V1.Duration(c: p) }
-        if let p = c.authentication_token_lifetime { self.authenticationTokenLifetime = try Weft.V1.Duration(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.participant_response_timeout { s.participantResponseTimeout = try Weft.V1.Duration(c: p) }
+        if let p = c.reconciliation_interval { s.reconciliationInterval = try Weft.V1.Duration(c: p) }
+        s.maxRequestSizeBytes = c.max_request_size_bytes
+        if let p = c.ledger_time_record_time_tolerance { s.ledgerTimeRecordTimeTolerance = try Weft.V1.Duration(c: p) }
+        if let p = c.mediator_deduplication_timeout { s.mediatorDeduplicationTimeout = try Weft.V1.Duration(c: p) }
+        if let p = c.authentication_token_lifetime { s.authenticationTokenLifetime = try Weft.V1.Duration(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.participantResponseTimeout { c.pointee.participant_response_timeout = try Weft.V1.Duration.makeC(v, arena) }
-        if let v = self.reconciliationInterval { c.pointee.reconciliation_interval = try Weft.V1.Duration.makeC(v, arena) }
-        c.pointee.max_request_size_bytes = self.maxRequestSizeBytes
-        if let v = self.ledgerTimeRecordTimeTolerance { c.pointee.ledger_time_record_time_tolerance = try Weft.V1.Duration.makeC(v, arena) }
-        if let v = self.mediatorDeduplicationTimeout { c.pointee.mediator_deduplication_timeout = try Weft.V1.Duration.makeC(v, arena) }
-        if let v = self.authenticationTokenLifetime { c.pointee.authentication_token_lifetime = try Weft.V1.Duration.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.participantResponseTimeout { c.pointee.participant_response_timeout = try Weft.V1.Duration.makeC(v, arena) }
+        if let v = s.reconciliationInterval { c.pointee.reconciliation_interval = try Weft.V1.Duration.makeC(v, arena) }
+        c.pointee.max_request_size_bytes = s.maxRequestSizeBytes
+        if let v = s.ledgerTimeRecordTimeTolerance { c.pointee.ledger_time_record_time_tolerance = try Weft.V1.Duration.makeC(v, arena) }
+        if let v = s.mediatorDeduplicationTimeout { c.pointee.mediator_deduplication_timeout = try Weft.V1.Duration.makeC(v, arena) }
+        if let v = s.authenticationTokenLifetime { c.pointee.authentication_token_lifetime = try Weft.V1.Duration.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -870,15 +1266,18 @@ extension Weft.V1.DomainParametersState: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.DomainParametersState")
-        if let p = c.parameters { self.parameters = try Weft.V1.DomainParameters(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.domain = try CBridge.string(c.domain, "weft.v1.DomainParametersState")
+        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.DomainParametersState", 1)
-        if let v = self.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.DomainParametersState", 1)
+        if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -896,21 +1295,24 @@ extension Weft.V1.TopologyMapping: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.mapping_case.rawValue {
-        case 1: self.mapping = .namespaceDelegation(try Weft.V1.NamespaceDelegation(c: c.namespace_delegation))
-        case 2: self.mapping = .ownerToKeyMapping(try Weft.V1.OwnerToKeyMapping(c: c.owner_to_key_mapping))
-        case 3: self.mapping = .participantDomainState(try Weft.V1.ParticipantDomainState(c: c.participant_domain_state))
-        case 4: self.mapping = .partyToParticipant(try Weft.V1.PartyToParticipant(c: c.party_to_participant))
-        case 5: self.mapping = .mediatorDomainState(try Weft.V1.MediatorDomainState(c: c.mediator_domain_state))
-        case 6: self.mapping = .sequencerDomainState(try Weft.V1.SequencerDomainState(c: c.sequencer_domain_state))
-        case 7: self.mapping = .domainParametersState(try Weft.V1.DomainParametersState(c: c.domain_parameters_state))
-        default: self.mapping = nil
+        case 1: s.mapping = .namespaceDelegation(try Weft.V1.NamespaceDelegation(c: c.namespace_delegation))
+        case 2: s.mapping = .ownerToKeyMapping(try Weft.V1.OwnerToKeyMapping(c: c.owner_to_key_mapping))
+        case 3: s.mapping = .participantDomainState(try Weft.V1.ParticipantDomainState(c: c.participant_domain_state))
+        case 4: s.mapping = .partyToParticipant(try Weft.V1.PartyToParticipant(c: c.party_to_participant))
+        case 5: s.mapping = .mediatorDomainState(try Weft.V1.MediatorDomainState(c: c.mediator_domain_state))
+        case 6: s.mapping = .sequencerDomainState(try Weft.V1.SequencerDomainState(c: c.sequencer_domain_state))
+        case 7: s.mapping = .domainParametersState(try Weft.V1.DomainParametersState(c: c.domain_parameters_state))
+        default: s.mapping = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.mapping {
+        let s = _storage
+        switch s.mapping {
         case nil: break
         case .namespaceDelegation(let v)?:
             c.pointee.mapping_case = .init(rawValue: 1)
@@ -934,7 +1336,7 @@ extension Weft.V1.TopologyMapping: CBackedMessage {
             c.pointee.mapping_case = .init(rawValue: 7)
             c.pointee.domain_parameters_state = try Weft.V1.DomainParametersState.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -952,19 +1354,22 @@ extension Weft.V1.TopologyTransaction: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.operation = Weft.V1.TopologyChangeOp(rawValue: Int32(truncatingIfNeeded: c.operation.rawValue))
-        self.serial = c.serial
-        if let p = c.mapping { self.mapping = try Weft.V1.TopologyMapping(c: p) }
-        self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransaction")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.operation = Weft.V1.TopologyChangeOp(rawValue: Int32(truncatingIfNeeded: c.operation.rawValue))
+        s.serial = c.serial
+        if let p = c.mapping { s.mapping = try Weft.V1.TopologyMapping(c: p) }
+        s.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransaction")
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.operation = .init(rawValue: .init(truncatingIfNeeded: self.operation.rawValue))
-        c.pointee.serial = self.serial
-        if let v = self.mapping { c.pointee.mapping = try Weft.V1.TopologyMapping.makeC(v, arena) }
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologyTransaction", 4)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.operation = .init(rawValue: .init(truncatingIfNeeded: s.operation.rawValue))
+        c.pointee.serial = s.serial
+        if let v = s.mapping { c.pointee.mapping = try Weft.V1.TopologyMapping.makeC(v, arena) }
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TopologyTransaction", 4)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -991,7 +1396,7 @@ extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
         c.pointee.transaction = CBridge.binary(self.transaction, arena)
         c.pointee.n_signatures = self.signatures.count
         c.pointee.signatures = try CBridge.cArray(self.signatures, arena) { (e) throws(WireError) in Optional(try Weft.V1.Signature.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1009,17 +1414,20 @@ extension Weft.V1.StoredTopologyTransaction: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        if let p = c.transaction { self.transaction = try Weft.V1.SignedTopologyTransaction(c: p) }
-        if let p = c.valid_from { self.validFrom = try Weft.V1.Timestamp(c: p) }
-        if let p = c.valid_until { self.validUntil = try Weft.V1.Timestamp(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        if let p = c.transaction { s.transaction = try Weft.V1.SignedTopologyTransaction(c: p) }
+        if let p = c.valid_from { s.validFrom = try Weft.V1.Timestamp(c: p) }
+        if let p = c.valid_until { s.validUntil = try Weft.V1.Timestamp(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        if let v = self.transaction { c.pointee.transaction = try Weft.V1.SignedTopologyTransaction.makeC(v, arena) }
-        if let v = self.validFrom { c.pointee.valid_from = try Weft.V1.Timestamp.makeC(v, arena) }
-        if let v = self.validUntil { c.pointee.valid_until = try Weft.V1.Timestamp.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        if let v = s.transaction { c.pointee.transaction = try Weft.V1.SignedTopologyTransaction.makeC(v, arena) }
+        if let v = s.validFrom { c.pointee.valid_from = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.validUntil { c.pointee.valid_until = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1046,6 +1454,6 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
         c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologyTransactionsBroadcast", 1)
         c.pointee.n_transactions = self.transactions.count
         c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }

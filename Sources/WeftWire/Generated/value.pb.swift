@@ -16,7 +16,7 @@ extension Weft.V1 {
         public var templateName: String = ""
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -32,6 +32,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -43,10 +48,49 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.Value"
 
         /// The value.
-        public var sum: Sum? = nil
+        public var sum: Sum? {
+            get { _storage.sum }
+            set { _uniqueStorage().sum = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var sum: Sum? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                sum = other.sum
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.sum == r.sum
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.sum)
+            hasher.combine(s.unknownFields)
+        }
 
         /// The value.
         public enum Sum: Hashable, Sendable {
@@ -86,6 +130,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -97,13 +146,18 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.Unit"
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -121,7 +175,7 @@ extension Weft.V1 {
         public var elements: [Weft.V1.Value] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -133,6 +187,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -150,7 +209,7 @@ extension Weft.V1 {
         public var fields: [Weft.V1.RecordField] = []
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields = UnknownFields()
 
         /// A message with every field at its default value.
         public init() {}
@@ -165,6 +224,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -176,13 +240,59 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.RecordField"
 
         /// Field name as declared in the template or choice.
-        public var label: String = ""
+        public var label: String {
+            get { _storage.label }
+            set { _uniqueStorage().label = newValue }
+        }
 
         /// Its value.
-        public var value: Weft.V1.Value? = nil
+        public var value: Weft.V1.Value? {
+            get { _storage.value }
+            set { _uniqueStorage().value = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var label: String = ""
+            var value: Weft.V1.Value? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                label = other.label
+                value = other.value
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.label == r.label
+        && l.value == r.value
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.label)
+            hasher.combine(s.value)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -198,6 +308,11 @@ extension Weft.V1 {
             self = try Self.decode(bytes)
         }
 
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
         /// The protobuf encoding of this message.
         public func serializedBytes() throws(WireError) -> [UInt8] {
             try encode()
@@ -210,28 +325,109 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.ContractInstance"
 
         /// The contract id.
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.contractID }
+            set { _uniqueStorage().contractID = newValue }
+        }
 
         /// Its template.
-        public var templateID: Weft.V1.TemplateId? = nil
+        public var templateID: Weft.V1.TemplateId? {
+            get { _storage.templateID }
+            set { _uniqueStorage().templateID = newValue }
+        }
 
         /// The create arguments.
-        public var arguments: Weft.V1.Record? = nil
+        public var arguments: Weft.V1.Record? {
+            get { _storage.arguments }
+            set { _uniqueStorage().arguments = newValue }
+        }
 
         /// Signatories, as computed at creation.
-        public var signatories: [String] = []
+        public var signatories: [String] {
+            get { _storage.signatories }
+            set { _uniqueStorage().signatories = newValue }
+        }
 
         /// Observers (stakeholders that are not signatories).
-        public var observers: [String] = []
+        public var observers: [String] {
+            get { _storage.observers }
+            set { _uniqueStorage().observers = newValue }
+        }
 
         /// Ledger time of the creating transaction.
-        public var ledgerCreateTime: Weft.V1.Timestamp? = nil
+        public var ledgerCreateTime: Weft.V1.Timestamp? {
+            get { _storage.ledgerCreateTime }
+            set { _uniqueStorage().ledgerCreateTime = newValue }
+        }
 
         /// Salt that blinds the contract's hash, from the creating transaction.
-        public var salt: [UInt8] = []
+        public var salt: [UInt8] {
+            get { _storage.salt }
+            set { _uniqueStorage().salt = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contractID: String = ""
+            var templateID: Weft.V1.TemplateId? = nil
+            var arguments: Weft.V1.Record? = nil
+            var signatories: [String] = []
+            var observers: [String] = []
+            var ledgerCreateTime: Weft.V1.Timestamp? = nil
+            var salt: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                contractID = other.contractID
+                templateID = other.templateID
+                arguments = other.arguments
+                signatories = other.signatories
+                observers = other.observers
+                ledgerCreateTime = other.ledgerCreateTime
+                salt = other.salt
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.contractID == r.contractID
+        && l.templateID == r.templateID
+        && l.arguments == r.arguments
+        && l.signatories == r.signatories
+        && l.observers == r.observers
+        && l.ledgerCreateTime == r.ledgerCreateTime
+        && l.salt == r.salt
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.contractID)
+            hasher.combine(s.templateID)
+            hasher.combine(s.arguments)
+            hasher.combine(s.signatories)
+            hasher.combine(s.observers)
+            hasher.combine(s.ledgerCreateTime)
+            hasher.combine(s.salt)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -249,6 +445,11 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
             self = try Self.decode(bytes)
         }
 
@@ -281,7 +482,7 @@ extension Weft.V1.TemplateId: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.package_id = try CBridge.cString(self.packageID, arena, "weft.v1.TemplateId", 1)
         c.pointee.template_name = try CBridge.cString(self.templateName, arena, "weft.v1.TemplateId", 2)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -299,24 +500,27 @@ extension Weft.V1.Value: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
+        let s = _Storage()
         switch c.sum_case.rawValue {
-        case 1: self.sum = .unit(try Weft.V1.Unit(c: c.unit))
-        case 2: self.sum = .bool(c.bool_ != 0)
-        case 3: self.sum = .int64(c.int64)
-        case 4: self.sum = .decimal(try CBridge.string(c.decimal, "weft.v1.Value"))
-        case 5: self.sum = .text(try CBridge.string(c.text, "weft.v1.Value"))
-        case 6: self.sum = .party(try CBridge.string(c.party, "weft.v1.Value"))
-        case 7: self.sum = .time(try Weft.V1.Timestamp(c: c.time))
-        case 8: self.sum = .contractID(try CBridge.string(c.contract_id, "weft.v1.Value"))
-        case 9: self.sum = .list(try Weft.V1.ValueList(c: c.list))
-        case 10: self.sum = .record(try Weft.V1.Record(c: c.record))
-        default: self.sum = nil
+        case 1: s.sum = .unit(try Weft.V1.Unit(c: c.unit))
+        case 2: s.sum = .bool(c.bool_ != 0)
+        case 3: s.sum = .int64(c.int64)
+        case 4: s.sum = .decimal(try CBridge.string(c.decimal, "weft.v1.Value"))
+        case 5: s.sum = .text(try CBridge.string(c.text, "weft.v1.Value"))
+        case 6: s.sum = .party(try CBridge.string(c.party, "weft.v1.Value"))
+        case 7: s.sum = .time(try Weft.V1.Timestamp(c: c.time))
+        case 8: s.sum = .contractID(try CBridge.string(c.contract_id, "weft.v1.Value"))
+        case 9: s.sum = .list(try Weft.V1.ValueList(c: c.list))
+        case 10: s.sum = .record(try Weft.V1.Record(c: c.record))
+        default: s.sum = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        switch self.sum {
+        let s = _storage
+        switch s.sum {
         case nil: break
         case .unit(let v)?:
             c.pointee.sum_case = .init(rawValue: 1)
@@ -349,7 +553,7 @@ extension Weft.V1.Value: CBackedMessage {
             c.pointee.sum_case = .init(rawValue: 10)
             c.pointee.record = try Weft.V1.Record.makeC(v, arena)
         }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -371,7 +575,7 @@ extension Weft.V1.Unit: CBackedMessage {
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -396,7 +600,7 @@ extension Weft.V1.ValueList: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_elements = self.elements.count
         c.pointee.elements = try CBridge.cArray(self.elements, arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -421,7 +625,7 @@ extension Weft.V1.Record: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.n_fields = self.fields.count
         c.pointee.fields = try CBridge.cArray(self.fields, arena) { (e) throws(WireError) in Optional(try Weft.V1.RecordField.makeC(e, arena)) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -439,15 +643,18 @@ extension Weft.V1.RecordField: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.label = try CBridge.string(c.label, "weft.v1.RecordField")
-        if let p = c.value { self.value = try Weft.V1.Value(c: p) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.label = try CBridge.string(c.label, "weft.v1.RecordField")
+        if let p = c.value { s.value = try Weft.V1.Value(c: p) }
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.label = try CBridge.cString(self.label, arena, "weft.v1.RecordField", 1)
-        if let v = self.value { c.pointee.value = try Weft.V1.Value.makeC(v, arena) }
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.label = try CBridge.cString(s.label, arena, "weft.v1.RecordField", 1)
+        if let v = s.value { c.pointee.value = try Weft.V1.Value.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -465,26 +672,29 @@ extension Weft.V1.ContractInstance: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractInstance")
-        if let p = c.template_id { self.templateID = try Weft.V1.TemplateId(c: p) }
-        if let p = c.arguments { self.arguments = try Weft.V1.Record(c: p) }
-        self.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance") }
-        self.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance") }
-        if let p = c.ledger_create_time { self.ledgerCreateTime = try Weft.V1.Timestamp(c: p) }
-        self.salt = CBridge.bytes(c.salt)
-        self.unknownFields = CBridge.unknownFields(c.base)
+        let s = _Storage()
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractInstance")
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        if let p = c.arguments { s.arguments = try Weft.V1.Record(c: p) }
+        s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance") }
+        s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance") }
+        if let p = c.ledger_create_time { s.ledgerCreateTime = try Weft.V1.Timestamp(c: p) }
+        s.salt = CBridge.bytes(c.salt)
+        s.unknownFields = CBridge.unknownFields(c.base)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.ContractInstance", 1)
-        if let v = self.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
-        if let v = self.arguments { c.pointee.arguments = try Weft.V1.Record.makeC(v, arena) }
-        c.pointee.n_signatories = self.signatories.count
-        c.pointee.signatories = try CBridge.cArray(self.signatories, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 4) ?? CBridge.emptyCString }
-        c.pointee.n_observers = self.observers.count
-        c.pointee.observers = try CBridge.cArray(self.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 5) ?? CBridge.emptyCString }
-        if let v = self.ledgerCreateTime { c.pointee.ledger_create_time = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.salt = CBridge.binary(self.salt, arena)
-        CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ContractInstance", 1)
+        if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
+        if let v = s.arguments { c.pointee.arguments = try Weft.V1.Record.makeC(v, arena) }
+        c.pointee.n_signatories = s.signatories.count
+        c.pointee.signatories = try CBridge.cArray(s.signatories, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 4) ?? CBridge.emptyCString }
+        c.pointee.n_observers = s.observers.count
+        c.pointee.observers = try CBridge.cArray(s.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 5) ?? CBridge.emptyCString }
+        if let v = s.ledgerCreateTime { c.pointee.ledger_create_time = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.salt = CBridge.binary(s.salt, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

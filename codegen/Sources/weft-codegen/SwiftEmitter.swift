@@ -193,24 +193,21 @@ struct SwiftEmitter {
         let name = model.scopeNames.last!
         w.block("public struct \(name): WireMessage") { w in
             w.line("public static let protoMessageName = \"\(model.fullName)\"")
-            var emittedOneofs: Set<Int> = []
-            for field in model.fields {
-                if let oneof = field.oneofIndex {
-                    guard emittedOneofs.insert(oneof).inserted else { continue }
-                    let o = model.oneofs[oneof]
-                    w.line()
-                    w.doc(o.comment)
-                    w.line("public var \(SwiftNames.escaped(SwiftNames.lowerCamel(o.name))): \(SwiftNames.upperCamel(o.name))? = nil")
-                    continue
-                }
-                let (type, initial) = declaration(field)
+            let members = storedMembers(model)
+            let boxed = isBoxed(model)
+            for member in members {
                 w.line()
-                w.doc(field.comment)
-                w.line("public var \(SwiftNames.escaped(propertyName(field))): \(type) = \(initial)")
+                w.doc(member.doc)
+                if boxed {
+                    w.block("public var \(SwiftNames.escaped(member.name)): \(member.type)") { w in
+                        w.line("get { _storage.\(member.name) }")
+                        w.line("set { _uniqueStorage().\(member.name) = newValue }")
+                    }
+                } else {
+                    w.line("public var \(SwiftNames.escaped(member.name)): \(member.type) = \(member.initial)")
+                }
             }
-            w.line()
-            w.line("/// Fields read from the wire that this schema does not know.")
-            w.line("public var unknownFields = UnknownFields()")
+            if boxed { emitStorage(model, members, &w) }
 
             for (index, o) in model.oneofs.enumerated() {
                 w.line()
@@ -264,10 +261,75 @@ struct SwiftEmitter {
                 w.line("self = try Self.decode(bytes)")
             }
             w.line()
+            w.line("/// Decodes a message from its protobuf encoding.")
+            w.block("public init(serializedBytes bytes: [UInt8]) throws(WireError)") { w in
+                w.line("self = try Self.decode(bytes)")
+            }
+            w.line()
             w.line("/// The protobuf encoding of this message.")
             w.block("public func serializedBytes() throws(WireError) -> [UInt8]") { w in
                 w.line("try encode()")
             }
+        }
+    }
+
+    /// A message that holds other messages inline (a singular message field
+    /// or a oneof with a message member) keeps its fields in a copy-on-write
+    /// class: inline, such values grow to hundreds of bytes and every level of
+    /// a decode would copy its whole subtree.
+    func isBoxed(_ model: MessageModel) -> Bool {
+        model.fields.contains { !$0.isRepeated && $0.type.isMessage }
+    }
+
+    /// The stored properties of a message: fields, oneofs, unknown fields.
+    func storedMembers(_ model: MessageModel) -> [(name: String, type: String, initial: String, doc: String)] {
+        var result: [(name: String, type: String, initial: String, doc: String)] = []
+        var seen: Set<Int> = []
+        for field in model.fields {
+            if let oneof = field.oneofIndex {
+                guard seen.insert(oneof).inserted else { continue }
+                let o = model.oneofs[oneof]
+                result.append((SwiftNames.lowerCamel(o.name), SwiftNames.upperCamel(o.name) + "?", "nil", o.comment))
+            } else {
+                let (type, initial) = declaration(field)
+                result.append((propertyName(field), type, initial, field.comment))
+            }
+        }
+        result.append(("unknownFields", "UnknownFields", "UnknownFields()", "Fields read from the wire that this schema does not know."))
+        return result
+    }
+
+    func emitStorage(
+        _ model: MessageModel, _ members: [(name: String, type: String, initial: String, doc: String)], _ w: inout Writer
+    ) {
+        w.line()
+        w.line("/// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated")
+        w.line("/// only while uniquely referenced, hence `@unchecked Sendable`.")
+        w.block("final class _Storage: @unchecked Sendable") { w in
+            for member in members { w.line("var \(SwiftNames.escaped(member.name)): \(member.type) = \(member.initial)") }
+            w.line("static let defaultInstance = _Storage()")
+            w.line("init() {}")
+            w.block("init(copying other: _Storage)") { w in
+                for member in members { w.line("\(SwiftNames.escaped(member.name)) = other.\(member.name)") }
+            }
+        }
+        w.line()
+        w.line("private var _storage = _Storage.defaultInstance")
+        w.line()
+        w.block("private mutating func _uniqueStorage() -> _Storage") { w in
+            w.line("if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }")
+            w.line("return _storage")
+        }
+        w.line()
+        w.block("public static func == (lhs: Self, rhs: Self) -> Bool") { w in
+            w.line("if lhs._storage === rhs._storage { return true }")
+            w.line("let l = lhs._storage, r = rhs._storage")
+            w.line("return " + members.map { "l.\($0.name) == r.\($0.name)" }.joined(separator: "\n        && "))
+        }
+        w.line()
+        w.block("public func hash(into hasher: inout Hasher)") { w in
+            w.line("let s = _storage")
+            for member in members { w.line("hasher.combine(s.\(member.name))") }
         }
     }
 
@@ -306,9 +368,11 @@ struct SwiftEmitter {
             w.line("    \(prefix)__pack(c, out)")
             w.line("}")
             w.line()
+            let boxed = isBoxed(model)
+            let target = boxed ? "s." : "self."
             w.block("init(c pointer: UnsafePointer<CStruct>) throws(WireError)") { w in
-                let needsC = !model.fields.isEmpty
-                w.line(needsC ? "let c = pointer.pointee" : "let c = pointer.pointee")
+                w.line("let c = pointer.pointee")
+                if boxed { w.line("let s = _Storage()") }
                 var seen: Set<Int> = []
                 for field in model.fields {
                     if let oneof = field.oneofIndex {
@@ -319,9 +383,9 @@ struct SwiftEmitter {
                             for fieldIndex in o.fieldIndexes {
                                 let member = model.fields[fieldIndex]
                                 let read = readExpression(member.type, "c.\(CNames.fieldName(member.name))", model)
-                                w.line("case \(member.number): self.\(property) = .\(SwiftNames.escaped(propertyName(member)))(\(read))")
+                                w.line("case \(member.number): \(target)\(property) = .\(SwiftNames.escaped(propertyName(member)))(\(read))")
                             }
-                            w.line("default: self.\(property) = nil")
+                            w.line("default: \(target)\(property) = nil")
                         }
                         continue
                     }
@@ -329,24 +393,26 @@ struct SwiftEmitter {
                     let cField = "c.\(CNames.fieldName(field.name))"
                     if field.isRepeated {
                         let element = readExpression(field.type, "$0", model, element: true)
-                        w.line("self.\(property) = try CBridge.array(\(cField), c.n_\(CNames.fieldName(field.name))) { (e) throws(WireError) in \(element.replacingOccurrences(of: "$0", with: "e")) }")
+                        w.line("\(target)\(property) = try CBridge.array(\(cField), c.n_\(CNames.fieldName(field.name))) { (e) throws(WireError) in \(element.replacingOccurrences(of: "$0", with: "e")) }")
                     } else if case .message = field.type {
-                        w.line("if let p = \(cField) { self.\(property) = \(readExpression(field.type, "p", model)) }")
+                        w.line("if let p = \(cField) { \(target)\(property) = \(readExpression(field.type, "p", model)) }")
                     } else {
-                        w.line("self.\(property) = \(readExpression(field.type, cField, model))")
+                        w.line("\(target)\(property) = \(readExpression(field.type, cField, model))")
                     }
                 }
-                w.line("self.unknownFields = CBridge.unknownFields(c.base)")
+                w.line("\(target)unknownFields = CBridge.unknownFields(c.base)")
+                if boxed { w.line("self._storage = s") }
             }
             w.line()
             w.block("func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError)") { w in
+                if boxed { w.line("let s = _storage") }
                 var seen: Set<Int> = []
                 for field in model.fields {
                     if let oneof = field.oneofIndex {
                         guard seen.insert(oneof).inserted else { continue }
                         let o = model.oneofs[oneof]
                         let property = SwiftNames.escaped(SwiftNames.lowerCamel(o.name))
-                        w.block("switch self.\(property)") { w in
+                        w.block("switch \(target)\(property)") { w in
                             w.line("case nil: break")
                             for fieldIndex in o.fieldIndexes {
                                 let member = model.fields[fieldIndex]
@@ -363,15 +429,15 @@ struct SwiftEmitter {
                     let cField = "c.pointee.\(CNames.fieldName(field.name))"
                     if field.isRepeated {
                         let element = writeExpression(field, "e", model, element: true)
-                        w.line("c.pointee.n_\(CNames.fieldName(field.name)) = self.\(property).count")
-                        w.line("\(cField) = try CBridge.cArray(self.\(property), arena) { (e) throws(WireError) in \(element) }")
+                        w.line("c.pointee.n_\(CNames.fieldName(field.name)) = \(target)\(property).count")
+                        w.line("\(cField) = try CBridge.cArray(\(target)\(property), arena) { (e) throws(WireError) in \(element) }")
                     } else if case .message = field.type {
-                        w.line("if let v = self.\(property) { \(cField) = \(writeExpression(field, "v", model)) }")
+                        w.line("if let v = \(target)\(property) { \(cField) = \(writeExpression(field, "v", model)) }")
                     } else {
-                        w.line("\(cField) = \(writeExpression(field, "self.\(property)", model))")
+                        w.line("\(cField) = \(writeExpression(field, "\(target)\(property)", model))")
                     }
                 }
-                w.line("CBridge.setUnknownFields(unknownFields, &c.pointee.base, arena)")
+                w.line("CBridge.setUnknownFields(\(target)unknownFields, &c.pointee.base, arena)")
             }
         }
     }
