@@ -1,7 +1,7 @@
 // weft-codegen: the generator behind codegen/generate.
 //
 //   weft-codegen --descriptor-set ALL.pb --plain-descriptor-set PLAIN.pb \
-//                --swift-out DIR --tests-out DIR --c-out DIR
+//                --swift-out DIR --tests-out DIR --c-out DIR --docs-out DIR
 //
 // ALL.pb is `protoc --include_source_info` output (comments become doc
 // comments); PLAIN.pb, without source info, is embedded for reflection.
@@ -28,6 +28,7 @@ do {
     let swiftOut = argument("--swift-out")
     let testsOut = argument("--tests-out")
     let cOut = argument("--c-out")
+    let docsOut = argument("--docs-out")
 
     let schema = try Schema(descriptorSet: descriptorSet, onlyPackage: "weft.v1")
     let swift = SwiftEmitter(schema: schema)
@@ -37,6 +38,7 @@ do {
     }
     try write(swift.emitRegistry(), to: "\(swiftOut)/Registry.swift")
     try write(SampleEmitter(schema: schema, swift: swift).emit(), to: "\(testsOut)/Samples.swift")
+    try write(DocsEmitter.methods(schema), to: "\(docsOut)/methods.md")
     try write(CEmitter.umbrellaHeader(schema), to: "\(cOut)/include/CWeftWire.h")
     try write(CEmitter.descriptorSetSource(plain), to: "\(cOut)/descriptor_set.c")
     // A module map of our own: SwiftPM refuses an umbrella header with

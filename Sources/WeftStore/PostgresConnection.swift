@@ -1,0 +1,361 @@
+internal import CLibPQ
+
+/// One open connection to PostgreSQL through libpq, owning its `PGconn *`.
+///
+/// Every libpq call made here blocks the calling thread until the server answers. That is
+/// fine for tools and tests, but the async layer and connection pool (a later issue) must
+/// run these calls on a dedicated thread pool, never on Swift's cooperative pool, or a slow
+/// query will starve unrelated tasks.
+///
+/// The class is deliberately not `Sendable`: a libpq connection carries one conversation
+/// at a time, so it belongs to one task at a time. Hand it over by moving ownership, not by
+/// sharing it.
+///
+/// The connection is closed (`PQfinish`) when the object is released; nothing else frees
+/// the handle, and it never leaves this class.
+public final class PostgresConnection {
+    /// The owned `PGconn *`; valid and in `CONNECTION_OK` state when `init` returns.
+    private let connection: OpaquePointer
+
+    /// The most parameters one statement may carry: the protocol counts them in 16 bits.
+    public static let parameterCountMax = 65_535
+
+    /// Connects to the server named by `url`, blocking until the server accepts or refuses.
+    ///
+    /// `url` is a libpq connection URI (`postgresql://user@host:port/database`) or a
+    /// key/value string (`host=... dbname=...`); a bare word is refused rather than taken as
+    /// a database name. The session's `client_encoding` is forced to UTF8 because Swift
+    /// strings are UTF-8 and text travels unconverted in both directions.
+    public init(url: String) throws(PostgresError) {
+        guard url.hasPrefix("postgresql://") || url.hasPrefix("postgres://") || url.contains("=")
+        else {
+            throw PostgresError(
+                code: .connectionFailed,
+                message:
+                    "not a PostgreSQL connection URL: expected postgresql://user@host:port/database "
+                    + "or a key=value connection string"
+            )
+        }
+        guard !url.utf8.contains(0) else {
+            throw PostgresError(
+                code: .connectionFailed,
+                message: "the connection URL contains a zero byte"
+            )
+        }
+
+        // `dbname` comes first so that the keywords after it override whatever the URL says.
+        let keywords = ["dbname", "client_encoding"]
+        let values = [url, "UTF8"]
+        let handle = withCStringArray(keywords) { keywords in
+            withCStringArray(values) { values in
+                PQconnectdbParams(keywords, values, 1)
+            }
+        }
+        guard let handle else {
+            throw PostgresError(
+                code: .connectionFailed,
+                message: "libpq could not allocate a connection (out of memory)"
+            )
+        }
+        guard PQstatus(handle) == CONNECTION_OK else {
+            let error = Self.connectionError(handle, url: url)
+            PQfinish(handle)
+            throw error
+        }
+        self.connection = handle
+    }
+
+    deinit {
+        PQfinish(connection)
+    }
+
+    /// Runs one SQL statement with `parameters` bound to `$1`, `$2`, … and returns its rows.
+    ///
+    /// Parameters travel separately from the SQL text (`PQexecParams`), so no value can
+    /// change what the statement means. Results come back in binary format; see
+    /// `PostgresCell` for reading them. The statement must be a single command; `COPY`
+    /// is refused.
+    public func execute(_ sql: String, _ parameters: [PostgresValue] = []) throws(PostgresError)
+        -> PostgresResult
+    {
+        guard !sql.utf8.contains(0) else {
+            throw PostgresError(
+                code: .invalidParameter, message: "the SQL text contains a zero byte")
+        }
+        guard parameters.count <= Self.parameterCountMax else {
+            throw PostgresError(
+                code: .invalidParameter,
+                message: "\(parameters.count) parameters exceed the protocol limit of "
+                    + "\(Self.parameterCountMax)"
+            )
+        }
+        let encoded = try EncodedParameters(parameters)
+        let handle = encoded.values.withPointers { values in
+            PQexecParams(
+                connection,
+                sql,
+                Int32(parameters.count),
+                encoded.types,
+                values,
+                encoded.lengths,
+                encoded.formats,
+                1  // binary results: exact bytea, no text parsing of integers
+            )
+        }
+        guard let handle else {
+            throw failure(sqlState: nil, message: lastConnectionError())
+        }
+        let result = OwnedResult(taking: handle)
+
+        let status = PQresultStatus(result.pointer)
+        switch status {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return result.copy()
+        case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+            abandonCopy(status)
+            throw PostgresError(
+                code: .unsupportedResult,
+                message: "COPY is not supported by PostgresConnection.execute"
+            )
+        default:
+            let message =
+                result.errorField(PostgresErrorField.messagePrimary)
+                ?? String(cString: PQresultErrorMessage(result.pointer)).flattenedLibpqMessage()
+            var error = failure(
+                sqlState: result.errorField(PostgresErrorField.sqlState),
+                message: message.isEmpty ? lastConnectionError() : message
+            )
+            error.detail = result.errorField(PostgresErrorField.messageDetail)
+            error.hint = result.errorField(PostgresErrorField.messageHint)
+            throw error
+        }
+    }
+
+    /// A failed statement is `connectionLost` when it took the connection down with it,
+    /// because the caller must then discard the connection rather than retry on it.
+    private func failure(sqlState: String?, message: String) -> PostgresError {
+        PostgresError(
+            code: PQstatus(connection) == CONNECTION_BAD ? .connectionLost : .queryFailed,
+            sqlState: sqlState,
+            message: message
+        )
+    }
+
+    private func lastConnectionError() -> String {
+        let message = String(cString: PQerrorMessage(connection)).flattenedLibpqMessage()
+        return message.isEmpty ? "libpq reported a failure without a message" : message
+    }
+
+    /// Ends a `COPY` the server started, so the connection is usable for the next statement.
+    private func abandonCopy(_ status: ExecStatusType) {
+        if status == PGRES_COPY_IN {
+            // Makes the server fail the COPY; no rows are written.
+            _ = PQputCopyEnd(connection, "COPY is not supported by PostgresConnection.execute")
+        } else if status == PGRES_COPY_OUT {
+            var buffer: UnsafeMutablePointer<CChar>?
+            while PQgetCopyData(connection, &buffer, 0) >= 0 {
+                PQfreemem(buffer)
+                buffer = nil
+            }
+        }
+        // COPY_BOTH exists only for replication connections, which this class never opens.
+        while let pending = PQgetResult(connection) {
+            PQclear(pending)
+        }
+    }
+
+    private static func connectionError(_ handle: OpaquePointer, url: String) -> PostgresError {
+        let libpqMessage = String(cString: PQerrorMessage(handle)).flattenedLibpqMessage()
+        var target: [String] = []
+        for (name, value) in [
+            ("host", PQhost(handle)), ("port", PQport(handle)), ("dbname", PQdb(handle)),
+            ("user", PQuser(handle)),
+        ] {
+            if let value, value.pointee != 0 {
+                target.append("\(name)=\(String(cString: value))")
+            }
+        }
+        let message =
+            "could not connect to PostgreSQL"
+            + (target.isEmpty ? "" : " (\(target.joined(separator: " ")))")
+            + ": \(libpqMessage.isEmpty ? "no reason given" : libpqMessage)"
+        return PostgresError(
+            code: .connectionFailed,
+            message: ConnectionStringRedaction.redact(message, connectionString: url),
+            hint: "check that the server is running and accepts TCP connections at that host and "
+                + "port, that the database and user exist, and that the credentials are right"
+        )
+    }
+}
+
+@available(*, unavailable, message: "a connection serves one task at a time")
+extension PostgresConnection: Sendable {}
+
+/// Field codes for `PQresultErrorField`. libpq defines them as character macros
+/// (`PG_DIAG_SQLSTATE` is `'C'` in postgres_ext.h), which Swift does not import.
+private enum PostgresErrorField {
+    static let sqlState = Int32(UInt8(ascii: "C"))
+    static let messagePrimary = Int32(UInt8(ascii: "M"))
+    static let messageDetail = Int32(UInt8(ascii: "D"))
+    static let messageHint = Int32(UInt8(ascii: "H"))
+}
+
+/// The single owner of a `PGresult *`: whatever path leaves `execute`, `PQclear` runs.
+private struct OwnedResult: ~Copyable {
+    let pointer: OpaquePointer
+
+    init(taking pointer: OpaquePointer) {
+        self.pointer = pointer
+    }
+
+    deinit {
+        PQclear(pointer)
+    }
+
+    func errorField(_ field: Int32) -> String? {
+        guard let value = PQresultErrorField(pointer, field) else { return nil }
+        return String(cString: value).flattenedLibpqMessage()
+    }
+
+    /// Copies everything out, so nothing refers to the `PGresult` once it is cleared.
+    func copy() -> PostgresResult {
+        let rowCount = PQntuples(pointer)
+        let columnCount = PQnfields(pointer)
+        let columns = (0..<columnCount).map { column in
+            PostgresColumn(
+                name: PQfname(pointer, column).map { String(cString: $0) } ?? "",
+                typeOID: PQftype(pointer, column)
+            )
+        }
+        let rows = (0..<rowCount).map { row in
+            (0..<columnCount).map { column in
+                let typeOID = columns[Int(column)].typeOID
+                guard PQgetisnull(pointer, row, column) == 0,
+                    let value = PQgetvalue(pointer, row, column)
+                else {
+                    return PostgresCell(typeOID: typeOID, rawValue: nil)
+                }
+                let byteCount = Int(PQgetlength(pointer, row, column))
+                return PostgresCell(
+                    typeOID: typeOID,
+                    rawValue: Array(UnsafeRawBufferPointer(start: value, count: byteCount))
+                )
+            }
+        }
+        let affected = PQcmdTuples(pointer).map { String(cString: $0) } ?? ""
+        return PostgresResult(
+            columns: columns,
+            rows: rows,
+            commandTag: PQcmdStatus(pointer).map { String(cString: $0) } ?? "",
+            affectedRowCount: Int(affected)
+        )
+    }
+}
+
+/// Parameters laid out as the four parallel arrays `PQexecParams` takes.
+private struct EncodedParameters {
+    var types: [Oid] = []
+    var lengths: [Int32] = []
+    var formats: [Int32] = []
+    var values = PackedCBuffers()
+
+    private static let textFormat: Int32 = 0
+    private static let binaryFormat: Int32 = 1
+    /// Zero asks the server to infer the type from the statement.
+    private static let inferredType: Oid = 0
+
+    init(_ parameters: [PostgresValue]) throws(PostgresError) {
+        for (index, parameter) in parameters.enumerated() {
+            switch parameter {
+            case .text(let text):
+                guard !text.utf8.contains(0) else {
+                    throw PostgresError(
+                        code: .invalidParameter,
+                        message: "parameter $\(index + 1) contains a zero byte, which PostgreSQL "
+                            + "text cannot hold; send it as .bytes"
+                    )
+                }
+                // Text format is NUL-terminated; libpq ignores the length.
+                append(type: Self.inferredType, format: Self.textFormat, length: 0)
+                values.append(Array(text.utf8) + [0])
+            case .bytes(let bytes):
+                guard bytes.count <= Int32.max else {
+                    throw PostgresError(
+                        code: .invalidParameter,
+                        message: "parameter $\(index + 1) has \(bytes.count) bytes, more than a "
+                            + "protocol message can carry"
+                    )
+                }
+                append(
+                    type: PostgresTypeOID.bytea, format: Self.binaryFormat,
+                    length: Int32(bytes.count))
+                values.append(bytes)
+            case .int64(let integer):
+                append(type: PostgresTypeOID.int8, format: Self.binaryFormat, length: 8)
+                values.append(withUnsafeBytes(of: integer.bigEndian) { Array($0) })
+            case .null:
+                append(type: Self.inferredType, format: Self.textFormat, length: 0)
+                values.appendNull()
+            }
+        }
+    }
+
+    private mutating func append(type: Oid, format: Int32, length: Int32) {
+        types.append(type)
+        formats.append(format)
+        lengths.append(length)
+    }
+}
+
+/// Byte strings packed into one buffer, so C can be handed pointers to all of them at once
+/// without a closure per string.
+private struct PackedCBuffers {
+    private var storage: [UInt8] = []
+    private var offsets: [Int?] = []
+
+    mutating func append(_ bytes: [UInt8]) {
+        offsets.append(storage.count)
+        storage.append(contentsOf: bytes)
+    }
+
+    /// A null pointer, which libpq reads as SQL `NULL` or the end of a keyword list.
+    mutating func appendNull() {
+        offsets.append(nil)
+    }
+
+    /// Calls `body` with one pointer per appended buffer, valid only during the call.
+    func withPointers<Result>(_ body: ([UnsafePointer<CChar>?]) -> Result) -> Result {
+        // A trailing byte keeps the buffer non-empty, so even a zero-length value has an
+        // address (a null pointer would mean SQL NULL).
+        (storage + [0]).withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { characters in
+                let base = characters.baseAddress!
+                return body(offsets.map { offset in offset.map { base + $0 } })
+            }
+        }
+    }
+}
+
+/// Calls `body` with a NULL-terminated array of C strings, as libpq's `*Params` calls take.
+private func withCStringArray<Result>(
+    _ strings: [String],
+    _ body: ([UnsafePointer<CChar>?]) -> Result
+) -> Result {
+    var buffers = PackedCBuffers()
+    for string in strings {
+        buffers.append(Array(string.utf8) + [0])
+    }
+    buffers.appendNull()
+    return buffers.withPointers(body)
+}
+
+extension String {
+    /// libpq ends most messages with a newline and continues long ones on tab-indented
+    /// lines; `PostgresError.message` promises one line, which logs need.
+    fileprivate func flattenedLibpqMessage() -> String {
+        split(whereSeparator: \.isNewline)
+            .map { $0.trimmingPrefix(while: { $0 == "\t" || $0 == " " }) }
+            .filter { !$0.isEmpty }
+            .joined(separator: " ")
+    }
+}
