@@ -63,7 +63,7 @@ let package = Package(
         ),
         .target(
             name: "WeftTestSupport",
-            dependencies: ["WeftStore"],
+            dependencies: ["WeftStore", "WeftWire"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -78,7 +78,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "weft-bench",
-            dependencies: ["WeftWire", "CWeftWire", "CProtobufC"],
+            dependencies: ["WeftWire", "WeftTestSupport"],
             swiftSettings: swiftSettings
         ),
 

@@ -5,6 +5,7 @@
 //
 // Results are recorded in docs/benchmarks.md.
 @_spi(Benchmarks) import WeftWire
+import WeftTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -43,71 +44,6 @@ func measure(rounds: Int = 5, secondsPerRound: Double, _ body: () -> Void) -> Do
         samples.append(Double(now() - start) / Double(iterations))
     }
     return samples.sorted()[rounds / 2]
-}
-
-// MARK: - Representative messages
-
-func bytes(_ count: Int, seed: UInt8) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) } }
-
-let fingerprint = "1220" + String(repeating: "ab", count: 32)
-let domain = "domain1::" + fingerprint
-let mediator = "MED::mediator1::" + fingerprint
-let participants = ["PAR::participant1::" + fingerprint, "PAR::participant2::" + fingerprint]
-func signature(_ seed: UInt8) -> Weft.V1.Signature { .init(scheme: .ed25519, signedBy: fingerprint, signature: bytes(64, seed: seed)) }
-
-/// The informee tree of a two-party transfer: common parts revealed, the
-/// participants' parts blinded.
-func informeeMessage() -> Weft.V1.InformeeMessage {
-    func view(_ seed: UInt8, subviews: [Weft.V1.BlindableTransactionView]) -> Weft.V1.TransactionView {
-        .init(
-            commonData: .init(
-                node: .unblinded(
-                    .init(
-                        salt: bytes(32, seed: seed),
-                        informees: [.init(party: "alice::" + fingerprint, weight: 1), .init(party: "bob::" + fingerprint, weight: 1)],
-                        threshold: 2))),
-            participantData: .init(node: .blindedHash(bytes(32, seed: seed &+ 1))),
-            subviews: subviews)
-    }
-    let tree = Weft.V1.TransactionTree(
-        submitterMetadata: .init(node: .blindedHash(bytes(32, seed: 1))),
-        commonMetadata: .init(
-            node: .unblinded(
-                .init(salt: bytes(32, seed: 2), domain: domain, mediator: mediator, uuid: bytes(16, seed: 3), confirmationPolicy: .signatory))),
-        participantMetadata: .init(node: .blindedHash(bytes(32, seed: 4))),
-        rootViews: [.init(node: .unblinded(view(5, subviews: [.init(node: .unblinded(view(7, subviews: [])))])))])
-    return .init(informeeTree: tree, submittingParticipantSignature: signature(9))
-}
-
-/// A confirmation request as a participant sends it: the informee tree to the
-/// mediator, two encrypted views and two root hash messages.
-func confirmationRequest() throws -> Weft.V1.SubmissionRequest {
-    func content(_ message: Weft.V1.EnvelopeContent.Message) throws -> [UInt8] {
-        try Weft.V1.EnvelopeContent(message: message).serializedBytes()
-    }
-    var envelopes = [Weft.V1.Envelope(content: try content(.informeeMessage(informeeMessage())), recipients: [mediator])]
-    for (index, participant) in participants.enumerated() {
-        let view = Weft.V1.EncryptedViewMessage(
-            viewHash: bytes(32, seed: UInt8(index)), ciphertext: bytes(330, seed: UInt8(index) &+ 10),
-            wrappedSeeds: participants.map {
-                .init(scheme: .eciesX25519HkdfSha256Aes256Gcm, recipientKey: fingerprint + $0.suffix(1),
-                      ephemeralPublicKey: bytes(32, seed: 20), ciphertext: bytes(48, seed: 21))
-            },
-            domain: domain, viewType: .transaction, submittingParticipantSignature: signature(22))
-        envelopes.append(.init(content: try content(.encryptedView(view)), recipients: [participant]))
-        let rootHash = Weft.V1.RootHashMessage(
-            rootHash: bytes(32, seed: 30), domain: domain, viewType: .transaction, submittingParticipantSignature: signature(31))
-        envelopes.append(.init(content: try content(.rootHash(rootHash)), recipients: [participant, mediator]))
-    }
-    return .init(
-        sender: participants[0], messageID: "4f1d2c3b-9a8e-4b7c-8d6e-5f4a3b2c1d0e", batch: .init(envelopes: envelopes),
-        maxSequencingTime: .init(microsSinceEpoch: 1_795_000_000_000_000),
-        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-}
-
-/// A small envelope: a signed confirmation response to the mediator.
-func envelope() -> Weft.V1.Envelope {
-    .init(content: bytes(110, seed: 40), recipients: [mediator])
 }
 
 // MARK: - The wire benchmark
@@ -151,9 +87,9 @@ func runWire(seconds: Double) throws {
     print("  median of 5 rounds of ~\(seconds) s each")
     print()
     let rows = [
-        try benchmark("confirmation request", try confirmationRequest(), seconds: seconds),
-        try benchmark("envelope", envelope(), seconds: seconds),
-        try benchmark("informee tree (structured)", informeeMessage(), seconds: seconds),
+        try benchmark("confirmation request", try ExampleMessages.confirmationRequest(), seconds: seconds),
+        try benchmark("envelope", ExampleMessages.envelope(), seconds: seconds),
+        try benchmark("informee tree (structured)", ExampleMessages.informeeMessage(), seconds: seconds),
     ]
     print(pad("message", 28) + pad("bytes", 7, right: true) + "  " + pad("op", 9) + pad("Swift ns/op", 12, right: true)
           + pad("raw ns/op", 12, right: true) + pad("ratio", 8, right: true))
@@ -190,13 +126,13 @@ case "sizes":
     }
 case "profile-envelope-encode":
     // A loop for `perf record`: one operation only.
-    let message = envelope()
+    let message = ExampleMessages.envelope()
     for _ in 0..<5_000_000 { blackHole(try! message.serializedBytes()) }
 case "profile-informee-decode":
-    let encoded = try informeeMessage().serializedBytes()
+    let encoded = try ExampleMessages.informeeMessage().serializedBytes()
     for _ in 0..<1_000_000 { blackHole(try! Weft.V1.InformeeMessage(serializedBytes: encoded)) }
 case "profile-envelope-decode":
-    let encoded = try envelope().serializedBytes()
+    let encoded = try ExampleMessages.envelope().serializedBytes()
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }
 case "wire":
     try runWire(seconds: seconds)
