@@ -1,5 +1,11 @@
 import CProtobufC
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A protobuf message of Weft's schema (`Proto/weft/v1`), as a Swift value.
 ///
 /// Every generated message type conforms. Encoding and decoding go through
@@ -61,8 +67,9 @@ protocol CBackedMessage: WireMessage {
     ) -> UnsafeMutablePointer<CStruct>?
     static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int
     static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int
-    /// Copies a decoded C struct into Swift values.
-    init(c: UnsafePointer<CStruct>) throws(WireError)
+    /// Copies a decoded C struct into Swift values. `byteCount` is the size
+    /// of the whole input, for error messages.
+    init(c: UnsafePointer<CStruct>, byteCount: Int) throws(WireError)
     /// Builds the C struct for this value in `arena`; nil value of the
     /// result means a string held a NUL (reported by `fill`'s thrown error).
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError)
@@ -84,7 +91,7 @@ extension CBackedMessage {
         guard let c = cUnpack(&allocator, bytes.count, base) else {
             throw .malformed(message: protoMessageName, byteCount: bytes.count)
         }
-        return try Self(c: c)
+        return try Self(c: c, byteCount: bytes.count)
     }
 
     /// Shared implementation of `init(serializedBytes: [UInt8])`, specialized
@@ -128,6 +135,7 @@ enum CBridge {
         return pointer
     }()
 
+    @inline(__always)
     static func string(_ c: UnsafePointer<CChar>?, _ message: String) throws(WireError) -> String {
         guard let c else { return "" }
         guard let string = String(validatingCString: c) else { throw .invalidUTF8(message: message) }
@@ -142,9 +150,13 @@ enum CBridge {
         return c
     }
 
+    @inline(__always)
     static func bytes(_ c: ProtobufCBinaryData) -> [UInt8] {
         guard c.len > 0, let data = c.data else { return [] }
-        return [UInt8](UnsafeBufferPointer(start: data, count: c.len))
+        return [UInt8](unsafeUninitializedCapacity: c.len) { buffer, count in
+            buffer.baseAddress!.update(from: data, count: c.len)
+            count = c.len
+        }
     }
 
     static func binary(_ value: [UInt8], _ arena: borrowing Arena) -> ProtobufCBinaryData {
@@ -183,11 +195,17 @@ enum CBridge {
         return target
     }
 
-    static func unknownFields(_ base: ProtobufCMessage) -> UnknownFields {
+    /// The unknown fields protobuf-c kept. Field number 0 is invalid protobuf,
+    /// but protobuf-c accepts it when the tag is a non-minimal varint (`80 00`)
+    /// and then cannot read its own re-encoding, so it is refused here.
+    static func unknownFields(_ base: ProtobufCMessage, _ message: String, _ byteCount: Int) throws(WireError)
+        -> UnknownFields
+    {
         guard base.n_unknown_fields > 0, let fields = base.unknown_fields else { return UnknownFields() }
         var result: [UnknownField] = []
         for index in 0..<Int(base.n_unknown_fields) {
             let field = fields[index]
+            guard field.tag != 0 else { throw .malformed(message: message, byteCount: byteCount) }
             result.append(
                 UnknownField(
                     number: field.tag, wireType: UInt8(truncatingIfNeeded: field.wire_type.rawValue),

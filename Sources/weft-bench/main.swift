@@ -23,27 +23,45 @@ func now() -> UInt64 {
 /// Keeps a value alive so the optimizer cannot drop the work producing it.
 @inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
 
-/// Median nanoseconds per call of `body` over `rounds` rounds of about
-/// `secondsPerRound` each (the iteration count is calibrated first).
-func measure(rounds: Int = 5, secondsPerRound: Double, _ body: () -> Void) -> Double {
+/// Iterations of `body` that take about `seconds`.
+func calibrate(seconds: Double, _ body: () -> Void) -> Int {
     var iterations = 1
     while true {
         let start = now()
         for _ in 0..<iterations { body() }
         let elapsed = now() - start
-        if elapsed > 20_000_000 {
-            iterations = max(1, Int(Double(iterations) * secondsPerRound * 1e9 / Double(elapsed)))
-            break
-        }
+        if elapsed > 20_000_000 { return max(1, Int(Double(iterations) * seconds * 1e9 / Double(elapsed))) }
         iterations *= 4
     }
-    var samples: [Double] = []
+}
+
+/// Nanoseconds per call of `body`, over `iterations` calls.
+func time(_ iterations: Int, _ body: () -> Void) -> Double {
+    let start = now()
+    for _ in 0..<iterations { body() }
+    return Double(now() - start) / Double(iterations)
+}
+
+/// Measures `weft` against `raw` in alternating rounds, so that the machine's
+/// drift (this is a shared VM) affects both alike. Returns the median ns/op of
+/// each and the median of the per-round ratios.
+func compare(rounds: Int = 9, secondsPerRound: Double, weft: () -> Void, raw: () -> Void)
+    -> (weft: Double, raw: Double, ratio: Double)
+{
+    let weftIterations = calibrate(seconds: secondsPerRound, weft)
+    let rawIterations = calibrate(seconds: secondsPerRound, raw)
+    var weftTimes: [Double] = []
+    var rawTimes: [Double] = []
+    var ratios: [Double] = []
     for _ in 0..<rounds {
-        let start = now()
-        for _ in 0..<iterations { body() }
-        samples.append(Double(now() - start) / Double(iterations))
+        let w = time(weftIterations, weft)
+        let r = time(rawIterations, raw)
+        weftTimes.append(w)
+        rawTimes.append(r)
+        ratios.append(w / r)
     }
-    return samples.sorted()[rounds / 2]
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    return (median(weftTimes), median(rawTimes), median(ratios))
 }
 
 // MARK: - The wire benchmark
@@ -51,7 +69,7 @@ func measure(rounds: Int = 5, secondsPerRound: Double, _ body: () -> Void) -> Do
 struct Row {
     var name: String
     var size: Int
-    var swiftEncode, rawEncode, swiftDecode, rawDecode: Double
+    var encode, decode, both: (weft: Double, raw: Double, ratio: Double)
 }
 
 func benchmark<M: WireMessage>(_ name: String, _ message: M, seconds: Double) throws -> Row {
@@ -60,13 +78,22 @@ func benchmark<M: WireMessage>(_ name: String, _ message: M, seconds: Double) th
     precondition(baseline.packOnce() == encoded.count, "protobuf-c and Weft disagree on \(name)'s size")
     let roundTripped = try M(serializedBytes: encoded)
     precondition(roundTripped == message, "\(name) did not survive a round trip")
-    let swiftEncode = measure(secondsPerRound: seconds) { blackHole(try! message.serializedBytes()) }
-    let rawEncode = measure(secondsPerRound: seconds) { blackHole(baseline.packOnce()) }
-    let swiftDecode = measure(secondsPerRound: seconds) { blackHole(try! M(serializedBytes: encoded)) }
-    let rawDecode = encoded.withUnsafeBytes { buffer in
-        measure(secondsPerRound: seconds) { blackHole(baseline.unpackOnce(buffer)) }
+    return encoded.withUnsafeBytes { buffer in
+        let encode = compare(
+            secondsPerRound: seconds, weft: { blackHole(try! message.serializedBytes()) },
+            raw: { blackHole(baseline.packOnce()) })
+        let decode = compare(
+            secondsPerRound: seconds, weft: { blackHole(try! M(serializedBytes: encoded)) },
+            raw: { blackHole(baseline.unpackOnce(buffer)) })
+        let both = compare(
+            secondsPerRound: seconds,
+            weft: { blackHole(try! M(serializedBytes: try! message.serializedBytes())) },
+            raw: {
+                blackHole(baseline.packOnce())
+                blackHole(baseline.unpackOnce(buffer))
+            })
+        return Row(name: name, size: encoded.count, encode: encode, decode: decode, both: both)
     }
-    return Row(name: name, size: encoded.count, swiftEncode: swiftEncode, rawEncode: rawEncode, swiftDecode: swiftDecode, rawDecode: rawDecode)
 }
 
 func pad(_ string: String, _ width: Int, right: Bool = false) -> String {
@@ -84,7 +111,7 @@ func runWire(seconds: Double) throws {
     print("weft-bench wire: Weft's Swift layer vs raw protobuf-c C calls, same process, same messages")
     print("  Swift: value.serializedBytes() / Type(serializedBytes:) (C struct built from Swift values, arena)")
     print("  raw:   get_packed_size + malloc + pack + free / unpack + free_unpacked (default allocator)")
-    print("  median of 5 rounds of ~\(seconds) s each")
+    print("  9 alternating rounds of ~\(seconds) s per side; ns/op are medians, ratio is the median per-round ratio")
     print()
     let rows = [
         try benchmark("confirmation request", try ExampleMessages.confirmationRequest(), seconds: seconds),
@@ -95,16 +122,12 @@ func runWire(seconds: Double) throws {
           + pad("raw ns/op", 12, right: true) + pad("ratio", 8, right: true))
     var worst = 0.0
     for row in rows {
-        let lines: [(String, Double, Double)] = [
-            ("encode", row.swiftEncode, row.rawEncode), ("decode", row.swiftDecode, row.rawDecode),
-            ("enc+dec", row.swiftEncode + row.swiftDecode, row.rawEncode + row.rawDecode),
-        ]
-        for (index, (op, swift, raw)) in lines.enumerated() {
-            let ratio = swift / raw
-            if op == "enc+dec" { worst = max(worst, ratio) }
+        let lines = [("encode", row.encode), ("decode", row.decode), ("enc+dec", row.both)]
+        for (index, (op, figures)) in lines.enumerated() {
+            if op == "enc+dec" { worst = max(worst, figures.ratio) }
             print(pad(index == 0 ? row.name : "", 28) + pad(index == 0 ? String(row.size) : "", 7, right: true) + "  "
-                  + pad(op, 9) + pad(format(swift), 12, right: true) + pad(format(raw), 12, right: true)
-                  + pad(format(ratio, 2) + "x", 8, right: true))
+                  + pad(op, 9) + pad(format(figures.weft), 12, right: true) + pad(format(figures.raw), 12, right: true)
+                  + pad(format(figures.ratio, 2) + "x", 8, right: true))
         }
     }
     print()
@@ -131,6 +154,12 @@ case "profile-envelope-encode":
 case "profile-informee-decode":
     let encoded = try ExampleMessages.informeeMessage().serializedBytes()
     for _ in 0..<1_000_000 { blackHole(try! Weft.V1.InformeeMessage(serializedBytes: encoded)) }
+case "profile-request-decode":
+    let encoded = try ExampleMessages.confirmationRequest().serializedBytes()
+    for _ in 0..<1_000_000 { blackHole(try! Weft.V1.SubmissionRequest(serializedBytes: encoded)) }
+case "profile-request-encode":
+    let message = try ExampleMessages.confirmationRequest()
+    for _ in 0..<1_000_000 { blackHole(try! message.serializedBytes()) }
 case "profile-envelope-decode":
     let encoded = try ExampleMessages.envelope().serializedBytes()
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }

@@ -100,3 +100,22 @@ func varint(_ value: Int) -> [UInt8] {
     } while value != 0
     return bytes
 }
+
+/// Found by the fuzzer (fuzz/FuzzMessages, fuzz/FuzzFrameDecoder): protobuf-c
+/// accepts field number 0 behind a non-minimal tag varint and could not read
+/// its own re-encoding of it.
+@Suite struct FieldNumberZeroTests {
+    @Test func fieldNumberZeroIsMalformed() {
+        #expect(throws: WireError.malformed(message: "weft.v1.SubmissionRequest", byteCount: 3)) {
+            try Weft.V1.SubmissionRequest(serializedBytes: [0x80, 0x00, 0x00])
+        }
+        #expect(throws: WireError.malformed(message: "weft.v1.Timestamp", byteCount: 3)) {
+            try Weft.V1.Timestamp(serializedBytes: [0x80, 0x00, 0x00])
+        }
+        // The frame the fuzzer found: field 0 as fixed64 inside a Frame.
+        var decoder = FrameDecoder()
+        #expect(throws: WireError.malformed(message: "weft.v1.Frame", byteCount: 10)) {
+            try decoder.decode([0x00, 0x00, 0x00, 0x00, 0x0A, 0x81, 0x00, 0x00, 0x0A, 0x81, 0x10, 0x63, 0x6C, 0x69, 0x77])
+        }
+    }
+}

@@ -1442,12 +1442,12 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
         weft__v1__set_participant_state_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.participant = try CBridge.string(c.participant, "weft.v1.SetParticipantStateRequest")
         self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
         self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1470,11 +1470,11 @@ extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
         weft__v1__set_participant_state_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1497,14 +1497,14 @@ extension Weft.V1.MemberInfo: CBackedMessage {
         weft__v1__member_info__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.member = try CBridge.string(c.member, "weft.v1.MemberInfo")
         self.role = Weft.V1.MemberRole(rawValue: Int32(truncatingIfNeeded: c.role.rawValue))
         self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
         self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
         self.registered = c.registered != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1529,9 +1529,9 @@ extension Weft.V1.ListMembersRequest: CBackedMessage {
         weft__v1__list_members_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1551,10 +1551,10 @@ extension Weft.V1.ListMembersResponse: CBackedMessage {
         weft__v1__list_members_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberInfo(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberInfo(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1576,9 +1576,9 @@ extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
         weft__v1__get_domain_parameters_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1598,11 +1598,11 @@ extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
         weft__v1__get_domain_parameters_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1625,11 +1625,11 @@ extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
         weft__v1__set_domain_parameters_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1652,11 +1652,11 @@ extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
         weft__v1__set_domain_parameters_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1679,11 +1679,11 @@ extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
         weft__v1__list_topology_transactions_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1706,10 +1706,10 @@ extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
         weft__v1__list_topology_transactions_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.StoredTopologyTransaction(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.StoredTopologyTransaction(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1731,12 +1731,12 @@ extension Weft.V1.PruneRequest: CBackedMessage {
         weft__v1__prune_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.up_to_inclusive { s.upToInclusive = try Weft.V1.Timestamp(c: p) }
+        if let p = c.up_to_inclusive { s.upToInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.force = c.force != 0
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1760,11 +1760,11 @@ extension Weft.V1.PruneResponse: CBackedMessage {
         weft__v1__prune_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.eventsRemoved = c.events_removed
         self.membersCutOff = try CBridge.array(c.members_cut_off, c.n_members_cut_off) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PruneResponse") }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1787,9 +1787,9 @@ extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
         weft__v1__get_sequencer_status_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1809,13 +1809,13 @@ extension Weft.V1.MemberProgress: CBackedMessage {
         weft__v1__member_progress__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.member = try CBridge.string(c.member, "weft.v1.MemberProgress")
-        if let p = c.acknowledged { s.acknowledged = try Weft.V1.Timestamp(c: p) }
+        if let p = c.acknowledged { s.acknowledged = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.enabled = c.enabled != 0
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1840,14 +1840,14 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
         weft__v1__get_sequencer_status_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.sequencer = try CBridge.string(c.sequencer, "weft.v1.GetSequencerStatusResponse")
-        s.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberProgress(c: e!) }
-        if let p = c.lower_bound { s.lowerBound = try Weft.V1.Timestamp(c: p) }
-        if let p = c.upper_bound { s.upperBound = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberProgress(c: e!, byteCount: byteCount) }
+        if let p = c.lower_bound { s.lowerBound = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.upper_bound { s.upperBound = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1874,9 +1874,9 @@ extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
         weft__v1__get_participant_id_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1896,10 +1896,10 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
         weft__v1__get_participant_id_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.participant = try CBridge.string(c.participant, "weft.v1.GetParticipantIdResponse")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1920,12 +1920,12 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
         weft__v1__connect_domain_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.alias = try CBridge.string(c.alias, "weft.v1.ConnectDomainRequest")
         self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConnectDomainRequest") }
         self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.ConnectDomainRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1949,10 +1949,10 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
         weft__v1__connect_domain_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.domain = try CBridge.string(c.domain, "weft.v1.ConnectDomainResponse")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1973,10 +1973,10 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
         weft__v1__disconnect_domain_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.alias = try CBridge.string(c.alias, "weft.v1.DisconnectDomainRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1997,9 +1997,9 @@ extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
         weft__v1__disconnect_domain_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2019,9 +2019,9 @@ extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
         weft__v1__list_domain_connections_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2041,13 +2041,13 @@ extension Weft.V1.DomainConnection: CBackedMessage {
         weft__v1__domain_connection__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.alias = try CBridge.string(c.alias, "weft.v1.DomainConnection")
         self.domain = try CBridge.string(c.domain, "weft.v1.DomainConnection")
         self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.DomainConnection") }
         self.connected = c.connected != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2072,10 +2072,10 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
         weft__v1__list_domain_connections_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.connections = try CBridge.array(c.connections, c.n_connections) { (e) throws(WireError) in try Weft.V1.DomainConnection(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.connections = try CBridge.array(c.connections, c.n_connections) { (e) throws(WireError) in try Weft.V1.DomainConnection(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2097,11 +2097,11 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
         weft__v1__export_acs_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExportAcsRequest") }
         self.alias = try CBridge.string(c.alias, "weft.v1.ExportAcsRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2124,12 +2124,12 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
         weft__v1__export_acs_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!) }
-        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!, byteCount: byteCount) }
+        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -2154,11 +2154,11 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
         weft__v1__import_acs_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!) }
+        self.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!, byteCount: byteCount) }
         self.alias = try CBridge.string(c.alias, "weft.v1.ImportAcsRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2181,10 +2181,10 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
         weft__v1__import_acs_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.imported = c.imported
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {

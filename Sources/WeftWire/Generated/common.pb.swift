@@ -140,10 +140,10 @@ extension Weft.V1.Timestamp: CBackedMessage {
         weft__v1__timestamp__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.microsSinceEpoch = c.micros_since_epoch
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -164,10 +164,10 @@ extension Weft.V1.Duration: CBackedMessage {
         weft__v1__duration__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.micros = c.micros
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -188,7 +188,7 @@ extension Weft.V1.MetadataEntry: CBackedMessage {
         weft__v1__metadata_entry__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.key = try CBridge.string(c.key, "weft.v1.MetadataEntry")
         switch c.value_case.rawValue {
@@ -196,7 +196,7 @@ extension Weft.V1.MetadataEntry: CBackedMessage {
         case 3: self.value = .binaryValue(CBridge.bytes(c.binary_value))
         default: self.value = nil
         }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {

@@ -409,12 +409,12 @@ extension Weft.V1.PublicKey: CBackedMessage {
         weft__v1__public_key__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.scheme = Weft.V1.KeyScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
         self.purpose = Weft.V1.KeyPurpose(rawValue: Int32(truncatingIfNeeded: c.purpose.rawValue))
         self.key = CBridge.bytes(c.key)
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -437,12 +437,12 @@ extension Weft.V1.Signature: CBackedMessage {
         weft__v1__signature__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.scheme = Weft.V1.SignatureScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
         self.signedBy = try CBridge.string(c.signed_by, "weft.v1.Signature")
         self.signature = CBridge.bytes(c.signature)
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -465,13 +465,13 @@ extension Weft.V1.WrappedKey: CBackedMessage {
         weft__v1__wrapped_key__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.scheme = Weft.V1.KeyWrapScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
         self.recipientKey = try CBridge.string(c.recipient_key, "weft.v1.WrappedKey")
         self.ephemeralPublicKey = CBridge.bytes(c.ephemeral_public_key)
         self.ciphertext = CBridge.bytes(c.ciphertext)
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {

@@ -589,23 +589,23 @@ extension Weft.V1.Frame: CBackedMessage {
         weft__v1__frame__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.streamID = c.stream_id
         switch c.kind_case.rawValue {
-        case 2: s.kind = .open(try Weft.V1.FrameOpen(c: c.open))
-        case 3: s.kind = .message(try Weft.V1.FrameMessage(c: c.message))
-        case 4: s.kind = .halfClose(try Weft.V1.FrameHalfClose(c: c.half_close))
-        case 5: s.kind = .close(try Weft.V1.FrameClose(c: c.close))
-        case 6: s.kind = .cancel(try Weft.V1.FrameCancel(c: c.cancel))
-        case 7: s.kind = .windowUpdate(try Weft.V1.FrameWindowUpdate(c: c.window_update))
-        case 8: s.kind = .ping(try Weft.V1.FramePing(c: c.ping))
-        case 9: s.kind = .pong(try Weft.V1.FramePong(c: c.pong))
-        case 10: s.kind = .goAway(try Weft.V1.FrameGoAway(c: c.go_away))
+        case 2: s.kind = .open(try Weft.V1.FrameOpen(c: c.open, byteCount: byteCount))
+        case 3: s.kind = .message(try Weft.V1.FrameMessage(c: c.message, byteCount: byteCount))
+        case 4: s.kind = .halfClose(try Weft.V1.FrameHalfClose(c: c.half_close, byteCount: byteCount))
+        case 5: s.kind = .close(try Weft.V1.FrameClose(c: c.close, byteCount: byteCount))
+        case 6: s.kind = .cancel(try Weft.V1.FrameCancel(c: c.cancel, byteCount: byteCount))
+        case 7: s.kind = .windowUpdate(try Weft.V1.FrameWindowUpdate(c: c.window_update, byteCount: byteCount))
+        case 8: s.kind = .ping(try Weft.V1.FramePing(c: c.ping, byteCount: byteCount))
+        case 9: s.kind = .pong(try Weft.V1.FramePong(c: c.pong, byteCount: byteCount))
+        case 10: s.kind = .goAway(try Weft.V1.FrameGoAway(c: c.go_away, byteCount: byteCount))
         default: s.kind = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -658,13 +658,13 @@ extension Weft.V1.FrameOpen: CBackedMessage {
         weft__v1__frame_open__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.method = try CBridge.string(c.method, "weft.v1.FrameOpen")
-        s.metadata = try CBridge.array(c.metadata, c.n_metadata) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!) }
-        if let p = c.timeout { s.timeout = try Weft.V1.Duration(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.metadata = try CBridge.array(c.metadata, c.n_metadata) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!, byteCount: byteCount) }
+        if let p = c.timeout { s.timeout = try Weft.V1.Duration(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -690,10 +690,10 @@ extension Weft.V1.FrameMessage: CBackedMessage {
         weft__v1__frame_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.payload = CBridge.bytes(c.payload)
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -714,9 +714,9 @@ extension Weft.V1.FrameHalfClose: CBackedMessage {
         weft__v1__frame_half_close__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -736,12 +736,12 @@ extension Weft.V1.FrameClose: CBackedMessage {
         weft__v1__frame_close__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.status { s.status = try Weft.V1.Status(c: p) }
-        s.trailers = try CBridge.array(c.trailers, c.n_trailers) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.status { s.status = try Weft.V1.Status(c: p, byteCount: byteCount) }
+        s.trailers = try CBridge.array(c.trailers, c.n_trailers) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -766,10 +766,10 @@ extension Weft.V1.FrameCancel: CBackedMessage {
         weft__v1__frame_cancel__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.reason = try CBridge.string(c.reason, "weft.v1.FrameCancel")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -790,10 +790,10 @@ extension Weft.V1.FrameWindowUpdate: CBackedMessage {
         weft__v1__frame_window_update__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.incrementBytes = c.increment_bytes
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -814,10 +814,10 @@ extension Weft.V1.FramePing: CBackedMessage {
         weft__v1__frame_ping__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.data = c.data
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -838,10 +838,10 @@ extension Weft.V1.FramePong: CBackedMessage {
         weft__v1__frame_pong__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.data = c.data
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -862,12 +862,12 @@ extension Weft.V1.FrameGoAway: CBackedMessage {
         weft__v1__frame_go_away__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.lastStreamID = c.last_stream_id
-        if let p = c.status { s.status = try Weft.V1.Status(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.status { s.status = try Weft.V1.Status(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 

@@ -205,10 +205,10 @@ extension Weft.V1.CheckRequest: CBackedMessage {
         weft__v1__check_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.service = try CBridge.string(c.service, "weft.v1.CheckRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -229,11 +229,11 @@ extension Weft.V1.CheckResponse: CBackedMessage {
         weft__v1__check_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.status = Weft.V1.ServingStatus(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
         self.detail = try CBridge.string(c.detail, "weft.v1.CheckResponse")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -255,10 +255,10 @@ extension Weft.V1.WatchRequest: CBackedMessage {
         weft__v1__watch_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.service = try CBridge.string(c.service, "weft.v1.WatchRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -279,11 +279,11 @@ extension Weft.V1.WatchResponse: CBackedMessage {
         weft__v1__watch_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.status = Weft.V1.ServingStatus(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
         self.detail = try CBridge.string(c.detail, "weft.v1.WatchResponse")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {

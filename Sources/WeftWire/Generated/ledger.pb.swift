@@ -2902,12 +2902,12 @@ extension Weft.V1.CreateCommand: CBackedMessage {
         weft__v1__create_command__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
-        if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
+        if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -2931,14 +2931,14 @@ extension Weft.V1.ExerciseCommand: CBackedMessage {
         weft__v1__exercise_command__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
         s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExerciseCommand")
         s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseCommand")
-        if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -2964,15 +2964,15 @@ extension Weft.V1.Command: CBackedMessage {
         weft__v1__command__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: s.kind = .create(try Weft.V1.CreateCommand(c: c.create))
-        case 2: s.kind = .exercise(try Weft.V1.ExerciseCommand(c: c.exercise))
+        case 1: s.kind = .create(try Weft.V1.CreateCommand(c: c.create, byteCount: byteCount))
+        case 2: s.kind = .exercise(try Weft.V1.ExerciseCommand(c: c.exercise, byteCount: byteCount))
         default: s.kind = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3003,7 +3003,7 @@ extension Weft.V1.Commands: CBackedMessage {
         weft__v1__commands__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.commandID = try CBridge.string(c.command_id, "weft.v1.Commands")
@@ -3011,10 +3011,10 @@ extension Weft.V1.Commands: CBackedMessage {
         s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands") }
         s.readAs = try CBridge.array(c.read_as, c.n_read_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands") }
         s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Commands")
-        if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p) }
+        if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p, byteCount: byteCount) }
         s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Commands")
-        s.commands = try CBridge.array(c.commands, c.n_commands) { (e) throws(WireError) in try Weft.V1.Command(c: e!) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.commands = try CBridge.array(c.commands, c.n_commands) { (e) throws(WireError) in try Weft.V1.Command(c: e!, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3047,11 +3047,11 @@ extension Weft.V1.SubmitRequest: CBackedMessage {
         weft__v1__submit_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.commands { s.commands = try Weft.V1.Commands(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.commands { s.commands = try Weft.V1.Commands(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3074,10 +3074,10 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
         weft__v1__submit_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitResponse")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3098,11 +3098,11 @@ extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
         weft__v1__submit_and_wait_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.commands { s.commands = try Weft.V1.Commands(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.commands { s.commands = try Weft.V1.Commands(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3125,12 +3125,12 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
         weft__v1__submit_and_wait_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.transactionID = try CBridge.string(c.transaction_id, "weft.v1.SubmitAndWaitResponse")
         self.offset = c.offset
-        self.results = try CBridge.array(c.results, c.n_results) { (e) throws(WireError) in try Weft.V1.Value(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.results = try CBridge.array(c.results, c.n_results) { (e) throws(WireError) in try Weft.V1.Value(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3154,17 +3154,17 @@ extension Weft.V1.Completion: CBackedMessage {
         weft__v1__completion__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.commandID = try CBridge.string(c.command_id, "weft.v1.Completion")
-        if let p = c.status { s.status = try Weft.V1.Status(c: p) }
+        if let p = c.status { s.status = try Weft.V1.Status(c: p, byteCount: byteCount) }
         s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Completion")
         s.applicationID = try CBridge.string(c.application_id, "weft.v1.Completion")
         s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Completion") }
         s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Completion")
         s.offset = c.offset
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3194,12 +3194,12 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
         weft__v1__completion_stream_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.applicationID = try CBridge.string(c.application_id, "weft.v1.CompletionStreamRequest")
         self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CompletionStreamRequest") }
         self.beginExclusive = c.begin_exclusive
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3223,11 +3223,11 @@ extension Weft.V1.CompletionStreamResponse: CBackedMessage {
         weft__v1__completion_stream_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.completion { s.completion = try Weft.V1.Completion(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.completion { s.completion = try Weft.V1.Completion(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3250,11 +3250,11 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
         weft__v1__transaction_filter__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionFilter") }
-        self.templateIDs = try CBridge.array(c.template_ids, c.n_template_ids) { (e) throws(WireError) in try Weft.V1.TemplateId(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.templateIDs = try CBridge.array(c.template_ids, c.n_template_ids) { (e) throws(WireError) in try Weft.V1.TemplateId(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3278,17 +3278,17 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
         weft__v1__created_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.eventID = try CBridge.string(c.event_id, "weft.v1.CreatedEvent")
         s.contractID = try CBridge.string(c.contract_id, "weft.v1.CreatedEvent")
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
-        if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p) }
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
+        if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p, byteCount: byteCount) }
         s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
         s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
         s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3320,14 +3320,14 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
         weft__v1__archived_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.eventID = try CBridge.string(c.event_id, "weft.v1.ArchivedEvent")
         s.contractID = try CBridge.string(c.contract_id, "weft.v1.ArchivedEvent")
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
         s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ArchivedEvent") }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3354,20 +3354,20 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
         weft__v1__exercised_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.eventID = try CBridge.string(c.event_id, "weft.v1.ExercisedEvent")
         s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExercisedEvent")
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
         s.choice = try CBridge.string(c.choice, "weft.v1.ExercisedEvent")
-        if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p) }
+        if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p, byteCount: byteCount) }
         s.actingParties = try CBridge.array(c.acting_parties, c.n_acting_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
         s.consuming = c.consuming != 0
         s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
         s.childEventIDs = try CBridge.array(c.child_event_ids, c.n_child_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
-        if let p = c.exercise_result { s.exerciseResult = try Weft.V1.Value(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.exercise_result { s.exerciseResult = try Weft.V1.Value(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3402,15 +3402,15 @@ extension Weft.V1.Event: CBackedMessage {
         weft__v1__event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: s.kind = .created(try Weft.V1.CreatedEvent(c: c.created))
-        case 2: s.kind = .archived(try Weft.V1.ArchivedEvent(c: c.archived))
+        case 1: s.kind = .created(try Weft.V1.CreatedEvent(c: c.created, byteCount: byteCount))
+        case 2: s.kind = .archived(try Weft.V1.ArchivedEvent(c: c.archived, byteCount: byteCount))
         default: s.kind = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3441,17 +3441,17 @@ extension Weft.V1.Transaction: CBackedMessage {
         weft__v1__transaction__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Transaction")
         s.commandID = try CBridge.string(c.command_id, "weft.v1.Transaction")
         s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Transaction")
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.Event(c: e!) }
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.Event(c: e!, byteCount: byteCount) }
         s.offset = c.offset
         s.domain = try CBridge.string(c.domain, "weft.v1.Transaction")
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3481,15 +3481,15 @@ extension Weft.V1.TreeEvent: CBackedMessage {
         weft__v1__tree_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: s.kind = .created(try Weft.V1.CreatedEvent(c: c.created))
-        case 2: s.kind = .exercised(try Weft.V1.ExercisedEvent(c: c.exercised))
+        case 1: s.kind = .created(try Weft.V1.CreatedEvent(c: c.created, byteCount: byteCount))
+        case 2: s.kind = .exercised(try Weft.V1.ExercisedEvent(c: c.exercised, byteCount: byteCount))
         default: s.kind = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3520,18 +3520,18 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
         weft__v1__transaction_tree_view__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.TransactionTreeView")
         s.commandID = try CBridge.string(c.command_id, "weft.v1.TransactionTreeView")
         s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.TransactionTreeView")
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.offset = c.offset
-        s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.TreeEvent(c: e!) }
+        s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.TreeEvent(c: e!, byteCount: byteCount) }
         s.rootEventIDs = try CBridge.array(c.root_event_ids, c.n_root_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionTreeView") }
         s.domain = try CBridge.string(c.domain, "weft.v1.TransactionTreeView")
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3563,13 +3563,13 @@ extension Weft.V1.GetTransactionsRequest: CBackedMessage {
         weft__v1__get_transactions_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.beginExclusive = c.begin_exclusive
         s.endInclusive = c.end_inclusive
-        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3594,11 +3594,11 @@ extension Weft.V1.GetTransactionsResponse: CBackedMessage {
         weft__v1__get_transactions_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.transaction { s.transaction = try Weft.V1.Transaction(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.transaction { s.transaction = try Weft.V1.Transaction(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3621,13 +3621,13 @@ extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
         weft__v1__get_transaction_trees_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.beginExclusive = c.begin_exclusive
         s.endInclusive = c.end_inclusive
-        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3652,11 +3652,11 @@ extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
         weft__v1__get_transaction_trees_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.transaction { s.transaction = try Weft.V1.TransactionTreeView(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.transaction { s.transaction = try Weft.V1.TransactionTreeView(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3679,9 +3679,9 @@ extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
         weft__v1__get_ledger_end_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3701,10 +3701,10 @@ extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
         weft__v1__get_ledger_end_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.offset = c.offset
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3725,11 +3725,11 @@ extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
         weft__v1__get_active_contracts_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3752,11 +3752,11 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
         weft__v1__get_active_contracts_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.activeContracts = try CBridge.array(c.active_contracts, c.n_active_contracts) { (e) throws(WireError) in try Weft.V1.CreatedEvent(c: e!) }
+        self.activeContracts = try CBridge.array(c.active_contracts, c.n_active_contracts) { (e) throws(WireError) in try Weft.V1.CreatedEvent(c: e!, byteCount: byteCount) }
         self.offset = c.offset
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3779,12 +3779,12 @@ extension Weft.V1.PartyDetails: CBackedMessage {
         weft__v1__party_details__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.party = try CBridge.string(c.party, "weft.v1.PartyDetails")
         self.displayName = try CBridge.string(c.display_name, "weft.v1.PartyDetails")
         self.isLocal = c.is_local != 0
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3807,11 +3807,11 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
         weft__v1__allocate_party_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.partyIDHint = try CBridge.string(c.party_id_hint, "weft.v1.AllocatePartyRequest")
         self.displayName = try CBridge.string(c.display_name, "weft.v1.AllocatePartyRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3833,11 +3833,11 @@ extension Weft.V1.AllocatePartyResponse: CBackedMessage {
         weft__v1__allocate_party_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.party_details { s.partyDetails = try Weft.V1.PartyDetails(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.party_details { s.partyDetails = try Weft.V1.PartyDetails(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3860,9 +3860,9 @@ extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
         weft__v1__list_known_parties_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3882,10 +3882,10 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
         weft__v1__list_known_parties_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.partyDetails = try CBridge.array(c.party_details, c.n_party_details) { (e) throws(WireError) in try Weft.V1.PartyDetails(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.partyDetails = try CBridge.array(c.party_details, c.n_party_details) { (e) throws(WireError) in try Weft.V1.PartyDetails(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3907,11 +3907,11 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
         weft__v1__upload_package_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.source = try CBridge.string(c.source, "weft.v1.UploadPackageRequest")
         self.fileName = try CBridge.string(c.file_name, "weft.v1.UploadPackageRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3933,10 +3933,10 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
         weft__v1__upload_package_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.packageID = try CBridge.string(c.package_id, "weft.v1.UploadPackageResponse")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3957,14 +3957,14 @@ extension Weft.V1.PackageDetails: CBackedMessage {
         weft__v1__package_details__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.packageID = try CBridge.string(c.package_id, "weft.v1.PackageDetails")
         s.templateNames = try CBridge.array(c.template_names, c.n_template_names) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PackageDetails") }
         s.sizeBytes = c.size_bytes
-        if let p = c.uploaded_at { s.uploadedAt = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.uploaded_at { s.uploadedAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3991,9 +3991,9 @@ extension Weft.V1.ListPackagesRequest: CBackedMessage {
         weft__v1__list_packages_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4013,10 +4013,10 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
         weft__v1__list_packages_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.packages = try CBridge.array(c.packages, c.n_packages) { (e) throws(WireError) in try Weft.V1.PackageDetails(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.packages = try CBridge.array(c.packages, c.n_packages) { (e) throws(WireError) in try Weft.V1.PackageDetails(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4038,10 +4038,10 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
         weft__v1__get_package_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.packageID = try CBridge.string(c.package_id, "weft.v1.GetPackageRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4062,12 +4062,12 @@ extension Weft.V1.GetPackageResponse: CBackedMessage {
         weft__v1__get_package_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.details { s.details = try Weft.V1.PackageDetails(c: p) }
+        if let p = c.details { s.details = try Weft.V1.PackageDetails(c: p, byteCount: byteCount) }
         s.source = try CBridge.string(c.source, "weft.v1.GetPackageResponse")
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 

@@ -3198,7 +3198,7 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
         weft__v1__submitter_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.salt = CBridge.bytes(c.salt)
@@ -3207,9 +3207,9 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
         s.commandID = try CBridge.string(c.command_id, "weft.v1.SubmitterMetadata")
         s.applicationID = try CBridge.string(c.application_id, "weft.v1.SubmitterMetadata")
         s.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitterMetadata")
-        if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p) }
-        if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3240,14 +3240,14 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
         weft__v1__common_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.salt = CBridge.bytes(c.salt)
         self.domain = try CBridge.string(c.domain, "weft.v1.CommonMetadata")
         self.mediator = try CBridge.string(c.mediator, "weft.v1.CommonMetadata")
         self.uuid = CBridge.bytes(c.uuid)
         self.confirmationPolicy = Weft.V1.ConfirmationPolicy(rawValue: Int32(truncatingIfNeeded: c.confirmation_policy.rawValue))
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3272,14 +3272,14 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
         weft__v1__participant_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.salt = CBridge.bytes(c.salt)
-        if let p = c.ledger_time { s.ledgerTime = try Weft.V1.Timestamp(c: p) }
-        if let p = c.submission_time { s.submissionTime = try Weft.V1.Timestamp(c: p) }
+        if let p = c.ledger_time { s.ledgerTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.submission_time { s.submissionTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.ParticipantMetadata")
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3305,11 +3305,11 @@ extension Weft.V1.Informee: CBackedMessage {
         weft__v1__informee__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.party = try CBridge.string(c.party, "weft.v1.Informee")
         self.weight = c.weight
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3331,12 +3331,12 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
         weft__v1__view_common_data__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.salt = CBridge.bytes(c.salt)
-        self.informees = try CBridge.array(c.informees, c.n_informees) { (e) throws(WireError) in try Weft.V1.Informee(c: e!) }
+        self.informees = try CBridge.array(c.informees, c.n_informees) { (e) throws(WireError) in try Weft.V1.Informee(c: e!, byteCount: byteCount) }
         self.threshold = c.threshold
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3360,12 +3360,12 @@ extension Weft.V1.InputContract: CBackedMessage {
         weft__v1__input_contract__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.contract { s.contract = try Weft.V1.ContractInstance(c: p) }
+        if let p = c.contract { s.contract = try Weft.V1.ContractInstance(c: p, byteCount: byteCount) }
         s.consumed = c.consumed != 0
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3389,12 +3389,12 @@ extension Weft.V1.CreatedContract: CBackedMessage {
         weft__v1__created_contract__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.contract { s.contract = try Weft.V1.ContractInstance(c: p) }
+        if let p = c.contract { s.contract = try Weft.V1.ContractInstance(c: p, byteCount: byteCount) }
         s.consumedInCore = c.consumed_in_core != 0
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3418,11 +3418,11 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
         weft__v1__create_action_description__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.contractID = try CBridge.string(c.contract_id, "weft.v1.CreateActionDescription")
         self.nodeSeed = CBridge.bytes(c.node_seed)
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3444,17 +3444,17 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
         weft__v1__exercise_action_description__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.ExerciseActionDescription")
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
         s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseActionDescription")
-        if let p = c.chosen_value { s.chosenValue = try Weft.V1.Value(c: p) }
+        if let p = c.chosen_value { s.chosenValue = try Weft.V1.Value(c: p, byteCount: byteCount) }
         s.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExerciseActionDescription") }
         s.nodeSeed = CBridge.bytes(c.node_seed)
         s.consuming = c.consuming != 0
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3484,11 +3484,11 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
         weft__v1__fetch_action_description__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.FetchActionDescription")
         self.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.FetchActionDescription") }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3511,16 +3511,16 @@ extension Weft.V1.ActionDescription: CBackedMessage {
         weft__v1__action_description__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.description_case.rawValue {
-        case 1: s.description = .create(try Weft.V1.CreateActionDescription(c: c.create))
-        case 2: s.description = .exercise(try Weft.V1.ExerciseActionDescription(c: c.exercise))
-        case 3: s.description = .fetch(try Weft.V1.FetchActionDescription(c: c.fetch))
+        case 1: s.description = .create(try Weft.V1.CreateActionDescription(c: c.create, byteCount: byteCount))
+        case 2: s.description = .exercise(try Weft.V1.ExerciseActionDescription(c: c.exercise, byteCount: byteCount))
+        case 3: s.description = .fetch(try Weft.V1.FetchActionDescription(c: c.fetch, byteCount: byteCount))
         default: s.description = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3554,15 +3554,15 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
         weft__v1__view_participant_data__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.salt = CBridge.bytes(c.salt)
-        s.coreInputs = try CBridge.array(c.core_inputs, c.n_core_inputs) { (e) throws(WireError) in try Weft.V1.InputContract(c: e!) }
-        s.createdCore = try CBridge.array(c.created_core, c.n_created_core) { (e) throws(WireError) in try Weft.V1.CreatedContract(c: e!) }
+        s.coreInputs = try CBridge.array(c.core_inputs, c.n_core_inputs) { (e) throws(WireError) in try Weft.V1.InputContract(c: e!, byteCount: byteCount) }
+        s.createdCore = try CBridge.array(c.created_core, c.n_created_core) { (e) throws(WireError) in try Weft.V1.CreatedContract(c: e!, byteCount: byteCount) }
         s.createdInSubviewArchivedInCore = try CBridge.array(c.created_in_subview_archived_in_core, c.n_created_in_subview_archived_in_core) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ViewParticipantData") }
-        if let p = c.action_description { s.actionDescription = try Weft.V1.ActionDescription(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.action_description { s.actionDescription = try Weft.V1.ActionDescription(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3592,15 +3592,15 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
         weft__v1__blindable_view_common_data__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.ViewCommonData(c: c.unblinded))
+        case 2: s.node = .unblinded(try Weft.V1.ViewCommonData(c: c.unblinded, byteCount: byteCount))
         default: s.node = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3631,15 +3631,15 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
         weft__v1__blindable_view_participant_data__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.ViewParticipantData(c: c.unblinded))
+        case 2: s.node = .unblinded(try Weft.V1.ViewParticipantData(c: c.unblinded, byteCount: byteCount))
         default: s.node = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3670,13 +3670,13 @@ extension Weft.V1.TransactionView: CBackedMessage {
         weft__v1__transaction_view__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.common_data { s.commonData = try Weft.V1.BlindableViewCommonData(c: p) }
-        if let p = c.participant_data { s.participantData = try Weft.V1.BlindableViewParticipantData(c: p) }
-        s.subviews = try CBridge.array(c.subviews, c.n_subviews) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.common_data { s.commonData = try Weft.V1.BlindableViewCommonData(c: p, byteCount: byteCount) }
+        if let p = c.participant_data { s.participantData = try Weft.V1.BlindableViewParticipantData(c: p, byteCount: byteCount) }
+        s.subviews = try CBridge.array(c.subviews, c.n_subviews) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3702,15 +3702,15 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
         weft__v1__blindable_transaction_view__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.TransactionView(c: c.unblinded))
+        case 2: s.node = .unblinded(try Weft.V1.TransactionView(c: c.unblinded, byteCount: byteCount))
         default: s.node = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3741,15 +3741,15 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
         weft__v1__blindable_submitter_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.SubmitterMetadata(c: c.unblinded))
+        case 2: s.node = .unblinded(try Weft.V1.SubmitterMetadata(c: c.unblinded, byteCount: byteCount))
         default: s.node = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3780,15 +3780,15 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
         weft__v1__blindable_common_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.CommonMetadata(c: c.unblinded))
+        case 2: s.node = .unblinded(try Weft.V1.CommonMetadata(c: c.unblinded, byteCount: byteCount))
         default: s.node = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3819,15 +3819,15 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
         weft__v1__blindable_participant_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.ParticipantMetadata(c: c.unblinded))
+        case 2: s.node = .unblinded(try Weft.V1.ParticipantMetadata(c: c.unblinded, byteCount: byteCount))
         default: s.node = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3858,14 +3858,14 @@ extension Weft.V1.TransactionTree: CBackedMessage {
         weft__v1__transaction_tree__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.submitter_metadata { s.submitterMetadata = try Weft.V1.BlindableSubmitterMetadata(c: p) }
-        if let p = c.common_metadata { s.commonMetadata = try Weft.V1.BlindableCommonMetadata(c: p) }
-        if let p = c.participant_metadata { s.participantMetadata = try Weft.V1.BlindableParticipantMetadata(c: p) }
-        s.rootViews = try CBridge.array(c.root_views, c.n_root_views) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.submitter_metadata { s.submitterMetadata = try Weft.V1.BlindableSubmitterMetadata(c: p, byteCount: byteCount) }
+        if let p = c.common_metadata { s.commonMetadata = try Weft.V1.BlindableCommonMetadata(c: p, byteCount: byteCount) }
+        if let p = c.participant_metadata { s.participantMetadata = try Weft.V1.BlindableParticipantMetadata(c: p, byteCount: byteCount) }
+        s.rootViews = try CBridge.array(c.root_views, c.n_root_views) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3892,12 +3892,12 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
         weft__v1__informee_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.informee_tree { s.informeeTree = try Weft.V1.TransactionTree(c: p) }
-        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.informee_tree { s.informeeTree = try Weft.V1.TransactionTree(c: p, byteCount: byteCount) }
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3921,14 +3921,14 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
         weft__v1__root_hash_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.rootHash = CBridge.bytes(c.root_hash)
         s.domain = try CBridge.string(c.domain, "weft.v1.RootHashMessage")
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3954,12 +3954,12 @@ extension Weft.V1.ViewTree: CBackedMessage {
         weft__v1__view_tree__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.tree { s.tree = try Weft.V1.TransactionTree(c: p) }
+        if let p = c.tree { s.tree = try Weft.V1.TransactionTree(c: p, byteCount: byteCount) }
         s.viewPosition = try CBridge.array(c.view_position, c.n_view_position) { (e) throws(WireError) in e }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -3984,16 +3984,16 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
         weft__v1__encrypted_view_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.viewHash = CBridge.bytes(c.view_hash)
         s.ciphertext = CBridge.bytes(c.ciphertext)
-        s.wrappedSeeds = try CBridge.array(c.wrapped_seeds, c.n_wrapped_seeds) { (e) throws(WireError) in try Weft.V1.WrappedKey(c: e!) }
+        s.wrappedSeeds = try CBridge.array(c.wrapped_seeds, c.n_wrapped_seeds) { (e) throws(WireError) in try Weft.V1.WrappedKey(c: e!, byteCount: byteCount) }
         s.domain = try CBridge.string(c.domain, "weft.v1.EncryptedViewMessage")
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4022,9 +4022,9 @@ extension Weft.V1.LocalApprove: CBackedMessage {
         weft__v1__local_approve__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4044,12 +4044,12 @@ extension Weft.V1.LocalReject: CBackedMessage {
         weft__v1__local_reject__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.reasonID = try CBridge.string(c.reason_id, "weft.v1.LocalReject")
         self.message = try CBridge.string(c.message, "weft.v1.LocalReject")
         self.resources = try CBridge.array(c.resources, c.n_resources) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.LocalReject") }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4073,15 +4073,15 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
         weft__v1__local_verdict__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.outcome_case.rawValue {
-        case 1: s.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve))
-        case 2: s.outcome = .reject(try Weft.V1.LocalReject(c: c.reject))
+        case 1: s.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve, byteCount: byteCount))
+        case 2: s.outcome = .reject(try Weft.V1.LocalReject(c: c.reject, byteCount: byteCount))
         default: s.outcome = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4112,17 +4112,17 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
         weft__v1__confirmation_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p) }
+        if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.sender = try CBridge.string(c.sender, "weft.v1.ConfirmationResponse")
         s.viewHash = CBridge.bytes(c.view_hash)
-        if let p = c.local_verdict { s.localVerdict = try Weft.V1.LocalVerdict(c: p) }
+        if let p = c.local_verdict { s.localVerdict = try Weft.V1.LocalVerdict(c: p, byteCount: byteCount) }
         s.rootHash = CBridge.bytes(c.root_hash)
         s.confirmingParties = try CBridge.array(c.confirming_parties, c.n_confirming_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConfirmationResponse") }
         s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResponse")
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4152,11 +4152,11 @@ extension Weft.V1.MediatorReject: CBackedMessage {
         weft__v1__mediator_reject__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.reasonID = try CBridge.string(c.reason_id, "weft.v1.MediatorReject")
         self.message = try CBridge.string(c.message, "weft.v1.MediatorReject")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4178,10 +4178,10 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
         weft__v1__participant_rejects__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.rejects = try CBridge.array(c.rejects, c.n_rejects) { (e) throws(WireError) in try Weft.V1.ParticipantReject(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.rejects = try CBridge.array(c.rejects, c.n_rejects) { (e) throws(WireError) in try Weft.V1.ParticipantReject(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4203,13 +4203,13 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
         weft__v1__participant_reject__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.participant = try CBridge.string(c.participant, "weft.v1.ParticipantReject")
         s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ParticipantReject") }
-        if let p = c.reject { s.reject = try Weft.V1.LocalReject(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.reject { s.reject = try Weft.V1.LocalReject(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4235,16 +4235,16 @@ extension Weft.V1.Verdict: CBackedMessage {
         weft__v1__verdict__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.outcome_case.rawValue {
-        case 1: s.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve))
-        case 2: s.outcome = .mediatorReject(try Weft.V1.MediatorReject(c: c.mediator_reject))
-        case 3: s.outcome = .participantReject(try Weft.V1.ParticipantRejects(c: c.participant_reject))
+        case 1: s.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve, byteCount: byteCount))
+        case 2: s.outcome = .mediatorReject(try Weft.V1.MediatorReject(c: c.mediator_reject, byteCount: byteCount))
+        case 3: s.outcome = .participantReject(try Weft.V1.ParticipantRejects(c: c.participant_reject, byteCount: byteCount))
         default: s.outcome = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4278,15 +4278,15 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
         weft__v1__confirmation_result__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p) }
+        if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.rootHash = CBridge.bytes(c.root_hash)
         s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResult")
-        if let p = c.verdict { s.verdict = try Weft.V1.Verdict(c: p) }
+        if let p = c.verdict { s.verdict = try Weft.V1.Verdict(c: p, byteCount: byteCount) }
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4313,16 +4313,16 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
         weft__v1__acs_commitment__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.domain = try CBridge.string(c.domain, "weft.v1.AcsCommitment")
         s.sender = try CBridge.string(c.sender, "weft.v1.AcsCommitment")
         s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsCommitment")
-        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p) }
-        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p) }
+        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.commitment = CBridge.bytes(c.commitment)
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4350,16 +4350,16 @@ extension Weft.V1.SignedContent: CBackedMessage {
         weft__v1__signed_content__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.content_case.rawValue {
-        case 1: s.content = .confirmationResponse(try Weft.V1.ConfirmationResponse(c: c.confirmation_response))
-        case 2: s.content = .confirmationResult(try Weft.V1.ConfirmationResult(c: c.confirmation_result))
-        case 3: s.content = .acsCommitment(try Weft.V1.AcsCommitment(c: c.acs_commitment))
+        case 1: s.content = .confirmationResponse(try Weft.V1.ConfirmationResponse(c: c.confirmation_response, byteCount: byteCount))
+        case 2: s.content = .confirmationResult(try Weft.V1.ConfirmationResult(c: c.confirmation_result, byteCount: byteCount))
+        case 3: s.content = .acsCommitment(try Weft.V1.AcsCommitment(c: c.acs_commitment, byteCount: byteCount))
         default: s.content = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4393,12 +4393,12 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
         weft__v1__signed_protocol_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.content = CBridge.bytes(c.content)
-        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -4422,18 +4422,18 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
         weft__v1__envelope_content__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.message_case.rawValue {
-        case 1: s.message = .informeeMessage(try Weft.V1.InformeeMessage(c: c.informee_message))
-        case 2: s.message = .encryptedView(try Weft.V1.EncryptedViewMessage(c: c.encrypted_view))
-        case 3: s.message = .rootHash(try Weft.V1.RootHashMessage(c: c.root_hash))
-        case 4: s.message = .signedMessage(try Weft.V1.SignedProtocolMessage(c: c.signed_message))
-        case 5: s.message = .topologyBroadcast(try Weft.V1.TopologyTransactionsBroadcast(c: c.topology_broadcast))
+        case 1: s.message = .informeeMessage(try Weft.V1.InformeeMessage(c: c.informee_message, byteCount: byteCount))
+        case 2: s.message = .encryptedView(try Weft.V1.EncryptedViewMessage(c: c.encrypted_view, byteCount: byteCount))
+        case 3: s.message = .rootHash(try Weft.V1.RootHashMessage(c: c.root_hash, byteCount: byteCount))
+        case 4: s.message = .signedMessage(try Weft.V1.SignedProtocolMessage(c: c.signed_message, byteCount: byteCount))
+        case 5: s.message = .topologyBroadcast(try Weft.V1.TopologyTransactionsBroadcast(c: c.topology_broadcast, byteCount: byteCount))
         default: s.message = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 

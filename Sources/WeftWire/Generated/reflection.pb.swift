@@ -83,9 +83,9 @@ extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
         weft__v1__get_descriptor_set_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -105,11 +105,11 @@ extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
         weft__v1__get_descriptor_set_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.fileDescriptorSet = CBridge.bytes(c.file_descriptor_set)
         self.services = try CBridge.array(c.services, c.n_services) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDescriptorSetResponse") }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {

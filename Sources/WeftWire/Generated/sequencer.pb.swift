@@ -1514,10 +1514,10 @@ extension Weft.V1.GetChallengeRequest: CBackedMessage {
         weft__v1__get_challenge_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.member = try CBridge.string(c.member, "weft.v1.GetChallengeRequest")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1538,13 +1538,13 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
         weft__v1__get_challenge_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.nonce = CBridge.bytes(c.nonce)
         s.keyFingerprints = try CBridge.array(c.key_fingerprints, c.n_key_fingerprints) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetChallengeResponse") }
-        if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1570,13 +1570,13 @@ extension Weft.V1.AuthenticateRequest: CBackedMessage {
         weft__v1__authenticate_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.member = try CBridge.string(c.member, "weft.v1.AuthenticateRequest")
         s.nonce = CBridge.bytes(c.nonce)
-        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1601,12 +1601,12 @@ extension Weft.V1.AuthenticateResponse: CBackedMessage {
         weft__v1__authenticate_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.token = CBridge.bytes(c.token)
-        if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1630,11 +1630,11 @@ extension Weft.V1.Envelope: CBackedMessage {
         weft__v1__envelope__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.content = CBridge.bytes(c.content)
         self.recipients = try CBridge.array(c.recipients, c.n_recipients) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Envelope") }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1657,10 +1657,10 @@ extension Weft.V1.Batch: CBackedMessage {
         weft__v1__batch__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.envelopes = try CBridge.array(c.envelopes, c.n_envelopes) { (e) throws(WireError) in try Weft.V1.Envelope(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.envelopes = try CBridge.array(c.envelopes, c.n_envelopes) { (e) throws(WireError) in try Weft.V1.Envelope(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1682,16 +1682,16 @@ extension Weft.V1.SubmissionRequest: CBackedMessage {
         weft__v1__submission_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.sender = try CBridge.string(c.sender, "weft.v1.SubmissionRequest")
         s.messageID = try CBridge.string(c.message_id, "weft.v1.SubmissionRequest")
-        if let p = c.batch { s.batch = try Weft.V1.Batch(c: p) }
-        if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p) }
+        if let p = c.batch { s.batch = try Weft.V1.Batch(c: p, byteCount: byteCount) }
+        if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.traceparent = try CBridge.string(c.traceparent, "weft.v1.SubmissionRequest")
-        if let p = c.topology_timestamp { s.topologyTimestamp = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.topology_timestamp { s.topologyTimestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1719,12 +1719,12 @@ extension Weft.V1.SendRequest: CBackedMessage {
         weft__v1__send_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.submissionRequest = CBridge.bytes(c.submission_request)
-        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1748,9 +1748,9 @@ extension Weft.V1.SendResponse: CBackedMessage {
         weft__v1__send_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1770,11 +1770,11 @@ extension Weft.V1.SubscribeRequest: CBackedMessage {
         weft__v1__subscribe_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.member = try CBridge.string(c.member, "weft.v1.SubscribeRequest")
         self.fromCounter = c.from_counter
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1796,11 +1796,11 @@ extension Weft.V1.SubscribeResponse: CBackedMessage {
         weft__v1__subscribe_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.signed_event { s.signedEvent = try Weft.V1.SignedSequencedEvent(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.signed_event { s.signedEvent = try Weft.V1.SignedSequencedEvent(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1823,14 +1823,14 @@ extension Weft.V1.Deliver: CBackedMessage {
         weft__v1__deliver__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.sender = try CBridge.string(c.sender, "weft.v1.Deliver")
         s.messageID = try CBridge.string(c.message_id, "weft.v1.Deliver")
-        if let p = c.batch { s.batch = try Weft.V1.Batch(c: p) }
+        if let p = c.batch { s.batch = try Weft.V1.Batch(c: p, byteCount: byteCount) }
         s.traceparent = try CBridge.string(c.traceparent, "weft.v1.Deliver")
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1856,12 +1856,12 @@ extension Weft.V1.DeliverError: CBackedMessage {
         weft__v1__deliver_error__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.messageID = try CBridge.string(c.message_id, "weft.v1.DeliverError")
-        if let p = c.reason { s.reason = try Weft.V1.Status(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.reason { s.reason = try Weft.V1.Status(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1885,19 +1885,19 @@ extension Weft.V1.SequencedEvent: CBackedMessage {
         weft__v1__sequenced_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.counter = c.counter
-        if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p) }
+        if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.domain = try CBridge.string(c.domain, "weft.v1.SequencedEvent")
         s.recipient = try CBridge.string(c.recipient, "weft.v1.SequencedEvent")
         switch c.event_case.rawValue {
-        case 5: s.event = .deliver(try Weft.V1.Deliver(c: c.deliver))
-        case 6: s.event = .deliverError(try Weft.V1.DeliverError(c: c.deliver_error))
+        case 5: s.event = .deliver(try Weft.V1.Deliver(c: c.deliver, byteCount: byteCount))
+        case 6: s.event = .deliverError(try Weft.V1.DeliverError(c: c.deliver_error, byteCount: byteCount))
         default: s.event = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1932,12 +1932,12 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
         weft__v1__signed_sequenced_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.event = CBridge.bytes(c.event)
-        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1961,12 +1961,12 @@ extension Weft.V1.AcknowledgeRequest: CBackedMessage {
         weft__v1__acknowledge_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.member = try CBridge.string(c.member, "weft.v1.AcknowledgeRequest")
-        if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1990,9 +1990,9 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
         weft__v1__acknowledge_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2012,11 +2012,11 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
         weft__v1__onboard_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.participant = try CBridge.string(c.participant, "weft.v1.OnboardRequest")
-        self.identity = try CBridge.array(c.identity, c.n_identity) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.identity = try CBridge.array(c.identity, c.n_identity) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2039,11 +2039,11 @@ extension Weft.V1.OnboardResponse: CBackedMessage {
         weft__v1__onboard_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -2066,9 +2066,9 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
         weft__v1__get_domain_info_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2088,14 +2088,14 @@ extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
         weft__v1__get_domain_info_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.domain = try CBridge.string(c.domain, "weft.v1.GetDomainInfoResponse")
-        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p) }
+        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
         s.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDomainInfoResponse") }
         s.submissionsRequireSignature = c.submissions_require_signature != 0
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 

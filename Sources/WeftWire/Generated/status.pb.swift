@@ -115,14 +115,14 @@ extension Weft.V1.Status: CBackedMessage {
         weft__v1__status__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.code = c.code
         self.message = try CBridge.string(c.message, "weft.v1.Status")
         self.errorID = try CBridge.string(c.error_id, "weft.v1.Status")
         self.correlationID = try CBridge.string(c.correlation_id, "weft.v1.Status")
-        self.details = try CBridge.array(c.details, c.n_details) { (e) throws(WireError) in try Weft.V1.StatusDetail(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.details = try CBridge.array(c.details, c.n_details) { (e) throws(WireError) in try Weft.V1.StatusDetail(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -148,11 +148,11 @@ extension Weft.V1.StatusDetail: CBackedMessage {
         weft__v1__status_detail__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.key = try CBridge.string(c.key, "weft.v1.StatusDetail")
         self.value = try CBridge.string(c.value, "weft.v1.StatusDetail")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {

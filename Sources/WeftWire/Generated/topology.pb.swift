@@ -1064,13 +1064,13 @@ extension Weft.V1.NamespaceDelegation: CBackedMessage {
         weft__v1__namespace_delegation__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.namespace = try CBridge.string(c.namespace_, "weft.v1.NamespaceDelegation")
-        if let p = c.target_key { s.targetKey = try Weft.V1.PublicKey(c: p) }
+        if let p = c.target_key { s.targetKey = try Weft.V1.PublicKey(c: p, byteCount: byteCount) }
         s.isRootDelegation = c.is_root_delegation != 0
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1095,11 +1095,11 @@ extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
         weft__v1__owner_to_key_mapping__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.member = try CBridge.string(c.member, "weft.v1.OwnerToKeyMapping")
-        self.keys = try CBridge.array(c.keys, c.n_keys) { (e) throws(WireError) in try Weft.V1.PublicKey(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.keys = try CBridge.array(c.keys, c.n_keys) { (e) throws(WireError) in try Weft.V1.PublicKey(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1122,12 +1122,12 @@ extension Weft.V1.ParticipantDomainState: CBackedMessage {
         weft__v1__participant_domain_state__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.participant = try CBridge.string(c.participant, "weft.v1.ParticipantDomainState")
         self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
         self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1150,12 +1150,12 @@ extension Weft.V1.PartyToParticipant: CBackedMessage {
         weft__v1__party_to_participant__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.party = try CBridge.string(c.party, "weft.v1.PartyToParticipant")
         self.participant = try CBridge.string(c.participant, "weft.v1.PartyToParticipant")
         self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1178,10 +1178,10 @@ extension Weft.V1.MediatorDomainState: CBackedMessage {
         weft__v1__mediator_domain_state__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.mediator = try CBridge.string(c.mediator, "weft.v1.MediatorDomainState")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1202,10 +1202,10 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
         weft__v1__sequencer_domain_state__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SequencerDomainState") }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1227,16 +1227,16 @@ extension Weft.V1.DomainParameters: CBackedMessage {
         weft__v1__domain_parameters__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.participant_response_timeout { s.participantResponseTimeout = try Weft.V1.Duration(c: p) }
-        if let p = c.reconciliation_interval { s.reconciliationInterval = try Weft.V1.Duration(c: p) }
+        if let p = c.participant_response_timeout { s.participantResponseTimeout = try Weft.V1.Duration(c: p, byteCount: byteCount) }
+        if let p = c.reconciliation_interval { s.reconciliationInterval = try Weft.V1.Duration(c: p, byteCount: byteCount) }
         s.maxRequestSizeBytes = c.max_request_size_bytes
-        if let p = c.ledger_time_record_time_tolerance { s.ledgerTimeRecordTimeTolerance = try Weft.V1.Duration(c: p) }
-        if let p = c.mediator_deduplication_timeout { s.mediatorDeduplicationTimeout = try Weft.V1.Duration(c: p) }
-        if let p = c.authentication_token_lifetime { s.authenticationTokenLifetime = try Weft.V1.Duration(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.ledger_time_record_time_tolerance { s.ledgerTimeRecordTimeTolerance = try Weft.V1.Duration(c: p, byteCount: byteCount) }
+        if let p = c.mediator_deduplication_timeout { s.mediatorDeduplicationTimeout = try Weft.V1.Duration(c: p, byteCount: byteCount) }
+        if let p = c.authentication_token_lifetime { s.authenticationTokenLifetime = try Weft.V1.Duration(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1264,12 +1264,12 @@ extension Weft.V1.DomainParametersState: CBackedMessage {
         weft__v1__domain_parameters_state__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.domain = try CBridge.string(c.domain, "weft.v1.DomainParametersState")
-        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1293,20 +1293,20 @@ extension Weft.V1.TopologyMapping: CBackedMessage {
         weft__v1__topology_mapping__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.mapping_case.rawValue {
-        case 1: s.mapping = .namespaceDelegation(try Weft.V1.NamespaceDelegation(c: c.namespace_delegation))
-        case 2: s.mapping = .ownerToKeyMapping(try Weft.V1.OwnerToKeyMapping(c: c.owner_to_key_mapping))
-        case 3: s.mapping = .participantDomainState(try Weft.V1.ParticipantDomainState(c: c.participant_domain_state))
-        case 4: s.mapping = .partyToParticipant(try Weft.V1.PartyToParticipant(c: c.party_to_participant))
-        case 5: s.mapping = .mediatorDomainState(try Weft.V1.MediatorDomainState(c: c.mediator_domain_state))
-        case 6: s.mapping = .sequencerDomainState(try Weft.V1.SequencerDomainState(c: c.sequencer_domain_state))
-        case 7: s.mapping = .domainParametersState(try Weft.V1.DomainParametersState(c: c.domain_parameters_state))
+        case 1: s.mapping = .namespaceDelegation(try Weft.V1.NamespaceDelegation(c: c.namespace_delegation, byteCount: byteCount))
+        case 2: s.mapping = .ownerToKeyMapping(try Weft.V1.OwnerToKeyMapping(c: c.owner_to_key_mapping, byteCount: byteCount))
+        case 3: s.mapping = .participantDomainState(try Weft.V1.ParticipantDomainState(c: c.participant_domain_state, byteCount: byteCount))
+        case 4: s.mapping = .partyToParticipant(try Weft.V1.PartyToParticipant(c: c.party_to_participant, byteCount: byteCount))
+        case 5: s.mapping = .mediatorDomainState(try Weft.V1.MediatorDomainState(c: c.mediator_domain_state, byteCount: byteCount))
+        case 6: s.mapping = .sequencerDomainState(try Weft.V1.SequencerDomainState(c: c.sequencer_domain_state, byteCount: byteCount))
+        case 7: s.mapping = .domainParametersState(try Weft.V1.DomainParametersState(c: c.domain_parameters_state, byteCount: byteCount))
         default: s.mapping = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1352,14 +1352,14 @@ extension Weft.V1.TopologyTransaction: CBackedMessage {
         weft__v1__topology_transaction__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.operation = Weft.V1.TopologyChangeOp(rawValue: Int32(truncatingIfNeeded: c.operation.rawValue))
         s.serial = c.serial
-        if let p = c.mapping { s.mapping = try Weft.V1.TopologyMapping(c: p) }
+        if let p = c.mapping { s.mapping = try Weft.V1.TopologyMapping(c: p, byteCount: byteCount) }
         s.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransaction")
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1385,11 +1385,11 @@ extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
         weft__v1__signed_topology_transaction__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.transaction = CBridge.bytes(c.transaction)
-        self.signatures = try CBridge.array(c.signatures, c.n_signatures) { (e) throws(WireError) in try Weft.V1.Signature(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.signatures = try CBridge.array(c.signatures, c.n_signatures) { (e) throws(WireError) in try Weft.V1.Signature(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1412,13 +1412,13 @@ extension Weft.V1.StoredTopologyTransaction: CBackedMessage {
         weft__v1__stored_topology_transaction__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        if let p = c.transaction { s.transaction = try Weft.V1.SignedTopologyTransaction(c: p) }
-        if let p = c.valid_from { s.validFrom = try Weft.V1.Timestamp(c: p) }
-        if let p = c.valid_until { s.validUntil = try Weft.V1.Timestamp(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.transaction { s.transaction = try Weft.V1.SignedTopologyTransaction(c: p, byteCount: byteCount) }
+        if let p = c.valid_from { s.validFrom = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.valid_until { s.validUntil = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -1443,11 +1443,11 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
         weft__v1__topology_transactions_broadcast__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransactionsBroadcast")
-        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {

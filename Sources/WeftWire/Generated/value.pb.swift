@@ -472,11 +472,11 @@ extension Weft.V1.TemplateId: CBackedMessage {
         weft__v1__template_id__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.packageID = try CBridge.string(c.package_id, "weft.v1.TemplateId")
         self.templateName = try CBridge.string(c.template_name, "weft.v1.TemplateId")
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -498,23 +498,23 @@ extension Weft.V1.Value: CBackedMessage {
         weft__v1__value__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         switch c.sum_case.rawValue {
-        case 1: s.sum = .unit(try Weft.V1.Unit(c: c.unit))
+        case 1: s.sum = .unit(try Weft.V1.Unit(c: c.unit, byteCount: byteCount))
         case 2: s.sum = .bool(c.bool_ != 0)
         case 3: s.sum = .int64(c.int64)
         case 4: s.sum = .decimal(try CBridge.string(c.decimal, "weft.v1.Value"))
         case 5: s.sum = .text(try CBridge.string(c.text, "weft.v1.Value"))
         case 6: s.sum = .party(try CBridge.string(c.party, "weft.v1.Value"))
-        case 7: s.sum = .time(try Weft.V1.Timestamp(c: c.time))
+        case 7: s.sum = .time(try Weft.V1.Timestamp(c: c.time, byteCount: byteCount))
         case 8: s.sum = .contractID(try CBridge.string(c.contract_id, "weft.v1.Value"))
-        case 9: s.sum = .list(try Weft.V1.ValueList(c: c.list))
-        case 10: s.sum = .record(try Weft.V1.Record(c: c.record))
+        case 9: s.sum = .list(try Weft.V1.ValueList(c: c.list, byteCount: byteCount))
+        case 10: s.sum = .record(try Weft.V1.Record(c: c.record, byteCount: byteCount))
         default: s.sum = nil
         }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -569,9 +569,9 @@ extension Weft.V1.Unit: CBackedMessage {
         weft__v1__unit__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -591,10 +591,10 @@ extension Weft.V1.ValueList: CBackedMessage {
         weft__v1__value_list__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.elements = try CBridge.array(c.elements, c.n_elements) { (e) throws(WireError) in try Weft.V1.Value(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.elements = try CBridge.array(c.elements, c.n_elements) { (e) throws(WireError) in try Weft.V1.Value(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -616,10 +616,10 @@ extension Weft.V1.Record: CBackedMessage {
         weft__v1__record__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.fields = try CBridge.array(c.fields, c.n_fields) { (e) throws(WireError) in try Weft.V1.RecordField(c: e!) }
-        self.unknownFields = CBridge.unknownFields(c.base)
+        self.fields = try CBridge.array(c.fields, c.n_fields) { (e) throws(WireError) in try Weft.V1.RecordField(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -641,12 +641,12 @@ extension Weft.V1.RecordField: CBackedMessage {
         weft__v1__record_field__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.label = try CBridge.string(c.label, "weft.v1.RecordField")
-        if let p = c.value { s.value = try Weft.V1.Value(c: p) }
-        s.unknownFields = CBridge.unknownFields(c.base)
+        if let p = c.value { s.value = try Weft.V1.Value(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 
@@ -670,17 +670,17 @@ extension Weft.V1.ContractInstance: CBackedMessage {
         weft__v1__contract_instance__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>) throws(WireError) {
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
         s.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractInstance")
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p) }
-        if let p = c.arguments { s.arguments = try Weft.V1.Record(c: p) }
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
+        if let p = c.arguments { s.arguments = try Weft.V1.Record(c: p, byteCount: byteCount) }
         s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance") }
         s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance") }
-        if let p = c.ledger_create_time { s.ledgerCreateTime = try Weft.V1.Timestamp(c: p) }
+        if let p = c.ledger_create_time { s.ledgerCreateTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.salt = CBridge.bytes(c.salt)
-        s.unknownFields = CBridge.unknownFields(c.base)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
 

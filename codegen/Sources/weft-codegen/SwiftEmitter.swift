@@ -370,7 +370,7 @@ struct SwiftEmitter {
             w.line()
             let boxed = isBoxed(model)
             let target = boxed ? "s." : "self."
-            w.block("init(c pointer: UnsafePointer<CStruct>) throws(WireError)") { w in
+            w.block("init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError)") { w in
                 w.line("let c = pointer.pointee")
                 if boxed { w.line("let s = _Storage()") }
                 var seen: Set<Int> = []
@@ -400,7 +400,7 @@ struct SwiftEmitter {
                         w.line("\(target)\(property) = \(readExpression(field.type, cField, model))")
                     }
                 }
-                w.line("\(target)unknownFields = CBridge.unknownFields(c.base)")
+                w.line("\(target)unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)")
                 if boxed { w.line("self._storage = s") }
             }
             w.line()
@@ -452,7 +452,7 @@ struct SwiftEmitter {
         case .enumeration(let name):
             return "\(swiftTypeName(enum: name))(rawValue: Int32(truncatingIfNeeded: \(source).rawValue))"
         case .message(let name):
-            return "try \(swiftTypeName(message: name))(c: \(source)\(element ? "!" : ""))"
+            return "try \(swiftTypeName(message: name))(c: \(source)\(element ? "!" : ""), byteCount: byteCount)"
         default: return source
         }
     }
