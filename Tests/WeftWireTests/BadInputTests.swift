@@ -36,6 +36,21 @@ import WeftWire
         #expect(refused > 30, "\(name) accepted \(300 - refused) of 300 random inputs")
     }
 
+    @Test(arguments: allSamples.map(\.name))
+    func oversizedLengthPrefixIsMalformed(_ name: String) {
+        // Field 1, length-delimited, claiming 2^40 bytes (1 TiB) with 3 present,
+        // and the largest varint length: refused without allocating for it.
+        let sample = allSamples.first { $0.name == name }!.samples[0]
+        for claim in [1 << 40, Int.max] {
+            let input: [UInt8] = [0x0A] + varint(claim) + [1, 2, 3]
+            guard case .failure(let error) = decodeOutcome(sample, input) else {
+                Issue.record("\(name) accepted a field claiming \(claim) bytes")
+                continue
+            }
+            #expect(error == .malformed(message: name, byteCount: input.count), "\(name): \(error)")
+        }
+    }
+
     @Test func lengthPastTheEndIsMalformed() {
         // Field 1 (bytes) claims 100 bytes; 2 follow.
         #expect(throws: WireError.malformed(message: "weft.v1.Envelope", byteCount: 4)) {
@@ -116,6 +131,22 @@ func varint(_ value: Int) -> [UInt8] {
         var decoder = FrameDecoder()
         #expect(throws: WireError.malformed(message: "weft.v1.Frame", byteCount: 10)) {
             try decoder.decode([0x00, 0x00, 0x00, 0x00, 0x0A, 0x81, 0x00, 0x00, 0x0A, 0x81, 0x10, 0x63, 0x6C, 0x69, 0x77])
+        }
+    }
+}
+
+/// Found by the fuzzer: a oneof member set to the empty string is present,
+/// and must survive a round trip as such (protobuf-c skips NULL strings).
+@Suite struct EmptyOneofMemberTests {
+    @Test func emptyStringInAOneofSurvivesARoundTrip() throws {
+        let entry = Weft.V1.MetadataEntry(key: "k", value: .textValue(""))
+        #expect(try Weft.V1.MetadataEntry(serializedBytes: entry.serializedBytes()) == entry)
+        #expect(try Weft.V1.MetadataEntry(serializedBytes: [0x12, 0x00]).value == .textValue(""))
+        for value in [Weft.V1.Value(sum: .text("")), .init(sum: .party("")), .init(sum: .decimal("")), .init(sum: .int64(0)),
+                      .init(sum: .bool(false)), .init(sum: .list(.init()))] {
+            let bytes = try value.serializedBytes()
+            #expect(!bytes.isEmpty, "\(value.sum!) was dropped")
+            #expect(try Weft.V1.Value(serializedBytes: bytes) == value)
         }
     }
 }

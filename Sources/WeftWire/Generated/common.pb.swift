@@ -205,7 +205,7 @@ extension Weft.V1.MetadataEntry: CBackedMessage {
         case nil: break
         case .textValue(let v)?:
             c.pointee.value_case = .init(rawValue: 2)
-            c.pointee.text_value = try CBridge.cString(v, arena, "weft.v1.MetadataEntry", 2)
+            c.pointee.text_value = try CBridge.cString(v, arena, "weft.v1.MetadataEntry", 2) ?? CBridge.emptyCString
         case .binaryValue(let v)?:
             c.pointee.value_case = .init(rawValue: 3)
             c.pointee.binary_value = CBridge.binary(v, arena)

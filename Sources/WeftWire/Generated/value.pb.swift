@@ -533,19 +533,19 @@ extension Weft.V1.Value: CBackedMessage {
             c.pointee.int64 = v
         case .decimal(let v)?:
             c.pointee.sum_case = .init(rawValue: 4)
-            c.pointee.decimal = try CBridge.cString(v, arena, "weft.v1.Value", 4)
+            c.pointee.decimal = try CBridge.cString(v, arena, "weft.v1.Value", 4) ?? CBridge.emptyCString
         case .text(let v)?:
             c.pointee.sum_case = .init(rawValue: 5)
-            c.pointee.text = try CBridge.cString(v, arena, "weft.v1.Value", 5)
+            c.pointee.text = try CBridge.cString(v, arena, "weft.v1.Value", 5) ?? CBridge.emptyCString
         case .party(let v)?:
             c.pointee.sum_case = .init(rawValue: 6)
-            c.pointee.party = try CBridge.cString(v, arena, "weft.v1.Value", 6)
+            c.pointee.party = try CBridge.cString(v, arena, "weft.v1.Value", 6) ?? CBridge.emptyCString
         case .time(let v)?:
             c.pointee.sum_case = .init(rawValue: 7)
             c.pointee.time = try Weft.V1.Timestamp.makeC(v, arena)
         case .contractID(let v)?:
             c.pointee.sum_case = .init(rawValue: 8)
-            c.pointee.contract_id = try CBridge.cString(v, arena, "weft.v1.Value", 8)
+            c.pointee.contract_id = try CBridge.cString(v, arena, "weft.v1.Value", 8) ?? CBridge.emptyCString
         case .list(let v)?:
             c.pointee.sum_case = .init(rawValue: 9)
             c.pointee.list = try Weft.V1.ValueList.makeC(v, arena)

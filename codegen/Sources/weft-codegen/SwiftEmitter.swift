@@ -464,9 +464,11 @@ struct SwiftEmitter {
         switch field.type {
         case .bool: return "\(source) ? 1 : 0"
         case .string:
-            // Array elements may not be NULL in protobuf-c; singular strings may.
+            // protobuf-c reads NULL as "absent": fine for a plain proto3 string,
+            // but an array element must not be NULL, and a oneof member set to ""
+            // is present (protobuf-c would skip it and the choice would be lost).
             let call = "try CBridge.cString(\(source), arena, \"\(model.fullName)\", \(field.number))"
-            return element ? "\(call) ?? CBridge.emptyCString" : call
+            return element || inOneof ? "\(call) ?? CBridge.emptyCString" : call
         case .bytes: return "CBridge.binary(\(source), arena)"
         case .enumeration: return ".init(rawValue: .init(truncatingIfNeeded: \(source).rawValue))"
         case .message(let name):

@@ -1,0 +1,55 @@
+import CLibFuzzer
+import WeftWire
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// Failed checks call `fatalError`, not `precondition`: in a release build
+// `precondition` traps without its message, and the message is the report.
+
+/// Hands control to libFuzzer, which calls `fuzz` once per input.
+@main
+enum FuzzMessagesMain {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+        exit(
+            LLVMFuzzerRunDriver(&argc, &argv) { data, count in
+                guard let data else { return 0 }
+                return fuzz(data, count)
+            })
+    }
+}
+
+/// libFuzzer entry point: the first byte picks one of `Weft.V1.messageTypes`,
+/// the rest is decoded as that type. A decoded value must survive a re-encode
+/// and decode unchanged.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+    guard count > 0 else { return 0 }
+    let input = UnsafeRawBufferPointer(start: start, count: count)
+    let types = Weft.V1.messageTypes
+    let type = types[Int(input[0]) % types.count]
+    check(type, UnsafeRawBufferPointer(rebasing: input[1...]))
+    return 0
+}
+
+/// Opens the existential so the round trip compares values of one static type.
+private func check<M: WireMessage>(_ type: M.Type, _ bytes: UnsafeRawBufferPointer) {
+    let message: M
+    do { message = try M(serializedBytes: bytes) } catch { return }
+    let encoded: [UInt8]
+    do { encoded = try message.serializedBytes() } catch {
+        fatalError("decoded \(M.protoMessageName) does not encode: \(error)\n\(message)")
+    }
+    let again: M
+    do { again = try M(serializedBytes: encoded) } catch {
+        fatalError("re-encoded \(M.protoMessageName) does not decode: \(error)\n\(message)")
+    }
+    guard again == message else {
+        fatalError("\(M.protoMessageName) changed in a round trip:\n\(message)\n\(again)")
+    }
+}

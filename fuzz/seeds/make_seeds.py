@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Writes starting inputs for the fuzz targets: a few valid frames, hand-encoded.
+
+Usage: make_seeds.py REGISTRY_SWIFT CORPUS_FRAME_DECODER CORPUS_MESSAGES
+
+Valid seeds let libFuzzer start from inputs that get past the frame prefix and
+into every message type instead of discovering the encoding byte by byte.
+"""
+import hashlib
+import os
+import re
+import sys
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def field_varint(number, value):
+    return varint(number << 3 | 0) + varint(value)
+
+
+def field_bytes(number, value):
+    if isinstance(value, str):
+        value = value.encode()
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def frame_prefix(body):
+    return b"\x00" + len(body).to_bytes(4, "big") + body
+
+
+# weft.v1.Frame bodies (Proto/weft/v1/frame.proto).
+metadata = field_bytes(1, "traceparent") + field_bytes(2, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+binary_metadata = field_bytes(1, "weft-token-bin") + field_bytes(3, bytes(range(16)))
+status = field_varint(1, 3) + field_bytes(2, "bad request") + field_bytes(3, "WEFT-WIRE-0001") + field_bytes(
+    5, field_bytes(1, "field") + field_bytes(2, "stream_id"))
+frames = [
+    field_varint(1, 1) + field_bytes(2, field_bytes(1, "/weft.v1.Health/Check") + field_bytes(2, metadata)
+                                    + field_bytes(2, binary_metadata) + field_bytes(3, field_varint(1, 5_000_000))),
+    field_varint(1, 1) + field_bytes(3, field_bytes(1, b"\x0a\x03abc\x10\x2a")),
+    field_varint(1, 1) + field_bytes(4, b""),
+    field_varint(1, 1) + field_bytes(5, field_bytes(1, status) + field_bytes(2, metadata)),
+    field_varint(1, 3) + field_bytes(6, field_bytes(1, "client went away")),
+    field_varint(1, 0) + field_bytes(7, field_varint(1, 65535)),
+    field_bytes(8, field_varint(1, 0x0123456789ABCDEF)),
+    field_bytes(9, field_varint(1, 0x0123456789ABCDEF)),
+    field_bytes(10, field_varint(1, 7) + field_bytes(2, status)),
+    field_varint(1, 9) + field_bytes(99, b"unknown field"),
+]
+
+
+def write(directory, data):
+    os.makedirs(directory, exist_ok=True)
+    name = "seed-" + hashlib.sha1(data).hexdigest()[:16]
+    with open(os.path.join(directory, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    registry, frame_corpus, message_corpus = sys.argv[1:4]
+
+    # FuzzFrameDecoder: byte 0 is the chunk size minus one; the rest a stream.
+    stream = b"".join(frame_prefix(body) for body in frames)
+    for chunk_byte in (0, 4, 255):
+        write(frame_corpus, bytes([chunk_byte]) + stream)
+    for body in frames:
+        write(frame_corpus, b"\xff" + frame_prefix(body))
+
+    # FuzzMessages: byte 0 selects the type in `Weft.V1.messageTypes` order.
+    source = open(registry).read()
+    listing = re.search(r"messageTypes\b[^=]*=\s*\[(.*?)\n\s*\]", source, re.S)
+    types = re.findall(r"(Weft\.V1\.[A-Za-z0-9_.]+)\.self", listing.group(1) if listing else "")
+    if not types:
+        sys.exit(f"make_seeds.py: no Weft.V1.messageTypes list in {registry}")
+    for index in range(len(types)):
+        write(message_corpus, bytes([index]))  # the empty message, valid for every type
+    if "Weft.V1.Frame" in types:
+        frame_index = types.index("Weft.V1.Frame")
+        for body in frames:
+            write(message_corpus, bytes([frame_index]) + body)
+
+
+if __name__ == "__main__":
+    main()
