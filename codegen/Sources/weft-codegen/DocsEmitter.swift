@@ -18,13 +18,7 @@ enum DocsEmitter {
                 if !summary.isEmpty { text += summary + " (`\(file.name)`)\n\n" }
                 text += "| method | kind | request | response |\n|---|---|---|---|\n"
                 for method in service.methods {
-                    let kind: String
-                    switch (method.clientStreaming, method.serverStreaming) {
-                    case (false, false): kind = "unary"
-                    case (false, true): kind = "server-streaming"
-                    case (true, false): kind = "client-streaming"
-                    case (true, true): kind = "bidirectional"
-                    }
+                    let kind = method.kind.docs
                     text += "| `/\(service.fullName)/\(method.name)` | \(kind) | `\(method.inputType)` | `\(method.outputType)` |\n"
                 }
             }

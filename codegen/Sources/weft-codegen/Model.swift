@@ -85,6 +85,16 @@ struct MethodModel {
     var clientStreaming: Bool
     var serverStreaming: Bool
     var comment: String
+
+    /// The `MethodKind` case name in Swift, and the words the docs use.
+    var kind: (swift: String, docs: String) {
+        switch (clientStreaming, serverStreaming) {
+        case (false, false): return ("unary", "unary")
+        case (false, true): return ("serverStreaming", "server-streaming")
+        case (true, false): return ("clientStreaming", "client-streaming")
+        case (true, true): return ("bidirectionalStreaming", "bidirectional")
+        }
+    }
 }
 
 struct ServiceModel {

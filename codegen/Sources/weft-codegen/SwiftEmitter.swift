@@ -489,13 +489,7 @@ struct SwiftEmitter {
                 for method in service.methods {
                     w.line()
                     w.doc(method.comment)
-                    let kind: String
-                    switch (method.clientStreaming, method.serverStreaming) {
-                    case (false, false): kind = "unary"
-                    case (false, true): kind = "serverStreaming"
-                    case (true, false): kind = "clientStreaming"
-                    case (true, true): kind = "bidirectionalStreaming"
-                    }
+                    let kind = method.kind.swift
                     let request = swiftTypeName(message: method.inputType)
                     let response = swiftTypeName(message: method.outputType)
                     let property = SwiftNames.escaped(SwiftNames.lowerCamel(CNames.camelToLower(method.name)))
