@@ -111,9 +111,12 @@ extension CBackedMessage {
         Self.cInit(c)
         try fill(c, arena)
         let size = Self.cPackedSize(c)
-        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            count = size == 0 ? 0 : Self.cPack(c, buffer.baseAddress!)
-        }
+        guard size > 0 else { return [] }
+        // Packing into the arena and copying out beats packing straight into
+        // `Array(unsafeUninitializedCapacity:)` (see `CBridge.bytes`).
+        let scratch = arena.allocate(UInt8.self, count: size)
+        let written = Self.cPack(c, scratch)
+        return [UInt8](UnsafeBufferPointer(start: scratch, count: written))
     }
 
     /// A decoded submessage, as a freshly built C struct for `fill`.
@@ -150,38 +153,29 @@ enum CBridge {
         return c
     }
 
+    /// `Array(UnsafeBufferPointer)`, measured: on Linux it is about twice as
+    /// fast as `Array(unsafeUninitializedCapacity:)`, which reaches the
+    /// runtime's generic metadata cache on every call.
     @inline(__always)
     static func bytes(_ c: ProtobufCBinaryData) -> [UInt8] {
         guard c.len > 0, let data = c.data else { return [] }
-        return [UInt8](unsafeUninitializedCapacity: c.len) { buffer, count in
-            buffer.baseAddress!.update(from: data, count: c.len)
-            count = c.len
-        }
+        return [UInt8](UnsafeBufferPointer(start: data, count: c.len))
     }
 
     static func binary(_ value: [UInt8], _ arena: borrowing Arena) -> ProtobufCBinaryData {
         ProtobufCBinaryData(len: value.count, data: arena.copy(value))
     }
 
-    /// Copies a C array of `count` elements into a Swift array.
+    /// Copies a C array of `count` elements into a Swift array. Reserving and
+    /// appending is measurably faster here than `unsafeUninitializedCapacity`.
     @inline(__always)
     static func array<C, S>(_ pointer: UnsafeMutablePointer<C>?, _ count: Int, _ transform: (C) throws(WireError) -> S)
         throws(WireError) -> [S]
     {
         guard count > 0, let pointer else { return [] }
-        var failure: WireError?
-        let result = [S](unsafeUninitializedCapacity: count) { buffer, initialized in
-            for index in 0..<count {
-                do throws(WireError) {
-                    (buffer.baseAddress! + index).initialize(to: try transform(pointer[index]))
-                    initialized += 1
-                } catch {
-                    failure = error
-                    return
-                }
-            }
-        }
-        if let failure { throw failure }
+        var result: [S] = []
+        result.reserveCapacity(count)
+        for index in 0..<count { result.append(try transform(pointer[index])) }
         return result
     }
 
