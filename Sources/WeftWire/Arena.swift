@@ -11,9 +11,10 @@ import CProtobufC
 /// protobuf-c allocates every submessage, string and array of a decoded
 /// message separately; an encode must build a tree of C structs from Swift
 /// values. Both live only for one call, so they come from one block that is
-/// freed at once: no per-object `malloc`/`free`, and no chance of leaking a
+/// released at once: no per-object `malloc`/`free`, and no chance of leaking a
 /// half-built tree when a decode fails halfway. Used as protobuf-c's
-/// `ProtobufCAllocator`, its `free` does nothing; `deinit` releases everything.
+/// `ProtobufCAllocator`, its `free` does nothing. `deinit` frees any overflow
+/// blocks and hands the first block back to its thread for the next call.
 struct Arena: ~Copyable {
     /// Header at the start of the first block; the C allocator callbacks
     /// reach the arena through it.
