@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "weft", targets: ["weft"]),
         .executable(name: "weft-bench", targets: ["weft-bench"]),
         .library(name: "WeftWire", targets: ["WeftWire"]),
+        .library(name: "WeftCrypto", targets: ["WeftCrypto"]),
         .library(name: "WeftStore", targets: ["WeftStore"]),
     ],
     dependencies: [
@@ -56,6 +57,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WeftCrypto",
+            dependencies: ["COpenSSL", "WeftWire"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WeftStore",
             dependencies: ["CLibPQ"],
             swiftSettings: swiftSettings
@@ -84,6 +90,11 @@ let package = Package(
         .testTarget(
             name: "WeftWireTests",
             dependencies: ["WeftWire"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftCryptoTests",
+            dependencies: ["WeftCrypto", "WeftWire"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

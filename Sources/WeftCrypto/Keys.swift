@@ -1,0 +1,227 @@
+import COpenSSL
+public import WeftWire
+
+/// The fingerprint of a public key: SHA-256 over the key's scheme and raw
+/// bytes under `HASH_PURPOSE_PUBLIC_KEY_FINGERPRINT`, written `1220` (the
+/// multihash prefix of a 32-byte SHA-256) followed by 64 lower-case hex digits.
+public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
+    /// The 32-byte digest.
+    public let digest: [UInt8]
+
+    public static let prefix = "1220"
+    public static let textLength = 68
+
+    init(of key: Weft.V1.PublicKey) {
+        var hasher = PurposeHasher(.publicKeyFingerprint)
+        hasher.append(UInt64(UInt32(bitPattern: key.scheme.rawValue)))
+        hasher.append(key.key)
+        digest = hasher.finalize().digest
+    }
+
+    /// Parses `1220` + 64 lower-case hex digits, saying exactly what is wrong.
+    public init(parsing text: String) throws(CryptoError) {
+        let characters = Array(text.utf8)
+        guard characters.count == Self.textLength else {
+            throw .invalidFingerprint("'\(text.prefix(80))' has \(characters.count) characters; a fingerprint has \(Self.textLength) (1220 and 64 hex digits)")
+        }
+        guard text.hasPrefix(Self.prefix) else {
+            throw .invalidFingerprint("'\(text)' does not start with 1220 (SHA-256 multihash)")
+        }
+        var digest: [UInt8] = []
+        digest.reserveCapacity(32)
+        var index = 4
+        while index < characters.count {
+            guard let high = Self.hexValue(characters[index]), let low = Self.hexValue(characters[index + 1]) else {
+                let bad = Self.hexValue(characters[index]) == nil ? index : index + 1
+                throw .invalidFingerprint("'\(text)' has \(Character(UnicodeScalar(characters[bad]))) at position \(bad + 1); only 0-9 and a-f are allowed")
+            }
+            digest.append(high << 4 | low)
+            index += 2
+        }
+        self.digest = digest
+    }
+
+    private static func hexValue(_ character: UInt8) -> UInt8? {
+        switch character {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return character - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return character - UInt8(ascii: "a") + 10
+        default: return nil
+        }
+    }
+
+    public var description: String { Self.prefix + hex(digest) }
+}
+
+/// An Ed25519 public key: verifies signatures and identifies its owner.
+public struct SigningPublicKey: Hashable, Sendable {
+    /// The 32 raw key bytes (RFC 8032).
+    public let rawRepresentation: [UInt8]
+
+    public init(rawRepresentation: [UInt8]) throws(CryptoError) {
+        guard rawRepresentation.count == 32 else {
+            throw .invalidLength(what: "an Ed25519 public key", expected: 32, actual: rawRepresentation.count)
+        }
+        self.rawRepresentation = rawRepresentation
+    }
+
+    /// From the wire form; refuses keys of another scheme.
+    public init(_ key: Weft.V1.PublicKey) throws(CryptoError) {
+        guard key.scheme == .ed25519 else { throw .wrongKeyScheme(expected: "Ed25519", actual: "\(key.scheme)") }
+        try self.init(rawRepresentation: key.key)
+    }
+
+    /// The wire form, for the given purpose (namespace or signing).
+    public func wire(purpose: Weft.V1.KeyPurpose = .signing) -> Weft.V1.PublicKey {
+        .init(scheme: .ed25519, purpose: purpose, key: rawRepresentation)
+    }
+
+    public var fingerprint: Fingerprint { Fingerprint(of: wire()) }
+
+    /// Verifies `signature` over `hash`; throws `invalidSignature` if it does
+    /// not verify, names another signer, or has the wrong length.
+    public func verify(_ signature: Weft.V1.Signature, over hash: PurposeHash) throws(CryptoError) {
+        guard signature.scheme == .ed25519 else { throw .wrongKeyScheme(expected: "Ed25519", actual: "\(signature.scheme)") }
+        guard signature.signedBy == fingerprint.description, signature.signature.count == 64 else { throw .invalidSignature }
+        let key = try PKey.publicKey(EVP_PKEY_ED25519, rawRepresentation)
+        guard let context = EVP_MD_CTX_new() else { throw OpenSSL.failure("EVP_MD_CTX_new") }
+        defer { EVP_MD_CTX_free(context) }
+        let message = Self.signedBytes(hash)
+        guard EVP_DigestVerifyInit(context, nil, nil, nil, key.pointer) == 1 else { throw OpenSSL.failure("EVP_DigestVerifyInit") }
+        let result = EVP_DigestVerify(context, signature.signature, 64, message, message.count)
+        ERR_clear_error()
+        guard result == 1 else { throw .invalidSignature }
+    }
+
+    /// Plain Ed25519 verification of `bytes`; Weft verifies only purpose
+    /// hashes (`verify(_:over:)`), this exists for the RFC 8032 test vectors.
+    func isValid(signature: [UInt8], bytes: [UInt8]) -> Bool {
+        guard signature.count == 64, let key = try? PKey.publicKey(EVP_PKEY_ED25519, rawRepresentation),
+            let context = EVP_MD_CTX_new()
+        else { return false }
+        defer { EVP_MD_CTX_free(context) }
+        defer { ERR_clear_error() }
+        return EVP_DigestVerifyInit(context, nil, nil, nil, key.pointer) == 1
+            && EVP_DigestVerify(context, signature, 64, bytes, bytes.count) == 1
+    }
+
+    /// What Ed25519 signs: the 32-byte digest. The purpose is bound already,
+    /// as the first thing hashed.
+    static func signedBytes(_ hash: PurposeHash) -> [UInt8] { hash.digest }
+}
+
+/// An Ed25519 private key.
+public struct SigningPrivateKey: Sendable {
+    let key: PKey
+    /// Its public key.
+    public let publicKey: SigningPublicKey
+
+    /// A new key from OpenSSL's CSPRNG.
+    public static func generate() throws(CryptoError) -> SigningPrivateKey {
+        try SigningPrivateKey(key: PKey.generate(EVP_PKEY_ED25519, "Ed25519"))
+    }
+
+    /// From the 32-byte seed of RFC 8032.
+    public init(rawRepresentation: [UInt8]) throws(CryptoError) {
+        guard rawRepresentation.count == 32 else {
+            throw .invalidLength(what: "an Ed25519 private key", expected: 32, actual: rawRepresentation.count)
+        }
+        try self.init(key: PKey.privateKey(EVP_PKEY_ED25519, rawRepresentation))
+    }
+
+    init(key: PKey) throws(CryptoError) {
+        self.key = key
+        publicKey = try SigningPublicKey(rawRepresentation: key.rawPublicKey())
+    }
+
+    /// The 32-byte seed. Secret: for key files only.
+    public var rawRepresentation: [UInt8] { get throws(CryptoError) { try key.rawPrivateKey() } }
+
+    /// Signs `hash`; the signature carries this key's fingerprint.
+    public func sign(_ hash: PurposeHash) throws(CryptoError) -> Weft.V1.Signature {
+        .init(scheme: .ed25519, signedBy: publicKey.fingerprint.description, signature: try sign(bytes: SigningPublicKey.signedBytes(hash)))
+    }
+
+    /// Plain Ed25519 over `bytes`; Weft signs only purpose hashes (`sign(_:)`),
+    /// this exists for the RFC 8032 test vectors.
+    func sign(bytes: [UInt8]) throws(CryptoError) -> [UInt8] {
+        ERR_clear_error()
+        guard let context = EVP_MD_CTX_new() else { throw OpenSSL.failure("EVP_MD_CTX_new") }
+        defer { EVP_MD_CTX_free(context) }
+        var signature = [UInt8](repeating: 0, count: 64)
+        var length = 64
+        guard EVP_DigestSignInit(context, nil, nil, nil, key.pointer) == 1,
+            EVP_DigestSign(context, &signature, &length, bytes, bytes.count) == 1, length == 64
+        else { throw OpenSSL.failure("EVP_DigestSign(Ed25519)") }
+        return signature
+    }
+}
+
+/// An X25519 public key: the recipient side of view-seed encryption.
+public struct EncryptionPublicKey: Hashable, Sendable {
+    /// The 32 raw key bytes (RFC 7748).
+    public let rawRepresentation: [UInt8]
+
+    public init(rawRepresentation: [UInt8]) throws(CryptoError) {
+        guard rawRepresentation.count == 32 else {
+            throw .invalidLength(what: "an X25519 public key", expected: 32, actual: rawRepresentation.count)
+        }
+        self.rawRepresentation = rawRepresentation
+    }
+
+    /// From the wire form; refuses keys of another scheme.
+    public init(_ key: Weft.V1.PublicKey) throws(CryptoError) {
+        guard key.scheme == .x25519 else { throw .wrongKeyScheme(expected: "X25519", actual: "\(key.scheme)") }
+        try self.init(rawRepresentation: key.key)
+    }
+
+    public var wire: Weft.V1.PublicKey { .init(scheme: .x25519, purpose: .encryption, key: rawRepresentation) }
+    public var fingerprint: Fingerprint { Fingerprint(of: wire) }
+}
+
+/// An X25519 private key.
+public struct EncryptionPrivateKey: Sendable {
+    let key: PKey
+    /// Its public key.
+    public let publicKey: EncryptionPublicKey
+
+    /// A new key from OpenSSL's CSPRNG.
+    public static func generate() throws(CryptoError) -> EncryptionPrivateKey {
+        try EncryptionPrivateKey(key: PKey.generate(EVP_PKEY_X25519, "X25519"))
+    }
+
+    /// From its 32 raw bytes (RFC 7748).
+    public init(rawRepresentation: [UInt8]) throws(CryptoError) {
+        guard rawRepresentation.count == 32 else {
+            throw .invalidLength(what: "an X25519 private key", expected: 32, actual: rawRepresentation.count)
+        }
+        try self.init(key: PKey.privateKey(EVP_PKEY_X25519, rawRepresentation))
+    }
+
+    init(key: PKey) throws(CryptoError) {
+        self.key = key
+        publicKey = try EncryptionPublicKey(rawRepresentation: key.rawPublicKey())
+    }
+
+    /// The 32 raw bytes. Secret: for key files only.
+    public var rawRepresentation: [UInt8] { get throws(CryptoError) { try key.rawPrivateKey() } }
+
+    /// The X25519 shared secret with `peer`; refuses the all-zero result of a
+    /// low-order public key (RFC 7748 §6.1).
+    public func sharedSecret(with peer: EncryptionPublicKey) throws(CryptoError) -> [UInt8] {
+        let peerKey = try PKey.publicKey(EVP_PKEY_X25519, peer.rawRepresentation)
+        ERR_clear_error()
+        guard let context = EVP_PKEY_CTX_new(key.pointer, nil) else { throw OpenSSL.failure("EVP_PKEY_CTX_new") }
+        defer { EVP_PKEY_CTX_free(context) }
+        var secret = [UInt8](repeating: 0, count: 32)
+        var length = 32
+        guard EVP_PKEY_derive_init(context) == 1, EVP_PKEY_derive_set_peer(context, peerKey.pointer) == 1 else {
+            throw OpenSSL.failure("EVP_PKEY_derive_set_peer(X25519)")
+        }
+        guard EVP_PKEY_derive(context, &secret, &length) == 1, length == 32 else {
+            ERR_clear_error()
+            throw .invalidPublicKey("X25519 agreement failed (a low-order point?)")
+        }
+        guard secret.contains(where: { $0 != 0 }) else { throw .invalidPublicKey("X25519 agreement gave the all-zero secret") }
+        return secret
+    }
+}
