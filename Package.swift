@@ -83,7 +83,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "weft-bench",
-            dependencies: ["WeftWire", "WeftTestSupport"],
+            dependencies: ["WeftWire", "WeftCrypto", "WeftTestSupport"],
             swiftSettings: swiftSettings
         ),
 

@@ -53,16 +53,28 @@ public struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// An Ed25519 public key: verifies signatures and identifies its owner.
+///
+/// The OpenSSL key object and the fingerprint are made once, when the key is
+/// created (which also refuses bytes OpenSSL does not accept as a key), not on
+/// every verification.
 public struct SigningPublicKey: Hashable, Sendable {
     /// The 32 raw key bytes (RFC 8032).
     public let rawRepresentation: [UInt8]
+    /// Its fingerprint (docs/crypto.md §3).
+    public let fingerprint: Fingerprint
+    let key: PKey
 
     public init(rawRepresentation: [UInt8]) throws(CryptoError) {
         guard rawRepresentation.count == 32 else {
             throw .invalidLength(what: "an Ed25519 public key", expected: 32, actual: rawRepresentation.count)
         }
         self.rawRepresentation = rawRepresentation
+        key = try PKey.publicKey(EVP_PKEY_ED25519, rawRepresentation)
+        fingerprint = Fingerprint(of: .init(scheme: .ed25519, purpose: .signing, key: rawRepresentation))
     }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawRepresentation == rhs.rawRepresentation }
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawRepresentation) }
 
     /// From the wire form; refuses keys of another scheme.
     public init(_ key: Weft.V1.PublicKey) throws(CryptoError) {
@@ -75,14 +87,11 @@ public struct SigningPublicKey: Hashable, Sendable {
         .init(scheme: .ed25519, purpose: purpose, key: rawRepresentation)
     }
 
-    public var fingerprint: Fingerprint { Fingerprint(of: wire()) }
-
     /// Verifies `signature` over `hash`; throws `invalidSignature` if it does
     /// not verify, names another signer, or has the wrong length.
     public func verify(_ signature: Weft.V1.Signature, over hash: PurposeHash) throws(CryptoError) {
         guard signature.scheme == .ed25519 else { throw .wrongKeyScheme(expected: "Ed25519", actual: "\(signature.scheme)") }
         guard signature.signedBy == fingerprint.description, signature.signature.count == 64 else { throw .invalidSignature }
-        let key = try PKey.publicKey(EVP_PKEY_ED25519, rawRepresentation)
         guard let context = EVP_MD_CTX_new() else { throw OpenSSL.failure("EVP_MD_CTX_new") }
         defer { EVP_MD_CTX_free(context) }
         let message = Self.signedBytes(hash)
@@ -95,9 +104,7 @@ public struct SigningPublicKey: Hashable, Sendable {
     /// Plain Ed25519 verification of `bytes`; Weft verifies only purpose
     /// hashes (`verify(_:over:)`), this exists for the RFC 8032 test vectors.
     func isValid(signature: [UInt8], bytes: [UInt8]) -> Bool {
-        guard signature.count == 64, let key = try? PKey.publicKey(EVP_PKEY_ED25519, rawRepresentation),
-            let context = EVP_MD_CTX_new()
-        else { return false }
+        guard signature.count == 64, let context = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(context) }
         defer { ERR_clear_error() }
         return EVP_DigestVerifyInit(context, nil, nil, nil, key.pointer) == 1
@@ -131,14 +138,18 @@ public struct SigningPrivateKey: Sendable {
     init(key: PKey) throws(CryptoError) {
         self.key = key
         publicKey = try SigningPublicKey(rawRepresentation: key.rawPublicKey())
+        signedBy = publicKey.fingerprint.description
     }
+
+    /// The fingerprint text every signature of this key carries.
+    let signedBy: String
 
     /// The 32-byte seed. Secret: for key files only.
     public var rawRepresentation: [UInt8] { get throws(CryptoError) { try key.rawPrivateKey() } }
 
     /// Signs `hash`; the signature carries this key's fingerprint.
     public func sign(_ hash: PurposeHash) throws(CryptoError) -> Weft.V1.Signature {
-        .init(scheme: .ed25519, signedBy: publicKey.fingerprint.description, signature: try sign(bytes: SigningPublicKey.signedBytes(hash)))
+        .init(scheme: .ed25519, signedBy: signedBy, signature: try sign(bytes: SigningPublicKey.signedBytes(hash)))
     }
 
     /// Plain Ed25519 over `bytes`; Weft signs only purpose hashes (`sign(_:)`),
@@ -156,17 +167,26 @@ public struct SigningPrivateKey: Sendable {
     }
 }
 
-/// An X25519 public key: the recipient side of view-seed encryption.
+/// An X25519 public key: the recipient side of view-seed encryption. Like
+/// `SigningPublicKey`, it makes its OpenSSL key and fingerprint once.
 public struct EncryptionPublicKey: Hashable, Sendable {
     /// The 32 raw key bytes (RFC 7748).
     public let rawRepresentation: [UInt8]
+    /// Its fingerprint (docs/crypto.md §3).
+    public let fingerprint: Fingerprint
+    let key: PKey
 
     public init(rawRepresentation: [UInt8]) throws(CryptoError) {
         guard rawRepresentation.count == 32 else {
             throw .invalidLength(what: "an X25519 public key", expected: 32, actual: rawRepresentation.count)
         }
         self.rawRepresentation = rawRepresentation
+        key = try PKey.publicKey(EVP_PKEY_X25519, rawRepresentation)
+        fingerprint = Fingerprint(of: .init(scheme: .x25519, purpose: .encryption, key: rawRepresentation))
     }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawRepresentation == rhs.rawRepresentation }
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawRepresentation) }
 
     /// From the wire form; refuses keys of another scheme.
     public init(_ key: Weft.V1.PublicKey) throws(CryptoError) {
@@ -175,7 +195,6 @@ public struct EncryptionPublicKey: Hashable, Sendable {
     }
 
     public var wire: Weft.V1.PublicKey { .init(scheme: .x25519, purpose: .encryption, key: rawRepresentation) }
-    public var fingerprint: Fingerprint { Fingerprint(of: wire) }
 }
 
 /// An X25519 private key.
@@ -208,7 +227,7 @@ public struct EncryptionPrivateKey: Sendable {
     /// The X25519 shared secret with `peer`; refuses the all-zero result of a
     /// low-order public key (RFC 7748 §6.1).
     public func sharedSecret(with peer: EncryptionPublicKey) throws(CryptoError) -> [UInt8] {
-        let peerKey = try PKey.publicKey(EVP_PKEY_X25519, peer.rawRepresentation)
+        let peerKey = peer.key
         ERR_clear_error()
         guard let context = EVP_PKEY_CTX_new(key.pointer, nil) else { throw OpenSSL.failure("EVP_PKEY_CTX_new") }
         defer { EVP_PKEY_CTX_free(context) }

@@ -27,34 +27,20 @@ public enum AES256GCM {
     public static let nonceBytes = 12
     public static let tagBytes = 16
 
+    /// The cipher, fetched once: OpenSSL 3 looks a cipher up in its provider
+    /// registry on every init unless it is fetched explicitly.
+    nonisolated(unsafe) static let cipher: OpaquePointer = {
+        guard let cipher = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil) else {
+            fatalError("OpenSSL has no AES-256-GCM: \(OpenSSL.takeError())")
+        }
+        return cipher
+    }()
+
     /// Encrypts `plaintext`; returns ciphertext followed by the tag.
     public static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8], associatedData: [UInt8]) throws(CryptoError)
         -> [UInt8]
     {
-        try check(key: key, nonce: nonce)
-        ERR_clear_error()
-        guard let context = EVP_CIPHER_CTX_new() else { throw OpenSSL.failure("EVP_CIPHER_CTX_new") }
-        defer { EVP_CIPHER_CTX_free(context) }
-        var output = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
-        var length: Int32 = 0
-        var total = 0
-        guard EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, nil, nil) == 1,
-            EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_IVLEN, Int32(nonceBytes), nil) == 1,
-            EVP_EncryptInit_ex(context, nil, nil, key, nonce) == 1,
-            associatedData.isEmpty || EVP_EncryptUpdate(context, nil, &length, associatedData, Int32(associatedData.count)) == 1
-        else { throw OpenSSL.failure("AES-256-GCM encrypt init") }
-        if !plaintext.isEmpty {
-            guard EVP_EncryptUpdate(context, &output, &length, plaintext, Int32(plaintext.count)) == 1 else {
-                throw OpenSSL.failure("EVP_EncryptUpdate")
-            }
-            total = Int(length)
-        }
-        let finished: Bool = output.withUnsafeMutableBufferPointer { buffer in
-            EVP_EncryptFinal_ex(context, buffer.baseAddress! + total, &length) == 1
-                && EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_GET_TAG, Int32(tagBytes), buffer.baseAddress! + plaintext.count) == 1
-        }
-        guard finished else { throw OpenSSL.failure("AES-256-GCM encrypt final") }
-        return output
+        try Key(key).seal(plaintext, nonce: nonce, associatedData: associatedData)
     }
 
     /// Decrypts ciphertext-and-tag; throws `decryptionFailed` if anything was
@@ -62,44 +48,94 @@ public enum AES256GCM {
     public static func open(_ sealed: [UInt8], key: [UInt8], nonce: [UInt8], associatedData: [UInt8]) throws(CryptoError)
         -> [UInt8]
     {
-        try check(key: key, nonce: nonce)
-        guard sealed.count >= tagBytes else { throw .decryptionFailed }
-        ERR_clear_error()
-        guard let context = EVP_CIPHER_CTX_new() else { throw OpenSSL.failure("EVP_CIPHER_CTX_new") }
-        defer { EVP_CIPHER_CTX_free(context) }
-        let ciphertextBytes = sealed.count - tagBytes
-        var tag = Array(sealed[ciphertextBytes...])
-        var output = [UInt8](repeating: 0, count: max(ciphertextBytes, 1))
-        var length: Int32 = 0
-        guard EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, nil, nil) == 1,
-            EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_IVLEN, Int32(nonceBytes), nil) == 1,
-            EVP_DecryptInit_ex(context, nil, nil, key, nonce) == 1,
-            associatedData.isEmpty || EVP_DecryptUpdate(context, nil, &length, associatedData, Int32(associatedData.count)) == 1
-        else { throw OpenSSL.failure("AES-256-GCM decrypt init") }
-        if ciphertextBytes > 0 {
-            guard EVP_DecryptUpdate(context, &output, &length, sealed, Int32(ciphertextBytes)) == 1 else {
+        try Key(key).open(sealed, nonce: nonce, associatedData: associatedData)
+    }
+
+    /// A key prepared once (cipher context and key schedule) for several
+    /// messages, each with its own nonce. Not for concurrent use.
+    public final class Key {
+        private let encryption: OpaquePointer
+        private let decryption: OpaquePointer
+
+        public init(_ key: [UInt8]) throws(CryptoError) {
+            guard key.count == keyBytes else { throw .invalidLength(what: "an AES-256 key", expected: keyBytes, actual: key.count) }
+            ERR_clear_error()
+            guard let encryption = EVP_CIPHER_CTX_new(), let decryption = EVP_CIPHER_CTX_new() else {
+                throw OpenSSL.failure("EVP_CIPHER_CTX_new")
+            }
+            self.encryption = encryption
+            self.decryption = decryption
+            guard EVP_EncryptInit_ex2(encryption, cipher, key, nil, nil) == 1,
+                EVP_DecryptInit_ex2(decryption, cipher, key, nil, nil) == 1
+            else { throw OpenSSL.failure("EVP_CipherInit_ex2(AES-256-GCM)") }
+        }
+
+        deinit {
+            EVP_CIPHER_CTX_free(encryption)
+            EVP_CIPHER_CTX_free(decryption)
+        }
+
+        /// Encrypts `plaintext`; returns ciphertext followed by the tag.
+        public func seal(_ plaintext: [UInt8], nonce: [UInt8], associatedData: [UInt8]) throws(CryptoError) -> [UInt8] {
+            guard nonce.count == nonceBytes else {
+                throw .invalidLength(what: "an AES-GCM nonce", expected: nonceBytes, actual: nonce.count)
+            }
+            let context = encryption
+            var length: Int32 = 0
+            guard EVP_EncryptInit_ex2(context, nil, nil, nonce, nil) == 1,
+                associatedData.isEmpty || EVP_EncryptUpdate(context, nil, &length, associatedData, Int32(associatedData.count)) == 1
+            else { throw OpenSSL.failure("AES-256-GCM encrypt init") }
+            var failed = false
+            let output = [UInt8](unsafeUninitializedCapacity: plaintext.count + tagBytes) { buffer, count in
+                let base = buffer.baseAddress!
+                var written: Int32 = 0
+                var finalBytes: Int32 = 0
+                guard plaintext.isEmpty || EVP_EncryptUpdate(context, base, &written, plaintext, Int32(plaintext.count)) == 1,
+                    EVP_EncryptFinal_ex(context, base + Int(written), &finalBytes) == 1,
+                    EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_GET_TAG, Int32(tagBytes), base + plaintext.count) == 1
+                else {
+                    failed = true
+                    return
+                }
+                count = plaintext.count + tagBytes
+            }
+            if failed { throw OpenSSL.failure("AES-256-GCM encrypt") }
+            return output
+        }
+
+        /// Decrypts ciphertext-and-tag; throws `decryptionFailed` if anything
+        /// was altered or the key is wrong.
+        public func open(_ sealed: [UInt8], nonce: [UInt8], associatedData: [UInt8]) throws(CryptoError) -> [UInt8] {
+            guard nonce.count == nonceBytes else {
+                throw .invalidLength(what: "an AES-GCM nonce", expected: nonceBytes, actual: nonce.count)
+            }
+            guard sealed.count >= tagBytes else { throw .decryptionFailed }
+            let context = decryption
+            let ciphertextBytes = sealed.count - tagBytes
+            var length: Int32 = 0
+            guard EVP_DecryptInit_ex2(context, nil, nil, nonce, nil) == 1,
+                associatedData.isEmpty || EVP_DecryptUpdate(context, nil, &length, associatedData, Int32(associatedData.count)) == 1
+            else { throw OpenSSL.failure("AES-256-GCM decrypt init") }
+            var verified = false
+            let output = sealed.withUnsafeBufferPointer { input in
+                [UInt8](unsafeUninitializedCapacity: ciphertextBytes) { buffer, count in
+                    var written: Int32 = 0
+                    var finalBytes: Int32 = 0
+                    let tag = UnsafeMutableRawPointer(mutating: input.baseAddress! + ciphertextBytes)
+                    guard ciphertextBytes == 0
+                        || EVP_DecryptUpdate(context, buffer.baseAddress, &written, input.baseAddress, Int32(ciphertextBytes)) == 1,
+                        EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_TAG, Int32(tagBytes), tag) == 1,
+                        EVP_DecryptFinal_ex(context, buffer.baseAddress.map { $0 + Int(written) }, &finalBytes) == 1
+                    else { return }
+                    verified = true
+                    count = ciphertextBytes
+                }
+            }
+            guard verified else {
                 ERR_clear_error()
                 throw .decryptionFailed
             }
-        }
-        guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_TAG, Int32(tagBytes), &tag) == 1 else {
-            throw OpenSSL.failure("EVP_CTRL_GCM_SET_TAG")
-        }
-        var finalLength: Int32 = 0
-        let verified: Bool = output.withUnsafeMutableBufferPointer { buffer in
-            EVP_DecryptFinal_ex(context, buffer.baseAddress! + Int(ciphertextBytes > 0 ? length : 0), &finalLength) == 1
-        }
-        guard verified else {
-            ERR_clear_error()
-            throw .decryptionFailed
-        }
-        return Array(output.prefix(ciphertextBytes))
-    }
-
-    private static func check(key: [UInt8], nonce: [UInt8]) throws(CryptoError) {
-        guard key.count == keyBytes else { throw .invalidLength(what: "an AES-256 key", expected: keyBytes, actual: key.count) }
-        guard nonce.count == nonceBytes else {
-            throw .invalidLength(what: "an AES-GCM nonce", expected: nonceBytes, actual: nonce.count)
+            return output
         }
     }
 }

@@ -2,6 +2,7 @@
 // measured in the same run. Build in release:
 //
 //   swift run -c release weft-bench wire [--seconds-per-case S]
+//   swift run -c release weft-bench crypto [--rounds N]
 //
 // Results are recorded in docs/benchmarks.md.
 @_spi(Benchmarks) import WeftWire
@@ -165,8 +166,15 @@ case "profile-envelope-decode":
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }
 case "wire":
     try runWire(seconds: seconds)
+case "crypto":
+    var rounds = 3
+    if let index = arguments.firstIndex(of: "--rounds"), index + 1 < arguments.count, let value = Int(arguments[index + 1]) {
+        rounds = max(1, value)
+    }
+    try CryptoBenchmark.run(rounds: rounds)
 default:
-    print("usage: weft-bench wire [--seconds-per-case S]")
-    print("  wire   encode/decode through WeftWire vs raw protobuf-c")
+    print("usage: weft-bench wire [--seconds-per-case S] | crypto [--rounds N]")
+    print("  wire     encode/decode through WeftWire vs raw protobuf-c")
+    print("  crypto   WeftCrypto vs openssl speed")
     exit(arguments.isEmpty || arguments.first == "--help" ? 0 : 64)
 }
