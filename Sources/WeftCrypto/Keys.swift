@@ -92,23 +92,27 @@ public struct SigningPublicKey: Hashable, Sendable {
     public func verify(_ signature: Weft.V1.Signature, over hash: PurposeHash) throws(CryptoError) {
         guard signature.scheme == .ed25519 else { throw .wrongKeyScheme(expected: "Ed25519", actual: "\(signature.scheme)") }
         guard signature.signedBy == fingerprint.description, signature.signature.count == 64 else { throw .invalidSignature }
-        guard let context = EVP_MD_CTX_new() else { throw OpenSSL.failure("EVP_MD_CTX_new") }
-        defer { EVP_MD_CTX_free(context) }
-        let message = Self.signedBytes(hash)
-        guard EVP_DigestVerifyInit(context, nil, nil, nil, key.pointer) == 1 else { throw OpenSSL.failure("EVP_DigestVerifyInit") }
-        let result = EVP_DigestVerify(context, signature.signature, 64, message, message.count)
-        ERR_clear_error()
-        guard result == 1 else { throw .invalidSignature }
+        guard isValid(signature: signature.signature, bytes: Self.signedBytes(hash)) else { throw .invalidSignature }
     }
 
     /// Plain Ed25519 verification of `bytes`; Weft verifies only purpose
     /// hashes (`verify(_:over:)`), this exists for the RFC 8032 test vectors.
     func isValid(signature: [UInt8], bytes: [UInt8]) -> Bool {
-        guard signature.count == 64, let context = EVP_MD_CTX_new() else { return false }
-        defer { EVP_MD_CTX_free(context) }
-        defer { ERR_clear_error() }
-        return EVP_DigestVerifyInit(context, nil, nil, nil, key.pointer) == 1
-            && EVP_DigestVerify(context, signature, 64, bytes, bytes.count) == 1
+        guard signature.count == 64 else { return false }
+        let verified = try? key.withContext(.digest, make: { () throws(CryptoError) -> OpaquePointer in
+            guard let context = EVP_MD_CTX_new() else { throw OpenSSL.failure("EVP_MD_CTX_new") }
+            guard EVP_DigestVerifyInit(context, nil, nil, nil, key.pointer) == 1 else {
+                EVP_MD_CTX_free(context)
+                throw OpenSSL.failure("EVP_DigestVerifyInit")
+            }
+            return context
+        }) { (context) throws(CryptoError) -> Bool in
+            // An EdDSA context verifies one message per call and stays usable.
+            let result = EVP_DigestVerify(context, signature, 64, bytes, bytes.count)
+            ERR_clear_error()
+            return result == 1
+        }
+        return verified == true
     }
 
     /// What Ed25519 signs: the 32-byte digest. The purpose is bound already,
@@ -156,14 +160,22 @@ public struct SigningPrivateKey: Sendable {
     /// this exists for the RFC 8032 test vectors.
     func sign(bytes: [UInt8]) throws(CryptoError) -> [UInt8] {
         ERR_clear_error()
-        guard let context = EVP_MD_CTX_new() else { throw OpenSSL.failure("EVP_MD_CTX_new") }
-        defer { EVP_MD_CTX_free(context) }
-        var signature = [UInt8](repeating: 0, count: 64)
-        var length = 64
-        guard EVP_DigestSignInit(context, nil, nil, nil, key.pointer) == 1,
-            EVP_DigestSign(context, &signature, &length, bytes, bytes.count) == 1, length == 64
-        else { throw OpenSSL.failure("EVP_DigestSign(Ed25519)") }
-        return signature
+        let pkey = key
+        return try key.withContext(.digest, make: { () throws(CryptoError) -> OpaquePointer in
+            guard let context = EVP_MD_CTX_new() else { throw OpenSSL.failure("EVP_MD_CTX_new") }
+            guard EVP_DigestSignInit(context, nil, nil, nil, pkey.pointer) == 1 else {
+                EVP_MD_CTX_free(context)
+                throw OpenSSL.failure("EVP_DigestSignInit")
+            }
+            return context
+        }) { (context) throws(CryptoError) -> [UInt8] in
+            var signature = [UInt8](repeating: 0, count: 64)
+            var length = 64
+            guard EVP_DigestSign(context, &signature, &length, bytes, bytes.count) == 1, length == 64 else {
+                throw OpenSSL.failure("EVP_DigestSign(Ed25519)")
+            }
+            return signature
+        }
     }
 }
 
@@ -227,18 +239,27 @@ public struct EncryptionPrivateKey: Sendable {
     /// The X25519 shared secret with `peer`; refuses the all-zero result of a
     /// low-order public key (RFC 7748 §6.1).
     public func sharedSecret(with peer: EncryptionPublicKey) throws(CryptoError) -> [UInt8] {
-        let peerKey = peer.key
         ERR_clear_error()
-        guard let context = EVP_PKEY_CTX_new(key.pointer, nil) else { throw OpenSSL.failure("EVP_PKEY_CTX_new") }
-        defer { EVP_PKEY_CTX_free(context) }
-        var secret = [UInt8](repeating: 0, count: 32)
-        var length = 32
-        guard EVP_PKEY_derive_init(context) == 1, EVP_PKEY_derive_set_peer(context, peerKey.pointer) == 1 else {
-            throw OpenSSL.failure("EVP_PKEY_derive_set_peer(X25519)")
-        }
-        guard EVP_PKEY_derive(context, &secret, &length) == 1, length == 32 else {
-            ERR_clear_error()
-            throw .invalidPublicKey("X25519 agreement failed (a low-order point?)")
+        let pkey = key
+        let secret = try key.withContext(.pkey, make: { () throws(CryptoError) -> OpaquePointer in
+            guard let context = EVP_PKEY_CTX_new(pkey.pointer, nil) else { throw OpenSSL.failure("EVP_PKEY_CTX_new") }
+            guard EVP_PKEY_derive_init(context) == 1 else {
+                EVP_PKEY_CTX_free(context)
+                throw OpenSSL.failure("EVP_PKEY_derive_init(X25519)")
+            }
+            return context
+        }) { (context) throws(CryptoError) -> [UInt8] in
+            var secret = [UInt8](repeating: 0, count: 32)
+            var length = 32
+            // No peer validation by OpenSSL: the all-zero check below is X25519's (RFC 7748 §6.1).
+            guard EVP_PKEY_derive_set_peer_ex(context, peer.key.pointer, 0) == 1 else {
+                throw OpenSSL.failure("EVP_PKEY_derive_set_peer(X25519)")
+            }
+            guard EVP_PKEY_derive(context, &secret, &length) == 1, length == 32 else {
+                ERR_clear_error()
+                throw .invalidPublicKey("X25519 agreement failed (a low-order point?)")
+            }
+            return secret
         }
         guard secret.contains(where: { $0 != 0 }) else { throw .invalidPublicKey("X25519 agreement gave the all-zero secret") }
         return secret

@@ -1,4 +1,5 @@
 import COpenSSL
+import Synchronization
 
 /// Small helpers at the OpenSSL boundary: error text, the CSPRNG, and owners
 /// of the EVP objects used here (each frees its pointer exactly once).
@@ -26,14 +27,84 @@ enum OpenSSL {
     }
 }
 
-/// Owns an `EVP_PKEY`.
+/// Owns an `EVP_PKEY`, and one initialized operation context for it.
+///
+/// Initializing an OpenSSL 3 operation (`EVP_DigestSignInit`,
+/// `EVP_PKEY_derive_init`) looks the algorithm up in the provider registry;
+/// `openssl speed` does it once per key, and so does this: the context is
+/// kept and reused. A thread that finds it taken by another makes a fresh one
+/// rather than wait.
 final class PKey: @unchecked Sendable {
-    // Immutable after creation; OpenSSL's EVP_PKEY is safe for concurrent use
-    // by operations that do not change it (sign, verify, derive, export).
+    // The key is immutable after creation; OpenSSL's EVP_PKEY is safe for
+    // concurrent use by operations that do not change it. The cached context
+    // is only touched by the thread that took it out of the mutex.
     let pointer: OpaquePointer
+    /// The kind of context cached, which says how to free it.
+    enum ContextKind: Sendable {
+        /// An `EVP_MD_CTX` (Ed25519 sign or verify).
+        case digest
+        /// An `EVP_PKEY_CTX` (X25519 derive).
+        case pkey
+
+        func free(_ context: OpaquePointer) {
+            switch self {
+            case .digest: EVP_MD_CTX_free(context)
+            case .pkey: EVP_PKEY_CTX_free(context)
+            }
+        }
+    }
+
+    /// An OpenSSL context pointer moving between threads through the mutex;
+    /// only the thread that took it out uses it.
+    private struct Handle: @unchecked Sendable {
+        let pointer: OpaquePointer
+        let kind: ContextKind
+    }
+    private let cachedContext = Mutex<Handle?>(nil)
 
     init(takingOwnership pointer: OpaquePointer) { self.pointer = pointer }
-    deinit { EVP_PKEY_free(pointer) }
+
+    deinit {
+        if let context = cachedContext.withLock({ $0 }) { context.kind.free(context.pointer) }
+        EVP_PKEY_free(pointer)
+    }
+
+    /// Runs `body` with this key's initialized operation context of `kind`:
+    /// the cached one if free, else a new one from `make`. A context `body`
+    /// leaves unusable (it throws) is freed, not cached.
+    func withContext<R>(
+        _ kind: ContextKind, make: () throws(CryptoError) -> OpaquePointer,
+        _ body: (OpaquePointer) throws(CryptoError) -> R
+    ) throws(CryptoError) -> R {
+        let cached = cachedContext.withLock { slot -> Handle? in
+            defer { slot = nil }
+            return slot
+        }
+        let context: OpaquePointer
+        if let cached, cached.kind == kind {
+            context = cached.pointer
+        } else {
+            if let cached { cached.kind.free(cached.pointer) }
+            context = try make()
+        }
+        let result: R
+        do throws(CryptoError) {
+            result = try body(context)
+        } catch {
+            kind.free(context)
+            throw error
+        }
+        let handle = Handle(pointer: context, kind: kind)
+        let displaced = cachedContext.withLock { slot -> Handle? in
+            if slot == nil {
+                slot = handle
+                return nil
+            }
+            return handle
+        }
+        if let displaced { displaced.kind.free(displaced.pointer) }
+        return result
+    }
 
     static func generate(_ type: Int32, _ name: String) throws(CryptoError) -> PKey {
         ERR_clear_error()

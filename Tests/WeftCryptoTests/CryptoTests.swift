@@ -157,3 +157,47 @@ extension Array where Element == UInt8 {
         return (0...(count - subsequence.count)).contains { Array(self[$0..<$0 + subsequence.count]) == subsequence }
     }
 }
+
+/// Keys reuse an initialized OpenSSL context (`PKey.withContext`): a failed
+/// operation must not spoil it, and threads sharing a key must not share it.
+@Suite struct ContextReuseTests {
+    @Test func aFailedVerificationDoesNotSpoilTheNext() throws {
+        let key = try SigningPrivateKey.generate()
+        let hash = PurposeHasher.hash(.submissionRequest, [1, 2, 3])
+        let good = try key.sign(hash)
+        var bad = good
+        bad.signature[10] ^= 0x01
+        for _ in 0..<5 {
+            #expect(throws: CryptoError.invalidSignature) { try key.publicKey.verify(bad, over: hash) }
+            try key.publicKey.verify(good, over: hash)
+            #expect(try key.sign(hash) == good)  // Ed25519 is deterministic
+        }
+        let alice = try EncryptionPrivateKey.generate()
+        let bob = try EncryptionPrivateKey.generate()
+        let lowOrder = try EncryptionPublicKey(rawRepresentation: Array(repeating: 0, count: 32))
+        #expect(throws: CryptoError.self) { try alice.sharedSecret(with: lowOrder) }
+        #expect(try alice.sharedSecret(with: bob.publicKey) == bob.sharedSecret(with: alice.publicKey))
+    }
+
+    @Test func oneKeyUsedFromManyTasksAtOnce() async throws {
+        let key = try SigningPrivateKey.generate()
+        let recipient = try EncryptionPrivateKey.generate()
+        let results = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for task in 0..<16 {
+                group.addTask {
+                    for round in 0..<50 {
+                        let hash = PurposeHasher.hash(.submissionRequest, [UInt8(task), UInt8(round)])
+                        try key.publicKey.verify(try key.sign(hash), over: hash)
+                        let seed = try ViewSeed.random()
+                        guard try ECIES.unwrap(ECIES.wrap(seed.bytes, for: recipient.publicKey), with: recipient) == seed.bytes else {
+                            return false
+                        }
+                    }
+                    return true
+                }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results == Array(repeating: true, count: 16))
+    }
+}
