@@ -91,6 +91,15 @@ public enum ViewEncryption {
         return message
     }
 
+    /// Seals `view` under a fresh random seed for `recipients`. Returns the
+    /// message and the seed, from which the view's subviews' seeds derive.
+    public static func seal(_ view: [UInt8], viewHash: PurposeHash, recipients: [EncryptionPublicKey]) throws(CryptoError)
+        -> (message: Weft.V1.EncryptedViewMessage, seed: ViewSeed)
+    {
+        let seed = try ViewSeed.random()
+        return (try seal(view, viewHash: viewHash, seed: seed, recipients: recipients), seed)
+    }
+
     /// `nonce ‖ AES-256-GCM(view key, nonce, view, aad: view hash)`, with a
     /// random 12-byte nonce.
     static func seal(_ view: [UInt8], viewHash: [UInt8], seed: ViewSeed) throws(CryptoError) -> [UInt8] {

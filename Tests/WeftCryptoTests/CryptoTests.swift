@@ -78,6 +78,14 @@ import WeftWire
         #expect(try ViewEncryption.open(decoded, with: alice) == view)
     }
 
+    @Test func sealWithAFreshSeedReturnsTheSeedForSubviews() throws {
+        let recipient = try EncryptionPrivateKey.generate()
+        let view = Array("view".utf8)
+        let (message, seed) = try ViewEncryption.seal(view, viewHash: PurposeHasher.hash(.transactionView, view), recipients: [recipient.publicKey])
+        #expect(try ViewEncryption.seed(of: message, with: recipient) == seed)
+        #expect(try ViewEncryption.open(message, with: recipient) == view)
+    }
+
     @Test func subviewsOpenWithTheParentsSeed() throws {
         let recipient = try EncryptionPrivateKey.generate()
         let parentSeed = try ViewSeed.random()
