@@ -75,6 +75,7 @@ let package = Package(
             name: "weft",
             dependencies: [
                 "WeftWire",
+                "WeftCrypto",
                 "WeftStore",
                 "WeftTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -42,30 +42,37 @@ public enum KeyFile {
         var data: UnsafeMutablePointer<CChar>?
         let length = BIO_ctrl(bio, BIO_CTRL_INFO, 0, &data)
         guard length > 0, let data else { throw OpenSSL.failure("BIO_get_mem_data") }
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        try createFile(path, Array(UnsafeRawBufferPointer(start: data, count: length)), mode: 0o600)
+    }
+
+    /// Creates `path` with `mode` and writes `contents`, synced; never
+    /// replaces an existing file.
+    static func createFile(_ path: String, _ contents: [UInt8], mode: mode_t) throws(CryptoError) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard descriptor >= 0 else { throw .keyFile(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         var written = 0
-        while written < length {
-            let result = Glibc.write(descriptor, data + written, length - written)
+        while written < contents.count {
+            let result = contents.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + written, $0.count - written) }
             guard result > 0 else { throw .keyFile(path: path, reason: "cannot write: \(String(cString: strerror(errno)))") }
             written += result
         }
         guard fsync(descriptor) == 0 else { throw .keyFile(path: path, reason: "cannot sync: \(String(cString: strerror(errno)))") }
     }
 
-    private static func read(_ path: String, type: Int32, name: String) throws(CryptoError) -> PKey {
+    /// A small file's contents, refusing a private one that others can read.
+    static func readBytes(_ path: String, requirePrivate: Bool) throws(CryptoError) -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw .keyFile(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { throw .keyFile(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))") }
         let mode = status.st_mode & 0o777
-        guard mode & 0o077 == 0 else {
+        guard !requirePrivate || mode & 0o077 == 0 else {
             throw .keyFilePermissions(path: path, mode: "0" + String(mode, radix: 8))
         }
         guard status.st_size > 0, status.st_size < 64 * 1024 else {
-            throw .keyFile(path: path, reason: "\(status.st_size) bytes is not the size of a PEM private key")
+            throw .keyFile(path: path, reason: "\(status.st_size) bytes is not the size of a PEM file")
         }
         var contents = [UInt8](repeating: 0, count: Int(status.st_size))
         var total = 0
@@ -74,6 +81,15 @@ public enum KeyFile {
             guard result > 0 else { throw .keyFile(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
             total += result
         }
+        return contents
+    }
+
+    static func readText(_ path: String, requirePrivate: Bool) throws(CryptoError) -> String {
+        String(decoding: try readBytes(path, requirePrivate: requirePrivate), as: UTF8.self)
+    }
+
+    private static func read(_ path: String, type: Int32, name: String) throws(CryptoError) -> PKey {
+        let contents = try readBytes(path, requirePrivate: true)
         ERR_clear_error()
         guard let bio = BIO_new_mem_buf(contents, Int32(contents.count)) else { throw OpenSSL.failure("BIO_new_mem_buf") }
         defer { BIO_free(bio) }

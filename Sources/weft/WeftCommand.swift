@@ -13,6 +13,6 @@ struct WeftCommand: AsyncParsableCommand {
             their encrypted messages. See README.md and docs/.
             """,
         version: "0.1.0 (wire protocol weft/1, schema weft.v1)",
-        subcommands: [DemoCommand.self]
+        subcommands: [DemoCommand.self, CertsCommand.self]
     )
 }
