@@ -22,10 +22,12 @@ let package = Package(
         .executable(name: "weft-bench", targets: ["weft-bench"]),
         .library(name: "WeftWire", targets: ["WeftWire"]),
         .library(name: "WeftCrypto", targets: ["WeftCrypto"]),
+        .library(name: "WeftTransport", targets: ["WeftTransport"]),
         .library(name: "WeftStore", targets: ["WeftStore"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // C libraries from the system (Debian packages named in `providers`).
@@ -59,6 +61,15 @@ let package = Package(
         .target(
             name: "WeftCrypto",
             dependencies: ["COpenSSL", "WeftWire"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WeftTransport",
+            dependencies: [
+                "COpenSSL", "WeftCrypto", "WeftWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -96,6 +107,15 @@ let package = Package(
         .testTarget(
             name: "WeftCryptoTests",
             dependencies: ["WeftCrypto", "WeftWire"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftTransportTests",
+            dependencies: [
+                "WeftTransport", "WeftCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

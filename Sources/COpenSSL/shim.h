@@ -34,4 +34,17 @@ static inline void COpenSSL_BIO_set_retry_read(BIO *bio) {
 static inline void COpenSSL_BIO_clear_retry_flags(BIO *bio) {
     BIO_clear_retry_flags(bio);
 }
+
+/// An empty memory BIO reports "retry" (-1), not end of file.
+static inline void COpenSSL_BIO_set_mem_eof_return(BIO *bio, int value) {
+    (void)BIO_set_mem_eof_return(bio, value);
+}
+
+static inline size_t COpenSSL_BIO_pending(BIO *bio) {
+    return (size_t)BIO_pending(bio);
+}
+
+static inline int COpenSSL_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) {
+    return (int)SSL_CTX_add1_chain_cert(ctx, x509);
+}
 #endif

@@ -1,0 +1,67 @@
+public import WeftCrypto
+
+/// How one side of a Weft TLS connection authenticates itself and its peer.
+///
+/// TLS 1.3 only, ALPN `weft/1` required on both sides. Servers present a
+/// certificate chaining to the domain's root (`weft certs`); clients verify
+/// it against `trustRootsPEM` and the expected hostname. Mutual TLS adds the
+/// same in the other direction.
+public struct TLSConfiguration: Sendable {
+    public enum Role: Sendable {
+        /// Verifies the server's certificate for `serverHostname` (also sent as SNI).
+        case client(serverHostname: String)
+        /// With `requireClientCertificate`, refuses clients without a certificate
+        /// chaining to `trustRootsPEM` (mutual TLS).
+        case server(requireClientCertificate: Bool)
+    }
+
+    public var role: Role
+    /// This side's certificate (PEM, leaf first; more certificates form the chain) and key.
+    /// Required for servers; for clients only with mutual TLS.
+    public var credentials: TLSCredentials?
+    /// PEM certificates this side trusts: the domain's root.
+    public var trustRootsPEM: String?
+    /// The ALPN protocol id both sides must agree on.
+    public var applicationProtocol = "weft/1"
+    /// Where to append the NSS key log (for Wireshark); nil: none. Secret.
+    public var keyLogPath: String?
+
+    public init(role: Role, credentials: TLSCredentials? = nil, trustRootsPEM: String? = nil, keyLogPath: String? = nil) {
+        self.role = role
+        self.credentials = credentials
+        self.trustRootsPEM = trustRootsPEM
+        self.keyLogPath = keyLogPath
+    }
+}
+
+/// Why a TLS connection failed. The description says what to check.
+public enum TLSError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The configuration cannot be used (missing certificate, unreadable PEM, …).
+    case configuration(String)
+    /// The handshake failed; `reason` is OpenSSL's, `verification` the
+    /// certificate verification result when that was the cause.
+    case handshakeFailed(reason: String, verification: String?)
+    /// The peer does not speak `weft/1`.
+    case applicationProtocolMismatch(offered: String?)
+    /// The handshake did not complete in time.
+    case handshakeTimeout
+    /// The connection closed before the handshake completed.
+    case closedDuringHandshake
+
+    public var description: String {
+        switch self {
+        case .configuration(let reason):
+            return "TLS configuration: \(reason)"
+        case .handshakeFailed(let reason, let verification?):
+            return "TLS handshake failed: certificate verification: \(verification) (\(reason)); check the peer's certificate, the trusted root and the hostname"
+        case .handshakeFailed(let reason, nil):
+            return "TLS handshake failed: \(reason)"
+        case .applicationProtocolMismatch(let offered):
+            return "the peer does not speak weft/1 (ALPN: \(offered ?? "none"))"
+        case .handshakeTimeout:
+            return "TLS handshake timed out"
+        case .closedDuringHandshake:
+            return "the connection closed during the TLS handshake"
+        }
+    }
+}
