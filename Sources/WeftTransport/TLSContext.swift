@@ -21,6 +21,9 @@ public final class TLSContext: @unchecked Sendable {
     private let keyLog: KeyLogFile?
 
     public init(_ configuration: TLSConfiguration) throws(TLSError) {
+        // Everything that can fail before the instance is whole comes first: once all
+        // stored properties are set, a later throw runs `deinit`, which frees the context.
+        keyLog = try configuration.keyLogPath.map { (path) throws(TLSError) -> KeyLogFile in try KeyLogFile(path: path) }
         ERR_clear_error()
         guard let context = SSL_CTX_new(TLS_method()) else { throw .configuration("SSL_CTX_new: \(Self.takeError())") }
         pointer = context
@@ -29,7 +32,6 @@ public final class TLSContext: @unchecked Sendable {
         alpnWire = [UInt8(id.count)] + id
         alpnStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: alpnWire.count)
         alpnStorage.initialize(from: alpnWire, count: alpnWire.count)
-        keyLog = try configuration.keyLogPath.map { (path) throws(TLSError) -> KeyLogFile in try KeyLogFile(path: path) }
 
         guard COpenSSL_SSL_CTX_set_min_proto_version(context, TLS1_3_VERSION) == 1 else {
             throw .configuration("cannot require TLS 1.3: \(Self.takeError())")

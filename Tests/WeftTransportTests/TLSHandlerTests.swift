@@ -187,6 +187,25 @@ import WeftTransport
         try await silent.closeFuture.get()  // the server closed it
     }
 
+    @Test func unusableConfigurationsAreRefusedUpFront() throws {
+        let pki = try PKI()
+        #expect(throws: TLSError.configuration("a server needs a certificate and key")) {
+            try TLSContext(.init(role: .server(requireClientCertificate: false)))
+        }
+        #expect(throws: TLSError.configuration("mutual TLS needs the roots client certificates must chain to")) {
+            try TLSContext(.init(role: .server(requireClientCertificate: true), credentials: pki.server))
+        }
+        // A key that does not belong to the certificate.
+        let mismatched = TLSCredentials(certificatePEM: pki.server.certificatePEM, privateKeyPEM: pki.client.privateKeyPEM)
+        #expect(throws: TLSError.self) { try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: mismatched)) }
+        #expect(throws: TLSError.self) {
+            try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: "not a certificate"))
+        }
+        #expect(throws: TLSError.self) {
+            try TLSContext(.init(role: .client(serverHostname: "localhost"), keyLogPath: "/nonexistent-directory/keylog.txt"))
+        }
+    }
+
     @Test func keyLogHasNSSLinesForTheSession() async throws {
         let pki = try PKI()
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("weft-keylog-\(UUID())").path
