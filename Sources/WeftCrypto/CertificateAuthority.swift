@@ -66,10 +66,10 @@ public enum CertificateAuthority {
         defer { X509_free(caCertificate) }
         let key = try generateP256()
         let names = try hostnames.map { (name) throws(CryptoError) -> String in
-            guard !name.isEmpty, !name.contains(","), !name.contains(":") || isIPAddress(name) else {
+            guard !name.isEmpty, !name.contains(","), !name.contains(":") || OpenSSL.isIPAddress(name) else {
                 throw .openSSL(function: "issue", reason: "'\(name)' is not a hostname or IP address")
             }
-            return (isIPAddress(name) ? "IP:" : "DNS:") + name
+            return (OpenSSL.isIPAddress(name) ? "IP:" : "DNS:") + name
         }
         let certificate = try build(
             subject: commonName, key: key.pointer, issuer: caCertificate, issuerKey: caKey.pointer, validDays: validDays,
@@ -86,12 +86,6 @@ public enum CertificateAuthority {
     }
 
     // MARK: - libcrypto
-
-    private static func isIPAddress(_ text: String) -> Bool {
-        var v4 = in_addr()
-        var v6 = in6_addr()
-        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
-    }
 
     private static func generateP256() throws(CryptoError) -> PKey {
         ERR_clear_error()

@@ -1,12 +1,19 @@
 import COpenSSL
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Small helpers at the OpenSSL boundary: error text, the CSPRNG, and owners
-/// of the EVP objects used here (each frees its pointer exactly once).
-enum OpenSSL {
+/// of the EVP objects used here (each frees its pointer exactly once). `package`
+/// members are shared with WeftTransport, which wraps libssl.
+package enum OpenSSL {
     /// The oldest error on this thread's OpenSSL error queue, as text, and a
     /// cleared queue (so a later call never sees a stale error).
-    static func takeError() -> String {
+    package static func takeError() -> String {
         let code = ERR_get_error()
         ERR_clear_error()
         guard code != 0 else { return "no detail from OpenSSL" }
@@ -17,6 +24,13 @@ enum OpenSSL {
 
     static func failure(_ function: String) -> CryptoError {
         .openSSL(function: function, reason: takeError())
+    }
+
+    /// Whether `text` is an IPv4 or IPv6 address (rather than a DNS name).
+    package static func isIPAddress(_ text: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
     }
 
     /// `count` bytes from OpenSSL's CSPRNG (`RAND_bytes`).

@@ -25,7 +25,7 @@ public final class TLSContext: @unchecked Sendable {
         // stored properties are set, a later throw runs `deinit`, which frees the context.
         keyLog = try configuration.keyLogPath.map { (path) throws(TLSError) -> KeyLogFile in try KeyLogFile(path: path) }
         ERR_clear_error()
-        guard let context = SSL_CTX_new(TLS_method()) else { throw .configuration("SSL_CTX_new: \(Self.takeError())") }
+        guard let context = SSL_CTX_new(TLS_method()) else { throw .configuration("SSL_CTX_new: \(OpenSSL.takeError())") }
         pointer = context
         self.configuration = configuration
         let id = Array(configuration.applicationProtocol.utf8)
@@ -34,7 +34,7 @@ public final class TLSContext: @unchecked Sendable {
         alpnStorage.initialize(from: alpnWire, count: alpnWire.count)
 
         guard COpenSSL_SSL_CTX_set_min_proto_version(context, TLS1_3_VERSION) == 1 else {
-            throw .configuration("cannot require TLS 1.3: \(Self.takeError())")
+            throw .configuration("cannot require TLS 1.3: \(OpenSSL.takeError())")
         }
         if let credentials = configuration.credentials { try loadCredentials(credentials) }
         if let roots = configuration.trustRootsPEM { try loadTrustRoots(roots) }
@@ -43,7 +43,7 @@ public final class TLSContext: @unchecked Sendable {
         case .client:
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
             guard SSL_CTX_set_alpn_protos(context, alpnWire, UInt32(alpnWire.count)) == 0 else {
-                throw .configuration("cannot set ALPN: \(Self.takeError())")
+                throw .configuration("cannot set ALPN: \(OpenSSL.takeError())")
             }
         case .server(let requireClientCertificate):
             guard configuration.credentials != nil else { throw .configuration("a server needs a certificate and key") }
@@ -93,19 +93,19 @@ public final class TLSContext: @unchecked Sendable {
         let certificates = try Self.readCertificates(credentials.certificatePEM)
         defer { certificates.forEach { X509_free($0) } }
         guard let leaf = certificates.first else { throw .configuration("the certificate PEM holds no certificate") }
-        guard SSL_CTX_use_certificate(pointer, leaf) == 1 else { throw .configuration("certificate: \(Self.takeError())") }
+        guard SSL_CTX_use_certificate(pointer, leaf) == 1 else { throw .configuration("certificate: \(OpenSSL.takeError())") }
         for intermediate in certificates.dropFirst() {
             guard COpenSSL_SSL_CTX_add1_chain_cert(pointer, intermediate) == 1 else {
-                throw .configuration("certificate chain: \(Self.takeError())")
+                throw .configuration("certificate chain: \(OpenSSL.takeError())")
             }
         }
         let keyBytes = Array(credentials.privateKeyPEM.utf8)
         guard let bio = BIO_new_mem_buf(keyBytes, Int32(keyBytes.count)) else { throw .configuration("BIO_new_mem_buf") }
         defer { BIO_free(bio) }
-        guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else { throw .configuration("private key: \(Self.takeError())") }
+        guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else { throw .configuration("private key: \(OpenSSL.takeError())") }
         defer { EVP_PKEY_free(key) }
         guard SSL_CTX_use_PrivateKey(pointer, key) == 1, SSL_CTX_check_private_key(pointer) == 1 else {
-            throw .configuration("the private key does not match the certificate: \(Self.takeError())")
+            throw .configuration("the private key does not match the certificate: \(OpenSSL.takeError())")
         }
     }
 
@@ -115,7 +115,7 @@ public final class TLSContext: @unchecked Sendable {
         guard !certificates.isEmpty else { throw .configuration("the trusted roots PEM holds no certificate") }
         guard let store = SSL_CTX_get_cert_store(pointer) else { throw .configuration("SSL_CTX_get_cert_store") }
         for certificate in certificates {
-            guard X509_STORE_add_cert(store, certificate) == 1 else { throw .configuration("trusted root: \(Self.takeError())") }
+            guard X509_STORE_add_cert(store, certificate) == 1 else { throw .configuration("trusted root: \(OpenSSL.takeError())") }
         }
     }
 
@@ -127,15 +127,6 @@ public final class TLSContext: @unchecked Sendable {
         while let certificate = PEM_read_bio_X509(bio, nil, nil, nil) { certificates.append(certificate) }
         ERR_clear_error()  // the loop ends on a "no start line" error
         return certificates
-    }
-
-    static func takeError() -> String {
-        let code = ERR_get_error()
-        ERR_clear_error()
-        guard code != 0 else { return "no detail from OpenSSL" }
-        var buffer = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buffer, buffer.count)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

@@ -1,5 +1,6 @@
 import COpenSSL
 public import NIOCore
+import WeftCrypto
 
 #if canImport(Glibc)
     import Glibc
@@ -50,7 +51,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public init(context tls: TLSContext, handshakeTimeout: TimeAmount = .seconds(10)) throws(TLSError) {
         ERR_clear_error()
         guard let ssl = SSL_new(tls.pointer), let readBIO = BIO_new(BIO_s_mem()), let writeBIO = BIO_new(BIO_s_mem()) else {
-            throw .configuration("SSL_new: \(TLSContext.takeError())")
+            throw .configuration("SSL_new: \(OpenSSL.takeError())")
         }
         COpenSSL_BIO_set_mem_eof_return(readBIO, -1)
         COpenSSL_BIO_set_mem_eof_return(writeBIO, -1)
@@ -63,7 +64,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch tls.configuration.role {
         case .client(let hostname):
             SSL_set_connect_state(ssl)
-            if Self.isIPAddress(hostname) {
+            if OpenSSL.isIPAddress(hostname) {
                 guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), hostname) == 1 else {
                     throw .configuration("cannot verify IP address \(hostname)")
                 }
@@ -153,7 +154,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func handshakeError() -> TLSError {
         let verification = SSL_get_verify_result(ssl)
-        let reason = TLSContext.takeError()
+        let reason = OpenSSL.takeError()
         if verification != X509_V_OK {
             return .handshakeFailed(reason: reason, verification: String(cString: X509_verify_cert_error_string(verification)))
         }
@@ -185,7 +186,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
                 break
             }
-            fail(context, .handshakeFailed(reason: "reading: \(TLSContext.takeError())", verification: nil))
+            fail(context, .handshakeFailed(reason: "reading: \(OpenSSL.takeError())", verification: nil))
             break
         }
         // Post-handshake messages (TLS 1.3 session tickets) may need sending.
@@ -225,7 +226,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         while remaining.readableBytes > 0 {
             let written = remaining.withUnsafeReadableBytes { SSL_write(ssl, $0.baseAddress, Int32($0.count)) }
             guard written > 0 else {
-                promise?.fail(TLSError.handshakeFailed(reason: "writing: \(TLSContext.takeError())", verification: nil))
+                promise?.fail(TLSError.handshakeFailed(reason: "writing: \(OpenSSL.takeError())", verification: nil))
                 return
             }
             remaining.moveReaderIndex(forwardBy: Int(written))
@@ -263,11 +264,5 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let writes = pendingWrites
         pendingWrites = []
         for (_, promise) in writes { promise?.fail(error) }
-    }
-
-    private static func isIPAddress(_ text: String) -> Bool {
-        var v4 = in_addr()
-        var v6 = in6_addr()
-        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
     }
 }
