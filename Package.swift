@@ -112,7 +112,8 @@ let package = Package(
         .testTarget(
             name: "WeftTransportTests",
             dependencies: [
-                "WeftTransport", "WeftCrypto",
+                "WeftTransport", "WeftCrypto", "WeftWire",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

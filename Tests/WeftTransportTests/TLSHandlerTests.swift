@@ -45,24 +45,39 @@ import WeftTransport
             handshake = eventLoop.makePromise()
         }
 
+        var doneCompleted = false
+        var handshakeCompleted = false
+
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             received += unwrapInboundIn(data).readableBytesView
-            if received.count >= expected { done.succeed(received) }
+            if received.count >= expected { finish(.success(received)) }
         }
 
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-            if let completed = event as? TLSHandshakeCompleted { handshake.succeed(completed.applicationProtocol) }
+            if let completed = event as? TLSHandshakeCompleted, !handshakeCompleted {
+                handshakeCompleted = true
+                handshake.succeed(completed.applicationProtocol)
+            }
             context.fireUserInboundEventTriggered(event)
         }
 
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            done.fail(error)
-            handshake.fail(error)
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { fail(error) }
+
+        func channelInactive(context: ChannelHandlerContext) { fail(ChannelError.ioOnClosedChannel) }
+
+        /// Completes each promise exactly once.
+        private func finish(_ result: Result<[UInt8], any Error>) {
+            guard !doneCompleted else { return }
+            doneCompleted = true
+            done.completeWith(result)
         }
 
-        func channelInactive(context: ChannelHandlerContext) {
-            done.fail(ChannelError.ioOnClosedChannel)
-            handshake.fail(ChannelError.ioOnClosedChannel)
+        private func fail(_ error: any Error) {
+            finish(.failure(error))
+            if !handshakeCompleted {
+                handshakeCompleted = true
+                handshake.fail(error)
+            }
         }
     }
 
@@ -71,6 +86,8 @@ import WeftTransport
         typealias InboundIn = ByteBuffer
         let first: EventLoopPromise<any Error>
         init(_ promise: EventLoopPromise<any Error>) { first = promise }
+        /// Shared by a server's connections: the first error wins (NIO ignores
+        /// completing a completed promise).
         func errorCaught(context: ChannelHandlerContext, error: any Error) { first.succeed(error) }
     }
 

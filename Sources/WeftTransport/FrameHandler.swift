@@ -1,0 +1,124 @@
+public import NIOCore
+public import WeftWire
+
+/// Why a connection's byte stream was refused. Each closes that connection
+/// only; the node keeps serving others.
+public enum TransportError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The first 8 bytes were not `WEFT 01 00 \r\n`.
+    case badPreface(received: [UInt8])
+    /// The frame layer refused the bytes (malformed, too large, truncated).
+    case frame(WireError)
+
+    public var description: String {
+        switch self {
+        case .badPreface(let received):
+            let hex = received.map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined(separator: " ")
+            return "the connection did not start with the Weft preface (57 45 46 54 01 00 0d 0a) but with \(hex)"
+        case .frame(let error):
+            return "frame stream: \(error)"
+        }
+    }
+}
+
+/// Turns the plaintext byte stream of a connection into `weft.v1.Frame`s and
+/// back: the client sends the preface first, the server checks it, then both
+/// exchange length-prefixed frames (docs/wire-protocol.md §3).
+///
+/// Limits are checked before buffering (`FrameDecoder`). Any refusal fires a
+/// `TransportError` and closes the connection.
+public final class FrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = Weft.V1.Frame
+    public typealias OutboundIn = Weft.V1.Frame
+    public typealias OutboundOut = ByteBuffer
+
+    public enum Role: Sendable {
+        /// Sends the preface when the channel becomes active.
+        case client
+        /// Expects the preface before anything else.
+        case server
+    }
+
+    private let role: Role
+    private let maximumFrameBytes: Int
+    private var decoder: FrameDecoder
+    /// Preface bytes still expected (server), or nil once seen.
+    private var prefaceReceived: [UInt8]? = []
+    private var failed = false
+
+    public init(role: Role, maximumFrameBytes: Int = FrameLimits.defaultMaximumFrameBytes) {
+        self.role = role
+        self.maximumFrameBytes = maximumFrameBytes
+        decoder = FrameDecoder(maximumFrameBytes: maximumFrameBytes)
+        if case .client = role { prefaceReceived = nil }
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { sendPreface(context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        sendPreface(context)
+        context.fireChannelActive()
+    }
+
+    private var prefaceSent = false
+
+    private func sendPreface(_ context: ChannelHandlerContext) {
+        guard case .client = role, !prefaceSent else { return }
+        prefaceSent = true
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: ConnectionPreface.bytes)), promise: nil)
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        var buffer = unwrapInboundIn(data)
+        if var seen = prefaceReceived {
+            let needed = ConnectionPreface.bytes.count - seen.count
+            seen += buffer.readBytes(length: min(needed, buffer.readableBytes)) ?? []
+            guard seen == Array(ConnectionPreface.bytes.prefix(seen.count)) else {
+                fail(context, .badPreface(received: seen))
+                return
+            }
+            prefaceReceived = seen.count == ConnectionPreface.bytes.count ? nil : seen
+            if prefaceReceived != nil { return }
+        }
+        let result: Result<[Weft.V1.Frame], WireError> = buffer.withUnsafeReadableBytes { bytes in
+            do throws(WireError) { return .success(try decoder.decode(bytes)) } catch { return .failure(error) }
+        }
+        switch result {
+        case .success(let frames):
+            for frame in frames { context.fireChannelRead(wrapInboundOut(frame)) }
+        case .failure(let error):
+            fail(context, .frame(error))
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        if !failed {
+            do throws(WireError) {
+                try decoder.finish()
+            } catch {
+                failed = true
+                context.fireErrorCaught(TransportError.frame(error))
+            }
+        }
+        context.fireChannelInactive()
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let frame = unwrapOutboundIn(data)
+        do throws(WireError) {
+            let bytes = try FrameEncoder.encode(frame, maximumFrameBytes: maximumFrameBytes)
+            context.write(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: promise)
+        } catch {
+            promise?.fail(TransportError.frame(error))
+        }
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ error: TransportError) {
+        failed = true
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+}
