@@ -1,0 +1,47 @@
+public import WeftWire
+
+/// gRPC's status codes, as `weft.v1.Status.code` carries them.
+public enum StatusCode: UInt32, Sendable, Hashable, CaseIterable {
+    case ok = 0
+    case cancelled = 1
+    case unknown = 2
+    case invalidArgument = 3
+    case deadlineExceeded = 4
+    case notFound = 5
+    case alreadyExists = 6
+    case permissionDenied = 7
+    case resourceExhausted = 8
+    case failedPrecondition = 9
+    case aborted = 10
+    case outOfRange = 11
+    case unimplemented = 12
+    case `internal` = 13
+    case unavailable = 14
+    case dataLoss = 15
+    case unauthenticated = 16
+}
+
+/// A call's failure: a gRPC status code, a message that tells the operator
+/// what to do, and Weft's stable error id (e.g. `RPC_UNKNOWN_METHOD`).
+public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var code: StatusCode
+    public var message: String
+    public var errorID: String
+
+    public init(_ code: StatusCode, _ message: String, errorID: String) {
+        self.code = code
+        self.message = message
+        self.errorID = errorID
+    }
+
+    /// From the wire; an unknown code number becomes UNKNOWN.
+    public init(_ status: Weft.V1.Status) {
+        code = StatusCode(rawValue: status.code) ?? .unknown
+        message = status.message
+        errorID = status.errorID
+    }
+
+    public var status: Weft.V1.Status { .init(code: code.rawValue, message: message, errorID: errorID) }
+
+    public var description: String { "\(code) (\(errorID)): \(message)" }
+}

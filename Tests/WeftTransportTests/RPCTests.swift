@@ -1,0 +1,150 @@
+import NIOCore
+import NIOPosix
+import Testing
+import WeftCrypto
+import WeftTransport
+import WeftWire
+
+/// Unary calls over frames over TLS on loopback.
+@Suite struct RPCTests {
+    let group = MultiThreadedEventLoopGroup.singleton
+    let pki: (ca: TLSCredentials, server: TLSCredentials)
+
+    init() throws {
+        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        pki = (ca, try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca))
+    }
+
+    /// A Health/Check that answers SERVING and echoes the service name as
+    /// detail; `weft.v1.Nothing` answers NOT_FOUND.
+    var router: RPCRouter {
+        var router = RPCRouter()
+        router.register(Weft.V1.HealthService.check) { request in
+            guard request.service != "weft.v1.Nothing" else {
+                throw RPCError(.notFound, "no service \(request.service)", errorID: "HEALTH_UNKNOWN_SERVICE")
+            }
+            return .init(status: .serving, detail: request.service)
+        }
+        return router
+    }
+
+    func startServer() async throws -> Channel {
+        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: pki.server))
+        let router = self.router
+        return try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSHandler(context: tls))
+                    try sync.addHandler(FrameHandler(role: .server))
+                    try sync.addHandler(RPCServerHandler(router: router))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    func connect(_ port: Int) async throws -> RPCClient {
+        let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: pki.ca.certificatePEM))
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSHandler(context: tls))
+                    try sync.addHandler(FrameHandler(role: .client))
+                    try sync.addHandler(RPCClientHandler())
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        return RPCClient(channel: channel)
+    }
+
+    @Test func healthCheckAndManyConcurrentCalls() async throws {
+        let server = try await startServer()
+        defer { server.close(promise: nil) }
+        let client = try await connect(server.localAddress!.port!)
+        defer { client.channel.close(promise: nil) }
+        let response = try await client.unary(Weft.V1.HealthService.check, .init(service: "weft.v1.SequencerService"))
+        #expect(response == .init(status: .serving, detail: "weft.v1.SequencerService"))
+        // 64 calls in flight at once on one connection, each answered on its own stream.
+        let details = try await withThrowingTaskGroup(of: String.self) { group in
+            for index in 0..<64 {
+                group.addTask { try await client.unary(Weft.V1.HealthService.check, .init(service: "service\(index)")).detail }
+            }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(details == Set((0..<64).map { "service\($0)" }))
+    }
+
+    @Test func errorsCarryTheirStatusAndErrorID() async throws {
+        let server = try await startServer()
+        defer { server.close(promise: nil) }
+        let client = try await connect(server.localAddress!.port!)
+        defer { client.channel.close(promise: nil) }
+        await #expect(throws: RPCError(.notFound, "no service weft.v1.Nothing", errorID: "HEALTH_UNKNOWN_SERVICE")) {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init(service: "weft.v1.Nothing"))
+        }
+        await #expect(throws: RPCError(.unimplemented, "no method /weft.v1.ReflectionService/GetDescriptorSet on this server", errorID: "RPC_UNKNOWN_METHOD")) {
+            _ = try await client.unary(Weft.V1.ReflectionService.getDescriptorSet, .init())
+        }
+        // The connection still works after failed calls.
+        #expect(try await client.unary(Weft.V1.HealthService.check, .init(service: "x")).status == .serving)
+    }
+
+    /// Collects frames from a raw frame-level client.
+    final class Frames: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = Weft.V1.Frame
+        let first: EventLoopPromise<Weft.V1.Frame>
+        var completed = false
+        init(_ first: EventLoopPromise<Weft.V1.Frame>) { self.first = first }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if !completed { first.succeed(unwrapInboundIn(data)) }
+            completed = true
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            if !completed { first.fail(ChannelError.ioOnClosedChannel) }
+            completed = true
+        }
+    }
+
+    /// Sends `frames` on a raw frame connection and returns the first frame received.
+    func firstAnswer(_ port: Int, _ frames: [Weft.V1.Frame]) async throws -> Weft.V1.Frame {
+        let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: pki.ca.certificatePEM))
+        let promise = group.next().makePromise(of: Weft.V1.Frame.self)
+        let collector = Frames(promise)
+        let channel = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
+                    try channel.pipeline.syncOperations.addHandler(FrameHandler(role: .client))
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        defer { channel.close(promise: nil) }
+        for frame in frames { channel.write(frame, promise: nil) }
+        channel.flush()
+        return try await promise.futureResult.get()
+    }
+
+    @Test func protocolMisuseGetsAStatus() async throws {
+        let server = try await startServer()
+        defer { server.close(promise: nil) }
+        let port = server.localAddress!.port!
+        // A message for a stream that was never opened: NOT_FOUND for that stream.
+        let unknown = try await firstAnswer(port, [.init(streamID: 5, kind: .message(.init(payload: [1])))])
+        guard case .close(let close)? = unknown.kind else { Issue.record("expected a close, got \(unknown)"); return }
+        #expect(unknown.streamID == 5)
+        #expect(close.status?.code == StatusCode.notFound.rawValue && close.status?.errorID == "RPC_UNKNOWN_STREAM")
+        // A request that is not a CheckRequest: INVALID_ARGUMENT.
+        let malformed = try await firstAnswer(port, [
+            .init(streamID: 1, kind: .open(.init(method: Weft.V1.HealthService.check.path))),
+            .init(streamID: 1, kind: .message(.init(payload: [0xFF, 0xFF]))),
+            .init(streamID: 1, kind: .halfClose(.init())),
+        ])
+        guard case .close(let rejected)? = malformed.kind else { Issue.record("expected a close, got \(malformed)"); return }
+        #expect(rejected.status?.code == StatusCode.invalidArgument.rawValue && rejected.status?.errorID == "RPC_MALFORMED_REQUEST")
+        // A ping is answered with a pong carrying its data.
+        let pong = try await firstAnswer(port, [.init(streamID: 0, kind: .ping(.init(data: 42)))])
+        #expect(pong == .init(streamID: 0, kind: .pong(.init(data: 42))))
+    }
+}
