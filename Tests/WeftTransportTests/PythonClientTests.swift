@@ -1,0 +1,73 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import WeftCrypto
+import WeftTransport
+import WeftWire
+
+/// A client in another language: clients/python/weft_client.py (protoc's
+/// Python classes, Python's ssl) calls Health/Check on a live Weft server.
+@Suite struct PythonClientTests {
+    @Test func pythonCallsHealthCheckOverTLS() async throws {
+        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        let node = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
+        var router = RPCRouter()
+        router.register(Weft.V1.HealthService.check) { request in
+            guard request.service.isEmpty || request.service == "weft.v1.SequencerService" else {
+                throw RPCError(.notFound, "no service \(request.service)", errorID: "HEALTH_UNKNOWN_SERVICE")
+            }
+            return .init(status: .serving, detail: "serving \(request.service.isEmpty ? "the node" : request.service)")
+        }
+        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: node))
+        let finalRouter = router
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSHandler(context: tls))
+                    try sync.addHandler(FrameHandler(role: .server))
+                    try sync.addHandler(RPCServerHandler(router: finalRouter))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+
+        var root = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) { root.deleteLastPathComponent() }
+        let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("weft-python-ca-\(UUID()).pem").path
+        try ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: caFile) }
+
+        func python(_ extra: [String]) throws -> (status: Int32, output: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [
+                "python3", root.appendingPathComponent("clients/python/weft_client.py").path, "health",
+                "--port", String(server.localAddress!.port!), "--ca", caFile, "--server-name", "localhost",
+            ] + extra
+            process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONDONTWRITEBYTECODE": "1"]) { $1 }
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+
+        let serving = try python(["--service", "weft.v1.SequencerService"])
+        #expect(serving.status == 0, "\(serving.output)")
+        #expect(serving.output.contains("status: SERVING_STATUS_SERVING"), "\(serving.output)")
+        #expect(serving.output.contains("detail: serving weft.v1.SequencerService"), "\(serving.output)")
+
+        let unknown = try python(["--service", "weft.v1.Nothing"])
+        #expect(unknown.status == 1, "\(unknown.output)")
+        #expect(unknown.output.contains("status 5 HEALTH_UNKNOWN_SERVICE"), "\(unknown.output)")
+
+        // The Python side verifies the server's certificate: another name is refused.
+        let process = try python(["--server-name", "elsewhere.example"])
+        #expect(process.status == 2, "\(process.output)")
+        #expect(process.output.contains("certificate verify failed") || process.output.contains("match"), "\(process.output)")
+    }
+}
