@@ -22,21 +22,32 @@ public final class RPCClientHandler: ChannelInboundHandler {
     public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     public func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    /// Starts a unary call; must run on the channel's event loop.
-    func start(path: String, request: [UInt8], metadata: [Weft.V1.MetadataEntry], on eventLoop: any EventLoop)
-        -> EventLoopFuture<[UInt8]>
-    {
+    /// Starts a unary call; must run on the channel's event loop. Returns the
+    /// call's stream id (for `cancel`) and its result.
+    func start(
+        path: String, request: [UInt8], metadata: [Weft.V1.MetadataEntry], timeout: Duration?, on eventLoop: any EventLoop
+    ) -> (stream: UInt32?, result: EventLoopFuture<[UInt8]>) {
         guard let context else {
-            return eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED"))
+            return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")))
         }
         let stream = nextStreamID
         nextStreamID += 2
         let promise = context.eventLoop.makePromise(of: [UInt8].self)
         pending[stream] = Pending(promise: promise, response: nil)
-        context.write(wrapOutboundOut(.init(streamID: stream, kind: .open(.init(method: path, metadata: metadata)))), promise: nil)
+        let micros = timeout.map { Int64($0.components.seconds) * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000 }
+        let open = Weft.V1.FrameOpen(method: path, metadata: metadata, timeout: micros.map { .init(micros: max($0, 0)) })
+        context.write(wrapOutboundOut(.init(streamID: stream, kind: .open(open))), promise: nil)
         context.write(wrapOutboundOut(.init(streamID: stream, kind: .message(.init(payload: request)))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.init(streamID: stream, kind: .halfClose(.init()))), promise: nil)
-        return promise.futureResult
+        return (stream, promise.futureResult)
+    }
+
+    /// Abandons a call: tells the server to stop (a cancel frame) and fails
+    /// the call with CANCELLED. Must run on the channel's event loop.
+    func cancel(_ stream: UInt32) {
+        guard let call = pending.removeValue(forKey: stream), let context else { return }
+        context.writeAndFlush(wrapOutboundOut(.init(streamID: stream, kind: .cancel(.init(reason: "the caller cancelled")))), promise: nil)
+        call.promise.fail(RPCError(.cancelled, "the call was cancelled by its caller", errorID: "RPC_CANCELLED"))
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -82,21 +93,41 @@ public struct RPCClient: Sendable {
 
     public init(channel: any Channel) { self.channel = channel }
 
-    /// Calls a unary method.
+    /// Calls a unary method. With `timeout`, the server stops the call's work
+    /// and answers DEADLINE_EXCEEDED when it passes; cancelling the calling
+    /// task cancels the call on the server.
     public func unary<Request, Response>(
-        _ method: Method<Request, Response>, _ request: Request, metadata: [Weft.V1.MetadataEntry] = []
+        _ method: Method<Request, Response>, _ request: Request, metadata: [Weft.V1.MetadataEntry] = [],
+        timeout: Duration? = nil
     ) async throws -> Response {
         precondition(method.kind == .unary, "\(method.path) is \(method.kind)")
         let bytes = try request.serializedBytes()
         let channel = self.channel
-        let response = try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<[UInt8]> in
-            do {
-                let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
-                return handler.start(path: method.path, request: bytes, metadata: metadata, on: channel.eventLoop)
-            } catch {
-                return channel.eventLoop.makeFailedFuture(error)
+        // The call's stream id and whether the caller cancelled, touched on the event loop only.
+        let state = NIOLoopBoundBox.makeEmptyBox(valueType: (stream: UInt32?, cancelled: Bool).self, eventLoop: channel.eventLoop)
+        let response = try await withTaskCancellationHandler {
+            try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<[UInt8]> in
+                if state.value?.cancelled == true {
+                    return channel.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call was cancelled by its caller", errorID: "RPC_CANCELLED"))
+                }
+                do {
+                    let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
+                    let started = handler.start(path: method.path, request: bytes, metadata: metadata, timeout: timeout, on: channel.eventLoop)
+                    state.value = (started.stream, false)
+                    return started.result
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }.get()
+        } onCancel: {
+            channel.eventLoop.execute {
+                guard let stream = state.value?.stream else {
+                    state.value = (nil, true)
+                    return
+                }
+                try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).cancel(stream)
             }
-        }.get()
+        }
         do {
             return try Response(serializedBytes: response)
         } catch {

@@ -39,6 +39,14 @@ public final class RPCServerHandler: ChannelInboundHandler {
     private struct Call {
         var path: String
         var request: [UInt8]?
+        var timeout: TimeAmount?
+    }
+
+    /// A handler at work: its task (cancelled on deadline or client cancel)
+    /// and its deadline timer.
+    private struct Running {
+        var task: Task<[UInt8], any Error>
+        var deadline: Scheduled<Void>?
     }
 
     private let router: RPCRouter
@@ -46,6 +54,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
     /// Streams that have been answered, so late frames for them are ignored
     /// rather than treated as unknown.
     private var finished: Set<UInt32> = []
+    private var running: [UInt32: Running] = [:]
 
     public init(router: RPCRouter) { self.router = router }
 
@@ -62,7 +71,8 @@ public final class RPCServerHandler: ChannelInboundHandler {
                 close(context, stream, RPCError(.unimplemented, "no method \(open.method) on this server", errorID: "RPC_UNKNOWN_METHOD"))
                 return
             }
-            calls[stream] = Call(path: open.method, request: nil)
+            let timeout = open.timeout.map { TimeAmount.microseconds(max($0.micros, 0)) }
+            calls[stream] = Call(path: open.method, request: nil, timeout: timeout)
         case .message(let message)?:
             guard var call = calls[stream] else { return unknownStream(context, stream) }
             guard call.request == nil else {
@@ -78,10 +88,15 @@ public final class RPCServerHandler: ChannelInboundHandler {
                 close(context, stream, RPCError(.invalidArgument, "\(call.path) needs a request message", errorID: "RPC_MISSING_REQUEST"))
                 return
             }
-            run(context, stream, handler, request)
+            run(context, stream, handler, request, timeout: call.timeout)
         case .cancel?:
+            // The client gave up: stop the handler's work; nothing more is sent.
             calls[stream] = nil
             finished.insert(stream)
+            if let work = running.removeValue(forKey: stream) {
+                work.deadline?.cancel()
+                work.task.cancel()
+            }
         case .ping(let ping)?:
             context.writeAndFlush(wrapOutboundOut(.init(streamID: 0, kind: .pong(.init(data: ping.data)))), promise: nil)
         case .pong?, .windowUpdate?, .goAway?, .close?, nil:
@@ -94,10 +109,27 @@ public final class RPCServerHandler: ChannelInboundHandler {
         close(context, stream, RPCError(.notFound, "no open stream \(stream) on this connection", errorID: "RPC_UNKNOWN_STREAM"))
     }
 
-    private func run(_ context: ChannelHandlerContext, _ stream: UInt32, _ handler: @escaping RPCRouter.Unary, _ request: [UInt8]) {
+    private func run(
+        _ context: ChannelHandlerContext, _ stream: UInt32, _ handler: @escaping RPCRouter.Unary, _ request: [UInt8],
+        timeout: TimeAmount?
+    ) {
+        let task = Task { try await handler(request) }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        context.eventLoop.makeFutureWithTask { try await handler(request) }.whenComplete { result in
+        var deadline: Scheduled<Void>?
+        if let timeout {
+            deadline = context.eventLoop.scheduleTask(in: timeout) {
+                let (server, context) = loopBound.value
+                guard let work = server.running.removeValue(forKey: stream) else { return }
+                work.task.cancel()  // the handler's work stops; its result is dropped
+                server.close(context, stream, RPCError(.deadlineExceeded, "the call's deadline passed", errorID: "RPC_DEADLINE_EXCEEDED"))
+            }
+        }
+        running[stream] = Running(task: task, deadline: deadline)
+        context.eventLoop.makeFutureWithTask { try await task.value }.whenComplete { result in
             let (server, context) = loopBound.value
+            // Already answered (deadline) or abandoned (cancel): nothing to send.
+            guard let work = server.running.removeValue(forKey: stream) else { return }
+            work.deadline?.cancel()
             switch result {
             case .success(let response):
                 context.write(server.wrapOutboundOut(.init(streamID: stream, kind: .message(.init(payload: response)))), promise: nil)
@@ -108,6 +140,16 @@ public final class RPCServerHandler: ChannelInboundHandler {
                 server.close(context, stream, RPCError(.internal, "the handler failed: \(error)", errorID: "RPC_HANDLER_FAILED"))
             }
         }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        // The connection is gone: stop every handler still at work.
+        for work in running.values {
+            work.deadline?.cancel()
+            work.task.cancel()
+        }
+        running = [:]
+        context.fireChannelInactive()
     }
 
     /// Ends `stream` with OK (`error` nil) or the error's status.
