@@ -11,6 +11,8 @@ public final class RPCClientHandler: ChannelInboundHandler {
     private struct Pending {
         var promise: EventLoopPromise<[UInt8]>
         var response: [UInt8]?
+        /// For server-streaming calls: receives each response as it arrives.
+        var onMessage: (([UInt8]) -> Void)?
     }
 
     private var context: ChannelHandlerContext?
@@ -25,7 +27,8 @@ public final class RPCClientHandler: ChannelInboundHandler {
     /// Starts a unary call; must run on the channel's event loop. Returns the
     /// call's stream id (for `cancel`) and its result.
     func start(
-        path: String, request: [UInt8], metadata: [Weft.V1.MetadataEntry], timeout: Duration?, on eventLoop: any EventLoop
+        path: String, request: [UInt8], metadata: [Weft.V1.MetadataEntry], timeout: Duration?, on eventLoop: any EventLoop,
+        onMessage: (([UInt8]) -> Void)? = nil
     ) -> (stream: UInt32?, result: EventLoopFuture<[UInt8]>) {
         guard let context else {
             return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")))
@@ -33,7 +36,7 @@ public final class RPCClientHandler: ChannelInboundHandler {
         let stream = nextStreamID
         nextStreamID += 2
         let promise = context.eventLoop.makePromise(of: [UInt8].self)
-        pending[stream] = Pending(promise: promise, response: nil)
+        pending[stream] = Pending(promise: promise, response: nil, onMessage: onMessage)
         let micros = timeout.map { Int64($0.components.seconds) * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000 }
         let open = Weft.V1.FrameOpen(method: path, metadata: metadata, timeout: micros.map { .init(micros: max($0, 0)) })
         context.write(wrapOutboundOut(.init(streamID: stream, kind: .open(open))), promise: nil)
@@ -54,12 +57,18 @@ public final class RPCClientHandler: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         switch frame.kind {
         case .message(let message)?:
-            pending[frame.streamID]?.response = message.payload
+            if let onMessage = pending[frame.streamID]?.onMessage {
+                onMessage(message.payload)
+            } else {
+                pending[frame.streamID]?.response = message.payload
+            }
         case .close(let close)?:
             guard let call = pending.removeValue(forKey: frame.streamID) else { return }
             let status = close.status ?? .init()
             if status.code != StatusCode.ok.rawValue {
                 call.promise.fail(RPCError(status))
+            } else if call.onMessage != nil {
+                call.promise.succeed([])  // a stream ends with its close
             } else if let response = call.response {
                 call.promise.succeed(response)
             } else {
@@ -133,5 +142,55 @@ public struct RPCClient: Sendable {
         } catch {
             throw RPCError(.internal, "the response is not a valid \(Response.protoMessageName): \(error)", errorID: "RPC_MALFORMED_RESPONSE")
         }
+    }
+
+    /// Calls a server-streaming method: the responses as they arrive, ending
+    /// with the call (or throwing its error status). Stopping the iteration
+    /// early cancels the call on the server.
+    public func serverStream<Request, Response>(
+        _ method: Method<Request, Response>, _ request: Request, metadata: [Weft.V1.MetadataEntry] = [],
+        timeout: Duration? = nil
+    ) throws -> AsyncThrowingStream<Response, any Error> {
+        precondition(method.kind == .serverStreaming, "\(method.path) is \(method.kind)")
+        let bytes = try request.serializedBytes()
+        let channel = self.channel
+        let (stream, continuation) = AsyncThrowingStream<Response, any Error>.makeStream()
+        let state = NIOLoopBoundBox.makeEmptyBox(valueType: (stream: UInt32?, cancelled: Bool).self, eventLoop: channel.eventLoop)
+        channel.eventLoop.execute {
+            guard state.value?.cancelled != true,
+                let handler = try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
+            else {
+                continuation.finish(throwing: RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED"))
+                return
+            }
+            let started = handler.start(
+                path: method.path, request: bytes, metadata: metadata, timeout: timeout, on: channel.eventLoop
+            ) { payload in
+                do {
+                    continuation.yield(try Response(serializedBytes: payload))
+                } catch {
+                    continuation.finish(
+                        throwing: RPCError(.internal, "a response is not a valid \(Response.protoMessageName): \(error)", errorID: "RPC_MALFORMED_RESPONSE"))
+                }
+            }
+            state.value = (started.stream, false)
+            started.result.whenComplete { result in
+                switch result {
+                case .success: continuation.finish()
+                case .failure(let error): continuation.finish(throwing: error)
+                }
+            }
+        }
+        continuation.onTermination = { termination in
+            guard case .cancelled = termination else { return }
+            channel.eventLoop.execute {
+                guard let stream = state.value?.stream else {
+                    state.value = (nil, true)
+                    return
+                }
+                try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).cancel(stream)
+            }
+        }
+        return stream
     }
 }

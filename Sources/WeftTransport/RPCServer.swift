@@ -1,31 +1,56 @@
 public import NIOCore
 public import WeftWire
 
-/// The unary methods a server serves, by path.
+/// Sends one response message of a server-streaming call; suspends until the
+/// frame is handed to the connection.
+public struct ServerStreamWriter<Response: WireMessage>: Sendable {
+    let sendBytes: @Sendable ([UInt8]) async throws -> Void
+
+    /// Sends `response` to the caller.
+    public func send(_ response: Response) async throws {
+        try await sendBytes(try response.serializedBytes())
+    }
+}
+
+/// The methods a server serves, by path: unary and server-streaming.
 ///
-/// A first slice of the RPC layer (docs/wire-protocol.md §4): unary calls
-/// only. Server streaming, client streaming, deadlines, cancellation and flow
-/// control come with the rest of the transport work.
+/// Part of the RPC layer (docs/wire-protocol.md §4). Client streaming and
+/// flow-control windows come with the rest of the transport work.
 public struct RPCRouter: Sendable {
-    typealias Unary = @Sendable ([UInt8]) async throws -> [UInt8]
-    private(set) var unary: [String: Unary] = [:]
+    /// Runs a call: request bytes in; response messages through the sender,
+    /// or (unary) returned.
+    typealias Handler = @Sendable ([UInt8], @escaping @Sendable ([UInt8]) async throws -> Void) async throws -> [UInt8]?
+    private(set) var handlers: [String: Handler] = [:]
 
     public init() {}
 
-    /// Serves `method` with `body`. A thrown `RPCError` becomes the call's
-    /// status; any other error becomes INTERNAL.
+    /// Serves a unary `method` with `body`. A thrown `RPCError` becomes the
+    /// call's status; any other error becomes INTERNAL.
     public mutating func register<Request, Response>(
         _ method: Method<Request, Response>, _ body: @escaping @Sendable (Request) async throws -> Response
     ) {
-        precondition(method.kind == .unary, "\(method.path) is \(method.kind); only unary methods are served so far")
-        unary[method.path] = { bytes in
-            let request: Request
-            do {
-                request = try Request(serializedBytes: bytes)
-            } catch {
-                throw RPCError(.invalidArgument, "the request is not a valid \(Request.protoMessageName): \(error)", errorID: "RPC_MALFORMED_REQUEST")
-            }
-            return try await body(request).serializedBytes()
+        precondition(method.kind == .unary, "\(method.path) is \(method.kind); use registerStream")
+        handlers[method.path] = { bytes, _ in try await body(Self.decode(bytes)).serializedBytes() }
+    }
+
+    /// Serves a server-streaming `method`: `body` sends responses through the
+    /// writer; returning ends the call with OK, throwing with the error's status.
+    public mutating func registerStream<Request, Response>(
+        _ method: Method<Request, Response>,
+        _ body: @escaping @Sendable (Request, ServerStreamWriter<Response>) async throws -> Void
+    ) {
+        precondition(method.kind == .serverStreaming, "\(method.path) is \(method.kind); use register")
+        handlers[method.path] = { bytes, send in
+            try await body(Self.decode(bytes), ServerStreamWriter(sendBytes: send))
+            return nil
+        }
+    }
+
+    private static func decode<Request: WireMessage>(_ bytes: [UInt8]) throws -> Request {
+        do {
+            return try Request(serializedBytes: bytes)
+        } catch {
+            throw RPCError(.invalidArgument, "the request is not a valid \(Request.protoMessageName): \(error)", errorID: "RPC_MALFORMED_REQUEST")
         }
     }
 }
@@ -45,7 +70,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
     /// A handler at work: its task (cancelled on deadline or client cancel)
     /// and its deadline timer.
     private struct Running {
-        var task: Task<[UInt8], any Error>
+        var task: Task<[UInt8]?, any Error>
         var deadline: Scheduled<Void>?
     }
 
@@ -67,7 +92,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
                 close(context, stream, RPCError(.invalidArgument, "stream \(stream) cannot be opened (client streams are odd and used once)", errorID: "RPC_BAD_STREAM_ID"))
                 return
             }
-            guard router.unary[open.method] != nil else {
+            guard router.handlers[open.method] != nil else {
                 close(context, stream, RPCError(.unimplemented, "no method \(open.method) on this server", errorID: "RPC_UNKNOWN_METHOD"))
                 return
             }
@@ -84,7 +109,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
             calls[stream] = call
         case .halfClose?:
             guard let call = calls.removeValue(forKey: stream) else { return unknownStream(context, stream) }
-            guard let request = call.request, let handler = router.unary[call.path] else {
+            guard let request = call.request, let handler = router.handlers[call.path] else {
                 close(context, stream, RPCError(.invalidArgument, "\(call.path) needs a request message", errorID: "RPC_MISSING_REQUEST"))
                 return
             }
@@ -110,11 +135,23 @@ public final class RPCServerHandler: ChannelInboundHandler {
     }
 
     private func run(
-        _ context: ChannelHandlerContext, _ stream: UInt32, _ handler: @escaping RPCRouter.Unary, _ request: [UInt8],
+        _ context: ChannelHandlerContext, _ stream: UInt32, _ handler: @escaping RPCRouter.Handler, _ request: [UInt8],
         timeout: TimeAmount?
     ) {
-        let task = Task { try await handler(request) }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        // A streamed response goes out on the connection's event loop, while the call is
+        // still running there (not after a deadline, cancel or close).
+        let send: @Sendable ([UInt8]) async throws -> Void = { bytes in
+            try await eventLoop.submit {
+                let (server, context) = loopBound.value
+                guard server.running[stream] != nil else {
+                    throw RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER")
+                }
+                context.writeAndFlush(server.wrapOutboundOut(.init(streamID: stream, kind: .message(.init(payload: bytes)))), promise: nil)
+            }.get()
+        }
+        let task = Task { try await handler(request, send) }
         var deadline: Scheduled<Void>?
         if let timeout {
             deadline = context.eventLoop.scheduleTask(in: timeout) {
@@ -132,7 +169,9 @@ public final class RPCServerHandler: ChannelInboundHandler {
             work.deadline?.cancel()
             switch result {
             case .success(let response):
-                context.write(server.wrapOutboundOut(.init(streamID: stream, kind: .message(.init(payload: response)))), promise: nil)
+                if let response {
+                    context.write(server.wrapOutboundOut(.init(streamID: stream, kind: .message(.init(payload: response)))), promise: nil)
+                }
                 server.close(context, stream, nil)
             case .failure(let error as RPCError):
                 server.close(context, stream, error)
