@@ -19,6 +19,9 @@ import WeftWire
             }
             return .init(status: .serving, detail: "serving \(request.service.isEmpty ? "the node" : request.service)")
         }
+        router.registerStream(Weft.V1.HealthService.watch) { _, writer in
+            for status in [Weft.V1.ServingStatus.serving, .notServing, .serving] { try await writer.send(.init(status: status)) }
+        }
         let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: node))
         let finalRouter = router
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -39,11 +42,11 @@ import WeftWire
         try ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: caFile) }
 
-        func python(_ extra: [String]) throws -> (status: Int32, output: String) {
+        func python(_ extra: [String], command: String = "health") throws -> (status: Int32, output: String) {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = [
-                "python3", root.appendingPathComponent("clients/python/weft_client.py").path, "health",
+                "python3", root.appendingPathComponent("clients/python/weft_client.py").path, command,
                 "--port", String(server.localAddress!.port!), "--ca", caFile, "--server-name", "localhost",
             ] + extra
             process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONDONTWRITEBYTECODE": "1"]) { $1 }
@@ -64,6 +67,13 @@ import WeftWire
         let unknown = try python(["--service", "weft.v1.Nothing"])
         #expect(unknown.status == 1, "\(unknown.output)")
         #expect(unknown.output.contains("status 5 HEALTH_UNKNOWN_SERVICE"), "\(unknown.output)")
+
+        // A server stream, read by Python to its end.
+        let watch = try python([], command: "watch")
+        #expect(watch.status == 0, "\(watch.output)")
+        #expect(
+            watch.output.contains("update: SERVING_STATUS_SERVING\nupdate: SERVING_STATUS_NOT_SERVING\nupdate: SERVING_STATUS_SERVING\nstream ended"),
+            "\(watch.output)")
 
         // The Python side verifies the server's certificate: another name is refused.
         let process = try python(["--server-name", "elsewhere.example"])

@@ -10,6 +10,7 @@ codegen/generate); the transport is Python's `ssl` module: TLS 1.3 with ALPN
 
 prints the Health/Check answer and exits 0 if the service is SERVING, 1 if the
 call failed (the status is printed), 2 on a connection or protocol error.
+`watch` (same options) prints each Health/Watch update of the server stream.
 """
 import argparse
 import os
@@ -74,6 +75,14 @@ class Connection:
 
     def unary(self, path, request, response_class, metadata=()):
         """Calls a unary method; returns the response or raises WeftError."""
+        responses = list(self.server_stream(path, request, response_class, metadata))
+        if len(responses) != 1:
+            raise ConnectionError(f"a unary call returned {len(responses)} responses")
+        return responses[0]
+
+    def server_stream(self, path, request, response_class, metadata=()):
+        """Calls a method and yields each response until the call's close;
+        raises WeftError if the close carries an error status."""
         stream = self.next_stream
         self.next_stream += 2
         opening = frame_pb2.Frame(stream_id=stream)
@@ -87,25 +96,22 @@ class Connection:
         half_close = frame_pb2.Frame(stream_id=stream)
         half_close.half_close.SetInParent()
         self.send(half_close)
-        payload = None
         while True:
             frame = self.receive()
             if frame.stream_id != stream:
                 continue
             kind = frame.WhichOneof("kind")
             if kind == "message":
-                payload = frame.message.payload
+                yield response_class.FromString(frame.message.payload)
             elif kind == "close":
                 if frame.close.status.code != 0:
                     raise WeftError(frame.close.status)
-                if payload is None:
-                    raise ConnectionError("the call closed without a response")
-                return response_class.FromString(payload)
+                return
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description="Weft client: Health/Check")
-    parser.add_argument("command", choices=["health"])
+    parser = argparse.ArgumentParser(description="Weft client: Health/Check (health) and Health/Watch (watch)")
+    parser.add_argument("command", choices=["health", "watch"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ca", required=True, help="PEM root certificate of the domain")
@@ -118,6 +124,12 @@ def main(argv):
         print(f"cannot connect: {error}")
         return 2
     try:
+        if args.command == "watch":
+            for update in connection.server_stream(
+                    "/weft.v1.HealthService/Watch", health_pb2.WatchRequest(service=args.service), health_pb2.WatchResponse):
+                print(f"update: {health_pb2.ServingStatus.Name(update.status)}")
+            print("stream ended")
+            return 0
         response = connection.unary(
             "/weft.v1.HealthService/Check", health_pb2.CheckRequest(service=args.service), health_pb2.CheckResponse)
         print(f"status: {health_pb2.ServingStatus.Name(response.status)}")
