@@ -1,8 +1,5 @@
 import Foundation
-import NIOCore
-import NIOPosix
 import Testing
-import WeftCrypto
 import WeftTransport
 import WeftWire
 
@@ -10,36 +7,23 @@ import WeftWire
 /// Python classes, Python's ssl) calls Health/Check on a live Weft server.
 @Suite struct PythonClientTests {
     @Test func pythonCallsHealthCheckOverTLS() async throws {
-        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
-        let node = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
-        var router = RPCRouter()
-        router.register(Weft.V1.HealthService.check) { request in
-            guard request.service.isEmpty || request.service == "weft.v1.SequencerService" else {
-                throw RPCError(.notFound, "no service \(request.service)", errorID: "HEALTH_UNKNOWN_SERVICE")
-            }
-            return .init(status: .serving, detail: "serving \(request.service.isEmpty ? "the node" : request.service)")
-        }
-        router.registerStream(Weft.V1.HealthService.watch) { _, writer in
-            for status in [Weft.V1.ServingStatus.serving, .notServing, .serving] { try await writer.send(.init(status: status)) }
-        }
-        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: node))
-        let finalRouter = router
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(TLSHandler(context: tls))
-                    try sync.addHandler(FrameHandler(role: .server))
-                    try sync.addHandler(RPCServerHandler(router: finalRouter))
+        let node = try await RPCTestNode.start { router in
+            router.register(Weft.V1.HealthService.check) { request in
+                guard request.service.isEmpty || request.service == "weft.v1.SequencerService" else {
+                    throw RPCError(.notFound, "no service \(request.service)", errorID: "HEALTH_UNKNOWN_SERVICE")
                 }
+                return .init(status: .serving, detail: "serving \(request.service.isEmpty ? "the node" : request.service)")
             }
-            .bind(host: "127.0.0.1", port: 0).get()
-        defer { server.close(promise: nil) }
+            router.registerStream(Weft.V1.HealthService.watch) { _, writer in
+                for status in [Weft.V1.ServingStatus.serving, .notServing, .serving] { try await writer.send(.init(status: status)) }
+            }
+        }
+        defer { node.close() }
 
         var root = URL(fileURLWithPath: #filePath)
         while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) { root.deleteLastPathComponent() }
         let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("weft-python-ca-\(UUID()).pem").path
-        try ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+        try node.ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: caFile) }
 
         func python(_ extra: [String], command: String = "health") throws -> (status: Int32, output: String) {
@@ -47,7 +31,7 @@ import WeftWire
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = [
                 "python3", root.appendingPathComponent("clients/python/weft_client.py").path, command,
-                "--port", String(server.localAddress!.port!), "--ca", caFile, "--server-name", "localhost",
+                "--port", String(node.port), "--ca", caFile, "--server-name", "localhost",
             ] + extra
             process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONDONTWRITEBYTECODE": "1"]) { $1 }
             let output = Pipe()

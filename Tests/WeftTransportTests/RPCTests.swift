@@ -1,67 +1,30 @@
 import NIOCore
 import NIOPosix
 import Testing
-import WeftCrypto
 import WeftTransport
 import WeftWire
 
 /// Unary calls over frames over TLS on loopback.
 @Suite struct RPCTests {
     let group = MultiThreadedEventLoopGroup.singleton
-    let pki: (ca: TLSCredentials, server: TLSCredentials)
 
-    init() throws {
-        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
-        pki = (ca, try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca))
-    }
-
-    /// A Health/Check that answers SERVING and echoes the service name as
+    /// A node whose Health/Check answers SERVING and echoes the service name as
     /// detail; `weft.v1.Nothing` answers NOT_FOUND.
-    var router: RPCRouter {
-        var router = RPCRouter()
-        router.register(Weft.V1.HealthService.check) { request in
-            guard request.service != "weft.v1.Nothing" else {
-                throw RPCError(.notFound, "no service \(request.service)", errorID: "HEALTH_UNKNOWN_SERVICE")
+    func startNode() async throws -> RPCTestNode {
+        try await RPCTestNode.start { router in
+            router.register(Weft.V1.HealthService.check) { request in
+                guard request.service != "weft.v1.Nothing" else {
+                    throw RPCError(.notFound, "no service \(request.service)", errorID: "HEALTH_UNKNOWN_SERVICE")
+                }
+                return .init(status: .serving, detail: request.service)
             }
-            return .init(status: .serving, detail: request.service)
         }
-        return router
-    }
-
-    func startServer() async throws -> Channel {
-        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: pki.server))
-        let router = self.router
-        return try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(TLSHandler(context: tls))
-                    try sync.addHandler(FrameHandler(role: .server))
-                    try sync.addHandler(RPCServerHandler(router: router))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-    }
-
-    func connect(_ port: Int) async throws -> RPCClient {
-        let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: pki.ca.certificatePEM))
-        let channel = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(TLSHandler(context: tls))
-                    try sync.addHandler(FrameHandler(role: .client))
-                    try sync.addHandler(RPCClientHandler())
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
-        return RPCClient(channel: channel)
     }
 
     @Test func healthCheckAndManyConcurrentCalls() async throws {
-        let server = try await startServer()
-        defer { server.close(promise: nil) }
-        let client = try await connect(server.localAddress!.port!)
+        let node = try await startNode()
+        defer { node.close() }
+        let client = try await node.connect()
         defer { client.channel.close(promise: nil) }
         let response = try await client.unary(Weft.V1.HealthService.check, .init(service: "weft.v1.SequencerService"))
         #expect(response == .init(status: .serving, detail: "weft.v1.SequencerService"))
@@ -76,9 +39,9 @@ import WeftWire
     }
 
     @Test func errorsCarryTheirStatusAndErrorID() async throws {
-        let server = try await startServer()
-        defer { server.close(promise: nil) }
-        let client = try await connect(server.localAddress!.port!)
+        let node = try await startNode()
+        defer { node.close() }
+        let client = try await node.connect()
         defer { client.channel.close(promise: nil) }
         await #expect(throws: RPCError(.notFound, "no service weft.v1.Nothing", errorID: "HEALTH_UNKNOWN_SERVICE")) {
             _ = try await client.unary(Weft.V1.HealthService.check, .init(service: "weft.v1.Nothing"))
@@ -107,8 +70,8 @@ import WeftWire
     }
 
     /// Sends `frames` on a raw frame connection and returns the first frame received.
-    func firstAnswer(_ port: Int, _ frames: [Weft.V1.Frame]) async throws -> Weft.V1.Frame {
-        let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: pki.ca.certificatePEM))
+    func firstAnswer(_ node: RPCTestNode, _ frames: [Weft.V1.Frame]) async throws -> Weft.V1.Frame {
+        let tls = try node.clientTLS()
         let promise = group.next().makePromise(of: Weft.V1.Frame.self)
         let collector = Frames(promise)
         let channel = try await ClientBootstrap(group: group)
@@ -119,7 +82,7 @@ import WeftWire
                     try channel.pipeline.syncOperations.addHandler(collector)
                 }
             }
-            .connect(host: "127.0.0.1", port: port).get()
+            .connect(host: "127.0.0.1", port: node.port).get()
         defer { channel.close(promise: nil) }
         for frame in frames { channel.write(frame, promise: nil) }
         channel.flush()
@@ -127,16 +90,15 @@ import WeftWire
     }
 
     @Test func protocolMisuseGetsAStatus() async throws {
-        let server = try await startServer()
-        defer { server.close(promise: nil) }
-        let port = server.localAddress!.port!
+        let node = try await startNode()
+        defer { node.close() }
         // A message for a stream that was never opened: NOT_FOUND for that stream.
-        let unknown = try await firstAnswer(port, [.init(streamID: 5, kind: .message(.init(payload: [1])))])
+        let unknown = try await firstAnswer(node, [.init(streamID: 5, kind: .message(.init(payload: [1])))])
         guard case .close(let close)? = unknown.kind else { Issue.record("expected a close, got \(unknown)"); return }
         #expect(unknown.streamID == 5)
         #expect(close.status?.code == StatusCode.notFound.rawValue && close.status?.errorID == "RPC_UNKNOWN_STREAM")
         // A request that is not a CheckRequest: INVALID_ARGUMENT.
-        let malformed = try await firstAnswer(port, [
+        let malformed = try await firstAnswer(node, [
             .init(streamID: 1, kind: .open(.init(method: Weft.V1.HealthService.check.path))),
             .init(streamID: 1, kind: .message(.init(payload: [0xFF, 0xFF]))),
             .init(streamID: 1, kind: .halfClose(.init())),
@@ -144,7 +106,7 @@ import WeftWire
         guard case .close(let rejected)? = malformed.kind else { Issue.record("expected a close, got \(malformed)"); return }
         #expect(rejected.status?.code == StatusCode.invalidArgument.rawValue && rejected.status?.errorID == "RPC_MALFORMED_REQUEST")
         // A ping is answered with a pong carrying its data.
-        let pong = try await firstAnswer(port, [.init(streamID: 0, kind: .ping(.init(data: 42)))])
+        let pong = try await firstAnswer(node, [.init(streamID: 0, kind: .ping(.init(data: 42)))])
         #expect(pong == .init(streamID: 0, kind: .pong(.init(data: 42))))
     }
 }
