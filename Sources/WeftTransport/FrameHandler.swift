@@ -8,6 +8,9 @@ public enum TransportError: Error, Hashable, Sendable, CustomStringConvertible {
     case badPreface(received: [UInt8])
     /// The frame layer refused the bytes (malformed, too large, truncated).
     case frame(WireError)
+    /// Nothing arrived for this long after a keepalive PING: the peer or the
+    /// path to it is gone.
+    case keepaliveTimeout(TimeAmount)
 
     public var description: String {
         switch self {
@@ -16,6 +19,8 @@ public enum TransportError: Error, Hashable, Sendable, CustomStringConvertible {
             return "the connection did not start with the Weft preface (57 45 46 54 01 00 0d 0a) but with \(hex)"
         case .frame(let error):
             return "frame stream: \(error)"
+        case .keepaliveTimeout(let timeout):
+            return "no answer to a keepalive ping within \(timeout); the connection was closed (check the peer and the network path)"
         }
     }
 }

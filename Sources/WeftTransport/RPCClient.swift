@@ -1,196 +1,208 @@
 public import NIOCore
+import NIOPosix
 public import WeftWire
 
-/// The client end of calls on one connection: assigns stream ids (odd,
-/// increasing), sends open / message / half-close, and completes each call on
-/// its close frame.
-public final class RPCClientHandler: ChannelInboundHandler {
-    public typealias InboundIn = Weft.V1.Frame
-    public typealias OutboundOut = Weft.V1.Frame
-
-    private struct Pending {
-        var promise: EventLoopPromise<[UInt8]>
-        var response: [UInt8]?
-        /// For server-streaming calls: receives each response as it arrives.
-        var onMessage: (([UInt8]) -> Void)?
-    }
-
-    private var context: ChannelHandlerContext?
-    private var pending: [UInt32: Pending] = [:]
-    private var nextStreamID: UInt32 = 1
-
-    public init() {}
-
-    public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    public func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
-    /// Starts a unary call; must run on the channel's event loop. Returns the
-    /// call's stream id (for `cancel`) and its result.
-    func start(
-        path: String, request: [UInt8], metadata: [Weft.V1.MetadataEntry], timeout: Duration?, on eventLoop: any EventLoop,
-        onMessage: (([UInt8]) -> Void)? = nil
-    ) -> (stream: UInt32?, result: EventLoopFuture<[UInt8]>) {
-        guard let context else {
-            return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")))
-        }
-        let stream = nextStreamID
-        nextStreamID += 2
-        let promise = context.eventLoop.makePromise(of: [UInt8].self)
-        pending[stream] = Pending(promise: promise, response: nil, onMessage: onMessage)
-        let micros = timeout.map { Int64($0.components.seconds) * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000 }
-        let open = Weft.V1.FrameOpen(method: path, metadata: metadata, timeout: micros.map { .init(micros: max($0, 0)) })
-        context.write(wrapOutboundOut(.init(streamID: stream, kind: .open(open))), promise: nil)
-        context.write(wrapOutboundOut(.init(streamID: stream, kind: .message(.init(payload: request)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.init(streamID: stream, kind: .halfClose(.init()))), promise: nil)
-        return (stream, promise.futureResult)
-    }
-
-    /// Abandons a call: tells the server to stop (a cancel frame) and fails
-    /// the call with CANCELLED. Must run on the channel's event loop.
-    func cancel(_ stream: UInt32) {
-        guard let call = pending.removeValue(forKey: stream), let context else { return }
-        context.writeAndFlush(wrapOutboundOut(.init(streamID: stream, kind: .cancel(.init(reason: "the caller cancelled")))), promise: nil)
-        call.promise.fail(RPCError(.cancelled, "the call was cancelled by its caller", errorID: "RPC_CANCELLED"))
-    }
-
-    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.kind {
-        case .message(let message)?:
-            if let onMessage = pending[frame.streamID]?.onMessage {
-                onMessage(message.payload)
-            } else {
-                pending[frame.streamID]?.response = message.payload
-            }
-        case .close(let close)?:
-            guard let call = pending.removeValue(forKey: frame.streamID) else { return }
-            let status = close.status ?? .init()
-            if status.code != StatusCode.ok.rawValue {
-                call.promise.fail(RPCError(status))
-            } else if call.onMessage != nil {
-                call.promise.succeed([])  // a stream ends with its close
-            } else if let response = call.response {
-                call.promise.succeed(response)
-            } else {
-                call.promise.fail(RPCError(.internal, "the server closed the call without a response", errorID: "RPC_NO_RESPONSE"))
-            }
-        default:
-            break
-        }
-    }
-
-    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(RPCError(.unavailable, "the connection failed: \(error)", errorID: "RPC_CONNECTION_FAILED"))
-        context.fireErrorCaught(error)
-    }
-
-    public func channelInactive(context: ChannelHandlerContext) {
-        failAll(RPCError(.unavailable, "the connection closed before the call completed", errorID: "RPC_CONNECTION_CLOSED"))
-        context.fireChannelInactive()
-    }
-
-    private func failAll(_ error: RPCError) {
-        let calls = pending
-        pending = [:]
-        for call in calls.values { call.promise.fail(error) }
-    }
-}
-
-/// Typed calls over a connection whose pipeline ends in an `RPCClientHandler`.
+/// Typed calls over one connection whose pipeline ends in an `RPCClientHandler`.
+///
+/// Cancelling the calling task cancels the call on the server; a `timeout`
+/// makes the server stop the call's work and answer DEADLINE_EXCEEDED.
+/// Generated clients (`client.health.check(…)`) are thin wrappers over these.
 public struct RPCClient: Sendable {
     public let channel: any Channel
 
     public init(channel: any Channel) { self.channel = channel }
 
-    /// Calls a unary method. With `timeout`, the server stops the call's work
-    /// and answers DEADLINE_EXCEEDED when it passes; cancelling the calling
-    /// task cancels the call on the server.
-    public func unary<Request, Response>(
-        _ method: Method<Request, Response>, _ request: Request, metadata: [Weft.V1.MetadataEntry] = [],
-        timeout: Duration? = nil
-    ) async throws -> Response {
-        precondition(method.kind == .unary, "\(method.path) is \(method.kind)")
-        let bytes = try request.serializedBytes()
-        let channel = self.channel
-        // The call's stream id and whether the caller cancelled, touched on the event loop only.
-        let state = NIOLoopBoundBox.makeEmptyBox(valueType: (stream: UInt32?, cancelled: Bool).self, eventLoop: channel.eventLoop)
-        let response = try await withTaskCancellationHandler {
-            try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<[UInt8]> in
-                if state.value?.cancelled == true {
-                    return channel.eventLoop.makeFailedFuture(RPCError(.cancelled, "the call was cancelled by its caller", errorID: "RPC_CANCELLED"))
+    /// Connects to `host:port` with the full client pipeline (TLS or, when
+    /// asked for, plaintext; frames; keepalive; calls).
+    public static func connect(
+        host: String, port: Int, security: RPCSecurity, configuration: RPCConfiguration = .default,
+        group: (any EventLoopGroup)? = nil
+    ) async throws -> RPCClient {
+        let channel = try await ClientBootstrap(group: group ?? MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try RPCPipeline.add(to: channel, role: .client, security: security, configuration: configuration) {
+                        RPCClientHandler(configuration: configuration)
+                    }
                 }
-                do {
-                    let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
-                    let started = handler.start(path: method.path, request: bytes, metadata: metadata, timeout: timeout, on: channel.eventLoop)
-                    state.value = (started.stream, false)
-                    return started.result
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
-                }
-            }.get()
-        } onCancel: {
-            channel.eventLoop.execute {
-                guard let stream = state.value?.stream else {
-                    state.value = (nil, true)
-                    return
-                }
-                try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).cancel(stream)
             }
-        }
-        do {
-            return try Response(serializedBytes: response)
-        } catch {
-            throw RPCError(.internal, "the response is not a valid \(Response.protoMessageName): \(error)", errorID: "RPC_MALFORMED_RESPONSE")
-        }
+            .connect(host: host, port: port).get()
+        return RPCClient(channel: channel)
+    }
+
+    /// Closes the connection; calls still open fail with UNAVAILABLE.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// Calls a unary method.
+    public func unary<Request, Response>(
+        _ method: Method<Request, Response>, _ request: Request, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+    ) async throws -> Response {
+        precondition(method.kind == .unary, "\(method.path) is \(method.kind), not unary")
+        let response = try await single(method.path, request: try request.serializedBytes(), metadata: metadata, timeout: timeout)
+        return try Self.decode(response)
     }
 
     /// Calls a server-streaming method: the responses as they arrive, ending
     /// with the call (or throwing its error status). Stopping the iteration
-    /// early cancels the call on the server.
+    /// early cancels the call on the server. Responses not yet read are
+    /// buffered up to the stream window; the server waits beyond it.
     public func serverStream<Request, Response>(
-        _ method: Method<Request, Response>, _ request: Request, metadata: [Weft.V1.MetadataEntry] = [],
-        timeout: Duration? = nil
-    ) throws -> AsyncThrowingStream<Response, any Error> {
-        precondition(method.kind == .serverStreaming, "\(method.path) is \(method.kind)")
+        _ method: Method<Request, Response>, _ request: Request, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+    ) throws -> RPCMessageStream<Response> {
+        precondition(method.kind == .serverStreaming, "\(method.path) is \(method.kind), not server-streaming")
         let bytes = try request.serializedBytes()
         let channel = self.channel
-        let (stream, continuation) = AsyncThrowingStream<Response, any Error>.makeStream()
-        let state = NIOLoopBoundBox.makeEmptyBox(valueType: (stream: UInt32?, cancelled: Bool).self, eventLoop: channel.eventLoop)
-        channel.eventLoop.execute {
-            guard state.value?.cancelled != true,
-                let handler = try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
-            else {
+        let eventLoop = channel.eventLoop
+        let (payloads, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        let call = CallState(eventLoop: eventLoop)
+        eventLoop.execute {
+            guard !call.cancelled else { return }
+            guard let handler = try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self) else {
                 continuation.finish(throwing: RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED"))
                 return
             }
             let started = handler.start(
-                path: method.path, request: bytes, metadata: metadata, timeout: timeout, on: channel.eventLoop
-            ) { payload in
-                do {
-                    continuation.yield(try Response(serializedBytes: payload))
-                } catch {
-                    continuation.finish(
-                        throwing: RPCError(.internal, "a response is not a valid \(Response.protoMessageName): \(error)", errorID: "RPC_MALFORMED_RESPONSE"))
-                }
-            }
-            state.value = (started.stream, false)
-            started.result.whenComplete { result in
-                switch result {
-                case .success: continuation.finish()
-                case .failure(let error): continuation.finish(throwing: error)
-                }
+                path: method.path, metadata: metadata, timeout: timeout, request: bytes, responses: continuation, on: eventLoop)
+            call.stream = started.stream
+            // The handler finishes `continuation` itself; a failure before the call started is reported here.
+            if started.stream == nil {
+                started.result.whenFailure { continuation.finish(throwing: $0) }
             }
         }
         continuation.onTermination = { termination in
             guard case .cancelled = termination else { return }
-            channel.eventLoop.execute {
-                guard let stream = state.value?.stream else {
-                    state.value = (nil, true)
-                    return
-                }
-                try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).cancel(stream)
-            }
+            call.cancel(channel)
         }
-        return stream
+        return RPCMessageStream(payloads: payloads, consumed: { count in call.read(channel, count) }, malformed: Self.malformedResponse)
+    }
+
+    /// Calls a client-streaming method: `requests` sends the requests through
+    /// the writer (each send waits for flow-control credit); when it returns,
+    /// the call half-closes and the server's one response is returned. If
+    /// `requests` throws, the call is cancelled and its error rethrown,
+    /// unless the server had already ended the call with an error status.
+    public func clientStream<Request, Response>(
+        _ method: Method<Request, Response>, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil,
+        requests: @Sendable (RPCMessageWriter<Request>) async throws -> Void
+    ) async throws -> Response {
+        precondition(method.kind == .clientStreaming, "\(method.path) is \(method.kind), not client-streaming")
+        let channel = self.channel
+        let eventLoop = channel.eventLoop
+        let call = CallState(eventLoop: eventLoop)
+        let result: EventLoopFuture<[UInt8]?> = try await eventLoop.submit {
+            let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
+            let started = handler.start(path: method.path, metadata: metadata, timeout: timeout, request: nil, responses: nil, on: eventLoop)
+            call.stream = started.stream
+            return started.result
+        }.get()
+        return try await withTaskCancellationHandler {
+            let writer = RPCMessageWriter<Request> { payload in
+                try await eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                    guard let stream = call.stream, let handler = try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self) else {
+                        return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
+                    }
+                    return handler.send(stream, payload, on: eventLoop)
+                }.get()
+            }
+            do {
+                try await requests(writer)
+            } catch {
+                call.cancel(channel)
+                // The server's status, if it ended the call first, says more than the writer's error.
+                do { _ = try await result.get() } catch let status as RPCError where status.errorID != "RPC_CANCELLED" { throw status }
+                throw error
+            }
+            eventLoop.execute {
+                guard let stream = call.stream else { return }
+                try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).halfClose(stream)
+            }
+            guard let response = try await result.get() else {
+                throw RPCError(.internal, "the server closed the call without a response", errorID: "RPC_NO_RESPONSE")
+            }
+            return try Self.decode(response)
+        } onCancel: {
+            call.cancel(channel)
+        }
+    }
+
+    /// Sends one request and waits for the one response (unary calls).
+    private func single(_ path: String, request: [UInt8], metadata: [Weft.V1.MetadataEntry], timeout: Duration?) async throws -> [UInt8] {
+        let channel = self.channel
+        let eventLoop = channel.eventLoop
+        let call = CallState(eventLoop: eventLoop)
+        let response = try await withTaskCancellationHandler {
+            try await eventLoop.flatSubmit { () -> EventLoopFuture<[UInt8]?> in
+                if call.cancelled {
+                    return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call was cancelled by its caller", errorID: "RPC_CANCELLED"))
+                }
+                do {
+                    let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
+                    let started = handler.start(path: path, metadata: metadata, timeout: timeout, request: request, responses: nil, on: eventLoop)
+                    call.stream = started.stream
+                    return started.result
+                } catch {
+                    return eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED"))
+                }
+            }.get()
+        } onCancel: {
+            call.cancel(channel)
+        }
+        guard let response else {
+            throw RPCError(.internal, "the server closed the call without a response", errorID: "RPC_NO_RESPONSE")
+        }
+        return response
+    }
+
+    private static func decode<Response: WireMessage>(_ bytes: [UInt8]) throws -> Response {
+        do {
+            return try Response(serializedBytes: bytes)
+        } catch {
+            throw malformedResponse(error)
+        }
+    }
+
+    @Sendable private static func malformedResponse(_ error: WireError) -> RPCError {
+        RPCError(.internal, "the server's response does not decode: \(error)", errorID: "RPC_MALFORMED_RESPONSE")
+    }
+}
+
+/// A call's stream id and whether its caller cancelled it before it started;
+/// read and written on the connection's event loop only.
+private final class CallState: @unchecked Sendable {
+    // Confined to `eventLoop` (asserted): the unchecked Sendable is for carrying it there.
+    private let eventLoop: any EventLoop
+    private var _stream: UInt32?
+    private var _cancelled = false
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    var stream: UInt32? {
+        get { eventLoop.preconditionInEventLoop(); return _stream }
+        set { eventLoop.preconditionInEventLoop(); _stream = newValue }
+    }
+
+    var cancelled: Bool {
+        eventLoop.preconditionInEventLoop()
+        return _cancelled
+    }
+
+    /// Cancels the call from any thread: a cancel frame if it started, else it never will.
+    func cancel(_ channel: any Channel) {
+        eventLoop.execute {
+            self._cancelled = true
+            guard let stream = self._stream else { return }
+            try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).cancel(stream)
+        }
+    }
+
+    /// The caller read `count` response bytes.
+    func read(_ channel: any Channel, _ count: Int) {
+        eventLoop.execute {
+            guard let stream = self._stream else { return }
+            try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).read(stream, count)
+        }
     }
 }

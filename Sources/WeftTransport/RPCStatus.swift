@@ -27,11 +27,15 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
     public var code: StatusCode
     public var message: String
     public var errorID: String
+    /// Names the server's log line for this failure ("" if none), so an
+    /// operator can find the details the message leaves out.
+    public var correlationID: String
 
-    public init(_ code: StatusCode, _ message: String, errorID: String) {
+    public init(_ code: StatusCode, _ message: String, errorID: String, correlationID: String = "") {
         self.code = code
         self.message = message
         self.errorID = errorID
+        self.correlationID = correlationID
     }
 
     /// From the wire; an unknown code number becomes UNKNOWN.
@@ -39,9 +43,17 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
         code = StatusCode(rawValue: status.code) ?? .unknown
         message = status.message
         errorID = status.errorID
+        correlationID = status.correlationID
     }
 
-    public var status: Weft.V1.Status { .init(code: code.rawValue, message: message, errorID: errorID) }
+    public var status: Weft.V1.Status { .init(code: code.rawValue, message: message, errorID: errorID, correlationID: correlationID) }
 
-    public var description: String { "\(code) (\(errorID)): \(message)" }
+    public var description: String {
+        "\(code) (\(errorID)): \(message)" + (correlationID.isEmpty ? "" : " [correlation id \(correlationID)]")
+    }
+
+    /// A fresh id for a failure's log line: 16 random hex digits.
+    static func makeCorrelationID() -> String {
+        String(UInt64.random(in: .min ... .max), radix: 16)
+    }
 }

@@ -8,7 +8,7 @@ import WeftWire
     /// "started" and "stopped" on `events`.
     func startNode(events: AsyncStream<String>.Continuation) async throws -> RPCTestNode {
         try await RPCTestNode.start { router in
-            router.register(Weft.V1.HealthService.check) { _ in
+            router.register(Weft.V1.HealthService.check) { _, _ in
                 events.yield("started")
                 do {
                     try await waitUntilCancelled()

@@ -8,13 +8,13 @@ import WeftWire
 @Suite struct PythonClientTests {
     @Test func pythonCallsHealthCheckOverTLS() async throws {
         let node = try await RPCTestNode.start { router in
-            router.register(Weft.V1.HealthService.check) { request in
+            router.register(Weft.V1.HealthService.check) { request, _ in
                 guard request.service.isEmpty || request.service == "weft.v1.SequencerService" else {
                     throw RPCError(.notFound, "no service \(request.service)", errorID: "HEALTH_UNKNOWN_SERVICE")
                 }
                 return .init(status: .serving, detail: "serving \(request.service.isEmpty ? "the node" : request.service)")
             }
-            router.registerStream(Weft.V1.HealthService.watch) { _, writer in
+            router.registerServerStream(Weft.V1.HealthService.watch) { _, writer, _ in
                 for status in [Weft.V1.ServingStatus.serving, .notServing, .serving] { try await writer.send(.init(status: status)) }
             }
         }

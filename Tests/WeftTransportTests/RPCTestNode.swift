@@ -4,32 +4,21 @@ import WeftCrypto
 import WeftTransport
 
 /// A Weft node on loopback for the RPC tests: a fresh domain root, a server
-/// certificate for `localhost`, and the full server pipeline (TLS, frames,
-/// RPC) serving `router`.
+/// certificate for `localhost`, and an `RPCServer` serving `router`.
 struct RPCTestNode {
     let ca: TLSCredentials
-    let server: Channel
-    var port: Int { server.localAddress!.port! }
+    let server: RPCServer
+    var port: Int { server.port }
 
     static let group = MultiThreadedEventLoopGroup.singleton
 
-    static func start(_ configure: (inout RPCRouter) -> Void) async throws -> RPCTestNode {
+    static func start(configuration: RPCConfiguration = .default, _ configure: (inout RPCRouter) -> Void) async throws -> RPCTestNode {
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let node = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
         var router = RPCRouter()
         configure(&router)
         let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: node))
-        let finalRouter = router
-        let server = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(TLSHandler(context: tls))
-                    try sync.addHandler(FrameHandler(role: .server))
-                    try sync.addHandler(RPCServerHandler(router: finalRouter))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let server = try await RPCServer.start(host: "127.0.0.1", port: 0, security: .tls(tls), router: router, configuration: configuration)
         return RPCTestNode(ca: ca, server: server)
     }
 
@@ -38,23 +27,15 @@ struct RPCTestNode {
         try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))
     }
 
-    /// A client connection with the full client pipeline (TLS, frames, RPC).
-    func connect() async throws -> RPCClient {
-        let tls = try clientTLS()
-        let channel = try await ClientBootstrap(group: Self.group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(TLSHandler(context: tls))
-                    try sync.addHandler(FrameHandler(role: .client))
-                    try sync.addHandler(RPCClientHandler())
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
-        return RPCClient(channel: channel)
+    /// A client connection with the full client pipeline (TLS, frames, keepalive, RPC).
+    func connect(configuration: RPCConfiguration = .default) async throws -> RPCClient {
+        try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(clientTLS()), configuration: configuration)
     }
 
-    func close() { server.close(promise: nil) }
+    func close() {
+        let server = self.server
+        Task { await server.close() }
+    }
 }
 
 /// Suspends until the calling task is cancelled, then throws

@@ -12,7 +12,7 @@ import WeftWire
     /// detail; `weft.v1.Nothing` answers NOT_FOUND.
     func startNode() async throws -> RPCTestNode {
         try await RPCTestNode.start { router in
-            router.register(Weft.V1.HealthService.check) { request in
+            router.register(Weft.V1.HealthService.check) { request, _ in
                 guard request.service != "weft.v1.Nothing" else {
                     throw RPCError(.notFound, "no service \(request.service)", errorID: "HEALTH_UNKNOWN_SERVICE")
                 }
@@ -60,7 +60,10 @@ import WeftWire
         var completed = false
         init(_ first: EventLoopPromise<Weft.V1.Frame>) { self.first = first }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            if !completed { first.succeed(unwrapInboundIn(data)) }
+            let frame = unwrapInboundIn(data)
+            // Flow-control grants are not answers.
+            if case .windowUpdate? = frame.kind { return }
+            if !completed { first.succeed(frame) }
             completed = true
         }
         func channelInactive(context: ChannelHandlerContext) {
@@ -69,7 +72,8 @@ import WeftWire
         }
     }
 
-    /// Sends `frames` on a raw frame connection and returns the first frame received.
+    /// Sends `frames` on a raw frame connection and returns the first frame received
+    /// other than a window update.
     func firstAnswer(_ node: RPCTestNode, _ frames: [Weft.V1.Frame]) async throws -> Weft.V1.Frame {
         let tls = try node.clientTLS()
         let promise = group.next().makePromise(of: Weft.V1.Frame.self)

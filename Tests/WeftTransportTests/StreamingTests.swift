@@ -9,7 +9,7 @@ import WeftWire
     /// and then waits until cancelled, reporting on `events`.
     func startNode(events: AsyncStream<String>.Continuation) async throws -> RPCTestNode {
         try await RPCTestNode.start { router in
-            router.registerStream(Weft.V1.HealthService.watch) { request, writer in
+            router.registerServerStream(Weft.V1.HealthService.watch) { request, writer, _ in
                 switch request.service {
                 case "three":
                     for status in [Weft.V1.ServingStatus.serving, .notServing, .serving] { try await writer.send(.init(status: status)) }

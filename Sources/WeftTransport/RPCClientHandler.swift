@@ -1,0 +1,228 @@
+public import NIOCore
+public import WeftWire
+
+/// The client end of calls on one connection (docs/wire-protocol.md §4):
+/// assigns stream ids (odd, increasing), sends open / messages / half-close
+/// under flow control, and ends each call on its close frame.
+///
+/// Runs on the connection's event loop; `RPCClient` reaches it from tasks.
+public final class RPCClientHandler: ChannelInboundHandler {
+    public typealias InboundIn = Weft.V1.Frame
+    public typealias OutboundOut = Weft.V1.Frame
+
+    /// A call in progress.
+    private struct Call {
+        /// Responses of a streaming call as they arrive; nil for single-response calls.
+        var responses: AsyncThrowingStream<[UInt8], any Error>.Continuation?
+        /// The one response of a unary or client-streaming call.
+        var response: [UInt8]?
+        /// Completes at the close: with the single response (nil for streams), or the call's error.
+        var result: EventLoopPromise<[UInt8]?>
+        var windows = StreamWindows()
+        /// The caller half-closed while requests still wait for credit: half-close after them.
+        var halfClosePending = false
+    }
+
+    private let configuration: RPCConfiguration
+    private var context: ChannelHandlerContext?
+    private var calls: [UInt32: Call] = [:]
+    private var nextStreamID: UInt32 = 1
+    /// Set when the server sent GOAWAY: no new calls on this connection.
+    private var goAway: RPCError?
+
+    public init(configuration: RPCConfiguration = .default) { self.configuration = configuration }
+
+    public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        failAll(RPCError(.unavailable, "the connection closed before the call completed", errorID: "RPC_CONNECTION_CLOSED"))
+        self.context = nil
+    }
+
+    /// Opens a call of `path`; with `request`, sends it and half-closes (unary
+    /// and server-streaming calls). With `responses`, response messages go
+    /// there as they arrive. Must run on the event loop.
+    func start(
+        path: String, metadata: [Weft.V1.MetadataEntry], timeout: Duration?, request: [UInt8]?,
+        responses: AsyncThrowingStream<[UInt8], any Error>.Continuation?, on eventLoop: any EventLoop
+    ) -> (stream: UInt32?, result: EventLoopFuture<[UInt8]?>) {
+        guard let context else {
+            return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")))
+        }
+        if let goAway { return (nil, eventLoop.makeFailedFuture(goAway)) }
+        guard nextStreamID < UInt32(Int32.max) else {
+            return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "this connection has used all its stream ids; open a new one", errorID: "RPC_STREAM_IDS_EXHAUSTED")))
+        }
+        let id = nextStreamID
+        nextStreamID += 2
+        var call = Call(responses: responses, response: nil, result: context.eventLoop.makePromise())
+        let micros = timeout.map { Int64($0.components.seconds) * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000 }
+        let open = Weft.V1.FrameOpen(method: path, metadata: metadata, timeout: micros.map { .init(micros: max($0, 0)) })
+        context.write(wrapOutboundOut(.init(streamID: id, kind: .open(open))), promise: nil)
+        if responses != nil, let grant = call.windows.openReceiveWindow(to: configuration.streamWindowBytes) {
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: grant)))), promise: nil)
+        }
+        if let request {
+            call.windows.send -= request.count
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: request)))), promise: nil)
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .halfClose(.init()))), promise: nil)
+        }
+        context.flush()
+        calls[id] = call
+        return (id, call.result.futureResult)
+    }
+
+    /// Sends one request of a client-streaming call: now if the window allows,
+    /// else once the server grants more. Fails once the call is over.
+    func send(_ id: UInt32, _ payload: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let context, calls[id] != nil else {
+            return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
+        }
+        if calls[id]!.windows.canSend {
+            calls[id]!.windows.send -= payload.count
+            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: payload)))), promise: nil)
+            return eventLoop.makeSucceededVoidFuture()
+        }
+        let promise = eventLoop.makePromise(of: Void.self)
+        calls[id]!.windows.blocked.append((payload, promise))
+        return promise.futureResult
+    }
+
+    /// The caller sends no more requests (after the ones waiting for credit).
+    func halfClose(_ id: UInt32) {
+        guard let context, let call = calls[id] else { return }
+        if call.windows.blocked.isEmpty {
+            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .halfClose(.init()))), promise: nil)
+        } else {
+            calls[id]!.halfClosePending = true
+        }
+    }
+
+    /// The caller read `count` response bytes: grant them back when due.
+    func read(_ id: UInt32, _ count: Int) {
+        guard let context, calls[id] != nil,
+            let increment = calls[id]!.windows.read(count, windowBytes: configuration.streamWindowBytes)
+        else { return }
+        context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: increment)))), promise: nil)
+    }
+
+    /// Abandons a call: tells the server to stop (a cancel frame) and fails
+    /// the call with CANCELLED.
+    func cancel(_ id: UInt32) {
+        guard calls[id] != nil, let context else { return }
+        context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .cancel(.init(reason: "the caller cancelled")))), promise: nil)
+        end(id, .failure(RPCError(.cancelled, "the call was cancelled by its caller", errorID: "RPC_CANCELLED")))
+    }
+
+    // MARK: Frames from the server
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let id = frame.streamID
+        switch frame.kind {
+        case .message(let message)?:
+            guard var call = calls[id] else { return }
+            guard call.windows.received(message.payload.count) else {
+                return abandon(id, RPCError(.internal, "the server sent beyond stream \(id)'s flow-control window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
+            }
+            if let responses = call.responses {
+                responses.yield(message.payload)
+            } else if call.response == nil {
+                call.response = message.payload
+            } else {
+                calls[id] = call
+                return abandon(id, RPCError(.internal, "the server sent more than one response on stream \(id)", errorID: "RPC_TOO_MANY_RESPONSES"))
+            }
+            calls[id] = call
+        case .close(let close)?:
+            guard let call = calls[id] else { return }
+            let status = close.status ?? .init()
+            if status.code != StatusCode.ok.rawValue {
+                end(id, .failure(RPCError(status)))
+            } else if call.responses != nil {
+                end(id, .success(nil))
+            } else if let response = call.response {
+                end(id, .success(response))
+            } else {
+                end(id, .failure(RPCError(.internal, "the server closed the call without a response", errorID: "RPC_NO_RESPONSE")))
+            }
+        case .windowUpdate(let update)?:
+            guard id != 0, update.incrementBytes > 0, calls[id] != nil else { return }
+            guard calls[id]!.windows.granted(update.incrementBytes) else {
+                return abandon(id, RPCError(.internal, "the server's window update overflows stream \(id)'s window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
+            }
+            sendBlocked(context, id)
+        case .goAway(let goAway)?:
+            receivedGoAway(context, goAway)
+        case .ping(let ping)?:
+            // Normally answered by KeepaliveHandler; answered here in pipelines without it.
+            context.writeAndFlush(wrapOutboundOut(.init(streamID: 0, kind: .pong(.init(data: ping.data)))), promise: nil)
+        case .open?, .halfClose?, .cancel?, .pong?, nil:
+            break
+        }
+    }
+
+    private func sendBlocked(_ context: ChannelHandlerContext, _ id: UInt32) {
+        var sent = false
+        while let call = calls[id], call.windows.send > 0, let next = call.windows.blocked.first {
+            calls[id]!.windows.blocked.removeFirst()
+            calls[id]!.windows.send -= next.payload.count
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: next.payload)))), promise: nil)
+            next.promise.succeed()
+            sent = true
+        }
+        if let call = calls[id], call.halfClosePending, call.windows.blocked.isEmpty {
+            calls[id]!.halfClosePending = false
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .halfClose(.init()))), promise: nil)
+        }
+        if sent { context.flush() }
+    }
+
+    private func receivedGoAway(_ context: ChannelHandlerContext, _ frame: Weft.V1.FrameGoAway) {
+        let reason = frame.status.map { RPCError($0) }
+        goAway = RPCError(
+            .unavailable, "the server is closing this connection (\(reason?.message ?? "no reason given")); open a new one",
+            errorID: "RPC_CONNECTION_DRAINING")
+        // Calls the server never accepted were not processed: safe to retry elsewhere.
+        for id in calls.keys where id > frame.lastStreamID {
+            end(id, .failure(RPCError(.unavailable, "the server did not process this call before closing the connection; retry it", errorID: "RPC_GOAWAY")))
+        }
+        if calls.isEmpty { context.close(promise: nil) }
+    }
+
+    /// The server broke the protocol on stream `id`: cancel it there, fail it here.
+    private func abandon(_ id: UInt32, _ error: RPCError) {
+        context?.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .cancel(.init(reason: error.message)))), promise: nil)
+        end(id, .failure(error))
+    }
+
+    /// Completes call `id` with `result` and forgets it.
+    private func end(_ id: UInt32, _ result: Result<[UInt8]?, RPCError>) {
+        guard let call = calls.removeValue(forKey: id) else { return }
+        var windows = call.windows
+        switch result {
+        case .success(let response):
+            windows.failBlocked(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
+            call.responses?.finish()
+            call.result.succeed(response)
+        case .failure(let error):
+            windows.failBlocked(error)
+            call.responses?.finish(throwing: error)
+            call.result.fail(error)
+        }
+        if goAway != nil, calls.isEmpty { context?.close(promise: nil) }
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(RPCError(.unavailable, "the connection failed: \(error)", errorID: "RPC_CONNECTION_FAILED"))
+        context.fireErrorCaught(error)
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        failAll(RPCError(.unavailable, "the connection closed before the call completed", errorID: "RPC_CONNECTION_CLOSED"))
+        context.fireChannelInactive()
+    }
+
+    private func failAll(_ error: RPCError) {
+        for id in calls.keys { end(id, .failure(error)) }
+    }
+}

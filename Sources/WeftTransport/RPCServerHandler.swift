@@ -1,0 +1,338 @@
+public import Logging
+public import NIOCore
+public import WeftWire
+
+/// Serves calls on one connection (docs/wire-protocol.md §4): opens a stream
+/// per call, runs its handler as a task, feeds it the requests, sends its
+/// responses under flow control and ends the stream with a close.
+///
+/// Everything here runs on the connection's event loop; handlers run on the
+/// concurrency pool and reach the connection only through `eventLoop.submit`.
+/// Misuse by the client ends the stream concerned with a status; the
+/// connection goes on serving the others.
+public final class RPCServerHandler: ChannelInboundHandler {
+    public typealias InboundIn = Weft.V1.Frame
+    public typealias OutboundOut = Weft.V1.Frame
+
+    /// Sent through the pipeline (`fireUserInboundEventTriggered`) to drain the
+    /// connection: GOAWAY, finish the open calls, then close.
+    public struct Drain: Sendable {
+        public init() {}
+    }
+
+    /// A call in progress.
+    private struct Stream {
+        var context: RPCCallContext
+        var requests: AsyncThrowingStream<[UInt8], any Error>.Continuation
+        var windows = StreamWindows()
+        var halfClosed = false
+        var task: Task<Void, Never>?
+        var deadline: Scheduled<Void>?
+    }
+
+    private let router: RPCRouter
+    private let configuration: RPCConfiguration
+    private var logger: Logger
+    private var context: ChannelHandlerContext?
+    private var streams: [UInt32: Stream] = [:]
+    /// Stream ids only increase: ids up to this one that are not in `streams`
+    /// are over, and late frames for them are dropped rather than refused.
+    private var highestStreamID: UInt32 = 0
+    /// Set once GOAWAY went out: the last stream id still served.
+    private var goAwayLastStreamID: UInt32?
+    private var idleTimer: Scheduled<Void>?
+
+    public init(router: RPCRouter, configuration: RPCConfiguration = .default, logger: Logger = Logger(label: "weft.rpc.server")) {
+        self.router = router
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let remote = context.channel.remoteAddress { logger[metadataKey: "peer"] = "\(remote)" }
+        if context.channel.isActive { armIdleTimer() }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        stopEverything()
+        self.context = nil
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        armIdleTimer()
+        context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        stopEverything()
+        context.fireChannelInactive()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.warning("connection failed", metadata: ["error": "\(error)", "open_streams": "\(streams.count)"])
+        context.fireErrorCaught(error)
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is Drain {
+            goAway(context, RPCError(.unavailable, "the server is shutting down; retry on another connection", errorID: "RPC_SERVER_DRAINING"))
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    // MARK: Frames from the client
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let id = frame.streamID
+        switch frame.kind {
+        case .open(let open)?:
+            opened(context, id, open)
+        case .message(let message)?:
+            guard var stream = streams[id] else { return unknownStream(context, id) }
+            guard !stream.halfClosed else {
+                return finish(id, RPCError(.invalidArgument, "a message after half-close on stream \(id)", errorID: "RPC_MESSAGE_AFTER_HALF_CLOSE"))
+            }
+            guard stream.windows.received(message.payload.count) else {
+                return finish(id, RPCError(.resourceExhausted, "the client sent beyond stream \(id)'s flow-control window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
+            }
+            stream.requests.yield(message.payload)
+            streams[id] = stream
+        case .halfClose?:
+            guard streams[id] != nil else { return unknownStream(context, id) }
+            streams[id]!.halfClosed = true
+            streams[id]!.requests.finish()
+        case .cancel(let cancel)?:
+            guard streams[id] != nil else { return }
+            logger.debug("call cancelled by the client", metadata: ["stream": "\(id)", "reason": "\(cancel.reason)"])
+            finish(id, nil, sendClose: false)
+        case .windowUpdate(let update)?:
+            // Stream 0 (a connection window) is reserved in v1; 0 grants nothing.
+            guard id != 0, update.incrementBytes > 0, streams[id] != nil else { return }
+            guard streams[id]!.windows.granted(update.incrementBytes) else {
+                return finish(id, RPCError(.invalidArgument, "window update overflows stream \(id)'s window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
+            }
+            sendBlocked(context, id)
+        case .ping(let ping)?:
+            // Normally answered by KeepaliveHandler; answered here in pipelines without it.
+            context.writeAndFlush(wrapOutboundOut(.init(streamID: 0, kind: .pong(.init(data: ping.data)))), promise: nil)
+        case .goAway?, .pong?, .close?, nil:
+            break
+        }
+    }
+
+    private func opened(_ context: ChannelHandlerContext, _ id: UInt32, _ open: Weft.V1.FrameOpen) {
+        guard id % 2 == 1, id > highestStreamID else {
+            let error = RPCError(.invalidArgument, "stream \(id) cannot be opened: client streams are odd and increasing", errorID: "RPC_BAD_STREAM_ID")
+            if streams[id] != nil { finish(id, error) } else { refuse(context, id, error) }
+            return
+        }
+        highestStreamID = id
+        if goAwayLastStreamID != nil {
+            return refuse(context, id, RPCError(.unavailable, "the server is shutting down; retry on another connection", errorID: "RPC_SERVER_DRAINING"))
+        }
+        guard let route = router.routes[open.method] else {
+            return refuse(context, id, RPCError(.unimplemented, "no method \(open.method) on this server", errorID: "RPC_UNKNOWN_METHOD"))
+        }
+        let metadataBytes = open.metadata.reduce(0) { $0 + $1.countedBytes }
+        guard metadataBytes <= configuration.maximumMetadataBytes else {
+            return refuse(context, id, RPCError(
+                .resourceExhausted, "the call's metadata is \(metadataBytes) bytes; the limit is \(configuration.maximumMetadataBytes)",
+                errorID: "RPC_METADATA_TOO_LARGE"))
+        }
+        guard streams.count < configuration.maximumConcurrentStreams else {
+            return refuse(context, id, RPCError(
+                .resourceExhausted, "\(streams.count) calls are open on this connection, the most allowed; wait for one to finish",
+                errorID: "RPC_TOO_MANY_STREAMS"))
+        }
+        idleTimer?.cancel()
+        idleTimer = nil
+
+        let deadline = open.timeout.map { NIODeadline.now() + .microseconds(max($0.micros, 0)) }
+        let call = RPCCallContext(
+            method: open.method, metadata: open.metadata, deadline: deadline, streamID: id, remoteAddress: context.channel.remoteAddress)
+        let (payloads, requests) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        var stream = Stream(context: call, requests: requests)
+        if let grant = stream.windows.openReceiveWindow(to: configuration.streamWindowBytes) {
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: grant)))), promise: nil)
+        }
+        streams[id] = stream
+        start(context, id, route, call, payloads)
+        if let deadline {
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            streams[id]!.deadline = context.eventLoop.scheduleTask(deadline: deadline) {
+                loopBound.value.finish(id, RPCError(.deadlineExceeded, "the call's deadline passed", errorID: "RPC_DEADLINE_EXCEEDED"))
+            }
+        }
+    }
+
+    private func start(
+        _ context: ChannelHandlerContext, _ id: UInt32, _ route: RPCRouter.Route, _ call: RPCCallContext,
+        _ payloads: AsyncThrowingStream<[UInt8], any Error>
+    ) {
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let inbound = RPCRouter.Inbound(payloads: payloads) { count in
+            eventLoop.execute { loopBound.value.read(id, count) }
+        }
+        let send: @Sendable ([UInt8]) async throws -> Void = { payload in
+            try await eventLoop.flatSubmit { loopBound.value.send(id, payload, on: eventLoop) }.get()
+        }
+        let handler = route.handler
+        streams[id]!.task = Task {
+            let result: Result<[UInt8]?, any Error>
+            do {
+                result = .success(try await handler(inbound, send, call))
+            } catch {
+                result = .failure(error)
+            }
+            eventLoop.execute { loopBound.value.completed(id, result) }
+        }
+    }
+
+    // MARK: Handlers' side
+
+    /// The handler read `count` request bytes: grant them back when due.
+    private func read(_ id: UInt32, _ count: Int) {
+        guard let context, streams[id] != nil,
+            let increment = streams[id]!.windows.read(count, windowBytes: configuration.streamWindowBytes)
+        else { return }
+        context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: increment)))), promise: nil)
+    }
+
+    /// A streamed response: goes out now if the window allows, else when the client grants more.
+    private func send(_ id: UInt32, _ payload: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let context, streams[id] != nil else {
+            return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
+        }
+        if streams[id]!.windows.canSend {
+            streams[id]!.windows.send -= payload.count
+            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: payload)))), promise: nil)
+            return context.eventLoop.makeSucceededVoidFuture()
+        }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        streams[id]!.windows.blocked.append((payload, promise))
+        return promise.futureResult
+    }
+
+    /// Sends the messages that waited for credit, as far as the window now allows.
+    private func sendBlocked(_ context: ChannelHandlerContext, _ id: UInt32) {
+        var sent = false
+        while let stream = streams[id], stream.windows.send > 0, let next = stream.windows.blocked.first {
+            streams[id]!.windows.blocked.removeFirst()
+            streams[id]!.windows.send -= next.payload.count
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: next.payload)))), promise: nil)
+            next.promise.succeed()
+            sent = true
+        }
+        if sent { context.flush() }
+    }
+
+    /// The handler returned or threw.
+    private func completed(_ id: UInt32, _ result: Result<[UInt8]?, any Error>) {
+        guard let context, streams[id] != nil else { return }  // already ended (deadline, cancel, close)
+        switch result {
+        case .success(let response):
+            if let response {
+                streams[id]!.windows.send -= response.count
+                context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: response)))), promise: nil)
+            }
+            finish(id, nil)
+        case .failure(let error as RPCError):
+            finish(id, error)
+        case .failure(let error):
+            var failure = RPCError(
+                .internal, "the server failed to handle the call; its log has the details under this correlation id", errorID: "RPC_HANDLER_FAILED")
+            failure.correlationID = RPCError.makeCorrelationID()
+            logger.error(
+                "handler failed",
+                metadata: ["stream": "\(id)", "method": "\(streams[id]!.context.method)", "error": "\(error)", "correlation_id": "\(failure.correlationID)"])
+            finish(id, failure)
+        }
+    }
+
+    // MARK: Ending streams and the connection
+
+    /// Answers a stream that was never opened: id beyond any opened, NOT_FOUND;
+    /// an id already over is a late frame, dropped.
+    private func unknownStream(_ context: ChannelHandlerContext, _ id: UInt32) {
+        guard id > highestStreamID || id % 2 == 0 else { return }
+        refuse(context, id, RPCError(.notFound, "no open stream \(id) on this connection", errorID: "RPC_UNKNOWN_STREAM"))
+    }
+
+    /// Closes a stream that never started, with `error`.
+    private func refuse(_ context: ChannelHandlerContext, _ id: UInt32, _ error: RPCError) {
+        logger.info("call refused", metadata: ["stream": "\(id)", "error_id": "\(error.errorID)", "reason": "\(error.message)"])
+        context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .close(.init(status: error.status)))), promise: nil)
+    }
+
+    /// Ends stream `id`: stops its handler, fails its waiting writers, and
+    /// (unless the client cancelled) sends its close, OK when `error` is nil.
+    private func finish(_ id: UInt32, _ error: RPCError?, sendClose: Bool = true) {
+        guard let stream = streams.removeValue(forKey: id) else { return }
+        stream.deadline?.cancel()
+        stream.task?.cancel()
+        let over = error ?? RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER")
+        stream.requests.finish(throwing: over)
+        var windows = stream.windows
+        windows.failBlocked(over)
+        if let error, error.code != .ok {
+            logger.info("call failed", metadata: [
+                "stream": "\(id)", "method": "\(stream.context.method)", "code": "\(error.code)", "error_id": "\(error.errorID)",
+                "trace_id": "\(stream.context.traceID ?? "")",
+            ])
+        }
+        guard let context else { return }
+        if sendClose {
+            let status = error?.status ?? .init(code: StatusCode.ok.rawValue)
+            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .close(.init(status: status)))), promise: nil)
+        }
+        if streams.isEmpty {
+            if goAwayLastStreamID != nil {
+                context.close(promise: nil)  // drained
+            } else {
+                armIdleTimer()
+            }
+        }
+    }
+
+    /// Sends GOAWAY: no new streams; the open ones finish, then the connection closes.
+    private func goAway(_ context: ChannelHandlerContext, _ reason: RPCError) {
+        guard goAwayLastStreamID == nil else { return }
+        goAwayLastStreamID = highestStreamID
+        idleTimer?.cancel()
+        logger.info("draining connection", metadata: ["open_streams": "\(streams.count)", "reason": "\(reason.message)"])
+        let frame = Weft.V1.Frame(streamID: 0, kind: .goAway(.init(lastStreamID: highestStreamID, status: reason.status)))
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        if streams.isEmpty { context.close(promise: nil) }
+    }
+
+    private func armIdleTimer() {
+        guard let context, let timeout = configuration.idleTimeout, idleTimer == nil, goAwayLastStreamID == nil else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        idleTimer = context.eventLoop.scheduleTask(in: timeout) {
+            let server = loopBound.value
+            server.idleTimer = nil
+            guard let context = server.context, server.streams.isEmpty else { return }
+            server.goAway(context, RPCError(.unavailable, "the connection was idle for \(timeout); reconnect when needed", errorID: "RPC_IDLE_TIMEOUT"))
+        }
+    }
+
+    /// The connection is gone: every handler stops, every waiting writer fails.
+    private func stopEverything() {
+        idleTimer?.cancel()
+        idleTimer = nil
+        let open = streams
+        streams = [:]
+        let gone = RPCError(.unavailable, "the connection closed", errorID: "RPC_CONNECTION_CLOSED")
+        for (_, stream) in open {
+            stream.deadline?.cancel()
+            stream.task?.cancel()
+            stream.requests.finish(throwing: gone)
+            var windows = stream.windows
+            windows.failBlocked(gone)
+        }
+    }
+}
