@@ -49,6 +49,9 @@ public final class RPCClientHandler: ChannelInboundHandler {
             return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")))
         }
         if let goAway { return (nil, eventLoop.makeFailedFuture(goAway)) }
+        if let request, request.count > configuration.maximumMessageBytes {
+            return (nil, eventLoop.makeFailedFuture(configuration.messageTooLarge(request.count)))
+        }
         guard nextStreamID < UInt32(Int32.max) else {
             return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "this connection has used all its stream ids; open a new one", errorID: "RPC_STREAM_IDS_EXHAUSTED")))
         }
@@ -76,6 +79,9 @@ public final class RPCClientHandler: ChannelInboundHandler {
     func send(_ id: UInt32, _ payload: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
         guard let context, calls[id] != nil else {
             return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
+        }
+        guard payload.count <= configuration.maximumMessageBytes else {
+            return eventLoop.makeFailedFuture(configuration.messageTooLarge(payload.count))
         }
         if calls[id]!.windows.canSend {
             calls[id]!.windows.send -= payload.count

@@ -32,6 +32,17 @@ public struct RPCConfiguration: Sendable {
 
     public init() {}
 
+    /// Largest message payload a frame of `maximumFrameBytes` carries: the
+    /// frame's own fields (stream id, kind) take at most 32 bytes.
+    public var maximumMessageBytes: Int { maximumFrameBytes - 32 }
+
+    /// The error for a message too large to send.
+    func messageTooLarge(_ count: Int) -> RPCError {
+        RPCError(
+            .resourceExhausted, "a message of \(count) bytes is over the limit of \(maximumMessageBytes) (frame limit \(maximumFrameBytes)); split it",
+            errorID: "RPC_MESSAGE_TOO_LARGE")
+    }
+
     /// The defaults above.
     public static let `default` = RPCConfiguration()
 }

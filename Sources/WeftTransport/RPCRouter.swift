@@ -44,6 +44,11 @@ public struct RPCRouter: Sendable {
 
     public init() {}
 
+    /// Adds the routes of `other` whose paths this router does not serve yet.
+    mutating func addMissing(from other: RPCRouter) {
+        routes.merge(other.routes) { mine, _ in mine }
+    }
+
     /// The paths served, sorted.
     public var paths: [String] { routes.keys.sorted() }
 

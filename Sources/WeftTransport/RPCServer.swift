@@ -38,23 +38,34 @@ public final class RPCServer: Sendable {
     private let listener: any Channel
     private let connections: ConnectionRegistry
     private let logger: Logger
+    /// What `weft.v1.HealthService` reports; the node's components set it.
+    public let health: HealthStatus
 
     /// The port the server listens on (useful with port 0).
     public var port: Int { listener.localAddress?.port ?? 0 }
     /// The address the server listens on.
     public var localAddress: SocketAddress? { listener.localAddress }
 
-    private init(listener: any Channel, connections: ConnectionRegistry, logger: Logger) {
+    private init(listener: any Channel, connections: ConnectionRegistry, logger: Logger, health: HealthStatus) {
+        self.health = health
         self.listener = listener
         self.connections = connections
         self.logger = logger
     }
 
-    /// Listens on `host:port` (port 0: any free port).
+    /// Listens on `host:port` (port 0: any free port) and serves `router`
+    /// plus the standard services every node has: `weft.v1.HealthService`,
+    /// reporting `health`, and `weft.v1.ReflectionService` (unless `router`
+    /// already serves those paths itself).
     public static func start(
         host: String, port: Int, security: RPCSecurity, router: RPCRouter, configuration: RPCConfiguration = .default,
-        logger: Logger = Logger(label: "weft.rpc.server"), group: (any EventLoopGroup)? = nil
+        health: HealthStatus = HealthStatus(), logger: Logger = Logger(label: "weft.rpc.server"), group: (any EventLoopGroup)? = nil
     ) async throws -> RPCServer {
+        var standard = router
+        standard.registerStandardServices(health: health)
+        var served = router
+        served.addMissing(from: standard)
+        let router = served
         if case .plaintext = security {
             logger.warning("serving WITHOUT TLS: traffic is neither encrypted nor authenticated; never do this outside a local experiment")
         }
@@ -72,12 +83,13 @@ public final class RPCServer: Sendable {
             }
             .bind(host: host, port: port).get()
         logger.info("listening", metadata: ["address": "\(listener.localAddress.map { "\($0)" } ?? "?")", "methods": "\(router.paths.count)"])
-        return RPCServer(listener: listener, connections: connections, logger: logger)
+        return RPCServer(listener: listener, connections: connections, logger: logger, health: health)
     }
 
     /// Stops accepting, drains every connection (GOAWAY, open calls finish),
     /// and after `gracePeriod` closes the connections still open.
     public func shutdown(gracePeriod: TimeAmount = .seconds(10)) async {
+        health.set(.notServing, detail: "shutting down")
         try? await listener.close()
         let open = connections.all
         logger.info("shutting down", metadata: ["connections": "\(open.count)", "grace_period": "\(gracePeriod)"])

@@ -156,7 +156,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
         let (payloads, requests) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
         var stream = Stream(context: call, requests: requests)
         if let grant = stream.windows.openReceiveWindow(to: configuration.streamWindowBytes) {
-            context.write(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: grant)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: grant)))), promise: nil)
         }
         streams[id] = stream
         start(context, id, route, call, payloads)
@@ -207,6 +207,9 @@ public final class RPCServerHandler: ChannelInboundHandler {
         guard let context, streams[id] != nil else {
             return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
         }
+        guard payload.count <= configuration.maximumMessageBytes else {
+            return eventLoop.makeFailedFuture(configuration.messageTooLarge(payload.count))
+        }
         if streams[id]!.windows.canSend {
             streams[id]!.windows.send -= payload.count
             context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: payload)))), promise: nil)
@@ -234,6 +237,8 @@ public final class RPCServerHandler: ChannelInboundHandler {
     private func completed(_ id: UInt32, _ result: Result<[UInt8]?, any Error>) {
         guard let context, streams[id] != nil else { return }  // already ended (deadline, cancel, close)
         switch result {
+        case .success(let response?) where response.count > configuration.maximumMessageBytes:
+            finish(id, configuration.messageTooLarge(response.count))
         case .success(let response):
             if let response {
                 streams[id]!.windows.send -= response.count

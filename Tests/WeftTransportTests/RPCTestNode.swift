@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import WeftCrypto
 import WeftTransport
+import WeftWire
 
 /// A Weft node on loopback for the RPC tests: a fresh domain root, a server
 /// certificate for `localhost`, and an `RPCServer` serving `router`.
@@ -12,7 +13,15 @@ struct RPCTestNode {
 
     static let group = MultiThreadedEventLoopGroup.singleton
 
-    static func start(configuration: RPCConfiguration = .default, _ configure: (inout RPCRouter) -> Void) async throws -> RPCTestNode {
+    /// The defaults without keepalive: a missing flush then hangs the test (and
+    /// fails it at its time limit) instead of being rescued by the next PING.
+    static var testConfiguration: RPCConfiguration {
+        var configuration = RPCConfiguration()
+        configuration.keepaliveInterval = nil
+        return configuration
+    }
+
+    static func start(configuration: RPCConfiguration = testConfiguration, _ configure: (inout RPCRouter) -> Void) async throws -> RPCTestNode {
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let node = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
         var router = RPCRouter()
@@ -28,8 +37,27 @@ struct RPCTestNode {
     }
 
     /// A client connection with the full client pipeline (TLS, frames, keepalive, RPC).
-    func connect(configuration: RPCConfiguration = .default) async throws -> RPCClient {
+    func connect(configuration: RPCConfiguration = testConfiguration) async throws -> RPCClient {
         try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(clientTLS()), configuration: configuration)
+    }
+
+    /// A frame-level connection to this node, for tests that speak the
+    /// protocol by hand (and break it on purpose).
+    func rawConnection() async throws -> RawFrameConnection {
+        try await RawFrameConnection.connect(port: port, tls: clientTLS())
+    }
+
+    /// Sends `frames` on a raw connection and returns the first frame received
+    /// other than a window update.
+    func firstAnswer(_ frames: [Weft.V1.Frame]) async throws -> Weft.V1.Frame {
+        let connection = try await rawConnection()
+        defer { connection.close() }
+        connection.send(frames)
+        for await frame in connection.frames {
+            if case .windowUpdate? = frame.kind { continue }  // flow-control grants are not answers
+            return frame
+        }
+        throw ChannelError.ioOnClosedChannel
     }
 
     func close() {
@@ -48,4 +76,42 @@ func waitUntilCancelled() async throws {
     for await _ in never {}
     continuation.finish()
     try Task.checkCancellation()
+}
+
+/// A client that speaks frames by hand: sends what a test says and hands
+/// every frame it receives to `frames`, which ends when the connection closes.
+struct RawFrameConnection {
+    let channel: any Channel
+    let frames: AsyncStream<Weft.V1.Frame>
+
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = Weft.V1.Frame
+        let continuation: AsyncStream<Weft.V1.Frame>.Continuation
+        init(_ continuation: AsyncStream<Weft.V1.Frame>.Continuation) { self.continuation = continuation }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { continuation.yield(unwrapInboundIn(data)) }
+        func channelInactive(context: ChannelHandlerContext) { continuation.finish() }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+
+    static func connect(port: Int, tls: TLSContext) async throws -> RawFrameConnection {
+        let (frames, continuation) = AsyncStream<Weft.V1.Frame>.makeStream()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSHandler(context: tls))
+                    try sync.addHandler(FrameHandler(role: .client))
+                    try sync.addHandler(Collector(continuation))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        return RawFrameConnection(channel: channel, frames: frames)
+    }
+
+    func send(_ frames: [Weft.V1.Frame]) {
+        for frame in frames { channel.write(frame, promise: nil) }
+        channel.flush()
+    }
+
+    func close() { channel.close(promise: nil) }
 }

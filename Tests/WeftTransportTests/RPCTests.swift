@@ -5,7 +5,7 @@ import WeftTransport
 import WeftWire
 
 /// Unary calls over frames over TLS on loopback.
-@Suite struct RPCTests {
+@Suite(.timeLimit(.minutes(1))) struct RPCTests {
     let group = MultiThreadedEventLoopGroup.singleton
 
     /// A node whose Health/Check answers SERVING and echoes the service name as
@@ -46,63 +46,23 @@ import WeftWire
         await #expect(throws: RPCError(.notFound, "no service weft.v1.Nothing", errorID: "HEALTH_UNKNOWN_SERVICE")) {
             _ = try await client.unary(Weft.V1.HealthService.check, .init(service: "weft.v1.Nothing"))
         }
-        await #expect(throws: RPCError(.unimplemented, "no method /weft.v1.ReflectionService/GetDescriptorSet on this server", errorID: "RPC_UNKNOWN_METHOD")) {
-            _ = try await client.unary(Weft.V1.ReflectionService.getDescriptorSet, .init())
+        await #expect(throws: RPCError(.unimplemented, "no method /weft.v1.ParticipantAdministrationService/GetParticipantId on this server", errorID: "RPC_UNKNOWN_METHOD")) {
+            _ = try await client.unary(Weft.V1.ParticipantAdministrationService.getParticipantID, .init())
         }
         // The connection still works after failed calls.
         #expect(try await client.unary(Weft.V1.HealthService.check, .init(service: "x")).status == .serving)
-    }
-
-    /// Collects frames from a raw frame-level client.
-    final class Frames: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = Weft.V1.Frame
-        let first: EventLoopPromise<Weft.V1.Frame>
-        var completed = false
-        init(_ first: EventLoopPromise<Weft.V1.Frame>) { self.first = first }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let frame = unwrapInboundIn(data)
-            // Flow-control grants are not answers.
-            if case .windowUpdate? = frame.kind { return }
-            if !completed { first.succeed(frame) }
-            completed = true
-        }
-        func channelInactive(context: ChannelHandlerContext) {
-            if !completed { first.fail(ChannelError.ioOnClosedChannel) }
-            completed = true
-        }
-    }
-
-    /// Sends `frames` on a raw frame connection and returns the first frame received
-    /// other than a window update.
-    func firstAnswer(_ node: RPCTestNode, _ frames: [Weft.V1.Frame]) async throws -> Weft.V1.Frame {
-        let tls = try node.clientTLS()
-        let promise = group.next().makePromise(of: Weft.V1.Frame.self)
-        let collector = Frames(promise)
-        let channel = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
-                    try channel.pipeline.syncOperations.addHandler(FrameHandler(role: .client))
-                    try channel.pipeline.syncOperations.addHandler(collector)
-                }
-            }
-            .connect(host: "127.0.0.1", port: node.port).get()
-        defer { channel.close(promise: nil) }
-        for frame in frames { channel.write(frame, promise: nil) }
-        channel.flush()
-        return try await promise.futureResult.get()
     }
 
     @Test func protocolMisuseGetsAStatus() async throws {
         let node = try await startNode()
         defer { node.close() }
         // A message for a stream that was never opened: NOT_FOUND for that stream.
-        let unknown = try await firstAnswer(node, [.init(streamID: 5, kind: .message(.init(payload: [1])))])
+        let unknown = try await node.firstAnswer([.init(streamID: 5, kind: .message(.init(payload: [1])))])
         guard case .close(let close)? = unknown.kind else { Issue.record("expected a close, got \(unknown)"); return }
         #expect(unknown.streamID == 5)
         #expect(close.status?.code == StatusCode.notFound.rawValue && close.status?.errorID == "RPC_UNKNOWN_STREAM")
         // A request that is not a CheckRequest: INVALID_ARGUMENT.
-        let malformed = try await firstAnswer(node, [
+        let malformed = try await node.firstAnswer([
             .init(streamID: 1, kind: .open(.init(method: Weft.V1.HealthService.check.path))),
             .init(streamID: 1, kind: .message(.init(payload: [0xFF, 0xFF]))),
             .init(streamID: 1, kind: .halfClose(.init())),
@@ -110,7 +70,7 @@ import WeftWire
         guard case .close(let rejected)? = malformed.kind else { Issue.record("expected a close, got \(malformed)"); return }
         #expect(rejected.status?.code == StatusCode.invalidArgument.rawValue && rejected.status?.errorID == "RPC_MALFORMED_REQUEST")
         // A ping is answered with a pong carrying its data.
-        let pong = try await firstAnswer(node, [.init(streamID: 0, kind: .ping(.init(data: 42)))])
+        let pong = try await node.firstAnswer([.init(streamID: 0, kind: .ping(.init(data: 42)))])
         #expect(pong == .init(streamID: 0, kind: .pong(.init(data: 42))))
     }
 }

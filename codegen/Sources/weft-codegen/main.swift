@@ -1,7 +1,8 @@
 // weft-codegen: the generator behind codegen/generate.
 //
 //   weft-codegen --descriptor-set ALL.pb --plain-descriptor-set PLAIN.pb \
-//                --swift-out DIR --tests-out DIR --c-out DIR --docs-out DIR
+//                --swift-out DIR --tests-out DIR --c-out DIR --docs-out DIR \
+//                --transport-out DIR
 //
 // ALL.pb is `protoc --include_source_info` output (comments become doc
 // comments); PLAIN.pb, without source info, is embedded for reflection.
@@ -29,6 +30,7 @@ do {
     let testsOut = argument("--tests-out")
     let cOut = argument("--c-out")
     let docsOut = argument("--docs-out")
+    let transportOut = argument("--transport-out")
 
     let schema = try Schema(descriptorSet: descriptorSet, onlyPackage: "weft.v1")
     let swift = SwiftEmitter(schema: schema)
@@ -37,6 +39,7 @@ do {
         try write(swift.emitFile(file), to: "\(swiftOut)/\(base).pb.swift")
     }
     try write(swift.emitRegistry(), to: "\(swiftOut)/Registry.swift")
+    try write(StubEmitter(schema: schema, swift: swift).emit(), to: "\(transportOut)/Services.swift")
     try write(SampleEmitter(schema: schema, swift: swift).emit(), to: "\(testsOut)/Samples.swift")
     try write(DocsEmitter.methods(schema), to: "\(docsOut)/methods.md")
     try write(CEmitter.umbrellaHeader(schema), to: "\(cOut)/include/CWeftWire.h")

@@ -1,0 +1,159 @@
+import NIOCore
+import NIOPosix
+import Testing
+import WeftCrypto
+import WeftTransport
+import WeftWire
+
+/// GOAWAY and graceful drain, the idle timeout, and keepalive.
+@Suite(.timeLimit(.minutes(1))) struct ConnectionLifecycleTests {
+    /// Watch sends one update, reports "started", then ends when `release` yields.
+    func startNode(
+        _ configuration: RPCConfiguration = RPCTestNode.testConfiguration, events: AsyncStream<String>.Continuation,
+        release: AsyncStream<Void>
+    ) async throws -> RPCTestNode {
+        try await RPCTestNode.start(configuration: configuration) { router in
+            router.registerServerStream(Weft.V1.HealthService.watch) { _, writer, _ in
+                try await writer.send(.init(status: .serving))
+                events.yield("started")
+                for await _ in release { return }
+            }
+        }
+    }
+
+    @Test func shutdownSendsGoAwayRefusesNewStreamsAndLetsOpenCallsFinish() async throws {
+        let (events, eventsContinuation) = AsyncStream<String>.makeStream()
+        let (release, releaseContinuation) = AsyncStream<Void>.makeStream()
+        let node = try await startNode(events: eventsContinuation, release: release)
+        let connection = try await node.rawConnection()
+        defer { connection.close() }
+        var frames = connection.frames.makeAsyncIterator()
+        var iterator = events.makeAsyncIterator()
+        connection.send([
+            .init(streamID: 1, kind: .open(.init(method: Weft.V1.HealthService.watch.path))),
+            .init(streamID: 1, kind: .message(.init(payload: try Weft.V1.WatchRequest().serializedBytes()))),
+            .init(streamID: 1, kind: .halfClose(.init())),
+        ])
+        #expect(await iterator.next() == "started")
+
+        let shutdown = Task { await node.server.shutdown(gracePeriod: .seconds(30)) }
+        // The client learns that stream 1 is the last one served.
+        var goAway: Weft.V1.FrameGoAway?
+        while goAway == nil, let frame = await frames.next() {
+            if case .goAway(let frame)? = frame.kind { goAway = frame }
+        }
+        #expect(goAway?.lastStreamID == 1)
+        #expect(goAway?.status?.errorID == "RPC_SERVER_DRAINING")
+        // A stream opened after GOAWAY is refused, retryable elsewhere.
+        connection.send([.init(streamID: 3, kind: .open(.init(method: Weft.V1.HealthService.check.path)))])
+        var refused: Weft.V1.FrameClose?
+        while refused == nil, let frame = await frames.next() {
+            if frame.streamID == 3, case .close(let close)? = frame.kind { refused = close }
+        }
+        #expect(refused?.status?.code == StatusCode.unavailable.rawValue)
+        #expect(refused?.status?.errorID == "RPC_SERVER_DRAINING")
+        // The open call runs to its end, then the server closes the connection and shutdown returns.
+        releaseContinuation.yield()
+        var closedOK = false
+        while let frame = await frames.next() {
+            if frame.streamID == 1, case .close(let close)? = frame.kind { closedOK = close.status?.code == StatusCode.ok.rawValue }
+        }
+        #expect(closedOK)
+        await shutdown.value
+        // The listener is gone: no new connections.
+        await #expect(throws: (any Error).self) { _ = try await node.connect() }
+    }
+
+    @Test func aCallStillRunningAtTheEndOfTheGracePeriodIsCutOff() async throws {
+        let (events, eventsContinuation) = AsyncStream<String>.makeStream()
+        let (release, _) = AsyncStream<Void>.makeStream()
+        let node = try await startNode(events: eventsContinuation, release: release)
+        let client = try await node.connect()
+        var iterator = events.makeAsyncIterator()
+        let responses = try client.serverStream(Weft.V1.HealthService.watch, .init())
+        var updates = responses.makeAsyncIterator()
+        #expect(try await updates.next()?.status == .serving)
+        #expect(await iterator.next() == "started")
+        await node.server.shutdown(gracePeriod: .milliseconds(200))
+        await #expect {
+            _ = try await updates.next()
+        } throws: { error in
+            (error as? RPCError)?.code == .unavailable
+        }
+        // And the client knows the connection is draining or gone.
+        await #expect(throws: RPCError.self) { _ = try await client.unary(Weft.V1.HealthService.check, .init()) }
+    }
+
+    @Test func anIdleConnectionIsClosedWithGoAway() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        configuration.idleTimeout = .milliseconds(500)
+        let (events, eventsContinuation) = AsyncStream<String>.makeStream()
+        let (release, releaseContinuation) = AsyncStream<Void>.makeStream()
+        let node = try await startNode(configuration, events: eventsContinuation, release: release)
+        defer { node.close() }
+        let client = try await node.connect()
+        // While a call is open the connection is not idle, however long it takes.
+        var responses = try client.serverStream(Weft.V1.HealthService.watch, .init()).makeAsyncIterator()
+        #expect(try await responses.next()?.status == .serving)
+        var iterator = events.makeAsyncIterator()
+        #expect(await iterator.next() == "started")
+        try await Task.sleep(for: .seconds(1))  // twice the idle timeout, with a call open
+        #expect(client.channel.isActive)
+        releaseContinuation.yield()
+        #expect(try await responses.next() == nil)
+        // Then, with nothing open, the server sends GOAWAY and closes.
+        try await client.channel.closeFuture.get()
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init())
+        } throws: { error in
+            (error as? RPCError)?.code == .unavailable
+        }
+    }
+
+    @Test func aSilentPeerIsDetectedByKeepalive() async throws {
+        // A "server" that completes TLS and reads frames but never answers anything, pings included.
+        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
+        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
+                    try channel.pipeline.syncOperations.addHandler(FrameHandler(role: .server))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { silent.close(promise: nil) }
+        var configuration = RPCTestNode.testConfiguration
+        configuration.keepaliveInterval = .milliseconds(100)
+        configuration.keepaliveTimeout = .milliseconds(200)
+        let client = try await RPCClient.connect(
+            host: "127.0.0.1", port: silent.localAddress!.port!,
+            security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
+            configuration: configuration)
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init())
+        } throws: { error in
+            guard let error = error as? RPCError else { return false }
+            return error.code == .unavailable && error.message.contains("keepalive")
+        }
+        try await client.channel.closeFuture.get()  // and the connection is closed
+    }
+
+    @Test func keepaliveKeepsASlowCallAlive() async throws {
+        // Nothing is sent for 600 ms while the handler works: pings and pongs fill the silence.
+        var configuration = RPCTestNode.testConfiguration
+        configuration.keepaliveInterval = .milliseconds(50)
+        configuration.keepaliveTimeout = .milliseconds(100)
+        let node = try await RPCTestNode.start(configuration: configuration) { router in
+            router.register(Weft.V1.HealthService.check) { _, _ in
+                try await Task.sleep(for: .milliseconds(600))  // the work being measured, not synchronization
+                return .init(status: .serving)
+            }
+        }
+        defer { node.close() }
+        let client = try await node.connect(configuration: configuration)
+        defer { client.channel.close(promise: nil) }
+        #expect(try await client.unary(Weft.V1.HealthService.check, .init()).status == .serving)
+    }
+}

@@ -1,0 +1,95 @@
+import NIOCore
+import Testing
+import WeftTransport
+import WeftWire
+
+/// Every limit of `RPCConfiguration` refuses what passes it with a status,
+/// and the connection goes on serving.
+@Suite(.timeLimit(.minutes(1))) struct LimitsTests {
+    /// Check("hold") works until cancelled, reporting "started"/"stopped"; anything else answers at once.
+    func startNode(_ configuration: RPCConfiguration, events: AsyncStream<String>.Continuation) async throws -> RPCTestNode {
+        try await RPCTestNode.start(configuration: configuration) { router in
+            router.register(Weft.V1.HealthService.check) { request, _ in
+                guard request.service == "hold" else { return .init(status: .serving, detail: request.service) }
+                events.yield("started")
+                do {
+                    try await waitUntilCancelled()
+                } catch {
+                    events.yield("stopped")
+                    throw error
+                }
+                return .init(status: .serving)
+            }
+        }
+    }
+
+    @Test func moreConcurrentStreamsThanAllowedAreRefusedThenServedWhenOneEnds() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        configuration.maximumConcurrentStreams = 2
+        let (events, continuation) = AsyncStream<String>.makeStream()
+        let node = try await startNode(configuration, events: continuation)
+        defer { node.close() }
+        let client = try await node.connect()
+        defer { client.channel.close(promise: nil) }
+        var iterator = events.makeAsyncIterator()
+        let first = Task { try await client.unary(Weft.V1.HealthService.check, .init(service: "hold")) }
+        #expect(await iterator.next() == "started")
+        let second = Task { try await client.unary(Weft.V1.HealthService.check, .init(service: "hold")) }
+        #expect(await iterator.next() == "started")
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init(service: "third"))
+        } throws: { error in
+            (error as? RPCError)?.code == .resourceExhausted && (error as? RPCError)?.errorID == "RPC_TOO_MANY_STREAMS"
+        }
+        first.cancel()
+        #expect(await iterator.next() == "stopped")
+        #expect(try await client.unary(Weft.V1.HealthService.check, .init(service: "fourth")).detail == "fourth")
+        second.cancel()
+        _ = await (first.result, second.result)
+    }
+
+    @Test func metadataOverTheLimitIsRefused() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        configuration.maximumMetadataBytes = 1024
+        let (_, continuation) = AsyncStream<String>.makeStream()
+        let node = try await startNode(configuration, events: continuation)
+        defer { node.close() }
+        let client = try await node.connect()
+        defer { client.channel.close(promise: nil) }
+        // 13 + 1,011 bytes: exactly the limit, served.
+        let fits = [Weft.V1.MetadataEntry(key: "authorization", value: .textValue(String(repeating: "a", count: 1011)))]
+        #expect(try await client.unary(Weft.V1.HealthService.check, .init(service: "ok"), metadata: fits).status == .serving)
+        let over = [Weft.V1.MetadataEntry(key: "authorization", value: .textValue(String(repeating: "a", count: 1012)))]
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init(service: "ok"), metadata: over)
+        } throws: { error in
+            (error as? RPCError)?.code == .resourceExhausted && (error as? RPCError)?.errorID == "RPC_METADATA_TOO_LARGE"
+        }
+        #expect(try await client.unary(Weft.V1.HealthService.check, .init(service: "again")).detail == "again")
+    }
+
+    @Test func aMessageOverTheFrameLimitIsRefusedBeforeItIsSent() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        configuration.maximumFrameBytes = 64 * 1024
+        let (_, continuation) = AsyncStream<String>.makeStream()
+        let node = try await startNode(configuration, events: continuation)
+        defer { node.close() }
+        let client = try await node.connect(configuration: configuration)
+        defer { client.channel.close(promise: nil) }
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init(service: String(repeating: "s", count: 64 * 1024)))
+        } throws: { error in
+            (error as? RPCError)?.code == .resourceExhausted && (error as? RPCError)?.errorID == "RPC_MESSAGE_TOO_LARGE"
+        }
+        // A response over the limit ends the call with the same status; the connection goes on.
+        // The request (4 bytes of framing + the string) is exactly at the limit; the response, 2 bytes over.
+        let big = String(repeating: "r", count: configuration.maximumMessageBytes - 4)
+        #expect(try Weft.V1.CheckRequest(service: big).serializedBytes().count == configuration.maximumMessageBytes)
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init(service: big))
+        } throws: { error in
+            (error as? RPCError)?.code == .resourceExhausted && (error as? RPCError)?.errorID == "RPC_MESSAGE_TOO_LARGE"
+        }
+        #expect(try await client.unary(Weft.V1.HealthService.check, .init(service: "small")).detail == "small")
+    }
+}
