@@ -2,7 +2,7 @@ public import WeftCrypto
 
 /// How one side of a Weft TLS connection authenticates itself and its peer.
 ///
-/// TLS 1.3 only, ALPN `weft/1` required on both sides. Servers present a
+/// TLS 1.3 only unless `minimumVersion` allows 1.2; ALPN `weft/1` required on both sides. Servers present a
 /// certificate chaining to the domain's root (`weft certs`); clients verify
 /// it against `trustRootsPEM` and the expected hostname. Mutual TLS adds the
 /// same in the other direction.
@@ -25,12 +25,30 @@ public struct TLSConfiguration: Sendable {
     public var applicationProtocol = "weft/1"
     /// Where to append the NSS key log (for Wireshark); nil: none. Secret.
     public var keyLogPath: String?
+    /// The oldest TLS version this side accepts: 1.3 unless an operator opts
+    /// in to 1.2 for a peer that cannot do better.
+    public var minimumVersion: TLSVersion = .v1_3
 
     public init(role: Role, credentials: TLSCredentials? = nil, trustRootsPEM: String? = nil, keyLogPath: String? = nil) {
         self.role = role
         self.credentials = credentials
         self.trustRootsPEM = trustRootsPEM
         self.keyLogPath = keyLogPath
+    }
+}
+
+/// A TLS protocol version Weft can negotiate.
+public enum TLSVersion: Sendable, Hashable, CustomStringConvertible {
+    /// TLS 1.2: only by explicit configuration.
+    case v1_2
+    /// TLS 1.3: the default and the only version unless configured otherwise.
+    case v1_3
+
+    public var description: String {
+        switch self {
+        case .v1_2: "TLS 1.2"
+        case .v1_3: "TLS 1.3"
+        }
     }
 }
 

@@ -33,8 +33,9 @@ public final class TLSContext: @unchecked Sendable {
         alpnStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: alpnWire.count)
         alpnStorage.initialize(from: alpnWire, count: alpnWire.count)
 
-        guard COpenSSL_SSL_CTX_set_min_proto_version(context, TLS1_3_VERSION) == 1 else {
-            throw .configuration("cannot require TLS 1.3: \(OpenSSL.takeError())")
+        let minimum = configuration.minimumVersion == .v1_2 ? TLS1_2_VERSION : TLS1_3_VERSION
+        guard COpenSSL_SSL_CTX_set_min_proto_version(context, minimum) == 1 else {
+            throw .configuration("cannot require \(configuration.minimumVersion): \(OpenSSL.takeError())")
         }
         if let credentials = configuration.credentials { try loadCredentials(credentials) }
         if let roots = configuration.trustRootsPEM { try loadTrustRoots(roots) }

@@ -14,7 +14,13 @@ import WeftWire
                 }
                 return .init(status: .serving, detail: "serving \(request.service.isEmpty ? "the node" : request.service)")
             }
-            router.registerServerStream(Weft.V1.HealthService.watch) { _, writer, _ in
+            router.registerServerStream(Weft.V1.HealthService.watch) { request, writer, _ in
+                if request.service == "bulk" {
+                    // 200 updates of 4 KiB: 800 KiB, far past the 64 KiB a stream starts with, so the
+                    // stream completes only if Python grants window as it reads.
+                    for _ in 0..<200 { try await writer.send(.init(status: .serving, detail: String(repeating: "d", count: 4096))) }
+                    return
+                }
                 for status in [Weft.V1.ServingStatus.serving, .notServing, .serving] { try await writer.send(.init(status: status)) }
             }
         }
@@ -58,6 +64,12 @@ import WeftWire
         #expect(
             watch.output.contains("update: SERVING_STATUS_SERVING\nupdate: SERVING_STATUS_NOT_SERVING\nupdate: SERVING_STATUS_SERVING\nstream ended"),
             "\(watch.output)")
+
+        // A long stream: Python's window updates keep it going.
+        let bulk = try python(["--service", "bulk"], command: "watch")
+        #expect(bulk.status == 0, "\(bulk.output)")
+        #expect(bulk.output.components(separatedBy: "update: SERVING_STATUS_SERVING").count - 1 == 200, "\(bulk.output.suffix(200))")
+        #expect(bulk.output.hasSuffix("stream ended\n"), "\(bulk.output.suffix(200))")
 
         // The Python side verifies the server's certificate: another name is refused.
         let process = try python(["--server-name", "elsewhere.example"])

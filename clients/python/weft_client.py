@@ -23,6 +23,9 @@ from weft.v1 import frame_pb2, health_pb2  # noqa: E402  (generated)
 
 PREFACE = b"WEFT\x01\x00\r\n"
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+# Every stream starts with a 64 KiB window in each direction (wire-protocol.md §4.2);
+# this client grants back what it has read once half the window is used.
+INITIAL_WINDOW_BYTES = 65536
 
 
 class WeftError(Exception):
@@ -96,13 +99,26 @@ class Connection:
         half_close = frame_pb2.Frame(stream_id=stream)
         half_close.half_close.SetInParent()
         self.send(half_close)
+        read_since_grant = 0
         while True:
             frame = self.receive()
+            kind = frame.WhichOneof("kind")
+            if kind == "ping":  # keepalive: answer at once, whatever the stream
+                pong = frame_pb2.Frame(stream_id=0)
+                pong.pong.data = frame.ping.data
+                self.send(pong)
+                continue
             if frame.stream_id != stream:
                 continue
-            kind = frame.WhichOneof("kind")
             if kind == "message":
                 yield response_class.FromString(frame.message.payload)
+                # The message has been consumed: return its bytes to the server's window.
+                read_since_grant += len(frame.message.payload)
+                if read_since_grant >= INITIAL_WINDOW_BYTES // 2:
+                    grant = frame_pb2.Frame(stream_id=stream)
+                    grant.window_update.increment_bytes = read_since_grant
+                    self.send(grant)
+                    read_since_grant = 0
             elif kind == "close":
                 if frame.close.status.code != 0:
                     raise WeftError(frame.close.status)
