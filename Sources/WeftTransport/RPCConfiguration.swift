@@ -2,7 +2,7 @@ public import NIOCore
 import WeftWire
 
 /// Every limit and timer of the RPC layer, with the defaults a node uses
-/// unless its configuration says otherwise (docs/wire-protocol.md §6).
+/// unless its configuration says otherwise (docs/wire-protocol.md §4.3).
 ///
 /// The same values serve both ends: a server applies the stream and metadata
 /// limits to what clients open, a client applies the window to what it reads.

@@ -6,7 +6,7 @@ import CWeftWire
 
 extension Weft.V1 {
     /// One frame of a connection. Every frame belongs to a stream except the
-    /// connection-level kinds (ping, pong, go_away, and window_update on stream 0).
+    /// connection-level kinds (ping, pong, go_away), sent on stream 0.
     public struct Frame: WireMessage {
         public static let protoMessageName = "weft.v1.Frame"
 
@@ -79,8 +79,8 @@ extension Weft.V1 {
             case close(Weft.V1.FrameClose)
             /// Client to server: abandon the call; the server stops its work.
             case cancel(Weft.V1.FrameCancel)
-            /// The receiver may send this many more payload bytes on the stream
-            /// (or on the connection, for stream 0).
+            /// The receiver may send this many more message payload bytes on the
+            /// stream (docs/wire-protocol.md §4.2). Stream 0 is reserved: ignored.
             case windowUpdate(Weft.V1.FrameWindowUpdate)
             /// Keepalive request, answered by a pong with the same data.
             case ping(Weft.V1.FramePing)
@@ -390,11 +390,13 @@ extension Weft.V1 {
         }
     }
 
-    /// Grants the peer more flow-control credit.
+    /// Grants the peer more flow-control credit on a stream. Every stream starts
+    /// with a window of 65,536 bytes in each direction; a sender may send a
+    /// message while its window is positive and subtracts the payload size.
     public struct FrameWindowUpdate: WireMessage {
         public static let protoMessageName = "weft.v1.FrameWindowUpdate"
 
-        /// Additional payload bytes the peer may send; never 0.
+        /// Additional payload bytes the peer may send; never 0 (a 0 is ignored).
         public var incrementBytes: UInt32 = 0
 
         /// Fields read from the wire that this schema does not know.

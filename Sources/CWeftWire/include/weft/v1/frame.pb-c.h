@@ -50,7 +50,7 @@ typedef enum {
 
 /*
  * One frame of a connection. Every frame belongs to a stream except the
- * connection-level kinds (ping, pong, go_away, and window_update on stream 0).
+ * connection-level kinds (ping, pong, go_away), sent on stream 0.
  */
 struct  Weft__V1__Frame
 {
@@ -84,8 +84,8 @@ struct  Weft__V1__Frame
      */
     Weft__V1__FrameCancel *cancel;
     /*
-     * The receiver may send this many more payload bytes on the stream
-     * (or on the connection, for stream 0).
+     * The receiver may send this many more message payload bytes on the
+     * stream (docs/wire-protocol.md §4.2). Stream 0 is reserved: ignored.
      */
     Weft__V1__FrameWindowUpdate *window_update;
     /*
@@ -200,13 +200,15 @@ struct  Weft__V1__FrameCancel
 
 
 /*
- * Grants the peer more flow-control credit.
+ * Grants the peer more flow-control credit on a stream. Every stream starts
+ * with a window of 65,536 bytes in each direction; a sender may send a
+ * message while its window is positive and subtracts the payload size.
  */
 struct  Weft__V1__FrameWindowUpdate
 {
   ProtobufCMessage base;
   /*
-   * Additional payload bytes the peer may send; never 0.
+   * Additional payload bytes the peer may send; never 0 (a 0 is ignored).
    */
   uint32_t increment_bytes;
 };
