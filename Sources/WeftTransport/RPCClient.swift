@@ -1,3 +1,4 @@
+import Logging
 public import NIOCore
 import NIOPosix
 public import WeftWire
@@ -18,6 +19,11 @@ public struct RPCClient: Sendable {
         host: String, port: Int, security: RPCSecurity, configuration: RPCConfiguration = .default,
         group: (any EventLoopGroup)? = nil
     ) async throws -> RPCClient {
+        if case .plaintext = security {
+            Logger(label: "weft.rpc.client").warning(
+                "connecting WITHOUT TLS: traffic is neither encrypted nor authenticated; never do this outside a local experiment",
+                metadata: ["address": "\(host):\(port)"])
+        }
         let channel = try await ClientBootstrap(group: group ?? MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in

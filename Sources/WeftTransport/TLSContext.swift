@@ -1,4 +1,5 @@
 import COpenSSL
+import Logging
 import WeftCrypto
 
 #if canImport(Glibc)
@@ -24,6 +25,11 @@ public final class TLSContext: @unchecked Sendable {
         // Everything that can fail before the instance is whole comes first: once all
         // stored properties are set, a later throw runs `deinit`, which frees the context.
         keyLog = try configuration.keyLogPath.map { (path) throws(TLSError) -> KeyLogFile in try KeyLogFile(path: path) }
+        if let path = configuration.keyLogPath {
+            Logger(label: "weft.tls").warning(
+                "writing TLS session secrets to the key log: anyone who reads it can decrypt this node's traffic; use it only for debugging",
+                metadata: ["key_log": "\(path)"])
+        }
         ERR_clear_error()
         guard let context = SSL_CTX_new(TLS_method()) else { throw .configuration("SSL_CTX_new: \(OpenSSL.takeError())") }
         pointer = context

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import Testing
+import WeftCrypto
 import WeftTransport
 import WeftWire
 
@@ -72,5 +73,21 @@ import WeftWire
         // A ping is answered with a pong carrying its data.
         let pong = try await node.firstAnswer([.init(streamID: 0, kind: .ping(.init(data: 42)))])
         #expect(pong == .init(streamID: 0, kind: .pong(.init(data: 42))))
+    }
+
+    @Test func plaintextWorksOnlyWhenBothSidesAskForIt() async throws {
+        var router = RPCRouter()
+        router.register(Weft.V1.HealthService.check) { request, _ in .init(status: .serving, detail: request.service) }
+        let server = try await RPCServer.start(host: "127.0.0.1", port: 0, security: .plaintext, router: router)
+        let plain = try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .plaintext)
+        #expect(try await plain.unary(Weft.V1.HealthService.check, .init(service: "plain")).detail == "plain")
+        await plain.close()
+        // A TLS client never falls back to plaintext: its handshake fails against a plaintext server.
+        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))
+        let secure = try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .tls(tls))
+        await #expect(throws: RPCError.self) { _ = try await secure.unary(Weft.V1.HealthService.check, .init()) }
+        await secure.close()
+        await server.close()
     }
 }
