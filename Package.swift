@@ -76,7 +76,11 @@ let package = Package(
         ),
         .target(
             name: "WeftStore",
-            dependencies: ["CLibPQ"],
+            dependencies: [
+                "CLibPQ",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

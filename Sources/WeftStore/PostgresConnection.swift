@@ -24,10 +24,11 @@ public final class PostgresConnection {
     ///
     /// `url` is a libpq connection URI (`postgresql://user@host:port/database`) or a
     /// key/value string (`host=... dbname=...`); a bare word is refused rather than taken as
-    /// a database name. The session's `client_encoding` is forced to UTF8 because Swift
+    /// a database name; an empty `url` means libpq's `PG*` environment variables
+    /// (`PGHOST`, `PGPORT`, `PGDATABASE`, `PGUSER`, `PGPASSWORD`, …). The session's `client_encoding` is forced to UTF8 because Swift
     /// strings are UTF-8 and text travels unconverted in both directions.
     public init(url: String) throws(PostgresError) {
-        guard url.hasPrefix("postgresql://") || url.hasPrefix("postgres://") || url.contains("=")
+        guard url.isEmpty || url.hasPrefix("postgresql://") || url.hasPrefix("postgres://") || url.contains("=")
         else {
             throw PostgresError(
                 code: .connectionFailed,
@@ -130,6 +131,47 @@ public final class PostgresConnection {
             throw error
         }
     }
+
+    /// Runs `sql`, which may hold several statements separated by semicolons, with no
+    /// parameters (libpq's simple query protocol): for migrations and other fixed scripts,
+    /// never for text that contains values. Statements run in one implicit transaction
+    /// unless the script says otherwise; the first failure stops the script and is thrown.
+    public func executeScript(_ sql: String) throws(PostgresError) {
+        guard !sql.utf8.contains(0) else {
+            throw PostgresError(code: .invalidParameter, message: "the SQL text contains a zero byte")
+        }
+        guard PQsendQuery(connection, sql) == 1 else {
+            throw failure(sqlState: nil, message: lastConnectionError())
+        }
+        var firstError: PostgresError?
+        // Every result must be collected before the connection can take the next command.
+        while let handle = PQgetResult(connection) {
+            let result = OwnedResult(taking: handle)
+            let status = PQresultStatus(result.pointer)
+            switch status {
+            case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+                continue
+            case PGRES_COPY_IN, PGRES_COPY_OUT, PGRES_COPY_BOTH:
+                abandonCopy(status)
+                firstError = firstError ?? PostgresError(code: .unsupportedResult, message: "COPY is not supported in scripts")
+            default:
+                guard firstError == nil else { continue }
+                var error = failure(
+                    sqlState: result.errorField(PostgresErrorField.sqlState),
+                    message: result.errorField(PostgresErrorField.messagePrimary) ?? lastConnectionError())
+                error.detail = result.errorField(PostgresErrorField.messageDetail)
+                error.hint = result.errorField(PostgresErrorField.messageHint)
+                firstError = error
+            }
+        }
+        if let firstError { throw firstError }
+        if PQstatus(connection) == CONNECTION_BAD {
+            throw PostgresError(code: .connectionLost, message: lastConnectionError())
+        }
+    }
+
+    /// Whether the connection is still usable (libpq has not seen it break).
+    public var isUsable: Bool { PQstatus(connection) == CONNECTION_OK }
 
     /// A failed statement is `connectionLost` when it took the connection down with it,
     /// because the caller must then discard the connection rather than retry on it.

@@ -114,6 +114,18 @@ public struct PostgresCell: Sendable, Hashable {
         }
     }
 
+    /// The value of a `boolean` column.
+    public var bool: Bool? {
+        get throws(PostgresError) {
+            try requireType(in: [PostgresTypeOID.bool], reading: "bool")
+            guard let rawValue else { return nil }
+            guard rawValue.count == 1 else {
+                throw PostgresError(code: .decodingFailed, message: "a boolean arrived as \(rawValue.count) bytes, expected 1")
+            }
+            return rawValue[0] != 0
+        }
+    }
+
     private func requireType(in accepted: Set<UInt32>, reading accessor: String)
         throws(PostgresError)
     {
@@ -128,6 +140,7 @@ public struct PostgresCell: Sendable, Hashable {
 
 /// The type OIDs the bridge knows, from PostgreSQL's `pg_type.dat`; they are fixed forever.
 enum PostgresTypeOID {
+    static let bool: UInt32 = 16
     static let bytea: UInt32 = 17
     static let char: UInt32 = 18
     static let name: UInt32 = 19

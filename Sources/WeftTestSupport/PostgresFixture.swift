@@ -51,6 +51,16 @@ public struct PostgresFixture: Sendable {
         _ = try await Self.runScript(script, ["stop", directory])
     }
 
+    /// Stops the server at once, dropping every connection as a crash would, and starts it
+    /// again on the same port with the same data. Throws for `WEFT_TEST_PGURL` servers,
+    /// which the fixture does not control.
+    public func restart() async throws(PostgresFixtureError) {
+        guard let script, let directory else {
+            throw PostgresFixtureError(message: "cannot restart a server the fixture did not start (WEFT_TEST_PGURL)")
+        }
+        _ = try await Self.runScript(script, ["restart", directory])
+    }
+
     /// Runs `body` with a fresh server and stops the server afterwards, even if `body`
     /// throws (an error from `body` wins over one from stopping).
     public static func withFixture<Result>(

@@ -1,0 +1,148 @@
+public import Logging
+import NIOPosix
+
+/// A node's PostgreSQL database: a pool of libpq connections whose blocking
+/// calls run on a dedicated thread pool, never on an event loop or on Swift's
+/// cooperative pool, so a slow query stalls nothing else.
+///
+/// `withConnection` lends one connection to a synchronous closure on a pool
+/// thread; `transaction` does the same inside BEGIN … COMMIT. A connection
+/// that broke (the server restarted, the network dropped) is discarded, and
+/// the next request opens a fresh one, so a restarted database needs no
+/// restart of the node: callers see one failed request (`connectionLost`),
+/// which they may retry.
+public final class PostgresDatabase: Sendable {
+    /// The libpq URL (secrets redacted in every message), or "" for the `PG*` environment variables.
+    public let url: String
+    private let threads: NIOThreadPool
+    private let pool: ConnectionPool
+    private let logger: Logger
+
+    /// Opens nothing yet: connections are made on first use, up to `maximumConnections`.
+    public init(url: String, maximumConnections: Int = 4, logger: Logger = Logger(label: "weft.store")) {
+        precondition(maximumConnections > 0)
+        self.url = url
+        self.logger = logger
+        threads = NIOThreadPool(numberOfThreads: maximumConnections)
+        threads.start()
+        pool = ConnectionPool(url: url, maximum: maximumConnections)
+    }
+
+    /// Runs `body` with a connection of its own, on a database thread.
+    public func withConnection<Result: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) throws -> Result
+    ) async throws -> Result {
+        let lease = try await pool.acquire(on: threads)
+        let outcome: Swift.Result<Result, any Error> = await {
+            do {
+                return .success(try await threads.runIfActive { try body(lease.connection) })
+            } catch {
+                return .failure(error)
+            }
+        }()
+        let usable = await (try? threads.runIfActive { lease.connection.isUsable }) ?? false
+        if !usable {
+            logger.warning("discarding a broken database connection; the next request opens a new one")
+        }
+        await pool.release(lease, usable: usable)
+        return try outcome.get()
+    }
+
+    /// Runs `body` inside a transaction: committed if it returns, rolled back if it throws.
+    public func transaction<Result: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) throws -> Result
+    ) async throws -> Result {
+        try await withConnection { connection in
+            _ = try connection.execute("BEGIN")
+            do {
+                let result = try body(connection)
+                _ = try connection.execute("COMMIT")
+                return result
+            } catch {
+                if connection.isUsable { _ = try? connection.execute("ROLLBACK") }
+                throw error
+            }
+        }
+    }
+
+    /// Closes every idle connection and stops the database threads; requests after this fail.
+    public func shutdown() async {
+        await pool.closeAll()
+        try? await threads.shutdownGracefully()
+    }
+}
+
+/// One pooled connection, lent to one request at a time (which is what makes
+/// handing it across threads safe).
+final class ConnectionLease: @unchecked Sendable {
+    let connection: PostgresConnection
+    init(_ connection: PostgresConnection) { self.connection = connection }
+}
+
+/// The idle connections and the requests waiting for one.
+actor ConnectionPool {
+    private let url: String
+    private let maximum: Int
+    private var idle: [ConnectionLease] = []
+    private var open = 0
+    private var waiting: [CheckedContinuation<ConnectionLease?, Never>] = []
+    private var closed = false
+
+    init(url: String, maximum: Int) {
+        self.url = url
+        self.maximum = maximum
+    }
+
+    /// An idle connection, a new one if fewer than `maximum` are open, or the
+    /// next one released.
+    func acquire(on threads: NIOThreadPool) async throws -> ConnectionLease {
+        while true {
+            if closed { throw PostgresError(code: .connectionFailed, message: "the database pool has been shut down") }
+            if let lease = idle.popLast() { return lease }
+            if open < maximum {
+                open += 1
+                let url = self.url
+                do {
+                    return try await threads.runIfActive { ConnectionLease(try PostgresConnection(url: url)) }
+                } catch {
+                    open -= 1
+                    wakeOne(nil)  // let a waiter try to connect in turn
+                    throw error
+                }
+            }
+            if let lease = await withCheckedContinuation({ waiting.append($0) }) { return lease }
+        }
+    }
+
+    /// Returns a connection; a broken one is dropped and its slot freed.
+    func release(_ lease: ConnectionLease, usable: Bool) {
+        guard usable, !closed else {
+            open -= 1
+            wakeOne(nil)
+            return
+        }
+        if waiting.isEmpty {
+            idle.append(lease)
+        } else {
+            wakeOne(lease)
+        }
+    }
+
+    /// Hands `lease` to the first waiter (nil: a slot became free, try again).
+    private func wakeOne(_ lease: ConnectionLease?) {
+        guard !waiting.isEmpty else {
+            if let lease { idle.append(lease) }
+            return
+        }
+        waiting.removeFirst().resume(returning: lease)
+    }
+
+    func closeAll() {
+        closed = true
+        open -= idle.count
+        idle = []  // PQfinish runs as each lease is released
+        let waiters = waiting
+        waiting = []
+        for waiter in waiters { waiter.resume(returning: nil) }
+    }
+}
