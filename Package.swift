@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "WeftCrypto", targets: ["WeftCrypto"]),
         .library(name: "WeftTransport", targets: ["WeftTransport"]),
         .library(name: "WeftStore", targets: ["WeftStore"]),
+        .library(name: "WeftTopology", targets: ["WeftTopology"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -84,6 +85,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WeftTopology",
+            dependencies: [
+                "WeftWire", "WeftCrypto", "WeftStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WeftTestSupport",
             dependencies: ["WeftStore", "WeftWire"],
             swiftSettings: swiftSettings
@@ -128,6 +137,11 @@ let package = Package(
         .testTarget(
             name: "WeftStoreTests",
             dependencies: ["WeftStore", "WeftTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftTopologyTests",
+            dependencies: ["WeftTopology", "WeftTestSupport", "WeftStore", "WeftCrypto", "WeftWire"],
             swiftSettings: swiftSettings
         ),
     ]
