@@ -44,6 +44,12 @@ public struct TopologyState: Sendable {
         sequencedAt.adding(micros: changeDelayMicros)
     }
 
+    /// The serial the next change of `key` must carry: one more than the last accepted
+    /// (REMOVEs included), 1 for a key never used. For a domain manager building a transaction.
+    public func nextSerial(for key: TopologyMappingKey) -> UInt64 {
+        (lastSerial[key] ?? 0) + 1
+    }
+
     /// Throws the error `add` would throw for `transaction` now, without changing anything:
     /// for a domain manager checking an admin request before broadcasting it.
     public func validate(_ transaction: SignedTopologyTransaction) throws(TopologyError) {
@@ -165,7 +171,7 @@ public struct TopologyState: Sendable {
             }
         }
 
-        let expected = (lastSerial[key] ?? 0) + 1
+        let expected = nextSerial(for: key)
         if transaction.operation == .remove, head[key] == nil { throw .nothingToRemove(mapping: key.description) }
         guard transaction.serial == expected else {
             throw .unexpectedSerial(mapping: key.description, serial: transaction.serial, expected: expected)

@@ -171,6 +171,8 @@ import WeftWire
         let alice = try UniqueIdentifier(name: "alice", namespace: test.participant1.namespace)
         let hosting = Weft.V1.TopologyMapping.Mapping.hosting(
             party: alice, on: test.participant1.id, permission: .submission)
+        let key = TopologyMappingKey.partyToParticipant(party: alice, participant: test.participant1.id)
+        #expect(state.nextSerial(for: key) == 2)
         let t1 = times[3].adding(micros: 1_000_000)
         let removal = try #require(
             try state.add(try test.remove(hosting, serial: 2, by: [test.participant1.namespaceKey]), sequencedAt: t1))
@@ -193,6 +195,7 @@ import WeftWire
         ) {
             try state.add(try test.replace(observing, serial: 1, by: [test.participant1.namespaceKey]), sequencedAt: t1)
         }
+        #expect(state.nextSerial(for: key) == 3)
         let t2 = t1.adding(micros: 1_000_000)
         try state.add(try test.replace(hosting, serial: 3, by: [test.participant1.namespaceKey]), sequencedAt: t2)
         #expect(state.snapshot(at: TestDomain.visible(t2)).hostingParticipants(of: alice).count == 1)
