@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "WeftTransport", targets: ["WeftTransport"]),
         .library(name: "WeftStore", targets: ["WeftStore"]),
         .library(name: "WeftTopology", targets: ["WeftTopology"]),
+        .library(name: "WeftContracts", targets: ["WeftContracts"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -85,6 +86,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WeftContracts",
+            dependencies: ["WeftCrypto", "WeftWire"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WeftTopology",
             dependencies: [
                 "WeftWire", "WeftCrypto", "WeftStore",
@@ -132,6 +138,12 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftContractsTests",
+            dependencies: ["WeftContracts", "WeftCrypto"],
+            exclude: ["Golden"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
