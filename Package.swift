@@ -99,6 +99,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WeftSequencer",
+            dependencies: [
+                "WeftStore", "WeftWire", "WeftCrypto", "WeftTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WeftTestSupport",
             dependencies: ["WeftStore", "WeftWire"],
             swiftSettings: swiftSettings
@@ -144,6 +152,11 @@ let package = Package(
             name: "WeftContractsTests",
             dependencies: ["WeftContracts", "WeftCrypto"],
             exclude: ["Golden"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftSequencerTests",
+            dependencies: ["WeftSequencer", "WeftStore", "WeftWire", "WeftCrypto", "WeftTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,238 @@
+public import Logging
+import Synchronization
+public import WeftStore
+import WeftWire
+
+/// One sequencer node's core: members, the writer, and readers over the
+/// domain's shared database. The RPC service (`SequencerServiceProvider`) and
+/// authentication sit on top of it.
+public final class Sequencer: Sendable {
+    /// This node's number among the domain's sequencer nodes (0…31): part of every timestamp it assigns.
+    public let node: Int16
+    let database: PostgresDatabase
+    let writer: SequencerWriter
+    let safePoint: SafePoint
+    let reader: SequencerReader
+    let members: MemberDirectory
+    private let logger: Logger
+    private let background: BackgroundTasks
+
+    /// Timing of the node's background work.
+    public struct Timing: Sendable {
+        /// An idle node advances its watermark this often, so readers are not held back.
+        public var heartbeatInterval: Duration = .milliseconds(10)
+        /// Another node whose heartbeat is older than this is marked offline, so readers stop
+        /// waiting for it. Larger than any pause a healthy node takes (GC-free Swift: seconds).
+        public var offlineAfter: Duration = .seconds(5)
+        /// Readers look for other nodes' commits this often.
+        public var pollInterval: Duration = .milliseconds(2)
+        public init() {}
+    }
+
+    public init(node: Int16, database: PostgresDatabase, timing: Timing = Timing(), logger: Logger = Logger(label: "weft.sequencer")) {
+        self.node = node
+        self.database = database
+        self.logger = logger
+        let safePoint = SafePoint(database: database, pollInterval: timing.pollInterval)
+        self.safePoint = safePoint
+        writer = SequencerWriter(node: node, database: database, logger: logger) { _ in
+            Task { await safePoint.poke() }
+        }
+        reader = SequencerReader(database: database, safePoint: safePoint)
+        members = MemberDirectory(database: database)
+        background = BackgroundTasks(timing: timing)
+    }
+
+    /// The schema this node needs.
+    public static var migrator: Migrator { SequencerSchema.migrator }
+
+    /// Checks the schema, joins the writers and starts the heartbeat. Throws
+    /// `MigrationError.pending` if the database needs `weft db migrate` first.
+    public func start() async throws {
+        try await database.withConnection { try SequencerSchema.migrator.requireCurrent($0) }
+        try await members.load()
+        try await writer.comeOnline()
+        let writer = self.writer
+        let logger = self.logger
+        let node = self.node
+        background.start { timing in
+            var lastStaleCheck = ContinuousClock.now
+            while !Task.isCancelled {
+                try? await Task.sleep(for: timing.heartbeatInterval)
+                do {
+                    try await writer.heartbeat()
+                } catch SequencerWriterError.markedOffline {
+                    logger.warning("this sequencer node was marked offline; rejoining", metadata: ["node": "\(node)"])
+                    try? await writer.comeOnline()
+                } catch {
+                    logger.warning("heartbeat failed", metadata: ["node": "\(node)", "error": "\(error)"])
+                }
+                if ContinuousClock.now - lastStaleCheck > timing.offlineAfter / 5 {
+                    lastStaleCheck = .now
+                    if let stale = try? await writer.markStaleWritersOffline(olderThan: timing.offlineAfter), !stale.isEmpty {
+                        logger.warning("marked silent sequencer nodes offline", metadata: ["nodes": "\(stale)"])
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the heartbeat and leaves the writers, so readers stop waiting for this node.
+    public func stop() async {
+        await background.stop()
+        try? await writer.goOffline()
+        await safePoint.close(CancellationError())
+    }
+}
+
+extension Sequencer {
+    /// Limits the service applies before sequencing.
+    static let defaultMaximumRequestBytes = 1 << 20
+
+    /// Registers `member`: it receives events sequenced from now on.
+    func register(_ member: String) async throws -> MemberDirectory.Member {
+        try await members.register(member, at: SequencerWriter.now())
+    }
+
+    /// Sequences `batch` from `sender` (already authenticated): checks the sender and
+    /// recipients, then hands it to the writer. Problems with the recipients or the size are
+    /// sequenced as a deliver error to the sender, so it learns of them in its stream.
+    func send(
+        sender: String, messageID: String, batch: Weft.V1.Batch, maxSequencingTime: Int64, traceparent: String = "",
+        maximumRequestBytes: Int = Sequencer.defaultMaximumRequestBytes
+    ) async throws -> SequencingOutcome {
+        guard let from = try await members.member(named: sender), from.enabled else {
+            throw SequencerError.unknownSender(sender)
+        }
+        let bytes = try batch.serializedBytes()
+        var content = Submission.Content.deliver(batch: bytes, recipients: [])
+        var recipients = Set<Int32>()
+        var unknown: [String] = []
+        for envelope in batch.envelopes {
+            for name in envelope.recipients {
+                if let member = try await members.member(named: name), member.enabled {
+                    recipients.insert(member.id)
+                } else {
+                    unknown.append(name)
+                }
+            }
+        }
+        if !unknown.isEmpty {
+            content = .error(code: 5, errorID: "SEQUENCER_UNKNOWN_RECIPIENTS", message: "unknown or disabled recipients: \(Array(Set(unknown)).sorted().joined(separator: ", "))")
+        } else if bytes.count > maximumRequestBytes {
+            content = .error(code: 8, errorID: "SEQUENCER_REQUEST_TOO_LARGE", message: "the batch has \(bytes.count) bytes; the domain allows \(maximumRequestBytes)")
+        } else if recipients.isEmpty {
+            content = .error(code: 3, errorID: "SEQUENCER_NO_RECIPIENTS", message: "the batch names no recipients")
+        } else {
+            content = .deliver(batch: bytes, recipients: recipients.sorted())
+        }
+        return try await writer.sequence(Submission(
+            sender: from.id, messageID: messageID, content: content, maxSequencingTime: maxSequencingTime, traceparent: traceparent))
+    }
+
+    /// The member's events from `counter` on, as they become safe to read.
+    func subscribe(_ member: String, from counter: Int64) async throws -> AsyncThrowingStream<StoredDelivery, any Error> {
+        guard let record = try await members.member(named: member), record.enabled else { throw SequencerError.unknownSender(member) }
+        return reader.deliveries(member: record.id, memberName: member, from: counter)
+    }
+}
+
+/// Why the sequencer refused a request outright (nothing sequenced).
+enum SequencerError: Error, Equatable, CustomStringConvertible {
+    case unknownSender(String)
+
+    var description: String {
+        switch self {
+        case .unknownSender(let member):
+            "\(member) is not an active member of this domain; ask the domain operator to allow-list it (weft domain-manager set-state)"
+        }
+    }
+}
+
+/// The node's long-running background task.
+final class BackgroundTasks: Sendable {
+    private let timing: Sequencer.Timing
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    init(timing: Sequencer.Timing) { self.timing = timing }
+
+    func start(_ body: @escaping @Sendable (Sequencer.Timing) async -> Void) {
+        let timing = self.timing
+        task.withLock { $0 = Task { await body(timing) } }
+    }
+
+    func stop() async {
+        let running = task.withLock { task in
+            defer { task = nil }
+            return task
+        }
+        running?.cancel()
+        await running?.value
+    }
+}
+
+/// Members known to the sequencer, by name and by small id.
+actor MemberDirectory {
+    struct Member: Sendable, Equatable {
+        let id: Int32
+        let name: String
+        var enabled: Bool
+        let registeredAt: Int64
+    }
+
+    private let database: PostgresDatabase
+    private var byName: [String: Member] = [:]
+    private var byID: [Int32: Member] = [:]
+
+    init(database: PostgresDatabase) { self.database = database }
+
+    func load() async throws {
+        let rows = try await database.withConnection { connection in
+            try connection.execute("SELECT id::int8, member, enabled, registered_ts FROM sequencer_members").rows.map { row in
+                Member(id: Int32(try row[0].int64 ?? 0), name: try row[1].string ?? "", enabled: try row[2].bool ?? false, registeredAt: try row[3].int64 ?? 0)
+            }
+        }
+        for member in rows { remember(member) }
+    }
+
+    private func remember(_ member: Member) {
+        byName[member.name] = member
+        byID[member.id] = member
+    }
+
+    func member(named name: String) async throws -> Member? {
+        if let member = byName[name] { return member }
+        try await load()  // registered by another sequencer node since
+        return byName[name]
+    }
+
+    func member(id: Int32) -> Member? { byID[id] }
+
+    /// Registers `name` (idempotent); it receives events sequenced after `timestamp`.
+    func register(_ name: String, at timestamp: Int64) async throws -> Member {
+        if let member = byName[name] { return member }
+        let member = try await database.withConnection { connection in
+            let row = try connection.execute(
+                """
+                INSERT INTO sequencer_members (member, registered_ts) VALUES ($1, $2)
+                ON CONFLICT (member) DO UPDATE SET member = excluded.member
+                RETURNING id::int8, member, enabled, registered_ts
+                """, [.text(name), .int64(timestamp)]
+            ).rows[0]
+            return Member(id: Int32(try row[0].int64 ?? 0), name: try row[1].string ?? "", enabled: try row[2].bool ?? false, registeredAt: try row[3].int64 ?? 0)
+        }
+        remember(member)
+        return member
+    }
+
+    /// Enables or disables `name`; a disabled member can neither send nor read.
+    func setEnabled(_ name: String, _ enabled: Bool) async throws {
+        try await database.withConnection { connection in
+            _ = try connection.execute("UPDATE sequencer_members SET enabled = $2::text::boolean WHERE member = $1", [.text(name), .text(enabled ? "true" : "false")])
+        }
+        if var member = byName[name] {
+            member.enabled = enabled
+            remember(member)
+        }
+    }
+}

@@ -1,0 +1,232 @@
+import Logging
+import WeftStore
+
+/// The highest timestamp below which every event that will ever exist is
+/// committed: the lowest watermark of the online writers (docs/sequencer.md §3).
+/// Subscriptions never read past it.
+///
+/// Polls the writers' table while someone waits, at once after a local commit
+/// and otherwise every `pollInterval` (commits of other sequencer nodes are
+/// seen that way).
+actor SafePoint {
+    private let database: PostgresDatabase
+    private let pollInterval: Duration
+    private(set) var current: Int64 = 0
+    private var waiters: [(after: Int64, continuation: CheckedContinuation<Int64, any Error>)] = []
+    private var poller: Task<Void, Never>?
+    private var poked: CheckedContinuation<Void, Never>?
+    private var pokedEarly = false
+
+    init(database: PostgresDatabase, pollInterval: Duration = .milliseconds(2)) {
+        self.database = database
+        self.pollInterval = pollInterval
+    }
+
+    /// Returns the safe point once it is later than `timestamp`.
+    func wait(after timestamp: Int64) async throws -> Int64 {
+        if current > timestamp { return current }
+        return try await withCheckedThrowingContinuation { continuation in
+            waiters.append((timestamp, continuation))
+            startPolling()
+        }
+    }
+
+    /// A local writer committed: look again now rather than at the next poll.
+    func poke() {
+        if let poked {
+            self.poked = nil
+            poked.resume()
+        } else {
+            pokedEarly = true
+        }
+    }
+
+    /// Reads the safe point once (for a reader that is behind and need not wait).
+    func refresh() async throws -> Int64 {
+        let value = try await Self.read(database)
+        advance(to: value)
+        return current
+    }
+
+    private static func read(_ database: PostgresDatabase) async throws -> Int64 {
+        try await database.withConnection { connection in
+            try connection.execute("SELECT coalesce(min(watermark), 0) FROM sequencer_writers WHERE online").rows[0][0].int64 ?? 0
+        }
+    }
+
+    private func advance(to value: Int64) {
+        guard value > current else { return }
+        current = value
+        let ready = waiters.filter { $0.after < value }
+        waiters.removeAll { $0.after < value }
+        for waiter in ready { waiter.continuation.resume(returning: value) }
+    }
+
+    private func startPolling() {
+        guard poller == nil else { return }
+        poller = Task { await self.poll() }
+    }
+
+    private func poll() async {
+        while !waiters.isEmpty {
+            do {
+                advance(to: try await Self.read(database))
+            } catch {
+                let failed = waiters
+                waiters = []
+                for waiter in failed { waiter.continuation.resume(throwing: error) }
+                break
+            }
+            guard !waiters.isEmpty else { break }
+            await sleepOrPoke()
+        }
+        poller = nil
+    }
+
+    /// Sleeps one poll interval, or less if a local commit pokes.
+    private func sleepOrPoke() async {
+        if pokedEarly {
+            pokedEarly = false
+            return
+        }
+        let interval = pollInterval
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: interval)
+            await self?.poke()
+        }
+        await withCheckedContinuation { poked = $0 }
+        timer.cancel()
+        pokedEarly = false
+    }
+
+    /// Fails every waiter: the node is shutting down.
+    func close(_ error: any Error) {
+        let failed = waiters
+        waiters = []
+        for waiter in failed { waiter.continuation.resume(throwing: error) }
+    }
+}
+
+/// One stored delivery of a member's stream: its counter and the event.
+struct StoredDelivery: Sendable, Equatable {
+    let counter: Int64
+    let timestamp: Int64
+    let sender: Int32
+    let messageID: String
+    /// The sender's serialized batch; nil for a deliver error.
+    let batch: [UInt8]?
+    let traceparent: String
+    let recipients: [Int32]
+    let error: (code: UInt32, errorID: String, message: String)?
+
+    static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.counter == rhs.counter && lhs.timestamp == rhs.timestamp && lhs.sender == rhs.sender && lhs.messageID == rhs.messageID
+            && lhs.batch == rhs.batch && lhs.traceparent == rhs.traceparent && lhs.recipients == rhs.recipients
+            && lhs.error?.code == rhs.error?.code && lhs.error?.errorID == rhs.error?.errorID && lhs.error?.message == rhs.error?.message
+    }
+}
+
+/// Why a member's stream cannot be read from where it asked.
+enum SequencerReadError: Error, Equatable, CustomStringConvertible {
+    /// Events up to `counter` were pruned; the member must recover from elsewhere.
+    case pruned(member: String, requested: Int64, firstAvailable: Int64)
+
+    var description: String {
+        switch self {
+        case .pruned(let member, let requested, let firstAvailable):
+            "events of \(member) before counter \(firstAvailable) were pruned, so counter \(requested) is gone; "
+                + "the member must recover its state from a peer (repair import-acs) and subscribe from \(firstAvailable)"
+        }
+    }
+}
+
+/// Reads members' streams: each member's events in timestamp order with
+/// consecutive counters from 0, never past the safe point.
+struct SequencerReader: Sendable {
+    let database: PostgresDatabase
+    let safePoint: SafePoint
+    /// A checkpoint is recorded every this many counters.
+    static let checkpointInterval: Int64 = 256
+    /// Rows read per query.
+    static let pageSize = 500
+
+    /// The member's deliveries from `counter` on, as they become safe to read; runs until cancelled.
+    func deliveries(member: Int32, memberName: String, from counter: Int64) -> AsyncThrowingStream<StoredDelivery, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<StoredDelivery, any Error>.makeStream(bufferingPolicy: .unbounded)
+        let task = Task {
+            do {
+                var position = try await start(member: member, memberName: memberName, counter: counter)
+                var safe = try await safePoint.refresh()
+                while !Task.isCancelled {
+                    let page = try await read(member: member, after: position, upTo: safe)
+                    for delivery in page where delivery.counter >= counter {
+                        continuation.yield(delivery)
+                    }
+                    if let last = page.last { position = (last.counter, last.timestamp) }
+                    if page.count < Self.pageSize {
+                        safe = try await safePoint.wait(after: max(safe, position.timestamp))
+                    }
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// The (counter, timestamp) just before `counter`: the nearest checkpoint at or below it.
+    private func start(member: Int32, memberName: String, counter: Int64) async throws -> (counter: Int64, timestamp: Int64) {
+        try await database.withConnection { connection in
+            let rows = try connection.execute(
+                "SELECT counter, ts FROM sequencer_counter_checkpoints WHERE member = $1::int8::int4 AND counter < $2 ORDER BY counter DESC LIMIT 1",
+                [.int64(Int64(member)), .int64(counter)]
+            ).rows
+            if let row = rows.first { return (try row[0].int64 ?? -1, try row[1].int64 ?? 0) }
+            return (-1, Int64.min)
+        }
+    }
+
+    /// Up to a page of deliveries after `position`, no later than `safe`, with their counters.
+    private func read(member: Int32, after position: (counter: Int64, timestamp: Int64), upTo safe: Int64) async throws -> [StoredDelivery] {
+        guard safe > position.timestamp else { return [] }
+        return try await database.withConnection { connection in
+            let rows = try connection.execute(
+                """
+                SELECT e.ts, e.sender::int8, e.message_id, e.kind::int8, e.batch, e.traceparent, array_to_string(e.recipients, ','),
+                       e.error_code::int8, e.error_id, e.error_message
+                FROM sequencer_deliveries d JOIN sequencer_events e ON e.ts = d.ts
+                WHERE d.member = $1::int8::int4 AND d.ts > $2 AND d.ts <= $3
+                ORDER BY d.ts LIMIT \(Self.pageSize)
+                """, [.int64(Int64(member)), .int64(position.timestamp), .int64(safe)]
+            ).rows
+            var counter = position.counter
+            var deliveries: [StoredDelivery] = []
+            var checkpoints: [PostgresValue] = []
+            for row in rows {
+                counter += 1
+                let timestamp = try row[0].int64 ?? 0
+                let kind = try row[3].int64 ?? 0
+                let recipients = (try row[6].string ?? "").split(separator: ",").compactMap { Int32($0) }
+                var error: (UInt32, String, String)?
+                if kind == 2 {
+                    error = (UInt32(try row[7].int64 ?? 2), try row[8].string ?? "", try row[9].string ?? "")
+                }
+                deliveries.append(StoredDelivery(
+                    counter: counter, timestamp: timestamp, sender: Int32(try row[1].int64 ?? 0), messageID: try row[2].string ?? "",
+                    batch: try row[4].bytes, traceparent: try row[5].string ?? "", recipients: recipients, error: error))
+                if counter % Self.checkpointInterval == 0 {
+                    checkpoints += [.int64(Int64(member)), .int64(counter), .int64(timestamp)]
+                }
+            }
+            if !checkpoints.isEmpty {
+                let values = stride(from: 0, to: checkpoints.count, by: 3).map { "($\($0 + 1)::int8::int4, $\($0 + 2), $\($0 + 3))" }
+                _ = try connection.execute(
+                    "INSERT INTO sequencer_counter_checkpoints (member, counter, ts) VALUES \(values.joined(separator: ", ")) ON CONFLICT DO NOTHING",
+                    checkpoints)
+            }
+            return deliveries
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import WeftStore
+
+/// The sequencer's tables in the domain's shared PostgreSQL database
+/// (docs/sequencer.md §2). Every sequencer node of the domain uses the same
+/// tables; the writers' watermarks keep their events in one order.
+enum SequencerSchema {
+    static let migrator = Migrator(component: "sequencer", migrations: [
+        Migration(1, "members, writers, events, deliveries", """
+            -- Members known to the sequencer: small ids for the delivery index.
+            CREATE TABLE sequencer_members (
+                id            serial  PRIMARY KEY,
+                member        text    NOT NULL UNIQUE,
+                registered_ts bigint  NOT NULL,
+                enabled       boolean NOT NULL DEFAULT true,
+                acknowledged_ts bigint
+            );
+            -- One row per sequencer node that writes: its watermark W promises that all its
+            -- events with ts <= W are committed and that it will never write one at or below W.
+            CREATE TABLE sequencer_writers (
+                node         smallint    PRIMARY KEY,
+                watermark    bigint      NOT NULL,
+                online       boolean     NOT NULL,
+                heartbeat_at timestamptz NOT NULL DEFAULT now()
+            );
+            -- Each event once, with all its recipients (delivery consistency). ts is unique across
+            -- writers: a writer's timestamps are congruent to its node number modulo 32.
+            CREATE TABLE sequencer_events (
+                ts          bigint   PRIMARY KEY,
+                node        smallint NOT NULL,
+                sender      integer  NOT NULL REFERENCES sequencer_members (id),
+                message_id  text     NOT NULL,
+                -- 1: deliver (batch set), 2: deliver error (error fields set)
+                kind        smallint NOT NULL,
+                batch       bytea,
+                traceparent text     NOT NULL DEFAULT '',
+                recipients  integer[] NOT NULL,
+                error_code  integer,
+                error_id    text,
+                error_message text
+            );
+            -- The delivery index: who receives which event. The sender of a deliver always has a
+            -- row too (its receipt).
+            CREATE TABLE sequencer_deliveries (
+                member integer NOT NULL,
+                ts     bigint  NOT NULL,
+                PRIMARY KEY (member, ts)
+            );
+            -- Known (member, counter, ts) points, so a subscription from any counter starts
+            -- without counting the member's whole history.
+            CREATE TABLE sequencer_counter_checkpoints (
+                member  integer NOT NULL,
+                counter bigint  NOT NULL,
+                ts      bigint  NOT NULL,
+                PRIMARY KEY (member, counter)
+            );
+            -- Message ids seen per sender until their max sequencing time: a replayed submission
+            -- is refused.
+            CREATE TABLE sequencer_submissions (
+                sender     integer NOT NULL,
+                message_id text    NOT NULL,
+                expires_ts bigint  NOT NULL,
+                PRIMARY KEY (sender, message_id)
+            );
+            """),
+    ])
+}

@@ -1,0 +1,319 @@
+import Logging
+import WeftStore
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A submission the service has authenticated and checked, ready to be
+/// given a timestamp.
+struct Submission: Sendable {
+    enum Content: Sendable {
+        /// Deliver `batch` (the serialized `weft.v1.Batch`, exactly the sender's bytes)
+        /// to `recipients` (member ids, each once).
+        case deliver(batch: [UInt8], recipients: [Int32])
+        /// Deliver only an error to the sender: the submission cannot be delivered.
+        case error(code: UInt32, errorID: String, message: String)
+    }
+
+    let sender: Int32
+    let messageID: String
+    let content: Content
+    /// Microseconds since the epoch; a later timestamp turns the submission into an error.
+    let maxSequencingTime: Int64
+    let traceparent: String
+}
+
+/// What became of a submission.
+enum SequencingOutcome: Sendable, Equatable {
+    /// Stored at `timestamp`, delivered to its recipients (and a receipt to its sender).
+    case delivered(timestamp: Int64)
+    /// Stored at `timestamp` as a deliver error to its sender (e.g. max sequencing time passed).
+    case deliverError(timestamp: Int64, errorID: String)
+    /// The sender used this message id before; nothing was stored.
+    case duplicate
+}
+
+/// Why the writer could not sequence anything.
+enum SequencerWriterError: Error, CustomStringConvertible {
+    /// Another node declared this one offline (its heartbeat was late); it must
+    /// come back online before writing again.
+    case markedOffline(node: Int16)
+
+    var description: String {
+        switch self {
+        case .markedOffline(let node):
+            "sequencer node \(node) was marked offline by another node (heartbeat too late); it rejoins with a new watermark"
+        }
+    }
+}
+
+/// Assigns timestamps and writes events for one sequencer node
+/// (docs/sequencer.md §3): concurrent submissions are grouped into one
+/// transaction (group commit), which also advances the node's watermark.
+///
+/// Timestamps of node `n` are congruent to `n` modulo `SequencerWriter.nodeSlots`,
+/// strictly increasing, and never at or below the node's committed watermark,
+/// so events of different nodes never share a timestamp and a reader that
+/// reads up to the lowest watermark of the online nodes never misses an event
+/// committed later.
+actor SequencerWriter {
+    static let nodeSlots: Int64 = 32
+    /// Most submissions in one transaction.
+    static let maximumBatch = 2000
+
+    let node: Int16
+    private let database: PostgresDatabase
+    private let logger: Logger
+    private let onCommit: @Sendable (Int64) -> Void
+    private var lastTimestamp: Int64 = 0
+    private var online = false
+    private var pending: [(Submission, CheckedContinuation<SequencingOutcome, any Error>)] = []
+    private var flushing = false
+
+    init(node: Int16, database: PostgresDatabase, logger: Logger, onCommit: @escaping @Sendable (Int64) -> Void) {
+        precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
+        self.node = node
+        self.database = database
+        self.logger = logger
+        self.onCommit = onCommit
+    }
+
+    /// Microseconds since the Unix epoch.
+    static func now() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1_000_000 + Int64(time.tv_nsec) / 1000
+    }
+
+    /// The next timestamp of this node: after the last one and not before now.
+    private func nextTimestamp() -> Int64 {
+        var candidate = max(Self.now(), lastTimestamp + 1)
+        let remainder = ((candidate % Self.nodeSlots) + Self.nodeSlots) % Self.nodeSlots
+        candidate += (Int64(node) - remainder + Self.nodeSlots) % Self.nodeSlots
+        lastTimestamp = candidate
+        return candidate
+    }
+
+    /// Joins (or rejoins) the writers: the watermark starts at the highest of all
+    /// watermarks, so every event this node writes from now on is later than
+    /// anything any reader has read.
+    func comeOnline() async throws {
+        let node = self.node
+        let watermark = try await database.transaction { connection in
+            // Serialize joins with each other; writers' own updates take row locks.
+            _ = try connection.execute("LOCK TABLE sequencer_writers IN SHARE ROW EXCLUSIVE MODE")
+            let highest = try connection.execute("SELECT coalesce(max(watermark), 0) FROM sequencer_writers").rows[0][0].int64 ?? 0
+            _ = try connection.execute(
+                """
+                INSERT INTO sequencer_writers (node, watermark, online, heartbeat_at) VALUES ($1::int8::int2, $2, true, now())
+                ON CONFLICT (node) DO UPDATE SET watermark = greatest(sequencer_writers.watermark, excluded.watermark), online = true, heartbeat_at = now()
+                """, [.int64(Int64(node)), .int64(highest)])
+            return try connection.execute("SELECT watermark FROM sequencer_writers WHERE node = $1::int8::int2", [.int64(Int64(node))])
+                .rows[0][0].int64 ?? highest
+        }
+        lastTimestamp = max(lastTimestamp, watermark)
+        online = true
+        logger.info("sequencer writer online", metadata: ["node": "\(node)", "watermark": "\(watermark)"])
+        onCommit(watermark)
+    }
+
+    /// Leaves the writers cleanly: readers stop waiting for this node.
+    func goOffline() async throws {
+        online = false
+        let node = self.node
+        try await database.withConnection { connection in
+            _ = try connection.execute("UPDATE sequencer_writers SET online = false WHERE node = $1::int8::int2", [.int64(Int64(node))])
+        }
+    }
+
+    /// Sequences `submission`, together with whatever else is waiting; returns once committed.
+    func sequence(_ submission: Submission) async throws -> SequencingOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            pending.append((submission, continuation))
+            startFlushIfIdle()
+        }
+    }
+
+    /// Starts writing what is pending unless a write is under way: one write at a time per
+    /// node, so this node's watermark only ever covers committed events.
+    private func startFlushIfIdle() {
+        guard !flushing, !pending.isEmpty else { return }
+        flushing = true
+        Task { await self.flush() }
+    }
+
+    private func flush() async {
+        while !pending.isEmpty {
+            let group = Array(pending.prefix(Self.maximumBatch))
+            pending.removeFirst(group.count)
+            do {
+                let outcomes = try await write(group.map(\.0))
+                for (index, entry) in group.enumerated() { entry.1.resume(returning: outcomes[index]) }
+            } catch {
+                logger.error("writing events failed", metadata: ["node": "\(node)", "submissions": "\(group.count)", "error": "\(error)"])
+                for entry in group { entry.1.resume(throwing: error) }
+            }
+        }
+        flushing = false
+    }
+
+    /// Advances the watermark when idle, so readers are not held back by a quiet node.
+    func heartbeat() async throws {
+        guard online, !flushing else { return }
+        flushing = true
+        defer {
+            flushing = false
+            startFlushIfIdle()
+        }
+        let watermark = nextTimestamp()
+        let node = self.node
+        let updated = try await database.withConnection { connection in
+            try connection.execute(
+                "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node",
+                [.int64(watermark), .int64(Int64(node))]
+            ).rows.count
+        }
+        guard updated == 1 else {
+            online = false
+            throw SequencerWriterError.markedOffline(node: node)
+        }
+        onCommit(watermark)
+    }
+
+    /// Marks writers whose heartbeat is older than `timeout` offline, so readers stop waiting for them.
+    func markStaleWritersOffline(olderThan timeout: Duration) async throws -> [Int16] {
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        let node = self.node
+        return try await database.withConnection { connection in
+            try connection.execute(
+                """
+                UPDATE sequencer_writers SET online = false
+                WHERE online AND node <> $2::int8::int2 AND heartbeat_at < now() - make_interval(secs => $1::text::float8)
+                RETURNING node::int8
+                """, [.text(String(seconds)), .int64(Int64(node))]
+            ).rows.compactMap { try $0[0].int64.map { Int16($0) } }
+        }
+    }
+
+    /// Writes one group in one transaction: dedup, events, deliveries, watermark.
+    private func write(_ group: [Submission]) async throws -> [SequencingOutcome] {
+        guard online else { throw SequencerWriterError.markedOffline(node: node) }
+        // Within the group, a repeated (sender, message id) is a duplicate of the first.
+        var seen = Set<String>()
+        var outcomes = [SequencingOutcome?](repeating: nil, count: group.count)
+        var rows: [(index: Int, ts: Int64)] = []
+        for (index, submission) in group.enumerated() {
+            let key = "\(submission.sender)/\(submission.messageID)"
+            guard seen.insert(key).inserted else {
+                outcomes[index] = .duplicate
+                continue
+            }
+            rows.append((index, nextTimestamp()))
+        }
+        let watermark = lastTimestamp
+        let written: [Int: SequencingOutcome]
+        do {
+            written = try await insert(group, rows, watermark: watermark)
+        } catch let error as SequencerWriterError {
+            online = false
+            throw error
+        }
+        onCommit(watermark)
+        for (index, outcome) in written { outcomes[index] = outcome }
+        return outcomes.map { $0 ?? .duplicate }
+    }
+
+    private func insert(_ group: [Submission], _ rows: [(index: Int, ts: Int64)], watermark: Int64) async throws -> [Int: SequencingOutcome] {
+        let node = self.node
+        return try await database.transaction { connection in
+            // 1. Message ids: the ones already used are duplicates and are not stored.
+            var fresh = Set<Int>()
+            for chunk in rows.chunked(500) {
+                var sql = "INSERT INTO sequencer_submissions (sender, message_id, expires_ts) VALUES "
+                var parameters: [PostgresValue] = []
+                for (position, row) in chunk.enumerated() {
+                    let submission = group[row.index]
+                    sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2), $\(parameters.count + 3))"
+                    parameters += [.int64(Int64(submission.sender)), .text(submission.messageID), .int64(submission.maxSequencingTime)]
+                }
+                sql += " ON CONFLICT DO NOTHING RETURNING sender::int8, message_id"
+                let inserted = Set(try connection.execute(sql, parameters).rows.map { "\(try $0[0].int64 ?? -1)/\(try $0[1].string ?? "")" })
+                for row in chunk where inserted.contains("\(group[row.index].sender)/\(group[row.index].messageID)") {
+                    fresh.insert(row.index)
+                }
+            }
+            // 2. Events and the delivery index.
+            var result: [Int: SequencingOutcome] = [:]
+            var events: [[PostgresValue]] = []
+            var deliveries: [(Int32, Int64)] = []
+            for row in rows where fresh.contains(row.index) {
+                let submission = group[row.index]
+                var content = submission.content
+                if row.ts > submission.maxSequencingTime {
+                    content = .error(
+                        code: 10, errorID: "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED",
+                        message: "the submission's max sequencing time passed before it could be sequenced; resubmit with a later one")
+                }
+                switch content {
+                case .deliver(let batch, let recipients):
+                    events.append([
+                        .int64(row.ts), .int64(Int64(node)), .int64(Int64(submission.sender)), .text(submission.messageID), .int64(1),
+                        .bytes(batch), .text(submission.traceparent), .text(Self.arrayLiteral(recipients)), .null, .null, .null,
+                    ])
+                    for member in Set(recipients + [submission.sender]) { deliveries.append((member, row.ts)) }
+                    result[row.index] = .delivered(timestamp: row.ts)
+                case .error(let code, let errorID, let message):
+                    events.append([
+                        .int64(row.ts), .int64(Int64(node)), .int64(Int64(submission.sender)), .text(submission.messageID), .int64(2),
+                        .null, .text(submission.traceparent), .text(Self.arrayLiteral([submission.sender])), .int64(Int64(code)),
+                        .text(errorID), .text(message),
+                    ])
+                    deliveries.append((submission.sender, row.ts))
+                    result[row.index] = .deliverError(timestamp: row.ts, errorID: errorID)
+                }
+            }
+            for chunk in events.chunked(400) {
+                var sql = """
+                    INSERT INTO sequencer_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message) VALUES 
+                    """
+                var parameters: [PostgresValue] = []
+                for (position, event) in chunk.enumerated() {
+                    let base = parameters.count
+                    sql += (position == 0 ? "" : ", ")
+                        + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11))"
+                    parameters += event
+                }
+                _ = try connection.execute(sql, parameters)
+            }
+            for chunk in deliveries.chunked(2000) {
+                var sql = "INSERT INTO sequencer_deliveries (member, ts) VALUES "
+                var parameters: [PostgresValue] = []
+                for (position, delivery) in chunk.enumerated() {
+                    sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2))"
+                    parameters += [.int64(Int64(delivery.0)), .int64(delivery.1)]
+                }
+                _ = try connection.execute(sql, parameters)
+            }
+            // 3. The watermark, only while this node is still online: if another node marked it
+            //    offline, nothing of this group may commit (readers may have passed these timestamps).
+            let updated = try connection.execute(
+                "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node",
+                [.int64(watermark), .int64(Int64(node))]
+            ).rows.count
+            guard updated == 1 else { throw SequencerWriterError.markedOffline(node: node) }
+            return result
+        }
+    }
+
+    /// `{1,2,3}`: a PostgreSQL array literal of member ids (digits only, so nothing to escape).
+    static func arrayLiteral(_ values: [Int32]) -> String {
+        "{" + values.map(String.init).joined(separator: ",") + "}"
+    }
+}
+
+extension Array {
+    /// The array in consecutive pieces of at most `size` elements.
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

@@ -1,0 +1,157 @@
+import Testing
+import WeftStore
+import WeftTestSupport
+import WeftWire
+
+@testable import WeftSequencer
+
+/// A small deterministic generator, so a failing run can be repeated with its seed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Two sequencer nodes on one database: every member's stream has consecutive counters,
+/// no gaps, no duplicates, and any two members see their common events in the same order.
+@Suite(.timeLimit(.minutes(3))) struct OrderingTests {
+    static let members = ["PAR::p1::1220aa", "PAR::p2::1220bb", "PAR::p3::1220cc", "MED::m1::1220dd"]
+
+    /// Starts `count` sequencer nodes on the fixture's database.
+    static func nodes(_ url: String, count: Int) async throws -> [Sequencer] {
+        let setup = try PostgresConnection(url: url)
+        try Sequencer.migrator.migrate(setup)
+        var nodes: [Sequencer] = []
+        for node in 0..<count {
+            let sequencer = Sequencer(node: Int16(node), database: PostgresDatabase(url: url, maximumConnections: 4))
+            try await sequencer.start()
+            nodes.append(sequencer)
+        }
+        return nodes
+    }
+
+    @Test(arguments: [UInt64(20261123)])
+    func concurrentMulticastOnTwoNodesIsTotallyOrderedPerMember(seed: UInt64) async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let nodes = try await Self.nodes(fixture.url, count: 2)
+            for member in Self.members { _ = try await nodes[0].register(member) }
+            // The plan: each member sends 150 messages, each through a random node, to a random
+            // non-empty set of members.
+            var generator = SplitMix64(state: seed)
+            var plan: [[(node: Int, recipients: [String])]] = []
+            for _ in Self.members {
+                plan.append((0..<150).map { _ in
+                    let recipients = Self.members.filter { _ in Bool.random(using: &generator) }
+                    return (Int.random(in: 0..<2, using: &generator), recipients.isEmpty ? [Self.members[0]] : recipients)
+                })
+            }
+            let farFuture = SequencerWriter.now() + 3_600_000_000
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, sender) in Self.members.enumerated() {
+                    let sends = plan[index]
+                    group.addTask {
+                        for (number, send) in sends.enumerated() {
+                            let batch = Weft.V1.Batch(envelopes: [.init(content: Array("\(sender)#\(number)".utf8), recipients: send.recipients)])
+                            let outcome = try await nodes[send.node].send(
+                                sender: sender, messageID: "m\(number)", batch: batch, maxSequencingTime: farFuture)
+                            guard case .delivered = outcome else { throw TestFailure("\(sender)#\(number): \(outcome)") }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            // What each member must see: every message it receives, plus a receipt for each it sent.
+            var expected: [String: Set<String>] = [:]
+            for (index, sender) in Self.members.enumerated() {
+                for (number, send) in plan[index].enumerated() {
+                    for member in Set(send.recipients + [sender]) { expected[member, default: []].insert("\(sender)/m\(number)") }
+                }
+            }
+            var streams: [String: [StoredDelivery]] = [:]
+            for (index, member) in Self.members.enumerated() {
+                let want = expected[member]!.count
+                var received: [StoredDelivery] = []
+                // Read from alternating nodes: both give the same stream.
+                for try await delivery in try await nodes[index % 2].subscribe(member, from: 0) {
+                    received.append(delivery)
+                    if received.count == want { break }
+                }
+                streams[member] = received
+            }
+            let directory = nodes[0].members
+            for member in Self.members {
+                let stream = streams[member]!
+                #expect(stream.map(\.counter) == Array(0..<Int64(stream.count)), "\(member): counters are not 0, 1, 2, …")
+                #expect(zip(stream, stream.dropFirst()).allSatisfy { $0.timestamp < $1.timestamp }, "\(member): timestamps not increasing")
+                var keys: [String] = []
+                for delivery in stream { keys.append("\(await directory.member(id: delivery.sender)!.name)/\(delivery.messageID)") }
+                #expect(Set(keys) == expected[member]!, "\(member): wrong set of events")
+                #expect(keys.count == Set(keys).count, "\(member): duplicates")
+            }
+            // Common events appear in the same order (same timestamps) for every pair of members.
+            for first in Self.members {
+                for second in Self.members where first < second {
+                    let shared = Set(streams[first]!.map(\.timestamp)).intersection(streams[second]!.map(\.timestamp))
+                    #expect(streams[first]!.map(\.timestamp).filter(shared.contains) == streams[second]!.map(\.timestamp).filter(shared.contains))
+                }
+            }
+            // Resuming from a later counter (past a checkpoint), at the other node, gives the same suffix.
+            let member = Self.members[1]
+            var resumed: [StoredDelivery] = []
+            let full = streams[member]!
+            let from = full.count - 20
+            #expect(from > Int(SequencerReader.checkpointInterval))
+            for try await delivery in try await nodes[0].subscribe(member, from: Int64(from)) {
+                resumed.append(delivery)
+                if resumed.count == full.count - from { break }
+            }
+            #expect(resumed == Array(full.dropFirst(from)))
+            for node in nodes { await node.stop() }
+        }
+    }
+
+    @Test func aReplayedMessageIDIsRefusedAndAnExpiredSubmissionBecomesAnError() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let node = try await Self.nodes(fixture.url, count: 1)[0]
+            for member in Self.members { _ = try await node.register(member) }
+            let batch = Weft.V1.Batch(envelopes: [.init(content: [1, 2, 3], recipients: [Self.members[1]])])
+            let later = SequencerWriter.now() + 60_000_000
+            guard case .delivered = try await node.send(sender: Self.members[0], messageID: "once", batch: batch, maxSequencingTime: later) else {
+                Issue.record("first send not delivered")
+                return
+            }
+            #expect(try await node.send(sender: Self.members[0], messageID: "once", batch: batch, maxSequencingTime: later) == .duplicate)
+            // Already past its max sequencing time: sequenced as an error for the sender only.
+            let expired = try await node.send(sender: Self.members[0], messageID: "late", batch: batch, maxSequencingTime: SequencerWriter.now() - 1)
+            guard case .deliverError(_, let errorID) = expired else { Issue.record("expected a deliver error, got \(expired)"); return }
+            #expect(errorID == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED")
+            let unknown = try await node.send(
+                sender: Self.members[0], messageID: "nobody", batch: .init(envelopes: [.init(content: [1], recipients: ["PAR::ghost::1220ee"])]),
+                maxSequencingTime: later)
+            guard case .deliverError(_, let unknownID) = unknown else { Issue.record("expected a deliver error, got \(unknown)"); return }
+            #expect(unknownID == "SEQUENCER_UNKNOWN_RECIPIENTS")
+            await #expect(throws: SequencerError.unknownSender("PAR::ghost::1220ee")) {
+                _ = try await node.send(sender: "PAR::ghost::1220ee", messageID: "x", batch: batch, maxSequencingTime: later)
+            }
+            // The sender's stream: receipt, then the two errors; the recipient got only the first.
+            var senderStream: [StoredDelivery] = []
+            for try await delivery in try await node.subscribe(Self.members[0], from: 0) {
+                senderStream.append(delivery)
+                if senderStream.count == 3 { break }
+            }
+            #expect(senderStream.map(\.messageID) == ["once", "late", "nobody"])
+            #expect(senderStream.map { $0.error?.errorID } == [nil, "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED", "SEQUENCER_UNKNOWN_RECIPIENTS"])
+            await node.stop()
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
