@@ -14,11 +14,15 @@ struct CanonicalWriter {
     mutating func byte(_ value: UInt8) { bytes.append(value) }
 
     mutating func uint32(_ value: UInt32) {
-        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+        for shift in stride(from: 24, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift)))
+        }
     }
 
     mutating func uint64(_ value: UInt64) {
-        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+        }
     }
 
     mutating func count(_ value: Int) { uint32(UInt32(value)) }
@@ -159,27 +163,31 @@ extension Value {
 /// (docs/contracts.md §6). All use purpose `CONTRACT_ID`, with a label
 /// field that keeps the three derivations apart.
 enum Derivation {
+    private static let rootLabel = Array("weft/root-node-seed/v1".utf8)
+    private static let childLabel = Array("weft/child-node-seed/v1".utf8)
+    private static let contractLabel = Array("weft/contract-id/v1".utf8)
+
     static func rootSeed(_ seed: TransactionSeed, _ index: Int) -> NodeSeed {
-        var hasher = PurposeHasher(.contractID)
-        hasher.append("weft/root-node-seed/v1")
-        hasher.append(seed.digest.bytes)
-        hasher.append(UInt64(index))
-        return NodeSeed(Digest32(hasher.finalize().digest)!)
+        NodeSeed(derive(rootLabel, seed.digest, index))
     }
 
     static func childSeed(_ seed: NodeSeed, _ index: Int) -> NodeSeed {
+        NodeSeed(derive(childLabel, seed.digest, index))
+    }
+
+    private static func derive(_ label: [UInt8], _ seed: Digest32, _ index: Int) -> Digest32 {
         var hasher = PurposeHasher(.contractID)
-        hasher.append("weft/child-node-seed/v1")
-        hasher.append(seed.digest.bytes)
+        hasher.append(label)
+        hasher.append(seed.bytes)
         hasher.append(UInt64(index))
-        return NodeSeed(Digest32(hasher.finalize().digest)!)
+        return Digest32(hasher.finalize().digest)!
     }
 
     static func contractID(_ seed: NodeSeed, _ contract: ContractInstance) -> ContractID {
         var writer = CanonicalWriter()
         writer.contract(contract)
         var hasher = PurposeHasher(.contractID)
-        hasher.append("weft/contract-id/v1")
+        hasher.append(contractLabel)
         hasher.append(seed.digest.bytes)
         hasher.append(writer.bytes)
         return ContractID(Digest32(hasher.finalize().digest)!)

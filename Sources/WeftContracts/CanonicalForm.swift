@@ -60,7 +60,8 @@ enum CanonicalForm {
         case .create(let template, let fields): "create \(template.text) \(assignments(fields))"
         case .createWith(let base, let fields): "create \(expression(base, 7)) with \(assignments(fields))"
         case .exercise(let contract, let choice, let arguments):
-            "exercise \(expression(contract, 7)) \(choice.text)" + (arguments.isEmpty ? "" : " " + assignments(arguments))
+            "exercise \(expression(contract, 7)) \(choice.text)"
+                + (arguments.isEmpty ? "" : " " + assignments(arguments))
         case .fetch(let contract): "fetch \(expression(contract))"
         case .archive(let contract): "archive \(expression(contract))"
         }
@@ -68,7 +69,8 @@ enum CanonicalForm {
 
     private static func assignments(_ assignments: [FieldAssignment]) -> String {
         assignments.isEmpty
-            ? "{}" : "{ " + assignments.map { "\($0.name.text) = \(expression($0.value))" }.joined(separator: ", ") + " }"
+            ? "{}"
+            : "{ " + assignments.map { "\($0.name.text) = \(expression($0.value))" }.joined(separator: ", ") + " }"
     }
 
     /// `expression` printed where an operator of `precedence` binds it:

@@ -2,7 +2,9 @@
 /// and §4) and compiles it to `Template`s. Stops at the first error, which
 /// names the place and says what to write instead.
 struct Checker {
-    private static let builtinTypeNames = ["Party", "Text", "Int", "Decimal", "Bool", "Time", "Unit", "ContractId", "List"]
+    private static let builtinTypeNames = [
+        "Party", "Text", "Int", "Decimal", "Bool", "Time", "Unit", "ContractId", "List",
+    ]
     static let archiveChoiceName = "Archive"
 
     private let file: String
@@ -37,7 +39,8 @@ struct Checker {
             if let existing = templateIndex[name.text] {
                 throw .check(
                     name.location,
-                    "template \(name.text) is declared twice (first at \(lineColumn(syntax.templates[existing].name.location)))")
+                    "template \(name.text) is declared twice (first at \(lineColumn(syntax.templates[existing].name.location)))"
+                )
             }
             if Self.builtinTypeNames.contains(name.text) {
                 throw .check(name.location, "'\(name.text)' is a built-in type; a template needs another name")
@@ -95,12 +98,17 @@ struct Checker {
                                 + "\(template.name.text); choose another name")
                     }
                     parameterIndex[parameterName.text] = parameters.count
-                    parameters.append(Field(name: parameterName.text, type: try type(parameter.type, allowsRecord: false)))
+                    parameters.append(
+                        Field(name: parameterName.text, type: try type(parameter.type, allowsRecord: false)))
                 }
-                let returnType = try choice.returnType.map { syntax throws(ContractError) in try type(syntax, allowsRecord: false) } ?? .unit
+                let returnType =
+                    try choice.returnType.map { syntax throws(ContractError) in try type(syntax, allowsRecord: false) }
+                    ?? .unit
                 index[name.text] = list.count
                 list.append(
-                    Signature(name: name.text, parameters: parameters, parameterIndex: parameterIndex, returnType: returnType))
+                    Signature(
+                        name: name.text, parameters: parameters, parameterIndex: parameterIndex, returnType: returnType)
+                )
             }
             index[Self.archiveChoiceName] = list.count
             list.append(Signature(name: Self.archiveChoiceName, parameters: [], parameterIndex: [:], returnType: .unit))
@@ -172,7 +180,9 @@ struct Checker {
             }
             switch statement.kind {
             case .bind(let name, let annotation, let computation):
-                let annotated = try annotation.map { syntax throws(ContractError) in try type(syntax, allowsRecord: true) }
+                let annotated = try annotation.map { syntax throws(ContractError) in
+                    try type(syntax, allowsRecord: true)
+                }
                 let (operation, found) = try self.computation(computation, scope, expected: annotated)
                 if let annotated, found != annotated {
                     throw mismatch(computation, "'let \(name.text)'", expected: annotated, found: found)
@@ -222,11 +232,13 @@ struct Checker {
         if let parameter = scope.parameters[name.text] {
             throw .check(
                 name.location,
-                "'\(name.text)' is already a parameter of this choice (at \(lineColumn(parameter.2))); choose another name")
+                "'\(name.text)' is already a parameter of this choice (at \(lineColumn(parameter.2))); choose another name"
+            )
         }
         if let local = scope.locals[name.text] {
             throw .check(
-                name.location, "'\(name.text)' is already bound by the 'let' at \(lineColumn(local.2)); choose another name")
+                name.location,
+                "'\(name.text)' is already bound by the 'let' at \(lineColumn(local.2)); choose another name")
         }
     }
 
@@ -238,7 +250,8 @@ struct Checker {
             guard syntax.arguments.count == count else {
                 throw .check(
                     name.location,
-                    count == 0 ? "\(name.text) takes no type arguments" : "\(name.text) takes one type argument: \(example)")
+                    count == 0
+                        ? "\(name.text) takes no type arguments" : "\(name.text) takes one type argument: \(example)")
             }
         }
         switch name.text {
@@ -269,7 +282,8 @@ struct Checker {
                 guard allowsRecord else {
                     throw .check(
                         name.location,
-                        "a field or parameter cannot hold a whole \(name.text) contract; hold its id: ContractId<\(name.text)>")
+                        "a field or parameter cannot hold a whole \(name.text) contract; hold its id: ContractId<\(name.text)>"
+                    )
                 }
                 return .record(reference(index))
             }
@@ -283,9 +297,11 @@ struct Checker {
 
     // MARK: - Statements
 
-    private func computation(_ computation: Computation, _ scope: Scope, expected: ValueType?) throws(ContractError) -> (
-        Operation, ValueType
-    ) {
+    private func computation(_ computation: Computation, _ scope: Scope, expected: ValueType?) throws(ContractError)
+        -> (
+            Operation, ValueType
+        )
+    {
         switch computation {
         case .pure(let expression):
             let (code, type) = try infer(expression, scope, expected: expected)
@@ -304,8 +320,15 @@ struct Checker {
             }
             let codes = try assign(
                 assignments, to: fields[template], fieldIndexes[template], scope, owner: "template \(name.text)",
-                kind: "field", missing: (update.location, "'create \(name.text) { … }' gives every field; copy a record with 'create this with { … }' to change only some"))
-            return (.create(template: template, fields: codes.map { $0! }, update.location), .contractID(reference(template)))
+                kind: "field",
+                missing: (
+                    update.location,
+                    "'create \(name.text) { … }' gives every field; copy a record with 'create this with { … }' to change only some"
+                ))
+            return (
+                .create(template: template, fields: codes.map { $0! }, update.location),
+                .contractID(reference(template))
+            )
         case .createWith(let base, let assignments):
             let (baseCode, baseType) = try infer(base, scope, expected: nil)
             guard case .record(let reference) = baseType else {
@@ -355,7 +378,8 @@ struct Checker {
             let (contractCode, template) = try contractID(contract, scope, "'archive'")
             let archive = choiceIndexes[template.index][Self.archiveChoiceName]!
             return (
-                .exercise(template: template.index, contract: contractCode, choice: archive, arguments: [], update.location),
+                .exercise(
+                    template: template.index, contract: contractCode, choice: archive, arguments: [], update.location),
                 .unit
             )
         }
@@ -385,7 +409,8 @@ struct Checker {
                 throw .check(
                     name.location,
                     "\(owner) has no \(kind) '\(name.text)'" + suggestion(name.text, fields.map(\.name))
-                        + (fields.isEmpty ? " (it has none)" : " (its \(kind)s: \(fields.map(\.name).joined(separator: ", ")))"))
+                        + (fields.isEmpty
+                            ? " (it has none)" : " (its \(kind)s: \(fields.map(\.name).joined(separator: ", ")))"))
             }
             if codes[position] != nil {
                 throw .check(name.location, "\(kind) '\(name.text)' is given twice")
@@ -475,8 +500,11 @@ struct Checker {
         case .name(let name):
             if let local = scope.locals[name] { return (.local(local.0), local.1) }
             if let parameter = scope.parameters[name] { return (.argument(parameter.0), parameter.1) }
-            if let field = fieldIndexes[scope.template][name] { return (.field(field), fields[scope.template][field].type) }
-            let candidates = Array(scope.locals.keys) + Array(scope.parameters.keys) + fields[scope.template].map(\.name)
+            if let field = fieldIndexes[scope.template][name] {
+                return (.field(field), fields[scope.template][field].type)
+            }
+            let candidates =
+                Array(scope.locals.keys) + Array(scope.parameters.keys) + fields[scope.template].map(\.name)
             throw .check(
                 location,
                 "unknown name '\(name)'" + suggestion(name, candidates)
@@ -490,7 +518,9 @@ struct Checker {
                         "'.\(name.text)' reads a field of a record, but this is a ContractId<\(template.name)>; fetch "
                             + "the contract first: 'let c = fetch cid;'")
                 }
-                throw .check(name.location, "only records ('this' or a fetched contract) have fields; this is \(article(baseType))")
+                throw .check(
+                    name.location,
+                    "only records ('this' or a fetched contract) have fields; this is \(article(baseType))")
             }
             guard let index = fieldIndexes[template.index][name.text] else {
                 let names = fields[template.index].map(\.name)
@@ -529,11 +559,13 @@ struct Checker {
             }
         case .conditional(let condition, let whenTrue, let whenFalse):
             let conditionCode = try check(condition, scope, against: .bool, "the condition of 'if'")
-            let (trueCode, trueType, falseCode, falseType) = try operands(whenTrue, whenFalse, scope, expected: expected)
+            let (trueCode, trueType, falseCode, falseType) = try operands(
+                whenTrue, whenFalse, scope, expected: expected)
             guard trueType == falseType else {
                 throw .check(
                     whenFalse.location,
-                    "both branches of 'if' must have the same type; 'then' is \(article(trueType)), 'else' \(article(falseType))")
+                    "both branches of 'if' must have the same type; 'then' is \(article(trueType)), 'else' \(article(falseType))"
+                )
             }
             return (.conditional(conditionCode, trueCode, falseCode), trueType)
         case .binary(let op, let left, let right):
@@ -556,7 +588,9 @@ struct Checker {
         return (leftCode, leftType, rightCode, rightType)
     }
 
-    private func binary(_ op: BinaryOperator, _ left: Expression, _ right: Expression, _ scope: Scope, _ location: SourceLocation)
+    private func binary(
+        _ op: BinaryOperator, _ left: Expression, _ right: Expression, _ scope: Scope, _ location: SourceLocation
+    )
         throws(ContractError) -> (Code, ValueType)
     {
         switch op {
@@ -576,7 +610,9 @@ struct Checker {
             let (rightCode, rightType) = try infer(right, scope, expected: .list(leftType))
             guard rightType == .list(leftType) else {
                 throw .check(
-                    right.location, "'in' looks for \(article(leftType)) in a List<\(leftType)>, found \(article(rightType)) on its right")
+                    right.location,
+                    "'in' looks for \(article(leftType)) in a List<\(leftType)>, found \(article(rightType)) on its right"
+                )
             }
             return (.member(leftCode, rightCode), .bool)
         default:
@@ -588,7 +624,9 @@ struct Checker {
             if leftType == .decimal, case .integer(let value) = right.kind { hint = "; write \(value).0 for a Decimal" }
             if rightType == .decimal, case .integer(let value) = left.kind { hint = "; write \(value).0 for a Decimal" }
             throw .check(
-                location, "'\(op.rawValue)' needs two values of one type, found \(article(leftType)) and \(article(rightType))\(hint)")
+                location,
+                "'\(op.rawValue)' needs two values of one type, found \(article(leftType)) and \(article(rightType))\(hint)"
+            )
         }
         let type = leftType
         switch op {
@@ -651,7 +689,9 @@ func suggestion(_ name: String, _ candidates: [String]) -> String {
     var best: (String, Int)?
     for candidate in Set(candidates) where candidate != name {
         let distance = editDistance(target, Array(candidate.unicodeScalars))
-        if distance <= max(1, target.count / 3), distance < best?.1 ?? Int.max || (distance == best?.1 && candidate < best!.0) {
+        if distance <= max(1, target.count / 3),
+            distance < best?.1 ?? Int.max || (distance == best?.1 && candidate < best!.0)
+        {
             best = (candidate, distance)
         }
     }

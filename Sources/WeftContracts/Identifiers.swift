@@ -40,7 +40,9 @@ public struct Digest32: Hashable, Comparable, Sendable, CustomStringConvertible 
         var result = [UInt8]()
         result.reserveCapacity(32)
         for word in [w0, w1, w2, w3] {
-            for shift in stride(from: 56, through: 0, by: -8) { result.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+            for shift in stride(from: 56, through: 0, by: -8) {
+                result.append(UInt8(truncatingIfNeeded: word >> UInt64(shift)))
+            }
         }
         return result
     }
@@ -170,7 +172,8 @@ public struct Party: Hashable, Comparable, Sendable, CustomStringConvertible {
         let bytes = id.utf8
         guard !bytes.isEmpty else { throw .invalidParty(id: id, reason: "a party id is not empty") }
         guard bytes.count <= Party.idBytesMax else {
-            throw .invalidParty(id: String(id.prefix(40)) + "…", reason: "a party id has at most \(Party.idBytesMax) bytes")
+            throw .invalidParty(
+                id: String(id.prefix(40)) + "…", reason: "a party id has at most \(Party.idBytesMax) bytes")
         }
         for byte in bytes where !Party.allowed(byte) {
             throw .invalidParty(id: id, reason: "a party id has only ASCII letters, digits and ':', '_', '-', '.'")

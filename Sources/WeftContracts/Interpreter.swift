@@ -132,10 +132,11 @@ private struct Run<Lookup: ContractLookup> {
         path = [index]
         switch command {
         case .create(let templateID, let argument):
-            let (package, template) = try resolve(templateID)
+            let (package, template) = try indexes(of: templateID)
             let templateInfo = self.template(package, template)
             guard case .record(let fields) = argument else {
-                throw .invalidCommand("the argument of a create of \(templateID.name) must be a record, found \(argument)")
+                throw .invalidCommand(
+                    "the argument of a create of \(templateID.name) must be a record, found \(argument)")
             }
             if let problem = mismatch(fields, templateInfo.fields, package) {
                 throw .invalidCommand("the argument of a create of \(templateID.name) does not fit: \(problem)")
@@ -146,7 +147,7 @@ private struct Run<Lookup: ContractLookup> {
                 location: nil)
             roots.append(node)
         case .exercise(let templateID, let contract, let choiceName, let argument):
-            let (package, template) = try resolve(templateID)
+            let (package, template) = try indexes(of: templateID)
             let templateInfo = self.template(package, template)
             guard let choice = templateInfo.choice(named: choiceName) else {
                 let names = templateInfo.choices.map(\.name)
@@ -158,7 +159,8 @@ private struct Run<Lookup: ContractLookup> {
                 throw .invalidCommand("the argument of choice \(choiceName) must be a record, found \(argument)")
             }
             if let problem = mismatch(arguments, templateInfo.choices[choice].parameters, package) {
-                throw .invalidCommand("the argument of choice \(choiceName) of \(templateID.name) does not fit: \(problem)")
+                throw .invalidCommand(
+                    "the argument of choice \(choiceName) of \(templateID.name) does not fit: \(problem)")
             }
             code = CodeContext(package: package, template: template, choice: choice)
             let (_, node) = try exercise(
@@ -168,14 +170,15 @@ private struct Run<Lookup: ContractLookup> {
         }
     }
 
-    private func resolve(_ id: TemplateID) throws(ContractError) -> (Int, Int) {
+    private func indexes(of id: TemplateID) throws(ContractError) -> (Int, Int) {
         guard let package = interpreter.packageIndex[id.package] else {
             throw .invalidCommand("package \(id.package) is not loaded; upload it before using template \(id.name)")
         }
         guard let template = interpreter.packages[package].template(named: id.name) else {
             let names = interpreter.packages[package].templates.map(\.name)
             throw .invalidCommand(
-                "package \(interpreter.packages[package].name) has no template '\(id.name)'" + suggestion(id.name, names))
+                "package \(interpreter.packages[package].name) has no template '\(id.name)'"
+                    + suggestion(id.name, names))
         }
         return (package, template)
     }
@@ -183,7 +186,8 @@ private struct Run<Lookup: ContractLookup> {
     /// Why `values` do not fit `fields`, or nil when they do.
     private func mismatch(_ values: [Value], _ fields: [Field], _ package: Int) -> String? {
         guard values.count == fields.count else {
-            return "it has \(values.count) fields, expected \(fields.count) (\(fields.map(\.name).joined(separator: ", ")))"
+            return
+                "it has \(values.count) fields, expected \(fields.count) (\(fields.map(\.name).joined(separator: ", ")))"
         }
         for (value, field) in zip(values, fields) {
             if let problem = mismatch(value, field.type, package) { return "field '\(field.name)': \(problem)" }
@@ -320,7 +324,8 @@ private struct Run<Lookup: ContractLookup> {
         guard !actors.isEmpty else {
             throw failure(
                 .fetchNotAuthorized(
-                    template: self.template(package, template).name, stakeholders: stakeholders, authorizers: authorizers),
+                    template: self.template(package, template).name, stakeholders: stakeholders,
+                    authorizers: authorizers),
                 at: location)
         }
         let signatories = contract.contract.signatories
@@ -357,7 +362,8 @@ private struct Run<Lookup: ContractLookup> {
             throw failure(.inconsistentContract(id, "its argument is not a record"), at: location)
         }
         if let problem = mismatch(fields, templateInfo.fields, package) {
-            throw failure(.inconsistentContract(id, "its argument does not fit \(templateInfo.name): \(problem)"), at: location)
+            throw failure(
+                .inconsistentContract(id, "its argument does not fit \(templateInfo.name): \(problem)"), at: location)
         }
         let frame = Frame(fields: fields, arguments: [], locals: [])
         let signatories = try parties(templateInfo.signatories, frame)
@@ -393,11 +399,13 @@ private struct Run<Lookup: ContractLookup> {
                 frame.locals[slot] = try perform(
                     operation, frame, seed: seed, authorizers: authorizers, parent: parent, children: &children)
             case .perform(let operation):
-                _ = try perform(operation, frame, seed: seed, authorizers: authorizers, parent: parent, children: &children)
+                _ = try perform(
+                    operation, frame, seed: seed, authorizers: authorizers, parent: parent, children: &children)
             case .assert(let condition, let message, let location):
                 guard try bool(condition, frame) else { throw failure(.assertionFailed(message), at: location) }
             case .return(let operation):
-                return try perform(operation, frame, seed: seed, authorizers: authorizers, parent: parent, children: &children)
+                return try perform(
+                    operation, frame, seed: seed, authorizers: authorizers, parent: parent, children: &children)
             }
         }
         return .unit

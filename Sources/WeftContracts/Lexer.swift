@@ -121,7 +121,9 @@ struct Lexer {
             let start = index
             while let next = peek(), isLetter(next) || isDigit(next) || next == UInt8(ascii: "_") { advance() }
             guard index - start <= Self.identifierBytesMax else {
-                throw error("an identifier has at most \(Self.identifierBytesMax) characters", line: startLine, column: startColumn)
+                throw error(
+                    "an identifier has at most \(Self.identifierBytesMax) characters", line: startLine,
+                    column: startColumn)
             }
             let name = String(decoding: bytes[start..<index], as: UTF8.self)
             return lexeme(Keyword(rawValue: name).map(Token.keyword) ?? .identifier(name))
@@ -170,7 +172,9 @@ struct Lexer {
             }
             let text = String(decoding: bytes[start..<index], as: UTF8.self)
             guard let value = FixedDecimal(text) else {
-                throw error("the Decimal \(text) is out of range (at most 28 digits before the point)", line: line, column: column)
+                throw error(
+                    "the Decimal \(text) is out of range (at most 28 digits before the point)", line: line,
+                    column: column)
             }
             return .decimal(value)
         }
@@ -182,8 +186,10 @@ struct Lexer {
             let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
             let (sum, overflow2) = times10.addingReportingOverflow(UInt64(digit - UInt8(ascii: "0")))
             guard !overflow1, !overflow2, sum <= UInt64(Int64.max) + 1 else {
-                throw error("the Int \(String(decoding: bytes[start..<index], as: UTF8.self)) is out of range "
-                    + "(an Int is 64 bits: -9223372036854775808 to 9223372036854775807)", line: line, column: column)
+                throw error(
+                    "the Int \(String(decoding: bytes[start..<index], as: UTF8.self)) is out of range "
+                        + "(an Int is 64 bits: -9223372036854775808 to 9223372036854775807)", line: line, column: column
+                )
             }
             value = sum
         }

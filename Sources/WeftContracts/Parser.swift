@@ -151,7 +151,8 @@ struct Parser {
         let consuming = !accept(.nonconsuming)
         guard accept(.choice) else { throw error("'choice' after 'nonconsuming'") }
         let choiceName = try name("the choice name after 'choice'")
-        try expect(.leftParen, "and the choice's parameters after its name, e.g. 'choice \(choiceName.text)(newOwner: Party)'")
+        try expect(
+            .leftParen, "and the choice's parameters after its name, e.g. 'choice \(choiceName.text)(newOwner: Party)'")
         var parameters: [FieldSyntax] = []
         while !accept(.rightParen) {
             let parameterName = try name("a parameter name or ')'")
@@ -330,7 +331,8 @@ struct Parser {
             if op.isComparison, let next = binaryOperator, next.isComparison {
                 throw .syntax(
                     location,
-                    "comparisons do not chain; write '(a \(op.rawValue) b) && (b \(next.rawValue) c)' or add parentheses")
+                    "comparisons do not chain; write '(a \(op.rawValue) b) && (b \(next.rawValue) c)' or add parentheses"
+                )
             }
             left = Expression(kind: .binary(op, left, right), location: operatorLocation)
         }
@@ -350,7 +352,8 @@ struct Parser {
             switch token {
             case .integer(let magnitude):
                 advance()
-                return try postfix(Expression(kind: .integer(Int64(truncatingIfNeeded: 0 &- magnitude)), location: start))
+                return try postfix(
+                    Expression(kind: .integer(Int64(truncatingIfNeeded: 0 &- magnitude)), location: start))
             case .decimal(let value):
                 advance()
                 return try postfix(Expression(kind: .decimal(value.negated()), location: start))

@@ -88,7 +88,8 @@ struct DeterminismTests {
         return (commands, actAs)
     }
 
-    @Test("IOU workflows: identical trees on every run and on a validator; invariants; amounts conserved",
+    @Test(
+        "IOU workflows: identical trees on every run and on a validator; invariants; amounts conserved",
         arguments: [1, 2, 3, 4] as [UInt64])
     func iouWorkflows(generatorSeed: UInt64) throws {
         var random = SeededGenerator(seed: generatorSeed)
@@ -108,7 +109,8 @@ struct DeterminismTests {
                 try ledger.interpreter.submit(commands, actAs: actAs, seed: transactionSeed, contracts: store)
             }
             let second = attempt { () throws(ContractError) in
-                try Interpreter(packages: [ledger.package]).submit(commands, actAs: actAs, seed: transactionSeed, contracts: store)
+                try Interpreter(packages: [ledger.package]).submit(
+                    commands, actAs: actAs, seed: transactionSeed, contracts: store)
             }
             let third = attempt { () throws(ContractError) in
                 try validator.submit(commands, actAs: actAs, seed: transactionSeed, contracts: store)
@@ -137,7 +139,8 @@ struct DeterminismTests {
                 successes += 1
             case (.failure(let a), .failure(let b), .failure(let c)):
                 #expect(a == b)
-                guard case .runtime(let failureA, let contextA) = a, case .runtime(let failureC, let contextC) = c else {
+                guard case .runtime(let failureA, let contextA) = a, case .runtime(let failureC, let contextC) = c
+                else {
                     #expect(a == c)
                     continue
                 }
@@ -159,7 +162,8 @@ struct DeterminismTests {
         var ids = Set<ContractID>()
         for _ in 0..<100 {
             let transaction = try ledger.interpreter.submit(
-                [try ledger.issueCommand(bank, alice, "1")], actAs: [bank], seed: randomSeed(&random), contracts: ledger.store)
+                [try ledger.issueCommand(bank, alice, "1")], actAs: [bank], seed: randomSeed(&random),
+                contracts: ledger.store)
             guard case .create(let create) = transaction.nodes[0].action else { continue }
             ids.insert(create.contractID)
         }
@@ -193,7 +197,9 @@ struct DeterminismTests {
             return .literal(literals.randomElement(using: &random)!)
         case 1: return .variable(Int.random(in: 0..<3, using: &random))
         case 2: return .negate(expr(&random, depth: depth - 1))
-        case 3: return .conditional(condition(&random, depth: depth - 1), expr(&random, depth: depth - 1), expr(&random, depth: depth - 1))
+        case 3:
+            return .conditional(
+                condition(&random, depth: depth - 1), expr(&random, depth: depth - 1), expr(&random, depth: depth - 1))
         default:
             let op = ["+", "-", "*", "/", "%"].randomElement(using: &random)!
             return .binary(op, expr(&random, depth: depth - 1), expr(&random, depth: depth - 1))
@@ -207,7 +213,9 @@ struct DeterminismTests {
             return .compare(op, expr(&random, depth: max(depth - 1, 0)), expr(&random, depth: max(depth - 1, 0)))
         case 2: return .not(condition(&random, depth: depth - 1))
         default:
-            return .logic(["&&", "||"].randomElement(using: &random)!, condition(&random, depth: depth - 1), condition(&random, depth: depth - 1))
+            return .logic(
+                ["&&", "||"].randomElement(using: &random)!, condition(&random, depth: depth - 1),
+                condition(&random, depth: depth - 1))
         }
     }
 
@@ -278,7 +286,8 @@ struct DeterminismTests {
         }
     }
 
-    @Test("generated programs compute what exact arithmetic says; the canonical form keeps the id",
+    @Test(
+        "generated programs compute what exact arithmetic says; the canonical form keeps the id",
         arguments: [11, 12, 13] as [UInt64])
     func generatedPrograms(generatorSeed: UInt64) throws {
         var random = SeededGenerator(seed: generatorSeed)
@@ -301,13 +310,15 @@ struct DeterminismTests {
             let interpreter = Interpreter(packages: [package])
             var store = ContractStore()
             let created = try interpreter.submit(
-                [.create(try package.templateID("E"), argument: .record([.party(alice)]))], actAs: [alice], seed: seed(1),
+                [.create(try package.templateID("E"), argument: .record([.party(alice)]))], actAs: [alice],
+                seed: seed(1),
                 contracts: store)
             store.commit(created)
             guard case .create(let contract) = created.nodes[0].action else { continue }
             for _ in 0..<5 {
                 let variables = (0..<3).map { _ in
-                    [Int64.random(in: -20...20, using: &random), Int64.max, Int64.min, 1 << 40].randomElement(using: &random)!
+                    [Int64.random(in: -20...20, using: &random), Int64.max, Int64.min, 1 << 40].randomElement(
+                        using: &random)!
                 }
                 let command = Command.exercise(
                     try package.templateID("E"), contract: contract.contractID, choice: "Eval",
@@ -317,18 +328,23 @@ struct DeterminismTests {
                     try interpreter.submit([command], actAs: [alice], seed: transactionSeed, contracts: store)
                 }
                 let second = attempt { () throws(ContractError) in
-                    try Interpreter(packages: [canonical]).submit([command], actAs: [alice], seed: transactionSeed, contracts: store)
+                    try Interpreter(packages: [canonical]).submit(
+                        [command], actAs: [alice], seed: transactionSeed, contracts: store)
                 }
                 switch (first, second, evaluate(program, variables)) {
                 case (.success(let a), .success(let b), let expected?):
                     #expect(a.canonicalBytes == b.canonicalBytes)
                     guard case .exercise(let exercise) = a.nodes[0].action else { continue }
                     #expect(exercise.result == .int(expected), "\(source(program)) with \(variables)")
-                case (.failure(.runtime(.arithmetic(let message), _)), .failure(.runtime(.arithmetic(let again), _)), nil):
+                case (
+                    .failure(.runtime(.arithmetic(let message), _)), .failure(.runtime(.arithmetic(let again), _)), nil
+                ):
                     #expect(message == again)
                     arithmeticErrors += 1
                 default:
-                    Issue.record("\(source(program)) with \(variables): \(first) vs \(second) vs \(String(describing: evaluate(program, variables)))")
+                    Issue.record(
+                        "\(source(program)) with \(variables): \(first) vs \(second) vs \(String(describing: evaluate(program, variables)))"
+                    )
                 }
             }
         }

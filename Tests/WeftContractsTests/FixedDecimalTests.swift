@@ -6,19 +6,23 @@ import WeftContracts
 
 @Suite("FixedDecimal")
 struct FixedDecimalTests {
-    @Test("text round-trips in canonical form", arguments: [
-        ("0", "0"), ("-0", "0"), ("1.50", "1.5"), ("-12.5", "-12.5"), ("0.0000000001", "0.0000000001"),
-        ("9999999999999999999999999999.9999999999", "9999999999999999999999999999.9999999999"), ("007", "7"),
-    ])
+    @Test(
+        "text round-trips in canonical form",
+        arguments: [
+            ("0", "0"), ("-0", "0"), ("1.50", "1.5"), ("-12.5", "-12.5"), ("0.0000000001", "0.0000000001"),
+            ("9999999999999999999999999999.9999999999", "9999999999999999999999999999.9999999999"), ("007", "7"),
+        ])
     func text(input: String, canonical: String) throws {
         let value = try #require(FixedDecimal(input))
         #expect(value.description == canonical)
         #expect(FixedDecimal(canonical) == value)
     }
 
-    @Test("malformed or out-of-range text is refused", arguments: [
-        "", "-", ".5", "5.", "1.2.3", "1e5", "0.00000000001", "10000000000000000000000000000", "+1", " 1", "1_000",
-    ])
+    @Test(
+        "malformed or out-of-range text is refused",
+        arguments: [
+            "", "-", ".5", "5.", "1.2.3", "1e5", "0.00000000001", "10000000000000000000000000000", "+1", " 1", "1_000",
+        ])
     func malformed(input: String) {
         #expect(FixedDecimal(input) == nil)
     }

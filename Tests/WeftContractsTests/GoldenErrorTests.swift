@@ -7,7 +7,8 @@ import Foundation
 import Testing
 import WeftContracts
 
-private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
+private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+    "Golden")
 
 private func goldenCases() -> [String] {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: goldenDirectory.path)) ?? []

@@ -27,12 +27,14 @@ private func outline(_ transaction: Transaction) -> [String] {
         let node = transaction.nodes[index]
         let indent = String(repeating: "  ", count: transaction.position(of: index).count - 1)
         let informees = node.informees.map { String($0.id.prefix(while: { $0 != ":" })) }.joined(separator: ",")
-        let confirming = node.confirmingParties.map { String($0.id.prefix(while: { $0 != ":" })) }.joined(separator: ",")
+        let confirming = node.confirmingParties.map { String($0.id.prefix(while: { $0 != ":" })) }.joined(
+            separator: ",")
         let what: String
         switch node.action {
         case .create(let create): what = "create \(create.instance.template.name)"
         case .exercise(let exercise):
-            what = "exercise \(exercise.contract.template.name).\(exercise.choice)\(exercise.consuming ? "" : " (nonconsuming)")"
+            what =
+                "exercise \(exercise.contract.template.name).\(exercise.choice)\(exercise.consuming ? "" : " (nonconsuming)")"
         case .fetch(let fetch): what = "fetch \(fetch.contract.template.name)"
         }
         return indent + what + " informees=" + informees + " confirming=" + confirming
@@ -82,7 +84,8 @@ struct IouInterpreterTests {
     func transfer() throws {
         var ledger = try IouLedger()
         let iou = try ledger.issue(bank, alice, "100")
-        let transaction = try ledger.run([try ledger.exercise(iou, "Transfer", ["newOwner": .party(bob)])], actAs: [alice])
+        let transaction = try ledger.run(
+            [try ledger.exercise(iou, "Transfer", ["newOwner": .party(bob)])], actAs: [alice])
         #expect(
             outline(transaction) == [
                 "exercise Iou.Transfer informees=alice,bank confirming=alice,bank",
@@ -119,13 +122,16 @@ struct IouInterpreterTests {
     func split() throws {
         var ledger = try IouLedger()
         let iou = try ledger.issue(bank, alice, "100")
-        let transaction = try ledger.run([try ledger.exercise(iou, "Split", ["splitAmount": decimal("30.25")])], actAs: [alice])
+        let transaction = try ledger.run(
+            [try ledger.exercise(iou, "Split", ["splitAmount": decimal("30.25")])], actAs: [alice])
         #expect(outline(transaction).count == 3)
         let first = try created(transaction, 1)
         let rest = try created(transaction, 2)
         #expect(first.instance.argument == .record([.party(bank), .party(alice), .text("USD"), decimal("30.25")]))
         #expect(rest.instance.argument == .record([.party(bank), .party(alice), .text("USD"), decimal("69.75")]))
-        #expect(try exercised(transaction, 0).result == .list([.contractID(first.contractID), .contractID(rest.contractID)]))
+        #expect(
+            try exercised(transaction, 0).result
+                == .list([.contractID(first.contractID), .contractID(rest.contractID)]))
         #expect(first.contractID != rest.contractID)
     }
 
@@ -156,7 +162,9 @@ struct IouInterpreterTests {
                 "  exercise Iou.Archive informees=alice,bank confirming=bank",
                 "  create Iou informees=alice,bank confirming=bank",
             ])
-        #expect(try created(transaction, 3).instance.argument == .record([.party(bank), .party(alice), .text("USD"), decimal("100.5")]))
+        #expect(
+            try created(transaction, 3).instance.argument
+                == .record([.party(bank), .party(alice), .text("USD"), decimal("100.5")]))
         #expect(transaction.consumedContracts == [a, b])
         #expect(transaction.inputContracts.map(\.id) == [a, b])
         #expect(ledger.store.active.count == 1)
@@ -166,7 +174,9 @@ struct IouInterpreterTests {
     func mergeWithItself() throws {
         var ledger = try IouLedger()
         let a = try ledger.issue(bank, alice, "100")
-        let failure = error { _ = try ledger.run([try ledger.exercise(a, "Merge", ["other": .contractID(a)])], actAs: [alice]) }
+        let failure = error {
+            _ = try ledger.run([try ledger.exercise(a, "Merge", ["other": .contractID(a)])], actAs: [alice])
+        }
         let location = try exampleLocation("iou.weft", "let that = fetch other", at: "fetch")
         #expect(
             failure?.description
@@ -197,7 +207,9 @@ struct IouInterpreterTests {
         var ledger = try IouLedger()
         let iou = try ledger.issue(bank, alice, "100")
         _ = try ledger.run([try ledger.exercise(iou, "Transfer", ["newOwner": .party(bob)])], actAs: [alice])
-        let failure = error { _ = try ledger.run([try ledger.exercise(iou, "Transfer", ["newOwner": .party(bob)])], actAs: [alice]) }
+        let failure = error {
+            _ = try ledger.run([try ledger.exercise(iou, "Transfer", ["newOwner": .party(bob)])], actAs: [alice])
+        }
         #expect(
             failure?.description
                 == "in template Iou, choice Transfer, at node 0: contract \(iou) is unknown or no longer active (the "
@@ -220,7 +232,9 @@ struct IouInterpreterTests {
         let huge = "9999999999999999999999999999"
         let a = try ledger.issue(bank, alice, huge)
         let b = try ledger.issue(bank, alice, huge)
-        let failure = error { _ = try ledger.run([try ledger.exercise(a, "Merge", ["other": .contractID(b)])], actAs: [alice]) }
+        let failure = error {
+            _ = try ledger.run([try ledger.exercise(a, "Merge", ["other": .contractID(b)])], actAs: [alice])
+        }
         let plus = try exampleLocation("iou.weft", "amount = amount + that.amount", at: "+ that")
         #expect(
             failure?.description
@@ -233,28 +247,39 @@ struct IouInterpreterTests {
         let wrongType = Command.create(
             ledger.iou, argument: .record([.party(bank), .party(alice), .text("USD"), .int(5)]))
         #expect(
-            error { _ = try ledger.interpreter.submit([wrongType], actAs: [bank], seed: seed(1), contracts: ledger.store) }
+            error {
+                _ = try ledger.interpreter.submit([wrongType], actAs: [bank], seed: seed(1), contracts: ledger.store)
+            }
                 == .invalidCommand(
                     "the argument of a create of Iou does not fit: field 'amount': expected a Decimal, found 5"))
         let iou = ContractID(hex: String(repeating: "ab", count: 32))!
         let noChoice = Command.exercise(ledger.iou, contract: iou, choice: "Transfr", argument: .record([]))
         #expect(
-            error { _ = try ledger.interpreter.submit([noChoice], actAs: [alice], seed: seed(1), contracts: ledger.store) }
+            error {
+                _ = try ledger.interpreter.submit([noChoice], actAs: [alice], seed: seed(1), contracts: ledger.store)
+            }
                 == .invalidCommand(
-                    "template Iou has no choice 'Transfr'; did you mean 'Transfer'? (its choices: Transfer, Split, Merge, Archive)"))
+                    "template Iou has no choice 'Transfr'; did you mean 'Transfer'? (its choices: Transfer, Split, Merge, Archive)"
+                ))
         #expect(
             error { _ = try ledger.package.record("Iou", ["issuer": .party(bank)]) }
                 == .invalidCommand("template Iou needs field 'owner'"))
-        #expect(error { _ = try Party("alice smith") } == .invalidParty(id: "alice smith", reason: "a party id has only ASCII letters, digits and ':', '_', '-', '.'"))
+        #expect(
+            error { _ = try Party("alice smith") }
+                == .invalidParty(
+                    id: "alice smith", reason: "a party id has only ASCII letters, digits and ':', '_', '-', '.'"))
     }
 
     @Test("contract ids derive from the seed: same seed same ids, other seed other ids")
     func contractIDs() throws {
         let ledger = try IouLedger()
         let command = try ledger.issueCommand(bank, alice, "1")
-        let a = try ledger.interpreter.submit([command, command], actAs: [bank], seed: seed(7), contracts: ledger.store)
-        let b = try ledger.interpreter.submit([command, command], actAs: [bank], seed: seed(7), contracts: ledger.store)
-        let c = try ledger.interpreter.submit([command, command], actAs: [bank], seed: seed(8), contracts: ledger.store)
+        let a = try ledger.interpreter.submit(
+            [command, command], actAs: [bank], seed: seed(7), contracts: ledger.store)
+        let b = try ledger.interpreter.submit(
+            [command, command], actAs: [bank], seed: seed(7), contracts: ledger.store)
+        let c = try ledger.interpreter.submit(
+            [command, command], actAs: [bank], seed: seed(8), contracts: ledger.store)
         let ids = { (t: Transaction) in try [created(t, 0).contractID, created(t, 1).contractID] }
         #expect(try ids(a) == ids(b))
         #expect(try ids(a)[0] != ids(a)[1], "two identical creates at different positions get different ids")
@@ -277,7 +302,11 @@ struct ProposeAcceptTests {
         .create(
             try package.templateID("Proposal"),
             argument: try package.record(
-                "Proposal", ["proposer": .party(alice), "counterparty": .party(bob), "terms": .text("one bicycle"), "price": decimal("250")]))
+                "Proposal",
+                [
+                    "proposer": .party(alice), "counterparty": .party(bob), "terms": .text("one bicycle"),
+                    "price": decimal("250"),
+                ]))
     }
 
     @Test("accepting a proposal creates an agreement signed by both")
@@ -305,9 +334,14 @@ struct ProposeAcceptTests {
         let create = Command.create(
             try package.templateID("Agreement"),
             argument: try package.record(
-                "Agreement", ["first": .party(alice), "second": .party(bob), "terms": .text("x"), "price": decimal("1")]))
-        let failure = error { _ = try interpreter.submit([create], actAs: [alice], seed: seed(1), contracts: ContractStore()) }
-        guard case .runtime(.missingAuthorization(_, .signatories, let required, _, let missing), let context)? = failure else {
+                "Agreement",
+                ["first": .party(alice), "second": .party(bob), "terms": .text("x"), "price": decimal("1")]))
+        let failure = error {
+            _ = try interpreter.submit([create], actAs: [alice], seed: seed(1), contracts: ContractStore())
+        }
+        guard
+            case .runtime(.missingAuthorization(_, .signatories, let required, _, let missing), let context)? = failure
+        else {
             Issue.record("expected missing authorization, got \(String(describing: failure))")
             return
         }
@@ -337,8 +371,11 @@ struct ProposeAcceptTests {
         var ledger = try IouLedger()
         let iou = try ledger.issue(bank, alice, "5")
         let interpreter = Interpreter(packages: [ledger.package, package])
-        let accept = Command.exercise(try package.templateID("Proposal"), contract: iou, choice: "Accept", argument: .record([]))
-        let failure = error { _ = try interpreter.submit([accept], actAs: [bob], seed: seed(2), contracts: ledger.store) }
+        let accept = Command.exercise(
+            try package.templateID("Proposal"), contract: iou, choice: "Accept", argument: .record([]))
+        let failure = error {
+            _ = try interpreter.submit([accept], actAs: [bob], seed: seed(2), contracts: ledger.store)
+        }
         #expect(
             failure?.description
                 == "in template Proposal, choice Accept, at node 0: contract \(iou) is an Iou (package "
@@ -358,14 +395,17 @@ struct DvpTests {
     init() throws {
         package = try examplePackage("dvp.weft")
         interpreter = Interpreter(packages: [package])
-        cash = try create("Cash", ["bank": .party(bank), "owner": .party(alice), "amount": decimal("1000")], by: [bank], seed: 1)
+        cash = try create(
+            "Cash", ["bank": .party(bank), "owner": .party(alice), "amount": decimal("1000")], by: [bank], seed: 1)
         security = try create(
-            "Security", ["bank": .party(bank), "holder": .party(bob), "isin": .text("XS0000000001"), "quantity": .int(10)],
+            "Security",
+            ["bank": .party(bank), "holder": .party(bob), "isin": .text("XS0000000001"), "quantity": .int(10)],
             by: [bank], seed: 2)
         offer = try makeOffer(price: "1000", payment: cash)
     }
 
-    mutating func create(_ template: String, _ fields: KeyValuePairs<String, Value>, by: [Party], seed byte: UInt8) throws
+    mutating func create(_ template: String, _ fields: KeyValuePairs<String, Value>, by: [Party], seed byte: UInt8)
+        throws
         -> ContractID
     {
         let command = Command.create(try package.templateID(template), argument: try package.record(template, fields))
@@ -391,7 +431,8 @@ struct DvpTests {
 
     @Test("settlement nests exercises whose informees differ: the bank never sees the offer")
     func settle() throws {
-        let transaction = try interpreter.submit([try settle(offer, delivery: security)], actAs: [bob], seed: seed(9), contracts: store)
+        let transaction = try interpreter.submit(
+            [try settle(offer, delivery: security)], actAs: [bob], seed: seed(9), contracts: store)
         #expect(
             outline(transaction) == [
                 "exercise Offer.Settle informees=alice,bob confirming=alice,bob",
@@ -410,18 +451,22 @@ struct DvpTests {
         let settlement = try created(transaction, 7)
         let paid = try created(transaction, 4).contractID
         let delivered = try created(transaction, 6).contractID
-        #expect(settlement.instance.argument == .record([.party(alice), .party(bob), .contractID(paid), .contractID(delivered)]))
+        #expect(
+            settlement.instance.argument
+                == .record([.party(alice), .party(bob), .contractID(paid), .contractID(delivered)]))
         #expect(settlement.instance.signatories == [alice, bob])
     }
 
     @Test("a subview re-interpreted alone, from its node seed, gives the same action and contract ids")
     func reinterpretSubview() throws {
-        let transaction = try interpreter.submit([try settle(offer, delivery: security)], actAs: [bob], seed: seed(9), contracts: store)
+        let transaction = try interpreter.submit(
+            [try settle(offer, delivery: security)], actAs: [bob], seed: seed(9), contracts: store)
         let transfer = try exercised(transaction, 3)
         var inputs = ContractStore()
         for input in transaction.inputContracts { inputs.insert(input.id, input.contract) }
         let command = Command.exercise(
-            transfer.contract.template, contract: transfer.contractID, choice: transfer.choice, argument: transfer.argument)
+            transfer.contract.template, contract: transfer.contractID, choice: transfer.choice,
+            argument: transfer.argument)
         let again = try interpreter.interpret(
             command, nodeSeed: try #require(transaction.nodes[3].seed), authorizers: [alice, bob], contracts: inputs)
         #expect(again.canonicalBytes(ofNode: 0) == transaction.canonicalBytes(ofNode: 3))
@@ -433,7 +478,8 @@ struct DvpTests {
         var dvp = self
         let cheap = try dvp.makeOffer(price: "999", payment: cash)
         let failure = error {
-            _ = try dvp.interpreter.submit([try dvp.settle(cheap, delivery: security)], actAs: [bob], seed: seed(9), contracts: dvp.store)
+            _ = try dvp.interpreter.submit(
+                [try dvp.settle(cheap, delivery: security)], actAs: [bob], seed: seed(9), contracts: dvp.store)
         }
         let location = try exampleLocation("dvp.weft", "assert cash.bank")
         #expect(
@@ -447,7 +493,8 @@ struct DvpTests {
         var dvp = self
         let confused = try dvp.makeOffer(price: "1000", payment: security)
         let failure = error {
-            _ = try dvp.interpreter.submit([try dvp.settle(confused, delivery: security)], actAs: [bob], seed: seed(9), contracts: dvp.store)
+            _ = try dvp.interpreter.submit(
+                [try dvp.settle(confused, delivery: security)], actAs: [bob], seed: seed(9), contracts: dvp.store)
         }
         guard case .runtime(.wrongTemplate(let id, let expected, let actual), let context)? = failure else {
             Issue.record("expected a wrong template error, got \(String(describing: failure))")
@@ -459,13 +506,15 @@ struct DvpTests {
         #expect(context.template == "Offer")
         #expect(context.choice == "Settle")
         #expect(context.position == [0, 0])
-        #expect(context.location?.description == (try exampleLocation("dvp.weft", "let cash = fetch payment", at: "fetch")))
+        #expect(
+            context.location?.description == (try exampleLocation("dvp.weft", "let cash = fetch payment", at: "fetch")))
     }
 
     @Test("a third party cannot settle: Settle's controller is the seller")
     func strangerCannotSettle() throws {
         let failure = error {
-            _ = try interpreter.submit([try settle(offer, delivery: security)], actAs: [carol], seed: seed(9), contracts: store)
+            _ = try interpreter.submit(
+                [try settle(offer, delivery: security)], actAs: [carol], seed: seed(9), contracts: store)
         }
         guard case .runtime(.missingAuthorization(let action, .controllers, _, _, let missing), _)? = failure else {
             Issue.record("expected missing authorization, got \(String(describing: failure))")

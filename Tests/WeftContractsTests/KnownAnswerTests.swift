@@ -38,10 +38,13 @@ struct KnownAnswerTests {
         let command = Command.create(
             try package.templateID("Iou"),
             argument: try package.record(
-                "Iou", ["issuer": .party(bank), "owner": .party(alice), "currency": .text("USD"), "amount": decimal("100")]))
+                "Iou",
+                ["issuer": .party(bank), "owner": .party(alice), "currency": .text("USD"), "amount": decimal("100")]))
         let transaction = try Interpreter(packages: [package]).submit(
             [command], actAs: [bank], seed: seed(1), contracts: ContractStore())
-        #expect(transaction.nodes[0].seed?.description == "cef7c045d0ccde385c18c7f5f5e87bb48db438fb2d6193ba4783021b9620522b")
+        #expect(
+            transaction.nodes[0].seed?.description == "cef7c045d0ccde385c18c7f5f5e87bb48db438fb2d6193ba4783021b9620522b"
+        )
         guard case .create(let create) = transaction.nodes[0].action else { return }
         #expect(create.contractID.description == "6beb7929a1ddee27b658a6b64831f79accd36eeb83bb7f832e2d2adc1a70ea4d")
         let hex = transaction.canonicalBytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()

@@ -24,7 +24,10 @@ struct PackageTests {
         #expect(template.fields.map(\.name) == ["issuer", "owner", "currency", "amount"])
         #expect(template.fields.map(\.type.description) == ["Party", "Party", "Text", "Decimal"])
         #expect(template.choices.map(\.name) == ["Transfer", "Split", "Merge", "Archive"])
-        #expect(template.choices.map(\.returnType.description) == ["ContractId<Iou>", "List<ContractId<Iou>>", "ContractId<Iou>", "Unit"])
+        #expect(
+            template.choices.map(\.returnType.description) == [
+                "ContractId<Iou>", "List<ContractId<Iou>>", "ContractId<Iou>", "Unit",
+            ])
         #expect(template.choices.allSatisfy { $0.consuming })
     }
 
@@ -84,13 +87,15 @@ struct PackageTests {
         #expect(a.id == b.id)
     }
 
-    @Test("a change of meaning changes the package id", arguments: [
-        ("size > 0 &&", "size >= 0 &&"),
-        ("tags + [\"grown\"]", "[\"grown\"] + tags"),
-        ("(size * 2) - 1", "size * (2 - 1)"),
-        ("\"grow by a positive amount\"", "\"grow by more than nothing\""),
-        ("package shapes;", "package boxes;"),
-    ])
+    @Test(
+        "a change of meaning changes the package id",
+        arguments: [
+            ("size > 0 &&", "size >= 0 &&"),
+            ("tags + [\"grown\"]", "[\"grown\"] + tags"),
+            ("(size * 2) - 1", "size * (2 - 1)"),
+            ("\"grow by a positive amount\"", "\"grow by more than nothing\""),
+            ("package shapes;", "package boxes;"),
+        ])
     func meaningChangesTheID(change: (String, String)) throws {
         let a = try Package(source: Self.original, file: "a.weft")
         let changed = Self.original.replacingOccurrences(of: change.0, with: change.1)
@@ -99,33 +104,34 @@ struct PackageTests {
         #expect(a.id != b.id)
     }
 
-    @Test("the id is the PACKAGE-purpose SHA-256 of the canonical form, in hex")
+    @Test("the canonical form of a known package; the id as hex")
     func idIsTheHashOfTheCanonicalForm() throws {
         let package = try Package(source: Self.original, file: "a.weft")
         #expect(package.id.description.count == 64)
         #expect(PackageID(hex: package.id.description) == package.id)
         // Known answer, so that any change to the canonical form or the
         // hashing is deliberate (it changes every package id).
-        #expect(package.canonicalForm == """
-            package shapes;
+        #expect(
+            package.canonicalForm == """
+                package shapes;
 
-            template Box {
-                owner: Party;
-                size: Int;
-                tags: List<Text>;
-                signatory owner;
-                ensure size > 0 && size * 2 - 1 < 100;
+                template Box {
+                    owner: Party;
+                    size: Int;
+                    tags: List<Text>;
+                    signatory owner;
+                    ensure size > 0 && size * 2 - 1 < 100;
 
-                choice Grow(by: Int): ContractId<Box>
-                    controller owner
-                {
-                    assert by > 0, "grow by a positive amount";
-                    let bigger = size + by * 2;
-                    return create Box { owner = owner, size = bigger, tags = tags + ["grown"] };
+                    choice Grow(by: Int): ContractId<Box>
+                        controller owner
+                    {
+                        assert by > 0, "grow by a positive amount";
+                        let bigger = size + by * 2;
+                        return create Box { owner = owner, size = bigger, tags = tags + ["grown"] };
+                    }
                 }
-            }
 
-            """)
+                """)
     }
 
     @Test("literals print canonically: negative numbers, decimals, escapes")
@@ -140,8 +146,10 @@ struct PackageTests {
             }
             """
         let package = try Package(source: source, file: "literals.weft")
-        #expect(package.canonicalForm.contains(
-            #"ensure -(-5) == 5 && 1.5 == 1.5 && -0.25 < 0.0 && "a\"b\\c\n\u{e9}\u{20ac}" != "" && -(-9223372036854775808) != 0 && !!true && (if true then 1 else 2) + 1 == 2;"#))
+        #expect(
+            package.canonicalForm.contains(
+                #"ensure -(-5) == 5 && 1.5 == 1.5 && -0.25 < 0.0 && "a\"b\\c\n\u{e9}\u{20ac}" != "" && -(-9223372036854775808) != 0 && !!true && (if true then 1 else 2) + 1 == 2;"#
+            ))
         let again = try Package(source: package.canonicalForm, file: "again.weft")
         #expect(again.id == package.id)
     }

@@ -70,7 +70,9 @@ private struct Lab {
             argument: try package.record("Lab", ["owner": .party(owner), "watchers": .list(watchers.map(Value.party))]))
         let transaction = try interpreter.submit([create], actAs: [owner], seed: seed(1), contracts: store)
         store.commit(transaction)
-        guard case .create(let created) = transaction.nodes[0].action else { throw ContractError.invalidCommand("no create") }
+        guard case .create(let created) = transaction.nodes[0].action else {
+            throw ContractError.invalidCommand("no create")
+        }
         lab = created.contractID
     }
 
@@ -108,34 +110,59 @@ struct SemanticsTests {
     func intArithmetic() throws {
         let lab = try Lab()
         #expect(try lab.result("Add", ["a": .int(2), "b": .int(40)]) == .int(42))
-        #expect(lab.failure("Add", ["a": .int(.max), "b": .int(1)])! == (.arithmetic("Int overflow in 9223372036854775807 + 1"), "10:78"))
-        #expect(lab.failure("Multiply", ["a": .int(1 << 32), "b": .int(1 << 31)])!.0 == .arithmetic("Int overflow in 4294967296 * 2147483648"))
+        #expect(
+            lab.failure("Add", ["a": .int(.max), "b": .int(1)])! == (
+                .arithmetic("Int overflow in 9223372036854775807 + 1"), "10:78"
+            ))
+        #expect(
+            lab.failure("Multiply", ["a": .int(1 << 32), "b": .int(1 << 31)])!.0
+                == .arithmetic("Int overflow in 4294967296 * 2147483648"))
         #expect(lab.failure("Negate", ["a": .int(.min)])!.0 == .arithmetic("Int overflow in -(-9223372036854775808)"))
-        #expect(lab.failure("Divide", ["a": .int(.min), "b": .int(-1)])!.0 == .arithmetic("Int overflow in -9223372036854775808 / -1"))
+        #expect(
+            lab.failure("Divide", ["a": .int(.min), "b": .int(-1)])!.0
+                == .arithmetic("Int overflow in -9223372036854775808 / -1"))
         #expect(lab.failure("Divide", ["a": .int(1), "b": .int(0)])!.0 == .arithmetic("division by zero in 1 / 0"))
-        #expect(try lab.result("Divide", ["a": .int(-7), "b": .int(2)]) == .list([.int(-3), .int(-1)]), "truncates toward zero")
+        #expect(
+            try lab.result("Divide", ["a": .int(-7), "b": .int(2)]) == .list([.int(-3), .int(-1)]),
+            "truncates toward zero")
     }
 
     @Test("Decimal arithmetic: 10 digits, rounding half to even, errors for overflow and division by zero")
     func decimalArithmetic() throws {
         let lab = try Lab()
-        #expect(try lab.result("Decimals", ["a": decimal("1"), "b": decimal("3")]) == .list([decimal("4"), decimal("-2"), decimal("3"), decimal("0.3333333333")]))
-        #expect(try lab.result("Decimals", ["a": decimal("2"), "b": decimal("3")]) == .list([decimal("5"), decimal("-1"), decimal("6"), decimal("0.6666666667")]))
+        #expect(
+            try lab.result("Decimals", ["a": decimal("1"), "b": decimal("3")])
+                == .list([decimal("4"), decimal("-2"), decimal("3"), decimal("0.3333333333")]))
+        #expect(
+            try lab.result("Decimals", ["a": decimal("2"), "b": decimal("3")])
+                == .list([decimal("5"), decimal("-1"), decimal("6"), decimal("0.6666666667")]))
         // 0.0000000001 × 0.5 = 0.00000000005: a tie, rounded to the even 0.
-        #expect(try lab.result("Decimals", ["a": decimal("0.0000000001"), "b": decimal("0.5")]) == .list([decimal("0.5000000001"), decimal("-0.4999999999"), decimal("0"), decimal("0.0000000002")]))
-        #expect(try lab.result("Decimals", ["a": decimal("0.0000000003"), "b": decimal("0.5")]).description.contains("0.0000000002"))
-        #expect(lab.failure("Decimals", ["a": decimal("1"), "b": decimal("0")])!.0 == .arithmetic("division by zero in 1.0 / 0.0"))
+        #expect(
+            try lab.result("Decimals", ["a": decimal("0.0000000001"), "b": decimal("0.5")])
+                == .list([decimal("0.5000000001"), decimal("-0.4999999999"), decimal("0"), decimal("0.0000000002")]))
+        #expect(
+            try lab.result("Decimals", ["a": decimal("0.0000000003"), "b": decimal("0.5")]).description.contains(
+                "0.0000000002"))
+        #expect(
+            lab.failure("Decimals", ["a": decimal("1"), "b": decimal("0")])!.0
+                == .arithmetic("division by zero in 1.0 / 0.0"))
         let big = "10000000000000000000"
-        #expect(lab.failure("Decimals", ["a": decimal(big), "b": decimal(big)])!.0 == .arithmetic("Decimal overflow in \(big).0 * \(big).0"))
+        #expect(
+            lab.failure("Decimals", ["a": decimal(big), "b": decimal(big)])!.0
+                == .arithmetic("Decimal overflow in \(big).0 * \(big).0"))
     }
 
     @Test("Text orders by UTF-8 bytes, Time by instant; membership and if")
     func comparisons() throws {
         let lab = try Lab()
-        #expect(try lab.result("Order", ["a": .text("Zebra"), "b": .text("apple")]) == .list([.bool(true), .bool(false), .bool(false)]))
+        #expect(
+            try lab.result("Order", ["a": .text("Zebra"), "b": .text("apple")])
+                == .list([.bool(true), .bool(false), .bool(false)]))
         // U+00E9 precomposed and e + U+0301 are canonically equivalent but
         // different bytes: the language compares bytes.
-        #expect(try lab.result("Order", ["a": .text("\u{E9}"), "b": .text("e\u{301}")]) == .list([.bool(false), .bool(false), .bool(true)]))
+        #expect(
+            try lab.result("Order", ["a": .text("\u{E9}"), "b": .text("e\u{301}")])
+                == .list([.bool(false), .bool(false), .bool(true)]))
         #expect(try lab.result("Times", ["a": .time(-1), "b": .time(0)]) == .bool(true))
         #expect(try lab.result("Member", ["p": .party(bob)]) == .bool(true))
         #expect(try lab.result("Member", ["p": .party(carol)]) == .bool(false))
@@ -157,15 +184,17 @@ struct SemanticsTests {
     func fetchAuthorization() throws {
         var lab = try Lab()
         let create = Command.create(
-            try lab.package.templateID("Lab"), argument: try lab.package.record("Lab", ["owner": .party(bob), "watchers": .list([])]))
+            try lab.package.templateID("Lab"),
+            argument: try lab.package.record("Lab", ["owner": .party(bob), "watchers": .list([])]))
         let created = try lab.interpreter.submit([create], actAs: [bob], seed: seed(3), contracts: lab.store)
         lab.store.commit(created)
         guard case .create(let bobsLab) = created.nodes[0].action else { return }
-        #expect(throws: ContractError.runtime(
-            .fetchNotAuthorized(template: "Lab", stakeholders: [bob], authorizers: [alice]),
-            RuntimeContext(
-                template: "Lab", choice: "Peek", position: [0, 0],
-                location: SourceLocation(file: "lab.weft", line: 30, column: 19)))
+        #expect(
+            throws: ContractError.runtime(
+                .fetchNotAuthorized(template: "Lab", stakeholders: [bob], authorizers: [alice]),
+                RuntimeContext(
+                    template: "Lab", choice: "Peek", position: [0, 0],
+                    location: SourceLocation(file: "lab.weft", line: 30, column: 19)))
         ) {
             _ = try lab.run("Peek", ["other": .contractID(bobsLab.contractID)])
         }
@@ -177,8 +206,13 @@ struct SemanticsTests {
     @Test("a contract with no signatories cannot exist")
     func noSignatories() throws {
         let lab = try Lab()
-        let club = Command.create(try lab.package.templateID("Club"), argument: try lab.package.record("Club", ["members": .list([])]))
-        #expect(throws: ContractError.runtime(.noSignatories(template: "Club"), RuntimeContext(template: "Club", choice: nil, position: [0], location: nil))) {
+        let club = Command.create(
+            try lab.package.templateID("Club"), argument: try lab.package.record("Club", ["members": .list([])]))
+        #expect(
+            throws: ContractError.runtime(
+                .noSignatories(template: "Club"),
+                RuntimeContext(template: "Club", choice: nil, position: [0], location: nil))
+        ) {
             _ = try lab.interpreter.submit([club], actAs: [alice], seed: seed(3), contracts: lab.store)
         }
     }
@@ -193,8 +227,12 @@ struct SemanticsTests {
         small.listLengthMax = 4
         let lab = try Lab(limits: small)
         #expect(lab.failure("Spawn", ["n": .int(3)])?.0 == .limitExceeded("a transaction has at most 3 nodes"))
-        #expect(try lab.result("Join", ["xs": .list([.int(1), .int(2)]), "t": .text("a")]) == .list([.int(1), .int(2), .int(1), .int(2)]))
-        #expect(lab.failure("Join", ["xs": .list([.int(1), .int(2), .int(3)]), "t": .text("a")])?.0 == .limitExceeded("a list has at most 4 elements"))
+        #expect(
+            try lab.result("Join", ["xs": .list([.int(1), .int(2)]), "t": .text("a")])
+                == .list([.int(1), .int(2), .int(1), .int(2)]))
+        #expect(
+            lab.failure("Join", ["xs": .list([.int(1), .int(2), .int(3)]), "t": .text("a")])?.0
+                == .limitExceeded("a list has at most 4 elements"))
     }
 
     @Test("a contract from the lookup must fit its template and its stakeholders")
@@ -203,7 +241,8 @@ struct SemanticsTests {
         let stored = try #require(lab.store.active[lab.lab])
         lab.store.insert(
             lab.lab,
-            ContractInstance(template: stored.template, argument: stored.argument, signatories: [alice, carol], observers: [bob]))
+            ContractInstance(
+                template: stored.template, argument: stored.argument, signatories: [alice, carol], observers: [bob]))
         guard case .inconsistentContract(let id, let reason)? = lab.failure("Member", ["p": .party(bob)])?.0 else {
             Issue.record("expected an inconsistent contract")
             return
@@ -212,7 +251,8 @@ struct SemanticsTests {
         #expect(reason.contains("stakeholders"))
         lab.store.insert(
             lab.lab,
-            ContractInstance(template: stored.template, argument: .record([.party(alice)]), signatories: [alice], observers: []))
+            ContractInstance(
+                template: stored.template, argument: .record([.party(alice)]), signatories: [alice], observers: []))
         guard case .inconsistentContract(_, let shape)? = lab.failure("Member", ["p": .party(bob)])?.0 else {
             Issue.record("expected an inconsistent contract")
             return

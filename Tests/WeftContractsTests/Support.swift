@@ -56,7 +56,11 @@ struct IouLedger {
         .create(
             iou,
             argument: try package.record(
-                "Iou", ["issuer": .party(issuer), "owner": .party(owner), "currency": .text(currency), "amount": decimal(amount)]))
+                "Iou",
+                [
+                    "issuer": .party(issuer), "owner": .party(owner), "currency": .text(currency),
+                    "amount": decimal(amount),
+                ]))
     }
 
     mutating func run(_ commands: [Command], actAs: [Party]) throws -> Transaction {
