@@ -1,4 +1,5 @@
 public import NIOCore
+import Synchronization
 public import WeftWire
 
 /// What a server handler knows about its call besides the request: the method,
@@ -106,62 +107,117 @@ public struct RPCMessageWriter<Message: WireMessage>: Sendable {
     }
 }
 
-/// One direction of a stream's flow control (docs/wire-protocol.md §4.2), on
-/// the connection's event loop. The sender's side: how much it may still send,
-/// and the messages waiting for credit. The receiver's side: how much the peer
-/// may still send, and how much has been read since the last window update.
-struct StreamWindows {
-    /// Credit to send; a message may go while it is positive (it may then go negative).
-    var send = FlowControl.initialWindowBytes
-    /// Messages waiting for credit, with the promises their writers await.
-    var blocked: [(payload: [UInt8], promise: EventLoopPromise<Void>)] = []
+/// The receiving side of a stream's flow control (docs/wire-protocol.md
+/// §4.2), on the connection's event loop: how much the peer may still send.
+struct ReceiveWindow {
     /// Credit the peer still has to send to us.
-    var receive = FlowControl.initialWindowBytes
-    /// Bytes read by the application and not yet granted back.
-    var readSinceUpdate = 0
+    private(set) var credit = FlowControl.initialWindowBytes
 
     /// Our receive window is `windowBytes`: the grant to send right after open
     /// (nil when the initial window is already that big).
-    mutating func openReceiveWindow(to windowBytes: Int) -> UInt32? {
+    mutating func open(to windowBytes: Int) -> UInt32? {
         let extra = windowBytes - FlowControl.initialWindowBytes
         guard extra > 0 else { return nil }
-        receive += extra
+        credit += extra
         return UInt32(extra)
     }
 
     /// The peer sent a message of `count` bytes; false if it had no credit.
     mutating func received(_ count: Int) -> Bool {
-        guard receive > 0 else { return false }
-        receive -= count
+        guard credit > 0 else { return false }
+        credit -= count
         return true
     }
 
-    /// The application read `count` bytes: the window update to send, once half
-    /// the window has been read (fewer, larger updates).
-    mutating func read(_ count: Int, windowBytes: Int) -> UInt32? {
-        readSinceUpdate += count
-        guard readSinceUpdate >= max(windowBytes / 2, 1) else { return nil }
-        let increment = min(readSinceUpdate, Int(UInt32.max))
-        readSinceUpdate -= increment
-        receive += increment
-        return UInt32(increment)
+    /// We sent the peer a window update of `increment`.
+    mutating func granted(_ increment: UInt32) { credit += Int(increment) }
+}
+
+/// Bytes the application has read and not yet granted back, from whatever
+/// thread reads: one window update per half window, not one hop per message.
+final class ReadCredit: Sendable {
+    private let unreported = Mutex(0)
+    private let threshold: Int
+
+    init(windowBytes: Int) { threshold = max(windowBytes / 2, 1) }
+
+    /// Records `count` bytes read; returns the increment to grant once half the window has been read.
+    func read(_ count: Int) -> UInt32? {
+        unreported.withLock { unreported in
+            unreported += count
+            guard unreported >= threshold else { return nil }
+            let increment = min(unreported, Int(UInt32.max))
+            unreported -= increment
+            return UInt32(increment)
+        }
+    }
+}
+
+/// The sending side of a stream's flow control, shared by the writer (any
+/// thread) and the event loop that receives window updates: a message may go
+/// while the credit is positive, and takes its size from it.
+///
+/// Writers take credit here without visiting the event loop, so a stream of
+/// messages costs one hop per message to the loop (fire and forget) and no
+/// hop back; the window alone bounds what can be queued.
+final class SendWindow: Sendable {
+    private struct State {
+        var credit = FlowControl.initialWindowBytes
+        var waiting: [(count: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+        var closed: RPCError?
     }
 
-    /// The peer granted `increment`; false if the window would pass the maximum.
-    mutating func granted(_ increment: UInt32) -> Bool {
-        let window = send + Int(increment)
-        guard window <= FlowControl.maximumWindowBytes else { return false }
-        send = window
-        return true
+    private let state = Mutex(State())
+
+    /// Takes `count` bytes of credit, waiting while there is none (or others wait first).
+    func acquire(_ count: Int) async throws {
+        let immediate: Result<Void, RPCError>? = state.withLock { state in
+            if let closed = state.closed { return .failure(closed) }
+            guard state.credit > 0, state.waiting.isEmpty else { return nil }
+            state.credit -= count
+            return .success(())
+        }
+        if let immediate { return try immediate.get() }
+        try await withCheckedThrowingContinuation { continuation in
+            let failure: RPCError? = state.withLock { state in
+                if let closed = state.closed { return closed }
+                if state.credit > 0, state.waiting.isEmpty {
+                    state.credit -= count
+                    continuation.resume()
+                    return nil
+                }
+                state.waiting.append((count, continuation))
+                return nil
+            }
+            if let failure { continuation.resume(throwing: failure) }
+        }
     }
 
-    /// Whether a message may go now (credit left and nothing queued before it).
-    var canSend: Bool { send > 0 && blocked.isEmpty }
+    /// Takes `count` bytes whatever the credit: the single message of a unary side.
+    func take(_ count: Int) { state.withLock { $0.credit -= count } }
 
-    /// Fails every waiting writer: the call is over.
-    mutating func failBlocked(_ error: any Error) {
-        let waiting = blocked
-        blocked = []
-        for entry in waiting { entry.promise.fail(error) }
+    /// The peer granted `increment` more; false if the window would pass the maximum.
+    func grant(_ increment: UInt32) -> Bool {
+        state.withLock { state in
+            let window = state.credit + Int(increment)
+            guard window <= FlowControl.maximumWindowBytes else { return false }
+            state.credit = window
+            while state.credit > 0, !state.waiting.isEmpty {
+                let next = state.waiting.removeFirst()
+                state.credit -= next.count
+                next.continuation.resume()
+            }
+            return true
+        }
+    }
+
+    /// The call is over: waiting and later writers fail with `error`.
+    func close(_ error: RPCError) {
+        let waiting = state.withLock { state in
+            if state.closed == nil { state.closed = error }
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for entry in waiting { entry.continuation.resume(throwing: error) }
     }
 }

@@ -10,8 +10,13 @@ public import WeftWire
 /// Generated clients (`client.health.check(…)`) are thin wrappers over these.
 public struct RPCClient: Sendable {
     public let channel: any Channel
+    /// The limits this connection was made with (the client handler's, too).
+    public let configuration: RPCConfiguration
 
-    public init(channel: any Channel) { self.channel = channel }
+    public init(channel: any Channel, configuration: RPCConfiguration = .default) {
+        self.channel = channel
+        self.configuration = configuration
+    }
 
     /// Connects to `host:port` with the full client pipeline (TLS or, when
     /// asked for, plaintext; frames; keepalive; calls).
@@ -34,7 +39,7 @@ public struct RPCClient: Sendable {
                 }
             }
             .connect(host: host, port: port).get()
-        return RPCClient(channel: channel)
+        return RPCClient(channel: channel, configuration: configuration)
     }
 
     /// Closes the connection; calls still open fail with UNAVAILABLE.
@@ -82,7 +87,13 @@ public struct RPCClient: Sendable {
             guard case .cancelled = termination else { return }
             call.cancel(channel)
         }
-        return RPCMessageStream(payloads: payloads, consumed: { count in call.read(channel, count) }, malformed: Self.malformedResponse)
+        let credit = ReadCredit(windowBytes: configuration.streamWindowBytes)
+        return RPCMessageStream(
+            payloads: payloads,
+            consumed: { count in
+                guard let increment = credit.read(count) else { return }
+                call.grant(channel, increment)
+            }, malformed: Self.malformedResponse)
     }
 
     /// Calls a client-streaming method: `requests` sends the requests through
@@ -98,20 +109,20 @@ public struct RPCClient: Sendable {
         let channel = self.channel
         let eventLoop = channel.eventLoop
         let call = CallState(eventLoop: eventLoop)
-        let result: EventLoopFuture<[UInt8]?> = try await eventLoop.submit {
+        let (result, window) = try await eventLoop.submit {
             let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
             let started = handler.start(path: method.path, metadata: metadata, timeout: timeout, request: nil, responses: nil, on: eventLoop)
             call.stream = started.stream
-            return started.result
+            return (started.result, started.window)
         }.get()
+        let maximumMessageBytes = configuration.maximumMessageBytes
+        let configuration = self.configuration
         return try await withTaskCancellationHandler {
             let writer = RPCMessageWriter<Request> { payload in
-                try await eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-                    guard let stream = call.stream, let handler = try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self) else {
-                        return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
-                    }
-                    return handler.send(stream, payload, on: eventLoop)
-                }.get()
+                guard let window else { throw RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER") }
+                guard payload.count <= maximumMessageBytes else { throw configuration.messageTooLarge(payload.count) }
+                try await window.acquire(payload.count)
+                call.write(channel, payload)
             }
             do {
                 try await requests(writer)
@@ -204,11 +215,19 @@ private final class CallState: @unchecked Sendable {
         }
     }
 
-    /// The caller read `count` response bytes.
-    func read(_ channel: any Channel, _ count: Int) {
+    /// Grants the server `increment` more response bytes (the caller has read them).
+    func grant(_ channel: any Channel, _ increment: UInt32) {
         eventLoop.execute {
             guard let stream = self._stream else { return }
-            try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).read(stream, count)
+            try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).grant(stream, increment)
+        }
+    }
+
+    /// Sends one request whose credit the caller has taken.
+    func write(_ channel: any Channel, _ payload: [UInt8]) {
+        eventLoop.execute {
+            guard let stream = self._stream else { return }
+            try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).writeMessage(stream, payload)
         }
     }
 }

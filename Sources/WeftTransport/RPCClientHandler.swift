@@ -18,9 +18,8 @@ public final class RPCClientHandler: ChannelInboundHandler {
         var response: [UInt8]?
         /// Completes at the close: with the single response (nil for streams), or the call's error.
         var result: EventLoopPromise<[UInt8]?>
-        var windows = StreamWindows()
-        /// The caller half-closed while requests still wait for credit: half-close after them.
-        var halfClosePending = false
+        var receive = ReceiveWindow()
+        let send = SendWindow()
     }
 
     private let configuration: RPCConfiguration
@@ -44,16 +43,16 @@ public final class RPCClientHandler: ChannelInboundHandler {
     func start(
         path: String, metadata: [Weft.V1.MetadataEntry], timeout: Duration?, request: [UInt8]?,
         responses: AsyncThrowingStream<[UInt8], any Error>.Continuation?, on eventLoop: any EventLoop
-    ) -> (stream: UInt32?, result: EventLoopFuture<[UInt8]?>) {
+    ) -> (stream: UInt32?, result: EventLoopFuture<[UInt8]?>, window: SendWindow?) {
         guard let context else {
-            return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")))
+            return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")), nil)
         }
-        if let goAway { return (nil, eventLoop.makeFailedFuture(goAway)) }
+        if let goAway { return (nil, eventLoop.makeFailedFuture(goAway), nil) }
         if let request, request.count > configuration.maximumMessageBytes {
-            return (nil, eventLoop.makeFailedFuture(configuration.messageTooLarge(request.count)))
+            return (nil, eventLoop.makeFailedFuture(configuration.messageTooLarge(request.count)), nil)
         }
         guard nextStreamID < UInt32(Int32.max) else {
-            return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "this connection has used all its stream ids; open a new one", errorID: "RPC_STREAM_IDS_EXHAUSTED")))
+            return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "this connection has used all its stream ids; open a new one", errorID: "RPC_STREAM_IDS_EXHAUSTED")), nil)
         }
         let id = nextStreamID
         nextStreamID += 2
@@ -61,54 +60,52 @@ public final class RPCClientHandler: ChannelInboundHandler {
         let micros = timeout.map { Int64($0.components.seconds) * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000 }
         let open = Weft.V1.FrameOpen(method: path, metadata: metadata, timeout: micros.map { .init(micros: max($0, 0)) })
         context.write(wrapOutboundOut(.init(streamID: id, kind: .open(open))), promise: nil)
-        if responses != nil, let grant = call.windows.openReceiveWindow(to: configuration.streamWindowBytes) {
+        if responses != nil, let grant = call.receive.open(to: configuration.streamWindowBytes) {
             context.write(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: grant)))), promise: nil)
         }
         if let request {
-            call.windows.send -= request.count
+            call.send.take(request.count)
             context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: request)))), promise: nil)
             context.write(wrapOutboundOut(.init(streamID: id, kind: .halfClose(.init()))), promise: nil)
         }
         context.flush()
         calls[id] = call
-        return (id, call.result.futureResult)
+        return (id, call.result.futureResult, call.send)
     }
 
-    /// Sends one request of a client-streaming call: now if the window allows,
-    /// else once the server grants more. Fails once the call is over.
-    func send(_ id: UInt32, _ payload: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-        guard let context, calls[id] != nil else {
-            return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
-        }
-        guard payload.count <= configuration.maximumMessageBytes else {
-            return eventLoop.makeFailedFuture(configuration.messageTooLarge(payload.count))
-        }
-        if calls[id]!.windows.canSend {
-            calls[id]!.windows.send -= payload.count
-            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: payload)))), promise: nil)
-            return eventLoop.makeSucceededVoidFuture()
-        }
-        let promise = eventLoop.makePromise(of: Void.self)
-        calls[id]!.windows.blocked.append((payload, promise))
-        return promise.futureResult
+    /// Sends one request of a client-streaming call whose credit the caller has taken.
+    func writeMessage(_ id: UInt32, _ payload: [UInt8]) {
+        guard let context, calls[id] != nil else { return }  // the call ended meanwhile
+        context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: payload)))), promise: nil)
+        scheduleFlush(context)
     }
 
-    /// The caller sends no more requests (after the ones waiting for credit).
+    /// The caller sends no more requests (queued after the ones it wrote).
     func halfClose(_ id: UInt32) {
-        guard let context, let call = calls[id] else { return }
-        if call.windows.blocked.isEmpty {
-            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .halfClose(.init()))), promise: nil)
-        } else {
-            calls[id]!.halfClosePending = true
-        }
+        guard let context, calls[id] != nil else { return }
+        context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .halfClose(.init()))), promise: nil)
     }
 
-    /// The caller read `count` response bytes: grant them back when due.
-    func read(_ id: UInt32, _ count: Int) {
-        guard let context, calls[id] != nil,
-            let increment = calls[id]!.windows.read(count, windowBytes: configuration.streamWindowBytes)
-        else { return }
-        context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: increment)))), promise: nil)
+    /// Grants the server `increment` more bytes on stream `id` (the caller has read them).
+    func grant(_ id: UInt32, _ increment: UInt32) {
+        guard let context, calls[id] != nil else { return }
+        calls[id]!.receive.granted(increment)
+        context.write(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: increment)))), promise: nil)
+        scheduleFlush(context)
+    }
+
+    private var flushScheduled = false
+
+    /// Flushes once the event loop has run what is queued now (writes in a burst go out together).
+    private func scheduleFlush(_ context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let client = loopBound.value
+            client.flushScheduled = false
+            client.context?.flush()
+        }
     }
 
     /// Abandons a call: tells the server to stop (a cancel frame) and fails
@@ -127,7 +124,7 @@ public final class RPCClientHandler: ChannelInboundHandler {
         switch frame.kind {
         case .message(let message)?:
             guard var call = calls[id] else { return }
-            guard call.windows.received(message.payload.count) else {
+            guard call.receive.received(message.payload.count) else {
                 return abandon(id, RPCError(.internal, "the server sent beyond stream \(id)'s flow-control window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
             }
             if let responses = call.responses {
@@ -152,11 +149,10 @@ public final class RPCClientHandler: ChannelInboundHandler {
                 end(id, .failure(RPCError(.internal, "the server closed the call without a response", errorID: "RPC_NO_RESPONSE")))
             }
         case .windowUpdate(let update)?:
-            guard id != 0, update.incrementBytes > 0, calls[id] != nil else { return }
-            guard calls[id]!.windows.granted(update.incrementBytes) else {
+            guard id != 0, update.incrementBytes > 0, let call = calls[id] else { return }
+            guard call.send.grant(update.incrementBytes) else {
                 return abandon(id, RPCError(.internal, "the server's window update overflows stream \(id)'s window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
             }
-            sendBlocked(context, id)
         case .goAway(let goAway)?:
             receivedGoAway(context, goAway)
         case .ping(let ping)?:
@@ -165,22 +161,6 @@ public final class RPCClientHandler: ChannelInboundHandler {
         case .open?, .halfClose?, .cancel?, .pong?, nil:
             break
         }
-    }
-
-    private func sendBlocked(_ context: ChannelHandlerContext, _ id: UInt32) {
-        var sent = false
-        while let call = calls[id], call.windows.send > 0, let next = call.windows.blocked.first {
-            calls[id]!.windows.blocked.removeFirst()
-            calls[id]!.windows.send -= next.payload.count
-            context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: next.payload)))), promise: nil)
-            next.promise.succeed()
-            sent = true
-        }
-        if let call = calls[id], call.halfClosePending, call.windows.blocked.isEmpty {
-            calls[id]!.halfClosePending = false
-            context.write(wrapOutboundOut(.init(streamID: id, kind: .halfClose(.init()))), promise: nil)
-        }
-        if sent { context.flush() }
     }
 
     private func receivedGoAway(_ context: ChannelHandlerContext, _ frame: Weft.V1.FrameGoAway) {
@@ -204,14 +184,13 @@ public final class RPCClientHandler: ChannelInboundHandler {
     /// Completes call `id` with `result` and forgets it.
     private func end(_ id: UInt32, _ result: Result<[UInt8]?, RPCError>) {
         guard let call = calls.removeValue(forKey: id) else { return }
-        var windows = call.windows
         switch result {
         case .success(let response):
-            windows.failBlocked(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
+            call.send.close(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
             call.responses?.finish()
             call.result.succeed(response)
         case .failure(let error):
-            windows.failBlocked(error)
+            call.send.close(error)
             call.responses?.finish(throwing: error)
             call.result.fail(error)
         }

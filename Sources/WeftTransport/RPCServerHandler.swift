@@ -24,7 +24,8 @@ public final class RPCServerHandler: ChannelInboundHandler {
     private struct Stream {
         var context: RPCCallContext
         var requests: AsyncThrowingStream<[UInt8], any Error>.Continuation
-        var windows = StreamWindows()
+        var receive = ReceiveWindow()
+        let send = SendWindow()
         var halfClosed = false
         var task: Task<Void, Never>?
         var deadline: Scheduled<Void>?
@@ -41,6 +42,8 @@ public final class RPCServerHandler: ChannelInboundHandler {
     /// Set once GOAWAY went out: the last stream id still served.
     private var goAwayLastStreamID: UInt32?
     private var idleTimer: Scheduled<Void>?
+    /// A flush is queued on the event loop: writes until then go out together.
+    private var flushScheduled = false
 
     public init(router: RPCRouter, configuration: RPCConfiguration = .default, logger: Logger = Logger(label: "weft.rpc.server")) {
         self.router = router
@@ -95,7 +98,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
             guard !stream.halfClosed else {
                 return finish(id, RPCError(.invalidArgument, "a message after half-close on stream \(id)", errorID: "RPC_MESSAGE_AFTER_HALF_CLOSE"))
             }
-            guard stream.windows.received(message.payload.count) else {
+            guard stream.receive.received(message.payload.count) else {
                 return finish(id, RPCError(.resourceExhausted, "the client sent beyond stream \(id)'s flow-control window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
             }
             stream.requests.yield(message.payload)
@@ -110,11 +113,10 @@ public final class RPCServerHandler: ChannelInboundHandler {
             finish(id, nil, sendClose: false)
         case .windowUpdate(let update)?:
             // Stream 0 (a connection window) is reserved in v1; 0 grants nothing.
-            guard id != 0, update.incrementBytes > 0, streams[id] != nil else { return }
-            guard streams[id]!.windows.granted(update.incrementBytes) else {
+            guard id != 0, update.incrementBytes > 0, let stream = streams[id] else { return }
+            guard stream.send.grant(update.incrementBytes) else {
                 return finish(id, RPCError(.invalidArgument, "window update overflows stream \(id)'s window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
             }
-            sendBlocked(context, id)
         case .ping(let ping)?:
             // Normally answered by KeepaliveHandler; answered here in pipelines without it.
             context.writeAndFlush(wrapOutboundOut(.init(streamID: 0, kind: .pong(.init(data: ping.data)))), promise: nil)
@@ -155,7 +157,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
             method: open.method, metadata: open.metadata, deadline: deadline, streamID: id, remoteAddress: context.channel.remoteAddress)
         let (payloads, requests) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
         var stream = Stream(context: call, requests: requests)
-        if let grant = stream.windows.openReceiveWindow(to: configuration.streamWindowBytes) {
+        if let grant = stream.receive.open(to: configuration.streamWindowBytes) {
             context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: grant)))), promise: nil)
         }
         streams[id] = stream
@@ -174,11 +176,18 @@ public final class RPCServerHandler: ChannelInboundHandler {
     ) {
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
+        let readCredit = ReadCredit(windowBytes: configuration.streamWindowBytes)
         let inbound = RPCRouter.Inbound(payloads: payloads) { count in
-            eventLoop.execute { loopBound.value.read(id, count) }
+            guard let increment = readCredit.read(count) else { return }
+            eventLoop.execute { loopBound.value.grant(id, increment) }
         }
+        let window = streams[id]!.send
+        let maximumMessageBytes = configuration.maximumMessageBytes
+        let configuration = self.configuration
         let send: @Sendable ([UInt8]) async throws -> Void = { payload in
-            try await eventLoop.flatSubmit { loopBound.value.send(id, payload, on: eventLoop) }.get()
+            guard payload.count <= maximumMessageBytes else { throw configuration.messageTooLarge(payload.count) }
+            try await window.acquire(payload.count)
+            eventLoop.execute { loopBound.value.writeMessage(id, payload) }
         }
         let handler = route.handler
         streams[id]!.task = Task {
@@ -194,43 +203,32 @@ public final class RPCServerHandler: ChannelInboundHandler {
 
     // MARK: Handlers' side
 
-    /// The handler read `count` request bytes: grant them back when due.
-    private func read(_ id: UInt32, _ count: Int) {
-        guard let context, streams[id] != nil,
-            let increment = streams[id]!.windows.read(count, windowBytes: configuration.streamWindowBytes)
-        else { return }
-        context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: increment)))), promise: nil)
+    /// Grants the client `increment` more bytes on stream `id` (the handler has read them).
+    private func grant(_ id: UInt32, _ increment: UInt32) {
+        guard let context, streams[id] != nil else { return }
+        streams[id]!.receive.granted(increment)
+        context.write(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: increment)))), promise: nil)
+        scheduleFlush(context)
     }
 
-    /// A streamed response: goes out now if the window allows, else when the client grants more.
-    private func send(_ id: UInt32, _ payload: [UInt8], on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-        guard let context, streams[id] != nil else {
-            return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))
-        }
-        guard payload.count <= configuration.maximumMessageBytes else {
-            return eventLoop.makeFailedFuture(configuration.messageTooLarge(payload.count))
-        }
-        if streams[id]!.windows.canSend {
-            streams[id]!.windows.send -= payload.count
-            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: payload)))), promise: nil)
-            return context.eventLoop.makeSucceededVoidFuture()
-        }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        streams[id]!.windows.blocked.append((payload, promise))
-        return promise.futureResult
+    /// A streamed response whose credit the writer has taken.
+    private func writeMessage(_ id: UInt32, _ payload: [UInt8]) {
+        guard let context, streams[id] != nil else { return }  // the call ended meanwhile
+        context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: payload)))), promise: nil)
+        scheduleFlush(context)
     }
 
-    /// Sends the messages that waited for credit, as far as the window now allows.
-    private func sendBlocked(_ context: ChannelHandlerContext, _ id: UInt32) {
-        var sent = false
-        while let stream = streams[id], stream.windows.send > 0, let next = stream.windows.blocked.first {
-            streams[id]!.windows.blocked.removeFirst()
-            streams[id]!.windows.send -= next.payload.count
-            context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: next.payload)))), promise: nil)
-            next.promise.succeed()
-            sent = true
+    /// Flushes once the event loop has run what is queued now, so messages written in a
+    /// burst leave in few TLS records and system calls.
+    private func scheduleFlush(_ context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let server = loopBound.value
+            server.flushScheduled = false
+            server.context?.flush()
         }
-        if sent { context.flush() }
     }
 
     /// The handler returned or threw.
@@ -241,7 +239,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
             finish(id, configuration.messageTooLarge(response.count))
         case .success(let response):
             if let response {
-                streams[id]!.windows.send -= response.count
+                streams[id]!.send.take(response.count)
                 context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: response)))), promise: nil)
             }
             finish(id, nil)
@@ -281,8 +279,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
         stream.task?.cancel()
         let over = error ?? RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER")
         stream.requests.finish(throwing: over)
-        var windows = stream.windows
-        windows.failBlocked(over)
+        stream.send.close(over)
         if let error, error.code != .ok {
             logger.info("call failed", metadata: [
                 "stream": "\(id)", "method": "\(stream.context.method)", "code": "\(error.code)", "error_id": "\(error.errorID)",
@@ -336,8 +333,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
             stream.deadline?.cancel()
             stream.task?.cancel()
             stream.requests.finish(throwing: gone)
-            var windows = stream.windows
-            windows.failBlocked(gone)
+            stream.send.close(gone)
         }
     }
 }
