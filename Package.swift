@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.8.0"),
     ],
     targets: [
         // C libraries from the system (Debian packages named in `providers`).
@@ -107,6 +109,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "WeftNode",
+            dependencies: [
+                "WeftSequencer", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "WeftTestSupport",
             dependencies: ["WeftStore", "WeftWire"],
             swiftSettings: swiftSettings
@@ -117,8 +130,10 @@ let package = Package(
                 "WeftWire",
                 "WeftCrypto",
                 "WeftStore",
+                "WeftNode",
                 "WeftTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -157,6 +172,11 @@ let package = Package(
         .testTarget(
             name: "WeftSequencerTests",
             dependencies: ["WeftSequencer", "WeftStore", "WeftWire", "WeftCrypto", "WeftTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftNodeTests",
+            dependencies: ["WeftNode", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -62,10 +62,12 @@ public final class Sequencer: Sendable {
                 do {
                     try await writer.heartbeat()
                 } catch SequencerWriterError.markedOffline {
-                    logger.warning("this sequencer node was marked offline; rejoining", metadata: ["node": "\(node)"])
+                    logger.warning("this sequencer node was marked offline; rejoining", metadata: ["sequencer_node": "\(node)"])
                     try? await writer.comeOnline()
+                } catch where !Task.isCancelled {
+                    logger.warning("heartbeat failed", metadata: ["sequencer_node": "\(node)", "error": "\(error)"])
                 } catch {
-                    logger.warning("heartbeat failed", metadata: ["node": "\(node)", "error": "\(error)"])
+                    break  // stopping
                 }
                 if ContinuousClock.now - lastStaleCheck > timing.offlineAfter / 5 {
                     lastStaleCheck = .now
@@ -134,6 +136,34 @@ extension Sequencer {
     func subscribe(_ member: String, from counter: Int64) async throws -> AsyncThrowingStream<StoredDelivery, any Error> {
         guard let record = try await members.member(named: member), record.enabled else { throw SequencerError.unknownSender(member) }
         return reader.deliveries(member: record.id, memberName: member, from: counter)
+    }
+}
+
+/// Where a sequencer's store stands, for operators.
+public struct SequencerStatus: Sendable, Equatable {
+    public struct Member: Sendable, Equatable {
+        public let name: String
+        public let enabled: Bool
+        /// Latest acknowledged timestamp (µs since the epoch).
+        public let acknowledged: Int64?
+    }
+
+    public let members: [Member]
+    /// Oldest and newest stored event timestamps (µs); nil when nothing is stored.
+    public let lowerBound: Int64?
+    public let upperBound: Int64?
+}
+
+extension Sequencer {
+    /// Members and the range of stored events.
+    public func status() async throws -> SequencerStatus {
+        try await database.withConnection { connection in
+            let members = try connection.execute("SELECT member, enabled, acknowledged_ts FROM sequencer_members ORDER BY member").rows.map { row in
+                SequencerStatus.Member(name: try row[0].string ?? "", enabled: try row[1].bool ?? false, acknowledged: try row[2].int64)
+            }
+            let bounds = try connection.execute("SELECT min(ts), max(ts) FROM sequencer_events").rows[0]
+            return SequencerStatus(members: members, lowerBound: try bounds[0].int64, upperBound: try bounds[1].int64)
+        }
     }
 }
 

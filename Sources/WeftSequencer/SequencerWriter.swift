@@ -113,7 +113,7 @@ actor SequencerWriter {
         }
         lastTimestamp = max(lastTimestamp, watermark)
         online = true
-        logger.info("sequencer writer online", metadata: ["node": "\(node)", "watermark": "\(watermark)"])
+        logger.info("sequencer writer online", metadata: ["sequencer_node": "\(node)", "watermark": "\(watermark)"])
         onCommit(watermark)
     }
 
@@ -150,7 +150,7 @@ actor SequencerWriter {
                 let outcomes = try await write(group.map(\.0))
                 for (index, entry) in group.enumerated() { entry.1.resume(returning: outcomes[index]) }
             } catch {
-                logger.error("writing events failed", metadata: ["node": "\(node)", "submissions": "\(group.count)", "error": "\(error)"])
+                logger.error("writing events failed", metadata: ["sequencer_node": "\(node)", "submissions": "\(group.count)", "error": "\(error)"])
                 for entry in group { entry.1.resume(throwing: error) }
             }
         }

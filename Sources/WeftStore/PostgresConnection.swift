@@ -45,8 +45,9 @@ public final class PostgresConnection {
         }
 
         // `dbname` comes first so that the keywords after it override whatever the URL says.
-        let keywords = ["dbname", "client_encoding"]
-        let values = [url, "UTF8"]
+        // NOTICEs (`relation … already exists, skipping`) would go to stderr unasked.
+        let keywords = ["dbname", "client_encoding", "options"]
+        let values = [url, "UTF8", "-c client_min_messages=warning"]
         let handle = withCStringArray(keywords) { keywords in
             withCStringArray(values) { values in
                 PQconnectdbParams(keywords, values, 1)

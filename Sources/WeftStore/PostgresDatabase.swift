@@ -33,19 +33,24 @@ public final class PostgresDatabase: Sendable {
         _ body: @escaping @Sendable (PostgresConnection) throws -> Result
     ) async throws -> Result {
         let lease = try await pool.acquire(on: threads)
-        let outcome: Swift.Result<Result, any Error> = await {
-            do {
-                return .success(try await threads.runIfActive { try body(lease.connection) })
-            } catch {
-                return .failure(error)
+        // The body and the health check of its connection run in one job, so a cancelled
+        // caller never leaves a connection whose state nobody checked.
+        let outcome: (result: Swift.Result<Result, any Error>, usable: Bool)
+        do {
+            outcome = try await threads.runIfActive {
+                let result = Swift.Result { try body(lease.connection) }
+                return (result, lease.connection.isUsable)
             }
-        }()
-        let usable = await (try? threads.runIfActive { lease.connection.isUsable }) ?? false
-        if !usable {
+        } catch {
+            // The job never ran (the pool is shutting down): the connection is untouched.
+            await pool.release(lease, usable: true)
+            throw error
+        }
+        if !outcome.usable {
             logger.warning("discarding a broken database connection; the next request opens a new one")
         }
-        await pool.release(lease, usable: usable)
-        return try outcome.get()
+        await pool.release(lease, usable: outcome.usable)
+        return try outcome.result.get()
     }
 
     /// Runs `body` inside a transaction: committed if it returns, rolled back if it throws.

@@ -1,7 +1,8 @@
 import ArgumentParser
 
-/// `weft`: Weft's one executable. Later issues add the daemon (`weft run`) and
-/// the operator's console verbs; today it runs the foundation demo.
+/// `weft`: Weft's one executable: the daemon (`weft run`), database and
+/// certificate tools, and the demo. The operator's console verbs grow with the
+/// domain and protocol work.
 @main
 struct WeftCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,6 +14,6 @@ struct WeftCommand: AsyncParsableCommand {
             their encrypted messages. See README.md and docs/.
             """,
         version: "0.1.0 (wire protocol weft/1, schema weft.v1)",
-        subcommands: [DemoCommand.self, CertsCommand.self]
+        subcommands: [RunCommand.self, DatabaseCommand.self, DemoCommand.self, CertsCommand.self]
     )
 }

@@ -1,0 +1,243 @@
+import Foundation
+import Yams
+
+/// A node's configuration: dotted keys (`nodes.sequencer1.database.url`) with
+/// string values, merged from three layers, each overriding the one before:
+///
+/// 1. the YAML file (`weft run -c nodes.yaml`), flattened: mappings join
+///    their keys with `.`, sequences number their items (`urls.0`, `urls.1`);
+/// 2. the environment: `WEFT_` + the key in upper case, levels separated by
+///    `__` and `-` written `_` (`WEFT_NODES__SEQUENCER1__DATABASE__URL`);
+/// 3. `--set key=value` on the command line.
+///
+/// Every value remembers where it came from, so an error names the file, the
+/// variable or the flag to fix.
+public struct Configuration: Sendable, Equatable {
+    /// Where a value was set.
+    public enum Source: Sendable, Equatable, CustomStringConvertible {
+        case file(String)
+        case environment(String)
+        case commandLine
+        case defaultValue
+
+        public var description: String {
+            switch self {
+            case .file(let path): "in \(path)"
+            case .environment(let name): "in environment variable \(name)"
+            case .commandLine: "in --set"
+            case .defaultValue: "by default"
+            }
+        }
+    }
+
+    public struct Entry: Sendable, Equatable {
+        public var value: String
+        public var source: Source
+    }
+
+    public private(set) var entries: [String: Entry] = [:]
+
+    public init(entries: [String: Entry] = [:]) { self.entries = entries }
+
+    /// Loads the three layers. `environment` is usually `ProcessInfo.processInfo.environment`.
+    public static func load(file: String?, environment: [String: String], overrides: [String]) throws(ConfigurationError) -> Configuration {
+        var configuration = Configuration()
+        if let file {
+            let text: String
+            do {
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw .unreadableFile(path: file, reason: "\(error.localizedDescription)")
+            }
+            try configuration.merge(yaml: text, source: .file(file))
+        }
+        for (name, value) in environment where name.hasPrefix("WEFT_") && name != "WEFT_CONFIG" {
+            let key = name.dropFirst("WEFT_".count).lowercased()
+                .replacingOccurrences(of: "__", with: "\u{0}").replacingOccurrences(of: "_", with: "-")
+                .replacingOccurrences(of: "\u{0}", with: ".")
+            guard !key.isEmpty else { continue }
+            configuration.entries[key] = Entry(value: value, source: .environment(name))
+        }
+        for override in overrides {
+            guard let equals = override.firstIndex(of: "="), equals != override.startIndex else {
+                throw .badOverride(override)
+            }
+            let key = String(override[..<equals]).trimmingCharacters(in: .whitespaces)
+            configuration.entries[key] = Entry(value: String(override[override.index(after: equals)...]), source: .commandLine)
+        }
+        return configuration
+    }
+
+    /// Adds the flattened contents of a YAML document (later values win).
+    public mutating func merge(yaml text: String, source: Source) throws(ConfigurationError) {
+        let node: Yams.Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw .invalidYAML(source: source, reason: "\(error)")
+        } catch {
+            throw .invalidYAML(source: source, reason: "\(error)")
+        }
+        guard let node else { return }
+        guard case .mapping = node else { throw .invalidYAML(source: source, reason: "the document must be a mapping of keys to values") }
+        flatten(node, prefix: "", source: source)
+    }
+
+    private mutating func flatten(_ node: Yams.Node, prefix: String, source: Source) {
+        switch node {
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                let name = key.string ?? "\(key)"
+                flatten(value, prefix: prefix.isEmpty ? name : prefix + "." + name, source: source)
+            }
+        case .sequence(let sequence):
+            for (index, item) in sequence.enumerated() { flatten(item, prefix: prefix + ".\(index)", source: source) }
+        case .scalar(let scalar):
+            entries[prefix] = Entry(value: scalar.string, source: source)
+        case .alias:
+            break
+        }
+    }
+
+    /// The part under `prefix` (e.g. `nodes.sequencer1`), with the prefix removed.
+    public func section(_ prefix: String) -> Configuration {
+        var section = Configuration()
+        let lead = prefix + "."
+        for (key, entry) in entries where key.hasPrefix(lead) { section.entries[String(key.dropFirst(lead.count))] = entry }
+        section.path = path.isEmpty ? prefix : path + "." + prefix
+        return section
+    }
+
+    /// The full key prefix of this section, for error messages.
+    public private(set) var path = ""
+
+    /// The names directly under `prefix` (e.g. the node names under `nodes`), sorted.
+    public func children(of prefix: String) -> [String] {
+        let lead = prefix.isEmpty ? "" : prefix + "."
+        let names = entries.keys.compactMap { key -> String? in
+            guard key.hasPrefix(lead) else { return nil }
+            return key.dropFirst(lead.count).split(separator: ".").first.map(String.init)
+        }
+        return Array(Set(names)).sorted()
+    }
+
+    /// The items of a list key (`key.0`, `key.1`, …), in order.
+    public func list(_ key: String) -> [String] {
+        var items: [String] = []
+        var index = 0
+        while let entry = entries["\(key).\(index)"] {
+            items.append(entry.value)
+            index += 1
+        }
+        if items.isEmpty, let single = entries[key]?.value, !single.isEmpty {
+            // From the environment or --set a list can be one comma-separated value.
+            items = single.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        return items
+    }
+
+    func fullKey(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+
+    public func string(_ key: String) -> String? { entries[key]?.value }
+
+    public func string(_ key: String, default value: String) -> String { entries[key]?.value ?? value }
+
+    public func required(_ key: String) throws(ConfigurationError) -> String {
+        guard let value = entries[key]?.value, !value.isEmpty else { throw .missing(key: fullKey(key)) }
+        return value
+    }
+
+    public func int(_ key: String, default value: Int) throws(ConfigurationError) -> Int {
+        guard let entry = entries[key] else { return value }
+        guard let parsed = Int(entry.value.trimmingCharacters(in: .whitespaces)) else {
+            throw .invalid(key: fullKey(key), value: entry.value, expected: "an integer", source: entry.source)
+        }
+        return parsed
+    }
+
+    public func bool(_ key: String, default value: Bool) throws(ConfigurationError) -> Bool {
+        guard let entry = entries[key] else { return value }
+        switch entry.value.lowercased().trimmingCharacters(in: .whitespaces) {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw .invalid(key: fullKey(key), value: entry.value, expected: "true or false", source: entry.source)
+        }
+    }
+
+    /// A duration such as `250ms`, `10s`, `5m`, `1h`, `500us`.
+    public func duration(_ key: String, default value: Duration) throws(ConfigurationError) -> Duration {
+        guard let entry = entries[key] else { return value }
+        guard let parsed = Self.parseDuration(entry.value) else {
+            throw .invalid(key: fullKey(key), value: entry.value, expected: "a duration such as 250ms, 10s, 5m or 1h", source: entry.source)
+        }
+        return parsed
+    }
+
+    /// A size such as `4MiB`, `16KiB`, `1048576`.
+    public func bytes(_ key: String, default value: Int) throws(ConfigurationError) -> Int {
+        guard let entry = entries[key] else { return value }
+        guard let parsed = Self.parseBytes(entry.value) else {
+            throw .invalid(key: fullKey(key), value: entry.value, expected: "a size such as 4MiB, 16KiB or a number of bytes", source: entry.source)
+        }
+        return parsed
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int64)] = [("us", 1), ("ms", 1000), ("s", 1_000_000), ("m", 60_000_000), ("h", 3_600_000_000)]
+        for (suffix, micros) in units where trimmed.hasSuffix(suffix) {
+            let number = trimmed.dropLast(suffix.count)
+            // "ms" and "us" end in "s" too: only accept a plain number before the unit.
+            guard let value = Int64(number), value >= 0 else { continue }
+            return .microseconds(value * micros)
+        }
+        return nil
+    }
+
+    static func parseBytes(_ text: String) -> Int? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
+        for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+            guard let value = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), value >= 0 else { return nil }
+            return value * factor
+        }
+        return Int(trimmed).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    /// Keys set that `known` does not list: probably typos.
+    public func unknownKeys(known: Set<String>, knownPrefixes: [String] = []) -> [String] {
+        entries.keys.filter { key in !known.contains(key) && !knownPrefixes.contains { key.hasPrefix($0) } }.sorted()
+    }
+
+    public func source(of key: String) -> Source? { entries[key]?.source }
+}
+
+/// Why a configuration cannot be used; each says what to change and where.
+public enum ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    case unreadableFile(path: String, reason: String)
+    case invalidYAML(source: Configuration.Source, reason: String)
+    case badOverride(String)
+    case missing(key: String)
+    case invalid(key: String, value: String, expected: String, source: Configuration.Source)
+    case unknownKeys([String])
+    case unknownNodeKind(node: String, kind: String)
+
+    public var description: String {
+        switch self {
+        case .unreadableFile(let path, let reason):
+            "cannot read the configuration file \(path): \(reason)"
+        case .invalidYAML(let source, let reason):
+            "the configuration \(source) is not valid YAML: \(reason)"
+        case .badOverride(let text):
+            "--set \(text): expected key=value, e.g. --set nodes.sequencer1.database.url=postgresql://…"
+        case .missing(let key):
+            "configuration key \(key) is required; set it in the file, as WEFT_\(key.uppercased().replacingOccurrences(of: ".", with: "__").replacingOccurrences(of: "-", with: "_")), or with --set \(key)=…"
+        case .invalid(let key, let value, let expected, let source):
+            "configuration key \(key) = '\(value)' (\(source)): expected \(expected)"
+        case .unknownKeys(let keys):
+            "unknown configuration keys (typos?): \(keys.joined(separator: ", ")); docs/operations.md lists every key"
+        case .unknownNodeKind(let node, let kind):
+            "node \(node) has kind '\(kind)'; expected sequencer, domain-manager, mediator or participant"
+        }
+    }
+}

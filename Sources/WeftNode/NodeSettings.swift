@@ -1,0 +1,127 @@
+import Foundation
+import Logging
+import NIOCore
+import WeftCrypto
+import WeftStore
+public import WeftTransport
+
+/// What every node kind reads from its configuration section
+/// (`nodes.<name>.*`; docs/operations.md lists the keys).
+public struct NodeSettings: Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case sequencer
+        case domainManager = "domain-manager"
+        case mediator
+        case participant
+    }
+
+    public let name: String
+    public let kind: Kind
+    /// `host:port` the node's RPC server listens on.
+    public let listenHost: String
+    public let listenPort: Int
+    public let security: Security
+    public let rpc: RPCConfiguration
+    /// libpq URL; empty means the `PG*` environment variables.
+    public let databaseURL: String
+    public let databaseConnections: Int
+    /// Apply pending migrations at start instead of refusing to start.
+    public let migrate: Bool
+    /// Time to let open calls finish on SIGTERM.
+    public let drainTimeout: Duration
+    /// The rest of the node's section, for the kind's own keys.
+    public let section: Configuration
+
+    /// The TLS settings, or plaintext when explicitly asked for.
+    public enum Security: Sendable {
+        case tls(certificate: String, key: String, clientRoots: String?, keyLog: String?, minimumVersion: TLSVersion)
+        case plaintext
+    }
+
+    /// Keys every node understands (beyond them, each kind lists its own).
+    static let commonKeys: Set<String> = [
+        "kind", "listen", "tls.certificate", "tls.key", "tls.client-roots", "tls.keylog", "tls.plaintext", "tls.minimum-version",
+        "database.url", "database.max-connections", "database.migrate", "drain-timeout",
+        "rpc.max-frame-bytes", "rpc.max-concurrent-streams", "rpc.max-metadata-bytes", "rpc.stream-window-bytes",
+        "rpc.handshake-timeout", "rpc.idle-timeout", "rpc.keepalive-interval", "rpc.keepalive-timeout",
+    ]
+
+    public init(name: String, section: Configuration, migrateOverride: Bool = false) throws(ConfigurationError) {
+        self.name = name
+        self.section = section
+        let kindText = try section.required("kind")
+        guard let kind = Kind(rawValue: kindText) else { throw .unknownNodeKind(node: name, kind: kindText) }
+        self.kind = kind
+        let listen = try section.required("listen")
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw .invalid(key: section.fullKey("listen"), value: listen, expected: "host:port, e.g. 127.0.0.1:4401", source: section.source(of: "listen") ?? .defaultValue)
+        }
+        listenHost = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        listenPort = port
+        if try section.bool("tls.plaintext", default: false) {
+            security = .plaintext
+        } else {
+            let versionText = section.string("tls.minimum-version", default: "1.3")
+            let version: TLSVersion
+            switch versionText {
+            case "1.3": version = .v1_3
+            case "1.2": version = .v1_2
+            default:
+                throw .invalid(key: section.fullKey("tls.minimum-version"), value: versionText, expected: "1.3 (default) or 1.2", source: section.source(of: "tls.minimum-version") ?? .defaultValue)
+            }
+            security = .tls(
+                certificate: try section.required("tls.certificate"), key: try section.required("tls.key"),
+                clientRoots: section.string("tls.client-roots"), keyLog: section.string("tls.keylog"), minimumVersion: version)
+        }
+        var rpc = RPCConfiguration()
+        rpc.maximumFrameBytes = try section.bytes("rpc.max-frame-bytes", default: rpc.maximumFrameBytes)
+        rpc.maximumConcurrentStreams = try section.int("rpc.max-concurrent-streams", default: rpc.maximumConcurrentStreams)
+        rpc.maximumMetadataBytes = try section.bytes("rpc.max-metadata-bytes", default: rpc.maximumMetadataBytes)
+        rpc.streamWindowBytes = max(try section.bytes("rpc.stream-window-bytes", default: rpc.streamWindowBytes), FlowControl.initialWindowBytes)
+        rpc.handshakeTimeout = TimeAmount(try section.duration("rpc.handshake-timeout", default: .seconds(10)))
+        rpc.idleTimeout = TimeAmount(try section.duration("rpc.idle-timeout", default: .seconds(300)))
+        rpc.keepaliveInterval = TimeAmount(try section.duration("rpc.keepalive-interval", default: .seconds(30)))
+        rpc.keepaliveTimeout = TimeAmount(try section.duration("rpc.keepalive-timeout", default: .seconds(10)))
+        self.rpc = rpc
+        databaseURL = section.string("database.url", default: "")
+        databaseConnections = try section.int("database.max-connections", default: 8)
+        let configuredMigrate = try section.bool("database.migrate", default: false)
+        migrate = migrateOverride || configuredMigrate
+        drainTimeout = try section.duration("drain-timeout", default: .seconds(10))
+        try checkKeys(kindKeys: Self.kindKeys[kind] ?? [])
+    }
+
+    /// Keys each kind reads beyond the common ones.
+    static let kindKeys: [Kind: Set<String>] = [
+        .sequencer: ["sequencer-node", "heartbeat-interval", "offline-after"],
+    ]
+
+    /// Refuses keys neither common nor the kind's own (`kindKeys`).
+    func checkKeys(kindKeys: Set<String>) throws(ConfigurationError) {
+        let unknown = section.unknownKeys(known: Self.commonKeys.union(kindKeys))
+        guard unknown.isEmpty else { throw .unknownKeys(unknown.map { section.fullKey($0) }) }
+    }
+
+    /// The server side of this node's TLS (or plaintext).
+    func serverSecurity(logger: Logger) throws -> RPCSecurity {
+        switch security {
+        case .plaintext:
+            return .plaintext
+        case .tls(let certificate, let key, let clientRoots, let keyLog, let minimumVersion):
+            let credentials = try TLSCredentials.read(certificateAt: certificate, keyAt: key)
+            var configuration = TLSConfiguration(
+                role: .server(requireClientCertificate: clientRoots != nil), credentials: credentials,
+                trustRootsPEM: try clientRoots.map { try String(contentsOfFile: $0, encoding: .utf8) }, keyLogPath: keyLog)
+            configuration.minimumVersion = minimumVersion
+            return .tls(try TLSContext(configuration))
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+

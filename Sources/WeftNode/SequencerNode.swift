@@ -1,0 +1,79 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import WeftSequencer
+import WeftStore
+import WeftTransport
+import WeftWire
+
+/// A sequencer node: the sequencer core on the domain's shared database and
+/// its RPC server. Several nodes of one domain share the database; each needs
+/// its own `sequencer-node` number (0…31).
+final class SequencerNode: Service {
+    let settings: NodeSettings
+    let number: Int16
+    let timing: Sequencer.Timing
+    let logger: Logger
+    let ready: @Sendable (String) -> Void
+
+    init(_ settings: NodeSettings, logger: Logger, ready: @escaping @Sendable (String) -> Void) throws(ConfigurationError) {
+        self.settings = settings
+        let number = try settings.section.int("sequencer-node", default: 0)
+        guard (0..<32).contains(number) else {
+            throw .invalid(key: settings.section.fullKey("sequencer-node"), value: "\(number)", expected: "a number from 0 to 31, different for each sequencer node of the domain", source: settings.section.source(of: "sequencer-node") ?? .defaultValue)
+        }
+        self.number = Int16(number)
+        var timing = Sequencer.Timing()
+        timing.heartbeatInterval = try settings.section.duration("heartbeat-interval", default: timing.heartbeatInterval)
+        timing.offlineAfter = try settings.section.duration("offline-after", default: timing.offlineAfter)
+        self.timing = timing
+        var logger = logger
+        logger[metadataKey: "node"] = "\(settings.name)"
+        self.logger = logger
+        self.ready = ready
+    }
+
+    func run() async throws {
+        let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
+        defer { Task { await database.shutdown() } }
+        try await NodeDatabase.prepare(database, migrators: [Sequencer.migrator], migrate: settings.migrate, logger: logger)
+        let sequencer = Sequencer(node: number, database: database, timing: timing, logger: logger)
+        try await sequencer.start()
+        var router = RPCRouter()
+        SequencerAdministration(sequencer: sequencer, name: settings.name).register(on: &router)
+        let server: RPCServer
+        do {
+            server = try await RPCServer.start(
+                host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(logger: logger), router: router,
+                configuration: settings.rpc, logger: logger)
+        } catch {
+            await sequencer.stop()
+            throw error
+        }
+        ready("node \(settings.name) (sequencer \(number)) listening on \(settings.listenHost):\(server.port)")
+        // Serve until SIGTERM / SIGINT (or the group stops); then drain.
+        try? await gracefulShutdown()
+        logger.info("draining", metadata: ["timeout": "\(settings.drainTimeout)"])
+        await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
+        await sequencer.stop()
+        logger.info("stopped")
+    }
+}
+
+/// `weft.v1.SequencerAdministrationService` of a sequencer node.
+struct SequencerAdministration: Weft.V1.SequencerAdministrationService.Provider {
+    let sequencer: Sequencer
+    let name: String
+
+    func prune(_ request: Weft.V1.PruneRequest, context: RPCCallContext) async throws -> Weft.V1.PruneResponse {
+        throw RPCError(.unimplemented, "pruning comes with the sequencer's acknowledgement work", errorID: "SEQUENCER_PRUNE_UNAVAILABLE")
+    }
+
+    func getSequencerStatus(_ request: Weft.V1.GetSequencerStatusRequest, context: RPCCallContext) async throws -> Weft.V1.GetSequencerStatusResponse {
+        let status = try await sequencer.status()
+        return .init(
+            sequencer: name,
+            members: status.members.map { .init(member: $0.name, acknowledged: $0.acknowledged.map { .init(microsSinceEpoch: $0) }, enabled: $0.enabled) },
+            lowerBound: status.lowerBound.map { .init(microsSinceEpoch: $0) }, upperBound: status.upperBound.map { .init(microsSinceEpoch: $0) })
+    }
+}

@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import Logging
+import WeftNode
+
+/// Options every command that reads a node configuration shares.
+struct ConfigurationOptions: ParsableArguments {
+    @Option(name: [.customShort("c"), .customLong("config")], help: "The YAML configuration file (also WEFT_CONFIG).")
+    var file: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a configuration key (repeatable), e.g. --set nodes.sequencer1.listen=0.0.0.0:4401.", valueName: "key=value"))
+    var overrides: [String] = []
+
+    func load() throws -> Configuration {
+        let environment = ProcessInfo.processInfo.environment
+        return try Configuration.load(file: file ?? environment["WEFT_CONFIG"], environment: environment, overrides: overrides)
+    }
+}
+
+/// `weft run -c nodes.yaml`: the daemon.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run every node the configuration defines, until SIGTERM or Ctrl-C.",
+        discussion: """
+            Configuration comes from the YAML file, then WEFT_* environment variables, then --set.
+            On SIGTERM each node stops accepting calls (GOAWAY), lets open calls finish within its
+            drain-timeout, and the process exits 0. A node that cannot start (database unreachable,
+            migrations pending, bad TLS files) stops the others and the exit status is 1.
+            docs/operations.md lists every key.
+            """)
+
+    @OptionGroup var options: ConfigurationOptions
+
+    @Flag(help: "Apply pending database migrations at start instead of refusing to start.")
+    var migrate = false
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+        let logger = Logger(label: "weft")
+        let nodes: [NodeSettings]
+        do {
+            nodes = try NodeRunner.nodes(in: try options.load(), migrate: migrate)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+        do {
+            try await NodeRunner.run(nodes, logger: logger) { line in
+                // Unbuffered: scripts and tests wait for this line to know the node serves.
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            }
+        } catch {
+            logger.critical("weft run failed", metadata: ["error": "\(error)"])
+            FileHandle.standardError.write(Data("weft run: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// `weft db status|migrate`: a node's schema.
+struct DatabaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db", abstract: "Show or apply a node's database migrations.", subcommands: [Status.self, Migrate.self])
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show each component's applied and pending migrations.")
+        @OptionGroup var options: ConfigurationOptions
+        @Option(help: "The node (nodes.<name>) whose database to inspect; default: the only node.")
+        var node: String?
+
+        func run() async throws {
+            let settings = try DatabaseCommand.node(options, node)
+            for line in try await NodeMigrations.status(settings) { print(line) }
+        }
+    }
+
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Apply pending migrations (take a backup first).")
+        @OptionGroup var options: ConfigurationOptions
+        @Option(help: "The node (nodes.<name>) whose database to migrate; default: the only node.")
+        var node: String?
+
+        func run() async throws {
+            let settings = try DatabaseCommand.node(options, node)
+            for line in try await NodeMigrations.migrate(settings) { print(line) }
+        }
+    }
+
+    static func node(_ options: ConfigurationOptions, _ name: String?) throws -> NodeSettings {
+        let nodes: [NodeSettings]
+        do {
+            nodes = try NodeRunner.nodes(in: try options.load())
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+        if let name {
+            guard let node = nodes.first(where: { $0.name == name }) else {
+                throw ValidationError("no node \(name) in the configuration; it defines \(nodes.map(\.name).joined(separator: ", "))")
+            }
+            return node
+        }
+        guard nodes.count == 1 else { throw ValidationError("the configuration defines \(nodes.count) nodes; name one with --node") }
+        return nodes[0]
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+@testable import WeftNode
+
+/// The three configuration layers and their error messages.
+@Suite struct ConfigurationTests {
+    static let yaml = """
+        nodes:
+          sequencer1:
+            kind: sequencer
+            listen: 127.0.0.1:4401
+            tls:
+              certificate: certs/s1.pem
+              key: certs/s1-key.pem
+            database:
+              url: postgresql://weft@127.0.0.1:5432/weft
+            rpc:
+              max-frame-bytes: 8MiB
+              idle-timeout: 90s
+        """
+
+    func file(_ text: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("weft-config-\(UUID()).yaml").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func environmentOverridesTheFileAndSetOverridesBoth() throws {
+        let path = try file(Self.yaml)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let configuration = try Configuration.load(
+            file: path,
+            environment: ["WEFT_NODES__SEQUENCER1__LISTEN": "0.0.0.0:5501", "WEFT_NODES__SEQUENCER1__RPC__MAX_FRAME_BYTES": "2MiB", "HOME": "/root"],
+            overrides: ["nodes.sequencer1.listen=127.0.0.1:6601"])
+        let node = try #require(try NodeRunner.nodes(in: configuration).first)
+        #expect(node.listenHost == "127.0.0.1" && node.listenPort == 6601)  // --set wins
+        #expect(node.rpc.maximumFrameBytes == 2 << 20)  // the environment beats the file
+        #expect(node.rpc.idleTimeout == .seconds(90))  // the file beats the default
+        #expect(node.rpc.maximumConcurrentStreams == 100)  // the default
+        #expect(configuration.source(of: "nodes.sequencer1.listen") == .commandLine)
+        #expect(configuration.source(of: "nodes.sequencer1.rpc.max-frame-bytes") == .environment("WEFT_NODES__SEQUENCER1__RPC__MAX_FRAME_BYTES"))
+        #expect(configuration.source(of: "nodes.sequencer1.kind") == .file(path))
+    }
+
+    @Test func errorsNameTheKeyTheValueAndWhereItCameFrom() throws {
+        let path = try file(Self.yaml)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let bad = try Configuration.load(file: path, environment: ["WEFT_NODES__SEQUENCER1__RPC__IDLE_TIMEOUT": "soon"], overrides: [])
+        #expect(throws: ConfigurationError.invalid(
+            key: "nodes.sequencer1.rpc.idle-timeout", value: "soon", expected: "a duration such as 250ms, 10s, 5m or 1h",
+            source: .environment("WEFT_NODES__SEQUENCER1__RPC__IDLE_TIMEOUT"))) { try NodeRunner.nodes(in: bad) }
+        let typo = try Configuration.load(file: path, environment: [:], overrides: ["nodes.sequencer1.databse.url=x"])
+        #expect(throws: ConfigurationError.unknownKeys(["nodes.sequencer1.databse.url"])) { try NodeRunner.nodes(in: typo) }
+        let missing = try Configuration.load(file: path, environment: [:], overrides: ["nodes.sequencer1.tls.key="])
+        #expect(throws: ConfigurationError.missing(key: "nodes.sequencer1.tls.key")) { try NodeRunner.nodes(in: missing) }
+        #expect(ConfigurationError.missing(key: "nodes.sequencer1.tls.key").description.contains("WEFT_NODES__SEQUENCER1__TLS__KEY"))
+        #expect(throws: ConfigurationError.badOverride("listen")) { try Configuration.load(file: nil, environment: [:], overrides: ["listen"]) }
+        let broken = try file("nodes: [unclosed")
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        #expect {
+            try Configuration.load(file: broken, environment: [:], overrides: [])
+        } throws: { error in
+            guard case .invalidYAML(.file(broken), _)? = error as? ConfigurationError else { return false }
+            return true
+        }
+    }
+
+    @Test func plaintextMustBeAskedForAndTLS12Too() throws {
+        let plain = try Configuration.load(
+            file: nil, environment: [:], overrides: ["nodes.s.kind=sequencer", "nodes.s.listen=127.0.0.1:1", "nodes.s.tls.plaintext=true"])
+        guard case .plaintext = try NodeRunner.nodes(in: plain)[0].security else { Issue.record("expected plaintext"); return }
+        let noTLS = try Configuration.load(file: nil, environment: [:], overrides: ["nodes.s.kind=sequencer", "nodes.s.listen=127.0.0.1:1"])
+        #expect(throws: ConfigurationError.missing(key: "nodes.s.tls.certificate")) { try NodeRunner.nodes(in: noTLS) }
+        let tls12 = try Configuration.load(
+            file: nil, environment: [:],
+            overrides: ["nodes.s.kind=sequencer", "nodes.s.listen=127.0.0.1:1", "nodes.s.tls.certificate=c", "nodes.s.tls.key=k", "nodes.s.tls.minimum-version=1.2"])
+        guard case .tls(_, _, _, _, .v1_2) = try NodeRunner.nodes(in: tls12)[0].security else { Issue.record("expected TLS 1.2 allowed"); return }
+    }
+
+    @Test func sizesAndDurationsParse() {
+        #expect(Configuration.parseBytes("4MiB") == 4 << 20)
+        #expect(Configuration.parseBytes("16 KiB") == 16 << 10)
+        #expect(Configuration.parseBytes("1000") == 1000)
+        #expect(Configuration.parseBytes("-1") == nil)
+        #expect(Configuration.parseDuration("250ms") == .milliseconds(250))
+        #expect(Configuration.parseDuration("10s") == .seconds(10))
+        #expect(Configuration.parseDuration("2m") == .seconds(120))
+        #expect(Configuration.parseDuration("500us") == .microseconds(500))
+        #expect(Configuration.parseDuration("10") == nil)
+    }
+}

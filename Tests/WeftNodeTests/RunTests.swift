@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+import WeftCrypto
+import WeftTestSupport
+import WeftTransport
+import WeftWire
+
+/// `weft run` as an operator runs it: a real process, a real database, real TLS.
+@Suite(.timeLimit(.minutes(3))) struct RunTests {
+    static func configuration(databaseURL: String) -> String {
+        """
+        nodes:
+          sequencer1:
+            kind: sequencer
+            listen: 127.0.0.1:0
+            drain-timeout: 1s
+            tls:
+              certificate: certs/sequencer1.pem
+              key: certs/sequencer1-key.pem
+            database:
+              url: \(databaseURL)
+        """
+    }
+
+    @Test func pendingMigrationsThenMigrateServeAndDrainOnSIGTERM() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let directory = try NodeDirectory()
+            defer { directory.remove() }
+            try directory.write("nodes.yaml", Self.configuration(databaseURL: fixture.url))
+
+            // A fresh database: the node refuses to start and says what to do.
+            let (refused, _, refusal) = try await WeftProcess.run(["run", "-c", "nodes.yaml"], directory: directory.path)
+            #expect(refused == 1)
+            #expect(refusal.contains("the sequencer schema needs migrations 1; run `weft db migrate`"), "\(refusal)")
+
+            let (_, pending, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
+            #expect(pending.contains("sequencer: applied none; pending 1 (members, writers, events, deliveries)"), "\(pending)")
+            let (migrated, applied, _) = try await WeftProcess.run(["db", "migrate", "-c", "nodes.yaml"], directory: directory.path)
+            #expect(migrated == 0 && applied.contains("sequencer: applied 1"), "\(applied)")
+            let (_, current, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
+            #expect(current.contains("sequencer: applied 1; pending none"), "\(current)")
+
+            // Now it serves: health over TLS with the domain's root.
+            let node = try WeftProcess(["run", "-c", "nodes.yaml"], directory: directory.path)
+            let ready = try #require(await node.nextLine())
+            #expect(ready.hasPrefix("node sequencer1 (sequencer 0) listening on 127.0.0.1:"), "\(ready)")
+            let port = try #require(Int(ready.split(separator: ":").last ?? ""))
+            let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: directory.ca.certificatePEM))
+            let client = try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(tls))
+            #expect(try await client.health.check(.init()).status == .serving)
+            var watch = try client.health.watch(.init()).makeAsyncIterator()
+            #expect(try await watch.next()?.status == .serving)
+
+            // SIGTERM: the node reports NOT_SERVING, drains (the watch never ends by itself, so it is
+            // cut at the 1 s drain timeout) and exits 0.
+            node.signal(SIGTERM)
+            let update = try await watch.next()
+            #expect(update?.status == .notServing && update?.detail == "shutting down")
+            await #expect(throws: RPCError.self) { _ = try await watch.next() }
+            #expect(await node.exitStatus() == 0)
+            #expect(node.standardError.contains(#""message":"draining""#), "\(node.standardError)")
+            #expect(node.standardError.contains(#""message":"stopped""#), "\(node.standardError)")
+            // Every log line is one JSON object.
+            for line in node.standardError.split(separator: "\n") {
+                #expect(line.hasPrefix("{\"time\":\"") && line.hasSuffix("}"), "\(line)")
+            }
+        }
+    }
+
+    @Test func aBadConfigurationIsAUsageErrorThatNamesTheKey() async throws {
+        let directory = try NodeDirectory()
+        defer { directory.remove() }
+        try directory.write("nodes.yaml", Self.configuration(databaseURL: "postgresql://nobody@127.0.0.1:1/none"))
+        let (status, _, error) = try await WeftProcess.run(
+            ["run", "-c", "nodes.yaml", "--set", "nodes.sequencer1.rpc.idle-timeout=later"], directory: directory.path)
+        #expect(status == 64, "\(error)")  // EX_USAGE, as for any bad argument
+        #expect(error.contains("configuration key nodes.sequencer1.rpc.idle-timeout = 'later' (in --set): expected a duration"), "\(error)")
+        // An unreachable database: exit 1 with libpq's reason.
+        let (unreachable, _, reason) = try await WeftProcess.run(["run", "-c", "nodes.yaml"], directory: directory.path)
+        #expect(unreachable == 1)
+        #expect(reason.contains("could not connect to PostgreSQL"), "\(reason)")
+    }
+}

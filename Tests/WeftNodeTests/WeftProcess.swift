@@ -1,0 +1,115 @@
+import Foundation
+import WeftCrypto
+
+/// The `weft` executable of this build, run as a real process: for tests where
+/// a signal, an exit status or a crash is the point.
+final class WeftProcess: @unchecked Sendable {
+    // Mutable state is touched only from the readability handler's queue and after exit.
+    let process = Process()
+    private let lines = AsyncStream<String>.makeStream()
+    private lazy var iterator = lines.stream.makeAsyncIterator()
+    private let errorOutput = Pipe()
+    private let lock = NSLock()
+    private var stderrText = ""
+    private var stdoutPending = ""
+
+    static var executable: URL {
+        var root = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) { root.deleteLastPathComponent() }
+        // The test bundle sits next to the executables of the same build.
+        let bundle = Bundle.main.bundleURL.deletingLastPathComponent()
+        let beside = bundle.appendingPathComponent("weft")
+        if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+        return root.appendingPathComponent(".build/debug/weft")
+    }
+
+    /// Starts `weft arguments…` in `directory`; its stdout lines arrive on `lines`.
+    init(_ arguments: [String], directory: String, environment: [String: String] = [:]) throws {
+        process.executableURL = Self.executable
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = errorOutput
+        let continuation = lines.continuation
+        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else {
+                continuation.finish()
+                handle.readabilityHandler = nil
+                return
+            }
+            let complete: [String] = self.lock.withLock {
+                self.stdoutPending += String(decoding: data, as: UTF8.self)
+                var lines: [String] = []
+                while let newline = self.stdoutPending.firstIndex(of: "\n") {
+                    lines.append(String(self.stdoutPending[..<newline]))
+                    self.stdoutPending = String(self.stdoutPending[self.stdoutPending.index(after: newline)...])
+                }
+                return lines
+            }
+            for line in complete { continuation.yield(line) }
+        }
+        errorOutput.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else {
+                handle.readabilityHandler = nil
+                return
+            }
+            self.lock.withLock { self.stderrText += String(decoding: data, as: UTF8.self) }
+        }
+        try process.run()
+    }
+
+    /// The next line the process prints on stdout, or nil when it closed stdout.
+    /// Not to be called concurrently (one reader per process).
+    func nextLine() async -> String? {
+        await iterator.next()
+    }
+
+    /// Everything written on stderr so far.
+    var standardError: String { lock.withLock { stderrText } }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits for the process to exit and returns its status.
+    func exitStatus() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                self.process.waitUntilExit()
+                continuation.resume(returning: self.process.terminationStatus)
+            }
+        }
+    }
+
+    /// Runs `weft arguments…` to completion: (status, stdout, stderr).
+    static func run(_ arguments: [String], directory: String, environment: [String: String] = [:]) async throws -> (Int32, String, String) {
+        let process = try WeftProcess(arguments, directory: directory, environment: environment)
+        var output = ""
+        while let line = await process.nextLine() { output += line + "\n" }
+        let status = await process.exitStatus()
+        return (status, output, process.standardError)
+    }
+}
+
+/// A directory with a domain root CA and a certificate for `localhost`, as an operator makes with `weft certs`.
+struct NodeDirectory {
+    let path: String
+    let ca: TLSCredentials
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("weft-node-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: path + "/certs", withIntermediateDirectories: true)
+        ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        try ca.write(certificateTo: path + "/certs/ca.pem", keyTo: path + "/certs/ca-key.pem")
+        let node = try CertificateAuthority.issue(commonName: "sequencer1", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
+        try node.write(certificateTo: path + "/certs/sequencer1.pem", keyTo: path + "/certs/sequencer1-key.pem")
+    }
+
+    func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: path + "/" + name, atomically: true, encoding: .utf8)
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
