@@ -136,6 +136,11 @@ public struct Configuration: Sendable, Equatable {
         return items
     }
 
+    /// Sets `key` as the command line would (`--set`).
+    public mutating func set(_ key: String, _ value: String) {
+        entries[key] = Entry(value: value, source: .commandLine)
+    }
+
     func fullKey(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
 
     public func string(_ key: String) -> String? { entries[key]?.value }

@@ -35,14 +35,30 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Apply pending database migrations at start instead of refusing to start.")
     var migrate = false
 
+    @Option(name: .customLong("tls-keylog"), help: ArgumentHelp(
+        "Append every node's TLS session secrets to FILE (NSS key log, for Wireshark; docs/debugging.md). Anyone with the file can read the traffic.",
+        valueName: "file"))
+    var tlsKeyLog: String?
+
+    @Flag(help: "Serve WITHOUT TLS (no encryption, no authentication): for local experiments only; logged as a warning.")
+    var plaintext = false
+
     func run() async throws {
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
         let logger = Logger(label: "weft")
         let nodes: [NodeSettings]
         do {
-            nodes = try NodeRunner.nodes(in: try options.load(), migrate: migrate)
+            var configuration = try options.load()
+            for node in configuration.children(of: "nodes") {
+                if let tlsKeyLog { configuration.set("nodes.\(node).tls.keylog", tlsKeyLog) }
+                if plaintext { configuration.set("nodes.\(node).tls.plaintext", "true") }
+            }
+            nodes = try NodeRunner.nodes(in: configuration, migrate: migrate)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
+        }
+        if let tlsKeyLog {
+            logger.warning("--tls-keylog: writing TLS session secrets; anyone who reads the file can decrypt this process's traffic", metadata: ["key_log": "\(tlsKeyLog)"])
         }
         do {
             try await NodeRunner.run(nodes, logger: logger) { line in

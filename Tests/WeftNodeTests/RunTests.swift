@@ -41,13 +41,17 @@ import WeftWire
             #expect(current.contains("sequencer: applied 1; pending none"), "\(current)")
 
             // Now it serves: health over TLS with the domain's root.
-            let node = try WeftProcess(["run", "-c", "nodes.yaml"], directory: directory.path)
+            let node = try WeftProcess(["run", "-c", "nodes.yaml", "--tls-keylog", "keys.txt"], directory: directory.path)
             let ready = try #require(await node.nextLine())
             #expect(ready.hasPrefix("node sequencer1 (sequencer 0) listening on 127.0.0.1:"), "\(ready)")
             let port = try #require(Int(ready.split(separator: ":").last ?? ""))
             let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: directory.ca.certificatePEM))
             let client = try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(tls))
             #expect(try await client.health.check(.init()).status == .serving)
+            // The key log has the session's secrets (NSS format) and the node said it writes them.
+            let keyLog = try String(contentsOfFile: directory.path + "/keys.txt", encoding: .utf8)
+            #expect(keyLog.contains("SERVER_TRAFFIC_SECRET_0 ") && keyLog.contains("CLIENT_TRAFFIC_SECRET_0 "))
+            #expect(node.standardError.contains("writing TLS session secrets"))
             var watch = try client.health.watch(.init()).makeAsyncIterator()
             #expect(try await watch.next()?.status == .serving)
 
