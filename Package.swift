@@ -103,7 +103,7 @@ let package = Package(
         .target(
             name: "WeftSequencer",
             dependencies: [
-                "WeftStore", "WeftWire", "WeftCrypto", "WeftTransport",
+                "WeftStore", "WeftWire", "WeftCrypto", "WeftTransport", "WeftTopology",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -111,7 +111,7 @@ let package = Package(
         .target(
             name: "WeftNode",
             dependencies: [
-                "WeftSequencer", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire",
+                "WeftSequencer", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
@@ -171,7 +171,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftSequencerTests",
-            dependencies: ["WeftSequencer", "WeftStore", "WeftWire", "WeftCrypto", "WeftTestSupport"],
+            dependencies: ["WeftSequencer", "WeftStore", "WeftWire", "WeftCrypto", "WeftTopology", "WeftTransport", "WeftTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

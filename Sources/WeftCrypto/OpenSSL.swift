@@ -34,7 +34,7 @@ package enum OpenSSL {
     }
 
     /// `count` bytes from OpenSSL's CSPRNG (`RAND_bytes`).
-    static func randomBytes(_ count: Int) throws(CryptoError) -> [UInt8] {
+    package static func randomBytes(_ count: Int) throws(CryptoError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         guard count == 0 || RAND_bytes(&bytes, Int32(count)) == 1 else { throw failure("RAND_bytes") }
         return bytes

@@ -5,7 +5,7 @@ import WeftStore
 public enum NodeMigrations {
     static func migrators(for kind: NodeSettings.Kind) -> [Migrator] {
         switch kind {
-        case .sequencer: [Sequencer.migrator]
+        case .sequencer: [Sequencer.migrator, SequencerTopology.migrator]
         case .domainManager, .mediator, .participant: []
         }
     }

@@ -93,7 +93,7 @@ public struct NodeSettings: Sendable {
 
     /// Keys each kind reads beyond the common ones.
     static let kindKeys: [Kind: Set<String>] = [
-        .sequencer: ["sequencer-node", "heartbeat-interval", "offline-after"],
+        .sequencer: ["sequencer-node", "heartbeat-interval", "offline-after", "domain", "signing-key"],
     ]
 
     /// Refuses keys neither common nor the kind's own (`kindKeys`).

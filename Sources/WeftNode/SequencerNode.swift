@@ -1,7 +1,9 @@
 import Logging
 import NIOCore
 import ServiceLifecycle
+import WeftCrypto
 import WeftSequencer
+import WeftTopology
 import WeftStore
 import WeftTransport
 import WeftWire
@@ -12,6 +14,8 @@ import WeftWire
 final class SequencerNode: Service {
     let settings: NodeSettings
     let number: Int16
+    let domain: UniqueIdentifier
+    let signingKey: SigningPrivateKey
     let timing: Sequencer.Timing
     let logger: Logger
     let ready: @Sendable (String) -> Void
@@ -23,6 +27,18 @@ final class SequencerNode: Service {
             throw .invalid(key: settings.section.fullKey("sequencer-node"), value: "\(number)", expected: "a number from 0 to 31, different for each sequencer node of the domain", source: settings.section.source(of: "sequencer-node") ?? .defaultValue)
         }
         self.number = Int16(number)
+        let domainText = try settings.section.required("domain")
+        do {
+            domain = try UniqueIdentifier(parsing: domainText)
+        } catch {
+            throw .invalid(key: settings.section.fullKey("domain"), value: domainText, expected: "a domain id such as domain1::1220… (\(error))", source: settings.section.source(of: "domain") ?? .defaultValue)
+        }
+        let keyPath = try settings.section.required("signing-key")
+        do {
+            signingKey = try KeyFile.readSigningKey(at: keyPath)
+        } catch {
+            throw .invalid(key: settings.section.fullKey("signing-key"), value: keyPath, expected: "a signing key file made by `weft keys generate` (\(error))", source: settings.section.source(of: "signing-key") ?? .defaultValue)
+        }
         var timing = Sequencer.Timing()
         timing.heartbeatInterval = try settings.section.duration("heartbeat-interval", default: timing.heartbeatInterval)
         timing.offlineAfter = try settings.section.duration("offline-after", default: timing.offlineAfter)
@@ -36,11 +52,15 @@ final class SequencerNode: Service {
     func run() async throws {
         let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
         defer { Task { await database.shutdown() } }
-        try await NodeDatabase.prepare(database, migrators: [Sequencer.migrator], migrate: settings.migrate, logger: logger)
+        try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .sequencer), migrate: settings.migrate, logger: logger)
         let sequencer = Sequencer(node: number, database: database, timing: timing, logger: logger)
         try await sequencer.start()
+        let topology = try SequencerTopology(domain: domain, sequencer: sequencer, logger: logger)
+        let service = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: signingKey, logger: logger)
+        try await topology.start { member in await service.cutOff(member) }
         var router = RPCRouter()
-        SequencerAdministration(sequencer: sequencer, name: settings.name).register(on: &router)
+        service.register(on: &router)
+        SequencerAdministration(sequencer: sequencer, topology: topology, name: settings.name).register(on: &router)
         let server: RPCServer
         do {
             server = try await RPCServer.start(
@@ -55,6 +75,7 @@ final class SequencerNode: Service {
         try? await gracefulShutdown()
         logger.info("draining", metadata: ["timeout": "\(settings.drainTimeout)"])
         await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
+        await topology.stop()
         await sequencer.stop()
         logger.info("stopped")
     }
@@ -63,7 +84,22 @@ final class SequencerNode: Service {
 /// `weft.v1.SequencerAdministrationService` of a sequencer node.
 struct SequencerAdministration: Weft.V1.SequencerAdministrationService.Provider {
     let sequencer: Sequencer
+    let topology: SequencerTopology
     let name: String
+
+    func initializeSequencer(_ request: Weft.V1.InitializeSequencerRequest, context: RPCCallContext) async throws -> Weft.V1.InitializeSequencerResponse {
+        guard request.domain == topology.domain.description else {
+            throw RPCError(.invalidArgument, "this sequencer serves \(topology.domain), not \(request.domain)", errorID: "SEQUENCER_WRONG_DOMAIN")
+        }
+        do {
+            let at = try await topology.initialize(request.topology)
+            return .init(sequencer: topology.sequencerMember.description, initializedAt: at.wire)
+        } catch let error as InitializationError {
+            throw RPCError(.failedPrecondition, error.description, errorID: "SEQUENCER_GENESIS_REFUSED")
+        } catch let error as TopologyError {
+            throw RPCError(.invalidArgument, "the genesis does not validate: \(error)", errorID: error.id)
+        }
+    }
 
     func prune(_ request: Weft.V1.PruneRequest, context: RPCCallContext) async throws -> Weft.V1.PruneResponse {
         throw RPCError(.unimplemented, "pruning comes with the sequencer's acknowledgement work", errorID: "SEQUENCER_PRUNE_UNAVAILABLE")

@@ -90,6 +90,17 @@ public final class Sequencer: Sendable {
 extension Sequencer {
     /// Limits the service applies before sequencing.
     static let defaultMaximumRequestBytes = 1 << 20
+    /// The recipient that stands for every member at sequencing time.
+    public static let allMembers = "ALL"
+
+    /// Records that `member` has processed its events up to `timestamp` (never moves back).
+    func acknowledge(_ member: String, upTo timestamp: Int64) async throws {
+        try await database.withConnection { connection in
+            _ = try connection.execute(
+                "UPDATE sequencer_members SET acknowledged_ts = greatest(coalesce(acknowledged_ts, $2), $2) WHERE member = $1",
+                [.text(member), .int64(timestamp)])
+        }
+    }
 
     /// Registers `member`: it receives events sequenced from now on.
     func register(_ member: String) async throws -> MemberDirectory.Member {
@@ -112,6 +123,10 @@ extension Sequencer {
         var unknown: [String] = []
         for envelope in batch.envelopes {
             for name in envelope.recipients {
+                if name == Self.allMembers {
+                    for member in await members.all() where member.enabled { recipients.insert(member.id) }
+                    continue
+                }
                 if let member = try await members.member(named: name), member.enabled {
                     recipients.insert(member.id)
                 } else {
@@ -237,6 +252,9 @@ actor MemberDirectory {
     }
 
     func member(id: Int32) -> Member? { byID[id] }
+
+    /// Every member known, sorted by id.
+    func all() -> [Member] { byID.values.sorted { $0.id < $1.id } }
 
     /// Registers `name` (idempotent); it receives events sequenced after `timestamp`.
     func register(_ name: String, at timestamp: Int64) async throws -> Member {

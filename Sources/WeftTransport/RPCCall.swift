@@ -15,16 +15,20 @@ public struct RPCCallContext: Sendable {
     public let streamID: UInt32
     /// The caller's address.
     public let remoteAddress: SocketAddress?
+    /// Identifies the connection the call came on, unique in this process: a
+    /// session bound to it (a sequencer token) is useless on another connection.
+    public let connectionID: UInt64
 
     public init(
         method: String, metadata: [Weft.V1.MetadataEntry] = [], deadline: NIODeadline? = nil, streamID: UInt32 = 0,
-        remoteAddress: SocketAddress? = nil
+        remoteAddress: SocketAddress? = nil, connectionID: UInt64 = 0
     ) {
         self.method = method
         self.metadata = metadata
         self.deadline = deadline
         self.streamID = streamID
         self.remoteAddress = remoteAddress
+        self.connectionID = connectionID
     }
 
     /// The first text value of `key` (lower-case), e.g. `authorization`.

@@ -1,4 +1,5 @@
 public import Logging
+import Synchronization
 public import NIOCore
 public import WeftWire
 
@@ -33,6 +34,9 @@ public final class RPCServerHandler: ChannelInboundHandler {
 
     private let router: RPCRouter
     private let configuration: RPCConfiguration
+    /// This connection's id (`RPCCallContext.connectionID`).
+    private let connectionID = RPCServerHandler.nextConnectionID.add(1, ordering: .relaxed).newValue
+    private static let nextConnectionID = Atomic<UInt64>(0)
     private var logger: Logger
     private var context: ChannelHandlerContext?
     private var streams: [UInt32: Stream] = [:]
@@ -154,7 +158,8 @@ public final class RPCServerHandler: ChannelInboundHandler {
 
         let deadline = open.timeout.map { NIODeadline.now() + .microseconds(max($0.micros, 0)) }
         let call = RPCCallContext(
-            method: open.method, metadata: open.metadata, deadline: deadline, streamID: id, remoteAddress: context.channel.remoteAddress)
+            method: open.method, metadata: open.metadata, deadline: deadline, streamID: id, remoteAddress: context.channel.remoteAddress,
+            connectionID: connectionID)
         let (payloads, requests) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
         var stream = Stream(context: call, requests: requests)
         if let grant = stream.receive.open(to: configuration.streamWindowBytes) {

@@ -120,6 +120,16 @@ extension Weft.V1.SequencerAdministrationService {
         ) async throws -> Weft.V1.GetSequencerStatusResponse {
             try await rpc.unary(Weft.V1.SequencerAdministrationService.getSequencerStatus, request, metadata: metadata, timeout: timeout)
         }
+
+        /// Gives a new domain's sequencers their genesis topology (the domain
+        /// manager's bootstrap). Accepted once per domain database; a second call
+        /// with the same transactions succeeds, with others fails
+        /// FAILED_PRECONDITION. Unary.
+        public func initializeSequencer(
+            _ request: Weft.V1.InitializeSequencerRequest, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+        ) async throws -> Weft.V1.InitializeSequencerResponse {
+            try await rpc.unary(Weft.V1.SequencerAdministrationService.initializeSequencer, request, metadata: metadata, timeout: timeout)
+        }
     }
 
     /// What a server implements to serve `weft.v1.SequencerAdministrationService`.
@@ -131,6 +141,12 @@ extension Weft.V1.SequencerAdministrationService {
 
         /// Reports members, their acknowledgements and the store's extent. Unary.
         func getSequencerStatus(_ request: Weft.V1.GetSequencerStatusRequest, context: RPCCallContext) async throws -> Weft.V1.GetSequencerStatusResponse
+
+        /// Gives a new domain's sequencers their genesis topology (the domain
+        /// manager's bootstrap). Accepted once per domain database; a second call
+        /// with the same transactions succeeds, with others fails
+        /// FAILED_PRECONDITION. Unary.
+        func initializeSequencer(_ request: Weft.V1.InitializeSequencerRequest, context: RPCCallContext) async throws -> Weft.V1.InitializeSequencerResponse
     }
 }
 
@@ -142,6 +158,9 @@ extension Weft.V1.SequencerAdministrationService.Provider {
         }
         router.register(Weft.V1.SequencerAdministrationService.getSequencerStatus) { request, context in
             try await self.getSequencerStatus(request, context: context)
+        }
+        router.register(Weft.V1.SequencerAdministrationService.initializeSequencer) { request, context in
+            try await self.initializeSequencer(request, context: context)
         }
     }
 }

@@ -48,6 +48,8 @@ extension Weft.V1 {
         Weft.V1.ListTopologyTransactionsResponse.self,
         Weft.V1.PruneRequest.self,
         Weft.V1.PruneResponse.self,
+        Weft.V1.InitializeSequencerRequest.self,
+        Weft.V1.InitializeSequencerResponse.self,
         Weft.V1.GetSequencerStatusRequest.self,
         Weft.V1.MemberProgress.self,
         Weft.V1.GetSequencerStatusResponse.self,
@@ -240,9 +242,11 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [.skip, .message(17)],  // weft.v1.ListTopologyTransactionsResponse
     [.skip, .message(0)],  // weft.v1.PruneRequest
     [.skip, .skip, .string],  // weft.v1.PruneResponse
+    [.skip, .string, .message(16)],  // weft.v1.InitializeSequencerRequest
+    [.skip, .string, .message(0)],  // weft.v1.InitializeSequencerResponse
     [],  // weft.v1.GetSequencerStatusRequest
     [.skip, .string, .message(0)],  // weft.v1.MemberProgress
-    [.skip, .string, .message(40), .message(0), .message(0)],  // weft.v1.GetSequencerStatusResponse
+    [.skip, .string, .message(42), .message(0), .message(0)],  // weft.v1.GetSequencerStatusResponse
     [],  // weft.v1.GetParticipantIdRequest
     [.skip, .string],  // weft.v1.GetParticipantIdResponse
     [.skip, .string, .string, .string],  // weft.v1.ConnectDomainRequest
@@ -251,103 +255,103 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [],  // weft.v1.DisconnectDomainResponse
     [],  // weft.v1.ListDomainConnectionsRequest
     [.skip, .string, .string, .string],  // weft.v1.DomainConnection
-    [.skip, .message(49)],  // weft.v1.ListDomainConnectionsResponse
+    [.skip, .message(51)],  // weft.v1.ListDomainConnectionsResponse
     [.skip, .string, .string],  // weft.v1.ExportAcsRequest
     [.skip, .message(25), .message(0)],  // weft.v1.ExportAcsResponse
     [.skip, .message(25), .string],  // weft.v1.ImportAcsRequest
     [],  // weft.v1.ImportAcsResponse
-    [.skip, .skip, .string, .string, .string, .message(56)],  // weft.v1.Status
+    [.skip, .skip, .string, .string, .string, .message(58)],  // weft.v1.Status
     [.skip, .string, .string],  // weft.v1.StatusDetail
-    [.skip, .skip, .message(58), .message(59), .message(60), .message(61), .message(62), .message(63), .message(64), .message(65), .message(66)],  // weft.v1.Frame
+    [.skip, .skip, .message(60), .message(61), .message(62), .message(63), .message(64), .message(65), .message(66), .message(67), .message(68)],  // weft.v1.Frame
     [.skip, .string, .message(2), .message(1)],  // weft.v1.FrameOpen
     [],  // weft.v1.FrameMessage
     [],  // weft.v1.FrameHalfClose
-    [.skip, .message(55), .message(2)],  // weft.v1.FrameClose
+    [.skip, .message(57), .message(2)],  // weft.v1.FrameClose
     [.skip, .string],  // weft.v1.FrameCancel
     [],  // weft.v1.FrameWindowUpdate
     [],  // weft.v1.FramePing
     [],  // weft.v1.FramePong
-    [.skip, .skip, .message(55)],  // weft.v1.FrameGoAway
+    [.skip, .skip, .message(57)],  // weft.v1.FrameGoAway
     [.skip, .string],  // weft.v1.CheckRequest
     [.skip, .skip, .string],  // weft.v1.CheckResponse
     [.skip, .string],  // weft.v1.WatchRequest
     [.skip, .skip, .string],  // weft.v1.WatchResponse
     [.skip, .message(19), .message(23)],  // weft.v1.CreateCommand
     [.skip, .message(19), .string, .string, .message(20)],  // weft.v1.ExerciseCommand
-    [.skip, .message(71), .message(72)],  // weft.v1.Command
-    [.skip, .string, .string, .string, .string, .string, .message(1), .string, .message(73)],  // weft.v1.Commands
-    [.skip, .message(74)],  // weft.v1.SubmitRequest
+    [.skip, .message(73), .message(74)],  // weft.v1.Command
+    [.skip, .string, .string, .string, .string, .string, .message(1), .string, .message(75)],  // weft.v1.Commands
+    [.skip, .message(76)],  // weft.v1.SubmitRequest
     [.skip, .string],  // weft.v1.SubmitResponse
-    [.skip, .message(74)],  // weft.v1.SubmitAndWaitRequest
+    [.skip, .message(76)],  // weft.v1.SubmitAndWaitRequest
     [.skip, .string, .skip, .message(20)],  // weft.v1.SubmitAndWaitResponse
-    [.skip, .string, .message(55), .string, .string, .string, .string],  // weft.v1.Completion
+    [.skip, .string, .message(57), .string, .string, .string, .string],  // weft.v1.Completion
     [.skip, .string, .string],  // weft.v1.CompletionStreamRequest
-    [.skip, .message(79)],  // weft.v1.CompletionStreamResponse
+    [.skip, .message(81)],  // weft.v1.CompletionStreamResponse
     [.skip, .string, .message(19)],  // weft.v1.TransactionFilter
     [.skip, .string, .string, .message(19), .message(23), .string, .string, .string],  // weft.v1.CreatedEvent
     [.skip, .string, .string, .message(19), .string],  // weft.v1.ArchivedEvent
     [.skip, .string, .string, .message(19), .string, .message(20), .string, .skip, .string, .string, .message(20)],  // weft.v1.ExercisedEvent
-    [.skip, .message(83), .message(84)],  // weft.v1.Event
-    [.skip, .string, .string, .string, .message(0), .message(86), .skip, .string],  // weft.v1.Transaction
-    [.skip, .message(83), .message(85)],  // weft.v1.TreeEvent
-    [.skip, .string, .string, .string, .message(0), .skip, .message(88), .string, .string],  // weft.v1.TransactionTreeView
-    [.skip, .skip, .skip, .message(82)],  // weft.v1.GetTransactionsRequest
-    [.skip, .message(87)],  // weft.v1.GetTransactionsResponse
-    [.skip, .skip, .skip, .message(82)],  // weft.v1.GetTransactionTreesRequest
-    [.skip, .message(89)],  // weft.v1.GetTransactionTreesResponse
+    [.skip, .message(85), .message(86)],  // weft.v1.Event
+    [.skip, .string, .string, .string, .message(0), .message(88), .skip, .string],  // weft.v1.Transaction
+    [.skip, .message(85), .message(87)],  // weft.v1.TreeEvent
+    [.skip, .string, .string, .string, .message(0), .skip, .message(90), .string, .string],  // weft.v1.TransactionTreeView
+    [.skip, .skip, .skip, .message(84)],  // weft.v1.GetTransactionsRequest
+    [.skip, .message(89)],  // weft.v1.GetTransactionsResponse
+    [.skip, .skip, .skip, .message(84)],  // weft.v1.GetTransactionTreesRequest
+    [.skip, .message(91)],  // weft.v1.GetTransactionTreesResponse
     [],  // weft.v1.GetLedgerEndRequest
     [],  // weft.v1.GetLedgerEndResponse
-    [.skip, .message(82)],  // weft.v1.GetActiveContractsRequest
-    [.skip, .message(83)],  // weft.v1.GetActiveContractsResponse
+    [.skip, .message(84)],  // weft.v1.GetActiveContractsRequest
+    [.skip, .message(85)],  // weft.v1.GetActiveContractsResponse
     [.skip, .string, .string],  // weft.v1.PartyDetails
     [.skip, .string, .string],  // weft.v1.AllocatePartyRequest
-    [.skip, .message(98)],  // weft.v1.AllocatePartyResponse
+    [.skip, .message(100)],  // weft.v1.AllocatePartyResponse
     [],  // weft.v1.ListKnownPartiesRequest
-    [.skip, .message(98)],  // weft.v1.ListKnownPartiesResponse
+    [.skip, .message(100)],  // weft.v1.ListKnownPartiesResponse
     [.skip, .string, .string],  // weft.v1.UploadPackageRequest
     [.skip, .string],  // weft.v1.UploadPackageResponse
     [.skip, .string, .string, .skip, .message(0)],  // weft.v1.PackageDetails
     [],  // weft.v1.ListPackagesRequest
-    [.skip, .message(105)],  // weft.v1.ListPackagesResponse
+    [.skip, .message(107)],  // weft.v1.ListPackagesResponse
     [.skip, .string],  // weft.v1.GetPackageRequest
-    [.skip, .message(105), .string],  // weft.v1.GetPackageResponse
+    [.skip, .message(107), .string],  // weft.v1.GetPackageResponse
     [.skip, .skip, .string, .string, .string, .string, .string, .message(0), .message(1)],  // weft.v1.SubmitterMetadata
     [.skip, .skip, .string, .string],  // weft.v1.CommonMetadata
     [.skip, .skip, .message(0), .message(0), .string],  // weft.v1.ParticipantMetadata
     [.skip, .string],  // weft.v1.Informee
-    [.skip, .skip, .message(113)],  // weft.v1.ViewCommonData
+    [.skip, .skip, .message(115)],  // weft.v1.ViewCommonData
     [.skip, .message(25)],  // weft.v1.InputContract
     [.skip, .message(25)],  // weft.v1.CreatedContract
     [.skip, .string],  // weft.v1.CreateActionDescription
     [.skip, .string, .message(19), .string, .message(20), .string],  // weft.v1.ExerciseActionDescription
     [.skip, .string, .string],  // weft.v1.FetchActionDescription
-    [.skip, .message(117), .message(118), .message(119)],  // weft.v1.ActionDescription
-    [.skip, .skip, .message(115), .message(116), .string, .message(120)],  // weft.v1.ViewParticipantData
-    [.skip, .skip, .message(114)],  // weft.v1.BlindableViewCommonData
-    [.skip, .skip, .message(121)],  // weft.v1.BlindableViewParticipantData
-    [.skip, .message(122), .message(123), .message(125)],  // weft.v1.TransactionView
-    [.skip, .skip, .message(124)],  // weft.v1.BlindableTransactionView
-    [.skip, .skip, .message(110)],  // weft.v1.BlindableSubmitterMetadata
-    [.skip, .skip, .message(111)],  // weft.v1.BlindableCommonMetadata
-    [.skip, .skip, .message(112)],  // weft.v1.BlindableParticipantMetadata
-    [.skip, .message(126), .message(127), .message(128), .message(125)],  // weft.v1.TransactionTree
-    [.skip, .message(129), .message(4)],  // weft.v1.InformeeMessage
+    [.skip, .message(119), .message(120), .message(121)],  // weft.v1.ActionDescription
+    [.skip, .skip, .message(117), .message(118), .string, .message(122)],  // weft.v1.ViewParticipantData
+    [.skip, .skip, .message(116)],  // weft.v1.BlindableViewCommonData
+    [.skip, .skip, .message(123)],  // weft.v1.BlindableViewParticipantData
+    [.skip, .message(124), .message(125), .message(127)],  // weft.v1.TransactionView
+    [.skip, .skip, .message(126)],  // weft.v1.BlindableTransactionView
+    [.skip, .skip, .message(112)],  // weft.v1.BlindableSubmitterMetadata
+    [.skip, .skip, .message(113)],  // weft.v1.BlindableCommonMetadata
+    [.skip, .skip, .message(114)],  // weft.v1.BlindableParticipantMetadata
+    [.skip, .message(128), .message(129), .message(130), .message(127)],  // weft.v1.TransactionTree
+    [.skip, .message(131), .message(4)],  // weft.v1.InformeeMessage
     [.skip, .skip, .string, .skip, .message(4)],  // weft.v1.RootHashMessage
-    [.skip, .message(129)],  // weft.v1.ViewTree
+    [.skip, .message(131)],  // weft.v1.ViewTree
     [.skip, .skip, .skip, .message(5), .string, .skip, .message(4)],  // weft.v1.EncryptedViewMessage
     [],  // weft.v1.LocalApprove
     [.skip, .string, .string, .string],  // weft.v1.LocalReject
-    [.skip, .message(134), .message(135)],  // weft.v1.LocalVerdict
-    [.skip, .message(0), .string, .skip, .message(136), .skip, .string, .string],  // weft.v1.ConfirmationResponse
+    [.skip, .message(136), .message(137)],  // weft.v1.LocalVerdict
+    [.skip, .message(0), .string, .skip, .message(138), .skip, .string, .string],  // weft.v1.ConfirmationResponse
     [.skip, .string, .string],  // weft.v1.MediatorReject
-    [.skip, .message(140)],  // weft.v1.ParticipantRejects
-    [.skip, .string, .string, .message(135)],  // weft.v1.ParticipantReject
-    [.skip, .message(134), .message(138), .message(139)],  // weft.v1.Verdict
-    [.skip, .message(0), .skip, .string, .message(141)],  // weft.v1.ConfirmationResult
+    [.skip, .message(142)],  // weft.v1.ParticipantRejects
+    [.skip, .string, .string, .message(137)],  // weft.v1.ParticipantReject
+    [.skip, .message(136), .message(140), .message(141)],  // weft.v1.Verdict
+    [.skip, .message(0), .skip, .string, .message(143)],  // weft.v1.ConfirmationResult
     [.skip, .string, .string, .string, .message(0), .message(0)],  // weft.v1.AcsCommitment
-    [.skip, .message(137), .message(142), .message(143)],  // weft.v1.SignedContent
+    [.skip, .message(139), .message(144), .message(145)],  // weft.v1.SignedContent
     [.skip, .skip, .message(4)],  // weft.v1.SignedProtocolMessage
-    [.skip, .message(130), .message(133), .message(131), .message(145), .message(18)],  // weft.v1.EnvelopeContent
+    [.skip, .message(132), .message(135), .message(133), .message(147), .message(18)],  // weft.v1.EnvelopeContent
     [],  // weft.v1.GetDescriptorSetRequest
     [.skip, .skip, .string],  // weft.v1.GetDescriptorSetResponse
     [.skip, .string],  // weft.v1.GetChallengeRequest
@@ -355,15 +359,15 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [.skip, .string, .skip, .message(4)],  // weft.v1.AuthenticateRequest
     [.skip, .skip, .message(0)],  // weft.v1.AuthenticateResponse
     [.skip, .skip, .string],  // weft.v1.Envelope
-    [.skip, .message(153)],  // weft.v1.Batch
-    [.skip, .string, .string, .message(154), .message(0), .string, .message(0)],  // weft.v1.SubmissionRequest
+    [.skip, .message(155)],  // weft.v1.Batch
+    [.skip, .string, .string, .message(156), .message(0), .string, .message(0)],  // weft.v1.SubmissionRequest
     [.skip, .skip, .message(4)],  // weft.v1.SendRequest
     [],  // weft.v1.SendResponse
     [.skip, .string],  // weft.v1.SubscribeRequest
-    [.skip, .message(163)],  // weft.v1.SubscribeResponse
-    [.skip, .string, .string, .message(154), .string],  // weft.v1.Deliver
-    [.skip, .string, .message(55)],  // weft.v1.DeliverError
-    [.skip, .skip, .message(0), .string, .string, .message(160), .message(161)],  // weft.v1.SequencedEvent
+    [.skip, .message(165)],  // weft.v1.SubscribeResponse
+    [.skip, .string, .string, .message(156), .string],  // weft.v1.Deliver
+    [.skip, .string, .message(57)],  // weft.v1.DeliverError
+    [.skip, .skip, .message(0), .string, .string, .message(162), .message(163)],  // weft.v1.SequencedEvent
     [.skip, .skip, .message(4)],  // weft.v1.SignedSequencedEvent
     [.skip, .string, .message(0)],  // weft.v1.AcknowledgeRequest
     [],  // weft.v1.AcknowledgeResponse

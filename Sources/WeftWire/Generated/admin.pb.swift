@@ -705,6 +705,131 @@ extension Weft.V1 {
         }
     }
 
+    /// The genesis of a domain, for its sequencers.
+    public struct InitializeSequencerRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.InitializeSequencerRequest"
+
+        /// Domain id, `domain1::1220…`: its namespace must be the one the
+        /// transactions' root delegation establishes.
+        public var domain: String = ""
+
+        /// The domain's initial topology, signed by the domain's namespace key:
+        /// root delegation, the domain manager's, sequencers' and mediators' keys,
+        /// their domain states, and the domain parameters.
+        public var topology: [Weft.V1.SignedTopologyTransaction] = []
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(domain: String = "", topology: [Weft.V1.SignedTopologyTransaction] = []) {
+            self.domain = domain
+            self.topology = topology
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// The outcome of initialization.
+    public struct InitializeSequencerResponse: WireMessage {
+        public static let protoMessageName = "weft.v1.InitializeSequencerResponse"
+
+        /// The sequencers' member id, `SEQ::name::1220…`.
+        public var sequencer: String {
+            get { _storage.sequencer }
+            set { _uniqueStorage().sequencer = newValue }
+        }
+
+        /// Sequencing time of the genesis: the topology is in effect from then.
+        public var initializedAt: Weft.V1.Timestamp? {
+            get { _storage.initializedAt }
+            set { _uniqueStorage().initializedAt = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var sequencer: String = ""
+            var initializedAt: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                sequencer = other.sequencer
+                initializedAt = other.initializedAt
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.sequencer == r.sequencer
+        && l.initializedAt == r.initializedAt
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.sequencer)
+            hasher.combine(s.initializedAt)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(sequencer: String = "", initializedAt: Weft.V1.Timestamp? = nil) {
+            self.sequencer = sequencer
+            self.initializedAt = initializedAt
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
     /// Asks for sequencer status.
     public struct GetSequencerStatusRequest: WireMessage {
         public static let protoMessageName = "weft.v1.GetSequencerStatusRequest"
@@ -1775,9 +1900,65 @@ extension Weft.V1.PruneResponse: CBackedMessage {
     }
 }
 
+extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__InitializeSequencerRequest
+    static var shapeIndex: Int { 39 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__initialize_sequencer_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__initialize_sequencer_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__initialize_sequencer_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__initialize_sequencer_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.domain = try CBridge.string(c.domain, "weft.v1.InitializeSequencerRequest")
+        self.topology = try CBridge.array(c.topology, c.n_topology) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.InitializeSequencerRequest", 1)
+        c.pointee.n_topology = self.topology.count
+        c.pointee.topology = try CBridge.cArray(self.topology, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
+    typealias CStruct = Weft__V1__InitializeSequencerResponse
+    static var shapeIndex: Int { 40 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__initialize_sequencer_response__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__initialize_sequencer_response__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__initialize_sequencer_response__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__initialize_sequencer_response__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        s.sequencer = try CBridge.string(c.sequencer, "weft.v1.InitializeSequencerResponse")
+        if let p = c.initialized_at { s.initializedAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        c.pointee.sequencer = try CBridge.cString(s.sequencer, arena, "weft.v1.InitializeSequencerResponse", 1)
+        if let v = s.initializedAt { c.pointee.initialized_at = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
 extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetSequencerStatusRequest
-    static var shapeIndex: Int { 39 }
+    static var shapeIndex: Int { 41 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_sequencer_status_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1799,7 +1980,7 @@ extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
 
 extension Weft.V1.MemberProgress: CBackedMessage {
     typealias CStruct = Weft__V1__MemberProgress
-    static var shapeIndex: Int { 40 }
+    static var shapeIndex: Int { 42 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__member_progress__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1830,7 +2011,7 @@ extension Weft.V1.MemberProgress: CBackedMessage {
 
 extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetSequencerStatusResponse
-    static var shapeIndex: Int { 41 }
+    static var shapeIndex: Int { 43 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_sequencer_status_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1864,7 +2045,7 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
 
 extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetParticipantIdRequest
-    static var shapeIndex: Int { 42 }
+    static var shapeIndex: Int { 44 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_participant_id_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1886,7 +2067,7 @@ extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
 
 extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetParticipantIdResponse
-    static var shapeIndex: Int { 43 }
+    static var shapeIndex: Int { 45 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_participant_id_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1910,7 +2091,7 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
 
 extension Weft.V1.ConnectDomainRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ConnectDomainRequest
-    static var shapeIndex: Int { 44 }
+    static var shapeIndex: Int { 46 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__connect_domain_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1939,7 +2120,7 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
 
 extension Weft.V1.ConnectDomainResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ConnectDomainResponse
-    static var shapeIndex: Int { 45 }
+    static var shapeIndex: Int { 47 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__connect_domain_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1963,7 +2144,7 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
 
 extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
     typealias CStruct = Weft__V1__DisconnectDomainRequest
-    static var shapeIndex: Int { 46 }
+    static var shapeIndex: Int { 48 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disconnect_domain_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1987,7 +2168,7 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
 
 extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
     typealias CStruct = Weft__V1__DisconnectDomainResponse
-    static var shapeIndex: Int { 47 }
+    static var shapeIndex: Int { 49 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disconnect_domain_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2009,7 +2190,7 @@ extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
 
 extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListDomainConnectionsRequest
-    static var shapeIndex: Int { 48 }
+    static var shapeIndex: Int { 50 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_domain_connections_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2031,7 +2212,7 @@ extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
 
 extension Weft.V1.DomainConnection: CBackedMessage {
     typealias CStruct = Weft__V1__DomainConnection
-    static var shapeIndex: Int { 49 }
+    static var shapeIndex: Int { 51 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__domain_connection__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2062,7 +2243,7 @@ extension Weft.V1.DomainConnection: CBackedMessage {
 
 extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListDomainConnectionsResponse
-    static var shapeIndex: Int { 50 }
+    static var shapeIndex: Int { 52 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_domain_connections_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2087,7 +2268,7 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
 
 extension Weft.V1.ExportAcsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ExportAcsRequest
-    static var shapeIndex: Int { 51 }
+    static var shapeIndex: Int { 53 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__export_acs_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2114,7 +2295,7 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
 
 extension Weft.V1.ExportAcsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ExportAcsResponse
-    static var shapeIndex: Int { 52 }
+    static var shapeIndex: Int { 54 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__export_acs_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2144,7 +2325,7 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
 
 extension Weft.V1.ImportAcsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ImportAcsRequest
-    static var shapeIndex: Int { 53 }
+    static var shapeIndex: Int { 55 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__import_acs_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2171,7 +2352,7 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
 
 extension Weft.V1.ImportAcsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ImportAcsResponse
-    static var shapeIndex: Int { 54 }
+    static var shapeIndex: Int { 56 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__import_acs_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2240,8 +2421,15 @@ extension Weft.V1 {
         public static let getSequencerStatus = Method<Weft.V1.GetSequencerStatusRequest, Weft.V1.GetSequencerStatusResponse>(
             path: "/weft.v1.SequencerAdministrationService/GetSequencerStatus", kind: .unary)
 
+        /// Gives a new domain's sequencers their genesis topology (the domain
+        /// manager's bootstrap). Accepted once per domain database; a second call
+        /// with the same transactions succeeds, with others fails
+        /// FAILED_PRECONDITION. Unary.
+        public static let initializeSequencer = Method<Weft.V1.InitializeSequencerRequest, Weft.V1.InitializeSequencerResponse>(
+            path: "/weft.v1.SequencerAdministrationService/InitializeSequencer", kind: .unary)
+
         /// Every method of the service.
-        public static let methods: [MethodDescriptor] = [prune.descriptor, getSequencerStatus.descriptor]
+        public static let methods: [MethodDescriptor] = [prune.descriptor, getSequencerStatus.descriptor, initializeSequencer.descriptor]
     }
 }
 

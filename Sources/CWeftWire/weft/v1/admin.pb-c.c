@@ -592,6 +592,96 @@ void   weft__v1__prune_response__free_unpacked
   assert(message->base.descriptor == &weft__v1__prune_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__initialize_sequencer_request__init
+                     (Weft__V1__InitializeSequencerRequest         *message)
+{
+  static const Weft__V1__InitializeSequencerRequest init_value = WEFT__V1__INITIALIZE_SEQUENCER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t weft__v1__initialize_sequencer_request__get_packed_size
+                     (const Weft__V1__InitializeSequencerRequest *message)
+{
+  assert(message->base.descriptor == &weft__v1__initialize_sequencer_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__initialize_sequencer_request__pack
+                     (const Weft__V1__InitializeSequencerRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__initialize_sequencer_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__initialize_sequencer_request__pack_to_buffer
+                     (const Weft__V1__InitializeSequencerRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__initialize_sequencer_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__InitializeSequencerRequest *
+       weft__v1__initialize_sequencer_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__InitializeSequencerRequest *)
+     protobuf_c_message_unpack (&weft__v1__initialize_sequencer_request__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__initialize_sequencer_request__free_unpacked
+                     (Weft__V1__InitializeSequencerRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__initialize_sequencer_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__initialize_sequencer_response__init
+                     (Weft__V1__InitializeSequencerResponse         *message)
+{
+  static const Weft__V1__InitializeSequencerResponse init_value = WEFT__V1__INITIALIZE_SEQUENCER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__initialize_sequencer_response__get_packed_size
+                     (const Weft__V1__InitializeSequencerResponse *message)
+{
+  assert(message->base.descriptor == &weft__v1__initialize_sequencer_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__initialize_sequencer_response__pack
+                     (const Weft__V1__InitializeSequencerResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__initialize_sequencer_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__initialize_sequencer_response__pack_to_buffer
+                     (const Weft__V1__InitializeSequencerResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__initialize_sequencer_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__InitializeSequencerResponse *
+       weft__v1__initialize_sequencer_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__InitializeSequencerResponse *)
+     protobuf_c_message_unpack (&weft__v1__initialize_sequencer_response__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__initialize_sequencer_response__free_unpacked
+                     (Weft__V1__InitializeSequencerResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__initialize_sequencer_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   weft__v1__get_sequencer_status_request__init
                      (Weft__V1__GetSequencerStatusRequest         *message)
 {
@@ -1870,6 +1960,108 @@ const ProtobufCMessageDescriptor weft__v1__prune_response__descriptor =
   (ProtobufCMessageInit) weft__v1__prune_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor weft__v1__initialize_sequencer_request__field_descriptors[2] =
+{
+  {
+    "domain",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__InitializeSequencerRequest, domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "topology",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__InitializeSequencerRequest, n_topology),
+    offsetof(Weft__V1__InitializeSequencerRequest, topology),
+    &weft__v1__signed_topology_transaction__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__initialize_sequencer_request__field_indices_by_name[] = {
+  0,   /* field[0] = domain */
+  1,   /* field[1] = topology */
+};
+static const ProtobufCIntRange weft__v1__initialize_sequencer_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor weft__v1__initialize_sequencer_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.InitializeSequencerRequest",
+  "InitializeSequencerRequest",
+  "Weft__V1__InitializeSequencerRequest",
+  "weft.v1",
+  sizeof(Weft__V1__InitializeSequencerRequest),
+  2,
+  weft__v1__initialize_sequencer_request__field_descriptors,
+  weft__v1__initialize_sequencer_request__field_indices_by_name,
+  1,  weft__v1__initialize_sequencer_request__number_ranges,
+  (ProtobufCMessageInit) weft__v1__initialize_sequencer_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__initialize_sequencer_response__field_descriptors[2] =
+{
+  {
+    "sequencer",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__InitializeSequencerResponse, sequencer),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "initialized_at",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__InitializeSequencerResponse, initialized_at),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__initialize_sequencer_response__field_indices_by_name[] = {
+  1,   /* field[1] = initialized_at */
+  0,   /* field[0] = sequencer */
+};
+static const ProtobufCIntRange weft__v1__initialize_sequencer_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor weft__v1__initialize_sequencer_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.InitializeSequencerResponse",
+  "InitializeSequencerResponse",
+  "Weft__V1__InitializeSequencerResponse",
+  "weft.v1",
+  sizeof(Weft__V1__InitializeSequencerResponse),
+  2,
+  weft__v1__initialize_sequencer_response__field_descriptors,
+  weft__v1__initialize_sequencer_response__field_indices_by_name,
+  1,  weft__v1__initialize_sequencer_response__number_ranges,
+  (ProtobufCMessageInit) weft__v1__initialize_sequencer_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define weft__v1__get_sequencer_status_request__field_descriptors NULL
 #define weft__v1__get_sequencer_status_request__field_indices_by_name NULL
 #define weft__v1__get_sequencer_status_request__number_ranges NULL
@@ -2640,13 +2832,15 @@ void weft__v1__domain_manager_administration_service__init (Weft__V1__DomainMana
                                      &weft__v1__domain_manager_administration_service__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor weft__v1__sequencer_administration_service__method_descriptors[2] =
+static const ProtobufCMethodDescriptor weft__v1__sequencer_administration_service__method_descriptors[3] =
 {
   { "Prune", &weft__v1__prune_request__descriptor, &weft__v1__prune_response__descriptor },
   { "GetSequencerStatus", &weft__v1__get_sequencer_status_request__descriptor, &weft__v1__get_sequencer_status_response__descriptor },
+  { "InitializeSequencer", &weft__v1__initialize_sequencer_request__descriptor, &weft__v1__initialize_sequencer_response__descriptor },
 };
 const unsigned weft__v1__sequencer_administration_service__method_indices_by_name[] = {
   1,        /* GetSequencerStatus */
+  2,        /* InitializeSequencer */
   0         /* Prune */
 };
 const ProtobufCServiceDescriptor weft__v1__sequencer_administration_service__descriptor =
@@ -2656,7 +2850,7 @@ const ProtobufCServiceDescriptor weft__v1__sequencer_administration_service__des
   "SequencerAdministrationService",
   "Weft__V1__SequencerAdministrationService",
   "weft.v1",
-  2,
+  3,
   weft__v1__sequencer_administration_service__method_descriptors,
   weft__v1__sequencer_administration_service__method_indices_by_name
 };
@@ -2675,6 +2869,14 @@ void weft__v1__sequencer_administration_service__get_sequencer_status(ProtobufCS
 {
   assert(service->descriptor == &weft__v1__sequencer_administration_service__descriptor);
   service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void weft__v1__sequencer_administration_service__initialize_sequencer(ProtobufCService *service,
+                                                                      const Weft__V1__InitializeSequencerRequest *input,
+                                                                      Weft__V1__InitializeSequencerResponse_Closure closure,
+                                                                      void *closure_data)
+{
+  assert(service->descriptor == &weft__v1__sequencer_administration_service__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void weft__v1__sequencer_administration_service__init (Weft__V1__SequencerAdministrationService_Service *service,
                                                        Weft__V1__SequencerAdministrationService_ServiceDestroy destroy)

@@ -16,7 +16,7 @@ from weft.v1 import topology_pb2 as weft_dot_v1_dot_topology__pb2
 from weft.v1 import value_pb2 as weft_dot_v1_dot_value__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13weft/v1/admin.proto\x12\x07weft.v1\x1a\x14weft/v1/common.proto\x1a\x16weft/v1/topology.proto\x1a\x13weft/v1/value.proto\"\x8f\x01\n\x1aSetParticipantStateRequest\x12\x13\n\x0bparticipant\x18\x01 \x01(\t\x12\x32\n\npermission\x18\x02 \x01(\x0e\x32\x1e.weft.v1.ParticipantPermission\x12(\n\x0btrust_level\x18\x03 \x01(\x0e\x32\x13.weft.v1.TrustLevel\"G\n\x1bSetParticipantStateResponse\x12(\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\xb1\x01\n\nMemberInfo\x12\x0e\n\x06member\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.weft.v1.MemberRole\x12\x32\n\npermission\x18\x03 \x01(\x0e\x32\x1e.weft.v1.ParticipantPermission\x12(\n\x0btrust_level\x18\x04 \x01(\x0e\x32\x13.weft.v1.TrustLevel\x12\x12\n\nregistered\x18\x05 \x01(\x08\"\x14\n\x12ListMembersRequest\";\n\x13ListMembersResponse\x12$\n\x07members\x18\x01 \x03(\x0b\x32\x13.weft.v1.MemberInfo\"\x1c\n\x1aGetDomainParametersRequest\"L\n\x1bGetDomainParametersResponse\x12-\n\nparameters\x18\x01 \x01(\x0b\x32\x19.weft.v1.DomainParameters\"K\n\x1aSetDomainParametersRequest\x12-\n\nparameters\x18\x01 \x01(\x0b\x32\x19.weft.v1.DomainParameters\"G\n\x1bSetDomainParametersResponse\x12(\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\"D\n\x1fListTopologyTransactionsRequest\x12!\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\\\n ListTopologyTransactionsResponse\x12\x38\n\x0ctransactions\x18\x01 \x03(\x0b\x32\".weft.v1.StoredTopologyTransaction\"J\n\x0cPruneRequest\x12+\n\x0fup_to_inclusive\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\rPruneResponse\x12\x16\n\x0e\x65vents_removed\x18\x01 \x01(\x04\x12\x17\n\x0fmembers_cut_off\x18\x02 \x03(\t\"\x1b\n\x19GetSequencerStatusRequest\"[\n\x0eMemberProgress\x12\x0e\n\x06member\x18\x01 \x01(\t\x12(\n\x0c\x61\x63knowledged\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\"\xab\x01\n\x1aGetSequencerStatusResponse\x12\x11\n\tsequencer\x18\x01 \x01(\t\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.weft.v1.MemberProgress\x12\'\n\x0blower_bound\x18\x03 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\'\n\x0bupper_bound\x18\x04 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\x19\n\x17GetParticipantIdRequest\"/\n\x18GetParticipantIdResponse\x12\x13\n\x0bparticipant\x18\x01 \x01(\t\"[\n\x14\x43onnectDomainRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x16\n\x0esequencer_urls\x18\x02 \x03(\t\x12\x1c\n\x14root_certificate_pem\x18\x03 \x01(\t\"\'\n\x15\x43onnectDomainResponse\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\"(\n\x17\x44isconnectDomainRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\"\x1a\n\x18\x44isconnectDomainResponse\"\x1e\n\x1cListDomainConnectionsRequest\"\\\n\x10\x44omainConnection\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x16\n\x0esequencer_urls\x18\x03 \x03(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\"O\n\x1dListDomainConnectionsResponse\x12.\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x19.weft.v1.DomainConnection\"2\n\x10\x45xportAcsRequest\x12\x0f\n\x07parties\x18\x01 \x03(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"d\n\x11\x45xportAcsResponse\x12,\n\tcontracts\x18\x01 \x03(\x0b\x32\x19.weft.v1.ContractInstance\x12!\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\"O\n\x10ImportAcsRequest\x12,\n\tcontracts\x18\x01 \x03(\x0b\x32\x19.weft.v1.ContractInstance\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"%\n\x11ImportAcsResponse\x12\x10\n\x08imported\x18\x01 \x01(\x04\x32\x85\x04\n\"DomainManagerAdministrationService\x12`\n\x13SetParticipantState\x12#.weft.v1.SetParticipantStateRequest\x1a$.weft.v1.SetParticipantStateResponse\x12H\n\x0bListMembers\x12\x1b.weft.v1.ListMembersRequest\x1a\x1c.weft.v1.ListMembersResponse\x12`\n\x13GetDomainParameters\x12#.weft.v1.GetDomainParametersRequest\x1a$.weft.v1.GetDomainParametersResponse\x12`\n\x13SetDomainParameters\x12#.weft.v1.SetDomainParametersRequest\x1a$.weft.v1.SetDomainParametersResponse\x12o\n\x18ListTopologyTransactions\x12(.weft.v1.ListTopologyTransactionsRequest\x1a).weft.v1.ListTopologyTransactionsResponse2\xb7\x01\n\x1eSequencerAdministrationService\x12\x36\n\x05Prune\x12\x15.weft.v1.PruneRequest\x1a\x16.weft.v1.PruneResponse\x12]\n\x12GetSequencerStatus\x12\".weft.v1.GetSequencerStatusRequest\x1a#.weft.v1.GetSequencerStatusResponse2\x98\x04\n ParticipantAdministrationService\x12W\n\x10GetParticipantId\x12 .weft.v1.GetParticipantIdRequest\x1a!.weft.v1.GetParticipantIdResponse\x12N\n\rConnectDomain\x12\x1d.weft.v1.ConnectDomainRequest\x1a\x1e.weft.v1.ConnectDomainResponse\x12W\n\x10\x44isconnectDomain\x12 .weft.v1.DisconnectDomainRequest\x1a!.weft.v1.DisconnectDomainResponse\x12\x66\n\x15ListDomainConnections\x12%.weft.v1.ListDomainConnectionsRequest\x1a&.weft.v1.ListDomainConnectionsResponse\x12\x44\n\tExportAcs\x12\x19.weft.v1.ExportAcsRequest\x1a\x1a.weft.v1.ExportAcsResponse0\x01\x12\x44\n\tImportAcs\x12\x19.weft.v1.ImportAcsRequest\x1a\x1a.weft.v1.ImportAcsResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13weft/v1/admin.proto\x12\x07weft.v1\x1a\x14weft/v1/common.proto\x1a\x16weft/v1/topology.proto\x1a\x13weft/v1/value.proto\"\x8f\x01\n\x1aSetParticipantStateRequest\x12\x13\n\x0bparticipant\x18\x01 \x01(\t\x12\x32\n\npermission\x18\x02 \x01(\x0e\x32\x1e.weft.v1.ParticipantPermission\x12(\n\x0btrust_level\x18\x03 \x01(\x0e\x32\x13.weft.v1.TrustLevel\"G\n\x1bSetParticipantStateResponse\x12(\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\xb1\x01\n\nMemberInfo\x12\x0e\n\x06member\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.weft.v1.MemberRole\x12\x32\n\npermission\x18\x03 \x01(\x0e\x32\x1e.weft.v1.ParticipantPermission\x12(\n\x0btrust_level\x18\x04 \x01(\x0e\x32\x13.weft.v1.TrustLevel\x12\x12\n\nregistered\x18\x05 \x01(\x08\"\x14\n\x12ListMembersRequest\";\n\x13ListMembersResponse\x12$\n\x07members\x18\x01 \x03(\x0b\x32\x13.weft.v1.MemberInfo\"\x1c\n\x1aGetDomainParametersRequest\"L\n\x1bGetDomainParametersResponse\x12-\n\nparameters\x18\x01 \x01(\x0b\x32\x19.weft.v1.DomainParameters\"K\n\x1aSetDomainParametersRequest\x12-\n\nparameters\x18\x01 \x01(\x0b\x32\x19.weft.v1.DomainParameters\"G\n\x1bSetDomainParametersResponse\x12(\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\"D\n\x1fListTopologyTransactionsRequest\x12!\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\\\n ListTopologyTransactionsResponse\x12\x38\n\x0ctransactions\x18\x01 \x03(\x0b\x32\".weft.v1.StoredTopologyTransaction\"J\n\x0cPruneRequest\x12+\n\x0fup_to_inclusive\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\rPruneResponse\x12\x16\n\x0e\x65vents_removed\x18\x01 \x01(\x04\x12\x17\n\x0fmembers_cut_off\x18\x02 \x03(\t\"b\n\x1aInitializeSequencerRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x34\n\x08topology\x18\x02 \x03(\x0b\x32\".weft.v1.SignedTopologyTransaction\"\\\n\x1bInitializeSequencerResponse\x12\x11\n\tsequencer\x18\x01 \x01(\t\x12*\n\x0einitialized_at\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\x1b\n\x19GetSequencerStatusRequest\"[\n\x0eMemberProgress\x12\x0e\n\x06member\x18\x01 \x01(\t\x12(\n\x0c\x61\x63knowledged\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\"\xab\x01\n\x1aGetSequencerStatusResponse\x12\x11\n\tsequencer\x18\x01 \x01(\t\x12(\n\x07members\x18\x02 \x03(\x0b\x32\x17.weft.v1.MemberProgress\x12\'\n\x0blower_bound\x18\x03 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\'\n\x0bupper_bound\x18\x04 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\x19\n\x17GetParticipantIdRequest\"/\n\x18GetParticipantIdResponse\x12\x13\n\x0bparticipant\x18\x01 \x01(\t\"[\n\x14\x43onnectDomainRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x16\n\x0esequencer_urls\x18\x02 \x03(\t\x12\x1c\n\x14root_certificate_pem\x18\x03 \x01(\t\"\'\n\x15\x43onnectDomainResponse\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\"(\n\x17\x44isconnectDomainRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\"\x1a\n\x18\x44isconnectDomainResponse\"\x1e\n\x1cListDomainConnectionsRequest\"\\\n\x10\x44omainConnection\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x16\n\x0esequencer_urls\x18\x03 \x03(\t\x12\x11\n\tconnected\x18\x04 \x01(\x08\"O\n\x1dListDomainConnectionsResponse\x12.\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x19.weft.v1.DomainConnection\"2\n\x10\x45xportAcsRequest\x12\x0f\n\x07parties\x18\x01 \x03(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"d\n\x11\x45xportAcsResponse\x12,\n\tcontracts\x18\x01 \x03(\x0b\x32\x19.weft.v1.ContractInstance\x12!\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\"O\n\x10ImportAcsRequest\x12,\n\tcontracts\x18\x01 \x03(\x0b\x32\x19.weft.v1.ContractInstance\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"%\n\x11ImportAcsResponse\x12\x10\n\x08imported\x18\x01 \x01(\x04\x32\x85\x04\n\"DomainManagerAdministrationService\x12`\n\x13SetParticipantState\x12#.weft.v1.SetParticipantStateRequest\x1a$.weft.v1.SetParticipantStateResponse\x12H\n\x0bListMembers\x12\x1b.weft.v1.ListMembersRequest\x1a\x1c.weft.v1.ListMembersResponse\x12`\n\x13GetDomainParameters\x12#.weft.v1.GetDomainParametersRequest\x1a$.weft.v1.GetDomainParametersResponse\x12`\n\x13SetDomainParameters\x12#.weft.v1.SetDomainParametersRequest\x1a$.weft.v1.SetDomainParametersResponse\x12o\n\x18ListTopologyTransactions\x12(.weft.v1.ListTopologyTransactionsRequest\x1a).weft.v1.ListTopologyTransactionsResponse2\x99\x02\n\x1eSequencerAdministrationService\x12\x36\n\x05Prune\x12\x15.weft.v1.PruneRequest\x1a\x16.weft.v1.PruneResponse\x12]\n\x12GetSequencerStatus\x12\".weft.v1.GetSequencerStatusRequest\x1a#.weft.v1.GetSequencerStatusResponse\x12`\n\x13InitializeSequencer\x12#.weft.v1.InitializeSequencerRequest\x1a$.weft.v1.InitializeSequencerResponse2\x98\x04\n ParticipantAdministrationService\x12W\n\x10GetParticipantId\x12 .weft.v1.GetParticipantIdRequest\x1a!.weft.v1.GetParticipantIdResponse\x12N\n\rConnectDomain\x12\x1d.weft.v1.ConnectDomainRequest\x1a\x1e.weft.v1.ConnectDomainResponse\x12W\n\x10\x44isconnectDomain\x12 .weft.v1.DisconnectDomainRequest\x1a!.weft.v1.DisconnectDomainResponse\x12\x66\n\x15ListDomainConnections\x12%.weft.v1.ListDomainConnectionsRequest\x1a&.weft.v1.ListDomainConnectionsResponse\x12\x44\n\tExportAcs\x12\x19.weft.v1.ExportAcsRequest\x1a\x1a.weft.v1.ExportAcsResponse0\x01\x12\x44\n\tImportAcs\x12\x19.weft.v1.ImportAcsRequest\x1a\x1a.weft.v1.ImportAcsResponse(\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'weft.v1.admin_pb2', globals())
@@ -49,42 +49,46 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _PRUNEREQUEST._serialized_end=1077
   _PRUNERESPONSE._serialized_start=1079
   _PRUNERESPONSE._serialized_end=1143
-  _GETSEQUENCERSTATUSREQUEST._serialized_start=1145
-  _GETSEQUENCERSTATUSREQUEST._serialized_end=1172
-  _MEMBERPROGRESS._serialized_start=1174
-  _MEMBERPROGRESS._serialized_end=1265
-  _GETSEQUENCERSTATUSRESPONSE._serialized_start=1268
-  _GETSEQUENCERSTATUSRESPONSE._serialized_end=1439
-  _GETPARTICIPANTIDREQUEST._serialized_start=1441
-  _GETPARTICIPANTIDREQUEST._serialized_end=1466
-  _GETPARTICIPANTIDRESPONSE._serialized_start=1468
-  _GETPARTICIPANTIDRESPONSE._serialized_end=1515
-  _CONNECTDOMAINREQUEST._serialized_start=1517
-  _CONNECTDOMAINREQUEST._serialized_end=1608
-  _CONNECTDOMAINRESPONSE._serialized_start=1610
-  _CONNECTDOMAINRESPONSE._serialized_end=1649
-  _DISCONNECTDOMAINREQUEST._serialized_start=1651
-  _DISCONNECTDOMAINREQUEST._serialized_end=1691
-  _DISCONNECTDOMAINRESPONSE._serialized_start=1693
-  _DISCONNECTDOMAINRESPONSE._serialized_end=1719
-  _LISTDOMAINCONNECTIONSREQUEST._serialized_start=1721
-  _LISTDOMAINCONNECTIONSREQUEST._serialized_end=1751
-  _DOMAINCONNECTION._serialized_start=1753
-  _DOMAINCONNECTION._serialized_end=1845
-  _LISTDOMAINCONNECTIONSRESPONSE._serialized_start=1847
-  _LISTDOMAINCONNECTIONSRESPONSE._serialized_end=1926
-  _EXPORTACSREQUEST._serialized_start=1928
-  _EXPORTACSREQUEST._serialized_end=1978
-  _EXPORTACSRESPONSE._serialized_start=1980
-  _EXPORTACSRESPONSE._serialized_end=2080
-  _IMPORTACSREQUEST._serialized_start=2082
-  _IMPORTACSREQUEST._serialized_end=2161
-  _IMPORTACSRESPONSE._serialized_start=2163
-  _IMPORTACSRESPONSE._serialized_end=2200
-  _DOMAINMANAGERADMINISTRATIONSERVICE._serialized_start=2203
-  _DOMAINMANAGERADMINISTRATIONSERVICE._serialized_end=2720
-  _SEQUENCERADMINISTRATIONSERVICE._serialized_start=2723
-  _SEQUENCERADMINISTRATIONSERVICE._serialized_end=2906
-  _PARTICIPANTADMINISTRATIONSERVICE._serialized_start=2909
-  _PARTICIPANTADMINISTRATIONSERVICE._serialized_end=3445
+  _INITIALIZESEQUENCERREQUEST._serialized_start=1145
+  _INITIALIZESEQUENCERREQUEST._serialized_end=1243
+  _INITIALIZESEQUENCERRESPONSE._serialized_start=1245
+  _INITIALIZESEQUENCERRESPONSE._serialized_end=1337
+  _GETSEQUENCERSTATUSREQUEST._serialized_start=1339
+  _GETSEQUENCERSTATUSREQUEST._serialized_end=1366
+  _MEMBERPROGRESS._serialized_start=1368
+  _MEMBERPROGRESS._serialized_end=1459
+  _GETSEQUENCERSTATUSRESPONSE._serialized_start=1462
+  _GETSEQUENCERSTATUSRESPONSE._serialized_end=1633
+  _GETPARTICIPANTIDREQUEST._serialized_start=1635
+  _GETPARTICIPANTIDREQUEST._serialized_end=1660
+  _GETPARTICIPANTIDRESPONSE._serialized_start=1662
+  _GETPARTICIPANTIDRESPONSE._serialized_end=1709
+  _CONNECTDOMAINREQUEST._serialized_start=1711
+  _CONNECTDOMAINREQUEST._serialized_end=1802
+  _CONNECTDOMAINRESPONSE._serialized_start=1804
+  _CONNECTDOMAINRESPONSE._serialized_end=1843
+  _DISCONNECTDOMAINREQUEST._serialized_start=1845
+  _DISCONNECTDOMAINREQUEST._serialized_end=1885
+  _DISCONNECTDOMAINRESPONSE._serialized_start=1887
+  _DISCONNECTDOMAINRESPONSE._serialized_end=1913
+  _LISTDOMAINCONNECTIONSREQUEST._serialized_start=1915
+  _LISTDOMAINCONNECTIONSREQUEST._serialized_end=1945
+  _DOMAINCONNECTION._serialized_start=1947
+  _DOMAINCONNECTION._serialized_end=2039
+  _LISTDOMAINCONNECTIONSRESPONSE._serialized_start=2041
+  _LISTDOMAINCONNECTIONSRESPONSE._serialized_end=2120
+  _EXPORTACSREQUEST._serialized_start=2122
+  _EXPORTACSREQUEST._serialized_end=2172
+  _EXPORTACSRESPONSE._serialized_start=2174
+  _EXPORTACSRESPONSE._serialized_end=2274
+  _IMPORTACSREQUEST._serialized_start=2276
+  _IMPORTACSREQUEST._serialized_end=2355
+  _IMPORTACSRESPONSE._serialized_start=2357
+  _IMPORTACSRESPONSE._serialized_end=2394
+  _DOMAINMANAGERADMINISTRATIONSERVICE._serialized_start=2397
+  _DOMAINMANAGERADMINISTRATIONSERVICE._serialized_end=2914
+  _SEQUENCERADMINISTRATIONSERVICE._serialized_start=2917
+  _SEQUENCERADMINISTRATIONSERVICE._serialized_end=3198
+  _PARTICIPANTADMINISTRATIONSERVICE._serialized_start=3201
+  _PARTICIPANTADMINISTRATIONSERVICE._serialized_end=3737
 # @@protoc_insertion_point(module_scope)

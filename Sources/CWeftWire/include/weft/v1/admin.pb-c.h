@@ -31,6 +31,8 @@ typedef struct Weft__V1__ListTopologyTransactionsRequest Weft__V1__ListTopologyT
 typedef struct Weft__V1__ListTopologyTransactionsResponse Weft__V1__ListTopologyTransactionsResponse;
 typedef struct Weft__V1__PruneRequest Weft__V1__PruneRequest;
 typedef struct Weft__V1__PruneResponse Weft__V1__PruneResponse;
+typedef struct Weft__V1__InitializeSequencerRequest Weft__V1__InitializeSequencerRequest;
+typedef struct Weft__V1__InitializeSequencerResponse Weft__V1__InitializeSequencerResponse;
 typedef struct Weft__V1__GetSequencerStatusRequest Weft__V1__GetSequencerStatusRequest;
 typedef struct Weft__V1__MemberProgress Weft__V1__MemberProgress;
 typedef struct Weft__V1__GetSequencerStatusResponse Weft__V1__GetSequencerStatusResponse;
@@ -288,6 +290,50 @@ struct  Weft__V1__PruneResponse
 #define WEFT__V1__PRUNE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__prune_response__descriptor) \
     , 0, 0,NULL }
+
+
+/*
+ * The genesis of a domain, for its sequencers.
+ */
+struct  Weft__V1__InitializeSequencerRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Domain id, `domain1::1220…`: its namespace must be the one the
+   * transactions' root delegation establishes.
+   */
+  char *domain;
+  /*
+   * The domain's initial topology, signed by the domain's namespace key:
+   * root delegation, the domain manager's, sequencers' and mediators' keys,
+   * their domain states, and the domain parameters.
+   */
+  size_t n_topology;
+  Weft__V1__SignedTopologyTransaction **topology;
+};
+#define WEFT__V1__INITIALIZE_SEQUENCER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__initialize_sequencer_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * The outcome of initialization.
+ */
+struct  Weft__V1__InitializeSequencerResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The sequencers' member id, `SEQ::name::1220…`.
+   */
+  char *sequencer;
+  /*
+   * Sequencing time of the genesis: the topology is in effect from then.
+   */
+  Weft__V1__Timestamp *initialized_at;
+};
+#define WEFT__V1__INITIALIZE_SEQUENCER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__initialize_sequencer_response__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL }
 
 
 /*
@@ -837,6 +883,44 @@ Weft__V1__PruneResponse *
 void   weft__v1__prune_response__free_unpacked
                      (Weft__V1__PruneResponse *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__InitializeSequencerRequest methods */
+void   weft__v1__initialize_sequencer_request__init
+                     (Weft__V1__InitializeSequencerRequest         *message);
+size_t weft__v1__initialize_sequencer_request__get_packed_size
+                     (const Weft__V1__InitializeSequencerRequest   *message);
+size_t weft__v1__initialize_sequencer_request__pack
+                     (const Weft__V1__InitializeSequencerRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__initialize_sequencer_request__pack_to_buffer
+                     (const Weft__V1__InitializeSequencerRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__InitializeSequencerRequest *
+       weft__v1__initialize_sequencer_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__initialize_sequencer_request__free_unpacked
+                     (Weft__V1__InitializeSequencerRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__InitializeSequencerResponse methods */
+void   weft__v1__initialize_sequencer_response__init
+                     (Weft__V1__InitializeSequencerResponse         *message);
+size_t weft__v1__initialize_sequencer_response__get_packed_size
+                     (const Weft__V1__InitializeSequencerResponse   *message);
+size_t weft__v1__initialize_sequencer_response__pack
+                     (const Weft__V1__InitializeSequencerResponse   *message,
+                      uint8_t             *out);
+size_t weft__v1__initialize_sequencer_response__pack_to_buffer
+                     (const Weft__V1__InitializeSequencerResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__InitializeSequencerResponse *
+       weft__v1__initialize_sequencer_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__initialize_sequencer_response__free_unpacked
+                     (Weft__V1__InitializeSequencerResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Weft__V1__GetSequencerStatusRequest methods */
 void   weft__v1__get_sequencer_status_request__init
                      (Weft__V1__GetSequencerStatusRequest         *message);
@@ -1182,6 +1266,12 @@ typedef void (*Weft__V1__PruneRequest_Closure)
 typedef void (*Weft__V1__PruneResponse_Closure)
                  (const Weft__V1__PruneResponse *message,
                   void *closure_data);
+typedef void (*Weft__V1__InitializeSequencerRequest_Closure)
+                 (const Weft__V1__InitializeSequencerRequest *message,
+                  void *closure_data);
+typedef void (*Weft__V1__InitializeSequencerResponse_Closure)
+                 (const Weft__V1__InitializeSequencerResponse *message,
+                  void *closure_data);
 typedef void (*Weft__V1__GetSequencerStatusRequest_Closure)
                  (const Weft__V1__GetSequencerStatusRequest *message,
                   void *closure_data);
@@ -1302,6 +1392,10 @@ struct Weft__V1__SequencerAdministrationService_Service
                                const Weft__V1__GetSequencerStatusRequest *input,
                                Weft__V1__GetSequencerStatusResponse_Closure closure,
                                void *closure_data);
+  void (*initialize_sequencer)(Weft__V1__SequencerAdministrationService_Service *service,
+                               const Weft__V1__InitializeSequencerRequest *input,
+                               Weft__V1__InitializeSequencerResponse_Closure closure,
+                               void *closure_data);
 };
 typedef void (*Weft__V1__SequencerAdministrationService_ServiceDestroy)(Weft__V1__SequencerAdministrationService_Service *);
 void weft__v1__sequencer_administration_service__init (Weft__V1__SequencerAdministrationService_Service *service,
@@ -1311,7 +1405,8 @@ void weft__v1__sequencer_administration_service__init (Weft__V1__SequencerAdmini
 #define WEFT__V1__SEQUENCER_ADMINISTRATION_SERVICE__INIT(function_prefix__) \
     { WEFT__V1__SEQUENCER_ADMINISTRATION_SERVICE__BASE_INIT,\
       function_prefix__ ## prune,\
-      function_prefix__ ## get_sequencer_status  }
+      function_prefix__ ## get_sequencer_status,\
+      function_prefix__ ## initialize_sequencer  }
 void weft__v1__sequencer_administration_service__prune(ProtobufCService *service,
                                                        const Weft__V1__PruneRequest *input,
                                                        Weft__V1__PruneResponse_Closure closure,
@@ -1319,6 +1414,10 @@ void weft__v1__sequencer_administration_service__prune(ProtobufCService *service
 void weft__v1__sequencer_administration_service__get_sequencer_status(ProtobufCService *service,
                                                                       const Weft__V1__GetSequencerStatusRequest *input,
                                                                       Weft__V1__GetSequencerStatusResponse_Closure closure,
+                                                                      void *closure_data);
+void weft__v1__sequencer_administration_service__initialize_sequencer(ProtobufCService *service,
+                                                                      const Weft__V1__InitializeSequencerRequest *input,
+                                                                      Weft__V1__InitializeSequencerResponse_Closure closure,
                                                                       void *closure_data);
 typedef struct Weft__V1__ParticipantAdministrationService_Service Weft__V1__ParticipantAdministrationService_Service;
 struct Weft__V1__ParticipantAdministrationService_Service
@@ -1402,6 +1501,8 @@ extern const ProtobufCMessageDescriptor weft__v1__list_topology_transactions_req
 extern const ProtobufCMessageDescriptor weft__v1__list_topology_transactions_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__prune_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__prune_response__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__initialize_sequencer_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__initialize_sequencer_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__get_sequencer_status_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__member_progress__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__get_sequencer_status_response__descriptor;

@@ -144,7 +144,8 @@ struct  Weft__V1__Envelope
    */
   ProtobufCBinaryData content;
   /*
-   * Member ids of the recipients.
+   * Member ids of the recipients. The id `ALL` stands for every member of
+   * the domain at the time of sequencing (topology broadcasts).
    */
   size_t n_recipients;
   char **recipients;

@@ -1,0 +1,132 @@
+import WeftCrypto
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// Member authentication (docs/sequencer.md §4): a member asks for a
+/// challenge, signs it with a signing key registered for it in the topology,
+/// and gets a session token bound to the connection it authenticated on. Every
+/// other call carries `authorization: Bearer <token>`.
+///
+/// Binding the token to the connection makes a stolen token useless from any
+/// other connection, so submissions need no signature of their own (one
+/// Ed25519 verification per session instead of one per submission).
+actor SequencerAuthenticator {
+    struct Session {
+        let member: String
+        let connectionID: UInt64
+        let expires: Int64
+    }
+
+    private let topology: SequencerTopology
+    private var challenges: [[UInt8]: (member: String, expires: Int64)] = [:]
+    private var sessions: [[UInt8]: Session] = [:]
+    static let challengeLifetime: Int64 = 60_000_000
+    static let defaultTokenLifetime: Int64 = 3_600_000_000
+
+    init(topology: SequencerTopology) { self.topology = topology }
+
+    /// The hash a member signs to authenticate: purpose-tagged (domain, member, nonce).
+    static func challengeHash(domain: String, member: String, nonce: [UInt8]) -> PurposeHash {
+        var hasher = PurposeHasher(.authenticationChallenge)
+        hasher.append(domain)
+        hasher.append(member)
+        hasher.append(nonce)
+        return hasher.finalize()
+    }
+
+    /// A member that may authenticate: active in the topology now.
+    private func activeMember(_ name: String) async throws -> (MemberID, [SigningPublicKey]) {
+        guard let member = try? MemberID(parsing: name) else {
+            throw RPCError(.invalidArgument, "'\(name.prefix(120))' is not a member id such as PAR::participant1::1220…", errorID: "SEQUENCER_BAD_MEMBER_ID")
+        }
+        let snapshot = await topology.snapshot()
+        guard snapshot.isActive(member) else {
+            throw RPCError(
+                .permissionDenied,
+                "\(name) is not an active member of this domain: ask the domain operator to allow-list it (weft domain-manager set-state) and make sure its keys are registered",
+                errorID: "SEQUENCER_MEMBER_NOT_ALLOWED")
+        }
+        return (member, snapshot.signingKeys(of: member))
+    }
+
+    func challenge(for member: String) async throws -> Weft.V1.GetChallengeResponse {
+        let (_, keys) = try await activeMember(member)
+        let nonce = try OpenSSL.randomBytes(32)
+        let expires = SequencerWriter.now() + Self.challengeLifetime
+        prune()
+        challenges[nonce] = (member, expires)
+        return .init(nonce: nonce, keyFingerprints: keys.map(\.fingerprint.description), expiresAt: .init(microsSinceEpoch: expires))
+    }
+
+    func authenticate(_ request: Weft.V1.AuthenticateRequest, connectionID: UInt64) async throws -> Weft.V1.AuthenticateResponse {
+        let (_, keys) = try await activeMember(request.member)
+        guard let challenge = challenges.removeValue(forKey: request.nonce), challenge.member == request.member,
+            challenge.expires > SequencerWriter.now()
+        else {
+            throw RPCError(.unauthenticated, "unknown, used or expired challenge; ask for a new one (GetChallenge)", errorID: "SEQUENCER_BAD_CHALLENGE")
+        }
+        guard let signature = request.signature, let key = keys.first(where: { $0.fingerprint.description == signature.signedBy }) else {
+            throw RPCError(.unauthenticated, "the challenge must be signed by one of the member's registered signing keys", errorID: "SEQUENCER_UNKNOWN_KEY")
+        }
+        let domain = topology.domain.description
+        do {
+            try key.verify(signature, over: Self.challengeHash(domain: domain, member: request.member, nonce: request.nonce))
+        } catch {
+            throw RPCError(.unauthenticated, "the challenge signature does not verify with key \(key.fingerprint)", errorID: "SEQUENCER_BAD_SIGNATURE")
+        }
+        let lifetime = await topology.snapshot().domainParameters?.authenticationTokenLifetime?.micros ?? Self.defaultTokenLifetime
+        let token = try OpenSSL.randomBytes(32)
+        let expires = SequencerWriter.now() + max(lifetime, 1_000_000)
+        sessions[token] = Session(member: request.member, connectionID: connectionID, expires: expires)
+        return .init(token: token, expiresAt: .init(microsSinceEpoch: expires))
+    }
+
+    /// The member a call is made by: its token must be live, on this connection, and the member still active.
+    func member(of context: RPCCallContext) async throws -> String {
+        guard let header = context["authorization"], header.hasPrefix("Bearer "),
+            let token = Self.hex(String(header.dropFirst("Bearer ".count)))
+        else {
+            throw RPCError(.unauthenticated, "this call needs `authorization: Bearer <token>`; authenticate first (GetChallenge, Authenticate)", errorID: "SEQUENCER_NO_TOKEN")
+        }
+        guard let session = sessions[token] else {
+            throw RPCError(.unauthenticated, "unknown token; authenticate again", errorID: "SEQUENCER_UNKNOWN_TOKEN")
+        }
+        guard session.expires > SequencerWriter.now() else {
+            sessions[token] = nil
+            throw RPCError(.unauthenticated, "the token expired; authenticate again", errorID: "SEQUENCER_TOKEN_EXPIRED")
+        }
+        guard session.connectionID == context.connectionID else {
+            throw RPCError(.unauthenticated, "this token belongs to another connection; authenticate on this one", errorID: "SEQUENCER_TOKEN_WRONG_CONNECTION")
+        }
+        _ = try await activeMember(session.member)
+        return session.member
+    }
+
+    private func prune() {
+        let now = SequencerWriter.now()
+        challenges = challenges.filter { $0.value.expires > now }
+        if sessions.count > 10_000 { sessions = sessions.filter { $0.value.expires > now } }
+    }
+
+    static func hex(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0, !digits.isEmpty else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let high = Self.nibble(digits[index]), let low = Self.nibble(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    private static func nibble(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

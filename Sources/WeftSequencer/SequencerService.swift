@@ -1,0 +1,151 @@
+public import Logging
+public import WeftCrypto
+import WeftTopology
+public import WeftTransport
+public import WeftWire
+import Synchronization
+
+/// `weft.v1.SequencerService`: what members call (docs/sequencer.md).
+public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
+    let sequencer: Sequencer
+    let topology: SequencerTopology
+    let authenticator: SequencerAuthenticator
+    /// Signs every delivered event; its public key is registered for the sequencers' member id.
+    let signingKey: SigningPrivateKey
+    let logger: Logger
+    /// Open subscriptions per member, so a disabled member's are closed at once.
+    private let subscriptions = Mutex<[String: [UInt64: AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.Continuation]]>([:])
+    private let nextSubscription = Atomic<UInt64>(0)
+
+    public init(sequencer: Sequencer, topology: SequencerTopology, signingKey: SigningPrivateKey, logger: Logger) {
+        self.sequencer = sequencer
+        self.topology = topology
+        self.signingKey = signingKey
+        self.logger = logger
+        authenticator = SequencerAuthenticator(topology: topology)
+    }
+
+    /// Closes `member`'s subscriptions: it is no longer active. (Its sessions stay, but every
+    /// call checks that the member is active, so they are refused with a clear reason.)
+    public func cutOff(_ member: String) async {
+        let open = subscriptions.withLock { $0.removeValue(forKey: member) ?? [:] }
+        for continuation in open.values {
+            continuation.finish(throwing: RPCError(
+                .permissionDenied, "\(member) was disabled by the domain operator; ask them to re-enable it", errorID: "SEQUENCER_MEMBER_DISABLED"))
+        }
+    }
+
+    public func getChallenge(_ request: Weft.V1.GetChallengeRequest, context: RPCCallContext) async throws -> Weft.V1.GetChallengeResponse {
+        try await authenticator.challenge(for: request.member)
+    }
+
+    public func authenticate(_ request: Weft.V1.AuthenticateRequest, context: RPCCallContext) async throws -> Weft.V1.AuthenticateResponse {
+        do {
+            return try await authenticator.authenticate(request, connectionID: context.connectionID)
+        } catch let error as RPCError {
+            logger.warning("authentication refused", metadata: ["member": "\(request.member)", "error_id": "\(error.errorID)"])
+            throw error
+        }
+    }
+
+    public func send(_ request: Weft.V1.SendRequest, context: RPCCallContext) async throws -> Weft.V1.SendResponse {
+        let member = try await authorized(context)
+        let submission: Weft.V1.SubmissionRequest
+        do {
+            submission = try Weft.V1.SubmissionRequest(serializedBytes: request.submissionRequest)
+        } catch {
+            throw RPCError(.invalidArgument, "submission_request is not a valid SubmissionRequest: \(error)", errorID: "SEQUENCER_MALFORMED_SUBMISSION")
+        }
+        guard submission.sender == member else {
+            logger.warning("submission in another member's name refused", metadata: ["member": "\(member)", "claimed_sender": "\(submission.sender)", "trace_id": "\(context.traceID ?? "")"])
+            throw RPCError(.permissionDenied, "the token is \(member)'s but the submission names sender \(submission.sender)", errorID: "SEQUENCER_SENDER_MISMATCH")
+        }
+        let maximum = await topology.snapshot().domainParameters.map { Int($0.maxRequestSizeBytes) } ?? Sequencer.defaultMaximumRequestBytes
+        let outcome = try await sequencer.send(
+            sender: member, messageID: submission.messageID, batch: submission.batch ?? .init(),
+            maxSequencingTime: submission.maxSequencingTime?.microsSinceEpoch ?? (SequencerWriter.now() + 60_000_000),
+            traceparent: submission.traceparent, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes)
+        if outcome == .duplicate {
+            logger.warning("replayed submission refused", metadata: ["member": "\(member)", "message_id": "\(submission.messageID)"])
+            throw RPCError(.alreadyExists, "message id \(submission.messageID) was already used by \(member); use a fresh one per submission", errorID: "SEQUENCER_DUPLICATE_MESSAGE_ID")
+        }
+        return .init()
+    }
+
+    public func subscribe(
+        _ request: Weft.V1.SubscribeRequest, responses: RPCMessageWriter<Weft.V1.SubscribeResponse>, context: RPCCallContext
+    ) async throws {
+        let member = try await authorized(context)
+        guard request.member == member else {
+            throw RPCError(.permissionDenied, "the token is \(member)'s; it cannot read \(request.member)'s events", errorID: "SEQUENCER_SUBSCRIBER_MISMATCH")
+        }
+        let id = nextSubscription.add(1, ordering: .relaxed).newValue
+        let (closed, closer) = AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.makeStream()
+        subscriptions.withLock { $0[member, default: [:]][id] = closer }
+        defer { _ = subscriptions.withLock { $0[member]?.removeValue(forKey: id) } }
+        let deliveries = try await sequencer.subscribe(member, from: Int64(request.fromCounter))
+        let domain = topology.domain.description
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Ends with an error when the member is cut off.
+                for try await _ in closed {}
+            }
+            group.addTask {
+                for try await delivery in deliveries {
+                    try await responses.send(.init(signedEvent: try await self.signed(delivery, for: member, domain: domain)))
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    public func acknowledge(_ request: Weft.V1.AcknowledgeRequest, context: RPCCallContext) async throws -> Weft.V1.AcknowledgeResponse {
+        let member = try await authorized(context)
+        guard request.member == member else {
+            throw RPCError(.permissionDenied, "the token is \(member)'s; it cannot acknowledge for \(request.member)", errorID: "SEQUENCER_SUBSCRIBER_MISMATCH")
+        }
+        try await sequencer.acknowledge(member, upTo: request.timestamp?.microsSinceEpoch ?? 0)
+        return .init()
+    }
+
+    public func onboard(_ request: Weft.V1.OnboardRequest, context: RPCCallContext) async throws -> Weft.V1.OnboardResponse {
+        throw RPCError(.unimplemented, "participants onboard through the domain manager (weft participant connect-multi)", errorID: "SEQUENCER_ONBOARD_VIA_DOMAIN_MANAGER")
+    }
+
+    public func getDomainInfo(_ request: Weft.V1.GetDomainInfoRequest, context: RPCCallContext) async throws -> Weft.V1.GetDomainInfoResponse {
+        let snapshot = await topology.snapshot()
+        return .init(
+            domain: snapshot.domain.description, parameters: snapshot.domainParameters, sequencers: snapshot.sequencers.map(\.description),
+            submissionsRequireSignature: false)
+    }
+
+    private func authorized(_ context: RPCCallContext) async throws -> String {
+        do {
+            return try await authenticator.member(of: context)
+        } catch let error as RPCError {
+            logger.warning("call refused", metadata: ["method": "\(context.method)", "error_id": "\(error.errorID)", "trace_id": "\(context.traceID ?? "")"])
+            throw error
+        }
+    }
+
+    /// The member's view of a stored event: only its envelopes, signed by the sequencer.
+    func signed(_ delivery: StoredDelivery, for member: String, domain: String) async throws -> Weft.V1.SignedSequencedEvent {
+        var event = Weft.V1.SequencedEvent(
+            counter: UInt64(delivery.counter), timestamp: .init(microsSinceEpoch: delivery.timestamp), domain: domain, recipient: member)
+        let sender = await sequencer.members.member(id: delivery.sender)?.name ?? ""
+        if let error = delivery.error {
+            event.event = .deliverError(.init(
+                messageID: delivery.messageID, reason: .init(code: error.code, message: error.message, errorID: error.errorID)))
+        } else {
+            var batch = Weft.V1.Batch()
+            if let bytes = delivery.batch, let stored = try? Weft.V1.Batch(serializedBytes: bytes) {
+                batch.envelopes = stored.envelopes.filter { $0.recipients.contains(member) || $0.recipients.contains(Sequencer.allMembers) }
+            }
+            event.event = .deliver(.init(sender: sender, messageID: delivery.messageID, batch: batch, traceparent: delivery.traceparent))
+        }
+        let bytes = try event.serializedBytes()
+        let signature = try signingKey.sign(PurposeHasher.hash(.sequencedEvent, bytes))
+        return .init(event: bytes, signature: signature)
+    }
+}

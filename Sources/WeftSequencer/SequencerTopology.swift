@@ -1,0 +1,174 @@
+public import Logging
+public import WeftCrypto
+public import WeftStore
+public import WeftTopology
+public import WeftWire
+
+/// What the sequencer knows of the domain's topology: who is a member, with
+/// which keys. It starts from the genesis the domain manager gives
+/// (`InitializeSequencer`) and follows the topology broadcasts sequenced to
+/// `ALL`, which reach the sequencers' own member id; it registers members
+/// as they become active and cuts off those that are disabled.
+public actor SequencerTopology {
+    public nonisolated let domain: UniqueIdentifier
+    /// The sequencers' member id, `SEQ::<domain name>::<domain namespace>`.
+    public nonisolated let sequencerMember: MemberID
+    private var state: TopologyState
+    private let store: TopologyStore
+    private let sequencer: Sequencer
+    private let logger: Logger
+    private var follower: Task<Void, Never>?
+    private var processedCounter: Int64 = -1
+    /// Tasks waiting for the next applied change.
+    private var changeWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Called with a member that is no longer active, to close its subscriptions.
+    private var onCutOff: (@Sendable (String) async -> Void)?
+
+    public init(domain: UniqueIdentifier, sequencer: Sequencer, logger: Logger) throws {
+        self.domain = domain
+        sequencerMember = MemberID(role: .sequencer, identifier: domain)
+        self.sequencer = sequencer
+        self.logger = logger
+        store = TopologyStore(database: sequencer.database, domain: domain, logger: logger)
+        state = TopologyState(domain: domain, changeDelayMicros: 0)
+    }
+
+    /// The migrations the sequencer's topology store needs.
+    public static var migrator: Migrator { TopologyStore.migrator }
+
+    /// Loads what the store holds; starts following broadcasts if initialized.
+    public func start(onCutOff: @escaping @Sendable (String) async -> Void) async throws {
+        self.onCutOff = onCutOff
+        state = try await store.load(changeDelayMicros: 0)
+        if isInitialized {
+            try await registerActiveMembers()
+            startFollowing()
+        }
+    }
+
+    public func stop() {
+        follower?.cancel()
+        follower = nil
+    }
+
+    public var isInitialized: Bool { !state.transactions.isEmpty }
+
+    /// The topology now, as the sequencer applies it to authentication and sends.
+    public func snapshot() -> TopologySnapshot {
+        state.snapshot(at: SequencingTimestamp(microsSinceEpoch: SequencerWriter.now()))
+    }
+
+    /// Applies the domain's genesis: every transaction must validate, the first
+    /// must be the domain namespace's root delegation. Idempotent for the same genesis.
+    public func initialize(_ genesis: [Weft.V1.SignedTopologyTransaction]) async throws -> SequencingTimestamp {
+        let signed = try genesis.map { wire throws(TopologyError) in try SignedTopologyTransaction(wire) }
+        if isInitialized {
+            let known = Set(state.transactions.map(\.transaction.hash))
+            guard signed.allSatisfy({ known.contains($0.hash) }) else {
+                throw InitializationError.alreadyInitialized(domain: domain.description)
+            }
+            return state.transactions.first!.sequencedAt
+        }
+        let at = SequencingTimestamp(microsSinceEpoch: SequencerWriter.now())
+        var next = state
+        var changes: [TopologyChange] = []
+        for transaction in signed {
+            if let change = try next.add(transaction, sequencedAt: at) { changes.append(change) }
+        }
+        let snapshot = next.snapshot(at: at.adding(micros: 1))
+        guard snapshot.isActive(sequencerMember), snapshot.domainParameters != nil else {
+            throw InitializationError.incomplete(
+                "the genesis must register the sequencers' keys (\(sequencerMember)) and the domain parameters")
+        }
+        try await store.persist(changes)
+        state = next
+        try await registerActiveMembers()
+        startFollowing()
+        logger.info("domain initialized", metadata: ["domain": "\(domain)", "transactions": "\(changes.count)"])
+        return at
+    }
+
+    /// Registers every active member the sequencer does not know yet; disables those no longer active.
+    private func registerActiveMembers() async throws {
+        let snapshot = self.snapshot()
+        for member in snapshot.members where snapshot.isActive(member) {
+            _ = try await sequencer.members.register(member.description, at: SequencerWriter.now())
+            try await sequencer.members.setEnabled(member.description, true)
+        }
+        for known in await sequencer.members.all() where known.enabled {
+            guard let id = try? MemberID(parsing: known.name), !snapshot.isActive(id) else { continue }
+            try await sequencer.members.setEnabled(known.name, false)
+            logger.warning("member disabled by topology; its subscriptions are closed", metadata: ["member": "\(known.name)"])
+            await onCutOff?(known.name)
+        }
+    }
+
+    /// Follows the sequencers' own stream: topology broadcasts, in sequencing order.
+    private func startFollowing() {
+        guard follower == nil else { return }
+        let member = sequencerMember.description
+        follower = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self else { return }
+                do {
+                    let from = await self.processedCounter + 1
+                    for try await delivery in try await self.sequencer.subscribe(member, from: from) {
+                        try await self.process(delivery)
+                    }
+                } catch {
+                    if Task.isCancelled { return }
+                    self.logger.warning("following topology broadcasts failed; retrying", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+    }
+
+    private func process(_ delivery: StoredDelivery) async throws {
+        defer { processedCounter = delivery.counter }
+        guard let bytes = delivery.batch, let batch = try? Weft.V1.Batch(serializedBytes: bytes) else { return }
+        let at = SequencingTimestamp(microsSinceEpoch: delivery.timestamp)
+        var changes: [TopologyChange] = []
+        var next = state
+        for envelope in batch.envelopes where envelope.recipients.contains(Sequencer.allMembers) {
+            guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content),
+                case .topologyBroadcast(let broadcast)? = content.message
+            else { continue }
+            let outcome = next.add(broadcast, sequencedAt: at)
+            changes += outcome.changes
+            for refused in outcome.refused {
+                logger.warning("refused a topology transaction", metadata: ["index": "\(refused.index)", "error": "\(refused.error)", "error_id": "\(refused.error.id)"])
+            }
+        }
+        guard !changes.isEmpty else { return }
+        try await store.persist(changes)
+        state = next
+        try await registerActiveMembers()
+        let waiters = changeWaiters
+        changeWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once `member` is active (or, with `active` false, no longer active) in the
+    /// sequencer's topology: how an onboarding step knows the sequencer has applied it.
+    public func waitUntil(_ member: MemberID, isActive active: Bool = true) async {
+        while snapshot().isActive(member) != active {
+            await withCheckedContinuation { changeWaiters.append($0) }
+        }
+    }
+}
+
+/// Why `InitializeSequencer` was refused.
+public enum InitializationError: Error, Equatable, CustomStringConvertible {
+    case alreadyInitialized(domain: String)
+    case incomplete(String)
+
+    public var description: String {
+        switch self {
+        case .alreadyInitialized(let domain):
+            "the sequencers of \(domain) were initialized with another genesis; a domain's genesis cannot change"
+        case .incomplete(let reason):
+            "the genesis is incomplete: \(reason)"
+        }
+    }
+}

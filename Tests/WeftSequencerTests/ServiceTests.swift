@@ -1,0 +1,196 @@
+import Testing
+import WeftCrypto
+import WeftStore
+import WeftTestSupport
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+@testable import WeftSequencer
+
+/// The sequencer's RPC service: authentication, send, subscribe, and every refusal.
+@Suite(.timeLimit(.minutes(2))) struct ServiceTests {
+    /// A running sequencer node on a fresh database with `domain`'s genesis.
+    struct Node {
+        let sequencer: Sequencer
+        let topology: SequencerTopology
+        let provider: SequencerServiceProvider
+        let server: RPCServer
+
+        static func start(_ url: String, domain: inout TestDomain, tokenLifetime: Int64 = 3_600_000_000) async throws -> Node {
+            let setup = try PostgresConnection(url: url)
+            try Sequencer.migrator.migrate(setup)
+            try SequencerTopology.migrator.migrate(setup)
+            let sequencer = Sequencer(node: 0, database: PostgresDatabase(url: url))
+            try await sequencer.start()
+            let topology = try SequencerTopology(domain: domain.domain, sequencer: sequencer, logger: .init(label: "test"))
+            let provider = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: domain.sequencerKey, logger: .init(label: "test"))
+            try await topology.start { member in await provider.cutOff(member) }
+            _ = try await topology.initialize(try domain.genesis(tokenLifetime: tokenLifetime))
+            var router = RPCRouter()
+            provider.register(on: &router)
+            let server = try await RPCServer.start(host: "127.0.0.1", port: 0, security: .plaintext, router: router)
+            return Node(sequencer: sequencer, topology: topology, provider: provider, server: server)
+        }
+
+        func connect() async throws -> RPCClient {
+            try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .plaintext)
+        }
+
+        func stop() async {
+            await server.close()
+            await topology.stop()
+            await sequencer.stop()
+        }
+    }
+
+    static func client(_ node: Node, _ domain: TestDomain, member: MemberID, key: SigningPrivateKey) async throws -> SequencerClient {
+        try await SequencerClient.authenticate(
+            try await node.connect(), member: member.description, key: key, domain: domain.domain.description,
+            sequencerKeys: [domain.sequencerKey.publicKey])
+    }
+
+    /// Onboards `participants` as the domain manager does: their identities and an
+    /// allow-listing, broadcast to all; returns when the sequencer accepts them.
+    static func onboard(_ participants: [TestDomain.Participant], node: Node, domain: inout TestDomain, manager: SequencerClient, permission: Weft.V1.ParticipantPermission = .submission) async throws {
+        var transactions: [Weft.V1.SignedTopologyTransaction] = []
+        for participant in participants {
+            transactions += try participant.identity(domain: domain.domain)
+            transactions.append(try domain.domainSigned(.participantState(participant.id, permission: permission), key: "state-\(participant.id)"))
+        }
+        try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: "topology-\(domain.serials.values.reduce(0, +))")
+        // The sequencer applies the broadcast from its own stream: wait until it has.
+        for participant in participants {
+            await node.topology.waitUntil(participant.member, isActive: permission != .disabled)
+        }
+    }
+
+    @Test func membersAuthenticateSendAndReadSignedEventsInOrder() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await Node.start(fixture.url, domain: &domain)
+            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let alice = try TestDomain.Participant("participant1")
+            let bob = try TestDomain.Participant("participant2")
+            try await Self.onboard([alice, bob], node: node, domain: &domain, manager: manager)
+            let aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
+            let bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
+            for number in 0..<5 {
+                try await aliceClient.send(
+                    .init(envelopes: [
+                        .init(content: Array("to bob \(number)".utf8), recipients: [bob.member.description]),
+                        .init(content: Array("to alice only".utf8), recipients: [alice.member.description]),
+                    ]), messageID: "m\(number)")
+            }
+            // Bob reads only his envelopes, signed by the sequencer, counters from 0.
+            var received: [String] = []
+            for try await event in try bobClient.subscribe(from: 0) {
+                guard case .deliver(let deliver)? = event.event else { continue }
+                for envelope in deliver.batch?.envelopes ?? [] {
+                    if let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content), case .topologyBroadcast? = content.message {
+                        continue
+                    }
+                    received.append(String(decoding: envelope.content, as: UTF8.self))
+                }
+                #expect(deliver.sender == alice.member.description || deliver.sender == domain.managerMember.description)
+                if received.count == 5 { break }
+            }
+            #expect(received == (0..<5).map { "to bob \($0)" })
+            await node.stop()
+        }
+    }
+
+    @Test func everyRefusalHasItsStatus() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await Node.start(fixture.url, domain: &domain)
+            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let alice = try TestDomain.Participant("participant1")
+            let bob = try TestDomain.Participant("participant2")
+            let stranger = try TestDomain.Participant("stranger")
+            try await Self.onboard([alice, bob], node: node, domain: &domain, manager: manager)
+
+            func expectStatus(_ code: StatusCode, _ errorID: String, _ body: () async throws -> Void) async {
+                await #expect {
+                    try await body()
+                } throws: { error in
+                    guard let error = error as? RPCError else { return false }
+                    return error.code == code && error.errorID == errorID
+                }
+            }
+            // A member not allow-listed.
+            await expectStatus(.permissionDenied, "SEQUENCER_MEMBER_NOT_ALLOWED") {
+                _ = try await Self.client(node, domain, member: stranger.member, key: stranger.signingKey)
+            }
+            // A challenge signed with the wrong key (the participant's namespace key is not a signing key).
+            await expectStatus(.unauthenticated, "SEQUENCER_UNKNOWN_KEY") {
+                _ = try await Self.client(node, domain, member: alice.member, key: alice.namespaceKey)
+            }
+            // A bad signature by the right key.
+            await expectStatus(.unauthenticated, "SEQUENCER_BAD_SIGNATURE") {
+                let rpc = try await node.connect()
+                let challenge = try await rpc.sequencer.getChallenge(.init(member: alice.member.description))
+                var signature = try alice.signingKey.sign(SequencerAuthenticator.challengeHash(domain: domain.domain.description, member: alice.member.description, nonce: challenge.nonce))
+                signature.signature[0] ^= 1
+                _ = try await rpc.sequencer.authenticate(.init(member: alice.member.description, nonce: challenge.nonce, signature: signature))
+            }
+            // No token; a token stolen and used on another connection.
+            let aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
+            let other = try await node.connect()
+            await expectStatus(.unauthenticated, "SEQUENCER_NO_TOKEN") {
+                _ = try await other.sequencer.send(.init(submissionRequest: []))
+            }
+            await expectStatus(.unauthenticated, "SEQUENCER_TOKEN_WRONG_CONNECTION") {
+                _ = try await other.sequencer.send(.init(submissionRequest: []), metadata: aliceClient.authorization)
+            }
+            // A submission in another member's name.
+            await expectStatus(.permissionDenied, "SEQUENCER_SENDER_MISMATCH") {
+                let forged = Weft.V1.SubmissionRequest(sender: bob.member.description, messageID: "forged", batch: .init(envelopes: [.init(content: [1], recipients: [alice.member.description])]))
+                _ = try await aliceClient.rpc.sequencer.send(.init(submissionRequest: try forged.serializedBytes()), metadata: aliceClient.authorization)
+            }
+            // Reading another member's stream.
+            await expectStatus(.permissionDenied, "SEQUENCER_SUBSCRIBER_MISMATCH") {
+                for try await _ in try aliceClient.rpc.sequencer.subscribe(.init(member: bob.member.description), metadata: aliceClient.authorization) {}
+            }
+            // A replayed submission.
+            let batch = Weft.V1.Batch(envelopes: [.init(content: [1], recipients: [bob.member.description])])
+            try await aliceClient.send(batch, messageID: "once")
+            await expectStatus(.alreadyExists, "SEQUENCER_DUPLICATE_MESSAGE_ID") { try await aliceClient.send(batch, messageID: "once") }
+
+            // Disabled: bob's open subscription is closed, his calls refused.
+            let bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
+            let (events, eventsContinuation) = AsyncStream<String>.makeStream()
+            let reading = Task {
+                do {
+                    for try await _ in try bobClient.subscribe(from: 0) { eventsContinuation.yield("event") }
+                    return "ended"
+                } catch let error as RPCError {
+                    return error.errorID
+                }
+            }
+            var iterator = events.makeAsyncIterator()
+            #expect(await iterator.next() == "event")  // the subscription is live
+            try await manager.send(
+                try TestDomain.broadcast([try domain.domainSigned(.participantState(bob.id, permission: .disabled), key: "state-\(bob.id)")], domain: domain.domain),
+                messageID: "disable-bob")
+            #expect(try await reading.value == "SEQUENCER_MEMBER_DISABLED")
+            await expectStatus(.permissionDenied, "SEQUENCER_MEMBER_NOT_ALLOWED") { try await bobClient.send(batch, messageID: "after") }
+            await node.stop()
+        }
+    }
+
+    @Test func anExpiredTokenIsRefused() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await Node.start(fixture.url, domain: &domain, tokenLifetime: 1_000_000)
+            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            try await Task.sleep(for: .milliseconds(1100))  // the token's lifetime is what is tested: time must pass
+            await #expect {
+                try await manager.send(.init(envelopes: [.init(content: [1], recipients: [domain.mediatorMember.description])]), messageID: "late")
+            } throws: { error in
+                (error as? RPCError)?.errorID == "SEQUENCER_TOKEN_EXPIRED"
+            }
+            await node.stop()
+        }
+    }
+}
