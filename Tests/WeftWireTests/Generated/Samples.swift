@@ -603,6 +603,36 @@ extension Weft.V1.PruneResponse {
     }
 }
 
+extension Weft.V1.InitializeSequencerRequest {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.domain = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.topology = [Weft.V1.SignedTopologyTransaction.sample(variant: 0, depth: depth + 1), Weft.V1.SignedTopologyTransaction.sample(variant: 1, depth: depth + 1)] }
+        return m
+    }
+}
+
+extension Weft.V1.InitializeSequencerResponse {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.sequencer = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.initializedAt = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        return m
+    }
+}
+
 extension Weft.V1.GetSequencerStatusRequest {
     /// Number of distinct samples (one per member of the largest oneof).
     static var sampleVariants: Int { 1 }
@@ -2673,6 +2703,8 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.ListTopologyTransactionsResponse", (0..<Weft.V1.ListTopologyTransactionsResponse.sampleVariants).map { Weft.V1.ListTopologyTransactionsResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.PruneRequest", (0..<Weft.V1.PruneRequest.sampleVariants).map { Weft.V1.PruneRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.PruneResponse", (0..<Weft.V1.PruneResponse.sampleVariants).map { Weft.V1.PruneResponse.sample(variant: $0, depth: 0) }),
+    ("weft.v1.InitializeSequencerRequest", (0..<Weft.V1.InitializeSequencerRequest.sampleVariants).map { Weft.V1.InitializeSequencerRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.InitializeSequencerResponse", (0..<Weft.V1.InitializeSequencerResponse.sampleVariants).map { Weft.V1.InitializeSequencerResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.GetSequencerStatusRequest", (0..<Weft.V1.GetSequencerStatusRequest.sampleVariants).map { Weft.V1.GetSequencerStatusRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.MemberProgress", (0..<Weft.V1.MemberProgress.sampleVariants).map { Weft.V1.MemberProgress.sample(variant: $0, depth: 0) }),
     ("weft.v1.GetSequencerStatusResponse", (0..<Weft.V1.GetSequencerStatusResponse.sampleVariants).map { Weft.V1.GetSequencerStatusResponse.sample(variant: $0, depth: 0) }),
