@@ -28,6 +28,8 @@ public final class RPCClientHandler: ChannelInboundHandler {
     private var nextStreamID: UInt32 = 1
     /// Set when the server sent GOAWAY: no new calls on this connection.
     private var goAway: RPCError?
+    /// Why the connection failed, for calls that end (or start) after it did.
+    private var failure: RPCError?
 
     public init(configuration: RPCConfiguration = .default) { self.configuration = configuration }
 
@@ -47,6 +49,7 @@ public final class RPCClientHandler: ChannelInboundHandler {
         guard let context else {
             return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")), nil)
         }
+        if let failure { return (nil, eventLoop.makeFailedFuture(failure), nil) }
         if let goAway { return (nil, eventLoop.makeFailedFuture(goAway), nil) }
         if let request, request.count > configuration.maximumMessageBytes {
             return (nil, eventLoop.makeFailedFuture(configuration.messageTooLarge(request.count)), nil)
@@ -198,12 +201,14 @@ public final class RPCClientHandler: ChannelInboundHandler {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(RPCError(.unavailable, "the connection failed: \(error)", errorID: "RPC_CONNECTION_FAILED"))
+        let failure = RPCError(.unavailable, "the connection failed: \(error)", errorID: "RPC_CONNECTION_FAILED")
+        self.failure = self.failure ?? failure
+        failAll(failure)
         context.fireErrorCaught(error)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        failAll(RPCError(.unavailable, "the connection closed before the call completed", errorID: "RPC_CONNECTION_CLOSED"))
+        failAll(failure ?? RPCError(.unavailable, "the connection closed before the call completed", errorID: "RPC_CONNECTION_CLOSED"))
         context.fireChannelInactive()
     }
 

@@ -141,13 +141,14 @@ import WeftWire
     }
 
     @Test func keepaliveKeepsASlowCallAlive() async throws {
-        // Nothing is sent for 600 ms while the handler works: pings and pongs fill the silence.
+        // Nothing is sent for 2.5 s while the handler works: pings and pongs fill the silence. Without
+        // pongs the connection would close after 0.1 + 1 s (the timeout leaves room for a loaded CI machine).
         var configuration = RPCTestNode.testConfiguration
-        configuration.keepaliveInterval = .milliseconds(50)
-        configuration.keepaliveTimeout = .milliseconds(100)
+        configuration.keepaliveInterval = .milliseconds(100)
+        configuration.keepaliveTimeout = .seconds(1)
         let node = try await RPCTestNode.start(configuration: configuration) { router in
             router.register(Weft.V1.HealthService.check) { _, _ in
-                try await Task.sleep(for: .milliseconds(600))  // the work being measured, not synchronization
+                try await Task.sleep(for: .milliseconds(2500))  // the work being measured, not synchronization
                 return .init(status: .serving)
             }
         }
