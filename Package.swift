@@ -109,9 +109,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "WeftNode",
+            name: "WeftDomainManager",
             dependencies: [
                 "WeftSequencer", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WeftNode",
+            dependencies: [
+                "WeftSequencer", "WeftDomainManager", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
@@ -131,6 +139,9 @@ let package = Package(
                 "WeftCrypto",
                 "WeftStore",
                 "WeftNode",
+                "WeftSequencer",
+                "WeftTopology",
+                "WeftTransport",
                 "WeftTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -139,7 +150,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "weft-bench",
-            dependencies: ["WeftWire", "WeftCrypto", "WeftTestSupport"],
+            dependencies: ["WeftWire", "WeftCrypto", "WeftTestSupport", "WeftSequencer", "WeftTopology", "WeftTransport"],
             swiftSettings: swiftSettings
         ),
 

@@ -1,3 +1,4 @@
+import WeftDomainManager
 import WeftSequencer
 import WeftStore
 
@@ -6,7 +7,8 @@ public enum NodeMigrations {
     static func migrators(for kind: NodeSettings.Kind) -> [Migrator] {
         switch kind {
         case .sequencer: [Sequencer.migrator, SequencerTopology.migrator]
-        case .domainManager, .mediator, .participant: []
+        case .domainManager: [DomainManager.migrator]
+        case .mediator, .participant: []
         }
     }
 

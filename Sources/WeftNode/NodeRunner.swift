@@ -25,9 +25,11 @@ public enum NodeRunner {
             switch settings.kind {
             case .sequencer:
                 service = try SequencerNode(settings, logger: logger, ready: ready)
-            case .domainManager, .mediator, .participant:
+            case .domainManager:
+                service = try DomainManagerNode(settings, logger: logger, ready: ready)
+            case .mediator, .participant:
                 throw ConfigurationError.invalid(
-                    key: settings.section.fullKey("kind"), value: settings.kind.rawValue, expected: "a node kind this release runs (sequencer)",
+                    key: settings.section.fullKey("kind"), value: settings.kind.rawValue, expected: "a node kind this release runs (sequencer, domain-manager)",
                     source: settings.section.source(of: "kind") ?? .defaultValue)
             }
             services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))

@@ -94,11 +94,16 @@ public struct NodeSettings: Sendable {
     /// Keys each kind reads beyond the common ones.
     static let kindKeys: [Kind: Set<String>] = [
         .sequencer: ["sequencer-node", "heartbeat-interval", "offline-after", "domain", "signing-key"],
+        .participant: ["name", "namespace-key", "signing-key", "encryption-key"],
+        .domainManager: [
+            "domain", "namespace-key", "signing-key", "sequencers.root-cert", "bootstrap.sequencer-key", "bootstrap.mediator-key",
+            "bootstrap.mediator-encryption-key",
+        ],
     ]
 
     /// Refuses keys neither common nor the kind's own (`kindKeys`).
     func checkKeys(kindKeys: Set<String>) throws(ConfigurationError) {
-        let unknown = section.unknownKeys(known: Self.commonKeys.union(kindKeys))
+        let unknown = section.unknownKeys(known: Self.commonKeys.union(kindKeys), knownPrefixes: kind == .domainManager ? ["sequencers.addresses"] : [])
         guard unknown.isEmpty else { throw .unknownKeys(unknown.map { section.fullKey($0) }) }
     }
 

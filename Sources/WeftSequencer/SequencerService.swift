@@ -109,8 +109,40 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         return .init()
     }
 
+    /// A participant that the domain operator allow-listed registers its identity (its namespace
+    /// and keys, signed by itself): the sequencer checks it and broadcasts it to every member
+    /// in the sequencers' name, then answers once it is in effect. Needs no token: the
+    /// participant cannot authenticate before its keys are known.
     public func onboard(_ request: Weft.V1.OnboardRequest, context: RPCCallContext) async throws -> Weft.V1.OnboardResponse {
-        throw RPCError(.unimplemented, "participants onboard through the domain manager (weft participant connect-multi)", errorID: "SEQUENCER_ONBOARD_VIA_DOMAIN_MANAGER")
+        let member: MemberID
+        let alreadyActive: Bool
+        do {
+            (member, alreadyActive) = try await topology.checkOnboarding(participant: request.participant, identity: request.identity)
+        } catch let error as OnboardingError {
+            logger.warning("onboarding refused", metadata: ["participant": "\(request.participant)", "reason": "\(error)"])
+            switch error {
+            case .notAllowListed: throw RPCError(.permissionDenied, error.description, errorID: "SEQUENCER_NOT_ALLOW_LISTED")
+            default: throw RPCError(.invalidArgument, error.description, errorID: "SEQUENCER_BAD_ONBOARDING")
+            }
+        } catch let error as TopologyError {
+            throw RPCError(.invalidArgument, "the identity does not validate: \(error)", errorID: error.id)
+        }
+        if !alreadyActive {
+            let broadcast = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: topology.domain.description, transactions: request.identity)))
+            let batch = Weft.V1.Batch(envelopes: [.init(content: try broadcast.serializedBytes(), recipients: [Sequencer.allMembers])])
+            let messageID = "onboard-" + PurposeHasher.hash(.topologyTransaction, try batch.serializedBytes()).description
+            let outcome = try await sequencer.send(
+                sender: topology.sequencerMember.description, messageID: messageID, batch: batch, maxSequencingTime: SequencerWriter.now() + 60_000_000)
+            guard case .delivered = outcome else {
+                if outcome != .duplicate {
+                    throw RPCError(.internal, "the onboarding broadcast was not delivered: \(outcome)", errorID: "SEQUENCER_ONBOARDING_FAILED")
+                }
+                return .init(effectiveAt: .init(microsSinceEpoch: SequencerWriter.now()))
+            }
+            await topology.waitUntil(member, isActive: true)
+            logger.info("participant onboarded", metadata: ["participant": "\(member)"])
+        }
+        return .init(effectiveAt: .init(microsSinceEpoch: SequencerWriter.now()))
     }
 
     public func getDomainInfo(_ request: Weft.V1.GetDomainInfoRequest, context: RPCCallContext) async throws -> Weft.V1.GetDomainInfoResponse {

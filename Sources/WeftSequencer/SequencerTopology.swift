@@ -149,11 +149,65 @@ public actor SequencerTopology {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Checks a participant's self-onboarding (`SequencerService.Onboard`): it must be
+    /// allow-listed, and `identity` may only establish its own namespace and register its own
+    /// keys, validly. Returns its member id and whether it is already active.
+    public func checkOnboarding(participant: String, identity: [Weft.V1.SignedTopologyTransaction]) throws -> (MemberID, alreadyActive: Bool) {
+        let id: UniqueIdentifier
+        do {
+            id = try UniqueIdentifier(parsing: participant)
+        } catch {
+            throw OnboardingError.badParticipant("\(error)")
+        }
+        let member = MemberID(role: .participant, identifier: id)
+        let now = SequencingTimestamp(microsSinceEpoch: SequencerWriter.now())
+        let current = state.snapshot(at: now)
+        guard let allowed = current.participantState(id), allowed.permission != .disabled else {
+            throw OnboardingError.notAllowListed(participant: participant, domain: domain.description)
+        }
+        if current.isActive(member) { return (member, true) }
+        var next = state
+        for wire in identity {
+            let signed = try SignedTopologyTransaction(wire)
+            switch signed.transaction.mapping?.mapping {
+            case .namespaceDelegation(let delegation)? where delegation.namespace == id.namespace.description:
+                break
+            case .ownerToKeyMapping(let mapping)? where mapping.member == member.description:
+                break
+            default:
+                throw OnboardingError.foreignTransaction("only \(participant)'s namespace delegations and its own key registration may be sent to onboard")
+            }
+            _ = try next.add(signed, sequencedAt: now)
+        }
+        guard next.snapshot(at: now.adding(micros: 1)).isActive(member) else {
+            throw OnboardingError.incomplete("the identity must establish \(id.namespace)'s namespace and register \(member)'s signing and encryption keys")
+        }
+        return (member, false)
+    }
+
     /// Returns once `member` is active (or, with `active` false, no longer active) in the
     /// sequencer's topology: how an onboarding step knows the sequencer has applied it.
     public func waitUntil(_ member: MemberID, isActive active: Bool = true) async {
         while snapshot().isActive(member) != active {
             await withCheckedContinuation { changeWaiters.append($0) }
+        }
+    }
+}
+
+/// Why a participant's onboarding was refused.
+public enum OnboardingError: Error, Equatable, CustomStringConvertible {
+    case badParticipant(String)
+    case notAllowListed(participant: String, domain: String)
+    case foreignTransaction(String)
+    case incomplete(String)
+
+    public var description: String {
+        switch self {
+        case .badParticipant(let reason): "not a participant id: \(reason)"
+        case .notAllowListed(let participant, let domain):
+            "\(participant) is not allow-listed on \(domain): ask the domain operator to run `weft domain-manager set-state \(participant) --permission submission`"
+        case .foreignTransaction(let reason): reason
+        case .incomplete(let reason): reason
         }
     }
 }

@@ -1,5 +1,5 @@
 public import WeftCrypto
-import WeftWire
+public import WeftWire
 
 /// The unique key of a topology mapping: at most one mapping per key is in force, and serials
 /// count the changes of one key.
@@ -37,6 +37,11 @@ public enum TopologyMappingKey: Hashable, Comparable, Sendable, CustomStringConv
 
     /// Ordered by text form, so that every sorted output is the same on every node.
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.description < rhs.description }
+
+    /// The unique key of `mapping` in `domain` (what `TopologyState.nextSerial(for:)` takes).
+    public init(_ mapping: Weft.V1.TopologyMapping.Mapping, domain: UniqueIdentifier) throws(TopologyError) {
+        self = try ValidMapping(mapping, domain: domain).key
+    }
 }
 
 /// A mapping's content, parsed and checked: ids are typed, keys are usable keys.

@@ -14,6 +14,9 @@ struct WeftCommand: AsyncParsableCommand {
             their encrypted messages. See README.md and docs/.
             """,
         version: "0.1.0 (wire protocol weft/1, schema weft.v1)",
-        subcommands: [RunCommand.self, DatabaseCommand.self, DemoCommand.self, CertsCommand.self]
+        subcommands: [
+            RunCommand.self, DatabaseCommand.self, KeysCommand.self, DomainManagerCommand.self, ParticipantCommand.self, CertsCommand.self,
+            DemoCommand.self,
+        ]
     )
 }

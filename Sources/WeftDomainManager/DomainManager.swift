@@ -1,0 +1,190 @@
+public import Logging
+public import WeftCrypto
+import WeftSequencer
+public import WeftStore
+public import WeftTopology
+public import WeftTransport
+public import WeftWire
+
+/// The domain manager: holds the domain's namespace key, bootstraps the domain
+/// (its own, the sequencers' and the mediator's identities, the domain
+/// parameters), and decides who takes part: every change is a topology
+/// transaction it signs and broadcasts through the sequencer to all members
+/// (DESIGN.md §5).
+///
+/// Its view of the topology is what comes back on its own event stream, in
+/// sequencing order, the same order every other member applies: the genesis,
+/// its own broadcasts and the participants' onboarding.
+public actor DomainManager {
+    public nonisolated let domain: UniqueIdentifier
+    public nonisolated let member: MemberID
+    private let namespaceKey: SigningPrivateKey
+    private let memberKey: SigningPrivateKey
+    private let store: TopologyStore
+    private var state: TopologyState
+    private var client: SequencerClient?
+    private var follower: Task<Void, Never>?
+    private var changeWaiters: [CheckedContinuation<Void, Never>] = []
+    private let logger: Logger
+
+    public static var migrator: Migrator { TopologyStore.migrator }
+
+    /// `name` becomes the domain id `name::<fingerprint of namespaceKey>`.
+    public init(name: String, namespaceKey: SigningPrivateKey, memberKey: SigningPrivateKey, database: PostgresDatabase, logger: Logger) throws {
+        domain = try UniqueIdentifier(name: name, namespace: namespaceKey.publicKey.fingerprint)
+        member = MemberID(role: .domainManager, identifier: domain)
+        self.namespaceKey = namespaceKey
+        self.memberKey = memberKey
+        self.logger = logger
+        store = TopologyStore(database: database, domain: domain, logger: logger)
+        state = TopologyState(domain: domain, changeDelayMicros: 0)
+    }
+
+    /// Loads the stored topology; false if the domain was never bootstrapped.
+    public func load() async throws -> Bool {
+        state = try await store.load(changeDelayMicros: 0)
+        return !state.transactions.isEmpty
+    }
+
+    /// The identities a domain starts with, signed by the namespace key.
+    public func genesis(
+        sequencerKeys: [SigningPublicKey], mediator: (signing: SigningPublicKey, encryption: EncryptionPublicKey)?,
+        parameters: Weft.V1.DomainParameters
+    ) throws -> [Weft.V1.SignedTopologyTransaction] {
+        let sequencers = MemberID(role: .sequencer, identifier: domain)
+        var mappings: [Weft.V1.TopologyMapping.Mapping] = [
+            .rootDelegation(namespaceKey.publicKey),
+            .keys(of: member, signing: [memberKey.publicKey]),
+            .keys(of: sequencers, signing: sequencerKeys),
+            .sequencers([sequencers]),
+            .parameters(parameters, of: domain),
+        ]
+        if let mediator {
+            let id = MemberID(role: .mediator, identifier: domain)
+            mappings += [.keys(of: id, signing: [mediator.signing], encryption: [mediator.encryption]), .mediator(id)]
+        }
+        return try mappings.map { mapping in
+            try SignedTopologyTransaction(signing: .init(replace: mapping, serial: 1, domain: domain), with: [namespaceKey]).wire
+        }
+    }
+
+    /// Bootstraps the domain: gives every sequencer node the genesis and records it. Safe to
+    /// repeat (a sequencer that has it answers with the same genesis).
+    public func bootstrap(sequencers: [RPCClient], genesis: [Weft.V1.SignedTopologyTransaction]) async throws {
+        var initializedAt: Weft.V1.Timestamp?
+        for sequencer in sequencers {
+            let response = try await sequencer.sequencerAdministration.initializeSequencer(.init(domain: domain.description, topology: genesis))
+            initializedAt = initializedAt ?? response.initializedAt
+        }
+        guard let initializedAt else { return }
+        let at = SequencingTimestamp(initializedAt)
+        var next = state
+        var changes: [TopologyChange] = []
+        for wire in genesis {
+            if let change = try next.add(try SignedTopologyTransaction(wire), sequencedAt: at) { changes.append(change) }
+        }
+        try await store.persist(changes)
+        state = next
+        logger.info("domain bootstrapped", metadata: ["domain": "\(domain)", "sequencers": "\(sequencers.count)"])
+    }
+
+    /// Authenticates at a sequencer and follows the domain's topology on the manager's stream.
+    public func connect(_ rpc: RPCClient, sequencerKeys: [SigningPublicKey]) async throws {
+        let client = try await SequencerClient.authenticate(rpc, member: member.description, key: memberKey, domain: domain.description, sequencerKeys: sequencerKeys)
+        self.client = client
+        follower?.cancel()
+        follower = Task { [weak self] in
+            do {
+                for try await event in try client.subscribe(from: 0) {
+                    await self?.apply(event)
+                }
+            } catch {
+                self?.logger.warning("the domain manager's event stream ended", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    public func stop() {
+        follower?.cancel()
+        follower = nil
+    }
+
+    private func apply(_ event: Weft.V1.SequencedEvent) async {
+        guard case .deliver(let deliver)? = event.event, let at = event.timestamp.map(SequencingTimestamp.init) else { return }
+        var next = state
+        var changes: [TopologyChange] = []
+        for envelope in deliver.batch?.envelopes ?? [] {
+            guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content),
+                case .topologyBroadcast(let broadcast)? = content.message
+            else { continue }
+            let outcome = next.add(broadcast, sequencedAt: at)
+            changes += outcome.changes
+            for refused in outcome.refused {
+                logger.warning("refused a broadcast topology transaction", metadata: ["error": "\(refused.error)", "error_id": "\(refused.error.id)"])
+            }
+        }
+        guard !changes.isEmpty else { return }
+        do {
+            try await store.persist(changes)
+            state = next
+        } catch {
+            logger.error("cannot persist topology changes", metadata: ["error": "\(error)"])
+            return
+        }
+        let waiters = changeWaiters
+        changeWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    public func snapshot() -> TopologySnapshot {
+        state.snapshot(at: SequencingTimestamp(microsSinceEpoch: Int64.max - 1))
+    }
+
+    /// Signs `mappings` with the namespace key (serials from the current state), checks them,
+    /// broadcasts them to all members and returns once they came back on the stream.
+    public func change(_ mappings: [Weft.V1.TopologyMapping.Mapping]) async throws -> SequencingTimestamp {
+        guard let client else {
+            throw RPCError(.unavailable, "the domain manager is not connected to a sequencer yet; retry shortly", errorID: "DOMAIN_MANAGER_NOT_CONNECTED")
+        }
+        var next = state
+        var transactions: [SignedTopologyTransaction] = []
+        let probe = SequencingTimestamp(microsSinceEpoch: Int64.max - 2)
+        for mapping in mappings {
+            let key = try TopologyMappingKey(mapping, domain: domain)
+            let signed = try SignedTopologyTransaction(
+                signing: .init(replace: mapping, serial: next.nextSerial(for: key), domain: domain), with: [namespaceKey])
+            _ = try next.add(signed, sequencedAt: probe)  // refuses here what every member would refuse
+            transactions.append(signed)
+        }
+        let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions.map(\.wire))))
+        let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
+        try await client.send(batch, messageID: "topology-" + transactions.map(\.hash.description).joined(separator: "+").suffix(64))
+        let hashes = Set(transactions.map(\.hash))
+        while !hashes.isSubset(of: Set(state.transactions.map(\.transaction.hash))) {
+            await withCheckedContinuation { changeWaiters.append($0) }
+        }
+        return state.transactions.last?.sequencedAt ?? probe
+    }
+
+    /// The transactions in force at `timestamp` (all accepted ones when nil).
+    public func transactions(asOf timestamp: SequencingTimestamp?) -> [StoredTopologyTransaction] {
+        guard let timestamp else { return state.transactions }
+        return state.transactions(inForceAt: timestamp)
+    }
+
+    /// The domain's members as the topology has them now.
+    public func members() -> [Weft.V1.MemberInfo] {
+        let snapshot = self.snapshot()
+        var infos: [Weft.V1.MemberInfo] = []
+        for participant in snapshot.participants {
+            let member = MemberID(role: .participant, identifier: participant.participant)
+            infos.append(.init(
+                member: member.description, role: .participant, permission: participant.permission, trustLevel: participant.trustLevel,
+                registered: !snapshot.signingKeys(of: member).isEmpty))
+        }
+        for member in snapshot.members where member.role != .participant {
+            infos.append(.init(member: member.description, role: member.role, registered: snapshot.isActive(member)))
+        }
+        return infos.sorted { $0.member < $1.member }
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+public import WeftCrypto
+import WeftDomainManager
+import WeftStore
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// Public keys on disk, as `weft keys generate` writes them next to the private
+/// key: one line, `ed25519:<64 hex digits>` or `x25519:<64 hex digits>`.
+public enum PublicKeyFile {
+    public static func write(_ text: String, to path: String) throws {
+        try (text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    public static func line(_ key: SigningPublicKey) -> String { "ed25519:" + key.rawRepresentation.hexString }
+    public static func line(_ key: EncryptionPublicKey) -> String { "x25519:" + key.rawRepresentation.hexString }
+
+    public static func readSigning(_ path: String) throws -> SigningPublicKey {
+        try SigningPublicKey(rawRepresentation: try raw(path, scheme: "ed25519"))
+    }
+
+    public static func readEncryption(_ path: String) throws -> EncryptionPublicKey {
+        try EncryptionPublicKey(rawRepresentation: try raw(path, scheme: "x25519"))
+    }
+
+    private static func raw(_ path: String, scheme: String) throws -> [UInt8] {
+        let text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard text.hasPrefix(scheme + ":"), let bytes = [UInt8](hex: String(text.dropFirst(scheme.count + 1))) else {
+            throw ConfigurationError.invalid(key: path, value: String(text.prefix(20)), expected: "a \(scheme) public key file made by `weft keys generate`", source: .file(path))
+        }
+        return bytes
+    }
+}
+
+extension [UInt8] {
+    var hexString: String { map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined() }
+
+    init?(hex: String) {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        self = bytes
+    }
+}
+
+/// Where a node finds the domain's sequencers: `host:port` addresses and the
+/// root certificate their TLS certificates chain to.
+struct SequencerEndpoints: Sendable {
+    let addresses: [(host: String, port: Int)]
+    let rootCertificate: String?
+
+    init(_ section: Configuration, key: String) throws(ConfigurationError) {
+        let list = section.list(key + ".addresses")
+        guard !list.isEmpty else { throw .missing(key: section.fullKey(key + ".addresses")) }
+        var addresses: [(String, Int)] = []
+        for address in list {
+            guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+                throw .invalid(key: section.fullKey(key + ".addresses"), value: address, expected: "host:port", source: section.source(of: key + ".addresses.0") ?? .defaultValue)
+            }
+            addresses.append((String(address[..<colon]), port))
+        }
+        self.addresses = addresses
+        rootCertificate = section.string(key + ".root-cert")
+    }
+
+    /// A connection to `address`, over TLS verified against the root certificate (plaintext without one).
+    func connect(_ address: (host: String, port: Int), configuration: RPCConfiguration) async throws -> RPCClient {
+        let security: RPCSecurity
+        if let rootCertificate {
+            let pem = try String(contentsOfFile: rootCertificate, encoding: .utf8)
+            security = .tls(try TLSContext(.init(role: .client(serverHostname: address.host), trustRootsPEM: pem)))
+        } else {
+            security = .plaintext
+        }
+        return try await RPCClient.connect(host: address.host, port: address.port, security: security, configuration: configuration)
+    }
+}
+
+/// The domain manager node: bootstraps the domain on first start, then serves
+/// `weft.v1.DomainManagerAdministrationService` (set-state, members,
+/// parameters, topology) to the domain's operator.
+final class DomainManagerNode: Service {
+    let settings: NodeSettings
+    let logger: Logger
+    let ready: @Sendable (String) -> Void
+    let name: String
+    let namespaceKey: SigningPrivateKey
+    let signingKey: SigningPrivateKey
+    let sequencers: SequencerEndpoints
+    let sequencerKey: SigningPublicKey
+    let mediator: (signing: SigningPublicKey, encryption: EncryptionPublicKey)?
+
+    init(_ settings: NodeSettings, logger: Logger, ready: @escaping @Sendable (String) -> Void) throws {
+        self.settings = settings
+        var logger = logger
+        logger[metadataKey: "node"] = "\(settings.name)"
+        self.logger = logger
+        self.ready = ready
+        let section = settings.section
+        name = try section.required("domain")
+        namespaceKey = try KeyFile.readSigningKey(at: try section.required("namespace-key"))
+        signingKey = try KeyFile.readSigningKey(at: try section.required("signing-key"))
+        sequencers = try SequencerEndpoints(section, key: "sequencers")
+        sequencerKey = try PublicKeyFile.readSigning(try section.required("bootstrap.sequencer-key"))
+        if let mediatorSigning = section.string("bootstrap.mediator-key") {
+            mediator = (try PublicKeyFile.readSigning(mediatorSigning), try PublicKeyFile.readEncryption(try section.required("bootstrap.mediator-encryption-key")))
+        } else {
+            mediator = nil
+        }
+    }
+
+    /// Sequencers may start after the domain manager (or in the same process): retry for a while.
+    private func connectWithRetry(_ address: (host: String, port: Int)) async throws -> RPCClient {
+        var attempt = 0
+        while true {
+            do {
+                return try await sequencers.connect(address, configuration: settings.rpc)
+            } catch {
+                attempt += 1
+                guard attempt < 150 else { throw error }
+                if attempt % 25 == 1 {
+                    logger.info("waiting for sequencer", metadata: ["address": "\(address.host):\(address.port)", "error": "\(error)"])
+                }
+                try await Task.sleep(for: .milliseconds(200))  // a listener coming up has no event to await from here
+            }
+        }
+    }
+
+    static let defaultParameters = Weft.V1.DomainParameters(
+        participantResponseTimeout: .init(micros: 30_000_000), reconciliationInterval: .init(micros: 60_000_000),
+        maxRequestSizeBytes: 1 << 20, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
+        mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: 3_600_000_000))
+
+    func run() async throws {
+        let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
+        defer { Task { await database.shutdown() } }
+        try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .domainManager), migrate: settings.migrate, logger: logger)
+        let manager = try DomainManager(name: name, namespaceKey: namespaceKey, memberKey: signingKey, database: database, logger: logger)
+        var clients: [RPCClient] = []
+        for address in sequencers.addresses { clients.append(try await connectWithRetry(address)) }
+        if !(try await manager.load()) {
+            let genesis = try await manager.genesis(sequencerKeys: [sequencerKey], mediator: mediator, parameters: Self.defaultParameters)
+            try await manager.bootstrap(sequencers: clients, genesis: genesis)
+        }
+        try await manager.connect(clients[0], sequencerKeys: [sequencerKey])
+        var router = RPCRouter()
+        DomainManagerAdministration(manager: manager).register(on: &router)
+        let server = try await RPCServer.start(
+            host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(logger: logger), router: router,
+            configuration: settings.rpc, logger: logger)
+        ready("node \(settings.name) (domain manager of \(manager.domain)) listening on \(settings.listenHost):\(server.port)")
+        try? await gracefulShutdown()
+        await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
+        await manager.stop()
+        for client in clients { await client.close() }
+        logger.info("stopped")
+    }
+}
+
+/// `weft.v1.DomainManagerAdministrationService`.
+struct DomainManagerAdministration: Weft.V1.DomainManagerAdministrationService.Provider {
+    let manager: DomainManager
+
+    func setParticipantState(_ request: Weft.V1.SetParticipantStateRequest, context: RPCCallContext) async throws -> Weft.V1.SetParticipantStateResponse {
+        let participant: UniqueIdentifier
+        do {
+            participant = try UniqueIdentifier(parsing: request.participant)
+        } catch {
+            throw RPCError(.invalidArgument, "not a participant id: \(error); `weft participant id` prints it", errorID: "DOMAIN_MANAGER_BAD_PARTICIPANT")
+        }
+        guard request.permission != .unspecified else {
+            throw RPCError(.invalidArgument, "say which permission: submission, confirmation, observation or disabled", errorID: "DOMAIN_MANAGER_NO_PERMISSION")
+        }
+        let trust: Weft.V1.TrustLevel = request.trustLevel == .unspecified ? .ordinary : request.trustLevel
+        do {
+            let at = try await manager.change([.participantState(participant, permission: request.permission, trustLevel: trust)])
+            return .init(effectiveAt: at.wire)
+        } catch let error as TopologyError {
+            throw RPCError(.failedPrecondition, "\(error)", errorID: error.id)
+        }
+    }
+
+    func listMembers(_ request: Weft.V1.ListMembersRequest, context: RPCCallContext) async throws -> Weft.V1.ListMembersResponse {
+        .init(members: await manager.members())
+    }
+
+    func getDomainParameters(_ request: Weft.V1.GetDomainParametersRequest, context: RPCCallContext) async throws -> Weft.V1.GetDomainParametersResponse {
+        .init(parameters: await manager.snapshot().domainParameters)
+    }
+
+    func setDomainParameters(_ request: Weft.V1.SetDomainParametersRequest, context: RPCCallContext) async throws -> Weft.V1.SetDomainParametersResponse {
+        guard let parameters = request.parameters else {
+            throw RPCError(.invalidArgument, "no parameters given", errorID: "DOMAIN_MANAGER_NO_PARAMETERS")
+        }
+        do {
+            let at = try await manager.change([.parameters(parameters, of: manager.domain)])
+            return .init(effectiveAt: at.wire)
+        } catch let error as TopologyError {
+            throw RPCError(.invalidArgument, "\(error)", errorID: error.id)
+        }
+    }
+
+    func listTopologyTransactions(_ request: Weft.V1.ListTopologyTransactionsRequest, context: RPCCallContext) async throws -> Weft.V1.ListTopologyTransactionsResponse {
+        .init(transactions: await manager.transactions(asOf: request.asOf.map(SequencingTimestamp.init)).map(\.wire))
+    }
+}

@@ -1,0 +1,252 @@
+import ArgumentParser
+import Foundation
+import WeftCrypto
+import WeftNode
+import WeftSequencer
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// How console verbs reach a node's API: address, the domain's root
+/// certificate, and (for admin APIs with mutual TLS) the operator's certificate.
+struct RemoteOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The node's API address.", valueName: "host:port"))
+    var remote: String
+
+    @Option(name: .customLong("root-cert"), help: "The domain's root certificate (PEM) the node's certificate chains to.")
+    var rootCert: String?
+
+    @Option(help: "Your client certificate (PEM), when the node requires mutual TLS.")
+    var cert: String?
+
+    @Option(help: "The key of --cert (PEM).")
+    var key: String?
+
+    @Flag(help: "Connect without TLS (only to a node started with --plaintext).")
+    var plaintext = false
+
+    func validate() throws {
+        guard plaintext || rootCert != nil else { throw ValidationError("give --root-cert (the domain's ca.pem), or --plaintext for a node started with --plaintext") }
+        guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
+    }
+
+    func connect() async throws -> RPCClient {
+        guard let colon = remote.lastIndex(of: ":"), let port = Int(remote[remote.index(after: colon)...]) else {
+            throw ValidationError("--remote \(remote): expected host:port")
+        }
+        let host = String(remote[..<colon])
+        if plaintext { return try await RPCClient.connect(host: host, port: port, security: .plaintext) }
+        let credentials = try cert.map { try TLSCredentials.read(certificateAt: $0, keyAt: key!) }
+        let tls = try TLSContext(.init(role: .client(serverHostname: host), credentials: credentials, trustRootsPEM: try String(contentsOfFile: rootCert!, encoding: .utf8)))
+        return try await RPCClient.connect(host: host, port: port, security: .tls(tls))
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+/// Prints `object` as one line of JSON.
+func printJSON(_ object: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// `weft keys`: node keys on disk.
+struct KeysCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "keys", abstract: "Create node keys.", subcommands: [Generate.self])
+
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a private key FILE (PKCS#8 PEM, mode 0600) and its public key FILE.pub.")
+
+        enum Kind: String, ExpressibleByArgument, CaseIterable { case signing, encryption }
+
+        @Option(help: "Where to write the private key; the public key goes to the same path + .pub.")
+        var out: String
+
+        @Option(help: "signing (Ed25519: namespaces, members) or encryption (X25519: participants, mediators).")
+        var kind: Kind = .signing
+
+        func run() throws {
+            switch kind {
+            case .signing:
+                let key = try SigningPrivateKey.generate()
+                try KeyFile.write(key, to: out)
+                try PublicKeyFile.write(PublicKeyFile.line(key.publicKey), to: out + ".pub")
+                print("wrote \(out) and \(out).pub (fingerprint \(key.publicKey.fingerprint))")
+            case .encryption:
+                let key = try EncryptionPrivateKey.generate()
+                try KeyFile.write(key, to: out)
+                try PublicKeyFile.write(PublicKeyFile.line(key.publicKey), to: out + ".pub")
+                print("wrote \(out) and \(out).pub (fingerprint \(key.publicKey.fingerprint))")
+            }
+        }
+    }
+}
+
+/// `weft domain-manager …`: the domain owner's console (the seed's `domainManager1.…`).
+struct DomainManagerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "domain-manager", abstract: "Administer a domain through its domain manager.", subcommands: [SetState.self, Members.self])
+
+    struct SetState: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-state", abstract: "Allow-list a participant, change its permission or trust, or disable it.")
+
+        enum Permission: String, ExpressibleByArgument, CaseIterable { case submission, confirmation, observation, disabled }
+        enum Trust: String, ExpressibleByArgument, CaseIterable { case ordinary, vip }
+
+        @Argument(help: "The participant id, as `weft participant id` prints it (participant1::1220…).")
+        var participant: String
+
+        @Option(help: "What the participant may do.")
+        var permission: Permission
+
+        @Option(help: "Its trust level: vip participants can confirm alone where the confirmation policy says so.")
+        var trust: Trust = .ordinary
+
+        @OptionGroup var remote: RemoteOptions
+        @Option var output: OutputFormat = .text
+
+        func run() async throws {
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            let wirePermission: Weft.V1.ParticipantPermission =
+                switch permission {
+                case .submission: .submission
+                case .confirmation: .confirmation
+                case .observation: .observation
+                case .disabled: .disabled
+                }
+            let response = try await client.domainManagerAdministration.setParticipantState(
+                .init(participant: participant, permission: wirePermission, trustLevel: trust == .vip ? .vip : .ordinary))
+            let at = response.effectiveAt?.microsSinceEpoch ?? 0
+            switch output {
+            case .text: print("\(participant): \(permission.rawValue), \(trust.rawValue), in effect from \(SequencingTimestamp(microsSinceEpoch: at))")
+            case .json: try printJSON(["participant": participant, "permission": permission.rawValue, "trust": trust.rawValue, "effective_at_micros": at])
+            }
+        }
+    }
+
+    struct Members: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the domain's members and participants' permissions.")
+        @OptionGroup var remote: RemoteOptions
+        @Option var output: OutputFormat = .text
+
+        func run() async throws {
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            let members = try await client.domainManagerAdministration.listMembers(.init()).members
+            switch output {
+            case .text:
+                for member in members {
+                    let permission = member.role == .participant ? " \(member.permission) \(member.trustLevel)" : ""
+                    print("\(member.member)\(permission)\(member.registered ? "" : " (keys not registered yet)")")
+                }
+            case .json:
+                try printJSON(members.map { member in
+                    ["member": member.member, "role": "\(member.role)", "permission": "\(member.permission)", "trust": "\(member.trustLevel)", "registered": member.registered] as [String: Any]
+                })
+            }
+        }
+    }
+}
+
+/// `weft participant …`: a participant operator's console.
+struct ParticipantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "participant", abstract: "A participant's identity and domain connections.", subcommands: [Identity.self, ConnectMulti.self])
+
+    /// A participant's keys, from its configuration: created on first use.
+    struct Keys {
+        let name: String
+        let namespace: SigningPrivateKey
+        let signing: SigningPrivateKey
+        let encryption: EncryptionPrivateKey
+        var id: UniqueIdentifier { get throws { try UniqueIdentifier(name: name, namespace: namespace.publicKey.fingerprint) } }
+
+        static func load(_ options: ConfigurationOptions, node: String?) throws -> Keys {
+            let configuration = try options.load()
+            let names = configuration.children(of: "nodes").filter { configuration.string("nodes.\($0).kind") == "participant" }
+            guard let name = node ?? (names.count == 1 ? names[0] : nil) else {
+                throw ValidationError("name the participant node with --node (the configuration has \(names.count) participant nodes)")
+            }
+            let section = configuration.section("nodes.\(name)")
+            func signingKey(_ key: String) throws -> SigningPrivateKey {
+                let path = section.string(key, default: "keys/\(name)-\(key).pem")
+                if FileManager.default.fileExists(atPath: path) { return try KeyFile.readSigningKey(at: path) }
+                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                let created = try SigningPrivateKey.generate()
+                try KeyFile.write(created, to: path)
+                return created
+            }
+            let encryptionPath = section.string("encryption-key", default: "keys/\(name)-encryption-key.pem")
+            let encryption: EncryptionPrivateKey
+            if FileManager.default.fileExists(atPath: encryptionPath) {
+                encryption = try KeyFile.readEncryptionKey(at: encryptionPath)
+            } else {
+                try FileManager.default.createDirectory(atPath: (encryptionPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                encryption = try EncryptionPrivateKey.generate()
+                try KeyFile.write(encryption, to: encryptionPath)
+            }
+            return Keys(name: section.string("name", default: name), namespace: try signingKey("namespace-key"), signing: try signingKey("signing-key"), encryption: encryption)
+        }
+    }
+
+    struct Identity: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "id", abstract: "Print the participant's id (creating its keys on first use), to give to the domain operator.")
+        @OptionGroup var options: ConfigurationOptions
+        @Option(help: "The participant node (nodes.<name>); default: the only one.")
+        var node: String?
+
+        func run() throws {
+            print(try Keys.load(options, node: node).id)
+        }
+    }
+
+    struct ConnectMulti: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "connect-multi",
+            abstract: "Register the participant with a domain through its sequencers and check that it can authenticate at each.",
+            discussion: "The domain operator must have allow-listed the participant first (weft domain-manager set-state).")
+
+        @Argument(help: "A local name for the domain, e.g. mydomain.")
+        var alias: String
+        @Argument(help: ArgumentHelp("The domain's sequencers.", valueName: "host:port"))
+        var sequencers: [String]
+        @Option(name: .customLong("root-cert"), help: "The domain's root certificate (the provider's ca.pem).")
+        var rootCert: String?
+        @Flag(help: "Connect without TLS (only to sequencers started with --plaintext).")
+        var plaintext = false
+        @OptionGroup var options: ConfigurationOptions
+        @Option(help: "The participant node (nodes.<name>); default: the only one.")
+        var node: String?
+        @Option var output: OutputFormat = .text
+
+        func run() async throws {
+            let keys = try Keys.load(options, node: node)
+            let id = try keys.id
+            let member = MemberID(role: .participant, identifier: id)
+            var connected: [[String: Any]] = []
+            for sequencer in sequencers {
+                let client = try await RemoteOptions.parse(["--remote", sequencer] + (rootCert.map { ["--root-cert", $0] } ?? []) + (plaintext ? ["--plaintext"] : [])).connect()
+                defer { Task { await client.close() } }
+                let info = try await client.sequencer.getDomainInfo(.init())
+                let domain = try UniqueIdentifier(parsing: info.domain)
+                let identity = [
+                    try SignedTopologyTransaction(signing: .init(replace: .rootDelegation(keys.namespace.publicKey), serial: 1, domain: domain), with: [keys.namespace]).wire,
+                    try SignedTopologyTransaction(
+                        signing: .init(replace: .keys(of: member, signing: [keys.signing.publicKey], encryption: [keys.encryption.publicKey]), serial: 1, domain: domain),
+                        with: [keys.namespace]).wire,
+                ]
+                _ = try await client.sequencer.onboard(.init(participant: id.description, identity: identity))
+                _ = try await SequencerClient.authenticate(client, member: member.description, key: keys.signing, domain: info.domain, sequencerKeys: [])
+                connected.append(["sequencer": sequencer, "domain": info.domain])
+                if output == .text { print("\(member) is a member of \(info.domain) (\(alias)) and authenticated at \(sequencer)") }
+            }
+            if output == .json { try printJSON(["participant": member.description, "alias": alias, "connections": connected]) }
+        }
+    }
+}
