@@ -65,6 +65,8 @@ struct RunCommand: AsyncParsableCommand {
                 // Unbuffered: scripts and tests wait for this line to know the node serves.
                 FileHandle.standardOutput.write(Data((line + "\n").utf8))
             }
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
         } catch {
             logger.critical("weft run failed", metadata: ["error": "\(error)"])
             FileHandle.standardError.write(Data("weft run: \(error)\n".utf8))

@@ -7,11 +7,13 @@ import WeftWire
 
 /// `weft run` as an operator runs it: a real process, a real database, real TLS.
 @Suite(.timeLimit(.minutes(3))) struct RunTests {
-    static func configuration(databaseURL: String) -> String {
+    static func configuration(databaseURL: String, domain: String) -> String {
         """
         nodes:
           sequencer1:
             kind: sequencer
+            domain: \(domain)
+            signing-key: sequencer-key.pem
             listen: 127.0.0.1:0
             drain-timeout: 1s
             tls:
@@ -26,17 +28,18 @@ import WeftWire
         try await PostgresFixture.withFixture { fixture in
             let directory = try NodeDirectory()
             defer { directory.remove() }
-            try directory.write("nodes.yaml", Self.configuration(databaseURL: fixture.url))
+            try directory.write("nodes.yaml", Self.configuration(databaseURL: fixture.url, domain: directory.domainID))
 
             // A fresh database: the node refuses to start and says what to do.
             let (refused, _, refusal) = try await WeftProcess.run(["run", "-c", "nodes.yaml"], directory: directory.path)
             #expect(refused == 1)
-            #expect(refusal.contains("the sequencer schema needs migrations 1; run `weft db migrate`"), "\(refusal)")
+            #expect(refusal.contains("schema needs migrations 1; run `weft db migrate`"), "\(refusal)")
 
             let (_, pending, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
             #expect(pending.contains("sequencer: applied none; pending 1 (members, writers, events, deliveries)"), "\(pending)")
+            #expect(pending.contains("topology: applied none; pending 1"), "\(pending)")
             let (migrated, applied, _) = try await WeftProcess.run(["db", "migrate", "-c", "nodes.yaml"], directory: directory.path)
-            #expect(migrated == 0 && applied.contains("sequencer: applied 1"), "\(applied)")
+            #expect(migrated == 0 && applied.contains("sequencer: applied 1") && applied.contains("topology: applied 1"), "\(applied)")
             let (_, current, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
             #expect(current.contains("sequencer: applied 1; pending none"), "\(current)")
 
@@ -74,7 +77,7 @@ import WeftWire
     @Test func aBadConfigurationIsAUsageErrorThatNamesTheKey() async throws {
         let directory = try NodeDirectory()
         defer { directory.remove() }
-        try directory.write("nodes.yaml", Self.configuration(databaseURL: "postgresql://nobody@127.0.0.1:1/none"))
+        try directory.write("nodes.yaml", Self.configuration(databaseURL: "postgresql://nobody@127.0.0.1:1/none", domain: directory.domainID))
         let (status, _, error) = try await WeftProcess.run(
             ["run", "-c", "nodes.yaml", "--set", "nodes.sequencer1.rpc.idle-timeout=later"], directory: directory.path)
         #expect(status == 64, "\(error)")  // EX_USAGE, as for any bad argument

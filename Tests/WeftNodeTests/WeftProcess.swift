@@ -97,6 +97,8 @@ final class WeftProcess: @unchecked Sendable {
 struct NodeDirectory {
     let path: String
     let ca: TLSCredentials
+    /// The domain's id for a sequencer's configuration, from a fresh namespace key.
+    let domainID: String
 
     init() throws {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("weft-node-\(UUID())").path
@@ -105,6 +107,9 @@ struct NodeDirectory {
         try ca.write(certificateTo: path + "/certs/ca.pem", keyTo: path + "/certs/ca-key.pem")
         let node = try CertificateAuthority.issue(commonName: "sequencer1", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
         try node.write(certificateTo: path + "/certs/sequencer1.pem", keyTo: path + "/certs/sequencer1-key.pem")
+        let namespace = try SigningPrivateKey.generate()
+        domainID = "domain1::\(namespace.publicKey.fingerprint)"
+        try KeyFile.write(try SigningPrivateKey.generate(), to: path + "/sequencer-key.pem")
     }
 
     func write(_ name: String, _ text: String) throws {
