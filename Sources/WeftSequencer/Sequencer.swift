@@ -148,9 +148,11 @@ extension Sequencer {
     }
 
     /// The member's events from `counter` on, as they become safe to read.
-    func subscribe(_ member: String, from counter: Int64) async throws -> AsyncThrowingStream<StoredDelivery, any Error> {
+    func subscribe(
+        _ member: String, from counter: Int64, progress: (@Sendable (Int64) async -> Void)? = nil
+    ) async throws -> AsyncThrowingStream<StoredDelivery, any Error> {
         guard let record = try await members.member(named: member), record.enabled else { throw SequencerError.unknownSender(member) }
-        return reader.deliveries(member: record.id, memberName: member, from: counter)
+        return reader.deliveries(member: record.id, memberName: member, from: counter, progress: progress)
     }
 }
 

@@ -40,7 +40,11 @@ actor SequencerAuthenticator {
         guard let member = try? MemberID(parsing: name) else {
             throw RPCError(.invalidArgument, "'\(name.prefix(120))' is not a member id such as PAR::participant1::1220…", errorID: "SEQUENCER_BAD_MEMBER_ID")
         }
-        let snapshot = await topology.snapshot()
+        var snapshot = await topology.snapshot()
+        if !snapshot.isActive(member) {
+            await topology.catchUp()  // perhaps onboarded through another sequencer node a moment ago
+            snapshot = await topology.snapshot()
+        }
         guard snapshot.isActive(member) else {
             throw RPCError(
                 .permissionDenied,

@@ -151,7 +151,11 @@ struct SequencerReader: Sendable {
     static let pageSize = 500
 
     /// The member's deliveries from `counter` on, as they become safe to read; runs until cancelled.
-    func deliveries(member: Int32, memberName: String, from counter: Int64) -> AsyncThrowingStream<StoredDelivery, any Error> {
+    ///
+    /// `progress`, if given, learns each safe point the stream has read up to completely.
+    func deliveries(
+        member: Int32, memberName: String, from counter: Int64, progress: (@Sendable (Int64) async -> Void)? = nil
+    ) -> AsyncThrowingStream<StoredDelivery, any Error> {
         let (stream, continuation) = AsyncThrowingStream<StoredDelivery, any Error>.makeStream(bufferingPolicy: .unbounded)
         let task = Task {
             do {
@@ -164,6 +168,7 @@ struct SequencerReader: Sendable {
                     }
                     if let last = page.last { position = (last.counter, last.timestamp) }
                     if page.count < Self.pageSize {
+                        await progress?(safe)
                         safe = try await safePoint.wait(after: max(safe, position.timestamp))
                     }
                 }

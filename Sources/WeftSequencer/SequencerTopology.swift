@@ -19,6 +19,9 @@ public actor SequencerTopology {
     private let logger: Logger
     private var follower: Task<Void, Never>?
     private var processedCounter: Int64 = -1
+    /// Every topology broadcast sequenced at or before this has been applied.
+    private var caughtUpTo: Int64 = 0
+    private var catchUpWaiters: [(target: Int64, continuation: CheckedContinuation<Void, Never>)] = []
     /// Tasks waiting for the next applied change.
     private var changeWaiters: [CheckedContinuation<Void, Never>] = []
     /// Called with a member that is no longer active, to close its subscriptions.
@@ -62,11 +65,15 @@ public actor SequencerTopology {
     /// must be the domain namespace's root delegation. Idempotent for the same genesis.
     public func initialize(_ genesis: [Weft.V1.SignedTopologyTransaction]) async throws -> SequencingTimestamp {
         let signed = try genesis.map { wire throws(TopologyError) in try SignedTopologyTransaction(wire) }
+        // Another sequencer node of the domain may have stored the genesis since this one started.
+        if !isInitialized { state = try await store.load(changeDelayMicros: 0) }
         if isInitialized {
             let known = Set(state.transactions.map(\.transaction.hash))
             guard signed.allSatisfy({ known.contains($0.hash) }) else {
                 throw InitializationError.alreadyInitialized(domain: domain.description)
             }
+            try await registerActiveMembers()
+            startFollowing()
             return state.transactions.first!.sequencedAt
         }
         let at = SequencingTimestamp(microsSinceEpoch: SequencerWriter.now())
@@ -112,7 +119,10 @@ public actor SequencerTopology {
                 guard let self else { return }
                 do {
                     let from = await self.processedCounter + 1
-                    for try await delivery in try await self.sequencer.subscribe(member, from: from) {
+                    let deliveries = try await self.sequencer.subscribe(member, from: from) { [weak self] safe in
+                        await self?.caughtUp(to: safe)
+                    }
+                    for try await delivery in deliveries {
                         try await self.process(delivery)
                     }
                 } catch {
@@ -149,10 +159,29 @@ public actor SequencerTopology {
         for waiter in waiters { waiter.resume() }
     }
 
+    private func caughtUp(to timestamp: Int64) {
+        guard timestamp > caughtUpTo else { return }
+        caughtUpTo = timestamp
+        let ready = catchUpWaiters.filter { $0.target <= timestamp }
+        catchUpWaiters.removeAll { $0.target <= timestamp }
+        for waiter in ready { waiter.continuation.resume() }
+    }
+
+    /// Returns once every topology broadcast sequenced before the call has been applied here:
+    /// a member onboarded or allow-listed through another sequencer node is then known. Used
+    /// before refusing a member, so a refusal is never just this node lagging.
+    public func catchUp() async {
+        // Everything committed before now has a timestamp at or below now (writers' timestamps
+        // follow the clock), and the safe point passes now within a heartbeat of every writer.
+        let target = SequencerWriter.now()
+        guard isInitialized, target > caughtUpTo else { return }
+        await withCheckedContinuation { catchUpWaiters.append((target, $0)) }
+    }
+
     /// Checks a participant's self-onboarding (`SequencerService.Onboard`): it must be
     /// allow-listed, and `identity` may only establish its own namespace and register its own
     /// keys, validly. Returns its member id and whether it is already active.
-    public func checkOnboarding(participant: String, identity: [Weft.V1.SignedTopologyTransaction]) throws -> (MemberID, alreadyActive: Bool) {
+    public func checkOnboarding(participant: String, identity: [Weft.V1.SignedTopologyTransaction]) async throws -> (MemberID, alreadyActive: Bool) {
         let id: UniqueIdentifier
         do {
             id = try UniqueIdentifier(parsing: participant)
@@ -160,6 +189,7 @@ public actor SequencerTopology {
             throw OnboardingError.badParticipant("\(error)")
         }
         let member = MemberID(role: .participant, identifier: id)
+        if state.snapshot(at: SequencingTimestamp(microsSinceEpoch: SequencerWriter.now())).participantState(id) == nil { await catchUp() }
         let now = SequencingTimestamp(microsSinceEpoch: SequencerWriter.now())
         let current = state.snapshot(at: now)
         guard let allowed = current.participantState(id), allowed.permission != .disabled else {

@@ -35,7 +35,7 @@ public final class RPCClientHandler: ChannelInboundHandler {
 
     public func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     public func handlerRemoved(context: ChannelHandlerContext) {
-        failAll(RPCError(.unavailable, "the connection closed before the call completed", errorID: "RPC_CONNECTION_CLOSED"))
+        failAll(failure ?? RPCError(.unavailable, "the connection closed before the call completed", errorID: "RPC_CONNECTION_CLOSED"))
         self.context = nil
     }
 
@@ -46,10 +46,10 @@ public final class RPCClientHandler: ChannelInboundHandler {
         path: String, metadata: [Weft.V1.MetadataEntry], timeout: Duration?, request: [UInt8]?,
         responses: AsyncThrowingStream<[UInt8], any Error>.Continuation?, on eventLoop: any EventLoop
     ) -> (stream: UInt32?, result: EventLoopFuture<[UInt8]?>, window: SendWindow?) {
+        if let failure { return (nil, eventLoop.makeFailedFuture(failure), nil) }
         guard let context else {
             return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED")), nil)
         }
-        if let failure { return (nil, eventLoop.makeFailedFuture(failure), nil) }
         if let goAway { return (nil, eventLoop.makeFailedFuture(goAway), nil) }
         if let request, request.count > configuration.maximumMessageBytes {
             return (nil, eventLoop.makeFailedFuture(configuration.messageTooLarge(request.count)), nil)

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import WeftCrypto
 import WeftStore
@@ -189,6 +190,45 @@ import WeftWire
                 try await manager.send(.init(envelopes: [.init(content: [1], recipients: [domain.mediatorMember.description])]), messageID: "late")
             } throws: { error in
                 (error as? RPCError)?.errorID == "SEQUENCER_TOKEN_EXPIRED"
+            }
+            await node.stop()
+        }
+    }
+
+    @Test func theDatabaseHoldsOnlyCiphertextOfAPayload() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await Node.start(fixture.url, domain: &domain)
+            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let alice = try TestDomain.Participant("participant1")
+            let bob = try TestDomain.Participant("participant2")
+            try await Self.onboard([alice, bob], node: node, domain: &domain, manager: manager)
+            let aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
+            let bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
+            // Alice encrypts a view with a marker for Bob, as a participant does.
+            let marker = "IOU-MARKER-\(UInt64.random(in: 1...UInt64.max))"
+            let view = Array("amount 100 from alice to bob: \(marker)".utf8)
+            let sealed = try ViewEncryption.seal(view, viewHash: PurposeHasher.hash(.transactionView, view), recipients: [bob.encryptionKey.publicKey])
+            let content = Weft.V1.EnvelopeContent(message: .encryptedView(sealed.message))
+            try await aliceClient.send(.init(envelopes: [.init(content: try content.serializedBytes(), recipients: [bob.member.description])]), messageID: "secret")
+            // Bob receives it and can read the marker …
+            var opened: [UInt8]?
+            for try await event in try bobClient.subscribe(from: 0) {
+                guard case .deliver(let deliver)? = event.event, deliver.messageID == "secret", let envelope = deliver.batch?.envelopes.first,
+                    case .encryptedView(let message)? = try Weft.V1.EnvelopeContent(serializedBytes: envelope.content).message
+                else { continue }
+                opened = try ViewEncryption.open(message, with: bob.encryptionKey)
+                break
+            }
+            #expect(opened == view)
+            // … but no table holds it in any form: not as text, not as the bytes' hex.
+            let connection = try PostgresConnection(url: fixture.url)
+            let tables = try connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").rows.map { try $0[0].string ?? "" }
+            #expect(tables.contains("sequencer_events"))
+            let hexMarker = Array(marker.utf8).map { String(format: "%02x", $0) }.joined()
+            for table in tables {
+                let dump = try connection.execute("SELECT coalesce(string_agg(t::text, ' '), '') FROM \(table) t").rows[0][0].string ?? ""
+                #expect(!dump.contains(marker) && !dump.contains(hexMarker), "table \(table) holds the payload in clear")
             }
             await node.stop()
         }

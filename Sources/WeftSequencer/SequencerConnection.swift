@@ -1,0 +1,145 @@
+public import Logging
+public import WeftCrypto
+public import WeftTransport
+public import WeftWire
+
+/// A member's connection to its domain through any of several sequencer nodes
+/// (the seed's `connect_multi`): it authenticates at one, and when that one
+/// fails it moves to the next, re-authenticates, retries the send, and resumes
+/// the event stream from the counter after the last one delivered, so the
+/// member sees every event exactly once.
+///
+/// A retried send reuses its message id: if the first attempt was sequenced
+/// after all, the sequencer answers ALREADY_EXISTS, which here means success.
+public actor SequencerConnection {
+    public struct Endpoint: Sendable, CustomStringConvertible {
+        public let host: String
+        public let port: Int
+        public let security: RPCSecurity
+        public init(host: String, port: Int, security: RPCSecurity) {
+            self.host = host
+            self.port = port
+            self.security = security
+        }
+        public var description: String { "\(host):\(port)" }
+    }
+
+    public let member: String
+    public let domain: String
+    private let key: SigningPrivateKey
+    private let sequencerKeys: [SigningPublicKey]
+    private let endpoints: [Endpoint]
+    private let configuration: RPCConfiguration
+    private let logger: Logger
+    private var current: (client: SequencerClient, endpoint: Int)?
+    private var next = 0
+
+    public init(
+        member: String, domain: String, key: SigningPrivateKey, sequencerKeys: [SigningPublicKey], endpoints: [Endpoint],
+        configuration: RPCConfiguration = .default, logger: Logger = Logger(label: "weft.sequencer.client")
+    ) {
+        precondition(!endpoints.isEmpty, "a member needs at least one sequencer")
+        self.member = member
+        self.domain = domain
+        self.key = key
+        self.sequencerKeys = sequencerKeys
+        self.endpoints = endpoints
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The sequencer in use, connecting (and authenticating) to the next one that answers.
+    func client() async throws -> SequencerClient {
+        if let current { return current.client }
+        var failures: [String] = []
+        for _ in 0..<endpoints.count {
+            let index = next
+            next = (next + 1) % endpoints.count
+            let endpoint = endpoints[index]
+            do {
+                let rpc = try await RPCClient.connect(host: endpoint.host, port: endpoint.port, security: endpoint.security, configuration: configuration)
+                let client = try await SequencerClient.authenticate(rpc, member: member, key: key, domain: domain, sequencerKeys: sequencerKeys)
+                current = (client, index)
+                logger.info("connected to sequencer", metadata: ["sequencer": "\(endpoint)", "member": "\(member)"])
+                return client
+            } catch let error as RPCError where error.code == .permissionDenied {
+                throw error  // not allowed anywhere: trying others will not help
+            } catch {
+                failures.append("\(endpoint): \(error)")
+            }
+        }
+        throw RPCError(.unavailable, "no sequencer of the domain answered: \(failures.joined(separator: "; "))", errorID: "SEQUENCER_ALL_UNAVAILABLE")
+    }
+
+    /// Forgets the sequencer in use after `error`, if it is the connection's fault.
+    private func failed(_ client: SequencerClient, _ error: any Error) -> Bool {
+        guard let rpcError = error as? RPCError, [.unavailable, .unauthenticated, .cancelled, .deadlineExceeded].contains(rpcError.code) else {
+            return false
+        }
+        if let current, current.client.rpc.channel === client.rpc.channel {
+            logger.warning("sequencer connection failed; moving to the next", metadata: ["error": "\(error)", "member": "\(member)"])
+            self.current = nil
+            Task { await client.rpc.close() }
+        }
+        return true
+    }
+
+    /// Sends `batch` under `messageID`, moving to another sequencer until one accepts it.
+    public func send(_ batch: Weft.V1.Batch, messageID: String, maxSequencingTime: Int64? = nil, traceparent: String = "") async throws {
+        let deadline = maxSequencingTime ?? SequencerWriter.now() + 60_000_000
+        var attempt = 0
+        while true {
+            attempt += 1
+            let client = try await self.client()
+            do {
+                try await client.send(batch, messageID: messageID, maxSequencingTime: deadline, traceparent: traceparent)
+                return
+            } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" && attempt > 1 {
+                return  // an earlier attempt was sequenced after all
+            } catch {
+                guard failed(client, error), attempt <= endpoints.count * 3 else { throw error }
+            }
+        }
+    }
+
+    /// The member's events from `counter` on, verified, across sequencer failures: each event
+    /// once, in order, resuming after the last one delivered at whichever sequencer is next.
+    public nonisolated func events(from counter: UInt64) -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                var nextCounter = counter
+                var failures = 0
+                while !Task.isCancelled {
+                    do {
+                        let client = try await self.client()
+                        for try await event in try client.subscribe(from: nextCounter) {
+                            continuation.yield(event)
+                            nextCounter = event.counter + 1
+                            failures = 0
+                        }
+                        continuation.finish()
+                        return
+                    } catch {
+                        failures += 1
+                        guard await self.failedSubscription(error), failures <= 20 else {
+                            continuation.finish(throwing: error)
+                            return
+                        }
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    private func failedSubscription(_ error: any Error) -> Bool {
+        guard let current else { return true }
+        return failed(current.client, error)
+    }
+
+    public func close() async {
+        if let current { await current.client.rpc.close() }
+        current = nil
+    }
+}
