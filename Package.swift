@@ -187,7 +187,10 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftNodeTests",
-            dependencies: ["WeftNode", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTestSupport"],
+            dependencies: [
+                "WeftNode", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTestSupport", "WeftSequencer", "WeftDomainManager", "WeftTopology",
+                "WeftStore", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

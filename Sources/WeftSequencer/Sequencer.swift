@@ -148,11 +148,15 @@ extension Sequencer {
     }
 
     /// The member's events from `counter` on, as they become safe to read.
-    func subscribe(
-        _ member: String, from counter: Int64, progress: (@Sendable (Int64) async -> Void)? = nil
-    ) async throws -> AsyncThrowingStream<StoredDelivery, any Error> {
+    func subscribe(_ member: String, from counter: Int64) async throws -> AsyncThrowingStream<StoredDelivery, any Error> {
         guard let record = try await members.member(named: member), record.enabled else { throw SequencerError.unknownSender(member) }
-        return reader.deliveries(member: record.id, memberName: member, from: counter, progress: progress)
+        return reader.deliveries(member: record.id, memberName: member, from: counter)
+    }
+
+    /// The member's stream with progress markers (for the sequencer's own topology follower).
+    func subscribeItems(_ member: String, from counter: Int64) async throws -> AsyncThrowingStream<SequencerReader.Item, any Error> {
+        guard let record = try await members.member(named: member), record.enabled else { throw SequencerError.unknownSender(member) }
+        return reader.items(member: record.id, memberName: member, from: counter)
     }
 }
 

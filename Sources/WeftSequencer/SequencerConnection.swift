@@ -71,10 +71,16 @@ public actor SequencerConnection {
         throw RPCError(.unavailable, "no sequencer of the domain answered: \(failures.joined(separator: "; "))", errorID: "SEQUENCER_ALL_UNAVAILABLE")
     }
 
-    /// Forgets the sequencer in use after `error`, if it is the connection's fault.
-    private func failed(_ client: SequencerClient, _ error: any Error) -> Bool {
+    /// Whether `error` is worth a retry; forgets the sequencer in use when the connection
+    /// itself is the problem (so the next attempt goes to the next sequencer).
+    private func failed(_ client: SequencerClient, _ error: any Error) async -> Bool {
         guard let rpcError = error as? RPCError, [.unavailable, .unauthenticated, .cancelled, .deadlineExceeded].contains(rpcError.code) else {
             return false
+        }
+        if rpcError.errorID == "SEQUENCER_DATABASE_UNAVAILABLE" {
+            // The sequencer is up, its database is not (a restart): wait a little, same sequencer.
+            try? await Task.sleep(for: .milliseconds(100))
+            return true
         }
         if let current, current.client.rpc.channel === client.rpc.channel {
             logger.warning("sequencer connection failed; moving to the next", metadata: ["error": "\(error)", "member": "\(member)"])
@@ -97,7 +103,7 @@ public actor SequencerConnection {
             } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" && attempt > 1 {
                 return  // an earlier attempt was sequenced after all
             } catch {
-                guard failed(client, error), attempt <= endpoints.count * 3 else { throw error }
+                guard await failed(client, error), attempt <= 100 else { throw error }
             }
         }
     }
@@ -121,7 +127,7 @@ public actor SequencerConnection {
                         return
                     } catch {
                         failures += 1
-                        guard await self.failedSubscription(error), failures <= 20 else {
+                        guard await self.failedSubscription(error), failures <= 100 else {
                             continuation.finish(throwing: error)
                             return
                         }
@@ -133,9 +139,9 @@ public actor SequencerConnection {
         }
     }
 
-    private func failedSubscription(_ error: any Error) -> Bool {
+    private func failedSubscription(_ error: any Error) async -> Bool {
         guard let current else { return true }
-        return failed(current.client, error)
+        return await failed(current.client, error)
     }
 
     public func close() async {

@@ -68,14 +68,20 @@ actor SafePoint {
     }
 
     private func poll() async {
+        var failures = 0
         while !waiters.isEmpty {
             do {
                 advance(to: try await Self.read(database))
+                failures = 0
             } catch {
-                let failed = waiters
-                waiters = []
-                for waiter in failed { waiter.continuation.resume(throwing: error) }
-                break
+                // The database is restarting or unreachable: readers wait, they are not failed;
+                // the pool reconnects and reading resumes where it stopped.
+                failures += 1
+                if failures == 1 || failures % 50 == 0 {
+                    Logger(label: "weft.sequencer").warning("cannot read the writers' watermarks; retrying", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
             }
             guard !waiters.isEmpty else { break }
             await sleepOrPoke()
@@ -150,13 +156,34 @@ struct SequencerReader: Sendable {
     /// Rows read per query.
     static let pageSize = 500
 
+    /// What a reader yields: a delivery, or the news that everything up to a safe point has
+    /// been yielded (so a consumer that processed the items before it has processed all of them).
+    enum Item: Sendable {
+        case delivery(StoredDelivery)
+        case caughtUp(Int64)
+    }
+
     /// The member's deliveries from `counter` on, as they become safe to read; runs until cancelled.
-    ///
-    /// `progress`, if given, learns each safe point the stream has read up to completely.
-    func deliveries(
-        member: Int32, memberName: String, from counter: Int64, progress: (@Sendable (Int64) async -> Void)? = nil
-    ) -> AsyncThrowingStream<StoredDelivery, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<StoredDelivery, any Error>.makeStream(bufferingPolicy: .unbounded)
+    func deliveries(member: Int32, memberName: String, from counter: Int64) -> AsyncThrowingStream<StoredDelivery, any Error> {
+        let items = self.items(member: member, memberName: memberName, from: counter)
+        let (stream, continuation) = AsyncThrowingStream<StoredDelivery, any Error>.makeStream()
+        let task = Task {
+            do {
+                for try await item in items {
+                    if case .delivery(let delivery) = item { continuation.yield(delivery) }
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// `deliveries`, with a `caughtUp` marker after each safe point read completely.
+    func items(member: Int32, memberName: String, from counter: Int64) -> AsyncThrowingStream<Item, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<Item, any Error>.makeStream(bufferingPolicy: .unbounded)
         let task = Task {
             do {
                 var position = try await start(member: member, memberName: memberName, counter: counter)
@@ -164,11 +191,11 @@ struct SequencerReader: Sendable {
                 while !Task.isCancelled {
                     let page = try await read(member: member, after: position, upTo: safe)
                     for delivery in page where delivery.counter >= counter {
-                        continuation.yield(delivery)
+                        continuation.yield(.delivery(delivery))
                     }
                     if let last = page.last { position = (last.counter, last.timestamp) }
                     if page.count < Self.pageSize {
-                        await progress?(safe)
+                        continuation.yield(.caughtUp(safe))
                         safe = try await safePoint.wait(after: max(safe, position.timestamp))
                     }
                 }

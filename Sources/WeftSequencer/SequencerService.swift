@@ -4,6 +4,7 @@ import WeftTopology
 public import WeftTransport
 public import WeftWire
 import Synchronization
+import WeftStore
 
 /// `weft.v1.SequencerService`: what members call (docs/sequencer.md).
 public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
@@ -61,10 +62,10 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             throw RPCError(.permissionDenied, "the token is \(member)'s but the submission names sender \(submission.sender)", errorID: "SEQUENCER_SENDER_MISMATCH")
         }
         let maximum = await topology.snapshot().domainParameters.map { Int($0.maxRequestSizeBytes) } ?? Sequencer.defaultMaximumRequestBytes
-        let outcome = try await sequencer.send(
+        let outcome = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.send(
             sender: member, messageID: submission.messageID, batch: submission.batch ?? .init(),
             maxSequencingTime: submission.maxSequencingTime?.microsSinceEpoch ?? (SequencerWriter.now() + 60_000_000),
-            traceparent: submission.traceparent, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes)
+            traceparent: submission.traceparent, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes) }
         if outcome == .duplicate {
             logger.warning("replayed submission refused", metadata: ["member": "\(member)", "message_id": "\(submission.messageID)"])
             throw RPCError(.alreadyExists, "message id \(submission.messageID) was already used by \(member); use a fresh one per submission", errorID: "SEQUENCER_DUPLICATE_MESSAGE_ID")
@@ -83,7 +84,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         let (closed, closer) = AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.makeStream()
         subscriptions.withLock { $0[member, default: [:]][id] = closer }
         defer { _ = subscriptions.withLock { $0[member]?.removeValue(forKey: id) } }
-        let deliveries = try await sequencer.subscribe(member, from: Int64(request.fromCounter))
+        let deliveries = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.subscribe(member, from: Int64(request.fromCounter)) }
         let domain = topology.domain.description
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -91,8 +92,10 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
                 for try await _ in closed {}
             }
             group.addTask {
-                for try await delivery in deliveries {
-                    try await responses.send(.init(signedEvent: try await self.signed(delivery, for: member, domain: domain)))
+                try await Self.databaseErrorsAsUnavailable {
+                    for try await delivery in deliveries {
+                        try await responses.send(.init(signedEvent: try await self.signed(delivery, for: member, domain: domain)))
+                    }
                 }
             }
             try await group.next()
@@ -150,6 +153,18 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         return .init(
             domain: snapshot.domain.description, parameters: snapshot.domainParameters, sequencers: snapshot.sequencers.map(\.description),
             submissionsRequireSignature: false)
+    }
+
+    /// A database failure (restart, network) is UNAVAILABLE for the member: retry, here or at
+    /// another sequencer; a retried send with the same message id is never sequenced twice.
+    static func databaseErrorsAsUnavailable<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as PostgresError {
+            throw RPCError(.unavailable, "the sequencer's database is unavailable (\(error.message)); retry", errorID: "SEQUENCER_DATABASE_UNAVAILABLE")
+        } catch let error as SequencerWriterError {
+            throw RPCError(.unavailable, "\(error); retry", errorID: "SEQUENCER_WRITER_OFFLINE")
+        }
     }
 
     private func authorized(_ context: RPCCallContext) async throws -> String {

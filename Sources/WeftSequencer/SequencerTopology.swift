@@ -119,11 +119,11 @@ public actor SequencerTopology {
                 guard let self else { return }
                 do {
                     let from = await self.processedCounter + 1
-                    let deliveries = try await self.sequencer.subscribe(member, from: from) { [weak self] safe in
-                        await self?.caughtUp(to: safe)
-                    }
-                    for try await delivery in deliveries {
-                        try await self.process(delivery)
+                    for try await item in try await self.sequencer.subscribeItems(member, from: from) {
+                        switch item {
+                        case .delivery(let delivery): try await self.process(delivery)
+                        case .caughtUp(let safe): await self.caughtUp(to: safe)
+                        }
                     }
                 } catch {
                     if Task.isCancelled { return }

@@ -1,0 +1,170 @@
+import Foundation
+import Logging
+import Testing
+import WeftCrypto
+import WeftDomainManager
+import WeftSequencer
+import WeftStore
+import WeftTestSupport
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// Sequencer processes dying and the database restarting while members send and read:
+/// nothing is lost, nothing is delivered twice.
+@Suite(.timeLimit(.minutes(3))) struct FailoverTests {
+    /// A domain of `sequencerCount` sequencer processes on one database, bootstrapped by an
+    /// in-process domain manager, with two onboarded participants.
+    struct Domain {
+        let directory: NodeDirectory
+        let processes: [WeftProcess]
+        let ports: [Int]
+        let domainID: String
+        let sequencerKey: SigningPrivateKey
+        let alice: (member: String, key: SigningPrivateKey)
+        let bob: (member: String, key: SigningPrivateKey)
+        let manager: DomainManager
+
+        static func start(_ fixture: PostgresFixture, sequencerCount: Int) async throws -> Domain {
+            let directory = try NodeDirectory()
+            let namespaceKey = try SigningPrivateKey.generate()
+            let sequencerKey = try SigningPrivateKey.generate()
+            try KeyFile.write(sequencerKey, to: directory.path + "/keys-sequencer.pem")
+            let domainID = "domain1::\(namespaceKey.publicKey.fingerprint)"
+            var processes: [WeftProcess] = []
+            var ports: [Int] = []
+            for node in 0..<sequencerCount {
+                let port = try OnboardingTests.freePort()
+                try directory.write("sequencer\(node).yaml", """
+                    nodes:
+                      sequencer\(node):
+                        kind: sequencer
+                        sequencer-node: \(node)
+                        offline-after: 1s
+                        listen: 127.0.0.1:\(port)
+                        domain: \(domainID)
+                        signing-key: keys-sequencer.pem
+                        drain-timeout: 1s
+                        tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
+                        database: { url: \(fixture.url) }
+                    """)
+                let process = try WeftProcess(["run", "-c", "sequencer\(node).yaml", "--migrate"], directory: directory.path)
+                let ready = await process.nextLine()
+                guard ready?.contains("listening on") == true else { throw TestError("sequencer \(node) did not start: \(process.standardError)") }
+                processes.append(process)
+                ports.append(port)
+            }
+            // The domain manager keeps its topology in a database of its own.
+            _ = try PostgresConnection(url: fixture.url).execute("CREATE DATABASE manager")
+            let managerDatabase = PostgresDatabase(url: fixture.url.replacingOccurrences(of: "/weft", with: "/manager"))
+            _ = try await managerDatabase.withConnection { try DomainManager.migrator.migrate($0) }
+            let manager = try DomainManager(
+                name: "domain1", namespaceKey: namespaceKey, memberKey: try SigningPrivateKey.generate(), database: managerDatabase, logger: Logger(label: "test"))
+            var clients: [RPCClient] = []
+            for port in ports { clients.append(try await Self.connect(directory, port)) }
+            let parameters = Weft.V1.DomainParameters(
+                participantResponseTimeout: .init(micros: 30_000_000), reconciliationInterval: .init(micros: 60_000_000), maxRequestSizeBytes: 1 << 20,
+                ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000), mediatorDeduplicationTimeout: .init(micros: 600_000_000),
+                authenticationTokenLifetime: .init(micros: 3_600_000_000))
+            try await manager.bootstrap(sequencers: clients, genesis: try await manager.genesis(sequencerKeys: [sequencerKey.publicKey], mediator: nil, parameters: parameters))
+            try await manager.connect(clients[0], sequencerKeys: [sequencerKey.publicKey])
+            // Two participants, allow-listed by the manager, onboarded through the first sequencer.
+            var participants: [(String, SigningPrivateKey)] = []
+            let domain = try UniqueIdentifier(parsing: domainID)
+            for name in ["alice", "bob"] {
+                let namespace = try SigningPrivateKey.generate()
+                let signing = try SigningPrivateKey.generate()
+                let id = try UniqueIdentifier(name: name, namespace: namespace.publicKey.fingerprint)
+                let member = MemberID(role: .participant, identifier: id)
+                _ = try await manager.change([.participantState(id, permission: .submission)])
+                let identity = [
+                    try SignedTopologyTransaction(signing: .init(replace: .rootDelegation(namespace.publicKey), serial: 1, domain: domain), with: [namespace]).wire,
+                    try SignedTopologyTransaction(
+                        signing: .init(replace: .keys(of: member, signing: [signing.publicKey], encryption: [try EncryptionPrivateKey.generate().publicKey]), serial: 1, domain: domain),
+                        with: [namespace]).wire,
+                ]
+                _ = try await clients[0].sequencer.onboard(.init(participant: id.description, identity: identity))
+                participants.append((member.description, signing))
+            }
+            return Domain(
+                directory: directory, processes: processes, ports: ports, domainID: domainID, sequencerKey: sequencerKey,
+                alice: participants[0], bob: participants[1], manager: manager)
+        }
+
+        static func connect(_ directory: NodeDirectory, _ port: Int) async throws -> RPCClient {
+            let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: directory.ca.certificatePEM))
+            return try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(tls))
+        }
+
+        /// A member's connection over every sequencer, first one first.
+        func connection(_ member: (member: String, key: SigningPrivateKey)) throws -> SequencerConnection {
+            let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: directory.ca.certificatePEM))
+            return SequencerConnection(
+                member: member.member, domain: domainID, key: member.key, sequencerKeys: [sequencerKey.publicKey],
+                endpoints: ports.map { .init(host: "127.0.0.1", port: $0, security: .tls(tls)) })
+        }
+
+        func stop() async {
+            await manager.stop()
+            for process in processes where process.process.isRunning {
+                process.signal(SIGTERM)
+                _ = await process.exitStatus()
+            }
+            directory.remove()
+        }
+    }
+
+    /// Alice sends `count` messages to Bob while `disrupt` runs after the first `after`;
+    /// Bob must read each exactly once, in order.
+    static func sendAndRead(_ domain: Domain, count: Int, after: Int, disrupt: @escaping @Sendable () async throws -> Void) async throws {
+        let alice = try domain.connection(domain.alice)
+        let bob = try domain.connection(domain.bob)
+        let reader = Task {
+            var received: [String] = []
+            var counters: [UInt64] = []
+            for try await event in bob.events(from: 0) {
+                counters.append(event.counter)
+                guard case .deliver(let deliver)? = event.event, deliver.sender == domain.alice.member else { continue }
+                for envelope in deliver.batch?.envelopes ?? [] { received.append(String(decoding: envelope.content, as: UTF8.self)) }
+                if received.count >= count { break }
+            }
+            return (received, counters)
+        }
+        for number in 0..<count {
+            if number == after { try await disrupt() }
+            try await alice.send(.init(envelopes: [.init(content: Array("message \(number)".utf8), recipients: [domain.bob.member])]), messageID: "m\(number)")
+        }
+        let (received, counters) = try await reader.value
+        #expect(received == (0..<count).map { "message \($0)" }, "lost, repeated or reordered messages")
+        #expect(counters == Array(0..<UInt64(counters.count)), "Bob's counters are not consecutive")
+        await alice.close()
+        await bob.close()
+    }
+
+    @Test func killingASequencerProcessLosesAndRepeatsNothing() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let domain = try await Domain.start(fixture, sequencerCount: 2)
+            try await Self.sendAndRead(domain, count: 120, after: 40) {
+                // Both members are connected to the first sequencer: kill it without warning.
+                domain.processes[0].signal(SIGKILL)
+                _ = await domain.processes[0].exitStatus()
+            }
+            await domain.stop()
+        }
+    }
+
+    @Test func restartingTheDatabaseLosesAndRepeatsNothing() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let domain = try await Domain.start(fixture, sequencerCount: 1)
+            try await Self.sendAndRead(domain, count: 120, after: 40) {
+                try await fixture.restart()
+            }
+            await domain.stop()
+        }
+    }
+}
+
+struct TestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
