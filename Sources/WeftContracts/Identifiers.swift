@@ -92,6 +92,17 @@ public struct ContractID: Hashable, Comparable, Sendable, CustomStringConvertibl
     public var description: String { digest.description }
 
     public static func < (lhs: ContractID, rhs: ContractID) -> Bool { lhs.digest < rhs.digest }
+
+    /// The id the create with node seed `seed` gives `contract`
+    /// (docs/contracts.md §6).
+    public init(seed: NodeSeed, contract: ContractInstance) { self = Derivation.contractID(seed, contract) }
+
+    /// Whether this id is the one the create with node seed `seed` gives
+    /// `contract`: proof that contract data shown for the id is the data it
+    /// was created with.
+    public func authenticates(_ contract: ContractInstance, seed: NodeSeed) -> Bool {
+        Derivation.contractID(seed, contract) == self
+    }
 }
 
 /// A package's id: the purpose-tagged SHA-256 of its canonical form, so the

@@ -64,6 +64,17 @@ public struct Interpreter: Sendable {
         try run.root(command, index: 0, seed: nodeSeed, authorizers: authorizers.normalized())
         return run.transaction
     }
+
+    /// Fetches `contract` as the root of a transaction with explicit
+    /// authorizers: how a validator re-interprets a view whose root action
+    /// is a fetch (there is no fetch command).
+    public func interpretFetch(
+        _ template: TemplateID, contract: ContractID, authorizers: [Party], contracts: some ContractLookup
+    ) throws(ContractError) -> Transaction {
+        var run = Run(interpreter: self, lookup: contracts)
+        try run.rootFetch(template, contract, authorizers: authorizers.normalized())
+        return run.transaction
+    }
 }
 
 /// The state of one interpretation.
@@ -168,6 +179,15 @@ private struct Run<Lookup: ContractLookup> {
                 childIndex: index, location: nil)
             roots.append(node)
         }
+    }
+
+    mutating func rootFetch(_ templateID: TemplateID, _ id: ContractID, authorizers: [Party]) throws(ContractError) {
+        path = [0]
+        let (package, template) = try indexes(of: templateID)
+        code = CodeContext(package: package, template: template, choice: nil)
+        let (_, node) = try fetch(
+            package, template, id, authorizers: authorizers, parent: nil, childIndex: 0, location: nil)
+        roots.append(node)
     }
 
     private func indexes(of id: TemplateID) throws(ContractError) -> (Int, Int) {
@@ -314,8 +334,8 @@ private struct Run<Lookup: ContractLookup> {
     }
 
     private mutating func fetch(
-        _ package: Int, _ template: Int, _ id: ContractID, authorizers: [Party], parent: Int, childIndex: Int,
-        location: SourceLocation
+        _ package: Int, _ template: Int, _ id: ContractID, authorizers: [Party], parent: Int?, childIndex: Int,
+        location: SourceLocation?
     ) throws(ContractError) -> (Value, Int) {
         try checkNodeCount(location)
         let contract = try resolve(id, package, template, location)
@@ -383,7 +403,7 @@ private struct Run<Lookup: ContractLookup> {
                 template: stored.template, argument: stored.argument, signatories: signatories, observers: observers),
             package: package, template: template, fields: fields)
         known[id] = contract
-        inputs.append(InputContract(id: id, contract: contract.contract))
+        inputs.append(InputContract(id: id, contract: contract.contract, creationSeed: lookup.creationSeed(of: id)))
         return contract
     }
 

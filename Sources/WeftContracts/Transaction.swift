@@ -48,6 +48,8 @@ public struct Transaction: Sendable, Equatable {
 public struct InputContract: Sendable, Equatable {
     public let id: ContractID
     public let contract: ContractInstance
+    /// The seed of the create that made it, if the lookup knows it.
+    public let creationSeed: NodeSeed?
 }
 
 /// One action of a transaction, with the parties Daml's ledger model

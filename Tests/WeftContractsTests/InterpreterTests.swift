@@ -55,6 +55,45 @@ private func error(_ body: () throws -> Void) -> ContractError? {
 
 @Suite("Interpreter: IOU")
 struct IouInterpreterTests {
+    @Test("the store keeps each contract's creation seed, which authenticates its data against its id")
+    func creationSeeds() throws {
+        var ledger = try IouLedger()
+        let id = try ledger.issue(bank, alice, "100")
+        let creation = try #require(ledger.store.creationSeed(of: id))
+        let contract = try #require(ledger.store.contract(id))
+        #expect(id.authenticates(contract, seed: creation))
+        #expect(ContractID(seed: creation, contract: contract) == id)
+        let forged = ContractInstance(
+            template: contract.template,
+            argument: .record([.party(bank), .party(alice), .text("USD"), decimal("1000")]),
+            signatories: contract.signatories, observers: contract.observers)
+        #expect(!id.authenticates(forged, seed: creation))
+        let transfer = try ledger.interpreter.submit(
+            [try ledger.exercise(id, "Transfer", ["newOwner": .party(bob)])], actAs: [alice], seed: seed(50),
+            contracts: ledger.store)
+        #expect(transfer.inputContracts.map(\.creationSeed) == [creation])
+        ledger.store.commit(transfer)
+        #expect(ledger.store.creationSeed(of: id) == nil, "archived contracts leave the store with their seeds")
+    }
+
+    @Test("a fetch re-run as the root of a transaction: its actors are the authorizers that are stakeholders")
+    func fetchAsRoot() throws {
+        var ledger = try IouLedger()
+        let id = try ledger.issue(bank, alice, "100")
+        let fetched = try ledger.interpreter.interpretFetch(
+            ledger.iou, contract: id, authorizers: [alice, carol], contracts: ledger.store)
+        #expect(outline(fetched) == ["fetch Iou informees=alice,bank confirming=alice,bank"])
+        let failure = error {
+            _ = try ledger.interpreter.interpretFetch(
+                ledger.iou, contract: id, authorizers: [carol], contracts: ledger.store)
+        }
+        guard case .runtime(.fetchNotAuthorized, let context)? = failure else {
+            Issue.record("expected an unauthorized fetch, got \(String(describing: failure))")
+            return
+        }
+        #expect(context.position == [0])
+    }
+
     @Test("the issuer issues an IOU: one create, signed by the issuer, seen by both")
     func issue() throws {
         var ledger = try IouLedger()
