@@ -438,7 +438,7 @@ struct DvpTests {
             "Cash", ["bank": .party(bank), "owner": .party(alice), "amount": decimal("1000")], by: [bank], seed: 1)
         security = try create(
             "Security",
-            ["bank": .party(bank), "holder": .party(bob), "isin": .text("XS0000000001"), "quantity": .int(10)],
+            ["custodian": .party(bank), "holder": .party(bob), "isin": .text("XS0000000001"), "quantity": .int(10)],
             by: [bank], seed: 2)
         offer = try makeOffer(price: "1000", payment: cash)
     }
@@ -457,8 +457,9 @@ struct DvpTests {
         try create(
             "Offer",
             [
-                "buyer": .party(alice), "seller": .party(bob), "bank": .party(bank), "isin": .text("XS0000000001"),
-                "quantity": .int(10), "price": decimal(price), "payment": .contractID(payment),
+                "buyer": .party(alice), "seller": .party(bob), "bank": .party(bank), "custodian": .party(bank),
+                "isin": .text("XS0000000001"), "quantity": .int(10), "price": decimal(price),
+                "payment": .contractID(payment),
             ], by: [alice], seed: 3)
     }
 
