@@ -25,7 +25,12 @@ struct CanonicalWriter {
         }
     }
 
+    mutating func int64(_ value: Int64) { uint64(UInt64(bitPattern: value)) }
+
     mutating func count(_ value: Int) { uint32(UInt32(value)) }
+
+    /// Bytes as they are (the caller writes their length where it is not fixed).
+    mutating func raw(_ data: [UInt8]) { bytes.append(contentsOf: data) }
 
     mutating func digest(_ digest: Digest32) {
         uint64(digest.w0)
