@@ -97,6 +97,8 @@ public actor DomainManager {
             do {
                 for try await event in try client.subscribe(from: 0) {
                     await self?.apply(event)
+                    // Applied and stored: the sequencer may prune it.
+                    if let timestamp = event.timestamp { try? await client.acknowledge(upTo: timestamp) }
                 }
             } catch {
                 self?.logger.warning("the domain manager's event stream ended", metadata: ["error": "\(error)"])

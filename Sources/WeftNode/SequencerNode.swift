@@ -102,7 +102,15 @@ struct SequencerAdministration: Weft.V1.SequencerAdministrationService.Provider 
     }
 
     func prune(_ request: Weft.V1.PruneRequest, context: RPCCallContext) async throws -> Weft.V1.PruneResponse {
-        throw RPCError(.unimplemented, "pruning comes with the sequencer's acknowledgement work", errorID: "SEQUENCER_PRUNE_UNAVAILABLE")
+        guard let upTo = request.upToInclusive?.microsSinceEpoch else {
+            throw RPCError(.invalidArgument, "say up to which time to prune (up_to_inclusive)", errorID: "SEQUENCER_PRUNE_NO_TIME")
+        }
+        do {
+            let outcome = try await sequencer.prune(upToInclusive: upTo, force: request.force)
+            return .init(eventsRemoved: UInt64(outcome.eventsRemoved), membersCutOff: outcome.membersCutOff)
+        } catch let error as PruneError {
+            throw RPCError(.failedPrecondition, error.description, errorID: "SEQUENCER_PRUNE_REFUSED")
+        }
     }
 
     func getSequencerStatus(_ request: Weft.V1.GetSequencerStatusRequest, context: RPCCallContext) async throws -> Weft.V1.GetSequencerStatusResponse {

@@ -160,6 +160,87 @@ extension Sequencer {
     }
 }
 
+/// What a prune removed.
+public struct PruneOutcome: Sendable, Equatable {
+    public let eventsRemoved: Int
+    /// Members that had not acknowledged the pruned events (forced prune only): they must
+    /// recover from a peer's snapshot.
+    public let membersCutOff: [String]
+}
+
+/// Why a prune was refused.
+public enum PruneError: Error, Equatable, CustomStringConvertible {
+    case notAcknowledged(members: [String], safeUpTo: Int64?)
+    case inTheFuture(requested: Int64, safePoint: Int64)
+
+    public var description: String {
+        switch self {
+        case .notAcknowledged(let members, let safe):
+            "members \(members.joined(separator: ", ")) have not acknowledged events up to that time"
+                + (safe.map { "; everything up to \($0) is acknowledged by all" } ?? "; some never acknowledged")
+                + "; prune less, wait, or force it (those members then recover from a peer's snapshot)"
+        case .inTheFuture(let requested, let safe):
+            "cannot prune up to \(requested): events are only final up to \(safe)"
+        }
+    }
+}
+
+extension Sequencer {
+    /// Removes events up to `timestamp` (inclusive) that every enabled member has acknowledged;
+    /// with `force`, also those some have not, cutting those members off. Each member's
+    /// counters stay what they were: its last pruned counter is recorded, and a subscription
+    /// from a pruned counter is refused with the first one still available.
+    public func prune(upToInclusive timestamp: Int64, force: Bool) async throws -> PruneOutcome {
+        let safe = try await safePoint.refresh()
+        guard timestamp <= safe else { throw PruneError.inTheFuture(requested: timestamp, safePoint: safe) }
+        let outcome = try await database.transaction { connection in
+            // One prune at a time, across sequencer nodes.
+            _ = try connection.execute("SELECT pg_advisory_xact_lock(hashtext('weft.sequencer.prune'))")
+            let members = try connection.execute("SELECT id::int8, member, enabled, acknowledged_ts FROM sequencer_members").rows.map { row in
+                (id: try row[0].int64 ?? 0, name: try row[1].string ?? "", enabled: try row[2].bool ?? false, acknowledged: try row[3].int64)
+            }
+            let laggards = members.filter { $0.enabled && ($0.acknowledged ?? Int64.min) < timestamp }
+            if !laggards.isEmpty && !force {
+                let acknowledged = members.filter(\.enabled).compactMap(\.acknowledged)
+                throw PruneError.notAcknowledged(members: laggards.map(\.name).sorted(), safeUpTo: laggards.contains { $0.acknowledged == nil } ? nil : acknowledged.min())
+            }
+            for member in members {
+                // The member's last counter at or before `timestamp`, from its nearest checkpoint.
+                let base = try connection.execute(
+                    "SELECT counter, ts FROM sequencer_counter_checkpoints WHERE member = $1::int8::int4 AND ts <= $2 ORDER BY counter DESC LIMIT 1",
+                    [.int64(member.id), .int64(timestamp)]
+                ).rows.first.map { (try $0[0].int64 ?? -1, try $0[1].int64 ?? Int64.min) } ?? (-1, Int64.min)
+                let counted = try connection.execute(
+                    "SELECT count(*)::int8, max(ts) FROM sequencer_deliveries WHERE member = $1::int8::int4 AND ts > $2 AND ts <= $3",
+                    [.int64(member.id), .int64(base.1), .int64(timestamp)]
+                ).rows[0]
+                let count = try counted[0].int64 ?? 0
+                guard count > 0 || base.0 >= 0, let last = count > 0 ? try counted[1].int64 : base.1 else { continue }
+                let counter = base.0 + count
+                _ = try connection.execute(
+                    "INSERT INTO sequencer_counter_checkpoints (member, counter, ts) VALUES ($1::int8::int4, $2, $3) ON CONFLICT DO NOTHING",
+                    [.int64(member.id), .int64(counter), .int64(last)])
+                _ = try connection.execute(
+                    """
+                    INSERT INTO sequencer_prune_points (member, counter, ts) VALUES ($1::int8::int4, $2, $3)
+                    ON CONFLICT (member) DO UPDATE SET counter = greatest(sequencer_prune_points.counter, excluded.counter),
+                                                      ts = greatest(sequencer_prune_points.ts, excluded.ts)
+                    """, [.int64(member.id), .int64(counter), .int64(last)])
+            }
+            _ = try connection.execute("DELETE FROM sequencer_deliveries WHERE ts <= $1", [.int64(timestamp)])
+            let removed = try connection.execute("DELETE FROM sequencer_events WHERE ts <= $1", [.int64(timestamp)]).affectedRowCount ?? 0
+            _ = try connection.execute("DELETE FROM sequencer_counter_checkpoints c USING sequencer_prune_points p WHERE c.member = p.member AND c.counter < p.counter")
+            _ = try connection.execute("DELETE FROM sequencer_submissions WHERE expires_ts < $1", [.int64(timestamp)])
+            return PruneOutcome(eventsRemoved: removed, membersCutOff: laggards.map(\.name).sorted())
+        }
+        if !outcome.membersCutOff.isEmpty {
+            logger.warning("forced prune cut members off; they must recover from a peer's snapshot", metadata: ["members": "\(outcome.membersCutOff)", "up_to": "\(timestamp)"])
+        }
+        logger.info("pruned", metadata: ["up_to": "\(timestamp)", "events_removed": "\(outcome.eventsRemoved)"])
+        return outcome
+    }
+}
+
 /// Where a sequencer's store stands, for operators.
 public struct SequencerStatus: Sendable, Equatable {
     public struct Member: Sendable, Equatable {

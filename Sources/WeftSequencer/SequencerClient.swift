@@ -46,6 +46,12 @@ public struct SequencerClient: Sendable {
         _ = try await rpc.sequencer.send(.init(submissionRequest: try submission.serializedBytes()), metadata: authorization)
     }
 
+    /// Tells the sequencer the member has processed (and persisted) its events up to `timestamp`:
+    /// they may be pruned once every member has.
+    public func acknowledge(upTo timestamp: Weft.V1.Timestamp) async throws {
+        _ = try await rpc.sequencer.acknowledge(.init(member: member, timestamp: timestamp), metadata: authorization)
+    }
+
     /// The member's events from `counter` on, verified: each signed by a sequencer key, for this
     /// member and domain, counters consecutive from `counter`.
     public func subscribe(from counter: UInt64) throws -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error> {

@@ -211,6 +211,12 @@ struct SequencerReader: Sendable {
     /// The (counter, timestamp) just before `counter`: the nearest checkpoint at or below it.
     private func start(member: Int32, memberName: String, counter: Int64) async throws -> (counter: Int64, timestamp: Int64) {
         try await database.withConnection { connection in
+            let pruned = try connection.execute(
+                "SELECT counter FROM sequencer_prune_points WHERE member = $1::int8::int4", [.int64(Int64(member))]
+            ).rows.first.flatMap { try $0[0].int64 }
+            if let pruned, counter <= pruned {
+                throw SequencerReadError.pruned(member: memberName, requested: counter, firstAvailable: pruned + 1)
+            }
             let rows = try connection.execute(
                 "SELECT counter, ts FROM sequencer_counter_checkpoints WHERE member = $1::int8::int4 AND counter < $2 ORDER BY counter DESC LIMIT 1",
                 [.int64(Int64(member)), .int64(counter)]

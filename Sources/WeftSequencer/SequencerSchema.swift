@@ -62,5 +62,14 @@ enum SequencerSchema {
                 PRIMARY KEY (sender, message_id)
             );
             """),
+        Migration(2, "prune points", """
+            -- Per member, the last counter removed by pruning (and its timestamp): a subscription
+            -- from a counter at or below it is refused with the first counter still available.
+            CREATE TABLE sequencer_prune_points (
+                member  integer PRIMARY KEY,
+                counter bigint  NOT NULL,
+                ts      bigint  NOT NULL
+            );
+            """),
     ])
 }

@@ -85,6 +85,10 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         subscriptions.withLock { $0[member, default: [:]][id] = closer }
         defer { _ = subscriptions.withLock { $0[member]?.removeValue(forKey: id) } }
         let deliveries = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.subscribe(member, from: Int64(request.fromCounter)) }
+        let refusePruned: @Sendable (any Error) -> any Error = { error in
+            guard let pruned = error as? SequencerReadError else { return error }
+            return RPCError(.failedPrecondition, pruned.description, errorID: "SEQUENCER_EVENTS_PRUNED")
+        }
         let domain = topology.domain.description
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -92,10 +96,14 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
                 for try await _ in closed {}
             }
             group.addTask {
-                try await Self.databaseErrorsAsUnavailable {
-                    for try await delivery in deliveries {
-                        try await responses.send(.init(signedEvent: try await self.signed(delivery, for: member, domain: domain)))
+                do {
+                    try await Self.databaseErrorsAsUnavailable {
+                        for try await delivery in deliveries {
+                            try await responses.send(.init(signedEvent: try await self.signed(delivery, for: member, domain: domain)))
+                        }
                     }
+                } catch {
+                    throw refusePruned(error)
                 }
             }
             try await group.next()

@@ -122,7 +122,12 @@ public actor SequencerTopology {
                     for try await item in try await self.sequencer.subscribeItems(member, from: from) {
                         switch item {
                         case .delivery(let delivery): try await self.process(delivery)
-                        case .caughtUp(let safe): await self.caughtUp(to: safe)
+                        case .caughtUp(let safe):
+                            await self.caughtUp(to: safe)
+                            if await self.acknowledgementDue() {
+                                // The sequencers' own stream is processed (and its effects stored) up to here.
+                                try? await self.sequencer.acknowledge(member, upTo: safe)
+                            }
                         }
                     }
                 } catch {
@@ -157,6 +162,15 @@ public actor SequencerTopology {
         let waiters = changeWaiters
         changeWaiters = []
         for waiter in waiters { waiter.resume() }
+    }
+
+    private var lastAcknowledgement = ContinuousClock.now - .seconds(10)
+
+    /// Acknowledge the own stream at most once a second (each is a database write).
+    private func acknowledgementDue() -> Bool {
+        guard ContinuousClock.now - lastAcknowledgement >= .seconds(1) else { return false }
+        lastAcknowledgement = .now
+        return true
     }
 
     private func caughtUp(to timestamp: Int64) {

@@ -233,4 +233,68 @@ import WeftWire
             await node.stop()
         }
     }
+
+    @Test func pruningRemovesExactlyWhatEveryMemberAcknowledged() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await Node.start(fixture.url, domain: &domain)
+            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let mediator = try await Self.client(node, domain, member: domain.mediatorMember, key: domain.mediatorKey)
+            let alice = try TestDomain.Participant("participant1")
+            let bob = try TestDomain.Participant("participant2")
+            try await Self.onboard([alice, bob], node: node, domain: &domain, manager: manager)
+            let aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
+            let bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
+            for number in 0..<10 {
+                try await aliceClient.send(.init(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob.member.description])]), messageID: "m\(number)")
+            }
+            var bobEvents: [Weft.V1.SequencedEvent] = []
+            for try await event in try bobClient.subscribe(from: 0) {
+                bobEvents.append(event)
+                if bobEvents.count == 10 { break }
+            }
+            let cut = bobEvents[4]  // Bob has processed his first five events
+            let cutTime = try #require(cut.timestamp)
+
+            // Nobody has acknowledged anything yet: refused, naming who holds it back.
+            await #expect {
+                _ = try await node.sequencer.prune(upToInclusive: cutTime.microsSinceEpoch, force: false)
+            } throws: { error in
+                guard case .notAcknowledged(let members, _)? = error as? PruneError else { return false }
+                return members.contains(bob.member.description) && members.contains(domain.mediatorMember.description)
+            }
+            // Everyone acknowledges at least up to the cut.
+            try await bobClient.acknowledge(upTo: cutTime)
+            try await mediator.acknowledge(upTo: cutTime)
+            try await manager.acknowledge(upTo: cutTime)
+            try await aliceClient.acknowledge(upTo: try #require(bobEvents.last?.timestamp))
+            try await node.sequencer.acknowledge(domain.sequencerMember.description, upTo: cutTime.microsSinceEpoch)
+            let outcome = try await node.sequencer.prune(upToInclusive: cutTime.microsSinceEpoch, force: false)
+            #expect(outcome.membersCutOff.isEmpty)
+            #expect(outcome.eventsRemoved >= 5)
+            let remaining = try PostgresConnection(url: fixture.url).execute("SELECT count(*) FROM sequencer_events WHERE ts <= $1", [.int64(cutTime.microsSinceEpoch)]).rows[0][0].int64
+            #expect(remaining == 0)
+
+            // Bob cannot go back before the cut: a clear error, not a silent gap …
+            await #expect {
+                for try await _ in try bobClient.subscribe(from: 0) {}
+            } throws: { error in
+                guard let error = error as? RPCError else { return false }
+                return error.errorID == "SEQUENCER_EVENTS_PRUNED" && error.message.contains("subscribe from \(cut.counter + 1)")
+            }
+            // … and from the next counter he gets exactly the rest, same counters as before.
+            var rest: [Weft.V1.SequencedEvent] = []
+            for try await event in try bobClient.subscribe(from: cut.counter + 1) {
+                rest.append(event)
+                if rest.count == 5 { break }
+            }
+            #expect(rest == Array(bobEvents[5...]))
+
+            // A forced prune past what Bob acknowledged cuts him off, and says so.
+            let last = try #require(bobEvents.last?.timestamp)
+            let forced = try await node.sequencer.prune(upToInclusive: last.microsSinceEpoch, force: true)
+            #expect(forced.membersCutOff.contains(bob.member.description))
+            await node.stop()
+        }
+    }
 }
