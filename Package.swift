@@ -150,7 +150,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "weft-bench",
-            dependencies: ["WeftWire", "WeftCrypto", "WeftTestSupport", "WeftSequencer", "WeftTopology", "WeftTransport"],
+            dependencies: ["WeftWire", "WeftCrypto", "WeftTestSupport", "WeftSequencer", "WeftTopology", "WeftTransport", "WeftContracts"],
             swiftSettings: swiftSettings
         ),
 

@@ -166,6 +166,7 @@ case "profile-envelope-decode":
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }
 case "wire":
     try runWire(seconds: seconds)
+case "views": try ViewsBenchmark.run(arguments: arguments)
 case "crypto":
     var rounds = 3
     if let index = arguments.firstIndex(of: "--rounds"), index + 1 < arguments.count, let value = Int(arguments[index + 1]) {
