@@ -187,7 +187,7 @@ public struct Configuration: Sendable, Equatable {
         return parsed
     }
 
-    static func parseDuration(_ text: String) -> Duration? {
+    public static func parseDuration(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Int64)] = [("us", 1), ("ms", 1000), ("s", 1_000_000), ("m", 60_000_000), ("h", 3_600_000_000)]
         for (suffix, micros) in units where trimmed.hasSuffix(suffix) {
@@ -199,7 +199,7 @@ public struct Configuration: Sendable, Equatable {
         return nil
     }
 
-    static func parseBytes(_ text: String) -> Int? {
+    public static func parseBytes(_ text: String) -> Int? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
         for (suffix, factor) in units where trimmed.hasSuffix(suffix) {

@@ -144,13 +144,17 @@ final class DomainManagerNode: Service {
         defer { Task { await database.shutdown() } }
         try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .domainManager), migrate: settings.migrate, logger: logger)
         let manager = try DomainManager(name: name, namespaceKey: namespaceKey, memberKey: signingKey, database: database, logger: logger)
-        var clients: [RPCClient] = []
-        for address in sequencers.addresses { clients.append(try await connectWithRetry(address)) }
-        if !(try await manager.load()) {
-            let genesis = try await manager.genesis(sequencerKeys: [sequencerKey], mediator: mediator, parameters: Self.defaultParameters)
-            try await manager.bootstrap(sequencers: clients, genesis: genesis)
+        // Start-up waits for the sequencers; a shutdown meanwhile (another node failed) ends it.
+        let clients: [RPCClient] = try await cancelWhenGracefulShutdown {
+            var clients: [RPCClient] = []
+            for address in self.sequencers.addresses { clients.append(try await self.connectWithRetry(address)) }
+            if !(try await manager.load()) {
+                let genesis = try await manager.genesis(sequencerKeys: [self.sequencerKey], mediator: self.mediator, parameters: Self.defaultParameters)
+                try await manager.bootstrap(sequencers: clients, genesis: genesis)
+            }
+            try await manager.connect(clients[0], sequencerKeys: [self.sequencerKey])
+            return clients
         }
-        try await manager.connect(clients[0], sequencerKeys: [sequencerKey])
         var router = RPCRouter()
         DomainManagerAdministration(manager: manager).register(on: &router)
         let server = try await RPCServer.start(

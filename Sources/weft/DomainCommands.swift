@@ -88,7 +88,8 @@ struct KeysCommand: ParsableCommand {
 /// `weft domain-manager …`: the domain owner's console (the seed's `domainManager1.…`).
 struct DomainManagerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "domain-manager", abstract: "Administer a domain through its domain manager.", subcommands: [SetState.self, Members.self])
+        commandName: "domain-manager", abstract: "Administer a domain through its domain manager.",
+        subcommands: [SetState.self, Members.self, Parameters.self])
 
     struct SetState: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -148,6 +149,61 @@ struct DomainManagerCommand: AsyncParsableCommand {
                 try printJSON(members.map { member in
                     ["member": member.member, "role": "\(member.role)", "permission": "\(member.permission)", "trust": "\(member.trustLevel)", "registered": member.registered] as [String: Any]
                 })
+            }
+        }
+    }
+}
+
+extension DomainManagerCommand {
+    struct Parameters: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the domain parameters, or change some of them (each --set is signed and broadcast to all members).")
+
+        @OptionGroup var remote: RemoteOptions
+        @Option var output: OutputFormat = .text
+        @Option(name: .customLong("set"), help: ArgumentHelp(
+            "Change a parameter: participant-response-timeout, reconciliation-interval, ledger-time-record-time-tolerance, mediator-deduplication-timeout, authentication-token-lifetime (durations, e.g. 30s) or max-request-size (bytes).",
+            valueName: "name=value"))
+        var changes: [String] = []
+
+        func run() async throws {
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            var parameters = try await client.domainManagerAdministration.getDomainParameters(.init()).parameters ?? .init()
+            if !changes.isEmpty {
+                for change in changes {
+                    let parts = change.split(separator: "=", maxSplits: 1).map(String.init)
+                    guard parts.count == 2 else { throw ValidationError("--set \(change): expected name=value") }
+                    let micros = Configuration.parseDuration(parts[1]).map { Int64($0.components.seconds) * 1_000_000 + $0.components.attoseconds / 1_000_000_000_000 }
+                    func duration() throws -> Weft.V1.Duration {
+                        guard let micros, micros > 0 else { throw ValidationError("--set \(change): expected a positive duration such as 30s") }
+                        return .init(micros: micros)
+                    }
+                    switch parts[0] {
+                    case "participant-response-timeout": parameters.participantResponseTimeout = try duration()
+                    case "reconciliation-interval": parameters.reconciliationInterval = try duration()
+                    case "ledger-time-record-time-tolerance": parameters.ledgerTimeRecordTimeTolerance = try duration()
+                    case "mediator-deduplication-timeout": parameters.mediatorDeduplicationTimeout = try duration()
+                    case "authentication-token-lifetime": parameters.authenticationTokenLifetime = try duration()
+                    case "max-request-size":
+                        guard let bytes = Configuration.parseBytes(parts[1]), bytes > 0, bytes <= Int(UInt32.max) else { throw ValidationError("--set \(change): expected a size") }
+                        parameters.maxRequestSizeBytes = UInt32(bytes)
+                    default: throw ValidationError("--set \(change): unknown parameter \(parts[0])")
+                    }
+                }
+                _ = try await client.domainManagerAdministration.setDomainParameters(.init(parameters: parameters))
+            }
+            let fields: [(String, Any)] = [
+                ("participant-response-timeout-micros", parameters.participantResponseTimeout?.micros ?? 0),
+                ("reconciliation-interval-micros", parameters.reconciliationInterval?.micros ?? 0),
+                ("max-request-size-bytes", parameters.maxRequestSizeBytes),
+                ("ledger-time-record-time-tolerance-micros", parameters.ledgerTimeRecordTimeTolerance?.micros ?? 0),
+                ("mediator-deduplication-timeout-micros", parameters.mediatorDeduplicationTimeout?.micros ?? 0),
+                ("authentication-token-lifetime-micros", parameters.authenticationTokenLifetime?.micros ?? 0),
+            ]
+            switch output {
+            case .text: for (name, value) in fields { print("\(name): \(value)") }
+            case .json: try printJSON(Dictionary(uniqueKeysWithValues: fields))
             }
         }
     }

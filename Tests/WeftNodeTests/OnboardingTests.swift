@@ -110,6 +110,13 @@ import WeftTestSupport
             let (_, members, membersError) = try await WeftProcess.run(["domain-manager", "members", "--output", "json"] + admin, directory: dir)
             #expect(members.contains(#""member":"PAR::\#(participant)""#) && members.contains(#""registered":true"#), "\(members) \(membersError)")
 
+            // The domain parameters: shown, changed (signed and broadcast), shown again.
+            let (changed, _, changeError) = try await WeftProcess.run(
+                ["domain-manager", "parameters", "--set", "participant-response-timeout=45s"] + admin, directory: dir)
+            #expect(changed == 0, "\(changeError)")
+            let (_, parameters, _) = try await WeftProcess.run(["domain-manager", "parameters", "--output", "json"] + admin, directory: dir)
+            #expect(parameters.contains(#""participant-response-timeout-micros":45000000"#), "\(parameters)")
+
             domain.signal(SIGTERM)
             #expect(await domain.exitStatus() == 0, "\(domain.standardError)")
         }
