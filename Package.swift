@@ -140,6 +140,7 @@ let package = Package(
                 "WeftStore",
                 "WeftNode",
                 "WeftSequencer",
+                "WeftDomainManager",
                 "WeftTopology",
                 "WeftTransport",
                 "WeftTestSupport",
