@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
 public import WeftWire
@@ -12,10 +13,26 @@ public struct RPCClient: Sendable {
     public let channel: any Channel
     /// The limits this connection was made with (the client handler's, too).
     public let configuration: RPCConfiguration
+    /// The connection's call handler, kept so that calls made after the connection failed
+    /// still learn why it failed (the pipeline no longer holds the handler then).
+    private let knownHandler: NIOLoopBound<RPCClientHandler>?
 
     public init(channel: any Channel, configuration: RPCConfiguration = .default) {
         self.channel = channel
         self.configuration = configuration
+        knownHandler = nil
+    }
+
+    private init(channel: any Channel, configuration: RPCConfiguration, handler: NIOLoopBound<RPCClientHandler>) {
+        self.channel = channel
+        self.configuration = configuration
+        knownHandler = handler
+    }
+
+    /// The call handler; on the channel's event loop.
+    func handler() throws -> RPCClientHandler {
+        if let knownHandler { return knownHandler.value }
+        return try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
     }
 
     /// Connects to `host:port` with the full client pipeline (TLS or, when
@@ -29,17 +46,19 @@ public struct RPCClient: Sendable {
                 "connecting WITHOUT TLS: traffic is neither encrypted nor authenticated; never do this outside a local experiment",
                 metadata: ["address": "\(host):\(port)"])
         }
+        let handlers = NIOLockedValueBox<NIOLoopBound<RPCClientHandler>?>(nil)
         let channel = try await ClientBootstrap(group: group ?? MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try RPCPipeline.add(to: channel, role: .client, security: security, configuration: configuration) {
-                        RPCClientHandler(configuration: configuration)
-                    }
+                    let handler = RPCClientHandler(configuration: configuration)
+                    handlers.withLockedValue { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
+                    try RPCPipeline.add(to: channel, role: .client, security: security, configuration: configuration) { handler }
                 }
             }
             .connect(host: host, port: port).get()
-        return RPCClient(channel: channel, configuration: configuration)
+        guard let handler = handlers.withLockedValue({ $0 }) else { return RPCClient(channel: channel, configuration: configuration) }
+        return RPCClient(channel: channel, configuration: configuration, handler: handler)
     }
 
     /// Closes the connection; calls still open fail with UNAVAILABLE.
@@ -66,12 +85,13 @@ public struct RPCClient: Sendable {
         precondition(method.kind == .serverStreaming, "\(method.path) is \(method.kind), not server-streaming")
         let bytes = try request.serializedBytes()
         let channel = self.channel
+        let client = self
         let eventLoop = channel.eventLoop
         let (payloads, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
         let call = CallState(eventLoop: eventLoop)
         eventLoop.execute {
             guard !call.cancelled else { return }
-            guard let handler = try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self) else {
+            guard let handler = try? client.handler() else {
                 continuation.finish(throwing: RPCError(.unavailable, "the connection is closed", errorID: "RPC_CONNECTION_CLOSED"))
                 return
             }
@@ -85,14 +105,14 @@ public struct RPCClient: Sendable {
         }
         continuation.onTermination = { termination in
             guard case .cancelled = termination else { return }
-            call.cancel(channel)
+            call.cancel(client)
         }
         let credit = ReadCredit(windowBytes: configuration.streamWindowBytes)
         return RPCMessageStream(
             payloads: payloads,
             consumed: { count in
                 guard let increment = credit.read(count) else { return }
-                call.grant(channel, increment)
+                call.grant(client, increment)
             }, malformed: Self.malformedResponse)
     }
 
@@ -107,10 +127,11 @@ public struct RPCClient: Sendable {
     ) async throws -> Response {
         precondition(method.kind == .clientStreaming, "\(method.path) is \(method.kind), not client-streaming")
         let channel = self.channel
+        let client = self
         let eventLoop = channel.eventLoop
         let call = CallState(eventLoop: eventLoop)
         let (result, window) = try await eventLoop.submit {
-            let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
+            let handler = try client.handler()
             let started = handler.start(path: method.path, metadata: metadata, timeout: timeout, request: nil, responses: nil, on: eventLoop)
             call.stream = started.stream
             return (started.result, started.window)
@@ -122,32 +143,33 @@ public struct RPCClient: Sendable {
                 guard let window else { throw RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER") }
                 guard payload.count <= maximumMessageBytes else { throw configuration.messageTooLarge(payload.count) }
                 try await window.acquire(payload.count)
-                call.write(channel, payload)
+                call.write(client, payload)
             }
             do {
                 try await requests(writer)
             } catch {
-                call.cancel(channel)
+                call.cancel(client)
                 // The server's status, if it ended the call first, says more than the writer's error.
                 do { _ = try await result.get() } catch let status as RPCError where status.errorID != "RPC_CANCELLED" { throw status }
                 throw error
             }
             eventLoop.execute {
                 guard let stream = call.stream else { return }
-                try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).halfClose(stream)
+                try? client.handler().halfClose(stream)
             }
             guard let response = try await result.get() else {
                 throw RPCError(.internal, "the server closed the call without a response", errorID: "RPC_NO_RESPONSE")
             }
             return try Self.decode(response)
         } onCancel: {
-            call.cancel(channel)
+            call.cancel(client)
         }
     }
 
     /// Sends one request and waits for the one response (unary calls).
     private func single(_ path: String, request: [UInt8], metadata: [Weft.V1.MetadataEntry], timeout: Duration?) async throws -> [UInt8] {
         let channel = self.channel
+        let client = self
         let eventLoop = channel.eventLoop
         let call = CallState(eventLoop: eventLoop)
         let response = try await withTaskCancellationHandler {
@@ -156,7 +178,7 @@ public struct RPCClient: Sendable {
                     return eventLoop.makeFailedFuture(RPCError(.cancelled, "the call was cancelled by its caller", errorID: "RPC_CANCELLED"))
                 }
                 do {
-                    let handler = try channel.pipeline.syncOperations.handler(type: RPCClientHandler.self)
+                    let handler = try client.handler()
                     let started = handler.start(path: path, metadata: metadata, timeout: timeout, request: request, responses: nil, on: eventLoop)
                     call.stream = started.stream
                     return started.result
@@ -165,7 +187,7 @@ public struct RPCClient: Sendable {
                 }
             }.get()
         } onCancel: {
-            call.cancel(channel)
+            call.cancel(client)
         }
         guard let response else {
             throw RPCError(.internal, "the server closed the call without a response", errorID: "RPC_NO_RESPONSE")
@@ -207,27 +229,27 @@ private final class CallState: @unchecked Sendable {
     }
 
     /// Cancels the call from any thread: a cancel frame if it started, else it never will.
-    func cancel(_ channel: any Channel) {
+    func cancel(_ client: RPCClient) {
         eventLoop.execute {
             self._cancelled = true
             guard let stream = self._stream else { return }
-            try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).cancel(stream)
+            try? client.handler().cancel(stream)
         }
     }
 
     /// Grants the server `increment` more response bytes (the caller has read them).
-    func grant(_ channel: any Channel, _ increment: UInt32) {
+    func grant(_ client: RPCClient, _ increment: UInt32) {
         eventLoop.execute {
             guard let stream = self._stream else { return }
-            try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).grant(stream, increment)
+            try? client.handler().grant(stream, increment)
         }
     }
 
     /// Sends one request whose credit the caller has taken.
-    func write(_ channel: any Channel, _ payload: [UInt8]) {
+    func write(_ client: RPCClient, _ payload: [UInt8]) {
         eventLoop.execute {
             guard let stream = self._stream else { return }
-            try? channel.pipeline.syncOperations.handler(type: RPCClientHandler.self).writeMessage(stream, payload)
+            try? client.handler().writeMessage(stream, payload)
         }
     }
 }

@@ -131,13 +131,21 @@ import WeftWire
             host: "127.0.0.1", port: silent.localAddress!.port!,
             security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
             configuration: configuration)
+        // A call in flight when the keepalive gives up fails with the reason …
         await #expect {
             _ = try await client.unary(Weft.V1.HealthService.check, .init())
         } throws: { error in
             guard let error = error as? RPCError else { return false }
             return error.code == .unavailable && error.message.contains("keepalive")
         }
-        try await client.channel.closeFuture.get()  // and the connection is closed
+        try await client.channel.closeFuture.get()  // the connection is closed …
+        // … and so does a call made afterwards.
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init())
+        } throws: { error in
+            guard let error = error as? RPCError else { return false }
+            return error.code == .unavailable && error.message.contains("keepalive")
+        }
     }
 
     @Test func keepaliveKeepsASlowCallAlive() async throws {
