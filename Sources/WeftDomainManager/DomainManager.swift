@@ -1,6 +1,6 @@
 public import Logging
 public import WeftCrypto
-import WeftSequencer
+public import WeftSequencer
 public import WeftStore
 public import WeftTopology
 public import WeftTransport
@@ -22,7 +22,7 @@ public actor DomainManager {
     private let memberKey: SigningPrivateKey
     private let store: TopologyStore
     private var state: TopologyState
-    private var client: SequencerClient?
+    private var connection: SequencerConnection?
     private var follower: Task<Void, Never>?
     private var changeWaiters: [CheckedContinuation<Void, Never>] = []
     private let logger: Logger
@@ -88,20 +88,23 @@ public actor DomainManager {
         logger.info("domain bootstrapped", metadata: ["domain": "\(domain)", "sequencers": "\(sequencers.count)"])
     }
 
-    /// Authenticates at a sequencer and follows the domain's topology on the manager's stream.
-    public func connect(_ rpc: RPCClient, sequencerKeys: [SigningPublicKey]) async throws {
-        let client = try await SequencerClient.authenticate(rpc, member: member.description, key: memberKey, domain: domain.description, sequencerKeys: sequencerKeys)
-        self.client = client
+    /// Connects to the domain's sequencers (moving to another when one fails) and follows the
+    /// domain's topology on the manager's own stream, acknowledging what it has stored.
+    public func connect(_ endpoints: [SequencerConnection.Endpoint], sequencerKeys: [SigningPublicKey]) {
+        let connection = SequencerConnection(
+            member: member.description, domain: domain.description, key: memberKey, sequencerKeys: sequencerKeys, endpoints: endpoints,
+            logger: logger)
+        self.connection = connection
         follower?.cancel()
         follower = Task { [weak self] in
             do {
-                for try await event in try client.subscribe(from: 0) {
+                // Replaying from 0 after a restart is safe: applying a known transaction is a no-op.
+                for try await event in connection.events(from: 0) {
                     await self?.apply(event)
-                    // Applied and stored: the sequencer may prune it.
-                    if let timestamp = event.timestamp { try? await client.acknowledge(upTo: timestamp) }
+                    if let timestamp = event.timestamp { try? await connection.acknowledge(upTo: timestamp) }
                 }
             } catch {
-                self?.logger.warning("the domain manager's event stream ended", metadata: ["error": "\(error)"])
+                self?.logger.error("the domain manager's event stream ended; topology changes cannot be confirmed until it restarts", metadata: ["error": "\(error)"])
             }
         }
     }
@@ -109,6 +112,7 @@ public actor DomainManager {
     public func stop() {
         follower?.cancel()
         follower = nil
+        if let connection { Task { await connection.close() } }
     }
 
     private func apply(_ event: Weft.V1.SequencedEvent) async {
@@ -138,6 +142,22 @@ public actor DomainManager {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Waits for the next applied change, or until `deadline`.
+    private func waitForChange(until deadline: ContinuousClock.Instant) async {
+        let timer = Task { [weak self] in
+            try? await Task.sleep(until: deadline)
+            await self?.wakeWaiters()
+        }
+        await withCheckedContinuation { changeWaiters.append($0) }
+        timer.cancel()
+    }
+
+    private func wakeWaiters() {
+        let waiters = changeWaiters
+        changeWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
     public func snapshot() -> TopologySnapshot {
         state.snapshot(at: SequencingTimestamp(microsSinceEpoch: Int64.max - 1))
     }
@@ -145,7 +165,7 @@ public actor DomainManager {
     /// Signs `mappings` with the namespace key (serials from the current state), checks them,
     /// broadcasts them to all members and returns once they came back on the stream.
     public func change(_ mappings: [Weft.V1.TopologyMapping.Mapping]) async throws -> SequencingTimestamp {
-        guard let client else {
+        guard let connection else {
             throw RPCError(.unavailable, "the domain manager is not connected to a sequencer yet; retry shortly", errorID: "DOMAIN_MANAGER_NOT_CONNECTED")
         }
         var next = state
@@ -160,10 +180,16 @@ public actor DomainManager {
         }
         let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions.map(\.wire))))
         let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
-        try await client.send(batch, messageID: "topology-" + transactions.map(\.hash.description).joined(separator: "+").suffix(64))
+        try await connection.send(batch, messageID: "topology-" + transactions.map(\.hash.description).joined(separator: "+").suffix(64))
         let hashes = Set(transactions.map(\.hash))
+        let deadline = ContinuousClock.now + .seconds(30)
         while !hashes.isSubset(of: Set(state.transactions.map(\.transaction.hash))) {
-            await withCheckedContinuation { changeWaiters.append($0) }
+            guard ContinuousClock.now < deadline else {
+                throw RPCError(
+                    .deadlineExceeded, "the change was sequenced but has not come back on the domain manager's stream within 30 s; check the sequencers and the domain manager's log",
+                    errorID: "DOMAIN_MANAGER_CHANGE_UNCONFIRMED")
+            }
+            await waitForChange(until: deadline)
         }
         return state.transactions.last?.sequencedAt ?? probe
     }

@@ -4,6 +4,7 @@ import NIOCore
 import ServiceLifecycle
 public import WeftCrypto
 import WeftDomainManager
+import WeftSequencer
 import WeftStore
 import WeftTopology
 import WeftTransport
@@ -69,6 +70,15 @@ struct SequencerEndpoints: Sendable {
         }
         self.addresses = addresses
         rootCertificate = section.string(key + ".root-cert")
+    }
+
+    /// The sequencers as a member's fail-over endpoints.
+    func endpoints() throws -> [SequencerConnection.Endpoint] {
+        try addresses.map { address in
+            guard let rootCertificate else { return .init(host: address.host, port: address.port, security: .plaintext) }
+            let pem = try String(contentsOfFile: rootCertificate, encoding: .utf8)
+            return .init(host: address.host, port: address.port, security: .tls(try TLSContext(.init(role: .client(serverHostname: address.host), trustRootsPEM: pem))))
+        }
     }
 
     /// A connection to `address`, over TLS verified against the root certificate (plaintext without one).
@@ -152,7 +162,7 @@ final class DomainManagerNode: Service {
                 let genesis = try await manager.genesis(sequencerKeys: [self.sequencerKey], mediator: self.mediator, parameters: Self.defaultParameters)
                 try await manager.bootstrap(sequencers: clients, genesis: genesis)
             }
-            try await manager.connect(clients[0], sequencerKeys: [self.sequencerKey])
+            await manager.connect(try self.sequencers.endpoints(), sequencerKeys: [self.sequencerKey])
             return clients
         }
         var router = RPCRouter()

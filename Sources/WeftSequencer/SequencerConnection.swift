@@ -144,6 +144,11 @@ public actor SequencerConnection {
         return await failed(current.client, error)
     }
 
+    /// Acknowledges the member's events up to `timestamp` at the sequencer in use.
+    public func acknowledge(upTo timestamp: Weft.V1.Timestamp) async throws {
+        try await client().acknowledge(upTo: timestamp)
+    }
+
     public func close() async {
         if let current { await current.client.rpc.close() }
         current = nil

@@ -127,7 +127,8 @@ struct Demo {
             authenticationTokenLifetime: .init(micros: 3_600_000_000))
         let genesis = try await manager.genesis(sequencerKeys: [sequencerKey.publicKey], mediator: nil, parameters: parameters)
         try await manager.bootstrap(sequencers: [try await connect(0), try await connect(1)], genesis: genesis)
-        try await manager.connect(try await connect(0), sequencerKeys: [sequencerKey.publicKey])
+        await manager.connect(
+            nodes.map { SequencerConnection.Endpoint(host: "127.0.0.1", port: $0.server.port, security: .tls(clientTLS)) }, sequencerKeys: [sequencerKey.publicKey])
         print("   domain \(domainID): \(genesis.count) topology transactions signed by its namespace key, given to both sequencers")
 
         // Three participants, onboarded as the seed tells it.

@@ -67,7 +67,8 @@ import WeftWire
                 ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000), mediatorDeduplicationTimeout: .init(micros: 600_000_000),
                 authenticationTokenLifetime: .init(micros: 3_600_000_000))
             try await manager.bootstrap(sequencers: clients, genesis: try await manager.genesis(sequencerKeys: [sequencerKey.publicKey], mediator: nil, parameters: parameters))
-            try await manager.connect(clients[0], sequencerKeys: [sequencerKey.publicKey])
+            let managerTLS = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: directory.ca.certificatePEM))
+            await manager.connect(ports.map { .init(host: "127.0.0.1", port: $0, security: .tls(managerTLS)) }, sequencerKeys: [sequencerKey.publicKey])
             // Two participants, allow-listed by the manager, onboarded through the first sequencer.
             var participants: [(String, SigningPrivateKey)] = []
             let domain = try UniqueIdentifier(parsing: domainID)

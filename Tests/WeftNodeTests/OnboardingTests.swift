@@ -94,7 +94,7 @@ import WeftTestSupport
             let admin = ["--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key", "certs/operator-key.pem"]
             let (allowed, allowedOutput, allowedError) = try await WeftProcess.run(
                 ["domain-manager", "set-state", participant, "--permission", "submission"] + admin, directory: dir)
-            #expect(allowed == 0, "\(allowedError)")
+            #expect(allowed == 0, "\(allowedError)\ndomain log:\n\(domain.standardError.suffix(4000))")
             #expect(allowedOutput.contains("\(participant): submission, ordinary, in effect from"), "\(allowedOutput)")
             // Without the operator's certificate the admin API refuses the connection.
             let (anonymous, _, _) = try await WeftProcess.run(
