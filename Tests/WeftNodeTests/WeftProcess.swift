@@ -24,6 +24,10 @@ final class WeftProcess: @unchecked Sendable {
     }
 
     /// Starts `weft arguments…` in `directory`; its stdout lines arrive on `lines`.
+    ///
+    /// Both pipes are read by threads of their own with blocking reads until end of file:
+    /// Foundation's readability handlers on Linux can miss the end of a short-lived
+    /// process's output under load, which hung tests on a busy CI machine.
     init(_ arguments: [String], directory: String, environment: [String: String] = [:]) throws {
         process.executableURL = Self.executable
         process.arguments = arguments
@@ -32,34 +36,50 @@ final class WeftProcess: @unchecked Sendable {
         let output = Pipe()
         process.standardOutput = output
         process.standardError = errorOutput
-        let continuation = lines.continuation
-        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else {
-                continuation.finish()
-                handle.readabilityHandler = nil
-                return
-            }
-            let complete: [String] = self.lock.withLock {
-                self.stdoutPending += String(decoding: data, as: UTF8.self)
-                var lines: [String] = []
-                while let newline = self.stdoutPending.firstIndex(of: "\n") {
-                    lines.append(String(self.stdoutPending[..<newline]))
-                    self.stdoutPending = String(self.stdoutPending[self.stdoutPending.index(after: newline)...])
-                }
-                return lines
-            }
-            for line in complete { continuation.yield(line) }
-        }
-        errorOutput.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else {
-                handle.readabilityHandler = nil
-                return
-            }
-            self.lock.withLock { self.stderrText += String(decoding: data, as: UTF8.self) }
-        }
         try process.run()
+        // The parent's copies of the write ends must close, or the reads never see end of file.
+        try? output.fileHandleForWriting.close()
+        try? errorOutput.fileHandleForWriting.close()
+        let continuation = lines.continuation
+        let stdout = output.fileHandleForReading.fileDescriptor
+        let stderr = errorOutput.fileHandleForReading.fileDescriptor
+        Thread.detachNewThread { [self] in
+            Self.readToEnd(stdout) { chunk in
+                let complete: [String] = self.lock.withLock {
+                    self.stdoutPending += String(decoding: chunk, as: UTF8.self)
+                    var lines: [String] = []
+                    while let newline = self.stdoutPending.firstIndex(of: "\n") {
+                        lines.append(String(self.stdoutPending[..<newline]))
+                        self.stdoutPending = String(self.stdoutPending[self.stdoutPending.index(after: newline)...])
+                    }
+                    return lines
+                }
+                for line in complete { continuation.yield(line) }
+            }
+            continuation.finish()
+        }
+        Thread.detachNewThread { [self] in
+            Self.readToEnd(stderr) { chunk in
+                self.lock.withLock { self.stderrText += String(decoding: chunk, as: UTF8.self) }
+            }
+        }
+        // Keep the pipes' read ends open as long as this object.
+        pipes = [output, errorOutput]
+    }
+
+    private var pipes: [Pipe] = []
+
+    /// Blocking reads of `descriptor` until end of file, each chunk handed to `body`.
+    private static func readToEnd(_ descriptor: Int32, _ body: ([UInt8]) -> Void) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                body(Array(buffer[..<count]))
+            } else if count == 0 || errno != EINTR {
+                return
+            }
+        }
     }
 
     /// The next line the process prints on stdout, or nil when it closed stdout.
