@@ -73,3 +73,21 @@ extension Weft.V1.TopologyTransaction {
         self.init(operation: .remove, serial: serial, mapping: .init(mapping: mapping), domain: domain.description)
     }
 }
+
+extension SignedTopologyTransaction {
+    /// A participant's identity, as it sends it to onboard (`SequencerService.Onboard`): the
+    /// root delegation of its namespace and its signing and encryption keys, both signed by its
+    /// namespace key.
+    public static func participantIdentity(
+        _ participant: UniqueIdentifier, namespaceKey: SigningPrivateKey, signingKey: SigningPublicKey, encryptionKey: EncryptionPublicKey,
+        domain: UniqueIdentifier
+    ) throws(TopologyError) -> [SignedTopologyTransaction] {
+        let member = MemberID(role: .participant, identifier: participant)
+        return [
+            try SignedTopologyTransaction(signing: .init(replace: .rootDelegation(namespaceKey.publicKey), serial: 1, domain: domain), with: [namespaceKey]),
+            try SignedTopologyTransaction(
+                signing: .init(replace: .keys(of: member, signing: [signingKey], encryption: [encryptionKey]), serial: 1, domain: domain),
+                with: [namespaceKey]),
+        ]
+    }
+}

@@ -291,12 +291,9 @@ struct ParticipantCommand: AsyncParsableCommand {
                 defer { Task { await client.close() } }
                 let info = try await client.sequencer.getDomainInfo(.init())
                 let domain = try UniqueIdentifier(parsing: info.domain)
-                let identity = [
-                    try SignedTopologyTransaction(signing: .init(replace: .rootDelegation(keys.namespace.publicKey), serial: 1, domain: domain), with: [keys.namespace]).wire,
-                    try SignedTopologyTransaction(
-                        signing: .init(replace: .keys(of: member, signing: [keys.signing.publicKey], encryption: [keys.encryption.publicKey]), serial: 1, domain: domain),
-                        with: [keys.namespace]).wire,
-                ]
+                let identity = try SignedTopologyTransaction.participantIdentity(
+                    id, namespaceKey: keys.namespace, signingKey: keys.signing.publicKey, encryptionKey: keys.encryption.publicKey, domain: domain
+                ).map(\.wire)
                 _ = try await client.sequencer.onboard(.init(participant: id.description, identity: identity))
                 _ = try await SequencerClient.authenticate(client, member: member.description, key: keys.signing, domain: info.domain, sequencerKeys: [])
                 connected.append(["sequencer": sequencer, "domain": info.domain])

@@ -78,12 +78,9 @@ import WeftWire
                 let id = try UniqueIdentifier(name: name, namespace: namespace.publicKey.fingerprint)
                 let member = MemberID(role: .participant, identifier: id)
                 _ = try await manager.change([.participantState(id, permission: .submission)])
-                let identity = [
-                    try SignedTopologyTransaction(signing: .init(replace: .rootDelegation(namespace.publicKey), serial: 1, domain: domain), with: [namespace]).wire,
-                    try SignedTopologyTransaction(
-                        signing: .init(replace: .keys(of: member, signing: [signing.publicKey], encryption: [try EncryptionPrivateKey.generate().publicKey]), serial: 1, domain: domain),
-                        with: [namespace]).wire,
-                ]
+                let identity = try SignedTopologyTransaction.participantIdentity(
+                    id, namespaceKey: namespace, signingKey: signing.publicKey, encryptionKey: try EncryptionPrivateKey.generate().publicKey, domain: domain
+                ).map(\.wire)
                 _ = try await clients[0].sequencer.onboard(.init(participant: id.description, identity: identity))
                 participants.append((member.description, signing))
             }

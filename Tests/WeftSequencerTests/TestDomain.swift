@@ -71,12 +71,9 @@ struct TestDomain {
 
         /// Its identity: root delegation and keys, signed by its own namespace key.
         func identity(domain: UniqueIdentifier) throws -> [Weft.V1.SignedTopologyTransaction] {
-            [
-                try SignedTopologyTransaction(signing: .init(replace: .rootDelegation(namespaceKey.publicKey), serial: 1, domain: domain), with: [namespaceKey]).wire,
-                try SignedTopologyTransaction(
-                    signing: .init(replace: .keys(of: member, signing: [signingKey.publicKey], encryption: [encryptionKey.publicKey]), serial: 1, domain: domain),
-                    with: [namespaceKey]).wire,
-            ]
+            try SignedTopologyTransaction.participantIdentity(
+                id, namespaceKey: namespaceKey, signingKey: signingKey.publicKey, encryptionKey: encryptionKey.publicKey, domain: domain
+            ).map(\.wire)
         }
     }
 
