@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "WeftStore", targets: ["WeftStore"]),
         .library(name: "WeftTopology", targets: ["WeftTopology"]),
         .library(name: "WeftContracts", targets: ["WeftContracts"]),
+        .library(name: "WeftMediator", targets: ["WeftMediator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -97,6 +98,14 @@ let package = Package(
             name: "WeftTopology",
             dependencies: [
                 "WeftWire", "WeftCrypto", "WeftStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WeftMediator",
+            dependencies: [
+                "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -198,6 +207,14 @@ let package = Package(
         .testTarget(
             name: "WeftStoreTests",
             dependencies: ["WeftStore", "WeftTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftMediatorTests",
+            dependencies: [
+                "WeftMediator", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

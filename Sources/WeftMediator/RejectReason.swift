@@ -1,0 +1,33 @@
+/// The stable ids of the mediator's own reject reasons (`weft.v1.MediatorReject.reason_id`),
+/// and the participants' reasons it passes on (`weft.v1.LocalReject.reason_id`).
+///
+/// Ids never change once released: applications, dashboards and other implementations match
+/// on them, and the human-readable message next to them is free to improve.
+public enum RejectReason {
+    /// No verdict was reached before the participant response timeout (a domain parameter)
+    /// passed: some view still lacked approvals.
+    public static let timedOut = "MEDIATOR_SAYS_TX_TIMED_OUT"
+    /// The request is not one the mediator can decide: a malformed or blinded informee tree,
+    /// root hash messages that disagree with it or miss an informee participant, a request
+    /// for another domain or mediator, a threshold the view's policy does not allow.
+    public static let invalidMessage = "MEDIATOR_INVALID_MESSAGE"
+    /// An informee is hosted on no active participant, or a confirming party on none that may
+    /// confirm for it (confirmation or submission permission, VIP trust under the VIP policy):
+    /// the request could never be approved.
+    public static let informeesNotHosted = "INFORMEES_NOT_HOSTED_ON_ACTIVE_PARTICIPANT"
+    /// Another request with the same uuid was registered before at a different time: a
+    /// replayed request is rejected rather than processed twice.
+    public static let nonUniqueRequestUUID = "MEDIATOR_NON_UNIQUE_REQUEST_UUID"
+
+    /// Participants' reasons (DESIGN.md §8), listed here so that every id has one spelling.
+    public enum Participant {
+        /// An input contract is locked by another pending request.
+        public static let lockedContracts = "LOCKED_CONTRACTS"
+        /// An input contract is not active (archived or never created).
+        public static let inactiveContracts = "INACTIVE_CONTRACTS"
+        /// A view does not re-interpret to the same actions (docs/contracts.md §14).
+        public static let failedModelConformanceCheck = "FAILED_MODEL_CONFORMANCE_CHECK"
+        /// The participant lacks a package the request uses.
+        public static let packageNotFound = "PACKAGE_NOT_FOUND"
+    }
+}
