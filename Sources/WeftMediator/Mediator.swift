@@ -1,0 +1,408 @@
+public import Logging
+import WeftContracts
+public import WeftCrypto
+public import WeftTopology
+public import WeftWire
+
+/// What `Mediator.register(request:snapshot:)` did.
+public enum RegistrationOutcome: Sendable, Equatable {
+    /// The request is registered and waits for responses until `deadline`.
+    case registered(RequestID, deadline: SequencingTimestamp)
+    /// The request cannot be approved (see `RejectReason`): it was decided at once. Send the
+    /// verdict.
+    case refused(MediatorVerdict)
+    /// The same request was registered before and is still pending: nothing changed.
+    case alreadyRegistered(RequestID)
+    /// The same request was decided before: its stored verdict, never a new one.
+    case alreadyDecided(MediatorVerdict)
+}
+
+/// What `Mediator.receive(response:at:snapshot:)` did with a valid response.
+public enum ResponseOutcome: Sendable, Equatable {
+    /// Counted; the request still waits for other responses.
+    case counted(RequestID)
+    /// Counted, and it decided the request (every view approved, or a rejection). Send the
+    /// verdict.
+    case decided(MediatorVerdict)
+    /// Every party it names was counted before for its view: nothing changed.
+    case duplicate(RequestID)
+    /// The request was decided before: its stored verdict, never a new one. Nothing to send.
+    case alreadyDecided(MediatorVerdict)
+}
+
+/// The mediator's core (DESIGN.md §8 step 5, docs/mediator.md): registers confirmation
+/// requests from their informee trees, checks responses against the topology at each
+/// request's sequencing time, aggregates them per view by the confirmation policy, and
+/// decides each request exactly once — approve, reject at the first rejection, or reject when
+/// the participant response timeout passes — with a verdict signed by the mediator's key.
+///
+/// No networking and no clock: the caller feeds requests and responses in sequencer order with
+/// their sequencing times and the topology snapshot at the request's time, calls
+/// `timeouts(now:)` as sequencing time advances, and sends the verdicts it gets back.
+///
+/// Every state change is persisted (`MediatorStore`) in one database transaction before this
+/// actor changes its memory or returns a verdict, and operations run one at a time, so a
+/// mediator started again on the same database (`start`) continues every pending request with
+/// the responses counted so far and answers a replayed request or response with the stored
+/// verdict.
+public actor Mediator {
+    public nonisolated let domain: UniqueIdentifier
+    /// This mediator's member id (`MED::…`): requests must name it.
+    public nonisolated let member: MemberID
+    public nonisolated let store: MediatorStore
+    public nonisolated let configuration: MediatorConfiguration
+    private let signingKey: SigningPrivateKey
+    private let logger: Logger
+    private var pending: [SequencingTimestamp: PendingRequest] = [:]
+    /// Operations run one at a time: each reads memory, awaits the database and then changes
+    /// memory, which the actor's reentrancy would otherwise let interleave.
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    private init(
+        store: MediatorStore, domain: UniqueIdentifier, signingKey: SigningPrivateKey,
+        configuration: MediatorConfiguration, logger: Logger
+    ) {
+        self.store = store
+        self.domain = domain
+        member = store.mediator
+        self.signingKey = signingKey
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// A mediator on `store`, with every request still pending there (and the responses
+    /// counted for it) loaded. The store's schema must be current (`MediatorStore.migrate`).
+    public static func start(
+        store: MediatorStore, domain: UniqueIdentifier, signingKey: SigningPrivateKey,
+        configuration: MediatorConfiguration = MediatorConfiguration(),
+        logger: Logger = Logger(label: "weft.mediator")
+    ) async throws -> Mediator {
+        try await store.requireCurrent()
+        let stored = try await store.loadPending()
+        let mediator = Mediator(
+            store: store, domain: domain, signingKey: signingKey, configuration: configuration, logger: logger)
+        try await mediator.restore(stored)
+        return mediator
+    }
+
+    private func restore(_ stored: [MediatorStore.StoredPending]) throws {
+        for request in stored {
+            let tree: InformeeTree
+            do {
+                let message = try Weft.V1.InformeeMessage(serializedBytes: request.informeeMessage)
+                tree = try InformeeTree(message.informeeTree ?? .init(), viewCountMax: configuration.viewCountMax)
+            } catch {
+                throw MediatorError.inconsistentStore(
+                    "pending request \(request.timestamp) has an informee message that no longer reads: \(error)")
+            }
+            guard tree.rootHash == request.rootHash else {
+                throw MediatorError.inconsistentStore(
+                    "pending request \(request.timestamp) is stored with root hash \(request.rootHash), "
+                        + "but its informee tree's is \(tree.rootHash)")
+            }
+            var aggregation = ResponseAggregation(tree)
+            for approval in request.approvals {
+                try aggregation.restoreApproval(view: approval.view, party: approval.party, sender: approval.sender)
+            }
+            pending[request.timestamp] = PendingRequest(
+                id: RequestID(timestamp: request.timestamp, rootHash: request.rootHash), tree: tree,
+                deadline: request.deadline, recipients: request.recipients, aggregation: aggregation)
+        }
+        if !stored.isEmpty {
+            logger.info("resumed pending requests", metadata: [LogKey.pendingCount: "\(stored.count)"])
+        }
+    }
+
+    // MARK: - Requests
+
+    /// Registers the confirmation request sequenced at `request.timestamp`, checked against
+    /// `snapshot` (the topology at that time): its informee tree, the root hash messages
+    /// (all carry the tree's root hash, and every informee participant is told), the domain and
+    /// mediator it names, each view's threshold under its policy, and that every informee is
+    /// hosted (every confirming party where it can confirm). A request that fails is decided
+    /// at once with a mediator reject (`refused`); one with no root hash at all throws
+    /// `MediatorError.malformedRequest`. Registering the same request again changes nothing.
+    public func register(request: ConfirmationRequest, snapshot: TopologySnapshot) async throws
+        -> RegistrationOutcome
+    {
+        await enter()
+        defer { leave() }
+        guard snapshot.timestamp == request.timestamp else {
+            throw MediatorError.snapshotAtWrongTime(request: request.timestamp, snapshot: snapshot.timestamp)
+        }
+        let parsed: Result<InformeeTree, MediatorError>
+        if let tree = request.informeeMessage.informeeTree {
+            parsed = Result { () throws(MediatorError) in
+                try InformeeTree(tree, viewCountMax: configuration.viewCountMax)
+            }
+        } else {
+            parsed = .failure(.malformedRequest("the informee message has no informee tree"))
+        }
+        let rootHash: Digest32
+        switch parsed {
+        case .success(let tree): rootHash = tree.rootHash
+        case .failure(let error):
+            let claimed = Set(request.rootHashMessages.map(\.message.rootHash))
+            guard claimed.count == 1, let only = claimed.first, let hash = Digest32(only) else {
+                throw MediatorError.malformedRequest("\(error); and no one root hash in its root hash messages")
+            }
+            rootHash = hash
+        }
+        let id = RequestID(timestamp: request.timestamp, rootHash: rootHash)
+        if let known = try await known(id) { return known }
+
+        let check = RequestCheck(domain: domain, mediator: member)
+        let told = Set(
+            request.rootHashMessages.flatMap(\.recipients).filter { $0.role == .participant }.map(\.identifier))
+        let deadline = request.timestamp.adding(micros: responseTimeoutMicros(snapshot))
+        let informeeBytes = try request.informeeMessage.serializedBytes()
+        let rejection: Weft.V1.MediatorReject?
+        var recipients: Set<UniqueIdentifier> = told
+        var uuid: [UInt8]?
+        switch parsed {
+        case .failure(let error):
+            rejection = Weft.V1.MediatorReject(reasonID: RejectReason.invalidMessage, message: error.description)
+        case .success(let tree):
+            let informeeParticipants = check.informeeParticipants(tree, snapshot: snapshot)
+            uuid = tree.uuid
+            if let reject = check.rejection(of: tree, rootHashMessages: request.rootHashMessages, snapshot: snapshot) {
+                rejection = reject
+                recipients.formUnion(informeeParticipants)
+            } else if let first = try await store.otherRequest(withUUID: tree.uuid, than: request.timestamp) {
+                rejection = Weft.V1.MediatorReject(
+                    reasonID: RejectReason.nonUniqueRequestUUID,
+                    message: "the request's uuid was used by the request at \(first)")
+                recipients = Set(informeeParticipants)
+            } else {
+                rejection = nil
+                recipients = Set(informeeParticipants)
+            }
+        }
+        let sortedRecipients = recipients.sorted { $0.description < $1.description }
+        let verdict = try rejection.map { reject in
+            try MediatorVerdict.signing(
+                Weft.V1.Verdict(outcome: .mediatorReject(reject)), request: id, domain: domain,
+                recipients: sortedRecipients, decidedAt: request.timestamp, key: signingKey)
+        }
+        let stored = try await store.insert(
+            MediatorStore.NewRequest(
+                id: id, uuid: uuid, informeeMessage: informeeBytes, deadline: deadline, recipients: sortedRecipients,
+                verdict: verdict))
+        if stored != nil {
+            // Another process registered it between our look-up and our insert.
+            guard let known = try await known(id) else {
+                throw MediatorError.inconsistentStore("request \(id) is stored but cannot be read back")
+            }
+            return known
+        }
+
+        if let verdict {
+            logger.info(
+                "refused a request",
+                metadata: [LogKey.request: "\(id)", LogKey.reasonID: "\(verdict.reasonID ?? "")"])
+            return .refused(verdict)
+        }
+        guard case .success(let tree) = parsed else { preconditionFailure("an unparsed request is refused") }
+        pending[request.timestamp] = PendingRequest(
+            id: id, tree: tree, deadline: deadline, recipients: sortedRecipients, aggregation: ResponseAggregation(tree)
+        )
+        logger.debug(
+            "registered a request",
+            metadata: [
+                LogKey.request: "\(id)", LogKey.viewCount: "\(tree.views.count)", LogKey.deadline: "\(deadline)",
+            ])
+        return .registered(id, deadline: deadline)
+    }
+
+    /// The outcome for a request already registered at `id`'s time, in memory or in the store;
+    /// throws if another request is registered there.
+    private func known(_ id: RequestID) async throws -> RegistrationOutcome? {
+        if let request = pending[id.timestamp] {
+            guard request.id.rootHash == id.rootHash else {
+                throw MediatorError.conflictingRequest(
+                    timestamp: id.timestamp, registered: request.id.rootHash, received: id.rootHash)
+            }
+            return .alreadyRegistered(id)
+        }
+        switch try await store.state(at: id.timestamp) {
+        case nil: return nil
+        case .pending(let rootHash)?:
+            // Registered by another process on the same tables; this one never loaded it.
+            throw MediatorError.inconsistentStore(
+                "request \(id.timestamp) (root hash \(rootHash)) is pending in the store but not in this mediator")
+        case .decided(let verdict)?:
+            guard verdict.request.rootHash == id.rootHash else {
+                throw MediatorError.conflictingRequest(
+                    timestamp: id.timestamp, registered: verdict.request.rootHash, received: id.rootHash)
+            }
+            return .alreadyDecided(verdict)
+        }
+    }
+
+    private func responseTimeoutMicros(_ snapshot: TopologySnapshot) -> Int64 {
+        guard let timeout = snapshot.domainParameters?.participantResponseTimeout?.micros else {
+            return configuration.defaultParticipantResponseTimeoutMicros
+        }
+        return max(0, timeout)
+    }
+
+    // MARK: - Responses
+
+    /// The sequencing time of the request `response` answers: the time whose topology snapshot
+    /// `receive` needs.
+    public nonisolated static func requestTimestamp(of response: Weft.V1.SignedProtocolMessage)
+        throws(MediatorError) -> SequencingTimestamp
+    {
+        try confirmationResponse(ProtocolSigning.content(of: response)).requestTimestamp
+    }
+
+    private nonisolated static func confirmationResponse(_ content: Weft.V1.SignedContent) throws(MediatorError)
+        -> (response: Weft.V1.ConfirmationResponse, requestTimestamp: SequencingTimestamp)
+    {
+        guard case .confirmationResponse(let response)? = content.content else {
+            throw .malformedResponse("the signed content is not a confirmation response")
+        }
+        guard let requestID = response.requestID else { throw .malformedResponse("the response has no request id") }
+        return (response, SequencingTimestamp(requestID))
+    }
+
+    /// Counts the signed confirmation `response`, sequenced at `at`, checked against `snapshot`
+    /// (the topology at the *request's* time): the signature with the sender's signing key,
+    /// that the request and view exist, that the sender hosts every party it responds for with
+    /// confirmation or submission permission (and is VIP under the VIP policy), and that `at`
+    /// is not after the request's deadline. A response that fails throws `MediatorError` and
+    /// counts for nothing.
+    public func receive(response: Weft.V1.SignedProtocolMessage, at: SequencingTimestamp, snapshot: TopologySnapshot)
+        async throws -> ResponseOutcome
+    {
+        await enter()
+        defer { leave() }
+        let content = try ProtocolSigning.content(of: response)
+        let (confirmation, timestamp) = try Self.confirmationResponse(content)
+        guard let request = pending[timestamp] else {
+            switch try await store.state(at: timestamp) {
+            case nil: throw MediatorError.unknownRequest(timestamp)
+            case .pending:
+                throw MediatorError.inconsistentStore(
+                    "request \(timestamp) is pending in the store but not in this mediator")
+            case .decided(let verdict)?:
+                guard confirmation.rootHash == verdict.request.rootHash.bytes else {
+                    throw MediatorError.wrongRootHash(request: verdict.request, received: confirmation.rootHash)
+                }
+                return .alreadyDecided(verdict)
+            }
+        }
+        let checked = try ResponseCheck(domain: domain).check(
+            confirmation, content: content, message: response, request: request, at: at, snapshot: snapshot)
+        var aggregation = request.aggregation
+        let verdict: MediatorVerdict?
+        let parties: [Party]
+        switch aggregation.apply(checked) {
+        case .duplicate:
+            return .duplicate(request.id)
+        case .counted(let counted):
+            parties = counted
+            verdict = nil
+        case .approved(let counted):
+            parties = counted
+            verdict = try MediatorVerdict.signing(
+                Weft.V1.Verdict(outcome: .approve(Weft.V1.LocalApprove())), request: request.id, domain: domain,
+                recipients: request.recipients, decidedAt: at, key: signingKey)
+        case .rejected(let counted):
+            parties = counted
+            let reject = Weft.V1.ParticipantReject(
+                participant: checked.sender.description, parties: counted.map(\.id), reject: checked.reject)
+            verdict = try MediatorVerdict.signing(
+                Weft.V1.Verdict(outcome: .participantReject(Weft.V1.ParticipantRejects(rejects: [reject]))),
+                request: request.id, domain: domain, recipients: request.recipients, decidedAt: at, key: signingKey)
+        }
+        if let stored = try await store.record(checked, parties: parties, request: request.id, decision: verdict) {
+            pending[timestamp] = nil
+            return .alreadyDecided(stored)
+        }
+        guard let verdict else {
+            pending[timestamp]?.aggregation = aggregation
+            return .counted(request.id)
+        }
+        pending[timestamp] = nil
+        logDecision(verdict)
+        return .decided(verdict)
+    }
+
+    // MARK: - Time
+
+    /// Rejects every pending request whose deadline is before `now` (sequencing time, e.g. of
+    /// the latest event the mediator received) with `MEDIATOR_SAYS_TX_TIMED_OUT`, and returns
+    /// the verdicts to send, oldest request first.
+    public func timeouts(now: SequencingTimestamp) async throws -> [MediatorVerdict] {
+        await enter()
+        defer { leave() }
+        let expired = pending.values.filter { $0.deadline < now }.sorted { $0.id.timestamp < $1.id.timestamp }
+        guard !expired.isEmpty else { return [] }
+        var verdicts: [MediatorVerdict] = []
+        for request in expired {
+            let reject = Weft.V1.MediatorReject(
+                reasonID: RejectReason.timedOut,
+                message: "the participant response timeout passed at \(request.deadline) before every view was approved"
+            )
+            verdicts.append(
+                try MediatorVerdict.signing(
+                    Weft.V1.Verdict(outcome: .mediatorReject(reject)), request: request.id, domain: domain,
+                    recipients: request.recipients, decidedAt: now, key: signingKey))
+        }
+        let standing = try await store.decide(verdicts)
+        for request in expired { pending[request.id.timestamp] = nil }
+        let decided = zip(verdicts, standing).filter { $0 == $1 }.map(\.0)
+        for verdict in decided { logDecision(verdict) }
+        return decided
+    }
+
+    // MARK: - Queries
+
+    /// The requests waiting for their verdicts, oldest first.
+    public var pendingRequests: [RequestID] { pending.values.map(\.id).sorted { $0.timestamp < $1.timestamp } }
+
+    /// The stored verdict on the request at `timestamp`; nil while it is pending or unknown.
+    public func verdict(at timestamp: SequencingTimestamp) async throws -> MediatorVerdict? {
+        if case .decided(let verdict)? = try await store.state(at: timestamp) { return verdict }
+        return nil
+    }
+
+    // MARK: - Internals
+
+    private func logDecision(_ verdict: MediatorVerdict) {
+        logger.info(
+            "decided a request",
+            metadata: [
+                LogKey.request: "\(verdict.request)", LogKey.approved: "\(verdict.isApproved)",
+                LogKey.reasonID: "\(verdict.reasonID ?? "")",
+            ])
+    }
+
+    private func enter() async {
+        if busy {
+            await withCheckedContinuation { waiting.append($0) }
+        } else {
+            busy = true
+        }
+    }
+
+    private func leave() {
+        if waiting.isEmpty {
+            busy = false
+        } else {
+            waiting.removeFirst().resume()  // handed over: still busy
+        }
+    }
+}
+
+/// Metadata keys of the mediator's log lines.
+enum LogKey {
+    static let request = "weft.mediator.request"
+    static let approved = "weft.mediator.approved"
+    static let reasonID = "weft.mediator.reason_id"
+    static let viewCount = "weft.mediator.view_count"
+    static let deadline = "weft.mediator.deadline"
+    static let pendingCount = "weft.mediator.pending_count"
+}

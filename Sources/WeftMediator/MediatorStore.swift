@@ -1,0 +1,385 @@
+import WeftContracts
+public import WeftCrypto
+public import WeftStore
+public import WeftTopology
+import WeftWire
+
+/// A mediator's requests, counted responses and verdicts in PostgreSQL (component `mediator`).
+///
+/// The store decides nothing; it makes each state change of `Mediator` durable, in one
+/// database transaction, before the mediator acts on it, and guards the one rule that must
+/// hold even against a second process on the same tables: a request is decided at most once
+/// (the decision is an `UPDATE … WHERE verdict IS NULL` under a row lock, and a request that
+/// was decided already yields its stored verdict). Rows carry the mediator's member id, so
+/// several mediators may share a database.
+public struct MediatorStore: Sendable {
+    /// The mediator schema, applied by `migrate()`.
+    public static let migrator = Migrator(component: "mediator", migrations: migrations)
+
+    static let migrations = [
+        Migration(
+            1, "create mediator_requests and mediator_responses",
+            """
+            CREATE TABLE mediator_requests (
+                mediator         text    NOT NULL,
+                request_ts       bigint  NOT NULL,
+                root_hash        bytea   NOT NULL,
+                uuid             bytea,
+                informee_message bytea   NOT NULL,
+                deadline_ts      bigint  NOT NULL,
+                recipients       text    NOT NULL,
+                verdict          bytea,
+                approved         boolean,
+                reason_id        text,
+                decided_ts       bigint,
+                delivered        boolean NOT NULL DEFAULT false,
+                registered_at    timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (mediator, request_ts),
+                CHECK ((verdict IS NULL) = (decided_ts IS NULL) AND (verdict IS NULL) = (approved IS NULL))
+            );
+            CREATE INDEX mediator_requests_pending ON mediator_requests (mediator, request_ts) WHERE verdict IS NULL;
+            CREATE INDEX mediator_requests_undelivered ON mediator_requests (mediator, request_ts)
+                WHERE verdict IS NOT NULL AND NOT delivered;
+            CREATE INDEX mediator_requests_by_uuid ON mediator_requests (mediator, uuid);
+            COMMENT ON TABLE mediator_requests IS
+                'Confirmation requests a mediator registered (docs/mediator.md). Times are sequencing times in microseconds since the Unix epoch; informee_message is the weft.v1.InformeeMessage as received; recipients are the informee participant ids, one per line; verdict is the signed weft.v1.SignedProtocolMessage (a ConfirmationResult), NULL while the request is pending.';
+            CREATE TABLE mediator_responses (
+                mediator    text    NOT NULL,
+                request_ts  bigint  NOT NULL,
+                view_index  bigint  NOT NULL,
+                party       text    NOT NULL,
+                sender      text    NOT NULL,
+                approve     boolean NOT NULL,
+                received_ts bigint  NOT NULL,
+                response    bytea   NOT NULL,
+                PRIMARY KEY (mediator, request_ts, view_index, party),
+                FOREIGN KEY (mediator, request_ts) REFERENCES mediator_requests ON DELETE CASCADE
+            );
+            COMMENT ON TABLE mediator_responses IS
+                'Each confirming party counted for a view of a request (view_index in pre-order; -1 for a rejection of the whole request), with the participant that responded and its weft.v1.SignedProtocolMessage as received.';
+            """)
+    ]
+
+    public let database: PostgresDatabase
+    /// The mediator whose rows this store reads and writes.
+    public let mediator: MemberID
+
+    public init(database: PostgresDatabase, mediator: MemberID) {
+        self.database = database
+        self.mediator = mediator
+    }
+
+    /// Applies pending mediator migrations; returns the versions applied.
+    @discardableResult
+    public func migrate() async throws -> [Int] {
+        try await database.withConnection { try Self.migrator.migrate($0) }
+    }
+
+    /// Throws `MigrationError.pending` unless the schema is current.
+    func requireCurrent() async throws {
+        try await database.withConnection { try Self.migrator.requireCurrent($0) }
+    }
+
+    // MARK: - Reading
+
+    /// A pending request as stored, with the approvals counted for it.
+    struct StoredPending: Sendable {
+        let timestamp: SequencingTimestamp
+        let rootHash: Digest32
+        let informeeMessage: [UInt8]
+        let deadline: SequencingTimestamp
+        let recipients: [UniqueIdentifier]
+        var approvals: [(view: Int, party: Party, sender: UniqueIdentifier)]
+    }
+
+    /// Every pending request, oldest first.
+    func loadPending() async throws -> [StoredPending] {
+        let mediatorText = mediator.description
+        let (requestRows, responseRows) = try await database.transaction { connection in
+            let requests = try connection.execute(
+                """
+                SELECT request_ts, root_hash, informee_message, deadline_ts, recipients
+                FROM mediator_requests WHERE mediator = $1 AND verdict IS NULL ORDER BY request_ts
+                """, [.text(mediatorText)]
+            ).rows
+            let responses = try connection.execute(
+                """
+                SELECT r.request_ts, r.view_index, r.party, r.sender, r.approve
+                FROM mediator_responses r JOIN mediator_requests q USING (mediator, request_ts)
+                WHERE r.mediator = $1 AND q.verdict IS NULL ORDER BY r.request_ts, r.view_index, r.party
+                """, [.text(mediatorText)]
+            ).rows
+            return (requests, responses)
+        }
+        var pending: [StoredPending] = []
+        var index: [Int64: Int] = [:]
+        for row in requestRows {
+            guard let ts = try row[0].int64, let root = try row[1].bytes, let rootHash = Digest32(root),
+                let informee = try row[2].bytes, let deadline = try row[3].int64, let recipients = try row[4].string
+            else { throw MediatorError.inconsistentStore("a pending request row has NULL or malformed columns") }
+            index[ts] = pending.count
+            pending.append(
+                StoredPending(
+                    timestamp: SequencingTimestamp(microsSinceEpoch: ts), rootHash: rootHash, informeeMessage: informee,
+                    deadline: SequencingTimestamp(microsSinceEpoch: deadline),
+                    recipients: try Self.participants(recipients), approvals: []))
+        }
+        for row in responseRows {
+            guard let ts = try row[0].int64, let view = try row[1].int64, let partyText = try row[2].string,
+                let senderText = try row[3].string, let approve = try row[4].bool, let at = index[ts]
+            else { throw MediatorError.inconsistentStore("a response row has NULL columns") }
+            guard approve, view >= 0 else {
+                throw MediatorError.inconsistentStore(
+                    "request \(SequencingTimestamp(microsSinceEpoch: ts)) has a stored rejection but no verdict")
+            }
+            guard let party = try? Party(partyText), let sender = try? UniqueIdentifier(parsing: senderText) else {
+                throw MediatorError.inconsistentStore("a response row names '\(partyText)' or '\(senderText)'")
+            }
+            pending[at].approvals.append((Int(view), party, sender))
+        }
+        return pending
+    }
+
+    /// What the store knows of the request at `timestamp`.
+    enum RequestState: Sendable {
+        case pending(rootHash: Digest32)
+        case decided(MediatorVerdict)
+    }
+
+    /// The state of the request registered at `timestamp`; nil if there is none.
+    func state(at timestamp: SequencingTimestamp) async throws -> RequestState? {
+        let mediatorText = mediator.description
+        return try await database.withConnection { connection in
+            try Self.state(connection, mediator: mediatorText, timestamp: timestamp.microsSinceEpoch, lock: false)
+        }
+    }
+
+    /// The time of another request registered with `uuid`, if any.
+    func otherRequest(withUUID uuid: [UInt8], than timestamp: SequencingTimestamp) async throws
+        -> SequencingTimestamp?
+    {
+        let mediatorText = mediator.description
+        return try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT request_ts FROM mediator_requests
+                WHERE mediator = $1 AND uuid = $2 AND request_ts <> $3 ORDER BY request_ts LIMIT 1
+                """, [.text(mediatorText), .bytes(uuid), .int64(timestamp.microsSinceEpoch)]
+            ).rows.first?.first?.int64.map { SequencingTimestamp(microsSinceEpoch: $0) }
+        }
+    }
+
+    /// Verdicts not yet marked delivered, oldest request first: what to (re)send after a restart.
+    public func undeliveredVerdicts() async throws -> [MediatorVerdict] {
+        let mediatorText = mediator.description
+        let rows = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT request_ts, root_hash, verdict, recipients, decided_ts FROM mediator_requests
+                WHERE mediator = $1 AND verdict IS NOT NULL AND NOT delivered ORDER BY request_ts
+                """, [.text(mediatorText)]
+            ).rows
+        }
+        var verdicts: [MediatorVerdict] = []
+        for row in rows { verdicts.append(try Self.verdict(row)) }
+        return verdicts
+    }
+
+    /// Records that the verdict on `request` reached the sequencer, so it is not sent again.
+    public func markDelivered(_ request: SequencingTimestamp) async throws {
+        let mediatorText = mediator.description
+        try await database.withConnection { connection in
+            _ = try connection.execute(
+                """
+                UPDATE mediator_requests SET delivered = true
+                WHERE mediator = $1 AND request_ts = $2 AND verdict IS NOT NULL
+                """, [.text(mediatorText), .int64(request.microsSinceEpoch)])
+        }
+    }
+
+    // MARK: - Writing
+
+    /// A request to insert: pending, or already decided (refused at registration).
+    struct NewRequest: Sendable {
+        let id: RequestID
+        let uuid: [UInt8]?
+        let informeeMessage: [UInt8]
+        let deadline: SequencingTimestamp
+        let recipients: [UniqueIdentifier]
+        let verdict: MediatorVerdict?
+    }
+
+    /// Inserts `request` unless a request is registered at its time already; returns the state
+    /// of the one that stands (nil: `request` was inserted).
+    func insert(_ request: NewRequest) async throws -> RequestState? {
+        let mediatorText = mediator.description
+        let ts = request.id.timestamp.microsSinceEpoch
+        var values: [PostgresValue] = [
+            .text(mediatorText), .int64(ts), .bytes(request.id.rootHash.bytes),
+            request.uuid.map { .bytes($0) } ?? .null,
+            .bytes(request.informeeMessage), .int64(request.deadline.microsSinceEpoch),
+            .text(Self.text(request.recipients)),
+        ]
+        values += try Self.decisionValues(request.verdict)
+        let parameters = values
+        return try await database.transaction { connection in
+            let inserted = try connection.execute(
+                """
+                INSERT INTO mediator_requests (mediator, request_ts, root_hash, uuid, informee_message, deadline_ts,
+                    recipients, verdict, approved, reason_id, decided_ts)
+                VALUES ($1, $2, $3, $4::bytea, $5, $6, $7, $8::bytea, $9::boolean, $10::text, $11::bigint)
+                ON CONFLICT (mediator, request_ts) DO NOTHING
+                """, parameters)
+            if inserted.affectedRowCount == 1 { return nil }
+            return try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: false)
+        }
+    }
+
+    /// Records the parties `response` counted for and, if it decided the request, the verdict,
+    /// in one transaction. Returns nil when written, or the stored verdict when the request was
+    /// decided already (then nothing is written).
+    func record(_ response: CheckedResponse, parties: [Party], request: RequestID, decision: MediatorVerdict?)
+        async throws -> MediatorVerdict?
+    {
+        let mediatorText = mediator.description
+        let ts = request.timestamp.microsSinceEpoch
+        let bytes = try response.message.serializedBytes()
+        let rows: [[PostgresValue]] = parties.map { party in
+            [
+                .text(mediatorText), .int64(ts), .int64(Int64(response.view ?? -1)), .text(party.id),
+                .text(response.sender.description), .text(response.reject == nil ? "true" : "false"),
+                .int64(response.at.microsSinceEpoch), .bytes(bytes),
+            ]
+        }
+        let decision = try decision.map { verdict in try Self.decisionValues(verdict) }
+        return try await database.transaction { connection in
+            switch try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: true) {
+            case .decided(let stored)?: return stored
+            case nil: throw MediatorError.inconsistentStore("request \(request) is not in the store")
+            case .pending(let rootHash)?:
+                guard rootHash == request.rootHash else {
+                    throw MediatorError.inconsistentStore("request \(request) is stored with root hash \(rootHash)")
+                }
+            }
+            for row in rows {
+                _ = try connection.execute(
+                    """
+                    INSERT INTO mediator_responses (mediator, request_ts, view_index, party, sender, approve,
+                        received_ts, response)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING
+                    """, row)
+            }
+            if let decision {
+                try Self.decide(connection, mediator: mediatorText, timestamp: ts, decision)
+            }
+            return nil
+        }
+    }
+
+    /// Records each verdict on a pending request (timeouts) in one transaction; returns, per
+    /// verdict, the one that stands: itself, or the one stored before.
+    func decide(_ verdicts: [MediatorVerdict]) async throws -> [MediatorVerdict] {
+        guard !verdicts.isEmpty else { return [] }
+        let mediatorText = mediator.description
+        var decisions: [(Int64, [PostgresValue])] = []
+        for verdict in verdicts {
+            decisions.append((verdict.request.timestamp.microsSinceEpoch, try Self.decisionValues(verdict)))
+        }
+        let prepared = decisions
+        return try await database.transaction { connection in
+            var standing: [MediatorVerdict] = []
+            for (index, (ts, values)) in prepared.enumerated() {
+                switch try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: true) {
+                case .decided(let stored)?: standing.append(stored)
+                case nil: throw MediatorError.inconsistentStore("request at \(ts)µs is not in the store")
+                case .pending?:
+                    try Self.decide(connection, mediator: mediatorText, timestamp: ts, values)
+                    standing.append(verdicts[index])
+                }
+            }
+            return standing
+        }
+    }
+
+    // MARK: - Rows
+
+    /// `verdict, approved, reason_id, decided_ts` of a decision (all NULL for none).
+    private static func decisionValues(_ verdict: MediatorVerdict?) throws -> [PostgresValue] {
+        guard let verdict else { return [.null, .null, .null, .null] }
+        return [
+            .bytes(try verdict.message.serializedBytes()), .text(verdict.isApproved ? "true" : "false"),
+            verdict.reasonID.map { .text($0) } ?? .null, .int64(verdict.decidedAt.microsSinceEpoch),
+        ]
+    }
+
+    private static func decide(
+        _ connection: PostgresConnection, mediator: String, timestamp: Int64, _ values: [PostgresValue]
+    ) throws {
+        let updated = try connection.execute(
+            """
+            UPDATE mediator_requests SET verdict = $3, approved = $4::boolean, reason_id = $5::text, decided_ts = $6
+            WHERE mediator = $1 AND request_ts = $2 AND verdict IS NULL
+            """, [.text(mediator), .int64(timestamp)] + values)
+        guard updated.affectedRowCount == 1 else {
+            throw MediatorError.inconsistentStore("request at \(timestamp)µs was decided while it was locked")
+        }
+    }
+
+    /// The request at `timestamp`, optionally locking its row until the transaction ends.
+    private static func state(_ connection: PostgresConnection, mediator: String, timestamp: Int64, lock: Bool)
+        throws -> RequestState?
+    {
+        guard
+            let row = try connection.execute(
+                """
+                SELECT request_ts, root_hash, verdict, recipients, decided_ts FROM mediator_requests
+                WHERE mediator = $1 AND request_ts = $2
+                """ + (lock ? " FOR UPDATE" : ""), [.text(mediator), .int64(timestamp)]
+            ).rows.first
+        else { return nil }
+        if row[2].isNull {
+            guard let root = try row[1].bytes, let rootHash = Digest32(root) else {
+                throw MediatorError.inconsistentStore("request at \(timestamp)µs has a malformed root hash")
+            }
+            return .pending(rootHash: rootHash)
+        }
+        return .decided(try verdict(row))
+    }
+
+    /// A verdict from `request_ts, root_hash, verdict, recipients, decided_ts`.
+    private static func verdict(_ row: [PostgresCell]) throws -> MediatorVerdict {
+        guard let ts = try row[0].int64, let root = try row[1].bytes, let rootHash = Digest32(root),
+            let bytes = try row[2].bytes, let recipients = try row[3].string, let decided = try row[4].int64
+        else { throw MediatorError.inconsistentStore("a decided request row has NULL or malformed columns") }
+        let request = RequestID(timestamp: SequencingTimestamp(microsSinceEpoch: ts), rootHash: rootHash)
+        let message: Weft.V1.SignedProtocolMessage
+        let content: Weft.V1.SignedContent
+        do {
+            message = try Weft.V1.SignedProtocolMessage(serializedBytes: bytes)
+            content = try Weft.V1.SignedContent(serializedBytes: message.content)
+        } catch {
+            throw MediatorError.inconsistentStore("the stored verdict on \(request) does not decode: \(error)")
+        }
+        guard case .confirmationResult(let result)? = content.content,
+            result.requestID?.microsSinceEpoch == ts, result.rootHash == root
+        else { throw MediatorError.inconsistentStore("the stored verdict on \(request) is for another request") }
+        return MediatorVerdict(
+            request: request, result: result, message: message, recipients: try participants(recipients),
+            decidedAt: SequencingTimestamp(microsSinceEpoch: decided))
+    }
+
+    private static func text(_ participants: [UniqueIdentifier]) -> String {
+        participants.map(\.description).joined(separator: "\n")
+    }
+
+    private static func participants(_ text: String) throws -> [UniqueIdentifier] {
+        var result: [UniqueIdentifier] = []
+        for line in text.split(separator: "\n") {
+            guard let participant = try? UniqueIdentifier(parsing: String(line)) else {
+                throw MediatorError.inconsistentStore("a stored recipient '\(line.prefix(200))' is no participant id")
+            }
+            result.append(participant)
+        }
+        return result
+    }
+}

@@ -1,0 +1,75 @@
+import Logging
+import Testing
+import WeftMediator
+import WeftStore
+import WeftTestSupport
+
+/// Starts one PostgreSQL server for a whole suite; its tests run in parallel, each with a
+/// mediator of its own (the mediator's rows carry its member id), so they share nothing.
+struct SharedPostgres: SuiteTrait, TestScoping {
+    @TaskLocal static var url: String?
+
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        try await PostgresFixture.withFixture { fixture in
+            try await Self.$url.withValue(fixture.url) { try await function() }
+        }
+    }
+}
+
+extension Trait where Self == SharedPostgres {
+    static var sharedPostgres: Self { Self() }
+}
+
+/// A mediator of its own for one test, on the suite's server.
+struct MediatorHarness {
+    let test: TestDomain
+    let store: MediatorStore
+
+    init(_ name: String) async throws {
+        let url = try #require(SharedPostgres.url, "the suite needs the .sharedPostgres trait")
+        // A fresh name per run keeps runs against a long-lived WEFT_TEST_PGURL server apart.
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        test = try TestDomain(mediatorName: "mediator-\(name)-\(suffix)")
+        store = MediatorStore(
+            database: PostgresDatabase(url: url, maximumConnections: 2), mediator: test.mediator.member)
+        try await store.migrate()
+    }
+
+    /// A mediator on the harness's store, as a (re)started node makes it.
+    func start(database: PostgresDatabase? = nil) async throws -> Mediator {
+        let store = database.map { MediatorStore(database: $0, mediator: test.mediator.member) } ?? self.store
+        var logger = Logger(label: "weft.mediator.test")
+        logger.logLevel = .warning
+        return try await Mediator.start(
+            store: store, domain: test.domain, signingKey: test.mediator.signing, logger: logger)
+    }
+
+    /// How many response rows the store holds for this mediator.
+    func responseRowCount() async throws -> Int64 {
+        let mediator = test.mediator.member.description
+        return try await store.database.withConnection { connection in
+            try connection.execute("SELECT count(*) FROM mediator_responses WHERE mediator = $1", [.text(mediator)])
+                .rows.first?.first?.int64 ?? -1
+        }
+    }
+}
+
+extension RegistrationOutcome {
+    var verdict: MediatorVerdict? {
+        switch self {
+        case .refused(let verdict), .alreadyDecided(let verdict): verdict
+        case .registered, .alreadyRegistered: nil
+        }
+    }
+}
+
+extension ResponseOutcome {
+    var verdict: MediatorVerdict? {
+        switch self {
+        case .decided(let verdict), .alreadyDecided(let verdict): verdict
+        case .counted, .duplicate: nil
+        }
+    }
+}

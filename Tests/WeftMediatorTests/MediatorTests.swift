@@ -1,0 +1,460 @@
+import Testing
+import WeftContracts
+import WeftCrypto
+import WeftMediator
+import WeftStore
+import WeftTopology
+import WeftWire
+
+/// The mediator on real PostgreSQL: requests from real transactions' informee trees, responses
+/// signed by the participants' keys, checked against a real topology.
+@Suite(.sharedPostgres, .timeLimit(.minutes(3))) struct MediatorTests {
+    let t = TestDomain.requestTime
+
+    @Test func everyViewApprovedGivesOneSignedApprovalToEveryInformeeParticipant() async throws {
+        let harness = try await MediatorHarness("approve")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: t)
+
+        let registered = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        #expect(registered == .registered(id, deadline: t.adding(micros: TestDomain.responseTimeoutMicros)))
+        #expect(await mediator.pendingRequests == [id])
+
+        let (alice, bank) = (test.alice, test.bank)
+        let last = t.adding(micros: 2_000)
+        #expect(
+            try await mediator.receive(
+                response: try test.response(views, view: 0, from: test.p1, parties: [alice]),
+                at: t.adding(micros: 1000),
+                snapshot: snapshot) == .counted(id))
+        #expect(
+            try await mediator.receive(
+                response: try test.response(views, view: 0, from: test.p3, parties: [bank]), at: t.adding(micros: 1500),
+                snapshot: snapshot) == .counted(id))
+        let outcome = try await mediator.receive(
+            response: try test.response(views, view: 1, from: test.p3, parties: [bank]), at: last, snapshot: snapshot)
+        let verdict = try #require(outcome.verdict)
+        #expect(outcome == .decided(verdict))
+        #expect(verdict.isApproved && verdict.reasonID == nil)
+        #expect(verdict.request == id && verdict.decidedAt == last)
+        #expect(verdict.recipients == test.participants.map(\.id).sorted { $0.description < $1.description })
+
+        // The verdict is the mediator's, signed for CONFIRMATION_RESULT and about this request.
+        let result = try ProtocolSigning.verifiedResult(
+            verdict.message, mediatorKeys: [test.mediator.signing.publicKey])
+        #expect(result == verdict.result)
+        #expect(result.requestID == t.wire && result.rootHash == views.rootHash.bytes)
+        #expect(result.domain == test.domain.description && result.viewType == .transaction)
+        #expect(throws: MediatorError.invalidSignature(signer: "the mediator")) {
+            try ProtocolSigning.verifiedResult(verdict.message, mediatorKeys: [test.p1.signing.publicKey])
+        }
+        #expect(await mediator.pendingRequests.isEmpty)
+
+        // A later response changes nothing: the stored verdict comes back.
+        let late = try await mediator.receive(
+            response: try test.response(views, view: 0, from: test.p1, parties: [alice]), at: last.adding(micros: 1),
+            snapshot: snapshot)
+        #expect(late == .alreadyDecided(verdict))
+        #expect(try await mediator.verdict(at: t) == verdict)
+        #expect(try await harness.responseRowCount() == 3)
+        await harness.store.database.shutdown()
+    }
+
+    @Test func aThreePartyDvPIsApprovedByTheLastOfItsConfirmations() async throws {
+        let harness = try await MediatorHarness("dvp")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.dvp()
+        #expect(views.views.count == 7)
+        let snapshot = test.snapshot(at: t)
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        _ = try await mediator.register(request: try test.request(views, submitter: test.p2), snapshot: snapshot)
+
+        let approvals = try test.approvals(views)
+        #expect(approvals.count == 12)  // 2 + 2 + 2 + 2 + 1 + 2 + 1: per view, one per confirming participant
+        var outcomes: [ResponseOutcome] = []
+        for (index, approval) in approvals.enumerated() {
+            outcomes.append(
+                try await mediator.receive(
+                    response: approval, at: t.adding(micros: Int64(index + 1)), snapshot: snapshot))
+        }
+        #expect(outcomes.dropLast().allSatisfy { $0 == .counted(id) })
+        let verdict = try #require(outcomes.last?.verdict)
+        #expect(verdict.isApproved)
+        #expect(verdict.recipients.count == 5)
+        await harness.store.database.shutdown()
+    }
+
+    @Test func oneRejectionRejectsWithItsReason() async throws {
+        let harness = try await MediatorHarness("reject")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: t)
+        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+
+        _ = try await mediator.receive(
+            response: try test.response(views, view: 0, from: test.p1, parties: [test.alice]), at: t.adding(micros: 1),
+            snapshot: snapshot)
+        let locked = Weft.V1.LocalReject(
+            reasonID: RejectReason.Participant.lockedContracts, message: "locked by request 2025-06-15T15:06:50Z",
+            resources: ["00aa"])
+        let outcome = try await mediator.receive(
+            response: try test.response(views, view: 1, from: test.p3, parties: [test.bank], reject: locked),
+            at: t.adding(micros: 2), snapshot: snapshot)
+        let verdict = try #require(outcome.verdict)
+        #expect(outcome == .decided(verdict))
+        #expect(!verdict.isApproved && verdict.reasonID == "LOCKED_CONTRACTS")
+        #expect(
+            verdict.result.verdict?.outcome
+                == .participantReject(
+                    .init(rejects: [
+                        .init(participant: test.p3.id.description, parties: [test.bank.description], reject: locked)
+                    ])
+                ))
+
+        // The approval that would have completed view 0 comes too late to matter.
+        let after = try await mediator.receive(
+            response: try test.response(views, view: 0, from: test.p3, parties: [test.bank]), at: t.adding(micros: 3),
+            snapshot: snapshot)
+        #expect(after == .alreadyDecided(verdict))
+        await harness.store.database.shutdown()
+    }
+
+    @Test func aRejectionOfTheWholeRequestRejectsIt() async throws {
+        let harness = try await MediatorHarness("reject-all")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.dvp()
+        let snapshot = test.snapshot(at: t)
+        _ = try await mediator.register(request: try test.request(views, submitter: test.p2), snapshot: snapshot)
+        // An approval must name its view.
+        await #expect(
+            throws: MediatorError.malformedResponse(
+                "an approval without a view hash; only a rejection may be for the whole request")
+        ) {
+            try await mediator.receive(
+                response: try test.response(views, view: nil, from: test.p1, parties: [test.alice]),
+                at: t.adding(micros: 4),
+                snapshot: snapshot)
+        }
+        let malformed = Weft.V1.LocalReject(
+            reasonID: RejectReason.Participant.failedModelConformanceCheck, message: "view 0.3 differs")
+        let outcome = try await mediator.receive(
+            response: try test.response(views, view: nil, from: test.p4, parties: [test.csd], reject: malformed),
+            at: t.adding(micros: 5), snapshot: snapshot)
+        #expect(outcome.verdict?.reasonID == "FAILED_MODEL_CONFORMANCE_CHECK")
+        #expect(try await harness.responseRowCount() == 1)
+        await harness.store.database.shutdown()
+    }
+
+    @Test func invalidResponsesAreRefusedAndNotCounted() async throws {
+        let harness = try await MediatorHarness("refusals")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: t)
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        let deadline = t.adding(micros: TestDomain.responseTimeoutMicros)
+        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        let at = t.adding(micros: 10)
+        func refuse(
+            _ error: MediatorError, _ response: Weft.V1.SignedProtocolMessage, at time: SequencingTimestamp? = nil,
+            snapshot other: TopologySnapshot? = nil, sourceLocation: Testing.SourceLocation = #_sourceLocation
+        ) async {
+            await #expect(throws: error, sourceLocation: sourceLocation) {
+                try await mediator.receive(response: response, at: time ?? at, snapshot: other ?? snapshot)
+            }
+        }
+
+        // Signed by another participant's key, or with a broken signature.
+        await refuse(
+            .unknownSigningKey(
+                participant: test.p1.id.description, key: test.p2.signing.publicKey.fingerprint.description),
+            try test.response(views, view: 0, from: test.p1, parties: [test.alice], signedWith: test.p2.signing))
+        var tampered = try test.response(views, view: 0, from: test.p1, parties: [test.alice])
+        tampered.signature?.signature[0] ^= 1
+        await refuse(.invalidSignature(signer: "participant \(test.p1.id)"), tampered)
+        // From a participant not hosting the party; hosting it for observation only.
+        await refuse(
+            .partyNotHosted(party: test.bank.description, participant: test.p2.id.description),
+            try test.response(views, view: 0, from: test.p2, parties: [test.bank]))
+        await refuse(
+            .noConfirmationPermission(
+                party: test.bank.description, participant: test.p4.id.description, permission: .observation),
+            try test.response(views, view: 0, from: test.p4, parties: [test.bank]))
+        // For a party that does not confirm the view, a view or a request that does not exist.
+        await refuse(
+            .notAConfirmingParty(party: test.bob.description, view: [0, 0]),
+            try test.response(views, view: 1, from: test.p2, parties: [test.bob]))
+        var unknownView = Weft.V1.ConfirmationResponse(
+            requestID: t.wire, sender: test.p1.id.description, viewHash: [UInt8](repeating: 7, count: 32),
+            localVerdict: .init(outcome: .approve(.init())), rootHash: views.rootHash.bytes,
+            confirmingParties: [test.alice.description], domain: test.domain.description)
+        await refuse(
+            .unknownView(request: id, viewHash: unknownView.viewHash),
+            try ProtocolSigning.sign(unknownView, with: test.p1.signing))
+        unknownView.requestID = t.adding(micros: 1).wire
+        await refuse(.unknownRequest(t.adding(micros: 1)), try ProtocolSigning.sign(unknownView, with: test.p1.signing))
+        await refuse(
+            .wrongRootHash(request: id, received: [1, 2, 3]),
+            try test.response(views, view: 0, from: test.p1, parties: [test.alice], rootHash: [1, 2, 3]))
+        await refuse(
+            .wrongDomain(expected: test.domain.description, received: "domain2::1220"),
+            try test.response(views, view: 0, from: test.p1, parties: [test.alice], domain: "domain2::1220"))
+        // Checked against the topology at the request's time only; sequenced after the deadline.
+        let valid = try test.response(views, view: 0, from: test.p1, parties: [test.alice])
+        await refuse(
+            .snapshotAtWrongTime(request: t, snapshot: at), valid, snapshot: test.snapshot(at: at))
+        await refuse(
+            .afterDeadline(request: id, deadline: deadline, at: deadline.adding(micros: 1)), valid,
+            at: deadline.adding(micros: 1))
+        await refuse(
+            .malformedResponse("a rejection needs a reason id of 1 to 100 bytes"),
+            try test.response(views, view: 0, from: test.p1, parties: [test.alice], reject: .init(reasonID: "")))
+        #expect(try await harness.responseRowCount() == 0)
+
+        // None of the refused approvals for bank counted: view 0 still needs p3's, and a
+        // response sequenced exactly at the deadline still counts.
+        #expect(try await mediator.receive(response: valid, at: at, snapshot: snapshot) == .counted(id))
+        let bankOnView1 = try test.response(views, view: 1, from: test.p3, parties: [test.bank])
+        #expect(try await mediator.receive(response: bankOnView1, at: at, snapshot: snapshot) == .counted(id))
+        #expect(await mediator.pendingRequests == [id])
+        let outcome = try await mediator.receive(
+            response: try test.response(views, view: 0, from: test.p3, parties: [test.bank]), at: deadline,
+            snapshot: snapshot)
+        #expect(outcome.verdict?.isApproved == true)
+        #expect(try await harness.responseRowCount() == 3)
+        await harness.store.database.shutdown()
+    }
+
+    @Test func aDuplicateResponseIsCountedOnce() async throws {
+        let harness = try await MediatorHarness("duplicate")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: t)
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        let response = try test.response(views, view: 0, from: test.p1, parties: [test.alice])
+        #expect(
+            try await mediator.receive(response: response, at: t.adding(micros: 1), snapshot: snapshot) == .counted(id))
+        #expect(
+            try await mediator.receive(response: response, at: t.adding(micros: 2), snapshot: snapshot)
+                == .duplicate(id))
+        // Once a party counted for a view, its later responses there do not: the first one stands.
+        let changedMind = try test.response(
+            views, view: 0, from: test.p1, parties: [test.alice], reject: .init(reasonID: "LOCKED_CONTRACTS"))
+        #expect(
+            try await mediator.receive(response: changedMind, at: t.adding(micros: 3), snapshot: snapshot)
+                == .duplicate(id))
+        #expect(try await harness.responseRowCount() == 1)
+        #expect(await mediator.pendingRequests == [id])
+        await harness.store.database.shutdown()
+    }
+
+    @Test func theParticipantResponseTimeoutRejects() async throws {
+        let harness = try await MediatorHarness("timeout")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: t)
+        let deadline = t.adding(micros: TestDomain.responseTimeoutMicros)
+        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        _ = try await mediator.receive(
+            response: try test.response(views, view: 0, from: test.p1, parties: [test.alice]), at: t.adding(micros: 1),
+            snapshot: snapshot)
+
+        #expect(try await mediator.timeouts(now: deadline).isEmpty)
+        let now = deadline.adding(micros: 1)
+        let verdicts = try await mediator.timeouts(now: now)
+        #expect(verdicts.count == 1)
+        let verdict = try #require(verdicts.first)
+        #expect(verdict.reasonID == "MEDIATOR_SAYS_TX_TIMED_OUT" && verdict.decidedAt == now)
+        guard case .mediatorReject(let reject)? = verdict.result.verdict?.outcome else {
+            Issue.record("not a mediator reject: \(verdict.result)")
+            return
+        }
+        #expect(reject.reasonID == RejectReason.timedOut)
+        #expect(verdict.recipients.count == 5)
+        #expect(try await mediator.timeouts(now: now.adding(micros: 1_000_000)).isEmpty)
+        #expect(await mediator.pendingRequests.isEmpty)
+        #expect(try await mediator.verdict(at: t) == verdict)
+        await harness.store.database.shutdown()
+    }
+
+    @Test func aVIPParticipantConfirmsAloneUnderTheVIPPolicy() async throws {
+        let harness = try await MediatorHarness("vip")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let bank = TestDomain.party(test.bank)
+        let views = try test.iouTransfer(policy: .vip(vipHosted: [bank]))
+        #expect(views.views.map(\.commonData.confirmingParties) == [[bank], [bank]])
+        #expect(views.views.map(\.commonData.threshold) == [1, 1])
+        let snapshot = test.snapshot(at: t)
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+
+        // p3 hosts bank with confirmation permission, but is not VIP: it does not count.
+        await #expect(throws: MediatorError.notVIP(participant: test.p3.id.description)) {
+            try await mediator.receive(
+                response: try test.response(views, view: 0, from: test.p3, parties: [test.bank]),
+                at: t.adding(micros: 1),
+                snapshot: snapshot)
+        }
+        // Alice is no confirming party under this policy, whoever hosts her.
+        await #expect(throws: MediatorError.notAConfirmingParty(party: test.alice.description, view: [0])) {
+            try await mediator.receive(
+                response: try test.response(views, view: 0, from: test.p1, parties: [test.alice]),
+                at: t.adding(micros: 1),
+                snapshot: snapshot)
+        }
+        #expect(
+            try await mediator.receive(
+                response: try test.response(views, view: 0, from: test.p5, parties: [test.bank]),
+                at: t.adding(micros: 2),
+                snapshot: snapshot) == .counted(id))
+        let outcome = try await mediator.receive(
+            response: try test.response(views, view: 1, from: test.p5, parties: [test.bank]), at: t.adding(micros: 3),
+            snapshot: snapshot)
+        #expect(outcome.verdict?.isApproved == true)
+
+        // A VIP view whose confirming party no VIP participant hosts can never be approved.
+        let alice = TestDomain.party(test.alice)
+        let unconfirmable = try test.iouTransfer(uuidByte: 9, policy: .vip(vipHosted: [alice, bank]))
+        let second = t.adding(micros: 100)
+        let refused = try await mediator.register(
+            request: try test.request(unconfirmable, at: second), snapshot: test.snapshot(at: second))
+        #expect(refused.verdict?.reasonID == RejectReason.informeesNotHosted)
+        await harness.store.database.shutdown()
+    }
+
+    @Test func requestsWhoseRootHashMessagesDisagreeAreRefused() async throws {
+        let harness = try await MediatorHarness("root-hash")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: t)
+
+        // One root hash message carries another root hash.
+        var request = try test.request(views)
+        var other = request.rootHashMessages[0]
+        other.message.rootHash = try test.dvp().rootHash.bytes
+        other.recipients = [test.p2.member, test.mediator.member]
+        request.rootHashMessages.append(other)
+        let outcome = try await mediator.register(request: request, snapshot: snapshot)
+        guard case .refused(let verdict) = outcome else {
+            Issue.record("not refused: \(outcome)")
+            return
+        }
+        #expect(verdict.reasonID == RejectReason.invalidMessage)
+        #expect(verdict.request == RequestID(timestamp: t, rootHash: views.rootHash))
+        #expect(verdict.recipients.count == 5 && verdict.decidedAt == t)
+        #expect(await mediator.pendingRequests.isEmpty)
+        // Registering it again, or responding to it, returns the same verdict.
+        #expect(try await mediator.register(request: request, snapshot: snapshot) == .alreadyDecided(verdict))
+        let response = try test.response(views, view: 0, from: test.p1, parties: [test.alice])
+        #expect(
+            try await mediator.receive(response: response, at: t.adding(micros: 1), snapshot: snapshot)
+                == .alreadyDecided(verdict))
+
+        // An informee participant that no root hash message tells.
+        let t2 = t.adding(micros: 10)
+        var untold = try test.request(try test.iouTransfer(uuidByte: 2), at: t2)
+        untold.rootHashMessages[0].recipients.removeAll { $0 == test.p5.member }
+        let missing = try await mediator.register(request: untold, snapshot: test.snapshot(at: t2))
+        #expect(missing.verdict?.reasonID == RejectReason.invalidMessage)
+
+        // A request for another mediator.
+        let t3 = t.adding(micros: 20)
+        let elsewhere = try TestDomain(mediatorName: "another-mediator")
+        let misdirected = try await mediator.register(
+            request: try elsewhere.request(try elsewhere.iouTransfer(uuidByte: 3), at: t3),
+            snapshot: test.snapshot(at: t3))
+        #expect(misdirected.verdict?.reasonID == RejectReason.invalidMessage)
+
+        // An informee tree with a view blinded: rejected by the root hash its messages agree on.
+        let t4 = t.adding(micros: 30)
+        let blindedViews = try test.iouTransfer(uuidByte: 4)
+        var blinded = try test.request(blindedViews, at: t4)
+        blinded.informeeMessage.informeeTree = try MerkleTree.blinding(blindedViews.informeeTree()) { $0 == .view([0]) }
+        let refusedBlinded = try await mediator.register(request: blinded, snapshot: test.snapshot(at: t4))
+        #expect(refusedBlinded.verdict?.reasonID == RejectReason.invalidMessage)
+        #expect(refusedBlinded.verdict?.request.rootHash == blindedViews.rootHash)
+
+        // No tree and no root hash: nothing to reject by.
+        let t5 = t.adding(micros: 40)
+        var nothing = try test.request(views, at: t5)
+        nothing.informeeMessage.informeeTree = nil
+        nothing.rootHashMessages = []
+        await #expect(throws: MediatorError.self) {
+            try await mediator.register(request: nothing, snapshot: test.snapshot(at: t5))
+        }
+        #expect(try await mediator.verdict(at: t5) == nil)
+        await harness.store.database.shutdown()
+    }
+
+    @Test func aReplayedRequestIsANoOpAtItsTimeAndRejectedAtAnother() async throws {
+        let harness = try await MediatorHarness("replay")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        let request = try test.request(views)
+        #expect(
+            try await mediator.register(request: request, snapshot: test.snapshot(at: t))
+                == .registered(id, deadline: t.adding(micros: TestDomain.responseTimeoutMicros)))
+        #expect(try await mediator.register(request: request, snapshot: test.snapshot(at: t)) == .alreadyRegistered(id))
+
+        // Another request at the same sequencing time cannot be.
+        let dvp = try test.dvp()
+        await #expect(
+            throws: MediatorError.conflictingRequest(timestamp: t, registered: views.rootHash, received: dvp.rootHash)
+        ) {
+            try await mediator.register(request: try test.request(dvp), snapshot: test.snapshot(at: t))
+        }
+        await #expect(throws: MediatorError.snapshotAtWrongTime(request: t, snapshot: t.adding(micros: 1))) {
+            try await mediator.register(request: request, snapshot: test.snapshot(at: t.adding(micros: 1)))
+        }
+
+        // The same request sequenced again later is rejected: its uuid was used.
+        let later = t.adding(micros: 1_000)
+        let replay = try await mediator.register(
+            request: try test.request(views, at: later), snapshot: test.snapshot(at: later))
+        #expect(replay.verdict?.reasonID == RejectReason.nonUniqueRequestUUID)
+        #expect(await mediator.pendingRequests == [id])
+        await harness.store.database.shutdown()
+    }
+
+    @Test func concurrentResponsesDecideOnce() async throws {
+        let harness = try await MediatorHarness("concurrent")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.dvp()
+        let snapshot = test.snapshot(at: t)
+        _ = try await mediator.register(request: try test.request(views, submitter: test.p2), snapshot: snapshot)
+        let approvals = try test.approvals(views)
+        // Every approval twice, all at once.
+        let outcomes = try await withThrowingTaskGroup(of: ResponseOutcome.self) { group in
+            for (index, approval) in (approvals + approvals).enumerated() {
+                group.addTask {
+                    try await mediator.receive(
+                        response: approval, at: t.adding(micros: Int64(index + 1)), snapshot: snapshot)
+                }
+            }
+            var all: [ResponseOutcome] = []
+            for try await outcome in group { all.append(outcome) }
+            return all
+        }
+        let decided = outcomes.filter { if case .decided = $0 { true } else { false } }
+        #expect(decided.count == 1)
+        #expect(outcomes.filter { if case .counted = $0 { true } else { false } }.count == approvals.count - 1)
+        #expect(
+            try await harness.responseRowCount()
+                == Int64(views.views.map(\.commonData.confirmingParties.count).reduce(0, +)))
+        await harness.store.database.shutdown()
+    }
+}
