@@ -48,7 +48,7 @@ public struct PurposeHasher: ~Copyable {
 
     public init(_ purpose: Weft.V1.HashPurpose) {
         precondition(purpose != .unspecified, "a hash needs a purpose")
-        guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else {
+        guard let context = EVP_MD_CTX_new(), EVP_DigestInit_ex2(context, Self.sha256, nil) == 1 else {
             fatalError("OpenSSL cannot initialize SHA-256: \(OpenSSL.takeError())")
         }
         self.context = context
@@ -58,6 +58,15 @@ public struct PurposeHasher: ~Copyable {
     }
 
     deinit { EVP_MD_CTX_free(context) }
+
+    /// SHA-256, fetched once: OpenSSL 3 otherwise looks the digest up in its provider on every
+    /// initialization, which cost more than hashing a small field.
+    nonisolated(unsafe) static let sha256: OpaquePointer = {
+        guard let digest = EVP_MD_fetch(nil, "SHA256", nil) else {
+            fatalError("OpenSSL has no SHA256: \(OpenSSL.takeError())")
+        }
+        return digest
+    }()
 
     /// Appends one field: its length, then its bytes.
     public mutating func append(_ bytes: [UInt8]) {
