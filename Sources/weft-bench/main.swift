@@ -164,6 +164,7 @@ case "profile-request-encode":
 case "profile-envelope-decode":
     let encoded = try ExampleMessages.envelope().serializedBytes()
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }
+case "sequencer": try await SequencerBenchmark.run(Array(arguments.dropFirst()))
 case "wire":
     try runWire(seconds: seconds)
 case "views": try ViewsBenchmark.run(arguments: arguments)
