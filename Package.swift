@@ -139,7 +139,7 @@ let package = Package(
         ),
         .target(
             name: "WeftTestSupport",
-            dependencies: ["WeftStore", "WeftWire"],
+            dependencies: ["WeftStore", "WeftWire", "WeftCrypto", "WeftTopology", "WeftSequencer"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

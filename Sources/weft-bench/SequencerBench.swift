@@ -176,7 +176,7 @@ enum SequencerBenchmark {
                 """)
             if options.statements { try setup.executeScript("CREATE EXTENSION pg_stat_statements") }
 
-            var domain = try BenchDomain()
+            var domain = try TestDomain()
             let genesis = try domain.genesis()
             var nodes: [BenchNode] = []
             for number in 0..<nodeCount {
@@ -187,7 +187,7 @@ enum SequencerBenchmark {
             let manager = try await SequencerClient.authenticate(
                 try await nodes[0].connect(clientTLS), member: domain.managerMember.description, key: domain.managerKey,
                 domain: domain.domain.description, sequencerKeys: sequencerKeys)
-            let participants = try (1...memberCount).map { try BenchDomain.Participant("participant\($0)") }
+            let participants = try (1...memberCount).map { try TestDomain.Participant("participant\($0)") }
             try await manager.send(try domain.onboarding(participants), messageID: "onboard")
             for node in nodes {
                 for participant in participants { await node.topology.waitUntil(participant.member) }
@@ -262,7 +262,7 @@ enum SequencerBenchmark {
         let database: PostgresDatabase
 
         static func start(
-            number: Int, url: String, domain: BenchDomain, genesis: [Weft.V1.SignedTopologyTransaction], tls: TLSContext, connections: Int,
+            number: Int, url: String, domain: TestDomain, genesis: [Weft.V1.SignedTopologyTransaction], tls: TLSContext, connections: Int,
             logger: Logger
         ) async throws -> BenchNode {
             let database = PostgresDatabase(url: url, maximumConnections: connections, logger: logger)

@@ -1,24 +1,21 @@
-import WeftCrypto
-import WeftStore
+public import WeftCrypto
+import WeftSequencer
 import WeftTopology
-import WeftTransport
-import WeftWire
+public import WeftWire
 
-@testable import WeftSequencer
+/// A domain for tests and benchmarks: the domain namespace key, the genesis topology (domain
+/// manager, sequencers, mediator, parameters), and participants that can be onboarded through
+/// a topology broadcast, as the domain manager does.
+public struct TestDomain: Sendable {
+    public let namespaceKey: SigningPrivateKey
+    public let domain: UniqueIdentifier
+    public let sequencerKey: SigningPrivateKey
+    public let managerKey: SigningPrivateKey
+    public let mediatorKey: SigningPrivateKey
+    public let mediatorEncryption: EncryptionPrivateKey
+    public var serials: [String: UInt64] = [:]
 
-/// A domain for tests: the domain namespace key, the genesis topology (domain
-/// manager, sequencers, mediator, parameters), and participants that can be
-/// onboarded through a topology broadcast, as the domain manager will do.
-struct TestDomain {
-    let namespaceKey: SigningPrivateKey
-    let domain: UniqueIdentifier
-    let sequencerKey: SigningPrivateKey
-    let managerKey: SigningPrivateKey
-    let mediatorKey: SigningPrivateKey
-    let mediatorEncryption: EncryptionPrivateKey
-    var serials: [String: UInt64] = [:]
-
-    init() throws {
+    public init() throws {
         namespaceKey = try SigningPrivateKey.generate()
         domain = try UniqueIdentifier(name: "domain1", namespace: namespaceKey.publicKey.fingerprint)
         sequencerKey = try SigningPrivateKey.generate()
@@ -27,18 +24,18 @@ struct TestDomain {
         mediatorEncryption = try EncryptionPrivateKey.generate()
     }
 
-    var sequencerMember: MemberID { MemberID(role: .sequencer, identifier: domain) }
-    var managerMember: MemberID { MemberID(role: .domainManager, identifier: domain) }
-    var mediatorMember: MemberID { MemberID(role: .mediator, identifier: domain) }
+    public var sequencerMember: MemberID { MemberID(role: .sequencer, identifier: domain) }
+    public var managerMember: MemberID { MemberID(role: .domainManager, identifier: domain) }
+    public var mediatorMember: MemberID { MemberID(role: .mediator, identifier: domain) }
 
     /// A domain-signed transaction with the next serial for its key.
-    mutating func domainSigned(_ mapping: Weft.V1.TopologyMapping.Mapping, key: String) throws -> Weft.V1.SignedTopologyTransaction {
+    public mutating func domainSigned(_ mapping: Weft.V1.TopologyMapping.Mapping, key: String) throws -> Weft.V1.SignedTopologyTransaction {
         let serial = (serials[key] ?? 0) + 1
         serials[key] = serial
         return try SignedTopologyTransaction(signing: .init(replace: mapping, serial: serial, domain: domain), with: [namespaceKey]).wire
     }
 
-    mutating func genesis(tokenLifetime: Int64 = 3_600_000_000) throws -> [Weft.V1.SignedTopologyTransaction] {
+    public mutating func genesis(tokenLifetime: Int64 = 3_600_000_000) throws -> [Weft.V1.SignedTopologyTransaction] {
         let parameters = Weft.V1.DomainParameters(
             participantResponseTimeout: .init(micros: 30_000_000), reconciliationInterval: .init(micros: 60_000_000),
             maxRequestSizeBytes: 1 << 20, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
@@ -55,14 +52,14 @@ struct TestDomain {
     }
 
     /// A participant with its own namespace.
-    struct Participant {
-        let namespaceKey: SigningPrivateKey
-        let signingKey: SigningPrivateKey
-        let encryptionKey: EncryptionPrivateKey
-        let id: UniqueIdentifier
-        var member: MemberID { MemberID(role: .participant, identifier: id) }
+    public struct Participant: Sendable {
+        public let namespaceKey: SigningPrivateKey
+        public let signingKey: SigningPrivateKey
+        public let encryptionKey: EncryptionPrivateKey
+        public let id: UniqueIdentifier
+        public var member: MemberID { MemberID(role: .participant, identifier: id) }
 
-        init(_ name: String) throws {
+        public init(_ name: String) throws {
             namespaceKey = try SigningPrivateKey.generate()
             signingKey = try SigningPrivateKey.generate()
             encryptionKey = try EncryptionPrivateKey.generate()
@@ -70,7 +67,7 @@ struct TestDomain {
         }
 
         /// Its identity: root delegation and keys, signed by its own namespace key.
-        func identity(domain: UniqueIdentifier) throws -> [Weft.V1.SignedTopologyTransaction] {
+        public func identity(domain: UniqueIdentifier) throws -> [Weft.V1.SignedTopologyTransaction] {
             try SignedTopologyTransaction.participantIdentity(
                 id, namespaceKey: namespaceKey, signingKey: signingKey.publicKey, encryptionKey: encryptionKey.publicKey, domain: domain
             ).map(\.wire)
@@ -78,8 +75,18 @@ struct TestDomain {
     }
 
     /// The batch the domain manager broadcasts to every member.
-    static func broadcast(_ transactions: [Weft.V1.SignedTopologyTransaction], domain: UniqueIdentifier) throws -> Weft.V1.Batch {
+    public static func broadcast(_ transactions: [Weft.V1.SignedTopologyTransaction], domain: UniqueIdentifier) throws -> Weft.V1.Batch {
         let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions)))
         return .init(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
+    }
+
+    /// The identities and allow-listing of `participants`, as one broadcast batch to every member.
+    public mutating func onboarding(_ participants: [Participant]) throws -> Weft.V1.Batch {
+        var transactions: [Weft.V1.SignedTopologyTransaction] = []
+        for participant in participants {
+            transactions += try participant.identity(domain: domain)
+            transactions.append(try domainSigned(.participantState(participant.id, permission: .submission), key: "state-\(participant.id)"))
+        }
+        return try Self.broadcast(transactions, domain: domain)
     }
 }
