@@ -104,7 +104,8 @@ public struct PurposeHasher: ~Copyable {
     }
 }
 
-func hex(_ bytes: [UInt8]) -> String {
+/// Lower-case hex digits of `bytes`.
+package func hex(_ bytes: [UInt8]) -> String {
     let digits = Array("0123456789abcdef".utf8)
     var result = [UInt8]()
     result.reserveCapacity(bytes.count * 2)
@@ -113,4 +114,25 @@ func hex(_ bytes: [UInt8]) -> String {
         result.append(digits[Int(byte & 0x0F)])
     }
     return String(decoding: result, as: UTF8.self)
+}
+
+/// The bytes of an even-length string of hex digits (either case); nil if it is not one.
+package func bytes(hex text: String) -> [UInt8]? {
+    let digits = Array(text.utf8)
+    guard digits.count % 2 == 0 else { return nil }
+    func value(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(digits.count / 2)
+    for index in stride(from: 0, to: digits.count, by: 2) {
+        guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
+        bytes.append(high << 4 | low)
+    }
+    return bytes
 }

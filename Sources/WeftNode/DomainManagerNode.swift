@@ -17,8 +17,8 @@ public enum PublicKeyFile {
         try (text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
     }
 
-    public static func line(_ key: SigningPublicKey) -> String { "ed25519:" + key.rawRepresentation.hexString }
-    public static func line(_ key: EncryptionPublicKey) -> String { "x25519:" + key.rawRepresentation.hexString }
+    public static func line(_ key: SigningPublicKey) -> String { "ed25519:" + hex(key.rawRepresentation) }
+    public static func line(_ key: EncryptionPublicKey) -> String { "x25519:" + hex(key.rawRepresentation) }
 
     public static func readSigning(_ path: String) throws -> SigningPublicKey {
         try SigningPublicKey(rawRepresentation: try raw(path, scheme: "ed25519"))
@@ -30,25 +30,10 @@ public enum PublicKeyFile {
 
     private static func raw(_ path: String, scheme: String) throws -> [UInt8] {
         let text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard text.hasPrefix(scheme + ":"), let bytes = [UInt8](hex: String(text.dropFirst(scheme.count + 1))) else {
+        guard text.hasPrefix(scheme + ":"), let raw = bytes(hex: String(text.dropFirst(scheme.count + 1))) else {
             throw ConfigurationError.invalid(key: path, value: String(text.prefix(20)), expected: "a \(scheme) public key file made by `weft keys generate`", source: .file(path))
         }
-        return bytes
-    }
-}
-
-extension [UInt8] {
-    var hexString: String { map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined() }
-
-    init?(hex: String) {
-        let digits = Array(hex.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let byte = UInt8(String(decoding: digits[index...index + 1], as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(byte)
-        }
-        self = bytes
+        return raw
     }
 }
 
@@ -81,16 +66,9 @@ struct SequencerEndpoints: Sendable {
         }
     }
 
-    /// A connection to `address`, over TLS verified against the root certificate (plaintext without one).
-    func connect(_ address: (host: String, port: Int), configuration: RPCConfiguration) async throws -> RPCClient {
-        let security: RPCSecurity
-        if let rootCertificate {
-            let pem = try String(contentsOfFile: rootCertificate, encoding: .utf8)
-            security = .tls(try TLSContext(.init(role: .client(serverHostname: address.host), trustRootsPEM: pem)))
-        } else {
-            security = .plaintext
-        }
-        return try await RPCClient.connect(host: address.host, port: address.port, security: security, configuration: configuration)
+    /// A connection to one of the sequencers (the endpoint's TLS, or plaintext without a root).
+    func connect(_ endpoint: SequencerConnection.Endpoint, configuration: RPCConfiguration) async throws -> RPCClient {
+        try await RPCClient.connect(host: endpoint.host, port: endpoint.port, security: endpoint.security, configuration: configuration)
     }
 }
 
@@ -128,16 +106,16 @@ final class DomainManagerNode: Service {
     }
 
     /// Sequencers may start after the domain manager (or in the same process): retry for a while.
-    private func connectWithRetry(_ address: (host: String, port: Int)) async throws -> RPCClient {
+    private func connectWithRetry(_ endpoint: SequencerConnection.Endpoint) async throws -> RPCClient {
         var attempt = 0
         while true {
             do {
-                return try await sequencers.connect(address, configuration: settings.rpc)
+                return try await sequencers.connect(endpoint, configuration: settings.rpc)
             } catch {
                 attempt += 1
                 guard attempt < 150 else { throw error }
                 if attempt % 25 == 1 {
-                    logger.info("waiting for sequencer", metadata: ["address": "\(address.host):\(address.port)", "error": "\(error)"])
+                    logger.info("waiting for sequencer", metadata: ["address": "\(endpoint)", "error": "\(error)"])
                 }
                 try await Task.sleep(for: .milliseconds(200))  // a listener coming up has no event to await from here
             }
@@ -157,7 +135,7 @@ final class DomainManagerNode: Service {
         // Start-up waits for the sequencers; a shutdown meanwhile (another node failed) ends it.
         let clients: [RPCClient] = try await cancelWhenGracefulShutdown {
             var clients: [RPCClient] = []
-            for address in self.sequencers.addresses { clients.append(try await self.connectWithRetry(address)) }
+            for endpoint in try self.sequencers.endpoints() { clients.append(try await self.connectWithRetry(endpoint)) }
             if !(try await manager.load()) {
                 let genesis = try await manager.genesis(sequencerKeys: [self.sequencerKey], mediator: self.mediator, parameters: Self.defaultParameters)
                 try await manager.bootstrap(sequencers: clients, genesis: genesis)
@@ -168,7 +146,7 @@ final class DomainManagerNode: Service {
         var router = RPCRouter()
         DomainManagerAdministration(manager: manager).register(on: &router)
         let server = try await RPCServer.start(
-            host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(logger: logger), router: router,
+            host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
             configuration: settings.rpc, logger: logger)
         ready("node \(settings.name) (domain manager of \(manager.domain)) listening on \(settings.listenHost):\(server.port)")
         try? await gracefulShutdown()

@@ -108,7 +108,7 @@ public struct NodeSettings: Sendable {
     }
 
     /// The server side of this node's TLS (or plaintext).
-    func serverSecurity(logger: Logger) throws -> RPCSecurity {
+    func serverSecurity() throws -> RPCSecurity {
         switch security {
         case .plaintext:
             return .plaintext

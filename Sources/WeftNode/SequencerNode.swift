@@ -2,11 +2,11 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import WeftCrypto
-import WeftSequencer
+public import WeftSequencer
 import WeftTopology
 import WeftStore
-import WeftTransport
-import WeftWire
+public import WeftTransport
+public import WeftWire
 
 /// A sequencer node: the sequencer core on the domain's shared database and
 /// its RPC server. Several nodes of one domain share the database; each needs
@@ -64,7 +64,7 @@ final class SequencerNode: Service {
         let server: RPCServer
         do {
             server = try await RPCServer.start(
-                host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(logger: logger), router: router,
+                host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
                 configuration: settings.rpc, logger: logger)
         } catch {
             await sequencer.stop()
@@ -82,12 +82,18 @@ final class SequencerNode: Service {
 }
 
 /// `weft.v1.SequencerAdministrationService` of a sequencer node.
-struct SequencerAdministration: Weft.V1.SequencerAdministrationService.Provider {
+public struct SequencerAdministration: Weft.V1.SequencerAdministrationService.Provider {
     let sequencer: Sequencer
     let topology: SequencerTopology
     let name: String
 
-    func initializeSequencer(_ request: Weft.V1.InitializeSequencerRequest, context: RPCCallContext) async throws -> Weft.V1.InitializeSequencerResponse {
+    public init(sequencer: Sequencer, topology: SequencerTopology, name: String) {
+        self.sequencer = sequencer
+        self.topology = topology
+        self.name = name
+    }
+
+    public func initializeSequencer(_ request: Weft.V1.InitializeSequencerRequest, context: RPCCallContext) async throws -> Weft.V1.InitializeSequencerResponse {
         guard request.domain == topology.domain.description else {
             throw RPCError(.invalidArgument, "this sequencer serves \(topology.domain), not \(request.domain)", errorID: "SEQUENCER_WRONG_DOMAIN")
         }
@@ -101,7 +107,7 @@ struct SequencerAdministration: Weft.V1.SequencerAdministrationService.Provider 
         }
     }
 
-    func prune(_ request: Weft.V1.PruneRequest, context: RPCCallContext) async throws -> Weft.V1.PruneResponse {
+    public func prune(_ request: Weft.V1.PruneRequest, context: RPCCallContext) async throws -> Weft.V1.PruneResponse {
         guard let upTo = request.upToInclusive?.microsSinceEpoch else {
             throw RPCError(.invalidArgument, "say up to which time to prune (up_to_inclusive)", errorID: "SEQUENCER_PRUNE_NO_TIME")
         }
@@ -113,7 +119,7 @@ struct SequencerAdministration: Weft.V1.SequencerAdministrationService.Provider 
         }
     }
 
-    func getSequencerStatus(_ request: Weft.V1.GetSequencerStatusRequest, context: RPCCallContext) async throws -> Weft.V1.GetSequencerStatusResponse {
+    public func getSequencerStatus(_ request: Weft.V1.GetSequencerStatusRequest, context: RPCCallContext) async throws -> Weft.V1.GetSequencerStatusResponse {
         let status = try await sequencer.status()
         return .init(
             sequencer: name,

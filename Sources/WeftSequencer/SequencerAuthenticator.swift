@@ -89,7 +89,7 @@ actor SequencerAuthenticator {
     /// The member a call is made by: its token must be live, on this connection, and the member still active.
     func member(of context: RPCCallContext) async throws -> String {
         guard let header = context["authorization"], header.hasPrefix("Bearer "),
-            let token = Self.hex(String(header.dropFirst("Bearer ".count)))
+            let token = bytes(hex: String(header.dropFirst("Bearer ".count))), !token.isEmpty
         else {
             throw RPCError(.unauthenticated, "this call needs `authorization: Bearer <token>`; authenticate first (GetChallenge, Authenticate)", errorID: "SEQUENCER_NO_TOKEN")
         }
@@ -111,26 +111,5 @@ actor SequencerAuthenticator {
         let now = SequencerWriter.now()
         challenges = challenges.filter { $0.value.expires > now }
         if sessions.count > 10_000 { sessions = sessions.filter { $0.value.expires > now } }
-    }
-
-    static func hex(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0, !digits.isEmpty else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let high = Self.nibble(digits[index]), let low = Self.nibble(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-        }
-        return bytes
-    }
-
-    private static func nibble(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

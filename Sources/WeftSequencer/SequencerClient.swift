@@ -35,7 +35,7 @@ public struct SequencerClient: Sendable {
 
     /// The `authorization` metadata of this session.
     public var authorization: [Weft.V1.MetadataEntry] {
-        [.init(key: "authorization", value: .textValue("Bearer " + token.map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()))]
+        [.init(key: "authorization", value: .textValue("Bearer " + hex(token)))]
     }
 
     /// Submits `batch` under `messageID` (unique per member); returns once sequenced.

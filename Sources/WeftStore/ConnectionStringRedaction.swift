@@ -3,7 +3,7 @@
 /// libpq echoes the whole URI in some parse errors (an unclosed `[` in an IPv6 host, an
 /// unexpected character), and error messages end up in logs, so every message derived
 /// from a connection attempt passes through here before it reaches a `PostgresError`.
-enum ConnectionStringRedaction {
+package enum ConnectionStringRedaction {
     static let mask = "***"
 
     /// Returns `message` with the connection string and each password in it masked.
@@ -21,7 +21,7 @@ enum ConnectionStringRedaction {
     }
 
     /// Returns `connectionString` with every password masked.
-    static func masked(_ connectionString: String) -> String {
+    package static func masked(_ connectionString: String) -> String {
         var result = connectionString
         for secret in secrets(in: connectionString).sorted(by: { $0.count > $1.count }) {
             result = result.replacingAll(secret, with: mask)

@@ -158,10 +158,8 @@ public final class RPCClientHandler: ChannelInboundHandler {
             }
         case .goAway(let goAway)?:
             receivedGoAway(context, goAway)
-        case .ping(let ping)?:
-            // Normally answered by KeepaliveHandler; answered here in pipelines without it.
-            context.writeAndFlush(wrapOutboundOut(.init(streamID: 0, kind: .pong(.init(data: ping.data)))), promise: nil)
-        case .open?, .halfClose?, .cancel?, .pong?, nil:
+        case .ping?, .open?, .halfClose?, .cancel?, .pong?, nil:
+            // Pings are KeepaliveHandler's (every RPCPipeline has one).
             break
         }
     }

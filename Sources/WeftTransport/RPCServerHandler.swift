@@ -121,10 +121,8 @@ public final class RPCServerHandler: ChannelInboundHandler {
             guard stream.send.grant(update.incrementBytes) else {
                 return finish(id, RPCError(.invalidArgument, "window update overflows stream \(id)'s window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
             }
-        case .ping(let ping)?:
-            // Normally answered by KeepaliveHandler; answered here in pipelines without it.
-            context.writeAndFlush(wrapOutboundOut(.init(streamID: 0, kind: .pong(.init(data: ping.data)))), promise: nil)
-        case .goAway?, .pong?, .close?, nil:
+        case .ping?, .goAway?, .pong?, .close?, nil:
+            // Pings are KeepaliveHandler's (every RPCPipeline has one); the rest is not the client's to send.
             break
         }
     }

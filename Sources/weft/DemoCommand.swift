@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import WeftCrypto
 import WeftDomainManager
+import WeftNode
 import WeftSequencer
 import WeftStore
 import WeftTestSupport
@@ -36,7 +37,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
         let configured = databaseURL ?? ProcessInfo.processInfo.environment["WEFT_DATABASE_URL"]
         if let configured {
-            print("database: \(ConnectionStringRedactionForDemo.redact(configured)) (given)")
+            print("database: \(ConnectionStringRedaction.masked(configured)) (given)")
             try await Demo(url: configured).run()
         } else {
             print("database: starting a throw-away PostgreSQL (scripts/pg-fixture) …")
@@ -51,12 +52,6 @@ struct DemoCommand: AsyncParsableCommand {
             try await fixture.stop()
             print("database: stopped and removed")
         }
-    }
-}
-
-enum ConnectionStringRedactionForDemo {
-    static func redact(_ url: String) -> String {
-        url.replacingOccurrences(of: #"://([^:@/]*):[^@]*@"#, with: "://$1:***@", options: .regularExpression)
     }
 }
 
@@ -93,7 +88,7 @@ struct Demo {
             try await topology.start { member in await service.cutOff(member) }
             var router = RPCRouter()
             service.register(on: &router)
-            DemoSequencerAdministration(topology: topology).register(on: &router)
+            SequencerAdministration(sequencer: sequencer, topology: topology, name: "sequencer\(number)").register(on: &router)
             let server = try await RPCServer.start(host: "127.0.0.1", port: 0, security: .tls(serverTLS), router: router, logger: logger)
             nodes.append((sequencer, topology, server))
             print("   sequencer node \(number) listening on 127.0.0.1:\(server.port) (TLS 1.3, ALPN weft/1)")
@@ -231,23 +226,5 @@ final class DemoParticipant: @unchecked Sendable {
         try SignedTopologyTransaction.participantIdentity(
             id, namespaceKey: namespaceKey, signingKey: signingKey.publicKey, encryptionKey: encryptionKey.publicKey, domain: domain
         ).map(\.wire)
-    }
-}
-
-/// Just `InitializeSequencer`, for the domain manager's bootstrap in the demo.
-struct DemoSequencerAdministration: Weft.V1.SequencerAdministrationService.Provider {
-    let topology: SequencerTopology
-
-    func prune(_ request: Weft.V1.PruneRequest, context: RPCCallContext) async throws -> Weft.V1.PruneResponse {
-        throw RPCError(.unimplemented, "not in the demo", errorID: "DEMO_UNIMPLEMENTED")
-    }
-
-    func getSequencerStatus(_ request: Weft.V1.GetSequencerStatusRequest, context: RPCCallContext) async throws -> Weft.V1.GetSequencerStatusResponse {
-        throw RPCError(.unimplemented, "not in the demo", errorID: "DEMO_UNIMPLEMENTED")
-    }
-
-    func initializeSequencer(_ request: Weft.V1.InitializeSequencerRequest, context: RPCCallContext) async throws -> Weft.V1.InitializeSequencerResponse {
-        let at = try await topology.initialize(request.topology)
-        return .init(sequencer: topology.sequencerMember.description, initializedAt: at.wire)
     }
 }

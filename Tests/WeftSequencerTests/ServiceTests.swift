@@ -66,16 +66,26 @@ import WeftWire
         }
     }
 
+    /// A node on a fresh database with participant1 (alice) and participant2 (bob) onboarded, and
+    /// authenticated sessions for them and the domain manager.
+    static func startWithAliceAndBob(_ url: String) async throws -> (
+        domain: TestDomain, node: Node, manager: SequencerClient, alice: TestDomain.Participant, bob: TestDomain.Participant,
+        aliceClient: SequencerClient, bobClient: SequencerClient
+    ) {
+        var domain = try TestDomain()
+        let node = try await Node.start(url, domain: &domain)
+        let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+        let alice = try TestDomain.Participant("participant1")
+        let bob = try TestDomain.Participant("participant2")
+        try await Self.onboard([alice, bob], node: node, domain: &domain, manager: manager)
+        let aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
+        let bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
+        return (domain, node, manager, alice, bob, aliceClient, bobClient)
+    }
+
     @Test func membersAuthenticateSendAndReadSignedEventsInOrder() async throws {
         try await PostgresFixture.withFixture { fixture in
-            var domain = try TestDomain()
-            let node = try await Node.start(fixture.url, domain: &domain)
-            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
-            let alice = try TestDomain.Participant("participant1")
-            let bob = try TestDomain.Participant("participant2")
-            try await Self.onboard([alice, bob], node: node, domain: &domain, manager: manager)
-            let aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
-            let bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
+            let (domain, node, _, alice, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
             for number in 0..<5 {
                 try await aliceClient.send(
                     .init(envelopes: [
@@ -197,14 +207,7 @@ import WeftWire
 
     @Test func theDatabaseHoldsOnlyCiphertextOfAPayload() async throws {
         try await PostgresFixture.withFixture { fixture in
-            var domain = try TestDomain()
-            let node = try await Node.start(fixture.url, domain: &domain)
-            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
-            let alice = try TestDomain.Participant("participant1")
-            let bob = try TestDomain.Participant("participant2")
-            try await Self.onboard([alice, bob], node: node, domain: &domain, manager: manager)
-            let aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
-            let bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
+            let (_, node, _, _, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
             // Alice encrypts a view with a marker for Bob, as a participant does.
             let marker = "IOU-MARKER-\(UInt64.random(in: 1...UInt64.max))"
             let view = Array("amount 100 from alice to bob: \(marker)".utf8)
@@ -236,15 +239,8 @@ import WeftWire
 
     @Test func pruningRemovesExactlyWhatEveryMemberAcknowledged() async throws {
         try await PostgresFixture.withFixture { fixture in
-            var domain = try TestDomain()
-            let node = try await Node.start(fixture.url, domain: &domain)
-            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let (domain, node, manager, _, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
             let mediator = try await Self.client(node, domain, member: domain.mediatorMember, key: domain.mediatorKey)
-            let alice = try TestDomain.Participant("participant1")
-            let bob = try TestDomain.Participant("participant2")
-            try await Self.onboard([alice, bob], node: node, domain: &domain, manager: manager)
-            let aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
-            let bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
             for number in 0..<10 {
                 try await aliceClient.send(.init(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob.member.description])]), messageID: "m\(number)")
             }
