@@ -84,6 +84,13 @@ public final class RPCServerHandler: ChannelInboundHandler {
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is Drain {
             goAway(context, RPCError(.unavailable, "the server is shutting down; retry on another connection", errorID: "RPC_SERVER_DRAINING"))
+        } else if event is TLSHandshakeCompleted {
+            // Idleness counts from when the connection can carry calls; the handshake has a
+            // timeout of its own. (A slow handshake on a busy machine must not use it up.)
+            idleTimer?.cancel()
+            idleTimer = nil
+            if streams.isEmpty { armIdleTimer() }
+            context.fireUserInboundEventTriggered(event)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
