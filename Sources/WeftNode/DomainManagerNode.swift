@@ -148,9 +148,12 @@ final class DomainManagerNode: Service {
         let server = try await RPCServer.start(
             host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
             configuration: settings.rpc, logger: logger)
-        ready("node \(settings.name) (domain manager of \(manager.domain)) listening on \(settings.listenHost):\(server.port)")
+        let observability = try await NodeObservability.start(settings, logger: logger)
+        ready("node \(settings.name) (domain manager of \(manager.domain)) listening on \(settings.listenHost):\(server.port)" + observability.readyNote)
         try? await gracefulShutdown()
+        observability.drain()
         await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
+        await observability.close()
         await manager.stop()
         for client in clients { await client.close() }
         logger.info("stopped")

@@ -29,6 +29,9 @@ public struct NodeSettings: Sendable {
     public let migrate: Bool
     /// Time to let open calls finish on SIGTERM.
     public let drainTimeout: Duration
+    /// Where `/metrics` and `/health` are served over plain HTTP (`metrics.listen`,
+    /// host:port); nil when the node serves none.
+    public let metricsListen: (host: String, port: Int)?
     /// The rest of the node's section, for the kind's own keys.
     public let section: Configuration
 
@@ -41,7 +44,7 @@ public struct NodeSettings: Sendable {
     /// Keys every node understands (beyond them, each kind lists its own).
     static let commonKeys: Set<String> = [
         "kind", "listen", "tls.certificate", "tls.key", "tls.client-roots", "tls.keylog", "tls.plaintext", "tls.minimum-version",
-        "database.url", "database.max-connections", "database.migrate", "drain-timeout",
+        "database.url", "database.max-connections", "database.migrate", "drain-timeout", "metrics.listen",
         "rpc.max-frame-bytes", "rpc.max-concurrent-streams", "rpc.max-metadata-bytes", "rpc.stream-window-bytes",
         "rpc.handshake-timeout", "rpc.idle-timeout", "rpc.keepalive-interval", "rpc.keepalive-timeout",
     ]
@@ -52,12 +55,8 @@ public struct NodeSettings: Sendable {
         let kindText = try section.required("kind")
         guard let kind = Kind(rawValue: kindText) else { throw .unknownNodeKind(node: name, kind: kindText) }
         self.kind = kind
-        let listen = try section.required("listen")
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            throw .invalid(key: section.fullKey("listen"), value: listen, expected: "host:port, e.g. 127.0.0.1:4401", source: section.source(of: "listen") ?? .defaultValue)
-        }
-        listenHost = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        listenPort = port
+        (listenHost, listenPort) = try Self.address(section, "listen", example: "127.0.0.1:4401")
+        metricsListen = section.string("metrics.listen") == nil ? nil : try Self.address(section, "metrics.listen", example: "127.0.0.1:9401")
         if try section.bool("tls.plaintext", default: false) {
             security = .plaintext
         } else {
@@ -89,6 +88,15 @@ public struct NodeSettings: Sendable {
         migrate = migrateOverride || configuredMigrate
         drainTimeout = try section.duration("drain-timeout", default: .seconds(10))
         try checkKeys(kindKeys: Self.kindKeys[kind] ?? [])
+    }
+
+    /// A `host:port` value of `key`.
+    private static func address(_ section: Configuration, _ key: String, example: String) throws(ConfigurationError) -> (host: String, port: Int) {
+        let text = try section.required(key)
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw .invalid(key: section.fullKey(key), value: text, expected: "host:port, e.g. \(example)", source: section.source(of: key) ?? .defaultValue)
+        }
+        return (String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
     }
 
     /// Keys each kind reads beyond the common ones.

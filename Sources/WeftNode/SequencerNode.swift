@@ -70,11 +70,14 @@ final class SequencerNode: Service {
             await sequencer.stop()
             throw error
         }
-        ready("node \(settings.name) (sequencer \(number)) listening on \(settings.listenHost):\(server.port)")
+        let observability = try await NodeObservability.start(settings, logger: logger)
+        ready("node \(settings.name) (sequencer \(number)) listening on \(settings.listenHost):\(server.port)" + observability.readyNote)
         // Serve until SIGTERM / SIGINT (or the group stops); then drain.
         try? await gracefulShutdown()
         logger.info("draining", metadata: ["timeout": "\(settings.drainTimeout)"])
+        observability.drain()
         await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
+        await observability.close()
         await topology.stop()
         await sequencer.stop()
         logger.info("stopped")

@@ -30,6 +30,8 @@ public final class RPCServerHandler: ChannelInboundHandler {
         var halfClosed = false
         var task: Task<Void, Never>?
         var deadline: Scheduled<Void>?
+        /// When the call was opened, for `weft_rpc_server_call_duration_seconds`.
+        let opened = ContinuousClock.now
     }
 
     private let router: RPCRouter
@@ -278,6 +280,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
     /// Closes a stream that never started, with `error`.
     private func refuse(_ context: ChannelHandlerContext, _ id: UInt32, _ error: RPCError) {
         logger.info("call refused", metadata: ["stream": "\(id)", "error_id": "\(error.errorID)", "reason": "\(error.message)"])
+        RPCMetrics.refused(code: error.code)
         context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .close(.init(status: error.status)))), promise: nil)
     }
 
@@ -290,6 +293,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
         let over = error ?? RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER")
         stream.requests.finish(throwing: over)
         stream.send.close(over)
+        RPCMetrics.finished(method: stream.context.method, code: error?.code ?? .ok, after: ContinuousClock.now - stream.opened)
         if let error, error.code != .ok {
             logger.info("call failed", metadata: [
                 "stream": "\(id)", "method": "\(stream.context.method)", "code": "\(error.code)", "error_id": "\(error.errorID)",

@@ -15,6 +15,8 @@ import WeftWire
             domain: \(domain)
             signing-key: sequencer-key.pem
             listen: 127.0.0.1:0
+            metrics:
+              listen: 127.0.0.1:0
             drain-timeout: 1s
             tls:
               certificate: certs/sequencer1.pem
@@ -47,7 +49,8 @@ import WeftWire
             let node = try WeftProcess(["run", "-c", "nodes.yaml", "--tls-keylog", "keys.txt"], directory: directory.path)
             let ready = try #require(await node.nextLine())
             #expect(ready.hasPrefix("node sequencer1 (sequencer 0) listening on 127.0.0.1:"), "\(ready)")
-            let port = try #require(Int(ready.split(separator: ":").last ?? ""))
+            let port = try #require(Int(ready.split(separator: ":").last?.split(separator: ",").first ?? ""))
+            let metricsPort = try #require(Int(ready.split(separator: " ").last ?? ""), "\(ready)")
             let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: directory.ca.certificatePEM))
             let client = try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(tls))
             #expect(try await client.health.check(.init()).status == .serving)
@@ -55,6 +58,10 @@ import WeftWire
             let keyLog = try String(contentsOfFile: directory.path + "/keys.txt", encoding: .utf8)
             #expect(keyLog.contains("SERVER_TRAFFIC_SECRET_0 ") && keyLog.contains("CLIENT_TRAFFIC_SECRET_0 "))
             #expect(node.standardError.contains("writing TLS session secrets"))
+            // The node's /metrics counts the calls just made; /health says it serves.
+            let scrape = try HTTPScrape.fetch("http://127.0.0.1:\(metricsPort)/metrics", parse: true)
+            #expect(HTTPScrape.value(scrape.samples, "weft_rpc_server_calls_total", ["method": "/weft.v1.HealthService/Check", "code": "OK"]) == 1)
+            #expect(try HTTPScrape.fetch("http://127.0.0.1:\(metricsPort)/health").status == 200)
             var watch = try client.health.watch(.init()).makeAsyncIterator()
             #expect(try await watch.next()?.status == .serving)
 
