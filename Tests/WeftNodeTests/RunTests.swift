@@ -62,6 +62,14 @@ import WeftWire
             let scrape = try HTTPScrape.fetch("http://127.0.0.1:\(metricsPort)/metrics", parse: true)
             #expect(HTTPScrape.value(scrape.samples, "weft_rpc_server_calls_total", ["method": "/weft.v1.HealthService/Check", "code": "OK"]) == 1)
             #expect(try HTTPScrape.fetch("http://127.0.0.1:\(metricsPort)/health").status == 200)
+            // The console's health verbs against the running node, over TLS with the root certificate.
+            let remote = ["--remote", "127.0.0.1:\(port)", "--root-cert", "certs/ca.pem"]
+            let (healthy, status, _) = try await WeftProcess.run(["health", "status"] + remote + ["--output", "json"], directory: directory.path)
+            #expect(healthy == 0 && status.contains(#""status":"SERVING""#), "\(status)")
+            let (pinged, ping, _) = try await WeftProcess.run(["health", "ping", "--count", "3"] + remote, directory: directory.path)
+            #expect(pinged == 0 && ping.contains("(TLS)") && ping.contains("3 calls: min "), "\(ping)")
+            let (unknown, _, unknownError) = try await WeftProcess.run(["health", "status", "--service", "weft.v1.Nothing"] + remote, directory: directory.path)
+            #expect(unknown == 1 && unknownError.contains("HEALTH_UNKNOWN_SERVICE"), "\(unknownError)")
             var watch = try client.health.watch(.init()).makeAsyncIterator()
             #expect(try await watch.next()?.status == .serving)
 
@@ -79,6 +87,22 @@ import WeftWire
                 #expect(line.hasPrefix("{\"time\":\"") && line.hasSuffix("}"), "\(line)")
             }
         }
+    }
+
+    @Test func configPrintShowsSourcesAndRedactsSecrets() async throws {
+        let directory = try NodeDirectory()
+        defer { directory.remove() }
+        try directory.write("nodes.yaml", Self.configuration(databaseURL: "postgresql://weft:hunter2@db.example.com/weft", domain: directory.domainID))
+        let (status, output, _) = try await WeftProcess.run(
+            ["config", "print", "-c", "nodes.yaml", "--redacted", "--set", "nodes.sequencer1.drain-timeout=3s"], directory: directory.path,
+            environment: ["WEFT_NODES__SEQUENCER1__SEQUENCER_NODE": "7"])
+        #expect(status == 0)
+        #expect(!output.contains("hunter2"), "\(output)")
+        #expect(output.contains("nodes.sequencer1.database.url: postgresql://weft:***@db.example.com/weft  # in nodes.yaml"), "\(output)")
+        #expect(output.contains("nodes.sequencer1.drain-timeout: 3s  # in --set"), "\(output)")
+        #expect(output.contains("nodes.sequencer1.sequencer-node: 7  # in environment variable WEFT_NODES__SEQUENCER1__SEQUENCER_NODE"), "\(output)")
+        let (_, plain, _) = try await WeftProcess.run(["config", "print", "-c", "nodes.yaml", "--output", "json"], directory: directory.path)
+        #expect(plain.contains("hunter2"), "without --redacted the value is shown as configured")
     }
 
     @Test func aBadConfigurationIsAUsageErrorThatNamesTheKey() async throws {
