@@ -83,6 +83,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Bearer tokens (JWT HS256/RS256) and per-call claims for the Ledger and admin APIs.
+        .target(
+            name: "WeftAuth",
+            dependencies: ["WeftCrypto", "WeftTransport"],
+            swiftSettings: swiftSettings
+        ),
         // Metrics (Prometheus text format) and health over plain HTTP for the platform.
         .target(
             name: "WeftObservability",
@@ -182,6 +188,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .testTarget(
+            name: "WeftAuthTests",
+            dependencies: ["WeftAuth", "WeftCrypto", "WeftTransport", "WeftWire"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "WeftObservabilityTests",
             dependencies: [

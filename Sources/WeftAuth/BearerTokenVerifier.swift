@@ -1,0 +1,194 @@
+import Foundation
+public import WeftCrypto
+
+/// A key that may verify bearer tokens, with the one algorithm it verifies.
+///
+/// Binding each key to its algorithm is what stops algorithm confusion: an
+/// attacker who puts `"alg":"HS256"` on a token and HMACs it with an RSA
+/// public key (which is public) finds no HS256 key to check it against.
+public enum TokenVerificationKey: Sendable {
+    /// HMAC-SHA256 with a shared secret (at least 32 bytes, RFC 7518 §3.2).
+    case hs256(secret: [UInt8], keyID: String? = nil)
+    /// RSASSA-PKCS1-v1_5 SHA-256 with an identity provider's public key.
+    case rs256(RSAPublicKey, keyID: String? = nil)
+
+    var algorithm: String {
+        switch self {
+        case .hs256: "HS256"
+        case .rs256: "RS256"
+        }
+    }
+
+    var keyID: String? {
+        switch self {
+        case .hs256(_, let id), .rs256(_, let id): id
+        }
+    }
+
+    /// The shortest HS256 secret accepted: RFC 7518 §3.2 wants a key as long as the hash.
+    public static let minimumSecretBytes = 32
+}
+
+/// What a verified token allows (Canton's Ledger API custom claims,
+/// `https://daml.com/ledger-api`).
+public struct LedgerClaims: Sendable, Equatable {
+    /// Parties the caller may submit commands for (and read as).
+    public var actAs: Set<String>
+    /// Parties the caller may read as.
+    public var readAs: Set<String>
+    /// Whether the caller may use the admin services (parties, packages, administration).
+    public var admin: Bool
+    /// The application the caller is, when the token names one: commands must use it.
+    public var applicationID: String?
+    /// The token's subject (`sub`), for the audit log.
+    public var subject: String?
+    /// When the token expires (seconds since the epoch).
+    public var expiresAt: Int64
+
+    public init(actAs: Set<String> = [], readAs: Set<String> = [], admin: Bool = false, applicationID: String? = nil, subject: String? = nil, expiresAt: Int64) {
+        self.actAs = actAs
+        self.readAs = readAs
+        self.admin = admin
+        self.applicationID = applicationID
+        self.subject = subject
+        self.expiresAt = expiresAt
+    }
+
+    /// Parties the caller may read as: `actAs` ∪ `readAs`.
+    public var readable: Set<String> { actAs.union(readAs) }
+}
+
+/// Verifies JWS compact-serialized bearer tokens (RFC 7515, RFC 7519) signed
+/// with HS256 or RS256 and reads their Ledger API claims.
+///
+/// Written on the OpenSSL Weft already links rather than on jwt-kit: jwt-kit
+/// brings a second cryptography stack (swift-crypto's BoringSSL) for two
+/// algorithms, and verification is a narrow job done strictly here — one
+/// algorithm per key, no `none`, no `crit` extensions, `exp` required, sizes
+/// bounded before anything is decoded. Tests check it against tokens minted by
+/// PyJWT, an independent implementation.
+public struct BearerTokenVerifier: Sendable {
+    public let keys: [TokenVerificationKey]
+    /// The audience the token must name (`aud`), when set: the participant's own id or URL.
+    public let audience: String?
+    /// The issuer the token must name (`iss`), when set.
+    public let issuer: String?
+    /// Clock skew tolerated on `exp` and `nbf`.
+    public let leewaySeconds: Int64
+    /// The participant the token must be for when it names one (`participantId`).
+    public let participantID: String?
+
+    /// Longest token accepted, before any decoding (tokens are headers; 16 KiB is generous).
+    public static let maximumTokenBytes = 16 * 1024
+    /// The claims object Canton's Ledger API reads.
+    public static let ledgerAPIClaim = "https://daml.com/ledger-api"
+
+    public init(
+        keys: [TokenVerificationKey], audience: String? = nil, issuer: String? = nil, leewaySeconds: Int64 = 5, participantID: String? = nil
+    ) throws(AuthError) {
+        guard !keys.isEmpty else { throw .configuration("no verification key: give an HS256 secret or an RS256 public key") }
+        for case .hs256(let secret, _) in keys where secret.count < TokenVerificationKey.minimumSecretBytes {
+            throw .configuration("an HS256 secret of \(secret.count) bytes; at least \(TokenVerificationKey.minimumSecretBytes) are required")
+        }
+        self.keys = keys
+        self.audience = audience
+        self.issuer = issuer
+        self.leewaySeconds = max(0, leewaySeconds)
+        self.participantID = participantID
+    }
+
+    /// The claims of `token` if it verifies at `now` (seconds since the epoch).
+    public func verify(_ token: String) throws(AuthError) -> LedgerClaims {
+        try verify(token, now: Int64(Date().timeIntervalSince1970))
+    }
+
+    /// The claims of `token` if it verifies at `now` (seconds since the epoch).
+    public func verify(_ token: String, now: Int64) throws(AuthError) -> LedgerClaims {
+        guard token.utf8.count <= Self.maximumTokenBytes else {
+            throw .malformed("the token is \(token.utf8.count) bytes; at most \(Self.maximumTokenBytes) are accepted")
+        }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { throw .malformed("a JWS has three dot-separated parts; this has \(parts.count)") }
+        guard let headerBytes = Base64URL.decode(parts[0]) else { throw .malformed("the header is not base64url") }
+        guard let payloadBytes = Base64URL.decode(parts[1]) else { throw .malformed("the payload is not base64url") }
+        guard let signature = Base64URL.decode(parts[2]) else { throw .malformed("the signature is not base64url") }
+        let header = try Self.object(headerBytes, "header")
+
+        guard let algorithm = header["alg"] as? String else { throw .malformed("the header has no alg") }
+        guard header["crit"] == nil else { throw .malformed("the header lists critical extensions (crit), which this verifier does not implement") }
+        let keyID = header["kid"] as? String
+        let candidates = keys.filter { $0.algorithm == algorithm && (keyID == nil || $0.keyID == nil || $0.keyID == keyID) }
+        guard !candidates.isEmpty else {
+            if keys.contains(where: { $0.algorithm == algorithm }), let keyID { throw .unknownKey(keyID) }
+            throw .algorithmNotAllowed(algorithm, allowed: Set(keys.map(\.algorithm)).sorted())
+        }
+        let signedBytes = Array(parts[0].utf8) + [UInt8(ascii: ".")] + Array(parts[1].utf8)
+        guard candidates.contains(where: { Self.verifies($0, signature: signature, message: signedBytes) }) else { throw .badSignature }
+
+        // Only a token whose signature holds has its claims read.
+        let payload = try Self.object(payloadBytes, "payload")
+        guard let expiry = Self.integer(payload["exp"]) else { throw .malformed("the token has no expiry (exp); tokens without one are refused") }
+        guard now <= expiry + leewaySeconds else { throw .expired(at: expiry) }
+        if let notBefore = Self.integer(payload["nbf"]), now + leewaySeconds < notBefore { throw .notYetValid(from: notBefore) }
+        if let issuer {
+            guard payload["iss"] as? String == issuer else { throw .wrongIssuer(expected: issuer, actual: payload["iss"] as? String) }
+        }
+        if let audience {
+            let audiences = (payload["aud"] as? String).map { [$0] } ?? (payload["aud"] as? [Any])?.compactMap { $0 as? String } ?? []
+            guard audiences.contains(audience) else { throw .wrongAudience(expected: audience, actual: audiences) }
+        }
+        let ledger = payload[Self.ledgerAPIClaim] as? [String: Any] ?? [:]
+        if let participantID, let named = ledger["participantId"] as? String, named != participantID {
+            throw .wrongParticipant(expected: participantID, actual: named)
+        }
+        func parties(_ key: String) throws(AuthError) -> Set<String> {
+            guard let value = ledger[key] else { return [] }
+            guard let list = value as? [Any], list.allSatisfy({ $0 is String }) else { throw .malformed("\(Self.ledgerAPIClaim).\(key) must be a list of party ids") }
+            return Set(list.compactMap { $0 as? String })
+        }
+        return LedgerClaims(
+            actAs: try parties("actAs"), readAs: try parties("readAs"), admin: (ledger["admin"] as? Bool) == true,
+            applicationID: ledger["applicationId"] as? String, subject: payload["sub"] as? String, expiresAt: expiry)
+    }
+
+    private static func verifies(_ key: TokenVerificationKey, signature: [UInt8], message: [UInt8]) -> Bool {
+        switch key {
+        case .hs256(let secret, _):
+            guard signature.count == HMACSHA256.outputBytes, let expected = try? HMACSHA256.authenticate(message, key: secret) else { return false }
+            // Constant time: how much of a MAC matched must not leak.
+            return zip(expected, signature).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+        case .rs256(let publicKey, _):
+            return publicKey.isValidPKCS1SHA256(signature: signature, message: message)
+        }
+    }
+
+    private static func object(_ bytes: [UInt8], _ part: String) throws(AuthError) -> [String: Any] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw .malformed("the \(part) is not a JSON object")
+        }
+        return object
+    }
+
+    /// A NumericDate (RFC 7519 §2): JSON numbers, possibly fractional.
+    private static func integer(_ value: Any?) -> Int64? {
+        guard let number = value as? NSNumber, !(value is Bool) else { return nil }
+        let double = number.doubleValue
+        guard double.isFinite, abs(double) < 1e15 else { return nil }
+        return Int64(double.rounded(.down))
+    }
+}
+
+/// base64url without padding (RFC 7515 §2).
+enum Base64URL {
+    static func decode(_ text: Substring) -> [UInt8]? {
+        guard text.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || ($0 < 128 && isalnum(Int32($0)) != 0) }) else { return nil }
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        switch base64.utf8.count % 4 {
+        case 0: break
+        case 2: base64 += "=="
+        case 3: base64 += "="
+        default: return nil
+        }
+        return Data(base64Encoded: base64).map { [UInt8]($0) }
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+import WeftAuth
+import WeftCrypto
+import WeftTransport
+import WeftWire
+
+/// The verifier against tokens minted by PyJWT (an independent implementation),
+/// good ones and each way a token can be wrong.
+@Suite struct BearerTokenTests {
+    static let secret = Array("a shared secret of at least 32 bytes, for HS256".utf8)
+
+    /// Tokens and keys made once by Python.
+    struct Minted: Decodable {
+        let now: Int64
+        let rsaPublicKey: String
+        let smallRSAPublicKey: String
+        let tokens: [String: String]
+    }
+
+    static let minted: Minted = {
+        let script = #"""
+            import base64, hashlib, hmac, json, sys, time
+            import jwt
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import rsa
+            secret = sys.argv[1].encode()
+            now = int(time.time())
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+            def pem(k):
+                return k.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+            ledger = {"actAs": ["Alice::1220aa"], "readAs": ["Bob::1220bb"], "applicationId": "iou-app"}
+            good = {"sub": "app-alice", "aud": "participant1", "iss": "https://idp.example.com", "exp": now + 3600,
+                    "https://daml.com/ledger-api": ledger}
+            def hs(claims, headers=None, key=secret):
+                return jwt.encode(claims, key, algorithm="HS256", headers=headers)
+            def b64(data):
+                return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+            def raw(header, claims, key):
+                signing = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+                return signing + "." + b64(hmac.new(key, signing.encode(), hashlib.sha256).digest())
+            tokens = {
+                "hs_good": hs(good),
+                "rs_good": jwt.encode(good, key, algorithm="RS256", headers={"kid": "k1"}),
+                "rs_unknown_kid": jwt.encode(good, key, algorithm="RS256", headers={"kid": "k2"}),
+                "rs_other_key": jwt.encode(good, rsa.generate_private_key(public_exponent=65537, key_size=2048), algorithm="RS256"),
+                "hs_admin": hs({**good, "https://daml.com/ledger-api": {"admin": True}}),
+                "hs_expired": hs({**good, "exp": now - 3600}),
+                "hs_not_yet": hs({**good, "nbf": now + 3600}),
+                "hs_no_exp": hs({k: v for k, v in good.items() if k != "exp"}),
+                "hs_wrong_audience": hs({**good, "aud": "participant2"}),
+                "hs_audience_list": hs({**good, "aud": ["someone-else", "participant1"]}),
+                "hs_wrong_issuer": hs({**good, "iss": "https://evil.example.com"}),
+                "hs_other_secret": hs(good, key=b"another secret, also at least 32 bytes long"),
+                "hs_wrong_participant": hs({**good, "https://daml.com/ledger-api": {**ledger, "participantId": "participant9"}}),
+                "hs_right_participant": hs({**good, "https://daml.com/ledger-api": {**ledger, "participantId": "participant1"}}),
+                "hs_crit": raw({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}, good, secret),
+                "hs_bad_parties": hs({**good, "https://daml.com/ledger-api": {"actAs": "Alice::1220aa"}}),
+                "none": b64(json.dumps({"alg": "none", "typ": "JWT"}).encode()) + "." + b64(json.dumps(good).encode()) + ".",
+                # Algorithm confusion: HS256 with the (public) RSA key as the HMAC secret.
+                "confusion": raw({"alg": "HS256", "typ": "JWT"}, good, pem(key).encode()),
+            }
+            print(json.dumps({"now": now, "rsaPublicKey": pem(key), "smallRSAPublicKey": pem(small), "tokens": tokens}))
+            """#
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script, String(decoding: secret, as: UTF8.self)]
+        let output = Pipe()
+        process.standardOutput = output
+        try! process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        precondition(process.terminationStatus == 0, "minting tokens with PyJWT failed (scripts/install-deps installs pyjwt)")
+        return try! JSONDecoder().decode(Minted.self, from: data)
+    }()
+
+    static func verifier(participantID: String? = nil) throws -> BearerTokenVerifier {
+        try BearerTokenVerifier(
+            keys: [.hs256(secret: secret), .rs256(try RSAPublicKey(pem: minted.rsaPublicKey), keyID: "k1")],
+            audience: "participant1", issuer: "https://idp.example.com", participantID: participantID)
+    }
+
+    static func token(_ name: String) -> String { minted.tokens[name]! }
+
+    @Test func hs256AndRS256TokensFromPyJWTVerifyWithTheirClaims() throws {
+        let verifier = try Self.verifier()
+        for name in ["hs_good", "rs_good", "hs_audience_list"] {
+            let claims = try verifier.verify(Self.token(name), now: Self.minted.now)
+            #expect(claims.actAs == ["Alice::1220aa"], "\(name)")
+            #expect(claims.readAs == ["Bob::1220bb"], "\(name)")
+            #expect(claims.readable == ["Alice::1220aa", "Bob::1220bb"], "\(name)")
+            #expect(!claims.admin, "\(name)")
+            #expect(claims.applicationID == "iou-app", "\(name)")
+            #expect(claims.subject == "app-alice", "\(name)")
+            #expect(claims.expiresAt == Self.minted.now + 3600, "\(name)")
+        }
+        #expect(try verifier.verify(Self.token("hs_admin"), now: Self.minted.now).admin)
+        #expect(try Self.verifier(participantID: "participant1").verify(Self.token("hs_right_participant"), now: Self.minted.now).actAs == ["Alice::1220aa"])
+    }
+
+    @Test func everyBadTokenIsRefusedWithItsReason() throws {
+        let verifier = try Self.verifier(participantID: "participant1")
+        let now = Self.minted.now
+        func refusal(_ token: String) -> String? {
+            do {
+                _ = try verifier.verify(token, now: now)
+                return nil
+            } catch {
+                return error.id
+            }
+        }
+        let expected: [String: String] = [
+            "hs_expired": "AUTH_TOKEN_EXPIRED", "hs_not_yet": "AUTH_TOKEN_NOT_YET_VALID", "hs_no_exp": "AUTH_TOKEN_MALFORMED",
+            "hs_wrong_audience": "AUTH_WRONG_AUDIENCE", "hs_wrong_issuer": "AUTH_WRONG_ISSUER", "hs_other_secret": "AUTH_BAD_SIGNATURE",
+            "rs_other_key": "AUTH_BAD_SIGNATURE", "rs_unknown_kid": "AUTH_UNKNOWN_KEY", "hs_wrong_participant": "AUTH_WRONG_PARTICIPANT",
+            "hs_crit": "AUTH_TOKEN_MALFORMED", "hs_bad_parties": "AUTH_TOKEN_MALFORMED", "none": "AUTH_ALGORITHM_NOT_ALLOWED",
+            "confusion": "AUTH_BAD_SIGNATURE",
+        ]
+        for (name, id) in expected { #expect(refusal(Self.token(name)) == id, "\(name)") }
+
+        // Altered after signing: one character of the payload, of the signature.
+        let good = Self.token("hs_good")
+        var parts = good.split(separator: ".").map(String.init)
+        let payload = Array(parts[1])
+        parts[1] = String(payload.prefix(10)) + (payload[10] == "A" ? "B" : "A") + String(payload.dropFirst(11))
+        #expect(refusal(parts.joined(separator: ".")) == "AUTH_BAD_SIGNATURE")
+        let signature = Array(good.split(separator: ".")[2])
+        #expect(refusal(good.split(separator: ".")[0...1].joined(separator: ".") + "." + String(signature.reversed())) == "AUTH_BAD_SIGNATURE")
+        // Not a token at all.
+        for garbage in ["", "abc", "a.b", "a.b.c.d", "!!!.e30.sig", String(repeating: "A", count: 20_000)] {
+            #expect(refusal(garbage) == "AUTH_TOKEN_MALFORMED", "\(garbage.prefix(20))")
+        }
+        // The leeway is 5 s: a token expired 4 s ago still passes, 6 s ago does not.
+        #expect(throws: AuthError.expired(at: now + 3600)) { try verifier.verify(good, now: now + 3606) }
+        #expect(try verifier.verify(good, now: now + 3604).actAs == ["Alice::1220aa"])
+    }
+
+    @Test func weakKeysAreRefusedAtConfiguration() throws {
+        #expect(throws: CryptoError.self) { try RSAPublicKey(pem: Self.minted.smallRSAPublicKey) }
+        #expect(throws: CryptoError.self) { try RSAPublicKey(pem: "-----BEGIN PUBLIC KEY-----\nnonsense\n-----END PUBLIC KEY-----\n") }
+        #expect(throws: AuthError.self) { try BearerTokenVerifier(keys: [.hs256(secret: Array("short".utf8))]) }
+        #expect(throws: AuthError.self) { try BearerTokenVerifier(keys: []) }
+    }
+
+    @Test func callsNeedTheClaimsTheirPartiesNeed() throws {
+        let authorizer = CallAuthorizer.tokens(try Self.verifier())
+        func context(_ token: String?) -> RPCCallContext {
+            RPCCallContext(
+                method: "/weft.v1.CommandService/Submit",
+                metadata: token.map { [Weft.V1.MetadataEntry(key: "authorization", value: .textValue("Bearer \($0)"))] } ?? [])
+        }
+        let alice = context(Self.token("rs_good"))
+        #expect(throws: Never.self) { try authorizer.requireActAs(["Alice::1220aa"], alice) }
+        #expect(throws: Never.self) { try authorizer.requireReadAs(["Alice::1220aa", "Bob::1220bb"], alice) }
+        #expect(throws: AuthError.missingClaim(claim: "actAs", value: "Bob::1220bb", call: "/weft.v1.CommandService/Submit")) {
+            try authorizer.requireActAs(["Alice::1220aa", "Bob::1220bb"], alice)
+        }
+        #expect(throws: AuthError.missingClaim(claim: "admin", value: nil, call: "/weft.v1.CommandService/Submit")) { try authorizer.requireAdmin(alice) }
+        #expect(throws: AuthError.missingToken) { try authorizer.requireAuthenticated(context(nil)) }
+        let refused = AuthError.missingClaim(claim: "actAs", value: "Bob::1220bb", call: "/weft.v1.CommandService/Submit").rpcError
+        #expect(refused.code == .permissionDenied && refused.message.contains("actAs") && refused.message.contains("Bob::1220bb"))
+        #expect(AuthError.missingToken.rpcError.code == .unauthenticated)
+        // Without verification configured, everything is allowed.
+        #expect(throws: Never.self) { try CallAuthorizer.open.requireAdmin(context(nil)) }
+    }
+}
