@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "WeftStore", targets: ["WeftStore"]),
         .library(name: "WeftTopology", targets: ["WeftTopology"]),
         .library(name: "WeftContracts", targets: ["WeftContracts"]),
+        .library(name: "WeftProtocol", targets: ["WeftProtocol"]),
         .library(name: "WeftMediator", targets: ["WeftMediator"]),
     ],
     dependencies: [
@@ -102,10 +103,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What participants and the mediator share: signed protocol messages, reject reason
+        // ids, request ids.
+        .target(
+            name: "WeftProtocol",
+            dependencies: ["WeftContracts", "WeftTopology", "WeftCrypto", "WeftWire"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "WeftMediator",
             dependencies: [
-                "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
+                "WeftProtocol", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
