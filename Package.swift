@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "WeftContracts", targets: ["WeftContracts"]),
         .library(name: "WeftProtocol", targets: ["WeftProtocol"]),
         .library(name: "WeftMediator", targets: ["WeftMediator"]),
+        .library(name: "WeftParticipant", targets: ["WeftParticipant"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -114,6 +115,15 @@ let package = Package(
             name: "WeftMediator",
             dependencies: [
                 "WeftProtocol", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WeftParticipant",
+            dependencies: [
+                "WeftProtocol", "WeftContracts", "WeftTopology", "WeftSequencer", "WeftTransport", "WeftStore",
+                "WeftCrypto", "WeftWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -221,6 +231,15 @@ let package = Package(
             name: "WeftMediatorTests",
             dependencies: [
                 "WeftMediator", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftParticipantTests",
+            dependencies: [
+                "WeftParticipant", "WeftMediator", "WeftProtocol", "WeftSequencer", "WeftContracts", "WeftTopology",
+                "WeftStore", "WeftCrypto", "WeftWire", "WeftTransport", "WeftTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
