@@ -247,20 +247,21 @@ public actor ParticipantNode {
             deduplicationPeriodMicros: deduplicationPeriodMicros)
     }
 
-    /// `prepare` without the local hosting check: for tests that play a submitter acting for
-    /// parties it does not host.
+    /// `prepare` without the local hosting check, interpreting as `actAs` but claiming
+    /// `claimedActAs` in the submitter metadata: for tests that play a malicious submitter
+    /// (acting for parties it does not host, or without their authority).
     @_spi(Testing)
     public func prepareUnchecked(
-        _ commands: [Command], actAs: [Party], command: CommandKey, deduplicationPeriodMicros: Int64? = nil
+        _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey
     ) async throws -> PreparedSubmission {
         try prepareUnchecked(
-            commands, actAs: actAs, command: command, snapshot: await topology.snapshot(at: now),
-            deduplicationPeriodMicros: deduplicationPeriodMicros)
+            commands, actAs: actAs, claimedActAs: claimedActAs, command: command,
+            snapshot: await topology.snapshot(at: now), deduplicationPeriodMicros: nil)
     }
 
     private func prepareUnchecked(
-        _ commands: [Command], actAs: [Party], command: CommandKey, snapshot: TopologySnapshot,
-        deduplicationPeriodMicros: Int64?
+        _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey,
+        snapshot: TopologySnapshot, deduplicationPeriodMicros: Int64?
     ) throws -> PreparedSubmission {
         guard let mediator = snapshot.mediators.first else { throw ParticipantError.noMediator }
         let seedBytes = try Self.randomBytes(32)
@@ -278,7 +279,7 @@ public actor ParticipantNode {
         let deduplication = deduplicationPeriodMicros ?? configuration.defaultDeduplicationPeriodMicros
         let metadata = TransactionMetadata(
             submitter: SubmitterMetadata(
-                actAs: actAs, submittingParticipant: identity.id.description, commandID: command.commandID,
+                actAs: claimedActAs ?? actAs, submittingParticipant: identity.id.description, commandID: command.commandID,
                 applicationID: command.applicationID, submissionID: submissionID, maxSequencingTime: maxSequencingTime,
                 deduplicationPeriod: deduplication),
             common: CommonMetadata(domain: domain.description, mediator: mediator.description, uuid: uuid),

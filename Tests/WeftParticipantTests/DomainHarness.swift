@@ -180,38 +180,7 @@ final class DomainHarness: Sendable {
 
         // Onboarding: identities, allow-listing and party hostings, broadcast by the manager.
         let members = [try TestDomain.Participant("participant1"), try TestDomain.Participant("participant2")]
-        let (p1, p2) = (members[0], members[1])
-        func party(_ name: String, of participant: TestDomain.Participant) throws -> UniqueIdentifier {
-            try UniqueIdentifier(name: name, namespace: participant.namespaceKey.publicKey.fingerprint)
-        }
-        let alice = try party("alice", of: p1)
-        let bob = try party("bob", of: p2)
-        let bank = try party("bank", of: p2)
-        let carol = try party("carol", of: p2)
-        func hosting(_ party: UniqueIdentifier, on participant: TestDomain.Participant,
-            _ permission: Weft.V1.ParticipantPermission, signers: [SigningPrivateKey]) throws
-            -> Weft.V1.SignedTopologyTransaction
-        {
-            try SignedTopologyTransaction(
-                signing: .init(
-                    replace: .hosting(party: party, on: participant.id, permission: permission), serial: 1,
-                    domain: domain.domain), with: signers
-            ).wire
-        }
-        var transactions: [Weft.V1.SignedTopologyTransaction] = []
-        for participant in members {
-            transactions += try participant.identity(domain: domain.domain)
-            transactions.append(
-                try domain.domainSigned(
-                    .participantState(participant.id, permission: .submission), key: "state-\(participant.id)"))
-        }
-        transactions += [
-            try hosting(alice, on: p1, .submission, signers: [p1.namespaceKey]),
-            try hosting(bob, on: p2, .submission, signers: [p2.namespaceKey]),
-            try hosting(bank, on: p2, .submission, signers: [p2.namespaceKey]),
-            try hosting(carol, on: p2, .submission, signers: [p2.namespaceKey]),
-            try hosting(carol, on: p1, .observation, signers: [p2.namespaceKey, p1.namespaceKey]),
-        ]
+        let (transactions, parties) = try onboarding(&domain, members)
         let manager = try await SequencerClient.authenticate(
             try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .tls(clientTLS)),
             member: domain.managerMember.description, key: domain.managerKey, domain: domain.domain.description,
@@ -222,13 +191,7 @@ final class DomainHarness: Sendable {
 
         // What every node knows when it starts (the sequencer's first-event snapshot will
         // tell a new member this; here the test hands it over).
-        var state = TopologyState(domain: domain.domain, changeDelayMicros: 0)
-        let start = SequencingTimestamp(microsSinceEpoch: 1)
-        for wire in genesis { try state.add(try SignedTopologyTransaction(wire), sequencedAt: start) }
-        let outcome = state.add(
-            Weft.V1.TopologyTransactionsBroadcast(domain: domain.domain.description, transactions: transactions),
-            sequencedAt: start)
-        try #require(outcome.refused.isEmpty, "onboarding refused: \(outcome.refused.map { "\($0.1)" })")
+        let state = try initialState(domain, genesis: genesis, onboarding: transactions)
 
         let mediatorStore = MediatorStore(database: PostgresDatabase(url: url), mediator: domain.mediatorMember)
         try await mediatorStore.migrate()
@@ -254,8 +217,62 @@ final class DomainHarness: Sendable {
             url: url, domain: domain, sequencer: sequencer, sequencerTopology: sequencerTopology, server: server,
             endpoint: endpoint, mediator: mediator, members: members, initialTopology: state, nodes: nodes,
             iouSource: iouSource,
-            parties: [try Party(alice.description), try Party(bob.description), try Party(bank.description),
-                try Party(carol.description)])
+            parties: parties)
+    }
+
+    /// The identities, allow-listing and party hostings of `members` (participant1,
+    /// participant2), and the parties alice, bob, bank and carol.
+    static func onboarding(_ domain: inout TestDomain, _ members: [TestDomain.Participant]) throws
+        -> ([Weft.V1.SignedTopologyTransaction], [Party])
+    {
+        let (p1, p2) = (members[0], members[1])
+        func party(_ name: String, of participant: TestDomain.Participant) throws -> UniqueIdentifier {
+            try UniqueIdentifier(name: name, namespace: participant.namespaceKey.publicKey.fingerprint)
+        }
+        let alice = try party("alice", of: p1)
+        let bob = try party("bob", of: p2)
+        let bank = try party("bank", of: p2)
+        let carol = try party("carol", of: p2)
+        let domainID = domain.domain
+        func hosting(_ party: UniqueIdentifier, on participant: TestDomain.Participant,
+            _ permission: Weft.V1.ParticipantPermission, signers: [SigningPrivateKey]) throws
+            -> Weft.V1.SignedTopologyTransaction
+        {
+            try SignedTopologyTransaction(
+                signing: .init(
+                    replace: .hosting(party: party, on: participant.id, permission: permission), serial: 1,
+                    domain: domainID), with: signers
+            ).wire
+        }
+        var transactions: [Weft.V1.SignedTopologyTransaction] = []
+        for participant in members {
+            transactions += try participant.identity(domain: domain.domain)
+            transactions.append(
+                try domain.domainSigned(
+                    .participantState(participant.id, permission: .submission), key: "state-\(participant.id)"))
+        }
+        transactions += [
+            try hosting(alice, on: p1, .submission, signers: [p1.namespaceKey]),
+            try hosting(bob, on: p2, .submission, signers: [p2.namespaceKey]),
+            try hosting(bank, on: p2, .submission, signers: [p2.namespaceKey]),
+            try hosting(carol, on: p2, .submission, signers: [p2.namespaceKey]),
+            try hosting(carol, on: p1, .observation, signers: [p2.namespaceKey, p1.namespaceKey]),
+        ]
+        return (transactions, try [alice, bob, bank, carol].map { try Party($0.description) })
+    }
+
+    /// What every node knows when it starts: genesis and onboarding, in force from the start.
+    static func initialState(
+        _ domain: TestDomain, genesis: [Weft.V1.SignedTopologyTransaction], onboarding: [Weft.V1.SignedTopologyTransaction]
+    ) throws -> TopologyState {
+        var state = TopologyState(domain: domain.domain, changeDelayMicros: 0)
+        let start = SequencingTimestamp(microsSinceEpoch: 1)
+        for wire in genesis { try state.add(try SignedTopologyTransaction(wire), sequencedAt: start) }
+        let outcome = state.add(
+            Weft.V1.TopologyTransactionsBroadcast(domain: domain.domain.description, transactions: onboarding),
+            sequencedAt: start)
+        try #require(outcome.refused.isEmpty, "onboarding refused: \(outcome.refused.map { "\($0.1)" })")
+        return state
     }
 
     static func startNode(
@@ -292,14 +309,14 @@ final class DomainHarness: Sendable {
 
     var package: Package { get throws { try Package(source: iouSource, file: "iou.weft") } }
 
-    func issue(_ amount: String, to owner: Party, currency: String = "USD") throws -> Command {
+    func issue(_ amount: String, to owner: Party, by issuer: Party? = nil, currency: String = "USD") throws -> Command {
         let package = try self.package
         return .create(
             try package.templateID("Iou"),
             argument: try package.record(
                 "Iou",
                 [
-                    "issuer": .party(bank), "owner": .party(owner), "currency": .text(currency),
+                    "issuer": .party(issuer ?? bank), "owner": .party(owner), "currency": .text(currency),
                     "amount": .decimal(FixedDecimal(amount)!),
                 ]))
     }
