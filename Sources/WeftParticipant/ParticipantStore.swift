@@ -255,18 +255,26 @@ public struct ParticipantStore: Sendable {
                     "DELETE FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3",
                     [me, .text(command.key.applicationID), .text(command.key.commandID)])
             }
-            _ = try connection.execute(
+            // A concurrent submission of the same command inserts first: then this one is its duplicate.
+            let inserted = try connection.execute(
                 """
                 INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
                     root_hash, submitted_at, dedup_until, state)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight')
+                ON CONFLICT DO NOTHING RETURNING 1
                 """,
                 [
                     me, .text(command.key.applicationID), .text(command.key.commandID), .text(command.submissionID),
                     .text(command.messageID), .bytes(command.rootHash.bytes), .int64(now),
                     .int64(now + command.deduplicationPeriodMicros),
                 ])
-            return nil
+            if !inserted.rows.isEmpty { return nil }
+            return try connection.execute(
+                """
+                SELECT state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id
+                FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3
+                """, [me, .text(command.key.applicationID), .text(command.key.commandID)]
+            ).rows.first.map(Self.record)
         }
     }
 

@@ -141,6 +141,15 @@ import WeftWire
                 return
             }
             #expect(try await p2.transactions(of: bank).count == 2)
+
+            // Two submissions of one command at once: one is sent, the other is its duplicate.
+            let raced = CommandKey(applicationID: "bank-app", commandID: "raced")
+            async let a = p2.submit([try domain.issue("11", to: alice)], actAs: [bank], command: raced)
+            async let b = p2.submit([try domain.issue("11", to: alice)], actAs: [bank], command: raced)
+            let both = try await [a, b]
+            #expect(both.filter { if case .succeeded = $0 { true } else { false } }.count == 1)
+            #expect(both.filter { if case .duplicate = $0 { true } else { false } }.count == 1)
+            #expect(try await p2.transactions(of: bank).count == 3)
             await domain.stop()
         }
     }
