@@ -38,16 +38,20 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
         let text: String
         switch self {
         case .notHostedForSubmission(let party):
-            text = "party \(party) is not hosted on this participant with submission permission; "
+            text =
+                "party \(party) is not hosted on this participant with submission permission; "
                 + "allocate it here or submit through the participant that hosts it"
         case .interpretation(let error): text = "the command does not interpret: \(error)"
         case .views(let error): text = "the transaction cannot be cut into views: \(error)"
         case .noEncryptionKey(let participant):
-            text = "participant \(participant) must receive a view but has no encryption key in the topology; "
+            text =
+                "participant \(participant) must receive a view but has no encryption key in the topology; "
                 + "it must register its keys (onboarding) before it can take part"
-        case .noMediator: text = "the domain has no mediator in its topology yet; wait until the domain manager names one"
+        case .noMediator:
+            text = "the domain has no mediator in its topology yet; wait until the domain manager names one"
         case .invalidPackage(let error): text = "the package does not load: \(error)"
-        case .stopped: text = "the participant stopped before the command completed; ask for its completion after restart"
+        case .stopped:
+            text = "the participant stopped before the command completed; ask for its completion after restart"
         case .inconsistentStore(let what): text = "the participant's database is inconsistent: \(what)"
         }
         return "\(id): \(text)"

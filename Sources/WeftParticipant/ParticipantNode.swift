@@ -4,8 +4,8 @@ public import WeftContracts
 public import WeftCrypto
 import WeftProtocol
 public import WeftSequencer
-import WeftTransport
 public import WeftTopology
+import WeftTransport
 import WeftWire
 
 /// Settings of a participant node.
@@ -59,7 +59,8 @@ public actor ParticipantNode {
     private var processing: Task<Void, Never>?
 
     private init(
-        identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore, topology: any ParticipantTopology,
+        identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore,
+        topology: any ParticipantTopology,
         connection: SequencerConnection, configuration: ParticipantConfiguration, logger: Logger,
         loaded: ParticipantStore.Loaded, packages: [Package]
     ) {
@@ -114,7 +115,8 @@ public actor ParticipantNode {
         logger.info(
             "participant starting",
             metadata: [
-                "counter": "\(cursor.nextCounter)", "active_contracts": "\(active.count)", "pending": "\(pending.count)",
+                "counter": "\(cursor.nextCounter)", "active_contracts": "\(active.count)",
+                "pending": "\(pending.count)",
             ])
         for request in pending.values where !request.responsesSent && !request.responses.isEmpty {
             sendResponses(request)
@@ -150,7 +152,9 @@ public actor ParticipantNode {
     }
 
     private func failWaiters(_ error: ParticipantError) {
-        for continuations in waiting.values { for continuation in continuations { continuation.resume(throwing: error) } }
+        for continuations in waiting.values {
+            for continuation in continuations { continuation.resume(throwing: error) }
+        }
         waiting = [:]
     }
 
@@ -208,7 +212,9 @@ public actor ParticipantNode {
         if let outcome = outcomes[rootHash] { return outcome }
         if let stored = try await store.outcome(ofRequest: rootHash) { return stored }
         if let outcome = outcomes[rootHash] { return outcome }
-        return await withCheckedContinuation { continuation in outcomeWaiters[rootHash, default: []].append(continuation) }
+        return await withCheckedContinuation { continuation in
+            outcomeWaiters[rootHash, default: []].append(continuation)
+        }
     }
 
     /// The active contracts `party` is a stakeholder of.
@@ -243,7 +249,8 @@ public actor ParticipantNode {
                 throw ParticipantError.notHostedForSubmission(party: party.id)
             }
         }
-        return try prepareUnchecked(commands, actAs: actAs, command: command, snapshot: snapshot,
+        return try prepareUnchecked(
+            commands, actAs: actAs, command: command, snapshot: snapshot,
             deduplicationPeriodMicros: deduplicationPeriodMicros)
     }
 
@@ -268,7 +275,8 @@ public actor ParticipantNode {
         let seed = TransactionSeed(seedBytes)!
         let transaction: Transaction
         do throws(ContractError) {
-            transaction = try interpreter.submit(commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active))
+            transaction = try interpreter.submit(
+                commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active))
         } catch {
             throw ParticipantError.interpretation(error)
         }
@@ -279,7 +287,8 @@ public actor ParticipantNode {
         let deduplication = deduplicationPeriodMicros ?? configuration.defaultDeduplicationPeriodMicros
         let metadata = TransactionMetadata(
             submitter: SubmitterMetadata(
-                actAs: claimedActAs ?? actAs, submittingParticipant: identity.id.description, commandID: command.commandID,
+                actAs: claimedActAs ?? actAs, submittingParticipant: identity.id.description,
+                commandID: command.commandID,
                 applicationID: command.applicationID, submissionID: submissionID, maxSequencingTime: maxSequencingTime,
                 deduplicationPeriod: deduplication),
             common: CommonMetadata(domain: domain.description, mediator: mediator.description, uuid: uuid),
@@ -350,7 +359,8 @@ public actor ParticipantNode {
         logger.error(
             "the sequencer did not accept a confirmation request",
             metadata: ["command": "\(prepared.command)", "error": "\(error)"])
-        let reasonID = (error as? RPCError).map(\.errorID).flatMap { $0.isEmpty ? nil : $0 } ?? "PARTICIPANT_SEND_FAILED"
+        let reasonID =
+            (error as? RPCError).map(\.errorID).flatMap { $0.isEmpty ? nil : $0 } ?? "PARTICIPANT_SEND_FAILED"
         do {
             let key = try await store.failSubmission(
                 messageID: prepared.messageID, reasonID: reasonID, reason: "\(error)", cursor: cursor)
@@ -384,7 +394,9 @@ public actor ParticipantNode {
                 messageID: error.messageID, reasonID: reasonID, reason: message, cursor: next)
             cursor = next
             if let key {
-                logger.warning("a confirmation request was not sequenced", metadata: ["command": "\(key)", "reason": "\(reasonID)"])
+                logger.warning(
+                    "a confirmation request was not sequenced",
+                    metadata: ["command": "\(key)", "reason": "\(reasonID)"])
                 complete(key, .rejected(reasonID: reasonID, message: message))
             }
         case .deliver(let deliver)?:
@@ -423,7 +435,9 @@ public actor ParticipantNode {
             try await validate(request, next: next)
         } else if let verdict = verdicts.first {
             if verdicts.count > 1 {
-                logger.warning("an event with several signed messages: only the first is read", metadata: ["timestamp": "\(timestamp)"])
+                logger.warning(
+                    "an event with several signed messages: only the first is read",
+                    metadata: ["timestamp": "\(timestamp)"])
             }
             try await apply(verdict: verdict, at: timestamp, next: next)
         } else {
@@ -471,18 +485,22 @@ public actor ParticipantNode {
             if let mediator = result.mediator {
                 sendResponses(stored, to: mediator)
             } else {
-                logger.warning("responses without a mediator to send them to", metadata: ["request": "\(request.timestamp)"])
+                logger.warning(
+                    "responses without a mediator to send them to", metadata: ["request": "\(request.timestamp)"])
             }
         }
     }
 
     private func sendResponses(_ request: ParticipantStore.StoredRequest, to mediatorHint: String? = nil) {
-        let mediator = mediatorHint ?? request.views.lazy.compactMap { bytes -> String? in
-            guard let tree = try? Weft.V1.ViewTree(serializedBytes: bytes), let received = try? ReceivedView(tree) else {
-                return nil
-            }
-            return received.commonMetadata?.mediator
-        }.first
+        let mediator =
+            mediatorHint
+            ?? request.views.lazy.compactMap { bytes -> String? in
+                guard let tree = try? Weft.V1.ViewTree(serializedBytes: bytes), let received = try? ReceivedView(tree)
+                else {
+                    return nil
+                }
+                return received.commonMetadata?.mediator
+            }.first
         guard let mediator else { return }
         let envelopes = request.responses.compactMap { response in
             (try? Weft.V1.EnvelopeContent(message: .signedMessage(response)).serializedBytes()).map {
@@ -504,7 +522,9 @@ public actor ParticipantNode {
 
     // MARK: Verdicts and commit
 
-    private func apply(verdict message: Weft.V1.SignedProtocolMessage, at timestamp: SequencingTimestamp, next: ParticipantStore.Cursor)
+    private func apply(
+        verdict message: Weft.V1.SignedProtocolMessage, at timestamp: SequencingTimestamp, next: ParticipantStore.Cursor
+    )
         async throws
     {
         let result: Weft.V1.ConfirmationResult
@@ -555,18 +575,24 @@ public actor ParticipantNode {
                     "the mediator approved a request whose root hash differs from the one validated here; rolled back",
                     metadata: ["request": "\(requestTime)"])
             }
-            if approved { (approved, reasonID, reason) = (false, RejectReason.Participant.rootHashMismatch, "the verdict is for another root hash") }
+            if approved {
+                (approved, reasonID, reason) = (
+                    false, RejectReason.Participant.rootHashMismatch, "the verdict is for another root hash"
+                )
+            }
         }
         var commit: ParticipantStore.Commit?
         var effects: Effects?
         if approved {
             let snapshot = await topology.snapshot(at: requestTime)
-            let computed = try Effects(request.views, hosted: { party in
-                guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
-                return snapshot.hostingParticipants(of: id).contains {
-                    $0.participant == self.identity.id && $0.permission != .disabled
-                }
-            }, packages: Array(packageSources.values))
+            let computed = try Effects(
+                request.views,
+                hosted: { party in
+                    guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
+                    return snapshot.hostingParticipants(of: id).contains {
+                        $0.participant == self.identity.id && $0.permission != .disabled
+                    }
+                }, packages: Array(packageSources.values))
             effects = computed
             if !computed.events.isEmpty {
                 commit = ParticipantStore.Commit(
@@ -599,7 +625,9 @@ public actor ParticipantNode {
             metadata: ["request": "\(requestTime)", "reason_id": "\(reasonID)", "offset": "\(commit?.offset ?? 0)"])
         let outcome = approved ? "approved" : reasonID
         outcomes[request.rootHash] = outcome
-        for continuation in outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] { continuation.resume(returning: outcome) }
+        for continuation in outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
+            continuation.resume(returning: outcome)
+        }
         if let command = request.command {
             if approved {
                 complete(
@@ -617,62 +645,4 @@ public actor ParticipantNode {
         var generator = SystemRandomNumberGenerator()
         return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }
-}
-
-/// What committing an approved request changes here: the contracts of hosted stakeholders
-/// created and archived, and each event with the hosted parties that see it.
-struct Effects {
-    var created: [ParticipantStore.Commit.Created] = []
-    var createdSeeds: [ContractID: NodeSeed] = [:]
-    var archived: [ContractID] = []
-    var events: [ParticipantStore.Commit.Event] = []
-
-    init(_ viewTrees: [[UInt8]], hosted: (Party) -> Bool, packages: [Package]) throws {
-        var views: [View] = []
-        for bytes in viewTrees {
-            views.append(try ReceivedView(Weft.V1.ViewTree(serializedBytes: bytes)).view)
-        }
-        views.sort { $0.position.lexicographicallyPrecedes($1.position) }
-        var archivedInSubview = Set<ContractID>()
-        for view in views { archivedInSubview.formUnion(view.participantData.createdInSubviewArchivedInCore) }
-        var seen = Set<ContractID>()
-        // Archives first (inputs consumed), then creates, each in view order.
-        for view in views {
-            for input in view.participantData.coreInputs where input.consumed && !seen.contains(input.id) {
-                let parties = input.contract.stakeholders.filter(hosted)
-                guard !parties.isEmpty else { continue }
-                seen.insert(input.id)
-                archived.append(input.id)
-                events.append(.init(created: false, contractID: input.id, parties: parties))
-            }
-        }
-        for view in views {
-            for output in view.participantData.createdCore
-            where !output.consumedInCore && !archivedInSubview.contains(output.id) && !seen.contains(output.id) {
-                let parties = output.contract.stakeholders.filter(hosted)
-                guard !parties.isEmpty else { continue }
-                seen.insert(output.id)
-                let wire = try output.contract.wire(id: output.id, packages: packages, creationSeed: output.creationSeed)
-                    .serializedBytes()
-                created.append(.init(id: output.id, contract: output.contract, wire: wire))
-                createdSeeds[output.id] = output.creationSeed
-                events.append(.init(created: true, contractID: output.id, parties: parties))
-            }
-        }
-    }
-}
-
-/// The active contract set as the interpreter's lookup.
-struct ActiveLookup: ContractLookup {
-    let active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)]
-    func contract(_ id: ContractID) -> ContractInstance? { active[id]?.contract }
-    func creationSeed(of id: ContractID) -> NodeSeed? { active[id]?.seed }
-}
-
-func wallClockMicros() -> Int64 {
-    Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
-}
-
-func hexText(_ bytes: [UInt8]) -> String {
-    bytes.map { String(format: "%02x", $0) }.joined()
 }

@@ -209,9 +209,10 @@ public struct ParticipantStore: Sendable {
                         responsesSent: try row[5].bool ?? false,
                         views: try LengthPrefixed.decode(Self.require(row[6].bytes, "views")), command: command))
             }
-            let end = try connection.execute(
-                "SELECT coalesce(max(ledger_offset), 0) FROM participant_transactions WHERE participant = $1", [me]
-            ).rows.first?.first?.int64 ?? 0
+            let end =
+                try connection.execute(
+                    "SELECT coalesce(max(ledger_offset), 0) FROM participant_transactions WHERE participant = $1", [me]
+                ).rows.first?.first?.int64 ?? 0
             return Loaded(
                 cursor: cursor, packages: packages, active: active, known: known, pending: pending, ledgerEnd: end)
         }
@@ -575,7 +576,10 @@ enum LengthPrefixed {
         var out: [UInt8] = []
         func u32(_ value: Int) {
             let v = UInt32(value)
-            out += [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)]
+            out += [
+                UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8),
+                UInt8(truncatingIfNeeded: v),
+            ]
         }
         u32(items.count)
         for item in items {

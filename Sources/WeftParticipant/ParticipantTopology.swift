@@ -1,6 +1,6 @@
+import WeftCrypto
 public import WeftTopology
 public import WeftWire
-import WeftCrypto
 
 /// Where a participant reads the topology "as of T": fed with the topology envelopes of its own
 /// sequencer stream, in order, and asked for snapshots at request times. `MemberTopology`
@@ -9,7 +9,8 @@ public protocol ParticipantTopology: Sendable {
     /// Applies a topology envelope sequenced at `sequencedAt` from `sender`; returns whether
     /// it was one (other content is ignored).
     @discardableResult
-    func apply(_ content: Weft.V1.EnvelopeContent, sequencedAt: SequencingTimestamp, sender: String) async throws -> Bool
+    func apply(_ content: Weft.V1.EnvelopeContent, sequencedAt: SequencingTimestamp, sender: String) async throws
+        -> Bool
     /// The topology at `timestamp`.
     func snapshot(at timestamp: SequencingTimestamp) async -> TopologySnapshot
 }

@@ -85,15 +85,18 @@ struct RequestValidator {
                 let tree = try Weft.V1.ViewTree(serializedBytes: plaintext)
                 let received = try ReceivedView(tree)
                 guard received.view.hash.bytes == message.viewHash else {
-                    decodeFailure = decodeFailure
+                    decodeFailure =
+                        decodeFailure
                         ?? .reject(
                             RejectReason.Participant.malformedView,
-                            "view \(positionText(received.view.position)) hashes to \(received.view.hash), not to the view hash its envelope names")
+                            "view \(positionText(received.view.position)) hashes to \(received.view.hash), not to the view hash its envelope names"
+                        )
                     continue
                 }
                 decoded.append(Decoded(received: received, tree: plaintext))
             } catch {
-                decodeFailure = decodeFailure
+                decodeFailure =
+                    decodeFailure
                     ?? .reject(RejectReason.Participant.malformedView, "a view does not decrypt or decode: \(error)")
             }
         }
@@ -152,7 +155,8 @@ struct RequestValidator {
                     ? "the request has views but no root hash message for this participant"
                     : "the request's root hash messages disagree")
         }
-        for message in request.rootHashMessages where message.domain != domain.description || message.viewType != .transaction {
+        for message in request.rootHashMessages
+        where message.domain != domain.description || message.viewType != .transaction {
             return .reject(reasons.rootHashMismatch, "a root hash message is for another domain or view type")
         }
         for received in views where received.rootHash != rootHash {
@@ -180,10 +184,12 @@ struct RequestValidator {
             else {
                 return .reject(
                     reasons.submitterNotEntitled,
-                    "submitting participant \(submitter.submittingParticipant) is not active with submission permission")
+                    "submitting participant \(submitter.submittingParticipant) is not active with submission permission"
+                )
             }
             for party in submitter.actAs {
-                let hosting = (try? UniqueIdentifier(parsing: party.id)).map { snapshot.hostingParticipants(of: $0) } ?? []
+                let hosting =
+                    (try? UniqueIdentifier(parsing: party.id)).map { snapshot.hostingParticipants(of: $0) } ?? []
                 guard hosting.contains(where: { $0.participant == participant && $0.permission == .submission }) else {
                     return .reject(
                         reasons.submitterNotEntitled,
@@ -217,7 +223,9 @@ struct RequestValidator {
                     "ledger time \(SequencingTimestamp(microsSinceEpoch: metadata.ledgerTime)) is more than "
                         + "\(toleranceMicros) µs from the sequencing time \(request.timestamp)")
             }
-            if let submitter = received.submitterMetadata, request.timestamp.microsSinceEpoch > submitter.maxSequencingTime {
+            if let submitter = received.submitterMetadata,
+                request.timestamp.microsSinceEpoch > submitter.maxSequencingTime
+            {
                 return .reject(
                     reasons.ledgerTimeOutOfBounds,
                     "the request was sequenced at \(request.timestamp), after its max sequencing time")
@@ -268,7 +276,8 @@ struct RequestValidator {
             }
         }
         guard let key = keys.first(where: { $0.fingerprint.description == signature.signedBy }) else {
-            return .reject(reason, "the root hash is signed by key \(signature.signedBy), not the submitting participant's")
+            return .reject(
+                reason, "the root hash is signed by key \(signature.signedBy), not the submitting participant's")
         }
         do throws(CryptoError) {
             try key.verify(signature, over: PurposeHasher.hash(.rootHash, rootHash.bytes))
@@ -292,7 +301,9 @@ struct RequestValidator {
 
     private func packagesUsed(by view: View) -> [PackageID] {
         var result: [PackageID] = []
-        if case .exercise(_, let template, _, _, _, _, _) = view.participantData.action { result.append(template.package) }
+        if case .exercise(_, let template, _, _, _, _, _) = view.participantData.action {
+            result.append(template.package)
+        }
         result += view.participantData.coreInputs.map(\.contract.template.package)
         result += view.participantData.createdCore.map(\.contract.template.package)
         return result
@@ -316,7 +327,8 @@ struct RequestValidator {
 
     // MARK: - Conflict detection
 
-    private func conflictCheck(_ views: [View]) -> (decision: LocalDecision, locks: [ContractID], creates: [ContractID]) {
+    private func conflictCheck(_ views: [View]) -> (decision: LocalDecision, locks: [ContractID], creates: [ContractID])
+    {
         let reasons = RejectReason.Participant.self
         var inactive: [ContractID] = []
         var locked: [ContractID] = []

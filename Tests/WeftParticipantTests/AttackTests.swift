@@ -2,13 +2,12 @@ import Foundation
 import Testing
 import WeftContracts
 import WeftCrypto
+@_spi(Testing) import WeftParticipant
 import WeftProtocol
 import WeftStore
 import WeftTestSupport
 import WeftTopology
 import WeftWire
-
-@_spi(Testing) import WeftParticipant
 
 /// A malicious or broken submitter on a real domain: every request is rejected with its reason,
 /// and nothing changes on any participant.
@@ -21,7 +20,9 @@ import WeftWire
         init(_ domain: DomainHarness) async throws {
             ends = [await domain.p1.ledgerEndOffset, await domain.p2.ledgerEndOffset]
             contracts = []
-            for (node, parties) in [(domain.p1, [domain.alice, domain.carol]), (domain.p2, [domain.bob, domain.bank, domain.carol])] {
+            for (node, parties) in [
+                (domain.p1, [domain.alice, domain.carol]), (domain.p2, [domain.bob, domain.bank, domain.carol]),
+            ] {
                 for party in parties { contracts.append(try await node.activeContracts(of: party).map(\.id)) }
             }
         }
@@ -195,7 +196,8 @@ import WeftWire
             }
             for prefix in ["sequencer_", "mediator_"] {
                 let text = try dump(prefix)
-                #expect(!text.contains(marker) && !text.lowercased().contains(hexMarker), "plaintext in \(prefix) tables")
+                #expect(
+                    !text.contains(marker) && !text.lowercased().contains(hexMarker), "plaintext in \(prefix) tables")
             }
             // The same search finds it where it belongs: in the participants' own tables.
             let participantTables = try dump("participant_")

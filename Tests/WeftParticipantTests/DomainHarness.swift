@@ -4,14 +4,13 @@ import Testing
 import WeftContracts
 import WeftCrypto
 import WeftMediator
+@_spi(Testing) import WeftParticipant
 import WeftSequencer
 import WeftStore
 import WeftTestSupport
 import WeftTopology
 import WeftTransport
 import WeftWire
-
-@_spi(Testing) import WeftParticipant
 
 /// The repository's root, found from this file's path.
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -159,7 +158,8 @@ final class DomainHarness: Sendable {
         let certificate = try CertificateAuthority.issue(
             commonName: "sequencer", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
         let serverTLS = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: certificate))
-        let clientTLS = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))
+        let clientTLS = try TLSContext(
+            .init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))
 
         let setup = try PostgresConnection(url: url)
         try Sequencer.migrator.migrate(setup)
@@ -209,7 +209,8 @@ final class DomainHarness: Sendable {
         for participant in members {
             let store = ParticipantStore(database: PostgresDatabase(url: url), participant: participant.id)
             try await store.migrate()
-            let node = try await startNode(participant, store: store, topology: state, endpoint: endpoint, domain: domain)
+            let node = try await startNode(
+                participant, store: store, topology: state, endpoint: endpoint, domain: domain)
             try await node.upload(packageSource: iouSource, file: "iou.weft")
             nodes.append(node)
         }
@@ -234,8 +235,10 @@ final class DomainHarness: Sendable {
         let bank = try party("bank", of: p2)
         let carol = try party("carol", of: p2)
         let domainID = domain.domain
-        func hosting(_ party: UniqueIdentifier, on participant: TestDomain.Participant,
-            _ permission: Weft.V1.ParticipantPermission, signers: [SigningPrivateKey]) throws
+        func hosting(
+            _ party: UniqueIdentifier, on participant: TestDomain.Participant,
+            _ permission: Weft.V1.ParticipantPermission, signers: [SigningPrivateKey]
+        ) throws
             -> Weft.V1.SignedTopologyTransaction
         {
             try SignedTopologyTransaction(
@@ -263,7 +266,8 @@ final class DomainHarness: Sendable {
 
     /// What every node knows when it starts: genesis and onboarding, in force from the start.
     static func initialState(
-        _ domain: TestDomain, genesis: [Weft.V1.SignedTopologyTransaction], onboarding: [Weft.V1.SignedTopologyTransaction]
+        _ domain: TestDomain, genesis: [Weft.V1.SignedTopologyTransaction],
+        onboarding: [Weft.V1.SignedTopologyTransaction]
     ) throws -> TopologyState {
         var state = TopologyState(domain: domain.domain, changeDelayMicros: 0)
         let start = SequencingTimestamp(microsSinceEpoch: 1)
@@ -332,7 +336,8 @@ final class DomainHarness: Sendable {
     /// participants have committed it.
     func issued(_ amount: String, to owner: Party, command: String) async throws -> ContractID {
         let completion = try await p2.submit(
-            [try issue(amount, to: owner)], actAs: [bank], command: CommandKey(applicationID: "bank-app", commandID: command))
+            [try issue(amount, to: owner)], actAs: [bank],
+            command: CommandKey(applicationID: "bank-app", commandID: command))
         guard case .succeeded(let transactionID, let offset) = completion else {
             Issue.record("issuing failed: \(completion)")
             throw CancellationError()
@@ -343,4 +348,3 @@ final class DomainHarness: Sendable {
         return id
     }
 }
-

@@ -2,13 +2,12 @@ import Foundation
 import Testing
 import WeftContracts
 import WeftCrypto
+@_spi(Testing) import WeftParticipant
 import WeftProtocol
 import WeftStore
 import WeftTestSupport
 import WeftTopology
 import WeftWire
-
-@_spi(Testing) import WeftParticipant
 
 /// Transactions end to end on a real domain (DomainHarness): PostgreSQL, a sequencer over TLS,
 /// the mediator, two participant nodes.

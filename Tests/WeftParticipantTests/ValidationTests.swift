@@ -45,8 +45,12 @@ import WeftWire
             try package.templateID("Iou"),
             argument: try package.record(
                 "Iou",
-                ["issuer": .party(bank), "owner": .party(alice), "currency": .text("USD"), "amount": .decimal(FixedDecimal("3")!)]))
-        let transaction = try Interpreter(packages: [package]).submit([command], actAs: [bank], seed: seed, contracts: ContractStore())
+                [
+                    "issuer": .party(bank), "owner": .party(alice), "currency": .text("USD"),
+                    "amount": .decimal(FixedDecimal("3")!),
+                ]))
+        let transaction = try Interpreter(packages: [package]).submit(
+            [command], actAs: [bank], seed: seed, contracts: ContractStore())
         let views = try TransactionViews(
             transaction, seed: seed,
             metadata: TransactionMetadata(
@@ -74,7 +78,8 @@ import WeftWire
 
     func validator(_ index: Int, packages: [Package]) -> RequestValidator {
         RequestValidator(
-            identity: identity(index), domain: domain.domain, snapshot: snapshot, interpreter: Interpreter(packages: packages),
+            identity: identity(index), domain: domain.domain, snapshot: snapshot,
+            interpreter: Interpreter(packages: packages),
             packages: Set(packages.map(\.id)),
             state: ConflictState(active: [:], known: [], locks: [:], pendingCreates: [:]))
     }
@@ -119,8 +124,10 @@ import WeftWire
         let approved = validator(0, packages: [package]).validate(request)
         let created = try #require(approved.creates.first)
         let again = RequestValidator(
-            identity: identity(0), domain: domain.domain, snapshot: snapshot, interpreter: Interpreter(packages: [package]),
-            packages: [package.id], state: ConflictState(active: [:], known: [created], locks: [:], pendingCreates: [:]))
+            identity: identity(0), domain: domain.domain, snapshot: snapshot,
+            interpreter: Interpreter(packages: [package]),
+            packages: [package.id], state: ConflictState(active: [:], known: [created], locks: [:], pendingCreates: [:])
+        )
         let rejected = again.validate(request)
         #expect(rejected.decision.reasonID == RejectReason.Participant.createsExistingContracts)
         #expect(rejected.decision.resources == [created.description])
