@@ -206,3 +206,55 @@ import WeftWire
         }
     }
 }
+
+/// Topology that changes while the participants run, followed from their streams.
+@Suite(.timeLimit(.minutes(3))) struct TopologyChangeTests {
+    @Test func aConfirmingParticipantWithoutThePackageRejectsAndTheVerdictSaysWhy() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let domain = try await DomainHarness.start(url: fixture.url)
+            let (p1, p2, p3, alice, bob) = (domain.p1, domain.p2, domain.p3, domain.alice, domain.bob)
+            let iou = try await domain.issued("20", to: alice, command: "issue-package")
+            let bankID = try UniqueIdentifier(parsing: domain.bank.id)
+            let (m2, m3) = (domain.members[1], domain.members[2])
+            // The bank moves its confirmations to participant3, which has no packages, and only
+            // observes on participant2.
+            try await domain.broadcast(
+                [
+                    try DomainHarness.hosting(
+                        bankID, on: m2, .observation, serial: 2, signers: [m2.namespaceKey],
+                        domain: domain.domain.domain),
+                    try DomainHarness.hosting(
+                        bankID, on: m3, .confirmation, serial: 1, signers: [m2.namespaceKey, m3.namespaceKey],
+                        domain: domain.domain.domain),
+                ], messageID: "bank-moves")
+            // A request sequenced after the change and completed shows participant1 applied it.
+            let sync = try await p1.submit(
+                [try domain.issue("1", to: alice, by: alice)], actAs: [alice],
+                command: CommandKey(applicationID: "alice-app", commandID: "after-move"))
+            guard case .succeeded = sync else {
+                Issue.record("alice's own IOU failed: \(sync)")
+                return
+            }
+            #expect(await p3.hostedParties().map(\.party) == [bankID])
+
+            let prepared = try await p1.prepare(
+                [try domain.transfer(iou, to: bob)], actAs: [alice],
+                command: CommandKey(applicationID: "alice-app", commandID: "transfer-without-package"))
+            let before = (try await p1.activeContracts(of: alice).map(\.id), try await p2.activeContracts(of: bob))
+            let completion = try await p1.submit(prepared)
+            guard case .rejected(let reasonID, let message) = completion else {
+                Issue.record("the transfer was not rejected: \(completion)")
+                return
+            }
+            #expect(reasonID == RejectReason.Participant.packageNotFound)
+            let packageID = try domain.package.id.description
+            #expect(message.contains(packageID) && message.contains(m3.id.description))
+            #expect(try await p3.outcome(ofRequest: prepared.rootHash) == RejectReason.Participant.packageNotFound)
+            #expect(try await p2.outcome(ofRequest: prepared.rootHash) == RejectReason.Participant.packageNotFound)
+            #expect(try await p1.activeContracts(of: alice).map(\.id) == before.0)
+            #expect(try await p2.activeContracts(of: bob) == before.1)
+            #expect(try await p3.transactions(of: domain.bank).isEmpty)
+            await domain.stop()
+        }
+    }
+}

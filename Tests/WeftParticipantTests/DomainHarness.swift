@@ -110,9 +110,10 @@ actor MediatorDriver {
 }
 
 /// A real domain for the participant tests, on one PostgreSQL server: a sequencer node over
-/// TLS on loopback, the mediator driven from its stream, and two participants —
+/// TLS on loopback, the mediator driven from its stream, and three participants —
 /// participant1 hosting alice, participant2 hosting bob and the bank (all with submission
-/// permission), and carol hosted on participant2 (submission) and participant1 (observation).
+/// permission), carol hosted on participant2 (submission) and participant1 (observation), and
+/// participant3 hosting nobody, without packages.
 final class DomainHarness: Sendable {
     let url: String
     let domain: TestDomain
@@ -122,6 +123,8 @@ final class DomainHarness: Sendable {
     let endpoint: SequencerConnection.Endpoint
     let mediator: MediatorDriver
     let members: [TestDomain.Participant]
+    /// The domain manager's session, for topology changes.
+    let manager: SequencerClient
     /// The topology every node starts from: genesis and onboarding, in force from the start.
     let initialTopology: TopologyState
     let nodes: [ParticipantNode]
@@ -132,6 +135,7 @@ final class DomainHarness: Sendable {
     private init(
         url: String, domain: TestDomain, sequencer: Sequencer, sequencerTopology: SequencerTopology, server: RPCServer,
         endpoint: SequencerConnection.Endpoint, mediator: MediatorDriver, members: [TestDomain.Participant],
+        manager: SequencerClient,
         initialTopology: TopologyState, nodes: [ParticipantNode], iouSource: String, parties: [Party]
     ) {
         self.url = url
@@ -142,6 +146,7 @@ final class DomainHarness: Sendable {
         self.endpoint = endpoint
         self.mediator = mediator
         self.members = members
+        self.manager = manager
         self.initialTopology = initialTopology
         self.nodes = nodes
         self.iouSource = iouSource
@@ -150,6 +155,7 @@ final class DomainHarness: Sendable {
 
     var p1: ParticipantNode { nodes[0] }
     var p2: ParticipantNode { nodes[1] }
+    var p3: ParticipantNode { nodes[2] }
 
     static func start(url: String) async throws -> DomainHarness {
         var domain = try TestDomain()
@@ -179,7 +185,7 @@ final class DomainHarness: Sendable {
         let endpoint = SequencerConnection.Endpoint(host: "127.0.0.1", port: server.port, security: .tls(clientTLS))
 
         // Onboarding: identities, allow-listing and party hostings, broadcast by the manager.
-        let members = [try TestDomain.Participant("participant1"), try TestDomain.Participant("participant2")]
+        let members = try ["participant1", "participant2", "participant3"].map { try TestDomain.Participant($0) }
         let (transactions, parties) = try onboarding(&domain, members)
         let manager = try await SequencerClient.authenticate(
             try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .tls(clientTLS)),
@@ -187,7 +193,6 @@ final class DomainHarness: Sendable {
             sequencerKeys: [domain.sequencerKey.publicKey])
         try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: "onboarding")
         for participant in members { await sequencerTopology.waitUntil(participant.member) }
-        await manager.rpc.close()
 
         // What every node knows when it starts (the sequencer's first-event snapshot will
         // tell a new member this; here the test hands it over).
@@ -211,18 +216,21 @@ final class DomainHarness: Sendable {
             try await store.migrate()
             let node = try await startNode(
                 participant, store: store, topology: state, endpoint: endpoint, domain: domain)
-            try await node.upload(packageSource: iouSource, file: "iou.weft")
+            if participant.id.name != "participant3" {
+                try await node.upload(packageSource: iouSource, file: "iou.weft")
+            }
             nodes.append(node)
         }
         return DomainHarness(
             url: url, domain: domain, sequencer: sequencer, sequencerTopology: sequencerTopology, server: server,
-            endpoint: endpoint, mediator: mediator, members: members, initialTopology: state, nodes: nodes,
+            endpoint: endpoint, mediator: mediator, members: members, manager: manager, initialTopology: state,
+            nodes: nodes,
             iouSource: iouSource,
             parties: parties)
     }
 
     /// The identities, allow-listing and party hostings of `members` (participant1,
-    /// participant2), and the parties alice, bob, bank and carol.
+    /// participant2, any others hosting nobody), and the parties alice, bob, bank and carol.
     static func onboarding(_ domain: inout TestDomain, _ members: [TestDomain.Participant]) throws
         -> ([Weft.V1.SignedTopologyTransaction], [Party])
     {
@@ -238,14 +246,8 @@ final class DomainHarness: Sendable {
         func hosting(
             _ party: UniqueIdentifier, on participant: TestDomain.Participant,
             _ permission: Weft.V1.ParticipantPermission, signers: [SigningPrivateKey]
-        ) throws
-            -> Weft.V1.SignedTopologyTransaction
-        {
-            try SignedTopologyTransaction(
-                signing: .init(
-                    replace: .hosting(party: party, on: participant.id, permission: permission), serial: 1,
-                    domain: domainID), with: signers
-            ).wire
+        ) throws -> Weft.V1.SignedTopologyTransaction {
+            try Self.hosting(party, on: participant, permission, serial: 1, signers: signers, domain: domainID)
         }
         var transactions: [Weft.V1.SignedTopologyTransaction] = []
         for participant in members {
@@ -262,6 +264,24 @@ final class DomainHarness: Sendable {
             try hosting(carol, on: p1, .observation, signers: [p2.namespaceKey, p1.namespaceKey]),
         ]
         return (transactions, try [alice, bob, bank, carol].map { try Party($0.description) })
+    }
+
+    /// `party` hosted on `participant` with `permission`, signed by `signers`.
+    static func hosting(
+        _ party: UniqueIdentifier, on participant: TestDomain.Participant, _ permission: Weft.V1.ParticipantPermission,
+        serial: UInt64, signers: [SigningPrivateKey], domain: UniqueIdentifier
+    ) throws -> Weft.V1.SignedTopologyTransaction {
+        try SignedTopologyTransaction(
+            signing: .init(
+                replace: .hosting(party: party, on: participant.id, permission: permission), serial: serial,
+                domain: domain), with: signers
+        ).wire
+    }
+
+    /// Broadcasts `transactions` as the domain manager; returns once they are sequenced, so
+    /// that every request sequenced later is validated with them.
+    func broadcast(_ transactions: [Weft.V1.SignedTopologyTransaction], messageID: String) async throws {
+        try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: messageID)
     }
 
     /// What every node knows when it starts: genesis and onboarding, in force from the start.
@@ -304,6 +324,7 @@ final class DomainHarness: Sendable {
     func stop() async {
         for node in nodes { await node.stop() }
         await mediator.stop()
+        await manager.rpc.close()
         await server.close()
         await sequencerTopology.stop()
         await sequencer.stop()
