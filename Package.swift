@@ -26,7 +26,9 @@ let package = Package(
         .library(name: "WeftStore", targets: ["WeftStore"]),
         .library(name: "WeftTopology", targets: ["WeftTopology"]),
         .library(name: "WeftContracts", targets: ["WeftContracts"]),
+        .library(name: "WeftProtocol", targets: ["WeftProtocol"]),
         .library(name: "WeftMediator", targets: ["WeftMediator"]),
+        .library(name: "WeftParticipant", targets: ["WeftParticipant"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -124,10 +126,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What participants and the mediator share: signed protocol messages, reject reason
+        // ids, request ids.
+        .target(
+            name: "WeftProtocol",
+            dependencies: ["WeftContracts", "WeftTopology", "WeftCrypto", "WeftWire"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "WeftMediator",
             dependencies: [
-                "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
+                "WeftProtocol", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "WeftParticipant",
+            dependencies: [
+                "WeftProtocol", "WeftContracts", "WeftTopology", "WeftSequencer", "WeftTransport", "WeftStore",
+                "WeftCrypto", "WeftWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -251,6 +269,15 @@ let package = Package(
             name: "WeftMediatorTests",
             dependencies: [
                 "WeftMediator", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WeftParticipantTests",
+            dependencies: [
+                "WeftParticipant", "WeftMediator", "WeftProtocol", "WeftSequencer", "WeftContracts", "WeftTopology",
+                "WeftStore", "WeftCrypto", "WeftWire", "WeftTransport", "WeftTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,21 +1,7 @@
-public import WeftContracts
+import WeftContracts
 public import WeftCrypto
 public import WeftTopology
 public import WeftWire
-
-/// A request's id: its sequencing timestamp, which the sequencer makes unique across the
-/// domain, and the root hash of its transaction, which says what it is about.
-public struct RequestID: Hashable, Sendable, CustomStringConvertible {
-    public let timestamp: SequencingTimestamp
-    public let rootHash: Digest32
-
-    public init(timestamp: SequencingTimestamp, rootHash: Digest32) {
-        self.timestamp = timestamp
-        self.rootHash = rootHash
-    }
-
-    public var description: String { "\(timestamp)/\(String(rootHash.description.prefix(16)))" }
-}
 
 /// A root hash message as the mediator sees it in the request's batch: the message and the
 /// members its envelope is addressed to.

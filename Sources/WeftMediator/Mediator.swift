@@ -254,7 +254,7 @@ public actor Mediator {
     public nonisolated static func requestTimestamp(of response: Weft.V1.SignedProtocolMessage)
         throws(MediatorError) -> SequencingTimestamp
     {
-        try confirmationResponse(ProtocolSigning.content(of: response)).requestTimestamp
+        try confirmationResponse(ProtocolSigning.mediatorContent(of: response)).requestTimestamp
     }
 
     private nonisolated static func confirmationResponse(_ content: Weft.V1.SignedContent) throws(MediatorError)
@@ -278,7 +278,7 @@ public actor Mediator {
     {
         await enter()
         defer { leave() }
-        let content = try ProtocolSigning.content(of: response)
+        let content = try ProtocolSigning.mediatorContent(of: response)
         let (confirmation, timestamp) = try Self.confirmationResponse(content)
         guard let request = pending[timestamp] else {
             switch try await store.state(at: timestamp) {

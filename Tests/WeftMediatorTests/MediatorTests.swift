@@ -48,7 +48,7 @@ import WeftWire
         #expect(result == verdict.result)
         #expect(result.requestID == t.wire && result.rootHash == views.rootHash.bytes)
         #expect(result.domain == test.domain.description && result.viewType == .transaction)
-        #expect(throws: MediatorError.invalidSignature(signer: "the mediator")) {
+        #expect(throws: ProtocolMessageError.invalidSignature(signer: "the mediator")) {
             try ProtocolSigning.verifiedResult(verdict.message, mediatorKeys: [test.p1.signing.publicKey])
         }
         #expect(await mediator.pendingRequests.isEmpty)

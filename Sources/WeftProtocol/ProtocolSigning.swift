@@ -24,7 +24,7 @@ public enum ProtocolSigning {
         -> Weft.V1.SignedProtocolMessage
     {
         guard let purpose = purpose(of: content) else {
-            throw MediatorError.malformedResponse("signed content of no known kind")
+            throw ProtocolMessageError.malformed("signed content of no known kind")
         }
         let bytes = try content.serializedBytes()
         return Weft.V1.SignedProtocolMessage(
@@ -47,13 +47,13 @@ public enum ProtocolSigning {
 
     /// The decoded content of `message`, without checking its signature: to find out who
     /// claims to have signed it and about what, before fetching their keys.
-    public static func content(of message: Weft.V1.SignedProtocolMessage) throws(MediatorError)
+    public static func content(of message: Weft.V1.SignedProtocolMessage) throws(ProtocolMessageError)
         -> Weft.V1.SignedContent
     {
         do throws(WireError) {
             return try Weft.V1.SignedContent(serializedBytes: message.content)
         } catch {
-            throw .malformedResponse("the signed content does not decode: \(error)")
+            throw .malformed("the signed content does not decode: \(error)")
         }
     }
 
@@ -86,11 +86,11 @@ public enum ProtocolSigning {
     /// The verdict in `message`, once its signature verifies with one of `mediatorKeys`: what a
     /// participant does with a verdict before acting on it.
     public static func verifiedResult(_ message: Weft.V1.SignedProtocolMessage, mediatorKeys: [SigningPublicKey])
-        throws(MediatorError) -> Weft.V1.ConfirmationResult
+        throws(ProtocolMessageError) -> Weft.V1.ConfirmationResult
     {
         let content = try content(of: message)
         guard case .confirmationResult(let result)? = content.content else {
-            throw .malformedResponse("the signed content is not a confirmation result")
+            throw .malformed("the signed content is not a confirmation result")
         }
         guard verify(message, content: content, keys: mediatorKeys) == .valid else {
             throw .invalidSignature(signer: "the mediator")

@@ -29,5 +29,23 @@ public enum RejectReason {
         public static let failedModelConformanceCheck = "FAILED_MODEL_CONFORMANCE_CHECK"
         /// The participant lacks a package the request uses.
         public static let packageNotFound = "PACKAGE_NOT_FOUND"
+        /// A view does not decrypt or decode, or is not the view its envelope names.
+        public static let malformedView = "MALFORMED_VIEW"
+        /// The views do not lead to the root hash of the request's root hash message, or
+        /// the root hash messages disagree: the participants would not validate one transaction.
+        public static let rootHashMismatch = "ROOT_HASH_MISMATCH"
+        /// The submitting participant's signature on the root hash is missing or does not
+        /// verify with its signing key.
+        public static let invalidSubmitterSignature = "INVALID_SUBMITTER_SIGNATURE"
+        /// The submitting participant may not submit for the acting parties: it is not active
+        /// with submission permission, or does not host them with submission permission.
+        public static let submitterNotEntitled = "SUBMITTER_NOT_ENTITLED"
+        /// A root action needs the authority of parties the submitter does not act as.
+        public static let missingAuthorization = "MISSING_AUTHORIZATION"
+        /// The ledger time is too far from the sequencing time, or the request was sequenced
+        /// after its max sequencing time.
+        public static let ledgerTimeOutOfBounds = "LEDGER_TIME_OUT_OF_BOUNDS"
+        /// A contract the request creates exists already, or another pending request creates it.
+        public static let createsExistingContracts = "CREATES_EXISTING_CONTRACTS"
     }
 }

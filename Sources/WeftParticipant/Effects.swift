@@ -1,0 +1,63 @@
+import Foundation
+import WeftContracts
+import WeftWire
+
+/// What committing an approved request changes here: the contracts of hosted stakeholders
+/// created and archived, and each event with the hosted parties that see it.
+struct Effects {
+    var created: [ParticipantStore.Commit.Created] = []
+    var createdSeeds: [ContractID: NodeSeed] = [:]
+    var archived: [ContractID] = []
+    var events: [ParticipantStore.Commit.Event] = []
+
+    init(_ viewTrees: [[UInt8]], hosted: (Party) -> Bool, packages: [Package]) throws {
+        var views: [View] = []
+        for bytes in viewTrees {
+            views.append(try ReceivedView(Weft.V1.ViewTree(serializedBytes: bytes)).view)
+        }
+        views.sort { $0.position.lexicographicallyPrecedes($1.position) }
+        var archivedInSubview = Set<ContractID>()
+        for view in views { archivedInSubview.formUnion(view.participantData.createdInSubviewArchivedInCore) }
+        var seen = Set<ContractID>()
+        // Archives first (inputs consumed), then creates, each in view order.
+        for view in views {
+            for input in view.participantData.coreInputs where input.consumed && !seen.contains(input.id) {
+                let parties = input.contract.stakeholders.filter(hosted)
+                guard !parties.isEmpty else { continue }
+                seen.insert(input.id)
+                archived.append(input.id)
+                events.append(.init(created: false, contractID: input.id, parties: parties))
+            }
+        }
+        for view in views {
+            for output in view.participantData.createdCore
+            where !output.consumedInCore && !archivedInSubview.contains(output.id) && !seen.contains(output.id) {
+                let parties = output.contract.stakeholders.filter(hosted)
+                guard !parties.isEmpty else { continue }
+                seen.insert(output.id)
+                let wire = try output.contract.wire(
+                    id: output.id, packages: packages, creationSeed: output.creationSeed
+                )
+                .serializedBytes()
+                created.append(.init(id: output.id, contract: output.contract, wire: wire))
+                createdSeeds[output.id] = output.creationSeed
+                events.append(.init(created: true, contractID: output.id, parties: parties))
+            }
+        }
+    }
+}
+
+/// The active contract set as the interpreter's lookup.
+struct ActiveLookup: ContractLookup {
+    let active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)]
+    func contract(_ id: ContractID) -> ContractInstance? { active[id]?.contract }
+    func creationSeed(of id: ContractID) -> NodeSeed? { active[id]?.seed }
+}
+
+func wallClockMicros() -> Int64 {
+    Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
+}
+
+func hexText(_ bytes: [UInt8]) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
+}

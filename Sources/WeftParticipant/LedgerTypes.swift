@@ -1,0 +1,93 @@
+public import WeftContracts
+public import WeftTopology
+
+/// A command as its application names it: deduplication and completions are per application
+/// and command id.
+public struct CommandKey: Hashable, Sendable, CustomStringConvertible {
+    public let applicationID: String
+    public let commandID: String
+
+    public init(applicationID: String, commandID: String) {
+        self.applicationID = applicationID
+        self.commandID = commandID
+    }
+
+    public var description: String { "\(applicationID)/\(commandID)" }
+}
+
+/// What the submitter records before it sends a confirmation request.
+struct SubmittedCommand: Sendable {
+    let key: CommandKey
+    let submissionID: String
+    let messageID: String
+    let rootHash: Digest32
+    let deduplicationPeriodMicros: Int64
+}
+
+/// A command as stored: in flight, or completed.
+public struct CommandRecord: Sendable, Equatable {
+    public enum State: String, Sendable {
+        case inFlight = "in_flight"
+        case succeeded
+        case rejected
+    }
+    public let state: State
+    public let transactionID: String?
+    public let ledgerOffset: Int64?
+    public let reasonID: String?
+    public let reason: String?
+    public let submissionID: String
+    /// Until when (microseconds since the epoch) the same command id is a duplicate.
+    public let deduplicateUntil: Int64
+}
+
+/// What a submitting application learns about its command (Canton's completion).
+public enum Completion: Sendable, Equatable {
+    /// Committed: the transaction's id (its root hash in hex) and its offset in this
+    /// participant's ledger.
+    case succeeded(transactionID: String, offset: Int64)
+    /// Not committed: a stable reason id (a participant's or the mediator's, docs/mediator.md
+    /// §6, or the sequencer's error id when the request was never sequenced) and a message.
+    case rejected(reasonID: String, message: String)
+    /// The same command id was submitted before and is still within its deduplication
+    /// period: nothing was sent; `previous` is what is known of the first submission.
+    case duplicate(previous: CommandRecord)
+
+    /// The reason id of a rejection; nil otherwise.
+    public var reasonID: String? {
+        if case .rejected(let reason, _) = self { reason } else { nil }
+    }
+}
+
+/// A contract in the active contract set.
+public struct ActiveContract: Sendable, Equatable {
+    public let id: ContractID
+    public let contract: ContractInstance
+    /// The ledger offset of the transaction that created it.
+    public let createdAt: Int64
+}
+
+/// What a transaction did that a party may see: Daml's flat transaction events.
+public enum LedgerEvent: Sendable, Equatable {
+    case created(ContractID, ContractInstance)
+    case archived(ContractID, template: TemplateID)
+
+    public var contractID: ContractID {
+        switch self {
+        case .created(let id, _), .archived(let id, _): id
+        }
+    }
+}
+
+/// One committed transaction as one party sees it (its projection).
+public struct LedgerTransaction: Sendable, Equatable {
+    /// Position in this participant's ledger: 1, 2, 3, … in sequencer order.
+    public let offset: Int64
+    /// The transaction's root hash in hex: the same on every participant.
+    public let transactionID: String
+    /// The request's sequencing time.
+    public let recordTime: SequencingTimestamp
+    /// The command id, on the submitting participant only (empty elsewhere).
+    public let commandID: String
+    public internal(set) var events: [LedgerEvent]
+}

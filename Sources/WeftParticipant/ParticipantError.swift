@@ -1,0 +1,59 @@
+public import WeftContracts
+
+/// Every refusal of the participant's Swift API, typed, with a stable id (`PARTICIPANT_…`) and
+/// a message that says what to do next. Validation outcomes are not errors: they become
+/// rejections with reason ids (`RejectReason.Participant`).
+public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A party the command acts as is not hosted here with submission permission.
+    case notHostedForSubmission(party: String)
+    /// The command does not interpret (unknown template, failed assertion, missing authority…).
+    case interpretation(ContractError)
+    /// The views could not be built (e.g. VIP policy without a VIP informee).
+    case views(ViewError)
+    /// A participant that must receive a view has no encryption key in the topology.
+    case noEncryptionKey(participant: String)
+    /// The topology names no mediator for the domain yet.
+    case noMediator
+    /// A package does not parse or check.
+    case invalidPackage(ContractError)
+    /// The node was stopped before the command completed; its completion is in the store.
+    case stopped
+    /// The database holds something the participant cannot read: a bug or a manual edit.
+    case inconsistentStore(String)
+
+    public var id: String {
+        switch self {
+        case .notHostedForSubmission: "PARTICIPANT_PARTY_NOT_HOSTED"
+        case .interpretation: "PARTICIPANT_INTERPRETATION_FAILED"
+        case .views: "PARTICIPANT_VIEWS_FAILED"
+        case .noEncryptionKey: "PARTICIPANT_NO_ENCRYPTION_KEY"
+        case .noMediator: "PARTICIPANT_NO_MEDIATOR"
+        case .invalidPackage: "PARTICIPANT_INVALID_PACKAGE"
+        case .stopped: "PARTICIPANT_STOPPED"
+        case .inconsistentStore: "PARTICIPANT_INCONSISTENT_STORE"
+        }
+    }
+
+    public var description: String {
+        let text: String
+        switch self {
+        case .notHostedForSubmission(let party):
+            text =
+                "party \(party) is not hosted on this participant with submission permission; "
+                + "allocate it here or submit through the participant that hosts it"
+        case .interpretation(let error): text = "the command does not interpret: \(error)"
+        case .views(let error): text = "the transaction cannot be cut into views: \(error)"
+        case .noEncryptionKey(let participant):
+            text =
+                "participant \(participant) must receive a view but has no encryption key in the topology; "
+                + "it must register its keys (onboarding) before it can take part"
+        case .noMediator:
+            text = "the domain has no mediator in its topology yet; wait until the domain manager names one"
+        case .invalidPackage(let error): text = "the package does not load: \(error)"
+        case .stopped:
+            text = "the participant stopped before the command completed; ask for its completion after restart"
+        case .inconsistentStore(let what): text = "the participant's database is inconsistent: \(what)"
+        }
+        return "\(id): \(text)"
+    }
+}

@@ -1,0 +1,648 @@
+import Foundation
+public import Logging
+public import WeftContracts
+public import WeftCrypto
+import WeftProtocol
+public import WeftSequencer
+public import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// Settings of a participant node.
+public struct ParticipantConfiguration: Sendable {
+    /// How long after submission a request must be sequenced, or it is void (and its command
+    /// completes with the sequencer's error). Default 60 s.
+    public var maxSequencingDelayMicros: Int64
+    /// The deduplication period when a command names none. Default 10 minutes.
+    public var defaultDeduplicationPeriodMicros: Int64
+
+    public init(maxSequencingDelayMicros: Int64 = 60_000_000, defaultDeduplicationPeriodMicros: Int64 = 600_000_000) {
+        precondition(maxSequencingDelayMicros > 0 && defaultDeduplicationPeriodMicros >= 0)
+        self.maxSequencingDelayMicros = maxSequencingDelayMicros
+        self.defaultDeduplicationPeriodMicros = defaultDeduplicationPeriodMicros
+    }
+}
+
+/// A participant node (DESIGN.md §8): it submits its applications' commands as confirmation
+/// requests, processes its sequencer stream strictly in order — validating every request it
+/// receives views of, answering with signed confirmation responses, committing or rolling back
+/// on the mediator's verdict — and answers the Ledger API's questions (completions, active
+/// contracts, transactions per party, ledger end).
+///
+/// Each event's effects and the counter after it are written in one database transaction, so
+/// after a crash the node resumes at the first event whose effects are not stored: nothing is
+/// lost or applied twice. The active contract set, locks and packages are mirrored in memory
+/// (the actor is their only writer), loaded from the store at start.
+public actor ParticipantNode {
+    public nonisolated let identity: ParticipantIdentity
+    public nonisolated let domain: UniqueIdentifier
+    public nonisolated let store: ParticipantStore
+    private let topology: any ParticipantTopology
+    private let connection: SequencerConnection
+    private let configuration: ParticipantConfiguration
+    private let logger: Logger
+
+    private var cursor: ParticipantStore.Cursor
+    private var packageSources: [PackageID: Package] = [:]
+    private var interpreter: Interpreter
+    private var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
+    private var known = Set<ContractID>()
+    private var locks: [ContractID: SequencingTimestamp] = [:]
+    private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
+    private var pending: [SequencingTimestamp: ParticipantStore.StoredRequest] = [:]
+    private var ledgerEnd: Int64
+    private var waiting: [CommandKey: [CheckedContinuation<Completion, any Error>]] = [:]
+    private var ledgerEndWaiters: [(Int64, CheckedContinuation<Void, Never>)] = []
+    /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
+    private var outcomes: [Digest32: String] = [:]
+    private var outcomeWaiters: [Digest32: [CheckedContinuation<String, Never>]] = [:]
+    private var processing: Task<Void, Never>?
+
+    private init(
+        identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore,
+        topology: any ParticipantTopology,
+        connection: SequencerConnection, configuration: ParticipantConfiguration, logger: Logger,
+        loaded: ParticipantStore.Loaded, packages: [Package]
+    ) {
+        self.identity = identity
+        self.domain = domain
+        self.store = store
+        self.topology = topology
+        self.connection = connection
+        self.configuration = configuration
+        self.logger = logger
+        cursor = loaded.cursor
+        for package in packages { packageSources[package.id] = package }
+        interpreter = Interpreter(packages: packages)
+        for (id, contract, seed) in loaded.active { active[id] = (contract, seed) }
+        known = loaded.known
+        for request in loaded.pending {
+            pending[request.timestamp] = request
+            for id in request.locked { locks[id] = request.timestamp }
+            for id in request.creates { pendingCreates[id] = request.timestamp }
+        }
+        ledgerEnd = loaded.ledgerEnd
+    }
+
+    /// Loads the participant's state from `store` (migrated before) and starts processing its
+    /// sequencer stream from the first event not processed yet; re-sends the responses of
+    /// pending requests that may not have reached the sequencer before a stop.
+    public static func start(
+        identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore,
+        topology: any ParticipantTopology, connection: SequencerConnection,
+        configuration: ParticipantConfiguration = ParticipantConfiguration(),
+        logger: Logger = Logger(label: "weft.participant")
+    ) async throws -> ParticipantNode {
+        var logger = logger
+        logger[metadataKey: "participant"] = "\(identity.id)"
+        let loaded = try await store.load()
+        var packages: [Package] = []
+        for source in loaded.packages {
+            do throws(ContractError) {
+                packages.append(try Package(source: source, file: "stored package"))
+            } catch {
+                throw ParticipantError.inconsistentStore("a stored package does not load: \(error)")
+            }
+        }
+        let node = ParticipantNode(
+            identity: identity, domain: domain, store: store, topology: topology, connection: connection,
+            configuration: configuration, logger: logger, loaded: loaded, packages: packages)
+        await node.resume()
+        return node
+    }
+
+    private func resume() {
+        logger.info(
+            "participant starting",
+            metadata: [
+                "counter": "\(cursor.nextCounter)", "active_contracts": "\(active.count)",
+                "pending": "\(pending.count)",
+            ])
+        for request in pending.values where !request.responsesSent && !request.responses.isEmpty {
+            sendResponses(request)
+        }
+        let stream = connection.events(from: cursor.nextCounter)
+        processing = Task { [weak self] in
+            do {
+                for try await event in stream {
+                    guard let self else { return }
+                    try await self.process(event)
+                }
+            } catch is CancellationError {
+            } catch {
+                await self?.failed(error)
+            }
+        }
+    }
+
+    private func failed(_ error: any Error) {
+        logger.error(
+            "the participant stopped processing its sequencer stream; restart it to resume from the last stored counter",
+            metadata: ["error": "\(error)", "counter": "\(cursor.nextCounter)"])
+        failWaiters(ParticipantError.stopped)
+    }
+
+    /// Stops processing events and closes the sequencer connection. Commands still in flight
+    /// fail with `stopped`; their completions arrive in the store after a restart.
+    public func stop() async {
+        processing?.cancel()
+        processing = nil
+        await connection.close()
+        failWaiters(ParticipantError.stopped)
+    }
+
+    private func failWaiters(_ error: ParticipantError) {
+        for continuations in waiting.values {
+            for continuation in continuations { continuation.resume(throwing: error) }
+        }
+        waiting = [:]
+    }
+
+    // MARK: - Packages and parties
+
+    /// Uploads a package (docs/contracts.md): stored, then usable for submission and validation.
+    @discardableResult
+    public func upload(packageSource source: String, file: String = "package.weft") async throws -> PackageID {
+        let package: Package
+        do throws(ContractError) {
+            package = try Package(source: source, file: file)
+        } catch {
+            throw ParticipantError.invalidPackage(error)
+        }
+        try await store.store(package: package, source: source)
+        packageSources[package.id] = package
+        interpreter = Interpreter(packages: Array(packageSources.values))
+        logger.info("package uploaded", metadata: ["package": "\(package.id)", "name": "\(package.name)"])
+        return package.id
+    }
+
+    /// The packages this participant can validate.
+    public var packages: [PackageID] { packageSources.keys.sorted() }
+
+    /// The parties this participant hosts now (from topology at its last processed event).
+    public func hostedParties() async -> [PartyHosting] {
+        await topology.snapshot(at: now).hostedParties(on: identity.id)
+    }
+
+    /// The sequencing time the participant has processed up to, plus one microsecond: the
+    /// topology time it reads "now" at.
+    private var now: SequencingTimestamp {
+        (cursor.lastTimestamp ?? SequencingTimestamp(microsSinceEpoch: wallClockMicros())).adding(micros: 1)
+    }
+
+    // MARK: - Ledger API
+
+    /// The offset of the last transaction in this participant's ledger (0 when empty).
+    public var ledgerEndOffset: Int64 { ledgerEnd }
+
+    /// The next sequencer counter this participant will process.
+    public var nextCounter: UInt64 { cursor.nextCounter }
+
+    /// Returns once the ledger has reached `offset`: how a reader awaits a transaction instead
+    /// of polling.
+    public func waitForLedgerEnd(_ offset: Int64) async {
+        if ledgerEnd >= offset { return }
+        await withCheckedContinuation { continuation in ledgerEndWaiters.append((offset, continuation)) }
+    }
+
+    /// The outcome of the request with root hash `rootHash` here, once this participant has
+    /// processed its verdict: "approved", or the reject reason id. Waits for it; only for
+    /// requests this participant received views of.
+    public func outcome(ofRequest rootHash: Digest32) async throws -> String {
+        if let outcome = outcomes[rootHash] { return outcome }
+        if let stored = try await store.outcome(ofRequest: rootHash) { return stored }
+        if let outcome = outcomes[rootHash] { return outcome }
+        return await withCheckedContinuation { continuation in
+            outcomeWaiters[rootHash, default: []].append(continuation)
+        }
+    }
+
+    /// The active contracts `party` is a stakeholder of.
+    public func activeContracts(of party: Party) async throws -> [ActiveContract] {
+        try await store.activeContracts(of: party)
+    }
+
+    /// `party`'s transactions after `offset` (its projection: the contracts created and
+    /// archived that it is a stakeholder of).
+    public func transactions(of party: Party, after offset: Int64 = 0) async throws -> [LedgerTransaction] {
+        try await store.transactions(of: party, after: offset)
+    }
+
+    /// What is stored for a command: in flight or its completion.
+    public func command(_ key: CommandKey) async throws -> CommandRecord? {
+        try await store.command(key)
+    }
+
+    // MARK: - Submission
+
+    /// Interprets `commands` as `actAs`, builds and encrypts the views and signs the root hash:
+    /// the request `submit(_:)` sends. Throws when a party is not hosted here with submission
+    /// permission or the commands do not interpret.
+    public func prepare(
+        _ commands: [Command], actAs: [Party], command: CommandKey,
+        deduplicationPeriodMicros: Int64? = nil
+    ) async throws -> PreparedSubmission {
+        let snapshot = await topology.snapshot(at: now)
+        for party in actAs {
+            let hostings = (try? UniqueIdentifier(parsing: party.id)).map { snapshot.hostingParticipants(of: $0) } ?? []
+            guard hostings.contains(where: { $0.participant == identity.id && $0.permission == .submission }) else {
+                throw ParticipantError.notHostedForSubmission(party: party.id)
+            }
+        }
+        return try prepareUnchecked(
+            commands, actAs: actAs, command: command, snapshot: snapshot,
+            deduplicationPeriodMicros: deduplicationPeriodMicros)
+    }
+
+    /// `prepare` without the local hosting check, interpreting as `actAs` but claiming
+    /// `claimedActAs` in the submitter metadata: for tests that play a malicious submitter
+    /// (acting for parties it does not host, or without their authority).
+    @_spi(Testing)
+    public func prepareUnchecked(
+        _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey
+    ) async throws -> PreparedSubmission {
+        try prepareUnchecked(
+            commands, actAs: actAs, claimedActAs: claimedActAs, command: command,
+            snapshot: await topology.snapshot(at: now), deduplicationPeriodMicros: nil)
+    }
+
+    private func prepareUnchecked(
+        _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey,
+        snapshot: TopologySnapshot, deduplicationPeriodMicros: Int64?
+    ) throws -> PreparedSubmission {
+        guard let mediator = snapshot.mediators.first else { throw ParticipantError.noMediator }
+        let seedBytes = try Self.randomBytes(32)
+        let seed = TransactionSeed(seedBytes)!
+        let transaction: Transaction
+        do throws(ContractError) {
+            transaction = try interpreter.submit(
+                commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active))
+        } catch {
+            throw ParticipantError.interpretation(error)
+        }
+        let uuid = try Self.randomBytes(16)
+        let submissionID = hexText(uuid)
+        let time = wallClockMicros()
+        let maxSequencingTime = time + configuration.maxSequencingDelayMicros
+        let deduplication = deduplicationPeriodMicros ?? configuration.defaultDeduplicationPeriodMicros
+        let metadata = TransactionMetadata(
+            submitter: SubmitterMetadata(
+                actAs: claimedActAs ?? actAs, submittingParticipant: identity.id.description,
+                commandID: command.commandID,
+                applicationID: command.applicationID, submissionID: submissionID, maxSequencingTime: maxSequencingTime,
+                deduplicationPeriod: deduplication),
+            common: CommonMetadata(domain: domain.description, mediator: mediator.description, uuid: uuid),
+            participant: ParticipantMetadata(ledgerTime: time, submissionTime: time))
+        let views: TransactionViews
+        do throws(ViewError) {
+            views = try TransactionViews(
+                transaction, seed: seed, metadata: metadata, packages: Array(packageSources.values))
+        } catch {
+            throw ParticipantError.views(error)
+        }
+        let batch = try RequestBuilder(identity: identity, snapshot: snapshot, domain: domain)
+            .batch(views, mediator: mediator)
+        return PreparedSubmission(
+            command: command, submissionID: submissionID, messageID: "request-\(submissionID)", views: views,
+            batch: batch, maxSequencingTime: maxSequencingTime, deduplicationPeriodMicros: deduplication)
+    }
+
+    /// Interprets and submits `commands`, and returns the completion: success with the
+    /// transaction id, the rejection's reason, or `duplicate` when the same command id was
+    /// submitted within its deduplication period (then nothing is sent).
+    public func submit(
+        _ commands: [Command], actAs: [Party], command: CommandKey, deduplicationPeriodMicros: Int64? = nil
+    ) async throws -> Completion {
+        if let previous = try await duplicate(command) { return previous }
+        let prepared = try await prepare(
+            commands, actAs: actAs, command: command, deduplicationPeriodMicros: deduplicationPeriodMicros)
+        return try await submit(prepared)
+    }
+
+    /// Sends a prepared request and returns its completion (see `submit(_:actAs:command:)`).
+    public func submit(_ prepared: PreparedSubmission) async throws -> Completion {
+        let record = SubmittedCommand(
+            key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
+            rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros)
+        if let previous = try await store.begin(record, now: wallClockMicros()) {
+            logger.info("duplicate command refused", metadata: ["command": "\(prepared.command)"])
+            return .duplicate(previous: previous)
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            waiting[prepared.command, default: []].append(continuation)
+            Task {
+                do {
+                    try await connection.send(
+                        prepared.batch, messageID: prepared.messageID, maxSequencingTime: prepared.maxSequencingTime)
+                    logger.info(
+                        "confirmation request sent",
+                        metadata: ["command": "\(prepared.command)", "root_hash": "\(prepared.rootHash)"])
+                } catch {
+                    await self.sendFailed(prepared, error)
+                }
+            }
+        }
+    }
+
+    /// The answer for a command id in flight or succeeded within its deduplication period,
+    /// checked before interpreting (a duplicate of a transfer would no longer interpret, its
+    /// input being archived). `submit(_:)` checks again, atomically, when it records the command.
+    private func duplicate(_ key: CommandKey) async throws -> Completion? {
+        guard let record = try await store.command(key), record.state != .rejected,
+            record.deduplicateUntil >= wallClockMicros()
+        else { return nil }
+        logger.info("duplicate command refused", metadata: ["command": "\(key)"])
+        return .duplicate(previous: record)
+    }
+
+    private func sendFailed(_ prepared: PreparedSubmission, _ error: any Error) async {
+        logger.error(
+            "the sequencer did not accept a confirmation request",
+            metadata: ["command": "\(prepared.command)", "error": "\(error)"])
+        let reasonID =
+            (error as? RPCError).map(\.errorID).flatMap { $0.isEmpty ? nil : $0 } ?? "PARTICIPANT_SEND_FAILED"
+        do {
+            let key = try await store.failSubmission(
+                messageID: prepared.messageID, reasonID: reasonID, reason: "\(error)", cursor: cursor)
+            if let key { complete(key, .rejected(reasonID: reasonID, message: "\(error)")) }
+        } catch {
+            logger.error("could not record a failed submission", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func complete(_ key: CommandKey, _ completion: Completion) {
+        for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
+    }
+
+    // MARK: - The event processor
+
+    /// Processes one event of the stream, in order: its effects and the counter after it are
+    /// stored together before the next event is looked at.
+    func process(_ event: Weft.V1.SequencedEvent) async throws {
+        guard event.counter == cursor.nextCounter else {
+            if event.counter < cursor.nextCounter { return }  // already processed (a replayed stream)
+            throw ParticipantError.inconsistentStore(
+                "event \(event.counter) arrived while \(cursor.nextCounter) was expected")
+        }
+        let timestamp = SequencingTimestamp(event.timestamp ?? .init(microsSinceEpoch: 0))
+        let next = ParticipantStore.Cursor(nextCounter: event.counter + 1, lastTimestamp: timestamp)
+        switch event.event {
+        case .deliverError(let error)?:
+            let reasonID = error.reason?.errorID.isEmpty == false ? error.reason!.errorID : "SEQUENCER_DELIVER_ERROR"
+            let message = error.reason?.message ?? "the sequencer refused the submission"
+            let key = try await store.failSubmission(
+                messageID: error.messageID, reasonID: reasonID, reason: message, cursor: next)
+            cursor = next
+            if let key {
+                logger.warning(
+                    "a confirmation request was not sequenced",
+                    metadata: ["command": "\(key)", "reason": "\(reasonID)"])
+                complete(key, .rejected(reasonID: reasonID, message: message))
+            }
+        case .deliver(let deliver)?:
+            try await process(deliver, at: timestamp, next: next)
+        case nil:
+            try await store.advance(next)
+            cursor = next
+        }
+    }
+
+    private func process(_ deliver: Weft.V1.Deliver, at timestamp: SequencingTimestamp, next: ParticipantStore.Cursor)
+        async throws
+    {
+        var request = ReceivedRequest(timestamp: timestamp)
+        var verdicts: [Weft.V1.SignedProtocolMessage] = []
+        for envelope in deliver.batch?.envelopes ?? [] {
+            guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else {
+                logger.warning(
+                    "an envelope does not decode as weft.v1.EnvelopeContent; ignored",
+                    metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)"])
+                continue
+            }
+            switch content.message {
+            case .topologyBroadcast?:
+                try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
+            case .rootHash(let message)?: request.rootHashMessages.append(message)
+            case .encryptedView(let message)?: request.encryptedViews.append(message)
+            case .signedMessage(let message)?: verdicts.append(message)
+            case .informeeMessage?, nil:
+                logger.warning(
+                    "an envelope this participant has no use for; ignored",
+                    metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)"])
+            }
+        }
+        if !request.rootHashMessages.isEmpty || !request.encryptedViews.isEmpty {
+            try await validate(request, next: next)
+        } else if let verdict = verdicts.first {
+            if verdicts.count > 1 {
+                logger.warning(
+                    "an event with several signed messages: only the first is read",
+                    metadata: ["timestamp": "\(timestamp)"])
+            }
+            try await apply(verdict: verdict, at: timestamp, next: next)
+        } else {
+            try await store.advance(next)
+            cursor = next
+        }
+    }
+
+    // MARK: Validation
+
+    private func validate(_ request: ReceivedRequest, next: ParticipantStore.Cursor) async throws {
+        let snapshot = await topology.snapshot(at: request.timestamp)
+        let state = ConflictState(active: active, known: known, locks: locks, pendingCreates: pendingCreates)
+        let validator = RequestValidator(
+            identity: identity, domain: domain, snapshot: snapshot, interpreter: interpreter,
+            packages: Set(packageSources.keys), state: state)
+        let result = validator.validate(request)
+        guard let rootHash = result.rootHash, !result.viewTrees.isEmpty || !result.responses.isEmpty else {
+            logger.warning(
+                "a confirmation request this participant cannot take part in: no readable view or no single root hash",
+                metadata: ["timestamp": "\(request.timestamp)", "reason": "\(result.decision.message)"])
+            try await store.advance(next)
+            cursor = next
+            return
+        }
+        let stored = ParticipantStore.StoredRequest(
+            timestamp: request.timestamp, rootHash: rootHash, locked: result.locks, creates: result.creates,
+            responses: result.responses, responsesSent: result.responses.isEmpty, views: result.viewTrees,
+            command: result.command)
+        try await store.register(stored, cursor: next)
+        cursor = next
+        pending[request.timestamp] = stored
+        for id in result.locks { locks[id] = request.timestamp }
+        for id in result.creates { pendingCreates[id] = request.timestamp }
+        if let reason = result.decision.reasonID {
+            logger.info(
+                "request rejected locally",
+                metadata: [
+                    "request": "\(request.timestamp)", "reason_id": "\(reason)", "reason": "\(result.decision.message)",
+                ])
+        } else {
+            logger.debug("request approved locally", metadata: ["request": "\(request.timestamp)"])
+        }
+        if !result.responses.isEmpty {
+            if let mediator = result.mediator {
+                sendResponses(stored, to: mediator)
+            } else {
+                logger.warning(
+                    "responses without a mediator to send them to", metadata: ["request": "\(request.timestamp)"])
+            }
+        }
+    }
+
+    private func sendResponses(_ request: ParticipantStore.StoredRequest, to mediatorHint: String? = nil) {
+        let mediator =
+            mediatorHint
+            ?? request.views.lazy.compactMap { bytes -> String? in
+                guard let tree = try? Weft.V1.ViewTree(serializedBytes: bytes), let received = try? ReceivedView(tree)
+                else {
+                    return nil
+                }
+                return received.commonMetadata?.mediator
+            }.first
+        guard let mediator else { return }
+        let envelopes = request.responses.compactMap { response in
+            (try? Weft.V1.EnvelopeContent(message: .signedMessage(response)).serializedBytes()).map {
+                Weft.V1.Envelope(content: $0, recipients: [mediator])
+            }
+        }
+        let messageID = "response-\(request.timestamp.microsSinceEpoch)"
+        Task {
+            do {
+                try await connection.send(Weft.V1.Batch(envelopes: envelopes), messageID: messageID)
+                try await store.markResponsesSent(request.timestamp)
+            } catch {
+                logger.error(
+                    "confirmation responses not sent; the mediator will time the request out unless a restart resends them",
+                    metadata: ["request": "\(request.timestamp)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: Verdicts and commit
+
+    private func apply(
+        verdict message: Weft.V1.SignedProtocolMessage, at timestamp: SequencingTimestamp, next: ParticipantStore.Cursor
+    )
+        async throws
+    {
+        let result: Weft.V1.ConfirmationResult
+        let requestTime: SequencingTimestamp
+        do {
+            guard case .confirmationResult(let decoded)? = try ProtocolSigning.content(of: message).content,
+                let id = decoded.requestID
+            else { throw ProtocolMessageError.malformed("not a confirmation result with a request id") }
+            requestTime = SequencingTimestamp(id)
+            let snapshot = await topology.snapshot(at: requestTime)
+            let keys = snapshot.mediators.flatMap { snapshot.signingKeys(of: $0) }
+            result = try ProtocolSigning.verifiedResult(message, mediatorKeys: keys)
+        } catch {
+            logger.warning(
+                "a signed message that is not a verdict of the domain's mediator; ignored",
+                metadata: ["timestamp": "\(timestamp)", "error": "\(error)"])
+            try await store.advance(next)
+            cursor = next
+            return
+        }
+        guard let request = pending[requestTime], result.domain == domain.description else {
+            logger.info(
+                "a verdict for no pending request here (decided before, or never validated); ignored",
+                metadata: ["request": "\(requestTime)"])
+            try await store.advance(next)
+            cursor = next
+            return
+        }
+        var approved: Bool
+        var reasonID: String
+        var reason: String
+        switch result.verdict?.outcome {
+        case .approve?: (approved, reasonID, reason) = (true, "", "")
+        case .mediatorReject(let reject)?: (approved, reasonID, reason) = (false, reject.reasonID, reject.message)
+        case .participantReject(let rejects)?:
+            let first = rejects.rejects.first
+            (approved, reasonID, reason) = (
+                false, first?.reject?.reasonID ?? "PARTICIPANT_REJECT",
+                "participant \(first?.participant ?? "?") rejected: \(first?.reject?.message ?? "")"
+            )
+        case nil: (approved, reasonID, reason) = (false, "MEDIATOR_EMPTY_VERDICT", "the verdict names no outcome")
+        }
+        if request.rootHash.bytes != result.rootHash {
+            // Not the transaction this participant validated (mismatched root hash messages):
+            // it commits nothing of it, whatever the verdict.
+            if approved {
+                logger.error(
+                    "the mediator approved a request whose root hash differs from the one validated here; rolled back",
+                    metadata: ["request": "\(requestTime)"])
+            }
+            if approved {
+                (approved, reasonID, reason) = (
+                    false, RejectReason.Participant.rootHashMismatch, "the verdict is for another root hash"
+                )
+            }
+        }
+        var commit: ParticipantStore.Commit?
+        var effects: Effects?
+        if approved {
+            let snapshot = await topology.snapshot(at: requestTime)
+            let computed = try Effects(
+                request.views,
+                hosted: { party in
+                    guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
+                    return snapshot.hostingParticipants(of: id).contains {
+                        $0.participant == self.identity.id && $0.permission != .disabled
+                    }
+                }, packages: Array(packageSources.values))
+            effects = computed
+            if !computed.events.isEmpty {
+                commit = ParticipantStore.Commit(
+                    offset: ledgerEnd + 1, transactionID: request.rootHash.description, created: computed.created,
+                    archived: computed.archived, events: computed.events)
+            }
+        }
+        try await store.decide(
+            requestTime, outcome: approved ? "approved" : reasonID, commit: commit, command: request.command,
+            completion: approved ? nil : (reasonID, reason), cursor: next)
+        cursor = next
+        pending[requestTime] = nil
+        for id in request.locked where locks[id] == requestTime { locks[id] = nil }
+        for id in request.creates where pendingCreates[id] == requestTime { pendingCreates[id] = nil }
+        if let effects {
+            for created in effects.created {
+                active[created.id] = (created.contract, effects.createdSeeds[created.id])
+                known.insert(created.id)
+            }
+            for id in effects.archived { active[id] = nil }
+        }
+        if let commit {
+            ledgerEnd = commit.offset
+            let ready = ledgerEndWaiters.filter { $0.0 <= ledgerEnd }
+            ledgerEndWaiters.removeAll { $0.0 <= ledgerEnd }
+            for (_, continuation) in ready { continuation.resume() }
+        }
+        logger.info(
+            approved ? "request committed" : "request rolled back",
+            metadata: ["request": "\(requestTime)", "reason_id": "\(reasonID)", "offset": "\(commit?.offset ?? 0)"])
+        let outcome = approved ? "approved" : reasonID
+        outcomes[request.rootHash] = outcome
+        for continuation in outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
+            continuation.resume(returning: outcome)
+        }
+        if let command = request.command {
+            if approved {
+                complete(
+                    command,
+                    .succeeded(transactionID: request.rootHash.description, offset: commit?.offset ?? ledgerEnd))
+            } else {
+                complete(command, .rejected(reasonID: reasonID, message: reason))
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func randomBytes(_ count: Int) throws -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+}

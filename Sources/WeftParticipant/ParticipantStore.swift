@@ -1,0 +1,610 @@
+import Foundation
+import WeftContracts
+public import WeftCrypto
+public import WeftStore
+import WeftTopology
+import WeftWire
+
+/// A participant's tables in PostgreSQL (component `participant`): packages, contracts (the
+/// active contract set is the rows not archived), the ledger of transactions and their events
+/// per hosted party, requests in flight with the contracts they lock, submitted commands for
+/// deduplication and completions, and the sequencer counter processed last.
+///
+/// Every row carries the participant's id, so that participants may share a database. The
+/// store decides nothing: `ParticipantNode` calls it once per sequenced event, and each call is
+/// one database transaction that also moves the counter, so an event's effects and the fact
+/// that it was processed are durable together or not at all.
+public struct ParticipantStore: Sendable {
+    /// The participant schema, applied by `migrate()`.
+    public static let migrator = Migrator(component: "participant", migrations: migrations)
+
+    static let migrations = [
+        Migration(
+            1, "create the participant's tables",
+            """
+            CREATE TABLE participant_packages (
+                participant text NOT NULL,
+                package_id  text NOT NULL,
+                source      text NOT NULL,
+                uploaded_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (participant, package_id)
+            );
+            COMMENT ON TABLE participant_packages IS
+                'Contract packages uploaded to a participant (docs/contracts.md), as source text; package_id is the hex id of its canonical form.';
+            CREATE TABLE participant_contracts (
+                participant     text   NOT NULL,
+                contract_id     text   NOT NULL,
+                template        text   NOT NULL,
+                stakeholders    text[] NOT NULL,
+                contract        bytea  NOT NULL,
+                created_offset  bigint NOT NULL,
+                archived_offset bigint,
+                PRIMARY KEY (participant, contract_id)
+            );
+            CREATE INDEX participant_contracts_active ON participant_contracts (participant)
+                WHERE archived_offset IS NULL;
+            COMMENT ON TABLE participant_contracts IS
+                'Every contract a hosted party is a stakeholder of; active while archived_offset IS NULL. contract is the weft.v1.ContractInstance with its creation seed as salt.';
+            CREATE TABLE participant_transactions (
+                participant    text   NOT NULL,
+                ledger_offset  bigint NOT NULL,
+                transaction_id text   NOT NULL,
+                request_ts     bigint NOT NULL,
+                command_id     text   NOT NULL DEFAULT '',
+                PRIMARY KEY (participant, ledger_offset),
+                UNIQUE (participant, transaction_id)
+            );
+            COMMENT ON TABLE participant_transactions IS
+                'The participant ledger: one row per committed transaction that concerns a hosted party, in sequencer order; transaction_id is the root hash in hex, request_ts the sequencing time in microseconds.';
+            CREATE TABLE participant_events (
+                participant   text    NOT NULL,
+                ledger_offset bigint  NOT NULL,
+                event_index   integer NOT NULL,
+                party         text    NOT NULL,
+                created       boolean NOT NULL,
+                contract_id   text    NOT NULL,
+                PRIMARY KEY (participant, ledger_offset, event_index, party),
+                FOREIGN KEY (participant, ledger_offset) REFERENCES participant_transactions
+            );
+            CREATE INDEX participant_events_by_party ON participant_events (participant, party, ledger_offset);
+            COMMENT ON TABLE participant_events IS
+                'The projection of each transaction per hosted party: the contracts created and archived that the party is a stakeholder of.';
+            CREATE TABLE participant_requests (
+                participant    text    NOT NULL,
+                request_ts     bigint  NOT NULL,
+                root_hash      bytea   NOT NULL,
+                views          bytea   NOT NULL,
+                locked         text[]  NOT NULL,
+                creates        text[]  NOT NULL,
+                application_id text,
+                command_id     text,
+                responses      bytea   NOT NULL,
+                responses_sent boolean NOT NULL DEFAULT false,
+                outcome        text,
+                PRIMARY KEY (participant, request_ts)
+            );
+            CREATE INDEX participant_requests_pending ON participant_requests (participant) WHERE outcome IS NULL;
+            COMMENT ON TABLE participant_requests IS
+                'Confirmation requests the participant validated: the decrypted weft.v1.ViewTrees (length-prefixed), the contracts they lock and create, the signed responses sent; outcome is NULL while pending, then approved or the reject reason id.';
+            CREATE TABLE participant_commands (
+                participant      text   NOT NULL,
+                application_id   text   NOT NULL,
+                command_id       text   NOT NULL,
+                submission_id    text   NOT NULL,
+                message_id       text   NOT NULL,
+                root_hash        bytea  NOT NULL,
+                submitted_at     bigint NOT NULL,
+                dedup_until      bigint NOT NULL,
+                state            text   NOT NULL CHECK (state IN ('in_flight', 'succeeded', 'rejected')),
+                transaction_id   text,
+                ledger_offset    bigint,
+                reason_id        text,
+                reason           text,
+                PRIMARY KEY (participant, application_id, command_id)
+            );
+            CREATE INDEX participant_commands_by_message ON participant_commands (participant, message_id);
+            COMMENT ON TABLE participant_commands IS
+                'Commands submitted through this participant: deduplication (dedup_until, microseconds) and the completion of each (state, transaction_id or reason).';
+            CREATE TABLE participant_cursor (
+                participant  text   PRIMARY KEY,
+                next_counter bigint NOT NULL,
+                last_ts      bigint NOT NULL
+            );
+            COMMENT ON TABLE participant_cursor IS
+                'The next sequencer counter to process and the sequencing time of the last processed event, moved in the transaction of each event''s effects.';
+            """)
+    ]
+
+    public let database: PostgresDatabase
+    /// The participant whose rows this store reads and writes.
+    public let participant: UniqueIdentifier
+
+    public init(database: PostgresDatabase, participant: UniqueIdentifier) {
+        self.database = database
+        self.participant = participant
+    }
+
+    /// Applies pending participant migrations; returns the versions applied.
+    @discardableResult
+    public func migrate() async throws -> [Int] {
+        try await database.withConnection { try Self.migrator.migrate($0) }
+    }
+
+    private var me: PostgresValue { .text(participant.description) }
+
+    // MARK: - Loading at start
+
+    /// Where the participant stopped: the next counter and the last event's time.
+    struct Cursor: Sendable, Equatable {
+        var nextCounter: UInt64
+        var lastTimestamp: SequencingTimestamp?
+    }
+
+    struct StoredRequest: Sendable {
+        let timestamp: SequencingTimestamp
+        let rootHash: Digest32
+        let locked: [ContractID]
+        let creates: [ContractID]
+        let responses: [Weft.V1.SignedProtocolMessage]
+        let responsesSent: Bool
+        let views: [[UInt8]]
+        let command: CommandKey?
+    }
+
+    /// What a (re)starting participant needs in memory.
+    struct Loaded: Sendable {
+        var cursor: Cursor
+        var packages: [String]
+        var active: [(ContractID, ContractInstance, NodeSeed?)]
+        var known: Set<ContractID>
+        var pending: [StoredRequest]
+        var ledgerEnd: Int64
+    }
+
+    func load() async throws -> Loaded {
+        let me = self.me
+        return try await database.transaction { connection in
+            let cursorRow = try connection.execute(
+                "SELECT next_counter, last_ts FROM participant_cursor WHERE participant = $1", [me]
+            ).rows.first
+            var cursor = Cursor(nextCounter: 0, lastTimestamp: nil)
+            if let row = cursorRow, let next = try row[0].int64, let last = try row[1].int64 {
+                cursor = Cursor(nextCounter: UInt64(next), lastTimestamp: SequencingTimestamp(microsSinceEpoch: last))
+            }
+            let packages = try connection.execute(
+                "SELECT source FROM participant_packages WHERE participant = $1 ORDER BY uploaded_at, package_id", [me]
+            ).rows.map { try Self.require($0[0].string, "package source") }
+            var active: [(ContractID, ContractInstance, NodeSeed?)] = []
+            var known = Set<ContractID>()
+            for row in try connection.execute(
+                "SELECT contract, archived_offset IS NULL FROM participant_contracts WHERE participant = $1", [me]
+            ).rows {
+                let wire = try Weft.V1.ContractInstance(serializedBytes: Self.require(row[0].bytes, "contract"))
+                let (id, contract, seed) = try ContractInstance.fromWire(wire)
+                known.insert(id)
+                if try row[1].bool == true { active.append((id, contract, seed)) }
+            }
+            var pending: [StoredRequest] = []
+            for row in try connection.execute(
+                """
+                SELECT request_ts, root_hash, locked, creates, responses, responses_sent, views, application_id, command_id
+                FROM participant_requests WHERE participant = $1 AND outcome IS NULL ORDER BY request_ts
+                """, [me]
+            ).rows {
+                let ts = try Self.require(row[0].int64, "request_ts")
+                guard let rootHash = Digest32(try Self.require(row[1].bytes, "root_hash")) else {
+                    throw ParticipantError.inconsistentStore("a request's root hash is not 32 bytes")
+                }
+                var command: CommandKey?
+                if let application = try row[7].string, let commandID = try row[8].string {
+                    command = CommandKey(applicationID: application, commandID: commandID)
+                }
+                pending.append(
+                    StoredRequest(
+                        timestamp: SequencingTimestamp(microsSinceEpoch: ts), rootHash: rootHash,
+                        locked: try Self.contractIDs(row[2].string), creates: try Self.contractIDs(row[3].string),
+                        responses: try LengthPrefixed.decode(Self.require(row[4].bytes, "responses")).map {
+                            try Weft.V1.SignedProtocolMessage(serializedBytes: $0)
+                        },
+                        responsesSent: try row[5].bool ?? false,
+                        views: try LengthPrefixed.decode(Self.require(row[6].bytes, "views")), command: command))
+            }
+            let end =
+                try connection.execute(
+                    "SELECT coalesce(max(ledger_offset), 0) FROM participant_transactions WHERE participant = $1", [me]
+                ).rows.first?.first?.int64 ?? 0
+            return Loaded(
+                cursor: cursor, packages: packages, active: active, known: known, pending: pending, ledgerEnd: end)
+        }
+    }
+
+    // MARK: - Packages
+
+    /// Stores `package`'s source; uploading the same package again changes nothing.
+    func store(package: Package, source: String) async throws {
+        let me = self.me
+        _ = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                INSERT INTO participant_packages (participant, package_id, source) VALUES ($1, $2, $3)
+                ON CONFLICT DO NOTHING
+                """, [me, .text(package.id.description), .text(source)])
+        }
+    }
+
+    // MARK: - Commands
+
+    /// Records a command about to be sent, unless the same command id of the same application
+    /// is in flight or succeeded and still within its deduplication period at `now`: then
+    /// returns what is stored for it (a duplicate), and records nothing.
+    func begin(_ command: SubmittedCommand, now: Int64) async throws -> CommandRecord? {
+        let me = self.me
+        return try await database.transaction { connection in
+            let existing = try connection.execute(
+                """
+                SELECT state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id
+                FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3
+                FOR UPDATE
+                """, [me, .text(command.key.applicationID), .text(command.key.commandID)]
+            ).rows.first
+            if let row = existing {
+                let record = try Self.record(row)
+                if record.state != .rejected, try Self.require(row[1].int64, "dedup_until") >= now {
+                    return record
+                }
+                _ = try connection.execute(
+                    "DELETE FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3",
+                    [me, .text(command.key.applicationID), .text(command.key.commandID)])
+            }
+            // A concurrent submission of the same command inserts first: then this one is its duplicate.
+            let inserted = try connection.execute(
+                """
+                INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
+                    root_hash, submitted_at, dedup_until, state)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight')
+                ON CONFLICT DO NOTHING RETURNING 1
+                """,
+                [
+                    me, .text(command.key.applicationID), .text(command.key.commandID), .text(command.submissionID),
+                    .text(command.messageID), .bytes(command.rootHash.bytes), .int64(now),
+                    .int64(now + command.deduplicationPeriodMicros),
+                ])
+            if !inserted.rows.isEmpty { return nil }
+            return try connection.execute(
+                """
+                SELECT state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id
+                FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3
+                """, [me, .text(command.key.applicationID), .text(command.key.commandID)]
+            ).rows.first.map(Self.record)
+        }
+    }
+
+    /// What is stored for a command, if anything.
+    func command(_ key: CommandKey) async throws -> CommandRecord? {
+        let me = self.me
+        return try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id
+                FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3
+                """, [me, .text(key.applicationID), .text(key.commandID)]
+            ).rows.first.map(Self.record)
+        }
+    }
+
+    /// A command whose submission the sequencer refused or could not sequence in time.
+    func failSubmission(messageID: String, reasonID: String, reason: String, cursor: Cursor) async throws
+        -> CommandKey?
+    {
+        let me = self.me
+        return try await database.transaction { connection in
+            let row = try connection.execute(
+                """
+                UPDATE participant_commands SET state = 'rejected', reason_id = $3, reason = $4
+                WHERE participant = $1 AND message_id = $2 AND state = 'in_flight'
+                RETURNING application_id, command_id
+                """, [me, .text(messageID), .text(reasonID), .text(reason)]
+            ).rows.first
+            try Self.move(cursor, connection, me)
+            guard let row else { return nil }
+            return CommandKey(
+                applicationID: try Self.require(row[0].string, "application_id"),
+                commandID: try Self.require(row[1].string, "command_id"))
+        }
+    }
+
+    private static func record(_ row: [PostgresCell]) throws -> CommandRecord {
+        let stateText = try require(row[0].string, "state")
+        guard let state = CommandRecord.State(rawValue: stateText) else {
+            throw ParticipantError.inconsistentStore("a command in state '\(stateText)'")
+        }
+        return CommandRecord(
+            state: state, transactionID: try row[2].string, ledgerOffset: try row[3].int64, reasonID: try row[4].string,
+            reason: try row[5].string, submissionID: try require(row[6].string, "submission_id"),
+            deduplicateUntil: try require(row[1].int64, "dedup_until"))
+    }
+
+    // MARK: - Events
+
+    /// Moves the cursor past an event that changes nothing else.
+    func advance(_ cursor: Cursor) async throws {
+        let me = self.me
+        try await database.transaction { connection in try Self.move(cursor, connection, me) }
+    }
+
+    /// Records a validated request, its locks and its responses, with the cursor.
+    func register(_ request: StoredRequest, cursor: Cursor) async throws {
+        let me = self.me
+        try await database.transaction { connection in
+            _ = try connection.execute(
+                """
+                INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates,
+                    application_id, command_id, responses)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                """,
+                [
+                    me, .int64(request.timestamp.microsSinceEpoch), .bytes(request.rootHash.bytes),
+                    .bytes(LengthPrefixed.encode(request.views)), Self.textArray(request.locked.map(\.description)),
+                    Self.textArray(request.creates.map(\.description)),
+                    request.command.map { .text($0.applicationID) } ?? .null,
+                    request.command.map { .text($0.commandID) } ?? .null,
+                    .bytes(LengthPrefixed.encode(try request.responses.map { try $0.serializedBytes() })),
+                ])
+            try Self.move(cursor, connection, me)
+        }
+    }
+
+    /// Records that a request's responses reached the sequencer.
+    func markResponsesSent(_ timestamp: SequencingTimestamp) async throws {
+        let me = self.me
+        _ = try await database.withConnection { connection in
+            try connection.execute(
+                "UPDATE participant_requests SET responses_sent = true WHERE participant = $1 AND request_ts = $2",
+                [me, .int64(timestamp.microsSinceEpoch)])
+        }
+    }
+
+    /// Applies a verdict: on approval `commit` (contracts, the transaction and its events),
+    /// either way the request's outcome, its command's completion and the cursor.
+    func decide(
+        _ timestamp: SequencingTimestamp, outcome: String, commit: Commit?, command: CommandKey?,
+        completion: (reasonID: String, reason: String)?, cursor: Cursor
+    ) async throws {
+        let me = self.me
+        try await database.transaction { connection in
+            _ = try connection.execute(
+                "UPDATE participant_requests SET outcome = $3 WHERE participant = $1 AND request_ts = $2",
+                [me, .int64(timestamp.microsSinceEpoch), .text(outcome)])
+            if let commit {
+                _ = try connection.execute(
+                    """
+                    INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts, command_id)
+                    VALUES ($1, $2, $3, $4, $5)
+                    """,
+                    [
+                        me, .int64(commit.offset), .text(commit.transactionID), .int64(timestamp.microsSinceEpoch),
+                        .text(command?.commandID ?? ""),
+                    ])
+                for created in commit.created {
+                    _ = try connection.execute(
+                        """
+                        INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
+                        VALUES ($1, $2, $3, $4, $5, $6)
+                        """,
+                        [
+                            me, .text(created.id.description), .text(created.contract.template.name),
+                            Self.textArray(created.contract.stakeholders.map(\.id)), .bytes(created.wire),
+                            .int64(commit.offset),
+                        ])
+                }
+                for archived in commit.archived {
+                    _ = try connection.execute(
+                        """
+                        UPDATE participant_contracts SET archived_offset = $3
+                        WHERE participant = $1 AND contract_id = $2 AND archived_offset IS NULL
+                        """, [me, .text(archived.description), .int64(commit.offset)])
+                }
+                for (index, event) in commit.events.enumerated() {
+                    for party in event.parties {
+                        _ = try connection.execute(
+                            """
+                            INSERT INTO participant_events (participant, ledger_offset, event_index, party, created, contract_id)
+                            VALUES ($1, $2, $3, $4, $5, $6)
+                            """,
+                            [
+                                me, .int64(commit.offset), .int64(Int64(index)), .text(party.id),
+                                .text(event.created ? "true" : "false"), .text(event.contractID.description),
+                            ])
+                    }
+                }
+            }
+            if let command {
+                if let commit {
+                    _ = try connection.execute(
+                        """
+                        UPDATE participant_commands SET state = 'succeeded', transaction_id = $4, ledger_offset = $5
+                        WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
+                        """,
+                        [
+                            me, .text(command.applicationID), .text(command.commandID), .text(commit.transactionID),
+                            .int64(commit.offset),
+                        ])
+                } else if let completion {
+                    _ = try connection.execute(
+                        """
+                        UPDATE participant_commands SET state = 'rejected', reason_id = $4, reason = $5
+                        WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
+                        """,
+                        [
+                            me, .text(command.applicationID), .text(command.commandID), .text(completion.reasonID),
+                            .text(completion.reason),
+                        ])
+                }
+            }
+            try Self.move(cursor, connection, me)
+        }
+    }
+
+    /// What a verdict's approval writes.
+    struct Commit: Sendable {
+        struct Created: Sendable {
+            let id: ContractID
+            let contract: ContractInstance
+            let wire: [UInt8]
+        }
+        struct Event: Sendable {
+            let created: Bool
+            let contractID: ContractID
+            let parties: [Party]
+        }
+        let offset: Int64
+        let transactionID: String
+        let created: [Created]
+        let archived: [ContractID]
+        let events: [Event]
+    }
+
+    private static func move(_ cursor: Cursor, _ connection: PostgresConnection, _ me: PostgresValue) throws {
+        _ = try connection.execute(
+            """
+            INSERT INTO participant_cursor (participant, next_counter, last_ts) VALUES ($1, $2, $3)
+            ON CONFLICT (participant) DO UPDATE SET next_counter = excluded.next_counter, last_ts = excluded.last_ts
+            """,
+            [
+                me, .int64(Int64(cursor.nextCounter)), .int64(cursor.lastTimestamp?.microsSinceEpoch ?? 0),
+            ])
+    }
+
+    // MARK: - Ledger API reads
+
+    /// The outcome of a decided request ("approved" or the reason id); nil while pending or unknown.
+    func outcome(ofRequest rootHash: Digest32) async throws -> String? {
+        let me = self.me
+        return try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT outcome FROM participant_requests WHERE participant = $1 AND root_hash = $2 AND outcome IS NOT NULL
+                ORDER BY request_ts DESC LIMIT 1
+                """, [me, .bytes(rootHash.bytes)]
+            ).rows.first?.first?.string
+        }
+    }
+
+    /// The active contracts `party` is a stakeholder of, oldest first.
+    func activeContracts(of party: Party) async throws -> [ActiveContract] {
+        let me = self.me
+        return try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT contract, created_offset FROM participant_contracts
+                WHERE participant = $1 AND archived_offset IS NULL AND $2 = ANY (stakeholders)
+                ORDER BY created_offset, contract_id
+                """, [me, .text(party.id)]
+            ).rows.map { row in
+                let wire = try Weft.V1.ContractInstance(serializedBytes: Self.require(row[0].bytes, "contract"))
+                let (id, contract, _) = try ContractInstance.fromWire(wire)
+                return ActiveContract(id: id, contract: contract, createdAt: try Self.require(row[1].int64, "offset"))
+            }
+        }
+    }
+
+    /// `party`'s projection of the ledger after offset `after`, in order.
+    func transactions(of party: Party, after offset: Int64) async throws -> [LedgerTransaction] {
+        let me = self.me
+        let rows = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, e.created, e.contract_id, c.contract
+                FROM participant_transactions t
+                JOIN participant_events e USING (participant, ledger_offset)
+                JOIN participant_contracts c ON c.participant = e.participant AND c.contract_id = e.contract_id
+                WHERE t.participant = $1 AND e.party = $2 AND t.ledger_offset > $3
+                ORDER BY t.ledger_offset, e.event_index
+                """, [me, .text(party.id), .int64(offset)]
+            ).rows
+        }
+        var result: [LedgerTransaction] = []
+        for row in rows {
+            let offset = try Self.require(row[0].int64, "offset")
+            let wire = try Weft.V1.ContractInstance(serializedBytes: Self.require(row[6].bytes, "contract"))
+            let (id, contract, _) = try ContractInstance.fromWire(wire)
+            let event: LedgerEvent =
+                try row[4].bool == true ? .created(id, contract) : .archived(id, template: contract.template)
+            if result.last?.offset != offset {
+                result.append(
+                    LedgerTransaction(
+                        offset: offset, transactionID: try Self.require(row[1].string, "transaction_id"),
+                        recordTime: SequencingTimestamp(microsSinceEpoch: try Self.require(row[2].int64, "request_ts")),
+                        commandID: try row[3].string ?? "", events: []))
+            }
+            result[result.count - 1].events.append(event)
+        }
+        return result
+    }
+
+    // MARK: - Helpers
+
+    static func require<T>(_ value: T?, _ what: String) throws -> T {
+        guard let value else { throw ParticipantError.inconsistentStore("\(what) is NULL") }
+        return value
+    }
+
+    /// A PostgreSQL array literal of ids (contract ids are hex, party ids letters, digits and
+    /// `: _ - .`, so no element needs quoting).
+    static func textArray(_ items: [String]) -> PostgresValue {
+        .text("{" + items.joined(separator: ",") + "}")
+    }
+
+    static func contractIDs(_ literal: String?) throws -> [ContractID] {
+        guard let literal, literal.hasPrefix("{"), literal.hasSuffix("}") else {
+            throw ParticipantError.inconsistentStore("a contract id array is NULL or malformed")
+        }
+        let body = literal.dropFirst().dropLast()
+        if body.isEmpty { return [] }
+        return try body.split(separator: ",").map { text in
+            guard let id = ContractID(hex: String(text)) else {
+                throw ParticipantError.inconsistentStore("'\(text)' is not a contract id")
+            }
+            return id
+        }
+    }
+}
+
+/// `u32be(count)` then `u32be(length) bytes` per item: a list of byte strings in one column.
+enum LengthPrefixed {
+    static func encode(_ items: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        func u32(_ value: Int) {
+            let v = UInt32(value)
+            out += [
+                UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8),
+                UInt8(truncatingIfNeeded: v),
+            ]
+        }
+        u32(items.count)
+        for item in items {
+            u32(item.count)
+            out += item
+        }
+        return out
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> [[UInt8]] {
+        var at = 0
+        func u32() throws -> Int {
+            guard at + 4 <= bytes.count else { throw ParticipantError.inconsistentStore("a truncated byte list") }
+            defer { at += 4 }
+            return Int(bytes[at]) << 24 | Int(bytes[at + 1]) << 16 | Int(bytes[at + 2]) << 8 | Int(bytes[at + 3])
+        }
+        let count = try u32()
+        var items: [[UInt8]] = []
+        for _ in 0..<count {
+            let length = try u32()
+            guard at + length <= bytes.count else { throw ParticipantError.inconsistentStore("a truncated byte list") }
+            items.append(Array(bytes[at..<at + length]))
+            at += length
+        }
+        guard at == bytes.count else { throw ParticipantError.inconsistentStore("trailing bytes in a byte list") }
+        return items
+    }
+}

@@ -1,0 +1,371 @@
+import Foundation
+import Logging
+import Testing
+import WeftContracts
+import WeftCrypto
+import WeftMediator
+@_spi(Testing) import WeftParticipant
+import WeftSequencer
+import WeftStore
+import WeftTestSupport
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// The repository's root, found from this file's path.
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+func exampleSource(_ file: String) throws -> String {
+    try String(contentsOf: repositoryRoot.appendingPathComponent("examples/packages/\(file)"), encoding: .utf8)
+}
+
+func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["WEFT_TEST_LOG"] == nil ? .critical : .debug
+    return logger
+}
+
+/// The mediator node of the tests: the mediator core (WeftMediator) fed from its sequencer
+/// stream, in order, sending each verdict to its recipients through the sequencer.
+actor MediatorDriver {
+    let mediator: Mediator
+    let topology: FollowedTopology
+    let connection: SequencerConnection
+    private var task: Task<Void, Never>?
+    private(set) var failure: String?
+
+    init(mediator: Mediator, topology: FollowedTopology, connection: SequencerConnection) {
+        self.mediator = mediator
+        self.topology = topology
+        self.connection = connection
+    }
+
+    func start() {
+        let stream = connection.events(from: 0)
+        task = Task {
+            do {
+                for try await event in stream { try await self.handle(event) }
+            } catch is CancellationError {
+            } catch {
+                self.failure = "\(error)"
+            }
+        }
+    }
+
+    func stop() async {
+        task?.cancel()
+        await connection.close()
+    }
+
+    private func handle(_ event: Weft.V1.SequencedEvent) async throws {
+        guard case .deliver(let deliver)? = event.event, let wireTime = event.timestamp else { return }
+        let time = SequencingTimestamp(wireTime)
+        var informee: Weft.V1.InformeeMessage?
+        var rootHashes: [RootHashEnvelope] = []
+        var responses: [Weft.V1.SignedProtocolMessage] = []
+        for envelope in deliver.batch?.envelopes ?? [] {
+            guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else { continue }
+            switch content.message {
+            case .topologyBroadcast?: await topology.apply(content, sequencedAt: time, sender: deliver.sender)
+            case .informeeMessage(let message)?: informee = message
+            case .rootHash(let message)?:
+                rootHashes.append(
+                    RootHashEnvelope(
+                        message: message, recipients: envelope.recipients.compactMap { try? MemberID(parsing: $0) }))
+            case .signedMessage(let message)?: responses.append(message)
+            default: break
+            }
+        }
+        if let informee {
+            let request = ConfirmationRequest(timestamp: time, informeeMessage: informee, rootHashMessages: rootHashes)
+            if case .refused(let verdict) = try await mediator.register(
+                request: request, snapshot: await topology.snapshot(at: time))
+            {
+                try await send(verdict)
+            }
+        }
+        for response in responses {
+            do {
+                let requestTime = try Mediator.requestTimestamp(of: response)
+                let outcome = try await mediator.receive(
+                    response: response, at: time, snapshot: await topology.snapshot(at: requestTime))
+                if case .decided(let verdict) = outcome { try await send(verdict) }
+            } catch let error as MediatorError {
+                // A refused response counts for nothing; the tests look at verdicts.
+                _ = error
+            }
+        }
+        for verdict in try await mediator.timeouts(now: time) { try await send(verdict) }
+    }
+
+    private func send(_ verdict: MediatorVerdict) async throws {
+        let content = try Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message)).serializedBytes()
+        let recipients = verdict.recipients.map { MemberID(role: .participant, identifier: $0).description }
+        try await connection.send(
+            Weft.V1.Batch(envelopes: [.init(content: content, recipients: recipients)]),
+            messageID: "verdict-\(verdict.request.timestamp.microsSinceEpoch)")
+        try await mediator.store.markDelivered(verdict.request.timestamp)
+    }
+}
+
+/// A real domain for the participant tests, on one PostgreSQL server: a sequencer node over
+/// TLS on loopback, the mediator driven from its stream, and three participants —
+/// participant1 hosting alice, participant2 hosting bob and the bank (all with submission
+/// permission), carol hosted on participant2 (submission) and participant1 (observation), and
+/// participant3 hosting nobody, without packages.
+final class DomainHarness: Sendable {
+    let url: String
+    let domain: TestDomain
+    let sequencer: Sequencer
+    let sequencerTopology: SequencerTopology
+    let server: RPCServer
+    let endpoint: SequencerConnection.Endpoint
+    let mediator: MediatorDriver
+    let members: [TestDomain.Participant]
+    /// The domain manager's session, for topology changes.
+    let manager: SequencerClient
+    /// The topology every node starts from: genesis and onboarding, in force from the start.
+    let initialTopology: TopologyState
+    let nodes: [ParticipantNode]
+    let iouSource: String
+
+    let alice: Party, bob: Party, bank: Party, carol: Party
+
+    private init(
+        url: String, domain: TestDomain, sequencer: Sequencer, sequencerTopology: SequencerTopology, server: RPCServer,
+        endpoint: SequencerConnection.Endpoint, mediator: MediatorDriver, members: [TestDomain.Participant],
+        manager: SequencerClient,
+        initialTopology: TopologyState, nodes: [ParticipantNode], iouSource: String, parties: [Party]
+    ) {
+        self.url = url
+        self.domain = domain
+        self.sequencer = sequencer
+        self.sequencerTopology = sequencerTopology
+        self.server = server
+        self.endpoint = endpoint
+        self.mediator = mediator
+        self.members = members
+        self.manager = manager
+        self.initialTopology = initialTopology
+        self.nodes = nodes
+        self.iouSource = iouSource
+        (alice, bob, bank, carol) = (parties[0], parties[1], parties[2], parties[3])
+    }
+
+    var p1: ParticipantNode { nodes[0] }
+    var p2: ParticipantNode { nodes[1] }
+    var p3: ParticipantNode { nodes[2] }
+
+    static func start(url: String) async throws -> DomainHarness {
+        var domain = try TestDomain()
+        let logger = quietLogger("weft.test.domain")
+        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        let certificate = try CertificateAuthority.issue(
+            commonName: "sequencer", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
+        let serverTLS = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: certificate))
+        let clientTLS = try TLSContext(
+            .init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))
+
+        let setup = try PostgresConnection(url: url)
+        try Sequencer.migrator.migrate(setup)
+        try SequencerTopology.migrator.migrate(setup)
+        let sequencer = Sequencer(node: 0, database: PostgresDatabase(url: url), logger: logger)
+        try await sequencer.start()
+        let sequencerTopology = try SequencerTopology(domain: domain.domain, sequencer: sequencer, logger: logger)
+        let provider = SequencerServiceProvider(
+            sequencer: sequencer, topology: sequencerTopology, signingKey: domain.sequencerKey, logger: logger)
+        try await sequencerTopology.start { member in await provider.cutOff(member) }
+        let genesis = try domain.genesis()
+        _ = try await sequencerTopology.initialize(genesis)
+        var router = RPCRouter()
+        provider.register(on: &router)
+        let server = try await RPCServer.start(
+            host: "127.0.0.1", port: 0, security: .tls(serverTLS), router: router, logger: logger)
+        let endpoint = SequencerConnection.Endpoint(host: "127.0.0.1", port: server.port, security: .tls(clientTLS))
+
+        // Onboarding: identities, allow-listing and party hostings, broadcast by the manager.
+        let members = try ["participant1", "participant2", "participant3"].map { try TestDomain.Participant($0) }
+        let (transactions, parties) = try onboarding(&domain, members)
+        let manager = try await SequencerClient.authenticate(
+            try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .tls(clientTLS)),
+            member: domain.managerMember.description, key: domain.managerKey, domain: domain.domain.description,
+            sequencerKeys: [domain.sequencerKey.publicKey])
+        try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: "onboarding")
+        for participant in members { await sequencerTopology.waitUntil(participant.member) }
+
+        // What every node knows when it starts (the sequencer's first-event snapshot will
+        // tell a new member this; here the test hands it over).
+        let state = try initialState(domain, genesis: genesis, onboarding: transactions)
+
+        let mediatorStore = MediatorStore(database: PostgresDatabase(url: url), mediator: domain.mediatorMember)
+        try await mediatorStore.migrate()
+        let mediatorCore = try await Mediator.start(
+            store: mediatorStore, domain: domain.domain, signingKey: domain.mediatorKey, logger: logger)
+        let mediator = MediatorDriver(
+            mediator: mediatorCore, topology: FollowedTopology(state),
+            connection: SequencerConnection(
+                member: domain.mediatorMember.description, domain: domain.domain.description, key: domain.mediatorKey,
+                sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger))
+        await mediator.start()
+
+        let iouSource = try exampleSource("iou.weft")
+        var nodes: [ParticipantNode] = []
+        for participant in members {
+            let store = ParticipantStore(database: PostgresDatabase(url: url), participant: participant.id)
+            try await store.migrate()
+            let node = try await startNode(
+                participant, store: store, topology: state, endpoint: endpoint, domain: domain)
+            if participant.id.name != "participant3" {
+                try await node.upload(packageSource: iouSource, file: "iou.weft")
+            }
+            nodes.append(node)
+        }
+        return DomainHarness(
+            url: url, domain: domain, sequencer: sequencer, sequencerTopology: sequencerTopology, server: server,
+            endpoint: endpoint, mediator: mediator, members: members, manager: manager, initialTopology: state,
+            nodes: nodes,
+            iouSource: iouSource,
+            parties: parties)
+    }
+
+    /// The identities, allow-listing and party hostings of `members` (participant1,
+    /// participant2, any others hosting nobody), and the parties alice, bob, bank and carol.
+    static func onboarding(_ domain: inout TestDomain, _ members: [TestDomain.Participant]) throws
+        -> ([Weft.V1.SignedTopologyTransaction], [Party])
+    {
+        let (p1, p2) = (members[0], members[1])
+        func party(_ name: String, of participant: TestDomain.Participant) throws -> UniqueIdentifier {
+            try UniqueIdentifier(name: name, namespace: participant.namespaceKey.publicKey.fingerprint)
+        }
+        let alice = try party("alice", of: p1)
+        let bob = try party("bob", of: p2)
+        let bank = try party("bank", of: p2)
+        let carol = try party("carol", of: p2)
+        let domainID = domain.domain
+        func hosting(
+            _ party: UniqueIdentifier, on participant: TestDomain.Participant,
+            _ permission: Weft.V1.ParticipantPermission, signers: [SigningPrivateKey]
+        ) throws -> Weft.V1.SignedTopologyTransaction {
+            try Self.hosting(party, on: participant, permission, serial: 1, signers: signers, domain: domainID)
+        }
+        var transactions: [Weft.V1.SignedTopologyTransaction] = []
+        for participant in members {
+            transactions += try participant.identity(domain: domain.domain)
+            transactions.append(
+                try domain.domainSigned(
+                    .participantState(participant.id, permission: .submission), key: "state-\(participant.id)"))
+        }
+        transactions += [
+            try hosting(alice, on: p1, .submission, signers: [p1.namespaceKey]),
+            try hosting(bob, on: p2, .submission, signers: [p2.namespaceKey]),
+            try hosting(bank, on: p2, .submission, signers: [p2.namespaceKey]),
+            try hosting(carol, on: p2, .submission, signers: [p2.namespaceKey]),
+            try hosting(carol, on: p1, .observation, signers: [p2.namespaceKey, p1.namespaceKey]),
+        ]
+        return (transactions, try [alice, bob, bank, carol].map { try Party($0.description) })
+    }
+
+    /// `party` hosted on `participant` with `permission`, signed by `signers`.
+    static func hosting(
+        _ party: UniqueIdentifier, on participant: TestDomain.Participant, _ permission: Weft.V1.ParticipantPermission,
+        serial: UInt64, signers: [SigningPrivateKey], domain: UniqueIdentifier
+    ) throws -> Weft.V1.SignedTopologyTransaction {
+        try SignedTopologyTransaction(
+            signing: .init(
+                replace: .hosting(party: party, on: participant.id, permission: permission), serial: serial,
+                domain: domain), with: signers
+        ).wire
+    }
+
+    /// Broadcasts `transactions` as the domain manager; returns once they are sequenced, so
+    /// that every request sequenced later is validated with them.
+    func broadcast(_ transactions: [Weft.V1.SignedTopologyTransaction], messageID: String) async throws {
+        try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: messageID)
+    }
+
+    /// What every node knows when it starts: genesis and onboarding, in force from the start.
+    static func initialState(
+        _ domain: TestDomain, genesis: [Weft.V1.SignedTopologyTransaction],
+        onboarding: [Weft.V1.SignedTopologyTransaction]
+    ) throws -> TopologyState {
+        var state = TopologyState(domain: domain.domain, changeDelayMicros: 0)
+        let start = SequencingTimestamp(microsSinceEpoch: 1)
+        for wire in genesis { try state.add(try SignedTopologyTransaction(wire), sequencedAt: start) }
+        let outcome = state.add(
+            Weft.V1.TopologyTransactionsBroadcast(domain: domain.domain.description, transactions: onboarding),
+            sequencedAt: start)
+        try #require(outcome.refused.isEmpty, "onboarding refused: \(outcome.refused.map { "\($0.1)" })")
+        return state
+    }
+
+    static func startNode(
+        _ participant: TestDomain.Participant, store: ParticipantStore, topology: TopologyState,
+        endpoint: SequencerConnection.Endpoint, domain: TestDomain
+    ) async throws -> ParticipantNode {
+        let logger = quietLogger("weft.test.\(participant.id.name)")
+        let connection = SequencerConnection(
+            member: participant.member.description, domain: domain.domain.description, key: participant.signingKey,
+            sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger)
+        return try await ParticipantNode.start(
+            identity: ParticipantIdentity(
+                id: participant.id, signingKey: participant.signingKey, encryptionKey: participant.encryptionKey),
+            domain: domain.domain, store: store, topology: FollowedTopology(topology), connection: connection,
+            logger: logger)
+    }
+
+    /// A participant node again on `index`'s store, as after a restart.
+    func restart(_ index: Int) async throws -> ParticipantNode {
+        let store = ParticipantStore(database: PostgresDatabase(url: url), participant: members[index].id)
+        return try await Self.startNode(
+            members[index], store: store, topology: initialTopology, endpoint: endpoint, domain: domain)
+    }
+
+    func stop() async {
+        for node in nodes { await node.stop() }
+        await mediator.stop()
+        await manager.rpc.close()
+        await server.close()
+        await sequencerTopology.stop()
+        await sequencer.stop()
+    }
+
+    // MARK: - Commands
+
+    var package: Package { get throws { try Package(source: iouSource, file: "iou.weft") } }
+
+    func issue(_ amount: String, to owner: Party, by issuer: Party? = nil, currency: String = "USD") throws -> Command {
+        let package = try self.package
+        return .create(
+            try package.templateID("Iou"),
+            argument: try package.record(
+                "Iou",
+                [
+                    "issuer": .party(issuer ?? bank), "owner": .party(owner), "currency": .text(currency),
+                    "amount": .decimal(FixedDecimal(amount)!),
+                ]))
+    }
+
+    func transfer(_ iou: ContractID, to newOwner: Party) throws -> Command {
+        let package = try self.package
+        return .exercise(
+            try package.templateID("Iou"), contract: iou, choice: "Transfer",
+            argument: try package.arguments("Iou", "Transfer", ["newOwner": .party(newOwner)]))
+    }
+
+    /// Issues an IOU from the bank (on participant2) to `owner` and returns its id once both
+    /// participants have committed it.
+    func issued(_ amount: String, to owner: Party, command: String) async throws -> ContractID {
+        let completion = try await p2.submit(
+            [try issue(amount, to: owner)], actAs: [bank],
+            command: CommandKey(applicationID: "bank-app", commandID: command))
+        guard case .succeeded(let transactionID, let offset) = completion else {
+            Issue.record("issuing failed: \(completion)")
+            throw CancellationError()
+        }
+        let created = try await p2.transactions(of: bank, after: offset - 1).first?.events.first
+        guard case .created(let id, _)? = created else { throw CancellationError() }
+        if owner == alice { _ = try await p1.outcome(ofRequest: Digest32(hex: transactionID)!) }
+        return id
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+import WeftContracts
+import WeftCrypto
+import WeftProtocol
+import WeftTestSupport
+import WeftTopology
+import WeftWire
+
+@testable import WeftParticipant
+
+/// Validation as a pure function: a request built by participant2's `RequestBuilder`, as
+/// participant1 receives it, checked against a topology, packages and a conflict state.
+@Suite struct ValidationTests {
+    let domain: TestDomain
+    let members: [TestDomain.Participant]
+    let parties: [Party]
+    let snapshot: TopologySnapshot
+    let package: Package
+    var alice: Party { parties[0] }
+    var bank: Party { parties[2] }
+    let time = SequencingTimestamp(microsSinceEpoch: wallClockMicros())
+
+    init() throws {
+        var domain = try TestDomain()
+        let members = [try TestDomain.Participant("participant1"), try TestDomain.Participant("participant2")]
+        let genesis = try domain.genesis()
+        let (transactions, parties) = try DomainHarness.onboarding(&domain, members)
+        self.domain = domain
+        self.members = members
+        self.parties = parties
+        snapshot = try DomainHarness.initialState(domain, genesis: genesis, onboarding: transactions).snapshot(at: time)
+        package = try Package(source: exampleSource("iou.weft"), file: "iou.weft")
+    }
+
+    func identity(_ index: Int) -> ParticipantIdentity {
+        ParticipantIdentity(
+            id: members[index].id, signingKey: members[index].signingKey, encryptionKey: members[index].encryptionKey)
+    }
+
+    /// The bank's (participant2's) issue of an IOU to alice, as participant1 receives it.
+    func bankIssuesToAlice(ledgerTime: Int64? = nil) throws -> ReceivedRequest {
+        let seed = TransactionSeed(try ParticipantNode.randomBytes(32))!
+        let command = Command.create(
+            try package.templateID("Iou"),
+            argument: try package.record(
+                "Iou",
+                [
+                    "issuer": .party(bank), "owner": .party(alice), "currency": .text("USD"),
+                    "amount": .decimal(FixedDecimal("3")!),
+                ]))
+        let transaction = try Interpreter(packages: [package]).submit(
+            [command], actAs: [bank], seed: seed, contracts: ContractStore())
+        let views = try TransactionViews(
+            transaction, seed: seed,
+            metadata: TransactionMetadata(
+                submitter: SubmitterMetadata(
+                    actAs: [bank], submittingParticipant: members[1].id.description, commandID: "c", applicationID: "a",
+                    submissionID: "s", maxSequencingTime: time.microsSinceEpoch + 60_000_000),
+                common: CommonMetadata(
+                    domain: domain.domain.description, mediator: domain.mediatorMember.description,
+                    uuid: try ParticipantNode.randomBytes(16)),
+                participant: ParticipantMetadata(
+                    ledgerTime: ledgerTime ?? time.microsSinceEpoch, submissionTime: time.microsSinceEpoch)),
+            packages: [package])
+        let batch = try RequestBuilder(identity: identity(1), snapshot: snapshot, domain: domain.domain)
+            .batch(views, mediator: domain.mediatorMember)
+        var request = ReceivedRequest(timestamp: time)
+        for envelope in batch.envelopes where envelope.recipients.contains(members[0].member.description) {
+            switch try Weft.V1.EnvelopeContent(serializedBytes: envelope.content).message {
+            case .rootHash(let message)?: request.rootHashMessages.append(message)
+            case .encryptedView(let message)?: request.encryptedViews.append(message)
+            default: Issue.record("participant1 received an envelope it should not")
+            }
+        }
+        return request
+    }
+
+    func validator(_ index: Int, packages: [Package]) -> RequestValidator {
+        RequestValidator(
+            identity: identity(index), domain: domain.domain, snapshot: snapshot,
+            interpreter: Interpreter(packages: packages),
+            packages: Set(packages.map(\.id)),
+            state: ConflictState(active: [:], known: [], locks: [:], pendingCreates: [:]))
+    }
+
+    @Test func aParticipantWithThePackageApprovesAndOneWithoutRejectsSayingWhich() throws {
+        let request = try bankIssuesToAlice()
+        #expect(request.encryptedViews.count == 1 && request.rootHashMessages.count == 1)
+        let approved = validator(0, packages: [package]).validate(request)
+        #expect(approved.decision == .approve)
+        #expect(approved.viewTrees.count == 1)
+
+        let missing = validator(0, packages: []).validate(request)
+        #expect(missing.decision.reasonID == RejectReason.Participant.packageNotFound)
+        #expect(missing.decision.resources == [package.id.description])
+        #expect(missing.locks.isEmpty && missing.creates.isEmpty)
+    }
+
+    @Test func responsesGoOnlyForConfirmingPartiesHostedWithConfirmationPermission() throws {
+        let request = try bankIssuesToAlice()
+        // participant1 hosts alice, an observer of the IOU: it validates but does not confirm.
+        #expect(validator(0, packages: [package]).validate(request).responses.isEmpty)
+    }
+
+    @Test func aLedgerTimeOutsideTheToleranceIsRejected() throws {
+        let request = try bankIssuesToAlice(ledgerTime: time.microsSinceEpoch - 120_000_000)
+        #expect(
+            validator(0, packages: [package]).validate(request).decision.reasonID
+                == RejectReason.Participant.ledgerTimeOutOfBounds)
+    }
+
+    @Test func aRootHashSignedByAnotherKeyIsRejected() throws {
+        var request = try bankIssuesToAlice()
+        let forged = try members[0].signingKey.sign(PurposeHasher.hash(.rootHash, request.rootHashMessages[0].rootHash))
+        request.rootHashMessages[0].submittingParticipantSignature = forged
+        #expect(
+            validator(0, packages: [package]).validate(request).decision.reasonID
+                == RejectReason.Participant.invalidSubmitterSignature)
+    }
+
+    @Test func aCreatedContractThatExistsAlreadyIsRejected() throws {
+        let request = try bankIssuesToAlice()
+        let approved = validator(0, packages: [package]).validate(request)
+        let created = try #require(approved.creates.first)
+        let again = RequestValidator(
+            identity: identity(0), domain: domain.domain, snapshot: snapshot,
+            interpreter: Interpreter(packages: [package]),
+            packages: [package.id], state: ConflictState(active: [:], known: [created], locks: [:], pendingCreates: [:])
+        )
+        let rejected = again.validate(request)
+        #expect(rejected.decision.reasonID == RejectReason.Participant.createsExistingContracts)
+        #expect(rejected.decision.resources == [created.description])
+    }
+}
