@@ -170,7 +170,7 @@ let package = Package(
             name: "WeftNode",
             dependencies: [
                 "WeftSequencer", "WeftDomainManager", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
-                "WeftObservability",
+                "WeftObservability", "WeftParticipant",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),

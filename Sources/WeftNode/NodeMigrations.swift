@@ -1,4 +1,6 @@
 import WeftDomainManager
+import WeftParticipant
+import WeftTopology
 import WeftSequencer
 import WeftStore
 
@@ -8,7 +10,8 @@ public enum NodeMigrations {
         switch kind {
         case .sequencer: [Sequencer.migrator, SequencerTopology.migrator]
         case .domainManager: [DomainManager.migrator]
-        case .mediator, .participant: []
+        case .participant: [ParticipantStore.migrator, TopologyStore.memberMigrator, DomainConnectionStore.migrator]
+        case .mediator: []
         }
     }
 

@@ -420,8 +420,16 @@ public actor ParticipantNode {
                 continue
             }
             switch content.message {
-            case .topologyBroadcast?:
-                try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
+            case .topologyBroadcast?, .topologySnapshot?:
+                do {
+                    try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
+                } catch let refused as MemberTopologyError {
+                    // Content the domain's rules refuse (logged by the topology too): every node
+                    // refuses it alike, so processing goes on; a database failure stops it.
+                    logger.error(
+                        "topology refused in an event; the rest of it applies",
+                        metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)", "error": "\(refused)"])
+                }
             case .rootHash(let message)?: request.rootHashMessages.append(message)
             case .encryptedView(let message)?: request.encryptedViews.append(message)
             case .signedMessage(let message)?: verdicts.append(message)

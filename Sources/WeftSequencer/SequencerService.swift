@@ -160,7 +160,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         let snapshot = await topology.snapshot()
         return .init(
             domain: snapshot.domain.description, parameters: snapshot.domainParameters, sequencers: snapshot.sequencers.map(\.description),
-            submissionsRequireSignature: false)
+            submissionsRequireSignature: false, sequencerKeys: snapshot.signingKeys(of: topology.sequencerMember).map { $0.wire() })
     }
 
     /// A database failure (restart, network) is UNAVAILABLE for the member: retry, here or at

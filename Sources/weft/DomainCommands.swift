@@ -212,41 +212,18 @@ extension DomainManagerCommand {
 /// `weft participant …`: a participant operator's console.
 struct ParticipantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "participant", abstract: "A participant's identity and domain connections.", subcommands: [Identity.self, ConnectMulti.self])
+        commandName: "participant", abstract: "A participant's identity and domain connections.", subcommands: [Identity.self, ConnectMulti.self, Domains.self])
 
     /// A participant's keys, from its configuration: created on first use.
-    struct Keys {
-        let name: String
-        let namespace: SigningPrivateKey
-        let signing: SigningPrivateKey
-        let encryption: EncryptionPrivateKey
-        var id: UniqueIdentifier { get throws { try UniqueIdentifier(name: name, namespace: namespace.publicKey.fingerprint) } }
-
-        static func load(_ options: ConfigurationOptions, node: String?) throws -> Keys {
+    /// The participant node's keys (`ParticipantKeys`), found by node name.
+    enum Keys {
+        static func load(_ options: ConfigurationOptions, node: String?) throws -> ParticipantKeys {
             let configuration = try options.load()
             let names = configuration.children(of: "nodes").filter { configuration.string("nodes.\($0).kind") == "participant" }
             guard let name = node ?? (names.count == 1 ? names[0] : nil) else {
                 throw ValidationError("name the participant node with --node (the configuration has \(names.count) participant nodes)")
             }
-            let section = configuration.section("nodes.\(name)")
-            func signingKey(_ key: String) throws -> SigningPrivateKey {
-                let path = section.string(key, default: "keys/\(name)-\(key).pem")
-                if FileManager.default.fileExists(atPath: path) { return try KeyFile.readSigningKey(at: path) }
-                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                let created = try SigningPrivateKey.generate()
-                try KeyFile.write(created, to: path)
-                return created
-            }
-            let encryptionPath = section.string("encryption-key", default: "keys/\(name)-encryption-key.pem")
-            let encryption: EncryptionPrivateKey
-            if FileManager.default.fileExists(atPath: encryptionPath) {
-                encryption = try KeyFile.readEncryptionKey(at: encryptionPath)
-            } else {
-                try FileManager.default.createDirectory(atPath: (encryptionPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                encryption = try EncryptionPrivateKey.generate()
-                try KeyFile.write(encryption, to: encryptionPath)
-            }
-            return Keys(name: section.string("name", default: name), namespace: try signingKey("namespace-key"), signing: try signingKey("signing-key"), encryption: encryption)
+            return try ParticipantKeys.load(node: name, section: configuration.section("nodes.\(name)"))
         }
     }
 
@@ -265,8 +242,13 @@ struct ParticipantCommand: AsyncParsableCommand {
     struct ConnectMulti: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "connect-multi",
-            abstract: "Register the participant with a domain through its sequencers and check that it can authenticate at each.",
-            discussion: "The domain operator must have allow-listed the participant first (weft domain-manager set-state).")
+            abstract: "Connect the participant to a domain through its sequencers (the seed's connect_multi).",
+            discussion: """
+                The domain operator must have allow-listed the participant first (weft domain-manager set-state).
+                With --remote, the running participant node connects, keeps the connection in its database and
+                processes the domain's stream from then on (and after restarts). Without it, the participant's
+                identity is registered from here (its keys from -c) and authentication is checked at each sequencer.
+                """)
 
         @Argument(help: "A local name for the domain, e.g. mydomain.")
         var alias: String
@@ -279,9 +261,16 @@ struct ParticipantCommand: AsyncParsableCommand {
         @OptionGroup var options: ConfigurationOptions
         @Option(help: "The participant node (nodes.<name>); default: the only one.")
         var node: String?
+        @Option(help: ArgumentHelp("The running participant node's API address: it makes and keeps the connection.", valueName: "host:port"))
+        var remote: String?
+        @Option(name: .customLong("remote-root-cert"), help: "The root certificate of the participant node's TLS certificate (default: --root-cert).")
+        var remoteRootCert: String?
+        @Flag(name: .customLong("remote-plaintext"), help: "Reach the participant node without TLS (a node started with --plaintext).")
+        var remotePlaintext = false
         @Option var output: OutputFormat = .text
 
         func run() async throws {
+            if let remote { return try await connectRemotely(remote) }
             let keys = try Keys.load(options, node: node)
             let id = try keys.id
             let member = MemberID(role: .participant, identifier: id)
@@ -300,6 +289,46 @@ struct ParticipantCommand: AsyncParsableCommand {
                 if output == .text { print("\(member) is a member of \(info.domain) (\(alias)) and authenticated at \(sequencer)") }
             }
             if output == .json { try printJSON(["participant": member.description, "alias": alias, "connections": connected]) }
+        }
+
+        /// Asks the participant node to connect (`ParticipantAdministrationService/ConnectDomain`).
+        func connectRemotely(_ remote: String) async throws {
+            let nodeRoot = remoteRootCert ?? rootCert
+            let client = try await RemoteOptions.parse(
+                ["--remote", remote] + (nodeRoot.map { ["--root-cert", $0] } ?? []) + (remotePlaintext ? ["--plaintext"] : [])
+            ).connect()
+            defer { Task { await client.close() } }
+            let rootPEM = try rootCert.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+            let urls = sequencers.map { plaintext ? "http://\($0)" : "https://\($0)" }
+            let participant = try await client.participantAdministration.getParticipantID(.init()).participant
+            let response = try await client.participantAdministration.connectDomain(
+                .init(alias: alias, sequencerURLs: urls, rootCertificatePem: rootPEM), timeout: .seconds(120))
+            switch output {
+            case .json: try printJSON(["participant": participant, "alias": alias, "domain": response.domain, "sequencers": urls])
+            case .text: print("\(participant) is connected to \(response.domain) (\(alias)) through \(urls.joined(separator: ", "))")
+            }
+        }
+    }
+
+    struct Domains: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "domains", abstract: "List the running participant node's domain connections.")
+        @OptionGroup var remote: RemoteOptions
+        @Option var output: OutputFormat = .text
+
+        func run() async throws {
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            let connections = try await client.participantAdministration.listDomainConnections(.init()).connections
+            switch output {
+            case .json:
+                try printJSON(connections.map { ["alias": $0.alias, "domain": $0.domain, "sequencers": $0.sequencerURLs, "connected": $0.connected] as [String: Any] })
+            case .text:
+                if connections.isEmpty { print("no domain connections; connect with weft participant connect-multi … --remote \(remote.remote)") }
+                for connection in connections {
+                    print("\(connection.alias): \(connection.domain) via \(connection.sequencerURLs.joined(separator: ", ")) (\(connection.connected ? "connected" : "not connected"))")
+                }
+            }
         }
     }
 }

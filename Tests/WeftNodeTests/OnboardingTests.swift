@@ -74,12 +74,15 @@ import WeftTestSupport
             #expect(managerPort > 0)
 
             // The participant's operator.
+            _ = try PostgresConnection(url: fixture.url).execute("CREATE DATABASE participant1")
+            let participantURL = fixture.url.replacingOccurrences(of: "/weft", with: "/participant1")
             try directory.write("participant.yaml", """
                 nodes:
                   participant1:
                     kind: participant
                     listen: 127.0.0.1:0
                     tls: { plaintext: true }
+                    database: { url: \(participantURL) }
                 """)
             let (_, idLine, idError) = try await weft("participant", "id", "-c", "participant.yaml")
             let participant = idLine.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -109,6 +112,34 @@ import WeftTestSupport
             // The domain manager lists it, keys registered.
             let (_, members, membersError) = try await WeftProcess.run(["domain-manager", "members", "--output", "json"] + admin, directory: dir)
             #expect(members.contains(#""member":"PAR::\#(participant)""#) && members.contains(#""registered":true"#), "\(members) \(membersError)")
+
+            // The participant as a daemon: connected through its admin API, it keeps the connection
+            // in its database and resumes it after a restart.
+            func startParticipant() async throws -> (WeftProcess, [String]) {
+                let node = try WeftProcess(["run", "-c", "participant.yaml", "--migrate"], directory: dir)
+                let ready = try #require(await node.nextLine(), "\(node.standardError)")
+                #expect(ready.hasPrefix("node participant1 (participant \(participant)) listening on 127.0.0.1:"), "\(ready)")
+                let port = try #require(Int(ready.split(separator: ":").last ?? ""))
+                return (node, ["--remote", "127.0.0.1:\(port)", "--plaintext"])
+            }
+            var (participantNode, participantAPI) = try await startParticipant()
+            let (_, noDomains, _) = try await WeftProcess.run(["participant", "domains"] + participantAPI, directory: dir)
+            #expect(noDomains.contains("no domain connections"), "\(noDomains)")
+            let (joined, joinedOutput, joinedError) = try await weft(
+                "participant", "connect-multi", "mydomain", "127.0.0.1:\(sequencerPort)", "--root-cert", "certs/ca.pem",
+                "--remote", participantAPI[1], "--remote-plaintext")
+            #expect(joined == 0, "\(joinedError)\nparticipant log:\n\(participantNode.standardError.suffix(4000))")
+            #expect(joinedOutput.contains("\(participant) is connected to \(domainID) (mydomain) through https://127.0.0.1:\(sequencerPort)"), "\(joinedOutput)")
+            participantNode.signal(SIGTERM)
+            #expect(await participantNode.exitStatus() == 0, "\(participantNode.standardError)")
+            (participantNode, participantAPI) = try await startParticipant()
+            let (_, domains, _) = try await WeftProcess.run(["participant", "domains", "--output", "json"] + participantAPI, directory: dir)
+            #expect(
+                domains.contains(#""alias":"mydomain""#) && domains.contains(#""connected":true"#) && domains.contains(#""domain":"\#(domainID)""#),
+                "\(domains)")
+            #expect(participantNode.standardError.contains("connected to sequencer"), "\(participantNode.standardError.suffix(4000))")
+            participantNode.signal(SIGTERM)
+            #expect(await participantNode.exitStatus() == 0, "\(participantNode.standardError)")
 
             // The domain parameters: shown, changed (signed and broadcast), shown again.
             let (changed, _, changeError) = try await WeftProcess.run(

@@ -376,5 +376,5 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [.skip, .string, .message(16)],  // weft.v1.OnboardRequest
     [.skip, .message(0)],  // weft.v1.OnboardResponse
     [],  // weft.v1.GetDomainInfoRequest
-    [.skip, .string, .message(12), .string],  // weft.v1.GetDomainInfoResponse
+    [.skip, .string, .message(12), .string, .skip, .message(3)],  // weft.v1.GetDomainInfoResponse
 ]

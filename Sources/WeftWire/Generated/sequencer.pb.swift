@@ -1424,6 +1424,17 @@ extension Weft.V1 {
             set { _uniqueStorage().submissionsRequireSignature = newValue }
         }
 
+        /// The sequencers' signing keys, as the topology registers them (the
+        /// owner-to-key mapping of the `SEQ::…` member): a member verifies the
+        /// signatures of its events with them. Trust in this answer rests on the
+        /// TLS certificate chain of the call (the domain's root certificate); a
+        /// member checks them again against the topology snapshot that is its first
+        /// event.
+        public var sequencerKeys: [Weft.V1.PublicKey] {
+            get { _storage.sequencerKeys }
+            set { _uniqueStorage().sequencerKeys = newValue }
+        }
+
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
             get { _storage.unknownFields }
@@ -1437,6 +1448,7 @@ extension Weft.V1 {
             var parameters: Weft.V1.DomainParameters? = nil
             var sequencers: [String] = []
             var submissionsRequireSignature: Bool = false
+            var sequencerKeys: [Weft.V1.PublicKey] = []
             var unknownFields: UnknownFields = UnknownFields()
             static let defaultInstance = _Storage()
             init() {}
@@ -1445,6 +1457,7 @@ extension Weft.V1 {
                 parameters = other.parameters
                 sequencers = other.sequencers
                 submissionsRequireSignature = other.submissionsRequireSignature
+                sequencerKeys = other.sequencerKeys
                 unknownFields = other.unknownFields
             }
         }
@@ -1463,6 +1476,7 @@ extension Weft.V1 {
         && l.parameters == r.parameters
         && l.sequencers == r.sequencers
         && l.submissionsRequireSignature == r.submissionsRequireSignature
+        && l.sequencerKeys == r.sequencerKeys
         && l.unknownFields == r.unknownFields
         }
 
@@ -1472,6 +1486,7 @@ extension Weft.V1 {
             hasher.combine(s.parameters)
             hasher.combine(s.sequencers)
             hasher.combine(s.submissionsRequireSignature)
+            hasher.combine(s.sequencerKeys)
             hasher.combine(s.unknownFields)
         }
 
@@ -1479,11 +1494,12 @@ extension Weft.V1 {
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(domain: String = "", parameters: Weft.V1.DomainParameters? = nil, sequencers: [String] = [], submissionsRequireSignature: Bool = false) {
+        public init(domain: String = "", parameters: Weft.V1.DomainParameters? = nil, sequencers: [String] = [], submissionsRequireSignature: Bool = false, sequencerKeys: [Weft.V1.PublicKey] = []) {
             self.domain = domain
             self.parameters = parameters
             self.sequencers = sequencers
             self.submissionsRequireSignature = submissionsRequireSignature
+            self.sequencerKeys = sequencerKeys
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -2096,6 +2112,7 @@ extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
         if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
         s.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDomainInfoResponse") }
         s.submissionsRequireSignature = c.submissions_require_signature != 0
+        s.sequencerKeys = try CBridge.array(c.sequencer_keys, c.n_sequencer_keys) { (e) throws(WireError) in try Weft.V1.PublicKey(c: e!, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -2107,6 +2124,8 @@ extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
         c.pointee.n_sequencers = s.sequencers.count
         c.pointee.sequencers = try CBridge.cArray(s.sequencers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDomainInfoResponse", 3) ?? CBridge.emptyCString }
         c.pointee.submissions_require_signature = s.submissionsRequireSignature ? 1 : 0
+        c.pointee.n_sequencer_keys = s.sequencerKeys.count
+        c.pointee.sequencer_keys = try CBridge.cArray(s.sequencerKeys, arena) { (e) throws(WireError) in Optional(try Weft.V1.PublicKey.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -2674,6 +2674,7 @@ extension Weft.V1.GetDomainInfoResponse {
         if !deep { m.parameters = Weft.V1.DomainParameters.sample(variant: 0, depth: depth + 1) }
         m.sequencers = ["s\(3 * 100 + depth * 10 + variant + 1)-é✓", "s\(3 * 100 + depth * 10 + variant + 2)-é✓"]
         m.submissionsRequireSignature = true
+        if !deep { m.sequencerKeys = [Weft.V1.PublicKey.sample(variant: 0, depth: depth + 1), Weft.V1.PublicKey.sample(variant: 1, depth: depth + 1)] }
         return m
     }
 }

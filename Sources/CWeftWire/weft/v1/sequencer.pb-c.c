@@ -1977,7 +1977,7 @@ const ProtobufCMessageDescriptor weft__v1__get_domain_info_request__descriptor =
   (ProtobufCMessageInit) weft__v1__get_domain_info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__get_domain_info_response__field_descriptors[4] =
+static const ProtobufCFieldDescriptor weft__v1__get_domain_info_response__field_descriptors[5] =
 {
   {
     "domain",
@@ -2027,17 +2027,30 @@ static const ProtobufCFieldDescriptor weft__v1__get_domain_info_response__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sequencer_keys",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__GetDomainInfoResponse, n_sequencer_keys),
+    offsetof(Weft__V1__GetDomainInfoResponse, sequencer_keys),
+    &weft__v1__public_key__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__get_domain_info_response__field_indices_by_name[] = {
   0,   /* field[0] = domain */
   1,   /* field[1] = parameters */
+  4,   /* field[4] = sequencer_keys */
   2,   /* field[2] = sequencers */
   3,   /* field[3] = submissions_require_signature */
 };
 static const ProtobufCIntRange weft__v1__get_domain_info_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor weft__v1__get_domain_info_response__descriptor =
 {
@@ -2047,7 +2060,7 @@ const ProtobufCMessageDescriptor weft__v1__get_domain_info_response__descriptor 
   "Weft__V1__GetDomainInfoResponse",
   "weft.v1",
   sizeof(Weft__V1__GetDomainInfoResponse),
-  4,
+  5,
   weft__v1__get_domain_info_response__field_descriptors,
   weft__v1__get_domain_info_response__field_indices_by_name,
   1,  weft__v1__get_domain_info_response__number_ranges,

@@ -508,10 +508,20 @@ struct  Weft__V1__GetDomainInfoResponse
    * Whether Send requires a signature in addition to the session token.
    */
   protobuf_c_boolean submissions_require_signature;
+  /*
+   * The sequencers' signing keys, as the topology registers them (the
+   * owner-to-key mapping of the `SEQ::…` member): a member verifies the
+   * signatures of its events with them. Trust in this answer rests on the
+   * TLS certificate chain of the call (the domain's root certificate); a
+   * member checks them again against the topology snapshot that is its first
+   * event.
+   */
+  size_t n_sequencer_keys;
+  Weft__V1__PublicKey **sequencer_keys;
 };
 #define WEFT__V1__GET_DOMAIN_INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__get_domain_info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, 0,NULL }
 
 
 /* Weft__V1__GetChallengeRequest methods */

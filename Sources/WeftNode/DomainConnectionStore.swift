@@ -1,0 +1,80 @@
+import WeftCrypto
+import WeftStore
+import WeftWire
+
+/// A participant's domain connection as its operator made it (`connect-multi`):
+/// kept in the participant's database so that the node reconnects after a
+/// restart without being told again.
+struct DomainConnectionSettings: Sendable, Equatable {
+    var alias: String
+    var domain: String
+    /// As given: `https://host:port`, `host:port` (TLS), or `http://host:port` (plaintext).
+    var sequencerURLs: [String]
+    /// The domain's root certificate the sequencers' TLS certificates chain to.
+    var rootCertificatePEM: String
+    /// The sequencers' signing keys, pinned at connect (`GetDomainInfo` over TLS) and checked
+    /// against the topology the participant is sent.
+    var sequencerKeys: [SigningPublicKey]
+}
+
+/// The table behind `DomainConnectionSettings` (component `participant-domains`).
+struct DomainConnectionStore: Sendable {
+    static let migrator = Migrator(component: "participant-domains", migrations: [
+        Migration(
+            1, "create participant_domain_connections",
+            """
+            CREATE TABLE participant_domain_connections (
+                participant    text   NOT NULL,
+                alias          text   NOT NULL,
+                domain         text   NOT NULL,
+                sequencer_urls text[] NOT NULL,
+                root_cert_pem  text   NOT NULL,
+                sequencer_keys bytea  NOT NULL,
+                PRIMARY KEY (participant, alias)
+            );
+            COMMENT ON TABLE participant_domain_connections IS
+                'Domains a participant node connects to at start (weft participant connect-multi); sequencer_keys is a serialized weft.v1.GetDomainInfoResponse holding the pinned keys.';
+            """)
+    ])
+
+    let database: PostgresDatabase
+    let participant: String
+
+    func load() async throws -> [DomainConnectionSettings] {
+        let rows = try await database.withConnection { connection in
+            try connection.execute(
+                "SELECT alias, domain, array_to_string(sequencer_urls, E'\\n'), root_cert_pem, sequencer_keys FROM participant_domain_connections WHERE participant = $1 ORDER BY alias",
+                [.text(participant)]
+            ).rows
+        }
+        return try rows.map { row in
+            let keys = try Weft.V1.GetDomainInfoResponse(serializedBytes: try row[4].bytes ?? [])
+            return DomainConnectionSettings(
+                alias: try row[0].string ?? "", domain: try row[1].string ?? "",
+                sequencerURLs: (try row[2].string ?? "").split(separator: "\n").map(String.init), rootCertificatePEM: try row[3].string ?? "",
+                sequencerKeys: try keys.sequencerKeys.map { try SigningPublicKey($0) })
+        }
+    }
+
+    func save(_ settings: DomainConnectionSettings) async throws {
+        let keys = Weft.V1.GetDomainInfoResponse(domain: settings.domain, sequencerKeys: settings.sequencerKeys.map { $0.wire() })
+        _ = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                INSERT INTO participant_domain_connections (participant, alias, domain, sequencer_urls, root_cert_pem, sequencer_keys)
+                VALUES ($1, $2, $3, string_to_array($4, E'\\n'), $5, $6)
+                ON CONFLICT (participant, alias) DO UPDATE
+                SET domain = EXCLUDED.domain, sequencer_urls = EXCLUDED.sequencer_urls, root_cert_pem = EXCLUDED.root_cert_pem,
+                    sequencer_keys = EXCLUDED.sequencer_keys
+                """,
+                [.text(participant), .text(settings.alias), .text(settings.domain), .text(settings.sequencerURLs.joined(separator: "\n")),
+                 .text(settings.rootCertificatePEM), .bytes(try keys.serializedBytes())])
+        }
+    }
+
+    func remove(alias: String) async throws {
+        _ = try await database.withConnection { connection in
+            try connection.execute("DELETE FROM participant_domain_connections WHERE participant = $1 AND alias = $2", [.text(participant), .text(alias)])
+        }
+    }
+}

@@ -1,0 +1,253 @@
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import WeftCrypto
+import WeftParticipant
+import WeftSequencer
+import WeftStore
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// A participant node: its keys, its database, its connection to a domain
+/// (made by `connect-multi`, kept in the database, resumed at start), the
+/// participant core processing its sequencer stream, and its APIs — the
+/// participant administration service and the Ledger API — on its `listen`
+/// address.
+final class ParticipantDaemon: Service {
+    let settings: NodeSettings
+    let keys: ParticipantKeys
+    let id: UniqueIdentifier
+    let logger: Logger
+    let ready: @Sendable (String) -> Void
+
+    init(_ settings: NodeSettings, logger: Logger, ready: @escaping @Sendable (String) -> Void) throws(ConfigurationError) {
+        self.settings = settings
+        do {
+            keys = try ParticipantKeys.load(node: settings.name, section: settings.section)
+            id = try keys.id
+        } catch {
+            throw .invalid(
+                key: settings.section.fullKey("namespace-key"), value: settings.section.string("namespace-key", default: "keys/\(settings.name)-namespace-key.pem"),
+                expected: "readable key files made by `weft participant id` or `weft keys generate` (\(error))",
+                source: settings.section.source(of: "namespace-key") ?? .defaultValue)
+        }
+        var logger = logger
+        logger[metadataKey: "node"] = "\(settings.name)"
+        self.logger = logger
+        self.ready = ready
+    }
+
+    func run() async throws {
+        let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
+        defer { Task { await database.shutdown() } }
+        try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .participant), migrate: settings.migrate, logger: logger)
+        let runtime = ParticipantRuntime(
+            identity: ParticipantIdentity(id: id, signingKey: keys.signing, encryptionKey: keys.encryption), namespaceKey: keys.namespace,
+            database: database, rpc: settings.rpc, logger: logger)
+        try await runtime.resume()
+        var router = RPCRouter()
+        ParticipantAdministration(runtime: runtime).register(on: &router)
+        let server: RPCServer
+        do {
+            server = try await RPCServer.start(
+                host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
+                configuration: settings.rpc, logger: logger)
+        } catch {
+            await runtime.stop()
+            throw error
+        }
+        let observability = try await NodeObservability.start(settings, logger: logger)
+        ready("node \(settings.name) (participant \(id)) listening on \(settings.listenHost):\(server.port)" + observability.readyNote)
+        try? await gracefulShutdown()
+        logger.info("draining", metadata: ["timeout": "\(settings.drainTimeout)"])
+        observability.drain()
+        await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
+        await observability.close()
+        await runtime.stop()
+        logger.info("stopped")
+    }
+}
+
+/// What a participant node runs, once connected: its domain connection and its core.
+actor ParticipantRuntime {
+    let identity: ParticipantIdentity
+    let namespaceKey: SigningPrivateKey
+    let database: PostgresDatabase
+    let store: ParticipantStore
+    let connections: DomainConnectionStore
+    let rpc: RPCConfiguration
+    let logger: Logger
+    private(set) var node: ParticipantNode?
+    private var connected: DomainConnectionSettings?
+
+    init(identity: ParticipantIdentity, namespaceKey: SigningPrivateKey, database: PostgresDatabase, rpc: RPCConfiguration, logger: Logger) {
+        self.identity = identity
+        self.namespaceKey = namespaceKey
+        self.database = database
+        store = ParticipantStore(database: database, participant: identity.id)
+        connections = DomainConnectionStore(database: database, participant: identity.id.description)
+        self.rpc = rpc
+        self.logger = logger
+    }
+
+    /// Reconnects to the domain stored by an earlier `connect`.
+    func resume() async throws {
+        guard let stored = try await connections.load().first else {
+            logger.info("not connected to a domain yet; connect with `weft participant connect-multi … --remote <this node>`")
+            return
+        }
+        try await start(stored)
+    }
+
+    /// The stored connections, and whether each is running.
+    func list() async throws -> [(DomainConnectionSettings, connected: Bool)] {
+        try await connections.load().map { ($0, $0.alias == connected?.alias) }
+    }
+
+    /// Connects to the domain whose sequencers are `urls`: asks the first that answers for the
+    /// domain's identity and keys, presents the participant's identity (the domain manager
+    /// admits it only if allow-listed), stores the connection and starts processing.
+    func connect(alias: String, urls: [String], rootCertificatePEM: String) async throws -> String {
+        guard !alias.isEmpty, !urls.isEmpty else {
+            throw RPCError(.invalidArgument, "give a domain alias and at least one sequencer URL", errorID: "PARTICIPANT_CONNECT_ARGUMENTS")
+        }
+        if let connected {
+            guard connected.alias == alias else {
+                throw RPCError(
+                    .failedPrecondition, "connected to domain \(connected.alias) (\(connected.domain)) already; this release connects a participant to one domain",
+                    errorID: "PARTICIPANT_ALREADY_CONNECTED")
+            }
+            return connected.domain
+        }
+        let endpoints = try urls.map { try Self.endpoint($0, rootCertificatePEM: rootCertificatePEM) }
+        var failures: [String] = []
+        for endpoint in endpoints {
+            let client: RPCClient
+            do {
+                client = try await RPCClient.connect(host: endpoint.host, port: endpoint.port, security: endpoint.security, configuration: rpc)
+            } catch {
+                failures.append("\(endpoint): \(error)")
+                continue
+            }
+            defer { Task { await client.close() } }
+            let info = try await client.sequencer.getDomainInfo(.init(), timeout: .seconds(30))
+            let domain = try UniqueIdentifier(parsing: info.domain)
+            let identityTransactions = try SignedTopologyTransaction.participantIdentity(
+                identity.id, namespaceKey: namespaceKey, signingKey: identity.signingKey.publicKey, encryptionKey: identity.encryptionKey.publicKey,
+                domain: domain
+            ).map(\.wire)
+            _ = try await client.sequencer.onboard(.init(participant: identity.id.description, identity: identityTransactions), timeout: .seconds(60))
+            let settings = DomainConnectionSettings(
+                alias: alias, domain: info.domain, sequencerURLs: urls, rootCertificatePEM: rootCertificatePEM,
+                sequencerKeys: try info.sequencerKeys.map { try SigningPublicKey($0) })
+            guard !settings.sequencerKeys.isEmpty else {
+                throw RPCError(.failedPrecondition, "the sequencer named no signing keys of its own; is it initialized?", errorID: "PARTICIPANT_NO_SEQUENCER_KEYS")
+            }
+            try await connections.save(settings)
+            try await start(settings)
+            logger.info("connected to domain", metadata: ["alias": "\(alias)", "domain": "\(info.domain)"])
+            return info.domain
+        }
+        throw RPCError(.unavailable, "no sequencer answered: \(failures.joined(separator: "; "))", errorID: "PARTICIPANT_SEQUENCERS_UNAVAILABLE")
+    }
+
+    /// Stops processing the domain's stream and forgets the connection; the participant's
+    /// ledger stays, and a later `connect` resumes from where it stopped.
+    func disconnect(alias: String) async throws {
+        guard try await connections.load().contains(where: { $0.alias == alias }) else {
+            throw RPCError(.notFound, "no domain connection named \(alias); `weft participant domains` lists them", errorID: "PARTICIPANT_UNKNOWN_DOMAIN")
+        }
+        if connected?.alias == alias {
+            await node?.stop()
+            node = nil
+            connected = nil
+        }
+        try await connections.remove(alias: alias)
+    }
+
+    func stop() async {
+        await node?.stop()
+        node = nil
+    }
+
+    private func start(_ settings: DomainConnectionSettings) async throws {
+        let domain = try UniqueIdentifier(parsing: settings.domain)
+        let topology = MemberTopology(
+            domain: domain, store: TopologyStore(database: database, domain: domain, member: identity.member, logger: logger), logger: logger)
+        try await topology.start()
+        if await topology.isInitialized {
+            // The keys pinned at connect must be the ones the domain's topology registers.
+            let sequencer = MemberID(role: .sequencer, identifier: domain)
+            let registered = Set(await topology.snapshot(at: SequencingTimestamp(microsSinceEpoch: .max)).signingKeys(of: sequencer).map(\.fingerprint))
+            guard Set(settings.sequencerKeys.map(\.fingerprint)).isSubset(of: registered) else {
+                throw RPCError(
+                    .failedPrecondition,
+                    "the sequencer keys pinned when connecting to \(settings.alias) are not the ones the domain's topology registers; disconnect and connect again after checking the domain's root certificate",
+                    errorID: "PARTICIPANT_SEQUENCER_KEYS_MISMATCH")
+            }
+        }
+        let connection = SequencerConnection(
+            member: identity.member.description, domain: settings.domain, key: identity.signingKey, sequencerKeys: settings.sequencerKeys,
+            endpoints: try settings.sequencerURLs.map { try Self.endpoint($0, rootCertificatePEM: settings.rootCertificatePEM) }, configuration: rpc,
+            logger: logger)
+        node = try await ParticipantNode.start(identity: identity, domain: domain, store: store, topology: topology, connection: connection, logger: logger)
+        connected = settings
+    }
+
+    /// `https://host:port` or `host:port` (TLS with the root certificate), `http://host:port` (plaintext).
+    static func endpoint(_ url: String, rootCertificatePEM: String) throws -> SequencerConnection.Endpoint {
+        var rest = Substring(url)
+        var plaintext = false
+        if rest.hasPrefix("https://") {
+            rest = rest.dropFirst("https://".count)
+        } else if rest.hasPrefix("http://") {
+            rest = rest.dropFirst("http://".count)
+            plaintext = true
+        }
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else {
+            throw RPCError(.invalidArgument, "sequencer URL \(url): expected https://host:port", errorID: "PARTICIPANT_BAD_SEQUENCER_URL")
+        }
+        let host = String(rest[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if plaintext { return .init(host: host, port: port, security: .plaintext) }
+        guard !rootCertificatePEM.isEmpty else {
+            throw RPCError(.invalidArgument, "give the domain's root certificate (--root-cert ca.pem) to reach \(url) over TLS", errorID: "PARTICIPANT_NO_ROOT_CERT")
+        }
+        let tls = try TLSContext(.init(role: .client(serverHostname: host), trustRootsPEM: rootCertificatePEM))
+        return .init(host: host, port: port, security: .tls(tls))
+    }
+}
+
+/// `weft.v1.ParticipantAdministrationService` of a participant node.
+struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provider {
+    let runtime: ParticipantRuntime
+
+    func getParticipantID(_ request: Weft.V1.GetParticipantIdRequest, context: RPCCallContext) async throws -> Weft.V1.GetParticipantIdResponse {
+        .init(participant: runtime.identity.id.description)
+    }
+
+    func connectDomain(_ request: Weft.V1.ConnectDomainRequest, context: RPCCallContext) async throws -> Weft.V1.ConnectDomainResponse {
+        .init(domain: try await runtime.connect(alias: request.alias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem))
+    }
+
+    func disconnectDomain(_ request: Weft.V1.DisconnectDomainRequest, context: RPCCallContext) async throws -> Weft.V1.DisconnectDomainResponse {
+        try await runtime.disconnect(alias: request.alias)
+        return .init()
+    }
+
+    func listDomainConnections(_ request: Weft.V1.ListDomainConnectionsRequest, context: RPCCallContext) async throws -> Weft.V1.ListDomainConnectionsResponse {
+        .init(connections: try await runtime.list().map { settings, connected in
+            .init(alias: settings.alias, domain: settings.domain, sequencerURLs: settings.sequencerURLs, connected: connected)
+        })
+    }
+
+    func exportAcs(_ request: Weft.V1.ExportAcsRequest, responses: RPCMessageWriter<Weft.V1.ExportAcsResponse>, context: RPCCallContext) async throws {
+        throw RPCError(.unimplemented, "ACS export (repair) is not in this release", errorID: "PARTICIPANT_REPAIR_NOT_AVAILABLE")
+    }
+
+    func importAcs(_ requests: RPCMessageStream<Weft.V1.ImportAcsRequest>, context: RPCCallContext) async throws -> Weft.V1.ImportAcsResponse {
+        throw RPCError(.unimplemented, "ACS import (repair) is not in this release", errorID: "PARTICIPANT_REPAIR_NOT_AVAILABLE")
+    }
+}
