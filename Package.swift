@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "WeftProtocol", targets: ["WeftProtocol"]),
         .library(name: "WeftMediator", targets: ["WeftMediator"]),
         .library(name: "WeftParticipant", targets: ["WeftParticipant"]),
+        .library(name: "WeftLedgerAPI", targets: ["WeftLedgerAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -124,6 +125,15 @@ let package = Package(
             dependencies: [
                 "WeftProtocol", "WeftContracts", "WeftTopology", "WeftSequencer", "WeftTransport", "WeftStore",
                 "WeftCrypto", "WeftWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Ledger API: the participant's services for applications, over the transport.
+        .target(
+            name: "WeftLedgerAPI",
+            dependencies: [
+                "WeftParticipant", "WeftContracts", "WeftTopology", "WeftTransport", "WeftStore", "WeftCrypto", "WeftWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -239,7 +249,7 @@ let package = Package(
             name: "WeftParticipantTests",
             dependencies: [
                 "WeftParticipant", "WeftMediator", "WeftProtocol", "WeftSequencer", "WeftContracts", "WeftTopology",
-                "WeftStore", "WeftCrypto", "WeftWire", "WeftTransport", "WeftTestSupport",
+                "WeftStore", "WeftCrypto", "WeftWire", "WeftTransport", "WeftTestSupport", "WeftLedgerAPI",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
