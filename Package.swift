@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "WeftProtocol", targets: ["WeftProtocol"]),
         .library(name: "WeftMediator", targets: ["WeftMediator"]),
         .library(name: "WeftParticipant", targets: ["WeftParticipant"]),
+        .library(name: "WeftLedgerAPI", targets: ["WeftLedgerAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -150,6 +151,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The Ledger API: the participant's services for applications, over the transport.
+        .target(
+            name: "WeftLedgerAPI",
+            dependencies: [
+                "WeftParticipant", "WeftContracts", "WeftTopology", "WeftTransport", "WeftStore", "WeftCrypto", "WeftWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "WeftSequencer",
             dependencies: [
@@ -170,7 +180,7 @@ let package = Package(
             name: "WeftNode",
             dependencies: [
                 "WeftSequencer", "WeftDomainManager", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
-                "WeftObservability", "WeftParticipant",
+                "WeftObservability", "WeftParticipant", "WeftLedgerAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
@@ -277,7 +287,7 @@ let package = Package(
             name: "WeftParticipantTests",
             dependencies: [
                 "WeftParticipant", "WeftMediator", "WeftProtocol", "WeftSequencer", "WeftContracts", "WeftTopology",
-                "WeftStore", "WeftCrypto", "WeftWire", "WeftTransport", "WeftTestSupport",
+                "WeftStore", "WeftCrypto", "WeftWire", "WeftTransport", "WeftTestSupport", "WeftLedgerAPI",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

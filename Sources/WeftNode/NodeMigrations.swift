@@ -1,4 +1,5 @@
 import WeftDomainManager
+import WeftLedgerAPI
 import WeftParticipant
 import WeftTopology
 import WeftSequencer
@@ -10,7 +11,7 @@ public enum NodeMigrations {
         switch kind {
         case .sequencer: [Sequencer.migrator, SequencerTopology.migrator]
         case .domainManager: [DomainManager.migrator]
-        case .participant: [ParticipantStore.migrator, TopologyStore.memberMigrator, DomainConnectionStore.migrator]
+        case .participant: [ParticipantStore.migrator, TopologyStore.memberMigrator, DomainConnectionStore.migrator, LedgerAPI.migrator]
         case .mediator: []
         }
     }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import WeftCrypto
+import WeftLedgerAPI
 import WeftParticipant
 import WeftSequencer
 import WeftStore
@@ -49,6 +50,14 @@ final class ParticipantDaemon: Service {
         try await runtime.resume()
         var router = RPCRouter()
         ParticipantAdministration(runtime: runtime).register(on: &router)
+        // The Ledger API exists once the participant is connected to a domain; until then its
+        // calls are UNAVAILABLE with what to do.
+        router.registerDeferred(
+            LedgerAPI.methods,
+            unavailable: RPCError(
+                .unavailable, "participant \(id) is not connected to a domain yet; connect it with `weft participant connect-multi … --remote`",
+                errorID: "PARTICIPANT_NOT_CONNECTED")
+        ) { await runtime.ledgerRouter }
         let server: RPCServer
         do {
             server = try await RPCServer.start(
@@ -80,6 +89,9 @@ actor ParticipantRuntime {
     let rpc: RPCConfiguration
     let logger: Logger
     private(set) var node: ParticipantNode?
+    private var ledgerAPI: LedgerAPI?
+    /// The Ledger API's routes while connected.
+    private(set) var ledgerRouter: RPCRouter?
     private var connected: DomainConnectionSettings?
 
     init(identity: ParticipantIdentity, namespaceKey: SigningPrivateKey, database: PostgresDatabase, rpc: RPCConfiguration, logger: Logger) {
@@ -159,17 +171,17 @@ actor ParticipantRuntime {
         guard try await connections.load().contains(where: { $0.alias == alias }) else {
             throw RPCError(.notFound, "no domain connection named \(alias); `weft participant domains` lists them", errorID: "PARTICIPANT_UNKNOWN_DOMAIN")
         }
-        if connected?.alias == alias {
-            await node?.stop()
-            node = nil
-            connected = nil
-        }
+        if connected?.alias == alias { await stop() }
         try await connections.remove(alias: alias)
     }
 
     func stop() async {
+        ledgerRouter = nil
+        await ledgerAPI?.stop()
+        ledgerAPI = nil
         await node?.stop()
         node = nil
+        connected = nil
     }
 
     private func start(_ settings: DomainConnectionSettings) async throws {
@@ -192,7 +204,19 @@ actor ParticipantRuntime {
             member: identity.member.description, domain: settings.domain, key: identity.signingKey, sequencerKeys: settings.sequencerKeys,
             endpoints: try settings.sequencerURLs.map { try Self.endpoint($0, rootCertificatePEM: settings.rootCertificatePEM) }, configuration: rpc,
             logger: logger)
-        node = try await ParticipantNode.start(identity: identity, domain: domain, store: store, topology: topology, connection: connection, logger: logger)
+        let node = try await ParticipantNode.start(identity: identity, domain: domain, store: store, topology: topology, connection: connection, logger: logger)
+        let api: LedgerAPI
+        do {
+            api = try await LedgerAPI.start(participant: node, database: database, logger: logger)
+        } catch {
+            await node.stop()
+            throw error
+        }
+        var router = RPCRouter()
+        api.register(on: &router)
+        self.node = node
+        ledgerAPI = api
+        ledgerRouter = router
         connected = settings
     }
 

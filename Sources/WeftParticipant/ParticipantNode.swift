@@ -42,7 +42,9 @@ public actor ParticipantNode {
     private let configuration: ParticipantConfiguration
     private let logger: Logger
 
-    private var cursor: ParticipantStore.Cursor
+    private var cursor: ParticipantStore.Cursor {
+        didSet { cursorMoved(to: cursor.nextCounter) }
+    }
     private var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
     private var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
@@ -57,6 +59,11 @@ public actor ParticipantNode {
     private var outcomes: [Digest32: String] = [:]
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, Never>]] = [:]
     private var processing: Task<Void, Never>?
+    /// Ledger API followers (ParticipantNode+Subscriptions.swift): completions as they happen,
+    /// and each move of the cursor, so readers wait on events instead of polling.
+    var completionSubscribers: [UInt64: AsyncStream<CommandCompletion>.Continuation] = [:]
+    var progressSubscribers: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
+    var nextSubscriberID: UInt64 = 0
 
     private init(
         identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore,
@@ -371,6 +378,7 @@ public actor ParticipantNode {
     }
 
     private func complete(_ key: CommandKey, _ completion: Completion) {
+        publish(CommandCompletion(command: key, completion: completion))
         for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
     }
 

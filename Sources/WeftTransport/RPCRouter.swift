@@ -49,6 +49,23 @@ public struct RPCRouter: Sendable {
         routes.merge(other.routes) { mine, _ in mine }
     }
 
+    /// Serves `methods` with the routes of a router that exists only later: each call asks
+    /// `current()` for it and runs that router's route for the same path, or fails with
+    /// `unavailable` while there is none. A participant's Ledger API is served this way before
+    /// the participant is connected to a domain: the paths exist (reflection lists them, a
+    /// client gets UNAVAILABLE saying why rather than UNIMPLEMENTED).
+    public mutating func registerDeferred(
+        _ methods: [MethodDescriptor], unavailable: RPCError, current: @escaping @Sendable () async -> RPCRouter?
+    ) {
+        for method in methods {
+            let path = method.path
+            routes[path] = Route(kind: method.kind) { inbound, send, context in
+                guard let route = await current()?.routes[path] else { throw unavailable }
+                return try await route.handler(inbound, send, context)
+            }
+        }
+    }
+
     /// The paths served, sorted.
     public var paths: [String] { routes.keys.sorted() }
 

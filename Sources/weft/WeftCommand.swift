@@ -16,7 +16,8 @@ struct WeftCommand: AsyncParsableCommand {
         version: "0.1.0 (wire protocol weft/1, schema weft.v1)",
         subcommands: [
             RunCommand.self, DatabaseCommand.self, KeysCommand.self, DomainManagerCommand.self, ParticipantCommand.self, CertsCommand.self,
-            DemoCommand.self, ConfigCommand.self, HealthCommand.self,
+            DemoCommand.self, ConfigCommand.self, HealthCommand.self, PartyCommand.self, PackageCommand.self, SubmitCommand.self,
+            ActiveContractsCommand.self, TransactionsCommand.self, LedgerEndCommand.self,
         ]
     )
 }

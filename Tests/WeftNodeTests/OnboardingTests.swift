@@ -125,6 +125,9 @@ import WeftTestSupport
             var (participantNode, participantAPI) = try await startParticipant()
             let (_, noDomains, _) = try await WeftProcess.run(["participant", "domains"] + participantAPI, directory: dir)
             #expect(noDomains.contains("no domain connections"), "\(noDomains)")
+            // The Ledger API answers, but says it has no domain yet.
+            let (unconnected, _, unconnectedError) = try await WeftProcess.run(["ledger-end"] + participantAPI, directory: dir)
+            #expect(unconnected != 0 && unconnectedError.contains("PARTICIPANT_NOT_CONNECTED"), "\(unconnectedError)")
             let (joined, joinedOutput, joinedError) = try await weft(
                 "participant", "connect-multi", "mydomain", "127.0.0.1:\(sequencerPort)", "--root-cert", "certs/ca.pem",
                 "--remote", participantAPI[1], "--remote-plaintext")
@@ -138,6 +141,8 @@ import WeftTestSupport
                 domains.contains(#""alias":"mydomain""#) && domains.contains(#""connected":true"#) && domains.contains(#""domain":"\#(domainID)""#),
                 "\(domains)")
             #expect(participantNode.standardError.contains("connected to sequencer"), "\(participantNode.standardError.suffix(4000))")
+            let (ended, ledgerEnd, ledgerEndError) = try await WeftProcess.run(["ledger-end"] + participantAPI, directory: dir)
+            #expect(ended == 0 && ledgerEnd == "0\n", "\(ledgerEnd) \(ledgerEndError)")
             participantNode.signal(SIGTERM)
             #expect(await participantNode.exitStatus() == 0, "\(participantNode.standardError)")
 

@@ -692,7 +692,10 @@ extension Weft.V1 {
             set { _uniqueStorage().submissionID = newValue }
         }
 
-        /// Ledger offset of the completion.
+        /// Position of the completion in this participant's completion stream:
+        /// 1, 2, 3, … in the order completions are decided. Its own sequence, not a
+        /// ledger offset (a rejection has none); resume a stream after it with
+        /// `CompletionStreamRequest.begin_exclusive`.
         public var offset: UInt64 {
             get { _storage.offset }
             set { _uniqueStorage().offset = newValue }
@@ -801,7 +804,8 @@ extension Weft.V1 {
         /// Only completions of commands acting as these parties.
         public var parties: [String] = []
 
-        /// Start after this offset; 0 is the ledger's beginning.
+        /// Start after this completion offset (`Completion.offset`); 0 is the
+        /// beginning.
         public var beginExclusive: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.

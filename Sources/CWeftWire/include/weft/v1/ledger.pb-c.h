@@ -298,7 +298,10 @@ struct  Weft__V1__Completion
    */
   char *submission_id;
   /*
-   * Ledger offset of the completion.
+   * Position of the completion in this participant's completion stream:
+   * 1, 2, 3, … in the order completions are decided. Its own sequence, not a
+   * ledger offset (a rejection has none); resume a stream after it with
+   * `CompletionStreamRequest.begin_exclusive`.
    */
   uint64_t offset;
 };
@@ -323,7 +326,8 @@ struct  Weft__V1__CompletionStreamRequest
   size_t n_parties;
   char **parties;
   /*
-   * Start after this offset; 0 is the ledger's beginning.
+   * Start after this completion offset (`Completion.offset`); 0 is the
+   * beginning.
    */
   uint64_t begin_exclusive;
 };

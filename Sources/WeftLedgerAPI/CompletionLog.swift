@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+import WeftParticipant
+import WeftStore
+import WeftTransport
+import WeftWire
+
+/// The completion stream's log: every completion the participant decides, in the order it
+/// decides them, numbered 1, 2, 3, … (the completion offset) and stored in PostgreSQL, so an
+/// application resumes its completion stream after a restart of either side.
+///
+/// A command submitted through the Ledger API is recorded here (with its act-as parties)
+/// before it is sent; its completion fills the row and gives it its offset. Completions of
+/// commands submitted otherwise (the Swift API) get a row of their own, without act-as
+/// parties. Completion offsets are their own sequence, not ledger offsets: a rejection has
+/// no transaction and so no ledger offset (docs/ledger-api.md).
+actor CompletionLog {
+    static let migrator = Migrator(
+        component: "ledger-api",
+        migrations: [
+            Migration(
+                1, "create the Ledger API's tables",
+                """
+                CREATE TABLE ledger_api_completions (
+                    participant       text   NOT NULL,
+                    application_id    text   NOT NULL,
+                    command_id        text   NOT NULL,
+                    submission_id     text   NOT NULL,
+                    act_as            text   NOT NULL,
+                    completion_offset bigint,
+                    status_code       integer,
+                    error_id          text,
+                    message           text,
+                    transaction_id    text,
+                    PRIMARY KEY (participant, application_id, command_id, submission_id)
+                );
+                CREATE UNIQUE INDEX ledger_api_completions_by_offset
+                    ON ledger_api_completions (participant, completion_offset);
+                COMMENT ON TABLE ledger_api_completions IS
+                    'Commands submitted through the Ledger API (act_as: the parties, one per line) and their completions; completion_offset is NULL while in flight, then the position in the completion stream (1, 2, …).';
+                CREATE TABLE ledger_api_parties (
+                    participant  text NOT NULL,
+                    party        text NOT NULL,
+                    display_name text NOT NULL,
+                    PRIMARY KEY (participant, party)
+                );
+                COMMENT ON TABLE ledger_api_parties IS
+                    'Display names given to parties allocated through the Ledger API (the topology has none).';
+                """)
+        ])
+
+    private let database: PostgresDatabase
+    private let participantID: String
+    private let logger: Logger
+    private var lastOffset: Int64
+    private var subscribers: [UInt64: AsyncStream<Weft.V1.Completion>.Continuation] = [:]
+    private var nextSubscriber: UInt64 = 0
+    private var following: Task<Void, Never>?
+
+    private init(database: PostgresDatabase, participantID: String, lastOffset: Int64, logger: Logger) {
+        self.database = database
+        self.participantID = participantID
+        self.lastOffset = lastOffset
+        self.logger = logger
+    }
+
+    /// Migrates the log's tables, reads where it stopped and follows `participant`'s completions.
+    static func start(database: PostgresDatabase, participant: ParticipantNode, logger: Logger) async throws -> CompletionLog {
+        _ = try await database.withConnection { try migrator.migrate($0) }
+        let me = PostgresValue.text(participant.identity.id.description)
+        let last = try await database.withConnection { connection in
+            try connection.execute(
+                "SELECT coalesce(max(completion_offset), 0) FROM ledger_api_completions WHERE participant = $1", [me]
+            ).rows.first?.first?.int64 ?? 0
+        }
+        let log = CompletionLog(
+            database: database, participantID: participant.identity.id.description, lastOffset: last, logger: logger)
+        let events = await participant.completionEvents()
+        await log.follow(events)
+        return log
+    }
+
+    private func follow(_ events: AsyncStream<CommandCompletion>) {
+        following = Task { [weak self] in
+            for await event in events {
+                guard let self else { return }
+                await self.record(event)
+            }
+        }
+    }
+
+    func stop() {
+        following?.cancel()
+        following = nil
+        for subscriber in subscribers.values { subscriber.finish() }
+        subscribers = [:]
+    }
+
+    /// Records a command about to be sent through the Ledger API.
+    func submitted(_ key: CommandKey, submissionID: String, actAs: [String]) async throws {
+        let values: [PostgresValue] = [
+            .text(participantID), .text(key.applicationID), .text(key.commandID), .text(submissionID),
+            .text(actAs.joined(separator: "\n")),
+        ]
+        _ = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                INSERT INTO ledger_api_completions (participant, application_id, command_id, submission_id, act_as)
+                VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
+                """, values)
+        }
+    }
+
+    /// Stores a completion with the next offset and hands it to the streams that follow.
+    func record(_ event: CommandCompletion) async {
+        let (code, errorID, message, transactionID) = Self.status(event.completion)
+        let offset = lastOffset + 1
+        let values: [PostgresValue] = [
+            .text(participantID), .text(event.command.applicationID), .text(event.command.commandID), .int64(offset),
+            .int64(Int64(code.rawValue)), .text(errorID), .text(message), .text(transactionID),
+        ]
+        do {
+            let row = try await database.transaction { connection in
+                // The oldest row of this command still in flight: the submission completing now.
+                if let row = try connection.execute(
+                    """
+                    UPDATE ledger_api_completions SET completion_offset = $4, status_code = $5, error_id = $6,
+                        message = $7, transaction_id = $8
+                    WHERE (participant, application_id, command_id, submission_id) = (
+                        SELECT participant, application_id, command_id, submission_id FROM ledger_api_completions
+                        WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND completion_offset IS NULL
+                        LIMIT 1)
+                    RETURNING submission_id, act_as
+                    """, values
+                ).rows.first {
+                    return (try row[0].string ?? "", try row[1].string ?? "")
+                }
+                _ = try connection.execute(
+                    """
+                    INSERT INTO ledger_api_completions (participant, application_id, command_id, submission_id, act_as,
+                        completion_offset, status_code, error_id, message, transaction_id)
+                    VALUES ($1, $2, $3, 'offset-' || $4::text, '', $4, $5, $6, $7, $8)
+                    """, values)
+                return ("", "")
+            }
+            lastOffset = offset
+            let completion = Self.wire(
+                event.command, offset: offset, code: code, errorID: errorID, message: message,
+                transactionID: transactionID, submissionID: row.0, actAs: row.1)
+            for subscriber in subscribers.values { subscriber.yield(completion) }
+        } catch {
+            logger.error(
+                "a completion could not be stored for the completion stream; the command's outcome is still in the participant's store",
+                metadata: ["command": "\(event.command)", "error": "\(error)"])
+        }
+    }
+
+    /// Completions from now on, as they are stored.
+    func subscribe() -> AsyncStream<Weft.V1.Completion> {
+        let (stream, continuation) = AsyncStream<Weft.V1.Completion>.makeStream(bufferingPolicy: .unbounded)
+        let id = nextSubscriber
+        nextSubscriber += 1
+        subscribers[id] = continuation
+        continuation.onTermination = { [weak self] _ in Task { await self?.unsubscribe(id) } }
+        return stream
+    }
+
+    private func unsubscribe(_ id: UInt64) { subscribers[id] = nil }
+
+    /// Stored completions after `offset`, oldest first, at most `limit`.
+    func completions(after offset: Int64, limit: Int) async throws -> [Weft.V1.Completion] {
+        let values: [PostgresValue] = [.text(participantID), .int64(offset), .int64(Int64(limit))]
+        return try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT application_id, command_id, submission_id, act_as, completion_offset, status_code, error_id,
+                    message, transaction_id
+                FROM ledger_api_completions
+                WHERE participant = $1 AND completion_offset > $2 ORDER BY completion_offset LIMIT $3
+                """, values
+            ).rows.map { row in
+                let code = StatusCode(rawValue: UInt32(clamping: try row[5].int64 ?? 2)) ?? .unknown
+                return Self.wire(
+                    CommandKey(applicationID: try row[0].string ?? "", commandID: try row[1].string ?? ""),
+                    offset: try row[4].int64 ?? 0, code: code, errorID: try row[6].string ?? "",
+                    message: try row[7].string ?? "", transactionID: try row[8].string ?? "",
+                    submissionID: try row[2].string ?? "", actAs: try row[3].string ?? "")
+            }
+        }
+    }
+
+    /// The display name given to `party` when it was allocated here, if any.
+    func displayNames() async throws -> [String: String] {
+        let me = PostgresValue.text(participantID)
+        let rows = try await database.withConnection { connection in
+            try connection.execute("SELECT party, display_name FROM ledger_api_parties WHERE participant = $1", [me]).rows
+        }
+        var names: [String: String] = [:]
+        for row in rows {
+            let party = try row[0].string ?? ""
+            names[party] = try row[1].string ?? ""
+        }
+        return names
+    }
+
+    func setDisplayName(_ name: String, of party: String) async throws {
+        let values: [PostgresValue] = [.text(participantID), .text(party), .text(name)]
+        _ = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                INSERT INTO ledger_api_parties (participant, party, display_name) VALUES ($1, $2, $3)
+                ON CONFLICT (participant, party) DO UPDATE SET display_name = excluded.display_name
+                """, values)
+        }
+    }
+
+    private static func status(_ completion: Completion) -> (StatusCode, String, String, String) {
+        switch completion {
+        case .succeeded(let transactionID, _): (.ok, "", "", transactionID)
+        case .rejected(let reasonID, let message): (.aborted, reasonID, message, "")
+        case .duplicate(let previous):
+            (
+                .alreadyExists, "LEDGER_API_DUPLICATE_COMMAND",
+                "the command id was submitted before (submission \(previous.submissionID)) and is still deduplicated", ""
+            )
+        }
+    }
+
+    private static func wire(
+        _ key: CommandKey, offset: Int64, code: StatusCode, errorID: String, message: String, transactionID: String,
+        submissionID: String, actAs: String
+    ) -> Weft.V1.Completion {
+        Weft.V1.Completion(
+            commandID: key.commandID, status: Weft.V1.Status(code: code.rawValue, message: message, errorID: errorID),
+            transactionID: transactionID, applicationID: key.applicationID,
+            actAs: actAs.isEmpty ? [] : actAs.split(separator: "\n").map(String.init), submissionID: submissionID,
+            offset: UInt64(offset))
+    }
+}

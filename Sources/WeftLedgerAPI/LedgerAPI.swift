@@ -1,0 +1,226 @@
+import Foundation
+public import Logging
+public import WeftCrypto
+import WeftContracts
+public import WeftParticipant
+public import WeftStore
+import WeftTopology
+public import WeftTransport
+public import WeftWire
+
+/// Limits and waits of the Ledger API: everything an application sends is bounded before the
+/// participant does work for it.
+public struct LedgerAPIConfiguration: Sendable {
+    /// Most commands in one submission. Default 100.
+    public var commandsPerSubmissionMax: Int
+    /// Most parties in a filter or an act-as list. Default 100.
+    public var partiesPerRequestMax: Int
+    /// Longest command, application and party hint text, in bytes. Default 255.
+    public var idBytesMax: Int
+    /// Longest deduplication period an application may ask for. Default 1 day.
+    public var deduplicationPeriodMicrosMax: Int64
+    /// Contracts per GetActiveContracts message. Default 100.
+    public var activeContractsPerMessage: Int
+    /// Completions read from the database per query while a stream catches up. Default 500.
+    public var completionsPerQuery: Int
+    /// How long AllocateParty waits for the hosting to reach this participant's topology.
+    /// Default 30 s (the domain manager's own wait for a change).
+    public var hostingTimeout: Duration
+
+    public init(
+        commandsPerSubmissionMax: Int = 100, partiesPerRequestMax: Int = 100, idBytesMax: Int = 255,
+        deduplicationPeriodMicrosMax: Int64 = 86_400_000_000, activeContractsPerMessage: Int = 100,
+        completionsPerQuery: Int = 500, hostingTimeout: Duration = .seconds(30)
+    ) {
+        precondition(commandsPerSubmissionMax > 0 && partiesPerRequestMax > 0 && idBytesMax > 0)
+        precondition(activeContractsPerMessage > 0 && completionsPerQuery > 0 && deduplicationPeriodMicrosMax >= 0)
+        self.commandsPerSubmissionMax = commandsPerSubmissionMax
+        self.partiesPerRequestMax = partiesPerRequestMax
+        self.idBytesMax = idBytesMax
+        self.deduplicationPeriodMicrosMax = deduplicationPeriodMicrosMax
+        self.activeContractsPerMessage = activeContractsPerMessage
+        self.completionsPerQuery = completionsPerQuery
+        self.hostingTimeout = hostingTimeout
+    }
+}
+
+/// Why a Ledger API cannot start.
+public enum LedgerAPIStartError: Error, CustomStringConvertible {
+    /// The namespace key given is not the participant's.
+    case wrongNamespaceKey(expected: String, given: String)
+
+    public var description: String {
+        switch self {
+        case .wrongNamespaceKey(let expected, let given):
+            "LEDGER_API_WRONG_NAMESPACE_KEY: the namespace key has fingerprint \(given), but the participant's namespace is "
+                + "\(expected); give the participant's own namespace key (the one its id was derived from)"
+        }
+    }
+}
+
+/// The Ledger API of one participant (docs/ledger-api.md): the six services of
+/// `weft.v1` ledger.proto over the transport, mapped onto `ParticipantNode`. Register it on
+/// the router of an `RPCServer`; its state (the completion log, display names) lives in the
+/// participant's PostgreSQL database.
+public final class LedgerAPI: Sendable {
+    let participant: ParticipantNode
+    let completions: CompletionLog
+    let packages: PackageCache
+    let allocation: PartyAllocation?
+    let configuration: LedgerAPIConfiguration
+    let logger: Logger
+
+    private init(
+        participant: ParticipantNode, completions: CompletionLog, allocation: PartyAllocation?,
+        configuration: LedgerAPIConfiguration, logger: Logger
+    ) {
+        self.participant = participant
+        self.completions = completions
+        self.packages = PackageCache(participant: participant)
+        self.allocation = allocation
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Starts the Ledger API of `participant`: migrates its tables in `database` and follows
+    /// the participant's completions. Without `namespaceKey` and `publisher`, AllocateParty
+    /// answers UNIMPLEMENTED.
+    public static func start(
+        participant: ParticipantNode, database: PostgresDatabase, namespaceKey: SigningPrivateKey? = nil,
+        publisher: (any PartyHostingPublisher)? = nil, configuration: LedgerAPIConfiguration = LedgerAPIConfiguration(),
+        logger: Logger = Logger(label: "weft.ledger-api")
+    ) async throws -> LedgerAPI {
+        var logger = logger
+        logger[metadataKey: "participant"] = "\(participant.identity.id)"
+        var allocation: PartyAllocation?
+        if let namespaceKey, let publisher {
+            guard namespaceKey.publicKey.fingerprint == participant.identity.id.namespace else {
+                throw LedgerAPIStartError.wrongNamespaceKey(
+                    expected: "\(participant.identity.id.namespace)", given: "\(namespaceKey.publicKey.fingerprint)")
+            }
+            allocation = PartyAllocation(
+                participant: participant, namespaceKey: namespaceKey, publisher: publisher,
+                timeout: configuration.hostingTimeout)
+        }
+        let completions = try await CompletionLog.start(database: database, participant: participant, logger: logger)
+        return LedgerAPI(
+            participant: participant, completions: completions, allocation: allocation, configuration: configuration,
+            logger: logger)
+    }
+
+    /// Stops following the participant and ends the completion streams.
+    public func stop() async {
+        await completions.stop()
+    }
+
+    /// The Ledger API's own tables (the completion log), for `weft db migrate`.
+    public static var migrator: Migrator { CompletionLog.migrator }
+
+    /// The methods of the six services, for a server that registers them before the
+    /// participant exists (`RPCRouter.registerDeferred`).
+    public static let methods: [MethodDescriptor] =
+        Weft.V1.CommandService.methods + Weft.V1.CompletionService.methods + Weft.V1.TransactionService.methods
+        + Weft.V1.ActiveContractsService.methods + Weft.V1.PartyManagementService.methods + Weft.V1.PackageManagementService.methods
+
+    /// Registers all six services on `router`.
+    public func register(on router: inout RPCRouter) {
+        CommandServiceProvider(api: self).register(on: &router)
+        CompletionServiceProvider(api: self).register(on: &router)
+        TransactionServiceProvider(api: self).register(on: &router)
+        ActiveContractsServiceProvider(api: self).register(on: &router)
+        PartyManagementServiceProvider(api: self).register(on: &router)
+        PackageManagementServiceProvider(api: self).register(on: &router)
+    }
+
+    // MARK: - Shared by the providers
+
+    /// Runs one call: any failure becomes an `RPCError` with the Ledger API's code and id,
+    /// and a log line that says which call was refused and why.
+    func serve<Result: Sendable>(_ context: RPCCallContext, _ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await body()
+        } catch let error as CancellationError {
+            throw error
+        } catch {
+            let mapped = LedgerAPIError.from(error)
+            let metadata: Logger.Metadata = [
+                "method": "\(context.method)", "error_id": "\(mapped.id)", "code": "\(mapped.code)",
+                "reason": "\(mapped.message)",
+            ]
+            if mapped.code == .internal {
+                logger.error("Ledger API call failed", metadata: metadata)
+            } else {
+                logger.info("Ledger API call refused", metadata: metadata)
+            }
+            throw mapped.rpcError
+        }
+    }
+
+    /// Parses a filter's parties; each must be hosted here (any permission: an observing
+    /// participant reads its parties' transactions too).
+    func hostedParties(_ ids: [String], field: String) async throws -> [Party] {
+        guard !ids.isEmpty else { throw LedgerAPIError.invalidArgument(field: field, "name at least one party") }
+        guard ids.count <= configuration.partiesPerRequestMax else {
+            throw LedgerAPIError.invalidArgument(
+                field: field, "at most \(configuration.partiesPerRequestMax) parties per request; \(ids.count) were given")
+        }
+        var parties: [Party] = []
+        for id in Set(ids).sorted() {
+            let party = try ValueReader.party(id, field: field)
+            guard let identifier = try? UniqueIdentifier(parsing: id) else {
+                throw LedgerAPIError.invalidArgument(field: field, "'\(id.prefix(300))' is not a party id (name::1220…)")
+            }
+            guard await participant.hosting(of: identifier) != nil else { throw LedgerAPIError.partyNotHosted(id) }
+            parties.append(party)
+        }
+        return parties
+    }
+
+    /// Checks an id an application chose (command id, application id).
+    func requireID(_ text: String, field: String) throws(LedgerAPIError) {
+        guard !text.isEmpty else { throw .invalidArgument(field: field, "must not be empty") }
+        guard text.utf8.count <= configuration.idBytesMax else {
+            throw .invalidArgument(field: field, "at most \(configuration.idBytesMax) bytes; \(text.utf8.count) were given")
+        }
+    }
+}
+
+/// The participant's packages, parsed once: the Ledger API reads labels, templates and
+/// choices from them. Filled from the participant's store on a miss, so packages uploaded
+/// through the Swift API are found too.
+actor PackageCache {
+    private let participant: ParticipantNode
+    private var packages: [PackageID: Package] = [:]
+    private var stored: [PackageID: StoredPackage] = [:]
+
+    init(participant: ParticipantNode) {
+        self.participant = participant
+    }
+
+    /// Every package by id; re-reads the store when `need` is not known yet.
+    func all(need: PackageID? = nil) async throws -> [PackageID: Package] {
+        if need == nil || packages[need!] == nil { try await reload() }
+        return packages
+    }
+
+    func storedPackages() async throws -> [StoredPackage] {
+        try await reload()
+        return stored.values.sorted { ($0.uploadedAtMicros, $0.id) < ($1.uploadedAtMicros, $1.id) }
+    }
+
+    func added(_ package: Package) { packages[package.id] = package }
+
+    private func reload() async throws {
+        for entry in try await participant.storedPackages() where packages[entry.id] == nil || stored[entry.id] == nil {
+            stored[entry.id] = entry
+            if packages[entry.id] == nil {
+                do throws(ContractError) {
+                    packages[entry.id] = try Package(source: entry.source, file: "package \(entry.id)")
+                } catch {
+                    throw LedgerAPIError.internalError(
+                        id: "LEDGER_API_STORED_PACKAGE_INVALID", "stored package \(entry.id) does not load: \(error)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,429 @@
+import Foundation
+import Logging
+import WeftContracts
+import WeftCrypto
+import WeftParticipant
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+// The six services of ledger.proto, each a thin mapping onto the participant; the rules they
+// share (errors, filters, limits) live in `LedgerAPI`.
+
+/// Commands parsed and checked: what the participant is asked to interpret.
+struct ParsedCommands {
+    let key: CommandKey
+    let actAs: [Party]
+    let deduplicationPeriodMicros: Int64?
+    let commands: [Command]
+}
+
+extension LedgerAPI {
+    func parse(_ commands: Weft.V1.Commands?) async throws -> ParsedCommands {
+        guard let commands else { throw LedgerAPIError.invalidArgument(field: "commands", "the commands are required") }
+        try requireID(commands.commandID, field: "commands.command_id")
+        try requireID(commands.applicationID, field: "commands.application_id")
+        guard commands.submissionID.isEmpty else {
+            throw LedgerAPIError.invalidArgument(
+                field: "commands.submission_id", "choosing the submission id is not supported yet; leave it empty and read it from the response")
+        }
+        guard commands.workflowID.isEmpty else {
+            throw LedgerAPIError.invalidArgument(
+                field: "commands.workflow_id", "workflow ids are not stored yet; leave it empty")
+        }
+        guard commands.readAs.isEmpty else {
+            throw LedgerAPIError.invalidArgument(
+                field: "commands.read_as", "read-as parties are not supported yet; the act-as parties' contracts are readable")
+        }
+        guard !commands.commands.isEmpty, commands.commands.count <= configuration.commandsPerSubmissionMax else {
+            throw LedgerAPIError.invalidArgument(
+                field: "commands.commands", "give 1 to \(configuration.commandsPerSubmissionMax) commands; \(commands.commands.count) were given")
+        }
+        guard !commands.actAs.isEmpty, commands.actAs.count <= configuration.partiesPerRequestMax else {
+            throw LedgerAPIError.invalidArgument(
+                field: "commands.act_as", "give 1 to \(configuration.partiesPerRequestMax) parties; \(commands.actAs.count) were given")
+        }
+        var actAs: [Party] = []
+        for id in commands.actAs {
+            let party = try ValueReader.party(id, field: "commands.act_as")
+            guard let identifier = try? UniqueIdentifier(parsing: id) else {
+                throw LedgerAPIError.invalidArgument(field: "commands.act_as", "'\(id.prefix(300))' is not a party id (name::1220…)")
+            }
+            guard let hosting = await participant.hosting(of: identifier) else {
+                throw LedgerAPIError.notHostedForSubmission(party: id, hosted: nil)
+            }
+            guard hosting.permission == .submission else {
+                throw LedgerAPIError.notHostedForSubmission(party: id, hosted: Self.name(hosting.permission))
+            }
+            actAs.append(party)
+        }
+        var deduplication: Int64?
+        if let period = commands.deduplicationPeriod {
+            guard period.micros >= 0, period.micros <= configuration.deduplicationPeriodMicrosMax else {
+                throw LedgerAPIError.invalidArgument(
+                    field: "commands.deduplication_period",
+                    "must be 0 to \(configuration.deduplicationPeriodMicrosMax) µs; \(period.micros) was given")
+            }
+            deduplication = period.micros
+        }
+        var parsed: [Command] = []
+        for (index, command) in commands.commands.enumerated() {
+            let field = "commands.commands[\(index)]"
+            switch command.kind {
+            case .create(let create)?:
+                let known = try await packages.all(need: create.templateID.flatMap { PackageID(hex: $0.packageID) })
+                let reader = ValueReader(packages: known)
+                let (id, _, template) = try reader.templateID(create.templateID, field: field + ".create.template_id")
+                parsed.append(
+                    .create(id, argument: try reader.createArguments(create.createArguments, of: template, field: field + ".create.create_arguments")))
+            case .exercise(let exercise)?:
+                let known = try await packages.all(need: exercise.templateID.flatMap { PackageID(hex: $0.packageID) })
+                let reader = ValueReader(packages: known)
+                let (id, _, template) = try reader.templateID(exercise.templateID, field: field + ".exercise.template_id")
+                let contract = try ValueReader.contractID(exercise.contractID, field: field + ".exercise.contract_id")
+                let argument = try reader.choiceArgument(
+                    exercise.choiceArgument, of: template, choice: exercise.choice, field: field + ".exercise.choice_argument")
+                parsed.append(.exercise(id, contract: contract, choice: exercise.choice, argument: argument))
+            case nil:
+                throw LedgerAPIError.invalidArgument(field: field, "a command is a create or an exercise")
+            }
+        }
+        return ParsedCommands(
+            key: CommandKey(applicationID: commands.applicationID, commandID: commands.commandID), actAs: actAs,
+            deduplicationPeriodMicros: deduplication, commands: parsed)
+    }
+
+    /// Refuses a command id within its deduplication period before interpreting (a repeated
+    /// transfer would no longer interpret: its input is archived), then interprets.
+    func prepare(_ parsed: ParsedCommands) async throws -> PreparedSubmission {
+        if let first = try await participant.command(parsed.key), first.state != .rejected,
+            first.deduplicateUntil >= Int64(Date().timeIntervalSince1970 * 1_000_000)
+        {
+            throw LedgerAPIError.duplicateCommand(parsed.key, first: first)
+        }
+        let prepared = try await participant.prepare(
+            parsed.commands, actAs: parsed.actAs, command: parsed.key,
+            deduplicationPeriodMicros: parsed.deduplicationPeriodMicros)
+        try await completions.submitted(parsed.key, submissionID: prepared.submissionID, actAs: parsed.actAs.map(\.id))
+        return prepared
+    }
+
+    static func name(_ permission: Weft.V1.ParticipantPermission) -> String {
+        switch permission {
+        case .submission: "submission"
+        case .confirmation: "confirmation"
+        case .observation: "observation"
+        case .disabled: "disabled"
+        case .unspecified, .unrecognized: "unspecified"
+        }
+    }
+}
+
+struct CommandServiceProvider: Weft.V1.CommandService.Provider {
+    let api: LedgerAPI
+
+    func submit(_ request: Weft.V1.SubmitRequest, context: RPCCallContext) async throws -> Weft.V1.SubmitResponse {
+        try await api.serve(context) {
+            let parsed = try await api.parse(request.commands)
+            let prepared = try await api.prepare(parsed)
+            let (participant, completions, logger) = (api.participant, api.completions, api.logger)
+            Task {
+                do {
+                    let completion = try await participant.submit(prepared)
+                    // A duplicate found at recording time never reaches the participant's
+                    // completions; the completion stream still reports it.
+                    if case .duplicate = completion {
+                        await completions.record(CommandCompletion(command: prepared.command, completion: completion))
+                    }
+                } catch {
+                    logger.warning(
+                        "a submission ended without a completion; its outcome is in the participant's store after a restart",
+                        metadata: ["command": "\(prepared.command)", "error": "\(error)"])
+                }
+            }
+            return Weft.V1.SubmitResponse(submissionID: prepared.submissionID)
+        }
+    }
+
+    func submitAndWait(_ request: Weft.V1.SubmitAndWaitRequest, context: RPCCallContext) async throws
+        -> Weft.V1.SubmitAndWaitResponse
+    {
+        try await api.serve(context) {
+            let parsed = try await api.parse(request.commands)
+            let prepared = try await api.prepare(parsed)
+            let completion = try await api.participant.submit(prepared)
+            switch completion {
+            case .succeeded(let transactionID, let offset):
+                return Weft.V1.SubmitAndWaitResponse(transactionID: transactionID, offset: UInt64(offset))
+            case .rejected(let reasonID, let message):
+                throw LedgerAPIError.rejected(reasonID: reasonID, message: message)
+            case .duplicate(let previous):
+                await api.completions.record(CommandCompletion(command: prepared.command, completion: completion))
+                throw LedgerAPIError.duplicateCommand(prepared.command, first: previous)
+            }
+        }
+    }
+}
+
+struct CompletionServiceProvider: Weft.V1.CompletionService.Provider {
+    let api: LedgerAPI
+
+    func completionStream(
+        _ request: Weft.V1.CompletionStreamRequest, responses: RPCMessageWriter<Weft.V1.CompletionStreamResponse>,
+        context: RPCCallContext
+    ) async throws {
+        let (live, parties) = try await api.serve(context) {
+            try api.requireID(request.applicationID, field: "application_id")
+            guard !request.parties.isEmpty, request.parties.count <= api.configuration.partiesPerRequestMax else {
+                throw LedgerAPIError.invalidArgument(
+                    field: "parties", "give 1 to \(api.configuration.partiesPerRequestMax) parties")
+            }
+            for id in request.parties { _ = try ValueReader.party(id, field: "parties") }
+            guard request.beginExclusive <= UInt64(Int64.max) else {
+                throw LedgerAPIError.invalidArgument(field: "begin_exclusive", "out of range")
+            }
+            // Subscribe before the replay, so nothing stored in between is missed.
+            return (await api.completions.subscribe(), Set(request.parties))
+        }
+        func wanted(_ completion: Weft.V1.Completion) -> Bool {
+            completion.applicationID == request.applicationID && !parties.isDisjoint(with: completion.actAs)
+        }
+        var last = Int64(request.beginExclusive)
+        while true {
+            let page = try await api.serve(context) {
+                try await api.completions.completions(after: last, limit: api.configuration.completionsPerQuery)
+            }
+            for completion in page where wanted(completion) {
+                try await responses.send(.init(completion: completion))
+            }
+            last = page.last.map { Int64($0.offset) } ?? last
+            if page.count < api.configuration.completionsPerQuery { break }
+        }
+        for await completion in live where Int64(completion.offset) > last {
+            last = Int64(completion.offset)
+            if wanted(completion) { try await responses.send(.init(completion: completion)) }
+        }
+    }
+}
+
+struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
+    let api: LedgerAPI
+
+    func getTransactions(
+        _ request: Weft.V1.GetTransactionsRequest, responses: RPCMessageWriter<Weft.V1.GetTransactionsResponse>,
+        context: RPCCallContext
+    ) async throws {
+        let (parties, templates, progress) = try await api.serve(context) {
+            let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
+            let templates = try api.templates(request.filter)
+            guard request.beginExclusive <= UInt64(Int64.max), request.endInclusive <= UInt64(Int64.max) else {
+                throw LedgerAPIError.invalidArgument(field: "begin_exclusive", "out of range")
+            }
+            guard request.endInclusive == 0 || request.endInclusive > request.beginExclusive else {
+                throw LedgerAPIError.invalidArgument(
+                    field: "end_inclusive", "must be after begin_exclusive (\(request.beginExclusive)), or 0 to follow the ledger")
+            }
+            // Follow before the replay, so a commit in between wakes the loop below.
+            return (parties, templates, await api.participant.progressEvents())
+        }
+        let end: Int64? = request.endInclusive == 0 ? nil : Int64(request.endInclusive)
+        var last = Int64(request.beginExclusive)
+        let domain = api.participant.domain.description
+        // Sends what committed after `last`; true once `end` is reached.
+        func catchUp() async throws -> Bool {
+            let ledgerEnd = await api.participant.ledgerEndOffset
+            let upTo = end.map { min($0, ledgerEnd) } ?? ledgerEnd
+            if upTo > last {
+                let batches = try await api.serve(context) { () async throws -> [[(party: Party, transaction: LedgerTransaction)]] in
+                    var byOffset: [Int64: [(party: Party, transaction: LedgerTransaction)]] = [:]
+                    for party in parties {
+                        for transaction in try await api.participant.transactions(of: party, after: last)
+                        where transaction.offset <= upTo && transaction.events.contains(where: templates.admits) {
+                            byOffset[transaction.offset, default: []].append((party, transaction))
+                        }
+                    }
+                    return byOffset.keys.sorted().map { byOffset[$0]! }
+                }
+                let packages = Array(try await api.serve(context) { try await api.packages.all() }.values)
+                let writer = EventWriter(packages: packages, templates: templates)
+                for projections in batches {
+                    try await responses.send(.init(transaction: writer.transaction(projections, domain: domain)))
+                }
+                last = upTo
+            }
+            return end.map { last >= $0 } ?? false
+        }
+        if try await catchUp() { return }
+        for await _ in progress {
+            if try await catchUp() { return }
+        }
+    }
+
+    func getTransactionTrees(
+        _ request: Weft.V1.GetTransactionTreesRequest, responses: RPCMessageWriter<Weft.V1.GetTransactionTreesResponse>,
+        context: RPCCallContext
+    ) async throws {
+        try await api.serve(context) { () async throws -> Void in
+            _ = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
+            throw LedgerAPIError.treesUnavailable
+        }
+    }
+
+    func getLedgerEnd(_ request: Weft.V1.GetLedgerEndRequest, context: RPCCallContext) async throws -> Weft.V1.GetLedgerEndResponse {
+        Weft.V1.GetLedgerEndResponse(offset: UInt64(await api.participant.ledgerEndOffset))
+    }
+}
+
+/// A filter's templates: empty admits every event.
+struct TemplateFilter: Sendable {
+    let templates: Set<TemplateID>
+
+    func admits(_ event: LedgerEvent) -> Bool {
+        guard !templates.isEmpty else { return true }
+        switch event {
+        case .created(_, let contract): return templates.contains(contract.template)
+        case .archived(_, let template): return templates.contains(template)
+        }
+    }
+}
+
+extension LedgerAPI {
+    func templates(_ filter: Weft.V1.TransactionFilter?) throws(LedgerAPIError) -> TemplateFilter {
+        var templates = Set<TemplateID>()
+        for (index, wire) in (filter?.templateIDs ?? []).enumerated() {
+            guard let package = PackageID(hex: wire.packageID), !wire.templateName.isEmpty else {
+                throw .invalidArgument(field: "filter.template_ids[\(index)]", "a template id needs a package id (64 hex digits) and a name")
+            }
+            templates.insert(TemplateID(package: package, name: wire.templateName))
+        }
+        return TemplateFilter(templates: templates)
+    }
+}
+
+struct ActiveContractsServiceProvider: Weft.V1.ActiveContractsService.Provider {
+    let api: LedgerAPI
+
+    func getActiveContracts(
+        _ request: Weft.V1.GetActiveContractsRequest, responses: RPCMessageWriter<Weft.V1.GetActiveContractsResponse>,
+        context: RPCCallContext
+    ) async throws {
+        let (contracts, offset) = try await api.serve(context) { () async throws -> ([Weft.V1.CreatedEvent], Int64) in
+            let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
+            let templates = try api.templates(request.filter)
+            let writer = EventWriter(packages: Array(try await api.packages.all().values), templates: templates)
+            // A consistent set: read until no transaction committed during the reads.
+            for _ in 0..<5 {
+                let before = await api.participant.ledgerEndOffset
+                var order: [ContractID] = []
+                var found: [ContractID: (ActiveContract, [String])] = [:]
+                for party in parties {
+                    for contract in try await api.participant.activeContracts(of: party)
+                    where templates.admits(.created(contract.id, contract.contract)) {
+                        if found[contract.id] == nil {
+                            order.append(contract.id)
+                            found[contract.id] = (contract, [])
+                        }
+                        found[contract.id]!.1.append(party.id)
+                    }
+                }
+                guard await api.participant.ledgerEndOffset == before else { continue }
+                let events = order.map { id in
+                    let (contract, witnesses) = found[id]!
+                    return writer.created(
+                        contract.id, contract.contract, eventID: "\(contract.createdAt):\(contract.id)",
+                        witnesses: witnesses.sorted())
+                }
+                return (events, before)
+            }
+            throw LedgerAPIError.unavailable(
+                id: "LEDGER_API_ACS_BUSY", "the ledger moved during five reads of the active contracts; retry")
+        }
+        let size = api.configuration.activeContractsPerMessage
+        var start = 0
+        repeat {
+            let batch = Array(contracts[start..<min(start + size, contracts.count)])
+            start += size
+            let isLast = start >= contracts.count
+            try await responses.send(.init(activeContracts: batch, offset: isLast ? UInt64(offset) : 0))
+        } while start < contracts.count
+    }
+}
+
+struct PartyManagementServiceProvider: Weft.V1.PartyManagementService.Provider {
+    let api: LedgerAPI
+
+    func allocateParty(_ request: Weft.V1.AllocatePartyRequest, context: RPCCallContext) async throws
+        -> Weft.V1.AllocatePartyResponse
+    {
+        try await api.serve(context) {
+            try api.requireID(request.partyIDHint, field: "party_id_hint")
+            guard request.displayName.utf8.count <= api.configuration.idBytesMax else {
+                throw LedgerAPIError.invalidArgument(field: "display_name", "at most \(api.configuration.idBytesMax) bytes")
+            }
+            guard let allocation = api.allocation else { throw LedgerAPIError.partyAllocationUnavailable }
+            let party = try await allocation.allocate(hint: request.partyIDHint)
+            if !request.displayName.isEmpty {
+                try await api.completions.setDisplayName(request.displayName, of: party.description)
+            }
+            api.logger.info("party allocated", metadata: ["party": "\(party)"])
+            return Weft.V1.AllocatePartyResponse(
+                partyDetails: .init(party: party.description, displayName: request.displayName, isLocal: true))
+        }
+    }
+
+    func listKnownParties(_ request: Weft.V1.ListKnownPartiesRequest, context: RPCCallContext) async throws
+        -> Weft.V1.ListKnownPartiesResponse
+    {
+        try await api.serve(context) {
+            let names = try await api.completions.displayNames()
+            let hosted = await api.participant.hostedParties()
+            return Weft.V1.ListKnownPartiesResponse(
+                partyDetails: hosted.map {
+                    .init(party: $0.party.description, displayName: names[$0.party.description] ?? "", isLocal: true)
+                })
+        }
+    }
+}
+
+struct PackageManagementServiceProvider: Weft.V1.PackageManagementService.Provider {
+    let api: LedgerAPI
+
+    func uploadPackage(_ request: Weft.V1.UploadPackageRequest, context: RPCCallContext) async throws
+        -> Weft.V1.UploadPackageResponse
+    {
+        try await api.serve(context) {
+            guard !request.source.isEmpty else { throw LedgerAPIError.invalidArgument(field: "source", "the package source is empty") }
+            let file = request.fileName.isEmpty ? "package.weft" : String(request.fileName.prefix(api.configuration.idBytesMax))
+            let id = try await api.participant.upload(packageSource: request.source, file: file)
+            return Weft.V1.UploadPackageResponse(packageID: id.description)
+        }
+    }
+
+    func listPackages(_ request: Weft.V1.ListPackagesRequest, context: RPCCallContext) async throws -> Weft.V1.ListPackagesResponse {
+        try await api.serve(context) {
+            let stored = try await api.packages.storedPackages()
+            let parsed = try await api.packages.all()
+            return Weft.V1.ListPackagesResponse(packages: stored.map { Self.details($0, parsed[$0.id]) })
+        }
+    }
+
+    func getPackage(_ request: Weft.V1.GetPackageRequest, context: RPCCallContext) async throws -> Weft.V1.GetPackageResponse {
+        try await api.serve(context) {
+            guard let id = PackageID(hex: request.packageID) else {
+                throw LedgerAPIError.invalidArgument(field: "package_id", "'\(request.packageID.prefix(80))' is not 64 hex digits")
+            }
+            guard let stored = try await api.packages.storedPackages().first(where: { $0.id == id }) else {
+                throw LedgerAPIError.unknownPackage(request.packageID)
+            }
+            let parsed = try await api.packages.all()
+            return Weft.V1.GetPackageResponse(details: Self.details(stored, parsed[id]), source: stored.source)
+        }
+    }
+
+    static func details(_ stored: StoredPackage, _ package: Package?) -> Weft.V1.PackageDetails {
+        Weft.V1.PackageDetails(
+            packageID: stored.id.description, templateNames: package?.templates.map(\.name) ?? [],
+            sizeBytes: UInt64(stored.source.utf8.count),
+            uploadedAt: Weft.V1.Timestamp(microsSinceEpoch: stored.uploadedAtMicros))
+    }
+}

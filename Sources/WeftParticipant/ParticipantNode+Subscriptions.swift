@@ -1,0 +1,102 @@
+import Foundation
+public import WeftContracts
+public import WeftCrypto
+public import WeftTopology
+import WeftStore
+
+/// One command's completion as the participant decides it: what the Ledger API's completion
+/// stream carries.
+public struct CommandCompletion: Sendable, Equatable {
+    public let command: CommandKey
+    public let completion: Completion
+
+    public init(command: CommandKey, completion: Completion) {
+        self.command = command
+        self.completion = completion
+    }
+}
+
+/// A package as stored: what the Ledger API lists and hands back.
+public struct StoredPackage: Sendable, Equatable {
+    public let id: PackageID
+    public let source: String
+    /// Microseconds since the epoch.
+    public let uploadedAtMicros: Int64
+}
+
+/// Followers of the participant for the Ledger API: a stream of completions and a stream of
+/// cursor moves. Both are registered before a reader replays what is stored, so nothing that
+/// happens between the replay and the first live element is missed (a reader drops what it
+/// has already seen by offset).
+extension ParticipantNode {
+    /// Every completion from now on (successes, rejections, sequencer refusals), in the order
+    /// the participant decides them. Ends when the caller stops iterating.
+    public func completionEvents() -> AsyncStream<CommandCompletion> {
+        let (stream, continuation) = AsyncStream<CommandCompletion>.makeStream(bufferingPolicy: .unbounded)
+        let id = nextSubscriberID
+        nextSubscriberID += 1
+        completionSubscribers[id] = continuation
+        continuation.onTermination = { [weak self] _ in
+            Task { await self?.removeCompletionSubscriber(id) }
+        }
+        return stream
+    }
+
+    /// The participant's next sequencer counter each time it moves (one element per processed
+    /// event; a slow reader sees only the newest): how a reader waits for "something changed"
+    /// — a transaction committed, a topology change applied — without polling.
+    public func progressEvents() -> AsyncStream<UInt64> {
+        let (stream, continuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let id = nextSubscriberID
+        nextSubscriberID += 1
+        progressSubscribers[id] = continuation
+        continuation.onTermination = { [weak self] _ in
+            Task { await self?.removeProgressSubscriber(id) }
+        }
+        return stream
+    }
+
+    private func removeCompletionSubscriber(_ id: UInt64) { completionSubscribers[id] = nil }
+    private func removeProgressSubscriber(_ id: UInt64) { progressSubscribers[id] = nil }
+
+    func publish(_ completion: CommandCompletion) {
+        for subscriber in completionSubscribers.values { subscriber.yield(completion) }
+    }
+
+    func cursorMoved(to nextCounter: UInt64) {
+        for subscriber in progressSubscribers.values { subscriber.yield(nextCounter) }
+    }
+
+    /// Whether this participant hosts `party` now, and with which permission.
+    public func hosting(of party: UniqueIdentifier) async -> PartyHosting? {
+        await hostedParties().first { $0.party == party }
+    }
+
+    /// The packages uploaded here, with their sources, oldest first.
+    public func storedPackages() async throws -> [StoredPackage] {
+        try await store.packages()
+    }
+}
+
+extension ParticipantStore {
+    /// Every uploaded package with its source and upload time, oldest first.
+    func packages() async throws -> [StoredPackage] {
+        let me = PostgresValue.text(participant.description)
+        return try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT package_id, source, (extract(epoch FROM uploaded_at) * 1000000)::bigint
+                FROM participant_packages WHERE participant = $1 ORDER BY uploaded_at, package_id
+                """, [me]
+            ).rows.map { row in
+                let text = try Self.require(row[0].string, "package_id")
+                guard let id = PackageID(hex: text) else {
+                    throw ParticipantError.inconsistentStore("package id '\(text)' is not hex")
+                }
+                return StoredPackage(
+                    id: id, source: try Self.require(row[1].string, "source"),
+                    uploadedAtMicros: try Self.require(row[2].int64, "uploaded_at"))
+            }
+        }
+    }
+}

@@ -1,0 +1,507 @@
+import ArgumentParser
+import Foundation
+import WeftTransport
+import WeftWire
+
+// The Ledger API console verbs (docs/ledger-api.md §CLI): `weft party`, `weft package`,
+// `weft submit`, `weft acs`, `weft transactions`, `weft ledger-end`. Each talks to a
+// participant's Ledger API with `--remote host:port --root-cert ca.pem` and prints text or,
+// with `--output json`, one JSON object per line.
+
+/// Runs a call and turns an `RPCError` into a message that names its id, and exit code 1.
+func ledgerCall<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as RPCError {
+        let id = error.errorID.isEmpty ? "\(error.code)" : error.errorID
+        FileHandle.standardError.write(Data("error: \(error.message) [\(id)]\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+/// `weft party …`
+struct PartyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "party", abstract: "Allocate and list the parties a participant hosts.",
+        subcommands: [Allocate.self, List.self])
+
+    struct Allocate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Allocate a party in the participant's namespace; its hosting is published through topology.",
+            discussion: "Prints the party id, e.g. alice::1220…, once the participant can submit as it.")
+
+        @Argument(help: "The party's name, e.g. alice: the id is alice::<participant namespace>.")
+        var hint: String
+
+        @Option(name: .customLong("display-name"), help: "A display name the participant keeps for it.")
+        var displayName: String = ""
+
+        @OptionGroup var remote: RemoteOptions
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
+        func run() async throws {
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            let response = try await ledgerCall {
+                try await client.partyManagement.allocateParty(.init(partyIDHint: hint, displayName: displayName))
+            }
+            let party = response.partyDetails?.party ?? ""
+            switch output {
+            case .text: print(party)
+            case .json: try printJSON(["party": party, "display_name": displayName])
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the parties the participant hosts.")
+        @OptionGroup var remote: RemoteOptions
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
+        func run() async throws {
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            let parties = try await ledgerCall { try await client.partyManagement.listKnownParties(.init()) }.partyDetails
+            for party in parties {
+                switch output {
+                case .text: print(party.displayName.isEmpty ? party.party : "\(party.party)  \(party.displayName)")
+                case .json: try printJSON(["party": party.party, "display_name": party.displayName])
+                }
+            }
+        }
+    }
+}
+
+/// `weft package …`
+struct PackageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "package", abstract: "Upload and list contract packages (docs/contracts.md).",
+        subcommands: [Upload.self, List.self])
+
+    struct Upload: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upload a package file; it is checked before it is accepted. Prints its package id.")
+
+        @Argument(help: "The package source, e.g. examples/packages/iou.weft.")
+        var file: String
+
+        @OptionGroup var remote: RemoteOptions
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
+        func run() async throws {
+            guard let source = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("cannot read \(file) as UTF-8 text")
+            }
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            let response = try await ledgerCall {
+                try await client.packageManagement.uploadPackage(
+                    .init(source: source, fileName: (file as NSString).lastPathComponent))
+            }
+            switch output {
+            case .text: print(response.packageID)
+            case .json: try printJSON(["package_id": response.packageID, "file": file])
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the uploaded packages and their templates.")
+        @OptionGroup var remote: RemoteOptions
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
+        func run() async throws {
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            for package in try await ledgerCall({ try await client.packageManagement.listPackages(.init()) }).packages {
+                switch output {
+                case .text: print("\(package.packageID)  \(package.templateNames.joined(separator: ", "))  \(package.sizeBytes) bytes")
+                case .json:
+                    try printJSON([
+                        "package_id": package.packageID, "templates": package.templateNames, "size_bytes": package.sizeBytes,
+                        "uploaded_at_micros": package.uploadedAt?.microsSinceEpoch ?? 0,
+                    ])
+                }
+            }
+        }
+    }
+}
+
+/// Where a command's template is: `PACKAGE_ID:Template`, or `Template` alone when exactly one
+/// uploaded package defines it.
+func resolveTemplate(_ text: String, client: RPCClient) async throws -> Weft.V1.TemplateId {
+    if let colon = text.firstIndex(of: ":") {
+        return .init(packageID: String(text[..<colon]), templateName: String(text[text.index(after: colon)...]))
+    }
+    let packages = try await ledgerCall { try await client.packageManagement.listPackages(.init()) }.packages
+    let candidates = packages.filter { $0.templateNames.contains(text) }
+    guard candidates.count == 1 else {
+        throw ValidationError(
+            candidates.isEmpty
+                ? "no uploaded package defines template \(text); upload it first (weft package upload)"
+                : "template \(text) is in \(candidates.count) packages; name one as PACKAGE_ID:\(text)")
+    }
+    return .init(packageID: candidates[0].packageID, templateName: text)
+}
+
+/// `weft submit create|exercise`
+struct SubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit", abstract: "Submit a create or an exercise and wait for its transaction.",
+        discussion: """
+            Arguments are one JSON object of labelled fields (docs/ledger-api.md §CLI):
+              true/false → Bool, an integer → Int, a string → Text, and typed objects
+              {"party": "alice::1220…"}, {"decimal": "100.0"}, {"contract": "<64 hex>"},
+              {"time": <µs since epoch>}, {"unit": {}}, {"list": [ … ]}, {"record": [ …positional… ]}.
+            Example:
+              weft submit create --template Iou --act-as bank::1220… \\
+                --arguments '{"issuer": {"party": "bank::1220…"}, "owner": {"party": "alice::1220…"},
+                              "currency": "USD", "amount": {"decimal": "100.0"}}' --remote … --root-cert ca.pem
+            """,
+        subcommands: [Create.self, Exercise.self])
+
+    struct Common: ParsableArguments {
+        @Option(name: .customLong("act-as"), help: "A party the command acts as (repeat for several).")
+        var actAs: [String] = []
+
+        @Option(name: .customLong("command-id"), help: "The command id (deduplication key); a random one by default.")
+        var commandID: String = "cli-" + UUID().uuidString.lowercased()
+
+        @Option(name: .customLong("application-id"), help: "The application id completions are reported under.")
+        var applicationID: String = "weft-cli"
+
+        @Option(name: .customLong("deduplication-seconds"), help: "How long the command id is deduplicated (default: the participant's).")
+        var deduplicationSeconds: Int64?
+
+        @Flag(name: .customLong("no-wait"), help: "Return the submission id at once; read the outcome with the completion stream.")
+        var noWait = false
+
+        func validate() throws {
+            guard !actAs.isEmpty else { throw ValidationError("give --act-as PARTY at least once") }
+            if let deduplicationSeconds, deduplicationSeconds < 0 { throw ValidationError("--deduplication-seconds must be 0 or more") }
+        }
+
+        func commands(_ command: Weft.V1.Command) -> Weft.V1.Commands {
+            .init(
+                commandID: commandID, applicationID: applicationID, actAs: actAs,
+                deduplicationPeriod: deduplicationSeconds.map { .init(micros: $0 * 1_000_000) }, commands: [command])
+        }
+
+        func submit(_ command: Weft.V1.Command, client: RPCClient, output: OutputFormat) async throws {
+            if noWait {
+                let response = try await ledgerCall { try await client.command.submit(.init(commands: commands(command))) }
+                switch output {
+                case .text: print("submitted \(commandID) (submission \(response.submissionID))")
+                case .json: try printJSON(["command_id": commandID, "submission_id": response.submissionID])
+                }
+                return
+            }
+            let response = try await ledgerCall { try await client.command.submitAndWait(.init(commands: commands(command))) }
+            switch output {
+            case .text: print("committed \(commandID) as transaction \(response.transactionID) at offset \(response.offset)")
+            case .json: try printJSON(["command_id": commandID, "transaction_id": response.transactionID, "offset": response.offset])
+            }
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a contract.")
+
+        @Option(help: "The template: Template, or PACKAGE_ID:Template.")
+        var template: String
+
+        @Option(help: "The create arguments: a JSON object of labelled fields (see weft submit --help).")
+        var arguments: String
+
+        @OptionGroup var common: Common
+        @OptionGroup var remote: RemoteOptions
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
+        func run() async throws {
+            let record = try LedgerValueSyntax.record(arguments, option: "--arguments")
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            let template = try await resolveTemplate(self.template, client: client)
+            try await common.submit(
+                .init(kind: .create(.init(templateID: template, createArguments: record))), client: client, output: output)
+        }
+    }
+
+    struct Exercise: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Exercise a choice on a contract.")
+
+        @Option(help: "The contract's template: Template, or PACKAGE_ID:Template.")
+        var template: String
+
+        @Option(help: "The contract id (64 hex digits, as weft acs prints it).")
+        var contract: String
+
+        @Option(help: "The choice, e.g. Transfer.")
+        var choice: String
+
+        @Option(help: "The choice's arguments: a JSON object of labelled parameters.")
+        var arguments: String = "{}"
+
+        @OptionGroup var common: Common
+        @OptionGroup var remote: RemoteOptions
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
+        func run() async throws {
+            let record = try LedgerValueSyntax.record(arguments, option: "--arguments")
+            let client = try await remote.connect()
+            defer { Task { await client.close() } }
+            let template = try await resolveTemplate(self.template, client: client)
+            try await common.submit(
+                .init(
+                    kind: .exercise(
+                        .init(templateID: template, contractID: contract, choice: choice, choiceArgument: .init(sum: .record(record))))),
+                client: client, output: output)
+        }
+    }
+}
+
+/// `weft acs`
+struct ActiveContractsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "acs", abstract: "List the active contracts of parties hosted on the participant.")
+
+    @Option(help: "A party whose contracts to list (repeat for several).")
+    var party: [String] = []
+
+    @Option(help: "Only this template (Template or PACKAGE_ID:Template; repeatable).")
+    var template: [String] = []
+
+    @OptionGroup var remote: RemoteOptions
+    @Option(help: "text or json.") var output: OutputFormat = .text
+
+    func validate() throws {
+        guard !party.isEmpty else { throw ValidationError("give --party PARTY at least once") }
+    }
+
+    func run() async throws {
+        let client = try await remote.connect()
+        defer { Task { await client.close() } }
+        var templates: [Weft.V1.TemplateId] = []
+        for name in template { templates.append(try await resolveTemplate(name, client: client)) }
+        var offset: UInt64 = 0
+        try await ledgerCall {
+            for try await response in try client.activeContracts.getActiveContracts(
+                .init(filter: .init(parties: party, templateIDs: templates)))
+            {
+                for contract in response.activeContracts {
+                    switch output {
+                    case .text:
+                        print("\(contract.contractID)  \(contract.templateID?.templateName ?? "?")  \(LedgerValueSyntax.text(contract.createArguments))")
+                    case .json: try printJSON(LedgerValueSyntax.json(contract))
+                    }
+                }
+                offset = max(offset, response.offset)
+            }
+        }
+        if output == .text { print("(valid at offset \(offset))") }
+    }
+}
+
+/// `weft transactions`
+struct TransactionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "transactions", abstract: "Print parties' transactions (creates and archives) from an offset.",
+        discussion: "Without --follow it stops at the ledger end as of the call; with --follow it waits for new ones.")
+
+    @Option(help: "A party whose projection to read (repeat for several).")
+    var party: [String] = []
+
+    @Option(help: "Start after this offset (0: the beginning).")
+    var from: UInt64 = 0
+
+    @Option(help: "Stop at this offset.")
+    var to: UInt64?
+
+    @Flag(help: "Keep following the ledger until interrupted.")
+    var follow = false
+
+    @OptionGroup var remote: RemoteOptions
+    @Option(help: "text or json.") var output: OutputFormat = .text
+
+    func validate() throws {
+        guard !party.isEmpty else { throw ValidationError("give --party PARTY at least once") }
+        guard !(follow && to != nil) else { throw ValidationError("--follow and --to exclude each other") }
+        if let to, to <= from { throw ValidationError("--to must be after --from") }
+    }
+
+    func run() async throws {
+        let client = try await remote.connect()
+        defer { Task { await client.close() } }
+        var end: UInt64 = 0
+        if let to {
+            end = to
+        } else if !follow {
+            end = try await ledgerCall { try await client.transaction.getLedgerEnd(.init()) }.offset
+            guard end > from else { return }
+        }
+        try await ledgerCall {
+            for try await response in try client.transaction.getTransactions(
+                .init(beginExclusive: from, endInclusive: end, filter: .init(parties: party)))
+            {
+                guard let transaction = response.transaction else { continue }
+                switch output {
+                case .text:
+                    print("offset \(transaction.offset)  transaction \(transaction.transactionID)"
+                        + (transaction.commandID.isEmpty ? "" : "  command \(transaction.commandID)"))
+                    for event in transaction.events {
+                        switch event.kind {
+                        case .created(let created)?:
+                            print("  created \(created.contractID)  \(created.templateID?.templateName ?? "?")  \(LedgerValueSyntax.text(created.createArguments))")
+                        case .archived(let archived)?:
+                            print("  archived \(archived.contractID)  \(archived.templateID?.templateName ?? "?")")
+                        case nil: break
+                        }
+                    }
+                case .json: try printJSON(LedgerValueSyntax.json(transaction))
+                }
+            }
+        }
+    }
+}
+
+/// `weft ledger-end`
+struct LedgerEndCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger-end", abstract: "Print the offset of the participant's latest transaction.")
+    @OptionGroup var remote: RemoteOptions
+    @Option(help: "text or json.") var output: OutputFormat = .text
+
+    func run() async throws {
+        let client = try await remote.connect()
+        defer { Task { await client.close() } }
+        let offset = try await ledgerCall { try await client.transaction.getLedgerEnd(.init()) }.offset
+        switch output {
+        case .text: print(offset)
+        case .json: try printJSON(["offset": offset])
+        }
+    }
+}
+
+/// The CLI's JSON syntax for values (see `weft submit --help`), both ways.
+enum LedgerValueSyntax {
+    /// JSON as the CLI reads it: booleans, integers and other numbers kept apart.
+    enum JSON: Decodable {
+        case bool(Bool), integer(Int64), number(Double), string(String), array([JSON]), object([String: JSON]), null
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if container.decodeNil() { self = .null }
+            else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+            else if let value = try? container.decode(Int64.self) { self = .integer(value) }
+            else if let value = try? container.decode(Double.self) { self = .number(value) }
+            else if let value = try? container.decode(String.self) { self = .string(value) }
+            else if let value = try? container.decode([JSON].self) { self = .array(value) }
+            else { self = .object(try container.decode([String: JSON].self)) }
+        }
+    }
+
+    static func record(_ text: String, option: String) throws -> Weft.V1.Record {
+        guard case .object(let fields)? = try? JSONDecoder().decode(JSON.self, from: Data(text.utf8)) else {
+            throw ValidationError("\(option): expected a JSON object of labelled fields, e.g. '{\"owner\": {\"party\": \"alice::1220…\"}}'")
+        }
+        return Weft.V1.Record(
+            fields: try fields.keys.sorted().map { label in
+                Weft.V1.RecordField(label: label, value: try value(fields[label]!, at: "\(option) \(label)"))
+            })
+    }
+
+    static func value(_ json: JSON, at path: String) throws -> Weft.V1.Value {
+        switch json {
+        case .bool(let value): return .init(sum: .bool(value))
+        case .integer(let value): return .init(sum: .int64(value))
+        case .number(let value):
+            throw ValidationError("\(path): \(value) is not an integer; write decimals as {\"decimal\": \"\(value)\"}")
+        case .string(let text): return .init(sum: .text(text))
+        case .null, .array:
+            throw ValidationError("\(path): expected true/false, an integer, a string, or one typed object like {\"party\": \"…\"}")
+        case .object(let object):
+            guard object.count == 1, let (kind, inner) = object.first else {
+                throw ValidationError("\(path): a typed value is an object with one key, like {\"party\": \"…\"}")
+            }
+            switch (kind, inner) {
+            case ("party", .string(let id)): return .init(sum: .party(id))
+            case ("text", .string(let text)): return .init(sum: .text(text))
+            case ("decimal", .string(let text)): return .init(sum: .decimal(text))
+            case ("decimal", .integer(let number)): return .init(sum: .decimal("\(number)"))
+            case ("contract", .string(let id)): return .init(sum: .contractID(id))
+            case ("int", .integer(let number)): return .init(sum: .int64(number))
+            case ("bool", .bool(let value)): return .init(sum: .bool(value))
+            case ("time", .integer(let micros)): return .init(sum: .time(.init(microsSinceEpoch: micros)))
+            case ("unit", _): return .init(sum: .unit(.init()))
+            case ("list", .array(let elements)):
+                return .init(sum: .list(.init(elements: try elements.enumerated().map { try value($1, at: "\(path)[\($0)]") })))
+            case ("record", .array(let fields)):
+                return .init(
+                    sum: .record(.init(fields: try fields.enumerated().map { .init(value: try value($1, at: "\(path).\($0)")) })))
+            default:
+                throw ValidationError(
+                    "\(path): {\"\(kind)\": …} is not a typed value; use party, text, decimal (a string), contract, int, bool, "
+                        + "time (µs), unit, list (an array) or record (an array, positional)")
+            }
+        }
+    }
+
+    static func json(_ value: Weft.V1.Value?) -> Any {
+        switch value?.sum {
+        case nil: return NSNull()
+        case .unit?: return ["unit": [String: Any]()]
+        case .bool(let bool)?: return bool
+        case .int64(let integer)?: return integer
+        case .decimal(let text)?: return ["decimal": text]
+        case .text(let text)?: return text
+        case .party(let party)?: return ["party": party]
+        case .time(let time)?: return ["time": time.microsSinceEpoch]
+        case .contractID(let id)?: return ["contract": id]
+        case .list(let list)?: return ["list": list.elements.map { json($0) }]
+        case .record(let record)?: return json(record)
+        }
+    }
+
+    static func json(_ record: Weft.V1.Record?) -> Any {
+        let fields = record?.fields ?? []
+        if fields.allSatisfy({ !$0.label.isEmpty }) {
+            var object: [String: Any] = [:]
+            for field in fields { object[field.label] = json(field.value) }
+            return object
+        }
+        return ["record": fields.map { json($0.value) }]
+    }
+
+    static func text(_ record: Weft.V1.Record?) -> String {
+        guard let data = try? JSONSerialization.data(withJSONObject: json(record), options: [.sortedKeys]) else { return "?" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func json(_ event: Weft.V1.CreatedEvent) -> [String: Any] {
+        [
+            "contract_id": event.contractID, "template": event.templateID?.templateName ?? "",
+            "package_id": event.templateID?.packageID ?? "", "arguments": json(event.createArguments),
+            "signatories": event.signatories, "observers": event.observers, "witnesses": event.witnessParties,
+        ]
+    }
+
+    static func json(_ transaction: Weft.V1.Transaction) -> [String: Any] {
+        [
+            "offset": transaction.offset, "transaction_id": transaction.transactionID, "command_id": transaction.commandID,
+            "effective_at_micros": transaction.effectiveAt?.microsSinceEpoch ?? 0,
+            "events": transaction.events.map { event -> [String: Any] in
+                switch event.kind {
+                case .created(let created)?: return ["created": json(created)]
+                case .archived(let archived)?:
+                    return [
+                        "archived": [
+                            "contract_id": archived.contractID, "template": archived.templateID?.templateName ?? "",
+                            "witnesses": archived.witnessParties,
+                        ] as [String: Any]
+                    ]
+                case nil: return [:]
+                }
+            },
+        ]
+    }
+}

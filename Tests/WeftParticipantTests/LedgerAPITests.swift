@@ -1,0 +1,462 @@
+import Foundation
+import Testing
+import WeftContracts
+import WeftCrypto
+import WeftLedgerAPI
+import WeftSequencer
+import WeftStore
+import WeftTestSupport
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+@_spi(Testing) import WeftParticipant
+
+/// Publishes party hostings the way the harness onboards: a broadcast with the domain
+/// manager's sequencer credentials (docs/ledger-api.md: the participant → domain manager path
+/// does not exist yet).
+struct ManagerBroadcastPublisher: PartyHostingPublisher {
+    let harness: DomainHarness
+
+    func publish(_ hosting: SignedTopologyTransaction) async throws {
+        try await harness.broadcast([hosting.wire], messageID: "hosting-\(hosting.hash)")
+    }
+}
+
+/// The Ledger API of one harness participant, served over TLS on loopback, and a client of it.
+struct LedgerAPIEndpoint {
+    let api: LedgerAPI
+    let server: RPCServer
+    let client: RPCClient
+    let rootPEM: String
+
+    static func start(_ harness: DomainHarness, _ index: Int) async throws -> LedgerAPIEndpoint {
+        let ca = try CertificateAuthority.makeRoot(commonName: "ledger-api-ca")
+        let certificate = try CertificateAuthority.issue(
+            commonName: "participant", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
+        let api = try await LedgerAPI.start(
+            participant: harness.nodes[index], database: PostgresDatabase(url: harness.url),
+            namespaceKey: harness.members[index].namespaceKey, publisher: ManagerBroadcastPublisher(harness: harness),
+            logger: quietLogger("weft.test.ledger-api"))
+        var router = RPCRouter()
+        api.register(on: &router)
+        let server = try await RPCServer.start(
+            host: "127.0.0.1", port: 0,
+            security: .tls(try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: certificate))),
+            router: router, logger: quietLogger("weft.test.ledger-api-server"))
+        let client = try await RPCClient.connect(
+            host: "127.0.0.1", port: server.port,
+            security: .tls(try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))))
+        return LedgerAPIEndpoint(api: api, server: server, client: client, rootPEM: ca.certificatePEM)
+    }
+
+    func stop() async {
+        await client.close()
+        await server.close()
+        await api.stop()
+    }
+}
+
+/// Builds Ledger API commands for the IOU package, as an application would: labelled fields.
+struct IOUCommands {
+    let packageID: String
+
+    var template: Weft.V1.TemplateId { .init(packageID: packageID, templateName: "Iou") }
+
+    func issue(_ amount: String, from issuer: String, to owner: String) -> Weft.V1.Command {
+        .init(
+            kind: .create(
+                .init(
+                    templateID: template,
+                    createArguments: .init(fields: [
+                        .init(label: "owner", value: .init(sum: .party(owner))),
+                        .init(label: "issuer", value: .init(sum: .party(issuer))),
+                        .init(label: "amount", value: .init(sum: .decimal(amount))),
+                        .init(label: "currency", value: .init(sum: .text("USD"))),
+                    ]))))
+    }
+
+    func transfer(_ contract: String, to newOwner: String) -> Weft.V1.Command {
+        .init(
+            kind: .exercise(
+                .init(
+                    templateID: template, contractID: contract, choice: "Transfer",
+                    choiceArgument: .init(
+                        sum: .record(.init(fields: [.init(label: "newOwner", value: .init(sum: .party(newOwner)))]))))))
+    }
+
+    func commands(_ command: Weft.V1.Command, actAs: String, application: String, id: String) -> Weft.V1.Commands {
+        .init(commandID: id, applicationID: application, actAs: [actAs], commands: [command])
+    }
+}
+
+func rpcError(_ body: () async throws -> Void) async -> RPCError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as RPCError {
+        return error
+    } catch {
+        Issue.record("expected an RPCError, got \(error)")
+        return nil
+    }
+}
+
+/// The Ledger API end to end: two participants on a real domain (DomainHarness), each with its
+/// Ledger API over TLS on loopback, used only through the generated client stubs.
+@Suite(.timeLimit(.minutes(3))) struct LedgerAPITests {
+    @Test func anApplicationIssuesAndTransfersAnIOUThroughTheLedgerAPI() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let harness = try await DomainHarness.start(url: fixture.url)
+            let api1 = try await LedgerAPIEndpoint.start(harness, 0)
+            let api2 = try await LedgerAPIEndpoint.start(harness, 1)
+            let (alice, bob, bank) = (harness.alice.id, harness.bob.id, harness.bank.id)
+
+            // Packages: the harness uploaded the IOU package; an upload of the same source is
+            // the same package.
+            let listed = try await api2.client.packageManagement.listPackages(.init())
+            #expect(listed.packages.map(\.templateNames) == [["Iou"]])
+            let packageID = try #require(listed.packages.first).packageID
+            let uploaded = try await api2.client.packageManagement.uploadPackage(
+                .init(source: harness.iouSource, fileName: "iou.weft"))
+            #expect(uploaded.packageID == packageID)
+            let iou = IOUCommands(packageID: packageID)
+
+            // Alice's transaction stream follows the ledger from its beginning.
+            let aliceStream = try api1.client.transaction.getTransactions(.init(filter: .init(parties: [alice])))
+            let aliceReader = Task { () throws -> [Weft.V1.Transaction] in
+                var seen: [Weft.V1.Transaction] = []
+                for try await response in aliceStream {
+                    seen.append(try #require(response.transaction))
+                    if seen.count == 2 { break }
+                }
+                return seen
+            }
+
+            // The bank issues an IOU to alice and waits for the transaction.
+            let issued = try await api2.client.command.submitAndWait(
+                .init(commands: iou.commands(iou.issue("100.00", from: bank, to: alice), actAs: bank, application: "bank-app", id: "issue-1")))
+            #expect(issued.transactionID.count == 64)
+            #expect(issued.offset == 1)
+
+            // Alice sees the IOU in her active contracts once participant1 has committed it.
+            await harness.p1.waitForLedgerEnd(1)
+            var acs: [Weft.V1.GetActiveContractsResponse] = []
+            for try await response in try api1.client.activeContracts.getActiveContracts(.init(filter: .init(parties: [alice]))) {
+                acs.append(response)
+            }
+            let contracts = acs.flatMap(\.activeContracts)
+            #expect(contracts.count == 1)
+            #expect(acs.last?.offset == 1)
+            let contract = try #require(contracts.first)
+            #expect(contract.signatories == [bank] && contract.observers == [alice] && contract.witnessParties == [alice])
+            #expect(contract.createArguments?.fields.map(\.label) == ["issuer", "owner", "currency", "amount"])
+
+            // Alice transfers it to bob asynchronously; the completion stream reports it.
+            let completions = try api1.client.completion.completionStream(.init(applicationID: "alice-app", parties: [alice]))
+            let submitted = try await api1.client.command.submit(
+                .init(commands: iou.commands(iou.transfer(contract.contractID, to: bob), actAs: alice, application: "alice-app", id: "transfer-1")))
+            #expect(!submitted.submissionID.isEmpty)
+            var completion: Weft.V1.Completion?
+            for try await response in completions {
+                completion = response.completion
+                break
+            }
+            let transferred = try #require(completion)
+            #expect(transferred.status?.code == 0)
+            #expect(transferred.commandID == "transfer-1" && transferred.actAs == [alice])
+            #expect(transferred.submissionID == submitted.submissionID)
+            #expect(transferred.transactionID.count == 64)
+            #expect(transferred.offset == 1)
+
+            // Alice's projection: the IOU created, then archived.
+            let aliceTransactions = try await aliceReader.value
+            #expect(aliceTransactions.map(\.transactionID) == [issued.transactionID, transferred.transactionID])
+            #expect(aliceTransactions.map(\.offset) == [1, 2])
+            guard case .created(let created)? = aliceTransactions.first?.events.first?.kind,
+                case .archived(let archived)? = aliceTransactions.last?.events.first?.kind
+            else {
+                Issue.record("alice's transactions are not a create then an archive: \(aliceTransactions)")
+                return
+            }
+            #expect(created.contractID == contract.contractID && archived.contractID == contract.contractID)
+            #expect(aliceTransactions.last?.events.count == 1)
+            #expect(aliceTransactions.last?.commandID == "transfer-1")
+
+            // Bob's projection (participant2): only his new IOU. The bank's: both transactions.
+            await harness.p2.waitForLedgerEnd(2)
+            let end = try await api2.client.transaction.getLedgerEnd(.init()).offset
+            #expect(end == 2)
+            var bobTransactions: [Weft.V1.Transaction] = []
+            for try await response in try api2.client.transaction.getTransactions(
+                .init(beginExclusive: 0, endInclusive: end, filter: .init(parties: [bob])))
+            {
+                bobTransactions.append(try #require(response.transaction))
+            }
+            #expect(bobTransactions.map(\.transactionID) == [transferred.transactionID])
+            guard case .created(let bobIOU)? = bobTransactions.first?.events.first?.kind else {
+                Issue.record("bob's transaction is not his new IOU: \(bobTransactions)")
+                return
+            }
+            #expect(bobTransactions.first?.events.count == 1)
+            #expect(bobIOU.contractID != contract.contractID && bobIOU.observers == [bob] && bobIOU.witnessParties == [bob])
+            var bankTransactions: [Weft.V1.Transaction] = []
+            for try await response in try api2.client.transaction.getTransactions(
+                .init(beginExclusive: 0, endInclusive: end, filter: .init(parties: [bank, bob])))
+            {
+                bankTransactions.append(try #require(response.transaction))
+            }
+            #expect(bankTransactions.map(\.transactionID) == [issued.transactionID, transferred.transactionID])
+            // Both parties see bob's IOU; only the bank saw the archive on participant2.
+            let lastEvents = bankTransactions.last?.events ?? []
+            #expect(lastEvents.count == 2)
+            if case .archived(let event)? = lastEvents.first?.kind { #expect(event.witnessParties == [bank]) } else {
+                Issue.record("the bank's second transaction does not start with the archive: \(lastEvents)")
+            }
+            if case .created(let event)? = lastEvents.last?.kind {
+                #expect(event.witnessParties == [bank, bob].sorted())
+            } else {
+                Issue.record("the bank's second transaction does not end with bob's IOU: \(lastEvents)")
+            }
+
+            // The same command id again: ALREADY_EXISTS, with the first submission's outcome.
+            let duplicate = await rpcError {
+                _ = try await api1.client.command.submitAndWait(
+                    .init(commands: iou.commands(iou.transfer(contract.contractID, to: bob), actAs: alice, application: "alice-app", id: "transfer-1")))
+            }
+            #expect(duplicate?.code == .alreadyExists)
+            #expect(duplicate?.errorID == "LEDGER_API_DUPLICATE_COMMAND")
+            #expect(duplicate?.message.contains(transferred.transactionID) == true)
+
+            await api1.stop()
+            await api2.stop()
+            await harness.stop()
+        }
+    }
+
+    @Test func refusalsCarryCodesAndIdsAndObserversReadButNeverSubmit() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let harness = try await DomainHarness.start(url: fixture.url)
+            let api1 = try await LedgerAPIEndpoint.start(harness, 0)
+            let api2 = try await LedgerAPIEndpoint.start(harness, 1)
+            let (alice, bob, bank, carol) = (harness.alice.id, harness.bob.id, harness.bank.id, harness.carol.id)
+            let packageID = try await api2.client.packageManagement.listPackages(.init()).packages.first?.packageID ?? ""
+            let iou = IOUCommands(packageID: packageID)
+
+            // Carol is hosted on participant1 with observation permission only.
+            let observer = await rpcError {
+                _ = try await api1.client.command.submitAndWait(
+                    .init(commands: iou.commands(iou.issue("1", from: carol, to: carol), actAs: carol, application: "app", id: "c-1")))
+            }
+            #expect(observer?.code == .permissionDenied)
+            #expect(observer?.errorID == "LEDGER_API_PARTY_NOT_HOSTED_FOR_SUBMISSION")
+            #expect(observer?.message.contains("observation") == true)
+            // Bob is not hosted on participant1 at all.
+            let foreign = await rpcError {
+                _ = try await api1.client.command.submit(
+                    .init(commands: iou.commands(iou.issue("1", from: bob, to: bob), actAs: bob, application: "app", id: "b-1")))
+            }
+            #expect(foreign?.code == .permissionDenied)
+            // Reading a party participant1 does not host: NOT_FOUND; a malformed one: INVALID_ARGUMENT.
+            let unknown = await rpcError {
+                for try await _ in try api1.client.activeContracts.getActiveContracts(.init(filter: .init(parties: [bob]))) {}
+            }
+            #expect(unknown?.code == .notFound && unknown?.errorID == "LEDGER_API_PARTY_NOT_HOSTED")
+            let malformed = await rpcError {
+                for try await _ in try api1.client.transaction.getTransactions(.init(filter: .init(parties: ["not a party"]))) {}
+            }
+            #expect(malformed?.code == .invalidArgument && malformed?.errorID == "LEDGER_API_INVALID_ARGUMENT")
+            // An unknown field of the template, and a package that is not there.
+            var badField = iou.issue("1", from: bank, to: alice)
+            if case .create(var create)? = badField.kind {
+                create.createArguments?.fields[0].label = "ownr"
+                badField.kind = .create(create)
+            }
+            let field = await rpcError {
+                _ = try await api2.client.command.submitAndWait(
+                    .init(commands: iou.commands(badField, actAs: bank, application: "bank-app", id: "bad-1")))
+            }
+            #expect(field?.code == .invalidArgument && field?.message.contains("ownr") == true)
+            let missing = await rpcError {
+                _ = try await api2.client.command.submitAndWait(
+                    .init(commands: iou.commands(
+                        IOUCommands(packageID: String(repeating: "ab", count: 32)).issue("1", from: bank, to: alice), actAs: bank,
+                        application: "bank-app", id: "bad-2")))
+            }
+            #expect(missing?.code == .notFound && missing?.errorID == "LEDGER_API_UNKNOWN_TEMPLATE")
+            // An IOU of a negative amount does not interpret (ensure).
+            let negative = await rpcError {
+                _ = try await api2.client.command.submitAndWait(
+                    .init(commands: iou.commands(iou.issue("-5", from: bank, to: alice), actAs: bank, application: "bank-app", id: "bad-3")))
+            }
+            #expect(negative?.code == .invalidArgument && negative?.errorID == "LEDGER_API_INTERPRETATION_FAILED")
+            // A package that does not parse.
+            let package = await rpcError {
+                _ = try await api2.client.packageManagement.uploadPackage(.init(source: "package broken; template {", fileName: "broken.weft"))
+            }
+            #expect(package?.code == .invalidArgument && package?.errorID == "LEDGER_API_INVALID_PACKAGE")
+            #expect(package?.message.contains("broken.weft") == true)
+            // Trees are not served yet, and say so.
+            let trees = await rpcError {
+                for try await _ in try api1.client.transaction.getTransactionTrees(.init(filter: .init(parties: [alice]))) {}
+            }
+            #expect(trees?.code == .unimplemented && trees?.errorID == "LEDGER_API_TREES_UNAVAILABLE")
+
+            // The bank issues an IOU to carol: participant1 observes it (carol's projection)
+            // without confirming; participant2 hosts carol with submission permission.
+            let issued = try await api2.client.command.submitAndWait(
+                .init(commands: iou.commands(iou.issue("7", from: bank, to: carol), actAs: bank, application: "bank-app", id: "carol-1")))
+            var carolOnP1: [Weft.V1.Transaction] = []
+            for try await response in try api1.client.transaction.getTransactions(
+                .init(beginExclusive: 0, endInclusive: 1, filter: .init(parties: [carol])))
+            {
+                carolOnP1.append(try #require(response.transaction))
+            }
+            #expect(carolOnP1.map(\.transactionID) == [issued.transactionID])
+            #expect(carolOnP1.first?.commandID == "")  // only the submitting participant knows it
+
+            // A new party, allocated on participant1 through topology, can submit at once.
+            let allocated = try await api1.client.partyManagement.allocateParty(.init(partyIDHint: "dave", displayName: "Dave"))
+            let dave = try #require(allocated.partyDetails).party
+            #expect(dave.hasPrefix("dave::") && dave.hasSuffix(String(describing: harness.members[0].id.namespace)))
+            let parties = try await api1.client.partyManagement.listKnownParties(.init()).partyDetails
+            #expect(parties.contains { $0.party == dave && $0.displayName == "Dave" })
+            let again = await rpcError { _ = try await api1.client.partyManagement.allocateParty(.init(partyIDHint: "dave")) }
+            #expect(again?.code == .alreadyExists)
+            let daveIOU = try await api1.client.command.submitAndWait(
+                .init(commands: iou.commands(iou.issue("3", from: dave, to: dave), actAs: dave, application: "dave-app", id: "d-1")))
+            #expect(daveIOU.transactionID.count == 64)
+
+            await api1.stop()
+            await api2.stop()
+            await harness.stop()
+        }
+    }
+}
+
+/// The `weft` executable of this build run as a process, to its exit: its status and output.
+struct WeftRun {
+    let status: Int32
+    let output: String
+    let errors: String
+
+    static var executable: URL {
+        let beside = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("weft")
+        if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+        return repositoryRoot.appendingPathComponent(".build/debug/weft")
+    }
+
+    /// Runs `weft arguments…`; pipes are drained by threads of their own with blocking reads,
+    /// and the exit is awaited on another, so the concurrency pool never blocks.
+    static func run(_ arguments: [String]) async throws -> WeftRun {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let (output, errors) = (Pipe(), Pipe())
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                let errorData = Locked(Data())
+                let errorsRead = DispatchSemaphore(value: 0)
+                Thread.detachNewThread {
+                    errorData.set(errors.fileHandleForReading.readDataToEndOfFile())
+                    errorsRead.signal()
+                }
+                let outputData = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                errorsRead.wait()
+                continuation.resume(
+                    returning: WeftRun(
+                        status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
+                        errors: String(decoding: errorData.get(), as: UTF8.self)))
+            }
+        }
+    }
+
+    /// The output's lines as JSON objects.
+    var jsonLines: [[String: Any]] {
+        output.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+}
+
+final class Locked<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func get() -> Value { lock.withLock { value } }
+    func set(_ newValue: Value) { lock.withLock { value = newValue } }
+}
+
+extension LedgerAPITests {
+    @Test func theCLIAllocatesUploadsSubmitsAndReadsThroughTheLedgerAPI() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: WeftRun.executable.path), "build the weft executable first")
+        try await PostgresFixture.withFixture { fixture in
+            let harness = try await DomainHarness.start(url: fixture.url)
+            let api1 = try await LedgerAPIEndpoint.start(harness, 0)
+            let api2 = try await LedgerAPIEndpoint.start(harness, 1)
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-cli-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            func remote(_ endpoint: LedgerAPIEndpoint, _ name: String) throws -> [String] {
+                let path = directory.appendingPathComponent("\(name).pem").path
+                try endpoint.rootPEM.write(toFile: path, atomically: true, encoding: .utf8)
+                return ["--remote", "127.0.0.1:\(endpoint.server.port)", "--root-cert", path]
+            }
+            let (remote1, remote2) = (try remote(api1, "p1"), try remote(api2, "p2"))
+            let (alice, bob, bank) = (harness.alice.id, harness.bob.id, harness.bank.id)
+
+            // Upload (the same package again) and list.
+            let file = repositoryRoot.appendingPathComponent("examples/packages/iou.weft").path
+            let upload = try await WeftRun.run(["package", "upload", file, "--output", "json"] + remote2)
+            #expect(upload.status == 0, "\(upload.errors)")
+            let packageID = try #require(upload.jsonLines.first?["package_id"] as? String)
+            let list = try await WeftRun.run(["package", "list", "--output", "json"] + remote2)
+            #expect(list.jsonLines.map { $0["package_id"] as? String } == [packageID])
+
+            // A new party through topology.
+            let allocate = try await WeftRun.run(["party", "allocate", "erin", "--output", "json"] + remote2)
+            #expect(allocate.status == 0, "\(allocate.errors)")
+            #expect((allocate.jsonLines.first?["party"] as? String)?.hasPrefix("erin::") == true)
+
+            // The bank issues an IOU to alice; alice lists it and transfers it to bob.
+            let arguments = #"{"issuer": {"party": "\#(bank)"}, "owner": {"party": "\#(alice)"}, "currency": "EUR", "amount": {"decimal": "12.5"}}"#
+            let create = try await WeftRun.run(
+                ["submit", "create", "--template", "Iou", "--act-as", bank, "--arguments", arguments, "--command-id", "cli-issue",
+                 "--output", "json"] + remote2)
+            #expect(create.status == 0, "\(create.errors)")
+            let issueID = try #require(create.jsonLines.first?["transaction_id"] as? String)
+            await harness.p1.waitForLedgerEnd(1)
+            let acs = try await WeftRun.run(["acs", "--party", alice, "--output", "json"] + remote1)
+            #expect(acs.status == 0, "\(acs.errors)")
+            let contract = try #require(acs.jsonLines.first)
+            #expect((contract["arguments"] as? [String: Any])?["currency"] as? String == "EUR")
+            let contractID = try #require(contract["contract_id"] as? String)
+            let exercise = try await WeftRun.run(
+                ["submit", "exercise", "--template", "\(packageID):Iou", "--contract", contractID, "--choice", "Transfer",
+                 "--arguments", #"{"newOwner": {"party": "\#(bob)"}}"#, "--act-as", alice, "--output", "json"] + remote1)
+            #expect(exercise.status == 0, "\(exercise.errors)")
+            let transactions = try await WeftRun.run(["transactions", "--party", alice, "--output", "json"] + remote1)
+            #expect(transactions.jsonLines.map { $0["transaction_id"] as? String }
+                == [issueID, exercise.jsonLines.first?["transaction_id"] as? String])
+            let text = try await WeftRun.run(["transactions", "--party", alice] + remote1)
+            #expect(text.output.contains("archived \(contractID)"))
+
+            // Bad arguments: the usage exit code. A refusal: exit 1 and the error id.
+            let usage = try await WeftRun.run(["submit", "create", "--template", "Iou", "--arguments", "{}"] + remote1)
+            #expect(usage.status == 64)
+            let badJSON = try await WeftRun.run(
+                ["submit", "create", "--template", "Iou", "--act-as", alice, "--arguments", "{\"amount\": 1.5}"] + remote1)
+            #expect(badJSON.status == 64 && badJSON.errors.contains("decimal"))
+            let refused = try await WeftRun.run(["acs", "--party", bob] + remote1)
+            #expect(refused.status == 1 && refused.errors.contains("LEDGER_API_PARTY_NOT_HOSTED"))
+
+            await api1.stop()
+            await api2.stop()
+            await harness.stop()
+        }
+    }
+}
