@@ -105,7 +105,7 @@ let package = Package(
         .target(
             name: "WeftMediator",
             dependencies: [
-                "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
+                "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftSequencer", "WeftTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -129,7 +129,7 @@ let package = Package(
         .target(
             name: "WeftNode",
             dependencies: [
-                "WeftSequencer", "WeftDomainManager", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
+                "WeftSequencer", "WeftDomainManager", "WeftMediator", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
@@ -213,6 +213,7 @@ let package = Package(
             name: "WeftMediatorTests",
             dependencies: [
                 "WeftMediator", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftTestSupport",
+                "WeftSequencer", "WeftTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
