@@ -26,6 +26,8 @@ import WeftWire
         let topology: SequencerTopology
         let server: RPCServer
         let clientTLS: TLSContext
+        /// The domain's root CA, for a node process's own certificate.
+        let ca: TLSCredentials
         let p1: Domain.Participant
         let p2: Domain.Participant
         let alice: UniqueIdentifier
@@ -86,7 +88,7 @@ import WeftWire
                     sequencerKeys: [domain.sequencerKey.publicKey])
             }
             return RealDomain(
-                domain: domain, url: url, sequencer: sequencer, topology: topology, server: server, clientTLS: clientTLS, p1: p1, p2: p2,
+                domain: domain, url: url, sequencer: sequencer, topology: topology, server: server, clientTLS: clientTLS, ca: ca, p1: p1, p2: p2,
                 alice: alice, bank: bank, p1Client: try await client(p1), p2Client: try await client(p2))
         }
 
@@ -247,6 +249,41 @@ import WeftWire
             for client in [real.p1Client, real.p2Client] {
                 let seen = try await Self.read(client, domain: real.domain, until: "end")
                 #expect(seen.verdicts == [result], "\(client.member)")
+            }
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            await real.stop()
+        }
+    }
+
+    /// The sequencing time of `client`'s own submission `messageID` (its receipt).
+    static func receiptTime(_ client: SequencerClient, messageID: String) async throws -> Weft.V1.Timestamp {
+        for try await event in try client.subscribe(from: 0) {
+            if case .deliver(let deliver)? = event.event, deliver.messageID == messageID, let timestamp = event.timestamp { return timestamp }
+        }
+        throw TestFailure("\(client.member)'s stream ended before the receipt of \(messageID)")
+    }
+
+    @Test func aResponseRelayedByAnotherParticipantIsNotCounted() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let real = try await RealDomain.start(fixture.url)
+            let (driver, connection) = try await real.mediatorDriver()
+            let running = Self.run(driver)
+            let views = try real.iouIssue(uuidByte: 5)
+            try await real.p2Client.send(try real.request(views), messageID: "request-5")
+            let requestTime = try await Self.requestTime(real.p1Client)
+            // participant1 sends participant2's genuine, signed approval as its own envelope.
+            let approval = try real.approval(views, requestAt: requestTime)
+            try await real.p1Client.send(approval, messageID: "relayed")
+            await driver.processed(after: SequencingTimestamp(try await Self.receiptTime(real.p1Client, messageID: "relayed")).adding(micros: -1))
+            #expect(await driver.mediator.pendingRequests.map(\.timestamp) == [SequencingTimestamp(requestTime)])
+            // From participant2 itself it counts.
+            try await real.p2Client.send(approval, messageID: "approval-5")
+            let result = try #require(try await Self.read(real.p1Client, domain: real.domain, until: nil).verdicts.first)
+            guard case .approve? = result.verdict?.outcome else {
+                Issue.record("not approved: \(result)")
+                return
             }
             running.cancel()
             _ = await running.result
