@@ -137,7 +137,7 @@ let package = Package(
         .target(
             name: "WeftMediator",
             dependencies: [
-                "WeftProtocol", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
+                "WeftProtocol", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftSequencer", "WeftTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -179,7 +179,7 @@ let package = Package(
         .target(
             name: "WeftNode",
             dependencies: [
-                "WeftSequencer", "WeftDomainManager", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
+                "WeftSequencer", "WeftDomainManager", "WeftMediator", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
                 "WeftObservability", "WeftParticipant", "WeftLedgerAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -279,6 +279,7 @@ let package = Package(
             name: "WeftMediatorTests",
             dependencies: [
                 "WeftMediator", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftTestSupport",
+                "WeftSequencer", "WeftTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,9 +1,11 @@
 import WeftDomainManager
 import WeftLedgerAPI
+import WeftMediator
 import WeftParticipant
 import WeftTopology
 import WeftSequencer
 import WeftStore
+import WeftTopology
 
 /// `weft db status|migrate` for one node.
 public enum NodeMigrations {
@@ -12,7 +14,7 @@ public enum NodeMigrations {
         case .sequencer: [Sequencer.migrator, SequencerTopology.migrator]
         case .domainManager: [DomainManager.migrator]
         case .participant: [ParticipantStore.migrator, TopologyStore.memberMigrator, DomainConnectionStore.migrator, LedgerAPI.migrator]
-        case .mediator: []
+        case .mediator: [MediatorStore.migrator, TopologyStore.memberMigrator]
         }
     }
 

@@ -30,9 +30,7 @@ public enum NodeRunner {
             case .participant:
                 service = try ParticipantDaemon(settings, logger: logger, ready: ready)
             case .mediator:
-                throw ConfigurationError.invalid(
-                    key: settings.section.fullKey("kind"), value: settings.kind.rawValue, expected: "a node kind this release runs (sequencer, domain-manager, participant)",
-                    source: settings.section.source(of: "kind") ?? .defaultValue)
+                service = try MediatorNode(settings, logger: logger, ready: ready)
             }
             services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
