@@ -155,7 +155,7 @@ let package = Package(
         .target(
             name: "WeftLedgerAPI",
             dependencies: [
-                "WeftParticipant", "WeftContracts", "WeftTopology", "WeftTransport", "WeftStore", "WeftCrypto", "WeftWire",
+                "WeftParticipant", "WeftContracts", "WeftTopology", "WeftTransport", "WeftStore", "WeftCrypto", "WeftWire", "WeftSequencer",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

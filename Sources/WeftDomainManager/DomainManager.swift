@@ -120,9 +120,12 @@ public actor DomainManager {
         var next = state
         var changes: [TopologyChange] = []
         for envelope in deliver.batch?.envelopes ?? [] {
-            guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content),
-                case .topologyBroadcast(let broadcast)? = content.message
-            else { continue }
+            guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else { continue }
+            if case .topologyRequest(let request)? = content.message {
+                await handle(request, from: deliver.sender)
+                continue
+            }
+            guard case .topologyBroadcast(let broadcast)? = content.message else { continue }
             let outcome = next.add(broadcast, sequencedAt: at)
             changes += outcome.changes
             for refused in outcome.refused {
@@ -140,6 +143,53 @@ public actor DomainManager {
         let waiters = changeWaiters
         changeWaiters = []
         for waiter in waiters { waiter.resume() }
+    }
+
+    /// A member asks for its own transactions to be broadcast (`TopologyTransactionsRequest`):
+    /// this release accepts a participant's hostings of parties in its own namespace on itself.
+    /// Accepted ones are broadcast unchanged; refused ones are logged. Ones already in force
+    /// (a replayed stream) are skipped.
+    private func handle(_ request: Weft.V1.TopologyTransactionsRequest, from sender: String) async {
+        var logger = self.logger
+        logger[metadataKey: "sender"] = "\(sender)"
+        func refuse(_ reason: String) { logger.warning("refused a topology request", metadata: ["reason": "\(reason)", "error_id": "DOMAIN_MANAGER_TOPOLOGY_REQUEST_REFUSED"]) }
+        guard request.domain == domain.description else { return refuse("it is for domain \(request.domain.prefix(200)), not \(domain)") }
+        guard let member = try? MemberID(parsing: sender), member.role == .participant else { return refuse("only participants may ask") }
+        let snapshot = self.snapshot()
+        guard snapshot.isActive(member) else { return refuse("\(member) is not an active participant of the domain") }
+        let known = Set(state.transactions.map(\.transaction.hash))
+        var probe = state
+        var accepted: [SignedTopologyTransaction] = []
+        for wire in request.transactions.prefix(100) {
+            let signed: SignedTopologyTransaction
+            do {
+                signed = try SignedTopologyTransaction(wire)
+            } catch {
+                return refuse("a transaction does not read: \(error)")
+            }
+            if known.contains(signed.hash) { continue }
+            guard case .partyToParticipant(let hosting)? = signed.transaction.mapping?.mapping,
+                hosting.participant == member.identifier.description,
+                let party = try? UniqueIdentifier(parsing: hosting.party), party.namespace == member.identifier.namespace
+            else {
+                return refuse("only hostings of the sender's own parties (in its namespace) on itself are accepted")
+            }
+            do {
+                _ = try probe.add(signed, sequencedAt: SequencingTimestamp(microsSinceEpoch: Int64.max - 2))
+            } catch {
+                return refuse("\(error)")
+            }
+            accepted.append(signed)
+        }
+        guard !accepted.isEmpty, let connection else { return }
+        do {
+            let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: accepted.map(\.wire))))
+            let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
+            try await connection.send(batch, messageID: "topology-" + accepted.map(\.hash.description).joined(separator: "+").suffix(64))
+            logger.info("broadcast a participant's topology request", metadata: ["transactions": "\(accepted.count)"])
+        } catch {
+            logger.error("cannot broadcast a participant's topology request; the participant will see its change time out", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Waits for the next applied change, or until `deadline`.

@@ -207,7 +207,9 @@ actor ParticipantRuntime {
         let node = try await ParticipantNode.start(identity: identity, domain: domain, store: store, topology: topology, connection: connection, logger: logger)
         let api: LedgerAPI
         do {
-            api = try await LedgerAPI.start(participant: node, database: database, logger: logger)
+            api = try await LedgerAPI.start(
+                participant: node, database: database, namespaceKey: namespaceKey,
+                publisher: SequencerHostingPublisher(connection: connection, domain: domain), logger: logger)
         } catch {
             await node.stop()
             throw error

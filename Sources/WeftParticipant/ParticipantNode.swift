@@ -441,7 +441,7 @@ public actor ParticipantNode {
             case .rootHash(let message)?: request.rootHashMessages.append(message)
             case .encryptedView(let message)?: request.encryptedViews.append(message)
             case .signedMessage(let message)?: verdicts.append(message)
-            case .informeeMessage?, nil:
+            case .informeeMessage?, .topologyRequest?, nil:
                 logger.warning(
                     "an envelope this participant has no use for; ignored",
                     metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)"])

@@ -1521,7 +1521,7 @@ extension Weft.V1 {
 
 extension Weft.V1.GetChallengeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetChallengeRequest
-    static var shapeIndex: Int { 152 }
+    static var shapeIndex: Int { 153 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_challenge_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1545,7 +1545,7 @@ extension Weft.V1.GetChallengeRequest: CBackedMessage {
 
 extension Weft.V1.GetChallengeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetChallengeResponse
-    static var shapeIndex: Int { 153 }
+    static var shapeIndex: Int { 154 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_challenge_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1577,7 +1577,7 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
 
 extension Weft.V1.AuthenticateRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AuthenticateRequest
-    static var shapeIndex: Int { 154 }
+    static var shapeIndex: Int { 155 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__authenticate_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1608,7 +1608,7 @@ extension Weft.V1.AuthenticateRequest: CBackedMessage {
 
 extension Weft.V1.AuthenticateResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AuthenticateResponse
-    static var shapeIndex: Int { 155 }
+    static var shapeIndex: Int { 156 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__authenticate_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1637,7 +1637,7 @@ extension Weft.V1.AuthenticateResponse: CBackedMessage {
 
 extension Weft.V1.Envelope: CBackedMessage {
     typealias CStruct = Weft__V1__Envelope
-    static var shapeIndex: Int { 156 }
+    static var shapeIndex: Int { 157 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1664,7 +1664,7 @@ extension Weft.V1.Envelope: CBackedMessage {
 
 extension Weft.V1.Batch: CBackedMessage {
     typealias CStruct = Weft__V1__Batch
-    static var shapeIndex: Int { 157 }
+    static var shapeIndex: Int { 158 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__batch__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1689,7 +1689,7 @@ extension Weft.V1.Batch: CBackedMessage {
 
 extension Weft.V1.SubmissionRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmissionRequest
-    static var shapeIndex: Int { 158 }
+    static var shapeIndex: Int { 159 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submission_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1726,7 +1726,7 @@ extension Weft.V1.SubmissionRequest: CBackedMessage {
 
 extension Weft.V1.SendRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SendRequest
-    static var shapeIndex: Int { 159 }
+    static var shapeIndex: Int { 160 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__send_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1755,7 +1755,7 @@ extension Weft.V1.SendRequest: CBackedMessage {
 
 extension Weft.V1.SendResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SendResponse
-    static var shapeIndex: Int { 160 }
+    static var shapeIndex: Int { 161 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__send_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1777,7 +1777,7 @@ extension Weft.V1.SendResponse: CBackedMessage {
 
 extension Weft.V1.SubscribeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubscribeRequest
-    static var shapeIndex: Int { 161 }
+    static var shapeIndex: Int { 162 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__subscribe_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1803,7 +1803,7 @@ extension Weft.V1.SubscribeRequest: CBackedMessage {
 
 extension Weft.V1.SubscribeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubscribeResponse
-    static var shapeIndex: Int { 162 }
+    static var shapeIndex: Int { 163 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__subscribe_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1830,7 +1830,7 @@ extension Weft.V1.SubscribeResponse: CBackedMessage {
 
 extension Weft.V1.Deliver: CBackedMessage {
     typealias CStruct = Weft__V1__Deliver
-    static var shapeIndex: Int { 163 }
+    static var shapeIndex: Int { 164 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__deliver__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1863,7 +1863,7 @@ extension Weft.V1.Deliver: CBackedMessage {
 
 extension Weft.V1.DeliverError: CBackedMessage {
     typealias CStruct = Weft__V1__DeliverError
-    static var shapeIndex: Int { 164 }
+    static var shapeIndex: Int { 165 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__deliver_error__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1892,7 +1892,7 @@ extension Weft.V1.DeliverError: CBackedMessage {
 
 extension Weft.V1.SequencedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__SequencedEvent
-    static var shapeIndex: Int { 165 }
+    static var shapeIndex: Int { 166 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequenced_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1939,7 +1939,7 @@ extension Weft.V1.SequencedEvent: CBackedMessage {
 
 extension Weft.V1.SignedSequencedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__SignedSequencedEvent
-    static var shapeIndex: Int { 166 }
+    static var shapeIndex: Int { 167 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_sequenced_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1968,7 +1968,7 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
 
 extension Weft.V1.AcknowledgeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeRequest
-    static var shapeIndex: Int { 167 }
+    static var shapeIndex: Int { 168 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1997,7 +1997,7 @@ extension Weft.V1.AcknowledgeRequest: CBackedMessage {
 
 extension Weft.V1.AcknowledgeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeResponse
-    static var shapeIndex: Int { 168 }
+    static var shapeIndex: Int { 169 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2019,7 +2019,7 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
 
 extension Weft.V1.OnboardRequest: CBackedMessage {
     typealias CStruct = Weft__V1__OnboardRequest
-    static var shapeIndex: Int { 169 }
+    static var shapeIndex: Int { 170 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2046,7 +2046,7 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
 
 extension Weft.V1.OnboardResponse: CBackedMessage {
     typealias CStruct = Weft__V1__OnboardResponse
-    static var shapeIndex: Int { 170 }
+    static var shapeIndex: Int { 171 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2073,7 +2073,7 @@ extension Weft.V1.OnboardResponse: CBackedMessage {
 
 extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoRequest
-    static var shapeIndex: Int { 171 }
+    static var shapeIndex: Int { 172 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2095,7 +2095,7 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
 
 extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoResponse
-    static var shapeIndex: Int { 172 }
+    static var shapeIndex: Int { 173 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

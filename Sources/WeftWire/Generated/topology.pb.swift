@@ -1095,6 +1095,51 @@ extension Weft.V1 {
             try encode()
         }
     }
+
+    /// Topology transactions a member asks the domain manager to broadcast, sent
+    /// through the sequencer to the domain manager's member (`DOM::…`). This
+    /// release accepts a participant's own party hostings: `PartyToParticipant`
+    /// mappings that name the sender as the participant, for a party in the
+    /// sender's namespace, signed with the sender's namespace key. The domain
+    /// manager broadcasts the ones it accepts unchanged (their signatures are the
+    /// authorization every member checks) and logs the ones it refuses; the
+    /// sender learns the outcome from its own topology.
+    public struct TopologyTransactionsRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.TopologyTransactionsRequest"
+
+        /// Domain id.
+        public var domain: String = ""
+
+        /// The signed transactions.
+        public var transactions: [Weft.V1.SignedTopologyTransaction] = []
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(domain: String = "", transactions: [Weft.V1.SignedTopologyTransaction] = []) {
+            self.domain = domain
+            self.transactions = transactions
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
 }
 
 extension Weft.V1.NamespaceDelegation: CBackedMessage {
@@ -1526,6 +1571,33 @@ extension Weft.V1.TopologySnapshot: CBackedMessage {
         c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologySnapshot", 1)
         c.pointee.n_transactions = self.transactions.count
         c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.TopologyTransactionsRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__TopologyTransactionsRequest
+    static var shapeIndex: Int { 20 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__topology_transactions_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__topology_transactions_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__topology_transactions_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__topology_transactions_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransactionsRequest")
+        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologyTransactionsRequest", 1)
+        c.pointee.n_transactions = self.transactions.count
+        c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -1125,7 +1125,8 @@ typedef enum {
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_ROOT_HASH = 3,
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_SIGNED_MESSAGE = 4,
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_BROADCAST = 5,
-  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_SNAPSHOT = 6
+  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_SNAPSHOT = 6,
+  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_REQUEST = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(WEFT__V1__ENVELOPE_CONTENT__MESSAGE__CASE)
 } Weft__V1__EnvelopeContent__MessageCase;
 
@@ -1162,6 +1163,11 @@ struct  Weft__V1__EnvelopeContent
      * registered, as its first event.
      */
     Weft__V1__TopologySnapshot *topology_snapshot;
+    /*
+     * To the domain manager: topology transactions a member signed and asks
+     * to have broadcast (a participant's party hostings).
+     */
+    Weft__V1__TopologyTransactionsRequest *topology_request;
   };
 };
 #define WEFT__V1__ENVELOPE_CONTENT__INIT \

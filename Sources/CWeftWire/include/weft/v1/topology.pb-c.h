@@ -31,6 +31,7 @@ typedef struct Weft__V1__SignedTopologyTransaction Weft__V1__SignedTopologyTrans
 typedef struct Weft__V1__StoredTopologyTransaction Weft__V1__StoredTopologyTransaction;
 typedef struct Weft__V1__TopologyTransactionsBroadcast Weft__V1__TopologyTransactionsBroadcast;
 typedef struct Weft__V1__TopologySnapshot Weft__V1__TopologySnapshot;
+typedef struct Weft__V1__TopologyTransactionsRequest Weft__V1__TopologyTransactionsRequest;
 
 
 /* --- enums --- */
@@ -498,6 +499,34 @@ struct  Weft__V1__TopologySnapshot
     , (char *)protobuf_c_empty_string, 0,NULL }
 
 
+/*
+ * Topology transactions a member asks the domain manager to broadcast, sent
+ * through the sequencer to the domain manager's member (`DOM::…`). This
+ * release accepts a participant's own party hostings: `PartyToParticipant`
+ * mappings that name the sender as the participant, for a party in the
+ * sender's namespace, signed with the sender's namespace key. The domain
+ * manager broadcasts the ones it accepts unchanged (their signatures are the
+ * authorization every member checks) and logs the ones it refuses; the
+ * sender learns the outcome from its own topology.
+ */
+struct  Weft__V1__TopologyTransactionsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Domain id.
+   */
+  char *domain;
+  /*
+   * The signed transactions.
+   */
+  size_t n_transactions;
+  Weft__V1__SignedTopologyTransaction **transactions;
+};
+#define WEFT__V1__TOPOLOGY_TRANSACTIONS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__topology_transactions_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
 /* Weft__V1__NamespaceDelegation methods */
 void   weft__v1__namespace_delegation__init
                      (Weft__V1__NamespaceDelegation         *message);
@@ -764,6 +793,25 @@ Weft__V1__TopologySnapshot *
 void   weft__v1__topology_snapshot__free_unpacked
                      (Weft__V1__TopologySnapshot *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__TopologyTransactionsRequest methods */
+void   weft__v1__topology_transactions_request__init
+                     (Weft__V1__TopologyTransactionsRequest         *message);
+size_t weft__v1__topology_transactions_request__get_packed_size
+                     (const Weft__V1__TopologyTransactionsRequest   *message);
+size_t weft__v1__topology_transactions_request__pack
+                     (const Weft__V1__TopologyTransactionsRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__topology_transactions_request__pack_to_buffer
+                     (const Weft__V1__TopologyTransactionsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__TopologyTransactionsRequest *
+       weft__v1__topology_transactions_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__topology_transactions_request__free_unpacked
+                     (Weft__V1__TopologyTransactionsRequest *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Weft__V1__NamespaceDelegation_Closure)
@@ -808,6 +856,9 @@ typedef void (*Weft__V1__TopologyTransactionsBroadcast_Closure)
 typedef void (*Weft__V1__TopologySnapshot_Closure)
                  (const Weft__V1__TopologySnapshot *message,
                   void *closure_data);
+typedef void (*Weft__V1__TopologyTransactionsRequest_Closure)
+                 (const Weft__V1__TopologyTransactionsRequest *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -832,6 +883,7 @@ extern const ProtobufCMessageDescriptor weft__v1__signed_topology_transaction__d
 extern const ProtobufCMessageDescriptor weft__v1__stored_topology_transaction__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__topology_transactions_broadcast__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__topology_snapshot__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__topology_transactions_request__descriptor;
 
 PROTOBUF_C__END_DECLS
 
