@@ -259,7 +259,17 @@ public actor MediatorDriver {
     private func flushOutbox() async throws {
         for verdict in try await store.undeliveredVerdicts() {
             let messageID = Self.verdictMessageID(verdict.request)
-            let recipients = verdict.recipients.map { MemberID(role: .participant, identifier: $0).description }
+            // A participant disabled since the request is no recipient the sequencer accepts, and
+            // one unknown recipient would refuse the verdict for everyone: it goes to the others.
+            let now = await topology.snapshot(at: (lastTimestamp ?? verdict.decidedAt).adding(micros: 1))
+            let informees = verdict.recipients.map { MemberID(role: .participant, identifier: $0) }
+            let gone = informees.filter { !now.isActive($0) }
+            if !gone.isEmpty {
+                logger.warning(
+                    "a verdict is not sent to informee participants that are no longer active",
+                    metadata: ["request": "\(verdict.request)", "participants": "\(gone.map(\.description))"])
+            }
+            let recipients = informees.filter { now.isActive($0) }.map(\.description)
             let maxSequencingTime = verdict.decidedAt.microsSinceEpoch + settings.verdictSendWindowMicros
             if recipients.isEmpty {
                 logger.warning("a verdict without recipients is not sent", metadata: ["request": "\(verdict.request)"])

@@ -34,6 +34,8 @@ import WeftWire
         let bank: UniqueIdentifier
         let p1Client: SequencerClient
         let p2Client: SequencerClient
+        /// The domain manager's session, for topology changes.
+        let manager: SequencerClient
 
         static func start(_ url: String, responseTimeoutMicros: Int64 = 30_000_000) async throws -> RealDomain {
             var domain = try Domain()
@@ -80,7 +82,6 @@ import WeftWire
             onboarding.envelopes[0].content = try broadcast.serializedBytes()
             try await manager.send(onboarding, messageID: "onboarding")
             await topology.catchUp()
-            await manager.rpc.close()
             func client(_ participant: Domain.Participant) async throws -> SequencerClient {
                 try await SequencerClient.authenticate(
                     try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .tls(clientTLS)),
@@ -89,7 +90,7 @@ import WeftWire
             }
             return RealDomain(
                 domain: domain, url: url, sequencer: sequencer, topology: topology, server: server, clientTLS: clientTLS, ca: ca, p1: p1, p2: p2,
-                alice: alice, bank: bank, p1Client: try await client(p1), p2Client: try await client(p2))
+                alice: alice, bank: bank, p1Client: try await client(p1), p2Client: try await client(p2), manager: manager)
         }
 
         /// A mediator node's parts on the domain's database, connected over TLS; not yet running.
@@ -166,6 +167,7 @@ import WeftWire
         func stop() async {
             await p1Client.rpc.close()
             await p2Client.rpc.close()
+            await manager.rpc.close()
             await server.close()
             await topology.stop()
             await sequencer.stop()
@@ -285,6 +287,34 @@ import WeftWire
                 Issue.record("not approved: \(result)")
                 return
             }
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            await real.stop()
+        }
+    }
+
+    @Test func aVerdictSkipsAnInformeeParticipantDisabledSinceTheRequest() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let real = try await RealDomain.start(fixture.url)
+            let (driver, connection) = try await real.mediatorDriver()
+            let running = Self.run(driver)
+            let views = try real.iouIssue(uuidByte: 6)
+            try await real.p2Client.send(try real.request(views), messageID: "request-6")
+            let requestTime = try await Self.requestTime(real.p1Client)
+            // participant1 (alice's, an observer) is disabled before bank's approval.
+            var domain = real.domain
+            let disable = try domain.domainSigned(.participantState(real.p1.id, permission: .disabled), key: "state-\(real.p1.id)")
+            try await real.manager.send(try Domain.broadcast([disable], domain: domain.domain), messageID: "disable-p1")
+            await real.topology.waitUntil(real.p1.member, isActive: false)
+            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-6")
+            // participant2 still gets the verdict: one refused recipient would have stopped it for all.
+            let result = try #require(try await Self.read(real.p2Client, domain: real.domain, until: nil).verdicts.first)
+            guard case .approve? = result.verdict?.outcome else {
+                Issue.record("not approved: \(result)")
+                return
+            }
+            #expect(result.requestID == requestTime)
             running.cancel()
             _ = await running.result
             await connection.close()
