@@ -195,6 +195,25 @@ public actor SequencerTopology {
     private func process(_ delivery: StoredDelivery) async throws {
         defer { processedCounter = delivery.counter }
         guard let bytes = delivery.batch, let batch = try? Weft.V1.Batch(serializedBytes: bytes) else { return }
+        // Only the domain manager's broadcasts (and the sequencers' own, for onboarding) change
+        // topology, on every node alike (MemberTopology refuses others): a member that sends a
+        // "broadcast" of its own changes nothing here either. Members ask the domain manager.
+        var senderName = await sequencer.members.member(id: delivery.sender)?.name
+        if senderName == nil {
+            try await sequencer.members.load()  // registered by another sequencer node since
+            senderName = await sequencer.members.member(id: delivery.sender)?.name
+        }
+        let managers = [MemberID(role: .domainManager, identifier: domain).description, sequencerMember.description]
+        guard let senderName, managers.contains(senderName) else {
+            if batch.envelopes.contains(where: { envelope in
+                envelope.recipients.contains(Sequencer.allMembers)
+                    && (try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content))?.message.map({ if case .topologyBroadcast = $0 { true } else { false } }) == true
+            }) {
+                logger.warning(
+                    "ignored a topology broadcast not sent by the domain manager or the sequencers", metadata: ["sender_id": "\(delivery.sender)", "error_id": "SEQUENCER_TOPOLOGY_BROADCAST_NOT_FROM_MANAGER"])
+            }
+            return
+        }
         let at = SequencingTimestamp(microsSinceEpoch: delivery.timestamp)
         var changes: [TopologyChange] = []
         var next = state

@@ -34,7 +34,7 @@ import WeftWire
             var processes: [WeftProcess] = []
             var ports: [Int] = []
             for node in 0..<sequencerCount {
-                let port = try OnboardingTests.freePort()
+                let port = try ProcessDomain.freePort()
                 try directory.write("sequencer\(node).yaml", """
                     nodes:
                       sequencer\(node):

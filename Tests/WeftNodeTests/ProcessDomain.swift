@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+import WeftCrypto
+import WeftStore
+import WeftTestSupport
+
+/// A domain as its owner runs it with `weft run`: one process with a sequencer, the domain
+/// manager and the mediator, on the fixture's PostgreSQL (the manager in its own database),
+/// with keys and certificates made by the `weft` CLI in `directory`.
+struct ProcessDomain {
+    let process: WeftProcess
+    let domainID: String
+    let sequencerPort: Int
+    let managerPort: Int
+    /// The mediator said it serves before the domain manager's bootstrap line.
+    let mediatorStartedFirst: Bool
+    let fixtureURL: String
+    let directory: String
+
+    /// The domain manager's admin API with the operator's client certificate (mutual TLS).
+    var admin: [String] {
+        ["--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key", "certs/operator-key.pem"]
+    }
+
+    /// A free TCP port on loopback (bound and released at once).
+    static func freePort() throws -> Int {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func start(fixture: PostgresFixture, directory: NodeDirectory) async throws -> ProcessDomain {
+        let dir = directory.path
+        func weft(_ arguments: String...) async throws {
+            let (status, _, error) = try await WeftProcess.run(arguments, directory: dir)
+            #expect(status == 0, "weft \(arguments.joined(separator: " ")): \(error)")
+        }
+        for key in ["domain-namespace", "manager", "sequencer", "mediator"] { try await weft("keys", "generate", "--out", "keys-\(key).pem") }
+        try await weft("keys", "generate", "--kind", "encryption", "--out", "keys-mediator-encryption.pem")
+        try await weft("certs", "issue", "--ca-dir", "certs", "--name", "operator", "--host", "localhost", "--out", "certs")
+        let namespaceKey = try KeyFile.readSigningKey(at: dir + "/keys-domain-namespace.pem")
+        let domainID = "domain1::\(namespaceKey.publicKey.fingerprint)"
+        _ = try PostgresConnection(url: fixture.url).execute("CREATE DATABASE manager")
+        let sequencerPort = try freePort()
+        try directory.write("domain.yaml", """
+            nodes:
+              sequencer1:
+                kind: sequencer
+                listen: 127.0.0.1:\(sequencerPort)
+                domain: \(domainID)
+                signing-key: keys-sequencer.pem
+                tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
+                database: { url: \(fixture.url) }
+              manager:
+                kind: domain-manager
+                listen: 127.0.0.1:0
+                domain: domain1
+                namespace-key: keys-domain-namespace.pem
+                signing-key: keys-manager.pem
+                sequencers:
+                  addresses: [127.0.0.1:\(sequencerPort)]
+                  root-cert: certs/ca.pem
+                bootstrap:
+                  sequencer-key: keys-sequencer.pem.pub
+                  mediator-key: keys-mediator.pem.pub
+                  mediator-encryption-key: keys-mediator-encryption.pem.pub
+                tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem, client-roots: certs/ca.pem }
+                database: { url: \(databaseURL(fixture.url, "manager")) }
+              mediator1:
+                kind: mediator
+                listen: 127.0.0.1:0
+                domain: \(domainID)
+                signing-key: keys-mediator.pem
+                sequencer-key: keys-sequencer.pem.pub
+                sequencers:
+                  addresses: [127.0.0.1:\(sequencerPort)]
+                  root-cert: certs/ca.pem
+                tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
+                database: { url: \(fixture.url) }
+            """)
+        let process = try WeftProcess(["run", "-c", "domain.yaml", "--migrate"], directory: dir)
+        var managerPort = 0
+        var mediatorStartedFirst = false
+        for _ in 0..<3 {
+            let line = try #require(await process.nextLine(), "\(process.standardError)")
+            if line.contains("domain manager") { managerPort = Int(line.split(separator: ":").last ?? "") ?? 0 }
+            if line.hasPrefix("node mediator1 (mediator MED::\(domainID))") { mediatorStartedFirst = managerPort == 0 }
+        }
+        #expect(managerPort > 0)
+        return ProcessDomain(
+            process: process, domainID: domainID, sequencerPort: sequencerPort, managerPort: managerPort,
+            mediatorStartedFirst: mediatorStartedFirst, fixtureURL: fixture.url, directory: dir)
+    }
+
+    /// The URL of database `name` on the fixture's server.
+    static func databaseURL(_ fixtureURL: String, _ name: String) -> String {
+        fixtureURL.replacingOccurrences(of: "/weft", with: "/\(name)")
+    }
+
+    /// Creates a database for participant `name` and writes `name.yaml`, a participant node on a
+    /// free port, plaintext API (the tests' clients are on loopback).
+    func writeParticipant(_ name: String, directory: NodeDirectory) throws {
+        _ = try PostgresConnection(url: fixtureURL).execute("CREATE DATABASE \(name)")
+        try directory.write("\(name).yaml", """
+            nodes:
+              \(name):
+                kind: participant
+                listen: 127.0.0.1:0
+                tls: { plaintext: true }
+                database: { url: \(Self.databaseURL(fixtureURL, name)) }
+            """)
+    }
+
+    /// Starts the participant node of `name.yaml`; returns it and its API's `--remote` arguments.
+    func startParticipant(_ name: String) async throws -> (node: WeftProcess, api: [String]) {
+        let node = try WeftProcess(["run", "-c", "\(name).yaml", "--migrate"], directory: directory)
+        let ready = try #require(await node.nextLine(), "\(node.standardError)")
+        #expect(ready.hasPrefix("node \(name) (participant \(name)::1220"), "\(ready)")
+        let port = try #require(Int(ready.split(separator: ":").last ?? ""), "\(ready)")
+        return (node, ["--remote", "127.0.0.1:\(port)", "--plaintext"])
+    }
+}

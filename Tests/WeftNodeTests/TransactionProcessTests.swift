@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+import WeftTestSupport
+
+/// Transactions end to end as operators and applications do them: the domain in one `weft run`
+/// process (sequencer, domain manager, mediator), two participant nodes in their own processes,
+/// every step a `weft` command — onboarding, package upload, party allocation (published through
+/// the sequencer to the domain manager), an IOU issued and transferred, each side's view.
+@Suite(.timeLimit(.minutes(5))) struct TransactionProcessTests {
+    @Test func iouIssueAndTransferBetweenTwoParticipantNodes() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let directory = try NodeDirectory()
+            defer { directory.remove() }
+            let dir = directory.path
+            let domain = try await ProcessDomain.start(fixture: fixture, directory: directory)
+            func weft(_ arguments: [String]) async throws -> String {
+                let (status, output, error) = try await WeftProcess.run(arguments, directory: dir)
+                #expect(status == 0, "weft \(arguments.joined(separator: " ")): \(error)")
+                return output.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+
+            var nodes: [WeftProcess] = []
+            var apis: [[String]] = []
+            for name in ["participant1", "participant2"] {
+                try domain.writeParticipant(name, directory: directory)
+                let id = try await weft(["participant", "id", "-c", "\(name).yaml"])
+                _ = try await weft(["domain-manager", "set-state", id, "--permission", "submission"] + domain.admin)
+                let (node, api) = try await domain.startParticipant(name)
+                nodes.append(node)
+                apis.append(api)
+                _ = try await weft(
+                    ["participant", "connect-multi", "mydomain", "127.0.0.1:\(domain.sequencerPort)", "--root-cert", "certs/ca.pem",
+                     "--remote", api[1], "--remote-plaintext"])
+                let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                _ = try await weft(["package", "upload", root.appendingPathComponent("examples/packages/iou.weft").path] + api)
+            }
+            defer { for node in nodes { node.signal(SIGKILL) } }
+
+            // Parties: the bank and alice on participant 1, bob on participant 2. Each allocation
+            // goes through the sequencer to the domain manager, which broadcasts the hosting.
+            let bank = try await weft(["party", "allocate", "bank"] + apis[0])
+            let alice = try await weft(["party", "allocate", "alice"] + apis[0])
+            let bob = try await weft(["party", "allocate", "bob"] + apis[1])
+            #expect(bank.hasPrefix("bank::1220") && alice.hasPrefix("alice::1220") && bob.hasPrefix("bob::1220"), "\(bank) \(alice) \(bob)")
+
+            // The bank issues alice an IOU; alice transfers it to bob.
+            _ = try await weft(
+                ["submit", "create", "--template", "Iou", "--act-as", bank, "--command-id", "issue-1", "--arguments",
+                 #"{"issuer": {"party": "\#(bank)"}, "owner": {"party": "\#(alice)"}, "currency": "USD", "amount": {"decimal": "100.0"}}"#]
+                    + apis[0])
+            let aliceACS = try await weft(["acs", "--party", alice, "--output", "json"] + apis[0])
+            let contract = try #require(Self.contractIDs(aliceACS).first, "\(aliceACS)")
+            _ = try await weft(
+                ["submit", "exercise", "--template", "Iou", "--contract", contract, "--choice", "Transfer", "--act-as", alice,
+                 "--command-id", "transfer-1", "--arguments", #"{"newOwner": {"party": "\#(bob)"}}"#] + apis[0])
+
+            // Bob's participant has the new IOU, alice has none, the bank sees the one it signs.
+            let bobACS = try await weft(["acs", "--party", bob, "--output", "json"] + apis[1])
+            #expect(Self.contractIDs(bobACS).count == 1 && bobACS.contains(#""currency""#) && bobACS.contains("USD"), "\(bobACS)")
+            #expect(Self.contractIDs(try await weft(["acs", "--party", alice, "--output", "json"] + apis[0])).isEmpty)
+            let bankACS = try await weft(["acs", "--party", bank, "--output", "json"] + apis[0])
+            #expect(Self.contractIDs(bankACS) == Self.contractIDs(bobACS), "\(bankACS) vs \(bobACS)")
+            // Bob's transactions: the transfer only (he was not a stakeholder of the issue).
+            let bobTransactions = try await weft(["transactions", "--party", bob, "--output", "json"] + apis[1])
+            #expect(bobTransactions.split(separator: "\n").count == 1, "\(bobTransactions)")
+            // Participant 2 never saw the issue: it is not in its ledger at all.
+            #expect(try await weft(["ledger-end"] + apis[1]) == "1")
+            #expect(try await weft(["ledger-end"] + apis[0]) == "2")
+
+            for node in nodes {
+                node.signal(SIGTERM)
+                #expect(await node.exitStatus() == 0, "\(node.standardError.suffix(3000))")
+            }
+            domain.process.signal(SIGTERM)
+            #expect(await domain.process.exitStatus() == 0, "\(domain.process.standardError.suffix(3000))")
+        }
+    }
+
+    /// The contract ids in `weft acs --output json` lines.
+    static func contractIDs(_ output: String) -> [String] {
+        output.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+            return (object["contract_id"] ?? object["contractId"] ?? object["contract"]) as? String
+        }
+    }
+}
