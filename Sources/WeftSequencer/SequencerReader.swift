@@ -124,9 +124,12 @@ struct StoredDelivery: Sendable, Equatable {
     let traceparent: String
     let recipients: [Int32]
     let error: (code: UInt32, errorID: String, message: String)?
+    /// Its leaf in a signed block; nil for an event stored before blocks were signed.
+    var block: BlockPlace? = nil
 
     static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.counter == rhs.counter && lhs.timestamp == rhs.timestamp && lhs.sender == rhs.sender && lhs.messageID == rhs.messageID
+            && lhs.block == rhs.block
             && lhs.batch == rhs.batch && lhs.traceparent == rhs.traceparent && lhs.recipients == rhs.recipients
             && lhs.error?.code == rhs.error?.code && lhs.error?.errorID == rhs.error?.errorID && lhs.error?.message == rhs.error?.message
     }
@@ -233,7 +236,7 @@ struct SequencerReader: Sendable {
             let rows = try connection.execute(
                 """
                 SELECT e.ts, e.sender::int8, e.message_id, e.kind::int8, e.batch, e.traceparent, array_to_string(e.recipients, ','),
-                       e.error_code::int8, e.error_id, e.error_message
+                       e.error_code::int8, e.error_id, e.error_message, e.node::int8, e.block_ts, d.leaf::int8
                 FROM sequencer_deliveries d JOIN sequencer_events e ON e.ts = d.ts
                 WHERE d.member = $1::int8::int4 AND d.ts > $2 AND d.ts <= $3
                 ORDER BY d.ts LIMIT \(Self.pageSize)
@@ -251,9 +254,13 @@ struct SequencerReader: Sendable {
                 if kind == 2 {
                     error = (UInt32(try row[7].int64 ?? 2), try row[8].string ?? "", try row[9].string ?? "")
                 }
+                var block: BlockPlace?
+                if let blockTimestamp = try row[11].int64, let leaf = try row[12].int64 {
+                    block = BlockPlace(node: Int16(try row[10].int64 ?? 0), timestamp: blockTimestamp, leaf: Int(leaf))
+                }
                 deliveries.append(StoredDelivery(
                     counter: counter, timestamp: timestamp, sender: Int32(try row[1].int64 ?? 0), messageID: try row[2].string ?? "",
-                    batch: try row[4].bytes, traceparent: try row[5].string ?? "", recipients: recipients, error: error))
+                    batch: try row[4].bytes, traceparent: try row[5].string ?? "", recipients: recipients, error: error, block: block))
                 if counter % Self.checkpointInterval == 0 {
                     checkpoints += [.int64(Int64(member)), .int64(counter), .int64(timestamp)]
                 }

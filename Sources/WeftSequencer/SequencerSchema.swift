@@ -71,5 +71,25 @@ enum SequencerSchema {
                 ts      bigint  NOT NULL
             );
             """),
+        Migration(3, "signed blocks", """
+            -- Each group commit of a node is a block whose events' deliveries (one leaf per member
+            -- and event) the node signed at once (docs/sequencer.md §5). Kept so that a member
+            -- replaying from a copy of this database can verify every event.
+            CREATE TABLE sequencer_blocks (
+                node      smallint NOT NULL,
+                -- The group commit's watermark: above every event of the block.
+                block_ts  bigint   NOT NULL,
+                -- The leaf hashes, 32 bytes each, in (timestamp, member) order.
+                leaves    bytea    NOT NULL,
+                -- A serialized weft.v1.Signature over the leaf count and the root.
+                signature bytea    NOT NULL,
+                PRIMARY KEY (node, block_ts)
+            );
+            -- The event's block (with its node); null for events stored before blocks were signed,
+            -- which are signed one by one when served.
+            ALTER TABLE sequencer_events ADD COLUMN block_ts bigint;
+            -- The delivery's leaf in its event's block.
+            ALTER TABLE sequencer_deliveries ADD COLUMN leaf integer;
+            """),
     ])
 }

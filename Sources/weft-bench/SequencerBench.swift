@@ -18,14 +18,14 @@ import WeftWire
 /// size the writer's group commits had.
 ///
 ///   swift run -c release weft-bench sequencer [--seconds N] [--rate R] [--warmup S]
-///       [--in-flight K] [--nodes 1,2] [--verify] [--db-connections C] [--phases closed,open]
+///       [--in-flight K] [--nodes 1,2] [--no-verify] [--db-connections C] [--phases closed,open]
 ///       [--pg-statements]
 ///
 /// `--rate R` fixes the open-loop rate (submissions/s over all members); otherwise it is half of
-/// the closed-loop maximum of the same node count. `--verify` makes the members check every
-/// event's sequencer signature (`SequencerClient.subscribe`); by default they decode events and
-/// check counters only, so that the load generator, which shares the 2 cores with the
-/// sequencer and PostgreSQL, costs less. `--pg-statements` loads pg_stat_statements (a server
+/// the closed-loop maximum of the same node count. The members check every event's sequencer
+/// signature or block proof (`SequencerClient.subscribe`) as a member must; `--no-verify` makes
+/// them decode events and check counters only, to see what the checks cost the load generator,
+/// which shares the 2 cores with the sequencer and PostgreSQL. `--pg-statements` loads pg_stat_statements (a server
 /// restart) and prints each phase's costliest statements. Each phase prints where the CPU went:
 /// this process by thread kind, the PostgreSQL server's processes, everything else.
 enum SequencerBenchmark {
@@ -35,7 +35,7 @@ enum SequencerBenchmark {
         var rate: Double?
         var inFlight = 64
         var nodes = [1, 2]
-        var verify = false
+        var verify = true
         var databaseConnections = 8
         var phases: Set<String> = ["closed", "open"]
         /// Loads pg_stat_statements (a server restart) and prints each phase's costliest statements.
@@ -53,7 +53,7 @@ enum SequencerBenchmark {
             if let text = value("--nodes") { nodes = text.split(separator: ",").compactMap { Int($0) }.filter { (1...2).contains($0) } }
             if let text = value("--db-connections"), let number = Int(text) { databaseConnections = max(2, number) }
             if let text = value("--phases") { phases = Set(text.split(separator: ",").map(String.init)) }
-            verify = arguments.contains("--verify")
+            verify = !arguments.contains("--no-verify")
             statements = arguments.contains("--pg-statements")
         }
     }
@@ -67,7 +67,7 @@ enum SequencerBenchmark {
         let options = Options(arguments)
         print("weft-bench sequencer: \(memberCount) participants, \(payloadBytes)-byte payloads to 2 recipients, TLS 1.3 on 127.0.0.1")
         print("  closed loop: \(options.inFlight) sends in flight per member; open loop: fixed rate; \(options.warmup) s warm-up + \(options.seconds) s per phase")
-        print("  members \(options.verify ? "verify every event's signature" : "decode events and check counters (no signature check; --verify to add it)")")
+        print("  members \(options.verify ? "verify every event (block proof, one signature check per block)" : "decode events and check counters (no signature check: --no-verify)")")
         print("  load before start: \(loadAverage())")
         var logger = Logger(label: "weft-bench") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = .warning
@@ -356,7 +356,10 @@ enum SequencerBenchmark {
             } else {
                 let client = member.client
                 for try await response in try client.rpc.sequencer.subscribe(.init(member: client.member, fromCounter: 0), metadata: client.authorization) {
-                    handle(try Weft.V1.SequencedEvent(serializedBytes: response.signedEvent?.event ?? []))
+                    var event = try Weft.V1.SequencedEvent(serializedBytes: response.signedEvent?.event ?? [])
+                    // An event of a signed block has its counter beside the signed bytes.
+                    if let signed = response.signedEvent, signed.blockProof != nil { event.counter = signed.counter }
+                    handle(event)
                 }
             }
         } catch where !Task.isCancelled {
