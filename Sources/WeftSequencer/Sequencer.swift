@@ -45,7 +45,7 @@ public final class Sequencer: Sendable {
         writer = SequencerWriter(node: node, database: database, signing: signing, blocks: blocks, logger: logger) { _ in
             Task { await safePoint.poke() }
         }
-        reader = SequencerReader(database: database, safePoint: safePoint)
+        reader = SequencerReader(database: database, safePoint: safePoint, fanOut: DeliveryFanOut(database: database, safePoint: safePoint))
         members = MemberDirectory(database: database)
         background = BackgroundTasks(timing: timing)
     }
@@ -96,6 +96,7 @@ public final class Sequencer: Sendable {
     public func stop() async {
         await background.stop()
         try? await writer.goOffline()
+        await reader.fanOut.close()
         await safePoint.close(CancellationError())
     }
 }

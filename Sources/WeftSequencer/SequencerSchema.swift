@@ -85,11 +85,14 @@ enum SequencerSchema {
                 signature bytea    NOT NULL,
                 PRIMARY KEY (node, block_ts)
             );
+            -- Hashes do not compress: spare PostgreSQL the attempt.
+            ALTER TABLE sequencer_blocks ALTER COLUMN leaves SET STORAGE EXTERNAL;
             -- The event's block (with its node); null for events stored before blocks were signed,
             -- which are signed one by one when served.
             ALTER TABLE sequencer_events ADD COLUMN block_ts bigint;
-            -- The delivery's leaf in its event's block.
-            ALTER TABLE sequencer_deliveries ADD COLUMN leaf integer;
+            -- The position of the event's first leaf in its block; its recipients' and sender's
+            -- leaves follow in member id order.
+            ALTER TABLE sequencer_events ADD COLUMN leaf_offset integer;
             """),
     ])
 }

@@ -274,7 +274,7 @@ actor SequencerWriter {
             // 2. Events and the delivery index.
             var result: [Int: SequencingOutcome] = [:]
             var events: [[PostgresValue]] = []
-            var deliveries: [(member: Int32, ts: Int64, leaf: Int?)] = []
+            var deliveries: [(member: Int32, ts: Int64)] = []
             var leaves: [[UInt8]] = []
             for row in rows where fresh.contains(row.index) {
                 let submission = group[row.index]
@@ -284,23 +284,23 @@ actor SequencerWriter {
                         code: 10, errorID: "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED",
                         message: "the submission's max sequencing time passed before it could be sequenced; resubmit with a later one")
                 }
+                // The event's block, and where its leaves start: its deliveries' leaves follow each
+                // other in member order (`deliveryMembers`), so readers derive each one's position.
                 let blockTimestamp: PostgresValue = signer == nil ? .null : .int64(watermark)
+                let leafOffset: PostgresValue = signer == nil ? .null : .int64(Int64(leaves.count))
                 switch content {
                 case .deliver(let batch, let recipients):
                     events.append([
                         .int64(row.ts), .int64(Int64(node)), .int64(Int64(submission.sender)), .text(submission.messageID), .int64(1),
                         .bytes(batch), .text(submission.traceparent), .text(Self.arrayLiteral(recipients)), .null, .null, .null, blockTimestamp,
+                        leafOffset,
                     ])
-                    // Leaves in (timestamp, member) order; the readers find each by its stored position.
-                    for member in Set(recipients + [submission.sender]).sorted() {
-                        guard signer != nil else {
-                            deliveries.append((member, row.ts, nil))
-                            continue
-                        }
+                    for member in Self.deliveryMembers(sender: submission.sender, recipients: recipients) {
+                        deliveries.append((member, row.ts))
+                        guard signer != nil else { continue }
                         guard let body = submission.views[member] else {
                             preconditionFailure("a signed block needs every delivery's view; \(member) has none")
                         }
-                        deliveries.append((member, row.ts, leaves.count))
                         leaves.append(SequencedBlockTree.leaf(try EventView.bytes(timestamp: row.ts, body: body)))
                     }
                     result[row.index] = .delivered(timestamp: row.ts)
@@ -308,16 +308,14 @@ actor SequencerWriter {
                     events.append([
                         .int64(row.ts), .int64(Int64(node)), .int64(Int64(submission.sender)), .text(submission.messageID), .int64(2),
                         .null, .text(submission.traceparent), .text(Self.arrayLiteral([submission.sender])), .int64(Int64(code)),
-                        .text(errorID), .text(message), blockTimestamp,
+                        .text(errorID), .text(message), blockTimestamp, leafOffset,
                     ])
+                    deliveries.append((submission.sender, row.ts))
                     if let signer {
                         let body = try EventView.body(
                             domain: signer.domain, recipient: submission.senderName,
                             event: EventView.deliverError(messageID: submission.messageID, code: code, errorID: errorID, message: message))
-                        deliveries.append((submission.sender, row.ts, leaves.count))
                         leaves.append(SequencedBlockTree.leaf(try EventView.bytes(timestamp: row.ts, body: body)))
-                    } else {
-                        deliveries.append((submission.sender, row.ts, nil))
                     }
                     result[row.index] = .deliverError(timestamp: row.ts, errorID: errorID)
                 }
@@ -335,23 +333,23 @@ actor SequencerWriter {
             }
             for chunk in events.chunked(400) {
                 var sql = """
-                    INSERT INTO sequencer_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message, block_ts) VALUES 
+                    INSERT INTO sequencer_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message, block_ts, leaf_offset) VALUES 
                     """
                 var parameters: [PostgresValue] = []
                 for (position, event) in chunk.enumerated() {
                     let base = parameters.count
                     sql += (position == 0 ? "" : ", ")
-                        + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11), $\(base + 12))"
+                        + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11), $\(base + 12), $\(base + 13)::int8::int4)"
                     parameters += event
                 }
                 _ = try connection.execute(sql, parameters)
             }
             for chunk in deliveries.chunked(2000) {
-                var sql = "INSERT INTO sequencer_deliveries (member, ts, leaf) VALUES "
+                var sql = "INSERT INTO sequencer_deliveries (member, ts) VALUES "
                 var parameters: [PostgresValue] = []
                 for (position, delivery) in chunk.enumerated() {
-                    sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2), $\(parameters.count + 3)::int8::int4)"
-                    parameters += [.int64(Int64(delivery.member)), .int64(delivery.ts), delivery.leaf.map { .int64(Int64($0)) } ?? .null]
+                    sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2))"
+                    parameters += [.int64(Int64(delivery.member)), .int64(delivery.ts)]
                 }
                 _ = try connection.execute(sql, parameters)
             }
@@ -364,6 +362,12 @@ actor SequencerWriter {
             guard updated == 1 else { throw SequencerWriterError.markedOffline(node: node) }
             return (result, block)
         }
+    }
+
+    /// Who receives an event, in the order of its leaves: its recipients and its sender (a
+    /// deliver's receipt; the only recipient of a deliver error), each once, by member id.
+    static func deliveryMembers(sender: Int32, recipients: [Int32]) -> [Int32] {
+        Set(recipients + [sender]).sorted()
     }
 
     /// `{1,2,3}`: a PostgreSQL array literal of member ids (digits only, so nothing to escape).

@@ -247,7 +247,7 @@ enum SequencerBenchmark {
             results.raw[size] = raw.sorted()[2]
             results.writerSQL[size] = writer.sorted()[2]
             print("  raw INSERT of \(results.eventBytes)-byte rows: \(raw.map { String(Int($0)) }.joined(separator: ", ")) rows/s; median \(Int(results.raw[size]!))")
-            print("  the writer's SQL alone (message ids, events, 3 deliveries each, watermark): \(writer.map { String(Int($0)) }.joined(separator: ", ")) submissions/s; median \(Int(results.writerSQL[size]!))")
+            print("  the writer's SQL alone (message ids, events, 3 deliveries each, block, watermark): \(writer.map { String(Int($0)) }.joined(separator: ", ")) submissions/s; median \(Int(results.writerSQL[size]!))")
         }
         results.loadAfter = loadAverage()
         return results
@@ -823,9 +823,11 @@ enum RawInsert {
         CREATE TABLE IF NOT EXISTS raw_events (
             ts bigint PRIMARY KEY, node smallint NOT NULL, sender integer NOT NULL, message_id text NOT NULL, kind smallint NOT NULL,
             batch bytea, traceparent text NOT NULL DEFAULT '', recipients integer[] NOT NULL,
-            error_code integer, error_id text, error_message text);
+            error_code integer, error_id text, error_message text, block_ts bigint, leaf_offset integer);
         CREATE TABLE IF NOT EXISTS raw_submissions (sender integer NOT NULL, message_id text NOT NULL, expires_ts bigint NOT NULL, PRIMARY KEY (sender, message_id));
         CREATE TABLE IF NOT EXISTS raw_deliveries (member integer NOT NULL, ts bigint NOT NULL, PRIMARY KEY (member, ts));
+        CREATE TABLE IF NOT EXISTS raw_blocks (node smallint NOT NULL, block_ts bigint NOT NULL, leaves bytea NOT NULL, signature bytea NOT NULL, PRIMARY KEY (node, block_ts));
+        ALTER TABLE raw_blocks ALTER COLUMN leaves SET STORAGE EXTERNAL;
         CREATE TABLE IF NOT EXISTS raw_writers (node smallint PRIMARY KEY, watermark bigint NOT NULL, online boolean NOT NULL, heartbeat_at timestamptz NOT NULL DEFAULT now());
         """
 
@@ -842,7 +844,8 @@ enum RawInsert {
     }
 
     /// Submissions per second of the writer's complete SQL for a group (message ids, events,
-    /// deliveries to 2 recipients and the sender, the watermark) without the sequencer around it.
+    /// deliveries to 2 recipients and the sender, the block's leaves and signature, the
+    /// watermark) without the sequencer around it.
     static func writerStatementsPerSecond(url: String, rowBytes: Int, perTransaction: Int, seconds: Double) async throws -> Double {
         try await run(url: url, seconds: seconds) { connection, next in
             _ = try connection.execute("BEGIN")
@@ -869,6 +872,10 @@ enum RawInsert {
                 _ = try connection.execute(sql, parameters)
             }
             _ = try connection.execute(
+                "INSERT INTO raw_blocks (node, block_ts, leaves, signature) VALUES ($1::int8::int2, $2, $3, $4)",
+                [.int64(0), .int64(next + Int64(perTransaction)), .bytes([UInt8](repeating: 0xA5, count: 32 * 3 * perTransaction)),
+                 .bytes([UInt8](repeating: 0x5A, count: 140))])
+            _ = try connection.execute(
                 "UPDATE raw_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node",
                 [.int64(next + Int64(perTransaction)), .int64(0)])
             _ = try connection.execute("COMMIT")
@@ -879,15 +886,16 @@ enum RawInsert {
     static func insertEvents(_ connection: PostgresConnection, from next: Int64, count: Int, rowBytes: Int) throws {
         let batch = [UInt8](repeating: 0x5A, count: rowBytes)
         for chunk in stride(from: 0, to: count, by: 400) {
-            var sql = "INSERT INTO raw_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message) VALUES "
+            var sql = "INSERT INTO raw_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message, block_ts, leaf_offset) VALUES "
             var parameters: [PostgresValue] = []
             for position in 0..<min(400, count - chunk) {
                 let base = parameters.count
                 sql += (position == 0 ? "" : ", ")
-                    + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11))"
+                    + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11), $\(base + 12), $\(base + 13)::int8::int4)"
                 let ts = next + Int64(chunk + position)
                 parameters += [
                     .int64(ts), .int64(0), .int64(1), .text("m\(ts)"), .int64(1), .bytes(batch), .text(""), .text("{2,3}"), .null, .null, .null,
+                    .int64(next + Int64(count)), .int64(Int64(3 * (chunk + position))),
                 ]
             }
             _ = try connection.execute(sql, parameters)
@@ -900,7 +908,7 @@ enum RawInsert {
         let database = PostgresDatabase(url: url, maximumConnections: 1)
         defer { Task { await database.shutdown() } }
         return try await database.withConnection { connection in
-            try connection.executeScript(eventsTable + "TRUNCATE raw_events, raw_submissions, raw_deliveries, raw_writers; INSERT INTO raw_writers VALUES (0, 0, true);")
+            try connection.executeScript(eventsTable + "TRUNCATE raw_events, raw_submissions, raw_deliveries, raw_writers, raw_blocks; INSERT INTO raw_writers VALUES (0, 0, true);")
             var next: Int64 = 1
             // Warm-up, not counted.
             let warm = now() + 300_000_000
