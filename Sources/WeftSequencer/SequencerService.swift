@@ -188,6 +188,12 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
     /// The member's view of a stored event: only its envelopes, with the proof that it is a leaf
     /// of a block the sequencer signed, or (stored before blocks were signed) signed on its own.
     func signed(_ delivery: StoredDelivery, for member: String, domain: String) async throws -> Weft.V1.SignedSequencedEvent {
+        // A recent block of this node: the bytes its writer hashed into the leaf are at hand.
+        if let place = delivery.block, let bytes = sequencer.blocks.eventBytes(place), let block = try await sequencer.blocks.block(place),
+            place.leaf < block.tree.leafCount
+        {
+            return .init(event: bytes, counter: UInt64(delivery.counter), blockProof: block.proof(leaf: place.leaf))
+        }
         let content: Weft.V1.SequencedEvent.Event
         if let error = delivery.error {
             content = EventView.deliverError(messageID: delivery.messageID, code: error.code, errorID: error.errorID, message: error.message)

@@ -225,14 +225,14 @@ actor SequencerWriter {
         }
         let watermark = lastTimestamp
         let written: [Int: SequencingOutcome]
-        let block: SignedBlock?
+        let block: (signed: SignedBlock, events: [[UInt8]])?
         do {
             (written, block) = try await insert(group, rows, watermark: watermark)
         } catch let error as SequencerWriterError {
             online = false
             throw error
         }
-        if let block { blocks.insert(block, node: node, timestamp: watermark) }
+        if let block { blocks.insert(block.signed, node: node, timestamp: watermark, events: block.events) }
         onCommit(watermark)
         for (index, outcome) in written { outcomes[index] = outcome }
         return outcomes.map { $0 ?? .duplicate }
@@ -240,7 +240,7 @@ actor SequencerWriter {
 
     private func insert(
         _ group: [Submission], _ rows: [(index: Int, ts: Int64)], watermark: Int64
-    ) async throws -> (outcomes: [Int: SequencingOutcome], block: SignedBlock?) {
+    ) async throws -> (outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?) {
         let node = self.node
         // Signed only if every deliver came with its views: the key may have been set while
         // some of them were on their way (they were checked before it was); such a group is
@@ -276,6 +276,8 @@ actor SequencerWriter {
             var events: [[PostgresValue]] = []
             var deliveries: [(member: Int32, ts: Int64)] = []
             var leaves: [[UInt8]] = []
+            // Each leaf's event as its member receives it, for the subscriptions of this node.
+            var eventBytes: [[UInt8]] = []
             for row in rows where fresh.contains(row.index) {
                 let submission = group[row.index]
                 var content = submission.content
@@ -301,7 +303,9 @@ actor SequencerWriter {
                         guard let body = submission.views[member] else {
                             preconditionFailure("a signed block needs every delivery's view; \(member) has none")
                         }
-                        leaves.append(SequencedBlockTree.leaf(try EventView.bytes(timestamp: row.ts, body: body)))
+                        let bytes = try EventView.bytes(timestamp: row.ts, body: body)
+                        leaves.append(SequencedBlockTree.leaf(bytes))
+                        eventBytes.append(bytes)
                     }
                     result[row.index] = .delivered(timestamp: row.ts)
                 case .error(let code, let errorID, let message):
@@ -315,21 +319,23 @@ actor SequencerWriter {
                         let body = try EventView.body(
                             domain: signer.domain, recipient: submission.senderName,
                             event: EventView.deliverError(messageID: submission.messageID, code: code, errorID: errorID, message: message))
-                        leaves.append(SequencedBlockTree.leaf(try EventView.bytes(timestamp: row.ts, body: body)))
+                        let bytes = try EventView.bytes(timestamp: row.ts, body: body)
+                        leaves.append(SequencedBlockTree.leaf(bytes))
+                        eventBytes.append(bytes)
                     }
                     result[row.index] = .deliverError(timestamp: row.ts, errorID: errorID)
                 }
             }
             // 3. The block: its leaves and one signature over their root, stored so that a member
             //    replaying from a copy of this database can still verify every event.
-            var block: SignedBlock?
+            var block: (signed: SignedBlock, events: [[UInt8]])?
             if let signer, !leaves.isEmpty {
                 let tree = SequencedBlockTree(leaves: leaves)
                 let signature = try signer.key.sign(SequencedBlockTree.signedHash(leafCount: UInt64(leaves.count), root: tree.root))
                 _ = try connection.execute(
                     "INSERT INTO sequencer_blocks (node, block_ts, leaves, signature) VALUES ($1::int8::int2, $2, $3, $4)",
                     [.int64(Int64(node)), .int64(watermark), .bytes(Array(leaves.joined())), .bytes(try signature.serializedBytes())])
-                block = SignedBlock(tree: tree, signature: signature)
+                block = (SignedBlock(tree: tree, signature: signature), eventBytes)
             }
             for chunk in events.chunked(400) {
                 var sql = """
