@@ -1,6 +1,6 @@
 import Synchronization
-import WeftStore
 public import WeftCrypto
+import WeftStore
 import WeftWire
 
 /// The Merkle tree of one block of sequenced events (docs/sequencer.md §5): one leaf per
