@@ -212,16 +212,16 @@ struct SequencerReader: Sendable {
                     // (it fell too far behind, or a read failed); then read on its own again.
                     var caughtUp = max(safe, position.timestamp)
                     while !Task.isCancelled, let next = await fanOut.next(member: member, after: caughtUp) {
-                        var checkpoints: [(Int64, Int64)] = []
-                        for delivery in next.deliveries {
-                            let numbered = delivery.numbered(position.counter + 1)
-                            position = (numbered.counter, numbered.timestamp)
-                            if numbered.counter >= counter { continuation.yield(.delivery(numbered)) }
-                            if numbered.counter % Self.checkpointInterval == 0 { checkpoints.append((numbered.counter, numbered.timestamp)) }
-                        }
+                        var numbered: [StoredDelivery] = []
+                        for delivery in next.deliveries { numbered.append(delivery.numbered(position.counter + 1 + Int64(numbered.count))) }
+                        // Checkpoints first, as a page read does: a delivery the member has seen is
+                        // never missing its checkpoint.
+                        let checkpoints = numbered.filter { $0.counter % Self.checkpointInterval == 0 }.map { ($0.counter, $0.timestamp) }
+                        if !checkpoints.isEmpty { try await record(checkpoints, member: member) }
+                        for delivery in numbered where delivery.counter >= counter { continuation.yield(.delivery(delivery)) }
+                        if let last = numbered.last { position = (last.counter, last.timestamp) }
                         caughtUp = next.upTo
                         continuation.yield(.caughtUp(caughtUp))
-                        if !checkpoints.isEmpty { try await record(checkpoints, member: member) }
                     }
                     safe = try await safePoint.wait(after: caughtUp)
                 }
