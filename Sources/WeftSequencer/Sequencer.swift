@@ -1,5 +1,6 @@
 public import Logging
 import Synchronization
+public import WeftCrypto
 public import WeftStore
 import WeftWire
 
@@ -14,6 +15,10 @@ public final class Sequencer: Sendable {
     let safePoint: SafePoint
     let reader: SequencerReader
     let members: MemberDirectory
+    /// The key and domain blocks are signed with, once the service has set them.
+    let signing = BlockSigning()
+    /// Recent signed blocks, shared by the writer (which adds its own) and the subscriptions.
+    let blocks: BlockCache
     private let logger: Logger
     private let background: BackgroundTasks
 
@@ -35,12 +40,20 @@ public final class Sequencer: Sendable {
         self.logger = logger
         let safePoint = SafePoint(database: database, pollInterval: timing.pollInterval)
         self.safePoint = safePoint
-        writer = SequencerWriter(node: node, database: database, logger: logger) { _ in
+        let blocks = BlockCache(database: database)
+        self.blocks = blocks
+        writer = SequencerWriter(node: node, database: database, signing: signing, blocks: blocks, logger: logger) { _ in
             Task { await safePoint.poke() }
         }
-        reader = SequencerReader(database: database, safePoint: safePoint)
+        reader = SequencerReader(database: database, safePoint: safePoint, fanOut: DeliveryFanOut(database: database, safePoint: safePoint))
         members = MemberDirectory(database: database)
         background = BackgroundTasks(timing: timing)
+    }
+
+    /// Signs every group commit from now on as one block with `key` for `domain`, instead of
+    /// each event as it is served (docs/sequencer.md §5). The service sets it.
+    public func signBlocks(with key: SigningPrivateKey, domain: String) {
+        signing.set(.init(key: key, domain: domain))
     }
 
     /// The schema this node needs.
@@ -83,6 +96,7 @@ public final class Sequencer: Sendable {
     public func stop() async {
         await background.stop()
         try? await writer.goOffline()
+        await reader.fanOut.close()
         await safePoint.close(CancellationError())
     }
 }
@@ -121,15 +135,20 @@ extension Sequencer {
         let bytes = try batch.serializedBytes()
         var content = Submission.Content.deliver(batch: bytes, recipients: [])
         var recipients = Set<Int32>()
+        var names: [Int32: String] = [from.id: from.name]
         var unknown: [String] = []
         for envelope in batch.envelopes {
             for name in envelope.recipients {
                 if name == Self.allMembers {
-                    for member in await members.all() where member.enabled { recipients.insert(member.id) }
+                    for member in await members.all() where member.enabled {
+                        recipients.insert(member.id)
+                        names[member.id] = member.name
+                    }
                     continue
                 }
                 if let member = try await members.member(named: name), member.enabled {
                     recipients.insert(member.id)
+                    names[member.id] = member.name
                 } else {
                     unknown.append(name)
                 }
@@ -144,8 +163,20 @@ extension Sequencer {
         } else {
             content = .deliver(batch: bytes, recipients: recipients.sorted())
         }
-        return try await writer.sequence(Submission(
-            sender: from.id, messageID: messageID, content: content, maxSequencingTime: maxSequencingTime, traceparent: traceparent))
+        var submission = Submission(
+            sender: from.id, senderName: from.name, messageID: messageID, content: content, maxSequencingTime: maxSequencingTime,
+            traceparent: traceparent)
+        if case .deliver = content, let signer = signing.current {
+            // What each member will see, serialized here (concurrently with other submissions)
+            // rather than in the writer, which only adds the timestamp.
+            for member in recipients.union([from.id]) {
+                guard let name = names[member] else { continue }
+                submission.views[member] = try EventView.body(
+                    domain: signer.domain, recipient: name,
+                    event: EventView.deliver(sender: from.name, messageID: messageID, batch: batch, traceparent: traceparent, recipient: name))
+            }
+        }
+        return try await writer.sequence(submission)
     }
 
     /// The member's events from `counter` on, as they become safe to read.
@@ -229,6 +260,8 @@ extension Sequencer {
                     """, [.int64(member.id), .int64(counter), .int64(last)])
             }
             _ = try connection.execute("DELETE FROM sequencer_deliveries WHERE ts <= $1", [.int64(timestamp)])
+            // A block goes with its last events (its timestamp is above all of them).
+            _ = try connection.execute("DELETE FROM sequencer_blocks WHERE block_ts <= $1", [.int64(timestamp)])
             let removed = try connection.execute("DELETE FROM sequencer_events WHERE ts <= $1", [.int64(timestamp)]).affectedRowCount ?? 0
             _ = try connection.execute("DELETE FROM sequencer_counter_checkpoints c USING sequencer_prune_points p WHERE c.member = p.member AND c.counter < p.counter")
             _ = try connection.execute("DELETE FROM sequencer_submissions WHERE expires_ts < $1", [.int64(timestamp)])

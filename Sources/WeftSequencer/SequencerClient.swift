@@ -52,8 +52,9 @@ public struct SequencerClient: Sendable {
         _ = try await rpc.sequencer.acknowledge(.init(member: member, timestamp: timestamp), metadata: authorization)
     }
 
-    /// The member's events from `counter` on, verified: each signed by a sequencer key, for this
-    /// member and domain, counters consecutive from `counter`.
+    /// The member's events from `counter` on, verified: each signed by a sequencer key (on its own
+    /// or through its block), for this member and domain, counters consecutive from `counter`,
+    /// timestamps increasing.
     public func subscribe(from counter: UInt64) throws -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error> {
         let responses = try rpc.sequencer.subscribe(.init(member: member, fromCounter: counter), metadata: authorization)
         let keys = sequencerKeys
@@ -63,11 +64,19 @@ public struct SequencerClient: Sendable {
             let task = Task {
                 do {
                     var expected = counter
+                    var verifier = SequencedEventVerifier(keys: keys)
+                    var previous = Int64.min
                     for try await response in responses {
-                        let event = try Self.verify(response.signedEvent, keys: keys)
+                        let event = try verifier.verify(response.signedEvent)
                         guard event.counter == expected else {
                             throw SequencerClientError.counterGap(expected: expected, received: event.counter)
                         }
+                        // Signed, unlike the counter of an event in a block: the order is the sequencer's.
+                        let timestamp = event.timestamp?.microsSinceEpoch ?? Int64.min
+                        guard timestamp > previous else {
+                            throw SequencerClientError.timestampNotIncreasing(previous: previous, received: timestamp)
+                        }
+                        previous = timestamp
                         guard event.recipient == member, event.domain == domain else {
                             throw SequencerClientError.wrongRecipient(event.recipient, event.domain)
                         }
@@ -83,17 +92,63 @@ public struct SequencerClient: Sendable {
         }
     }
 
-    /// Checks a signed event's signature and decodes it.
+    /// Checks a signed event's signature (its own or its block's) and decodes it.
     public static func verify(_ signed: Weft.V1.SignedSequencedEvent?, keys: [SigningPublicKey]) throws -> Weft.V1.SequencedEvent {
-        guard let signed, let signature = signed.signature,
-            let key = keys.first(where: { $0.fingerprint.description == signature.signedBy })
-        else { throw SequencerClientError.unsigned }
-        do {
-            try key.verify(signature, over: PurposeHasher.hash(.sequencedEvent, signed.event))
-        } catch {
-            throw SequencerClientError.badSignature
+        var verifier = SequencedEventVerifier(keys: keys)
+        return try verifier.verify(signed)
+    }
+}
+
+/// Checks the events of one stream: each signed by a sequencer key, on its own or through the
+/// block it belongs to (docs/sequencer.md §5). Remembers the blocks whose signature it checked,
+/// so that a block costs one signature verification however many of its events the member gets.
+public struct SequencedEventVerifier: Sendable {
+    private let keys: [SigningPublicKey]
+    /// Signed hashes (domain, leaf count, root) of recently verified blocks, newest last.
+    private var verifiedBlocks: [[UInt8]] = []
+    /// Blocks remembered: a member's events interleave the blocks of every sequencer node
+    /// (at most 32), each of which it passes through once.
+    static let verifiedBlocksMaximum = 64
+
+    public init(keys: [SigningPublicKey]) { self.keys = keys }
+
+    /// The event, decoded, with its counter, if its signature or block proof verifies.
+    public mutating func verify(_ signed: Weft.V1.SignedSequencedEvent?) throws -> Weft.V1.SequencedEvent {
+        guard let signed else { throw SequencerClientError.unsigned }
+        switch (signed.signature, signed.blockProof) {
+        case (let signature?, nil):
+            try check(signature, over: PurposeHasher.hash(.sequencedEvent, signed.event))
+            return try Weft.V1.SequencedEvent(serializedBytes: signed.event)
+        case (nil, let proof?):
+            let root = try SequencedBlockTree.root(
+                leaf: SequencedBlockTree.leaf(signed.event), index: proof.leafIndex, count: proof.leafCount, siblings: proof.siblings)
+            let hash = SequencedBlockTree.signedHash(leafCount: proof.leafCount, root: root)
+            if !verifiedBlocks.contains(hash.digest) {
+                guard let signature = proof.blockSignature else { throw SequencerClientError.unsigned }
+                try check(signature, over: hash)
+                if verifiedBlocks.count == Self.verifiedBlocksMaximum { verifiedBlocks.removeFirst() }
+                verifiedBlocks.append(hash.digest)
+            }
+            var event = try Weft.V1.SequencedEvent(serializedBytes: signed.event)
+            // The counter is not signed (it is derived after the block was); one inside the signed
+            // bytes would contradict the one beside them.
+            guard event.counter == 0 else { throw SequencerClientError.malformedBlockProof("the signed event carries counter \(event.counter)") }
+            event.counter = signed.counter
+            return event
+        case (nil, nil):
+            throw SequencerClientError.unsigned
+        case (_?, _?):
+            throw SequencerClientError.malformedBlockProof("both a signature of its own and a block proof")
         }
-        return try Weft.V1.SequencedEvent(serializedBytes: signed.event)
+    }
+
+    private func check(_ signature: Weft.V1.Signature, over hash: PurposeHash) throws(SequencerClientError) {
+        guard let key = keys.first(where: { $0.fingerprint.description == signature.signedBy }) else { throw .unsigned }
+        do {
+            try key.verify(signature, over: hash)
+        } catch {
+            throw .badSignature
+        }
     }
 }
 
@@ -101,14 +156,20 @@ public struct SequencerClient: Sendable {
 public enum SequencerClientError: Error, Equatable, CustomStringConvertible {
     case unsigned
     case badSignature
+    /// A block proof that cannot be right whatever the signature (its shape, or its counters).
+    case malformedBlockProof(String)
     case counterGap(expected: UInt64, received: UInt64)
+    case timestampNotIncreasing(previous: Int64, received: Int64)
     case wrongRecipient(String, String)
 
     public var description: String {
         switch self {
         case .unsigned: "an event is not signed by a key of the domain's sequencers"
-        case .badSignature: "an event's sequencer signature does not verify: the event was altered"
+        case .badSignature: "an event's sequencer signature does not verify: the event (or its block proof) was altered"
+        case .malformedBlockProof(let reason): "an event's block proof is malformed (\(reason)): the event cannot be checked, so it is refused"
         case .counterGap(let expected, let received): "expected event counter \(expected), received \(received): events are missing or repeated"
+        case .timestampNotIncreasing(let previous, let received):
+            "an event at \(received) follows one at \(previous): the stream is out of order, so it is refused"
         case .wrongRecipient(let recipient, let domain): "an event for \(recipient) on \(domain) arrived on this member's stream"
         }
     }

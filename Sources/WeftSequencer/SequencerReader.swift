@@ -124,9 +124,19 @@ struct StoredDelivery: Sendable, Equatable {
     let traceparent: String
     let recipients: [Int32]
     let error: (code: UInt32, errorID: String, message: String)?
+    /// Its leaf in a signed block; nil for an event stored before blocks were signed.
+    var block: BlockPlace? = nil
+
+    /// The same delivery as the member's `counter`-th.
+    func numbered(_ counter: Int64) -> StoredDelivery {
+        StoredDelivery(
+            counter: counter, timestamp: timestamp, sender: sender, messageID: messageID, batch: batch, traceparent: traceparent,
+            recipients: recipients, error: error, block: block)
+    }
 
     static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.counter == rhs.counter && lhs.timestamp == rhs.timestamp && lhs.sender == rhs.sender && lhs.messageID == rhs.messageID
+            && lhs.block == rhs.block
             && lhs.batch == rhs.batch && lhs.traceparent == rhs.traceparent && lhs.recipients == rhs.recipients
             && lhs.error?.code == rhs.error?.code && lhs.error?.errorID == rhs.error?.errorID && lhs.error?.message == rhs.error?.message
     }
@@ -151,6 +161,8 @@ enum SequencerReadError: Error, Equatable, CustomStringConvertible {
 struct SequencerReader: Sendable {
     let database: PostgresDatabase
     let safePoint: SafePoint
+    /// The node's shared reader, for subscriptions that have caught up.
+    let fanOut: DeliveryFanOut
     /// A checkpoint is recorded every this many counters.
     static let checkpointInterval: Int64 = 256
     /// Rows read per query.
@@ -194,10 +206,24 @@ struct SequencerReader: Sendable {
                         continuation.yield(.delivery(delivery))
                     }
                     if let last = page.last { position = (last.counter, last.timestamp) }
-                    if page.count < Self.pageSize {
-                        continuation.yield(.caughtUp(safe))
-                        safe = try await safePoint.wait(after: max(safe, position.timestamp))
+                    guard page.count < Self.pageSize else { continue }
+                    continuation.yield(.caughtUp(safe))
+                    // Caught up: follow the node's shared reader until it cannot serve this stream
+                    // (it fell too far behind, or a read failed); then read on its own again.
+                    var caughtUp = max(safe, position.timestamp)
+                    while !Task.isCancelled, let next = await fanOut.next(member: member, after: caughtUp) {
+                        var numbered: [StoredDelivery] = []
+                        for delivery in next.deliveries { numbered.append(delivery.numbered(position.counter + 1 + Int64(numbered.count))) }
+                        // Checkpoints first, as a page read does: a delivery the member has seen is
+                        // never missing its checkpoint.
+                        let checkpoints = numbered.filter { $0.counter % Self.checkpointInterval == 0 }.map { ($0.counter, $0.timestamp) }
+                        if !checkpoints.isEmpty { try await record(checkpoints, member: member) }
+                        for delivery in numbered where delivery.counter >= counter { continuation.yield(.delivery(delivery)) }
+                        if let last = numbered.last { position = (last.counter, last.timestamp) }
+                        caughtUp = next.upTo
+                        continuation.yield(.caughtUp(caughtUp))
                     }
+                    safe = try await safePoint.wait(after: caughtUp)
                 }
                 continuation.finish()
             } catch {
@@ -206,6 +232,16 @@ struct SequencerReader: Sendable {
         }
         continuation.onTermination = { _ in task.cancel() }
         return stream
+    }
+
+    /// Records (counter, timestamp) checkpoints of `member` (idempotent: whichever reader passes first).
+    private func record(_ checkpoints: [(Int64, Int64)], member: Int32) async throws {
+        try await database.withConnection { connection in
+            let values = checkpoints.indices.map { "($1::int8::int4, $\($0 * 2 + 2), $\($0 * 2 + 3))" }
+            _ = try connection.execute(
+                "INSERT INTO sequencer_counter_checkpoints (member, counter, ts) VALUES \(values.joined(separator: ", ")) ON CONFLICT DO NOTHING",
+                [.int64(Int64(member))] + checkpoints.flatMap { [PostgresValue.int64($0.0), .int64($0.1)] })
+        }
     }
 
     /// The (counter, timestamp) just before `counter`: the nearest checkpoint at or below it.
@@ -226,14 +262,26 @@ struct SequencerReader: Sendable {
         }
     }
 
+    /// Where `member`'s leaf of a stored event is, from the event's columns `node`, `block_ts`
+    /// and `leaf_offset`; nil for an event stored before blocks were signed.
+    static func blockPlace(
+        _ row: [PostgresCell], member: Int32, sender: Int32, recipients: [Int32], node: Int, blockTimestamp: Int, leafOffset: Int
+    ) throws -> BlockPlace? {
+        guard let timestamp = try row[blockTimestamp].int64, let offset = try row[leafOffset].int64,
+            let position = SequencerWriter.deliveryMembers(sender: sender, recipients: recipients).firstIndex(of: member)
+        else { return nil }
+        return BlockPlace(node: Int16(try row[node].int64 ?? 0), timestamp: timestamp, leaf: Int(offset) + position)
+    }
+
     /// Up to a page of deliveries after `position`, no later than `safe`, with their counters.
     private func read(member: Int32, after position: (counter: Int64, timestamp: Int64), upTo safe: Int64) async throws -> [StoredDelivery] {
         guard safe > position.timestamp else { return [] }
+        fanOut.ownReads.add(1, ordering: .relaxed)
         return try await database.withConnection { connection in
             let rows = try connection.execute(
                 """
                 SELECT e.ts, e.sender::int8, e.message_id, e.kind::int8, e.batch, e.traceparent, array_to_string(e.recipients, ','),
-                       e.error_code::int8, e.error_id, e.error_message
+                       e.error_code::int8, e.error_id, e.error_message, e.node::int8, e.block_ts, e.leaf_offset::int8
                 FROM sequencer_deliveries d JOIN sequencer_events e ON e.ts = d.ts
                 WHERE d.member = $1::int8::int4 AND d.ts > $2 AND d.ts <= $3
                 ORDER BY d.ts LIMIT \(Self.pageSize)
@@ -251,9 +299,11 @@ struct SequencerReader: Sendable {
                 if kind == 2 {
                     error = (UInt32(try row[7].int64 ?? 2), try row[8].string ?? "", try row[9].string ?? "")
                 }
+                let sender = Int32(try row[1].int64 ?? 0)
                 deliveries.append(StoredDelivery(
-                    counter: counter, timestamp: timestamp, sender: Int32(try row[1].int64 ?? 0), messageID: try row[2].string ?? "",
-                    batch: try row[4].bytes, traceparent: try row[5].string ?? "", recipients: recipients, error: error))
+                    counter: counter, timestamp: timestamp, sender: sender, messageID: try row[2].string ?? "",
+                    batch: try row[4].bytes, traceparent: try row[5].string ?? "", recipients: recipients, error: error,
+                    block: try Self.blockPlace(row, member: member, sender: sender, recipients: recipients, node: 10, blockTimestamp: 11, leafOffset: 12)))
                 if counter % Self.checkpointInterval == 0 {
                     checkpoints += [.int64(Int64(member)), .int64(counter), .int64(timestamp)]
                 }

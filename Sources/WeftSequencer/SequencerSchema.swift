@@ -78,5 +78,28 @@ enum SequencerSchema {
             -- even when two nodes or a restart try again.
             ALTER TABLE sequencer_members ADD COLUMN topology_snapshot_sent boolean NOT NULL DEFAULT false;
             """),
+        Migration(4, "signed blocks", """
+            -- Each group commit of a node is a block whose events' deliveries (one leaf per member
+            -- and event) the node signed at once (docs/sequencer.md §5). Kept so that a member
+            -- replaying from a copy of this database can verify every event.
+            CREATE TABLE sequencer_blocks (
+                node      smallint NOT NULL,
+                -- The group commit's watermark: above every event of the block.
+                block_ts  bigint   NOT NULL,
+                -- The leaf hashes, 32 bytes each, in (timestamp, member) order.
+                leaves    bytea    NOT NULL,
+                -- A serialized weft.v1.Signature over the leaf count and the root.
+                signature bytea    NOT NULL,
+                PRIMARY KEY (node, block_ts)
+            );
+            -- Hashes do not compress: spare PostgreSQL the attempt.
+            ALTER TABLE sequencer_blocks ALTER COLUMN leaves SET STORAGE EXTERNAL;
+            -- The event's block (with its node); null for events stored before blocks were signed,
+            -- which are signed one by one when served.
+            ALTER TABLE sequencer_events ADD COLUMN block_ts bigint;
+            -- The position of the event's first leaf in its block; its recipients' and sender's
+            -- leaves follow in member id order.
+            ALTER TABLE sequencer_events ADD COLUMN leaf_offset integer;
+            """),
     ])
 }

@@ -24,6 +24,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         self.signingKey = signingKey
         self.logger = logger
         authenticator = SequencerAuthenticator(topology: topology)
+        sequencer.signBlocks(with: signingKey, domain: topology.domain.description)
     }
 
     /// Closes `member`'s subscriptions: it is no longer active. (Its sessions stay, but every
@@ -184,21 +185,37 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         }
     }
 
-    /// The member's view of a stored event: only its envelopes, signed by the sequencer.
+    /// The member's view of a stored event: only its envelopes, with the proof that it is a leaf
+    /// of a block the sequencer signed, or (stored before blocks were signed) signed on its own.
     func signed(_ delivery: StoredDelivery, for member: String, domain: String) async throws -> Weft.V1.SignedSequencedEvent {
-        var event = Weft.V1.SequencedEvent(
-            counter: UInt64(delivery.counter), timestamp: .init(microsSinceEpoch: delivery.timestamp), domain: domain, recipient: member)
-        let sender = await sequencer.members.member(id: delivery.sender)?.name ?? ""
-        if let error = delivery.error {
-            event.event = .deliverError(.init(
-                messageID: delivery.messageID, reason: .init(code: error.code, message: error.message, errorID: error.errorID)))
-        } else {
-            var batch = Weft.V1.Batch()
-            if let bytes = delivery.batch, let stored = try? Weft.V1.Batch(serializedBytes: bytes) {
-                batch.envelopes = stored.envelopes.filter { $0.recipients.contains(member) || $0.recipients.contains(Sequencer.allMembers) }
-            }
-            event.event = .deliver(.init(sender: sender, messageID: delivery.messageID, batch: batch, traceparent: delivery.traceparent))
+        // A recent block of this node: the bytes its writer hashed into the leaf are at hand.
+        if let place = delivery.block, let bytes = sequencer.blocks.eventBytes(place), let block = try await sequencer.blocks.block(place),
+            place.leaf < block.tree.leafCount
+        {
+            return .init(event: bytes, counter: UInt64(delivery.counter), blockProof: block.proof(leaf: place.leaf))
         }
+        let content: Weft.V1.SequencedEvent.Event
+        if let error = delivery.error {
+            content = EventView.deliverError(messageID: delivery.messageID, code: error.code, errorID: error.errorID, message: error.message)
+        } else {
+            let sender = await sequencer.members.member(id: delivery.sender)?.name ?? ""
+            let stored = delivery.batch.flatMap { try? Weft.V1.Batch(serializedBytes: $0) } ?? .init()
+            content = EventView.deliver(sender: sender, messageID: delivery.messageID, batch: stored, traceparent: delivery.traceparent, recipient: member)
+        }
+        if let place = delivery.block {
+            if let block = try await sequencer.blocks.block(place), place.leaf < block.tree.leafCount {
+                let bytes = try EventView.bytes(timestamp: delivery.timestamp, body: try EventView.body(domain: domain, recipient: member, event: content))
+                return .init(event: bytes, counter: UInt64(delivery.counter), blockProof: block.proof(leaf: place.leaf))
+            }
+            // Only a concurrent prune removes a block before its events; serve the event signed
+            // on its own rather than not at all.
+            logger.warning(
+                "the block of a stored event is missing; signing the event on its own",
+                metadata: ["sequencer_node": "\(place.node)", "block_ts": "\(place.timestamp)", "leaf": "\(place.leaf)"])
+        }
+        let event = Weft.V1.SequencedEvent(
+            counter: UInt64(delivery.counter), timestamp: .init(microsSinceEpoch: delivery.timestamp), domain: domain, recipient: member,
+            event: content)
         let bytes = try event.serializedBytes()
         let signature = try signingKey.sign(PurposeHasher.hash(.sequencedEvent, bytes))
         return .init(event: bytes, signature: signature)

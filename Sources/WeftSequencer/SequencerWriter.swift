@@ -1,5 +1,6 @@
 import Logging
 import WeftStore
+import WeftWire
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -16,8 +17,13 @@ struct Submission: Sendable {
     }
 
     let sender: Int32
+    /// The sender's member id, for the events the writer builds (deliver errors).
+    let senderName: String
     let messageID: String
     let content: Content
+    /// For a deliver, what each delivery's member sees (`EventView.body`), when blocks are
+    /// signed; the writer adds the timestamp and hashes them into the block's leaves.
+    var views: [Int32: [UInt8]] = [:]
     /// Microseconds since the epoch; a later timestamp turns the submission into an error.
     let maxSequencingTime: Int64
     let traceparent: String
@@ -65,15 +71,22 @@ actor SequencerWriter {
     private let database: PostgresDatabase
     private let logger: Logger
     private let onCommit: @Sendable (Int64) -> Void
+    private let signing: BlockSigning
+    private let blocks: BlockCache
     private var lastTimestamp: Int64 = 0
     private var online = false
     private var pending: [(Submission, CheckedContinuation<SequencingOutcome, any Error>)] = []
     private var flushing = false
 
-    init(node: Int16, database: PostgresDatabase, logger: Logger, onCommit: @escaping @Sendable (Int64) -> Void) {
+    init(
+        node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, logger: Logger,
+        onCommit: @escaping @Sendable (Int64) -> Void
+    ) {
         precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
         self.node = node
         self.database = database
+        self.signing = signing
+        self.blocks = blocks
         self.logger = logger
         self.onCommit = onCommit
     }
@@ -212,19 +225,35 @@ actor SequencerWriter {
         }
         let watermark = lastTimestamp
         let written: [Int: SequencingOutcome]
+        let block: (signed: SignedBlock, events: [[UInt8]])?
         do {
-            written = try await insert(group, rows, watermark: watermark)
+            (written, block) = try await insert(group, rows, watermark: watermark)
         } catch let error as SequencerWriterError {
             online = false
             throw error
         }
+        if let block { blocks.insert(block.signed, node: node, timestamp: watermark, events: block.events) }
         onCommit(watermark)
         for (index, outcome) in written { outcomes[index] = outcome }
         return outcomes.map { $0 ?? .duplicate }
     }
 
-    private func insert(_ group: [Submission], _ rows: [(index: Int, ts: Int64)], watermark: Int64) async throws -> [Int: SequencingOutcome] {
+    private func insert(
+        _ group: [Submission], _ rows: [(index: Int, ts: Int64)], watermark: Int64
+    ) async throws -> (outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?) {
         let node = self.node
+        // Signed only if every deliver came with its views: the key may have been set while
+        // some of them were on their way (they were checked before it was); such a group is
+        // stored as before, its events signed one by one when served.
+        let signer = signing.current.flatMap { signer in
+            group.allSatisfy { submission in
+                if case .deliver(_, let recipients) = submission.content {
+                    Set(recipients + [submission.sender]).allSatisfy { submission.views[$0] != nil }
+                } else {
+                    true
+                }
+            } ? signer : nil
+        }
         return try await database.transaction { connection in
             // 1. Message ids: the ones already used are duplicates and are not stored.
             var fresh = Set<Int>()
@@ -245,7 +274,10 @@ actor SequencerWriter {
             // 2. Events and the delivery index.
             var result: [Int: SequencingOutcome] = [:]
             var events: [[PostgresValue]] = []
-            var deliveries: [(Int32, Int64)] = []
+            var deliveries: [(member: Int32, ts: Int64)] = []
+            var leaves: [[UInt8]] = []
+            // Each leaf's event as its member receives it, for the subscriptions of this node.
+            var eventBytes: [[UInt8]] = []
             for row in rows where fresh.contains(row.index) {
                 let submission = group[row.index]
                 var content = submission.content
@@ -254,33 +286,66 @@ actor SequencerWriter {
                         code: 10, errorID: "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED",
                         message: "the submission's max sequencing time passed before it could be sequenced; resubmit with a later one")
                 }
+                // The event's block, and where its leaves start: its deliveries' leaves follow each
+                // other in member order (`deliveryMembers`), so readers derive each one's position.
+                let blockTimestamp: PostgresValue = signer == nil ? .null : .int64(watermark)
+                let leafOffset: PostgresValue = signer == nil ? .null : .int64(Int64(leaves.count))
                 switch content {
                 case .deliver(let batch, let recipients):
                     events.append([
                         .int64(row.ts), .int64(Int64(node)), .int64(Int64(submission.sender)), .text(submission.messageID), .int64(1),
-                        .bytes(batch), .text(submission.traceparent), .text(Self.arrayLiteral(recipients)), .null, .null, .null,
+                        .bytes(batch), .text(submission.traceparent), .text(Self.arrayLiteral(recipients)), .null, .null, .null, blockTimestamp,
+                        leafOffset,
                     ])
-                    for member in Set(recipients + [submission.sender]) { deliveries.append((member, row.ts)) }
+                    for member in Self.deliveryMembers(sender: submission.sender, recipients: recipients) {
+                        deliveries.append((member, row.ts))
+                        guard signer != nil else { continue }
+                        guard let body = submission.views[member] else {
+                            preconditionFailure("a signed block needs every delivery's view; \(member) has none")
+                        }
+                        let bytes = try EventView.bytes(timestamp: row.ts, body: body)
+                        leaves.append(SequencedBlockTree.leaf(bytes))
+                        eventBytes.append(bytes)
+                    }
                     result[row.index] = .delivered(timestamp: row.ts)
                 case .error(let code, let errorID, let message):
                     events.append([
                         .int64(row.ts), .int64(Int64(node)), .int64(Int64(submission.sender)), .text(submission.messageID), .int64(2),
                         .null, .text(submission.traceparent), .text(Self.arrayLiteral([submission.sender])), .int64(Int64(code)),
-                        .text(errorID), .text(message),
+                        .text(errorID), .text(message), blockTimestamp, leafOffset,
                     ])
                     deliveries.append((submission.sender, row.ts))
+                    if let signer {
+                        let body = try EventView.body(
+                            domain: signer.domain, recipient: submission.senderName,
+                            event: EventView.deliverError(messageID: submission.messageID, code: code, errorID: errorID, message: message))
+                        let bytes = try EventView.bytes(timestamp: row.ts, body: body)
+                        leaves.append(SequencedBlockTree.leaf(bytes))
+                        eventBytes.append(bytes)
+                    }
                     result[row.index] = .deliverError(timestamp: row.ts, errorID: errorID)
                 }
             }
+            // 3. The block: its leaves and one signature over their root, stored so that a member
+            //    replaying from a copy of this database can still verify every event.
+            var block: (signed: SignedBlock, events: [[UInt8]])?
+            if let signer, !leaves.isEmpty {
+                let tree = SequencedBlockTree(leaves: leaves)
+                let signature = try signer.key.sign(SequencedBlockTree.signedHash(leafCount: UInt64(leaves.count), root: tree.root))
+                _ = try connection.execute(
+                    "INSERT INTO sequencer_blocks (node, block_ts, leaves, signature) VALUES ($1::int8::int2, $2, $3, $4)",
+                    [.int64(Int64(node)), .int64(watermark), .bytes(Array(leaves.joined())), .bytes(try signature.serializedBytes())])
+                block = (SignedBlock(tree: tree, signature: signature), eventBytes)
+            }
             for chunk in events.chunked(400) {
                 var sql = """
-                    INSERT INTO sequencer_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message) VALUES 
+                    INSERT INTO sequencer_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message, block_ts, leaf_offset) VALUES 
                     """
                 var parameters: [PostgresValue] = []
                 for (position, event) in chunk.enumerated() {
                     let base = parameters.count
                     sql += (position == 0 ? "" : ", ")
-                        + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11))"
+                        + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11), $\(base + 12), $\(base + 13)::int8::int4)"
                     parameters += event
                 }
                 _ = try connection.execute(sql, parameters)
@@ -290,19 +355,25 @@ actor SequencerWriter {
                 var parameters: [PostgresValue] = []
                 for (position, delivery) in chunk.enumerated() {
                     sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2))"
-                    parameters += [.int64(Int64(delivery.0)), .int64(delivery.1)]
+                    parameters += [.int64(Int64(delivery.member)), .int64(delivery.ts)]
                 }
                 _ = try connection.execute(sql, parameters)
             }
-            // 3. The watermark, only while this node is still online: if another node marked it
+            // 4. The watermark, only while this node is still online: if another node marked it
             //    offline, nothing of this group may commit (readers may have passed these timestamps).
             let updated = try connection.execute(
                 "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node",
                 [.int64(watermark), .int64(Int64(node))]
             ).rows.count
             guard updated == 1 else { throw SequencerWriterError.markedOffline(node: node) }
-            return result
+            return (result, block)
         }
+    }
+
+    /// Who receives an event, in the order of its leaves: its recipients and its sender (a
+    /// deliver's receipt; the only recipient of a deliver error), each once, by member id.
+    static func deliveryMembers(sender: Int32, recipients: [Int32]) -> [Int32] {
+        Set(recipients + [sender]).sorted()
     }
 
     /// `{1,2,3}`: a PostgreSQL array literal of member ids (digits only, so nothing to escape).

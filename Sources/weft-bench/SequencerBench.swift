@@ -18,14 +18,14 @@ import WeftWire
 /// size the writer's group commits had.
 ///
 ///   swift run -c release weft-bench sequencer [--seconds N] [--rate R] [--warmup S]
-///       [--in-flight K] [--nodes 1,2] [--verify] [--db-connections C] [--phases closed,open]
+///       [--in-flight K] [--nodes 1,2] [--no-verify] [--db-connections C] [--phases closed,open]
 ///       [--pg-statements]
 ///
 /// `--rate R` fixes the open-loop rate (submissions/s over all members); otherwise it is half of
-/// the closed-loop maximum of the same node count. `--verify` makes the members check every
-/// event's sequencer signature (`SequencerClient.subscribe`); by default they decode events and
-/// check counters only, so that the load generator, which shares the 2 cores with the
-/// sequencer and PostgreSQL, costs less. `--pg-statements` loads pg_stat_statements (a server
+/// the closed-loop maximum of the same node count. The members check every event's sequencer
+/// signature or block proof (`SequencerClient.subscribe`) as a member must; `--no-verify` makes
+/// them decode events and check counters only, to see what the checks cost the load generator,
+/// which shares the 2 cores with the sequencer and PostgreSQL. `--pg-statements` loads pg_stat_statements (a server
 /// restart) and prints each phase's costliest statements. Each phase prints where the CPU went:
 /// this process by thread kind, the PostgreSQL server's processes, everything else.
 enum SequencerBenchmark {
@@ -35,7 +35,7 @@ enum SequencerBenchmark {
         var rate: Double?
         var inFlight = 64
         var nodes = [1, 2]
-        var verify = false
+        var verify = true
         var databaseConnections = 8
         var phases: Set<String> = ["closed", "open"]
         /// Loads pg_stat_statements (a server restart) and prints each phase's costliest statements.
@@ -53,7 +53,7 @@ enum SequencerBenchmark {
             if let text = value("--nodes") { nodes = text.split(separator: ",").compactMap { Int($0) }.filter { (1...2).contains($0) } }
             if let text = value("--db-connections"), let number = Int(text) { databaseConnections = max(2, number) }
             if let text = value("--phases") { phases = Set(text.split(separator: ",").map(String.init)) }
-            verify = arguments.contains("--verify")
+            verify = !arguments.contains("--no-verify")
             statements = arguments.contains("--pg-statements")
         }
     }
@@ -67,7 +67,7 @@ enum SequencerBenchmark {
         let options = Options(arguments)
         print("weft-bench sequencer: \(memberCount) participants, \(payloadBytes)-byte payloads to 2 recipients, TLS 1.3 on 127.0.0.1")
         print("  closed loop: \(options.inFlight) sends in flight per member; open loop: fixed rate; \(options.warmup) s warm-up + \(options.seconds) s per phase")
-        print("  members \(options.verify ? "verify every event's signature" : "decode events and check counters (no signature check; --verify to add it)")")
+        print("  members \(options.verify ? "verify every event (block proof, one signature check per block)" : "decode events and check counters (no signature check: --no-verify)")")
         print("  load before start: \(loadAverage())")
         var logger = Logger(label: "weft-bench") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = .warning
@@ -247,7 +247,7 @@ enum SequencerBenchmark {
             results.raw[size] = raw.sorted()[2]
             results.writerSQL[size] = writer.sorted()[2]
             print("  raw INSERT of \(results.eventBytes)-byte rows: \(raw.map { String(Int($0)) }.joined(separator: ", ")) rows/s; median \(Int(results.raw[size]!))")
-            print("  the writer's SQL alone (message ids, events, 3 deliveries each, watermark): \(writer.map { String(Int($0)) }.joined(separator: ", ")) submissions/s; median \(Int(results.writerSQL[size]!))")
+            print("  the writer's SQL alone (message ids, events, 3 deliveries each, block, watermark): \(writer.map { String(Int($0)) }.joined(separator: ", ")) submissions/s; median \(Int(results.writerSQL[size]!))")
         }
         results.loadAfter = loadAverage()
         return results
@@ -356,7 +356,10 @@ enum SequencerBenchmark {
             } else {
                 let client = member.client
                 for try await response in try client.rpc.sequencer.subscribe(.init(member: client.member, fromCounter: 0), metadata: client.authorization) {
-                    handle(try Weft.V1.SequencedEvent(serializedBytes: response.signedEvent?.event ?? []))
+                    var event = try Weft.V1.SequencedEvent(serializedBytes: response.signedEvent?.event ?? [])
+                    // An event of a signed block has its counter beside the signed bytes.
+                    if let signed = response.signedEvent, signed.blockProof != nil { event.counter = signed.counter }
+                    handle(event)
                 }
             }
         } catch where !Task.isCancelled {
@@ -820,9 +823,11 @@ enum RawInsert {
         CREATE TABLE IF NOT EXISTS raw_events (
             ts bigint PRIMARY KEY, node smallint NOT NULL, sender integer NOT NULL, message_id text NOT NULL, kind smallint NOT NULL,
             batch bytea, traceparent text NOT NULL DEFAULT '', recipients integer[] NOT NULL,
-            error_code integer, error_id text, error_message text);
+            error_code integer, error_id text, error_message text, block_ts bigint, leaf_offset integer);
         CREATE TABLE IF NOT EXISTS raw_submissions (sender integer NOT NULL, message_id text NOT NULL, expires_ts bigint NOT NULL, PRIMARY KEY (sender, message_id));
         CREATE TABLE IF NOT EXISTS raw_deliveries (member integer NOT NULL, ts bigint NOT NULL, PRIMARY KEY (member, ts));
+        CREATE TABLE IF NOT EXISTS raw_blocks (node smallint NOT NULL, block_ts bigint NOT NULL, leaves bytea NOT NULL, signature bytea NOT NULL, PRIMARY KEY (node, block_ts));
+        ALTER TABLE raw_blocks ALTER COLUMN leaves SET STORAGE EXTERNAL;
         CREATE TABLE IF NOT EXISTS raw_writers (node smallint PRIMARY KEY, watermark bigint NOT NULL, online boolean NOT NULL, heartbeat_at timestamptz NOT NULL DEFAULT now());
         """
 
@@ -839,7 +844,8 @@ enum RawInsert {
     }
 
     /// Submissions per second of the writer's complete SQL for a group (message ids, events,
-    /// deliveries to 2 recipients and the sender, the watermark) without the sequencer around it.
+    /// deliveries to 2 recipients and the sender, the block's leaves and signature, the
+    /// watermark) without the sequencer around it.
     static func writerStatementsPerSecond(url: String, rowBytes: Int, perTransaction: Int, seconds: Double) async throws -> Double {
         try await run(url: url, seconds: seconds) { connection, next in
             _ = try connection.execute("BEGIN")
@@ -866,6 +872,10 @@ enum RawInsert {
                 _ = try connection.execute(sql, parameters)
             }
             _ = try connection.execute(
+                "INSERT INTO raw_blocks (node, block_ts, leaves, signature) VALUES ($1::int8::int2, $2, $3, $4)",
+                [.int64(0), .int64(next + Int64(perTransaction)), .bytes([UInt8](repeating: 0xA5, count: 32 * 3 * perTransaction)),
+                 .bytes([UInt8](repeating: 0x5A, count: 140))])
+            _ = try connection.execute(
                 "UPDATE raw_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node",
                 [.int64(next + Int64(perTransaction)), .int64(0)])
             _ = try connection.execute("COMMIT")
@@ -876,15 +886,16 @@ enum RawInsert {
     static func insertEvents(_ connection: PostgresConnection, from next: Int64, count: Int, rowBytes: Int) throws {
         let batch = [UInt8](repeating: 0x5A, count: rowBytes)
         for chunk in stride(from: 0, to: count, by: 400) {
-            var sql = "INSERT INTO raw_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message) VALUES "
+            var sql = "INSERT INTO raw_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message, block_ts, leaf_offset) VALUES "
             var parameters: [PostgresValue] = []
             for position in 0..<min(400, count - chunk) {
                 let base = parameters.count
                 sql += (position == 0 ? "" : ", ")
-                    + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11))"
+                    + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11), $\(base + 12), $\(base + 13)::int8::int4)"
                 let ts = next + Int64(chunk + position)
                 parameters += [
                     .int64(ts), .int64(0), .int64(1), .text("m\(ts)"), .int64(1), .bytes(batch), .text(""), .text("{2,3}"), .null, .null, .null,
+                    .int64(next + Int64(count)), .int64(Int64(3 * (chunk + position))),
                 ]
             }
             _ = try connection.execute(sql, parameters)
@@ -897,7 +908,7 @@ enum RawInsert {
         let database = PostgresDatabase(url: url, maximumConnections: 1)
         defer { Task { await database.shutdown() } }
         return try await database.withConnection { connection in
-            try connection.executeScript(eventsTable + "TRUNCATE raw_events, raw_submissions, raw_deliveries, raw_writers; INSERT INTO raw_writers VALUES (0, 0, true);")
+            try connection.executeScript(eventsTable + "TRUNCATE raw_events, raw_submissions, raw_deliveries, raw_writers, raw_blocks; INSERT INTO raw_writers VALUES (0, 0, true);")
             var next: Int64 = 1
             // Warm-up, not counted.
             let warm = now() + 300_000_000

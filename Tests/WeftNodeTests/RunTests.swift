@@ -38,7 +38,7 @@ import WeftWire
             #expect(refusal.contains("schema needs migrations 1, 2, 3; run `weft db migrate`"), "\(refusal)")
 
             let (_, pending, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
-            #expect(pending.contains("sequencer: applied none; pending 1 (members, writers, events, deliveries), 2 (prune points), 3 (topology snapshot sent)"), "\(pending)")
+            #expect(pending.contains("sequencer: applied none; pending 1 (members, writers, events, deliveries), 2 (prune points), 3 (topology snapshot sent), 4 (signed blocks)"), "\(pending)")
             #expect(pending.contains("topology: applied none; pending 1"), "\(pending)")
             let (migrated, applied, _) = try await WeftProcess.run(["db", "migrate", "-c", "nodes.yaml"], directory: directory.path)
             #expect(migrated == 0 && applied.contains("sequencer: applied 1, 2, 3") && applied.contains("topology: applied 1"), "\(applied)")

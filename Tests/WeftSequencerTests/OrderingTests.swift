@@ -155,3 +155,62 @@ struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+/// One reader per node: subscriptions that have caught up take their deliveries from it.
+@Suite(.timeLimit(.minutes(3))) struct FanOutTests {
+    @Test func caughtUpSubscriptionsShareOneReadPerAdvanceWithTheSameStreams() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let node = try await OrderingTests.nodes(fixture.url, count: 1)[0]
+            let members = OrderingTests.members
+            for member in members { _ = try await node.register(member) }
+            let count = 300
+            // Every member subscribes before anything is sent, then reads everything it gets.
+            let streams = try await withThrowingTaskGroup(of: (Int, [StoredDelivery]).self) { group in
+                for (index, member) in members.enumerated() {
+                    let stream = try await node.subscribe(member, from: 0)
+                    group.addTask {
+                        var received: [StoredDelivery] = []
+                        for try await delivery in stream {
+                            received.append(delivery)
+                            if received.count == count { break }
+                        }
+                        return (index, received)
+                    }
+                }
+                // Member 0 sends to all others, one at a time: one commit each.
+                let later = SequencerWriter.now() + 600_000_000
+                for number in 0..<count {
+                    let batch = Weft.V1.Batch(envelopes: [.init(content: Array("m\(number)".utf8), recipients: Array(members.dropFirst()))])
+                    let outcome = try await node.send(sender: members[0], messageID: "m\(number)", batch: batch, maxSequencingTime: later)
+                    guard case .delivered = outcome else { throw TestFailure("m\(number): \(outcome)") }
+                }
+                var streams = [[StoredDelivery]](repeating: [], count: members.count)
+                for try await (index, received) in group { streams[index] = received }
+                return streams
+            }
+            for stream in streams {
+                #expect(stream.map(\.counter) == (0..<Int64(count)).map { $0 })
+                #expect(stream.map(\.messageID) == (0..<count).map { "m\($0)" })
+            }
+            // 300 commits, 4 subscriptions: reading on their own they would have queried ~1,200 times.
+            let shared = await node.reader.fanOut.reads
+            let own = node.reader.fanOut.ownReads.load(ordering: .relaxed)
+            #expect(shared > 0)
+            #expect(own < 60, "subscriptions read \(own) pages on their own")
+            // The checkpoint the shared path recorded is right: a new subscription from past it
+            // gets exactly the same deliveries.
+            let checkpoint = try PostgresConnection(url: fixture.url).execute(
+                "SELECT ts FROM sequencer_counter_checkpoints c JOIN sequencer_members m ON m.id = c.member WHERE m.member = $1 AND c.counter = 256",
+                [.text(members[1])]
+            ).rows.first.flatMap { try $0[0].int64 }
+            #expect(checkpoint == streams[1][256].timestamp)
+            var again: [StoredDelivery] = []
+            for try await delivery in try await node.subscribe(members[1], from: 260) {
+                again.append(delivery)
+                if again.count == count - 260 { break }
+            }
+            #expect(again == Array(streams[1][260...]))
+            await node.stop()
+        }
+    }
+}

@@ -18,7 +18,8 @@ import WeftWire
         let provider: SequencerServiceProvider
         let server: RPCServer
 
-        static func start(_ url: String, domain: inout TestDomain, tokenLifetime: Int64 = 3_600_000_000) async throws -> Node {
+        /// `initialize: false` starts a node on a database whose domain is initialized already.
+        static func start(_ url: String, domain: inout TestDomain, tokenLifetime: Int64 = 3_600_000_000, initialize: Bool = true) async throws -> Node {
             let setup = try PostgresConnection(url: url)
             try Sequencer.migrator.migrate(setup)
             try SequencerTopology.migrator.migrate(setup)
@@ -27,7 +28,7 @@ import WeftWire
             let topology = try SequencerTopology(domain: domain.domain, sequencer: sequencer, logger: .init(label: "test"))
             let provider = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: domain.sequencerKey, logger: .init(label: "test"))
             try await topology.start { member in await provider.cutOff(member) }
-            _ = try await topology.initialize(try domain.genesis(tokenLifetime: tokenLifetime))
+            if initialize { _ = try await topology.initialize(try domain.genesis(tokenLifetime: tokenLifetime)) }
             var router = RPCRouter()
             provider.register(on: &router)
             let server = try await RPCServer.start(host: "127.0.0.1", port: 0, security: .plaintext, router: router)

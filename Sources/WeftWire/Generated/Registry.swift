@@ -177,6 +177,7 @@ extension Weft.V1 {
         Weft.V1.DeliverError.self,
         Weft.V1.SequencedEvent.self,
         Weft.V1.SignedSequencedEvent.self,
+        Weft.V1.SequencedBlockProof.self,
         Weft.V1.AcknowledgeRequest.self,
         Weft.V1.AcknowledgeResponse.self,
         Weft.V1.OnboardRequest.self,
@@ -372,7 +373,8 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [.skip, .string, .string, .message(158), .string],  // weft.v1.Deliver
     [.skip, .string, .message(59)],  // weft.v1.DeliverError
     [.skip, .skip, .message(0), .string, .string, .message(164), .message(165)],  // weft.v1.SequencedEvent
-    [.skip, .skip, .message(4)],  // weft.v1.SignedSequencedEvent
+    [.skip, .skip, .message(4), .skip, .message(168)],  // weft.v1.SignedSequencedEvent
+    [.skip, .message(4)],  // weft.v1.SequencedBlockProof
     [.skip, .string, .message(0)],  // weft.v1.AcknowledgeRequest
     [],  // weft.v1.AcknowledgeResponse
     [.skip, .string, .message(16)],  // weft.v1.OnboardRequest

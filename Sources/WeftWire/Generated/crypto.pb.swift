@@ -199,6 +199,10 @@ extension Weft.V1 {
         case package
         /// A block of sequenced events signed at once by the sequencer.
         case sequencedBlock
+        /// A leaf of a sequenced block: one member's event.
+        case sequencedBlockLeaf
+        /// An inner node of a sequenced block's Merkle tree.
+        case sequencedBlockNode
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
@@ -228,6 +232,8 @@ extension Weft.V1 {
             case 17: self = .contractID
             case 18: self = .package
             case 19: self = .sequencedBlock
+            case 20: self = .sequencedBlockLeaf
+            case 21: self = .sequencedBlockNode
             default: self = .unrecognized(rawValue)
             }
         }
@@ -255,12 +261,14 @@ extension Weft.V1 {
             case .contractID: return 17
             case .package: return 18
             case .sequencedBlock: return 19
+            case .sequencedBlockLeaf: return 20
+            case .sequencedBlockNode: return 21
             case .unrecognized(let number): return number
             }
         }
 
         /// Every value the schema declares.
-        public static let knownCases: [Self] = [.unspecified, .publicKeyFingerprint, .topologyTransaction, .submissionRequest, .sequencedEvent, .authenticationChallenge, .merkleTreeNode, .submitterMetadata, .commonMetadata, .participantMetadata, .viewCommonData, .viewParticipantData, .transactionView, .confirmationResponse, .confirmationResult, .acsCommitment, .rootHash, .contractID, .package, .sequencedBlock]
+        public static let knownCases: [Self] = [.unspecified, .publicKeyFingerprint, .topologyTransaction, .submissionRequest, .sequencedEvent, .authenticationChallenge, .merkleTreeNode, .submitterMetadata, .commonMetadata, .participantMetadata, .viewCommonData, .viewParticipantData, .transactionView, .confirmationResponse, .confirmationResult, .acsCommitment, .rootHash, .contractID, .package, .sequencedBlock, .sequencedBlockLeaf, .sequencedBlockNode]
     }
 
     /// A public key. Its fingerprint is `1220` followed by the lower-case hex

@@ -1062,20 +1062,41 @@ extension Weft.V1 {
         }
     }
 
-    /// A sequenced event as delivered, with the sequencer's signature.
+    /// A sequenced event as delivered, with the sequencer's signature: either
+    /// its own (`signature`) or its block's (`block_proof`), never both
+    /// (docs/sequencer.md §5).
     public struct SignedSequencedEvent: WireMessage {
         public static let protoMessageName = "weft.v1.SignedSequencedEvent"
 
-        /// A serialized `SequencedEvent`.
+        /// A serialized `SequencedEvent`. With `block_proof` its `counter` is 0
+        /// (not encoded): the counter is `counter` below, because it is derived
+        /// when the event is read, after its block was signed.
         public var event: [UInt8] {
             get { _storage.event }
             set { _uniqueStorage().event = newValue }
         }
 
-        /// Sequencer's signature over the purpose-tagged hash of `event`.
+        /// Sequencer's signature over the purpose-tagged hash
+        /// (`HASH_PURPOSE_SEQUENCED_EVENT`) of `event`. Set for events stored
+        /// before blocks were signed.
         public var signature: Weft.V1.Signature? {
             get { _storage.signature }
             set { _uniqueStorage().signature = newValue }
+        }
+
+        /// The event's place in the member's stream when `block_proof` is set
+        /// (not covered by the signature; the member checks it follows the
+        /// previous one).
+        public var counter: UInt64 {
+            get { _storage.counter }
+            set { _uniqueStorage().counter = newValue }
+        }
+
+        /// That `event` is a leaf of a block of events the sequencer signed at
+        /// once.
+        public var blockProof: Weft.V1.SequencedBlockProof? {
+            get { _storage.blockProof }
+            set { _uniqueStorage().blockProof = newValue }
         }
 
         /// Fields read from the wire that this schema does not know.
@@ -1089,12 +1110,16 @@ extension Weft.V1 {
         final class _Storage: @unchecked Sendable {
             var event: [UInt8] = []
             var signature: Weft.V1.Signature? = nil
+            var counter: UInt64 = 0
+            var blockProof: Weft.V1.SequencedBlockProof? = nil
             var unknownFields: UnknownFields = UnknownFields()
             static let defaultInstance = _Storage()
             init() {}
             init(copying other: _Storage) {
                 event = other.event
                 signature = other.signature
+                counter = other.counter
+                blockProof = other.blockProof
                 unknownFields = other.unknownFields
             }
         }
@@ -1111,6 +1136,8 @@ extension Weft.V1 {
             let l = lhs._storage, r = rhs._storage
             return l.event == r.event
         && l.signature == r.signature
+        && l.counter == r.counter
+        && l.blockProof == r.blockProof
         && l.unknownFields == r.unknownFields
         }
 
@@ -1118,6 +1145,8 @@ extension Weft.V1 {
             let s = _storage
             hasher.combine(s.event)
             hasher.combine(s.signature)
+            hasher.combine(s.counter)
+            hasher.combine(s.blockProof)
             hasher.combine(s.unknownFields)
         }
 
@@ -1125,9 +1154,122 @@ extension Weft.V1 {
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(event: [UInt8] = [], signature: Weft.V1.Signature? = nil) {
+        public init(event: [UInt8] = [], signature: Weft.V1.Signature? = nil, counter: UInt64 = 0, blockProof: Weft.V1.SequencedBlockProof? = nil) {
             self.event = event
             self.signature = signature
+            self.counter = counter
+            self.blockProof = blockProof
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// Proof that an event belongs to a block signed by the sequencer: the
+    /// leaf is the purpose-tagged hash (`HASH_PURPOSE_SEQUENCED_BLOCK_LEAF`) of
+    /// the event's bytes; `siblings` lead from it to the Merkle root
+    /// (`HASH_PURPOSE_SEQUENCED_BLOCK_NODE`), and `block_signature` covers the
+    /// leaf count and the root (`HASH_PURPOSE_SEQUENCED_BLOCK`).
+    public struct SequencedBlockProof: WireMessage {
+        public static let protoMessageName = "weft.v1.SequencedBlockProof"
+
+        /// Sequencer's signature over the block.
+        public var blockSignature: Weft.V1.Signature? {
+            get { _storage.blockSignature }
+            set { _uniqueStorage().blockSignature = newValue }
+        }
+
+        /// Number of leaves of the block: one per delivery (recipient and event).
+        public var leafCount: UInt64 {
+            get { _storage.leafCount }
+            set { _uniqueStorage().leafCount = newValue }
+        }
+
+        /// Position of this event's leaf, 0-based.
+        public var leafIndex: UInt64 {
+            get { _storage.leafIndex }
+            set { _uniqueStorage().leafIndex = newValue }
+        }
+
+        /// The sibling hashes (32 bytes each) from the leaf's level upwards; a
+        /// level where the path's node has no sibling contributes none.
+        public var siblings: [[UInt8]] {
+            get { _storage.siblings }
+            set { _uniqueStorage().siblings = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var blockSignature: Weft.V1.Signature? = nil
+            var leafCount: UInt64 = 0
+            var leafIndex: UInt64 = 0
+            var siblings: [[UInt8]] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                blockSignature = other.blockSignature
+                leafCount = other.leafCount
+                leafIndex = other.leafIndex
+                siblings = other.siblings
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.blockSignature == r.blockSignature
+        && l.leafCount == r.leafCount
+        && l.leafIndex == r.leafIndex
+        && l.siblings == r.siblings
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.blockSignature)
+            hasher.combine(s.leafCount)
+            hasher.combine(s.leafIndex)
+            hasher.combine(s.siblings)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(blockSignature: Weft.V1.Signature? = nil, leafCount: UInt64 = 0, leafIndex: UInt64 = 0, siblings: [[UInt8]] = []) {
+            self.blockSignature = blockSignature
+            self.leafCount = leafCount
+            self.leafIndex = leafIndex
+            self.siblings = siblings
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -1954,6 +2096,8 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
         let s = _Storage()
         s.event = CBridge.bytes(c.event)
         if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.counter = c.counter
+        if let p = c.block_proof { s.blockProof = try Weft.V1.SequencedBlockProof(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -1962,13 +2106,49 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
         let s = _storage
         c.pointee.event = CBridge.binary(s.event, arena)
         if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
+        c.pointee.counter = s.counter
+        if let v = s.blockProof { c.pointee.block_proof = try Weft.V1.SequencedBlockProof.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.SequencedBlockProof: CBackedMessage {
+    typealias CStruct = Weft__V1__SequencedBlockProof
+    static var shapeIndex: Int { 168 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequenced_block_proof__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__sequenced_block_proof__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__sequenced_block_proof__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__sequenced_block_proof__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        if let p = c.block_signature { s.blockSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        s.leafCount = c.leaf_count
+        s.leafIndex = c.leaf_index
+        s.siblings = try CBridge.array(c.siblings, c.n_siblings) { (e) throws(WireError) in CBridge.bytes(e) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        if let v = s.blockSignature { c.pointee.block_signature = try Weft.V1.Signature.makeC(v, arena) }
+        c.pointee.leaf_count = s.leafCount
+        c.pointee.leaf_index = s.leafIndex
+        c.pointee.n_siblings = s.siblings.count
+        c.pointee.siblings = try CBridge.cArray(s.siblings, arena) { (e) throws(WireError) in CBridge.binary(e, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
 extension Weft.V1.AcknowledgeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeRequest
-    static var shapeIndex: Int { 168 }
+    static var shapeIndex: Int { 169 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1997,7 +2177,7 @@ extension Weft.V1.AcknowledgeRequest: CBackedMessage {
 
 extension Weft.V1.AcknowledgeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeResponse
-    static var shapeIndex: Int { 169 }
+    static var shapeIndex: Int { 170 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2019,7 +2199,7 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
 
 extension Weft.V1.OnboardRequest: CBackedMessage {
     typealias CStruct = Weft__V1__OnboardRequest
-    static var shapeIndex: Int { 170 }
+    static var shapeIndex: Int { 171 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2046,7 +2226,7 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
 
 extension Weft.V1.OnboardResponse: CBackedMessage {
     typealias CStruct = Weft__V1__OnboardResponse
-    static var shapeIndex: Int { 171 }
+    static var shapeIndex: Int { 172 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2073,7 +2253,7 @@ extension Weft.V1.OnboardResponse: CBackedMessage {
 
 extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoRequest
-    static var shapeIndex: Int { 172 }
+    static var shapeIndex: Int { 173 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2095,7 +2275,7 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
 
 extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoResponse
-    static var shapeIndex: Int { 173 }
+    static var shapeIndex: Int { 174 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -2609,6 +2609,25 @@ extension Weft.V1.SignedSequencedEvent {
         _ = deep
         m.event = [UInt8((1 * 100 + depth * 10 + variant + 1) % 256), UInt8(((1 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
         if !deep { m.signature = Weft.V1.Signature.sample(variant: 0, depth: depth + 1) }
+        m.counter = UInt64(3 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        if !deep { m.blockProof = Weft.V1.SequencedBlockProof.sample(variant: 0, depth: depth + 1) }
+        return m
+    }
+}
+
+extension Weft.V1.SequencedBlockProof {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        if !deep { m.blockSignature = Weft.V1.Signature.sample(variant: 0, depth: depth + 1) }
+        m.leafCount = UInt64(2 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.leafIndex = UInt64(3 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.siblings = [[UInt8((4 * 100 + depth * 10 + variant + 1) % 256), UInt8(((4 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255], [UInt8((4 * 100 + depth * 10 + variant + 2) % 256), UInt8(((4 * 100 + depth * 10 + variant + 2) / 256) % 256), 0, 255]]
         return m
     }
 }
@@ -2865,6 +2884,7 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.DeliverError", (0..<Weft.V1.DeliverError.sampleVariants).map { Weft.V1.DeliverError.sample(variant: $0, depth: 0) }),
     ("weft.v1.SequencedEvent", (0..<Weft.V1.SequencedEvent.sampleVariants).map { Weft.V1.SequencedEvent.sample(variant: $0, depth: 0) }),
     ("weft.v1.SignedSequencedEvent", (0..<Weft.V1.SignedSequencedEvent.sampleVariants).map { Weft.V1.SignedSequencedEvent.sample(variant: $0, depth: 0) }),
+    ("weft.v1.SequencedBlockProof", (0..<Weft.V1.SequencedBlockProof.sampleVariants).map { Weft.V1.SequencedBlockProof.sample(variant: $0, depth: 0) }),
     ("weft.v1.AcknowledgeRequest", (0..<Weft.V1.AcknowledgeRequest.sampleVariants).map { Weft.V1.AcknowledgeRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.AcknowledgeResponse", (0..<Weft.V1.AcknowledgeResponse.sampleVariants).map { Weft.V1.AcknowledgeResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.OnboardRequest", (0..<Weft.V1.OnboardRequest.sampleVariants).map { Weft.V1.OnboardRequest.sample(variant: $0, depth: 0) }),

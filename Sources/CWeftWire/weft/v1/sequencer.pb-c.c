@@ -682,6 +682,51 @@ void   weft__v1__signed_sequenced_event__free_unpacked
   assert(message->base.descriptor == &weft__v1__signed_sequenced_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__sequenced_block_proof__init
+                     (Weft__V1__SequencedBlockProof         *message)
+{
+  static const Weft__V1__SequencedBlockProof init_value = WEFT__V1__SEQUENCED_BLOCK_PROOF__INIT;
+  *message = init_value;
+}
+size_t weft__v1__sequenced_block_proof__get_packed_size
+                     (const Weft__V1__SequencedBlockProof *message)
+{
+  assert(message->base.descriptor == &weft__v1__sequenced_block_proof__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__sequenced_block_proof__pack
+                     (const Weft__V1__SequencedBlockProof *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__sequenced_block_proof__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__sequenced_block_proof__pack_to_buffer
+                     (const Weft__V1__SequencedBlockProof *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__sequenced_block_proof__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__SequencedBlockProof *
+       weft__v1__sequenced_block_proof__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__SequencedBlockProof *)
+     protobuf_c_message_unpack (&weft__v1__sequenced_block_proof__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__sequenced_block_proof__free_unpacked
+                     (Weft__V1__SequencedBlockProof *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__sequenced_block_proof__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   weft__v1__acknowledge_request__init
                      (Weft__V1__AcknowledgeRequest         *message)
 {
@@ -1750,7 +1795,7 @@ const ProtobufCMessageDescriptor weft__v1__sequenced_event__descriptor =
   (ProtobufCMessageInit) weft__v1__sequenced_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__signed_sequenced_event__field_descriptors[2] =
+static const ProtobufCFieldDescriptor weft__v1__signed_sequenced_event__field_descriptors[4] =
 {
   {
     "event",
@@ -1776,15 +1821,41 @@ static const ProtobufCFieldDescriptor weft__v1__signed_sequenced_event__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "counter",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SignedSequencedEvent, counter),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "block_proof",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SignedSequencedEvent, block_proof),
+    &weft__v1__sequenced_block_proof__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__signed_sequenced_event__field_indices_by_name[] = {
+  3,   /* field[3] = block_proof */
+  2,   /* field[2] = counter */
   0,   /* field[0] = event */
   1,   /* field[1] = signature */
 };
 static const ProtobufCIntRange weft__v1__signed_sequenced_event__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor weft__v1__signed_sequenced_event__descriptor =
 {
@@ -1794,11 +1865,88 @@ const ProtobufCMessageDescriptor weft__v1__signed_sequenced_event__descriptor =
   "Weft__V1__SignedSequencedEvent",
   "weft.v1",
   sizeof(Weft__V1__SignedSequencedEvent),
-  2,
+  4,
   weft__v1__signed_sequenced_event__field_descriptors,
   weft__v1__signed_sequenced_event__field_indices_by_name,
   1,  weft__v1__signed_sequenced_event__number_ranges,
   (ProtobufCMessageInit) weft__v1__signed_sequenced_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__sequenced_block_proof__field_descriptors[4] =
+{
+  {
+    "block_signature",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SequencedBlockProof, block_signature),
+    &weft__v1__signature__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leaf_count",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SequencedBlockProof, leaf_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leaf_index",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SequencedBlockProof, leaf_index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "siblings",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Weft__V1__SequencedBlockProof, n_siblings),
+    offsetof(Weft__V1__SequencedBlockProof, siblings),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__sequenced_block_proof__field_indices_by_name[] = {
+  0,   /* field[0] = block_signature */
+  1,   /* field[1] = leaf_count */
+  2,   /* field[2] = leaf_index */
+  3,   /* field[3] = siblings */
+};
+static const ProtobufCIntRange weft__v1__sequenced_block_proof__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor weft__v1__sequenced_block_proof__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.SequencedBlockProof",
+  "SequencedBlockProof",
+  "Weft__V1__SequencedBlockProof",
+  "weft.v1",
+  sizeof(Weft__V1__SequencedBlockProof),
+  4,
+  weft__v1__sequenced_block_proof__field_descriptors,
+  weft__v1__sequenced_block_proof__field_indices_by_name,
+  1,  weft__v1__sequenced_block_proof__number_ranges,
+  (ProtobufCMessageInit) weft__v1__sequenced_block_proof__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor weft__v1__acknowledge_request__field_descriptors[2] =

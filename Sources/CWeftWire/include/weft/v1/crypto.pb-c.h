@@ -177,7 +177,15 @@ typedef enum _Weft__V1__HashPurpose {
   /*
    * A block of sequenced events signed at once by the sequencer.
    */
-  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK = 19
+  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK = 19,
+  /*
+   * A leaf of a sequenced block: one member's event.
+   */
+  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK_LEAF = 20,
+  /*
+   * An inner node of a sequenced block's Merkle tree.
+   */
+  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK_NODE = 21
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(WEFT__V1__HASH_PURPOSE)
 } Weft__V1__HashPurpose;
 

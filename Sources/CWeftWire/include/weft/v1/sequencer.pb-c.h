@@ -34,6 +34,7 @@ typedef struct Weft__V1__Deliver Weft__V1__Deliver;
 typedef struct Weft__V1__DeliverError Weft__V1__DeliverError;
 typedef struct Weft__V1__SequencedEvent Weft__V1__SequencedEvent;
 typedef struct Weft__V1__SignedSequencedEvent Weft__V1__SignedSequencedEvent;
+typedef struct Weft__V1__SequencedBlockProof Weft__V1__SequencedBlockProof;
 typedef struct Weft__V1__AcknowledgeRequest Weft__V1__AcknowledgeRequest;
 typedef struct Weft__V1__AcknowledgeResponse Weft__V1__AcknowledgeResponse;
 typedef struct Weft__V1__OnboardRequest Weft__V1__OnboardRequest;
@@ -382,23 +383,74 @@ struct  Weft__V1__SequencedEvent
 
 
 /*
- * A sequenced event as delivered, with the sequencer's signature.
+ * A sequenced event as delivered, with the sequencer's signature: either
+ * its own (`signature`) or its block's (`block_proof`), never both
+ * (docs/sequencer.md §5).
  */
 struct  Weft__V1__SignedSequencedEvent
 {
   ProtobufCMessage base;
   /*
-   * A serialized `SequencedEvent`.
+   * A serialized `SequencedEvent`. With `block_proof` its `counter` is 0
+   * (not encoded): the counter is `counter` below, because it is derived
+   * when the event is read, after its block was signed.
    */
   ProtobufCBinaryData event;
   /*
-   * Sequencer's signature over the purpose-tagged hash of `event`.
+   * Sequencer's signature over the purpose-tagged hash
+   * (`HASH_PURPOSE_SEQUENCED_EVENT`) of `event`. Set for events stored
+   * before blocks were signed.
    */
   Weft__V1__Signature *signature;
+  /*
+   * The event's place in the member's stream when `block_proof` is set
+   * (not covered by the signature; the member checks it follows the
+   * previous one).
+   */
+  uint64_t counter;
+  /*
+   * That `event` is a leaf of a block of events the sequencer signed at
+   * once.
+   */
+  Weft__V1__SequencedBlockProof *block_proof;
 };
 #define WEFT__V1__SIGNED_SEQUENCED_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__signed_sequenced_event__descriptor) \
-    , {0,NULL}, NULL }
+    , {0,NULL}, NULL, 0, NULL }
+
+
+/*
+ * Proof that an event belongs to a block signed by the sequencer: the
+ * leaf is the purpose-tagged hash (`HASH_PURPOSE_SEQUENCED_BLOCK_LEAF`) of
+ * the event's bytes; `siblings` lead from it to the Merkle root
+ * (`HASH_PURPOSE_SEQUENCED_BLOCK_NODE`), and `block_signature` covers the
+ * leaf count and the root (`HASH_PURPOSE_SEQUENCED_BLOCK`).
+ */
+struct  Weft__V1__SequencedBlockProof
+{
+  ProtobufCMessage base;
+  /*
+   * Sequencer's signature over the block.
+   */
+  Weft__V1__Signature *block_signature;
+  /*
+   * Number of leaves of the block: one per delivery (recipient and event).
+   */
+  uint64_t leaf_count;
+  /*
+   * Position of this event's leaf, 0-based.
+   */
+  uint64_t leaf_index;
+  /*
+   * The sibling hashes (32 bytes each) from the leaf's level upwards; a
+   * level where the path's node has no sibling contributes none.
+   */
+  size_t n_siblings;
+  ProtobufCBinaryData *siblings;
+};
+#define WEFT__V1__SEQUENCED_BLOCK_PROOF__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__sequenced_block_proof__descriptor) \
+    , NULL, 0, 0, 0,NULL }
 
 
 /*
@@ -809,6 +861,25 @@ Weft__V1__SignedSequencedEvent *
 void   weft__v1__signed_sequenced_event__free_unpacked
                      (Weft__V1__SignedSequencedEvent *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__SequencedBlockProof methods */
+void   weft__v1__sequenced_block_proof__init
+                     (Weft__V1__SequencedBlockProof         *message);
+size_t weft__v1__sequenced_block_proof__get_packed_size
+                     (const Weft__V1__SequencedBlockProof   *message);
+size_t weft__v1__sequenced_block_proof__pack
+                     (const Weft__V1__SequencedBlockProof   *message,
+                      uint8_t             *out);
+size_t weft__v1__sequenced_block_proof__pack_to_buffer
+                     (const Weft__V1__SequencedBlockProof   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__SequencedBlockProof *
+       weft__v1__sequenced_block_proof__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__sequenced_block_proof__free_unpacked
+                     (Weft__V1__SequencedBlockProof *message,
+                      ProtobufCAllocator *allocator);
 /* Weft__V1__AcknowledgeRequest methods */
 void   weft__v1__acknowledge_request__init
                      (Weft__V1__AcknowledgeRequest         *message);
@@ -970,6 +1041,9 @@ typedef void (*Weft__V1__SequencedEvent_Closure)
 typedef void (*Weft__V1__SignedSequencedEvent_Closure)
                  (const Weft__V1__SignedSequencedEvent *message,
                   void *closure_data);
+typedef void (*Weft__V1__SequencedBlockProof_Closure)
+                 (const Weft__V1__SequencedBlockProof *message,
+                  void *closure_data);
 typedef void (*Weft__V1__AcknowledgeRequest_Closure)
                  (const Weft__V1__AcknowledgeRequest *message,
                   void *closure_data);
@@ -1084,6 +1158,7 @@ extern const ProtobufCMessageDescriptor weft__v1__deliver__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__deliver_error__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__sequenced_event__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__signed_sequenced_event__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__sequenced_block_proof__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__acknowledge_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__acknowledge_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__onboard_request__descriptor;

@@ -1,0 +1,173 @@
+import Synchronization
+import WeftStore
+
+/// One reader per node for the subscriptions that have caught up (docs/sequencer.md §3): each
+/// advance of the safe point is read once, for every member, and each subscription takes its
+/// deliveries from memory.
+///
+/// Why: each subscription used to query the database on every advance (every group commit),
+/// so reads grew with members × commits and were a third of PostgreSQL's work. A subscription
+/// reads on its own only to catch up from where it started, or when it falls further behind
+/// than the ranges kept here.
+actor DeliveryFanOut {
+    /// The deliveries of one advance, per member, in timestamp order; counters are the
+    /// subscriptions' (each numbers its own), so they are 0 here.
+    private struct Range {
+        let upTo: Int64
+        let deliveries: [Int32: [StoredDelivery]]
+    }
+
+    /// Ranges kept for subscriptions a little behind; at a commit every few milliseconds,
+    /// about a second.
+    static let rangesMaximum = 256
+    /// Events read at most per query, so a long pause does not make one huge read.
+    static let eventsPerReadMaximum = 5000
+
+    private let database: PostgresDatabase
+    private let safePoint: SafePoint
+    /// Everything after `oldest` up to `covered` is in `ranges` (consecutive); nil before the
+    /// first read, after a failed read and after `close`.
+    private var oldest: Int64?
+    private var covered: Int64 = 0
+    private var ranges: [Range] = []
+    private var waiters: [UInt64: (after: Int64, continuation: CheckedContinuation<Void, Never>)] = [:]
+    private var nextWaiter: UInt64 = 0
+    private var reading: Task<Void, Never>?
+    private var closed = false
+    /// Queries made here, and pages the subscriptions read on their own: what the shared reader
+    /// saves shows in these (tests and operators).
+    private(set) var reads = 0
+    nonisolated let ownReads = Atomic<Int>(0)
+
+    init(database: PostgresDatabase, safePoint: SafePoint) {
+        self.database = database
+        self.safePoint = safePoint
+    }
+
+    /// `member`'s deliveries after `after`, up to the returned timestamp, as soon as the safe
+    /// point passes `after`; nil if this reader cannot serve from `after` (it was passed, a read
+    /// failed, the node is stopping, or the caller was cancelled): the caller reads on its own.
+    func next(member: Int32, after: Int64) async -> (deliveries: [StoredDelivery], upTo: Int64)? {
+        guard !closed else { return nil }
+        if oldest == nil || (after > covered && reading == nil) {
+            // Nothing read, or idle and behind this caller: start from it.
+            oldest = after
+            covered = after
+            ranges = []
+        }
+        guard let start = oldest, after >= start else { return nil }
+        while covered <= after {
+            startReading()
+            let id = nextWaiter
+            nextWaiter += 1
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    if Task.isCancelled {
+                        continuation.resume()
+                    } else {
+                        waiters[id] = (after, continuation)
+                    }
+                }
+            } onCancel: {
+                Task { await self.resume(id) }
+            }
+            guard !Task.isCancelled, !closed, let start = oldest, after >= start else { return nil }
+        }
+        var deliveries: [StoredDelivery] = []
+        var from = start
+        for range in ranges {
+            defer { from = range.upTo }
+            guard range.upTo > after, let mine = range.deliveries[member] else { continue }
+            deliveries += from >= after ? mine : mine.filter { $0.timestamp > after }
+        }
+        return (deliveries, covered)
+    }
+
+    /// Ends every wait: the node is stopping.
+    func close() {
+        closed = true
+        oldest = nil
+        ranges = []
+        resumeAll()
+    }
+
+    private func resume(_ id: UInt64) {
+        waiters.removeValue(forKey: id)?.continuation.resume()
+    }
+
+    private func resumeAll() {
+        let all = waiters
+        waiters = [:]
+        for waiter in all.values { waiter.continuation.resume() }
+    }
+
+    private func startReading() {
+        guard reading == nil else { return }
+        reading = Task { await self.read() }
+    }
+
+    private func read() async {
+        while !waiters.isEmpty, !closed {
+            do {
+                let safe = try await safePoint.wait(after: covered)
+                let from = covered
+                reads += 1
+                let (deliveries, upTo) = try await Self.read(database, after: from, upTo: safe)
+                guard oldest != nil, covered == from else { continue }  // closed meanwhile
+                ranges.append(Range(upTo: upTo, deliveries: deliveries))
+                covered = upTo
+                if ranges.count > Self.rangesMaximum { oldest = ranges.removeFirst().upTo }
+                let ready = waiters.filter { $0.value.after < upTo }
+                for (id, waiter) in ready {
+                    waiters.removeValue(forKey: id)
+                    waiter.continuation.resume()
+                }
+            } catch {
+                // The database is away (or the node stopping): every subscription falls back to its
+                // own reads, which report or wait out the failure as before.
+                oldest = nil
+                ranges = []
+                resumeAll()
+            }
+        }
+        reading = nil
+    }
+
+    /// Every delivery of the events after `after` up to `safe` (or up to the last of the first
+    /// `eventsPerReadMaximum`), per member: the same rows as `sequencer_deliveries` holds, derived
+    /// from each event's recipients and sender as the writer wrote them.
+    private static func read(_ database: PostgresDatabase, after: Int64, upTo safe: Int64) async throws -> ([Int32: [StoredDelivery]], Int64) {
+        try await database.withConnection { connection in
+            let rows = try connection.execute(
+                """
+                SELECT ts, sender::int8, message_id, kind::int8, batch, traceparent, array_to_string(recipients, ','),
+                       error_code::int8, error_id, error_message, node::int8, block_ts, leaf_offset::int8
+                FROM sequencer_events WHERE ts > $1 AND ts <= $2 ORDER BY ts LIMIT \(Self.eventsPerReadMaximum)
+                """, [.int64(after), .int64(safe)]
+            ).rows
+            var deliveries: [Int32: [StoredDelivery]] = [:]
+            var last = after
+            for row in rows {
+                let timestamp = try row[0].int64 ?? 0
+                last = timestamp
+                let sender = Int32(try row[1].int64 ?? 0)
+                let recipients = (try row[6].string ?? "").split(separator: ",").compactMap { Int32($0) }
+                var error: (UInt32, String, String)?
+                if try row[3].int64 == 2 {
+                    error = (UInt32(try row[7].int64 ?? 2), try row[8].string ?? "", try row[9].string ?? "")
+                }
+                let batch = try row[4].bytes
+                let messageID = try row[2].string ?? ""
+                let traceparent = try row[5].string ?? ""
+                for member in SequencerWriter.deliveryMembers(sender: sender, recipients: recipients) {
+                    deliveries[member, default: []].append(StoredDelivery(
+                        counter: 0, timestamp: timestamp, sender: sender, messageID: messageID, batch: batch, traceparent: traceparent,
+                        recipients: recipients, error: error,
+                        block: try SequencerReader.blockPlace(
+                            row, member: member, sender: sender, recipients: recipients, node: 10, blockTimestamp: 11, leafOffset: 12)))
+                }
+            }
+            return (deliveries, rows.count == Self.eventsPerReadMaximum ? last : safe)
+        }
+    }
+}
