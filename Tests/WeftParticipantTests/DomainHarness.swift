@@ -34,6 +34,9 @@ actor MediatorDriver {
     let connection: SequencerConnection
     private var task: Task<Void, Never>?
     private(set) var failure: String?
+    private let logger = quietLogger("weft.test.mediator")
+    private var paused = false
+    private var gate: CheckedContinuation<Void, Never>?
 
     init(mediator: Mediator, topology: FollowedTopology, connection: SequencerConnection) {
         self.mediator = mediator
@@ -45,20 +48,42 @@ actor MediatorDriver {
         let stream = connection.events(from: 0)
         task = Task {
             do {
-                for try await event in stream { try await self.handle(event) }
+                for try await event in stream {
+                    do {
+                        try await self.handle(event)
+                    } catch {
+                        self.failed("event \(event.counter): \(error)")
+                    }
+                }
             } catch is CancellationError {
             } catch {
-                self.failure = "\(error)"
+                self.failed("the stream: \(error)")
             }
         }
     }
 
+    private func failed(_ what: String) {
+        failure = (failure.map { $0 + "; " } ?? "") + what
+        logger.error("the test mediator failed", metadata: ["error": "\(what)"])
+    }
+
+    /// Holds every event (and so every verdict) until `resume()`.
+    func pause() { paused = true }
+
+    func resume() {
+        paused = false
+        gate?.resume()
+        gate = nil
+    }
+
     func stop() async {
+        resume()
         task?.cancel()
         await connection.close()
     }
 
     private func handle(_ event: Weft.V1.SequencedEvent) async throws {
+        if paused { await withCheckedContinuation { gate = $0 } }
         guard case .deliver(let deliver)? = event.event, let wireTime = event.timestamp else { return }
         let time = SequencingTimestamp(wireTime)
         var informee: Weft.V1.InformeeMessage?
@@ -79,11 +104,9 @@ actor MediatorDriver {
         }
         if let informee {
             let request = ConfirmationRequest(timestamp: time, informeeMessage: informee, rootHashMessages: rootHashes)
-            if case .refused(let verdict) = try await mediator.register(
-                request: request, snapshot: await topology.snapshot(at: time))
-            {
-                try await send(verdict)
-            }
+            let outcome = try await mediator.register(request: request, snapshot: await topology.snapshot(at: time))
+            logger.debug("request registered", metadata: ["request": "\(time)", "outcome": "\(outcome)"])
+            if case .refused(let verdict) = outcome { try await send(verdict) }
         }
         for response in responses {
             do {
@@ -93,13 +116,15 @@ actor MediatorDriver {
                 if case .decided(let verdict) = outcome { try await send(verdict) }
             } catch let error as MediatorError {
                 // A refused response counts for nothing; the tests look at verdicts.
-                _ = error
+                logger.debug("response refused", metadata: ["error": "\(error)"])
             }
         }
         for verdict in try await mediator.timeouts(now: time) { try await send(verdict) }
     }
 
     private func send(_ verdict: MediatorVerdict) async throws {
+        logger.debug(
+            "verdict", metadata: ["request": "\(verdict.request)", "reason": "\(verdict.reasonID ?? "approved")"])
         let content = try Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message)).serializedBytes()
         let recipients = verdict.recipients.map { MemberID(role: .participant, identifier: $0).description }
         try await connection.send(
