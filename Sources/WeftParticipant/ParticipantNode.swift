@@ -57,6 +57,9 @@ public actor ParticipantNode {
     private var outcomes: [Digest32: String] = [:]
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, Never>]] = [:]
     private var validatedWaiters: [Digest32: [CheckedContinuation<Void, Never>]] = [:]
+    private var readyWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Whether the topology has the domain's history (see `waitUntilReady`).
+    private var ready = false
     private var processing: Task<Void, Never>?
     /// Sends in progress, cancelled by `stop()` so that a stopped node sends nothing more.
     private var sends: [Int: Task<Void, Never>] = [:]
@@ -123,11 +126,12 @@ public actor ParticipantNode {
         let node = ParticipantNode(
             identity: identity, domain: domain, store: store, topology: topology, connection: connection,
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
-        await node.resume()
+        await node.resume(ready: await topology.isInitialized)
         return node
     }
 
-    private func resume() {
+    private func resume(ready: Bool) {
+        self.ready = ready
         logger.info(
             "participant starting",
             metadata: [
@@ -196,6 +200,13 @@ public actor ParticipantNode {
 
     /// The packages this participant can validate.
     public var packages: [PackageID] { packageSources.keys.sorted() }
+
+    /// Returns once the participant has its domain's topology (the sequencers send it the
+    /// history as its first event): before, it knows no party and cannot submit or validate.
+    public func waitUntilReady() async {
+        if ready { return }
+        await withCheckedContinuation { readyWaiters.append($0) }
+    }
 
     /// The parties this participant hosts now (from topology at its last processed event).
     public func hostedParties() async -> [PartyHosting] {
@@ -480,8 +491,21 @@ public actor ParticipantNode {
                 continue
             }
             switch content.message {
-            case .topologyBroadcast?:
-                try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
+            case .topologyBroadcast?, .topologySnapshot?:
+                do {
+                    try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
+                } catch {
+                    // Refused as on every other node (it is logged where it was refused); what
+                    // was accepted of it is applied. Nothing to do but go on.
+                    logger.warning(
+                        "topology content refused",
+                        metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)", "error": "\(error)"])
+                }
+                if !ready, await topology.isInitialized {
+                    ready = true
+                    for continuation in readyWaiters { continuation.resume() }
+                    readyWaiters = []
+                }
             case .rootHash(let message)?: request.rootHashMessages.append(message)
             case .encryptedView(let message)?: request.encryptedViews.append(message)
             case .signedMessage(let message)?: verdicts.append(message)
@@ -501,7 +525,9 @@ public actor ParticipantNode {
             }
             try await apply(verdict: verdict, at: timestamp, next: next)
         } else {
-            try await store.advance(next)
+            // Broadcasts before the history are held in memory only (MemberTopology): until it
+            // arrives, the stored counter stays, so that a restart reads them again.
+            if ready { try await store.advance(next) }
             cursor = next
         }
     }
