@@ -58,12 +58,31 @@ public actor ParticipantNode {
     /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
     private var outcomes: [Digest32: String] = [:]
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, Never>]] = [:]
+    private var validatedWaiters: [Digest32: [CheckedContinuation<Void, Never>]] = [:]
+    private var readyWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Whether the topology has the domain's history (see `waitUntilReady`).
+    private var ready = false
     private var processing: Task<Void, Never>?
     /// Ledger API followers (ParticipantNode+Subscriptions.swift): completions as they happen,
     /// and each move of the cursor, so readers wait on events instead of polling.
     var completionSubscribers: [UInt64: AsyncStream<CommandCompletion>.Continuation] = [:]
     var progressSubscribers: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
     var nextSubscriberID: UInt64 = 0
+    /// Sends in progress, cancelled by `stop()` so that a stopped node sends nothing more.
+    private var sends: [Int: Task<Void, Never>] = [:]
+    private var nextSend = 0
+
+    /// Runs `body` (a send) in a task of its own that `stop()` cancels.
+    private func background(_ body: @escaping @Sendable () async -> Void) {
+        let number = nextSend
+        nextSend += 1
+        sends[number] = Task {
+            await body()
+            self.sendDone(number)
+        }
+    }
+
+    private func sendDone(_ number: Int) { sends[number] = nil }
 
     private init(
         identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore,
@@ -114,11 +133,12 @@ public actor ParticipantNode {
         let node = ParticipantNode(
             identity: identity, domain: domain, store: store, topology: topology, connection: connection,
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
-        await node.resume()
+        await node.resume(ready: await topology.isInitialized)
         return node
     }
 
-    private func resume() {
+    private func resume(ready: Bool) {
+        self.ready = ready
         logger.info(
             "participant starting",
             metadata: [
@@ -154,6 +174,8 @@ public actor ParticipantNode {
     public func stop() async {
         processing?.cancel()
         processing = nil
+        for task in sends.values { task.cancel() }
+        sends = [:]
         await connection.close()
         failWaiters(ParticipantError.stopped)
     }
@@ -185,6 +207,13 @@ public actor ParticipantNode {
 
     /// The packages this participant can validate.
     public var packages: [PackageID] { packageSources.keys.sorted() }
+
+    /// Returns once the participant has its domain's topology (the sequencers send it the
+    /// history as its first event): before, it knows no party and cannot submit or validate.
+    public func waitUntilReady() async {
+        if ready { return }
+        await withCheckedContinuation { readyWaiters.append($0) }
+    }
 
     /// The parties this participant hosts now (from topology at its last processed event).
     public func hostedParties() async -> [PartyHosting] {
@@ -219,10 +248,33 @@ public actor ParticipantNode {
         if let outcome = outcomes[rootHash] { return outcome }
         if let stored = try await store.outcome(ofRequest: rootHash) { return stored }
         if let outcome = outcomes[rootHash] { return outcome }
-        return await withCheckedContinuation { continuation in
-            outcomeWaiters[rootHash, default: []].append(continuation)
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled { return continuation.resume(returning: "") }
+                outcomeWaiters[rootHash, default: []].append(continuation)
+            }
+        } onCancel: {
+            Task { await self.cancelOutcomeWait(rootHash) }
         }
+        try Task.checkCancellation()
+        return outcome
     }
+
+    private func cancelOutcomeWait(_ rootHash: Digest32) {
+        for continuation in outcomeWaiters.removeValue(forKey: rootHash) ?? [] { continuation.resume(returning: "") }
+    }
+
+    /// Returns once a request with root hash `rootHash` is validated and pending here: for
+    /// tests that act between validation and verdict.
+    @_spi(Testing)
+    public func awaitPending(_ rootHash: Digest32) async {
+        if pending.values.contains(where: { $0.rootHash == rootHash }) { return }
+        await withCheckedContinuation { continuation in validatedWaiters[rootHash, default: []].append(continuation) }
+    }
+
+    /// The contracts locked by pending requests, with the request holding each.
+    @_spi(Testing)
+    public var lockedContracts: [ContractID: SequencingTimestamp] { locks }
 
     /// The active contracts `party` is a stakeholder of.
     public func activeContracts(of party: Party) async throws -> [ActiveContract] {
@@ -335,13 +387,32 @@ public actor ParticipantNode {
             logger.info("duplicate command refused", metadata: ["command": "\(prepared.command)"])
             return .duplicate(previous: previous)
         }
-        return try await withCheckedThrowingContinuation { continuation in
+        // Cancelling the caller stops its wait, not the request: its completion stays in the store.
+        return try await withTaskCancellationHandler {
+            try await awaitCompletion(prepared)
+        } onCancel: {
+            Task { await self.cancelWait(prepared.command) }
+        }
+    }
+
+    private func cancelWait(_ key: CommandKey) {
+        for continuation in waiting.removeValue(forKey: key) ?? [] {
+            continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    private func awaitCompletion(_ prepared: PreparedSubmission) async throws -> Completion {
+        try await withCheckedThrowingContinuation { continuation in
+            guard !Task.isCancelled else {
+                continuation.resume(throwing: CancellationError())
+                return
+            }
             waiting[prepared.command, default: []].append(continuation)
-            Task {
+            background {
                 do {
-                    try await connection.send(
+                    try await self.connection.send(
                         prepared.batch, messageID: prepared.messageID, maxSequencingTime: prepared.maxSequencingTime)
-                    logger.info(
+                    self.logger.info(
                         "confirmation request sent",
                         metadata: ["command": "\(prepared.command)", "root_hash": "\(prepared.rootHash)"])
                 } catch {
@@ -370,7 +441,7 @@ public actor ParticipantNode {
             (error as? RPCError).map(\.errorID).flatMap { $0.isEmpty ? nil : $0 } ?? "PARTICIPANT_SEND_FAILED"
         do {
             let key = try await store.failSubmission(
-                messageID: prepared.messageID, reasonID: reasonID, reason: "\(error)", cursor: cursor)
+                messageID: prepared.messageID, reasonID: reasonID, reason: "\(error)", cursor: nil)
             if let key { complete(key, .rejected(reasonID: reasonID, message: "\(error)")) }
         } catch {
             logger.error("could not record a failed submission", metadata: ["error": "\(error)"])
@@ -428,8 +499,21 @@ public actor ParticipantNode {
                 continue
             }
             switch content.message {
-            case .topologyBroadcast?:
-                try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
+            case .topologyBroadcast?, .topologySnapshot?:
+                do {
+                    try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
+                } catch {
+                    // Refused as on every other node (it is logged where it was refused); what
+                    // was accepted of it is applied. Nothing to do but go on.
+                    logger.warning(
+                        "topology content refused",
+                        metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)", "error": "\(error)"])
+                }
+                if !ready, await topology.isInitialized {
+                    ready = true
+                    for continuation in readyWaiters { continuation.resume() }
+                    readyWaiters = []
+                }
             case .rootHash(let message)?: request.rootHashMessages.append(message)
             case .encryptedView(let message)?: request.encryptedViews.append(message)
             case .signedMessage(let message)?: verdicts.append(message)
@@ -449,7 +533,9 @@ public actor ParticipantNode {
             }
             try await apply(verdict: verdict, at: timestamp, next: next)
         } else {
-            try await store.advance(next)
+            // Broadcasts before the history are held in memory only (MemberTopology): until it
+            // arrives, the stored counter stays, so that a restart reads them again.
+            if ready { try await store.advance(next) }
             cursor = next
         }
     }
@@ -480,6 +566,7 @@ public actor ParticipantNode {
         pending[request.timestamp] = stored
         for id in result.locks { locks[id] = request.timestamp }
         for id in result.creates { pendingCreates[id] = request.timestamp }
+        for continuation in validatedWaiters.removeValue(forKey: rootHash) ?? [] { continuation.resume() }
         if let reason = result.decision.reasonID {
             logger.info(
                 "request rejected locally",
@@ -516,12 +603,12 @@ public actor ParticipantNode {
             }
         }
         let messageID = "response-\(request.timestamp.microsSinceEpoch)"
-        Task {
+        background {
             do {
-                try await connection.send(Weft.V1.Batch(envelopes: envelopes), messageID: messageID)
-                try await store.markResponsesSent(request.timestamp)
+                try await self.connection.send(Weft.V1.Batch(envelopes: envelopes), messageID: messageID)
+                try await self.store.markResponsesSent(request.timestamp)
             } catch {
-                logger.error(
+                self.logger.error(
                     "confirmation responses not sent; the mediator will time the request out unless a restart resends them",
                     metadata: ["request": "\(request.timestamp)", "error": "\(error)"])
             }

@@ -360,6 +360,22 @@ actor MemberDirectory {
         return member
     }
 
+    /// Enabled members that have not been sent the topology history yet.
+    func awaitingTopologySnapshot() async throws -> [String] {
+        try await database.withConnection { connection in
+            try connection.execute(
+                "SELECT member FROM sequencer_members WHERE enabled AND NOT topology_snapshot_sent ORDER BY id"
+            ).rows.map { try $0[0].string ?? "" }
+        }
+    }
+
+    /// Records that `name` was sent the topology history (or that it was sent before).
+    func markTopologySnapshotSent(_ name: String) async throws {
+        try await database.withConnection { connection in
+            _ = try connection.execute("UPDATE sequencer_members SET topology_snapshot_sent = true WHERE member = $1", [.text(name)])
+        }
+    }
+
     /// Enables or disables `name`; a disabled member can neither send nor read.
     func setEnabled(_ name: String, _ enabled: Bool) async throws {
         try await database.withConnection { connection in

@@ -71,5 +71,12 @@ enum SequencerSchema {
                 ts      bigint  NOT NULL
             );
             """),
+        Migration(3, "topology snapshot sent", """
+            -- Whether the member was sent the topology history as its first event (docs/sequencer.md
+            -- §4). A cache: the send itself is deduplicated by its message id in
+            -- sequencer_submissions, in the transaction that stores it, so it happens once per member
+            -- even when two nodes or a restart try again.
+            ALTER TABLE sequencer_members ADD COLUMN topology_snapshot_sent boolean NOT NULL DEFAULT false;
+            """),
     ])
 }

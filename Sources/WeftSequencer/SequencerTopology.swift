@@ -26,6 +26,10 @@ public actor SequencerTopology {
     private var changeWaiters: [CheckedContinuation<Void, Never>] = []
     /// Called with a member that is no longer active, to close its subscriptions.
     private var onCutOff: (@Sendable (String) async -> Void)?
+    /// Members were registered at this time and are owed the history once the follower has read past it.
+    private var snapshotsDue: Int64?
+    /// Tasks waiting until no history is owed (`topologySnapshotsSent`).
+    private var snapshotWaiters: [CheckedContinuation<Void, Never>] = []
 
     public init(domain: UniqueIdentifier, sequencer: Sequencer, logger: Logger) throws {
         self.domain = domain
@@ -108,6 +112,50 @@ public actor SequencerTopology {
             logger.warning("member disabled by topology; its subscriptions are closed", metadata: ["member": "\(known.name)"])
             await onCutOff?(known.name)
         }
+        // Newly registered members get the history once this node has read its stream past
+        // now: then it holds every broadcast sequenced before they became recipients of `ALL`.
+        snapshotsDue = max(snapshotsDue ?? 0, SequencerWriter.now())
+    }
+
+    /// The message id of `member`'s topology snapshot: the same on every sequencer node and
+    /// after a restart, so the writer sequences it once (`sequencer_submissions`, in the same
+    /// database transaction as the event) however many nodes try.
+    static func topologySnapshotMessageID(for member: String) -> String { "topology-snapshot/" + member }
+
+    /// Sends every newly registered member the domain's topology history, so that it can answer
+    /// "the topology at T" for times before it joined (`MemberTopology`). Called by the follower
+    /// once it has applied every broadcast sequenced before the members were registered: the
+    /// history then holds every transaction the member will not receive as a broadcast. Only
+    /// broadcasts sequenced in between can reach the member before it (it holds them until the
+    /// history arrives); nothing else is addressed to a member before it could authenticate.
+    private func sendTopologySnapshots() async throws {
+        let awaiting = try await sequencer.members.awaitingTopologySnapshot()
+        guard !awaiting.isEmpty else { return }
+        let history = Weft.V1.TopologySnapshot(domain: domain.description, transactions: state.transactions.map(\.wire))
+        let content = try Weft.V1.EnvelopeContent(message: .topologySnapshot(history)).serializedBytes()
+        for member in awaiting {
+            if member != sequencerMember.description {
+                let batch = Weft.V1.Batch(envelopes: [.init(content: content, recipients: [member])])
+                // No expiry: the submission row stays, so no node can ever send this member a second one.
+                let outcome = try await sequencer.send(
+                    sender: sequencerMember.description, messageID: Self.topologySnapshotMessageID(for: member), batch: batch,
+                    maxSequencingTime: Int64.max, maximumRequestBytes: Int.max)
+                switch outcome {
+                case .delivered(let timestamp):
+                    logger.info(
+                        "sent the topology history to a new member",
+                        metadata: ["member": "\(member)", "transactions": "\(history.transactions.count)", "timestamp": "\(timestamp)"])
+                case .duplicate:
+                    break  // another node, or this one before a restart, sent it
+                case .deliverError(_, let errorID):
+                    logger.error(
+                        "could not send the topology history to a new member; it is retried at the next topology change or restart",
+                        metadata: ["member": "\(member)", "error_id": "\(errorID)"])
+                    continue
+                }
+            }
+            try await sequencer.members.markTopologySnapshotSent(member)
+        }
     }
 
     /// Follows the sequencers' own stream: topology broadcasts, in sequencing order.
@@ -123,6 +171,7 @@ public actor SequencerTopology {
                         switch item {
                         case .delivery(let delivery): try await self.process(delivery)
                         case .caughtUp(let safe):
+                            try await self.sendTopologySnapshotsIfDue(caughtUpTo: safe)
                             await self.caughtUp(to: safe)
                             if await self.acknowledgementDue() {
                                 // The sequencers' own stream is processed (and its effects stored) up to here.
@@ -162,6 +211,22 @@ public actor SequencerTopology {
         let waiters = changeWaiters
         changeWaiters = []
         for waiter in waiters { waiter.resume() }
+    }
+
+    private func sendTopologySnapshotsIfDue(caughtUpTo safe: Int64) async throws {
+        guard let due = snapshotsDue, safe >= due else { return }
+        try await sendTopologySnapshots()
+        if snapshotsDue == due { snapshotsDue = nil }
+        guard snapshotsDue == nil else { return }
+        let waiters = snapshotWaiters
+        snapshotWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once every member registered so far has been sent the topology history.
+    public func topologySnapshotsSent() async {
+        guard isInitialized, snapshotsDue != nil else { return }
+        await withCheckedContinuation { snapshotWaiters.append($0) }
     }
 
     private var lastAcknowledgement = ContinuousClock.now - .seconds(10)

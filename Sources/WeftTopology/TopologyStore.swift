@@ -18,6 +18,13 @@ import WeftWire
 ///
 /// Persisting is idempotent (a transaction's row is keyed by its position and hash), so
 /// re-processing a sequencer event after a crash writes nothing twice.
+///
+/// Two kinds of history share the code: the domain's (`init(database:domain:)`, table
+/// `topology_transactions`, component `topology`), which the sequencers and the domain manager
+/// keep, and a member's own copy (`init(database:domain:member:)`, table
+/// `member_topology_transactions`, component `member-topology`), which a participant or
+/// mediator builds from its own sequencer stream. They are separate tables so that a member
+/// may share a database with a sequencer without the two histories ever mixing.
 public struct TopologyStore: Sendable {
     /// The topology schema, applied by `migrate()` under the `topology` component.
     public static let migrator = Migrator(component: "topology", migrations: migrations)
@@ -46,21 +53,79 @@ public struct TopologyStore: Sendable {
             """)
     ]
 
+    /// A member's own copy of the domain's history, applied by `migrate()` of a member's store
+    /// under the `member-topology` component.
+    public static let memberMigrator = Migrator(component: "member-topology", migrations: memberMigrations)
+
+    static let memberMigrations = [
+        Migration(
+            1, "create member_topology_transactions",
+            """
+            CREATE TABLE member_topology_transactions (
+                member             text   NOT NULL,
+                domain             text   NOT NULL,
+                position           bigint NOT NULL CHECK (position >= 0),
+                transaction_hash   bytea  NOT NULL,
+                sequenced_at       bigint NOT NULL,
+                valid_from         bigint NOT NULL,
+                valid_until        bigint,
+                mapping_key        text   NOT NULL,
+                serial             bigint NOT NULL CHECK (serial >= 1),
+                operation          text   NOT NULL CHECK (operation IN ('replace', 'remove')),
+                signed_transaction bytea  NOT NULL,
+                PRIMARY KEY (member, domain, position),
+                UNIQUE (member, domain, transaction_hash)
+            );
+            COMMENT ON TABLE member_topology_transactions IS
+                'A member''s copy of its domain''s topology history, built from its own sequencer stream (docs/topology.md §6). Same columns as topology_transactions, per member.';
+            """)
+    ]
+
     public let database: PostgresDatabase
     /// The domain whose history this store reads and writes.
     public let domain: UniqueIdentifier
+    /// The member whose own copy this is; nil for the domain's history.
+    public let member: MemberID?
     private let logger: Logger
 
+    /// The domain's history (sequencers, domain manager).
     public init(database: PostgresDatabase, domain: UniqueIdentifier, logger: Logger = Logger(label: "weft.topology")) {
         self.database = database
         self.domain = domain
+        self.member = nil
         self.logger = logger
+    }
+
+    /// `member`'s own copy of the domain's history (participants, mediators).
+    public init(
+        database: PostgresDatabase, domain: UniqueIdentifier, member: MemberID, logger: Logger = Logger(label: "weft.topology")
+    ) {
+        self.database = database
+        self.domain = domain
+        self.member = member
+        self.logger = logger
+    }
+
+    /// The migrations of this store's table.
+    public var schema: Migrator { member == nil ? Self.migrator : Self.memberMigrator }
+
+    /// The table and the columns (with their values) that select this store's history.
+    private var table: String { member == nil ? "topology_transactions" : "member_topology_transactions" }
+    private var scope: [(column: String, value: PostgresValue)] {
+        var scope: [(column: String, value: PostgresValue)] = [("domain", .text(domain.description))]
+        if let member { scope.append(("member", .text(member.description))) }
+        return scope
+    }
+    /// `domain = $1 [AND member = $2]`, with the parameters numbered from `first`.
+    private func scopeCondition(from first: Int) -> String {
+        scope.enumerated().map { "\($0.element.column) = $\(first + $0.offset)" }.joined(separator: " AND ")
     }
 
     /// Applies pending topology migrations; returns the versions applied.
     @discardableResult
     public func migrate() async throws -> [Int] {
-        try await database.withConnection { try Self.migrator.migrate($0) }
+        let schema = self.schema
+        return try await database.withConnection { try schema.migrate($0) }
     }
 
     /// Rebuilds the domain's topology from the database, re-validating every transaction in
@@ -68,15 +133,15 @@ public struct TopologyStore: Sendable {
     /// validates, or a different change delay than the one the history was written with,
     /// throws `TopologyError.inconsistentStore` rather than start with a different topology.
     public func load(changeDelayMicros: Int64) async throws -> TopologyState {
-        try await database.withConnection { try Self.migrator.requireCurrent($0) }
-        let domainText = domain.description
+        let schema = self.schema
+        try await database.withConnection { try schema.requireCurrent($0) }
+        let sql = """
+            SELECT position, sequenced_at, valid_from, valid_until, signed_transaction, transaction_hash
+            FROM \(table) WHERE \(scopeCondition(from: 1)) ORDER BY position
+            """
+        let parameters = scope.map(\.value)
         let rows = try await database.withConnection { connection in
-            try connection.execute(
-                """
-                SELECT position, sequenced_at, valid_from, valid_until, signed_transaction, transaction_hash
-                FROM topology_transactions WHERE domain = $1 ORDER BY position
-                """, [.text(domainText)]
-            ).rows
+            try connection.execute(sql, parameters).rows
         }
         var state = TopologyState(domain: domain, changeDelayMicros: changeDelayMicros)
         var storedUntil: [SequencingTimestamp?] = []
@@ -132,48 +197,47 @@ public struct TopologyStore: Sendable {
     public func persist(_ changes: [TopologyChange]) async throws {
         guard !changes.isEmpty else { return }
         let domainText = domain.description
+        let scope = self.scope
         var rows: [[PostgresValue]] = []
         var supersessions: [[PostgresValue]] = []
         for change in changes {
             let added = change.added
             let signed = try added.transaction.wire.serializedBytes()
-            rows.append([
-                .text(domainText), .int64(Int64(added.position)), .bytes(added.transaction.hash.digest),
+            rows.append(scope.map(\.value) + [
+                .int64(Int64(added.position)), .bytes(added.transaction.hash.digest),
                 .int64(added.sequencedAt.microsSinceEpoch), .int64(added.validFrom.microsSinceEpoch),
                 added.validUntil.map { .int64($0.microsSinceEpoch) } ?? .null, .text(added.key.description),
                 .int64(Int64(added.serial)), .text(added.operation == .remove ? "remove" : "replace"), .bytes(signed),
             ])
             if let superseded = change.superseded, let until = superseded.validUntil {
-                supersessions.append([
-                    .text(domainText), .int64(Int64(superseded.position)), .int64(until.microsSinceEpoch),
-                ])
+                supersessions.append(scope.map(\.value) + [.int64(Int64(superseded.position)), .int64(until.microsSinceEpoch)])
             }
         }
         let inserts = rows
         let updates = supersessions
+        let n = scope.count
+        let scopeColumns = scope.map(\.column).joined(separator: ", ")
+        let insert = """
+            INSERT INTO \(table) (\(scopeColumns), position, transaction_hash, sequenced_at, valid_from,
+                valid_until, mapping_key, serial, operation, signed_transaction)
+            VALUES (\((1...n + 9).map { $0 == n + 5 ? "$\($0)::bigint" : "$\($0)" }.joined(separator: ", ")))
+            ON CONFLICT (\(scopeColumns), position) DO NOTHING
+            """
+        let select = "SELECT transaction_hash FROM \(table) WHERE \(scopeCondition(from: 1)) AND position = $\(n + 1)"
+        let update = "UPDATE \(table) SET valid_until = $\(n + 2) WHERE \(scopeCondition(from: 1)) AND position = $\(n + 1)"
+        let owner = member.map { "\($0)'s copy of " } ?? ""
         try await database.transaction { connection in
             for row in inserts {
-                _ = try connection.execute(
-                    """
-                    INSERT INTO topology_transactions (domain, position, transaction_hash, sequenced_at, valid_from,
-                        valid_until, mapping_key, serial, operation, signed_transaction)
-                    VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8, $9, $10)
-                    ON CONFLICT (domain, position) DO NOTHING
-                    """, row)
-                let stored = try connection.execute(
-                    "SELECT transaction_hash FROM topology_transactions WHERE domain = $1 AND position = $2",
-                    [row[0], row[1]]
-                ).rows.first?.first?.bytes
-                guard let stored, PostgresValue.bytes(stored) == row[2] else {
+                _ = try connection.execute(insert, row)
+                let stored = try connection.execute(select, Array(row[0...n])).rows.first?.first?.bytes
+                guard let stored, PostgresValue.bytes(stored) == row[n + 1] else {
                     throw TopologyError.inconsistentStore(
-                        "another transaction is stored at position \(row[1]) of domain \(domainText): nodes sharing this database diverged"
+                        "another transaction is stored at position \(row[n]) of \(owner)domain \(domainText): nodes sharing this database diverged"
                     )
                 }
             }
             for supersession in updates {
-                _ = try connection.execute(
-                    "UPDATE topology_transactions SET valid_until = $3 WHERE domain = $1 AND position = $2",
-                    supersession)
+                _ = try connection.execute(update, supersession)
             }
         }
     }

@@ -33,15 +33,15 @@ import WeftWire
             // A fresh database: the node refuses to start and says what to do.
             let (refused, _, refusal) = try await WeftProcess.run(["run", "-c", "nodes.yaml"], directory: directory.path)
             #expect(refused == 1)
-            #expect(refusal.contains("schema needs migrations 1, 2; run `weft db migrate`"), "\(refusal)")
+            #expect(refusal.contains("schema needs migrations 1, 2, 3; run `weft db migrate`"), "\(refusal)")
 
             let (_, pending, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
-            #expect(pending.contains("sequencer: applied none; pending 1 (members, writers, events, deliveries), 2 (prune points)"), "\(pending)")
+            #expect(pending.contains("sequencer: applied none; pending 1 (members, writers, events, deliveries), 2 (prune points), 3 (topology snapshot sent)"), "\(pending)")
             #expect(pending.contains("topology: applied none; pending 1"), "\(pending)")
             let (migrated, applied, _) = try await WeftProcess.run(["db", "migrate", "-c", "nodes.yaml"], directory: directory.path)
-            #expect(migrated == 0 && applied.contains("sequencer: applied 1, 2") && applied.contains("topology: applied 1"), "\(applied)")
+            #expect(migrated == 0 && applied.contains("sequencer: applied 1, 2, 3") && applied.contains("topology: applied 1"), "\(applied)")
             let (_, current, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
-            #expect(current.contains("sequencer: applied 1, 2; pending none"), "\(current)")
+            #expect(current.contains("sequencer: applied 1, 2, 3; pending none"), "\(current)")
 
             // Now it serves: health over TLS with the domain's root.
             let node = try WeftProcess(["run", "-c", "nodes.yaml", "--tls-keylog", "keys.txt"], directory: directory.path)

@@ -30,12 +30,23 @@ func quietLogger(_ label: String) -> Logger {
 /// stream, in order, sending each verdict to its recipients through the sequencer.
 actor MediatorDriver {
     let mediator: Mediator
-    let topology: FollowedTopology
+    let topology: MemberTopology
     let connection: SequencerConnection
     private var task: Task<Void, Never>?
     private(set) var failure: String?
+    private let logger = quietLogger("weft.test.mediator")
+    private var paused = false
+    private var readyWaiters: [CheckedContinuation<Void, Never>] = []
+    private var ready = false
 
-    init(mediator: Mediator, topology: FollowedTopology, connection: SequencerConnection) {
+    /// Returns once the mediator has the domain's topology history.
+    func waitUntilReady() async {
+        if ready { return }
+        await withCheckedContinuation { readyWaiters.append($0) }
+    }
+    private var gate: CheckedContinuation<Void, Never>?
+
+    init(mediator: Mediator, topology: MemberTopology, connection: SequencerConnection) {
         self.mediator = mediator
         self.topology = topology
         self.connection = connection
@@ -45,20 +56,42 @@ actor MediatorDriver {
         let stream = connection.events(from: 0)
         task = Task {
             do {
-                for try await event in stream { try await self.handle(event) }
+                for try await event in stream {
+                    do {
+                        try await self.handle(event)
+                    } catch {
+                        self.failed("event \(event.counter): \(error)")
+                    }
+                }
             } catch is CancellationError {
             } catch {
-                self.failure = "\(error)"
+                self.failed("the stream: \(error)")
             }
         }
     }
 
+    private func failed(_ what: String) {
+        failure = (failure.map { $0 + "; " } ?? "") + what
+        logger.error("the test mediator failed", metadata: ["error": "\(what)"])
+    }
+
+    /// Holds every event (and so every verdict) until `resume()`.
+    func pause() { paused = true }
+
+    func resume() {
+        paused = false
+        gate?.resume()
+        gate = nil
+    }
+
     func stop() async {
+        resume()
         task?.cancel()
         await connection.close()
     }
 
     private func handle(_ event: Weft.V1.SequencedEvent) async throws {
+        if paused { await withCheckedContinuation { gate = $0 } }
         guard case .deliver(let deliver)? = event.event, let wireTime = event.timestamp else { return }
         let time = SequencingTimestamp(wireTime)
         var informee: Weft.V1.InformeeMessage?
@@ -67,7 +100,13 @@ actor MediatorDriver {
         for envelope in deliver.batch?.envelopes ?? [] {
             guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else { continue }
             switch content.message {
-            case .topologyBroadcast?: await topology.apply(content, sequencedAt: time, sender: deliver.sender)
+            case .topologyBroadcast?, .topologySnapshot?:
+                try await topology.apply(content, sequencedAt: time, sender: deliver.sender)
+                if !ready, await topology.isInitialized {
+                    ready = true
+                    for waiter in readyWaiters { waiter.resume() }
+                    readyWaiters = []
+                }
             case .informeeMessage(let message)?: informee = message
             case .rootHash(let message)?:
                 rootHashes.append(
@@ -79,11 +118,9 @@ actor MediatorDriver {
         }
         if let informee {
             let request = ConfirmationRequest(timestamp: time, informeeMessage: informee, rootHashMessages: rootHashes)
-            if case .refused(let verdict) = try await mediator.register(
-                request: request, snapshot: await topology.snapshot(at: time))
-            {
-                try await send(verdict)
-            }
+            let outcome = try await mediator.register(request: request, snapshot: await topology.snapshot(at: time))
+            logger.debug("request registered", metadata: ["request": "\(time)", "outcome": "\(outcome)"])
+            if case .refused(let verdict) = outcome { try await send(verdict) }
         }
         for response in responses {
             do {
@@ -93,13 +130,15 @@ actor MediatorDriver {
                 if case .decided(let verdict) = outcome { try await send(verdict) }
             } catch let error as MediatorError {
                 // A refused response counts for nothing; the tests look at verdicts.
-                _ = error
+                logger.debug("response refused", metadata: ["error": "\(error)"])
             }
         }
         for verdict in try await mediator.timeouts(now: time) { try await send(verdict) }
     }
 
     private func send(_ verdict: MediatorVerdict) async throws {
+        logger.debug(
+            "verdict", metadata: ["request": "\(verdict.request)", "reason": "\(verdict.reasonID ?? "approved")"])
         let content = try Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message)).serializedBytes()
         let recipients = verdict.recipients.map { MemberID(role: .participant, identifier: $0).description }
         try await connection.send(
@@ -126,7 +165,6 @@ final class DomainHarness: Sendable {
     /// The domain manager's session, for topology changes.
     let manager: SequencerClient
     /// The topology every node starts from: genesis and onboarding, in force from the start.
-    let initialTopology: TopologyState
     let nodes: [ParticipantNode]
     let iouSource: String
 
@@ -136,7 +174,7 @@ final class DomainHarness: Sendable {
         url: String, domain: TestDomain, sequencer: Sequencer, sequencerTopology: SequencerTopology, server: RPCServer,
         endpoint: SequencerConnection.Endpoint, mediator: MediatorDriver, members: [TestDomain.Participant],
         manager: SequencerClient,
-        initialTopology: TopologyState, nodes: [ParticipantNode], iouSource: String, parties: [Party]
+        nodes: [ParticipantNode], iouSource: String, parties: [Party]
     ) {
         self.url = url
         self.domain = domain
@@ -147,7 +185,6 @@ final class DomainHarness: Sendable {
         self.mediator = mediator
         self.members = members
         self.manager = manager
-        self.initialTopology = initialTopology
         self.nodes = nodes
         self.iouSource = iouSource
         (alice, bob, bank, carol) = (parties[0], parties[1], parties[2], parties[3])
@@ -194,28 +231,29 @@ final class DomainHarness: Sendable {
         try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: "onboarding")
         for participant in members { await sequencerTopology.waitUntil(participant.member) }
 
-        // What every node knows when it starts (the sequencer's first-event snapshot will
-        // tell a new member this; here the test hands it over).
-        let state = try initialState(domain, genesis: genesis, onboarding: transactions)
+        // Every node accepts the onboarding (each node learns it from its own stream: the
+        // sequencers send each member the topology history as its first event).
+        _ = try initialState(domain, genesis: genesis, onboarding: transactions)
 
         let mediatorStore = MediatorStore(database: PostgresDatabase(url: url), mediator: domain.mediatorMember)
         try await mediatorStore.migrate()
         let mediatorCore = try await Mediator.start(
             store: mediatorStore, domain: domain.domain, signingKey: domain.mediatorKey, logger: logger)
         let mediator = MediatorDriver(
-            mediator: mediatorCore, topology: FollowedTopology(state),
+            mediator: mediatorCore,
+            topology: try await memberTopology(domain.mediatorMember, url: url, domain: domain),
             connection: SequencerConnection(
                 member: domain.mediatorMember.description, domain: domain.domain.description, key: domain.mediatorKey,
                 sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger))
         await mediator.start()
+        await mediator.waitUntilReady()
 
         let iouSource = try exampleSource("iou.weft")
         var nodes: [ParticipantNode] = []
         for participant in members {
             let store = ParticipantStore(database: PostgresDatabase(url: url), participant: participant.id)
             try await store.migrate()
-            let node = try await startNode(
-                participant, store: store, topology: state, endpoint: endpoint, domain: domain)
+            let node = try await startNode(participant, store: store, url: url, endpoint: endpoint, domain: domain)
             if participant.id.name != "participant3" {
                 try await node.upload(packageSource: iouSource, file: "iou.weft")
             }
@@ -223,8 +261,7 @@ final class DomainHarness: Sendable {
         }
         return DomainHarness(
             url: url, domain: domain, sequencer: sequencer, sequencerTopology: sequencerTopology, server: server,
-            endpoint: endpoint, mediator: mediator, members: members, manager: manager, initialTopology: state,
-            nodes: nodes,
+            endpoint: endpoint, mediator: mediator, members: members, manager: manager, nodes: nodes,
             iouSource: iouSource,
             parties: parties)
     }
@@ -299,26 +336,38 @@ final class DomainHarness: Sendable {
         return state
     }
 
+    /// `member`'s own topology, kept in its table of the database at `url`.
+    static func memberTopology(_ member: MemberID, url: String, domain: TestDomain) async throws -> MemberTopology {
+        let store = TopologyStore(database: PostgresDatabase(url: url), domain: domain.domain, member: member)
+        try await store.migrate()
+        let topology = MemberTopology(domain: domain.domain, store: store, logger: quietLogger("weft.test.topology"))
+        try await topology.start()
+        return topology
+    }
+
+    /// A participant node on `store`, ready: its topology has the domain's history.
     static func startNode(
-        _ participant: TestDomain.Participant, store: ParticipantStore, topology: TopologyState,
+        _ participant: TestDomain.Participant, store: ParticipantStore, url: String,
         endpoint: SequencerConnection.Endpoint, domain: TestDomain
     ) async throws -> ParticipantNode {
         let logger = quietLogger("weft.test.\(participant.id.name)")
         let connection = SequencerConnection(
             member: participant.member.description, domain: domain.domain.description, key: participant.signingKey,
             sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger)
-        return try await ParticipantNode.start(
+        let node = try await ParticipantNode.start(
             identity: ParticipantIdentity(
                 id: participant.id, signingKey: participant.signingKey, encryptionKey: participant.encryptionKey),
-            domain: domain.domain, store: store, topology: FollowedTopology(topology), connection: connection,
+            domain: domain.domain, store: store,
+            topology: try await memberTopology(participant.member, url: url, domain: domain), connection: connection,
             logger: logger)
+        await node.waitUntilReady()
+        return node
     }
 
     /// A participant node again on `index`'s store, as after a restart.
     func restart(_ index: Int) async throws -> ParticipantNode {
         let store = ParticipantStore(database: PostgresDatabase(url: url), participant: members[index].id)
-        return try await Self.startNode(
-            members[index], store: store, topology: initialTopology, endpoint: endpoint, domain: domain)
+        return try await Self.startNode(members[index], store: store, url: url, endpoint: endpoint, domain: domain)
     }
 
     func stop() async {

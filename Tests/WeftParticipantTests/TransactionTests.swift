@@ -197,3 +197,39 @@ import WeftWire
         }
     }
 }
+
+/// Restarts between a request's validation and its verdict.
+@Suite(.timeLimit(.minutes(3))) struct PendingRestartTests {
+    @Test func aParticipantRestartedWithARequestPendingKeepsItsLocksAndCommitsOnTheVerdict() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let domain = try await DomainHarness.start(url: fixture.url)
+            let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
+            let iou = try await domain.issued("30", to: alice, command: "issue-pending")
+            // The mediator holds its verdicts: the transfer stays pending everywhere.
+            await domain.mediator.pause()
+            let prepared = try await p1.prepare(
+                [try domain.transfer(iou, to: bob)], actAs: [alice],
+                command: CommandKey(applicationID: "alice-app", commandID: "pending-transfer"))
+            async let completion = p1.submit(prepared)
+            await domain.p2.awaitPending(prepared.rootHash)
+            #expect(await domain.p2.lockedContracts.keys.sorted() == [iou])
+            await domain.p2.stop()
+
+            // participant2 restarts: the lock is back, from the store.
+            let p2 = try await domain.restart(1)
+            #expect(await p2.lockedContracts.keys.sorted() == [iou])
+            await domain.mediator.resume()
+            guard case .succeeded(let transactionID, _) = try await completion else {
+                Issue.record("the transfer did not succeed after the restart")
+                return
+            }
+            #expect(try await p2.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+            #expect(await p2.lockedContracts.isEmpty)
+            #expect(try await p2.activeContracts(of: bob).count == 1)
+            #expect(try await p2.activeContracts(of: domain.bank).map(\.id) != [iou])
+            #expect(try await p2.transactions(of: domain.bank).count == 2)
+            await p2.stop()
+            await domain.stop()
+        }
+    }
+}

@@ -98,12 +98,15 @@ import WeftWire
             for try await event in try bobClient.subscribe(from: 0) {
                 guard case .deliver(let deliver)? = event.event else { continue }
                 for envelope in deliver.batch?.envelopes ?? [] {
-                    if let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content), case .topologyBroadcast? = content.message {
-                        continue
+                    if let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) {
+                        switch content.message {
+                        case .topologyBroadcast?, .topologySnapshot?: continue
+                        default: break
+                        }
                     }
                     received.append(String(decoding: envelope.content, as: UTF8.self))
                 }
-                #expect(deliver.sender == alice.member.description || deliver.sender == domain.managerMember.description)
+                #expect([alice.member, domain.managerMember, domain.sequencerMember].map(\.description).contains(deliver.sender))
                 if received.count == 5 { break }
             }
             #expect(received == (0..<5).map { "to bob \($0)" })

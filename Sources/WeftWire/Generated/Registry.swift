@@ -28,6 +28,7 @@ extension Weft.V1 {
         Weft.V1.SignedTopologyTransaction.self,
         Weft.V1.StoredTopologyTransaction.self,
         Weft.V1.TopologyTransactionsBroadcast.self,
+        Weft.V1.TopologySnapshot.self,
         Weft.V1.TemplateId.self,
         Weft.V1.Value.self,
         Weft.V1.Unit.self,
@@ -222,18 +223,19 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [.skip, .skip, .message(4)],  // weft.v1.SignedTopologyTransaction
     [.skip, .message(16), .message(0), .message(0)],  // weft.v1.StoredTopologyTransaction
     [.skip, .string, .message(16)],  // weft.v1.TopologyTransactionsBroadcast
+    [.skip, .string, .message(17)],  // weft.v1.TopologySnapshot
     [.skip, .string, .string],  // weft.v1.TemplateId
-    [.skip, .message(21), .skip, .skip, .string, .string, .string, .message(0), .string, .message(22), .message(23)],  // weft.v1.Value
+    [.skip, .message(22), .skip, .skip, .string, .string, .string, .message(0), .string, .message(23), .message(24)],  // weft.v1.Value
     [],  // weft.v1.Unit
-    [.skip, .message(20)],  // weft.v1.ValueList
-    [.skip, .message(24)],  // weft.v1.Record
-    [.skip, .string, .message(20)],  // weft.v1.RecordField
-    [.skip, .string, .message(19), .message(23), .string, .string, .message(0)],  // weft.v1.ContractInstance
+    [.skip, .message(21)],  // weft.v1.ValueList
+    [.skip, .message(25)],  // weft.v1.Record
+    [.skip, .string, .message(21)],  // weft.v1.RecordField
+    [.skip, .string, .message(20), .message(24), .string, .string, .message(0)],  // weft.v1.ContractInstance
     [.skip, .string],  // weft.v1.SetParticipantStateRequest
     [.skip, .message(0)],  // weft.v1.SetParticipantStateResponse
     [.skip, .string],  // weft.v1.MemberInfo
     [],  // weft.v1.ListMembersRequest
-    [.skip, .message(28)],  // weft.v1.ListMembersResponse
+    [.skip, .message(29)],  // weft.v1.ListMembersResponse
     [],  // weft.v1.GetDomainParametersRequest
     [.skip, .message(12)],  // weft.v1.GetDomainParametersResponse
     [.skip, .message(12)],  // weft.v1.SetDomainParametersRequest
@@ -246,7 +248,7 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [.skip, .string, .message(0)],  // weft.v1.InitializeSequencerResponse
     [],  // weft.v1.GetSequencerStatusRequest
     [.skip, .string, .message(0)],  // weft.v1.MemberProgress
-    [.skip, .string, .message(42), .message(0), .message(0)],  // weft.v1.GetSequencerStatusResponse
+    [.skip, .string, .message(43), .message(0), .message(0)],  // weft.v1.GetSequencerStatusResponse
     [],  // weft.v1.GetParticipantIdRequest
     [.skip, .string],  // weft.v1.GetParticipantIdResponse
     [.skip, .string, .string, .string],  // weft.v1.ConnectDomainRequest
@@ -255,103 +257,103 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [],  // weft.v1.DisconnectDomainResponse
     [],  // weft.v1.ListDomainConnectionsRequest
     [.skip, .string, .string, .string],  // weft.v1.DomainConnection
-    [.skip, .message(51)],  // weft.v1.ListDomainConnectionsResponse
+    [.skip, .message(52)],  // weft.v1.ListDomainConnectionsResponse
     [.skip, .string, .string],  // weft.v1.ExportAcsRequest
-    [.skip, .message(25), .message(0)],  // weft.v1.ExportAcsResponse
-    [.skip, .message(25), .string],  // weft.v1.ImportAcsRequest
+    [.skip, .message(26), .message(0)],  // weft.v1.ExportAcsResponse
+    [.skip, .message(26), .string],  // weft.v1.ImportAcsRequest
     [],  // weft.v1.ImportAcsResponse
-    [.skip, .skip, .string, .string, .string, .message(58)],  // weft.v1.Status
+    [.skip, .skip, .string, .string, .string, .message(59)],  // weft.v1.Status
     [.skip, .string, .string],  // weft.v1.StatusDetail
-    [.skip, .skip, .message(60), .message(61), .message(62), .message(63), .message(64), .message(65), .message(66), .message(67), .message(68)],  // weft.v1.Frame
+    [.skip, .skip, .message(61), .message(62), .message(63), .message(64), .message(65), .message(66), .message(67), .message(68), .message(69)],  // weft.v1.Frame
     [.skip, .string, .message(2), .message(1)],  // weft.v1.FrameOpen
     [],  // weft.v1.FrameMessage
     [],  // weft.v1.FrameHalfClose
-    [.skip, .message(57), .message(2)],  // weft.v1.FrameClose
+    [.skip, .message(58), .message(2)],  // weft.v1.FrameClose
     [.skip, .string],  // weft.v1.FrameCancel
     [],  // weft.v1.FrameWindowUpdate
     [],  // weft.v1.FramePing
     [],  // weft.v1.FramePong
-    [.skip, .skip, .message(57)],  // weft.v1.FrameGoAway
+    [.skip, .skip, .message(58)],  // weft.v1.FrameGoAway
     [.skip, .string],  // weft.v1.CheckRequest
     [.skip, .skip, .string],  // weft.v1.CheckResponse
     [.skip, .string],  // weft.v1.WatchRequest
     [.skip, .skip, .string],  // weft.v1.WatchResponse
-    [.skip, .message(19), .message(23)],  // weft.v1.CreateCommand
-    [.skip, .message(19), .string, .string, .message(20)],  // weft.v1.ExerciseCommand
-    [.skip, .message(73), .message(74)],  // weft.v1.Command
-    [.skip, .string, .string, .string, .string, .string, .message(1), .string, .message(75)],  // weft.v1.Commands
-    [.skip, .message(76)],  // weft.v1.SubmitRequest
+    [.skip, .message(20), .message(24)],  // weft.v1.CreateCommand
+    [.skip, .message(20), .string, .string, .message(21)],  // weft.v1.ExerciseCommand
+    [.skip, .message(74), .message(75)],  // weft.v1.Command
+    [.skip, .string, .string, .string, .string, .string, .message(1), .string, .message(76)],  // weft.v1.Commands
+    [.skip, .message(77)],  // weft.v1.SubmitRequest
     [.skip, .string],  // weft.v1.SubmitResponse
-    [.skip, .message(76)],  // weft.v1.SubmitAndWaitRequest
-    [.skip, .string, .skip, .message(20)],  // weft.v1.SubmitAndWaitResponse
-    [.skip, .string, .message(57), .string, .string, .string, .string],  // weft.v1.Completion
+    [.skip, .message(77)],  // weft.v1.SubmitAndWaitRequest
+    [.skip, .string, .skip, .message(21)],  // weft.v1.SubmitAndWaitResponse
+    [.skip, .string, .message(58), .string, .string, .string, .string],  // weft.v1.Completion
     [.skip, .string, .string],  // weft.v1.CompletionStreamRequest
-    [.skip, .message(81)],  // weft.v1.CompletionStreamResponse
-    [.skip, .string, .message(19)],  // weft.v1.TransactionFilter
-    [.skip, .string, .string, .message(19), .message(23), .string, .string, .string],  // weft.v1.CreatedEvent
-    [.skip, .string, .string, .message(19), .string],  // weft.v1.ArchivedEvent
-    [.skip, .string, .string, .message(19), .string, .message(20), .string, .skip, .string, .string, .message(20)],  // weft.v1.ExercisedEvent
-    [.skip, .message(85), .message(86)],  // weft.v1.Event
-    [.skip, .string, .string, .string, .message(0), .message(88), .skip, .string],  // weft.v1.Transaction
-    [.skip, .message(85), .message(87)],  // weft.v1.TreeEvent
-    [.skip, .string, .string, .string, .message(0), .skip, .message(90), .string, .string],  // weft.v1.TransactionTreeView
-    [.skip, .skip, .skip, .message(84)],  // weft.v1.GetTransactionsRequest
-    [.skip, .message(89)],  // weft.v1.GetTransactionsResponse
-    [.skip, .skip, .skip, .message(84)],  // weft.v1.GetTransactionTreesRequest
-    [.skip, .message(91)],  // weft.v1.GetTransactionTreesResponse
+    [.skip, .message(82)],  // weft.v1.CompletionStreamResponse
+    [.skip, .string, .message(20)],  // weft.v1.TransactionFilter
+    [.skip, .string, .string, .message(20), .message(24), .string, .string, .string],  // weft.v1.CreatedEvent
+    [.skip, .string, .string, .message(20), .string],  // weft.v1.ArchivedEvent
+    [.skip, .string, .string, .message(20), .string, .message(21), .string, .skip, .string, .string, .message(21)],  // weft.v1.ExercisedEvent
+    [.skip, .message(86), .message(87)],  // weft.v1.Event
+    [.skip, .string, .string, .string, .message(0), .message(89), .skip, .string],  // weft.v1.Transaction
+    [.skip, .message(86), .message(88)],  // weft.v1.TreeEvent
+    [.skip, .string, .string, .string, .message(0), .skip, .message(91), .string, .string],  // weft.v1.TransactionTreeView
+    [.skip, .skip, .skip, .message(85)],  // weft.v1.GetTransactionsRequest
+    [.skip, .message(90)],  // weft.v1.GetTransactionsResponse
+    [.skip, .skip, .skip, .message(85)],  // weft.v1.GetTransactionTreesRequest
+    [.skip, .message(92)],  // weft.v1.GetTransactionTreesResponse
     [],  // weft.v1.GetLedgerEndRequest
     [],  // weft.v1.GetLedgerEndResponse
-    [.skip, .message(84)],  // weft.v1.GetActiveContractsRequest
-    [.skip, .message(85)],  // weft.v1.GetActiveContractsResponse
+    [.skip, .message(85)],  // weft.v1.GetActiveContractsRequest
+    [.skip, .message(86)],  // weft.v1.GetActiveContractsResponse
     [.skip, .string, .string],  // weft.v1.PartyDetails
     [.skip, .string, .string],  // weft.v1.AllocatePartyRequest
-    [.skip, .message(100)],  // weft.v1.AllocatePartyResponse
+    [.skip, .message(101)],  // weft.v1.AllocatePartyResponse
     [],  // weft.v1.ListKnownPartiesRequest
-    [.skip, .message(100)],  // weft.v1.ListKnownPartiesResponse
+    [.skip, .message(101)],  // weft.v1.ListKnownPartiesResponse
     [.skip, .string, .string],  // weft.v1.UploadPackageRequest
     [.skip, .string],  // weft.v1.UploadPackageResponse
     [.skip, .string, .string, .skip, .message(0)],  // weft.v1.PackageDetails
     [],  // weft.v1.ListPackagesRequest
-    [.skip, .message(107)],  // weft.v1.ListPackagesResponse
+    [.skip, .message(108)],  // weft.v1.ListPackagesResponse
     [.skip, .string],  // weft.v1.GetPackageRequest
-    [.skip, .message(107), .string],  // weft.v1.GetPackageResponse
+    [.skip, .message(108), .string],  // weft.v1.GetPackageResponse
     [.skip, .skip, .string, .string, .string, .string, .string, .message(0), .message(1)],  // weft.v1.SubmitterMetadata
     [.skip, .skip, .string, .string],  // weft.v1.CommonMetadata
     [.skip, .skip, .message(0), .message(0), .string],  // weft.v1.ParticipantMetadata
     [.skip, .string],  // weft.v1.Informee
-    [.skip, .skip, .message(115)],  // weft.v1.ViewCommonData
-    [.skip, .message(25)],  // weft.v1.InputContract
-    [.skip, .message(25)],  // weft.v1.CreatedContract
+    [.skip, .skip, .message(116)],  // weft.v1.ViewCommonData
+    [.skip, .message(26)],  // weft.v1.InputContract
+    [.skip, .message(26)],  // weft.v1.CreatedContract
     [.skip, .string],  // weft.v1.CreateActionDescription
-    [.skip, .string, .message(19), .string, .message(20), .string],  // weft.v1.ExerciseActionDescription
+    [.skip, .string, .message(20), .string, .message(21), .string],  // weft.v1.ExerciseActionDescription
     [.skip, .string, .string],  // weft.v1.FetchActionDescription
-    [.skip, .message(119), .message(120), .message(121)],  // weft.v1.ActionDescription
-    [.skip, .skip, .message(117), .message(118), .string, .message(122)],  // weft.v1.ViewParticipantData
-    [.skip, .skip, .message(116)],  // weft.v1.BlindableViewCommonData
-    [.skip, .skip, .message(123)],  // weft.v1.BlindableViewParticipantData
-    [.skip, .message(124), .message(125), .message(127)],  // weft.v1.TransactionView
-    [.skip, .skip, .message(126)],  // weft.v1.BlindableTransactionView
-    [.skip, .skip, .message(112)],  // weft.v1.BlindableSubmitterMetadata
-    [.skip, .skip, .message(113)],  // weft.v1.BlindableCommonMetadata
-    [.skip, .skip, .message(114)],  // weft.v1.BlindableParticipantMetadata
-    [.skip, .message(128), .message(129), .message(130), .message(127)],  // weft.v1.TransactionTree
-    [.skip, .message(131), .message(4)],  // weft.v1.InformeeMessage
+    [.skip, .message(120), .message(121), .message(122)],  // weft.v1.ActionDescription
+    [.skip, .skip, .message(118), .message(119), .string, .message(123)],  // weft.v1.ViewParticipantData
+    [.skip, .skip, .message(117)],  // weft.v1.BlindableViewCommonData
+    [.skip, .skip, .message(124)],  // weft.v1.BlindableViewParticipantData
+    [.skip, .message(125), .message(126), .message(128)],  // weft.v1.TransactionView
+    [.skip, .skip, .message(127)],  // weft.v1.BlindableTransactionView
+    [.skip, .skip, .message(113)],  // weft.v1.BlindableSubmitterMetadata
+    [.skip, .skip, .message(114)],  // weft.v1.BlindableCommonMetadata
+    [.skip, .skip, .message(115)],  // weft.v1.BlindableParticipantMetadata
+    [.skip, .message(129), .message(130), .message(131), .message(128)],  // weft.v1.TransactionTree
+    [.skip, .message(132), .message(4)],  // weft.v1.InformeeMessage
     [.skip, .skip, .string, .skip, .message(4)],  // weft.v1.RootHashMessage
-    [.skip, .message(131)],  // weft.v1.ViewTree
+    [.skip, .message(132)],  // weft.v1.ViewTree
     [.skip, .skip, .skip, .message(5), .string, .skip, .message(4)],  // weft.v1.EncryptedViewMessage
     [],  // weft.v1.LocalApprove
     [.skip, .string, .string, .string],  // weft.v1.LocalReject
-    [.skip, .message(136), .message(137)],  // weft.v1.LocalVerdict
-    [.skip, .message(0), .string, .skip, .message(138), .skip, .string, .string],  // weft.v1.ConfirmationResponse
+    [.skip, .message(137), .message(138)],  // weft.v1.LocalVerdict
+    [.skip, .message(0), .string, .skip, .message(139), .skip, .string, .string],  // weft.v1.ConfirmationResponse
     [.skip, .string, .string],  // weft.v1.MediatorReject
-    [.skip, .message(142)],  // weft.v1.ParticipantRejects
-    [.skip, .string, .string, .message(137)],  // weft.v1.ParticipantReject
-    [.skip, .message(136), .message(140), .message(141)],  // weft.v1.Verdict
-    [.skip, .message(0), .skip, .string, .message(143)],  // weft.v1.ConfirmationResult
+    [.skip, .message(143)],  // weft.v1.ParticipantRejects
+    [.skip, .string, .string, .message(138)],  // weft.v1.ParticipantReject
+    [.skip, .message(137), .message(141), .message(142)],  // weft.v1.Verdict
+    [.skip, .message(0), .skip, .string, .message(144)],  // weft.v1.ConfirmationResult
     [.skip, .string, .string, .string, .message(0), .message(0)],  // weft.v1.AcsCommitment
-    [.skip, .message(139), .message(144), .message(145)],  // weft.v1.SignedContent
+    [.skip, .message(140), .message(145), .message(146)],  // weft.v1.SignedContent
     [.skip, .skip, .message(4)],  // weft.v1.SignedProtocolMessage
-    [.skip, .message(132), .message(135), .message(133), .message(147), .message(18)],  // weft.v1.EnvelopeContent
+    [.skip, .message(133), .message(136), .message(134), .message(148), .message(18), .message(19)],  // weft.v1.EnvelopeContent
     [],  // weft.v1.GetDescriptorSetRequest
     [.skip, .skip, .string],  // weft.v1.GetDescriptorSetResponse
     [.skip, .string],  // weft.v1.GetChallengeRequest
@@ -359,15 +361,15 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [.skip, .string, .skip, .message(4)],  // weft.v1.AuthenticateRequest
     [.skip, .skip, .message(0)],  // weft.v1.AuthenticateResponse
     [.skip, .skip, .string],  // weft.v1.Envelope
-    [.skip, .message(155)],  // weft.v1.Batch
-    [.skip, .string, .string, .message(156), .message(0), .string, .message(0)],  // weft.v1.SubmissionRequest
+    [.skip, .message(156)],  // weft.v1.Batch
+    [.skip, .string, .string, .message(157), .message(0), .string, .message(0)],  // weft.v1.SubmissionRequest
     [.skip, .skip, .message(4)],  // weft.v1.SendRequest
     [],  // weft.v1.SendResponse
     [.skip, .string],  // weft.v1.SubscribeRequest
-    [.skip, .message(165)],  // weft.v1.SubscribeResponse
-    [.skip, .string, .string, .message(156), .string],  // weft.v1.Deliver
-    [.skip, .string, .message(57)],  // weft.v1.DeliverError
-    [.skip, .skip, .message(0), .string, .string, .message(162), .message(163)],  // weft.v1.SequencedEvent
+    [.skip, .message(166)],  // weft.v1.SubscribeResponse
+    [.skip, .string, .string, .message(157), .string],  // weft.v1.Deliver
+    [.skip, .string, .message(58)],  // weft.v1.DeliverError
+    [.skip, .skip, .message(0), .string, .string, .message(163), .message(164)],  // weft.v1.SequencedEvent
     [.skip, .skip, .message(4)],  // weft.v1.SignedSequencedEvent
     [.skip, .string, .message(0)],  // weft.v1.AcknowledgeRequest
     [],  // weft.v1.AcknowledgeResponse

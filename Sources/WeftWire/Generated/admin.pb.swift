@@ -1557,7 +1557,7 @@ extension Weft.V1 {
 
 extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SetParticipantStateRequest
-    static var shapeIndex: Int { 26 }
+    static var shapeIndex: Int { 27 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__set_participant_state_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1585,7 +1585,7 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
 
 extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SetParticipantStateResponse
-    static var shapeIndex: Int { 27 }
+    static var shapeIndex: Int { 28 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__set_participant_state_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1612,7 +1612,7 @@ extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
 
 extension Weft.V1.MemberInfo: CBackedMessage {
     typealias CStruct = Weft__V1__MemberInfo
-    static var shapeIndex: Int { 28 }
+    static var shapeIndex: Int { 29 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__member_info__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1644,7 +1644,7 @@ extension Weft.V1.MemberInfo: CBackedMessage {
 
 extension Weft.V1.ListMembersRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListMembersRequest
-    static var shapeIndex: Int { 29 }
+    static var shapeIndex: Int { 30 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_members_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1666,7 +1666,7 @@ extension Weft.V1.ListMembersRequest: CBackedMessage {
 
 extension Weft.V1.ListMembersResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListMembersResponse
-    static var shapeIndex: Int { 30 }
+    static var shapeIndex: Int { 31 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_members_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1691,7 +1691,7 @@ extension Weft.V1.ListMembersResponse: CBackedMessage {
 
 extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainParametersRequest
-    static var shapeIndex: Int { 31 }
+    static var shapeIndex: Int { 32 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_parameters_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1713,7 +1713,7 @@ extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
 
 extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainParametersResponse
-    static var shapeIndex: Int { 32 }
+    static var shapeIndex: Int { 33 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_parameters_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1740,7 +1740,7 @@ extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
 
 extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SetDomainParametersRequest
-    static var shapeIndex: Int { 33 }
+    static var shapeIndex: Int { 34 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__set_domain_parameters_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1767,7 +1767,7 @@ extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
 
 extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SetDomainParametersResponse
-    static var shapeIndex: Int { 34 }
+    static var shapeIndex: Int { 35 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__set_domain_parameters_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1794,7 +1794,7 @@ extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
 
 extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListTopologyTransactionsRequest
-    static var shapeIndex: Int { 35 }
+    static var shapeIndex: Int { 36 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_topology_transactions_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1821,7 +1821,7 @@ extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
 
 extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListTopologyTransactionsResponse
-    static var shapeIndex: Int { 36 }
+    static var shapeIndex: Int { 37 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_topology_transactions_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1846,7 +1846,7 @@ extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
 
 extension Weft.V1.PruneRequest: CBackedMessage {
     typealias CStruct = Weft__V1__PruneRequest
-    static var shapeIndex: Int { 37 }
+    static var shapeIndex: Int { 38 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1875,7 +1875,7 @@ extension Weft.V1.PruneRequest: CBackedMessage {
 
 extension Weft.V1.PruneResponse: CBackedMessage {
     typealias CStruct = Weft__V1__PruneResponse
-    static var shapeIndex: Int { 38 }
+    static var shapeIndex: Int { 39 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1902,7 +1902,7 @@ extension Weft.V1.PruneResponse: CBackedMessage {
 
 extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
     typealias CStruct = Weft__V1__InitializeSequencerRequest
-    static var shapeIndex: Int { 39 }
+    static var shapeIndex: Int { 40 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__initialize_sequencer_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1929,7 +1929,7 @@ extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
 
 extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
     typealias CStruct = Weft__V1__InitializeSequencerResponse
-    static var shapeIndex: Int { 40 }
+    static var shapeIndex: Int { 41 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__initialize_sequencer_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1958,7 +1958,7 @@ extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
 
 extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetSequencerStatusRequest
-    static var shapeIndex: Int { 41 }
+    static var shapeIndex: Int { 42 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_sequencer_status_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1980,7 +1980,7 @@ extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
 
 extension Weft.V1.MemberProgress: CBackedMessage {
     typealias CStruct = Weft__V1__MemberProgress
-    static var shapeIndex: Int { 42 }
+    static var shapeIndex: Int { 43 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__member_progress__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2011,7 +2011,7 @@ extension Weft.V1.MemberProgress: CBackedMessage {
 
 extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetSequencerStatusResponse
-    static var shapeIndex: Int { 43 }
+    static var shapeIndex: Int { 44 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_sequencer_status_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2045,7 +2045,7 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
 
 extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetParticipantIdRequest
-    static var shapeIndex: Int { 44 }
+    static var shapeIndex: Int { 45 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_participant_id_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2067,7 +2067,7 @@ extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
 
 extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetParticipantIdResponse
-    static var shapeIndex: Int { 45 }
+    static var shapeIndex: Int { 46 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_participant_id_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2091,7 +2091,7 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
 
 extension Weft.V1.ConnectDomainRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ConnectDomainRequest
-    static var shapeIndex: Int { 46 }
+    static var shapeIndex: Int { 47 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__connect_domain_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2120,7 +2120,7 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
 
 extension Weft.V1.ConnectDomainResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ConnectDomainResponse
-    static var shapeIndex: Int { 47 }
+    static var shapeIndex: Int { 48 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__connect_domain_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2144,7 +2144,7 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
 
 extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
     typealias CStruct = Weft__V1__DisconnectDomainRequest
-    static var shapeIndex: Int { 48 }
+    static var shapeIndex: Int { 49 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disconnect_domain_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2168,7 +2168,7 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
 
 extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
     typealias CStruct = Weft__V1__DisconnectDomainResponse
-    static var shapeIndex: Int { 49 }
+    static var shapeIndex: Int { 50 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disconnect_domain_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2190,7 +2190,7 @@ extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
 
 extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListDomainConnectionsRequest
-    static var shapeIndex: Int { 50 }
+    static var shapeIndex: Int { 51 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_domain_connections_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2212,7 +2212,7 @@ extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
 
 extension Weft.V1.DomainConnection: CBackedMessage {
     typealias CStruct = Weft__V1__DomainConnection
-    static var shapeIndex: Int { 51 }
+    static var shapeIndex: Int { 52 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__domain_connection__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2243,7 +2243,7 @@ extension Weft.V1.DomainConnection: CBackedMessage {
 
 extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListDomainConnectionsResponse
-    static var shapeIndex: Int { 52 }
+    static var shapeIndex: Int { 53 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_domain_connections_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2268,7 +2268,7 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
 
 extension Weft.V1.ExportAcsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ExportAcsRequest
-    static var shapeIndex: Int { 53 }
+    static var shapeIndex: Int { 54 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__export_acs_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2295,7 +2295,7 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
 
 extension Weft.V1.ExportAcsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ExportAcsResponse
-    static var shapeIndex: Int { 54 }
+    static var shapeIndex: Int { 55 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__export_acs_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2325,7 +2325,7 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
 
 extension Weft.V1.ImportAcsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ImportAcsRequest
-    static var shapeIndex: Int { 55 }
+    static var shapeIndex: Int { 56 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__import_acs_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2352,7 +2352,7 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
 
 extension Weft.V1.ImportAcsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ImportAcsResponse
-    static var shapeIndex: Int { 56 }
+    static var shapeIndex: Int { 57 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__import_acs_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -3159,6 +3159,9 @@ extension Weft.V1 {
             case signedMessage(Weft.V1.SignedProtocolMessage)
             /// Topology changes from the domain manager.
             case topologyBroadcast(Weft.V1.TopologyTransactionsBroadcast)
+            /// The topology history, from the sequencers to a member that was just
+            /// registered, as its first event.
+            case topologySnapshot(Weft.V1.TopologySnapshot)
         }
 
         /// A message with every field at its default value.
@@ -3188,7 +3191,7 @@ extension Weft.V1 {
 
 extension Weft.V1.SubmitterMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitterMetadata
-    static var shapeIndex: Int { 112 }
+    static var shapeIndex: Int { 113 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submitter_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3230,7 +3233,7 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
 
 extension Weft.V1.CommonMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__CommonMetadata
-    static var shapeIndex: Int { 113 }
+    static var shapeIndex: Int { 114 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__common_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3262,7 +3265,7 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
 
 extension Weft.V1.ParticipantMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantMetadata
-    static var shapeIndex: Int { 114 }
+    static var shapeIndex: Int { 115 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3295,7 +3298,7 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
 
 extension Weft.V1.Informee: CBackedMessage {
     typealias CStruct = Weft__V1__Informee
-    static var shapeIndex: Int { 115 }
+    static var shapeIndex: Int { 116 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__informee__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3321,7 +3324,7 @@ extension Weft.V1.Informee: CBackedMessage {
 
 extension Weft.V1.ViewCommonData: CBackedMessage {
     typealias CStruct = Weft__V1__ViewCommonData
-    static var shapeIndex: Int { 116 }
+    static var shapeIndex: Int { 117 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_common_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3350,7 +3353,7 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
 
 extension Weft.V1.InputContract: CBackedMessage {
     typealias CStruct = Weft__V1__InputContract
-    static var shapeIndex: Int { 117 }
+    static var shapeIndex: Int { 118 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__input_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3379,7 +3382,7 @@ extension Weft.V1.InputContract: CBackedMessage {
 
 extension Weft.V1.CreatedContract: CBackedMessage {
     typealias CStruct = Weft__V1__CreatedContract
-    static var shapeIndex: Int { 118 }
+    static var shapeIndex: Int { 119 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__created_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3408,7 +3411,7 @@ extension Weft.V1.CreatedContract: CBackedMessage {
 
 extension Weft.V1.CreateActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__CreateActionDescription
-    static var shapeIndex: Int { 119 }
+    static var shapeIndex: Int { 120 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__create_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3434,7 +3437,7 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
 
 extension Weft.V1.ExerciseActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__ExerciseActionDescription
-    static var shapeIndex: Int { 120 }
+    static var shapeIndex: Int { 121 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercise_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3474,7 +3477,7 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
 
 extension Weft.V1.FetchActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__FetchActionDescription
-    static var shapeIndex: Int { 121 }
+    static var shapeIndex: Int { 122 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__fetch_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3501,7 +3504,7 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
 
 extension Weft.V1.ActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__ActionDescription
-    static var shapeIndex: Int { 122 }
+    static var shapeIndex: Int { 123 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3544,7 +3547,7 @@ extension Weft.V1.ActionDescription: CBackedMessage {
 
 extension Weft.V1.ViewParticipantData: CBackedMessage {
     typealias CStruct = Weft__V1__ViewParticipantData
-    static var shapeIndex: Int { 123 }
+    static var shapeIndex: Int { 124 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_participant_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3582,7 +3585,7 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
 
 extension Weft.V1.BlindableViewCommonData: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableViewCommonData
-    static var shapeIndex: Int { 124 }
+    static var shapeIndex: Int { 125 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_view_common_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3621,7 +3624,7 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
 
 extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableViewParticipantData
-    static var shapeIndex: Int { 125 }
+    static var shapeIndex: Int { 126 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_view_participant_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3660,7 +3663,7 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
 
 extension Weft.V1.TransactionView: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionView
-    static var shapeIndex: Int { 126 }
+    static var shapeIndex: Int { 127 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3692,7 +3695,7 @@ extension Weft.V1.TransactionView: CBackedMessage {
 
 extension Weft.V1.BlindableTransactionView: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableTransactionView
-    static var shapeIndex: Int { 127 }
+    static var shapeIndex: Int { 128 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_transaction_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3731,7 +3734,7 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
 
 extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableSubmitterMetadata
-    static var shapeIndex: Int { 128 }
+    static var shapeIndex: Int { 129 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_submitter_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3770,7 +3773,7 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
 
 extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableCommonMetadata
-    static var shapeIndex: Int { 129 }
+    static var shapeIndex: Int { 130 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_common_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3809,7 +3812,7 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
 
 extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableParticipantMetadata
-    static var shapeIndex: Int { 130 }
+    static var shapeIndex: Int { 131 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_participant_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3848,7 +3851,7 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
 
 extension Weft.V1.TransactionTree: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionTree
-    static var shapeIndex: Int { 131 }
+    static var shapeIndex: Int { 132 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_tree__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3882,7 +3885,7 @@ extension Weft.V1.TransactionTree: CBackedMessage {
 
 extension Weft.V1.InformeeMessage: CBackedMessage {
     typealias CStruct = Weft__V1__InformeeMessage
-    static var shapeIndex: Int { 132 }
+    static var shapeIndex: Int { 133 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__informee_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3911,7 +3914,7 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
 
 extension Weft.V1.RootHashMessage: CBackedMessage {
     typealias CStruct = Weft__V1__RootHashMessage
-    static var shapeIndex: Int { 133 }
+    static var shapeIndex: Int { 134 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__root_hash_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3944,7 +3947,7 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
 
 extension Weft.V1.ViewTree: CBackedMessage {
     typealias CStruct = Weft__V1__ViewTree
-    static var shapeIndex: Int { 134 }
+    static var shapeIndex: Int { 135 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_tree__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3974,7 +3977,7 @@ extension Weft.V1.ViewTree: CBackedMessage {
 
 extension Weft.V1.EncryptedViewMessage: CBackedMessage {
     typealias CStruct = Weft__V1__EncryptedViewMessage
-    static var shapeIndex: Int { 135 }
+    static var shapeIndex: Int { 136 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__encrypted_view_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4012,7 +4015,7 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
 
 extension Weft.V1.LocalApprove: CBackedMessage {
     typealias CStruct = Weft__V1__LocalApprove
-    static var shapeIndex: Int { 136 }
+    static var shapeIndex: Int { 137 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_approve__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4034,7 +4037,7 @@ extension Weft.V1.LocalApprove: CBackedMessage {
 
 extension Weft.V1.LocalReject: CBackedMessage {
     typealias CStruct = Weft__V1__LocalReject
-    static var shapeIndex: Int { 137 }
+    static var shapeIndex: Int { 138 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4063,7 +4066,7 @@ extension Weft.V1.LocalReject: CBackedMessage {
 
 extension Weft.V1.LocalVerdict: CBackedMessage {
     typealias CStruct = Weft__V1__LocalVerdict
-    static var shapeIndex: Int { 138 }
+    static var shapeIndex: Int { 139 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_verdict__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4102,7 +4105,7 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
 
 extension Weft.V1.ConfirmationResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ConfirmationResponse
-    static var shapeIndex: Int { 139 }
+    static var shapeIndex: Int { 140 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4142,7 +4145,7 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
 
 extension Weft.V1.MediatorReject: CBackedMessage {
     typealias CStruct = Weft__V1__MediatorReject
-    static var shapeIndex: Int { 140 }
+    static var shapeIndex: Int { 141 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__mediator_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4168,7 +4171,7 @@ extension Weft.V1.MediatorReject: CBackedMessage {
 
 extension Weft.V1.ParticipantRejects: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantRejects
-    static var shapeIndex: Int { 141 }
+    static var shapeIndex: Int { 142 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_rejects__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4193,7 +4196,7 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
 
 extension Weft.V1.ParticipantReject: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantReject
-    static var shapeIndex: Int { 142 }
+    static var shapeIndex: Int { 143 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4225,7 +4228,7 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
 
 extension Weft.V1.Verdict: CBackedMessage {
     typealias CStruct = Weft__V1__Verdict
-    static var shapeIndex: Int { 143 }
+    static var shapeIndex: Int { 144 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__verdict__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4268,7 +4271,7 @@ extension Weft.V1.Verdict: CBackedMessage {
 
 extension Weft.V1.ConfirmationResult: CBackedMessage {
     typealias CStruct = Weft__V1__ConfirmationResult
-    static var shapeIndex: Int { 144 }
+    static var shapeIndex: Int { 145 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_result__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4303,7 +4306,7 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
 
 extension Weft.V1.AcsCommitment: CBackedMessage {
     typealias CStruct = Weft__V1__AcsCommitment
-    static var shapeIndex: Int { 145 }
+    static var shapeIndex: Int { 146 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_commitment__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4340,7 +4343,7 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
 
 extension Weft.V1.SignedContent: CBackedMessage {
     typealias CStruct = Weft__V1__SignedContent
-    static var shapeIndex: Int { 146 }
+    static var shapeIndex: Int { 147 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_content__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4383,7 +4386,7 @@ extension Weft.V1.SignedContent: CBackedMessage {
 
 extension Weft.V1.SignedProtocolMessage: CBackedMessage {
     typealias CStruct = Weft__V1__SignedProtocolMessage
-    static var shapeIndex: Int { 147 }
+    static var shapeIndex: Int { 148 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_protocol_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4412,7 +4415,7 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
 
 extension Weft.V1.EnvelopeContent: CBackedMessage {
     typealias CStruct = Weft__V1__EnvelopeContent
-    static var shapeIndex: Int { 148 }
+    static var shapeIndex: Int { 149 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope_content__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4431,6 +4434,7 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
         case 3: s.message = .rootHash(try Weft.V1.RootHashMessage(c: c.root_hash, byteCount: byteCount))
         case 4: s.message = .signedMessage(try Weft.V1.SignedProtocolMessage(c: c.signed_message, byteCount: byteCount))
         case 5: s.message = .topologyBroadcast(try Weft.V1.TopologyTransactionsBroadcast(c: c.topology_broadcast, byteCount: byteCount))
+        case 6: s.message = .topologySnapshot(try Weft.V1.TopologySnapshot(c: c.topology_snapshot, byteCount: byteCount))
         default: s.message = nil
         }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -4456,6 +4460,9 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
         case .topologyBroadcast(let v)?:
             c.pointee.message_case = .init(rawValue: 5)
             c.pointee.topology_broadcast = try Weft.V1.TopologyTransactionsBroadcast.makeC(v, arena)
+        case .topologySnapshot(let v)?:
+            c.pointee.message_case = .init(rawValue: 6)
+            c.pointee.topology_snapshot = try Weft.V1.TopologySnapshot.makeC(v, arena)
         }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }

@@ -1050,6 +1050,51 @@ extension Weft.V1 {
             try encode()
         }
     }
+
+    /// A domain's topology history as a sequencer sends it to a member as the
+    /// member's first event (docs/sequencer.md §4): every transaction it accepted
+    /// before, in the order applied, so that a member that joins late answers
+    /// "the topology at T" exactly as every other node does. It authenticates
+    /// itself: the first transaction is the root delegation of the domain's
+    /// namespace and every later one is signed by keys the earlier ones authorize.
+    public struct TopologySnapshot: WireMessage {
+        public static let protoMessageName = "weft.v1.TopologySnapshot"
+
+        /// Domain of the history.
+        public var domain: String = ""
+
+        /// The accepted transactions in the order applied, each with `valid_from`
+        /// (its sequencing time plus the domain's topology change delay) and
+        /// `valid_until`.
+        public var transactions: [Weft.V1.StoredTopologyTransaction] = []
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(domain: String = "", transactions: [Weft.V1.StoredTopologyTransaction] = []) {
+            self.domain = domain
+            self.transactions = transactions
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
 }
 
 extension Weft.V1.NamespaceDelegation: CBackedMessage {
@@ -1454,6 +1499,33 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
         c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologyTransactionsBroadcast", 1)
         c.pointee.n_transactions = self.transactions.count
         c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.TopologySnapshot: CBackedMessage {
+    typealias CStruct = Weft__V1__TopologySnapshot
+    static var shapeIndex: Int { 19 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__topology_snapshot__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__topology_snapshot__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__topology_snapshot__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__topology_snapshot__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.domain = try CBridge.string(c.domain, "weft.v1.TopologySnapshot")
+        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.StoredTopologyTransaction(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologySnapshot", 1)
+        c.pointee.n_transactions = self.transactions.count
+        c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -462,7 +462,7 @@ extension Weft.V1 {
 
 extension Weft.V1.TemplateId: CBackedMessage {
     typealias CStruct = Weft__V1__TemplateId
-    static var shapeIndex: Int { 19 }
+    static var shapeIndex: Int { 20 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__template_id__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -488,7 +488,7 @@ extension Weft.V1.TemplateId: CBackedMessage {
 
 extension Weft.V1.Value: CBackedMessage {
     typealias CStruct = Weft__V1__Value
-    static var shapeIndex: Int { 20 }
+    static var shapeIndex: Int { 21 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__value__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -559,7 +559,7 @@ extension Weft.V1.Value: CBackedMessage {
 
 extension Weft.V1.Unit: CBackedMessage {
     typealias CStruct = Weft__V1__Unit
-    static var shapeIndex: Int { 21 }
+    static var shapeIndex: Int { 22 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__unit__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -581,7 +581,7 @@ extension Weft.V1.Unit: CBackedMessage {
 
 extension Weft.V1.ValueList: CBackedMessage {
     typealias CStruct = Weft__V1__ValueList
-    static var shapeIndex: Int { 22 }
+    static var shapeIndex: Int { 23 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__value_list__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -606,7 +606,7 @@ extension Weft.V1.ValueList: CBackedMessage {
 
 extension Weft.V1.Record: CBackedMessage {
     typealias CStruct = Weft__V1__Record
-    static var shapeIndex: Int { 23 }
+    static var shapeIndex: Int { 24 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__record__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -631,7 +631,7 @@ extension Weft.V1.Record: CBackedMessage {
 
 extension Weft.V1.RecordField: CBackedMessage {
     typealias CStruct = Weft__V1__RecordField
-    static var shapeIndex: Int { 24 }
+    static var shapeIndex: Int { 25 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__record_field__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -660,7 +660,7 @@ extension Weft.V1.RecordField: CBackedMessage {
 
 extension Weft.V1.ContractInstance: CBackedMessage {
     typealias CStruct = Weft__V1__ContractInstance
-    static var shapeIndex: Int { 25 }
+    static var shapeIndex: Int { 26 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__contract_instance__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

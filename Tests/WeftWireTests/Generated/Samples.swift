@@ -308,6 +308,21 @@ extension Weft.V1.TopologyTransactionsBroadcast {
     }
 }
 
+extension Weft.V1.TopologySnapshot {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.domain = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.transactions = [Weft.V1.StoredTopologyTransaction.sample(variant: 0, depth: depth + 1), Weft.V1.StoredTopologyTransaction.sample(variant: 1, depth: depth + 1)] }
+        return m
+    }
+}
+
 extension Weft.V1.TemplateId {
     /// Number of distinct samples (one per member of the largest oneof).
     static var sampleVariants: Int { 1 }
@@ -2307,19 +2322,20 @@ extension Weft.V1.SignedProtocolMessage {
 
 extension Weft.V1.EnvelopeContent {
     /// Number of distinct samples (one per member of the largest oneof).
-    static var sampleVariants: Int { 5 }
+    static var sampleVariants: Int { 6 }
 
     /// A value with every field set to a non-default value.
     static func sample(variant: Int, depth: Int) -> Self {
         var m = Self()
         let deep = depth >= 2
         _ = deep
-        switch variant % 5 {
+        switch variant % 6 {
         case 0: m.message = .informeeMessage(deep ? Weft.V1.InformeeMessage() : Weft.V1.InformeeMessage.sample(variant: 0, depth: depth + 1))
         case 1: m.message = .encryptedView(deep ? Weft.V1.EncryptedViewMessage() : Weft.V1.EncryptedViewMessage.sample(variant: 0, depth: depth + 1))
         case 2: m.message = .rootHash(deep ? Weft.V1.RootHashMessage() : Weft.V1.RootHashMessage.sample(variant: 0, depth: depth + 1))
         case 3: m.message = .signedMessage(deep ? Weft.V1.SignedProtocolMessage() : Weft.V1.SignedProtocolMessage.sample(variant: 0, depth: depth + 1))
-        default: m.message = .topologyBroadcast(deep ? Weft.V1.TopologyTransactionsBroadcast() : Weft.V1.TopologyTransactionsBroadcast.sample(variant: 0, depth: depth + 1))
+        case 4: m.message = .topologyBroadcast(deep ? Weft.V1.TopologyTransactionsBroadcast() : Weft.V1.TopologyTransactionsBroadcast.sample(variant: 0, depth: depth + 1))
+        default: m.message = .topologySnapshot(deep ? Weft.V1.TopologySnapshot() : Weft.V1.TopologySnapshot.sample(variant: 0, depth: depth + 1))
         }
         return m
     }
@@ -2683,6 +2699,7 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.SignedTopologyTransaction", (0..<Weft.V1.SignedTopologyTransaction.sampleVariants).map { Weft.V1.SignedTopologyTransaction.sample(variant: $0, depth: 0) }),
     ("weft.v1.StoredTopologyTransaction", (0..<Weft.V1.StoredTopologyTransaction.sampleVariants).map { Weft.V1.StoredTopologyTransaction.sample(variant: $0, depth: 0) }),
     ("weft.v1.TopologyTransactionsBroadcast", (0..<Weft.V1.TopologyTransactionsBroadcast.sampleVariants).map { Weft.V1.TopologyTransactionsBroadcast.sample(variant: $0, depth: 0) }),
+    ("weft.v1.TopologySnapshot", (0..<Weft.V1.TopologySnapshot.sampleVariants).map { Weft.V1.TopologySnapshot.sample(variant: $0, depth: 0) }),
     ("weft.v1.TemplateId", (0..<Weft.V1.TemplateId.sampleVariants).map { Weft.V1.TemplateId.sample(variant: $0, depth: 0) }),
     ("weft.v1.Value", (0..<Weft.V1.Value.sampleVariants).map { Weft.V1.Value.sample(variant: $0, depth: 0) }),
     ("weft.v1.Unit", (0..<Weft.V1.Unit.sampleVariants).map { Weft.V1.Unit.sample(variant: $0, depth: 0) }),

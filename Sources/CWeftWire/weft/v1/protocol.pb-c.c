@@ -4060,7 +4060,7 @@ const ProtobufCMessageDescriptor weft__v1__signed_protocol_message__descriptor =
   (ProtobufCMessageInit) weft__v1__signed_protocol_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__envelope_content__field_descriptors[5] =
+static const ProtobufCFieldDescriptor weft__v1__envelope_content__field_descriptors[6] =
 {
   {
     "informee_message",
@@ -4122,6 +4122,18 @@ static const ProtobufCFieldDescriptor weft__v1__envelope_content__field_descript
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "topology_snapshot",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__EnvelopeContent, message_case),
+    offsetof(Weft__V1__EnvelopeContent, topology_snapshot),
+    &weft__v1__topology_snapshot__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__envelope_content__field_indices_by_name[] = {
   1,   /* field[1] = encrypted_view */
@@ -4129,11 +4141,12 @@ static const unsigned weft__v1__envelope_content__field_indices_by_name[] = {
   2,   /* field[2] = root_hash */
   3,   /* field[3] = signed_message */
   4,   /* field[4] = topology_broadcast */
+  5,   /* field[5] = topology_snapshot */
 };
 static const ProtobufCIntRange weft__v1__envelope_content__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor weft__v1__envelope_content__descriptor =
 {
@@ -4143,7 +4156,7 @@ const ProtobufCMessageDescriptor weft__v1__envelope_content__descriptor =
   "Weft__V1__EnvelopeContent",
   "weft.v1",
   sizeof(Weft__V1__EnvelopeContent),
-  5,
+  6,
   weft__v1__envelope_content__field_descriptors,
   weft__v1__envelope_content__field_indices_by_name,
   1,  weft__v1__envelope_content__number_ranges,

@@ -592,6 +592,51 @@ void   weft__v1__topology_transactions_broadcast__free_unpacked
   assert(message->base.descriptor == &weft__v1__topology_transactions_broadcast__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__topology_snapshot__init
+                     (Weft__V1__TopologySnapshot         *message)
+{
+  static const Weft__V1__TopologySnapshot init_value = WEFT__V1__TOPOLOGY_SNAPSHOT__INIT;
+  *message = init_value;
+}
+size_t weft__v1__topology_snapshot__get_packed_size
+                     (const Weft__V1__TopologySnapshot *message)
+{
+  assert(message->base.descriptor == &weft__v1__topology_snapshot__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__topology_snapshot__pack
+                     (const Weft__V1__TopologySnapshot *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__topology_snapshot__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__topology_snapshot__pack_to_buffer
+                     (const Weft__V1__TopologySnapshot *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__topology_snapshot__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__TopologySnapshot *
+       weft__v1__topology_snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__TopologySnapshot *)
+     protobuf_c_message_unpack (&weft__v1__topology_snapshot__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__topology_snapshot__free_unpacked
+                     (Weft__V1__TopologySnapshot *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__topology_snapshot__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor weft__v1__namespace_delegation__field_descriptors[3] =
 {
   {
@@ -1422,6 +1467,57 @@ const ProtobufCMessageDescriptor weft__v1__topology_transactions_broadcast__desc
   weft__v1__topology_transactions_broadcast__field_indices_by_name,
   1,  weft__v1__topology_transactions_broadcast__number_ranges,
   (ProtobufCMessageInit) weft__v1__topology_transactions_broadcast__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__topology_snapshot__field_descriptors[2] =
+{
+  {
+    "domain",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__TopologySnapshot, domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "transactions",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__TopologySnapshot, n_transactions),
+    offsetof(Weft__V1__TopologySnapshot, transactions),
+    &weft__v1__stored_topology_transaction__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__topology_snapshot__field_indices_by_name[] = {
+  0,   /* field[0] = domain */
+  1,   /* field[1] = transactions */
+};
+static const ProtobufCIntRange weft__v1__topology_snapshot__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor weft__v1__topology_snapshot__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.TopologySnapshot",
+  "TopologySnapshot",
+  "Weft__V1__TopologySnapshot",
+  "weft.v1",
+  sizeof(Weft__V1__TopologySnapshot),
+  2,
+  weft__v1__topology_snapshot__field_descriptors,
+  weft__v1__topology_snapshot__field_indices_by_name,
+  1,  weft__v1__topology_snapshot__number_ranges,
+  (ProtobufCMessageInit) weft__v1__topology_snapshot__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue weft__v1__topology_change_op__enum_values_by_number[3] =

@@ -1124,7 +1124,8 @@ typedef enum {
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_ENCRYPTED_VIEW = 2,
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_ROOT_HASH = 3,
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_SIGNED_MESSAGE = 4,
-  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_BROADCAST = 5
+  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_BROADCAST = 5,
+  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_SNAPSHOT = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(WEFT__V1__ENVELOPE_CONTENT__MESSAGE__CASE)
 } Weft__V1__EnvelopeContent__MessageCase;
 
@@ -1156,6 +1157,11 @@ struct  Weft__V1__EnvelopeContent
      * Topology changes from the domain manager.
      */
     Weft__V1__TopologyTransactionsBroadcast *topology_broadcast;
+    /*
+     * The topology history, from the sequencers to a member that was just
+     * registered, as its first event.
+     */
+    Weft__V1__TopologySnapshot *topology_snapshot;
   };
 };
 #define WEFT__V1__ENVELOPE_CONTENT__INIT \

@@ -30,6 +30,7 @@ typedef struct Weft__V1__TopologyTransaction Weft__V1__TopologyTransaction;
 typedef struct Weft__V1__SignedTopologyTransaction Weft__V1__SignedTopologyTransaction;
 typedef struct Weft__V1__StoredTopologyTransaction Weft__V1__StoredTopologyTransaction;
 typedef struct Weft__V1__TopologyTransactionsBroadcast Weft__V1__TopologyTransactionsBroadcast;
+typedef struct Weft__V1__TopologySnapshot Weft__V1__TopologySnapshot;
 
 
 /* --- enums --- */
@@ -469,6 +470,34 @@ struct  Weft__V1__TopologyTransactionsBroadcast
     , (char *)protobuf_c_empty_string, 0,NULL }
 
 
+/*
+ * A domain's topology history as a sequencer sends it to a member as the
+ * member's first event (docs/sequencer.md §4): every transaction it accepted
+ * before, in the order applied, so that a member that joins late answers
+ * "the topology at T" exactly as every other node does. It authenticates
+ * itself: the first transaction is the root delegation of the domain's
+ * namespace and every later one is signed by keys the earlier ones authorize.
+ */
+struct  Weft__V1__TopologySnapshot
+{
+  ProtobufCMessage base;
+  /*
+   * Domain of the history.
+   */
+  char *domain;
+  /*
+   * The accepted transactions in the order applied, each with `valid_from`
+   * (its sequencing time plus the domain's topology change delay) and
+   * `valid_until`.
+   */
+  size_t n_transactions;
+  Weft__V1__StoredTopologyTransaction **transactions;
+};
+#define WEFT__V1__TOPOLOGY_SNAPSHOT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__topology_snapshot__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+
 /* Weft__V1__NamespaceDelegation methods */
 void   weft__v1__namespace_delegation__init
                      (Weft__V1__NamespaceDelegation         *message);
@@ -716,6 +745,25 @@ Weft__V1__TopologyTransactionsBroadcast *
 void   weft__v1__topology_transactions_broadcast__free_unpacked
                      (Weft__V1__TopologyTransactionsBroadcast *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__TopologySnapshot methods */
+void   weft__v1__topology_snapshot__init
+                     (Weft__V1__TopologySnapshot         *message);
+size_t weft__v1__topology_snapshot__get_packed_size
+                     (const Weft__V1__TopologySnapshot   *message);
+size_t weft__v1__topology_snapshot__pack
+                     (const Weft__V1__TopologySnapshot   *message,
+                      uint8_t             *out);
+size_t weft__v1__topology_snapshot__pack_to_buffer
+                     (const Weft__V1__TopologySnapshot   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__TopologySnapshot *
+       weft__v1__topology_snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__topology_snapshot__free_unpacked
+                     (Weft__V1__TopologySnapshot *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Weft__V1__NamespaceDelegation_Closure)
@@ -757,6 +805,9 @@ typedef void (*Weft__V1__StoredTopologyTransaction_Closure)
 typedef void (*Weft__V1__TopologyTransactionsBroadcast_Closure)
                  (const Weft__V1__TopologyTransactionsBroadcast *message,
                   void *closure_data);
+typedef void (*Weft__V1__TopologySnapshot_Closure)
+                 (const Weft__V1__TopologySnapshot *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -780,6 +831,7 @@ extern const ProtobufCMessageDescriptor weft__v1__topology_transaction__descript
 extern const ProtobufCMessageDescriptor weft__v1__signed_topology_transaction__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__stored_topology_transaction__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__topology_transactions_broadcast__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__topology_snapshot__descriptor;
 
 PROTOBUF_C__END_DECLS
 
