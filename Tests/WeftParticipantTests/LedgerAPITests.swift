@@ -228,6 +228,27 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
             #expect(duplicate?.errorID == "LEDGER_API_DUPLICATE_COMMAND")
             #expect(duplicate?.message.contains(transferred.transactionID) == true)
 
+            // The completion stream resumes from an offset: from 0 it replays the transfer
+            // (stored); from 1 it waits for the next completion and delivers it live.
+            var replayed: Weft.V1.Completion?
+            for try await response in try api1.client.completion.completionStream(
+                .init(applicationID: "alice-app", parties: [alice], beginExclusive: 0))
+            {
+                replayed = response.completion
+                break
+            }
+            #expect(replayed == transferred)
+            let resumed = try api1.client.completion.completionStream(
+                .init(applicationID: "alice-app", parties: [alice], beginExclusive: 1))
+            let own = try await api1.client.command.submitAndWait(
+                .init(commands: iou.commands(iou.issue("5", from: alice, to: alice), actAs: alice, application: "alice-app", id: "own-1")))
+            var next: Weft.V1.Completion?
+            for try await response in resumed {
+                next = response.completion
+                break
+            }
+            #expect(next?.offset == 2 && next?.commandID == "own-1" && next?.transactionID == own.transactionID)
+
             await api1.stop()
             await api2.stop()
             await harness.stop()
