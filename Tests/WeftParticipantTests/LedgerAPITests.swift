@@ -219,6 +219,23 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
                 Issue.record("the bank's second transaction does not end with bob's IOU: \(lastEvents)")
             }
 
+            // Several parties' active contracts: bob's IOU once, seen by both; a template filter
+            // that names another template leaves nothing.
+            var shared: [Weft.V1.GetActiveContractsResponse] = []
+            for try await response in try api2.client.activeContracts.getActiveContracts(.init(filter: .init(parties: [bob, bank]))) {
+                shared.append(response)
+            }
+            #expect(shared.flatMap(\.activeContracts).map(\.contractID) == [bobIOU.contractID])
+            #expect(shared.flatMap(\.activeContracts).first?.witnessParties == [bank, bob].sorted())
+            #expect(shared.last?.offset == 2)
+            var filtered: [Weft.V1.CreatedEvent] = []
+            for try await response in try api2.client.activeContracts.getActiveContracts(
+                .init(filter: .init(parties: [bob], templateIDs: [.init(packageID: packageID, templateName: "Other")])))
+            {
+                filtered += response.activeContracts
+            }
+            #expect(filtered.isEmpty)
+
             // The same command id again: ALREADY_EXISTS, with the first submission's outcome.
             let duplicate = await rpcError {
                 _ = try await api1.client.command.submitAndWait(
