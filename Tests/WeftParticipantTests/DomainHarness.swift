@@ -26,6 +26,11 @@ func quietLogger(_ label: String) -> Logger {
     return logger
 }
 
+/// Every test that stands up a domain (a PostgreSQL server, a sequencer, a mediator and three
+/// participants) runs in this suite, one at a time: run side by side they load a two-core
+/// machine enough to push other suites' tests past their time limits.
+@Suite(.serialized) struct OnARealDomain {}
+
 /// The mediator node of the tests: the mediator core (WeftMediator) fed from its sequencer
 /// stream, in order, sending each verdict to its recipients through the sequencer.
 actor MediatorDriver {
