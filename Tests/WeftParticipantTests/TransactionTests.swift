@@ -155,6 +155,37 @@ extension OnARealDomain {
             }
         }
 
+        @Test func aRequestNotSequencedInTimeCompletesWithTheSequencersReasonAndMayBeRetried() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (alice, bob) = (domain.alice, domain.bob)
+                await domain.p1.stop()
+                // A participant that gives its requests 1 µs to be sequenced.
+                let hurried = try await domain.restart(
+                    0, configuration: ParticipantConfiguration(maxSequencingDelayMicros: 1))
+                let key = CommandKey(applicationID: "alice-app", commandID: "late")
+                let late = try await hurried.submit(
+                    [try domain.issue("9", to: bob, by: alice)], actAs: [alice], command: key)
+                #expect(late.reasonID == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED")
+                #expect(try await hurried.command(key)?.state == .rejected)
+                #expect(await hurried.ledgerEndOffset == 0)
+                await hurried.stop()
+
+                // A rejected command id may be submitted again, and then it commits.
+                let patient = try await domain.restart(0)
+                let retried = try await patient.submit(
+                    [try domain.issue("9", to: bob, by: alice)], actAs: [alice], command: key)
+                guard case .succeeded(let transactionID, _) = retried else {
+                    Issue.record("the retry did not succeed: \(retried)")
+                    return
+                }
+                #expect(try await domain.p2.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+                #expect(try await domain.p2.activeContracts(of: bob).count == 1)
+                await patient.stop()
+                await domain.stop()
+            }
+        }
+
         @Test func aRestartedParticipantResumesFromItsPersistedCounter() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
