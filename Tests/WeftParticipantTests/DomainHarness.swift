@@ -26,6 +26,11 @@ func quietLogger(_ label: String) -> Logger {
     return logger
 }
 
+/// Every test that stands up a domain (a PostgreSQL server, a sequencer, a mediator and three
+/// participants) runs in this suite, one at a time: run side by side they load a two-core
+/// machine enough to push other suites' tests past their time limits.
+@Suite(.serialized) struct OnARealDomain {}
+
 /// The mediator node of the tests: the mediator core (WeftMediator) fed from its sequencer
 /// stream, in order, sending each verdict to its recipients through the sequencer.
 actor MediatorDriver {
@@ -348,7 +353,8 @@ final class DomainHarness: Sendable {
     /// A participant node on `store`, ready: its topology has the domain's history.
     static func startNode(
         _ participant: TestDomain.Participant, store: ParticipantStore, url: String,
-        endpoint: SequencerConnection.Endpoint, domain: TestDomain
+        endpoint: SequencerConnection.Endpoint, domain: TestDomain,
+        configuration: ParticipantConfiguration = ParticipantConfiguration()
     ) async throws -> ParticipantNode {
         let logger = quietLogger("weft.test.\(participant.id.name)")
         let connection = SequencerConnection(
@@ -359,15 +365,18 @@ final class DomainHarness: Sendable {
                 id: participant.id, signingKey: participant.signingKey, encryptionKey: participant.encryptionKey),
             domain: domain.domain, store: store,
             topology: try await memberTopology(participant.member, url: url, domain: domain), connection: connection,
-            logger: logger)
+            configuration: configuration, logger: logger)
         await node.waitUntilReady()
         return node
     }
 
     /// A participant node again on `index`'s store, as after a restart.
-    func restart(_ index: Int) async throws -> ParticipantNode {
+    func restart(_ index: Int, configuration: ParticipantConfiguration = ParticipantConfiguration()) async throws
+        -> ParticipantNode
+    {
         let store = ParticipantStore(database: PostgresDatabase(url: url), participant: members[index].id)
-        return try await Self.startNode(members[index], store: store, url: url, endpoint: endpoint, domain: domain)
+        return try await Self.startNode(
+            members[index], store: store, url: url, endpoint: endpoint, domain: domain, configuration: configuration)
     }
 
     func stop() async {
