@@ -240,8 +240,8 @@ extension OnARealDomain {
                 let domain = try await DomainHarness.start(url: fixture.url)
                 let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
                 let iou = try await domain.issued("30", to: alice, command: "issue-pending")
-                // The mediator holds its verdicts: the transfer stays pending everywhere.
-                await domain.mediator.pause()
+                // The mediator node is down: the transfer stays pending everywhere.
+                await domain.mediator.stop()
                 let prepared = try await p1.prepare(
                     [try domain.transfer(iou, to: bob)], actAs: [alice],
                     command: CommandKey(applicationID: "alice-app", commandID: "pending-transfer"))
@@ -250,10 +250,11 @@ extension OnARealDomain {
                 #expect(await domain.p2.lockedContracts.keys.sorted() == [iou])
                 await domain.p2.stop()
 
-                // participant2 restarts: the lock is back, from the store.
+                // participant2 restarts: the lock is back, from the store. Then the mediator
+                // node starts again and decides.
                 let p2 = try await domain.restart(1)
                 #expect(await p2.lockedContracts.keys.sorted() == [iou])
-                await domain.mediator.resume()
+                try await domain.mediator.start()
                 guard case .succeeded(let transactionID, _) = try await completion else {
                     Issue.record("the transfer did not succeed after the restart")
                     return
