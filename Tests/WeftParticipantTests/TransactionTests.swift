@@ -106,7 +106,13 @@ extension OnARealDomain {
                         [RejectReason.Participant.lockedContracts, RejectReason.Participant.inactiveContracts].contains(
                             $0)
                     })
-                // Exactly one new IOU exists, the old one is archived.
+                // Exactly one new IOU exists, the old one is archived: on participant2 too, once
+                // it has committed the winner.
+                let winner = completions[0].reasonID == nil ? first : second
+                for node in [p1, domain.p2] {
+                    #expect(try await node.outcome(ofRequest: winner.rootHash) == "approved")
+                }
+                #expect(try await domain.p2.activeContracts(of: domain.bank).map(\.id).contains(iou) == false)
                 let aliceActive = try await p1.activeContracts(of: alice).map(\.id)
                 let bobActive = try await domain.p2.activeContracts(of: bob).map(\.id)
                 #expect(!aliceActive.contains(iou))
