@@ -115,7 +115,8 @@ let package = Package(
         .target(
             name: "WeftMediator",
             dependencies: [
-                "WeftProtocol", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire",
+                "WeftProtocol", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftSequencer",
+                "WeftTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -157,7 +158,7 @@ let package = Package(
         .target(
             name: "WeftNode",
             dependencies: [
-                "WeftSequencer", "WeftDomainManager", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
+                "WeftSequencer", "WeftDomainManager", "WeftMediator", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
@@ -241,6 +242,7 @@ let package = Package(
             name: "WeftMediatorTests",
             dependencies: [
                 "WeftMediator", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftTestSupport",
+                "WeftSequencer", "WeftTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

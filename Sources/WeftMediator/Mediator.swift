@@ -267,6 +267,12 @@ public actor Mediator {
         return (response, SequencingTimestamp(requestID))
     }
 
+    /// The participant id `response` names as its sender, for checking it against the member
+    /// the sequencer authenticated (`Deliver.sender`) before counting it.
+    public nonisolated static func responder(of response: Weft.V1.SignedProtocolMessage) throws(MediatorError) -> String {
+        try confirmationResponse(ProtocolSigning.mediatorContent(of: response)).response.sender
+    }
+
     /// Counts the signed confirmation `response`, sequenced at `at`, checked against `snapshot`
     /// (the topology at the *request's* time): the signature with the sender's signing key,
     /// that the request and view exist, that the sender hosts every party it responds for with
@@ -359,6 +365,10 @@ public actor Mediator {
     }
 
     // MARK: - Queries
+
+    /// The earliest deadline of a pending request: once sequencing time passes it, `timeouts(now:)`
+    /// rejects that request. A node asks the sequencer for the time when the wall clock has.
+    public var nextDeadline: SequencingTimestamp? { pending.values.map(\.deadline).min() }
 
     /// The requests waiting for their verdicts, oldest first.
     public var pendingRequests: [RequestID] { pending.values.map(\.id).sorted { $0.timestamp < $1.timestamp } }

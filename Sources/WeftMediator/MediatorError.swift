@@ -49,6 +49,9 @@ public enum MediatorError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Under the VIP policy only VIP participants confirm, and the sender is not one.
     case notVIP(participant: String)
 
+    /// The response names a sender other than the member the sequencer delivered it from.
+    case senderMismatch(claimed: String, sequencedFrom: String)
+
     // MARK: Store
 
     /// The mediator's tables say something this mediator could not have written.
@@ -73,6 +76,7 @@ public enum MediatorError: Error, Equatable, Sendable, CustomStringConvertible {
         case .partyNotHosted: "MEDIATOR_PARTY_NOT_HOSTED"
         case .noConfirmationPermission: "MEDIATOR_NO_CONFIRMATION_PERMISSION"
         case .notVIP: "MEDIATOR_NOT_VIP"
+        case .senderMismatch: "MEDIATOR_SENDER_MISMATCH"
         case .inconsistentStore: "MEDIATOR_INCONSISTENT_STORE"
         }
     }
@@ -116,6 +120,9 @@ public enum MediatorError: Error, Equatable, Sendable, CustomStringConvertible {
             "participant \(participant) hosts \(party) with permission \(permission), which does not confirm"
         case .notVIP(let participant):
             "the request's views follow the VIP policy, and participant \(participant) is not VIP"
+        case .senderMismatch(let claimed, let sequencedFrom):
+            "a response names sender '\(claimed.prefix(200))' but was sent by \(sequencedFrom.prefix(200)); "
+                + "a participant may only respond in its own name"
         case .inconsistentStore(let reason):
             "the mediator store is inconsistent: \(reason)"
         }

@@ -57,7 +57,18 @@ public struct MediatorStore: Sendable {
             );
             COMMENT ON TABLE mediator_responses IS
                 'Each confirming party counted for a view of a request (view_index in pre-order; -1 for a rejection of the whole request), with the participant that responded and its weft.v1.SignedProtocolMessage as received.';
-            """)
+            """),
+        Migration(
+            2, "create mediator_stream",
+            """
+            CREATE TABLE mediator_stream (
+                mediator     text   PRIMARY KEY,
+                next_counter bigint NOT NULL CHECK (next_counter >= 0),
+                last_ts      bigint NOT NULL
+            );
+            COMMENT ON TABLE mediator_stream IS
+                'Where a mediator node resumes its sequencer stream: every event before next_counter is processed and its effects stored (docs/mediator.md §7). last_ts is that event''s sequencing time.';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -194,6 +205,36 @@ public struct MediatorStore: Sendable {
                 UPDATE mediator_requests SET delivered = true
                 WHERE mediator = $1 AND request_ts = $2 AND verdict IS NOT NULL
                 """, [.text(mediatorText), .int64(request.microsSinceEpoch)])
+        }
+    }
+
+    /// Where the node resumes its sequencer stream: the next counter to process and the
+    /// sequencing time of the last one processed; (0, nil) for a mediator that never processed one.
+    public func streamPosition() async throws -> (nextCounter: UInt64, lastTimestamp: SequencingTimestamp?) {
+        let mediatorText = mediator.description
+        let row = try await database.withConnection { connection in
+            try connection.execute(
+                "SELECT next_counter, last_ts FROM mediator_stream WHERE mediator = $1", [.text(mediatorText)]
+            ).rows.first
+        }
+        guard let row else { return (0, nil) }
+        guard let next = try row[0].int64, let last = try row[1].int64, next >= 0 else {
+            throw MediatorError.inconsistentStore("the stream position row has NULL columns")
+        }
+        return (UInt64(next), SequencingTimestamp(microsSinceEpoch: last))
+    }
+
+    /// Records that every event before `nextCounter` is processed (never moves back). Written
+    /// after the event's effects: an event processed again after a crash changes nothing.
+    public func saveStreamPosition(nextCounter: UInt64, lastTimestamp: SequencingTimestamp) async throws {
+        let mediatorText = mediator.description
+        try await database.withConnection { connection in
+            _ = try connection.execute(
+                """
+                INSERT INTO mediator_stream (mediator, next_counter, last_ts) VALUES ($1, $2, $3)
+                ON CONFLICT (mediator) DO UPDATE SET next_counter = excluded.next_counter, last_ts = excluded.last_ts
+                WHERE mediator_stream.next_counter < excluded.next_counter
+                """, [.text(mediatorText), .int64(Int64(nextCounter)), .int64(lastTimestamp.microsSinceEpoch)])
         }
     }
 

@@ -1,6 +1,8 @@
 import WeftDomainManager
+import WeftMediator
 import WeftSequencer
 import WeftStore
+import WeftTopology
 
 /// `weft db status|migrate` for one node.
 public enum NodeMigrations {
@@ -8,7 +10,8 @@ public enum NodeMigrations {
         switch kind {
         case .sequencer: [Sequencer.migrator, SequencerTopology.migrator]
         case .domainManager: [DomainManager.migrator]
-        case .mediator, .participant: []
+        case .mediator: [MediatorStore.migrator, TopologyStore.memberMigrator]
+        case .participant: []
         }
     }
 

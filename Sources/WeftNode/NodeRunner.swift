@@ -27,9 +27,11 @@ public enum NodeRunner {
                 service = try SequencerNode(settings, logger: logger, ready: ready)
             case .domainManager:
                 service = try DomainManagerNode(settings, logger: logger, ready: ready)
-            case .mediator, .participant:
+            case .mediator:
+                service = try MediatorNode(settings, logger: logger, ready: ready)
+            case .participant:
                 throw ConfigurationError.invalid(
-                    key: settings.section.fullKey("kind"), value: settings.kind.rawValue, expected: "a node kind this release runs (sequencer, domain-manager)",
+                    key: settings.section.fullKey("kind"), value: settings.kind.rawValue, expected: "a node kind this release runs (sequencer, domain-manager, mediator)",
                     source: settings.section.source(of: "kind") ?? .defaultValue)
             }
             services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))

@@ -95,6 +95,7 @@ public struct NodeSettings: Sendable {
     static let kindKeys: [Kind: Set<String>] = [
         .sequencer: ["sequencer-node", "heartbeat-interval", "offline-after", "domain", "signing-key"],
         .participant: ["name", "namespace-key", "signing-key", "encryption-key"],
+        .mediator: ["domain", "signing-key", "sequencer-key", "sequencers.root-cert"],
         .domainManager: [
             "domain", "namespace-key", "signing-key", "sequencers.root-cert", "bootstrap.sequencer-key", "bootstrap.mediator-key",
             "bootstrap.mediator-encryption-key",
@@ -103,7 +104,7 @@ public struct NodeSettings: Sendable {
 
     /// Refuses keys neither common nor the kind's own (`kindKeys`).
     func checkKeys(kindKeys: Set<String>) throws(ConfigurationError) {
-        let unknown = section.unknownKeys(known: Self.commonKeys.union(kindKeys), knownPrefixes: kind == .domainManager ? ["sequencers.addresses"] : [])
+        let unknown = section.unknownKeys(known: Self.commonKeys.union(kindKeys), knownPrefixes: [.domainManager, .mediator].contains(kind) ? ["sequencers.addresses"] : [])
         guard unknown.isEmpty else { throw .unknownKeys(unknown.map { section.fullKey($0) }) }
     }
 

@@ -120,7 +120,7 @@ public actor ParticipantNode {
         logger: Logger = Logger(label: "weft.participant")
     ) async throws -> ParticipantNode {
         var logger = logger
-        logger[metadataKey: "participant"] = "\(identity.id)"
+        logger[metadataKey: LogKey.participant] = "\(identity.id)"
         let loaded = try await store.load()
         var packages: [Package] = []
         for source in loaded.packages {
@@ -142,8 +142,8 @@ public actor ParticipantNode {
         logger.info(
             "participant starting",
             metadata: [
-                "counter": "\(cursor.nextCounter)", "active_contracts": "\(active.count)",
-                "pending": "\(pending.count)",
+                LogKey.counter: "\(cursor.nextCounter)", LogKey.activeContracts: "\(active.count)",
+                LogKey.pendingCount: "\(pending.count)",
             ])
         for request in pending.values where !request.responsesSent && !request.responses.isEmpty {
             sendResponses(request)
@@ -165,7 +165,7 @@ public actor ParticipantNode {
     private func failed(_ error: any Error) {
         logger.error(
             "the participant stopped processing its sequencer stream; restart it to resume from the last stored counter",
-            metadata: ["error": "\(error)", "counter": "\(cursor.nextCounter)"])
+            metadata: ["error": "\(error)", LogKey.counter: "\(cursor.nextCounter)"])
         failWaiters(ParticipantError.stopped)
     }
 
@@ -201,7 +201,8 @@ public actor ParticipantNode {
         try await store.store(package: package, source: source)
         packageSources[package.id] = package
         interpreter = Interpreter(packages: Array(packageSources.values))
-        logger.info("package uploaded", metadata: ["package": "\(package.id)", "name": "\(package.name)"])
+        logger.info(
+            "package uploaded", metadata: [LogKey.package: "\(package.id)", LogKey.packageName: "\(package.name)"])
         return package.id
     }
 
@@ -384,7 +385,7 @@ public actor ParticipantNode {
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros)
         if let previous = try await store.begin(record, now: wallClockMicros()) {
-            logger.info("duplicate command refused", metadata: ["command": "\(prepared.command)"])
+            logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.command)"])
             return .duplicate(previous: previous)
         }
         // Cancelling the caller stops its wait, not the request: its completion stays in the store.
@@ -414,7 +415,7 @@ public actor ParticipantNode {
                         prepared.batch, messageID: prepared.messageID, maxSequencingTime: prepared.maxSequencingTime)
                     self.logger.info(
                         "confirmation request sent",
-                        metadata: ["command": "\(prepared.command)", "root_hash": "\(prepared.rootHash)"])
+                        metadata: [LogKey.command: "\(prepared.command)", LogKey.rootHash: "\(prepared.rootHash)"])
                 } catch {
                     await self.sendFailed(prepared, error)
                 }
@@ -429,14 +430,14 @@ public actor ParticipantNode {
         guard let record = try await store.command(key), record.state != .rejected,
             record.deduplicateUntil >= wallClockMicros()
         else { return nil }
-        logger.info("duplicate command refused", metadata: ["command": "\(key)"])
+        logger.info("duplicate command refused", metadata: [LogKey.command: "\(key)"])
         return .duplicate(previous: record)
     }
 
     private func sendFailed(_ prepared: PreparedSubmission, _ error: any Error) async {
         logger.error(
             "the sequencer did not accept a confirmation request",
-            metadata: ["command": "\(prepared.command)", "error": "\(error)"])
+            metadata: [LogKey.command: "\(prepared.command)", "error": "\(error)"])
         let reasonID =
             (error as? RPCError).map(\.errorID).flatMap { $0.isEmpty ? nil : $0 } ?? "PARTICIPANT_SEND_FAILED"
         do {
@@ -475,7 +476,7 @@ public actor ParticipantNode {
             if let key {
                 logger.warning(
                     "a confirmation request was not sequenced",
-                    metadata: ["command": "\(key)", "reason": "\(reasonID)"])
+                    metadata: [LogKey.command: "\(key)", LogKey.reason: "\(reasonID)"])
                 complete(key, .rejected(reasonID: reasonID, message: message))
             }
         case .deliver(let deliver)?:
@@ -495,7 +496,7 @@ public actor ParticipantNode {
             guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else {
                 logger.warning(
                     "an envelope does not decode as weft.v1.EnvelopeContent; ignored",
-                    metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)"])
+                    metadata: [LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)"])
                 continue
             }
             switch content.message {
@@ -507,7 +508,9 @@ public actor ParticipantNode {
                     // was accepted of it is applied. Nothing to do but go on.
                     logger.warning(
                         "topology content refused",
-                        metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)", "error": "\(error)"])
+                        metadata: [
+                            LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)", "error": "\(error)",
+                        ])
                 }
                 if !ready, await topology.isInitialized {
                     ready = true
@@ -520,7 +523,7 @@ public actor ParticipantNode {
             case .informeeMessage?, nil:
                 logger.warning(
                     "an envelope this participant has no use for; ignored",
-                    metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)"])
+                    metadata: [LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)"])
             }
         }
         if !request.rootHashMessages.isEmpty || !request.encryptedViews.isEmpty {
@@ -529,7 +532,7 @@ public actor ParticipantNode {
             if verdicts.count > 1 {
                 logger.warning(
                     "an event with several signed messages: only the first is read",
-                    metadata: ["timestamp": "\(timestamp)"])
+                    metadata: [LogKey.timestamp: "\(timestamp)"])
             }
             try await apply(verdict: verdict, at: timestamp, next: next)
         } else {
@@ -552,7 +555,7 @@ public actor ParticipantNode {
         guard let rootHash = result.rootHash, !result.viewTrees.isEmpty || !result.responses.isEmpty else {
             logger.warning(
                 "a confirmation request this participant cannot take part in: no readable view or no single root hash",
-                metadata: ["timestamp": "\(request.timestamp)", "reason": "\(result.decision.message)"])
+                metadata: [LogKey.timestamp: "\(request.timestamp)", LogKey.reason: "\(result.decision.message)"])
             try await store.advance(next)
             cursor = next
             return
@@ -571,17 +574,18 @@ public actor ParticipantNode {
             logger.info(
                 "request rejected locally",
                 metadata: [
-                    "request": "\(request.timestamp)", "reason_id": "\(reason)", "reason": "\(result.decision.message)",
+                    LogKey.request: "\(request.timestamp)", LogKey.reasonID: "\(reason)",
+                    LogKey.reason: "\(result.decision.message)",
                 ])
         } else {
-            logger.debug("request approved locally", metadata: ["request": "\(request.timestamp)"])
+            logger.debug("request approved locally", metadata: [LogKey.request: "\(request.timestamp)"])
         }
         if !result.responses.isEmpty {
             if let mediator = result.mediator {
                 sendResponses(stored, to: mediator)
             } else {
                 logger.warning(
-                    "responses without a mediator to send them to", metadata: ["request": "\(request.timestamp)"])
+                    "responses without a mediator to send them to", metadata: [LogKey.request: "\(request.timestamp)"])
             }
         }
     }
@@ -610,7 +614,7 @@ public actor ParticipantNode {
             } catch {
                 self.logger.error(
                     "confirmation responses not sent; the mediator will time the request out unless a restart resends them",
-                    metadata: ["request": "\(request.timestamp)", "error": "\(error)"])
+                    metadata: [LogKey.request: "\(request.timestamp)", "error": "\(error)"])
             }
         }
     }
@@ -635,7 +639,7 @@ public actor ParticipantNode {
         } catch {
             logger.warning(
                 "a signed message that is not a verdict of the domain's mediator; ignored",
-                metadata: ["timestamp": "\(timestamp)", "error": "\(error)"])
+                metadata: [LogKey.timestamp: "\(timestamp)", "error": "\(error)"])
             try await store.advance(next)
             cursor = next
             return
@@ -643,7 +647,7 @@ public actor ParticipantNode {
         guard let request = pending[requestTime], result.domain == domain.description else {
             logger.info(
                 "a verdict for no pending request here (decided before, or never validated); ignored",
-                metadata: ["request": "\(requestTime)"])
+                metadata: [LogKey.request: "\(requestTime)"])
             try await store.advance(next)
             cursor = next
             return
@@ -668,7 +672,7 @@ public actor ParticipantNode {
             if approved {
                 logger.error(
                     "the mediator approved a request whose root hash differs from the one validated here; rolled back",
-                    metadata: ["request": "\(requestTime)"])
+                    metadata: [LogKey.request: "\(requestTime)"])
             }
             if approved {
                 (approved, reasonID, reason) = (
@@ -717,7 +721,10 @@ public actor ParticipantNode {
         }
         logger.info(
             approved ? "request committed" : "request rolled back",
-            metadata: ["request": "\(requestTime)", "reason_id": "\(reasonID)", "offset": "\(commit?.offset ?? 0)"])
+            metadata: [
+                LogKey.request: "\(requestTime)", LogKey.reasonID: "\(reasonID)",
+                LogKey.offset: "\(commit?.offset ?? 0)",
+            ])
         let outcome = approved ? "approved" : reasonID
         outcomes[request.rootHash] = outcome
         for continuation in outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
@@ -740,4 +747,23 @@ public actor ParticipantNode {
         var generator = SystemRandomNumberGenerator()
         return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }
+}
+
+/// The participant's log metadata keys: dotted, from one closed list, so that log queries can
+/// rely on them.
+enum LogKey {
+    static let participant = "weft.participant"
+    static let command = "weft.participant.command"
+    static let counter = "weft.participant.counter"
+    static let offset = "weft.participant.offset"
+    static let package = "weft.participant.package"
+    static let packageName = "weft.participant.package_name"
+    static let reason = "weft.participant.reason"
+    static let reasonID = "weft.participant.reason_id"
+    static let request = "weft.participant.request"
+    static let rootHash = "weft.participant.root_hash"
+    static let sender = "weft.participant.sender"
+    static let timestamp = "weft.participant.timestamp"
+    static let activeContracts = "weft.participant.active_contracts"
+    static let pendingCount = "weft.participant.pending_count"
 }

@@ -108,7 +108,8 @@ extension Sequencer {
     }
 
     /// Sequences `batch` from `sender` (already authenticated): checks the sender and
-    /// recipients, then hands it to the writer. Problems with the recipients or the size are
+    /// recipients, then hands it to the writer. An empty batch is a time proof: only its sender
+    /// receives it, as a pure receipt whose timestamp tells it the sequencer's time. Problems with the recipients or the size are
     /// sequenced as a deliver error to the sender, so it learns of them in its stream.
     func send(
         sender: String, messageID: String, batch: Weft.V1.Batch, maxSequencingTime: Int64, traceparent: String = "",
@@ -138,7 +139,7 @@ extension Sequencer {
             content = .error(code: 5, errorID: "SEQUENCER_UNKNOWN_RECIPIENTS", message: "unknown or disabled recipients: \(Array(Set(unknown)).sorted().joined(separator: ", "))")
         } else if bytes.count > maximumRequestBytes {
             content = .error(code: 8, errorID: "SEQUENCER_REQUEST_TOO_LARGE", message: "the batch has \(bytes.count) bytes; the domain allows \(maximumRequestBytes)")
-        } else if recipients.isEmpty {
+        } else if recipients.isEmpty && !batch.envelopes.isEmpty {
             content = .error(code: 3, errorID: "SEQUENCER_NO_RECIPIENTS", message: "the batch names no recipients")
         } else {
             content = .deliver(batch: bytes, recipients: recipients.sorted())

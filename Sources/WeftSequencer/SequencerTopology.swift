@@ -26,8 +26,8 @@ public actor SequencerTopology {
     private var changeWaiters: [CheckedContinuation<Void, Never>] = []
     /// Called with a member that is no longer active, to close its subscriptions.
     private var onCutOff: (@Sendable (String) async -> Void)?
-    /// Members were registered at this time and are owed the history once the follower has read past it.
-    private var snapshotsDue: Int64?
+    /// Members owed the history, each once the follower has read past the time it was registered.
+    private var snapshotsDue: [String: Int64] = [:]
     /// Tasks waiting until no history is owed (`topologySnapshotsSent`).
     private var snapshotWaiters: [CheckedContinuation<Void, Never>] = []
 
@@ -114,7 +114,11 @@ public actor SequencerTopology {
         }
         // Newly registered members get the history once this node has read its stream past
         // now: then it holds every broadcast sequenced before they became recipients of `ALL`.
-        snapshotsDue = max(snapshotsDue ?? 0, SequencerWriter.now())
+        // Each keeps its own time, so that members registered later do not hold back earlier ones.
+        let now = SequencerWriter.now()
+        for member in try await sequencer.members.awaitingTopologySnapshot() where snapshotsDue[member] == nil {
+            snapshotsDue[member] = now
+        }
     }
 
     /// The message id of `member`'s topology snapshot: the same on every sequencer node and
@@ -128,8 +132,8 @@ public actor SequencerTopology {
     /// history then holds every transaction the member will not receive as a broadcast. Only
     /// broadcasts sequenced in between can reach the member before it (it holds them until the
     /// history arrives); nothing else is addressed to a member before it could authenticate.
-    private func sendTopologySnapshots() async throws {
-        let awaiting = try await sequencer.members.awaitingTopologySnapshot()
+    private func sendTopologySnapshots(to due: Set<String>) async throws {
+        let awaiting = try await sequencer.members.awaitingTopologySnapshot().filter(due.contains)
         guard !awaiting.isEmpty else { return }
         let history = Weft.V1.TopologySnapshot(domain: domain.description, transactions: state.transactions.map(\.wire))
         let content = try Weft.V1.EnvelopeContent(message: .topologySnapshot(history)).serializedBytes()
@@ -214,10 +218,11 @@ public actor SequencerTopology {
     }
 
     private func sendTopologySnapshotsIfDue(caughtUpTo safe: Int64) async throws {
-        guard let due = snapshotsDue, safe >= due else { return }
-        try await sendTopologySnapshots()
-        if snapshotsDue == due { snapshotsDue = nil }
-        guard snapshotsDue == nil else { return }
+        let due = Set(snapshotsDue.filter { $0.value <= safe }.keys)
+        guard !due.isEmpty else { return }
+        try await sendTopologySnapshots(to: due)
+        for member in due { snapshotsDue[member] = nil }
+        guard snapshotsDue.isEmpty else { return }
         let waiters = snapshotWaiters
         snapshotWaiters = []
         for waiter in waiters { waiter.resume() }
@@ -225,7 +230,7 @@ public actor SequencerTopology {
 
     /// Returns once every member registered so far has been sent the topology history.
     public func topologySnapshotsSent() async {
-        guard isInitialized, snapshotsDue != nil else { return }
+        guard isInitialized, !snapshotsDue.isEmpty else { return }
         await withCheckedContinuation { snapshotWaiters.append($0) }
     }
 

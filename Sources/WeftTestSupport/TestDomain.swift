@@ -35,9 +35,9 @@ public struct TestDomain: Sendable {
         return try SignedTopologyTransaction(signing: .init(replace: mapping, serial: serial, domain: domain), with: [namespaceKey]).wire
     }
 
-    public mutating func genesis(tokenLifetime: Int64 = 3_600_000_000) throws -> [Weft.V1.SignedTopologyTransaction] {
+    public mutating func genesis(tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000) throws -> [Weft.V1.SignedTopologyTransaction] {
         let parameters = Weft.V1.DomainParameters(
-            participantResponseTimeout: .init(micros: 30_000_000), reconciliationInterval: .init(micros: 60_000_000),
+            participantResponseTimeout: .init(micros: responseTimeoutMicros), reconciliationInterval: .init(micros: 60_000_000),
             maxRequestSizeBytes: 1 << 20, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
             mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: tokenLifetime))
         return [

@@ -77,6 +77,21 @@ import Testing
         guard case .tls(_, _, _, _, .v1_2) = try NodeRunner.nodes(in: tls12)[0].security else { Issue.record("expected TLS 1.2 allowed"); return }
     }
 
+    @Test func aMediatorNodeReadsItsKeysAndRefusesOthers() throws {
+        let mediator = [
+            "nodes.m.kind=mediator", "nodes.m.listen=127.0.0.1:1", "nodes.m.tls.plaintext=true", "nodes.m.domain=domain1::1220ab",
+            "nodes.m.signing-key=keys/mediator.pem", "nodes.m.sequencer-key=keys/sequencer.pub", "nodes.m.sequencers.addresses.0=127.0.0.1:4401",
+            "nodes.m.sequencers.root-cert=certs/ca.pem",
+        ]
+        let good = try Configuration.load(file: nil, environment: [:], overrides: mediator)
+        #expect(try NodeRunner.nodes(in: good).map(\.kind) == [.mediator])
+        let typo = try Configuration.load(file: nil, environment: [:], overrides: mediator + ["nodes.m.sequencer-keys=x"])
+        #expect(throws: ConfigurationError.unknownKeys(["nodes.m.sequencer-keys"])) { try NodeRunner.nodes(in: typo) }
+        // A domain manager's bootstrap keys are not a mediator's.
+        let foreign = try Configuration.load(file: nil, environment: [:], overrides: mediator + ["nodes.m.bootstrap.mediator-key=x"])
+        #expect(throws: ConfigurationError.unknownKeys(["nodes.m.bootstrap.mediator-key"])) { try NodeRunner.nodes(in: foreign) }
+    }
+
     @Test func sizesAndDurationsParse() {
         #expect(Configuration.parseBytes("4MiB") == 4 << 20)
         #expect(Configuration.parseBytes("16 KiB") == 16 << 10)

@@ -31,125 +31,47 @@ func quietLogger(_ label: String) -> Logger {
 /// machine enough to push other suites' tests past their time limits.
 @Suite(.serialized) struct OnARealDomain {}
 
-/// The mediator node of the tests: the mediator core (WeftMediator) fed from its sequencer
-/// stream, in order, sending each verdict to its recipients through the sequencer.
-actor MediatorDriver {
-    let mediator: Mediator
-    let topology: MemberTopology
-    let connection: SequencerConnection
-    private var task: Task<Void, Never>?
-    private(set) var failure: String?
-    private let logger = quietLogger("weft.test.mediator")
-    private var paused = false
-    private var readyWaiters: [CheckedContinuation<Void, Never>] = []
-    private var ready = false
+/// The domain's mediator node: the mediator core driven from its own sequencer stream by
+/// WeftMediator's `MediatorDriver`, as `weft run` runs it; stopped and started again on the
+/// same database like a process.
+actor MediatorProcess {
+    let url: String
+    let domain: TestDomain
+    let endpoint: SequencerConnection.Endpoint
+    private var running: (driver: MediatorDriver, connection: SequencerConnection, task: Task<Void, any Error>)?
 
-    /// Returns once the mediator has the domain's topology history.
-    func waitUntilReady() async {
-        if ready { return }
-        await withCheckedContinuation { readyWaiters.append($0) }
-    }
-    private var gate: CheckedContinuation<Void, Never>?
-
-    init(mediator: Mediator, topology: MemberTopology, connection: SequencerConnection) {
-        self.mediator = mediator
-        self.topology = topology
-        self.connection = connection
+    init(url: String, domain: TestDomain, endpoint: SequencerConnection.Endpoint) {
+        self.url = url
+        self.domain = domain
+        self.endpoint = endpoint
     }
 
-    func start() {
-        let stream = connection.events(from: 0)
-        task = Task {
-            do {
-                for try await event in stream {
-                    do {
-                        try await self.handle(event)
-                    } catch {
-                        self.failed("event \(event.counter): \(error)")
-                    }
-                }
-            } catch is CancellationError {
-            } catch {
-                self.failed("the stream: \(error)")
-            }
-        }
+    func start() async throws {
+        let logger = quietLogger("weft.test.mediator")
+        let member = domain.mediatorMember
+        let database = PostgresDatabase(url: url, maximumConnections: 2)
+        let topologyStore = TopologyStore(database: database, domain: domain.domain, member: member)
+        try await topologyStore.migrate()
+        let topology = MemberTopology(domain: domain.domain, store: topologyStore, logger: logger)
+        try await topology.start()
+        let store = MediatorStore(database: database, mediator: member)
+        try await store.migrate()
+        let mediator = try await Mediator.start(
+            store: store, domain: domain.domain, signingKey: domain.mediatorKey, logger: logger)
+        let connection = SequencerConnection(
+            member: member.description, domain: domain.domain.description, key: domain.mediatorKey,
+            sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger)
+        let driver = MediatorDriver(mediator: mediator, topology: topology, connection: connection, logger: logger)
+        running = (driver, connection, Task { try await driver.run() })
     }
 
-    private func failed(_ what: String) {
-        failure = (failure.map { $0 + "; " } ?? "") + what
-        logger.error("the test mediator failed", metadata: ["error": "\(what)"])
-    }
-
-    /// Holds every event (and so every verdict) until `resume()`.
-    func pause() { paused = true }
-
-    func resume() {
-        paused = false
-        gate?.resume()
-        gate = nil
-    }
-
+    /// Stops the node as a process stop would: nothing more is read or sent.
     func stop() async {
-        resume()
-        task?.cancel()
-        await connection.close()
-    }
-
-    private func handle(_ event: Weft.V1.SequencedEvent) async throws {
-        if paused { await withCheckedContinuation { gate = $0 } }
-        guard case .deliver(let deliver)? = event.event, let wireTime = event.timestamp else { return }
-        let time = SequencingTimestamp(wireTime)
-        var informee: Weft.V1.InformeeMessage?
-        var rootHashes: [RootHashEnvelope] = []
-        var responses: [Weft.V1.SignedProtocolMessage] = []
-        for envelope in deliver.batch?.envelopes ?? [] {
-            guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else { continue }
-            switch content.message {
-            case .topologyBroadcast?, .topologySnapshot?:
-                try await topology.apply(content, sequencedAt: time, sender: deliver.sender)
-                if !ready, await topology.isInitialized {
-                    ready = true
-                    for waiter in readyWaiters { waiter.resume() }
-                    readyWaiters = []
-                }
-            case .informeeMessage(let message)?: informee = message
-            case .rootHash(let message)?:
-                rootHashes.append(
-                    RootHashEnvelope(
-                        message: message, recipients: envelope.recipients.compactMap { try? MemberID(parsing: $0) }))
-            case .signedMessage(let message)?: responses.append(message)
-            default: break
-            }
-        }
-        if let informee {
-            let request = ConfirmationRequest(timestamp: time, informeeMessage: informee, rootHashMessages: rootHashes)
-            let outcome = try await mediator.register(request: request, snapshot: await topology.snapshot(at: time))
-            logger.debug("request registered", metadata: ["request": "\(time)", "outcome": "\(outcome)"])
-            if case .refused(let verdict) = outcome { try await send(verdict) }
-        }
-        for response in responses {
-            do {
-                let requestTime = try Mediator.requestTimestamp(of: response)
-                let outcome = try await mediator.receive(
-                    response: response, at: time, snapshot: await topology.snapshot(at: requestTime))
-                if case .decided(let verdict) = outcome { try await send(verdict) }
-            } catch let error as MediatorError {
-                // A refused response counts for nothing; the tests look at verdicts.
-                logger.debug("response refused", metadata: ["error": "\(error)"])
-            }
-        }
-        for verdict in try await mediator.timeouts(now: time) { try await send(verdict) }
-    }
-
-    private func send(_ verdict: MediatorVerdict) async throws {
-        logger.debug(
-            "verdict", metadata: ["request": "\(verdict.request)", "reason": "\(verdict.reasonID ?? "approved")"])
-        let content = try Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message)).serializedBytes()
-        let recipients = verdict.recipients.map { MemberID(role: .participant, identifier: $0).description }
-        try await connection.send(
-            Weft.V1.Batch(envelopes: [.init(content: content, recipients: recipients)]),
-            messageID: "verdict-\(verdict.request.timestamp.microsSinceEpoch)")
-        try await mediator.store.markDelivered(verdict.request.timestamp)
+        guard let running else { return }
+        running.task.cancel()
+        _ = await running.task.result
+        await running.connection.close()
+        self.running = nil
     }
 }
 
@@ -165,7 +87,7 @@ final class DomainHarness: Sendable {
     let sequencerTopology: SequencerTopology
     let server: RPCServer
     let endpoint: SequencerConnection.Endpoint
-    let mediator: MediatorDriver
+    let mediator: MediatorProcess
     let members: [TestDomain.Participant]
     /// The domain manager's session, for topology changes.
     let manager: SequencerClient
@@ -177,7 +99,7 @@ final class DomainHarness: Sendable {
 
     private init(
         url: String, domain: TestDomain, sequencer: Sequencer, sequencerTopology: SequencerTopology, server: RPCServer,
-        endpoint: SequencerConnection.Endpoint, mediator: MediatorDriver, members: [TestDomain.Participant],
+        endpoint: SequencerConnection.Endpoint, mediator: MediatorProcess, members: [TestDomain.Participant],
         manager: SequencerClient,
         nodes: [ParticipantNode], iouSource: String, parties: [Party]
     ) {
@@ -240,18 +162,11 @@ final class DomainHarness: Sendable {
         // sequencers send each member the topology history as its first event).
         _ = try initialState(domain, genesis: genesis, onboarding: transactions)
 
-        let mediatorStore = MediatorStore(database: PostgresDatabase(url: url), mediator: domain.mediatorMember)
-        try await mediatorStore.migrate()
-        let mediatorCore = try await Mediator.start(
-            store: mediatorStore, domain: domain.domain, signingKey: domain.mediatorKey, logger: logger)
-        let mediator = MediatorDriver(
-            mediator: mediatorCore,
-            topology: try await memberTopology(domain.mediatorMember, url: url, domain: domain),
-            connection: SequencerConnection(
-                member: domain.mediatorMember.description, domain: domain.domain.description, key: domain.mediatorKey,
-                sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger))
-        await mediator.start()
-        await mediator.waitUntilReady()
+        // Every member registered so far, the mediator included, has its topology history in
+        // its stream: whatever it is sent later, it reads after the history.
+        await sequencerTopology.topologySnapshotsSent()
+        let mediator = MediatorProcess(url: url, domain: domain, endpoint: endpoint)
+        try await mediator.start()
 
         let iouSource = try exampleSource("iou.weft")
         var nodes: [ParticipantNode] = []

@@ -106,7 +106,13 @@ extension OnARealDomain {
                         [RejectReason.Participant.lockedContracts, RejectReason.Participant.inactiveContracts].contains(
                             $0)
                     })
-                // Exactly one new IOU exists, the old one is archived.
+                // Exactly one new IOU exists, the old one is archived: on participant2 too, once
+                // it has committed the winner.
+                let winner = completions[0].reasonID == nil ? first : second
+                for node in [p1, domain.p2] {
+                    #expect(try await node.outcome(ofRequest: winner.rootHash) == "approved")
+                }
+                #expect(try await domain.p2.activeContracts(of: domain.bank).map(\.id).contains(iou) == false)
                 let aliceActive = try await p1.activeContracts(of: alice).map(\.id)
                 let bobActive = try await domain.p2.activeContracts(of: bob).map(\.id)
                 #expect(!aliceActive.contains(iou))
@@ -240,8 +246,8 @@ extension OnARealDomain {
                 let domain = try await DomainHarness.start(url: fixture.url)
                 let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
                 let iou = try await domain.issued("30", to: alice, command: "issue-pending")
-                // The mediator holds its verdicts: the transfer stays pending everywhere.
-                await domain.mediator.pause()
+                // The mediator node is down: the transfer stays pending everywhere.
+                await domain.mediator.stop()
                 let prepared = try await p1.prepare(
                     [try domain.transfer(iou, to: bob)], actAs: [alice],
                     command: CommandKey(applicationID: "alice-app", commandID: "pending-transfer"))
@@ -250,10 +256,11 @@ extension OnARealDomain {
                 #expect(await domain.p2.lockedContracts.keys.sorted() == [iou])
                 await domain.p2.stop()
 
-                // participant2 restarts: the lock is back, from the store.
+                // participant2 restarts: the lock is back, from the store. Then the mediator
+                // node starts again and decides.
                 let p2 = try await domain.restart(1)
                 #expect(await p2.lockedContracts.keys.sorted() == [iou])
-                await domain.mediator.resume()
+                try await domain.mediator.start()
                 guard case .succeeded(let transactionID, _) = try await completion else {
                     Issue.record("the transfer did not succeed after the restart")
                     return

@@ -1,0 +1,318 @@
+import Foundation
+public import Logging
+import WeftCrypto
+public import WeftSequencer
+public import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// The I/O shell around `Mediator`: it reads the mediator's sequencer stream strictly in order
+/// and feeds it — topology to `MemberTopology`, confirmation requests to `register`, signed
+/// responses to `receive`, every event's time to `timeouts(now:)` — and sends the verdicts
+/// through the sequencer (docs/mediator.md §8).
+///
+/// - Verdicts go out from the store's outbox, never straight from a decision: a verdict
+///   decided before a crash is sent after the restart. Each is sent under a message id derived
+///   from its request and with a max sequencing time derived from its decision, so a re-send is
+///   recognised by the sequencer (ALREADY_EXISTS) until then and refused after: a verdict is
+///   sequenced at most once.
+/// - Sequencing time only moves with events. When the wall clock passes a pending request's
+///   deadline and no event has arrived since, the driver asks the sequencer for the time by
+///   sending an empty batch (a time proof): the receipt's timestamp fires the timeout.
+/// - The next counter to process is stored after each event's effects, so a restart resumes
+///   where it left; an event processed twice changes nothing.
+public actor MediatorDriver {
+    /// Timing and limits of the driver.
+    public struct Settings: Sendable {
+        /// How long after its decision a verdict may still be sequenced (its submission's max
+        /// sequencing time). A re-send within it is deduplicated; after it, refused. Default 10 min.
+        public var verdictSendWindowMicros: Int64 = 600_000_000
+        /// How long to wait for a time proof (or any event) before asking again. Default 1 s.
+        public var timeProofRetry: Duration = .seconds(1)
+        /// How often the time-proof watch looks at the next deadline at most. Default 250 ms.
+        public var deadlineCheckInterval: Duration = .milliseconds(250)
+        /// Acknowledge the processed stream to the sequencer at most this often. Default 1 s.
+        public var acknowledgementInterval: Duration = .seconds(1)
+        /// After a failed verdict send, wait this long before trying the outbox again. Default 500 ms.
+        public var sendRetryDelay: Duration = .milliseconds(500)
+        public init() {}
+    }
+
+    public nonisolated let mediator: Mediator
+    public nonisolated let topology: MemberTopology
+    private let connection: SequencerConnection
+    private let settings: Settings
+    private let logger: Logger
+    private let store: MediatorStore
+    private let memberText: String
+    /// Sequencing time of the last event processed.
+    private var lastTimestamp: SequencingTimestamp?
+    private var lastAcknowledgement = ContinuousClock.now - .seconds(3600)
+    private var outboxSignal: AsyncStream<Void>.Continuation?
+    private var timeProofs = 0
+    /// Tasks waiting for the stream to be processed past a time (`processed(through:)`).
+    private var progressWaiters: [(target: SequencingTimestamp, continuation: CheckedContinuation<Void, Never>)] = []
+
+    public init(
+        mediator: Mediator, topology: MemberTopology, connection: SequencerConnection, settings: Settings = Settings(),
+        logger: Logger
+    ) {
+        precondition(mediator.domain == topology.domain, "the mediator and its topology are of one domain")
+        self.mediator = mediator
+        self.topology = topology
+        self.connection = connection
+        self.settings = settings
+        self.logger = logger
+        store = mediator.store
+        memberText = mediator.member.description
+    }
+
+    /// The message id of the verdict on `request`: the same for every (re-)send.
+    public nonisolated static func verdictMessageID(_ request: RequestID) -> String {
+        "verdict-\(request.timestamp.microsSinceEpoch)-\(String(request.rootHash.description.prefix(16)))"
+    }
+
+    /// Processes the stream from where the store says it stopped, sends verdicts and time
+    /// proofs, until cancelled or until the stream fails for good (then it throws).
+    public func run() async throws {
+        let position = try await store.streamPosition()
+        lastTimestamp = position.lastTimestamp
+        let (signals, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        outboxSignal = signal
+        signal.yield()  // verdicts decided before a restart
+        logger.info(
+            "mediator node processing its sequencer stream",
+            metadata: ["member": "\(memberText)", "from_counter": "\(position.nextCounter)"])
+        defer { signal.finish() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.processEvents(from: position.nextCounter) }
+            group.addTask { await self.sendVerdicts(signals) }
+            group.addTask { await self.watchDeadlines() }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Returns once an event sequenced after `timestamp` has been processed: for tests and
+    /// tools that must know the mediator saw something.
+    public func processed(after timestamp: SequencingTimestamp) async {
+        if let lastTimestamp, lastTimestamp > timestamp { return }
+        await withCheckedContinuation { progressWaiters.append((timestamp, $0)) }
+    }
+
+    /// How many time proofs this driver sent.
+    public var timeProofsSent: Int { timeProofs }
+
+    // MARK: - The stream
+
+    private func processEvents(from counter: UInt64) async throws {
+        for try await event in connection.events(from: counter) {
+            try await process(event)
+        }
+    }
+
+    private func process(_ event: Weft.V1.SequencedEvent) async throws {
+        guard let wireTime = event.timestamp else {
+            logger.error("a sequenced event without a timestamp was skipped", metadata: ["counter": "\(event.counter)"])
+            return
+        }
+        let at = SequencingTimestamp(wireTime)
+        switch event.event {
+        case .deliver(let deliver)?:
+            try await handle(deliver, at: at)
+        case .deliverError(let error)?:
+            let level: Logger.Level = error.messageID.hasPrefix("verdict-") ? .error : .warning
+            logger.log(
+                level: level, "the sequencer refused a submission of this mediator",
+                metadata: ["message_id": "\(error.messageID)", "error_id": "\(error.reason?.errorID ?? "")", "error": "\(error.reason?.message ?? "")"])
+        case nil:
+            break
+        }
+        let expired = try await mediator.timeouts(now: at)
+        if !expired.isEmpty { outboxSignal?.yield() }
+        lastTimestamp = at
+        // Until the topology history has arrived, early broadcasts are only held in memory: the
+        // position stays, so that a restart reads them again.
+        if await topology.isInitialized {
+            try await store.saveStreamPosition(nextCounter: event.counter + 1, lastTimestamp: at)
+            if ContinuousClock.now - lastAcknowledgement >= settings.acknowledgementInterval {
+                lastAcknowledgement = .now
+                do {
+                    try await connection.acknowledge(upTo: wireTime)
+                } catch {
+                    logger.warning("acknowledging the processed stream failed; it is retried", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        let ready = progressWaiters.filter { $0.target < at }
+        progressWaiters.removeAll { $0.target < at }
+        for waiter in ready { waiter.continuation.resume() }
+    }
+
+    /// One delivered batch: topology first, then a confirmation request (the informee message
+    /// and the root hash messages of the batch), then confirmation responses.
+    private func handle(_ deliver: Weft.V1.Deliver, at: SequencingTimestamp) async throws {
+        var informee: Weft.V1.InformeeMessage?
+        var rootHashes: [RootHashEnvelope] = []
+        var responses: [Weft.V1.SignedProtocolMessage] = []
+        for envelope in deliver.batch?.envelopes ?? [] {
+            let content: Weft.V1.EnvelopeContent
+            do {
+                content = try Weft.V1.EnvelopeContent(serializedBytes: envelope.content)
+            } catch {
+                logger.warning(
+                    "an envelope that is no EnvelopeContent was ignored",
+                    metadata: ["sender": "\(deliver.sender)", "timestamp": "\(at)", "error": "\(error)"])
+                continue
+            }
+            switch content.message {
+            case .topologySnapshot?, .topologyBroadcast?:
+                do {
+                    try await topology.apply(content, sequencedAt: at, sender: deliver.sender)
+                } catch is MemberTopologyError {
+                    // Logged by the topology with its id; refused content changes nothing, as on every node.
+                }
+            case .informeeMessage(let message)?:
+                if informee == nil {
+                    informee = message
+                } else {
+                    logger.warning(
+                        "a batch with a second informee message; only the first is a request",
+                        metadata: ["sender": "\(deliver.sender)", "timestamp": "\(at)"])
+                }
+            case .rootHash(let message)?:
+                rootHashes.append(
+                    RootHashEnvelope(message: message, recipients: envelope.recipients.compactMap { try? MemberID(parsing: $0) }))
+            case .signedMessage(let message)?:
+                responses.append(message)
+            case .encryptedView?, nil:
+                logger.debug("an envelope the mediator does not read", metadata: ["sender": "\(deliver.sender)", "timestamp": "\(at)"])
+            }
+        }
+        if let informee {
+            try await register(ConfirmationRequest(timestamp: at, informeeMessage: informee, rootHashMessages: rootHashes), from: deliver.sender)
+        } else if !rootHashes.isEmpty {
+            logger.debug("root hash messages without an informee message", metadata: ["sender": "\(deliver.sender)", "timestamp": "\(at)"])
+        }
+        for response in responses {
+            try await receive(response, at: at, from: deliver.sender)
+        }
+    }
+
+    private func register(_ request: ConfirmationRequest, from sender: String) async throws {
+        if await !topology.isInitialized {
+            logger.error(
+                "a confirmation request arrived before the domain's topology history; it is judged against an empty topology and refused",
+                metadata: ["sender": "\(sender)", "timestamp": "\(request.timestamp)"])
+        }
+        do {
+            let outcome = try await mediator.register(request: request, snapshot: topology.snapshot(at: request.timestamp))
+            switch outcome {
+            case .refused:
+                outboxSignal?.yield()
+            case .registered(let id, let deadline):
+                logger.debug("registered a request", metadata: ["request": "\(id)", "deadline": "\(deadline)"])
+            case .alreadyRegistered, .alreadyDecided:
+                break
+            }
+        } catch let error as MediatorError {
+            if case .inconsistentStore = error { throw error }
+            logger.warning(
+                "a confirmation request was refused", metadata: ["sender": "\(sender)", "timestamp": "\(request.timestamp)", "error": "\(error)", "error_id": "\(error.id)"])
+        }
+    }
+
+    private func receive(_ response: Weft.V1.SignedProtocolMessage, at: SequencingTimestamp, from sender: String) async throws {
+        do {
+            let claimed = try Mediator.responder(of: response)
+            guard sender == "PAR::" + claimed else {
+                throw MediatorError.senderMismatch(claimed: claimed, sequencedFrom: sender)
+            }
+            let requestTime = try Mediator.requestTimestamp(of: response)
+            let outcome = try await mediator.receive(response: response, at: at, snapshot: topology.snapshot(at: requestTime))
+            if case .decided = outcome { outboxSignal?.yield() }
+        } catch let error as MediatorError {
+            if case .inconsistentStore = error { throw error }
+            logger.warning(
+                "a confirmation response was refused; it counts for nothing",
+                metadata: ["sender": "\(sender)", "timestamp": "\(at)", "error": "\(error)", "error_id": "\(error.id)"])
+        }
+    }
+
+    // MARK: - Verdicts
+
+    /// Sends what the outbox holds whenever something was decided; retries after failures.
+    private func sendVerdicts(_ signals: AsyncStream<Void>) async {
+        for await _ in signals {
+            while !Task.isCancelled {
+                do {
+                    try await flushOutbox()
+                    break
+                } catch {
+                    logger.warning("sending verdicts failed; retrying", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: settings.sendRetryDelay)
+                }
+            }
+        }
+    }
+
+    private func flushOutbox() async throws {
+        for verdict in try await store.undeliveredVerdicts() {
+            let messageID = Self.verdictMessageID(verdict.request)
+            let recipients = verdict.recipients.map { MemberID(role: .participant, identifier: $0).description }
+            let maxSequencingTime = verdict.decidedAt.microsSinceEpoch + settings.verdictSendWindowMicros
+            if recipients.isEmpty {
+                logger.warning("a verdict without recipients is not sent", metadata: ["request": "\(verdict.request)"])
+            } else if Self.wallClockMicros() > maxSequencingTime {
+                logger.error(
+                    "a verdict was not sent within its window and never will be; its participants must treat the request as timed out",
+                    metadata: ["request": "\(verdict.request)", "max_sequencing_time": "\(maxSequencingTime)"])
+            } else {
+                let content = Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message))
+                let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: recipients)])
+                do {
+                    try await connection.send(batch, messageID: messageID, maxSequencingTime: maxSequencingTime)
+                    logger.info(
+                        "sent a verdict",
+                        metadata: ["request": "\(verdict.request)", "approved": "\(verdict.isApproved)", "recipients": "\(recipients.count)"])
+                } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                    logger.info("a verdict was sequenced before a restart; not sent again", metadata: ["request": "\(verdict.request)"])
+                }
+            }
+            try await store.markDelivered(verdict.request.timestamp)
+        }
+    }
+
+    // MARK: - Time proofs
+
+    /// Watches the earliest pending deadline; once the wall clock passed it and no event has
+    /// carried sequencing time past it, asks the sequencer for the time.
+    private func watchDeadlines() async {
+        while !Task.isCancelled {
+            var pause = settings.deadlineCheckInterval
+            if let deadline = await mediator.nextDeadline, lastTimestamp.map({ $0 <= deadline }) ?? true {
+                let untilDeadline = deadline.microsSinceEpoch - Self.wallClockMicros()
+                if untilDeadline < 0 {
+                    await sendTimeProof()
+                    pause = settings.timeProofRetry
+                } else {
+                    pause = min(pause, .microseconds(untilDeadline + 1))
+                }
+            }
+            try? await Task.sleep(for: pause)
+        }
+    }
+
+    private func sendTimeProof() async {
+        timeProofs += 1
+        let messageID = "time-proof-\(Self.wallClockMicros())-\(timeProofs)"
+        do {
+            try await connection.send(Weft.V1.Batch(), messageID: messageID)
+            logger.debug("asked the sequencer for the time", metadata: ["message_id": "\(messageID)"])
+        } catch {
+            logger.warning("a time proof failed; retried", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func wallClockMicros() -> Int64 { Int64((Date().timeIntervalSince1970 * 1_000_000).rounded()) }
+}
