@@ -138,7 +138,7 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
                 } catch {
                     logger.warning(
                         "a submission ended without a completion; its outcome is in the participant's store after a restart",
-                        metadata: ["command": "\(prepared.command)", "error": "\(error)"])
+                        metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
                 }
             }
             return Weft.V1.SubmitResponse(submissionID: prepared.submissionID)
@@ -348,7 +348,7 @@ struct PartyManagementServiceProvider: Weft.V1.PartyManagementService.Provider {
             if !request.displayName.isEmpty {
                 try await api.completions.setDisplayName(request.displayName, of: party.description)
             }
-            api.logger.info("party allocated", metadata: ["party": "\(party)"])
+            api.logger.info("party allocated", metadata: [LedgerAPILogKey.party: "\(party)"])
             return Weft.V1.AllocatePartyResponse(
                 partyDetails: .init(party: party.description, displayName: request.displayName, isLocal: true))
         }
