@@ -151,7 +151,7 @@ actor CompletionLog {
         } catch {
             logger.error(
                 "a completion could not be stored for the completion stream; the command's outcome is still in the participant's store",
-                metadata: ["command": "\(event.command)", "error": "\(error)"])
+                metadata: [LedgerAPILogKey.command: "\(event.command)", LedgerAPILogKey.error: "\(error)"])
         }
     }
 

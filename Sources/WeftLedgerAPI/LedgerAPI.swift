@@ -91,7 +91,7 @@ public final class LedgerAPI: Sendable {
         logger: Logger = Logger(label: "weft.ledger-api")
     ) async throws -> LedgerAPI {
         var logger = logger
-        logger[metadataKey: "participant"] = "\(participant.identity.id)"
+        logger[metadataKey: LedgerAPILogKey.participant] = "\(participant.identity.id)"
         var allocation: PartyAllocation?
         if let namespaceKey, let publisher {
             guard namespaceKey.publicKey.fingerprint == participant.identity.id.namespace else {
@@ -144,8 +144,8 @@ public final class LedgerAPI: Sendable {
         } catch {
             let mapped = LedgerAPIError.from(error)
             let metadata: Logger.Metadata = [
-                "method": "\(context.method)", "error_id": "\(mapped.id)", "code": "\(mapped.code)",
-                "reason": "\(mapped.message)",
+                LedgerAPILogKey.method: "\(context.method)", LedgerAPILogKey.errorID: "\(mapped.id)",
+                LedgerAPILogKey.code: "\(mapped.code)", LedgerAPILogKey.reason: "\(mapped.message)",
             ]
             if mapped.code == .internal {
                 logger.error("Ledger API call failed", metadata: metadata)
@@ -223,4 +223,16 @@ actor PackageCache {
             }
         }
     }
+}
+
+/// The metadata keys of the Ledger API's log lines: dotted, from this one list.
+enum LedgerAPILogKey {
+    static let participant = "weft.participant"
+    static let method = "weft.ledger_api.method"
+    static let errorID = "weft.ledger_api.error_id"
+    static let code = "weft.ledger_api.code"
+    static let reason = "weft.ledger_api.reason"
+    static let command = "weft.ledger_api.command"
+    static let party = "weft.ledger_api.party"
+    static let error = "weft.ledger_api.error"
 }

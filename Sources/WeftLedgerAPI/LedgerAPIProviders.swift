@@ -138,7 +138,7 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
                 } catch {
                     logger.warning(
                         "a submission ended without a completion; its outcome is in the participant's store after a restart",
-                        metadata: ["command": "\(prepared.command)", "error": "\(error)"])
+                        metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
                 }
             }
             return Weft.V1.SubmitResponse(submissionID: prepared.submissionID)
@@ -311,32 +311,15 @@ struct ActiveContractsServiceProvider: Weft.V1.ActiveContractsService.Provider {
             let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
             let templates = try api.templates(request.filter)
             let writer = EventWriter(packages: Array(try await api.packages.all().values), templates: templates)
-            // A consistent set: read until no transaction committed during the reads.
-            for _ in 0..<5 {
-                let before = await api.participant.ledgerEndOffset
-                var order: [ContractID] = []
-                var found: [ContractID: (ActiveContract, [String])] = [:]
-                for party in parties {
-                    for contract in try await api.participant.activeContracts(of: party)
-                    where templates.admits(.created(contract.id, contract.contract)) {
-                        if found[contract.id] == nil {
-                            order.append(contract.id)
-                            found[contract.id] = (contract, [])
-                        }
-                        found[contract.id]!.1.append(party.id)
-                    }
-                }
-                guard await api.participant.ledgerEndOffset == before else { continue }
-                let events = order.map { id in
-                    let (contract, witnesses) = found[id]!
-                    return writer.created(
-                        contract.id, contract.contract, eventID: "\(contract.createdAt):\(contract.id)",
-                        witnesses: witnesses.sorted())
-                }
-                return (events, before)
+            // One database snapshot: the set and its offset agree even while transactions commit.
+            let snapshot = try await api.participant.activeContracts(of: parties)
+            let events = snapshot.contracts.compactMap { entry -> Weft.V1.CreatedEvent? in
+                guard templates.admits(.created(entry.contract.id, entry.contract.contract)) else { return nil }
+                return writer.created(
+                    entry.contract.id, entry.contract.contract, eventID: "\(entry.contract.createdAt):\(entry.contract.id)",
+                    witnesses: entry.parties.map(\.id).sorted())
             }
-            throw LedgerAPIError.unavailable(
-                id: "LEDGER_API_ACS_BUSY", "the ledger moved during five reads of the active contracts; retry")
+            return (events, snapshot.offset)
         }
         let size = api.configuration.activeContractsPerMessage
         var start = 0
@@ -365,7 +348,7 @@ struct PartyManagementServiceProvider: Weft.V1.PartyManagementService.Provider {
             if !request.displayName.isEmpty {
                 try await api.completions.setDisplayName(request.displayName, of: party.description)
             }
-            api.logger.info("party allocated", metadata: ["party": "\(party)"])
+            api.logger.info("party allocated", metadata: [LedgerAPILogKey.party: "\(party)"])
             return Weft.V1.AllocatePartyResponse(
                 partyDetails: .init(party: party.description, displayName: request.displayName, isLocal: true))
         }

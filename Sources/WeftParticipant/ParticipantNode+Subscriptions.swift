@@ -3,6 +3,7 @@ public import WeftContracts
 public import WeftCrypto
 public import WeftTopology
 import WeftStore
+import WeftWire
 
 /// One command's completion as the participant decides it: what the Ledger API's completion
 /// stream carries.
@@ -98,5 +99,55 @@ extension ParticipantStore {
                     uploadedAtMicros: try Self.require(row[2].int64, "uploaded_at"))
             }
         }
+    }
+}
+
+/// The active contracts of several parties as of one ledger offset.
+public struct ActiveContractSnapshot: Sendable {
+    /// Each contract once, with the requested parties that are its stakeholders, oldest first.
+    public let contracts: [(contract: ActiveContract, parties: [Party])]
+    /// The ledger offset the set is valid at.
+    public let offset: Int64
+}
+
+extension ParticipantNode {
+    /// The active contracts `parties` are stakeholders of and the ledger offset they are valid
+    /// at, read in one database snapshot: a commit racing the read is either wholly in the
+    /// set (and its offset) or not at all.
+    public func activeContracts(of parties: [Party]) async throws -> ActiveContractSnapshot {
+        try await store.activeContractSnapshot(of: parties)
+    }
+}
+
+extension ParticipantStore {
+    func activeContractSnapshot(of parties: [Party]) async throws -> ActiveContractSnapshot {
+        let me = PostgresValue.text(participant.description)
+        // A text[] literal with every element quoted (party ids are validated, but quoting
+        // keeps the literal's meaning independent of which characters they allow).
+        let literal = "{" + parties.map { "\"" + $0.id.replacingOccurrences(of: "\\", with: "\\\\")
+            .replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+        let (offset, rows) = try await database.transaction { connection in
+            // Both reads see the same snapshot of the database.
+            _ = try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            let offset = try connection.execute(
+                "SELECT coalesce(max(ledger_offset), 0)::bigint FROM participant_transactions WHERE participant = $1", [me]
+            ).rows.first?.first?.int64 ?? 0
+            let rows = try connection.execute(
+                """
+                SELECT contract, created_offset FROM participant_contracts
+                WHERE participant = $1 AND archived_offset IS NULL AND stakeholders && $2::text[]
+                ORDER BY created_offset, contract_id
+                """, [me, .text(literal)]
+            ).rows.map { row in (try Self.require(row[0].bytes, "contract"), try Self.require(row[1].int64, "offset")) }
+            return (offset, rows)
+        }
+        let requested = Set(parties)
+        var contracts: [(contract: ActiveContract, parties: [Party])] = []
+        for (bytes, createdAt) in rows {
+            let (id, contract, _) = try ContractInstance.fromWire(try Weft.V1.ContractInstance(serializedBytes: bytes))
+            contracts.append(
+                (ActiveContract(id: id, contract: contract, createdAt: createdAt), contract.stakeholders.filter(requested.contains)))
+        }
+        return ActiveContractSnapshot(contracts: contracts, offset: offset)
     }
 }

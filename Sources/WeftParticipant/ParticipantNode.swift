@@ -58,12 +58,31 @@ public actor ParticipantNode {
     /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
     private var outcomes: [Digest32: String] = [:]
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, Never>]] = [:]
+    private var validatedWaiters: [Digest32: [CheckedContinuation<Void, Never>]] = [:]
+    private var readyWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Whether the topology has the domain's history (see `waitUntilReady`).
+    private var ready = false
     private var processing: Task<Void, Never>?
     /// Ledger API followers (ParticipantNode+Subscriptions.swift): completions as they happen,
     /// and each move of the cursor, so readers wait on events instead of polling.
     var completionSubscribers: [UInt64: AsyncStream<CommandCompletion>.Continuation] = [:]
     var progressSubscribers: [UInt64: AsyncStream<UInt64>.Continuation] = [:]
     var nextSubscriberID: UInt64 = 0
+    /// Sends in progress, cancelled by `stop()` so that a stopped node sends nothing more.
+    private var sends: [Int: Task<Void, Never>] = [:]
+    private var nextSend = 0
+
+    /// Runs `body` (a send) in a task of its own that `stop()` cancels.
+    private func background(_ body: @escaping @Sendable () async -> Void) {
+        let number = nextSend
+        nextSend += 1
+        sends[number] = Task {
+            await body()
+            self.sendDone(number)
+        }
+    }
+
+    private func sendDone(_ number: Int) { sends[number] = nil }
 
     private init(
         identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore,
@@ -101,7 +120,7 @@ public actor ParticipantNode {
         logger: Logger = Logger(label: "weft.participant")
     ) async throws -> ParticipantNode {
         var logger = logger
-        logger[metadataKey: "participant"] = "\(identity.id)"
+        logger[metadataKey: LogKey.participant] = "\(identity.id)"
         let loaded = try await store.load()
         var packages: [Package] = []
         for source in loaded.packages {
@@ -114,16 +133,17 @@ public actor ParticipantNode {
         let node = ParticipantNode(
             identity: identity, domain: domain, store: store, topology: topology, connection: connection,
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
-        await node.resume()
+        await node.resume(ready: await topology.isInitialized)
         return node
     }
 
-    private func resume() {
+    private func resume(ready: Bool) {
+        self.ready = ready
         logger.info(
             "participant starting",
             metadata: [
-                "counter": "\(cursor.nextCounter)", "active_contracts": "\(active.count)",
-                "pending": "\(pending.count)",
+                LogKey.counter: "\(cursor.nextCounter)", LogKey.activeContracts: "\(active.count)",
+                LogKey.pendingCount: "\(pending.count)",
             ])
         for request in pending.values where !request.responsesSent && !request.responses.isEmpty {
             sendResponses(request)
@@ -145,7 +165,7 @@ public actor ParticipantNode {
     private func failed(_ error: any Error) {
         logger.error(
             "the participant stopped processing its sequencer stream; restart it to resume from the last stored counter",
-            metadata: ["error": "\(error)", "counter": "\(cursor.nextCounter)"])
+            metadata: ["error": "\(error)", LogKey.counter: "\(cursor.nextCounter)"])
         failWaiters(ParticipantError.stopped)
     }
 
@@ -154,6 +174,8 @@ public actor ParticipantNode {
     public func stop() async {
         processing?.cancel()
         processing = nil
+        for task in sends.values { task.cancel() }
+        sends = [:]
         await connection.close()
         failWaiters(ParticipantError.stopped)
     }
@@ -179,12 +201,20 @@ public actor ParticipantNode {
         try await store.store(package: package, source: source)
         packageSources[package.id] = package
         interpreter = Interpreter(packages: Array(packageSources.values))
-        logger.info("package uploaded", metadata: ["package": "\(package.id)", "name": "\(package.name)"])
+        logger.info(
+            "package uploaded", metadata: [LogKey.package: "\(package.id)", LogKey.packageName: "\(package.name)"])
         return package.id
     }
 
     /// The packages this participant can validate.
     public var packages: [PackageID] { packageSources.keys.sorted() }
+
+    /// Returns once the participant has its domain's topology (the sequencers send it the
+    /// history as its first event): before, it knows no party and cannot submit or validate.
+    public func waitUntilReady() async {
+        if ready { return }
+        await withCheckedContinuation { readyWaiters.append($0) }
+    }
 
     /// The parties this participant hosts now (from topology at its last processed event).
     public func hostedParties() async -> [PartyHosting] {
@@ -219,10 +249,33 @@ public actor ParticipantNode {
         if let outcome = outcomes[rootHash] { return outcome }
         if let stored = try await store.outcome(ofRequest: rootHash) { return stored }
         if let outcome = outcomes[rootHash] { return outcome }
-        return await withCheckedContinuation { continuation in
-            outcomeWaiters[rootHash, default: []].append(continuation)
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled { return continuation.resume(returning: "") }
+                outcomeWaiters[rootHash, default: []].append(continuation)
+            }
+        } onCancel: {
+            Task { await self.cancelOutcomeWait(rootHash) }
         }
+        try Task.checkCancellation()
+        return outcome
     }
+
+    private func cancelOutcomeWait(_ rootHash: Digest32) {
+        for continuation in outcomeWaiters.removeValue(forKey: rootHash) ?? [] { continuation.resume(returning: "") }
+    }
+
+    /// Returns once a request with root hash `rootHash` is validated and pending here: for
+    /// tests that act between validation and verdict.
+    @_spi(Testing)
+    public func awaitPending(_ rootHash: Digest32) async {
+        if pending.values.contains(where: { $0.rootHash == rootHash }) { return }
+        await withCheckedContinuation { continuation in validatedWaiters[rootHash, default: []].append(continuation) }
+    }
+
+    /// The contracts locked by pending requests, with the request holding each.
+    @_spi(Testing)
+    public var lockedContracts: [ContractID: SequencingTimestamp] { locks }
 
     /// The active contracts `party` is a stakeholder of.
     public func activeContracts(of party: Party) async throws -> [ActiveContract] {
@@ -332,18 +385,37 @@ public actor ParticipantNode {
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros)
         if let previous = try await store.begin(record, now: wallClockMicros()) {
-            logger.info("duplicate command refused", metadata: ["command": "\(prepared.command)"])
+            logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.command)"])
             return .duplicate(previous: previous)
         }
-        return try await withCheckedThrowingContinuation { continuation in
+        // Cancelling the caller stops its wait, not the request: its completion stays in the store.
+        return try await withTaskCancellationHandler {
+            try await awaitCompletion(prepared)
+        } onCancel: {
+            Task { await self.cancelWait(prepared.command) }
+        }
+    }
+
+    private func cancelWait(_ key: CommandKey) {
+        for continuation in waiting.removeValue(forKey: key) ?? [] {
+            continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    private func awaitCompletion(_ prepared: PreparedSubmission) async throws -> Completion {
+        try await withCheckedThrowingContinuation { continuation in
+            guard !Task.isCancelled else {
+                continuation.resume(throwing: CancellationError())
+                return
+            }
             waiting[prepared.command, default: []].append(continuation)
-            Task {
+            background {
                 do {
-                    try await connection.send(
+                    try await self.connection.send(
                         prepared.batch, messageID: prepared.messageID, maxSequencingTime: prepared.maxSequencingTime)
-                    logger.info(
+                    self.logger.info(
                         "confirmation request sent",
-                        metadata: ["command": "\(prepared.command)", "root_hash": "\(prepared.rootHash)"])
+                        metadata: [LogKey.command: "\(prepared.command)", LogKey.rootHash: "\(prepared.rootHash)"])
                 } catch {
                     await self.sendFailed(prepared, error)
                 }
@@ -358,19 +430,19 @@ public actor ParticipantNode {
         guard let record = try await store.command(key), record.state != .rejected,
             record.deduplicateUntil >= wallClockMicros()
         else { return nil }
-        logger.info("duplicate command refused", metadata: ["command": "\(key)"])
+        logger.info("duplicate command refused", metadata: [LogKey.command: "\(key)"])
         return .duplicate(previous: record)
     }
 
     private func sendFailed(_ prepared: PreparedSubmission, _ error: any Error) async {
         logger.error(
             "the sequencer did not accept a confirmation request",
-            metadata: ["command": "\(prepared.command)", "error": "\(error)"])
+            metadata: [LogKey.command: "\(prepared.command)", "error": "\(error)"])
         let reasonID =
             (error as? RPCError).map(\.errorID).flatMap { $0.isEmpty ? nil : $0 } ?? "PARTICIPANT_SEND_FAILED"
         do {
             let key = try await store.failSubmission(
-                messageID: prepared.messageID, reasonID: reasonID, reason: "\(error)", cursor: cursor)
+                messageID: prepared.messageID, reasonID: reasonID, reason: "\(error)", cursor: nil)
             if let key { complete(key, .rejected(reasonID: reasonID, message: "\(error)")) }
         } catch {
             logger.error("could not record a failed submission", metadata: ["error": "\(error)"])
@@ -404,7 +476,7 @@ public actor ParticipantNode {
             if let key {
                 logger.warning(
                     "a confirmation request was not sequenced",
-                    metadata: ["command": "\(key)", "reason": "\(reasonID)"])
+                    metadata: [LogKey.command: "\(key)", LogKey.reason: "\(reasonID)"])
                 complete(key, .rejected(reasonID: reasonID, message: message))
             }
         case .deliver(let deliver)?:
@@ -424,7 +496,7 @@ public actor ParticipantNode {
             guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else {
                 logger.warning(
                     "an envelope does not decode as weft.v1.EnvelopeContent; ignored",
-                    metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)"])
+                    metadata: [LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)"])
                 continue
             }
             switch content.message {
@@ -432,11 +504,19 @@ public actor ParticipantNode {
                 do {
                     try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
                 } catch let refused as MemberTopologyError {
-                    // Content the domain's rules refuse (logged by the topology too): every node
-                    // refuses it alike, so processing goes on; a database failure stops it.
-                    logger.error(
-                        "topology refused in an event; the rest of it applies",
-                        metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)", "error": "\(refused)"])
+                    // Refused as on every other node (logged where it was refused too); what was
+                    // accepted of it is applied, so processing goes on. Any other failure (the
+                    // database) stops processing before the cursor moves past this event.
+                    logger.warning(
+                        "topology content refused",
+                        metadata: [
+                            LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)", "error": "\(refused)",
+                        ])
+                }
+                if !ready, await topology.isInitialized {
+                    ready = true
+                    for continuation in readyWaiters { continuation.resume() }
+                    readyWaiters = []
                 }
             case .rootHash(let message)?: request.rootHashMessages.append(message)
             case .encryptedView(let message)?: request.encryptedViews.append(message)
@@ -444,7 +524,7 @@ public actor ParticipantNode {
             case .informeeMessage?, .topologyRequest?, nil:
                 logger.warning(
                     "an envelope this participant has no use for; ignored",
-                    metadata: ["sender": "\(deliver.sender)", "timestamp": "\(timestamp)"])
+                    metadata: [LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)"])
             }
         }
         if !request.rootHashMessages.isEmpty || !request.encryptedViews.isEmpty {
@@ -453,11 +533,13 @@ public actor ParticipantNode {
             if verdicts.count > 1 {
                 logger.warning(
                     "an event with several signed messages: only the first is read",
-                    metadata: ["timestamp": "\(timestamp)"])
+                    metadata: [LogKey.timestamp: "\(timestamp)"])
             }
             try await apply(verdict: verdict, at: timestamp, next: next)
         } else {
-            try await store.advance(next)
+            // Broadcasts before the history are held in memory only (MemberTopology): until it
+            // arrives, the stored counter stays, so that a restart reads them again.
+            if ready { try await store.advance(next) }
             cursor = next
         }
     }
@@ -474,7 +556,7 @@ public actor ParticipantNode {
         guard let rootHash = result.rootHash, !result.viewTrees.isEmpty || !result.responses.isEmpty else {
             logger.warning(
                 "a confirmation request this participant cannot take part in: no readable view or no single root hash",
-                metadata: ["timestamp": "\(request.timestamp)", "reason": "\(result.decision.message)"])
+                metadata: [LogKey.timestamp: "\(request.timestamp)", LogKey.reason: "\(result.decision.message)"])
             try await store.advance(next)
             cursor = next
             return
@@ -488,21 +570,23 @@ public actor ParticipantNode {
         pending[request.timestamp] = stored
         for id in result.locks { locks[id] = request.timestamp }
         for id in result.creates { pendingCreates[id] = request.timestamp }
+        for continuation in validatedWaiters.removeValue(forKey: rootHash) ?? [] { continuation.resume() }
         if let reason = result.decision.reasonID {
             logger.info(
                 "request rejected locally",
                 metadata: [
-                    "request": "\(request.timestamp)", "reason_id": "\(reason)", "reason": "\(result.decision.message)",
+                    LogKey.request: "\(request.timestamp)", LogKey.reasonID: "\(reason)",
+                    LogKey.reason: "\(result.decision.message)",
                 ])
         } else {
-            logger.debug("request approved locally", metadata: ["request": "\(request.timestamp)"])
+            logger.debug("request approved locally", metadata: [LogKey.request: "\(request.timestamp)"])
         }
         if !result.responses.isEmpty {
             if let mediator = result.mediator {
                 sendResponses(stored, to: mediator)
             } else {
                 logger.warning(
-                    "responses without a mediator to send them to", metadata: ["request": "\(request.timestamp)"])
+                    "responses without a mediator to send them to", metadata: [LogKey.request: "\(request.timestamp)"])
             }
         }
     }
@@ -524,14 +608,14 @@ public actor ParticipantNode {
             }
         }
         let messageID = "response-\(request.timestamp.microsSinceEpoch)"
-        Task {
+        background {
             do {
-                try await connection.send(Weft.V1.Batch(envelopes: envelopes), messageID: messageID)
-                try await store.markResponsesSent(request.timestamp)
+                try await self.connection.send(Weft.V1.Batch(envelopes: envelopes), messageID: messageID)
+                try await self.store.markResponsesSent(request.timestamp)
             } catch {
-                logger.error(
+                self.logger.error(
                     "confirmation responses not sent; the mediator will time the request out unless a restart resends them",
-                    metadata: ["request": "\(request.timestamp)", "error": "\(error)"])
+                    metadata: [LogKey.request: "\(request.timestamp)", "error": "\(error)"])
             }
         }
     }
@@ -556,7 +640,7 @@ public actor ParticipantNode {
         } catch {
             logger.warning(
                 "a signed message that is not a verdict of the domain's mediator; ignored",
-                metadata: ["timestamp": "\(timestamp)", "error": "\(error)"])
+                metadata: [LogKey.timestamp: "\(timestamp)", "error": "\(error)"])
             try await store.advance(next)
             cursor = next
             return
@@ -564,7 +648,7 @@ public actor ParticipantNode {
         guard let request = pending[requestTime], result.domain == domain.description else {
             logger.info(
                 "a verdict for no pending request here (decided before, or never validated); ignored",
-                metadata: ["request": "\(requestTime)"])
+                metadata: [LogKey.request: "\(requestTime)"])
             try await store.advance(next)
             cursor = next
             return
@@ -589,7 +673,7 @@ public actor ParticipantNode {
             if approved {
                 logger.error(
                     "the mediator approved a request whose root hash differs from the one validated here; rolled back",
-                    metadata: ["request": "\(requestTime)"])
+                    metadata: [LogKey.request: "\(requestTime)"])
             }
             if approved {
                 (approved, reasonID, reason) = (
@@ -638,7 +722,10 @@ public actor ParticipantNode {
         }
         logger.info(
             approved ? "request committed" : "request rolled back",
-            metadata: ["request": "\(requestTime)", "reason_id": "\(reasonID)", "offset": "\(commit?.offset ?? 0)"])
+            metadata: [
+                LogKey.request: "\(requestTime)", LogKey.reasonID: "\(reasonID)",
+                LogKey.offset: "\(commit?.offset ?? 0)",
+            ])
         let outcome = approved ? "approved" : reasonID
         outcomes[request.rootHash] = outcome
         for continuation in outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
@@ -661,4 +748,23 @@ public actor ParticipantNode {
         var generator = SystemRandomNumberGenerator()
         return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
     }
+}
+
+/// The participant's log metadata keys: dotted, from one closed list, so that log queries can
+/// rely on them.
+enum LogKey {
+    static let participant = "weft.participant"
+    static let command = "weft.participant.command"
+    static let counter = "weft.participant.counter"
+    static let offset = "weft.participant.offset"
+    static let package = "weft.participant.package"
+    static let packageName = "weft.participant.package_name"
+    static let reason = "weft.participant.reason"
+    static let reasonID = "weft.participant.reason_id"
+    static let request = "weft.participant.request"
+    static let rootHash = "weft.participant.root_hash"
+    static let sender = "weft.participant.sender"
+    static let timestamp = "weft.participant.timestamp"
+    static let activeContracts = "weft.participant.active_contracts"
+    static let pendingCount = "weft.participant.pending_count"
 }

@@ -187,7 +187,7 @@ public struct ParticipantStore: Sendable {
             var pending: [StoredRequest] = []
             for row in try connection.execute(
                 """
-                SELECT request_ts, root_hash, locked, creates, responses, responses_sent, views, application_id, command_id
+                SELECT request_ts, root_hash, locked::text, creates::text, responses, responses_sent, views, application_id, command_id
                 FROM participant_requests WHERE participant = $1 AND outcome IS NULL ORDER BY request_ts
                 """, [me]
             ).rows {
@@ -292,8 +292,10 @@ public struct ParticipantStore: Sendable {
         }
     }
 
-    /// A command whose submission the sequencer refused or could not sequence in time.
-    func failSubmission(messageID: String, reasonID: String, reason: String, cursor: Cursor) async throws
+    /// A command whose submission the sequencer refused or could not sequence in time; moves
+    /// the cursor too when a deliver error event said so (nil: the send itself failed, outside
+    /// the event stream, and the cursor is the event processor's alone).
+    func failSubmission(messageID: String, reasonID: String, reason: String, cursor: Cursor?) async throws
         -> CommandKey?
     {
         let me = self.me
@@ -305,7 +307,7 @@ public struct ParticipantStore: Sendable {
                 RETURNING application_id, command_id
                 """, [me, .text(messageID), .text(reasonID), .text(reason)]
             ).rows.first
-            try Self.move(cursor, connection, me)
+            if let cursor { try Self.move(cursor, connection, me) }
             guard let row else { return nil }
             return CommandKey(
                 applicationID: try Self.require(row[0].string, "application_id"),

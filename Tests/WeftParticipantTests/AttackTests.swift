@@ -11,250 +11,255 @@ import WeftWire
 
 /// A malicious or broken submitter on a real domain: every request is rejected with its reason,
 /// and nothing changes on any participant.
-@Suite(.timeLimit(.minutes(3))) struct AttackTests {
-    /// What the participants hold: it must not change when a request is rejected.
-    struct Ledgers: Equatable {
-        var ends: [Int64]
-        var contracts: [[ContractID]]
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct AttackTests {
+        /// What the participants hold: it must not change when a request is rejected.
+        struct Ledgers: Equatable {
+            var ends: [Int64]
+            var contracts: [[ContractID]]
 
-        init(_ domain: DomainHarness) async throws {
-            ends = [await domain.p1.ledgerEndOffset, await domain.p2.ledgerEndOffset]
-            contracts = []
-            for (node, parties) in [
-                (domain.p1, [domain.alice, domain.carol]), (domain.p2, [domain.bob, domain.bank, domain.carol]),
-            ] {
-                for party in parties { contracts.append(try await node.activeContracts(of: party).map(\.id)) }
-            }
-        }
-    }
-
-    /// Submits `prepared` from participant1 and checks that it is rejected with `reason` on the
-    /// submitter and on participant2, and that neither ledger changed.
-    func expectRejected(
-        _ prepared: PreparedSubmission, _ reason: String, _ domain: DomainHarness,
-        sourceLocation: Testing.SourceLocation = #_sourceLocation
-    ) async throws {
-        let before = try await Ledgers(domain)
-        let completion = try await domain.p1.submit(prepared)
-        #expect(completion.reasonID == reason, "completion \(completion)", sourceLocation: sourceLocation)
-        #expect(
-            try await domain.p2.outcome(ofRequest: prepared.rootHash) == reason, sourceLocation: sourceLocation)
-        #expect(try await Ledgers(domain) == before, sourceLocation: sourceLocation)
-    }
-
-    @Test func aSubmitterActingForAPartyItDoesNotHostIsNotEntitled() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            // participant1 issues as the bank, which participant2 hosts.
-            let prepared = try await domain.p1.prepareUnchecked(
-                [try domain.issue("5", to: domain.alice)], actAs: [domain.bank],
-                command: CommandKey(applicationID: "mallory", commandID: "as-bank"))
-            try await expectRejected(prepared, RejectReason.Participant.submitterNotEntitled, domain)
-            // The honest check refuses it before anything is sent.
-            await #expect(throws: ParticipantError.notHostedForSubmission(party: domain.bank.id)) {
-                _ = try await domain.p1.prepare(
-                    [try domain.issue("5", to: domain.alice)], actAs: [domain.bank],
-                    command: CommandKey(applicationID: "honest", commandID: "as-bank"))
-            }
-            await domain.stop()
-        }
-    }
-
-    @Test func aSubmitterWithObservationPermissionIsNotEntitled() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            // participant1 hosts carol with observation permission only.
-            let prepared = try await domain.p1.prepareUnchecked(
-                [try domain.issue("5", to: domain.alice, by: domain.carol)], actAs: [domain.carol],
-                command: CommandKey(applicationID: "mallory", commandID: "as-carol"))
-            try await expectRejected(prepared, RejectReason.Participant.submitterNotEntitled, domain)
-            await domain.stop()
-        }
-    }
-
-    @Test func aCreateWithoutItsSignatoriesAuthorityIsRejected() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            // Interpreted as the bank, claimed as alice: the bank's IOU without its authority.
-            let prepared = try await domain.p1.prepareUnchecked(
-                [try domain.issue("1000000", to: domain.alice)], actAs: [domain.bank], claimedActAs: [domain.alice],
-                command: CommandKey(applicationID: "mallory", commandID: "forged-iou"))
-            try await expectRejected(prepared, RejectReason.Participant.missingAuthorization, domain)
-            await domain.stop()
-        }
-    }
-
-    @Test func mismatchedRootHashMessagesAreRejected() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            var prepared = try await domain.p1.prepare(
-                [try domain.issue("5", to: domain.bob, by: domain.alice)], actAs: [domain.alice],
-                command: CommandKey(applicationID: "mallory", commandID: "other-root"))
-            // The root hash message (the last envelope) announces another root hash.
-            let last = prepared.batch.envelopes.count - 1
-            var content = try Weft.V1.EnvelopeContent(serializedBytes: prepared.batch.envelopes[last].content)
-            guard case .rootHash(var message)? = content.message else {
-                Issue.record("the last envelope is not the root hash message")
-                return
-            }
-            message.rootHash = SHA256.hash(Array("another transaction".utf8))
-            content.message = .rootHash(message)
-            prepared.batch.envelopes[last].content = try content.serializedBytes()
-            // The mediator refuses the request outright; the participants roll it back.
-            try await expectRejected(prepared, RejectReason.invalidMessage, domain)
-            await domain.stop()
-        }
-    }
-
-    @Test func tamperedViewsAreRejected() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            let iou = try await domain.issued("70", to: domain.alice, command: "issue-tamper")
-            let transfer = try domain.transfer(iou, to: domain.bob)
-            let keys = domain.members.map(\.encryptionKey.publicKey)
-
-            // 1. A view whose content was changed and encrypted again: its tree no longer leads
-            //    to the signed root hash.
-            var changed = try await domain.p1.prepare(
-                [transfer], actAs: [domain.alice], command: CommandKey(applicationID: "mallory", commandID: "t1"))
-            var tree = changed.views.viewTree(1)
-            guard case .unblinded(var metadata)? = tree.tree?.participantMetadata?.node else {
-                Issue.record("the view tree hides its participant metadata")
-                return
-            }
-            metadata.workflowID = "tampered"
-            tree.tree?.participantMetadata?.node = .unblinded(metadata)
-            var sealed = try ViewEncryption.seal(
-                try tree.serializedBytes(),
-                viewHash: PurposeHash(purpose: .transactionView, digest: changed.views.views[1].hash.bytes),
-                recipients: keys
-            ).message
-            let original = try Weft.V1.EnvelopeContent(serializedBytes: changed.batch.envelopes[2].content)
-            guard case .encryptedView(let originalView)? = original.message else {
-                Issue.record("envelope 2 is not view 0.0")
-                return
-            }
-            sealed.domain = originalView.domain
-            sealed.viewType = originalView.viewType
-            sealed.submittingParticipantSignature = originalView.submittingParticipantSignature
-            changed.batch.envelopes[2].content = try Weft.V1.EnvelopeContent(message: .encryptedView(sealed))
-                .serializedBytes()
-            try await expectRejected(changed, RejectReason.Participant.rootHashMismatch, domain)
-
-            // 2. A ciphertext changed in transit: the view does not decrypt.
-            var flipped = try await domain.p1.prepare(
-                [transfer], actAs: [domain.alice], command: CommandKey(applicationID: "mallory", commandID: "t2"))
-            var content = try Weft.V1.EnvelopeContent(serializedBytes: flipped.batch.envelopes[2].content)
-            guard case .encryptedView(var view)? = content.message else {
-                Issue.record("envelope 2 is not view 0.0")
-                return
-            }
-            view.ciphertext[view.ciphertext.count - 1] ^= 0x01
-            content.message = .encryptedView(view)
-            flipped.batch.envelopes[2].content = try content.serializedBytes()
-            try await expectRejected(flipped, RejectReason.Participant.malformedView, domain)
-
-            // The IOU is still alice's, active and unlocked: the honest transfer goes through.
-            let honest = try await domain.p1.submit(
-                [transfer], actAs: [domain.alice], command: CommandKey(applicationID: "alice-app", commandID: "t3"))
-            guard case .succeeded = honest else {
-                Issue.record("the honest transfer after the attacks failed: \(honest)")
-                return
-            }
-            await domain.stop()
-        }
-    }
-
-    @Test func noPlaintextReachesTheDomainsTables() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            let marker = "MARKER-\(UInt64.random(in: 1...UInt64.max))"
-            let completion = try await domain.p2.submit(
-                [try domain.issue("42", to: domain.alice, currency: marker)], actAs: [domain.bank],
-                command: CommandKey(applicationID: "bank-app", commandID: "marked"))
-            guard case .succeeded(let transactionID, _) = completion else {
-                Issue.record("the marked issue failed: \(completion)")
-                return
-            }
-            _ = try await domain.p1.outcome(ofRequest: Digest32(hex: transactionID)!)
-            let hexMarker = marker.utf8.map { String(format: "%02x", $0) }.joined()
-            let connection = try PostgresConnection(url: fixture.url)
-            func dump(_ prefix: String) throws -> String {
-                let tables = try connection.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE $1",
-                    [.text(prefix + "%")]
-                ).rows.compactMap { try $0[0].string }
-                #expect(!tables.isEmpty, "no \(prefix) tables")
-                var text = ""
-                for table in tables {
-                    // Table names come from the catalogue, not from input.
-                    for row in try connection.execute("SELECT t::text FROM \"\(table)\" t").rows {
-                        text += (try row[0].string ?? "") + "\n"
-                    }
+            init(_ domain: DomainHarness) async throws {
+                ends = [await domain.p1.ledgerEndOffset, await domain.p2.ledgerEndOffset]
+                contracts = []
+                for (node, parties) in [
+                    (domain.p1, [domain.alice, domain.carol]), (domain.p2, [domain.bob, domain.bank, domain.carol]),
+                ] {
+                    for party in parties { contracts.append(try await node.activeContracts(of: party).map(\.id)) }
                 }
-                return text
             }
-            for prefix in ["sequencer_", "mediator_"] {
-                let text = try dump(prefix)
-                #expect(
-                    !text.contains(marker) && !text.lowercased().contains(hexMarker), "plaintext in \(prefix) tables")
+        }
+
+        /// Submits `prepared` from participant1 and checks that it is rejected with `reason` on the
+        /// submitter and on participant2, and that neither ledger changed.
+        func expectRejected(
+            _ prepared: PreparedSubmission, _ reason: String, _ domain: DomainHarness,
+            sourceLocation: Testing.SourceLocation = #_sourceLocation
+        ) async throws {
+            let before = try await Ledgers(domain)
+            let completion = try await domain.p1.submit(prepared)
+            #expect(completion.reasonID == reason, "completion \(completion)", sourceLocation: sourceLocation)
+            #expect(
+                try await domain.p2.outcome(ofRequest: prepared.rootHash) == reason, sourceLocation: sourceLocation)
+            #expect(try await Ledgers(domain) == before, sourceLocation: sourceLocation)
+        }
+
+        @Test func aSubmitterActingForAPartyItDoesNotHostIsNotEntitled() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                // participant1 issues as the bank, which participant2 hosts.
+                let prepared = try await domain.p1.prepareUnchecked(
+                    [try domain.issue("5", to: domain.alice)], actAs: [domain.bank],
+                    command: CommandKey(applicationID: "mallory", commandID: "as-bank"))
+                try await expectRejected(prepared, RejectReason.Participant.submitterNotEntitled, domain)
+                // The honest check refuses it before anything is sent.
+                await #expect(throws: ParticipantError.notHostedForSubmission(party: domain.bank.id)) {
+                    _ = try await domain.p1.prepare(
+                        [try domain.issue("5", to: domain.alice)], actAs: [domain.bank],
+                        command: CommandKey(applicationID: "honest", commandID: "as-bank"))
+                }
+                await domain.stop()
             }
-            // The same search finds it where it belongs: in the participants' own tables.
-            let participantTables = try dump("participant_")
-            #expect(participantTables.lowercased().contains(hexMarker))
-            await domain.stop()
+        }
+
+        @Test func aSubmitterWithObservationPermissionIsNotEntitled() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                // participant1 hosts carol with observation permission only.
+                let prepared = try await domain.p1.prepareUnchecked(
+                    [try domain.issue("5", to: domain.alice, by: domain.carol)], actAs: [domain.carol],
+                    command: CommandKey(applicationID: "mallory", commandID: "as-carol"))
+                try await expectRejected(prepared, RejectReason.Participant.submitterNotEntitled, domain)
+                await domain.stop()
+            }
+        }
+
+        @Test func aCreateWithoutItsSignatoriesAuthorityIsRejected() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                // Interpreted as the bank, claimed as alice: the bank's IOU without its authority.
+                let prepared = try await domain.p1.prepareUnchecked(
+                    [try domain.issue("1000000", to: domain.alice)], actAs: [domain.bank], claimedActAs: [domain.alice],
+                    command: CommandKey(applicationID: "mallory", commandID: "forged-iou"))
+                try await expectRejected(prepared, RejectReason.Participant.missingAuthorization, domain)
+                await domain.stop()
+            }
+        }
+
+        @Test func mismatchedRootHashMessagesAreRejected() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                var prepared = try await domain.p1.prepare(
+                    [try domain.issue("5", to: domain.bob, by: domain.alice)], actAs: [domain.alice],
+                    command: CommandKey(applicationID: "mallory", commandID: "other-root"))
+                // The root hash message (the last envelope) announces another root hash.
+                let last = prepared.batch.envelopes.count - 1
+                var content = try Weft.V1.EnvelopeContent(serializedBytes: prepared.batch.envelopes[last].content)
+                guard case .rootHash(var message)? = content.message else {
+                    Issue.record("the last envelope is not the root hash message")
+                    return
+                }
+                message.rootHash = SHA256.hash(Array("another transaction".utf8))
+                content.message = .rootHash(message)
+                prepared.batch.envelopes[last].content = try content.serializedBytes()
+                // The mediator refuses the request outright; the participants roll it back.
+                try await expectRejected(prepared, RejectReason.invalidMessage, domain)
+                await domain.stop()
+            }
+        }
+
+        @Test func tamperedViewsAreRejected() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let iou = try await domain.issued("70", to: domain.alice, command: "issue-tamper")
+                let transfer = try domain.transfer(iou, to: domain.bob)
+                let keys = domain.members.map(\.encryptionKey.publicKey)
+
+                // 1. A view whose content was changed and encrypted again: its tree no longer leads
+                //    to the signed root hash.
+                var changed = try await domain.p1.prepare(
+                    [transfer], actAs: [domain.alice], command: CommandKey(applicationID: "mallory", commandID: "t1"))
+                var tree = changed.views.viewTree(1)
+                guard case .unblinded(var metadata)? = tree.tree?.participantMetadata?.node else {
+                    Issue.record("the view tree hides its participant metadata")
+                    return
+                }
+                metadata.workflowID = "tampered"
+                tree.tree?.participantMetadata?.node = .unblinded(metadata)
+                var sealed = try ViewEncryption.seal(
+                    try tree.serializedBytes(),
+                    viewHash: PurposeHash(purpose: .transactionView, digest: changed.views.views[1].hash.bytes),
+                    recipients: keys
+                ).message
+                let original = try Weft.V1.EnvelopeContent(serializedBytes: changed.batch.envelopes[2].content)
+                guard case .encryptedView(let originalView)? = original.message else {
+                    Issue.record("envelope 2 is not view 0.0")
+                    return
+                }
+                sealed.domain = originalView.domain
+                sealed.viewType = originalView.viewType
+                sealed.submittingParticipantSignature = originalView.submittingParticipantSignature
+                changed.batch.envelopes[2].content = try Weft.V1.EnvelopeContent(message: .encryptedView(sealed))
+                    .serializedBytes()
+                try await expectRejected(changed, RejectReason.Participant.rootHashMismatch, domain)
+
+                // 2. A ciphertext changed in transit: the view does not decrypt.
+                var flipped = try await domain.p1.prepare(
+                    [transfer], actAs: [domain.alice], command: CommandKey(applicationID: "mallory", commandID: "t2"))
+                var content = try Weft.V1.EnvelopeContent(serializedBytes: flipped.batch.envelopes[2].content)
+                guard case .encryptedView(var view)? = content.message else {
+                    Issue.record("envelope 2 is not view 0.0")
+                    return
+                }
+                view.ciphertext[view.ciphertext.count - 1] ^= 0x01
+                content.message = .encryptedView(view)
+                flipped.batch.envelopes[2].content = try content.serializedBytes()
+                try await expectRejected(flipped, RejectReason.Participant.malformedView, domain)
+
+                // The IOU is still alice's, active and unlocked: the honest transfer goes through.
+                let honest = try await domain.p1.submit(
+                    [transfer], actAs: [domain.alice], command: CommandKey(applicationID: "alice-app", commandID: "t3"))
+                guard case .succeeded = honest else {
+                    Issue.record("the honest transfer after the attacks failed: \(honest)")
+                    return
+                }
+                await domain.stop()
+            }
+        }
+
+        @Test func noPlaintextReachesTheDomainsTables() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let marker = "MARKER-\(UInt64.random(in: 1...UInt64.max))"
+                let completion = try await domain.p2.submit(
+                    [try domain.issue("42", to: domain.alice, currency: marker)], actAs: [domain.bank],
+                    command: CommandKey(applicationID: "bank-app", commandID: "marked"))
+                guard case .succeeded(let transactionID, _) = completion else {
+                    Issue.record("the marked issue failed: \(completion)")
+                    return
+                }
+                _ = try await domain.p1.outcome(ofRequest: Digest32(hex: transactionID)!)
+                let hexMarker = marker.utf8.map { String(format: "%02x", $0) }.joined()
+                let connection = try PostgresConnection(url: fixture.url)
+                func dump(_ prefix: String) throws -> String {
+                    let tables = try connection.execute(
+                        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE $1",
+                        [.text(prefix + "%")]
+                    ).rows.compactMap { try $0[0].string }
+                    #expect(!tables.isEmpty, "no \(prefix) tables")
+                    var text = ""
+                    for table in tables {
+                        // Table names come from the catalogue, not from input.
+                        for row in try connection.execute("SELECT t::text FROM \"\(table)\" t").rows {
+                            text += (try row[0].string ?? "") + "\n"
+                        }
+                    }
+                    return text
+                }
+                for prefix in ["sequencer_", "mediator_"] {
+                    let text = try dump(prefix)
+                    #expect(
+                        !text.contains(marker) && !text.lowercased().contains(hexMarker),
+                        "plaintext in \(prefix) tables")
+                }
+                // The same search finds it where it belongs: in the participants' own tables.
+                let participantTables = try dump("participant_")
+                #expect(participantTables.lowercased().contains(hexMarker))
+                await domain.stop()
+            }
         }
     }
 }
 
 /// Topology that changes while the participants run, followed from their streams.
-@Suite(.timeLimit(.minutes(3))) struct TopologyChangeTests {
-    @Test func aConfirmingParticipantWithoutThePackageRejectsAndTheVerdictSaysWhy() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            let (p1, p2, p3, alice, bob) = (domain.p1, domain.p2, domain.p3, domain.alice, domain.bob)
-            let iou = try await domain.issued("20", to: alice, command: "issue-package")
-            let bankID = try UniqueIdentifier(parsing: domain.bank.id)
-            let (m2, m3) = (domain.members[1], domain.members[2])
-            // The bank moves its confirmations to participant3, which has no packages, and only
-            // observes on participant2.
-            try await domain.broadcast(
-                [
-                    try DomainHarness.hosting(
-                        bankID, on: m2, .observation, serial: 2, signers: [m2.namespaceKey],
-                        domain: domain.domain.domain),
-                    try DomainHarness.hosting(
-                        bankID, on: m3, .confirmation, serial: 1, signers: [m2.namespaceKey, m3.namespaceKey],
-                        domain: domain.domain.domain),
-                ], messageID: "bank-moves")
-            // A request sequenced after the change and completed shows participant1 applied it.
-            let sync = try await p1.submit(
-                [try domain.issue("1", to: alice, by: alice)], actAs: [alice],
-                command: CommandKey(applicationID: "alice-app", commandID: "after-move"))
-            guard case .succeeded = sync else {
-                Issue.record("alice's own IOU failed: \(sync)")
-                return
-            }
-            #expect(await p3.hostedParties().map(\.party) == [bankID])
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct TopologyChangeTests {
+        @Test func aConfirmingParticipantWithoutThePackageRejectsAndTheVerdictSaysWhy() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, p2, p3, alice, bob) = (domain.p1, domain.p2, domain.p3, domain.alice, domain.bob)
+                let iou = try await domain.issued("20", to: alice, command: "issue-package")
+                let bankID = try UniqueIdentifier(parsing: domain.bank.id)
+                let (m2, m3) = (domain.members[1], domain.members[2])
+                // The bank moves its confirmations to participant3, which has no packages, and only
+                // observes on participant2.
+                try await domain.broadcast(
+                    [
+                        try DomainHarness.hosting(
+                            bankID, on: m2, .observation, serial: 2, signers: [m2.namespaceKey],
+                            domain: domain.domain.domain),
+                        try DomainHarness.hosting(
+                            bankID, on: m3, .confirmation, serial: 1, signers: [m2.namespaceKey, m3.namespaceKey],
+                            domain: domain.domain.domain),
+                    ], messageID: "bank-moves")
+                // A request sequenced after the change and completed shows participant1 applied it.
+                let sync = try await p1.submit(
+                    [try domain.issue("1", to: alice, by: alice)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "after-move"))
+                guard case .succeeded = sync else {
+                    Issue.record("alice's own IOU failed: \(sync)")
+                    return
+                }
+                #expect(await p3.hostedParties().map(\.party) == [bankID])
 
-            let prepared = try await p1.prepare(
-                [try domain.transfer(iou, to: bob)], actAs: [alice],
-                command: CommandKey(applicationID: "alice-app", commandID: "transfer-without-package"))
-            let before = (try await p1.activeContracts(of: alice).map(\.id), try await p2.activeContracts(of: bob))
-            let completion = try await p1.submit(prepared)
-            guard case .rejected(let reasonID, let message) = completion else {
-                Issue.record("the transfer was not rejected: \(completion)")
-                return
+                let prepared = try await p1.prepare(
+                    [try domain.transfer(iou, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "transfer-without-package"))
+                let before = (try await p1.activeContracts(of: alice).map(\.id), try await p2.activeContracts(of: bob))
+                let completion = try await p1.submit(prepared)
+                guard case .rejected(let reasonID, let message) = completion else {
+                    Issue.record("the transfer was not rejected: \(completion)")
+                    return
+                }
+                #expect(reasonID == RejectReason.Participant.packageNotFound)
+                let packageID = try domain.package.id.description
+                #expect(message.contains(packageID) && message.contains(m3.id.description))
+                #expect(try await p3.outcome(ofRequest: prepared.rootHash) == RejectReason.Participant.packageNotFound)
+                #expect(try await p2.outcome(ofRequest: prepared.rootHash) == RejectReason.Participant.packageNotFound)
+                #expect(try await p1.activeContracts(of: alice).map(\.id) == before.0)
+                #expect(try await p2.activeContracts(of: bob) == before.1)
+                #expect(try await p3.transactions(of: domain.bank).isEmpty)
+                await domain.stop()
             }
-            #expect(reasonID == RejectReason.Participant.packageNotFound)
-            let packageID = try domain.package.id.description
-            #expect(message.contains(packageID) && message.contains(m3.id.description))
-            #expect(try await p3.outcome(ofRequest: prepared.rootHash) == RejectReason.Participant.packageNotFound)
-            #expect(try await p2.outcome(ofRequest: prepared.rootHash) == RejectReason.Participant.packageNotFound)
-            #expect(try await p1.activeContracts(of: alice).map(\.id) == before.0)
-            #expect(try await p2.activeContracts(of: bob) == before.1)
-            #expect(try await p3.transactions(of: domain.bank).isEmpty)
-            await domain.stop()
         }
     }
 }

@@ -26,86 +26,52 @@ func quietLogger(_ label: String) -> Logger {
     return logger
 }
 
-/// The mediator node of the tests: the mediator core (WeftMediator) fed from its sequencer
-/// stream, in order, sending each verdict to its recipients through the sequencer.
-actor MediatorDriver {
-    let mediator: Mediator
-    let topology: FollowedTopology
-    let connection: SequencerConnection
-    private var task: Task<Void, Never>?
-    private(set) var failure: String?
+/// Every test that stands up a domain (a PostgreSQL server, a sequencer, a mediator and three
+/// participants) runs in this suite, one at a time: run side by side they load a two-core
+/// machine enough to push other suites' tests past their time limits.
+@Suite(.serialized) struct OnARealDomain {}
 
-    init(mediator: Mediator, topology: FollowedTopology, connection: SequencerConnection) {
-        self.mediator = mediator
-        self.topology = topology
-        self.connection = connection
+/// The domain's mediator node: the mediator core driven from its own sequencer stream by
+/// WeftMediator's `MediatorDriver`, as `weft run` runs it; stopped and started again on the
+/// same database like a process.
+actor MediatorProcess {
+    let url: String
+    let domain: TestDomain
+    let endpoint: SequencerConnection.Endpoint
+    private var running: (driver: MediatorDriver, connection: SequencerConnection, task: Task<Void, any Error>)?
+
+    init(url: String, domain: TestDomain, endpoint: SequencerConnection.Endpoint) {
+        self.url = url
+        self.domain = domain
+        self.endpoint = endpoint
     }
 
-    func start() {
-        let stream = connection.events(from: 0)
-        task = Task {
-            do {
-                for try await event in stream { try await self.handle(event) }
-            } catch is CancellationError {
-            } catch {
-                self.failure = "\(error)"
-            }
-        }
+    func start() async throws {
+        let logger = quietLogger("weft.test.mediator")
+        let member = domain.mediatorMember
+        let database = PostgresDatabase(url: url, maximumConnections: 2)
+        let topologyStore = TopologyStore(database: database, domain: domain.domain, member: member)
+        try await topologyStore.migrate()
+        let topology = MemberTopology(domain: domain.domain, store: topologyStore, logger: logger)
+        try await topology.start()
+        let store = MediatorStore(database: database, mediator: member)
+        try await store.migrate()
+        let mediator = try await Mediator.start(
+            store: store, domain: domain.domain, signingKey: domain.mediatorKey, logger: logger)
+        let connection = SequencerConnection(
+            member: member.description, domain: domain.domain.description, key: domain.mediatorKey,
+            sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger)
+        let driver = MediatorDriver(mediator: mediator, topology: topology, connection: connection, logger: logger)
+        running = (driver, connection, Task { try await driver.run() })
     }
 
+    /// Stops the node as a process stop would: nothing more is read or sent.
     func stop() async {
-        task?.cancel()
-        await connection.close()
-    }
-
-    private func handle(_ event: Weft.V1.SequencedEvent) async throws {
-        guard case .deliver(let deliver)? = event.event, let wireTime = event.timestamp else { return }
-        let time = SequencingTimestamp(wireTime)
-        var informee: Weft.V1.InformeeMessage?
-        var rootHashes: [RootHashEnvelope] = []
-        var responses: [Weft.V1.SignedProtocolMessage] = []
-        for envelope in deliver.batch?.envelopes ?? [] {
-            guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else { continue }
-            switch content.message {
-            case .topologyBroadcast?: await topology.apply(content, sequencedAt: time, sender: deliver.sender)
-            case .informeeMessage(let message)?: informee = message
-            case .rootHash(let message)?:
-                rootHashes.append(
-                    RootHashEnvelope(
-                        message: message, recipients: envelope.recipients.compactMap { try? MemberID(parsing: $0) }))
-            case .signedMessage(let message)?: responses.append(message)
-            default: break
-            }
-        }
-        if let informee {
-            let request = ConfirmationRequest(timestamp: time, informeeMessage: informee, rootHashMessages: rootHashes)
-            if case .refused(let verdict) = try await mediator.register(
-                request: request, snapshot: await topology.snapshot(at: time))
-            {
-                try await send(verdict)
-            }
-        }
-        for response in responses {
-            do {
-                let requestTime = try Mediator.requestTimestamp(of: response)
-                let outcome = try await mediator.receive(
-                    response: response, at: time, snapshot: await topology.snapshot(at: requestTime))
-                if case .decided(let verdict) = outcome { try await send(verdict) }
-            } catch let error as MediatorError {
-                // A refused response counts for nothing; the tests look at verdicts.
-                _ = error
-            }
-        }
-        for verdict in try await mediator.timeouts(now: time) { try await send(verdict) }
-    }
-
-    private func send(_ verdict: MediatorVerdict) async throws {
-        let content = try Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message)).serializedBytes()
-        let recipients = verdict.recipients.map { MemberID(role: .participant, identifier: $0).description }
-        try await connection.send(
-            Weft.V1.Batch(envelopes: [.init(content: content, recipients: recipients)]),
-            messageID: "verdict-\(verdict.request.timestamp.microsSinceEpoch)")
-        try await mediator.store.markDelivered(verdict.request.timestamp)
+        guard let running else { return }
+        running.task.cancel()
+        _ = await running.task.result
+        await running.connection.close()
+        self.running = nil
     }
 }
 
@@ -121,12 +87,11 @@ final class DomainHarness: Sendable {
     let sequencerTopology: SequencerTopology
     let server: RPCServer
     let endpoint: SequencerConnection.Endpoint
-    let mediator: MediatorDriver
+    let mediator: MediatorProcess
     let members: [TestDomain.Participant]
     /// The domain manager's session, for topology changes.
     let manager: SequencerClient
     /// The topology every node starts from: genesis and onboarding, in force from the start.
-    let initialTopology: TopologyState
     let nodes: [ParticipantNode]
     let iouSource: String
 
@@ -134,9 +99,9 @@ final class DomainHarness: Sendable {
 
     private init(
         url: String, domain: TestDomain, sequencer: Sequencer, sequencerTopology: SequencerTopology, server: RPCServer,
-        endpoint: SequencerConnection.Endpoint, mediator: MediatorDriver, members: [TestDomain.Participant],
+        endpoint: SequencerConnection.Endpoint, mediator: MediatorProcess, members: [TestDomain.Participant],
         manager: SequencerClient,
-        initialTopology: TopologyState, nodes: [ParticipantNode], iouSource: String, parties: [Party]
+        nodes: [ParticipantNode], iouSource: String, parties: [Party]
     ) {
         self.url = url
         self.domain = domain
@@ -147,7 +112,6 @@ final class DomainHarness: Sendable {
         self.mediator = mediator
         self.members = members
         self.manager = manager
-        self.initialTopology = initialTopology
         self.nodes = nodes
         self.iouSource = iouSource
         (alice, bob, bank, carol) = (parties[0], parties[1], parties[2], parties[3])
@@ -194,28 +158,22 @@ final class DomainHarness: Sendable {
         try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: "onboarding")
         for participant in members { await sequencerTopology.waitUntil(participant.member) }
 
-        // What every node knows when it starts (the sequencer's first-event snapshot will
-        // tell a new member this; here the test hands it over).
-        let state = try initialState(domain, genesis: genesis, onboarding: transactions)
+        // Every node accepts the onboarding (each node learns it from its own stream: the
+        // sequencers send each member the topology history as its first event).
+        _ = try initialState(domain, genesis: genesis, onboarding: transactions)
 
-        let mediatorStore = MediatorStore(database: PostgresDatabase(url: url), mediator: domain.mediatorMember)
-        try await mediatorStore.migrate()
-        let mediatorCore = try await Mediator.start(
-            store: mediatorStore, domain: domain.domain, signingKey: domain.mediatorKey, logger: logger)
-        let mediator = MediatorDriver(
-            mediator: mediatorCore, topology: FollowedTopology(state),
-            connection: SequencerConnection(
-                member: domain.mediatorMember.description, domain: domain.domain.description, key: domain.mediatorKey,
-                sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger))
-        await mediator.start()
+        // Every member registered so far, the mediator included, has its topology history in
+        // its stream: whatever it is sent later, it reads after the history.
+        await sequencerTopology.topologySnapshotsSent()
+        let mediator = MediatorProcess(url: url, domain: domain, endpoint: endpoint)
+        try await mediator.start()
 
         let iouSource = try exampleSource("iou.weft")
         var nodes: [ParticipantNode] = []
         for participant in members {
             let store = ParticipantStore(database: PostgresDatabase(url: url), participant: participant.id)
             try await store.migrate()
-            let node = try await startNode(
-                participant, store: store, topology: state, endpoint: endpoint, domain: domain)
+            let node = try await startNode(participant, store: store, url: url, endpoint: endpoint, domain: domain)
             if participant.id.name != "participant3" {
                 try await node.upload(packageSource: iouSource, file: "iou.weft")
             }
@@ -223,8 +181,7 @@ final class DomainHarness: Sendable {
         }
         return DomainHarness(
             url: url, domain: domain, sequencer: sequencer, sequencerTopology: sequencerTopology, server: server,
-            endpoint: endpoint, mediator: mediator, members: members, manager: manager, initialTopology: state,
-            nodes: nodes,
+            endpoint: endpoint, mediator: mediator, members: members, manager: manager, nodes: nodes,
             iouSource: iouSource,
             parties: parties)
     }
@@ -299,26 +256,42 @@ final class DomainHarness: Sendable {
         return state
     }
 
+    /// `member`'s own topology, kept in its table of the database at `url`.
+    static func memberTopology(_ member: MemberID, url: String, domain: TestDomain) async throws -> MemberTopology {
+        let store = TopologyStore(database: PostgresDatabase(url: url), domain: domain.domain, member: member)
+        try await store.migrate()
+        let topology = MemberTopology(domain: domain.domain, store: store, logger: quietLogger("weft.test.topology"))
+        try await topology.start()
+        return topology
+    }
+
+    /// A participant node on `store`, ready: its topology has the domain's history.
     static func startNode(
-        _ participant: TestDomain.Participant, store: ParticipantStore, topology: TopologyState,
-        endpoint: SequencerConnection.Endpoint, domain: TestDomain
+        _ participant: TestDomain.Participant, store: ParticipantStore, url: String,
+        endpoint: SequencerConnection.Endpoint, domain: TestDomain,
+        configuration: ParticipantConfiguration = ParticipantConfiguration()
     ) async throws -> ParticipantNode {
         let logger = quietLogger("weft.test.\(participant.id.name)")
         let connection = SequencerConnection(
             member: participant.member.description, domain: domain.domain.description, key: participant.signingKey,
             sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger)
-        return try await ParticipantNode.start(
+        let node = try await ParticipantNode.start(
             identity: ParticipantIdentity(
                 id: participant.id, signingKey: participant.signingKey, encryptionKey: participant.encryptionKey),
-            domain: domain.domain, store: store, topology: FollowedTopology(topology), connection: connection,
-            logger: logger)
+            domain: domain.domain, store: store,
+            topology: try await memberTopology(participant.member, url: url, domain: domain), connection: connection,
+            configuration: configuration, logger: logger)
+        await node.waitUntilReady()
+        return node
     }
 
     /// A participant node again on `index`'s store, as after a restart.
-    func restart(_ index: Int) async throws -> ParticipantNode {
+    func restart(_ index: Int, configuration: ParticipantConfiguration = ParticipantConfiguration()) async throws
+        -> ParticipantNode
+    {
         let store = ParticipantStore(database: PostgresDatabase(url: url), participant: members[index].id)
         return try await Self.startNode(
-            members[index], store: store, topology: initialTopology, endpoint: endpoint, domain: domain)
+            members[index], store: store, url: url, endpoint: endpoint, domain: domain, configuration: configuration)
     }
 
     func stop() async {

@@ -219,6 +219,23 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
                 Issue.record("the bank's second transaction does not end with bob's IOU: \(lastEvents)")
             }
 
+            // Several parties' active contracts: bob's IOU once, seen by both; a template filter
+            // that names another template leaves nothing.
+            var shared: [Weft.V1.GetActiveContractsResponse] = []
+            for try await response in try api2.client.activeContracts.getActiveContracts(.init(filter: .init(parties: [bob, bank]))) {
+                shared.append(response)
+            }
+            #expect(shared.flatMap(\.activeContracts).map(\.contractID) == [bobIOU.contractID])
+            #expect(shared.flatMap(\.activeContracts).first?.witnessParties == [bank, bob].sorted())
+            #expect(shared.last?.offset == 2)
+            var filtered: [Weft.V1.CreatedEvent] = []
+            for try await response in try api2.client.activeContracts.getActiveContracts(
+                .init(filter: .init(parties: [bob], templateIDs: [.init(packageID: packageID, templateName: "Other")])))
+            {
+                filtered += response.activeContracts
+            }
+            #expect(filtered.isEmpty)
+
             // The same command id again: ALREADY_EXISTS, with the first submission's outcome.
             let duplicate = await rpcError {
                 _ = try await api1.client.command.submitAndWait(
@@ -227,6 +244,27 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
             #expect(duplicate?.code == .alreadyExists)
             #expect(duplicate?.errorID == "LEDGER_API_DUPLICATE_COMMAND")
             #expect(duplicate?.message.contains(transferred.transactionID) == true)
+
+            // The completion stream resumes from an offset: from 0 it replays the transfer
+            // (stored); from 1 it waits for the next completion and delivers it live.
+            var replayed: Weft.V1.Completion?
+            for try await response in try api1.client.completion.completionStream(
+                .init(applicationID: "alice-app", parties: [alice], beginExclusive: 0))
+            {
+                replayed = response.completion
+                break
+            }
+            #expect(replayed == transferred)
+            let resumed = try api1.client.completion.completionStream(
+                .init(applicationID: "alice-app", parties: [alice], beginExclusive: 1))
+            let own = try await api1.client.command.submitAndWait(
+                .init(commands: iou.commands(iou.issue("5", from: alice, to: alice), actAs: alice, application: "alice-app", id: "own-1")))
+            var next: Weft.V1.Completion?
+            for try await response in resumed {
+                next = response.completion
+                break
+            }
+            #expect(next?.offset == 2 && next?.commandID == "own-1" && next?.transactionID == own.transactionID)
 
             await api1.stop()
             await api2.stop()

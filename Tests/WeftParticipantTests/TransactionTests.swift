@@ -11,189 +11,268 @@ import WeftWire
 
 /// Transactions end to end on a real domain (DomainHarness): PostgreSQL, a sequencer over TLS,
 /// the mediator, two participant nodes.
-@Suite(.timeLimit(.minutes(3))) struct TransactionTests {
-    @Test func iouIssueAndTransferEachParticipantSeesItsProjection() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            let (p1, p2) = (domain.p1, domain.p2)
-            let (alice, bob, bank) = (domain.alice, domain.bob, domain.bank)
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct TransactionTests {
+        @Test func iouIssueAndTransferEachParticipantSeesItsProjection() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, p2) = (domain.p1, domain.p2)
+                let (alice, bob, bank) = (domain.alice, domain.bob, domain.bank)
 
-            // The bank (participant2) issues an IOU to alice (participant1).
-            let issue = try await p2.submit(
-                [try domain.issue("100", to: alice)], actAs: [bank],
-                command: CommandKey(applicationID: "bank-app", commandID: "issue-1"))
-            guard case .succeeded(let issueID, let issueOffset) = issue else {
-                Issue.record("the issue did not succeed: \(issue)")
-                return
-            }
-            #expect(issueOffset == 1)
-            #expect(try await p1.outcome(ofRequest: Digest32(hex: issueID)!) == "approved")
-            let aliceContracts = try await p1.activeContracts(of: alice)
-            #expect(aliceContracts.count == 1)
-            let iou = try #require(aliceContracts.first).id
-
-            // Alice transfers it to bob: both participants confirm (alice; the bank).
-            let transfer = try await p1.submit(
-                [try domain.transfer(iou, to: bob)], actAs: [alice],
-                command: CommandKey(applicationID: "alice-app", commandID: "transfer-1"))
-            guard case .succeeded(let transferID, _) = transfer else {
-                Issue.record("the transfer did not succeed: \(transfer)")
-                return
-            }
-            #expect(try await p2.outcome(ofRequest: Digest32(hex: transferID)!) == "approved")
-
-            // Alice: the IOU created, then archived; nothing of bob's new IOU.
-            let aliceTransactions = try await p1.transactions(of: alice)
-            #expect(aliceTransactions.map(\.transactionID) == [issueID, transferID])
-            #expect(aliceTransactions.map { $0.events.map(\.contractID) } == [[iou], [iou]])
-            guard case .archived? = aliceTransactions.last?.events.first else {
-                Issue.record("alice's second transaction is not the archive: \(aliceTransactions)")
-                return
-            }
-            #expect(try await p1.activeContracts(of: alice).isEmpty)
-            #expect(aliceTransactions.last?.commandID == "transfer-1")
-
-            // Bob: only the new IOU, owned by him, issued by the bank.
-            let bobTransactions = try await p2.transactions(of: bob)
-            #expect(bobTransactions.map(\.transactionID) == [transferID])
-            let bobContracts = try await p2.activeContracts(of: bob)
-            #expect(bobContracts.count == 1)
-            let newIOU = try #require(bobContracts.first)
-            #expect(newIOU.id != iou)
-            #expect(newIOU.contract.signatories == [bank] && newIOU.contract.observers == [bob])
-
-            // The bank: issue, then the archive and the create.
-            let bankTransactions = try await p2.transactions(of: bank)
-            #expect(bankTransactions.map(\.transactionID) == [issueID, transferID])
-            #expect(bankTransactions.last?.events.map(\.contractID) == [iou, newIOU.id])
-            #expect(try await p2.activeContracts(of: bank).map(\.id) == [newIOU.id])
-
-            // Where they share contracts, the participants agree: the transaction ids and the
-            // data of the IOU both saw created.
-            let p1Created = aliceTransactions.first?.events.first
-            let p2Created = bankTransactions.first?.events.first
-            #expect(p1Created == p2Created)
-            // Participant1 hosts neither bob nor the bank: it stores nothing of them.
-            #expect(try await p1.activeContracts(of: bob).isEmpty)
-            #expect(try await p1.transactions(of: bank).isEmpty)
-            await domain.stop()
-        }
-    }
-
-    @Test func doubleSpendOneCommitsTheOtherIsRejected() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
-            let iou = try await domain.issued("50", to: alice, command: "issue-ds")
-            // Two applications transfer the same IOU at once: both interpret (it is active),
-            // both requests are sequenced, one after the other.
-            let first = try await p1.prepare(
-                [try domain.transfer(iou, to: bob)], actAs: [alice],
-                command: CommandKey(applicationID: "app-1", commandID: "spend"))
-            let second = try await p1.prepare(
-                [try domain.transfer(iou, to: alice)], actAs: [alice],
-                command: CommandKey(applicationID: "app-2", commandID: "spend"))
-            async let a = p1.submit(first)
-            async let b = p1.submit(second)
-            let completions = try await [a, b]
-            let succeeded = completions.filter { if case .succeeded = $0 { true } else { false } }
-            let rejected = completions.compactMap(\.reasonID)
-            #expect(succeeded.count == 1)
-            #expect(rejected.count == 1)
-            #expect(
-                rejected.allSatisfy {
-                    [RejectReason.Participant.lockedContracts, RejectReason.Participant.inactiveContracts].contains($0)
-                })
-            // Exactly one new IOU exists, the old one is archived.
-            let aliceActive = try await p1.activeContracts(of: alice).map(\.id)
-            let bobActive = try await domain.p2.activeContracts(of: bob).map(\.id)
-            #expect(!aliceActive.contains(iou))
-            #expect(aliceActive.count + bobActive.count == 1)
-            await domain.stop()
-        }
-    }
-
-    @Test func theSameCommandIDTwiceYieldsOneTransactionAndADuplicateAnswer() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            let (p2, alice, bank) = (domain.p2, domain.alice, domain.bank)
-            let key = CommandKey(applicationID: "bank-app", commandID: "issue-once")
-            let first = try await p2.submit([try domain.issue("10", to: alice)], actAs: [bank], command: key)
-            guard case .succeeded(let transactionID, _) = first else {
-                Issue.record("the first submission did not succeed: \(first)")
-                return
-            }
-            let second = try await p2.submit([try domain.issue("10", to: alice)], actAs: [bank], command: key)
-            guard case .duplicate(let previous) = second else {
-                Issue.record("the second submission is not a duplicate: \(second)")
-                return
-            }
-            #expect(previous.state == .succeeded && previous.transactionID == transactionID)
-            #expect(try await p2.transactions(of: bank).count == 1)
-            #expect(try await p2.activeContracts(of: bank).count == 1)
-            // Another application may use the same command id.
-            let other = try await p2.submit(
-                [try domain.issue("10", to: alice)], actAs: [bank],
-                command: CommandKey(applicationID: "other-app", commandID: "issue-once"))
-            guard case .succeeded = other else {
-                Issue.record("another application's command was refused: \(other)")
-                return
-            }
-            #expect(try await p2.transactions(of: bank).count == 2)
-
-            // Two submissions of one command at once: one is sent, the other is its duplicate.
-            let raced = CommandKey(applicationID: "bank-app", commandID: "raced")
-            async let a = p2.submit([try domain.issue("11", to: alice)], actAs: [bank], command: raced)
-            async let b = p2.submit([try domain.issue("11", to: alice)], actAs: [bank], command: raced)
-            let both = try await [a, b]
-            #expect(both.filter { if case .succeeded = $0 { true } else { false } }.count == 1)
-            #expect(both.filter { if case .duplicate = $0 { true } else { false } }.count == 1)
-            #expect(try await p2.transactions(of: bank).count == 3)
-            await domain.stop()
-        }
-    }
-
-    @Test func aRestartedParticipantResumesFromItsPersistedCounter() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let domain = try await DomainHarness.start(url: fixture.url)
-            let (p1, p2, alice, bank) = (domain.p1, domain.p2, domain.alice, domain.bank)
-            _ = try await domain.issued("1", to: alice, command: "before")
-            let counterBefore = await p1.nextCounter
-            #expect(counterBefore > 0)
-            await p1.stop()
-            // While participant1 is down, the bank issues alice two more IOUs (the bank alone
-            // confirms, so the requests are decided without participant1).
-            var ids: [String] = []
-            for number in 0..<2 {
-                let completion = try await p2.submit(
-                    [try domain.issue("\(number + 2)", to: alice)], actAs: [bank],
-                    command: CommandKey(applicationID: "bank-app", commandID: "while-down-\(number)"))
-                guard case .succeeded(let id, _) = completion else {
-                    Issue.record("an issue failed while participant1 was down: \(completion)")
+                // The bank (participant2) issues an IOU to alice (participant1).
+                let issue = try await p2.submit(
+                    [try domain.issue("100", to: alice)], actAs: [bank],
+                    command: CommandKey(applicationID: "bank-app", commandID: "issue-1"))
+                guard case .succeeded(let issueID, let issueOffset) = issue else {
+                    Issue.record("the issue did not succeed: \(issue)")
                     return
                 }
-                ids.append(id)
+                #expect(issueOffset == 1)
+                #expect(try await p1.outcome(ofRequest: Digest32(hex: issueID)!) == "approved")
+                let aliceContracts = try await p1.activeContracts(of: alice)
+                #expect(aliceContracts.count == 1)
+                let iou = try #require(aliceContracts.first).id
+
+                // Alice transfers it to bob: both participants confirm (alice; the bank).
+                let transfer = try await p1.submit(
+                    [try domain.transfer(iou, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "transfer-1"))
+                guard case .succeeded(let transferID, _) = transfer else {
+                    Issue.record("the transfer did not succeed: \(transfer)")
+                    return
+                }
+                #expect(try await p2.outcome(ofRequest: Digest32(hex: transferID)!) == "approved")
+
+                // Alice: the IOU created, then archived; nothing of bob's new IOU.
+                let aliceTransactions = try await p1.transactions(of: alice)
+                #expect(aliceTransactions.map(\.transactionID) == [issueID, transferID])
+                #expect(aliceTransactions.map { $0.events.map(\.contractID) } == [[iou], [iou]])
+                guard case .archived? = aliceTransactions.last?.events.first else {
+                    Issue.record("alice's second transaction is not the archive: \(aliceTransactions)")
+                    return
+                }
+                #expect(try await p1.activeContracts(of: alice).isEmpty)
+                #expect(aliceTransactions.last?.commandID == "transfer-1")
+
+                // Bob: only the new IOU, owned by him, issued by the bank.
+                let bobTransactions = try await p2.transactions(of: bob)
+                #expect(bobTransactions.map(\.transactionID) == [transferID])
+                let bobContracts = try await p2.activeContracts(of: bob)
+                #expect(bobContracts.count == 1)
+                let newIOU = try #require(bobContracts.first)
+                #expect(newIOU.id != iou)
+                #expect(newIOU.contract.signatories == [bank] && newIOU.contract.observers == [bob])
+
+                // The bank: issue, then the archive and the create.
+                let bankTransactions = try await p2.transactions(of: bank)
+                #expect(bankTransactions.map(\.transactionID) == [issueID, transferID])
+                #expect(bankTransactions.last?.events.map(\.contractID) == [iou, newIOU.id])
+                #expect(try await p2.activeContracts(of: bank).map(\.id) == [newIOU.id])
+
+                // Where they share contracts, the participants agree: the transaction ids and the
+                // data of the IOU both saw created.
+                let p1Created = aliceTransactions.first?.events.first
+                let p2Created = bankTransactions.first?.events.first
+                #expect(p1Created == p2Created)
+                // Participant1 hosts neither bob nor the bank: it stores nothing of them.
+                #expect(try await p1.activeContracts(of: bob).isEmpty)
+                #expect(try await p1.transactions(of: bank).isEmpty)
+                await domain.stop()
             }
-            #expect(try await domain.p1.transactions(of: alice).count == 1)
+        }
 
-            let restarted = try await domain.restart(0)
-            #expect(await restarted.nextCounter == counterBefore)
-            for id in ids { #expect(try await restarted.outcome(ofRequest: Digest32(hex: id)!) == "approved") }
-            let transactions = try await restarted.transactions(of: alice)
-            #expect(transactions.count == 3)
-            #expect(Set(transactions.map(\.transactionID)).count == 3)
-            #expect(try await restarted.activeContracts(of: alice).count == 3)
-            let counterAfter = await restarted.nextCounter
-            #expect(counterAfter > counterBefore)
-            await restarted.stop()
+        @Test func doubleSpendOneCommitsTheOtherIsRejected() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
+                let iou = try await domain.issued("50", to: alice, command: "issue-ds")
+                // Two applications transfer the same IOU at once: both interpret (it is active),
+                // both requests are sequenced, one after the other.
+                let first = try await p1.prepare(
+                    [try domain.transfer(iou, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "app-1", commandID: "spend"))
+                let second = try await p1.prepare(
+                    [try domain.transfer(iou, to: alice)], actAs: [alice],
+                    command: CommandKey(applicationID: "app-2", commandID: "spend"))
+                async let a = p1.submit(first)
+                async let b = p1.submit(second)
+                let completions = try await [a, b]
+                let succeeded = completions.filter { if case .succeeded = $0 { true } else { false } }
+                let rejected = completions.compactMap(\.reasonID)
+                #expect(succeeded.count == 1)
+                #expect(rejected.count == 1)
+                #expect(
+                    rejected.allSatisfy {
+                        [RejectReason.Participant.lockedContracts, RejectReason.Participant.inactiveContracts].contains(
+                            $0)
+                    })
+                // Exactly one new IOU exists, the old one is archived: on participant2 too, once
+                // it has committed the winner.
+                let winner = completions[0].reasonID == nil ? first : second
+                for node in [p1, domain.p2] {
+                    #expect(try await node.outcome(ofRequest: winner.rootHash) == "approved")
+                }
+                #expect(try await domain.p2.activeContracts(of: domain.bank).map(\.id).contains(iou) == false)
+                let aliceActive = try await p1.activeContracts(of: alice).map(\.id)
+                let bobActive = try await domain.p2.activeContracts(of: bob).map(\.id)
+                #expect(!aliceActive.contains(iou))
+                #expect(aliceActive.count + bobActive.count == 1)
+                await domain.stop()
+            }
+        }
 
-            // Once more: nothing is processed twice.
-            let again = try await domain.restart(0)
-            #expect(await again.nextCounter == counterAfter)
-            #expect(try await again.transactions(of: alice).count == 3)
-            #expect(await again.ledgerEndOffset == 3)
-            await again.stop()
-            await domain.stop()
+        @Test func theSameCommandIDTwiceYieldsOneTransactionAndADuplicateAnswer() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p2, alice, bank) = (domain.p2, domain.alice, domain.bank)
+                let key = CommandKey(applicationID: "bank-app", commandID: "issue-once")
+                let first = try await p2.submit([try domain.issue("10", to: alice)], actAs: [bank], command: key)
+                guard case .succeeded(let transactionID, _) = first else {
+                    Issue.record("the first submission did not succeed: \(first)")
+                    return
+                }
+                let second = try await p2.submit([try domain.issue("10", to: alice)], actAs: [bank], command: key)
+                guard case .duplicate(let previous) = second else {
+                    Issue.record("the second submission is not a duplicate: \(second)")
+                    return
+                }
+                #expect(previous.state == .succeeded && previous.transactionID == transactionID)
+                #expect(try await p2.transactions(of: bank).count == 1)
+                #expect(try await p2.activeContracts(of: bank).count == 1)
+                // Another application may use the same command id.
+                let other = try await p2.submit(
+                    [try domain.issue("10", to: alice)], actAs: [bank],
+                    command: CommandKey(applicationID: "other-app", commandID: "issue-once"))
+                guard case .succeeded = other else {
+                    Issue.record("another application's command was refused: \(other)")
+                    return
+                }
+                #expect(try await p2.transactions(of: bank).count == 2)
+
+                // Two submissions of one command at once: one is sent, the other is its duplicate.
+                let raced = CommandKey(applicationID: "bank-app", commandID: "raced")
+                async let a = p2.submit([try domain.issue("11", to: alice)], actAs: [bank], command: raced)
+                async let b = p2.submit([try domain.issue("11", to: alice)], actAs: [bank], command: raced)
+                let both = try await [a, b]
+                #expect(both.filter { if case .succeeded = $0 { true } else { false } }.count == 1)
+                #expect(both.filter { if case .duplicate = $0 { true } else { false } }.count == 1)
+                #expect(try await p2.transactions(of: bank).count == 3)
+                await domain.stop()
+            }
+        }
+
+        @Test func aRequestNotSequencedInTimeCompletesWithTheSequencersReasonAndMayBeRetried() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (alice, bob) = (domain.alice, domain.bob)
+                await domain.p1.stop()
+                // A participant that gives its requests 1 µs to be sequenced.
+                let hurried = try await domain.restart(
+                    0, configuration: ParticipantConfiguration(maxSequencingDelayMicros: 1))
+                let key = CommandKey(applicationID: "alice-app", commandID: "late")
+                let late = try await hurried.submit(
+                    [try domain.issue("9", to: bob, by: alice)], actAs: [alice], command: key)
+                #expect(late.reasonID == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED")
+                #expect(try await hurried.command(key)?.state == .rejected)
+                #expect(await hurried.ledgerEndOffset == 0)
+                await hurried.stop()
+
+                // A rejected command id may be submitted again, and then it commits.
+                let patient = try await domain.restart(0)
+                let retried = try await patient.submit(
+                    [try domain.issue("9", to: bob, by: alice)], actAs: [alice], command: key)
+                guard case .succeeded(let transactionID, _) = retried else {
+                    Issue.record("the retry did not succeed: \(retried)")
+                    return
+                }
+                #expect(try await domain.p2.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+                #expect(try await domain.p2.activeContracts(of: bob).count == 1)
+                await patient.stop()
+                await domain.stop()
+            }
+        }
+
+        @Test func aRestartedParticipantResumesFromItsPersistedCounter() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, p2, alice, bank) = (domain.p1, domain.p2, domain.alice, domain.bank)
+                _ = try await domain.issued("1", to: alice, command: "before")
+                let counterBefore = await p1.nextCounter
+                #expect(counterBefore > 0)
+                await p1.stop()
+                // While participant1 is down, the bank issues alice two more IOUs (the bank alone
+                // confirms, so the requests are decided without participant1).
+                var ids: [String] = []
+                for number in 0..<2 {
+                    let completion = try await p2.submit(
+                        [try domain.issue("\(number + 2)", to: alice)], actAs: [bank],
+                        command: CommandKey(applicationID: "bank-app", commandID: "while-down-\(number)"))
+                    guard case .succeeded(let id, _) = completion else {
+                        Issue.record("an issue failed while participant1 was down: \(completion)")
+                        return
+                    }
+                    ids.append(id)
+                }
+                #expect(try await domain.p1.transactions(of: alice).count == 1)
+
+                let restarted = try await domain.restart(0)
+                #expect(await restarted.nextCounter == counterBefore)
+                for id in ids { #expect(try await restarted.outcome(ofRequest: Digest32(hex: id)!) == "approved") }
+                let transactions = try await restarted.transactions(of: alice)
+                #expect(transactions.count == 3)
+                #expect(Set(transactions.map(\.transactionID)).count == 3)
+                #expect(try await restarted.activeContracts(of: alice).count == 3)
+                let counterAfter = await restarted.nextCounter
+                #expect(counterAfter > counterBefore)
+                await restarted.stop()
+
+                // Once more: nothing is processed twice.
+                let again = try await domain.restart(0)
+                #expect(await again.nextCounter == counterAfter)
+                #expect(try await again.transactions(of: alice).count == 3)
+                #expect(await again.ledgerEndOffset == 3)
+                await again.stop()
+                await domain.stop()
+            }
+        }
+    }
+}
+
+/// Restarts between a request's validation and its verdict.
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct PendingRestartTests {
+        @Test func aParticipantRestartedWithARequestPendingKeepsItsLocksAndCommitsOnTheVerdict() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
+                let iou = try await domain.issued("30", to: alice, command: "issue-pending")
+                // The mediator node is down: the transfer stays pending everywhere.
+                await domain.mediator.stop()
+                let prepared = try await p1.prepare(
+                    [try domain.transfer(iou, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "pending-transfer"))
+                async let completion = p1.submit(prepared)
+                await domain.p2.awaitPending(prepared.rootHash)
+                #expect(await domain.p2.lockedContracts.keys.sorted() == [iou])
+                await domain.p2.stop()
+
+                // participant2 restarts: the lock is back, from the store. Then the mediator
+                // node starts again and decides.
+                let p2 = try await domain.restart(1)
+                #expect(await p2.lockedContracts.keys.sorted() == [iou])
+                try await domain.mediator.start()
+                guard case .succeeded(let transactionID, _) = try await completion else {
+                    Issue.record("the transfer did not succeed after the restart")
+                    return
+                }
+                #expect(try await p2.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+                #expect(await p2.lockedContracts.isEmpty)
+                #expect(try await p2.activeContracts(of: bob).count == 1)
+                #expect(try await p2.activeContracts(of: domain.bank).map(\.id) != [iou])
+                #expect(try await p2.transactions(of: domain.bank).count == 2)
+                await p2.stop()
+                await domain.stop()
+            }
         }
     }
 }
