@@ -35,6 +35,9 @@ public actor MediatorDriver {
         public var acknowledgementInterval: Duration = .seconds(1)
         /// After a failed verdict send, wait this long before trying the outbox again. Default 500 ms.
         public var sendRetryDelay: Duration = .milliseconds(500)
+        /// While no sequencer answers, or the domain has not admitted the mediator yet, try again
+        /// this often. Default 1 s.
+        public var reconnectDelay: Duration = .seconds(1)
         public init() {}
     }
 
@@ -50,6 +53,8 @@ public actor MediatorDriver {
     private var lastAcknowledgement = ContinuousClock.now - .seconds(3600)
     private var outboxSignal: AsyncStream<Void>.Continuation?
     private var timeProofs = 0
+    private var streamLosses = 0
+    private var lossWaiters: [CheckedContinuation<Void, Never>] = []
     /// Tasks waiting for the stream to be processed past a time (`processed(through:)`).
     private var progressWaiters: [(target: SequencingTimestamp, continuation: CheckedContinuation<Void, Never>)] = []
 
@@ -103,12 +108,41 @@ public actor MediatorDriver {
     /// How many time proofs this driver sent.
     public var timeProofsSent: Int { timeProofs }
 
+    /// Returns once the driver has lost its stream (no sequencer answered) since it started.
+    public func streamLost() async {
+        guard streamLosses == 0 else { return }
+        await withCheckedContinuation { lossWaiters.append($0) }
+    }
+
     // MARK: - The stream
 
+    /// Reads the stream until cancelled. While no sequencer answers, or the domain has not
+    /// admitted the mediator yet (a domain being bootstrapped by a node started at the same
+    /// time), it waits and tries again, resuming after the last event processed.
     private func processEvents(from counter: UInt64) async throws {
-        for try await event in connection.events(from: counter) {
-            try await process(event)
+        var next = counter
+        while !Task.isCancelled {
+            do {
+                for try await event in connection.events(from: next) {
+                    try await process(event)
+                    next = event.counter + 1
+                }
+            } catch let error as RPCError where Self.worthWaiting(error) {
+                streamLosses += 1
+                let waiters = lossWaiters
+                lossWaiters = []
+                for waiter in waiters { waiter.resume() }
+                logger.warning(
+                    "cannot read the sequencer stream; retrying",
+                    metadata: ["error": "\(error)", "error_id": "\(error.errorID)", "from_counter": "\(next)", "retry_in": "\(settings.reconnectDelay)"])
+            }
+            try? await Task.sleep(for: settings.reconnectDelay)
         }
+    }
+
+    /// Failures that time can cure: no sequencer reachable, or this member not (yet) admitted.
+    static func worthWaiting(_ error: RPCError) -> Bool {
+        [.unavailable, .cancelled, .deadlineExceeded].contains(error.code) || error.errorID == "SEQUENCER_MEMBER_NOT_ALLOWED"
     }
 
     private func process(_ event: Weft.V1.SequencedEvent) async throws {
@@ -259,7 +293,17 @@ public actor MediatorDriver {
     private func flushOutbox() async throws {
         for verdict in try await store.undeliveredVerdicts() {
             let messageID = Self.verdictMessageID(verdict.request)
-            let recipients = verdict.recipients.map { MemberID(role: .participant, identifier: $0).description }
+            // A participant disabled since the request is no recipient the sequencer accepts, and
+            // one unknown recipient would refuse the verdict for everyone: it goes to the others.
+            let now = await topology.snapshot(at: (lastTimestamp ?? verdict.decidedAt).adding(micros: 1))
+            let informees = verdict.recipients.map { MemberID(role: .participant, identifier: $0) }
+            let gone = informees.filter { !now.isActive($0) }
+            if !gone.isEmpty {
+                logger.warning(
+                    "a verdict is not sent to informee participants that are no longer active",
+                    metadata: ["request": "\(verdict.request)", "participants": "\(gone.map(\.description))"])
+            }
+            let recipients = informees.filter { now.isActive($0) }.map(\.description)
             let maxSequencingTime = verdict.decidedAt.microsSinceEpoch + settings.verdictSendWindowMicros
             if recipients.isEmpty {
                 logger.warning("a verdict without recipients is not sent", metadata: ["request": "\(verdict.request)"])

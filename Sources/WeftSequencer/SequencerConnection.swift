@@ -140,6 +140,9 @@ public actor SequencerConnection {
     }
 
     private func failedSubscription(_ error: any Error) async -> Bool {
+        // Not allowed (not yet admitted, or disabled): every sequencer says the same, and asking
+        // again at once only costs them a TLS handshake each time. The caller decides when to retry.
+        if let rpcError = error as? RPCError, rpcError.code == .permissionDenied { return false }
         guard let current else { return true }
         return await failed(current.client, error)
     }

@@ -119,6 +119,12 @@ public struct Migrator: Sendable {
         guard migrations.enumerated().allSatisfy({ $0.offset + 1 == $0.element.version }) else {
             throw MigrationError.badNumbering(component: component)
         }
+        // The table is shared by every component: nodes of different kinds migrating one fresh
+        // database at once (a sequencer and a mediator in one `weft run`) would race to create
+        // it, and PostgreSQL's IF NOT EXISTS does not serialize that (duplicate pg_type key).
+        let shared = [PostgresValue.text("weft.schema_version")]
+        _ = try connection.execute("SELECT pg_advisory_lock(hashtext($1))", shared)
+        defer { _ = try? connection.execute("SELECT pg_advisory_unlock(hashtext($1))", shared) }
         try connection.executeScript(Self.createTable)
         let rows = try connection.execute(
             "SELECT version::int8 FROM schema_version WHERE component = $1 ORDER BY version", [.text(component)]

@@ -25,6 +25,9 @@ import WeftWire
         let sequencer: Sequencer
         let topology: SequencerTopology
         let server: RPCServer
+        /// The sequencer's service, to serve it again on another server.
+        let router: RPCRouter
+        let serverTLS: TLSContext
         let clientTLS: TLSContext
         /// The domain's root CA, for a node process's own certificate.
         let ca: TLSCredentials
@@ -34,6 +37,8 @@ import WeftWire
         let bank: UniqueIdentifier
         let p1Client: SequencerClient
         let p2Client: SequencerClient
+        /// The domain manager's session, for topology changes.
+        let manager: SequencerClient
 
         static func start(_ url: String, responseTimeoutMicros: Int64 = 30_000_000) async throws -> RealDomain {
             var domain = try Domain()
@@ -80,7 +85,6 @@ import WeftWire
             onboarding.envelopes[0].content = try broadcast.serializedBytes()
             try await manager.send(onboarding, messageID: "onboarding")
             await topology.catchUp()
-            await manager.rpc.close()
             func client(_ participant: Domain.Participant) async throws -> SequencerClient {
                 try await SequencerClient.authenticate(
                     try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .tls(clientTLS)),
@@ -88,8 +92,9 @@ import WeftWire
                     sequencerKeys: [domain.sequencerKey.publicKey])
             }
             return RealDomain(
-                domain: domain, url: url, sequencer: sequencer, topology: topology, server: server, clientTLS: clientTLS, ca: ca, p1: p1, p2: p2,
-                alice: alice, bank: bank, p1Client: try await client(p1), p2Client: try await client(p2))
+                domain: domain, url: url, sequencer: sequencer, topology: topology, server: server, router: router, serverTLS: serverTLS,
+                clientTLS: clientTLS, ca: ca, p1: p1, p2: p2,
+                alice: alice, bank: bank, p1Client: try await client(p1), p2Client: try await client(p2), manager: manager)
         }
 
         /// A mediator node's parts on the domain's database, connected over TLS; not yet running.
@@ -166,6 +171,7 @@ import WeftWire
         func stop() async {
             await p1Client.rpc.close()
             await p2Client.rpc.close()
+            await manager.rpc.close()
             await server.close()
             await topology.stop()
             await sequencer.stop()
@@ -289,6 +295,82 @@ import WeftWire
             _ = await running.result
             await connection.close()
             await real.stop()
+        }
+    }
+
+    @Test func aVerdictSkipsAnInformeeParticipantDisabledSinceTheRequest() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let real = try await RealDomain.start(fixture.url)
+            let (driver, connection) = try await real.mediatorDriver()
+            let running = Self.run(driver)
+            let views = try real.iouIssue(uuidByte: 6)
+            try await real.p2Client.send(try real.request(views), messageID: "request-6")
+            let requestTime = try await Self.requestTime(real.p1Client)
+            // participant1 (alice's, an observer) is disabled before bank's approval.
+            var domain = real.domain
+            let disable = try domain.domainSigned(.participantState(real.p1.id, permission: .disabled), key: "state-\(real.p1.id)")
+            try await real.manager.send(try Domain.broadcast([disable], domain: domain.domain), messageID: "disable-p1")
+            await real.topology.waitUntil(real.p1.member, isActive: false)
+            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-6")
+            // participant2 still gets the verdict: one refused recipient would have stopped it for all.
+            let result = try #require(try await Self.read(real.p2Client, domain: real.domain, until: nil).verdicts.first)
+            guard case .approve? = result.verdict?.outcome else {
+                Issue.record("not approved: \(result)")
+                return
+            }
+            #expect(result.requestID == requestTime)
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            await real.stop()
+        }
+    }
+
+    @Test func theNodeWaitsOutASequencerThatIsGoneAndResumes() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let real = try await RealDomain.start(fixture.url)
+            let (driver, connection) = try await real.mediatorDriver()
+            let running = Self.run(driver)
+            let first = try real.iouIssue(uuidByte: 8)
+            try await real.p2Client.send(try real.request(first), messageID: "request-8")
+            let firstTime = try await Self.requestTime(real.p1Client)
+            await driver.processed(after: SequencingTimestamp(firstTime).adding(micros: -1))
+            // The sequencer's server goes away (the participants' sessions with it) …
+            let port = real.server.port
+            await real.stop()
+            await driver.streamLost()
+            let sequencer = Sequencer(node: 0, database: PostgresDatabase(url: fixture.url))
+            try await sequencer.start()
+            let topology = try SequencerTopology(domain: real.domain.domain, sequencer: sequencer, logger: .init(label: "test"))
+            let provider = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: real.domain.sequencerKey, logger: .init(label: "test"))
+            try await topology.start { member in await provider.cutOff(member) }
+            var router = RPCRouter()
+            provider.register(on: &router)
+            // … and, once the mediator found no sequencer, comes back on the same address.
+            let server = try await RPCServer.start(host: "127.0.0.1", port: port, security: .tls(real.serverTLS), router: router)
+            func client(_ participant: Domain.Participant) async throws -> SequencerClient {
+                try await SequencerClient.authenticate(
+                    try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(real.clientTLS)),
+                    member: participant.member.description, key: participant.signingKey, domain: real.domain.domain.description,
+                    sequencerKeys: [real.domain.sequencerKey.publicKey])
+            }
+            let p1 = try await client(real.p1)
+            let p2 = try await client(real.p2)
+            try await p2.send(try real.approval(first, requestAt: firstTime), messageID: "approval-8")
+            let result = try #require(try await Self.read(p1, domain: real.domain, until: nil).verdicts.first)
+            guard case .approve? = result.verdict?.outcome else {
+                Issue.record("not approved: \(result)")
+                return
+            }
+            #expect(result.requestID == firstTime)
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            await p1.rpc.close()
+            await p2.rpc.close()
+            await server.close()
+            await topology.stop()
+            await sequencer.stop()
         }
     }
 

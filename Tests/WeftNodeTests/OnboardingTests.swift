@@ -31,10 +31,12 @@ import WeftTestSupport
                 try await WeftProcess.run(arguments, directory: dir)
             }
             // The domain owner's keys and certificates.
-            for key in ["domain-namespace", "manager", "sequencer"] {
+            for key in ["domain-namespace", "manager", "sequencer", "mediator"] {
                 let (status, _, error) = try await weft("keys", "generate", "--out", "keys-\(key).pem")
                 #expect(status == 0, "\(error)")
             }
+            let (encryption, _, encryptionError) = try await weft("keys", "generate", "--kind", "encryption", "--out", "keys-mediator-encryption.pem")
+            #expect(encryption == 0, "\(encryptionError)")
             let (issued, _, issueError) = try await weft("certs", "issue", "--ca-dir", "certs", "--name", "operator", "--host", "localhost", "--out", "certs")
             #expect(issued == 0, "\(issueError)")
             let namespaceKey = try KeyFile.readSigningKey(at: dir + "/keys-domain-namespace.pem")
@@ -61,17 +63,34 @@ import WeftTestSupport
                     sequencers:
                       addresses: [127.0.0.1:\(sequencerPort)]
                       root-cert: certs/ca.pem
-                    bootstrap: { sequencer-key: keys-sequencer.pem.pub }
+                    bootstrap:
+                      sequencer-key: keys-sequencer.pem.pub
+                      mediator-key: keys-mediator.pem.pub
+                      mediator-encryption-key: keys-mediator-encryption.pem.pub
                     tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem, client-roots: certs/ca.pem }
                     database: { url: \(managerURL) }
+                  mediator1:
+                    kind: mediator
+                    listen: 127.0.0.1:0
+                    domain: \(domainID)
+                    signing-key: keys-mediator.pem
+                    sequencer-key: keys-sequencer.pem.pub
+                    sequencers:
+                      addresses: [127.0.0.1:\(sequencerPort)]
+                      root-cert: certs/ca.pem
+                    tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
+                    database: { url: \(fixture.url) }
                 """)
             let domain = try WeftProcess(["run", "-c", "domain.yaml", "--migrate"], directory: dir)
             var managerPort = 0
-            for _ in 0..<2 {
+            var mediatorReady = false
+            for _ in 0..<3 {
                 let line = try #require(await domain.nextLine(), "\(domain.standardError)")
                 if line.contains("domain manager") { managerPort = Int(line.split(separator: ":").last ?? "") ?? 0 }
+                if line.hasPrefix("node mediator1 (mediator MED::\(domainID))") { mediatorReady = true }
             }
             #expect(managerPort > 0)
+            #expect(mediatorReady)  // started with the domain, before the domain manager bootstrapped it
 
             // The participant's operator.
             try directory.write("participant.yaml", """

@@ -112,6 +112,32 @@ import WeftTestSupport
         }
     }
 
+    @Test func nodesOfDifferentKindsMigratingOneFreshDatabaseAtOnceAllSucceed() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            // A sequencer, a mediator and a topology store of one `weft run` on fresh databases:
+            // they share only `schema_version`, which each creates if it does not exist.
+            for round in 0..<4 {
+                let name = "fresh_\(round)"
+                _ = try PostgresConnection(url: fixture.url).execute("CREATE DATABASE \(name)")
+                let url = fixture.url.replacingOccurrences(of: "/weft", with: "/\(name)")
+                let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
+                    for component in ["sequencer", "mediator", "topology"] {
+                        group.addTask {
+                            let database = PostgresDatabase(url: url, maximumConnections: 1)
+                            defer { Task { await database.shutdown() } }
+                            let migrations = Self.migrations.map { Migration($0.version, $0.name, $0.sql.replacingOccurrences(of: "events", with: "\(component)_events")) }
+                            return try await database.withConnection { connection in
+                                try Migrator(component: component, migrations: migrations).migrate(connection)
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(applied == [[1, 2], [1, 2], [1, 2]], "round \(round)")
+            }
+        }
+    }
+
     @Test func aChangedOrUnknownOrFailingMigrationStopsTheNode() async throws {
         try await PostgresFixture.withFixture { fixture in
             let connection = try PostgresConnection(url: fixture.url)
