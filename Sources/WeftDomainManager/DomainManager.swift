@@ -126,6 +126,14 @@ public actor DomainManager {
                 continue
             }
             guard case .topologyBroadcast(let broadcast)? = content.message else { continue }
+            // Only its own broadcasts and the sequencers' (onboarding) change topology, as on
+            // every other node; a member's "broadcast" changes nothing anywhere.
+            guard deliver.sender == member.description || deliver.sender == MemberID(role: .sequencer, identifier: domain).description else {
+                logger.warning(
+                    "ignored a topology broadcast not sent by the domain manager or the sequencers",
+                    metadata: ["sender": "\(deliver.sender)", "error_id": "DOMAIN_MANAGER_BROADCAST_NOT_FROM_DOMAIN"])
+                continue
+            }
             let outcome = next.add(broadcast, sequencedAt: at)
             changes += outcome.changes
             for refused in outcome.refused {
