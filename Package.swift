@@ -244,7 +244,7 @@ let package = Package(
         .testTarget(
             name: "WeftTransportTests",
             dependencies: [
-                "WeftTransport", "WeftCrypto", "WeftWire",
+                "WeftTransport", "WeftCrypto", "WeftWire", "WeftTestSupport",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -14,7 +14,7 @@ public enum HTTPScrape {
 
     /// Fetches `url`; with `parse`, runs the body through `prometheus_client`'s
     /// text parser and returns its samples.
-    public static func fetch(_ url: String, parse: Bool = false, method: String = "GET") throws -> (status: Int, body: String, samples: [Sample]) {
+    public static func fetch(_ url: String, parse: Bool = false, method: String = "GET") async throws -> (status: Int, body: String, samples: [Sample]) {
         let script = """
             import json, sys, urllib.request, urllib.error
             url, parse, method = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
@@ -31,18 +31,9 @@ public enum HTTPScrape {
                         samples.append({"name": sample.name, "labels": sample.labels, "value": sample.value})
             print(json.dumps({"status": status, "body": body, "samples": samples}))
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, url, parse ? "1" : "0", method]
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw ScrapeFailed(message: errorText) }
+        let outcome = try await TestSubprocess.run(["python3", "-c", script, url, parse ? "1" : "0", method])
+        guard outcome.status == 0 else { throw ScrapeFailed(message: outcome.error) }
+        let data = Data(outcome.output.utf8)
         struct Reply: Decodable { let status: Int; let body: String; let samples: [Sample] }
         let reply = try JSONDecoder().decode(Reply.self, from: data)
         return (reply.status, reply.body, reply.samples)

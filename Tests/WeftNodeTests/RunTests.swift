@@ -59,9 +59,9 @@ import WeftWire
             #expect(keyLog.contains("SERVER_TRAFFIC_SECRET_0 ") && keyLog.contains("CLIENT_TRAFFIC_SECRET_0 "))
             #expect(node.standardError.contains("writing TLS session secrets"))
             // The node's /metrics counts the calls just made; /health says it serves.
-            let scrape = try HTTPScrape.fetch("http://127.0.0.1:\(metricsPort)/metrics", parse: true)
+            let scrape = try await HTTPScrape.fetch("http://127.0.0.1:\(metricsPort)/metrics", parse: true)
             #expect(HTTPScrape.value(scrape.samples, "weft_rpc_server_calls_total", ["method": "/weft.v1.HealthService/Check", "code": "OK"]) == 1)
-            #expect(try HTTPScrape.fetch("http://127.0.0.1:\(metricsPort)/health").status == 200)
+            #expect(try await HTTPScrape.fetch("http://127.0.0.1:\(metricsPort)/health").status == 200)
             // The console's health verbs against the running node, over TLS with the root certificate.
             let remote = ["--remote", "127.0.0.1:\(port)", "--root-cert", "certs/ca.pem"]
             let (healthy, status, _) = try await WeftProcess.run(["health", "status"] + remote + ["--output", "json"], directory: directory.path)

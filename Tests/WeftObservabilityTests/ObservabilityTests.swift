@@ -22,7 +22,7 @@ import WeftWire
         defer { Task { await client.close() } }
 
         let url = "http://127.0.0.1:\(metrics.port)/metrics"
-        let before = try HTTPScrape.fetch(url, parse: true).samples
+        let before = try await HTTPScrape.fetch(url, parse: true).samples
         let check = "/weft.v1.HealthService/Check"
         for _ in 0..<3 { _ = try await client.health.check(.init()) }
         await #expect(throws: RPCError.self) { try await client.health.check(.init(service: "weft.v1.Nothing")) }
@@ -31,7 +31,7 @@ import WeftWire
             _ = try await client.unary(nowhere, .init())
         }
 
-        let scrape = try HTTPScrape.fetch(url, parse: true)
+        let scrape = try await HTTPScrape.fetch(url, parse: true)
         #expect(scrape.status == 200)
         let after = scrape.samples
         func delta(_ name: String, _ labels: [String: String]) -> Double { HTTPScrape.value(after, name, labels) - HTTPScrape.value(before, name, labels) }
@@ -55,18 +55,18 @@ import WeftWire
         defer { Task { try await metrics.close() } }
         let base = "http://127.0.0.1:\(metrics.port)"
 
-        let serving = try HTTPScrape.fetch(base + "/health")
+        let serving = try await HTTPScrape.fetch(base + "/health")
         #expect(serving.status == 200)
         #expect(serving.body == "SERVING\n")
         await state.set(.notServing(reason: "draining"))
-        let draining = try HTTPScrape.fetch(base + "/health")
+        let draining = try await HTTPScrape.fetch(base + "/health")
         #expect(draining.status == 503)
         #expect(draining.body == "NOT_SERVING: draining\n")
 
-        let missing = try HTTPScrape.fetch(base + "/nothing")
+        let missing = try await HTTPScrape.fetch(base + "/nothing")
         #expect(missing.status == 404)
         #expect(missing.body.contains("/metrics and /health"))
-        #expect(try HTTPScrape.fetch(base + "/metrics", method: "POST").status == 405)
+        #expect(try await HTTPScrape.fetch(base + "/metrics", method: "POST").status == 405)
     }
 
     actor HealthState {

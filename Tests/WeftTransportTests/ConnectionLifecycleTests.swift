@@ -86,7 +86,7 @@ import WeftWire
 
     @Test func anIdleConnectionIsClosedWithGoAway() async throws {
         var configuration = RPCTestNode.testConfiguration
-        configuration.idleTimeout = .seconds(2)  // above the time to open a call on a loaded CI machine
+        configuration.idleTimeout = .seconds(4)  // above the time to open a call on a loaded CI machine (2 s was not)
         let (events, eventsContinuation) = AsyncStream<String>.makeStream()
         let (release, releaseContinuation) = AsyncStream<Void>.makeStream()
         let node = try await startNode(configuration, events: eventsContinuation, release: release)
@@ -97,7 +97,7 @@ import WeftWire
         #expect(try await responses.next()?.status == .serving)
         var iterator = events.makeAsyncIterator()
         #expect(await iterator.next() == "started")
-        try await Task.sleep(for: .seconds(4))  // twice the idle timeout, with a call open
+        try await Task.sleep(for: .seconds(8))  // twice the idle timeout, with a call open
         #expect(client.channel.isActive)
         releaseContinuation.yield()
         #expect(try await responses.next() == nil)

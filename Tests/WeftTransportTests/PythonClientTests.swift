@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftTransport
 import WeftWire
 
@@ -32,47 +33,40 @@ import WeftWire
         try node.ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: caFile) }
 
-        func python(_ extra: [String], command: String = "health") throws -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [
-                "python3", root.appendingPathComponent("clients/python/weft_client.py").path, command,
-                "--port", String(node.port), "--ca", caFile, "--server-name", "localhost",
-            ] + extra
-            process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONDONTWRITEBYTECODE": "1"]) { $1 }
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
+        func python(_ extra: [String], command: String = "health") async throws -> (status: Int32, output: String) {
+            let outcome = try await TestSubprocess.run(
+                [
+                    "python3", root.appendingPathComponent("clients/python/weft_client.py").path, command,
+                    "--port", String(node.port), "--ca", caFile, "--server-name", "localhost",
+                ] + extra,
+                environment: ProcessInfo.processInfo.environment.merging(["PYTHONDONTWRITEBYTECODE": "1"]) { $1 })
+            return (outcome.status, outcome.output + outcome.error)
         }
 
-        let serving = try python(["--service", "weft.v1.SequencerService"])
+        let serving = try await python(["--service", "weft.v1.SequencerService"])
         #expect(serving.status == 0, "\(serving.output)")
         #expect(serving.output.contains("status: SERVING_STATUS_SERVING"), "\(serving.output)")
         #expect(serving.output.contains("detail: serving weft.v1.SequencerService"), "\(serving.output)")
 
-        let unknown = try python(["--service", "weft.v1.Nothing"])
+        let unknown = try await python(["--service", "weft.v1.Nothing"])
         #expect(unknown.status == 1, "\(unknown.output)")
         #expect(unknown.output.contains("status 5 HEALTH_UNKNOWN_SERVICE"), "\(unknown.output)")
 
         // A server stream, read by Python to its end.
-        let watch = try python([], command: "watch")
+        let watch = try await python([], command: "watch")
         #expect(watch.status == 0, "\(watch.output)")
         #expect(
             watch.output.contains("update: SERVING_STATUS_SERVING\nupdate: SERVING_STATUS_NOT_SERVING\nupdate: SERVING_STATUS_SERVING\nstream ended"),
             "\(watch.output)")
 
         // A long stream: Python's window updates keep it going.
-        let bulk = try python(["--service", "bulk"], command: "watch")
+        let bulk = try await python(["--service", "bulk"], command: "watch")
         #expect(bulk.status == 0, "\(bulk.output)")
         #expect(bulk.output.components(separatedBy: "update: SERVING_STATUS_SERVING").count - 1 == 200, "\(bulk.output.suffix(200))")
         #expect(bulk.output.hasSuffix("stream ended\n"), "\(bulk.output.suffix(200))")
 
         // The Python side verifies the server's certificate: another name is refused.
-        let process = try python(["--server-name", "elsewhere.example"])
+        let process = try await python(["--server-name", "elsewhere.example"])
         #expect(process.status == 2, "\(process.output)")
         #expect(process.output.contains("certificate verify failed") || process.output.contains("match"), "\(process.output)")
     }

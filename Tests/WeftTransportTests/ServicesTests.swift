@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftTestSupport
 import WeftTransport
 import WeftWire
 
@@ -123,7 +124,7 @@ import WeftWire
                         print("method", f.package + "." + service.name + "/" + m.name,
                               "client_streaming=%s server_streaming=%s" % (m.client_streaming, m.server_streaming))
             """
-        let (exit, output) = try run(["python3", "-c", script, file.path])
+        let (exit, output) = try await run(["python3", "-c", script, file.path])
         #expect(exit == 0, "\(output)")
         let lines = output.split(separator: "\n").map(String.init)
         #expect(lines.filter { $0.hasPrefix("file ") } == protoFiles.map { "file " + $0 })
@@ -206,17 +207,9 @@ private func repositoryRoot() -> URL {
     return root
 }
 
-/// Runs a command, returning its exit status and its output (stdout and stderr).
-private func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONDONTWRITEBYTECODE": "1"]) { $1 }
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
+/// Runs a command off the concurrency pool, returning its exit status and its output (stdout and stderr).
+private func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+    let outcome = try await TestSubprocess.run(
+        arguments, environment: ProcessInfo.processInfo.environment.merging(["PYTHONDONTWRITEBYTECODE": "1"]) { $1 })
+    return (outcome.status, outcome.output + outcome.error)
 }

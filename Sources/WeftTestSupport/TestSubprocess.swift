@@ -1,0 +1,55 @@
+import Foundation
+
+/// Runs a helper program (Python, openssl) to completion without blocking Swift's cooperative
+/// thread pool: the waiting happens on a thread of its own.
+///
+/// Waiting with `readDataToEndOfFile()`/`waitUntilExit()` inside an async test holds one of the
+/// pool's few threads (two on a 2-core machine); when the helper program calls back into a
+/// server in the same process, whose handlers need the pool, two such tests at once starve it
+/// and both time out.
+public enum TestSubprocess {
+    public struct Outcome: Sendable {
+        public let status: Int32
+        public let output: String
+        public let error: String
+    }
+
+    public static func run(_ arguments: [String], environment: [String: String]? = nil) async throws -> Outcome {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Outcome, any Error>) in
+            Thread.detachNewThread {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                process.arguments = arguments
+                if let environment { process.environment = environment }
+                let output = Pipe()
+                let error = Pipe()
+                process.standardOutput = output
+                process.standardError = error
+                do {
+                    try process.run()
+                } catch {
+                    continuation.resume(throwing: error)
+                    return
+                }
+                // Read both pipes to their ends (stderr on a second thread) so neither fills up.
+                let errorData = ErrorBytes()
+                let errorDone = DispatchSemaphore(value: 0)
+                Thread.detachNewThread {
+                    errorData.bytes = error.fileHandleForReading.readDataToEndOfFile()
+                    errorDone.signal()
+                }
+                let outputData = output.fileHandleForReading.readDataToEndOfFile()
+                errorDone.wait()
+                process.waitUntilExit()
+                continuation.resume(returning: Outcome(
+                    status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
+                    error: String(decoding: errorData.bytes, as: UTF8.self)))
+            }
+        }
+    }
+}
+
+/// Standard error's bytes, written by the reading thread before it signals, read after.
+private final class ErrorBytes: @unchecked Sendable {
+    var bytes = Data()
+}
