@@ -191,13 +191,19 @@ public actor DomainManager {
         }
         guard !accepted.isEmpty, let connection else { return }
         do {
-            let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: accepted.map(\.wire))))
-            let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
-            try await connection.send(batch, messageID: "topology-" + accepted.map(\.hash.description).joined(separator: "+").suffix(64))
+            try await broadcast(accepted, over: connection)
             logger.info("broadcast a participant's topology request", metadata: ["transactions": "\(accepted.count)"])
         } catch {
             logger.error("cannot broadcast a participant's topology request; the participant will see its change time out", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Sends `transactions` to every member (`ALL`); the message id names them, so a retried
+    /// send of the same transactions is sequenced once.
+    private func broadcast(_ transactions: [SignedTopologyTransaction], over connection: SequencerConnection) async throws {
+        let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions.map(\.wire))))
+        let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
+        try await connection.send(batch, messageID: "topology-" + transactions.map(\.hash.description).joined(separator: "+").suffix(64))
     }
 
     /// Waits for the next applied change, or until `deadline`.
@@ -236,9 +242,7 @@ public actor DomainManager {
             _ = try next.add(signed, sequencedAt: probe)  // refuses here what every member would refuse
             transactions.append(signed)
         }
-        let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions.map(\.wire))))
-        let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
-        try await connection.send(batch, messageID: "topology-" + transactions.map(\.hash.description).joined(separator: "+").suffix(64))
+        try await broadcast(transactions, over: connection)
         let hashes = Set(transactions.map(\.hash))
         let deadline = ContinuousClock.now + .seconds(30)
         while !hashes.isSubset(of: Set(state.transactions.map(\.transaction.hash))) {

@@ -384,33 +384,10 @@ struct WeftRun {
         return repositoryRoot.appendingPathComponent(".build/debug/weft")
     }
 
-    /// Runs `weft arguments…`; pipes are drained by threads of their own with blocking reads,
-    /// and the exit is awaited on another, so the concurrency pool never blocks.
+    /// Runs `weft arguments…` off the concurrency pool (`TestSubprocess`).
     static func run(_ arguments: [String]) async throws -> WeftRun {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        let (output, errors) = (Pipe(), Pipe())
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        return await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                let errorData = Locked(Data())
-                let errorsRead = DispatchSemaphore(value: 0)
-                Thread.detachNewThread {
-                    errorData.set(errors.fileHandleForReading.readDataToEndOfFile())
-                    errorsRead.signal()
-                }
-                let outputData = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                errorsRead.wait()
-                continuation.resume(
-                    returning: WeftRun(
-                        status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-                        errors: String(decoding: errorData.get(), as: UTF8.self)))
-            }
-        }
+        let outcome = try await TestSubprocess.run([executable.path] + arguments)
+        return WeftRun(status: outcome.status, output: outcome.output, errors: outcome.error)
     }
 
     /// The output's lines as JSON objects.
@@ -419,14 +396,6 @@ struct WeftRun {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
     }
-}
-
-final class Locked<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func get() -> Value { lock.withLock { value } }
-    func set(_ newValue: Value) { lock.withLock { value = newValue } }
 }
 
 extension LedgerAPITests {
