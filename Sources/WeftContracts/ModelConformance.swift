@@ -162,6 +162,16 @@ public enum ModelConformance {
         return store
     }
 
+    /// The transaction `view`'s root action produces when interpreted again: its root is the
+    /// view's action, its nodes those of the view and all its descendants. Nothing is compared
+    /// with the view (that is `check`): a participant that validated the view rebuilds what it
+    /// shows its parties as the transaction tree from this (`LedgerTree`).
+    public static func reinterpret(view: View, interpreter: Interpreter, contracts: some ContractLookup)
+        throws(ConformanceError) -> Transaction
+    {
+        try reinterpret(view, interpreter, contracts)
+    }
+
     private static func reinterpret(_ view: View, _ interpreter: Interpreter, _ contracts: some ContractLookup)
         throws(ConformanceError) -> Transaction
     {

@@ -32,8 +32,6 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     case hostingNotApplied(party: String, seconds: Int)
     /// The participant cannot take requests now (stopped, no mediator yet…).
     case unavailable(id: String, String)
-    /// The participant stores flat transactions only; tree form is not served yet.
-    case treesUnavailable
     /// A failure of the participant or its database that the application cannot fix.
     case internalError(id: String, String)
 
@@ -52,7 +50,6 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .partyAllocationUnavailable: "LEDGER_API_PARTY_ALLOCATION_UNAVAILABLE"
         case .hostingNotApplied: "LEDGER_API_HOSTING_NOT_APPLIED"
         case .unavailable(let id, _): id
-        case .treesUnavailable: "LEDGER_API_TREES_UNAVAILABLE"
         case .internalError(let id, _): id
         }
     }
@@ -64,7 +61,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .notHostedForSubmission: .permissionDenied
         case .duplicateCommand, .partyExists: .alreadyExists
         case .rejected: .aborted
-        case .partyAllocationUnavailable, .treesUnavailable: .unimplemented
+        case .partyAllocationUnavailable: .unimplemented
         case .hostingNotApplied: .deadlineExceeded
         case .unavailable: .unavailable
         case .internalError: .internal
@@ -98,9 +95,6 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
             "the hosting of \(party) was published but did not appear in this participant's topology within \(seconds) s; "
                 + "check the domain manager's log, then list parties again"
         case .unavailable(_, let text): text
-        case .treesUnavailable:
-            "this participant stores each party's flat projection (creates and archives) only, not the exercise tree; "
-                + "read transactions with GetTransactions (weft transactions)"
         case .internalError(_, let text): text
         }
     }

@@ -216,13 +216,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         let (parties, templates, progress) = try await api.serve(context) {
             let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
             let templates = try api.templates(request.filter)
-            guard request.beginExclusive <= UInt64(Int64.max), request.endInclusive <= UInt64(Int64.max) else {
-                throw LedgerAPIError.invalidArgument(field: "begin_exclusive", "out of range")
-            }
-            guard request.endInclusive == 0 || request.endInclusive > request.beginExclusive else {
-                throw LedgerAPIError.invalidArgument(
-                    field: "end_inclusive", "must be after begin_exclusive (\(request.beginExclusive)), or 0 to follow the ledger")
-            }
+            try Self.checkRange(begin: request.beginExclusive, end: request.endInclusive)
             // Follow before the replay, so a commit in between wakes the loop below.
             return (parties, templates, await api.participant.progressEvents())
         }
@@ -263,9 +257,54 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         _ request: Weft.V1.GetTransactionTreesRequest, responses: RPCMessageWriter<Weft.V1.GetTransactionTreesResponse>,
         context: RPCCallContext
     ) async throws {
-        try await api.serve(context) { () async throws -> Void in
-            _ = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
-            throw LedgerAPIError.treesUnavailable
+        let (parties, templates, progress) = try await api.serve(context) {
+            let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
+            let templates = try api.templates(request.filter)
+            try Self.checkRange(begin: request.beginExclusive, end: request.endInclusive)
+            return (Set(parties.map(\.id)), templates, await api.participant.progressEvents())
+        }
+        let end: Int64? = request.endInclusive == 0 ? nil : Int64(request.endInclusive)
+        var last = Int64(request.beginExclusive)
+        let domain = api.participant.domain.description
+        // Sends the trees committed after `last` that the parties witness; true once `end` is reached.
+        func catchUp() async throws -> Bool {
+            let ledgerEnd = await api.participant.ledgerEndOffset
+            let upTo = end.map { min($0, ledgerEnd) } ?? ledgerEnd
+            while upTo > last {
+                let page = try await api.serve(context) {
+                    try await api.participant.transactionTrees(
+                        after: last, upTo: upTo, limit: api.configuration.completionsPerQuery)
+                }
+                guard let lastOfPage = page.last else { break }
+                for tree in page {
+                    let (events, roots) = LedgerTree.project(tree.events.filter(templates.admits), to: parties)
+                    guard !events.isEmpty else { continue }
+                    try await responses.send(
+                        .init(
+                            transaction: .init(
+                                transactionID: tree.transactionID, commandID: tree.commandID, workflowID: "",
+                                effectiveAt: .init(microsSinceEpoch: tree.recordTime.microsSinceEpoch),
+                                offset: UInt64(tree.offset), events: events, rootEventIDs: roots, domain: domain)))
+                }
+                last = lastOfPage.offset
+            }
+            last = max(last, upTo)
+            return end.map { last >= $0 } ?? false
+        }
+        if try await catchUp() { return }
+        for await _ in progress {
+            if try await catchUp() { return }
+        }
+    }
+
+    /// The offsets of a transaction or tree stream request, checked.
+    static func checkRange(begin: UInt64, end: UInt64) throws(LedgerAPIError) {
+        guard begin <= UInt64(Int64.max), end <= UInt64(Int64.max) else {
+            throw LedgerAPIError.invalidArgument(field: "begin_exclusive", "out of range")
+        }
+        guard end == 0 || end > begin else {
+            throw LedgerAPIError.invalidArgument(
+                field: "end_inclusive", "must be after begin_exclusive (\(begin)), or 0 to follow the ledger")
         }
     }
 
@@ -284,6 +323,18 @@ struct TemplateFilter: Sendable {
         case .created(_, let contract): return templates.contains(contract.template)
         case .archived(_, let template): return templates.contains(template)
         }
+    }
+
+    func admits(_ event: Weft.V1.TreeEvent) -> Bool {
+        guard !templates.isEmpty else { return true }
+        let wire: Weft.V1.TemplateId?
+        switch event.kind {
+        case .created(let created)?: wire = created.templateID
+        case .exercised(let exercised)?: wire = exercised.templateID
+        case nil: return false
+        }
+        guard let wire, let package = PackageID(hex: wire.packageID) else { return false }
+        return templates.contains(TemplateID(package: package, name: wire.templateName))
     }
 }
 

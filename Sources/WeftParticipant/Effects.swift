@@ -9,13 +9,23 @@ struct Effects {
     var createdSeeds: [ContractID: NodeSeed] = [:]
     var archived: [ContractID] = []
     var events: [ParticipantStore.Commit.Event] = []
+    /// The views re-interpreted, one transaction per top view (a view received without its
+    /// parent), in view order: what the transaction tree is built from.
+    var reinterpreted: [Transaction] = []
+    /// Why the views could not be re-interpreted, if they could not (a participant that
+    /// rejected them locally, e.g. for a missing package, still commits an approved verdict).
+    var reinterpretationFailure: String?
 
-    init(_ viewTrees: [[UInt8]], hosted: (Party) -> Bool, packages: [Package]) throws {
+    init(
+        _ viewTrees: [[UInt8]], hosted: (Party) -> Bool, packages: [Package], interpreter: Interpreter,
+        active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)]
+    ) throws {
         var views: [View] = []
         for bytes in viewTrees {
             views.append(try ReceivedView(Weft.V1.ViewTree(serializedBytes: bytes)).view)
         }
         views.sort { $0.position.lexicographicallyPrecedes($1.position) }
+        reinterpret(views, interpreter: interpreter, active: active)
         var archivedInSubview = Set<ContractID>()
         for view in views { archivedInSubview.formUnion(view.participantData.createdInSubviewArchivedInCore) }
         var seen = Set<ContractID>()
@@ -42,6 +52,30 @@ struct Effects {
                 created.append(.init(id: output.id, contract: output.contract, wire: wire))
                 createdSeeds[output.id] = output.creationSeed
                 events.append(.init(created: true, contractID: output.id, parties: parties))
+            }
+        }
+    }
+}
+
+extension Effects {
+    /// Re-interprets each top view (its descendants with it), as validation did: the inputs the
+    /// views declare (with seeds that prove them), then the active contracts, which still hold
+    /// this request's inputs (they are archived by the commit these effects describe).
+    private mutating func reinterpret(
+        _ views: [View], interpreter: Interpreter, active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)]
+    ) {
+        let positions = Set(views.map(\.position))
+        let lookup = LayeredLookup(
+            first: ModelConformance.declaredInputs(of: views),
+            then: ConflictState(active: active, known: [], locks: [:], pendingCreates: [:]))
+        for view in views {
+            if let parent = view.parentPosition, positions.contains(parent) { continue }
+            do throws(ConformanceError) {
+                reinterpreted.append(try ModelConformance.reinterpret(view: view, interpreter: interpreter, contracts: lookup))
+            } catch {
+                reinterpreted = []
+                reinterpretationFailure = error.description
+                return
             }
         }
     }

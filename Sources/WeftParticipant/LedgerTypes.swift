@@ -1,5 +1,6 @@
 public import WeftContracts
 public import WeftTopology
+public import WeftWire
 
 /// A command as its application names it: deduplication and completions are per application
 /// and command id.
@@ -90,4 +91,20 @@ public struct LedgerTransaction: Sendable, Equatable {
     /// The command id, on the submitting participant only (empty elsewhere).
     public let commandID: String
     public internal(set) var events: [LedgerEvent]
+}
+
+/// One committed transaction as a tree (the Ledger API's tree form): every create and
+/// exercise a party hosted here witnesses, with those parties as witnesses. Projecting it to
+/// the parties a reader asks for is `LedgerTree.project`.
+public struct LedgerTransactionTree: Sendable, Equatable {
+    /// Position in this participant's ledger (as `LedgerTransaction.offset`).
+    public let offset: Int64
+    /// The transaction's root hash in hex.
+    public let transactionID: String
+    /// The request's sequencing time.
+    public let recordTime: SequencingTimestamp
+    /// The command id, on the submitting participant only (empty elsewhere).
+    public let commandID: String
+    /// In pre-order of the transaction; `child_event_ids` link them.
+    public let events: [Weft.V1.TreeEvent]
 }

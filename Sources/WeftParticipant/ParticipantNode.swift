@@ -288,6 +288,15 @@ public actor ParticipantNode {
         try await store.transactions(of: party, after: offset)
     }
 
+    /// The transaction trees committed after `offset` up to `upTo`, at most `limit` of them:
+    /// every create and exercise a hosted party witnesses (read them for some parties with
+    /// `LedgerTree.project`).
+    public func transactionTrees(after offset: Int64, upTo: Int64, limit: Int = 500) async throws
+        -> [LedgerTransactionTree]
+    {
+        try await store.trees(after: offset, upTo: upTo, limit: limit)
+    }
+
     /// What is stored for a command: in flight or its completion.
     public func command(_ key: CommandKey) async throws -> CommandRecord? {
         try await store.command(key)
@@ -685,19 +694,29 @@ public actor ParticipantNode {
         var effects: Effects?
         if approved {
             let snapshot = await topology.snapshot(at: requestTime)
+            let hosted = { (party: Party) -> Bool in
+                guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
+                return snapshot.hostingParticipants(of: id).contains {
+                    $0.participant == self.identity.id && $0.permission != .disabled
+                }
+            }
+            let packages = Array(packageSources.values)
             let computed = try Effects(
-                request.views,
-                hosted: { party in
-                    guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
-                    return snapshot.hostingParticipants(of: id).contains {
-                        $0.participant == self.identity.id && $0.permission != .disabled
-                    }
-                }, packages: Array(packageSources.values))
+                request.views, hosted: hosted, packages: packages, interpreter: interpreter, active: active)
             effects = computed
-            if !computed.events.isEmpty {
+            if let failure = computed.reinterpretationFailure {
+                logger.warning(
+                    "the approved views do not re-interpret here, so their transaction tree is not stored (flat events are)",
+                    metadata: [LogKey.request: "\(requestTime)", LogKey.reason: "\(failure)"])
+            }
+            let transactionID = request.rootHash.description
+            let treeEvents = LedgerTree.events(
+                of: computed.reinterpreted, transactionID: transactionID, packages: packages, sees: hosted)
+            if !computed.events.isEmpty || !treeEvents.isEmpty {
                 commit = ParticipantStore.Commit(
-                    offset: ledgerEnd + 1, transactionID: request.rootHash.description, created: computed.created,
-                    archived: computed.archived, events: computed.events)
+                    offset: ledgerEnd + 1, transactionID: transactionID, created: computed.created,
+                    archived: computed.archived, events: computed.events,
+                    tree: try Weft.V1.TransactionTreeView(events: treeEvents).serializedBytes())
             }
         }
         try await store.decide(

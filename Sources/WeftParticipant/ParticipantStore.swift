@@ -112,7 +112,19 @@ public struct ParticipantStore: Sendable {
             );
             COMMENT ON TABLE participant_cursor IS
                 'The next sequencer counter to process and the sequencing time of the last processed event, moved in the transaction of each event''s effects.';
-            """)
+            """),
+        Migration(
+            2, "store each committed transaction's tree",
+            """
+            CREATE TABLE participant_trees (
+                participant   text   NOT NULL,
+                ledger_offset bigint NOT NULL,
+                tree          bytea  NOT NULL,
+                PRIMARY KEY (participant, ledger_offset)
+            );
+            COMMENT ON TABLE participant_trees IS
+                'The transaction tree of each committed transaction: a weft.v1.TransactionTreeView whose events are every create and exercise a hosted party witnesses (witness_parties: those hosted parties); the Ledger API projects it to the parties a reader asks for.';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -406,6 +418,9 @@ public struct ParticipantStore: Sendable {
                         WHERE participant = $1 AND contract_id = $2 AND archived_offset IS NULL
                         """, [me, .text(archived.description), .int64(commit.offset)])
                 }
+                _ = try connection.execute(
+                    "INSERT INTO participant_trees (participant, ledger_offset, tree) VALUES ($1, $2, $3)",
+                    [me, .int64(commit.offset), .bytes(commit.tree)])
                 for (index, event) in commit.events.enumerated() {
                     for party in event.parties {
                         _ = try connection.execute(
@@ -464,6 +479,9 @@ public struct ParticipantStore: Sendable {
         let created: [Created]
         let archived: [ContractID]
         let events: [Event]
+        /// The serialized `weft.v1.TransactionTreeView` holding the tree events hosted parties
+        /// witness; empty when the views could not be re-interpreted.
+        let tree: [UInt8]
     }
 
     private static func move(_ cursor: Cursor, _ connection: PostgresConnection, _ me: PostgresValue) throws {
@@ -542,6 +560,32 @@ public struct ParticipantStore: Sendable {
             result[result.count - 1].events.append(event)
         }
         return result
+    }
+
+    /// The transaction trees after offset `after` up to `upTo`, at most `limit`, in order.
+    func trees(after offset: Int64, upTo: Int64, limit: Int) async throws -> [LedgerTransactionTree] {
+        let me = self.me
+        let rows = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, r.tree
+                FROM participant_transactions t
+                JOIN participant_trees r USING (participant, ledger_offset)
+                WHERE t.participant = $1 AND t.ledger_offset > $2 AND t.ledger_offset <= $3
+                ORDER BY t.ledger_offset
+                LIMIT $4
+                """, [me, .int64(offset), .int64(upTo), .int64(Int64(limit))]
+            ).rows
+        }
+        return try rows.map { row in
+            let bytes = try Self.require(row[4].bytes, "tree")
+            let tree = bytes.isEmpty ? Weft.V1.TransactionTreeView() : try Weft.V1.TransactionTreeView(serializedBytes: bytes)
+            return LedgerTransactionTree(
+                offset: try Self.require(row[0].int64, "offset"),
+                transactionID: try Self.require(row[1].string, "transaction_id"),
+                recordTime: SequencingTimestamp(microsSinceEpoch: try Self.require(row[2].int64, "request_ts")),
+                commandID: try row[3].string ?? "", events: tree.events)
+        }
     }
 
     // MARK: - Helpers

@@ -306,7 +306,11 @@ struct ActiveContractsCommand: AsyncParsableCommand {
 struct TransactionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "transactions", abstract: "Print parties' transactions (creates and archives) from an offset.",
-        discussion: "Without --follow it stops at the ledger end as of the call; with --follow it waits for new ones.")
+        discussion: """
+            Without --follow it stops at the ledger end as of the call; with --follow it waits for new ones. \
+            With --tree it prints each transaction as the tree of creates and exercises the parties witness \
+            (the Ledger API's GetTransactionTrees).
+            """)
 
     @Option(help: "A party whose projection to read (repeat for several).")
     var party: [String] = []
@@ -319,6 +323,9 @@ struct TransactionsCommand: AsyncParsableCommand {
 
     @Flag(help: "Keep following the ledger until interrupted.")
     var follow = false
+
+    @Flag(help: "Print transaction trees (exercises with their consequences) instead of creates and archives.")
+    var tree = false
 
     @OptionGroup var remote: RemoteOptions
     @Option(help: "text or json.") var output: OutputFormat = .text
@@ -338,6 +345,20 @@ struct TransactionsCommand: AsyncParsableCommand {
         } else if !follow {
             end = try await ledgerCall { try await client.transaction.getLedgerEnd(.init()) }.offset
             guard end > from else { return }
+        }
+        if tree {
+            try await ledgerCall {
+                for try await response in try client.transaction.getTransactionTrees(
+                    .init(beginExclusive: from, endInclusive: end, filter: .init(parties: party)))
+                {
+                    guard let tree = response.transaction else { continue }
+                    switch output {
+                    case .text: printTree(tree)
+                    case .json: try printJSON(LedgerValueSyntax.json(tree))
+                    }
+                }
+            }
+            return
         }
         try await ledgerCall {
             for try await response in try client.transaction.getTransactions(
@@ -361,6 +382,41 @@ struct TransactionsCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+
+    /// The tree indented: each exercise with its consequences below it.
+    private func printTree(_ tree: Weft.V1.TransactionTreeView) {
+        print("offset \(tree.offset)  transaction \(tree.transactionID)"
+            + (tree.commandID.isEmpty ? "" : "  command \(tree.commandID)"))
+        var byID: [String: Weft.V1.TreeEvent] = [:]
+        for event in tree.events {
+            switch event.kind {
+            case .created(let created)?: byID[created.eventID] = event
+            case .exercised(let exercised)?: byID[exercised.eventID] = event
+            case nil: break
+            }
+        }
+        func show(_ id: String, depth: Int) {
+            let indent = String(repeating: "  ", count: depth + 1)
+            switch byID[id]?.kind {
+            case .created(let created)?:
+                print("\(indent)created \(created.contractID)  \(created.templateID?.templateName ?? "?")  "
+                    + LedgerValueSyntax.text(created.createArguments))
+            case .exercised(let exercised)?:
+                let argument: String
+                if case .record(let record)? = exercised.choiceArgument?.sum {
+                    argument = LedgerValueSyntax.text(record)
+                } else {
+                    argument = ""
+                }
+                print("\(indent)exercised \(exercised.consuming ? "" : "(non-consuming) ")\(exercised.choice) on "
+                    + "\(exercised.contractID)  \(exercised.templateID?.templateName ?? "?")  \(argument)  by "
+                    + exercised.actingParties.joined(separator: ", "))
+                for child in exercised.childEventIDs { show(child, depth: depth + 1) }
+            case nil: break
+            }
+        }
+        for root in tree.rootEventIDs { show(root, depth: 0) }
     }
 }
 
@@ -482,6 +538,32 @@ enum LedgerValueSyntax {
             "contract_id": event.contractID, "template": event.templateID?.templateName ?? "",
             "package_id": event.templateID?.packageID ?? "", "arguments": json(event.createArguments),
             "signatories": event.signatories, "observers": event.observers, "witnesses": event.witnessParties,
+        ]
+    }
+
+    static func json(_ tree: Weft.V1.TransactionTreeView) -> [String: Any] {
+        [
+            "offset": tree.offset, "transaction_id": tree.transactionID, "command_id": tree.commandID,
+            "effective_at_micros": tree.effectiveAt?.microsSinceEpoch ?? 0, "root_event_ids": tree.rootEventIDs,
+            "events": tree.events.map { event -> [String: Any] in
+                switch event.kind {
+                case .created(let created)?:
+                    var object = json(created)
+                    object["event_id"] = created.eventID
+                    return ["created": object]
+                case .exercised(let exercised)?:
+                    return [
+                        "exercised": [
+                            "event_id": exercised.eventID, "contract_id": exercised.contractID,
+                            "template": exercised.templateID?.templateName ?? "", "choice": exercised.choice,
+                            "argument": json(exercised.choiceArgument), "acting_parties": exercised.actingParties,
+                            "consuming": exercised.consuming, "witnesses": exercised.witnessParties,
+                            "child_event_ids": exercised.childEventIDs, "result": json(exercised.exerciseResult),
+                        ] as [String: Any]
+                    ]
+                case nil: return [:]
+                }
+            },
         ]
     }
 

@@ -102,6 +102,17 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
     }
 }
 
+/// The transaction trees `parties` see on `api`'s participant, up to offset `end`.
+func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throws -> [Weft.V1.TransactionTreeView] {
+    var result: [Weft.V1.TransactionTreeView] = []
+    for try await response in try api.client.transaction.getTransactionTrees(
+        .init(beginExclusive: 0, endInclusive: end, filter: .init(parties: parties)))
+    {
+        result.append(try #require(response.transaction))
+    }
+    return result
+}
+
 /// The Ledger API end to end: two participants on a real domain (DomainHarness), each with its
 /// Ledger API over TLS on loopback, used only through the generated client stubs.
 @Suite(.timeLimit(.minutes(3))) struct LedgerAPITests {
@@ -219,6 +230,48 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
                 Issue.record("the bank's second transaction does not end with bob's IOU: \(lastEvents)")
             }
 
+            // The same transactions as trees. On participant2 the bank witnesses the issue's
+            // create, and in the transfer alice's exercise (the bank signs the IOU) with its
+            // consequence, bob's IOU, which bob witnesses too.
+            let bankTrees = try await trees(api2, parties: [bank, bob], end: end)
+            #expect(bankTrees.map(\.transactionID) == [issued.transactionID, transferred.transactionID])
+            #expect(bankTrees.map(\.offset) == [1, 2])
+            let transferTree = try #require(bankTrees.last)
+            guard transferTree.events.count == 2, case .exercised(let exercise)? = transferTree.events[0].kind,
+                case .created(let consequence)? = transferTree.events[1].kind
+            else {
+                Issue.record("the transfer's tree is not an exercise with one create: \(transferTree)")
+                return
+            }
+            #expect(transferTree.rootEventIDs == [exercise.eventID])
+            #expect(exercise.choice == "Transfer" && exercise.consuming && exercise.actingParties == [alice])
+            #expect(exercise.contractID == contract.contractID && exercise.witnessParties == [bank])
+            #expect(exercise.childEventIDs == [consequence.eventID])
+            if case .record(let argument)? = exercise.choiceArgument?.sum {
+                #expect(argument.fields.map(\.label) == ["newOwner"])
+                #expect(argument.fields.first?.value?.sum == .party(bob))
+            } else {
+                Issue.record("the choice argument is not a record: \(String(describing: exercise.choiceArgument))")
+            }
+            #expect(exercise.exerciseResult?.sum == .contractID(bobIOU.contractID))
+            #expect(consequence.contractID == bobIOU.contractID && consequence.witnessParties == [bank, bob].sorted())
+            #expect(exercise.eventID.hasPrefix(transferred.transactionID + ":"))
+            // Bob alone is no informee of the exercise: his tree is the create, as a root.
+            let bobTrees = try await trees(api2, parties: [bob], end: end)
+            #expect(bobTrees.map(\.transactionID) == [transferred.transactionID])
+            #expect(bobTrees.first?.rootEventIDs == [consequence.eventID])
+            // Alice on participant1 sees the exercise (she acted) but not bob's IOU; the event has
+            // the same id there: event ids name the node, whoever sees it.
+            let aliceTrees = try await trees(api1, parties: [alice], end: 2)
+            #expect(aliceTrees.map(\.transactionID) == [issued.transactionID, transferred.transactionID])
+            guard case .exercised(let aliceExercise)? = aliceTrees.last?.events.first?.kind else {
+                Issue.record("alice's transfer tree has no exercise: \(aliceTrees)")
+                return
+            }
+            #expect(aliceTrees.last?.events.count == 1)
+            #expect(aliceExercise.eventID == exercise.eventID && aliceExercise.childEventIDs.isEmpty)
+            #expect(aliceExercise.witnessParties == [alice])
+
             // Several parties' active contracts: bob's IOU once, seen by both; a template filter
             // that names another template leaves nothing.
             var shared: [Weft.V1.GetActiveContractsResponse] = []
@@ -334,11 +387,16 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
             }
             #expect(package?.code == .invalidArgument && package?.errorID == "LEDGER_API_INVALID_PACKAGE")
             #expect(package?.message.contains("broken.weft") == true)
-            // Trees are not served yet, and say so.
-            let trees = await rpcError {
-                for try await _ in try api1.client.transaction.getTransactionTrees(.init(filter: .init(parties: [alice]))) {}
+            // Trees, like flat transactions, only for parties hosted here, and in a valid range.
+            let foreignTrees = await rpcError {
+                for try await _ in try api1.client.transaction.getTransactionTrees(.init(filter: .init(parties: [bob]))) {}
             }
-            #expect(trees?.code == .unimplemented && trees?.errorID == "LEDGER_API_TREES_UNAVAILABLE")
+            #expect(foreignTrees?.code == .notFound)
+            let backwards = await rpcError {
+                for try await _ in try api1.client.transaction.getTransactionTrees(
+                    .init(beginExclusive: 5, endInclusive: 3, filter: .init(parties: [alice]))) {}
+            }
+            #expect(backwards?.code == .invalidArgument && backwards?.message.contains("end_inclusive") == true)
 
             // The bank issues an IOU to carol: participant1 observes it (carol's projection)
             // without confirming; participant2 hosts carol with submission permission.
@@ -451,6 +509,17 @@ extension LedgerAPITests {
                 == [issueID, exercise.jsonLines.first?["transaction_id"] as? String])
             let text = try await WeftRun.run(["transactions", "--party", alice] + remote1)
             #expect(text.output.contains("archived \(contractID)"))
+            // As trees: alice's exercise of Transfer, by her, on the IOU.
+            let trees = try await WeftRun.run(["transactions", "--tree", "--party", alice, "--output", "json"] + remote1)
+            #expect(trees.status == 0, "\(trees.errors)")
+            let transferTree = trees.jsonLines.last
+            let treeEvents = transferTree?["events"] as? [[String: Any]] ?? []
+            let exercised = treeEvents.first?["exercised"] as? [String: Any]
+            #expect(exercised?["choice"] as? String == "Transfer" && exercised?["contract_id"] as? String == contractID)
+            #expect(exercised?["acting_parties"] as? [String] == [alice])
+            #expect(transferTree?["root_event_ids"] as? [String] == [exercised?["event_id"] as? String ?? "-"])
+            let treeText = try await WeftRun.run(["transactions", "--tree", "--party", alice] + remote1)
+            #expect(treeText.output.contains("exercised Transfer on \(contractID)"))
 
             // Bad arguments: the usage exit code. A refusal: exit 1 and the error id.
             let usage = try await WeftRun.run(["submit", "create", "--template", "Iou", "--arguments", "{}"] + remote1)

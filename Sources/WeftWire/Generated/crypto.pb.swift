@@ -203,6 +203,9 @@ extension Weft.V1 {
         case sequencedBlockLeaf
         /// An inner node of a sequenced block's Merkle tree.
         case sequencedBlockNode
+        /// A Ledger API event id, from the node seed of the create or exercise it
+        /// shows: the same on every participant, without revealing the seed.
+        case ledgerEventID
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
@@ -234,6 +237,7 @@ extension Weft.V1 {
             case 19: self = .sequencedBlock
             case 20: self = .sequencedBlockLeaf
             case 21: self = .sequencedBlockNode
+            case 22: self = .ledgerEventID
             default: self = .unrecognized(rawValue)
             }
         }
@@ -263,12 +267,13 @@ extension Weft.V1 {
             case .sequencedBlock: return 19
             case .sequencedBlockLeaf: return 20
             case .sequencedBlockNode: return 21
+            case .ledgerEventID: return 22
             case .unrecognized(let number): return number
             }
         }
 
         /// Every value the schema declares.
-        public static let knownCases: [Self] = [.unspecified, .publicKeyFingerprint, .topologyTransaction, .submissionRequest, .sequencedEvent, .authenticationChallenge, .merkleTreeNode, .submitterMetadata, .commonMetadata, .participantMetadata, .viewCommonData, .viewParticipantData, .transactionView, .confirmationResponse, .confirmationResult, .acsCommitment, .rootHash, .contractID, .package, .sequencedBlock, .sequencedBlockLeaf, .sequencedBlockNode]
+        public static let knownCases: [Self] = [.unspecified, .publicKeyFingerprint, .topologyTransaction, .submissionRequest, .sequencedEvent, .authenticationChallenge, .merkleTreeNode, .submitterMetadata, .commonMetadata, .participantMetadata, .viewCommonData, .viewParticipantData, .transactionView, .confirmationResponse, .confirmationResult, .acsCommitment, .rootHash, .contractID, .package, .sequencedBlock, .sequencedBlockLeaf, .sequencedBlockNode, .ledgerEventID]
     }
 
     /// A public key. Its fingerprint is `1220` followed by the lower-case hex

@@ -465,7 +465,7 @@ const ProtobufCEnumDescriptor weft__v1__key_wrap_scheme__descriptor =
   weft__v1__key_wrap_scheme__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue weft__v1__hash_purpose__enum_values_by_number[22] =
+static const ProtobufCEnumValue weft__v1__hash_purpose__enum_values_by_number[23] =
 {
   { "HASH_PURPOSE_UNSPECIFIED", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_UNSPECIFIED", 0 },
   { "HASH_PURPOSE_PUBLIC_KEY_FINGERPRINT", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_PUBLIC_KEY_FINGERPRINT", 1 },
@@ -489,11 +489,12 @@ static const ProtobufCEnumValue weft__v1__hash_purpose__enum_values_by_number[22
   { "HASH_PURPOSE_SEQUENCED_BLOCK", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK", 19 },
   { "HASH_PURPOSE_SEQUENCED_BLOCK_LEAF", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK_LEAF", 20 },
   { "HASH_PURPOSE_SEQUENCED_BLOCK_NODE", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK_NODE", 21 },
+  { "HASH_PURPOSE_LEDGER_EVENT_ID", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_LEDGER_EVENT_ID", 22 },
 };
 static const ProtobufCIntRange weft__v1__hash_purpose__value_ranges[] = {
-{0, 0},{0, 22}
+{0, 0},{0, 23}
 };
-static const ProtobufCEnumValueIndex weft__v1__hash_purpose__enum_values_by_name[22] =
+static const ProtobufCEnumValueIndex weft__v1__hash_purpose__enum_values_by_name[23] =
 {
   { "HASH_PURPOSE_ACS_COMMITMENT", 15 },
   { "HASH_PURPOSE_AUTHENTICATION_CHALLENGE", 5 },
@@ -501,6 +502,7 @@ static const ProtobufCEnumValueIndex weft__v1__hash_purpose__enum_values_by_name
   { "HASH_PURPOSE_CONFIRMATION_RESPONSE", 13 },
   { "HASH_PURPOSE_CONFIRMATION_RESULT", 14 },
   { "HASH_PURPOSE_CONTRACT_ID", 17 },
+  { "HASH_PURPOSE_LEDGER_EVENT_ID", 22 },
   { "HASH_PURPOSE_MERKLE_TREE_NODE", 6 },
   { "HASH_PURPOSE_PACKAGE", 18 },
   { "HASH_PURPOSE_PARTICIPANT_METADATA", 9 },
@@ -525,9 +527,9 @@ const ProtobufCEnumDescriptor weft__v1__hash_purpose__descriptor =
   "HashPurpose",
   "Weft__V1__HashPurpose",
   "weft.v1",
-  22,
+  23,
   weft__v1__hash_purpose__enum_values_by_number,
-  22,
+  23,
   weft__v1__hash_purpose__enum_values_by_name,
   1,
   weft__v1__hash_purpose__value_ranges,

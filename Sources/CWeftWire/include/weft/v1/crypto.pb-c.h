@@ -185,7 +185,12 @@ typedef enum _Weft__V1__HashPurpose {
   /*
    * An inner node of a sequenced block's Merkle tree.
    */
-  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK_NODE = 21
+  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK_NODE = 21,
+  /*
+   * A Ledger API event id, from the node seed of the create or exercise it
+   * shows: the same on every participant, without revealing the seed.
+   */
+  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_LEDGER_EVENT_ID = 22
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(WEFT__V1__HASH_PURPOSE)
 } Weft__V1__HashPurpose;
 
