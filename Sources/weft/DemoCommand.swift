@@ -2,32 +2,35 @@ import ArgumentParser
 import Foundation
 import Logging
 import WeftCrypto
-import WeftDomainManager
-import WeftNode
-import WeftSequencer
 import WeftStore
 import WeftTestSupport
-import WeftTopology
-import WeftTransport
-import WeftWire
 
-/// The README's main command: a domain on PostgreSQL (two sequencer nodes and a
-/// domain manager), three participants onboarded as the seed tells it, and an
-/// encrypted message that only its recipients can read, while the sequencers
-/// store ciphertext only.
+/// The README's main command: Weft as an operator and its applications run it. A domain in one
+/// `weft run` process (two sequencer nodes on one PostgreSQL database, the domain manager, the
+/// mediator), three participant nodes in processes of their own, onboarded as the seed tells it,
+/// and an IOU issue and transfer and a three-party delivery versus payment, each step a `weft`
+/// command printed before it runs. Then what each participant sees, what the domain stored
+/// (ciphertext only), and where the metrics and logs are.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run the demo: a domain with two sequencers and a domain manager, three participants, encrypted messages.",
+        abstract: "Run the demo: a domain (two sequencers, domain manager, mediator), three participants, an IOU and a DvP.",
         discussion: """
-            Without --database-url (or WEFT_DATABASE_URL), starts a throw-away PostgreSQL
-            server from the system's binaries (scripts/pg-fixture) and removes it afterwards.
-            Everything runs in this process over real TLS on 127.0.0.1; Ctrl-C stops it.
+            Without --database-url (or WEFT_DATABASE_URL), starts a throw-away PostgreSQL server from the
+            system's binaries (scripts/pg-fixture) and removes it afterwards. Every node runs as a `weft run`
+            process over real TLS on 127.0.0.1; every step is a `weft` command, printed before it runs.
+            Keys, certificates, configurations and the nodes' JSON logs stay in --directory (default: a new
+            directory under the temporary directory). Ctrl-C stops every node and removes the throw-away server.
             """
     )
 
-    @Option(name: .customLong("database-url"), help: "libpq URL of a PostgreSQL database to use instead of a throw-away one (it must be empty).")
+    @Option(
+        name: .customLong("database-url"),
+        help: "libpq URL of a PostgreSQL database to use instead of a throw-away one (its role must be allowed to CREATE DATABASE).")
     var databaseURL: String?
+
+    @Option(help: "Where keys, certificates, configurations and logs go (created; default: a new temporary directory).")
+    var directory: String?
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -35,17 +38,25 @@ struct DemoCommand: AsyncParsableCommand {
             handler.logLevel = .error  // the demo narrates; errors still show
             return handler
         }
+        let place = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("weft-demo-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: place, withIntermediateDirectories: true)
+        let processes = DemoProcesses()
+        let interrupts = InterruptWatch(processes: processes)
+        defer { interrupts.cancel() }
+
         let configured = databaseURL ?? ProcessInfo.processInfo.environment["WEFT_DATABASE_URL"]
         if let configured {
             print("database: \(ConnectionStringRedaction.masked(configured)) (given)")
-            try await Demo(url: configured).run()
+            try await runDemo(url: configured, directory: place, processes: processes)
         } else {
             print("database: starting a throw-away PostgreSQL (scripts/pg-fixture) …")
             let fixture = try await PostgresFixture.startThrowAwayServer()
+            interrupts.onInterrupt { try? await fixture.stop() }
             print("database: \(fixture.url) in \(fixture.directory ?? "?")")
             do {
-                try await Demo(url: fixture.url).run()
+                try await runDemo(url: fixture.url, directory: place, processes: processes)
             } catch {
+                await processes.stopAll()
                 try? await fixture.stop()
                 throw error
             }
@@ -53,178 +64,376 @@ struct DemoCommand: AsyncParsableCommand {
             print("database: stopped and removed")
         }
     }
+
+    private func runDemo(url: String, directory: String, processes: DemoProcesses) async throws {
+        let demo = try Demo(url: url, directory: directory, processes: processes)
+        do {
+            try await demo.run()
+        } catch let error as DemoError {
+            await processes.stopAll()
+            print("\ndemo failed: \(error.description)")
+            print("the nodes' logs are in \(directory)/logs")
+            throw ExitCode.failure
+        }
+    }
 }
 
-/// One run of the demo against the database at `url`.
+/// A step of the demo that did not do what it should, with what the command said.
+struct DemoError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// One run of the demo against the PostgreSQL server at `url`.
 struct Demo {
     let url: String
-    let logger = Logger(label: "weft.demo")
+    let directory: String
+    let processes: DemoProcesses
+    let weft: URL
+    let examples: URL
+    /// The database the sequencers and the mediator share (the URL's); the domain manager and
+    /// each participant get a database of their own beside it, named after it.
+    let database: String
+
+    init(url: String, directory: String, processes: DemoProcesses) throws {
+        self.url = url
+        self.directory = directory
+        self.processes = processes
+        weft = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        guard let examples = Self.findExamples() else {
+            throw DemoError(description: "examples/packages (iou.weft, dvp.weft) not found: run the demo from the repository (scripts/demo)")
+        }
+        self.examples = examples
+        guard let components = URLComponents(string: url), let name = components.path.split(separator: "/").last,
+            name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+        else {
+            throw DemoError(description: "the demo needs a postgresql://…/DATABASE URL whose database name is letters, digits and _")
+        }
+        database = String(name)
+    }
+
+    /// `examples/packages` of the repository: from the working directory up, or from the
+    /// executable's directory up (the build directory is inside the repository).
+    static func findExamples() -> URL? {
+        for start in [URL(fileURLWithPath: FileManager.default.currentDirectoryPath), URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()] {
+            var directory = start
+            for _ in 0..<8 {
+                let candidate = directory.appendingPathComponent("examples/packages")
+                if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("iou.weft").path) { return candidate }
+                directory.deleteLastPathComponent()
+            }
+        }
+        return nil
+    }
 
     func step(_ text: String) { print("\n== " + text) }
+    func say(_ text: String) { print("   " + text) }
+
+    /// The URL of database `name` beside the demo's.
+    func databaseURL(_ name: String) -> String {
+        guard var components = URLComponents(string: url) else { return url }
+        components.path = "/" + name
+        return components.string ?? url
+    }
+
+    /// Runs `weft arguments…` in the demo's directory, printing it first; its standard output.
+    @discardableResult
+    func run(_ arguments: [String], quiet: Bool = false, expectFailure: Bool = false) async throws -> String {
+        if !quiet { say("$ weft " + Self.shortened(arguments.joined(separator: " "))) }
+        let outcome = try await DemoProcesses.runToEnd(weft, arguments, directory: directory)
+        if expectFailure {
+            guard outcome.status != 0 else {
+                throw DemoError(description: "`weft \(arguments.joined(separator: " "))` succeeded, but should have been refused")
+            }
+            return outcome.error
+        }
+        guard outcome.status == 0 else {
+            throw DemoError(
+                description: "`weft \(arguments.joined(separator: " "))` exited \(outcome.status): \(outcome.error.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return outcome.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Ids as a person reads them: `alice::1220ab12…` instead of 68 hex digits.
+    static func shortened(_ text: String) -> String {
+        var result = ""
+        var rest = Substring(text)
+        while let range = rest.range(of: "::1220") {
+            result += rest[..<range.upperBound]
+            rest = rest[range.upperBound...]
+            let hex = rest.prefix { $0.isHexDigit }
+            if hex.count > 8 {
+                result += hex.prefix(6) + "…"
+                rest = rest.dropFirst(hex.count)
+            }
+        }
+        return result + rest
+    }
+
+    func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+    }
+
+    /// The contract ids of `template` in `weft acs --output json` lines.
+    static func contracts(_ output: String, template: String) -> [String] {
+        output.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                object["template"] as? String == template
+            else { return nil }
+            return object["contract_id"] as? String
+        }
+    }
 
     func run() async throws {
-        // The domain owner's material: a root CA for TLS, and keys.
-        step("The domain owner creates the domain's root certificate and keys")
-        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
-        let nodeCertificate = try CertificateAuthority.issue(commonName: "sequencer", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
-        let namespaceKey = try SigningPrivateKey.generate()
-        let sequencerKey = try SigningPrivateKey.generate()
-        let managerKey = try SigningPrivateKey.generate()
-        print("   root certificate for TLS (ca.pem, handed to every participant); namespace key \(namespaceKey.publicKey.fingerprint)")
+        print("working directory: \(directory) (keys, certificates, configurations, logs)")
+        for sub in ["logs", "keys"] { try FileManager.default.createDirectory(atPath: directory + "/" + sub, withIntermediateDirectories: true) }
 
-        // Two sequencer nodes in front of one database.
-        step("Two sequencer nodes start on one PostgreSQL database")
+        step("1. The domain owner creates the domain's root certificate, node certificates and keys")
+        try await run(["certs", "init-ca", "--name", "domain1", "--dir", "certs"])
+        for node in ["sequencer1", "sequencer2", "domain-manager", "mediator1", "operator"] {
+            try await run(["certs", "issue", "--ca-dir", "certs", "--name", node, "--host", "localhost", "--host", "127.0.0.1", "--out", "certs"], quiet: node != "sequencer1")
+        }
+        say("(and the same for sequencer2, domain-manager, mediator1 and the operator's client certificate)")
+        for key in ["domain-namespace", "domain-manager", "sequencers", "mediator"] {
+            try await run(["keys", "generate", "--out", "keys/\(key).pem"], quiet: key != "domain-namespace")
+        }
+        try await run(["keys", "generate", "--kind", "encryption", "--out", "keys/mediator-encryption.pem"], quiet: true)
+        say("(and keys for the domain manager, the sequencers and the mediator)")
+        let namespaceKey = try KeyFile.readSigningKey(at: directory + "/keys/domain-namespace.pem")
+        let domainID = "domain1::\(namespaceKey.publicKey.fingerprint)"
+        say("the domain's id: \(Self.shortened(domainID))")
+
+        step("2. The domain starts: two sequencer nodes on one PostgreSQL database, the domain manager, the mediator")
         let setup = try PostgresConnection(url: url)
-        try Sequencer.migrator.migrate(setup)
-        try SequencerTopology.migrator.migrate(setup)
-        let domainID = try UniqueIdentifier(name: "domain1", namespace: namespaceKey.publicKey.fingerprint)
-        var nodes: [(sequencer: Sequencer, topology: SequencerTopology, server: RPCServer)] = []
-        let serverTLS = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: nodeCertificate))
-        for number in 0..<2 {
-            let sequencer = Sequencer(node: Int16(number), database: PostgresDatabase(url: url), logger: logger)
-            try await sequencer.start()
-            let topology = try SequencerTopology(domain: domainID, sequencer: sequencer, logger: logger)
-            let service = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: sequencerKey, logger: logger)
-            try await topology.start { member in await service.cutOff(member) }
-            var router = RPCRouter()
-            service.register(on: &router)
-            SequencerAdministration(sequencer: sequencer, topology: topology, name: "sequencer\(number)").register(on: &router)
-            let server = try await RPCServer.start(host: "127.0.0.1", port: 0, security: .tls(serverTLS), router: router, logger: logger)
-            nodes.append((sequencer, topology, server))
-            print("   sequencer node \(number) listening on 127.0.0.1:\(server.port) (TLS 1.3, ALPN weft/1)")
-        }
-        let clientTLS = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))
-        func connect(_ node: Int) async throws -> RPCClient {
-            try await RPCClient.connect(host: "127.0.0.1", port: nodes[node].server.port, security: .tls(clientTLS))
-        }
-
-        // The domain manager bootstraps the domain.
-        step("The domain manager bootstraps the domain")
-        // The domain manager keeps its topology in a database of its own, next to the sequencers'.
-        guard var components = URLComponents(string: url), let database = components.path.split(separator: "/").last else {
-            throw ValidationError("the demo needs a postgresql://…/DATABASE URL")
-        }
-        let managerDatabaseName = "\(database)_domain_manager"
-        // An identifier cannot be a bound parameter: accept only plain names.
-        guard managerDatabaseName.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
-            throw ValidationError("the demo's database name must be letters, digits and _ (got \(database))")
-        }
-        if try setup.execute("SELECT 1 FROM pg_database WHERE datname = $1", [.text(managerDatabaseName)]).rows.isEmpty {
-            _ = try setup.execute("CREATE DATABASE \"\(managerDatabaseName)\"")
-        }
-        components.path = "/" + managerDatabaseName
-        let managerDatabase = PostgresDatabase(url: components.string ?? url)
-        _ = try await managerDatabase.withConnection { try DomainManager.migrator.migrate($0) }
-        let manager = try DomainManager(name: "domain1", namespaceKey: namespaceKey, memberKey: managerKey, database: managerDatabase, logger: logger)
-        let parameters = Weft.V1.DomainParameters(
-            participantResponseTimeout: .init(micros: 30_000_000), reconciliationInterval: .init(micros: 60_000_000), maxRequestSizeBytes: 1 << 20,
-            ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000), mediatorDeduplicationTimeout: .init(micros: 600_000_000),
-            authenticationTokenLifetime: .init(micros: 3_600_000_000))
-        let genesis = try await manager.genesis(sequencerKeys: [sequencerKey.publicKey], mediator: nil, parameters: parameters)
-        try await manager.bootstrap(sequencers: [try await connect(0), try await connect(1)], genesis: genesis)
-        await manager.connect(
-            nodes.map { SequencerConnection.Endpoint(host: "127.0.0.1", port: $0.server.port, security: .tls(clientTLS)) }, sequencerKeys: [sequencerKey.publicKey])
-        print("   domain \(domainID): \(genesis.count) topology transactions signed by its namespace key, given to both sequencers")
-
-        // Three participants, onboarded as the seed tells it.
-        step("Three participants join: id, allow-list, connect-multi with the root certificate")
-        let endpoints = nodes.map { SequencerConnection.Endpoint(host: "127.0.0.1", port: $0.server.port, security: .tls(clientTLS)) }
-        var participants: [DemoParticipant] = []
-        for name in ["participant1", "participant2", "participant3"] {
-            let participant = try DemoParticipant(name: name)
-            print("   \(name) prints its id: \(participant.id)")
-            let identity = try participant.identity(domain: domainID)
-            let client = try await connect(participants.count % 2)
-            if participants.isEmpty {
-                do {
-                    _ = try await client.sequencer.onboard(.init(participant: participant.id.description, identity: identity))
-                } catch let error as RPCError {
-                    print("   before the owner allow-lists it, connecting is refused: \(error.message)")
-                }
-            }
-            _ = try await manager.change([.participantState(participant.id, permission: .submission)])
-            print("   the domain owner runs: set-state \(participant.id.name)::… --permission submission")
-            _ = try await client.sequencer.onboard(.init(participant: participant.id.description, identity: identity))
-            await client.close()
-            participant.connection = SequencerConnection(
-                member: participant.member.description, domain: domainID.description, key: participant.signingKey,
-                sequencerKeys: [sequencerKey.publicKey], endpoints: participants.count % 2 == 0 ? endpoints : endpoints.reversed(), logger: logger)
-            print("   \(name) registered its keys through sequencer node \(participants.count % 2) and is a member")
-            participants.append(participant)
-        }
-
-        // An encrypted message and what each member sees.
-        step("participant1 sends a view to participant2 only, and a note to all three")
-        let (p1, p2, p3) = (participants[0], participants[1], participants[2])
-        let secret = "IOU: participant1 owes participant2 100 USD (demo marker \(UInt64.random(in: 1...UInt64.max)))"
-        let view = Array(secret.utf8)
-        let sealed = try ViewEncryption.seal(view, viewHash: PurposeHasher.hash(.transactionView, view), recipients: [p2.encryptionKey.publicKey])
-        let note = Array("hello from participant1".utf8)
-        try await p1.connection!.send(.init(envelopes: [
-            .init(content: try Weft.V1.EnvelopeContent(message: .encryptedView(sealed.message)).serializedBytes(), recipients: [p2.member.description]),
-            .init(content: note, recipients: participants.map(\.member.description)),
-        ]), messageID: "demo-1")
-        for participant in [p1, p2, p3] {
-            let events = participant.connection!.events(from: 0)
-            for try await event in events {
-                guard case .deliver(let deliver)? = event.event, deliver.messageID == "demo-1" else { continue }
-                var seen: [String] = []
-                for envelope in deliver.batch?.envelopes ?? [] {
-                    if let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content), case .encryptedView(let message)? = content.message {
-                        let plain = try ViewEncryption.open(message, with: participant.encryptionKey)
-                        seen.append("an encrypted view, decrypted: \"\(String(decoding: plain, as: UTF8.self))\"")
-                    } else {
-                        seen.append("\"\(String(decoding: envelope.content, as: UTF8.self))\"")
-                    }
-                }
-                print("   \(participant.id.name) event #\(event.counter), signed by the sequencers: \(seen.joined(separator: " and "))")
-                break
+        for name in ["manager", "participant1", "participant2", "participant3"] {
+            let full = "\(database)_\(name)"
+            if try setup.execute("SELECT 1 FROM pg_database WHERE datname = $1", [.text(full)]).rows.isEmpty {
+                _ = try setup.execute("CREATE DATABASE \"\(full)\"")
             }
         }
+        let sequencerPorts = [try DemoProcesses.freePort(), try DemoProcesses.freePort()]
+        let sequencerAddresses = sequencerPorts.map { "127.0.0.1:\($0)" }
+        let sequencers = sequencerPorts.indices.map { index in
+            """
+              sequencer\(index + 1):
+                kind: sequencer
+                listen: \(sequencerAddresses[index])
+                sequencer-node: \(index)
+                domain: \(domainID)
+                signing-key: keys/sequencers.pem
+                tls: { certificate: certs/sequencer\(index + 1).pem, key: certs/sequencer\(index + 1)-key.pem }
+                database: { url: "\(url)" }
+                metrics: { listen: 127.0.0.1:0 }
+            """
+        }.joined(separator: "\n")
+        try write(
+            "domain.yaml",
+            """
+            nodes:
+            \(sequencers)
+              domain-manager:
+                kind: domain-manager
+                listen: 127.0.0.1:0
+                domain: domain1
+                namespace-key: keys/domain-namespace.pem
+                signing-key: keys/domain-manager.pem
+                sequencers:
+                  addresses: [\(sequencerAddresses.joined(separator: ", "))]
+                  root-cert: certs/ca.pem
+                bootstrap:
+                  sequencer-key: keys/sequencers.pem.pub
+                  mediator-key: keys/mediator.pem.pub
+                  mediator-encryption-key: keys/mediator-encryption.pem.pub
+                tls: { certificate: certs/domain-manager.pem, key: certs/domain-manager-key.pem, client-roots: certs/ca.pem }
+                database: { url: "\(databaseURL("\(database)_manager"))" }
+                metrics: { listen: 127.0.0.1:0 }
+              mediator1:
+                kind: mediator
+                listen: 127.0.0.1:0
+                domain: \(domainID)
+                signing-key: keys/mediator.pem
+                sequencer-key: keys/sequencers.pem.pub
+                sequencers:
+                  addresses: [\(sequencerAddresses.joined(separator: ", "))]
+                  root-cert: certs/ca.pem
+                tls: { certificate: certs/mediator1.pem, key: certs/mediator1-key.pem }
+                database: { url: "\(url)" }
+                metrics: { listen: 127.0.0.1:0 }
+            """)
+        say("$ weft run -c domain.yaml --migrate        (logs: logs/domain.jsonl)")
+        let domain = try await processes.start(weft, ["run", "-c", "domain.yaml", "--migrate"], directory: directory, log: directory + "/logs/domain.jsonl")
+        var ready: [String] = []
+        for _ in 0..<4 {
+            guard let line = await domain.nextLine() else {
+                throw DemoError(description: "the domain's `weft run` stopped: see logs/domain.jsonl")
+            }
+            ready.append(line)
+            say("  " + Self.shortened(line))
+        }
+        guard let managerLine = ready.first(where: { $0.contains("domain manager") }),
+            let managerPort = Self.port(in: managerLine)
+        else { throw DemoError(description: "the domain manager did not say where it listens: \(ready)") }
+        let admin = ["--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key", "certs/operator-key.pem"]
+        var metrics: [(node: String, port: Int)] = ready.compactMap { line in
+            guard let name = line.split(separator: " ").dropFirst().first, let range = line.range(of: "metrics on port ") else { return nil }
+            return Int(line[range.upperBound...].prefix { $0.isNumber }).map { (String(name), $0) }
+        }
 
-        // What the sequencers stored.
-        step("What the sequencers stored in PostgreSQL")
-        let row = try setup.execute("SELECT length(batch), recipients::text FROM sequencer_events WHERE message_id = 'demo-1'").rows[0]
-        let stored = try setup.execute("SELECT coalesce(string_agg(e::text, ' '), '') FROM sequencer_events e").rows[0][0].string ?? ""
-        let marker = secret.suffix(20)
+        step("3. Three participants join, as the seed tells it: id, allow-list, connect-multi with the root certificate")
+        var apis: [[String]] = []
+        var ids: [String] = []
+        for number in 1...3 {
+            let name = "participant\(number)"
+            try write(
+                "\(name).yaml",
+                """
+                nodes:
+                  \(name):
+                    kind: participant
+                    listen: 127.0.0.1:0
+                    tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
+                    database: { url: "\(databaseURL("\(database)_\(name)"))" }
+                    metrics: { listen: 127.0.0.1:0 }
+                """)
+            let id = try await run(["participant", "id", "-c", "\(name).yaml"])
+            say("  \(Self.shortened(id))")
+            ids.append(id)
+            say("$ weft run -c \(name).yaml --migrate        (logs: logs/\(name).jsonl)")
+            let node = try await processes.start(weft, ["run", "-c", "\(name).yaml", "--migrate"], directory: directory, log: directory + "/logs/\(name).jsonl")
+            guard let line = await node.nextLine(), let port = Self.port(in: line) else {
+                throw DemoError(description: "\(name) did not start: see logs/\(name).jsonl")
+            }
+            if let range = line.range(of: "metrics on port "), let metricsPort = Int(line[range.upperBound...].prefix { $0.isNumber }) {
+                metrics.append((name, metricsPort))
+            }
+            let api = ["--remote", "localhost:\(port)", "--root-cert", "certs/ca.pem"]
+            apis.append(api)
+            // The seed: participant1 asks first and is refused; each then connects to both sequencers.
+            let sequencersInOrder = number == 2 ? sequencerAddresses.reversed() : sequencerAddresses
+            let connect = ["participant", "connect-multi", "mydomain"] + sequencersInOrder + ["--root-cert", "certs/ca.pem", "--remote", "localhost:\(port)"]
+            if number == 1 {
+                let refusal = try await run(connect, expectFailure: true)
+                say("  refused before the domain owner allow-lists it: \(Self.shortened(refusal.trimmingCharacters(in: .whitespacesAndNewlines)))")
+            }
+            try await run(["domain-manager", "set-state", id, "--permission", "submission", "--trust", "ordinary"] + admin)
+            try await run(connect)
+        }
+        say("$ weft domain-manager members …")
+        let members = try await run(["domain-manager", "members"] + admin, quiet: true)
+        for line in members.split(separator: "\n") { say("  " + Self.shortened(String(line))) }
+
+        step("4. Each participant's operator uploads the example packages; parties are allocated")
+        for (number, api) in apis.enumerated() {
+            for file in ["iou.weft", "dvp.weft"] {
+                try await run(["package", "upload", examples.appendingPathComponent(file).path] + api, quiet: number > 0 || file != "iou.weft")
+            }
+        }
+        say("(iou.weft and dvp.weft on all three participants)")
+        let alice = try await run(["party", "allocate", "alice", "--display-name", "Alice (buyer)"] + apis[0])
+        let bob = try await run(["party", "allocate", "bob", "--display-name", "Bob (seller)"] + apis[1])
+        let bank = try await run(["party", "allocate", "bank", "--display-name", "The bank"] + apis[2])
+        let custodian = try await run(["party", "allocate", "custodian", "--display-name", "The securities depository"] + apis[2])
+        say("alice on participant1, bob on participant2, the bank and the custodian on participant3")
+
+        // A marker in the contracts' data: it must never appear in the domain's tables.
+        let marker = "DEMO-\(UInt64.random(in: 1...UInt64.max))"
+        step("5. An IOU: the bank issues 100 USD to alice; alice transfers it to bob")
+        try await run(
+            ["submit", "create", "--template", "Iou", "--act-as", bank, "--command-id", "issue-iou", "--arguments",
+             #"{"issuer": {"party": "\#(bank)"}, "owner": {"party": "\#(alice)"}, "currency": "USD \#(marker)", "amount": {"decimal": "100.0"}}"#]
+                + apis[2])
+        let iou = Self.contracts(try await run(["acs", "--party", alice, "--output", "json"] + apis[0], quiet: true), template: "Iou")
+        guard let iouID = iou.first else { throw DemoError(description: "alice's participant does not show the IOU") }
+        try await run(
+            ["submit", "exercise", "--template", "Iou", "--contract", iouID, "--choice", "Transfer", "--act-as", alice,
+             "--command-id", "transfer-iou", "--arguments", #"{"newOwner": {"party": "\#(bob)"}}"#] + apis[0])
+
+        step("6. Delivery versus payment among alice, bob and the bank/custodian on three participants")
+        try await run(
+            ["submit", "create", "--template", "Cash", "--act-as", bank, "--command-id", "cash", "--arguments",
+             #"{"bank": {"party": "\#(bank)"}, "owner": {"party": "\#(alice)"}, "amount": {"decimal": "1000.0"}}"#] + apis[2])
+        try await run(
+            ["submit", "create", "--template", "Security", "--act-as", custodian, "--command-id", "security", "--arguments",
+             #"{"custodian": {"party": "\#(custodian)"}, "holder": {"party": "\#(bob)"}, "isin": "XS-\#(marker)", "quantity": 10}"#] + apis[2])
+        let cash = Self.contracts(try await run(["acs", "--party", alice, "--output", "json"] + apis[0], quiet: true), template: "Cash")
+        let security = Self.contracts(try await run(["acs", "--party", bob, "--output", "json"] + apis[1], quiet: true), template: "Security")
+        guard let cashID = cash.first, let securityID = security.first else {
+            throw DemoError(description: "the cash (\(cash)) or the security (\(security)) did not reach its owner's participant")
+        }
+        try await run(
+            ["submit", "create", "--template", "Offer", "--act-as", alice, "--command-id", "offer", "--arguments",
+             #"{"buyer": {"party": "\#(alice)"}, "seller": {"party": "\#(bob)"}, "bank": {"party": "\#(bank)"}, "custodian": {"party": "\#(custodian)"}, "isin": "XS-\#(marker)", "quantity": 10, "price": {"decimal": "1000.0"}, "payment": {"contract": "\#(cashID)"}}"#]
+                + apis[0])
+        let offers = Self.contracts(try await run(["acs", "--party", bob, "--output", "json"] + apis[1], quiet: true), template: "Offer")
+        guard let offerID = offers.first else { throw DemoError(description: "bob's participant does not show alice's offer") }
+        try await run(
+            ["submit", "exercise", "--template", "Offer", "--contract", offerID, "--choice", "Settle", "--act-as", bob,
+             "--command-id", "settle", "--arguments", #"{"delivery": {"contract": "\#(securityID)"}}"#] + apis[1])
+
+        step("7. What each participant sees")
+        let hosted: [(participant: String, parties: [(String, String)])] = [
+            ("participant1", [("alice", alice)]), ("participant2", [("bob", bob)]),
+            ("participant3", [("bank", bank), ("custodian", custodian)]),
+        ]
+        for (index, entry) in hosted.enumerated() {
+            print("\n   -- \(entry.participant)")
+            for (name, party) in entry.parties {
+                say("\(name)'s active contracts:")
+                for line in try await run(["acs", "--party", party] + apis[index], quiet: true).split(separator: "\n") {
+                    say("  " + Self.shortened(String(line)))
+                }
+            }
+            say("its transactions, as trees (what its parties witnessed of each):")
+            let parties = entry.parties.flatMap { ["--party", $0.1] }
+            for line in try await run(["transactions", "--tree"] + parties + apis[index], quiet: true).split(separator: "\n") {
+                say("  " + Self.shortened(String(line)))
+            }
+        }
+
+        step("8. What the domain stored in PostgreSQL: ciphertext only")
+        let tables = try setup.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1"
+        ).rows.compactMap { try $0[0].string }
         let hexMarker = marker.utf8.map { String(format: "%02x", $0) }.joined()
-        print("   one event, \(try row[0].int64 ?? 0) bytes of batch, recipients \(try row[1].string ?? "")")
-        print("   the view's text appears in the sequencer's tables: \(stored.contains(marker) || stored.contains(hexMarker) ? "YES (a bug!)" : "no — ciphertext only")")
-        let status = try await nodes[0].sequencer.status()
-        print("   members: \(status.members.map { $0.name.prefix(20) + "…" }.joined(separator: ", "))")
-
-        step("Stopping")
-        for participant in participants { await participant.connection?.close() }
-        await manager.stop()
-        for node in nodes {
-            await node.server.shutdown(gracePeriod: .seconds(1))
-            await node.topology.stop()
-            await node.sequencer.stop()
+        let base64Marker = Data(marker.utf8).base64EncodedString().dropLast(4)
+        var leaks: [String] = []
+        var counts: [String] = []
+        for table in tables where table.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) {
+            let text = try setup.execute("SELECT coalesce(string_agg(t::text, ' '), '') FROM \"\(table)\" t").rows[0][0].string ?? ""
+            if text.contains(marker) || text.contains(hexMarker) || text.contains(base64Marker) { leaks.append(table) }
+            if table == "sequencer_events" || table.hasPrefix("mediator_") {
+                counts.append("\(table): \(try setup.execute("SELECT count(*) FROM \"\(table)\"").rows[0][0].int64 ?? 0) rows")
+            }
         }
-        print("\nNext (see `issues`): the mediator, participants validating transactions, and the Ledger API.")
+        say(counts.joined(separator: ", "))
+        say("the marker \(marker) (in the IOU's currency and the security's ISIN) appears in the domain's \(tables.count) tables: "
+            + (leaks.isEmpty ? "nowhere (as text, hex or base64) — the domain holds ciphertext only" : "IN \(leaks.joined(separator: ", ")) (a bug!)"))
+        let participantHasIt = try PostgresConnection(url: databaseURL("\(database)_participant2"))
+            .execute("SELECT count(*) FROM participant_contracts WHERE position($1 IN encode(contract, 'escape')) > 0", [.text(marker)]).rows[0][0].int64 ?? 0
+        say("participant2's own database has it in \(participantHasIt) of bob's contracts: participants decrypt what concerns them")
+        if let row = try setup.execute("SELECT encode(substring(batch from 1 for 48), 'hex'), length(batch) FROM sequencer_events WHERE batch IS NOT NULL ORDER BY ts DESC LIMIT 1").rows.first {
+            say("the last stored event's batch (\(try row[1].int64 ?? 0) bytes) begins: \(try row[0].string ?? "")…")
+        }
+        guard leaks.isEmpty else { throw DemoError(description: "plaintext reached the domain's tables: \(leaks)") }
+
+        step("9. Metrics and logs")
+        for (node, port) in metrics {
+            say("\(node): http://127.0.0.1:\(port)/metrics and /health")
+        }
+        let health = try await run(["health", "status", "--remote", "localhost:\(sequencerPorts[0])", "--root-cert", "certs/ca.pem"])
+        for line in health.split(separator: "\n") { say("  " + line) }
+        say("JSON logs (one event per line, trace_id on each line of a call): \(directory)/logs/")
+
+        step("10. Stopping every node (SIGTERM: drain, then exit)")
+        let stopped = await processes.stopAll()
+        for (name, status) in stopped { say("\(name) exited \(status)") }
+        guard stopped.allSatisfy({ $0.status == 0 }) else {
+            throw DemoError(description: "a node did not stop cleanly: \(stopped)")
+        }
     }
-}
 
-/// A participant's keys and its connection to the domain.
-final class DemoParticipant: @unchecked Sendable {
-    // Set once during set-up, before use from other tasks.
-    let namespaceKey: SigningPrivateKey
-    let signingKey: SigningPrivateKey
-    let encryptionKey: EncryptionPrivateKey
-    let id: UniqueIdentifier
-    var connection: SequencerConnection?
-    var member: MemberID { MemberID(role: .participant, identifier: id) }
-
-    init(name: String) throws {
-        namespaceKey = try SigningPrivateKey.generate()
-        signingKey = try SigningPrivateKey.generate()
-        encryptionKey = try EncryptionPrivateKey.generate()
-        id = try UniqueIdentifier(name: name, namespace: namespaceKey.publicKey.fingerprint)
-    }
-
-    func identity(domain: UniqueIdentifier) throws -> [Weft.V1.SignedTopologyTransaction] {
-        try SignedTopologyTransaction.participantIdentity(
-            id, namespaceKey: namespaceKey, signingKey: signingKey.publicKey, encryptionKey: encryptionKey.publicKey, domain: domain
-        ).map(\.wire)
+    static func port(in line: String) -> Int? {
+        guard let range = line.range(of: " listening on ") else { return nil }
+        let address = line[range.upperBound...].prefix { $0 != "," && $0 != " " }
+        return address.split(separator: ":").last.flatMap { Int($0) }
     }
 }
