@@ -273,6 +273,15 @@ public actor ParticipantNode {
         await withCheckedContinuation { continuation in validatedWaiters[rootHash, default: []].append(continuation) }
     }
 
+    /// The views of the request with root hash `rootHash` this participant decrypted, as it
+    /// stored them (nil when it validated no such request): what a test compares with the
+    /// views whose informees it hosts.
+    @_spi(Testing)
+    public func decryptedViews(ofRequest rootHash: Digest32) async throws -> [View]? {
+        guard let trees = try await store.views(ofRequest: rootHash) else { return nil }
+        return try trees.map { try ReceivedView(try Weft.V1.ViewTree(serializedBytes: $0)).view }
+    }
+
     /// The contracts locked by pending requests, with the request holding each.
     @_spi(Testing)
     public var lockedContracts: [ContractID: SequencingTimestamp] { locks }
@@ -298,9 +307,17 @@ public actor ParticipantNode {
     /// Interprets `commands` as `actAs`, builds and encrypts the views and signs the root hash:
     /// the request `submit(_:)` sends. Throws when a party is not hosted here with submission
     /// permission or the commands do not interpret.
+    ///
+    /// `disclosedContracts` are contracts none of this participant's parties is a stakeholder
+    /// of that the commands use (explicit disclosure, as in Canton): a seller settling a
+    /// delivery-versus-payment fetches the buyer's cash, which only the buyer's and the bank's
+    /// participants store; the buyer's application hands it over, as its participant serves it.
+    /// Each must carry its creation seed and authenticate with it, so every validator can check
+    /// the data; whether it is active is checked by its stakeholders' participants, as for any
+    /// input (a disclosed contract archived meanwhile is rejected `INACTIVE_CONTRACTS` there).
     public func prepare(
         _ commands: [Command], actAs: [Party], command: CommandKey,
-        deduplicationPeriodMicros: Int64? = nil
+        deduplicationPeriodMicros: Int64? = nil, disclosedContracts: [ActiveContract] = []
     ) async throws -> PreparedSubmission {
         let snapshot = await topology.snapshot(at: now)
         for party in actAs {
@@ -309,9 +326,19 @@ public actor ParticipantNode {
                 throw ParticipantError.notHostedForSubmission(party: party.id)
             }
         }
+        var disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:]
+        for contract in disclosedContracts {
+            guard let seed = contract.creationSeed, contract.id.authenticates(contract.contract, seed: seed) else {
+                logger.warning(
+                    "a disclosed contract does not authenticate with its creation seed; the command is refused",
+                    metadata: [LogKey.command: "\(command)", LogKey.contract: "\(contract.id)"])
+                throw ParticipantError.unauthenticatedDisclosure(contract: contract.id.description)
+            }
+            disclosed[contract.id] = (contract.contract, seed)
+        }
         return try prepareUnchecked(
             commands, actAs: actAs, command: command, snapshot: snapshot,
-            deduplicationPeriodMicros: deduplicationPeriodMicros)
+            deduplicationPeriodMicros: deduplicationPeriodMicros, disclosed: disclosed)
     }
 
     /// `prepare` without the local hosting check, interpreting as `actAs` but claiming
@@ -328,7 +355,8 @@ public actor ParticipantNode {
 
     private func prepareUnchecked(
         _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey,
-        snapshot: TopologySnapshot, deduplicationPeriodMicros: Int64?
+        snapshot: TopologySnapshot, deduplicationPeriodMicros: Int64?,
+        disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:]
     ) throws -> PreparedSubmission {
         guard let mediator = snapshot.mediators.first else { throw ParticipantError.noMediator }
         let seedBytes = try Self.randomBytes(32)
@@ -336,7 +364,7 @@ public actor ParticipantNode {
         let transaction: Transaction
         do throws(ContractError) {
             transaction = try interpreter.submit(
-                commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active))
+                commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active, disclosed: disclosed))
         } catch {
             throw ParticipantError.interpretation(error)
         }
@@ -371,11 +399,13 @@ public actor ParticipantNode {
     /// transaction id, the rejection's reason, or `duplicate` when the same command id was
     /// submitted within its deduplication period (then nothing is sent).
     public func submit(
-        _ commands: [Command], actAs: [Party], command: CommandKey, deduplicationPeriodMicros: Int64? = nil
+        _ commands: [Command], actAs: [Party], command: CommandKey, deduplicationPeriodMicros: Int64? = nil,
+        disclosedContracts: [ActiveContract] = []
     ) async throws -> Completion {
         if let previous = try await duplicate(command) { return previous }
         let prepared = try await prepare(
-            commands, actAs: actAs, command: command, deduplicationPeriodMicros: deduplicationPeriodMicros)
+            commands, actAs: actAs, command: command, deduplicationPeriodMicros: deduplicationPeriodMicros,
+            disclosedContracts: disclosedContracts)
         return try await submit(prepared)
     }
 
@@ -755,6 +785,7 @@ public actor ParticipantNode {
 enum LogKey {
     static let participant = "weft.participant"
     static let command = "weft.participant.command"
+    static let contract = "weft.participant.contract"
     static let counter = "weft.participant.counter"
     static let offset = "weft.participant.offset"
     static let package = "weft.participant.package"
