@@ -137,7 +137,7 @@ public actor ParticipantNode {
         return node
     }
 
-    private func resume(ready: Bool) {
+    private func resume(ready: Bool) async {
         self.ready = ready
         logger.info(
             "participant starting",
@@ -145,8 +145,13 @@ public actor ParticipantNode {
                 LogKey.counter: "\(cursor.nextCounter)", LogKey.activeContracts: "\(active.count)",
                 LogKey.pendingCount: "\(pending.count)",
             ])
-        for request in pending.values where !request.responsesSent && !request.responses.isEmpty {
-            sendResponses(request)
+        for request in pending.values.sorted(by: { $0.timestamp < $1.timestamp })
+        where !request.responsesSent && !request.responses.isEmpty {
+            if responseDeadlinePassed(request.timestamp, await topology.snapshot(at: request.timestamp)) {
+                lateResponsesWithheld(request)
+            } else {
+                sendResponses(request)
+            }
         }
         let stream = connection.events(from: cursor.nextCounter)
         processing = Task { [weak self] in
@@ -612,13 +617,32 @@ public actor ParticipantNode {
             logger.debug("request approved locally", metadata: [LogKey.request: "\(request.timestamp)"])
         }
         if !result.responses.isEmpty {
-            if let mediator = result.mediator {
+            if responseDeadlinePassed(request.timestamp, snapshot) {
+                lateResponsesWithheld(stored)
+            } else if let mediator = result.mediator {
                 sendResponses(stored, to: mediator)
             } else {
                 logger.warning(
                     "responses without a mediator to send them to", metadata: [LogKey.request: "\(request.timestamp)"])
             }
         }
+    }
+
+    /// Whether the domain's participant response timeout for the request sequenced at
+    /// `timestamp` has passed by the wall clock. The mediator has then rejected it as timed out
+    /// or is about to (it asks the sequencer for the time once its own clock passes the
+    /// deadline), and a response could only be a late confirmation: a participant catching up
+    /// after a stop sends none. A clock ahead of the sequencer's may withhold a response that
+    /// would have been in time by that skew; the mediator times the request out then.
+    private func responseDeadlinePassed(_ timestamp: SequencingTimestamp, _ snapshot: TopologySnapshot) -> Bool {
+        guard let timeout = snapshot.domainParameters?.participantResponseTimeout?.micros else { return false }
+        return wallClockMicros() > timestamp.microsSinceEpoch + max(0, timeout)
+    }
+
+    private func lateResponsesWithheld(_ request: ParticipantStore.StoredRequest) {
+        logger.warning(
+            "the participant response timeout of a request passed before it was validated here; no response sent, the mediator times it out",
+            metadata: [LogKey.request: "\(request.timestamp)", LogKey.rootHash: "\(request.rootHash)"])
     }
 
     private func sendResponses(_ request: ParticipantStore.StoredRequest, to mediatorHint: String? = nil) {
