@@ -232,10 +232,12 @@ extension OnARealDomain {
         /// and a retry commits on both sides.
         @Test func aRequestWithAConfirmerDownTimesOutAndARetryCommitsOnceItIsBack() async throws {
             try await PostgresFixture.withFixture { fixture in
-                let domain = try await DomainHarness.start(url: fixture.url, responseTimeoutMicros: 3_000_000)
+                let domain = try await DomainHarness.start(url: fixture.url)
                 let (p1, alice, bob, bank) = (domain.p1, domain.alice, domain.bob, domain.bank)
                 let iou = try await domain.issued("40", to: alice, command: "issue-timeout")
-                // participant2, which confirms for the bank, stops as a process would.
+                // A 3 s response timeout for the request that must time out only, and
+                // participant2, which confirms for the bank, stopped as a process would be.
+                try await domain.setParticipantResponseTimeout(micros: 3_000_000, serial: 2)
                 await domain.p2.stop()
 
                 let key = CommandKey(applicationID: "alice-app", commandID: "transfer-timeout")
@@ -252,6 +254,8 @@ extension OnARealDomain {
                 #expect(await p1.lockedContracts.isEmpty)
                 #expect(try await p1.activeContracts(of: alice).map(\.id) == [iou])
                 #expect(await p1.ledgerEndOffset == 1)
+                // 30 s again: the retry does not depend on how fast this machine answers.
+                try await domain.setParticipantResponseTimeout(micros: 30_000_000, serial: 3)
 
                 // participant2 comes back on its database: it processes the request and the
                 // verdict it missed, and ends where it was.

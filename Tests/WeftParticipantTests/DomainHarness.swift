@@ -80,8 +80,8 @@ actor MediatorProcess {
 /// participant1 hosting alice, participant2 hosting bob and the bank (all with submission
 /// permission), carol hosted on participant2 (submission) and participant1 (observation), and
 /// participant3 hosting nobody, without packages. Options: more participants (participant4, …,
-/// hosting nobody, without packages), more parties (`extraParties`, with submission
-/// permission), a shorter participant response timeout.
+/// hosting nobody, without packages) and more parties (`extraParties`, with submission
+/// permission); `setParticipantResponseTimeout` changes the domain parameter while it runs.
 final class DomainHarness: Sendable {
     let url: String
     let domain: TestDomain
@@ -130,10 +130,8 @@ final class DomainHarness: Sendable {
     ///   - participantCount: 3 or more; the fourth and later host nobody and have no packages.
     ///   - extraParties: parties to allocate besides alice, bob, the bank and carol — name and
     ///     the index of the participant hosting it with submission permission.
-    ///   - responseTimeoutMicros: the domain's `participant_response_timeout`.
     static func start(
-        url: String, participantCount: Int = 3, extraParties: [(name: String, participant: Int)] = [],
-        responseTimeoutMicros: Int64 = 30_000_000
+        url: String, participantCount: Int = 3, extraParties: [(name: String, participant: Int)] = []
     ) async throws -> DomainHarness {
         precondition(participantCount >= 3)
         var domain = try TestDomain()
@@ -154,7 +152,7 @@ final class DomainHarness: Sendable {
         let provider = SequencerServiceProvider(
             sequencer: sequencer, topology: sequencerTopology, signingKey: domain.sequencerKey, logger: logger)
         try await sequencerTopology.start { member in await provider.cutOff(member) }
-        let genesis = try domain.genesis(responseTimeoutMicros: responseTimeoutMicros)
+        let genesis = try domain.genesis()
         _ = try await sequencerTopology.initialize(genesis)
         var router = RPCRouter()
         provider.register(on: &router)
@@ -263,6 +261,19 @@ final class DomainHarness: Sendable {
     /// that every request sequenced later is validated with them.
     func broadcast(_ transactions: [Weft.V1.SignedTopologyTransaction], messageID: String) async throws {
         try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: messageID)
+    }
+
+    /// Changes the domain's `participant_response_timeout` (30 s at genesis) for the requests
+    /// sequenced from now on, as the domain manager would: a test keeps it short only around the
+    /// request it wants timed out, so that no other request depends on how fast the machine is.
+    /// `serial` is the parameters' next serial (genesis used 1).
+    func setParticipantResponseTimeout(micros: Int64, serial: UInt64) async throws {
+        let change = try SignedTopologyTransaction(
+            signing: .init(
+                replace: .parameters(TestDomain.parameters(responseTimeoutMicros: micros), of: domain.domain),
+                serial: serial, domain: domain.domain), with: [domain.namespaceKey]
+        ).wire
+        try await broadcast([change], messageID: "response-timeout-\(serial)")
     }
 
     /// What every node knows when it starts: genesis and onboarding, in force from the start.
