@@ -81,8 +81,9 @@ extension OnARealDomain {
                     for other in others {
                         #expect(try await other.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
                     }
-                    guard case .created(let id, _)? = try await node.transactions(of: party, after: offset - 1).first?
-                        .events.first
+                    guard
+                        case .created(let id, _)? = try await node.transactions(of: party, after: offset - 1).first?
+                            .events.first
                     else { throw CancellationError() }
                     return id
                 }
@@ -182,16 +183,19 @@ extension OnARealDomain {
                 let request = try #require(events.first { $0.messageID == prepared.messageID })
                 var encryptedViews = 0
                 for envelope in request.batch?.envelopes ?? [] {
-                    guard case .encryptedView(let message)? = try Weft.V1.EnvelopeContent(
-                        serializedBytes: envelope.content
-                    ).message else { continue }
+                    guard
+                        case .encryptedView(let message)? = try Weft.V1.EnvelopeContent(
+                            serializedBytes: envelope.content
+                        ).message
+                    else { continue }
                     encryptedViews += 1
                     let index = try #require(views.views.firstIndex { $0.hash.bytes == message.viewHash })
                     let position = views.views[index].position
                     #expect(Set(envelope.recipients) == Set(mustSee[index].map { members[$0] }), "view \(position)")
                     for (participant, member) in domain.members.enumerated() {
                         let opened = (try? ViewEncryption.open(message, with: member.encryptionKey)) != nil
-                        #expect(opened == mustSee[index].contains(participant), "view \(position), \(members[participant])")
+                        #expect(
+                            opened == mustSee[index].contains(participant), "view \(position), \(members[participant])")
                     }
                 }
                 #expect(encryptedViews == views.views.count)
