@@ -11,18 +11,41 @@ import WeftWire
 
 /// One event as the sequencer stored it: who sent it, under which message id, its batch and
 /// the members it is delivered to.
-struct StoredSequencerEvent {
+struct StoredSequencerEvent: Sendable {
     let timestamp: Int64
     let messageID: String
     let sender: String
     let batch: Weft.V1.Batch?
     let recipients: Set<String>
 
-    /// The sequencer's events from `timestamp` on (all when nil), oldest first, read from its
-    /// tables in the database at `url`.
-    static func all(from timestamp: Int64 = 0, url: String) throws -> [StoredSequencerEvent] {
-        let connection = try PostgresConnection(url: url)
-        return try connection.execute(
+    /// Runs `body` on a connection to the database at `url`, on a database thread (not the
+    /// concurrency pool), then closes it.
+    static func query<Result: Sendable>(
+        _ url: String, _ body: @escaping @Sendable (PostgresConnection) throws -> Result
+    ) async throws -> Result {
+        let database = PostgresDatabase(url: url, maximumConnections: 1)
+        do {
+            let result = try await database.withConnection(body)
+            await database.shutdown()
+            return result
+        } catch {
+            await database.shutdown()
+            throw error
+        }
+    }
+
+    /// The sequencer's events from `timestamp` on, oldest first, read from its tables in the
+    /// database at `url` (on the database's threads, not the concurrency pool).
+    static func all(from timestamp: Int64 = 0, url: String) async throws -> [StoredSequencerEvent] {
+        try await query(url) { connection in
+            try events(from: timestamp, connection)
+        }
+    }
+
+    private static func events(from timestamp: Int64, _ connection: PostgresConnection) throws
+        -> [StoredSequencerEvent]
+    {
+        try connection.execute(
             """
             SELECT e.ts, e.message_id, s.member, e.batch,
                 (SELECT coalesce(string_agg(m.member, ' '), '') FROM sequencer_members m WHERE m.id = ANY (e.recipients))
@@ -39,9 +62,20 @@ struct StoredSequencerEvent {
     }
 
     /// The sequencing time of the last event stored so far (0 when none).
-    static func lastTimestamp(url: String) throws -> Int64 {
-        try PostgresConnection(url: url).execute("SELECT coalesce(max(ts), 0)::bigint FROM sequencer_events").rows
-            .first?.first?.int64 ?? 0
+    static func lastTimestamp(url: String) async throws -> Int64 {
+        try await query(url) { connection in
+            try connection.execute("SELECT coalesce(max(ts), 0)::bigint FROM sequencer_events").rows.first?.first?
+                .int64 ?? 0
+        }
+    }
+
+    /// How many rows of `table` (a name from the test, not from input) belong to `participant`.
+    static func rows(of participant: UniqueIdentifier, in table: String, url: String) async throws -> Int64? {
+        try await query(url) { connection in
+            try connection.execute(
+                "SELECT count(*)::bigint FROM \(table) WHERE participant = $1", [.text(participant.description)]
+            ).rows.first?.first?.int64
+        }
     }
 }
 
@@ -64,7 +98,7 @@ extension OnARealDomain {
                 let source = try exampleSource("dvp.weft")
                 for node in [p1, p2, p3] { try await node.upload(packageSource: source, file: "dvp.weft") }
                 let dvp = try Package(source: source, file: "dvp.weft")
-                let dvpStart = try StoredSequencerEvent.lastTimestamp(url: fixture.url) + 1
+                let dvpStart = try await StoredSequencerEvent.lastTimestamp(url: fixture.url) + 1
 
                 /// Creates a contract from `node` and returns its id once `others` have it too.
                 func created(
@@ -179,7 +213,7 @@ extension OnARealDomain {
                 // What the sequencer stored: every encrypted view is addressed to exactly the
                 // participants that must see it, and only their keys open it.
                 let members = domain.members.map { MemberID(role: .participant, identifier: $0.id).description }
-                let events = try StoredSequencerEvent.all(from: dvpStart, url: fixture.url)
+                let events = try await StoredSequencerEvent.all(from: dvpStart, url: fixture.url)
                 let request = try #require(events.first { $0.messageID == prepared.messageID })
                 var encryptedViews = 0
                 for envelope in request.batch?.envelopes ?? [] {
@@ -205,13 +239,9 @@ extension OnARealDomain {
                 #expect(events.count >= 4 * 3)  // four requests, each with responses and a verdict
                 for event in events { #expect(!event.recipients.contains(members[3]), "event \(event.messageID)") }
                 #expect(events.contains { $0.recipients.contains(members[2]) })
-                let connection = try PostgresConnection(url: fixture.url)
                 for table in ["participant_requests", "participant_contracts", "participant_transactions"] {
-                    // Table names from this list, not from input.
-                    let rows = try connection.execute(
-                        "SELECT count(*)::bigint FROM \(table) WHERE participant = $1",
-                        [.text(domain.members[3].id.description)]
-                    ).rows.first?.first?.int64
+                    let rows = try await StoredSequencerEvent.rows(
+                        of: domain.members[3].id, in: table, url: fixture.url)
                     #expect(rows == 0, "\(table)")
                 }
 
@@ -285,7 +315,7 @@ extension OnARealDomain {
                 // No late confirmation: participant2 sent responses for the retry only. (A late
                 // response would have been sent when it processed the timed-out request, before
                 // the retry, whose response had to reach the mediator for the retry to commit.)
-                let events = try StoredSequencerEvent.all(url: fixture.url)
+                let events = try await StoredSequencerEvent.all(url: fixture.url)
                 let timedOut = try #require(events.first { $0.messageID == prepared.messageID })
                 let fromP2 = events.filter {
                     $0.sender == MemberID(role: .participant, identifier: domain.members[1].id).description
