@@ -81,11 +81,14 @@ extension Effects {
     }
 }
 
-/// The active contract set as the interpreter's lookup.
+/// The active contract set as the interpreter's lookup, then the contracts the application
+/// disclosed for this submission (authenticated by their creation seeds before they get here):
+/// what the participant stores itself wins.
 struct ActiveLookup: ContractLookup {
     let active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)]
-    func contract(_ id: ContractID) -> ContractInstance? { active[id]?.contract }
-    func creationSeed(of id: ContractID) -> NodeSeed? { active[id]?.seed }
+    var disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:]
+    func contract(_ id: ContractID) -> ContractInstance? { active[id]?.contract ?? disclosed[id]?.contract }
+    func creationSeed(of id: ContractID) -> NodeSeed? { active[id]?.seed ?? disclosed[id]?.seed }
 }
 
 func wallClockMicros() -> Int64 {

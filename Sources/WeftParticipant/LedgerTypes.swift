@@ -66,6 +66,17 @@ public struct ActiveContract: Sendable, Equatable {
     public let contract: ContractInstance
     /// The ledger offset of the transaction that created it.
     public let createdAt: Int64
+    /// The seed of the create that made it, when known: with it anyone can check that the
+    /// data belongs to the id (`ContractID.authenticates`), so an application may disclose
+    /// the contract to a submitter on another participant (`prepare(…disclosedContracts:)`).
+    public let creationSeed: NodeSeed?
+
+    public init(id: ContractID, contract: ContractInstance, createdAt: Int64, creationSeed: NodeSeed? = nil) {
+        self.id = id
+        self.contract = contract
+        self.createdAt = createdAt
+        self.creationSeed = creationSeed
+    }
 }
 
 /// What a transaction did that a party may see: Daml's flat transaction events.

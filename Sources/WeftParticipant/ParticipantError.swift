@@ -8,6 +8,9 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
     case notHostedForSubmission(party: String)
     /// The command does not interpret (unknown template, failed assertion, missing authority…).
     case interpretation(ContractError)
+    /// A disclosed contract comes without its creation seed, or its data is not the data its
+    /// id was derived from: nobody could check it, so it is not used.
+    case unauthenticatedDisclosure(contract: String)
     /// The views could not be built (e.g. VIP policy without a VIP informee).
     case views(ViewError)
     /// A participant that must receive a view has no encryption key in the topology.
@@ -25,6 +28,7 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
         switch self {
         case .notHostedForSubmission: "PARTICIPANT_PARTY_NOT_HOSTED"
         case .interpretation: "PARTICIPANT_INTERPRETATION_FAILED"
+        case .unauthenticatedDisclosure: "PARTICIPANT_UNAUTHENTICATED_DISCLOSURE"
         case .views: "PARTICIPANT_VIEWS_FAILED"
         case .noEncryptionKey: "PARTICIPANT_NO_ENCRYPTION_KEY"
         case .noMediator: "PARTICIPANT_NO_MEDIATOR"
@@ -42,6 +46,10 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
                 "party \(party) is not hosted on this participant with submission permission; "
                 + "allocate it here or submit through the participant that hosts it"
         case .interpretation(let error): text = "the command does not interpret: \(error)"
+        case .unauthenticatedDisclosure(let contract):
+            text =
+                "disclosed contract \(contract) has no creation seed or its data does not hash to its id; "
+                + "disclose it as a stakeholder's participant serves it (with its creation seed), unchanged"
         case .views(let error): text = "the transaction cannot be cut into views: \(error)"
         case .noEncryptionKey(let participant):
             text =

@@ -144,9 +144,12 @@ extension ParticipantStore {
         let requested = Set(parties)
         var contracts: [(contract: ActiveContract, parties: [Party])] = []
         for (bytes, createdAt) in rows {
-            let (id, contract, _) = try ContractInstance.fromWire(try Weft.V1.ContractInstance(serializedBytes: bytes))
+            let (id, contract, seed) = try ContractInstance.fromWire(try Weft.V1.ContractInstance(serializedBytes: bytes))
             contracts.append(
-                (ActiveContract(id: id, contract: contract, createdAt: createdAt), contract.stakeholders.filter(requested.contains)))
+                (
+                    ActiveContract(id: id, contract: contract, createdAt: createdAt, creationSeed: seed),
+                    contract.stakeholders.filter(requested.contains)
+                ))
         }
         return ActiveContractSnapshot(contracts: contracts, offset: offset)
     }

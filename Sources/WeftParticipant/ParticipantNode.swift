@@ -137,7 +137,7 @@ public actor ParticipantNode {
         return node
     }
 
-    private func resume(ready: Bool) {
+    private func resume(ready: Bool) async {
         self.ready = ready
         logger.info(
             "participant starting",
@@ -145,8 +145,13 @@ public actor ParticipantNode {
                 LogKey.counter: "\(cursor.nextCounter)", LogKey.activeContracts: "\(active.count)",
                 LogKey.pendingCount: "\(pending.count)",
             ])
-        for request in pending.values where !request.responsesSent && !request.responses.isEmpty {
-            sendResponses(request)
+        for request in pending.values.sorted(by: { $0.timestamp < $1.timestamp })
+        where !request.responsesSent && !request.responses.isEmpty {
+            if responseDeadlinePassed(request.timestamp, await topology.snapshot(at: request.timestamp)) {
+                lateResponsesWithheld(request)
+            } else {
+                sendResponses(request)
+            }
         }
         let stream = connection.events(from: cursor.nextCounter)
         processing = Task { [weak self] in
@@ -273,6 +278,15 @@ public actor ParticipantNode {
         await withCheckedContinuation { continuation in validatedWaiters[rootHash, default: []].append(continuation) }
     }
 
+    /// The views of the request with root hash `rootHash` this participant decrypted, as it
+    /// stored them (nil when it validated no such request): what a test compares with the
+    /// views whose informees it hosts.
+    @_spi(Testing)
+    public func decryptedViews(ofRequest rootHash: Digest32) async throws -> [View]? {
+        guard let trees = try await store.views(ofRequest: rootHash) else { return nil }
+        return try trees.map { try ReceivedView(try Weft.V1.ViewTree(serializedBytes: $0)).view }
+    }
+
     /// The contracts locked by pending requests, with the request holding each.
     @_spi(Testing)
     public var lockedContracts: [ContractID: SequencingTimestamp] { locks }
@@ -307,9 +321,17 @@ public actor ParticipantNode {
     /// Interprets `commands` as `actAs`, builds and encrypts the views and signs the root hash:
     /// the request `submit(_:)` sends. Throws when a party is not hosted here with submission
     /// permission or the commands do not interpret.
+    ///
+    /// `disclosedContracts` are contracts none of this participant's parties is a stakeholder
+    /// of that the commands use (explicit disclosure, as in Canton): a seller settling a
+    /// delivery-versus-payment fetches the buyer's cash, which only the buyer's and the bank's
+    /// participants store; the buyer's application hands it over, as its participant serves it.
+    /// Each must carry its creation seed and authenticate with it, so every validator can check
+    /// the data; whether it is active is checked by its stakeholders' participants, as for any
+    /// input (a disclosed contract archived meanwhile is rejected `INACTIVE_CONTRACTS` there).
     public func prepare(
         _ commands: [Command], actAs: [Party], command: CommandKey,
-        deduplicationPeriodMicros: Int64? = nil
+        deduplicationPeriodMicros: Int64? = nil, disclosedContracts: [ActiveContract] = []
     ) async throws -> PreparedSubmission {
         let snapshot = await topology.snapshot(at: now)
         for party in actAs {
@@ -318,9 +340,19 @@ public actor ParticipantNode {
                 throw ParticipantError.notHostedForSubmission(party: party.id)
             }
         }
+        var disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:]
+        for contract in disclosedContracts {
+            guard let seed = contract.creationSeed, contract.id.authenticates(contract.contract, seed: seed) else {
+                logger.warning(
+                    "a disclosed contract does not authenticate with its creation seed; the command is refused",
+                    metadata: [LogKey.command: "\(command)", LogKey.contract: "\(contract.id)"])
+                throw ParticipantError.unauthenticatedDisclosure(contract: contract.id.description)
+            }
+            disclosed[contract.id] = (contract.contract, seed)
+        }
         return try prepareUnchecked(
             commands, actAs: actAs, command: command, snapshot: snapshot,
-            deduplicationPeriodMicros: deduplicationPeriodMicros)
+            deduplicationPeriodMicros: deduplicationPeriodMicros, disclosed: disclosed)
     }
 
     /// `prepare` without the local hosting check, interpreting as `actAs` but claiming
@@ -337,7 +369,8 @@ public actor ParticipantNode {
 
     private func prepareUnchecked(
         _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey,
-        snapshot: TopologySnapshot, deduplicationPeriodMicros: Int64?
+        snapshot: TopologySnapshot, deduplicationPeriodMicros: Int64?,
+        disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:]
     ) throws -> PreparedSubmission {
         guard let mediator = snapshot.mediators.first else { throw ParticipantError.noMediator }
         let seedBytes = try Self.randomBytes(32)
@@ -345,7 +378,7 @@ public actor ParticipantNode {
         let transaction: Transaction
         do throws(ContractError) {
             transaction = try interpreter.submit(
-                commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active))
+                commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active, disclosed: disclosed))
         } catch {
             throw ParticipantError.interpretation(error)
         }
@@ -380,11 +413,13 @@ public actor ParticipantNode {
     /// transaction id, the rejection's reason, or `duplicate` when the same command id was
     /// submitted within its deduplication period (then nothing is sent).
     public func submit(
-        _ commands: [Command], actAs: [Party], command: CommandKey, deduplicationPeriodMicros: Int64? = nil
+        _ commands: [Command], actAs: [Party], command: CommandKey, deduplicationPeriodMicros: Int64? = nil,
+        disclosedContracts: [ActiveContract] = []
     ) async throws -> Completion {
         if let previous = try await duplicate(command) { return previous }
         let prepared = try await prepare(
-            commands, actAs: actAs, command: command, deduplicationPeriodMicros: deduplicationPeriodMicros)
+            commands, actAs: actAs, command: command, deduplicationPeriodMicros: deduplicationPeriodMicros,
+            disclosedContracts: disclosedContracts)
         return try await submit(prepared)
     }
 
@@ -591,13 +626,32 @@ public actor ParticipantNode {
             logger.debug("request approved locally", metadata: [LogKey.request: "\(request.timestamp)"])
         }
         if !result.responses.isEmpty {
-            if let mediator = result.mediator {
+            if responseDeadlinePassed(request.timestamp, snapshot) {
+                lateResponsesWithheld(stored)
+            } else if let mediator = result.mediator {
                 sendResponses(stored, to: mediator)
             } else {
                 logger.warning(
                     "responses without a mediator to send them to", metadata: [LogKey.request: "\(request.timestamp)"])
             }
         }
+    }
+
+    /// Whether the domain's participant response timeout for the request sequenced at
+    /// `timestamp` has passed by the wall clock. The mediator has then rejected it as timed out
+    /// or is about to (it asks the sequencer for the time once its own clock passes the
+    /// deadline), and a response could only be a late confirmation: a participant catching up
+    /// after a stop sends none. A clock ahead of the sequencer's may withhold a response that
+    /// would have been in time by that skew; the mediator times the request out then.
+    private func responseDeadlinePassed(_ timestamp: SequencingTimestamp, _ snapshot: TopologySnapshot) -> Bool {
+        guard let timeout = snapshot.domainParameters?.participantResponseTimeout?.micros else { return false }
+        return wallClockMicros() > timestamp.microsSinceEpoch + max(0, timeout)
+    }
+
+    private func lateResponsesWithheld(_ request: ParticipantStore.StoredRequest) {
+        logger.warning(
+            "the participant response timeout of a request passed before it was validated here; no response sent, the mediator times it out",
+            metadata: [LogKey.request: "\(request.timestamp)", LogKey.rootHash: "\(request.rootHash)"])
     }
 
     private func sendResponses(_ request: ParticipantStore.StoredRequest, to mediatorHint: String? = nil) {
@@ -774,6 +828,7 @@ public actor ParticipantNode {
 enum LogKey {
     static let participant = "weft.participant"
     static let command = "weft.participant.command"
+    static let contract = "weft.participant.contract"
     static let counter = "weft.participant.counter"
     static let offset = "weft.participant.offset"
     static let package = "weft.participant.package"

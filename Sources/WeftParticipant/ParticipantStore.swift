@@ -510,6 +510,19 @@ public struct ParticipantStore: Sendable {
         }
     }
 
+    /// The decrypted view trees of the latest request validated here with root hash
+    /// `rootHash`; nil when there is none.
+    func views(ofRequest rootHash: Digest32) async throws -> [[UInt8]]? {
+        let me = self.me
+        let bytes = try await database.withConnection { connection in
+            try connection.execute(
+                "SELECT views FROM participant_requests WHERE participant = $1 AND root_hash = $2 ORDER BY request_ts DESC LIMIT 1",
+                [me, .bytes(rootHash.bytes)]
+            ).rows.first?.first?.bytes
+        }
+        return try bytes.map { try LengthPrefixed.decode($0) }
+    }
+
     /// The active contracts `party` is a stakeholder of, oldest first.
     func activeContracts(of party: Party) async throws -> [ActiveContract] {
         let me = self.me
@@ -522,8 +535,9 @@ public struct ParticipantStore: Sendable {
                 """, [me, .text(party.id)]
             ).rows.map { row in
                 let wire = try Weft.V1.ContractInstance(serializedBytes: Self.require(row[0].bytes, "contract"))
-                let (id, contract, _) = try ContractInstance.fromWire(wire)
-                return ActiveContract(id: id, contract: contract, createdAt: try Self.require(row[1].int64, "offset"))
+                let (id, contract, seed) = try ContractInstance.fromWire(wire)
+                return ActiveContract(
+                    id: id, contract: contract, createdAt: try Self.require(row[1].int64, "offset"), creationSeed: seed)
             }
         }
     }

@@ -35,11 +35,16 @@ public struct TestDomain: Sendable {
         return try SignedTopologyTransaction(signing: .init(replace: mapping, serial: serial, domain: domain), with: [namespaceKey]).wire
     }
 
-    public mutating func genesis(tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000) throws -> [Weft.V1.SignedTopologyTransaction] {
-        let parameters = Weft.V1.DomainParameters(
+    /// The domain parameters of `genesis`: also what a test broadcasts to change one of them.
+    public static func parameters(tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000) -> Weft.V1.DomainParameters {
+        Weft.V1.DomainParameters(
             participantResponseTimeout: .init(micros: responseTimeoutMicros), reconciliationInterval: .init(micros: 60_000_000),
             maxRequestSizeBytes: 1 << 20, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
             mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: tokenLifetime))
+    }
+
+    public mutating func genesis(tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000) throws -> [Weft.V1.SignedTopologyTransaction] {
+        let parameters = Self.parameters(tokenLifetime: tokenLifetime, responseTimeoutMicros: responseTimeoutMicros)
         return [
             try domainSigned(.rootDelegation(namespaceKey.publicKey), key: "root"),
             try domainSigned(.keys(of: managerMember, signing: [managerKey.publicKey]), key: "keys-dom"),

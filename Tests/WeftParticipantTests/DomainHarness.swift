@@ -79,7 +79,9 @@ actor MediatorProcess {
 /// TLS on loopback, the mediator driven from its stream, and three participants —
 /// participant1 hosting alice, participant2 hosting bob and the bank (all with submission
 /// permission), carol hosted on participant2 (submission) and participant1 (observation), and
-/// participant3 hosting nobody, without packages.
+/// participant3 hosting nobody, without packages. Options: more participants (participant4, …,
+/// hosting nobody, without packages) and more parties (`extraParties`, with submission
+/// permission); `setParticipantResponseTimeout` changes the domain parameter while it runs.
 final class DomainHarness: Sendable {
     let url: String
     let domain: TestDomain
@@ -96,12 +98,14 @@ final class DomainHarness: Sendable {
     let iouSource: String
 
     let alice: Party, bob: Party, bank: Party, carol: Party
+    /// The `extraParties` asked for at start, by name.
+    let extraParties: [String: Party]
 
     private init(
         url: String, domain: TestDomain, sequencer: Sequencer, sequencerTopology: SequencerTopology, server: RPCServer,
         endpoint: SequencerConnection.Endpoint, mediator: MediatorProcess, members: [TestDomain.Participant],
         manager: SequencerClient,
-        nodes: [ParticipantNode], iouSource: String, parties: [Party]
+        nodes: [ParticipantNode], iouSource: String, parties: [Party], extraParties: [String: Party]
     ) {
         self.url = url
         self.domain = domain
@@ -115,13 +119,21 @@ final class DomainHarness: Sendable {
         self.nodes = nodes
         self.iouSource = iouSource
         (alice, bob, bank, carol) = (parties[0], parties[1], parties[2], parties[3])
+        self.extraParties = extraParties
     }
 
     var p1: ParticipantNode { nodes[0] }
     var p2: ParticipantNode { nodes[1] }
     var p3: ParticipantNode { nodes[2] }
 
-    static func start(url: String) async throws -> DomainHarness {
+    /// - Parameters:
+    ///   - participantCount: 3 or more; the fourth and later host nobody and have no packages.
+    ///   - extraParties: parties to allocate besides alice, bob, the bank and carol — name and
+    ///     the index of the participant hosting it with submission permission.
+    static func start(
+        url: String, participantCount: Int = 3, extraParties: [(name: String, participant: Int)] = []
+    ) async throws -> DomainHarness {
+        precondition(participantCount >= 3)
         var domain = try TestDomain()
         let logger = quietLogger("weft.test.domain")
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
@@ -149,8 +161,20 @@ final class DomainHarness: Sendable {
         let endpoint = SequencerConnection.Endpoint(host: "127.0.0.1", port: server.port, security: .tls(clientTLS))
 
         // Onboarding: identities, allow-listing and party hostings, broadcast by the manager.
-        let members = try ["participant1", "participant2", "participant3"].map { try TestDomain.Participant($0) }
-        let (transactions, parties) = try onboarding(&domain, members)
+        let members = try (1...participantCount).map { try TestDomain.Participant("participant\($0)") }
+        let onboarded = try onboarding(&domain, members)
+        var transactions = onboarded.0
+        let parties = onboarded.1
+        var extra: [String: Party] = [:]
+        for (name, index) in extraParties {
+            let participant = members[index]
+            let party = try UniqueIdentifier(name: name, namespace: participant.namespaceKey.publicKey.fingerprint)
+            transactions.append(
+                try hosting(
+                    party, on: participant, .submission, serial: 1, signers: [participant.namespaceKey],
+                    domain: domain.domain))
+            extra[name] = try Party(party.description)
+        }
         let manager = try await SequencerClient.authenticate(
             try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .tls(clientTLS)),
             member: domain.managerMember.description, key: domain.managerKey, domain: domain.domain.description,
@@ -170,20 +194,18 @@ final class DomainHarness: Sendable {
 
         let iouSource = try exampleSource("iou.weft")
         var nodes: [ParticipantNode] = []
-        for participant in members {
+        for (index, participant) in members.enumerated() {
             let store = ParticipantStore(database: PostgresDatabase(url: url), participant: participant.id)
             try await store.migrate()
             let node = try await startNode(participant, store: store, url: url, endpoint: endpoint, domain: domain)
-            if participant.id.name != "participant3" {
-                try await node.upload(packageSource: iouSource, file: "iou.weft")
-            }
+            if index < 2 { try await node.upload(packageSource: iouSource, file: "iou.weft") }
             nodes.append(node)
         }
         return DomainHarness(
             url: url, domain: domain, sequencer: sequencer, sequencerTopology: sequencerTopology, server: server,
             endpoint: endpoint, mediator: mediator, members: members, manager: manager, nodes: nodes,
             iouSource: iouSource,
-            parties: parties)
+            parties: parties, extraParties: extra)
     }
 
     /// The identities, allow-listing and party hostings of `members` (participant1,
@@ -239,6 +261,19 @@ final class DomainHarness: Sendable {
     /// that every request sequenced later is validated with them.
     func broadcast(_ transactions: [Weft.V1.SignedTopologyTransaction], messageID: String) async throws {
         try await manager.send(try TestDomain.broadcast(transactions, domain: domain.domain), messageID: messageID)
+    }
+
+    /// Changes the domain's `participant_response_timeout` (30 s at genesis) for the requests
+    /// sequenced from now on, as the domain manager would: a test keeps it short only around the
+    /// request it wants timed out, so that no other request depends on how fast the machine is.
+    /// `serial` is the parameters' next serial (genesis used 1).
+    func setParticipantResponseTimeout(micros: Int64, serial: UInt64) async throws {
+        let change = try SignedTopologyTransaction(
+            signing: .init(
+                replace: .parameters(TestDomain.parameters(responseTimeoutMicros: micros), of: domain.domain),
+                serial: serial, domain: domain.domain), with: [domain.namespaceKey]
+        ).wire
+        try await broadcast([change], messageID: "response-timeout-\(serial)")
     }
 
     /// What every node knows when it starts: genesis and onboarding, in force from the start.

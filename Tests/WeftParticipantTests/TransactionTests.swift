@@ -81,42 +81,63 @@ extension OnARealDomain {
             }
         }
 
-        @Test func doubleSpendOneCommitsTheOtherIsRejected() async throws {
+        /// Issue 7's acceptance: 100 races, each on a fresh IOU, two applications transferring it
+        /// at once — in every race exactly one commits and the other is rejected (locked or
+        /// inactive contract), and no submission throws.
+        @Test(.timeLimit(.minutes(6))) func doubleSpendOneCommitsTheOtherIsRejected() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
-                let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
-                let iou = try await domain.issued("50", to: alice, command: "issue-ds")
-                // Two applications transfer the same IOU at once: both interpret (it is active),
-                // both requests are sequenced, one after the other.
-                let first = try await p1.prepare(
-                    [try domain.transfer(iou, to: bob)], actAs: [alice],
-                    command: CommandKey(applicationID: "app-1", commandID: "spend"))
-                let second = try await p1.prepare(
-                    [try domain.transfer(iou, to: alice)], actAs: [alice],
-                    command: CommandKey(applicationID: "app-2", commandID: "spend"))
-                async let a = p1.submit(first)
-                async let b = p1.submit(second)
-                let completions = try await [a, b]
-                let succeeded = completions.filter { if case .succeeded = $0 { true } else { false } }
-                let rejected = completions.compactMap(\.reasonID)
-                #expect(succeeded.count == 1)
-                #expect(rejected.count == 1)
-                #expect(
-                    rejected.allSatisfy {
-                        [RejectReason.Participant.lockedContracts, RejectReason.Participant.inactiveContracts].contains(
-                            $0)
-                    })
-                // Exactly one new IOU exists, the old one is archived: on participant2 too, once
-                // it has committed the winner.
-                let winner = completions[0].reasonID == nil ? first : second
-                for node in [p1, domain.p2] {
-                    #expect(try await node.outcome(ofRequest: winner.rootHash) == "approved")
+                let (p1, p2, alice, bob, bank) = (domain.p1, domain.p2, domain.alice, domain.bob, domain.bank)
+                let races = 100
+                // The bank issues alice the 100 IOUs in one transaction (one root view each).
+                let issue = try await p2.submit(
+                    try (0..<races).map { try domain.issue("\($0 + 1)", to: alice) }, actAs: [bank],
+                    command: CommandKey(applicationID: "bank-app", commandID: "issue-races"))
+                guard case .succeeded(let issueID, let issueOffset) = issue else {
+                    Issue.record("issuing the IOUs failed: \(issue)")
+                    return
                 }
-                #expect(try await domain.p2.activeContracts(of: domain.bank).map(\.id).contains(iou) == false)
+                _ = try await p1.outcome(ofRequest: Digest32(hex: issueID)!)
+                let ious = try #require(try await p2.transactions(of: bank, after: issueOffset - 1).first).events.map(
+                    \.contractID)
+                try #require(ious.count == races)
+                #expect(Set(try await p1.activeContracts(of: alice).map(\.id)) == Set(ious))
+
+                let reasons = [RejectReason.Participant.lockedContracts, RejectReason.Participant.inactiveContracts]
+                var winners: [Digest32] = []
+                for (race, iou) in ious.enumerated() {
+                    // Two applications transfer the same IOU at once: both interpret (it is
+                    // active), both requests are sequenced, one after the other.
+                    let first = try await p1.prepare(
+                        [try domain.transfer(iou, to: bob)], actAs: [alice],
+                        command: CommandKey(applicationID: "app-1", commandID: "spend-\(race)"))
+                    let second = try await p1.prepare(
+                        [try domain.transfer(iou, to: alice)], actAs: [alice],
+                        command: CommandKey(applicationID: "app-2", commandID: "spend-\(race)"))
+                    async let a = p1.submit(first)
+                    async let b = p1.submit(second)
+                    let completions = try await [a, b]
+                    let succeeded = completions.filter { if case .succeeded = $0 { true } else { false } }
+                    let rejected = completions.compactMap(\.reasonID)
+                    #expect(
+                        succeeded.count == 1 && rejected.count == 1 && rejected.allSatisfy(reasons.contains),
+                        "race \(race): \(completions)")
+                    guard succeeded.count == 1 else { continue }
+                    winners.append(completions[0].reasonID == nil ? first.rootHash : second.rootHash)
+                }
+                #expect(winners.count == races)
+                // Every winner is committed on participant2 too; no raced IOU is active anywhere,
+                // and each became exactly one new IOU, alice's or bob's.
+                for winner in winners { #expect(try await p2.outcome(ofRequest: winner) == "approved") }
+                let raced = Set(ious)
+                let bankActive = try await p2.activeContracts(of: bank).map(\.id)
                 let aliceActive = try await p1.activeContracts(of: alice).map(\.id)
-                let bobActive = try await domain.p2.activeContracts(of: bob).map(\.id)
-                #expect(!aliceActive.contains(iou))
-                #expect(aliceActive.count + bobActive.count == 1)
+                let bobActive = try await p2.activeContracts(of: bob).map(\.id)
+                #expect(raced.isDisjoint(with: bankActive) && raced.isDisjoint(with: aliceActive))
+                #expect(aliceActive.count + bobActive.count == races)
+                #expect(bankActive.count == races)
+                #expect(await p1.lockedContracts.isEmpty)
+                #expect(await p2.lockedContracts.isEmpty)
                 await domain.stop()
             }
         }
