@@ -16,6 +16,8 @@ struct ParsedCommands {
     let actAs: [Party]
     let deduplicationPeriodMicros: Int64?
     let commands: [Command]
+    /// Contracts the application disclosed for these commands, read from their blobs.
+    let disclosed: [ActiveContract]
 }
 
 extension LedgerAPI {
@@ -88,9 +90,43 @@ extension LedgerAPI {
                 throw LedgerAPIError.invalidArgument(field: field, "a command is a create or an exercise")
             }
         }
+        var disclosed: [ActiveContract] = []
+        for (index, contract) in commands.disclosedContracts.enumerated() {
+            disclosed.append(try Self.disclosed(contract, field: "commands.disclosed_contracts[\(index)]"))
+        }
         return ParsedCommands(
             key: CommandKey(applicationID: commands.applicationID, commandID: commands.commandID), actAs: actAs,
-            deduplicationPeriodMicros: deduplication, commands: parsed)
+            deduplicationPeriodMicros: deduplication, commands: parsed, disclosed: disclosed)
+    }
+
+    /// A disclosed contract read from its blob, which must name the contract id and template
+    /// given beside it and carry the creation seed (the participant checks that the seed proves
+    /// the id).
+    static func disclosed(_ contract: Weft.V1.DisclosedContract, field: String) throws(LedgerAPIError) -> ActiveContract {
+        let decoded: (id: ContractID, contract: ContractInstance, creationSeed: NodeSeed?)
+        do {
+            decoded = try ContractInstance.fromWire(Weft.V1.ContractInstance(serializedBytes: contract.createdEventBlob))
+        } catch {
+            throw .invalidArgument(
+                field: field + ".created_event_blob",
+                "not a created_event_blob as GetActiveContracts gives it (\(error)); pass it on unchanged")
+        }
+        guard let seed = decoded.creationSeed else {
+            throw .invalidArgument(field: field + ".created_event_blob", "the blob carries no creation seed, so it proves nothing")
+        }
+        guard decoded.id.description == contract.contractID else {
+            throw .invalidArgument(
+                field: field + ".contract_id", "the blob is contract \(decoded.id), not '\(contract.contractID.prefix(80))'")
+        }
+        if let template = contract.templateID,
+            template.packageID != decoded.contract.template.package.description
+                || template.templateName != decoded.contract.template.name
+        {
+            throw .invalidArgument(
+                field: field + ".template_id",
+                "the blob is a \(decoded.contract.template.name) of package \(decoded.contract.template.package), not \(template.templateName)")
+        }
+        return ActiveContract(id: decoded.id, contract: decoded.contract, createdAt: 0, creationSeed: seed)
     }
 
     /// Refuses a command id within its deduplication period before interpreting (a repeated
@@ -103,7 +139,7 @@ extension LedgerAPI {
         }
         let prepared = try await participant.prepare(
             parsed.commands, actAs: parsed.actAs, command: parsed.key,
-            deduplicationPeriodMicros: parsed.deduplicationPeriodMicros)
+            deduplicationPeriodMicros: parsed.deduplicationPeriodMicros, disclosedContracts: parsed.disclosed)
         try await completions.submitted(parsed.key, submissionID: prepared.submissionID, actAs: parsed.actAs.map(\.id))
         return prepared
     }
@@ -366,9 +402,13 @@ struct ActiveContractsServiceProvider: Weft.V1.ActiveContractsService.Provider {
             let snapshot = try await api.participant.activeContracts(of: parties)
             let events = snapshot.contracts.compactMap { entry -> Weft.V1.CreatedEvent? in
                 guard templates.admits(.created(entry.contract.id, entry.contract.contract)) else { return nil }
-                return writer.created(
+                var event = writer.created(
                     entry.contract.id, entry.contract.contract, eventID: "\(entry.contract.createdAt):\(entry.contract.id)",
                     witnesses: entry.parties.map(\.id).sorted())
+                if let seed = entry.contract.creationSeed {
+                    event.createdEventBlob = (try? writer.blob(entry.contract.id, entry.contract.contract, seed: seed)) ?? []
+                }
+                return event
             }
             return (events, snapshot.offset)
         }

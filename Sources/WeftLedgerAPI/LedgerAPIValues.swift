@@ -149,6 +149,11 @@ struct EventWriter {
             signatories: wire.signatories, observers: wire.observers, witnessParties: witnesses)
     }
 
+    /// `CreatedEvent.created_event_blob`: the contract with its creation seed, serialized.
+    func blob(_ id: ContractID, _ contract: ContractInstance, seed: NodeSeed) throws -> [UInt8] {
+        try contract.wire(id: id, packages: packages, creationSeed: seed).serializedBytes()
+    }
+
     func archived(_ id: ContractID, template: TemplateID, eventID: String, witnesses: [String]) -> Weft.V1.ArchivedEvent {
         Weft.V1.ArchivedEvent(
             eventID: eventID, contractID: id.description,

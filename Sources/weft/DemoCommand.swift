@@ -26,7 +26,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("database-url"),
-        help: "libpq URL of a PostgreSQL database to use instead of a throw-away one (its role must be allowed to CREATE DATABASE).")
+        help: "libpq URL of an empty PostgreSQL database to use instead of a throw-away one; the demo creates DB_manager and DB_participant1…3 beside it (its role needs CREATEDB).")
     var databaseURL: String?
 
     @Option(help: "Where keys, certificates, configurations and logs go (created; default: a new temporary directory).")
@@ -46,33 +46,36 @@ struct DemoCommand: AsyncParsableCommand {
 
         let configured = databaseURL ?? ProcessInfo.processInfo.environment["WEFT_DATABASE_URL"]
         if let configured {
-            print("database: \(ConnectionStringRedaction.masked(configured)) (given)")
-            try await runDemo(url: configured, directory: place, processes: processes)
+            show("database: \(ConnectionStringRedaction.masked(configured)) (given)")
+            try await runDemo(url: configured, directory: place, processes: processes, interrupts: interrupts)
         } else {
-            print("database: starting a throw-away PostgreSQL (scripts/pg-fixture) …")
+            show("database: starting a throw-away PostgreSQL (scripts/pg-fixture) …")
             let fixture = try await PostgresFixture.startThrowAwayServer()
             interrupts.onInterrupt { try? await fixture.stop() }
-            print("database: \(fixture.url) in \(fixture.directory ?? "?")")
+            show("database: \(fixture.url) in \(fixture.directory ?? "?")")
             do {
-                try await runDemo(url: fixture.url, directory: place, processes: processes)
+                try await runDemo(url: fixture.url, directory: place, processes: processes, interrupts: interrupts)
             } catch {
+                await interrupts.waitIfInterrupted()
                 await processes.stopAll()
                 try? await fixture.stop()
                 throw error
             }
             try await fixture.stop()
-            print("database: stopped and removed")
+            show("database: stopped and removed")
         }
     }
 
-    private func runDemo(url: String, directory: String, processes: DemoProcesses) async throws {
+    private func runDemo(url: String, directory: String, processes: DemoProcesses, interrupts: InterruptWatch) async throws {
         let demo = try Demo(url: url, directory: directory, processes: processes)
         do {
             try await demo.run()
         } catch let error as DemoError {
+            // After Ctrl-C the steps fail as the nodes stop: the interrupt's clean-up reports.
+            await interrupts.waitIfInterrupted()
             await processes.stopAll()
-            print("\ndemo failed: \(error.description)")
-            print("the nodes' logs are in \(directory)/logs")
+            show("\ndemo failed: \(error.description)")
+            show("the nodes' logs are in \(directory)/logs")
             throw ExitCode.failure
         }
     }
@@ -125,8 +128,8 @@ struct Demo {
         return nil
     }
 
-    func step(_ text: String) { print("\n== " + text) }
-    func say(_ text: String) { print("   " + text) }
+    func step(_ text: String) { show("\n== " + text) }
+    func say(_ text: String) { show("   " + text) }
 
     /// The URL of database `name` beside the demo's.
     func databaseURL(_ name: String) -> String {
@@ -156,7 +159,9 @@ struct Demo {
     /// Ids as a person reads them: `alice::1220ab12…` instead of 68 hex digits.
     static func shortened(_ text: String) -> String {
         var result = ""
-        var rest = Substring(text)
+        var rest = Substring(text.split(separator: " ", omittingEmptySubsequences: false).map { word in
+            word.count > 96 && word.allSatisfy(\.isHexDigit) ? word.prefix(24) + "…(\(word.count / 2) bytes)" : word
+        }.joined(separator: " "))
         while let range = rest.range(of: "::1220") {
             result += rest[..<range.upperBound]
             rest = rest[range.upperBound...]
@@ -183,8 +188,18 @@ struct Demo {
         }
     }
 
+    /// The created_event_blobs of `template` in `weft acs --output json` lines.
+    static func blobs(_ output: String, template: String) -> [String] {
+        output.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                object["template"] as? String == template
+            else { return nil }
+            return object["created_event_blob"] as? String
+        }
+    }
+
     func run() async throws {
-        print("working directory: \(directory) (keys, certificates, configurations, logs)")
+        show("working directory: \(directory) (keys, certificates, configurations, logs)")
         for sub in ["logs", "keys"] { try FileManager.default.createDirectory(atPath: directory + "/" + sub, withIntermediateDirectories: true) }
 
         step("1. The domain owner creates the domain's root certificate, node certificates and keys")
@@ -354,7 +369,8 @@ struct Demo {
         try await run(
             ["submit", "create", "--template", "Security", "--act-as", custodian, "--command-id", "security", "--arguments",
              #"{"custodian": {"party": "\#(custodian)"}, "holder": {"party": "\#(bob)"}, "isin": "XS-\#(marker)", "quantity": 10}"#] + apis[2])
-        let cash = Self.contracts(try await run(["acs", "--party", alice, "--output", "json"] + apis[0], quiet: true), template: "Cash")
+        let aliceContracts = try await run(["acs", "--party", alice, "--output", "json"] + apis[0], quiet: true)
+        let cash = Self.contracts(aliceContracts, template: "Cash")
         let security = Self.contracts(try await run(["acs", "--party", bob, "--output", "json"] + apis[1], quiet: true), template: "Security")
         guard let cashID = cash.first, let securityID = security.first else {
             throw DemoError(description: "the cash (\(cash)) or the security (\(security)) did not reach its owner's participant")
@@ -365,9 +381,15 @@ struct Demo {
                 + apis[0])
         let offers = Self.contracts(try await run(["acs", "--party", bob, "--output", "json"] + apis[1], quiet: true), template: "Offer")
         guard let offerID = offers.first else { throw DemoError(description: "bob's participant does not show alice's offer") }
+        // Settle fetches the cash, which only alice's and the bank's participants store: alice's
+        // application hands it to bob's (explicit disclosure), as her participant gave it out.
+        guard let cashBlob = Self.blobs(aliceContracts, template: "Cash").first else {
+            throw DemoError(description: "alice's participant gave no created_event_blob for the cash")
+        }
+        say("alice's application hands bob's the cash contract (its created_event_blob from `weft acs --output json`)")
         try await run(
             ["submit", "exercise", "--template", "Offer", "--contract", offerID, "--choice", "Settle", "--act-as", bob,
-             "--command-id", "settle", "--arguments", #"{"delivery": {"contract": "\#(securityID)"}}"#] + apis[1])
+             "--command-id", "settle", "--arguments", #"{"delivery": {"contract": "\#(securityID)"}}"#, "--disclose", cashBlob] + apis[1])
 
         step("7. What each participant sees")
         let hosted: [(participant: String, parties: [(String, String)])] = [
@@ -375,7 +397,7 @@ struct Demo {
             ("participant3", [("bank", bank), ("custodian", custodian)]),
         ]
         for (index, entry) in hosted.enumerated() {
-            print("\n   -- \(entry.participant)")
+            show("\n   -- \(entry.participant)")
             for (name, party) in entry.parties {
                 say("\(name)'s active contracts:")
                 for line in try await run(["acs", "--party", party] + apis[index], quiet: true).split(separator: "\n") {

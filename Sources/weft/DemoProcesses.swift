@@ -182,6 +182,7 @@ final class InterruptWatch: @unchecked Sendable {
     private let source: DispatchSourceSignal
     private let lock = NSLock()
     private var cleanups: [@Sendable () async -> Void] = []
+    private var interrupted = false
 
     init(processes: DemoProcesses) {
         signal(SIGINT, SIG_IGN)
@@ -190,12 +191,15 @@ final class InterruptWatch: @unchecked Sendable {
             guard let self else { return }
             self.lock.lock()
             let cleanups = self.cleanups
+            let again = self.interrupted
+            self.interrupted = true
             self.lock.unlock()
-            print("\ninterrupted: stopping every node …")
+            guard !again else { return }
+            show("\ninterrupted: stopping every node …")
             Task {
-                for (name, status) in await processes.stopAll() { print("   \(name) exited \(status)") }
+                for (name, status) in await processes.stopAll() { show("   \(name) exited \(status)") }
                 for cleanup in cleanups { await cleanup() }
-                print("stopped")
+                show("stopped")
                 exit(130)
             }
         }
@@ -208,8 +212,20 @@ final class InterruptWatch: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// After Ctrl-C, never returns: the clean-up under way ends the process.
+    func waitIfInterrupted() async {
+        guard lock.withLock({ interrupted }) else { return }
+        while true { try? await Task.sleep(for: .seconds(60)) }
+    }
+
     func cancel() {
         source.cancel()
         signal(SIGINT, SIG_DFL)
     }
+}
+
+/// Writes a line of the demo's narration at once (unbuffered, also through a pipe): progress
+/// shows while it works.
+func show(_ text: String = "") {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }

@@ -176,15 +176,34 @@ struct SubmitCommand: AsyncParsableCommand {
         @Flag(name: .customLong("no-wait"), help: "Return the submission id at once; read the outcome with the completion stream.")
         var noWait = false
 
+        @Option(help: ArgumentHelp(
+            "A contract the command uses that no act-as party is a stakeholder of: its created_event_blob as a stakeholder's `weft acs --output json` prints it (hex; repeatable).",
+            valueName: "blob"))
+        var disclose: [String] = []
+
         func validate() throws {
             guard !actAs.isEmpty else { throw ValidationError("give --act-as PARTY at least once") }
             if let deduplicationSeconds, deduplicationSeconds < 0 { throw ValidationError("--deduplication-seconds must be 0 or more") }
+            _ = try disclosed()
+        }
+
+        /// The --disclose blobs, with the contract id and template each names.
+        func disclosed() throws -> [Weft.V1.DisclosedContract] {
+            try disclose.map { hex in
+                guard let bytes = hexBytes(hex),
+                    let contract = try? Weft.V1.ContractInstance(serializedBytes: bytes)
+                else {
+                    throw ValidationError("--disclose: '\(hex.prefix(40))…' is not a created_event_blob (hex, as weft acs --output json prints it)")
+                }
+                return .init(templateID: contract.templateID, contractID: contract.contractID, createdEventBlob: bytes)
+            }
         }
 
         func commands(_ command: Weft.V1.Command) -> Weft.V1.Commands {
             .init(
                 commandID: commandID, applicationID: applicationID, actAs: actAs,
-                deduplicationPeriod: deduplicationSeconds.map { .init(micros: $0 * 1_000_000) }, commands: [command])
+                deduplicationPeriod: deduplicationSeconds.map { .init(micros: $0 * 1_000_000) }, commands: [command],
+                disclosedContracts: (try? disclosed()) ?? [])
         }
 
         func submit(_ command: Weft.V1.Command, client: RPCClient, output: OutputFormat) async throws {
@@ -538,7 +557,7 @@ enum LedgerValueSyntax {
             "contract_id": event.contractID, "template": event.templateID?.templateName ?? "",
             "package_id": event.templateID?.packageID ?? "", "arguments": json(event.createArguments),
             "signatories": event.signatories, "observers": event.observers, "witnesses": event.witnessParties,
-        ]
+        ].merging(event.createdEventBlob.isEmpty ? [:] : ["created_event_blob": event.createdEventBlob.map { String(format: "%02x", $0) }.joined()]) { $1 }
     }
 
     static func json(_ tree: Weft.V1.TransactionTreeView) -> [String: Any] {
@@ -585,5 +604,27 @@ enum LedgerValueSyntax {
                 }
             },
         ]
+    }
+}
+
+/// The bytes of an even-length hex string; nil for anything else.
+func hexBytes(_ text: String) -> [UInt8]? {
+    let digits = Array(text.utf8)
+    guard !digits.isEmpty, digits.count % 2 == 0 else { return nil }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(digits.count / 2)
+    for index in stride(from: 0, to: digits.count, by: 2) {
+        guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+        bytes.append(high << 4 | low)
+    }
+    return bytes
+}
+
+private func hexValue(_ digit: UInt8) -> UInt8? {
+    switch digit {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): digit - UInt8(ascii: "A") + 10
+    default: nil
     }
 }

@@ -1,18 +1,71 @@
 import Foundation
 import Testing
 
-/// The README's main command works and says what it should.
-@Suite(.timeLimit(.minutes(3))) struct DemoTests {
-    @Test func theDemoRunsADomainAndOnlyTheRecipientReadsTheView() async throws {
+/// The README's main command works, says what it should, and stops cleanly on Ctrl-C.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct DemoTests {
+    /// The lines of `output` from the line starting with `from` up to the next line starting
+    /// with `to` (or the end).
+    static func section(_ output: String, from: String, to: String) -> String {
+        var lines: [Substring] = []
+        var inside = false
+        for line in output.split(separator: "\n") {
+            if line.hasPrefix(to) && inside { break }
+            if line.hasPrefix(from) { inside = true }
+            if inside { lines.append(line) }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    @Test func theDemoRunsAnIOUAndADvPAcrossThreeParticipantsAndTheDomainHoldsCiphertextOnly() async throws {
         let directory = FileManager.default.temporaryDirectory.path
         let (status, output, error) = try await WeftProcess.run(["demo"], directory: directory)
-        #expect(status == 0, "\(error)")
-        #expect(output.contains("before the owner allow-lists it, connecting is refused"), "\(output)")
-        let lines = output.split(separator: "\n")
-        let decrypted = lines.filter { $0.contains("decrypted: \"IOU: participant1 owes participant2 100 USD") }
-        #expect(decrypted.count == 1 && decrypted[0].contains("participant2 event"), "only participant2 reads the view: \(output)")
-        #expect(lines.filter { $0.contains("\"hello from participant1\"") }.count == 3, "\(output)")
-        #expect(output.contains("the view's text appears in the sequencer's tables: no — ciphertext only"), "\(output)")
+        #expect(status == 0, "\(output)\n\(error)")
+        #expect(output.contains("refused before the domain owner allow-lists it") && output.contains("SEQUENCER_NOT_ALLOW_LISTED"), "\(output)")
+        for node in ["sequencer1 (sequencer 0)", "sequencer2 (sequencer 1)", "domain-manager (domain manager", "mediator1 (mediator"] {
+            #expect(output.contains("node \(node)"), "\(node): \(output)")
+        }
+        // Each participant sees its part of the DvP: the buyer's the cash leg, the seller's the
+        // security leg, the bank's and custodian's both legs but not the offer.
+        let participant1 = Self.section(output, from: "   -- participant1", to: "   -- participant2")
+        let participant2 = Self.section(output, from: "   -- participant2", to: "   -- participant3")
+        let participant3 = Self.section(output, from: "   -- participant3", to: "== 8.")
+        #expect(participant1.contains("exercised Settle") && participant1.contains("Cash  {\"newOwner\""), "\(participant1)")
+        #expect(!participant1.contains("exercised Deliver"), "\(participant1)")
+        #expect(participant2.contains("exercised Settle") && participant2.contains("exercised Deliver"), "\(participant2)")
+        #expect(!participant2.contains("exercised Transfer"), "\(participant2)")
+        #expect(participant3.contains("exercised Deliver") && participant3.contains("Cash  {\"newOwner\""), "\(participant3)")
+        #expect(!participant3.contains("Offer") && !participant3.contains("Settlement"), "\(participant3)")
+        #expect(output.contains("nowhere (as text, hex or base64) — the domain holds ciphertext only"), "\(output)")
+        for node in ["participant1", "participant2", "participant3", "domain"] {
+            #expect(output.contains("   \(node) exited 0"), "\(node): \(output)")
+        }
         #expect(output.contains("database: stopped and removed"))
+    }
+
+    @Test func ctrlCStopsEveryNodeAndRemovesTheThrowAwayDatabase() async throws {
+        let directory = FileManager.default.temporaryDirectory.path
+        let demo = try WeftProcess(["demo"], directory: directory)
+        var database: String?
+        var reachedTransactions = false
+        while let line = await demo.nextLine() {
+            if line.hasPrefix("database: postgresql://"), let range = line.range(of: " in ") {
+                database = String(line[range.upperBound...])
+            }
+            if line.hasPrefix("== 5.") {
+                reachedTransactions = true
+                break
+            }
+        }
+        #expect(reachedTransactions, "\(demo.standardError)")
+        demo.signal(SIGINT)
+        var rest: [String] = []
+        while let line = await demo.nextLine() { rest.append(line) }
+        #expect(await demo.exitStatus() == 130, "\(rest) \(demo.standardError)")
+        #expect(rest.contains("interrupted: stopping every node …"), "\(rest)")
+        for node in ["participant1", "participant2", "participant3", "domain"] {
+            #expect(rest.contains("   \(node) exited 0"), "\(node): \(rest)")
+        }
+        let directoryOfDatabase = try #require(database)
+        #expect(!FileManager.default.fileExists(atPath: directoryOfDatabase), "the throw-away server's directory remains")
     }
 }

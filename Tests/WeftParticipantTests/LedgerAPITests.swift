@@ -536,3 +536,111 @@ extension LedgerAPITests {
         }
     }
 }
+
+/// Explicit disclosure through the Ledger API: a DvP seller settles with the buyer's cash, which
+/// only the buyer's and the bank's participants store, handed over as the buyer's participant
+/// gave it out (`created_event_blob`); a blob that does not prove its contract is refused.
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(5))) struct LedgerAPIDisclosureTests {
+        @Test func aSellerSettlesWithTheBuyersCashDisclosedToIt() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url, extraParties: [("depository", 2)])
+                let apis = [
+                    try await LedgerAPIEndpoint.start(harness, 0), try await LedgerAPIEndpoint.start(harness, 1),
+                    try await LedgerAPIEndpoint.start(harness, 2),
+                ]
+                let (alice, bob) = (harness.alice.id, harness.bob.id)
+                let depository = try #require(harness.extraParties["depository"]).id
+                let source = try exampleSource("dvp.weft")
+                var packageID = ""
+                for api in apis {
+                    packageID = try await api.client.packageManagement.uploadPackage(.init(source: source, fileName: "dvp.weft")).packageID
+                }
+                func template(_ name: String) -> Weft.V1.TemplateId { .init(packageID: packageID, templateName: name) }
+                func field(_ label: String, _ value: Weft.V1.Value.Sum) -> Weft.V1.RecordField {
+                    .init(label: label, value: .init(sum: value))
+                }
+                func create(_ name: String, _ fields: [Weft.V1.RecordField], actAs: String, id: String, on api: LedgerAPIEndpoint)
+                    async throws
+                {
+                    _ = try await api.client.command.submitAndWait(
+                        .init(commands: .init(
+                            commandID: id, applicationID: "app", actAs: [actAs],
+                            commands: [.init(kind: .create(.init(templateID: template(name), createArguments: .init(fields: fields))))])))
+                }
+                func contracts(_ party: String, _ name: String, on api: LedgerAPIEndpoint) async throws -> [Weft.V1.CreatedEvent] {
+                    var result: [Weft.V1.CreatedEvent] = []
+                    for try await response in try api.client.activeContracts.getActiveContracts(.init(filter: .init(parties: [party]))) {
+                        result += response.activeContracts.filter { $0.templateID?.templateName == name }
+                    }
+                    return result
+                }
+                try await create(
+                    "Cash", [field("bank", .party(depository)), field("owner", .party(alice)), field("amount", .decimal("1000"))],
+                    actAs: depository, id: "cash", on: apis[2])
+                try await create(
+                    "Security",
+                    [field("custodian", .party(depository)), field("holder", .party(bob)), field("isin", .text("XS1")), field("quantity", .int64(10))],
+                    actAs: depository, id: "security", on: apis[2])
+                await harness.p1.waitForLedgerEnd(1)
+                await harness.p2.waitForLedgerEnd(1)
+                let cash = try #require(try await contracts(alice, "Cash", on: apis[0]).first)
+                let security = try #require(try await contracts(bob, "Security", on: apis[1]).first)
+                // The blob is the contract with its creation seed: stakeholders get it.
+                let decoded = try Weft.V1.ContractInstance(serializedBytes: cash.createdEventBlob)
+                #expect(decoded.contractID == cash.contractID && decoded.salt.count == 32)
+                try await create(
+                    "Offer",
+                    [
+                        field("buyer", .party(alice)), field("seller", .party(bob)), field("bank", .party(depository)),
+                        field("custodian", .party(depository)), field("isin", .text("XS1")), field("quantity", .int64(10)),
+                        field("price", .decimal("1000")), field("payment", .contractID(cash.contractID)),
+                    ], actAs: alice, id: "offer", on: apis[0])
+                await harness.p2.waitForLedgerEnd(2)
+                let offer = try #require(try await contracts(bob, "Offer", on: apis[1]).first)
+                func settle(id: String, disclosing: [Weft.V1.DisclosedContract]) async throws -> Weft.V1.SubmitAndWaitResponse {
+                    try await apis[1].client.command.submitAndWait(
+                        .init(commands: .init(
+                            commandID: id, applicationID: "seller-app", actAs: [bob],
+                            commands: [
+                                .init(kind: .exercise(.init(
+                                    templateID: template("Offer"), contractID: offer.contractID, choice: "Settle",
+                                    choiceArgument: .init(sum: .record(.init(fields: [field("delivery", .contractID(security.contractID))]))))))
+                            ],
+                            disclosedContracts: disclosing)))
+                }
+                // Bob's participant does not store the cash: without it the settle does not interpret.
+                let unknown = await rpcError { _ = try await settle(id: "settle-0", disclosing: []) }
+                #expect(unknown?.code == .invalidArgument && unknown?.errorID == "LEDGER_API_INTERPRETATION_FAILED", "\(String(describing: unknown))")
+                #expect(unknown?.message.contains(cash.contractID) == true)
+                // A blob whose data was changed no longer proves its id; one for another id is refused too.
+                var forged = decoded
+                forged.arguments?.fields[2].value = .init(sum: .decimal("1000000"))
+                let forgedBlob = try forged.serializedBytes()
+                let refused = await rpcError {
+                    _ = try await settle(
+                        id: "settle-1",
+                        disclosing: [.init(templateID: cash.templateID, contractID: cash.contractID, createdEventBlob: forgedBlob)])
+                }
+                #expect(refused?.code == .invalidArgument && refused?.message.contains("does not hash to its id") == true, "\(String(describing: refused))")
+                let mismatched = await rpcError {
+                    _ = try await settle(
+                        id: "settle-2",
+                        disclosing: [.init(templateID: cash.templateID, contractID: security.contractID, createdEventBlob: cash.createdEventBlob)])
+                }
+                #expect(mismatched?.code == .invalidArgument && mismatched?.message.contains("contract_id") == true, "\(String(describing: mismatched))")
+                // As alice's participant gave it out: the DvP settles; bob holds the cash, alice the security.
+                let settled = try await settle(
+                    id: "settle-3", disclosing: [.init(templateID: cash.templateID, contractID: cash.contractID, createdEventBlob: cash.createdEventBlob)])
+                #expect(settled.transactionID.count == 64)
+                let bobsCash = try await contracts(bob, "Cash", on: apis[1])
+                #expect(bobsCash.count == 1 && bobsCash.first?.contractID != cash.contractID)
+                await harness.p1.waitForLedgerEnd(3)
+                #expect(try await contracts(alice, "Security", on: apis[0]).count == 1)
+                #expect(try await contracts(alice, "Cash", on: apis[0]).isEmpty)
+                for api in apis { await api.stop() }
+                await harness.stop()
+            }
+        }
+    }
+}

@@ -331,6 +331,15 @@ extension Weft.V1 {
             set { _uniqueStorage().commands = newValue }
         }
 
+        /// Contracts none of the act-as parties is a stakeholder of that the
+        /// commands use (explicit disclosure): e.g. a DvP seller settling an offer
+        /// whose cash only the buyer and the bank see. Each is handed over by an
+        /// application of a stakeholder, as its participant gave it out.
+        public var disclosedContracts: [Weft.V1.DisclosedContract] {
+            get { _storage.disclosedContracts }
+            set { _uniqueStorage().disclosedContracts = newValue }
+        }
+
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
             get { _storage.unknownFields }
@@ -348,6 +357,7 @@ extension Weft.V1 {
             var deduplicationPeriod: Weft.V1.Duration? = nil
             var submissionID: String = ""
             var commands: [Weft.V1.Command] = []
+            var disclosedContracts: [Weft.V1.DisclosedContract] = []
             var unknownFields: UnknownFields = UnknownFields()
             static let defaultInstance = _Storage()
             init() {}
@@ -360,6 +370,7 @@ extension Weft.V1 {
                 deduplicationPeriod = other.deduplicationPeriod
                 submissionID = other.submissionID
                 commands = other.commands
+                disclosedContracts = other.disclosedContracts
                 unknownFields = other.unknownFields
             }
         }
@@ -382,6 +393,7 @@ extension Weft.V1 {
         && l.deduplicationPeriod == r.deduplicationPeriod
         && l.submissionID == r.submissionID
         && l.commands == r.commands
+        && l.disclosedContracts == r.disclosedContracts
         && l.unknownFields == r.unknownFields
         }
 
@@ -395,6 +407,7 @@ extension Weft.V1 {
             hasher.combine(s.deduplicationPeriod)
             hasher.combine(s.submissionID)
             hasher.combine(s.commands)
+            hasher.combine(s.disclosedContracts)
             hasher.combine(s.unknownFields)
         }
 
@@ -402,7 +415,7 @@ extension Weft.V1 {
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(commandID: String = "", applicationID: String = "", actAs: [String] = [], readAs: [String] = [], workflowID: String = "", deduplicationPeriod: Weft.V1.Duration? = nil, submissionID: String = "", commands: [Weft.V1.Command] = []) {
+        public init(commandID: String = "", applicationID: String = "", actAs: [String] = [], readAs: [String] = [], workflowID: String = "", deduplicationPeriod: Weft.V1.Duration? = nil, submissionID: String = "", commands: [Weft.V1.Command] = [], disclosedContracts: [Weft.V1.DisclosedContract] = []) {
             self.commandID = commandID
             self.applicationID = applicationID
             self.actAs = actAs
@@ -411,6 +424,103 @@ extension Weft.V1 {
             self.deduplicationPeriod = deduplicationPeriod
             self.submissionID = submissionID
             self.commands = commands
+            self.disclosedContracts = disclosedContracts
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// A contract handed to a submitter by a stakeholder's application.
+    public struct DisclosedContract: WireMessage {
+        public static let protoMessageName = "weft.v1.DisclosedContract"
+
+        /// The contract's template; must match the blob.
+        public var templateID: Weft.V1.TemplateId? {
+            get { _storage.templateID }
+            set { _uniqueStorage().templateID = newValue }
+        }
+
+        /// The contract id (64 hex digits); must match the blob.
+        public var contractID: String {
+            get { _storage.contractID }
+            set { _uniqueStorage().contractID = newValue }
+        }
+
+        /// `CreatedEvent.created_event_blob` as the stakeholder's participant gave
+        /// it: the contract with its creation seed, which proves the contract id.
+        public var createdEventBlob: [UInt8] {
+            get { _storage.createdEventBlob }
+            set { _uniqueStorage().createdEventBlob = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var templateID: Weft.V1.TemplateId? = nil
+            var contractID: String = ""
+            var createdEventBlob: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                templateID = other.templateID
+                contractID = other.contractID
+                createdEventBlob = other.createdEventBlob
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.templateID == r.templateID
+        && l.contractID == r.contractID
+        && l.createdEventBlob == r.createdEventBlob
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.templateID)
+            hasher.combine(s.contractID)
+            hasher.combine(s.createdEventBlob)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(templateID: Weft.V1.TemplateId? = nil, contractID: String = "", createdEventBlob: [UInt8] = []) {
+            self.templateID = templateID
+            self.contractID = contractID
+            self.createdEventBlob = createdEventBlob
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -994,6 +1104,15 @@ extension Weft.V1 {
             set { _uniqueStorage().witnessParties = newValue }
         }
 
+        /// The contract with its creation seed (a serialized weft.v1.ContractInstance
+        /// whose salt is the seed), in active contract responses: what a stakeholder's
+        /// application hands to another party to disclose the contract
+        /// (`Commands.disclosed_contracts`). Treat it as opaque. Empty in transactions.
+        public var createdEventBlob: [UInt8] {
+            get { _storage.createdEventBlob }
+            set { _uniqueStorage().createdEventBlob = newValue }
+        }
+
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
             get { _storage.unknownFields }
@@ -1010,6 +1129,7 @@ extension Weft.V1 {
             var signatories: [String] = []
             var observers: [String] = []
             var witnessParties: [String] = []
+            var createdEventBlob: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             static let defaultInstance = _Storage()
             init() {}
@@ -1021,6 +1141,7 @@ extension Weft.V1 {
                 signatories = other.signatories
                 observers = other.observers
                 witnessParties = other.witnessParties
+                createdEventBlob = other.createdEventBlob
                 unknownFields = other.unknownFields
             }
         }
@@ -1042,6 +1163,7 @@ extension Weft.V1 {
         && l.signatories == r.signatories
         && l.observers == r.observers
         && l.witnessParties == r.witnessParties
+        && l.createdEventBlob == r.createdEventBlob
         && l.unknownFields == r.unknownFields
         }
 
@@ -1054,6 +1176,7 @@ extension Weft.V1 {
             hasher.combine(s.signatories)
             hasher.combine(s.observers)
             hasher.combine(s.witnessParties)
+            hasher.combine(s.createdEventBlob)
             hasher.combine(s.unknownFields)
         }
 
@@ -1061,7 +1184,7 @@ extension Weft.V1 {
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(eventID: String = "", contractID: String = "", templateID: Weft.V1.TemplateId? = nil, createArguments: Weft.V1.Record? = nil, signatories: [String] = [], observers: [String] = [], witnessParties: [String] = []) {
+        public init(eventID: String = "", contractID: String = "", templateID: Weft.V1.TemplateId? = nil, createArguments: Weft.V1.Record? = nil, signatories: [String] = [], observers: [String] = [], witnessParties: [String] = [], createdEventBlob: [UInt8] = []) {
             self.eventID = eventID
             self.contractID = contractID
             self.templateID = templateID
@@ -1069,6 +1192,7 @@ extension Weft.V1 {
             self.signatories = signatories
             self.observers = observers
             self.witnessParties = witnessParties
+            self.createdEventBlob = createdEventBlob
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -3018,6 +3142,7 @@ extension Weft.V1.Commands: CBackedMessage {
         if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p, byteCount: byteCount) }
         s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Commands")
         s.commands = try CBridge.array(c.commands, c.n_commands) { (e) throws(WireError) in try Weft.V1.Command(c: e!, byteCount: byteCount) }
+        s.disclosedContracts = try CBridge.array(c.disclosed_contracts, c.n_disclosed_contracts) { (e) throws(WireError) in try Weft.V1.DisclosedContract(c: e!, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -3035,13 +3160,46 @@ extension Weft.V1.Commands: CBackedMessage {
         c.pointee.submission_id = try CBridge.cString(s.submissionID, arena, "weft.v1.Commands", 7)
         c.pointee.n_commands = s.commands.count
         c.pointee.commands = try CBridge.cArray(s.commands, arena) { (e) throws(WireError) in Optional(try Weft.V1.Command.makeC(e, arena)) }
+        c.pointee.n_disclosed_contracts = s.disclosedContracts.count
+        c.pointee.disclosed_contracts = try CBridge.cArray(s.disclosedContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.DisclosedContract.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.DisclosedContract: CBackedMessage {
+    typealias CStruct = Weft__V1__DisclosedContract
+    static var shapeIndex: Int { 79 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disclosed_contract__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__disclosed_contract__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__disclosed_contract__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__disclosed_contract__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.DisclosedContract")
+        s.createdEventBlob = CBridge.bytes(c.created_event_blob)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.DisclosedContract", 2)
+        c.pointee.created_event_blob = CBridge.binary(s.createdEventBlob, arena)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
 extension Weft.V1.SubmitRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitRequest
-    static var shapeIndex: Int { 79 }
+    static var shapeIndex: Int { 80 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3068,7 +3226,7 @@ extension Weft.V1.SubmitRequest: CBackedMessage {
 
 extension Weft.V1.SubmitResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitResponse
-    static var shapeIndex: Int { 80 }
+    static var shapeIndex: Int { 81 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3092,7 +3250,7 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
 
 extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitAndWaitRequest
-    static var shapeIndex: Int { 81 }
+    static var shapeIndex: Int { 82 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_and_wait_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3119,7 +3277,7 @@ extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
 
 extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitAndWaitResponse
-    static var shapeIndex: Int { 82 }
+    static var shapeIndex: Int { 83 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_and_wait_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3148,7 +3306,7 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
 
 extension Weft.V1.Completion: CBackedMessage {
     typealias CStruct = Weft__V1__Completion
-    static var shapeIndex: Int { 83 }
+    static var shapeIndex: Int { 84 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3188,7 +3346,7 @@ extension Weft.V1.Completion: CBackedMessage {
 
 extension Weft.V1.CompletionStreamRequest: CBackedMessage {
     typealias CStruct = Weft__V1__CompletionStreamRequest
-    static var shapeIndex: Int { 84 }
+    static var shapeIndex: Int { 85 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion_stream_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3217,7 +3375,7 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
 
 extension Weft.V1.CompletionStreamResponse: CBackedMessage {
     typealias CStruct = Weft__V1__CompletionStreamResponse
-    static var shapeIndex: Int { 85 }
+    static var shapeIndex: Int { 86 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion_stream_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3244,7 +3402,7 @@ extension Weft.V1.CompletionStreamResponse: CBackedMessage {
 
 extension Weft.V1.TransactionFilter: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionFilter
-    static var shapeIndex: Int { 86 }
+    static var shapeIndex: Int { 87 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_filter__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3272,7 +3430,7 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
 
 extension Weft.V1.CreatedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__CreatedEvent
-    static var shapeIndex: Int { 87 }
+    static var shapeIndex: Int { 88 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__created_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3292,6 +3450,7 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
         s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
         s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
         s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
+        s.createdEventBlob = CBridge.bytes(c.created_event_blob)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -3308,13 +3467,14 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
         c.pointee.observers = try CBridge.cArray(s.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 6) ?? CBridge.emptyCString }
         c.pointee.n_witness_parties = s.witnessParties.count
         c.pointee.witness_parties = try CBridge.cArray(s.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 7) ?? CBridge.emptyCString }
+        c.pointee.created_event_blob = CBridge.binary(s.createdEventBlob, arena)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
 extension Weft.V1.ArchivedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__ArchivedEvent
-    static var shapeIndex: Int { 88 }
+    static var shapeIndex: Int { 89 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__archived_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3348,7 +3508,7 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
 
 extension Weft.V1.ExercisedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__ExercisedEvent
-    static var shapeIndex: Int { 89 }
+    static var shapeIndex: Int { 90 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercised_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3396,7 +3556,7 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
 
 extension Weft.V1.Event: CBackedMessage {
     typealias CStruct = Weft__V1__Event
-    static var shapeIndex: Int { 90 }
+    static var shapeIndex: Int { 91 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3435,7 +3595,7 @@ extension Weft.V1.Event: CBackedMessage {
 
 extension Weft.V1.Transaction: CBackedMessage {
     typealias CStruct = Weft__V1__Transaction
-    static var shapeIndex: Int { 91 }
+    static var shapeIndex: Int { 92 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3475,7 +3635,7 @@ extension Weft.V1.Transaction: CBackedMessage {
 
 extension Weft.V1.TreeEvent: CBackedMessage {
     typealias CStruct = Weft__V1__TreeEvent
-    static var shapeIndex: Int { 92 }
+    static var shapeIndex: Int { 93 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__tree_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3514,7 +3674,7 @@ extension Weft.V1.TreeEvent: CBackedMessage {
 
 extension Weft.V1.TransactionTreeView: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionTreeView
-    static var shapeIndex: Int { 93 }
+    static var shapeIndex: Int { 94 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_tree_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3557,7 +3717,7 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
 
 extension Weft.V1.GetTransactionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionsRequest
-    static var shapeIndex: Int { 94 }
+    static var shapeIndex: Int { 95 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transactions_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3588,7 +3748,7 @@ extension Weft.V1.GetTransactionsRequest: CBackedMessage {
 
 extension Weft.V1.GetTransactionsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionsResponse
-    static var shapeIndex: Int { 95 }
+    static var shapeIndex: Int { 96 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transactions_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3615,7 +3775,7 @@ extension Weft.V1.GetTransactionsResponse: CBackedMessage {
 
 extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionTreesRequest
-    static var shapeIndex: Int { 96 }
+    static var shapeIndex: Int { 97 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transaction_trees_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3646,7 +3806,7 @@ extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
 
 extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionTreesResponse
-    static var shapeIndex: Int { 97 }
+    static var shapeIndex: Int { 98 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transaction_trees_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3673,7 +3833,7 @@ extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
 
 extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetLedgerEndRequest
-    static var shapeIndex: Int { 98 }
+    static var shapeIndex: Int { 99 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_ledger_end_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3695,7 +3855,7 @@ extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
 
 extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetLedgerEndResponse
-    static var shapeIndex: Int { 99 }
+    static var shapeIndex: Int { 100 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_ledger_end_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3719,7 +3879,7 @@ extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
 
 extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetActiveContractsRequest
-    static var shapeIndex: Int { 100 }
+    static var shapeIndex: Int { 101 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_active_contracts_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3746,7 +3906,7 @@ extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
 
 extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetActiveContractsResponse
-    static var shapeIndex: Int { 101 }
+    static var shapeIndex: Int { 102 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_active_contracts_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3773,7 +3933,7 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
 
 extension Weft.V1.PartyDetails: CBackedMessage {
     typealias CStruct = Weft__V1__PartyDetails
-    static var shapeIndex: Int { 102 }
+    static var shapeIndex: Int { 103 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__party_details__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3801,7 +3961,7 @@ extension Weft.V1.PartyDetails: CBackedMessage {
 
 extension Weft.V1.AllocatePartyRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AllocatePartyRequest
-    static var shapeIndex: Int { 103 }
+    static var shapeIndex: Int { 104 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__allocate_party_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3827,7 +3987,7 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
 
 extension Weft.V1.AllocatePartyResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AllocatePartyResponse
-    static var shapeIndex: Int { 104 }
+    static var shapeIndex: Int { 105 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__allocate_party_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3854,7 +4014,7 @@ extension Weft.V1.AllocatePartyResponse: CBackedMessage {
 
 extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListKnownPartiesRequest
-    static var shapeIndex: Int { 105 }
+    static var shapeIndex: Int { 106 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_known_parties_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3876,7 +4036,7 @@ extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
 
 extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListKnownPartiesResponse
-    static var shapeIndex: Int { 106 }
+    static var shapeIndex: Int { 107 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_known_parties_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3901,7 +4061,7 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
 
 extension Weft.V1.UploadPackageRequest: CBackedMessage {
     typealias CStruct = Weft__V1__UploadPackageRequest
-    static var shapeIndex: Int { 107 }
+    static var shapeIndex: Int { 108 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__upload_package_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3927,7 +4087,7 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
 
 extension Weft.V1.UploadPackageResponse: CBackedMessage {
     typealias CStruct = Weft__V1__UploadPackageResponse
-    static var shapeIndex: Int { 108 }
+    static var shapeIndex: Int { 109 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__upload_package_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3951,7 +4111,7 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
 
 extension Weft.V1.PackageDetails: CBackedMessage {
     typealias CStruct = Weft__V1__PackageDetails
-    static var shapeIndex: Int { 109 }
+    static var shapeIndex: Int { 110 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__package_details__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3985,7 +4145,7 @@ extension Weft.V1.PackageDetails: CBackedMessage {
 
 extension Weft.V1.ListPackagesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListPackagesRequest
-    static var shapeIndex: Int { 110 }
+    static var shapeIndex: Int { 111 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_packages_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4007,7 +4167,7 @@ extension Weft.V1.ListPackagesRequest: CBackedMessage {
 
 extension Weft.V1.ListPackagesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListPackagesResponse
-    static var shapeIndex: Int { 111 }
+    static var shapeIndex: Int { 112 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_packages_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4032,7 +4192,7 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
 
 extension Weft.V1.GetPackageRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetPackageRequest
-    static var shapeIndex: Int { 112 }
+    static var shapeIndex: Int { 113 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_package_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4056,7 +4216,7 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
 
 extension Weft.V1.GetPackageResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetPackageResponse
-    static var shapeIndex: Int { 113 }
+    static var shapeIndex: Int { 114 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_package_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

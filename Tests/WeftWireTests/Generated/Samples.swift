@@ -1192,6 +1192,23 @@ extension Weft.V1.Commands {
         if !deep { m.deduplicationPeriod = Weft.V1.Duration.sample(variant: 0, depth: depth + 1) }
         m.submissionID = "s\(7 * 100 + depth * 10 + variant + 1)-é✓"
         if !deep { m.commands = [Weft.V1.Command.sample(variant: 0, depth: depth + 1), Weft.V1.Command.sample(variant: 1, depth: depth + 1)] }
+        if !deep { m.disclosedContracts = [Weft.V1.DisclosedContract.sample(variant: 0, depth: depth + 1), Weft.V1.DisclosedContract.sample(variant: 1, depth: depth + 1)] }
+        return m
+    }
+}
+
+extension Weft.V1.DisclosedContract {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        if !deep { m.templateID = Weft.V1.TemplateId.sample(variant: 0, depth: depth + 1) }
+        m.contractID = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        m.createdEventBlob = [UInt8((3 * 100 + depth * 10 + variant + 1) % 256), UInt8(((3 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
         return m
     }
 }
@@ -1335,6 +1352,7 @@ extension Weft.V1.CreatedEvent {
         m.signatories = ["s\(5 * 100 + depth * 10 + variant + 1)-é✓", "s\(5 * 100 + depth * 10 + variant + 2)-é✓"]
         m.observers = ["s\(6 * 100 + depth * 10 + variant + 1)-é✓", "s\(6 * 100 + depth * 10 + variant + 2)-é✓"]
         m.witnessParties = ["s\(7 * 100 + depth * 10 + variant + 1)-é✓", "s\(7 * 100 + depth * 10 + variant + 2)-é✓"]
+        m.createdEventBlob = [UInt8((8 * 100 + depth * 10 + variant + 1) % 256), UInt8(((8 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
         return m
     }
 }
@@ -2795,6 +2813,7 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.ExerciseCommand", (0..<Weft.V1.ExerciseCommand.sampleVariants).map { Weft.V1.ExerciseCommand.sample(variant: $0, depth: 0) }),
     ("weft.v1.Command", (0..<Weft.V1.Command.sampleVariants).map { Weft.V1.Command.sample(variant: $0, depth: 0) }),
     ("weft.v1.Commands", (0..<Weft.V1.Commands.sampleVariants).map { Weft.V1.Commands.sample(variant: $0, depth: 0) }),
+    ("weft.v1.DisclosedContract", (0..<Weft.V1.DisclosedContract.sampleVariants).map { Weft.V1.DisclosedContract.sample(variant: $0, depth: 0) }),
     ("weft.v1.SubmitRequest", (0..<Weft.V1.SubmitRequest.sampleVariants).map { Weft.V1.SubmitRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.SubmitResponse", (0..<Weft.V1.SubmitResponse.sampleVariants).map { Weft.V1.SubmitResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.SubmitAndWaitRequest", (0..<Weft.V1.SubmitAndWaitRequest.sampleVariants).map { Weft.V1.SubmitAndWaitRequest.sample(variant: $0, depth: 0) }),

@@ -187,6 +187,51 @@ void   weft__v1__commands__free_unpacked
   assert(message->base.descriptor == &weft__v1__commands__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__disclosed_contract__init
+                     (Weft__V1__DisclosedContract         *message)
+{
+  static const Weft__V1__DisclosedContract init_value = WEFT__V1__DISCLOSED_CONTRACT__INIT;
+  *message = init_value;
+}
+size_t weft__v1__disclosed_contract__get_packed_size
+                     (const Weft__V1__DisclosedContract *message)
+{
+  assert(message->base.descriptor == &weft__v1__disclosed_contract__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__disclosed_contract__pack
+                     (const Weft__V1__DisclosedContract *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__disclosed_contract__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__disclosed_contract__pack_to_buffer
+                     (const Weft__V1__DisclosedContract *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__disclosed_contract__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__DisclosedContract *
+       weft__v1__disclosed_contract__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__DisclosedContract *)
+     protobuf_c_message_unpack (&weft__v1__disclosed_contract__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__disclosed_contract__free_unpacked
+                     (Weft__V1__DisclosedContract *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__disclosed_contract__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   weft__v1__submit_request__init
                      (Weft__V1__SubmitRequest         *message)
 {
@@ -1941,7 +1986,7 @@ const ProtobufCMessageDescriptor weft__v1__command__descriptor =
   (ProtobufCMessageInit) weft__v1__command__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__commands__field_descriptors[8] =
+static const ProtobufCFieldDescriptor weft__v1__commands__field_descriptors[9] =
 {
   {
     "command_id",
@@ -2039,6 +2084,18 @@ static const ProtobufCFieldDescriptor weft__v1__commands__field_descriptors[8] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "disclosed_contracts",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__Commands, n_disclosed_contracts),
+    offsetof(Weft__V1__Commands, disclosed_contracts),
+    &weft__v1__disclosed_contract__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__commands__field_indices_by_name[] = {
   2,   /* field[2] = act_as */
@@ -2046,6 +2103,7 @@ static const unsigned weft__v1__commands__field_indices_by_name[] = {
   0,   /* field[0] = command_id */
   7,   /* field[7] = commands */
   5,   /* field[5] = deduplication_period */
+  8,   /* field[8] = disclosed_contracts */
   3,   /* field[3] = read_as */
   6,   /* field[6] = submission_id */
   4,   /* field[4] = workflow_id */
@@ -2053,7 +2111,7 @@ static const unsigned weft__v1__commands__field_indices_by_name[] = {
 static const ProtobufCIntRange weft__v1__commands__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor weft__v1__commands__descriptor =
 {
@@ -2063,11 +2121,75 @@ const ProtobufCMessageDescriptor weft__v1__commands__descriptor =
   "Weft__V1__Commands",
   "weft.v1",
   sizeof(Weft__V1__Commands),
-  8,
+  9,
   weft__v1__commands__field_descriptors,
   weft__v1__commands__field_indices_by_name,
   1,  weft__v1__commands__number_ranges,
   (ProtobufCMessageInit) weft__v1__commands__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__disclosed_contract__field_descriptors[3] =
+{
+  {
+    "template_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__DisclosedContract, template_id),
+    &weft__v1__template_id__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contract_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__DisclosedContract, contract_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_event_blob",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__DisclosedContract, created_event_blob),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__disclosed_contract__field_indices_by_name[] = {
+  1,   /* field[1] = contract_id */
+  2,   /* field[2] = created_event_blob */
+  0,   /* field[0] = template_id */
+};
+static const ProtobufCIntRange weft__v1__disclosed_contract__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor weft__v1__disclosed_contract__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.DisclosedContract",
+  "DisclosedContract",
+  "Weft__V1__DisclosedContract",
+  "weft.v1",
+  sizeof(Weft__V1__DisclosedContract),
+  3,
+  weft__v1__disclosed_contract__field_descriptors,
+  weft__v1__disclosed_contract__field_indices_by_name,
+  1,  weft__v1__disclosed_contract__number_ranges,
+  (ProtobufCMessageInit) weft__v1__disclosed_contract__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor weft__v1__submit_request__field_descriptors[1] =
@@ -2517,7 +2639,7 @@ const ProtobufCMessageDescriptor weft__v1__transaction_filter__descriptor =
   (ProtobufCMessageInit) weft__v1__transaction_filter__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__created_event__field_descriptors[7] =
+static const ProtobufCFieldDescriptor weft__v1__created_event__field_descriptors[8] =
 {
   {
     "event_id",
@@ -2603,10 +2725,23 @@ static const ProtobufCFieldDescriptor weft__v1__created_event__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "created_event_blob",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CreatedEvent, created_event_blob),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__created_event__field_indices_by_name[] = {
   1,   /* field[1] = contract_id */
   3,   /* field[3] = create_arguments */
+  7,   /* field[7] = created_event_blob */
   0,   /* field[0] = event_id */
   5,   /* field[5] = observers */
   4,   /* field[4] = signatories */
@@ -2616,7 +2751,7 @@ static const unsigned weft__v1__created_event__field_indices_by_name[] = {
 static const ProtobufCIntRange weft__v1__created_event__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor weft__v1__created_event__descriptor =
 {
@@ -2626,7 +2761,7 @@ const ProtobufCMessageDescriptor weft__v1__created_event__descriptor =
   "Weft__V1__CreatedEvent",
   "weft.v1",
   sizeof(Weft__V1__CreatedEvent),
-  7,
+  8,
   weft__v1__created_event__field_descriptors,
   weft__v1__created_event__field_indices_by_name,
   1,  weft__v1__created_event__number_ranges,

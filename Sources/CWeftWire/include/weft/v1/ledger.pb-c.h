@@ -22,6 +22,7 @@ typedef struct Weft__V1__CreateCommand Weft__V1__CreateCommand;
 typedef struct Weft__V1__ExerciseCommand Weft__V1__ExerciseCommand;
 typedef struct Weft__V1__Command Weft__V1__Command;
 typedef struct Weft__V1__Commands Weft__V1__Commands;
+typedef struct Weft__V1__DisclosedContract Weft__V1__DisclosedContract;
 typedef struct Weft__V1__SubmitRequest Weft__V1__SubmitRequest;
 typedef struct Weft__V1__SubmitResponse Weft__V1__SubmitResponse;
 typedef struct Weft__V1__SubmitAndWaitRequest Weft__V1__SubmitAndWaitRequest;
@@ -186,10 +187,43 @@ struct  Weft__V1__Commands
    */
   size_t n_commands;
   Weft__V1__Command **commands;
+  /*
+   * Contracts none of the act-as parties is a stakeholder of that the
+   * commands use (explicit disclosure): e.g. a DvP seller settling an offer
+   * whose cash only the buyer and the bank see. Each is handed over by an
+   * application of a stakeholder, as its participant gave it out.
+   */
+  size_t n_disclosed_contracts;
+  Weft__V1__DisclosedContract **disclosed_contracts;
 };
 #define WEFT__V1__COMMANDS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__commands__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+
+
+/*
+ * A contract handed to a submitter by a stakeholder's application.
+ */
+struct  Weft__V1__DisclosedContract
+{
+  ProtobufCMessage base;
+  /*
+   * The contract's template; must match the blob.
+   */
+  Weft__V1__TemplateId *template_id;
+  /*
+   * The contract id (64 hex digits); must match the blob.
+   */
+  char *contract_id;
+  /*
+   * `CreatedEvent.created_event_blob` as the stakeholder's participant gave
+   * it: the contract with its creation seed, which proves the contract id.
+   */
+  ProtobufCBinaryData created_event_blob;
+};
+#define WEFT__V1__DISCLOSED_CONTRACT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__disclosed_contract__descriptor) \
+    , NULL, (char *)protobuf_c_empty_string, {0,NULL} }
 
 
 /*
@@ -411,10 +445,17 @@ struct  Weft__V1__CreatedEvent
    */
   size_t n_witness_parties;
   char **witness_parties;
+  /*
+   * The contract with its creation seed (a serialized weft.v1.ContractInstance
+   * whose salt is the seed), in active contract responses: what a stakeholder's
+   * application hands to another party to disclose the contract
+   * (`Commands.disclosed_contracts`). Treat it as opaque. Empty in transactions.
+   */
+  ProtobufCBinaryData created_event_blob;
 };
 #define WEFT__V1__CREATED_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__created_event__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, 0,NULL, 0,NULL, 0,NULL, {0,NULL} }
 
 
 /*
@@ -1088,6 +1129,25 @@ Weft__V1__Commands *
                       const uint8_t       *data);
 void   weft__v1__commands__free_unpacked
                      (Weft__V1__Commands *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__DisclosedContract methods */
+void   weft__v1__disclosed_contract__init
+                     (Weft__V1__DisclosedContract         *message);
+size_t weft__v1__disclosed_contract__get_packed_size
+                     (const Weft__V1__DisclosedContract   *message);
+size_t weft__v1__disclosed_contract__pack
+                     (const Weft__V1__DisclosedContract   *message,
+                      uint8_t             *out);
+size_t weft__v1__disclosed_contract__pack_to_buffer
+                     (const Weft__V1__DisclosedContract   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__DisclosedContract *
+       weft__v1__disclosed_contract__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__disclosed_contract__free_unpacked
+                     (Weft__V1__DisclosedContract *message,
                       ProtobufCAllocator *allocator);
 /* Weft__V1__SubmitRequest methods */
 void   weft__v1__submit_request__init
@@ -1768,6 +1828,9 @@ typedef void (*Weft__V1__Command_Closure)
 typedef void (*Weft__V1__Commands_Closure)
                  (const Weft__V1__Commands *message,
                   void *closure_data);
+typedef void (*Weft__V1__DisclosedContract_Closure)
+                 (const Weft__V1__DisclosedContract *message,
+                  void *closure_data);
 typedef void (*Weft__V1__SubmitRequest_Closure)
                  (const Weft__V1__SubmitRequest *message,
                   void *closure_data);
@@ -2063,6 +2126,7 @@ extern const ProtobufCMessageDescriptor weft__v1__create_command__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__exercise_command__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__command__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__commands__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__disclosed_contract__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__submit_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__submit_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__submit_and_wait_request__descriptor;
