@@ -50,6 +50,8 @@ public actor MediatorDriver {
     private let memberText: String
     /// Sequencing time of the last event processed.
     private var lastTimestamp: SequencingTimestamp?
+    /// The trace of each registered request, so that its verdict continues it (until sent).
+    private var requestTraces: [SequencingTimestamp: TraceContext] = [:]
     private var lastAcknowledgement = ContinuousClock.now - .seconds(3600)
     private var outboxSignal: AsyncStream<Void>.Continuation?
     private var timeProofs = 0
@@ -153,7 +155,8 @@ public actor MediatorDriver {
         let at = SequencingTimestamp(wireTime)
         switch event.event {
         case .deliver(let deliver)?:
-            try await handle(deliver, at: at)
+            // The submission's trace (a request, or a participant's responses to one).
+            try await TraceContext.withSpan(of: deliver.traceparent) { try await handle(deliver, at: at) }
         case .deliverError(let error)?:
             let level: Logger.Level = error.messageID.hasPrefix("verdict-") ? .error : .warning
             logger.log(
@@ -245,6 +248,7 @@ public actor MediatorDriver {
             case .refused:
                 outboxSignal?.yield()
             case .registered(let id, let deadline):
+                requestTraces[request.timestamp] = TraceContext.current
                 logger.debug("registered a request", metadata: ["request": "\(id)", "deadline": "\(deadline)"])
             case .alreadyRegistered, .alreadyDecided:
                 break
@@ -314,16 +318,21 @@ public actor MediatorDriver {
             } else {
                 let content = Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message))
                 let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: recipients)])
-                do {
-                    try await connection.send(batch, messageID: messageID, maxSequencingTime: maxSequencingTime)
-                    logger.info(
-                        "sent a verdict",
-                        metadata: ["request": "\(verdict.request)", "approved": "\(verdict.isApproved)", "recipients": "\(recipients.count)"])
-                } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
-                    logger.info("a verdict was sequenced before a restart; not sent again", metadata: ["request": "\(verdict.request)"])
+                // Under the request's trace (known unless the mediator restarted since it came).
+                let trace = requestTraces[verdict.request.timestamp]?.childSpan()
+                try await TraceContext.$current.withValue(trace) {
+                    do {
+                        try await connection.send(batch, messageID: messageID, maxSequencingTime: maxSequencingTime)
+                        logger.info(
+                            "sent a verdict",
+                            metadata: ["request": "\(verdict.request)", "approved": "\(verdict.isApproved)", "recipients": "\(recipients.count)"])
+                    } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                        logger.info("a verdict was sequenced before a restart; not sent again", metadata: ["request": "\(verdict.request)"])
+                    }
                 }
             }
             try await store.markDelivered(verdict.request.timestamp)
+            requestTraces[verdict.request.timestamp] = nil
         }
     }
 

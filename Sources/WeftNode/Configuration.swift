@@ -51,7 +51,9 @@ public struct Configuration: Sendable, Equatable {
             }
             try configuration.merge(yaml: text, source: .file(file))
         }
-        for (name, value) in environment where name.hasPrefix("WEFT_") && name != "WEFT_CONFIG" {
+        // Every key lives under `nodes.`: other WEFT_ variables are the process's own
+        // (WEFT_CONFIG, WEFT_LOG_LEVEL, WEFT_TOKEN, …), not configuration.
+        for (name, value) in environment where name.hasPrefix("WEFT_NODES__") {
             let key = name.dropFirst("WEFT_".count).lowercased()
                 .replacingOccurrences(of: "__", with: "\u{0}").replacingOccurrences(of: "_", with: "-")
                 .replacingOccurrences(of: "\u{0}", with: ".")

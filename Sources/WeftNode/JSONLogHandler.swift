@@ -1,5 +1,6 @@
 public import Logging
 import Foundation
+import WeftTransport
 import Synchronization
 
 /// Writes each log event as one line of JSON on standard error:
@@ -10,10 +11,22 @@ import Synchronization
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
+    /// Metadata of the task's context on every line: `trace_id` and `span_id` of the call or
+    /// event being processed (`TraceContext.loggingMetadata`).
+    public var metadataProvider: Logger.MetadataProvider?
     private let label: String
 
-    public init(label: String) {
+    /// Makes every logger of the process write JSON lines with the trace of the task
+    /// (`TraceContext.loggingMetadata`) on each: what `weft run` does at start.
+    public static func bootstrap() {
+        LoggingSystem.bootstrap(
+            { label, provider in JSONLogHandler(label: label, metadataProvider: provider) },
+            metadataProvider: TraceContext.loggingMetadata)
+    }
+
+    public init(label: String, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
+        self.metadataProvider = metadataProvider
         if let level = ProcessInfo.processInfo.environment["WEFT_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) {
             logLevel = level
         }
@@ -29,6 +42,7 @@ public struct JSONLogHandler: LogHandler {
             ("time", Self.timestamp()), ("level", event.level.rawValue), ("logger", label), ("message", event.message.description),
         ]
         var merged = metadata
+        if let provided = metadataProvider?.get(), !provided.isEmpty { merged.merge(provided) { $1 } }
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) { fields.append((key, "\(value)")) }
         var line = "{"

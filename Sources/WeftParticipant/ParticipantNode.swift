@@ -524,7 +524,11 @@ public actor ParticipantNode {
                 complete(key, .rejected(reasonID: reasonID, message: message))
             }
         case .deliver(let deliver)?:
-            try await process(deliver, at: timestamp, next: next)
+            // The submission's trace: validation, responses and commit log under it, and the
+            // responses carry it on to the mediator.
+            try await TraceContext.withSpan(of: deliver.traceparent) {
+                try await process(deliver, at: timestamp, next: next)
+            }
         case nil:
             try await store.advance(next)
             cursor = next

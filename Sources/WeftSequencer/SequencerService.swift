@@ -71,6 +71,10 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             logger.warning("replayed submission refused", metadata: ["member": "\(member)", "message_id": "\(submission.messageID)"])
             throw RPCError(.alreadyExists, "message id \(submission.messageID) was already used by \(member); use a fresh one per submission", errorID: "SEQUENCER_DUPLICATE_MESSAGE_ID")
         }
+        // Debug level: one line per submission; its trace_id (the call's) follows a transaction here.
+        logger.debug(
+            "submission sequenced",
+            metadata: ["member": "\(member)", "message_id": "\(submission.messageID)", "envelopes": "\(submission.batch?.envelopes.count ?? 0)"])
         return .init()
     }
 

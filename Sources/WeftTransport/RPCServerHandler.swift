@@ -202,10 +202,13 @@ public final class RPCServerHandler: ChannelInboundHandler {
             eventLoop.execute { loopBound.value.writeMessage(id, payload) }
         }
         let handler = route.handler
+        // The caller's trace with a span of this call's own, or a new trace: every log line
+        // written while serving the call carries its trace_id (TraceContext).
+        let trace = call["traceparent"].flatMap(TraceContext.init(traceparent:))?.childSpan() ?? .newTrace()
         streams[id]!.task = Task {
             let result: Result<[UInt8]?, any Error>
             do {
-                result = .success(try await handler(inbound, send, call))
+                result = .success(try await TraceContext.$current.withValue(trace) { try await handler(inbound, send, call) })
             } catch {
                 result = .failure(error)
             }

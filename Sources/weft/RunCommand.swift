@@ -44,7 +44,7 @@ struct RunCommand: AsyncParsableCommand {
     var plaintext = false
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in JSONLogHandler(label: label) }
+        JSONLogHandler.bootstrap()
         let logger = Logger(label: "weft")
         let nodes: [NodeSettings]
         do {

@@ -30,7 +30,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: path) }
         let configuration = try Configuration.load(
             file: path,
-            environment: ["WEFT_NODES__SEQUENCER1__LISTEN": "0.0.0.0:5501", "WEFT_NODES__SEQUENCER1__RPC__MAX_FRAME_BYTES": "2MiB", "HOME": "/root"],
+            environment: ["WEFT_NODES__SEQUENCER1__LISTEN": "0.0.0.0:5501", "WEFT_NODES__SEQUENCER1__RPC__MAX_FRAME_BYTES": "2MiB", "HOME": "/root", "WEFT_LOG_LEVEL": "debug", "WEFT_TOKEN": "t"],
             overrides: ["nodes.sequencer1.listen=127.0.0.1:6601"])
         let node = try #require(try NodeRunner.nodes(in: configuration).first)
         #expect(node.listenHost == "127.0.0.1" && node.listenPort == 6601)  // --set wins

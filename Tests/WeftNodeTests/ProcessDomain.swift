@@ -35,7 +35,7 @@ struct ProcessDomain {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func start(fixture: PostgresFixture, directory: NodeDirectory) async throws -> ProcessDomain {
+    static func start(fixture: PostgresFixture, directory: NodeDirectory, environment: [String: String] = [:]) async throws -> ProcessDomain {
         let dir = directory.path
         func weft(_ arguments: String...) async throws {
             let (status, _, error) = try await WeftProcess.run(arguments, directory: dir)
@@ -84,7 +84,7 @@ struct ProcessDomain {
                 tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
                 database: { url: \(fixture.url) }
             """)
-        let process = try WeftProcess(["run", "-c", "domain.yaml", "--migrate"], directory: dir)
+        let process = try WeftProcess(["run", "-c", "domain.yaml", "--migrate"], directory: dir, environment: environment)
         var managerPort = 0
         var mediatorStartedFirst = false
         for _ in 0..<3 {

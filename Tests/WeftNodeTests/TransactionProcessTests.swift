@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import WeftTestSupport
+import WeftTransport
+import WeftWire
 
 /// Transactions end to end as operators and applications do them: the domain in one `weft run`
 /// process (sequencer, domain manager, mediator), two participant nodes in their own processes,
@@ -12,7 +14,8 @@ import WeftTestSupport
             let directory = try NodeDirectory()
             defer { directory.remove() }
             let dir = directory.path
-            let domain = try await ProcessDomain.start(fixture: fixture, directory: directory)
+            // Debug level on the domain: the sequencer logs each submission it sequenced.
+            let domain = try await ProcessDomain.start(fixture: fixture, directory: directory, environment: ["WEFT_LOG_LEVEL": "debug"])
             func weft(_ arguments: [String]) async throws -> String {
                 let (status, output, error) = try await WeftProcess.run(arguments, directory: dir)
                 #expect(status == 0, "weft \(arguments.joined(separator: " ")): \(error)")
@@ -67,6 +70,50 @@ import WeftTestSupport
             #expect(try await weft(["ledger-end"] + apis[1]) == "1")
             #expect(try await weft(["ledger-end"] + apis[0]) == "2")
 
+            // One transaction followed by its W3C trace id: bob's application transfers the IOU
+            // back to alice with a traceparent; the JSON logs of bob's participant, the
+            // sequencer, the mediator and alice's participant all name it.
+            let traceID = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 1...255)) }.joined()
+            let traceparent = "00-\(traceID)-00f067aa0ba902b7-01"
+            let bobsIOU = try #require(Self.contractIDs(bobACS).first)
+            let port = try #require(Int(apis[1][1].split(separator: ":").last ?? ""))
+            let client = try await RPCClient.connect(host: "127.0.0.1", port: port, security: .plaintext)
+            let packageID = try #require(Self.packageID(try await weft(["package", "list", "--output", "json"] + apis[1])))
+            let back = try await client.command.submitAndWait(
+                .init(commands: .init(
+                    commandID: "traced-transfer", applicationID: "bob-app", actAs: [bob],
+                    commands: [.init(kind: .exercise(.init(
+                        templateID: .init(packageID: packageID, templateName: "Iou"), contractID: bobsIOU, choice: "Transfer",
+                        choiceArgument: .init(sum: .record(.init(fields: [.init(label: "newOwner", value: .init(sum: .party(alice)))]))))))])),
+                metadata: [.init(key: "traceparent", value: .textValue(traceparent))])
+            await client.close()
+            #expect(back.transactionID.count == 64)
+            // Each node's line for this transaction, with the trace id (log lines are read as
+            // the processes write them: wait for the last hop, alice's commit).
+            func traced(_ process: WeftProcess, _ message: String) async -> [String: Any]? {
+                for _ in 0..<100 {
+                    for line in process.standardError.split(separator: "\n") where line.contains(traceID) {
+                        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                            object["message"] as? String == message, object["trace_id"] as? String == traceID
+                        else { continue }
+                        return object
+                    }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                return nil
+            }
+            let submitted = await traced(nodes[1], "confirmation request sent")
+            let sequenced = await traced(domain.process, "submission sequenced")
+            let verdict = await traced(domain.process, "sent a verdict")
+            let committed = await traced(nodes[0], "request committed")
+            #expect(submitted != nil, "bob's participant: \(nodes[1].standardError.suffix(3000))")
+            #expect(sequenced != nil, "the sequencer: \(domain.process.standardError.suffix(3000))")
+            #expect(verdict != nil, "the mediator: \(domain.process.standardError.suffix(3000))")
+            #expect(committed != nil, "alice's participant: \(nodes[0].standardError.suffix(3000))")
+            // Each hop logs under a span of its own within the one trace.
+            let spans = [submitted, sequenced, verdict, committed].compactMap { $0?["span_id"] as? String }
+            #expect(spans.count == 4 && Set(spans).count == 4 && !spans.contains("00f067aa0ba902b7"), "\(spans)")
+
             for node in nodes {
                 node.signal(SIGTERM)
                 #expect(await node.exitStatus() == 0, "\(node.standardError.suffix(3000))")
@@ -74,6 +121,13 @@ import WeftTestSupport
             domain.process.signal(SIGTERM)
             #expect(await domain.process.exitStatus() == 0, "\(domain.process.standardError.suffix(3000))")
         }
+    }
+
+    /// The package id in `weft package list --output json` lines.
+    static func packageID(_ output: String) -> String? {
+        output.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["package_id"] as? String
+        }.first
     }
 
     /// The contract ids in `weft acs --output json` lines.
