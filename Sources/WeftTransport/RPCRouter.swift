@@ -66,6 +66,24 @@ public struct RPCRouter: Sendable {
         }
     }
 
+    /// Wraps the routes of `paths` (every route when nil) in `interceptor`, which runs around
+    /// each call: it sees the call's context, calls `proceed` to run the handler (or throws
+    /// instead), and sees how the call ended. Authentication and the audit log sit here, so
+    /// no handler can be served without them. Routes registered later are not wrapped.
+    public mutating func intercept(
+        _ paths: Set<String>? = nil,
+        _ interceptor: @escaping @Sendable (RPCCallContext, _ proceed: () async throws -> Void) async throws -> Void
+    ) {
+        for (path, route) in routes where paths?.contains(path) ?? true {
+            let handler = route.handler
+            routes[path] = Route(kind: route.kind) { inbound, send, context in
+                var response: [UInt8]?
+                try await interceptor(context) { response = try await handler(inbound, send, context) }
+                return response
+            }
+        }
+    }
+
     /// The paths served, sorted.
     public var paths: [String] { routes.keys.sorted() }
 
