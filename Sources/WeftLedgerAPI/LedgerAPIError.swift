@@ -1,3 +1,4 @@
+public import WeftAuth
 public import WeftParticipant
 public import WeftTransport
 
@@ -36,6 +37,9 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     case treesUnavailable
     /// A failure of the participant or its database that the application cannot fix.
     case internalError(id: String, String)
+    /// The call's token is missing or invalid (UNAUTHENTICATED), or lacks a claim the call
+    /// needs (PERMISSION_DENIED).
+    case unauthorized(AuthError)
 
     public var id: String {
         switch self {
@@ -54,6 +58,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .unavailable(let id, _): id
         case .treesUnavailable: "LEDGER_API_TREES_UNAVAILABLE"
         case .internalError(let id, _): id
+        case .unauthorized(let error): error.id
         }
     }
 
@@ -68,6 +73,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .hostingNotApplied: .deadlineExceeded
         case .unavailable: .unavailable
         case .internalError: .internal
+        case .unauthorized(let error): error.rpcError.code
         }
     }
 
@@ -102,6 +108,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
             "this participant stores each party's flat projection (creates and archives) only, not the exercise tree; "
                 + "read transactions with GetTransactions (weft transactions)"
         case .internalError(_, let text): text
+        case .unauthorized(let error): error.description
         }
     }
 
@@ -122,6 +129,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     /// Maps a failure of the participant to what the application is told.
     static func from(_ error: any Error) -> LedgerAPIError {
         if let error = error as? LedgerAPIError { return error }
+        if let error = error as? AuthError { return .unauthorized(error) }
         if let error = error as? ParticipantError {
             switch error {
             case .notHostedForSubmission(let party): return .notHostedForSubmission(party: party, hosted: nil)

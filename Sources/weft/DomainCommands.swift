@@ -25,20 +25,39 @@ struct RemoteOptions: ParsableArguments {
     @Flag(help: "Connect without TLS (only to a node started with --plaintext).")
     var plaintext = false
 
+    @Option(help: "A bearer token (JWT) for a node with auth.* configured; default: environment variable WEFT_TOKEN.")
+    var token: String?
+
+    @Option(name: .customLong("token-file"), help: "A file holding the bearer token (JWT), e.g. from your identity provider.")
+    var tokenFile: String?
+
     func validate() throws {
         guard plaintext || rootCert != nil else { throw ValidationError("give --root-cert (the domain's ca.pem), or --plaintext for a node started with --plaintext") }
         guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
+        guard token == nil || tokenFile == nil else { throw ValidationError("give --token or --token-file, not both") }
     }
 
+    /// The bearer token to send: --token, --token-file, or WEFT_TOKEN.
+    func bearerToken() throws -> String? {
+        if let token { return token }
+        if let tokenFile {
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw ValidationError("cannot read the token file \(tokenFile)") }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return ProcessInfo.processInfo.environment["WEFT_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// A client of the node that sends the bearer token, if any, with every call.
     func connect() async throws -> RPCClient {
         guard let colon = remote.lastIndex(of: ":"), let port = Int(remote[remote.index(after: colon)...]) else {
             throw ValidationError("--remote \(remote): expected host:port")
         }
         let host = String(remote[..<colon])
-        if plaintext { return try await RPCClient.connect(host: host, port: port, security: .plaintext) }
+        let metadata: [Weft.V1.MetadataEntry] = try bearerToken().map { [.init(key: "authorization", value: .textValue("Bearer \($0)"))] } ?? []
+        if plaintext { return try await RPCClient.connect(host: host, port: port, security: .plaintext).withMetadata(metadata) }
         let credentials = try cert.map { try TLSCredentials.read(certificateAt: $0, keyAt: key!) }
         let tls = try TLSContext(.init(role: .client(serverHostname: host), credentials: credentials, trustRootsPEM: try String(contentsOfFile: rootCert!, encoding: .utf8)))
-        return try await RPCClient.connect(host: host, port: port, security: .tls(tls))
+        return try await RPCClient.connect(host: host, port: port, security: .tls(tls)).withMetadata(metadata)
     }
 }
 
