@@ -2,8 +2,9 @@ public import NIOCore
 public import WeftTransport
 
 /// Guards a node's API methods: every call of the guarded paths is authorized (admin
-/// services here, the Ledger API in its handlers, which know the parties a request
-/// names) and leaves one line in the audit log, whatever its outcome.
+/// services here; for the Ledger API the token is verified here and the claims checked in
+/// its handlers, which know the parties a request names) and leaves one line in the audit
+/// log, whatever its outcome.
 ///
 /// Installed on the router as an interceptor (`RPCRouter.intercept`), so a method cannot
 /// be served without its audit line, and a refusal at any stage — no token, a bad one,
@@ -32,7 +33,13 @@ public struct APIGuard: Sendable {
             let started = ContinuousClock.now
             do {
                 try await CallRecord.$current.withValue(record) {
-                    if adminPaths.contains(context.method) { try guardian.checkAdmin(context) }
+                    if adminPaths.contains(context.method) {
+                        try guardian.checkAdmin(context)
+                    } else {
+                        // Every audited call needs a valid token before its handler runs (which
+                        // then checks the claims its request needs): none can forget it.
+                        try guardian.authorizer.requireAuthenticated(context)
+                    }
                     try await proceed()
                 }
                 guardian.audit.record(context, record, code: .ok, errorID: "", elapsed: ContinuousClock.now - started)

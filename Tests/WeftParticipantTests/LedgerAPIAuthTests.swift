@@ -155,7 +155,8 @@ extension LedgerAPITests {
                 #expect(line["logger"] == AuditLog.label && line["message"] == AuditLog.message)
                 #expect(line[AuditLogKey.peer]?.contains("127.0.0.1") == true, "\(line)")
             }
-            #expect(lines.first?[AuditLogKey.actAs] == bank)  // what the call asked for, even when refused
+            #expect(lines.first?[AuditLogKey.actAs] == "")  // refused before the request was read
+            #expect(lines.dropFirst(2).first?[AuditLogKey.actAs] == bank)  // what the call asked for, though refused
             #expect(lines.dropFirst(6).first?[AuditLogKey.readAs] == bob)
             #expect(lines.dropFirst(9).first?[AuditLogKey.admin] == "true")
 
