@@ -33,7 +33,7 @@ public struct AuditFileLogHandler: LogHandler {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         for (key, value) in merged { object[key] = "\(value)" }
-        object["time"] = ISO8601DateFormatter.audit.string(from: Date())
+        object["time"] = Self.timestamp()
         object["level"] = event.level.rawValue
         object["logger"] = label
         object["message"] = event.message.description
@@ -48,13 +48,19 @@ public struct AuditFileLogHandler: LogHandler {
     private static let output = Mutex(())
 }
 
-extension ISO8601DateFormatter {
-    /// Microsecond-free ISO 8601 with milliseconds, UTC; thread-safe for formatting.
-    nonisolated(unsafe) static let audit: ISO8601DateFormatter = {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter
-    }()
+extension AuditFileLogHandler {
+    /// Now in UTC, ISO 8601 with microseconds, as the node's JSON log writes it (no shared
+    /// formatter object: log handlers are called from any thread).
+    static func timestamp() -> String {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        var broken = tm()
+        var seconds = time.tv_sec
+        gmtime_r(&seconds, &broken)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", broken.tm_year + 1900, broken.tm_mon + 1, broken.tm_mday, broken.tm_hour,
+            broken.tm_min, broken.tm_sec, time.tv_nsec / 1000)
+    }
 }
 
 /// An append-only file that rotates by size: when a line would take it past
@@ -86,7 +92,7 @@ public final class RotatingFile: Sendable {
     }
 
     deinit {
-        state.withLock { _ = close($0.descriptor) }
+        state.withLock { if $0.descriptor >= 0 { _ = close($0.descriptor) } }
     }
 
     private static func open(_ path: String) throws -> (Int32, Int) {
@@ -105,6 +111,7 @@ public final class RotatingFile: Sendable {
     /// Appends `bytes` (one whole line), rotating first if they would not fit.
     public func write(_ bytes: [UInt8]) {
         state.withLock { state in
+            if state.descriptor < 0 { reopen(&state) }  // an earlier reopen failed: try again
             if state.size > 0, state.size + bytes.count > maximumBytes { rotate(&state) }
             var written = 0
             while written < bytes.count {
@@ -121,18 +128,23 @@ public final class RotatingFile: Sendable {
     }
 
     private func rotate(_ state: inout State) {
-        _ = close(state.descriptor)
+        if state.descriptor >= 0 { _ = close(state.descriptor) }
         if keptFiles == 0 {
             _ = unlink(path)
         } else {
             for index in stride(from: keptFiles - 1, through: 1, by: -1) { _ = rename("\(path).\(index)", "\(path).\(index + 1)") }
             _ = rename(path, "\(path).1")
         }
+        reopen(&state)
+    }
+
+    private func reopen(_ state: inout State) {
         do {
             (state.descriptor, state.size) = try Self.open(path)
         } catch {
-            Self.report("cannot reopen the audit file \(path) after rotating it: \(error)")
+            Self.report("cannot reopen the audit file \(path): \(error.localizedDescription)")
             state.descriptor = -1
+            state.size = 0
         }
     }
 

@@ -59,6 +59,11 @@ struct SequencerEndpoints: Sendable {
         self.addresses = addresses
         rootCertificate = section.string(key + ".root-cert")
         tokenFile = section.string(key + ".token-file")
+        if let tokenFile, !FileManager.default.isReadableFile(atPath: tokenFile) {
+            throw .invalid(
+                key: section.fullKey(key + ".token-file"), value: tokenFile, expected: "a readable file holding a bearer token with the admin claim",
+                source: section.source(of: key + ".token-file") ?? .defaultValue)
+        }
     }
 
     /// The sequencers as a member's fail-over endpoints.

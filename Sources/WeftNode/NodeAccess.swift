@@ -33,8 +33,11 @@ struct NodeAccess {
         }
         var keys: [TokenVerificationKey] = []
         if let path = section.string("auth.hs256-secret-file") {
-            guard let secret = try? TokenSecretFile.read(path) else { throw invalid("auth.hs256-secret-file", "a readable file holding the HS256 secret") }
-            keys.append(.hs256(secret: secret))
+            do {
+                keys.append(.hs256(secret: try TokenSecretFile.read(path)))
+            } catch {
+                throw invalid("auth.hs256-secret-file", "a readable file holding the HS256 secret (\(error.localizedDescription))")
+            }
         }
         if let path = section.string("auth.rs256-public-key-file") {
             do {

@@ -2,8 +2,9 @@ import Foundation
 import Logging
 import NIOCore
 import Testing
-import WeftAuth
+@testable import WeftAuth
 import WeftTransport
+import WeftWire
 
 /// The audit log's file: whole JSON lines, rotated by size, old files dropped.
 @Suite struct AuditLogTests {
@@ -89,5 +90,33 @@ import WeftTransport
         let token = try HS256TokenIssuer.token(claims, secret: secret, audience: "p1", issuer: "idp")
         let verified = try BearerTokenVerifier(keys: [.hs256(secret: secret)], audience: "p1", issuer: "idp").verify(token, now: 3_999_999_999)
         #expect(verified == claims)
+    }
+
+    @Test func adminCallsFromAnotherHostAreRefusedWhenLoopbackOnly() throws {
+        let method = "/weft.v1.ParticipantAdministrationService/ConnectDomain"
+        let remote = RPCCallContext(method: method, remoteAddress: try SocketAddress(ipAddress: "10.0.0.9", port: 40000))
+        let local = RPCCallContext(method: method, remoteAddress: try SocketAddress(ipAddress: "127.0.0.1", port: 40000))
+        let loopbackOnly = APIGuard(authorizer: .open, adminRequiresToken: false, adminLoopbackOnly: true)
+        #expect(throws: AuthError.adminNotLoopback(peer: "\(remote.remoteAddress!)", call: method)) { try loopbackOnly.checkAdmin(remote) }
+        try loopbackOnly.checkAdmin(local)
+        #expect(AuthError.adminNotLoopback(peer: "x", call: method).rpcError.code == .permissionDenied)
+
+        // With tokens, loopback is not enough: the admin claim is needed too.
+        let secret = Array("a shared secret of at least 32 bytes, for HS256".utf8)
+        let both = APIGuard(
+            authorizer: .tokens(try BearerTokenVerifier(keys: [.hs256(secret: secret)])), adminRequiresToken: true, adminLoopbackOnly: true)
+        #expect(throws: AuthError.missingToken) { try both.checkAdmin(local) }
+        let notAdmin = try HS256TokenIssuer.token(LedgerClaims(actAs: ["alice::1220aa"], expiresAt: 4_000_000_000), secret: secret)
+        let admin = try HS256TokenIssuer.token(LedgerClaims(admin: true, expiresAt: 4_000_000_000), secret: secret)
+        func context(_ token: String, _ address: SocketAddress) -> RPCCallContext {
+            RPCCallContext(method: method, metadata: [.init(key: "authorization", value: .textValue("Bearer \(token)"))], remoteAddress: address)
+        }
+        #expect(throws: AuthError.missingClaim(claim: "admin", value: nil, call: method)) {
+            try both.checkAdmin(context(notAdmin, local.remoteAddress!))
+        }
+        try both.checkAdmin(context(admin, local.remoteAddress!))
+        #expect(throws: AuthError.adminNotLoopback(peer: "\(remote.remoteAddress!)", call: method)) {
+            try both.checkAdmin(context(admin, remote.remoteAddress!))
+        }
     }
 }
