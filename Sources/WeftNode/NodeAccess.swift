@@ -84,6 +84,8 @@ struct NodeAccess {
                 audit = Logger(label: AuditLog.label) { label in AuditFileLogHandler(label: label, destination: .file(rotating)) }
             }
         }
+        // Audit lines are kept whatever level the operational log runs at (WEFT_LOG_LEVEL).
+        audit.logLevel = .info
         audit[metadataKey: "node"] = "\(settings.name)"
         self.audit = AuditLog(logger: audit)
     }
