@@ -17,7 +17,10 @@ public struct APIGuard: Sendable {
     public let adminLoopbackOnly: Bool
     public let audit: AuditLog
 
-    public init(authorizer: CallAuthorizer, adminRequiresToken: Bool = true, adminLoopbackOnly: Bool = false, audit: AuditLog = AuditLog()) {
+    public init(
+        authorizer: CallAuthorizer, adminRequiresToken: Bool = true, adminLoopbackOnly: Bool = false,
+        audit: AuditLog = AuditLog()
+    ) {
         self.authorizer = authorizer
         self.adminRequiresToken = adminRequiresToken
         self.adminLoopbackOnly = adminLoopbackOnly
@@ -45,7 +48,8 @@ public struct APIGuard: Sendable {
                 guardian.audit.record(context, record, code: .ok, errorID: "", elapsed: ContinuousClock.now - started)
             } catch {
                 let status = Self.status(of: error)
-                guardian.audit.record(context, record, code: status.code, errorID: status.errorID, elapsed: ContinuousClock.now - started)
+                guardian.audit.record(
+                    context, record, code: status.code, errorID: status.errorID, elapsed: ContinuousClock.now - started)
                 if let error = error as? AuthError { throw error.rpcError }
                 throw error
             }
@@ -55,7 +59,8 @@ public struct APIGuard: Sendable {
     /// Admin rights: from loopback if so configured, with the admin claim if tokens are on.
     func checkAdmin(_ context: RPCCallContext) throws(AuthError) {
         if adminLoopbackOnly, !Self.isLoopback(context.remoteAddress) {
-            throw .adminNotLoopback(peer: context.remoteAddress.map { "\($0)" } ?? "an unknown address", call: context.method)
+            throw .adminNotLoopback(
+                peer: context.remoteAddress.map { "\($0)" } ?? "an unknown address", call: context.method)
         }
         if adminRequiresToken {
             try authorizer.requireAdmin(context)

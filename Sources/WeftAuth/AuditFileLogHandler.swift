@@ -37,7 +37,10 @@ public struct AuditFileLogHandler: LogHandler {
         object["level"] = event.level.rawValue
         object["logger"] = label
         object["message"] = event.message.description
-        guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        guard
+            var line = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return }
         line.append(UInt8(ascii: "\n"))
         switch destination {
         case .file(let file): file.write(Array(line))
@@ -58,7 +61,8 @@ extension AuditFileLogHandler {
         var seconds = time.tv_sec
         gmtime_r(&seconds, &broken)
         return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", broken.tm_year + 1900, broken.tm_mon + 1, broken.tm_mday, broken.tm_hour,
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", broken.tm_year + 1900, broken.tm_mon + 1, broken.tm_mday,
+            broken.tm_hour,
             broken.tm_min, broken.tm_sec, time.tv_nsec / 1000)
     }
 }
@@ -98,7 +102,12 @@ public final class RotatingFile: Sendable {
     private static func open(_ path: String) throws -> (Int32, Int) {
         let descriptor = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path, NSLocalizedDescriptionKey: "cannot open \(path): \(String(cString: strerror(errno)))"])
+            throw CocoaError(
+                .fileWriteUnknown,
+                userInfo: [
+                    NSFilePathErrorKey: path,
+                    NSLocalizedDescriptionKey: "cannot open \(path): \(String(cString: strerror(errno)))",
+                ])
         }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
@@ -115,10 +124,14 @@ public final class RotatingFile: Sendable {
             if state.size > 0, state.size + bytes.count > maximumBytes { rotate(&state) }
             var written = 0
             while written < bytes.count {
-                let result = bytes.withUnsafeBytes { Foundation.write(state.descriptor, $0.baseAddress! + written, bytes.count - written) }
+                let result = bytes.withUnsafeBytes {
+                    Foundation.write(state.descriptor, $0.baseAddress! + written, bytes.count - written)
+                }
                 if result < 0, errno == EINTR { continue }
                 guard result > 0 else {
-                    Self.report("cannot write the audit file \(path): \(String(cString: strerror(errno))); audit lines are being lost")
+                    Self.report(
+                        "cannot write the audit file \(path): \(String(cString: strerror(errno))); audit lines are being lost"
+                    )
                     return
                 }
                 written += result
@@ -132,7 +145,9 @@ public final class RotatingFile: Sendable {
         if keptFiles == 0 {
             _ = unlink(path)
         } else {
-            for index in stride(from: keptFiles - 1, through: 1, by: -1) { _ = rename("\(path).\(index)", "\(path).\(index + 1)") }
+            for index in stride(from: keptFiles - 1, through: 1, by: -1) {
+                _ = rename("\(path).\(index)", "\(path).\(index + 1)")
+            }
             _ = rename(path, "\(path).1")
         }
         reopen(&state)

@@ -23,7 +23,9 @@ public struct AuditLog: Sendable {
     }
 
     /// Writes the line of one finished call.
-    public func record(_ context: RPCCallContext, _ record: CallRecord, code: StatusCode, errorID: String, elapsed: Duration) {
+    public func record(
+        _ context: RPCCallContext, _ record: CallRecord, code: StatusCode, errorID: String, elapsed: Duration
+    ) {
         let caller = record.subject ?? (record.tokenRefused ? "unauthenticated" : "anonymous")
         let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         logger.info(

@@ -28,7 +28,9 @@ public enum CallAuthorizer: Sendable {
         return try Self.verify(context, verifier)
     }
 
-    private static func verify(_ context: RPCCallContext, _ verifier: BearerTokenVerifier) throws(AuthError) -> LedgerClaims {
+    private static func verify(_ context: RPCCallContext, _ verifier: BearerTokenVerifier) throws(AuthError)
+        -> LedgerClaims
+    {
         guard let header = context["authorization"] else { throw .missingToken }
         let prefix = "bearer "
         guard header.count > prefix.count, header.prefix(prefix.count).lowercased() == prefix else {
@@ -61,7 +63,9 @@ public enum CallAuthorizer: Sendable {
     /// application is for that application only, as in Canton).
     public func requireApplication(_ applicationID: String, _ context: RPCCallContext) throws(AuthError) {
         guard let claims = try claims(context), let allowed = claims.applicationID else { return }
-        guard allowed == applicationID else { throw .missingClaim(claim: "applicationId", value: applicationID, call: context.method) }
+        guard allowed == applicationID else {
+            throw .missingClaim(claim: "applicationId", value: applicationID, call: context.method)
+        }
     }
 
     /// Throws unless the caller is an administrator.

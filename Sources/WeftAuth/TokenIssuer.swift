@@ -7,7 +7,8 @@ public enum HS256TokenIssuer {
     /// A compact JWS of `claims` (Canton's Ledger API claims under
     /// `https://daml.com/ledger-api`), with `aud` and `iss` when given.
     public static func token(
-        _ claims: LedgerClaims, secret: [UInt8], audience: String? = nil, issuer: String? = nil, participantID: String? = nil
+        _ claims: LedgerClaims, secret: [UInt8], audience: String? = nil, issuer: String? = nil,
+        participantID: String? = nil
     ) throws(CryptoError) -> String {
         var ledger: [String: Any] = [:]
         if !claims.actAs.isEmpty { ledger["actAs"] = claims.actAs.sorted() }
@@ -24,15 +25,19 @@ public enum HS256TokenIssuer {
 
     /// A token of any header and payload, MACed with `secret`: tests use it for tokens a
     /// correct issuer would not make (`alg` lies, extra headers).
-    public static func sign(header: [String: Any], payload: [String: Any], secret: [UInt8]) throws(CryptoError) -> String {
+    public static func sign(header: [String: Any], payload: [String: Any], secret: [UInt8]) throws(CryptoError)
+        -> String
+    {
         let signing = encode(json(header)) + "." + encode(json(payload))
         return signing + "." + encode(try HMACSHA256.authenticate(Array(signing.utf8), key: secret))
     }
 
     /// base64url without padding (RFC 7515 §2).
     public static func encode(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(
+            of: "/", with: "_"
+        )
+        .replacingOccurrences(of: "=", with: "")
     }
 
     static func json(_ object: [String: Any]) -> [UInt8] {

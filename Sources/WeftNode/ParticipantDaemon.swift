@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 import NIOCore
-import WeftAuth
 import ServiceLifecycle
+import WeftAuth
 import WeftCrypto
 import WeftLedgerAPI
 import WeftParticipant

@@ -8,7 +8,8 @@ import WeftNode
 /// only verifies them.
 struct TokenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "token", abstract: "Sign an HS256 bearer token for the Ledger or admin APIs (development and tests).",
+        commandName: "token",
+        abstract: "Sign an HS256 bearer token for the Ledger or admin APIs (development and tests).",
         discussion: """
             Signs with the secret file the node reads as auth.hs256-secret-file, and prints the token.
             Use it with --token, --token-file or WEFT_TOKEN on the remote verbs. Production
@@ -39,7 +40,9 @@ struct TokenCommand: ParsableCommand {
     @Option(name: .customLong("application-id"), help: "Restrict the token to this application id.")
     var applicationID: String?
 
-    @Option(name: .customLong("expires-in"), help: "How long the token is valid, e.g. 10m or 1h; a negative value (-1h) makes an expired token for tests.")
+    @Option(
+        name: .customLong("expires-in"),
+        help: "How long the token is valid, e.g. 10m or 1h; a negative value (-1h) makes an expired token for tests.")
     var expiresIn: String = "1h"
 
     func run() throws {
@@ -54,7 +57,9 @@ struct TokenCommand: ParsableCommand {
             throw ValidationError("cannot read the secret file \(secretFile): \(error.localizedDescription)")
         }
         guard secret.count >= TokenVerificationKey.minimumSecretBytes else {
-            throw ValidationError("the secret in \(secretFile) has \(secret.count) bytes; HS256 needs at least \(TokenVerificationKey.minimumSecretBytes)")
+            throw ValidationError(
+                "the secret in \(secretFile) has \(secret.count) bytes; HS256 needs at least \(TokenVerificationKey.minimumSecretBytes)"
+            )
         }
         let seconds = duration.components.seconds * (negative ? -1 : 1)
         let claims = LedgerClaims(

@@ -2,9 +2,10 @@ import Foundation
 import Logging
 import NIOCore
 import Testing
-@testable import WeftAuth
 import WeftTransport
 import WeftWire
+
+@testable import WeftAuth
 
 /// The audit log's file: whole JSON lines, rotated by size, old files dropped.
 @Suite struct AuditLogTests {
@@ -36,7 +37,8 @@ import WeftWire
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("audit.log").path
-        try RotatingFile(path: path, maximumBytes: 100, keptFiles: 1).write(Array(String(repeating: "a", count: 79).utf8 + [10]))
+        try RotatingFile(path: path, maximumBytes: 100, keptFiles: 1).write(
+            Array(String(repeating: "a", count: 79).utf8 + [10]))
         // A restarted node appends; its next line does not fit the 100 bytes and rotates.
         let again = try RotatingFile(path: path, maximumBytes: 100, keptFiles: 1)
         again.write(Array(String(repeating: "b", count: 29).utf8 + [10]))
@@ -49,12 +51,16 @@ import WeftWire
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("audit.log").path
         let file = try RotatingFile(path: path, maximumBytes: 1 << 20, keptFiles: 1)
-        let audit = AuditLog(logger: Logger(label: AuditLog.label) { AuditFileLogHandler(label: $0, destination: .file(file)) })
+        let audit = AuditLog(
+            logger: Logger(label: AuditLog.label) { AuditFileLogHandler(label: $0, destination: .file(file)) })
         let context = RPCCallContext(
             method: "/weft.v1.CommandService/Submit",
-            metadata: [.init(key: "traceparent", value: .textValue("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))],
+            metadata: [
+                .init(key: "traceparent", value: .textValue("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+            ],
             remoteAddress: try SocketAddress(ipAddress: "10.1.2.3", port: 5000))
-        audit.record(context, CallRecord(), code: .permissionDenied, errorID: "AUTH_MISSING_CLAIM", elapsed: .milliseconds(3))
+        audit.record(
+            context, CallRecord(), code: .permissionDenied, errorID: "AUTH_MISSING_CLAIM", elapsed: .milliseconds(3))
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(text.filter { $0 == "\n" }.count == 1 && text.hasSuffix("\n"))
         let line = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String])
@@ -86,30 +92,41 @@ import WeftWire
 
     @Test func issuedTokensVerifyAndCarryTheirClaims() throws {
         let secret = Array("a shared secret of at least 32 bytes, for HS256".utf8)
-        let claims = LedgerClaims(actAs: ["alice::1220aa"], readAs: ["bob::1220bb"], admin: true, applicationID: "app", subject: "me", expiresAt: 4_000_000_000)
+        let claims = LedgerClaims(
+            actAs: ["alice::1220aa"], readAs: ["bob::1220bb"], admin: true, applicationID: "app", subject: "me",
+            expiresAt: 4_000_000_000)
         let token = try HS256TokenIssuer.token(claims, secret: secret, audience: "p1", issuer: "idp")
-        let verified = try BearerTokenVerifier(keys: [.hs256(secret: secret)], audience: "p1", issuer: "idp").verify(token, now: 3_999_999_999)
+        let verified = try BearerTokenVerifier(keys: [.hs256(secret: secret)], audience: "p1", issuer: "idp").verify(
+            token, now: 3_999_999_999)
         #expect(verified == claims)
     }
 
     @Test func adminCallsFromAnotherHostAreRefusedWhenLoopbackOnly() throws {
         let method = "/weft.v1.ParticipantAdministrationService/ConnectDomain"
-        let remote = RPCCallContext(method: method, remoteAddress: try SocketAddress(ipAddress: "10.0.0.9", port: 40000))
-        let local = RPCCallContext(method: method, remoteAddress: try SocketAddress(ipAddress: "127.0.0.1", port: 40000))
+        let remote = RPCCallContext(
+            method: method, remoteAddress: try SocketAddress(ipAddress: "10.0.0.9", port: 40000))
+        let local = RPCCallContext(
+            method: method, remoteAddress: try SocketAddress(ipAddress: "127.0.0.1", port: 40000))
         let loopbackOnly = APIGuard(authorizer: .open, adminRequiresToken: false, adminLoopbackOnly: true)
-        #expect(throws: AuthError.adminNotLoopback(peer: "\(remote.remoteAddress!)", call: method)) { try loopbackOnly.checkAdmin(remote) }
+        #expect(throws: AuthError.adminNotLoopback(peer: "\(remote.remoteAddress!)", call: method)) {
+            try loopbackOnly.checkAdmin(remote)
+        }
         try loopbackOnly.checkAdmin(local)
         #expect(AuthError.adminNotLoopback(peer: "x", call: method).rpcError.code == .permissionDenied)
 
         // With tokens, loopback is not enough: the admin claim is needed too.
         let secret = Array("a shared secret of at least 32 bytes, for HS256".utf8)
         let both = APIGuard(
-            authorizer: .tokens(try BearerTokenVerifier(keys: [.hs256(secret: secret)])), adminRequiresToken: true, adminLoopbackOnly: true)
+            authorizer: .tokens(try BearerTokenVerifier(keys: [.hs256(secret: secret)])), adminRequiresToken: true,
+            adminLoopbackOnly: true)
         #expect(throws: AuthError.missingToken) { try both.checkAdmin(local) }
-        let notAdmin = try HS256TokenIssuer.token(LedgerClaims(actAs: ["alice::1220aa"], expiresAt: 4_000_000_000), secret: secret)
+        let notAdmin = try HS256TokenIssuer.token(
+            LedgerClaims(actAs: ["alice::1220aa"], expiresAt: 4_000_000_000), secret: secret)
         let admin = try HS256TokenIssuer.token(LedgerClaims(admin: true, expiresAt: 4_000_000_000), secret: secret)
         func context(_ token: String, _ address: SocketAddress) -> RPCCallContext {
-            RPCCallContext(method: method, metadata: [.init(key: "authorization", value: .textValue("Bearer \(token)"))], remoteAddress: address)
+            RPCCallContext(
+                method: method, metadata: [.init(key: "authorization", value: .textValue("Bearer \(token)"))],
+                remoteAddress: address)
         }
         #expect(throws: AuthError.missingClaim(claim: "admin", value: nil, call: method)) {
             try both.checkAdmin(context(notAdmin, local.remoteAddress!))

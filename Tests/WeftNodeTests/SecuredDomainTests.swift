@@ -14,13 +14,17 @@ import WeftTestSupport
             let directory = try NodeDirectory()
             defer { directory.remove() }
             let dir = directory.path
-            func weft(_ arguments: [String]) async throws -> (Int32, String, String) { try await WeftProcess.run(arguments, directory: dir) }
+            func weft(_ arguments: [String]) async throws -> (Int32, String, String) {
+                try await WeftProcess.run(arguments, directory: dir)
+            }
             for key in ["domain-namespace", "manager", "sequencer", "mediator"] {
                 let (status, _, error) = try await weft(["keys", "generate", "--out", "keys-\(key).pem"])
                 #expect(status == 0, "\(error)")
             }
             _ = try await weft(["keys", "generate", "--kind", "encryption", "--out", "keys-mediator-encryption.pem"])
-            _ = try await weft(["certs", "issue", "--ca-dir", "certs", "--name", "operator", "--host", "localhost", "--out", "certs"])
+            _ = try await weft([
+                "certs", "issue", "--ca-dir", "certs", "--name", "operator", "--host", "localhost", "--out", "certs",
+            ])
             try directory.write("secret", "the domain's admin token secret, 32 bytes or more\n")
             func token(_ subject: String, admin: Bool = true) async throws -> String {
                 let (status, output, error) = try await weft(
@@ -36,7 +40,9 @@ import WeftTestSupport
             let domainID = "domain1::\(namespaceKey.publicKey.fingerprint)"
             _ = try PostgresConnection(url: fixture.url).execute("CREATE DATABASE manager")
             let sequencerPort = try ProcessDomain.freePort()
-            try directory.write("domain.yaml", """
+            try directory.write(
+                "domain.yaml",
+                """
                 nodes:
                   sequencer1:
                     kind: sequencer
@@ -85,31 +91,42 @@ import WeftTestSupport
             }
             #expect(managerPort > 0)
             let admin = [
-                "--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key",
+                "--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem",
+                "--key",
                 "certs/operator-key.pem",
             ]
             let (noToken, _, noTokenError) = try await weft(["domain-manager", "members"] + admin)
             #expect(noToken != 0 && noTokenError.contains("AUTH_TOKEN_MISSING"), "\(noTokenError)")
-            let (notAdmin, _, notAdminError) = try await weft(["domain-manager", "members", "--token", participantToken] + admin)
+            let (notAdmin, _, notAdminError) = try await weft(
+                ["domain-manager", "members", "--token", participantToken] + admin)
             #expect(notAdmin != 0 && notAdminError.contains("needs claim admin"), "\(notAdminError)")
-            let (members, membersOutput, membersError) = try await weft(["domain-manager", "members", "--token", operatorToken] + admin)
+            let (members, membersOutput, membersError) = try await weft(
+                ["domain-manager", "members", "--token", operatorToken] + admin)
             #expect(members == 0 && membersOutput.contains("SEQ::"), "\(membersError)")
             process.signal(SIGTERM)
             #expect(await process.exitStatus() == 0, "\(process.standardError.suffix(4000))")
 
             func audit(_ file: String) throws -> [[String: String]] {
                 try String(contentsOfFile: dir + "/" + file, encoding: .utf8).split(separator: "\n").map { line in
-                    try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String], "\(line)")
+                    try #require(
+                        try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String], "\(line)")
                 }
             }
             // The bootstrap's InitializeSequencer, with the domain manager's token.
             let sequencer = try audit("sequencer-audit.log")
-            #expect(sequencer.map { $0["method"] } == ["/weft.v1.SequencerAdministrationService/InitializeSequencer"], "\(sequencer)")
-            #expect(sequencer.first?["caller"] == "domain-manager" && sequencer.first?["code"] == "OK" && sequencer.first?["admin"] == "true")
+            #expect(
+                sequencer.map { $0["method"] } == ["/weft.v1.SequencerAdministrationService/InitializeSequencer"],
+                "\(sequencer)")
+            #expect(
+                sequencer.first?["caller"] == "domain-manager" && sequencer.first?["code"] == "OK"
+                    && sequencer.first?["admin"] == "true")
             let manager = try audit("manager-audit.log")
             #expect(manager.map { $0["caller"] } == ["unauthenticated", "someone", "operator"], "\(manager)")
             #expect(manager.map { $0["code"] } == ["UNAUTHENTICATED", "PERMISSION_DENIED", "OK"])
-            #expect(manager.allSatisfy { $0["method"] == "/weft.v1.DomainManagerAdministrationService/ListMembers" && $0["node"] == "manager" })
+            #expect(
+                manager.allSatisfy {
+                    $0["method"] == "/weft.v1.DomainManagerAdministrationService/ListMembers" && $0["node"] == "manager"
+                })
         }
     }
 }

@@ -17,7 +17,8 @@ extension LedgerAPITests {
 
     /// A token for `claims` from the test's "identity provider".
     static func token(
-        actAs: [String] = [], readAs: [String] = [], admin: Bool = false, subject: String, expiresIn seconds: Int64 = 3600,
+        actAs: [String] = [], readAs: [String] = [], admin: Bool = false, subject: String,
+        expiresIn seconds: Int64 = 3600,
         secret: [UInt8] = secret, audience: String = audience
     ) throws -> String {
         try HS256TokenIssuer.token(
@@ -34,30 +35,40 @@ extension LedgerAPITests {
     /// The audit file's lines, each a JSON object.
     static func auditLines(_ path: String) throws -> [[String: String]] {
         try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { line in
-            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String], "not a JSON line: \(line)")
+            try #require(
+                try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String], "not a JSON line: \(line)"
+            )
         }
     }
 
     @Test func theLedgerAPIRefusesCallsWithoutTheRightTokenAndAuditsEveryCall() async throws {
-        #expect(FileManager.default.isExecutableFile(atPath: WeftRun.executable.path), "build the weft executable first")
+        #expect(
+            FileManager.default.isExecutableFile(atPath: WeftRun.executable.path), "build the weft executable first")
         try await PostgresFixture.withFixture { fixture in
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-auth-\(UUID().uuidString)")
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "weft-auth-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let auditPath = directory.appendingPathComponent("audit.log").path
             let audit = try RotatingFile(path: auditPath, maximumBytes: 1 << 20, keptFiles: 2)
             let guardian = APIGuard(
-                authorizer: .tokens(try BearerTokenVerifier(keys: [.hs256(secret: Self.secret)], audience: Self.audience)),
-                audit: AuditLog(logger: Logger(label: AuditLog.label) { AuditFileLogHandler(label: $0, destination: .file(audit)) }))
+                authorizer: .tokens(
+                    try BearerTokenVerifier(keys: [.hs256(secret: Self.secret)], audience: Self.audience)),
+                audit: AuditLog(
+                    logger: Logger(label: AuditLog.label) { AuditFileLogHandler(label: $0, destination: .file(audit)) })
+            )
 
             let harness = try await DomainHarness.start(url: fixture.url)
             let api = try await LedgerAPIEndpoint.start(harness, 1, guardian: guardian)
             let (alice, bob, bank) = (harness.alice.id, harness.bob.id, harness.bank.id)
             let packageID = try #require(try await harness.nodes[1].storedPackages().first).id.description
             let iou = IOUCommands(packageID: packageID)
-            func submit(_ id: String, _ metadata: [Weft.V1.MetadataEntry]) async throws -> Weft.V1.SubmitAndWaitResponse {
+            func submit(_ id: String, _ metadata: [Weft.V1.MetadataEntry]) async throws -> Weft.V1.SubmitAndWaitResponse
+            {
                 try await api.client.command.submitAndWait(
-                    .init(commands: iou.commands(iou.issue("5", from: bank, to: bob), actAs: bank, application: "bank-app", id: id)),
+                    .init(
+                        commands: iou.commands(
+                            iou.issue("5", from: bank, to: bob), actAs: bank, application: "bank-app", id: id)),
                     metadata: metadata)
             }
 
@@ -68,7 +79,8 @@ extension LedgerAPITests {
 
             // 2. An expired token (beyond the 5 s leeway).
             let expired = await rpcError {
-                _ = try await submit("expired", Self.bearer(try Self.token(actAs: [bank], subject: "bank-ops", expiresIn: -60)))
+                _ = try await submit(
+                    "expired", Self.bearer(try Self.token(actAs: [bank], subject: "bank-ops", expiresIn: -60)))
             }
             #expect(expired?.code == .unauthenticated && expired?.errorID == "AUTH_TOKEN_EXPIRED")
             #expect(expired?.message.contains("expired") == true)
@@ -84,13 +96,19 @@ extension LedgerAPITests {
             let forged = await rpcError {
                 _ = try await submit(
                     "wrong-key",
-                    Self.bearer(try Self.token(actAs: [bank], subject: "mallory", secret: Array("another secret of at least 32 bytes!!".utf8))))
+                    Self.bearer(
+                        try Self.token(
+                            actAs: [bank], subject: "mallory",
+                            secret: Array("another secret of at least 32 bytes!!".utf8))))
             }
             #expect(forged?.code == .unauthenticated && forged?.errorID == "AUTH_BAD_SIGNATURE")
 
             // 5. `alg: none`: no signature at all.
-            let payload = #"{"sub":"mallory","aud":"\#(Self.audience)","exp":\#(Int64(Date().timeIntervalSince1970) + 3600),"https://daml.com/ledger-api":{"actAs":["\#(bank)"]}}"#
-            let unsigned = HS256TokenIssuer.encode(Array(#"{"alg":"none","typ":"JWT"}"#.utf8)) + "." + HS256TokenIssuer.encode(Array(payload.utf8)) + "."
+            let payload =
+                #"{"sub":"mallory","aud":"\#(Self.audience)","exp":\#(Int64(Date().timeIntervalSince1970) + 3600),"https://daml.com/ledger-api":{"actAs":["\#(bank)"]}}"#
+            let unsigned =
+                HS256TokenIssuer.encode(Array(#"{"alg":"none","typ":"JWT"}"#.utf8)) + "."
+                + HS256TokenIssuer.encode(Array(payload.utf8)) + "."
             let algNone = await rpcError { _ = try await submit("alg-none", Self.bearer(unsigned)) }
             #expect(algNone?.code == .unauthenticated && algNone?.errorID == "AUTH_ALGORITHM_NOT_ALLOWED")
             #expect(algNone?.message.contains("none") == true)
@@ -106,10 +124,13 @@ extension LedgerAPITests {
                     .init(filter: .init(parties: [bob])), metadata: Self.bearer(bankToken))
                 {}
             }
-            #expect(read?.code == .permissionDenied && read?.message.contains(bob) == true && read?.message.contains("readAs") == true)
+            #expect(
+                read?.code == .permissionDenied && read?.message.contains(bob) == true
+                    && read?.message.contains("readAs") == true)
             var bobsContracts = 0
             for try await response in try api.client.activeContracts.getActiveContracts(
-                .init(filter: .init(parties: [bob])), metadata: Self.bearer(try Self.token(readAs: [bob], subject: "bob-viewer")))
+                .init(filter: .init(parties: [bob])),
+                metadata: Self.bearer(try Self.token(readAs: [bob], subject: "bob-viewer")))
             {
                 bobsContracts += response.activeContracts.count
             }
@@ -122,12 +143,15 @@ extension LedgerAPITests {
             #expect(notAdmin?.code == .permissionDenied && notAdmin?.errorID == "AUTH_MISSING_CLAIM")
             #expect(notAdmin?.message.contains("needs claim admin") == true)
             let adminToken = try Self.token(admin: true, subject: "participant-admin")
-            let parties = try await api.client.partyManagement.listKnownParties(.init(), metadata: Self.bearer(adminToken))
+            let parties = try await api.client.partyManagement.listKnownParties(
+                .init(), metadata: Self.bearer(adminToken))
             #expect(parties.partyDetails.map(\.party).contains(bank))
             // A token for another audience (another participant) is refused too.
             let elsewhere = await rpcError {
                 _ = try await api.client.packageManagement.listPackages(
-                    .init(), metadata: Self.bearer(try Self.token(admin: true, subject: "participant-admin", audience: "participant9")))
+                    .init(),
+                    metadata: Self.bearer(
+                        try Self.token(admin: true, subject: "participant-admin", audience: "participant9")))
             }
             #expect(elsewhere?.code == .unauthenticated && elsewhere?.errorID == "AUTH_WRONG_AUDIENCE")
 
@@ -138,13 +162,25 @@ extension LedgerAPITests {
                 ("unauthenticated", "/weft.v1.CommandService/SubmitAndWait", "UNAUTHENTICATED", "AUTH_TOKEN_EXPIRED"),
                 ("alice-app", "/weft.v1.CommandService/SubmitAndWait", "PERMISSION_DENIED", "AUTH_MISSING_CLAIM"),
                 ("unauthenticated", "/weft.v1.CommandService/SubmitAndWait", "UNAUTHENTICATED", "AUTH_BAD_SIGNATURE"),
-                ("unauthenticated", "/weft.v1.CommandService/SubmitAndWait", "UNAUTHENTICATED", "AUTH_ALGORITHM_NOT_ALLOWED"),
+                (
+                    "unauthenticated", "/weft.v1.CommandService/SubmitAndWait", "UNAUTHENTICATED",
+                    "AUTH_ALGORITHM_NOT_ALLOWED"
+                ),
                 ("bank-ops", "/weft.v1.CommandService/SubmitAndWait", "OK", ""),
-                ("bank-ops", "/weft.v1.ActiveContractsService/GetActiveContracts", "PERMISSION_DENIED", "AUTH_MISSING_CLAIM"),
+                (
+                    "bank-ops", "/weft.v1.ActiveContractsService/GetActiveContracts", "PERMISSION_DENIED",
+                    "AUTH_MISSING_CLAIM"
+                ),
                 ("bob-viewer", "/weft.v1.ActiveContractsService/GetActiveContracts", "OK", ""),
-                ("bank-ops", "/weft.v1.PartyManagementService/ListKnownParties", "PERMISSION_DENIED", "AUTH_MISSING_CLAIM"),
+                (
+                    "bank-ops", "/weft.v1.PartyManagementService/ListKnownParties", "PERMISSION_DENIED",
+                    "AUTH_MISSING_CLAIM"
+                ),
                 ("participant-admin", "/weft.v1.PartyManagementService/ListKnownParties", "OK", ""),
-                ("unauthenticated", "/weft.v1.PackageManagementService/ListPackages", "UNAUTHENTICATED", "AUTH_WRONG_AUDIENCE"),
+                (
+                    "unauthenticated", "/weft.v1.PackageManagementService/ListPackages", "UNAUTHENTICATED",
+                    "AUTH_WRONG_AUDIENCE"
+                ),
             ]
             #expect(lines.count == expected.count, "\(lines)")
             for (line, want) in zip(lines, expected) {
@@ -163,19 +199,25 @@ extension LedgerAPITests {
             // The CLI: `weft token` signs with the secret file; the remote verbs send --token,
             // --token-file or WEFT_TOKEN.
             let secretFile = directory.appendingPathComponent("secret").path
-            try (String(decoding: Self.secret, as: UTF8.self) + "\n").write(toFile: secretFile, atomically: true, encoding: .utf8)
+            try (String(decoding: Self.secret, as: UTF8.self) + "\n").write(
+                toFile: secretFile, atomically: true, encoding: .utf8)
             let rootFile = directory.appendingPathComponent("root.pem").path
             try api.rootPEM.write(toFile: rootFile, atomically: true, encoding: .utf8)
             let remote = ["--remote", "127.0.0.1:\(api.server.port)", "--root-cert", rootFile]
             let minted = try await WeftRun.run(
-                ["token", "--secret-file", secretFile, "--act-as", bank, "--audience", Self.audience, "--subject", "cli-user"])
+                [
+                    "token", "--secret-file", secretFile, "--act-as", bank, "--audience", Self.audience, "--subject",
+                    "cli-user",
+                ])
             #expect(minted.status == 0, "\(minted.errors)")
             let cliToken = minted.output.trimmingCharacters(in: .whitespacesAndNewlines)
             let end = try await WeftRun.run(["ledger-end", "--token", cliToken] + remote)
-            #expect(end.status == 0 && end.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "\(end.errors)")
+            #expect(
+                end.status == 0 && end.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "\(end.errors)")
             let tokenFile = directory.appendingPathComponent("token").path
             try cliToken.write(toFile: tokenFile, atomically: true, encoding: .utf8)
-            let acs = try await WeftRun.run(["acs", "--party", bank, "--token-file", tokenFile, "--output", "json"] + remote)
+            let acs = try await WeftRun.run(
+                ["acs", "--party", bank, "--token-file", tokenFile, "--output", "json"] + remote)
             #expect(acs.status == 0 && acs.jsonLines.count == 1, "\(acs.errors)")
             let viaEnvironment = try await TestSubprocess.run(
                 [WeftRun.executable.path, "ledger-end"] + remote,
@@ -184,9 +226,13 @@ extension LedgerAPITests {
             let noToken = try await WeftRun.run(["ledger-end"] + remote)
             #expect(noToken.status == 1 && noToken.errors.contains("AUTH_TOKEN_MISSING"), "\(noToken.errors)")
             let notAdminCLI = try await WeftRun.run(["party", "list", "--token", cliToken] + remote)
-            #expect(notAdminCLI.status == 1 && notAdminCLI.errors.contains("needs claim admin"), "\(notAdminCLI.errors)")
+            #expect(
+                notAdminCLI.status == 1 && notAdminCLI.errors.contains("needs claim admin"), "\(notAdminCLI.errors)")
             let cliLines = try Self.auditLines(auditPath).dropFirst(expected.count)
-            #expect(cliLines.map { $0[AuditLogKey.caller] } == ["cli-user", "cli-user", "cli-user", "unauthenticated", "cli-user"])
+            #expect(
+                cliLines.map { $0[AuditLogKey.caller] } == [
+                    "cli-user", "cli-user", "cli-user", "unauthenticated", "cli-user",
+                ])
 
             await api.stop()
             await harness.stop()
