@@ -1,3 +1,4 @@
+import Foundation
 public import NIOCore
 public import WeftTransport
 
@@ -31,7 +32,7 @@ public struct APIGuard: Sendable {
     /// `auditedPaths` (authorized by their handlers) on `router`.
     public func install(on router: inout RPCRouter, adminPaths: Set<String>, auditedPaths: Set<String>) {
         let guardian = self
-        router.intercept(adminPaths.union(auditedPaths)) { context, proceed in
+        router.intercept(adminPaths.union(auditedPaths)) { context, kind, proceed in
             let record = CallRecord()
             let started = ContinuousClock.now
             do {
@@ -43,7 +44,13 @@ public struct APIGuard: Sendable {
                         // then checks the claims its request needs): none can forget it.
                         try guardian.authorizer.requireAuthenticated(context)
                     }
-                    try await proceed()
+                    // A stream lives no longer than its token, as in Canton; a unary call (a
+                    // submission under way) is not cut short.
+                    if kind != .unary, let expiry = record.expiresAt, case .tokens(let verifier) = guardian.authorizer {
+                        try await Self.run(proceed, until: expiry + verifier.leewaySeconds)
+                    } else {
+                        try await proceed()
+                    }
                 }
                 guardian.audit.record(context, record, code: .ok, errorID: "", elapsed: ContinuousClock.now - started)
             } catch {
@@ -53,6 +60,22 @@ public struct APIGuard: Sendable {
                 if let error = error as? AuthError { throw error.rpcError }
                 throw error
             }
+        }
+    }
+
+    /// Runs `proceed` until it ends or `expiry` (seconds since the epoch) passes, whichever
+    /// comes first; then the call ends with UNAUTHENTICATED / AUTH_TOKEN_EXPIRED and the
+    /// client must reopen it with a fresh token.
+    static func run(_ proceed: @escaping @Sendable () async throws -> Void, until expiry: Int64) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await proceed() }
+            group.addTask {
+                let remaining = expiry - Int64(Date().timeIntervalSince1970)
+                try await Task.sleep(for: .seconds(max(remaining, 0)))
+                throw AuthError.expired(at: expiry)
+            }
+            try await group.next()
+            group.cancelAll()
         }
     }
 

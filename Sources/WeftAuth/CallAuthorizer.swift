@@ -139,4 +139,12 @@ public final class CallRecord: Sendable {
     public var readAs: [String] { state.withLock { $0.readAs.sorted() } }
     /// Whether the call asked for the admin claim.
     public var admin: Bool { state.withLock { $0.admin } }
+
+    /// When the verified token expires (seconds since the epoch); nil when none was verified.
+    public var expiresAt: Int64? {
+        state.withLock { state in
+            guard case .success(let claims)? = state.verified else { return nil }
+            return claims.expiresAt
+        }
+    }
 }

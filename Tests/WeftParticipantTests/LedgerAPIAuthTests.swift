@@ -53,7 +53,7 @@ extension LedgerAPITests {
             let audit = try RotatingFile(path: auditPath, maximumBytes: 1 << 20, keptFiles: 2)
             let guardian = APIGuard(
                 authorizer: .tokens(
-                    try BearerTokenVerifier(keys: [.hs256(secret: Self.secret)], audience: Self.audience)),
+                    try BearerTokenVerifier(keys: [.hs256(secret: Self.secret)], audience: Self.audience, leewaySeconds: 0)),
                 audit: AuditLog(
                     logger: Logger(label: AuditLog.label) { AuditFileLogHandler(label: $0, destination: .file(audit)) })
             )
@@ -233,6 +233,22 @@ extension LedgerAPITests {
                 cliLines.map { $0[AuditLogKey.caller] } == [
                     "cli-user", "cli-user", "cli-user", "unauthenticated", "cli-user",
                 ])
+
+            // A stream lives no longer than its token: it delivers, then ends when the token expires.
+            let shortLived = try Self.token(actAs: [bank], subject: "short-lived", expiresIn: 3)
+            var received = 0
+            let ended = await rpcError {
+                for try await _ in try api.client.transaction.getTransactions(
+                    .init(filter: .init(parties: [bank])), metadata: Self.bearer(shortLived))
+                {
+                    received += 1
+                }
+            }
+            #expect(received == 1)
+            #expect(ended?.code == .unauthenticated && ended?.errorID == "AUTH_TOKEN_EXPIRED", "\(String(describing: ended))")
+            let last = try Self.auditLines(auditPath).last
+            #expect(last?[AuditLogKey.caller] == "short-lived" && last?[AuditLogKey.errorID] == "AUTH_TOKEN_EXPIRED")
+            #expect(last?[AuditLogKey.method] == "/weft.v1.TransactionService/GetTransactions")
 
             await api.stop()
             await harness.stop()
