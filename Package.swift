@@ -89,7 +89,11 @@ let package = Package(
         // Bearer tokens (JWT HS256/RS256) and per-call claims for the Ledger and admin APIs.
         .target(
             name: "WeftAuth",
-            dependencies: ["WeftCrypto", "WeftTransport"],
+            dependencies: [
+                "WeftCrypto", "WeftTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Metrics (Prometheus text format) and health over plain HTTP for the platform.
@@ -156,6 +160,7 @@ let package = Package(
             name: "WeftLedgerAPI",
             dependencies: [
                 "WeftParticipant", "WeftContracts", "WeftTopology", "WeftTransport", "WeftStore", "WeftCrypto", "WeftWire", "WeftSequencer",
+                "WeftAuth",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -180,7 +185,7 @@ let package = Package(
             name: "WeftNode",
             dependencies: [
                 "WeftSequencer", "WeftDomainManager", "WeftMediator", "WeftStore", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTopology",
-                "WeftObservability", "WeftParticipant", "WeftLedgerAPI",
+                "WeftObservability", "WeftParticipant", "WeftLedgerAPI", "WeftAuth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
@@ -205,6 +210,7 @@ let package = Package(
                 "WeftTopology",
                 "WeftTransport",
                 "WeftTestSupport",
+                "WeftAuth",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -218,7 +224,10 @@ let package = Package(
 
         .testTarget(
             name: "WeftAuthTests",
-            dependencies: ["WeftAuth", "WeftCrypto", "WeftTransport", "WeftWire"],
+            dependencies: [
+                "WeftAuth", "WeftCrypto", "WeftTransport", "WeftWire", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -288,7 +297,7 @@ let package = Package(
             name: "WeftParticipantTests",
             dependencies: [
                 "WeftParticipant", "WeftMediator", "WeftProtocol", "WeftSequencer", "WeftContracts", "WeftTopology",
-                "WeftStore", "WeftCrypto", "WeftWire", "WeftTransport", "WeftTestSupport", "WeftLedgerAPI",
+                "WeftStore", "WeftCrypto", "WeftWire", "WeftTransport", "WeftTestSupport", "WeftLedgerAPI", "WeftAuth",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -19,6 +19,8 @@ public enum AuthError: Error, Sendable, Equatable, CustomStringConvertible {
     case wrongParticipant(expected: String, actual: String)
     /// The token is good but lacks a claim the call needs.
     case missingClaim(claim: String, value: String?, call: String)
+    /// An admin call came from another host while the node takes admin calls from loopback only.
+    case adminNotLoopback(peer: String, call: String)
 
     public var id: String {
         switch self {
@@ -34,6 +36,7 @@ public enum AuthError: Error, Sendable, Equatable, CustomStringConvertible {
         case .wrongAudience: "AUTH_WRONG_AUDIENCE"
         case .wrongParticipant: "AUTH_WRONG_PARTICIPANT"
         case .missingClaim: "AUTH_MISSING_CLAIM"
+        case .adminNotLoopback: "AUTH_ADMIN_LOOPBACK_ONLY"
         }
     }
 
@@ -54,13 +57,15 @@ public enum AuthError: Error, Sendable, Equatable, CustomStringConvertible {
         case .wrongParticipant(let expected, let actual): "the token is for participant \(actual), not \(expected)"
         case .missingClaim(let claim, let value, let call):
             if let value { "\(call) needs claim \(claim) to include \(value); the token does not grant it" } else { "\(call) needs claim \(claim); the token does not grant it" }
+        case .adminNotLoopback(let peer, let call):
+            "\(call) is an admin call, which this node takes from loopback only (auth.admin-loopback-only); it came from \(peer): call it on the node's host"
         }
     }
 
     /// The status to answer with.
     public var rpcError: RPCError {
         switch self {
-        case .missingClaim: RPCError(.permissionDenied, description, errorID: id)
+        case .missingClaim, .adminNotLoopback: RPCError(.permissionDenied, description, errorID: id)
         case .configuration: RPCError(.internal, description, errorID: id)
         default: RPCError(.unauthenticated, description, errorID: id)
         }

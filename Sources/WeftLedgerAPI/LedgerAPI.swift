@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+public import WeftAuth
 public import WeftCrypto
 import WeftContracts
 public import WeftParticipant
@@ -68,12 +69,15 @@ public final class LedgerAPI: Sendable {
     let packages: PackageCache
     let allocation: PartyAllocation?
     let configuration: LedgerAPIConfiguration
+    /// Who may do what: every method checks the claims it needs before it acts.
+    let authorizer: CallAuthorizer
     let logger: Logger
 
     private init(
         participant: ParticipantNode, completions: CompletionLog, allocation: PartyAllocation?,
-        configuration: LedgerAPIConfiguration, logger: Logger
+        configuration: LedgerAPIConfiguration, authorizer: CallAuthorizer, logger: Logger
     ) {
+        self.authorizer = authorizer
         self.participant = participant
         self.completions = completions
         self.packages = PackageCache(participant: participant)
@@ -84,11 +88,12 @@ public final class LedgerAPI: Sendable {
 
     /// Starts the Ledger API of `participant`: migrates its tables in `database` and follows
     /// the participant's completions. Without `namespaceKey` and `publisher`, AllocateParty
-    /// answers UNIMPLEMENTED.
+    /// answers UNIMPLEMENTED. `authorizer` decides what each call's token allows (docs/ledger-api.md
+    /// §authorization); `.open` lets every call do everything.
     public static func start(
         participant: ParticipantNode, database: PostgresDatabase, namespaceKey: SigningPrivateKey? = nil,
         publisher: (any PartyHostingPublisher)? = nil, configuration: LedgerAPIConfiguration = LedgerAPIConfiguration(),
-        logger: Logger = Logger(label: "weft.ledger-api")
+        authorizer: CallAuthorizer = .open, logger: Logger = Logger(label: "weft.ledger-api")
     ) async throws -> LedgerAPI {
         var logger = logger
         logger[metadataKey: LedgerAPILogKey.participant] = "\(participant.identity.id)"
@@ -105,7 +110,7 @@ public final class LedgerAPI: Sendable {
         let completions = try await CompletionLog.start(database: database, participant: participant, logger: logger)
         return LedgerAPI(
             participant: participant, completions: completions, allocation: allocation, configuration: configuration,
-            logger: logger)
+            authorizer: authorizer, logger: logger)
     }
 
     /// Stops following the participant and ends the completion streams.
@@ -154,6 +159,33 @@ public final class LedgerAPI: Sendable {
             }
             throw mapped.rpcError
         }
+    }
+
+    /// Checks that the caller may read as every party of `ids` (a filter's, a completion
+    /// stream's): before anything about the parties is looked up, so a caller without rights
+    /// learns nothing, not even whether a party is hosted here.
+    func authorizeRead(_ ids: [String], field: String, _ context: RPCCallContext) throws {
+        guard ids.count <= configuration.partiesPerRequestMax else {
+            throw LedgerAPIError.invalidArgument(
+                field: field, "at most \(configuration.partiesPerRequestMax) parties per request; \(ids.count) were given")
+        }
+        // Verifies the token too, after noting the parties for the audit line.
+        try authorizer.requireReadAs(ids, context)
+    }
+
+    /// Checks that the caller may submit `commands`: act as each of its parties, under its application id.
+    func authorizeSubmission(_ commands: Weft.V1.Commands?, _ context: RPCCallContext) throws {
+        guard let commands else {
+            try authorizer.requireAuthenticated(context)
+            return  // parse() says what is missing
+        }
+        guard commands.actAs.count <= configuration.partiesPerRequestMax else {
+            throw LedgerAPIError.invalidArgument(
+                field: "commands.act_as", "give 1 to \(configuration.partiesPerRequestMax) parties; \(commands.actAs.count) were given")
+        }
+        // Verifies the token too, after noting the parties for the audit line.
+        try authorizer.requireActAs(commands.actAs, context)
+        try authorizer.requireApplication(commands.applicationID, context)
     }
 
     /// Parses a filter's parties; each must be hosted here (any permission: an observing

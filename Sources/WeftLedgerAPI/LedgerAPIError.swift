@@ -1,3 +1,4 @@
+public import WeftAuth
 public import WeftParticipant
 public import WeftTransport
 
@@ -34,6 +35,9 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     case unavailable(id: String, String)
     /// A failure of the participant or its database that the application cannot fix.
     case internalError(id: String, String)
+    /// The call's token is missing or invalid (UNAUTHENTICATED), or lacks a claim the call
+    /// needs (PERMISSION_DENIED).
+    case unauthorized(AuthError)
 
     public var id: String {
         switch self {
@@ -51,6 +55,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .hostingNotApplied: "LEDGER_API_HOSTING_NOT_APPLIED"
         case .unavailable(let id, _): id
         case .internalError(let id, _): id
+        case .unauthorized(let error): error.id
         }
     }
 
@@ -65,6 +70,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .hostingNotApplied: .deadlineExceeded
         case .unavailable: .unavailable
         case .internalError: .internal
+        case .unauthorized(let error): error.rpcError.code
         }
     }
 
@@ -96,6 +102,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
                 + "check the domain manager's log, then list parties again"
         case .unavailable(_, let text): text
         case .internalError(_, let text): text
+        case .unauthorized(let error): error.description
         }
     }
 
@@ -116,6 +123,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     /// Maps a failure of the participant to what the application is told.
     static func from(_ error: any Error) -> LedgerAPIError {
         if let error = error as? LedgerAPIError { return error }
+        if let error = error as? AuthError { return .unauthorized(error) }
         if let error = error as? ParticipantError {
             switch error {
             case .notHostedForSubmission(let party): return .notHostedForSubmission(party: party, hosted: nil)

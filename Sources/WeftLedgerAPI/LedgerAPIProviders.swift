@@ -160,6 +160,7 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
 
     func submit(_ request: Weft.V1.SubmitRequest, context: RPCCallContext) async throws -> Weft.V1.SubmitResponse {
         try await api.serve(context) {
+            try api.authorizeSubmission(request.commands, context)
             let parsed = try await api.parse(request.commands)
             let prepared = try await api.prepare(parsed)
             let (participant, completions, logger) = (api.participant, api.completions, api.logger)
@@ -185,6 +186,7 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
         -> Weft.V1.SubmitAndWaitResponse
     {
         try await api.serve(context) {
+            try api.authorizeSubmission(request.commands, context)
             let parsed = try await api.parse(request.commands)
             let prepared = try await api.prepare(parsed)
             let completion = try await api.participant.submit(prepared)
@@ -209,6 +211,8 @@ struct CompletionServiceProvider: Weft.V1.CompletionService.Provider {
         context: RPCCallContext
     ) async throws {
         let (live, parties) = try await api.serve(context) {
+            try api.authorizeRead(request.parties, field: "parties", context)
+            try api.authorizer.requireApplication(request.applicationID, context)
             try api.requireID(request.applicationID, field: "application_id")
             guard !request.parties.isEmpty, request.parties.count <= api.configuration.partiesPerRequestMax else {
                 throw LedgerAPIError.invalidArgument(
@@ -250,6 +254,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         context: RPCCallContext
     ) async throws {
         let (parties, templates, progress) = try await api.serve(context) {
+            try api.authorizeRead(request.filter?.parties ?? [], field: "filter.parties", context)
             let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
             let templates = try api.templates(request.filter)
             try Self.checkRange(begin: request.beginExclusive, end: request.endInclusive)
@@ -294,6 +299,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         context: RPCCallContext
     ) async throws {
         let (parties, templates, progress) = try await api.serve(context) {
+            try api.authorizeRead(request.filter?.parties ?? [], field: "filter.parties", context)
             let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
             let templates = try api.templates(request.filter)
             try Self.checkRange(begin: request.beginExclusive, end: request.endInclusive)
@@ -345,7 +351,11 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
     }
 
     func getLedgerEnd(_ request: Weft.V1.GetLedgerEndRequest, context: RPCCallContext) async throws -> Weft.V1.GetLedgerEndResponse {
-        Weft.V1.GetLedgerEndResponse(offset: UInt64(await api.participant.ledgerEndOffset))
+        try await api.serve(context) {
+            // The offset says nothing about any party: any valid token may ask.
+            try api.authorizer.requireAuthenticated(context)
+            return Weft.V1.GetLedgerEndResponse(offset: UInt64(await api.participant.ledgerEndOffset))
+        }
     }
 }
 
@@ -395,6 +405,7 @@ struct ActiveContractsServiceProvider: Weft.V1.ActiveContractsService.Provider {
         context: RPCCallContext
     ) async throws {
         let (contracts, offset) = try await api.serve(context) { () async throws -> ([Weft.V1.CreatedEvent], Int64) in
+            try api.authorizeRead(request.filter?.parties ?? [], field: "filter.parties", context)
             let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
             let templates = try api.templates(request.filter)
             let writer = EventWriter(packages: Array(try await api.packages.all().values), templates: templates)
@@ -430,6 +441,7 @@ struct PartyManagementServiceProvider: Weft.V1.PartyManagementService.Provider {
         -> Weft.V1.AllocatePartyResponse
     {
         try await api.serve(context) {
+            try api.authorizer.requireAdmin(context)
             try api.requireID(request.partyIDHint, field: "party_id_hint")
             guard request.displayName.utf8.count <= api.configuration.idBytesMax else {
                 throw LedgerAPIError.invalidArgument(field: "display_name", "at most \(api.configuration.idBytesMax) bytes")
@@ -449,6 +461,7 @@ struct PartyManagementServiceProvider: Weft.V1.PartyManagementService.Provider {
         -> Weft.V1.ListKnownPartiesResponse
     {
         try await api.serve(context) {
+            try api.authorizer.requireAdmin(context)
             let names = try await api.completions.displayNames()
             let hosted = await api.participant.hostedParties()
             return Weft.V1.ListKnownPartiesResponse(
@@ -466,6 +479,7 @@ struct PackageManagementServiceProvider: Weft.V1.PackageManagementService.Provid
         -> Weft.V1.UploadPackageResponse
     {
         try await api.serve(context) {
+            try api.authorizer.requireAdmin(context)
             guard !request.source.isEmpty else { throw LedgerAPIError.invalidArgument(field: "source", "the package source is empty") }
             let file = request.fileName.isEmpty ? "package.weft" : String(request.fileName.prefix(api.configuration.idBytesMax))
             let id = try await api.participant.upload(packageSource: request.source, file: file)
@@ -475,6 +489,7 @@ struct PackageManagementServiceProvider: Weft.V1.PackageManagementService.Provid
 
     func listPackages(_ request: Weft.V1.ListPackagesRequest, context: RPCCallContext) async throws -> Weft.V1.ListPackagesResponse {
         try await api.serve(context) {
+            try api.authorizer.requireAdmin(context)
             let stored = try await api.packages.storedPackages()
             let parsed = try await api.packages.all()
             return Weft.V1.ListPackagesResponse(packages: stored.map { Self.details($0, parsed[$0.id]) })
@@ -483,6 +498,7 @@ struct PackageManagementServiceProvider: Weft.V1.PackageManagementService.Provid
 
     func getPackage(_ request: Weft.V1.GetPackageRequest, context: RPCCallContext) async throws -> Weft.V1.GetPackageResponse {
         try await api.serve(context) {
+            try api.authorizer.requireAdmin(context)
             guard let id = PackageID(hex: request.packageID) else {
                 throw LedgerAPIError.invalidArgument(field: "package_id", "'\(request.packageID.prefix(80))' is not 64 hex digits")
             }

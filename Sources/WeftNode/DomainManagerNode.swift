@@ -42,6 +42,9 @@ public enum PublicKeyFile {
 struct SequencerEndpoints: Sendable {
     let addresses: [(host: String, port: Int)]
     let rootCertificate: String?
+    /// A bearer token file (`<key>.token-file`) for sequencers whose admin service needs an
+    /// admin token (`auth.*` on the sequencer node): read at each connect, so a rotated token is used.
+    let tokenFile: String?
 
     init(_ section: Configuration, key: String) throws(ConfigurationError) {
         let list = section.list(key + ".addresses")
@@ -55,6 +58,12 @@ struct SequencerEndpoints: Sendable {
         }
         self.addresses = addresses
         rootCertificate = section.string(key + ".root-cert")
+        tokenFile = section.string(key + ".token-file")
+        if let tokenFile, !FileManager.default.isReadableFile(atPath: tokenFile) {
+            throw .invalid(
+                key: section.fullKey(key + ".token-file"), value: tokenFile, expected: "a readable file holding a bearer token with the admin claim",
+                source: section.source(of: key + ".token-file") ?? .defaultValue)
+        }
     }
 
     /// The sequencers as a member's fail-over endpoints.
@@ -68,7 +77,10 @@ struct SequencerEndpoints: Sendable {
 
     /// A connection to one of the sequencers (the endpoint's TLS, or plaintext without a root).
     func connect(_ endpoint: SequencerConnection.Endpoint, configuration: RPCConfiguration) async throws -> RPCClient {
-        try await RPCClient.connect(host: endpoint.host, port: endpoint.port, security: endpoint.security, configuration: configuration)
+        let client = try await RPCClient.connect(host: endpoint.host, port: endpoint.port, security: endpoint.security, configuration: configuration)
+        guard let tokenFile else { return client }
+        let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return client.withMetadata([.init(key: "authorization", value: .textValue("Bearer \(token)"))])
     }
 }
 
@@ -85,6 +97,7 @@ final class DomainManagerNode: Service {
     let sequencers: SequencerEndpoints
     let sequencerKey: SigningPublicKey
     let mediator: (signing: SigningPublicKey, encryption: EncryptionPublicKey)?
+    let access: NodeAccess
 
     init(_ settings: NodeSettings, logger: Logger, ready: @escaping @Sendable (String) -> Void) throws {
         self.settings = settings
@@ -97,6 +110,7 @@ final class DomainManagerNode: Service {
         namespaceKey = try KeyFile.readSigningKey(at: try section.required("namespace-key"))
         signingKey = try KeyFile.readSigningKey(at: try section.required("signing-key"))
         sequencers = try SequencerEndpoints(section, key: "sequencers")
+        access = try NodeAccess(settings)
         sequencerKey = try PublicKeyFile.readSigning(try section.required("bootstrap.sequencer-key"))
         if let mediatorSigning = section.string("bootstrap.mediator-key") {
             mediator = (try PublicKeyFile.readSigning(mediatorSigning), try PublicKeyFile.readEncryption(try section.required("bootstrap.mediator-encryption-key")))
@@ -145,6 +159,8 @@ final class DomainManagerNode: Service {
         }
         var router = RPCRouter()
         DomainManagerAdministration(manager: manager).register(on: &router)
+        access.install(
+            on: &router, adminPaths: Set(Weft.V1.DomainManagerAdministrationService.methods.map(\.path)), auditedPaths: [], logger: logger)
         let server = try await RPCServer.start(
             host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
             configuration: settings.rpc, logger: logger)

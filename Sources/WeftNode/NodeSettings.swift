@@ -101,13 +101,13 @@ public struct NodeSettings: Sendable {
 
     /// Keys each kind reads beyond the common ones.
     static let kindKeys: [Kind: Set<String>] = [
-        .sequencer: ["sequencer-node", "heartbeat-interval", "offline-after", "domain", "signing-key"],
-        .participant: ["name", "namespace-key", "signing-key", "encryption-key"],
+        .sequencer: Set(["sequencer-node", "heartbeat-interval", "offline-after", "domain", "signing-key"]).union(NodeAccess.keys),
+        .participant: Set(["name", "namespace-key", "signing-key", "encryption-key"]).union(NodeAccess.keys),
         .mediator: ["domain", "signing-key", "sequencer-key", "sequencers.root-cert"],
-        .domainManager: [
-            "domain", "namespace-key", "signing-key", "sequencers.root-cert", "bootstrap.sequencer-key", "bootstrap.mediator-key",
-            "bootstrap.mediator-encryption-key",
-        ],
+        .domainManager: Set([
+            "domain", "namespace-key", "signing-key", "sequencers.root-cert", "sequencers.token-file", "bootstrap.sequencer-key",
+            "bootstrap.mediator-key", "bootstrap.mediator-encryption-key",
+        ]).union(NodeAccess.keys),
     ]
 
     /// Refuses keys neither common nor the kind's own (`kindKeys`).

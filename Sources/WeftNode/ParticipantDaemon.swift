@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
+import WeftAuth
 import WeftCrypto
 import WeftLedgerAPI
 import WeftParticipant
@@ -20,6 +21,7 @@ final class ParticipantDaemon: Service {
     let settings: NodeSettings
     let keys: ParticipantKeys
     let id: UniqueIdentifier
+    let access: NodeAccess
     let logger: Logger
     let ready: @Sendable (String) -> Void
 
@@ -34,6 +36,7 @@ final class ParticipantDaemon: Service {
                 expected: "readable key files made by `weft participant id` or `weft keys generate` (\(error))",
                 source: settings.section.source(of: "namespace-key") ?? .defaultValue)
         }
+        access = try NodeAccess(settings, participantID: id.description)
         var logger = logger
         logger[metadataKey: "node"] = "\(settings.name)"
         self.logger = logger
@@ -46,7 +49,7 @@ final class ParticipantDaemon: Service {
         try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .participant), migrate: settings.migrate, logger: logger)
         let runtime = ParticipantRuntime(
             identity: ParticipantIdentity(id: id, signingKey: keys.signing, encryptionKey: keys.encryption), namespaceKey: keys.namespace,
-            database: database, rpc: settings.rpc, logger: logger)
+            database: database, rpc: settings.rpc, authorizer: access.authorizer, logger: logger)
         try await runtime.resume()
         var router = RPCRouter()
         ParticipantAdministration(runtime: runtime).register(on: &router)
@@ -58,6 +61,9 @@ final class ParticipantDaemon: Service {
                 .unavailable, "participant \(id) is not connected to a domain yet; connect it with `weft participant connect-multi … --remote`",
                 errorID: "PARTICIPANT_NOT_CONNECTED")
         ) { await runtime.ledgerRouter }
+        access.install(
+            on: &router, adminPaths: Set(Weft.V1.ParticipantAdministrationService.methods.map(\.path)),
+            auditedPaths: Set(LedgerAPI.methods.map(\.path)), logger: logger)
         let server: RPCServer
         do {
             server = try await RPCServer.start(
@@ -87,6 +93,7 @@ actor ParticipantRuntime {
     let store: ParticipantStore
     let connections: DomainConnectionStore
     let rpc: RPCConfiguration
+    let authorizer: CallAuthorizer
     let logger: Logger
     private(set) var node: ParticipantNode?
     private var ledgerAPI: LedgerAPI?
@@ -94,7 +101,11 @@ actor ParticipantRuntime {
     private(set) var ledgerRouter: RPCRouter?
     private var connected: DomainConnectionSettings?
 
-    init(identity: ParticipantIdentity, namespaceKey: SigningPrivateKey, database: PostgresDatabase, rpc: RPCConfiguration, logger: Logger) {
+    init(
+        identity: ParticipantIdentity, namespaceKey: SigningPrivateKey, database: PostgresDatabase, rpc: RPCConfiguration,
+        authorizer: CallAuthorizer, logger: Logger
+    ) {
+        self.authorizer = authorizer
         self.identity = identity
         self.namespaceKey = namespaceKey
         self.database = database
@@ -209,7 +220,7 @@ actor ParticipantRuntime {
         do {
             api = try await LedgerAPI.start(
                 participant: node, database: database, namespaceKey: namespaceKey,
-                publisher: SequencerHostingPublisher(connection: connection, domain: domain), logger: logger)
+                publisher: SequencerHostingPublisher(connection: connection, domain: domain), authorizer: authorizer, logger: logger)
         } catch {
             await node.stop()
             throw error

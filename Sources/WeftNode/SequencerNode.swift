@@ -17,6 +17,7 @@ final class SequencerNode: Service {
     let domain: UniqueIdentifier
     let signingKey: SigningPrivateKey
     let timing: Sequencer.Timing
+    let access: NodeAccess
     let logger: Logger
     let ready: @Sendable (String) -> Void
 
@@ -43,6 +44,7 @@ final class SequencerNode: Service {
         timing.heartbeatInterval = try settings.section.duration("heartbeat-interval", default: timing.heartbeatInterval)
         timing.offlineAfter = try settings.section.duration("offline-after", default: timing.offlineAfter)
         self.timing = timing
+        access = try NodeAccess(settings)
         var logger = logger
         logger[metadataKey: "node"] = "\(settings.name)"
         self.logger = logger
@@ -61,6 +63,9 @@ final class SequencerNode: Service {
         var router = RPCRouter()
         service.register(on: &router)
         SequencerAdministration(sequencer: sequencer, topology: topology, name: settings.name).register(on: &router)
+        // Members authenticate on the sequencer service with their own keys; the admin service takes operators' tokens.
+        access.install(
+            on: &router, adminPaths: Set(Weft.V1.SequencerAdministrationService.methods.map(\.path)), auditedPaths: [], logger: logger)
         let server: RPCServer
         do {
             server = try await RPCServer.start(

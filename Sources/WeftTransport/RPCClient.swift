@@ -16,6 +16,9 @@ public struct RPCClient: Sendable {
     /// The connection's call handler, kept so that calls made after the connection failed
     /// still learn why it failed (the pipeline no longer holds the handler then).
     private let knownHandler: NIOLoopBound<RPCClientHandler>?
+    /// Metadata sent with every call ahead of the call's own, e.g. `authorization: Bearer …`
+    /// (`withMetadata`): a console verb sets its token once, not at each call site.
+    public private(set) var callMetadata: [Weft.V1.MetadataEntry] = []
 
     public init(channel: any Channel, configuration: RPCConfiguration = .default) {
         self.channel = channel
@@ -61,6 +64,13 @@ public struct RPCClient: Sendable {
         return RPCClient(channel: channel, configuration: configuration, handler: handler)
     }
 
+    /// This client, sending `metadata` with every call (after what it sent already).
+    public func withMetadata(_ metadata: [Weft.V1.MetadataEntry]) -> RPCClient {
+        var client = self
+        client.callMetadata += metadata
+        return client
+    }
+
     /// Closes the connection; calls still open fail with UNAVAILABLE.
     public func close() async {
         try? await channel.close()
@@ -71,7 +81,7 @@ public struct RPCClient: Sendable {
         _ method: Method<Request, Response>, _ request: Request, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
     ) async throws -> Response {
         precondition(method.kind == .unary, "\(method.path) is \(method.kind), not unary")
-        let response = try await single(method.path, request: try request.serializedBytes(), metadata: metadata, timeout: timeout)
+        let response = try await single(method.path, request: try request.serializedBytes(), metadata: callMetadata + metadata, timeout: timeout)
         return try Self.decode(response)
     }
 
@@ -84,6 +94,7 @@ public struct RPCClient: Sendable {
     ) throws -> RPCMessageStream<Response> {
         precondition(method.kind == .serverStreaming, "\(method.path) is \(method.kind), not server-streaming")
         let bytes = try request.serializedBytes()
+        let metadata = callMetadata + metadata
         let channel = self.channel
         let client = self
         let eventLoop = channel.eventLoop
@@ -126,6 +137,7 @@ public struct RPCClient: Sendable {
         requests: @Sendable (RPCMessageWriter<Request>) async throws -> Void
     ) async throws -> Response {
         precondition(method.kind == .clientStreaming, "\(method.path) is \(method.kind), not client-streaming")
+        let metadata = callMetadata + metadata
         let channel = self.channel
         let client = self
         let eventLoop = channel.eventLoop

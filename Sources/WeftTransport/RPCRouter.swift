@@ -1,3 +1,4 @@
+import Synchronization
 public import WeftWire
 
 /// The methods a server serves, by path, each with the work that answers it.
@@ -66,6 +67,27 @@ public struct RPCRouter: Sendable {
         }
     }
 
+    /// Wraps the routes of `paths` (every route when nil) in `interceptor`, which runs around
+    /// each call: it sees the call's context and kind, calls `proceed` to run the handler (or
+    /// throws instead), and sees how the call ended. Authentication and the audit log sit
+    /// here, so no handler can be served without them. Routes registered later are not wrapped.
+    /// `proceed` may run in a child task (to race the handler against a token's expiry); it
+    /// must be called at most once.
+    public mutating func intercept(
+        _ paths: Set<String>? = nil,
+        _ interceptor: @escaping @Sendable (RPCCallContext, MethodKind, _ proceed: @escaping @Sendable () async throws -> Void) async throws
+            -> Void
+    ) {
+        for (path, route) in routes where paths?.contains(path) ?? true {
+            let handler = route.handler
+            routes[path] = Route(kind: route.kind) { inbound, send, context in
+                let response = ResponseBox()
+                try await interceptor(context, route.kind) { response.set(try await handler(inbound, send, context)) }
+                return response.get()
+            }
+        }
+    }
+
     /// The paths served, sorted.
     public var paths: [String] { routes.keys.sorted() }
 
@@ -116,4 +138,12 @@ public struct RPCRouter: Sendable {
             return nil
         }
     }
+}
+
+/// The response of an intercepted call, handed from wherever `proceed` ran.
+private final class ResponseBox: Sendable {
+    private let value = Mutex<[UInt8]?>(nil)
+
+    func set(_ bytes: [UInt8]?) { value.withLock { $0 = bytes } }
+    func get() -> [UInt8]? { value.withLock { $0 } }
 }

@@ -25,20 +25,42 @@ struct RemoteOptions: ParsableArguments {
     @Flag(help: "Connect without TLS (only to a node started with --plaintext).")
     var plaintext = false
 
+    @Option(help: "A bearer token (JWT) for a node with auth.* configured (other local users can see it in the process list: prefer --token-file or WEFT_TOKEN).")
+    var token: String?
+
+    @Option(name: .customLong("token-file"), help: "A file holding the bearer token (JWT), e.g. from your identity provider. Without either option: environment variable WEFT_TOKEN.")
+    var tokenFile: String?
+
     func validate() throws {
         guard plaintext || rootCert != nil else { throw ValidationError("give --root-cert (the domain's ca.pem), or --plaintext for a node started with --plaintext") }
         guard (cert == nil) == (key == nil) else { throw ValidationError("--cert and --key go together") }
+        guard token == nil || tokenFile == nil else { throw ValidationError("give --token or --token-file, not both") }
     }
 
-    func connect() async throws -> RPCClient {
+    /// The bearer token to send: --token, --token-file, or WEFT_TOKEN.
+    func bearerToken() throws -> String? {
+        if let token { return token }
+        if let tokenFile {
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw ValidationError("cannot read the token file \(tokenFile)") }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return ProcessInfo.processInfo.environment["WEFT_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// A client of the node that sends the bearer token, if any, with every call. A client of a
+    /// sequencer's member service passes `withToken: false`: members authenticate there with
+    /// a session token of their own in the same `authorization` metadata.
+    func connect(withToken: Bool = true) async throws -> RPCClient {
         guard let colon = remote.lastIndex(of: ":"), let port = Int(remote[remote.index(after: colon)...]) else {
             throw ValidationError("--remote \(remote): expected host:port")
         }
         let host = String(remote[..<colon])
-        if plaintext { return try await RPCClient.connect(host: host, port: port, security: .plaintext) }
+        let token = withToken ? try bearerToken() : nil
+        let metadata: [Weft.V1.MetadataEntry] = token.map { [.init(key: "authorization", value: .textValue("Bearer \($0)"))] } ?? []
+        if plaintext { return try await RPCClient.connect(host: host, port: port, security: .plaintext).withMetadata(metadata) }
         let credentials = try cert.map { try TLSCredentials.read(certificateAt: $0, keyAt: key!) }
         let tls = try TLSContext(.init(role: .client(serverHostname: host), credentials: credentials, trustRootsPEM: try String(contentsOfFile: rootCert!, encoding: .utf8)))
-        return try await RPCClient.connect(host: host, port: port, security: .tls(tls))
+        return try await RPCClient.connect(host: host, port: port, security: .tls(tls)).withMetadata(metadata)
     }
 }
 
@@ -267,6 +289,10 @@ struct ParticipantCommand: AsyncParsableCommand {
         var remoteRootCert: String?
         @Flag(name: .customLong("remote-plaintext"), help: "Reach the participant node without TLS (a node started with --plaintext).")
         var remotePlaintext = false
+        @Option(help: "A bearer token with the admin claim for the participant node (--remote); default: WEFT_TOKEN.")
+        var token: String?
+        @Option(name: .customLong("token-file"), help: "A file holding that token.")
+        var tokenFile: String?
         @Option var output: OutputFormat = .text
 
         func run() async throws {
@@ -276,7 +302,8 @@ struct ParticipantCommand: AsyncParsableCommand {
             let member = MemberID(role: .participant, identifier: id)
             var connected: [[String: Any]] = []
             for sequencer in sequencers {
-                let client = try await RemoteOptions.parse(["--remote", sequencer] + (rootCert.map { ["--root-cert", $0] } ?? []) + (plaintext ? ["--plaintext"] : [])).connect()
+                let client = try await RemoteOptions.parse(["--remote", sequencer] + (rootCert.map { ["--root-cert", $0] } ?? []) + (plaintext ? ["--plaintext"] : []))
+                    .connect(withToken: false)
                 defer { Task { await client.close() } }
                 let info = try await client.sequencer.getDomainInfo(.init())
                 let domain = try UniqueIdentifier(parsing: info.domain)
@@ -296,6 +323,7 @@ struct ParticipantCommand: AsyncParsableCommand {
             let nodeRoot = remoteRootCert ?? rootCert
             let client = try await RemoteOptions.parse(
                 ["--remote", remote] + (nodeRoot.map { ["--root-cert", $0] } ?? []) + (remotePlaintext ? ["--plaintext"] : [])
+                    + (token.map { ["--token", $0] } ?? []) + (tokenFile.map { ["--token-file", $0] } ?? [])
             ).connect()
             defer { Task { await client.close() } }
             let rootPEM = try rootCert.map { try String(contentsOfFile: $0, encoding: .utf8) } ?? ""

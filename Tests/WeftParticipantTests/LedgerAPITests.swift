@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftAuth
 import WeftContracts
 import WeftCrypto
 import WeftLedgerAPI
@@ -30,16 +31,19 @@ struct LedgerAPIEndpoint {
     let client: RPCClient
     let rootPEM: String
 
-    static func start(_ harness: DomainHarness, _ index: Int) async throws -> LedgerAPIEndpoint {
+    /// Serves participant `index`'s Ledger API; with `guardian`, each call is authorized by its
+    /// authorizer and audited as a node does it (`APIGuard`).
+    static func start(_ harness: DomainHarness, _ index: Int, guardian: APIGuard? = nil) async throws -> LedgerAPIEndpoint {
         let ca = try CertificateAuthority.makeRoot(commonName: "ledger-api-ca")
         let certificate = try CertificateAuthority.issue(
             commonName: "participant", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
         let api = try await LedgerAPI.start(
             participant: harness.nodes[index], database: PostgresDatabase(url: harness.url),
             namespaceKey: harness.members[index].namespaceKey, publisher: ManagerBroadcastPublisher(harness: harness),
-            logger: quietLogger("weft.test.ledger-api"))
+            authorizer: guardian?.authorizer ?? .open, logger: quietLogger("weft.test.ledger-api"))
         var router = RPCRouter()
         api.register(on: &router)
+        guardian?.install(on: &router, adminPaths: [], auditedPaths: Set(LedgerAPI.methods.map(\.path)))
         let server = try await RPCServer.start(
             host: "127.0.0.1", port: 0,
             security: .tls(try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: certificate))),

@@ -1,0 +1,124 @@
+import Foundation
+import Logging
+import WeftAuth
+import WeftCrypto
+import WeftTransport
+
+/// Who may call a node's APIs and where the audit trail goes (`auth.*` and `audit.*`
+/// of a participant, sequencer or domain-manager node; docs/operations.md §security).
+///
+/// Without an `auth` section the APIs are open, as before tokens existed, and the node
+/// says so in its log at start; the audit log is written either way.
+struct NodeAccess {
+    let authorizer: CallAuthorizer
+    /// Admin services need a token with the admin claim (`auth.admin-tokens`, default true
+    /// when tokens are configured).
+    let adminRequiresToken: Bool
+    /// Admin services answer only calls from loopback (`auth.admin-loopback-only`).
+    let adminLoopbackOnly: Bool
+    let audit: AuditLog
+
+    /// The keys this type reads.
+    static let keys: Set<String> = [
+        "auth.hs256-secret-file", "auth.rs256-public-key-file", "auth.audience", "auth.issuer", "auth.leeway",
+        "auth.admin-tokens",
+        "auth.admin-loopback-only", "audit.file", "audit.max-file-bytes", "audit.max-files",
+    ]
+
+    /// Reads the node's access settings; `participantID` is checked against a token's
+    /// `participantId` claim when the node is a participant.
+    init(_ settings: NodeSettings, participantID: String? = nil) throws(ConfigurationError) {
+        let section = settings.section
+        func invalid(_ key: String, _ expected: String) -> ConfigurationError {
+            .invalid(
+                key: section.fullKey(key), value: section.string(key) ?? "", expected: expected,
+                source: section.source(of: key) ?? .defaultValue)
+        }
+        var keys: [TokenVerificationKey] = []
+        if let path = section.string("auth.hs256-secret-file") {
+            do {
+                keys.append(.hs256(secret: try TokenSecretFile.read(path)))
+            } catch {
+                throw invalid(
+                    "auth.hs256-secret-file", "a readable file holding the HS256 secret (\(error.localizedDescription))"
+                )
+            }
+        }
+        if let path = section.string("auth.rs256-public-key-file") {
+            do {
+                keys.append(.rs256(try RSAPublicKey(pem: try String(contentsOfFile: path, encoding: .utf8))))
+            } catch {
+                throw invalid(
+                    "auth.rs256-public-key-file",
+                    "a PEM RSA public key of at least \(RSAPublicKey.minimumBits) bits (\(error))")
+            }
+        }
+        let tokensConfigured = !keys.isEmpty
+        if !tokensConfigured {
+            for key in ["auth.audience", "auth.issuer", "auth.leeway", "auth.admin-tokens"]
+            where section.string(key) != nil {
+                throw invalid(key, "to go with auth.hs256-secret-file or auth.rs256-public-key-file, which are not set")
+            }
+            authorizer = .open
+        } else {
+            let leeway = try section.duration("auth.leeway", default: .seconds(5))
+            do {
+                authorizer = .tokens(
+                    try BearerTokenVerifier(
+                        keys: keys, audience: section.string("auth.audience"), issuer: section.string("auth.issuer"),
+                        leewaySeconds: leeway.components.seconds, participantID: participantID))
+            } catch {
+                throw invalid(
+                    section.string("auth.hs256-secret-file") != nil
+                        ? "auth.hs256-secret-file" : "auth.rs256-public-key-file", "\(error)")
+            }
+        }
+        adminRequiresToken = try section.bool("auth.admin-tokens", default: tokensConfigured)
+        adminLoopbackOnly = try section.bool("auth.admin-loopback-only", default: false)
+
+        var audit = Logger(label: AuditLog.label)
+        if let file = section.string("audit.file") {
+            if file == "stdout" {
+                audit = Logger(label: AuditLog.label) { label in
+                    AuditFileLogHandler(label: label, destination: .standardOutput)
+                }
+            } else {
+                let maximumBytes = try section.bytes("audit.max-file-bytes", default: 64 << 20)
+                let keptFiles = try section.int("audit.max-files", default: 5)
+                guard maximumBytes > 0 else { throw invalid("audit.max-file-bytes", "a size above 0, e.g. 64MiB") }
+                guard keptFiles >= 0 else { throw invalid("audit.max-files", "0 or more rotated files to keep") }
+                let rotating: RotatingFile
+                do {
+                    rotating = try RotatingFile(path: file, maximumBytes: maximumBytes, keptFiles: keptFiles)
+                } catch {
+                    throw invalid("audit.file", "a file the node can create and append to, or stdout (\(error))")
+                }
+                audit = Logger(label: AuditLog.label) { label in
+                    AuditFileLogHandler(label: label, destination: .file(rotating))
+                }
+            }
+        }
+        // Audit lines are kept whatever level the operational log runs at (WEFT_LOG_LEVEL).
+        audit.logLevel = .info
+        audit[metadataKey: "node"] = "\(settings.name)"
+        self.audit = AuditLog(logger: audit)
+    }
+
+    /// Guards `adminPaths` and audits `auditedPaths` on `router`; logs at start what is open.
+    func install(on router: inout RPCRouter, adminPaths: Set<String>, auditedPaths: Set<String>, logger: Logger) {
+        APIGuard(
+            authorizer: authorizer, adminRequiresToken: adminRequiresToken, adminLoopbackOnly: adminLoopbackOnly,
+            audit: audit
+        )
+        .install(on: &router, adminPaths: adminPaths, auditedPaths: auditedPaths)
+        if !authorizer.requiresTokens {
+            logger.warning(
+                "the node's APIs are UNAUTHENTICATED: any client that passes TLS may call them; set auth.hs256-secret-file or auth.rs256-public-key-file (docs/operations.md §security)",
+                metadata: ["admin_loopback_only": "\(adminLoopbackOnly)"])
+        } else if !adminRequiresToken {
+            logger.warning(
+                "admin services accept calls without an admin token (auth.admin-tokens: false)",
+                metadata: ["admin_loopback_only": "\(adminLoopbackOnly)"])
+        }
+    }
+}
