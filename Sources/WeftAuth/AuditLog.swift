@@ -39,7 +39,7 @@ public struct AuditLog: Sendable {
                 AuditLogKey.admin: "\(record.admin)",
                 AuditLogKey.code: "\(Self.grpcName(code))",
                 AuditLogKey.errorID: "\(errorID)",
-                AuditLogKey.traceID: "\(context.traceID ?? "")",
+                AuditLogKey.traceID: "\(TraceContext.current?.traceID ?? context.traceID ?? "")",
                 AuditLogKey.durationMilliseconds: "\(String(format: "%.3f", milliseconds))",
             ])
     }
