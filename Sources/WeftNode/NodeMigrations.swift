@@ -18,27 +18,43 @@ public enum NodeMigrations {
         }
     }
 
-    public static func status(_ settings: NodeSettings) async throws -> [String] {
-        let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: 1)
-        defer { Task { await database.shutdown() } }
-        var lines: [String] = []
-        for migrator in migrators(for: settings.kind) {
-            let status = try await database.withConnection { try migrator.status($0) }
-            lines.append("\(migrator.component): applied \(status.applied.map(String.init).joined(separator: ", ").ifEmpty("none")); "
-                + "pending \(status.pending.map { "\($0.version) (\($0.name))" }.joined(separator: ", ").ifEmpty("none"))")
+    /// One component's schema: the migrations applied and those pending.
+    public struct ComponentStatus: Sendable {
+        public let component: String
+        public let applied: [Int]
+        public let pending: [(version: Int, name: String)]
+
+        /// `participant: applied 1, 2; pending none`.
+        public var line: String {
+            "\(component): applied \(applied.map(String.init).joined(separator: ", ").ifEmpty("none")); "
+                + "pending \(pending.map { "\($0.version) (\($0.name))" }.joined(separator: ", ").ifEmpty("none"))"
         }
-        return lines
     }
 
-    public static func migrate(_ settings: NodeSettings) async throws -> [String] {
+    public static func status(_ settings: NodeSettings) async throws -> [ComponentStatus] {
         let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: 1)
         defer { Task { await database.shutdown() } }
-        var lines: [String] = []
+        var result: [ComponentStatus] = []
+        for migrator in migrators(for: settings.kind) {
+            let status = try await database.withConnection { try migrator.status($0) }
+            result.append(
+                ComponentStatus(
+                    component: migrator.component, applied: status.applied.map { Int($0) },
+                    pending: status.pending.map { (Int($0.version), $0.name) }))
+        }
+        return result
+    }
+
+    /// Applies pending migrations: the versions applied per component.
+    public static func migrate(_ settings: NodeSettings) async throws -> [(component: String, applied: [Int])] {
+        let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: 1)
+        defer { Task { await database.shutdown() } }
+        var result: [(component: String, applied: [Int])] = []
         for migrator in migrators(for: settings.kind) {
             let applied = try await database.withConnection { try migrator.migrate($0) }
-            lines.append("\(migrator.component): applied \(applied.map(String.init).joined(separator: ", ").ifEmpty("nothing (already current)"))")
+            result.append((migrator.component, applied.map { Int($0) }))
         }
-        return lines
+        return result
     }
 }
 

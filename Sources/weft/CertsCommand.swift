@@ -25,6 +25,8 @@ struct CertsCommand: ParsableCommand {
         @Option(help: "Validity in days.")
         var days: Int = 3650
 
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
         func validate() throws {
             guard days > 0 else { throw ValidationError("--days must be positive") }
         }
@@ -33,8 +35,12 @@ struct CertsCommand: ParsableCommand {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let ca = try CertificateAuthority.makeRoot(commonName: name, validDays: days)
             try ca.write(certificateTo: dir + "/ca.pem", keyTo: dir + "/ca-key.pem")
-            print("wrote \(dir)/ca.pem (the root certificate: give it to every participant's operator)")
-            print("wrote \(dir)/ca-key.pem (mode 0600: keep it private, ideally offline)")
+            switch output {
+            case .text:
+                print("wrote \(dir)/ca.pem (the root certificate: give it to every participant's operator)")
+                print("wrote \(dir)/ca-key.pem (mode 0600: keep it private, ideally offline)")
+            case .json: try printJSON(["certificate": dir + "/ca.pem", "key": dir + "/ca-key.pem", "valid_days": days])
+            }
         }
     }
 
@@ -58,6 +64,8 @@ struct CertsCommand: ParsableCommand {
         @Option(help: "Validity in days.")
         var days: Int = 825
 
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
         func validate() throws {
             guard !hosts.isEmpty else { throw ValidationError("give at least one --host (e.g. --host localhost --host 127.0.0.1)") }
             guard days > 0 else { throw ValidationError("--days must be positive") }
@@ -69,8 +77,13 @@ struct CertsCommand: ParsableCommand {
             let node = try CertificateAuthority.issue(commonName: name, hostnames: hosts, validDays: days, signedBy: ca)
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             try node.write(certificateTo: "\(out)/\(name).pem", keyTo: "\(out)/\(name)-key.pem")
-            print("wrote \(out)/\(name).pem (valid for \(hosts.joined(separator: ", ")))")
-            print("wrote \(out)/\(name)-key.pem (mode 0600)")
+            switch output {
+            case .text:
+                print("wrote \(out)/\(name).pem (valid for \(hosts.joined(separator: ", ")))")
+                print("wrote \(out)/\(name)-key.pem (mode 0600)")
+            case .json:
+                try printJSON(["certificate": "\(out)/\(name).pem", "key": "\(out)/\(name)-key.pem", "hosts": hosts, "valid_days": days])
+            }
         }
     }
 }

@@ -90,18 +90,26 @@ struct KeysCommand: ParsableCommand {
         @Option(help: "signing (Ed25519: namespaces, members) or encryption (X25519: participants, mediators).")
         var kind: Kind = .signing
 
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
         func run() throws {
+            let fingerprint: String
             switch kind {
             case .signing:
                 let key = try SigningPrivateKey.generate()
                 try KeyFile.write(key, to: out)
                 try PublicKeyFile.write(PublicKeyFile.line(key.publicKey), to: out + ".pub")
-                print("wrote \(out) and \(out).pub (fingerprint \(key.publicKey.fingerprint))")
+                fingerprint = key.publicKey.fingerprint.description
             case .encryption:
                 let key = try EncryptionPrivateKey.generate()
                 try KeyFile.write(key, to: out)
                 try PublicKeyFile.write(PublicKeyFile.line(key.publicKey), to: out + ".pub")
-                print("wrote \(out) and \(out).pub (fingerprint \(key.publicKey.fingerprint))")
+                fingerprint = key.publicKey.fingerprint.description
+            }
+            switch output {
+            case .text: print("wrote \(out) and \(out).pub (fingerprint \(fingerprint))")
+            case .json:
+                try printJSON(["private_key_file": out, "public_key_file": out + ".pub", "kind": kind.rawValue, "fingerprint": fingerprint])
             }
         }
     }
@@ -256,8 +264,20 @@ struct ParticipantCommand: AsyncParsableCommand {
         @Option(help: "The participant node (nodes.<name>); default: the only one.")
         var node: String?
 
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
         func run() throws {
-            print(try Keys.load(options, node: node).id)
+            let keys = try Keys.load(options, node: node)
+            let id = try keys.id
+            switch output {
+            case .text: print(id)
+            case .json:
+                try printJSON([
+                    "participant": id.description, "namespace_fingerprint": keys.namespace.publicKey.fingerprint.description,
+                    "signing_fingerprint": keys.signing.publicKey.fingerprint.description,
+                    "encryption_fingerprint": keys.encryption.publicKey.fingerprint.description,
+                ])
+            }
         }
     }
 

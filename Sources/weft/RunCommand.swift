@@ -86,9 +86,20 @@ struct DatabaseCommand: AsyncParsableCommand {
         @Option(help: "The node (nodes.<name>) whose database to inspect; default: the only node.")
         var node: String?
 
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
         func run() async throws {
             let settings = try DatabaseCommand.node(options, node)
-            for line in try await NodeMigrations.status(settings) { print(line) }
+            for status in try await NodeMigrations.status(settings) {
+                switch output {
+                case .text: print(status.line)
+                case .json:
+                    try printJSON([
+                        "component": status.component, "applied": status.applied,
+                        "pending": status.pending.map { ["version": $0.version, "name": $0.name] as [String: Any] },
+                    ])
+                }
+            }
         }
     }
 
@@ -98,9 +109,16 @@ struct DatabaseCommand: AsyncParsableCommand {
         @Option(help: "The node (nodes.<name>) whose database to migrate; default: the only node.")
         var node: String?
 
+        @Option(help: "text or json.") var output: OutputFormat = .text
+
         func run() async throws {
             let settings = try DatabaseCommand.node(options, node)
-            for line in try await NodeMigrations.migrate(settings) { print(line) }
+            for (component, applied) in try await NodeMigrations.migrate(settings) {
+                switch output {
+                case .text: print("\(component): applied \(applied.isEmpty ? "nothing (already current)" : applied.map(String.init).joined(separator: ", "))")
+                case .json: try printJSON(["component": component, "applied": applied])
+                }
+            }
         }
     }
 

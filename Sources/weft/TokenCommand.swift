@@ -45,6 +45,8 @@ struct TokenCommand: ParsableCommand {
         help: "How long the token is valid, e.g. 10m or 1h; a negative value (-1h) makes an expired token for tests.")
     var expiresIn: String = "1h"
 
+    @Option(help: "text (the token alone) or json (the token and its expiry).") var output: OutputFormat = .text
+
     func run() throws {
         let negative = expiresIn.hasPrefix("-")
         guard let duration = Configuration.parseDuration(negative ? String(expiresIn.dropFirst()) : expiresIn) else {
@@ -62,9 +64,14 @@ struct TokenCommand: ParsableCommand {
             )
         }
         let seconds = duration.components.seconds * (negative ? -1 : 1)
+        let expiresAt = Int64(Date().timeIntervalSince1970) + seconds
         let claims = LedgerClaims(
             actAs: Set(actAs), readAs: Set(readAs), admin: admin, applicationID: applicationID, subject: subject,
-            expiresAt: Int64(Date().timeIntervalSince1970) + seconds)
-        print(try HS256TokenIssuer.token(claims, secret: secret, audience: audience, issuer: issuer))
+            expiresAt: expiresAt)
+        let token = try HS256TokenIssuer.token(claims, secret: secret, audience: audience, issuer: issuer)
+        switch output {
+        case .text: print(token)
+        case .json: try printJSON(["token": token, "expires_at": expiresAt])
+        }
     }
 }

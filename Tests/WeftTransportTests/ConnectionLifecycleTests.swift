@@ -149,14 +149,15 @@ import WeftWire
     }
 
     @Test func keepaliveKeepsASlowCallAlive() async throws {
-        // Nothing is sent for 2.5 s while the handler works: pings and pongs fill the silence. Without
-        // pongs the connection would close after 0.1 + 1 s (the timeout leaves room for a loaded CI machine).
+        // Nothing is sent for 10 s while the handler works: pings and pongs fill the silence. Without
+        // pongs the connection would close after 0.1 + 4 s (the timeout leaves room for a loaded
+        // machine: with 1 s, a pong delayed by a busy event loop closed the connection).
         var configuration = RPCTestNode.testConfiguration
         configuration.keepaliveInterval = .milliseconds(100)
-        configuration.keepaliveTimeout = .seconds(1)
+        configuration.keepaliveTimeout = .seconds(4)
         let node = try await RPCTestNode.start(configuration: configuration) { router in
             router.register(Weft.V1.HealthService.check) { _, _ in
-                try await Task.sleep(for: .milliseconds(2500))  // the work being measured, not synchronization
+                try await Task.sleep(for: .seconds(10))  // the work being measured, not synchronization
                 return .init(status: .serving)
             }
         }
