@@ -47,6 +47,12 @@ struct RemoteOptions: ParsableArguments {
         return ProcessInfo.processInfo.environment["WEFT_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    /// The trace of this command's calls: the caller's (`TRACEPARENT`, as OpenTelemetry tools
+    /// pass it to a child process) or a new one; `--output json` of `weft submit` prints its id,
+    /// to follow the transaction through the nodes' logs.
+    static let trace: TraceContext = ProcessInfo.processInfo.environment["TRACEPARENT"]
+        .flatMap(TraceContext.init(traceparent:))?.childSpan() ?? .newTrace()
+
     /// A client of the node that sends the bearer token, if any, with every call. A client of a
     /// sequencer's member service passes `withToken: false`: members authenticate there with
     /// a session token of their own in the same `authorization` metadata.
@@ -56,7 +62,8 @@ struct RemoteOptions: ParsableArguments {
         }
         let host = String(remote[..<colon])
         let token = withToken ? try bearerToken() : nil
-        let metadata: [Weft.V1.MetadataEntry] = token.map { [.init(key: "authorization", value: .textValue("Bearer \($0)"))] } ?? []
+        var metadata: [Weft.V1.MetadataEntry] = token.map { [.init(key: "authorization", value: .textValue("Bearer \($0)"))] } ?? []
+        metadata.append(.init(key: "traceparent", value: .textValue(Self.trace.traceparent)))
         if plaintext { return try await RPCClient.connect(host: host, port: port, security: .plaintext).withMetadata(metadata) }
         let credentials = try cert.map { try TLSCredentials.read(certificateAt: $0, keyAt: key!) }
         let tls = try TLSContext(.init(role: .client(serverHostname: host), credentials: credentials, trustRootsPEM: try String(contentsOfFile: rootCert!, encoding: .utf8)))

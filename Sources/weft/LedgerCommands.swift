@@ -211,14 +211,18 @@ struct SubmitCommand: AsyncParsableCommand {
                 let response = try await ledgerCall { try await client.command.submit(.init(commands: commands(command))) }
                 switch output {
                 case .text: print("submitted \(commandID) (submission \(response.submissionID))")
-                case .json: try printJSON(["command_id": commandID, "submission_id": response.submissionID])
+                case .json: try printJSON(["command_id": commandID, "submission_id": response.submissionID, "trace_id": RemoteOptions.trace.traceID])
                 }
                 return
             }
             let response = try await ledgerCall { try await client.command.submitAndWait(.init(commands: commands(command))) }
             switch output {
             case .text: print("committed \(commandID) as transaction \(response.transactionID) at offset \(response.offset)")
-            case .json: try printJSON(["command_id": commandID, "transaction_id": response.transactionID, "offset": response.offset])
+            case .json:
+                try printJSON([
+                    "command_id": commandID, "transaction_id": response.transactionID, "offset": response.offset,
+                    "trace_id": RemoteOptions.trace.traceID,
+                ])
             }
         }
     }

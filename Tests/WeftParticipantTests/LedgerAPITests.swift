@@ -508,6 +508,8 @@ extension LedgerAPITests {
                 ["submit", "exercise", "--template", "\(packageID):Iou", "--contract", contractID, "--choice", "Transfer",
                  "--arguments", #"{"newOwner": {"party": "\#(bob)"}}"#, "--act-as", alice, "--output", "json"] + remote1)
             #expect(exercise.status == 0, "\(exercise.errors)")
+            // The trace the CLI sent its calls under, to follow the transaction in the logs.
+            #expect((exercise.jsonLines.first?["trace_id"] as? String)?.count == 32, "\(exercise.output)")
             let transactions = try await WeftRun.run(["transactions", "--party", alice, "--output", "json"] + remote1)
             #expect(transactions.jsonLines.map { $0["transaction_id"] as? String }
                 == [issueID, exercise.jsonLines.first?["transaction_id"] as? String])
