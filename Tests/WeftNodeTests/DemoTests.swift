@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import WeftStore
+import WeftTestSupport
 
 /// The README's main command works, says what it should, and stops cleanly on Ctrl-C.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct DemoTests {
@@ -40,6 +42,25 @@ import Testing
             #expect(output.contains("   \(node) exited 0"), "\(node): \(output)")
         }
         #expect(output.contains("database: stopped and removed"))
+    }
+
+    @Test func withADatabaseURLTheDemoUsesThatServer() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let directory = FileManager.default.temporaryDirectory.path
+            let (status, output, error) = try await WeftProcess.run(["demo", "--database-url", fixture.url], directory: directory)
+            #expect(status == 0, "\(output)\n\(error)")
+            #expect(output.contains("(given)") && !output.contains("throw-away"), "\(output)")
+            #expect(output.contains("the domain holds ciphertext only"), "\(output)")
+            // The domain's and the participants' databases are on the given server.
+            let databases = try PostgresConnection(url: fixture.url).execute("SELECT datname FROM pg_database ORDER BY 1").rows
+                .compactMap { try $0[0].string }
+            let database = try #require(URLComponents(string: fixture.url)?.path.split(separator: "/").last)
+            for name in ["manager", "participant1", "participant2", "participant3"].map({ "\(database)_\($0)" }) {
+                #expect(databases.contains(name), "\(databases)")
+            }
+            let events = try PostgresConnection(url: fixture.url).execute("SELECT count(*) FROM sequencer_events").rows[0][0].int64
+            #expect((events ?? 0) > 10)
+        }
     }
 
     @Test func ctrlCStopsEveryNodeAndRemovesTheThrowAwayDatabase() async throws {
