@@ -20,7 +20,7 @@ import WeftWire
 /// DomainHarness, built here because weft-bench cannot import test targets.
 ///
 ///   swift run -c release weft-bench transactions [--kind iou|dvp|both] [--seconds N]
-///       [--warmup S] [--rate R] [--submitters K] [--offers N] [--db-connections C] [--url postgres://…]
+///       [--warmup S] [--rate R] [--submitters K] [--offers N] [--db-connections C] [--url postgres://…] [--pg-statements]
 ///
 /// Parties: alice on participant1; bob and the bank on participant2; the custodian on
 /// participant3.
@@ -53,6 +53,8 @@ enum TransactionBenchmark {
         var url: String?
         /// Offers made for the DvP closed loop (the open loop gets what it needs on top).
         var offers = 1500
+        /// Loads pg_stat_statements (a server restart) and prints each phase's costliest statements.
+        var statements = false
 
         init(_ arguments: [String]) {
             func value(_ name: String) -> String? {
@@ -67,6 +69,7 @@ enum TransactionBenchmark {
             if let text = value("--db-connections"), let number = Int(text) { databaseConnections = max(2, number) }
             url = value("--url")
             if let text = value("--offers"), let number = Int(text) { offers = max(0, number) }
+            statements = arguments.contains("--pg-statements")
         }
     }
 
@@ -80,6 +83,12 @@ enum TransactionBenchmark {
         var fixture: PostgresFixture?
         if options.url == nil { fixture = try await PostgresFixture.startThrowAwayServer() }
         let base = options.url ?? fixture!.url
+        if options.statements, let fixture {
+            let connection = try PostgresConnection(url: fixture.url)
+            try connection.executeScript("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            try await fixture.restart()
+            try await Task.sleep(for: .seconds(1))
+        }
         do {
             try await runAll(options, baseURL: base, postmaster: fixture.flatMap(SequencerBenchmark.postmasterPID), logger: logger)
             try await fixture?.stop()
@@ -99,8 +108,9 @@ enum TransactionBenchmark {
             let url = SequencerBenchmark.url(baseURL, database: name)
             print()
             print("== \(kind == .iou ? "IOU transfers, 2 participants" : "DvP settlements, 3 participants") (database \(name)) ==")
+            if options.statements { try PostgresConnection(url: url).executeScript("CREATE EXTENSION pg_stat_statements") }
             let domain = try await BenchDomain.start(url: url, connections: options.databaseConnections, logger: logger)
-            let probe = Probe(url: url, postmaster: postmaster)
+            let probe = Probe(url: url, postmaster: postmaster, statements: options.statements)
             let workload: any Workload
             if kind == .iou {
                 workload = try IOUWorkload(domain)
@@ -558,6 +568,11 @@ enum TransactionBenchmark {
         var firstProblem: String?
         var cpu = CPUSplit()
         var rate: Double?
+        var statements: [String] = []
+        /// Per committed transaction: PostgreSQL transactions that wrote, and statements (with
+        /// --pg-statements), over the whole domain.
+        var writeTransactions = 0.0
+        var statementCalls = 0.0
     }
 
     struct Latency {
@@ -649,6 +664,11 @@ enum TransactionBenchmark {
         var phase = tally.phase(seconds: options.seconds)
         let (before, after) = try await snapshots
         phase.cpu = CPUSplit(before, after, submissions: Double(phase.committed))
+        phase.statements = after.statements
+        if phase.committed > 0 {
+            phase.writeTransactions = Double(after.transactionIDs - before.transactionIDs) / Double(phase.committed)
+            phase.statementCalls = Double(after.statementCalls) / Double(phase.committed)
+        }
         return phase
     }
 
@@ -684,6 +704,11 @@ enum TransactionBenchmark {
         phase.rate = rate
         let (before, after) = try await snapshots
         phase.cpu = CPUSplit(before, after, submissions: Double(phase.committed))
+        phase.statements = after.statements
+        if phase.committed > 0 {
+            phase.writeTransactions = Double(after.transactionIDs - before.transactionIDs) / Double(phase.committed)
+            phase.statementCalls = Double(after.statementCalls) / Double(phase.committed)
+        }
         return phase
     }
 
@@ -694,6 +719,11 @@ enum TransactionBenchmark {
         let cpu = phase.cpu
         print("  CPU (cores busy): machine \(format(cpu.machine, 2)) of 2 — weft-bench \(format(cpu.process, 2)) [\(cpu.threads.map { "\($0.key) \(format($0.value, 2))" }.sorted().joined(separator: ", "))], PostgreSQL \(format(cpu.postgres, 2)), other processes \(format(max(0, cpu.machine - cpu.process - cpu.postgres), 2))")
         print("  CPU per committed transaction: weft-bench \(Int(cpu.processMicrosPerSubmission)) µs, PostgreSQL \(Int(cpu.postgresMicrosPerSubmission)) µs")
+        print("  per committed transaction: \(format(phase.writeTransactions, 1)) PostgreSQL write transactions\(phase.statements.isEmpty ? "" : ", \(format(phase.statementCalls, 1)) statements") (whole domain, idle polling included)")
+        if !phase.statements.isEmpty {
+            print("  PostgreSQL statements in the window (pg_stat_statements; ms = planning + execution in the server):")
+            for line in phase.statements { print("    " + line) }
+        }
         if phase.rejected > 0 || phase.failed > 0 {
             print("  UNEXPECTED: \(phase.rejected) rejected, \(phase.failed) failed; first: \(phase.firstProblem ?? "")")
         }
