@@ -440,7 +440,12 @@ enum TransactionBenchmark {
                 let created = prepared.views.transaction.createdContracts.first(where: { !$0.consumed })
             {
                 // The new owner's participant must have committed it before it can move it on.
-                _ = try? await other.outcome(ofRequest: prepared.rootHash)
+                do {
+                    let outcome = try await other.outcome(ofRequest: prepared.rootHash)
+                    if outcome != "approved" { return (.rejected("at the new owner's participant: \(outcome)"), result.started, result.completed) }
+                } catch {
+                    return (.failed("waiting for the new owner's participant: \(error)"), result.started, result.completed)
+                }
                 assets.withLock { $0[index] = (created.id, !aliceHolds) }
             }
             return (result.outcome, result.started, result.completed)
