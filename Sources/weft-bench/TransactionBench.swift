@@ -23,7 +23,9 @@ import WeftWire
 ///       [--warmup S] [--rate R] [--submitters K] [--offers N] [--db-connections C] [--url postgres://…] [--pg-statements]
 ///
 /// Parties: alice on participant1; bob and the bank on participant2; the custodian on
-/// participant3.
+/// participant3. The bank is on bob's participant so that it knows the cash bob is paid with
+/// (Settle fetches it; nothing discloses a contract to a participant that hosts none of its
+/// stakeholders).
 ///
 /// - iou: each of K submitters owns one IOU (the bank's, issued in the set-up) and moves it
 ///   back and forth: alice → bob (submitted on participant1), then bob → alice (on
@@ -75,6 +77,7 @@ enum TransactionBenchmark {
 
     static func run(_ arguments: [String]) async throws {
         let options = Options(arguments)
+        guard !options.kinds.isEmpty else { throw BenchError("--kind takes iou, dvp or both") }
         print("weft-bench transactions: sequencer (TLS 1.3 on 127.0.0.1), mediator and 3 participants in this process,")
         print("  each node with its own pool of \(options.databaseConnections) connections on one PostgreSQL server; \(options.submitters) submitters")
         print("  \(options.warmup) s warm-up + \(options.seconds) s per phase; load before start: \(SequencerBenchmark.loadAverage())")

@@ -167,7 +167,13 @@ case "profile-envelope-decode":
     let encoded = try ExampleMessages.envelope().serializedBytes()
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }
 case "sequencer": try await SequencerBenchmark.run(Array(arguments.dropFirst()))
-case "transactions": try await TransactionBenchmark.run(Array(arguments.dropFirst()))
+case "transactions":
+    do {
+        try await TransactionBenchmark.run(Array(arguments.dropFirst()))
+    } catch let error as BenchError {
+        print("weft-bench transactions: \(error)")
+        exit(64)
+    }
 case "wire":
     try runWire(seconds: seconds)
 case "views": try ViewsBenchmark.run(arguments: arguments)
