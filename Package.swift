@@ -218,7 +218,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "weft-bench",
-            dependencies: ["WeftWire", "WeftCrypto", "WeftTestSupport", "WeftSequencer", "WeftTopology", "WeftTransport", "WeftContracts"],
+            dependencies: [
+                "WeftWire", "WeftCrypto", "WeftTestSupport", "WeftSequencer", "WeftTopology", "WeftTransport", "WeftContracts",
+                "WeftStore", "WeftMediator", "WeftParticipant", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
 

@@ -252,7 +252,15 @@ public actor ParticipantNode {
     /// requests this participant received views of.
     public func outcome(ofRequest rootHash: Digest32) async throws -> String {
         if let outcome = outcomes[rootHash] { return outcome }
-        if let stored = try await store.outcome(ofRequest: rootHash) { return stored }
+        // The store has a verdict as soon as its transaction commits, before `apply` resumes
+        // and updates the contracts in memory: while the request is still pending here, wait
+        // for `apply`, so that a caller who then submits with the contracts it created finds
+        // them (weft-bench's IOU transfers did not, now and then).
+        if let stored = try await store.outcome(ofRequest: rootHash),
+            !pending.values.contains(where: { $0.rootHash == rootHash })
+        {
+            return stored
+        }
         if let outcome = outcomes[rootHash] { return outcome }
         let outcome = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in

@@ -412,11 +412,7 @@ public struct ParticipantStore: Sendable {
                         ])
                 }
                 for archived in commit.archived {
-                    _ = try connection.execute(
-                        """
-                        UPDATE participant_contracts SET archived_offset = $3
-                        WHERE participant = $1 AND contract_id = $2 AND archived_offset IS NULL
-                        """, [me, .text(archived.description), .int64(commit.offset)])
+                    _ = try connection.execute(Self.archiveSQL, [me, .text(archived.description), .int64(commit.offset)])
                 }
                 _ = try connection.execute(
                     "INSERT INTO participant_trees (participant, ledger_offset, tree) VALUES ($1, $2, $3)",
@@ -461,6 +457,17 @@ public struct ParticipantStore: Sendable {
             try Self.move(cursor, connection, me)
         }
     }
+
+    /// Archives contract `$2` of participant `$1` at offset `$3` (once: an archived contract
+    /// keeps its first offset). The row is named by its primary key alone: with
+    /// `AND archived_offset IS NULL` in the WHERE clause the planner may take the partial index
+    /// of active contracts instead — it does whenever the table's statistics are stale, as
+    /// after a burst of creates — and then reads every active contract of the participant per
+    /// archive (7 ms each with ~4,500 active contracts in weft-bench's DvP run).
+    static let archiveSQL = """
+        UPDATE participant_contracts SET archived_offset = coalesce(archived_offset, $3)
+        WHERE participant = $1 AND contract_id = $2
+        """
 
     /// What a verdict's approval writes.
     struct Commit: Sendable {

@@ -690,6 +690,8 @@ struct Probe: Sendable {
         var submissions: Int64 = 0
         /// Transaction ids handed out: one per transaction that wrote.
         var statements: [String] = []
+        /// Statements executed since the previous snapshot (pg_stat_statements, when loaded).
+        var statementCalls: Int64 = 0
         var transactionIDs: Int64 = 0
         /// CPU seconds.
         var threads: [String: Double] = [:]
@@ -712,8 +714,14 @@ struct Probe: Sendable {
         }.value
         var snapshot = Snapshot()
         if statements {
-            snapshot.statements = try await Task.detached {
+            (snapshot.statements, snapshot.statementCalls) = try await Task.detached {
                 let connection = try PostgresConnection(url: url)
+                let calls = try connection.execute(
+                    """
+                    SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_statements
+                    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    """
+                ).rows[0][0].int64 ?? 0
                 let lines = try connection.execute(
                     """
                     SELECT calls, round((total_plan_time + total_exec_time)::numeric, 1)::text, rows,
@@ -725,7 +733,7 @@ struct Probe: Sendable {
                     "\(try row[0].int64 ?? 0) calls, \(try row[1].string ?? "") ms, \(try row[2].int64 ?? 0) rows: \(try row[3].string ?? "")"
                 }
                 _ = try connection.execute("SELECT pg_stat_statements_reset()")
-                return lines
+                return (lines, calls)
             }.value
         }
         snapshot.at = now()

@@ -43,11 +43,16 @@ enum ViewsBenchmark {
     static func party(_ name: String) -> Party { try! Party(name + "::1220" + String(repeating: "0f", count: 32)) }
 
     static func load(_ file: String) throws -> Package {
+        try Package(source: try source(file), file: file)
+    }
+
+    /// The text of `examples/packages/<file>`.
+    static func source(_ file: String) throws -> String {
         // The executable's source file is Sources/weft-bench/ViewsBenchmark.swift.
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         let url = root.appendingPathComponent("examples/packages/\(file)")
-        return try Package(source: String(contentsOf: url, encoding: .utf8), file: file)
+        return try String(contentsOf: url, encoding: .utf8)
     }
 
     static func iouTransfer() throws -> Workload {

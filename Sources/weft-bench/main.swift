@@ -3,6 +3,8 @@
 //
 //   swift run -c release weft-bench wire [--seconds-per-case S]
 //   swift run -c release weft-bench crypto [--rounds N]
+//   swift run -c release weft-bench sequencer [--seconds N] [--rate R] …
+//   swift run -c release weft-bench transactions [--kind iou|dvp|both] [--seconds N] [--rate R] [--url postgres://…]
 //
 // Results are recorded in docs/benchmarks.md.
 @_spi(Benchmarks) import WeftWire
@@ -165,6 +167,13 @@ case "profile-envelope-decode":
     let encoded = try ExampleMessages.envelope().serializedBytes()
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }
 case "sequencer": try await SequencerBenchmark.run(Array(arguments.dropFirst()))
+case "transactions":
+    do {
+        try await TransactionBenchmark.run(Array(arguments.dropFirst()))
+    } catch let error as BenchError {
+        print("weft-bench transactions: \(error)")
+        exit(64)
+    }
 case "wire":
     try runWire(seconds: seconds)
 case "views": try ViewsBenchmark.run(arguments: arguments)
@@ -175,8 +184,9 @@ case "crypto":
     }
     try CryptoBenchmark.run(rounds: rounds)
 default:
-    print("usage: weft-bench wire [--seconds-per-case S] | crypto [--rounds N]")
+    print("usage: weft-bench wire [--seconds-per-case S] | crypto [--rounds N] | views | sequencer [...] | transactions [...]")
     print("  wire     encode/decode through WeftWire vs raw protobuf-c")
     print("  crypto   WeftCrypto vs openssl speed")
+    print("  transactions  committed IOU transfers / DvP settlements per second through a whole domain")
     exit(arguments.isEmpty || arguments.first == "--help" ? 0 : 64)
 }

@@ -1,0 +1,48 @@
+import Testing
+import WeftCrypto
+import WeftStore
+import WeftTestSupport
+import WeftTopology
+@testable import WeftParticipant
+
+/// Query plans of the participant's hot statements: they must not depend on the table's
+/// statistics being fresh.
+@Suite struct StoreQueryPlanTests {
+    @Test("archiving a contract finds it by primary key even among thousands of active contracts and with no statistics; it keeps its first offset")
+    func archiveUsesThePrimaryKey() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let participant = try UniqueIdentifier(
+                name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            let store = ParticipantStore(database: database, participant: participant)
+            try await store.migrate()
+            let connection = try PostgresConnection(url: fixture.url)
+            // A burst of creates that autovacuum has not analyzed yet (and, here, never will).
+            try connection.executeScript(
+                """
+                ALTER TABLE participant_contracts SET (autovacuum_enabled = false);
+                INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
+                SELECT '\(participant.description)', md5(i::text) || md5((i + 1)::text), 'Iou', '{alice}', '\\x00', i
+                FROM generate_series(1, 3000) i;
+                """)
+            let contract = try #require(
+                try connection.execute("SELECT md5('1500') || md5('1501')").rows.first?.first?.string)
+            let me = PostgresValue.text(participant.description)
+
+            let plan = try connection.execute(
+                "EXPLAIN " + ParticipantStore.archiveSQL, [me, .text(contract), .int64(7)]
+            ).rows.map { try $0[0].string ?? "" }.joined(separator: "\n")
+            #expect(plan.contains("participant_contracts_pkey"), "plan:\n\(plan)")
+            #expect(!plan.contains("participant_contracts_active"), "plan:\n\(plan)")
+
+            _ = try connection.execute(ParticipantStore.archiveSQL, [me, .text(contract), .int64(7)])
+            _ = try connection.execute(ParticipantStore.archiveSQL, [me, .text(contract), .int64(9)])
+            let offsets = try connection.execute(
+                "SELECT archived_offset FROM participant_contracts WHERE participant = $1 AND archived_offset IS NOT NULL",
+                [me]
+            ).rows.map { try $0[0].int64 }
+            #expect(offsets == [7])
+            await database.shutdown()
+        }
+    }
+}
