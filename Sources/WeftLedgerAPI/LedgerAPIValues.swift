@@ -167,9 +167,9 @@ struct EventWriter {
     func transaction(_ projections: [(party: Party, transaction: LedgerTransaction)], domain: String) -> Weft.V1.Transaction {
         let first = projections[0].transaction
         var order: [String] = []
-        var events: [String: (event: LedgerEvent, witnesses: [String])] = [:]
+        var events: [String: (event: LedgerEvent, id: String, witnesses: [String])] = [:]
         for (party, transaction) in projections {
-            for event in transaction.events where templates.admits(event) {
+            for (index, event) in transaction.events.enumerated() where templates.admits(event) {
                 let key: String
                 switch event {
                 case .created(let id, _): key = "c" + id.description
@@ -177,7 +177,8 @@ struct EventWriter {
                 }
                 if events[key] == nil {
                     order.append(key)
-                    events[key] = (event, [])
+                    let stored = index < transaction.eventIDs.count ? transaction.eventIDs[index] : ""
+                    events[key] = (event, stored, [])
                 }
                 events[key]!.witnesses.append(party.id)
             }
@@ -185,8 +186,10 @@ struct EventWriter {
         order = order.filter { $0.hasPrefix("a") } + order.filter { !$0.hasPrefix("a") }
         var wireEvents: [Weft.V1.Event] = []
         for (index, key) in order.enumerated() {
-            let (event, witnesses) = events[key]!
-            let eventID = "\(first.transactionID):\(index)"
+            let (event, stored, witnesses) = events[key]!
+            // The node's id, as in the tree; position in this response for events committed
+            // before event ids were stored.
+            let eventID = stored.isEmpty ? "\(first.transactionID):\(index)" : stored
             switch event {
             case .created(let id, let contract):
                 wireEvents.append(.init(kind: .created(created(id, contract, eventID: eventID, witnesses: witnesses.sorted()))))

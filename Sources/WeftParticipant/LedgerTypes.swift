@@ -102,6 +102,9 @@ public struct LedgerTransaction: Sendable, Equatable {
     /// The command id, on the submitting participant only (empty elsewhere).
     public let commandID: String
     public internal(set) var events: [LedgerEvent]
+    /// `eventIDs[i]` is the Ledger API event id of `events[i]`: that of the create or consuming
+    /// exercise it comes from, as in the transaction tree (empty when not known).
+    public internal(set) var eventIDs: [String] = []
 }
 
 /// One committed transaction as a tree (the Ledger API's tree form): every create and

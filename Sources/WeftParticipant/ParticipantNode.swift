@@ -778,10 +778,25 @@ public actor ParticipantNode {
             let transactionID = request.rootHash.description
             let treeEvents = LedgerTree.events(
                 of: computed.reinterpreted, transactionID: transactionID, packages: packages, sees: hosted)
+            // Flat events name the tree's nodes: the create, or the consuming exercise.
+            var createdBy: [String: String] = [:]
+            var archivedBy: [String: String] = [:]
+            for event in treeEvents {
+                switch event.kind {
+                case .created(let created)?: createdBy[created.contractID] = created.eventID
+                case .exercised(let exercised)? where exercised.consuming: archivedBy[exercised.contractID] = exercised.eventID
+                default: break
+                }
+            }
+            let events = computed.events.map { event in
+                var named = event
+                named.eventID = (event.created ? createdBy : archivedBy)[event.contractID.description] ?? ""
+                return named
+            }
             if !computed.events.isEmpty || !treeEvents.isEmpty {
                 commit = ParticipantStore.Commit(
                     offset: ledgerEnd + 1, transactionID: transactionID, created: computed.created,
-                    archived: computed.archived, events: computed.events,
+                    archived: computed.archived, events: events,
                     tree: try Weft.V1.TransactionTreeView(events: treeEvents).serializedBytes())
             }
         }

@@ -125,6 +125,13 @@ public struct ParticipantStore: Sendable {
             COMMENT ON TABLE participant_trees IS
                 'The transaction tree of each committed transaction: a weft.v1.TransactionTreeView whose events are every create and exercise a hosted party witnesses (witness_parties: those hosted parties); the Ledger API projects it to the parties a reader asks for.';
             """),
+        Migration(
+            3, "flat events carry the event id of their node",
+            """
+            ALTER TABLE participant_events ADD COLUMN event_id text NOT NULL DEFAULT '';
+            COMMENT ON COLUMN participant_events.event_id IS
+                'The Ledger API event id of the create or consuming exercise the event comes from (as in the transaction tree, the same on every participant); empty when the views could not be re-interpreted here.';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -421,12 +428,12 @@ public struct ParticipantStore: Sendable {
                     for party in event.parties {
                         _ = try connection.execute(
                             """
-                            INSERT INTO participant_events (participant, ledger_offset, event_index, party, created, contract_id)
-                            VALUES ($1, $2, $3, $4, $5, $6)
+                            INSERT INTO participant_events (participant, ledger_offset, event_index, party, created, contract_id, event_id)
+                            VALUES ($1, $2, $3, $4, $5, $6, $7)
                             """,
                             [
                                 me, .int64(commit.offset), .int64(Int64(index)), .text(party.id),
-                                .text(event.created ? "true" : "false"), .text(event.contractID.description),
+                                .text(event.created ? "true" : "false"), .text(event.contractID.description), .text(event.eventID),
                             ])
                     }
                 }
@@ -480,6 +487,8 @@ public struct ParticipantStore: Sendable {
             let created: Bool
             let contractID: ContractID
             let parties: [Party]
+            /// The event id of the create or the consuming exercise (`LedgerTree.eventID`).
+            var eventID = ""
         }
         let offset: Int64
         let transactionID: String
@@ -555,7 +564,7 @@ public struct ParticipantStore: Sendable {
         let rows = try await database.withConnection { connection in
             try connection.execute(
                 """
-                SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, e.created, e.contract_id, c.contract
+                SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, e.created, e.contract_id, c.contract, e.event_id
                 FROM participant_transactions t
                 JOIN participant_events e USING (participant, ledger_offset)
                 JOIN participant_contracts c ON c.participant = e.participant AND c.contract_id = e.contract_id
@@ -579,6 +588,7 @@ public struct ParticipantStore: Sendable {
                         commandID: try row[3].string ?? "", events: []))
             }
             result[result.count - 1].events.append(event)
+            result[result.count - 1].eventIDs.append(try row[7].string ?? "")
         }
         return result
     }

@@ -260,6 +260,10 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
             #expect(exercise.exerciseResult?.sum == .contractID(bobIOU.contractID))
             #expect(consequence.contractID == bobIOU.contractID && consequence.witnessParties == [bank, bob].sorted())
             #expect(exercise.eventID.hasPrefix(transferred.transactionID + ":"))
+            // Flat events carry the ids of the tree's nodes: bob's IOU its create, alice's archive
+            // the consuming exercise.
+            #expect(bobIOU.eventID == consequence.eventID)
+            #expect(archived.eventID == exercise.eventID)
             // Bob alone is no informee of the exercise: his tree is the create, as a root.
             let bobTrees = try await trees(api2, parties: [bob], end: end)
             #expect(bobTrees.map(\.transactionID) == [transferred.transactionID])
