@@ -1062,7 +1062,9 @@ extension Weft.V1 {
     public struct CreatedEvent: WireMessage {
         public static let protoMessageName = "weft.v1.CreatedEvent"
 
-        /// Event id, `<transaction id>:<node index>`.
+        /// Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
+        /// create or exercise it shows (the consuming exercise for an archive), so
+        /// every participant and both transaction forms name a node alike.
         public var eventID: String {
             get { _storage.eventID }
             set { _uniqueStorage().eventID = newValue }
@@ -1215,7 +1217,9 @@ extension Weft.V1 {
     public struct ArchivedEvent: WireMessage {
         public static let protoMessageName = "weft.v1.ArchivedEvent"
 
-        /// Event id.
+        /// Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
+        /// create or exercise it shows (the consuming exercise for an archive), so
+        /// every participant and both transaction forms name a node alike.
         public var eventID: String {
             get { _storage.eventID }
             set { _uniqueStorage().eventID = newValue }
@@ -1321,7 +1325,9 @@ extension Weft.V1 {
     public struct ExercisedEvent: WireMessage {
         public static let protoMessageName = "weft.v1.ExercisedEvent"
 
-        /// Event id.
+        /// Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
+        /// create or exercise it shows (the consuming exercise for an archive), so
+        /// every participant and both transaction forms name a node alike.
         public var eventID: String {
             get { _storage.eventID }
             set { _uniqueStorage().eventID = newValue }

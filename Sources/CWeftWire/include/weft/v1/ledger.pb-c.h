@@ -415,7 +415,9 @@ struct  Weft__V1__CreatedEvent
 {
   ProtobufCMessage base;
   /*
-   * Event id, `<transaction id>:<node index>`.
+   * Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
+   * create or exercise it shows (the consuming exercise for an archive), so
+   * every participant and both transaction forms name a node alike.
    */
   char *event_id;
   /*
@@ -465,7 +467,9 @@ struct  Weft__V1__ArchivedEvent
 {
   ProtobufCMessage base;
   /*
-   * Event id.
+   * Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
+   * create or exercise it shows (the consuming exercise for an archive), so
+   * every participant and both transaction forms name a node alike.
    */
   char *event_id;
   /*
@@ -494,7 +498,9 @@ struct  Weft__V1__ExercisedEvent
 {
   ProtobufCMessage base;
   /*
-   * Event id.
+   * Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
+   * create or exercise it shows (the consuming exercise for an archive), so
+   * every participant and both transaction forms name a node alike.
    */
   char *event_id;
   /*
