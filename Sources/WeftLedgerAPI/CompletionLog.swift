@@ -56,6 +56,10 @@ actor CompletionLog {
     private var subscribers: [UInt64: AsyncStream<Weft.V1.Completion>.Continuation] = [:]
     private var nextSubscriber: UInt64 = 0
     private var following: Task<Void, Never>?
+    /// Completions filled in from the participant's store at start (`recover`): the same
+    /// completion arriving live afterwards (decided between the subscription and the
+    /// recovery's read) is not stored a second time.
+    private var recovered: [CommandKey: Completion] = [:]
 
     private init(database: PostgresDatabase, participantID: String, lastOffset: Int64, logger: Logger) {
         self.database = database
@@ -75,9 +79,61 @@ actor CompletionLog {
         }
         let log = CompletionLog(
             database: database, participantID: participant.identity.id.description, lastOffset: last, logger: logger)
+        // Subscribe before recovering, so a completion decided in between is not missed.
         let events = await participant.completionEvents()
+        try await log.recover(participant)
         await log.follow(events)
         return log
+    }
+
+    /// Fills in the completions the participant decided while nobody recorded them: after a
+    /// crash between the participant's commit and this log's write, or decided by the
+    /// restarted participant before this log subscribed. Without it such a command would
+    /// never complete on the stream, though the participant's store has its outcome.
+    ///
+    /// A row whose submission the participant never recorded (killed between the two) can
+    /// never complete: it is removed, and the application's retry with the same command id
+    /// is a new submission.
+    private func recover(_ participant: ParticipantNode) async throws {
+        let me = PostgresValue.text(participantID)
+        let rows = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT application_id, command_id, submission_id FROM ledger_api_completions
+                WHERE participant = $1 AND completion_offset IS NULL ORDER BY application_id, command_id, submission_id
+                """, [me]
+            ).rows
+        }
+        for row in rows {
+            let key = CommandKey(applicationID: try row[0].string ?? "", commandID: try row[1].string ?? "")
+            let submissionID = try row[2].string ?? ""
+            let record = try await participant.command(key)
+            guard let record, record.submissionID == submissionID else {
+                let values: [PostgresValue] = [me, .text(key.applicationID), .text(key.commandID), .text(submissionID)]
+                _ = try await database.withConnection { connection in
+                    try connection.execute(
+                        """
+                        DELETE FROM ledger_api_completions WHERE participant = $1 AND application_id = $2 AND command_id = $3
+                            AND submission_id = $4 AND completion_offset IS NULL
+                        """, values)
+                }
+                logger.warning(
+                    "a submission the participant never recorded was dropped from the completion stream; the application's retry submits it again",
+                    metadata: [LedgerAPILogKey.command: "\(key)", LedgerAPILogKey.submission: "\(submissionID)"])
+                continue
+            }
+            let completion: Completion
+            switch record.state {
+            case .inFlight: continue
+            case .succeeded: completion = .succeeded(transactionID: record.transactionID ?? "", offset: record.ledgerOffset ?? 0)
+            case .rejected: completion = .rejected(reasonID: record.reasonID ?? "", message: record.reason ?? "")
+            }
+            logger.info(
+                "a completion decided while the Ledger API was not recording is added to the completion stream",
+                metadata: [LedgerAPILogKey.command: "\(key)", LedgerAPILogKey.submission: "\(submissionID)"])
+            await store(CommandCompletion(command: key, completion: completion))
+            recovered[key] = completion
+        }
     }
 
     private func follow(_ events: AsyncStream<CommandCompletion>) {
@@ -113,6 +169,11 @@ actor CompletionLog {
 
     /// Stores a completion with the next offset and hands it to the streams that follow.
     func record(_ event: CommandCompletion) async {
+        if let completion = recovered.removeValue(forKey: event.command), completion == event.completion { return }
+        await store(event)
+    }
+
+    private func store(_ event: CommandCompletion) async {
         let (code, errorID, message, transactionID) = Self.status(event.completion)
         let offset = lastOffset + 1
         let values: [PostgresValue] = [

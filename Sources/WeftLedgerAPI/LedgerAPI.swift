@@ -265,6 +265,7 @@ enum LedgerAPILogKey {
     static let code = "weft.ledger_api.code"
     static let reason = "weft.ledger_api.reason"
     static let command = "weft.ledger_api.command"
+    static let submission = "weft.ledger_api.submission_id"
     static let party = "weft.ledger_api.party"
     static let error = "weft.ledger_api.error"
 }

@@ -15,11 +15,18 @@ public struct ParticipantConfiguration: Sendable {
     public var maxSequencingDelayMicros: Int64
     /// The deduplication period when a command names none. Default 10 minutes.
     public var defaultDeduplicationPeriodMicros: Int64
+    /// How long to wait before subscribing again when no sequencer answers (the domain's
+    /// only sequencer restarting). Default 250 ms.
+    public var reconnectDelay: Duration
 
-    public init(maxSequencingDelayMicros: Int64 = 60_000_000, defaultDeduplicationPeriodMicros: Int64 = 600_000_000) {
-        precondition(maxSequencingDelayMicros > 0 && defaultDeduplicationPeriodMicros >= 0)
+    public init(
+        maxSequencingDelayMicros: Int64 = 60_000_000, defaultDeduplicationPeriodMicros: Int64 = 600_000_000,
+        reconnectDelay: Duration = .milliseconds(250)
+    ) {
+        precondition(maxSequencingDelayMicros > 0 && defaultDeduplicationPeriodMicros >= 0 && reconnectDelay >= .zero)
         self.maxSequencingDelayMicros = maxSequencingDelayMicros
         self.defaultDeduplicationPeriodMicros = defaultDeduplicationPeriodMicros
+        self.reconnectDelay = reconnectDelay
     }
 }
 
@@ -153,18 +160,38 @@ public actor ParticipantNode {
                 sendResponses(request)
             }
         }
-        let stream = connection.events(from: cursor.nextCounter)
+        let (connection, delay, logger) = (self.connection, configuration.reconnectDelay, self.logger)
         processing = Task { [weak self] in
-            do {
-                for try await event in stream {
-                    guard let self else { return }
-                    try await self.process(event)
+            // While no sequencer answers (the only one restarting), wait and subscribe again
+            // from the first event not processed: pending requests and commands in flight stay
+            // as they are and complete once the stream is back. Anything else — a database
+            // failure, an event out of order — stops processing (a restart resumes).
+            while !Task.isCancelled {
+                guard let from = await self?.cursor.nextCounter else { return }
+                do {
+                    for try await event in connection.events(from: from) {
+                        guard let self else { return }
+                        try await self.process(event)
+                    }
+                    return
+                } catch is CancellationError {
+                    return
+                } catch let error as RPCError where Self.worthWaiting(error) {
+                    logger.warning(
+                        "cannot read the sequencer stream; subscribing again",
+                        metadata: ["error": "\(error)", LogKey.counter: "\(from)", "retry_in": "\(delay)"])
+                    try? await Task.sleep(for: delay)
+                } catch {
+                    await self?.failed(error)
+                    return
                 }
-            } catch is CancellationError {
-            } catch {
-                await self?.failed(error)
             }
         }
+    }
+
+    /// Failures of the stream that time cures: no sequencer reachable at the moment.
+    static func worthWaiting(_ error: RPCError) -> Bool {
+        [.unavailable, .cancelled, .deadlineExceeded].contains(error.code)
     }
 
     private func failed(_ error: any Error) {

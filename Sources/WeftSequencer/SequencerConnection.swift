@@ -68,7 +68,7 @@ public actor SequencerConnection {
                 failures.append("\(endpoint): \(error)")
             }
         }
-        throw RPCError(.unavailable, "no sequencer of the domain answered: \(failures.joined(separator: "; "))", errorID: "SEQUENCER_ALL_UNAVAILABLE")
+        throw RPCError(.unavailable, "no sequencer of the domain answered: \(failures.joined(separator: "; "))", errorID: Self.allUnavailable)
     }
 
     /// Whether `error` is worth a retry; forgets the sequencer in use when the connection
@@ -91,12 +91,32 @@ public actor SequencerConnection {
     }
 
     /// Sends `batch` under `messageID`, moving to another sequencer until one accepts it.
+    ///
+    /// When no sequencer answers at all (the only one is restarting), it waits and tries
+    /// again until the batch's max sequencing time has passed — after that no sequencer could
+    /// sequence it anyway — rather than failing at once: the caller would otherwise report a
+    /// rejection for a request that a sequencer back a second later would have taken.
     public func send(_ batch: Weft.V1.Batch, messageID: String, maxSequencingTime: Int64? = nil, traceparent: String = "") async throws {
         let deadline = maxSequencingTime ?? SequencerWriter.now() + 60_000_000
         var attempt = 0
+        var unavailable = 0
         while true {
             attempt += 1
-            let client = try await self.client()
+            let client: SequencerClient
+            do {
+                client = try await self.client()
+            } catch let error as RPCError where error.errorID == Self.allUnavailable {
+                unavailable += 1
+                guard SequencerWriter.now() < deadline else { throw error }
+                if unavailable == 1 {
+                    logger.warning(
+                        "no sequencer of the domain answers; retrying the send until one does or its max sequencing time passes",
+                        metadata: ["error": "\(error)", "member": "\(member)", "message_id": "\(messageID)"])
+                }
+                try await Task.sleep(for: Self.backoff(unavailable))
+                continue
+            }
+            unavailable = 0
             do {
                 try await client.send(batch, messageID: messageID, maxSequencingTime: deadline, traceparent: traceparent)
                 return
@@ -106,6 +126,16 @@ public actor SequencerConnection {
                 guard await failed(client, error), attempt <= 100 else { throw error }
             }
         }
+    }
+
+    /// The error id of "no sequencer of the domain answered".
+    static let allUnavailable = "SEQUENCER_ALL_UNAVAILABLE"
+
+    /// How long to wait after the `failures`-th time in a row that no sequencer answered:
+    /// 50 ms doubling up to 2 s, so a restarting sequencer is found within moments without
+    /// a storm of TLS handshakes at a domain that is down for longer.
+    static func backoff(_ failures: Int) -> Duration {
+        min(.milliseconds(50 << min(max(failures - 1, 0), 6)), .seconds(2))
     }
 
     /// The member's events from `counter` on, verified, across sequencer failures: each event
