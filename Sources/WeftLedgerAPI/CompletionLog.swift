@@ -49,6 +49,9 @@ actor CompletionLog {
                 """)
         ])
 
+    /// The reason id of a submission lost in a participant crash before it was sent.
+    static let submissionLost = "LEDGER_API_SUBMISSION_LOST"
+
     private let database: PostgresDatabase
     private let participantID: String
     private let logger: Logger
@@ -91,9 +94,9 @@ actor CompletionLog {
     /// restarted participant before this log subscribed. Without it such a command would
     /// never complete on the stream, though the participant's store has its outcome.
     ///
-    /// A row whose submission the participant never recorded (killed between the two) can
-    /// never complete: it is removed, and the application's retry with the same command id
-    /// is a new submission.
+    /// A row whose submission the participant never recorded (killed between the two) was
+    /// never sent: it completes with `LEDGER_API_SUBMISSION_LOST`, so the application, which
+    /// had its submission id, learns to submit again instead of waiting for ever.
     private func recover(_ participant: ParticipantNode) async throws {
         let me = PostgresValue.text(participantID)
         let rows = try await database.withConnection { connection in
@@ -109,17 +112,19 @@ actor CompletionLog {
             let submissionID = try row[2].string ?? ""
             let record = try await participant.command(key)
             guard let record, record.submissionID == submissionID else {
-                let values: [PostgresValue] = [me, .text(key.applicationID), .text(key.commandID), .text(submissionID)]
-                _ = try await database.withConnection { connection in
-                    try connection.execute(
-                        """
-                        DELETE FROM ledger_api_completions WHERE participant = $1 AND application_id = $2 AND command_id = $3
-                            AND submission_id = $4 AND completion_offset IS NULL
-                        """, values)
-                }
+                // Nothing was sent: the participant stopped before it recorded the submission.
+                // The application got its submission id, so it waits for a completion: this one
+                // tells it to submit again (the command id is free, nothing was deduplicated).
                 logger.warning(
-                    "a submission the participant never recorded was dropped from the completion stream; the application's retry submits it again",
+                    "a submission the participant never recorded completes as lost; the application may submit it again",
                     metadata: [LedgerAPILogKey.command: "\(key)", LedgerAPILogKey.submission: "\(submissionID)"])
+                await store(
+                    CommandCompletion(
+                        command: key,
+                        completion: .rejected(
+                            reasonID: Self.submissionLost,
+                            message: "the participant stopped before it sent this submission, so nothing was sequenced; "
+                                + "submit the command again (the same command id is accepted)")))
                 continue
             }
             let completion: Completion

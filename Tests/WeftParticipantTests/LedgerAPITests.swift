@@ -654,3 +654,45 @@ extension OnARealDomain {
         }
     }
 }
+
+/// A submission the Ledger API recorded but the participant never did (the node was killed
+/// between the two) completes as lost when the Ledger API starts again: the application, which
+/// had its submission id, learns to submit again instead of waiting for ever.
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct LostSubmissionTests {
+        @Test func aSubmissionNeverRecordedByTheParticipantCompletesAsLost() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let first = try await LedgerAPIEndpoint.start(harness, 0)
+                await first.stop()
+                // As the Ledger API writes it before handing the command to the participant.
+                let participant = harness.nodes[0].identity.id.description
+                _ = try PostgresConnection(url: fixture.url).execute(
+                    """
+                    INSERT INTO ledger_api_completions (participant, application_id, command_id, submission_id, act_as)
+                    VALUES ($1, 'app', 'lost-1', 'submission-1', $2)
+                    """, [.text(participant), .text(harness.alice.id)])
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                var completion: Weft.V1.Completion?
+                for try await response in try api.client.completion.completionStream(
+                    .init(applicationID: "app", parties: [harness.alice.id], beginExclusive: 0))
+                {
+                    completion = response.completion
+                    break
+                }
+                #expect(completion?.commandID == "lost-1" && completion?.submissionID == "submission-1")
+                #expect(completion?.status?.errorID == "LEDGER_API_SUBMISSION_LOST", "\(String(describing: completion))")
+                #expect(completion?.status?.message.contains("submit the command again") == true)
+                // The command id is free: the retry is accepted and commits.
+                let retry = try await api.client.command.submitAndWait(
+                    .init(commands: .init(
+                        commandID: "lost-1", applicationID: "app", actAs: [harness.alice.id],
+                        commands: [IOUCommands(packageID: try await api.client.packageManagement.listPackages(.init()).packages[0].packageID)
+                            .issue("1", from: harness.alice.id, to: harness.alice.id)])))
+                #expect(retry.transactionID.count == 64)
+                await api.stop()
+                await harness.stop()
+            }
+        }
+    }
+}
