@@ -18,11 +18,28 @@ public enum WeftMetrics {
         .milliseconds(250), .milliseconds(500), .seconds(1), .microseconds(2_500_000), .seconds(5), .seconds(10),
     ]
 
+    /// The `# HELP` text of every metric a Weft node serves, by name.
+    ///
+    /// swift-metrics carries no help text, and `promtool check metrics` (and
+    /// the operators reading a scrape) want one for each family, so the factory
+    /// looks it up here. A metric missing from this table is served without
+    /// `# HELP` and the test suite's promtool check fails: add it here (and to
+    /// docs/operations.md §4) when adding a metric. One text per name, because
+    /// the registry refuses two help texts for one family.
+    public static let descriptions: [String: String] = [
+        "weft_rpc_server_calls_total":
+            "RPC calls that ended, by method and gRPC status code name (OK, UNAVAILABLE, ...).",
+        "weft_rpc_server_call_duration_seconds":
+            "RPC call duration in seconds, from the call's open frame to its close, streaming included.",
+        "weft_rpc_server_refused_total":
+            "RPC calls refused before a handler ran (unknown method, limits, draining), by gRPC status code name.",
+    ]
+
     private static let installed: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = durationBuckets
-        MetricsSystem.bootstrap(factory)
+        MetricsSystem.bootstrap(DescribedMetricsFactory(base: factory, descriptions: descriptions))
         return registry
     }()
 
@@ -39,4 +56,49 @@ public enum WeftMetrics {
         installed.emit(into: &buffer)
         return String(decoding: buffer, as: UTF8.self)
     }
+}
+
+/// swift-prometheus' factory with each metric's help text from
+/// `WeftMetrics.descriptions`; everything else (buckets, destruction) is the
+/// base factory's.
+struct DescribedMetricsFactory: MetricsFactory {
+    let base: PrometheusMetricsFactory
+    let descriptions: [String: String]
+
+    private var registry: PrometheusCollectorRegistry { base.registry }
+
+    private func descriptor(_ label: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: label, unitName: "", helpText: descriptions[label] ?? "")
+    }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
+    }
+
+    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
+        registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
+    }
+
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        guard aggregate else { return registry.makeGauge(descriptor: descriptor(label), labels: dimensions) }
+        let buckets = base.valueHistogramBuckets[label] ?? base.defaultValueHistogramBuckets
+        return registry.makeValueHistogram(descriptor: descriptor(label), labels: dimensions, buckets: buckets)
+    }
+
+    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
+        registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
+    }
+
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        let buckets = base.durationHistogramBuckets[label] ?? base.defaultDurationHistogramBuckets
+        return registry.makeDurationHistogram(descriptor: descriptor(label), labels: dimensions, buckets: buckets)
+    }
+
+    func destroyCounter(_ handler: any CounterHandler) { base.destroyCounter(handler) }
+    func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {
+        base.destroyFloatingPointCounter(handler)
+    }
+    func destroyRecorder(_ handler: any RecorderHandler) { base.destroyRecorder(handler) }
+    func destroyMeter(_ handler: any MeterHandler) { base.destroyMeter(handler) }
+    func destroyTimer(_ handler: any TimerHandler) { base.destroyTimer(handler) }
 }
