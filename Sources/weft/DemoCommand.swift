@@ -204,10 +204,10 @@ struct Demo {
 
         step("1. The domain owner creates the domain's root certificate, node certificates and keys")
         try await run(["certs", "init-ca", "--name", "domain1", "--dir", "certs"])
-        for node in ["sequencer1", "sequencer2", "domain-manager", "mediator1", "operator"] {
+        for node in ["sequencer1", "sequencer2", "domain-manager", "mediator1", "operator", "participant1", "participant2", "participant3"] {
             try await run(["certs", "issue", "--ca-dir", "certs", "--name", node, "--host", "localhost", "--host", "127.0.0.1", "--out", "certs"], quiet: node != "sequencer1")
         }
-        say("(and the same for sequencer2, domain-manager, mediator1 and the operator's client certificate)")
+        say("(and the same for sequencer2, domain-manager, mediator1, the operator's client certificate and, for this demo, the participants' nodes)")
         for key in ["domain-namespace", "domain-manager", "sequencers", "mediator"] {
             try await run(["keys", "generate", "--out", "keys/\(key).pem"], quiet: key != "domain-namespace")
         }
@@ -225,7 +225,8 @@ struct Demo {
                 _ = try setup.execute("CREATE DATABASE \"\(full)\"")
             }
         }
-        let sequencerPorts = [try DemoProcesses.freePort(), try DemoProcesses.freePort()]
+        let first = try DemoProcesses.freePort()
+        let sequencerPorts = [first, try DemoProcesses.freePort(besides: [first])]
         let sequencerAddresses = sequencerPorts.map { "127.0.0.1:\($0)" }
         let sequencers = sequencerPorts.indices.map { index in
             """
@@ -305,7 +306,7 @@ struct Demo {
                   \(name):
                     kind: participant
                     listen: 127.0.0.1:0
-                    tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
+                    tls: { certificate: certs/\(name).pem, key: certs/\(name)-key.pem }
                     database: { url: "\(databaseURL("\(database)_\(name)"))" }
                     metrics: { listen: 127.0.0.1:0 }
                 """)

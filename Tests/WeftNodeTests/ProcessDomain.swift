@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WeftCrypto
 import WeftStore
@@ -22,18 +23,19 @@ struct ProcessDomain {
         ["--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key", "certs/operator-key.pem"]
     }
 
-    /// A free TCP port on loopback (bound and released at once).
+    /// A TCP port on loopback that nothing listens on now, below the kernel's ephemeral range
+    /// (32768…): a port released here is not taken by some outgoing connection before `weft
+    /// run` binds it (an ephemeral one was, with EADDRINUSE, on a busy machine). Ports handed
+    /// out by this process are not handed out again.
     static func freePort() throws -> Int {
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
+        try handedOut.withLock { taken in
+            let port = try ExampleDeployment.unusedPort(besides: taken)
+            taken.insert(port)
+            return port
+        }
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 
     static func start(fixture: PostgresFixture, directory: NodeDirectory, environment: [String: String] = [:]) async throws -> ProcessDomain {
         let dir = directory.path
