@@ -143,6 +143,7 @@ let package = Package(
             dependencies: [
                 "WeftProtocol", "WeftContracts", "WeftTopology", "WeftStore", "WeftCrypto", "WeftWire", "WeftSequencer", "WeftTransport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -152,6 +153,7 @@ let package = Package(
                 "WeftProtocol", "WeftContracts", "WeftTopology", "WeftSequencer", "WeftTransport", "WeftStore",
                 "WeftCrypto", "WeftWire",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -170,6 +172,7 @@ let package = Package(
             dependencies: [
                 "WeftStore", "WeftWire", "WeftCrypto", "WeftTransport", "WeftTopology",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 public import Logging
 import WeftCrypto
@@ -248,6 +249,7 @@ public actor MediatorDriver {
             case .refused:
                 outboxSignal?.yield()
             case .registered(let id, let deadline):
+                Counter(label: "weft_mediator_requests_total").increment()
                 requestTraces[request.timestamp] = TraceContext.current
                 logger.debug("registered a request", metadata: ["request": "\(id)", "deadline": "\(deadline)"])
             case .alreadyRegistered, .alreadyDecided:
@@ -323,6 +325,9 @@ public actor MediatorDriver {
                 try await TraceContext.$current.withValue(trace) {
                     do {
                         try await connection.send(batch, messageID: messageID, maxSequencingTime: maxSequencingTime)
+                        Counter(
+                            label: "weft_mediator_verdicts_total", dimensions: [("outcome", verdict.isApproved ? "approved" : "rejected")]
+                        ).increment()
                         logger.info(
                             "sent a verdict",
                             metadata: ["request": "\(verdict.request)", "approved": "\(verdict.isApproved)", "recipients": "\(recipients.count)"])

@@ -33,12 +33,29 @@ public enum WeftMetrics {
             "RPC call duration in seconds, from the call's open frame to its close, streaming included.",
         "weft_rpc_server_refused_total":
             "RPC calls refused before a handler ran (unknown method, limits, draining), by gRPC status code name.",
+        "weft_sequencer_submissions_total":
+            "Submissions this sequencer node took, by outcome: sequenced, or duplicate (a message id already used).",
+        "weft_sequencer_submission_bytes":
+            "Size in bytes of each submitted batch this sequencer node sequenced.",
+        "weft_participant_requests_total":
+            "Confirmation requests this participant validated and saw decided, by outcome: approved (committed) or rejected.",
+        "weft_participant_local_rejections_total":
+            "Requests this participant rejected itself when validating, by reject reason id.",
+        "weft_participant_commands_total":
+            "Commands submitted through this participant that completed, by outcome: succeeded or rejected.",
+        "weft_participant_command_duration_seconds":
+            "From a command's submission to its completion on this participant, in seconds.",
+        "weft_mediator_requests_total":
+            "Confirmation requests the mediator registered.",
+        "weft_mediator_verdicts_total":
+            "Verdicts the mediator sent, by outcome: approved or rejected.",
     ]
 
     private static let installed: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = durationBuckets
+        factory.valueHistogramBuckets["weft_sequencer_submission_bytes"] = [256, 1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304]
         MetricsSystem.bootstrap(DescribedMetricsFactory(base: factory, descriptions: descriptions))
         return registry
     }()

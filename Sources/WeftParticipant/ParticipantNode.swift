@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 public import Logging
 public import WeftContracts
@@ -55,6 +56,8 @@ public actor ParticipantNode {
     private var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
     private var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
+    /// When each command in flight was submitted here: its duration metric at completion.
+    private var submittedAt: [CommandKey: ContinuousClock.Instant] = [:]
     private var known = Set<ContractID>()
     private var locks: [ContractID: SequencingTimestamp] = [:]
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
@@ -467,6 +470,7 @@ public actor ParticipantNode {
             logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.command)"])
             return .duplicate(previous: previous)
         }
+        submittedAt[prepared.command] = .now
         // Cancelling the caller stops its wait, not the request: its completion stays in the store.
         return try await withTaskCancellationHandler {
             try await awaitCompletion(prepared)
@@ -529,6 +533,18 @@ public actor ParticipantNode {
     }
 
     private func complete(_ key: CommandKey, _ completion: Completion) {
+        let outcome: String
+        switch completion {
+        case .succeeded: outcome = "succeeded"
+        case .rejected: outcome = "rejected"
+        case .duplicate: outcome = "duplicate"
+        }
+        Counter(label: "weft_participant_commands_total", dimensions: [("outcome", outcome)]).increment()
+        if let started = submittedAt.removeValue(forKey: key) {
+            let (seconds, attoseconds) = (ContinuousClock.now - started).components
+            Timer(label: "weft_participant_command_duration_seconds")
+                .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        }
         publish(CommandCompletion(command: key, completion: completion))
         for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
     }
@@ -655,6 +671,7 @@ public actor ParticipantNode {
         for id in result.creates { pendingCreates[id] = request.timestamp }
         for continuation in validatedWaiters.removeValue(forKey: rootHash) ?? [] { continuation.resume() }
         if let reason = result.decision.reasonID {
+            Counter(label: "weft_participant_local_rejections_total", dimensions: [("reason_id", reason)]).increment()
             logger.info(
                 "request rejected locally",
                 metadata: [
@@ -827,6 +844,8 @@ public actor ParticipantNode {
                     tree: try Weft.V1.TransactionTreeView(events: treeEvents).serializedBytes())
             }
         }
+        Counter(label: "weft_participant_requests_total", dimensions: [("outcome", approved ? "approved" : "rejected")])
+            .increment()
         try await store.decide(
             requestTime, outcome: approved ? "approved" : reasonID, commit: commit, command: request.command,
             completion: approved ? nil : (reasonID, reason), cursor: next)

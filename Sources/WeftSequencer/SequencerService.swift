@@ -1,3 +1,4 @@
+import CoreMetrics
 public import Logging
 public import WeftCrypto
 import WeftTopology
@@ -67,6 +68,11 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             sender: member, messageID: submission.messageID, batch: submission.batch ?? .init(),
             maxSequencingTime: submission.maxSequencingTime?.microsSinceEpoch ?? (SequencerWriter.now() + 60_000_000),
             traceparent: submission.traceparent, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes) }
+        Counter(label: "weft_sequencer_submissions_total", dimensions: [("outcome", outcome == .duplicate ? "duplicate" : "sequenced")])
+            .increment()
+        if outcome != .duplicate {
+            Recorder(label: "weft_sequencer_submission_bytes").record(request.submissionRequest.count)
+        }
         if outcome == .duplicate {
             logger.warning("replayed submission refused", metadata: ["member": "\(member)", "message_id": "\(submission.messageID)"])
             throw RPCError(.alreadyExists, "message id \(submission.messageID) was already used by \(member); use a fresh one per submission", errorID: "SEQUENCER_DUPLICATE_MESSAGE_ID")

@@ -69,6 +69,17 @@ import WeftTestSupport
                 #expect(
                     scrape.body.contains("# HELP weft_rpc_server_calls_total ")
                         && scrape.body.contains(#"method="/weft.v1.HealthService/Check""#), "\(kind): \(scrape.body)")
+                // What each kind counted of the one transaction ("use" committed it).
+                let counted: [String: String] = [
+                    "sequencer": #"weft_sequencer_submissions_total{outcome="sequenced"}"#,
+                    "mediator": #"weft_mediator_verdicts_total{outcome="approved"}"#,
+                    "participant": #"weft_participant_requests_total{outcome="approved"}"#,
+                ]
+                if let series = counted[kind] {
+                    let value = scrape.body.split(separator: "\n").first { $0.hasPrefix(series + " ") }
+                        .flatMap { Double($0.split(separator: " ").last ?? "") }
+                    #expect((value ?? 0) >= 1, "\(kind): \(series) in \(scrape.body)")
+                }
                 let file = example.directory + "/metrics-\(metricsPort).txt"
                 try scrape.body.write(toFile: file, atomically: true, encoding: .utf8)
                 let check = try await TestSubprocess.run(["bash", "-c", "\(promtool) check metrics < \(file)"])
