@@ -23,6 +23,9 @@ struct SubmittedCommand: Sendable {
     let messageID: String
     let rootHash: Digest32
     let deduplicationPeriodMicros: Int64
+    /// The request's max sequencing time (µs): once the sequencer's time has passed it without
+    /// the request, it never will be sequenced.
+    let maxSequencingTime: Int64
 }
 
 /// A command as stored: in flight, or completed.

@@ -56,8 +56,15 @@ public actor ParticipantNode {
     private var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
     private var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
+    /// This participant as a sequencer member (`PAR::…`), as deliveries name their sender.
+    private var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
     /// When each command in flight was submitted here: its duration metric at completion.
     private var submittedAt: [CommandKey: ContinuousClock.Instant] = [:]
+    /// Commands in flight whose request this participant has not yet seen sequenced, by message
+    /// id: a send whose outcome is unknown, or one recorded before a crash and never sent. Once
+    /// the stream's time passes a request's max sequencing time without it, the sequencer can no
+    /// longer sequence it, and the command is rejected — never both rejected and committed.
+    private var unsequenced: [String: (key: CommandKey, maxSequencingTime: Int64)] = [:]
     private var known = Set<ContractID>()
     private var locks: [ContractID: SequencingTimestamp] = [:]
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
@@ -140,9 +147,11 @@ public actor ParticipantNode {
                 throw ParticipantError.inconsistentStore("a stored package does not load: \(error)")
             }
         }
+        let unsequenced = try await store.unsequencedCommands()
         let node = ParticipantNode(
             identity: identity, domain: domain, store: store, topology: topology, connection: connection,
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
+        await node.awaitSequencing(unsequenced)
         await node.resume(ready: await topology.isInitialized)
         return node
     }
@@ -465,11 +474,13 @@ public actor ParticipantNode {
     public func submit(_ prepared: PreparedSubmission) async throws -> Completion {
         let record = SubmittedCommand(
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
-            rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros)
+            rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
+            maxSequencingTime: prepared.maxSequencingTime)
         if let previous = try await store.begin(record, now: wallClockMicros()) {
             logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.command)"])
             return .duplicate(previous: previous)
         }
+        unsequenced[prepared.messageID] = (prepared.command, prepared.maxSequencingTime)
         submittedAt[prepared.command] = .now
         // Cancelling the caller stops its wait, not the request: its completion stays in the store.
         return try await withTaskCancellationHandler {
@@ -518,6 +529,15 @@ public actor ParticipantNode {
     }
 
     private func sendFailed(_ prepared: PreparedSubmission, _ error: any Error) async {
+        guard Self.certainlyNotSequenced(error) else {
+            // The sequencer may have sequenced it before the answer was lost (or the node is
+            // stopping): the stream decides — the request arrives, or its time passes it.
+            logger.warning(
+                "a confirmation request's send ended without an answer; its command completes when the stream shows the request or passes its max sequencing time",
+                metadata: [LogKey.command: "\(prepared.command)", "error": "\(error)"])
+            return
+        }
+        unsequenced[prepared.messageID] = nil
         logger.error(
             "the sequencer did not accept a confirmation request",
             metadata: [LogKey.command: "\(prepared.command)", "error": "\(error)"])
@@ -530,6 +550,54 @@ public actor ParticipantNode {
         } catch {
             logger.error("could not record a failed submission", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Whether a failed send surely left nothing sequenced: the sequencer answered with a
+    /// refusal. Unavailability, deadlines, cancellation and lost connections leave it open.
+    static func certainlyNotSequenced(_ error: any Error) -> Bool {
+        guard let error = error as? RPCError else { return false }
+        if error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" { return false }  // an earlier attempt was
+        return [.invalidArgument, .permissionDenied, .unauthenticated, .failedPrecondition, .resourceExhausted, .notFound, .outOfRange]
+            .contains(error.code)
+    }
+
+    /// Commands recorded earlier whose requests were not seen sequenced (loaded at start).
+    private func awaitSequencing(_ commands: [(messageID: String, key: CommandKey, maxSequencingTime: Int64)]) {
+        for command in commands { unsequenced[command.messageID] = (command.key, command.maxSequencingTime) }
+        if !commands.isEmpty {
+            logger.info(
+                "commands in flight whose requests were not seen sequenced wait for the stream's time",
+                metadata: [LogKey.pendingCount: "\(commands.count)"])
+        }
+    }
+
+    /// Rejects the commands whose requests the sequencer can no longer sequence: the stream's
+    /// time (an event at `timestamp`) has passed their max sequencing time without them.
+    private func expireUnsequenced(at timestamp: SequencingTimestamp) async throws {
+        let expired = unsequenced.filter { $0.value.maxSequencingTime < timestamp.microsSinceEpoch }
+        for (messageID, entry) in expired.sorted(by: { $0.key < $1.key }) {
+            unsequenced[messageID] = nil
+            let reason = RejectReason.Participant.notSequenced
+            let message =
+                "the confirmation request was not sequenced by its max sequencing time (the send's outcome was unknown, "
+                + "or the participant stopped before sending); nothing was committed — submit the command again"
+            if let key = try await store.failSubmission(messageID: messageID, reasonID: reason, reason: message, cursor: nil) {
+                logger.warning(
+                    "a command's request was never sequenced",
+                    metadata: [LogKey.command: "\(key)", "max_sequencing_time": "\(entry.maxSequencingTime)"])
+                complete(key, .rejected(reasonID: reason, message: message))
+            }
+        }
+    }
+
+    /// For tests: records `prepared` as submitted without sending it, as a node killed between
+    /// the two leaves it.
+    @_spi(Testing) public func recordWithoutSending(_ prepared: PreparedSubmission) async throws {
+        let record = SubmittedCommand(
+            key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
+            rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
+            maxSequencingTime: prepared.maxSequencingTime)
+        _ = try await store.begin(record, now: wallClockMicros())
     }
 
     private func complete(_ key: CommandKey, _ completion: Completion) {
@@ -563,6 +631,7 @@ public actor ParticipantNode {
         let next = ParticipantStore.Cursor(nextCounter: event.counter + 1, lastTimestamp: timestamp)
         switch event.event {
         case .deliverError(let error)?:
+            unsequenced[error.messageID] = nil
             let reasonID = error.reason?.errorID.isEmpty == false ? error.reason!.errorID : "SEQUENCER_DELIVER_ERROR"
             let message = error.reason?.message ?? "the sequencer refused the submission"
             let key = try await store.failSubmission(
@@ -575,6 +644,7 @@ public actor ParticipantNode {
                 complete(key, .rejected(reasonID: reasonID, message: message))
             }
         case .deliver(let deliver)?:
+            if deliver.sender == memberText { unsequenced[deliver.messageID] = nil }  // our request, sequenced
             // The submission's trace: validation, responses and commit log under it, and the
             // responses carry it on to the mediator.
             try await TraceContext.withSpan(of: deliver.traceparent) {
@@ -584,6 +654,7 @@ public actor ParticipantNode {
             try await store.advance(next)
             cursor = next
         }
+        if !unsequenced.isEmpty { try await expireUnsequenced(at: timestamp) }
     }
 
     private func process(_ deliver: Weft.V1.Deliver, at timestamp: SequencingTimestamp, next: ParticipantStore.Cursor)

@@ -132,6 +132,13 @@ public struct ParticipantStore: Sendable {
             COMMENT ON COLUMN participant_events.event_id IS
                 'The Ledger API event id of the create or consuming exercise the event comes from (as in the transaction tree, the same on every participant); empty when the views could not be re-interpreted here.';
             """),
+        Migration(
+            4, "commands remember their request's max sequencing time",
+            """
+            ALTER TABLE participant_commands ADD COLUMN max_sequencing_time bigint NOT NULL DEFAULT 0;
+            COMMENT ON COLUMN participant_commands.max_sequencing_time IS
+                'The request''s max sequencing time (µs): a command still in flight whose request is not among participant_requests once the stream''s time has passed it was never sequenced (0: not recorded, before this column).';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -279,14 +286,14 @@ public struct ParticipantStore: Sendable {
             let inserted = try connection.execute(
                 """
                 INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
-                    root_hash, submitted_at, dedup_until, state)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight')
+                    root_hash, submitted_at, dedup_until, state, max_sequencing_time)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9)
                 ON CONFLICT DO NOTHING RETURNING 1
                 """,
                 [
                     me, .text(command.key.applicationID), .text(command.key.commandID), .text(command.submissionID),
                     .text(command.messageID), .bytes(command.rootHash.bytes), .int64(now),
-                    .int64(now + command.deduplicationPeriodMicros),
+                    .int64(now + command.deduplicationPeriodMicros), .int64(command.maxSequencingTime),
                 ])
             if !inserted.rows.isEmpty { return nil }
             return try connection.execute(
@@ -295,6 +302,31 @@ public struct ParticipantStore: Sendable {
                 FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3
                 """, [me, .text(command.key.applicationID), .text(command.key.commandID)]
             ).rows.first.map(Self.record)
+        }
+    }
+
+    /// Commands in flight whose request this participant has not seen sequenced (no row in
+    /// participant_requests for its root hash): their message ids, keys and max sequencing
+    /// times. After a crash between recording a command and sending it, or a send whose outcome
+    /// is unknown, these complete once the stream's time passes their max sequencing time.
+    func unsequencedCommands() async throws -> [(messageID: String, key: CommandKey, maxSequencingTime: Int64)] {
+        let me = self.me
+        let rows = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT c.message_id, c.application_id, c.command_id, c.max_sequencing_time FROM participant_commands c
+                WHERE c.participant = $1 AND c.state = 'in_flight' AND c.max_sequencing_time > 0
+                    AND NOT EXISTS (
+                        SELECT 1 FROM participant_requests r WHERE r.participant = c.participant AND r.root_hash = c.root_hash)
+                """, [me]
+            ).rows
+        }
+        return try rows.map { row in
+            (
+                try Self.require(row[0].string, "message_id"),
+                CommandKey(applicationID: try Self.require(row[1].string, "application_id"), commandID: try Self.require(row[2].string, "command_id")),
+                try Self.require(row[3].int64, "max_sequencing_time")
+            )
         }
     }
 

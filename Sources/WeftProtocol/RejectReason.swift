@@ -21,6 +21,9 @@ public enum RejectReason {
 
     /// Participants' reasons (DESIGN.md §8), listed here so that every id has one spelling.
     public enum Participant {
+        /// The submitter's own verdict on its command: its request was not sequenced by its max
+        /// sequencing time (a send whose outcome was lost, or a crash before sending).
+        public static let notSequenced = "PARTICIPANT_REQUEST_NOT_SEQUENCED"
         /// An input contract is locked by another pending request.
         public static let lockedContracts = "LOCKED_CONTRACTS"
         /// An input contract is not active (archived or never created).

@@ -213,6 +213,39 @@ extension OnARealDomain {
             }
         }
 
+        @Test func aCommandRecordedButNeverSentIsRejectedOnceTheStreamPassesItsMaxSequencingTime() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let alice = domain.alice
+                await domain.p1.stop()
+                let hurried = try await domain.restart(0, configuration: ParticipantConfiguration(maxSequencingDelayMicros: 1_000_000))
+                let key = CommandKey(applicationID: "alice-app", commandID: "never-sent")
+                let prepared = try await hurried.prepare([try domain.issue("3", to: alice, by: alice)], actAs: [alice], command: key)
+                // The node is killed between recording the command and sending its request.
+                try await hurried.recordWithoutSending(prepared)
+                await hurried.stop()
+                let restarted = try await domain.restart(0)
+                #expect(try await restarted.command(key)?.state == .inFlight)
+                // Once an event sequenced after the request's max sequencing time reaches the
+                // participant, the sequencer can no longer sequence the request.
+                let untilExpiry = prepared.maxSequencingTime - Int64(Date().timeIntervalSince1970 * 1_000_000) + 100_000
+                if untilExpiry > 0 { try await Task.sleep(for: .microseconds(untilExpiry)) }  // the time under test
+                _ = try await domain.issued("5", to: alice, command: "after-expiry")
+                await restarted.waitForLedgerEnd(1)
+                let record = try await restarted.command(key)
+                #expect(record?.state == .rejected && record?.reasonID == "PARTICIPANT_REQUEST_NOT_SEQUENCED", "\(String(describing: record))")
+                // Nothing was committed for it, and its command id is free: a retry commits.
+                #expect(await restarted.ledgerEndOffset == 1)
+                let retried = try await restarted.submit([try domain.issue("3", to: alice, by: alice)], actAs: [alice], command: key)
+                guard case .succeeded = retried else {
+                    Issue.record("the retry did not commit: \(retried)")
+                    return
+                }
+                await restarted.stop()
+                await domain.stop()
+            }
+        }
+
         @Test func aRestartedParticipantResumesFromItsPersistedCounter() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
