@@ -165,3 +165,17 @@ final class PKey: @unchecked Sendable {
         return bytes
     }
 }
+
+/// OpenSSL's process-wide state.
+public enum OpenSSLProcess {
+    /// Keeps OpenSSL's global state until the process is gone: no clean-up handler at exit.
+    ///
+    /// A node that returns from `main` after draining may still have tasks on other threads
+    /// inside libcrypto (a sequencer's readers hashing, a signer); OpenSSL's default `atexit`
+    /// clean-up frees the state they use under them, and the process dies with SIGSEGV instead
+    /// of exiting 0 (seen on a sequencer stopped with SIGTERM). Call it first thing in `main`,
+    /// before OpenSSL initializes otherwise.
+    public static func keepStateUntilExit() {
+        _ = OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil)
+    }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import WeftCrypto
 
 /// `weft`: Weft's one executable: the daemon (`weft run`), database and
 /// certificate tools, and the demo. The operator's console verbs grow with the
@@ -20,4 +21,11 @@ struct WeftCommand: AsyncParsableCommand {
             ActiveContractsCommand.self, TransactionsCommand.self, LedgerEndCommand.self, TokenCommand.self, ScriptCommand.self, DomainCommand.self,
         ]
     )
+
+    /// OpenSSL keeps its state until the process is gone (`OpenSSLProcess`): a node returning
+    /// from here may still have threads inside libcrypto.
+    static func main() async {
+        OpenSSLProcess.keepStateUntilExit()
+        await main(nil)
+    }
 }
