@@ -225,8 +225,8 @@ struct Demo {
                 _ = try setup.execute("CREATE DATABASE \"\(full)\"")
             }
         }
-        let first = try DemoProcesses.freePort()
-        let sequencerPorts = [first, try DemoProcesses.freePort(besides: [first])]
+        let first = try LoopbackPort.unused()
+        let sequencerPorts = [first, try LoopbackPort.unused(besides: [first])]
         let sequencerAddresses = sequencerPorts.map { "127.0.0.1:\($0)" }
         let sequencers = sequencerPorts.indices.map { index in
             """

@@ -64,29 +64,6 @@ actor DemoProcesses {
             }
         }
     }
-
-    /// A TCP port on loopback that nothing listens on now, for the sequencers, whose addresses
-    /// other nodes' configurations name before they start. Below the kernel's ephemeral range
-    /// (32768…), so no outgoing connection takes it before the node binds it; never one of
-    /// `taken`.
-    static func freePort(besides taken: Set<Int> = []) throws -> Int {
-        for _ in 0..<200 {
-            let port = Int.random(in: 20000..<32000)
-            if taken.contains(port) { continue }
-            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard socket >= 0 else { throw DemoError(description: "no socket for a free port: errno \(errno)") }
-            defer { close(socket) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(port).bigEndian
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if bound == 0 { return port }
-        }
-        throw DemoError(description: "no free loopback port between 20000 and 32000")
-    }
 }
 
 /// A value written by one thread before it signals and read by another after.

@@ -215,31 +215,10 @@ struct ExampleDeployment {
 
     func remove() { try? FileManager.default.removeItem(atPath: root) }
 
-    /// A port below the kernel's ephemeral range (32768…) that nothing listens on now.
-    ///
-    /// Not `ProcessDomain.freePort()`: an ephemeral port released here can be taken by any
-    /// outgoing connection on the machine in the seconds before `weft run` binds it (the
-    /// setup block runs in between), which failed a run with EADDRINUSE on a busy machine.
-    /// Outgoing connections never take a port below the ephemeral range.
+    /// A port below the kernel's ephemeral range that nothing listens on now (`LoopbackPort`).
     static func unusedPort(besides taken: Set<Int>) throws -> Int {
-        for _ in 0..<100 {
-            let port = Int.random(in: 20000..<32000)
-            if taken.contains(port) { continue }
-            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(socket) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(port).bigEndian
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if bound == 0 { return port }
-        }
-        throw PortsExhausted()
+        try LoopbackPort.unused(besides: taken)
     }
-
-    struct PortsExhausted: Error {}
 
     /// `text` with every `:<example port>` replaced by `:<free port>`.
     static func remap(_ text: String, _ ports: [Int: Int]) -> String {
