@@ -2,7 +2,7 @@
 //
 //   weft-codegen --descriptor-set ALL.pb --plain-descriptor-set PLAIN.pb \
 //                --swift-out DIR --tests-out DIR --c-out DIR --docs-out DIR \
-//                --transport-out DIR
+//                --transport-out DIR --wireshark-out DIR
 //
 // ALL.pb is `protoc --include_source_info` output (comments become doc
 // comments); PLAIN.pb, without source info, is embedded for reflection.
@@ -31,6 +31,7 @@ do {
     let cOut = argument("--c-out")
     let docsOut = argument("--docs-out")
     let transportOut = argument("--transport-out")
+    let wiresharkOut = argument("--wireshark-out")
 
     let schema = try Schema(descriptorSet: descriptorSet, onlyPackage: "weft.v1")
     let swift = SwiftEmitter(schema: schema)
@@ -42,6 +43,7 @@ do {
     try write(StubEmitter(schema: schema, swift: swift).emit(), to: "\(transportOut)/Services.swift")
     try write(SampleEmitter(schema: schema, swift: swift).emit(), to: "\(testsOut)/Samples.swift")
     try write(DocsEmitter.methods(schema), to: "\(docsOut)/methods.md")
+    try write(LuaEmitter(schema: schema).emit(), to: "\(wiresharkOut)/weft.lua")
     try write(CEmitter.umbrellaHeader(schema), to: "\(cOut)/include/CWeftWire.h")
     try write(CEmitter.descriptorSetSource(plain), to: "\(cOut)/descriptor_set.c")
     // A module map of our own: SwiftPM refuses an umbrella header with
