@@ -37,7 +37,10 @@ struct ProcessDomain {
 
     private static let handedOut = Mutex<Set<Int>>([])
 
-    static func start(fixture: PostgresFixture, directory: NodeDirectory, environment: [String: String] = [:]) async throws -> ProcessDomain {
+    /// `runArguments` go to the domain's `weft run` (e.g. `--tls-keylog FILE` for a capture).
+    static func start(
+        fixture: PostgresFixture, directory: NodeDirectory, environment: [String: String] = [:], runArguments: [String] = []
+    ) async throws -> ProcessDomain {
         let dir = directory.path
         func weft(_ arguments: String...) async throws {
             let (status, _, error) = try await WeftProcess.run(arguments, directory: dir)
@@ -86,7 +89,7 @@ struct ProcessDomain {
                 tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
                 database: { url: \(fixture.url) }
             """)
-        let process = try WeftProcess(["run", "-c", "domain.yaml", "--migrate"], directory: dir, environment: environment)
+        let process = try WeftProcess(["run", "-c", "domain.yaml", "--migrate"] + runArguments, directory: dir, environment: environment)
         var managerPort = 0
         var mediatorStartedFirst = false
         for _ in 0..<3 {
@@ -105,18 +108,43 @@ struct ProcessDomain {
         fixtureURL.replacingOccurrences(of: "/weft", with: "/\(name)")
     }
 
-    /// Creates a database for participant `name` and writes `name.yaml`, a participant node on a
-    /// free port, plaintext API (the tests' clients are on loopback).
-    func writeParticipant(_ name: String, directory: NodeDirectory) throws {
+    /// Creates a database for participant `name` and writes `name.yaml`, a participant node on
+    /// `port` (0: a free port the node picks), plaintext API (the tests' clients are on loopback).
+    func writeParticipant(_ name: String, directory: NodeDirectory, port: Int = 0) throws {
         _ = try PostgresConnection(url: fixtureURL).execute("CREATE DATABASE \(name)")
         try directory.write("\(name).yaml", """
             nodes:
               \(name):
                 kind: participant
-                listen: 127.0.0.1:0
+                listen: 127.0.0.1:\(port)
                 tls: { plaintext: true }
                 database: { url: \(Self.databaseURL(fixtureURL, name)) }
             """)
+    }
+
+    /// Runs `weft arguments…` in the domain's directory, expecting it to succeed; its stdout, trimmed.
+    func weft(_ arguments: [String]) async throws -> String {
+        let (status, output, error) = try await WeftProcess.run(arguments, directory: directory)
+        #expect(status == 0, "weft \(arguments.joined(separator: " ")): \(error)")
+        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Onboards participant `name` as the seed tells it: its configuration (API on `port`), its
+    /// id allow-listed by the domain owner, its node started and connected to the sequencer, the
+    /// IOU package uploaded. Returns its id (`name::1220…`), its process and its API arguments.
+    func joinParticipant(_ name: String, directory: NodeDirectory, port: Int = 0) async throws
+        -> (id: String, node: WeftProcess, api: [String])
+    {
+        try writeParticipant(name, directory: directory, port: port)
+        let id = try await weft(["participant", "id", "-c", "\(name).yaml"])
+        _ = try await weft(["domain-manager", "set-state", id, "--permission", "submission"] + admin)
+        let (node, api) = try await startParticipant(name)
+        _ = try await weft(
+            ["participant", "connect-multi", "mydomain", "127.0.0.1:\(sequencerPort)", "--root-cert", "certs/ca.pem",
+             "--remote", api[1], "--remote-plaintext"])
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        _ = try await weft(["package", "upload", root.appendingPathComponent("examples/packages/iou.weft").path] + api)
+        return (id, node, api)
     }
 
     /// Starts the participant node of `name.yaml`; returns it and its API's `--remote` arguments.

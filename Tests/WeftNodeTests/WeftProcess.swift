@@ -1,8 +1,8 @@
 import Foundation
 import WeftCrypto
 
-/// The `weft` executable of this build, run as a real process: for tests where
-/// a signal, an exit status or a crash is the point.
+/// The `weft` executable of this build (or another program, e.g. `dumpcap`), run as a real
+/// process: for tests where a signal, an exit status or a crash is the point.
 final class WeftProcess: @unchecked Sendable {
     // Mutable state is touched only from the readability handler's queue and after exit.
     let process = Process()
@@ -23,13 +23,14 @@ final class WeftProcess: @unchecked Sendable {
         return root.appendingPathComponent(".build/debug/weft")
     }
 
-    /// Starts `weft arguments…` in `directory`; its stdout lines arrive on `lines`.
+    /// Starts `weft arguments…` (or `executable arguments…`) in `directory`; its stdout lines
+    /// arrive on `lines`.
     ///
     /// Both pipes are read by threads of their own with blocking reads until end of file:
     /// Foundation's readability handlers on Linux can miss the end of a short-lived
     /// process's output under load, which hung tests on a busy CI machine.
-    init(_ arguments: [String], directory: String, environment: [String: String] = [:]) throws {
-        process.executableURL = Self.executable
+    init(_ arguments: [String], directory: String, environment: [String: String] = [:], executable: URL? = nil) throws {
+        process.executableURL = executable ?? Self.executable
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -90,6 +91,19 @@ final class WeftProcess: @unchecked Sendable {
 
     /// Everything written on stderr so far.
     var standardError: String { lock.withLock { stderrText } }
+
+    /// Waits until stderr contains `text` (a program that reports readiness there, like
+    /// dumpcap's `File:` line): true when it does, false when `timeout` passes first or the
+    /// process exits without it. Polls, as stderr is collected by a reading thread.
+    func waitForStandardError(containing text: String, timeout: Duration = .seconds(30)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if standardError.contains(text) { return true }
+            if !process.isRunning { return standardError.contains(text) }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
 
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
