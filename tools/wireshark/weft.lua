@@ -10,7 +10,8 @@
 --   tshark -X lua_script:tools/wireshark/weft.lua \
 --          -o tls.keylog_file:KEYLOG \
 --          -o 'uat:protobuf_search_paths:"PATH/TO/Proto","TRUE"' \
---          -o protobuf.pbf_as_hf:TRUE -r weft.pcapng -Y weft
+--          -o protobuf.preload_protos:TRUE -o protobuf.pbf_as_hf:TRUE \
+--          -r weft.pcapng -Y weft
 --
 -- Display filter fields: weft.stream_id, weft.kind, weft.method, weft.direction,
 -- weft.message_type, weft.metadata.key, weft.metadata.value, weft.status.code,
@@ -114,7 +115,6 @@ local grpc_codes = {
 local weft = Proto("weft", "Weft")
 local pf = {
   preface = ProtoField.bytes("weft.preface", "Preface"),
-  frame = ProtoField.bytes("weft.frame", "Frame"),
   frame_length = ProtoField.uint32("weft.frame_length", "Frame length", base.DEC),
   stream_id = ProtoField.uint32("weft.stream_id", "Stream id", base.DEC),
   kind = ProtoField.string("weft.kind", "Kind"),
