@@ -139,6 +139,51 @@ import WeftTestSupport
         }
     }
 
+    /// Bad bytes on a Weft connection: the dissector marks them (expert info) and goes on with
+    /// the next frame; no Lua error. A hand-made capture of one plaintext connection: the preface
+    /// and a frame whose body is not protobuf, a good `open`, a frame with flag 1, and bytes that
+    /// are neither a frame nor the preface.
+    @Test func tsharkMarksMalformedFramesAndCarriesOn() async throws {
+        func frame(_ body: [UInt8], flag: UInt8 = 0) -> [UInt8] {
+            [flag] + withUnsafeBytes(of: UInt32(body.count).bigEndian, Array.init) + body
+        }
+        let open: [UInt8] = [0x08, 0x01, 0x12, 0x0a, 0x0a, 0x08] + Array("/x.y/Zed".utf8)  // stream 1, open{method}
+        let segments: [[UInt8]] = [
+            Array("WEFT".utf8) + [1, 0, 0x0d, 0x0a] + frame([0xff, 0xff, 0xff]), frame(open),
+            frame([0x08, 0x01, 0x1a, 0x05, 0x0a, 0x03] + Array("abc".utf8), flag: 1), Array("Wxyz garbage!".utf8),
+        ]
+        // pcap, Ethernet: each segment in one IPv4/TCP packet 127.0.0.1:40000 → :4000 (checksums unset).
+        var pcap: [UInt8] = []
+        func little<T: FixedWidthInteger>(_ value: T) { pcap += withUnsafeBytes(of: value.littleEndian, Array.init) }
+        little(UInt32(0xa1b2_c3d4)); little(UInt16(2)); little(UInt16(4)); little(Int32(0)); little(UInt32(0)); little(UInt32(65535)); little(UInt32(1))
+        var sequence: UInt32 = 1
+        for (index, payload) in segments.enumerated() {
+            func big<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.bigEndian, Array.init) }
+            let tcp = big(UInt16(40000)) + big(UInt16(4000)) + big(sequence) + big(UInt32(0)) + [0x50, 0x18] + big(UInt16(65535)) + [0, 0, 0, 0]
+            let ip: [UInt8] = [0x45, 0] + big(UInt16(20 + tcp.count + payload.count)) + [0, 1, 0, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]
+            let packet = [UInt8](repeating: 0, count: 12) + [0x08, 0x00] + ip + tcp + payload
+            little(UInt32(1000 + index)); little(UInt32(0)); little(UInt32(packet.count)); little(UInt32(packet.count))
+            pcap += packet
+            sequence += UInt32(payload.count)
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("weft-malformed-\(UUID()).pcap").path
+        try Data(pcap).write(to: URL(fileURLWithPath: file))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let lua = "lua_script:" + Self.root.appendingPathComponent("tools/wireshark/weft.lua").path
+        let fields = try await TestSubprocess.run(
+            ["tshark", "-r", file, "-X", lua, "-T", "fields", "-e", "frame.number", "-e", "_ws.expert.message", "-e", "weft.kind", "-e", "weft.method"])
+        #expect(fields.status == 0, "\(fields.error)")
+        let rows = fields.output.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        #expect(rows.map { $0.first ?? "" } == ["1", "2", "3", "4"], "\(fields.output)")
+        guard rows.count == 4, rows.allSatisfy({ $0.count == 4 }) else { return }
+        #expect(rows[0][1] == "Malformed Weft frame")
+        #expect(rows[1][2] == "open" && rows[1][3] == "/x.y/Zed")
+        #expect(rows[2][1] == "Frame flag is not 0" && rows[2][2] == "message" && rows[2][3] == "/x.y/Zed")
+        #expect(rows[3][1] == "Neither a frame (flag 0) nor the preface")
+        let verbose = try await TestSubprocess.run(["tshark", "-r", file, "-X", lua, "-V"])
+        #expect(!verbose.output.contains("Lua Error"), "\(verbose.output)")
+    }
+
     /// `weft inspect` on the same domain's sequencer store: participant2 gets a transaction of
     /// its own (bob's IOU to himself) that participant1 has no part in; each participant's key
     /// opens its own views and no other's.
