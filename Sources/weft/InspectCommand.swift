@@ -75,17 +75,17 @@ struct InspectCommand: AsyncParsableCommand {
         @OptionGroup var store: StoreOptions
         @Option(help: "The member id, e.g. participant1::1220… (`weft inspect members` lists them).") var member: String
         @Option(help: "First counter (default 0).") var from: Int64 = 0
-        @Option(help: "Last counter (default: the latest).") var to: Int64 = .max
+        @Option(help: "Last counter (default: the latest).") var to: Int64?
         @Option(help: "text or json.") var output: OutputFormat = .text
 
         func validate() throws {
-            guard from >= 0, to >= from else { throw ValidationError("--from must be 0 or more and --to at least --from") }
+            guard from >= 0, (to ?? .max) >= from else { throw ValidationError("--from must be 0 or more and --to at least --from") }
         }
 
         func run() async throws {
             try InspectError.reported {
                 let connection = try store.connect()
-                for event in try StoredEvents(connection).events(of: member, from: from, to: to) {
+                for event in try StoredEvents(connection).events(of: member, from: from, to: to ?? .max) {
                     switch output {
                     case .text: print(event.line)
                     case .json: try printJSON(event.summary)
@@ -346,9 +346,10 @@ struct EnvelopeReport {
 enum MessageText {
     static func render(_ value: Any) -> String {
         let mirror = Mirror(reflecting: value)
+        // By exact type: `as [UInt8]` also matches an empty array of any element type.
+        if type(of: value) == [UInt8].self, let bytes = value as? [UInt8] { return EnvelopeReport.hex(bytes, limit: 64) }
         switch value {
         case let text as String: return "\"\(text)\""
-        case let bytes as [UInt8]: return EnvelopeReport.hex(bytes, limit: 64)
         case is Bool, is Int32, is Int64, is UInt32, is UInt64, is Int, is Double, is Float: return "\(value)"
         default: break
         }
