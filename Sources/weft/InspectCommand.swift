@@ -10,7 +10,8 @@ import WeftWire
 /// only those, so an operator sees exactly what that participant could read.
 struct InspectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "inspect", abstract: "Read a sequencer's store: members, a member's events, one event's envelopes.",
+        commandName: "inspect",
+        abstract: "Read a sequencer's store: members, a member's events, one event's envelopes.",
         discussion: """
             Reads the database of a sequencer node (-c nodes.yaml [--node NAME], as `weft db status`)
             or --database-url directly; never writes. Counters are the member's, as its
@@ -36,7 +37,9 @@ struct InspectCommand: AsyncParsableCommand {
                 }
                 let settings = try DatabaseCommand.node(configuration, node)
                 guard settings.kind == .sequencer else {
-                    throw ValidationError("node \(settings.name) is a \(settings.kind.rawValue), not a sequencer; name the sequencer with --node")
+                    throw ValidationError(
+                        "node \(settings.name) is a \(settings.kind.rawValue), not a sequencer; name the sequencer with --node"
+                    )
                 }
                 url = settings.databaseURL
             }
@@ -56,13 +59,17 @@ struct InspectCommand: AsyncParsableCommand {
         func run() async throws {
             try InspectError.reported {
                 let rows = try store.connect().execute(
-                    "SELECT member, enabled::text, registered_ts FROM sequencer_members ORDER BY id").rows
+                    "SELECT member, enabled::text, registered_ts FROM sequencer_members ORDER BY id"
+                ).rows
                 for row in rows {
                     let member = try row[0].string ?? ""
                     let enabled = try row[1].string == "true"
                     switch output {
                     case .text: print("\(member)\(enabled ? "" : " (disabled)")")
-                    case .json: try printJSON(["member": member, "enabled": enabled, "registered_micros": try row[2].int64 ?? 0])
+                    case .json:
+                        try printJSON([
+                            "member": member, "enabled": enabled, "registered_micros": try row[2].int64 ?? 0,
+                        ])
                     }
                 }
             }
@@ -79,7 +86,9 @@ struct InspectCommand: AsyncParsableCommand {
         @Option(help: "text or json.") var output: OutputFormat = .text
 
         func validate() throws {
-            guard from >= 0, (to ?? .max) >= from else { throw ValidationError("--from must be 0 or more and --to at least --from") }
+            guard from >= 0, (to ?? .max) >= from else {
+                throw ValidationError("--from must be 0 or more and --to at least --from")
+            }
         }
 
         func run() async throws {
@@ -97,13 +106,16 @@ struct InspectCommand: AsyncParsableCommand {
 
     struct Event: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show one event's envelopes in full; with --participant-key, the views wrapped for that key decrypted.")
+            abstract:
+                "Show one event's envelopes in full; with --participant-key, the views wrapped for that key decrypted.")
         @OptionGroup var store: StoreOptions
         @Option(help: "The member id, e.g. participant1::1220….") var member: String
         @Option(help: "The member's counter of the event.") var counter: Int64
         @Option(
             name: .customLong("participant-key"),
-            help: "A participant's encryption key file (keys/<name>-encryption-key.pem): decrypt the views wrapped for it.")
+            help:
+                "A participant's encryption key file (keys/<name>-encryption-key.pem): decrypt the views wrapped for it."
+        )
         var participantKey: String?
         @Option(help: "text or json.") var output: OutputFormat = .text
 
@@ -122,8 +134,11 @@ struct InspectCommand: AsyncParsableCommand {
                             + "participant's keys/<name>-encryption-key.pem as `weft run` created it")
                 }
                 let connection = try store.connect()
-                guard let event = try StoredEvents(connection).events(of: member, from: counter, to: counter).first else {
-                    throw InspectError("\(member) has no event with counter \(counter); `weft inspect events --member \(member)` lists them")
+                guard let event = try StoredEvents(connection).events(of: member, from: counter, to: counter).first
+                else {
+                    throw InspectError(
+                        "\(member) has no event with counter \(counter); `weft inspect events --member \(member)` lists them"
+                    )
                 }
                 let envelopes = try event.envelopes().map { EnvelopeReport($0, key: key) }
                 switch output {
@@ -154,7 +169,8 @@ struct InspectError: Error, CustomStringConvertible {
             FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
             throw ExitCode.failure
         } catch let error as PostgresError {
-            FileHandle.standardError.write(Data("error: reading the sequencer store: \(error); is this a sequencer's database?\n".utf8))
+            FileHandle.standardError.write(
+                Data("error: reading the sequencer store: \(error); is this a sequencer's database?\n".utf8))
             throw ExitCode.failure
         }
     }
@@ -197,7 +213,8 @@ struct StoredEvent {
 
     var summary: [String: Any] {
         var object: [String: Any] = [
-            "counter": counter, "timestamp": timestamp, "timestamp_micros": timestampMicros, "kind": kind, "sender": sender,
+            "counter": counter, "timestamp": timestamp, "timestamp_micros": timestampMicros, "kind": kind,
+            "sender": sender,
             "message_id": messageID, "envelope_count": envelopeSizes.count, "batch_bytes": batch?.count ?? 0,
             "envelope_bytes": envelopeSizes,
         ]
@@ -212,14 +229,19 @@ struct StoredEvents {
     init(_ connection: PostgresConnection) { self.connection = connection }
 
     func events(of member: String, from: Int64, to: Int64) throws -> [StoredEvent] {
-        guard let row = try connection.execute("SELECT id::int8 FROM sequencer_members WHERE member = $1", [.text(member)]).rows.first,
+        guard
+            let row = try connection.execute(
+                "SELECT id::int8 FROM sequencer_members WHERE member = $1", [.text(member)]
+            ).rows.first,
             let id = try row[0].int64
         else {
-            throw InspectError("no member \(member) in this sequencer store; `weft inspect members` lists the members it knows")
+            throw InspectError(
+                "no member \(member) in this sequencer store; `weft inspect members` lists the members it knows")
         }
         // After pruning, counting resumes after the prune point's counter.
         let pruned = try connection.execute(
-            "SELECT counter, ts FROM sequencer_prune_points WHERE member = $1::int8::int4", [.int64(id)]).rows.first
+            "SELECT counter, ts FROM sequencer_prune_points WHERE member = $1::int8::int4", [.int64(id)]
+        ).rows.first
         let first = try pruned.map { (try $0[0].int64 ?? -1) + 1 } ?? 0
         let after = try pruned.map { try $0[1].int64 ?? .min } ?? .min
         let rows = try connection.execute(
@@ -238,7 +260,8 @@ struct StoredEvents {
             return StoredEvent(
                 counter: try row[0].int64 ?? 0, timestampMicros: try row[1].int64 ?? 0, sender: try row[2].string ?? "",
                 messageID: try row[3].string ?? "", batch: isError ? nil : try row[5].bytes,
-                error: isError ? "code \(try row[6].int64 ?? 0) \(try row[7].string ?? ""): \(try row[8].string ?? "")" : nil)
+                error: isError
+                    ? "code \(try row[6].int64 ?? 0) \(try row[7].string ?? ""): \(try row[8].string ?? "")" : nil)
         }
     }
 }
@@ -265,7 +288,9 @@ struct EnvelopeReport {
     init(_ envelope: Weft.V1.Envelope, key: EncryptionPrivateKey?) {
         recipients = envelope.recipients
         size = envelope.content.count
-        guard let decoded = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content), let message = decoded.message else {
+        guard let decoded = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content),
+            let message = decoded.message
+        else {
             contentKind = "undecodable"
             ciphertextPreview = Self.hex(envelope.content)
             return
@@ -347,7 +372,9 @@ enum MessageText {
     static func render(_ value: Any) -> String {
         let mirror = Mirror(reflecting: value)
         // By exact type: `as [UInt8]` also matches an empty array of any element type.
-        if type(of: value) == [UInt8].self, let bytes = value as? [UInt8] { return EnvelopeReport.hex(bytes, limit: 64) }
+        if type(of: value) == [UInt8].self, let bytes = value as? [UInt8] {
+            return EnvelopeReport.hex(bytes, limit: 64)
+        }
         switch value {
         case let text as String: return "\"\(text)\""
         case is Bool, is Int32, is Int64, is UInt32, is UInt64, is Int, is Double, is Float: return "\(value)"

@@ -33,7 +33,10 @@ struct LuaEmitter {
                     rest = rest.dropFirst(prefix.count)
                     guard let end = rest.firstIndex(of: "`") else { break }
                     let named = String(rest[..<end])
-                    let qualified = named.contains(".") ? named : "\(message.fullName.split(separator: ".").dropLast(1).joined(separator: ".")).\(named)"
+                    let qualified =
+                        named.contains(".")
+                        ? named
+                        : "\(message.fullName.split(separator: ".").dropLast(1).joined(separator: ".")).\(named)"
                     if schema.messages[qualified] != nil {
                         result.append(TypedBytes(field: "\(name).\(field.name)", type: qualified))
                     }
