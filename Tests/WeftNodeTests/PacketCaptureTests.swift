@@ -262,7 +262,18 @@ import WeftTestSupport
             return try #require((biggest["counter"] as? NSNumber)?.int64Value, "\(biggest)")
         }
         let members = try await inspect(["members"])
-        #expect(members.status == 0 && members.output.split(separator: "\n").contains { $0 == participant2 }, "\(members)")
+        #expect(
+            members.status == 0 && members.output.split(separator: "\n").contains { $0 == participant2 }, "\(members)")
+        // The same from the node's configuration, as `weft db status` reads it; a node that is
+        // not a sequencer, or no store at all, is a usage error.
+        let configured = try await WeftProcess.run(
+            ["inspect", "members", "-c", "domain.yaml", "--node", "sequencer1"], directory: dir)
+        #expect(configured.0 == 0 && configured.1 == members.output, "\(configured)")
+        let mediator = try await WeftProcess.run(
+            ["inspect", "members", "-c", "domain.yaml", "--node", "mediator1"], directory: dir)
+        #expect(mediator.0 == 64 && mediator.2.contains("node mediator1 is a mediator, not a sequencer"), "\(mediator)")
+        let nowhere = try await WeftProcess.run(["inspect", "members"], directory: dir)
+        #expect(nowhere.0 == 64 && nowhere.2.contains("name the store: -c nodes.yaml"), "\(nowhere)")
         let request1 = try await request(of: participant1)
         let request2 = try await request(of: participant2)
 
