@@ -183,7 +183,7 @@ struct LuaEmitter {
         local protobuf = Dissector.get("protobuf")
         local PREFACE = "WEFT\1\0\r\n"
 
-        -- Per conversation (both endpoints) the streams seen: stream id → { method,
+        -- Per TCP connection the streams seen: stream id → { method,
         -- client }. Stream ids are never reused on a connection, so what the first
         -- pass learnt stays right when Wireshark dissects a packet again.
         local conversations = {}
@@ -197,9 +197,14 @@ struct LuaEmitter {
 
         local function endpoint(address, port) return tostring(address) .. ":" .. tostring(port) end
 
+        -- TCP's own connection index: a later connection that reuses the same
+        -- addresses and ports (and stream ids from 1 again) is a different one.
+        local tcp_stream = Field.new("tcp.stream")
+
         local function conversation(pinfo)
           local a, b = endpoint(pinfo.src, pinfo.src_port), endpoint(pinfo.dst, pinfo.dst_port)
-          local key = (a < b) and (a .. " " .. b) or (b .. " " .. a)
+          local index = tcp_stream()
+          local key = (index and ("tcp " .. tostring(index.value) .. " ") or "") .. ((a < b) and (a .. " " .. b) or (b .. " " .. a))
           local state = conversations[key]
           if not state then
             state = { streams = {} }
@@ -345,7 +350,7 @@ struct LuaEmitter {
           local stream = state.streams[stream_id]
           local summary, close_status, payload = kind, nil, nil
           if kind == "open" then
-            stream = stream or { client = source }
+            stream = { client = source }
             state.streams[stream_id] = stream
             for _, item in ipairs(items) do
               if item.number == F.open_method then
