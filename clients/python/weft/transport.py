@@ -38,9 +38,15 @@ class Connection:
 
     `metadata` (pairs of lower-case key and text value) is sent with every call, e.g. from
     `bearer(token)`. Use it as a context manager, or call `close()`.
+
+    `connect_timeout` bounds the TCP connect and the TLS handshake. Reads then wait as long
+    as it takes (`read_timeout=None`), because a live stream may be quiet for hours: the node
+    pings a quiet connection every 30 s (wire-protocol.md §4.4) and this client answers, so a
+    `read_timeout` of a minute or more notices a node that vanished without closing.
     """
 
-    def __init__(self, address, ca_file, server_name=None, certfile=None, keyfile=None, metadata=(), timeout=30):
+    def __init__(self, address, ca_file, server_name=None, certfile=None, keyfile=None, metadata=(),
+                 connect_timeout=30, read_timeout=None):
         host, port = parse_address(address)
         try:
             context = ssl.create_default_context(cafile=ca_file)
@@ -51,7 +57,7 @@ class Connection:
         except (OSError, ssl.SSLError) as error:
             raise ConnectError(f"cannot use the TLS files (CA {ca_file}, certificate {certfile}): {error}") from error
         try:
-            raw = socket.create_connection((host, port), timeout=timeout)
+            raw = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as error:
             raise ConnectError(f"cannot connect to {address}: {error.strerror or error}; is the node running there?") from error
         try:
@@ -62,6 +68,7 @@ class Connection:
         if self.socket.selected_alpn_protocol() != ALPN:
             self.socket.close()
             raise ConnectError(f"{address} did not agree on ALPN {ALPN} (got {self.socket.selected_alpn_protocol()}); is it a Weft node?")
+        self.socket.settimeout(read_timeout)
         self.address = address
         self.metadata = tuple(metadata)
         self.next_stream = 1
