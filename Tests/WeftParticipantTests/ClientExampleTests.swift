@@ -13,7 +13,7 @@ import WeftWire
 /// - the Python client's error tests (clients/python/tests): typed errors with code and error id;
 /// - the C example clients/c, built here with its Makefile: Health/Check prints SERVING.
 /// One domain serves every assertion.
-extension LedgerAPITests {
+@Suite(.timeLimit(.minutes(5))) struct ClientExampleTests {
     /// Runs `arguments` (python3 or a built program) in the repository with `environment` added.
     static func client(_ arguments: [String], _ environment: [String: String] = [:]) async throws -> TestSubprocess.Outcome {
         try await TestSubprocess.run(
@@ -37,7 +37,7 @@ extension LedgerAPITests {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let guardian = APIGuard(
-                authorizer: .tokens(try BearerTokenVerifier(keys: [.hs256(secret: Self.secret)], audience: Self.audience)),
+                authorizer: .tokens(try BearerTokenVerifier(keys: [.hs256(secret: LedgerAPITests.secret)], audience: LedgerAPITests.audience)),
                 audit: AuditLog(logger: quietLogger("weft.test.audit")))
             let harness = try await DomainHarness.start(url: fixture.url)
             let api = try await LedgerAPIEndpoint.start(harness, 1, guardian: guardian)
@@ -53,7 +53,7 @@ extension LedgerAPITests {
             ]
 
             // 1. The example, with a token for the bank and bob.
-            let run = try await Self.client(example, ["WEFT_TOKEN": try Self.token(actAs: [bank, bob], subject: "python-example")])
+            let run = try await Self.client(example, ["WEFT_TOKEN": try LedgerAPITests.token(actAs: [bank, bob], subject: "python-example")])
             #expect(run.status == 0, "\(run.output)\(run.error)")
             let steps = Self.steps(run.output)
             #expect(steps.map(\.step) == ["package", "issued", "submitted", "completed", "transferred", "tree", "active"], "\(run.output)")
@@ -84,7 +84,7 @@ extension LedgerAPITests {
             var seen: [Weft.V1.Transaction] = []
             for try await response in try api.client.transaction.getTransactions(
                 .init(beginExclusive: UInt64(offset - 1), endInclusive: UInt64(offset), filter: .init(parties: [bank])),
-                metadata: Self.bearer(try Self.token(readAs: [bank], subject: "checker")))
+                metadata: LedgerAPITests.bearer(try LedgerAPITests.token(readAs: [bank], subject: "checker")))
             {
                 if let transaction = response.transaction { seen.append(transaction) }
             }
@@ -96,7 +96,7 @@ extension LedgerAPITests {
             // 2. The example with a forged token: exit 1 and the typed refusal, nothing submitted.
             let forged = try await Self.client(
                 example,
-                ["WEFT_TOKEN": try Self.token(actAs: [bank, bob], subject: "mallory", secret: Array("another secret of at least 32 bytes!!".utf8))])
+                ["WEFT_TOKEN": try LedgerAPITests.token(actAs: [bank, bob], subject: "mallory", secret: Array("another secret of at least 32 bytes!!".utf8))])
             #expect(forged.status == 1, "\(forged.output)\(forged.error)")
             let refusal = try #require(Self.steps(forged.output).first { $0.step == "error" }?.fields, "\(forged.output)")
             #expect(refusal["code"] as? String == "UNAUTHENTICATED" && refusal["code_number"] as? Int == 16, "\(refusal)")
@@ -112,7 +112,7 @@ extension LedgerAPITests {
                 [
                     "PYTHONPATH": repositoryRoot.appendingPathComponent("clients/python").path,
                     "WEFT_TEST_ADDRESS": address, "WEFT_TEST_CA": caFile,
-                    "WEFT_TEST_TOKEN": try Self.token(readAs: [bob], subject: "bob-viewer"),
+                    "WEFT_TEST_TOKEN": try LedgerAPITests.token(readAs: [bob], subject: "bob-viewer"),
                     "WEFT_TEST_PARTY": bob, "WEFT_TEST_OTHER_PARTY": bank,
                 ])
             #expect(unittest.status == 0, "\(unittest.output)\(unittest.error)")
