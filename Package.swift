@@ -248,7 +248,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftWireTests",
-            dependencies: ["WeftWire"],
+            dependencies: ["WeftWire", "WeftTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
