@@ -46,16 +46,16 @@ public actor ParticipantNode {
     public nonisolated let domain: UniqueIdentifier
     public nonisolated let store: ParticipantStore
     private let topology: any ParticipantTopology
-    private let connection: SequencerConnection
-    private let configuration: ParticipantConfiguration
-    private let logger: Logger
+    let connection: SequencerConnection
+    let configuration: ParticipantConfiguration
+    let logger: Logger
 
     private var cursor: ParticipantStore.Cursor {
         didSet { cursorMoved(to: cursor.nextCounter) }
     }
-    private var packageSources: [PackageID: Package] = [:]
+    var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
-    private var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
+    var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
     /// This participant as a sequencer member (`PAR::…`), as deliveries name their sender.
     private var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
     /// When each command in flight was submitted here: its duration metric at completion.
@@ -87,10 +87,12 @@ public actor ParticipantNode {
     var nextSubscriberID: UInt64 = 0
     /// Sends in progress, cancelled by `stop()` so that a stopped node sends nothing more.
     private var sends: [Int: Task<Void, Never>] = [:]
+    /// Recovery by replay (ParticipantNode+Replay.swift).
+    var recovery = RecoveryState()
     private var nextSend = 0
 
     /// Runs `body` (a send) in a task of its own that `stop()` cancels.
-    private func background(_ body: @escaping @Sendable () async -> Void) {
+    func background(_ body: @escaping @Sendable () async -> Void) {
         let number = nextSend
         nextSend += 1
         sends[number] = Task {
@@ -172,6 +174,7 @@ public actor ParticipantNode {
                 sendResponses(request)
             }
         }
+        beginReplayIfFresh()
         let (connection, delay, logger) = (self.connection, configuration.reconnectDelay, self.logger)
         processing = Task { [weak self] in
             // While no sequencer answers (the only one restarting), wait and subscribe again
@@ -207,9 +210,16 @@ public actor ParticipantNode {
     }
 
     private func failed(_ error: any Error) {
-        logger.error(
-            "the participant stopped processing its sequencer stream; restart it to resume from the last stored counter",
-            metadata: ["error": "\(error)", LogKey.counter: "\(cursor.nextCounter)"])
+        let error = recoveryFailed(error)
+        if let error = error as? ParticipantRecoveryError {
+            logger.error(
+                "the participant cannot process its sequencer stream from where it is",
+                metadata: ["error_id": "\(error.id)", "error": "\(error)", LogKey.counter: "\(cursor.nextCounter)"])
+        } else {
+            logger.error(
+                "the participant stopped processing its sequencer stream; restart it to resume from the last stored counter",
+                metadata: ["error": "\(error)", LogKey.counter: "\(cursor.nextCounter)"])
+        }
         failWaiters(ParticipantError.stopped)
     }
 
@@ -221,6 +231,7 @@ public actor ParticipantNode {
         for task in sends.values { task.cancel() }
         sends = [:]
         await connection.close()
+        _ = recoveryFailed(ParticipantError.stopped)
         failWaiters(ParticipantError.stopped)
     }
 
@@ -245,6 +256,7 @@ public actor ParticipantNode {
         try await store.store(package: package, source: source)
         packageSources[package.id] = package
         interpreter = Interpreter(packages: Array(packageSources.values))
+        packagesChanged()
         logger.info(
             "package uploaded", metadata: [LogKey.package: "\(package.id)", LogKey.packageName: "\(package.name)"])
         return package.id
@@ -380,6 +392,7 @@ public actor ParticipantNode {
         _ commands: [Command], actAs: [Party], command: CommandKey,
         deduplicationPeriodMicros: Int64? = nil, disclosedContracts: [ActiveContract] = []
     ) async throws -> PreparedSubmission {
+        try await awaitReplayEnd()
         let snapshot = await topology.snapshot(at: now)
         for party in actAs {
             let hostings = (try? UniqueIdentifier(parsing: party.id)).map { snapshot.hostingParticipants(of: $0) } ?? []
@@ -463,6 +476,7 @@ public actor ParticipantNode {
         _ commands: [Command], actAs: [Party], command: CommandKey, deduplicationPeriodMicros: Int64? = nil,
         disclosedContracts: [ActiveContract] = []
     ) async throws -> Completion {
+        try await awaitReplayEnd()
         if let previous = try await duplicate(command) { return previous }
         let prepared = try await prepare(
             commands, actAs: actAs, command: command, deduplicationPeriodMicros: deduplicationPeriodMicros,
@@ -472,6 +486,7 @@ public actor ParticipantNode {
 
     /// Sends a prepared request and returns its completion (see `submit(_:actAs:command:)`).
     public func submit(_ prepared: PreparedSubmission) async throws -> Completion {
+        try await awaitReplayEnd()
         let record = SubmittedCommand(
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
@@ -600,7 +615,9 @@ public actor ParticipantNode {
         _ = try await store.begin(record, now: wallClockMicros())
     }
 
-    private func complete(_ key: CommandKey, _ completion: Completion) {
+    /// `submitter`: the act-as parties and submission id from the request's views, for a
+    /// completion replayed after a loss (nil otherwise).
+    private func complete(_ key: CommandKey, _ completion: Completion, submitter: SubmitterMetadata? = nil) {
         let outcome: String
         switch completion {
         case .succeeded: outcome = "succeeded"
@@ -613,7 +630,10 @@ public actor ParticipantNode {
             Timer(label: "weft_participant_command_duration_seconds")
                 .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         }
-        publish(CommandCompletion(command: key, completion: completion))
+        publish(
+            CommandCompletion(
+                command: key, completion: completion, actAs: submitter?.actAs ?? [],
+                submissionID: submitter?.submissionID ?? ""))
         for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
     }
 
@@ -650,6 +670,7 @@ public actor ParticipantNode {
             try await TraceContext.withSpan(of: deliver.traceparent) {
                 try await process(deliver, at: timestamp, next: next)
             }
+            noteDelivered(deliver, sender: memberText)
         case nil:
             try await store.advance(next)
             cursor = next
@@ -874,6 +895,7 @@ public actor ParticipantNode {
         var commit: ParticipantStore.Commit?
         var effects: Effects?
         if approved {
+            try await awaitPackages(usedBy: request.views, request: requestTime)
             let snapshot = await topology.snapshot(at: requestTime)
             let hosted = { (party: Party) -> Bool in
                 guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
@@ -917,6 +939,8 @@ public actor ParticipantNode {
         }
         Counter(label: "weft_participant_requests_total", dimensions: [("outcome", approved ? "approved" : "rejected")])
             .increment()
+        var submitter: SubmitterMetadata?
+        if let command = request.command { submitter = try await restoreCommand(command, of: request) }
         try await store.decide(
             requestTime, outcome: approved ? "approved" : reasonID, commit: commit, command: request.command,
             completion: approved ? nil : (reasonID, reason), cursor: next)
@@ -952,9 +976,10 @@ public actor ParticipantNode {
             if approved {
                 complete(
                     command,
-                    .succeeded(transactionID: request.rootHash.description, offset: commit?.offset ?? ledgerEnd))
+                    .succeeded(transactionID: request.rootHash.description, offset: commit?.offset ?? ledgerEnd),
+                    submitter: submitter)
             } else {
-                complete(command, .rejected(reasonID: reasonID, message: reason))
+                complete(command, .rejected(reasonID: reasonID, message: reason), submitter: submitter)
             }
         }
     }
