@@ -14,6 +14,8 @@ import WeftWire
 @Suite(.serialized, .timeLimit(.minutes(5))) struct ReplayProcessTests {
     /// IOU chains (the bank issues alice an IOU, alice transfers it to bob) before the loss.
     static let chains = 8
+    /// IOUs alice keeps before the loss and transfers to bob across it, one after the other.
+    static let transfersAcrossTheLoss = 4
 
     @Test func aParticipantWipedDuringLoadRebuildsItsLedgerFromTheSequencer() async throws {
         try await PostgresFixture.withFixture { fixture in
@@ -43,7 +45,18 @@ import WeftWire
             for number in 0..<Self.chains { group.addTask { _ = try await chain.run(number) } }
             try await group.waitForAll()
         }
+        var kept: [String] = []
+        for number in 0..<Self.transfersAcrossTheLoss {
+            let id = "kept-\(number)"
+            try await bankApp.submit(iou.issue("\(50 + number)", from: bank, to: alice), id: id)
+            let issued = try await IOUChain.outcome(bankApp, id)
+            guard issued.status?.code == 0, let transaction = await aliceApp.transaction(issued.transactionID, within: .seconds(60)),
+                case .created(let created)? = transaction.events.first?.kind
+            else { throw TestError("the IOU \(id) did not reach alice: \(issued)") }
+            kept.append(created.contractID)
+        }
         let copy = try await LedgerCopy.read(port: p2Port, parties: [bank, bob])
+        let aliceCompletionsAtCopy = await aliceApp.completions.count
         #expect(copy.end >= UInt64(Self.chains), "participant2's ledger holds \(copy.end) transactions")
 
         // participant1 keeps transacting on its own (alice issues herself IOUs) through the loss.
@@ -58,9 +71,21 @@ import WeftWire
             }
             return committed
         }
+        // Alice transfers her kept IOUs to bob, before, during and after participant2's loss:
+        // bob's participant must confirm each (a request sequenced while it is down waits for
+        // the replayed participant's confirmation, within the response timeout).
+        let transfers = Task {
+            var completions: [Weft.V1.Completion] = []
+            for (number, contract) in kept.enumerated() {
+                let id = "across-\(number)"
+                try await aliceApp.submit(iou.transfer(contract, to: bob), id: id)
+                completions.append(try await IOUChain.outcome(aliceApp, id))
+            }
+            return completions
+        }
 
         // The loss: kill -9, the database dropped and created empty; the same configuration and keys.
-        await aliceApp.waitForCompletions(Self.chains + 2)
+        await aliceApp.waitForCompletions(aliceCompletionsAtCopy + 2)
         await cluster.kill("participant2")
         try await cluster.wipeDatabase("participant2")
         try await cluster.start("participant2")
@@ -73,17 +98,18 @@ import WeftWire
         #expect(try await client.transaction.getLedgerEnd(.init()).offset == 0)
         #expect(try await cluster.uploadPackage("participant2") == (await cluster.packageID))
         try await cluster.awaitLog("participant2", containing: "participant replay finished")
+        let transferred = try await transfers.value.filter { $0.status?.code == 0 }
         load.cancel()
         let ownCommitted = try await load.value
         #expect(ownCommitted > 0, "participant1's load did not go on")
         #expect(await cluster.log("participant2").contains("participant replay started"))
 
-        // Byte for byte what it showed before the loss.
+        // Byte for byte what it showed before the loss, up to the copy's ledger end.
         let recovered = try await LedgerCopy.read(port: p2Port, parties: [bank, bob], upTo: copy.end)
-        #expect(recovered.end == copy.end)
-        #expect(recovered.transactions == copy.transactions, "the flat transactions differ")
-        #expect(recovered.trees == copy.trees, "the transaction trees differ")
-        #expect(recovered.active == copy.active, "the active contracts differ")
+        let (sameTransactions, sameTrees) = (recovered.transactions == copy.transactions, recovered.trees == copy.trees)
+        #expect(recovered.end == copy.end && recovered.transactions.count == copy.transactions.count)
+        #expect(sameTransactions, "the flat transactions differ")
+        #expect(sameTrees, "the transaction trees differ")
 
         // It transacts again: the bank issues alice an IOU, committed at the next offset on
         // participant2 and seen by participant1 under the same transaction id.
@@ -95,15 +121,46 @@ import WeftWire
             throw TestError("the recovered participant's command did not commit")
         }
         #expect(completion.offset > 0)
-        #expect(try await client.transaction.getLedgerEnd(.init()).offset == copy.end + 1)
+        #expect(try await client.transaction.getLedgerEnd(.init()).offset == copy.end + UInt64(transferred.count) + 1)
         #expect(await aliceApp.transaction(completion.transactionID, within: .seconds(60)) != nil)
+
+        // After the copy, its ledger holds exactly the transactions of its parties the peers
+        // committed meanwhile: the transfers to bob that succeeded, and the new issue.
+        let now = try await LedgerCopy.read(port: p2Port, parties: [bank, bob])
+        let afterCopy = try now.transactions.dropFirst(copy.transactions.count).map { try Weft.V1.Transaction(serializedBytes: $0).transactionID }
+        #expect(Set(afterCopy) == Set(transferred.map(\.transactionID) + [completion.transactionID]), "transfers committed: \(transferred.count)")
+        #expect(!transferred.isEmpty, "no transfer across the loss committed")
+        // The bank's application followed participant2's transaction stream across the loss,
+        // resuming after the last offset it had: what it holds is what a fresh read shows.
+        let last = try Weft.V1.Transaction(serializedBytes: try #require(now.transactions.last)).transactionID
+        #expect(await bankApp.transaction(last, within: .seconds(60)) != nil)
+        let followed = try await bankApp.transactions.map { try $0.serializedBytes() } == now.transactions
+        #expect(followed, "the followed stream differs from a fresh read")
+        // The active contracts: the copy's, less those archived after it, plus those created
+        // after it; each contract of the copy still active is byte for byte the copy's.
+        let copiedIDs = Set(try copy.active.map { try Weft.V1.CreatedEvent(serializedBytes: $0).contractID })
+        var expected = copiedIDs
+        for bytes in now.transactions.dropFirst(copy.transactions.count) {
+            for event in try Weft.V1.Transaction(serializedBytes: bytes).events {
+                switch event.kind {
+                case .created(let created)?: expected.insert(created.contractID)
+                case .archived(let archived)?: expected.remove(archived.contractID)
+                case nil: break
+                }
+            }
+        }
+        let active = try now.active.map { try Weft.V1.CreatedEvent(serializedBytes: $0) }
+        #expect(Set(active.map(\.contractID)) == expected, "the active contracts are not the copy's plus what came after")
+        let keptBytes = now.active.filter { bytes in copy.active.contains { $0 == bytes } }.count
+        let keptIDs = copiedIDs.intersection(active.map(\.contractID)).count
+        #expect(keptIDs > 0 && keptBytes == keptIDs, "a contract of the copy changed its bytes (\(keptBytes) of \(keptIDs) the same)")
 
         // Consistent with its peer: alice's contracts are the same on both participants.
         let aliceActive = try await LedgerCopy.activeContracts(port: cluster.participantPorts["participant1"]!, parties: [alice])
         let bankActive = try await LedgerCopy.activeContracts(port: p2Port, parties: [bank])
         let shared = bankActive.filter { $0.signatories.contains(alice) || $0.observers.contains(alice) }
         #expect(Set(shared.map(\.contractID)) == Set(aliceActive.filter { $0.signatories.contains(bank) }.map(\.contractID)))
-        print("replay: \(copy.end) transactions before the loss, \(ownCommitted) committed by participant1 meanwhile")
+        print("replay: \(copy.end) transactions before the copy, \(transferred.count) transfers across the loss, \(ownCommitted) own transactions of participant1 meanwhile")
     }
 }
 
