@@ -96,7 +96,8 @@ extension ParticipantNode {
                 try await connection.send(Weft.V1.Batch(), messageID: markID)
             } catch {
                 logger.warning(
-                    "the replay mark was not sequenced; the replay's end will not be logged", metadata: ["error": "\(error)"])
+                    "the replay mark was not sequenced; the replay's end will not be logged",
+                    metadata: ["error": "\(error)"])
                 await self.endReplay()
             }
         }
@@ -104,7 +105,9 @@ extension ParticipantNode {
 
     /// Called after each processed delivery: the replay mark ends the replay.
     func noteDelivered(_ deliver: Weft.V1.Deliver, sender me: String) {
-        guard deliver.sender == me, let replay = recovery.replay, deliver.messageID == replay.markMessageID else { return }
+        guard deliver.sender == me, let replay = recovery.replay, deliver.messageID == replay.markMessageID else {
+            return
+        }
         let seconds = Double((ContinuousClock.now - replay.started) / .milliseconds(1)) / 1000
         let summary = ReplaySummary(
             events: nextCounter, transactions: ledgerEndOffset, activeContracts: active.count, seconds: seconds)

@@ -826,7 +826,8 @@ public actor ParticipantNode {
                 } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
                     // Sent before under the same message id: by this participant before it lost
                     // its database, now replaying the request (or by an attempt whose answer was lost).
-                    self.logger.debug("confirmation responses were sent before", metadata: [LogKey.request: "\(request.timestamp)"])
+                    self.logger.debug(
+                        "confirmation responses were sent before", metadata: [LogKey.request: "\(request.timestamp)"])
                 }
                 try await self.store.markResponsesSent(request.timestamp)
             } catch {

@@ -19,8 +19,12 @@ import WeftTestSupport
 enum ReplayBenchmark {
     static func run(_ arguments: [String]) async throws {
         let options = TransactionBenchmark.Options(arguments)
-        print("weft-bench replay: sequencer (TLS 1.3 on 127.0.0.1), mediator and 3 participants in this process, one PostgreSQL server;")
-        print("  live IOU transfers for \(options.warmup) s warm-up + \(options.seconds) s, \(options.submitters) submitters; load before start: \(SequencerBenchmark.loadAverage())")
+        print(
+            "weft-bench replay: sequencer (TLS 1.3 on 127.0.0.1), mediator and 3 participants in this process, one PostgreSQL server;"
+        )
+        print(
+            "  live IOU transfers for \(options.warmup) s warm-up + \(options.seconds) s, \(options.submitters) submitters; load before start: \(SequencerBenchmark.loadAverage())"
+        )
         var logger = Logger(label: "weft-bench") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = .error
         var fixture: PostgresFixture?
@@ -40,10 +44,12 @@ enum ReplayBenchmark {
         try admin.executeScript("CREATE DATABASE \(name)")
         try admin.executeScript("CREATE DATABASE \(name)_recovered")
         let url = SequencerBenchmark.url(baseURL, database: name)
-        let domain = try await TransactionBenchmark.BenchDomain.start(url: url, connections: options.databaseConnections, logger: logger)
+        let domain = try await TransactionBenchmark.BenchDomain.start(
+            url: url, connections: options.databaseConnections, logger: logger)
         let workload = try TransactionBenchmark.IOUWorkload(domain)
         try await workload.setUp(count: options.submitters)
-        let live = try await TransactionBenchmark.closedLoop(workload, options: options, probe: Probe(url: url, postmaster: nil))
+        let live = try await TransactionBenchmark.closedLoop(
+            workload, options: options, probe: Probe(url: url, postmaster: nil))
         let transactions = await domain.p2.ledgerEndOffset
         let events = await domain.p2.nextCounter
         await domain.p2.stop()
@@ -60,13 +66,18 @@ enum ReplayBenchmark {
 
         // The replay, on an empty database.
         let database = PostgresDatabase(
-            url: SequencerBenchmark.url(baseURL, database: "\(name)_recovered"), maximumConnections: options.databaseConnections,
+            url: SequencerBenchmark.url(baseURL, database: "\(name)_recovered"),
+            maximumConnections: options.databaseConnections,
             logger: logger)
         let started = now()
         let node = try await TransactionBenchmark.BenchDomain.startParticipant(
             member, database: database, domain: domain.domain, endpoint: domain.endpoint, logger: logger)
-        for file in ["iou.weft", "dvp.weft"] { _ = try await node.upload(packageSource: try ViewsBenchmark.source(file), file: file) }
-        guard let summary = try await node.waitForReplay() else { throw BenchError("the replay did not start from counter 0") }
+        for file in ["iou.weft", "dvp.weft"] {
+            _ = try await node.upload(packageSource: try ViewsBenchmark.source(file), file: file)
+        }
+        guard let summary = try await node.waitForReplay() else {
+            throw BenchError("the replay did not start from counter 0")
+        }
         let seconds = Double(now() - started) / 1e9
         let replayed = await node.ledgerEndOffset
         await node.stop()
@@ -77,12 +88,20 @@ enum ReplayBenchmark {
         }
 
         print()
-        print("participant2: \(transactions) transactions, \(events) events in its stream, \(summary.activeContracts) active contracts")
-        print("replay from counter 0 (empty database to caught up): \(SequencerBenchmark.format(Double(transactions) / seconds, 1)) transactions/s (\(SequencerBenchmark.format(seconds, 2)) s)")
+        print(
+            "participant2: \(transactions) transactions, \(events) events in its stream, \(summary.activeContracts) active contracts"
+        )
+        print(
+            "replay from counter 0 (empty database to caught up): \(SequencerBenchmark.format(Double(transactions) / seconds, 1)) transactions/s (\(SequencerBenchmark.format(seconds, 2)) s)"
+        )
         print()
         print("baseline (same run):")
-        print("  live, closed loop: \(SequencerBenchmark.format(live.committedPerSecond, 1)) transactions/s committed (each on participant2's ledger)")
-        print("  the sequencer stream alone (read and verified): \(SequencerBenchmark.format(Double(events) / readSeconds, 1)) events/s (\(SequencerBenchmark.format(readSeconds, 2)) s)")
+        print(
+            "  live, closed loop: \(SequencerBenchmark.format(live.committedPerSecond, 1)) transactions/s committed (each on participant2's ledger)"
+        )
+        print(
+            "  the sequencer stream alone (read and verified): \(SequencerBenchmark.format(Double(events) / readSeconds, 1)) events/s (\(SequencerBenchmark.format(readSeconds, 2)) s)"
+        )
         print("load after: \(SequencerBenchmark.loadAverage())")
     }
 }

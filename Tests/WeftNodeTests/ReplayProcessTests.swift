@@ -24,7 +24,9 @@ import WeftWire
                 try await drive(cluster)
             } catch {
                 let logs = await cluster.saveLogs()
-                Issue.record("\(error)\n(every node's log is in \(logs))\n--- participant2's log:\n\(await cluster.log("participant2").suffix(3000))")
+                Issue.record(
+                    "\(error)\n(every node's log is in \(logs))\n--- participant2's log:\n\(await cluster.log("participant2").suffix(3000))"
+                )
             }
             await cluster.stop(expectCleanExit: true)
         }
@@ -35,11 +37,16 @@ import WeftWire
         let iou = IOUCommands(packageID: await cluster.packageID)
         let p2Port = cluster.participantPorts["participant2"]!
         let aliceApp = LedgerApplication(
-            port: cluster.participantPorts["participant1"]!, applicationID: "alice-app", actAs: [alice], readAs: [alice])
+            port: cluster.participantPorts["participant1"]!, applicationID: "alice-app", actAs: [alice], readAs: [alice]
+        )
         let bankApp = LedgerApplication(port: p2Port, applicationID: "bank-app", actAs: [bank], readAs: [bank, bob])
         await aliceApp.follow()
         await bankApp.follow()
-        defer { Task { await aliceApp.stop(); await bankApp.stop() } }
+        defer {
+            Task {
+                await aliceApp.stop(); await bankApp.stop()
+            }
+        }
         let chain = IOUChain(iou: iou, aliceApp: aliceApp, bankApp: bankApp, alice: alice, bank: bank, bob: bob)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for number in 0..<Self.chains { group.addTask { _ = try await chain.run(number) } }
@@ -50,7 +57,8 @@ import WeftWire
             let id = "kept-\(number)"
             try await bankApp.submit(iou.issue("\(50 + number)", from: bank, to: alice), id: id)
             let issued = try await IOUChain.outcome(bankApp, id)
-            guard issued.status?.code == 0, let transaction = await aliceApp.transaction(issued.transactionID, within: .seconds(60)),
+            guard issued.status?.code == 0,
+                let transaction = await aliceApp.transaction(issued.transactionID, within: .seconds(60)),
                 case .created(let created)? = transaction.events.first?.kind
             else { throw TestError("the IOU \(id) did not reach alice: \(issued)") }
             kept.append(created.contractID)
@@ -66,7 +74,9 @@ import WeftWire
                 if Task.isCancelled { break }
                 let id = "own-\(number)"
                 try await aliceApp.submit(iou.issue("1", from: alice, to: alice), id: id)
-                guard let completion = await aliceApp.completion(of: id, within: .seconds(60)) else { throw TestError("no completion of \(id)") }
+                guard let completion = await aliceApp.completion(of: id, within: .seconds(60)) else {
+                    throw TestError("no completion of \(id)")
+                }
                 if completion.status?.code == 0 { committed += 1 }
             }
             return committed
@@ -117,7 +127,9 @@ import WeftWire
         await after.follow()
         defer { Task { await after.stop() } }
         try await after.submit(iou.issue("99", from: bank, to: alice), id: "after-recovery")
-        guard let completion = await after.completion(of: "after-recovery", within: .seconds(60)), completion.status?.code == 0 else {
+        guard let completion = await after.completion(of: "after-recovery", within: .seconds(60)),
+            completion.status?.code == 0
+        else {
             throw TestError("the recovered participant's command did not commit")
         }
         #expect(completion.offset > 0)
@@ -127,8 +139,12 @@ import WeftWire
         // After the copy, its ledger holds exactly the transactions of its parties the peers
         // committed meanwhile: the transfers to bob that succeeded, and the new issue.
         let now = try await LedgerCopy.read(port: p2Port, parties: [bank, bob])
-        let afterCopy = try now.transactions.dropFirst(copy.transactions.count).map { try Weft.V1.Transaction(serializedBytes: $0).transactionID }
-        #expect(Set(afterCopy) == Set(transferred.map(\.transactionID) + [completion.transactionID]), "transfers committed: \(transferred.count)")
+        let afterCopy = try now.transactions.dropFirst(copy.transactions.count).map {
+            try Weft.V1.Transaction(serializedBytes: $0).transactionID
+        }
+        #expect(
+            Set(afterCopy) == Set(transferred.map(\.transactionID) + [completion.transactionID]),
+            "transfers committed: \(transferred.count)")
         #expect(!transferred.isEmpty, "no transfer across the loss committed")
         // The bank's application followed participant2's transaction stream across the loss,
         // resuming after the last offset it had: what it holds is what a fresh read shows.
@@ -150,17 +166,25 @@ import WeftWire
             }
         }
         let active = try now.active.map { try Weft.V1.CreatedEvent(serializedBytes: $0) }
-        #expect(Set(active.map(\.contractID)) == expected, "the active contracts are not the copy's plus what came after")
+        #expect(
+            Set(active.map(\.contractID)) == expected, "the active contracts are not the copy's plus what came after")
         let keptBytes = now.active.filter { bytes in copy.active.contains { $0 == bytes } }.count
         let keptIDs = copiedIDs.intersection(active.map(\.contractID)).count
-        #expect(keptIDs > 0 && keptBytes == keptIDs, "a contract of the copy changed its bytes (\(keptBytes) of \(keptIDs) the same)")
+        #expect(
+            keptIDs > 0 && keptBytes == keptIDs,
+            "a contract of the copy changed its bytes (\(keptBytes) of \(keptIDs) the same)")
 
         // Consistent with its peer: alice's contracts are the same on both participants.
-        let aliceActive = try await LedgerCopy.activeContracts(port: cluster.participantPorts["participant1"]!, parties: [alice])
+        let aliceActive = try await LedgerCopy.activeContracts(
+            port: cluster.participantPorts["participant1"]!, parties: [alice])
         let bankActive = try await LedgerCopy.activeContracts(port: p2Port, parties: [bank])
         let shared = bankActive.filter { $0.signatories.contains(alice) || $0.observers.contains(alice) }
-        #expect(Set(shared.map(\.contractID)) == Set(aliceActive.filter { $0.signatories.contains(bank) }.map(\.contractID)))
-        print("replay: \(copy.end) transactions before the copy, \(transferred.count) transfers across the loss, \(ownCommitted) own transactions of participant1 meanwhile")
+        #expect(
+            Set(shared.map(\.contractID)) == Set(aliceActive.filter { $0.signatories.contains(bank) }.map(\.contractID))
+        )
+        print(
+            "replay: \(copy.end) transactions before the copy, \(transferred.count) transfers across the loss, \(ownCommitted) own transactions of participant1 meanwhile"
+        )
     }
 }
 
@@ -180,10 +204,14 @@ struct LedgerCopy: Equatable {
         if upTo == nil { end = try await client.transaction.getLedgerEnd(.init()).offset }
         var copy = LedgerCopy(end: end, transactions: [], trees: [], active: [])
         guard end > 0 else { return copy }
-        for try await response in try client.transaction.getTransactions(.init(endInclusive: end, filter: .init(parties: parties))) {
+        for try await response in try client.transaction.getTransactions(
+            .init(endInclusive: end, filter: .init(parties: parties)))
+        {
             copy.transactions.append(try response.transaction?.serializedBytes() ?? [])
         }
-        for try await response in try client.transaction.getTransactionTrees(.init(endInclusive: end, filter: .init(parties: parties))) {
+        for try await response in try client.transaction.getTransactionTrees(
+            .init(endInclusive: end, filter: .init(parties: parties)))
+        {
             copy.trees.append(try response.transaction?.serializedBytes() ?? [])
         }
         copy.active = try await activeContracts(port: port, parties: parties).map { try $0.serializedBytes() }
@@ -194,7 +222,8 @@ struct LedgerCopy: Equatable {
         let client = try await RPCClient.connect(host: "127.0.0.1", port: port, security: .plaintext)
         defer { Task { await client.close() } }
         var active: [Weft.V1.CreatedEvent] = []
-        for try await response in try client.activeContracts.getActiveContracts(.init(filter: .init(parties: parties))) {
+        for try await response in try client.activeContracts.getActiveContracts(.init(filter: .init(parties: parties)))
+        {
             active += response.activeContracts
         }
         return active

@@ -64,14 +64,17 @@ extension OnARealDomain {
                 #expect(try await recovered.transactions(of: bank) == before.bank)
                 #expect(try await recovered.transactions(of: bob) == before.bob)
                 #expect(try await recovered.transactionTrees(after: 0, upTo: end) == before.trees)
-                #expect(try await recovered.activeContracts(of: [bank, bob]).contracts.map(\.contract) == before.active)
-                #expect(before.bank.filter { !$0.commandID.isEmpty }.count == 4, "the bank's own commands keep their ids")
+                #expect(
+                    try await recovered.activeContracts(of: [bank, bob]).contracts.map(\.contract) == before.active)
+                #expect(
+                    before.bank.filter { !$0.commandID.isEmpty }.count == 4, "the bank's own commands keep their ids")
 
                 // Its own commands keep their completions and stay deduplicated: the bank's
                 // application retrying a command from before the loss gets the first outcome.
                 let restored = try #require(try await recovered.command(firstIssue))
                 #expect(restored.state == .succeeded && restored.transactionID == original.transactionID)
-                #expect(restored.ledgerOffset == original.ledgerOffset && restored.submissionID == original.submissionID)
+                #expect(
+                    restored.ledgerOffset == original.ledgerOffset && restored.submissionID == original.submissionID)
                 #expect(restored.deduplicateUntil > Int64(Date().timeIntervalSince1970 * 1_000_000))
                 let retried = try await recovered.submit(
                     [try domain.issue("1", to: alice)], actAs: [bank], command: firstIssue)
@@ -109,7 +112,8 @@ extension OnARealDomain {
                 let store = ParticipantStore(database: PostgresDatabase(url: url), participant: domain.members[1].id)
                 try await store.migrate()
                 let recovered = try await DomainHarness.startNode(
-                    domain.members[1], store: store, url: url, endpoint: domain.endpoint, domain: domain.domain, ready: false)
+                    domain.members[1], store: store, url: url, endpoint: domain.endpoint, domain: domain.domain,
+                    ready: false)
                 do {
                     let summary = try await recovered.waitForReplay()
                     Issue.record("replay from a pruned stream finished: \(String(describing: summary))")
