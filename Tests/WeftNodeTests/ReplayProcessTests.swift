@@ -121,6 +121,21 @@ import WeftWire
         #expect(sameTransactions, "the flat transactions differ")
         #expect(sameTrees, "the transaction trees differ")
 
+        // The bank's completions come back from its views: the same commands, transactions,
+        // act-as parties and submission ids (the completion offsets are numbered anew).
+        let original = await bankApp.completions
+        let replayed = try await LedgerCopy.completions(
+            port: p2Port, applicationID: "bank-app", parties: [bank], count: original.count)
+        func outcome(_ completion: Weft.V1.Completion) -> String {
+            [
+                completion.commandID, completion.transactionID, completion.submissionID,
+                completion.status.map { "\($0.code)" } ?? "none",
+            ]
+            .joined(separator: " ") + " \(completion.actAs)"
+        }
+        #expect(original.count == Self.chains + Self.transfersAcrossTheLoss)
+        #expect(Set(replayed.map(outcome)) == Set(original.map(outcome)), "the replayed completions differ")
+
         // It transacts again: the bank issues alice an IOU, committed at the next offset on
         // participant2 and seen by participant1 under the same transaction id.
         let after = LedgerApplication(port: p2Port, applicationID: "bank-app-2", actAs: [bank], readAs: [bank])
@@ -216,6 +231,34 @@ struct LedgerCopy: Equatable {
         }
         copy.active = try await activeContracts(port: port, parties: parties).map { try $0.serializedBytes() }
         return copy
+    }
+
+    /// The first `count` completions of `applicationID`'s stream for `parties`, from the
+    /// beginning; throws if fewer arrive within 30 s.
+    static func completions(port: Int, applicationID: String, parties: [String], count: Int) async throws
+        -> [Weft.V1.Completion]
+    {
+        let client = try await RPCClient.connect(host: "127.0.0.1", port: port, security: .plaintext)
+        defer { Task { await client.close() } }
+        return try await withThrowingTaskGroup(of: [Weft.V1.Completion]?.self) { group in
+            group.addTask {
+                var completions: [Weft.V1.Completion] = []
+                let request = Weft.V1.CompletionStreamRequest(applicationID: applicationID, parties: parties)
+                for try await response in try client.completion.completionStream(request) {
+                    if let completion = response.completion { completions.append(completion) }
+                    if completions.count >= count { break }
+                }
+                return completions
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(30))  // the deadline, not a synchronization
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            guard let first else { throw TestError("fewer than \(count) completions of \(applicationID) within 30 s") }
+            return first
+        }
     }
 
     static func activeContracts(port: Int, parties: [String]) async throws -> [Weft.V1.CreatedEvent] {
