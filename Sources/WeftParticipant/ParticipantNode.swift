@@ -80,6 +80,7 @@ public actor ParticipantNode {
     /// Whether the topology has the domain's history (see `waitUntilReady`).
     private var ready = false
     private var processing: Task<Void, Never>?
+    private var processingStarted = false
     /// Ledger API followers (ParticipantNode+Subscriptions.swift): completions as they happen,
     /// and each move of the cursor, so readers wait on events instead of polling.
     var completionSubscribers: [UInt64: AsyncStream<CommandCompletion>.Continuation] = [:]
@@ -132,11 +133,15 @@ public actor ParticipantNode {
     /// Loads the participant's state from `store` (migrated before) and starts processing its
     /// sequencer stream from the first event not processed yet; re-sends the responses of
     /// pending requests that may not have reached the sequencer before a stop.
+    ///
+    /// With `processing: false` the stream is not read until `beginProcessing()`: a follower
+    /// (the Ledger API's completion log) subscribes first and misses no completion — one a
+    /// replay from counter 0 decides at once, say.
     public static func start(
         identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore,
         topology: any ParticipantTopology, connection: SequencerConnection,
         configuration: ParticipantConfiguration = ParticipantConfiguration(),
-        logger: Logger = Logger(label: "weft.participant")
+        logger: Logger = Logger(label: "weft.participant"), processing: Bool = true
     ) async throws -> ParticipantNode {
         var logger = logger
         logger[metadataKey: LogKey.participant] = "\(identity.id)"
@@ -155,6 +160,7 @@ public actor ParticipantNode {
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
         await node.awaitSequencing(unsequenced)
         await node.resume(ready: await topology.isInitialized)
+        if processing { await node.beginProcessing() }
         return node
     }
 
@@ -175,6 +181,12 @@ public actor ParticipantNode {
             }
         }
         beginReplayIfFresh()
+    }
+
+    /// Starts reading the sequencer stream (once; `start` does it unless told not to).
+    public func beginProcessing() {
+        guard processing == nil, !processingStarted else { return }
+        processingStarted = true
         let (connection, delay, logger) = (self.connection, configuration.reconnectDelay, self.logger)
         processing = Task { [weak self] in
             // While no sequencer answers (the only one restarting), wait and subscribe again
