@@ -201,13 +201,18 @@ actor CompletionLog {
                 ).rows.first {
                     return (try row[0].string ?? "", try row[1].string ?? "")
                 }
+                // No Ledger API submission: a Swift API command, or one whose record went with a
+                // lost database and that replay completes (with its submitter's act-as parties
+                // and submission id from the views, so the application's stream shows it).
+                let submission = event.submissionID.isEmpty ? "offset-\(offset)" : event.submissionID
+                let actAs = event.actAs.map(\.id).joined(separator: "\n")
                 _ = try connection.execute(
                     """
                     INSERT INTO ledger_api_completions (participant, application_id, command_id, submission_id, act_as,
                         completion_offset, status_code, error_id, message, transaction_id)
-                    VALUES ($1, $2, $3, 'offset-' || $4::text, '', $4, $5, $6, $7, $8)
-                    """, values)
-                return ("", "")
+                    VALUES ($1, $2, $3, $9, $10, $4, $5, $6, $7, $8)
+                    """, values + [.text(submission), .text(actAs)])
+                return (event.submissionID, actAs)
             }
             lastOffset = offset
             let completion = Self.wire(

@@ -135,6 +135,9 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
             case .inconsistentStore: return .internalError(id: error.id, error.description)
             }
         }
+        if let error = error as? ParticipantRecoveryError {
+            return .unavailable(id: error.id, error.description)
+        }
         if let error = error as? RPCError {
             return .unavailable(id: error.errorID.isEmpty ? "LEDGER_API_UNAVAILABLE" : error.errorID, error.message)
         }

@@ -132,6 +132,8 @@ extension LedgerAPI {
     /// Refuses a command id within its deduplication period before interpreting (a repeated
     /// transfer would no longer interpret: its input is archived), then interprets.
     func prepare(_ parsed: ParsedCommands) async throws -> PreparedSubmission {
+        // After a loss, the deduplication records come back as the replay passes them.
+        try await participant.awaitReplayEnd()
         if let first = try await participant.command(parsed.key), first.state != .rejected,
             first.deduplicateUntil >= Int64(Date().timeIntervalSince1970 * 1_000_000)
         {

@@ -215,7 +215,9 @@ actor ParticipantRuntime {
             member: identity.member.description, domain: settings.domain, key: identity.signingKey, sequencerKeys: settings.sequencerKeys,
             endpoints: try settings.sequencerURLs.map { try Self.endpoint($0, rootCertificatePEM: settings.rootCertificatePEM) }, configuration: rpc,
             logger: logger)
-        let node = try await ParticipantNode.start(identity: identity, domain: domain, store: store, topology: topology, connection: connection, logger: logger)
+        // The Ledger API follows the node's completions before the node reads its stream.
+        let node = try await ParticipantNode.start(
+            identity: identity, domain: domain, store: store, topology: topology, connection: connection, logger: logger, processing: false)
         let api: LedgerAPI
         do {
             api = try await LedgerAPI.start(
@@ -225,6 +227,7 @@ actor ParticipantRuntime {
             await node.stop()
             throw error
         }
+        await node.beginProcessing()
         var router = RPCRouter()
         api.register(on: &router)
         self.node = node

@@ -10,10 +10,16 @@ import WeftWire
 public struct CommandCompletion: Sendable, Equatable {
     public let command: CommandKey
     public let completion: Completion
+    /// The parties the command acted as and its submission id, when the participant knows
+    /// them from the request's views (a completion replayed after a loss); else empty.
+    public let actAs: [Party]
+    public let submissionID: String
 
-    public init(command: CommandKey, completion: Completion) {
+    public init(command: CommandKey, completion: Completion, actAs: [Party] = [], submissionID: String = "") {
         self.command = command
         self.completion = completion
+        self.actAs = actAs
+        self.submissionID = submissionID
     }
 }
 

@@ -46,16 +46,16 @@ public actor ParticipantNode {
     public nonisolated let domain: UniqueIdentifier
     public nonisolated let store: ParticipantStore
     private let topology: any ParticipantTopology
-    private let connection: SequencerConnection
-    private let configuration: ParticipantConfiguration
-    private let logger: Logger
+    let connection: SequencerConnection
+    let configuration: ParticipantConfiguration
+    let logger: Logger
 
     private var cursor: ParticipantStore.Cursor {
         didSet { cursorMoved(to: cursor.nextCounter) }
     }
-    private var packageSources: [PackageID: Package] = [:]
+    var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
-    private var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
+    var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
     /// This participant as a sequencer member (`PAR::…`), as deliveries name their sender.
     private var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
     /// When each command in flight was submitted here: its duration metric at completion.
@@ -80,6 +80,7 @@ public actor ParticipantNode {
     /// Whether the topology has the domain's history (see `waitUntilReady`).
     private var ready = false
     private var processing: Task<Void, Never>?
+    private var processingStarted = false
     /// Ledger API followers (ParticipantNode+Subscriptions.swift): completions as they happen,
     /// and each move of the cursor, so readers wait on events instead of polling.
     var completionSubscribers: [UInt64: AsyncStream<CommandCompletion>.Continuation] = [:]
@@ -87,10 +88,12 @@ public actor ParticipantNode {
     var nextSubscriberID: UInt64 = 0
     /// Sends in progress, cancelled by `stop()` so that a stopped node sends nothing more.
     private var sends: [Int: Task<Void, Never>] = [:]
+    /// Recovery by replay (ParticipantNode+Replay.swift).
+    var recovery = RecoveryState()
     private var nextSend = 0
 
     /// Runs `body` (a send) in a task of its own that `stop()` cancels.
-    private func background(_ body: @escaping @Sendable () async -> Void) {
+    func background(_ body: @escaping @Sendable () async -> Void) {
         let number = nextSend
         nextSend += 1
         sends[number] = Task {
@@ -130,11 +133,15 @@ public actor ParticipantNode {
     /// Loads the participant's state from `store` (migrated before) and starts processing its
     /// sequencer stream from the first event not processed yet; re-sends the responses of
     /// pending requests that may not have reached the sequencer before a stop.
+    ///
+    /// With `processing: false` the stream is not read until `beginProcessing()`: a follower
+    /// (the Ledger API's completion log) subscribes first and misses no completion — one a
+    /// replay from counter 0 decides at once, say.
     public static func start(
         identity: ParticipantIdentity, domain: UniqueIdentifier, store: ParticipantStore,
         topology: any ParticipantTopology, connection: SequencerConnection,
         configuration: ParticipantConfiguration = ParticipantConfiguration(),
-        logger: Logger = Logger(label: "weft.participant")
+        logger: Logger = Logger(label: "weft.participant"), processing: Bool = true
     ) async throws -> ParticipantNode {
         var logger = logger
         logger[metadataKey: LogKey.participant] = "\(identity.id)"
@@ -153,6 +160,7 @@ public actor ParticipantNode {
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
         await node.awaitSequencing(unsequenced)
         await node.resume(ready: await topology.isInitialized)
+        if processing { await node.beginProcessing() }
         return node
     }
 
@@ -172,6 +180,13 @@ public actor ParticipantNode {
                 sendResponses(request)
             }
         }
+        beginReplayIfFresh()
+    }
+
+    /// Starts reading the sequencer stream (once; `start` does it unless told not to).
+    public func beginProcessing() {
+        guard processing == nil, !processingStarted else { return }
+        processingStarted = true
         let (connection, delay, logger) = (self.connection, configuration.reconnectDelay, self.logger)
         processing = Task { [weak self] in
             // While no sequencer answers (the only one restarting), wait and subscribe again
@@ -207,9 +222,16 @@ public actor ParticipantNode {
     }
 
     private func failed(_ error: any Error) {
-        logger.error(
-            "the participant stopped processing its sequencer stream; restart it to resume from the last stored counter",
-            metadata: ["error": "\(error)", LogKey.counter: "\(cursor.nextCounter)"])
+        let error = recoveryFailed(error)
+        if let error = error as? ParticipantRecoveryError {
+            logger.error(
+                "the participant cannot process its sequencer stream from where it is",
+                metadata: ["error_id": "\(error.id)", "error": "\(error)", LogKey.counter: "\(cursor.nextCounter)"])
+        } else {
+            logger.error(
+                "the participant stopped processing its sequencer stream; restart it to resume from the last stored counter",
+                metadata: ["error": "\(error)", LogKey.counter: "\(cursor.nextCounter)"])
+        }
         failWaiters(ParticipantError.stopped)
     }
 
@@ -221,6 +243,7 @@ public actor ParticipantNode {
         for task in sends.values { task.cancel() }
         sends = [:]
         await connection.close()
+        _ = recoveryFailed(ParticipantError.stopped)
         failWaiters(ParticipantError.stopped)
     }
 
@@ -245,6 +268,7 @@ public actor ParticipantNode {
         try await store.store(package: package, source: source)
         packageSources[package.id] = package
         interpreter = Interpreter(packages: Array(packageSources.values))
+        packagesChanged()
         logger.info(
             "package uploaded", metadata: [LogKey.package: "\(package.id)", LogKey.packageName: "\(package.name)"])
         return package.id
@@ -380,6 +404,7 @@ public actor ParticipantNode {
         _ commands: [Command], actAs: [Party], command: CommandKey,
         deduplicationPeriodMicros: Int64? = nil, disclosedContracts: [ActiveContract] = []
     ) async throws -> PreparedSubmission {
+        try await awaitReplayEnd()
         let snapshot = await topology.snapshot(at: now)
         for party in actAs {
             let hostings = (try? UniqueIdentifier(parsing: party.id)).map { snapshot.hostingParticipants(of: $0) } ?? []
@@ -463,6 +488,7 @@ public actor ParticipantNode {
         _ commands: [Command], actAs: [Party], command: CommandKey, deduplicationPeriodMicros: Int64? = nil,
         disclosedContracts: [ActiveContract] = []
     ) async throws -> Completion {
+        try await awaitReplayEnd()
         if let previous = try await duplicate(command) { return previous }
         let prepared = try await prepare(
             commands, actAs: actAs, command: command, deduplicationPeriodMicros: deduplicationPeriodMicros,
@@ -472,6 +498,7 @@ public actor ParticipantNode {
 
     /// Sends a prepared request and returns its completion (see `submit(_:actAs:command:)`).
     public func submit(_ prepared: PreparedSubmission) async throws -> Completion {
+        try await awaitReplayEnd()
         let record = SubmittedCommand(
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
@@ -600,7 +627,9 @@ public actor ParticipantNode {
         _ = try await store.begin(record, now: wallClockMicros())
     }
 
-    private func complete(_ key: CommandKey, _ completion: Completion) {
+    /// `submitter`: the act-as parties and submission id from the request's views, for a
+    /// completion replayed after a loss (nil otherwise).
+    private func complete(_ key: CommandKey, _ completion: Completion, submitter: SubmitterMetadata? = nil) {
         let outcome: String
         switch completion {
         case .succeeded: outcome = "succeeded"
@@ -613,7 +642,10 @@ public actor ParticipantNode {
             Timer(label: "weft_participant_command_duration_seconds")
                 .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         }
-        publish(CommandCompletion(command: key, completion: completion))
+        publish(
+            CommandCompletion(
+                command: key, completion: completion, actAs: submitter?.actAs ?? [],
+                submissionID: submitter?.submissionID ?? ""))
         for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
     }
 
@@ -650,6 +682,7 @@ public actor ParticipantNode {
             try await TraceContext.withSpan(of: deliver.traceparent) {
                 try await process(deliver, at: timestamp, next: next)
             }
+            noteDelivered(deliver, sender: memberText)
         case nil:
             try await store.advance(next)
             cursor = next
@@ -800,7 +833,14 @@ public actor ParticipantNode {
         let messageID = "response-\(request.timestamp.microsSinceEpoch)"
         background {
             do {
-                try await self.connection.send(Weft.V1.Batch(envelopes: envelopes), messageID: messageID)
+                do {
+                    try await self.connection.send(Weft.V1.Batch(envelopes: envelopes), messageID: messageID)
+                } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                    // Sent before under the same message id: by this participant before it lost
+                    // its database, now replaying the request (or by an attempt whose answer was lost).
+                    self.logger.debug(
+                        "confirmation responses were sent before", metadata: [LogKey.request: "\(request.timestamp)"])
+                }
                 try await self.store.markResponsesSent(request.timestamp)
             } catch {
                 self.logger.error(
@@ -874,6 +914,7 @@ public actor ParticipantNode {
         var commit: ParticipantStore.Commit?
         var effects: Effects?
         if approved {
+            try await awaitPackages(usedBy: request.views, request: requestTime)
             let snapshot = await topology.snapshot(at: requestTime)
             let hosted = { (party: Party) -> Bool in
                 guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
@@ -917,6 +958,8 @@ public actor ParticipantNode {
         }
         Counter(label: "weft_participant_requests_total", dimensions: [("outcome", approved ? "approved" : "rejected")])
             .increment()
+        var submitter: SubmitterMetadata?
+        if let command = request.command { submitter = try await restoreCommand(command, of: request) }
         try await store.decide(
             requestTime, outcome: approved ? "approved" : reasonID, commit: commit, command: request.command,
             completion: approved ? nil : (reasonID, reason), cursor: next)
@@ -952,9 +995,10 @@ public actor ParticipantNode {
             if approved {
                 complete(
                     command,
-                    .succeeded(transactionID: request.rootHash.description, offset: commit?.offset ?? ledgerEnd))
+                    .succeeded(transactionID: request.rootHash.description, offset: commit?.offset ?? ledgerEnd),
+                    submitter: submitter)
             } else {
-                complete(command, .rejected(reasonID: reasonID, message: reason))
+                complete(command, .rejected(reasonID: reasonID, message: reason), submitter: submitter)
             }
         }
     }

@@ -232,7 +232,7 @@ struct RequestValidator {
             }
         }
         // 5. Packages: a participant without a package cannot validate, and says so.
-        let missingPackages = Set(views.flatMap { packagesUsed(by: $0.view) }).subtracting(packages)
+        let missingPackages = Set(views.flatMap { Self.packagesUsed(by: $0.view) }).subtracting(packages)
         if !missingPackages.isEmpty {
             let ids = missingPackages.map(\.description).sorted()
             return .reject(
@@ -299,7 +299,8 @@ struct RequestValidator {
         return .vip(vipHosted: vip.sorted())
     }
 
-    private func packagesUsed(by view: View) -> [PackageID] {
+    /// The packages `view` uses: its action's template and its inputs' and outputs'.
+    static func packagesUsed(by view: View) -> [PackageID] {
         var result: [PackageID] = []
         if case .exercise(_, let template, _, _, _, _, _) = view.participantData.action {
             result.append(template.package)

@@ -168,12 +168,21 @@ enum TransactionBenchmark {
         let nodes: [ParticipantNode]
         let databases: [PostgresDatabase]
         let alice: Party, bob: Party, bank: Party, custodian: Party
+        /// The participants' identities and the sequencer's address: what a node that lost
+        /// its database needs to start again (`weft-bench replay`).
+        let members: [TestDomain.Participant]
+        let domain: TestDomain
+        let endpoint: SequencerConnection.Endpoint
 
         init(
             sequencer: Sequencer, topology: SequencerTopology, server: RPCServer, mediatorTask: Task<Void, any Error>,
             mediatorConnection: SequencerConnection, manager: SequencerClient, nodes: [ParticipantNode],
-            databases: [PostgresDatabase], parties: [Party]
+            databases: [PostgresDatabase], parties: [Party], members: [TestDomain.Participant], domain: TestDomain,
+            endpoint: SequencerConnection.Endpoint
         ) {
+            self.members = members
+            self.domain = domain
+            self.endpoint = endpoint
             self.sequencer = sequencer
             self.topology = topology
             self.server = server
@@ -280,20 +289,7 @@ enum TransactionBenchmark {
             let dvp = try ViewsBenchmark.source("dvp.weft")
             var nodes: [ParticipantNode] = []
             for participant in members {
-                let database = pool()
-                let store = ParticipantStore(database: database, participant: participant.id)
-                try await store.migrate()
-                let topologyStore = TopologyStore(database: database, domain: domain.domain, member: participant.member)
-                try await topologyStore.migrate()
-                let topology = MemberTopology(domain: domain.domain, store: topologyStore, logger: logger)
-                try await topology.start()
-                let connection = SequencerConnection(
-                    member: participant.member.description, domain: domain.domain.description, key: participant.signingKey,
-                    sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger)
-                let node = try await ParticipantNode.start(
-                    identity: ParticipantIdentity(
-                        id: participant.id, signingKey: participant.signingKey, encryptionKey: participant.encryptionKey),
-                    domain: domain.domain, store: store, topology: topology, connection: connection, logger: logger)
+                let node = try await startParticipant(participant, database: pool(), domain: domain, endpoint: endpoint, logger: logger)
                 await node.waitUntilReady()
                 _ = try await node.upload(packageSource: iou, file: "iou.weft")
                 _ = try await node.upload(packageSource: dvp, file: "dvp.weft")
@@ -302,7 +298,28 @@ enum TransactionBenchmark {
             return BenchDomain(
                 sequencer: sequencer, topology: sequencerTopology, server: server, mediatorTask: mediatorTask,
                 mediatorConnection: mediatorConnection, manager: manager, nodes: nodes, databases: databases,
-                parties: try hosted.map { try Party($0.0.description) })
+                parties: try hosted.map { try Party($0.0.description) }, members: members, domain: domain, endpoint: endpoint)
+        }
+
+        /// Participant `participant`'s node on `database` (its tables migrated), processing its
+        /// stream from where its store stopped: from counter 0 on an empty one.
+        static func startParticipant(
+            _ participant: TestDomain.Participant, database: PostgresDatabase, domain: TestDomain,
+            endpoint: SequencerConnection.Endpoint, logger: Logger
+        ) async throws -> ParticipantNode {
+            let store = ParticipantStore(database: database, participant: participant.id)
+            try await store.migrate()
+            let topologyStore = TopologyStore(database: database, domain: domain.domain, member: participant.member)
+            try await topologyStore.migrate()
+            let topology = MemberTopology(domain: domain.domain, store: topologyStore, logger: logger)
+            try await topology.start()
+            let connection = SequencerConnection(
+                member: participant.member.description, domain: domain.domain.description, key: participant.signingKey,
+                sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger)
+            return try await ParticipantNode.start(
+                identity: ParticipantIdentity(
+                    id: participant.id, signingKey: participant.signingKey, encryptionKey: participant.encryptionKey),
+                domain: domain.domain, store: store, topology: topology, connection: connection, logger: logger)
         }
 
         func stop() async {

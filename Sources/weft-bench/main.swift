@@ -5,6 +5,7 @@
 //   swift run -c release weft-bench crypto [--rounds N]
 //   swift run -c release weft-bench sequencer [--seconds N] [--rate R] …
 //   swift run -c release weft-bench transactions [--kind iou|dvp|both] [--seconds N] [--rate R] [--url postgres://…]
+//   swift run -c release weft-bench replay [--seconds N] [--url postgres://…]
 //
 // Results are recorded in docs/benchmarks.md.
 @_spi(Benchmarks) import WeftWire
@@ -174,6 +175,8 @@ case "transactions":
         print("weft-bench transactions: \(error)")
         exit(64)
     }
+case "replay":
+    try await ReplayBenchmark.run(Array(arguments.dropFirst()))
 case "wire":
     try runWire(seconds: seconds)
 case "views": try ViewsBenchmark.run(arguments: arguments)
@@ -184,9 +187,10 @@ case "crypto":
     }
     try CryptoBenchmark.run(rounds: rounds)
 default:
-    print("usage: weft-bench wire [--seconds-per-case S] | crypto [--rounds N] | views | sequencer [...] | transactions [...]")
+    print("usage: weft-bench wire [--seconds-per-case S] | crypto [--rounds N] | views | sequencer [...] | transactions [...] | replay [...]")
     print("  wire     encode/decode through WeftWire vs raw protobuf-c")
     print("  crypto   WeftCrypto vs openssl speed")
     print("  transactions  committed IOU transfers / DvP settlements per second through a whole domain")
+    print("  replay   a participant's recovery by replay from its sequencer stream, transactions per second")
     exit(arguments.isEmpty || arguments.first == "--help" ? 0 : 64)
 }

@@ -125,21 +125,39 @@ actor CrashCluster {
     private func setUp(managerPort: Int) async throws {
         for node in ["sequencer1", "manager", "mediator1"] { try await start(node) }
         let admin = ["--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key", "certs/operator-key.pem"]
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         for name in Self.participants {
             let id = try await weft(["participant", "id", "-c", "\(name).yaml"])
             try await weft(["domain-manager", "set-state", id, "--permission", "submission"] + admin)
             try await start(name)
-            try await weft(
-                ["participant", "connect-multi", "mydomain", "127.0.0.1:\(sequencerPort)", "--root-cert", "certs/ca.pem",
-                 "--remote", "127.0.0.1:\(participantPorts[name]!)", "--remote-plaintext"])
-            packageID = try await weft(["package", "upload", root.appendingPathComponent("examples/packages/iou.weft").path] + api(name))
+            try await connect(name)
+            packageID = try await uploadPackage(name)
         }
         parties = (
             alice: try await weft(["party", "allocate", "alice"] + api("participant1")),
             bank: try await weft(["party", "allocate", "bank"] + api("participant2")),
             bob: try await weft(["party", "allocate", "bob"] + api("participant2"))
         )
+    }
+
+    /// `weft participant connect-multi` for participant `name`, as its operator runs it.
+    func connect(_ name: String) async throws {
+        try await weft(
+            ["participant", "connect-multi", "mydomain", "127.0.0.1:\(sequencerPort)", "--root-cert", "certs/ca.pem",
+             "--remote", "127.0.0.1:\(participantPorts[name]!)", "--remote-plaintext"])
+    }
+
+    /// `weft package upload` of the IOU package to participant `name`; its package id.
+    func uploadPackage(_ name: String) async throws -> String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return try await weft(["package", "upload", root.appendingPathComponent("examples/packages/iou.weft").path] + api(name))
+    }
+
+    /// Drops node `name`'s database and creates it again empty: a lost disk. The node must be
+    /// down (killed).
+    func wipeDatabase(_ name: String) throws {
+        let connection = try PostgresConnection(url: fixtureURL)
+        _ = try connection.execute("DROP DATABASE \(name) WITH (FORCE)")
+        _ = try connection.execute("CREATE DATABASE \(name)")
     }
 
     /// The `--remote` arguments of a participant's API.
@@ -169,6 +187,16 @@ actor CrashCluster {
     /// Standard error of node `name` so far (the killed incarnations' too).
     func log(_ name: String) -> String {
         (killedOutput[name] ?? "") + (processes[name]?.standardError ?? "")
+    }
+
+    /// Returns once node `name`'s log contains `text`; throws after `limit`. (A log line is
+    /// the only sign of some states, so this polls the process's standard error.)
+    func awaitLog(_ name: String, containing text: String, within limit: Duration = .seconds(120)) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !log(name).contains(text) {
+            guard ContinuousClock.now < deadline else { throw TestError("\(name) did not log '\(text)' within \(limit)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     /// Writes every node's log so far to a directory of its own (kept after the test) and

@@ -70,24 +70,7 @@ import WeftWire
         await bankApp.follow()
         defer { Task { await aliceApp.stop(); await bankApp.stop() } }
 
-        /// Issue `number`, then — if it committed — transfer it to bob once alice's participant
-        /// has it. Returns the command ids submitted.
-        @Sendable func chain(_ number: Int) async throws -> [String] {
-            let issueID = "issue-\(number)"
-            try await bankApp.submit(iou.issue("\(number + 1)", from: bank, to: alice), id: issueID)
-            let issued = try await outcome(bankApp, issueID)
-            guard issued.status?.code == 0 else { return [issueID] }
-            guard let transaction = await aliceApp.transaction(issued.transactionID, within: .seconds(60)) else {
-                throw TestError("issue \(number)'s transaction \(issued.transactionID) did not reach participant1's stream within 60 s")
-            }
-            guard case .created(let created)? = transaction.events.first?.kind, transaction.events.count == 1 else {
-                throw TestError("issue \(number)'s transaction on participant1: \(transaction)")
-            }
-            let transferID = "transfer-\(number)"
-            try await aliceApp.submit(iou.transfer(created.contractID, to: bob), id: transferID)
-            _ = try await outcome(aliceApp, transferID)
-            return [issueID, transferID]
-        }
+        let chain = IOUChain(iou: iou, aliceApp: aliceApp, bankApp: bankApp, alice: alice, bank: bank, bob: bob)
 
         // The crash: once the bank's k-th completion is in, with the other chains in flight.
         let crash = Task {
@@ -99,7 +82,7 @@ import WeftWire
             for worker in 0..<Self.concurrency {
                 group.addTask {
                     var ids: [String] = []
-                    for number in stride(from: worker, to: Self.issues, by: Self.concurrency) { ids += try await chain(number) }
+                    for number in stride(from: worker, to: Self.issues, by: Self.concurrency) { ids += try await chain.run(number) }
                     return ids
                 }
             }
@@ -107,7 +90,7 @@ import WeftWire
         }
         try await crash.value
         // The restarted node takes part in new transactions.
-        let after = try await chain(Self.issues)
+        let after = try await chain.run(Self.issues)
         #expect(after.count == 2, "the issue after the restart did not commit")
         let commands = Set(submitted + after)
 
@@ -163,13 +146,5 @@ import WeftWire
             "crash of \(victim): \(commands.count) commands, \(succeeded.count) committed, \(rejected.count) rejected "
                 + "(\(rejected.compactMap { $0.status?.errorID }.sorted())), retried submissions \(await aliceApp.retriedSubmissions + bankApp.retriedSubmissions), "
                 + "stream resumptions \(await aliceApp.reconnections + bankApp.reconnections)")
-    }
-
-    /// The completion of `id`, or a failure naming it if none arrives within a minute.
-    func outcome(_ app: LedgerApplication, _ id: String) async throws -> Weft.V1.Completion {
-        guard let completion = await app.completion(of: id, within: .seconds(60)) else {
-            throw TestError("no completion of \(id) within 60 s")
-        }
-        return completion
     }
 }

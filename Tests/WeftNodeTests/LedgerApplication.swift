@@ -263,3 +263,38 @@ struct IOUCommands: Sendable {
                     choiceArgument: .init(sum: .record(.init(fields: [.init(label: "newOwner", value: .init(sum: .party(newOwner)))]))))))
     }
 }
+
+/// One IOU chain of the crash and replay tests: the bank issues alice an IOU, and — if it
+/// committed — alice transfers it to bob once her participant has it.
+struct IOUChain: Sendable {
+    let iou: IOUCommands
+    let aliceApp: LedgerApplication
+    let bankApp: LedgerApplication
+    let alice: String, bank: String, bob: String
+
+    /// Runs chain `number`; returns the command ids submitted.
+    func run(_ number: Int) async throws -> [String] {
+        let issueID = "issue-\(number)"
+        try await bankApp.submit(iou.issue("\(number + 1)", from: bank, to: alice), id: issueID)
+        let issued = try await Self.outcome(bankApp, issueID)
+        guard issued.status?.code == 0 else { return [issueID] }
+        guard let transaction = await aliceApp.transaction(issued.transactionID, within: .seconds(60)) else {
+            throw TestError("issue \(number)'s transaction \(issued.transactionID) did not reach participant1's stream within 60 s")
+        }
+        guard case .created(let created)? = transaction.events.first?.kind, transaction.events.count == 1 else {
+            throw TestError("issue \(number)'s transaction on participant1: \(transaction)")
+        }
+        let transferID = "transfer-\(number)"
+        try await aliceApp.submit(iou.transfer(created.contractID, to: bob), id: transferID)
+        _ = try await Self.outcome(aliceApp, transferID)
+        return [issueID, transferID]
+    }
+
+    /// The completion of `id`, or a failure naming it if none arrives within a minute.
+    static func outcome(_ app: LedgerApplication, _ id: String) async throws -> Weft.V1.Completion {
+        guard let completion = await app.completion(of: id, within: .seconds(60)) else {
+            throw TestError("no completion of \(id) within 60 s")
+        }
+        return completion
+    }
+}

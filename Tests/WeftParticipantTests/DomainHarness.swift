@@ -300,11 +300,12 @@ final class DomainHarness: Sendable {
         return topology
     }
 
-    /// A participant node on `store`, ready: its topology has the domain's history.
+    /// A participant node on `store`, ready (unless `ready` is false): its topology has the
+    /// domain's history.
     static func startNode(
         _ participant: TestDomain.Participant, store: ParticipantStore, url: String,
         endpoint: SequencerConnection.Endpoint, domain: TestDomain,
-        configuration: ParticipantConfiguration = ParticipantConfiguration()
+        configuration: ParticipantConfiguration = ParticipantConfiguration(), ready: Bool = true
     ) async throws -> ParticipantNode {
         let logger = quietLogger("weft.test.\(participant.id.name)")
         let connection = SequencerConnection(
@@ -316,7 +317,7 @@ final class DomainHarness: Sendable {
             domain: domain.domain, store: store,
             topology: try await memberTopology(participant.member, url: url, domain: domain), connection: connection,
             configuration: configuration, logger: logger)
-        await node.waitUntilReady()
+        if ready { await node.waitUntilReady() }
         return node
     }
 
