@@ -18,7 +18,8 @@ struct WeftCommand: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, DatabaseCommand.self, KeysCommand.self, DomainManagerCommand.self, ParticipantCommand.self, CertsCommand.self,
             DemoCommand.self, ConfigCommand.self, HealthCommand.self, PartyCommand.self, PackageCommand.self, SubmitCommand.self,
-            ActiveContractsCommand.self, TransactionsCommand.self, LedgerEndCommand.self, TokenCommand.self, ScriptCommand.self, DomainCommand.self,
+            ActiveContractsCommand.self, TransactionsCommand.self, LedgerEndCommand.self, TokenCommand.self, ScriptCommand.self, DomainCommand.self, DecodeCommand.self,
+            CallCommand.self,
         ]
     )
 
