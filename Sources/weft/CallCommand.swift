@@ -57,8 +57,15 @@ struct CallCommand: AsyncParsableCommand {
 
     func run() async throws {
         // The JSON is checked before the node is asked anything: a typo costs no connection.
-        let request = listing ? nil : try readRequest()
-        let client = try await connection.connect(to: address)
+        let request = listing ? nil : readRequest()
+        let client: RPCClient
+        do {
+            client = try await connection.connect(to: address)
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            fail("cannot connect to \(address): \(error); check that the node runs and listens there (`weft health status`)")
+        }
         defer { Task { await client.close() } }
         let served: Weft.V1.GetDescriptorSetResponse
         do {
@@ -79,8 +86,9 @@ struct CallCommand: AsyncParsableCommand {
         }
         guard let method, let descriptor = services.flatMap(\.methods).first(where: { $0.path == method }) else {
             let names = services.map(\.name).joined(separator: ", ")
-            throw ValidationError(
-                "the node serves no method \(method ?? ""); its services: \(names) (`weft call \(address) list` shows their methods)")
+            fail(
+                "the node serves no method \(method ?? ""); its services: \(names) (`weft call \(address) list` shows their methods)",
+                status: ExitCode.validationFailure.rawValue)
         }
         guard let requestType = Weft.V1.jsonMessageType(named: descriptor.requestType),
             let responseType = Weft.V1.jsonMessageType(named: descriptor.responseType)
@@ -95,7 +103,7 @@ struct CallCommand: AsyncParsableCommand {
     }
 
     /// The request's JSON from --json (text, @file, or - for standard input); `{}` without it.
-    func readRequest() throws -> JSONValue {
+    func readRequest() -> JSONValue {
         guard let json else { return .object([]) }
         let text: String
         let source: String
@@ -104,7 +112,9 @@ struct CallCommand: AsyncParsableCommand {
             source = "standard input"
         } else if json.hasPrefix("@") {
             let path = String(json.dropFirst())
-            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--json @\(path): cannot read the file") }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                fail("--json @\(path): cannot read the file", status: ExitCode.validationFailure.rawValue)
+            }
             text = String(decoding: data, as: UTF8.self)
             source = path
         } else {
@@ -114,7 +124,7 @@ struct CallCommand: AsyncParsableCommand {
         do {
             return try JSONValue(parsing: text)
         } catch {
-            throw ValidationError("\(source): \(error)")
+            fail("\(source): \(error)", status: ExitCode.validationFailure.rawValue)
         }
     }
 
@@ -126,7 +136,7 @@ struct CallCommand: AsyncParsableCommand {
         do {
             request = try Request(jsonValue: json)
         } catch {
-            throw ValidationError("the request does not fit \(Request.protoMessageName): \(error)")
+            fail("the request does not fit \(Request.protoMessageName): \(error)", status: ExitCode.validationFailure.rawValue)
         }
         let method = Method<Request, Response>(path: descriptor.path, kind: descriptor.kind)
         let timeout = self.timeout.map { Duration.milliseconds(Int64($0 * 1000)) }
@@ -141,7 +151,9 @@ struct CallCommand: AsyncParsableCommand {
                 if let maxMessages, count >= maxMessages { break }
             }
         case .clientStreaming, .bidirectionalStreaming:
-            throw ValidationError("\(descriptor.path) is \(descriptor.kind.rawValue): weft call makes unary and server-streaming calls only")
+            fail(
+                "\(descriptor.path) is \(descriptor.kind.rawValue): weft call makes unary and server-streaming calls only",
+                status: ExitCode.validationFailure.rawValue)
         }
     }
 
@@ -196,9 +208,10 @@ struct CallCommand: AsyncParsableCommand {
         return "\(name) (\(error.code.rawValue)) \(error.errorID): \(error.message)\(correlation)"
     }
 
-    /// Says why on standard error and exits 1.
-    func fail(_ message: String) -> Never {
+    /// Says why on standard error and exits: 1 when the node or the call failed, 64 (the
+    /// status of every usage error) when the input was wrong.
+    func fail(_ message: String, status: Int32 = 1) -> Never {
         FileHandle.standardError.write(Data("weft call: \(message)\n".utf8))
-        Foundation.exit(1)
+        Foundation.exit(status)
     }
 }
