@@ -12,12 +12,12 @@ struct CallCommand: AsyncParsableCommand {
         commandName: "call",
         abstract: "Call any method of a node with JSON (weft call ADDRESS /weft.v1.Service/Method --json '{…}').",
         discussion: """
-            The request is proto3 JSON (field names as in docs/methods.md, lowerCamelCase or as in the
-            .proto file): --json TEXT, --json @FILE, or --json - for standard input; without --json, {}.
-            A unary response is printed as one JSON object; a server stream as JSON lines, one per
-            message as it arrives (--max-messages N stops after N). `weft call ADDRESS list` (or --list)
-            shows the services and methods the node serves. A call that fails prints its status code,
-            Weft error id and message on standard error and exits 1; JSON that does not parse or does
+            The request is proto3 JSON (field names as in docs/methods.md, lowerCamelCase or as in the \
+            .proto file): --json TEXT, --json @FILE, or --json - for standard input; without --json, {}. \
+            A unary response is printed as one JSON object; a server stream as JSON lines, one per \
+            message as it arrives (--max-messages N stops after N). `weft call ADDRESS list` (or --list) \
+            shows the services and methods the node serves. A call that fails prints its status code, \
+            Weft error id and message on standard error and exits 1; JSON that does not parse or does \
             not fit the request type, or a method the node does not serve, exits 64.
             """)
 

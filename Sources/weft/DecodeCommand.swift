@@ -9,14 +9,14 @@ struct DecodeCommand: ParsableCommand {
         commandName: "decode",
         abstract: "Show Weft frames (or one message) from hex or binary bytes as JSON or text.",
         discussion: """
-            Input: the hex argument (whitespace allowed), --file, or standard input; hex unless --binary.
-            It may start with the connection preface (5745465401000d0a). Each frame is shown with its
-            5-byte prefix, the weft.v1.Frame fields, and its payload decoded as the method's request or
-            response: the method comes from the stream's open frame in the input (or --method), the
-            direction is request when that open frame is in the input (the client's side of a
-            connection), response otherwise (or --direction). --type weft.v1.X decodes the input as
-            one bare message instead. Output: one JSON object per frame (JSON lines), or text.
-            Fields the schema does not know appear under "@unknown" (number, wire type, base64 data).
+            Input: the hex argument (whitespace allowed), --file, or standard input; hex unless --binary. \
+            It may start with the connection preface (5745465401000d0a). Each frame is shown with its \
+            5-byte prefix, the weft.v1.Frame fields, and its payload decoded as the method's request or \
+            response: the method comes from the stream's open frame in the input (or --method), the \
+            direction is request when that open frame is in the input (the client's side of a \
+            connection), response otherwise (or --direction). --type weft.v1.X decodes the input as \
+            one bare message instead. Output: one JSON object per frame (JSON lines), or text. \
+            Fields the schema does not know appear under "@unknown" (number, wire type, base64 data). \
             Bytes that are not frames give the byte offset and what was expected there, exit 1.
             """)
 
