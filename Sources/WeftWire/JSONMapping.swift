@@ -348,7 +348,11 @@ public enum JSONUnknownFields {
             })
     }
 
-    public static func read(_ value: JSONValue, _ path: String) throws(JSONMappingError) -> UnknownFields {
+    /// Reads `"@unknown"` of a message whose schema declares the field numbers
+    /// `known`: an entry may not use one of them (the bytes would read back as
+    /// that field), and its data must be a well-formed value of its wire type,
+    /// so that the message encodes to valid protobuf.
+    public static func read(_ value: JSONValue, _ path: String, known: Set<UInt32>) throws(JSONMappingError) -> UnknownFields {
         let entries = try JSONRead.repeated(value, path) { (entry, entryPath) throws(JSONMappingError) in
             let members = try JSONRead.members(entry, message: "an unknown field", path: entryPath)
             for member in members where !["number", "wireType", "data", "varint", "fixed64", "fixed32", "bytes"].contains(member.key) {
@@ -356,9 +360,11 @@ public enum JSONUnknownFields {
             }
             let number: UInt32 = try JSONRead.uint32(entry["number"] ?? .null, entryPath + ".number")
             let wireType: UInt32 = try JSONRead.uint32(entry["wireType"] ?? .null, entryPath + ".wireType")
-            guard number > 0, number < 1 << 29, [0, 1, 2, 5].contains(wireType) else {
+            guard number > 0, number < 1 << 29, !known.contains(number), [0, 1, 2, 5].contains(wireType) else {
                 throw JSONMappingError(
-                    .invalidValue(expected: "a field number 1…536870911 and wire type 0, 1, 2 or 5", found: "\(number)/\(wireType)"),
+                    .invalidValue(
+                        expected: "a field number 1…536870911 the message does not declare, and wire type 0, 1, 2 or 5",
+                        found: "number \(number), wire type \(wireType)"),
                     path: entryPath)
             }
             let data: [UInt8]
@@ -377,6 +383,20 @@ public enum JSONUnknownFields {
                 data = (0..<4).map { UInt8(truncatingIfNeeded: number >> ($0 * 8)) }
             } else {
                 throw JSONMappingError(.invalidValue(expected: "\"data\" (base64)", found: "nothing"), path: entryPath)
+            }
+            let wellFormed: Bool
+            switch wireType {
+            case 0: wellFormed = varint(data) != nil
+            case 1: wellFormed = data.count == 8
+            case 5: wellFormed = data.count == 4
+            default: wellFormed = lengthDelimitedContent(data) != nil
+            }
+            guard wellFormed else {
+                throw JSONMappingError(
+                    .invalidValue(
+                        expected: "data of wire type \(wireType) (a varint; 8 bytes; a length prefix and as many bytes; 4 bytes)",
+                        found: "\(data.count) bytes that are not"),
+                    path: entryPath + ".data")
             }
             return UnknownField(number: number, wireType: UInt8(wireType), data: data)
         }

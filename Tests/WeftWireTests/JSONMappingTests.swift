@@ -170,6 +170,12 @@ import WeftWire
         let readable = try Weft.V1.CheckRequest(
             jsonText: #"{"@unknown":[{"number":9,"wireType":0,"varint":"300"},{"number":10,"wireType":2,"bytes":"aGk="},{"number":12,"wireType":1,"fixed64":"1"}]}"#)
         #expect(try readable.serializedBytes() == [0x48, 0xAC, 0x02, 0x52, 0x02, 0x68, 0x69, 0x61, 1, 0, 0, 0, 0, 0, 0, 0])
+        // Entries that would encode to something else than an unknown field: refused.
         #expect(failure(Weft.V1.CheckRequest.self, #"{"@unknown":[{"number":0,"wireType":0,"varint":"1"}]}"#) != nil)
+        #expect(failure(Weft.V1.CheckRequest.self, #"{"@unknown":[{"number":1,"wireType":2,"bytes":"aGk="}]}"#) != nil)
+        #expect(failure(Weft.V1.CheckRequest.self, #"{"@unknown":[{"number":9,"wireType":0,"data":"gA=="}]}"#)?.path == "weft.v1.CheckRequest.@unknown[0].data")
+        #expect(failure(Weft.V1.CheckRequest.self, #"{"@unknown":[{"number":9,"wireType":2,"data":"BWhp"}]}"#) != nil)
+        #expect(failure(Weft.V1.CheckRequest.self, #"{"@unknown":[{"number":9,"wireType":5,"data":"AQI="}]}"#) != nil)
+        #expect(failure(Weft.V1.CheckRequest.self, #"{"@unknown":[{"number":9,"wireType":3,"data":""}]}"#) != nil)
     }
 }

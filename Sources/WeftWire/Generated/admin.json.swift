@@ -26,7 +26,7 @@ extension Weft.V1.SetParticipantStateRequest: JSONMessage {
             case "trustLevel", "trust_level":
                 try __fields.insert(3, __m.key)
                 self.trustLevel = try JSONRead.enumeration(__m.value, __p, "weft.v1.TrustLevel") as Weft.V1.TrustLevel
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -51,7 +51,7 @@ extension Weft.V1.SetParticipantStateResponse: JSONMessage {
             case "effectiveAt", "effective_at":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.effectiveAt = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -92,7 +92,7 @@ extension Weft.V1.MemberInfo: JSONMessage {
             case "registered":
                 try __fields.insert(5, __m.key)
                 self.registered = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -112,7 +112,7 @@ extension Weft.V1.ListMembersRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -137,7 +137,7 @@ extension Weft.V1.ListMembersResponse: JSONMessage {
             case "members":
                 try __fields.insert(1, __m.key)
                 self.members = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.MemberInfo }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -157,7 +157,7 @@ extension Weft.V1.GetDomainParametersRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -182,7 +182,7 @@ extension Weft.V1.GetDomainParametersResponse: JSONMessage {
             case "parameters":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.parameters = try JSONRead.message(__m.value, __p) as Weft.V1.DomainParameters }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -207,7 +207,7 @@ extension Weft.V1.SetDomainParametersRequest: JSONMessage {
             case "parameters":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.parameters = try JSONRead.message(__m.value, __p) as Weft.V1.DomainParameters }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -232,7 +232,7 @@ extension Weft.V1.SetDomainParametersResponse: JSONMessage {
             case "effectiveAt", "effective_at":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.effectiveAt = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -257,7 +257,7 @@ extension Weft.V1.ListTopologyTransactionsRequest: JSONMessage {
             case "asOf", "as_of":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.asOf = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -282,7 +282,7 @@ extension Weft.V1.ListTopologyTransactionsResponse: JSONMessage {
             case "transactions":
                 try __fields.insert(1, __m.key)
                 self.transactions = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.StoredTopologyTransaction }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -311,7 +311,7 @@ extension Weft.V1.PruneRequest: JSONMessage {
             case "force":
                 try __fields.insert(2, __m.key)
                 self.force = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -340,7 +340,7 @@ extension Weft.V1.PruneResponse: JSONMessage {
             case "membersCutOff", "members_cut_off":
                 try __fields.insert(2, __m.key)
                 self.membersCutOff = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -369,7 +369,7 @@ extension Weft.V1.InitializeSequencerRequest: JSONMessage {
             case "topology":
                 try __fields.insert(2, __m.key)
                 self.topology = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.SignedTopologyTransaction }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -398,7 +398,7 @@ extension Weft.V1.InitializeSequencerResponse: JSONMessage {
             case "initializedAt", "initialized_at":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.initializedAt = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -418,7 +418,7 @@ extension Weft.V1.GetSequencerStatusRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -451,7 +451,7 @@ extension Weft.V1.MemberProgress: JSONMessage {
             case "enabled":
                 try __fields.insert(3, __m.key)
                 self.enabled = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -488,7 +488,7 @@ extension Weft.V1.GetSequencerStatusResponse: JSONMessage {
             case "upperBound", "upper_bound":
                 try __fields.insert(4, __m.key)
                 if __m.value != .null { self.upperBound = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -508,7 +508,7 @@ extension Weft.V1.GetParticipantIdRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -533,7 +533,7 @@ extension Weft.V1.GetParticipantIdResponse: JSONMessage {
             case "participant":
                 try __fields.insert(1, __m.key)
                 self.participant = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -566,7 +566,7 @@ extension Weft.V1.ConnectDomainRequest: JSONMessage {
             case "rootCertificatePem", "root_certificate_pem":
                 try __fields.insert(3, __m.key)
                 self.rootCertificatePem = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -591,7 +591,7 @@ extension Weft.V1.ConnectDomainResponse: JSONMessage {
             case "domain":
                 try __fields.insert(1, __m.key)
                 self.domain = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -616,7 +616,7 @@ extension Weft.V1.DisconnectDomainRequest: JSONMessage {
             case "alias":
                 try __fields.insert(1, __m.key)
                 self.alias = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -636,7 +636,7 @@ extension Weft.V1.DisconnectDomainResponse: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -656,7 +656,7 @@ extension Weft.V1.ListDomainConnectionsRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -693,7 +693,7 @@ extension Weft.V1.DomainConnection: JSONMessage {
             case "connected":
                 try __fields.insert(4, __m.key)
                 self.connected = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -718,7 +718,7 @@ extension Weft.V1.ListDomainConnectionsResponse: JSONMessage {
             case "connections":
                 try __fields.insert(1, __m.key)
                 self.connections = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.DomainConnection }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -747,7 +747,7 @@ extension Weft.V1.ExportAcsRequest: JSONMessage {
             case "alias":
                 try __fields.insert(2, __m.key)
                 self.alias = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -776,7 +776,7 @@ extension Weft.V1.ExportAcsResponse: JSONMessage {
             case "asOf", "as_of":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.asOf = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -805,7 +805,7 @@ extension Weft.V1.ImportAcsRequest: JSONMessage {
             case "alias":
                 try __fields.insert(2, __m.key)
                 self.alias = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -830,7 +830,7 @@ extension Weft.V1.ImportAcsResponse: JSONMessage {
             case "imported":
                 try __fields.insert(1, __m.key)
                 self.imported = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

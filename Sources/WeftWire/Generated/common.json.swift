@@ -18,7 +18,7 @@ extension Weft.V1.Timestamp: JSONMessage {
             case "microsSinceEpoch", "micros_since_epoch":
                 try __fields.insert(1, __m.key)
                 self.microsSinceEpoch = try JSONRead.int64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -43,7 +43,7 @@ extension Weft.V1.Duration: JSONMessage {
             case "micros":
                 try __fields.insert(1, __m.key)
                 self.micros = try JSONRead.int64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -79,7 +79,7 @@ extension Weft.V1.MetadataEntry: JSONMessage {
             case "binaryValue", "binary_value":
                 try __fields.insert(3, __m.key, oneof: 0, name: "value", isNull: __m.value == .null)
                 if __m.value != .null { self.value = .binaryValue(try JSONRead.bytes(__m.value, __p)) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

@@ -164,7 +164,7 @@ extension Weft.V1.PublicKey: JSONMessage {
             case "key":
                 try __fields.insert(3, __m.key)
                 self.key = try JSONRead.bytes(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -197,7 +197,7 @@ extension Weft.V1.Signature: JSONMessage {
             case "signature":
                 try __fields.insert(3, __m.key)
                 self.signature = try JSONRead.bytes(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -234,7 +234,7 @@ extension Weft.V1.WrappedKey: JSONMessage {
             case "ciphertext":
                 try __fields.insert(4, __m.key)
                 self.ciphertext = try JSONRead.bytes(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

@@ -57,7 +57,7 @@ extension Weft.V1.Frame: JSONMessage {
             case "goAway", "go_away":
                 try __fields.insert(10, __m.key, oneof: 0, name: "kind", isNull: __m.value == .null)
                 if __m.value != .null { self.kind = .goAway(try JSONRead.message(__m.value, __p) as Weft.V1.FrameGoAway) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -90,7 +90,7 @@ extension Weft.V1.FrameOpen: JSONMessage {
             case "timeout":
                 try __fields.insert(3, __m.key)
                 if __m.value != .null { self.timeout = try JSONRead.message(__m.value, __p) as Weft.V1.Duration }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -115,7 +115,7 @@ extension Weft.V1.FrameMessage: JSONMessage {
             case "payload":
                 try __fields.insert(1, __m.key)
                 self.payload = try JSONRead.bytes(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -135,7 +135,7 @@ extension Weft.V1.FrameHalfClose: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -164,7 +164,7 @@ extension Weft.V1.FrameClose: JSONMessage {
             case "trailers":
                 try __fields.insert(2, __m.key)
                 self.trailers = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.MetadataEntry }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -189,7 +189,7 @@ extension Weft.V1.FrameCancel: JSONMessage {
             case "reason":
                 try __fields.insert(1, __m.key)
                 self.reason = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -214,7 +214,7 @@ extension Weft.V1.FrameWindowUpdate: JSONMessage {
             case "incrementBytes", "increment_bytes":
                 try __fields.insert(1, __m.key)
                 self.incrementBytes = try JSONRead.uint32(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -239,7 +239,7 @@ extension Weft.V1.FramePing: JSONMessage {
             case "data":
                 try __fields.insert(1, __m.key)
                 self.data = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -264,7 +264,7 @@ extension Weft.V1.FramePong: JSONMessage {
             case "data":
                 try __fields.insert(1, __m.key)
                 self.data = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -293,7 +293,7 @@ extension Weft.V1.FrameGoAway: JSONMessage {
             case "status":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.status = try JSONRead.message(__m.value, __p) as Weft.V1.Status }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

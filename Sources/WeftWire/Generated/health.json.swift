@@ -40,7 +40,7 @@ extension Weft.V1.CheckRequest: JSONMessage {
             case "service":
                 try __fields.insert(1, __m.key)
                 self.service = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -69,7 +69,7 @@ extension Weft.V1.CheckResponse: JSONMessage {
             case "detail":
                 try __fields.insert(2, __m.key)
                 self.detail = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -94,7 +94,7 @@ extension Weft.V1.WatchRequest: JSONMessage {
             case "service":
                 try __fields.insert(1, __m.key)
                 self.service = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -123,7 +123,7 @@ extension Weft.V1.WatchResponse: JSONMessage {
             case "detail":
                 try __fields.insert(2, __m.key)
                 self.detail = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

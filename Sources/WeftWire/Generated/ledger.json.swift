@@ -22,7 +22,7 @@ extension Weft.V1.CreateCommand: JSONMessage {
             case "createArguments", "create_arguments":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.createArguments = try JSONRead.message(__m.value, __p) as Weft.V1.Record }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -59,7 +59,7 @@ extension Weft.V1.ExerciseCommand: JSONMessage {
             case "choiceArgument", "choice_argument":
                 try __fields.insert(4, __m.key)
                 if __m.value != .null { self.choiceArgument = try JSONRead.message(__m.value, __p) as Weft.V1.Value }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -91,7 +91,7 @@ extension Weft.V1.Command: JSONMessage {
             case "exercise":
                 try __fields.insert(2, __m.key, oneof: 0, name: "kind", isNull: __m.value == .null)
                 if __m.value != .null { self.kind = .exercise(try JSONRead.message(__m.value, __p) as Weft.V1.ExerciseCommand) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -148,7 +148,7 @@ extension Weft.V1.Commands: JSONMessage {
             case "disclosedContracts", "disclosed_contracts":
                 try __fields.insert(9, __m.key)
                 self.disclosedContracts = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.DisclosedContract }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8, 9])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -181,7 +181,7 @@ extension Weft.V1.DisclosedContract: JSONMessage {
             case "createdEventBlob", "created_event_blob":
                 try __fields.insert(3, __m.key)
                 self.createdEventBlob = try JSONRead.bytes(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -206,7 +206,7 @@ extension Weft.V1.SubmitRequest: JSONMessage {
             case "commands":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.commands = try JSONRead.message(__m.value, __p) as Weft.V1.Commands }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -231,7 +231,7 @@ extension Weft.V1.SubmitResponse: JSONMessage {
             case "submissionId", "submission_id":
                 try __fields.insert(1, __m.key)
                 self.submissionID = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -256,7 +256,7 @@ extension Weft.V1.SubmitAndWaitRequest: JSONMessage {
             case "commands":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.commands = try JSONRead.message(__m.value, __p) as Weft.V1.Commands }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -289,7 +289,7 @@ extension Weft.V1.SubmitAndWaitResponse: JSONMessage {
             case "results":
                 try __fields.insert(3, __m.key)
                 self.results = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.Value }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -338,7 +338,7 @@ extension Weft.V1.Completion: JSONMessage {
             case "offset":
                 try __fields.insert(7, __m.key)
                 self.offset = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -371,7 +371,7 @@ extension Weft.V1.CompletionStreamRequest: JSONMessage {
             case "beginExclusive", "begin_exclusive":
                 try __fields.insert(3, __m.key)
                 self.beginExclusive = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -396,7 +396,7 @@ extension Weft.V1.CompletionStreamResponse: JSONMessage {
             case "completion":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.completion = try JSONRead.message(__m.value, __p) as Weft.V1.Completion }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -425,7 +425,7 @@ extension Weft.V1.TransactionFilter: JSONMessage {
             case "templateIds", "template_ids":
                 try __fields.insert(2, __m.key)
                 self.templateIDs = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.TemplateId }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -478,7 +478,7 @@ extension Weft.V1.CreatedEvent: JSONMessage {
             case "createdEventBlob", "created_event_blob":
                 try __fields.insert(8, __m.key)
                 self.createdEventBlob = try JSONRead.bytes(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -515,7 +515,7 @@ extension Weft.V1.ArchivedEvent: JSONMessage {
             case "witnessParties", "witness_parties":
                 try __fields.insert(4, __m.key)
                 self.witnessParties = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -576,7 +576,7 @@ extension Weft.V1.ExercisedEvent: JSONMessage {
             case "exerciseResult", "exercise_result":
                 try __fields.insert(10, __m.key)
                 if __m.value != .null { self.exerciseResult = try JSONRead.message(__m.value, __p) as Weft.V1.Value }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -608,7 +608,7 @@ extension Weft.V1.Event: JSONMessage {
             case "archived":
                 try __fields.insert(2, __m.key, oneof: 0, name: "kind", isNull: __m.value == .null)
                 if __m.value != .null { self.kind = .archived(try JSONRead.message(__m.value, __p) as Weft.V1.ArchivedEvent) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -657,7 +657,7 @@ extension Weft.V1.Transaction: JSONMessage {
             case "domain":
                 try __fields.insert(7, __m.key)
                 self.domain = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -689,7 +689,7 @@ extension Weft.V1.TreeEvent: JSONMessage {
             case "exercised":
                 try __fields.insert(2, __m.key, oneof: 0, name: "kind", isNull: __m.value == .null)
                 if __m.value != .null { self.kind = .exercised(try JSONRead.message(__m.value, __p) as Weft.V1.ExercisedEvent) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -742,7 +742,7 @@ extension Weft.V1.TransactionTreeView: JSONMessage {
             case "domain":
                 try __fields.insert(8, __m.key)
                 self.domain = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -775,7 +775,7 @@ extension Weft.V1.GetTransactionsRequest: JSONMessage {
             case "filter":
                 try __fields.insert(3, __m.key)
                 if __m.value != .null { self.filter = try JSONRead.message(__m.value, __p) as Weft.V1.TransactionFilter }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -800,7 +800,7 @@ extension Weft.V1.GetTransactionsResponse: JSONMessage {
             case "transaction":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.transaction = try JSONRead.message(__m.value, __p) as Weft.V1.Transaction }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -833,7 +833,7 @@ extension Weft.V1.GetTransactionTreesRequest: JSONMessage {
             case "filter":
                 try __fields.insert(3, __m.key)
                 if __m.value != .null { self.filter = try JSONRead.message(__m.value, __p) as Weft.V1.TransactionFilter }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -858,7 +858,7 @@ extension Weft.V1.GetTransactionTreesResponse: JSONMessage {
             case "transaction":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.transaction = try JSONRead.message(__m.value, __p) as Weft.V1.TransactionTreeView }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -878,7 +878,7 @@ extension Weft.V1.GetLedgerEndRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -903,7 +903,7 @@ extension Weft.V1.GetLedgerEndResponse: JSONMessage {
             case "offset":
                 try __fields.insert(1, __m.key)
                 self.offset = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -928,7 +928,7 @@ extension Weft.V1.GetActiveContractsRequest: JSONMessage {
             case "filter":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.filter = try JSONRead.message(__m.value, __p) as Weft.V1.TransactionFilter }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -957,7 +957,7 @@ extension Weft.V1.GetActiveContractsResponse: JSONMessage {
             case "offset":
                 try __fields.insert(2, __m.key)
                 self.offset = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -990,7 +990,7 @@ extension Weft.V1.PartyDetails: JSONMessage {
             case "isLocal", "is_local":
                 try __fields.insert(3, __m.key)
                 self.isLocal = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1019,7 +1019,7 @@ extension Weft.V1.AllocatePartyRequest: JSONMessage {
             case "displayName", "display_name":
                 try __fields.insert(2, __m.key)
                 self.displayName = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1044,7 +1044,7 @@ extension Weft.V1.AllocatePartyResponse: JSONMessage {
             case "partyDetails", "party_details":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.partyDetails = try JSONRead.message(__m.value, __p) as Weft.V1.PartyDetails }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1064,7 +1064,7 @@ extension Weft.V1.ListKnownPartiesRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1089,7 +1089,7 @@ extension Weft.V1.ListKnownPartiesResponse: JSONMessage {
             case "partyDetails", "party_details":
                 try __fields.insert(1, __m.key)
                 self.partyDetails = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.PartyDetails }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1118,7 +1118,7 @@ extension Weft.V1.UploadPackageRequest: JSONMessage {
             case "fileName", "file_name":
                 try __fields.insert(2, __m.key)
                 self.fileName = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1143,7 +1143,7 @@ extension Weft.V1.UploadPackageResponse: JSONMessage {
             case "packageId", "package_id":
                 try __fields.insert(1, __m.key)
                 self.packageID = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1180,7 +1180,7 @@ extension Weft.V1.PackageDetails: JSONMessage {
             case "uploadedAt", "uploaded_at":
                 try __fields.insert(4, __m.key)
                 if __m.value != .null { self.uploadedAt = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1200,7 +1200,7 @@ extension Weft.V1.ListPackagesRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1225,7 +1225,7 @@ extension Weft.V1.ListPackagesResponse: JSONMessage {
             case "packages":
                 try __fields.insert(1, __m.key)
                 self.packages = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.PackageDetails }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1250,7 +1250,7 @@ extension Weft.V1.GetPackageRequest: JSONMessage {
             case "packageId", "package_id":
                 try __fields.insert(1, __m.key)
                 self.packageID = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1279,7 +1279,7 @@ extension Weft.V1.GetPackageResponse: JSONMessage {
             case "source":
                 try __fields.insert(2, __m.key)
                 self.source = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

@@ -84,7 +84,7 @@ extension Weft.V1.SubmitterMetadata: JSONMessage {
             case "deduplicationPeriod", "deduplication_period":
                 try __fields.insert(8, __m.key)
                 if __m.value != .null { self.deduplicationPeriod = try JSONRead.message(__m.value, __p) as Weft.V1.Duration }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -125,7 +125,7 @@ extension Weft.V1.CommonMetadata: JSONMessage {
             case "confirmationPolicy", "confirmation_policy":
                 try __fields.insert(5, __m.key)
                 self.confirmationPolicy = try JSONRead.enumeration(__m.value, __p, "weft.v1.ConfirmationPolicy") as Weft.V1.ConfirmationPolicy
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -162,7 +162,7 @@ extension Weft.V1.ParticipantMetadata: JSONMessage {
             case "workflowId", "workflow_id":
                 try __fields.insert(4, __m.key)
                 self.workflowID = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -191,7 +191,7 @@ extension Weft.V1.Informee: JSONMessage {
             case "weight":
                 try __fields.insert(2, __m.key)
                 self.weight = try JSONRead.uint32(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -224,7 +224,7 @@ extension Weft.V1.ViewCommonData: JSONMessage {
             case "threshold":
                 try __fields.insert(3, __m.key)
                 self.threshold = try JSONRead.uint32(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -253,7 +253,7 @@ extension Weft.V1.InputContract: JSONMessage {
             case "consumed":
                 try __fields.insert(2, __m.key)
                 self.consumed = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -282,7 +282,7 @@ extension Weft.V1.CreatedContract: JSONMessage {
             case "consumedInCore", "consumed_in_core":
                 try __fields.insert(2, __m.key)
                 self.consumedInCore = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -311,7 +311,7 @@ extension Weft.V1.CreateActionDescription: JSONMessage {
             case "nodeSeed", "node_seed":
                 try __fields.insert(2, __m.key)
                 self.nodeSeed = try JSONRead.bytes(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -360,7 +360,7 @@ extension Weft.V1.ExerciseActionDescription: JSONMessage {
             case "consuming":
                 try __fields.insert(7, __m.key)
                 self.consuming = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -389,7 +389,7 @@ extension Weft.V1.FetchActionDescription: JSONMessage {
             case "actors":
                 try __fields.insert(2, __m.key)
                 self.actors = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -425,7 +425,7 @@ extension Weft.V1.ActionDescription: JSONMessage {
             case "fetch":
                 try __fields.insert(3, __m.key, oneof: 0, name: "description", isNull: __m.value == .null)
                 if __m.value != .null { self.description = .fetch(try JSONRead.message(__m.value, __p) as Weft.V1.FetchActionDescription) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -466,7 +466,7 @@ extension Weft.V1.ViewParticipantData: JSONMessage {
             case "actionDescription", "action_description":
                 try __fields.insert(5, __m.key)
                 if __m.value != .null { self.actionDescription = try JSONRead.message(__m.value, __p) as Weft.V1.ActionDescription }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -498,7 +498,7 @@ extension Weft.V1.BlindableViewCommonData: JSONMessage {
             case "unblinded":
                 try __fields.insert(2, __m.key, oneof: 0, name: "node", isNull: __m.value == .null)
                 if __m.value != .null { self.node = .unblinded(try JSONRead.message(__m.value, __p) as Weft.V1.ViewCommonData) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -530,7 +530,7 @@ extension Weft.V1.BlindableViewParticipantData: JSONMessage {
             case "unblinded":
                 try __fields.insert(2, __m.key, oneof: 0, name: "node", isNull: __m.value == .null)
                 if __m.value != .null { self.node = .unblinded(try JSONRead.message(__m.value, __p) as Weft.V1.ViewParticipantData) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -563,7 +563,7 @@ extension Weft.V1.TransactionView: JSONMessage {
             case "subviews":
                 try __fields.insert(3, __m.key)
                 self.subviews = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.BlindableTransactionView }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -595,7 +595,7 @@ extension Weft.V1.BlindableTransactionView: JSONMessage {
             case "unblinded":
                 try __fields.insert(2, __m.key, oneof: 0, name: "node", isNull: __m.value == .null)
                 if __m.value != .null { self.node = .unblinded(try JSONRead.message(__m.value, __p) as Weft.V1.TransactionView) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -627,7 +627,7 @@ extension Weft.V1.BlindableSubmitterMetadata: JSONMessage {
             case "unblinded":
                 try __fields.insert(2, __m.key, oneof: 0, name: "node", isNull: __m.value == .null)
                 if __m.value != .null { self.node = .unblinded(try JSONRead.message(__m.value, __p) as Weft.V1.SubmitterMetadata) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -659,7 +659,7 @@ extension Weft.V1.BlindableCommonMetadata: JSONMessage {
             case "unblinded":
                 try __fields.insert(2, __m.key, oneof: 0, name: "node", isNull: __m.value == .null)
                 if __m.value != .null { self.node = .unblinded(try JSONRead.message(__m.value, __p) as Weft.V1.CommonMetadata) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -691,7 +691,7 @@ extension Weft.V1.BlindableParticipantMetadata: JSONMessage {
             case "unblinded":
                 try __fields.insert(2, __m.key, oneof: 0, name: "node", isNull: __m.value == .null)
                 if __m.value != .null { self.node = .unblinded(try JSONRead.message(__m.value, __p) as Weft.V1.ParticipantMetadata) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -728,7 +728,7 @@ extension Weft.V1.TransactionTree: JSONMessage {
             case "rootViews", "root_views":
                 try __fields.insert(4, __m.key)
                 self.rootViews = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.BlindableTransactionView }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -757,7 +757,7 @@ extension Weft.V1.InformeeMessage: JSONMessage {
             case "submittingParticipantSignature", "submitting_participant_signature":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.submittingParticipantSignature = try JSONRead.message(__m.value, __p) as Weft.V1.Signature }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -794,7 +794,7 @@ extension Weft.V1.RootHashMessage: JSONMessage {
             case "submittingParticipantSignature", "submitting_participant_signature":
                 try __fields.insert(4, __m.key)
                 if __m.value != .null { self.submittingParticipantSignature = try JSONRead.message(__m.value, __p) as Weft.V1.Signature }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -823,7 +823,7 @@ extension Weft.V1.ViewTree: JSONMessage {
             case "viewPosition", "view_position":
                 try __fields.insert(2, __m.key)
                 self.viewPosition = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.uint32(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -868,7 +868,7 @@ extension Weft.V1.EncryptedViewMessage: JSONMessage {
             case "submittingParticipantSignature", "submitting_participant_signature":
                 try __fields.insert(6, __m.key)
                 if __m.value != .null { self.submittingParticipantSignature = try JSONRead.message(__m.value, __p) as Weft.V1.Signature }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -888,7 +888,7 @@ extension Weft.V1.LocalApprove: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -921,7 +921,7 @@ extension Weft.V1.LocalReject: JSONMessage {
             case "resources":
                 try __fields.insert(3, __m.key)
                 self.resources = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -953,7 +953,7 @@ extension Weft.V1.LocalVerdict: JSONMessage {
             case "reject":
                 try __fields.insert(2, __m.key, oneof: 0, name: "outcome", isNull: __m.value == .null)
                 if __m.value != .null { self.outcome = .reject(try JSONRead.message(__m.value, __p) as Weft.V1.LocalReject) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1002,7 +1002,7 @@ extension Weft.V1.ConfirmationResponse: JSONMessage {
             case "domain":
                 try __fields.insert(7, __m.key)
                 self.domain = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1031,7 +1031,7 @@ extension Weft.V1.MediatorReject: JSONMessage {
             case "message":
                 try __fields.insert(2, __m.key)
                 self.message = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1056,7 +1056,7 @@ extension Weft.V1.ParticipantRejects: JSONMessage {
             case "rejects":
                 try __fields.insert(1, __m.key)
                 self.rejects = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.ParticipantReject }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1089,7 +1089,7 @@ extension Weft.V1.ParticipantReject: JSONMessage {
             case "reject":
                 try __fields.insert(3, __m.key)
                 if __m.value != .null { self.reject = try JSONRead.message(__m.value, __p) as Weft.V1.LocalReject }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1125,7 +1125,7 @@ extension Weft.V1.Verdict: JSONMessage {
             case "participantReject", "participant_reject":
                 try __fields.insert(3, __m.key, oneof: 0, name: "outcome", isNull: __m.value == .null)
                 if __m.value != .null { self.outcome = .participantReject(try JSONRead.message(__m.value, __p) as Weft.V1.ParticipantRejects) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1166,7 +1166,7 @@ extension Weft.V1.ConfirmationResult: JSONMessage {
             case "viewType", "view_type":
                 try __fields.insert(5, __m.key)
                 self.viewType = try JSONRead.enumeration(__m.value, __p, "weft.v1.ViewType") as Weft.V1.ViewType
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1211,7 +1211,7 @@ extension Weft.V1.AcsCommitment: JSONMessage {
             case "commitment":
                 try __fields.insert(6, __m.key)
                 self.commitment = try JSONRead.bytes(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1247,7 +1247,7 @@ extension Weft.V1.SignedContent: JSONMessage {
             case "acsCommitment", "acs_commitment":
                 try __fields.insert(3, __m.key, oneof: 0, name: "content", isNull: __m.value == .null)
                 if __m.value != .null { self.content = .acsCommitment(try JSONRead.message(__m.value, __p) as Weft.V1.AcsCommitment) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1276,7 +1276,7 @@ extension Weft.V1.SignedProtocolMessage: JSONMessage {
             case "signature":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.signature = try JSONRead.message(__m.value, __p) as Weft.V1.Signature }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -1328,7 +1328,7 @@ extension Weft.V1.EnvelopeContent: JSONMessage {
             case "topologyRequest", "topology_request":
                 try __fields.insert(7, __m.key, oneof: 0, name: "message", isNull: __m.value == .null)
                 if __m.value != .null { self.message = .topologyRequest(try JSONRead.message(__m.value, __p) as Weft.V1.TopologyTransactionsRequest) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

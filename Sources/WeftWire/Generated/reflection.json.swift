@@ -13,7 +13,7 @@ extension Weft.V1.GetDescriptorSetRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -42,7 +42,7 @@ extension Weft.V1.GetDescriptorSetResponse: JSONMessage {
             case "services":
                 try __fields.insert(2, __m.key)
                 self.services = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

@@ -18,7 +18,7 @@ extension Weft.V1.GetChallengeRequest: JSONMessage {
             case "member":
                 try __fields.insert(1, __m.key)
                 self.member = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -51,7 +51,7 @@ extension Weft.V1.GetChallengeResponse: JSONMessage {
             case "expiresAt", "expires_at":
                 try __fields.insert(3, __m.key)
                 if __m.value != .null { self.expiresAt = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -84,7 +84,7 @@ extension Weft.V1.AuthenticateRequest: JSONMessage {
             case "signature":
                 try __fields.insert(3, __m.key)
                 if __m.value != .null { self.signature = try JSONRead.message(__m.value, __p) as Weft.V1.Signature }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -113,7 +113,7 @@ extension Weft.V1.AuthenticateResponse: JSONMessage {
             case "expiresAt", "expires_at":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.expiresAt = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -142,7 +142,7 @@ extension Weft.V1.Envelope: JSONMessage {
             case "recipients":
                 try __fields.insert(2, __m.key)
                 self.recipients = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -167,7 +167,7 @@ extension Weft.V1.Batch: JSONMessage {
             case "envelopes":
                 try __fields.insert(1, __m.key)
                 self.envelopes = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.Envelope }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -212,7 +212,7 @@ extension Weft.V1.SubmissionRequest: JSONMessage {
             case "topologyTimestamp", "topology_timestamp":
                 try __fields.insert(6, __m.key)
                 if __m.value != .null { self.topologyTimestamp = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -241,7 +241,7 @@ extension Weft.V1.SendRequest: JSONMessage {
             case "signature":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.signature = try JSONRead.message(__m.value, __p) as Weft.V1.Signature }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -261,7 +261,7 @@ extension Weft.V1.SendResponse: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -290,7 +290,7 @@ extension Weft.V1.SubscribeRequest: JSONMessage {
             case "fromCounter", "from_counter":
                 try __fields.insert(2, __m.key)
                 self.fromCounter = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -315,7 +315,7 @@ extension Weft.V1.SubscribeResponse: JSONMessage {
             case "signedEvent", "signed_event":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.signedEvent = try JSONRead.message(__m.value, __p) as Weft.V1.SignedSequencedEvent }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -352,7 +352,7 @@ extension Weft.V1.Deliver: JSONMessage {
             case "traceparent":
                 try __fields.insert(4, __m.key)
                 self.traceparent = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -381,7 +381,7 @@ extension Weft.V1.DeliverError: JSONMessage {
             case "reason":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.reason = try JSONRead.message(__m.value, __p) as Weft.V1.Status }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -429,7 +429,7 @@ extension Weft.V1.SequencedEvent: JSONMessage {
             case "deliverError", "deliver_error":
                 try __fields.insert(6, __m.key, oneof: 0, name: "event", isNull: __m.value == .null)
                 if __m.value != .null { self.event = .deliverError(try JSONRead.message(__m.value, __p) as Weft.V1.DeliverError) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -466,7 +466,7 @@ extension Weft.V1.SignedSequencedEvent: JSONMessage {
             case "blockProof", "block_proof":
                 try __fields.insert(4, __m.key)
                 if __m.value != .null { self.blockProof = try JSONRead.message(__m.value, __p) as Weft.V1.SequencedBlockProof }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -503,7 +503,7 @@ extension Weft.V1.SequencedBlockProof: JSONMessage {
             case "siblings":
                 try __fields.insert(4, __m.key)
                 self.siblings = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.bytes(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -532,7 +532,7 @@ extension Weft.V1.AcknowledgeRequest: JSONMessage {
             case "timestamp":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.timestamp = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -552,7 +552,7 @@ extension Weft.V1.AcknowledgeResponse: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -581,7 +581,7 @@ extension Weft.V1.OnboardRequest: JSONMessage {
             case "identity":
                 try __fields.insert(2, __m.key)
                 self.identity = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.SignedTopologyTransaction }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -606,7 +606,7 @@ extension Weft.V1.OnboardResponse: JSONMessage {
             case "effectiveAt", "effective_at":
                 try __fields.insert(1, __m.key)
                 if __m.value != .null { self.effectiveAt = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -626,7 +626,7 @@ extension Weft.V1.GetDomainInfoRequest: JSONMessage {
         for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
             let __p = path + "." + __m.key
             switch __m.key {
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -667,7 +667,7 @@ extension Weft.V1.GetDomainInfoResponse: JSONMessage {
             case "sequencerKeys", "sequencer_keys":
                 try __fields.insert(5, __m.key)
                 self.sequencerKeys = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.PublicKey }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

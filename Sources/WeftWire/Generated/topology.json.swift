@@ -114,7 +114,7 @@ extension Weft.V1.NamespaceDelegation: JSONMessage {
             case "isRootDelegation", "is_root_delegation":
                 try __fields.insert(3, __m.key)
                 self.isRootDelegation = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -143,7 +143,7 @@ extension Weft.V1.OwnerToKeyMapping: JSONMessage {
             case "keys":
                 try __fields.insert(2, __m.key)
                 self.keys = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.PublicKey }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -176,7 +176,7 @@ extension Weft.V1.ParticipantDomainState: JSONMessage {
             case "trustLevel", "trust_level":
                 try __fields.insert(3, __m.key)
                 self.trustLevel = try JSONRead.enumeration(__m.value, __p, "weft.v1.TrustLevel") as Weft.V1.TrustLevel
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -209,7 +209,7 @@ extension Weft.V1.PartyToParticipant: JSONMessage {
             case "permission":
                 try __fields.insert(3, __m.key)
                 self.permission = try JSONRead.enumeration(__m.value, __p, "weft.v1.ParticipantPermission") as Weft.V1.ParticipantPermission
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -234,7 +234,7 @@ extension Weft.V1.MediatorDomainState: JSONMessage {
             case "mediator":
                 try __fields.insert(1, __m.key)
                 self.mediator = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -259,7 +259,7 @@ extension Weft.V1.SequencerDomainState: JSONMessage {
             case "sequencers":
                 try __fields.insert(1, __m.key)
                 self.sequencers = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -304,7 +304,7 @@ extension Weft.V1.DomainParameters: JSONMessage {
             case "authenticationTokenLifetime", "authentication_token_lifetime":
                 try __fields.insert(6, __m.key)
                 if __m.value != .null { self.authenticationTokenLifetime = try JSONRead.message(__m.value, __p) as Weft.V1.Duration }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -333,7 +333,7 @@ extension Weft.V1.DomainParametersState: JSONMessage {
             case "parameters":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.parameters = try JSONRead.message(__m.value, __p) as Weft.V1.DomainParameters }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -385,7 +385,7 @@ extension Weft.V1.TopologyMapping: JSONMessage {
             case "domainParametersState", "domain_parameters_state":
                 try __fields.insert(7, __m.key, oneof: 0, name: "mapping", isNull: __m.value == .null)
                 if __m.value != .null { self.mapping = .domainParametersState(try JSONRead.message(__m.value, __p) as Weft.V1.DomainParametersState) }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -422,7 +422,7 @@ extension Weft.V1.TopologyTransaction: JSONMessage {
             case "domain":
                 try __fields.insert(4, __m.key)
                 self.domain = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -451,7 +451,7 @@ extension Weft.V1.SignedTopologyTransaction: JSONMessage {
             case "signatures":
                 try __fields.insert(2, __m.key)
                 self.signatures = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.Signature }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -484,7 +484,7 @@ extension Weft.V1.StoredTopologyTransaction: JSONMessage {
             case "validUntil", "valid_until":
                 try __fields.insert(3, __m.key)
                 if __m.value != .null { self.validUntil = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -513,7 +513,7 @@ extension Weft.V1.TopologyTransactionsBroadcast: JSONMessage {
             case "transactions":
                 try __fields.insert(2, __m.key)
                 self.transactions = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.SignedTopologyTransaction }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -542,7 +542,7 @@ extension Weft.V1.TopologySnapshot: JSONMessage {
             case "transactions":
                 try __fields.insert(2, __m.key)
                 self.transactions = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.StoredTopologyTransaction }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -571,7 +571,7 @@ extension Weft.V1.TopologyTransactionsRequest: JSONMessage {
             case "transactions":
                 try __fields.insert(2, __m.key)
                 self.transactions = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.SignedTopologyTransaction }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

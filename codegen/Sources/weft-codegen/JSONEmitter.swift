@@ -190,7 +190,8 @@ struct JSONEmitter {
                                 }
                             }
                         }
-                        w.line("case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p)")
+                        let known = model.fields.map { String($0.number) }.joined(separator: ", ")
+                        w.line("case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [\(known)])")
                         w.line("default:")
                         w.line(
                             "    throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)")
