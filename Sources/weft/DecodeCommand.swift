@@ -63,6 +63,10 @@ struct DecodeCommand: ParsableCommand {
             FileHandle.standardError.write(Data("weft decode: \(error.description)\n".utf8))
             throw ExitCode(1)
         }
+        guard !bytes.isEmpty else {
+            FileHandle.standardError.write(Data("weft decode: no bytes to decode; give hex as an argument, --file, or standard input\n".utf8))
+            throw ExitCode(1)
+        }
         if let type {
             let messageType = Weft.V1.jsonMessageType(named: type)!
             do {

@@ -104,6 +104,7 @@ import WeftWire
         // Garbage: the byte offset and what was expected there, exit 1, never a crash.
         let garbage: [(input: [String], message: String)] = [
             (["zz"], "character 0 of the input ('z') is not a hexadecimal digit"),
+            ([" \n"], "no bytes to decode"),
             (["000"], "odd number of hex digits"),
             (["0100000000"], "byte 0: expected a frame's flag byte 0"),
             ([v["ping"]! + "0000"], "byte 9: expected a 5-byte frame prefix"),
