@@ -33,15 +33,22 @@ let package = Package(
         // Declares libFuzzer's driver, which each target's `main` calls
         // (the runtime itself comes from `-sanitize=fuzzer`, see scripts/fuzz).
         .systemLibrary(name: "CLibFuzzer"),
+        // `runLibFuzzer`, the `main` of every target.
+        .target(name: "FuzzDriver", dependencies: ["CLibFuzzer"], swiftSettings: swiftSettings),
 
         .executableTarget(
             name: "FuzzFrameDecoder",
-            dependencies: ["CLibFuzzer", .product(name: "WeftWire", package: weftIdentity)],
+            dependencies: ["FuzzDriver", .product(name: "WeftWire", package: weftIdentity)],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "FuzzMessages",
-            dependencies: ["CLibFuzzer", .product(name: "WeftWire", package: weftIdentity)],
+            dependencies: ["FuzzDriver", .product(name: "WeftWire", package: weftIdentity)],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzJSON",
+            dependencies: ["FuzzDriver", .product(name: "WeftWire", package: weftIdentity)],
             swiftSettings: swiftSettings
         ),
     ]

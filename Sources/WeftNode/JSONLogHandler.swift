@@ -1,6 +1,7 @@
 public import Logging
 import Foundation
 import WeftTransport
+import WeftWire
 import Synchronization
 
 /// Writes each log event as one line of JSON on standard error:
@@ -67,19 +68,5 @@ public struct JSONLogHandler: LogHandler {
     }
 
     /// A JSON string literal.
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let control where control.value < 0x20: out += String(format: "\\u%04x", control.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ text: String) -> String { JSONValue.quoted(text) }
 }

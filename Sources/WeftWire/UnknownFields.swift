@@ -16,8 +16,8 @@ public struct UnknownField: Hashable, Sendable {
     /// The protobuf wire type (0 varint, 1 fixed64, 2 length-delimited,
     /// 5 fixed32).
     public var wireType: UInt8
-    /// The value as encoded after the tag (for wire type 2 without its
-    /// length prefix).
+    /// The value as encoded after the tag (for wire type 2 including its
+    /// length prefix: protobuf-c keeps the bytes as they were on the wire).
     public var data: [UInt8]
 
     public init(number: UInt32, wireType: UInt8, data: [UInt8]) {

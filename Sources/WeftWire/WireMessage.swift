@@ -199,7 +199,9 @@ enum CBridge {
         var result: [UnknownField] = []
         for index in 0..<Int(base.n_unknown_fields) {
             let field = fields[index]
-            guard field.tag != 0 else { throw .malformed(message: message, byteCount: byteCount) }
+            // Likewise a number above protobuf's largest (2^29 - 1), which protobuf-c reads from a
+            // 5-byte tag: Google's parsers refuse it, and JSON (`"@unknown"`) could not carry it.
+            guard field.tag != 0, field.tag <= 536_870_911 else { throw .malformed(message: message, byteCount: byteCount) }
             result.append(
                 UnknownField(
                     number: field.tag, wireType: UInt8(truncatingIfNeeded: field.wire_type.rawValue),

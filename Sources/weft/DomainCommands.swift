@@ -13,6 +13,23 @@ struct RemoteOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The node's API address.", valueName: "host:port"))
     var remote: String
 
+    @OptionGroup var connection: ConnectionOptions
+
+    /// Whether the connection is without TLS.
+    var plaintext: Bool { connection.plaintext }
+
+    /// The trace of this command's calls (`ConnectionOptions.trace`).
+    static var trace: TraceContext { ConnectionOptions.trace }
+
+    /// A client of the node at `--remote` (see `ConnectionOptions.connect`).
+    func connect(withToken: Bool = true) async throws -> RPCClient {
+        try await connection.connect(to: remote, withToken: withToken)
+    }
+}
+
+/// How to reach a node: TLS roots, client certificate, bearer token. Shared by the verbs that
+/// take `--remote` and by `weft call`, whose address is an argument.
+struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("root-cert"), help: "The domain's root certificate (PEM) the node's certificate chains to.")
     var rootCert: String?
 
@@ -56,9 +73,9 @@ struct RemoteOptions: ParsableArguments {
     /// A client of the node that sends the bearer token, if any, with every call. A client of a
     /// sequencer's member service passes `withToken: false`: members authenticate there with
     /// a session token of their own in the same `authorization` metadata.
-    func connect(withToken: Bool = true) async throws -> RPCClient {
+    func connect(to remote: String, withToken: Bool = true) async throws -> RPCClient {
         guard let colon = remote.lastIndex(of: ":"), let port = Int(remote[remote.index(after: colon)...]) else {
-            throw ValidationError("--remote \(remote): expected host:port")
+            throw ValidationError("\(remote): expected the node's address as host:port")
         }
         let host = String(remote[..<colon])
         let token = withToken ? try bearerToken() : nil

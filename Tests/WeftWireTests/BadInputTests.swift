@@ -118,15 +118,21 @@ func varint(_ value: Int) -> [UInt8] {
 
 /// Found by the fuzzer (fuzz/FuzzMessages, fuzz/FuzzFrameDecoder): protobuf-c
 /// accepts field number 0 behind a non-minimal tag varint and could not read
-/// its own re-encoding of it.
+/// its own re-encoding of it; and field numbers past protobuf's range.
 @Suite struct FieldNumberZeroTests {
-    @Test func fieldNumberZeroIsMalformed() {
+    @Test func fieldNumberZeroIsMalformed() throws {
         #expect(throws: WireError.malformed(message: "weft.v1.SubmissionRequest", byteCount: 3)) {
             try Weft.V1.SubmissionRequest(serializedBytes: [0x80, 0x00, 0x00])
         }
         #expect(throws: WireError.malformed(message: "weft.v1.Timestamp", byteCount: 3)) {
             try Weft.V1.Timestamp(serializedBytes: [0x80, 0x00, 0x00])
         }
+        // Found by the JSON check of fuzz/FuzzMessages: a field number above 2^29 - 1 in a 5-byte tag.
+        #expect(throws: WireError.malformed(message: "weft.v1.Timestamp", byteCount: 6)) {
+            try Weft.V1.Timestamp(serializedBytes: [0xB0, 0xAF, 0xAF, 0xAC, 0x50, 0x01])
+        }
+        // The largest field number is an ordinary unknown field.
+        #expect(try Weft.V1.Timestamp(serializedBytes: [0xF8, 0xFF, 0xFF, 0xFF, 0x0F, 0x01]).unknownFields.fields.first?.number == 536_870_911)
         // The frame the fuzzer found: field 0 as fixed64 inside a Frame.
         var decoder = FrameDecoder()
         #expect(throws: WireError.malformed(message: "weft.v1.Frame", byteCount: 10)) {

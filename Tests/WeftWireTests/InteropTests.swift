@@ -8,37 +8,20 @@ import WeftWire
 /// every sample Google's writes.
 @Suite struct InteropTests {
     @Test func googleProtobufReadsWeftAndWeftReadsGoogle() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-interop-\(UUID())")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, descriptorSet) = try makeInteropDirectory("weft-interop")
         defer { try? FileManager.default.removeItem(at: directory) }
-
-        let descriptorSet = directory.appendingPathComponent("weft.pb")
-        try Data(Weft.V1.descriptorSet).write(to: descriptorSet)
         var lines = ""
         for (name, samples) in allSamples {
-            for (variant, sample) in samples.enumerated() {
-                let record = ["type": name, "variant": variant, "hex": hex(try sample.serializedBytes())] as [String: Any]
-                lines += String(data: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), encoding: .utf8)! + "\n"
-            }
+            for (variant, sample) in samples.enumerated() { lines += try sampleRecord(name, variant, sample) }
         }
         let weftSamples = directory.appendingPathComponent("weft.jsonl")
         let pythonSamples = directory.appendingPathComponent("python.jsonl")
         try lines.write(to: weftSamples, atomically: true, encoding: .utf8)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", repositoryRoot.appendingPathComponent("clients/python/weft_interop.py").path,
-            "--descriptor-set", descriptorSet.path, "--weft-samples", weftSamples.path,
-            "--python-samples-out", pythonSamples.path,
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "weft_interop.py (Google's protobuf) reported:\n\(text)")
+        let (status, text) = try runPythonScript(
+            "weft_interop.py",
+            ["--descriptor-set", descriptorSet.path, "--weft-samples", weftSamples.path, "--python-samples-out", pythonSamples.path])
+        #expect(status == 0, "weft_interop.py (Google's protobuf) reported:\n\(text)")
 
         // The other direction: Google wrote, Weft reads.
         var checked = 0

@@ -59,3 +59,35 @@ func unhex(_ string: String) -> [UInt8] {
     }
     return result
 }
+
+/// A fresh temporary directory holding the embedded descriptor set as `weft.pb`, for the
+/// scripts in clients/python that check Weft against Google's protobuf. The caller removes it.
+func makeInteropDirectory(_ prefix: String) throws -> (directory: URL, descriptorSet: URL) {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let descriptorSet = directory.appendingPathComponent("weft.pb")
+    try Data(Weft.V1.descriptorSet).write(to: descriptorSet)
+    return (directory, descriptorSet)
+}
+
+/// Runs `python3 clients/python/<script> arguments…` to its end: its exit status and its
+/// output (standard output and error together).
+func runPythonScript(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", repositoryRoot.appendingPathComponent("clients/python/\(script)").path] + arguments
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, text)
+}
+
+/// One JSON line describing a sample for the Python scripts: its type, variant and bytes (hex),
+/// plus `extra` members.
+func sampleRecord(_ name: String, _ variant: Int, _ sample: any WireMessage, _ extra: [String: Any] = [:]) throws -> String {
+    let record = (["type": name, "variant": variant, "hex": hex(try sample.serializedBytes())] as [String: Any]).merging(extra) { $1 }
+    return String(data: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), encoding: .utf8)! + "\n"
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes starting inputs for the fuzz targets: a few valid frames, hand-encoded.
 
-Usage: make_seeds.py REGISTRY_SWIFT CORPUS_FRAME_DECODER CORPUS_MESSAGES
+Usage: make_seeds.py REGISTRY_SWIFT CORPUS_FRAME_DECODER CORPUS_MESSAGES [CORPUS_JSON]
 
 Valid seeds let libFuzzer start from inputs that get past the frame prefix and
 into every message type instead of discovering the encoding byte by byte.
@@ -67,6 +67,7 @@ def write(directory, data):
 
 def main():
     registry, frame_corpus, message_corpus = sys.argv[1:4]
+    json_corpus = sys.argv[4] if len(sys.argv) > 4 else None
 
     # FuzzFrameDecoder: byte 0 is the chunk size minus one; the rest a stream.
     stream = b"".join(frame_prefix(body) for body in frames)
@@ -87,6 +88,23 @@ def main():
         frame_index = types.index("Weft.V1.Frame")
         for body in frames:
             write(message_corpus, bytes([frame_index]) + body)
+
+    # FuzzJSON: byte 0 selects the type as above; the rest is proto3 JSON text.
+    if json_corpus:
+        for index in range(len(types)):
+            write(json_corpus, bytes([index]) + b"{}")
+        documents = [
+            '{"streamId":1,"open":{"method":"/weft.v1.HealthService/Check","metadata":[{"key":"traceparent",'
+            '"textValue":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},{"key":"k-bin","binaryValue":"AAEC"}],'
+            '"timeout":{"micros":"5000000"}}}',
+            '{"stream_id":3,"close":{"status":{"code":5,"message":"unknown \\u00e9","errorId":"X","details":[{"key":"a"}]}}}',
+            '{"ping":{"data":18446744073709551615},"@unknown":[{"number":99,"wireType":0,"varint":"300"},'
+            '{"number":100,"wireType":2,"bytes":"aGk="},{"number":101,"wireType":5,"fixed32":7}]}',
+            '{"message":{"payload":"-_8B"},"streamId":null}',
+        ]
+        if "Weft.V1.Frame" in types:
+            for document in documents:
+                write(json_corpus, bytes([types.index("Weft.V1.Frame")]) + document.encode())
 
 
 if __name__ == "__main__":

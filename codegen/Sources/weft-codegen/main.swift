@@ -38,6 +38,7 @@ do {
     for file in schema.files {
         let base = ((file.name as NSString).lastPathComponent as NSString).deletingPathExtension
         try write(swift.emitFile(file), to: "\(swiftOut)/\(base).pb.swift")
+        try write(JSONEmitter(schema: schema, swift: swift).emitFile(file), to: "\(swiftOut)/\(base).json.swift")
     }
     try write(swift.emitRegistry(), to: "\(swiftOut)/Registry.swift")
     try write(StubEmitter(schema: schema, swift: swift).emit(), to: "\(transportOut)/Services.swift")

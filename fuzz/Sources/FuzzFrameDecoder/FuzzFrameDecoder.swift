@@ -1,11 +1,5 @@
-import CLibFuzzer
+import FuzzDriver
 import WeftWire
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 // Failed checks call `fatalError`, not `precondition`: in a release build
 // `precondition` traps without its message, and the message is the report.
@@ -13,15 +7,7 @@ import Darwin
 /// Hands control to libFuzzer, which calls `fuzz` once per input.
 @main
 enum FuzzFrameDecoderMain {
-    static func main() {
-        var argc = CommandLine.argc
-        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-        exit(
-            LLVMFuzzerRunDriver(&argc, &argv) { data, count in
-                guard let data else { return 0 }
-                return fuzz(data, count)
-            })
-    }
+    static func main() { runLibFuzzer { data, count in data.map { fuzz($0, count) } ?? 0 } }
 }
 
 /// libFuzzer entry point: the input is a byte stream fed to a `FrameDecoder`.

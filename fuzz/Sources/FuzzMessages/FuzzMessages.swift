@@ -1,11 +1,5 @@
-import CLibFuzzer
+import FuzzDriver
 import WeftWire
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 // Failed checks call `fatalError`, not `precondition`: in a release build
 // `precondition` traps without its message, and the message is the report.
@@ -13,20 +7,13 @@ import Darwin
 /// Hands control to libFuzzer, which calls `fuzz` once per input.
 @main
 enum FuzzMessagesMain {
-    static func main() {
-        var argc = CommandLine.argc
-        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-        exit(
-            LLVMFuzzerRunDriver(&argc, &argv) { data, count in
-                guard let data else { return 0 }
-                return fuzz(data, count)
-            })
-    }
+    static func main() { runLibFuzzer { data, count in data.map { fuzz($0, count) } ?? 0 } }
 }
 
 /// libFuzzer entry point: the first byte picks one of `Weft.V1.messageTypes`,
 /// the rest is decoded as that type. A decoded value must survive a re-encode
-/// and decode unchanged.
+/// and decode unchanged, and a trip through its proto3 JSON (text, parsed back)
+/// unchanged too: unknown fields, unrecognized enum numbers and all.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     guard count > 0 else { return 0 }
@@ -51,5 +38,18 @@ private func check<M: WireMessage>(_ type: M.Type, _ bytes: UnsafeRawBufferPoint
     }
     guard again == message else {
         fatalError("\(M.protoMessageName) changed in a round trip:\n\(message)\n\(again)")
+    }
+    if let json = message as? any JSONMessage { checkJSON(json) }
+}
+
+/// The JSON text of a decoded message parses back to the same message.
+private func checkJSON<M: JSONMessage>(_ message: M) {
+    let text = message.jsonText()
+    let back: M
+    do { back = try M(jsonText: text) } catch {
+        fatalError("JSON of \(M.protoMessageName) does not parse: \(error)\n\(text)")
+    }
+    guard back == message else {
+        fatalError("\(M.protoMessageName) changed through JSON:\n\(text)\n\(message)\n\(back)")
     }
 }
