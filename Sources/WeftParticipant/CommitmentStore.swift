@@ -105,7 +105,7 @@ public struct CommitmentStore: Sendable {
     /// Records a computed period and the commitments sent for it, and compares the received
     /// commitments waiting for it; returns those comparisons. One transaction: a period is
     /// recorded with its commitments or not at all (a restart computes it again then).
-    func recordPeriod(from: Int64, to: Int64, own: [String: [UInt8]]) async throws -> [Comparison] {
+    @_spi(Benchmarks) public func recordPeriod(from: Int64, to: Int64, own: [String: [UInt8]]) async throws -> [Comparison] {
         let me = PostgresValue.text(participant)
         return try await database.transaction { connection in
             let inserted = try connection.execute(
