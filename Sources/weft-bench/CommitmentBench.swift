@@ -70,6 +70,7 @@ enum CommitmentBenchmark {
             let rebuild = Double(now() - rebuildStart) / 1e6
             var periods: [Double] = []
             var memoryOnly: [Double] = []
+            var phases: [(remove: Double, add: Double, commit: Double)] = []
             var next = size
             for round in 0..<rounds {
                 let archived = (0..<500).map { contracts[(round * 500 + $0 * 7) % size].id }
@@ -79,9 +80,12 @@ enum CommitmentBenchmark {
                 }
                 let start = now()
                 for id in archived { tracker.remove(id: id) }
+                let removed = now()
                 for contract in created { tracker.add(id: contract.id, stakeholders: contract.stakeholders, stored: contract.stored) }
+                let added = now()
                 let own = tracker.commitments(me: participant, hosts: workload.hosts)
                 let computed = now()
+                phases.append((Double(removed - start) / 1e6, Double(added - removed) / 1e6, Double(computed - added) / 1e6))
                 let end = Int64(round + 1) * 1_000_000
                 _ = try await store.recordPeriod(from: end - 1_000_000, to: end, own: own)
                 periods.append(Double(now() - start) / 1e6)
@@ -90,6 +94,9 @@ enum CommitmentBenchmark {
             }
             func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
             results.append((size, median(periods), median(memoryOnly), rebuild))
+            print(
+                "  rounds (ms, remove 500 / add 500 / commitments): "
+                    + phases.map { "\(format($0.remove, 1))/\(format($0.add, 1))/\(format($0.commit, 1))" }.joined(separator: " "))
             print(
                 "ACS \(pad(String(size), 9, right: true)): period \(format(median(periods), 2)) ms"
                     + " (in memory \(format(median(memoryOnly), 2)) ms, PostgreSQL the rest);"
