@@ -27,6 +27,9 @@ struct CommitmentRuntime {
         var own: (asOf: SequencingTimestamp, groups: [StakeholderGroup: (digest: [UInt8], contracts: [ContractID: [UInt8]])])?
         var theirs: Weft.V1.CommitmentNarrowingResponse?
         var waiters: [CheckedContinuation<CommitmentInspection, any Error>] = []
+        /// The outcome, kept when it came before anyone waited for it (the answer may be
+        /// processed before the caller's wait begins).
+        var result: CommitmentInspection?
     }
 }
 
@@ -309,8 +312,12 @@ extension ParticipantNode {
     private func awaitNarrowing(_ requestID: String) async throws -> CommitmentInspection {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                guard !Task.isCancelled, commitmentRuntime.narrowings[requestID] != nil else {
+                guard !Task.isCancelled, let narrowing = commitmentRuntime.narrowings[requestID] else {
                     return continuation.resume(throwing: CancellationError())
+                }
+                if let result = narrowing.result {
+                    commitmentRuntime.narrowings[requestID] = nil
+                    return continuation.resume(returning: result)
                 }
                 commitmentRuntime.narrowings[requestID]!.waiters.append(continuation)
             }
@@ -393,10 +400,9 @@ extension ParticipantNode {
     }
 
     private func finishNarrowing(_ requestID: String) {
-        guard let narrowing = commitmentRuntime.narrowings[requestID], let own = narrowing.own,
+        guard let narrowing = commitmentRuntime.narrowings[requestID], narrowing.result == nil, let own = narrowing.own,
             let theirs = narrowing.theirs
         else { return }
-        commitmentRuntime.narrowings[requestID] = nil
         var theirGroups: [StakeholderGroup: (digest: [UInt8], contracts: [String: [UInt8]])] = [:]
         for group in theirs.groups {
             theirGroups[StakeholderGroup(text: group.stakeholderGroup)] = (
@@ -431,6 +437,11 @@ extension ParticipantNode {
                 LogKey.counterParticipant: "\(narrowing.counterParticipant)",
                 "differing_groups": "\(differing.count)", "differing_contracts": "\(differences.count)",
             ])
-        for waiter in narrowing.waiters { waiter.resume(returning: inspection) }
+        if narrowing.waiters.isEmpty {
+            commitmentRuntime.narrowings[requestID]!.result = inspection
+        } else {
+            commitmentRuntime.narrowings[requestID] = nil
+            for waiter in narrowing.waiters { waiter.resume(returning: inspection) }
+        }
     }
 }
