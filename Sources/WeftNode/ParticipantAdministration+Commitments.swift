@@ -50,17 +50,13 @@ extension ParticipantAdministration {
                 "participant \(runtime.identity.id) is not connected to a domain; connect it (`weft participant connect-multi`) before inspecting commitments",
                 errorID: "PARTICIPANT_NOT_CONNECTED")
         }
-        guard counter != runtime.identity.id else {
-            throw RPCError(
-                .invalidArgument, "name another participant than this one as --counter-participant",
-                errorID: "PARTICIPANT_COMMITMENT_ARGUMENTS")
-        }
         let timeout = request.timeoutMillis == 0 ? Self.defaultNarrowingTimeout : .milliseconds(Int(request.timeoutMillis))
         let inspection: CommitmentInspection
         do {
             inspection = try await node.inspectCommitment(
                 with: counter, groups: request.stakeholderGroups.map(StakeholderGroup.init(text:)), timeout: timeout)
         } catch let error as ParticipantError {
+            if case .unknownCounterParticipant = error { throw RPCError(.notFound, error.description, errorID: error.id) }
             throw RPCError(.deadlineExceeded, error.description, errorID: error.id)
         }
         return .init(

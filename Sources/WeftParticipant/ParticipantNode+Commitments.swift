@@ -278,6 +278,9 @@ extension ParticipantNode {
     public func inspectCommitment(
         with counterParticipant: UniqueIdentifier, groups: [StakeholderGroup] = [], timeout: Duration = .seconds(30)
     ) async throws -> CommitmentInspection {
+        guard counterParticipant != identity.id,
+            await topology.snapshot(at: now).participantState(counterParticipant) != nil
+        else { throw ParticipantError.unknownCounterParticipant(counterParticipant.description) }
         let requestID = hexText(try Self.randomBytes(16))
         let request = Weft.V1.CommitmentNarrowingRequest(
             domain: domain.description, requester: identity.id.description,

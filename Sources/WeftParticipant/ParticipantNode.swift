@@ -271,7 +271,7 @@ public actor ParticipantNode {
 
     /// The sequencing time the participant has processed up to, plus one microsecond: the
     /// topology time it reads "now" at.
-    private var now: SequencingTimestamp {
+    var now: SequencingTimestamp {
         (cursor.lastTimestamp ?? SequencingTimestamp(microsSinceEpoch: wallClockMicros())).adding(micros: 1)
     }
 

@@ -177,6 +177,18 @@ extension OnARealDomain {
                 try await eventually("participant1 stores the genuine commitment") { try await received(6) == 1 }
                 #expect(try await received(4) == 0)
                 await session.rpc.close()
+
+                // Narrowing with no one, or with a participant that does not answer, fails typed.
+                let stranger = try TestDomain.Participant("participant9").id
+                for nobody in [stranger, domain.members[0].id] {
+                    await #expect(throws: ParticipantError.unknownCounterParticipant(nobody.description)) {
+                        _ = try await p1.inspectCommitment(with: nobody)
+                    }
+                }
+                await p3.stop()
+                await #expect(throws: ParticipantError.narrowingTimedOut(counterParticipant: ids[2])) {
+                    _ = try await p1.inspectCommitment(with: domain.members[2].id, timeout: .seconds(1))
+                }
                 await p2.stop()
                 await domain.stop()
             }
