@@ -131,7 +131,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
             case .views(let viewError): return .interpretation("\(viewError)")
             case .unauthenticatedDisclosure: return .interpretation(error.description)
             case .invalidPackage(let contractError): return .invalidPackage("\(contractError)")
-            case .noEncryptionKey, .noMediator, .stopped: return .unavailable(id: error.id, error.description)
+            case .noEncryptionKey, .noMediator, .stopped, .narrowingTimedOut, .unknownCounterParticipant: return .unavailable(id: error.id, error.description)
             case .inconsistentStore: return .internalError(id: error.id, error.description)
             }
         }

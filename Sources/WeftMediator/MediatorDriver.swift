@@ -223,7 +223,7 @@ public actor MediatorDriver {
                     RootHashEnvelope(message: message, recipients: envelope.recipients.compactMap { try? MemberID(parsing: $0) }))
             case .signedMessage(let message)?:
                 responses.append(message)
-            case .encryptedView?, .topologyRequest?, nil:
+            case .encryptedView?, .topologyRequest?, .commitmentNarrowingRequest?, .commitmentNarrowingResponse?, nil:
                 logger.debug("an envelope the mediator does not read", metadata: ["sender": "\(deliver.sender)", "timestamp": "\(at)"])
             }
         }

@@ -23,6 +23,11 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
     case stopped
     /// The database holds something the participant cannot read: a bug or a manual edit.
     case inconsistentStore(String)
+    /// A commitment narrowing got no answer from the counter-participant in time.
+    case narrowingTimedOut(counterParticipant: String)
+    /// A commitment narrowing names a participant the domain's topology does not know (or
+    /// this participant itself).
+    case unknownCounterParticipant(String)
 
     public var id: String {
         switch self {
@@ -35,6 +40,8 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
         case .invalidPackage: "PARTICIPANT_INVALID_PACKAGE"
         case .stopped: "PARTICIPANT_STOPPED"
         case .inconsistentStore: "PARTICIPANT_INCONSISTENT_STORE"
+        case .narrowingTimedOut: "PARTICIPANT_NARROWING_TIMED_OUT"
+        case .unknownCounterParticipant: "PARTICIPANT_UNKNOWN_COUNTER_PARTICIPANT"
         }
     }
 
@@ -61,6 +68,14 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
         case .stopped:
             text = "the participant stopped before the command completed; ask for its completion after restart"
         case .inconsistentStore(let what): text = "the participant's database is inconsistent: \(what)"
+        case .narrowingTimedOut(let counter):
+            text =
+                "participant \(counter) did not answer the narrowing request in time; check that it is running and "
+                + "connected to the domain (`weft health status`), then ask again, with a longer --timeout if its ACS is large"
+        case .unknownCounterParticipant(let counter):
+            text =
+                "\(counter) is not another participant of this domain; name one that `weft commitments mismatches` "
+                + "or `weft domain-manager members` lists"
         }
         return "\(id): \(text)"
     }

@@ -45,19 +45,19 @@ public actor ParticipantNode {
     public nonisolated let identity: ParticipantIdentity
     public nonisolated let domain: UniqueIdentifier
     public nonisolated let store: ParticipantStore
-    private let topology: any ParticipantTopology
+    let topology: any ParticipantTopology
     let connection: SequencerConnection
     let configuration: ParticipantConfiguration
     let logger: Logger
 
-    private var cursor: ParticipantStore.Cursor {
+    private(set) var cursor: ParticipantStore.Cursor {
         didSet { cursorMoved(to: cursor.nextCounter) }
     }
     var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
     var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
     /// This participant as a sequencer member (`PAR::…`), as deliveries name their sender.
-    private var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
+    var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
     /// When each command in flight was submitted here: its duration metric at completion.
     private var submittedAt: [CommandKey: ContinuousClock.Instant] = [:]
     /// Commands in flight whose request this participant has not yet seen sequenced, by message
@@ -78,7 +78,9 @@ public actor ParticipantNode {
     private var validatedWaiters: [Digest32: [CheckedContinuation<Void, Never>]] = [:]
     private var readyWaiters: [CheckedContinuation<Void, Never>] = []
     /// Whether the topology has the domain's history (see `waitUntilReady`).
-    private var ready = false
+    private(set) var ready = false
+    /// ACS commitments (ParticipantNode+Commitments.swift).
+    var commitmentRuntime = CommitmentRuntime()
     private var processing: Task<Void, Never>?
     private var processingStarted = false
     /// Ledger API followers (ParticipantNode+Subscriptions.swift): completions as they happen,
@@ -159,6 +161,7 @@ public actor ParticipantNode {
             identity: identity, domain: domain, store: store, topology: topology, connection: connection,
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
         await node.awaitSequencing(unsequenced)
+        try await node.startCommitments()
         await node.resume(ready: await topology.isInitialized)
         if processing { await node.beginProcessing() }
         return node
@@ -240,6 +243,7 @@ public actor ParticipantNode {
     public func stop() async {
         processing?.cancel()
         processing = nil
+        stopCommitments()
         for task in sends.values { task.cancel() }
         sends = [:]
         await connection.close()
@@ -291,7 +295,7 @@ public actor ParticipantNode {
 
     /// The sequencing time the participant has processed up to, plus one microsecond: the
     /// topology time it reads "now" at.
-    private var now: SequencingTimestamp {
+    var now: SequencingTimestamp {
         (cursor.lastTimestamp ?? SequencingTimestamp(microsSinceEpoch: wallClockMicros())).adding(micros: 1)
     }
 
@@ -661,6 +665,7 @@ public actor ParticipantNode {
         }
         let timestamp = SequencingTimestamp(event.timestamp ?? .init(microsSinceEpoch: 0))
         let next = ParticipantStore.Cursor(nextCounter: event.counter + 1, lastTimestamp: timestamp)
+        try await completePeriod(before: timestamp)
         switch event.event {
         case .deliverError(let error)?:
             unsequenced[error.messageID] = nil
@@ -723,7 +728,15 @@ public actor ParticipantNode {
                 }
             case .rootHash(let message)?: request.rootHashMessages.append(message)
             case .encryptedView(let message)?: request.encryptedViews.append(message)
-            case .signedMessage(let message)?: verdicts.append(message)
+            case .signedMessage(let message)?:
+                if Self.isCommitment(message) {
+                    try await receive(commitment: message, from: deliver.sender, at: timestamp)
+                } else {
+                    verdicts.append(message)
+                }
+            case .commitmentNarrowingRequest(let message)?:
+                await receive(narrowing: message, from: deliver.sender, at: timestamp)
+            case .commitmentNarrowingResponse(let message)?: receive(narrowing: message, from: deliver.sender)
             case .informeeMessage?, .topologyRequest?, nil:
                 logger.warning(
                     "an envelope this participant has no use for; ignored",
@@ -973,6 +986,7 @@ public actor ParticipantNode {
                 known.insert(created.id)
             }
             for id in effects.archived { active[id] = nil }
+            trackCommitments(effects)
         }
         if let commit {
             ledgerEnd = commit.offset
@@ -1029,4 +1043,6 @@ enum LogKey {
     static let timestamp = "weft.participant.timestamp"
     static let activeContracts = "weft.participant.active_contracts"
     static let pendingCount = "weft.participant.pending_count"
+    static let period = "weft.participant.commitment_period"
+    static let counterParticipant = "weft.participant.counter_participant"
 }

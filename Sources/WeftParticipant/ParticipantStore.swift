@@ -139,6 +139,7 @@ public struct ParticipantStore: Sendable {
             COMMENT ON COLUMN participant_commands.max_sequencing_time IS
                 'The request''s max sequencing time (µs): a command still in flight whose request is not among participant_requests once the stream''s time has passed it was never sequenced (0: not recorded, before this column).';
             """),
+        CommitmentStore.migration,
     ]
 
     public let database: PostgresDatabase

@@ -36,9 +36,11 @@ public struct TestDomain: Sendable {
     }
 
     /// The domain parameters of `genesis`: also what a test broadcasts to change one of them.
-    public static func parameters(tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000) -> Weft.V1.DomainParameters {
+    public static func parameters(
+        tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000, reconciliationIntervalMicros: Int64 = 60_000_000
+    ) -> Weft.V1.DomainParameters {
         Weft.V1.DomainParameters(
-            participantResponseTimeout: .init(micros: responseTimeoutMicros), reconciliationInterval: .init(micros: 60_000_000),
+            participantResponseTimeout: .init(micros: responseTimeoutMicros), reconciliationInterval: .init(micros: reconciliationIntervalMicros),
             maxRequestSizeBytes: 1 << 20, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
             mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: tokenLifetime))
     }

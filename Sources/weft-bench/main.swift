@@ -6,6 +6,7 @@
 //   swift run -c release weft-bench sequencer [--seconds N] [--rate R] …
 //   swift run -c release weft-bench transactions [--kind iou|dvp|both] [--seconds N] [--rate R] [--url postgres://…]
 //   swift run -c release weft-bench replay [--seconds N] [--url postgres://…]
+//   swift run -c release weft-bench commitments [--rounds N] [--groups G] [--counter-participants C] [--url postgres://…]
 //
 // Results are recorded in docs/benchmarks.md.
 @_spi(Benchmarks) import WeftWire
@@ -168,6 +169,7 @@ case "profile-envelope-decode":
     let encoded = try ExampleMessages.envelope().serializedBytes()
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }
 case "sequencer": try await SequencerBenchmark.run(Array(arguments.dropFirst()))
+case "commitments": try await CommitmentBenchmark.run(Array(arguments.dropFirst()))
 case "transactions":
     do {
         try await TransactionBenchmark.run(Array(arguments.dropFirst()))
@@ -187,10 +189,11 @@ case "crypto":
     }
     try CryptoBenchmark.run(rounds: rounds)
 default:
-    print("usage: weft-bench wire [--seconds-per-case S] | crypto [--rounds N] | views | sequencer [...] | transactions [...] | replay [...]")
+    print("usage: weft-bench wire [--seconds-per-case S] | crypto [--rounds N] | views | sequencer [...] | transactions [...] | replay [...] | commitments [...]")
     print("  wire     encode/decode through WeftWire vs raw protobuf-c")
     print("  crypto   WeftCrypto vs openssl speed")
     print("  transactions  committed IOU transfers / DvP settlements per second through a whole domain")
     print("  replay   a participant's recovery by replay from its sequencer stream, transactions per second")
+    print("  commitments   one ACS commitment period with 1,000 changes at 10,000 vs 1,000,000 active contracts")
     exit(arguments.isEmpty || arguments.first == "--help" ? 0 : 64)
 }

@@ -24,9 +24,11 @@ import WeftWire
 
             var nodes: [WeftProcess] = []
             var apis: [[String]] = []
+            var ids: [String] = []
             for name in ["participant1", "participant2"] {
                 try domain.writeParticipant(name, directory: directory)
                 let id = try await weft(["participant", "id", "-c", "\(name).yaml"])
+                ids.append(id)
                 _ = try await weft(["domain-manager", "set-state", id, "--permission", "submission"] + domain.admin)
                 let (node, api) = try await domain.startParticipant(name)
                 nodes.append(node)
@@ -45,6 +47,9 @@ import WeftWire
             let alice = try await weft(["party", "allocate", "alice"] + apis[0])
             let bob = try await weft(["party", "allocate", "bob"] + apis[1])
             #expect(bank.hasPrefix("bank::1220") && alice.hasPrefix("alice::1220") && bob.hasPrefix("bob::1220"), "\(bank) \(alice) \(bob)")
+
+            // ACS commitments every second (checked over the CLI below).
+            _ = try await weft(["domain-manager", "parameters", "--set", "reconciliation-interval=1s"] + domain.admin)
 
             // The bank issues alice an IOU; alice transfers it to bob.
             _ = try await weft(
@@ -69,6 +74,32 @@ import WeftWire
             // Participant 2 never saw the issue: it is not in its ledger at all.
             #expect(try await weft(["ledger-end"] + apis[1]) == "1")
             #expect(try await weft(["ledger-end"] + apis[0]) == "2")
+
+            // Bob's IOU is shared by both participants (the bank on one, bob on the other): their
+            // commitments match, so each safe point passes the transfer, nothing is mismatched,
+            // and narrowing finds one shared stakeholder group and no difference.
+            let transferred = Int(Date().timeIntervalSince1970 * 1_000_000)
+            for api in apis {
+                let deadline = ContinuousClock.now + .seconds(30)
+                var point: [String: Any] = [:]
+                while ContinuousClock.now < deadline {
+                    let output = try await weft(["commitments", "safe-point", "--output", "json"] + api)
+                    point = (try? JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]) ?? [:]
+                    if let safe = point["safe_point_micros"] as? Int, safe > transferred { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect((point["safe_point_micros"] as? Int ?? 0) > transferred, "\(point)")
+                #expect(try await weft(["commitments", "mismatches", "--output", "json"] + api) == "[]")
+            }
+            let inspected = try await weft(
+                ["commitments", "inspect", "--counter-participant", ids[1], "--output", "json"] + apis[0])
+            let inspection = try #require(try JSONSerialization.jsonObject(with: Data(inspected.utf8)) as? [String: Any])
+            #expect(inspection["groups_compared"] as? Int == 1, "\(inspected)")
+            #expect((inspection["differing_groups"] as? [String])?.isEmpty == true, "\(inspected)")
+            #expect((inspection["contracts"] as? [Any])?.isEmpty == true, "\(inspected)")
+            let badCounter = try await WeftProcess.run(
+                ["commitments", "inspect", "--counter-participant", "participant2"] + apis[0], directory: dir)
+            #expect(badCounter.0 == 64 && badCounter.2.contains("--counter-participant must be a participant id"), "\(badCounter)")
 
             // One transaction followed by its W3C trace id: bob's application transfers the IOU
             // back to alice with a traceparent; the JSON logs of bob's participant, the

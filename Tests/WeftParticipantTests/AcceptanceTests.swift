@@ -102,26 +102,11 @@ extension OnARealDomain {
                 let dvp = try Package(source: source, file: "dvp.weft")
                 let dvpStart = try await StoredSequencerEvent.lastTimestamp(url: fixture.url) + 1
 
-                /// Creates a contract from `node` and returns its id once `others` have it too.
                 func created(
                     _ template: String, _ fields: KeyValuePairs<String, Value>, by party: Party,
                     on node: ParticipantNode, seenBy others: [ParticipantNode]
                 ) async throws -> ContractID {
-                    let completion = try await node.submit(
-                        [.create(try dvp.templateID(template), argument: try dvp.record(template, fields))],
-                        actAs: [party], command: CommandKey(applicationID: "dvp-app", commandID: "create-\(template)"))
-                    guard case .succeeded(let transactionID, let offset) = completion else {
-                        Issue.record("creating the \(template) failed: \(completion)")
-                        throw CancellationError()
-                    }
-                    for other in others {
-                        #expect(try await other.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
-                    }
-                    guard
-                        case .created(let id, _)? = try await node.transactions(of: party, after: offset - 1).first?
-                            .events.first
-                    else { throw CancellationError() }
-                    return id
+                    try await domain.created(in: dvp, template, fields, by: party, on: node, seenBy: others)
                 }
                 let isin = Value.text("XS0000000001")
                 let cash = try await created(

@@ -268,12 +268,18 @@ final class DomainHarness: Sendable {
     /// request it wants timed out, so that no other request depends on how fast the machine is.
     /// `serial` is the parameters' next serial (genesis used 1).
     func setParticipantResponseTimeout(micros: Int64, serial: UInt64) async throws {
+        try await setDomainParameters(TestDomain.parameters(responseTimeoutMicros: micros), serial: serial)
+    }
+
+    /// Replaces the domain parameters with `parameters` from the next broadcast on, as the
+    /// domain manager would; `serial` is the parameters' next serial (genesis used 1).
+    func setDomainParameters(_ parameters: Weft.V1.DomainParameters, serial: UInt64) async throws {
         let change = try SignedTopologyTransaction(
             signing: .init(
-                replace: .parameters(TestDomain.parameters(responseTimeoutMicros: micros), of: domain.domain),
+                replace: .parameters(parameters, of: domain.domain),
                 serial: serial, domain: domain.domain), with: [domain.namespaceKey]
         ).wire
-        try await broadcast([change], messageID: "response-timeout-\(serial)")
+        try await broadcast([change], messageID: "domain-parameters-\(serial)")
     }
 
     /// What every node knows when it starts: genesis and onboarding, in force from the start.
@@ -375,6 +381,29 @@ final class DomainHarness: Sendable {
         let created = try await p2.transactions(of: bank, after: offset - 1).first?.events.first
         guard case .created(let id, _)? = created else { throw CancellationError() }
         if owner == alice { _ = try await p1.outcome(ofRequest: Digest32(hex: transactionID)!) }
+        return id
+    }
+
+    /// Creates `template` of `package` from `node` as `party` and returns the contract's id
+    /// once `others` have committed it too.
+    func created(
+        in package: Package, _ template: String, _ fields: KeyValuePairs<String, Value>, by party: Party,
+        on node: ParticipantNode, seenBy others: [ParticipantNode]
+    ) async throws -> ContractID {
+        let completion = try await node.submit(
+            [.create(try package.templateID(template), argument: try package.record(template, fields))],
+            actAs: [party], command: CommandKey(applicationID: "\(package.name)-app", commandID: "create-\(template)"))
+        guard case .succeeded(let transactionID, let offset) = completion else {
+            Issue.record("creating the \(template) failed: \(completion)")
+            throw CancellationError()
+        }
+        for other in others {
+            #expect(try await other.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+        }
+        guard
+            case .created(let id, _)? = try await node.transactions(of: party, after: offset - 1).first?
+                .events.first
+        else { throw CancellationError() }
         return id
     }
 }

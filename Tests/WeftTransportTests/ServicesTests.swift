@@ -199,6 +199,24 @@ private struct ParticipantAdmin: Weft.V1.ParticipantAdministrationService.Provid
         for try await batch in requests { imported += UInt64(batch.contracts.count) }
         return .init(imported: imported)
     }
+
+    func listCommitmentMismatches(
+        _ request: Weft.V1.ListCommitmentMismatchesRequest, context: RPCCallContext
+    ) async throws -> Weft.V1.ListCommitmentMismatchesResponse {
+        throw RPCError(.unimplemented, "not in this test", errorID: "TEST_UNIMPLEMENTED")
+    }
+
+    func getCommitmentSafePoint(
+        _ request: Weft.V1.GetCommitmentSafePointRequest, context: RPCCallContext
+    ) async throws -> Weft.V1.GetCommitmentSafePointResponse {
+        throw RPCError(.unimplemented, "not in this test", errorID: "TEST_UNIMPLEMENTED")
+    }
+
+    func inspectCommitment(
+        _ request: Weft.V1.InspectCommitmentRequest, context: RPCCallContext
+    ) async throws -> Weft.V1.InspectCommitmentResponse {
+        throw RPCError(.unimplemented, "not in this test", errorID: "TEST_UNIMPLEMENTED")
+    }
 }
 
 private func repositoryRoot() -> URL {

@@ -229,6 +229,31 @@ extension Weft.V1.ParticipantAdministrationService {
         ) async throws -> Weft.V1.ImportAcsResponse {
             try await rpc.clientStream(Weft.V1.ParticipantAdministrationService.importAcs, metadata: metadata, timeout: timeout, requests: requests)
         }
+
+        /// Lists the ACS commitment periods whose commitments differ from a
+        /// counter-participant's. Unary.
+        public func listCommitmentMismatches(
+            _ request: Weft.V1.ListCommitmentMismatchesRequest, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+        ) async throws -> Weft.V1.ListCommitmentMismatchesResponse {
+            try await rpc.unary(Weft.V1.ParticipantAdministrationService.listCommitmentMismatches, request, metadata: metadata, timeout: timeout)
+        }
+
+        /// Returns the latest period end up to which every commitment this
+        /// participant sent was matched by its counter-participant: how far pruning
+        /// may go. Unary.
+        public func getCommitmentSafePoint(
+            _ request: Weft.V1.GetCommitmentSafePointRequest, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+        ) async throws -> Weft.V1.GetCommitmentSafePointResponse {
+            try await rpc.unary(Weft.V1.ParticipantAdministrationService.getCommitmentSafePoint, request, metadata: metadata, timeout: timeout)
+        }
+
+        /// Exchanges the shared contracts with a counter-participant through the
+        /// sequencer and reports those that differ. Unary.
+        public func inspectCommitment(
+            _ request: Weft.V1.InspectCommitmentRequest, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+        ) async throws -> Weft.V1.InspectCommitmentResponse {
+            try await rpc.unary(Weft.V1.ParticipantAdministrationService.inspectCommitment, request, metadata: metadata, timeout: timeout)
+        }
     }
 
     /// What a server implements to serve `weft.v1.ParticipantAdministrationService`.
@@ -259,6 +284,19 @@ extension Weft.V1.ParticipantAdministrationService {
         ///
         /// Reads `requests` until the client half-closes, then returns the response.
         func importAcs(_ requests: RPCMessageStream<Weft.V1.ImportAcsRequest>, context: RPCCallContext) async throws -> Weft.V1.ImportAcsResponse
+
+        /// Lists the ACS commitment periods whose commitments differ from a
+        /// counter-participant's. Unary.
+        func listCommitmentMismatches(_ request: Weft.V1.ListCommitmentMismatchesRequest, context: RPCCallContext) async throws -> Weft.V1.ListCommitmentMismatchesResponse
+
+        /// Returns the latest period end up to which every commitment this
+        /// participant sent was matched by its counter-participant: how far pruning
+        /// may go. Unary.
+        func getCommitmentSafePoint(_ request: Weft.V1.GetCommitmentSafePointRequest, context: RPCCallContext) async throws -> Weft.V1.GetCommitmentSafePointResponse
+
+        /// Exchanges the shared contracts with a counter-participant through the
+        /// sequencer and reports those that differ. Unary.
+        func inspectCommitment(_ request: Weft.V1.InspectCommitmentRequest, context: RPCCallContext) async throws -> Weft.V1.InspectCommitmentResponse
     }
 }
 
@@ -282,6 +320,15 @@ extension Weft.V1.ParticipantAdministrationService.Provider {
         }
         router.registerClientStream(Weft.V1.ParticipantAdministrationService.importAcs) { requests, context in
             try await self.importAcs(requests, context: context)
+        }
+        router.register(Weft.V1.ParticipantAdministrationService.listCommitmentMismatches) { request, context in
+            try await self.listCommitmentMismatches(request, context: context)
+        }
+        router.register(Weft.V1.ParticipantAdministrationService.getCommitmentSafePoint) { request, context in
+            try await self.getCommitmentSafePoint(request, context: context)
+        }
+        router.register(Weft.V1.ParticipantAdministrationService.inspectCommitment) { request, context in
+            try await self.inspectCommitment(request, context: context)
         }
     }
 }

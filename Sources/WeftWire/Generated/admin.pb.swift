@@ -5,6 +5,48 @@ import CProtobufC
 import CWeftWire
 
 extension Weft.V1 {
+    /// How one contract differs between the two participants.
+    public enum ContractDifferenceKind: Hashable, Sendable {
+        /// Not set.
+        case unspecified
+        /// Active here, not at the counter-participant.
+        case missingThere
+        /// Active at the counter-participant, not here.
+        case missingHere
+        /// Active at both, with different data.
+        case differentData
+        /// A value this schema does not know (sent by a newer peer); kept as is.
+        case unrecognized(Int32)
+
+        /// The default value (number 0).
+        public init() { self = .unspecified }
+
+        /// The protobuf number of a value.
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .unspecified
+            case 1: self = .missingThere
+            case 2: self = .missingHere
+            case 3: self = .differentData
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        /// The protobuf number of this value.
+        public var rawValue: Int32 {
+            switch self {
+            case .unspecified: return 0
+            case .missingThere: return 1
+            case .missingHere: return 2
+            case .differentData: return 3
+            case .unrecognized(let number): return number
+            }
+        }
+
+        /// Every value the schema declares.
+        public static let knownCases: [Self] = [.unspecified, .missingThere, .missingHere, .differentData]
+    }
+
     /// Sets a participant's admission.
     public struct SetParticipantStateRequest: WireMessage {
         public static let protoMessageName = "weft.v1.SetParticipantStateRequest"
@@ -1553,6 +1595,519 @@ extension Weft.V1 {
             try encode()
         }
     }
+
+    /// Lists ACS commitment mismatches.
+    public struct ListCommitmentMismatchesRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.ListCommitmentMismatchesRequest"
+
+        /// Only those with this counter-participant; empty for all.
+        public var counterParticipant: String = ""
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(counterParticipant: String = "") {
+            self.counterParticipant = counterParticipant
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// One period whose commitments differ.
+    public struct CommitmentMismatch: WireMessage {
+        public static let protoMessageName = "weft.v1.CommitmentMismatch"
+
+        /// Participant id of the counter-participant.
+        public var counterParticipant: String {
+            get { _storage.counterParticipant }
+            set { _uniqueStorage().counterParticipant = newValue }
+        }
+
+        /// The counter-participant's period: start (exclusive).
+        public var fromExclusive: Weft.V1.Timestamp? {
+            get { _storage.fromExclusive }
+            set { _uniqueStorage().fromExclusive = newValue }
+        }
+
+        /// The counter-participant's period: end (inclusive); the state compared is
+        /// the one at this time.
+        public var toInclusive: Weft.V1.Timestamp? {
+            get { _storage.toInclusive }
+            set { _uniqueStorage().toInclusive = newValue }
+        }
+
+        /// This participant's commitment for that time (empty: no shared contract
+        /// here).
+        public var ownCommitment: [UInt8] {
+            get { _storage.ownCommitment }
+            set { _uniqueStorage().ownCommitment = newValue }
+        }
+
+        /// The counter-participant's commitment.
+        public var receivedCommitment: [UInt8] {
+            get { _storage.receivedCommitment }
+            set { _uniqueStorage().receivedCommitment = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var counterParticipant: String = ""
+            var fromExclusive: Weft.V1.Timestamp? = nil
+            var toInclusive: Weft.V1.Timestamp? = nil
+            var ownCommitment: [UInt8] = []
+            var receivedCommitment: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                counterParticipant = other.counterParticipant
+                fromExclusive = other.fromExclusive
+                toInclusive = other.toInclusive
+                ownCommitment = other.ownCommitment
+                receivedCommitment = other.receivedCommitment
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.counterParticipant == r.counterParticipant
+        && l.fromExclusive == r.fromExclusive
+        && l.toInclusive == r.toInclusive
+        && l.ownCommitment == r.ownCommitment
+        && l.receivedCommitment == r.receivedCommitment
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.counterParticipant)
+            hasher.combine(s.fromExclusive)
+            hasher.combine(s.toInclusive)
+            hasher.combine(s.ownCommitment)
+            hasher.combine(s.receivedCommitment)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(counterParticipant: String = "", fromExclusive: Weft.V1.Timestamp? = nil, toInclusive: Weft.V1.Timestamp? = nil, ownCommitment: [UInt8] = [], receivedCommitment: [UInt8] = []) {
+            self.counterParticipant = counterParticipant
+            self.fromExclusive = fromExclusive
+            self.toInclusive = toInclusive
+            self.ownCommitment = ownCommitment
+            self.receivedCommitment = receivedCommitment
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// The mismatches found, oldest first.
+    public struct ListCommitmentMismatchesResponse: WireMessage {
+        public static let protoMessageName = "weft.v1.ListCommitmentMismatchesResponse"
+
+        /// The mismatches.
+        public var mismatches: [Weft.V1.CommitmentMismatch] = []
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(mismatches: [Weft.V1.CommitmentMismatch] = []) {
+            self.mismatches = mismatches
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// Asks for the commitment safe point.
+    public struct GetCommitmentSafePointRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.GetCommitmentSafePointRequest"
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// The commitment safe point.
+    public struct GetCommitmentSafePointResponse: WireMessage {
+        public static let protoMessageName = "weft.v1.GetCommitmentSafePointResponse"
+
+        /// The latest period end up to which every commitment sent was matched;
+        /// absent when none is.
+        public var safePoint: Weft.V1.Timestamp? {
+            get { _storage.safePoint }
+            set { _uniqueStorage().safePoint = newValue }
+        }
+
+        /// The oldest period end whose commitment is not matched yet (outstanding or
+        /// mismatched); absent when every one is.
+        public var firstUnmatched: Weft.V1.Timestamp? {
+            get { _storage.firstUnmatched }
+            set { _uniqueStorage().firstUnmatched = newValue }
+        }
+
+        /// The counter-participant of that oldest unmatched commitment.
+        public var firstUnmatchedCounterParticipant: String {
+            get { _storage.firstUnmatchedCounterParticipant }
+            set { _uniqueStorage().firstUnmatchedCounterParticipant = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var safePoint: Weft.V1.Timestamp? = nil
+            var firstUnmatched: Weft.V1.Timestamp? = nil
+            var firstUnmatchedCounterParticipant: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                safePoint = other.safePoint
+                firstUnmatched = other.firstUnmatched
+                firstUnmatchedCounterParticipant = other.firstUnmatchedCounterParticipant
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.safePoint == r.safePoint
+        && l.firstUnmatched == r.firstUnmatched
+        && l.firstUnmatchedCounterParticipant == r.firstUnmatchedCounterParticipant
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.safePoint)
+            hasher.combine(s.firstUnmatched)
+            hasher.combine(s.firstUnmatchedCounterParticipant)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(safePoint: Weft.V1.Timestamp? = nil, firstUnmatched: Weft.V1.Timestamp? = nil, firstUnmatchedCounterParticipant: String = "") {
+            self.safePoint = safePoint
+            self.firstUnmatched = firstUnmatched
+            self.firstUnmatchedCounterParticipant = firstUnmatchedCounterParticipant
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// Asks to narrow a mismatch with a counter-participant down to contracts.
+    public struct InspectCommitmentRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.InspectCommitmentRequest"
+
+        /// Participant id of the counter-participant.
+        public var counterParticipant: String = ""
+
+        /// Only these stakeholder groups (sorted party ids joined with `,`); empty
+        /// for every shared group.
+        public var stakeholderGroups: [String] = []
+
+        /// How long to wait for the counter-participant's answer, in milliseconds;
+        /// 0 for 30 s.
+        public var timeoutMillis: UInt32 = 0
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(counterParticipant: String = "", stakeholderGroups: [String] = [], timeoutMillis: UInt32 = 0) {
+            self.counterParticipant = counterParticipant
+            self.stakeholderGroups = stakeholderGroups
+            self.timeoutMillis = timeoutMillis
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// A contract that differs.
+    public struct ContractDifference: WireMessage {
+        public static let protoMessageName = "weft.v1.ContractDifference"
+
+        /// Contract id.
+        public var contractID: String = ""
+
+        /// Its stakeholder group.
+        public var stakeholderGroup: String = ""
+
+        /// How it differs.
+        public var kind: Weft.V1.ContractDifferenceKind = .unspecified
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(contractID: String = "", stakeholderGroup: String = "", kind: Weft.V1.ContractDifferenceKind = .unspecified) {
+            self.contractID = contractID
+            self.stakeholderGroup = stakeholderGroup
+            self.kind = kind
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// What differs, as of one sequencing time.
+    public struct InspectCommitmentResponse: WireMessage {
+        public static let protoMessageName = "weft.v1.InspectCommitmentResponse"
+
+        /// Sequencing time both sides listed their shared contracts at.
+        public var asOf: Weft.V1.Timestamp? {
+            get { _storage.asOf }
+            set { _uniqueStorage().asOf = newValue }
+        }
+
+        /// Stakeholder groups whose hashes differ.
+        public var differingGroups: [String] {
+            get { _storage.differingGroups }
+            set { _uniqueStorage().differingGroups = newValue }
+        }
+
+        /// The contracts that differ, in differing groups.
+        public var contracts: [Weft.V1.ContractDifference] {
+            get { _storage.contracts }
+            set { _uniqueStorage().contracts = newValue }
+        }
+
+        /// Set when the contracts were too many to list: run again naming groups.
+        public var contractsOmitted: Bool {
+            get { _storage.contractsOmitted }
+            set { _uniqueStorage().contractsOmitted = newValue }
+        }
+
+        /// Shared stakeholder groups compared.
+        public var groupsCompared: UInt32 {
+            get { _storage.groupsCompared }
+            set { _uniqueStorage().groupsCompared = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var asOf: Weft.V1.Timestamp? = nil
+            var differingGroups: [String] = []
+            var contracts: [Weft.V1.ContractDifference] = []
+            var contractsOmitted: Bool = false
+            var groupsCompared: UInt32 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                asOf = other.asOf
+                differingGroups = other.differingGroups
+                contracts = other.contracts
+                contractsOmitted = other.contractsOmitted
+                groupsCompared = other.groupsCompared
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.asOf == r.asOf
+        && l.differingGroups == r.differingGroups
+        && l.contracts == r.contracts
+        && l.contractsOmitted == r.contractsOmitted
+        && l.groupsCompared == r.groupsCompared
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.asOf)
+            hasher.combine(s.differingGroups)
+            hasher.combine(s.contracts)
+            hasher.combine(s.contractsOmitted)
+            hasher.combine(s.groupsCompared)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(asOf: Weft.V1.Timestamp? = nil, differingGroups: [String] = [], contracts: [Weft.V1.ContractDifference] = [], contractsOmitted: Bool = false, groupsCompared: UInt32 = 0) {
+            self.asOf = asOf
+            self.differingGroups = differingGroups
+            self.contracts = contracts
+            self.contractsOmitted = contractsOmitted
+            self.groupsCompared = groupsCompared
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
 }
 
 extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
@@ -2374,6 +2929,237 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
     }
 }
 
+extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__ListCommitmentMismatchesRequest
+    static var shapeIndex: Int { 59 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_commitment_mismatches_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__list_commitment_mismatches_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__list_commitment_mismatches_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__list_commitment_mismatches_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.ListCommitmentMismatchesRequest")
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.counter_participant = try CBridge.cString(self.counterParticipant, arena, "weft.v1.ListCommitmentMismatchesRequest", 1)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.CommitmentMismatch: CBackedMessage {
+    typealias CStruct = Weft__V1__CommitmentMismatch
+    static var shapeIndex: Int { 60 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_mismatch__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__commitment_mismatch__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__commitment_mismatch__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__commitment_mismatch__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.CommitmentMismatch")
+        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.ownCommitment = CBridge.bytes(c.own_commitment)
+        s.receivedCommitment = CBridge.bytes(c.received_commitment)
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.CommitmentMismatch", 1)
+        if let v = s.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.toInclusive { c.pointee.to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.own_commitment = CBridge.binary(s.ownCommitment, arena)
+        c.pointee.received_commitment = CBridge.binary(s.receivedCommitment, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
+    typealias CStruct = Weft__V1__ListCommitmentMismatchesResponse
+    static var shapeIndex: Int { 61 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_commitment_mismatches_response__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__list_commitment_mismatches_response__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__list_commitment_mismatches_response__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__list_commitment_mismatches_response__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.mismatches = try CBridge.array(c.mismatches, c.n_mismatches) { (e) throws(WireError) in try Weft.V1.CommitmentMismatch(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.n_mismatches = self.mismatches.count
+        c.pointee.mismatches = try CBridge.cArray(self.mismatches, arena) { (e) throws(WireError) in Optional(try Weft.V1.CommitmentMismatch.makeC(e, arena)) }
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.GetCommitmentSafePointRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__GetCommitmentSafePointRequest
+    static var shapeIndex: Int { 62 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_commitment_safe_point_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__get_commitment_safe_point_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__get_commitment_safe_point_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__get_commitment_safe_point_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
+    typealias CStruct = Weft__V1__GetCommitmentSafePointResponse
+    static var shapeIndex: Int { 63 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_commitment_safe_point_response__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__get_commitment_safe_point_response__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__get_commitment_safe_point_response__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__get_commitment_safe_point_response__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        if let p = c.safe_point { s.safePoint = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.first_unmatched { s.firstUnmatched = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.firstUnmatchedCounterParticipant = try CBridge.string(c.first_unmatched_counter_participant, "weft.v1.GetCommitmentSafePointResponse")
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        if let v = s.safePoint { c.pointee.safe_point = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.firstUnmatched { c.pointee.first_unmatched = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.first_unmatched_counter_participant = try CBridge.cString(s.firstUnmatchedCounterParticipant, arena, "weft.v1.GetCommitmentSafePointResponse", 3)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__InspectCommitmentRequest
+    static var shapeIndex: Int { 64 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__inspect_commitment_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__inspect_commitment_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__inspect_commitment_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__inspect_commitment_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.InspectCommitmentRequest")
+        self.stakeholderGroups = try CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.InspectCommitmentRequest") }
+        self.timeoutMillis = c.timeout_millis
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.counter_participant = try CBridge.cString(self.counterParticipant, arena, "weft.v1.InspectCommitmentRequest", 1)
+        c.pointee.n_stakeholder_groups = self.stakeholderGroups.count
+        c.pointee.stakeholder_groups = try CBridge.cArray(self.stakeholderGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.InspectCommitmentRequest", 2) ?? CBridge.emptyCString }
+        c.pointee.timeout_millis = self.timeoutMillis
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.ContractDifference: CBackedMessage {
+    typealias CStruct = Weft__V1__ContractDifference
+    static var shapeIndex: Int { 65 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__contract_difference__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__contract_difference__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__contract_difference__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__contract_difference__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractDifference")
+        self.stakeholderGroup = try CBridge.string(c.stakeholder_group, "weft.v1.ContractDifference")
+        self.kind = Weft.V1.ContractDifferenceKind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.ContractDifference", 1)
+        c.pointee.stakeholder_group = try CBridge.cString(self.stakeholderGroup, arena, "weft.v1.ContractDifference", 2)
+        c.pointee.kind = .init(rawValue: .init(truncatingIfNeeded: self.kind.rawValue))
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
+    typealias CStruct = Weft__V1__InspectCommitmentResponse
+    static var shapeIndex: Int { 66 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__inspect_commitment_response__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__inspect_commitment_response__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__inspect_commitment_response__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__inspect_commitment_response__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.differingGroups = try CBridge.array(c.differing_groups, c.n_differing_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.InspectCommitmentResponse") }
+        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractDifference(c: e!, byteCount: byteCount) }
+        s.contractsOmitted = c.contracts_omitted != 0
+        s.groupsCompared = c.groups_compared
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.n_differing_groups = s.differingGroups.count
+        c.pointee.differing_groups = try CBridge.cArray(s.differingGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.InspectCommitmentResponse", 2) ?? CBridge.emptyCString }
+        c.pointee.n_contracts = s.contracts.count
+        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractDifference.makeC(e, arena)) }
+        c.pointee.contracts_omitted = s.contractsOmitted ? 1 : 0
+        c.pointee.groups_compared = s.groupsCompared
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
 extension Weft.V1 {
     /// The domain manager's administration: admission and topology.
     public enum DomainManagerAdministrationService {
@@ -2465,7 +3251,23 @@ extension Weft.V1 {
         public static let importAcs = Method<Weft.V1.ImportAcsRequest, Weft.V1.ImportAcsResponse>(
             path: "/weft.v1.ParticipantAdministrationService/ImportAcs", kind: .clientStreaming)
 
+        /// Lists the ACS commitment periods whose commitments differ from a
+        /// counter-participant's. Unary.
+        public static let listCommitmentMismatches = Method<Weft.V1.ListCommitmentMismatchesRequest, Weft.V1.ListCommitmentMismatchesResponse>(
+            path: "/weft.v1.ParticipantAdministrationService/ListCommitmentMismatches", kind: .unary)
+
+        /// Returns the latest period end up to which every commitment this
+        /// participant sent was matched by its counter-participant: how far pruning
+        /// may go. Unary.
+        public static let getCommitmentSafePoint = Method<Weft.V1.GetCommitmentSafePointRequest, Weft.V1.GetCommitmentSafePointResponse>(
+            path: "/weft.v1.ParticipantAdministrationService/GetCommitmentSafePoint", kind: .unary)
+
+        /// Exchanges the shared contracts with a counter-participant through the
+        /// sequencer and reports those that differ. Unary.
+        public static let inspectCommitment = Method<Weft.V1.InspectCommitmentRequest, Weft.V1.InspectCommitmentResponse>(
+            path: "/weft.v1.ParticipantAdministrationService/InspectCommitment", kind: .unary)
+
         /// Every method of the service.
-        public static let methods: [MethodDescriptor] = [getParticipantID.descriptor, connectDomain.descriptor, disconnectDomain.descriptor, listDomainConnections.descriptor, exportAcs.descriptor, importAcs.descriptor]
+        public static let methods: [MethodDescriptor] = [getParticipantID.descriptor, connectDomain.descriptor, disconnectDomain.descriptor, listDomainConnections.descriptor, exportAcs.descriptor, importAcs.descriptor, listCommitmentMismatches.descriptor, getCommitmentSafePoint.descriptor, inspectCommitment.descriptor]
     }
 }

@@ -105,6 +105,8 @@ extension Weft.V1.HashPurpose: JSONEnum {
         case "HASH_PURPOSE_SEQUENCED_BLOCK_LEAF": self = .sequencedBlockLeaf
         case "HASH_PURPOSE_SEQUENCED_BLOCK_NODE": self = .sequencedBlockNode
         case "HASH_PURPOSE_LEDGER_EVENT_ID": self = .ledgerEventID
+        case "HASH_PURPOSE_ACS_COMMITMENT_CONTRACT": self = .acsCommitmentContract
+        case "HASH_PURPOSE_ACS_COMMITMENT_DIGEST": self = .acsCommitmentDigest
         default: return nil
         }
     }
@@ -134,6 +136,8 @@ extension Weft.V1.HashPurpose: JSONEnum {
         case .sequencedBlockLeaf: return "HASH_PURPOSE_SEQUENCED_BLOCK_LEAF"
         case .sequencedBlockNode: return "HASH_PURPOSE_SEQUENCED_BLOCK_NODE"
         case .ledgerEventID: return "HASH_PURPOSE_LEDGER_EVENT_ID"
+        case .acsCommitmentContract: return "HASH_PURPOSE_ACS_COMMITMENT_CONTRACT"
+        case .acsCommitmentDigest: return "HASH_PURPOSE_ACS_COMMITMENT_DIGEST"
         case .unrecognized: return nil
         }
     }

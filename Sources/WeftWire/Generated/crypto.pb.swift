@@ -206,6 +206,13 @@ extension Weft.V1 {
         /// A Ledger API event id, from the node seed of the create or exercise it
         /// shows: the same on every participant, without revealing the seed.
         case ledgerEventID
+        /// One active contract's element of an ACS commitment: its id and its stored
+        /// data, expanded into the commitment's homomorphic hash (docs/participant.md,
+        /// "ACS commitments").
+        case acsCommitmentContract
+        /// The digest of a homomorphic ACS hash (a stakeholder group's or a
+        /// counter-participant's commitment): what is sent and compared.
+        case acsCommitmentDigest
         /// A value this schema does not know (sent by a newer peer); kept as is.
         case unrecognized(Int32)
 
@@ -238,6 +245,8 @@ extension Weft.V1 {
             case 20: self = .sequencedBlockLeaf
             case 21: self = .sequencedBlockNode
             case 22: self = .ledgerEventID
+            case 23: self = .acsCommitmentContract
+            case 24: self = .acsCommitmentDigest
             default: self = .unrecognized(rawValue)
             }
         }
@@ -268,12 +277,14 @@ extension Weft.V1 {
             case .sequencedBlockLeaf: return 20
             case .sequencedBlockNode: return 21
             case .ledgerEventID: return 22
+            case .acsCommitmentContract: return 23
+            case .acsCommitmentDigest: return 24
             case .unrecognized(let number): return number
             }
         }
 
         /// Every value the schema declares.
-        public static let knownCases: [Self] = [.unspecified, .publicKeyFingerprint, .topologyTransaction, .submissionRequest, .sequencedEvent, .authenticationChallenge, .merkleTreeNode, .submitterMetadata, .commonMetadata, .participantMetadata, .viewCommonData, .viewParticipantData, .transactionView, .confirmationResponse, .confirmationResult, .acsCommitment, .rootHash, .contractID, .package, .sequencedBlock, .sequencedBlockLeaf, .sequencedBlockNode, .ledgerEventID]
+        public static let knownCases: [Self] = [.unspecified, .publicKeyFingerprint, .topologyTransaction, .submissionRequest, .sequencedEvent, .authenticationChallenge, .merkleTreeNode, .submitterMetadata, .commonMetadata, .participantMetadata, .viewCommonData, .viewParticipantData, .transactionView, .confirmationResponse, .confirmationResult, .acsCommitment, .rootHash, .contractID, .package, .sequencedBlock, .sequencedBlockLeaf, .sequencedBlockNode, .ledgerEventID, .acsCommitmentContract, .acsCommitmentDigest]
     }
 
     /// A public key. Its fingerprint is `1220` followed by the lower-case hex

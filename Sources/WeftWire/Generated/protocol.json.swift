@@ -1296,6 +1296,8 @@ extension Weft.V1.EnvelopeContent: JSONMessage {
         case .topologyBroadcast(let __v)?: __o.append("topologyBroadcast", __v.jsonValue())
         case .topologySnapshot(let __v)?: __o.append("topologySnapshot", __v.jsonValue())
         case .topologyRequest(let __v)?: __o.append("topologyRequest", __v.jsonValue())
+        case .commitmentNarrowingRequest(let __v)?: __o.append("commitmentNarrowingRequest", __v.jsonValue())
+        case .commitmentNarrowingResponse(let __v)?: __o.append("commitmentNarrowingResponse", __v.jsonValue())
         }
         __o.appendUnknown(self.unknownFields)
         return __o.value
@@ -1328,6 +1330,164 @@ extension Weft.V1.EnvelopeContent: JSONMessage {
             case "topologyRequest", "topology_request":
                 try __fields.insert(7, __m.key, oneof: 0, name: "message", isNull: __m.value == .null)
                 if __m.value != .null { self.message = .topologyRequest(try JSONRead.message(__m.value, __p) as Weft.V1.TopologyTransactionsRequest) }
+            case "commitmentNarrowingRequest", "commitment_narrowing_request":
+                try __fields.insert(8, __m.key, oneof: 0, name: "message", isNull: __m.value == .null)
+                if __m.value != .null { self.message = .commitmentNarrowingRequest(try JSONRead.message(__m.value, __p) as Weft.V1.CommitmentNarrowingRequest) }
+            case "commitmentNarrowingResponse", "commitment_narrowing_response":
+                try __fields.insert(9, __m.key, oneof: 0, name: "message", isNull: __m.value == .null)
+                if __m.value != .null { self.message = .commitmentNarrowingResponse(try JSONRead.message(__m.value, __p) as Weft.V1.CommitmentNarrowingResponse) }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8, 9])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.CommitmentNarrowingRequest: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.domain.isEmpty { __o.append("domain", JSONWrite.string(self.domain)) }
+        if !self.requester.isEmpty { __o.append("requester", JSONWrite.string(self.requester)) }
+        if !self.counterParticipant.isEmpty { __o.append("counterParticipant", JSONWrite.string(self.counterParticipant)) }
+        if !self.requestID.isEmpty { __o.append("requestId", JSONWrite.string(self.requestID)) }
+        if !self.stakeholderGroups.isEmpty { __o.append("stakeholderGroups", .array(self.stakeholderGroups.map { JSONWrite.string($0) })) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "domain":
+                try __fields.insert(1, __m.key)
+                self.domain = try JSONRead.string(__m.value, __p)
+            case "requester":
+                try __fields.insert(2, __m.key)
+                self.requester = try JSONRead.string(__m.value, __p)
+            case "counterParticipant", "counter_participant":
+                try __fields.insert(3, __m.key)
+                self.counterParticipant = try JSONRead.string(__m.value, __p)
+            case "requestId", "request_id":
+                try __fields.insert(4, __m.key)
+                self.requestID = try JSONRead.string(__m.value, __p)
+            case "stakeholderGroups", "stakeholder_groups":
+                try __fields.insert(5, __m.key)
+                self.stakeholderGroups = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.SharedContractHash: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.contractID.isEmpty { __o.append("contractId", JSONWrite.string(self.contractID)) }
+        if !self.hash.isEmpty { __o.append("hash", JSONWrite.bytes(self.hash)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "contractId", "contract_id":
+                try __fields.insert(1, __m.key)
+                self.contractID = try JSONRead.string(__m.value, __p)
+            case "hash":
+                try __fields.insert(2, __m.key)
+                self.hash = try JSONRead.bytes(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.StakeholderGroupHash: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.stakeholderGroup.isEmpty { __o.append("stakeholderGroup", JSONWrite.string(self.stakeholderGroup)) }
+        if !self.hash.isEmpty { __o.append("hash", JSONWrite.bytes(self.hash)) }
+        if !self.contracts.isEmpty { __o.append("contracts", .array(self.contracts.map { $0.jsonValue() })) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "stakeholderGroup", "stakeholder_group":
+                try __fields.insert(1, __m.key)
+                self.stakeholderGroup = try JSONRead.string(__m.value, __p)
+            case "hash":
+                try __fields.insert(2, __m.key)
+                self.hash = try JSONRead.bytes(__m.value, __p)
+            case "contracts":
+                try __fields.insert(3, __m.key)
+                self.contracts = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.SharedContractHash }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.CommitmentNarrowingResponse: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.domain.isEmpty { __o.append("domain", JSONWrite.string(self.domain)) }
+        if !self.sender.isEmpty { __o.append("sender", JSONWrite.string(self.sender)) }
+        if !self.requester.isEmpty { __o.append("requester", JSONWrite.string(self.requester)) }
+        if !self.requestID.isEmpty { __o.append("requestId", JSONWrite.string(self.requestID)) }
+        if let __v = self.asOf { __o.append("asOf", __v.jsonValue()) }
+        if !self.groups.isEmpty { __o.append("groups", .array(self.groups.map { $0.jsonValue() })) }
+        if self.contractsOmitted { __o.append("contractsOmitted", JSONWrite.bool(self.contractsOmitted)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "domain":
+                try __fields.insert(1, __m.key)
+                self.domain = try JSONRead.string(__m.value, __p)
+            case "sender":
+                try __fields.insert(2, __m.key)
+                self.sender = try JSONRead.string(__m.value, __p)
+            case "requester":
+                try __fields.insert(3, __m.key)
+                self.requester = try JSONRead.string(__m.value, __p)
+            case "requestId", "request_id":
+                try __fields.insert(4, __m.key)
+                self.requestID = try JSONRead.string(__m.value, __p)
+            case "asOf", "as_of":
+                try __fields.insert(5, __m.key)
+                if __m.value != .null { self.asOf = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "groups":
+                try __fields.insert(6, __m.key)
+                self.groups = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.StakeholderGroupHash }
+            case "contractsOmitted", "contracts_omitted":
+                try __fields.insert(7, __m.key)
+                self.contractsOmitted = try JSONRead.bool(__m.value, __p)
             case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)

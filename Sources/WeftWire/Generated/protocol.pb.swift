@@ -3165,6 +3165,11 @@ extension Weft.V1 {
             /// To the domain manager: topology transactions a member signed and asks
             /// to have broadcast (a participant's party hostings).
             case topologyRequest(Weft.V1.TopologyTransactionsRequest)
+            /// To two participants whose ACS commitments differ: list the contracts
+            /// you share, as of this message's sequencing time.
+            case commitmentNarrowingRequest(Weft.V1.CommitmentNarrowingRequest)
+            /// To the participant that asked: the contracts shared with it.
+            case commitmentNarrowingResponse(Weft.V1.CommitmentNarrowingResponse)
         }
 
         /// A message with every field at its default value.
@@ -3190,11 +3195,288 @@ extension Weft.V1 {
             try encode()
         }
     }
+
+    /// Asks for the contracts two participants share, to find those behind an ACS
+    /// commitment mismatch. Sent by the requester to itself and to the
+    /// counter-participant in one submission, so that both list their shared
+    /// contracts as of the same sequencing time (both process the same event).
+    public struct CommitmentNarrowingRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.CommitmentNarrowingRequest"
+
+        /// Domain id.
+        public var domain: String = ""
+
+        /// Participant id of the participant that asks.
+        public var requester: String = ""
+
+        /// Participant id of the participant asked.
+        public var counterParticipant: String = ""
+
+        /// Chosen by the requester; echoed in the response.
+        public var requestID: String = ""
+
+        /// Limit the answer to these stakeholder groups (each the sorted stakeholder
+        /// party ids joined with `,`); empty for every shared group.
+        public var stakeholderGroups: [String] = []
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(domain: String = "", requester: String = "", counterParticipant: String = "", requestID: String = "", stakeholderGroups: [String] = []) {
+            self.domain = domain
+            self.requester = requester
+            self.counterParticipant = counterParticipant
+            self.requestID = requestID
+            self.stakeholderGroups = stakeholderGroups
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// One contract in a narrowing response.
+    public struct SharedContractHash: WireMessage {
+        public static let protoMessageName = "weft.v1.SharedContractHash"
+
+        /// Contract id.
+        public var contractID: String = ""
+
+        /// Its element hash (SHA-256 for HASH_PURPOSE_ACS_COMMITMENT_CONTRACT over
+        /// the contract id and its stored ContractInstance bytes).
+        public var hash: [UInt8] = []
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(contractID: String = "", hash: [UInt8] = []) {
+            self.contractID = contractID
+            self.hash = hash
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// One stakeholder group in a narrowing response.
+    public struct StakeholderGroupHash: WireMessage {
+        public static let protoMessageName = "weft.v1.StakeholderGroupHash"
+
+        /// The sorted stakeholder party ids joined with `,`.
+        public var stakeholderGroup: String = ""
+
+        /// Digest of the group's homomorphic hash
+        /// (HASH_PURPOSE_ACS_COMMITMENT_DIGEST).
+        public var hash: [UInt8] = []
+
+        /// The group's active contracts; empty when `contracts_omitted` is set.
+        public var contracts: [Weft.V1.SharedContractHash] = []
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(stakeholderGroup: String = "", hash: [UInt8] = [], contracts: [Weft.V1.SharedContractHash] = []) {
+            self.stakeholderGroup = stakeholderGroup
+            self.hash = hash
+            self.contracts = contracts
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// The counter-participant's answer to a `CommitmentNarrowingRequest`.
+    public struct CommitmentNarrowingResponse: WireMessage {
+        public static let protoMessageName = "weft.v1.CommitmentNarrowingResponse"
+
+        /// Domain id.
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
+
+        /// Participant id of the participant that answers.
+        public var sender: String {
+            get { _storage.sender }
+            set { _uniqueStorage().sender = newValue }
+        }
+
+        /// Participant id of the participant that asked.
+        public var requester: String {
+            get { _storage.requester }
+            set { _uniqueStorage().requester = newValue }
+        }
+
+        /// The request's id.
+        public var requestID: String {
+            get { _storage.requestID }
+            set { _uniqueStorage().requestID = newValue }
+        }
+
+        /// Sequencing time of the request: the shared state listed is as of it.
+        public var asOf: Weft.V1.Timestamp? {
+            get { _storage.asOf }
+            set { _uniqueStorage().asOf = newValue }
+        }
+
+        /// Every shared stakeholder group asked for (groups with no active contract
+        /// here are absent).
+        public var groups: [Weft.V1.StakeholderGroupHash] {
+            get { _storage.groups }
+            set { _uniqueStorage().groups = newValue }
+        }
+
+        /// Set when the groups held more contracts than one answer may carry: only
+        /// group hashes are listed; ask again naming the differing groups.
+        public var contractsOmitted: Bool {
+            get { _storage.contractsOmitted }
+            set { _uniqueStorage().contractsOmitted = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var sender: String = ""
+            var requester: String = ""
+            var requestID: String = ""
+            var asOf: Weft.V1.Timestamp? = nil
+            var groups: [Weft.V1.StakeholderGroupHash] = []
+            var contractsOmitted: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                domain = other.domain
+                sender = other.sender
+                requester = other.requester
+                requestID = other.requestID
+                asOf = other.asOf
+                groups = other.groups
+                contractsOmitted = other.contractsOmitted
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.domain == r.domain
+        && l.sender == r.sender
+        && l.requester == r.requester
+        && l.requestID == r.requestID
+        && l.asOf == r.asOf
+        && l.groups == r.groups
+        && l.contractsOmitted == r.contractsOmitted
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.domain)
+            hasher.combine(s.sender)
+            hasher.combine(s.requester)
+            hasher.combine(s.requestID)
+            hasher.combine(s.asOf)
+            hasher.combine(s.groups)
+            hasher.combine(s.contractsOmitted)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(domain: String = "", sender: String = "", requester: String = "", requestID: String = "", asOf: Weft.V1.Timestamp? = nil, groups: [Weft.V1.StakeholderGroupHash] = [], contractsOmitted: Bool = false) {
+            self.domain = domain
+            self.sender = sender
+            self.requester = requester
+            self.requestID = requestID
+            self.asOf = asOf
+            self.groups = groups
+            self.contractsOmitted = contractsOmitted
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
 }
 
 extension Weft.V1.SubmitterMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitterMetadata
-    static var shapeIndex: Int { 115 }
+    static var shapeIndex: Int { 123 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submitter_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3236,7 +3518,7 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
 
 extension Weft.V1.CommonMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__CommonMetadata
-    static var shapeIndex: Int { 116 }
+    static var shapeIndex: Int { 124 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__common_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3268,7 +3550,7 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
 
 extension Weft.V1.ParticipantMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantMetadata
-    static var shapeIndex: Int { 117 }
+    static var shapeIndex: Int { 125 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3301,7 +3583,7 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
 
 extension Weft.V1.Informee: CBackedMessage {
     typealias CStruct = Weft__V1__Informee
-    static var shapeIndex: Int { 118 }
+    static var shapeIndex: Int { 126 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__informee__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3327,7 +3609,7 @@ extension Weft.V1.Informee: CBackedMessage {
 
 extension Weft.V1.ViewCommonData: CBackedMessage {
     typealias CStruct = Weft__V1__ViewCommonData
-    static var shapeIndex: Int { 119 }
+    static var shapeIndex: Int { 127 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_common_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3356,7 +3638,7 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
 
 extension Weft.V1.InputContract: CBackedMessage {
     typealias CStruct = Weft__V1__InputContract
-    static var shapeIndex: Int { 120 }
+    static var shapeIndex: Int { 128 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__input_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3385,7 +3667,7 @@ extension Weft.V1.InputContract: CBackedMessage {
 
 extension Weft.V1.CreatedContract: CBackedMessage {
     typealias CStruct = Weft__V1__CreatedContract
-    static var shapeIndex: Int { 121 }
+    static var shapeIndex: Int { 129 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__created_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3414,7 +3696,7 @@ extension Weft.V1.CreatedContract: CBackedMessage {
 
 extension Weft.V1.CreateActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__CreateActionDescription
-    static var shapeIndex: Int { 122 }
+    static var shapeIndex: Int { 130 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__create_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3440,7 +3722,7 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
 
 extension Weft.V1.ExerciseActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__ExerciseActionDescription
-    static var shapeIndex: Int { 123 }
+    static var shapeIndex: Int { 131 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercise_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3480,7 +3762,7 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
 
 extension Weft.V1.FetchActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__FetchActionDescription
-    static var shapeIndex: Int { 124 }
+    static var shapeIndex: Int { 132 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__fetch_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3507,7 +3789,7 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
 
 extension Weft.V1.ActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__ActionDescription
-    static var shapeIndex: Int { 125 }
+    static var shapeIndex: Int { 133 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3550,7 +3832,7 @@ extension Weft.V1.ActionDescription: CBackedMessage {
 
 extension Weft.V1.ViewParticipantData: CBackedMessage {
     typealias CStruct = Weft__V1__ViewParticipantData
-    static var shapeIndex: Int { 126 }
+    static var shapeIndex: Int { 134 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_participant_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3588,7 +3870,7 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
 
 extension Weft.V1.BlindableViewCommonData: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableViewCommonData
-    static var shapeIndex: Int { 127 }
+    static var shapeIndex: Int { 135 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_view_common_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3627,7 +3909,7 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
 
 extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableViewParticipantData
-    static var shapeIndex: Int { 128 }
+    static var shapeIndex: Int { 136 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_view_participant_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3666,7 +3948,7 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
 
 extension Weft.V1.TransactionView: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionView
-    static var shapeIndex: Int { 129 }
+    static var shapeIndex: Int { 137 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3698,7 +3980,7 @@ extension Weft.V1.TransactionView: CBackedMessage {
 
 extension Weft.V1.BlindableTransactionView: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableTransactionView
-    static var shapeIndex: Int { 130 }
+    static var shapeIndex: Int { 138 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_transaction_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3737,7 +4019,7 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
 
 extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableSubmitterMetadata
-    static var shapeIndex: Int { 131 }
+    static var shapeIndex: Int { 139 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_submitter_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3776,7 +4058,7 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
 
 extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableCommonMetadata
-    static var shapeIndex: Int { 132 }
+    static var shapeIndex: Int { 140 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_common_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3815,7 +4097,7 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
 
 extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableParticipantMetadata
-    static var shapeIndex: Int { 133 }
+    static var shapeIndex: Int { 141 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_participant_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3854,7 +4136,7 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
 
 extension Weft.V1.TransactionTree: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionTree
-    static var shapeIndex: Int { 134 }
+    static var shapeIndex: Int { 142 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_tree__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3888,7 +4170,7 @@ extension Weft.V1.TransactionTree: CBackedMessage {
 
 extension Weft.V1.InformeeMessage: CBackedMessage {
     typealias CStruct = Weft__V1__InformeeMessage
-    static var shapeIndex: Int { 135 }
+    static var shapeIndex: Int { 143 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__informee_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3917,7 +4199,7 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
 
 extension Weft.V1.RootHashMessage: CBackedMessage {
     typealias CStruct = Weft__V1__RootHashMessage
-    static var shapeIndex: Int { 136 }
+    static var shapeIndex: Int { 144 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__root_hash_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3950,7 +4232,7 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
 
 extension Weft.V1.ViewTree: CBackedMessage {
     typealias CStruct = Weft__V1__ViewTree
-    static var shapeIndex: Int { 137 }
+    static var shapeIndex: Int { 145 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_tree__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3980,7 +4262,7 @@ extension Weft.V1.ViewTree: CBackedMessage {
 
 extension Weft.V1.EncryptedViewMessage: CBackedMessage {
     typealias CStruct = Weft__V1__EncryptedViewMessage
-    static var shapeIndex: Int { 138 }
+    static var shapeIndex: Int { 146 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__encrypted_view_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4018,7 +4300,7 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
 
 extension Weft.V1.LocalApprove: CBackedMessage {
     typealias CStruct = Weft__V1__LocalApprove
-    static var shapeIndex: Int { 139 }
+    static var shapeIndex: Int { 147 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_approve__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4040,7 +4322,7 @@ extension Weft.V1.LocalApprove: CBackedMessage {
 
 extension Weft.V1.LocalReject: CBackedMessage {
     typealias CStruct = Weft__V1__LocalReject
-    static var shapeIndex: Int { 140 }
+    static var shapeIndex: Int { 148 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4069,7 +4351,7 @@ extension Weft.V1.LocalReject: CBackedMessage {
 
 extension Weft.V1.LocalVerdict: CBackedMessage {
     typealias CStruct = Weft__V1__LocalVerdict
-    static var shapeIndex: Int { 141 }
+    static var shapeIndex: Int { 149 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_verdict__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4108,7 +4390,7 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
 
 extension Weft.V1.ConfirmationResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ConfirmationResponse
-    static var shapeIndex: Int { 142 }
+    static var shapeIndex: Int { 150 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4148,7 +4430,7 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
 
 extension Weft.V1.MediatorReject: CBackedMessage {
     typealias CStruct = Weft__V1__MediatorReject
-    static var shapeIndex: Int { 143 }
+    static var shapeIndex: Int { 151 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__mediator_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4174,7 +4456,7 @@ extension Weft.V1.MediatorReject: CBackedMessage {
 
 extension Weft.V1.ParticipantRejects: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantRejects
-    static var shapeIndex: Int { 144 }
+    static var shapeIndex: Int { 152 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_rejects__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4199,7 +4481,7 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
 
 extension Weft.V1.ParticipantReject: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantReject
-    static var shapeIndex: Int { 145 }
+    static var shapeIndex: Int { 153 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4231,7 +4513,7 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
 
 extension Weft.V1.Verdict: CBackedMessage {
     typealias CStruct = Weft__V1__Verdict
-    static var shapeIndex: Int { 146 }
+    static var shapeIndex: Int { 154 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__verdict__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4274,7 +4556,7 @@ extension Weft.V1.Verdict: CBackedMessage {
 
 extension Weft.V1.ConfirmationResult: CBackedMessage {
     typealias CStruct = Weft__V1__ConfirmationResult
-    static var shapeIndex: Int { 147 }
+    static var shapeIndex: Int { 155 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_result__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4309,7 +4591,7 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
 
 extension Weft.V1.AcsCommitment: CBackedMessage {
     typealias CStruct = Weft__V1__AcsCommitment
-    static var shapeIndex: Int { 148 }
+    static var shapeIndex: Int { 156 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_commitment__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4346,7 +4628,7 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
 
 extension Weft.V1.SignedContent: CBackedMessage {
     typealias CStruct = Weft__V1__SignedContent
-    static var shapeIndex: Int { 149 }
+    static var shapeIndex: Int { 157 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_content__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4389,7 +4671,7 @@ extension Weft.V1.SignedContent: CBackedMessage {
 
 extension Weft.V1.SignedProtocolMessage: CBackedMessage {
     typealias CStruct = Weft__V1__SignedProtocolMessage
-    static var shapeIndex: Int { 150 }
+    static var shapeIndex: Int { 158 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_protocol_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4418,7 +4700,7 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
 
 extension Weft.V1.EnvelopeContent: CBackedMessage {
     typealias CStruct = Weft__V1__EnvelopeContent
-    static var shapeIndex: Int { 151 }
+    static var shapeIndex: Int { 159 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope_content__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4439,6 +4721,8 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
         case 5: s.message = .topologyBroadcast(try Weft.V1.TopologyTransactionsBroadcast(c: c.topology_broadcast, byteCount: byteCount))
         case 6: s.message = .topologySnapshot(try Weft.V1.TopologySnapshot(c: c.topology_snapshot, byteCount: byteCount))
         case 7: s.message = .topologyRequest(try Weft.V1.TopologyTransactionsRequest(c: c.topology_request, byteCount: byteCount))
+        case 8: s.message = .commitmentNarrowingRequest(try Weft.V1.CommitmentNarrowingRequest(c: c.commitment_narrowing_request, byteCount: byteCount))
+        case 9: s.message = .commitmentNarrowingResponse(try Weft.V1.CommitmentNarrowingResponse(c: c.commitment_narrowing_response, byteCount: byteCount))
         default: s.message = nil
         }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -4470,7 +4754,141 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
         case .topologyRequest(let v)?:
             c.pointee.message_case = .init(rawValue: 7)
             c.pointee.topology_request = try Weft.V1.TopologyTransactionsRequest.makeC(v, arena)
+        case .commitmentNarrowingRequest(let v)?:
+            c.pointee.message_case = .init(rawValue: 8)
+            c.pointee.commitment_narrowing_request = try Weft.V1.CommitmentNarrowingRequest.makeC(v, arena)
+        case .commitmentNarrowingResponse(let v)?:
+            c.pointee.message_case = .init(rawValue: 9)
+            c.pointee.commitment_narrowing_response = try Weft.V1.CommitmentNarrowingResponse.makeC(v, arena)
         }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__CommitmentNarrowingRequest
+    static var shapeIndex: Int { 160 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_narrowing_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__commitment_narrowing_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__commitment_narrowing_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__commitment_narrowing_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.domain = try CBridge.string(c.domain, "weft.v1.CommitmentNarrowingRequest")
+        self.requester = try CBridge.string(c.requester, "weft.v1.CommitmentNarrowingRequest")
+        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.CommitmentNarrowingRequest")
+        self.requestID = try CBridge.string(c.request_id, "weft.v1.CommitmentNarrowingRequest")
+        self.stakeholderGroups = try CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CommitmentNarrowingRequest") }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.CommitmentNarrowingRequest", 1)
+        c.pointee.requester = try CBridge.cString(self.requester, arena, "weft.v1.CommitmentNarrowingRequest", 2)
+        c.pointee.counter_participant = try CBridge.cString(self.counterParticipant, arena, "weft.v1.CommitmentNarrowingRequest", 3)
+        c.pointee.request_id = try CBridge.cString(self.requestID, arena, "weft.v1.CommitmentNarrowingRequest", 4)
+        c.pointee.n_stakeholder_groups = self.stakeholderGroups.count
+        c.pointee.stakeholder_groups = try CBridge.cArray(self.stakeholderGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CommitmentNarrowingRequest", 5) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.SharedContractHash: CBackedMessage {
+    typealias CStruct = Weft__V1__SharedContractHash
+    static var shapeIndex: Int { 161 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__shared_contract_hash__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__shared_contract_hash__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__shared_contract_hash__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__shared_contract_hash__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.contractID = try CBridge.string(c.contract_id, "weft.v1.SharedContractHash")
+        self.hash = CBridge.bytes(c.hash)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.SharedContractHash", 1)
+        c.pointee.hash = CBridge.binary(self.hash, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.StakeholderGroupHash: CBackedMessage {
+    typealias CStruct = Weft__V1__StakeholderGroupHash
+    static var shapeIndex: Int { 162 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__stakeholder_group_hash__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__stakeholder_group_hash__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__stakeholder_group_hash__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__stakeholder_group_hash__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.stakeholderGroup = try CBridge.string(c.stakeholder_group, "weft.v1.StakeholderGroupHash")
+        self.hash = CBridge.bytes(c.hash)
+        self.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.SharedContractHash(c: e!, byteCount: byteCount) }
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.stakeholder_group = try CBridge.cString(self.stakeholderGroup, arena, "weft.v1.StakeholderGroupHash", 1)
+        c.pointee.hash = CBridge.binary(self.hash, arena)
+        c.pointee.n_contracts = self.contracts.count
+        c.pointee.contracts = try CBridge.cArray(self.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.SharedContractHash.makeC(e, arena)) }
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.CommitmentNarrowingResponse: CBackedMessage {
+    typealias CStruct = Weft__V1__CommitmentNarrowingResponse
+    static var shapeIndex: Int { 163 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_narrowing_response__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__commitment_narrowing_response__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__commitment_narrowing_response__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__commitment_narrowing_response__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        s.domain = try CBridge.string(c.domain, "weft.v1.CommitmentNarrowingResponse")
+        s.sender = try CBridge.string(c.sender, "weft.v1.CommitmentNarrowingResponse")
+        s.requester = try CBridge.string(c.requester, "weft.v1.CommitmentNarrowingResponse")
+        s.requestID = try CBridge.string(c.request_id, "weft.v1.CommitmentNarrowingResponse")
+        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.groups = try CBridge.array(c.groups, c.n_groups) { (e) throws(WireError) in try Weft.V1.StakeholderGroupHash(c: e!, byteCount: byteCount) }
+        s.contractsOmitted = c.contracts_omitted != 0
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.CommitmentNarrowingResponse", 1)
+        c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.CommitmentNarrowingResponse", 2)
+        c.pointee.requester = try CBridge.cString(s.requester, arena, "weft.v1.CommitmentNarrowingResponse", 3)
+        c.pointee.request_id = try CBridge.cString(s.requestID, arena, "weft.v1.CommitmentNarrowingResponse", 4)
+        if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.n_groups = s.groups.count
+        c.pointee.groups = try CBridge.cArray(s.groups, arena) { (e) throws(WireError) in Optional(try Weft.V1.StakeholderGroupHash.makeC(e, arena)) }
+        c.pointee.contracts_omitted = s.contractsOmitted ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

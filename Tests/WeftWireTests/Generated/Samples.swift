@@ -884,6 +884,128 @@ extension Weft.V1.ImportAcsResponse {
     }
 }
 
+extension Weft.V1.ListCommitmentMismatchesRequest {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.counterParticipant = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        return m
+    }
+}
+
+extension Weft.V1.CommitmentMismatch {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.counterParticipant = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.fromExclusive = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.toInclusive = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        m.ownCommitment = [UInt8((4 * 100 + depth * 10 + variant + 1) % 256), UInt8(((4 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
+        m.receivedCommitment = [UInt8((5 * 100 + depth * 10 + variant + 1) % 256), UInt8(((5 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
+        return m
+    }
+}
+
+extension Weft.V1.ListCommitmentMismatchesResponse {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        if !deep { m.mismatches = [Weft.V1.CommitmentMismatch.sample(variant: 0, depth: depth + 1), Weft.V1.CommitmentMismatch.sample(variant: 1, depth: depth + 1)] }
+        return m
+    }
+}
+
+extension Weft.V1.GetCommitmentSafePointRequest {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        Self()
+    }
+}
+
+extension Weft.V1.GetCommitmentSafePointResponse {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        if !deep { m.safePoint = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.firstUnmatched = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        m.firstUnmatchedCounterParticipant = "s\(3 * 100 + depth * 10 + variant + 1)-é✓"
+        return m
+    }
+}
+
+extension Weft.V1.InspectCommitmentRequest {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.counterParticipant = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.stakeholderGroups = ["s\(2 * 100 + depth * 10 + variant + 1)-é✓", "s\(2 * 100 + depth * 10 + variant + 2)-é✓"]
+        m.timeoutMillis = UInt32(3 * 100 + depth * 10 + variant + 1)
+        return m
+    }
+}
+
+extension Weft.V1.ContractDifference {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.contractID = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.stakeholderGroup = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        m.kind = .differentData
+        return m
+    }
+}
+
+extension Weft.V1.InspectCommitmentResponse {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        if !deep { m.asOf = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        m.differingGroups = ["s\(2 * 100 + depth * 10 + variant + 1)-é✓", "s\(2 * 100 + depth * 10 + variant + 2)-é✓"]
+        if !deep { m.contracts = [Weft.V1.ContractDifference.sample(variant: 0, depth: depth + 1), Weft.V1.ContractDifference.sample(variant: 1, depth: depth + 1)] }
+        m.contractsOmitted = true
+        m.groupsCompared = UInt32(5 * 100 + depth * 10 + variant + 1)
+        return m
+    }
+}
+
 extension Weft.V1.Status {
     /// Number of distinct samples (one per member of the largest oneof).
     static var sampleVariants: Int { 1 }
@@ -2355,22 +2477,93 @@ extension Weft.V1.SignedProtocolMessage {
 
 extension Weft.V1.EnvelopeContent {
     /// Number of distinct samples (one per member of the largest oneof).
-    static var sampleVariants: Int { 7 }
+    static var sampleVariants: Int { 9 }
 
     /// A value with every field set to a non-default value.
     static func sample(variant: Int, depth: Int) -> Self {
         var m = Self()
         let deep = depth >= 2
         _ = deep
-        switch variant % 7 {
+        switch variant % 9 {
         case 0: m.message = .informeeMessage(deep ? Weft.V1.InformeeMessage() : Weft.V1.InformeeMessage.sample(variant: 0, depth: depth + 1))
         case 1: m.message = .encryptedView(deep ? Weft.V1.EncryptedViewMessage() : Weft.V1.EncryptedViewMessage.sample(variant: 0, depth: depth + 1))
         case 2: m.message = .rootHash(deep ? Weft.V1.RootHashMessage() : Weft.V1.RootHashMessage.sample(variant: 0, depth: depth + 1))
         case 3: m.message = .signedMessage(deep ? Weft.V1.SignedProtocolMessage() : Weft.V1.SignedProtocolMessage.sample(variant: 0, depth: depth + 1))
         case 4: m.message = .topologyBroadcast(deep ? Weft.V1.TopologyTransactionsBroadcast() : Weft.V1.TopologyTransactionsBroadcast.sample(variant: 0, depth: depth + 1))
         case 5: m.message = .topologySnapshot(deep ? Weft.V1.TopologySnapshot() : Weft.V1.TopologySnapshot.sample(variant: 0, depth: depth + 1))
-        default: m.message = .topologyRequest(deep ? Weft.V1.TopologyTransactionsRequest() : Weft.V1.TopologyTransactionsRequest.sample(variant: 0, depth: depth + 1))
+        case 6: m.message = .topologyRequest(deep ? Weft.V1.TopologyTransactionsRequest() : Weft.V1.TopologyTransactionsRequest.sample(variant: 0, depth: depth + 1))
+        case 7: m.message = .commitmentNarrowingRequest(deep ? Weft.V1.CommitmentNarrowingRequest() : Weft.V1.CommitmentNarrowingRequest.sample(variant: 0, depth: depth + 1))
+        default: m.message = .commitmentNarrowingResponse(deep ? Weft.V1.CommitmentNarrowingResponse() : Weft.V1.CommitmentNarrowingResponse.sample(variant: 0, depth: depth + 1))
         }
+        return m
+    }
+}
+
+extension Weft.V1.CommitmentNarrowingRequest {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.domain = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.requester = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        m.counterParticipant = "s\(3 * 100 + depth * 10 + variant + 1)-é✓"
+        m.requestID = "s\(4 * 100 + depth * 10 + variant + 1)-é✓"
+        m.stakeholderGroups = ["s\(5 * 100 + depth * 10 + variant + 1)-é✓", "s\(5 * 100 + depth * 10 + variant + 2)-é✓"]
+        return m
+    }
+}
+
+extension Weft.V1.SharedContractHash {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.contractID = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.hash = [UInt8((2 * 100 + depth * 10 + variant + 1) % 256), UInt8(((2 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
+        return m
+    }
+}
+
+extension Weft.V1.StakeholderGroupHash {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.stakeholderGroup = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.hash = [UInt8((2 * 100 + depth * 10 + variant + 1) % 256), UInt8(((2 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
+        if !deep { m.contracts = [Weft.V1.SharedContractHash.sample(variant: 0, depth: depth + 1), Weft.V1.SharedContractHash.sample(variant: 1, depth: depth + 1)] }
+        return m
+    }
+}
+
+extension Weft.V1.CommitmentNarrowingResponse {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.domain = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.sender = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        m.requester = "s\(3 * 100 + depth * 10 + variant + 1)-é✓"
+        m.requestID = "s\(4 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.asOf = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.groups = [Weft.V1.StakeholderGroupHash.sample(variant: 0, depth: depth + 1), Weft.V1.StakeholderGroupHash.sample(variant: 1, depth: depth + 1)] }
+        m.contractsOmitted = true
         return m
     }
 }
@@ -2793,6 +2986,14 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.ExportAcsResponse", (0..<Weft.V1.ExportAcsResponse.sampleVariants).map { Weft.V1.ExportAcsResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.ImportAcsRequest", (0..<Weft.V1.ImportAcsRequest.sampleVariants).map { Weft.V1.ImportAcsRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.ImportAcsResponse", (0..<Weft.V1.ImportAcsResponse.sampleVariants).map { Weft.V1.ImportAcsResponse.sample(variant: $0, depth: 0) }),
+    ("weft.v1.ListCommitmentMismatchesRequest", (0..<Weft.V1.ListCommitmentMismatchesRequest.sampleVariants).map { Weft.V1.ListCommitmentMismatchesRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.CommitmentMismatch", (0..<Weft.V1.CommitmentMismatch.sampleVariants).map { Weft.V1.CommitmentMismatch.sample(variant: $0, depth: 0) }),
+    ("weft.v1.ListCommitmentMismatchesResponse", (0..<Weft.V1.ListCommitmentMismatchesResponse.sampleVariants).map { Weft.V1.ListCommitmentMismatchesResponse.sample(variant: $0, depth: 0) }),
+    ("weft.v1.GetCommitmentSafePointRequest", (0..<Weft.V1.GetCommitmentSafePointRequest.sampleVariants).map { Weft.V1.GetCommitmentSafePointRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.GetCommitmentSafePointResponse", (0..<Weft.V1.GetCommitmentSafePointResponse.sampleVariants).map { Weft.V1.GetCommitmentSafePointResponse.sample(variant: $0, depth: 0) }),
+    ("weft.v1.InspectCommitmentRequest", (0..<Weft.V1.InspectCommitmentRequest.sampleVariants).map { Weft.V1.InspectCommitmentRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.ContractDifference", (0..<Weft.V1.ContractDifference.sampleVariants).map { Weft.V1.ContractDifference.sample(variant: $0, depth: 0) }),
+    ("weft.v1.InspectCommitmentResponse", (0..<Weft.V1.InspectCommitmentResponse.sampleVariants).map { Weft.V1.InspectCommitmentResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.Status", (0..<Weft.V1.Status.sampleVariants).map { Weft.V1.Status.sample(variant: $0, depth: 0) }),
     ("weft.v1.StatusDetail", (0..<Weft.V1.StatusDetail.sampleVariants).map { Weft.V1.StatusDetail.sample(variant: $0, depth: 0) }),
     ("weft.v1.Frame", (0..<Weft.V1.Frame.sampleVariants).map { Weft.V1.Frame.sample(variant: $0, depth: 0) }),
@@ -2886,6 +3087,10 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.SignedContent", (0..<Weft.V1.SignedContent.sampleVariants).map { Weft.V1.SignedContent.sample(variant: $0, depth: 0) }),
     ("weft.v1.SignedProtocolMessage", (0..<Weft.V1.SignedProtocolMessage.sampleVariants).map { Weft.V1.SignedProtocolMessage.sample(variant: $0, depth: 0) }),
     ("weft.v1.EnvelopeContent", (0..<Weft.V1.EnvelopeContent.sampleVariants).map { Weft.V1.EnvelopeContent.sample(variant: $0, depth: 0) }),
+    ("weft.v1.CommitmentNarrowingRequest", (0..<Weft.V1.CommitmentNarrowingRequest.sampleVariants).map { Weft.V1.CommitmentNarrowingRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.SharedContractHash", (0..<Weft.V1.SharedContractHash.sampleVariants).map { Weft.V1.SharedContractHash.sample(variant: $0, depth: 0) }),
+    ("weft.v1.StakeholderGroupHash", (0..<Weft.V1.StakeholderGroupHash.sampleVariants).map { Weft.V1.StakeholderGroupHash.sample(variant: $0, depth: 0) }),
+    ("weft.v1.CommitmentNarrowingResponse", (0..<Weft.V1.CommitmentNarrowingResponse.sampleVariants).map { Weft.V1.CommitmentNarrowingResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.GetDescriptorSetRequest", (0..<Weft.V1.GetDescriptorSetRequest.sampleVariants).map { Weft.V1.GetDescriptorSetRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.GetDescriptorSetResponse", (0..<Weft.V1.GetDescriptorSetResponse.sampleVariants).map { Weft.V1.GetDescriptorSetResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.GetChallengeRequest", (0..<Weft.V1.GetChallengeRequest.sampleVariants).map { Weft.V1.GetChallengeRequest.sample(variant: $0, depth: 0) }),

@@ -1402,6 +1402,366 @@ void   weft__v1__import_acs_response__free_unpacked
   assert(message->base.descriptor == &weft__v1__import_acs_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__list_commitment_mismatches_request__init
+                     (Weft__V1__ListCommitmentMismatchesRequest         *message)
+{
+  static const Weft__V1__ListCommitmentMismatchesRequest init_value = WEFT__V1__LIST_COMMITMENT_MISMATCHES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t weft__v1__list_commitment_mismatches_request__get_packed_size
+                     (const Weft__V1__ListCommitmentMismatchesRequest *message)
+{
+  assert(message->base.descriptor == &weft__v1__list_commitment_mismatches_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__list_commitment_mismatches_request__pack
+                     (const Weft__V1__ListCommitmentMismatchesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__list_commitment_mismatches_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__list_commitment_mismatches_request__pack_to_buffer
+                     (const Weft__V1__ListCommitmentMismatchesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__list_commitment_mismatches_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__ListCommitmentMismatchesRequest *
+       weft__v1__list_commitment_mismatches_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__ListCommitmentMismatchesRequest *)
+     protobuf_c_message_unpack (&weft__v1__list_commitment_mismatches_request__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__list_commitment_mismatches_request__free_unpacked
+                     (Weft__V1__ListCommitmentMismatchesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__list_commitment_mismatches_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__commitment_mismatch__init
+                     (Weft__V1__CommitmentMismatch         *message)
+{
+  static const Weft__V1__CommitmentMismatch init_value = WEFT__V1__COMMITMENT_MISMATCH__INIT;
+  *message = init_value;
+}
+size_t weft__v1__commitment_mismatch__get_packed_size
+                     (const Weft__V1__CommitmentMismatch *message)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_mismatch__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__commitment_mismatch__pack
+                     (const Weft__V1__CommitmentMismatch *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_mismatch__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__commitment_mismatch__pack_to_buffer
+                     (const Weft__V1__CommitmentMismatch *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_mismatch__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__CommitmentMismatch *
+       weft__v1__commitment_mismatch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__CommitmentMismatch *)
+     protobuf_c_message_unpack (&weft__v1__commitment_mismatch__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__commitment_mismatch__free_unpacked
+                     (Weft__V1__CommitmentMismatch *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__commitment_mismatch__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__list_commitment_mismatches_response__init
+                     (Weft__V1__ListCommitmentMismatchesResponse         *message)
+{
+  static const Weft__V1__ListCommitmentMismatchesResponse init_value = WEFT__V1__LIST_COMMITMENT_MISMATCHES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__list_commitment_mismatches_response__get_packed_size
+                     (const Weft__V1__ListCommitmentMismatchesResponse *message)
+{
+  assert(message->base.descriptor == &weft__v1__list_commitment_mismatches_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__list_commitment_mismatches_response__pack
+                     (const Weft__V1__ListCommitmentMismatchesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__list_commitment_mismatches_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__list_commitment_mismatches_response__pack_to_buffer
+                     (const Weft__V1__ListCommitmentMismatchesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__list_commitment_mismatches_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__ListCommitmentMismatchesResponse *
+       weft__v1__list_commitment_mismatches_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__ListCommitmentMismatchesResponse *)
+     protobuf_c_message_unpack (&weft__v1__list_commitment_mismatches_response__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__list_commitment_mismatches_response__free_unpacked
+                     (Weft__V1__ListCommitmentMismatchesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__list_commitment_mismatches_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__get_commitment_safe_point_request__init
+                     (Weft__V1__GetCommitmentSafePointRequest         *message)
+{
+  static const Weft__V1__GetCommitmentSafePointRequest init_value = WEFT__V1__GET_COMMITMENT_SAFE_POINT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t weft__v1__get_commitment_safe_point_request__get_packed_size
+                     (const Weft__V1__GetCommitmentSafePointRequest *message)
+{
+  assert(message->base.descriptor == &weft__v1__get_commitment_safe_point_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__get_commitment_safe_point_request__pack
+                     (const Weft__V1__GetCommitmentSafePointRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__get_commitment_safe_point_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__get_commitment_safe_point_request__pack_to_buffer
+                     (const Weft__V1__GetCommitmentSafePointRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__get_commitment_safe_point_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__GetCommitmentSafePointRequest *
+       weft__v1__get_commitment_safe_point_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__GetCommitmentSafePointRequest *)
+     protobuf_c_message_unpack (&weft__v1__get_commitment_safe_point_request__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__get_commitment_safe_point_request__free_unpacked
+                     (Weft__V1__GetCommitmentSafePointRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__get_commitment_safe_point_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__get_commitment_safe_point_response__init
+                     (Weft__V1__GetCommitmentSafePointResponse         *message)
+{
+  static const Weft__V1__GetCommitmentSafePointResponse init_value = WEFT__V1__GET_COMMITMENT_SAFE_POINT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__get_commitment_safe_point_response__get_packed_size
+                     (const Weft__V1__GetCommitmentSafePointResponse *message)
+{
+  assert(message->base.descriptor == &weft__v1__get_commitment_safe_point_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__get_commitment_safe_point_response__pack
+                     (const Weft__V1__GetCommitmentSafePointResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__get_commitment_safe_point_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__get_commitment_safe_point_response__pack_to_buffer
+                     (const Weft__V1__GetCommitmentSafePointResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__get_commitment_safe_point_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__GetCommitmentSafePointResponse *
+       weft__v1__get_commitment_safe_point_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__GetCommitmentSafePointResponse *)
+     protobuf_c_message_unpack (&weft__v1__get_commitment_safe_point_response__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__get_commitment_safe_point_response__free_unpacked
+                     (Weft__V1__GetCommitmentSafePointResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__get_commitment_safe_point_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__inspect_commitment_request__init
+                     (Weft__V1__InspectCommitmentRequest         *message)
+{
+  static const Weft__V1__InspectCommitmentRequest init_value = WEFT__V1__INSPECT_COMMITMENT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t weft__v1__inspect_commitment_request__get_packed_size
+                     (const Weft__V1__InspectCommitmentRequest *message)
+{
+  assert(message->base.descriptor == &weft__v1__inspect_commitment_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__inspect_commitment_request__pack
+                     (const Weft__V1__InspectCommitmentRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__inspect_commitment_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__inspect_commitment_request__pack_to_buffer
+                     (const Weft__V1__InspectCommitmentRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__inspect_commitment_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__InspectCommitmentRequest *
+       weft__v1__inspect_commitment_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__InspectCommitmentRequest *)
+     protobuf_c_message_unpack (&weft__v1__inspect_commitment_request__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__inspect_commitment_request__free_unpacked
+                     (Weft__V1__InspectCommitmentRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__inspect_commitment_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__contract_difference__init
+                     (Weft__V1__ContractDifference         *message)
+{
+  static const Weft__V1__ContractDifference init_value = WEFT__V1__CONTRACT_DIFFERENCE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__contract_difference__get_packed_size
+                     (const Weft__V1__ContractDifference *message)
+{
+  assert(message->base.descriptor == &weft__v1__contract_difference__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__contract_difference__pack
+                     (const Weft__V1__ContractDifference *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__contract_difference__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__contract_difference__pack_to_buffer
+                     (const Weft__V1__ContractDifference *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__contract_difference__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__ContractDifference *
+       weft__v1__contract_difference__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__ContractDifference *)
+     protobuf_c_message_unpack (&weft__v1__contract_difference__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__contract_difference__free_unpacked
+                     (Weft__V1__ContractDifference *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__contract_difference__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__inspect_commitment_response__init
+                     (Weft__V1__InspectCommitmentResponse         *message)
+{
+  static const Weft__V1__InspectCommitmentResponse init_value = WEFT__V1__INSPECT_COMMITMENT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__inspect_commitment_response__get_packed_size
+                     (const Weft__V1__InspectCommitmentResponse *message)
+{
+  assert(message->base.descriptor == &weft__v1__inspect_commitment_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__inspect_commitment_response__pack
+                     (const Weft__V1__InspectCommitmentResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__inspect_commitment_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__inspect_commitment_response__pack_to_buffer
+                     (const Weft__V1__InspectCommitmentResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__inspect_commitment_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__InspectCommitmentResponse *
+       weft__v1__inspect_commitment_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__InspectCommitmentResponse *)
+     protobuf_c_message_unpack (&weft__v1__inspect_commitment_response__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__inspect_commitment_response__free_unpacked
+                     (Weft__V1__InspectCommitmentResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__inspect_commitment_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor weft__v1__set_participant_state_request__field_descriptors[3] =
 {
   {
@@ -2759,6 +3119,504 @@ const ProtobufCMessageDescriptor weft__v1__import_acs_response__descriptor =
   (ProtobufCMessageInit) weft__v1__import_acs_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor weft__v1__list_commitment_mismatches_request__field_descriptors[1] =
+{
+  {
+    "counter_participant",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ListCommitmentMismatchesRequest, counter_participant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__list_commitment_mismatches_request__field_indices_by_name[] = {
+  0,   /* field[0] = counter_participant */
+};
+static const ProtobufCIntRange weft__v1__list_commitment_mismatches_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor weft__v1__list_commitment_mismatches_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.ListCommitmentMismatchesRequest",
+  "ListCommitmentMismatchesRequest",
+  "Weft__V1__ListCommitmentMismatchesRequest",
+  "weft.v1",
+  sizeof(Weft__V1__ListCommitmentMismatchesRequest),
+  1,
+  weft__v1__list_commitment_mismatches_request__field_descriptors,
+  weft__v1__list_commitment_mismatches_request__field_indices_by_name,
+  1,  weft__v1__list_commitment_mismatches_request__number_ranges,
+  (ProtobufCMessageInit) weft__v1__list_commitment_mismatches_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__commitment_mismatch__field_descriptors[5] =
+{
+  {
+    "counter_participant",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentMismatch, counter_participant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_exclusive",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentMismatch, from_exclusive),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_inclusive",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentMismatch, to_inclusive),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "own_commitment",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentMismatch, own_commitment),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "received_commitment",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentMismatch, received_commitment),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__commitment_mismatch__field_indices_by_name[] = {
+  0,   /* field[0] = counter_participant */
+  1,   /* field[1] = from_exclusive */
+  3,   /* field[3] = own_commitment */
+  4,   /* field[4] = received_commitment */
+  2,   /* field[2] = to_inclusive */
+};
+static const ProtobufCIntRange weft__v1__commitment_mismatch__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor weft__v1__commitment_mismatch__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.CommitmentMismatch",
+  "CommitmentMismatch",
+  "Weft__V1__CommitmentMismatch",
+  "weft.v1",
+  sizeof(Weft__V1__CommitmentMismatch),
+  5,
+  weft__v1__commitment_mismatch__field_descriptors,
+  weft__v1__commitment_mismatch__field_indices_by_name,
+  1,  weft__v1__commitment_mismatch__number_ranges,
+  (ProtobufCMessageInit) weft__v1__commitment_mismatch__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__list_commitment_mismatches_response__field_descriptors[1] =
+{
+  {
+    "mismatches",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__ListCommitmentMismatchesResponse, n_mismatches),
+    offsetof(Weft__V1__ListCommitmentMismatchesResponse, mismatches),
+    &weft__v1__commitment_mismatch__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__list_commitment_mismatches_response__field_indices_by_name[] = {
+  0,   /* field[0] = mismatches */
+};
+static const ProtobufCIntRange weft__v1__list_commitment_mismatches_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor weft__v1__list_commitment_mismatches_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.ListCommitmentMismatchesResponse",
+  "ListCommitmentMismatchesResponse",
+  "Weft__V1__ListCommitmentMismatchesResponse",
+  "weft.v1",
+  sizeof(Weft__V1__ListCommitmentMismatchesResponse),
+  1,
+  weft__v1__list_commitment_mismatches_response__field_descriptors,
+  weft__v1__list_commitment_mismatches_response__field_indices_by_name,
+  1,  weft__v1__list_commitment_mismatches_response__number_ranges,
+  (ProtobufCMessageInit) weft__v1__list_commitment_mismatches_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define weft__v1__get_commitment_safe_point_request__field_descriptors NULL
+#define weft__v1__get_commitment_safe_point_request__field_indices_by_name NULL
+#define weft__v1__get_commitment_safe_point_request__number_ranges NULL
+const ProtobufCMessageDescriptor weft__v1__get_commitment_safe_point_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.GetCommitmentSafePointRequest",
+  "GetCommitmentSafePointRequest",
+  "Weft__V1__GetCommitmentSafePointRequest",
+  "weft.v1",
+  sizeof(Weft__V1__GetCommitmentSafePointRequest),
+  0,
+  weft__v1__get_commitment_safe_point_request__field_descriptors,
+  weft__v1__get_commitment_safe_point_request__field_indices_by_name,
+  0,  weft__v1__get_commitment_safe_point_request__number_ranges,
+  (ProtobufCMessageInit) weft__v1__get_commitment_safe_point_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__get_commitment_safe_point_response__field_descriptors[3] =
+{
+  {
+    "safe_point",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__GetCommitmentSafePointResponse, safe_point),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_unmatched",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__GetCommitmentSafePointResponse, first_unmatched),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_unmatched_counter_participant",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__GetCommitmentSafePointResponse, first_unmatched_counter_participant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__get_commitment_safe_point_response__field_indices_by_name[] = {
+  1,   /* field[1] = first_unmatched */
+  2,   /* field[2] = first_unmatched_counter_participant */
+  0,   /* field[0] = safe_point */
+};
+static const ProtobufCIntRange weft__v1__get_commitment_safe_point_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor weft__v1__get_commitment_safe_point_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.GetCommitmentSafePointResponse",
+  "GetCommitmentSafePointResponse",
+  "Weft__V1__GetCommitmentSafePointResponse",
+  "weft.v1",
+  sizeof(Weft__V1__GetCommitmentSafePointResponse),
+  3,
+  weft__v1__get_commitment_safe_point_response__field_descriptors,
+  weft__v1__get_commitment_safe_point_response__field_indices_by_name,
+  1,  weft__v1__get_commitment_safe_point_response__number_ranges,
+  (ProtobufCMessageInit) weft__v1__get_commitment_safe_point_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__inspect_commitment_request__field_descriptors[3] =
+{
+  {
+    "counter_participant",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__InspectCommitmentRequest, counter_participant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stakeholder_groups",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Weft__V1__InspectCommitmentRequest, n_stakeholder_groups),
+    offsetof(Weft__V1__InspectCommitmentRequest, stakeholder_groups),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timeout_millis",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__InspectCommitmentRequest, timeout_millis),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__inspect_commitment_request__field_indices_by_name[] = {
+  0,   /* field[0] = counter_participant */
+  1,   /* field[1] = stakeholder_groups */
+  2,   /* field[2] = timeout_millis */
+};
+static const ProtobufCIntRange weft__v1__inspect_commitment_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor weft__v1__inspect_commitment_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.InspectCommitmentRequest",
+  "InspectCommitmentRequest",
+  "Weft__V1__InspectCommitmentRequest",
+  "weft.v1",
+  sizeof(Weft__V1__InspectCommitmentRequest),
+  3,
+  weft__v1__inspect_commitment_request__field_descriptors,
+  weft__v1__inspect_commitment_request__field_indices_by_name,
+  1,  weft__v1__inspect_commitment_request__number_ranges,
+  (ProtobufCMessageInit) weft__v1__inspect_commitment_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__contract_difference__field_descriptors[3] =
+{
+  {
+    "contract_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ContractDifference, contract_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stakeholder_group",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ContractDifference, stakeholder_group),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ContractDifference, kind),
+    &weft__v1__contract_difference_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__contract_difference__field_indices_by_name[] = {
+  0,   /* field[0] = contract_id */
+  2,   /* field[2] = kind */
+  1,   /* field[1] = stakeholder_group */
+};
+static const ProtobufCIntRange weft__v1__contract_difference__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor weft__v1__contract_difference__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.ContractDifference",
+  "ContractDifference",
+  "Weft__V1__ContractDifference",
+  "weft.v1",
+  sizeof(Weft__V1__ContractDifference),
+  3,
+  weft__v1__contract_difference__field_descriptors,
+  weft__v1__contract_difference__field_indices_by_name,
+  1,  weft__v1__contract_difference__number_ranges,
+  (ProtobufCMessageInit) weft__v1__contract_difference__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__inspect_commitment_response__field_descriptors[5] =
+{
+  {
+    "as_of",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__InspectCommitmentResponse, as_of),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "differing_groups",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Weft__V1__InspectCommitmentResponse, n_differing_groups),
+    offsetof(Weft__V1__InspectCommitmentResponse, differing_groups),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contracts",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__InspectCommitmentResponse, n_contracts),
+    offsetof(Weft__V1__InspectCommitmentResponse, contracts),
+    &weft__v1__contract_difference__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contracts_omitted",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__InspectCommitmentResponse, contracts_omitted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "groups_compared",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__InspectCommitmentResponse, groups_compared),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__inspect_commitment_response__field_indices_by_name[] = {
+  0,   /* field[0] = as_of */
+  2,   /* field[2] = contracts */
+  3,   /* field[3] = contracts_omitted */
+  1,   /* field[1] = differing_groups */
+  4,   /* field[4] = groups_compared */
+};
+static const ProtobufCIntRange weft__v1__inspect_commitment_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor weft__v1__inspect_commitment_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.InspectCommitmentResponse",
+  "InspectCommitmentResponse",
+  "Weft__V1__InspectCommitmentResponse",
+  "weft.v1",
+  sizeof(Weft__V1__InspectCommitmentResponse),
+  5,
+  weft__v1__inspect_commitment_response__field_descriptors,
+  weft__v1__inspect_commitment_response__field_indices_by_name,
+  1,  weft__v1__inspect_commitment_response__number_ranges,
+  (ProtobufCMessageInit) weft__v1__inspect_commitment_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue weft__v1__contract_difference_kind__enum_values_by_number[4] =
+{
+  { "CONTRACT_DIFFERENCE_KIND_UNSPECIFIED", "WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_UNSPECIFIED", 0 },
+  { "CONTRACT_DIFFERENCE_KIND_MISSING_THERE", "WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_MISSING_THERE", 1 },
+  { "CONTRACT_DIFFERENCE_KIND_MISSING_HERE", "WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_MISSING_HERE", 2 },
+  { "CONTRACT_DIFFERENCE_KIND_DIFFERENT_DATA", "WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_DIFFERENT_DATA", 3 },
+};
+static const ProtobufCIntRange weft__v1__contract_difference_kind__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex weft__v1__contract_difference_kind__enum_values_by_name[4] =
+{
+  { "CONTRACT_DIFFERENCE_KIND_DIFFERENT_DATA", 3 },
+  { "CONTRACT_DIFFERENCE_KIND_MISSING_HERE", 2 },
+  { "CONTRACT_DIFFERENCE_KIND_MISSING_THERE", 1 },
+  { "CONTRACT_DIFFERENCE_KIND_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor weft__v1__contract_difference_kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "weft.v1.ContractDifferenceKind",
+  "ContractDifferenceKind",
+  "Weft__V1__ContractDifferenceKind",
+  "weft.v1",
+  4,
+  weft__v1__contract_difference_kind__enum_values_by_number,
+  4,
+  weft__v1__contract_difference_kind__enum_values_by_name,
+  1,
+  weft__v1__contract_difference_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
 static const ProtobufCMethodDescriptor weft__v1__domain_manager_administration_service__method_descriptors[5] =
 {
   { "SetParticipantState", &weft__v1__set_participant_state_request__descriptor, &weft__v1__set_participant_state_response__descriptor },
@@ -2885,7 +3743,7 @@ void weft__v1__sequencer_administration_service__init (Weft__V1__SequencerAdmini
                                      &weft__v1__sequencer_administration_service__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor weft__v1__participant_administration_service__method_descriptors[6] =
+static const ProtobufCMethodDescriptor weft__v1__participant_administration_service__method_descriptors[9] =
 {
   { "GetParticipantId", &weft__v1__get_participant_id_request__descriptor, &weft__v1__get_participant_id_response__descriptor },
   { "ConnectDomain", &weft__v1__connect_domain_request__descriptor, &weft__v1__connect_domain_response__descriptor },
@@ -2893,13 +3751,19 @@ static const ProtobufCMethodDescriptor weft__v1__participant_administration_serv
   { "ListDomainConnections", &weft__v1__list_domain_connections_request__descriptor, &weft__v1__list_domain_connections_response__descriptor },
   { "ExportAcs", &weft__v1__export_acs_request__descriptor, &weft__v1__export_acs_response__descriptor },
   { "ImportAcs", &weft__v1__import_acs_request__descriptor, &weft__v1__import_acs_response__descriptor },
+  { "ListCommitmentMismatches", &weft__v1__list_commitment_mismatches_request__descriptor, &weft__v1__list_commitment_mismatches_response__descriptor },
+  { "GetCommitmentSafePoint", &weft__v1__get_commitment_safe_point_request__descriptor, &weft__v1__get_commitment_safe_point_response__descriptor },
+  { "InspectCommitment", &weft__v1__inspect_commitment_request__descriptor, &weft__v1__inspect_commitment_response__descriptor },
 };
 const unsigned weft__v1__participant_administration_service__method_indices_by_name[] = {
   1,        /* ConnectDomain */
   2,        /* DisconnectDomain */
   4,        /* ExportAcs */
+  7,        /* GetCommitmentSafePoint */
   0,        /* GetParticipantId */
   5,        /* ImportAcs */
+  8,        /* InspectCommitment */
+  6,        /* ListCommitmentMismatches */
   3         /* ListDomainConnections */
 };
 const ProtobufCServiceDescriptor weft__v1__participant_administration_service__descriptor =
@@ -2909,7 +3773,7 @@ const ProtobufCServiceDescriptor weft__v1__participant_administration_service__d
   "ParticipantAdministrationService",
   "Weft__V1__ParticipantAdministrationService",
   "weft.v1",
-  6,
+  9,
   weft__v1__participant_administration_service__method_descriptors,
   weft__v1__participant_administration_service__method_indices_by_name
 };
@@ -2960,6 +3824,30 @@ void weft__v1__participant_administration_service__import_acs(ProtobufCService *
 {
   assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void weft__v1__participant_administration_service__list_commitment_mismatches(ProtobufCService *service,
+                                                                              const Weft__V1__ListCommitmentMismatchesRequest *input,
+                                                                              Weft__V1__ListCommitmentMismatchesResponse_Closure closure,
+                                                                              void *closure_data)
+{
+  assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void weft__v1__participant_administration_service__get_commitment_safe_point(ProtobufCService *service,
+                                                                             const Weft__V1__GetCommitmentSafePointRequest *input,
+                                                                             Weft__V1__GetCommitmentSafePointResponse_Closure closure,
+                                                                             void *closure_data)
+{
+  assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void weft__v1__participant_administration_service__inspect_commitment(ProtobufCService *service,
+                                                                      const Weft__V1__InspectCommitmentRequest *input,
+                                                                      Weft__V1__InspectCommitmentResponse_Closure closure,
+                                                                      void *closure_data)
+{
+  assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAdministrationService_Service *service,
                                                          Weft__V1__ParticipantAdministrationService_ServiceDestroy destroy)

@@ -465,7 +465,7 @@ const ProtobufCEnumDescriptor weft__v1__key_wrap_scheme__descriptor =
   weft__v1__key_wrap_scheme__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue weft__v1__hash_purpose__enum_values_by_number[23] =
+static const ProtobufCEnumValue weft__v1__hash_purpose__enum_values_by_number[25] =
 {
   { "HASH_PURPOSE_UNSPECIFIED", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_UNSPECIFIED", 0 },
   { "HASH_PURPOSE_PUBLIC_KEY_FINGERPRINT", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_PUBLIC_KEY_FINGERPRINT", 1 },
@@ -490,13 +490,17 @@ static const ProtobufCEnumValue weft__v1__hash_purpose__enum_values_by_number[23
   { "HASH_PURPOSE_SEQUENCED_BLOCK_LEAF", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK_LEAF", 20 },
   { "HASH_PURPOSE_SEQUENCED_BLOCK_NODE", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_SEQUENCED_BLOCK_NODE", 21 },
   { "HASH_PURPOSE_LEDGER_EVENT_ID", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_LEDGER_EVENT_ID", 22 },
+  { "HASH_PURPOSE_ACS_COMMITMENT_CONTRACT", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_ACS_COMMITMENT_CONTRACT", 23 },
+  { "HASH_PURPOSE_ACS_COMMITMENT_DIGEST", "WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_ACS_COMMITMENT_DIGEST", 24 },
 };
 static const ProtobufCIntRange weft__v1__hash_purpose__value_ranges[] = {
-{0, 0},{0, 23}
+{0, 0},{0, 25}
 };
-static const ProtobufCEnumValueIndex weft__v1__hash_purpose__enum_values_by_name[23] =
+static const ProtobufCEnumValueIndex weft__v1__hash_purpose__enum_values_by_name[25] =
 {
   { "HASH_PURPOSE_ACS_COMMITMENT", 15 },
+  { "HASH_PURPOSE_ACS_COMMITMENT_CONTRACT", 23 },
+  { "HASH_PURPOSE_ACS_COMMITMENT_DIGEST", 24 },
   { "HASH_PURPOSE_AUTHENTICATION_CHALLENGE", 5 },
   { "HASH_PURPOSE_COMMON_METADATA", 8 },
   { "HASH_PURPOSE_CONFIRMATION_RESPONSE", 13 },
@@ -527,9 +531,9 @@ const ProtobufCEnumDescriptor weft__v1__hash_purpose__descriptor =
   "HashPurpose",
   "Weft__V1__HashPurpose",
   "weft.v1",
-  23,
+  25,
   weft__v1__hash_purpose__enum_values_by_number,
-  23,
+  25,
   weft__v1__hash_purpose__enum_values_by_name,
   1,
   weft__v1__hash_purpose__value_ranges,

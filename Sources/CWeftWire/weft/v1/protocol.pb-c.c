@@ -1672,6 +1672,186 @@ void   weft__v1__envelope_content__free_unpacked
   assert(message->base.descriptor == &weft__v1__envelope_content__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__commitment_narrowing_request__init
+                     (Weft__V1__CommitmentNarrowingRequest         *message)
+{
+  static const Weft__V1__CommitmentNarrowingRequest init_value = WEFT__V1__COMMITMENT_NARROWING_REQUEST__INIT;
+  *message = init_value;
+}
+size_t weft__v1__commitment_narrowing_request__get_packed_size
+                     (const Weft__V1__CommitmentNarrowingRequest *message)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_narrowing_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__commitment_narrowing_request__pack
+                     (const Weft__V1__CommitmentNarrowingRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_narrowing_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__commitment_narrowing_request__pack_to_buffer
+                     (const Weft__V1__CommitmentNarrowingRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_narrowing_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__CommitmentNarrowingRequest *
+       weft__v1__commitment_narrowing_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__CommitmentNarrowingRequest *)
+     protobuf_c_message_unpack (&weft__v1__commitment_narrowing_request__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__commitment_narrowing_request__free_unpacked
+                     (Weft__V1__CommitmentNarrowingRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__commitment_narrowing_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__shared_contract_hash__init
+                     (Weft__V1__SharedContractHash         *message)
+{
+  static const Weft__V1__SharedContractHash init_value = WEFT__V1__SHARED_CONTRACT_HASH__INIT;
+  *message = init_value;
+}
+size_t weft__v1__shared_contract_hash__get_packed_size
+                     (const Weft__V1__SharedContractHash *message)
+{
+  assert(message->base.descriptor == &weft__v1__shared_contract_hash__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__shared_contract_hash__pack
+                     (const Weft__V1__SharedContractHash *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__shared_contract_hash__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__shared_contract_hash__pack_to_buffer
+                     (const Weft__V1__SharedContractHash *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__shared_contract_hash__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__SharedContractHash *
+       weft__v1__shared_contract_hash__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__SharedContractHash *)
+     protobuf_c_message_unpack (&weft__v1__shared_contract_hash__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__shared_contract_hash__free_unpacked
+                     (Weft__V1__SharedContractHash *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__shared_contract_hash__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__stakeholder_group_hash__init
+                     (Weft__V1__StakeholderGroupHash         *message)
+{
+  static const Weft__V1__StakeholderGroupHash init_value = WEFT__V1__STAKEHOLDER_GROUP_HASH__INIT;
+  *message = init_value;
+}
+size_t weft__v1__stakeholder_group_hash__get_packed_size
+                     (const Weft__V1__StakeholderGroupHash *message)
+{
+  assert(message->base.descriptor == &weft__v1__stakeholder_group_hash__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__stakeholder_group_hash__pack
+                     (const Weft__V1__StakeholderGroupHash *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__stakeholder_group_hash__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__stakeholder_group_hash__pack_to_buffer
+                     (const Weft__V1__StakeholderGroupHash *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__stakeholder_group_hash__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__StakeholderGroupHash *
+       weft__v1__stakeholder_group_hash__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__StakeholderGroupHash *)
+     protobuf_c_message_unpack (&weft__v1__stakeholder_group_hash__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__stakeholder_group_hash__free_unpacked
+                     (Weft__V1__StakeholderGroupHash *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__stakeholder_group_hash__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__commitment_narrowing_response__init
+                     (Weft__V1__CommitmentNarrowingResponse         *message)
+{
+  static const Weft__V1__CommitmentNarrowingResponse init_value = WEFT__V1__COMMITMENT_NARROWING_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__commitment_narrowing_response__get_packed_size
+                     (const Weft__V1__CommitmentNarrowingResponse *message)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_narrowing_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__commitment_narrowing_response__pack
+                     (const Weft__V1__CommitmentNarrowingResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_narrowing_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__commitment_narrowing_response__pack_to_buffer
+                     (const Weft__V1__CommitmentNarrowingResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__commitment_narrowing_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__CommitmentNarrowingResponse *
+       weft__v1__commitment_narrowing_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__CommitmentNarrowingResponse *)
+     protobuf_c_message_unpack (&weft__v1__commitment_narrowing_response__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__commitment_narrowing_response__free_unpacked
+                     (Weft__V1__CommitmentNarrowingResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__commitment_narrowing_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor weft__v1__submitter_metadata__field_descriptors[8] =
 {
   {
@@ -4060,7 +4240,7 @@ const ProtobufCMessageDescriptor weft__v1__signed_protocol_message__descriptor =
   (ProtobufCMessageInit) weft__v1__signed_protocol_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__envelope_content__field_descriptors[7] =
+static const ProtobufCFieldDescriptor weft__v1__envelope_content__field_descriptors[9] =
 {
   {
     "informee_message",
@@ -4146,8 +4326,34 @@ static const ProtobufCFieldDescriptor weft__v1__envelope_content__field_descript
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "commitment_narrowing_request",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__EnvelopeContent, message_case),
+    offsetof(Weft__V1__EnvelopeContent, commitment_narrowing_request),
+    &weft__v1__commitment_narrowing_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "commitment_narrowing_response",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__EnvelopeContent, message_case),
+    offsetof(Weft__V1__EnvelopeContent, commitment_narrowing_response),
+    &weft__v1__commitment_narrowing_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__envelope_content__field_indices_by_name[] = {
+  7,   /* field[7] = commitment_narrowing_request */
+  8,   /* field[8] = commitment_narrowing_response */
   1,   /* field[1] = encrypted_view */
   0,   /* field[0] = informee_message */
   2,   /* field[2] = root_hash */
@@ -4159,7 +4365,7 @@ static const unsigned weft__v1__envelope_content__field_indices_by_name[] = {
 static const ProtobufCIntRange weft__v1__envelope_content__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor weft__v1__envelope_content__descriptor =
 {
@@ -4169,11 +4375,332 @@ const ProtobufCMessageDescriptor weft__v1__envelope_content__descriptor =
   "Weft__V1__EnvelopeContent",
   "weft.v1",
   sizeof(Weft__V1__EnvelopeContent),
-  7,
+  9,
   weft__v1__envelope_content__field_descriptors,
   weft__v1__envelope_content__field_indices_by_name,
   1,  weft__v1__envelope_content__number_ranges,
   (ProtobufCMessageInit) weft__v1__envelope_content__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__commitment_narrowing_request__field_descriptors[5] =
+{
+  {
+    "domain",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingRequest, domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requester",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingRequest, requester),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "counter_participant",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingRequest, counter_participant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "request_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingRequest, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stakeholder_groups",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Weft__V1__CommitmentNarrowingRequest, n_stakeholder_groups),
+    offsetof(Weft__V1__CommitmentNarrowingRequest, stakeholder_groups),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__commitment_narrowing_request__field_indices_by_name[] = {
+  2,   /* field[2] = counter_participant */
+  0,   /* field[0] = domain */
+  3,   /* field[3] = request_id */
+  1,   /* field[1] = requester */
+  4,   /* field[4] = stakeholder_groups */
+};
+static const ProtobufCIntRange weft__v1__commitment_narrowing_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor weft__v1__commitment_narrowing_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.CommitmentNarrowingRequest",
+  "CommitmentNarrowingRequest",
+  "Weft__V1__CommitmentNarrowingRequest",
+  "weft.v1",
+  sizeof(Weft__V1__CommitmentNarrowingRequest),
+  5,
+  weft__v1__commitment_narrowing_request__field_descriptors,
+  weft__v1__commitment_narrowing_request__field_indices_by_name,
+  1,  weft__v1__commitment_narrowing_request__number_ranges,
+  (ProtobufCMessageInit) weft__v1__commitment_narrowing_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__shared_contract_hash__field_descriptors[2] =
+{
+  {
+    "contract_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SharedContractHash, contract_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hash",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SharedContractHash, hash),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__shared_contract_hash__field_indices_by_name[] = {
+  0,   /* field[0] = contract_id */
+  1,   /* field[1] = hash */
+};
+static const ProtobufCIntRange weft__v1__shared_contract_hash__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor weft__v1__shared_contract_hash__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.SharedContractHash",
+  "SharedContractHash",
+  "Weft__V1__SharedContractHash",
+  "weft.v1",
+  sizeof(Weft__V1__SharedContractHash),
+  2,
+  weft__v1__shared_contract_hash__field_descriptors,
+  weft__v1__shared_contract_hash__field_indices_by_name,
+  1,  weft__v1__shared_contract_hash__number_ranges,
+  (ProtobufCMessageInit) weft__v1__shared_contract_hash__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__stakeholder_group_hash__field_descriptors[3] =
+{
+  {
+    "stakeholder_group",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__StakeholderGroupHash, stakeholder_group),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hash",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__StakeholderGroupHash, hash),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contracts",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__StakeholderGroupHash, n_contracts),
+    offsetof(Weft__V1__StakeholderGroupHash, contracts),
+    &weft__v1__shared_contract_hash__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__stakeholder_group_hash__field_indices_by_name[] = {
+  2,   /* field[2] = contracts */
+  1,   /* field[1] = hash */
+  0,   /* field[0] = stakeholder_group */
+};
+static const ProtobufCIntRange weft__v1__stakeholder_group_hash__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor weft__v1__stakeholder_group_hash__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.StakeholderGroupHash",
+  "StakeholderGroupHash",
+  "Weft__V1__StakeholderGroupHash",
+  "weft.v1",
+  sizeof(Weft__V1__StakeholderGroupHash),
+  3,
+  weft__v1__stakeholder_group_hash__field_descriptors,
+  weft__v1__stakeholder_group_hash__field_indices_by_name,
+  1,  weft__v1__stakeholder_group_hash__number_ranges,
+  (ProtobufCMessageInit) weft__v1__stakeholder_group_hash__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__commitment_narrowing_response__field_descriptors[7] =
+{
+  {
+    "domain",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingResponse, domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sender",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingResponse, sender),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requester",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingResponse, requester),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "request_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingResponse, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "as_of",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingResponse, as_of),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "groups",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__CommitmentNarrowingResponse, n_groups),
+    offsetof(Weft__V1__CommitmentNarrowingResponse, groups),
+    &weft__v1__stakeholder_group_hash__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contracts_omitted",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__CommitmentNarrowingResponse, contracts_omitted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__commitment_narrowing_response__field_indices_by_name[] = {
+  4,   /* field[4] = as_of */
+  6,   /* field[6] = contracts_omitted */
+  0,   /* field[0] = domain */
+  5,   /* field[5] = groups */
+  3,   /* field[3] = request_id */
+  2,   /* field[2] = requester */
+  1,   /* field[1] = sender */
+};
+static const ProtobufCIntRange weft__v1__commitment_narrowing_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor weft__v1__commitment_narrowing_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.CommitmentNarrowingResponse",
+  "CommitmentNarrowingResponse",
+  "Weft__V1__CommitmentNarrowingResponse",
+  "weft.v1",
+  sizeof(Weft__V1__CommitmentNarrowingResponse),
+  7,
+  weft__v1__commitment_narrowing_response__field_descriptors,
+  weft__v1__commitment_narrowing_response__field_indices_by_name,
+  1,  weft__v1__commitment_narrowing_response__number_ranges,
+  (ProtobufCMessageInit) weft__v1__commitment_narrowing_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue weft__v1__view_type__enum_values_by_number[2] =

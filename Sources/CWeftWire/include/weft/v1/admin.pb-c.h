@@ -49,10 +49,40 @@ typedef struct Weft__V1__ExportAcsRequest Weft__V1__ExportAcsRequest;
 typedef struct Weft__V1__ExportAcsResponse Weft__V1__ExportAcsResponse;
 typedef struct Weft__V1__ImportAcsRequest Weft__V1__ImportAcsRequest;
 typedef struct Weft__V1__ImportAcsResponse Weft__V1__ImportAcsResponse;
+typedef struct Weft__V1__ListCommitmentMismatchesRequest Weft__V1__ListCommitmentMismatchesRequest;
+typedef struct Weft__V1__CommitmentMismatch Weft__V1__CommitmentMismatch;
+typedef struct Weft__V1__ListCommitmentMismatchesResponse Weft__V1__ListCommitmentMismatchesResponse;
+typedef struct Weft__V1__GetCommitmentSafePointRequest Weft__V1__GetCommitmentSafePointRequest;
+typedef struct Weft__V1__GetCommitmentSafePointResponse Weft__V1__GetCommitmentSafePointResponse;
+typedef struct Weft__V1__InspectCommitmentRequest Weft__V1__InspectCommitmentRequest;
+typedef struct Weft__V1__ContractDifference Weft__V1__ContractDifference;
+typedef struct Weft__V1__InspectCommitmentResponse Weft__V1__InspectCommitmentResponse;
 
 
 /* --- enums --- */
 
+/*
+ * How one contract differs between the two participants.
+ */
+typedef enum _Weft__V1__ContractDifferenceKind {
+  /*
+   * Not set.
+   */
+  WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_UNSPECIFIED = 0,
+  /*
+   * Active here, not at the counter-participant.
+   */
+  WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_MISSING_THERE = 1,
+  /*
+   * Active at the counter-participant, not here.
+   */
+  WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_MISSING_HERE = 2,
+  /*
+   * Active at both, with different data.
+   */
+  WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_DIFFERENT_DATA = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(WEFT__V1__CONTRACT_DIFFERENCE_KIND)
+} Weft__V1__ContractDifferenceKind;
 
 /* --- messages --- */
 
@@ -634,6 +664,196 @@ struct  Weft__V1__ImportAcsResponse
 #define WEFT__V1__IMPORT_ACS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__import_acs_response__descriptor) \
     , 0 }
+
+
+/*
+ * Lists ACS commitment mismatches.
+ */
+struct  Weft__V1__ListCommitmentMismatchesRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Only those with this counter-participant; empty for all.
+   */
+  char *counter_participant;
+};
+#define WEFT__V1__LIST_COMMITMENT_MISMATCHES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__list_commitment_mismatches_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+/*
+ * One period whose commitments differ.
+ */
+struct  Weft__V1__CommitmentMismatch
+{
+  ProtobufCMessage base;
+  /*
+   * Participant id of the counter-participant.
+   */
+  char *counter_participant;
+  /*
+   * The counter-participant's period: start (exclusive).
+   */
+  Weft__V1__Timestamp *from_exclusive;
+  /*
+   * The counter-participant's period: end (inclusive); the state compared is
+   * the one at this time.
+   */
+  Weft__V1__Timestamp *to_inclusive;
+  /*
+   * This participant's commitment for that time (empty: no shared contract
+   * here).
+   */
+  ProtobufCBinaryData own_commitment;
+  /*
+   * The counter-participant's commitment.
+   */
+  ProtobufCBinaryData received_commitment;
+};
+#define WEFT__V1__COMMITMENT_MISMATCH__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__commitment_mismatch__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, NULL, {0,NULL}, {0,NULL} }
+
+
+/*
+ * The mismatches found, oldest first.
+ */
+struct  Weft__V1__ListCommitmentMismatchesResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The mismatches.
+   */
+  size_t n_mismatches;
+  Weft__V1__CommitmentMismatch **mismatches;
+};
+#define WEFT__V1__LIST_COMMITMENT_MISMATCHES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__list_commitment_mismatches_response__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * Asks for the commitment safe point.
+ */
+struct  Weft__V1__GetCommitmentSafePointRequest
+{
+  ProtobufCMessage base;
+};
+#define WEFT__V1__GET_COMMITMENT_SAFE_POINT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__get_commitment_safe_point_request__descriptor) \
+     }
+
+
+/*
+ * The commitment safe point.
+ */
+struct  Weft__V1__GetCommitmentSafePointResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The latest period end up to which every commitment sent was matched;
+   * absent when none is.
+   */
+  Weft__V1__Timestamp *safe_point;
+  /*
+   * The oldest period end whose commitment is not matched yet (outstanding or
+   * mismatched); absent when every one is.
+   */
+  Weft__V1__Timestamp *first_unmatched;
+  /*
+   * The counter-participant of that oldest unmatched commitment.
+   */
+  char *first_unmatched_counter_participant;
+};
+#define WEFT__V1__GET_COMMITMENT_SAFE_POINT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__get_commitment_safe_point_response__descriptor) \
+    , NULL, NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Asks to narrow a mismatch with a counter-participant down to contracts.
+ */
+struct  Weft__V1__InspectCommitmentRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Participant id of the counter-participant.
+   */
+  char *counter_participant;
+  /*
+   * Only these stakeholder groups (sorted party ids joined with `,`); empty
+   * for every shared group.
+   */
+  size_t n_stakeholder_groups;
+  char **stakeholder_groups;
+  /*
+   * How long to wait for the counter-participant's answer, in milliseconds;
+   * 0 for 30 s.
+   */
+  uint32_t timeout_millis;
+};
+#define WEFT__V1__INSPECT_COMMITMENT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__inspect_commitment_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0 }
+
+
+/*
+ * A contract that differs.
+ */
+struct  Weft__V1__ContractDifference
+{
+  ProtobufCMessage base;
+  /*
+   * Contract id.
+   */
+  char *contract_id;
+  /*
+   * Its stakeholder group.
+   */
+  char *stakeholder_group;
+  /*
+   * How it differs.
+   */
+  Weft__V1__ContractDifferenceKind kind;
+};
+#define WEFT__V1__CONTRACT_DIFFERENCE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__contract_difference__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_UNSPECIFIED }
+
+
+/*
+ * What differs, as of one sequencing time.
+ */
+struct  Weft__V1__InspectCommitmentResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Sequencing time both sides listed their shared contracts at.
+   */
+  Weft__V1__Timestamp *as_of;
+  /*
+   * Stakeholder groups whose hashes differ.
+   */
+  size_t n_differing_groups;
+  char **differing_groups;
+  /*
+   * The contracts that differ, in differing groups.
+   */
+  size_t n_contracts;
+  Weft__V1__ContractDifference **contracts;
+  /*
+   * Set when the contracts were too many to list: run again naming groups.
+   */
+  protobuf_c_boolean contracts_omitted;
+  /*
+   * Shared stakeholder groups compared.
+   */
+  uint32_t groups_compared;
+};
+#define WEFT__V1__INSPECT_COMMITMENT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__inspect_commitment_response__descriptor) \
+    , NULL, 0,NULL, 0,NULL, 0, 0 }
 
 
 /* Weft__V1__SetParticipantStateRequest methods */
@@ -1225,6 +1445,158 @@ Weft__V1__ImportAcsResponse *
 void   weft__v1__import_acs_response__free_unpacked
                      (Weft__V1__ImportAcsResponse *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__ListCommitmentMismatchesRequest methods */
+void   weft__v1__list_commitment_mismatches_request__init
+                     (Weft__V1__ListCommitmentMismatchesRequest         *message);
+size_t weft__v1__list_commitment_mismatches_request__get_packed_size
+                     (const Weft__V1__ListCommitmentMismatchesRequest   *message);
+size_t weft__v1__list_commitment_mismatches_request__pack
+                     (const Weft__V1__ListCommitmentMismatchesRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__list_commitment_mismatches_request__pack_to_buffer
+                     (const Weft__V1__ListCommitmentMismatchesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__ListCommitmentMismatchesRequest *
+       weft__v1__list_commitment_mismatches_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__list_commitment_mismatches_request__free_unpacked
+                     (Weft__V1__ListCommitmentMismatchesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__CommitmentMismatch methods */
+void   weft__v1__commitment_mismatch__init
+                     (Weft__V1__CommitmentMismatch         *message);
+size_t weft__v1__commitment_mismatch__get_packed_size
+                     (const Weft__V1__CommitmentMismatch   *message);
+size_t weft__v1__commitment_mismatch__pack
+                     (const Weft__V1__CommitmentMismatch   *message,
+                      uint8_t             *out);
+size_t weft__v1__commitment_mismatch__pack_to_buffer
+                     (const Weft__V1__CommitmentMismatch   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__CommitmentMismatch *
+       weft__v1__commitment_mismatch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__commitment_mismatch__free_unpacked
+                     (Weft__V1__CommitmentMismatch *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__ListCommitmentMismatchesResponse methods */
+void   weft__v1__list_commitment_mismatches_response__init
+                     (Weft__V1__ListCommitmentMismatchesResponse         *message);
+size_t weft__v1__list_commitment_mismatches_response__get_packed_size
+                     (const Weft__V1__ListCommitmentMismatchesResponse   *message);
+size_t weft__v1__list_commitment_mismatches_response__pack
+                     (const Weft__V1__ListCommitmentMismatchesResponse   *message,
+                      uint8_t             *out);
+size_t weft__v1__list_commitment_mismatches_response__pack_to_buffer
+                     (const Weft__V1__ListCommitmentMismatchesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__ListCommitmentMismatchesResponse *
+       weft__v1__list_commitment_mismatches_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__list_commitment_mismatches_response__free_unpacked
+                     (Weft__V1__ListCommitmentMismatchesResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__GetCommitmentSafePointRequest methods */
+void   weft__v1__get_commitment_safe_point_request__init
+                     (Weft__V1__GetCommitmentSafePointRequest         *message);
+size_t weft__v1__get_commitment_safe_point_request__get_packed_size
+                     (const Weft__V1__GetCommitmentSafePointRequest   *message);
+size_t weft__v1__get_commitment_safe_point_request__pack
+                     (const Weft__V1__GetCommitmentSafePointRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__get_commitment_safe_point_request__pack_to_buffer
+                     (const Weft__V1__GetCommitmentSafePointRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__GetCommitmentSafePointRequest *
+       weft__v1__get_commitment_safe_point_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__get_commitment_safe_point_request__free_unpacked
+                     (Weft__V1__GetCommitmentSafePointRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__GetCommitmentSafePointResponse methods */
+void   weft__v1__get_commitment_safe_point_response__init
+                     (Weft__V1__GetCommitmentSafePointResponse         *message);
+size_t weft__v1__get_commitment_safe_point_response__get_packed_size
+                     (const Weft__V1__GetCommitmentSafePointResponse   *message);
+size_t weft__v1__get_commitment_safe_point_response__pack
+                     (const Weft__V1__GetCommitmentSafePointResponse   *message,
+                      uint8_t             *out);
+size_t weft__v1__get_commitment_safe_point_response__pack_to_buffer
+                     (const Weft__V1__GetCommitmentSafePointResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__GetCommitmentSafePointResponse *
+       weft__v1__get_commitment_safe_point_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__get_commitment_safe_point_response__free_unpacked
+                     (Weft__V1__GetCommitmentSafePointResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__InspectCommitmentRequest methods */
+void   weft__v1__inspect_commitment_request__init
+                     (Weft__V1__InspectCommitmentRequest         *message);
+size_t weft__v1__inspect_commitment_request__get_packed_size
+                     (const Weft__V1__InspectCommitmentRequest   *message);
+size_t weft__v1__inspect_commitment_request__pack
+                     (const Weft__V1__InspectCommitmentRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__inspect_commitment_request__pack_to_buffer
+                     (const Weft__V1__InspectCommitmentRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__InspectCommitmentRequest *
+       weft__v1__inspect_commitment_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__inspect_commitment_request__free_unpacked
+                     (Weft__V1__InspectCommitmentRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__ContractDifference methods */
+void   weft__v1__contract_difference__init
+                     (Weft__V1__ContractDifference         *message);
+size_t weft__v1__contract_difference__get_packed_size
+                     (const Weft__V1__ContractDifference   *message);
+size_t weft__v1__contract_difference__pack
+                     (const Weft__V1__ContractDifference   *message,
+                      uint8_t             *out);
+size_t weft__v1__contract_difference__pack_to_buffer
+                     (const Weft__V1__ContractDifference   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__ContractDifference *
+       weft__v1__contract_difference__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__contract_difference__free_unpacked
+                     (Weft__V1__ContractDifference *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__InspectCommitmentResponse methods */
+void   weft__v1__inspect_commitment_response__init
+                     (Weft__V1__InspectCommitmentResponse         *message);
+size_t weft__v1__inspect_commitment_response__get_packed_size
+                     (const Weft__V1__InspectCommitmentResponse   *message);
+size_t weft__v1__inspect_commitment_response__pack
+                     (const Weft__V1__InspectCommitmentResponse   *message,
+                      uint8_t             *out);
+size_t weft__v1__inspect_commitment_response__pack_to_buffer
+                     (const Weft__V1__InspectCommitmentResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__InspectCommitmentResponse *
+       weft__v1__inspect_commitment_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__inspect_commitment_response__free_unpacked
+                     (Weft__V1__InspectCommitmentResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Weft__V1__SetParticipantStateRequest_Closure)
@@ -1319,6 +1691,30 @@ typedef void (*Weft__V1__ImportAcsRequest_Closure)
                   void *closure_data);
 typedef void (*Weft__V1__ImportAcsResponse_Closure)
                  (const Weft__V1__ImportAcsResponse *message,
+                  void *closure_data);
+typedef void (*Weft__V1__ListCommitmentMismatchesRequest_Closure)
+                 (const Weft__V1__ListCommitmentMismatchesRequest *message,
+                  void *closure_data);
+typedef void (*Weft__V1__CommitmentMismatch_Closure)
+                 (const Weft__V1__CommitmentMismatch *message,
+                  void *closure_data);
+typedef void (*Weft__V1__ListCommitmentMismatchesResponse_Closure)
+                 (const Weft__V1__ListCommitmentMismatchesResponse *message,
+                  void *closure_data);
+typedef void (*Weft__V1__GetCommitmentSafePointRequest_Closure)
+                 (const Weft__V1__GetCommitmentSafePointRequest *message,
+                  void *closure_data);
+typedef void (*Weft__V1__GetCommitmentSafePointResponse_Closure)
+                 (const Weft__V1__GetCommitmentSafePointResponse *message,
+                  void *closure_data);
+typedef void (*Weft__V1__InspectCommitmentRequest_Closure)
+                 (const Weft__V1__InspectCommitmentRequest *message,
+                  void *closure_data);
+typedef void (*Weft__V1__ContractDifference_Closure)
+                 (const Weft__V1__ContractDifference *message,
+                  void *closure_data);
+typedef void (*Weft__V1__InspectCommitmentResponse_Closure)
+                 (const Weft__V1__InspectCommitmentResponse *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -1447,6 +1843,18 @@ struct Weft__V1__ParticipantAdministrationService_Service
                      const Weft__V1__ImportAcsRequest *input,
                      Weft__V1__ImportAcsResponse_Closure closure,
                      void *closure_data);
+  void (*list_commitment_mismatches)(Weft__V1__ParticipantAdministrationService_Service *service,
+                                     const Weft__V1__ListCommitmentMismatchesRequest *input,
+                                     Weft__V1__ListCommitmentMismatchesResponse_Closure closure,
+                                     void *closure_data);
+  void (*get_commitment_safe_point)(Weft__V1__ParticipantAdministrationService_Service *service,
+                                    const Weft__V1__GetCommitmentSafePointRequest *input,
+                                    Weft__V1__GetCommitmentSafePointResponse_Closure closure,
+                                    void *closure_data);
+  void (*inspect_commitment)(Weft__V1__ParticipantAdministrationService_Service *service,
+                             const Weft__V1__InspectCommitmentRequest *input,
+                             Weft__V1__InspectCommitmentResponse_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Weft__V1__ParticipantAdministrationService_ServiceDestroy)(Weft__V1__ParticipantAdministrationService_Service *);
 void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAdministrationService_Service *service,
@@ -1460,7 +1868,10 @@ void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAd
       function_prefix__ ## disconnect_domain,\
       function_prefix__ ## list_domain_connections,\
       function_prefix__ ## export_acs,\
-      function_prefix__ ## import_acs  }
+      function_prefix__ ## import_acs,\
+      function_prefix__ ## list_commitment_mismatches,\
+      function_prefix__ ## get_commitment_safe_point,\
+      function_prefix__ ## inspect_commitment  }
 void weft__v1__participant_administration_service__get_participant_id(ProtobufCService *service,
                                                                       const Weft__V1__GetParticipantIdRequest *input,
                                                                       Weft__V1__GetParticipantIdResponse_Closure closure,
@@ -1485,9 +1896,22 @@ void weft__v1__participant_administration_service__import_acs(ProtobufCService *
                                                               const Weft__V1__ImportAcsRequest *input,
                                                               Weft__V1__ImportAcsResponse_Closure closure,
                                                               void *closure_data);
+void weft__v1__participant_administration_service__list_commitment_mismatches(ProtobufCService *service,
+                                                                              const Weft__V1__ListCommitmentMismatchesRequest *input,
+                                                                              Weft__V1__ListCommitmentMismatchesResponse_Closure closure,
+                                                                              void *closure_data);
+void weft__v1__participant_administration_service__get_commitment_safe_point(ProtobufCService *service,
+                                                                             const Weft__V1__GetCommitmentSafePointRequest *input,
+                                                                             Weft__V1__GetCommitmentSafePointResponse_Closure closure,
+                                                                             void *closure_data);
+void weft__v1__participant_administration_service__inspect_commitment(ProtobufCService *service,
+                                                                      const Weft__V1__InspectCommitmentRequest *input,
+                                                                      Weft__V1__InspectCommitmentResponse_Closure closure,
+                                                                      void *closure_data);
 
 /* --- descriptors --- */
 
+extern const ProtobufCEnumDescriptor    weft__v1__contract_difference_kind__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__set_participant_state_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__set_participant_state_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__member_info__descriptor;
@@ -1519,6 +1943,14 @@ extern const ProtobufCMessageDescriptor weft__v1__export_acs_request__descriptor
 extern const ProtobufCMessageDescriptor weft__v1__export_acs_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__import_acs_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__import_acs_response__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__list_commitment_mismatches_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__commitment_mismatch__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__list_commitment_mismatches_response__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__get_commitment_safe_point_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__get_commitment_safe_point_response__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__inspect_commitment_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__contract_difference__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__inspect_commitment_response__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__domain_manager_administration_service__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__sequencer_administration_service__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__participant_administration_service__descriptor;

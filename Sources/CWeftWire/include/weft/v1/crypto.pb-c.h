@@ -190,7 +190,18 @@ typedef enum _Weft__V1__HashPurpose {
    * A Ledger API event id, from the node seed of the create or exercise it
    * shows: the same on every participant, without revealing the seed.
    */
-  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_LEDGER_EVENT_ID = 22
+  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_LEDGER_EVENT_ID = 22,
+  /*
+   * One active contract's element of an ACS commitment: its id and its stored
+   * data, expanded into the commitment's homomorphic hash (docs/participant.md,
+   * "ACS commitments").
+   */
+  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_ACS_COMMITMENT_CONTRACT = 23,
+  /*
+   * The digest of a homomorphic ACS hash (a stakeholder group's or a
+   * counter-participant's commitment): what is sent and compared.
+   */
+  WEFT__V1__HASH_PURPOSE__HASH_PURPOSE_ACS_COMMITMENT_DIGEST = 24
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(WEFT__V1__HASH_PURPOSE)
 } Weft__V1__HashPurpose;
 

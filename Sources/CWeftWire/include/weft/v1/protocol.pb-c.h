@@ -56,6 +56,10 @@ typedef struct Weft__V1__AcsCommitment Weft__V1__AcsCommitment;
 typedef struct Weft__V1__SignedContent Weft__V1__SignedContent;
 typedef struct Weft__V1__SignedProtocolMessage Weft__V1__SignedProtocolMessage;
 typedef struct Weft__V1__EnvelopeContent Weft__V1__EnvelopeContent;
+typedef struct Weft__V1__CommitmentNarrowingRequest Weft__V1__CommitmentNarrowingRequest;
+typedef struct Weft__V1__SharedContractHash Weft__V1__SharedContractHash;
+typedef struct Weft__V1__StakeholderGroupHash Weft__V1__StakeholderGroupHash;
+typedef struct Weft__V1__CommitmentNarrowingResponse Weft__V1__CommitmentNarrowingResponse;
 
 
 /* --- enums --- */
@@ -1126,7 +1130,9 @@ typedef enum {
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_SIGNED_MESSAGE = 4,
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_BROADCAST = 5,
   WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_SNAPSHOT = 6,
-  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_REQUEST = 7
+  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_TOPOLOGY_REQUEST = 7,
+  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_COMMITMENT_NARROWING_REQUEST = 8,
+  WEFT__V1__ENVELOPE_CONTENT__MESSAGE_COMMITMENT_NARROWING_RESPONSE = 9
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(WEFT__V1__ENVELOPE_CONTENT__MESSAGE__CASE)
 } Weft__V1__EnvelopeContent__MessageCase;
 
@@ -1168,11 +1174,147 @@ struct  Weft__V1__EnvelopeContent
      * to have broadcast (a participant's party hostings).
      */
     Weft__V1__TopologyTransactionsRequest *topology_request;
+    /*
+     * To two participants whose ACS commitments differ: list the contracts
+     * you share, as of this message's sequencing time.
+     */
+    Weft__V1__CommitmentNarrowingRequest *commitment_narrowing_request;
+    /*
+     * To the participant that asked: the contracts shared with it.
+     */
+    Weft__V1__CommitmentNarrowingResponse *commitment_narrowing_response;
   };
 };
 #define WEFT__V1__ENVELOPE_CONTENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__envelope_content__descriptor) \
     , WEFT__V1__ENVELOPE_CONTENT__MESSAGE__NOT_SET, {0} }
+
+
+/*
+ * Asks for the contracts two participants share, to find those behind an ACS
+ * commitment mismatch. Sent by the requester to itself and to the
+ * counter-participant in one submission, so that both list their shared
+ * contracts as of the same sequencing time (both process the same event).
+ */
+struct  Weft__V1__CommitmentNarrowingRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Domain id.
+   */
+  char *domain;
+  /*
+   * Participant id of the participant that asks.
+   */
+  char *requester;
+  /*
+   * Participant id of the participant asked.
+   */
+  char *counter_participant;
+  /*
+   * Chosen by the requester; echoed in the response.
+   */
+  char *request_id;
+  /*
+   * Limit the answer to these stakeholder groups (each the sorted stakeholder
+   * party ids joined with `,`); empty for every shared group.
+   */
+  size_t n_stakeholder_groups;
+  char **stakeholder_groups;
+};
+#define WEFT__V1__COMMITMENT_NARROWING_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__commitment_narrowing_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * One contract in a narrowing response.
+ */
+struct  Weft__V1__SharedContractHash
+{
+  ProtobufCMessage base;
+  /*
+   * Contract id.
+   */
+  char *contract_id;
+  /*
+   * Its element hash (SHA-256 for HASH_PURPOSE_ACS_COMMITMENT_CONTRACT over
+   * the contract id and its stored ContractInstance bytes).
+   */
+  ProtobufCBinaryData hash;
+};
+#define WEFT__V1__SHARED_CONTRACT_HASH__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__shared_contract_hash__descriptor) \
+    , (char *)protobuf_c_empty_string, {0,NULL} }
+
+
+/*
+ * One stakeholder group in a narrowing response.
+ */
+struct  Weft__V1__StakeholderGroupHash
+{
+  ProtobufCMessage base;
+  /*
+   * The sorted stakeholder party ids joined with `,`.
+   */
+  char *stakeholder_group;
+  /*
+   * Digest of the group's homomorphic hash
+   * (HASH_PURPOSE_ACS_COMMITMENT_DIGEST).
+   */
+  ProtobufCBinaryData hash;
+  /*
+   * The group's active contracts; empty when `contracts_omitted` is set.
+   */
+  size_t n_contracts;
+  Weft__V1__SharedContractHash **contracts;
+};
+#define WEFT__V1__STAKEHOLDER_GROUP_HASH__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__stakeholder_group_hash__descriptor) \
+    , (char *)protobuf_c_empty_string, {0,NULL}, 0,NULL }
+
+
+/*
+ * The counter-participant's answer to a `CommitmentNarrowingRequest`.
+ */
+struct  Weft__V1__CommitmentNarrowingResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Domain id.
+   */
+  char *domain;
+  /*
+   * Participant id of the participant that answers.
+   */
+  char *sender;
+  /*
+   * Participant id of the participant that asked.
+   */
+  char *requester;
+  /*
+   * The request's id.
+   */
+  char *request_id;
+  /*
+   * Sequencing time of the request: the shared state listed is as of it.
+   */
+  Weft__V1__Timestamp *as_of;
+  /*
+   * Every shared stakeholder group asked for (groups with no active contract
+   * here are absent).
+   */
+  size_t n_groups;
+  Weft__V1__StakeholderGroupHash **groups;
+  /*
+   * Set when the groups held more contracts than one answer may carry: only
+   * group hashes are listed; ask again naming the differing groups.
+   */
+  protobuf_c_boolean contracts_omitted;
+};
+#define WEFT__V1__COMMITMENT_NARROWING_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__commitment_narrowing_response__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0 }
 
 
 /* Weft__V1__SubmitterMetadata methods */
@@ -1878,6 +2020,82 @@ Weft__V1__EnvelopeContent *
 void   weft__v1__envelope_content__free_unpacked
                      (Weft__V1__EnvelopeContent *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__CommitmentNarrowingRequest methods */
+void   weft__v1__commitment_narrowing_request__init
+                     (Weft__V1__CommitmentNarrowingRequest         *message);
+size_t weft__v1__commitment_narrowing_request__get_packed_size
+                     (const Weft__V1__CommitmentNarrowingRequest   *message);
+size_t weft__v1__commitment_narrowing_request__pack
+                     (const Weft__V1__CommitmentNarrowingRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__commitment_narrowing_request__pack_to_buffer
+                     (const Weft__V1__CommitmentNarrowingRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__CommitmentNarrowingRequest *
+       weft__v1__commitment_narrowing_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__commitment_narrowing_request__free_unpacked
+                     (Weft__V1__CommitmentNarrowingRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__SharedContractHash methods */
+void   weft__v1__shared_contract_hash__init
+                     (Weft__V1__SharedContractHash         *message);
+size_t weft__v1__shared_contract_hash__get_packed_size
+                     (const Weft__V1__SharedContractHash   *message);
+size_t weft__v1__shared_contract_hash__pack
+                     (const Weft__V1__SharedContractHash   *message,
+                      uint8_t             *out);
+size_t weft__v1__shared_contract_hash__pack_to_buffer
+                     (const Weft__V1__SharedContractHash   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__SharedContractHash *
+       weft__v1__shared_contract_hash__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__shared_contract_hash__free_unpacked
+                     (Weft__V1__SharedContractHash *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__StakeholderGroupHash methods */
+void   weft__v1__stakeholder_group_hash__init
+                     (Weft__V1__StakeholderGroupHash         *message);
+size_t weft__v1__stakeholder_group_hash__get_packed_size
+                     (const Weft__V1__StakeholderGroupHash   *message);
+size_t weft__v1__stakeholder_group_hash__pack
+                     (const Weft__V1__StakeholderGroupHash   *message,
+                      uint8_t             *out);
+size_t weft__v1__stakeholder_group_hash__pack_to_buffer
+                     (const Weft__V1__StakeholderGroupHash   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__StakeholderGroupHash *
+       weft__v1__stakeholder_group_hash__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__stakeholder_group_hash__free_unpacked
+                     (Weft__V1__StakeholderGroupHash *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__CommitmentNarrowingResponse methods */
+void   weft__v1__commitment_narrowing_response__init
+                     (Weft__V1__CommitmentNarrowingResponse         *message);
+size_t weft__v1__commitment_narrowing_response__get_packed_size
+                     (const Weft__V1__CommitmentNarrowingResponse   *message);
+size_t weft__v1__commitment_narrowing_response__pack
+                     (const Weft__V1__CommitmentNarrowingResponse   *message,
+                      uint8_t             *out);
+size_t weft__v1__commitment_narrowing_response__pack_to_buffer
+                     (const Weft__V1__CommitmentNarrowingResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__CommitmentNarrowingResponse *
+       weft__v1__commitment_narrowing_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__commitment_narrowing_response__free_unpacked
+                     (Weft__V1__CommitmentNarrowingResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Weft__V1__SubmitterMetadata_Closure)
@@ -1991,6 +2209,18 @@ typedef void (*Weft__V1__SignedProtocolMessage_Closure)
 typedef void (*Weft__V1__EnvelopeContent_Closure)
                  (const Weft__V1__EnvelopeContent *message,
                   void *closure_data);
+typedef void (*Weft__V1__CommitmentNarrowingRequest_Closure)
+                 (const Weft__V1__CommitmentNarrowingRequest *message,
+                  void *closure_data);
+typedef void (*Weft__V1__SharedContractHash_Closure)
+                 (const Weft__V1__SharedContractHash *message,
+                  void *closure_data);
+typedef void (*Weft__V1__StakeholderGroupHash_Closure)
+                 (const Weft__V1__StakeholderGroupHash *message,
+                  void *closure_data);
+typedef void (*Weft__V1__CommitmentNarrowingResponse_Closure)
+                 (const Weft__V1__CommitmentNarrowingResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -2036,6 +2266,10 @@ extern const ProtobufCMessageDescriptor weft__v1__acs_commitment__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__signed_content__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__signed_protocol_message__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__envelope_content__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__commitment_narrowing_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__shared_contract_hash__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__stakeholder_group_hash__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__commitment_narrowing_response__descriptor;
 
 PROTOBUF_C__END_DECLS
 

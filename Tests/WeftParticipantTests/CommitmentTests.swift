@@ -1,0 +1,211 @@
+import Foundation
+import Testing
+import WeftContracts
+import WeftCrypto
+@_spi(Testing) import WeftParticipant
+import WeftProtocol
+import WeftSequencer
+import WeftStore
+import WeftTestSupport
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// Issue 10's ACS commitment acceptance test, on one domain for all its assertions: three
+/// participants, a reconciliation interval of one second.
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct CommitmentTests {
+        static let intervalMicros: Int64 = 1_000_000
+
+        /// Mixed IOU and DvP transactions: every pair of participants sharing contracts
+        /// exchanges commitments and they match (each participant's safe point passes the end
+        /// of the run, with no mismatch). Then an IOU's amount is changed by hand in
+        /// participant2's database and participant2 restarts: within the next periods both
+        /// participant1 and participant2 report the mismatch, participant3 (which shares
+        /// nothing of that IOU) does not, and narrowing names exactly that contract. A forged
+        /// commitment is dropped, a genuine one from the same sender stored.
+        @Test(.timeLimit(.minutes(4)))
+        func commitmentsMatchThenACorruptedContractIsReportedByBothSidesAndNamed() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url, extraParties: [("depository", 2)])
+                let (p1, p3) = (domain.p1, domain.p3)
+                var p2 = domain.p2
+                let depository = try #require(domain.extraParties["depository"])
+                let (alice, bob) = (domain.alice, domain.bob)
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
+
+                // IOUs between participant1 and participant2.
+                let kept = try await domain.issued("100.00", to: alice, command: "iou-1")
+                let moved = try await domain.issued("250.00", to: alice, command: "iou-2")
+                let transfer = try await p1.submit(
+                    [try domain.transfer(moved, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "transfer-1"))
+                guard case .succeeded = transfer else {
+                    Issue.record("the transfer failed: \(transfer)")
+                    return
+                }
+
+                // A delivery versus payment across all three.
+                let source = try exampleSource("dvp.weft")
+                for node in [p1, p2, p3] { try await node.upload(packageSource: source, file: "dvp.weft") }
+                let dvp = try Package(source: source, file: "dvp.weft")
+                let isin = Value.text("XS0000000002")
+                let price = Value.decimal(FixedDecimal("500")!)
+                let cash = try await domain.created(
+                    in: dvp, "Cash", ["bank": .party(depository), "owner": .party(alice), "amount": price],
+                    by: depository, on: p3, seenBy: [p1])
+                let security = try await domain.created(
+                    in: dvp, "Security",
+                    ["custodian": .party(depository), "holder": .party(bob), "isin": isin, "quantity": .int(5)],
+                    by: depository, on: p3, seenBy: [p2])
+                let offer = try await domain.created(
+                    in: dvp, "Offer",
+                    [
+                        "buyer": .party(alice), "seller": .party(bob), "bank": .party(depository),
+                        "custodian": .party(depository), "isin": isin, "quantity": .int(5), "price": price,
+                        "payment": .contractID(cash),
+                    ], by: alice, on: p1, seenBy: [p2])
+                let settlement = try await p2.submit(
+                    [
+                        .exercise(
+                            try dvp.templateID("Offer"), contract: offer, choice: "Settle",
+                            argument: try dvp.arguments("Offer", "Settle", ["delivery": .contractID(security)]))
+                    ], actAs: [bob], command: CommandKey(applicationID: "bob-app", commandID: "settle"),
+                    disclosedContracts: try await p1.activeContracts(of: alice).filter { $0.id == cash })
+                guard case .succeeded(let settled, _) = settlement else {
+                    Issue.record("the settlement failed: \(settlement)")
+                    return
+                }
+                for node in [p1, p3] { #expect(try await node.outcome(ofRequest: Digest32(hex: settled)!) == "approved") }
+
+                // Every pair matches: each safe point passes the last transaction's time.
+                let runEnd = try await StoredSequencerEvent.lastTimestamp(url: fixture.url)
+                let stores = [p1, p2, p3].map { CommitmentStore(database: $0.store.database, participant: $0.identity.id.description) }
+                for (index, store) in stores.enumerated() {
+                    try await eventually("participant\(index + 1)'s safe point passes the run") {
+                        (try await store.safePoint().safePoint ?? 0) > runEnd
+                    }
+                    #expect(try await store.mismatches().isEmpty, "participant\(index + 1)")
+                }
+                // Each pair compared at least once (participant1–participant3 share the cash,
+                // participant2–participant3 the security and the moved cash).
+                let ids = [p1, p2, p3].map(\.identity.id.description)
+                for (me, counter) in [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1)] {
+                    let counts = try await stores[me].comparisonCounts(counterParticipant: ids[counter])
+                    #expect(counts.matched > 0 && counts.mismatched == 0, "participant\(me + 1) with participant\(counter + 1)")
+                }
+
+                // Corrupt the IOU alice kept in participant2's database: 100.00 becomes 900.00.
+                await p2.stop()
+                let corrupted = try await StoredSequencerEvent.query(fixture.url) { connection in
+                    let me = PostgresValue.text(domain.members[1].id.description)
+                    let stored = try #require(
+                        try connection.execute(
+                            "SELECT contract FROM participant_contracts WHERE participant = $1 AND contract_id = $2",
+                            [me, .text(kept.description)]
+                        ).rows.first?[0].bytes)
+                    let digits = Array("100".utf8)
+                    let at = try #require(
+                        stored.indices.first { stored[$0...].starts(with: digits) }, "the amount in the stored bytes")
+                    var changed = stored
+                    changed[at] = UInt8(ascii: "9")
+                    return try connection.execute(
+                        "UPDATE participant_contracts SET contract = $3 WHERE participant = $1 AND contract_id = $2",
+                        [me, .text(kept.description), .bytes(changed)]
+                    ).affectedRowCount
+                }
+                #expect(corrupted == 1)
+                let restartedAt = try await StoredSequencerEvent.lastTimestamp(url: fixture.url)
+                p2 = try await domain.restart(1)
+
+                // Both sides report it, for a period that ends within two intervals of the
+                // restart (the first boundary after it, plus the one the exchange may straddle).
+                for (me, counter) in [(0, 1), (1, 0)] {
+                    try await eventually("participant\(me + 1) reports the mismatch") {
+                        !(try await stores[me].mismatches(counterParticipant: ids[counter]).isEmpty)
+                    }
+                    let first = try #require(try await stores[me].mismatches(counterParticipant: ids[counter]).first)
+                    #expect(first.toInclusive <= restartedAt + 2 * Self.intervalMicros)
+                    #expect(first.own != first.received && first.received.count == 32)
+                }
+                #expect(try await stores[2].mismatches().isEmpty, "participant3 shares nothing of the IOU")
+                let blocked = try await stores[1].safePoint()
+                #expect((blocked.safePoint ?? 0) < (blocked.firstUnmatched?.toInclusive ?? 0), "the mismatch holds the safe point back")
+
+                // Narrowing names the contract, from either side.
+                let fromP1 = try await p1.inspectCommitment(with: domain.members[1].id)
+                let group = StakeholderGroup([alice.id, domain.bank.id])
+                #expect(fromP1.differingGroups == [group])
+                #expect(fromP1.contracts == [.init(contractID: kept.description, group: group, kind: .differentData)])
+                #expect(!fromP1.contractsOmitted && fromP1.groupsCompared >= 2)
+                let fromP2 = try await p2.inspectCommitment(with: domain.members[0].id, groups: [group])
+                #expect(fromP2.contracts.map(\.contractID) == [kept.description])
+                #expect(fromP2.groupsCompared == 1)
+
+                // A commitment signed with a key that is not participant3's is dropped; one
+                // signed with its key, sent after it on the same session, is stored.
+                let session = try await SequencerClient.authenticate(
+                    try await RPCClient.connect(
+                        host: domain.endpoint.host, port: domain.endpoint.port, security: domain.endpoint.security),
+                    member: domain.members[2].member.description, key: domain.members[2].signingKey,
+                    domain: domain.domain.domain.description, sequencerKeys: [domain.domain.sequencerKey.publicKey])
+                func commitment(to: Int64, signedWith key: SigningPrivateKey) throws -> Weft.V1.Batch {
+                    let content = Weft.V1.AcsCommitment(
+                        domain: domain.domain.domain.description, sender: ids[2], counterParticipant: ids[0],
+                        fromExclusive: .init(microsSinceEpoch: to - 1), toInclusive: .init(microsSinceEpoch: to),
+                        commitment: [UInt8](repeating: 7, count: 32))
+                    let signed = try ProtocolSigning.sign(Weft.V1.SignedContent(content: .acsCommitment(content)), with: key)
+                    return Weft.V1.Batch(envelopes: [
+                        Weft.V1.Envelope(
+                            content: try Weft.V1.EnvelopeContent(message: .signedMessage(signed)).serializedBytes(),
+                            recipients: [domain.members[0].member.description])
+                    ])
+                }
+                try await session.send(try commitment(to: 4, signedWith: try SigningPrivateKey.generate()), messageID: "forged")
+                try await session.send(try commitment(to: 6, signedWith: domain.members[2].signingKey), messageID: "genuine")
+                @Sendable func received(_ to: Int64) async throws -> Int64 {
+                    try await StoredSequencerEvent.query(fixture.url) { connection in
+                        try connection.execute(
+                            """
+                            SELECT count(*)::bigint FROM participant_received_commitments
+                            WHERE participant = $1 AND counter_participant = $2 AND to_inclusive = $3
+                            """, [.text(ids[0]), .text(ids[2]), .int64(to)]
+                        ).rows.first?[0].int64 ?? -1
+                    }
+                }
+                try await eventually("participant1 stores the genuine commitment") { try await received(6) == 1 }
+                #expect(try await received(4) == 0)
+                await session.rpc.close()
+
+                // Narrowing with no one, or with a participant that does not answer, fails typed.
+                let stranger = try TestDomain.Participant("participant9").id
+                for nobody in [stranger, domain.members[0].id] {
+                    await #expect(throws: ParticipantError.unknownCounterParticipant(nobody.description)) {
+                        _ = try await p1.inspectCommitment(with: nobody)
+                    }
+                }
+                await p3.stop()
+                await #expect(throws: ParticipantError.narrowingTimedOut(counterParticipant: ids[2])) {
+                    _ = try await p1.inspectCommitment(with: domain.members[2].id, timeout: .seconds(1))
+                }
+                await p2.stop()
+                await domain.stop()
+            }
+        }
+
+        /// Polls `condition` every 100 ms until it holds, failing after 60 s.
+        private func eventually(
+            _ what: String, _ condition: @Sendable () async throws -> Bool
+        ) async throws {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !(try await condition()) {
+                guard ContinuousClock.now < deadline else {
+                    Issue.record("timed out waiting until \(what)")
+                    throw CancellationError()
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+}
