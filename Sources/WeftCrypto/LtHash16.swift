@@ -1,5 +1,5 @@
 import COpenSSL
-public import WeftWire
+import WeftWire
 
 /// A homomorphic multiset hash: LtHash with 2048 lanes of 16 bits (Bellare–Micciancio's
 /// lattice hash as Facebook's and Canton's `LtHash16`), for ACS commitments.

@@ -320,6 +320,10 @@ struct EnvelopeReport {
         case .topologyBroadcast(let value): contentKind = "topology_broadcast"; content = MessageText.render(value)
         case .topologySnapshot(let value): contentKind = "topology_snapshot"; content = MessageText.render(value)
         case .topologyRequest(let value): contentKind = "topology_request"; content = MessageText.render(value)
+        case .commitmentNarrowingRequest(let value):
+            contentKind = "commitment_narrowing_request"; content = MessageText.render(value)
+        case .commitmentNarrowingResponse(let value):
+            contentKind = "commitment_narrowing_response"; content = MessageText.render(value)
         }
     }
 
