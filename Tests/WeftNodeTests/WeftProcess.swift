@@ -12,6 +12,8 @@ final class WeftProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var stderrText = ""
     private var stdoutPending = ""
+    /// Finishes when the stderr reader has seen end of file (see `run`).
+    private let stderrClosed = AsyncStream<Never>.makeStream()
 
     static var executable: URL {
         var root = URL(fileURLWithPath: #filePath)
@@ -63,6 +65,7 @@ final class WeftProcess: @unchecked Sendable {
             Self.readToEnd(stderr) { chunk in
                 self.lock.withLock { self.stderrText += String(decoding: chunk, as: UTF8.self) }
             }
+            self.stderrClosed.continuation.finish()
         }
         // Keep the pipes' read ends open as long as this object.
         pipes = [output, errorOutput]
@@ -123,6 +126,8 @@ final class WeftProcess: @unchecked Sendable {
         var output = ""
         while let line = await process.nextLine() { output += line + "\n" }
         let status = await process.exitStatus()
+        // The exit can come before the stderr thread has read the last bytes: wait for its end of file.
+        for await _ in process.stderrClosed.stream {}
         return (status, output, process.standardError)
     }
 }
