@@ -34,23 +34,22 @@ extension ParticipantStore {
 
     /// The sequencing time (µs) of the transaction at `offset`; nil when there is none.
     func recordTime(ofOffset offset: Int64) async throws -> Int64? {
-        let me = PostgresValue.text(participant.description)
-        return try await database.withConnection { connection in
-            try connection.execute(
-                "SELECT request_ts FROM participant_transactions WHERE participant = $1 AND ledger_offset = $2",
-                [me, .int64(offset)]
-            ).rows.first?.first?.int64
-        }
+        try await int64(
+            "SELECT request_ts FROM participant_transactions WHERE participant = $1 AND ledger_offset = $2", offset)
     }
 
     /// The latest offset whose transaction was sequenced at or before `micros`; nil when none is.
     func latestOffset(atOrBefore micros: Int64) async throws -> Int64? {
+        try await int64(
+            "SELECT max(ledger_offset)::bigint FROM participant_transactions WHERE participant = $1 AND request_ts <= $2",
+            micros)
+    }
+
+    /// The one number `sql` returns for this participant (`$1`) and `argument` (`$2`).
+    private func int64(_ sql: String, _ argument: Int64) async throws -> Int64? {
         let me = PostgresValue.text(participant.description)
         return try await database.withConnection { connection in
-            try connection.execute(
-                "SELECT max(ledger_offset)::bigint FROM participant_transactions WHERE participant = $1 AND request_ts <= $2",
-                [me, .int64(micros)]
-            ).rows.first?.first?.int64
+            try connection.execute(sql, [me, .int64(argument)]).rows.first?.first?.int64
         }
     }
 
