@@ -17,6 +17,10 @@ public struct PruneOutcome: Sendable, Equatable {
     public let unconfirmed: [UnconfirmedPeriod]
     /// Rows removed.
     public let counts: ParticipantStore.PruneCounts
+    /// Whether the sequencer accepted the acknowledgement of this participant's events up to
+    /// the record time (so that it may prune them); false when it could not be reached, which
+    /// the next prune makes good.
+    public var acknowledged = false
 
     public struct UnconfirmedPeriod: Sendable, Equatable {
         public let counterParticipant: String
@@ -95,8 +99,20 @@ extension ParticipantNode {
                 "pruning.archived_contracts": "\(counts.archivedContracts)", "pruning.requests": "\(counts.requests)",
                 "pruning.commands": "\(counts.commands)",
             ])
-        return PruneOutcome(
+        var outcome = PruneOutcome(
             prunedOffset: prunedOffset, recordTimeMicros: recordTime, safePointMicros: safe.safePointMicros,
             forced: !confirmed, unconfirmed: unconfirmed, counts: counts)
+        // The sequencer prunes only what every member acknowledged: up to here this
+        // participant no longer needs its events (a replay from counter 0 then stops at them,
+        // and repair from peers takes over, docs/operator-guide.md §7).
+        do {
+            try await connection.acknowledge(upTo: .init(microsSinceEpoch: recordTime))
+            outcome.acknowledged = true
+        } catch {
+            logger.warning(
+                "the sequencer did not take the acknowledgement of the pruned events; prune again to retry",
+                metadata: ["pruning.record_time": "\(recordTime)", "error": "\(error)"])
+        }
+        return outcome
     }
 }

@@ -56,6 +56,15 @@ extension OnARealDomain {
                 let pruned = try await p1.prune(upTo: end)
                 #expect(!pruned.forced && pruned.unconfirmed.isEmpty && pruned.prunedOffset == end)
                 #expect(pruned.counts.transactions == Int(end) && pruned.counts.archivedContracts == 1)
+                // participant1 acknowledged its sequencer events up to the pruned offset's time.
+                #expect(pruned.acknowledged)
+                let acknowledged = try await StoredSequencerEvent.query(fixture.url) { connection in
+                    try connection.execute(
+                        "SELECT acknowledged_ts FROM sequencer_members WHERE member = $1",
+                        [.text(domain.members[0].member.description)]
+                    ).rows.first?[0].int64
+                }
+                #expect(acknowledged == pruned.recordTimeMicros)
                 await #expect(throws: ParticipantError.offsetPruned(requested: 0, earliestReadable: end + 1)) {
                     _ = try await p1.transactions(of: alice)
                 }
