@@ -35,6 +35,9 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     case unavailable(id: String, String)
     /// A failure of the participant or its database that the application cannot fix.
     case internalError(id: String, String)
+    /// The request cannot be served in the participant's present state (e.g. it reads
+    /// history that was pruned); the message says what to do instead.
+    case failedPrecondition(id: String, String)
     /// The call's token is missing or invalid (UNAUTHENTICATED), or lacks a claim the call
     /// needs (PERMISSION_DENIED).
     case unauthorized(AuthError)
@@ -55,6 +58,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .hostingNotApplied: "LEDGER_API_HOSTING_NOT_APPLIED"
         case .unavailable(let id, _): id
         case .internalError(let id, _): id
+        case .failedPrecondition(let id, _): id
         case .unauthorized(let error): error.id
         }
     }
@@ -70,6 +74,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .hostingNotApplied: .deadlineExceeded
         case .unavailable: .unavailable
         case .internalError: .internal
+        case .failedPrecondition: .failedPrecondition
         case .unauthorized(let error): error.rpcError.code
         }
     }
@@ -102,6 +107,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
                 + "check the domain manager's log, then list parties again"
         case .unavailable(_, let text): text
         case .internalError(_, let text): text
+        case .failedPrecondition(_, let text): text
         case .unauthorized(let error): error.description
         }
     }
@@ -133,6 +139,8 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
             case .invalidPackage(let contractError): return .invalidPackage("\(contractError)")
             case .noEncryptionKey, .noMediator, .stopped, .narrowingTimedOut, .unknownCounterParticipant: return .unavailable(id: error.id, error.description)
             case .inconsistentStore: return .internalError(id: error.id, error.description)
+            case .offsetPruned, .pruneOffsetOutOfRange, .pruneBeyondSafePoint:
+                return .failedPrecondition(id: error.id, error.description)
             }
         }
         if let error = error as? ParticipantRecoveryError {

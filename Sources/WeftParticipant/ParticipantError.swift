@@ -1,4 +1,5 @@
 public import WeftContracts
+import WeftTopology
 
 /// Every refusal of the participant's Swift API, typed, with a stable id (`PARTICIPANT_…`) and
 /// a message that says what to do next. Validation outcomes are not errors: they become
@@ -28,6 +29,13 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
     /// A commitment narrowing names a participant the domain's topology does not know (or
     /// this participant itself).
     case unknownCounterParticipant(String)
+    /// A read starts below the earliest offset pruning kept: that history is gone here.
+    case offsetPruned(requested: Int64, earliestReadable: Int64)
+    /// A prune names an offset that is not in the ledger (0, negative, or past its end).
+    case pruneOffsetOutOfRange(offset: Int64, ledgerEnd: Int64)
+    /// A prune would remove history that commitments have not confirmed yet: the offset's
+    /// sequencing time is after the commitment safe point (nil: no period confirmed at all).
+    case pruneBeyondSafePoint(offset: Int64, recordTimeMicros: Int64, safePointMicros: Int64?, safeOffset: Int64?)
 
     public var id: String {
         switch self {
@@ -42,6 +50,9 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
         case .inconsistentStore: "PARTICIPANT_INCONSISTENT_STORE"
         case .narrowingTimedOut: "PARTICIPANT_NARROWING_TIMED_OUT"
         case .unknownCounterParticipant: "PARTICIPANT_UNKNOWN_COUNTER_PARTICIPANT"
+        case .offsetPruned: "PARTICIPANT_OFFSET_PRUNED"
+        case .pruneOffsetOutOfRange: "PARTICIPANT_PRUNE_OFFSET_OUT_OF_RANGE"
+        case .pruneBeyondSafePoint: "PARTICIPANT_PRUNE_BEYOND_SAFE_POINT"
         }
     }
 
@@ -76,6 +87,19 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
             text =
                 "\(counter) is not another participant of this domain; name one that `weft commitments mismatches` "
                 + "or `weft domain-manager members` lists"
+        case .offsetPruned(let requested, let earliest):
+            text =
+                "the ledger was pruned: offset \(requested) is no longer readable here; read from offset \(earliest - 1) "
+                + "(the earliest readable transaction is at \(earliest)), or query the active contracts for the current state"
+        case .pruneOffsetOutOfRange(let offset, let end):
+            text = "cannot prune up to offset \(offset): the ledger's offsets are 1 to \(end); give one of them"
+        case .pruneBeyondSafePoint(let offset, let recordTime, let safePoint, let safeOffset):
+            let point = safePoint.map { "\(SequencingTimestamp(microsSinceEpoch: $0)) (\($0) µs)" } ?? "none (no period confirmed yet)"
+            text =
+                "offset \(offset) was sequenced at \(SequencingTimestamp(microsSinceEpoch: recordTime)) (\(recordTime) µs), after the "
+                + "commitment safe point \(point), which corresponds to offset \(safeOffset.map(String.init) ?? "none"); prune up to "
+                + "that offset, wait until `weft commitments safe-point` passes \(offset), or override with --force-unsafe "
+                + "(a later mismatch in the unconfirmed range can then no longer be narrowed or repaired from this node)"
         }
         return "\(id): \(text)"
     }

@@ -70,6 +70,8 @@ public actor ParticipantNode {
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
     private var pending: [SequencingTimestamp: ParticipantStore.StoredRequest] = [:]
     private var ledgerEnd: Int64
+    /// The offset up to which the ledger was pruned (0: never); reads below it fail typed.
+    var prunedOffset: Int64
     private var waiting: [CommandKey: [CheckedContinuation<Completion, any Error>]] = [:]
     private var ledgerEndWaiters: [(Int64, CheckedContinuation<Void, Never>)] = []
     /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
@@ -130,6 +132,7 @@ public actor ParticipantNode {
             for id in request.creates { pendingCreates[id] = request.timestamp }
         }
         ledgerEnd = loaded.ledgerEnd
+        prunedOffset = loaded.prunedOffset
     }
 
     /// Loads the participant's state from `store` (migrated before) and starts processing its
@@ -374,7 +377,8 @@ public actor ParticipantNode {
     /// `party`'s transactions after `offset` (its projection: the contracts created and
     /// archived that it is a stakeholder of).
     public func transactions(of party: Party, after offset: Int64 = 0) async throws -> [LedgerTransaction] {
-        try await store.transactions(of: party, after: offset)
+        try requireReadable(after: offset)
+        return try await store.transactions(of: party, after: offset)
     }
 
     /// The transaction trees committed after `offset` up to `upTo`, at most `limit` of them:
@@ -383,7 +387,8 @@ public actor ParticipantNode {
     public func transactionTrees(after offset: Int64, upTo: Int64, limit: Int = 500) async throws
         -> [LedgerTransactionTree]
     {
-        try await store.trees(after: offset, upTo: upTo, limit: limit)
+        try requireReadable(after: offset)
+        return try await store.trees(after: offset, upTo: upTo, limit: limit)
     }
 
     /// What is stored for a command: in flight or its completion.

@@ -140,6 +140,7 @@ public struct ParticipantStore: Sendable {
                 'The request''s max sequencing time (µs): a command still in flight whose request is not among participant_requests once the stream''s time has passed it was never sequenced (0: not recorded, before this column).';
             """),
         CommitmentStore.migration,
+        ParticipantStore.pruningMigration,
     ]
 
     public let database: PostgresDatabase
@@ -186,6 +187,8 @@ public struct ParticipantStore: Sendable {
         var known: Set<ContractID>
         var pending: [StoredRequest]
         var ledgerEnd: Int64
+        /// The offset up to which the ledger was pruned (0: never).
+        var prunedOffset: Int64
     }
 
     func load() async throws -> Loaded {
@@ -240,8 +243,10 @@ public struct ParticipantStore: Sendable {
                 try connection.execute(
                     "SELECT coalesce(max(ledger_offset), 0) FROM participant_transactions WHERE participant = $1", [me]
                 ).rows.first?.first?.int64 ?? 0
+            let pruned = try Self.prunedOffset(connection, me)
             return Loaded(
-                cursor: cursor, packages: packages, active: active, known: known, pending: pending, ledgerEnd: end)
+                cursor: cursor, packages: packages, active: active, known: known, pending: pending,
+                ledgerEnd: max(end, pruned), prunedOffset: pruned)
         }
     }
 

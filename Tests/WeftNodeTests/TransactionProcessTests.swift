@@ -101,6 +101,23 @@ import WeftWire
                 ["commitments", "inspect", "--counter-participant", "participant2"] + apis[0], directory: dir)
             #expect(badCounter.0 == 64 && badCounter.2.contains("--counter-participant must be a participant id"), "\(badCounter)")
 
+            // Pruning over the CLI: participant1's safe point passes the transfer, so both its
+            // offsets are safe; an offset past the ledger end is refused typed; pruning the issue
+            // makes a stream from the start fail PARTICIPANT_OFFSET_PRUNED, the ACS unchanged.
+            let safePoint = try #require(
+                try JSONSerialization.jsonObject(
+                    with: Data(try await weft(["prune", "safe-point", "--output", "json"] + apis[0]).utf8)) as? [String: Any])
+            #expect(safePoint["safe_offset"] as? Int == 2 && safePoint["pruned_offset"] as? Int == 0, "\(safePoint)")
+            let beyond = try await WeftProcess.run(["prune", "participant", "--offset", "5"] + apis[0], directory: dir)
+            #expect(beyond.0 != 0 && beyond.2.contains("PARTICIPANT_PRUNE_OFFSET_OUT_OF_RANGE"), "\(beyond)")
+            let prunedJSON = try await weft(["prune", "participant", "--offset", "1", "--output", "json"] + apis[0])
+            let pruned = try #require(try JSONSerialization.jsonObject(with: Data(prunedJSON.utf8)) as? [String: Any])
+            #expect(pruned["pruned_offset"] as? Int == 1 && pruned["forced"] as? Bool == false, "\(prunedJSON)")
+            #expect(pruned["transactions_removed"] as? Int == 1, "\(prunedJSON)")
+            let prunedRead = try await WeftProcess.run(["transactions", "--party", bank, "--output", "json"] + apis[0], directory: dir)
+            #expect(prunedRead.0 != 0 && prunedRead.2.contains("PARTICIPANT_OFFSET_PRUNED"), "\(prunedRead)")
+            #expect(Self.contractIDs(try await weft(["acs", "--party", bank, "--output", "json"] + apis[0])) == Self.contractIDs(bankACS))
+
             // One transaction followed by its W3C trace id: bob's application transfers the IOU
             // back to alice with a traceparent; the JSON logs of bob's participant, the
             // sequencer, the mediator and alice's participant all name it.

@@ -217,6 +217,18 @@ private struct ParticipantAdmin: Weft.V1.ParticipantAdministrationService.Provid
     ) async throws -> Weft.V1.InspectCommitmentResponse {
         throw RPCError(.unimplemented, "not in this test", errorID: "TEST_UNIMPLEMENTED")
     }
+
+    func getPruningSafePoint(
+        _ request: Weft.V1.GetPruningSafePointRequest, context: RPCCallContext
+    ) async throws -> Weft.V1.GetPruningSafePointResponse {
+        throw RPCError(.unimplemented, "not in this test", errorID: "TEST_UNIMPLEMENTED")
+    }
+
+    func pruneParticipant(
+        _ request: Weft.V1.PruneParticipantRequest, context: RPCCallContext
+    ) async throws -> Weft.V1.PruneParticipantResponse {
+        throw RPCError(.unimplemented, "not in this test", errorID: "TEST_UNIMPLEMENTED")
+    }
 }
 
 private func repositoryRoot() -> URL {

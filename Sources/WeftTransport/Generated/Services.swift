@@ -254,6 +254,25 @@ extension Weft.V1.ParticipantAdministrationService {
         ) async throws -> Weft.V1.InspectCommitmentResponse {
             try await rpc.unary(Weft.V1.ParticipantAdministrationService.inspectCommitment, request, metadata: metadata, timeout: timeout)
         }
+
+        /// Returns how far the participant's ledger may be pruned: the commitment
+        /// safe point, the ledger offset it corresponds to, and the offset already
+        /// pruned. Unary.
+        public func getPruningSafePoint(
+            _ request: Weft.V1.GetPruningSafePointRequest, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+        ) async throws -> Weft.V1.GetPruningSafePointResponse {
+            try await rpc.unary(Weft.V1.ParticipantAdministrationService.getPruningSafePoint, request, metadata: metadata, timeout: timeout)
+        }
+
+        /// Prunes the participant's ledger history up to an offset (active
+        /// contracts stay). Refused with FAILED_PRECONDITION
+        /// (PARTICIPANT_PRUNE_BEYOND_SAFE_POINT) when the offset was sequenced after
+        /// the commitment safe point, unless ignore_commitments is set. Unary.
+        public func pruneParticipant(
+            _ request: Weft.V1.PruneParticipantRequest, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+        ) async throws -> Weft.V1.PruneParticipantResponse {
+            try await rpc.unary(Weft.V1.ParticipantAdministrationService.pruneParticipant, request, metadata: metadata, timeout: timeout)
+        }
     }
 
     /// What a server implements to serve `weft.v1.ParticipantAdministrationService`.
@@ -297,6 +316,17 @@ extension Weft.V1.ParticipantAdministrationService {
         /// Exchanges the shared contracts with a counter-participant through the
         /// sequencer and reports those that differ. Unary.
         func inspectCommitment(_ request: Weft.V1.InspectCommitmentRequest, context: RPCCallContext) async throws -> Weft.V1.InspectCommitmentResponse
+
+        /// Returns how far the participant's ledger may be pruned: the commitment
+        /// safe point, the ledger offset it corresponds to, and the offset already
+        /// pruned. Unary.
+        func getPruningSafePoint(_ request: Weft.V1.GetPruningSafePointRequest, context: RPCCallContext) async throws -> Weft.V1.GetPruningSafePointResponse
+
+        /// Prunes the participant's ledger history up to an offset (active
+        /// contracts stay). Refused with FAILED_PRECONDITION
+        /// (PARTICIPANT_PRUNE_BEYOND_SAFE_POINT) when the offset was sequenced after
+        /// the commitment safe point, unless ignore_commitments is set. Unary.
+        func pruneParticipant(_ request: Weft.V1.PruneParticipantRequest, context: RPCCallContext) async throws -> Weft.V1.PruneParticipantResponse
     }
 }
 
@@ -329,6 +359,12 @@ extension Weft.V1.ParticipantAdministrationService.Provider {
         }
         router.register(Weft.V1.ParticipantAdministrationService.inspectCommitment) { request, context in
             try await self.inspectCommitment(request, context: context)
+        }
+        router.register(Weft.V1.ParticipantAdministrationService.getPruningSafePoint) { request, context in
+            try await self.getPruningSafePoint(request, context: context)
+        }
+        router.register(Weft.V1.ParticipantAdministrationService.pruneParticipant) { request, context in
+            try await self.pruneParticipant(request, context: context)
         }
     }
 }

@@ -1110,3 +1110,163 @@ extension Weft.V1.InspectCommitmentResponse: JSONMessage {
         }
     }
 }
+
+extension Weft.V1.GetPruningSafePointRequest: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.GetPruningSafePointResponse: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if let __v = self.safePoint { __o.append("safePoint", __v.jsonValue()) }
+        if self.safeOffset != 0 { __o.append("safeOffset", JSONWrite.uint64(self.safeOffset)) }
+        if self.prunedOffset != 0 { __o.append("prunedOffset", JSONWrite.uint64(self.prunedOffset)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "safePoint", "safe_point":
+                try __fields.insert(1, __m.key)
+                if __m.value != .null { self.safePoint = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "safeOffset", "safe_offset":
+                try __fields.insert(2, __m.key)
+                self.safeOffset = try JSONRead.uint64(__m.value, __p)
+            case "prunedOffset", "pruned_offset":
+                try __fields.insert(3, __m.key)
+                self.prunedOffset = try JSONRead.uint64(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.PruneParticipantRequest: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if self.offset != 0 { __o.append("offset", JSONWrite.uint64(self.offset)) }
+        if self.ignoreCommitments { __o.append("ignoreCommitments", JSONWrite.bool(self.ignoreCommitments)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "offset":
+                try __fields.insert(1, __m.key)
+                self.offset = try JSONRead.uint64(__m.value, __p)
+            case "ignoreCommitments", "ignore_commitments":
+                try __fields.insert(2, __m.key)
+                self.ignoreCommitments = try JSONRead.bool(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.UnconfirmedCommitment: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.counterParticipant.isEmpty { __o.append("counterParticipant", JSONWrite.string(self.counterParticipant)) }
+        if let __v = self.oldestPeriodEnd { __o.append("oldestPeriodEnd", __v.jsonValue()) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "counterParticipant", "counter_participant":
+                try __fields.insert(1, __m.key)
+                self.counterParticipant = try JSONRead.string(__m.value, __p)
+            case "oldestPeriodEnd", "oldest_period_end":
+                try __fields.insert(2, __m.key)
+                if __m.value != .null { self.oldestPeriodEnd = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.PruneParticipantResponse: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if self.prunedOffset != 0 { __o.append("prunedOffset", JSONWrite.uint64(self.prunedOffset)) }
+        if let __v = self.recordTime { __o.append("recordTime", __v.jsonValue()) }
+        if let __v = self.safePoint { __o.append("safePoint", __v.jsonValue()) }
+        if self.forced { __o.append("forced", JSONWrite.bool(self.forced)) }
+        if !self.unconfirmed.isEmpty { __o.append("unconfirmed", .array(self.unconfirmed.map { $0.jsonValue() })) }
+        if self.transactionsRemoved != 0 { __o.append("transactionsRemoved", JSONWrite.uint64(self.transactionsRemoved)) }
+        if self.archivedContractsRemoved != 0 { __o.append("archivedContractsRemoved", JSONWrite.uint64(self.archivedContractsRemoved)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "prunedOffset", "pruned_offset":
+                try __fields.insert(1, __m.key)
+                self.prunedOffset = try JSONRead.uint64(__m.value, __p)
+            case "recordTime", "record_time":
+                try __fields.insert(2, __m.key)
+                if __m.value != .null { self.recordTime = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "safePoint", "safe_point":
+                try __fields.insert(3, __m.key)
+                if __m.value != .null { self.safePoint = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "forced":
+                try __fields.insert(4, __m.key)
+                self.forced = try JSONRead.bool(__m.value, __p)
+            case "unconfirmed":
+                try __fields.insert(5, __m.key)
+                self.unconfirmed = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.UnconfirmedCommitment }
+            case "transactionsRemoved", "transactions_removed":
+                try __fields.insert(6, __m.key)
+                self.transactionsRemoved = try JSONRead.uint64(__m.value, __p)
+            case "archivedContractsRemoved", "archived_contracts_removed":
+                try __fields.insert(7, __m.key)
+                self.archivedContractsRemoved = try JSONRead.uint64(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}

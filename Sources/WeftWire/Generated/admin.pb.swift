@@ -2108,6 +2108,393 @@ extension Weft.V1 {
             try encode()
         }
     }
+
+    /// Asks how far the participant's ledger may be pruned.
+    public struct GetPruningSafePointRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.GetPruningSafePointRequest"
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// How far the participant's ledger may be pruned.
+    public struct GetPruningSafePointResponse: WireMessage {
+        public static let protoMessageName = "weft.v1.GetPruningSafePointResponse"
+
+        /// The commitment safe point: the latest period end up to which every
+        /// commitment sent was matched; absent when none is.
+        public var safePoint: Weft.V1.Timestamp? {
+            get { _storage.safePoint }
+            set { _uniqueStorage().safePoint = newValue }
+        }
+
+        /// The latest ledger offset sequenced at or before the safe point; 0 when
+        /// none is.
+        public var safeOffset: UInt64 {
+            get { _storage.safeOffset }
+            set { _uniqueStorage().safeOffset = newValue }
+        }
+
+        /// The offset the ledger is already pruned up to (inclusive); 0 when never.
+        public var prunedOffset: UInt64 {
+            get { _storage.prunedOffset }
+            set { _uniqueStorage().prunedOffset = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var safePoint: Weft.V1.Timestamp? = nil
+            var safeOffset: UInt64 = 0
+            var prunedOffset: UInt64 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                safePoint = other.safePoint
+                safeOffset = other.safeOffset
+                prunedOffset = other.prunedOffset
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.safePoint == r.safePoint
+        && l.safeOffset == r.safeOffset
+        && l.prunedOffset == r.prunedOffset
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.safePoint)
+            hasher.combine(s.safeOffset)
+            hasher.combine(s.prunedOffset)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(safePoint: Weft.V1.Timestamp? = nil, safeOffset: UInt64 = 0, prunedOffset: UInt64 = 0) {
+            self.safePoint = safePoint
+            self.safeOffset = safeOffset
+            self.prunedOffset = prunedOffset
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// Prunes the participant's ledger history.
+    public struct PruneParticipantRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.PruneParticipantRequest"
+
+        /// Remove the history up to and including this ledger offset.
+        public var offset: UInt64 = 0
+
+        /// Prune even past the commitment safe point. A later commitment mismatch
+        /// in the unconfirmed range can then no longer be narrowed down or
+        /// repaired from this participant; the node logs a warning naming the
+        /// counter-participants and periods given up.
+        public var ignoreCommitments: Bool = false
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(offset: UInt64 = 0, ignoreCommitments: Bool = false) {
+            self.offset = offset
+            self.ignoreCommitments = ignoreCommitments
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// A counter-participant whose commitments a forced prune did not wait for.
+    public struct UnconfirmedCommitment: WireMessage {
+        public static let protoMessageName = "weft.v1.UnconfirmedCommitment"
+
+        /// Participant id of the counter-participant.
+        public var counterParticipant: String {
+            get { _storage.counterParticipant }
+            set { _uniqueStorage().counterParticipant = newValue }
+        }
+
+        /// The oldest unmatched period end within the pruned range.
+        public var oldestPeriodEnd: Weft.V1.Timestamp? {
+            get { _storage.oldestPeriodEnd }
+            set { _uniqueStorage().oldestPeriodEnd = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var counterParticipant: String = ""
+            var oldestPeriodEnd: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                counterParticipant = other.counterParticipant
+                oldestPeriodEnd = other.oldestPeriodEnd
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.counterParticipant == r.counterParticipant
+        && l.oldestPeriodEnd == r.oldestPeriodEnd
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.counterParticipant)
+            hasher.combine(s.oldestPeriodEnd)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(counterParticipant: String = "", oldestPeriodEnd: Weft.V1.Timestamp? = nil) {
+            self.counterParticipant = counterParticipant
+            self.oldestPeriodEnd = oldestPeriodEnd
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// What a participant prune did.
+    public struct PruneParticipantResponse: WireMessage {
+        public static let protoMessageName = "weft.v1.PruneParticipantResponse"
+
+        /// The offset the ledger is now pruned up to (inclusive).
+        public var prunedOffset: UInt64 {
+            get { _storage.prunedOffset }
+            set { _uniqueStorage().prunedOffset = newValue }
+        }
+
+        /// The sequencing time of that offset's transaction.
+        public var recordTime: Weft.V1.Timestamp? {
+            get { _storage.recordTime }
+            set { _uniqueStorage().recordTime = newValue }
+        }
+
+        /// The commitment safe point when the prune ran; absent when none.
+        public var safePoint: Weft.V1.Timestamp? {
+            get { _storage.safePoint }
+            set { _uniqueStorage().safePoint = newValue }
+        }
+
+        /// Whether the prune went past the safe point (ignore_commitments).
+        public var forced: Bool {
+            get { _storage.forced }
+            set { _uniqueStorage().forced = newValue }
+        }
+
+        /// What a forced prune gave up: unconfirmed commitments in the range.
+        public var unconfirmed: [Weft.V1.UnconfirmedCommitment] {
+            get { _storage.unconfirmed }
+            set { _uniqueStorage().unconfirmed = newValue }
+        }
+
+        /// Transactions removed.
+        public var transactionsRemoved: UInt64 {
+            get { _storage.transactionsRemoved }
+            set { _uniqueStorage().transactionsRemoved = newValue }
+        }
+
+        /// Archived contracts removed.
+        public var archivedContractsRemoved: UInt64 {
+            get { _storage.archivedContractsRemoved }
+            set { _uniqueStorage().archivedContractsRemoved = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var prunedOffset: UInt64 = 0
+            var recordTime: Weft.V1.Timestamp? = nil
+            var safePoint: Weft.V1.Timestamp? = nil
+            var forced: Bool = false
+            var unconfirmed: [Weft.V1.UnconfirmedCommitment] = []
+            var transactionsRemoved: UInt64 = 0
+            var archivedContractsRemoved: UInt64 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                prunedOffset = other.prunedOffset
+                recordTime = other.recordTime
+                safePoint = other.safePoint
+                forced = other.forced
+                unconfirmed = other.unconfirmed
+                transactionsRemoved = other.transactionsRemoved
+                archivedContractsRemoved = other.archivedContractsRemoved
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.prunedOffset == r.prunedOffset
+        && l.recordTime == r.recordTime
+        && l.safePoint == r.safePoint
+        && l.forced == r.forced
+        && l.unconfirmed == r.unconfirmed
+        && l.transactionsRemoved == r.transactionsRemoved
+        && l.archivedContractsRemoved == r.archivedContractsRemoved
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.prunedOffset)
+            hasher.combine(s.recordTime)
+            hasher.combine(s.safePoint)
+            hasher.combine(s.forced)
+            hasher.combine(s.unconfirmed)
+            hasher.combine(s.transactionsRemoved)
+            hasher.combine(s.archivedContractsRemoved)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(prunedOffset: UInt64 = 0, recordTime: Weft.V1.Timestamp? = nil, safePoint: Weft.V1.Timestamp? = nil, forced: Bool = false, unconfirmed: [Weft.V1.UnconfirmedCommitment] = [], transactionsRemoved: UInt64 = 0, archivedContractsRemoved: UInt64 = 0) {
+            self.prunedOffset = prunedOffset
+            self.recordTime = recordTime
+            self.safePoint = safePoint
+            self.forced = forced
+            self.unconfirmed = unconfirmed
+            self.transactionsRemoved = transactionsRemoved
+            self.archivedContractsRemoved = archivedContractsRemoved
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
 }
 
 extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
@@ -3160,6 +3547,154 @@ extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
     }
 }
 
+extension Weft.V1.GetPruningSafePointRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__GetPruningSafePointRequest
+    static var shapeIndex: Int { 67 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_pruning_safe_point_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__get_pruning_safe_point_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__get_pruning_safe_point_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__get_pruning_safe_point_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
+    typealias CStruct = Weft__V1__GetPruningSafePointResponse
+    static var shapeIndex: Int { 68 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_pruning_safe_point_response__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__get_pruning_safe_point_response__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__get_pruning_safe_point_response__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__get_pruning_safe_point_response__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        if let p = c.safe_point { s.safePoint = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.safeOffset = c.safe_offset
+        s.prunedOffset = c.pruned_offset
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        if let v = s.safePoint { c.pointee.safe_point = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.safe_offset = s.safeOffset
+        c.pointee.pruned_offset = s.prunedOffset
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.PruneParticipantRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__PruneParticipantRequest
+    static var shapeIndex: Int { 69 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_participant_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__prune_participant_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__prune_participant_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__prune_participant_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.offset = c.offset
+        self.ignoreCommitments = c.ignore_commitments != 0
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.offset = self.offset
+        c.pointee.ignore_commitments = self.ignoreCommitments ? 1 : 0
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
+    typealias CStruct = Weft__V1__UnconfirmedCommitment
+    static var shapeIndex: Int { 70 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__unconfirmed_commitment__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__unconfirmed_commitment__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__unconfirmed_commitment__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__unconfirmed_commitment__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.UnconfirmedCommitment")
+        if let p = c.oldest_period_end { s.oldestPeriodEnd = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.UnconfirmedCommitment", 1)
+        if let v = s.oldestPeriodEnd { c.pointee.oldest_period_end = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.PruneParticipantResponse: CBackedMessage {
+    typealias CStruct = Weft__V1__PruneParticipantResponse
+    static var shapeIndex: Int { 71 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_participant_response__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__prune_participant_response__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__prune_participant_response__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__prune_participant_response__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        s.prunedOffset = c.pruned_offset
+        if let p = c.record_time { s.recordTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.safe_point { s.safePoint = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.forced = c.forced != 0
+        s.unconfirmed = try CBridge.array(c.unconfirmed, c.n_unconfirmed) { (e) throws(WireError) in try Weft.V1.UnconfirmedCommitment(c: e!, byteCount: byteCount) }
+        s.transactionsRemoved = c.transactions_removed
+        s.archivedContractsRemoved = c.archived_contracts_removed
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        c.pointee.pruned_offset = s.prunedOffset
+        if let v = s.recordTime { c.pointee.record_time = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.safePoint { c.pointee.safe_point = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.forced = s.forced ? 1 : 0
+        c.pointee.n_unconfirmed = s.unconfirmed.count
+        c.pointee.unconfirmed = try CBridge.cArray(s.unconfirmed, arena) { (e) throws(WireError) in Optional(try Weft.V1.UnconfirmedCommitment.makeC(e, arena)) }
+        c.pointee.transactions_removed = s.transactionsRemoved
+        c.pointee.archived_contracts_removed = s.archivedContractsRemoved
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
 extension Weft.V1 {
     /// The domain manager's administration: admission and topology.
     public enum DomainManagerAdministrationService {
@@ -3267,7 +3802,20 @@ extension Weft.V1 {
         public static let inspectCommitment = Method<Weft.V1.InspectCommitmentRequest, Weft.V1.InspectCommitmentResponse>(
             path: "/weft.v1.ParticipantAdministrationService/InspectCommitment", kind: .unary)
 
+        /// Returns how far the participant's ledger may be pruned: the commitment
+        /// safe point, the ledger offset it corresponds to, and the offset already
+        /// pruned. Unary.
+        public static let getPruningSafePoint = Method<Weft.V1.GetPruningSafePointRequest, Weft.V1.GetPruningSafePointResponse>(
+            path: "/weft.v1.ParticipantAdministrationService/GetPruningSafePoint", kind: .unary)
+
+        /// Prunes the participant's ledger history up to an offset (active
+        /// contracts stay). Refused with FAILED_PRECONDITION
+        /// (PARTICIPANT_PRUNE_BEYOND_SAFE_POINT) when the offset was sequenced after
+        /// the commitment safe point, unless ignore_commitments is set. Unary.
+        public static let pruneParticipant = Method<Weft.V1.PruneParticipantRequest, Weft.V1.PruneParticipantResponse>(
+            path: "/weft.v1.ParticipantAdministrationService/PruneParticipant", kind: .unary)
+
         /// Every method of the service.
-        public static let methods: [MethodDescriptor] = [getParticipantID.descriptor, connectDomain.descriptor, disconnectDomain.descriptor, listDomainConnections.descriptor, exportAcs.descriptor, importAcs.descriptor, listCommitmentMismatches.descriptor, getCommitmentSafePoint.descriptor, inspectCommitment.descriptor]
+        public static let methods: [MethodDescriptor] = [getParticipantID.descriptor, connectDomain.descriptor, disconnectDomain.descriptor, listDomainConnections.descriptor, exportAcs.descriptor, importAcs.descriptor, listCommitmentMismatches.descriptor, getCommitmentSafePoint.descriptor, inspectCommitment.descriptor, getPruningSafePoint.descriptor, pruneParticipant.descriptor]
     }
 }

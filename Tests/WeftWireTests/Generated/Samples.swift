@@ -1006,6 +1006,82 @@ extension Weft.V1.InspectCommitmentResponse {
     }
 }
 
+extension Weft.V1.GetPruningSafePointRequest {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        Self()
+    }
+}
+
+extension Weft.V1.GetPruningSafePointResponse {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        if !deep { m.safePoint = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        m.safeOffset = UInt64(2 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.prunedOffset = UInt64(3 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        return m
+    }
+}
+
+extension Weft.V1.PruneParticipantRequest {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.offset = UInt64(1 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.ignoreCommitments = true
+        return m
+    }
+}
+
+extension Weft.V1.UnconfirmedCommitment {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.counterParticipant = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.oldestPeriodEnd = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        return m
+    }
+}
+
+extension Weft.V1.PruneParticipantResponse {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.prunedOffset = UInt64(1 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        if !deep { m.recordTime = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.safePoint = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        m.forced = true
+        if !deep { m.unconfirmed = [Weft.V1.UnconfirmedCommitment.sample(variant: 0, depth: depth + 1), Weft.V1.UnconfirmedCommitment.sample(variant: 1, depth: depth + 1)] }
+        m.transactionsRemoved = UInt64(6 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.archivedContractsRemoved = UInt64(7 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        return m
+    }
+}
+
 extension Weft.V1.Status {
     /// Number of distinct samples (one per member of the largest oneof).
     static var sampleVariants: Int { 1 }
@@ -2994,6 +3070,11 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.InspectCommitmentRequest", (0..<Weft.V1.InspectCommitmentRequest.sampleVariants).map { Weft.V1.InspectCommitmentRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.ContractDifference", (0..<Weft.V1.ContractDifference.sampleVariants).map { Weft.V1.ContractDifference.sample(variant: $0, depth: 0) }),
     ("weft.v1.InspectCommitmentResponse", (0..<Weft.V1.InspectCommitmentResponse.sampleVariants).map { Weft.V1.InspectCommitmentResponse.sample(variant: $0, depth: 0) }),
+    ("weft.v1.GetPruningSafePointRequest", (0..<Weft.V1.GetPruningSafePointRequest.sampleVariants).map { Weft.V1.GetPruningSafePointRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.GetPruningSafePointResponse", (0..<Weft.V1.GetPruningSafePointResponse.sampleVariants).map { Weft.V1.GetPruningSafePointResponse.sample(variant: $0, depth: 0) }),
+    ("weft.v1.PruneParticipantRequest", (0..<Weft.V1.PruneParticipantRequest.sampleVariants).map { Weft.V1.PruneParticipantRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.UnconfirmedCommitment", (0..<Weft.V1.UnconfirmedCommitment.sampleVariants).map { Weft.V1.UnconfirmedCommitment.sample(variant: $0, depth: 0) }),
+    ("weft.v1.PruneParticipantResponse", (0..<Weft.V1.PruneParticipantResponse.sampleVariants).map { Weft.V1.PruneParticipantResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.Status", (0..<Weft.V1.Status.sampleVariants).map { Weft.V1.Status.sample(variant: $0, depth: 0) }),
     ("weft.v1.StatusDetail", (0..<Weft.V1.StatusDetail.sampleVariants).map { Weft.V1.StatusDetail.sample(variant: $0, depth: 0) }),
     ("weft.v1.Frame", (0..<Weft.V1.Frame.sampleVariants).map { Weft.V1.Frame.sample(variant: $0, depth: 0) }),

@@ -1762,6 +1762,231 @@ void   weft__v1__inspect_commitment_response__free_unpacked
   assert(message->base.descriptor == &weft__v1__inspect_commitment_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__get_pruning_safe_point_request__init
+                     (Weft__V1__GetPruningSafePointRequest         *message)
+{
+  static const Weft__V1__GetPruningSafePointRequest init_value = WEFT__V1__GET_PRUNING_SAFE_POINT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t weft__v1__get_pruning_safe_point_request__get_packed_size
+                     (const Weft__V1__GetPruningSafePointRequest *message)
+{
+  assert(message->base.descriptor == &weft__v1__get_pruning_safe_point_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__get_pruning_safe_point_request__pack
+                     (const Weft__V1__GetPruningSafePointRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__get_pruning_safe_point_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__get_pruning_safe_point_request__pack_to_buffer
+                     (const Weft__V1__GetPruningSafePointRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__get_pruning_safe_point_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__GetPruningSafePointRequest *
+       weft__v1__get_pruning_safe_point_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__GetPruningSafePointRequest *)
+     protobuf_c_message_unpack (&weft__v1__get_pruning_safe_point_request__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__get_pruning_safe_point_request__free_unpacked
+                     (Weft__V1__GetPruningSafePointRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__get_pruning_safe_point_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__get_pruning_safe_point_response__init
+                     (Weft__V1__GetPruningSafePointResponse         *message)
+{
+  static const Weft__V1__GetPruningSafePointResponse init_value = WEFT__V1__GET_PRUNING_SAFE_POINT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__get_pruning_safe_point_response__get_packed_size
+                     (const Weft__V1__GetPruningSafePointResponse *message)
+{
+  assert(message->base.descriptor == &weft__v1__get_pruning_safe_point_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__get_pruning_safe_point_response__pack
+                     (const Weft__V1__GetPruningSafePointResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__get_pruning_safe_point_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__get_pruning_safe_point_response__pack_to_buffer
+                     (const Weft__V1__GetPruningSafePointResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__get_pruning_safe_point_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__GetPruningSafePointResponse *
+       weft__v1__get_pruning_safe_point_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__GetPruningSafePointResponse *)
+     protobuf_c_message_unpack (&weft__v1__get_pruning_safe_point_response__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__get_pruning_safe_point_response__free_unpacked
+                     (Weft__V1__GetPruningSafePointResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__get_pruning_safe_point_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__prune_participant_request__init
+                     (Weft__V1__PruneParticipantRequest         *message)
+{
+  static const Weft__V1__PruneParticipantRequest init_value = WEFT__V1__PRUNE_PARTICIPANT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t weft__v1__prune_participant_request__get_packed_size
+                     (const Weft__V1__PruneParticipantRequest *message)
+{
+  assert(message->base.descriptor == &weft__v1__prune_participant_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__prune_participant_request__pack
+                     (const Weft__V1__PruneParticipantRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__prune_participant_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__prune_participant_request__pack_to_buffer
+                     (const Weft__V1__PruneParticipantRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__prune_participant_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__PruneParticipantRequest *
+       weft__v1__prune_participant_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__PruneParticipantRequest *)
+     protobuf_c_message_unpack (&weft__v1__prune_participant_request__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__prune_participant_request__free_unpacked
+                     (Weft__V1__PruneParticipantRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__prune_participant_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__unconfirmed_commitment__init
+                     (Weft__V1__UnconfirmedCommitment         *message)
+{
+  static const Weft__V1__UnconfirmedCommitment init_value = WEFT__V1__UNCONFIRMED_COMMITMENT__INIT;
+  *message = init_value;
+}
+size_t weft__v1__unconfirmed_commitment__get_packed_size
+                     (const Weft__V1__UnconfirmedCommitment *message)
+{
+  assert(message->base.descriptor == &weft__v1__unconfirmed_commitment__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__unconfirmed_commitment__pack
+                     (const Weft__V1__UnconfirmedCommitment *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__unconfirmed_commitment__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__unconfirmed_commitment__pack_to_buffer
+                     (const Weft__V1__UnconfirmedCommitment *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__unconfirmed_commitment__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__UnconfirmedCommitment *
+       weft__v1__unconfirmed_commitment__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__UnconfirmedCommitment *)
+     protobuf_c_message_unpack (&weft__v1__unconfirmed_commitment__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__unconfirmed_commitment__free_unpacked
+                     (Weft__V1__UnconfirmedCommitment *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__unconfirmed_commitment__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__prune_participant_response__init
+                     (Weft__V1__PruneParticipantResponse         *message)
+{
+  static const Weft__V1__PruneParticipantResponse init_value = WEFT__V1__PRUNE_PARTICIPANT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__prune_participant_response__get_packed_size
+                     (const Weft__V1__PruneParticipantResponse *message)
+{
+  assert(message->base.descriptor == &weft__v1__prune_participant_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__prune_participant_response__pack
+                     (const Weft__V1__PruneParticipantResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__prune_participant_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__prune_participant_response__pack_to_buffer
+                     (const Weft__V1__PruneParticipantResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__prune_participant_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__PruneParticipantResponse *
+       weft__v1__prune_participant_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__PruneParticipantResponse *)
+     protobuf_c_message_unpack (&weft__v1__prune_participant_response__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__prune_participant_response__free_unpacked
+                     (Weft__V1__PruneParticipantResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__prune_participant_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor weft__v1__set_participant_state_request__field_descriptors[3] =
 {
   {
@@ -3585,6 +3810,306 @@ const ProtobufCMessageDescriptor weft__v1__inspect_commitment_response__descript
   (ProtobufCMessageInit) weft__v1__inspect_commitment_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+#define weft__v1__get_pruning_safe_point_request__field_descriptors NULL
+#define weft__v1__get_pruning_safe_point_request__field_indices_by_name NULL
+#define weft__v1__get_pruning_safe_point_request__number_ranges NULL
+const ProtobufCMessageDescriptor weft__v1__get_pruning_safe_point_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.GetPruningSafePointRequest",
+  "GetPruningSafePointRequest",
+  "Weft__V1__GetPruningSafePointRequest",
+  "weft.v1",
+  sizeof(Weft__V1__GetPruningSafePointRequest),
+  0,
+  weft__v1__get_pruning_safe_point_request__field_descriptors,
+  weft__v1__get_pruning_safe_point_request__field_indices_by_name,
+  0,  weft__v1__get_pruning_safe_point_request__number_ranges,
+  (ProtobufCMessageInit) weft__v1__get_pruning_safe_point_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__get_pruning_safe_point_response__field_descriptors[3] =
+{
+  {
+    "safe_point",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__GetPruningSafePointResponse, safe_point),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "safe_offset",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__GetPruningSafePointResponse, safe_offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pruned_offset",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__GetPruningSafePointResponse, pruned_offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__get_pruning_safe_point_response__field_indices_by_name[] = {
+  2,   /* field[2] = pruned_offset */
+  1,   /* field[1] = safe_offset */
+  0,   /* field[0] = safe_point */
+};
+static const ProtobufCIntRange weft__v1__get_pruning_safe_point_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor weft__v1__get_pruning_safe_point_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.GetPruningSafePointResponse",
+  "GetPruningSafePointResponse",
+  "Weft__V1__GetPruningSafePointResponse",
+  "weft.v1",
+  sizeof(Weft__V1__GetPruningSafePointResponse),
+  3,
+  weft__v1__get_pruning_safe_point_response__field_descriptors,
+  weft__v1__get_pruning_safe_point_response__field_indices_by_name,
+  1,  weft__v1__get_pruning_safe_point_response__number_ranges,
+  (ProtobufCMessageInit) weft__v1__get_pruning_safe_point_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__prune_participant_request__field_descriptors[2] =
+{
+  {
+    "offset",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__PruneParticipantRequest, offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ignore_commitments",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__PruneParticipantRequest, ignore_commitments),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__prune_participant_request__field_indices_by_name[] = {
+  1,   /* field[1] = ignore_commitments */
+  0,   /* field[0] = offset */
+};
+static const ProtobufCIntRange weft__v1__prune_participant_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor weft__v1__prune_participant_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.PruneParticipantRequest",
+  "PruneParticipantRequest",
+  "Weft__V1__PruneParticipantRequest",
+  "weft.v1",
+  sizeof(Weft__V1__PruneParticipantRequest),
+  2,
+  weft__v1__prune_participant_request__field_descriptors,
+  weft__v1__prune_participant_request__field_indices_by_name,
+  1,  weft__v1__prune_participant_request__number_ranges,
+  (ProtobufCMessageInit) weft__v1__prune_participant_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__unconfirmed_commitment__field_descriptors[2] =
+{
+  {
+    "counter_participant",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__UnconfirmedCommitment, counter_participant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oldest_period_end",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__UnconfirmedCommitment, oldest_period_end),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__unconfirmed_commitment__field_indices_by_name[] = {
+  0,   /* field[0] = counter_participant */
+  1,   /* field[1] = oldest_period_end */
+};
+static const ProtobufCIntRange weft__v1__unconfirmed_commitment__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor weft__v1__unconfirmed_commitment__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.UnconfirmedCommitment",
+  "UnconfirmedCommitment",
+  "Weft__V1__UnconfirmedCommitment",
+  "weft.v1",
+  sizeof(Weft__V1__UnconfirmedCommitment),
+  2,
+  weft__v1__unconfirmed_commitment__field_descriptors,
+  weft__v1__unconfirmed_commitment__field_indices_by_name,
+  1,  weft__v1__unconfirmed_commitment__number_ranges,
+  (ProtobufCMessageInit) weft__v1__unconfirmed_commitment__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__prune_participant_response__field_descriptors[7] =
+{
+  {
+    "pruned_offset",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__PruneParticipantResponse, pruned_offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "record_time",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__PruneParticipantResponse, record_time),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "safe_point",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__PruneParticipantResponse, safe_point),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "forced",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__PruneParticipantResponse, forced),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unconfirmed",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__PruneParticipantResponse, n_unconfirmed),
+    offsetof(Weft__V1__PruneParticipantResponse, unconfirmed),
+    &weft__v1__unconfirmed_commitment__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "transactions_removed",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__PruneParticipantResponse, transactions_removed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "archived_contracts_removed",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__PruneParticipantResponse, archived_contracts_removed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__prune_participant_response__field_indices_by_name[] = {
+  6,   /* field[6] = archived_contracts_removed */
+  3,   /* field[3] = forced */
+  0,   /* field[0] = pruned_offset */
+  1,   /* field[1] = record_time */
+  2,   /* field[2] = safe_point */
+  5,   /* field[5] = transactions_removed */
+  4,   /* field[4] = unconfirmed */
+};
+static const ProtobufCIntRange weft__v1__prune_participant_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor weft__v1__prune_participant_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.PruneParticipantResponse",
+  "PruneParticipantResponse",
+  "Weft__V1__PruneParticipantResponse",
+  "weft.v1",
+  sizeof(Weft__V1__PruneParticipantResponse),
+  7,
+  weft__v1__prune_participant_response__field_descriptors,
+  weft__v1__prune_participant_response__field_indices_by_name,
+  1,  weft__v1__prune_participant_response__number_ranges,
+  (ProtobufCMessageInit) weft__v1__prune_participant_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue weft__v1__contract_difference_kind__enum_values_by_number[4] =
 {
   { "CONTRACT_DIFFERENCE_KIND_UNSPECIFIED", "WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_UNSPECIFIED", 0 },
@@ -3743,7 +4268,7 @@ void weft__v1__sequencer_administration_service__init (Weft__V1__SequencerAdmini
                                      &weft__v1__sequencer_administration_service__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor weft__v1__participant_administration_service__method_descriptors[9] =
+static const ProtobufCMethodDescriptor weft__v1__participant_administration_service__method_descriptors[11] =
 {
   { "GetParticipantId", &weft__v1__get_participant_id_request__descriptor, &weft__v1__get_participant_id_response__descriptor },
   { "ConnectDomain", &weft__v1__connect_domain_request__descriptor, &weft__v1__connect_domain_response__descriptor },
@@ -3754,6 +4279,8 @@ static const ProtobufCMethodDescriptor weft__v1__participant_administration_serv
   { "ListCommitmentMismatches", &weft__v1__list_commitment_mismatches_request__descriptor, &weft__v1__list_commitment_mismatches_response__descriptor },
   { "GetCommitmentSafePoint", &weft__v1__get_commitment_safe_point_request__descriptor, &weft__v1__get_commitment_safe_point_response__descriptor },
   { "InspectCommitment", &weft__v1__inspect_commitment_request__descriptor, &weft__v1__inspect_commitment_response__descriptor },
+  { "GetPruningSafePoint", &weft__v1__get_pruning_safe_point_request__descriptor, &weft__v1__get_pruning_safe_point_response__descriptor },
+  { "PruneParticipant", &weft__v1__prune_participant_request__descriptor, &weft__v1__prune_participant_response__descriptor },
 };
 const unsigned weft__v1__participant_administration_service__method_indices_by_name[] = {
   1,        /* ConnectDomain */
@@ -3761,10 +4288,12 @@ const unsigned weft__v1__participant_administration_service__method_indices_by_n
   4,        /* ExportAcs */
   7,        /* GetCommitmentSafePoint */
   0,        /* GetParticipantId */
+  9,        /* GetPruningSafePoint */
   5,        /* ImportAcs */
   8,        /* InspectCommitment */
   6,        /* ListCommitmentMismatches */
-  3         /* ListDomainConnections */
+  3,        /* ListDomainConnections */
+  10         /* PruneParticipant */
 };
 const ProtobufCServiceDescriptor weft__v1__participant_administration_service__descriptor =
 {
@@ -3773,7 +4302,7 @@ const ProtobufCServiceDescriptor weft__v1__participant_administration_service__d
   "ParticipantAdministrationService",
   "Weft__V1__ParticipantAdministrationService",
   "weft.v1",
-  9,
+  11,
   weft__v1__participant_administration_service__method_descriptors,
   weft__v1__participant_administration_service__method_indices_by_name
 };
@@ -3848,6 +4377,22 @@ void weft__v1__participant_administration_service__inspect_commitment(ProtobufCS
 {
   assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
   service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void weft__v1__participant_administration_service__get_pruning_safe_point(ProtobufCService *service,
+                                                                          const Weft__V1__GetPruningSafePointRequest *input,
+                                                                          Weft__V1__GetPruningSafePointResponse_Closure closure,
+                                                                          void *closure_data)
+{
+  assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void weft__v1__participant_administration_service__prune_participant(ProtobufCService *service,
+                                                                     const Weft__V1__PruneParticipantRequest *input,
+                                                                     Weft__V1__PruneParticipantResponse_Closure closure,
+                                                                     void *closure_data)
+{
+  assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAdministrationService_Service *service,
                                                          Weft__V1__ParticipantAdministrationService_ServiceDestroy destroy)

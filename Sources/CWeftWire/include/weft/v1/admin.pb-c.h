@@ -57,6 +57,11 @@ typedef struct Weft__V1__GetCommitmentSafePointResponse Weft__V1__GetCommitmentS
 typedef struct Weft__V1__InspectCommitmentRequest Weft__V1__InspectCommitmentRequest;
 typedef struct Weft__V1__ContractDifference Weft__V1__ContractDifference;
 typedef struct Weft__V1__InspectCommitmentResponse Weft__V1__InspectCommitmentResponse;
+typedef struct Weft__V1__GetPruningSafePointRequest Weft__V1__GetPruningSafePointRequest;
+typedef struct Weft__V1__GetPruningSafePointResponse Weft__V1__GetPruningSafePointResponse;
+typedef struct Weft__V1__PruneParticipantRequest Weft__V1__PruneParticipantRequest;
+typedef struct Weft__V1__UnconfirmedCommitment Weft__V1__UnconfirmedCommitment;
+typedef struct Weft__V1__PruneParticipantResponse Weft__V1__PruneParticipantResponse;
 
 
 /* --- enums --- */
@@ -856,6 +861,128 @@ struct  Weft__V1__InspectCommitmentResponse
     , NULL, 0,NULL, 0,NULL, 0, 0 }
 
 
+/*
+ * Asks how far the participant's ledger may be pruned.
+ */
+struct  Weft__V1__GetPruningSafePointRequest
+{
+  ProtobufCMessage base;
+};
+#define WEFT__V1__GET_PRUNING_SAFE_POINT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__get_pruning_safe_point_request__descriptor) \
+     }
+
+
+/*
+ * How far the participant's ledger may be pruned.
+ */
+struct  Weft__V1__GetPruningSafePointResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The commitment safe point: the latest period end up to which every
+   * commitment sent was matched; absent when none is.
+   */
+  Weft__V1__Timestamp *safe_point;
+  /*
+   * The latest ledger offset sequenced at or before the safe point; 0 when
+   * none is.
+   */
+  uint64_t safe_offset;
+  /*
+   * The offset the ledger is already pruned up to (inclusive); 0 when never.
+   */
+  uint64_t pruned_offset;
+};
+#define WEFT__V1__GET_PRUNING_SAFE_POINT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__get_pruning_safe_point_response__descriptor) \
+    , NULL, 0, 0 }
+
+
+/*
+ * Prunes the participant's ledger history.
+ */
+struct  Weft__V1__PruneParticipantRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Remove the history up to and including this ledger offset.
+   */
+  uint64_t offset;
+  /*
+   * Prune even past the commitment safe point. A later commitment mismatch
+   * in the unconfirmed range can then no longer be narrowed down or
+   * repaired from this participant; the node logs a warning naming the
+   * counter-participants and periods given up.
+   */
+  protobuf_c_boolean ignore_commitments;
+};
+#define WEFT__V1__PRUNE_PARTICIPANT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__prune_participant_request__descriptor) \
+    , 0, 0 }
+
+
+/*
+ * A counter-participant whose commitments a forced prune did not wait for.
+ */
+struct  Weft__V1__UnconfirmedCommitment
+{
+  ProtobufCMessage base;
+  /*
+   * Participant id of the counter-participant.
+   */
+  char *counter_participant;
+  /*
+   * The oldest unmatched period end within the pruned range.
+   */
+  Weft__V1__Timestamp *oldest_period_end;
+};
+#define WEFT__V1__UNCONFIRMED_COMMITMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__unconfirmed_commitment__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL }
+
+
+/*
+ * What a participant prune did.
+ */
+struct  Weft__V1__PruneParticipantResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The offset the ledger is now pruned up to (inclusive).
+   */
+  uint64_t pruned_offset;
+  /*
+   * The sequencing time of that offset's transaction.
+   */
+  Weft__V1__Timestamp *record_time;
+  /*
+   * The commitment safe point when the prune ran; absent when none.
+   */
+  Weft__V1__Timestamp *safe_point;
+  /*
+   * Whether the prune went past the safe point (ignore_commitments).
+   */
+  protobuf_c_boolean forced;
+  /*
+   * What a forced prune gave up: unconfirmed commitments in the range.
+   */
+  size_t n_unconfirmed;
+  Weft__V1__UnconfirmedCommitment **unconfirmed;
+  /*
+   * Transactions removed.
+   */
+  uint64_t transactions_removed;
+  /*
+   * Archived contracts removed.
+   */
+  uint64_t archived_contracts_removed;
+};
+#define WEFT__V1__PRUNE_PARTICIPANT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__prune_participant_response__descriptor) \
+    , 0, NULL, NULL, 0, 0,NULL, 0, 0 }
+
+
 /* Weft__V1__SetParticipantStateRequest methods */
 void   weft__v1__set_participant_state_request__init
                      (Weft__V1__SetParticipantStateRequest         *message);
@@ -1597,6 +1724,101 @@ Weft__V1__InspectCommitmentResponse *
 void   weft__v1__inspect_commitment_response__free_unpacked
                      (Weft__V1__InspectCommitmentResponse *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__GetPruningSafePointRequest methods */
+void   weft__v1__get_pruning_safe_point_request__init
+                     (Weft__V1__GetPruningSafePointRequest         *message);
+size_t weft__v1__get_pruning_safe_point_request__get_packed_size
+                     (const Weft__V1__GetPruningSafePointRequest   *message);
+size_t weft__v1__get_pruning_safe_point_request__pack
+                     (const Weft__V1__GetPruningSafePointRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__get_pruning_safe_point_request__pack_to_buffer
+                     (const Weft__V1__GetPruningSafePointRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__GetPruningSafePointRequest *
+       weft__v1__get_pruning_safe_point_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__get_pruning_safe_point_request__free_unpacked
+                     (Weft__V1__GetPruningSafePointRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__GetPruningSafePointResponse methods */
+void   weft__v1__get_pruning_safe_point_response__init
+                     (Weft__V1__GetPruningSafePointResponse         *message);
+size_t weft__v1__get_pruning_safe_point_response__get_packed_size
+                     (const Weft__V1__GetPruningSafePointResponse   *message);
+size_t weft__v1__get_pruning_safe_point_response__pack
+                     (const Weft__V1__GetPruningSafePointResponse   *message,
+                      uint8_t             *out);
+size_t weft__v1__get_pruning_safe_point_response__pack_to_buffer
+                     (const Weft__V1__GetPruningSafePointResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__GetPruningSafePointResponse *
+       weft__v1__get_pruning_safe_point_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__get_pruning_safe_point_response__free_unpacked
+                     (Weft__V1__GetPruningSafePointResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__PruneParticipantRequest methods */
+void   weft__v1__prune_participant_request__init
+                     (Weft__V1__PruneParticipantRequest         *message);
+size_t weft__v1__prune_participant_request__get_packed_size
+                     (const Weft__V1__PruneParticipantRequest   *message);
+size_t weft__v1__prune_participant_request__pack
+                     (const Weft__V1__PruneParticipantRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__prune_participant_request__pack_to_buffer
+                     (const Weft__V1__PruneParticipantRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__PruneParticipantRequest *
+       weft__v1__prune_participant_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__prune_participant_request__free_unpacked
+                     (Weft__V1__PruneParticipantRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__UnconfirmedCommitment methods */
+void   weft__v1__unconfirmed_commitment__init
+                     (Weft__V1__UnconfirmedCommitment         *message);
+size_t weft__v1__unconfirmed_commitment__get_packed_size
+                     (const Weft__V1__UnconfirmedCommitment   *message);
+size_t weft__v1__unconfirmed_commitment__pack
+                     (const Weft__V1__UnconfirmedCommitment   *message,
+                      uint8_t             *out);
+size_t weft__v1__unconfirmed_commitment__pack_to_buffer
+                     (const Weft__V1__UnconfirmedCommitment   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__UnconfirmedCommitment *
+       weft__v1__unconfirmed_commitment__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__unconfirmed_commitment__free_unpacked
+                     (Weft__V1__UnconfirmedCommitment *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__PruneParticipantResponse methods */
+void   weft__v1__prune_participant_response__init
+                     (Weft__V1__PruneParticipantResponse         *message);
+size_t weft__v1__prune_participant_response__get_packed_size
+                     (const Weft__V1__PruneParticipantResponse   *message);
+size_t weft__v1__prune_participant_response__pack
+                     (const Weft__V1__PruneParticipantResponse   *message,
+                      uint8_t             *out);
+size_t weft__v1__prune_participant_response__pack_to_buffer
+                     (const Weft__V1__PruneParticipantResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__PruneParticipantResponse *
+       weft__v1__prune_participant_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__prune_participant_response__free_unpacked
+                     (Weft__V1__PruneParticipantResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Weft__V1__SetParticipantStateRequest_Closure)
@@ -1715,6 +1937,21 @@ typedef void (*Weft__V1__ContractDifference_Closure)
                   void *closure_data);
 typedef void (*Weft__V1__InspectCommitmentResponse_Closure)
                  (const Weft__V1__InspectCommitmentResponse *message,
+                  void *closure_data);
+typedef void (*Weft__V1__GetPruningSafePointRequest_Closure)
+                 (const Weft__V1__GetPruningSafePointRequest *message,
+                  void *closure_data);
+typedef void (*Weft__V1__GetPruningSafePointResponse_Closure)
+                 (const Weft__V1__GetPruningSafePointResponse *message,
+                  void *closure_data);
+typedef void (*Weft__V1__PruneParticipantRequest_Closure)
+                 (const Weft__V1__PruneParticipantRequest *message,
+                  void *closure_data);
+typedef void (*Weft__V1__UnconfirmedCommitment_Closure)
+                 (const Weft__V1__UnconfirmedCommitment *message,
+                  void *closure_data);
+typedef void (*Weft__V1__PruneParticipantResponse_Closure)
+                 (const Weft__V1__PruneParticipantResponse *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -1855,6 +2092,14 @@ struct Weft__V1__ParticipantAdministrationService_Service
                              const Weft__V1__InspectCommitmentRequest *input,
                              Weft__V1__InspectCommitmentResponse_Closure closure,
                              void *closure_data);
+  void (*get_pruning_safe_point)(Weft__V1__ParticipantAdministrationService_Service *service,
+                                 const Weft__V1__GetPruningSafePointRequest *input,
+                                 Weft__V1__GetPruningSafePointResponse_Closure closure,
+                                 void *closure_data);
+  void (*prune_participant)(Weft__V1__ParticipantAdministrationService_Service *service,
+                            const Weft__V1__PruneParticipantRequest *input,
+                            Weft__V1__PruneParticipantResponse_Closure closure,
+                            void *closure_data);
 };
 typedef void (*Weft__V1__ParticipantAdministrationService_ServiceDestroy)(Weft__V1__ParticipantAdministrationService_Service *);
 void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAdministrationService_Service *service,
@@ -1871,7 +2116,9 @@ void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAd
       function_prefix__ ## import_acs,\
       function_prefix__ ## list_commitment_mismatches,\
       function_prefix__ ## get_commitment_safe_point,\
-      function_prefix__ ## inspect_commitment  }
+      function_prefix__ ## inspect_commitment,\
+      function_prefix__ ## get_pruning_safe_point,\
+      function_prefix__ ## prune_participant  }
 void weft__v1__participant_administration_service__get_participant_id(ProtobufCService *service,
                                                                       const Weft__V1__GetParticipantIdRequest *input,
                                                                       Weft__V1__GetParticipantIdResponse_Closure closure,
@@ -1908,6 +2155,14 @@ void weft__v1__participant_administration_service__inspect_commitment(ProtobufCS
                                                                       const Weft__V1__InspectCommitmentRequest *input,
                                                                       Weft__V1__InspectCommitmentResponse_Closure closure,
                                                                       void *closure_data);
+void weft__v1__participant_administration_service__get_pruning_safe_point(ProtobufCService *service,
+                                                                          const Weft__V1__GetPruningSafePointRequest *input,
+                                                                          Weft__V1__GetPruningSafePointResponse_Closure closure,
+                                                                          void *closure_data);
+void weft__v1__participant_administration_service__prune_participant(ProtobufCService *service,
+                                                                     const Weft__V1__PruneParticipantRequest *input,
+                                                                     Weft__V1__PruneParticipantResponse_Closure closure,
+                                                                     void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1951,6 +2206,11 @@ extern const ProtobufCMessageDescriptor weft__v1__get_commitment_safe_point_resp
 extern const ProtobufCMessageDescriptor weft__v1__inspect_commitment_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__contract_difference__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__inspect_commitment_response__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__get_pruning_safe_point_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__get_pruning_safe_point_response__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__prune_participant_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__unconfirmed_commitment__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__prune_participant_response__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__domain_manager_administration_service__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__sequencer_administration_service__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__participant_administration_service__descriptor;
