@@ -189,6 +189,8 @@ struct TestFailure: Error, CustomStringConvertible {
                 for try await (index, received) in group { streams[index] = received }
                 return streams
             }
+            // A stream cut short (cancelled at the time limit) must fail here, not crash below.
+            try #require(streams.allSatisfy { $0.count == count }, "streams of \(streams.map(\.count)) deliveries")
             for stream in streams {
                 #expect(stream.map(\.counter) == (0..<Int64(count)).map { $0 })
                 #expect(stream.map(\.messageID) == (0..<count).map { "m\($0)" })
