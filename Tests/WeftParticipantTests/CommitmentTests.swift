@@ -193,19 +193,5 @@ extension OnARealDomain {
                 await domain.stop()
             }
         }
-
-        /// Polls `condition` every 100 ms until it holds, failing after 60 s.
-        private func eventually(
-            _ what: String, _ condition: @Sendable () async throws -> Bool
-        ) async throws {
-            let deadline = ContinuousClock.now + .seconds(60)
-            while !(try await condition()) {
-                guard ContinuousClock.now < deadline else {
-                    Issue.record("timed out waiting until \(what)")
-                    throw CancellationError()
-                }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
     }
 }
