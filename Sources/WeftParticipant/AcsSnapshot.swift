@@ -111,7 +111,9 @@ public struct ReceivedCommitment: Sendable, Equatable {
     public let toInclusive: Int64
     public let commitment: [UInt8]
 
-    public init(sender: String, counterParticipant: String, fromExclusive: Int64, toInclusive: Int64, commitment: [UInt8]) {
+    public init(
+        sender: String, counterParticipant: String, fromExclusive: Int64, toInclusive: Int64, commitment: [UInt8]
+    ) {
         self.sender = sender
         self.counterParticipant = counterParticipant
         self.fromExclusive = fromExclusive

@@ -22,7 +22,8 @@ extension ParticipantNode {
         guard let sent = try await commitmentStore.sent(to: counter, toInclusive: toInclusive) else {
             throw RepairError.nothingToExport(
                 "no commitment to \(counter) for "
-                    + (toInclusive.map { "period end \($0)" } ?? "any period (no shared contracts, or no period has ended yet)")
+                    + (toInclusive.map { "period end \($0)" }
+                        ?? "any period (no shared contracts, or no period has ended yet)")
                     + "; wait for the next reconciliation interval (`weft commitments` lists the periods)")
         }
         let shared = commitmentRuntime.tracker.shared(
@@ -81,7 +82,8 @@ extension ParticipantNode {
         } else {
             guard cursor.nextCounter == 0, ledgerEndOffset == 0, active.isEmpty else {
                 throw RepairError.notEmpty(
-                    "this participant's store holds \(active.count) active contracts and its stream position is \(cursor.nextCounter)")
+                    "this participant's store holds \(active.count) active contracts and its stream position is \(cursor.nextCounter)"
+                )
             }
         }
         do {
@@ -159,7 +161,8 @@ extension ParticipantNode {
                     }
                     guard timestamp.microsSinceEpoch > end else { continue }
                     if position == nil {
-                        position = .init(nextCounter: event.counter, lastTimestamp: SequencingTimestamp(microsSinceEpoch: end))
+                        position = .init(
+                            nextCounter: event.counter, lastTimestamp: SequencingTimestamp(microsSinceEpoch: end))
                     }
                     guard case .deliver(let deliver)? = event.event, deliver.sender == exporter else { continue }
                     for envelope in deliver.batch?.envelopes ?? [] {
