@@ -28,6 +28,8 @@ public struct AcsSnapshot: Sendable, Equatable {
         }
     }
 
+    /// The domain whose commitments the snapshot is checked against.
+    public let domain: String
     /// The participant that exported the snapshot.
     public let exporter: String
     /// The participant it was exported for.
@@ -47,10 +49,11 @@ public struct AcsSnapshot: Sendable, Equatable {
     public let topology: [Weft.V1.StoredTopologyTransaction]
 
     public init(
-        exporter: String, counterParticipant: String, fromExclusive: Int64, toInclusive: Int64,
+        domain: String, exporter: String, counterParticipant: String, fromExclusive: Int64, toInclusive: Int64,
         exporterNextCounter: UInt64, exporterLastTimestamp: Int64, contracts: [Contract],
         topology: [Weft.V1.StoredTopologyTransaction] = []
     ) {
+        self.domain = domain
         self.exporter = exporter
         self.counterParticipant = counterParticipant
         self.fromExclusive = fromExclusive
@@ -64,9 +67,47 @@ public struct AcsSnapshot: Sendable, Equatable {
     /// The same snapshot with other contracts (what a tampered file amounts to; for tests).
     public func replacingContracts(_ contracts: [Contract]) -> AcsSnapshot {
         AcsSnapshot(
-            exporter: exporter, counterParticipant: counterParticipant, fromExclusive: fromExclusive,
+            domain: domain, exporter: exporter, counterParticipant: counterParticipant, fromExclusive: fromExclusive,
             toInclusive: toInclusive, exporterNextCounter: exporterNextCounter,
             exporterLastTimestamp: exporterLastTimestamp, contracts: contracts, topology: topology)
+    }
+
+    /// The snapshot as its file holds it: a `weft.v1.AcsSnapshot` message.
+    public var wire: Weft.V1.AcsSnapshot {
+        Weft.V1.AcsSnapshot(
+            domain: domain, exporter: exporter, counterParticipant: counterParticipant,
+            fromExclusive: .init(microsSinceEpoch: fromExclusive), toInclusive: .init(microsSinceEpoch: toInclusive),
+            exporterNextCounter: exporterNextCounter,
+            exporterLastTimestamp: .init(microsSinceEpoch: exporterLastTimestamp),
+            contracts: contracts.map {
+                Weft.V1.AcsSnapshotContract(
+                    contractID: $0.id.description, stakeholders: $0.stakeholders, contract: $0.stored)
+            }, topology: topology)
+    }
+
+    /// Reads a snapshot file's bytes; a file that is not a complete snapshot is refused typed.
+    public init(serializedBytes bytes: [UInt8]) throws(RepairError) {
+        let wire: Weft.V1.AcsSnapshot
+        do {
+            wire = try Weft.V1.AcsSnapshot(serializedBytes: bytes)
+        } catch {
+            throw .malformedSnapshot("it does not decode as weft.v1.AcsSnapshot (\(error))")
+        }
+        guard let from = wire.fromExclusive?.microsSinceEpoch, let to = wire.toInclusive?.microsSinceEpoch, from < to,
+            !wire.exporter.isEmpty, !wire.counterParticipant.isEmpty
+        else { throw .malformedSnapshot("the exporter, the participant or the period is missing") }
+        var contracts: [Contract] = []
+        for contract in wire.contracts {
+            guard let id = ContractID(hex: contract.contractID), !contract.stakeholders.isEmpty else {
+                throw .malformedSnapshot("contract '\(contract.contractID)' has no valid id or no stakeholders")
+            }
+            contracts.append(Contract(id: id, stakeholders: contract.stakeholders, stored: contract.contract))
+        }
+        self.init(
+            domain: wire.domain, exporter: wire.exporter, counterParticipant: wire.counterParticipant,
+            fromExclusive: from, toInclusive: to, exporterNextCounter: wire.exporterNextCounter,
+            exporterLastTimestamp: wire.exporterLastTimestamp?.microsSinceEpoch ?? 0, contracts: contracts,
+            topology: wire.topology)
     }
 
     /// The commitment the exporter computes for these contracts when it shares all of them
@@ -149,6 +190,8 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
     case snapshotBeforePruningPoint(toInclusive: Int64, firstAvailableCounter: UInt64, firstAvailableAt: Int64)
     /// A second snapshot (from another peer) is for another period than the first one imported.
     case periodDiffers(imported: Int64, snapshot: Int64)
+    /// The file is not a complete `weft.v1.AcsSnapshot`.
+    case malformedSnapshot(String)
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.description == rhs.description }
 
@@ -163,6 +206,7 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notEmpty: "PARTICIPANT_REPAIR_NOT_EMPTY"
         case .snapshotBeforePruningPoint: "PARTICIPANT_REPAIR_SNAPSHOT_TOO_OLD"
         case .periodDiffers: "PARTICIPANT_REPAIR_PERIOD_DIFFERS"
+        case .malformedSnapshot: "PARTICIPANT_REPAIR_MALFORMED_SNAPSHOT"
         }
     }
 
@@ -200,6 +244,8 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
             text =
                 "a snapshot for period end \(imported) was imported already, this one is for \(snapshot); export "
                 + "every peer's snapshot for the same period (`--at \(imported)`)"
+        case .malformedSnapshot(let detail):
+            text = "the file is not an ACS snapshot: \(detail); export it again on the peer and copy it unchanged"
         }
         return "\(id): \(text)"
     }

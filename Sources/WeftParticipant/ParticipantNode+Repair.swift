@@ -33,7 +33,7 @@ extension ParticipantNode {
             AcsSnapshot.Contract(id: $0.id, stakeholders: $0.stakeholders, stored: $0.stored)
         }
         let snapshot = AcsSnapshot(
-            exporter: identity.id.description, counterParticipant: counter, fromExclusive: sent.fromExclusive,
+            domain: domain.description, exporter: identity.id.description, counterParticipant: counter, fromExclusive: sent.fromExclusive,
             toInclusive: sent.toInclusive, exporterNextCounter: cursor.nextCounter,
             exporterLastTimestamp: cursor.lastTimestamp?.microsSinceEpoch ?? 0, contracts: contracts,
             topology: await topology.history)
@@ -71,8 +71,9 @@ extension ParticipantNode {
     public func importACS(
         _ snapshot: AcsSnapshot, commitmentTimeout: Duration = .seconds(30), thenProcess: Bool = true
     ) async throws -> Int {
-        guard snapshot.counterParticipant == identity.id.description else {
-            throw RepairError.notForThisParticipant(snapshotFor: snapshot.counterParticipant)
+        guard snapshot.counterParticipant == identity.id.description, snapshot.domain == domain.description else {
+            throw RepairError.notForThisParticipant(
+                snapshotFor: "\(snapshot.counterParticipant) on \(snapshot.domain)")
         }
         guard !processingStarted else { throw RepairError.notEmpty("the node reads its sequencer stream already") }
         if let imported = repairedAt {

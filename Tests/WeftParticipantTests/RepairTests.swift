@@ -37,7 +37,13 @@ extension OnARealDomain {
                     let snapshot = try? await p1.exportACS(for: id2)
                     return (snapshot?.toInclusive ?? 0) > pruneAt + 2 * Self.intervalMicros
                 }
-                let snapshot = try await p1.exportACS(for: id2)
+                let exported = try await p1.exportACS(for: id2)
+                // Through the file format (weft.v1.AcsSnapshot) and back; a file that is not a
+                // snapshot is refused typed.
+                let snapshot = try AcsSnapshot(serializedBytes: try exported.wire.serializedBytes())
+                #expect(snapshot == exported)
+                #expect(throws: RepairError.self) { _ = try AcsSnapshot(serializedBytes: [0x0a, 0xff]) }
+                #expect(throws: RepairError.self) { _ = try AcsSnapshot(serializedBytes: []) }
                 let exportedIDs: Set<ContractID> = Set(snapshot.contracts.map(\.id))
                 #expect(exportedIDs == [first, second])
                 #expect(snapshot.exporter == id1.description && snapshot.counterParticipant == id2.description)
@@ -81,7 +87,8 @@ extension OnARealDomain {
                 #expect(await p2.nextCounter == 0)
                 #expect(try await Self.activeRows(url, id2).isEmpty)
                 // A snapshot for another participant is refused too.
-                await #expect(throws: RepairError.notForThisParticipant(snapshotFor: id2.description)) {
+                await #expect(throws: RepairError.notForThisParticipant(
+                        snapshotFor: "\(id2) on \(domain.domain.domain)")) {
                     try await p1.importACS(snapshot)
                 }
 
