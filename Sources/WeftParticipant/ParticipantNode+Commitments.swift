@@ -112,7 +112,7 @@ extension ParticipantNode {
     }
 
     /// The participants hosting any party of a group, by `snapshot`.
-    private func hosts(_ snapshot: TopologySnapshot) -> (StakeholderGroup) -> Set<String> {
+    func hosts(_ snapshot: TopologySnapshot) -> (StakeholderGroup) -> Set<String> {
         var cache: [StakeholderGroup: Set<String>] = [:]
         return { group in
             if let known = cache[group] { return known }
@@ -296,16 +296,7 @@ extension ParticipantNode {
             commitmentRuntime.narrowings[requestID] = nil
             throw error
         }
-        let outcome = try await withThrowingTaskGroup(of: CommitmentInspection?.self) { group in
-            group.addTask { try await self.awaitNarrowing(requestID) }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            return try await group.next() ?? nil
-        }
-        guard let outcome else {
+        guard let outcome = try await Self.within(timeout, { try await self.awaitNarrowing(requestID) }) else {
             cancelNarrowing(requestID)
             throw ParticipantError.narrowingTimedOut(counterParticipant: counterParticipant.description)
         }

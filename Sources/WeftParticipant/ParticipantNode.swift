@@ -50,7 +50,7 @@ public actor ParticipantNode {
     let configuration: ParticipantConfiguration
     let logger: Logger
 
-    private(set) var cursor: ParticipantStore.Cursor {
+    var cursor: ParticipantStore.Cursor {
         didSet { cursorMoved(to: cursor.nextCounter) }
     }
     var packageSources: [PackageID: Package] = [:]
@@ -65,10 +65,10 @@ public actor ParticipantNode {
     /// the stream's time passes a request's max sequencing time without it, the sequencer can no
     /// longer sequence it, and the command is rejected — never both rejected and committed.
     private var unsequenced: [String: (key: CommandKey, maxSequencingTime: Int64)] = [:]
-    private var known = Set<ContractID>()
+    var known = Set<ContractID>()
     private var locks: [ContractID: SequencingTimestamp] = [:]
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
-    private var pending: [SequencingTimestamp: ParticipantStore.StoredRequest] = [:]
+    var pending: [SequencingTimestamp: ParticipantStore.StoredRequest] = [:]
     private var ledgerEnd: Int64
     /// The offset up to which the ledger was pruned (0: never); reads below it fail typed.
     var prunedOffset: Int64
@@ -78,13 +78,13 @@ public actor ParticipantNode {
     private var outcomes: [Digest32: String] = [:]
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, Never>]] = [:]
     private var validatedWaiters: [Digest32: [CheckedContinuation<Void, Never>]] = [:]
-    private var readyWaiters: [CheckedContinuation<Void, Never>] = []
+    var readyWaiters: [CheckedContinuation<Void, Never>] = []
     /// Whether the topology has the domain's history (see `waitUntilReady`).
-    private(set) var ready = false
+    var ready = false
     /// ACS commitments (ParticipantNode+Commitments.swift).
     var commitmentRuntime = CommitmentRuntime()
     private var processing: Task<Void, Never>?
-    private var processingStarted = false
+    var processingStarted = false
     /// Ledger API followers (ParticipantNode+Subscriptions.swift): completions as they happen,
     /// and each move of the cursor, so readers wait on events instead of polling.
     var completionSubscribers: [UInt64: AsyncStream<CommandCompletion>.Continuation] = [:]
@@ -94,6 +94,8 @@ public actor ParticipantNode {
     private var sends: [Int: Task<Void, Never>] = [:]
     /// Recovery by replay (ParticipantNode+Replay.swift).
     var recovery = RecoveryState()
+    /// The period end of the repair snapshots imported so far (ParticipantNode+Repair.swift).
+    var repairedAt: Int64?
     private var nextSend = 0
 
     /// Runs `body` (a send) in a task of its own that `stop()` cancels.
@@ -289,6 +291,13 @@ public actor ParticipantNode {
     public func waitUntilReady() async {
         if ready { return }
         await withCheckedContinuation { readyWaiters.append($0) }
+    }
+
+    /// The topology has the domain's history: submissions and validation can begin.
+    func becomeReady() {
+        ready = true
+        for continuation in readyWaiters { continuation.resume() }
+        readyWaiters = []
     }
 
     /// The parties this participant hosts now (from topology at its last processed event).
@@ -726,11 +735,7 @@ public actor ParticipantNode {
                             LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)", "error": "\(refused)",
                         ])
                 }
-                if !ready, await topology.isInitialized {
-                    ready = true
-                    for continuation in readyWaiters { continuation.resume() }
-                    readyWaiters = []
-                }
+                if !ready, await topology.isInitialized { becomeReady() }
             case .rootHash(let message)?: request.rootHashMessages.append(message)
             case .encryptedView(let message)?: request.encryptedViews.append(message)
             case .signedMessage(let message)?:

@@ -538,7 +538,7 @@ public struct ParticipantStore: Sendable {
         let tree: [UInt8]
     }
 
-    private static func move(_ cursor: Cursor, _ connection: PostgresConnection, _ me: PostgresValue) throws {
+    static func move(_ cursor: Cursor, _ connection: PostgresConnection, _ me: PostgresValue) throws {
         _ = try connection.execute(
             """
             INSERT INTO participant_cursor (participant, next_counter, last_ts) VALUES ($1, $2, $3)

@@ -17,6 +17,11 @@ public protocol ParticipantTopology: Sendable {
     /// Whether the domain's history has arrived: before, the participant knows nobody, and
     /// what it has read of its stream is not yet durable.
     var isInitialized: Bool { get async }
+    /// Every transaction applied, as a history snapshot carries them: what a repair snapshot
+    /// hands a participant whose own history the sequencer pruned.
+    var history: [Weft.V1.StoredTopologyTransaction] { get async }
 }
 
-extension MemberTopology: ParticipantTopology {}
+extension MemberTopology: ParticipantTopology {
+    public var history: [Weft.V1.StoredTopologyTransaction] { transactions.map(\.wire) }
+}

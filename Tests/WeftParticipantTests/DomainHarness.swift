@@ -20,6 +20,19 @@ func exampleSource(_ file: String) throws -> String {
     try String(contentsOf: repositoryRoot.appendingPathComponent("examples/packages/\(file)"), encoding: .utf8)
 }
 
+/// Polls `condition` every 100 ms until it holds, failing the test after 60 s: how the
+/// commitment and repair tests await what arrives on its own (a period's end, a commitment).
+func eventually(_ what: String, _ condition: @Sendable () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while !(try await condition()) {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("timed out waiting until \(what)")
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+}
+
 func quietLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = ProcessInfo.processInfo.environment["WEFT_TEST_LOG"] == nil ? .critical : .debug
@@ -311,7 +324,8 @@ final class DomainHarness: Sendable {
     static func startNode(
         _ participant: TestDomain.Participant, store: ParticipantStore, url: String,
         endpoint: SequencerConnection.Endpoint, domain: TestDomain,
-        configuration: ParticipantConfiguration = ParticipantConfiguration(), ready: Bool = true
+        configuration: ParticipantConfiguration = ParticipantConfiguration(), ready: Bool = true,
+        processing: Bool = true
     ) async throws -> ParticipantNode {
         let logger = quietLogger("weft.test.\(participant.id.name)")
         let connection = SequencerConnection(
@@ -322,7 +336,7 @@ final class DomainHarness: Sendable {
                 id: participant.id, signingKey: participant.signingKey, encryptionKey: participant.encryptionKey),
             domain: domain.domain, store: store,
             topology: try await memberTopology(participant.member, url: url, domain: domain), connection: connection,
-            configuration: configuration, logger: logger)
+            configuration: configuration, logger: logger, processing: processing)
         if ready { await node.waitUntilReady() }
         return node
     }

@@ -1270,3 +1270,93 @@ extension Weft.V1.PruneParticipantResponse: JSONMessage {
         }
     }
 }
+
+extension Weft.V1.AcsSnapshot: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.domain.isEmpty { __o.append("domain", JSONWrite.string(self.domain)) }
+        if !self.exporter.isEmpty { __o.append("exporter", JSONWrite.string(self.exporter)) }
+        if !self.counterParticipant.isEmpty { __o.append("counterParticipant", JSONWrite.string(self.counterParticipant)) }
+        if let __v = self.fromExclusive { __o.append("fromExclusive", __v.jsonValue()) }
+        if let __v = self.toInclusive { __o.append("toInclusive", __v.jsonValue()) }
+        if self.exporterNextCounter != 0 { __o.append("exporterNextCounter", JSONWrite.uint64(self.exporterNextCounter)) }
+        if let __v = self.exporterLastTimestamp { __o.append("exporterLastTimestamp", __v.jsonValue()) }
+        if !self.contracts.isEmpty { __o.append("contracts", .array(self.contracts.map { $0.jsonValue() })) }
+        if !self.topology.isEmpty { __o.append("topology", .array(self.topology.map { $0.jsonValue() })) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "domain":
+                try __fields.insert(1, __m.key)
+                self.domain = try JSONRead.string(__m.value, __p)
+            case "exporter":
+                try __fields.insert(2, __m.key)
+                self.exporter = try JSONRead.string(__m.value, __p)
+            case "counterParticipant", "counter_participant":
+                try __fields.insert(3, __m.key)
+                self.counterParticipant = try JSONRead.string(__m.value, __p)
+            case "fromExclusive", "from_exclusive":
+                try __fields.insert(4, __m.key)
+                if __m.value != .null { self.fromExclusive = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "toInclusive", "to_inclusive":
+                try __fields.insert(5, __m.key)
+                if __m.value != .null { self.toInclusive = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "exporterNextCounter", "exporter_next_counter":
+                try __fields.insert(6, __m.key)
+                self.exporterNextCounter = try JSONRead.uint64(__m.value, __p)
+            case "exporterLastTimestamp", "exporter_last_timestamp":
+                try __fields.insert(7, __m.key)
+                if __m.value != .null { self.exporterLastTimestamp = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "contracts":
+                try __fields.insert(8, __m.key)
+                self.contracts = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.AcsSnapshotContract }
+            case "topology":
+                try __fields.insert(9, __m.key)
+                self.topology = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.StoredTopologyTransaction }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8, 9])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.AcsSnapshotContract: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.contractID.isEmpty { __o.append("contractId", JSONWrite.string(self.contractID)) }
+        if !self.stakeholders.isEmpty { __o.append("stakeholders", .array(self.stakeholders.map { JSONWrite.string($0) })) }
+        if !self.contract.isEmpty { __o.append("contract", JSONWrite.bytes(self.contract)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "contractId", "contract_id":
+                try __fields.insert(1, __m.key)
+                self.contractID = try JSONRead.string(__m.value, __p)
+            case "stakeholders":
+                try __fields.insert(2, __m.key)
+                self.stakeholders = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
+            case "contract":
+                try __fields.insert(3, __m.key)
+                self.contract = try JSONRead.bytes(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}

@@ -2495,6 +2495,217 @@ extension Weft.V1 {
             try encode()
         }
     }
+
+    /// The active contracts one participant shares with another, taken by the
+    /// first to repair the second after it lost its database and the sequencer
+    /// pruned the stream a replay would need (docs/operator-guide.md §7.2): the
+    /// file a repair export writes and a repair import reads. The importer checks
+    /// the contracts against the commitment the exporter signed and sent it
+    /// through the sequencer for the period named here; nothing in the file is
+    /// trusted.
+    public struct AcsSnapshot: WireMessage {
+        public static let protoMessageName = "weft.v1.AcsSnapshot"
+
+        /// Domain id.
+        public var domain: String {
+            get { _storage.domain }
+            set { _uniqueStorage().domain = newValue }
+        }
+
+        /// Participant id of the exporting participant.
+        public var exporter: String {
+            get { _storage.exporter }
+            set { _uniqueStorage().exporter = newValue }
+        }
+
+        /// Participant id of the participant the snapshot is for.
+        public var counterParticipant: String {
+            get { _storage.counterParticipant }
+            set { _uniqueStorage().counterParticipant = newValue }
+        }
+
+        /// Start of the commitment period the contracts correspond to (exclusive).
+        public var fromExclusive: Weft.V1.Timestamp? {
+            get { _storage.fromExclusive }
+            set { _uniqueStorage().fromExclusive = newValue }
+        }
+
+        /// End of that period (inclusive): the exporter's commitment for this
+        /// period commits to exactly these contracts.
+        public var toInclusive: Weft.V1.Timestamp? {
+            get { _storage.toInclusive }
+            set { _uniqueStorage().toInclusive = newValue }
+        }
+
+        /// The next sequencer counter of the exporter when it exported.
+        public var exporterNextCounter: UInt64 {
+            get { _storage.exporterNextCounter }
+            set { _uniqueStorage().exporterNextCounter = newValue }
+        }
+
+        /// Sequencing time of the last event the exporter had processed.
+        public var exporterLastTimestamp: Weft.V1.Timestamp? {
+            get { _storage.exporterLastTimestamp }
+            set { _uniqueStorage().exporterLastTimestamp = newValue }
+        }
+
+        /// The shared contracts, sorted by contract id.
+        public var contracts: [Weft.V1.AcsSnapshotContract] {
+            get { _storage.contracts }
+            set { _uniqueStorage().contracts = newValue }
+        }
+
+        /// The domain's topology history as the exporter has it; the importer
+        /// validates it from the domain's root delegation.
+        public var topology: [Weft.V1.StoredTopologyTransaction] {
+            get { _storage.topology }
+            set { _uniqueStorage().topology = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var exporter: String = ""
+            var counterParticipant: String = ""
+            var fromExclusive: Weft.V1.Timestamp? = nil
+            var toInclusive: Weft.V1.Timestamp? = nil
+            var exporterNextCounter: UInt64 = 0
+            var exporterLastTimestamp: Weft.V1.Timestamp? = nil
+            var contracts: [Weft.V1.AcsSnapshotContract] = []
+            var topology: [Weft.V1.StoredTopologyTransaction] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                domain = other.domain
+                exporter = other.exporter
+                counterParticipant = other.counterParticipant
+                fromExclusive = other.fromExclusive
+                toInclusive = other.toInclusive
+                exporterNextCounter = other.exporterNextCounter
+                exporterLastTimestamp = other.exporterLastTimestamp
+                contracts = other.contracts
+                topology = other.topology
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.domain == r.domain
+        && l.exporter == r.exporter
+        && l.counterParticipant == r.counterParticipant
+        && l.fromExclusive == r.fromExclusive
+        && l.toInclusive == r.toInclusive
+        && l.exporterNextCounter == r.exporterNextCounter
+        && l.exporterLastTimestamp == r.exporterLastTimestamp
+        && l.contracts == r.contracts
+        && l.topology == r.topology
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.domain)
+            hasher.combine(s.exporter)
+            hasher.combine(s.counterParticipant)
+            hasher.combine(s.fromExclusive)
+            hasher.combine(s.toInclusive)
+            hasher.combine(s.exporterNextCounter)
+            hasher.combine(s.exporterLastTimestamp)
+            hasher.combine(s.contracts)
+            hasher.combine(s.topology)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(domain: String = "", exporter: String = "", counterParticipant: String = "", fromExclusive: Weft.V1.Timestamp? = nil, toInclusive: Weft.V1.Timestamp? = nil, exporterNextCounter: UInt64 = 0, exporterLastTimestamp: Weft.V1.Timestamp? = nil, contracts: [Weft.V1.AcsSnapshotContract] = [], topology: [Weft.V1.StoredTopologyTransaction] = []) {
+            self.domain = domain
+            self.exporter = exporter
+            self.counterParticipant = counterParticipant
+            self.fromExclusive = fromExclusive
+            self.toInclusive = toInclusive
+            self.exporterNextCounter = exporterNextCounter
+            self.exporterLastTimestamp = exporterLastTimestamp
+            self.contracts = contracts
+            self.topology = topology
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// One contract of an `AcsSnapshot`, as the exporter stores it.
+    public struct AcsSnapshotContract: WireMessage {
+        public static let protoMessageName = "weft.v1.AcsSnapshotContract"
+
+        /// Contract id (hex).
+        public var contractID: String = ""
+
+        /// Party ids of the contract's stakeholders.
+        public var stakeholders: [String] = []
+
+        /// The `weft.v1.ContractInstance` bytes, with the creation seed as salt.
+        public var contract: [UInt8] = []
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(contractID: String = "", stakeholders: [String] = [], contract: [UInt8] = []) {
+            self.contractID = contractID
+            self.stakeholders = stakeholders
+            self.contract = contract
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
 }
 
 extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
@@ -3692,6 +3903,80 @@ extension Weft.V1.PruneParticipantResponse: CBackedMessage {
         c.pointee.transactions_removed = s.transactionsRemoved
         c.pointee.archived_contracts_removed = s.archivedContractsRemoved
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.AcsSnapshot: CBackedMessage {
+    typealias CStruct = Weft__V1__AcsSnapshot
+    static var shapeIndex: Int { 72 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_snapshot__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__acs_snapshot__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__acs_snapshot__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__acs_snapshot__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        s.domain = try CBridge.string(c.domain, "weft.v1.AcsSnapshot")
+        s.exporter = try CBridge.string(c.exporter, "weft.v1.AcsSnapshot")
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsSnapshot")
+        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.exporterNextCounter = c.exporter_next_counter
+        if let p = c.exporter_last_timestamp { s.exporterLastTimestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.AcsSnapshotContract(c: e!, byteCount: byteCount) }
+        s.topology = try CBridge.array(c.topology, c.n_topology) { (e) throws(WireError) in try Weft.V1.StoredTopologyTransaction(c: e!, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.AcsSnapshot", 1)
+        c.pointee.exporter = try CBridge.cString(s.exporter, arena, "weft.v1.AcsSnapshot", 2)
+        c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.AcsSnapshot", 3)
+        if let v = s.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.toInclusive { c.pointee.to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.exporter_next_counter = s.exporterNextCounter
+        if let v = s.exporterLastTimestamp { c.pointee.exporter_last_timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.n_contracts = s.contracts.count
+        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
+        c.pointee.n_topology = s.topology.count
+        c.pointee.topology = try CBridge.cArray(s.topology, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.AcsSnapshotContract: CBackedMessage {
+    typealias CStruct = Weft__V1__AcsSnapshotContract
+    static var shapeIndex: Int { 73 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_snapshot_contract__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__acs_snapshot_contract__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__acs_snapshot_contract__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__acs_snapshot_contract__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.contractID = try CBridge.string(c.contract_id, "weft.v1.AcsSnapshotContract")
+        self.stakeholders = try CBridge.array(c.stakeholders, c.n_stakeholders) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.AcsSnapshotContract") }
+        self.contract = CBridge.bytes(c.contract)
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.AcsSnapshotContract", 1)
+        c.pointee.n_stakeholders = self.stakeholders.count
+        c.pointee.stakeholders = try CBridge.cArray(self.stakeholders, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.AcsSnapshotContract", 2) ?? CBridge.emptyCString }
+        c.pointee.contract = CBridge.binary(self.contract, arena)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 

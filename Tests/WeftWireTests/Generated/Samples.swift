@@ -1082,6 +1082,44 @@ extension Weft.V1.PruneParticipantResponse {
     }
 }
 
+extension Weft.V1.AcsSnapshot {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.domain = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.exporter = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        m.counterParticipant = "s\(3 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.fromExclusive = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.toInclusive = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        m.exporterNextCounter = UInt64(6 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        if !deep { m.exporterLastTimestamp = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.contracts = [Weft.V1.AcsSnapshotContract.sample(variant: 0, depth: depth + 1), Weft.V1.AcsSnapshotContract.sample(variant: 1, depth: depth + 1)] }
+        if !deep { m.topology = [Weft.V1.StoredTopologyTransaction.sample(variant: 0, depth: depth + 1), Weft.V1.StoredTopologyTransaction.sample(variant: 1, depth: depth + 1)] }
+        return m
+    }
+}
+
+extension Weft.V1.AcsSnapshotContract {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.contractID = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.stakeholders = ["s\(2 * 100 + depth * 10 + variant + 1)-é✓", "s\(2 * 100 + depth * 10 + variant + 2)-é✓"]
+        m.contract = [UInt8((3 * 100 + depth * 10 + variant + 1) % 256), UInt8(((3 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
+        return m
+    }
+}
+
 extension Weft.V1.Status {
     /// Number of distinct samples (one per member of the largest oneof).
     static var sampleVariants: Int { 1 }
@@ -3075,6 +3113,8 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.PruneParticipantRequest", (0..<Weft.V1.PruneParticipantRequest.sampleVariants).map { Weft.V1.PruneParticipantRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.UnconfirmedCommitment", (0..<Weft.V1.UnconfirmedCommitment.sampleVariants).map { Weft.V1.UnconfirmedCommitment.sample(variant: $0, depth: 0) }),
     ("weft.v1.PruneParticipantResponse", (0..<Weft.V1.PruneParticipantResponse.sampleVariants).map { Weft.V1.PruneParticipantResponse.sample(variant: $0, depth: 0) }),
+    ("weft.v1.AcsSnapshot", (0..<Weft.V1.AcsSnapshot.sampleVariants).map { Weft.V1.AcsSnapshot.sample(variant: $0, depth: 0) }),
+    ("weft.v1.AcsSnapshotContract", (0..<Weft.V1.AcsSnapshotContract.sampleVariants).map { Weft.V1.AcsSnapshotContract.sample(variant: $0, depth: 0) }),
     ("weft.v1.Status", (0..<Weft.V1.Status.sampleVariants).map { Weft.V1.Status.sample(variant: $0, depth: 0) }),
     ("weft.v1.StatusDetail", (0..<Weft.V1.StatusDetail.sampleVariants).map { Weft.V1.StatusDetail.sample(variant: $0, depth: 0) }),
     ("weft.v1.Frame", (0..<Weft.V1.Frame.sampleVariants).map { Weft.V1.Frame.sample(variant: $0, depth: 0) }),

@@ -1987,6 +1987,96 @@ void   weft__v1__prune_participant_response__free_unpacked
   assert(message->base.descriptor == &weft__v1__prune_participant_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__acs_snapshot__init
+                     (Weft__V1__AcsSnapshot         *message)
+{
+  static const Weft__V1__AcsSnapshot init_value = WEFT__V1__ACS_SNAPSHOT__INIT;
+  *message = init_value;
+}
+size_t weft__v1__acs_snapshot__get_packed_size
+                     (const Weft__V1__AcsSnapshot *message)
+{
+  assert(message->base.descriptor == &weft__v1__acs_snapshot__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__acs_snapshot__pack
+                     (const Weft__V1__AcsSnapshot *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__acs_snapshot__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__acs_snapshot__pack_to_buffer
+                     (const Weft__V1__AcsSnapshot *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__acs_snapshot__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__AcsSnapshot *
+       weft__v1__acs_snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__AcsSnapshot *)
+     protobuf_c_message_unpack (&weft__v1__acs_snapshot__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__acs_snapshot__free_unpacked
+                     (Weft__V1__AcsSnapshot *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__acs_snapshot__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__acs_snapshot_contract__init
+                     (Weft__V1__AcsSnapshotContract         *message)
+{
+  static const Weft__V1__AcsSnapshotContract init_value = WEFT__V1__ACS_SNAPSHOT_CONTRACT__INIT;
+  *message = init_value;
+}
+size_t weft__v1__acs_snapshot_contract__get_packed_size
+                     (const Weft__V1__AcsSnapshotContract *message)
+{
+  assert(message->base.descriptor == &weft__v1__acs_snapshot_contract__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__acs_snapshot_contract__pack
+                     (const Weft__V1__AcsSnapshotContract *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__acs_snapshot_contract__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__acs_snapshot_contract__pack_to_buffer
+                     (const Weft__V1__AcsSnapshotContract *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__acs_snapshot_contract__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__AcsSnapshotContract *
+       weft__v1__acs_snapshot_contract__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__AcsSnapshotContract *)
+     protobuf_c_message_unpack (&weft__v1__acs_snapshot_contract__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__acs_snapshot_contract__free_unpacked
+                     (Weft__V1__AcsSnapshotContract *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__acs_snapshot_contract__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor weft__v1__set_participant_state_request__field_descriptors[3] =
 {
   {
@@ -4108,6 +4198,212 @@ const ProtobufCMessageDescriptor weft__v1__prune_participant_response__descripto
   weft__v1__prune_participant_response__field_indices_by_name,
   1,  weft__v1__prune_participant_response__number_ranges,
   (ProtobufCMessageInit) weft__v1__prune_participant_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__acs_snapshot__field_descriptors[9] =
+{
+  {
+    "domain",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshot, domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exporter",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshot, exporter),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "counter_participant",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshot, counter_participant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_exclusive",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshot, from_exclusive),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_inclusive",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshot, to_inclusive),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exporter_next_counter",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshot, exporter_next_counter),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exporter_last_timestamp",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshot, exporter_last_timestamp),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contracts",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__AcsSnapshot, n_contracts),
+    offsetof(Weft__V1__AcsSnapshot, contracts),
+    &weft__v1__acs_snapshot_contract__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "topology",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__AcsSnapshot, n_topology),
+    offsetof(Weft__V1__AcsSnapshot, topology),
+    &weft__v1__stored_topology_transaction__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__acs_snapshot__field_indices_by_name[] = {
+  7,   /* field[7] = contracts */
+  2,   /* field[2] = counter_participant */
+  0,   /* field[0] = domain */
+  1,   /* field[1] = exporter */
+  6,   /* field[6] = exporter_last_timestamp */
+  5,   /* field[5] = exporter_next_counter */
+  3,   /* field[3] = from_exclusive */
+  4,   /* field[4] = to_inclusive */
+  8,   /* field[8] = topology */
+};
+static const ProtobufCIntRange weft__v1__acs_snapshot__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor weft__v1__acs_snapshot__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.AcsSnapshot",
+  "AcsSnapshot",
+  "Weft__V1__AcsSnapshot",
+  "weft.v1",
+  sizeof(Weft__V1__AcsSnapshot),
+  9,
+  weft__v1__acs_snapshot__field_descriptors,
+  weft__v1__acs_snapshot__field_indices_by_name,
+  1,  weft__v1__acs_snapshot__number_ranges,
+  (ProtobufCMessageInit) weft__v1__acs_snapshot__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__acs_snapshot_contract__field_descriptors[3] =
+{
+  {
+    "contract_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshotContract, contract_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stakeholders",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Weft__V1__AcsSnapshotContract, n_stakeholders),
+    offsetof(Weft__V1__AcsSnapshotContract, stakeholders),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contract",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__AcsSnapshotContract, contract),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__acs_snapshot_contract__field_indices_by_name[] = {
+  2,   /* field[2] = contract */
+  0,   /* field[0] = contract_id */
+  1,   /* field[1] = stakeholders */
+};
+static const ProtobufCIntRange weft__v1__acs_snapshot_contract__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor weft__v1__acs_snapshot_contract__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.AcsSnapshotContract",
+  "AcsSnapshotContract",
+  "Weft__V1__AcsSnapshotContract",
+  "weft.v1",
+  sizeof(Weft__V1__AcsSnapshotContract),
+  3,
+  weft__v1__acs_snapshot_contract__field_descriptors,
+  weft__v1__acs_snapshot_contract__field_indices_by_name,
+  1,  weft__v1__acs_snapshot_contract__number_ranges,
+  (ProtobufCMessageInit) weft__v1__acs_snapshot_contract__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue weft__v1__contract_difference_kind__enum_values_by_number[4] =

@@ -62,6 +62,8 @@ typedef struct Weft__V1__GetPruningSafePointResponse Weft__V1__GetPruningSafePoi
 typedef struct Weft__V1__PruneParticipantRequest Weft__V1__PruneParticipantRequest;
 typedef struct Weft__V1__UnconfirmedCommitment Weft__V1__UnconfirmedCommitment;
 typedef struct Weft__V1__PruneParticipantResponse Weft__V1__PruneParticipantResponse;
+typedef struct Weft__V1__AcsSnapshot Weft__V1__AcsSnapshot;
+typedef struct Weft__V1__AcsSnapshotContract Weft__V1__AcsSnapshotContract;
 
 
 /* --- enums --- */
@@ -983,6 +985,89 @@ struct  Weft__V1__PruneParticipantResponse
     , 0, NULL, NULL, 0, 0,NULL, 0, 0 }
 
 
+/*
+ * The active contracts one participant shares with another, taken by the
+ * first to repair the second after it lost its database and the sequencer
+ * pruned the stream a replay would need (docs/operator-guide.md §7.2): the
+ * file a repair export writes and a repair import reads. The importer checks
+ * the contracts against the commitment the exporter signed and sent it
+ * through the sequencer for the period named here; nothing in the file is
+ * trusted.
+ */
+struct  Weft__V1__AcsSnapshot
+{
+  ProtobufCMessage base;
+  /*
+   * Domain id.
+   */
+  char *domain;
+  /*
+   * Participant id of the exporting participant.
+   */
+  char *exporter;
+  /*
+   * Participant id of the participant the snapshot is for.
+   */
+  char *counter_participant;
+  /*
+   * Start of the commitment period the contracts correspond to (exclusive).
+   */
+  Weft__V1__Timestamp *from_exclusive;
+  /*
+   * End of that period (inclusive): the exporter's commitment for this
+   * period commits to exactly these contracts.
+   */
+  Weft__V1__Timestamp *to_inclusive;
+  /*
+   * The next sequencer counter of the exporter when it exported.
+   */
+  uint64_t exporter_next_counter;
+  /*
+   * Sequencing time of the last event the exporter had processed.
+   */
+  Weft__V1__Timestamp *exporter_last_timestamp;
+  /*
+   * The shared contracts, sorted by contract id.
+   */
+  size_t n_contracts;
+  Weft__V1__AcsSnapshotContract **contracts;
+  /*
+   * The domain's topology history as the exporter has it; the importer
+   * validates it from the domain's root delegation.
+   */
+  size_t n_topology;
+  Weft__V1__StoredTopologyTransaction **topology;
+};
+#define WEFT__V1__ACS_SNAPSHOT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__acs_snapshot__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, 0, NULL, 0,NULL, 0,NULL }
+
+
+/*
+ * One contract of an `AcsSnapshot`, as the exporter stores it.
+ */
+struct  Weft__V1__AcsSnapshotContract
+{
+  ProtobufCMessage base;
+  /*
+   * Contract id (hex).
+   */
+  char *contract_id;
+  /*
+   * Party ids of the contract's stakeholders.
+   */
+  size_t n_stakeholders;
+  char **stakeholders;
+  /*
+   * The `weft.v1.ContractInstance` bytes, with the creation seed as salt.
+   */
+  ProtobufCBinaryData contract;
+};
+#define WEFT__V1__ACS_SNAPSHOT_CONTRACT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__acs_snapshot_contract__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, {0,NULL} }
+
+
 /* Weft__V1__SetParticipantStateRequest methods */
 void   weft__v1__set_participant_state_request__init
                      (Weft__V1__SetParticipantStateRequest         *message);
@@ -1819,6 +1904,44 @@ Weft__V1__PruneParticipantResponse *
 void   weft__v1__prune_participant_response__free_unpacked
                      (Weft__V1__PruneParticipantResponse *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__AcsSnapshot methods */
+void   weft__v1__acs_snapshot__init
+                     (Weft__V1__AcsSnapshot         *message);
+size_t weft__v1__acs_snapshot__get_packed_size
+                     (const Weft__V1__AcsSnapshot   *message);
+size_t weft__v1__acs_snapshot__pack
+                     (const Weft__V1__AcsSnapshot   *message,
+                      uint8_t             *out);
+size_t weft__v1__acs_snapshot__pack_to_buffer
+                     (const Weft__V1__AcsSnapshot   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__AcsSnapshot *
+       weft__v1__acs_snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__acs_snapshot__free_unpacked
+                     (Weft__V1__AcsSnapshot *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__AcsSnapshotContract methods */
+void   weft__v1__acs_snapshot_contract__init
+                     (Weft__V1__AcsSnapshotContract         *message);
+size_t weft__v1__acs_snapshot_contract__get_packed_size
+                     (const Weft__V1__AcsSnapshotContract   *message);
+size_t weft__v1__acs_snapshot_contract__pack
+                     (const Weft__V1__AcsSnapshotContract   *message,
+                      uint8_t             *out);
+size_t weft__v1__acs_snapshot_contract__pack_to_buffer
+                     (const Weft__V1__AcsSnapshotContract   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__AcsSnapshotContract *
+       weft__v1__acs_snapshot_contract__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__acs_snapshot_contract__free_unpacked
+                     (Weft__V1__AcsSnapshotContract *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Weft__V1__SetParticipantStateRequest_Closure)
@@ -1952,6 +2075,12 @@ typedef void (*Weft__V1__UnconfirmedCommitment_Closure)
                   void *closure_data);
 typedef void (*Weft__V1__PruneParticipantResponse_Closure)
                  (const Weft__V1__PruneParticipantResponse *message,
+                  void *closure_data);
+typedef void (*Weft__V1__AcsSnapshot_Closure)
+                 (const Weft__V1__AcsSnapshot *message,
+                  void *closure_data);
+typedef void (*Weft__V1__AcsSnapshotContract_Closure)
+                 (const Weft__V1__AcsSnapshotContract *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -2211,6 +2340,8 @@ extern const ProtobufCMessageDescriptor weft__v1__get_pruning_safe_point_respons
 extern const ProtobufCMessageDescriptor weft__v1__prune_participant_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__unconfirmed_commitment__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__prune_participant_response__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__acs_snapshot__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__acs_snapshot_contract__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__domain_manager_administration_service__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__sequencer_administration_service__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__participant_administration_service__descriptor;

@@ -1,0 +1,188 @@
+import Foundation
+import Testing
+import WeftContracts
+import WeftCrypto
+@_spi(Testing) import WeftParticipant
+import WeftStore
+import WeftTestSupport
+
+/// Issue 10's repair acceptance test (docs/operator-guide.md, "Recovery: repair from peers"),
+/// on one domain for all its assertions, with a reconciliation interval of one second:
+/// participant2 loses its database after the sequencer pruned its stream, imports the
+/// contracts it shares with participant1 from participant1's snapshot — refused when tampered,
+/// accepted when genuine — and continues transacting with matching commitments.
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct RepairTests {
+        static let intervalMicros: Int64 = 1_000_000
+
+        @Test func aWipedParticipantIsRepairedFromAPeersSnapshotCheckedAgainstTheCommitmentOnTheSequencer()
+            async throws
+        {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice, bank) = (domain.p1, domain.alice, domain.bank)
+                let (id1, id2) = (domain.members[0].id, domain.members[1].id)
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
+                let first = try await domain.issued("100.00", to: alice, command: "iou-1")
+                let second = try await domain.issued("250.00", to: alice, command: "iou-2")
+                let pruneAt = try await StoredSequencerEvent.lastTimestamp(url: fixture.url)
+
+                // Nothing to export for a participant that shares nothing with participant1.
+                await #expect(throws: RepairError.self) { _ = try await p1.exportACS(for: domain.members[2].id) }
+
+                // participant1 exports for a period that ends two intervals after the IOUs: the
+                // sequencer keeps events of participant2 from before its end (commitments).
+                try await eventually("participant1 computed a period two intervals after the IOUs") {
+                    let snapshot = try? await p1.exportACS(for: id2)
+                    return (snapshot?.toInclusive ?? 0) > pruneAt + 2 * Self.intervalMicros
+                }
+                let exported = try await p1.exportACS(for: id2)
+                // Through the file format (weft.v1.AcsSnapshot) and back; a file that is not a
+                // snapshot is refused typed.
+                let snapshot = try AcsSnapshot(serializedBytes: try exported.wire.serializedBytes())
+                #expect(snapshot == exported)
+                #expect(throws: RepairError.self) { _ = try AcsSnapshot(serializedBytes: [0x0a, 0xff]) }
+                #expect(throws: RepairError.self) { _ = try AcsSnapshot(serializedBytes: []) }
+                let exportedIDs: Set<ContractID> = Set(snapshot.contracts.map(\.id))
+                #expect(exportedIDs == [first, second])
+                #expect(snapshot.exporter == id1.description && snapshot.counterParticipant == id2.description)
+                #expect(snapshot.toInclusive % Self.intervalMicros == 0 && !snapshot.topology.isEmpty)
+
+                // participant2 loses its database; the sequencer prunes its stream up to the IOUs.
+                await domain.p2.stop()
+                let pruned = try await domain.sequencer.prune(upToInclusive: pruneAt, force: true)
+                #expect(pruned.membersCutOff.contains(domain.members[1].member.description))
+                let url = try ReplayTests.emptyDatabase(fixture, "participant2_repaired")
+                let store = ParticipantStore(database: PostgresDatabase(url: url), participant: id2)
+                try await store.migrate()
+                let p2 = try await DomainHarness.startNode(
+                    domain.members[1], store: store, url: url, endpoint: domain.endpoint, domain: domain.domain,
+                    ready: false, processing: false)
+
+                // Tampered: one contract's amount changed (100.00 → 900.00). Refused, naming the
+                // period and both hashes; nothing is imported.
+                let index = try #require(snapshot.contracts.firstIndex { $0.id == first })
+                var stored = snapshot.contracts[index].stored
+                let at = try #require(
+                    stored.indices.first { stored[$0...].starts(with: Array("100".utf8)) }, "the amount in the bytes")
+                stored[at] = UInt8(ascii: "9")
+                var contracts = snapshot.contracts
+                contracts[index] = .init(id: first, stakeholders: contracts[index].stakeholders, stored: stored)
+                let tampered = snapshot.replacingContracts(contracts)
+                do {
+                    try await p2.importACS(tampered)
+                    Issue.record("a tampered snapshot was imported")
+                } catch let error as RepairError {
+                    guard case .snapshotMismatch(let from, let to, let onSequencer, let ofSnapshot) = error else {
+                        Issue.record("not a mismatch: \(error)")
+                        return
+                    }
+                    #expect(from == snapshot.fromExclusive && to == snapshot.toInclusive)
+                    #expect(onSequencer == snapshot.commitment && ofSnapshot == tampered.commitment)
+                    #expect(onSequencer != ofSnapshot && onSequencer.count == 32)
+                    #expect(error.id == "PARTICIPANT_REPAIR_SNAPSHOT_MISMATCH")
+                    #expect(error.description.contains("\(from)..\(to)"), "\(error)")
+                }
+                // Too old: a period that ends before the pruning point (events after it are gone).
+                let old = AcsSnapshot(
+                    domain: snapshot.domain, exporter: snapshot.exporter, counterParticipant: snapshot.counterParticipant,
+                    fromExclusive: pruneAt - 2, toInclusive: pruneAt - 1, exporterNextCounter: 0,
+                    exporterLastTimestamp: snapshot.exporterLastTimestamp, contracts: snapshot.contracts,
+                    topology: snapshot.topology)
+                do {
+                    try await p2.importACS(old)
+                    Issue.record("a snapshot from before the pruning point was imported")
+                } catch let error as RepairError {
+                    guard case .snapshotBeforePruningPoint(let to, let counter, let firstAt) = error else {
+                        Issue.record("not the pruning-point refusal: \(error)")
+                        return
+                    }
+                    #expect(to == pruneAt - 1 && counter > 0 && firstAt > pruneAt, "\(error)")
+                    #expect(error.id == "PARTICIPANT_REPAIR_SNAPSHOT_TOO_OLD")
+                }
+                #expect(await p2.nextCounter == 0)
+                #expect(try await Self.activeRows(url, id2).isEmpty)
+                // A snapshot for another participant is refused too.
+                await #expect(throws: RepairError.notForThisParticipant(
+                        snapshotFor: "\(id2) on \(domain.domain.domain)")) {
+                    try await p1.importACS(snapshot)
+                }
+
+                // Genuine: accepted. participant2 holds exactly the shared part of
+                // participant1's active contracts, byte for byte, and continues after the period.
+                #expect(try await p2.importACS(snapshot) == 2)
+                let rows = try await Self.activeRows(url, id2)
+                #expect(rows.map(\.id) == snapshot.contracts.map(\.id.description))
+                #expect(rows.map(\.stored) == snapshot.contracts.map(\.stored))
+                // (participant2 lists its imported contracts by id: they share ledger offset 0.)
+                let byID: @Sendable ([ActiveContract]) -> [ContractInstance] = {
+                    $0.sorted { $0.id.description < $1.id.description }.map(\.contract)
+                }
+                let repairedACS = byID(try await p2.activeContracts(of: alice))
+                #expect(repairedACS.count == 2)
+                #expect(repairedACS == byID(try await p1.activeContracts(of: alice)))
+                #expect(await p2.nextCounter > 0)
+
+                // Each contract once: importing again adds nothing; other data for an id is refused.
+                #expect(try await store.importContracts(snapshot.contracts) == 0)
+                await #expect(throws: RepairError.conflictingContract(first.description)) {
+                    _ = try await store.importContracts(tampered.contracts)
+                }
+                await #expect(throws: RepairError.self) { try await p2.importACS(snapshot) }
+
+                // participant2 transacts: the bank issues alice another IOU, participant1 confirms.
+                try await p2.upload(packageSource: domain.iouSource, file: "iou.weft")
+                let issued = try await p2.submit(
+                    [try domain.issue("30.00", to: alice)], actAs: [bank],
+                    command: CommandKey(applicationID: "bank-app", commandID: "after-repair"))
+                guard case .succeeded(let transactionID, _) = issued else {
+                    Issue.record("participant2's command after the repair did not commit: \(issued)")
+                    return
+                }
+                #expect(try await p1.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+                let issuedAt = try await StoredSequencerEvent.lastTimestamp(url: fixture.url)
+
+                // And the next periods' commitments match on both sides.
+                for (me, counter, database) in [(id1, id2, fixture.url), (id2, id1, url)] {
+                    try await eventually("\(me.name) matches a commitment from \(counter.name) after the repair") {
+                        try await Self.received(database, me, from: counter, after: issuedAt, state: "matched") > 0
+                    }
+                    #expect(try await Self.received(database, me, from: counter, after: 0, state: "mismatched") == 0)
+                }
+                await p2.stop()
+                await store.database.shutdown()
+                await domain.stop()
+            }
+        }
+
+        /// The active contracts stored for `participant` in the database at `url`, by id.
+        static func activeRows(_ url: String, _ participant: UniqueIdentifier) async throws
+            -> [(id: String, stored: [UInt8])]
+        {
+            try await StoredSequencerEvent.query(url) { connection in
+                try connection.execute(
+                    """
+                    SELECT contract_id, contract FROM participant_contracts
+                    WHERE participant = $1 AND archived_offset IS NULL ORDER BY contract_id
+                    """, [.text(participant.description)]
+                ).rows.map { (try $0[0].string ?? "", try $0[1].bytes ?? []) }
+            }
+        }
+
+        /// How many commitments `participant` received from `counter` for periods ending after
+        /// `after`, compared with the outcome `state`.
+        static func received(
+            _ url: String, _ participant: UniqueIdentifier, from counter: UniqueIdentifier, after: Int64, state: String
+        ) async throws -> Int64 {
+            try await StoredSequencerEvent.query(url) { connection in
+                try connection.execute(
+                    """
+                    SELECT count(*)::bigint FROM participant_received_commitments
+                    WHERE participant = $1 AND counter_participant = $2 AND to_inclusive > $3 AND state = $4
+                    """, [.text(participant.description), .text(counter.description), .int64(after), .text(state)]
+                ).rows.first?[0].int64 ?? -1
+            }
+        }
+    }
+}
