@@ -421,16 +421,3 @@ final class DomainHarness: Sendable {
         return id
     }
 }
-
-/// Polls `condition` every 100 ms until it holds, failing after 60 s: how the tests on a
-/// real domain wait for what arrives in the background (commitments, periods).
-func eventually(_ what: String, _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .seconds(60)
-    while !(try await condition()) {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out waiting until \(what)")
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-}
