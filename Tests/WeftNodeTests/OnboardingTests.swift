@@ -21,7 +21,6 @@ import WeftTestSupport
             let processDomain = try await ProcessDomain.start(fixture: fixture, directory: directory)
             let domain = processDomain.process
             let (domainID, sequencerPort, managerPort) = (processDomain.domainID, processDomain.sequencerPort, processDomain.managerPort)
-            #expect(processDomain.mediatorStartedFirst)  // started with the domain, before the domain manager bootstrapped it
 
             // The participant's operator.
             try processDomain.writeParticipant("participant1", directory: directory)

@@ -13,8 +13,6 @@ struct ProcessDomain {
     let domainID: String
     let sequencerPort: Int
     let managerPort: Int
-    /// The mediator said it serves before the domain manager's bootstrap line.
-    let mediatorStartedFirst: Bool
     let fixtureURL: String
     let directory: String
 
@@ -91,16 +89,14 @@ struct ProcessDomain {
             """)
         let process = try WeftProcess(["run", "-c", "domain.yaml", "--migrate"] + runArguments, directory: dir, environment: environment)
         var managerPort = 0
-        var mediatorStartedFirst = false
         for _ in 0..<3 {
             let line = try #require(await process.nextLine(), "\(process.standardError)")
             if line.contains("domain manager") { managerPort = Int(line.split(separator: ":").last ?? "") ?? 0 }
-            if line.hasPrefix("node mediator1 (mediator MED::\(domainID))") { mediatorStartedFirst = managerPort == 0 }
         }
         #expect(managerPort > 0)
         return ProcessDomain(
             process: process, domainID: domainID, sequencerPort: sequencerPort, managerPort: managerPort,
-            mediatorStartedFirst: mediatorStartedFirst, fixtureURL: fixture.url, directory: dir)
+            fixtureURL: fixture.url, directory: dir)
     }
 
     /// The URL of database `name` on the fixture's server.

@@ -28,7 +28,11 @@ struct SplitMix64: RandomNumberGenerator {
         try Sequencer.migrator.migrate(setup)
         var nodes: [Sequencer] = []
         for node in 0..<count {
-            let sequencer = Sequencer(node: Int16(node), database: PostgresDatabase(url: url, maximumConnections: 4))
+            // These tests are about order, not liveness: a node whose heartbeat a loaded test
+            // machine delays by 5 s would be marked offline and fail its in-flight sends.
+            var timing = Sequencer.Timing()
+            timing.offlineAfter = .seconds(60)
+            let sequencer = Sequencer(node: Int16(node), database: PostgresDatabase(url: url, maximumConnections: 4), timing: timing)
             try await sequencer.start()
             nodes.append(sequencer)
         }
