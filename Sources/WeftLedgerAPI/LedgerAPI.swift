@@ -118,6 +118,15 @@ public final class LedgerAPI: Sendable {
         await completions.stop()
     }
 
+    /// Hosts `party`, of this participant's namespace, on the participant's domain again with
+    /// `permission`, as after a domain migration (topology is per domain, so the new domain
+    /// knows the participant's parties only once they are hosted there). Returns once the
+    /// participant's topology shows the hosting; does nothing for a party hosted already.
+    public func hostAgain(_ party: UniqueIdentifier, permission: Weft.V1.ParticipantPermission) async throws {
+        guard let allocation else { throw LedgerAPIError.partyAllocationUnavailable }
+        try await allocation.host(party, permission: permission)
+    }
+
     /// The Ledger API's own tables (the completion log), for `weft db migrate`.
     public static var migrator: Migrator { CompletionLog.migrator }
 

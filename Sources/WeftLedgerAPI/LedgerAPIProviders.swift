@@ -265,7 +265,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         }
         let end: Int64? = request.endInclusive == 0 ? nil : Int64(request.endInclusive)
         var last = Int64(request.beginExclusive)
-        let domain = api.participant.domain.description
+        let domains = await api.participant.domainHistory
         // Sends what committed after `last`; true once `end` is reached.
         func catchUp() async throws -> Bool {
             let ledgerEnd = await api.participant.ledgerEndOffset
@@ -284,6 +284,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
                 let packages = Array(try await api.serve(context) { try await api.packages.all() }.values)
                 let writer = EventWriter(packages: packages, templates: templates)
                 for projections in batches {
+                    let domain = domains.domain(ofOffset: projections.first?.transaction.offset ?? 0)
                     try await responses.send(.init(transaction: writer.transaction(projections, domain: domain)))
                 }
                 last = upTo
@@ -309,7 +310,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         }
         let end: Int64? = request.endInclusive == 0 ? nil : Int64(request.endInclusive)
         var last = Int64(request.beginExclusive)
-        let domain = api.participant.domain.description
+        let domains = await api.participant.domainHistory
         // Sends the trees committed after `last` that the parties witness; true once `end` is reached.
         func catchUp() async throws -> Bool {
             let ledgerEnd = await api.participant.ledgerEndOffset
@@ -328,7 +329,8 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
                             transaction: .init(
                                 transactionID: tree.transactionID, commandID: tree.commandID, workflowID: "",
                                 effectiveAt: .init(microsSinceEpoch: tree.recordTime.microsSinceEpoch),
-                                offset: UInt64(tree.offset), events: events, rootEventIDs: roots, domain: domain)))
+                                offset: UInt64(tree.offset), events: events, rootEventIDs: roots,
+                                domain: domains.domain(ofOffset: tree.offset))))
                 }
                 last = lastOfPage.offset
             }

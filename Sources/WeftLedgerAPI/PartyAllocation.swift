@@ -36,11 +36,20 @@ struct PartyAllocation: Sendable {
             throw LedgerAPIError.invalidArgument(field: "party_id_hint", "'\(hint.prefix(120))' is not a party name: \(error)")
         }
         if await participant.hosting(of: party) != nil { throw LedgerAPIError.partyExists(party.description) }
+        try await host(party, permission: .submission)
+        return party
+    }
+
+    /// Publishes the hosting of `party` (of this participant's namespace) on this participant
+    /// on its domain and returns once its topology shows it. A party the participant hosts
+    /// already is left as it is.
+    func host(_ party: UniqueIdentifier, permission: Weft.V1.ParticipantPermission) async throws {
+        if await participant.hosting(of: party) != nil { return }
         // Follow the participant before publishing, so the event that applies it is not missed.
         let progress = await participant.progressEvents()
         let hosting = try SignedTopologyTransaction(
             signing: .init(
-                replace: .hosting(party: party, on: participant.identity.id, permission: .submission), serial: 1,
+                replace: .hosting(party: party, on: participant.identity.id, permission: permission), serial: 1,
                 domain: participant.domain),
             with: [namespaceKey])
         try await publisher.publish(hosting)
@@ -64,6 +73,5 @@ struct PartyAllocation: Sendable {
         guard applied else {
             throw LedgerAPIError.hostingNotApplied(party: party.description, seconds: Int(timeout.components.seconds))
         }
-        return party
     }
 }

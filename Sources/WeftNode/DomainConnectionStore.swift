@@ -57,24 +57,31 @@ struct DomainConnectionStore: Sendable {
     }
 
     func save(_ settings: DomainConnectionSettings) async throws {
-        let keys = Weft.V1.GetDomainInfoResponse(domain: settings.domain, sequencerKeys: settings.sequencerKeys.map { $0.wire() })
-        _ = try await database.withConnection { connection in
-            try connection.execute(
-                """
-                INSERT INTO participant_domain_connections (participant, alias, domain, sequencer_urls, root_cert_pem, sequencer_keys)
-                VALUES ($1, $2, $3, string_to_array($4, E'\\n'), $5, $6)
-                ON CONFLICT (participant, alias) DO UPDATE
-                SET domain = EXCLUDED.domain, sequencer_urls = EXCLUDED.sequencer_urls, root_cert_pem = EXCLUDED.root_cert_pem,
-                    sequencer_keys = EXCLUDED.sequencer_keys
-                """,
-                [.text(participant), .text(settings.alias), .text(settings.domain), .text(settings.sequencerURLs.joined(separator: "\n")),
-                 .text(settings.rootCertificatePEM), .bytes(try keys.serializedBytes())])
-        }
+        try await database.withConnection { try Self.save(settings, participant: participant, on: $0) }
     }
 
     func remove(alias: String) async throws {
-        _ = try await database.withConnection { connection in
-            try connection.execute("DELETE FROM participant_domain_connections WHERE participant = $1 AND alias = $2", [.text(participant), .text(alias)])
-        }
+        try await database.withConnection { try Self.remove(alias: alias, participant: participant, on: $0) }
+    }
+
+    /// `save` inside the caller's transaction (a domain migration swaps connections atomically).
+    static func save(_ settings: DomainConnectionSettings, participant: String, on connection: PostgresConnection) throws {
+        let keys = Weft.V1.GetDomainInfoResponse(domain: settings.domain, sequencerKeys: settings.sequencerKeys.map { $0.wire() })
+        _ = try connection.execute(
+            """
+            INSERT INTO participant_domain_connections (participant, alias, domain, sequencer_urls, root_cert_pem, sequencer_keys)
+            VALUES ($1, $2, $3, string_to_array($4, E'\\n'), $5, $6)
+            ON CONFLICT (participant, alias) DO UPDATE
+            SET domain = EXCLUDED.domain, sequencer_urls = EXCLUDED.sequencer_urls, root_cert_pem = EXCLUDED.root_cert_pem,
+                sequencer_keys = EXCLUDED.sequencer_keys
+            """,
+            [.text(participant), .text(settings.alias), .text(settings.domain), .text(settings.sequencerURLs.joined(separator: "\n")),
+             .text(settings.rootCertificatePEM), .bytes(try keys.serializedBytes())])
+    }
+
+    /// `remove` inside the caller's transaction.
+    static func remove(alias: String, participant: String, on connection: PostgresConnection) throws {
+        _ = try connection.execute(
+            "DELETE FROM participant_domain_connections WHERE participant = $1 AND alias = $2", [.text(participant), .text(alias)])
     }
 }

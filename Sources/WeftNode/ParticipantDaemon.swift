@@ -96,10 +96,10 @@ actor ParticipantRuntime {
     let authorizer: CallAuthorizer
     let logger: Logger
     private(set) var node: ParticipantNode?
-    private var ledgerAPI: LedgerAPI?
+    private(set) var ledgerAPI: LedgerAPI?
     /// The Ledger API's routes while connected.
     private(set) var ledgerRouter: RPCRouter?
-    private var connected: DomainConnectionSettings?
+    private(set) var connected: DomainConnectionSettings?
 
     init(
         identity: ParticipantIdentity, namespaceKey: SigningPrivateKey, database: PostgresDatabase, rpc: RPCConfiguration,
@@ -122,6 +122,8 @@ actor ParticipantRuntime {
             return
         }
         try await start(stored)
+        // A migration to this domain whose parties were not hosted yet (a stop in between).
+        Task { await self.finishMigration(of: stored) }
     }
 
     /// The stored connections, and whether each is running.
@@ -144,6 +146,18 @@ actor ParticipantRuntime {
             }
             return connected.domain
         }
+        let settings = try await onboard(alias: alias, urls: urls, rootCertificatePEM: rootCertificatePEM)
+        try await connections.save(settings)
+        try await start(settings)
+        logger.info("connected to domain", metadata: ["alias": "\(alias)", "domain": "\(settings.domain)"])
+        return settings.domain
+    }
+
+    /// Asks the first of the sequencers `urls` that answers for the domain's identity and
+    /// keys and presents the participant's identity to it (the domain manager admits it only
+    /// if allow-listed; a participant known already is accepted again): the connection to
+    /// store, not stored yet.
+    func onboard(alias: String, urls: [String], rootCertificatePEM: String) async throws -> DomainConnectionSettings {
         let endpoints = try urls.map { try Self.endpoint($0, rootCertificatePEM: rootCertificatePEM) }
         var failures: [String] = []
         for endpoint in endpoints {
@@ -168,10 +182,7 @@ actor ParticipantRuntime {
             guard !settings.sequencerKeys.isEmpty else {
                 throw RPCError(.failedPrecondition, "the sequencer named no signing keys of its own; is it initialized?", errorID: "PARTICIPANT_NO_SEQUENCER_KEYS")
             }
-            try await connections.save(settings)
-            try await start(settings)
-            logger.info("connected to domain", metadata: ["alias": "\(alias)", "domain": "\(info.domain)"])
-            return info.domain
+            return settings
         }
         throw RPCError(.unavailable, "no sequencer answered: \(failures.joined(separator: "; "))", errorID: "PARTICIPANT_SEQUENCERS_UNAVAILABLE")
     }
@@ -195,7 +206,7 @@ actor ParticipantRuntime {
         connected = nil
     }
 
-    private func start(_ settings: DomainConnectionSettings) async throws {
+    func start(_ settings: DomainConnectionSettings) async throws {
         let domain = try UniqueIdentifier(parsing: settings.domain)
         let topology = MemberTopology(
             domain: domain, store: TopologyStore(database: database, domain: domain, member: identity.member, logger: logger), logger: logger)
@@ -281,6 +292,11 @@ struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provi
         .init(connections: try await runtime.list().map { settings, connected in
             .init(alias: settings.alias, domain: settings.domain, sequencerURLs: settings.sequencerURLs, connected: connected)
         })
+    }
+
+    func migrateDomain(_ request: Weft.V1.MigrateDomainRequest, context: RPCCallContext) async throws -> Weft.V1.MigrateDomainResponse {
+        try await runtime.migrate(
+            from: request.fromAlias, to: request.toAlias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem)
     }
 
     func exportAcs(_ request: Weft.V1.ExportAcsRequest, responses: RPCMessageWriter<Weft.V1.ExportAcsResponse>, context: RPCCallContext) async throws {

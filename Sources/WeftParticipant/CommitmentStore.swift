@@ -249,14 +249,24 @@ public struct CommitmentStore: Sendable {
     }
 
     /// The safe point: the latest computed period end before the oldest unmatched sent
-    /// commitment (or the latest period, when every sent commitment is matched).
+    /// commitment (or the latest period, when every sent commitment is matched). Commitments
+    /// sent on a domain this participant migrated away from can never be matched any more
+    /// (its sequencer backend was lost): one to a counter-participant stops counting once a
+    /// commitment to it on the new domain matched, which confirms the same contracts.
     public func safePoint() async throws -> SafePoint {
         let me = PostgresValue.text(participant)
         return try await database.withConnection { connection in
             let unmatched = try connection.execute(
                 """
-                SELECT to_inclusive, counter_participant FROM participant_sent_commitments
-                WHERE participant = $1 AND NOT matched ORDER BY to_inclusive, counter_participant LIMIT 1
+                SELECT c.to_inclusive, c.counter_participant FROM participant_sent_commitments c
+                WHERE c.participant = $1 AND NOT c.matched
+                  AND NOT EXISTS (
+                    SELECT 1 FROM participant_domain_migrations m
+                    WHERE m.participant = $1 AND c.to_inclusive <= m.from_last_ts AND EXISTS (
+                        SELECT 1 FROM participant_sent_commitments n
+                        WHERE n.participant = $1 AND n.counter_participant = c.counter_participant AND n.matched
+                          AND n.to_inclusive > m.from_last_ts))
+                ORDER BY c.to_inclusive, c.counter_participant LIMIT 1
                 """, [me]
             ).rows.first
             let first = try unmatched.map {

@@ -80,9 +80,10 @@ struct RecoveryState {
 /// stream: everything sequenced before it has been processed.
 extension ParticipantNode {
     /// Starts the replay bookkeeping if the store is empty: logs the start and sends the
-    /// empty batch that marks the stream's end.
+    /// empty batch that marks the stream's end. (A participant that migrated to a new domain
+    /// starts that domain's stream at counter 0 too, but with its ledger: nothing to replay.)
     func beginReplayIfFresh() {
-        guard nextCounter == 0, recovery.replay == nil else { return }
+        guard nextCounter == 0, ledgerEndOffset == 0, active.isEmpty, recovery.replay == nil else { return }
         let markID = "replay-mark-" + ((try? Self.randomBytes(16)) ?? []).map { String(format: "%02x", $0) }.joined()
         recovery.replay = (markID, .now)
         logger.info(

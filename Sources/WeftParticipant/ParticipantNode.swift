@@ -135,6 +135,7 @@ public actor ParticipantNode {
         }
         ledgerEnd = loaded.ledgerEnd
         prunedOffset = loaded.prunedOffset
+        domainHistory = DomainHistory(current: domain.description, migrations: [])
     }
 
     /// Loads the participant's state from `store` (migrated before) and starts processing its
@@ -162,9 +163,11 @@ public actor ParticipantNode {
             }
         }
         let unsequenced = try await store.unsequencedCommands()
+        let history = DomainHistory(current: domain.description, migrations: try await store.domainMigrations())
         let node = ParticipantNode(
             identity: identity, domain: domain, store: store, topology: topology, connection: connection,
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
+        await node.setDomainHistory(history)
         await node.awaitSequencing(unsequenced)
         try await node.startCommitments()
         await node.resume(ready: await topology.isInitialized)
@@ -291,6 +294,19 @@ public actor ParticipantNode {
     public func waitUntilReady() async {
         if ready { return }
         await withCheckedContinuation { readyWaiters.append($0) }
+    }
+
+    /// Which domain each part of the ledger was committed on (domain migrations).
+    public private(set) var domainHistory: DomainHistory
+
+    private func setDomainHistory(_ history: DomainHistory) { domainHistory = history }
+
+    /// `waitUntilReady()` for at most `timeout`: whether the participant is ready.
+    public func waitUntilReady(within timeout: Duration) async throws -> Bool {
+        try await Self.within(timeout) {
+            await self.waitUntilReady()
+            return true
+        } ?? false
     }
 
     /// The topology has the domain's history: submissions and validation can begin.

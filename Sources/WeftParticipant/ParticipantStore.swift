@@ -141,6 +141,7 @@ public struct ParticipantStore: Sendable {
             """),
         CommitmentStore.migration,
         ParticipantStore.pruningMigration,
+        ParticipantStore.domainMigrationMigration,
     ]
 
     public let database: PostgresDatabase
@@ -158,7 +159,7 @@ public struct ParticipantStore: Sendable {
         try await database.withConnection { try Self.migrator.migrate($0) }
     }
 
-    private var me: PostgresValue { .text(participant.description) }
+    var me: PostgresValue { .text(participant.description) }
 
     // MARK: - Loading at start
 

@@ -200,6 +200,10 @@ private struct ParticipantAdmin: Weft.V1.ParticipantAdministrationService.Provid
         return .init(imported: imported)
     }
 
+    func migrateDomain(_ request: Weft.V1.MigrateDomainRequest, context: RPCCallContext) async throws -> Weft.V1.MigrateDomainResponse {
+        throw RPCError(.unimplemented, "not in this test", errorID: "TEST_UNIMPLEMENTED")
+    }
+
     func listCommitmentMismatches(
         _ request: Weft.V1.ListCommitmentMismatchesRequest, context: RPCCallContext
     ) async throws -> Weft.V1.ListCommitmentMismatchesResponse {

@@ -38,6 +38,7 @@ local methods = {
   ["/weft.v1.ParticipantAdministrationService/InspectCommitment"] = { request = "weft.v1.InspectCommitmentRequest", response = "weft.v1.InspectCommitmentResponse", kind = "unary" },
   ["/weft.v1.ParticipantAdministrationService/GetPruningSafePoint"] = { request = "weft.v1.GetPruningSafePointRequest", response = "weft.v1.GetPruningSafePointResponse", kind = "unary" },
   ["/weft.v1.ParticipantAdministrationService/PruneParticipant"] = { request = "weft.v1.PruneParticipantRequest", response = "weft.v1.PruneParticipantResponse", kind = "unary" },
+  ["/weft.v1.ParticipantAdministrationService/MigrateDomain"] = { request = "weft.v1.MigrateDomainRequest", response = "weft.v1.MigrateDomainResponse", kind = "unary" },
   ["/weft.v1.HealthService/Check"] = { request = "weft.v1.CheckRequest", response = "weft.v1.CheckResponse", kind = "unary" },
   ["/weft.v1.HealthService/Watch"] = { request = "weft.v1.WatchRequest", response = "weft.v1.WatchResponse", kind = "server-streaming" },
   ["/weft.v1.CommandService/Submit"] = { request = "weft.v1.SubmitRequest", response = "weft.v1.SubmitResponse", kind = "unary" },

@@ -273,6 +273,17 @@ extension Weft.V1.ParticipantAdministrationService {
         ) async throws -> Weft.V1.PruneParticipantResponse {
             try await rpc.unary(Weft.V1.ParticipantAdministrationService.pruneParticipant, request, metadata: metadata, timeout: timeout)
         }
+
+        /// Moves the participant from a domain whose sequencer backend was lost to
+        /// a new domain (docs/operator-guide.md §7.3): onboards it there, keeps its
+        /// active contracts and ledger (offsets continue), rejects what was in
+        /// flight on the old domain, hosts its parties on the new domain and goes
+        /// on processing there. Unary; repeating it after a failure completes it.
+        public func migrateDomain(
+            _ request: Weft.V1.MigrateDomainRequest, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
+        ) async throws -> Weft.V1.MigrateDomainResponse {
+            try await rpc.unary(Weft.V1.ParticipantAdministrationService.migrateDomain, request, metadata: metadata, timeout: timeout)
+        }
     }
 
     /// What a server implements to serve `weft.v1.ParticipantAdministrationService`.
@@ -327,6 +338,13 @@ extension Weft.V1.ParticipantAdministrationService {
         /// (PARTICIPANT_PRUNE_BEYOND_SAFE_POINT) when the offset was sequenced after
         /// the commitment safe point, unless ignore_commitments is set. Unary.
         func pruneParticipant(_ request: Weft.V1.PruneParticipantRequest, context: RPCCallContext) async throws -> Weft.V1.PruneParticipantResponse
+
+        /// Moves the participant from a domain whose sequencer backend was lost to
+        /// a new domain (docs/operator-guide.md §7.3): onboards it there, keeps its
+        /// active contracts and ledger (offsets continue), rejects what was in
+        /// flight on the old domain, hosts its parties on the new domain and goes
+        /// on processing there. Unary; repeating it after a failure completes it.
+        func migrateDomain(_ request: Weft.V1.MigrateDomainRequest, context: RPCCallContext) async throws -> Weft.V1.MigrateDomainResponse
     }
 }
 
@@ -365,6 +383,9 @@ extension Weft.V1.ParticipantAdministrationService.Provider {
         }
         router.register(Weft.V1.ParticipantAdministrationService.pruneParticipant) { request, context in
             try await self.pruneParticipant(request, context: context)
+        }
+        router.register(Weft.V1.ParticipantAdministrationService.migrateDomain) { request, context in
+            try await self.migrateDomain(request, context: context)
         }
     }
 }

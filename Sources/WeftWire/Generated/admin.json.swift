@@ -1360,3 +1360,97 @@ extension Weft.V1.AcsSnapshotContract: JSONMessage {
         }
     }
 }
+
+extension Weft.V1.MigrateDomainRequest: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.fromAlias.isEmpty { __o.append("fromAlias", JSONWrite.string(self.fromAlias)) }
+        if !self.toAlias.isEmpty { __o.append("toAlias", JSONWrite.string(self.toAlias)) }
+        if !self.sequencerURLs.isEmpty { __o.append("sequencerUrls", .array(self.sequencerURLs.map { JSONWrite.string($0) })) }
+        if !self.rootCertificatePem.isEmpty { __o.append("rootCertificatePem", JSONWrite.string(self.rootCertificatePem)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "fromAlias", "from_alias":
+                try __fields.insert(1, __m.key)
+                self.fromAlias = try JSONRead.string(__m.value, __p)
+            case "toAlias", "to_alias":
+                try __fields.insert(2, __m.key)
+                self.toAlias = try JSONRead.string(__m.value, __p)
+            case "sequencerUrls", "sequencer_urls":
+                try __fields.insert(3, __m.key)
+                self.sequencerURLs = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
+            case "rootCertificatePem", "root_certificate_pem":
+                try __fields.insert(4, __m.key)
+                self.rootCertificatePem = try JSONRead.string(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.MigrateDomainResponse: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.fromDomain.isEmpty { __o.append("fromDomain", JSONWrite.string(self.fromDomain)) }
+        if !self.toDomain.isEmpty { __o.append("toDomain", JSONWrite.string(self.toDomain)) }
+        if self.activeContracts != 0 { __o.append("activeContracts", JSONWrite.uint64(self.activeContracts)) }
+        if self.ledgerEnd != 0 { __o.append("ledgerEnd", JSONWrite.uint64(self.ledgerEnd)) }
+        if self.requestsAbandoned != 0 { __o.append("requestsAbandoned", JSONWrite.uint64(self.requestsAbandoned)) }
+        if self.commandsRejected != 0 { __o.append("commandsRejected", JSONWrite.uint64(self.commandsRejected)) }
+        if !self.parties.isEmpty { __o.append("parties", .array(self.parties.map { JSONWrite.string($0) })) }
+        if !self.partiesNotHosted.isEmpty { __o.append("partiesNotHosted", .array(self.partiesNotHosted.map { JSONWrite.string($0) })) }
+        if self.resumed { __o.append("resumed", JSONWrite.bool(self.resumed)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "fromDomain", "from_domain":
+                try __fields.insert(1, __m.key)
+                self.fromDomain = try JSONRead.string(__m.value, __p)
+            case "toDomain", "to_domain":
+                try __fields.insert(2, __m.key)
+                self.toDomain = try JSONRead.string(__m.value, __p)
+            case "activeContracts", "active_contracts":
+                try __fields.insert(3, __m.key)
+                self.activeContracts = try JSONRead.uint64(__m.value, __p)
+            case "ledgerEnd", "ledger_end":
+                try __fields.insert(4, __m.key)
+                self.ledgerEnd = try JSONRead.uint64(__m.value, __p)
+            case "requestsAbandoned", "requests_abandoned":
+                try __fields.insert(5, __m.key)
+                self.requestsAbandoned = try JSONRead.uint64(__m.value, __p)
+            case "commandsRejected", "commands_rejected":
+                try __fields.insert(6, __m.key)
+                self.commandsRejected = try JSONRead.uint64(__m.value, __p)
+            case "parties":
+                try __fields.insert(7, __m.key)
+                self.parties = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
+            case "partiesNotHosted", "parties_not_hosted":
+                try __fields.insert(8, __m.key)
+                self.partiesNotHosted = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.string(__e, __ep) }
+            case "resumed":
+                try __fields.insert(9, __m.key)
+                self.resumed = try JSONRead.bool(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7, 8, 9])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}

@@ -2706,6 +2706,123 @@ extension Weft.V1 {
             try encode()
         }
     }
+
+    /// Moves a participant to a new domain (`weft repair migrate-domain OLD NEW`).
+    public struct MigrateDomainRequest: WireMessage {
+        public static let protoMessageName = "weft.v1.MigrateDomainRequest"
+
+        /// Alias of the domain connection to leave (its sequencer backend was lost).
+        public var fromAlias: String = ""
+
+        /// Alias for the new domain's connection.
+        public var toAlias: String = ""
+
+        /// The new domain's sequencer endpoints, `https://host:port`.
+        public var sequencerURLs: [String] = []
+
+        /// PEM root certificate the new domain's sequencers' TLS certificates chain
+        /// to.
+        public var rootCertificatePem: String = ""
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(fromAlias: String = "", toAlias: String = "", sequencerURLs: [String] = [], rootCertificatePem: String = "") {
+            self.fromAlias = fromAlias
+            self.toAlias = toAlias
+            self.sequencerURLs = sequencerURLs
+            self.rootCertificatePem = rootCertificatePem
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// What a domain migration did.
+    public struct MigrateDomainResponse: WireMessage {
+        public static let protoMessageName = "weft.v1.MigrateDomainResponse"
+
+        /// Domain id of the domain left.
+        public var fromDomain: String = ""
+
+        /// Domain id of the new domain.
+        public var toDomain: String = ""
+
+        /// Active contracts the participant holds, now on the new domain.
+        public var activeContracts: UInt64 = 0
+
+        /// The participant's ledger end: its next transaction gets the next offset.
+        public var ledgerEnd: UInt64 = 0
+
+        /// Confirmation requests without a verdict on the old domain, rejected
+        /// (PARTICIPANT_DOMAIN_MIGRATED) and their contracts unlocked.
+        public var requestsAbandoned: UInt64 = 0
+
+        /// Commands in flight on the old domain, completed as rejected
+        /// (PARTICIPANT_DOMAIN_MIGRATED).
+        public var commandsRejected: UInt64 = 0
+
+        /// Parties hosted on the new domain again (party ids).
+        public var parties: [String] = []
+
+        /// Parties hosted here on the old domain that this participant cannot host
+        /// again (their namespace is not the participant's): their owners must.
+        public var partiesNotHosted: [String] = []
+
+        /// Whether the migration was already recorded (a repeated call completing
+        /// it).
+        public var resumed: Bool = false
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields = UnknownFields()
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(fromDomain: String = "", toDomain: String = "", activeContracts: UInt64 = 0, ledgerEnd: UInt64 = 0, requestsAbandoned: UInt64 = 0, commandsRejected: UInt64 = 0, parties: [String] = [], partiesNotHosted: [String] = [], resumed: Bool = false) {
+            self.fromDomain = fromDomain
+            self.toDomain = toDomain
+            self.activeContracts = activeContracts
+            self.ledgerEnd = ledgerEnd
+            self.requestsAbandoned = requestsAbandoned
+            self.commandsRejected = commandsRejected
+            self.parties = parties
+            self.partiesNotHosted = partiesNotHosted
+            self.resumed = resumed
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
 }
 
 extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
@@ -3980,6 +4097,79 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
     }
 }
 
+extension Weft.V1.MigrateDomainRequest: CBackedMessage {
+    typealias CStruct = Weft__V1__MigrateDomainRequest
+    static var shapeIndex: Int { 74 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__migrate_domain_request__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__migrate_domain_request__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__migrate_domain_request__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__migrate_domain_request__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.fromAlias = try CBridge.string(c.from_alias, "weft.v1.MigrateDomainRequest")
+        self.toAlias = try CBridge.string(c.to_alias, "weft.v1.MigrateDomainRequest")
+        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainRequest") }
+        self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.MigrateDomainRequest")
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.from_alias = try CBridge.cString(self.fromAlias, arena, "weft.v1.MigrateDomainRequest", 1)
+        c.pointee.to_alias = try CBridge.cString(self.toAlias, arena, "weft.v1.MigrateDomainRequest", 2)
+        c.pointee.n_sequencer_urls = self.sequencerURLs.count
+        c.pointee.sequencer_urls = try CBridge.cArray(self.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainRequest", 3) ?? CBridge.emptyCString }
+        c.pointee.root_certificate_pem = try CBridge.cString(self.rootCertificatePem, arena, "weft.v1.MigrateDomainRequest", 4)
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.MigrateDomainResponse: CBackedMessage {
+    typealias CStruct = Weft__V1__MigrateDomainResponse
+    static var shapeIndex: Int { 75 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__migrate_domain_response__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__migrate_domain_response__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__migrate_domain_response__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__migrate_domain_response__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        self.fromDomain = try CBridge.string(c.from_domain, "weft.v1.MigrateDomainResponse")
+        self.toDomain = try CBridge.string(c.to_domain, "weft.v1.MigrateDomainResponse")
+        self.activeContracts = c.active_contracts
+        self.ledgerEnd = c.ledger_end
+        self.requestsAbandoned = c.requests_abandoned
+        self.commandsRejected = c.commands_rejected
+        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainResponse") }
+        self.partiesNotHosted = try CBridge.array(c.parties_not_hosted, c.n_parties_not_hosted) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainResponse") }
+        self.resumed = c.resumed != 0
+        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        c.pointee.from_domain = try CBridge.cString(self.fromDomain, arena, "weft.v1.MigrateDomainResponse", 1)
+        c.pointee.to_domain = try CBridge.cString(self.toDomain, arena, "weft.v1.MigrateDomainResponse", 2)
+        c.pointee.active_contracts = self.activeContracts
+        c.pointee.ledger_end = self.ledgerEnd
+        c.pointee.requests_abandoned = self.requestsAbandoned
+        c.pointee.commands_rejected = self.commandsRejected
+        c.pointee.n_parties = self.parties.count
+        c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 7) ?? CBridge.emptyCString }
+        c.pointee.n_parties_not_hosted = self.partiesNotHosted.count
+        c.pointee.parties_not_hosted = try CBridge.cArray(self.partiesNotHosted, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 8) ?? CBridge.emptyCString }
+        c.pointee.resumed = self.resumed ? 1 : 0
+        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+}
+
 extension Weft.V1 {
     /// The domain manager's administration: admission and topology.
     public enum DomainManagerAdministrationService {
@@ -4100,7 +4290,15 @@ extension Weft.V1 {
         public static let pruneParticipant = Method<Weft.V1.PruneParticipantRequest, Weft.V1.PruneParticipantResponse>(
             path: "/weft.v1.ParticipantAdministrationService/PruneParticipant", kind: .unary)
 
+        /// Moves the participant from a domain whose sequencer backend was lost to
+        /// a new domain (docs/operator-guide.md §7.3): onboards it there, keeps its
+        /// active contracts and ledger (offsets continue), rejects what was in
+        /// flight on the old domain, hosts its parties on the new domain and goes
+        /// on processing there. Unary; repeating it after a failure completes it.
+        public static let migrateDomain = Method<Weft.V1.MigrateDomainRequest, Weft.V1.MigrateDomainResponse>(
+            path: "/weft.v1.ParticipantAdministrationService/MigrateDomain", kind: .unary)
+
         /// Every method of the service.
-        public static let methods: [MethodDescriptor] = [getParticipantID.descriptor, connectDomain.descriptor, disconnectDomain.descriptor, listDomainConnections.descriptor, exportAcs.descriptor, importAcs.descriptor, listCommitmentMismatches.descriptor, getCommitmentSafePoint.descriptor, inspectCommitment.descriptor, getPruningSafePoint.descriptor, pruneParticipant.descriptor]
+        public static let methods: [MethodDescriptor] = [getParticipantID.descriptor, connectDomain.descriptor, disconnectDomain.descriptor, listDomainConnections.descriptor, exportAcs.descriptor, importAcs.descriptor, listCommitmentMismatches.descriptor, getCommitmentSafePoint.descriptor, inspectCommitment.descriptor, getPruningSafePoint.descriptor, pruneParticipant.descriptor, migrateDomain.descriptor]
     }
 }

@@ -1120,6 +1120,45 @@ extension Weft.V1.AcsSnapshotContract {
     }
 }
 
+extension Weft.V1.MigrateDomainRequest {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.fromAlias = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.toAlias = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        m.sequencerURLs = ["s\(3 * 100 + depth * 10 + variant + 1)-é✓", "s\(3 * 100 + depth * 10 + variant + 2)-é✓"]
+        m.rootCertificatePem = "s\(4 * 100 + depth * 10 + variant + 1)-é✓"
+        return m
+    }
+}
+
+extension Weft.V1.MigrateDomainResponse {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.fromDomain = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        m.toDomain = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        m.activeContracts = UInt64(3 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.ledgerEnd = UInt64(4 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.requestsAbandoned = UInt64(5 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.commandsRejected = UInt64(6 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.parties = ["s\(7 * 100 + depth * 10 + variant + 1)-é✓", "s\(7 * 100 + depth * 10 + variant + 2)-é✓"]
+        m.partiesNotHosted = ["s\(8 * 100 + depth * 10 + variant + 1)-é✓", "s\(8 * 100 + depth * 10 + variant + 2)-é✓"]
+        m.resumed = true
+        return m
+    }
+}
+
 extension Weft.V1.Status {
     /// Number of distinct samples (one per member of the largest oneof).
     static var sampleVariants: Int { 1 }
@@ -3115,6 +3154,8 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.PruneParticipantResponse", (0..<Weft.V1.PruneParticipantResponse.sampleVariants).map { Weft.V1.PruneParticipantResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.AcsSnapshot", (0..<Weft.V1.AcsSnapshot.sampleVariants).map { Weft.V1.AcsSnapshot.sample(variant: $0, depth: 0) }),
     ("weft.v1.AcsSnapshotContract", (0..<Weft.V1.AcsSnapshotContract.sampleVariants).map { Weft.V1.AcsSnapshotContract.sample(variant: $0, depth: 0) }),
+    ("weft.v1.MigrateDomainRequest", (0..<Weft.V1.MigrateDomainRequest.sampleVariants).map { Weft.V1.MigrateDomainRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.MigrateDomainResponse", (0..<Weft.V1.MigrateDomainResponse.sampleVariants).map { Weft.V1.MigrateDomainResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.Status", (0..<Weft.V1.Status.sampleVariants).map { Weft.V1.Status.sample(variant: $0, depth: 0) }),
     ("weft.v1.StatusDetail", (0..<Weft.V1.StatusDetail.sampleVariants).map { Weft.V1.StatusDetail.sample(variant: $0, depth: 0) }),
     ("weft.v1.Frame", (0..<Weft.V1.Frame.sampleVariants).map { Weft.V1.Frame.sample(variant: $0, depth: 0) }),

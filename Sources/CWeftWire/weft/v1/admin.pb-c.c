@@ -2077,6 +2077,96 @@ void   weft__v1__acs_snapshot_contract__free_unpacked
   assert(message->base.descriptor == &weft__v1__acs_snapshot_contract__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__migrate_domain_request__init
+                     (Weft__V1__MigrateDomainRequest         *message)
+{
+  static const Weft__V1__MigrateDomainRequest init_value = WEFT__V1__MIGRATE_DOMAIN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t weft__v1__migrate_domain_request__get_packed_size
+                     (const Weft__V1__MigrateDomainRequest *message)
+{
+  assert(message->base.descriptor == &weft__v1__migrate_domain_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__migrate_domain_request__pack
+                     (const Weft__V1__MigrateDomainRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__migrate_domain_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__migrate_domain_request__pack_to_buffer
+                     (const Weft__V1__MigrateDomainRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__migrate_domain_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__MigrateDomainRequest *
+       weft__v1__migrate_domain_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__MigrateDomainRequest *)
+     protobuf_c_message_unpack (&weft__v1__migrate_domain_request__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__migrate_domain_request__free_unpacked
+                     (Weft__V1__MigrateDomainRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__migrate_domain_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   weft__v1__migrate_domain_response__init
+                     (Weft__V1__MigrateDomainResponse         *message)
+{
+  static const Weft__V1__MigrateDomainResponse init_value = WEFT__V1__MIGRATE_DOMAIN_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t weft__v1__migrate_domain_response__get_packed_size
+                     (const Weft__V1__MigrateDomainResponse *message)
+{
+  assert(message->base.descriptor == &weft__v1__migrate_domain_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__migrate_domain_response__pack
+                     (const Weft__V1__MigrateDomainResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__migrate_domain_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__migrate_domain_response__pack_to_buffer
+                     (const Weft__V1__MigrateDomainResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__migrate_domain_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__MigrateDomainResponse *
+       weft__v1__migrate_domain_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__MigrateDomainResponse *)
+     protobuf_c_message_unpack (&weft__v1__migrate_domain_response__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__migrate_domain_response__free_unpacked
+                     (Weft__V1__MigrateDomainResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__migrate_domain_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor weft__v1__set_participant_state_request__field_descriptors[3] =
 {
   {
@@ -4406,6 +4496,225 @@ const ProtobufCMessageDescriptor weft__v1__acs_snapshot_contract__descriptor =
   (ProtobufCMessageInit) weft__v1__acs_snapshot_contract__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor weft__v1__migrate_domain_request__field_descriptors[4] =
+{
+  {
+    "from_alias",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainRequest, from_alias),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_alias",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainRequest, to_alias),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequencer_urls",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Weft__V1__MigrateDomainRequest, n_sequencer_urls),
+    offsetof(Weft__V1__MigrateDomainRequest, sequencer_urls),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "root_certificate_pem",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainRequest, root_certificate_pem),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__migrate_domain_request__field_indices_by_name[] = {
+  0,   /* field[0] = from_alias */
+  3,   /* field[3] = root_certificate_pem */
+  2,   /* field[2] = sequencer_urls */
+  1,   /* field[1] = to_alias */
+};
+static const ProtobufCIntRange weft__v1__migrate_domain_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor weft__v1__migrate_domain_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.MigrateDomainRequest",
+  "MigrateDomainRequest",
+  "Weft__V1__MigrateDomainRequest",
+  "weft.v1",
+  sizeof(Weft__V1__MigrateDomainRequest),
+  4,
+  weft__v1__migrate_domain_request__field_descriptors,
+  weft__v1__migrate_domain_request__field_indices_by_name,
+  1,  weft__v1__migrate_domain_request__number_ranges,
+  (ProtobufCMessageInit) weft__v1__migrate_domain_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__migrate_domain_response__field_descriptors[9] =
+{
+  {
+    "from_domain",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainResponse, from_domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_domain",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainResponse, to_domain),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active_contracts",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainResponse, active_contracts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ledger_end",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainResponse, ledger_end),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requests_abandoned",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainResponse, requests_abandoned),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "commands_rejected",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainResponse, commands_rejected),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parties",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Weft__V1__MigrateDomainResponse, n_parties),
+    offsetof(Weft__V1__MigrateDomainResponse, parties),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parties_not_hosted",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Weft__V1__MigrateDomainResponse, n_parties_not_hosted),
+    offsetof(Weft__V1__MigrateDomainResponse, parties_not_hosted),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resumed",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__MigrateDomainResponse, resumed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__migrate_domain_response__field_indices_by_name[] = {
+  2,   /* field[2] = active_contracts */
+  5,   /* field[5] = commands_rejected */
+  0,   /* field[0] = from_domain */
+  3,   /* field[3] = ledger_end */
+  6,   /* field[6] = parties */
+  7,   /* field[7] = parties_not_hosted */
+  4,   /* field[4] = requests_abandoned */
+  8,   /* field[8] = resumed */
+  1,   /* field[1] = to_domain */
+};
+static const ProtobufCIntRange weft__v1__migrate_domain_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor weft__v1__migrate_domain_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.MigrateDomainResponse",
+  "MigrateDomainResponse",
+  "Weft__V1__MigrateDomainResponse",
+  "weft.v1",
+  sizeof(Weft__V1__MigrateDomainResponse),
+  9,
+  weft__v1__migrate_domain_response__field_descriptors,
+  weft__v1__migrate_domain_response__field_indices_by_name,
+  1,  weft__v1__migrate_domain_response__number_ranges,
+  (ProtobufCMessageInit) weft__v1__migrate_domain_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue weft__v1__contract_difference_kind__enum_values_by_number[4] =
 {
   { "CONTRACT_DIFFERENCE_KIND_UNSPECIFIED", "WEFT__V1__CONTRACT_DIFFERENCE_KIND__CONTRACT_DIFFERENCE_KIND_UNSPECIFIED", 0 },
@@ -4564,7 +4873,7 @@ void weft__v1__sequencer_administration_service__init (Weft__V1__SequencerAdmini
                                      &weft__v1__sequencer_administration_service__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor weft__v1__participant_administration_service__method_descriptors[11] =
+static const ProtobufCMethodDescriptor weft__v1__participant_administration_service__method_descriptors[12] =
 {
   { "GetParticipantId", &weft__v1__get_participant_id_request__descriptor, &weft__v1__get_participant_id_response__descriptor },
   { "ConnectDomain", &weft__v1__connect_domain_request__descriptor, &weft__v1__connect_domain_response__descriptor },
@@ -4577,6 +4886,7 @@ static const ProtobufCMethodDescriptor weft__v1__participant_administration_serv
   { "InspectCommitment", &weft__v1__inspect_commitment_request__descriptor, &weft__v1__inspect_commitment_response__descriptor },
   { "GetPruningSafePoint", &weft__v1__get_pruning_safe_point_request__descriptor, &weft__v1__get_pruning_safe_point_response__descriptor },
   { "PruneParticipant", &weft__v1__prune_participant_request__descriptor, &weft__v1__prune_participant_response__descriptor },
+  { "MigrateDomain", &weft__v1__migrate_domain_request__descriptor, &weft__v1__migrate_domain_response__descriptor },
 };
 const unsigned weft__v1__participant_administration_service__method_indices_by_name[] = {
   1,        /* ConnectDomain */
@@ -4589,6 +4899,7 @@ const unsigned weft__v1__participant_administration_service__method_indices_by_n
   8,        /* InspectCommitment */
   6,        /* ListCommitmentMismatches */
   3,        /* ListDomainConnections */
+  11,        /* MigrateDomain */
   10         /* PruneParticipant */
 };
 const ProtobufCServiceDescriptor weft__v1__participant_administration_service__descriptor =
@@ -4598,7 +4909,7 @@ const ProtobufCServiceDescriptor weft__v1__participant_administration_service__d
   "ParticipantAdministrationService",
   "Weft__V1__ParticipantAdministrationService",
   "weft.v1",
-  11,
+  12,
   weft__v1__participant_administration_service__method_descriptors,
   weft__v1__participant_administration_service__method_indices_by_name
 };
@@ -4689,6 +5000,14 @@ void weft__v1__participant_administration_service__prune_participant(ProtobufCSe
 {
   assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void weft__v1__participant_administration_service__migrate_domain(ProtobufCService *service,
+                                                                  const Weft__V1__MigrateDomainRequest *input,
+                                                                  Weft__V1__MigrateDomainResponse_Closure closure,
+                                                                  void *closure_data)
+{
+  assert(service->descriptor == &weft__v1__participant_administration_service__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAdministrationService_Service *service,
                                                          Weft__V1__ParticipantAdministrationService_ServiceDestroy destroy)

@@ -64,6 +64,8 @@ typedef struct Weft__V1__UnconfirmedCommitment Weft__V1__UnconfirmedCommitment;
 typedef struct Weft__V1__PruneParticipantResponse Weft__V1__PruneParticipantResponse;
 typedef struct Weft__V1__AcsSnapshot Weft__V1__AcsSnapshot;
 typedef struct Weft__V1__AcsSnapshotContract Weft__V1__AcsSnapshotContract;
+typedef struct Weft__V1__MigrateDomainRequest Weft__V1__MigrateDomainRequest;
+typedef struct Weft__V1__MigrateDomainResponse Weft__V1__MigrateDomainResponse;
 
 
 /* --- enums --- */
@@ -1068,6 +1070,90 @@ struct  Weft__V1__AcsSnapshotContract
     , (char *)protobuf_c_empty_string, 0,NULL, {0,NULL} }
 
 
+/*
+ * Moves a participant to a new domain (`weft repair migrate-domain OLD NEW`).
+ */
+struct  Weft__V1__MigrateDomainRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Alias of the domain connection to leave (its sequencer backend was lost).
+   */
+  char *from_alias;
+  /*
+   * Alias for the new domain's connection.
+   */
+  char *to_alias;
+  /*
+   * The new domain's sequencer endpoints, `https://host:port`.
+   */
+  size_t n_sequencer_urls;
+  char **sequencer_urls;
+  /*
+   * PEM root certificate the new domain's sequencers' TLS certificates chain
+   * to.
+   */
+  char *root_certificate_pem;
+};
+#define WEFT__V1__MIGRATE_DOMAIN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__migrate_domain_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * What a domain migration did.
+ */
+struct  Weft__V1__MigrateDomainResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Domain id of the domain left.
+   */
+  char *from_domain;
+  /*
+   * Domain id of the new domain.
+   */
+  char *to_domain;
+  /*
+   * Active contracts the participant holds, now on the new domain.
+   */
+  uint64_t active_contracts;
+  /*
+   * The participant's ledger end: its next transaction gets the next offset.
+   */
+  uint64_t ledger_end;
+  /*
+   * Confirmation requests without a verdict on the old domain, rejected
+   * (PARTICIPANT_DOMAIN_MIGRATED) and their contracts unlocked.
+   */
+  uint64_t requests_abandoned;
+  /*
+   * Commands in flight on the old domain, completed as rejected
+   * (PARTICIPANT_DOMAIN_MIGRATED).
+   */
+  uint64_t commands_rejected;
+  /*
+   * Parties hosted on the new domain again (party ids).
+   */
+  size_t n_parties;
+  char **parties;
+  /*
+   * Parties hosted here on the old domain that this participant cannot host
+   * again (their namespace is not the participant's): their owners must.
+   */
+  size_t n_parties_not_hosted;
+  char **parties_not_hosted;
+  /*
+   * Whether the migration was already recorded (a repeated call completing
+   * it).
+   */
+  protobuf_c_boolean resumed;
+};
+#define WEFT__V1__MIGRATE_DOMAIN_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__migrate_domain_response__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0,NULL, 0,NULL, 0 }
+
+
 /* Weft__V1__SetParticipantStateRequest methods */
 void   weft__v1__set_participant_state_request__init
                      (Weft__V1__SetParticipantStateRequest         *message);
@@ -1942,6 +2028,44 @@ Weft__V1__AcsSnapshotContract *
 void   weft__v1__acs_snapshot_contract__free_unpacked
                      (Weft__V1__AcsSnapshotContract *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__MigrateDomainRequest methods */
+void   weft__v1__migrate_domain_request__init
+                     (Weft__V1__MigrateDomainRequest         *message);
+size_t weft__v1__migrate_domain_request__get_packed_size
+                     (const Weft__V1__MigrateDomainRequest   *message);
+size_t weft__v1__migrate_domain_request__pack
+                     (const Weft__V1__MigrateDomainRequest   *message,
+                      uint8_t             *out);
+size_t weft__v1__migrate_domain_request__pack_to_buffer
+                     (const Weft__V1__MigrateDomainRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__MigrateDomainRequest *
+       weft__v1__migrate_domain_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__migrate_domain_request__free_unpacked
+                     (Weft__V1__MigrateDomainRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Weft__V1__MigrateDomainResponse methods */
+void   weft__v1__migrate_domain_response__init
+                     (Weft__V1__MigrateDomainResponse         *message);
+size_t weft__v1__migrate_domain_response__get_packed_size
+                     (const Weft__V1__MigrateDomainResponse   *message);
+size_t weft__v1__migrate_domain_response__pack
+                     (const Weft__V1__MigrateDomainResponse   *message,
+                      uint8_t             *out);
+size_t weft__v1__migrate_domain_response__pack_to_buffer
+                     (const Weft__V1__MigrateDomainResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__MigrateDomainResponse *
+       weft__v1__migrate_domain_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__migrate_domain_response__free_unpacked
+                     (Weft__V1__MigrateDomainResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Weft__V1__SetParticipantStateRequest_Closure)
@@ -2081,6 +2205,12 @@ typedef void (*Weft__V1__AcsSnapshot_Closure)
                   void *closure_data);
 typedef void (*Weft__V1__AcsSnapshotContract_Closure)
                  (const Weft__V1__AcsSnapshotContract *message,
+                  void *closure_data);
+typedef void (*Weft__V1__MigrateDomainRequest_Closure)
+                 (const Weft__V1__MigrateDomainRequest *message,
+                  void *closure_data);
+typedef void (*Weft__V1__MigrateDomainResponse_Closure)
+                 (const Weft__V1__MigrateDomainResponse *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -2229,6 +2359,10 @@ struct Weft__V1__ParticipantAdministrationService_Service
                             const Weft__V1__PruneParticipantRequest *input,
                             Weft__V1__PruneParticipantResponse_Closure closure,
                             void *closure_data);
+  void (*migrate_domain)(Weft__V1__ParticipantAdministrationService_Service *service,
+                         const Weft__V1__MigrateDomainRequest *input,
+                         Weft__V1__MigrateDomainResponse_Closure closure,
+                         void *closure_data);
 };
 typedef void (*Weft__V1__ParticipantAdministrationService_ServiceDestroy)(Weft__V1__ParticipantAdministrationService_Service *);
 void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAdministrationService_Service *service,
@@ -2247,7 +2381,8 @@ void weft__v1__participant_administration_service__init (Weft__V1__ParticipantAd
       function_prefix__ ## get_commitment_safe_point,\
       function_prefix__ ## inspect_commitment,\
       function_prefix__ ## get_pruning_safe_point,\
-      function_prefix__ ## prune_participant  }
+      function_prefix__ ## prune_participant,\
+      function_prefix__ ## migrate_domain  }
 void weft__v1__participant_administration_service__get_participant_id(ProtobufCService *service,
                                                                       const Weft__V1__GetParticipantIdRequest *input,
                                                                       Weft__V1__GetParticipantIdResponse_Closure closure,
@@ -2292,6 +2427,10 @@ void weft__v1__participant_administration_service__prune_participant(ProtobufCSe
                                                                      const Weft__V1__PruneParticipantRequest *input,
                                                                      Weft__V1__PruneParticipantResponse_Closure closure,
                                                                      void *closure_data);
+void weft__v1__participant_administration_service__migrate_domain(ProtobufCService *service,
+                                                                  const Weft__V1__MigrateDomainRequest *input,
+                                                                  Weft__V1__MigrateDomainResponse_Closure closure,
+                                                                  void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2342,6 +2481,8 @@ extern const ProtobufCMessageDescriptor weft__v1__unconfirmed_commitment__descri
 extern const ProtobufCMessageDescriptor weft__v1__prune_participant_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__acs_snapshot__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__acs_snapshot_contract__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__migrate_domain_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__migrate_domain_response__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__domain_manager_administration_service__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__sequencer_administration_service__descriptor;
 extern const ProtobufCServiceDescriptor weft__v1__participant_administration_service__descriptor;

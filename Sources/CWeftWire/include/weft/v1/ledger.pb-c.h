@@ -610,7 +610,8 @@ struct  Weft__V1__Transaction
    */
   uint64_t offset;
   /*
-   * Domain id.
+   * Id of the domain the transaction was committed on (after a domain
+   * migration, earlier transactions keep the domain they were committed on).
    */
   char *domain;
 };
@@ -686,7 +687,8 @@ struct  Weft__V1__TransactionTreeView
   size_t n_root_event_ids;
   char **root_event_ids;
   /*
-   * Domain id.
+   * Id of the domain the transaction was committed on (after a domain
+   * migration, earlier transactions keep the domain they were committed on).
    */
   char *domain;
 };
