@@ -10,12 +10,13 @@ extension RepairCommand {
             commandName: "migrate-domain",
             abstract: "Move the participant from a domain whose sequencer backend was lost to a new domain.",
             discussion: """
-                The new domain's owner must have allow-listed the participant (weft domain-manager set-state).
-                The running participant node (--remote) is onboarded on the new domain, replaces the
-                connection OLD by NEW, keeps its active contracts and ledger (offsets continue), rejects
-                the requests and commands the old domain had not decided (PARTICIPANT_DOMAIN_MIGRATED),
-                hosts its parties on the new domain and processes the new domain's stream. Run it for
-                every participant of the old domain; if it fails half-way, run it again.
+                The new domain's owner must have allow-listed the participant (weft domain-manager set-state). \
+                The running participant node (--remote) is onboarded on the new domain, replaces the \
+                connection OLD by NEW, keeps its active contracts and ledger (offsets continue), rejects \
+                the requests and commands the old domain had not decided (PARTICIPANT_DOMAIN_MIGRATED), \
+                hosts its parties on the new domain and processes the new domain's stream. Run it for \
+                every participant of the old domain; if it fails half-way, run it again \
+                (docs/operator-guide.md §7.3).
                 """)
 
         @Argument(help: "The alias of the domain connection to leave.")
