@@ -100,6 +100,9 @@ actor ParticipantRuntime {
     /// The Ledger API's routes while connected.
     private(set) var ledgerRouter: RPCRouter?
     private(set) var connected: DomainConnectionSettings?
+    /// The domain operation running now (connect, disconnect, migrate): one at a time, since
+    /// each stops or starts the node across awaits.
+    private var operation: String?
 
     init(
         identity: ParticipantIdentity, namespaceKey: SigningPrivateKey, database: PostgresDatabase, rpc: RPCConfiguration,
@@ -123,7 +126,19 @@ actor ParticipantRuntime {
         }
         try await start(stored)
         // A migration to this domain whose parties were not hosted yet (a stop in between).
-        Task { await self.finishMigration(of: stored) }
+        Task { try? await self.exclusively("finishing the domain migration") { await self.finishMigration(of: stored) } }
+    }
+
+    /// Runs `body` unless another domain operation runs: then ABORTED, to be retried.
+    func exclusively<T: Sendable>(_ name: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        if let operation {
+            throw RPCError(
+                .aborted, "\(operation) is in progress on this participant; try \(name) again once it has finished",
+                errorID: "PARTICIPANT_DOMAIN_OPERATION_IN_PROGRESS")
+        }
+        operation = name
+        defer { operation = nil }
+        return try await body()
     }
 
     /// The stored connections, and whether each is running.
@@ -207,6 +222,7 @@ actor ParticipantRuntime {
     }
 
     func start(_ settings: DomainConnectionSettings) async throws {
+        if node != nil { await stop() }  // one node per participant, whatever asked
         let domain = try UniqueIdentifier(parsing: settings.domain)
         let topology = MemberTopology(
             domain: domain, store: TopologyStore(database: database, domain: domain, member: identity.member, logger: logger), logger: logger)
@@ -280,11 +296,14 @@ struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provi
     }
 
     func connectDomain(_ request: Weft.V1.ConnectDomainRequest, context: RPCCallContext) async throws -> Weft.V1.ConnectDomainResponse {
-        .init(domain: try await runtime.connect(alias: request.alias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem))
+        .init(
+            domain: try await runtime.exclusively("a domain connection") {
+                try await runtime.connect(alias: request.alias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem)
+            })
     }
 
     func disconnectDomain(_ request: Weft.V1.DisconnectDomainRequest, context: RPCCallContext) async throws -> Weft.V1.DisconnectDomainResponse {
-        try await runtime.disconnect(alias: request.alias)
+        try await runtime.exclusively("a domain disconnection") { try await runtime.disconnect(alias: request.alias) }
         return .init()
     }
 
@@ -295,8 +314,10 @@ struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provi
     }
 
     func migrateDomain(_ request: Weft.V1.MigrateDomainRequest, context: RPCCallContext) async throws -> Weft.V1.MigrateDomainResponse {
-        try await runtime.migrate(
-            from: request.fromAlias, to: request.toAlias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem)
+        try await runtime.exclusively("a domain migration") {
+            try await runtime.migrate(
+                from: request.fromAlias, to: request.toAlias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem)
+        }
     }
 
     func exportAcs(_ request: Weft.V1.ExportAcsRequest, responses: RPCMessageWriter<Weft.V1.ExportAcsResponse>, context: RPCCallContext) async throws {

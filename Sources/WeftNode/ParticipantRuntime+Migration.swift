@@ -30,8 +30,9 @@ extension ParticipantRuntime {
         if let current = stored.first(where: { $0.alias == toAlias }),
             let recorded = try await store.domainMigration(to: current.domain)
         {
-            // Asked again after the switch (the first call failed or timed out while hosting
-            // the parties): finish it.
+            // Asked again after the switch (the first call failed or timed out while starting
+            // on the new domain or hosting the parties): finish it.
+            if connected?.domain != current.domain { try await start(current) }
             let foreign = try await hostPartiesAgain(recorded)
             return Self.response(recorded, notHosted: foreign, resumed: true)
         }
@@ -51,14 +52,22 @@ extension ParticipantRuntime {
         let own = hosted.filter { $0.party.namespace == identity.id.namespace }
         await stop()
         let (store, participant) = (self.store, identity.id.description)
-        let (migration, _) = try await database.transaction { connection in
-            let switched = try store.switchDomain(
-                from: old.domain, to: new.domain,
-                parties: own.map { ParticipantStore.PartyToHost(party: $0.party.description, permission: $0.permission) },
-                on: connection)
-            try DomainConnectionStore.remove(alias: fromAlias, participant: participant, on: connection)
-            try DomainConnectionStore.save(new, participant: participant, on: connection)
-            return switched
+        let migration: ParticipantStore.DomainMigration
+        do {
+            (migration, _) = try await database.transaction { connection in
+                let switched = try store.switchDomain(
+                    from: old.domain, to: new.domain,
+                    parties: own.map { ParticipantStore.PartyToHost(party: $0.party.description, permission: $0.permission) },
+                    on: connection)
+                try DomainConnectionStore.remove(alias: fromAlias, participant: participant, on: connection)
+                try DomainConnectionStore.save(new, participant: participant, on: connection)
+                return switched
+            }
+        } catch {
+            // Nothing was switched: the node goes on with the old connection, as it was.
+            logger.error("the domain migration failed before the switch; nothing changed", metadata: ["error": "\(error)"])
+            try? await start(old)
+            throw error
         }
         logger.warning(
             "participant migrated to a new domain: it holds its contracts and ledger there; what the old domain had not decided is rejected",
@@ -96,7 +105,7 @@ extension ParticipantRuntime {
                 .unavailable, "the participant is not running on \(migration.toDomain); restart it and run the migration again",
                 errorID: "PARTICIPANT_NOT_CONNECTED")
         }
-        guard try await node.waitUntilReady(within: .seconds(60)) else {
+        guard await node.waitUntilReady(within: .seconds(60)) else {
             throw RPCError(
                 .unavailable,
                 "the participant has not received the topology of \(migration.toDomain) within 60 s; check that its sequencers run and that the domain owner admitted this participant, then run the migration again",

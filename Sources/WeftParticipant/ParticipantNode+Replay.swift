@@ -15,11 +15,15 @@ public enum ParticipantRecoveryError: Error, Equatable, Sendable, CustomStringCo
     /// An approved transaction uses packages this participant does not have: it cannot store
     /// the transaction's contracts and tree as its peers do, so processing waits for them.
     case packagesMissing([PackageID])
+    /// The first event of a new domain's stream (after a domain migration) is sequenced at or
+    /// before the last event this participant processed on the domain it left (µs).
+    case domainTimeBehind(firstEventAt: Int64, lastProcessedAt: Int64)
 
     public var id: String {
         switch self {
         case .eventsPruned: "PARTICIPANT_EVENTS_PRUNED"
         case .packagesMissing: "PARTICIPANT_PACKAGE_MISSING"
+        case .domainTimeBehind: "PARTICIPANT_DOMAIN_TIME_BEHIND"
         }
     }
 
@@ -35,6 +39,11 @@ public enum ParticipantRecoveryError: Error, Equatable, Sendable, CustomStringCo
             text =
                 "an approved transaction uses package(s) \(ids.map(\.description).joined(separator: ", ")) that this "
                 + "participant does not have; processing waits until they are uploaded (`weft package upload FILE`)"
+        case .domainTimeBehind(let first, let last):
+            text =
+                "the domain's first event is sequenced at \(first) µs, not after the last event this participant processed "
+                + "(\(last) µs, on the domain it migrated from): the new domain's sequencer clock is behind; nothing was "
+                + "processed — correct the sequencer hosts' clocks and restart this participant"
         }
         return "\(id): \(text)"
     }

@@ -79,6 +79,9 @@ public actor ParticipantNode {
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, Never>]] = [:]
     private var validatedWaiters: [Digest32: [CheckedContinuation<Void, Never>]] = [:]
     var readyWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Waits of `waitUntilReady(within:)`, ended by readiness, their timeout or `stop()`.
+    private var timedReadyWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+    private var nextTimedReadyWaiter = 0
     /// Whether the topology has the domain's history (see `waitUntilReady`).
     var ready = false
     /// ACS commitments (ParticipantNode+Commitments.swift).
@@ -257,6 +260,7 @@ public actor ParticipantNode {
         await connection.close()
         _ = recoveryFailed(ParticipantError.stopped)
         failWaiters(ParticipantError.stopped)
+        for id in timedReadyWaiters.keys { endTimedReadyWait(id, ready: false) }
     }
 
     private func failWaiters(_ error: ParticipantError) {
@@ -301,12 +305,22 @@ public actor ParticipantNode {
 
     private func setDomainHistory(_ history: DomainHistory) { domainHistory = history }
 
-    /// `waitUntilReady()` for at most `timeout`: whether the participant is ready.
-    public func waitUntilReady(within timeout: Duration) async throws -> Bool {
-        try await Self.within(timeout) {
-            await self.waitUntilReady()
-            return true
-        } ?? false
+    /// `waitUntilReady()` for at most `timeout`: whether the participant is ready (false too
+    /// when the node stops first).
+    public func waitUntilReady(within timeout: Duration) async -> Bool {
+        if ready { return true }
+        let id = nextTimedReadyWaiter
+        nextTimedReadyWaiter += 1
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.endTimedReadyWait(id, ready: false)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { timedReadyWaiters[id] = $0 }
+    }
+
+    private func endTimedReadyWait(_ id: Int, ready: Bool) {
+        timedReadyWaiters.removeValue(forKey: id)?.resume(returning: ready)
     }
 
     /// The topology has the domain's history: submissions and validation can begin.
@@ -314,6 +328,7 @@ public actor ParticipantNode {
         ready = true
         for continuation in readyWaiters { continuation.resume() }
         readyWaiters = []
+        for id in timedReadyWaiters.keys { endTimedReadyWait(id, ready: true) }
     }
 
     /// The parties this participant hosts now (from topology at its last processed event).
@@ -694,6 +709,13 @@ public actor ParticipantNode {
                 "event \(event.counter) arrived while \(cursor.nextCounter) was expected")
         }
         let timestamp = SequencingTimestamp(event.timestamp ?? .init(microsSinceEpoch: 0))
+        if event.counter == 0, let last = cursor.lastTimestamp, timestamp <= last {
+            // Only a participant that migrated to a new domain starts a stream with a past: the
+            // new domain's time must be after everything the old one sequenced (pruning and
+            // commitments order the ledger by time).
+            throw ParticipantRecoveryError.domainTimeBehind(
+                firstEventAt: timestamp.microsSinceEpoch, lastProcessedAt: last.microsSinceEpoch)
+        }
         let next = ParticipantStore.Cursor(nextCounter: event.counter + 1, lastTimestamp: timestamp)
         try await completePeriod(before: timestamp)
         switch event.event {

@@ -28,7 +28,7 @@ extension ParticipantStore {
             PRIMARY KEY (participant, to_domain)
         );
         COMMENT ON TABLE participant_domain_migrations IS
-            'Domains this participant left for another (weft repair migrate-domain): where its stream stopped on the old one (from_next_counter, from_last_ts µs), what it moved (ledger_end, active_contracts), what it rejected because the old domain can no longer decide it, and the parties to host on the new domain with their permissions (the weft.v1.ParticipantPermission numbers; parties_hosted once done). Commitments of periods up to from_last_ts can no longer be matched and do not hold back the pruning safe point.';
+            'Domains this participant left for another (weft repair migrate-domain): where its stream stopped on the old one (from_next_counter, from_last_ts µs), what it moved (ledger_end, active_contracts), what it rejected because the old domain can no longer decide it, and the parties to host on the new domain with their permissions (the weft.v1.ParticipantPermission numbers; parties_hosted once done). Sent commitments of periods up to from_last_ts can no longer be matched; one stops holding back the pruning safe point once a commitment to the same counter-participant after the migration matched.';
         """)
 
     /// The reason id of requests and commands the lost domain can no longer decide.
@@ -91,7 +91,9 @@ extension ParticipantStore {
         let counts = try connection.execute(
             """
             SELECT (SELECT count(*) FROM participant_contracts WHERE participant = $1 AND archived_offset IS NULL)::bigint,
-                   (SELECT coalesce(max(ledger_offset), 0) FROM participant_transactions WHERE participant = $1)::bigint
+                   greatest(
+                       (SELECT coalesce(max(ledger_offset), 0) FROM participant_transactions WHERE participant = $1),
+                       (SELECT coalesce(max(pruned_offset), 0) FROM participant_pruning WHERE participant = $1))::bigint
             """, [me]
         ).rows.first
         let migration = DomainMigration(
