@@ -97,9 +97,14 @@ actor ParticipantRuntime {
     let logger: Logger
     private(set) var node: ParticipantNode?
     private var ledgerAPI: LedgerAPI?
-    /// The Ledger API's routes while connected.
+    /// The Ledger API's routes while connected (while held for repair: routes answering
+    /// UNAVAILABLE `PARTICIPANT_HELD_FOR_REPAIR`).
     private(set) var ledgerRouter: RPCRouter?
+    /// The Ledger API's routes kept back while the node is held for repair.
+    private var ledgerRouterAfterRepair: RPCRouter?
     private var connected: DomainConnectionSettings?
+    /// An `ImportAcs` call is running: a second one waits for nothing, it is refused.
+    var repairImportRunning = false
 
     init(
         identity: ParticipantIdentity, namespaceKey: SigningPrivateKey, database: PostgresDatabase, rpc: RPCConfiguration,
@@ -125,14 +130,16 @@ actor ParticipantRuntime {
     }
 
     /// The stored connections, and whether each is running.
+    /// (`heldForRepair` of each is as stored: true until its repair import finished.)
     func list() async throws -> [(DomainConnectionSettings, connected: Bool)] {
         try await connections.load().map { ($0, $0.alias == connected?.alias) }
     }
 
     /// Connects to the domain whose sequencers are `urls`: asks the first that answers for the
     /// domain's identity and keys, presents the participant's identity (the domain manager
-    /// admits it only if allow-listed), stores the connection and starts processing.
-    func connect(alias: String, urls: [String], rootCertificatePEM: String) async throws -> String {
+    /// admits it only if allow-listed), stores the connection and starts processing — or, with
+    /// `repair`, holds the node until its peers' snapshots are imported (`importSnapshots`).
+    func connect(alias: String, urls: [String], rootCertificatePEM: String, repair: Bool = false) async throws -> String {
         guard !alias.isEmpty, !urls.isEmpty else {
             throw RPCError(.invalidArgument, "give a domain alias and at least one sequencer URL", errorID: "PARTICIPANT_CONNECT_ARGUMENTS")
         }
@@ -141,6 +148,12 @@ actor ParticipantRuntime {
                 throw RPCError(
                     .failedPrecondition, "connected to domain \(connected.alias) (\(connected.domain)) already; this release connects a participant to one domain",
                     errorID: "PARTICIPANT_ALREADY_CONNECTED")
+            }
+            guard !repair || connected.heldForRepair else {
+                throw RPCError(
+                    .failedPrecondition,
+                    "connected to \(alias) and processing its stream already: a repair needs the participant's new, empty database (docs/operator-guide.md §7.2)",
+                    errorID: "PARTICIPANT_REPAIR_NOT_EMPTY")
             }
             return connected.domain
         }
@@ -164,7 +177,7 @@ actor ParticipantRuntime {
             _ = try await client.sequencer.onboard(.init(participant: identity.id.description, identity: identityTransactions), timeout: .seconds(60))
             let settings = DomainConnectionSettings(
                 alias: alias, domain: info.domain, sequencerURLs: urls, rootCertificatePEM: rootCertificatePEM,
-                sequencerKeys: try info.sequencerKeys.map { try SigningPublicKey($0) })
+                sequencerKeys: try info.sequencerKeys.map { try SigningPublicKey($0) }, heldForRepair: repair)
             guard !settings.sequencerKeys.isEmpty else {
                 throw RPCError(.failedPrecondition, "the sequencer named no signing keys of its own; is it initialized?", errorID: "PARTICIPANT_NO_SEQUENCER_KEYS")
             }
@@ -193,6 +206,7 @@ actor ParticipantRuntime {
         await node?.stop()
         node = nil
         connected = nil
+        ledgerRouterAfterRepair = nil
     }
 
     private func start(_ settings: DomainConnectionSettings) async throws {
@@ -227,13 +241,50 @@ actor ParticipantRuntime {
             await node.stop()
             throw error
         }
-        await node.beginProcessing()
         var router = RPCRouter()
         api.register(on: &router)
         self.node = node
         ledgerAPI = api
-        ledgerRouter = router
         connected = settings
+        if settings.heldForRepair {
+            ledgerRouterAfterRepair = router
+            ledgerRouter = Self.heldForRepairRouter(identity.id)
+            logger.warning(
+                "held for repair: the domain's stream is not processed until the peers' snapshots are imported; import them with `weft repair import-acs FILE… --remote <this node>`",
+                metadata: ["alias": "\(settings.alias)", "domain": "\(settings.domain)"])
+        } else {
+            await node.beginProcessing()
+            ledgerRouter = router
+        }
+    }
+
+    /// Whether the connected node waits for its repair import.
+    var heldForRepair: Bool { connected?.heldForRepair ?? false }
+
+    /// The repair import finished: records it (a restart processes the stream), then lets the
+    /// node process its stream and serves the Ledger API.
+    func releaseFromRepair() async throws {
+        guard let settings = connected, settings.heldForRepair, let node else { return }
+        try await connections.releaseFromRepair(alias: settings.alias)
+        connected?.heldForRepair = false
+        await node.finishRepair()
+        ledgerRouter = ledgerRouterAfterRepair
+        ledgerRouterAfterRepair = nil
+        logger.info("repair finished: processing the domain's stream", metadata: ["alias": "\(settings.alias)"])
+    }
+
+    /// Ledger API routes of a node held for repair: each call answers UNAVAILABLE saying what
+    /// to do, instead of waiting for a stream that is not processed.
+    private static func heldForRepairRouter(_ participant: UniqueIdentifier) -> RPCRouter {
+        var router = RPCRouter()
+        router.registerDeferred(
+            LedgerAPI.methods,
+            unavailable: RPCError(
+                .unavailable,
+                "participant \(participant) is held for repair: import the peers' ACS snapshots with `weft repair import-acs FILE…` (docs/operator-guide.md §7.2); its Ledger API answers after that",
+                errorID: "PARTICIPANT_HELD_FOR_REPAIR")
+        ) { nil }
+        return router
     }
 
     /// `https://host:port` or `host:port` (TLS with the root certificate), `http://host:port` (plaintext).
@@ -269,7 +320,9 @@ struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provi
     }
 
     func connectDomain(_ request: Weft.V1.ConnectDomainRequest, context: RPCCallContext) async throws -> Weft.V1.ConnectDomainResponse {
-        .init(domain: try await runtime.connect(alias: request.alias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem))
+        .init(
+            domain: try await runtime.connect(
+                alias: request.alias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem, repair: request.repair))
     }
 
     func disconnectDomain(_ request: Weft.V1.DisconnectDomainRequest, context: RPCCallContext) async throws -> Weft.V1.DisconnectDomainResponse {
@@ -279,15 +332,10 @@ struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provi
 
     func listDomainConnections(_ request: Weft.V1.ListDomainConnectionsRequest, context: RPCCallContext) async throws -> Weft.V1.ListDomainConnectionsResponse {
         .init(connections: try await runtime.list().map { settings, connected in
-            .init(alias: settings.alias, domain: settings.domain, sequencerURLs: settings.sequencerURLs, connected: connected)
+            .init(
+                alias: settings.alias, domain: settings.domain, sequencerURLs: settings.sequencerURLs, connected: connected,
+                heldForRepair: settings.heldForRepair)
         })
     }
 
-    func exportAcs(_ request: Weft.V1.ExportAcsRequest, responses: RPCMessageWriter<Weft.V1.ExportAcsResponse>, context: RPCCallContext) async throws {
-        throw RPCError(.unimplemented, "ACS export (repair) is not in this release", errorID: "PARTICIPANT_REPAIR_NOT_AVAILABLE")
-    }
-
-    func importAcs(_ requests: RPCMessageStream<Weft.V1.ImportAcsRequest>, context: RPCCallContext) async throws -> Weft.V1.ImportAcsResponse {
-        throw RPCError(.unimplemented, "ACS import (repair) is not in this release", errorID: "PARTICIPANT_REPAIR_NOT_AVAILABLE")
-    }
 }
