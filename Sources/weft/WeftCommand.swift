@@ -20,6 +20,7 @@ struct WeftCommand: AsyncParsableCommand {
             DemoCommand.self, ConfigCommand.self, HealthCommand.self, PartyCommand.self, PackageCommand.self, SubmitCommand.self,
             ActiveContractsCommand.self, TransactionsCommand.self, LedgerEndCommand.self, TokenCommand.self, ScriptCommand.self, DomainCommand.self,
             InspectCommand.self, DecodeCommand.self, CallCommand.self, CommitmentsCommand.self, PruneCommand.self,
+            RepairCommand.self,
         ]
     )
 
