@@ -127,6 +127,22 @@ actor CrashCluster {
         return cluster
     }
 
+    /// Starts a cluster, runs `body` on it and stops it (each node must exit 0). A failure is
+    /// recorded with the directory every node's log was saved to and the end of `node`'s log.
+    static func withCluster(
+        _ fixture: PostgresFixture, showingLogOf node: String, _ body: (CrashCluster) async throws -> Void
+    ) async throws {
+        let cluster = try await start(fixture)
+        do {
+            try await body(cluster)
+        } catch {
+            let logs = await cluster.saveLogs()
+            Issue.record(
+                "\(error)\n(every node's log is in \(logs))\n--- \(node)'s log:\n\(await cluster.log(node).suffix(3000))")
+        }
+        await cluster.stop(expectCleanExit: true)
+    }
+
     private func setUp() async throws {
         for node in ["sequencer1", "manager", "mediator1"] { try await start(node) }
         for name in Self.participants {

@@ -15,16 +15,7 @@ import WeftWire
 @Suite(.serialized, .timeLimit(.minutes(5))) struct RepairProcessTests {
     @Test func aWipedParticipantIsRepairedFromItsPeersSnapshotAfterTheSequencerWasPruned() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let cluster = try await CrashCluster.start(fixture)
-            do {
-                try await drive(cluster)
-            } catch {
-                let logs = await cluster.saveLogs()
-                Issue.record(
-                    "\(error)\n(every node's log is in \(logs))\n--- participant1's log:\n\(await cluster.log("participant1").suffix(3000))"
-                )
-            }
-            await cluster.stop(expectCleanExit: true)
+            try await CrashCluster.withCluster(fixture, showingLogOf: "participant1", drive)
         }
     }
 
