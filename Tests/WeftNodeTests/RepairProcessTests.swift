@@ -88,6 +88,18 @@ import WeftWire
         #expect(exported["contracts"] as? Int == 2 && exported["counter_participant"] as? String == participant1, "\(exported)")
         let attributes = try FileManager.default.attributesOfItem(atPath: genuine)
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        // The same period again with --at (what the other peers of a repair are given).
+        let again = try await Self.json(
+            cluster,
+            ["repair", "export-acs", "--counter-participant", participant1, "--file", dir + "/again.snapshot",
+             "--at", "\(Self.micros(exported, "to_inclusive_micros"))"] + b)
+        #expect(Self.micros(again, "to_inclusive_micros") == Self.micros(exported, "to_inclusive_micros"), "\(again)")
+        // Refused before anything is imported: a participant that is not held, and one
+        // exporter's snapshot twice.
+        let notHeld = try await WeftProcess.run(["repair", "import-acs", genuine] + b, directory: dir)
+        #expect(notHeld.0 == 1 && notHeld.2.contains("PARTICIPANT_NOT_HELD_FOR_REPAIR"), "\(notHeld)")
+        let twice = try await WeftProcess.run(["repair", "import-acs", genuine, dir + "/again.snapshot"] + a, directory: dir)
+        #expect(twice.0 == 1 && twice.2.contains("PARTICIPANT_REPAIR_ARGUMENTS"), "\(twice)")
 
         // Tampered: one contract's amount changed (4321.5 → 9321.5). Refused naming the
         // mismatch; nothing is stored and the node stays held.
