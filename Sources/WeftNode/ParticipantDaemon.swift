@@ -149,11 +149,8 @@ actor ParticipantRuntime {
                     .failedPrecondition, "connected to domain \(connected.alias) (\(connected.domain)) already; this release connects a participant to one domain",
                     errorID: "PARTICIPANT_ALREADY_CONNECTED")
             }
-            guard !repair || connected.heldForRepair else {
-                throw RPCError(
-                    .failedPrecondition,
-                    "connected to \(alias) and processing its stream already: a repair needs the participant's new, empty database (docs/operator-guide.md §7.2)",
-                    errorID: "PARTICIPANT_REPAIR_NOT_EMPTY")
+            if repair, !connected.heldForRepair {
+                try await holdForRepair(connected)
             }
             return connected.domain
         }
@@ -256,6 +253,24 @@ actor ParticipantRuntime {
             await node.beginProcessing()
             ledgerRouter = router
         }
+    }
+
+    /// Holds a connected node for repair after all: allowed while its store is still empty —
+    /// a node started on a new database that found its stream pruned (`PARTICIPANT_EVENTS_PRUNED`)
+    /// and processed nothing — and refused once it processed events (a repair imports only into
+    /// an empty store).
+    private func holdForRepair(_ settings: DomainConnectionSettings) async throws {
+        guard let node, await node.nextCounter == 0, await node.ledgerEndOffset == 0 else {
+            throw RPCError(
+                .failedPrecondition,
+                "connected to \(settings.alias) and processing its stream already: a repair needs the participant's new, empty database (docs/operator-guide.md §7.2)",
+                errorID: "PARTICIPANT_REPAIR_NOT_EMPTY")
+        }
+        await stop()
+        var held = settings
+        held.heldForRepair = true
+        try await connections.save(held)
+        try await start(held)
     }
 
     /// Whether the connected node waits for its repair import.

@@ -62,11 +62,15 @@ import WeftWire
         #expect((sequencerPruned["events_removed"] as? Int ?? 0) > 0, "\(sequencerPruned)")
         #expect((sequencerPruned["members_cut_off"] as? [String])?.isEmpty == true, "\(sequencerPruned)")
 
-        // participant1 loses its database; started again, it is connected for repair and held.
+        // participant1 loses its database; started again, it cannot replay its pruned stream
+        // and is connected for repair: held.
         let participant1 = try await cluster.weft(["participant", "id", "-c", "participant1.yaml"])
         await cluster.kill("participant1")
         try await cluster.wipeDatabase("participant1")
         try await cluster.start("participant1")
+        // Connected as for a replay (7.1), it finds its stream pruned; then it is held for repair.
+        try await cluster.connect("participant1")
+        try await cluster.awaitLog("participant1", containing: "PARTICIPANT_EVENTS_PRUNED", within: .seconds(60))
         let connected = try await cluster.connect("participant1", ["--repair"])
         #expect(connected.contains("held for repair"), "\(connected)")
         try await Self.expectHeld(cluster, a, alice)
