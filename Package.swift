@@ -208,6 +208,7 @@ let package = Package(
                 "WeftCrypto",
                 "WeftStore",
                 "WeftNode",
+                "WeftParticipant",
                 "WeftSequencer",
                 "WeftDomainManager",
                 "WeftTopology",

@@ -97,9 +97,14 @@ actor ParticipantRuntime {
     let logger: Logger
     private(set) var node: ParticipantNode?
     private(set) var ledgerAPI: LedgerAPI?
-    /// The Ledger API's routes while connected.
+    /// The Ledger API's routes while connected (while held for repair: routes answering
+    /// UNAVAILABLE `PARTICIPANT_HELD_FOR_REPAIR`).
     private(set) var ledgerRouter: RPCRouter?
+    /// The Ledger API's routes kept back while the node is held for repair.
+    private var ledgerRouterAfterRepair: RPCRouter?
     private(set) var connected: DomainConnectionSettings?
+    /// An `ImportAcs` call is running: a second one waits for nothing, it is refused.
+    var repairImportRunning = false
     /// The domain operation running now (connect, disconnect, migrate): one at a time, since
     /// each stops or starts the node across awaits.
     private var operation: String?
@@ -142,14 +147,16 @@ actor ParticipantRuntime {
     }
 
     /// The stored connections, and whether each is running.
+    /// (`heldForRepair` of each is as stored: true until its repair import finished.)
     func list() async throws -> [(DomainConnectionSettings, connected: Bool)] {
         try await connections.load().map { ($0, $0.alias == connected?.alias) }
     }
 
     /// Connects to the domain whose sequencers are `urls`: asks the first that answers for the
     /// domain's identity and keys, presents the participant's identity (the domain manager
-    /// admits it only if allow-listed), stores the connection and starts processing.
-    func connect(alias: String, urls: [String], rootCertificatePEM: String) async throws -> String {
+    /// admits it only if allow-listed), stores the connection and starts processing — or, with
+    /// `repair`, holds the node until its peers' snapshots are imported (`importSnapshots`).
+    func connect(alias: String, urls: [String], rootCertificatePEM: String, repair: Bool = false) async throws -> String {
         guard !alias.isEmpty, !urls.isEmpty else {
             throw RPCError(.invalidArgument, "give a domain alias and at least one sequencer URL", errorID: "PARTICIPANT_CONNECT_ARGUMENTS")
         }
@@ -159,9 +166,12 @@ actor ParticipantRuntime {
                     .failedPrecondition, "connected to domain \(connected.alias) (\(connected.domain)) already; this release connects a participant to one domain",
                     errorID: "PARTICIPANT_ALREADY_CONNECTED")
             }
+            if repair, !connected.heldForRepair {
+                try await holdForRepair(connected)
+            }
             return connected.domain
         }
-        let settings = try await onboard(alias: alias, urls: urls, rootCertificatePEM: rootCertificatePEM)
+        let settings = try await onboard(alias: alias, urls: urls, rootCertificatePEM: rootCertificatePEM, repair: repair)
         try await connections.save(settings)
         try await start(settings)
         logger.info("connected to domain", metadata: ["alias": "\(alias)", "domain": "\(settings.domain)"])
@@ -171,8 +181,10 @@ actor ParticipantRuntime {
     /// Asks the first of the sequencers `urls` that answers for the domain's identity and
     /// keys and presents the participant's identity to it (the domain manager admits it only
     /// if allow-listed; a participant known already is accepted again): the connection to
-    /// store, not stored yet.
-    func onboard(alias: String, urls: [String], rootCertificatePEM: String) async throws -> DomainConnectionSettings {
+    /// store, not stored yet (`repair`: to be held for a repair import).
+    func onboard(alias: String, urls: [String], rootCertificatePEM: String, repair: Bool = false) async throws
+        -> DomainConnectionSettings
+    {
         let endpoints = try urls.map { try Self.endpoint($0, rootCertificatePEM: rootCertificatePEM) }
         var failures: [String] = []
         for endpoint in endpoints {
@@ -193,7 +205,7 @@ actor ParticipantRuntime {
             _ = try await client.sequencer.onboard(.init(participant: identity.id.description, identity: identityTransactions), timeout: .seconds(60))
             let settings = DomainConnectionSettings(
                 alias: alias, domain: info.domain, sequencerURLs: urls, rootCertificatePEM: rootCertificatePEM,
-                sequencerKeys: try info.sequencerKeys.map { try SigningPublicKey($0) })
+                sequencerKeys: try info.sequencerKeys.map { try SigningPublicKey($0) }, heldForRepair: repair)
             guard !settings.sequencerKeys.isEmpty else {
                 throw RPCError(.failedPrecondition, "the sequencer named no signing keys of its own; is it initialized?", errorID: "PARTICIPANT_NO_SEQUENCER_KEYS")
             }
@@ -219,6 +231,7 @@ actor ParticipantRuntime {
         await node?.stop()
         node = nil
         connected = nil
+        ledgerRouterAfterRepair = nil
     }
 
     func start(_ settings: DomainConnectionSettings) async throws {
@@ -254,13 +267,68 @@ actor ParticipantRuntime {
             await node.stop()
             throw error
         }
-        await node.beginProcessing()
         var router = RPCRouter()
         api.register(on: &router)
         self.node = node
         ledgerAPI = api
-        ledgerRouter = router
         connected = settings
+        if settings.heldForRepair {
+            ledgerRouterAfterRepair = router
+            ledgerRouter = Self.heldForRepairRouter(identity.id)
+            logger.warning(
+                "held for repair: the domain's stream is not processed until the peers' snapshots are imported; import them with `weft repair import-acs FILE… --remote <this node>`",
+                metadata: ["alias": "\(settings.alias)", "domain": "\(settings.domain)"])
+        } else {
+            await node.beginProcessing()
+            ledgerRouter = router
+        }
+    }
+
+    /// Holds a connected node for repair after all: allowed while its store is still empty —
+    /// a node started on a new database that found its stream pruned (`PARTICIPANT_EVENTS_PRUNED`)
+    /// and processed nothing — and refused once it processed events (a repair imports only into
+    /// an empty store).
+    private func holdForRepair(_ settings: DomainConnectionSettings) async throws {
+        guard let node, await node.nextCounter == 0, await node.ledgerEndOffset == 0 else {
+            throw RPCError(
+                .failedPrecondition,
+                "connected to \(settings.alias) and processing its stream already: a repair needs the participant's new, empty database (docs/operator-guide.md §7.2)",
+                errorID: "PARTICIPANT_REPAIR_NOT_EMPTY")
+        }
+        await stop()
+        var held = settings
+        held.heldForRepair = true
+        try await connections.save(held)
+        try await start(held)
+    }
+
+    /// Whether the connected node waits for its repair import.
+    var heldForRepair: Bool { connected?.heldForRepair ?? false }
+
+    /// The repair import finished: records it (a restart processes the stream), then lets the
+    /// node process its stream and serves the Ledger API.
+    func releaseFromRepair() async throws {
+        guard let settings = connected, settings.heldForRepair, let node else { return }
+        try await connections.releaseFromRepair(alias: settings.alias)
+        connected?.heldForRepair = false
+        await node.finishRepair()
+        ledgerRouter = ledgerRouterAfterRepair
+        ledgerRouterAfterRepair = nil
+        logger.info("repair finished: processing the domain's stream", metadata: ["alias": "\(settings.alias)"])
+    }
+
+    /// Ledger API routes of a node held for repair: each call answers UNAVAILABLE saying what
+    /// to do, instead of waiting for a stream that is not processed.
+    private static func heldForRepairRouter(_ participant: UniqueIdentifier) -> RPCRouter {
+        var router = RPCRouter()
+        router.registerDeferred(
+            LedgerAPI.methods,
+            unavailable: RPCError(
+                .unavailable,
+                "participant \(participant) is held for repair: import the peers' ACS snapshots with `weft repair import-acs FILE…` (docs/operator-guide.md §7.2); its Ledger API answers after that",
+                errorID: "PARTICIPANT_HELD_FOR_REPAIR")
+        ) { nil }
+        return router
     }
 
     /// `https://host:port` or `host:port` (TLS with the root certificate), `http://host:port` (plaintext).
@@ -298,7 +366,8 @@ struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provi
     func connectDomain(_ request: Weft.V1.ConnectDomainRequest, context: RPCCallContext) async throws -> Weft.V1.ConnectDomainResponse {
         .init(
             domain: try await runtime.exclusively("a domain connection") {
-                try await runtime.connect(alias: request.alias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem)
+                try await runtime.connect(
+                    alias: request.alias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem, repair: request.repair)
             })
     }
 
@@ -309,7 +378,9 @@ struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provi
 
     func listDomainConnections(_ request: Weft.V1.ListDomainConnectionsRequest, context: RPCCallContext) async throws -> Weft.V1.ListDomainConnectionsResponse {
         .init(connections: try await runtime.list().map { settings, connected in
-            .init(alias: settings.alias, domain: settings.domain, sequencerURLs: settings.sequencerURLs, connected: connected)
+            .init(
+                alias: settings.alias, domain: settings.domain, sequencerURLs: settings.sequencerURLs, connected: connected,
+                heldForRepair: settings.heldForRepair)
         })
     }
 
@@ -318,13 +389,5 @@ struct ParticipantAdministration: Weft.V1.ParticipantAdministrationService.Provi
             try await runtime.migrate(
                 from: request.fromAlias, to: request.toAlias, urls: request.sequencerURLs, rootCertificatePEM: request.rootCertificatePem)
         }
-    }
-
-    func exportAcs(_ request: Weft.V1.ExportAcsRequest, responses: RPCMessageWriter<Weft.V1.ExportAcsResponse>, context: RPCCallContext) async throws {
-        throw RPCError(.unimplemented, "ACS export (repair) is not in this release", errorID: "PARTICIPANT_REPAIR_NOT_AVAILABLE")
-    }
-
-    func importAcs(_ requests: RPCMessageStream<Weft.V1.ImportAcsRequest>, context: RPCCallContext) async throws -> Weft.V1.ImportAcsResponse {
-        throw RPCError(.unimplemented, "ACS import (repair) is not in this release", errorID: "PARTICIPANT_REPAIR_NOT_AVAILABLE")
     }
 }

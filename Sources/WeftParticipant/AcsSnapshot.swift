@@ -85,6 +85,36 @@ public struct AcsSnapshot: Sendable, Equatable {
             }, topology: topology)
     }
 
+    /// The batch size for a stream whose messages may be `messageLimit` bytes: a quarter of
+    /// it, at most 1 MiB, leaving room for the message's framing and a large contract.
+    public static func streamBatchBytes(messageLimit: Int) -> Int { max(1, min(1 << 20, messageLimit / 4)) }
+
+    /// The snapshot as a stream carries it (`ExportAcs`, `ImportAcs`): its header (the message
+    /// without contracts), then its contracts in batches of at most `batchBytes` each (a
+    /// contract larger than that alone), so that no message nears the transport's limit.
+    public func streamed(batchBytes: Int) -> (header: Weft.V1.AcsSnapshot, batches: [[Weft.V1.AcsSnapshotContract]]) {
+        let wire = self.wire
+        var header = wire
+        header.contracts = []
+        var batches: [[Weft.V1.AcsSnapshotContract]] = []
+        var batch: [Weft.V1.AcsSnapshotContract] = []
+        var size = 0
+        for contract in wire.contracts {
+            // The contract's bytes, id and stakeholders, with room for the field tags and lengths.
+            let bytes = contract.contract.count + contract.contractID.utf8.count
+                + contract.stakeholders.reduce(0) { $0 + $1.utf8.count + 8 } + 16
+            if !batch.isEmpty, size + bytes > batchBytes {
+                batches.append(batch)
+                batch = []
+                size = 0
+            }
+            batch.append(contract)
+            size += bytes
+        }
+        if !batch.isEmpty { batches.append(batch) }
+        return (header, batches)
+    }
+
     /// Reads a snapshot file's bytes; a file that is not a complete snapshot is refused typed.
     public init(serializedBytes bytes: [UInt8]) throws(RepairError) {
         let wire: Weft.V1.AcsSnapshot
@@ -93,6 +123,12 @@ public struct AcsSnapshot: Sendable, Equatable {
         } catch {
             throw .malformedSnapshot("it does not decode as weft.v1.AcsSnapshot (\(error))")
         }
+        try self.init(wire: wire)
+    }
+
+    /// A snapshot from its message (a file's, or one reassembled from an `ImportAcs` stream);
+    /// one that is not complete is refused typed.
+    public init(wire: Weft.V1.AcsSnapshot) throws(RepairError) {
         guard let from = wire.fromExclusive?.microsSinceEpoch, let to = wire.toInclusive?.microsSinceEpoch, from < to,
             !wire.exporter.isEmpty, !wire.counterParticipant.isEmpty
         else { throw .malformedSnapshot("the exporter, the participant or the period is missing") }

@@ -129,10 +129,7 @@ extension ParticipantNode {
                     "weft.participant.contracts_added": "\(added)",
                     "weft.participant.contracts_in_snapshot": "\(snapshot.contracts.count)",
                 ])
-            if thenProcess {
-                becomeReady()
-                beginProcessing()
-            }
+            if thenProcess { finishRepair() }
             return added
         } catch let error as RepairError {
             logger.error(
@@ -141,6 +138,20 @@ extension ParticipantNode {
             throw error
         }
     }
+
+    /// Ends a repair whose snapshots were imported with `thenProcess: false`: the node becomes
+    /// ready and reads its stream from the first event after their period. The node's owner
+    /// calls it once it has recorded that the repair finished (a restart must not wait for
+    /// an import again).
+    public func finishRepair() {
+        becomeReady()
+        recovery.replay = nil
+        beginReplay()
+        beginProcessing()
+    }
+
+    /// The period end of the snapshots imported so far; nil before the first.
+    public var repairedPeriodEnd: Int64? { repairedAt }
 
     /// Reads this participant's stream from the first event the sequencer still has until the
     /// exporter's commitment for the snapshot's period is stored (`receive(commitment:…)`

@@ -93,11 +93,19 @@ extension ParticipantNode {
     /// starts that domain's stream at counter 0 too, but with its ledger: nothing to replay.)
     func beginReplayIfFresh() {
         guard nextCounter == 0, ledgerEndOffset == 0, active.isEmpty, recovery.replay == nil else { return }
+        beginReplay()
+    }
+
+    /// Sends a new replay mark: submissions wait until the stream has been processed up to
+    /// it. A repair (ParticipantNode+Repair.swift) calls it once its snapshots are imported:
+    /// the mark sent at start may have been sequenced within the snapshot's period, whose
+    /// events are skipped, and would then never end the replay.
+    func beginReplay() {
         let markID = "replay-mark-" + ((try? Self.randomBytes(16)) ?? []).map { String(format: "%02x", $0) }.joined()
         recovery.replay = (markID, .now)
         logger.info(
             "participant replay started",
-            metadata: [LogKey.counter: "0", "weft.participant.replay_mark": "\(markID)"])
+            metadata: [LogKey.counter: "\(nextCounter)", "weft.participant.replay_mark": "\(markID)"])
         let (connection, logger) = (self.connection, self.logger)
         background {
             // `send` retries while no sequencer answers, until the batch's max sequencing time.

@@ -19,6 +19,24 @@ struct CommitmentsCommand: AsyncParsableCommand {
         return "\(SequencingTimestamp(timestamp)) (\(timestamp.microsSinceEpoch) µs)"
     }
 
+    /// A sequencing time an operator types: microseconds since the epoch, as the JSON output
+    /// gives them, or ISO 8601 in UTC with up to six fractional digits, as the text output
+    /// prints it (`2026-12-02T14:00:05.000250Z`). Nil for anything else.
+    static func micros(_ text: String) -> Int64? {
+        if let micros = Int64(text) { return micros }
+        guard text.hasSuffix("Z") else { return nil }
+        var seconds = Substring(text.dropLast())
+        var fraction: Int64 = 0
+        if let dot = seconds.firstIndex(of: ".") {
+            let digits = seconds[seconds.index(after: dot)...]
+            guard (1...6).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int64(digits) else { return nil }
+            fraction = value * Int64(pow(10, Double(6 - digits.count)))
+            seconds = seconds[..<dot]
+        }
+        guard let date = ISO8601DateFormatter().date(from: seconds + "Z") else { return nil }
+        return Int64(date.timeIntervalSince1970) * 1_000_000 + fraction
+    }
+
     struct Mismatches: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "mismatches",

@@ -337,7 +337,15 @@ struct ParticipantCommand: AsyncParsableCommand {
         var token: String?
         @Option(name: .customLong("token-file"), help: "A file holding that token.")
         var tokenFile: String?
+        @Flag(help: "Connect without processing the domain's stream, to import the peers' snapshots first (weft repair import-acs); needs --remote.")
+        var repair = false
         @Option var output: OutputFormat = .text
+
+        func validate() throws {
+            guard !repair || remote != nil else {
+                throw ValidationError("--repair holds a running participant node for its repair: give its API address with --remote")
+            }
+        }
 
         func run() async throws {
             if let remote { return try await connectRemotely(remote) }
@@ -374,10 +382,16 @@ struct ParticipantCommand: AsyncParsableCommand {
             let urls = sequencers.map { plaintext ? "http://\($0)" : "https://\($0)" }
             let participant = try await client.participantAdministration.getParticipantID(.init()).participant
             let response = try await client.participantAdministration.connectDomain(
-                .init(alias: alias, sequencerURLs: urls, rootCertificatePem: rootPEM), timeout: .seconds(120))
+                .init(alias: alias, sequencerURLs: urls, rootCertificatePem: rootPEM, repair: repair), timeout: .seconds(120))
             switch output {
-            case .json: try printJSON(["participant": participant, "alias": alias, "domain": response.domain, "sequencers": urls])
-            case .text: print("\(participant) is connected to \(response.domain) (\(alias)) through \(urls.joined(separator: ", "))")
+            case .json:
+                try printJSON(
+                    ["participant": participant, "alias": alias, "domain": response.domain, "sequencers": urls, "held_for_repair": repair] as [String: Any])
+            case .text:
+                print("\(participant) is connected to \(response.domain) (\(alias)) through \(urls.joined(separator: ", "))")
+                if repair {
+                    print("held for repair: import the peers' snapshots with weft repair import-acs FILE… --remote \(remote)")
+                }
             }
         }
     }
@@ -394,11 +408,20 @@ struct ParticipantCommand: AsyncParsableCommand {
             let connections = try await client.participantAdministration.listDomainConnections(.init()).connections
             switch output {
             case .json:
-                try printJSON(connections.map { ["alias": $0.alias, "domain": $0.domain, "sequencers": $0.sequencerURLs, "connected": $0.connected] as [String: Any] })
+                try printJSON(
+                    connections.map {
+                        [
+                            "alias": $0.alias, "domain": $0.domain, "sequencers": $0.sequencerURLs, "connected": $0.connected,
+                            "held_for_repair": $0.heldForRepair,
+                        ] as [String: Any]
+                    })
             case .text:
                 if connections.isEmpty { print("no domain connections; connect with weft participant connect-multi … --remote \(remote.remote)") }
                 for connection in connections {
-                    print("\(connection.alias): \(connection.domain) via \(connection.sequencerURLs.joined(separator: ", ")) (\(connection.connected ? "connected" : "not connected"))")
+                    let state = connection.heldForRepair
+                        ? "held for repair: import the peers' snapshots with weft repair import-acs"
+                        : connection.connected ? "connected" : "not connected"
+                    print("\(connection.alias): \(connection.domain) via \(connection.sequencerURLs.joined(separator: ", ")) (\(state))")
                 }
             }
         }

@@ -19,7 +19,8 @@ struct WeftCommand: AsyncParsableCommand {
             RunCommand.self, DatabaseCommand.self, KeysCommand.self, DomainManagerCommand.self, ParticipantCommand.self, CertsCommand.self,
             DemoCommand.self, ConfigCommand.self, HealthCommand.self, PartyCommand.self, PackageCommand.self, SubmitCommand.self,
             ActiveContractsCommand.self, TransactionsCommand.self, LedgerEndCommand.self, TokenCommand.self, ScriptCommand.self, DomainCommand.self,
-            InspectCommand.self, DecodeCommand.self, CallCommand.self, CommitmentsCommand.self, PruneCommand.self, RepairCommand.self,
+            InspectCommand.self, DecodeCommand.self, CallCommand.self, CommitmentsCommand.self, PruneCommand.self,
+            RepairCommand.self,
         ]
     )
 

@@ -13,6 +13,7 @@ actor CrashCluster {
     let fixtureURL: String
     let domainID: String
     let sequencerPort: Int
+    let managerPort: Int
     /// The Ledger API port of each participant.
     let participantPorts: [String: Int]
     private var processes: [String: WeftProcess] = [:]
@@ -23,11 +24,14 @@ actor CrashCluster {
 
     static let participants = ["participant1", "participant2"]
 
-    private init(directory: NodeDirectory, fixtureURL: String, domainID: String, sequencerPort: Int, participantPorts: [String: Int]) {
+    private init(
+        directory: NodeDirectory, fixtureURL: String, domainID: String, sequencerPort: Int, managerPort: Int, participantPorts: [String: Int]
+    ) {
         self.directory = directory
         self.fixtureURL = fixtureURL
         self.domainID = domainID
         self.sequencerPort = sequencerPort
+        self.managerPort = managerPort
         self.participantPorts = participantPorts
     }
 
@@ -112,9 +116,10 @@ actor CrashCluster {
                 """)
         }
         let cluster = CrashCluster(
-            directory: directory, fixtureURL: fixture.url, domainID: domainID, sequencerPort: sequencerPort, participantPorts: participantPorts)
+            directory: directory, fixtureURL: fixture.url, domainID: domainID, sequencerPort: sequencerPort, managerPort: managerPort,
+            participantPorts: participantPorts)
         do {
-            try await cluster.setUp(managerPort: managerPort)
+            try await cluster.setUp()
         } catch {
             await cluster.stop()
             throw error
@@ -122,9 +127,24 @@ actor CrashCluster {
         return cluster
     }
 
-    private func setUp(managerPort: Int) async throws {
+    /// Starts a cluster, runs `body` on it and stops it (each node must exit 0). A failure is
+    /// recorded with the directory every node's log was saved to and the end of `node`'s log.
+    static func withCluster(
+        _ fixture: PostgresFixture, showingLogOf node: String, _ body: (CrashCluster) async throws -> Void
+    ) async throws {
+        let cluster = try await start(fixture)
+        do {
+            try await body(cluster)
+        } catch {
+            let logs = await cluster.saveLogs()
+            Issue.record(
+                "\(error)\n(every node's log is in \(logs))\n--- \(node)'s log:\n\(await cluster.log(node).suffix(3000))")
+        }
+        await cluster.stop(expectCleanExit: true)
+    }
+
+    private func setUp() async throws {
         for node in ["sequencer1", "manager", "mediator1"] { try await start(node) }
-        let admin = ["--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key", "certs/operator-key.pem"]
         for name in Self.participants {
             let id = try await weft(["participant", "id", "-c", "\(name).yaml"])
             try await weft(["domain-manager", "set-state", id, "--permission", "submission"] + admin)
@@ -139,11 +159,21 @@ actor CrashCluster {
         )
     }
 
-    /// `weft participant connect-multi` for participant `name`, as its operator runs it.
-    func connect(_ name: String) async throws {
+    /// The domain manager's admin API arguments (mutual TLS with the operator's certificate).
+    nonisolated var admin: [String] {
+        ["--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem", "--cert", "certs/operator.pem", "--key", "certs/operator-key.pem"]
+    }
+
+    /// The sequencer's admin API arguments.
+    nonisolated var sequencerAdmin: [String] { ["--remote", "localhost:\(sequencerPort)", "--root-cert", "certs/ca.pem"] }
+
+    /// `weft participant connect-multi` for participant `name`, as its operator runs it (with
+    /// `options`, e.g. `--repair`); its standard output.
+    @discardableResult
+    func connect(_ name: String, _ options: [String] = []) async throws -> String {
         try await weft(
             ["participant", "connect-multi", "mydomain", "127.0.0.1:\(sequencerPort)", "--root-cert", "certs/ca.pem",
-             "--remote", "127.0.0.1:\(participantPorts[name]!)", "--remote-plaintext"])
+             "--remote", "127.0.0.1:\(participantPorts[name]!)", "--remote-plaintext"] + options)
     }
 
     /// `weft package upload` of the IOU package to participant `name`; its package id.
@@ -161,7 +191,7 @@ actor CrashCluster {
     }
 
     /// The `--remote` arguments of a participant's API.
-    func api(_ participant: String) -> [String] {
+    nonisolated func api(_ participant: String) -> [String] {
         ["--remote", "127.0.0.1:\(participantPorts[participant]!)", "--plaintext"]
     }
 

@@ -15,24 +15,23 @@ import WeftWire
 @Suite(.serialized, .timeLimit(.minutes(6))) struct DomainMigrationTests {
     @Test func participantsMoveTheirContractsFromALostDomainToANewOne() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let cluster = try await CrashCluster.start(fixture)
-            let newDirectory = try NodeDirectory()
-            let newDomain = Mutex<ProcessDomain?>(nil)
-            do {
-                try await drive(cluster, fixture: fixture, newDirectory: newDirectory) { domain in newDomain.withLock { $0 = domain } }
-            } catch {
-                let logs = await cluster.saveLogs()
-                let participantLog = String(await cluster.log("participant1").suffix(3000))
-                let domainLog = newDomain.withLock { $0.map { String($0.process.standardError.suffix(3000)) } } ?? ""
-                Issue.record(
-                    "\(error)\n(every node's log is in \(logs))\n--- participant1's log:\n\(participantLog)\n--- the new domain's log:\n\(domainLog)")
+            try await CrashCluster.withCluster(fixture, showingLogOf: "participant1") { cluster in
+                let newDirectory = try NodeDirectory()
+                defer { newDirectory.remove() }
+                let newDomain = Mutex<ProcessDomain?>(nil)
+                func stopNewDomain() async -> String {
+                    guard let domain = newDomain.withLock({ $0 }) else { return "" }
+                    domain.process.signal(SIGTERM)
+                    _ = await domain.process.exitStatus()
+                    return String(domain.process.standardError.suffix(3000))
+                }
+                do {
+                    try await drive(cluster, fixture: fixture, newDirectory: newDirectory) { domain in newDomain.withLock { $0 = domain } }
+                } catch {
+                    throw TestError("\(error)\n--- the new domain's log:\n\(await stopNewDomain())")
+                }
+                _ = await stopNewDomain()
             }
-            if let domain = newDomain.withLock({ $0 }) {
-                domain.process.signal(SIGTERM)
-                _ = await domain.process.exitStatus()
-            }
-            await cluster.stop(expectCleanExit: true)
-            newDirectory.remove()
         }
     }
 
@@ -98,7 +97,7 @@ import WeftWire
                 RETURNING to_inclusive
                 """, [.text(p1ID), .text(p2ID)]
             ).rows.first?.first?.int64)
-        let stuck = try await cluster.weft(["prune", "safe-point", "--output", "json"] + (await cluster.api("participant1")))
+        let stuck = try await cluster.weft(["prune", "safe-point", "--output", "json"] + cluster.api("participant1"))
         let stuckPoint = (try JSONSerialization.jsonObject(with: Data(stuck.utf8)) as? [String: Any])?["safe_point_micros"] as? Int
         #expect(stuckPoint.map { Int64($0) < unmatched } ?? true, "\(stuck)")
 
@@ -126,7 +125,7 @@ import WeftWire
         #expect(unknown.status != 0 && unknown.error.contains("PARTICIPANT_UNKNOWN_DOMAIN"), "\(unknown)")
         let unreachable = try await migrate("participant1", sequencer: "127.0.0.1:\(try ProcessDomain.freePort())")
         #expect(unreachable.status != 0 && unreachable.error.contains("PARTICIPANT_SEQUENCERS_UNAVAILABLE"), "\(unreachable)")
-        let domains = try await cluster.weft(["participant", "domains", "--output", "json"] + (await cluster.api("participant1")))
+        let domains = try await cluster.weft(["participant", "domains", "--output", "json"] + cluster.api("participant1"))
         #expect(domains.contains("mydomain") && !domains.contains("newdomain"), "\(domains)")
 
         // The migration of both participants.
@@ -190,13 +189,13 @@ import WeftWire
         for name in CrashCluster.participants {
             let deadline = ContinuousClock.now + .seconds(60)
             while true {
-                let output = try await cluster.weft(["prune", "safe-point", "--output", "json"] + (await cluster.api(name)))
+                let output = try await cluster.weft(["prune", "safe-point", "--output", "json"] + cluster.api(name))
                 let json = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
                 if let point = (json?["safe_point_micros"] as? Int).map(Int64.init), point > migratedAt { break }
                 guard ContinuousClock.now < deadline else { throw TestError("\(name)'s commitments on the new domain never matched: \(output)") }
                 try await Task.sleep(for: .milliseconds(200))
             }
-            let mismatches = try await cluster.weft(["commitments", "mismatches", "--output", "json"] + (await cluster.api(name)))
+            let mismatches = try await cluster.weft(["commitments", "mismatches", "--output", "json"] + cluster.api(name))
             #expect(mismatches.filter { !$0.isWhitespace } == "[]", "\(name): \(mismatches)")
         }
         #expect(await cluster.log("participant1").contains("participant migrated to a new domain"))

@@ -19,16 +19,7 @@ import WeftWire
 
     @Test func aParticipantWipedDuringLoadRebuildsItsLedgerFromTheSequencer() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let cluster = try await CrashCluster.start(fixture)
-            do {
-                try await drive(cluster)
-            } catch {
-                let logs = await cluster.saveLogs()
-                Issue.record(
-                    "\(error)\n(every node's log is in \(logs))\n--- participant2's log:\n\(await cluster.log("participant2").suffix(3000))"
-                )
-            }
-            await cluster.stop(expectCleanExit: true)
+            try await CrashCluster.withCluster(fixture, showingLogOf: "participant2", drive)
         }
     }
 

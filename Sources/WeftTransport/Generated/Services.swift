@@ -209,7 +209,12 @@ extension Weft.V1.ParticipantAdministrationService {
             try await rpc.unary(Weft.V1.ParticipantAdministrationService.listDomainConnections, request, metadata: metadata, timeout: timeout)
         }
 
-        /// Exports the active contracts shared with given parties, for repair.
+        /// Exports the active contracts this participant shares with a
+        /// counter-participant, as of the end of a commitment period, for that
+        /// participant's repair (docs/operator-guide.md §7.2): the first message
+        /// carries the snapshot's header, the following ones its contracts in
+        /// batches. Refused with FAILED_PRECONDITION
+        /// (PARTICIPANT_REPAIR_NOTHING_TO_EXPORT) when there is no such period yet.
         /// Server-streaming.
         ///
         /// The responses arrive as an `AsyncSequence`; stopping the iteration early cancels the call.
@@ -219,7 +224,12 @@ extension Weft.V1.ParticipantAdministrationService {
             try rpc.serverStream(Weft.V1.ParticipantAdministrationService.exportAcs, request, metadata: metadata, timeout: timeout)
         }
 
-        /// Imports active contracts exported by a peer. Client-streaming.
+        /// Imports one or more peers' snapshots (for the same period) into a
+        /// participant connected for repair (`ConnectDomainRequest.repair`), each
+        /// checked against the commitment its exporter sent through the sequencer;
+        /// after the last one the participant processes its stream. A refused
+        /// snapshot keeps its Weft error id (PARTICIPANT_REPAIR_SNAPSHOT_MISMATCH, …)
+        /// and nothing of it is stored. Client-streaming.
         ///
         /// `requests` sends the requests through the writer; when it returns, the call
         /// half-closes and the server's response is returned.
@@ -302,7 +312,12 @@ extension Weft.V1.ParticipantAdministrationService {
         /// Lists the configured domain connections and their state. Unary.
         func listDomainConnections(_ request: Weft.V1.ListDomainConnectionsRequest, context: RPCCallContext) async throws -> Weft.V1.ListDomainConnectionsResponse
 
-        /// Exports the active contracts shared with given parties, for repair.
+        /// Exports the active contracts this participant shares with a
+        /// counter-participant, as of the end of a commitment period, for that
+        /// participant's repair (docs/operator-guide.md §7.2): the first message
+        /// carries the snapshot's header, the following ones its contracts in
+        /// batches. Refused with FAILED_PRECONDITION
+        /// (PARTICIPANT_REPAIR_NOTHING_TO_EXPORT) when there is no such period yet.
         /// Server-streaming.
         ///
         /// Sends the responses through `responses`; returning ends the call with OK.
@@ -310,7 +325,12 @@ extension Weft.V1.ParticipantAdministrationService {
             _ request: Weft.V1.ExportAcsRequest, responses: RPCMessageWriter<Weft.V1.ExportAcsResponse>, context: RPCCallContext
         ) async throws
 
-        /// Imports active contracts exported by a peer. Client-streaming.
+        /// Imports one or more peers' snapshots (for the same period) into a
+        /// participant connected for repair (`ConnectDomainRequest.repair`), each
+        /// checked against the commitment its exporter sent through the sequencer;
+        /// after the last one the participant processes its stream. A refused
+        /// snapshot keeps its Weft error id (PARTICIPANT_REPAIR_SNAPSHOT_MISMATCH, …)
+        /// and nothing of it is stored. Client-streaming.
         ///
         /// Reads `requests` until the client half-closes, then returns the response.
         func importAcs(_ requests: RPCMessageStream<Weft.V1.ImportAcsRequest>, context: RPCCallContext) async throws -> Weft.V1.ImportAcsResponse

@@ -67,6 +67,7 @@ extension Weft.V1 {
         Weft.V1.ExportAcsRequest.self,
         Weft.V1.ExportAcsResponse.self,
         Weft.V1.ImportAcsRequest.self,
+        Weft.V1.ImportedSnapshot.self,
         Weft.V1.ImportAcsResponse.self,
         Weft.V1.ListCommitmentMismatchesRequest.self,
         Weft.V1.CommitmentMismatch.self,
@@ -283,124 +284,125 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [],  // weft.v1.ListDomainConnectionsRequest
     [.skip, .string, .string, .string],  // weft.v1.DomainConnection
     [.skip, .message(53)],  // weft.v1.ListDomainConnectionsResponse
-    [.skip, .string, .string],  // weft.v1.ExportAcsRequest
-    [.skip, .message(27), .message(0)],  // weft.v1.ExportAcsResponse
-    [.skip, .message(27), .string],  // weft.v1.ImportAcsRequest
-    [],  // weft.v1.ImportAcsResponse
+    [.skip, .string, .string, .string, .message(0)],  // weft.v1.ExportAcsRequest
+    [.skip, .message(27), .message(0), .message(73), .message(74)],  // weft.v1.ExportAcsResponse
+    [.skip, .message(27), .string, .message(73), .message(74)],  // weft.v1.ImportAcsRequest
+    [.skip, .string, .message(0), .message(0)],  // weft.v1.ImportedSnapshot
+    [.skip, .skip, .message(58)],  // weft.v1.ImportAcsResponse
     [.skip, .string],  // weft.v1.ListCommitmentMismatchesRequest
     [.skip, .string, .message(0), .message(0)],  // weft.v1.CommitmentMismatch
-    [.skip, .message(60)],  // weft.v1.ListCommitmentMismatchesResponse
+    [.skip, .message(61)],  // weft.v1.ListCommitmentMismatchesResponse
     [],  // weft.v1.GetCommitmentSafePointRequest
     [.skip, .message(0), .message(0), .string],  // weft.v1.GetCommitmentSafePointResponse
     [.skip, .string, .string],  // weft.v1.InspectCommitmentRequest
     [.skip, .string, .string],  // weft.v1.ContractDifference
-    [.skip, .message(0), .string, .message(65)],  // weft.v1.InspectCommitmentResponse
+    [.skip, .message(0), .string, .message(66)],  // weft.v1.InspectCommitmentResponse
     [],  // weft.v1.GetPruningSafePointRequest
     [.skip, .message(0)],  // weft.v1.GetPruningSafePointResponse
     [],  // weft.v1.PruneParticipantRequest
     [.skip, .string, .message(0)],  // weft.v1.UnconfirmedCommitment
-    [.skip, .skip, .message(0), .message(0), .skip, .message(70)],  // weft.v1.PruneParticipantResponse
-    [.skip, .string, .string, .string, .message(0), .message(0), .skip, .message(0), .message(73), .message(17)],  // weft.v1.AcsSnapshot
+    [.skip, .skip, .message(0), .message(0), .skip, .message(71)],  // weft.v1.PruneParticipantResponse
+    [.skip, .string, .string, .string, .message(0), .message(0), .skip, .message(0), .message(74), .message(17)],  // weft.v1.AcsSnapshot
     [.skip, .string, .string],  // weft.v1.AcsSnapshotContract
     [.skip, .string, .string, .string, .string],  // weft.v1.MigrateDomainRequest
     [.skip, .string, .string, .skip, .skip, .skip, .skip, .string, .string],  // weft.v1.MigrateDomainResponse
-    [.skip, .skip, .string, .string, .string, .message(77)],  // weft.v1.Status
+    [.skip, .skip, .string, .string, .string, .message(78)],  // weft.v1.Status
     [.skip, .string, .string],  // weft.v1.StatusDetail
-    [.skip, .skip, .message(79), .message(80), .message(81), .message(82), .message(83), .message(84), .message(85), .message(86), .message(87)],  // weft.v1.Frame
+    [.skip, .skip, .message(80), .message(81), .message(82), .message(83), .message(84), .message(85), .message(86), .message(87), .message(88)],  // weft.v1.Frame
     [.skip, .string, .message(2), .message(1)],  // weft.v1.FrameOpen
     [],  // weft.v1.FrameMessage
     [],  // weft.v1.FrameHalfClose
-    [.skip, .message(76), .message(2)],  // weft.v1.FrameClose
+    [.skip, .message(77), .message(2)],  // weft.v1.FrameClose
     [.skip, .string],  // weft.v1.FrameCancel
     [],  // weft.v1.FrameWindowUpdate
     [],  // weft.v1.FramePing
     [],  // weft.v1.FramePong
-    [.skip, .skip, .message(76)],  // weft.v1.FrameGoAway
+    [.skip, .skip, .message(77)],  // weft.v1.FrameGoAway
     [.skip, .string],  // weft.v1.CheckRequest
     [.skip, .skip, .string],  // weft.v1.CheckResponse
     [.skip, .string],  // weft.v1.WatchRequest
     [.skip, .skip, .string],  // weft.v1.WatchResponse
     [.skip, .message(21), .message(25)],  // weft.v1.CreateCommand
     [.skip, .message(21), .string, .string, .message(22)],  // weft.v1.ExerciseCommand
-    [.skip, .message(92), .message(93)],  // weft.v1.Command
-    [.skip, .string, .string, .string, .string, .string, .message(1), .string, .message(94), .message(96)],  // weft.v1.Commands
+    [.skip, .message(93), .message(94)],  // weft.v1.Command
+    [.skip, .string, .string, .string, .string, .string, .message(1), .string, .message(95), .message(97)],  // weft.v1.Commands
     [.skip, .message(21), .string],  // weft.v1.DisclosedContract
-    [.skip, .message(95)],  // weft.v1.SubmitRequest
+    [.skip, .message(96)],  // weft.v1.SubmitRequest
     [.skip, .string],  // weft.v1.SubmitResponse
-    [.skip, .message(95)],  // weft.v1.SubmitAndWaitRequest
+    [.skip, .message(96)],  // weft.v1.SubmitAndWaitRequest
     [.skip, .string, .skip, .message(22)],  // weft.v1.SubmitAndWaitResponse
-    [.skip, .string, .message(76), .string, .string, .string, .string],  // weft.v1.Completion
+    [.skip, .string, .message(77), .string, .string, .string, .string],  // weft.v1.Completion
     [.skip, .string, .string],  // weft.v1.CompletionStreamRequest
-    [.skip, .message(101)],  // weft.v1.CompletionStreamResponse
+    [.skip, .message(102)],  // weft.v1.CompletionStreamResponse
     [.skip, .string, .message(21)],  // weft.v1.TransactionFilter
     [.skip, .string, .string, .message(21), .message(25), .string, .string, .string],  // weft.v1.CreatedEvent
     [.skip, .string, .string, .message(21), .string],  // weft.v1.ArchivedEvent
     [.skip, .string, .string, .message(21), .string, .message(22), .string, .skip, .string, .string, .message(22)],  // weft.v1.ExercisedEvent
-    [.skip, .message(105), .message(106)],  // weft.v1.Event
-    [.skip, .string, .string, .string, .message(0), .message(108), .skip, .string],  // weft.v1.Transaction
-    [.skip, .message(105), .message(107)],  // weft.v1.TreeEvent
-    [.skip, .string, .string, .string, .message(0), .skip, .message(110), .string, .string],  // weft.v1.TransactionTreeView
-    [.skip, .skip, .skip, .message(104)],  // weft.v1.GetTransactionsRequest
-    [.skip, .message(109)],  // weft.v1.GetTransactionsResponse
-    [.skip, .skip, .skip, .message(104)],  // weft.v1.GetTransactionTreesRequest
-    [.skip, .message(111)],  // weft.v1.GetTransactionTreesResponse
+    [.skip, .message(106), .message(107)],  // weft.v1.Event
+    [.skip, .string, .string, .string, .message(0), .message(109), .skip, .string],  // weft.v1.Transaction
+    [.skip, .message(106), .message(108)],  // weft.v1.TreeEvent
+    [.skip, .string, .string, .string, .message(0), .skip, .message(111), .string, .string],  // weft.v1.TransactionTreeView
+    [.skip, .skip, .skip, .message(105)],  // weft.v1.GetTransactionsRequest
+    [.skip, .message(110)],  // weft.v1.GetTransactionsResponse
+    [.skip, .skip, .skip, .message(105)],  // weft.v1.GetTransactionTreesRequest
+    [.skip, .message(112)],  // weft.v1.GetTransactionTreesResponse
     [],  // weft.v1.GetLedgerEndRequest
     [],  // weft.v1.GetLedgerEndResponse
-    [.skip, .message(104)],  // weft.v1.GetActiveContractsRequest
-    [.skip, .message(105)],  // weft.v1.GetActiveContractsResponse
+    [.skip, .message(105)],  // weft.v1.GetActiveContractsRequest
+    [.skip, .message(106)],  // weft.v1.GetActiveContractsResponse
     [.skip, .string, .string],  // weft.v1.PartyDetails
     [.skip, .string, .string],  // weft.v1.AllocatePartyRequest
-    [.skip, .message(120)],  // weft.v1.AllocatePartyResponse
+    [.skip, .message(121)],  // weft.v1.AllocatePartyResponse
     [],  // weft.v1.ListKnownPartiesRequest
-    [.skip, .message(120)],  // weft.v1.ListKnownPartiesResponse
+    [.skip, .message(121)],  // weft.v1.ListKnownPartiesResponse
     [.skip, .string, .string],  // weft.v1.UploadPackageRequest
     [.skip, .string],  // weft.v1.UploadPackageResponse
     [.skip, .string, .string, .skip, .message(0)],  // weft.v1.PackageDetails
     [],  // weft.v1.ListPackagesRequest
-    [.skip, .message(127)],  // weft.v1.ListPackagesResponse
+    [.skip, .message(128)],  // weft.v1.ListPackagesResponse
     [.skip, .string],  // weft.v1.GetPackageRequest
-    [.skip, .message(127), .string],  // weft.v1.GetPackageResponse
+    [.skip, .message(128), .string],  // weft.v1.GetPackageResponse
     [.skip, .skip, .string, .string, .string, .string, .string, .message(0), .message(1)],  // weft.v1.SubmitterMetadata
     [.skip, .skip, .string, .string],  // weft.v1.CommonMetadata
     [.skip, .skip, .message(0), .message(0), .string],  // weft.v1.ParticipantMetadata
     [.skip, .string],  // weft.v1.Informee
-    [.skip, .skip, .message(135)],  // weft.v1.ViewCommonData
+    [.skip, .skip, .message(136)],  // weft.v1.ViewCommonData
     [.skip, .message(27)],  // weft.v1.InputContract
     [.skip, .message(27)],  // weft.v1.CreatedContract
     [.skip, .string],  // weft.v1.CreateActionDescription
     [.skip, .string, .message(21), .string, .message(22), .string],  // weft.v1.ExerciseActionDescription
     [.skip, .string, .string],  // weft.v1.FetchActionDescription
-    [.skip, .message(139), .message(140), .message(141)],  // weft.v1.ActionDescription
-    [.skip, .skip, .message(137), .message(138), .string, .message(142)],  // weft.v1.ViewParticipantData
-    [.skip, .skip, .message(136)],  // weft.v1.BlindableViewCommonData
-    [.skip, .skip, .message(143)],  // weft.v1.BlindableViewParticipantData
-    [.skip, .message(144), .message(145), .message(147)],  // weft.v1.TransactionView
-    [.skip, .skip, .message(146)],  // weft.v1.BlindableTransactionView
-    [.skip, .skip, .message(132)],  // weft.v1.BlindableSubmitterMetadata
-    [.skip, .skip, .message(133)],  // weft.v1.BlindableCommonMetadata
-    [.skip, .skip, .message(134)],  // weft.v1.BlindableParticipantMetadata
-    [.skip, .message(148), .message(149), .message(150), .message(147)],  // weft.v1.TransactionTree
-    [.skip, .message(151), .message(4)],  // weft.v1.InformeeMessage
+    [.skip, .message(140), .message(141), .message(142)],  // weft.v1.ActionDescription
+    [.skip, .skip, .message(138), .message(139), .string, .message(143)],  // weft.v1.ViewParticipantData
+    [.skip, .skip, .message(137)],  // weft.v1.BlindableViewCommonData
+    [.skip, .skip, .message(144)],  // weft.v1.BlindableViewParticipantData
+    [.skip, .message(145), .message(146), .message(148)],  // weft.v1.TransactionView
+    [.skip, .skip, .message(147)],  // weft.v1.BlindableTransactionView
+    [.skip, .skip, .message(133)],  // weft.v1.BlindableSubmitterMetadata
+    [.skip, .skip, .message(134)],  // weft.v1.BlindableCommonMetadata
+    [.skip, .skip, .message(135)],  // weft.v1.BlindableParticipantMetadata
+    [.skip, .message(149), .message(150), .message(151), .message(148)],  // weft.v1.TransactionTree
+    [.skip, .message(152), .message(4)],  // weft.v1.InformeeMessage
     [.skip, .skip, .string, .skip, .message(4)],  // weft.v1.RootHashMessage
-    [.skip, .message(151)],  // weft.v1.ViewTree
+    [.skip, .message(152)],  // weft.v1.ViewTree
     [.skip, .skip, .skip, .message(5), .string, .skip, .message(4)],  // weft.v1.EncryptedViewMessage
     [],  // weft.v1.LocalApprove
     [.skip, .string, .string, .string],  // weft.v1.LocalReject
-    [.skip, .message(156), .message(157)],  // weft.v1.LocalVerdict
-    [.skip, .message(0), .string, .skip, .message(158), .skip, .string, .string],  // weft.v1.ConfirmationResponse
+    [.skip, .message(157), .message(158)],  // weft.v1.LocalVerdict
+    [.skip, .message(0), .string, .skip, .message(159), .skip, .string, .string],  // weft.v1.ConfirmationResponse
     [.skip, .string, .string],  // weft.v1.MediatorReject
-    [.skip, .message(162)],  // weft.v1.ParticipantRejects
-    [.skip, .string, .string, .message(157)],  // weft.v1.ParticipantReject
-    [.skip, .message(156), .message(160), .message(161)],  // weft.v1.Verdict
-    [.skip, .message(0), .skip, .string, .message(163)],  // weft.v1.ConfirmationResult
+    [.skip, .message(163)],  // weft.v1.ParticipantRejects
+    [.skip, .string, .string, .message(158)],  // weft.v1.ParticipantReject
+    [.skip, .message(157), .message(161), .message(162)],  // weft.v1.Verdict
+    [.skip, .message(0), .skip, .string, .message(164)],  // weft.v1.ConfirmationResult
     [.skip, .string, .string, .string, .message(0), .message(0)],  // weft.v1.AcsCommitment
-    [.skip, .message(159), .message(164), .message(165)],  // weft.v1.SignedContent
+    [.skip, .message(160), .message(165), .message(166)],  // weft.v1.SignedContent
     [.skip, .skip, .message(4)],  // weft.v1.SignedProtocolMessage
-    [.skip, .message(152), .message(155), .message(153), .message(167), .message(18), .message(19), .message(20), .message(169), .message(172)],  // weft.v1.EnvelopeContent
+    [.skip, .message(153), .message(156), .message(154), .message(168), .message(18), .message(19), .message(20), .message(170), .message(173)],  // weft.v1.EnvelopeContent
     [.skip, .string, .string, .string, .string, .string],  // weft.v1.CommitmentNarrowingRequest
     [.skip, .string],  // weft.v1.SharedContractHash
-    [.skip, .string, .skip, .message(170)],  // weft.v1.StakeholderGroupHash
-    [.skip, .string, .string, .string, .string, .message(0), .message(171)],  // weft.v1.CommitmentNarrowingResponse
+    [.skip, .string, .skip, .message(171)],  // weft.v1.StakeholderGroupHash
+    [.skip, .string, .string, .string, .string, .message(0), .message(172)],  // weft.v1.CommitmentNarrowingResponse
     [],  // weft.v1.GetDescriptorSetRequest
     [.skip, .skip, .string],  // weft.v1.GetDescriptorSetResponse
     [.skip, .string],  // weft.v1.GetChallengeRequest
@@ -408,16 +410,16 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [.skip, .string, .skip, .message(4)],  // weft.v1.AuthenticateRequest
     [.skip, .skip, .message(0)],  // weft.v1.AuthenticateResponse
     [.skip, .skip, .string],  // weft.v1.Envelope
-    [.skip, .message(179)],  // weft.v1.Batch
-    [.skip, .string, .string, .message(180), .message(0), .string, .message(0)],  // weft.v1.SubmissionRequest
+    [.skip, .message(180)],  // weft.v1.Batch
+    [.skip, .string, .string, .message(181), .message(0), .string, .message(0)],  // weft.v1.SubmissionRequest
     [.skip, .skip, .message(4)],  // weft.v1.SendRequest
     [],  // weft.v1.SendResponse
     [.skip, .string],  // weft.v1.SubscribeRequest
-    [.skip, .message(189)],  // weft.v1.SubscribeResponse
-    [.skip, .string, .string, .message(180), .string],  // weft.v1.Deliver
-    [.skip, .string, .message(76)],  // weft.v1.DeliverError
-    [.skip, .skip, .message(0), .string, .string, .message(186), .message(187)],  // weft.v1.SequencedEvent
-    [.skip, .skip, .message(4), .skip, .message(190)],  // weft.v1.SignedSequencedEvent
+    [.skip, .message(190)],  // weft.v1.SubscribeResponse
+    [.skip, .string, .string, .message(181), .string],  // weft.v1.Deliver
+    [.skip, .string, .message(77)],  // weft.v1.DeliverError
+    [.skip, .skip, .message(0), .string, .string, .message(187), .message(188)],  // weft.v1.SequencedEvent
+    [.skip, .skip, .message(4), .skip, .message(191)],  // weft.v1.SignedSequencedEvent
     [.skip, .message(4)],  // weft.v1.SequencedBlockProof
     [.skip, .string, .message(0)],  // weft.v1.AcknowledgeRequest
     [],  // weft.v1.AcknowledgeResponse

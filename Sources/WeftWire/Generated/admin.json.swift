@@ -569,6 +569,7 @@ extension Weft.V1.ConnectDomainRequest: JSONMessage {
         if !self.alias.isEmpty { __o.append("alias", JSONWrite.string(self.alias)) }
         if !self.sequencerURLs.isEmpty { __o.append("sequencerUrls", .array(self.sequencerURLs.map { JSONWrite.string($0) })) }
         if !self.rootCertificatePem.isEmpty { __o.append("rootCertificatePem", JSONWrite.string(self.rootCertificatePem)) }
+        if self.repair { __o.append("repair", JSONWrite.bool(self.repair)) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -588,7 +589,10 @@ extension Weft.V1.ConnectDomainRequest: JSONMessage {
             case "rootCertificatePem", "root_certificate_pem":
                 try __fields.insert(3, __m.key)
                 self.rootCertificatePem = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
+            case "repair":
+                try __fields.insert(4, __m.key)
+                self.repair = try JSONRead.bool(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -693,6 +697,7 @@ extension Weft.V1.DomainConnection: JSONMessage {
         if !self.domain.isEmpty { __o.append("domain", JSONWrite.string(self.domain)) }
         if !self.sequencerURLs.isEmpty { __o.append("sequencerUrls", .array(self.sequencerURLs.map { JSONWrite.string($0) })) }
         if self.connected { __o.append("connected", JSONWrite.bool(self.connected)) }
+        if self.heldForRepair { __o.append("heldForRepair", JSONWrite.bool(self.heldForRepair)) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -715,7 +720,10 @@ extension Weft.V1.DomainConnection: JSONMessage {
             case "connected":
                 try __fields.insert(4, __m.key)
                 self.connected = try JSONRead.bool(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
+            case "heldForRepair", "held_for_repair":
+                try __fields.insert(5, __m.key)
+                self.heldForRepair = try JSONRead.bool(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -753,6 +761,8 @@ extension Weft.V1.ExportAcsRequest: JSONMessage {
         var __o = JSONObjectBuilder()
         if !self.parties.isEmpty { __o.append("parties", .array(self.parties.map { JSONWrite.string($0) })) }
         if !self.alias.isEmpty { __o.append("alias", JSONWrite.string(self.alias)) }
+        if !self.counterParticipant.isEmpty { __o.append("counterParticipant", JSONWrite.string(self.counterParticipant)) }
+        if let __v = self.periodEnd { __o.append("periodEnd", __v.jsonValue()) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -769,7 +779,13 @@ extension Weft.V1.ExportAcsRequest: JSONMessage {
             case "alias":
                 try __fields.insert(2, __m.key)
                 self.alias = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
+            case "counterParticipant", "counter_participant":
+                try __fields.insert(3, __m.key)
+                self.counterParticipant = try JSONRead.string(__m.value, __p)
+            case "periodEnd", "period_end":
+                try __fields.insert(4, __m.key)
+                if __m.value != .null { self.periodEnd = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -782,6 +798,8 @@ extension Weft.V1.ExportAcsResponse: JSONMessage {
         var __o = JSONObjectBuilder()
         if !self.contracts.isEmpty { __o.append("contracts", .array(self.contracts.map { $0.jsonValue() })) }
         if let __v = self.asOf { __o.append("asOf", __v.jsonValue()) }
+        if let __v = self.header { __o.append("header", __v.jsonValue()) }
+        if !self.snapshotContracts.isEmpty { __o.append("snapshotContracts", .array(self.snapshotContracts.map { $0.jsonValue() })) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -798,7 +816,13 @@ extension Weft.V1.ExportAcsResponse: JSONMessage {
             case "asOf", "as_of":
                 try __fields.insert(2, __m.key)
                 if __m.value != .null { self.asOf = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
+            case "header":
+                try __fields.insert(3, __m.key)
+                if __m.value != .null { self.header = try JSONRead.message(__m.value, __p) as Weft.V1.AcsSnapshot }
+            case "snapshotContracts", "snapshot_contracts":
+                try __fields.insert(4, __m.key)
+                self.snapshotContracts = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.AcsSnapshotContract }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -811,6 +835,8 @@ extension Weft.V1.ImportAcsRequest: JSONMessage {
         var __o = JSONObjectBuilder()
         if !self.contracts.isEmpty { __o.append("contracts", .array(self.contracts.map { $0.jsonValue() })) }
         if !self.alias.isEmpty { __o.append("alias", JSONWrite.string(self.alias)) }
+        if let __v = self.header { __o.append("header", __v.jsonValue()) }
+        if !self.snapshotContracts.isEmpty { __o.append("snapshotContracts", .array(self.snapshotContracts.map { $0.jsonValue() })) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -827,7 +853,54 @@ extension Weft.V1.ImportAcsRequest: JSONMessage {
             case "alias":
                 try __fields.insert(2, __m.key)
                 self.alias = try JSONRead.string(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
+            case "header":
+                try __fields.insert(3, __m.key)
+                if __m.value != .null { self.header = try JSONRead.message(__m.value, __p) as Weft.V1.AcsSnapshot }
+            case "snapshotContracts", "snapshot_contracts":
+                try __fields.insert(4, __m.key)
+                self.snapshotContracts = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.AcsSnapshotContract }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.ImportedSnapshot: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.exporter.isEmpty { __o.append("exporter", JSONWrite.string(self.exporter)) }
+        if let __v = self.fromExclusive { __o.append("fromExclusive", __v.jsonValue()) }
+        if let __v = self.toInclusive { __o.append("toInclusive", __v.jsonValue()) }
+        if self.contractsInSnapshot != 0 { __o.append("contractsInSnapshot", JSONWrite.uint64(self.contractsInSnapshot)) }
+        if self.contractsAdded != 0 { __o.append("contractsAdded", JSONWrite.uint64(self.contractsAdded)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "exporter":
+                try __fields.insert(1, __m.key)
+                self.exporter = try JSONRead.string(__m.value, __p)
+            case "fromExclusive", "from_exclusive":
+                try __fields.insert(2, __m.key)
+                if __m.value != .null { self.fromExclusive = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "toInclusive", "to_inclusive":
+                try __fields.insert(3, __m.key)
+                if __m.value != .null { self.toInclusive = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
+            case "contractsInSnapshot", "contracts_in_snapshot":
+                try __fields.insert(4, __m.key)
+                self.contractsInSnapshot = try JSONRead.uint64(__m.value, __p)
+            case "contractsAdded", "contracts_added":
+                try __fields.insert(5, __m.key)
+                self.contractsAdded = try JSONRead.uint64(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }
@@ -839,6 +912,8 @@ extension Weft.V1.ImportAcsResponse: JSONMessage {
     public func jsonValue() -> JSONValue {
         var __o = JSONObjectBuilder()
         if self.imported != 0 { __o.append("imported", JSONWrite.uint64(self.imported)) }
+        if !self.snapshots.isEmpty { __o.append("snapshots", .array(self.snapshots.map { $0.jsonValue() })) }
+        if self.nextCounter != 0 { __o.append("nextCounter", JSONWrite.uint64(self.nextCounter)) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -852,7 +927,13 @@ extension Weft.V1.ImportAcsResponse: JSONMessage {
             case "imported":
                 try __fields.insert(1, __m.key)
                 self.imported = try JSONRead.uint64(__m.value, __p)
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1])
+            case "snapshots":
+                try __fields.insert(2, __m.key)
+                self.snapshots = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.ImportedSnapshot }
+            case "nextCounter", "next_counter":
+                try __fields.insert(3, __m.key)
+                self.nextCounter = try JSONRead.uint64(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

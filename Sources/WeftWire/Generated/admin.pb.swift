@@ -1173,6 +1173,13 @@ extension Weft.V1 {
         /// to use the system's trust store.
         public var rootCertificatePem: String = ""
 
+        /// Connect, but do not process the domain's stream: the participant lost
+        /// its database after the sequencer pruned its stream and waits for its
+        /// peers' snapshots (`ImportAcs`). Remembered across restarts until the
+        /// import finished; meanwhile the Ledger API answers UNAVAILABLE
+        /// (PARTICIPANT_HELD_FOR_REPAIR).
+        public var repair: Bool = false
+
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields = UnknownFields()
 
@@ -1180,10 +1187,11 @@ extension Weft.V1 {
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(alias: String = "", sequencerURLs: [String] = [], rootCertificatePem: String = "") {
+        public init(alias: String = "", sequencerURLs: [String] = [], rootCertificatePem: String = "", repair: Bool = false) {
             self.alias = alias
             self.sequencerURLs = sequencerURLs
             self.rootCertificatePem = rootCertificatePem
+            self.repair = repair
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -1338,6 +1346,10 @@ extension Weft.V1 {
         /// Whether connected now.
         public var connected: Bool = false
 
+        /// Connected for repair and waiting for the peers' snapshots (`ImportAcs`):
+        /// the domain's stream is not processed yet.
+        public var heldForRepair: Bool = false
+
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields = UnknownFields()
 
@@ -1345,11 +1357,12 @@ extension Weft.V1 {
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(alias: String = "", domain: String = "", sequencerURLs: [String] = [], connected: Bool = false) {
+        public init(alias: String = "", domain: String = "", sequencerURLs: [String] = [], connected: Bool = false, heldForRepair: Bool = false) {
             self.alias = alias
             self.domain = domain
             self.sequencerURLs = sequencerURLs
             self.connected = connected
+            self.heldForRepair = heldForRepair
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -1402,26 +1415,97 @@ extension Weft.V1 {
         }
     }
 
-    /// Exports active contracts.
+    /// Exports the contracts shared with a counter-participant, for its repair.
     public struct ExportAcsRequest: WireMessage {
         public static let protoMessageName = "weft.v1.ExportAcsRequest"
 
-        /// Contracts with any of these stakeholders.
-        public var parties: [String] = []
+        /// Deprecated, unused: the export is per counter-participant.
+        public var parties: [String] {
+            get { _storage.parties }
+            set { _uniqueStorage().parties = newValue }
+        }
 
-        /// Domain alias to export from.
-        public var alias: String = ""
+        /// Deprecated, unused: a participant is connected to one domain.
+        public var alias: String {
+            get { _storage.alias }
+            set { _uniqueStorage().alias = newValue }
+        }
+
+        /// Participant id of the participant to be repaired, `participant2::1220…`.
+        public var counterParticipant: String {
+            get { _storage.counterParticipant }
+            set { _uniqueStorage().counterParticipant = newValue }
+        }
+
+        /// End of the commitment period to export for (inclusive); absent for the
+        /// latest period this participant sent the counter-participant a
+        /// commitment for. Every peer's snapshot of one import must be for the
+        /// same period.
+        public var periodEnd: Weft.V1.Timestamp? {
+            get { _storage.periodEnd }
+            set { _uniqueStorage().periodEnd = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var parties: [String] = []
+            var alias: String = ""
+            var counterParticipant: String = ""
+            var periodEnd: Weft.V1.Timestamp? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                parties = other.parties
+                alias = other.alias
+                counterParticipant = other.counterParticipant
+                periodEnd = other.periodEnd
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.parties == r.parties
+        && l.alias == r.alias
+        && l.counterParticipant == r.counterParticipant
+        && l.periodEnd == r.periodEnd
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.parties)
+            hasher.combine(s.alias)
+            hasher.combine(s.counterParticipant)
+            hasher.combine(s.periodEnd)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(parties: [String] = [], alias: String = "") {
+        public init(parties: [String] = [], alias: String = "", counterParticipant: String = "", periodEnd: Weft.V1.Timestamp? = nil) {
             self.parties = parties
             self.alias = alias
+            self.counterParticipant = counterParticipant
+            self.periodEnd = periodEnd
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -1440,20 +1524,34 @@ extension Weft.V1 {
         }
     }
 
-    /// A batch of exported contracts.
+    /// One message of an export: the header first, then the contracts.
     public struct ExportAcsResponse: WireMessage {
         public static let protoMessageName = "weft.v1.ExportAcsResponse"
 
-        /// The contracts.
+        /// Deprecated, unused (see `header` and `snapshot_contracts`).
         public var contracts: [Weft.V1.ContractInstance] {
             get { _storage.contracts }
             set { _uniqueStorage().contracts = newValue }
         }
 
-        /// Time at which the export is consistent; set in the last message.
+        /// Deprecated, unused (the period is in `header`).
         public var asOf: Weft.V1.Timestamp? {
             get { _storage.asOf }
             set { _uniqueStorage().asOf = newValue }
+        }
+
+        /// The first message only: the snapshot without its contracts (exporter,
+        /// counter-participant, period, stream position, topology history).
+        public var header: Weft.V1.AcsSnapshot? {
+            get { _storage.header }
+            set { _uniqueStorage().header = newValue }
+        }
+
+        /// The following messages: the snapshot's contracts, sorted by contract id,
+        /// in batches that keep each message well under the transport's limit.
+        public var snapshotContracts: [Weft.V1.AcsSnapshotContract] {
+            get { _storage.snapshotContracts }
+            set { _uniqueStorage().snapshotContracts = newValue }
         }
 
         /// Fields read from the wire that this schema does not know.
@@ -1467,12 +1565,16 @@ extension Weft.V1 {
         final class _Storage: @unchecked Sendable {
             var contracts: [Weft.V1.ContractInstance] = []
             var asOf: Weft.V1.Timestamp? = nil
+            var header: Weft.V1.AcsSnapshot? = nil
+            var snapshotContracts: [Weft.V1.AcsSnapshotContract] = []
             var unknownFields: UnknownFields = UnknownFields()
             static let defaultInstance = _Storage()
             init() {}
             init(copying other: _Storage) {
                 contracts = other.contracts
                 asOf = other.asOf
+                header = other.header
+                snapshotContracts = other.snapshotContracts
                 unknownFields = other.unknownFields
             }
         }
@@ -1489,6 +1591,8 @@ extension Weft.V1 {
             let l = lhs._storage, r = rhs._storage
             return l.contracts == r.contracts
         && l.asOf == r.asOf
+        && l.header == r.header
+        && l.snapshotContracts == r.snapshotContracts
         && l.unknownFields == r.unknownFields
         }
 
@@ -1496,6 +1600,8 @@ extension Weft.V1 {
             let s = _storage
             hasher.combine(s.contracts)
             hasher.combine(s.asOf)
+            hasher.combine(s.header)
+            hasher.combine(s.snapshotContracts)
             hasher.combine(s.unknownFields)
         }
 
@@ -1503,9 +1609,11 @@ extension Weft.V1 {
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(contracts: [Weft.V1.ContractInstance] = [], asOf: Weft.V1.Timestamp? = nil) {
+        public init(contracts: [Weft.V1.ContractInstance] = [], asOf: Weft.V1.Timestamp? = nil, header: Weft.V1.AcsSnapshot? = nil, snapshotContracts: [Weft.V1.AcsSnapshotContract] = []) {
             self.contracts = contracts
             self.asOf = asOf
+            self.header = header
+            self.snapshotContracts = snapshotContracts
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -1524,26 +1632,97 @@ extension Weft.V1 {
         }
     }
 
-    /// A batch of contracts to import.
+    /// One message of an import. A message with a `header` starts a snapshot;
+    /// the messages after it carry that snapshot's contracts, until the next
+    /// header or the end of the stream.
     public struct ImportAcsRequest: WireMessage {
         public static let protoMessageName = "weft.v1.ImportAcsRequest"
 
-        /// The contracts.
-        public var contracts: [Weft.V1.ContractInstance] = []
+        /// Deprecated, unused (see `header` and `snapshot_contracts`).
+        public var contracts: [Weft.V1.ContractInstance] {
+            get { _storage.contracts }
+            set { _uniqueStorage().contracts = newValue }
+        }
 
-        /// Domain alias to import into.
-        public var alias: String = ""
+        /// Deprecated, unused: a participant is connected to one domain.
+        public var alias: String {
+            get { _storage.alias }
+            set { _uniqueStorage().alias = newValue }
+        }
+
+        /// A snapshot's header (an `AcsSnapshot` without contracts), as
+        /// `ExportAcsResponse.header` or a snapshot file gives it.
+        public var header: Weft.V1.AcsSnapshot? {
+            get { _storage.header }
+            set { _uniqueStorage().header = newValue }
+        }
+
+        /// Contracts of the snapshot whose header came last.
+        public var snapshotContracts: [Weft.V1.AcsSnapshotContract] {
+            get { _storage.snapshotContracts }
+            set { _uniqueStorage().snapshotContracts = newValue }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contracts: [Weft.V1.ContractInstance] = []
+            var alias: String = ""
+            var header: Weft.V1.AcsSnapshot? = nil
+            var snapshotContracts: [Weft.V1.AcsSnapshotContract] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                contracts = other.contracts
+                alias = other.alias
+                header = other.header
+                snapshotContracts = other.snapshotContracts
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.contracts == r.contracts
+        && l.alias == r.alias
+        && l.header == r.header
+        && l.snapshotContracts == r.snapshotContracts
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.contracts)
+            hasher.combine(s.alias)
+            hasher.combine(s.header)
+            hasher.combine(s.snapshotContracts)
+            hasher.combine(s.unknownFields)
+        }
 
         /// A message with every field at its default value.
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(contracts: [Weft.V1.ContractInstance] = [], alias: String = "") {
+        public init(contracts: [Weft.V1.ContractInstance] = [], alias: String = "", header: Weft.V1.AcsSnapshot? = nil, snapshotContracts: [Weft.V1.AcsSnapshotContract] = []) {
             self.contracts = contracts
             self.alias = alias
+            self.header = header
+            self.snapshotContracts = snapshotContracts
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -1562,12 +1741,136 @@ extension Weft.V1 {
         }
     }
 
-    /// Import outcome.
+    /// What one imported snapshot added.
+    public struct ImportedSnapshot: WireMessage {
+        public static let protoMessageName = "weft.v1.ImportedSnapshot"
+
+        /// Participant id of the exporter.
+        public var exporter: String {
+            get { _storage.exporter }
+            set { _uniqueStorage().exporter = newValue }
+        }
+
+        /// Start of the snapshot's commitment period (exclusive).
+        public var fromExclusive: Weft.V1.Timestamp? {
+            get { _storage.fromExclusive }
+            set { _uniqueStorage().fromExclusive = newValue }
+        }
+
+        /// End of the snapshot's commitment period (inclusive).
+        public var toInclusive: Weft.V1.Timestamp? {
+            get { _storage.toInclusive }
+            set { _uniqueStorage().toInclusive = newValue }
+        }
+
+        /// Contracts in the snapshot.
+        public var contractsInSnapshot: UInt64 {
+            get { _storage.contractsInSnapshot }
+            set { _uniqueStorage().contractsInSnapshot = newValue }
+        }
+
+        /// Contracts it added (a contract shared with several peers is stored once).
+        public var contractsAdded: UInt64 {
+            get { _storage.contractsAdded }
+            set { _uniqueStorage().contractsAdded = newValue }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var exporter: String = ""
+            var fromExclusive: Weft.V1.Timestamp? = nil
+            var toInclusive: Weft.V1.Timestamp? = nil
+            var contractsInSnapshot: UInt64 = 0
+            var contractsAdded: UInt64 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            static let defaultInstance = _Storage()
+            init() {}
+            init(copying other: _Storage) {
+                exporter = other.exporter
+                fromExclusive = other.fromExclusive
+                toInclusive = other.toInclusive
+                contractsInSnapshot = other.contractsInSnapshot
+                contractsAdded = other.contractsAdded
+                unknownFields = other.unknownFields
+            }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage, r = rhs._storage
+            return l.exporter == r.exporter
+        && l.fromExclusive == r.fromExclusive
+        && l.toInclusive == r.toInclusive
+        && l.contractsInSnapshot == r.contractsInSnapshot
+        && l.contractsAdded == r.contractsAdded
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage
+            hasher.combine(s.exporter)
+            hasher.combine(s.fromExclusive)
+            hasher.combine(s.toInclusive)
+            hasher.combine(s.contractsInSnapshot)
+            hasher.combine(s.contractsAdded)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// A message with every field at its default value.
+        public init() {}
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(exporter: String = "", fromExclusive: Weft.V1.Timestamp? = nil, toInclusive: Weft.V1.Timestamp? = nil, contractsInSnapshot: UInt64 = 0, contractsAdded: UInt64 = 0) {
+            self.exporter = exporter
+            self.fromExclusive = fromExclusive
+            self.toInclusive = toInclusive
+            self.contractsInSnapshot = contractsInSnapshot
+            self.contractsAdded = contractsAdded
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decode(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// Import outcome: every snapshot was accepted and the participant processes
+    /// its stream from the first event after their period.
     public struct ImportAcsResponse: WireMessage {
         public static let protoMessageName = "weft.v1.ImportAcsResponse"
 
-        /// Contracts imported.
+        /// Contracts imported, over all snapshots.
         public var imported: UInt64 = 0
+
+        /// Each snapshot, in the order sent.
+        public var snapshots: [Weft.V1.ImportedSnapshot] = []
+
+        /// The next sequencer counter the participant processes.
+        public var nextCounter: UInt64 = 0
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields = UnknownFields()
@@ -1576,8 +1879,10 @@ extension Weft.V1 {
         public init() {}
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(imported: UInt64 = 0) {
+        public init(imported: UInt64 = 0, snapshots: [Weft.V1.ImportedSnapshot] = [], nextCounter: UInt64 = 0) {
             self.imported = imported
+            self.snapshots = snapshots
+            self.nextCounter = nextCounter
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -3376,6 +3681,7 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
         self.alias = try CBridge.string(c.alias, "weft.v1.ConnectDomainRequest")
         self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConnectDomainRequest") }
         self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.ConnectDomainRequest")
+        self.repair = c.repair != 0
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -3384,6 +3690,7 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
         c.pointee.n_sequencer_urls = self.sequencerURLs.count
         c.pointee.sequencer_urls = try CBridge.cArray(self.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConnectDomainRequest", 2) ?? CBridge.emptyCString }
         c.pointee.root_certificate_pem = try CBridge.cString(self.rootCertificatePem, arena, "weft.v1.ConnectDomainRequest", 3)
+        c.pointee.repair = self.repair ? 1 : 0
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -3498,6 +3805,7 @@ extension Weft.V1.DomainConnection: CBackedMessage {
         self.domain = try CBridge.string(c.domain, "weft.v1.DomainConnection")
         self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.DomainConnection") }
         self.connected = c.connected != 0
+        self.heldForRepair = c.held_for_repair != 0
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -3507,6 +3815,7 @@ extension Weft.V1.DomainConnection: CBackedMessage {
         c.pointee.n_sequencer_urls = self.sequencerURLs.count
         c.pointee.sequencer_urls = try CBridge.cArray(self.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.DomainConnection", 3) ?? CBridge.emptyCString }
         c.pointee.connected = self.connected ? 1 : 0
+        c.pointee.held_for_repair = self.heldForRepair ? 1 : 0
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -3550,16 +3859,23 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExportAcsRequest") }
-        self.alias = try CBridge.string(c.alias, "weft.v1.ExportAcsRequest")
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        let s = _Storage()
+        s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExportAcsRequest") }
+        s.alias = try CBridge.string(c.alias, "weft.v1.ExportAcsRequest")
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.ExportAcsRequest")
+        if let p = c.period_end { s.periodEnd = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_parties = self.parties.count
-        c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExportAcsRequest", 1) ?? CBridge.emptyCString }
-        c.pointee.alias = try CBridge.cString(self.alias, arena, "weft.v1.ExportAcsRequest", 2)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.n_parties = s.parties.count
+        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExportAcsRequest", 1) ?? CBridge.emptyCString }
+        c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.ExportAcsRequest", 2)
+        c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.ExportAcsRequest", 3)
+        if let v = s.periodEnd { c.pointee.period_end = try Weft.V1.Timestamp.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3580,6 +3896,8 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
         let s = _Storage()
         s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!, byteCount: byteCount) }
         if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.header { s.header = try Weft.V1.AcsSnapshot(c: p, byteCount: byteCount) }
+        s.snapshotContracts = try CBridge.array(c.snapshot_contracts, c.n_snapshot_contracts) { (e) throws(WireError) in try Weft.V1.AcsSnapshotContract(c: e!, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -3589,6 +3907,9 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
         c.pointee.n_contracts = s.contracts.count
         c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
         if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.header { c.pointee.header = try Weft.V1.AcsSnapshot.makeC(v, arena) }
+        c.pointee.n_snapshot_contracts = s.snapshotContracts.count
+        c.pointee.snapshot_contracts = try CBridge.cArray(s.snapshotContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -3607,22 +3928,65 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!, byteCount: byteCount) }
-        self.alias = try CBridge.string(c.alias, "weft.v1.ImportAcsRequest")
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        let s = _Storage()
+        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!, byteCount: byteCount) }
+        s.alias = try CBridge.string(c.alias, "weft.v1.ImportAcsRequest")
+        if let p = c.header { s.header = try Weft.V1.AcsSnapshot(c: p, byteCount: byteCount) }
+        s.snapshotContracts = try CBridge.array(c.snapshot_contracts, c.n_snapshot_contracts) { (e) throws(WireError) in try Weft.V1.AcsSnapshotContract(c: e!, byteCount: byteCount) }
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_contracts = self.contracts.count
-        c.pointee.contracts = try CBridge.cArray(self.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
-        c.pointee.alias = try CBridge.cString(self.alias, arena, "weft.v1.ImportAcsRequest", 2)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        let s = _storage
+        c.pointee.n_contracts = s.contracts.count
+        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
+        c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.ImportAcsRequest", 2)
+        if let v = s.header { c.pointee.header = try Weft.V1.AcsSnapshot.makeC(v, arena) }
+        c.pointee.n_snapshot_contracts = s.snapshotContracts.count
+        c.pointee.snapshot_contracts = try CBridge.cArray(s.snapshotContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.ImportedSnapshot: CBackedMessage {
+    typealias CStruct = Weft__V1__ImportedSnapshot
+    static var shapeIndex: Int { 58 }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__imported_snapshot__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__imported_snapshot__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__imported_snapshot__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__imported_snapshot__pack(c, out)
+    }
+
+    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        let s = _Storage()
+        s.exporter = try CBridge.string(c.exporter, "weft.v1.ImportedSnapshot")
+        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        s.contractsInSnapshot = c.contracts_in_snapshot
+        s.contractsAdded = c.contracts_added
+        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self._storage = s
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        let s = _storage
+        c.pointee.exporter = try CBridge.cString(s.exporter, arena, "weft.v1.ImportedSnapshot", 1)
+        if let v = s.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        if let v = s.toInclusive { c.pointee.to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.contracts_in_snapshot = s.contractsInSnapshot
+        c.pointee.contracts_added = s.contractsAdded
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
 extension Weft.V1.ImportAcsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ImportAcsResponse
-    static var shapeIndex: Int { 58 }
+    static var shapeIndex: Int { 59 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__import_acs_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3635,18 +3999,23 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.imported = c.imported
+        self.snapshots = try CBridge.array(c.snapshots, c.n_snapshots) { (e) throws(WireError) in try Weft.V1.ImportedSnapshot(c: e!, byteCount: byteCount) }
+        self.nextCounter = c.next_counter
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.imported = self.imported
+        c.pointee.n_snapshots = self.snapshots.count
+        c.pointee.snapshots = try CBridge.cArray(self.snapshots, arena) { (e) throws(WireError) in Optional(try Weft.V1.ImportedSnapshot.makeC(e, arena)) }
+        c.pointee.next_counter = self.nextCounter
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
 }
 
 extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListCommitmentMismatchesRequest
-    static var shapeIndex: Int { 59 }
+    static var shapeIndex: Int { 60 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_commitment_mismatches_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3670,7 +4039,7 @@ extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
 
 extension Weft.V1.CommitmentMismatch: CBackedMessage {
     typealias CStruct = Weft__V1__CommitmentMismatch
-    static var shapeIndex: Int { 60 }
+    static var shapeIndex: Int { 61 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_mismatch__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3705,7 +4074,7 @@ extension Weft.V1.CommitmentMismatch: CBackedMessage {
 
 extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListCommitmentMismatchesResponse
-    static var shapeIndex: Int { 61 }
+    static var shapeIndex: Int { 62 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_commitment_mismatches_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3730,7 +4099,7 @@ extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
 
 extension Weft.V1.GetCommitmentSafePointRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetCommitmentSafePointRequest
-    static var shapeIndex: Int { 62 }
+    static var shapeIndex: Int { 63 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_commitment_safe_point_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3752,7 +4121,7 @@ extension Weft.V1.GetCommitmentSafePointRequest: CBackedMessage {
 
 extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetCommitmentSafePointResponse
-    static var shapeIndex: Int { 63 }
+    static var shapeIndex: Int { 64 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_commitment_safe_point_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3783,7 +4152,7 @@ extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
 
 extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
     typealias CStruct = Weft__V1__InspectCommitmentRequest
-    static var shapeIndex: Int { 64 }
+    static var shapeIndex: Int { 65 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__inspect_commitment_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3812,7 +4181,7 @@ extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
 
 extension Weft.V1.ContractDifference: CBackedMessage {
     typealias CStruct = Weft__V1__ContractDifference
-    static var shapeIndex: Int { 65 }
+    static var shapeIndex: Int { 66 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__contract_difference__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3840,7 +4209,7 @@ extension Weft.V1.ContractDifference: CBackedMessage {
 
 extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
     typealias CStruct = Weft__V1__InspectCommitmentResponse
-    static var shapeIndex: Int { 66 }
+    static var shapeIndex: Int { 67 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__inspect_commitment_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3877,7 +4246,7 @@ extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
 
 extension Weft.V1.GetPruningSafePointRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetPruningSafePointRequest
-    static var shapeIndex: Int { 67 }
+    static var shapeIndex: Int { 68 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_pruning_safe_point_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3899,7 +4268,7 @@ extension Weft.V1.GetPruningSafePointRequest: CBackedMessage {
 
 extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetPruningSafePointResponse
-    static var shapeIndex: Int { 68 }
+    static var shapeIndex: Int { 69 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_pruning_safe_point_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3930,7 +4299,7 @@ extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
 
 extension Weft.V1.PruneParticipantRequest: CBackedMessage {
     typealias CStruct = Weft__V1__PruneParticipantRequest
-    static var shapeIndex: Int { 69 }
+    static var shapeIndex: Int { 70 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_participant_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3956,7 +4325,7 @@ extension Weft.V1.PruneParticipantRequest: CBackedMessage {
 
 extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
     typealias CStruct = Weft__V1__UnconfirmedCommitment
-    static var shapeIndex: Int { 70 }
+    static var shapeIndex: Int { 71 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__unconfirmed_commitment__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3985,7 +4354,7 @@ extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
 
 extension Weft.V1.PruneParticipantResponse: CBackedMessage {
     typealias CStruct = Weft__V1__PruneParticipantResponse
-    static var shapeIndex: Int { 71 }
+    static var shapeIndex: Int { 72 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_participant_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4025,7 +4394,7 @@ extension Weft.V1.PruneParticipantResponse: CBackedMessage {
 
 extension Weft.V1.AcsSnapshot: CBackedMessage {
     typealias CStruct = Weft__V1__AcsSnapshot
-    static var shapeIndex: Int { 72 }
+    static var shapeIndex: Int { 73 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_snapshot__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4070,7 +4439,7 @@ extension Weft.V1.AcsSnapshot: CBackedMessage {
 
 extension Weft.V1.AcsSnapshotContract: CBackedMessage {
     typealias CStruct = Weft__V1__AcsSnapshotContract
-    static var shapeIndex: Int { 73 }
+    static var shapeIndex: Int { 74 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_snapshot_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4099,7 +4468,7 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
 
 extension Weft.V1.MigrateDomainRequest: CBackedMessage {
     typealias CStruct = Weft__V1__MigrateDomainRequest
-    static var shapeIndex: Int { 74 }
+    static var shapeIndex: Int { 75 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__migrate_domain_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4130,7 +4499,7 @@ extension Weft.V1.MigrateDomainRequest: CBackedMessage {
 
 extension Weft.V1.MigrateDomainResponse: CBackedMessage {
     typealias CStruct = Weft__V1__MigrateDomainResponse
-    static var shapeIndex: Int { 75 }
+    static var shapeIndex: Int { 76 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__migrate_domain_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4252,12 +4621,22 @@ extension Weft.V1 {
         public static let listDomainConnections = Method<Weft.V1.ListDomainConnectionsRequest, Weft.V1.ListDomainConnectionsResponse>(
             path: "/weft.v1.ParticipantAdministrationService/ListDomainConnections", kind: .unary)
 
-        /// Exports the active contracts shared with given parties, for repair.
+        /// Exports the active contracts this participant shares with a
+        /// counter-participant, as of the end of a commitment period, for that
+        /// participant's repair (docs/operator-guide.md §7.2): the first message
+        /// carries the snapshot's header, the following ones its contracts in
+        /// batches. Refused with FAILED_PRECONDITION
+        /// (PARTICIPANT_REPAIR_NOTHING_TO_EXPORT) when there is no such period yet.
         /// Server-streaming.
         public static let exportAcs = Method<Weft.V1.ExportAcsRequest, Weft.V1.ExportAcsResponse>(
             path: "/weft.v1.ParticipantAdministrationService/ExportAcs", kind: .serverStreaming)
 
-        /// Imports active contracts exported by a peer. Client-streaming.
+        /// Imports one or more peers' snapshots (for the same period) into a
+        /// participant connected for repair (`ConnectDomainRequest.repair`), each
+        /// checked against the commitment its exporter sent through the sequencer;
+        /// after the last one the participant processes its stream. A refused
+        /// snapshot keeps its Weft error id (PARTICIPANT_REPAIR_SNAPSHOT_MISMATCH, …)
+        /// and nothing of it is stored. Client-streaming.
         public static let importAcs = Method<Weft.V1.ImportAcsRequest, Weft.V1.ImportAcsResponse>(
             path: "/weft.v1.ParticipantAdministrationService/ImportAcs", kind: .clientStreaming)
 

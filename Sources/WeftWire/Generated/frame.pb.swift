@@ -581,7 +581,7 @@ extension Weft.V1 {
 
 extension Weft.V1.Frame: CBackedMessage {
     typealias CStruct = Weft__V1__Frame
-    static var shapeIndex: Int { 78 }
+    static var shapeIndex: Int { 79 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -650,7 +650,7 @@ extension Weft.V1.Frame: CBackedMessage {
 
 extension Weft.V1.FrameOpen: CBackedMessage {
     typealias CStruct = Weft__V1__FrameOpen
-    static var shapeIndex: Int { 79 }
+    static var shapeIndex: Int { 80 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_open__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -682,7 +682,7 @@ extension Weft.V1.FrameOpen: CBackedMessage {
 
 extension Weft.V1.FrameMessage: CBackedMessage {
     typealias CStruct = Weft__V1__FrameMessage
-    static var shapeIndex: Int { 80 }
+    static var shapeIndex: Int { 81 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -706,7 +706,7 @@ extension Weft.V1.FrameMessage: CBackedMessage {
 
 extension Weft.V1.FrameHalfClose: CBackedMessage {
     typealias CStruct = Weft__V1__FrameHalfClose
-    static var shapeIndex: Int { 81 }
+    static var shapeIndex: Int { 82 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_half_close__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -728,7 +728,7 @@ extension Weft.V1.FrameHalfClose: CBackedMessage {
 
 extension Weft.V1.FrameClose: CBackedMessage {
     typealias CStruct = Weft__V1__FrameClose
-    static var shapeIndex: Int { 82 }
+    static var shapeIndex: Int { 83 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_close__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -758,7 +758,7 @@ extension Weft.V1.FrameClose: CBackedMessage {
 
 extension Weft.V1.FrameCancel: CBackedMessage {
     typealias CStruct = Weft__V1__FrameCancel
-    static var shapeIndex: Int { 83 }
+    static var shapeIndex: Int { 84 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_cancel__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -782,7 +782,7 @@ extension Weft.V1.FrameCancel: CBackedMessage {
 
 extension Weft.V1.FrameWindowUpdate: CBackedMessage {
     typealias CStruct = Weft__V1__FrameWindowUpdate
-    static var shapeIndex: Int { 84 }
+    static var shapeIndex: Int { 85 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_window_update__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -806,7 +806,7 @@ extension Weft.V1.FrameWindowUpdate: CBackedMessage {
 
 extension Weft.V1.FramePing: CBackedMessage {
     typealias CStruct = Weft__V1__FramePing
-    static var shapeIndex: Int { 85 }
+    static var shapeIndex: Int { 86 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_ping__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -830,7 +830,7 @@ extension Weft.V1.FramePing: CBackedMessage {
 
 extension Weft.V1.FramePong: CBackedMessage {
     typealias CStruct = Weft__V1__FramePong
-    static var shapeIndex: Int { 86 }
+    static var shapeIndex: Int { 87 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_pong__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -854,7 +854,7 @@ extension Weft.V1.FramePong: CBackedMessage {
 
 extension Weft.V1.FrameGoAway: CBackedMessage {
     typealias CStruct = Weft__V1__FrameGoAway
-    static var shapeIndex: Int { 87 }
+    static var shapeIndex: Int { 88 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_go_away__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

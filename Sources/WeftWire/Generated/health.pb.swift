@@ -195,7 +195,7 @@ extension Weft.V1 {
 
 extension Weft.V1.CheckRequest: CBackedMessage {
     typealias CStruct = Weft__V1__CheckRequest
-    static var shapeIndex: Int { 88 }
+    static var shapeIndex: Int { 89 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__check_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -219,7 +219,7 @@ extension Weft.V1.CheckRequest: CBackedMessage {
 
 extension Weft.V1.CheckResponse: CBackedMessage {
     typealias CStruct = Weft__V1__CheckResponse
-    static var shapeIndex: Int { 89 }
+    static var shapeIndex: Int { 90 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__check_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -245,7 +245,7 @@ extension Weft.V1.CheckResponse: CBackedMessage {
 
 extension Weft.V1.WatchRequest: CBackedMessage {
     typealias CStruct = Weft__V1__WatchRequest
-    static var shapeIndex: Int { 90 }
+    static var shapeIndex: Int { 91 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__watch_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -269,7 +269,7 @@ extension Weft.V1.WatchRequest: CBackedMessage {
 
 extension Weft.V1.WatchResponse: CBackedMessage {
     typealias CStruct = Weft__V1__WatchResponse
-    static var shapeIndex: Int { 91 }
+    static var shapeIndex: Int { 92 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__watch_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -3028,7 +3028,7 @@ extension Weft.V1 {
 
 extension Weft.V1.CreateCommand: CBackedMessage {
     typealias CStruct = Weft__V1__CreateCommand
-    static var shapeIndex: Int { 92 }
+    static var shapeIndex: Int { 93 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__create_command__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3057,7 +3057,7 @@ extension Weft.V1.CreateCommand: CBackedMessage {
 
 extension Weft.V1.ExerciseCommand: CBackedMessage {
     typealias CStruct = Weft__V1__ExerciseCommand
-    static var shapeIndex: Int { 93 }
+    static var shapeIndex: Int { 94 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercise_command__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3090,7 +3090,7 @@ extension Weft.V1.ExerciseCommand: CBackedMessage {
 
 extension Weft.V1.Command: CBackedMessage {
     typealias CStruct = Weft__V1__Command
-    static var shapeIndex: Int { 94 }
+    static var shapeIndex: Int { 95 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__command__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3129,7 +3129,7 @@ extension Weft.V1.Command: CBackedMessage {
 
 extension Weft.V1.Commands: CBackedMessage {
     typealias CStruct = Weft__V1__Commands
-    static var shapeIndex: Int { 95 }
+    static var shapeIndex: Int { 96 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commands__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3176,7 +3176,7 @@ extension Weft.V1.Commands: CBackedMessage {
 
 extension Weft.V1.DisclosedContract: CBackedMessage {
     typealias CStruct = Weft__V1__DisclosedContract
-    static var shapeIndex: Int { 96 }
+    static var shapeIndex: Int { 97 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disclosed_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3207,7 +3207,7 @@ extension Weft.V1.DisclosedContract: CBackedMessage {
 
 extension Weft.V1.SubmitRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitRequest
-    static var shapeIndex: Int { 97 }
+    static var shapeIndex: Int { 98 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3234,7 +3234,7 @@ extension Weft.V1.SubmitRequest: CBackedMessage {
 
 extension Weft.V1.SubmitResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitResponse
-    static var shapeIndex: Int { 98 }
+    static var shapeIndex: Int { 99 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3258,7 +3258,7 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
 
 extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitAndWaitRequest
-    static var shapeIndex: Int { 99 }
+    static var shapeIndex: Int { 100 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_and_wait_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3285,7 +3285,7 @@ extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
 
 extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitAndWaitResponse
-    static var shapeIndex: Int { 100 }
+    static var shapeIndex: Int { 101 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_and_wait_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3314,7 +3314,7 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
 
 extension Weft.V1.Completion: CBackedMessage {
     typealias CStruct = Weft__V1__Completion
-    static var shapeIndex: Int { 101 }
+    static var shapeIndex: Int { 102 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3354,7 +3354,7 @@ extension Weft.V1.Completion: CBackedMessage {
 
 extension Weft.V1.CompletionStreamRequest: CBackedMessage {
     typealias CStruct = Weft__V1__CompletionStreamRequest
-    static var shapeIndex: Int { 102 }
+    static var shapeIndex: Int { 103 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion_stream_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3383,7 +3383,7 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
 
 extension Weft.V1.CompletionStreamResponse: CBackedMessage {
     typealias CStruct = Weft__V1__CompletionStreamResponse
-    static var shapeIndex: Int { 103 }
+    static var shapeIndex: Int { 104 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion_stream_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3410,7 +3410,7 @@ extension Weft.V1.CompletionStreamResponse: CBackedMessage {
 
 extension Weft.V1.TransactionFilter: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionFilter
-    static var shapeIndex: Int { 104 }
+    static var shapeIndex: Int { 105 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_filter__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3438,7 +3438,7 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
 
 extension Weft.V1.CreatedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__CreatedEvent
-    static var shapeIndex: Int { 105 }
+    static var shapeIndex: Int { 106 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__created_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3482,7 +3482,7 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
 
 extension Weft.V1.ArchivedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__ArchivedEvent
-    static var shapeIndex: Int { 106 }
+    static var shapeIndex: Int { 107 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__archived_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3516,7 +3516,7 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
 
 extension Weft.V1.ExercisedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__ExercisedEvent
-    static var shapeIndex: Int { 107 }
+    static var shapeIndex: Int { 108 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercised_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3564,7 +3564,7 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
 
 extension Weft.V1.Event: CBackedMessage {
     typealias CStruct = Weft__V1__Event
-    static var shapeIndex: Int { 108 }
+    static var shapeIndex: Int { 109 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3603,7 +3603,7 @@ extension Weft.V1.Event: CBackedMessage {
 
 extension Weft.V1.Transaction: CBackedMessage {
     typealias CStruct = Weft__V1__Transaction
-    static var shapeIndex: Int { 109 }
+    static var shapeIndex: Int { 110 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3643,7 +3643,7 @@ extension Weft.V1.Transaction: CBackedMessage {
 
 extension Weft.V1.TreeEvent: CBackedMessage {
     typealias CStruct = Weft__V1__TreeEvent
-    static var shapeIndex: Int { 110 }
+    static var shapeIndex: Int { 111 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__tree_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3682,7 +3682,7 @@ extension Weft.V1.TreeEvent: CBackedMessage {
 
 extension Weft.V1.TransactionTreeView: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionTreeView
-    static var shapeIndex: Int { 111 }
+    static var shapeIndex: Int { 112 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_tree_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3725,7 +3725,7 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
 
 extension Weft.V1.GetTransactionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionsRequest
-    static var shapeIndex: Int { 112 }
+    static var shapeIndex: Int { 113 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transactions_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3756,7 +3756,7 @@ extension Weft.V1.GetTransactionsRequest: CBackedMessage {
 
 extension Weft.V1.GetTransactionsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionsResponse
-    static var shapeIndex: Int { 113 }
+    static var shapeIndex: Int { 114 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transactions_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3783,7 +3783,7 @@ extension Weft.V1.GetTransactionsResponse: CBackedMessage {
 
 extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionTreesRequest
-    static var shapeIndex: Int { 114 }
+    static var shapeIndex: Int { 115 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transaction_trees_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3814,7 +3814,7 @@ extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
 
 extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionTreesResponse
-    static var shapeIndex: Int { 115 }
+    static var shapeIndex: Int { 116 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transaction_trees_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3841,7 +3841,7 @@ extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
 
 extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetLedgerEndRequest
-    static var shapeIndex: Int { 116 }
+    static var shapeIndex: Int { 117 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_ledger_end_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3863,7 +3863,7 @@ extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
 
 extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetLedgerEndResponse
-    static var shapeIndex: Int { 117 }
+    static var shapeIndex: Int { 118 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_ledger_end_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3887,7 +3887,7 @@ extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
 
 extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetActiveContractsRequest
-    static var shapeIndex: Int { 118 }
+    static var shapeIndex: Int { 119 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_active_contracts_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3914,7 +3914,7 @@ extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
 
 extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetActiveContractsResponse
-    static var shapeIndex: Int { 119 }
+    static var shapeIndex: Int { 120 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_active_contracts_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3941,7 +3941,7 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
 
 extension Weft.V1.PartyDetails: CBackedMessage {
     typealias CStruct = Weft__V1__PartyDetails
-    static var shapeIndex: Int { 120 }
+    static var shapeIndex: Int { 121 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__party_details__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3969,7 +3969,7 @@ extension Weft.V1.PartyDetails: CBackedMessage {
 
 extension Weft.V1.AllocatePartyRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AllocatePartyRequest
-    static var shapeIndex: Int { 121 }
+    static var shapeIndex: Int { 122 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__allocate_party_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3995,7 +3995,7 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
 
 extension Weft.V1.AllocatePartyResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AllocatePartyResponse
-    static var shapeIndex: Int { 122 }
+    static var shapeIndex: Int { 123 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__allocate_party_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4022,7 +4022,7 @@ extension Weft.V1.AllocatePartyResponse: CBackedMessage {
 
 extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListKnownPartiesRequest
-    static var shapeIndex: Int { 123 }
+    static var shapeIndex: Int { 124 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_known_parties_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4044,7 +4044,7 @@ extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
 
 extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListKnownPartiesResponse
-    static var shapeIndex: Int { 124 }
+    static var shapeIndex: Int { 125 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_known_parties_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4069,7 +4069,7 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
 
 extension Weft.V1.UploadPackageRequest: CBackedMessage {
     typealias CStruct = Weft__V1__UploadPackageRequest
-    static var shapeIndex: Int { 125 }
+    static var shapeIndex: Int { 126 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__upload_package_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4095,7 +4095,7 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
 
 extension Weft.V1.UploadPackageResponse: CBackedMessage {
     typealias CStruct = Weft__V1__UploadPackageResponse
-    static var shapeIndex: Int { 126 }
+    static var shapeIndex: Int { 127 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__upload_package_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4119,7 +4119,7 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
 
 extension Weft.V1.PackageDetails: CBackedMessage {
     typealias CStruct = Weft__V1__PackageDetails
-    static var shapeIndex: Int { 127 }
+    static var shapeIndex: Int { 128 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__package_details__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4153,7 +4153,7 @@ extension Weft.V1.PackageDetails: CBackedMessage {
 
 extension Weft.V1.ListPackagesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListPackagesRequest
-    static var shapeIndex: Int { 128 }
+    static var shapeIndex: Int { 129 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_packages_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4175,7 +4175,7 @@ extension Weft.V1.ListPackagesRequest: CBackedMessage {
 
 extension Weft.V1.ListPackagesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListPackagesResponse
-    static var shapeIndex: Int { 129 }
+    static var shapeIndex: Int { 130 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_packages_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4200,7 +4200,7 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
 
 extension Weft.V1.GetPackageRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetPackageRequest
-    static var shapeIndex: Int { 130 }
+    static var shapeIndex: Int { 131 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_package_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4224,7 +4224,7 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
 
 extension Weft.V1.GetPackageResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetPackageResponse
-    static var shapeIndex: Int { 131 }
+    static var shapeIndex: Int { 132 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_package_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -3476,7 +3476,7 @@ extension Weft.V1 {
 
 extension Weft.V1.SubmitterMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitterMetadata
-    static var shapeIndex: Int { 132 }
+    static var shapeIndex: Int { 133 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submitter_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3518,7 +3518,7 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
 
 extension Weft.V1.CommonMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__CommonMetadata
-    static var shapeIndex: Int { 133 }
+    static var shapeIndex: Int { 134 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__common_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3550,7 +3550,7 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
 
 extension Weft.V1.ParticipantMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantMetadata
-    static var shapeIndex: Int { 134 }
+    static var shapeIndex: Int { 135 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3583,7 +3583,7 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
 
 extension Weft.V1.Informee: CBackedMessage {
     typealias CStruct = Weft__V1__Informee
-    static var shapeIndex: Int { 135 }
+    static var shapeIndex: Int { 136 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__informee__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3609,7 +3609,7 @@ extension Weft.V1.Informee: CBackedMessage {
 
 extension Weft.V1.ViewCommonData: CBackedMessage {
     typealias CStruct = Weft__V1__ViewCommonData
-    static var shapeIndex: Int { 136 }
+    static var shapeIndex: Int { 137 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_common_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3638,7 +3638,7 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
 
 extension Weft.V1.InputContract: CBackedMessage {
     typealias CStruct = Weft__V1__InputContract
-    static var shapeIndex: Int { 137 }
+    static var shapeIndex: Int { 138 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__input_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3667,7 +3667,7 @@ extension Weft.V1.InputContract: CBackedMessage {
 
 extension Weft.V1.CreatedContract: CBackedMessage {
     typealias CStruct = Weft__V1__CreatedContract
-    static var shapeIndex: Int { 138 }
+    static var shapeIndex: Int { 139 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__created_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3696,7 +3696,7 @@ extension Weft.V1.CreatedContract: CBackedMessage {
 
 extension Weft.V1.CreateActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__CreateActionDescription
-    static var shapeIndex: Int { 139 }
+    static var shapeIndex: Int { 140 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__create_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3722,7 +3722,7 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
 
 extension Weft.V1.ExerciseActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__ExerciseActionDescription
-    static var shapeIndex: Int { 140 }
+    static var shapeIndex: Int { 141 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercise_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3762,7 +3762,7 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
 
 extension Weft.V1.FetchActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__FetchActionDescription
-    static var shapeIndex: Int { 141 }
+    static var shapeIndex: Int { 142 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__fetch_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3789,7 +3789,7 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
 
 extension Weft.V1.ActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__ActionDescription
-    static var shapeIndex: Int { 142 }
+    static var shapeIndex: Int { 143 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3832,7 +3832,7 @@ extension Weft.V1.ActionDescription: CBackedMessage {
 
 extension Weft.V1.ViewParticipantData: CBackedMessage {
     typealias CStruct = Weft__V1__ViewParticipantData
-    static var shapeIndex: Int { 143 }
+    static var shapeIndex: Int { 144 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_participant_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3870,7 +3870,7 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
 
 extension Weft.V1.BlindableViewCommonData: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableViewCommonData
-    static var shapeIndex: Int { 144 }
+    static var shapeIndex: Int { 145 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_view_common_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3909,7 +3909,7 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
 
 extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableViewParticipantData
-    static var shapeIndex: Int { 145 }
+    static var shapeIndex: Int { 146 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_view_participant_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3948,7 +3948,7 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
 
 extension Weft.V1.TransactionView: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionView
-    static var shapeIndex: Int { 146 }
+    static var shapeIndex: Int { 147 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3980,7 +3980,7 @@ extension Weft.V1.TransactionView: CBackedMessage {
 
 extension Weft.V1.BlindableTransactionView: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableTransactionView
-    static var shapeIndex: Int { 147 }
+    static var shapeIndex: Int { 148 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_transaction_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4019,7 +4019,7 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
 
 extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableSubmitterMetadata
-    static var shapeIndex: Int { 148 }
+    static var shapeIndex: Int { 149 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_submitter_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4058,7 +4058,7 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
 
 extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableCommonMetadata
-    static var shapeIndex: Int { 149 }
+    static var shapeIndex: Int { 150 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_common_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4097,7 +4097,7 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
 
 extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableParticipantMetadata
-    static var shapeIndex: Int { 150 }
+    static var shapeIndex: Int { 151 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_participant_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4136,7 +4136,7 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
 
 extension Weft.V1.TransactionTree: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionTree
-    static var shapeIndex: Int { 151 }
+    static var shapeIndex: Int { 152 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_tree__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4170,7 +4170,7 @@ extension Weft.V1.TransactionTree: CBackedMessage {
 
 extension Weft.V1.InformeeMessage: CBackedMessage {
     typealias CStruct = Weft__V1__InformeeMessage
-    static var shapeIndex: Int { 152 }
+    static var shapeIndex: Int { 153 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__informee_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4199,7 +4199,7 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
 
 extension Weft.V1.RootHashMessage: CBackedMessage {
     typealias CStruct = Weft__V1__RootHashMessage
-    static var shapeIndex: Int { 153 }
+    static var shapeIndex: Int { 154 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__root_hash_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4232,7 +4232,7 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
 
 extension Weft.V1.ViewTree: CBackedMessage {
     typealias CStruct = Weft__V1__ViewTree
-    static var shapeIndex: Int { 154 }
+    static var shapeIndex: Int { 155 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_tree__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4262,7 +4262,7 @@ extension Weft.V1.ViewTree: CBackedMessage {
 
 extension Weft.V1.EncryptedViewMessage: CBackedMessage {
     typealias CStruct = Weft__V1__EncryptedViewMessage
-    static var shapeIndex: Int { 155 }
+    static var shapeIndex: Int { 156 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__encrypted_view_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4300,7 +4300,7 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
 
 extension Weft.V1.LocalApprove: CBackedMessage {
     typealias CStruct = Weft__V1__LocalApprove
-    static var shapeIndex: Int { 156 }
+    static var shapeIndex: Int { 157 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_approve__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4322,7 +4322,7 @@ extension Weft.V1.LocalApprove: CBackedMessage {
 
 extension Weft.V1.LocalReject: CBackedMessage {
     typealias CStruct = Weft__V1__LocalReject
-    static var shapeIndex: Int { 157 }
+    static var shapeIndex: Int { 158 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4351,7 +4351,7 @@ extension Weft.V1.LocalReject: CBackedMessage {
 
 extension Weft.V1.LocalVerdict: CBackedMessage {
     typealias CStruct = Weft__V1__LocalVerdict
-    static var shapeIndex: Int { 158 }
+    static var shapeIndex: Int { 159 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_verdict__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4390,7 +4390,7 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
 
 extension Weft.V1.ConfirmationResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ConfirmationResponse
-    static var shapeIndex: Int { 159 }
+    static var shapeIndex: Int { 160 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4430,7 +4430,7 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
 
 extension Weft.V1.MediatorReject: CBackedMessage {
     typealias CStruct = Weft__V1__MediatorReject
-    static var shapeIndex: Int { 160 }
+    static var shapeIndex: Int { 161 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__mediator_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4456,7 +4456,7 @@ extension Weft.V1.MediatorReject: CBackedMessage {
 
 extension Weft.V1.ParticipantRejects: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantRejects
-    static var shapeIndex: Int { 161 }
+    static var shapeIndex: Int { 162 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_rejects__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4481,7 +4481,7 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
 
 extension Weft.V1.ParticipantReject: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantReject
-    static var shapeIndex: Int { 162 }
+    static var shapeIndex: Int { 163 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4513,7 +4513,7 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
 
 extension Weft.V1.Verdict: CBackedMessage {
     typealias CStruct = Weft__V1__Verdict
-    static var shapeIndex: Int { 163 }
+    static var shapeIndex: Int { 164 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__verdict__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4556,7 +4556,7 @@ extension Weft.V1.Verdict: CBackedMessage {
 
 extension Weft.V1.ConfirmationResult: CBackedMessage {
     typealias CStruct = Weft__V1__ConfirmationResult
-    static var shapeIndex: Int { 164 }
+    static var shapeIndex: Int { 165 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_result__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4591,7 +4591,7 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
 
 extension Weft.V1.AcsCommitment: CBackedMessage {
     typealias CStruct = Weft__V1__AcsCommitment
-    static var shapeIndex: Int { 165 }
+    static var shapeIndex: Int { 166 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_commitment__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4628,7 +4628,7 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
 
 extension Weft.V1.SignedContent: CBackedMessage {
     typealias CStruct = Weft__V1__SignedContent
-    static var shapeIndex: Int { 166 }
+    static var shapeIndex: Int { 167 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_content__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4671,7 +4671,7 @@ extension Weft.V1.SignedContent: CBackedMessage {
 
 extension Weft.V1.SignedProtocolMessage: CBackedMessage {
     typealias CStruct = Weft__V1__SignedProtocolMessage
-    static var shapeIndex: Int { 167 }
+    static var shapeIndex: Int { 168 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_protocol_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4700,7 +4700,7 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
 
 extension Weft.V1.EnvelopeContent: CBackedMessage {
     typealias CStruct = Weft__V1__EnvelopeContent
-    static var shapeIndex: Int { 168 }
+    static var shapeIndex: Int { 169 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope_content__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4767,7 +4767,7 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
 
 extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
     typealias CStruct = Weft__V1__CommitmentNarrowingRequest
-    static var shapeIndex: Int { 169 }
+    static var shapeIndex: Int { 170 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_narrowing_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4800,7 +4800,7 @@ extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
 
 extension Weft.V1.SharedContractHash: CBackedMessage {
     typealias CStruct = Weft__V1__SharedContractHash
-    static var shapeIndex: Int { 170 }
+    static var shapeIndex: Int { 171 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__shared_contract_hash__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4826,7 +4826,7 @@ extension Weft.V1.SharedContractHash: CBackedMessage {
 
 extension Weft.V1.StakeholderGroupHash: CBackedMessage {
     typealias CStruct = Weft__V1__StakeholderGroupHash
-    static var shapeIndex: Int { 171 }
+    static var shapeIndex: Int { 172 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__stakeholder_group_hash__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4855,7 +4855,7 @@ extension Weft.V1.StakeholderGroupHash: CBackedMessage {
 
 extension Weft.V1.CommitmentNarrowingResponse: CBackedMessage {
     typealias CStruct = Weft__V1__CommitmentNarrowingResponse
-    static var shapeIndex: Int { 172 }
+    static var shapeIndex: Int { 173 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_narrowing_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

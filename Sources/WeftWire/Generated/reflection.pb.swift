@@ -73,7 +73,7 @@ extension Weft.V1 {
 
 extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDescriptorSetRequest
-    static var shapeIndex: Int { 173 }
+    static var shapeIndex: Int { 174 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_descriptor_set_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -95,7 +95,7 @@ extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
 
 extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetDescriptorSetResponse
-    static var shapeIndex: Int { 174 }
+    static var shapeIndex: Int { 175 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_descriptor_set_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -1663,7 +1663,7 @@ extension Weft.V1 {
 
 extension Weft.V1.GetChallengeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetChallengeRequest
-    static var shapeIndex: Int { 175 }
+    static var shapeIndex: Int { 176 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_challenge_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1687,7 +1687,7 @@ extension Weft.V1.GetChallengeRequest: CBackedMessage {
 
 extension Weft.V1.GetChallengeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetChallengeResponse
-    static var shapeIndex: Int { 176 }
+    static var shapeIndex: Int { 177 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_challenge_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1719,7 +1719,7 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
 
 extension Weft.V1.AuthenticateRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AuthenticateRequest
-    static var shapeIndex: Int { 177 }
+    static var shapeIndex: Int { 178 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__authenticate_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1750,7 +1750,7 @@ extension Weft.V1.AuthenticateRequest: CBackedMessage {
 
 extension Weft.V1.AuthenticateResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AuthenticateResponse
-    static var shapeIndex: Int { 178 }
+    static var shapeIndex: Int { 179 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__authenticate_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1779,7 +1779,7 @@ extension Weft.V1.AuthenticateResponse: CBackedMessage {
 
 extension Weft.V1.Envelope: CBackedMessage {
     typealias CStruct = Weft__V1__Envelope
-    static var shapeIndex: Int { 179 }
+    static var shapeIndex: Int { 180 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1806,7 +1806,7 @@ extension Weft.V1.Envelope: CBackedMessage {
 
 extension Weft.V1.Batch: CBackedMessage {
     typealias CStruct = Weft__V1__Batch
-    static var shapeIndex: Int { 180 }
+    static var shapeIndex: Int { 181 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__batch__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1831,7 +1831,7 @@ extension Weft.V1.Batch: CBackedMessage {
 
 extension Weft.V1.SubmissionRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmissionRequest
-    static var shapeIndex: Int { 181 }
+    static var shapeIndex: Int { 182 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submission_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1868,7 +1868,7 @@ extension Weft.V1.SubmissionRequest: CBackedMessage {
 
 extension Weft.V1.SendRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SendRequest
-    static var shapeIndex: Int { 182 }
+    static var shapeIndex: Int { 183 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__send_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1897,7 +1897,7 @@ extension Weft.V1.SendRequest: CBackedMessage {
 
 extension Weft.V1.SendResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SendResponse
-    static var shapeIndex: Int { 183 }
+    static var shapeIndex: Int { 184 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__send_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1919,7 +1919,7 @@ extension Weft.V1.SendResponse: CBackedMessage {
 
 extension Weft.V1.SubscribeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubscribeRequest
-    static var shapeIndex: Int { 184 }
+    static var shapeIndex: Int { 185 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__subscribe_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1945,7 +1945,7 @@ extension Weft.V1.SubscribeRequest: CBackedMessage {
 
 extension Weft.V1.SubscribeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubscribeResponse
-    static var shapeIndex: Int { 185 }
+    static var shapeIndex: Int { 186 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__subscribe_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1972,7 +1972,7 @@ extension Weft.V1.SubscribeResponse: CBackedMessage {
 
 extension Weft.V1.Deliver: CBackedMessage {
     typealias CStruct = Weft__V1__Deliver
-    static var shapeIndex: Int { 186 }
+    static var shapeIndex: Int { 187 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__deliver__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2005,7 +2005,7 @@ extension Weft.V1.Deliver: CBackedMessage {
 
 extension Weft.V1.DeliverError: CBackedMessage {
     typealias CStruct = Weft__V1__DeliverError
-    static var shapeIndex: Int { 187 }
+    static var shapeIndex: Int { 188 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__deliver_error__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2034,7 +2034,7 @@ extension Weft.V1.DeliverError: CBackedMessage {
 
 extension Weft.V1.SequencedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__SequencedEvent
-    static var shapeIndex: Int { 188 }
+    static var shapeIndex: Int { 189 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequenced_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2081,7 +2081,7 @@ extension Weft.V1.SequencedEvent: CBackedMessage {
 
 extension Weft.V1.SignedSequencedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__SignedSequencedEvent
-    static var shapeIndex: Int { 189 }
+    static var shapeIndex: Int { 190 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_sequenced_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2114,7 +2114,7 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
 
 extension Weft.V1.SequencedBlockProof: CBackedMessage {
     typealias CStruct = Weft__V1__SequencedBlockProof
-    static var shapeIndex: Int { 190 }
+    static var shapeIndex: Int { 191 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequenced_block_proof__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2148,7 +2148,7 @@ extension Weft.V1.SequencedBlockProof: CBackedMessage {
 
 extension Weft.V1.AcknowledgeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeRequest
-    static var shapeIndex: Int { 191 }
+    static var shapeIndex: Int { 192 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2177,7 +2177,7 @@ extension Weft.V1.AcknowledgeRequest: CBackedMessage {
 
 extension Weft.V1.AcknowledgeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeResponse
-    static var shapeIndex: Int { 192 }
+    static var shapeIndex: Int { 193 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2199,7 +2199,7 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
 
 extension Weft.V1.OnboardRequest: CBackedMessage {
     typealias CStruct = Weft__V1__OnboardRequest
-    static var shapeIndex: Int { 193 }
+    static var shapeIndex: Int { 194 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2226,7 +2226,7 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
 
 extension Weft.V1.OnboardResponse: CBackedMessage {
     typealias CStruct = Weft__V1__OnboardResponse
-    static var shapeIndex: Int { 194 }
+    static var shapeIndex: Int { 195 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2253,7 +2253,7 @@ extension Weft.V1.OnboardResponse: CBackedMessage {
 
 extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoRequest
-    static var shapeIndex: Int { 195 }
+    static var shapeIndex: Int { 196 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2275,7 +2275,7 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
 
 extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoResponse
-    static var shapeIndex: Int { 196 }
+    static var shapeIndex: Int { 197 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

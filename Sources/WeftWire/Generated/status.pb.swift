@@ -105,7 +105,7 @@ extension Weft.V1 {
 
 extension Weft.V1.Status: CBackedMessage {
     typealias CStruct = Weft__V1__Status
-    static var shapeIndex: Int { 76 }
+    static var shapeIndex: Int { 77 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__status__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -138,7 +138,7 @@ extension Weft.V1.Status: CBackedMessage {
 
 extension Weft.V1.StatusDetail: CBackedMessage {
     typealias CStruct = Weft__V1__StatusDetail
-    static var shapeIndex: Int { 77 }
+    static var shapeIndex: Int { 78 }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__status_detail__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -742,6 +742,7 @@ extension Weft.V1.ConnectDomainRequest {
         m.alias = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
         m.sequencerURLs = ["s\(2 * 100 + depth * 10 + variant + 1)-é✓", "s\(2 * 100 + depth * 10 + variant + 2)-é✓"]
         m.rootCertificatePem = "s\(3 * 100 + depth * 10 + variant + 1)-é✓"
+        m.repair = true
         return m
     }
 }
@@ -807,6 +808,7 @@ extension Weft.V1.DomainConnection {
         m.domain = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
         m.sequencerURLs = ["s\(3 * 100 + depth * 10 + variant + 1)-é✓", "s\(3 * 100 + depth * 10 + variant + 2)-é✓"]
         m.connected = true
+        m.heldForRepair = true
         return m
     }
 }
@@ -836,6 +838,8 @@ extension Weft.V1.ExportAcsRequest {
         _ = deep
         m.parties = ["s\(1 * 100 + depth * 10 + variant + 1)-é✓", "s\(1 * 100 + depth * 10 + variant + 2)-é✓"]
         m.alias = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        m.counterParticipant = "s\(3 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.periodEnd = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
         return m
     }
 }
@@ -851,6 +855,8 @@ extension Weft.V1.ExportAcsResponse {
         _ = deep
         if !deep { m.contracts = [Weft.V1.ContractInstance.sample(variant: 0, depth: depth + 1), Weft.V1.ContractInstance.sample(variant: 1, depth: depth + 1)] }
         if !deep { m.asOf = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.header = Weft.V1.AcsSnapshot.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.snapshotContracts = [Weft.V1.AcsSnapshotContract.sample(variant: 0, depth: depth + 1), Weft.V1.AcsSnapshotContract.sample(variant: 1, depth: depth + 1)] }
         return m
     }
 }
@@ -866,6 +872,26 @@ extension Weft.V1.ImportAcsRequest {
         _ = deep
         if !deep { m.contracts = [Weft.V1.ContractInstance.sample(variant: 0, depth: depth + 1), Weft.V1.ContractInstance.sample(variant: 1, depth: depth + 1)] }
         m.alias = "s\(2 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.header = Weft.V1.AcsSnapshot.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.snapshotContracts = [Weft.V1.AcsSnapshotContract.sample(variant: 0, depth: depth + 1), Weft.V1.AcsSnapshotContract.sample(variant: 1, depth: depth + 1)] }
+        return m
+    }
+}
+
+extension Weft.V1.ImportedSnapshot {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        m.exporter = "s\(1 * 100 + depth * 10 + variant + 1)-é✓"
+        if !deep { m.fromExclusive = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.toInclusive = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        m.contractsInSnapshot = UInt64(4 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        m.contractsAdded = UInt64(5 * 100 + depth * 10 + variant + 1) * 10_000_000_019
         return m
     }
 }
@@ -880,6 +906,8 @@ extension Weft.V1.ImportAcsResponse {
         let deep = depth >= 2
         _ = deep
         m.imported = UInt64(1 * 100 + depth * 10 + variant + 1) * 10_000_000_019
+        if !deep { m.snapshots = [Weft.V1.ImportedSnapshot.sample(variant: 0, depth: depth + 1), Weft.V1.ImportedSnapshot.sample(variant: 1, depth: depth + 1)] }
+        m.nextCounter = UInt64(3 * 100 + depth * 10 + variant + 1) * 10_000_000_019
         return m
     }
 }
@@ -3138,6 +3166,7 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.ExportAcsRequest", (0..<Weft.V1.ExportAcsRequest.sampleVariants).map { Weft.V1.ExportAcsRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.ExportAcsResponse", (0..<Weft.V1.ExportAcsResponse.sampleVariants).map { Weft.V1.ExportAcsResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.ImportAcsRequest", (0..<Weft.V1.ImportAcsRequest.sampleVariants).map { Weft.V1.ImportAcsRequest.sample(variant: $0, depth: 0) }),
+    ("weft.v1.ImportedSnapshot", (0..<Weft.V1.ImportedSnapshot.sampleVariants).map { Weft.V1.ImportedSnapshot.sample(variant: $0, depth: 0) }),
     ("weft.v1.ImportAcsResponse", (0..<Weft.V1.ImportAcsResponse.sampleVariants).map { Weft.V1.ImportAcsResponse.sample(variant: $0, depth: 0) }),
     ("weft.v1.ListCommitmentMismatchesRequest", (0..<Weft.V1.ListCommitmentMismatchesRequest.sampleVariants).map { Weft.V1.ListCommitmentMismatchesRequest.sample(variant: $0, depth: 0) }),
     ("weft.v1.CommitmentMismatch", (0..<Weft.V1.CommitmentMismatch.sampleVariants).map { Weft.V1.CommitmentMismatch.sample(variant: $0, depth: 0) }),

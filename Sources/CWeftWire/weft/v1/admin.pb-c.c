@@ -1357,6 +1357,51 @@ void   weft__v1__import_acs_request__free_unpacked
   assert(message->base.descriptor == &weft__v1__import_acs_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__imported_snapshot__init
+                     (Weft__V1__ImportedSnapshot         *message)
+{
+  static const Weft__V1__ImportedSnapshot init_value = WEFT__V1__IMPORTED_SNAPSHOT__INIT;
+  *message = init_value;
+}
+size_t weft__v1__imported_snapshot__get_packed_size
+                     (const Weft__V1__ImportedSnapshot *message)
+{
+  assert(message->base.descriptor == &weft__v1__imported_snapshot__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__imported_snapshot__pack
+                     (const Weft__V1__ImportedSnapshot *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__imported_snapshot__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__imported_snapshot__pack_to_buffer
+                     (const Weft__V1__ImportedSnapshot *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__imported_snapshot__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__ImportedSnapshot *
+       weft__v1__imported_snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__ImportedSnapshot *)
+     protobuf_c_message_unpack (&weft__v1__imported_snapshot__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__imported_snapshot__free_unpacked
+                     (Weft__V1__ImportedSnapshot *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__imported_snapshot__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   weft__v1__import_acs_response__init
                      (Weft__V1__ImportAcsResponse         *message)
 {
@@ -3042,7 +3087,7 @@ const ProtobufCMessageDescriptor weft__v1__get_participant_id_response__descript
   (ProtobufCMessageInit) weft__v1__get_participant_id_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__connect_domain_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor weft__v1__connect_domain_request__field_descriptors[4] =
 {
   {
     "alias",
@@ -3080,16 +3125,29 @@ static const ProtobufCFieldDescriptor weft__v1__connect_domain_request__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "repair",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ConnectDomainRequest, repair),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__connect_domain_request__field_indices_by_name[] = {
   0,   /* field[0] = alias */
+  3,   /* field[3] = repair */
   2,   /* field[2] = root_certificate_pem */
   1,   /* field[1] = sequencer_urls */
 };
 static const ProtobufCIntRange weft__v1__connect_domain_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor weft__v1__connect_domain_request__descriptor =
 {
@@ -3099,7 +3157,7 @@ const ProtobufCMessageDescriptor weft__v1__connect_domain_request__descriptor =
   "Weft__V1__ConnectDomainRequest",
   "weft.v1",
   sizeof(Weft__V1__ConnectDomainRequest),
-  3,
+  4,
   weft__v1__connect_domain_request__field_descriptors,
   weft__v1__connect_domain_request__field_indices_by_name,
   1,  weft__v1__connect_domain_request__number_ranges,
@@ -3218,7 +3276,7 @@ const ProtobufCMessageDescriptor weft__v1__list_domain_connections_request__desc
   (ProtobufCMessageInit) weft__v1__list_domain_connections_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__domain_connection__field_descriptors[4] =
+static const ProtobufCFieldDescriptor weft__v1__domain_connection__field_descriptors[5] =
 {
   {
     "alias",
@@ -3268,17 +3326,30 @@ static const ProtobufCFieldDescriptor weft__v1__domain_connection__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "held_for_repair",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__DomainConnection, held_for_repair),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__domain_connection__field_indices_by_name[] = {
   0,   /* field[0] = alias */
   3,   /* field[3] = connected */
   1,   /* field[1] = domain */
+  4,   /* field[4] = held_for_repair */
   2,   /* field[2] = sequencer_urls */
 };
 static const ProtobufCIntRange weft__v1__domain_connection__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor weft__v1__domain_connection__descriptor =
 {
@@ -3288,7 +3359,7 @@ const ProtobufCMessageDescriptor weft__v1__domain_connection__descriptor =
   "Weft__V1__DomainConnection",
   "weft.v1",
   sizeof(Weft__V1__DomainConnection),
-  4,
+  5,
   weft__v1__domain_connection__field_descriptors,
   weft__v1__domain_connection__field_indices_by_name,
   1,  weft__v1__domain_connection__number_ranges,
@@ -3333,7 +3404,7 @@ const ProtobufCMessageDescriptor weft__v1__list_domain_connections_response__des
   (ProtobufCMessageInit) weft__v1__list_domain_connections_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__export_acs_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor weft__v1__export_acs_request__field_descriptors[4] =
 {
   {
     "parties",
@@ -3359,15 +3430,41 @@ static const ProtobufCFieldDescriptor weft__v1__export_acs_request__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "counter_participant",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ExportAcsRequest, counter_participant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "period_end",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ExportAcsRequest, period_end),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__export_acs_request__field_indices_by_name[] = {
   1,   /* field[1] = alias */
+  2,   /* field[2] = counter_participant */
   0,   /* field[0] = parties */
+  3,   /* field[3] = period_end */
 };
 static const ProtobufCIntRange weft__v1__export_acs_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor weft__v1__export_acs_request__descriptor =
 {
@@ -3377,14 +3474,14 @@ const ProtobufCMessageDescriptor weft__v1__export_acs_request__descriptor =
   "Weft__V1__ExportAcsRequest",
   "weft.v1",
   sizeof(Weft__V1__ExportAcsRequest),
-  2,
+  4,
   weft__v1__export_acs_request__field_descriptors,
   weft__v1__export_acs_request__field_indices_by_name,
   1,  weft__v1__export_acs_request__number_ranges,
   (ProtobufCMessageInit) weft__v1__export_acs_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__export_acs_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor weft__v1__export_acs_response__field_descriptors[4] =
 {
   {
     "contracts",
@@ -3410,15 +3507,41 @@ static const ProtobufCFieldDescriptor weft__v1__export_acs_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "header",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ExportAcsResponse, header),
+    &weft__v1__acs_snapshot__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snapshot_contracts",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__ExportAcsResponse, n_snapshot_contracts),
+    offsetof(Weft__V1__ExportAcsResponse, snapshot_contracts),
+    &weft__v1__acs_snapshot_contract__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__export_acs_response__field_indices_by_name[] = {
   1,   /* field[1] = as_of */
   0,   /* field[0] = contracts */
+  2,   /* field[2] = header */
+  3,   /* field[3] = snapshot_contracts */
 };
 static const ProtobufCIntRange weft__v1__export_acs_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor weft__v1__export_acs_response__descriptor =
 {
@@ -3428,14 +3551,14 @@ const ProtobufCMessageDescriptor weft__v1__export_acs_response__descriptor =
   "Weft__V1__ExportAcsResponse",
   "weft.v1",
   sizeof(Weft__V1__ExportAcsResponse),
-  2,
+  4,
   weft__v1__export_acs_response__field_descriptors,
   weft__v1__export_acs_response__field_indices_by_name,
   1,  weft__v1__export_acs_response__number_ranges,
   (ProtobufCMessageInit) weft__v1__export_acs_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__import_acs_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor weft__v1__import_acs_request__field_descriptors[4] =
 {
   {
     "contracts",
@@ -3461,15 +3584,41 @@ static const ProtobufCFieldDescriptor weft__v1__import_acs_request__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "header",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ImportAcsRequest, header),
+    &weft__v1__acs_snapshot__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snapshot_contracts",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__ImportAcsRequest, n_snapshot_contracts),
+    offsetof(Weft__V1__ImportAcsRequest, snapshot_contracts),
+    &weft__v1__acs_snapshot_contract__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__import_acs_request__field_indices_by_name[] = {
   1,   /* field[1] = alias */
   0,   /* field[0] = contracts */
+  2,   /* field[2] = header */
+  3,   /* field[3] = snapshot_contracts */
 };
 static const ProtobufCIntRange weft__v1__import_acs_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor weft__v1__import_acs_request__descriptor =
 {
@@ -3479,14 +3628,104 @@ const ProtobufCMessageDescriptor weft__v1__import_acs_request__descriptor =
   "Weft__V1__ImportAcsRequest",
   "weft.v1",
   sizeof(Weft__V1__ImportAcsRequest),
-  2,
+  4,
   weft__v1__import_acs_request__field_descriptors,
   weft__v1__import_acs_request__field_indices_by_name,
   1,  weft__v1__import_acs_request__number_ranges,
   (ProtobufCMessageInit) weft__v1__import_acs_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__import_acs_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor weft__v1__imported_snapshot__field_descriptors[5] =
+{
+  {
+    "exporter",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ImportedSnapshot, exporter),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_exclusive",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ImportedSnapshot, from_exclusive),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_inclusive",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ImportedSnapshot, to_inclusive),
+    &weft__v1__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contracts_in_snapshot",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ImportedSnapshot, contracts_in_snapshot),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contracts_added",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ImportedSnapshot, contracts_added),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__imported_snapshot__field_indices_by_name[] = {
+  4,   /* field[4] = contracts_added */
+  3,   /* field[3] = contracts_in_snapshot */
+  0,   /* field[0] = exporter */
+  1,   /* field[1] = from_exclusive */
+  2,   /* field[2] = to_inclusive */
+};
+static const ProtobufCIntRange weft__v1__imported_snapshot__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor weft__v1__imported_snapshot__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.ImportedSnapshot",
+  "ImportedSnapshot",
+  "Weft__V1__ImportedSnapshot",
+  "weft.v1",
+  sizeof(Weft__V1__ImportedSnapshot),
+  5,
+  weft__v1__imported_snapshot__field_descriptors,
+  weft__v1__imported_snapshot__field_indices_by_name,
+  1,  weft__v1__imported_snapshot__number_ranges,
+  (ProtobufCMessageInit) weft__v1__imported_snapshot__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__import_acs_response__field_descriptors[3] =
 {
   {
     "imported",
@@ -3500,14 +3739,40 @@ static const ProtobufCFieldDescriptor weft__v1__import_acs_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "snapshots",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__ImportAcsResponse, n_snapshots),
+    offsetof(Weft__V1__ImportAcsResponse, snapshots),
+    &weft__v1__imported_snapshot__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_counter",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__ImportAcsResponse, next_counter),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__import_acs_response__field_indices_by_name[] = {
   0,   /* field[0] = imported */
+  2,   /* field[2] = next_counter */
+  1,   /* field[1] = snapshots */
 };
 static const ProtobufCIntRange weft__v1__import_acs_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor weft__v1__import_acs_response__descriptor =
 {
@@ -3517,7 +3782,7 @@ const ProtobufCMessageDescriptor weft__v1__import_acs_response__descriptor =
   "Weft__V1__ImportAcsResponse",
   "weft.v1",
   sizeof(Weft__V1__ImportAcsResponse),
-  1,
+  3,
   weft__v1__import_acs_response__field_descriptors,
   weft__v1__import_acs_response__field_indices_by_name,
   1,  weft__v1__import_acs_response__number_ranges,

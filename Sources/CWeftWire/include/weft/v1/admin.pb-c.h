@@ -48,6 +48,7 @@ typedef struct Weft__V1__ListDomainConnectionsResponse Weft__V1__ListDomainConne
 typedef struct Weft__V1__ExportAcsRequest Weft__V1__ExportAcsRequest;
 typedef struct Weft__V1__ExportAcsResponse Weft__V1__ExportAcsResponse;
 typedef struct Weft__V1__ImportAcsRequest Weft__V1__ImportAcsRequest;
+typedef struct Weft__V1__ImportedSnapshot Weft__V1__ImportedSnapshot;
 typedef struct Weft__V1__ImportAcsResponse Weft__V1__ImportAcsResponse;
 typedef struct Weft__V1__ListCommitmentMismatchesRequest Weft__V1__ListCommitmentMismatchesRequest;
 typedef struct Weft__V1__CommitmentMismatch Weft__V1__CommitmentMismatch;
@@ -488,10 +489,18 @@ struct  Weft__V1__ConnectDomainRequest
    * to use the system's trust store.
    */
   char *root_certificate_pem;
+  /*
+   * Connect, but do not process the domain's stream: the participant lost
+   * its database after the sequencer pruned its stream and waits for its
+   * peers' snapshots (`ImportAcs`). Remembered across restarts until the
+   * import finished; meanwhile the Ledger API answers UNAVAILABLE
+   * (PARTICIPANT_HELD_FOR_REPAIR).
+   */
+  protobuf_c_boolean repair;
 };
 #define WEFT__V1__CONNECT_DOMAIN_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__connect_domain_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -573,10 +582,15 @@ struct  Weft__V1__DomainConnection
    * Whether connected now.
    */
   protobuf_c_boolean connected;
+  /*
+   * Connected for repair and waiting for the peers' snapshots (`ImportAcs`):
+   * the domain's stream is not processed yet.
+   */
+  protobuf_c_boolean held_for_repair;
 };
 #define WEFT__V1__DOMAIN_CONNECTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__domain_connection__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
 
 
 /*
@@ -597,82 +611,158 @@ struct  Weft__V1__ListDomainConnectionsResponse
 
 
 /*
- * Exports active contracts.
+ * Exports the contracts shared with a counter-participant, for its repair.
  */
 struct  Weft__V1__ExportAcsRequest
 {
   ProtobufCMessage base;
   /*
-   * Contracts with any of these stakeholders.
+   * Deprecated, unused: the export is per counter-participant.
    */
   size_t n_parties;
   char **parties;
   /*
-   * Domain alias to export from.
+   * Deprecated, unused: a participant is connected to one domain.
    */
   char *alias;
+  /*
+   * Participant id of the participant to be repaired, `participant2::1220…`.
+   */
+  char *counter_participant;
+  /*
+   * End of the commitment period to export for (inclusive); absent for the
+   * latest period this participant sent the counter-participant a
+   * commitment for. Every peer's snapshot of one import must be for the
+   * same period.
+   */
+  Weft__V1__Timestamp *period_end;
 };
 #define WEFT__V1__EXPORT_ACS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__export_acs_request__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string }
+    , 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
 
 
 /*
- * A batch of exported contracts.
+ * One message of an export: the header first, then the contracts.
  */
 struct  Weft__V1__ExportAcsResponse
 {
   ProtobufCMessage base;
   /*
-   * The contracts.
+   * Deprecated, unused (see `header` and `snapshot_contracts`).
    */
   size_t n_contracts;
   Weft__V1__ContractInstance **contracts;
   /*
-   * Time at which the export is consistent; set in the last message.
+   * Deprecated, unused (the period is in `header`).
    */
   Weft__V1__Timestamp *as_of;
+  /*
+   * The first message only: the snapshot without its contracts (exporter,
+   * counter-participant, period, stream position, topology history).
+   */
+  Weft__V1__AcsSnapshot *header;
+  /*
+   * The following messages: the snapshot's contracts, sorted by contract id,
+   * in batches that keep each message well under the transport's limit.
+   */
+  size_t n_snapshot_contracts;
+  Weft__V1__AcsSnapshotContract **snapshot_contracts;
 };
 #define WEFT__V1__EXPORT_ACS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__export_acs_response__descriptor) \
-    , 0,NULL, NULL }
+    , 0,NULL, NULL, NULL, 0,NULL }
 
 
 /*
- * A batch of contracts to import.
+ * One message of an import. A message with a `header` starts a snapshot;
+ * the messages after it carry that snapshot's contracts, until the next
+ * header or the end of the stream.
  */
 struct  Weft__V1__ImportAcsRequest
 {
   ProtobufCMessage base;
   /*
-   * The contracts.
+   * Deprecated, unused (see `header` and `snapshot_contracts`).
    */
   size_t n_contracts;
   Weft__V1__ContractInstance **contracts;
   /*
-   * Domain alias to import into.
+   * Deprecated, unused: a participant is connected to one domain.
    */
   char *alias;
+  /*
+   * A snapshot's header (an `AcsSnapshot` without contracts), as
+   * `ExportAcsResponse.header` or a snapshot file gives it.
+   */
+  Weft__V1__AcsSnapshot *header;
+  /*
+   * Contracts of the snapshot whose header came last.
+   */
+  size_t n_snapshot_contracts;
+  Weft__V1__AcsSnapshotContract **snapshot_contracts;
 };
 #define WEFT__V1__IMPORT_ACS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__import_acs_request__descriptor) \
-    , 0,NULL, (char *)protobuf_c_empty_string }
+    , 0,NULL, (char *)protobuf_c_empty_string, NULL, 0,NULL }
 
 
 /*
- * Import outcome.
+ * What one imported snapshot added.
+ */
+struct  Weft__V1__ImportedSnapshot
+{
+  ProtobufCMessage base;
+  /*
+   * Participant id of the exporter.
+   */
+  char *exporter;
+  /*
+   * Start of the snapshot's commitment period (exclusive).
+   */
+  Weft__V1__Timestamp *from_exclusive;
+  /*
+   * End of the snapshot's commitment period (inclusive).
+   */
+  Weft__V1__Timestamp *to_inclusive;
+  /*
+   * Contracts in the snapshot.
+   */
+  uint64_t contracts_in_snapshot;
+  /*
+   * Contracts it added (a contract shared with several peers is stored once).
+   */
+  uint64_t contracts_added;
+};
+#define WEFT__V1__IMPORTED_SNAPSHOT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__imported_snapshot__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, NULL, 0, 0 }
+
+
+/*
+ * Import outcome: every snapshot was accepted and the participant processes
+ * its stream from the first event after their period.
  */
 struct  Weft__V1__ImportAcsResponse
 {
   ProtobufCMessage base;
   /*
-   * Contracts imported.
+   * Contracts imported, over all snapshots.
    */
   uint64_t imported;
+  /*
+   * Each snapshot, in the order sent.
+   */
+  size_t n_snapshots;
+  Weft__V1__ImportedSnapshot **snapshots;
+  /*
+   * The next sequencer counter the participant processes.
+   */
+  uint64_t next_counter;
 };
 #define WEFT__V1__IMPORT_ACS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__import_acs_response__descriptor) \
-    , 0 }
+    , 0, 0,NULL, 0 }
 
 
 /*
@@ -1724,6 +1814,25 @@ Weft__V1__ImportAcsRequest *
 void   weft__v1__import_acs_request__free_unpacked
                      (Weft__V1__ImportAcsRequest *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__ImportedSnapshot methods */
+void   weft__v1__imported_snapshot__init
+                     (Weft__V1__ImportedSnapshot         *message);
+size_t weft__v1__imported_snapshot__get_packed_size
+                     (const Weft__V1__ImportedSnapshot   *message);
+size_t weft__v1__imported_snapshot__pack
+                     (const Weft__V1__ImportedSnapshot   *message,
+                      uint8_t             *out);
+size_t weft__v1__imported_snapshot__pack_to_buffer
+                     (const Weft__V1__ImportedSnapshot   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__ImportedSnapshot *
+       weft__v1__imported_snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__imported_snapshot__free_unpacked
+                     (Weft__V1__ImportedSnapshot *message,
+                      ProtobufCAllocator *allocator);
 /* Weft__V1__ImportAcsResponse methods */
 void   weft__v1__import_acs_response__init
                      (Weft__V1__ImportAcsResponse         *message);
@@ -2158,6 +2267,9 @@ typedef void (*Weft__V1__ExportAcsResponse_Closure)
 typedef void (*Weft__V1__ImportAcsRequest_Closure)
                  (const Weft__V1__ImportAcsRequest *message,
                   void *closure_data);
+typedef void (*Weft__V1__ImportedSnapshot_Closure)
+                 (const Weft__V1__ImportedSnapshot *message,
+                  void *closure_data);
 typedef void (*Weft__V1__ImportAcsResponse_Closure)
                  (const Weft__V1__ImportAcsResponse *message,
                   void *closure_data);
@@ -2465,6 +2577,7 @@ extern const ProtobufCMessageDescriptor weft__v1__list_domain_connections_respon
 extern const ProtobufCMessageDescriptor weft__v1__export_acs_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__export_acs_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__import_acs_request__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__imported_snapshot__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__import_acs_response__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__list_commitment_mismatches_request__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__commitment_mismatch__descriptor;
