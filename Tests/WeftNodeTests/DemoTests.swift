@@ -68,7 +68,9 @@ import WeftTestSupport
         let demo = try WeftProcess(["demo"], directory: directory)
         var database: String?
         var reachedTransactions = false
+        var output: [String] = []
         while let line = await demo.nextLine() {
+            output.append(line)
             if line.hasPrefix("database: postgresql://"), let range = line.range(of: " in ") {
                 database = String(line[range.upperBound...])
             }
@@ -78,9 +80,11 @@ import WeftTestSupport
             }
         }
         guard reachedTransactions else {
-            // The demo ended on its own: say how, with what it printed on stderr by its exit.
+            // The demo ended on its own: say how, with what it printed (a failed step says so on
+            // stdout, with where the nodes' logs are) and its stderr by its exit.
             let status = await demo.exitStatus()
-            Issue.record("the demo ended with status \(status) before its transactions: \(demo.standardError)")
+            let printed = output.joined(separator: "\n")
+            Issue.record("the demo ended with status \(status) before its transactions; its output:\n\(printed)\nstderr: \(demo.standardError)")
             return
         }
         demo.signal(SIGINT)
