@@ -63,6 +63,18 @@ import WeftTestSupport
         }
     }
 
+    @Test func aStepThatCannotRunEndsTheDemoSayingWhatFailed() async throws {
+        // Nothing listens on port 1: the demo's first database call fails, after the certificates.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-demo-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (status, output, error) = try await WeftProcess.run(
+            ["demo", "--database-url", "postgresql://nobody@127.0.0.1:1/weft", "--directory", directory],
+            directory: FileManager.default.temporaryDirectory.path)
+        #expect(status == 1, "\(output)\n\(error)")
+        #expect(output.contains("== 2.") && !output.contains("== 3."), "\(output)")
+        #expect(output.contains("demo failed: ") && output.contains("the nodes' logs are in \(directory)/logs"), "\(output)")
+    }
+
     @Test func ctrlCStopsEveryNodeAndRemovesTheThrowAwayDatabase() async throws {
         let directory = FileManager.default.temporaryDirectory.path
         let demo = try WeftProcess(["demo"], directory: directory)
