@@ -18,9 +18,15 @@ public enum NodeRunner {
     }
 
     /// Runs `nodes`; `ready` is called with a line per node once it serves.
+    ///
+    /// The service group stops its services in the reverse of their order, so the nodes are
+    /// ordered by kind: sequencers first (stopped last), then the domain manager, the mediator and
+    /// participants. A sequencer that drained while the process's own mediator and domain manager
+    /// still followed their streams waited its whole drain timeout for them (10 s per sequencer
+    /// by default: the demo's domain took 20 s to stop).
     public static func run(_ nodes: [NodeSettings], logger: Logger, ready: @escaping @Sendable (String) -> Void) async throws {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        for settings in nodes {
+        for settings in Self.startOrder(nodes) {
             let service: any Service
             switch settings.kind {
             case .sequencer:
@@ -37,5 +43,13 @@ public enum NodeRunner {
         var configuration = ServiceGroupConfiguration(services: services, logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         try await ServiceGroup(configuration: configuration).run()
+    }
+
+    /// `nodes` with the servers before their clients, each kind in configuration order: the
+    /// group stops them the other way round, clients first.
+    static func startOrder(_ nodes: [NodeSettings]) -> [NodeSettings] {
+        let rank: [NodeSettings.Kind: Int] = [.sequencer: 0, .domainManager: 1, .mediator: 2, .participant: 3]
+        return nodes.enumerated().sorted { ((rank[$0.element.kind] ?? 4), $0.offset) < ((rank[$1.element.kind] ?? 4), $1.offset) }
+            .map(\.element)
     }
 }

@@ -20,7 +20,8 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
     case noMediator
     /// A package does not parse or check.
     case invalidPackage(ContractError)
-    /// The node was stopped before the command completed; its completion is in the store.
+    /// The node stopped processing before what was awaited happened (a command's completion, a
+    /// request's outcome, a narrowing's answer): ask a node restarted on the same store.
     case stopped
     /// The database holds something the participant cannot read: a bug or a manual edit.
     case inconsistentStore(String)
@@ -77,7 +78,9 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
             text = "the domain has no mediator in its topology yet; wait until the domain manager names one"
         case .invalidPackage(let error): text = "the package does not load: \(error)"
         case .stopped:
-            text = "the participant stopped before the command completed; ask for its completion after restart"
+            text =
+                "the participant stopped processing before the command completed or the request was decided; "
+                + "restart it and ask again: the completion or outcome is then in its store"
         case .inconsistentStore(let what): text = "the participant's database is inconsistent: \(what)"
         case .narrowingTimedOut(let counter):
             text =

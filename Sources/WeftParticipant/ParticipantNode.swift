@@ -76,7 +76,10 @@ public actor ParticipantNode {
     private var ledgerEndWaiters: [(Int64, CheckedContinuation<Void, Never>)] = []
     /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
     private var outcomes: [Digest32: String] = [:]
-    private var outcomeWaiters: [Digest32: [CheckedContinuation<String, Never>]] = [:]
+    private var outcomeWaiters: [Digest32: [CheckedContinuation<String, any Error>]] = [:]
+    /// Set once processing has ended for good (`stop()`, or a failure that needs a restart):
+    /// waits for what only processing brings then fail at once instead of never returning.
+    private var processingEnded = false
     private var validatedWaiters: [Digest32: [CheckedContinuation<Void, Never>]] = [:]
     var readyWaiters: [CheckedContinuation<Void, Never>] = []
     /// Waits of `waitUntilReady(within:)`, ended by readiness, their timeout or `stop()`.
@@ -263,11 +266,17 @@ public actor ParticipantNode {
         for id in timedReadyWaiters.keys { endTimedReadyWait(id, ready: false) }
     }
 
+    /// Processing has ended for good: nothing the waiters wait for can happen on this node.
     private func failWaiters(_ error: ParticipantError) {
+        processingEnded = true
         for continuations in waiting.values {
             for continuation in continuations { continuation.resume(throwing: error) }
         }
         waiting = [:]
+        for continuations in outcomeWaiters.values {
+            for continuation in continuations { continuation.resume(throwing: error) }
+        }
+        outcomeWaiters = [:]
     }
 
     // MARK: - Packages and parties
@@ -359,7 +368,9 @@ public actor ParticipantNode {
 
     /// The outcome of the request with root hash `rootHash` here, once this participant has
     /// processed its verdict: "approved", or the reject reason id. Waits for it; only for
-    /// requests this participant received views of.
+    /// requests this participant received views of. Throws `ParticipantError.stopped` when
+    /// this node stopped processing before the outcome was stored: another node on the same
+    /// store (a restart) may decide it, but this one never will, so it does not wait.
     public func outcome(ofRequest rootHash: Digest32) async throws -> String {
         if let outcome = outcomes[rootHash] { return outcome }
         // The store has a verdict as soon as its transaction commits, before `apply` resumes
@@ -372,20 +383,21 @@ public actor ParticipantNode {
             return stored
         }
         if let outcome = outcomes[rootHash] { return outcome }
-        let outcome = await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                if Task.isCancelled { return continuation.resume(returning: "") }
+        if processingEnded { throw ParticipantError.stopped }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                if Task.isCancelled { return continuation.resume(throwing: CancellationError()) }
                 outcomeWaiters[rootHash, default: []].append(continuation)
             }
         } onCancel: {
             Task { await self.cancelOutcomeWait(rootHash) }
         }
-        try Task.checkCancellation()
-        return outcome
     }
 
     private func cancelOutcomeWait(_ rootHash: Digest32) {
-        for continuation in outcomeWaiters.removeValue(forKey: rootHash) ?? [] { continuation.resume(returning: "") }
+        for continuation in outcomeWaiters.removeValue(forKey: rootHash) ?? [] {
+            continuation.resume(throwing: CancellationError())
+        }
     }
 
     /// Returns once a request with root hash `rootHash` is validated and pending here: for

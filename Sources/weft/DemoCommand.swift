@@ -70,11 +70,14 @@ struct DemoCommand: AsyncParsableCommand {
         let demo = try Demo(url: url, directory: directory, processes: processes)
         do {
             try await demo.run()
-        } catch let error as DemoError {
+        } catch {
             // After Ctrl-C the steps fail as the nodes stop: the interrupt's clean-up reports.
+            // Any other failure — a step's command refused, or one that could not even run (the
+            // database, the executable) — stops every node and says what failed, on stdout with
+            // the rest of the story, whether the database is the demo's or given.
             await interrupts.waitIfInterrupted()
             await processes.stopAll()
-            show("\ndemo failed: \(error.description)")
+            show("\ndemo failed: \((error as? DemoError)?.description ?? "\(error)")")
             show("the nodes' logs are in \(directory)/logs")
             throw ExitCode.failure
         }

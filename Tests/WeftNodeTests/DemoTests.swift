@@ -63,12 +63,26 @@ import WeftTestSupport
         }
     }
 
+    @Test func aStepThatCannotRunEndsTheDemoSayingWhatFailed() async throws {
+        // Nothing listens on port 1: the demo's first database call fails, after the certificates.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-demo-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (status, output, error) = try await WeftProcess.run(
+            ["demo", "--database-url", "postgresql://nobody@127.0.0.1:1/weft", "--directory", directory],
+            directory: FileManager.default.temporaryDirectory.path)
+        #expect(status == 1, "\(output)\n\(error)")
+        #expect(output.contains("== 2.") && !output.contains("== 3."), "\(output)")
+        #expect(output.contains("demo failed: ") && output.contains("the nodes' logs are in \(directory)/logs"), "\(output)")
+    }
+
     @Test func ctrlCStopsEveryNodeAndRemovesTheThrowAwayDatabase() async throws {
         let directory = FileManager.default.temporaryDirectory.path
         let demo = try WeftProcess(["demo"], directory: directory)
         var database: String?
         var reachedTransactions = false
+        var output: [String] = []
         while let line = await demo.nextLine() {
+            output.append(line)
             if line.hasPrefix("database: postgresql://"), let range = line.range(of: " in ") {
                 database = String(line[range.upperBound...])
             }
@@ -78,9 +92,11 @@ import WeftTestSupport
             }
         }
         guard reachedTransactions else {
-            // The demo ended on its own: say how, with what it printed on stderr by its exit.
+            // The demo ended on its own: say how, with what it printed (a failed step says so on
+            // stdout, with where the nodes' logs are) and its stderr by its exit.
             let status = await demo.exitStatus()
-            Issue.record("the demo ended with status \(status) before its transactions: \(demo.standardError)")
+            let printed = output.joined(separator: "\n")
+            Issue.record("the demo ended with status \(status) before its transactions; its output:\n\(printed)\nstderr: \(demo.standardError)")
             return
         }
         demo.signal(SIGINT)

@@ -383,8 +383,12 @@ final class DomainHarness: Sendable {
     }
 
     /// Issues an IOU from the bank (on participant2) to `owner` and returns its id once both
-    /// participants have committed it.
-    func issued(_ amount: String, to owner: Party, command: String) async throws -> ContractID {
+    /// participants have committed it: participant2 and, for alice, `ownerNode` — participant1
+    /// unless the test restarted it (then the running node: the stopped one never sees the
+    /// commit, and participant2 may complete before the restarted node has committed).
+    func issued(_ amount: String, to owner: Party, command: String, ownerNode: ParticipantNode? = nil) async throws
+        -> ContractID
+    {
         let completion = try await p2.submit(
             [try issue(amount, to: owner)], actAs: [bank],
             command: CommandKey(applicationID: "bank-app", commandID: command))
@@ -394,7 +398,9 @@ final class DomainHarness: Sendable {
         }
         let created = try await p2.transactions(of: bank, after: offset - 1).first?.events.first
         guard case .created(let id, _)? = created else { throw CancellationError() }
-        if owner == alice { _ = try await p1.outcome(ofRequest: Digest32(hex: transactionID)!) }
+        if let node = ownerNode ?? (owner == alice ? p1 : nil) {
+            _ = try await node.outcome(ofRequest: Digest32(hex: transactionID)!)
+        }
         return id
     }
 

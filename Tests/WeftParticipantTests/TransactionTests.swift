@@ -223,14 +223,19 @@ extension OnARealDomain {
                 let prepared = try await hurried.prepare([try domain.issue("3", to: alice, by: alice)], actAs: [alice], command: key)
                 // The node is killed between recording the command and sending its request.
                 try await hurried.recordWithoutSending(prepared)
+                // Whoever waits on the stopped node for an outcome it will never process is told so,
+                // whether the wait began before the stop or after it.
+                let waiter = Task { try await hurried.outcome(ofRequest: prepared.rootHash) }
                 await hurried.stop()
+                await #expect(throws: ParticipantError.stopped) { try await waiter.value }
+                await #expect(throws: ParticipantError.stopped) { try await hurried.outcome(ofRequest: prepared.rootHash) }
                 let restarted = try await domain.restart(0)
                 #expect(try await restarted.command(key)?.state == .inFlight)
                 // Once an event sequenced after the request's max sequencing time reaches the
                 // participant, the sequencer can no longer sequence the request.
                 let untilExpiry = prepared.maxSequencingTime - Int64(Date().timeIntervalSince1970 * 1_000_000) + 100_000
                 if untilExpiry > 0 { try await Task.sleep(for: .microseconds(untilExpiry)) }  // the time under test
-                _ = try await domain.issued("5", to: alice, command: "after-expiry")
+                _ = try await domain.issued("5", to: alice, command: "after-expiry", ownerNode: restarted)
                 await restarted.waitForLedgerEnd(1)
                 let record = try await restarted.command(key)
                 #expect(record?.state == .rejected && record?.reasonID == "PARTICIPANT_REQUEST_NOT_SEQUENCED", "\(String(describing: record))")
