@@ -140,7 +140,10 @@ extension Sequencer {
         for envelope in batch.envelopes {
             for name in envelope.recipients {
                 if name == Self.allMembers {
-                    for member in await members.all() where member.enabled {
+                    // Read from the database, not this node's cache: a member another sequencer
+                    // node registered a moment ago (its onboarding) must get the broadcasts that
+                    // follow — the demo's third participant once never saw its party's hosting.
+                    for member in try await members.allFromDatabase() where member.enabled {
                         recipients.insert(member.id)
                         names[member.id] = member.name
                     }
@@ -376,6 +379,13 @@ actor MemberDirectory {
 
     /// Every member known, sorted by id.
     func all() -> [Member] { byID.values.sorted { $0.id < $1.id } }
+
+    /// Every member registered, by any sequencer node of the domain, as the database has them
+    /// now (with their enabled flags), sorted by id.
+    func allFromDatabase() async throws -> [Member] {
+        try await load()
+        return all()
+    }
 
     /// Registers `name` (idempotent); it receives events sequenced after `timestamp`.
     func register(_ name: String, at timestamp: Int64) async throws -> Member {
