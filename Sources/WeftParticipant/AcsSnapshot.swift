@@ -154,7 +154,7 @@ public struct AcsSnapshot: Sendable, Equatable {
         for contract in contracts {
             tracker.add(id: contract.id, stakeholders: contract.stakeholders, stored: contract.stored)
         }
-        return tracker.commitments(me: exporter, hosts: { _ in [counterParticipant] })[counterParticipant] ?? []
+        return tracker.commitments(me: exporter, hosts: { [exporter] _ in [exporter, counterParticipant] })[counterParticipant] ?? []
     }
 
     /// Checks the snapshot against the commitment the exporter sent the counter-participant

@@ -69,7 +69,13 @@ public struct CommitmentTracker: Sendable {
     ) -> [String: [UInt8]] {
         var sums: [String: LtHash16] = [:]
         for (group, hash) in groups {
-            for participant in hosts(group) where participant != me {
+            // A group is shared only while this participant hosts one of its stakeholders, as
+            // its counter-participants see it in the same topology: it may hold contracts of
+            // parties it does not host (yet) — after a domain migration, until its parties are
+            // hosted on the new domain, it did send commitments its peers could only refuse.
+            let hosting = hosts(group)
+            guard hosting.contains(me) else { continue }
+            for participant in hosting where participant != me {
                 sums[participant, default: LtHash16()].add(hash)
             }
         }
@@ -79,11 +85,12 @@ public struct CommitmentTracker: Sendable {
     /// The groups shared with `counterParticipant` (restricted to `only` unless empty), each
     /// with its digest and its contracts' element hashes: what narrowing compares.
     public func shared(
-        with counterParticipant: String, only: Set<StakeholderGroup>, hosts: (StakeholderGroup) -> Set<String>
+        with counterParticipant: String, me: String, only: Set<StakeholderGroup>, hosts: (StakeholderGroup) -> Set<String>
     ) -> [StakeholderGroup: (digest: [UInt8], contracts: [ContractID: [UInt8]])] {
         var result: [StakeholderGroup: (digest: [UInt8], contracts: [ContractID: [UInt8]])] = [:]
-        for (group, hash) in groups
-        where (only.isEmpty || only.contains(group)) && hosts(group).contains(counterParticipant) {
+        for (group, hash) in groups where only.isEmpty || only.contains(group) {
+            let hosting = hosts(group)
+            guard hosting.contains(me), hosting.contains(counterParticipant) else { continue }
             result[group] = (hash.digest, [:])
         }
         for (id, entry) in contracts where result[entry.group] != nil {

@@ -343,11 +343,11 @@ extension ParticipantNode {
         if request.requester == me {
             guard commitmentRuntime.narrowings[request.requestID] != nil else { return }  // asked before a restart
             let groups = commitmentRuntime.tracker.shared(
-                with: request.counterParticipant, only: only, hosts: hosts(snapshot))
+                with: request.counterParticipant, me: me, only: only, hosts: hosts(snapshot))
             commitmentRuntime.narrowings[request.requestID]!.own = (timestamp, groups)
             finishNarrowing(request.requestID)
         } else if request.counterParticipant == me {
-            let groups = commitmentRuntime.tracker.shared(with: request.requester, only: only, hosts: hosts(snapshot))
+            let groups = commitmentRuntime.tracker.shared(with: request.requester, me: me, only: only, hosts: hosts(snapshot))
             let omitted = groups.values.reduce(0) { $0 + $1.contracts.count } > Self.narrowingContractsMax
             let response = Weft.V1.CommitmentNarrowingResponse(
                 domain: domain.description, sender: me, requester: request.requester, requestID: request.requestID,

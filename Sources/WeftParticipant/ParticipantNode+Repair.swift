@@ -27,7 +27,7 @@ extension ParticipantNode {
                     + "; wait for the next reconciliation interval (`weft commitments` lists the periods)")
         }
         let shared = commitmentRuntime.tracker.shared(
-            with: counter, only: [], hosts: hosts(await topology.snapshot(at: now)))
+            with: counter, me: identity.id.description, only: [], hosts: hosts(await topology.snapshot(at: now)))
         let ids = Set(shared.values.flatMap { $0.contracts.keys })
         let contracts = try await commitmentStore.activeContracts().filter { ids.contains($0.id) }.map {
             AcsSnapshot.Contract(id: $0.id, stakeholders: $0.stakeholders, stored: $0.stored)

@@ -64,7 +64,7 @@ enum CommitmentBenchmark {
             let participant = "participant\(index)::1220" + String(repeating: "\(index)", count: 64)
             var subject = Subject(
                 size: size, participant: participant, store: CommitmentStore(database: database, participant: participant),
-                workload: Workload(groups: groupCount, counterParticipants: counterCount))
+                workload: Workload(groups: groupCount, counterParticipants: counterCount, me: participant))
             subject.contracts = (0..<size).map { subject.workload.contract($0) }
             let rebuildStart = now()
             for contract in subject.contracts {
@@ -160,11 +160,12 @@ enum CommitmentBenchmark {
         let hostsOfGroup: [StakeholderGroup: Set<String>]
         var state: UInt64 = 0x5EED
 
-        init(groups count: Int, counterParticipants: Int) {
+        /// `me`: this participant, a host of every group.
+        init(groups count: Int, counterParticipants: Int, me: String) {
             let counters = (0..<counterParticipants).map { "counter\($0)::1220" + String(repeating: "c", count: 64) }
             let groups = (0..<count).map { ["bank::1220" + String(repeating: "b", count: 64), "party\($0)::1220" + String(repeating: "a", count: 64)] }
             var hosts: [StakeholderGroup: Set<String>] = [:]
-            for (index, group) in groups.enumerated() { hosts[StakeholderGroup(group)] = [counters[index % counterParticipants]] }
+            for (index, group) in groups.enumerated() { hosts[StakeholderGroup(group)] = [me, counters[index % counterParticipants]] }
             self.groups = groups
             self.counterParticipants = counters
             hostsOfGroup = hosts

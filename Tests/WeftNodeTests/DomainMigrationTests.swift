@@ -106,6 +106,7 @@ import WeftWire
         let domain = try await ProcessDomain.start(fixture: fixture, directory: newDirectory)
         started(domain)
         #expect(domain.domainID != cluster.domainID)
+        _ = try await domain.weft(["domain-manager", "parameters", "--set", "reconciliation-interval=1s"] + domain.admin)
         for id in [p1ID, p2ID] {
             _ = try await domain.weft(["domain-manager", "set-state", id, "--permission", "submission"] + domain.admin)
         }
@@ -147,14 +148,6 @@ import WeftWire
         let again = try await migrate("participant1")
         let resumed = try JSONSerialization.jsonObject(with: Data(again.output.utf8)) as? [String: Any]
         #expect(again.status == 0 && resumed?["resumed"] as? Bool == true && resumed?["ledger_end"] as? Int == Int(before.p1.end), "\(again)")
-
-        // Commitments every second from now on. (While the participants' parties were hosted
-        // again the domain had its default 60 s: under heavy load, three runs with a 1 s interval
-        // throughout showed participant1 computing that it shared nothing with participant2 for
-        // one period in that window while participant2 sent a commitment for it — not explained
-        // yet: docs/operator-guide.md §7.3 tells operators to look at mismatches after the
-        // migration only.)
-        _ = try await domain.weft(["domain-manager", "parameters", "--set", "reconciliation-interval=1s"] + domain.admin)
 
         // Every active contract arrived exactly once, byte for byte; the ledgers are unchanged.
         let after = (

@@ -42,13 +42,26 @@ struct CommitmentTrackerTests {
             corrupted.add(id: Self.id(number), stakeholders: ["alice", "bank"], stored: [number == 7 ? 99 : number])
         }
         #expect(honest.commitments(me: "p1", hosts: Self.hosts) != corrupted.commitments(me: "p2", hosts: Self.hosts))
-        let mine = honest.shared(with: "p2", only: [], hosts: Self.hosts)
-        let theirs = corrupted.shared(with: "p1", only: [], hosts: Self.hosts)
+        let mine = honest.shared(with: "p2", me: "p1", only: [], hosts: Self.hosts)
+        let theirs = corrupted.shared(with: "p1", me: "p2", only: [], hosts: Self.hosts)
         let group = StakeholderGroup(["bank", "alice"])
         #expect(Set(mine.keys) == [group] && Set(theirs.keys) == [group])
         let differing = mine[group]!.contracts.filter { theirs[group]!.contracts[$0.key] != $0.value }.map(\.key)
         #expect(differing == [Self.id(7)])
-        #expect(honest.shared(with: "p2", only: [StakeholderGroup(["carol"])], hosts: Self.hosts).isEmpty)
+        #expect(honest.shared(with: "p2", me: "p1", only: [StakeholderGroup(["carol"])], hosts: Self.hosts).isEmpty)
+    }
+
+    /// A participant holding contracts of parties it does not host (after a domain migration,
+    /// before its parties are hosted on the new domain) shares nothing: its peers, by the same
+    /// topology, count it out, so a commitment from it could only be a mismatch.
+    @Test func contractsOfPartiesNotHostedHereAreSharedWithNobody() {
+        var p2 = CommitmentTracker()
+        p2.add(id: Self.id(1), stakeholders: ["alice", "bank"], stored: [1])
+        let bankNotHosted: (StakeholderGroup) -> Set<String> = { group in group.parties.contains("alice") ? ["p1"] : [] }
+        #expect(p2.commitments(me: "p2", hosts: bankNotHosted).isEmpty)
+        #expect(p2.shared(with: "p1", me: "p2", only: [], hosts: bankNotHosted).isEmpty)
+        #expect(p2.commitments(me: "p2", hosts: Self.hosts).keys.sorted() == ["p1"])
+        #expect(p2.shared(with: "p1", me: "p2", only: [], hosts: Self.hosts).count == 1)
     }
 
     @Test func archivingUndoesCreatingAndEmptyGroupsSendNothing() {
