@@ -33,8 +33,9 @@ extension ParticipantRuntime {
             // Asked again after the switch (the first call failed or timed out while starting
             // on the new domain or hosting the parties): finish it.
             if connected?.domain != current.domain { try await start(current) }
-            let foreign = try await hostPartiesAgain(recorded)
-            return Self.response(recorded, notHosted: foreign, resumed: true)
+            try await hostPartiesAgain(recorded)
+            let hosted = (try? await partiesHosted(on: recorded.fromDomain)) ?? []
+            return Self.response(recorded, notHosted: foreignParties(hosted), resumed: true)
         }
         guard let old = stored.first(where: { $0.alias == fromAlias }) else {
             throw RPCError(
@@ -48,7 +49,7 @@ extension ParticipantRuntime {
                 "\(urls.joined(separator: ", ")) serves \(old.domain), the domain this participant is connected to as \(fromAlias): a domain whose sequencers are back needs no migration (restart the participant or connect again); migrate to a new domain with a new sequencer database",
                 errorID: "PARTICIPANT_MIGRATION_SAME_DOMAIN")
         }
-        let hosted = try await partiesHosted(on: old)
+        let hosted = try await partiesHosted(on: old.domain)
         let own = hosted.filter { $0.party.namespace == identity.id.namespace }
         await stop()
         let (store, participant) = (self.store, identity.id.description)
@@ -80,15 +81,15 @@ extension ParticipantRuntime {
                 "weft.participant.old_next_counter": "\(migration.fromNextCounter)",
             ])
         try await start(new)
-        let foreign = try await hostPartiesAgain(migration)
-        return Self.response(migration, notHosted: foreign, resumed: false)
+        try await hostPartiesAgain(migration)
+        return Self.response(migration, notHosted: foreignParties(hosted), resumed: false)
     }
 
     /// After a restart: finishes hosting the parties of a migration to the stored domain.
     func finishMigration(of settings: DomainConnectionSettings) async {
         do {
             guard let migration = try await store.domainMigration(to: settings.domain), !migration.partiesHosted else { return }
-            _ = try await hostPartiesAgain(migration)
+            try await hostPartiesAgain(migration)
         } catch {
             logger.error(
                 "the parties of the domain migration are not hosted on the new domain yet; run `weft repair migrate-domain` again",
@@ -97,9 +98,8 @@ extension ParticipantRuntime {
     }
 
     /// Hosts the migration's parties on the new domain (each once its hosting shows in the
-    /// participant's topology) and records it; returns the parties hosted here on the old
-    /// domain that are not in this participant's namespace (their owners must host them).
-    private func hostPartiesAgain(_ migration: ParticipantStore.DomainMigration) async throws -> [String] {
+    /// participant's topology) and records it.
+    private func hostPartiesAgain(_ migration: ParticipantStore.DomainMigration) async throws {
         guard let node, let ledgerAPI, connected?.domain == migration.toDomain else {
             throw RPCError(
                 .unavailable, "the participant is not running on \(migration.toDomain); restart it and run the migration again",
@@ -120,18 +120,17 @@ extension ParticipantRuntime {
                 "parties hosted on the new domain",
                 metadata: ["to_domain": "\(migration.toDomain)", "parties": "\(migration.parties.map(\.party))"])
         }
-        guard let old = try? UniqueIdentifier(parsing: migration.fromDomain),
-            let hosted = try? await partiesHosted(on: old)
-        else { return [] }
-        return hosted.filter { $0.party.namespace != identity.id.namespace }.map(\.party.description)
     }
 
-    /// The parties hosted on this participant in the topology of `domain` as stored here.
-    private func partiesHosted(on settings: DomainConnectionSettings) async throws -> [PartyHosting] {
-        try await partiesHosted(on: try UniqueIdentifier(parsing: settings.domain))
+    /// Of `hosted`, the parties not in this participant's namespace: it cannot host them
+    /// again, their owners must.
+    private func foreignParties(_ hosted: [PartyHosting]) -> [String] {
+        hosted.filter { $0.party.namespace != identity.id.namespace }.map(\.party.description)
     }
 
-    private func partiesHosted(on domain: UniqueIdentifier) async throws -> [PartyHosting] {
+    /// The parties hosted on this participant in the topology of `domainID` as stored here.
+    private func partiesHosted(on domainID: String) async throws -> [PartyHosting] {
+        let domain = try UniqueIdentifier(parsing: domainID)
         let topology = MemberTopology(
             domain: domain, store: TopologyStore(database: database, domain: domain, member: identity.member, logger: logger),
             logger: logger)
