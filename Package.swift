@@ -64,9 +64,10 @@ let package = Package(
             dependencies: ["CProtobufC"]
         ),
 
+        .target(name: "CWeftWireSupport"),
         .target(
             name: "WeftWire",
-            dependencies: ["CWeftWire", "CProtobufC"],
+            dependencies: ["CWeftWire", "CProtobufC", "CWeftWireSupport"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,4 +1,5 @@
 import CProtobufC
+import CWeftWireSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -26,28 +27,19 @@ struct Arena: ~Copyable {
         var nextBlockBytes: Int
     }
 
-    private static let alignment = 8
+    fileprivate static let alignment = 8
     private let header: UnsafeMutablePointer<Header>
 
     /// Capacity of a thread's reusable first block. Most messages fit; larger
     /// ones chain overflow blocks that are freed after each use.
     private static let blockBytes = 32 * 1024
 
-    /// One reusable block per thread, so that an encode or decode costs no
-    /// `malloc` of its own. Encoding and decoding never suspend, so the block
-    /// is never shared between two tasks; a nested use (none exists today)
-    /// would find the slot empty and allocate a fresh block.
-    private static let cacheKey: pthread_key_t = {
-        var key = pthread_key_t()
-        let status = pthread_key_create(&key) { block in free(block) }
-        precondition(status == 0, "pthread_key_create failed: \(status)")
-        return key
-    }()
-
     init() {
-        let key = Self.cacheKey
-        if let cached = pthread_getspecific(key) {
-            pthread_setspecific(key, nil)
+        // One reusable block per thread (`CWeftWireSupport`), so that an encode or
+        // decode costs no `malloc` of its own. Encoding and decoding never
+        // suspend, so the block is never shared between two tasks; a nested use
+        // (none exists today) would find the slot empty and allocate a fresh block.
+        if let cached = weft_arena_take_block() {
             header = cached.assumingMemoryBound(to: Header.self)
         } else {
             let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
@@ -72,12 +64,7 @@ struct Arena: ~Copyable {
         header.pointee = Header(
             cursor: block + headerBytes, end: block + headerBytes + Self.blockBytes, overflow: nil,
             nextBlockBytes: Self.blockBytes * 2)
-        let key = Self.cacheKey
-        if pthread_getspecific(key) == nil {
-            pthread_setspecific(key, block)
-        } else {
-            free(block)
-        }
+        if weft_arena_give_block(block) == 0 { free(block) }
     }
 
     /// Uninitialized memory for `byteCount` bytes, 8-byte aligned.
@@ -100,38 +87,56 @@ struct Arena: ~Copyable {
     }
 
     /// A NUL-terminated copy of `string`, or nil if it contains a NUL (which
-    /// protobuf-c could not represent).
+    /// protobuf-c could not represent). Reads the string's UTF-8 in place (no
+    /// copy of the `String` itself, hence no retain on the common path).
     func cString(_ string: String) -> UnsafeMutablePointer<CChar>? {
+        let header = self.header
+        let fast: UnsafeMutablePointer<CChar>?? = string.utf8.withContiguousStorageIfAvailable { source in
+            let count = source.count
+            let target = Self.allocate(header, count + 1).assumingMemoryBound(to: CChar.self)
+            if count > 0, let base = source.baseAddress {
+                if memchr(base, 0, count) != nil { return nil }
+                UnsafeMutableRawPointer(target).copyMemory(from: base, byteCount: count)
+            }
+            target[count] = 0
+            return target
+        }
+        if let fast { return fast }
+        // A string without contiguous UTF-8 (bridged storage; not seen on Linux).
         let utf8 = string.utf8
         let target = allocate(CChar.self, count: utf8.count + 1)
-        let fast: Bool? = utf8.withContiguousStorageIfAvailable { source in
-            guard let base = source.baseAddress, source.count > 0 else { return true }
-            if memchr(base, 0, source.count) != nil { return false }
-            UnsafeMutableRawPointer(target).copyMemory(from: base, byteCount: source.count)
-            return true
+        var index = 0
+        for byte in utf8 {
+            if byte == 0 { return nil }
+            target[index] = CChar(bitPattern: byte)
+            index += 1
         }
-        if let fast {
-            guard fast else { return nil }
-        } else {
-            var index = 0
-            for byte in utf8 {
-                if byte == 0 { return nil }
-                target[index] = CChar(bitPattern: byte)
-                index += 1
-            }
-        }
-        target[utf8.count] = 0
+        target[index] = 0
         return target
     }
 
     /// This arena as protobuf-c's allocator. Valid while the arena lives.
+    ///
+    /// Each allocation is preceded by its size (one word), so that a decoded
+    /// string's length is known without trusting its NUL terminator: protobuf-c
+    /// allocates `length + 1` bytes for a string of `length` bytes
+    /// (`protobufAllocationSize`).
     var protobufAllocator: ProtobufCAllocator {
         ProtobufCAllocator(
             alloc: { data, size in
-                Arena.allocate(data!.assumingMemoryBound(to: Header.self), size)
+                let block = Arena.allocate(data!.assumingMemoryBound(to: Header.self), size + Arena.alignment)
+                block.storeBytes(of: size, as: Int.self)
+                return block + Arena.alignment
             },
             free: { _, _ in },
             allocator_data: UnsafeMutableRawPointer(header))
+    }
+
+    /// The size protobuf-c asked for when it allocated `pointer` from
+    /// `protobufAllocator`. Only for such pointers.
+    @inline(__always)
+    static func protobufAllocationSize(_ pointer: UnsafeRawPointer) -> Int {
+        (pointer - alignment).load(as: Int.self)
     }
 
     private static func allocate(_ header: UnsafeMutablePointer<Header>, _ byteCount: Int) -> UnsafeMutableRawPointer {

@@ -1,11 +1,13 @@
 /// A schema-aware pass over protobuf bytes before protobuf-c unpacks them.
 ///
 /// protobuf-c decodes nested messages recursively with no depth limit, so a
-/// few megabytes of nested length prefixes could exhaust the stack; and it
-/// stores strings NUL-terminated, so a string with a NUL byte would decode
-/// silently shortened, a different value from what other implementations
-/// read. This scan refuses both before anything is allocated. It descends only
-/// into fields the schema says are messages, and skips bytes fields whole.
+/// few megabytes of nested length prefixes could exhaust the stack. This scan
+/// refuses such input before anything is allocated. Only messages that can
+/// contain themselves (through any chain of fields) can nest that deep, so only
+/// they are scanned, and the scan descends only into the fields that lead to
+/// such a message (`wireShapes`, generated). Strings with a NUL byte, which
+/// protobuf-c would store silently shortened, are refused after unpacking, where
+/// the string's length is known (`CBridge.string`).
 enum WireScan {
     /// Deepest nesting accepted, as in Google's implementations.
     static let nestingLimit = 100
@@ -13,7 +15,6 @@ enum WireScan {
     /// How the scan treats one field number of a message.
     enum FieldShape: Sendable {
         case skip
-        case string
         /// A submessage, by its index in `wireShapes`.
         case message(Int)
     }
@@ -37,8 +38,7 @@ enum WireScan {
         return (offsets, shapes)
     }()
 
-    /// Whether messages of this shape can hold anything the scan refuses (a
-    /// string, or a submessage); a message of scalars and bytes cannot.
+    /// Whether messages of this shape can nest without a bound set by the schema.
     @inline(__always)
     static func needsCheck(_ shape: Int) -> Bool {
         table.offsets[shape + 1] > table.offsets[shape]
@@ -91,10 +91,6 @@ enum WireScan {
                     let fieldShape = number < fieldCount ? shapes[number] : .skip
                     switch fieldShape {
                     case .skip: break
-                    case .string:
-                        if length > 0, memchr(bytes + position, 0, Int(length)) != nil {
-                            throw .embeddedNUL(message: message, fieldNumber: Int32(number))
-                        }
                     case .message(let child):
                         try scan(from: position, to: fieldEnd, shape: child, depth: depth + 1)
                     }

@@ -91,6 +91,45 @@ import WeftWire
         }
     }
 
+    @Test func stringsWithNULAreRefusedAfterUnpacking() throws {
+        // Envelope.recipients (field 2) = ["a\0b"]: a message that is not scanned before
+        // unpacking; the string's length from the decode arena gives the NUL away.
+        #expect(throws: WireError.embeddedNUL(message: "weft.v1.Envelope", fieldNumber: 2)) {
+            try Weft.V1.Envelope(serializedBytes: [0x12, 0x03, 0x61, 0x00, 0x62])
+        }
+        // A NUL as the last byte, and as the only byte.
+        #expect(throws: WireError.embeddedNUL(message: "weft.v1.Envelope", fieldNumber: 2)) {
+            try Weft.V1.Envelope(serializedBytes: [0x12, 0x02, 0x61, 0x00])
+        }
+        #expect(throws: WireError.embeddedNUL(message: "weft.v1.CheckRequest", fieldNumber: 1)) {
+            try Weft.V1.CheckRequest(serializedBytes: [0x0A, 0x01, 0x00])
+        }
+        // Inside a oneof of a recursive message, nested in a list: Value.list (9) →
+        // ValueList.elements (1) → Value.text (5) = "x\0".
+        let text: [UInt8] = [0x2A, 0x02, 0x78, 0x00]
+        let list: [UInt8] = [0x0A, UInt8(text.count)] + text
+        #expect(throws: WireError.embeddedNUL(message: "weft.v1.Value", fieldNumber: 5)) {
+            try Weft.V1.Value(serializedBytes: [0x4A, UInt8(list.count)] + list)
+        }
+        // The same strings without the NUL decode, and an empty string present on the
+        // wire reads as "".
+        #expect(try Weft.V1.Envelope(serializedBytes: [0x12, 0x03, 0x61, 0x62, 0x63, 0x12, 0x00]).recipients == ["abc", ""])
+        #expect(try Weft.V1.CheckRequest(serializedBytes: [0x0A, 0x00]).service == "")
+        #expect(try Weft.V1.CheckRequest(serializedBytes: []).service == "")
+        // A string that appears twice: protobuf-c keeps the last, and so does Weft.
+        #expect(try Weft.V1.CheckRequest(serializedBytes: [0x0A, 0x01, 0x61, 0x0A, 0x02, 0x62, 0x63]).service == "bc")
+    }
+
+    @Test func longStringsDecodeWhateverBlockOfTheArenaTheyLandIn() throws {
+        // Longer than the arena's first block (32 KiB): protobuf-c's copy lands in an
+        // overflow block, whose size word must be right too.
+        for length in [1, 15, 16, 127, 128, 40_000, 70_000] {
+            let service = String(repeating: "é", count: length / 2) + String(repeating: "a", count: length % 2)
+            let decoded = try Weft.V1.CheckRequest(serializedBytes: Weft.V1.CheckRequest(service: service).serializedBytes())
+            #expect(decoded.service == service)
+        }
+    }
+
     @Test func invalidUTF8IsRefused() {
         // CheckRequest.service = 0xFF 0xFE.
         #expect(throws: WireError.invalidUTF8(message: "weft.v1.CheckRequest")) {

@@ -226,205 +226,206 @@ extension Weft.V1 {
     ].flatMap { $0 }
 }
 
-/// For each message (in `messageTypes` order), the shape of each field
-/// number that `WireScan` must look into.
+/// For each message (in `messageTypes` order), the submessage fields that
+/// `WireScan` must descend into: only those that lead to a recursive type,
+/// whose nesting the wire bytes alone bound. Other messages are not scanned.
 let wireShapes: [[WireScan.FieldShape]] = [
     [],  // weft.v1.Timestamp
     [],  // weft.v1.Duration
-    [.skip, .string, .string],  // weft.v1.MetadataEntry
+    [],  // weft.v1.MetadataEntry
     [],  // weft.v1.PublicKey
-    [.skip, .skip, .string],  // weft.v1.Signature
-    [.skip, .skip, .string],  // weft.v1.WrappedKey
-    [.skip, .string, .message(3)],  // weft.v1.NamespaceDelegation
-    [.skip, .string, .message(3)],  // weft.v1.OwnerToKeyMapping
-    [.skip, .string],  // weft.v1.ParticipantDomainState
-    [.skip, .string, .string],  // weft.v1.PartyToParticipant
-    [.skip, .string],  // weft.v1.MediatorDomainState
-    [.skip, .string],  // weft.v1.SequencerDomainState
-    [.skip, .message(1), .message(1), .skip, .message(1), .message(1), .message(1)],  // weft.v1.DomainParameters
-    [.skip, .string, .message(12)],  // weft.v1.DomainParametersState
-    [.skip, .message(6), .message(7), .message(8), .message(9), .message(10), .message(11), .message(13)],  // weft.v1.TopologyMapping
-    [.skip, .skip, .skip, .message(14), .string],  // weft.v1.TopologyTransaction
-    [.skip, .skip, .message(4)],  // weft.v1.SignedTopologyTransaction
-    [.skip, .message(16), .message(0), .message(0)],  // weft.v1.StoredTopologyTransaction
-    [.skip, .string, .message(16)],  // weft.v1.TopologyTransactionsBroadcast
-    [.skip, .string, .message(17)],  // weft.v1.TopologySnapshot
-    [.skip, .string, .message(16)],  // weft.v1.TopologyTransactionsRequest
-    [.skip, .string, .string],  // weft.v1.TemplateId
-    [.skip, .message(23), .skip, .skip, .string, .string, .string, .message(0), .string, .message(24), .message(25)],  // weft.v1.Value
+    [],  // weft.v1.Signature
+    [],  // weft.v1.WrappedKey
+    [],  // weft.v1.NamespaceDelegation
+    [],  // weft.v1.OwnerToKeyMapping
+    [],  // weft.v1.ParticipantDomainState
+    [],  // weft.v1.PartyToParticipant
+    [],  // weft.v1.MediatorDomainState
+    [],  // weft.v1.SequencerDomainState
+    [],  // weft.v1.DomainParameters
+    [],  // weft.v1.DomainParametersState
+    [],  // weft.v1.TopologyMapping
+    [],  // weft.v1.TopologyTransaction
+    [],  // weft.v1.SignedTopologyTransaction
+    [],  // weft.v1.StoredTopologyTransaction
+    [],  // weft.v1.TopologyTransactionsBroadcast
+    [],  // weft.v1.TopologySnapshot
+    [],  // weft.v1.TopologyTransactionsRequest
+    [],  // weft.v1.TemplateId
+    [.skip, .skip, .skip, .skip, .skip, .skip, .skip, .skip, .skip, .message(24), .message(25)],  // weft.v1.Value
     [],  // weft.v1.Unit
     [.skip, .message(22)],  // weft.v1.ValueList
     [.skip, .message(26)],  // weft.v1.Record
-    [.skip, .string, .message(22)],  // weft.v1.RecordField
-    [.skip, .string, .message(21), .message(25), .string, .string, .message(0)],  // weft.v1.ContractInstance
-    [.skip, .string],  // weft.v1.SetParticipantStateRequest
-    [.skip, .message(0)],  // weft.v1.SetParticipantStateResponse
-    [.skip, .string],  // weft.v1.MemberInfo
+    [.skip, .skip, .message(22)],  // weft.v1.RecordField
+    [.skip, .skip, .skip, .message(25)],  // weft.v1.ContractInstance
+    [],  // weft.v1.SetParticipantStateRequest
+    [],  // weft.v1.SetParticipantStateResponse
+    [],  // weft.v1.MemberInfo
     [],  // weft.v1.ListMembersRequest
-    [.skip, .message(30)],  // weft.v1.ListMembersResponse
+    [],  // weft.v1.ListMembersResponse
     [],  // weft.v1.GetDomainParametersRequest
-    [.skip, .message(12)],  // weft.v1.GetDomainParametersResponse
-    [.skip, .message(12)],  // weft.v1.SetDomainParametersRequest
-    [.skip, .message(0)],  // weft.v1.SetDomainParametersResponse
-    [.skip, .message(0)],  // weft.v1.ListTopologyTransactionsRequest
-    [.skip, .message(17)],  // weft.v1.ListTopologyTransactionsResponse
-    [.skip, .message(0)],  // weft.v1.PruneRequest
-    [.skip, .skip, .string],  // weft.v1.PruneResponse
-    [.skip, .string, .message(16)],  // weft.v1.InitializeSequencerRequest
-    [.skip, .string, .message(0)],  // weft.v1.InitializeSequencerResponse
+    [],  // weft.v1.GetDomainParametersResponse
+    [],  // weft.v1.SetDomainParametersRequest
+    [],  // weft.v1.SetDomainParametersResponse
+    [],  // weft.v1.ListTopologyTransactionsRequest
+    [],  // weft.v1.ListTopologyTransactionsResponse
+    [],  // weft.v1.PruneRequest
+    [],  // weft.v1.PruneResponse
+    [],  // weft.v1.InitializeSequencerRequest
+    [],  // weft.v1.InitializeSequencerResponse
     [],  // weft.v1.GetSequencerStatusRequest
-    [.skip, .string, .message(0)],  // weft.v1.MemberProgress
-    [.skip, .string, .message(44), .message(0), .message(0)],  // weft.v1.GetSequencerStatusResponse
+    [],  // weft.v1.MemberProgress
+    [],  // weft.v1.GetSequencerStatusResponse
     [],  // weft.v1.GetParticipantIdRequest
-    [.skip, .string],  // weft.v1.GetParticipantIdResponse
-    [.skip, .string, .string, .string],  // weft.v1.ConnectDomainRequest
-    [.skip, .string],  // weft.v1.ConnectDomainResponse
-    [.skip, .string],  // weft.v1.DisconnectDomainRequest
+    [],  // weft.v1.GetParticipantIdResponse
+    [],  // weft.v1.ConnectDomainRequest
+    [],  // weft.v1.ConnectDomainResponse
+    [],  // weft.v1.DisconnectDomainRequest
     [],  // weft.v1.DisconnectDomainResponse
     [],  // weft.v1.ListDomainConnectionsRequest
-    [.skip, .string, .string, .string],  // weft.v1.DomainConnection
-    [.skip, .message(53)],  // weft.v1.ListDomainConnectionsResponse
-    [.skip, .string, .string, .string, .message(0)],  // weft.v1.ExportAcsRequest
-    [.skip, .message(27), .message(0), .message(73), .message(74)],  // weft.v1.ExportAcsResponse
-    [.skip, .message(27), .string, .message(73), .message(74)],  // weft.v1.ImportAcsRequest
-    [.skip, .string, .message(0), .message(0)],  // weft.v1.ImportedSnapshot
-    [.skip, .skip, .message(58)],  // weft.v1.ImportAcsResponse
-    [.skip, .string],  // weft.v1.ListCommitmentMismatchesRequest
-    [.skip, .string, .message(0), .message(0)],  // weft.v1.CommitmentMismatch
-    [.skip, .message(61)],  // weft.v1.ListCommitmentMismatchesResponse
+    [],  // weft.v1.DomainConnection
+    [],  // weft.v1.ListDomainConnectionsResponse
+    [],  // weft.v1.ExportAcsRequest
+    [.skip, .message(27)],  // weft.v1.ExportAcsResponse
+    [.skip, .message(27)],  // weft.v1.ImportAcsRequest
+    [],  // weft.v1.ImportedSnapshot
+    [],  // weft.v1.ImportAcsResponse
+    [],  // weft.v1.ListCommitmentMismatchesRequest
+    [],  // weft.v1.CommitmentMismatch
+    [],  // weft.v1.ListCommitmentMismatchesResponse
     [],  // weft.v1.GetCommitmentSafePointRequest
-    [.skip, .message(0), .message(0), .string],  // weft.v1.GetCommitmentSafePointResponse
-    [.skip, .string, .string],  // weft.v1.InspectCommitmentRequest
-    [.skip, .string, .string],  // weft.v1.ContractDifference
-    [.skip, .message(0), .string, .message(66)],  // weft.v1.InspectCommitmentResponse
+    [],  // weft.v1.GetCommitmentSafePointResponse
+    [],  // weft.v1.InspectCommitmentRequest
+    [],  // weft.v1.ContractDifference
+    [],  // weft.v1.InspectCommitmentResponse
     [],  // weft.v1.GetPruningSafePointRequest
-    [.skip, .message(0)],  // weft.v1.GetPruningSafePointResponse
+    [],  // weft.v1.GetPruningSafePointResponse
     [],  // weft.v1.PruneParticipantRequest
-    [.skip, .string, .message(0)],  // weft.v1.UnconfirmedCommitment
-    [.skip, .skip, .message(0), .message(0), .skip, .message(71)],  // weft.v1.PruneParticipantResponse
-    [.skip, .string, .string, .string, .message(0), .message(0), .skip, .message(0), .message(74), .message(17)],  // weft.v1.AcsSnapshot
-    [.skip, .string, .string],  // weft.v1.AcsSnapshotContract
-    [.skip, .string, .string, .string, .string],  // weft.v1.MigrateDomainRequest
-    [.skip, .string, .string, .skip, .skip, .skip, .skip, .string, .string],  // weft.v1.MigrateDomainResponse
-    [.skip, .skip, .string, .string, .string, .message(78)],  // weft.v1.Status
-    [.skip, .string, .string],  // weft.v1.StatusDetail
-    [.skip, .skip, .message(80), .message(81), .message(82), .message(83), .message(84), .message(85), .message(86), .message(87), .message(88)],  // weft.v1.Frame
-    [.skip, .string, .message(2), .message(1)],  // weft.v1.FrameOpen
+    [],  // weft.v1.UnconfirmedCommitment
+    [],  // weft.v1.PruneParticipantResponse
+    [],  // weft.v1.AcsSnapshot
+    [],  // weft.v1.AcsSnapshotContract
+    [],  // weft.v1.MigrateDomainRequest
+    [],  // weft.v1.MigrateDomainResponse
+    [],  // weft.v1.Status
+    [],  // weft.v1.StatusDetail
+    [],  // weft.v1.Frame
+    [],  // weft.v1.FrameOpen
     [],  // weft.v1.FrameMessage
     [],  // weft.v1.FrameHalfClose
-    [.skip, .message(77), .message(2)],  // weft.v1.FrameClose
-    [.skip, .string],  // weft.v1.FrameCancel
+    [],  // weft.v1.FrameClose
+    [],  // weft.v1.FrameCancel
     [],  // weft.v1.FrameWindowUpdate
     [],  // weft.v1.FramePing
     [],  // weft.v1.FramePong
-    [.skip, .skip, .message(77)],  // weft.v1.FrameGoAway
-    [.skip, .string],  // weft.v1.CheckRequest
-    [.skip, .skip, .string],  // weft.v1.CheckResponse
-    [.skip, .string],  // weft.v1.WatchRequest
-    [.skip, .skip, .string],  // weft.v1.WatchResponse
-    [.skip, .message(21), .message(25)],  // weft.v1.CreateCommand
-    [.skip, .message(21), .string, .string, .message(22)],  // weft.v1.ExerciseCommand
+    [],  // weft.v1.FrameGoAway
+    [],  // weft.v1.CheckRequest
+    [],  // weft.v1.CheckResponse
+    [],  // weft.v1.WatchRequest
+    [],  // weft.v1.WatchResponse
+    [.skip, .skip, .message(25)],  // weft.v1.CreateCommand
+    [.skip, .skip, .skip, .skip, .message(22)],  // weft.v1.ExerciseCommand
     [.skip, .message(93), .message(94)],  // weft.v1.Command
-    [.skip, .string, .string, .string, .string, .string, .message(1), .string, .message(95), .message(97)],  // weft.v1.Commands
-    [.skip, .message(21), .string],  // weft.v1.DisclosedContract
+    [.skip, .skip, .skip, .skip, .skip, .skip, .skip, .skip, .message(95)],  // weft.v1.Commands
+    [],  // weft.v1.DisclosedContract
     [.skip, .message(96)],  // weft.v1.SubmitRequest
-    [.skip, .string],  // weft.v1.SubmitResponse
+    [],  // weft.v1.SubmitResponse
     [.skip, .message(96)],  // weft.v1.SubmitAndWaitRequest
-    [.skip, .string, .skip, .message(22)],  // weft.v1.SubmitAndWaitResponse
-    [.skip, .string, .message(77), .string, .string, .string, .string],  // weft.v1.Completion
-    [.skip, .string, .string],  // weft.v1.CompletionStreamRequest
-    [.skip, .message(102)],  // weft.v1.CompletionStreamResponse
-    [.skip, .string, .message(21)],  // weft.v1.TransactionFilter
-    [.skip, .string, .string, .message(21), .message(25), .string, .string, .string],  // weft.v1.CreatedEvent
-    [.skip, .string, .string, .message(21), .string],  // weft.v1.ArchivedEvent
-    [.skip, .string, .string, .message(21), .string, .message(22), .string, .skip, .string, .string, .message(22)],  // weft.v1.ExercisedEvent
-    [.skip, .message(106), .message(107)],  // weft.v1.Event
-    [.skip, .string, .string, .string, .message(0), .message(109), .skip, .string],  // weft.v1.Transaction
+    [.skip, .skip, .skip, .message(22)],  // weft.v1.SubmitAndWaitResponse
+    [],  // weft.v1.Completion
+    [],  // weft.v1.CompletionStreamRequest
+    [],  // weft.v1.CompletionStreamResponse
+    [],  // weft.v1.TransactionFilter
+    [.skip, .skip, .skip, .skip, .message(25)],  // weft.v1.CreatedEvent
+    [],  // weft.v1.ArchivedEvent
+    [.skip, .skip, .skip, .skip, .skip, .message(22), .skip, .skip, .skip, .skip, .message(22)],  // weft.v1.ExercisedEvent
+    [.skip, .message(106)],  // weft.v1.Event
+    [.skip, .skip, .skip, .skip, .skip, .message(109)],  // weft.v1.Transaction
     [.skip, .message(106), .message(108)],  // weft.v1.TreeEvent
-    [.skip, .string, .string, .string, .message(0), .skip, .message(111), .string, .string],  // weft.v1.TransactionTreeView
-    [.skip, .skip, .skip, .message(105)],  // weft.v1.GetTransactionsRequest
+    [.skip, .skip, .skip, .skip, .skip, .skip, .message(111)],  // weft.v1.TransactionTreeView
+    [],  // weft.v1.GetTransactionsRequest
     [.skip, .message(110)],  // weft.v1.GetTransactionsResponse
-    [.skip, .skip, .skip, .message(105)],  // weft.v1.GetTransactionTreesRequest
+    [],  // weft.v1.GetTransactionTreesRequest
     [.skip, .message(112)],  // weft.v1.GetTransactionTreesResponse
     [],  // weft.v1.GetLedgerEndRequest
     [],  // weft.v1.GetLedgerEndResponse
-    [.skip, .message(105)],  // weft.v1.GetActiveContractsRequest
+    [],  // weft.v1.GetActiveContractsRequest
     [.skip, .message(106)],  // weft.v1.GetActiveContractsResponse
-    [.skip, .string, .string],  // weft.v1.PartyDetails
-    [.skip, .string, .string],  // weft.v1.AllocatePartyRequest
-    [.skip, .message(121)],  // weft.v1.AllocatePartyResponse
+    [],  // weft.v1.PartyDetails
+    [],  // weft.v1.AllocatePartyRequest
+    [],  // weft.v1.AllocatePartyResponse
     [],  // weft.v1.ListKnownPartiesRequest
-    [.skip, .message(121)],  // weft.v1.ListKnownPartiesResponse
-    [.skip, .string, .string],  // weft.v1.UploadPackageRequest
-    [.skip, .string],  // weft.v1.UploadPackageResponse
-    [.skip, .string, .string, .skip, .message(0)],  // weft.v1.PackageDetails
+    [],  // weft.v1.ListKnownPartiesResponse
+    [],  // weft.v1.UploadPackageRequest
+    [],  // weft.v1.UploadPackageResponse
+    [],  // weft.v1.PackageDetails
     [],  // weft.v1.ListPackagesRequest
-    [.skip, .message(128)],  // weft.v1.ListPackagesResponse
-    [.skip, .string],  // weft.v1.GetPackageRequest
-    [.skip, .message(128), .string],  // weft.v1.GetPackageResponse
-    [.skip, .skip, .string, .string, .string, .string, .string, .message(0), .message(1)],  // weft.v1.SubmitterMetadata
-    [.skip, .skip, .string, .string],  // weft.v1.CommonMetadata
-    [.skip, .skip, .message(0), .message(0), .string],  // weft.v1.ParticipantMetadata
-    [.skip, .string],  // weft.v1.Informee
-    [.skip, .skip, .message(136)],  // weft.v1.ViewCommonData
+    [],  // weft.v1.ListPackagesResponse
+    [],  // weft.v1.GetPackageRequest
+    [],  // weft.v1.GetPackageResponse
+    [],  // weft.v1.SubmitterMetadata
+    [],  // weft.v1.CommonMetadata
+    [],  // weft.v1.ParticipantMetadata
+    [],  // weft.v1.Informee
+    [],  // weft.v1.ViewCommonData
     [.skip, .message(27)],  // weft.v1.InputContract
     [.skip, .message(27)],  // weft.v1.CreatedContract
-    [.skip, .string],  // weft.v1.CreateActionDescription
-    [.skip, .string, .message(21), .string, .message(22), .string],  // weft.v1.ExerciseActionDescription
-    [.skip, .string, .string],  // weft.v1.FetchActionDescription
-    [.skip, .message(140), .message(141), .message(142)],  // weft.v1.ActionDescription
-    [.skip, .skip, .message(138), .message(139), .string, .message(143)],  // weft.v1.ViewParticipantData
-    [.skip, .skip, .message(137)],  // weft.v1.BlindableViewCommonData
+    [],  // weft.v1.CreateActionDescription
+    [.skip, .skip, .skip, .skip, .message(22)],  // weft.v1.ExerciseActionDescription
+    [],  // weft.v1.FetchActionDescription
+    [.skip, .skip, .message(141)],  // weft.v1.ActionDescription
+    [.skip, .skip, .message(138), .message(139), .skip, .message(143)],  // weft.v1.ViewParticipantData
+    [],  // weft.v1.BlindableViewCommonData
     [.skip, .skip, .message(144)],  // weft.v1.BlindableViewParticipantData
-    [.skip, .message(145), .message(146), .message(148)],  // weft.v1.TransactionView
+    [.skip, .skip, .message(146), .message(148)],  // weft.v1.TransactionView
     [.skip, .skip, .message(147)],  // weft.v1.BlindableTransactionView
-    [.skip, .skip, .message(133)],  // weft.v1.BlindableSubmitterMetadata
-    [.skip, .skip, .message(134)],  // weft.v1.BlindableCommonMetadata
-    [.skip, .skip, .message(135)],  // weft.v1.BlindableParticipantMetadata
-    [.skip, .message(149), .message(150), .message(151), .message(148)],  // weft.v1.TransactionTree
-    [.skip, .message(152), .message(4)],  // weft.v1.InformeeMessage
-    [.skip, .skip, .string, .skip, .message(4)],  // weft.v1.RootHashMessage
+    [],  // weft.v1.BlindableSubmitterMetadata
+    [],  // weft.v1.BlindableCommonMetadata
+    [],  // weft.v1.BlindableParticipantMetadata
+    [.skip, .skip, .skip, .skip, .message(148)],  // weft.v1.TransactionTree
+    [.skip, .message(152)],  // weft.v1.InformeeMessage
+    [],  // weft.v1.RootHashMessage
     [.skip, .message(152)],  // weft.v1.ViewTree
-    [.skip, .skip, .skip, .message(5), .string, .skip, .message(4)],  // weft.v1.EncryptedViewMessage
+    [],  // weft.v1.EncryptedViewMessage
     [],  // weft.v1.LocalApprove
-    [.skip, .string, .string, .string],  // weft.v1.LocalReject
-    [.skip, .message(157), .message(158)],  // weft.v1.LocalVerdict
-    [.skip, .message(0), .string, .skip, .message(159), .skip, .string, .string],  // weft.v1.ConfirmationResponse
-    [.skip, .string, .string],  // weft.v1.MediatorReject
-    [.skip, .message(163)],  // weft.v1.ParticipantRejects
-    [.skip, .string, .string, .message(158)],  // weft.v1.ParticipantReject
-    [.skip, .message(157), .message(161), .message(162)],  // weft.v1.Verdict
-    [.skip, .message(0), .skip, .string, .message(164)],  // weft.v1.ConfirmationResult
-    [.skip, .string, .string, .string, .message(0), .message(0)],  // weft.v1.AcsCommitment
-    [.skip, .message(160), .message(165), .message(166)],  // weft.v1.SignedContent
-    [.skip, .skip, .message(4)],  // weft.v1.SignedProtocolMessage
-    [.skip, .message(153), .message(156), .message(154), .message(168), .message(18), .message(19), .message(20), .message(170), .message(173)],  // weft.v1.EnvelopeContent
-    [.skip, .string, .string, .string, .string, .string],  // weft.v1.CommitmentNarrowingRequest
-    [.skip, .string],  // weft.v1.SharedContractHash
-    [.skip, .string, .skip, .message(171)],  // weft.v1.StakeholderGroupHash
-    [.skip, .string, .string, .string, .string, .message(0), .message(172)],  // weft.v1.CommitmentNarrowingResponse
+    [],  // weft.v1.LocalReject
+    [],  // weft.v1.LocalVerdict
+    [],  // weft.v1.ConfirmationResponse
+    [],  // weft.v1.MediatorReject
+    [],  // weft.v1.ParticipantRejects
+    [],  // weft.v1.ParticipantReject
+    [],  // weft.v1.Verdict
+    [],  // weft.v1.ConfirmationResult
+    [],  // weft.v1.AcsCommitment
+    [],  // weft.v1.SignedContent
+    [],  // weft.v1.SignedProtocolMessage
+    [.skip, .message(153)],  // weft.v1.EnvelopeContent
+    [],  // weft.v1.CommitmentNarrowingRequest
+    [],  // weft.v1.SharedContractHash
+    [],  // weft.v1.StakeholderGroupHash
+    [],  // weft.v1.CommitmentNarrowingResponse
     [],  // weft.v1.GetDescriptorSetRequest
-    [.skip, .skip, .string],  // weft.v1.GetDescriptorSetResponse
-    [.skip, .string],  // weft.v1.GetChallengeRequest
-    [.skip, .skip, .string, .message(0)],  // weft.v1.GetChallengeResponse
-    [.skip, .string, .skip, .message(4)],  // weft.v1.AuthenticateRequest
-    [.skip, .skip, .message(0)],  // weft.v1.AuthenticateResponse
-    [.skip, .skip, .string],  // weft.v1.Envelope
-    [.skip, .message(180)],  // weft.v1.Batch
-    [.skip, .string, .string, .message(181), .message(0), .string, .message(0)],  // weft.v1.SubmissionRequest
-    [.skip, .skip, .message(4)],  // weft.v1.SendRequest
+    [],  // weft.v1.GetDescriptorSetResponse
+    [],  // weft.v1.GetChallengeRequest
+    [],  // weft.v1.GetChallengeResponse
+    [],  // weft.v1.AuthenticateRequest
+    [],  // weft.v1.AuthenticateResponse
+    [],  // weft.v1.Envelope
+    [],  // weft.v1.Batch
+    [],  // weft.v1.SubmissionRequest
+    [],  // weft.v1.SendRequest
     [],  // weft.v1.SendResponse
-    [.skip, .string],  // weft.v1.SubscribeRequest
-    [.skip, .message(190)],  // weft.v1.SubscribeResponse
-    [.skip, .string, .string, .message(181), .string],  // weft.v1.Deliver
-    [.skip, .string, .message(77)],  // weft.v1.DeliverError
-    [.skip, .skip, .message(0), .string, .string, .message(187), .message(188)],  // weft.v1.SequencedEvent
-    [.skip, .skip, .message(4), .skip, .message(191)],  // weft.v1.SignedSequencedEvent
-    [.skip, .message(4)],  // weft.v1.SequencedBlockProof
-    [.skip, .string, .message(0)],  // weft.v1.AcknowledgeRequest
+    [],  // weft.v1.SubscribeRequest
+    [],  // weft.v1.SubscribeResponse
+    [],  // weft.v1.Deliver
+    [],  // weft.v1.DeliverError
+    [],  // weft.v1.SequencedEvent
+    [],  // weft.v1.SignedSequencedEvent
+    [],  // weft.v1.SequencedBlockProof
+    [],  // weft.v1.AcknowledgeRequest
     [],  // weft.v1.AcknowledgeResponse
-    [.skip, .string, .message(16)],  // weft.v1.OnboardRequest
-    [.skip, .message(0)],  // weft.v1.OnboardResponse
+    [],  // weft.v1.OnboardRequest
+    [],  // weft.v1.OnboardResponse
     [],  // weft.v1.GetDomainInfoRequest
-    [.skip, .string, .message(12), .string, .skip, .message(3)],  // weft.v1.GetDomainInfoResponse
+    [],  // weft.v1.GetDomainInfoResponse
 ]

@@ -3144,7 +3144,7 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.SetParticipantStateRequest")
+        self.participant = try CBridge.string(c.participant, "weft.v1.SetParticipantStateRequest", 1)
         self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
         self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3199,7 +3199,7 @@ extension Weft.V1.MemberInfo: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.MemberInfo")
+        self.member = try CBridge.string(c.member, "weft.v1.MemberInfo", 1)
         self.role = Weft.V1.MemberRole(rawValue: Int32(truncatingIfNeeded: c.role.rawValue))
         self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
         self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
@@ -3463,7 +3463,7 @@ extension Weft.V1.PruneResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.eventsRemoved = c.events_removed
-        self.membersCutOff = try CBridge.array(c.members_cut_off, c.n_members_cut_off) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PruneResponse") }
+        self.membersCutOff = try CBridge.array(c.members_cut_off, c.n_members_cut_off) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PruneResponse", 2) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -3489,7 +3489,7 @@ extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.InitializeSequencerRequest")
+        self.domain = try CBridge.string(c.domain, "weft.v1.InitializeSequencerRequest", 1)
         self.topology = try CBridge.array(c.topology, c.n_topology) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -3517,7 +3517,7 @@ extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.sequencer = try CBridge.string(c.sequencer, "weft.v1.InitializeSequencerResponse")
+        s.sequencer = try CBridge.string(c.sequencer, "weft.v1.InitializeSequencerResponse", 1)
         if let p = c.initialized_at { s.initializedAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -3568,7 +3568,7 @@ extension Weft.V1.MemberProgress: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.member = try CBridge.string(c.member, "weft.v1.MemberProgress")
+        s.member = try CBridge.string(c.member, "weft.v1.MemberProgress", 1)
         if let p = c.acknowledged { s.acknowledged = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.enabled = c.enabled != 0
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3599,7 +3599,7 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.sequencer = try CBridge.string(c.sequencer, "weft.v1.GetSequencerStatusResponse")
+        s.sequencer = try CBridge.string(c.sequencer, "weft.v1.GetSequencerStatusResponse", 1)
         s.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberProgress(c: e!, byteCount: byteCount) }
         if let p = c.lower_bound { s.lowerBound = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         if let p = c.upper_bound { s.upperBound = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
@@ -3654,7 +3654,7 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.GetParticipantIdResponse")
+        self.participant = try CBridge.string(c.participant, "weft.v1.GetParticipantIdResponse", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -3678,9 +3678,9 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.alias = try CBridge.string(c.alias, "weft.v1.ConnectDomainRequest")
-        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConnectDomainRequest") }
-        self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.ConnectDomainRequest")
+        self.alias = try CBridge.string(c.alias, "weft.v1.ConnectDomainRequest", 1)
+        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConnectDomainRequest", 2) }
+        self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.ConnectDomainRequest", 3)
         self.repair = c.repair != 0
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -3709,7 +3709,7 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.ConnectDomainResponse")
+        self.domain = try CBridge.string(c.domain, "weft.v1.ConnectDomainResponse", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -3733,7 +3733,7 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.alias = try CBridge.string(c.alias, "weft.v1.DisconnectDomainRequest")
+        self.alias = try CBridge.string(c.alias, "weft.v1.DisconnectDomainRequest", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -3801,9 +3801,9 @@ extension Weft.V1.DomainConnection: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.alias = try CBridge.string(c.alias, "weft.v1.DomainConnection")
-        self.domain = try CBridge.string(c.domain, "weft.v1.DomainConnection")
-        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.DomainConnection") }
+        self.alias = try CBridge.string(c.alias, "weft.v1.DomainConnection", 1)
+        self.domain = try CBridge.string(c.domain, "weft.v1.DomainConnection", 2)
+        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.DomainConnection", 3) }
         self.connected = c.connected != 0
         self.heldForRepair = c.held_for_repair != 0
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3860,9 +3860,9 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExportAcsRequest") }
-        s.alias = try CBridge.string(c.alias, "weft.v1.ExportAcsRequest")
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.ExportAcsRequest")
+        s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExportAcsRequest", 1) }
+        s.alias = try CBridge.string(c.alias, "weft.v1.ExportAcsRequest", 2)
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.ExportAcsRequest", 3)
         if let p = c.period_end { s.periodEnd = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -3930,7 +3930,7 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!, byteCount: byteCount) }
-        s.alias = try CBridge.string(c.alias, "weft.v1.ImportAcsRequest")
+        s.alias = try CBridge.string(c.alias, "weft.v1.ImportAcsRequest", 2)
         if let p = c.header { s.header = try Weft.V1.AcsSnapshot(c: p, byteCount: byteCount) }
         s.snapshotContracts = try CBridge.array(c.snapshot_contracts, c.n_snapshot_contracts) { (e) throws(WireError) in try Weft.V1.AcsSnapshotContract(c: e!, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3964,7 +3964,7 @@ extension Weft.V1.ImportedSnapshot: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.exporter = try CBridge.string(c.exporter, "weft.v1.ImportedSnapshot")
+        s.exporter = try CBridge.string(c.exporter, "weft.v1.ImportedSnapshot", 1)
         if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.contractsInSnapshot = c.contracts_in_snapshot
@@ -4027,7 +4027,7 @@ extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.ListCommitmentMismatchesRequest")
+        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.ListCommitmentMismatchesRequest", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4052,7 +4052,7 @@ extension Weft.V1.CommitmentMismatch: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.CommitmentMismatch")
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.CommitmentMismatch", 1)
         if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.ownCommitment = CBridge.bytes(c.own_commitment)
@@ -4136,7 +4136,7 @@ extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
         let s = _Storage()
         if let p = c.safe_point { s.safePoint = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         if let p = c.first_unmatched { s.firstUnmatched = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.firstUnmatchedCounterParticipant = try CBridge.string(c.first_unmatched_counter_participant, "weft.v1.GetCommitmentSafePointResponse")
+        s.firstUnmatchedCounterParticipant = try CBridge.string(c.first_unmatched_counter_participant, "weft.v1.GetCommitmentSafePointResponse", 3)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -4164,8 +4164,8 @@ extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.InspectCommitmentRequest")
-        self.stakeholderGroups = try CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.InspectCommitmentRequest") }
+        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.InspectCommitmentRequest", 1)
+        self.stakeholderGroups = try CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.InspectCommitmentRequest", 2) }
         self.timeoutMillis = c.timeout_millis
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -4193,8 +4193,8 @@ extension Weft.V1.ContractDifference: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractDifference")
-        self.stakeholderGroup = try CBridge.string(c.stakeholder_group, "weft.v1.ContractDifference")
+        self.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractDifference", 1)
+        self.stakeholderGroup = try CBridge.string(c.stakeholder_group, "weft.v1.ContractDifference", 2)
         self.kind = Weft.V1.ContractDifferenceKind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -4223,7 +4223,7 @@ extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.differingGroups = try CBridge.array(c.differing_groups, c.n_differing_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.InspectCommitmentResponse") }
+        s.differingGroups = try CBridge.array(c.differing_groups, c.n_differing_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.InspectCommitmentResponse", 2) }
         s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractDifference(c: e!, byteCount: byteCount) }
         s.contractsOmitted = c.contracts_omitted != 0
         s.groupsCompared = c.groups_compared
@@ -4338,7 +4338,7 @@ extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.UnconfirmedCommitment")
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.UnconfirmedCommitment", 1)
         if let p = c.oldest_period_end { s.oldestPeriodEnd = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -4407,9 +4407,9 @@ extension Weft.V1.AcsSnapshot: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.AcsSnapshot")
-        s.exporter = try CBridge.string(c.exporter, "weft.v1.AcsSnapshot")
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsSnapshot")
+        s.domain = try CBridge.string(c.domain, "weft.v1.AcsSnapshot", 1)
+        s.exporter = try CBridge.string(c.exporter, "weft.v1.AcsSnapshot", 2)
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsSnapshot", 3)
         if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.exporterNextCounter = c.exporter_next_counter
@@ -4451,8 +4451,8 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.AcsSnapshotContract")
-        self.stakeholders = try CBridge.array(c.stakeholders, c.n_stakeholders) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.AcsSnapshotContract") }
+        self.contractID = try CBridge.string(c.contract_id, "weft.v1.AcsSnapshotContract", 1)
+        self.stakeholders = try CBridge.array(c.stakeholders, c.n_stakeholders) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.AcsSnapshotContract", 2) }
         self.contract = CBridge.bytes(c.contract)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -4480,10 +4480,10 @@ extension Weft.V1.MigrateDomainRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.fromAlias = try CBridge.string(c.from_alias, "weft.v1.MigrateDomainRequest")
-        self.toAlias = try CBridge.string(c.to_alias, "weft.v1.MigrateDomainRequest")
-        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainRequest") }
-        self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.MigrateDomainRequest")
+        self.fromAlias = try CBridge.string(c.from_alias, "weft.v1.MigrateDomainRequest", 1)
+        self.toAlias = try CBridge.string(c.to_alias, "weft.v1.MigrateDomainRequest", 2)
+        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainRequest", 3) }
+        self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.MigrateDomainRequest", 4)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4511,14 +4511,14 @@ extension Weft.V1.MigrateDomainResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.fromDomain = try CBridge.string(c.from_domain, "weft.v1.MigrateDomainResponse")
-        self.toDomain = try CBridge.string(c.to_domain, "weft.v1.MigrateDomainResponse")
+        self.fromDomain = try CBridge.string(c.from_domain, "weft.v1.MigrateDomainResponse", 1)
+        self.toDomain = try CBridge.string(c.to_domain, "weft.v1.MigrateDomainResponse", 2)
         self.activeContracts = c.active_contracts
         self.ledgerEnd = c.ledger_end
         self.requestsAbandoned = c.requests_abandoned
         self.commandsRejected = c.commands_rejected
-        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainResponse") }
-        self.partiesNotHosted = try CBridge.array(c.parties_not_hosted, c.n_parties_not_hosted) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainResponse") }
+        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainResponse", 7) }
+        self.partiesNotHosted = try CBridge.array(c.parties_not_hosted, c.n_parties_not_hosted) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainResponse", 8) }
         self.resumed = c.resumed != 0
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }

@@ -190,9 +190,9 @@ extension Weft.V1.MetadataEntry: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.key = try CBridge.string(c.key, "weft.v1.MetadataEntry")
+        self.key = try CBridge.string(c.key, "weft.v1.MetadataEntry", 1)
         switch c.value_case.rawValue {
-        case 2: self.value = .textValue(try CBridge.string(c.text_value, "weft.v1.MetadataEntry"))
+        case 2: self.value = .textValue(try CBridge.string(c.text_value, "weft.v1.MetadataEntry", 2))
         case 3: self.value = .binaryValue(CBridge.bytes(c.binary_value))
         default: self.value = nil
         }

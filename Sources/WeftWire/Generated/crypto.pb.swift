@@ -464,7 +464,7 @@ extension Weft.V1.Signature: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.scheme = Weft.V1.SignatureScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
-        self.signedBy = try CBridge.string(c.signed_by, "weft.v1.Signature")
+        self.signedBy = try CBridge.string(c.signed_by, "weft.v1.Signature", 2)
         self.signature = CBridge.bytes(c.signature)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -492,7 +492,7 @@ extension Weft.V1.WrappedKey: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.scheme = Weft.V1.KeyWrapScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
-        self.recipientKey = try CBridge.string(c.recipient_key, "weft.v1.WrappedKey")
+        self.recipientKey = try CBridge.string(c.recipient_key, "weft.v1.WrappedKey", 2)
         self.ephemeralPublicKey = CBridge.bytes(c.ephemeral_public_key)
         self.ciphertext = CBridge.bytes(c.ciphertext)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)

@@ -663,7 +663,7 @@ extension Weft.V1.FrameOpen: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.method = try CBridge.string(c.method, "weft.v1.FrameOpen")
+        s.method = try CBridge.string(c.method, "weft.v1.FrameOpen", 1)
         s.metadata = try CBridge.array(c.metadata, c.n_metadata) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!, byteCount: byteCount) }
         if let p = c.timeout { s.timeout = try Weft.V1.Duration(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -770,7 +770,7 @@ extension Weft.V1.FrameCancel: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.reason = try CBridge.string(c.reason, "weft.v1.FrameCancel")
+        self.reason = try CBridge.string(c.reason, "weft.v1.FrameCancel", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 

@@ -207,7 +207,7 @@ extension Weft.V1.CheckRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.service = try CBridge.string(c.service, "weft.v1.CheckRequest")
+        self.service = try CBridge.string(c.service, "weft.v1.CheckRequest", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -232,7 +232,7 @@ extension Weft.V1.CheckResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.status = Weft.V1.ServingStatus(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
-        self.detail = try CBridge.string(c.detail, "weft.v1.CheckResponse")
+        self.detail = try CBridge.string(c.detail, "weft.v1.CheckResponse", 2)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -257,7 +257,7 @@ extension Weft.V1.WatchRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.service = try CBridge.string(c.service, "weft.v1.WatchRequest")
+        self.service = try CBridge.string(c.service, "weft.v1.WatchRequest", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -282,7 +282,7 @@ extension Weft.V1.WatchResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.status = Weft.V1.ServingStatus(rawValue: Int32(truncatingIfNeeded: c.status.rawValue))
-        self.detail = try CBridge.string(c.detail, "weft.v1.WatchResponse")
+        self.detail = try CBridge.string(c.detail, "weft.v1.WatchResponse", 2)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 

@@ -3071,8 +3071,8 @@ extension Weft.V1.ExerciseCommand: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExerciseCommand")
-        s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseCommand")
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExerciseCommand", 2)
+        s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseCommand", 3)
         if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -3142,13 +3142,13 @@ extension Weft.V1.Commands: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.Commands")
-        s.applicationID = try CBridge.string(c.application_id, "weft.v1.Commands")
-        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands") }
-        s.readAs = try CBridge.array(c.read_as, c.n_read_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands") }
-        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Commands")
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.Commands", 1)
+        s.applicationID = try CBridge.string(c.application_id, "weft.v1.Commands", 2)
+        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands", 3) }
+        s.readAs = try CBridge.array(c.read_as, c.n_read_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands", 4) }
+        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Commands", 5)
         if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p, byteCount: byteCount) }
-        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Commands")
+        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Commands", 7)
         s.commands = try CBridge.array(c.commands, c.n_commands) { (e) throws(WireError) in try Weft.V1.Command(c: e!, byteCount: byteCount) }
         s.disclosedContracts = try CBridge.array(c.disclosed_contracts, c.n_disclosed_contracts) { (e) throws(WireError) in try Weft.V1.DisclosedContract(c: e!, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3190,7 +3190,7 @@ extension Weft.V1.DisclosedContract: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.DisclosedContract")
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.DisclosedContract", 2)
         s.createdEventBlob = CBridge.bytes(c.created_event_blob)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -3246,7 +3246,7 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitResponse")
+        self.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitResponse", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -3297,7 +3297,7 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.transactionID = try CBridge.string(c.transaction_id, "weft.v1.SubmitAndWaitResponse")
+        self.transactionID = try CBridge.string(c.transaction_id, "weft.v1.SubmitAndWaitResponse", 1)
         self.offset = c.offset
         self.results = try CBridge.array(c.results, c.n_results) { (e) throws(WireError) in try Weft.V1.Value(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3327,12 +3327,12 @@ extension Weft.V1.Completion: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.Completion")
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.Completion", 1)
         if let p = c.status { s.status = try Weft.V1.Status(c: p, byteCount: byteCount) }
-        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Completion")
-        s.applicationID = try CBridge.string(c.application_id, "weft.v1.Completion")
-        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Completion") }
-        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Completion")
+        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Completion", 3)
+        s.applicationID = try CBridge.string(c.application_id, "weft.v1.Completion", 4)
+        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Completion", 5) }
+        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Completion", 6)
         s.offset = c.offset
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -3366,8 +3366,8 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.applicationID = try CBridge.string(c.application_id, "weft.v1.CompletionStreamRequest")
-        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CompletionStreamRequest") }
+        self.applicationID = try CBridge.string(c.application_id, "weft.v1.CompletionStreamRequest", 1)
+        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CompletionStreamRequest", 2) }
         self.beginExclusive = c.begin_exclusive
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -3422,7 +3422,7 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionFilter") }
+        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionFilter", 1) }
         self.templateIDs = try CBridge.array(c.template_ids, c.n_template_ids) { (e) throws(WireError) in try Weft.V1.TemplateId(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -3451,13 +3451,13 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.eventID = try CBridge.string(c.event_id, "weft.v1.CreatedEvent")
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.CreatedEvent")
+        s.eventID = try CBridge.string(c.event_id, "weft.v1.CreatedEvent", 1)
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.CreatedEvent", 2)
         if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
         if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p, byteCount: byteCount) }
-        s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
-        s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
-        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent") }
+        s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent", 5) }
+        s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent", 6) }
+        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent", 7) }
         s.createdEventBlob = CBridge.bytes(c.created_event_blob)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -3495,10 +3495,10 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.eventID = try CBridge.string(c.event_id, "weft.v1.ArchivedEvent")
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ArchivedEvent")
+        s.eventID = try CBridge.string(c.event_id, "weft.v1.ArchivedEvent", 1)
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ArchivedEvent", 2)
         if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ArchivedEvent") }
+        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ArchivedEvent", 4) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -3529,15 +3529,15 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.eventID = try CBridge.string(c.event_id, "weft.v1.ExercisedEvent")
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExercisedEvent")
+        s.eventID = try CBridge.string(c.event_id, "weft.v1.ExercisedEvent", 1)
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExercisedEvent", 2)
         if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.choice = try CBridge.string(c.choice, "weft.v1.ExercisedEvent")
+        s.choice = try CBridge.string(c.choice, "weft.v1.ExercisedEvent", 4)
         if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p, byteCount: byteCount) }
-        s.actingParties = try CBridge.array(c.acting_parties, c.n_acting_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
+        s.actingParties = try CBridge.array(c.acting_parties, c.n_acting_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent", 6) }
         s.consuming = c.consuming != 0
-        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
-        s.childEventIDs = try CBridge.array(c.child_event_ids, c.n_child_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent") }
+        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent", 8) }
+        s.childEventIDs = try CBridge.array(c.child_event_ids, c.n_child_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent", 9) }
         if let p = c.exercise_result { s.exerciseResult = try Weft.V1.Value(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -3616,13 +3616,13 @@ extension Weft.V1.Transaction: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Transaction")
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.Transaction")
-        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Transaction")
+        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Transaction", 1)
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.Transaction", 2)
+        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Transaction", 3)
         if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.Event(c: e!, byteCount: byteCount) }
         s.offset = c.offset
-        s.domain = try CBridge.string(c.domain, "weft.v1.Transaction")
+        s.domain = try CBridge.string(c.domain, "weft.v1.Transaction", 7)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -3695,14 +3695,14 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.TransactionTreeView")
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.TransactionTreeView")
-        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.TransactionTreeView")
+        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.TransactionTreeView", 1)
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.TransactionTreeView", 2)
+        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.TransactionTreeView", 3)
         if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.offset = c.offset
         s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.TreeEvent(c: e!, byteCount: byteCount) }
-        s.rootEventIDs = try CBridge.array(c.root_event_ids, c.n_root_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionTreeView") }
-        s.domain = try CBridge.string(c.domain, "weft.v1.TransactionTreeView")
+        s.rootEventIDs = try CBridge.array(c.root_event_ids, c.n_root_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionTreeView", 7) }
+        s.domain = try CBridge.string(c.domain, "weft.v1.TransactionTreeView", 8)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -3953,8 +3953,8 @@ extension Weft.V1.PartyDetails: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.party = try CBridge.string(c.party, "weft.v1.PartyDetails")
-        self.displayName = try CBridge.string(c.display_name, "weft.v1.PartyDetails")
+        self.party = try CBridge.string(c.party, "weft.v1.PartyDetails", 1)
+        self.displayName = try CBridge.string(c.display_name, "weft.v1.PartyDetails", 2)
         self.isLocal = c.is_local != 0
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -3981,8 +3981,8 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.partyIDHint = try CBridge.string(c.party_id_hint, "weft.v1.AllocatePartyRequest")
-        self.displayName = try CBridge.string(c.display_name, "weft.v1.AllocatePartyRequest")
+        self.partyIDHint = try CBridge.string(c.party_id_hint, "weft.v1.AllocatePartyRequest", 1)
+        self.displayName = try CBridge.string(c.display_name, "weft.v1.AllocatePartyRequest", 2)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4081,8 +4081,8 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.source = try CBridge.string(c.source, "weft.v1.UploadPackageRequest")
-        self.fileName = try CBridge.string(c.file_name, "weft.v1.UploadPackageRequest")
+        self.source = try CBridge.string(c.source, "weft.v1.UploadPackageRequest", 1)
+        self.fileName = try CBridge.string(c.file_name, "weft.v1.UploadPackageRequest", 2)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4107,7 +4107,7 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.packageID = try CBridge.string(c.package_id, "weft.v1.UploadPackageResponse")
+        self.packageID = try CBridge.string(c.package_id, "weft.v1.UploadPackageResponse", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4132,8 +4132,8 @@ extension Weft.V1.PackageDetails: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.packageID = try CBridge.string(c.package_id, "weft.v1.PackageDetails")
-        s.templateNames = try CBridge.array(c.template_names, c.n_template_names) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PackageDetails") }
+        s.packageID = try CBridge.string(c.package_id, "weft.v1.PackageDetails", 1)
+        s.templateNames = try CBridge.array(c.template_names, c.n_template_names) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PackageDetails", 2) }
         s.sizeBytes = c.size_bytes
         if let p = c.uploaded_at { s.uploadedAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -4212,7 +4212,7 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.packageID = try CBridge.string(c.package_id, "weft.v1.GetPackageRequest")
+        self.packageID = try CBridge.string(c.package_id, "weft.v1.GetPackageRequest", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4238,7 +4238,7 @@ extension Weft.V1.GetPackageResponse: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         if let p = c.details { s.details = try Weft.V1.PackageDetails(c: p, byteCount: byteCount) }
-        s.source = try CBridge.string(c.source, "weft.v1.GetPackageResponse")
+        s.source = try CBridge.string(c.source, "weft.v1.GetPackageResponse", 2)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }

@@ -3490,11 +3490,11 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         s.salt = CBridge.bytes(c.salt)
-        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SubmitterMetadata") }
-        s.submittingParticipant = try CBridge.string(c.submitting_participant, "weft.v1.SubmitterMetadata")
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.SubmitterMetadata")
-        s.applicationID = try CBridge.string(c.application_id, "weft.v1.SubmitterMetadata")
-        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitterMetadata")
+        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SubmitterMetadata", 2) }
+        s.submittingParticipant = try CBridge.string(c.submitting_participant, "weft.v1.SubmitterMetadata", 3)
+        s.commandID = try CBridge.string(c.command_id, "weft.v1.SubmitterMetadata", 4)
+        s.applicationID = try CBridge.string(c.application_id, "weft.v1.SubmitterMetadata", 5)
+        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitterMetadata", 6)
         if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3531,8 +3531,8 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.salt = CBridge.bytes(c.salt)
-        self.domain = try CBridge.string(c.domain, "weft.v1.CommonMetadata")
-        self.mediator = try CBridge.string(c.mediator, "weft.v1.CommonMetadata")
+        self.domain = try CBridge.string(c.domain, "weft.v1.CommonMetadata", 2)
+        self.mediator = try CBridge.string(c.mediator, "weft.v1.CommonMetadata", 3)
         self.uuid = CBridge.bytes(c.uuid)
         self.confirmationPolicy = Weft.V1.ConfirmationPolicy(rawValue: Int32(truncatingIfNeeded: c.confirmation_policy.rawValue))
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3566,7 +3566,7 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
         s.salt = CBridge.bytes(c.salt)
         if let p = c.ledger_time { s.ledgerTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         if let p = c.submission_time { s.submissionTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.ParticipantMetadata")
+        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.ParticipantMetadata", 4)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -3595,7 +3595,7 @@ extension Weft.V1.Informee: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.party = try CBridge.string(c.party, "weft.v1.Informee")
+        self.party = try CBridge.string(c.party, "weft.v1.Informee", 1)
         self.weight = c.weight
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -3708,7 +3708,7 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.CreateActionDescription")
+        self.contractID = try CBridge.string(c.contract_id, "weft.v1.CreateActionDescription", 1)
         self.nodeSeed = CBridge.bytes(c.node_seed)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -3735,11 +3735,11 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.ExerciseActionDescription")
+        s.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.ExerciseActionDescription", 1)
         if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseActionDescription")
+        s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseActionDescription", 3)
         if let p = c.chosen_value { s.chosenValue = try Weft.V1.Value(c: p, byteCount: byteCount) }
-        s.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExerciseActionDescription") }
+        s.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExerciseActionDescription", 5) }
         s.nodeSeed = CBridge.bytes(c.node_seed)
         s.consuming = c.consuming != 0
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -3774,8 +3774,8 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.FetchActionDescription")
-        self.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.FetchActionDescription") }
+        self.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.FetchActionDescription", 1)
+        self.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.FetchActionDescription", 2) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -3848,7 +3848,7 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
         s.salt = CBridge.bytes(c.salt)
         s.coreInputs = try CBridge.array(c.core_inputs, c.n_core_inputs) { (e) throws(WireError) in try Weft.V1.InputContract(c: e!, byteCount: byteCount) }
         s.createdCore = try CBridge.array(c.created_core, c.n_created_core) { (e) throws(WireError) in try Weft.V1.CreatedContract(c: e!, byteCount: byteCount) }
-        s.createdInSubviewArchivedInCore = try CBridge.array(c.created_in_subview_archived_in_core, c.n_created_in_subview_archived_in_core) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ViewParticipantData") }
+        s.createdInSubviewArchivedInCore = try CBridge.array(c.created_in_subview_archived_in_core, c.n_created_in_subview_archived_in_core) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ViewParticipantData", 4) }
         if let p = c.action_description { s.actionDescription = try Weft.V1.ActionDescription(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -4213,7 +4213,7 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         s.rootHash = CBridge.bytes(c.root_hash)
-        s.domain = try CBridge.string(c.domain, "weft.v1.RootHashMessage")
+        s.domain = try CBridge.string(c.domain, "weft.v1.RootHashMessage", 2)
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
         if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -4278,7 +4278,7 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
         s.viewHash = CBridge.bytes(c.view_hash)
         s.ciphertext = CBridge.bytes(c.ciphertext)
         s.wrappedSeeds = try CBridge.array(c.wrapped_seeds, c.n_wrapped_seeds) { (e) throws(WireError) in try Weft.V1.WrappedKey(c: e!, byteCount: byteCount) }
-        s.domain = try CBridge.string(c.domain, "weft.v1.EncryptedViewMessage")
+        s.domain = try CBridge.string(c.domain, "weft.v1.EncryptedViewMessage", 4)
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
         if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -4334,9 +4334,9 @@ extension Weft.V1.LocalReject: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.reasonID = try CBridge.string(c.reason_id, "weft.v1.LocalReject")
-        self.message = try CBridge.string(c.message, "weft.v1.LocalReject")
-        self.resources = try CBridge.array(c.resources, c.n_resources) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.LocalReject") }
+        self.reasonID = try CBridge.string(c.reason_id, "weft.v1.LocalReject", 1)
+        self.message = try CBridge.string(c.message, "weft.v1.LocalReject", 2)
+        self.resources = try CBridge.array(c.resources, c.n_resources) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.LocalReject", 3) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4404,12 +4404,12 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.sender = try CBridge.string(c.sender, "weft.v1.ConfirmationResponse")
+        s.sender = try CBridge.string(c.sender, "weft.v1.ConfirmationResponse", 2)
         s.viewHash = CBridge.bytes(c.view_hash)
         if let p = c.local_verdict { s.localVerdict = try Weft.V1.LocalVerdict(c: p, byteCount: byteCount) }
         s.rootHash = CBridge.bytes(c.root_hash)
-        s.confirmingParties = try CBridge.array(c.confirming_parties, c.n_confirming_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConfirmationResponse") }
-        s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResponse")
+        s.confirmingParties = try CBridge.array(c.confirming_parties, c.n_confirming_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConfirmationResponse", 6) }
+        s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResponse", 7)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -4442,8 +4442,8 @@ extension Weft.V1.MediatorReject: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.reasonID = try CBridge.string(c.reason_id, "weft.v1.MediatorReject")
-        self.message = try CBridge.string(c.message, "weft.v1.MediatorReject")
+        self.reasonID = try CBridge.string(c.reason_id, "weft.v1.MediatorReject", 1)
+        self.message = try CBridge.string(c.message, "weft.v1.MediatorReject", 2)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4494,8 +4494,8 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.participant = try CBridge.string(c.participant, "weft.v1.ParticipantReject")
-        s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ParticipantReject") }
+        s.participant = try CBridge.string(c.participant, "weft.v1.ParticipantReject", 1)
+        s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ParticipantReject", 2) }
         if let p = c.reject { s.reject = try Weft.V1.LocalReject(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -4571,7 +4571,7 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
         let s = _Storage()
         if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.rootHash = CBridge.bytes(c.root_hash)
-        s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResult")
+        s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResult", 3)
         if let p = c.verdict { s.verdict = try Weft.V1.Verdict(c: p, byteCount: byteCount) }
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -4604,9 +4604,9 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.AcsCommitment")
-        s.sender = try CBridge.string(c.sender, "weft.v1.AcsCommitment")
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsCommitment")
+        s.domain = try CBridge.string(c.domain, "weft.v1.AcsCommitment", 1)
+        s.sender = try CBridge.string(c.sender, "weft.v1.AcsCommitment", 2)
+        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsCommitment", 3)
         if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.commitment = CBridge.bytes(c.commitment)
@@ -4779,11 +4779,11 @@ extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.CommitmentNarrowingRequest")
-        self.requester = try CBridge.string(c.requester, "weft.v1.CommitmentNarrowingRequest")
-        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.CommitmentNarrowingRequest")
-        self.requestID = try CBridge.string(c.request_id, "weft.v1.CommitmentNarrowingRequest")
-        self.stakeholderGroups = try CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CommitmentNarrowingRequest") }
+        self.domain = try CBridge.string(c.domain, "weft.v1.CommitmentNarrowingRequest", 1)
+        self.requester = try CBridge.string(c.requester, "weft.v1.CommitmentNarrowingRequest", 2)
+        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.CommitmentNarrowingRequest", 3)
+        self.requestID = try CBridge.string(c.request_id, "weft.v1.CommitmentNarrowingRequest", 4)
+        self.stakeholderGroups = try CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CommitmentNarrowingRequest", 5) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -4812,7 +4812,7 @@ extension Weft.V1.SharedContractHash: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.SharedContractHash")
+        self.contractID = try CBridge.string(c.contract_id, "weft.v1.SharedContractHash", 1)
         self.hash = CBridge.bytes(c.hash)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -4838,7 +4838,7 @@ extension Weft.V1.StakeholderGroupHash: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.stakeholderGroup = try CBridge.string(c.stakeholder_group, "weft.v1.StakeholderGroupHash")
+        self.stakeholderGroup = try CBridge.string(c.stakeholder_group, "weft.v1.StakeholderGroupHash", 1)
         self.hash = CBridge.bytes(c.hash)
         self.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.SharedContractHash(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -4868,10 +4868,10 @@ extension Weft.V1.CommitmentNarrowingResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.CommitmentNarrowingResponse")
-        s.sender = try CBridge.string(c.sender, "weft.v1.CommitmentNarrowingResponse")
-        s.requester = try CBridge.string(c.requester, "weft.v1.CommitmentNarrowingResponse")
-        s.requestID = try CBridge.string(c.request_id, "weft.v1.CommitmentNarrowingResponse")
+        s.domain = try CBridge.string(c.domain, "weft.v1.CommitmentNarrowingResponse", 1)
+        s.sender = try CBridge.string(c.sender, "weft.v1.CommitmentNarrowingResponse", 2)
+        s.requester = try CBridge.string(c.requester, "weft.v1.CommitmentNarrowingResponse", 3)
+        s.requestID = try CBridge.string(c.request_id, "weft.v1.CommitmentNarrowingResponse", 4)
         if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.groups = try CBridge.array(c.groups, c.n_groups) { (e) throws(WireError) in try Weft.V1.StakeholderGroupHash(c: e!, byteCount: byteCount) }
         s.contractsOmitted = c.contracts_omitted != 0

@@ -108,7 +108,7 @@ extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.fileDescriptorSet = CBridge.bytes(c.file_descriptor_set)
-        self.services = try CBridge.array(c.services, c.n_services) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDescriptorSetResponse") }
+        self.services = try CBridge.array(c.services, c.n_services) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDescriptorSetResponse", 2) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 

@@ -1675,7 +1675,7 @@ extension Weft.V1.GetChallengeRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.GetChallengeRequest")
+        self.member = try CBridge.string(c.member, "weft.v1.GetChallengeRequest", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -1701,7 +1701,7 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
         let c = pointer.pointee
         let s = _Storage()
         s.nonce = CBridge.bytes(c.nonce)
-        s.keyFingerprints = try CBridge.array(c.key_fingerprints, c.n_key_fingerprints) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetChallengeResponse") }
+        s.keyFingerprints = try CBridge.array(c.key_fingerprints, c.n_key_fingerprints) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetChallengeResponse", 2) }
         if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -1732,7 +1732,7 @@ extension Weft.V1.AuthenticateRequest: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.member = try CBridge.string(c.member, "weft.v1.AuthenticateRequest")
+        s.member = try CBridge.string(c.member, "weft.v1.AuthenticateRequest", 1)
         s.nonce = CBridge.bytes(c.nonce)
         if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -1792,7 +1792,7 @@ extension Weft.V1.Envelope: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.content = CBridge.bytes(c.content)
-        self.recipients = try CBridge.array(c.recipients, c.n_recipients) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Envelope") }
+        self.recipients = try CBridge.array(c.recipients, c.n_recipients) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Envelope", 2) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -1844,11 +1844,11 @@ extension Weft.V1.SubmissionRequest: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.sender = try CBridge.string(c.sender, "weft.v1.SubmissionRequest")
-        s.messageID = try CBridge.string(c.message_id, "weft.v1.SubmissionRequest")
+        s.sender = try CBridge.string(c.sender, "weft.v1.SubmissionRequest", 1)
+        s.messageID = try CBridge.string(c.message_id, "weft.v1.SubmissionRequest", 2)
         if let p = c.batch { s.batch = try Weft.V1.Batch(c: p, byteCount: byteCount) }
         if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.traceparent = try CBridge.string(c.traceparent, "weft.v1.SubmissionRequest")
+        s.traceparent = try CBridge.string(c.traceparent, "weft.v1.SubmissionRequest", 5)
         if let p = c.topology_timestamp { s.topologyTimestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -1931,7 +1931,7 @@ extension Weft.V1.SubscribeRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.SubscribeRequest")
+        self.member = try CBridge.string(c.member, "weft.v1.SubscribeRequest", 1)
         self.fromCounter = c.from_counter
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -1985,10 +1985,10 @@ extension Weft.V1.Deliver: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.sender = try CBridge.string(c.sender, "weft.v1.Deliver")
-        s.messageID = try CBridge.string(c.message_id, "weft.v1.Deliver")
+        s.sender = try CBridge.string(c.sender, "weft.v1.Deliver", 1)
+        s.messageID = try CBridge.string(c.message_id, "weft.v1.Deliver", 2)
         if let p = c.batch { s.batch = try Weft.V1.Batch(c: p, byteCount: byteCount) }
-        s.traceparent = try CBridge.string(c.traceparent, "weft.v1.Deliver")
+        s.traceparent = try CBridge.string(c.traceparent, "weft.v1.Deliver", 4)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -2018,7 +2018,7 @@ extension Weft.V1.DeliverError: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.messageID = try CBridge.string(c.message_id, "weft.v1.DeliverError")
+        s.messageID = try CBridge.string(c.message_id, "weft.v1.DeliverError", 1)
         if let p = c.reason { s.reason = try Weft.V1.Status(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -2049,8 +2049,8 @@ extension Weft.V1.SequencedEvent: CBackedMessage {
         let s = _Storage()
         s.counter = c.counter
         if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.domain = try CBridge.string(c.domain, "weft.v1.SequencedEvent")
-        s.recipient = try CBridge.string(c.recipient, "weft.v1.SequencedEvent")
+        s.domain = try CBridge.string(c.domain, "weft.v1.SequencedEvent", 3)
+        s.recipient = try CBridge.string(c.recipient, "weft.v1.SequencedEvent", 4)
         switch c.event_case.rawValue {
         case 5: s.event = .deliver(try Weft.V1.Deliver(c: c.deliver, byteCount: byteCount))
         case 6: s.event = .deliverError(try Weft.V1.DeliverError(c: c.deliver_error, byteCount: byteCount))
@@ -2161,7 +2161,7 @@ extension Weft.V1.AcknowledgeRequest: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.member = try CBridge.string(c.member, "weft.v1.AcknowledgeRequest")
+        s.member = try CBridge.string(c.member, "weft.v1.AcknowledgeRequest", 1)
         if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -2211,7 +2211,7 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.OnboardRequest")
+        self.participant = try CBridge.string(c.participant, "weft.v1.OnboardRequest", 1)
         self.identity = try CBridge.array(c.identity, c.n_identity) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -2288,9 +2288,9 @@ extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.GetDomainInfoResponse")
+        s.domain = try CBridge.string(c.domain, "weft.v1.GetDomainInfoResponse", 1)
         if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
-        s.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDomainInfoResponse") }
+        s.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDomainInfoResponse", 3) }
         s.submissionsRequireSignature = c.submissions_require_signature != 0
         s.sequencerKeys = try CBridge.array(c.sequencer_keys, c.n_sequencer_keys) { (e) throws(WireError) in try Weft.V1.PublicKey(c: e!, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)

@@ -118,9 +118,9 @@ extension Weft.V1.Status: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         self.code = c.code
-        self.message = try CBridge.string(c.message, "weft.v1.Status")
-        self.errorID = try CBridge.string(c.error_id, "weft.v1.Status")
-        self.correlationID = try CBridge.string(c.correlation_id, "weft.v1.Status")
+        self.message = try CBridge.string(c.message, "weft.v1.Status", 2)
+        self.errorID = try CBridge.string(c.error_id, "weft.v1.Status", 3)
+        self.correlationID = try CBridge.string(c.correlation_id, "weft.v1.Status", 4)
         self.details = try CBridge.array(c.details, c.n_details) { (e) throws(WireError) in try Weft.V1.StatusDetail(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -150,8 +150,8 @@ extension Weft.V1.StatusDetail: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.key = try CBridge.string(c.key, "weft.v1.StatusDetail")
-        self.value = try CBridge.string(c.value, "weft.v1.StatusDetail")
+        self.key = try CBridge.string(c.key, "weft.v1.StatusDetail", 1)
+        self.value = try CBridge.string(c.value, "weft.v1.StatusDetail", 2)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 

@@ -1157,7 +1157,7 @@ extension Weft.V1.NamespaceDelegation: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.namespace = try CBridge.string(c.namespace_, "weft.v1.NamespaceDelegation")
+        s.namespace = try CBridge.string(c.namespace_, "weft.v1.NamespaceDelegation", 1)
         if let p = c.target_key { s.targetKey = try Weft.V1.PublicKey(c: p, byteCount: byteCount) }
         s.isRootDelegation = c.is_root_delegation != 0
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -1187,7 +1187,7 @@ extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.OwnerToKeyMapping")
+        self.member = try CBridge.string(c.member, "weft.v1.OwnerToKeyMapping", 1)
         self.keys = try CBridge.array(c.keys, c.n_keys) { (e) throws(WireError) in try Weft.V1.PublicKey(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -1214,7 +1214,7 @@ extension Weft.V1.ParticipantDomainState: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.ParticipantDomainState")
+        self.participant = try CBridge.string(c.participant, "weft.v1.ParticipantDomainState", 1)
         self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
         self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
@@ -1242,8 +1242,8 @@ extension Weft.V1.PartyToParticipant: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.party = try CBridge.string(c.party, "weft.v1.PartyToParticipant")
-        self.participant = try CBridge.string(c.participant, "weft.v1.PartyToParticipant")
+        self.party = try CBridge.string(c.party, "weft.v1.PartyToParticipant", 1)
+        self.participant = try CBridge.string(c.participant, "weft.v1.PartyToParticipant", 2)
         self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -1270,7 +1270,7 @@ extension Weft.V1.MediatorDomainState: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.mediator = try CBridge.string(c.mediator, "weft.v1.MediatorDomainState")
+        self.mediator = try CBridge.string(c.mediator, "weft.v1.MediatorDomainState", 1)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -1294,7 +1294,7 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SequencerDomainState") }
+        self.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SequencerDomainState", 1) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -1357,7 +1357,7 @@ extension Weft.V1.DomainParametersState: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.DomainParametersState")
+        s.domain = try CBridge.string(c.domain, "weft.v1.DomainParametersState", 1)
         if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -1448,7 +1448,7 @@ extension Weft.V1.TopologyTransaction: CBackedMessage {
         s.operation = Weft.V1.TopologyChangeOp(rawValue: Int32(truncatingIfNeeded: c.operation.rawValue))
         s.serial = c.serial
         if let p = c.mapping { s.mapping = try Weft.V1.TopologyMapping(c: p, byteCount: byteCount) }
-        s.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransaction")
+        s.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransaction", 4)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
     }
@@ -1535,7 +1535,7 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransactionsBroadcast")
+        self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransactionsBroadcast", 1)
         self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -1562,7 +1562,7 @@ extension Weft.V1.TopologySnapshot: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.TopologySnapshot")
+        self.domain = try CBridge.string(c.domain, "weft.v1.TopologySnapshot", 1)
         self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.StoredTopologyTransaction(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
@@ -1589,7 +1589,7 @@ extension Weft.V1.TopologyTransactionsRequest: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransactionsRequest")
+        self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransactionsRequest", 1)
         self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }

@@ -474,8 +474,8 @@ extension Weft.V1.TemplateId: CBackedMessage {
 
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.packageID = try CBridge.string(c.package_id, "weft.v1.TemplateId")
-        self.templateName = try CBridge.string(c.template_name, "weft.v1.TemplateId")
+        self.packageID = try CBridge.string(c.package_id, "weft.v1.TemplateId", 1)
+        self.templateName = try CBridge.string(c.template_name, "weft.v1.TemplateId", 2)
         self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -505,11 +505,11 @@ extension Weft.V1.Value: CBackedMessage {
         case 1: s.sum = .unit(try Weft.V1.Unit(c: c.unit, byteCount: byteCount))
         case 2: s.sum = .bool(c.bool_ != 0)
         case 3: s.sum = .int64(c.int64)
-        case 4: s.sum = .decimal(try CBridge.string(c.decimal, "weft.v1.Value"))
-        case 5: s.sum = .text(try CBridge.string(c.text, "weft.v1.Value"))
-        case 6: s.sum = .party(try CBridge.string(c.party, "weft.v1.Value"))
+        case 4: s.sum = .decimal(try CBridge.string(c.decimal, "weft.v1.Value", 4))
+        case 5: s.sum = .text(try CBridge.string(c.text, "weft.v1.Value", 5))
+        case 6: s.sum = .party(try CBridge.string(c.party, "weft.v1.Value", 6))
         case 7: s.sum = .time(try Weft.V1.Timestamp(c: c.time, byteCount: byteCount))
-        case 8: s.sum = .contractID(try CBridge.string(c.contract_id, "weft.v1.Value"))
+        case 8: s.sum = .contractID(try CBridge.string(c.contract_id, "weft.v1.Value", 8))
         case 9: s.sum = .list(try Weft.V1.ValueList(c: c.list, byteCount: byteCount))
         case 10: s.sum = .record(try Weft.V1.Record(c: c.record, byteCount: byteCount))
         default: s.sum = nil
@@ -644,7 +644,7 @@ extension Weft.V1.RecordField: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.label = try CBridge.string(c.label, "weft.v1.RecordField")
+        s.label = try CBridge.string(c.label, "weft.v1.RecordField", 1)
         if let p = c.value { s.value = try Weft.V1.Value(c: p, byteCount: byteCount) }
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
         self._storage = s
@@ -673,11 +673,11 @@ extension Weft.V1.ContractInstance: CBackedMessage {
     init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
         let s = _Storage()
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractInstance")
+        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractInstance", 1)
         if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
         if let p = c.arguments { s.arguments = try Weft.V1.Record(c: p, byteCount: byteCount) }
-        s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance") }
-        s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance") }
+        s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance", 4) }
+        s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance", 5) }
         if let p = c.ledger_create_time { s.ledgerCreateTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
         s.salt = CBridge.bytes(c.salt)
         s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)

@@ -350,6 +350,37 @@ struct SwiftEmitter {
         return false
     }
 
+    /// Messages from which a chain of submessage fields leads back to a message
+    /// already on the chain: only these can nest without a bound set by the
+    /// schema, so only their bytes need `WireScan`'s depth check before
+    /// protobuf-c (which recurses without a limit) unpacks them.
+    func reachesCycle() -> Set<String> {
+        var result: Set<String> = []
+        func children(_ name: String) -> [String] {
+            schema.messages[name]!.fields.compactMap { field in
+                if case .message(let child) = field.type { return child }
+                return nil
+            }
+        }
+        for start in schema.messageOrder {
+            // Depth-first search from `start`, looking for a back edge.
+            var onPath: Set<String> = []
+            var done: Set<String> = []
+            func visit(_ name: String) -> Bool {
+                if onPath.contains(name) { return true }
+                if done.contains(name) { return false }
+                onPath.insert(name)
+                defer {
+                    onPath.remove(name)
+                    done.insert(name)
+                }
+                return children(name).contains { visit($0) }
+            }
+            if visit(start) { result.insert(start) }
+        }
+        return result
+    }
+
     // MARK: C bridge
 
     func emitBridge(_ model: MessageModel, _ w: inout Writer) {
@@ -382,7 +413,8 @@ struct SwiftEmitter {
                         w.block("switch c.\(CNames.fieldName(o.name))_case.rawValue") { w in
                             for fieldIndex in o.fieldIndexes {
                                 let member = model.fields[fieldIndex]
-                                let read = readExpression(member.type, "c.\(CNames.fieldName(member.name))", model)
+                                let read = readExpression(
+                                    member.type, "c.\(CNames.fieldName(member.name))", model, number: member.number)
                                 w.line("case \(member.number): \(target)\(property) = .\(SwiftNames.escaped(propertyName(member)))(\(read))")
                             }
                             w.line("default: \(target)\(property) = nil")
@@ -392,12 +424,12 @@ struct SwiftEmitter {
                     let property = SwiftNames.escaped(propertyName(field))
                     let cField = "c.\(CNames.fieldName(field.name))"
                     if field.isRepeated {
-                        let element = readExpression(field.type, "$0", model, element: true)
+                        let element = readExpression(field.type, "$0", model, number: field.number, element: true)
                         w.line("\(target)\(property) = try CBridge.array(\(cField), c.n_\(CNames.fieldName(field.name))) { (e) throws(WireError) in \(element.replacingOccurrences(of: "$0", with: "e")) }")
                     } else if case .message = field.type {
-                        w.line("if let p = \(cField) { \(target)\(property) = \(readExpression(field.type, "p", model)) }")
+                        w.line("if let p = \(cField) { \(target)\(property) = \(readExpression(field.type, "p", model, number: field.number)) }")
                     } else {
-                        w.line("\(target)\(property) = \(readExpression(field.type, cField, model))")
+                        w.line("\(target)\(property) = \(readExpression(field.type, cField, model, number: field.number))")
                     }
                 }
                 w.line("\(target)unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)")
@@ -444,10 +476,12 @@ struct SwiftEmitter {
 
     /// Swift expression converting a C value (`source`) to the field's Swift
     /// type. Repeated messages and strings arrive as optional pointers.
-    func readExpression(_ type: FieldType, _ source: String, _ model: MessageModel, element: Bool = false) -> String {
+    func readExpression(
+        _ type: FieldType, _ source: String, _ model: MessageModel, number: Int32, element: Bool = false
+    ) -> String {
         switch type {
         case .bool: return "\(source) != 0"
-        case .string: return "try CBridge.string(\(source), \"\(model.fullName)\")"
+        case .string: return "try CBridge.string(\(source), \"\(model.fullName)\", \(number))"
         case .bytes: return "CBridge.bytes(\(source))"
         case .enumeration(let name):
             return "\(swiftTypeName(enum: name))(rawValue: Int32(truncatingIfNeeded: \(source).rawValue))"
@@ -538,19 +572,19 @@ struct SwiftEmitter {
             w.line("].flatMap { $0 }")
         }
         w.line()
-        w.line("/// For each message (in `messageTypes` order), the shape of each field")
-        w.line("/// number that `WireScan` must look into.")
+        w.line("/// For each message (in `messageTypes` order), the submessage fields that")
+        w.line("/// `WireScan` must descend into: only those that lead to a recursive type,")
+        w.line("/// whose nesting the wire bytes alone bound. Other messages are not scanned.")
         w.line("let wireShapes: [[WireScan.FieldShape]] = [")
+        let cyclic = reachesCycle()
         w.indent { w in
             for name in schema.messageOrder {
                 let model = schema.messages[name]!
                 let maxNumber = model.fields.map { Int($0.number) }.max() ?? 0
                 var shapes = Array(repeating: ".skip", count: maxNumber + 1)
                 for field in model.fields {
-                    switch field.type {
-                    case .string: shapes[Int(field.number)] = ".string"
-                    case .message(let child): shapes[Int(field.number)] = ".message(\(shapeIndex[child]!))"
-                    default: break
+                    if case .message(let child) = field.type, cyclic.contains(child) {
+                        shapes[Int(field.number)] = ".message(\(shapeIndex[child]!))"
                     }
                 }
                 let trimmed = shapes.lastIndex { $0 != ".skip" }.map { Array(shapes[...$0]) } ?? []

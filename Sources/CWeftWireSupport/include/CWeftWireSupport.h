@@ -1,0 +1,22 @@
+// Small C helpers for WeftWire that Swift cannot express cheaply.
+#ifndef WEFT_C_WIRE_SUPPORT_H
+#define WEFT_C_WIRE_SUPPORT_H
+
+/// Takes this thread's cached arena block (NULL if there is none); the cache is
+/// then empty until `weft_arena_give_block`.
+void *weft_arena_take_block(void);
+
+/// Caches `block` (allocated with malloc) for this thread's next arena. Returns
+/// 0 when the cache is already full: the caller then frees the block itself.
+/// A cached block is freed when its thread exits.
+int weft_arena_give_block(void *block);
+
+/// An empty C string that is not protobuf-c's shared default: protobuf-c
+/// skips a oneof string member that points at its default, so a member set to
+/// "" must point elsewhere to stay present. Never written to.
+static inline char *weft_empty_c_string(void) {
+    static char empty[1] = {0};
+    return empty;
+}
+
+#endif
