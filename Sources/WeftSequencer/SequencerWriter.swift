@@ -159,10 +159,11 @@ actor SequencerWriter {
         }
     }
 
-    /// Another writer committed events up to `watermark` (its notification said so): this
-    /// node's watermark must pass it soon, or readers hold those events back. Only event
-    /// commits call this, never another node's watermark advance, so two idle nodes do not
-    /// keep advancing each other's watermarks.
+    /// Another writer committed events up to `watermark` (its notification said so), or asked
+    /// for the present (`advancePastNow`): this node's watermark must pass it soon, or readers
+    /// hold those events back. Never called for another node's plain watermark advance, and the
+    /// advance it causes is a plain one, so two idle nodes do not keep advancing each other's
+    /// watermarks.
     func otherWriterCommitted(upTo watermark: Int64) {
         guard watermark > wantedWatermark else { return }
         wantedWatermark = watermark
@@ -178,14 +179,15 @@ actor SequencerWriter {
         startFlushIfIdle()
     }
 
-    /// Whether another writer's events (or this node's readers) wait for this node's watermark.
-    private var behindOtherWriters: Bool { online && wantedWatermark > committedWatermark }
+    /// Whether another writer's events (or this node's readers) wait for this node's watermark,
+    /// or the other nodes are still to be asked to advance theirs.
+    private var watermarkWanted: Bool { online && (wantedWatermark > committedWatermark || askingOthers) }
 
     /// Starts writing what is pending, or advancing the watermark past another writer's events,
     /// unless a write is under way: one write at a time per node, so this node's watermark only
     /// ever covers committed events.
     private func startFlushIfIdle() {
-        guard !flushing, !pending.isEmpty || behindOtherWriters else { return }
+        guard !flushing, !pending.isEmpty || watermarkWanted else { return }
         flushing = true
         Task { await self.flush() }
     }
@@ -202,7 +204,7 @@ actor SequencerWriter {
                     logger.error("writing events failed", metadata: ["sequencer_node": "\(node)", "submissions": "\(group.count)", "error": "\(error)"])
                     for entry in group { entry.1.resume(throwing: error) }
                 }
-            } else if behindOtherWriters {
+            } else if watermarkWanted {
                 do {
                     let asking = askingOthers
                     askingOthers = false
