@@ -21,17 +21,27 @@ public final class Sequencer: Sendable {
     let blocks: BlockCache
     private let logger: Logger
     private let background: BackgroundTasks
+    /// Wakes this node when another node commits (docs/sequencer.md §3); set by `start`.
+    private let listener = Mutex<PostgresListener?>(nil)
 
     /// Timing of the node's background work.
     public struct Timing: Sendable {
-        /// An idle node advances its watermark this often, so readers are not held back.
-        public var heartbeatInterval: Duration = .milliseconds(10)
+        /// An idle node refreshes its heartbeat and advances its watermark this often. Not what
+        /// makes other nodes' events prompt: a node advances its watermark at once when notified
+        /// of another node's events; this is the fallback for a lost notification, and keeps the
+        /// node from being marked offline, so it must be well below `offlineAfter`.
+        public var heartbeatInterval: Duration = .milliseconds(500)
         /// Another node whose heartbeat is older than this is marked offline, so readers stop
         /// waiting for it. Larger than any pause a healthy node takes (GC-free Swift: seconds).
         public var offlineAfter: Duration = .seconds(5)
-        /// Readers look for other nodes' commits this often.
-        public var pollInterval: Duration = .milliseconds(2)
+        /// While a subscription waits, readers look for other nodes' commits this often even
+        /// without a notification (one lost while the listening connection was down).
+        public var pollInterval: Duration = .milliseconds(100)
         public init() {}
+
+        /// The heartbeat, at least ten times per `offlineAfter`: a node configured with a short
+        /// offline timeout (tests use 1 s) is not marked offline for one late heartbeat.
+        var effectiveHeartbeatInterval: Duration { min(heartbeatInterval, offlineAfter / 10) }
     }
 
     public init(node: Int16, database: PostgresDatabase, timing: Timing = Timing(), logger: Logger = Logger(label: "weft.sequencer")) {
@@ -64,14 +74,21 @@ public final class Sequencer: Sendable {
     public func start() async throws {
         try await database.withConnection { try SequencerSchema.migrator.requireCurrent($0) }
         try await members.load()
-        try await writer.comeOnline()
+        try await startListening()
+        do {
+            try await writer.comeOnline()
+        } catch {
+            await listener.withLock { $0 }?.stop()
+            throw error
+        }
         let writer = self.writer
         let logger = self.logger
         let node = self.node
         background.start { timing in
             var lastStaleCheck = ContinuousClock.now
+            let interval = timing.effectiveHeartbeatInterval
             while !Task.isCancelled {
-                try? await Task.sleep(for: timing.heartbeatInterval)
+                try? await Task.sleep(for: interval)
                 do {
                     try await writer.heartbeat()
                 } catch SequencerWriterError.markedOffline {
@@ -92,9 +109,48 @@ public final class Sequencer: Sendable {
         }
     }
 
+    /// Listens for the other nodes' notifications: their events make this node's watermark
+    /// advance past them at once, and any change of theirs makes the safe point look again.
+    /// After the listening connection was lost (and notifications with it), both look again
+    /// as soon as it is back.
+    private func startListening() async throws {
+        let safePoint = self.safePoint
+        let writer = self.writer
+        let node = self.node
+        let listener = try PostgresListener(url: database.url, channels: [WriterNotification.channel], logger: logger) { event in
+            switch event {
+            case .listening:
+                Task {
+                    await safePoint.poke()
+                    try? await writer.heartbeat()
+                }
+            case .notification(let notification):
+                guard let message = WriterNotification(payload: notification.payload), message.node != node else { return }
+                Task {
+                    switch message {
+                    case .events(_, let watermark), .needed(_, let watermark): await writer.otherWriterCommitted(upTo: watermark)
+                    case .watermark, .joined, .left: break
+                    }
+                    await safePoint.poke()
+                }
+            }
+        }
+        let previous = self.listener.withLock { current in
+            defer { current = listener }
+            return current
+        }
+        await previous?.stop()  // started twice: one listener is enough
+        listener.start()
+    }
+
     /// Stops the heartbeat and leaves the writers, so readers stop waiting for this node.
     public func stop() async {
         await background.stop()
+        let listener = self.listener.withLock { current in
+            defer { current = nil }
+            return current
+        }
+        await listener?.stop()
         try? await writer.goOffline()
         await reader.fanOut.close()
         await safePoint.close(CancellationError())

@@ -5,9 +5,9 @@ import WeftStore
 /// committed: the lowest watermark of the online writers (docs/sequencer.md §3).
 /// Subscriptions never read past it.
 ///
-/// Polls the writers' table while someone waits, at once after a local commit
-/// and otherwise every `pollInterval` (commits of other sequencer nodes are
-/// seen that way).
+/// Reads the writers' table while someone waits: at once after a local commit or when
+/// another sequencer node's notification arrives (`poke`), and otherwise every `pollInterval`,
+/// a slow fallback so that a lost notification costs latency, never progress.
 actor SafePoint {
     private let database: PostgresDatabase
     private let pollInterval: Duration
@@ -17,7 +17,7 @@ actor SafePoint {
     private var poked: CheckedContinuation<Void, Never>?
     private var pokedEarly = false
 
-    init(database: PostgresDatabase, pollInterval: Duration = .milliseconds(2)) {
+    init(database: PostgresDatabase, pollInterval: Duration = .milliseconds(100)) {
         self.database = database
         self.pollInterval = pollInterval
     }
@@ -31,7 +31,8 @@ actor SafePoint {
         }
     }
 
-    /// A local writer committed: look again now rather than at the next poll.
+    /// A local writer committed, or another node notified a commit: look again now rather than
+    /// at the next poll.
     func poke() {
         if let poked {
             self.poked = nil

@@ -116,9 +116,13 @@ public actor SequencerTopology {
         // now: then it holds every broadcast sequenced before they became recipients of `ALL`.
         // Each keeps its own time, so that members registered later do not hold back earlier ones.
         let now = SequencerWriter.now()
+        var due = false
         for member in try await sequencer.members.awaitingTopologySnapshot() where snapshotsDue[member] == nil {
             snapshotsDue[member] = now
+            due = true
         }
+        // The writers advance past `now` at once rather than at their next heartbeats.
+        if due { await sequencer.writer.advancePastNow() }
     }
 
     /// The message id of `member`'s topology snapshot: the same on every sequencer node and
@@ -275,9 +279,12 @@ public actor SequencerTopology {
     /// before refusing a member, so a refusal is never just this node lagging.
     public func catchUp() async {
         // Everything committed before now has a timestamp at or below now (writers' timestamps
-        // follow the clock), and the safe point passes now within a heartbeat of every writer.
+        // follow the clock), and the safe point passes now once every writer advanced its
+        // watermark: asked to (`advancePastNow`), or within a heartbeat.
         let target = SequencerWriter.now()
         guard isInitialized, target > caughtUpTo else { return }
+        await sequencer.writer.advancePastNow()
+        guard target > caughtUpTo else { return }  // caught up while this actor waited
         await withCheckedContinuation { catchUpWaiters.append((target, $0)) }
     }
 

@@ -75,6 +75,13 @@ actor SequencerWriter {
     private let blocks: BlockCache
     private var lastTimestamp: Int64 = 0
     private var online = false
+    /// The watermark this node last committed.
+    private var committedWatermark: Int64 = 0
+    /// The highest watermark another writer announced with events: until this node's
+    /// watermark reaches it, those events are held back from every reader.
+    private var wantedWatermark: Int64 = 0
+    /// Whether the next watermark advance asks the other nodes to pass it too (`advancePastNow`).
+    private var askingOthers = false
     private var pending: [(Submission, CheckedContinuation<SequencingOutcome, any Error>)] = []
     private var flushing = false
 
@@ -109,7 +116,7 @@ actor SequencerWriter {
 
     /// Joins (or rejoins) the writers: the watermark starts at the highest of all
     /// watermarks, so every event this node writes from now on is later than
-    /// anything any reader has read.
+    /// anything any reader has read. The other nodes are notified.
     func comeOnline() async throws {
         let node = self.node
         let watermark = try await database.transaction { connection in
@@ -121,10 +128,14 @@ actor SequencerWriter {
                 INSERT INTO sequencer_writers (node, watermark, online, heartbeat_at) VALUES ($1::int8::int2, $2, true, now())
                 ON CONFLICT (node) DO UPDATE SET watermark = greatest(sequencer_writers.watermark, excluded.watermark), online = true, heartbeat_at = now()
                 """, [.int64(Int64(node)), .int64(highest)])
-            return try connection.execute("SELECT watermark FROM sequencer_writers WHERE node = $1::int8::int2", [.int64(Int64(node))])
+            let watermark = try connection.execute("SELECT watermark FROM sequencer_writers WHERE node = $1::int8::int2", [.int64(Int64(node))])
                 .rows[0][0].int64 ?? highest
+            _ = try connection.execute(
+                "SELECT pg_notify($1, $2)", [.text(WriterNotification.channel), .text(WriterNotification.joined(node: node, watermark: watermark).payload)])
+            return watermark
         }
         lastTimestamp = max(lastTimestamp, watermark)
+        committedWatermark = watermark
         online = true
         logger.info("sequencer writer online", metadata: ["sequencer_node": "\(node)", "watermark": "\(watermark)"])
         onCommit(watermark)
@@ -134,8 +145,9 @@ actor SequencerWriter {
     func goOffline() async throws {
         online = false
         let node = self.node
-        try await database.withConnection { connection in
+        try await database.transaction { connection in
             _ = try connection.execute("UPDATE sequencer_writers SET online = false WHERE node = $1::int8::int2", [.int64(Int64(node))])
+            _ = try connection.execute("SELECT pg_notify($1, $2)", [.text(WriterNotification.channel), .text(WriterNotification.left(by: node).payload)])
         }
     }
 
@@ -147,65 +159,127 @@ actor SequencerWriter {
         }
     }
 
-    /// Starts writing what is pending unless a write is under way: one write at a time per
-    /// node, so this node's watermark only ever covers committed events.
+    /// Another writer committed events up to `watermark` (its notification said so), or asked
+    /// for the present (`advancePastNow`): this node's watermark must pass it soon, or readers
+    /// hold those events back. Never called for another node's plain watermark advance, and the
+    /// advance it causes is a plain one, so two idle nodes do not keep advancing each other's
+    /// watermarks.
+    func otherWriterCommitted(upTo watermark: Int64) {
+        guard watermark > wantedWatermark else { return }
+        wantedWatermark = watermark
+        startFlushIfIdle()
+    }
+
+    /// A reader of this node waits for the safe point to pass the present rather than an event
+    /// (the topology follower's catch-up, a new member's history): advances this node's watermark
+    /// now, and asks the other nodes to advance theirs past it, instead of waiting for heartbeats.
+    func advancePastNow() {
+        wantedWatermark = max(wantedWatermark, Self.now())
+        askingOthers = true
+        startFlushIfIdle()
+    }
+
+    /// Whether another writer's events (or this node's readers) wait for this node's watermark,
+    /// or the other nodes are still to be asked to advance theirs.
+    private var watermarkWanted: Bool { online && (wantedWatermark > committedWatermark || askingOthers) }
+
+    /// Starts writing what is pending, or advancing the watermark past another writer's events,
+    /// unless a write is under way: one write at a time per node, so this node's watermark only
+    /// ever covers committed events.
     private func startFlushIfIdle() {
-        guard !flushing, !pending.isEmpty else { return }
+        guard !flushing, !pending.isEmpty || watermarkWanted else { return }
         flushing = true
         Task { await self.flush() }
     }
 
     private func flush() async {
-        while !pending.isEmpty {
-            let group = Array(pending.prefix(Self.maximumBatch))
-            pending.removeFirst(group.count)
-            do {
-                let outcomes = try await write(group.map(\.0))
-                for (index, entry) in group.enumerated() { entry.1.resume(returning: outcomes[index]) }
-            } catch {
-                logger.error("writing events failed", metadata: ["sequencer_node": "\(node)", "submissions": "\(group.count)", "error": "\(error)"])
-                for entry in group { entry.1.resume(throwing: error) }
+        while true {
+            if !pending.isEmpty {
+                let group = Array(pending.prefix(Self.maximumBatch))
+                pending.removeFirst(group.count)
+                do {
+                    let outcomes = try await write(group.map(\.0))
+                    for (index, entry) in group.enumerated() { entry.1.resume(returning: outcomes[index]) }
+                } catch {
+                    logger.error("writing events failed", metadata: ["sequencer_node": "\(node)", "submissions": "\(group.count)", "error": "\(error)"])
+                    for entry in group { entry.1.resume(throwing: error) }
+                }
+            } else if watermarkWanted {
+                do {
+                    let asking = askingOthers
+                    askingOthers = false
+                    try await advanceWatermark(reaching: wantedWatermark, askingOthers: asking)
+                } catch {
+                    // Given up: the next heartbeat advances the watermark anyway (and rejoins if
+                    // this node was marked offline). Retrying here would spin while the database is away.
+                    wantedWatermark = committedWatermark
+                    logger.warning("advancing the watermark failed", metadata: ["sequencer_node": "\(node)", "error": "\(error)"])
+                }
+            } else {
+                break
             }
         }
         flushing = false
     }
 
-    /// Advances the watermark when idle, so readers are not held back by a quiet node.
+    /// Advances the watermark when idle: keeps this node's heartbeat fresh (so no other node
+    /// marks it offline) and lets through any events of other nodes whose notification was lost.
+    /// Throws `markedOffline` when this node is not online (another node marked it offline): the
+    /// caller rejoins.
     func heartbeat() async throws {
-        guard online, !flushing else { return }
+        guard online else { throw SequencerWriterError.markedOffline(node: node) }
+        guard !flushing else { return }  // the write under way refreshes the heartbeat
         flushing = true
         defer {
             flushing = false
             startFlushIfIdle()
         }
+        try await advanceWatermark(reaching: wantedWatermark)
+    }
+
+    /// Sets the watermark to this node's next timestamp, and at least to `floor` (another node's
+    /// watermark, which may be ahead of this node's clock), in a transaction of its own that
+    /// notifies the other nodes. Only while `flushing`: the watermark never passes a write under way.
+    private func advanceWatermark(reaching floor: Int64, askingOthers: Bool = false) async throws {
+        lastTimestamp = max(lastTimestamp, floor - 1)
         let watermark = nextTimestamp()
         let node = self.node
+        let payload = (askingOthers ? WriterNotification.needed(node: node, watermark: watermark) : .watermark(node: node, watermark: watermark)).payload
         let updated = try await database.withConnection { connection in
             try connection.execute(
-                "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node",
-                [.int64(watermark), .int64(Int64(node))]
+                "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node, pg_notify($3, $4)",
+                [.int64(watermark), .int64(Int64(node)), .text(WriterNotification.channel), .text(payload)]
             ).rows.count
         }
         guard updated == 1 else {
             online = false
             throw SequencerWriterError.markedOffline(node: node)
         }
+        committedWatermark = max(committedWatermark, watermark)
         onCommit(watermark)
     }
 
-    /// Marks writers whose heartbeat is older than `timeout` offline, so readers stop waiting for them.
+    /// Marks writers whose heartbeat is older than `timeout` offline, so readers stop waiting for
+    /// them, and notifies the other nodes if it marked any.
     func markStaleWritersOffline(olderThan timeout: Duration) async throws -> [Int16] {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         let node = self.node
-        return try await database.withConnection { connection in
-            try connection.execute(
+        let stale = try await database.transaction { connection in
+            let stale = try connection.execute(
                 """
                 UPDATE sequencer_writers SET online = false
                 WHERE online AND node <> $2::int8::int2 AND heartbeat_at < now() - make_interval(secs => $1::text::float8)
                 RETURNING node::int8
                 """, [.text(String(seconds)), .int64(Int64(node))]
             ).rows.compactMap { try $0[0].int64.map { Int16($0) } }
+            if !stale.isEmpty {
+                _ = try connection.execute(
+                    "SELECT pg_notify($1, $2)", [.text(WriterNotification.channel), .text(WriterNotification.left(by: node).payload)])
+            }
+            return stale
         }
+        if !stale.isEmpty { onCommit(committedWatermark) }  // the safe point may move: look again
+        return stale
     }
 
     /// Writes one group in one transaction: dedup, events, deliveries, watermark.
@@ -233,6 +307,7 @@ actor SequencerWriter {
             throw error
         }
         if let block { blocks.insert(block.signed, node: node, timestamp: watermark, events: block.events) }
+        committedWatermark = max(committedWatermark, watermark)
         onCommit(watermark)
         for (index, outcome) in written { outcomes[index] = outcome }
         return outcomes.map { $0 ?? .duplicate }
@@ -361,9 +436,11 @@ actor SequencerWriter {
             }
             // 4. The watermark, only while this node is still online: if another node marked it
             //    offline, nothing of this group may commit (readers may have passed these timestamps).
+            //    The notification goes out with the commit, never without it.
             let updated = try connection.execute(
-                "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node",
-                [.int64(watermark), .int64(Int64(node))]
+                "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node, pg_notify($3, $4)",
+                [.int64(watermark), .int64(Int64(node)), .text(WriterNotification.channel),
+                 .text(WriterNotification.events(node: node, watermark: watermark).payload)]
             ).rows.count
             guard updated == 1 else { throw SequencerWriterError.markedOffline(node: node) }
             return (result, block)
@@ -386,5 +463,58 @@ extension Array {
     /// The array in consecutive pieces of at most `size` elements.
     func chunked(_ size: Int) -> [ArraySlice<Element>] {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}
+
+/// What a writer tells the other sequencer nodes through PostgreSQL's `NOTIFY` on
+/// `WriterNotification.channel`, sent inside the transaction that makes it true, so it is
+/// delivered only if that transaction commits (docs/sequencer.md §3).
+///
+/// The payload is `<kind>:<node>:<watermark>`, `node` being the sender's number, so a node
+/// ignores its own notifications (it knows of its commits already).
+enum WriterNotification: Equatable {
+    static let channel = "weft_sequencer"
+
+    /// `node` committed events up to `watermark`: idle nodes advance their watermarks past it.
+    case events(node: Int16, watermark: Int64)
+    /// `node` advanced its watermark without events (heartbeat, or to let another node's events through).
+    case watermark(node: Int16, watermark: Int64)
+    /// `node` advanced its watermark because its readers wait for the present: the other nodes
+    /// advance theirs past it, as for events.
+    case needed(node: Int16, watermark: Int64)
+    /// `node` joined or rejoined the writers with `watermark`.
+    case joined(node: Int16, watermark: Int64)
+    /// A writer left the online writers, or `node` marked silent ones offline: the safe point may move.
+    case left(by: Int16)
+
+    /// The node that sent it.
+    var node: Int16 {
+        switch self {
+        case .events(let node, _), .watermark(let node, _), .needed(let node, _), .joined(let node, _), .left(let node): node
+        }
+    }
+
+    var payload: String {
+        switch self {
+        case .events(let node, let watermark): "e:\(node):\(watermark)"
+        case .watermark(let node, let watermark): "w:\(node):\(watermark)"
+        case .needed(let node, let watermark): "n:\(node):\(watermark)"
+        case .joined(let node, let watermark): "j:\(node):\(watermark)"
+        case .left(let node): "o:\(node):0"
+        }
+    }
+
+    /// Parses a payload; nil for anything else (such as a later version's kinds).
+    init?(payload: String) {
+        let parts = payload.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 3, let node = Int16(parts[1]), let watermark = Int64(parts[2]) else { return nil }
+        switch parts[0] {
+        case "e": self = .events(node: node, watermark: watermark)
+        case "w": self = .watermark(node: node, watermark: watermark)
+        case "n": self = .needed(node: node, watermark: watermark)
+        case "j": self = .joined(node: node, watermark: watermark)
+        case "o": self = .left(by: node)
+        default: return nil
+        }
     }
 }

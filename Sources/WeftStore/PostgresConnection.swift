@@ -174,6 +174,31 @@ public final class PostgresConnection {
     /// Whether the connection is still usable (libpq has not seen it break).
     public var isUsable: Bool { PQstatus(connection) == CONNECTION_OK }
 
+    /// The connection's socket, for waiting (`poll`) until the server sends something
+    /// unasked, such as a notification; -1 if the connection is broken.
+    var socketDescriptor: Int32 { PQsocket(connection) }
+
+    /// Reads whatever the server has sent without blocking, and returns the notifications
+    /// (`NOTIFY`) received so far, oldest first.
+    ///
+    /// Throws `connectionLost` when the connection broke (the server closed it or was
+    /// terminated), since the caller must then open a new one.
+    func takeNotifications() throws(PostgresError) -> [PostgresNotification] {
+        guard PQconsumeInput(connection) == 1, PQstatus(connection) == CONNECTION_OK else {
+            throw PostgresError(code: .connectionLost, message: lastConnectionError())
+        }
+        var notifications: [PostgresNotification] = []
+        while let notification = PQnotifies(connection) {
+            notifications.append(
+                PostgresNotification(
+                    channel: String(cString: notification.pointee.relname),
+                    payload: notification.pointee.extra.map { String(cString: $0) } ?? "",
+                    senderProcessID: notification.pointee.be_pid))
+            PQfreemem(notification)
+        }
+        return notifications
+    }
+
     /// A failed statement is `connectionLost` when it took the connection down with it,
     /// because the caller must then discard the connection rather than retry on it.
     private func failure(sqlState: String?, message: String) -> PostgresError {

@@ -1,0 +1,80 @@
+import Testing
+import WeftStore
+import WeftTestSupport
+import WeftWire
+
+@testable import WeftSequencer
+
+/// Wake-ups by notification (docs/sequencer.md §3): with the fallback heartbeat and poll set
+/// to an hour, only notifications can move the safe point in these tests, so an event that
+/// arrives at all arrived because of them.
+@Suite(.timeLimit(.minutes(2))) struct NotificationTests {
+    static let sender = "PAR::p1::1220aa"
+    static let receiver = "PAR::p2::1220bb"
+
+    /// Two nodes whose timers never fire during a test.
+    static func nodesWithoutTimers(_ url: String) async throws -> [Sequencer] {
+        let setup = try PostgresConnection(url: url)
+        try Sequencer.migrator.migrate(setup)
+        var timing = Sequencer.Timing()
+        timing.heartbeatInterval = .seconds(3600)
+        timing.pollInterval = .seconds(3600)
+        timing.offlineAfter = .seconds(7200)
+        var nodes: [Sequencer] = []
+        for node in 0..<2 {
+            let sequencer = Sequencer(node: Int16(node), database: PostgresDatabase(url: url, maximumConnections: 4), timing: timing)
+            try await sequencer.start()
+            nodes.append(sequencer)
+        }
+        return nodes
+    }
+
+    static func send(_ messageID: String, through node: Sequencer) async throws {
+        let batch = Weft.V1.Batch(envelopes: [.init(content: Array(messageID.utf8), recipients: [Self.receiver])])
+        let outcome = try await node.send(
+            sender: Self.sender, messageID: messageID, batch: batch, maxSequencingTime: SequencerWriter.now() + 3_600_000_000)
+        guard case .delivered = outcome else { throw TestFailure("\(messageID): \(outcome)") }
+    }
+
+    @Test func anIdleNodeLetsTheOtherNodesEventsThroughAlsoAfterTheListenersWereKilled() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let nodes = try await Self.nodesWithoutTimers(fixture.url)
+            for member in [Self.sender, Self.receiver] { _ = try await nodes[0].register(member) }
+            // The receiver reads at the idle node (which must advance its watermark when told of
+            // node 0's events) and at the busy one (which must hear of that advance).
+            var atIdle = try await nodes[1].subscribe(Self.receiver, from: 0).makeAsyncIterator()
+            var atBusy = try await nodes[0].subscribe(Self.receiver, from: 0).makeAsyncIterator()
+            try await Self.send("first", through: nodes[0])
+            #expect(try await atIdle.next()?.messageID == "first")
+            #expect(try await atBusy.next()?.messageID == "first")
+
+            // Both listening connections killed: whatever is sent while they reconnect may be
+            // lost, and each node looks again once its listener is back.
+            let admin = try PostgresConnection(url: fixture.url)
+            let killed = try admin.execute(
+                "SELECT count(*)::int8 FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN \"weft_sequencer\"') AS t"
+            ).rows[0][0].int64 ?? 0
+            #expect(killed >= 1)
+            try await Self.send("second", through: nodes[0])
+            #expect(try await atIdle.next()?.messageID == "second")
+            #expect(try await atBusy.next()?.messageID == "second")
+
+            // And the idle node's own events reach readers at the other node too.
+            try await Self.send("third", through: nodes[1])
+            #expect(try await atIdle.next()?.messageID == "third")
+            #expect(try await atBusy.next()?.messageID == "third")
+            for node in nodes { await node.stop() }
+        }
+    }
+
+    @Test func notificationPayloadsRoundTrip() {
+        for message in [
+            WriterNotification.events(node: 3, watermark: 1_764_000_000_000_003), .watermark(node: 31, watermark: 5), .needed(node: 2, watermark: 9), .joined(node: 0, watermark: 0),
+            .left(by: 7),
+        ] {
+            #expect(WriterNotification(payload: message.payload) == message)
+        }
+        #expect(WriterNotification(payload: "x:1:2") == nil)
+        #expect(WriterNotification(payload: "e:1") == nil)
+    }
+}
