@@ -3,6 +3,12 @@ public import NIOCore
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// How a connection is protected.
 public enum RPCSecurity: Sendable {
     /// TLS 1.3 with the given context (client or server side).
@@ -70,7 +76,7 @@ public final class RPCServer: Sendable {
             logger.warning("serving WITHOUT TLS: traffic is neither encrypted nor authenticated; never do this outside a local experiment")
         }
         let connections = ConnectionRegistry()
-        let listener = try await ServerBootstrap(group: group ?? MultiThreadedEventLoopGroup.singleton)
+        let bootstrap = ServerBootstrap(group: group ?? MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
@@ -81,7 +87,14 @@ public final class RPCServer: Sendable {
                     }
                 }
             }
-            .bind(host: host, port: port).get()
+        let listener: any Channel
+        do {
+            listener = try await bootstrap.bind(host: host, port: port).get()
+        } catch {
+            let failure = RPCListenError(host: host, port: port, error)
+            logger.error("cannot listen", metadata: ["address": "\(host):\(port)", "error": "\(failure.reason)"])
+            throw failure
+        }
         logger.info("listening", metadata: ["address": "\(listener.localAddress.map { "\($0)" } ?? "?")", "methods": "\(router.paths.count)"])
         return RPCServer(listener: listener, connections: connections, logger: logger, health: health)
     }
@@ -124,4 +137,36 @@ private final class ConnectionRegistry: Sendable {
     }
 
     var all: [any Channel] { channels.withLock { Array($0.values) } }
+}
+
+/// A server could not listen on its address. The message names the address and
+/// says what to do, since NIO's own error names only the system call.
+public struct RPCListenError: Error, CustomStringConvertible, Sendable {
+    public let host: String
+    public let port: Int
+    /// What the system said, e.g. "Address already in use (errno: 98)".
+    public let reason: String
+    /// Whether another socket already listens on the port.
+    public let addressInUse: Bool
+
+    init(host: String, port: Int, _ error: any Error) {
+        self.host = host
+        self.port = port
+        if let io = error as? IOError {
+            reason = io.description
+            addressInUse = io.errnoCode == EADDRINUSE
+        } else {
+            reason = "\(error)"
+            addressInUse = false
+        }
+    }
+
+    public var description: String {
+        if addressInUse {
+            return "cannot listen on \(host):\(port): the port is in use by another process "
+                + "(`ss -ltnp 'sport = :\(port)'` shows which); stop it, or give this node another port"
+        }
+        return "cannot listen on \(host):\(port): \(reason); check that \(host) is an address of this machine "
+            + "and that the port is free and allowed"
+    }
 }
