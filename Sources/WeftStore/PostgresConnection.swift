@@ -20,6 +20,32 @@ public final class PostgresConnection {
     /// The most parameters one statement may carry: the protocol counts them in 16 bits.
     public static let parameterCountMax = 65_535
 
+    /// The most statements one connection keeps prepared on the server. Beyond it, new
+    /// statements run unprepared: text built with a varying number of parameters must not grow
+    /// a backend's memory without bound.
+    public static let preparedStatementsMax = 256
+
+    /// Statements prepared on this connection's server session, by text and parameter types,
+    /// with the name each was prepared under.
+    ///
+    /// A statement the server parses and plans anew for every call costs it more than many
+    /// simple statements take to execute (`base_yyparse` and the planner show in the server's
+    /// profile); a prepared one is parsed once per connection. Prepared statements live in the
+    /// server session, outside transactions (a rollback keeps them), and die with the
+    /// connection, as this table does.
+    private var prepared: [StatementKey: String] = [:]
+    /// Statements run once, unprepared: a statement is prepared on its second call, so a
+    /// statement that runs once costs one round trip, not two (prepare, then execute).
+    private var seenOnce: Set<StatementKey> = []
+    /// Statements with more parameters than this are never prepared (see `run`).
+    static let preparedParameterCountMax = 64
+    /// SQLSTATE 0A000, which the server also reports for "cached plan must not change result
+    /// type": a table under a prepared statement changed its columns.
+    private static let featureNotSupported = "0A000"
+    /// The number in the next prepared statement's name; never reused, so a statement dropped
+    /// from `prepared` can never be confused with a new one.
+    private var nextStatementNumber = 0
+
     /// Connects to the server named by `url`, blocking until the server accepts or refuses.
     ///
     /// `url` is a libpq connection URI (`postgresql://user@host:port/database`) or a
@@ -77,6 +103,12 @@ public final class PostgresConnection {
     /// change what the statement means. Results come back in binary format; see
     /// `PostgresCell` for reading them. The statement must be a single command; `COPY`
     /// is refused.
+    ///
+    /// A statement run a second time on this connection is prepared on the server and runs
+    /// prepared from then on (see `prepared`); callers see no difference but the server's
+    /// saved parsing and planning. Connection poolers in transaction mode must therefore
+    /// support protocol-level prepared statements (PgBouncer ≥ 1.21 with
+    /// `max_prepared_statements`).
     public func execute(_ sql: String, _ parameters: [PostgresValue] = []) throws(PostgresError)
         -> PostgresResult
     {
@@ -92,23 +124,74 @@ public final class PostgresConnection {
             )
         }
         let encoded = try EncodedParameters(parameters)
+        let key = StatementKey(sql: sql, types: encoded.types)
+        guard prepared[key] != nil else { return try run(sql, encoded, key: key) }
+        do {
+            return try run(sql, encoded, key: key)
+        } catch let error where error.sqlState == Self.featureNotSupported {
+            // A table under a prepared `SELECT *` changed its columns since it was prepared.
+            // The statement is forgotten so that the next call prepares it anew; outside a
+            // transaction that call is made here and now, inside one the transaction is
+            // already aborted and the caller must retry it whole.
+            prepared[key] = nil
+            guard PQtransactionStatus(connection) == PQTRANS_IDLE else { throw error }
+            return try run(sql, encoded, key: key)
+        }
+    }
+
+    /// Runs `sql` prepared if it was prepared before or runs for the second time, else with
+    /// `PQexecParams`.
+    private func run(_ sql: String, _ encoded: EncodedParameters, key: StatementKey) throws(PostgresError)
+        -> PostgresResult
+    {
+        var name = prepared[key]
+        // Statements with more parameters are built with a row of parameters per item
+        // (multi-row VALUES) and vary with their input: each variant would take a slot and
+        // server memory for a few uses.
+        if name == nil, encoded.types.count <= Self.preparedParameterCountMax {
+            if seenOnce.contains(key), prepared.count < Self.preparedStatementsMax {
+                let newName = "weft_\(nextStatementNumber)"
+                nextStatementNumber += 1
+                try prepare(sql, named: newName, types: encoded.types)
+                seenOnce.remove(key)
+                prepared[key] = newName
+                name = newName
+            } else if prepared.count < Self.preparedStatementsMax {
+                if seenOnce.count >= Self.preparedStatementsMax * 16 { seenOnce.removeAll() }
+                seenOnce.insert(key)
+            }
+        }
+        let count = Int32(encoded.types.count)
         let handle = encoded.values.withPointers { values in
-            PQexecParams(
-                connection,
-                sql,
-                Int32(parameters.count),
-                encoded.types,
-                values,
-                encoded.lengths,
-                encoded.formats,
-                1  // binary results: exact bytea, no text parsing of integers
-            )
+            if let name {
+                PQexecPrepared(
+                    connection, name, count, values, encoded.lengths, encoded.formats,
+                    1  // binary results: exact bytea, no text parsing of integers
+                )
+            } else {
+                PQexecParams(
+                    connection, sql, count, encoded.types, values, encoded.lengths, encoded.formats,
+                    1  // binary results, as above
+                )
+            }
         }
         guard let handle else {
             throw failure(sqlState: nil, message: lastConnectionError())
         }
-        let result = OwnedResult(taking: handle)
+        return try collect(OwnedResult(taking: handle))
+    }
 
+    /// Prepares `sql` on the server under `name`; throws what executing it would have thrown
+    /// for a statement the server cannot parse or plan.
+    private func prepare(_ sql: String, named name: String, types: [Oid]) throws(PostgresError) {
+        guard let handle = PQprepare(connection, name, sql, Int32(types.count), types) else {
+            throw failure(sqlState: nil, message: lastConnectionError())
+        }
+        _ = try collect(OwnedResult(taking: handle))
+    }
+
+    /// The rows of a finished statement, or its error as a `PostgresError`.
+    private func collect(_ result: borrowing OwnedResult) throws(PostgresError) -> PostgresResult {
         let status = PQresultStatus(result.pointer)
         switch status {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
@@ -318,6 +401,14 @@ private struct OwnedResult: ~Copyable {
             affectedRowCount: Int(affected)
         )
     }
+}
+
+/// What makes two calls the same prepared statement: the text, and the types its parameters
+/// were sent with (a parameter sent as `NULL` leaves its type to the server, so the same text
+/// with a `NULL` in another place is another statement).
+private struct StatementKey: Hashable {
+    let sql: String
+    let types: [Oid]
 }
 
 /// Parameters laid out as the four parallel arrays `PQexecParams` takes.
