@@ -330,25 +330,29 @@ actor SequencerWriter {
             } ? signer : nil
         }
         return try await database.transaction { connection in
-            // 1. Message ids: the ones already used are duplicates and are not stored.
-            var fresh = Set<Int>()
-            for chunk in rows.chunked(500) {
-                var sql = "INSERT INTO sequencer_submissions (sender, message_id, expires_ts) VALUES "
-                var parameters: [PostgresValue] = []
-                for (position, row) in chunk.enumerated() {
-                    let submission = group[row.index]
-                    sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2), $\(parameters.count + 3))"
-                    parameters += [.int64(Int64(submission.sender)), .text(submission.messageID), .int64(submission.maxSequencingTime)]
-                }
-                sql += " ON CONFLICT DO NOTHING RETURNING sender::int8, message_id"
-                let inserted = Set(try connection.execute(sql, parameters).rows.map { "\(try $0[0].int64 ?? -1)/\(try $0[1].string ?? "")" })
-                for row in chunk where inserted.contains("\(group[row.index].sender)/\(group[row.index].messageID)") {
-                    fresh.insert(row.index)
-                }
+            // 1. Message ids: the ones already used are duplicates and are not stored. Each
+            //    statement here has one text whatever the group's size (arrays, `unnest`), so the
+            //    connection runs it prepared.
+            let fresh: Set<Int>
+            do {
+                let submissions = rows.map { group[$0.index] }
+                let inserted = Set(
+                    try connection.execute(
+                        """
+                        INSERT INTO sequencer_submissions (sender, message_id, expires_ts)
+                        SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])
+                        ON CONFLICT DO NOTHING RETURNING sender::int8, message_id
+                        """,
+                        [
+                            .int64Array(submissions.map { Int64($0.sender) }), .textArray(submissions.map(\.messageID)),
+                            .int64Array(submissions.map(\.maxSequencingTime)),
+                        ]
+                    ).rows.map { "\(try $0[0].int64 ?? -1)/\(try $0[1].string ?? "")" })
+                fresh = Set(rows.lazy.map(\.index).filter { inserted.contains("\(group[$0].sender)/\(group[$0].messageID)") })
             }
             // 2. Events and the delivery index.
             var result: [Int: SequencingOutcome] = [:]
-            var events: [[PostgresValue]] = []
+            var events = EventColumns()
             var deliveries: [(member: Int32, ts: Int64)] = []
             var leaves: [[UInt8]] = []
             // Each leaf's event as its member receives it, for the subscriptions of this node.
@@ -363,15 +367,14 @@ actor SequencerWriter {
                 }
                 // The event's block, and where its leaves start: its deliveries' leaves follow each
                 // other in member order (`deliveryMembers`), so readers derive each one's position.
-                let blockTimestamp: PostgresValue = signer == nil ? .null : .int64(watermark)
-                let leafOffset: PostgresValue = signer == nil ? .null : .int64(Int64(leaves.count))
+                let blockTimestamp = signer == nil ? nil : watermark
+                let leafOffset = signer == nil ? nil : Int64(leaves.count)
                 switch content {
                 case .deliver(let batch, let recipients):
-                    events.append([
-                        .int64(row.ts), .int64(Int64(node)), .int64(Int64(submission.sender)), .text(submission.messageID), .int64(1),
-                        .bytes(batch), .text(submission.traceparent), .text(Self.arrayLiteral(recipients)), .null, .null, .null, blockTimestamp,
-                        leafOffset,
-                    ])
+                    events.append(
+                        ts: row.ts, node: node, sender: submission.sender, messageID: submission.messageID, kind: 1,
+                        batch: batch, traceparent: submission.traceparent, recipients: recipients, error: nil,
+                        blockTimestamp: blockTimestamp, leafOffset: leafOffset)
                     for member in Self.deliveryMembers(sender: submission.sender, recipients: recipients) {
                         deliveries.append((member, row.ts))
                         guard signer != nil else { continue }
@@ -384,11 +387,10 @@ actor SequencerWriter {
                     }
                     result[row.index] = .delivered(timestamp: row.ts)
                 case .error(let code, let errorID, let message):
-                    events.append([
-                        .int64(row.ts), .int64(Int64(node)), .int64(Int64(submission.sender)), .text(submission.messageID), .int64(2),
-                        .null, .text(submission.traceparent), .text(Self.arrayLiteral([submission.sender])), .int64(Int64(code)),
-                        .text(errorID), .text(message), blockTimestamp, leafOffset,
-                    ])
+                    events.append(
+                        ts: row.ts, node: node, sender: submission.sender, messageID: submission.messageID, kind: 2,
+                        batch: nil, traceparent: submission.traceparent, recipients: [submission.sender],
+                        error: (code, errorID, message), blockTimestamp: blockTimestamp, leafOffset: leafOffset)
                     deliveries.append((submission.sender, row.ts))
                     if let signer {
                         let body = try EventView.body(
@@ -412,27 +414,24 @@ actor SequencerWriter {
                     [.int64(Int64(node)), .int64(watermark), .bytes(Array(leaves.joined())), .bytes(try signature.serializedBytes())])
                 block = (SignedBlock(tree: tree, signature: signature), eventBytes)
             }
-            for chunk in events.chunked(400) {
-                var sql = """
-                    INSERT INTO sequencer_events (ts, node, sender, message_id, kind, batch, traceparent, recipients, error_code, error_id, error_message, block_ts, leaf_offset) VALUES 
+            if !events.ts.isEmpty {
+                _ = try connection.execute(
                     """
-                var parameters: [PostgresValue] = []
-                for (position, event) in chunk.enumerated() {
-                    let base = parameters.count
-                    sql += (position == 0 ? "" : ", ")
-                        + "($\(base + 1), $\(base + 2)::int8::int2, $\(base + 3)::int8::int4, $\(base + 4), $\(base + 5)::int8::int2, $\(base + 6), $\(base + 7), $\(base + 8)::int4[], $\(base + 9)::int8::int4, $\(base + 10), $\(base + 11), $\(base + 12), $\(base + 13)::int8::int4)"
-                    parameters += event
-                }
-                _ = try connection.execute(sql, parameters)
+                    INSERT INTO sequencer_events (ts, node, sender, message_id, kind, batch, traceparent, recipients,
+                        error_code, error_id, error_message, block_ts, leaf_offset)
+                    SELECT ts, node, sender, message_id, kind, batch, traceparent, recipients::int4[],
+                        error_code, error_id, error_message, block_ts, leaf_offset
+                    FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::bytea[], $7::text[], $8::text[],
+                        $9::int8[], $10::text[], $11::text[], $12::int8[], $13::int8[])
+                        AS event (ts, node, sender, message_id, kind, batch, traceparent, recipients,
+                        error_code, error_id, error_message, block_ts, leaf_offset)
+                    """,
+                    events.parameters)
             }
-            for chunk in deliveries.chunked(2000) {
-                var sql = "INSERT INTO sequencer_deliveries (member, ts) VALUES "
-                var parameters: [PostgresValue] = []
-                for (position, delivery) in chunk.enumerated() {
-                    sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2))"
-                    parameters += [.int64(Int64(delivery.member)), .int64(delivery.ts)]
-                }
-                _ = try connection.execute(sql, parameters)
+            if !deliveries.isEmpty {
+                _ = try connection.execute(
+                    "INSERT INTO sequencer_deliveries (member, ts) SELECT * FROM unnest($1::int8[], $2::int8[])",
+                    [.int64Array(deliveries.map { Int64($0.member) }), .int64Array(deliveries.map(\.ts))])
             }
             // 4. The watermark, only while this node is still online: if another node marked it
             //    offline, nothing of this group may commit (readers may have passed these timestamps).
@@ -459,10 +458,50 @@ actor SequencerWriter {
     }
 }
 
-extension Array {
-    /// The array in consecutive pieces of at most `size` elements.
-    func chunked(_ size: Int) -> [ArraySlice<Element>] {
-        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+/// The rows of `sequencer_events` one group commit writes, column by column: the
+/// arrays its `INSERT … SELECT … FROM unnest(…)` takes.
+struct EventColumns {
+    private(set) var ts: [Int64?] = []
+    private var node: [Int64?] = []
+    private var sender: [Int64?] = []
+    private var messageID: [String?] = []
+    private var kind: [Int64?] = []
+    private var batch: [[UInt8]?] = []
+    private var traceparent: [String?] = []
+    private var recipients: [String?] = []
+    private var errorCode: [Int64?] = []
+    private var errorID: [String?] = []
+    private var errorMessage: [String?] = []
+    private var blockTimestamp: [Int64?] = []
+    private var leafOffset: [Int64?] = []
+
+    /// One event: a deliver (kind 1, with its batch) or a deliver error (kind 2, with `error`).
+    mutating func append(
+        ts: Int64, node: Int16, sender: Int32, messageID: String, kind: Int64, batch: [UInt8]?, traceparent: String,
+        recipients: [Int32], error: (code: UInt32, id: String, message: String)?, blockTimestamp: Int64?, leafOffset: Int64?
+    ) {
+        self.ts.append(ts)
+        self.node.append(Int64(node))
+        self.sender.append(Int64(sender))
+        self.messageID.append(messageID)
+        self.kind.append(kind)
+        self.batch.append(batch)
+        self.traceparent.append(traceparent)
+        self.recipients.append(SequencerWriter.arrayLiteral(recipients))
+        errorCode.append(error.map { Int64($0.code) })
+        errorID.append(error?.id)
+        errorMessage.append(error?.message)
+        self.blockTimestamp.append(blockTimestamp)
+        self.leafOffset.append(leafOffset)
+    }
+
+    /// `$1` … `$13`, in the statement's column order.
+    var parameters: [PostgresValue] {
+        [
+            .int64Array(ts), .int64Array(node), .int64Array(sender), .textArray(messageID), .int64Array(kind),
+            .bytesArray(batch), .textArray(traceparent), .textArray(recipients), .int64Array(errorCode),
+            .textArray(errorID), .textArray(errorMessage), .int64Array(blockTimestamp), .int64Array(leafOffset),
+        ]
     }
 }
 

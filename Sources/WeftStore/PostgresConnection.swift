@@ -455,8 +455,61 @@ private struct EncodedParameters {
             case .null:
                 append(type: Self.inferredType, format: Self.textFormat, length: 0)
                 values.appendNull()
+            case .int64Array(let integers):
+                try appendArray(
+                    type: PostgresTypeOID.int8Array, element: PostgresTypeOID.int8, parameter: index,
+                    integers.map { $0.map { integer in withUnsafeBytes(of: integer.bigEndian) { Array($0) } } })
+            case .textArray(let texts):
+                if texts.contains(where: { $0?.utf8.contains(0) == true }) {
+                    throw PostgresError(
+                        code: .invalidParameter,
+                        message: "an element of parameter $\(index + 1) contains a zero byte, which "
+                            + "PostgreSQL text cannot hold; send it as .bytesArray"
+                    )
+                }
+                try appendArray(
+                    type: PostgresTypeOID.textArray, element: PostgresTypeOID.text, parameter: index,
+                    texts.map { $0.map { Array($0.utf8) } })
+            case .bytesArray(let elements):
+                try appendArray(
+                    type: PostgresTypeOID.byteaArray, element: PostgresTypeOID.bytea, parameter: index, elements)
             }
         }
+    }
+
+    /// A one-dimensional array in PostgreSQL's binary array format (what `array_recv` reads):
+    /// the number of dimensions, whether any element is NULL, the element type, the length
+    /// and lower bound (1) of the dimension, then each element as its length (-1 for NULL)
+    /// and its binary value. An empty array has no dimension.
+    private mutating func appendArray(type: Oid, element: Oid, parameter index: Int, _ elements: [[UInt8]?])
+        throws(PostgresError)
+    {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(20 + elements.reduce(0) { $0 + 4 + ($1?.count ?? 0) })
+        func int32(_ value: Int32) { withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) } }
+        int32(elements.isEmpty ? 0 : 1)
+        int32(elements.contains(where: { $0 == nil }) ? 1 : 0)
+        int32(Int32(bitPattern: element))
+        if !elements.isEmpty {
+            int32(Int32(elements.count))
+            int32(1)
+        }
+        for element in elements {
+            guard let element else {
+                int32(-1)
+                continue
+            }
+            int32(Int32(element.count))
+            bytes.append(contentsOf: element)
+        }
+        guard bytes.count <= Int32.max else {
+            throw PostgresError(
+                code: .invalidParameter,
+                message: "parameter $\(index + 1) has \(bytes.count) bytes, more than a protocol message can carry"
+            )
+        }
+        append(type: type, format: Self.binaryFormat, length: Int32(bytes.count))
+        values.append(bytes)
     }
 
     private mutating func append(type: Oid, format: Int32, length: Int32) {

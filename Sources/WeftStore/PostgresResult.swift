@@ -152,6 +152,9 @@ enum PostgresTypeOID {
     static let unknown: UInt32 = 705
     static let bpchar: UInt32 = 1042
     static let varchar: UInt32 = 1043
+    static let byteaArray: UInt32 = 1001
+    static let textArray: UInt32 = 1009
+    static let int8Array: UInt32 = 1016
 
     /// Types whose binary format is their text in the client encoding.
     static let textual: Set<UInt32> = [char, name, text, json, unknown, bpchar, varchar]

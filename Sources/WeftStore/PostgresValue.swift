@@ -16,4 +16,15 @@ public enum PostgresValue: Sendable, Hashable {
     case int64(Int64)
     /// SQL `NULL`.
     case null
+    /// A one-dimensional `int8[]`, sent in binary; a `nil` element is `NULL`.
+    ///
+    /// Arrays let one statement with a fixed text carry any number of rows
+    /// (`INSERT … SELECT * FROM unnest($1::int8[], $2::text[], …)`), where a multi-row
+    /// `VALUES` list would be a new text, parsed and planned anew, for every row count.
+    case int64Array([Int64?])
+    /// A one-dimensional `text[]`, sent in binary (UTF-8); a `nil` element is `NULL`.
+    /// Like `.text`, an element cannot hold a zero byte.
+    case textArray([String?])
+    /// A one-dimensional `bytea[]`, sent in binary; a `nil` element is `NULL`.
+    case bytesArray([[UInt8]?])
 }

@@ -97,3 +97,38 @@ struct PreparedStatementTests {
         #expect(held == Int64(limit))
     }
 }
+
+/// Array parameters, as `unnest` takes them to insert many rows with one statement text.
+@Suite(.sharedPostgresServer)
+struct ArrayParameterTests {
+    @Test func arraysOfEveryKindRoundTripThroughUnnestWithNullsAndEdgeValues() throws {
+        let connection = try SharedPostgresServer.connect()
+        _ = try connection.execute("CREATE TEMPORARY TABLE many (id bigint, small smallint, note text, payload bytea)")
+        let insert = """
+            INSERT INTO many (id, small, note, payload)
+            SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bytea[])
+            """
+        let notes: [String?] = ["O'Brien\"{},\\ ", nil, "", "日本語"]
+        let payloads: [[UInt8]?] = [PostgresConnectionTests.everyByte, [], nil, [0]]
+        _ = try connection.execute(
+            insert,
+            [.int64Array([Int64.min, Int64.max, nil, 0]), .int64Array([1, nil, -1, 32_767]), .textArray(notes), .bytesArray(payloads)])
+        // An empty group inserts nothing, with the same statement.
+        #expect(try connection.execute(insert, [.int64Array([]), .int64Array([]), .textArray([]), .bytesArray([])]).affectedRowCount == 0)
+        let rows = try connection.execute("SELECT id, small, note, payload FROM many ORDER BY small NULLS LAST").rows
+        try #require(rows.count == 4)
+        #expect(try rows.map { try $0[0].int64 } == [nil, Int64.min, 0, Int64.max])
+        #expect(try rows.map { try $0[1].int64 } == [-1, 1, 32_767, nil])
+        #expect(try rows.map { try $0[2].string } == [notes[3 - 1], notes[0], notes[3], notes[1]])
+        #expect(try rows.map { try $0[3].bytes } == [payloads[2], payloads[0], payloads[3], payloads[1]])
+    }
+
+    @Test func aTextElementWithAZeroByteIsRefusedBeforeSending() throws {
+        let connection = try SharedPostgresServer.connect()
+        #expect {
+            _ = try connection.execute("SELECT cardinality($1::text[])", [.textArray(["fine", "not\u{0}fine"])])
+        } throws: { error in
+            (error as? PostgresError)?.code == .invalidParameter
+        }
+    }
+}
