@@ -105,6 +105,7 @@ extension OnARealDomain {
                 #expect(Set(transactions.map(\.transactionID)).count == transactions.count)
                 #expect(try await restarted.activeContracts(of: alice).isEmpty)
                 #expect(try await restarted.activeContracts(of: bob).isEmpty)  // bob is hosted on participant2
+                #expect(try await domain.p2.outcome(ofRequest: prepared.rootHash) == "approved")
                 #expect(try await domain.p2.activeContracts(of: bob).count == 1)
                 #expect(await restarted.lockedContracts.isEmpty)
 
