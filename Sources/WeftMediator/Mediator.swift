@@ -333,7 +333,8 @@ public actor Mediator {
                 request: request.id, domain: domain, recipients: request.recipients, decidedAt: at, key: signingKey)
         }
         let decided = try await writing { progress in
-            try await store.record(checked, parties: parties, request: request.id, decision: verdict, progress: progress)
+            try await store.record(
+                checked, parties: parties, request: request.id, decision: verdict, progress: progress)
         }
         if let stored = decided {
             pending[timestamp] = nil

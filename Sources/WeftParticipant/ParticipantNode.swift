@@ -54,8 +54,9 @@ public struct ParticipantConfiguration: Sendable {
 /// after a crash the node resumes at the first event whose effects are not stored: nothing is
 /// lost or applied twice. An event without effects moves the counter in memory only; the next
 /// write stores it (or a store of the counter alone, after `cursorStoreEventsMax` such events,
-/// `cursorStoreInterval`, or `stop()`), and a restart reads such events again, to no effect. The active contract set, locks and packages are mirrored in memory
-/// (the actor is their only writer), loaded from the store at start.
+/// `cursorStoreInterval`, or `stop()`), and a restart reads such events again, to no effect.
+/// The active contract set, locks and packages are mirrored in memory (the actor is their only
+/// writer), loaded from the store at start.
 public actor ParticipantNode {
     public nonisolated let identity: ParticipantIdentity
     public nonisolated let domain: UniqueIdentifier
