@@ -44,7 +44,9 @@ public enum ResponseOutcome: Sendable, Equatable {
 /// actor changes its memory or returns a verdict, and operations run one at a time, so a
 /// mediator started again on the same database (`start`) continues every pending request with
 /// the responses counted so far and answers a replayed request or response with the stored
-/// verdict.
+/// verdict. That transaction also carries the node's progress (`advanceStream(to:)`,
+/// `verdictDelivered(_:)`), so that a node storing its stream position needs no transaction
+/// of its own per event.
 public actor Mediator {
     public nonisolated let domain: UniqueIdentifier
     /// This mediator's member id (`MED::…`): requests must name it.
@@ -58,6 +60,13 @@ public actor Mediator {
     /// memory, which the actor's reentrancy would otherwise let interleave.
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
+    /// The driver's progress (stream position, delivered verdicts) not stored yet: the next
+    /// write of a state change carries it (`MediatorStore.Progress`).
+    private var unstoredProgress = MediatorStore.Progress()
+    /// The stream position as last stored by this mediator (nil: none since start). The driver
+    /// acknowledges the stream to the sequencer up to here, never beyond: the sequencer may
+    /// prune what is acknowledged, and a restart reads again from the stored position.
+    private(set) var storedStreamPosition: MediatorStore.StreamPosition?
 
     private init(
         store: MediatorStore, domain: UniqueIdentifier, signingKey: SigningPrivateKey,
@@ -185,10 +194,10 @@ public actor Mediator {
                 Weft.V1.Verdict(outcome: .mediatorReject(reject)), request: id, domain: domain,
                 recipients: sortedRecipients, decidedAt: request.timestamp, key: signingKey)
         }
-        let stored = try await store.insert(
-            MediatorStore.NewRequest(
-                id: id, uuid: uuid, informeeMessage: informeeBytes, deadline: deadline, recipients: sortedRecipients,
-                verdict: verdict))
+        let newRequest = MediatorStore.NewRequest(
+            id: id, uuid: uuid, informeeMessage: informeeBytes, deadline: deadline, recipients: sortedRecipients,
+            verdict: verdict)
+        let stored = try await writing { progress in try await store.insert(newRequest, progress: progress) }
         if stored != nil {
             // Another process registered it between our look-up and our insert.
             guard let known = try await known(id) else {
@@ -323,7 +332,11 @@ public actor Mediator {
                 Weft.V1.Verdict(outcome: .participantReject(Weft.V1.ParticipantRejects(rejects: [reject]))),
                 request: request.id, domain: domain, recipients: request.recipients, decidedAt: at, key: signingKey)
         }
-        if let stored = try await store.record(checked, parties: parties, request: request.id, decision: verdict) {
+        let decided = try await writing { progress in
+            try await store.record(
+                checked, parties: parties, request: request.id, decision: verdict, progress: progress)
+        }
+        if let stored = decided {
             pending[timestamp] = nil
             return .alreadyDecided(stored)
         }
@@ -357,7 +370,7 @@ public actor Mediator {
                     Weft.V1.Verdict(outcome: .mediatorReject(reject)), request: request.id, domain: domain,
                     recipients: request.recipients, decidedAt: now, key: signingKey))
         }
-        let standing = try await store.decide(verdicts)
+        let standing = try await writing { progress in try await store.decide(verdicts, progress: progress) }
         for request in expired { pending[request.id.timestamp] = nil }
         let decided = zip(verdicts, standing).filter { $0 == $1 }.map(\.0)
         for verdict in decided { logDecision(verdict) }
@@ -377,6 +390,52 @@ public actor Mediator {
     public func verdict(at timestamp: SequencingTimestamp) async throws -> MediatorVerdict? {
         if case .decided(let verdict)? = try await store.state(at: timestamp) { return verdict }
         return nil
+    }
+
+    // MARK: - Progress of the node
+
+    /// The node processed every event before `position` (it calls this after each event): the
+    /// next write stores the position with its own change.
+    func advanceStream(to position: MediatorStore.StreamPosition) {
+        if let current = unstoredProgress.position, current.nextCounter >= position.nextCounter { return }
+        if let stored = storedStreamPosition, stored.nextCounter >= position.nextCounter { return }
+        unstoredProgress.position = position
+    }
+
+    /// The verdict on the request at `timestamp` reached the sequencer: stored with the next write.
+    func verdictDelivered(_ timestamp: SequencingTimestamp) {
+        unstoredProgress.delivered.append(timestamp)
+    }
+
+    /// Whether progress waits to be stored.
+    var hasUnstoredProgress: Bool { !unstoredProgress.isEmpty }
+
+    /// Stores the progress not stored yet in a transaction of its own: when no state change
+    /// carried it for a while, and when the node stops.
+    func storeProgress() async throws {
+        await enter()
+        defer { leave() }
+        try await writing { progress in try await store.store(progress) }
+    }
+
+    /// Runs a write of the store with the progress not stored yet; puts it back if the write fails.
+    private func writing<T: Sendable>(_ write: (MediatorStore.Progress) async throws -> T) async throws -> T {
+        let progress = unstoredProgress
+        unstoredProgress = MediatorStore.Progress()
+        do {
+            let result = try await write(progress)
+            if let position = progress.position,
+                storedStreamPosition.map({ $0.nextCounter < position.nextCounter }) ?? true
+            {
+                storedStreamPosition = position
+            }
+            return result
+        } catch {
+            // Meanwhile the driver may have moved the position on: keep the later one.
+            if unstoredProgress.position == nil { unstoredProgress.position = progress.position }
+            unstoredProgress.delivered += progress.delivered
+            throw error
+        }
     }
 
     // MARK: - Internals

@@ -20,8 +20,13 @@ import WeftWire
 /// - Sequencing time only moves with events. When the wall clock passes a pending request's
 ///   deadline and no event has arrived since, the driver asks the sequencer for the time by
 ///   sending an empty batch (a time proof): the receipt's timestamp fires the timeout.
-/// - The next counter to process is stored after each event's effects, so a restart resumes
-///   where it left; an event processed twice changes nothing.
+/// - The next counter to process is stored in the transaction of the next event's effects
+///   (the position before that event), or in one of its own after `positionStoreEventsMax`
+///   events or `positionStoreInterval` without effects, and when the driver stops. A restart
+///   resumes there and reads again what came after: an event processed twice changes nothing.
+///   The driver acknowledges the stream to the sequencer up to the stored position only.
+/// - Verdicts sent are marked delivered in the next transaction as well; a restart before it
+///   sends them again under the same message id, which the sequencer refuses as a duplicate.
 public actor MediatorDriver {
     /// Timing and limits of the driver.
     public struct Settings: Sendable {
@@ -39,6 +44,15 @@ public actor MediatorDriver {
         /// While no sequencer answers, or the domain has not admitted the mediator yet, try again
         /// this often. Default 1 s.
         public var reconnectDelay: Duration = .seconds(1)
+        /// Events without effects (the receipt of the mediator's own verdict, say) move the
+        /// stream position in memory only, stored with the next event's effects: a database
+        /// transaction each would be most of the mediator's per-event work. The position is
+        /// stored anyway once this many events have passed since it was last stored, bounding
+        /// what a restart reads again. Default 256.
+        public var positionStoreEventsMax = 256
+        /// … or once this long has passed since it was last stored (also while the stream is
+        /// idle), which also bounds how far acknowledgements lag. Default 1 s.
+        public var positionStoreInterval: Duration = .seconds(1)
         public init() {}
     }
 
@@ -60,6 +74,17 @@ public actor MediatorDriver {
     private var lossWaiters: [CheckedContinuation<Void, Never>] = []
     /// Tasks waiting for the stream to be processed past a time (`processed(through:)`).
     private var progressWaiters: [(target: SequencingTimestamp, continuation: CheckedContinuation<Void, Never>)] = []
+    /// The stored position as last seen, when it last moved, and the events processed since.
+    private var storedPosition: MediatorStore.StreamPosition?
+    private var positionStoredAt = ContinuousClock.now
+    private var eventsSinceStored = 0
+    /// The event being processed must have the position after it stored: it applied topology,
+    /// which lives in another store and is not read twice for nothing.
+    private var storePositionAfterEvent = false
+    /// Verdicts this driver sent whose delivered mark is not stored yet: not sent again.
+    private var sentVerdicts = Set<SequencingTimestamp>()
+    /// Whether stopping stores what was processed and sent (false: as a crash leaves it).
+    private var storesProgressAtStop = true
 
     public init(
         mediator: Mediator, topology: MemberTopology, connection: SequencerConnection, settings: Settings = Settings(),
@@ -92,13 +117,45 @@ public actor MediatorDriver {
             "mediator node processing its sequencer stream",
             metadata: ["member": "\(memberText)", "from_counter": "\(position.nextCounter)"])
         defer { signal.finish() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.processEvents(from: position.nextCounter) }
-            group.addTask { await self.sendVerdicts(signals) }
-            group.addTask { await self.watchDeadlines() }
-            try await group.next()
-            group.cancelAll()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.processEvents(from: position.nextCounter) }
+                group.addTask { await self.sendVerdicts(signals) }
+                group.addTask { await self.watchDeadlines() }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch {
+            await storeProgressAtStop()
+            throw error
         }
+        await storeProgressAtStop()
+    }
+
+    /// Stores what was processed (and sent) but not stored yet, as the driver stops: a restart
+    /// then neither reads those events again nor re-sends those verdicts (both harmless).
+    private func storeProgressAtStop() async {
+        guard storesProgressAtStop else { return }
+        do {
+            // In a task of its own: the driver's is cancelled, and the database refuses to
+            // start work for a cancelled task.
+            let mediator = self.mediator
+            try await Task { try await mediator.storeProgress() }.value
+        } catch {
+            logger.warning(
+                "the stream position was not stored at stop; a restart reads the events since the stored one again",
+                metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// For tests: the driver's next stop (its task cancelled) leaves the store as a crash
+    /// would, the position and delivered marks kept in memory only not stored.
+    @_spi(Testing) public func crashOnStop() { storesProgressAtStop = false }
+
+    /// The stream position as stored (nil before the first store since start): acknowledgements
+    /// to the sequencer never go beyond it.
+    public var storedStreamPosition: MediatorStore.StreamPosition? {
+        get async { await mediator.storedStreamPosition }
     }
 
     /// Returns once an event sequenced after `timestamp` has been processed: for tests and
@@ -172,15 +229,17 @@ public actor MediatorDriver {
         // Until the topology history has arrived, early broadcasts are only held in memory: the
         // position stays, so that a restart reads them again.
         if await topology.isInitialized {
-            try await store.saveStreamPosition(nextCounter: event.counter + 1, lastTimestamp: at)
-            if ContinuousClock.now - lastAcknowledgement >= settings.acknowledgementInterval {
-                lastAcknowledgement = .now
-                do {
-                    try await connection.acknowledge(upTo: wireTime)
-                } catch {
-                    logger.warning("acknowledging the processed stream failed; it is retried", metadata: ["error": "\(error)"])
-                }
+            await mediator.advanceStream(to: MediatorStore.StreamPosition(nextCounter: event.counter + 1, lastTimestamp: at))
+            await noteStoredPosition()
+            eventsSinceStored += 1
+            if storePositionAfterEvent || eventsSinceStored >= settings.positionStoreEventsMax
+                || ContinuousClock.now - positionStoredAt >= settings.positionStoreInterval
+            {
+                try await mediator.storeProgress()
+                await noteStoredPosition()
             }
+            storePositionAfterEvent = false
+            await acknowledgeIfDue()
         }
         let ready = progressWaiters.filter { $0.target < at }
         progressWaiters.removeAll { $0.target < at }
@@ -205,6 +264,7 @@ public actor MediatorDriver {
             }
             switch content.message {
             case .topologySnapshot?, .topologyBroadcast?:
+                storePositionAfterEvent = true
                 do {
                     try await topology.apply(content, sequencedAt: at, sender: deliver.sender)
                 } catch is MemberTopologyError {
@@ -297,7 +357,10 @@ public actor MediatorDriver {
     }
 
     private func flushOutbox() async throws {
-        for verdict in try await store.undeliveredVerdicts() {
+        let undelivered = try await store.undeliveredVerdicts()
+        // Sent by this driver, the mark not stored yet; once stored, no longer listed.
+        sentVerdicts.formIntersection(undelivered.map(\.request.timestamp))
+        for verdict in undelivered where !sentVerdicts.contains(verdict.request.timestamp) {
             let messageID = Self.verdictMessageID(verdict.request)
             // A participant disabled since the request is no recipient the sequencer accepts, and
             // one unknown recipient would refuse the verdict for everyone: it goes to the others.
@@ -336,8 +399,48 @@ public actor MediatorDriver {
                     }
                 }
             }
-            try await store.markDelivered(verdict.request.timestamp)
+            await mediator.verdictDelivered(verdict.request.timestamp)
+            sentVerdicts.insert(verdict.request.timestamp)
             requestTraces[verdict.request.timestamp] = nil
+        }
+    }
+
+    // MARK: - Stream position
+
+    /// Follows the stored position: the lag bounds count from its last move.
+    private func noteStoredPosition() async {
+        let stored = await mediator.storedStreamPosition
+        guard stored != storedPosition else { return }
+        storedPosition = stored
+        positionStoredAt = .now
+        eventsSinceStored = 0
+    }
+
+    /// Acknowledges the stream up to the stored position (at most every
+    /// `acknowledgementInterval`): the sequencer may prune what is acknowledged, and a restart
+    /// reads again from the stored position, so never beyond it.
+    private func acknowledgeIfDue() async {
+        guard let stored = storedPosition, ContinuousClock.now - lastAcknowledgement >= settings.acknowledgementInterval
+        else { return }
+        lastAcknowledgement = .now
+        do {
+            try await connection.acknowledge(upTo: .init(microsSinceEpoch: stored.lastTimestamp.microsSinceEpoch))
+        } catch {
+            logger.warning("acknowledging the processed stream failed; it is retried", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Stores the position (and delivered marks) when nothing carried them for
+    /// `positionStoreInterval`: an idle stream's last events and verdicts sent.
+    private func storeProgressIfIdle() async {
+        guard await mediator.hasUnstoredProgress, ContinuousClock.now - positionStoredAt >= settings.positionStoreInterval
+        else { return }
+        do {
+            try await mediator.storeProgress()
+            await noteStoredPosition()
+            positionStoredAt = .now
+        } catch {
+            logger.warning("storing the stream position failed; retried", metadata: ["error": "\(error)"])
         }
     }
 
@@ -347,6 +450,7 @@ public actor MediatorDriver {
     /// carried sequencing time past it, asks the sequencer for the time.
     private func watchDeadlines() async {
         while !Task.isCancelled {
+            await storeProgressIfIdle()
             var pause = settings.deadlineCheckInterval
             if let deadline = await mediator.nextDeadline, lastTimestamp.map({ $0 <= deadline }) ?? true {
                 let untilDeadline = deadline.microsSinceEpoch - Self.wallClockMicros()

@@ -196,16 +196,11 @@ public struct MediatorStore: Sendable {
         return verdicts
     }
 
-    /// Records that the verdict on `request` reached the sequencer, so it is not sent again.
+    /// Records that the verdict on `request` reached the sequencer, so it is not sent again
+    /// (a transaction of its own; the driver folds the mark into its next write instead,
+    /// `Progress`).
     public func markDelivered(_ request: SequencingTimestamp) async throws {
-        let mediatorText = mediator.description
-        try await database.withConnection { connection in
-            _ = try connection.execute(
-                """
-                UPDATE mediator_requests SET delivered = true
-                WHERE mediator = $1 AND request_ts = $2 AND verdict IS NOT NULL
-                """, [.text(mediatorText), .int64(request.microsSinceEpoch)])
-        }
+        try await store(Progress(delivered: [request]))
     }
 
     /// Where the node resumes its sequencer stream: the next counter to process and the
@@ -224,17 +219,63 @@ public struct MediatorStore: Sendable {
         return (UInt64(next), SequencingTimestamp(microsSinceEpoch: last))
     }
 
-    /// Records that every event before `nextCounter` is processed (never moves back). Written
-    /// after the event's effects: an event processed again after a crash changes nothing.
+    /// Records that every event before `nextCounter` is processed (never moves back), in a
+    /// transaction of its own.
     public func saveStreamPosition(nextCounter: UInt64, lastTimestamp: SequencingTimestamp) async throws {
+        try await store(Progress(position: StreamPosition(nextCounter: nextCounter, lastTimestamp: lastTimestamp)))
+    }
+
+    /// Where a node is in its sequencer stream: every event before `nextCounter` processed.
+    public struct StreamPosition: Sendable, Equatable {
+        public let nextCounter: UInt64
+        public let lastTimestamp: SequencingTimestamp
+
+        public init(nextCounter: UInt64, lastTimestamp: SequencingTimestamp) {
+            self.nextCounter = nextCounter
+            self.lastTimestamp = lastTimestamp
+        }
+    }
+
+    /// The node's progress not stored yet — its stream position and the verdicts that reached
+    /// the sequencer — written in the transaction of the next change of state (`insert`,
+    /// `record`, `decide`) instead of transactions of their own: per event, the event's effect
+    /// and the position before it are one transaction, and an event without effects none.
+    struct Progress: Sendable {
+        var position: StreamPosition?
+        var delivered: [SequencingTimestamp] = []
+
+        var isEmpty: Bool { position == nil && delivered.isEmpty }
+    }
+
+    /// Stores `progress` alone: what the driver does when no change of state has carried it for
+    /// a while, and when it stops.
+    func store(_ progress: Progress) async throws {
+        guard !progress.isEmpty else { return }
         let mediatorText = mediator.description
-        try await database.withConnection { connection in
+        try await database.transaction { connection in try Self.write(progress, connection, mediator: mediatorText) }
+    }
+
+    /// Writes `progress` in the caller's transaction. The position never moves back.
+    private static func write(_ progress: Progress, _ connection: PostgresConnection, mediator: String) throws {
+        if let position = progress.position {
             _ = try connection.execute(
                 """
                 INSERT INTO mediator_stream (mediator, next_counter, last_ts) VALUES ($1, $2, $3)
                 ON CONFLICT (mediator) DO UPDATE SET next_counter = excluded.next_counter, last_ts = excluded.last_ts
                 WHERE mediator_stream.next_counter < excluded.next_counter
-                """, [.text(mediatorText), .int64(Int64(nextCounter)), .int64(lastTimestamp.microsSinceEpoch)])
+                """,
+                [.text(mediator), .int64(Int64(position.nextCounter)), .int64(position.lastTimestamp.microsSinceEpoch)])
+        }
+        if !progress.delivered.isEmpty {
+            _ = try connection.execute(
+                """
+                UPDATE mediator_requests SET delivered = true
+                WHERE mediator = $1 AND request_ts = ANY ($2::bigint[]) AND verdict IS NOT NULL
+                """,
+                [
+                    .text(mediator),
+                    .text("{" + progress.delivered.map { "\($0.microsSinceEpoch)" }.joined(separator: ",") + "}"),
+                ])
         }
     }
 
@@ -251,8 +292,8 @@ public struct MediatorStore: Sendable {
     }
 
     /// Inserts `request` unless a request is registered at its time already; returns the state
-    /// of the one that stands (nil: `request` was inserted).
-    func insert(_ request: NewRequest) async throws -> RequestState? {
+    /// of the one that stands (nil: `request` was inserted). Stores `progress` too.
+    func insert(_ request: NewRequest, progress: Progress = Progress()) async throws -> RequestState? {
         let mediatorText = mediator.description
         let ts = request.id.timestamp.microsSinceEpoch
         var values: [PostgresValue] = [
@@ -264,6 +305,7 @@ public struct MediatorStore: Sendable {
         values += try Self.decisionValues(request.verdict)
         let parameters = values
         return try await database.transaction { connection in
+            try Self.write(progress, connection, mediator: mediatorText)
             let inserted = try connection.execute(
                 """
                 INSERT INTO mediator_requests (mediator, request_ts, root_hash, uuid, informee_message, deadline_ts,
@@ -278,10 +320,11 @@ public struct MediatorStore: Sendable {
 
     /// Records the parties `response` counted for and, if it decided the request, the verdict,
     /// in one transaction. Returns nil when written, or the stored verdict when the request was
-    /// decided already (then nothing is written).
-    func record(_ response: CheckedResponse, parties: [Party], request: RequestID, decision: MediatorVerdict?)
-        async throws -> MediatorVerdict?
-    {
+    /// decided already (then nothing is written but `progress`, stored either way).
+    func record(
+        _ response: CheckedResponse, parties: [Party], request: RequestID, decision: MediatorVerdict?,
+        progress: Progress = Progress()
+    ) async throws -> MediatorVerdict? {
         let mediatorText = mediator.description
         let ts = request.timestamp.microsSinceEpoch
         let bytes = try response.message.serializedBytes()
@@ -294,6 +337,7 @@ public struct MediatorStore: Sendable {
         }
         let decision = try decision.map { verdict in try Self.decisionValues(verdict) }
         return try await database.transaction { connection in
+            try Self.write(progress, connection, mediator: mediatorText)
             switch try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: true) {
             case .decided(let stored)?: return stored
             case nil: throw MediatorError.inconsistentStore("request \(request) is not in the store")
@@ -318,8 +362,8 @@ public struct MediatorStore: Sendable {
     }
 
     /// Records each verdict on a pending request (timeouts) in one transaction; returns, per
-    /// verdict, the one that stands: itself, or the one stored before.
-    func decide(_ verdicts: [MediatorVerdict]) async throws -> [MediatorVerdict] {
+    /// verdict, the one that stands: itself, or the one stored before. Stores `progress` too.
+    func decide(_ verdicts: [MediatorVerdict], progress: Progress = Progress()) async throws -> [MediatorVerdict] {
         guard !verdicts.isEmpty else { return [] }
         let mediatorText = mediator.description
         var decisions: [(Int64, [PostgresValue])] = []
@@ -328,6 +372,7 @@ public struct MediatorStore: Sendable {
         }
         let prepared = decisions
         return try await database.transaction { connection in
+            try Self.write(progress, connection, mediator: mediatorText)
             var standing: [MediatorVerdict] = []
             for (index, (ts, values)) in prepared.enumerated() {
                 switch try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: true) {

@@ -89,6 +89,7 @@ extension ParticipantNode {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(200))
                 await self?.askForTimeIfIdle()
+                await self?.storeCursorIfIdle()
             }
         }
     }
@@ -152,6 +153,10 @@ extension ParticipantNode {
         let own = commitmentRuntime.tracker.commitments(me: me, hosts: hosts(snapshot))
         let comparisons = try await commitmentStore.recordPeriod(from: from, to: end, own: own)
         commitmentRuntime.lastPeriodEnd = end
+        // The stored cursor's time then passes the period's end, even if this event has no
+        // effects of its own: a domain migration keeps the stored time, and the new domain's
+        // first event must come after every period recorded here.
+        storeCursorAfterEvent = true
         for comparison in comparisons { report(comparison) }
         guard !own.isEmpty else { return }
         var envelopes: [Weft.V1.Envelope] = []

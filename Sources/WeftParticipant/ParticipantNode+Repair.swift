@@ -118,7 +118,10 @@ extension ParticipantNode {
                 known.insert(id)
                 commitmentRuntime.tracker.add(id: id, stakeholders: contract.stakeholders, stored: contract.stored)
             }
-            if let position { cursor = position }
+            if let position {
+                cursor = position
+                cursorStored(position)
+            }
             repairedAt = snapshot.toInclusive
             logger.info(
                 "ACS snapshot imported",

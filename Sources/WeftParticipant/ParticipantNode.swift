@@ -19,15 +19,28 @@ public struct ParticipantConfiguration: Sendable {
     /// How long to wait before subscribing again when no sequencer answers (the domain's
     /// only sequencer restarting). Default 250 ms.
     public var reconnectDelay: Duration
+    /// Events without effects (the receipt of the participant's own responses, say) move the
+    /// stream cursor in memory only, stored with the next write: a database transaction each
+    /// would be most of the participant's per-event work. The cursor is stored anyway once this
+    /// many such events have passed since it was last stored, bounding what a restart reads
+    /// again. Default 256.
+    public var cursorStoreEventsMax: Int
+    /// … or once this long has passed since it was last stored (also while the stream is idle).
+    /// Default 1 s.
+    public var cursorStoreInterval: Duration
 
     public init(
         maxSequencingDelayMicros: Int64 = 60_000_000, defaultDeduplicationPeriodMicros: Int64 = 600_000_000,
-        reconnectDelay: Duration = .milliseconds(250)
+        reconnectDelay: Duration = .milliseconds(250), cursorStoreEventsMax: Int = 256,
+        cursorStoreInterval: Duration = .seconds(1)
     ) {
         precondition(maxSequencingDelayMicros > 0 && defaultDeduplicationPeriodMicros >= 0 && reconnectDelay >= .zero)
+        precondition(cursorStoreEventsMax > 0 && cursorStoreInterval >= .zero)
         self.maxSequencingDelayMicros = maxSequencingDelayMicros
         self.defaultDeduplicationPeriodMicros = defaultDeduplicationPeriodMicros
         self.reconnectDelay = reconnectDelay
+        self.cursorStoreEventsMax = cursorStoreEventsMax
+        self.cursorStoreInterval = cursorStoreInterval
     }
 }
 
@@ -39,8 +52,11 @@ public struct ParticipantConfiguration: Sendable {
 ///
 /// Each event's effects and the counter after it are written in one database transaction, so
 /// after a crash the node resumes at the first event whose effects are not stored: nothing is
-/// lost or applied twice. The active contract set, locks and packages are mirrored in memory
-/// (the actor is their only writer), loaded from the store at start.
+/// lost or applied twice. An event without effects moves the counter in memory only; the next
+/// write stores it (or a store of the counter alone, after `cursorStoreEventsMax` such events,
+/// `cursorStoreInterval`, or `stop()`), and a restart reads such events again, to no effect.
+/// The active contract set, locks and packages are mirrored in memory (the actor is their only
+/// writer), loaded from the store at start.
 public actor ParticipantNode {
     public nonisolated let identity: ParticipantIdentity
     public nonisolated let domain: UniqueIdentifier
@@ -53,6 +69,18 @@ public actor ParticipantNode {
     var cursor: ParticipantStore.Cursor {
         didSet { cursorMoved(to: cursor.nextCounter) }
     }
+    /// The cursor as stored: behind `cursor` by events without effects, moved past in memory.
+    var storedCursor: ParticipantStore.Cursor
+    /// Events moved past in memory only since the cursor was stored, and when it was.
+    private var unstoredEvents = 0
+    private var cursorStoredAt = ContinuousClock.now
+    /// The event being processed must store the cursor after it even if it writes nothing of
+    /// its own: its effects went elsewhere (topology, commitments) or out to the network, and
+    /// reading it again after a crash might not be free of effects.
+    var storeCursorAfterEvent = false
+    /// Requests whose responses reached the sequencer and whose mark is not stored yet: the
+    /// next write records it (a restart before re-sends them, which is harmless).
+    private var responsesSentUnstored = Set<SequencingTimestamp>()
     var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
     var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
@@ -130,6 +158,7 @@ public actor ParticipantNode {
         self.configuration = configuration
         self.logger = logger
         cursor = loaded.cursor
+        storedCursor = loaded.cursor
         for package in packages { packageSources[package.id] = package }
         interpreter = Interpreter(packages: packages)
         for (id, contract, seed) in loaded.active { active[id] = (contract, seed) }
@@ -255,12 +284,32 @@ public actor ParticipantNode {
     /// Stops processing events and closes the sequencer connection. Commands still in flight
     /// fail with `stopped`; their completions arrive in the store after a restart.
     public func stop() async {
+        await stop(storingCursor: true)
+    }
+
+    /// Stops as a crash would leave the store: the cursor moved in memory only is not stored
+    /// (nor are the marks of responses sent). For tests of what a restart reads again.
+    @_spi(Testing) public func crash() async {
+        await stop(storingCursor: false)
+    }
+
+    private func stop(storingCursor: Bool) async {
         processing?.cancel()
         processing = nil
         stopCommitments()
         for task in sends.values { task.cancel() }
         sends = [:]
         await connection.close()
+        // What was moved past in memory only; a crash would read it again, to no effect.
+        do {
+            // In a task of its own: the caller's may be cancelled (a service shutting down), and
+            // the database refuses to start work for a cancelled task.
+            if storingCursor { try await Task { try await self.storeCursor() }.value }
+        } catch {
+            logger.warning(
+                "the stream cursor was not stored at stop; a restart reads the events without effects since again",
+                metadata: ["error": "\(error)", LogKey.counter: "\(storedCursor.nextCounter)"])
+        }
         _ = recoveryFailed(ParticipantError.stopped)
         failWaiters(ParticipantError.stopped)
         for id in timedReadyWaiters.keys { endTimedReadyWait(id, ready: false) }
@@ -713,7 +762,9 @@ public actor ParticipantNode {
     // MARK: - The event processor
 
     /// Processes one event of the stream, in order: its effects and the counter after it are
-    /// stored together before the next event is looked at.
+    /// stored together before the next event is looked at. An event without effects moves the
+    /// counter in memory only (`pass(to:)`), stored with the next write or by `storeCursor()`
+    /// once `cursorStoreEventsMax` events or `cursorStoreInterval` have passed.
     func process(_ event: Weft.V1.SequencedEvent) async throws {
         guard event.counter == cursor.nextCounter else {
             if event.counter < cursor.nextCounter { return }  // already processed (a replayed stream)
@@ -735,9 +786,17 @@ public actor ParticipantNode {
             unsequenced[error.messageID] = nil
             let reasonID = error.reason?.errorID.isEmpty == false ? error.reason!.errorID : "SEQUENCER_DELIVER_ERROR"
             let message = error.reason?.message ?? "the sequencer refused the submission"
-            let key = try await store.failSubmission(
-                messageID: error.messageID, reasonID: reasonID, reason: message, cursor: next)
+            let sent = takeResponsesSent()
+            let key: CommandKey?
+            do {
+                key = try await store.failSubmission(
+                    messageID: error.messageID, reasonID: reasonID, reason: message, cursor: next, responsesSent: sent)
+            } catch {
+                responsesSentUnstored.formUnion(sent)
+                throw error
+            }
             cursor = next
+            cursorStored(next)
             if let key {
                 logger.warning(
                     "a confirmation request was not sequenced",
@@ -753,10 +812,73 @@ public actor ParticipantNode {
             }
             noteDelivered(deliver, sender: memberText)
         case nil:
-            try await store.advance(next)
-            cursor = next
+            pass(to: next)
+        }
+        if storeCursorAfterEvent || unstoredEvents >= configuration.cursorStoreEventsMax
+            || ContinuousClock.now - cursorStoredAt >= configuration.cursorStoreInterval
+        {
+            try await storeCursor()
         }
         if !unsequenced.isEmpty { try await expireUnsequenced(at: timestamp) }
+    }
+
+    // MARK: The cursor
+
+    /// Moves the cursor past an event without effects, in memory only: the next write stores it.
+    func pass(to next: ParticipantStore.Cursor) {
+        cursor = next
+        unstoredEvents += 1
+    }
+
+    /// A write stored `stored` (never taking the known stored cursor back: an idle store of an
+    /// older cursor may finish after an event's write).
+    func cursorStored(_ stored: ParticipantStore.Cursor) {
+        if stored.nextCounter >= storedCursor.nextCounter { storedCursor = stored }
+        if stored == cursor {
+            unstoredEvents = 0
+            cursorStoredAt = .now
+            storeCursorAfterEvent = false
+        }
+    }
+
+    /// Stores the in-memory cursor, with the responses sent since the last write, if either is
+    /// not stored yet. Not before the topology history has arrived: broadcasts before it are
+    /// held in memory only, and a restart must read them again.
+    func storeCursor() async throws {
+        guard ready, cursor != storedCursor || !responsesSentUnstored.isEmpty else { return }
+        let (target, sent) = (cursor, takeResponsesSent())
+        do {
+            try await store.advance(target, responsesSent: sent)
+        } catch {
+            responsesSentUnstored.formUnion(sent)
+            throw error
+        }
+        cursorStored(target)
+    }
+
+    /// Stores the cursor when the stream has been idle for `cursorStoreInterval` since events
+    /// without effects were moved past (the commitment ticker calls it).
+    func storeCursorIfIdle() async {
+        guard cursor != storedCursor, ContinuousClock.now - cursorStoredAt >= configuration.cursorStoreInterval else {
+            return
+        }
+        do {
+            try await storeCursor()
+        } catch {
+            logger.warning("storing the stream cursor failed; retried", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The responses-sent marks for the next write (put back if it fails).
+    private func takeResponsesSent() -> [SequencingTimestamp] {
+        defer { responsesSentUnstored = [] }
+        return responsesSentUnstored.sorted()
+    }
+
+    /// The responses of the request at `timestamp` reached the sequencer: marked with the next
+    /// write, while the request is pending (a decided one's responses are never re-sent).
+    private func noteResponsesSent(_ timestamp: SequencingTimestamp) {
+        if pending[timestamp] != nil { responsesSentUnstored.insert(timestamp) }
     }
 
     private func process(_ deliver: Weft.V1.Deliver, at timestamp: SequencingTimestamp, next: ParticipantStore.Cursor)
@@ -773,6 +895,7 @@ public actor ParticipantNode {
             }
             switch content.message {
             case .topologyBroadcast?, .topologySnapshot?:
+                storeCursorAfterEvent = true
                 do {
                     try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
                 } catch let refused as MemberTopologyError {
@@ -790,13 +913,17 @@ public actor ParticipantNode {
             case .encryptedView(let message)?: request.encryptedViews.append(message)
             case .signedMessage(let message)?:
                 if Self.isCommitment(message) {
+                    storeCursorAfterEvent = true
                     try await receive(commitment: message, from: deliver.sender, at: timestamp)
                 } else {
                     verdicts.append(message)
                 }
             case .commitmentNarrowingRequest(let message)?:
+                storeCursorAfterEvent = true
                 await receive(narrowing: message, from: deliver.sender, at: timestamp)
-            case .commitmentNarrowingResponse(let message)?: receive(narrowing: message, from: deliver.sender)
+            case .commitmentNarrowingResponse(let message)?:
+                storeCursorAfterEvent = true
+                receive(narrowing: message, from: deliver.sender)
             case .informeeMessage?, .topologyRequest?, nil:
                 logger.warning(
                     "an envelope this participant has no use for; ignored",
@@ -813,10 +940,10 @@ public actor ParticipantNode {
             }
             try await apply(verdict: verdict, at: timestamp, next: next)
         } else {
-            // Broadcasts before the history are held in memory only (MemberTopology): until it
-            // arrives, the stored counter stays, so that a restart reads them again.
-            if ready { try await store.advance(next) }
-            cursor = next
+            // Stored after the event if it had effects elsewhere (`storeCursorAfterEvent`), but
+            // only once the history is in (`storeCursor`): broadcasts before it are held in
+            // memory only (MemberTopology), and a restart must read them again.
+            pass(to: next)
         }
     }
 
@@ -833,16 +960,22 @@ public actor ParticipantNode {
             logger.warning(
                 "a confirmation request this participant cannot take part in: no readable view or no single root hash",
                 metadata: [LogKey.timestamp: "\(request.timestamp)", LogKey.reason: "\(result.decision.message)"])
-            try await store.advance(next)
-            cursor = next
+            pass(to: next)
             return
         }
         let stored = ParticipantStore.StoredRequest(
             timestamp: request.timestamp, rootHash: rootHash, locked: result.locks, creates: result.creates,
             responses: result.responses, responsesSent: result.responses.isEmpty, views: result.viewTrees,
             command: result.command)
-        try await store.register(stored, cursor: next)
+        let sent = takeResponsesSent()
+        do {
+            try await store.register(stored, cursor: next, responsesSent: sent)
+        } catch {
+            responsesSentUnstored.formUnion(sent)
+            throw error
+        }
         cursor = next
+        cursorStored(next)
         pending[request.timestamp] = stored
         for id in result.locks { locks[id] = request.timestamp }
         for id in result.creates { pendingCreates[id] = request.timestamp }
@@ -914,7 +1047,7 @@ public actor ParticipantNode {
                     self.logger.debug(
                         "confirmation responses were sent before", metadata: [LogKey.request: "\(request.timestamp)"])
                 }
-                try await self.store.markResponsesSent(request.timestamp)
+                await self.noteResponsesSent(request.timestamp)
             } catch {
                 self.logger.error(
                     "confirmation responses not sent; the mediator will time the request out unless a restart resends them",
@@ -944,16 +1077,14 @@ public actor ParticipantNode {
             logger.warning(
                 "a signed message that is not a verdict of the domain's mediator; ignored",
                 metadata: [LogKey.timestamp: "\(timestamp)", "error": "\(error)"])
-            try await store.advance(next)
-            cursor = next
+            pass(to: next)
             return
         }
         guard let request = pending[requestTime], result.domain == domain.description else {
             logger.info(
                 "a verdict for no pending request here (decided before, or never validated); ignored",
                 metadata: [LogKey.request: "\(requestTime)"])
-            try await store.advance(next)
-            cursor = next
+            pass(to: next)
             return
         }
         var approved: Bool
@@ -1033,10 +1164,17 @@ public actor ParticipantNode {
             .increment()
         var submitter: SubmitterMetadata?
         if let command = request.command { submitter = try await restoreCommand(command, of: request) }
-        try await store.decide(
-            requestTime, outcome: approved ? "approved" : reasonID, commit: commit, command: request.command,
-            completion: approved ? nil : (reasonID, reason), cursor: next)
+        let sent = takeResponsesSent()
+        do {
+            try await store.decide(
+                requestTime, outcome: approved ? "approved" : reasonID, commit: commit, command: request.command,
+                completion: approved ? nil : (reasonID, reason), cursor: next, responsesSent: sent)
+        } catch {
+            responsesSentUnstored.formUnion(sent)
+            throw error
+        }
         cursor = next
+        cursorStored(next)
         pending[requestTime] = nil
         for id in request.locked where locks[id] == requestTime { locks[id] = nil }
         for id in request.creates where pendingCreates[id] == requestTime { pendingCreates[id] = nil }

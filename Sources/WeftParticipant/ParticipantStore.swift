@@ -11,9 +11,11 @@ import WeftWire
 /// deduplication and completions, and the sequencer counter processed last.
 ///
 /// Every row carries the participant's id, so that participants may share a database. The
-/// store decides nothing: `ParticipantNode` calls it once per sequenced event, and each call is
-/// one database transaction that also moves the counter, so an event's effects and the fact
-/// that it was processed are durable together or not at all.
+/// store decides nothing: `ParticipantNode` calls it once per sequenced event that has effects,
+/// and each call is one database transaction that also moves the counter, so an event's effects
+/// and the fact that it was processed are durable together or not at all. Events without
+/// effects move the counter in the node's memory only; the next write (or `advance`) stores it,
+/// so the stored counter may lag behind by such events, which a restart reads again.
 public struct ParticipantStore: Sendable {
     /// The participant schema, applied by `migrate()`.
     public static let migrator = Migrator(component: "participant", migrations: migrations)
@@ -353,11 +355,13 @@ public struct ParticipantStore: Sendable {
     /// A command whose submission the sequencer refused or could not sequence in time; moves
     /// the cursor too when a deliver error event said so (nil: the send itself failed, outside
     /// the event stream, and the cursor is the event processor's alone).
-    func failSubmission(messageID: String, reasonID: String, reason: String, cursor: Cursor?) async throws
-        -> CommandKey?
-    {
+    func failSubmission(
+        messageID: String, reasonID: String, reason: String, cursor: Cursor?,
+        responsesSent: [SequencingTimestamp] = []
+    ) async throws -> CommandKey? {
         let me = self.me
         return try await database.transaction { connection in
+            try Self.markResponsesSent(responsesSent, connection, me)
             let row = try connection.execute(
                 """
                 UPDATE participant_commands SET state = 'rejected', reason_id = $3, reason = $4
@@ -386,16 +390,31 @@ public struct ParticipantStore: Sendable {
 
     // MARK: - Events
 
-    /// Moves the cursor past an event that changes nothing else.
-    func advance(_ cursor: Cursor) async throws {
-        let me = self.me
-        try await database.transaction { connection in try Self.move(cursor, connection, me) }
-    }
-
-    /// Records a validated request, its locks and its responses, with the cursor.
-    func register(_ request: StoredRequest, cursor: Cursor) async throws {
+    /// Stores the cursor past events that changed nothing else, which the node moved past in
+    /// memory only, and records `responsesSent`. Only ever moves the cursor forward: a store
+    /// of an older in-memory cursor (the idle flush, `stop()`) may commit after an event's
+    /// own transaction stored a later one, and must not take it back — that event would be
+    /// processed twice.
+    func advance(_ cursor: Cursor, responsesSent: [SequencingTimestamp] = []) async throws {
         let me = self.me
         try await database.transaction { connection in
+            try Self.markResponsesSent(responsesSent, connection, me)
+            _ = try connection.execute(
+                """
+                INSERT INTO participant_cursor (participant, next_counter, last_ts) VALUES ($1, $2, $3)
+                ON CONFLICT (participant) DO UPDATE SET next_counter = excluded.next_counter, last_ts = excluded.last_ts
+                WHERE participant_cursor.next_counter < excluded.next_counter
+                """,
+                [me, .int64(Int64(cursor.nextCounter)), .int64(cursor.lastTimestamp?.microsSinceEpoch ?? 0)])
+        }
+    }
+
+    /// Records a validated request, its locks and its responses, with the cursor (and
+    /// `responsesSent`, other requests' responses that reached the sequencer since the last write).
+    func register(_ request: StoredRequest, cursor: Cursor, responsesSent: [SequencingTimestamp] = []) async throws {
+        let me = self.me
+        try await database.transaction { connection in
+            try Self.markResponsesSent(responsesSent, connection, me)
             _ = try connection.execute(
                 """
                 INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates,
@@ -414,24 +433,30 @@ public struct ParticipantStore: Sendable {
         }
     }
 
-    /// Records that a request's responses reached the sequencer.
-    func markResponsesSent(_ timestamp: SequencingTimestamp) async throws {
-        let me = self.me
-        _ = try await database.withConnection { connection in
-            try connection.execute(
-                "UPDATE participant_requests SET responses_sent = true WHERE participant = $1 AND request_ts = $2",
-                [me, .int64(timestamp.microsSinceEpoch)])
-        }
+    /// Records that the responses of the requests at `timestamps` reached the sequencer, in
+    /// the caller's transaction: a restart re-sends the responses of pending requests without
+    /// the mark. The node folds the mark into its next write instead of a transaction of its
+    /// own; until then a restart re-sends them, which the sequencer refuses as a duplicate
+    /// message id (and the mediator would count for nothing a second time).
+    static func markResponsesSent(
+        _ timestamps: [SequencingTimestamp], _ connection: PostgresConnection, _ me: PostgresValue
+    ) throws {
+        guard !timestamps.isEmpty else { return }
+        _ = try connection.execute(
+            "UPDATE participant_requests SET responses_sent = true WHERE participant = $1 AND request_ts = ANY ($2::bigint[])",
+            [me, textArray(timestamps.map { "\($0.microsSinceEpoch)" })])
     }
 
     /// Applies a verdict: on approval `commit` (contracts, the transaction and its events),
-    /// either way the request's outcome, its command's completion and the cursor.
+    /// either way the request's outcome, its command's completion and the cursor (and
+    /// `responsesSent`, as in `register`).
     func decide(
         _ timestamp: SequencingTimestamp, outcome: String, commit: Commit?, command: CommandKey?,
-        completion: (reasonID: String, reason: String)?, cursor: Cursor
+        completion: (reasonID: String, reason: String)?, cursor: Cursor, responsesSent: [SequencingTimestamp] = []
     ) async throws {
         let me = self.me
         try await database.transaction { connection in
+            try Self.markResponsesSent(responsesSent, connection, me)
             _ = try connection.execute(
                 "UPDATE participant_requests SET outcome = $3 WHERE participant = $1 AND request_ts = $2",
                 [me, .int64(timestamp.microsSinceEpoch), .text(outcome)])

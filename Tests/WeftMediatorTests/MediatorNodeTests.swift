@@ -3,7 +3,7 @@ import Logging
 import Testing
 import WeftContracts
 import WeftCrypto
-import WeftMediator
+@_spi(Testing) import WeftMediator
 import WeftSequencer
 import WeftStore
 import WeftTestSupport
@@ -98,7 +98,9 @@ import WeftWire
         }
 
         /// A mediator node's parts on the domain's database, connected over TLS; not yet running.
-        func mediatorDriver() async throws -> (driver: MediatorDriver, connection: SequencerConnection) {
+        func mediatorDriver(settings: MediatorDriver.Settings = .init()) async throws
+            -> (driver: MediatorDriver, connection: SequencerConnection)
+        {
             var logger = Logger(label: "weft.mediator.test")
             logger.logLevel = .warning
             let member = domain.mediatorMember
@@ -112,7 +114,10 @@ import WeftWire
                 member: member.description, domain: domain.domain.description, key: domain.mediatorKey,
                 sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [.init(host: "127.0.0.1", port: server.port, security: .tls(clientTLS))],
                 logger: logger)
-            return (MediatorDriver(mediator: mediator, topology: topology, connection: connection, logger: logger), connection)
+            return (
+                MediatorDriver(mediator: mediator, topology: topology, connection: connection, settings: settings, logger: logger),
+                connection
+            )
         }
 
         /// Bank issues alice an IOU: one view; bank confirms, alice is told.
@@ -475,10 +480,92 @@ import WeftWire
                 let seen = try await Self.read(client, domain: real.domain, until: "end")
                 #expect(seen.verdicts == [result], "\(client.member)")
             }
-            #expect(try await driver.mediator.store.undeliveredVerdicts().isEmpty)
+            // Marked delivered with the next write, or at the latest when the node stops.
             running.cancel()
             _ = await running.result
             await connection.close()
+            #expect(try await driver.mediator.store.undeliveredVerdicts().isEmpty)
+            await real.stop()
+        }
+    }
+
+    /// The sequencing time of the mediator's first verdict on `client`'s stream (the same event
+    /// as the mediator's own receipt of it).
+    static func verdictTime(_ client: SequencerClient, domain: Domain) async throws -> Weft.V1.Timestamp {
+        for try await event in try client.subscribe(from: 0) {
+            if case .deliver(let deliver)? = event.event, deliver.sender == domain.mediatorMember.description,
+                let timestamp = event.timestamp
+            {
+                return timestamp
+            }
+        }
+        throw TestFailure("\(client.member)'s stream ended before a verdict")
+    }
+
+    @Test func thePositionIsStoredWithTheNextEffectAndAcknowledgedNoFurtherAndACrashReadsAgainToNoEffect() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let real = try await RealDomain.start(fixture.url)
+            // The position is stored only with effects: no lag bound reached in this test.
+            var settings = MediatorDriver.Settings()
+            settings.positionStoreEventsMax = 10_000
+            settings.positionStoreInterval = .seconds(3600)
+            settings.acknowledgementInterval = .zero
+            var (driver, connection) = try await real.mediatorDriver(settings: settings)
+            var running = Self.run(driver)
+            let views = try real.iouIssue(uuidByte: 5)
+            try await real.p2Client.send(try real.request(views), messageID: "request-5")
+            let requestTime = try await Self.requestTime(real.p1Client)
+            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-5")
+            let verdictTime = try await Self.verdictTime(real.p1Client, domain: real.domain)
+            // The mediator's own receipt of its verdict: an event without effects.
+            await driver.processed(after: SequencingTimestamp(verdictTime).adding(micros: -1))
+            let database = try PostgresConnection(url: fixture.url)
+            func storedPosition() throws -> (next: Int64, last: Int64)? {
+                try database.execute(
+                    "SELECT next_counter, last_ts FROM mediator_stream WHERE mediator = $1",
+                    [.text(real.domain.mediatorMember.description)]
+                ).rows.first.map { (try $0[0].int64 ?? -1, try $0[1].int64 ?? -1) }
+            }
+            func acknowledged() throws -> Int64? {
+                try database.execute(
+                    "SELECT acknowledged_ts FROM sequencer_members WHERE member = $1",
+                    [.text(real.domain.mediatorMember.description)]
+                ).rows.first?.first?.int64
+            }
+            // The response's transaction stored the position before it (past the request); the
+            // verdict's receipt moved it in memory only.
+            let lagging = try #require(try storedPosition())
+            #expect(lagging.last >= requestTime.microsSinceEpoch && lagging.last < verdictTime.microsSinceEpoch, "\(lagging)")
+            #expect(await driver.storedStreamPosition?.lastTimestamp.microsSinceEpoch == lagging.last)
+            // Acknowledged up to the stored position, never beyond (the receipt's event was not).
+            let acknowledgedTime = try #require(try acknowledged())
+            #expect(acknowledgedTime <= lagging.last)
+            // The delivered mark waits for the next write too.
+            #expect(try await driver.mediator.store.undeliveredVerdicts().count == 1)
+
+            // A crash: the restarted node reads the response and the receipt again, decides
+            // nothing new, and re-sends the verdict, which the sequencer refuses as a duplicate.
+            await driver.crashOnStop()
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            #expect(try storedPosition()?.next == lagging.next)
+            (driver, connection) = try await real.mediatorDriver()
+            #expect(await driver.mediator.pendingRequests.isEmpty)
+            running = Self.run(driver)
+            await driver.processed(after: SequencingTimestamp(verdictTime).adding(micros: -1))
+            try await Self.mark(real, "end")
+            for client in [real.p1Client, real.p2Client] {
+                let seen = try await Self.read(client, domain: real.domain, until: "end")
+                #expect(seen.verdicts.count == 1, "\(client.member)")
+            }
+            // A graceful stop stores what was moved past in memory.
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            let stopped = try #require(try storedPosition())
+            #expect(stopped.next > lagging.next && stopped.last >= verdictTime.microsSinceEpoch, "\(stopped)")
+            #expect(try acknowledged().map { $0 <= stopped.last } ?? true)
             await real.stop()
         }
     }

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+import WeftContracts
+import WeftCrypto
+@_spi(Testing) import WeftParticipant
+import WeftSequencer
+import WeftStore
+import WeftTestSupport
+import WeftTransport
+import WeftWire
+
+/// The stream cursor moved past events without effects in memory only (ParticipantNode,
+/// `cursorStoreEventsMax`): stored with the next write, and after a crash such events are read
+/// again and change nothing.
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct CursorTests {
+        /// Returns once `node` has processed every event before `counter`.
+        static func processed(_ node: ParticipantNode, before counter: UInt64) async {
+            let progress = await node.progressEvents()
+            if await node.nextCounter >= counter { return }
+            for await next in progress where next >= counter { return }
+        }
+
+        /// The stored cursor of `participant`, and whether the responses of its request at
+        /// `requestTime` are marked sent.
+        static func stored(_ url: String, _ participant: String, requestTime: Int64) throws -> (
+            nextCounter: Int64, responsesSent: Bool
+        ) {
+            let connection = try PostgresConnection(url: url)
+            let counter = try connection.execute(
+                "SELECT next_counter FROM participant_cursor WHERE participant = $1", [.text(participant)]
+            ).rows.first?.first?.int64
+            let sent = try connection.execute(
+                "SELECT responses_sent FROM participant_requests WHERE participant = $1 AND request_ts = $2",
+                [.text(participant), .int64(requestTime)]
+            ).rows.first?.first?.bool
+            return (counter ?? -1, sent ?? true)
+        }
+
+        @Test func eventsWithoutEffectsAreReadAgainAfterACrashToNoEffectAndPendingResponsesResent() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (alice, bob) = (domain.alice, domain.bob)
+                // No reconciliation boundary during the test: a period's end stores the cursor.
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: 1000 * 86_400_000_000), serial: 2)
+                let iou = try await domain.issued("40", to: alice, command: "issue-cursor")
+                // participant1 again, storing its cursor only with effects (no lag bound is
+                // reached in this test).
+                await domain.p1.stop()
+                let lazy = ParticipantConfiguration(cursorStoreEventsMax: 10_000, cursorStoreInterval: .seconds(3600))
+                let p1 = try await domain.restart(0, configuration: lazy)
+                let ledgerEnd = await p1.ledgerEndOffset
+                let transactionsBefore = try await p1.transactions(of: alice).count
+
+                // The mediator is down: alice's transfer stays pending; participant1 validates it
+                // and sends its responses.
+                await domain.mediator.stop()
+                let key = CommandKey(applicationID: "alice-app", commandID: "transfer-cursor")
+                let prepared = try await p1.prepare([try domain.transfer(iou, to: bob)], actAs: [alice], command: key)
+                let submission = Task { try await p1.submit(prepared) }
+                await p1.awaitPending(prepared.rootHash)
+                let requestTime = try #require(await p1.lockedContracts[iou]).microsSinceEpoch
+                let participant = domain.members[0].id.description
+                // The registration's transaction stored the cursor after the request.
+                let registered = UInt64(try Self.stored(fixture.url, participant, requestTime: requestTime).nextCounter)
+
+                // Three events without effects for participant1: envelopes it has no use for,
+                // from participant3; with the receipt of its own responses, four.
+                let session = try await SequencerClient.authenticate(
+                    try await RPCClient.connect(
+                        host: domain.endpoint.host, port: domain.endpoint.port, security: domain.endpoint.security),
+                    member: domain.members[2].member.description, key: domain.members[2].signingKey,
+                    domain: domain.domain.domain.description, sequencerKeys: [domain.domain.sequencerKey.publicKey])
+                let p1Member = domain.members[0].member.description
+                for number in 0..<3 {
+                    let content = try Weft.V1.EnvelopeContent(message: .informeeMessage(.init())).serializedBytes()
+                    try await session.send(
+                        Weft.V1.Batch(envelopes: [.init(content: content, recipients: [p1Member])]),
+                        messageID: "nothing-\(number)")
+                }
+                await Self.processed(p1, before: registered + 4)
+                let processed = await p1.nextCounter
+                // Stored: the cursor after the request (its registration's transaction); not the
+                // four events since, nor the responses' mark, which waits for the next write.
+                let beforeCrash = try Self.stored(fixture.url, participant, requestTime: requestTime)
+                #expect(beforeCrash.nextCounter == Int64(registered), "stored \(beforeCrash), processed \(processed)")
+                #expect(!beforeCrash.responsesSent)
+
+                // A crash: nothing more is stored.
+                await p1.crash()
+                _ = await submission.result
+                let afterCrash = try Self.stored(fixture.url, participant, requestTime: requestTime)
+                #expect(afterCrash.nextCounter == Int64(registered))
+
+                // The restarted node re-sends the pending request's responses (not marked sent)
+                // and reads the four events again; then the mediator decides, once.
+                let restarted = try await domain.restart(0)
+                await Self.processed(restarted, before: processed)
+                #expect(await restarted.lockedContracts.keys.sorted() == [iou])
+                try await domain.mediator.start()
+                #expect(try await restarted.outcome(ofRequest: prepared.rootHash) == "approved")
+                #expect(try await restarted.command(key)?.state == .succeeded)
+                #expect(await restarted.ledgerEndOffset == ledgerEnd + 1)
+                let transactions = try await restarted.transactions(of: alice)
+                #expect(transactions.count == transactionsBefore + 1)
+                #expect(Set(transactions.map(\.transactionID)).count == transactions.count)
+                #expect(try await restarted.activeContracts(of: alice).isEmpty)
+                #expect(try await restarted.activeContracts(of: bob).isEmpty)  // bob is hosted on participant2
+                #expect(try await domain.p2.outcome(ofRequest: prepared.rootHash) == "approved")
+                #expect(try await domain.p2.activeContracts(of: bob).count == 1)
+                #expect(await restarted.lockedContracts.isEmpty)
+
+                // A graceful stop stores the cursor as processed.
+                let end = await restarted.nextCounter
+                await restarted.stop()
+                #expect(try Self.stored(fixture.url, participant, requestTime: requestTime).nextCounter == Int64(end))
+                await domain.stop()
+            }
+        }
+
+        @Test func theCursorIsStoredAfterAtMostTheConfiguredNumberOfEventsWithoutEffects() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: 1000 * 86_400_000_000), serial: 2)
+                await domain.p1.stop()
+                let lazy = ParticipantConfiguration(cursorStoreEventsMax: 3, cursorStoreInterval: .seconds(3600))
+                let p1 = try await domain.restart(0, configuration: lazy)
+                let session = try await SequencerClient.authenticate(
+                    try await RPCClient.connect(
+                        host: domain.endpoint.host, port: domain.endpoint.port, security: domain.endpoint.security),
+                    member: domain.members[2].member.description, key: domain.members[2].signingKey,
+                    domain: domain.domain.domain.description, sequencerKeys: [domain.domain.sequencerKey.publicKey])
+                let content = try Weft.V1.EnvelopeContent(message: .informeeMessage(.init())).serializedBytes()
+                let p1Member = domain.members[0].member.description
+                func nothing(_ number: Int) async throws {
+                    try await session.send(
+                        Weft.V1.Batch(envelopes: [.init(content: content, recipients: [p1Member])]),
+                        messageID: "nothing-\(number)")
+                }
+                // One event first: from then on, its counter is where the count starts.
+                try await nothing(0)
+                await Self.processed(p1, before: 1)
+                let participant = domain.members[0].id.description
+                func storedCounter() throws -> Int64 {
+                    try Self.stored(fixture.url, participant, requestTime: 0).nextCounter
+                }
+                let start = try storedCounter()
+                let first = await p1.nextCounter
+                // participant1 may store at the first of these if the count began before it:
+                // what counts is that the stored cursor never lags by three or more.
+                for number in 1...7 { try await nothing(number) }
+                await Self.processed(p1, before: first + 7)
+                let processed = await p1.nextCounter
+                let stored = try storedCounter()
+                #expect(stored > start, "stored \(stored), first \(first), processed \(processed)")
+                #expect(Int64(processed) - stored < 3, "stored \(stored), processed \(processed)")
+                await p1.crash()
+                // After the crash, the restarted node resumes within the bound and catches up.
+                let restarted = try await domain.restart(0)
+                await Self.processed(restarted, before: processed)
+                #expect(await restarted.nextCounter >= processed)
+                await restarted.stop()
+                await domain.stop()
+            }
+        }
+    }
+}
