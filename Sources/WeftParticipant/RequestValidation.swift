@@ -166,16 +166,18 @@ struct RequestValidator {
                     + "the root hash message says \(rootHash)")
         }
         // 2. The submitter's signature on the root hash, with its key at the request's time.
+        //    Every message of the request carries the submitter's signature over the same root
+        //    hash, and Ed25519 signs deterministically: one signature, the same bytes in each
+        //    message, is verified once (a verification costs as much as the rest of this check).
         let submitter = views.lazy.compactMap(\.submitterMetadata).first
-        for message in request.rootHashMessages {
-            if let failure = checkSignature(message.submittingParticipantSignature, rootHash, submitter) {
-                return failure
-            }
-        }
-        for message in request.encryptedViews {
-            if let failure = checkSignature(message.submittingParticipantSignature, rootHash, submitter) {
-                return failure
-            }
+        var verified = Set<Weft.V1.Signature>()
+        let signatures =
+            request.rootHashMessages.map(\.submittingParticipantSignature)
+            + request.encryptedViews.map(\.submittingParticipantSignature)
+        for signature in signatures {
+            if let signature, verified.contains(signature) { continue }
+            if let failure = checkSignature(signature, rootHash, submitter) { return failure }
+            if let signature { verified.insert(signature) }
         }
         // 3. Entitlement and authorization of the root views.
         if let submitter {

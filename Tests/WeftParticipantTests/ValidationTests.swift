@@ -119,6 +119,26 @@ import WeftWire
                 == RejectReason.Participant.invalidSubmitterSignature)
     }
 
+    /// The submitter's signature is verified once however many messages carry it; one message
+    /// whose signature differs in a single bit is still checked, and rejects the request,
+    /// whichever message carries it.
+    @Test(arguments: [true, false])
+    func aSignatureAlteredInOneMessageIsRejectedWhenTheOthersVerify(alterView: Bool) throws {
+        var request = try bankIssuesToAlice()
+        let intact = try #require(request.rootHashMessages[0].submittingParticipantSignature)
+        #expect(request.encryptedViews[0].submittingParticipantSignature == intact)
+        var altered = intact
+        altered.signature[0] ^= 0x01
+        if alterView {
+            request.encryptedViews[0].submittingParticipantSignature = altered
+        } else {
+            request.rootHashMessages[0].submittingParticipantSignature = altered
+        }
+        #expect(
+            validator(0, packages: [package]).validate(request).decision.reasonID
+                == RejectReason.Participant.invalidSubmitterSignature)
+    }
+
     @Test func aCreatedContractThatExistsAlreadyIsRejected() throws {
         let request = try bankIssuesToAlice()
         let approved = validator(0, packages: [package]).validate(request)
