@@ -476,7 +476,7 @@ enum SequencerBenchmark {
         print("  send → sequenced p50 \(format(phase.send.p50, 1)) ms  p99 \(format(phase.send.p99, 1)) ms")
         print("  group commits \(Int(phase.groupsPerSecond))/s, \(format(phase.meanGroup, 1)) submissions each; write transactions \(Int(phase.writeTransactionsPerSecond))/s")
         let cpu = phase.cpu
-        print("  CPU (cores busy): machine \(format(cpu.machine, 2)) of 2 — weft-bench \(format(cpu.process, 2)) [\(cpu.threads.map { "\($0.key) \(format($0.value, 2))" }.sorted().joined(separator: ", "))], PostgreSQL \(format(cpu.postgres, 2)), other processes \(format(max(0, cpu.machine - cpu.process - cpu.postgres), 2))")
+        print("  CPU (cores busy): machine \(format(cpu.machine, 2)) of 2 — weft-bench \(format(cpu.process, 2)) [\(cpu.threads.map { "\($0.key) \(format($0.value, 2))" }.sorted().joined(separator: ", "))], PostgreSQL \(format(cpu.postgres, 2)), other processes \(format(max(0, cpu.machine - cpu.stolen - cpu.process - cpu.postgres), 2)), stolen by the hypervisor \(format(cpu.stolen, 2))")
         print("  CPU per submission: weft-bench \(Int(cpu.processMicrosPerSubmission)) µs, PostgreSQL \(Int(cpu.postgresMicrosPerSubmission)) µs")
         if phase.failures > 0 { print("  FAILED SENDS: \(phase.failures), first: \(phase.firstFailure ?? "")") }
         if phase.missing > 0 { print("  MISSING DELIVERIES after 30 s: \(phase.missing)") }
@@ -697,6 +697,8 @@ struct Probe: Sendable {
         var threads: [String: Double] = [:]
         var postgres = 0.0
         var machineBusy = 0.0
+        /// CPU seconds the hypervisor ran something else while this VM wanted to run (steal).
+        var machineStolen = 0.0
     }
 
     func snapshot() async throws -> Snapshot {
@@ -740,7 +742,7 @@ struct Probe: Sendable {
         (snapshot.groupStatements, snapshot.submissions, snapshot.transactionIDs) = counters
         snapshot.threads = Self.threadTimes()
         snapshot.postgres = postmaster.map(Self.postgresTime) ?? 0
-        snapshot.machineBusy = Self.machineBusy()
+        (snapshot.machineBusy, snapshot.machineStolen) = Self.machineBusy()
         return snapshot
     }
 
@@ -789,19 +791,25 @@ struct Probe: Sendable {
         return total
     }
 
-    /// Busy CPU seconds of the whole machine (all cores) from /proc/stat.
-    static func machineBusy() -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8), let line = text.split(separator: "\n").first else { return 0 }
+    /// Busy CPU seconds of the whole machine (all cores) from /proc/stat, and of them the
+    /// seconds stolen: a VM's cores wanted to run but the hypervisor ran another guest. Stolen
+    /// time is no process's, but it takes cores from the measurement all the same.
+    static func machineBusy() -> (busy: Double, stolen: Double) {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8), let line = text.split(separator: "\n").first else {
+            return (0, 0)
+        }
         let values = line.split(separator: " ").dropFirst().compactMap { Double($0) }
-        guard values.count >= 8 else { return 0 }
+        guard values.count >= 8 else { return (0, 0) }
         // user nice system idle iowait irq softirq steal
-        return (values[0] + values[1] + values[2] + values[5] + values[6] + values[7]) / ticks
+        return ((values[0] + values[1] + values[2] + values[5] + values[6] + values[7]) / ticks, values[7] / ticks)
     }
 }
 
 /// CPU cores busy during a window, and per submission.
 struct CPUSplit {
     var machine = 0.0
+    /// Of `machine`, cores the hypervisor gave to other guests.
+    var stolen = 0.0
     var process = 0.0
     var postgres = 0.0
     var threads: [String: Double] = [:]
@@ -813,6 +821,7 @@ struct CPUSplit {
     init(_ before: Probe.Snapshot, _ after: Probe.Snapshot, submissions: Double) {
         let seconds = Double(after.at - before.at) / 1e9
         machine = (after.machineBusy - before.machineBusy) / seconds
+        stolen = (after.machineStolen - before.machineStolen) / seconds
         for (kind, time) in after.threads { threads[kind] = (time - (before.threads[kind] ?? 0)) / seconds }
         process = threads.values.reduce(0, +)
         postgres = (after.postgres - before.postgres) / seconds
@@ -855,30 +864,48 @@ enum RawInsert {
     /// deliveries to 2 recipients and the sender, the block's leaves and signature, the
     /// watermark) without the sequencer around it.
     static func writerStatementsPerSecond(url: String, rowBytes: Int, perTransaction: Int, seconds: Double) async throws -> Double {
-        try await run(url: url, seconds: seconds) { connection, next in
+        let batch = [UInt8](repeating: 0x5A, count: rowBytes)
+        return try await run(url: url, seconds: seconds) { connection, next in
+            // The writer's statements (SequencerWriter.insert): one `unnest` statement per table.
+            let timestamps = (0..<Int64(perTransaction)).map { next + $0 }
             _ = try connection.execute("BEGIN")
-            for chunk in stride(from: 0, to: perTransaction, by: 500) {
-                let count = min(500, perTransaction - chunk)
-                var sql = "INSERT INTO raw_submissions (sender, message_id, expires_ts) VALUES "
-                var parameters: [PostgresValue] = []
-                for position in 0..<count {
-                    sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2), $\(parameters.count + 3))"
-                    parameters += [.int64(1), .text("m\(next + Int64(chunk + position))"), .int64(Int64.max)]
-                }
-                _ = try connection.execute(sql + " ON CONFLICT DO NOTHING RETURNING sender::int8, message_id", parameters)
-            }
-            try insertEvents(connection, from: next, count: perTransaction, rowBytes: rowBytes)
-            for chunk in stride(from: 0, to: perTransaction * 3, by: 2000) {
-                let count = min(2000, perTransaction * 3 - chunk)
-                var sql = "INSERT INTO raw_deliveries (member, ts) VALUES "
-                var parameters: [PostgresValue] = []
-                for position in 0..<count {
-                    sql += (position == 0 ? "" : ", ") + "($\(parameters.count + 1)::int8::int4, $\(parameters.count + 2))"
-                    let index = chunk + position
-                    parameters += [.int64(Int64(index % 3 + 1)), .int64(next + Int64(index / 3))]
-                }
-                _ = try connection.execute(sql, parameters)
-            }
+            _ = try connection.execute(
+                """
+                INSERT INTO raw_submissions (sender, message_id, expires_ts)
+                SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])
+                ON CONFLICT DO NOTHING RETURNING sender::int8, message_id
+                """,
+                [
+                    .int64Array(timestamps.map { _ in 1 }), .textArray(timestamps.map { "m\($0)" }),
+                    .int64Array(timestamps.map { _ in Int64.max }),
+                ])
+            _ = try connection.execute(
+                """
+                INSERT INTO raw_events (ts, node, sender, message_id, kind, batch, traceparent, recipients,
+                    error_code, error_id, error_message, block_ts, leaf_offset)
+                SELECT ts, node, sender, message_id, kind, batch, traceparent, recipients::int4[],
+                    error_code, error_id, error_message, block_ts, leaf_offset
+                FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::bytea[], $7::text[], $8::text[],
+                    $9::int8[], $10::text[], $11::text[], $12::int8[], $13::int8[])
+                    AS event (ts, node, sender, message_id, kind, batch, traceparent, recipients,
+                    error_code, error_id, error_message, block_ts, leaf_offset)
+                """,
+                [
+                    .int64Array(timestamps), .int64Array(timestamps.map { _ in 0 }), .int64Array(timestamps.map { _ in 1 }),
+                    .textArray(timestamps.map { "m\($0)" }), .int64Array(timestamps.map { _ in 1 }),
+                    .bytesArray(timestamps.map { _ in batch }), .textArray(timestamps.map { _ in "" }),
+                    .textArray(timestamps.map { _ in "{2,3}" }), .int64Array(timestamps.map { _ in nil }),
+                    .textArray(timestamps.map { _ in nil }), .textArray(timestamps.map { _ in nil }),
+                    .int64Array(timestamps.map { _ in next + Int64(perTransaction) }),
+                    .int64Array((0..<Int64(perTransaction)).map { 3 * $0 }),
+                ])
+            let deliveries = (0..<perTransaction * 3)
+            _ = try connection.execute(
+                "INSERT INTO raw_deliveries (member, ts) SELECT * FROM unnest($1::int8[], $2::int8[])",
+                [
+                    .int64Array(deliveries.map { Int64($0 % 3 + 1) }),
+                    .int64Array(deliveries.map { next + Int64($0 / 3) }),
+                ])
             _ = try connection.execute(
                 "INSERT INTO raw_blocks (node, block_ts, leaves, signature) VALUES ($1::int8::int2, $2, $3, $4)",
                 [.int64(0), .int64(next + Int64(perTransaction)), .bytes([UInt8](repeating: 0xA5, count: 32 * 3 * perTransaction)),

@@ -742,7 +742,7 @@ enum TransactionBenchmark {
         print("  committed \(format(phase.committedPerSecond, 1))/s (\(phase.committed) in the window)")
         print("  submit → completion  p50 \(format(phase.latency.p50, 1)) ms  p90 \(format(phase.latency.p90, 1)) ms  p99 \(format(phase.latency.p99, 1)) ms  max \(format(phase.latency.max, 1)) ms  (\(phase.latency.count) transactions)")
         let cpu = phase.cpu
-        print("  CPU (cores busy): machine \(format(cpu.machine, 2)) of 2 — weft-bench \(format(cpu.process, 2)) [\(cpu.threads.map { "\($0.key) \(format($0.value, 2))" }.sorted().joined(separator: ", "))], PostgreSQL \(format(cpu.postgres, 2)), other processes \(format(max(0, cpu.machine - cpu.process - cpu.postgres), 2))")
+        print("  CPU (cores busy): machine \(format(cpu.machine, 2)) of 2 — weft-bench \(format(cpu.process, 2)) [\(cpu.threads.map { "\($0.key) \(format($0.value, 2))" }.sorted().joined(separator: ", "))], PostgreSQL \(format(cpu.postgres, 2)), other processes \(format(max(0, cpu.machine - cpu.stolen - cpu.process - cpu.postgres), 2)), stolen by the hypervisor \(format(cpu.stolen, 2))")
         print("  CPU per committed transaction: weft-bench \(Int(cpu.processMicrosPerSubmission)) µs, PostgreSQL \(Int(cpu.postgresMicrosPerSubmission)) µs")
         print("  per committed transaction: \(format(phase.writeTransactions, 1)) PostgreSQL write transactions\(phase.statements.isEmpty ? "" : ", \(format(phase.statementCalls, 1)) statements") (whole domain, idle polling included)")
         if !phase.statements.isEmpty {
