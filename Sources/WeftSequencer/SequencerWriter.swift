@@ -338,11 +338,7 @@ actor SequencerWriter {
                 let submissions = rows.map { group[$0.index] }
                 let inserted = Set(
                     try connection.execute(
-                        """
-                        INSERT INTO sequencer_submissions (sender, message_id, expires_ts)
-                        SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])
-                        ON CONFLICT DO NOTHING RETURNING sender::int8, message_id
-                        """,
+                        GroupCommitSQL.insertSubmissions(into: "sequencer_submissions"),
                         [
                             .int64Array(submissions.map { Int64($0.sender) }), .textArray(submissions.map(\.messageID)),
                             .int64Array(submissions.map(\.maxSequencingTime)),
@@ -416,21 +412,12 @@ actor SequencerWriter {
             }
             if !events.ts.isEmpty {
                 _ = try connection.execute(
-                    """
-                    INSERT INTO sequencer_events (ts, node, sender, message_id, kind, batch, traceparent, recipients,
-                        error_code, error_id, error_message, block_ts, leaf_offset)
-                    SELECT ts, node, sender, message_id, kind, batch, traceparent, recipients::int4[],
-                        error_code, error_id, error_message, block_ts, leaf_offset
-                    FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::bytea[], $7::text[], $8::text[],
-                        $9::int8[], $10::text[], $11::text[], $12::int8[], $13::int8[])
-                        AS event (ts, node, sender, message_id, kind, batch, traceparent, recipients,
-                        error_code, error_id, error_message, block_ts, leaf_offset)
-                    """,
+                    GroupCommitSQL.insertEvents(into: "sequencer_events"),
                     events.parameters)
             }
             if !deliveries.isEmpty {
                 _ = try connection.execute(
-                    "INSERT INTO sequencer_deliveries (member, ts) SELECT * FROM unnest($1::int8[], $2::int8[])",
+                    GroupCommitSQL.insertDeliveries(into: "sequencer_deliveries"),
                     [.int64Array(deliveries.map { Int64($0.member) }), .int64Array(deliveries.map(\.ts))])
             }
             // 4. The watermark, only while this node is still online: if another node marked it
@@ -455,6 +442,41 @@ actor SequencerWriter {
     /// `{1,2,3}`: a PostgreSQL array literal of member ids (digits only, so nothing to escape).
     static func arrayLiteral(_ values: [Int32]) -> String {
         "{" + values.map(String.init).joined(separator: ",") + "}"
+    }
+}
+
+/// The group commit's statements, one text whatever the group's size (the rows travel as
+/// arrays), so that each runs prepared. Public for the benchmark's baseline, which runs them on
+/// tables of the same shape without a sequencer around them.
+public enum GroupCommitSQL {
+    /// Message ids: `$1` senders, `$2` message ids, `$3` max sequencing times; returns the
+    /// (sender, message id) pairs that were new.
+    public static func insertSubmissions(into table: String) -> String {
+        """
+        INSERT INTO \(table) (sender, message_id, expires_ts)
+        SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])
+        ON CONFLICT DO NOTHING RETURNING sender::int8, message_id
+        """
+    }
+
+    /// Events: `$1` … `$13` in the column order of `EventColumns.parameters`; recipients as
+    /// array literals (`{1,2}`), since `unnest` cannot take an array of arrays of varying length.
+    public static func insertEvents(into table: String) -> String {
+        """
+        INSERT INTO \(table) (ts, node, sender, message_id, kind, batch, traceparent, recipients,
+            error_code, error_id, error_message, block_ts, leaf_offset)
+        SELECT ts, node, sender, message_id, kind, batch, traceparent, recipients::int4[],
+            error_code, error_id, error_message, block_ts, leaf_offset
+        FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::bytea[], $7::text[], $8::text[],
+            $9::int8[], $10::text[], $11::text[], $12::int8[], $13::int8[])
+            AS event (ts, node, sender, message_id, kind, batch, traceparent, recipients,
+            error_code, error_id, error_message, block_ts, leaf_offset)
+        """
+    }
+
+    /// The delivery index: `$1` members, `$2` timestamps.
+    public static func insertDeliveries(into table: String) -> String {
+        "INSERT INTO \(table) (member, ts) SELECT * FROM unnest($1::int8[], $2::int8[])"
     }
 }
 

@@ -870,26 +870,13 @@ enum RawInsert {
             let timestamps = (0..<Int64(perTransaction)).map { next + $0 }
             _ = try connection.execute("BEGIN")
             _ = try connection.execute(
-                """
-                INSERT INTO raw_submissions (sender, message_id, expires_ts)
-                SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[])
-                ON CONFLICT DO NOTHING RETURNING sender::int8, message_id
-                """,
+                GroupCommitSQL.insertSubmissions(into: "raw_submissions"),
                 [
                     .int64Array(timestamps.map { _ in 1 }), .textArray(timestamps.map { "m\($0)" }),
                     .int64Array(timestamps.map { _ in Int64.max }),
                 ])
             _ = try connection.execute(
-                """
-                INSERT INTO raw_events (ts, node, sender, message_id, kind, batch, traceparent, recipients,
-                    error_code, error_id, error_message, block_ts, leaf_offset)
-                SELECT ts, node, sender, message_id, kind, batch, traceparent, recipients::int4[],
-                    error_code, error_id, error_message, block_ts, leaf_offset
-                FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::bytea[], $7::text[], $8::text[],
-                    $9::int8[], $10::text[], $11::text[], $12::int8[], $13::int8[])
-                    AS event (ts, node, sender, message_id, kind, batch, traceparent, recipients,
-                    error_code, error_id, error_message, block_ts, leaf_offset)
-                """,
+                GroupCommitSQL.insertEvents(into: "raw_events"),
                 [
                     .int64Array(timestamps), .int64Array(timestamps.map { _ in 0 }), .int64Array(timestamps.map { _ in 1 }),
                     .textArray(timestamps.map { "m\($0)" }), .int64Array(timestamps.map { _ in 1 }),
@@ -901,7 +888,7 @@ enum RawInsert {
                 ])
             let deliveries = (0..<perTransaction * 3)
             _ = try connection.execute(
-                "INSERT INTO raw_deliveries (member, ts) SELECT * FROM unnest($1::int8[], $2::int8[])",
+                GroupCommitSQL.insertDeliveries(into: "raw_deliveries"),
                 [
                     .int64Array(deliveries.map { Int64($0 % 3 + 1) }),
                     .int64Array(deliveries.map { next + Int64($0 / 3) }),
