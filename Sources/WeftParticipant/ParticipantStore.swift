@@ -470,16 +470,21 @@ public struct ParticipantStore: Sendable {
                         me, .int64(commit.offset), .text(commit.transactionID), .int64(timestamp.microsSinceEpoch),
                         .text(command?.commandID ?? ""),
                     ])
-                for created in commit.created {
+                // One statement for all the contracts created, whatever their number (arrays and
+                // `unnest`), so that it runs prepared; the same for the events below.
+                if !commit.created.isEmpty {
                     _ = try connection.execute(
                         """
                         INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
-                        VALUES ($1, $2, $3, $4, $5, $6)
+                        SELECT $1::text, contract_id, template, stakeholders::text[], contract, $2
+                        FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[])
+                            AS created (contract_id, template, stakeholders, contract)
                         """,
                         [
-                            me, .text(created.id.description), .text(created.contract.template.name),
-                            Self.textArray(created.contract.stakeholders.map(\.id)), .bytes(created.wire),
-                            .int64(commit.offset),
+                            me, .int64(commit.offset), .textArray(commit.created.map(\.id.description)),
+                            .textArray(commit.created.map(\.contract.template.name)),
+                            .textArray(commit.created.map { "{" + $0.contract.stakeholders.map(\.id).joined(separator: ",") + "}" }),
+                            .bytesArray(commit.created.map(\.wire)),
                         ])
                 }
                 for archived in commit.archived {
@@ -488,18 +493,29 @@ public struct ParticipantStore: Sendable {
                 _ = try connection.execute(
                     "INSERT INTO participant_trees (participant, ledger_offset, tree) VALUES ($1, $2, $3)",
                     [me, .int64(commit.offset), .bytes(commit.tree)])
+                var rows: (index: [Int64?], party: [String?], created: [String?], contract: [String?], event: [String?]) =
+                    ([], [], [], [], [])
                 for (index, event) in commit.events.enumerated() {
                     for party in event.parties {
-                        _ = try connection.execute(
-                            """
-                            INSERT INTO participant_events (participant, ledger_offset, event_index, party, created, contract_id, event_id)
-                            VALUES ($1, $2, $3, $4, $5, $6, $7)
-                            """,
-                            [
-                                me, .int64(commit.offset), .int64(Int64(index)), .text(party.id),
-                                .text(event.created ? "true" : "false"), .text(event.contractID.description), .text(event.eventID),
-                            ])
+                        rows.index.append(Int64(index))
+                        rows.party.append(party.id)
+                        rows.created.append(event.created ? "true" : "false")
+                        rows.contract.append(event.contractID.description)
+                        rows.event.append(event.eventID)
                     }
+                }
+                if !rows.party.isEmpty {
+                    _ = try connection.execute(
+                        """
+                        INSERT INTO participant_events (participant, ledger_offset, event_index, party, created, contract_id, event_id)
+                        SELECT $1::text, $2, event_index, party, created::boolean, contract_id, event_id
+                        FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[])
+                            AS event (event_index, party, created, contract_id, event_id)
+                        """,
+                        [
+                            me, .int64(commit.offset), .int64Array(rows.index), .textArray(rows.party), .textArray(rows.created),
+                            .textArray(rows.contract), .textArray(rows.event),
+                        ])
                 }
             }
             if let command {
