@@ -270,11 +270,11 @@ public struct MediatorStore: Sendable {
             _ = try connection.execute(
                 """
                 UPDATE mediator_requests SET delivered = true
-                WHERE mediator = $1 AND request_ts = ANY ($2::int8[]) AND verdict IS NOT NULL
+                WHERE mediator = $1 AND request_ts = ANY ($2::bigint[]) AND verdict IS NOT NULL
                 """,
                 [
                     .text(mediator),
-                    .int64Array(progress.delivered.map(\.microsSinceEpoch)),
+                    .text("{" + progress.delivered.map { "\($0.microsSinceEpoch)" }.joined(separator: ",") + "}"),
                 ])
         }
     }

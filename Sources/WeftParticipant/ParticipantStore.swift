@@ -443,8 +443,8 @@ public struct ParticipantStore: Sendable {
     ) throws {
         guard !timestamps.isEmpty else { return }
         _ = try connection.execute(
-            "UPDATE participant_requests SET responses_sent = true WHERE participant = $1 AND request_ts = ANY ($2::int8[])",
-            [me, .int64Array(timestamps.map(\.microsSinceEpoch))])
+            "UPDATE participant_requests SET responses_sent = true WHERE participant = $1 AND request_ts = ANY ($2::bigint[])",
+            [me, textArray(timestamps.map { "\($0.microsSinceEpoch)" })])
     }
 
     /// Applies a verdict: on approval `commit` (contracts, the transaction and its events),
@@ -483,7 +483,7 @@ public struct ParticipantStore: Sendable {
                         [
                             me, .int64(commit.offset), .textArray(commit.created.map(\.id.description)),
                             .textArray(commit.created.map(\.contract.template.name)),
-                            .textArray(commit.created.map { Self.arrayLiteral($0.contract.stakeholders.map(\.id)) }),
+                            .textArray(commit.created.map { "{" + $0.contract.stakeholders.map(\.id).joined(separator: ",") + "}" }),
                             .bytesArray(commit.created.map(\.wire)),
                         ])
                 }
@@ -709,12 +709,7 @@ public struct ParticipantStore: Sendable {
     /// A PostgreSQL array literal of ids (contract ids are hex, party ids letters, digits and
     /// `: _ - .`, so no element needs quoting).
     static func textArray(_ items: [String]) -> PostgresValue {
-        .text(arrayLiteral(items))
-    }
-
-    /// `{a,b}`: a PostgreSQL array literal of identifiers (nothing in them to quote).
-    static func arrayLiteral(_ items: [String]) -> String {
-        "{" + items.joined(separator: ",") + "}"
+        .text("{" + items.joined(separator: ",") + "}")
     }
 
     static func contractIDs(_ literal: String?) throws -> [ContractID] {
