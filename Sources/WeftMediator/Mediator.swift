@@ -159,7 +159,9 @@ public actor Mediator {
             rootHash = hash
         }
         let id = RequestID(timestamp: request.timestamp, rootHash: rootHash)
-        if let known = try await known(id) { return known }
+        // Pending here, or not seen before: the store is asked only if the insert below finds
+        // the request there (decided before a restart), which saves a read per request.
+        if let known = try known(pending: id) { return known }
 
         let check = RequestCheck(domain: domain, mediator: member)
         let told = Set(
@@ -199,7 +201,8 @@ public actor Mediator {
             verdict: verdict)
         let stored = try await writing { progress in try await store.insert(newRequest, progress: progress) }
         if stored != nil {
-            // Another process registered it between our look-up and our insert.
+            // Registered before: decided before a restart (pending ones are loaded at start), or
+            // by another process on the same tables.
             guard let known = try await known(id) else {
                 throw MediatorError.inconsistentStore("request \(id) is stored but cannot be read back")
             }
@@ -227,13 +230,7 @@ public actor Mediator {
     /// The outcome for a request already registered at `id`'s time, in memory or in the store;
     /// throws if another request is registered there.
     private func known(_ id: RequestID) async throws -> RegistrationOutcome? {
-        if let request = pending[id.timestamp] {
-            guard request.id.rootHash == id.rootHash else {
-                throw MediatorError.conflictingRequest(
-                    timestamp: id.timestamp, registered: request.id.rootHash, received: id.rootHash)
-            }
-            return .alreadyRegistered(id)
-        }
+        if let known = try known(pending: id) { return known }
         switch try await store.state(at: id.timestamp) {
         case nil: return nil
         case .pending(let rootHash)?:
@@ -247,6 +244,16 @@ public actor Mediator {
             }
             return .alreadyDecided(verdict)
         }
+    }
+
+    /// `.alreadyRegistered` if a request is pending at `id`'s time in memory (throws if another
+    /// one is); nil otherwise.
+    private func known(pending id: RequestID) throws(MediatorError) -> RegistrationOutcome? {
+        guard let request = pending[id.timestamp] else { return nil }
+        guard request.id.rootHash == id.rootHash else {
+            throw .conflictingRequest(timestamp: id.timestamp, registered: request.id.rootHash, received: id.rootHash)
+        }
+        return .alreadyRegistered(id)
     }
 
     private func responseTimeoutMicros(_ snapshot: TopologySnapshot) -> Int64 {
@@ -291,65 +298,116 @@ public actor Mediator {
     public func receive(response: Weft.V1.SignedProtocolMessage, at: SequencingTimestamp, snapshot: TopologySnapshot)
         async throws -> ResponseOutcome
     {
-        await enter()
-        defer { leave() }
-        let content = try ProtocolSigning.mediatorContent(of: response)
-        let (confirmation, timestamp) = try Self.confirmationResponse(content)
-        guard let request = pending[timestamp] else {
-            switch try await store.state(at: timestamp) {
-            case nil: throw MediatorError.unknownRequest(timestamp)
-            case .pending:
-                throw MediatorError.inconsistentStore(
-                    "request \(timestamp) is pending in the store but not in this mediator")
-            case .decided(let verdict)?:
-                guard confirmation.rootHash == verdict.request.rootHash.bytes else {
-                    throw MediatorError.wrongRootHash(request: verdict.request, received: confirmation.rootHash)
-                }
-                return .alreadyDecided(verdict)
-            }
-        }
-        let checked = try ResponseCheck(domain: domain).check(
-            confirmation, content: content, message: response, request: request, at: at, snapshot: snapshot)
-        var aggregation = request.aggregation
-        let verdict: MediatorVerdict?
-        let parties: [Party]
-        switch aggregation.apply(checked) {
-        case .duplicate:
-            return .duplicate(request.id)
-        case .counted(let counted):
-            parties = counted
-            verdict = nil
-        case .approved(let counted):
-            parties = counted
-            verdict = try MediatorVerdict.signing(
-                Weft.V1.Verdict(outcome: .approve(Weft.V1.LocalApprove())), request: request.id, domain: domain,
-                recipients: request.recipients, decidedAt: at, key: signingKey)
-        case .rejected(let counted):
-            parties = counted
-            let reject = Weft.V1.ParticipantReject(
-                participant: checked.sender.description, parties: counted.map(\.id), reject: checked.reject)
-            verdict = try MediatorVerdict.signing(
-                Weft.V1.Verdict(outcome: .participantReject(Weft.V1.ParticipantRejects(rejects: [reject]))),
-                request: request.id, domain: domain, recipients: request.recipients, decidedAt: at, key: signingKey)
-        }
-        let decided = try await writing { progress in
-            try await store.record(
-                checked, parties: parties, request: request.id, decision: verdict, progress: progress)
-        }
-        if let stored = decided {
-            pending[timestamp] = nil
-            return .alreadyDecided(stored)
-        }
-        guard let verdict else {
-            pending[timestamp]?.aggregation = aggregation
-            return .counted(request.id)
-        }
-        pending[timestamp] = nil
-        logDecision(verdict)
-        return .decided(verdict)
+        try await receive(responses: [(response, snapshot)], at: at)[0].get()
     }
 
-    // MARK: - Time
+    /// Counts the confirmation responses of one sequenced event (in their order in its batch),
+    /// each checked as `receive(response:at:snapshot:)` does against its own snapshot, and
+    /// stores them in one database transaction. Returns one result per response: its outcome,
+    /// or the `MediatorError` that refused it (it counts for nothing; the others count). Throws
+    /// only when the store fails, and then nothing of the event is counted.
+    ///
+    /// A participant sends all its responses to a request in one batch, so one transaction per
+    /// event instead of one per response is what makes the decision cost one round of writes.
+    public func receive(
+        responses: [(message: Weft.V1.SignedProtocolMessage, snapshot: TopologySnapshot)], at: SequencingTimestamp
+    ) async throws -> [Result<ResponseOutcome, MediatorError>] {
+        await enter()
+        defer { leave() }
+        var outcomes: [Result<ResponseOutcome, MediatorError>?] = Array(repeating: nil, count: responses.count)
+        // The requests as this event leaves them: memory changes only once the write succeeded.
+        var working: [SequencingTimestamp: PendingRequest] = [:]
+        var decided: [SequencingTimestamp: MediatorVerdict] = [:]
+        var writes: [MediatorStore.CountedResponse] = []
+        var writtenBy: [SequencingTimestamp: [Int]] = [:]
+        for (index, (response, snapshot)) in responses.enumerated() {
+            do {
+                let content = try ProtocolSigning.mediatorContent(of: response)
+                let (confirmation, timestamp) = try Self.confirmationResponse(content)
+                if let verdict = decided[timestamp] {
+                    // Decided by an earlier response of this event: as after a stored decision.
+                    guard confirmation.rootHash == verdict.request.rootHash.bytes else {
+                        throw MediatorError.wrongRootHash(request: verdict.request, received: confirmation.rootHash)
+                    }
+                    outcomes[index] = .success(.alreadyDecided(verdict))
+                    continue
+                }
+                guard var request = working[timestamp] ?? pending[timestamp] else {
+                    outcomes[index] = .success(try await storedOutcome(of: confirmation, at: timestamp))
+                    continue
+                }
+                let checked = try ResponseCheck(domain: domain).check(
+                    confirmation, content: content, message: response, request: request, at: at, snapshot: snapshot)
+                let verdict: MediatorVerdict?
+                let parties: [Party]
+                switch request.aggregation.apply(checked) {
+                case .duplicate:
+                    outcomes[index] = .success(.duplicate(request.id))
+                    continue
+                case .counted(let counted):
+                    parties = counted
+                    verdict = nil
+                case .approved(let counted):
+                    parties = counted
+                    verdict = try MediatorVerdict.signing(
+                        Weft.V1.Verdict(outcome: .approve(Weft.V1.LocalApprove())), request: request.id, domain: domain,
+                        recipients: request.recipients, decidedAt: at, key: signingKey)
+                case .rejected(let counted):
+                    parties = counted
+                    let reject = Weft.V1.ParticipantReject(
+                        participant: checked.sender.description, parties: counted.map(\.id), reject: checked.reject)
+                    verdict = try MediatorVerdict.signing(
+                        Weft.V1.Verdict(outcome: .participantReject(Weft.V1.ParticipantRejects(rejects: [reject]))),
+                        request: request.id, domain: domain, recipients: request.recipients, decidedAt: at, key: signingKey)
+                }
+                working[timestamp] = request
+                writes.append(.init(response: checked, parties: parties, request: request.id, decision: verdict))
+                writtenBy[timestamp, default: []].append(index)
+                if let verdict {
+                    decided[timestamp] = verdict
+                    outcomes[index] = .success(.decided(verdict))
+                } else {
+                    outcomes[index] = .success(.counted(request.id))
+                }
+            } catch let error as MediatorError {
+                outcomes[index] = .failure(error)
+            }
+        }
+        if !writes.isEmpty {
+            let counted = writes
+            let decidedBefore = try await writing { progress in try await store.record(counted, progress: progress) }
+            for (timestamp, request) in working {
+                if let stored = decidedBefore[timestamp] {
+                    // Decided in the store already (never by this actor): nothing was counted.
+                    pending[timestamp] = nil
+                    for index in writtenBy[timestamp] ?? [] { outcomes[index] = .success(.alreadyDecided(stored)) }
+                } else if let verdict = decided[timestamp] {
+                    pending[timestamp] = nil
+                    logDecision(verdict)
+                } else {
+                    pending[timestamp] = request
+                }
+            }
+        }
+        return outcomes.map { $0! }
+    }
+
+    /// A response to a request this mediator has no pending entry for: decided before (the
+    /// stored verdict), or unknown.
+    private func storedOutcome(of confirmation: Weft.V1.ConfirmationResponse, at timestamp: SequencingTimestamp)
+        async throws -> ResponseOutcome
+    {
+        switch try await store.state(at: timestamp) {
+        case nil: throw MediatorError.unknownRequest(timestamp)
+        case .pending:
+            throw MediatorError.inconsistentStore("request \(timestamp) is pending in the store but not in this mediator")
+        case .decided(let verdict)?:
+            guard confirmation.rootHash == verdict.request.rootHash.bytes else {
+                throw MediatorError.wrongRootHash(request: verdict.request, received: confirmation.rootHash)
+            }
+            return .alreadyDecided(verdict)
+        }
+    }
 
     /// Rejects every pending request whose deadline is before `now` (sequencing time, e.g. of
     /// the latest event the mediator received) with `MEDIATOR_SAYS_TX_TIMED_OUT`, and returns

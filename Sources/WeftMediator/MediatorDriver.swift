@@ -81,8 +81,13 @@ public actor MediatorDriver {
     /// The event being processed must have the position after it stored: it applied topology,
     /// which lives in another store and is not read twice for nothing.
     private var storePositionAfterEvent = false
-    /// Verdicts this driver sent whose delivered mark is not stored yet: not sent again.
-    private var sentVerdicts = Set<SequencingTimestamp>()
+    /// Verdicts to send, by request: those the store holds undelivered at start (decided before
+    /// a restart), then each one decided here. Kept in memory so that sending needs no read of
+    /// the store; a verdict leaves once the sequencer took it (its delivered mark is then
+    /// stored with the next write) or its window passed.
+    private var outbox: [SequencingTimestamp: MediatorVerdict] = [:]
+    /// Whether the store's undelivered verdicts were read into `outbox` (once, at the first send).
+    private var outboxLoaded = false
     /// Whether stopping stores what was processed and sent (false: as a crash leaves it).
     private var storesProgressAtStop = true
 
@@ -224,7 +229,7 @@ public actor MediatorDriver {
             break
         }
         let expired = try await mediator.timeouts(now: at)
-        if !expired.isEmpty { outboxSignal?.yield() }
+        for verdict in expired { queue(verdict) }
         lastTimestamp = at
         // Until the topology history has arrived, early broadcasts are only held in memory: the
         // position stays, so that a restart reads them again.
@@ -292,9 +297,7 @@ public actor MediatorDriver {
         } else if !rootHashes.isEmpty {
             logger.debug("root hash messages without an informee message", metadata: ["sender": "\(deliver.sender)", "timestamp": "\(at)"])
         }
-        for response in responses {
-            try await receive(response, at: at, from: deliver.sender)
-        }
+        if !responses.isEmpty { try await receive(responses, at: at, from: deliver.sender) }
     }
 
     private func register(_ request: ConfirmationRequest, from sender: String) async throws {
@@ -306,8 +309,8 @@ public actor MediatorDriver {
         do {
             let outcome = try await mediator.register(request: request, snapshot: topology.snapshot(at: request.timestamp))
             switch outcome {
-            case .refused:
-                outboxSignal?.yield()
+            case .refused(let verdict):
+                queue(verdict)
             case .registered(let id, let deadline):
                 Counter(label: "weft_mediator_requests_total").increment()
                 requestTraces[request.timestamp] = TraceContext.current
@@ -322,21 +325,39 @@ public actor MediatorDriver {
         }
     }
 
-    private func receive(_ response: Weft.V1.SignedProtocolMessage, at: SequencingTimestamp, from sender: String) async throws {
-        do {
-            let claimed = try Mediator.responder(of: response)
-            guard sender == "PAR::" + claimed else {
-                throw MediatorError.senderMismatch(claimed: claimed, sequencedFrom: sender)
+    /// The responses of one event, counted in one write; each one refused is logged and counts
+    /// for nothing.
+    private func receive(_ responses: [Weft.V1.SignedProtocolMessage], at: SequencingTimestamp, from sender: String)
+        async throws
+    {
+        var checked: [(message: Weft.V1.SignedProtocolMessage, snapshot: TopologySnapshot)] = []
+        for response in responses {
+            do {
+                let claimed = try Mediator.responder(of: response)
+                guard sender == "PAR::" + claimed else {
+                    throw MediatorError.senderMismatch(claimed: claimed, sequencedFrom: sender)
+                }
+                checked.append((response, await topology.snapshot(at: try Mediator.requestTimestamp(of: response))))
+            } catch let error as MediatorError {
+                refused(error, at: at, from: sender)
             }
-            let requestTime = try Mediator.requestTimestamp(of: response)
-            let outcome = try await mediator.receive(response: response, at: at, snapshot: topology.snapshot(at: requestTime))
-            if case .decided = outcome { outboxSignal?.yield() }
-        } catch let error as MediatorError {
-            if case .inconsistentStore = error { throw error }
-            logger.warning(
-                "a confirmation response was refused; it counts for nothing",
-                metadata: ["sender": "\(sender)", "timestamp": "\(at)", "error": "\(error)", "error_id": "\(error.id)"])
         }
+        guard !checked.isEmpty else { return }
+        for outcome in try await mediator.receive(responses: checked, at: at) {
+            switch outcome {
+            case .success(.decided(let verdict)): queue(verdict)
+            case .success: break
+            case .failure(let error):
+                if case .inconsistentStore = error { throw error }
+                refused(error, at: at, from: sender)
+            }
+        }
+    }
+
+    private func refused(_ error: MediatorError, at: SequencingTimestamp, from sender: String) {
+        logger.warning(
+            "a confirmation response was refused; it counts for nothing",
+            metadata: ["sender": "\(sender)", "timestamp": "\(at)", "error": "\(error)", "error_id": "\(error.id)"])
     }
 
     // MARK: - Verdicts
@@ -356,11 +377,21 @@ public actor MediatorDriver {
         }
     }
 
+    /// A verdict decided: sent by the outbox task.
+    private func queue(_ verdict: MediatorVerdict) {
+        outbox[verdict.request.timestamp] = verdict
+        outboxSignal?.yield()
+    }
+
     private func flushOutbox() async throws {
-        let undelivered = try await store.undeliveredVerdicts()
-        // Sent by this driver, the mark not stored yet; once stored, no longer listed.
-        sentVerdicts.formIntersection(undelivered.map(\.request.timestamp))
-        for verdict in undelivered where !sentVerdicts.contains(verdict.request.timestamp) {
+        if !outboxLoaded {
+            for verdict in try await store.undeliveredVerdicts() where outbox[verdict.request.timestamp] == nil {
+                outbox[verdict.request.timestamp] = verdict
+            }
+            outboxLoaded = true
+        }
+        for timestamp in outbox.keys.sorted() {
+            guard let verdict = outbox[timestamp] else { continue }
             let messageID = Self.verdictMessageID(verdict.request)
             // A participant disabled since the request is no recipient the sequencer accepts, and
             // one unknown recipient would refuse the verdict for everyone: it goes to the others.
@@ -400,7 +431,7 @@ public actor MediatorDriver {
                 }
             }
             await mediator.verdictDelivered(verdict.request.timestamp)
-            sentVerdicts.insert(verdict.request.timestamp)
+            outbox[timestamp] = nil
             requestTraces[verdict.request.timestamp] = nil
         }
     }

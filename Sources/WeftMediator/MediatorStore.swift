@@ -318,46 +318,106 @@ public struct MediatorStore: Sendable {
         }
     }
 
-    /// Records the parties `response` counted for and, if it decided the request, the verdict,
-    /// in one transaction. Returns nil when written, or the stored verdict when the request was
-    /// decided already (then nothing is written but `progress`, stored either way).
-    func record(
-        _ response: CheckedResponse, parties: [Party], request: RequestID, decision: MediatorVerdict?,
-        progress: Progress = Progress()
-    ) async throws -> MediatorVerdict? {
+    /// A response as counted: the parties it counted for, and the verdict if it decided its request.
+    struct CountedResponse: Sendable {
+        let response: CheckedResponse
+        let parties: [Party]
+        let request: RequestID
+        let decision: MediatorVerdict?
+    }
+
+    /// Records the responses of one event — the parties each counted for and the verdicts they
+    /// reached — in one transaction, with `progress`. Returns the requests found decided in the
+    /// store already, with their stored verdicts: nothing of theirs is written (`progress` is,
+    /// either way).
+    func record(_ counted: [CountedResponse], progress: Progress = Progress()) async throws
+        -> [SequencingTimestamp: MediatorVerdict]
+    {
         let mediatorText = mediator.description
-        let ts = request.timestamp.microsSinceEpoch
-        let bytes = try response.message.serializedBytes()
-        let rows: [[PostgresValue]] = parties.map { party in
-            [
-                .text(mediatorText), .int64(ts), .int64(Int64(response.view ?? -1)), .text(party.id),
-                .text(response.sender.description), .text(response.reject == nil ? "true" : "false"),
-                .int64(response.at.microsSinceEpoch), .bytes(bytes),
-            ]
+        var requests: [RequestID] = []
+        for item in counted where !requests.contains(item.request) { requests.append(item.request) }
+        var rows = ResponseColumns()
+        for item in counted {
+            let bytes = try item.response.message.serializedBytes()
+            for party in item.parties { rows.append(item, party: party, bytes: bytes) }
         }
-        let decision = try decision.map { verdict in try Self.decisionValues(verdict) }
+        let decisions = try counted.compactMap { item in
+            try item.decision.map { (item.request.timestamp, try Self.decisionValues($0)) }
+        }
+        let allRows = rows
+        let requestList = requests
         return try await database.transaction { connection in
             try Self.write(progress, connection, mediator: mediatorText)
-            switch try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: true) {
-            case .decided(let stored)?: return stored
-            case nil: throw MediatorError.inconsistentStore("request \(request) is not in the store")
-            case .pending(let rootHash)?:
-                guard rootHash == request.rootHash else {
-                    throw MediatorError.inconsistentStore("request \(request) is stored with root hash \(rootHash)")
+            var decidedBefore: [SequencingTimestamp: MediatorVerdict] = [:]
+            for request in requestList {
+                switch try Self.state(
+                    connection, mediator: mediatorText, timestamp: request.timestamp.microsSinceEpoch, lock: true)
+                {
+                case .decided(let stored)?: decidedBefore[request.timestamp] = stored
+                case nil: throw MediatorError.inconsistentStore("request \(request) is not in the store")
+                case .pending(let rootHash)?:
+                    guard rootHash == request.rootHash else {
+                        throw MediatorError.inconsistentStore("request \(request) is stored with root hash \(rootHash)")
+                    }
                 }
             }
-            for row in rows {
+            let rows = allRows.excluding(Set(decidedBefore.keys))
+            if !rows.ts.isEmpty {
                 _ = try connection.execute(
                     """
                     INSERT INTO mediator_responses (mediator, request_ts, view_index, party, sender, approve,
                         received_ts, response)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING
-                    """, row)
+                    SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[]::boolean[],
+                        $7::int8[], $8::bytea[])
+                    ON CONFLICT DO NOTHING
+                    """,
+                    [
+                        .text(mediatorText), .int64Array(rows.ts), .int64Array(rows.view), .textArray(rows.party),
+                        .textArray(rows.sender), .textArray(rows.approve), .int64Array(rows.receivedAt),
+                        .bytesArray(rows.response),
+                    ])
             }
-            if let decision {
-                try Self.decide(connection, mediator: mediatorText, timestamp: ts, decision)
+            for (timestamp, values) in decisions where decidedBefore[timestamp] == nil {
+                try Self.decide(connection, mediator: mediatorText, timestamp: timestamp.microsSinceEpoch, values)
             }
-            return nil
+            return decidedBefore
+        }
+    }
+
+    /// The `mediator_responses` rows of one `record`, column by column (one `unnest` insert).
+    private struct ResponseColumns: Sendable {
+        var ts: [Int64?] = []
+        var view: [Int64?] = []
+        var party: [String?] = []
+        var sender: [String?] = []
+        var approve: [String?] = []
+        var receivedAt: [Int64?] = []
+        var response: [[UInt8]?] = []
+
+        mutating func append(_ item: CountedResponse, party: Party, bytes: [UInt8]) {
+            ts.append(item.request.timestamp.microsSinceEpoch)
+            view.append(Int64(item.response.view ?? -1))
+            self.party.append(party.id)
+            sender.append(item.response.sender.description)
+            approve.append(item.response.reject == nil ? "true" : "false")
+            receivedAt.append(item.response.at.microsSinceEpoch)
+            response.append(bytes)
+        }
+
+        /// The rows of requests other than `skipped`.
+        func excluding(_ skipped: Set<SequencingTimestamp>) -> ResponseColumns {
+            guard !skipped.isEmpty else { return self }
+            var kept = ResponseColumns()
+            for index in ts.indices where !skipped.contains(SequencingTimestamp(microsSinceEpoch: ts[index]!)) {
+                kept.ts.append(ts[index])
+                kept.view.append(view[index])
+                kept.party.append(party[index])
+                kept.sender.append(sender[index])
+                kept.approve.append(approve[index])
+                kept.receivedAt.append(receivedAt[index])
+                kept.response.append(response[index])
+            }
+            return kept
         }
     }
 

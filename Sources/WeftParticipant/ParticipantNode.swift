@@ -426,9 +426,9 @@ public actor ParticipantNode {
         // and updates the contracts in memory: while the request is still pending here, wait
         // for `apply`, so that a caller who then submits with the contracts it created finds
         // them (weft-bench's IOU transfers did not, now and then).
-        if let stored = try await store.outcome(ofRequest: rootHash),
-            !pending.values.contains(where: { $0.rootHash == rootHash })
-        {
+        // A request pending here is waited for without reading the store (whose look-up by root
+        // hash is for requests decided before a restart).
+        if !isPending(rootHash), let stored = try await store.outcome(ofRequest: rootHash), !isPending(rootHash) {
             return stored
         }
         if let outcome = outcomes[rootHash] { return outcome }
@@ -442,6 +442,8 @@ public actor ParticipantNode {
             Task { await self.cancelOutcomeWait(rootHash) }
         }
     }
+
+    private func isPending(_ rootHash: Digest32) -> Bool { pending.values.contains { $0.rootHash == rootHash } }
 
     private func cancelOutcomeWait(_ rootHash: Digest32) {
         for continuation in outcomeWaiters.removeValue(forKey: rootHash) ?? [] {

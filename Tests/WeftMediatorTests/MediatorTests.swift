@@ -231,6 +231,46 @@ import WeftWire
         await harness.store.database.shutdown()
     }
 
+    /// A participant's responses arrive in one event: each is checked on its own (a refused one
+    /// counts for nothing, the others do), later ones see what earlier ones counted, and what
+    /// they count and decide is stored together.
+    @Test func theResponsesOfOneEventAreCheckedOneByOneAndStoredTogether() async throws {
+        let harness = try await MediatorHarness("one-event")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: t)
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        let aliceOnView0 = try test.response(views, view: 0, from: test.p1, parties: [test.alice])
+        let wrongRoot = try test.response(views, view: 0, from: test.p3, parties: [test.bank], rootHash: [1, 2, 3])
+        let bankOnView1 = try test.response(views, view: 1, from: test.p3, parties: [test.bank])
+        let bankOnView0 = try test.response(views, view: 0, from: test.p3, parties: [test.bank])
+        let outcomes = try await mediator.receive(
+            responses: [aliceOnView0, wrongRoot, bankOnView1, bankOnView0, aliceOnView0].map { ($0, snapshot) },
+            at: t.adding(micros: 1))
+        #expect(outcomes.count == 5)
+        #expect(try outcomes[0].get() == .counted(id))
+        #expect(throws: MediatorError.wrongRootHash(request: id, received: [1, 2, 3])) { try outcomes[1].get() }
+        #expect(try outcomes[2].get() == .counted(id))
+        let verdict = try #require(try outcomes[3].get().verdict)
+        #expect(verdict.isApproved)
+        // Decided by the response before it in the same event: the stored verdict, nothing new.
+        #expect(try outcomes[4].get() == .alreadyDecided(verdict))
+        #expect(await mediator.pendingRequests.isEmpty)
+        #expect(try await harness.responseRowCount() == 3)
+
+        // All of it is in the store: a mediator started on it again has nothing pending and
+        // answers with the same verdict.
+        let restarted = try await harness.start()
+        #expect(await restarted.pendingRequests.isEmpty)
+        #expect(try await restarted.verdict(at: t) == verdict)
+        #expect(
+            try await restarted.receive(response: bankOnView1, at: t.adding(micros: 2), snapshot: snapshot)
+                == .alreadyDecided(verdict))
+        await harness.store.database.shutdown()
+    }
+
     @Test func aDuplicateResponseIsCountedOnce() async throws {
         let harness = try await MediatorHarness("duplicate")
         let test = harness.test
