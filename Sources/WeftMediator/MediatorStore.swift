@@ -258,7 +258,7 @@ public struct MediatorStore: Sendable {
     /// Writes `progress` in the caller's transaction. The position never moves back.
     private static func write(_ progress: Progress, _ connection: PostgresConnection, mediator: String) throws {
         if let position = progress.position {
-            _ = try connection.execute(
+            try connection.enqueue(
                 """
                 INSERT INTO mediator_stream (mediator, next_counter, last_ts) VALUES ($1, $2, $3)
                 ON CONFLICT (mediator) DO UPDATE SET next_counter = excluded.next_counter, last_ts = excluded.last_ts
@@ -267,7 +267,7 @@ public struct MediatorStore: Sendable {
                 [.text(mediator), .int64(Int64(position.nextCounter)), .int64(position.lastTimestamp.microsSinceEpoch)])
         }
         if !progress.delivered.isEmpty {
-            _ = try connection.execute(
+            try connection.enqueue(
                 """
                 UPDATE mediator_requests SET delivered = true
                 WHERE mediator = $1 AND request_ts = ANY ($2::bigint[]) AND verdict IS NOT NULL
@@ -363,7 +363,7 @@ public struct MediatorStore: Sendable {
             }
             let rows = allRows.excluding(Set(decidedBefore.keys))
             if !rows.ts.isEmpty {
-                _ = try connection.execute(
+                try connection.enqueue(
                     """
                     INSERT INTO mediator_responses (mediator, request_ts, view_index, party, sender, approve,
                         received_ts, response)

@@ -415,7 +415,7 @@ public struct ParticipantStore: Sendable {
         let me = self.me
         try await database.transaction { connection in
             try Self.markResponsesSent(responsesSent, connection, me)
-            _ = try connection.execute(
+            try connection.enqueue(
                 """
                 INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates,
                     application_id, command_id, responses)
@@ -442,7 +442,7 @@ public struct ParticipantStore: Sendable {
         _ timestamps: [SequencingTimestamp], _ connection: PostgresConnection, _ me: PostgresValue
     ) throws {
         guard !timestamps.isEmpty else { return }
-        _ = try connection.execute(
+        try connection.enqueue(
             "UPDATE participant_requests SET responses_sent = true WHERE participant = $1 AND request_ts = ANY ($2::bigint[])",
             [me, textArray(timestamps.map { "\($0.microsSinceEpoch)" })])
     }
@@ -457,11 +457,11 @@ public struct ParticipantStore: Sendable {
         let me = self.me
         try await database.transaction { connection in
             try Self.markResponsesSent(responsesSent, connection, me)
-            _ = try connection.execute(
+            try connection.enqueue(
                 "UPDATE participant_requests SET outcome = $3 WHERE participant = $1 AND request_ts = $2",
                 [me, .int64(timestamp.microsSinceEpoch), .text(outcome)])
             if let commit {
-                _ = try connection.execute(
+                try connection.enqueue(
                     """
                     INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts, command_id)
                     VALUES ($1, $2, $3, $4, $5)
@@ -473,7 +473,7 @@ public struct ParticipantStore: Sendable {
                 // One statement for all the contracts created, whatever their number (arrays and
                 // `unnest`), so that it runs prepared; the same for the events below.
                 if !commit.created.isEmpty {
-                    _ = try connection.execute(
+                    try connection.enqueue(
                         """
                         INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
                         SELECT $1::text, contract_id, template, stakeholders::text[], contract, $2
@@ -488,9 +488,9 @@ public struct ParticipantStore: Sendable {
                         ])
                 }
                 for archived in commit.archived {
-                    _ = try connection.execute(Self.archiveSQL, [me, .text(archived.description), .int64(commit.offset)])
+                    try connection.enqueue(Self.archiveSQL, [me, .text(archived.description), .int64(commit.offset)])
                 }
-                _ = try connection.execute(
+                try connection.enqueue(
                     "INSERT INTO participant_trees (participant, ledger_offset, tree) VALUES ($1, $2, $3)",
                     [me, .int64(commit.offset), .bytes(commit.tree)])
                 var rows: (index: [Int64?], party: [String?], created: [String?], contract: [String?], event: [String?]) =
@@ -505,7 +505,7 @@ public struct ParticipantStore: Sendable {
                     }
                 }
                 if !rows.party.isEmpty {
-                    _ = try connection.execute(
+                    try connection.enqueue(
                         """
                         INSERT INTO participant_events (participant, ledger_offset, event_index, party, created, contract_id, event_id)
                         SELECT $1::text, $2, event_index, party, created::boolean, contract_id, event_id
@@ -520,7 +520,7 @@ public struct ParticipantStore: Sendable {
             }
             if let command {
                 if let commit {
-                    _ = try connection.execute(
+                    try connection.enqueue(
                         """
                         UPDATE participant_commands SET state = 'succeeded', transaction_id = $4, ledger_offset = $5
                         WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
@@ -530,7 +530,7 @@ public struct ParticipantStore: Sendable {
                             .int64(commit.offset),
                         ])
                 } else if let completion {
-                    _ = try connection.execute(
+                    try connection.enqueue(
                         """
                         UPDATE participant_commands SET state = 'rejected', reason_id = $4, reason = $5
                         WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
@@ -581,7 +581,7 @@ public struct ParticipantStore: Sendable {
     }
 
     static func move(_ cursor: Cursor, _ connection: PostgresConnection, _ me: PostgresValue) throws {
-        _ = try connection.execute(
+        try connection.enqueue(
             """
             INSERT INTO participant_cursor (participant, next_counter, last_ts) VALUES ($1, $2, $3)
             ON CONFLICT (participant) DO UPDATE SET next_counter = excluded.next_counter, last_ts = excluded.last_ts

@@ -405,18 +405,18 @@ actor SequencerWriter {
             if let signer, !leaves.isEmpty {
                 let tree = SequencedBlockTree(leaves: leaves)
                 let signature = try signer.key.sign(SequencedBlockTree.signedHash(leafCount: UInt64(leaves.count), root: tree.root))
-                _ = try connection.execute(
+                try connection.enqueue(
                     "INSERT INTO sequencer_blocks (node, block_ts, leaves, signature) VALUES ($1::int8::int2, $2, $3, $4)",
                     [.int64(Int64(node)), .int64(watermark), .bytes(Array(leaves.joined())), .bytes(try signature.serializedBytes())])
                 block = (SignedBlock(tree: tree, signature: signature), eventBytes)
             }
             if !events.ts.isEmpty {
-                _ = try connection.execute(
+                try connection.enqueue(
                     GroupCommitSQL.insertEvents(into: "sequencer_events"),
                     events.parameters)
             }
             if !deliveries.isEmpty {
-                _ = try connection.execute(
+                try connection.enqueue(
                     GroupCommitSQL.insertDeliveries(into: "sequencer_deliveries"),
                     [.int64Array(deliveries.map { Int64($0.member) }), .int64Array(deliveries.map(\.ts))])
             }

@@ -45,6 +45,8 @@ public final class PostgresConnection {
     /// The number in the next prepared statement's name; never reused, so a statement dropped
     /// from `prepared` can never be confused with a new one.
     private var nextStatementNumber = 0
+    /// Statements sent in pipeline mode (`enqueue`) whose results are not read yet, in order.
+    private var queued: [QueuedStatement] = []
 
     /// Connects to the server named by `url`, blocking until the server accepts or refuses.
     ///
@@ -125,6 +127,11 @@ public final class PostgresConnection {
         }
         let encoded = try EncodedParameters(parameters)
         let key = StatementKey(sql: sql, types: encoded.types)
+        if !queued.isEmpty {
+            // Behind statements sent before it: one round trip for all of them.
+            try send(sql, encoded, key: key)
+            return try flush().last!
+        }
         guard prepared[key] != nil else { return try run(sql, encoded, key: key) }
         do {
             return try run(sql, encoded, key: key)
@@ -190,6 +197,131 @@ public final class PostgresConnection {
         _ = try collect(OwnedResult(taking: handle))
     }
 
+    // MARK: - Pipelining
+
+    /// Sends one SQL statement without waiting for its result (libpq's pipeline mode): it runs
+    /// on the server after whatever was sent before it, and the next `execute` or `flush()`
+    /// sends it along with that call's own statement and reads every result in one round trip.
+    /// A failure surfaces there: the first statement that failed is thrown, and the statements
+    /// after it did not run (in a transaction, the transaction is then aborted).
+    ///
+    /// For statements whose results the caller does not need before it goes on — a
+    /// transaction's writes — so that a transaction of n statements costs one round trip to the
+    /// server instead of n + 2 (`PostgresDatabase.transaction` sends `BEGIN` and `COMMIT` the
+    /// same way). Only small results belong here: the server's answers wait in the socket
+    /// until they are read.
+    public func enqueue(_ sql: String, _ parameters: [PostgresValue] = []) throws(PostgresError) {
+        guard !sql.utf8.contains(0) else {
+            throw PostgresError(code: .invalidParameter, message: "the SQL text contains a zero byte")
+        }
+        guard parameters.count <= Self.parameterCountMax else {
+            throw PostgresError(
+                code: .invalidParameter,
+                message: "\(parameters.count) parameters exceed the protocol limit of \(Self.parameterCountMax)")
+        }
+        let encoded = try EncodedParameters(parameters)
+        try send(sql, encoded, key: StatementKey(sql: sql, types: encoded.types))
+    }
+
+    /// Whether statements were sent with `enqueue` and their results not read yet.
+    public var hasQueuedStatements: Bool { !queued.isEmpty }
+
+    /// Reads the results of every statement sent with `enqueue` (sending them first if they
+    /// wait in libpq's buffer) and returns them in order; throws the first failure, after
+    /// reading everything, so that the connection can take the next command either way.
+    @discardableResult
+    public func flush() throws(PostgresError) -> [PostgresResult] {
+        guard !queued.isEmpty else { return [] }
+        let statements = queued
+        queued = []
+        guard PQpipelineSync(connection) == 1 else {
+            throw PostgresError(code: .connectionLost, message: lastConnectionError())
+        }
+        var results: [PostgresResult] = []
+        var firstError: PostgresError?
+        for statement in statements {
+            var last: PostgresResult?
+            for part in 0..<statement.resultCount {
+                // Each command's results end with a NULL.
+                while let handle = PQgetResult(connection) {
+                    let result = OwnedResult(taking: handle)
+                    let status = PQresultStatus(result.pointer)
+                    if status == PGRES_PIPELINE_ABORTED {
+                        if part == 0, let key = statement.preparedKey { prepared[key] = nil }
+                        continue
+                    }
+                    do {
+                        last = try collect(result)
+                    } catch {
+                        if part == 0, let key = statement.preparedKey { prepared[key] = nil }
+                        if error.sqlState == Self.featureNotSupported, let key = statement.key { prepared[key] = nil }
+                        firstError = firstError ?? error
+                    }
+                }
+                guard PQstatus(connection) != CONNECTION_BAD else {
+                    throw PostgresError(code: .connectionLost, message: lastConnectionError())
+                }
+            }
+            results.append(last ?? PostgresResult(columns: [], rows: [], commandTag: "", affectedRowCount: nil))
+        }
+        // The synchronization point, then out of pipeline mode.
+        if let handle = PQgetResult(connection) {
+            let result = OwnedResult(taking: handle)
+            if PQresultStatus(result.pointer) != PGRES_PIPELINE_SYNC {
+                firstError = firstError ?? PostgresError(code: .unsupportedResult, message: "a pipeline ended without its synchronization point")
+            }
+        }
+        guard PQexitPipelineMode(connection) == 1 else {
+            throw PostgresError(code: .connectionLost, message: "the connection did not leave pipeline mode: \(lastConnectionError())")
+        }
+        if let firstError { throw firstError }
+        return results
+    }
+
+    /// Sends a statement in pipeline mode, preparing it on the way as `run` would.
+    private func send(_ sql: String, _ encoded: EncodedParameters, key: StatementKey) throws(PostgresError) {
+        if queued.isEmpty, PQpipelineStatus(connection) == PQ_PIPELINE_OFF {
+            guard PQenterPipelineMode(connection) == 1 else {
+                throw failure(sqlState: nil, message: "cannot enter pipeline mode: \(lastConnectionError())")
+            }
+        }
+        var name = prepared[key]
+        var preparedHere: StatementKey?
+        if name == nil, encoded.types.count <= Self.preparedParameterCountMax {
+            if seenOnce.contains(key), prepared.count < Self.preparedStatementsMax {
+                let newName = "weft_\(nextStatementNumber)"
+                nextStatementNumber += 1
+                guard PQsendPrepare(connection, newName, sql, Int32(encoded.types.count), encoded.types) == 1 else {
+                    throw failure(sqlState: nil, message: lastConnectionError())
+                }
+                seenOnce.remove(key)
+                prepared[key] = newName
+                name = newName
+                preparedHere = key
+            } else if prepared.count < Self.preparedStatementsMax {
+                if seenOnce.count >= Self.preparedStatementsMax * 16 { seenOnce.removeAll() }
+                seenOnce.insert(key)
+            }
+        }
+        let count = Int32(encoded.types.count)
+        let sent = encoded.values.withPointers { values in
+            if let name {
+                PQsendQueryPrepared(connection, name, count, values, encoded.lengths, encoded.formats, 1)
+            } else {
+                PQsendQueryParams(
+                    connection, sql, count, encoded.types, values, encoded.lengths, encoded.formats, 1)
+            }
+        }
+        // What was sent must be read back even if this statement could not be.
+        if preparedHere != nil || sent == 1 {
+            queued.append(
+                QueuedStatement(
+                    resultCount: (preparedHere == nil ? 0 : 1) + (sent == 1 ? 1 : 0), preparedKey: preparedHere,
+                    key: name == nil ? nil : key))
+        }
+        guard sent == 1 else { throw failure(sqlState: nil, message: lastConnectionError()) }
+    }
+
     /// The rows of a finished statement, or its error as a `PostgresError`.
     private func collect(_ result: borrowing OwnedResult) throws(PostgresError) -> PostgresResult {
         let status = PQresultStatus(result.pointer)
@@ -221,6 +353,7 @@ public final class PostgresConnection {
     /// never for text that contains values. Statements run in one implicit transaction
     /// unless the script says otherwise; the first failure stops the script and is thrown.
     public func executeScript(_ sql: String) throws(PostgresError) {
+        try flush()  // the simple protocol cannot run in pipeline mode
         guard !sql.utf8.contains(0) else {
             throw PostgresError(code: .invalidParameter, message: "the SQL text contains a zero byte")
         }
@@ -401,6 +534,15 @@ private struct OwnedResult: ~Copyable {
             affectedRowCount: Int(affected)
         )
     }
+}
+
+/// A statement sent in pipeline mode: how many results it produces (two when it was prepared
+/// on the way: the prepare's, then its own), the key it was prepared under there (forgotten if
+/// the prepare did not succeed), and its key if it runs prepared.
+private struct QueuedStatement {
+    let resultCount: Int
+    let preparedKey: StatementKey?
+    let key: StatementKey?
 }
 
 /// What makes two calls the same prepared statement: the text, and the types its parameters

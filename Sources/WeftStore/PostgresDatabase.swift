@@ -38,7 +38,11 @@ public final class PostgresDatabase: Sendable {
         let outcome: (result: Swift.Result<Result, any Error>, usable: Bool)
         do {
             outcome = try await threads.runIfActive {
-                let result = Swift.Result { try body(lease.connection) }
+                var result = Swift.Result { try body(lease.connection) }
+                // Statements the body sent but never read back: their failure is its failure.
+                if lease.connection.hasQueuedStatements {
+                    do { try lease.connection.flush() } catch { if case .success = result { result = .failure(error) } }
+                }
                 return (result, lease.connection.isUsable)
             }
         } catch {
@@ -58,13 +62,19 @@ public final class PostgresDatabase: Sendable {
         _ body: @escaping @Sendable (PostgresConnection) throws -> Result
     ) async throws -> Result {
         try await withConnection { connection in
-            _ = try connection.execute("BEGIN")
+            // BEGIN and COMMIT travel with the body's statements (pipeline mode): a body that
+            // only `enqueue`s its writes costs one round trip in all.
+            try connection.enqueue("BEGIN")
             do {
                 let result = try body(connection)
-                _ = try connection.execute("COMMIT")
+                try connection.enqueue("COMMIT")
+                try connection.flush()
                 return result
             } catch {
-                if connection.isUsable { _ = try? connection.execute("ROLLBACK") }
+                if connection.isUsable {
+                    _ = try? connection.flush()  // whatever was sent; the transaction is void
+                    _ = try? connection.execute("ROLLBACK")
+                }
                 throw error
             }
         }
