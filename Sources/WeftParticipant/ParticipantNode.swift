@@ -93,6 +93,9 @@ public actor ParticipantNode {
     /// the stream's time passes a request's max sequencing time without it, the sequencer can no
     /// longer sequence it, and the command is rejected — never both rejected and committed.
     private var unsequenced: [String: (key: CommandKey, maxSequencingTime: Int64)] = [:]
+    /// When the wall clock passed a max sequencing time of `unsequenced` that the stream had not,
+    /// a time proof was asked for (`askForTimePastMaxSequencingTime`): when, and for which.
+    private var maxSequencingTimeProof: (maxSequencingTime: Int64, askedAt: ContinuousClock.Instant)?
     var known = Set<ContractID>()
     private var locks: [ContractID: SequencingTimestamp] = [:]
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
@@ -726,6 +729,40 @@ public actor ParticipantNode {
             }
         }
     }
+
+    /// A command whose request was not seen sequenced completes once the stream's time passes
+    /// its max sequencing time, but the stream moves only with events, and a participant the
+    /// domain sends nothing to may wait for ever: once the wall clock has passed the earliest such
+    /// time and no event has, ask the sequencer for the time with an empty batch (a time proof,
+    /// as the mediator does for its deadlines), and again each `timeProofRetry` while the stream
+    /// stays behind (a sequencer clock behind this one). The commitment ticker calls it.
+    func askForTimePastMaxSequencingTime() {
+        guard !processingEnded, let earliest = unsequenced.values.lazy.map(\.maxSequencingTime).min(),
+            wallClockMicros() > earliest, (cursor.lastTimestamp?.microsSinceEpoch ?? .min) <= earliest
+        else { return }
+        if let asked = maxSequencingTimeProof, asked.maxSequencingTime == earliest,
+            ContinuousClock.now - asked.askedAt < Self.timeProofRetry
+        {
+            return
+        }
+        maxSequencingTimeProof = (earliest, .now)
+        let messageID = "time-proof-\(earliest)-\(wallClockMicros())"
+        let (connection, logger) = (self.connection, self.logger)
+        background {
+            do {
+                try await connection.send(Weft.V1.Batch(envelopes: []), messageID: messageID)
+                logger.debug(
+                    "asked the sequencer for the time: a command's max sequencing time passed without its request",
+                    metadata: ["max_sequencing_time": "\(earliest)"])
+            } catch {
+                logger.warning(
+                    "asking the sequencer for the time failed; retried", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// How long to wait for a time proof before asking again.
+    static let timeProofRetry: Duration = .seconds(1)
 
     /// For tests: records `prepared` as submitted without sending it, as a node killed between
     /// the two leaves it.
