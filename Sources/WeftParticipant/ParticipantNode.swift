@@ -178,7 +178,8 @@ public actor ParticipantNode {
 
     /// Loads the participant's state from `store` (migrated before) and starts processing its
     /// sequencer stream from the first event not processed yet; re-sends the responses of
-    /// pending requests that may not have reached the sequencer before a stop.
+    /// pending requests that may not have reached the sequencer before a stop, and the requests
+    /// of commands in flight that it has not seen sequenced.
     ///
     /// With `processing: false` the stream is not read until `beginProcessing()`: a follower
     /// (the Ledger API's completion log) subscribes first and misses no completion — one a
@@ -207,6 +208,7 @@ public actor ParticipantNode {
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
         await node.setDomainHistory(history)
         await node.awaitSequencing(unsequenced)
+        await node.resend(unsequenced)
         try await node.startCommitments()
         await node.resume(ready: await topology.isInitialized)
         if processing { await node.beginProcessing() }
@@ -615,7 +617,7 @@ public actor ParticipantNode {
         let record = SubmittedCommand(
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
-            maxSequencingTime: prepared.maxSequencingTime)
+            maxSequencingTime: prepared.maxSequencingTime, batch: try prepared.batch.serializedBytes())
         if let previous = try await store.begin(record, now: wallClockMicros()) {
             logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.command)"])
             return .duplicate(previous: previous)
@@ -651,7 +653,7 @@ public actor ParticipantNode {
                         "confirmation request sent",
                         metadata: [LogKey.command: "\(prepared.command)", LogKey.rootHash: "\(prepared.rootHash)"])
                 } catch {
-                    await self.sendFailed(prepared, error)
+                    await self.sendFailed(messageID: prepared.messageID, command: prepared.command, error)
                 }
             }
         }
@@ -668,24 +670,24 @@ public actor ParticipantNode {
         return .duplicate(previous: record)
     }
 
-    private func sendFailed(_ prepared: PreparedSubmission, _ error: any Error) async {
+    private func sendFailed(messageID: String, command: CommandKey, _ error: any Error) async {
         guard Self.certainlyNotSequenced(error) else {
             // The sequencer may have sequenced it before the answer was lost (or the node is
             // stopping): the stream decides — the request arrives, or its time passes it.
             logger.warning(
                 "a confirmation request's send ended without an answer; its command completes when the stream shows the request or passes its max sequencing time",
-                metadata: [LogKey.command: "\(prepared.command)", "error": "\(error)"])
+                metadata: [LogKey.command: "\(command)", "error": "\(error)"])
             return
         }
-        unsequenced[prepared.messageID] = nil
+        unsequenced[messageID] = nil
         logger.error(
             "the sequencer did not accept a confirmation request",
-            metadata: [LogKey.command: "\(prepared.command)", "error": "\(error)"])
+            metadata: [LogKey.command: "\(command)", "error": "\(error)"])
         let reasonID =
             (error as? RPCError).map(\.errorID).flatMap { $0.isEmpty ? nil : $0 } ?? "PARTICIPANT_SEND_FAILED"
         do {
             let key = try await store.failSubmission(
-                messageID: prepared.messageID, reasonID: reasonID, reason: "\(error)", cursor: nil)
+                messageID: messageID, reasonID: reasonID, reason: "\(error)", cursor: nil)
             if let key { complete(key, .rejected(reasonID: reasonID, message: "\(error)")) }
         } catch {
             logger.error("could not record a failed submission", metadata: ["error": "\(error)"])
@@ -702,12 +704,50 @@ public actor ParticipantNode {
     }
 
     /// Commands recorded earlier whose requests were not seen sequenced (loaded at start).
-    private func awaitSequencing(_ commands: [(messageID: String, key: CommandKey, maxSequencingTime: Int64)]) {
+    private func awaitSequencing(_ commands: [ParticipantStore.UnsequencedCommand]) {
         for command in commands { unsequenced[command.messageID] = (command.key, command.maxSequencingTime) }
         if !commands.isEmpty {
             logger.info(
                 "commands in flight whose requests were not seen sequenced wait for the stream's time",
                 metadata: [LogKey.pendingCount: "\(commands.count)"])
+        }
+    }
+
+    /// Sends again, under their message ids and max sequencing times, the requests of commands
+    /// recorded before this start and not seen sequenced: a node killed between recording a
+    /// command and sending its request (or before the send's answer) left them so, and without
+    /// a send the command would wait for the stream's time to pass its max sequencing time —
+    /// a minute by default, for ever on a stream without events. The sequencer sequences a
+    /// message id once, so a request that was sequenced after all is refused as a duplicate
+    /// (and arrives on the stream). A request past its max sequencing time is not sent: the
+    /// sequencer could not sequence it, and the stream's time rejects its command.
+    private func resend(_ commands: [ParticipantStore.UnsequencedCommand]) {
+        for command in commands {
+            guard let bytes = command.batch, command.maxSequencingTime > wallClockMicros() else { continue }
+            let batch: Weft.V1.Batch
+            do {
+                batch = try Weft.V1.Batch(serializedBytes: bytes)
+            } catch {
+                logger.error(
+                    "a stored confirmation request does not decode; its command completes when the stream passes its max sequencing time",
+                    metadata: [LogKey.command: "\(command.key)", "error": "\(error)"])
+                continue
+            }
+            background {
+                do {
+                    try await self.connection.send(
+                        batch, messageID: command.messageID, maxSequencingTime: command.maxSequencingTime)
+                    self.logger.info(
+                        "a confirmation request recorded before the restart was sent",
+                        metadata: [LogKey.command: "\(command.key)"])
+                } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                    self.logger.debug(
+                        "a confirmation request recorded before the restart was sequenced then",
+                        metadata: [LogKey.command: "\(command.key)"])
+                } catch {
+                    await self.sendFailed(messageID: command.messageID, command: command.key, error)
+                }
+            }
         }
     }
 
@@ -770,7 +810,7 @@ public actor ParticipantNode {
         let record = SubmittedCommand(
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
-            maxSequencingTime: prepared.maxSequencingTime)
+            maxSequencingTime: prepared.maxSequencingTime, batch: try prepared.batch.serializedBytes())
         _ = try await store.begin(record, now: wallClockMicros())
     }
 

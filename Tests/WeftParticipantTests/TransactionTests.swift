@@ -229,7 +229,8 @@ extension OnARealDomain {
                 await hurried.stop()
                 await #expect(throws: ParticipantError.stopped) { try await waiter.value }
                 await #expect(throws: ParticipantError.stopped) { try await hurried.outcome(ofRequest: prepared.rootHash) }
-                // It stays down past the request's max sequencing time.
+                // It stays down past the request's max sequencing time, so the restarted node does
+                // not send the request again (the sequencer could no longer sequence it).
                 let untilExpiry = prepared.maxSequencingTime - Int64(Date().timeIntervalSince1970 * 1_000_000) + 100_000
                 if untilExpiry > 0 { try await Task.sleep(for: .microseconds(untilExpiry)) }  // the time under test
                 let restarted = try await domain.restart(0)
@@ -245,6 +246,35 @@ extension OnARealDomain {
                     Issue.record("the retry did not commit: \(retried)")
                     return
                 }
+                await restarted.stop()
+                await domain.stop()
+            }
+        }
+
+        @Test func aCommandRecordedButNotSentBeforeACrashIsSentByTheRestartedNode() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let alice = domain.alice
+                let key = CommandKey(applicationID: "alice-app", commandID: "recorded-before-crash")
+                let prepared = try await domain.p1.prepare(
+                    [try domain.issue("3", to: alice, by: alice)], actAs: [alice], command: key)
+                // The node is killed between recording the command and sending its request, well
+                // within the request's max sequencing time (60 s).
+                try await domain.p1.recordWithoutSending(prepared)
+                await domain.p1.crash()
+                let restarted = try await domain.restart(0)
+                #expect(try await restarted.command(key)?.state != .rejected)
+                // The restarted node sends the request it recorded: it commits, with nothing else
+                // happening on the domain (no event would pass its max sequencing time).
+                let record = try await Self.decided(key, on: restarted, within: .seconds(30))
+                guard let record, record.state == .succeeded else {
+                    Issue.record("the command recorded before the crash did not commit: \(String(describing: record))")
+                    return
+                }
+                #expect(record.transactionID == prepared.rootHash.description)
+                #expect(try await restarted.outcome(ofRequest: prepared.rootHash) == "approved")
+                #expect(await restarted.ledgerEndOffset == 1)
+                #expect(try await restarted.activeContracts(of: alice).count == 1)
                 await restarted.stop()
                 await domain.stop()
             }
