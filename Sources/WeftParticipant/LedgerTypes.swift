@@ -26,6 +26,9 @@ struct SubmittedCommand: Sendable {
     /// The request's max sequencing time (µs): once the sequencer's time has passed it without
     /// the request, it never will be sequenced.
     let maxSequencingTime: Int64
+    /// The request as sent (a serialized `weft.v1.Batch`), kept while the command is in flight
+    /// so that a restart can send it again; nil when the request is not at hand (replay).
+    var batch: [UInt8]? = nil
 }
 
 /// A command as stored: in flight, or completed.

@@ -93,6 +93,9 @@ public actor ParticipantNode {
     /// the stream's time passes a request's max sequencing time without it, the sequencer can no
     /// longer sequence it, and the command is rejected — never both rejected and committed.
     private var unsequenced: [String: (key: CommandKey, maxSequencingTime: Int64)] = [:]
+    /// When the wall clock passed a max sequencing time of `unsequenced` that the stream had not,
+    /// a time proof was asked for (`askForTimePastMaxSequencingTime`): when, and for which.
+    private var maxSequencingTimeProof: (maxSequencingTime: Int64, askedAt: ContinuousClock.Instant)?
     var known = Set<ContractID>()
     private var locks: [ContractID: SequencingTimestamp] = [:]
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
@@ -175,7 +178,8 @@ public actor ParticipantNode {
 
     /// Loads the participant's state from `store` (migrated before) and starts processing its
     /// sequencer stream from the first event not processed yet; re-sends the responses of
-    /// pending requests that may not have reached the sequencer before a stop.
+    /// pending requests that may not have reached the sequencer before a stop, and the requests
+    /// of commands in flight that it has not seen sequenced.
     ///
     /// With `processing: false` the stream is not read until `beginProcessing()`: a follower
     /// (the Ledger API's completion log) subscribes first and misses no completion — one a
@@ -204,6 +208,7 @@ public actor ParticipantNode {
             configuration: configuration, logger: logger, loaded: loaded, packages: packages)
         await node.setDomainHistory(history)
         await node.awaitSequencing(unsequenced)
+        await node.resend(unsequenced)
         try await node.startCommitments()
         await node.resume(ready: await topology.isInitialized)
         if processing { await node.beginProcessing() }
@@ -614,7 +619,7 @@ public actor ParticipantNode {
         let record = SubmittedCommand(
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
-            maxSequencingTime: prepared.maxSequencingTime)
+            maxSequencingTime: prepared.maxSequencingTime, batch: try prepared.batch.serializedBytes())
         if let previous = try await store.begin(record, now: wallClockMicros()) {
             logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.command)"])
             return .duplicate(previous: previous)
@@ -650,7 +655,7 @@ public actor ParticipantNode {
                         "confirmation request sent",
                         metadata: [LogKey.command: "\(prepared.command)", LogKey.rootHash: "\(prepared.rootHash)"])
                 } catch {
-                    await self.sendFailed(prepared, error)
+                    await self.sendFailed(messageID: prepared.messageID, command: prepared.command, error)
                 }
             }
         }
@@ -667,24 +672,24 @@ public actor ParticipantNode {
         return .duplicate(previous: record)
     }
 
-    private func sendFailed(_ prepared: PreparedSubmission, _ error: any Error) async {
+    private func sendFailed(messageID: String, command: CommandKey, _ error: any Error) async {
         guard Self.certainlyNotSequenced(error) else {
             // The sequencer may have sequenced it before the answer was lost (or the node is
             // stopping): the stream decides — the request arrives, or its time passes it.
             logger.warning(
                 "a confirmation request's send ended without an answer; its command completes when the stream shows the request or passes its max sequencing time",
-                metadata: [LogKey.command: "\(prepared.command)", "error": "\(error)"])
+                metadata: [LogKey.command: "\(command)", "error": "\(error)"])
             return
         }
-        unsequenced[prepared.messageID] = nil
+        unsequenced[messageID] = nil
         logger.error(
             "the sequencer did not accept a confirmation request",
-            metadata: [LogKey.command: "\(prepared.command)", "error": "\(error)"])
+            metadata: [LogKey.command: "\(command)", "error": "\(error)"])
         let reasonID =
             (error as? RPCError).map(\.errorID).flatMap { $0.isEmpty ? nil : $0 } ?? "PARTICIPANT_SEND_FAILED"
         do {
             let key = try await store.failSubmission(
-                messageID: prepared.messageID, reasonID: reasonID, reason: "\(error)", cursor: nil)
+                messageID: messageID, reasonID: reasonID, reason: "\(error)", cursor: nil)
             if let key { complete(key, .rejected(reasonID: reasonID, message: "\(error)")) }
         } catch {
             logger.error("could not record a failed submission", metadata: ["error": "\(error)"])
@@ -701,12 +706,50 @@ public actor ParticipantNode {
     }
 
     /// Commands recorded earlier whose requests were not seen sequenced (loaded at start).
-    private func awaitSequencing(_ commands: [(messageID: String, key: CommandKey, maxSequencingTime: Int64)]) {
+    private func awaitSequencing(_ commands: [ParticipantStore.UnsequencedCommand]) {
         for command in commands { unsequenced[command.messageID] = (command.key, command.maxSequencingTime) }
         if !commands.isEmpty {
             logger.info(
                 "commands in flight whose requests were not seen sequenced wait for the stream's time",
                 metadata: [LogKey.pendingCount: "\(commands.count)"])
+        }
+    }
+
+    /// Sends again, under their message ids and max sequencing times, the requests of commands
+    /// recorded before this start and not seen sequenced: a node killed between recording a
+    /// command and sending its request (or before the send's answer) left them so, and without
+    /// a send the command would wait for the stream's time to pass its max sequencing time —
+    /// a minute by default, for ever on a stream without events. The sequencer sequences a
+    /// message id once, so a request that was sequenced after all is refused as a duplicate
+    /// (and arrives on the stream). A request past its max sequencing time is not sent: the
+    /// sequencer could not sequence it, and the stream's time rejects its command.
+    private func resend(_ commands: [ParticipantStore.UnsequencedCommand]) {
+        for command in commands {
+            guard let bytes = command.batch, command.maxSequencingTime > wallClockMicros() else { continue }
+            let batch: Weft.V1.Batch
+            do {
+                batch = try Weft.V1.Batch(serializedBytes: bytes)
+            } catch {
+                logger.error(
+                    "a stored confirmation request does not decode; its command completes when the stream passes its max sequencing time",
+                    metadata: [LogKey.command: "\(command.key)", "error": "\(error)"])
+                continue
+            }
+            background {
+                do {
+                    try await self.connection.send(
+                        batch, messageID: command.messageID, maxSequencingTime: command.maxSequencingTime)
+                    self.logger.info(
+                        "a confirmation request recorded before the restart was sent",
+                        metadata: [LogKey.command: "\(command.key)"])
+                } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                    self.logger.debug(
+                        "a confirmation request recorded before the restart was sequenced then",
+                        metadata: [LogKey.command: "\(command.key)"])
+                } catch {
+                    await self.sendFailed(messageID: command.messageID, command: command.key, error)
+                }
+            }
         }
     }
 
@@ -729,13 +772,47 @@ public actor ParticipantNode {
         }
     }
 
+    /// A command whose request was not seen sequenced completes once the stream's time passes
+    /// its max sequencing time, but the stream moves only with events, and a participant the
+    /// domain sends nothing to may wait for ever: once the wall clock has passed the earliest such
+    /// time and no event has, ask the sequencer for the time with an empty batch (a time proof,
+    /// as the mediator does for its deadlines), and again each `timeProofRetry` while the stream
+    /// stays behind (a sequencer clock behind this one). The commitment ticker calls it.
+    func askForTimePastMaxSequencingTime() {
+        guard !processingEnded, let earliest = unsequenced.values.lazy.map(\.maxSequencingTime).min(),
+            wallClockMicros() > earliest, (cursor.lastTimestamp?.microsSinceEpoch ?? .min) <= earliest
+        else { return }
+        if let asked = maxSequencingTimeProof, asked.maxSequencingTime == earliest,
+            ContinuousClock.now - asked.askedAt < Self.timeProofRetry
+        {
+            return
+        }
+        maxSequencingTimeProof = (earliest, .now)
+        let messageID = "time-proof-\(earliest)-\(wallClockMicros())"
+        let (connection, logger) = (self.connection, self.logger)
+        background {
+            do {
+                try await connection.send(Weft.V1.Batch(envelopes: []), messageID: messageID)
+                logger.debug(
+                    "asked the sequencer for the time: a command's max sequencing time passed without its request",
+                    metadata: ["max_sequencing_time": "\(earliest)"])
+            } catch {
+                logger.warning(
+                    "asking the sequencer for the time failed; retried", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// How long to wait for a time proof before asking again.
+    static let timeProofRetry: Duration = .seconds(1)
+
     /// For tests: records `prepared` as submitted without sending it, as a node killed between
     /// the two leaves it.
     @_spi(Testing) public func recordWithoutSending(_ prepared: PreparedSubmission) async throws {
         let record = SubmittedCommand(
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
-            maxSequencingTime: prepared.maxSequencingTime)
+            maxSequencingTime: prepared.maxSequencingTime, batch: try prepared.batch.serializedBytes())
         _ = try await store.begin(record, now: wallClockMicros())
     }
 

@@ -84,7 +84,7 @@ extension ParticipantStore {
         ).rows.count
         let rejected = try connection.execute(
             """
-            UPDATE participant_commands SET state = 'rejected', reason_id = $2, reason = $3
+            UPDATE participant_commands SET state = 'rejected', reason_id = $2, reason = $3, batch = NULL
             WHERE participant = $1 AND state = 'in_flight' RETURNING 1
             """, [me, .text(Self.domainMigratedReasonID), .text(reason)]
         ).rows.count

@@ -144,6 +144,13 @@ public struct ParticipantStore: Sendable {
         CommitmentStore.migration,
         ParticipantStore.pruningMigration,
         ParticipantStore.domainMigrationMigration,
+        Migration(
+            8, "commands in flight keep their request until it is decided",
+            """
+            ALTER TABLE participant_commands ADD COLUMN batch bytea;
+            COMMENT ON COLUMN participant_commands.batch IS
+                'The request as sent (a weft.v1.Batch) while the command is in flight: a restart sends it again under its message id, so a request recorded but not sent before a crash is sequenced after all. NULL once the command is decided (or when it was recorded by replay, or before this column).';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -295,14 +302,15 @@ public struct ParticipantStore: Sendable {
             let inserted = try connection.execute(
                 """
                 INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
-                    root_hash, submitted_at, dedup_until, state, max_sequencing_time)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9)
+                    root_hash, submitted_at, dedup_until, state, max_sequencing_time, batch)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, $10::bytea)
                 ON CONFLICT DO NOTHING RETURNING 1
                 """,
                 [
                     me, .text(command.key.applicationID), .text(command.key.commandID), .text(command.submissionID),
                     .text(command.messageID), .bytes(command.rootHash.bytes), .int64(now),
                     .int64(now + command.deduplicationPeriodMicros), .int64(command.maxSequencingTime),
+                    command.batch.map { .bytes($0) } ?? .null,
                 ])
             if !inserted.rows.isEmpty { return nil }
             return try connection.execute(
@@ -315,15 +323,19 @@ public struct ParticipantStore: Sendable {
     }
 
     /// Commands in flight whose request this participant has not seen sequenced (no row in
-    /// participant_requests for its root hash): their message ids, keys and max sequencing
-    /// times. After a crash between recording a command and sending it, or a send whose outcome
-    /// is unknown, these complete once the stream's time passes their max sequencing time.
-    func unsequencedCommands() async throws -> [(messageID: String, key: CommandKey, maxSequencingTime: Int64)] {
+    /// participant_requests for its root hash): their message ids, keys, max sequencing times
+    /// and requests as sent (nil when not stored). After a crash between recording a command and
+    /// sending it, or a send whose outcome is unknown, the restarted node sends the request again
+    /// under its message id (the sequencer refuses it as a duplicate if it was sequenced); either
+    /// way the command completes with the request's verdict, or once the stream's time passes
+    /// its max sequencing time without it.
+    func unsequencedCommands() async throws -> [UnsequencedCommand] {
         let me = self.me
         let rows = try await database.withConnection { connection in
             try connection.execute(
                 """
-                SELECT c.message_id, c.application_id, c.command_id, c.max_sequencing_time FROM participant_commands c
+                SELECT c.message_id, c.application_id, c.command_id, c.max_sequencing_time, c.batch
+                FROM participant_commands c
                 WHERE c.participant = $1 AND c.state = 'in_flight' AND c.max_sequencing_time > 0
                     AND NOT EXISTS (
                         SELECT 1 FROM participant_requests r WHERE r.participant = c.participant AND r.root_hash = c.root_hash)
@@ -331,12 +343,23 @@ public struct ParticipantStore: Sendable {
             ).rows
         }
         return try rows.map { row in
-            (
-                try Self.require(row[0].string, "message_id"),
-                CommandKey(applicationID: try Self.require(row[1].string, "application_id"), commandID: try Self.require(row[2].string, "command_id")),
-                try Self.require(row[3].int64, "max_sequencing_time")
-            )
+            UnsequencedCommand(
+                messageID: try Self.require(row[0].string, "message_id"),
+                key: CommandKey(
+                    applicationID: try Self.require(row[1].string, "application_id"),
+                    commandID: try Self.require(row[2].string, "command_id")),
+                maxSequencingTime: try Self.require(row[3].int64, "max_sequencing_time"),
+                batch: try row[4].bytes)
         }
+    }
+
+    /// A command in flight whose request was not seen sequenced (`unsequencedCommands`).
+    struct UnsequencedCommand: Sendable {
+        let messageID: String
+        let key: CommandKey
+        let maxSequencingTime: Int64
+        /// The serialized `weft.v1.Batch` as sent, if stored.
+        let batch: [UInt8]?
     }
 
     /// What is stored for a command, if anything.
@@ -364,7 +387,7 @@ public struct ParticipantStore: Sendable {
             try Self.markResponsesSent(responsesSent, connection, me)
             let row = try connection.execute(
                 """
-                UPDATE participant_commands SET state = 'rejected', reason_id = $3, reason = $4
+                UPDATE participant_commands SET state = 'rejected', reason_id = $3, reason = $4, batch = NULL
                 WHERE participant = $1 AND message_id = $2 AND state = 'in_flight'
                 RETURNING application_id, command_id
                 """, [me, .text(messageID), .text(reasonID), .text(reason)]
@@ -522,7 +545,8 @@ public struct ParticipantStore: Sendable {
                 if let commit {
                     try connection.enqueue(
                         """
-                        UPDATE participant_commands SET state = 'succeeded', transaction_id = $4, ledger_offset = $5
+                        UPDATE participant_commands SET state = 'succeeded', transaction_id = $4, ledger_offset = $5,
+                            batch = NULL
                         WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
                         """,
                         [
@@ -532,7 +556,7 @@ public struct ParticipantStore: Sendable {
                 } else if let completion {
                     try connection.enqueue(
                         """
-                        UPDATE participant_commands SET state = 'rejected', reason_id = $4, reason = $5
+                        UPDATE participant_commands SET state = 'rejected', reason_id = $4, reason = $5, batch = NULL
                         WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
                         """,
                         [

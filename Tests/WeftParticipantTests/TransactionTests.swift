@@ -229,18 +229,18 @@ extension OnARealDomain {
                 await hurried.stop()
                 await #expect(throws: ParticipantError.stopped) { try await waiter.value }
                 await #expect(throws: ParticipantError.stopped) { try await hurried.outcome(ofRequest: prepared.rootHash) }
-                let restarted = try await domain.restart(0)
-                #expect(try await restarted.command(key)?.state == .inFlight)
-                // Once an event sequenced after the request's max sequencing time reaches the
-                // participant, the sequencer can no longer sequence the request.
+                // It stays down past the request's max sequencing time, so the restarted node does
+                // not send the request again (the sequencer could no longer sequence it).
                 let untilExpiry = prepared.maxSequencingTime - Int64(Date().timeIntervalSince1970 * 1_000_000) + 100_000
                 if untilExpiry > 0 { try await Task.sleep(for: .microseconds(untilExpiry)) }  // the time under test
-                _ = try await domain.issued("5", to: alice, command: "after-expiry", ownerNode: restarted)
-                await restarted.waitForLedgerEnd(1)
-                let record = try await restarted.command(key)
+                let restarted = try await domain.restart(0)
+                // Nothing else happens on the domain: the participant asks the sequencer for the
+                // time itself, and once an event sequenced after the request's max sequencing time
+                // reaches it, the command is rejected.
+                let record = try await Self.decided(key, on: restarted, within: .seconds(30))
                 #expect(record?.state == .rejected && record?.reasonID == "PARTICIPANT_REQUEST_NOT_SEQUENCED", "\(String(describing: record))")
                 // Nothing was committed for it, and its command id is free: a retry commits.
-                #expect(await restarted.ledgerEndOffset == 1)
+                #expect(await restarted.ledgerEndOffset == 0)
                 let retried = try await restarted.submit([try domain.issue("3", to: alice, by: alice)], actAs: [alice], command: key)
                 guard case .succeeded = retried else {
                     Issue.record("the retry did not commit: \(retried)")
@@ -248,6 +248,59 @@ extension OnARealDomain {
                 }
                 await restarted.stop()
                 await domain.stop()
+            }
+        }
+
+        @Test func aCommandRecordedButNotSentBeforeACrashIsSentByTheRestartedNode() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let alice = domain.alice
+                let key = CommandKey(applicationID: "alice-app", commandID: "recorded-before-crash")
+                let prepared = try await domain.p1.prepare(
+                    [try domain.issue("3", to: alice, by: alice)], actAs: [alice], command: key)
+                // The node is killed between recording the command and sending its request, well
+                // within the request's max sequencing time (60 s).
+                try await domain.p1.recordWithoutSending(prepared)
+                await domain.p1.crash()
+                let restarted = try await domain.restart(0)
+                #expect(try await restarted.command(key)?.state != .rejected)
+                // The restarted node sends the request it recorded: it commits, with nothing else
+                // happening on the domain (no event would pass its max sequencing time).
+                let record = try await Self.decided(key, on: restarted, within: .seconds(30))
+                guard let record, record.state == .succeeded else {
+                    Issue.record("the command recorded before the crash did not commit: \(String(describing: record))")
+                    return
+                }
+                #expect(record.transactionID == prepared.rootHash.description)
+                #expect(try await restarted.outcome(ofRequest: prepared.rootHash) == "approved")
+                #expect(await restarted.ledgerEndOffset == 1)
+                #expect(try await restarted.activeContracts(of: alice).count == 1)
+                await restarted.stop()
+                await domain.stop()
+            }
+        }
+
+        /// The record of command `key` once `node` has decided it (at once if it has), or nil if
+        /// that takes longer than `limit`.
+        static func decided(_ key: CommandKey, on node: ParticipantNode, within limit: Duration) async throws
+            -> CommandRecord?
+        {
+            let completions = await node.completionEvents()
+            return try await withThrowingTaskGroup(of: CommandRecord?.self) { group in
+                group.addTask {
+                    if let record = try await node.command(key), record.state != .inFlight { return record }
+                    for await completion in completions where completion.command == key {
+                        return try await node.command(key)
+                    }
+                    return nil
+                }
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                return first
             }
         }
 
