@@ -148,6 +148,8 @@ public struct ParticipantStore: Sendable {
             8, "commands in flight keep their request until it is decided",
             """
             ALTER TABLE participant_commands ADD COLUMN batch bytea;
+            -- Encrypted views do not compress: stored out of line without trying.
+            ALTER TABLE participant_commands ALTER COLUMN batch SET STORAGE EXTERNAL;
             COMMENT ON COLUMN participant_commands.batch IS
                 'The request as sent (a weft.v1.Batch) while the command is in flight: a restart sends it again under its message id, so a request recorded but not sent before a crash is sequenced after all. NULL once the command is decided (or when it was recorded by replay, or before this column).';
             """),
