@@ -151,22 +151,8 @@ public final class PostgresConnection {
     private func run(_ sql: String, _ encoded: EncodedParameters, key: StatementKey) throws(PostgresError)
         -> PostgresResult
     {
-        var name = prepared[key]
-        // Statements with more parameters are built with a row of parameters per item
-        // (multi-row VALUES) and vary with their input: each variant would take a slot and
-        // server memory for a few uses.
-        if name == nil, encoded.types.count <= Self.preparedParameterCountMax {
-            if seenOnce.contains(key), prepared.count < Self.preparedStatementsMax {
-                let newName = "weft_\(nextStatementNumber)"
-                nextStatementNumber += 1
-                try prepare(sql, named: newName, types: encoded.types)
-                seenOnce.remove(key)
-                prepared[key] = newName
-                name = newName
-            } else if prepared.count < Self.preparedStatementsMax {
-                if seenOnce.count >= Self.preparedStatementsMax * 16 { seenOnce.removeAll() }
-                seenOnce.insert(key)
-            }
+        let (name, _) = try statementName(key) { newName throws(PostgresError) in
+            try prepare(sql, named: newName, types: encoded.types)
         }
         let count = Int32(encoded.types.count)
         let handle = encoded.values.withPointers { values in
@@ -186,6 +172,31 @@ public final class PostgresConnection {
             throw failure(sqlState: nil, message: lastConnectionError())
         }
         return try collect(OwnedResult(taking: handle))
+    }
+
+    /// The name `key` runs under: that of its prepared statement, or of one `prepare` makes now
+    /// on its second call; nil to run it unprepared. `preparedNow` says `prepare` ran.
+    private func statementName(
+        _ key: StatementKey, prepare: (String) throws(PostgresError) -> Void
+    ) throws(PostgresError) -> (name: String?, preparedNow: Bool) {
+        if let name = prepared[key] { return (name, false) }
+        // Statements with more parameters are built with a row of parameters per item
+        // (multi-row VALUES) and vary with their input: each variant would take a slot and
+        // server memory for a few uses.
+        guard key.types.count <= Self.preparedParameterCountMax else { return (nil, false) }
+        if seenOnce.contains(key), prepared.count < Self.preparedStatementsMax {
+            let newName = "weft_\(nextStatementNumber)"
+            nextStatementNumber += 1
+            try prepare(newName)
+            seenOnce.remove(key)
+            prepared[key] = newName
+            return (newName, true)
+        }
+        if prepared.count < Self.preparedStatementsMax {
+            if seenOnce.count >= Self.preparedStatementsMax * 16 { seenOnce.removeAll() }
+            seenOnce.insert(key)
+        }
+        return (nil, false)
     }
 
     /// Prepares `sql` on the server under `name`; throws what executing it would have thrown
@@ -285,24 +296,12 @@ public final class PostgresConnection {
                 throw failure(sqlState: nil, message: "cannot enter pipeline mode: \(lastConnectionError())")
             }
         }
-        var name = prepared[key]
-        var preparedHere: StatementKey?
-        if name == nil, encoded.types.count <= Self.preparedParameterCountMax {
-            if seenOnce.contains(key), prepared.count < Self.preparedStatementsMax {
-                let newName = "weft_\(nextStatementNumber)"
-                nextStatementNumber += 1
-                guard PQsendPrepare(connection, newName, sql, Int32(encoded.types.count), encoded.types) == 1 else {
-                    throw failure(sqlState: nil, message: lastConnectionError())
-                }
-                seenOnce.remove(key)
-                prepared[key] = newName
-                name = newName
-                preparedHere = key
-            } else if prepared.count < Self.preparedStatementsMax {
-                if seenOnce.count >= Self.preparedStatementsMax * 16 { seenOnce.removeAll() }
-                seenOnce.insert(key)
+        let (name, preparedNow) = try statementName(key) { newName throws(PostgresError) in
+            guard PQsendPrepare(connection, newName, sql, Int32(encoded.types.count), encoded.types) == 1 else {
+                throw failure(sqlState: nil, message: lastConnectionError())
             }
         }
+        let preparedHere = preparedNow ? key : nil
         let count = Int32(encoded.types.count)
         let sent = encoded.values.withPointers { values in
             if let name {

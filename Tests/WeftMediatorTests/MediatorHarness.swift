@@ -2,6 +2,8 @@ import Logging
 import Testing
 import WeftMediator
 import WeftStore
+import WeftContracts
+import WeftTopology
 import WeftTestSupport
 
 /// Starts one PostgreSQL server for a whole suite; its tests run in parallel, each with a
@@ -44,6 +46,18 @@ struct MediatorHarness {
         logger.logLevel = .warning
         return try await Mediator.start(
             store: store, domain: test.domain, signingKey: test.mediator.signing, logger: logger)
+    }
+
+    /// A mediator started on the store, with an IOU transfer registered at the test domain's
+    /// request time: the mediator, the transfer's views, the snapshot at that time, the request.
+    func startWithTransfer() async throws
+        -> (mediator: Mediator, views: TransactionViews, snapshot: TopologySnapshot, id: RequestID)
+    {
+        let mediator = try await start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: TestDomain.requestTime)
+        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        return (mediator, views, snapshot, RequestID(timestamp: TestDomain.requestTime, rootHash: views.rootHash))
     }
 
     /// How many response rows the store holds for this mediator.

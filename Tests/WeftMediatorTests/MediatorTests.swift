@@ -237,11 +237,7 @@ import WeftWire
     @Test func theResponsesOfOneEventAreCheckedOneByOneAndStoredTogether() async throws {
         let harness = try await MediatorHarness("one-event")
         let test = harness.test
-        let mediator = try await harness.start()
-        let views = try test.iouTransfer()
-        let snapshot = test.snapshot(at: t)
-        let id = RequestID(timestamp: t, rootHash: views.rootHash)
-        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        let (mediator, views, snapshot, id) = try await harness.startWithTransfer()
         let aliceOnView0 = try test.response(views, view: 0, from: test.p1, parties: [test.alice])
         let wrongRoot = try test.response(views, view: 0, from: test.p3, parties: [test.bank], rootHash: [1, 2, 3])
         let bankOnView1 = try test.response(views, view: 1, from: test.p3, parties: [test.bank])
@@ -274,11 +270,7 @@ import WeftWire
     @Test func aDuplicateResponseIsCountedOnce() async throws {
         let harness = try await MediatorHarness("duplicate")
         let test = harness.test
-        let mediator = try await harness.start()
-        let views = try test.iouTransfer()
-        let snapshot = test.snapshot(at: t)
-        let id = RequestID(timestamp: t, rootHash: views.rootHash)
-        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        let (mediator, views, snapshot, id) = try await harness.startWithTransfer()
         let response = try test.response(views, view: 0, from: test.p1, parties: [test.alice])
         #expect(
             try await mediator.receive(response: response, at: t.adding(micros: 1), snapshot: snapshot) == .counted(id))
