@@ -208,7 +208,7 @@ extension ParticipantNode {
     }
 
     /// The result of `body`, or nil when `timeout` passes first (`body` is then cancelled).
-    static func within<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T)
+    @_spi(Testing) public static func within<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T)
         async throws -> T?
     {
         try await withThrowingTaskGroup(of: T?.self) { group in

@@ -286,22 +286,13 @@ extension OnARealDomain {
             -> CommandRecord?
         {
             let completions = await node.completionEvents()
-            return try await withThrowingTaskGroup(of: CommandRecord?.self) { group in
-                group.addTask {
-                    if let record = try await node.command(key), record.state != .inFlight { return record }
-                    for await completion in completions where completion.command == key {
-                        return try await node.command(key)
-                    }
-                    return nil
+            return try await ParticipantNode.within(limit) { () async throws -> CommandRecord? in
+                if let record = try await node.command(key), record.state != .inFlight { return record }
+                for await completion in completions where completion.command == key {
+                    return try await node.command(key)
                 }
-                group.addTask {
-                    try await Task.sleep(for: limit)
-                    return nil
-                }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
+                return nil
+            } ?? nil
         }
 
         @Test func aRestartedParticipantResumesFromItsPersistedCounter() async throws {
