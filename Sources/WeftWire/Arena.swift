@@ -7,19 +7,21 @@ import CWeftWireSupport
     import Darwin
 #endif
 
-/// A bump allocator for the short-lived C structures of one encode or decode.
+/// A bump allocator for the short-lived C structures of one encode.
 ///
-/// protobuf-c allocates every submessage, string and array of a decoded
-/// message separately; an encode must build a tree of C structs from Swift
-/// values. Both live only for one call, so they come from one block that is
-/// released at once: no per-object `malloc`/`free`, and no chance of leaking a
-/// half-built tree when a decode fails halfway. Used as protobuf-c's
-/// `ProtobufCAllocator`, its `free` does nothing. `deinit` frees any overflow
-/// blocks and hands the first block back to its thread for the next call.
+/// An encode builds a tree of C structs from Swift values that lives only for
+/// the call, so it comes from one block released at once: no per-object
+/// `malloc`/`free`. `deinit` frees any overflow blocks and hands the first
+/// block back to its thread for the next call. A decode uses the same
+/// allocation scheme (`Header`, `protobufAllocator`) in a `DecodedTree`, which
+/// lives as long as the values read from it: protobuf-c allocates every
+/// submessage, string and array separately, and here they share one block,
+/// with no chance of leaking a half-built tree when a decode fails halfway.
+/// As protobuf-c's `ProtobufCAllocator`, its `free` does nothing.
 struct Arena: ~Copyable {
     /// Header at the start of the first block; the C allocator callbacks
-    /// reach the arena through it.
-    private struct Header {
+    /// reach the arena through it. A `DecodedTree` keeps one too.
+    struct Header {
         var cursor: UnsafeMutableRawPointer
         var end: UnsafeMutableRawPointer
         /// Extra blocks, each starting with the pointer to the next.
@@ -27,7 +29,7 @@ struct Arena: ~Copyable {
         var nextBlockBytes: Int
     }
 
-    fileprivate static let alignment = 8
+    static let alignment = 8
     private let header: UnsafeMutablePointer<Header>
 
     /// Capacity of a thread's reusable first block. Most messages fit; larger
@@ -53,11 +55,7 @@ struct Arena: ~Copyable {
     }
 
     deinit {
-        var overflow = header.pointee.overflow
-        while let block = overflow {
-            overflow = block.load(as: UnsafeMutableRawPointer?.self)
-            free(block)
-        }
+        Self.freeOverflow(header)
         // Reset to the start of the first block and hand it back to the thread.
         let block = UnsafeMutableRawPointer(header)
         let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
@@ -121,7 +119,10 @@ struct Arena: ~Copyable {
     /// string's length is known without trusting its NUL terminator: protobuf-c
     /// allocates `length + 1` bytes for a string of `length` bytes
     /// (`protobufAllocationSize`).
-    var protobufAllocator: ProtobufCAllocator {
+    var protobufAllocator: ProtobufCAllocator { Self.protobufAllocator(header) }
+
+    /// protobuf-c's allocator over the arena that `header` heads.
+    static func protobufAllocator(_ header: UnsafeMutablePointer<Header>) -> ProtobufCAllocator {
         ProtobufCAllocator(
             alloc: { data, size in
                 let block = Arena.allocate(data!.assumingMemoryBound(to: Header.self), size + Arena.alignment)
@@ -132,6 +133,16 @@ struct Arena: ~Copyable {
             allocator_data: UnsafeMutableRawPointer(header))
     }
 
+    /// Frees the overflow blocks of the arena that `header` heads.
+    static func freeOverflow(_ header: UnsafeMutablePointer<Header>) {
+        var overflow = header.pointee.overflow
+        while let block = overflow {
+            overflow = block.load(as: UnsafeMutableRawPointer?.self)
+            free(block)
+        }
+        header.pointee.overflow = nil
+    }
+
     /// The size protobuf-c asked for when it allocated `pointer` from
     /// `protobufAllocator`. Only for such pointers.
     @inline(__always)
@@ -139,7 +150,7 @@ struct Arena: ~Copyable {
         (pointer - alignment).load(as: Int.self)
     }
 
-    private static func allocate(_ header: UnsafeMutablePointer<Header>, _ byteCount: Int) -> UnsafeMutableRawPointer {
+    static func allocate(_ header: UnsafeMutablePointer<Header>, _ byteCount: Int) -> UnsafeMutableRawPointer {
         let size = (byteCount + alignment - 1) & ~(alignment - 1)
         let cursor = header.pointee.cursor
         if header.pointee.end - cursor >= size {

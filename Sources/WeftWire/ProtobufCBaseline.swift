@@ -42,12 +42,12 @@ public final class ProtobufCBaseline: @unchecked Sendable {
         return written
     }
 
-    /// Unpacks `bytes` into a decode arena, as the Swift layer's decode does
-    /// before it builds Swift values, and releases the arena; returns whether
-    /// unpacking succeeded. The part of a Swift decode that is protobuf-c's.
+    /// Unpacks `bytes` into a decode tree, as the Swift layer's decode does,
+    /// and releases the tree; returns whether unpacking succeeded. The part of
+    /// a Swift decode that is protobuf-c's.
     public func unpackIntoArenaOnce(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        let arena = Arena()
-        var allocator = arena.protobufAllocator
+        let tree = DecodedTree.make(forInputBytes: bytes.count)
+        var allocator = tree.protobufAllocator
         return protobuf_c_message_unpack(
             descriptor, &allocator, bytes.count, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)) != nil
     }

@@ -75,9 +75,16 @@ protocol CBackedMessage: WireMessage {
     ) -> UnsafeMutablePointer<CStruct>?
     static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int
     static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int
-    /// Copies a decoded C struct into Swift values. `byteCount` is the size
-    /// of the whole input, for error messages.
-    init(c: UnsafePointer<CStruct>, byteCount: Int) throws(WireError)
+    /// Refuses what protobuf-c accepts but a Swift value cannot hold: strings
+    /// with a NUL or invalid UTF-8, unknown fields with an invalid number; then
+    /// the same for every submessage. `byteCount` is the size of the whole
+    /// input, for error messages. Runs at decode, so that reading a field
+    /// later cannot fail.
+    static func validate(_ c: UnsafePointer<CStruct>, byteCount: Int) throws(WireError)
+    /// A value over a decoded C struct that `validate` accepted. Messages with
+    /// strings, bytes, arrays or submessages read their fields on first use;
+    /// scalar-only ones copy them at once.
+    init(decoded c: UnsafePointer<CStruct>, in tree: DecodedTree)
     /// Builds the C struct for this value in `arena`; nil value of the
     /// result means a string held a NUL (reported by `fill`'s thrown error).
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError)
@@ -89,17 +96,19 @@ extension CBackedMessage {
         if WireScan.needsCheck(shapeIndex) {
             try WireScan.check(bytes, shape: shapeIndex, message: protoMessageName)
         }
-        // Every allocation of the unpack comes from one arena sized for the
-        // input, released in one go when this function returns.
-        let arena = Arena()
-        var allocator = arena.protobufAllocator
+        // Every allocation of the unpack comes from one tree sized for the
+        // input, kept by the value and released when the last value reading
+        // it is gone.
+        let tree = DecodedTree.make(forInputBytes: bytes.count)
+        var allocator = tree.protobufAllocator
         let base =
             bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
             ?? UnsafeRawPointer(bitPattern: 1)!.assumingMemoryBound(to: UInt8.self)
         guard let c = cUnpack(&allocator, bytes.count, base) else {
             throw .malformed(message: protoMessageName, byteCount: bytes.count)
         }
-        return try Self(c: c, byteCount: bytes.count)
+        try validate(c, byteCount: bytes.count)
+        return Self(decoded: c, in: tree)
     }
 
     /// Shared implementation of `init(serializedBytes: [UInt8])`, specialized
@@ -145,19 +154,47 @@ enum CBridge {
     @inline(__always)
     static var emptyCString: UnsafeMutablePointer<CChar> { weft_empty_c_string() }
 
-    /// A string protobuf-c unpacked into the decode arena. Its length comes
-    /// from the arena (protobuf-c allocates `length + 1` bytes and copies the
-    /// wire bytes), so a NUL inside it, which C would read as the end, is
+    /// Checks a string protobuf-c unpacked into a decode tree. Its length
+    /// comes from the tree (protobuf-c allocates `length + 1` bytes and copies
+    /// the wire bytes), so a NUL inside it, which C would read as the end, is
     /// refused rather than silently shortening the value. An absent field is
-    /// protobuf-c's shared empty string, not arena memory.
+    /// protobuf-c's shared empty string, not tree memory.
     @inline(__always)
-    static func string(_ c: UnsafePointer<CChar>?, _ message: String, _ field: Int32) throws(WireError) -> String {
+    static func checkString(_ c: UnsafePointer<CChar>?, _ message: String, _ field: Int32) throws(WireError) {
+        guard let c, c != weft_protobuf_c_empty_string() else { return }
+        let length = Arena.protobufAllocationSize(c) - 1
+        guard length > 0 else { return }
+        guard strlen(c) == length else { throw .embeddedNUL(message: message, fieldNumber: field) }
+        let bytes = UnsafeRawPointer(c)
+        if isASCII(bytes, length) { return }
+        guard String(validatingCString: c) != nil else { throw .invalidUTF8(message: message) }
+    }
+
+    /// Whether `count` bytes are all below 0x80, eight at a time.
+    @inline(__always)
+    static func isASCII(_ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+        var index = 0
+        var high: UInt64 = 0
+        while index + 8 <= count {
+            high |= bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            index += 8
+        }
+        while index < count {
+            high |= UInt64(bytes.load(fromByteOffset: index, as: UInt8.self))
+            index += 1
+        }
+        return high & 0x8080_8080_8080_8080 == 0
+    }
+
+    /// A string that `checkString` accepted, as a Swift value.
+    @inline(__always)
+    static func string(_ c: UnsafePointer<CChar>?) -> String {
         guard let c, c != weft_protobuf_c_empty_string() else { return "" }
         let length = Arena.protobufAllocationSize(c) - 1
         guard length > 0 else { return "" }
-        guard strlen(c) == length else { throw .embeddedNUL(message: message, fieldNumber: field) }
-        guard let string = String(validatingCString: c) else { throw .invalidUTF8(message: message) }
-        return string
+        return String(
+            decoding: UnsafeBufferPointer(start: UnsafeRawPointer(c).assumingMemoryBound(to: UInt8.self), count: length),
+            as: UTF8.self)
     }
 
     static func cString(
@@ -184,13 +221,11 @@ enum CBridge {
     /// Copies a C array of `count` elements into a Swift array. Reserving and
     /// appending is measurably faster here than `unsafeUninitializedCapacity`.
     @inline(__always)
-    static func array<C, S>(_ pointer: UnsafeMutablePointer<C>?, _ count: Int, _ transform: (C) throws(WireError) -> S)
-        throws(WireError) -> [S]
-    {
+    static func array<C, S>(_ pointer: UnsafeMutablePointer<C>?, _ count: Int, _ transform: (C) -> S) -> [S] {
         guard count > 0, let pointer else { return [] }
         var result: [S] = []
         result.reserveCapacity(count)
-        for index in 0..<count { result.append(try transform(pointer[index])) }
+        for index in 0..<count { result.append(transform(pointer[index])) }
         return result
     }
 
@@ -210,28 +245,41 @@ enum CBridge {
         return target
     }
 
-    /// The unknown fields protobuf-c kept. Field number 0 is invalid protobuf,
-    /// but protobuf-c accepts it when the tag is a non-minimal varint (`80 00`)
-    /// and then cannot read its own re-encoding, so it is refused here.
+    /// Checks the unknown fields protobuf-c kept. Field number 0 is invalid
+    /// protobuf, but protobuf-c accepts it when the tag is a non-minimal varint
+    /// (`80 00`) and then cannot read its own re-encoding, so it is refused here.
     @inline(__always)
-    static func unknownFields(_ base: ProtobufCMessage, _ message: String, _ byteCount: Int) throws(WireError)
-        -> UnknownFields
-    {
-        guard base.n_unknown_fields > 0 else { return UnknownFields() }
-        return try keptUnknownFields(base, message, byteCount)
+    static func checkUnknownFields(_ base: ProtobufCMessage, _ message: String, _ byteCount: Int) throws(WireError) {
+        guard base.n_unknown_fields > 0 else { return }
+        try checkKeptUnknownFields(base, message, byteCount)
     }
 
     @inline(never)
-    private static func keptUnknownFields(_ base: ProtobufCMessage, _ message: String, _ byteCount: Int)
-        throws(WireError) -> UnknownFields
+    private static func checkKeptUnknownFields(_ base: ProtobufCMessage, _ message: String, _ byteCount: Int)
+        throws(WireError)
     {
+        guard let fields = base.unknown_fields else { return }
+        for index in 0..<Int(base.n_unknown_fields) {
+            // Likewise a number above protobuf's largest (2^29 - 1), which protobuf-c reads from a
+            // 5-byte tag: Google's parsers refuse it, and JSON (`"@unknown"`) could not carry it.
+            let tag = fields[index].tag
+            guard tag != 0, tag <= 536_870_911 else { throw .malformed(message: message, byteCount: byteCount) }
+        }
+    }
+
+    /// The unknown fields protobuf-c kept, once `checkUnknownFields` accepted them.
+    @inline(__always)
+    static func unknownFields(_ base: ProtobufCMessage) -> UnknownFields {
+        guard base.n_unknown_fields > 0 else { return UnknownFields() }
+        return keptUnknownFields(base)
+    }
+
+    @inline(never)
+    private static func keptUnknownFields(_ base: ProtobufCMessage) -> UnknownFields {
         guard let fields = base.unknown_fields else { return UnknownFields() }
         var result: [UnknownField] = []
         for index in 0..<Int(base.n_unknown_fields) {
             let field = fields[index]
-            // Likewise a number above protobuf's largest (2^29 - 1), which protobuf-c reads from a
-            // 5-byte tag: Google's parsers refuse it, and JSON (`"@unknown"`) could not carry it.
-            guard field.tag != 0, field.tag <= 536_870_911 else { throw .malformed(message: message, byteCount: byteCount) }
             result.append(
                 UnknownField(
                     number: field.tag, wireType: UInt8(truncatingIfNeeded: field.wire_type.rawValue),

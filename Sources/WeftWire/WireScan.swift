@@ -7,7 +7,7 @@
 /// they are scanned, and the scan descends only into the fields that lead to
 /// such a message (`wireShapes`, generated). Strings with a NUL byte, which
 /// protobuf-c would store silently shortened, are refused after unpacking, where
-/// the string's length is known (`CBridge.string`).
+/// the string's length is known (`CBridge.checkString`).
 enum WireScan {
     /// Deepest nesting accepted, as in Google's implementations.
     static let nestingLimit = 100

@@ -397,12 +397,6 @@ enum MessageText {
         var parts: [String] = []
         for child in mirror.children {
             guard let label = child.label, label != "unknownFields", label != "_unknownFields" else { continue }
-            // The storage object holds the fields: show them as this message's own.
-            if label == "_storage" {
-                let inner = render(child.value)
-                if inner.count > 2 { parts.append(String(inner.dropFirst().dropLast())) }
-                continue
-            }
             parts.append("\(label): \(render(child.value))")
         }
         return "{" + parts.joined(separator: ", ") + "}"

@@ -48,20 +48,99 @@ extension Weft.V1 {
     }
 
     /// Sets a participant's admission.
-    public struct SetParticipantStateRequest: WireMessage {
+    public struct SetParticipantStateRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SetParticipantStateRequest"
 
         /// Participant id, `participant1::1220…`.
-        public var participant: String = ""
+        public var participant: String {
+            get { _storage.read.participant }
+            set { _uniqueStorage().participant = newValue }
+            _modify { yield &_uniqueStorage().participant }
+        }
 
         /// Permission to grant; DISABLED cuts the participant off.
-        public var permission: Weft.V1.ParticipantPermission = .unspecified
+        public var permission: Weft.V1.ParticipantPermission {
+            get { _storage.read.permission }
+            set { _uniqueStorage().permission = newValue }
+            _modify { yield &_uniqueStorage().permission }
+        }
 
         /// Trust level.
-        public var trustLevel: Weft.V1.TrustLevel = .unspecified
+        public var trustLevel: Weft.V1.TrustLevel {
+            get { _storage.read.trustLevel }
+            set { _uniqueStorage().trustLevel = newValue }
+            _modify { yield &_uniqueStorage().trustLevel }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var participant: String = ""
+            var permission: Weft.V1.ParticipantPermission = .unspecified
+            var trustLevel: Weft.V1.TrustLevel = .unspecified
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SetParticipantStateRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SetParticipantStateRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                participant = o.participant
+                permission = o.permission
+                trustLevel = o.trustLevel
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SetParticipantStateRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SetParticipantStateRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.participant == r.participant
+        && l.permission == r.permission
+        && l.trustLevel == r.trustLevel
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.participant)
+            hasher.combine(s.permission)
+            hasher.combine(s.trustLevel)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("participant", s.participant as Any), ("permission", s.permission as Any), ("trustLevel", s.trustLevel as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -90,52 +169,76 @@ extension Weft.V1 {
     }
 
     /// The admission was broadcast.
-    public struct SetParticipantStateResponse: WireMessage {
+    public struct SetParticipantStateResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SetParticipantStateResponse"
 
         /// Sequencing time at which it takes effect.
         public var effectiveAt: Weft.V1.Timestamp? {
-            get { _storage.effectiveAt }
+            get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
+            _modify { yield &_uniqueStorage().effectiveAt }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var effectiveAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SetParticipantStateResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SetParticipantStateResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                effectiveAt = other.effectiveAt
-                unknownFields = other.unknownFields
+                let o = other.read
+                effectiveAt = o.effectiveAt
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SetParticipantStateResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SetParticipantStateResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.effectiveAt == r.effectiveAt
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.effectiveAt)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("effectiveAt", s.effectiveAt as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -163,26 +266,121 @@ extension Weft.V1 {
     }
 
     /// A member of the domain.
-    public struct MemberInfo: WireMessage {
+    public struct MemberInfo: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.MemberInfo"
 
         /// Member id, `PAR::participant1::1220…`.
-        public var member: String = ""
+        public var member: String {
+            get { _storage.read.member }
+            set { _uniqueStorage().member = newValue }
+            _modify { yield &_uniqueStorage().member }
+        }
 
         /// Kind of member.
-        public var role: Weft.V1.MemberRole = .unspecified
+        public var role: Weft.V1.MemberRole {
+            get { _storage.read.role }
+            set { _uniqueStorage().role = newValue }
+            _modify { yield &_uniqueStorage().role }
+        }
 
         /// Permission (participants only).
-        public var permission: Weft.V1.ParticipantPermission = .unspecified
+        public var permission: Weft.V1.ParticipantPermission {
+            get { _storage.read.permission }
+            set { _uniqueStorage().permission = newValue }
+            _modify { yield &_uniqueStorage().permission }
+        }
 
         /// Trust level (participants only).
-        public var trustLevel: Weft.V1.TrustLevel = .unspecified
+        public var trustLevel: Weft.V1.TrustLevel {
+            get { _storage.read.trustLevel }
+            set { _uniqueStorage().trustLevel = newValue }
+            _modify { yield &_uniqueStorage().trustLevel }
+        }
 
         /// Whether the member has registered its keys.
-        public var registered: Bool = false
+        public var registered: Bool {
+            get { _storage.read.registered }
+            set { _uniqueStorage().registered = newValue }
+            _modify { yield &_uniqueStorage().registered }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var member: String = ""
+            var role: Weft.V1.MemberRole = .unspecified
+            var permission: Weft.V1.ParticipantPermission = .unspecified
+            var trustLevel: Weft.V1.TrustLevel = .unspecified
+            var registered: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__MemberInfo>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__MemberInfo>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                member = o.member
+                role = o.role
+                permission = o.permission
+                trustLevel = o.trustLevel
+                registered = o.registered
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { MemberInfo._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__MemberInfo>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.member == r.member
+        && l.role == r.role
+        && l.permission == r.permission
+        && l.trustLevel == r.trustLevel
+        && l.registered == r.registered
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.member)
+            hasher.combine(s.role)
+            hasher.combine(s.permission)
+            hasher.combine(s.trustLevel)
+            hasher.combine(s.registered)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("member", s.member as Any), ("role", s.role as Any), ("permission", s.permission as Any), ("trustLevel", s.trustLevel as Any), ("registered", s.registered as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -239,14 +437,77 @@ extension Weft.V1 {
     }
 
     /// The members.
-    public struct ListMembersResponse: WireMessage {
+    public struct ListMembersResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ListMembersResponse"
 
         /// All members, allow-listed or registered.
-        public var members: [Weft.V1.MemberInfo] = []
+        public var members: [Weft.V1.MemberInfo] {
+            get { _storage.read.members }
+            set { _uniqueStorage().members = newValue }
+            _modify { yield &_uniqueStorage().members }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var members: [Weft.V1.MemberInfo] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ListMembersResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ListMembersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                members = o.members
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ListMembersResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ListMembersResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.members == r.members
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.members)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("members", s.members as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -299,52 +560,76 @@ extension Weft.V1 {
     }
 
     /// The domain parameters.
-    public struct GetDomainParametersResponse: WireMessage {
+    public struct GetDomainParametersResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetDomainParametersResponse"
 
         /// Parameters in force now.
         public var parameters: Weft.V1.DomainParameters? {
-            get { _storage.parameters }
+            get { _storage.read.parameters }
             set { _uniqueStorage().parameters = newValue }
+            _modify { yield &_uniqueStorage().parameters }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var parameters: Weft.V1.DomainParameters? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetDomainParametersResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetDomainParametersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                parameters = other.parameters
-                unknownFields = other.unknownFields
+                let o = other.read
+                parameters = o.parameters
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetDomainParametersResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetDomainParametersResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.parameters == r.parameters
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.parameters)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("parameters", s.parameters as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -372,52 +657,76 @@ extension Weft.V1 {
     }
 
     /// Changes domain parameters.
-    public struct SetDomainParametersRequest: WireMessage {
+    public struct SetDomainParametersRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SetDomainParametersRequest"
 
         /// The new parameters, complete.
         public var parameters: Weft.V1.DomainParameters? {
-            get { _storage.parameters }
+            get { _storage.read.parameters }
             set { _uniqueStorage().parameters = newValue }
+            _modify { yield &_uniqueStorage().parameters }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var parameters: Weft.V1.DomainParameters? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SetDomainParametersRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SetDomainParametersRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                parameters = other.parameters
-                unknownFields = other.unknownFields
+                let o = other.read
+                parameters = o.parameters
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SetDomainParametersRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SetDomainParametersRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.parameters == r.parameters
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.parameters)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("parameters", s.parameters as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -445,52 +754,76 @@ extension Weft.V1 {
     }
 
     /// The change was broadcast.
-    public struct SetDomainParametersResponse: WireMessage {
+    public struct SetDomainParametersResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SetDomainParametersResponse"
 
         /// Sequencing time at which it takes effect.
         public var effectiveAt: Weft.V1.Timestamp? {
-            get { _storage.effectiveAt }
+            get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
+            _modify { yield &_uniqueStorage().effectiveAt }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var effectiveAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SetDomainParametersResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SetDomainParametersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                effectiveAt = other.effectiveAt
-                unknownFields = other.unknownFields
+                let o = other.read
+                effectiveAt = o.effectiveAt
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SetDomainParametersResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SetDomainParametersResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.effectiveAt == r.effectiveAt
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.effectiveAt)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("effectiveAt", s.effectiveAt as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -518,52 +851,76 @@ extension Weft.V1 {
     }
 
     /// Lists topology transactions.
-    public struct ListTopologyTransactionsRequest: WireMessage {
+    public struct ListTopologyTransactionsRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ListTopologyTransactionsRequest"
 
         /// Only those in force at this time; absent lists the whole history.
         public var asOf: Weft.V1.Timestamp? {
-            get { _storage.asOf }
+            get { _storage.read.asOf }
             set { _uniqueStorage().asOf = newValue }
+            _modify { yield &_uniqueStorage().asOf }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var asOf: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                asOf = other.asOf
-                unknownFields = other.unknownFields
+                let o = other.read
+                asOf = o.asOf
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ListTopologyTransactionsRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.asOf == r.asOf
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.asOf)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("asOf", s.asOf as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -591,14 +948,77 @@ extension Weft.V1 {
     }
 
     /// The topology transactions.
-    public struct ListTopologyTransactionsResponse: WireMessage {
+    public struct ListTopologyTransactionsResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ListTopologyTransactionsResponse"
 
         /// Stored transactions with validity.
-        public var transactions: [Weft.V1.StoredTopologyTransaction] = []
+        public var transactions: [Weft.V1.StoredTopologyTransaction] {
+            get { _storage.read.transactions }
+            set { _uniqueStorage().transactions = newValue }
+            _modify { yield &_uniqueStorage().transactions }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var transactions: [Weft.V1.StoredTopologyTransaction] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                transactions = o.transactions
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ListTopologyTransactionsResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.transactions == r.transactions
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.transactions)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("transactions", s.transactions as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -625,63 +1045,88 @@ extension Weft.V1 {
     }
 
     /// Prunes the sequencer store.
-    public struct PruneRequest: WireMessage {
+    public struct PruneRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.PruneRequest"
 
         /// Remove events up to and including this time.
         public var upToInclusive: Weft.V1.Timestamp? {
-            get { _storage.upToInclusive }
+            get { _storage.read.upToInclusive }
             set { _uniqueStorage().upToInclusive = newValue }
+            _modify { yield &_uniqueStorage().upToInclusive }
         }
 
         /// Also remove events members have not acknowledged; those members must
         /// then recover from a snapshot. Logged as such.
         public var force: Bool {
-            get { _storage.force }
+            get { _storage.read.force }
             set { _uniqueStorage().force = newValue }
+            _modify { yield &_uniqueStorage().force }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var upToInclusive: Weft.V1.Timestamp? = nil
             var force: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__PruneRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__PruneRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                upToInclusive = other.upToInclusive
-                force = other.force
-                unknownFields = other.unknownFields
+                let o = other.read
+                upToInclusive = o.upToInclusive
+                force = o.force
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { PruneRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__PruneRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.upToInclusive == r.upToInclusive
         && l.force == r.force
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.upToInclusive)
             hasher.combine(s.force)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("upToInclusive", s.upToInclusive as Any), ("force", s.force as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -710,17 +1155,88 @@ extension Weft.V1 {
     }
 
     /// What pruning did.
-    public struct PruneResponse: WireMessage {
+    public struct PruneResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.PruneResponse"
 
         /// Events removed.
-        public var eventsRemoved: UInt64 = 0
+        public var eventsRemoved: UInt64 {
+            get { _storage.read.eventsRemoved }
+            set { _uniqueStorage().eventsRemoved = newValue }
+            _modify { yield &_uniqueStorage().eventsRemoved }
+        }
 
         /// Members cut off by a forced prune.
-        public var membersCutOff: [String] = []
+        public var membersCutOff: [String] {
+            get { _storage.read.membersCutOff }
+            set { _uniqueStorage().membersCutOff = newValue }
+            _modify { yield &_uniqueStorage().membersCutOff }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var eventsRemoved: UInt64 = 0
+            var membersCutOff: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__PruneResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__PruneResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                eventsRemoved = o.eventsRemoved
+                membersCutOff = o.membersCutOff
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { PruneResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__PruneResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.eventsRemoved == r.eventsRemoved
+        && l.membersCutOff == r.membersCutOff
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.eventsRemoved)
+            hasher.combine(s.membersCutOff)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("eventsRemoved", s.eventsRemoved as Any), ("membersCutOff", s.membersCutOff as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -748,20 +1264,91 @@ extension Weft.V1 {
     }
 
     /// The genesis of a domain, for its sequencers.
-    public struct InitializeSequencerRequest: WireMessage {
+    public struct InitializeSequencerRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.InitializeSequencerRequest"
 
         /// Domain id, `domain1::1220…`: its namespace must be the one the
         /// transactions' root delegation establishes.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.read.domain }
+            set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
+        }
 
         /// The domain's initial topology, signed by the domain's namespace key:
         /// root delegation, the domain manager's, sequencers' and mediators' keys,
         /// their domain states, and the domain parameters.
-        public var topology: [Weft.V1.SignedTopologyTransaction] = []
+        public var topology: [Weft.V1.SignedTopologyTransaction] {
+            get { _storage.read.topology }
+            set { _uniqueStorage().topology = newValue }
+            _modify { yield &_uniqueStorage().topology }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var topology: [Weft.V1.SignedTopologyTransaction] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__InitializeSequencerRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__InitializeSequencerRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                domain = o.domain
+                topology = o.topology
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { InitializeSequencerRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__InitializeSequencerRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.domain == r.domain
+        && l.topology == r.topology
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.domain)
+            hasher.combine(s.topology)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("topology", s.topology as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -789,62 +1376,87 @@ extension Weft.V1 {
     }
 
     /// The outcome of initialization.
-    public struct InitializeSequencerResponse: WireMessage {
+    public struct InitializeSequencerResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.InitializeSequencerResponse"
 
         /// The sequencers' member id, `SEQ::name::1220…`.
         public var sequencer: String {
-            get { _storage.sequencer }
+            get { _storage.read.sequencer }
             set { _uniqueStorage().sequencer = newValue }
+            _modify { yield &_uniqueStorage().sequencer }
         }
 
         /// Sequencing time of the genesis: the topology is in effect from then.
         public var initializedAt: Weft.V1.Timestamp? {
-            get { _storage.initializedAt }
+            get { _storage.read.initializedAt }
             set { _uniqueStorage().initializedAt = newValue }
+            _modify { yield &_uniqueStorage().initializedAt }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var sequencer: String = ""
             var initializedAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__InitializeSequencerResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__InitializeSequencerResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                sequencer = other.sequencer
-                initializedAt = other.initializedAt
-                unknownFields = other.unknownFields
+                let o = other.read
+                sequencer = o.sequencer
+                initializedAt = o.initializedAt
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { InitializeSequencerResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__InitializeSequencerResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.sequencer == r.sequencer
         && l.initializedAt == r.initializedAt
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.sequencer)
             hasher.combine(s.initializedAt)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("sequencer", s.sequencer as Any), ("initializedAt", s.initializedAt as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -899,60 +1511,79 @@ extension Weft.V1 {
     }
 
     /// One member's progress.
-    public struct MemberProgress: WireMessage {
+    public struct MemberProgress: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.MemberProgress"
 
         /// Member id.
         public var member: String {
-            get { _storage.member }
+            get { _storage.read.member }
             set { _uniqueStorage().member = newValue }
+            _modify { yield &_uniqueStorage().member }
         }
 
         /// Latest acknowledged timestamp; absent if none yet.
         public var acknowledged: Weft.V1.Timestamp? {
-            get { _storage.acknowledged }
+            get { _storage.read.acknowledged }
             set { _uniqueStorage().acknowledged = newValue }
+            _modify { yield &_uniqueStorage().acknowledged }
         }
 
         /// Whether the member is enabled.
         public var enabled: Bool {
-            get { _storage.enabled }
+            get { _storage.read.enabled }
             set { _uniqueStorage().enabled = newValue }
+            _modify { yield &_uniqueStorage().enabled }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var member: String = ""
             var acknowledged: Weft.V1.Timestamp? = nil
             var enabled: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__MemberProgress>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__MemberProgress>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                member = other.member
-                acknowledged = other.acknowledged
-                enabled = other.enabled
-                unknownFields = other.unknownFields
+                let o = other.read
+                member = o.member
+                acknowledged = o.acknowledged
+                enabled = o.enabled
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { MemberProgress._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__MemberProgress>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.member == r.member
         && l.acknowledged == r.acknowledged
         && l.enabled == r.enabled
@@ -960,11 +1591,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.member)
             hasher.combine(s.acknowledged)
             hasher.combine(s.enabled)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("member", s.member as Any), ("acknowledged", s.acknowledged as Any), ("enabled", s.enabled as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -994,68 +1632,88 @@ extension Weft.V1 {
     }
 
     /// Sequencer status.
-    public struct GetSequencerStatusResponse: WireMessage {
+    public struct GetSequencerStatusResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetSequencerStatusResponse"
 
         /// This sequencer's member id.
         public var sequencer: String {
-            get { _storage.sequencer }
+            get { _storage.read.sequencer }
             set { _uniqueStorage().sequencer = newValue }
+            _modify { yield &_uniqueStorage().sequencer }
         }
 
         /// Members and their acknowledgements.
         public var members: [Weft.V1.MemberProgress] {
-            get { _storage.members }
+            get { _storage.read.members }
             set { _uniqueStorage().members = newValue }
+            _modify { yield &_uniqueStorage().members }
         }
 
         /// Oldest stored event's timestamp; absent when empty.
         public var lowerBound: Weft.V1.Timestamp? {
-            get { _storage.lowerBound }
+            get { _storage.read.lowerBound }
             set { _uniqueStorage().lowerBound = newValue }
+            _modify { yield &_uniqueStorage().lowerBound }
         }
 
         /// Newest stored event's timestamp; absent when empty.
         public var upperBound: Weft.V1.Timestamp? {
-            get { _storage.upperBound }
+            get { _storage.read.upperBound }
             set { _uniqueStorage().upperBound = newValue }
+            _modify { yield &_uniqueStorage().upperBound }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var sequencer: String = ""
             var members: [Weft.V1.MemberProgress] = []
             var lowerBound: Weft.V1.Timestamp? = nil
             var upperBound: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetSequencerStatusResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetSequencerStatusResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                sequencer = other.sequencer
-                members = other.members
-                lowerBound = other.lowerBound
-                upperBound = other.upperBound
-                unknownFields = other.unknownFields
+                let o = other.read
+                sequencer = o.sequencer
+                members = o.members
+                lowerBound = o.lowerBound
+                upperBound = o.upperBound
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetSequencerStatusResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetSequencerStatusResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.sequencer == r.sequencer
         && l.members == r.members
         && l.lowerBound == r.lowerBound
@@ -1064,12 +1722,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.sequencer)
             hasher.combine(s.members)
             hasher.combine(s.lowerBound)
             hasher.combine(s.upperBound)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("sequencer", s.sequencer as Any), ("members", s.members as Any), ("lowerBound", s.lowerBound as Any), ("upperBound", s.upperBound as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1126,14 +1791,77 @@ extension Weft.V1 {
     }
 
     /// The participant id.
-    public struct GetParticipantIdResponse: WireMessage {
+    public struct GetParticipantIdResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetParticipantIdResponse"
 
         /// `participant1::1220…`: display name and namespace fingerprint.
-        public var participant: String = ""
+        public var participant: String {
+            get { _storage.read.participant }
+            set { _uniqueStorage().participant = newValue }
+            _modify { yield &_uniqueStorage().participant }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var participant: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetParticipantIdResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetParticipantIdResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                participant = o.participant
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetParticipantIdResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetParticipantIdResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.participant == r.participant
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.participant)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("participant", s.participant as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1160,28 +1888,115 @@ extension Weft.V1 {
     }
 
     /// Connects to a domain.
-    public struct ConnectDomainRequest: WireMessage {
+    public struct ConnectDomainRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ConnectDomainRequest"
 
         /// Local alias of the domain, chosen by the participant's operator.
-        public var alias: String = ""
+        public var alias: String {
+            get { _storage.read.alias }
+            set { _uniqueStorage().alias = newValue }
+            _modify { yield &_uniqueStorage().alias }
+        }
 
         /// Sequencer endpoints, `https://host:port`; tried in turn on failure.
-        public var sequencerURLs: [String] = []
+        public var sequencerURLs: [String] {
+            get { _storage.read.sequencerURLs }
+            set { _uniqueStorage().sequencerURLs = newValue }
+            _modify { yield &_uniqueStorage().sequencerURLs }
+        }
 
         /// PEM root certificate the sequencers' TLS certificates chain to; empty
         /// to use the system's trust store.
-        public var rootCertificatePem: String = ""
+        public var rootCertificatePem: String {
+            get { _storage.read.rootCertificatePem }
+            set { _uniqueStorage().rootCertificatePem = newValue }
+            _modify { yield &_uniqueStorage().rootCertificatePem }
+        }
 
         /// Connect, but do not process the domain's stream: the participant lost
         /// its database after the sequencer pruned its stream and waits for its
         /// peers' snapshots (`ImportAcs`). Remembered across restarts until the
         /// import finished; meanwhile the Ledger API answers UNAVAILABLE
         /// (PARTICIPANT_HELD_FOR_REPAIR).
-        public var repair: Bool = false
+        public var repair: Bool {
+            get { _storage.read.repair }
+            set { _uniqueStorage().repair = newValue }
+            _modify { yield &_uniqueStorage().repair }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var alias: String = ""
+            var sequencerURLs: [String] = []
+            var rootCertificatePem: String = ""
+            var repair: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ConnectDomainRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ConnectDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                alias = o.alias
+                sequencerURLs = o.sequencerURLs
+                rootCertificatePem = o.rootCertificatePem
+                repair = o.repair
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ConnectDomainRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ConnectDomainRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.alias == r.alias
+        && l.sequencerURLs == r.sequencerURLs
+        && l.rootCertificatePem == r.rootCertificatePem
+        && l.repair == r.repair
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.alias)
+            hasher.combine(s.sequencerURLs)
+            hasher.combine(s.rootCertificatePem)
+            hasher.combine(s.repair)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("alias", s.alias as Any), ("sequencerURLs", s.sequencerURLs as Any), ("rootCertificatePem", s.rootCertificatePem as Any), ("repair", s.repair as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1211,14 +2026,77 @@ extension Weft.V1 {
     }
 
     /// The connection was made.
-    public struct ConnectDomainResponse: WireMessage {
+    public struct ConnectDomainResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ConnectDomainResponse"
 
         /// Domain id of the connected domain.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.read.domain }
+            set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ConnectDomainResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ConnectDomainResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                domain = o.domain
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ConnectDomainResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ConnectDomainResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.domain == r.domain
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.domain)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1245,14 +2123,77 @@ extension Weft.V1 {
     }
 
     /// Disconnects from a domain.
-    public struct DisconnectDomainRequest: WireMessage {
+    public struct DisconnectDomainRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.DisconnectDomainRequest"
 
         /// Local alias.
-        public var alias: String = ""
+        public var alias: String {
+            get { _storage.read.alias }
+            set { _uniqueStorage().alias = newValue }
+            _modify { yield &_uniqueStorage().alias }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var alias: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__DisconnectDomainRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__DisconnectDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                alias = o.alias
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { DisconnectDomainRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__DisconnectDomainRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.alias == r.alias
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.alias)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("alias", s.alias as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1331,27 +2272,122 @@ extension Weft.V1 {
     }
 
     /// A configured domain connection.
-    public struct DomainConnection: WireMessage {
+    public struct DomainConnection: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.DomainConnection"
 
         /// Local alias.
-        public var alias: String = ""
+        public var alias: String {
+            get { _storage.read.alias }
+            set { _uniqueStorage().alias = newValue }
+            _modify { yield &_uniqueStorage().alias }
+        }
 
         /// Domain id, once known.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.read.domain }
+            set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
+        }
 
         /// Sequencer endpoints.
-        public var sequencerURLs: [String] = []
+        public var sequencerURLs: [String] {
+            get { _storage.read.sequencerURLs }
+            set { _uniqueStorage().sequencerURLs = newValue }
+            _modify { yield &_uniqueStorage().sequencerURLs }
+        }
 
         /// Whether connected now.
-        public var connected: Bool = false
+        public var connected: Bool {
+            get { _storage.read.connected }
+            set { _uniqueStorage().connected = newValue }
+            _modify { yield &_uniqueStorage().connected }
+        }
 
         /// Connected for repair and waiting for the peers' snapshots (`ImportAcs`):
         /// the domain's stream is not processed yet.
-        public var heldForRepair: Bool = false
+        public var heldForRepair: Bool {
+            get { _storage.read.heldForRepair }
+            set { _uniqueStorage().heldForRepair = newValue }
+            _modify { yield &_uniqueStorage().heldForRepair }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var alias: String = ""
+            var domain: String = ""
+            var sequencerURLs: [String] = []
+            var connected: Bool = false
+            var heldForRepair: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__DomainConnection>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__DomainConnection>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                alias = o.alias
+                domain = o.domain
+                sequencerURLs = o.sequencerURLs
+                connected = o.connected
+                heldForRepair = o.heldForRepair
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { DomainConnection._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__DomainConnection>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.alias == r.alias
+        && l.domain == r.domain
+        && l.sequencerURLs == r.sequencerURLs
+        && l.connected == r.connected
+        && l.heldForRepair == r.heldForRepair
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.alias)
+            hasher.combine(s.domain)
+            hasher.combine(s.sequencerURLs)
+            hasher.combine(s.connected)
+            hasher.combine(s.heldForRepair)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("alias", s.alias as Any), ("domain", s.domain as Any), ("sequencerURLs", s.sequencerURLs as Any), ("connected", s.connected as Any), ("heldForRepair", s.heldForRepair as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1382,14 +2418,77 @@ extension Weft.V1 {
     }
 
     /// Domain connections.
-    public struct ListDomainConnectionsResponse: WireMessage {
+    public struct ListDomainConnectionsResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ListDomainConnectionsResponse"
 
         /// All configured connections.
-        public var connections: [Weft.V1.DomainConnection] = []
+        public var connections: [Weft.V1.DomainConnection] {
+            get { _storage.read.connections }
+            set { _uniqueStorage().connections = newValue }
+            _modify { yield &_uniqueStorage().connections }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var connections: [Weft.V1.DomainConnection] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ListDomainConnectionsResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ListDomainConnectionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                connections = o.connections
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ListDomainConnectionsResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ListDomainConnectionsResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.connections == r.connections
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.connections)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("connections", s.connections as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1416,25 +2515,28 @@ extension Weft.V1 {
     }
 
     /// Exports the contracts shared with a counter-participant, for its repair.
-    public struct ExportAcsRequest: WireMessage {
+    public struct ExportAcsRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ExportAcsRequest"
 
         /// Deprecated, unused: the export is per counter-participant.
         public var parties: [String] {
-            get { _storage.parties }
+            get { _storage.read.parties }
             set { _uniqueStorage().parties = newValue }
+            _modify { yield &_uniqueStorage().parties }
         }
 
         /// Deprecated, unused: a participant is connected to one domain.
         public var alias: String {
-            get { _storage.alias }
+            get { _storage.read.alias }
             set { _uniqueStorage().alias = newValue }
+            _modify { yield &_uniqueStorage().alias }
         }
 
         /// Participant id of the participant to be repaired, `participant2::1220…`.
         public var counterParticipant: String {
-            get { _storage.counterParticipant }
+            get { _storage.read.counterParticipant }
             set { _uniqueStorage().counterParticipant = newValue }
+            _modify { yield &_uniqueStorage().counterParticipant }
         }
 
         /// End of the commitment period to export for (inclusive); absent for the
@@ -1442,45 +2544,62 @@ extension Weft.V1 {
         /// commitment for. Every peer's snapshot of one import must be for the
         /// same period.
         public var periodEnd: Weft.V1.Timestamp? {
-            get { _storage.periodEnd }
+            get { _storage.read.periodEnd }
             set { _uniqueStorage().periodEnd = newValue }
+            _modify { yield &_uniqueStorage().periodEnd }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var parties: [String] = []
             var alias: String = ""
             var counterParticipant: String = ""
             var periodEnd: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ExportAcsRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ExportAcsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                parties = other.parties
-                alias = other.alias
-                counterParticipant = other.counterParticipant
-                periodEnd = other.periodEnd
-                unknownFields = other.unknownFields
+                let o = other.read
+                parties = o.parties
+                alias = o.alias
+                counterParticipant = o.counterParticipant
+                periodEnd = o.periodEnd
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ExportAcsRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ExportAcsRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.parties == r.parties
         && l.alias == r.alias
         && l.counterParticipant == r.counterParticipant
@@ -1489,12 +2608,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.parties)
             hasher.combine(s.alias)
             hasher.combine(s.counterParticipant)
             hasher.combine(s.periodEnd)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("parties", s.parties as Any), ("alias", s.alias as Any), ("counterParticipant", s.counterParticipant as Any), ("periodEnd", s.periodEnd as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1525,70 +2651,90 @@ extension Weft.V1 {
     }
 
     /// One message of an export: the header first, then the contracts.
-    public struct ExportAcsResponse: WireMessage {
+    public struct ExportAcsResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ExportAcsResponse"
 
         /// Deprecated, unused (see `header` and `snapshot_contracts`).
         public var contracts: [Weft.V1.ContractInstance] {
-            get { _storage.contracts }
+            get { _storage.read.contracts }
             set { _uniqueStorage().contracts = newValue }
+            _modify { yield &_uniqueStorage().contracts }
         }
 
         /// Deprecated, unused (the period is in `header`).
         public var asOf: Weft.V1.Timestamp? {
-            get { _storage.asOf }
+            get { _storage.read.asOf }
             set { _uniqueStorage().asOf = newValue }
+            _modify { yield &_uniqueStorage().asOf }
         }
 
         /// The first message only: the snapshot without its contracts (exporter,
         /// counter-participant, period, stream position, topology history).
         public var header: Weft.V1.AcsSnapshot? {
-            get { _storage.header }
+            get { _storage.read.header }
             set { _uniqueStorage().header = newValue }
+            _modify { yield &_uniqueStorage().header }
         }
 
         /// The following messages: the snapshot's contracts, sorted by contract id,
         /// in batches that keep each message well under the transport's limit.
         public var snapshotContracts: [Weft.V1.AcsSnapshotContract] {
-            get { _storage.snapshotContracts }
+            get { _storage.read.snapshotContracts }
             set { _uniqueStorage().snapshotContracts = newValue }
+            _modify { yield &_uniqueStorage().snapshotContracts }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var contracts: [Weft.V1.ContractInstance] = []
             var asOf: Weft.V1.Timestamp? = nil
             var header: Weft.V1.AcsSnapshot? = nil
             var snapshotContracts: [Weft.V1.AcsSnapshotContract] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ExportAcsResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ExportAcsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                contracts = other.contracts
-                asOf = other.asOf
-                header = other.header
-                snapshotContracts = other.snapshotContracts
-                unknownFields = other.unknownFields
+                let o = other.read
+                contracts = o.contracts
+                asOf = o.asOf
+                header = o.header
+                snapshotContracts = o.snapshotContracts
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ExportAcsResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ExportAcsResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.contracts == r.contracts
         && l.asOf == r.asOf
         && l.header == r.header
@@ -1597,12 +2743,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.contracts)
             hasher.combine(s.asOf)
             hasher.combine(s.header)
             hasher.combine(s.snapshotContracts)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contracts", s.contracts as Any), ("asOf", s.asOf as Any), ("header", s.header as Any), ("snapshotContracts", s.snapshotContracts as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1635,69 +2788,89 @@ extension Weft.V1 {
     /// One message of an import. A message with a `header` starts a snapshot;
     /// the messages after it carry that snapshot's contracts, until the next
     /// header or the end of the stream.
-    public struct ImportAcsRequest: WireMessage {
+    public struct ImportAcsRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ImportAcsRequest"
 
         /// Deprecated, unused (see `header` and `snapshot_contracts`).
         public var contracts: [Weft.V1.ContractInstance] {
-            get { _storage.contracts }
+            get { _storage.read.contracts }
             set { _uniqueStorage().contracts = newValue }
+            _modify { yield &_uniqueStorage().contracts }
         }
 
         /// Deprecated, unused: a participant is connected to one domain.
         public var alias: String {
-            get { _storage.alias }
+            get { _storage.read.alias }
             set { _uniqueStorage().alias = newValue }
+            _modify { yield &_uniqueStorage().alias }
         }
 
         /// A snapshot's header (an `AcsSnapshot` without contracts), as
         /// `ExportAcsResponse.header` or a snapshot file gives it.
         public var header: Weft.V1.AcsSnapshot? {
-            get { _storage.header }
+            get { _storage.read.header }
             set { _uniqueStorage().header = newValue }
+            _modify { yield &_uniqueStorage().header }
         }
 
         /// Contracts of the snapshot whose header came last.
         public var snapshotContracts: [Weft.V1.AcsSnapshotContract] {
-            get { _storage.snapshotContracts }
+            get { _storage.read.snapshotContracts }
             set { _uniqueStorage().snapshotContracts = newValue }
+            _modify { yield &_uniqueStorage().snapshotContracts }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var contracts: [Weft.V1.ContractInstance] = []
             var alias: String = ""
             var header: Weft.V1.AcsSnapshot? = nil
             var snapshotContracts: [Weft.V1.AcsSnapshotContract] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ImportAcsRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ImportAcsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                contracts = other.contracts
-                alias = other.alias
-                header = other.header
-                snapshotContracts = other.snapshotContracts
-                unknownFields = other.unknownFields
+                let o = other.read
+                contracts = o.contracts
+                alias = o.alias
+                header = o.header
+                snapshotContracts = o.snapshotContracts
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ImportAcsRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ImportAcsRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.contracts == r.contracts
         && l.alias == r.alias
         && l.header == r.header
@@ -1706,12 +2879,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.contracts)
             hasher.combine(s.alias)
             hasher.combine(s.header)
             hasher.combine(s.snapshotContracts)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contracts", s.contracts as Any), ("alias", s.alias as Any), ("header", s.header as Any), ("snapshotContracts", s.snapshotContracts as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1742,47 +2922,54 @@ extension Weft.V1 {
     }
 
     /// What one imported snapshot added.
-    public struct ImportedSnapshot: WireMessage {
+    public struct ImportedSnapshot: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ImportedSnapshot"
 
         /// Participant id of the exporter.
         public var exporter: String {
-            get { _storage.exporter }
+            get { _storage.read.exporter }
             set { _uniqueStorage().exporter = newValue }
+            _modify { yield &_uniqueStorage().exporter }
         }
 
         /// Start of the snapshot's commitment period (exclusive).
         public var fromExclusive: Weft.V1.Timestamp? {
-            get { _storage.fromExclusive }
+            get { _storage.read.fromExclusive }
             set { _uniqueStorage().fromExclusive = newValue }
+            _modify { yield &_uniqueStorage().fromExclusive }
         }
 
         /// End of the snapshot's commitment period (inclusive).
         public var toInclusive: Weft.V1.Timestamp? {
-            get { _storage.toInclusive }
+            get { _storage.read.toInclusive }
             set { _uniqueStorage().toInclusive = newValue }
+            _modify { yield &_uniqueStorage().toInclusive }
         }
 
         /// Contracts in the snapshot.
         public var contractsInSnapshot: UInt64 {
-            get { _storage.contractsInSnapshot }
+            get { _storage.read.contractsInSnapshot }
             set { _uniqueStorage().contractsInSnapshot = newValue }
+            _modify { yield &_uniqueStorage().contractsInSnapshot }
         }
 
         /// Contracts it added (a contract shared with several peers is stored once).
         public var contractsAdded: UInt64 {
-            get { _storage.contractsAdded }
+            get { _storage.read.contractsAdded }
             set { _uniqueStorage().contractsAdded = newValue }
+            _modify { yield &_uniqueStorage().contractsAdded }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var exporter: String = ""
             var fromExclusive: Weft.V1.Timestamp? = nil
@@ -1790,28 +2977,42 @@ extension Weft.V1 {
             var contractsInSnapshot: UInt64 = 0
             var contractsAdded: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ImportedSnapshot>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ImportedSnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                exporter = other.exporter
-                fromExclusive = other.fromExclusive
-                toInclusive = other.toInclusive
-                contractsInSnapshot = other.contractsInSnapshot
-                contractsAdded = other.contractsAdded
-                unknownFields = other.unknownFields
+                let o = other.read
+                exporter = o.exporter
+                fromExclusive = o.fromExclusive
+                toInclusive = o.toInclusive
+                contractsInSnapshot = o.contractsInSnapshot
+                contractsAdded = o.contractsAdded
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ImportedSnapshot._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ImportedSnapshot>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.exporter == r.exporter
         && l.fromExclusive == r.fromExclusive
         && l.toInclusive == r.toInclusive
@@ -1821,13 +3022,20 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.exporter)
             hasher.combine(s.fromExclusive)
             hasher.combine(s.toInclusive)
             hasher.combine(s.contractsInSnapshot)
             hasher.combine(s.contractsAdded)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("exporter", s.exporter as Any), ("fromExclusive", s.fromExclusive as Any), ("toInclusive", s.toInclusive as Any), ("contractsInSnapshot", s.contractsInSnapshot as Any), ("contractsAdded", s.contractsAdded as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1860,20 +3068,99 @@ extension Weft.V1 {
 
     /// Import outcome: every snapshot was accepted and the participant processes
     /// its stream from the first event after their period.
-    public struct ImportAcsResponse: WireMessage {
+    public struct ImportAcsResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ImportAcsResponse"
 
         /// Contracts imported, over all snapshots.
-        public var imported: UInt64 = 0
+        public var imported: UInt64 {
+            get { _storage.read.imported }
+            set { _uniqueStorage().imported = newValue }
+            _modify { yield &_uniqueStorage().imported }
+        }
 
         /// Each snapshot, in the order sent.
-        public var snapshots: [Weft.V1.ImportedSnapshot] = []
+        public var snapshots: [Weft.V1.ImportedSnapshot] {
+            get { _storage.read.snapshots }
+            set { _uniqueStorage().snapshots = newValue }
+            _modify { yield &_uniqueStorage().snapshots }
+        }
 
         /// The next sequencer counter the participant processes.
-        public var nextCounter: UInt64 = 0
+        public var nextCounter: UInt64 {
+            get { _storage.read.nextCounter }
+            set { _uniqueStorage().nextCounter = newValue }
+            _modify { yield &_uniqueStorage().nextCounter }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var imported: UInt64 = 0
+            var snapshots: [Weft.V1.ImportedSnapshot] = []
+            var nextCounter: UInt64 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ImportAcsResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ImportAcsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                imported = o.imported
+                snapshots = o.snapshots
+                nextCounter = o.nextCounter
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ImportAcsResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ImportAcsResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.imported == r.imported
+        && l.snapshots == r.snapshots
+        && l.nextCounter == r.nextCounter
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.imported)
+            hasher.combine(s.snapshots)
+            hasher.combine(s.nextCounter)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("imported", s.imported as Any), ("snapshots", s.snapshots as Any), ("nextCounter", s.nextCounter as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1902,14 +3189,77 @@ extension Weft.V1 {
     }
 
     /// Lists ACS commitment mismatches.
-    public struct ListCommitmentMismatchesRequest: WireMessage {
+    public struct ListCommitmentMismatchesRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ListCommitmentMismatchesRequest"
 
         /// Only those with this counter-participant; empty for all.
-        public var counterParticipant: String = ""
+        public var counterParticipant: String {
+            get { _storage.read.counterParticipant }
+            set { _uniqueStorage().counterParticipant = newValue }
+            _modify { yield &_uniqueStorage().counterParticipant }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var counterParticipant: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                counterParticipant = o.counterParticipant
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ListCommitmentMismatchesRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.counterParticipant == r.counterParticipant
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.counterParticipant)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("counterParticipant", s.counterParticipant as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1936,49 +3286,56 @@ extension Weft.V1 {
     }
 
     /// One period whose commitments differ.
-    public struct CommitmentMismatch: WireMessage {
+    public struct CommitmentMismatch: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CommitmentMismatch"
 
         /// Participant id of the counter-participant.
         public var counterParticipant: String {
-            get { _storage.counterParticipant }
+            get { _storage.read.counterParticipant }
             set { _uniqueStorage().counterParticipant = newValue }
+            _modify { yield &_uniqueStorage().counterParticipant }
         }
 
         /// The counter-participant's period: start (exclusive).
         public var fromExclusive: Weft.V1.Timestamp? {
-            get { _storage.fromExclusive }
+            get { _storage.read.fromExclusive }
             set { _uniqueStorage().fromExclusive = newValue }
+            _modify { yield &_uniqueStorage().fromExclusive }
         }
 
         /// The counter-participant's period: end (inclusive); the state compared is
         /// the one at this time.
         public var toInclusive: Weft.V1.Timestamp? {
-            get { _storage.toInclusive }
+            get { _storage.read.toInclusive }
             set { _uniqueStorage().toInclusive = newValue }
+            _modify { yield &_uniqueStorage().toInclusive }
         }
 
         /// This participant's commitment for that time (empty: no shared contract
         /// here).
         public var ownCommitment: [UInt8] {
-            get { _storage.ownCommitment }
+            get { _storage.read.ownCommitment }
             set { _uniqueStorage().ownCommitment = newValue }
+            _modify { yield &_uniqueStorage().ownCommitment }
         }
 
         /// The counter-participant's commitment.
         public var receivedCommitment: [UInt8] {
-            get { _storage.receivedCommitment }
+            get { _storage.read.receivedCommitment }
             set { _uniqueStorage().receivedCommitment = newValue }
+            _modify { yield &_uniqueStorage().receivedCommitment }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var counterParticipant: String = ""
             var fromExclusive: Weft.V1.Timestamp? = nil
@@ -1986,28 +3343,42 @@ extension Weft.V1 {
             var ownCommitment: [UInt8] = []
             var receivedCommitment: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CommitmentMismatch>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CommitmentMismatch>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                counterParticipant = other.counterParticipant
-                fromExclusive = other.fromExclusive
-                toInclusive = other.toInclusive
-                ownCommitment = other.ownCommitment
-                receivedCommitment = other.receivedCommitment
-                unknownFields = other.unknownFields
+                let o = other.read
+                counterParticipant = o.counterParticipant
+                fromExclusive = o.fromExclusive
+                toInclusive = o.toInclusive
+                ownCommitment = o.ownCommitment
+                receivedCommitment = o.receivedCommitment
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CommitmentMismatch._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CommitmentMismatch>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.counterParticipant == r.counterParticipant
         && l.fromExclusive == r.fromExclusive
         && l.toInclusive == r.toInclusive
@@ -2017,13 +3388,20 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.counterParticipant)
             hasher.combine(s.fromExclusive)
             hasher.combine(s.toInclusive)
             hasher.combine(s.ownCommitment)
             hasher.combine(s.receivedCommitment)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("counterParticipant", s.counterParticipant as Any), ("fromExclusive", s.fromExclusive as Any), ("toInclusive", s.toInclusive as Any), ("ownCommitment", s.ownCommitment as Any), ("receivedCommitment", s.receivedCommitment as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2055,14 +3433,77 @@ extension Weft.V1 {
     }
 
     /// The mismatches found, oldest first.
-    public struct ListCommitmentMismatchesResponse: WireMessage {
+    public struct ListCommitmentMismatchesResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ListCommitmentMismatchesResponse"
 
         /// The mismatches.
-        public var mismatches: [Weft.V1.CommitmentMismatch] = []
+        public var mismatches: [Weft.V1.CommitmentMismatch] {
+            get { _storage.read.mismatches }
+            set { _uniqueStorage().mismatches = newValue }
+            _modify { yield &_uniqueStorage().mismatches }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var mismatches: [Weft.V1.CommitmentMismatch] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                mismatches = o.mismatches
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ListCommitmentMismatchesResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.mismatches == r.mismatches
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.mismatches)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("mismatches", s.mismatches as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2115,62 +3556,81 @@ extension Weft.V1 {
     }
 
     /// The commitment safe point.
-    public struct GetCommitmentSafePointResponse: WireMessage {
+    public struct GetCommitmentSafePointResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetCommitmentSafePointResponse"
 
         /// The latest period end up to which every commitment sent was matched;
         /// absent when none is.
         public var safePoint: Weft.V1.Timestamp? {
-            get { _storage.safePoint }
+            get { _storage.read.safePoint }
             set { _uniqueStorage().safePoint = newValue }
+            _modify { yield &_uniqueStorage().safePoint }
         }
 
         /// The oldest period end whose commitment is not matched yet (outstanding or
         /// mismatched); absent when every one is.
         public var firstUnmatched: Weft.V1.Timestamp? {
-            get { _storage.firstUnmatched }
+            get { _storage.read.firstUnmatched }
             set { _uniqueStorage().firstUnmatched = newValue }
+            _modify { yield &_uniqueStorage().firstUnmatched }
         }
 
         /// The counter-participant of that oldest unmatched commitment.
         public var firstUnmatchedCounterParticipant: String {
-            get { _storage.firstUnmatchedCounterParticipant }
+            get { _storage.read.firstUnmatchedCounterParticipant }
             set { _uniqueStorage().firstUnmatchedCounterParticipant = newValue }
+            _modify { yield &_uniqueStorage().firstUnmatchedCounterParticipant }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var safePoint: Weft.V1.Timestamp? = nil
             var firstUnmatched: Weft.V1.Timestamp? = nil
             var firstUnmatchedCounterParticipant: String = ""
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                safePoint = other.safePoint
-                firstUnmatched = other.firstUnmatched
-                firstUnmatchedCounterParticipant = other.firstUnmatchedCounterParticipant
-                unknownFields = other.unknownFields
+                let o = other.read
+                safePoint = o.safePoint
+                firstUnmatched = o.firstUnmatched
+                firstUnmatchedCounterParticipant = o.firstUnmatchedCounterParticipant
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetCommitmentSafePointResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.safePoint == r.safePoint
         && l.firstUnmatched == r.firstUnmatched
         && l.firstUnmatchedCounterParticipant == r.firstUnmatchedCounterParticipant
@@ -2178,11 +3638,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.safePoint)
             hasher.combine(s.firstUnmatched)
             hasher.combine(s.firstUnmatchedCounterParticipant)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("safePoint", s.safePoint as Any), ("firstUnmatched", s.firstUnmatched as Any), ("firstUnmatchedCounterParticipant", s.firstUnmatchedCounterParticipant as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2212,22 +3679,101 @@ extension Weft.V1 {
     }
 
     /// Asks to narrow a mismatch with a counter-participant down to contracts.
-    public struct InspectCommitmentRequest: WireMessage {
+    public struct InspectCommitmentRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.InspectCommitmentRequest"
 
         /// Participant id of the counter-participant.
-        public var counterParticipant: String = ""
+        public var counterParticipant: String {
+            get { _storage.read.counterParticipant }
+            set { _uniqueStorage().counterParticipant = newValue }
+            _modify { yield &_uniqueStorage().counterParticipant }
+        }
 
         /// Only these stakeholder groups (sorted party ids joined with `,`); empty
         /// for every shared group.
-        public var stakeholderGroups: [String] = []
+        public var stakeholderGroups: [String] {
+            get { _storage.read.stakeholderGroups }
+            set { _uniqueStorage().stakeholderGroups = newValue }
+            _modify { yield &_uniqueStorage().stakeholderGroups }
+        }
 
         /// How long to wait for the counter-participant's answer, in milliseconds;
         /// 0 for 30 s.
-        public var timeoutMillis: UInt32 = 0
+        public var timeoutMillis: UInt32 {
+            get { _storage.read.timeoutMillis }
+            set { _uniqueStorage().timeoutMillis = newValue }
+            _modify { yield &_uniqueStorage().timeoutMillis }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var counterParticipant: String = ""
+            var stakeholderGroups: [String] = []
+            var timeoutMillis: UInt32 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__InspectCommitmentRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__InspectCommitmentRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                counterParticipant = o.counterParticipant
+                stakeholderGroups = o.stakeholderGroups
+                timeoutMillis = o.timeoutMillis
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { InspectCommitmentRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__InspectCommitmentRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.counterParticipant == r.counterParticipant
+        && l.stakeholderGroups == r.stakeholderGroups
+        && l.timeoutMillis == r.timeoutMillis
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.counterParticipant)
+            hasher.combine(s.stakeholderGroups)
+            hasher.combine(s.timeoutMillis)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("counterParticipant", s.counterParticipant as Any), ("stakeholderGroups", s.stakeholderGroups as Any), ("timeoutMillis", s.timeoutMillis as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2256,20 +3802,99 @@ extension Weft.V1 {
     }
 
     /// A contract that differs.
-    public struct ContractDifference: WireMessage {
+    public struct ContractDifference: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ContractDifference"
 
         /// Contract id.
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.read.contractID }
+            set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
+        }
 
         /// Its stakeholder group.
-        public var stakeholderGroup: String = ""
+        public var stakeholderGroup: String {
+            get { _storage.read.stakeholderGroup }
+            set { _uniqueStorage().stakeholderGroup = newValue }
+            _modify { yield &_uniqueStorage().stakeholderGroup }
+        }
 
         /// How it differs.
-        public var kind: Weft.V1.ContractDifferenceKind = .unspecified
+        public var kind: Weft.V1.ContractDifferenceKind {
+            get { _storage.read.kind }
+            set { _uniqueStorage().kind = newValue }
+            _modify { yield &_uniqueStorage().kind }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contractID: String = ""
+            var stakeholderGroup: String = ""
+            var kind: Weft.V1.ContractDifferenceKind = .unspecified
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ContractDifference>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ContractDifference>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                contractID = o.contractID
+                stakeholderGroup = o.stakeholderGroup
+                kind = o.kind
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ContractDifference._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ContractDifference>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.contractID == r.contractID
+        && l.stakeholderGroup == r.stakeholderGroup
+        && l.kind == r.kind
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.contractID)
+            hasher.combine(s.stakeholderGroup)
+            hasher.combine(s.kind)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contractID", s.contractID as Any), ("stakeholderGroup", s.stakeholderGroup as Any), ("kind", s.kind as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2298,47 +3923,54 @@ extension Weft.V1 {
     }
 
     /// What differs, as of one sequencing time.
-    public struct InspectCommitmentResponse: WireMessage {
+    public struct InspectCommitmentResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.InspectCommitmentResponse"
 
         /// Sequencing time both sides listed their shared contracts at.
         public var asOf: Weft.V1.Timestamp? {
-            get { _storage.asOf }
+            get { _storage.read.asOf }
             set { _uniqueStorage().asOf = newValue }
+            _modify { yield &_uniqueStorage().asOf }
         }
 
         /// Stakeholder groups whose hashes differ.
         public var differingGroups: [String] {
-            get { _storage.differingGroups }
+            get { _storage.read.differingGroups }
             set { _uniqueStorage().differingGroups = newValue }
+            _modify { yield &_uniqueStorage().differingGroups }
         }
 
         /// The contracts that differ, in differing groups.
         public var contracts: [Weft.V1.ContractDifference] {
-            get { _storage.contracts }
+            get { _storage.read.contracts }
             set { _uniqueStorage().contracts = newValue }
+            _modify { yield &_uniqueStorage().contracts }
         }
 
         /// Set when the contracts were too many to list: run again naming groups.
         public var contractsOmitted: Bool {
-            get { _storage.contractsOmitted }
+            get { _storage.read.contractsOmitted }
             set { _uniqueStorage().contractsOmitted = newValue }
+            _modify { yield &_uniqueStorage().contractsOmitted }
         }
 
         /// Shared stakeholder groups compared.
         public var groupsCompared: UInt32 {
-            get { _storage.groupsCompared }
+            get { _storage.read.groupsCompared }
             set { _uniqueStorage().groupsCompared = newValue }
+            _modify { yield &_uniqueStorage().groupsCompared }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var asOf: Weft.V1.Timestamp? = nil
             var differingGroups: [String] = []
@@ -2346,28 +3978,42 @@ extension Weft.V1 {
             var contractsOmitted: Bool = false
             var groupsCompared: UInt32 = 0
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__InspectCommitmentResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__InspectCommitmentResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                asOf = other.asOf
-                differingGroups = other.differingGroups
-                contracts = other.contracts
-                contractsOmitted = other.contractsOmitted
-                groupsCompared = other.groupsCompared
-                unknownFields = other.unknownFields
+                let o = other.read
+                asOf = o.asOf
+                differingGroups = o.differingGroups
+                contracts = o.contracts
+                contractsOmitted = o.contractsOmitted
+                groupsCompared = o.groupsCompared
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { InspectCommitmentResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__InspectCommitmentResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.asOf == r.asOf
         && l.differingGroups == r.differingGroups
         && l.contracts == r.contracts
@@ -2377,13 +4023,20 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.asOf)
             hasher.combine(s.differingGroups)
             hasher.combine(s.contracts)
             hasher.combine(s.contractsOmitted)
             hasher.combine(s.groupsCompared)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("asOf", s.asOf as Any), ("differingGroups", s.differingGroups as Any), ("contracts", s.contracts as Any), ("contractsOmitted", s.contractsOmitted as Any), ("groupsCompared", s.groupsCompared as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2441,62 +4094,81 @@ extension Weft.V1 {
     }
 
     /// How far the participant's ledger may be pruned.
-    public struct GetPruningSafePointResponse: WireMessage {
+    public struct GetPruningSafePointResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetPruningSafePointResponse"
 
         /// The commitment safe point: the latest period end up to which every
         /// commitment sent was matched; absent when none is.
         public var safePoint: Weft.V1.Timestamp? {
-            get { _storage.safePoint }
+            get { _storage.read.safePoint }
             set { _uniqueStorage().safePoint = newValue }
+            _modify { yield &_uniqueStorage().safePoint }
         }
 
         /// The latest ledger offset sequenced at or before the safe point; 0 when
         /// none is.
         public var safeOffset: UInt64 {
-            get { _storage.safeOffset }
+            get { _storage.read.safeOffset }
             set { _uniqueStorage().safeOffset = newValue }
+            _modify { yield &_uniqueStorage().safeOffset }
         }
 
         /// The offset the ledger is already pruned up to (inclusive); 0 when never.
         public var prunedOffset: UInt64 {
-            get { _storage.prunedOffset }
+            get { _storage.read.prunedOffset }
             set { _uniqueStorage().prunedOffset = newValue }
+            _modify { yield &_uniqueStorage().prunedOffset }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var safePoint: Weft.V1.Timestamp? = nil
             var safeOffset: UInt64 = 0
             var prunedOffset: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetPruningSafePointResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetPruningSafePointResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                safePoint = other.safePoint
-                safeOffset = other.safeOffset
-                prunedOffset = other.prunedOffset
-                unknownFields = other.unknownFields
+                let o = other.read
+                safePoint = o.safePoint
+                safeOffset = o.safeOffset
+                prunedOffset = o.prunedOffset
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetPruningSafePointResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetPruningSafePointResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.safePoint == r.safePoint
         && l.safeOffset == r.safeOffset
         && l.prunedOffset == r.prunedOffset
@@ -2504,11 +4176,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.safePoint)
             hasher.combine(s.safeOffset)
             hasher.combine(s.prunedOffset)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("safePoint", s.safePoint as Any), ("safeOffset", s.safeOffset as Any), ("prunedOffset", s.prunedOffset as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2579,62 +4258,87 @@ extension Weft.V1 {
     }
 
     /// A counter-participant whose commitments a forced prune did not wait for.
-    public struct UnconfirmedCommitment: WireMessage {
+    public struct UnconfirmedCommitment: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.UnconfirmedCommitment"
 
         /// Participant id of the counter-participant.
         public var counterParticipant: String {
-            get { _storage.counterParticipant }
+            get { _storage.read.counterParticipant }
             set { _uniqueStorage().counterParticipant = newValue }
+            _modify { yield &_uniqueStorage().counterParticipant }
         }
 
         /// The oldest unmatched period end within the pruned range.
         public var oldestPeriodEnd: Weft.V1.Timestamp? {
-            get { _storage.oldestPeriodEnd }
+            get { _storage.read.oldestPeriodEnd }
             set { _uniqueStorage().oldestPeriodEnd = newValue }
+            _modify { yield &_uniqueStorage().oldestPeriodEnd }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var counterParticipant: String = ""
             var oldestPeriodEnd: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__UnconfirmedCommitment>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__UnconfirmedCommitment>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                counterParticipant = other.counterParticipant
-                oldestPeriodEnd = other.oldestPeriodEnd
-                unknownFields = other.unknownFields
+                let o = other.read
+                counterParticipant = o.counterParticipant
+                oldestPeriodEnd = o.oldestPeriodEnd
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { UnconfirmedCommitment._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__UnconfirmedCommitment>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.counterParticipant == r.counterParticipant
         && l.oldestPeriodEnd == r.oldestPeriodEnd
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.counterParticipant)
             hasher.combine(s.oldestPeriodEnd)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("counterParticipant", s.counterParticipant as Any), ("oldestPeriodEnd", s.oldestPeriodEnd as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2663,59 +4367,68 @@ extension Weft.V1 {
     }
 
     /// What a participant prune did.
-    public struct PruneParticipantResponse: WireMessage {
+    public struct PruneParticipantResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.PruneParticipantResponse"
 
         /// The offset the ledger is now pruned up to (inclusive).
         public var prunedOffset: UInt64 {
-            get { _storage.prunedOffset }
+            get { _storage.read.prunedOffset }
             set { _uniqueStorage().prunedOffset = newValue }
+            _modify { yield &_uniqueStorage().prunedOffset }
         }
 
         /// The sequencing time of that offset's transaction.
         public var recordTime: Weft.V1.Timestamp? {
-            get { _storage.recordTime }
+            get { _storage.read.recordTime }
             set { _uniqueStorage().recordTime = newValue }
+            _modify { yield &_uniqueStorage().recordTime }
         }
 
         /// The commitment safe point when the prune ran; absent when none.
         public var safePoint: Weft.V1.Timestamp? {
-            get { _storage.safePoint }
+            get { _storage.read.safePoint }
             set { _uniqueStorage().safePoint = newValue }
+            _modify { yield &_uniqueStorage().safePoint }
         }
 
         /// Whether the prune went past the safe point (ignore_commitments).
         public var forced: Bool {
-            get { _storage.forced }
+            get { _storage.read.forced }
             set { _uniqueStorage().forced = newValue }
+            _modify { yield &_uniqueStorage().forced }
         }
 
         /// What a forced prune gave up: unconfirmed commitments in the range.
         public var unconfirmed: [Weft.V1.UnconfirmedCommitment] {
-            get { _storage.unconfirmed }
+            get { _storage.read.unconfirmed }
             set { _uniqueStorage().unconfirmed = newValue }
+            _modify { yield &_uniqueStorage().unconfirmed }
         }
 
         /// Transactions removed.
         public var transactionsRemoved: UInt64 {
-            get { _storage.transactionsRemoved }
+            get { _storage.read.transactionsRemoved }
             set { _uniqueStorage().transactionsRemoved = newValue }
+            _modify { yield &_uniqueStorage().transactionsRemoved }
         }
 
         /// Archived contracts removed.
         public var archivedContractsRemoved: UInt64 {
-            get { _storage.archivedContractsRemoved }
+            get { _storage.read.archivedContractsRemoved }
             set { _uniqueStorage().archivedContractsRemoved = newValue }
+            _modify { yield &_uniqueStorage().archivedContractsRemoved }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var prunedOffset: UInt64 = 0
             var recordTime: Weft.V1.Timestamp? = nil
@@ -2725,30 +4438,44 @@ extension Weft.V1 {
             var transactionsRemoved: UInt64 = 0
             var archivedContractsRemoved: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__PruneParticipantResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__PruneParticipantResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                prunedOffset = other.prunedOffset
-                recordTime = other.recordTime
-                safePoint = other.safePoint
-                forced = other.forced
-                unconfirmed = other.unconfirmed
-                transactionsRemoved = other.transactionsRemoved
-                archivedContractsRemoved = other.archivedContractsRemoved
-                unknownFields = other.unknownFields
+                let o = other.read
+                prunedOffset = o.prunedOffset
+                recordTime = o.recordTime
+                safePoint = o.safePoint
+                forced = o.forced
+                unconfirmed = o.unconfirmed
+                transactionsRemoved = o.transactionsRemoved
+                archivedContractsRemoved = o.archivedContractsRemoved
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { PruneParticipantResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__PruneParticipantResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.prunedOffset == r.prunedOffset
         && l.recordTime == r.recordTime
         && l.safePoint == r.safePoint
@@ -2760,7 +4487,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.prunedOffset)
             hasher.combine(s.recordTime)
             hasher.combine(s.safePoint)
@@ -2769,6 +4496,13 @@ extension Weft.V1 {
             hasher.combine(s.transactionsRemoved)
             hasher.combine(s.archivedContractsRemoved)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("prunedOffset", s.prunedOffset as Any), ("recordTime", s.recordTime as Any), ("safePoint", s.safePoint as Any), ("forced", s.forced as Any), ("unconfirmed", s.unconfirmed as Any), ("transactionsRemoved", s.transactionsRemoved as Any), ("archivedContractsRemoved", s.archivedContractsRemoved as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2808,73 +4542,84 @@ extension Weft.V1 {
     /// the contracts against the commitment the exporter signed and sent it
     /// through the sequencer for the period named here; nothing in the file is
     /// trusted.
-    public struct AcsSnapshot: WireMessage {
+    public struct AcsSnapshot: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.AcsSnapshot"
 
         /// Domain id.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Participant id of the exporting participant.
         public var exporter: String {
-            get { _storage.exporter }
+            get { _storage.read.exporter }
             set { _uniqueStorage().exporter = newValue }
+            _modify { yield &_uniqueStorage().exporter }
         }
 
         /// Participant id of the participant the snapshot is for.
         public var counterParticipant: String {
-            get { _storage.counterParticipant }
+            get { _storage.read.counterParticipant }
             set { _uniqueStorage().counterParticipant = newValue }
+            _modify { yield &_uniqueStorage().counterParticipant }
         }
 
         /// Start of the commitment period the contracts correspond to (exclusive).
         public var fromExclusive: Weft.V1.Timestamp? {
-            get { _storage.fromExclusive }
+            get { _storage.read.fromExclusive }
             set { _uniqueStorage().fromExclusive = newValue }
+            _modify { yield &_uniqueStorage().fromExclusive }
         }
 
         /// End of that period (inclusive): the exporter's commitment for this
         /// period commits to exactly these contracts.
         public var toInclusive: Weft.V1.Timestamp? {
-            get { _storage.toInclusive }
+            get { _storage.read.toInclusive }
             set { _uniqueStorage().toInclusive = newValue }
+            _modify { yield &_uniqueStorage().toInclusive }
         }
 
         /// The next sequencer counter of the exporter when it exported.
         public var exporterNextCounter: UInt64 {
-            get { _storage.exporterNextCounter }
+            get { _storage.read.exporterNextCounter }
             set { _uniqueStorage().exporterNextCounter = newValue }
+            _modify { yield &_uniqueStorage().exporterNextCounter }
         }
 
         /// Sequencing time of the last event the exporter had processed.
         public var exporterLastTimestamp: Weft.V1.Timestamp? {
-            get { _storage.exporterLastTimestamp }
+            get { _storage.read.exporterLastTimestamp }
             set { _uniqueStorage().exporterLastTimestamp = newValue }
+            _modify { yield &_uniqueStorage().exporterLastTimestamp }
         }
 
         /// The shared contracts, sorted by contract id.
         public var contracts: [Weft.V1.AcsSnapshotContract] {
-            get { _storage.contracts }
+            get { _storage.read.contracts }
             set { _uniqueStorage().contracts = newValue }
+            _modify { yield &_uniqueStorage().contracts }
         }
 
         /// The domain's topology history as the exporter has it; the importer
         /// validates it from the domain's root delegation.
         public var topology: [Weft.V1.StoredTopologyTransaction] {
-            get { _storage.topology }
+            get { _storage.read.topology }
             set { _uniqueStorage().topology = newValue }
+            _modify { yield &_uniqueStorage().topology }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var domain: String = ""
             var exporter: String = ""
@@ -2886,32 +4631,46 @@ extension Weft.V1 {
             var contracts: [Weft.V1.AcsSnapshotContract] = []
             var topology: [Weft.V1.StoredTopologyTransaction] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__AcsSnapshot>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__AcsSnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                domain = other.domain
-                exporter = other.exporter
-                counterParticipant = other.counterParticipant
-                fromExclusive = other.fromExclusive
-                toInclusive = other.toInclusive
-                exporterNextCounter = other.exporterNextCounter
-                exporterLastTimestamp = other.exporterLastTimestamp
-                contracts = other.contracts
-                topology = other.topology
-                unknownFields = other.unknownFields
+                let o = other.read
+                domain = o.domain
+                exporter = o.exporter
+                counterParticipant = o.counterParticipant
+                fromExclusive = o.fromExclusive
+                toInclusive = o.toInclusive
+                exporterNextCounter = o.exporterNextCounter
+                exporterLastTimestamp = o.exporterLastTimestamp
+                contracts = o.contracts
+                topology = o.topology
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { AcsSnapshot._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__AcsSnapshot>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.domain == r.domain
         && l.exporter == r.exporter
         && l.counterParticipant == r.counterParticipant
@@ -2925,7 +4684,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.domain)
             hasher.combine(s.exporter)
             hasher.combine(s.counterParticipant)
@@ -2936,6 +4695,13 @@ extension Weft.V1 {
             hasher.combine(s.contracts)
             hasher.combine(s.topology)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("exporter", s.exporter as Any), ("counterParticipant", s.counterParticipant as Any), ("fromExclusive", s.fromExclusive as Any), ("toInclusive", s.toInclusive as Any), ("exporterNextCounter", s.exporterNextCounter as Any), ("exporterLastTimestamp", s.exporterLastTimestamp as Any), ("contracts", s.contracts as Any), ("topology", s.topology as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2971,20 +4737,99 @@ extension Weft.V1 {
     }
 
     /// One contract of an `AcsSnapshot`, as the exporter stores it.
-    public struct AcsSnapshotContract: WireMessage {
+    public struct AcsSnapshotContract: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.AcsSnapshotContract"
 
         /// Contract id (hex).
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.read.contractID }
+            set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
+        }
 
         /// Party ids of the contract's stakeholders.
-        public var stakeholders: [String] = []
+        public var stakeholders: [String] {
+            get { _storage.read.stakeholders }
+            set { _uniqueStorage().stakeholders = newValue }
+            _modify { yield &_uniqueStorage().stakeholders }
+        }
 
         /// The `weft.v1.ContractInstance` bytes, with the creation seed as salt.
-        public var contract: [UInt8] = []
+        public var contract: [UInt8] {
+            get { _storage.read.contract }
+            set { _uniqueStorage().contract = newValue }
+            _modify { yield &_uniqueStorage().contract }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contractID: String = ""
+            var stakeholders: [String] = []
+            var contract: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__AcsSnapshotContract>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__AcsSnapshotContract>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                contractID = o.contractID
+                stakeholders = o.stakeholders
+                contract = o.contract
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { AcsSnapshotContract._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__AcsSnapshotContract>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.contractID == r.contractID
+        && l.stakeholders == r.stakeholders
+        && l.contract == r.contract
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.contractID)
+            hasher.combine(s.stakeholders)
+            hasher.combine(s.contract)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contractID", s.contractID as Any), ("stakeholders", s.stakeholders as Any), ("contract", s.contract as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -3013,24 +4858,111 @@ extension Weft.V1 {
     }
 
     /// Moves a participant to a new domain (`weft repair migrate-domain OLD NEW`).
-    public struct MigrateDomainRequest: WireMessage {
+    public struct MigrateDomainRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.MigrateDomainRequest"
 
         /// Alias of the domain connection to leave (its sequencer backend was lost).
-        public var fromAlias: String = ""
+        public var fromAlias: String {
+            get { _storage.read.fromAlias }
+            set { _uniqueStorage().fromAlias = newValue }
+            _modify { yield &_uniqueStorage().fromAlias }
+        }
 
         /// Alias for the new domain's connection.
-        public var toAlias: String = ""
+        public var toAlias: String {
+            get { _storage.read.toAlias }
+            set { _uniqueStorage().toAlias = newValue }
+            _modify { yield &_uniqueStorage().toAlias }
+        }
 
         /// The new domain's sequencer endpoints, `https://host:port`.
-        public var sequencerURLs: [String] = []
+        public var sequencerURLs: [String] {
+            get { _storage.read.sequencerURLs }
+            set { _uniqueStorage().sequencerURLs = newValue }
+            _modify { yield &_uniqueStorage().sequencerURLs }
+        }
 
         /// PEM root certificate the new domain's sequencers' TLS certificates chain
         /// to.
-        public var rootCertificatePem: String = ""
+        public var rootCertificatePem: String {
+            get { _storage.read.rootCertificatePem }
+            set { _uniqueStorage().rootCertificatePem = newValue }
+            _modify { yield &_uniqueStorage().rootCertificatePem }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var fromAlias: String = ""
+            var toAlias: String = ""
+            var sequencerURLs: [String] = []
+            var rootCertificatePem: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__MigrateDomainRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__MigrateDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                fromAlias = o.fromAlias
+                toAlias = o.toAlias
+                sequencerURLs = o.sequencerURLs
+                rootCertificatePem = o.rootCertificatePem
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { MigrateDomainRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__MigrateDomainRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.fromAlias == r.fromAlias
+        && l.toAlias == r.toAlias
+        && l.sequencerURLs == r.sequencerURLs
+        && l.rootCertificatePem == r.rootCertificatePem
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.fromAlias)
+            hasher.combine(s.toAlias)
+            hasher.combine(s.sequencerURLs)
+            hasher.combine(s.rootCertificatePem)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("fromAlias", s.fromAlias as Any), ("toAlias", s.toAlias as Any), ("sequencerURLs", s.sequencerURLs as Any), ("rootCertificatePem", s.rootCertificatePem as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -3060,42 +4992,169 @@ extension Weft.V1 {
     }
 
     /// What a domain migration did.
-    public struct MigrateDomainResponse: WireMessage {
+    public struct MigrateDomainResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.MigrateDomainResponse"
 
         /// Domain id of the domain left.
-        public var fromDomain: String = ""
+        public var fromDomain: String {
+            get { _storage.read.fromDomain }
+            set { _uniqueStorage().fromDomain = newValue }
+            _modify { yield &_uniqueStorage().fromDomain }
+        }
 
         /// Domain id of the new domain.
-        public var toDomain: String = ""
+        public var toDomain: String {
+            get { _storage.read.toDomain }
+            set { _uniqueStorage().toDomain = newValue }
+            _modify { yield &_uniqueStorage().toDomain }
+        }
 
         /// Active contracts the participant holds, now on the new domain.
-        public var activeContracts: UInt64 = 0
+        public var activeContracts: UInt64 {
+            get { _storage.read.activeContracts }
+            set { _uniqueStorage().activeContracts = newValue }
+            _modify { yield &_uniqueStorage().activeContracts }
+        }
 
         /// The participant's ledger end: its next transaction gets the next offset.
-        public var ledgerEnd: UInt64 = 0
+        public var ledgerEnd: UInt64 {
+            get { _storage.read.ledgerEnd }
+            set { _uniqueStorage().ledgerEnd = newValue }
+            _modify { yield &_uniqueStorage().ledgerEnd }
+        }
 
         /// Confirmation requests without a verdict on the old domain, rejected
         /// (PARTICIPANT_DOMAIN_MIGRATED) and their contracts unlocked.
-        public var requestsAbandoned: UInt64 = 0
+        public var requestsAbandoned: UInt64 {
+            get { _storage.read.requestsAbandoned }
+            set { _uniqueStorage().requestsAbandoned = newValue }
+            _modify { yield &_uniqueStorage().requestsAbandoned }
+        }
 
         /// Commands in flight on the old domain, completed as rejected
         /// (PARTICIPANT_DOMAIN_MIGRATED).
-        public var commandsRejected: UInt64 = 0
+        public var commandsRejected: UInt64 {
+            get { _storage.read.commandsRejected }
+            set { _uniqueStorage().commandsRejected = newValue }
+            _modify { yield &_uniqueStorage().commandsRejected }
+        }
 
         /// Parties hosted on the new domain again (party ids).
-        public var parties: [String] = []
+        public var parties: [String] {
+            get { _storage.read.parties }
+            set { _uniqueStorage().parties = newValue }
+            _modify { yield &_uniqueStorage().parties }
+        }
 
         /// Parties hosted here on the old domain that this participant cannot host
         /// again (their namespace is not the participant's): their owners must.
-        public var partiesNotHosted: [String] = []
+        public var partiesNotHosted: [String] {
+            get { _storage.read.partiesNotHosted }
+            set { _uniqueStorage().partiesNotHosted = newValue }
+            _modify { yield &_uniqueStorage().partiesNotHosted }
+        }
 
         /// Whether the migration was already recorded (a repeated call completing
         /// it).
-        public var resumed: Bool = false
+        public var resumed: Bool {
+            get { _storage.read.resumed }
+            set { _uniqueStorage().resumed = newValue }
+            _modify { yield &_uniqueStorage().resumed }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var fromDomain: String = ""
+            var toDomain: String = ""
+            var activeContracts: UInt64 = 0
+            var ledgerEnd: UInt64 = 0
+            var requestsAbandoned: UInt64 = 0
+            var commandsRejected: UInt64 = 0
+            var parties: [String] = []
+            var partiesNotHosted: [String] = []
+            var resumed: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__MigrateDomainResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__MigrateDomainResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                fromDomain = o.fromDomain
+                toDomain = o.toDomain
+                activeContracts = o.activeContracts
+                ledgerEnd = o.ledgerEnd
+                requestsAbandoned = o.requestsAbandoned
+                commandsRejected = o.commandsRejected
+                parties = o.parties
+                partiesNotHosted = o.partiesNotHosted
+                resumed = o.resumed
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { MigrateDomainResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__MigrateDomainResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.fromDomain == r.fromDomain
+        && l.toDomain == r.toDomain
+        && l.activeContracts == r.activeContracts
+        && l.ledgerEnd == r.ledgerEnd
+        && l.requestsAbandoned == r.requestsAbandoned
+        && l.commandsRejected == r.commandsRejected
+        && l.parties == r.parties
+        && l.partiesNotHosted == r.partiesNotHosted
+        && l.resumed == r.resumed
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.fromDomain)
+            hasher.combine(s.toDomain)
+            hasher.combine(s.activeContracts)
+            hasher.combine(s.ledgerEnd)
+            hasher.combine(s.requestsAbandoned)
+            hasher.combine(s.commandsRejected)
+            hasher.combine(s.parties)
+            hasher.combine(s.partiesNotHosted)
+            hasher.combine(s.resumed)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("fromDomain", s.fromDomain as Any), ("toDomain", s.toDomain as Any), ("activeContracts", s.activeContracts as Any), ("ledgerEnd", s.ledgerEnd as Any), ("requestsAbandoned", s.requestsAbandoned as Any), ("commandsRejected", s.commandsRejected as Any), ("parties", s.parties as Any), ("partiesNotHosted", s.partiesNotHosted as Any), ("resumed", s.resumed as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -3142,19 +5201,34 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
         weft__v1__set_participant_state_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.SetParticipantStateRequest", 1)
-        self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
-        self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.participant, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.participant = CBridge.string(c.participant)
+        s.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
+        s.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.SetParticipantStateRequest", 1)
-        c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: self.permission.rawValue))
-        c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: self.trustLevel.rawValue))
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.SetParticipantStateRequest", 1)
+        c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: s.permission.rawValue))
+        c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: s.trustLevel.rawValue))
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3170,15 +5244,28 @@ extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
         weft__v1__set_participant_state_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.effective_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.effective_at { s.effectiveAt = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3197,23 +5284,38 @@ extension Weft.V1.MemberInfo: CBackedMessage {
         weft__v1__member_info__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.MemberInfo", 1)
-        self.role = Weft.V1.MemberRole(rawValue: Int32(truncatingIfNeeded: c.role.rawValue))
-        self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
-        self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
-        self.registered = c.registered != 0
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.member, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.member = CBridge.string(c.member)
+        s.role = Weft.V1.MemberRole(rawValue: Int32(truncatingIfNeeded: c.role.rawValue))
+        s.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
+        s.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
+        s.registered = c.registered != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.MemberInfo", 1)
-        c.pointee.role = .init(rawValue: .init(truncatingIfNeeded: self.role.rawValue))
-        c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: self.permission.rawValue))
-        c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: self.trustLevel.rawValue))
-        c.pointee.registered = self.registered ? 1 : 0
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.MemberInfo", 1)
+        c.pointee.role = .init(rawValue: .init(truncatingIfNeeded: s.role.rawValue))
+        c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: s.permission.rawValue))
+        c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: s.trustLevel.rawValue))
+        c.pointee.registered = s.registered ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3229,9 +5331,14 @@ extension Weft.V1.ListMembersRequest: CBackedMessage {
         weft__v1__list_members_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3251,16 +5358,32 @@ extension Weft.V1.ListMembersResponse: CBackedMessage {
         weft__v1__list_members_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberInfo(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_members { try Weft.V1.MemberInfo.validate(c.members![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.members = CBridge.array(c.members, c.n_members) { e in Weft.V1.MemberInfo(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_members = self.members.count
-        c.pointee.members = try CBridge.cArray(self.members, arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberInfo.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_members = s.members.count
+        c.pointee.members = try CBridge.cArray(s.members, arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberInfo.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3276,9 +5399,14 @@ extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
         weft__v1__get_domain_parameters_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3298,15 +5426,28 @@ extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
         weft__v1__get_domain_parameters_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.parameters { try Weft.V1.DomainParameters.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.parameters { s.parameters = Weft.V1.DomainParameters(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3325,15 +5466,28 @@ extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
         weft__v1__set_domain_parameters_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.parameters { try Weft.V1.DomainParameters.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.parameters { s.parameters = Weft.V1.DomainParameters(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3352,15 +5506,28 @@ extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
         weft__v1__set_domain_parameters_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.effective_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.effective_at { s.effectiveAt = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3379,15 +5546,28 @@ extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
         weft__v1__list_topology_transactions_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.as_of { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.as_of { s.asOf = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3406,16 +5586,32 @@ extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
         weft__v1__list_topology_transactions_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.StoredTopologyTransaction(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_transactions { try Weft.V1.StoredTopologyTransaction.validate(c.transactions![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.transactions = CBridge.array(c.transactions, c.n_transactions) { e in Weft.V1.StoredTopologyTransaction(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_transactions = self.transactions.count
-        c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_transactions = s.transactions.count
+        c.pointee.transactions = try CBridge.cArray(s.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3431,16 +5627,29 @@ extension Weft.V1.PruneRequest: CBackedMessage {
         weft__v1__prune_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.up_to_inclusive { s.upToInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.up_to_inclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.up_to_inclusive { s.upToInclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.force = c.force != 0
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.upToInclusive { c.pointee.up_to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.force = s.force ? 1 : 0
@@ -3460,18 +5669,33 @@ extension Weft.V1.PruneResponse: CBackedMessage {
         weft__v1__prune_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.eventsRemoved = c.events_removed
-        self.membersCutOff = try CBridge.array(c.members_cut_off, c.n_members_cut_off) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PruneResponse", 2) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_members_cut_off { try CBridge.checkString(c.members_cut_off![index], Self.protoMessageName, 2) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.eventsRemoved = c.events_removed
+        s.membersCutOff = CBridge.array(c.members_cut_off, c.n_members_cut_off) { e in CBridge.string(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.events_removed = self.eventsRemoved
-        c.pointee.n_members_cut_off = self.membersCutOff.count
-        c.pointee.members_cut_off = try CBridge.cArray(self.membersCutOff, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PruneResponse", 2) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.events_removed = s.eventsRemoved
+        c.pointee.n_members_cut_off = s.membersCutOff.count
+        c.pointee.members_cut_off = try CBridge.cArray(s.membersCutOff, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PruneResponse", 2) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3487,18 +5711,35 @@ extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
         weft__v1__initialize_sequencer_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.InitializeSequencerRequest", 1)
-        self.topology = try CBridge.array(c.topology, c.n_topology) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        for index in 0..<c.n_topology { try Weft.V1.SignedTopologyTransaction.validate(c.topology![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        s.topology = CBridge.array(c.topology, c.n_topology) { e in Weft.V1.SignedTopologyTransaction(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.InitializeSequencerRequest", 1)
-        c.pointee.n_topology = self.topology.count
-        c.pointee.topology = try CBridge.cArray(self.topology, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.InitializeSequencerRequest", 1)
+        c.pointee.n_topology = s.topology.count
+        c.pointee.topology = try CBridge.cArray(s.topology, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3514,16 +5755,30 @@ extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
         weft__v1__initialize_sequencer_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.sequencer = try CBridge.string(c.sequencer, "weft.v1.InitializeSequencerResponse", 1)
-        if let p = c.initialized_at { s.initializedAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.sequencer, Self.protoMessageName, 1)
+        if let p = c.initialized_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.sequencer = CBridge.string(c.sequencer)
+        if let p = c.initialized_at { s.initializedAt = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.sequencer = try CBridge.cString(s.sequencer, arena, "weft.v1.InitializeSequencerResponse", 1)
         if let v = s.initializedAt { c.pointee.initialized_at = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -3543,9 +5798,14 @@ extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
         weft__v1__get_sequencer_status_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3565,17 +5825,31 @@ extension Weft.V1.MemberProgress: CBackedMessage {
         weft__v1__member_progress__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.member = try CBridge.string(c.member, "weft.v1.MemberProgress", 1)
-        if let p = c.acknowledged { s.acknowledged = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        try CBridge.checkString(c.member, Self.protoMessageName, 1)
+        if let p = c.acknowledged { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.member = CBridge.string(c.member)
+        if let p = c.acknowledged { s.acknowledged = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.enabled = c.enabled != 0
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.MemberProgress", 1)
         if let v = s.acknowledged { c.pointee.acknowledged = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -3596,18 +5870,34 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
         weft__v1__get_sequencer_status_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.sequencer = try CBridge.string(c.sequencer, "weft.v1.GetSequencerStatusResponse", 1)
-        s.members = try CBridge.array(c.members, c.n_members) { (e) throws(WireError) in try Weft.V1.MemberProgress(c: e!, byteCount: byteCount) }
-        if let p = c.lower_bound { s.lowerBound = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.upper_bound { s.upperBound = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.sequencer, Self.protoMessageName, 1)
+        for index in 0..<c.n_members { try Weft.V1.MemberProgress.validate(c.members![index]!, byteCount: byteCount) }
+        if let p = c.lower_bound { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.upper_bound { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.sequencer = CBridge.string(c.sequencer)
+        s.members = CBridge.array(c.members, c.n_members) { e in Weft.V1.MemberProgress(decoded: e!, in: tree) }
+        if let p = c.lower_bound { s.lowerBound = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.upper_bound { s.upperBound = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.sequencer = try CBridge.cString(s.sequencer, arena, "weft.v1.GetSequencerStatusResponse", 1)
         c.pointee.n_members = s.members.count
@@ -3630,9 +5920,14 @@ extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
         weft__v1__get_participant_id_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3652,15 +5947,30 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
         weft__v1__get_participant_id_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.GetParticipantIdResponse", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.participant, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.participant = CBridge.string(c.participant)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.GetParticipantIdResponse", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.GetParticipantIdResponse", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3676,22 +5986,39 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
         weft__v1__connect_domain_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.alias = try CBridge.string(c.alias, "weft.v1.ConnectDomainRequest", 1)
-        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConnectDomainRequest", 2) }
-        self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.ConnectDomainRequest", 3)
-        self.repair = c.repair != 0
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.alias, Self.protoMessageName, 1)
+        for index in 0..<c.n_sequencer_urls { try CBridge.checkString(c.sequencer_urls![index], Self.protoMessageName, 2) }
+        try CBridge.checkString(c.root_certificate_pem, Self.protoMessageName, 3)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.alias = CBridge.string(c.alias)
+        s.sequencerURLs = CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { e in CBridge.string(e) }
+        s.rootCertificatePem = CBridge.string(c.root_certificate_pem)
+        s.repair = c.repair != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.alias = try CBridge.cString(self.alias, arena, "weft.v1.ConnectDomainRequest", 1)
-        c.pointee.n_sequencer_urls = self.sequencerURLs.count
-        c.pointee.sequencer_urls = try CBridge.cArray(self.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConnectDomainRequest", 2) ?? CBridge.emptyCString }
-        c.pointee.root_certificate_pem = try CBridge.cString(self.rootCertificatePem, arena, "weft.v1.ConnectDomainRequest", 3)
-        c.pointee.repair = self.repair ? 1 : 0
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.ConnectDomainRequest", 1)
+        c.pointee.n_sequencer_urls = s.sequencerURLs.count
+        c.pointee.sequencer_urls = try CBridge.cArray(s.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConnectDomainRequest", 2) ?? CBridge.emptyCString }
+        c.pointee.root_certificate_pem = try CBridge.cString(s.rootCertificatePem, arena, "weft.v1.ConnectDomainRequest", 3)
+        c.pointee.repair = s.repair ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3707,15 +6034,30 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
         weft__v1__connect_domain_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.ConnectDomainResponse", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.domain = CBridge.string(c.domain)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.ConnectDomainResponse", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.ConnectDomainResponse", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3731,15 +6073,30 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
         weft__v1__disconnect_domain_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.alias = try CBridge.string(c.alias, "weft.v1.DisconnectDomainRequest", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.alias, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.alias = CBridge.string(c.alias)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.alias = try CBridge.cString(self.alias, arena, "weft.v1.DisconnectDomainRequest", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.DisconnectDomainRequest", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3755,9 +6112,14 @@ extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
         weft__v1__disconnect_domain_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3777,9 +6139,14 @@ extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
         weft__v1__list_domain_connections_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3799,24 +6166,41 @@ extension Weft.V1.DomainConnection: CBackedMessage {
         weft__v1__domain_connection__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.alias = try CBridge.string(c.alias, "weft.v1.DomainConnection", 1)
-        self.domain = try CBridge.string(c.domain, "weft.v1.DomainConnection", 2)
-        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.DomainConnection", 3) }
-        self.connected = c.connected != 0
-        self.heldForRepair = c.held_for_repair != 0
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.alias, Self.protoMessageName, 1)
+        try CBridge.checkString(c.domain, Self.protoMessageName, 2)
+        for index in 0..<c.n_sequencer_urls { try CBridge.checkString(c.sequencer_urls![index], Self.protoMessageName, 3) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.alias = CBridge.string(c.alias)
+        s.domain = CBridge.string(c.domain)
+        s.sequencerURLs = CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { e in CBridge.string(e) }
+        s.connected = c.connected != 0
+        s.heldForRepair = c.held_for_repair != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.alias = try CBridge.cString(self.alias, arena, "weft.v1.DomainConnection", 1)
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.DomainConnection", 2)
-        c.pointee.n_sequencer_urls = self.sequencerURLs.count
-        c.pointee.sequencer_urls = try CBridge.cArray(self.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.DomainConnection", 3) ?? CBridge.emptyCString }
-        c.pointee.connected = self.connected ? 1 : 0
-        c.pointee.held_for_repair = self.heldForRepair ? 1 : 0
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.DomainConnection", 1)
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.DomainConnection", 2)
+        c.pointee.n_sequencer_urls = s.sequencerURLs.count
+        c.pointee.sequencer_urls = try CBridge.cArray(s.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.DomainConnection", 3) ?? CBridge.emptyCString }
+        c.pointee.connected = s.connected ? 1 : 0
+        c.pointee.held_for_repair = s.heldForRepair ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3832,16 +6216,32 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
         weft__v1__list_domain_connections_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.connections = try CBridge.array(c.connections, c.n_connections) { (e) throws(WireError) in try Weft.V1.DomainConnection(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_connections { try Weft.V1.DomainConnection.validate(c.connections![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.connections = CBridge.array(c.connections, c.n_connections) { e in Weft.V1.DomainConnection(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_connections = self.connections.count
-        c.pointee.connections = try CBridge.cArray(self.connections, arena) { (e) throws(WireError) in Optional(try Weft.V1.DomainConnection.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_connections = s.connections.count
+        c.pointee.connections = try CBridge.cArray(s.connections, arena) { (e) throws(WireError) in Optional(try Weft.V1.DomainConnection.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3857,18 +6257,34 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
         weft__v1__export_acs_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExportAcsRequest", 1) }
-        s.alias = try CBridge.string(c.alias, "weft.v1.ExportAcsRequest", 2)
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.ExportAcsRequest", 3)
-        if let p = c.period_end { s.periodEnd = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        for index in 0..<c.n_parties { try CBridge.checkString(c.parties![index], Self.protoMessageName, 1) }
+        try CBridge.checkString(c.alias, Self.protoMessageName, 2)
+        try CBridge.checkString(c.counter_participant, Self.protoMessageName, 3)
+        if let p = c.period_end { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.parties = CBridge.array(c.parties, c.n_parties) { e in CBridge.string(e) }
+        s.alias = CBridge.string(c.alias)
+        s.counterParticipant = CBridge.string(c.counter_participant)
+        if let p = c.period_end { s.periodEnd = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_parties = s.parties.count
         c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExportAcsRequest", 1) ?? CBridge.emptyCString }
@@ -3891,18 +6307,34 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
         weft__v1__export_acs_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!, byteCount: byteCount) }
-        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.header { s.header = try Weft.V1.AcsSnapshot(c: p, byteCount: byteCount) }
-        s.snapshotContracts = try CBridge.array(c.snapshot_contracts, c.n_snapshot_contracts) { (e) throws(WireError) in try Weft.V1.AcsSnapshotContract(c: e!, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        for index in 0..<c.n_contracts { try Weft.V1.ContractInstance.validate(c.contracts![index]!, byteCount: byteCount) }
+        if let p = c.as_of { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.header { try Weft.V1.AcsSnapshot.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_snapshot_contracts { try Weft.V1.AcsSnapshotContract.validate(c.snapshot_contracts![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.contracts = CBridge.array(c.contracts, c.n_contracts) { e in Weft.V1.ContractInstance(decoded: e!, in: tree) }
+        if let p = c.as_of { s.asOf = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.header { s.header = Weft.V1.AcsSnapshot(decoded: p, in: tree) }
+        s.snapshotContracts = CBridge.array(c.snapshot_contracts, c.n_snapshot_contracts) { e in Weft.V1.AcsSnapshotContract(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_contracts = s.contracts.count
         c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
@@ -3926,18 +6358,34 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
         weft__v1__import_acs_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractInstance(c: e!, byteCount: byteCount) }
-        s.alias = try CBridge.string(c.alias, "weft.v1.ImportAcsRequest", 2)
-        if let p = c.header { s.header = try Weft.V1.AcsSnapshot(c: p, byteCount: byteCount) }
-        s.snapshotContracts = try CBridge.array(c.snapshot_contracts, c.n_snapshot_contracts) { (e) throws(WireError) in try Weft.V1.AcsSnapshotContract(c: e!, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        for index in 0..<c.n_contracts { try Weft.V1.ContractInstance.validate(c.contracts![index]!, byteCount: byteCount) }
+        try CBridge.checkString(c.alias, Self.protoMessageName, 2)
+        if let p = c.header { try Weft.V1.AcsSnapshot.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_snapshot_contracts { try Weft.V1.AcsSnapshotContract.validate(c.snapshot_contracts![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.contracts = CBridge.array(c.contracts, c.n_contracts) { e in Weft.V1.ContractInstance(decoded: e!, in: tree) }
+        s.alias = CBridge.string(c.alias)
+        if let p = c.header { s.header = Weft.V1.AcsSnapshot(decoded: p, in: tree) }
+        s.snapshotContracts = CBridge.array(c.snapshot_contracts, c.n_snapshot_contracts) { e in Weft.V1.AcsSnapshotContract(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_contracts = s.contracts.count
         c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
@@ -3961,19 +6409,34 @@ extension Weft.V1.ImportedSnapshot: CBackedMessage {
         weft__v1__imported_snapshot__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.exporter = try CBridge.string(c.exporter, "weft.v1.ImportedSnapshot", 1)
-        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        try CBridge.checkString(c.exporter, Self.protoMessageName, 1)
+        if let p = c.from_exclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.to_inclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.exporter = CBridge.string(c.exporter)
+        if let p = c.from_exclusive { s.fromExclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.to_inclusive { s.toInclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.contractsInSnapshot = c.contracts_in_snapshot
         s.contractsAdded = c.contracts_added
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.exporter = try CBridge.cString(s.exporter, arena, "weft.v1.ImportedSnapshot", 1)
         if let v = s.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -3996,20 +6459,36 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
         weft__v1__import_acs_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.imported = c.imported
-        self.snapshots = try CBridge.array(c.snapshots, c.n_snapshots) { (e) throws(WireError) in try Weft.V1.ImportedSnapshot(c: e!, byteCount: byteCount) }
-        self.nextCounter = c.next_counter
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_snapshots { try Weft.V1.ImportedSnapshot.validate(c.snapshots![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.imported = c.imported
+        s.snapshots = CBridge.array(c.snapshots, c.n_snapshots) { e in Weft.V1.ImportedSnapshot(decoded: e!, in: tree) }
+        s.nextCounter = c.next_counter
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.imported = self.imported
-        c.pointee.n_snapshots = self.snapshots.count
-        c.pointee.snapshots = try CBridge.cArray(self.snapshots, arena) { (e) throws(WireError) in Optional(try Weft.V1.ImportedSnapshot.makeC(e, arena)) }
-        c.pointee.next_counter = self.nextCounter
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.imported = s.imported
+        c.pointee.n_snapshots = s.snapshots.count
+        c.pointee.snapshots = try CBridge.cArray(s.snapshots, arena) { (e) throws(WireError) in Optional(try Weft.V1.ImportedSnapshot.makeC(e, arena)) }
+        c.pointee.next_counter = s.nextCounter
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4025,15 +6504,30 @@ extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
         weft__v1__list_commitment_mismatches_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.ListCommitmentMismatchesRequest", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.counter_participant, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.counterParticipant = CBridge.string(c.counter_participant)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.counter_participant = try CBridge.cString(self.counterParticipant, arena, "weft.v1.ListCommitmentMismatchesRequest", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.ListCommitmentMismatchesRequest", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4049,19 +6543,34 @@ extension Weft.V1.CommitmentMismatch: CBackedMessage {
         weft__v1__commitment_mismatch__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.CommitmentMismatch", 1)
-        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        try CBridge.checkString(c.counter_participant, Self.protoMessageName, 1)
+        if let p = c.from_exclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.to_inclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.counterParticipant = CBridge.string(c.counter_participant)
+        if let p = c.from_exclusive { s.fromExclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.to_inclusive { s.toInclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.ownCommitment = CBridge.bytes(c.own_commitment)
         s.receivedCommitment = CBridge.bytes(c.received_commitment)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.CommitmentMismatch", 1)
         if let v = s.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -4084,16 +6593,32 @@ extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
         weft__v1__list_commitment_mismatches_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.mismatches = try CBridge.array(c.mismatches, c.n_mismatches) { (e) throws(WireError) in try Weft.V1.CommitmentMismatch(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_mismatches { try Weft.V1.CommitmentMismatch.validate(c.mismatches![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.mismatches = CBridge.array(c.mismatches, c.n_mismatches) { e in Weft.V1.CommitmentMismatch(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_mismatches = self.mismatches.count
-        c.pointee.mismatches = try CBridge.cArray(self.mismatches, arena) { (e) throws(WireError) in Optional(try Weft.V1.CommitmentMismatch.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_mismatches = s.mismatches.count
+        c.pointee.mismatches = try CBridge.cArray(s.mismatches, arena) { (e) throws(WireError) in Optional(try Weft.V1.CommitmentMismatch.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4109,9 +6634,14 @@ extension Weft.V1.GetCommitmentSafePointRequest: CBackedMessage {
         weft__v1__get_commitment_safe_point_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4131,17 +6661,32 @@ extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
         weft__v1__get_commitment_safe_point_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.safe_point { s.safePoint = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.first_unmatched { s.firstUnmatched = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.firstUnmatchedCounterParticipant = try CBridge.string(c.first_unmatched_counter_participant, "weft.v1.GetCommitmentSafePointResponse", 3)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.safe_point { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.first_unmatched { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.first_unmatched_counter_participant, Self.protoMessageName, 3)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.safe_point { s.safePoint = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.first_unmatched { s.firstUnmatched = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.firstUnmatchedCounterParticipant = CBridge.string(c.first_unmatched_counter_participant)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.safePoint { c.pointee.safe_point = try Weft.V1.Timestamp.makeC(v, arena) }
         if let v = s.firstUnmatched { c.pointee.first_unmatched = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -4162,20 +6707,36 @@ extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
         weft__v1__inspect_commitment_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.InspectCommitmentRequest", 1)
-        self.stakeholderGroups = try CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.InspectCommitmentRequest", 2) }
-        self.timeoutMillis = c.timeout_millis
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.counter_participant, Self.protoMessageName, 1)
+        for index in 0..<c.n_stakeholder_groups { try CBridge.checkString(c.stakeholder_groups![index], Self.protoMessageName, 2) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.counterParticipant = CBridge.string(c.counter_participant)
+        s.stakeholderGroups = CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { e in CBridge.string(e) }
+        s.timeoutMillis = c.timeout_millis
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.counter_participant = try CBridge.cString(self.counterParticipant, arena, "weft.v1.InspectCommitmentRequest", 1)
-        c.pointee.n_stakeholder_groups = self.stakeholderGroups.count
-        c.pointee.stakeholder_groups = try CBridge.cArray(self.stakeholderGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.InspectCommitmentRequest", 2) ?? CBridge.emptyCString }
-        c.pointee.timeout_millis = self.timeoutMillis
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.InspectCommitmentRequest", 1)
+        c.pointee.n_stakeholder_groups = s.stakeholderGroups.count
+        c.pointee.stakeholder_groups = try CBridge.cArray(s.stakeholderGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.InspectCommitmentRequest", 2) ?? CBridge.emptyCString }
+        c.pointee.timeout_millis = s.timeoutMillis
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4191,19 +6752,35 @@ extension Weft.V1.ContractDifference: CBackedMessage {
         weft__v1__contract_difference__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractDifference", 1)
-        self.stakeholderGroup = try CBridge.string(c.stakeholder_group, "weft.v1.ContractDifference", 2)
-        self.kind = Weft.V1.ContractDifferenceKind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.stakeholder_group, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.contractID = CBridge.string(c.contract_id)
+        s.stakeholderGroup = CBridge.string(c.stakeholder_group)
+        s.kind = Weft.V1.ContractDifferenceKind(rawValue: Int32(truncatingIfNeeded: c.kind.rawValue))
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.ContractDifference", 1)
-        c.pointee.stakeholder_group = try CBridge.cString(self.stakeholderGroup, arena, "weft.v1.ContractDifference", 2)
-        c.pointee.kind = .init(rawValue: .init(truncatingIfNeeded: self.kind.rawValue))
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ContractDifference", 1)
+        c.pointee.stakeholder_group = try CBridge.cString(s.stakeholderGroup, arena, "weft.v1.ContractDifference", 2)
+        c.pointee.kind = .init(rawValue: .init(truncatingIfNeeded: s.kind.rawValue))
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4219,19 +6796,34 @@ extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
         weft__v1__inspect_commitment_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.differingGroups = try CBridge.array(c.differing_groups, c.n_differing_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.InspectCommitmentResponse", 2) }
-        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.ContractDifference(c: e!, byteCount: byteCount) }
+        if let p = c.as_of { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_differing_groups { try CBridge.checkString(c.differing_groups![index], Self.protoMessageName, 2) }
+        for index in 0..<c.n_contracts { try Weft.V1.ContractDifference.validate(c.contracts![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.as_of { s.asOf = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.differingGroups = CBridge.array(c.differing_groups, c.n_differing_groups) { e in CBridge.string(e) }
+        s.contracts = CBridge.array(c.contracts, c.n_contracts) { e in Weft.V1.ContractDifference(decoded: e!, in: tree) }
         s.contractsOmitted = c.contracts_omitted != 0
         s.groupsCompared = c.groups_compared
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.n_differing_groups = s.differingGroups.count
@@ -4256,9 +6848,14 @@ extension Weft.V1.GetPruningSafePointRequest: CBackedMessage {
         weft__v1__get_pruning_safe_point_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4278,17 +6875,30 @@ extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
         weft__v1__get_pruning_safe_point_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.safe_point { s.safePoint = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.safe_point { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.safe_point { s.safePoint = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.safeOffset = c.safe_offset
         s.prunedOffset = c.pruned_offset
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.safePoint { c.pointee.safe_point = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.safe_offset = s.safeOffset
@@ -4309,11 +6919,16 @@ extension Weft.V1.PruneParticipantRequest: CBackedMessage {
         weft__v1__prune_participant_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         let c = pointer.pointee
         self.offset = c.offset
         self.ignoreCommitments = c.ignore_commitments != 0
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4335,16 +6950,30 @@ extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
         weft__v1__unconfirmed_commitment__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.UnconfirmedCommitment", 1)
-        if let p = c.oldest_period_end { s.oldestPeriodEnd = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.counter_participant, Self.protoMessageName, 1)
+        if let p = c.oldest_period_end { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.counterParticipant = CBridge.string(c.counter_participant)
+        if let p = c.oldest_period_end { s.oldestPeriodEnd = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.UnconfirmedCommitment", 1)
         if let v = s.oldestPeriodEnd { c.pointee.oldest_period_end = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -4364,21 +6993,36 @@ extension Weft.V1.PruneParticipantResponse: CBackedMessage {
         weft__v1__prune_participant_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.record_time { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.safe_point { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_unconfirmed { try Weft.V1.UnconfirmedCommitment.validate(c.unconfirmed![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.prunedOffset = c.pruned_offset
-        if let p = c.record_time { s.recordTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.safe_point { s.safePoint = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.record_time { s.recordTime = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.safe_point { s.safePoint = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.forced = c.forced != 0
-        s.unconfirmed = try CBridge.array(c.unconfirmed, c.n_unconfirmed) { (e) throws(WireError) in try Weft.V1.UnconfirmedCommitment(c: e!, byteCount: byteCount) }
+        s.unconfirmed = CBridge.array(c.unconfirmed, c.n_unconfirmed) { e in Weft.V1.UnconfirmedCommitment(decoded: e!, in: tree) }
         s.transactionsRemoved = c.transactions_removed
         s.archivedContractsRemoved = c.archived_contracts_removed
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.pruned_offset = s.prunedOffset
         if let v = s.recordTime { c.pointee.record_time = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -4404,23 +7048,43 @@ extension Weft.V1.AcsSnapshot: CBackedMessage {
         weft__v1__acs_snapshot__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.AcsSnapshot", 1)
-        s.exporter = try CBridge.string(c.exporter, "weft.v1.AcsSnapshot", 2)
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsSnapshot", 3)
-        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        try CBridge.checkString(c.exporter, Self.protoMessageName, 2)
+        try CBridge.checkString(c.counter_participant, Self.protoMessageName, 3)
+        if let p = c.from_exclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.to_inclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.exporter_last_timestamp { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_contracts { try Weft.V1.AcsSnapshotContract.validate(c.contracts![index]!, byteCount: byteCount) }
+        for index in 0..<c.n_topology { try Weft.V1.StoredTopologyTransaction.validate(c.topology![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        s.exporter = CBridge.string(c.exporter)
+        s.counterParticipant = CBridge.string(c.counter_participant)
+        if let p = c.from_exclusive { s.fromExclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.to_inclusive { s.toInclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.exporterNextCounter = c.exporter_next_counter
-        if let p = c.exporter_last_timestamp { s.exporterLastTimestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.AcsSnapshotContract(c: e!, byteCount: byteCount) }
-        s.topology = try CBridge.array(c.topology, c.n_topology) { (e) throws(WireError) in try Weft.V1.StoredTopologyTransaction(c: e!, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.exporter_last_timestamp { s.exporterLastTimestamp = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.contracts = CBridge.array(c.contracts, c.n_contracts) { e in Weft.V1.AcsSnapshotContract(decoded: e!, in: tree) }
+        s.topology = CBridge.array(c.topology, c.n_topology) { e in Weft.V1.StoredTopologyTransaction(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.AcsSnapshot", 1)
         c.pointee.exporter = try CBridge.cString(s.exporter, arena, "weft.v1.AcsSnapshot", 2)
@@ -4449,20 +7113,36 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
         weft__v1__acs_snapshot_contract__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.AcsSnapshotContract", 1)
-        self.stakeholders = try CBridge.array(c.stakeholders, c.n_stakeholders) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.AcsSnapshotContract", 2) }
-        self.contract = CBridge.bytes(c.contract)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 1)
+        for index in 0..<c.n_stakeholders { try CBridge.checkString(c.stakeholders![index], Self.protoMessageName, 2) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.contractID = CBridge.string(c.contract_id)
+        s.stakeholders = CBridge.array(c.stakeholders, c.n_stakeholders) { e in CBridge.string(e) }
+        s.contract = CBridge.bytes(c.contract)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.AcsSnapshotContract", 1)
-        c.pointee.n_stakeholders = self.stakeholders.count
-        c.pointee.stakeholders = try CBridge.cArray(self.stakeholders, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.AcsSnapshotContract", 2) ?? CBridge.emptyCString }
-        c.pointee.contract = CBridge.binary(self.contract, arena)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.AcsSnapshotContract", 1)
+        c.pointee.n_stakeholders = s.stakeholders.count
+        c.pointee.stakeholders = try CBridge.cArray(s.stakeholders, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.AcsSnapshotContract", 2) ?? CBridge.emptyCString }
+        c.pointee.contract = CBridge.binary(s.contract, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4478,22 +7158,40 @@ extension Weft.V1.MigrateDomainRequest: CBackedMessage {
         weft__v1__migrate_domain_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.fromAlias = try CBridge.string(c.from_alias, "weft.v1.MigrateDomainRequest", 1)
-        self.toAlias = try CBridge.string(c.to_alias, "weft.v1.MigrateDomainRequest", 2)
-        self.sequencerURLs = try CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainRequest", 3) }
-        self.rootCertificatePem = try CBridge.string(c.root_certificate_pem, "weft.v1.MigrateDomainRequest", 4)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.from_alias, Self.protoMessageName, 1)
+        try CBridge.checkString(c.to_alias, Self.protoMessageName, 2)
+        for index in 0..<c.n_sequencer_urls { try CBridge.checkString(c.sequencer_urls![index], Self.protoMessageName, 3) }
+        try CBridge.checkString(c.root_certificate_pem, Self.protoMessageName, 4)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.fromAlias = CBridge.string(c.from_alias)
+        s.toAlias = CBridge.string(c.to_alias)
+        s.sequencerURLs = CBridge.array(c.sequencer_urls, c.n_sequencer_urls) { e in CBridge.string(e) }
+        s.rootCertificatePem = CBridge.string(c.root_certificate_pem)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.from_alias = try CBridge.cString(self.fromAlias, arena, "weft.v1.MigrateDomainRequest", 1)
-        c.pointee.to_alias = try CBridge.cString(self.toAlias, arena, "weft.v1.MigrateDomainRequest", 2)
-        c.pointee.n_sequencer_urls = self.sequencerURLs.count
-        c.pointee.sequencer_urls = try CBridge.cArray(self.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainRequest", 3) ?? CBridge.emptyCString }
-        c.pointee.root_certificate_pem = try CBridge.cString(self.rootCertificatePem, arena, "weft.v1.MigrateDomainRequest", 4)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.from_alias = try CBridge.cString(s.fromAlias, arena, "weft.v1.MigrateDomainRequest", 1)
+        c.pointee.to_alias = try CBridge.cString(s.toAlias, arena, "weft.v1.MigrateDomainRequest", 2)
+        c.pointee.n_sequencer_urls = s.sequencerURLs.count
+        c.pointee.sequencer_urls = try CBridge.cArray(s.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainRequest", 3) ?? CBridge.emptyCString }
+        c.pointee.root_certificate_pem = try CBridge.cString(s.rootCertificatePem, arena, "weft.v1.MigrateDomainRequest", 4)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4509,33 +7207,51 @@ extension Weft.V1.MigrateDomainResponse: CBackedMessage {
         weft__v1__migrate_domain_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.fromDomain = try CBridge.string(c.from_domain, "weft.v1.MigrateDomainResponse", 1)
-        self.toDomain = try CBridge.string(c.to_domain, "weft.v1.MigrateDomainResponse", 2)
-        self.activeContracts = c.active_contracts
-        self.ledgerEnd = c.ledger_end
-        self.requestsAbandoned = c.requests_abandoned
-        self.commandsRejected = c.commands_rejected
-        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainResponse", 7) }
-        self.partiesNotHosted = try CBridge.array(c.parties_not_hosted, c.n_parties_not_hosted) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.MigrateDomainResponse", 8) }
-        self.resumed = c.resumed != 0
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.from_domain, Self.protoMessageName, 1)
+        try CBridge.checkString(c.to_domain, Self.protoMessageName, 2)
+        for index in 0..<c.n_parties { try CBridge.checkString(c.parties![index], Self.protoMessageName, 7) }
+        for index in 0..<c.n_parties_not_hosted { try CBridge.checkString(c.parties_not_hosted![index], Self.protoMessageName, 8) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.fromDomain = CBridge.string(c.from_domain)
+        s.toDomain = CBridge.string(c.to_domain)
+        s.activeContracts = c.active_contracts
+        s.ledgerEnd = c.ledger_end
+        s.requestsAbandoned = c.requests_abandoned
+        s.commandsRejected = c.commands_rejected
+        s.parties = CBridge.array(c.parties, c.n_parties) { e in CBridge.string(e) }
+        s.partiesNotHosted = CBridge.array(c.parties_not_hosted, c.n_parties_not_hosted) { e in CBridge.string(e) }
+        s.resumed = c.resumed != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.from_domain = try CBridge.cString(self.fromDomain, arena, "weft.v1.MigrateDomainResponse", 1)
-        c.pointee.to_domain = try CBridge.cString(self.toDomain, arena, "weft.v1.MigrateDomainResponse", 2)
-        c.pointee.active_contracts = self.activeContracts
-        c.pointee.ledger_end = self.ledgerEnd
-        c.pointee.requests_abandoned = self.requestsAbandoned
-        c.pointee.commands_rejected = self.commandsRejected
-        c.pointee.n_parties = self.parties.count
-        c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 7) ?? CBridge.emptyCString }
-        c.pointee.n_parties_not_hosted = self.partiesNotHosted.count
-        c.pointee.parties_not_hosted = try CBridge.cArray(self.partiesNotHosted, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 8) ?? CBridge.emptyCString }
-        c.pointee.resumed = self.resumed ? 1 : 0
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.from_domain = try CBridge.cString(s.fromDomain, arena, "weft.v1.MigrateDomainResponse", 1)
+        c.pointee.to_domain = try CBridge.cString(s.toDomain, arena, "weft.v1.MigrateDomainResponse", 2)
+        c.pointee.active_contracts = s.activeContracts
+        c.pointee.ledger_end = s.ledgerEnd
+        c.pointee.requests_abandoned = s.requestsAbandoned
+        c.pointee.commands_rejected = s.commandsRejected
+        c.pointee.n_parties = s.parties.count
+        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 7) ?? CBridge.emptyCString }
+        c.pointee.n_parties_not_hosted = s.partiesNotHosted.count
+        c.pointee.parties_not_hosted = try CBridge.cArray(s.partiesNotHosted, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 8) ?? CBridge.emptyCString }
+        c.pointee.resumed = s.resumed ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 

@@ -82,17 +82,88 @@ extension Weft.V1 {
     /// Keys are lower-case ASCII. Keys ending in `-bin` carry binary values in
     /// `binary_value`; all others carry printable ASCII in `text_value`. Order is
     /// preserved and a key may repeat.
-    public struct MetadataEntry: WireMessage {
+    public struct MetadataEntry: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.MetadataEntry"
 
         /// Lower-case key, e.g. `traceparent` or `authorization`.
-        public var key: String = ""
+        public var key: String {
+            get { _storage.read.key }
+            set { _uniqueStorage().key = newValue }
+            _modify { yield &_uniqueStorage().key }
+        }
 
         /// The value: text for ordinary keys, bytes for keys ending in `-bin`.
-        public var value: Value? = nil
+        public var value: Value? {
+            get { _storage.read.value }
+            set { _uniqueStorage().value = newValue }
+            _modify { yield &_uniqueStorage().value }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var key: String = ""
+            var value: Value? = nil
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__MetadataEntry>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__MetadataEntry>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                key = o.key
+                value = o.value
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { MetadataEntry._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__MetadataEntry>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.key == r.key
+        && l.value == r.value
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.key)
+            hasher.combine(s.value)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("key", s.key as Any), ("value", s.value as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// The value: text for ordinary keys, bytes for keys ending in `-bin`.
         public enum Value: Hashable, Sendable {
@@ -140,10 +211,15 @@ extension Weft.V1.Timestamp: CBackedMessage {
         weft__v1__timestamp__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         let c = pointer.pointee
         self.microsSinceEpoch = c.micros_since_epoch
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -164,10 +240,15 @@ extension Weft.V1.Duration: CBackedMessage {
         weft__v1__duration__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         let c = pointer.pointee
         self.micros = c.micros
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -188,20 +269,39 @@ extension Weft.V1.MetadataEntry: CBackedMessage {
         weft__v1__metadata_entry__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.key = try CBridge.string(c.key, "weft.v1.MetadataEntry", 1)
+        try CBridge.checkString(c.key, Self.protoMessageName, 1)
         switch c.value_case.rawValue {
-        case 2: self.value = .textValue(try CBridge.string(c.text_value, "weft.v1.MetadataEntry", 2))
-        case 3: self.value = .binaryValue(CBridge.bytes(c.binary_value))
-        default: self.value = nil
+        case 2: try CBridge.checkString(c.text_value, Self.protoMessageName, 2)
+        default: break
         }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.key = CBridge.string(c.key)
+        switch c.value_case.rawValue {
+        case 2: s.value = .textValue(CBridge.string(c.text_value))
+        case 3: s.value = .binaryValue(CBridge.bytes(c.binary_value))
+        default: s.value = nil
+        }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.key = try CBridge.cString(self.key, arena, "weft.v1.MetadataEntry", 1)
-        switch self.value {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.key = try CBridge.cString(s.key, arena, "weft.v1.MetadataEntry", 1)
+        switch s.value {
         case nil: break
         case .textValue(let v)?:
             c.pointee.value_case = .init(rawValue: 2)
@@ -210,6 +310,6 @@ extension Weft.V1.MetadataEntry: CBackedMessage {
             c.pointee.value_case = .init(rawValue: 3)
             c.pointee.binary_value = CBridge.binary(v, arena)
         }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

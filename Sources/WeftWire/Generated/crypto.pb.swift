@@ -289,20 +289,99 @@ extension Weft.V1 {
 
     /// A public key. Its fingerprint is `1220` followed by the lower-case hex
     /// SHA-256 of the key's purpose-tagged canonical bytes (docs/crypto.md).
-    public struct PublicKey: WireMessage {
+    public struct PublicKey: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.PublicKey"
 
         /// Algorithm of the key.
-        public var scheme: Weft.V1.KeyScheme = .unspecified
+        public var scheme: Weft.V1.KeyScheme {
+            get { _storage.read.scheme }
+            set { _uniqueStorage().scheme = newValue }
+            _modify { yield &_uniqueStorage().scheme }
+        }
 
         /// What the key is for.
-        public var purpose: Weft.V1.KeyPurpose = .unspecified
+        public var purpose: Weft.V1.KeyPurpose {
+            get { _storage.read.purpose }
+            set { _uniqueStorage().purpose = newValue }
+            _modify { yield &_uniqueStorage().purpose }
+        }
 
         /// Raw public key bytes (32 bytes for Ed25519 and X25519).
-        public var key: [UInt8] = []
+        public var key: [UInt8] {
+            get { _storage.read.key }
+            set { _uniqueStorage().key = newValue }
+            _modify { yield &_uniqueStorage().key }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var scheme: Weft.V1.KeyScheme = .unspecified
+            var purpose: Weft.V1.KeyPurpose = .unspecified
+            var key: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__PublicKey>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__PublicKey>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                scheme = o.scheme
+                purpose = o.purpose
+                key = o.key
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { PublicKey._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__PublicKey>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.scheme == r.scheme
+        && l.purpose == r.purpose
+        && l.key == r.key
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.scheme)
+            hasher.combine(s.purpose)
+            hasher.combine(s.key)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("scheme", s.scheme as Any), ("purpose", s.purpose as Any), ("key", s.key as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -332,20 +411,99 @@ extension Weft.V1 {
 
     /// A signature over a purpose-tagged hash, with the fingerprint of the key
     /// that made it so that the verifier can find the key in its topology.
-    public struct Signature: WireMessage {
+    public struct Signature: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Signature"
 
         /// Algorithm used.
-        public var scheme: Weft.V1.SignatureScheme = .unspecified
+        public var scheme: Weft.V1.SignatureScheme {
+            get { _storage.read.scheme }
+            set { _uniqueStorage().scheme = newValue }
+            _modify { yield &_uniqueStorage().scheme }
+        }
 
         /// Fingerprint of the signing key, `1220…`.
-        public var signedBy: String = ""
+        public var signedBy: String {
+            get { _storage.read.signedBy }
+            set { _uniqueStorage().signedBy = newValue }
+            _modify { yield &_uniqueStorage().signedBy }
+        }
 
         /// The signature bytes (64 bytes for Ed25519).
-        public var signature: [UInt8] = []
+        public var signature: [UInt8] {
+            get { _storage.read.signature }
+            set { _uniqueStorage().signature = newValue }
+            _modify { yield &_uniqueStorage().signature }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var scheme: Weft.V1.SignatureScheme = .unspecified
+            var signedBy: String = ""
+            var signature: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Signature>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Signature>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                scheme = o.scheme
+                signedBy = o.signedBy
+                signature = o.signature
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Signature._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Signature>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.scheme == r.scheme
+        && l.signedBy == r.signedBy
+        && l.signature == r.signature
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.scheme)
+            hasher.combine(s.signedBy)
+            hasher.combine(s.signature)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("scheme", s.scheme as Any), ("signedBy", s.signedBy as Any), ("signature", s.signature as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -375,23 +533,110 @@ extension Weft.V1 {
 
     /// A secret (a view's random seed) encrypted for one recipient's encryption
     /// key.
-    public struct WrappedKey: WireMessage {
+    public struct WrappedKey: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.WrappedKey"
 
         /// Algorithm used.
-        public var scheme: Weft.V1.KeyWrapScheme = .unspecified
+        public var scheme: Weft.V1.KeyWrapScheme {
+            get { _storage.read.scheme }
+            set { _uniqueStorage().scheme = newValue }
+            _modify { yield &_uniqueStorage().scheme }
+        }
 
         /// Fingerprint of the recipient's encryption key, `1220…`.
-        public var recipientKey: String = ""
+        public var recipientKey: String {
+            get { _storage.read.recipientKey }
+            set { _uniqueStorage().recipientKey = newValue }
+            _modify { yield &_uniqueStorage().recipientKey }
+        }
 
         /// The sender's ephemeral public key for this wrap.
-        public var ephemeralPublicKey: [UInt8] = []
+        public var ephemeralPublicKey: [UInt8] {
+            get { _storage.read.ephemeralPublicKey }
+            set { _uniqueStorage().ephemeralPublicKey = newValue }
+            _modify { yield &_uniqueStorage().ephemeralPublicKey }
+        }
 
         /// The encrypted secret including the authentication tag.
-        public var ciphertext: [UInt8] = []
+        public var ciphertext: [UInt8] {
+            get { _storage.read.ciphertext }
+            set { _uniqueStorage().ciphertext = newValue }
+            _modify { yield &_uniqueStorage().ciphertext }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var scheme: Weft.V1.KeyWrapScheme = .unspecified
+            var recipientKey: String = ""
+            var ephemeralPublicKey: [UInt8] = []
+            var ciphertext: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__WrappedKey>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__WrappedKey>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                scheme = o.scheme
+                recipientKey = o.recipientKey
+                ephemeralPublicKey = o.ephemeralPublicKey
+                ciphertext = o.ciphertext
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { WrappedKey._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__WrappedKey>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.scheme == r.scheme
+        && l.recipientKey == r.recipientKey
+        && l.ephemeralPublicKey == r.ephemeralPublicKey
+        && l.ciphertext == r.ciphertext
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.scheme)
+            hasher.combine(s.recipientKey)
+            hasher.combine(s.ephemeralPublicKey)
+            hasher.combine(s.ciphertext)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("scheme", s.scheme as Any), ("recipientKey", s.recipientKey as Any), ("ephemeralPublicKey", s.ephemeralPublicKey as Any), ("ciphertext", s.ciphertext as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -433,19 +678,33 @@ extension Weft.V1.PublicKey: CBackedMessage {
         weft__v1__public_key__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.scheme = Weft.V1.KeyScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
-        self.purpose = Weft.V1.KeyPurpose(rawValue: Int32(truncatingIfNeeded: c.purpose.rawValue))
-        self.key = CBridge.bytes(c.key)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.scheme = Weft.V1.KeyScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
+        s.purpose = Weft.V1.KeyPurpose(rawValue: Int32(truncatingIfNeeded: c.purpose.rawValue))
+        s.key = CBridge.bytes(c.key)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: self.scheme.rawValue))
-        c.pointee.purpose = .init(rawValue: .init(truncatingIfNeeded: self.purpose.rawValue))
-        c.pointee.key = CBridge.binary(self.key, arena)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: s.scheme.rawValue))
+        c.pointee.purpose = .init(rawValue: .init(truncatingIfNeeded: s.purpose.rawValue))
+        c.pointee.key = CBridge.binary(s.key, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -461,19 +720,34 @@ extension Weft.V1.Signature: CBackedMessage {
         weft__v1__signature__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.scheme = Weft.V1.SignatureScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
-        self.signedBy = try CBridge.string(c.signed_by, "weft.v1.Signature", 2)
-        self.signature = CBridge.bytes(c.signature)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.signed_by, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.scheme = Weft.V1.SignatureScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
+        s.signedBy = CBridge.string(c.signed_by)
+        s.signature = CBridge.bytes(c.signature)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: self.scheme.rawValue))
-        c.pointee.signed_by = try CBridge.cString(self.signedBy, arena, "weft.v1.Signature", 2)
-        c.pointee.signature = CBridge.binary(self.signature, arena)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: s.scheme.rawValue))
+        c.pointee.signed_by = try CBridge.cString(s.signedBy, arena, "weft.v1.Signature", 2)
+        c.pointee.signature = CBridge.binary(s.signature, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -489,20 +763,35 @@ extension Weft.V1.WrappedKey: CBackedMessage {
         weft__v1__wrapped_key__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.scheme = Weft.V1.KeyWrapScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
-        self.recipientKey = try CBridge.string(c.recipient_key, "weft.v1.WrappedKey", 2)
-        self.ephemeralPublicKey = CBridge.bytes(c.ephemeral_public_key)
-        self.ciphertext = CBridge.bytes(c.ciphertext)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.recipient_key, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.scheme = Weft.V1.KeyWrapScheme(rawValue: Int32(truncatingIfNeeded: c.scheme.rawValue))
+        s.recipientKey = CBridge.string(c.recipient_key)
+        s.ephemeralPublicKey = CBridge.bytes(c.ephemeral_public_key)
+        s.ciphertext = CBridge.bytes(c.ciphertext)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: self.scheme.rawValue))
-        c.pointee.recipient_key = try CBridge.cString(self.recipientKey, arena, "weft.v1.WrappedKey", 2)
-        c.pointee.ephemeral_public_key = CBridge.binary(self.ephemeralPublicKey, arena)
-        c.pointee.ciphertext = CBridge.binary(self.ciphertext, arena)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: s.scheme.rawValue))
+        c.pointee.recipient_key = try CBridge.cString(s.recipientKey, arena, "weft.v1.WrappedKey", 2)
+        c.pointee.ephemeral_public_key = CBridge.binary(s.ephemeralPublicKey, arena)
+        c.pointee.ciphertext = CBridge.binary(s.ciphertext, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

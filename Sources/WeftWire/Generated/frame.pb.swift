@@ -7,63 +7,88 @@ import CWeftWire
 extension Weft.V1 {
     /// One frame of a connection. Every frame belongs to a stream except the
     /// connection-level kinds (ping, pong, go_away), sent on stream 0.
-    public struct Frame: WireMessage {
+    public struct Frame: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Frame"
 
         /// Stream the frame belongs to. Client-opened streams have odd ids, starting
         /// at 1 and increasing; 0 means the connection itself.
         public var streamID: UInt32 {
-            get { _storage.streamID }
+            get { _storage.read.streamID }
             set { _uniqueStorage().streamID = newValue }
+            _modify { yield &_uniqueStorage().streamID }
         }
 
         /// What the frame does; exactly one kind is set.
         public var kind: Kind? {
-            get { _storage.kind }
+            get { _storage.read.kind }
             set { _uniqueStorage().kind = newValue }
+            _modify { yield &_uniqueStorage().kind }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var streamID: UInt32 = 0
             var kind: Kind? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Frame>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Frame>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                streamID = other.streamID
-                kind = other.kind
-                unknownFields = other.unknownFields
+                let o = other.read
+                streamID = o.streamID
+                kind = o.kind
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Frame._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Frame>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.streamID == r.streamID
         && l.kind == r.kind
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.streamID)
             hasher.combine(s.kind)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("streamID", s.streamID as Any), ("kind", s.kind as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// What the frame does; exactly one kind is set.
@@ -117,61 +142,80 @@ extension Weft.V1 {
     }
 
     /// Opens a stream: the call's method, metadata and deadline.
-    public struct FrameOpen: WireMessage {
+    public struct FrameOpen: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.FrameOpen"
 
         /// Method path, `/weft.v1.<Service>/<Method>`, e.g.
         /// `/weft.v1.HealthService/Check`.
         public var method: String {
-            get { _storage.method }
+            get { _storage.read.method }
             set { _uniqueStorage().method = newValue }
+            _modify { yield &_uniqueStorage().method }
         }
 
         /// Call metadata (headers): `traceparent`, `authorization`, `*-bin`, ….
         public var metadata: [Weft.V1.MetadataEntry] {
-            get { _storage.metadata }
+            get { _storage.read.metadata }
             set { _uniqueStorage().metadata = newValue }
+            _modify { yield &_uniqueStorage().metadata }
         }
 
         /// Relative deadline of the call. Absent: no deadline.
         public var timeout: Weft.V1.Duration? {
-            get { _storage.timeout }
+            get { _storage.read.timeout }
             set { _uniqueStorage().timeout = newValue }
+            _modify { yield &_uniqueStorage().timeout }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var method: String = ""
             var metadata: [Weft.V1.MetadataEntry] = []
             var timeout: Weft.V1.Duration? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__FrameOpen>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__FrameOpen>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                method = other.method
-                metadata = other.metadata
-                timeout = other.timeout
-                unknownFields = other.unknownFields
+                let o = other.read
+                method = o.method
+                metadata = o.metadata
+                timeout = o.timeout
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { FrameOpen._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__FrameOpen>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.method == r.method
         && l.metadata == r.metadata
         && l.timeout == r.timeout
@@ -179,11 +223,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.method)
             hasher.combine(s.metadata)
             hasher.combine(s.timeout)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("method", s.method as Any), ("metadata", s.metadata as Any), ("timeout", s.timeout as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -213,14 +264,77 @@ extension Weft.V1 {
     }
 
     /// One message of a call.
-    public struct FrameMessage: WireMessage {
+    public struct FrameMessage: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.FrameMessage"
 
         /// The serialized request or response message of the stream's method.
-        public var payload: [UInt8] = []
+        public var payload: [UInt8] {
+            get { _storage.read.payload }
+            set { _uniqueStorage().payload = newValue }
+            _modify { yield &_uniqueStorage().payload }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var payload: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__FrameMessage>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__FrameMessage>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                payload = o.payload
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { FrameMessage._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__FrameMessage>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.payload == r.payload
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.payload)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("payload", s.payload as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -273,62 +387,87 @@ extension Weft.V1 {
     }
 
     /// Ends a call with its status; the stream is closed for both sides.
-    public struct FrameClose: WireMessage {
+    public struct FrameClose: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.FrameClose"
 
         /// Outcome of the call.
         public var status: Weft.V1.Status? {
-            get { _storage.status }
+            get { _storage.read.status }
             set { _uniqueStorage().status = newValue }
+            _modify { yield &_uniqueStorage().status }
         }
 
         /// Trailing metadata.
         public var trailers: [Weft.V1.MetadataEntry] {
-            get { _storage.trailers }
+            get { _storage.read.trailers }
             set { _uniqueStorage().trailers = newValue }
+            _modify { yield &_uniqueStorage().trailers }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var status: Weft.V1.Status? = nil
             var trailers: [Weft.V1.MetadataEntry] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__FrameClose>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__FrameClose>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                status = other.status
-                trailers = other.trailers
-                unknownFields = other.unknownFields
+                let o = other.read
+                status = o.status
+                trailers = o.trailers
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { FrameClose._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__FrameClose>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.status == r.status
         && l.trailers == r.trailers
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.status)
             hasher.combine(s.trailers)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("status", s.status as Any), ("trailers", s.trailers as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -357,14 +496,77 @@ extension Weft.V1 {
     }
 
     /// Cancels a call. The server stops the handler and sends no close.
-    public struct FrameCancel: WireMessage {
+    public struct FrameCancel: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.FrameCancel"
 
         /// Why the client cancelled, for the server's log.
-        public var reason: String = ""
+        public var reason: String {
+            get { _storage.read.reason }
+            set { _uniqueStorage().reason = newValue }
+            _modify { yield &_uniqueStorage().reason }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var reason: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__FrameCancel>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__FrameCancel>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                reason = o.reason
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { FrameCancel._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__FrameCancel>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.reason == r.reason
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.reason)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("reason", s.reason as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -495,62 +697,87 @@ extension Weft.V1 {
     }
 
     /// Graceful shutdown: no new streams are accepted on this connection.
-    public struct FrameGoAway: WireMessage {
+    public struct FrameGoAway: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.FrameGoAway"
 
         /// Highest stream id the sender has accepted and will finish.
         public var lastStreamID: UInt32 {
-            get { _storage.lastStreamID }
+            get { _storage.read.lastStreamID }
             set { _uniqueStorage().lastStreamID = newValue }
+            _modify { yield &_uniqueStorage().lastStreamID }
         }
 
         /// Why, e.g. `server shutting down`.
         public var status: Weft.V1.Status? {
-            get { _storage.status }
+            get { _storage.read.status }
             set { _uniqueStorage().status = newValue }
+            _modify { yield &_uniqueStorage().status }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var lastStreamID: UInt32 = 0
             var status: Weft.V1.Status? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__FrameGoAway>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__FrameGoAway>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                lastStreamID = other.lastStreamID
-                status = other.status
-                unknownFields = other.unknownFields
+                let o = other.read
+                lastStreamID = o.lastStreamID
+                status = o.status
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { FrameGoAway._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__FrameGoAway>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.lastStreamID == r.lastStreamID
         && l.status == r.status
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.lastStreamID)
             hasher.combine(s.status)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("lastStreamID", s.lastStreamID as Any), ("status", s.status as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -591,27 +818,51 @@ extension Weft.V1.Frame: CBackedMessage {
         weft__v1__frame__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        switch c.kind_case.rawValue {
+        case 2: try Weft.V1.FrameOpen.validate(c.open, byteCount: byteCount)
+        case 3: try Weft.V1.FrameMessage.validate(c.message, byteCount: byteCount)
+        case 4: try Weft.V1.FrameHalfClose.validate(c.half_close, byteCount: byteCount)
+        case 5: try Weft.V1.FrameClose.validate(c.close, byteCount: byteCount)
+        case 6: try Weft.V1.FrameCancel.validate(c.cancel, byteCount: byteCount)
+        case 7: try Weft.V1.FrameWindowUpdate.validate(c.window_update, byteCount: byteCount)
+        case 8: try Weft.V1.FramePing.validate(c.ping, byteCount: byteCount)
+        case 9: try Weft.V1.FramePong.validate(c.pong, byteCount: byteCount)
+        case 10: try Weft.V1.FrameGoAway.validate(c.go_away, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.streamID = c.stream_id
         switch c.kind_case.rawValue {
-        case 2: s.kind = .open(try Weft.V1.FrameOpen(c: c.open, byteCount: byteCount))
-        case 3: s.kind = .message(try Weft.V1.FrameMessage(c: c.message, byteCount: byteCount))
-        case 4: s.kind = .halfClose(try Weft.V1.FrameHalfClose(c: c.half_close, byteCount: byteCount))
-        case 5: s.kind = .close(try Weft.V1.FrameClose(c: c.close, byteCount: byteCount))
-        case 6: s.kind = .cancel(try Weft.V1.FrameCancel(c: c.cancel, byteCount: byteCount))
-        case 7: s.kind = .windowUpdate(try Weft.V1.FrameWindowUpdate(c: c.window_update, byteCount: byteCount))
-        case 8: s.kind = .ping(try Weft.V1.FramePing(c: c.ping, byteCount: byteCount))
-        case 9: s.kind = .pong(try Weft.V1.FramePong(c: c.pong, byteCount: byteCount))
-        case 10: s.kind = .goAway(try Weft.V1.FrameGoAway(c: c.go_away, byteCount: byteCount))
+        case 2: s.kind = .open(Weft.V1.FrameOpen(decoded: c.open, in: tree))
+        case 3: s.kind = .message(Weft.V1.FrameMessage(decoded: c.message, in: tree))
+        case 4: s.kind = .halfClose(Weft.V1.FrameHalfClose(decoded: c.half_close, in: tree))
+        case 5: s.kind = .close(Weft.V1.FrameClose(decoded: c.close, in: tree))
+        case 6: s.kind = .cancel(Weft.V1.FrameCancel(decoded: c.cancel, in: tree))
+        case 7: s.kind = .windowUpdate(Weft.V1.FrameWindowUpdate(decoded: c.window_update, in: tree))
+        case 8: s.kind = .ping(Weft.V1.FramePing(decoded: c.ping, in: tree))
+        case 9: s.kind = .pong(Weft.V1.FramePong(decoded: c.pong, in: tree))
+        case 10: s.kind = .goAway(Weft.V1.FrameGoAway(decoded: c.go_away, in: tree))
         default: s.kind = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.stream_id = s.streamID
         switch s.kind {
@@ -660,17 +911,32 @@ extension Weft.V1.FrameOpen: CBackedMessage {
         weft__v1__frame_open__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.method = try CBridge.string(c.method, "weft.v1.FrameOpen", 1)
-        s.metadata = try CBridge.array(c.metadata, c.n_metadata) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!, byteCount: byteCount) }
-        if let p = c.timeout { s.timeout = try Weft.V1.Duration(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.method, Self.protoMessageName, 1)
+        for index in 0..<c.n_metadata { try Weft.V1.MetadataEntry.validate(c.metadata![index]!, byteCount: byteCount) }
+        if let p = c.timeout { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.method = CBridge.string(c.method)
+        s.metadata = CBridge.array(c.metadata, c.n_metadata) { e in Weft.V1.MetadataEntry(decoded: e!, in: tree) }
+        if let p = c.timeout { s.timeout = Weft.V1.Duration(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.method = try CBridge.cString(s.method, arena, "weft.v1.FrameOpen", 1)
         c.pointee.n_metadata = s.metadata.count
@@ -692,15 +958,29 @@ extension Weft.V1.FrameMessage: CBackedMessage {
         weft__v1__frame_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.payload = CBridge.bytes(c.payload)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.payload = CBridge.bytes(c.payload)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.payload = CBridge.binary(self.payload, arena)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.payload = CBridge.binary(s.payload, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -716,9 +996,14 @@ extension Weft.V1.FrameHalfClose: CBackedMessage {
         weft__v1__frame_half_close__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -738,16 +1023,30 @@ extension Weft.V1.FrameClose: CBackedMessage {
         weft__v1__frame_close__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.status { s.status = try Weft.V1.Status(c: p, byteCount: byteCount) }
-        s.trailers = try CBridge.array(c.trailers, c.n_trailers) { (e) throws(WireError) in try Weft.V1.MetadataEntry(c: e!, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.status { try Weft.V1.Status.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_trailers { try Weft.V1.MetadataEntry.validate(c.trailers![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.status { s.status = Weft.V1.Status(decoded: p, in: tree) }
+        s.trailers = CBridge.array(c.trailers, c.n_trailers) { e in Weft.V1.MetadataEntry(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
         c.pointee.n_trailers = s.trailers.count
@@ -768,15 +1067,30 @@ extension Weft.V1.FrameCancel: CBackedMessage {
         weft__v1__frame_cancel__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.reason = try CBridge.string(c.reason, "weft.v1.FrameCancel", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.reason, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.reason = CBridge.string(c.reason)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.reason = try CBridge.cString(self.reason, arena, "weft.v1.FrameCancel", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.reason = try CBridge.cString(s.reason, arena, "weft.v1.FrameCancel", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -792,10 +1106,15 @@ extension Weft.V1.FrameWindowUpdate: CBackedMessage {
         weft__v1__frame_window_update__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         let c = pointer.pointee
         self.incrementBytes = c.increment_bytes
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -816,10 +1135,15 @@ extension Weft.V1.FramePing: CBackedMessage {
         weft__v1__frame_ping__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         let c = pointer.pointee
         self.data = c.data
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -840,10 +1164,15 @@ extension Weft.V1.FramePong: CBackedMessage {
         weft__v1__frame_pong__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         let c = pointer.pointee
         self.data = c.data
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -864,16 +1193,29 @@ extension Weft.V1.FrameGoAway: CBackedMessage {
         weft__v1__frame_go_away__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.status { try Weft.V1.Status.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.lastStreamID = c.last_stream_id
-        if let p = c.status { s.status = try Weft.V1.Status(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.status { s.status = Weft.V1.Status(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.last_stream_id = s.lastStreamID
         if let v = s.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }

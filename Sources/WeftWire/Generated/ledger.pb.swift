@@ -6,62 +6,87 @@ import CWeftWire
 
 extension Weft.V1 {
     /// Creates a contract.
-    public struct CreateCommand: WireMessage {
+    public struct CreateCommand: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CreateCommand"
 
         /// Template of the contract.
         public var templateID: Weft.V1.TemplateId? {
-            get { _storage.templateID }
+            get { _storage.read.templateID }
             set { _uniqueStorage().templateID = newValue }
+            _modify { yield &_uniqueStorage().templateID }
         }
 
         /// Create arguments.
         public var createArguments: Weft.V1.Record? {
-            get { _storage.createArguments }
+            get { _storage.read.createArguments }
             set { _uniqueStorage().createArguments = newValue }
+            _modify { yield &_uniqueStorage().createArguments }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var templateID: Weft.V1.TemplateId? = nil
             var createArguments: Weft.V1.Record? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CreateCommand>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CreateCommand>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                templateID = other.templateID
-                createArguments = other.createArguments
-                unknownFields = other.unknownFields
+                let o = other.read
+                templateID = o.templateID
+                createArguments = o.createArguments
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CreateCommand._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CreateCommand>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.templateID == r.templateID
         && l.createArguments == r.createArguments
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.templateID)
             hasher.combine(s.createArguments)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("templateID", s.templateID as Any), ("createArguments", s.createArguments as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -90,68 +115,88 @@ extension Weft.V1 {
     }
 
     /// Exercises a choice on a contract.
-    public struct ExerciseCommand: WireMessage {
+    public struct ExerciseCommand: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ExerciseCommand"
 
         /// Template of the contract.
         public var templateID: Weft.V1.TemplateId? {
-            get { _storage.templateID }
+            get { _storage.read.templateID }
             set { _uniqueStorage().templateID = newValue }
+            _modify { yield &_uniqueStorage().templateID }
         }
 
         /// Contract id.
         public var contractID: String {
-            get { _storage.contractID }
+            get { _storage.read.contractID }
             set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
         }
 
         /// Choice name.
         public var choice: String {
-            get { _storage.choice }
+            get { _storage.read.choice }
             set { _uniqueStorage().choice = newValue }
+            _modify { yield &_uniqueStorage().choice }
         }
 
         /// Choice argument (a record of the choice's parameters).
         public var choiceArgument: Weft.V1.Value? {
-            get { _storage.choiceArgument }
+            get { _storage.read.choiceArgument }
             set { _uniqueStorage().choiceArgument = newValue }
+            _modify { yield &_uniqueStorage().choiceArgument }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var templateID: Weft.V1.TemplateId? = nil
             var contractID: String = ""
             var choice: String = ""
             var choiceArgument: Weft.V1.Value? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ExerciseCommand>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ExerciseCommand>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                templateID = other.templateID
-                contractID = other.contractID
-                choice = other.choice
-                choiceArgument = other.choiceArgument
-                unknownFields = other.unknownFields
+                let o = other.read
+                templateID = o.templateID
+                contractID = o.contractID
+                choice = o.choice
+                choiceArgument = o.choiceArgument
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ExerciseCommand._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ExerciseCommand>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.templateID == r.templateID
         && l.contractID == r.contractID
         && l.choice == r.choice
@@ -160,12 +205,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.templateID)
             hasher.combine(s.contractID)
             hasher.combine(s.choice)
             hasher.combine(s.choiceArgument)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("templateID", s.templateID as Any), ("contractID", s.contractID as Any), ("choice", s.choice as Any), ("choiceArgument", s.choiceArgument as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -196,52 +248,76 @@ extension Weft.V1 {
     }
 
     /// One command; exactly one kind is set.
-    public struct Command: WireMessage {
+    public struct Command: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Command"
 
         /// The command.
         public var kind: Kind? {
-            get { _storage.kind }
+            get { _storage.read.kind }
             set { _uniqueStorage().kind = newValue }
+            _modify { yield &_uniqueStorage().kind }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var kind: Kind? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Command>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Command>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                kind = other.kind
-                unknownFields = other.unknownFields
+                let o = other.read
+                kind = o.kind
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Command._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Command>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.kind == r.kind
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.kind)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("kind", s.kind as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The command.
@@ -277,58 +353,66 @@ extension Weft.V1 {
     }
 
     /// Commands submitted together as one atomic transaction.
-    public struct Commands: WireMessage {
+    public struct Commands: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Commands"
 
         /// Application-chosen id, unique per application and act-as parties within
         /// the deduplication period.
         public var commandID: String {
-            get { _storage.commandID }
+            get { _storage.read.commandID }
             set { _uniqueStorage().commandID = newValue }
+            _modify { yield &_uniqueStorage().commandID }
         }
 
         /// Id of the submitting application.
         public var applicationID: String {
-            get { _storage.applicationID }
+            get { _storage.read.applicationID }
             set { _uniqueStorage().applicationID = newValue }
+            _modify { yield &_uniqueStorage().applicationID }
         }
 
         /// Parties the transaction acts as; the participant must host them with
         /// submission permission.
         public var actAs: [String] {
-            get { _storage.actAs }
+            get { _storage.read.actAs }
             set { _uniqueStorage().actAs = newValue }
+            _modify { yield &_uniqueStorage().actAs }
         }
 
         /// Additional parties whose contracts may be read.
         public var readAs: [String] {
-            get { _storage.readAs }
+            get { _storage.read.readAs }
             set { _uniqueStorage().readAs = newValue }
+            _modify { yield &_uniqueStorage().readAs }
         }
 
         /// Workflow id, echoed in transactions; may be empty.
         public var workflowID: String {
-            get { _storage.workflowID }
+            get { _storage.read.workflowID }
             set { _uniqueStorage().workflowID = newValue }
+            _modify { yield &_uniqueStorage().workflowID }
         }
 
         /// How long a command with the same id is deduplicated; absent: the
         /// participant's maximum.
         public var deduplicationPeriod: Weft.V1.Duration? {
-            get { _storage.deduplicationPeriod }
+            get { _storage.read.deduplicationPeriod }
             set { _uniqueStorage().deduplicationPeriod = newValue }
+            _modify { yield &_uniqueStorage().deduplicationPeriod }
         }
 
         /// Submission id, for correlating the completion; generated if empty.
         public var submissionID: String {
-            get { _storage.submissionID }
+            get { _storage.read.submissionID }
             set { _uniqueStorage().submissionID = newValue }
+            _modify { yield &_uniqueStorage().submissionID }
         }
 
         /// The commands, interpreted in order.
         public var commands: [Weft.V1.Command] {
-            get { _storage.commands }
+            get { _storage.read.commands }
             set { _uniqueStorage().commands = newValue }
+            _modify { yield &_uniqueStorage().commands }
         }
 
         /// Contracts none of the act-as parties is a stakeholder of that the
@@ -336,18 +420,21 @@ extension Weft.V1 {
         /// whose cash only the buyer and the bank see. Each is handed over by an
         /// application of a stakeholder, as its participant gave it out.
         public var disclosedContracts: [Weft.V1.DisclosedContract] {
-            get { _storage.disclosedContracts }
+            get { _storage.read.disclosedContracts }
             set { _uniqueStorage().disclosedContracts = newValue }
+            _modify { yield &_uniqueStorage().disclosedContracts }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var commandID: String = ""
             var applicationID: String = ""
@@ -359,32 +446,46 @@ extension Weft.V1 {
             var commands: [Weft.V1.Command] = []
             var disclosedContracts: [Weft.V1.DisclosedContract] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Commands>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Commands>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                commandID = other.commandID
-                applicationID = other.applicationID
-                actAs = other.actAs
-                readAs = other.readAs
-                workflowID = other.workflowID
-                deduplicationPeriod = other.deduplicationPeriod
-                submissionID = other.submissionID
-                commands = other.commands
-                disclosedContracts = other.disclosedContracts
-                unknownFields = other.unknownFields
+                let o = other.read
+                commandID = o.commandID
+                applicationID = o.applicationID
+                actAs = o.actAs
+                readAs = o.readAs
+                workflowID = o.workflowID
+                deduplicationPeriod = o.deduplicationPeriod
+                submissionID = o.submissionID
+                commands = o.commands
+                disclosedContracts = o.disclosedContracts
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Commands._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Commands>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.commandID == r.commandID
         && l.applicationID == r.applicationID
         && l.actAs == r.actAs
@@ -398,7 +499,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.commandID)
             hasher.combine(s.applicationID)
             hasher.combine(s.actAs)
@@ -409,6 +510,13 @@ extension Weft.V1 {
             hasher.combine(s.commands)
             hasher.combine(s.disclosedContracts)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("commandID", s.commandID as Any), ("applicationID", s.applicationID as Any), ("actAs", s.actAs as Any), ("readAs", s.readAs as Any), ("workflowID", s.workflowID as Any), ("deduplicationPeriod", s.deduplicationPeriod as Any), ("submissionID", s.submissionID as Any), ("commands", s.commands as Any), ("disclosedContracts", s.disclosedContracts as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -444,61 +552,80 @@ extension Weft.V1 {
     }
 
     /// A contract handed to a submitter by a stakeholder's application.
-    public struct DisclosedContract: WireMessage {
+    public struct DisclosedContract: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.DisclosedContract"
 
         /// The contract's template; must match the blob.
         public var templateID: Weft.V1.TemplateId? {
-            get { _storage.templateID }
+            get { _storage.read.templateID }
             set { _uniqueStorage().templateID = newValue }
+            _modify { yield &_uniqueStorage().templateID }
         }
 
         /// The contract id (64 hex digits); must match the blob.
         public var contractID: String {
-            get { _storage.contractID }
+            get { _storage.read.contractID }
             set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
         }
 
         /// `CreatedEvent.created_event_blob` as the stakeholder's participant gave
         /// it: the contract with its creation seed, which proves the contract id.
         public var createdEventBlob: [UInt8] {
-            get { _storage.createdEventBlob }
+            get { _storage.read.createdEventBlob }
             set { _uniqueStorage().createdEventBlob = newValue }
+            _modify { yield &_uniqueStorage().createdEventBlob }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var templateID: Weft.V1.TemplateId? = nil
             var contractID: String = ""
             var createdEventBlob: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__DisclosedContract>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__DisclosedContract>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                templateID = other.templateID
-                contractID = other.contractID
-                createdEventBlob = other.createdEventBlob
-                unknownFields = other.unknownFields
+                let o = other.read
+                templateID = o.templateID
+                contractID = o.contractID
+                createdEventBlob = o.createdEventBlob
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { DisclosedContract._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__DisclosedContract>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.templateID == r.templateID
         && l.contractID == r.contractID
         && l.createdEventBlob == r.createdEventBlob
@@ -506,11 +633,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.templateID)
             hasher.combine(s.contractID)
             hasher.combine(s.createdEventBlob)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("templateID", s.templateID as Any), ("contractID", s.contractID as Any), ("createdEventBlob", s.createdEventBlob as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -540,52 +674,76 @@ extension Weft.V1 {
     }
 
     /// Submits commands.
-    public struct SubmitRequest: WireMessage {
+    public struct SubmitRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubmitRequest"
 
         /// The commands.
         public var commands: Weft.V1.Commands? {
-            get { _storage.commands }
+            get { _storage.read.commands }
             set { _uniqueStorage().commands = newValue }
+            _modify { yield &_uniqueStorage().commands }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var commands: Weft.V1.Commands? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SubmitRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SubmitRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                commands = other.commands
-                unknownFields = other.unknownFields
+                let o = other.read
+                commands = o.commands
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SubmitRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SubmitRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.commands == r.commands
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.commands)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("commands", s.commands as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -613,14 +771,77 @@ extension Weft.V1 {
     }
 
     /// The commands were accepted for processing.
-    public struct SubmitResponse: WireMessage {
+    public struct SubmitResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubmitResponse"
 
         /// The submission id (as given, or generated).
-        public var submissionID: String = ""
+        public var submissionID: String {
+            get { _storage.read.submissionID }
+            set { _uniqueStorage().submissionID = newValue }
+            _modify { yield &_uniqueStorage().submissionID }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var submissionID: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SubmitResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SubmitResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                submissionID = o.submissionID
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SubmitResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SubmitResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.submissionID == r.submissionID
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.submissionID)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("submissionID", s.submissionID as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -647,52 +868,76 @@ extension Weft.V1 {
     }
 
     /// Submits commands and waits.
-    public struct SubmitAndWaitRequest: WireMessage {
+    public struct SubmitAndWaitRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubmitAndWaitRequest"
 
         /// The commands.
         public var commands: Weft.V1.Commands? {
-            get { _storage.commands }
+            get { _storage.read.commands }
             set { _uniqueStorage().commands = newValue }
+            _modify { yield &_uniqueStorage().commands }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var commands: Weft.V1.Commands? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SubmitAndWaitRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SubmitAndWaitRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                commands = other.commands
-                unknownFields = other.unknownFields
+                let o = other.read
+                commands = o.commands
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SubmitAndWaitRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SubmitAndWaitRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.commands == r.commands
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.commands)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("commands", s.commands as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -720,20 +965,99 @@ extension Weft.V1 {
     }
 
     /// The committed transaction.
-    public struct SubmitAndWaitResponse: WireMessage {
+    public struct SubmitAndWaitResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubmitAndWaitResponse"
 
         /// Id of the committed transaction.
-        public var transactionID: String = ""
+        public var transactionID: String {
+            get { _storage.read.transactionID }
+            set { _uniqueStorage().transactionID = newValue }
+            _modify { yield &_uniqueStorage().transactionID }
+        }
 
         /// Its ledger offset.
-        public var offset: UInt64 = 0
+        public var offset: UInt64 {
+            get { _storage.read.offset }
+            set { _uniqueStorage().offset = newValue }
+            _modify { yield &_uniqueStorage().offset }
+        }
 
         /// Values returned by exercised choices, one per command.
-        public var results: [Weft.V1.Value] = []
+        public var results: [Weft.V1.Value] {
+            get { _storage.read.results }
+            set { _uniqueStorage().results = newValue }
+            _modify { yield &_uniqueStorage().results }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var transactionID: String = ""
+            var offset: UInt64 = 0
+            var results: [Weft.V1.Value] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SubmitAndWaitResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SubmitAndWaitResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                transactionID = o.transactionID
+                offset = o.offset
+                results = o.results
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SubmitAndWaitResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SubmitAndWaitResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.transactionID == r.transactionID
+        && l.offset == r.offset
+        && l.results == r.results
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.transactionID)
+            hasher.combine(s.offset)
+            hasher.combine(s.results)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("transactionID", s.transactionID as Any), ("offset", s.offset as Any), ("results", s.results as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -762,44 +1086,50 @@ extension Weft.V1 {
     }
 
     /// The outcome of one submission.
-    public struct Completion: WireMessage {
+    public struct Completion: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Completion"
 
         /// The command id.
         public var commandID: String {
-            get { _storage.commandID }
+            get { _storage.read.commandID }
             set { _uniqueStorage().commandID = newValue }
+            _modify { yield &_uniqueStorage().commandID }
         }
 
         /// Outcome: OK, or a rejection with its reason id, e.g.
         /// `LOCKED_CONTRACTS`, `DUPLICATE_COMMAND`, `MEDIATOR_SAYS_TX_TIMED_OUT`.
         public var status: Weft.V1.Status? {
-            get { _storage.status }
+            get { _storage.read.status }
             set { _uniqueStorage().status = newValue }
+            _modify { yield &_uniqueStorage().status }
         }
 
         /// Id of the committed transaction; empty on rejection.
         public var transactionID: String {
-            get { _storage.transactionID }
+            get { _storage.read.transactionID }
             set { _uniqueStorage().transactionID = newValue }
+            _modify { yield &_uniqueStorage().transactionID }
         }
 
         /// Application id.
         public var applicationID: String {
-            get { _storage.applicationID }
+            get { _storage.read.applicationID }
             set { _uniqueStorage().applicationID = newValue }
+            _modify { yield &_uniqueStorage().applicationID }
         }
 
         /// Act-as parties of the submission.
         public var actAs: [String] {
-            get { _storage.actAs }
+            get { _storage.read.actAs }
             set { _uniqueStorage().actAs = newValue }
+            _modify { yield &_uniqueStorage().actAs }
         }
 
         /// Submission id.
         public var submissionID: String {
-            get { _storage.submissionID }
+            get { _storage.read.submissionID }
             set { _uniqueStorage().submissionID = newValue }
+            _modify { yield &_uniqueStorage().submissionID }
         }
 
         /// Position of the completion in this participant's completion stream:
@@ -807,18 +1137,21 @@ extension Weft.V1 {
         /// ledger offset (a rejection has none); resume a stream after it with
         /// `CompletionStreamRequest.begin_exclusive`.
         public var offset: UInt64 {
-            get { _storage.offset }
+            get { _storage.read.offset }
             set { _uniqueStorage().offset = newValue }
+            _modify { yield &_uniqueStorage().offset }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var commandID: String = ""
             var status: Weft.V1.Status? = nil
@@ -828,30 +1161,44 @@ extension Weft.V1 {
             var submissionID: String = ""
             var offset: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Completion>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Completion>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                commandID = other.commandID
-                status = other.status
-                transactionID = other.transactionID
-                applicationID = other.applicationID
-                actAs = other.actAs
-                submissionID = other.submissionID
-                offset = other.offset
-                unknownFields = other.unknownFields
+                let o = other.read
+                commandID = o.commandID
+                status = o.status
+                transactionID = o.transactionID
+                applicationID = o.applicationID
+                actAs = o.actAs
+                submissionID = o.submissionID
+                offset = o.offset
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Completion._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Completion>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.commandID == r.commandID
         && l.status == r.status
         && l.transactionID == r.transactionID
@@ -863,7 +1210,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.commandID)
             hasher.combine(s.status)
             hasher.combine(s.transactionID)
@@ -872,6 +1219,13 @@ extension Weft.V1 {
             hasher.combine(s.submissionID)
             hasher.combine(s.offset)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("commandID", s.commandID as Any), ("status", s.status as Any), ("transactionID", s.transactionID as Any), ("applicationID", s.applicationID as Any), ("actAs", s.actAs as Any), ("submissionID", s.submissionID as Any), ("offset", s.offset as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -905,21 +1259,100 @@ extension Weft.V1 {
     }
 
     /// Asks for completions.
-    public struct CompletionStreamRequest: WireMessage {
+    public struct CompletionStreamRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CompletionStreamRequest"
 
         /// Only completions of this application.
-        public var applicationID: String = ""
+        public var applicationID: String {
+            get { _storage.read.applicationID }
+            set { _uniqueStorage().applicationID = newValue }
+            _modify { yield &_uniqueStorage().applicationID }
+        }
 
         /// Only completions of commands acting as these parties.
-        public var parties: [String] = []
+        public var parties: [String] {
+            get { _storage.read.parties }
+            set { _uniqueStorage().parties = newValue }
+            _modify { yield &_uniqueStorage().parties }
+        }
 
         /// Start after this completion offset (`Completion.offset`); 0 is the
         /// beginning.
-        public var beginExclusive: UInt64 = 0
+        public var beginExclusive: UInt64 {
+            get { _storage.read.beginExclusive }
+            set { _uniqueStorage().beginExclusive = newValue }
+            _modify { yield &_uniqueStorage().beginExclusive }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var applicationID: String = ""
+            var parties: [String] = []
+            var beginExclusive: UInt64 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CompletionStreamRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CompletionStreamRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                applicationID = o.applicationID
+                parties = o.parties
+                beginExclusive = o.beginExclusive
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CompletionStreamRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CompletionStreamRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.applicationID == r.applicationID
+        && l.parties == r.parties
+        && l.beginExclusive == r.beginExclusive
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.applicationID)
+            hasher.combine(s.parties)
+            hasher.combine(s.beginExclusive)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("applicationID", s.applicationID as Any), ("parties", s.parties as Any), ("beginExclusive", s.beginExclusive as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -948,52 +1381,76 @@ extension Weft.V1 {
     }
 
     /// One completion.
-    public struct CompletionStreamResponse: WireMessage {
+    public struct CompletionStreamResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CompletionStreamResponse"
 
         /// The completion.
         public var completion: Weft.V1.Completion? {
-            get { _storage.completion }
+            get { _storage.read.completion }
             set { _uniqueStorage().completion = newValue }
+            _modify { yield &_uniqueStorage().completion }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var completion: Weft.V1.Completion? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CompletionStreamResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CompletionStreamResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                completion = other.completion
-                unknownFields = other.unknownFields
+                let o = other.read
+                completion = o.completion
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CompletionStreamResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CompletionStreamResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.completion == r.completion
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.completion)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("completion", s.completion as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1021,17 +1478,88 @@ extension Weft.V1 {
     }
 
     /// Which parties' and templates' events to deliver.
-    public struct TransactionFilter: WireMessage {
+    public struct TransactionFilter: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TransactionFilter"
 
         /// Parties whose projection is read; the token must allow reading as them.
-        public var parties: [String] = []
+        public var parties: [String] {
+            get { _storage.read.parties }
+            set { _uniqueStorage().parties = newValue }
+            _modify { yield &_uniqueStorage().parties }
+        }
 
         /// Only these templates; empty means all.
-        public var templateIDs: [Weft.V1.TemplateId] = []
+        public var templateIDs: [Weft.V1.TemplateId] {
+            get { _storage.read.templateIDs }
+            set { _uniqueStorage().templateIDs = newValue }
+            _modify { yield &_uniqueStorage().templateIDs }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var parties: [String] = []
+            var templateIDs: [Weft.V1.TemplateId] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TransactionFilter>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TransactionFilter>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                parties = o.parties
+                templateIDs = o.templateIDs
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TransactionFilter._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TransactionFilter>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.parties == r.parties
+        && l.templateIDs == r.templateIDs
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.parties)
+            hasher.combine(s.templateIDs)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("parties", s.parties as Any), ("templateIDs", s.templateIDs as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1059,51 +1587,58 @@ extension Weft.V1 {
     }
 
     /// A contract was created.
-    public struct CreatedEvent: WireMessage {
+    public struct CreatedEvent: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CreatedEvent"
 
         /// Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
         /// create or exercise it shows (the consuming exercise for an archive), so
         /// every participant and both transaction forms name a node alike.
         public var eventID: String {
-            get { _storage.eventID }
+            get { _storage.read.eventID }
             set { _uniqueStorage().eventID = newValue }
+            _modify { yield &_uniqueStorage().eventID }
         }
 
         /// Contract id.
         public var contractID: String {
-            get { _storage.contractID }
+            get { _storage.read.contractID }
             set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
         }
 
         /// Template.
         public var templateID: Weft.V1.TemplateId? {
-            get { _storage.templateID }
+            get { _storage.read.templateID }
             set { _uniqueStorage().templateID = newValue }
+            _modify { yield &_uniqueStorage().templateID }
         }
 
         /// Create arguments.
         public var createArguments: Weft.V1.Record? {
-            get { _storage.createArguments }
+            get { _storage.read.createArguments }
             set { _uniqueStorage().createArguments = newValue }
+            _modify { yield &_uniqueStorage().createArguments }
         }
 
         /// Signatories.
         public var signatories: [String] {
-            get { _storage.signatories }
+            get { _storage.read.signatories }
             set { _uniqueStorage().signatories = newValue }
+            _modify { yield &_uniqueStorage().signatories }
         }
 
         /// Observers.
         public var observers: [String] {
-            get { _storage.observers }
+            get { _storage.read.observers }
             set { _uniqueStorage().observers = newValue }
+            _modify { yield &_uniqueStorage().observers }
         }
 
         /// Requested parties that see the event.
         public var witnessParties: [String] {
-            get { _storage.witnessParties }
+            get { _storage.read.witnessParties }
             set { _uniqueStorage().witnessParties = newValue }
+            _modify { yield &_uniqueStorage().witnessParties }
         }
 
         /// The contract with its creation seed (a serialized weft.v1.ContractInstance
@@ -1111,18 +1646,21 @@ extension Weft.V1 {
         /// application hands to another party to disclose the contract
         /// (`Commands.disclosed_contracts`). Treat it as opaque. Empty in transactions.
         public var createdEventBlob: [UInt8] {
-            get { _storage.createdEventBlob }
+            get { _storage.read.createdEventBlob }
             set { _uniqueStorage().createdEventBlob = newValue }
+            _modify { yield &_uniqueStorage().createdEventBlob }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var eventID: String = ""
             var contractID: String = ""
@@ -1133,31 +1671,45 @@ extension Weft.V1 {
             var witnessParties: [String] = []
             var createdEventBlob: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CreatedEvent>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CreatedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                eventID = other.eventID
-                contractID = other.contractID
-                templateID = other.templateID
-                createArguments = other.createArguments
-                signatories = other.signatories
-                observers = other.observers
-                witnessParties = other.witnessParties
-                createdEventBlob = other.createdEventBlob
-                unknownFields = other.unknownFields
+                let o = other.read
+                eventID = o.eventID
+                contractID = o.contractID
+                templateID = o.templateID
+                createArguments = o.createArguments
+                signatories = o.signatories
+                observers = o.observers
+                witnessParties = o.witnessParties
+                createdEventBlob = o.createdEventBlob
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CreatedEvent._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CreatedEvent>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.eventID == r.eventID
         && l.contractID == r.contractID
         && l.templateID == r.templateID
@@ -1170,7 +1722,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.eventID)
             hasher.combine(s.contractID)
             hasher.combine(s.templateID)
@@ -1180,6 +1732,13 @@ extension Weft.V1 {
             hasher.combine(s.witnessParties)
             hasher.combine(s.createdEventBlob)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("eventID", s.eventID as Any), ("contractID", s.contractID as Any), ("templateID", s.templateID as Any), ("createArguments", s.createArguments as Any), ("signatories", s.signatories as Any), ("observers", s.observers as Any), ("witnessParties", s.witnessParties as Any), ("createdEventBlob", s.createdEventBlob as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1214,70 +1773,90 @@ extension Weft.V1 {
     }
 
     /// A contract was archived.
-    public struct ArchivedEvent: WireMessage {
+    public struct ArchivedEvent: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ArchivedEvent"
 
         /// Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
         /// create or exercise it shows (the consuming exercise for an archive), so
         /// every participant and both transaction forms name a node alike.
         public var eventID: String {
-            get { _storage.eventID }
+            get { _storage.read.eventID }
             set { _uniqueStorage().eventID = newValue }
+            _modify { yield &_uniqueStorage().eventID }
         }
 
         /// Contract id.
         public var contractID: String {
-            get { _storage.contractID }
+            get { _storage.read.contractID }
             set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
         }
 
         /// Template.
         public var templateID: Weft.V1.TemplateId? {
-            get { _storage.templateID }
+            get { _storage.read.templateID }
             set { _uniqueStorage().templateID = newValue }
+            _modify { yield &_uniqueStorage().templateID }
         }
 
         /// Requested parties that see the event.
         public var witnessParties: [String] {
-            get { _storage.witnessParties }
+            get { _storage.read.witnessParties }
             set { _uniqueStorage().witnessParties = newValue }
+            _modify { yield &_uniqueStorage().witnessParties }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var eventID: String = ""
             var contractID: String = ""
             var templateID: Weft.V1.TemplateId? = nil
             var witnessParties: [String] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ArchivedEvent>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ArchivedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                eventID = other.eventID
-                contractID = other.contractID
-                templateID = other.templateID
-                witnessParties = other.witnessParties
-                unknownFields = other.unknownFields
+                let o = other.read
+                eventID = o.eventID
+                contractID = o.contractID
+                templateID = o.templateID
+                witnessParties = o.witnessParties
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ArchivedEvent._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ArchivedEvent>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.eventID == r.eventID
         && l.contractID == r.contractID
         && l.templateID == r.templateID
@@ -1286,12 +1865,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.eventID)
             hasher.combine(s.contractID)
             hasher.combine(s.templateID)
             hasher.combine(s.witnessParties)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("eventID", s.eventID as Any), ("contractID", s.contractID as Any), ("templateID", s.templateID as Any), ("witnessParties", s.witnessParties as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1322,79 +1908,91 @@ extension Weft.V1 {
     }
 
     /// A choice was exercised.
-    public struct ExercisedEvent: WireMessage {
+    public struct ExercisedEvent: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ExercisedEvent"
 
         /// Event id, `<transaction id>:<24 hex digits>`: derived from the seed of the
         /// create or exercise it shows (the consuming exercise for an archive), so
         /// every participant and both transaction forms name a node alike.
         public var eventID: String {
-            get { _storage.eventID }
+            get { _storage.read.eventID }
             set { _uniqueStorage().eventID = newValue }
+            _modify { yield &_uniqueStorage().eventID }
         }
 
         /// Contract id.
         public var contractID: String {
-            get { _storage.contractID }
+            get { _storage.read.contractID }
             set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
         }
 
         /// Template.
         public var templateID: Weft.V1.TemplateId? {
-            get { _storage.templateID }
+            get { _storage.read.templateID }
             set { _uniqueStorage().templateID = newValue }
+            _modify { yield &_uniqueStorage().templateID }
         }
 
         /// Choice name.
         public var choice: String {
-            get { _storage.choice }
+            get { _storage.read.choice }
             set { _uniqueStorage().choice = newValue }
+            _modify { yield &_uniqueStorage().choice }
         }
 
         /// Choice argument.
         public var choiceArgument: Weft.V1.Value? {
-            get { _storage.choiceArgument }
+            get { _storage.read.choiceArgument }
             set { _uniqueStorage().choiceArgument = newValue }
+            _modify { yield &_uniqueStorage().choiceArgument }
         }
 
         /// Acting parties.
         public var actingParties: [String] {
-            get { _storage.actingParties }
+            get { _storage.read.actingParties }
             set { _uniqueStorage().actingParties = newValue }
+            _modify { yield &_uniqueStorage().actingParties }
         }
 
         /// Whether the contract was archived.
         public var consuming: Bool {
-            get { _storage.consuming }
+            get { _storage.read.consuming }
             set { _uniqueStorage().consuming = newValue }
+            _modify { yield &_uniqueStorage().consuming }
         }
 
         /// Requested parties that see the event.
         public var witnessParties: [String] {
-            get { _storage.witnessParties }
+            get { _storage.read.witnessParties }
             set { _uniqueStorage().witnessParties = newValue }
+            _modify { yield &_uniqueStorage().witnessParties }
         }
 
         /// Event ids of the consequences, in order.
         public var childEventIDs: [String] {
-            get { _storage.childEventIDs }
+            get { _storage.read.childEventIDs }
             set { _uniqueStorage().childEventIDs = newValue }
+            _modify { yield &_uniqueStorage().childEventIDs }
         }
 
         /// The choice's result.
         public var exerciseResult: Weft.V1.Value? {
-            get { _storage.exerciseResult }
+            get { _storage.read.exerciseResult }
             set { _uniqueStorage().exerciseResult = newValue }
+            _modify { yield &_uniqueStorage().exerciseResult }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var eventID: String = ""
             var contractID: String = ""
@@ -1407,33 +2005,47 @@ extension Weft.V1 {
             var childEventIDs: [String] = []
             var exerciseResult: Weft.V1.Value? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ExercisedEvent>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ExercisedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                eventID = other.eventID
-                contractID = other.contractID
-                templateID = other.templateID
-                choice = other.choice
-                choiceArgument = other.choiceArgument
-                actingParties = other.actingParties
-                consuming = other.consuming
-                witnessParties = other.witnessParties
-                childEventIDs = other.childEventIDs
-                exerciseResult = other.exerciseResult
-                unknownFields = other.unknownFields
+                let o = other.read
+                eventID = o.eventID
+                contractID = o.contractID
+                templateID = o.templateID
+                choice = o.choice
+                choiceArgument = o.choiceArgument
+                actingParties = o.actingParties
+                consuming = o.consuming
+                witnessParties = o.witnessParties
+                childEventIDs = o.childEventIDs
+                exerciseResult = o.exerciseResult
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ExercisedEvent._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ExercisedEvent>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.eventID == r.eventID
         && l.contractID == r.contractID
         && l.templateID == r.templateID
@@ -1448,7 +2060,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.eventID)
             hasher.combine(s.contractID)
             hasher.combine(s.templateID)
@@ -1460,6 +2072,13 @@ extension Weft.V1 {
             hasher.combine(s.childEventIDs)
             hasher.combine(s.exerciseResult)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("eventID", s.eventID as Any), ("contractID", s.contractID as Any), ("templateID", s.templateID as Any), ("choice", s.choice as Any), ("choiceArgument", s.choiceArgument as Any), ("actingParties", s.actingParties as Any), ("consuming", s.consuming as Any), ("witnessParties", s.witnessParties as Any), ("childEventIDs", s.childEventIDs as Any), ("exerciseResult", s.exerciseResult as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1496,52 +2115,76 @@ extension Weft.V1 {
     }
 
     /// An event of a flat transaction.
-    public struct Event: WireMessage {
+    public struct Event: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Event"
 
         /// The event; exactly one is set.
         public var kind: Kind? {
-            get { _storage.kind }
+            get { _storage.read.kind }
             set { _uniqueStorage().kind = newValue }
+            _modify { yield &_uniqueStorage().kind }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var kind: Kind? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Event>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Event>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                kind = other.kind
-                unknownFields = other.unknownFields
+                let o = other.read
+                kind = o.kind
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Event._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Event>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.kind == r.kind
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.kind)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("kind", s.kind as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The event; exactly one is set.
@@ -1577,60 +2220,69 @@ extension Weft.V1 {
     }
 
     /// A transaction as creates and archives.
-    public struct Transaction: WireMessage {
+    public struct Transaction: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Transaction"
 
         /// Transaction id.
         public var transactionID: String {
-            get { _storage.transactionID }
+            get { _storage.read.transactionID }
             set { _uniqueStorage().transactionID = newValue }
+            _modify { yield &_uniqueStorage().transactionID }
         }
 
         /// Command id; only for the submitting application's parties.
         public var commandID: String {
-            get { _storage.commandID }
+            get { _storage.read.commandID }
             set { _uniqueStorage().commandID = newValue }
+            _modify { yield &_uniqueStorage().commandID }
         }
 
         /// Workflow id.
         public var workflowID: String {
-            get { _storage.workflowID }
+            get { _storage.read.workflowID }
             set { _uniqueStorage().workflowID = newValue }
+            _modify { yield &_uniqueStorage().workflowID }
         }
 
         /// Ledger time.
         public var effectiveAt: Weft.V1.Timestamp? {
-            get { _storage.effectiveAt }
+            get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
+            _modify { yield &_uniqueStorage().effectiveAt }
         }
 
         /// Events visible to the requested parties.
         public var events: [Weft.V1.Event] {
-            get { _storage.events }
+            get { _storage.read.events }
             set { _uniqueStorage().events = newValue }
+            _modify { yield &_uniqueStorage().events }
         }
 
         /// Ledger offset.
         public var offset: UInt64 {
-            get { _storage.offset }
+            get { _storage.read.offset }
             set { _uniqueStorage().offset = newValue }
+            _modify { yield &_uniqueStorage().offset }
         }
 
         /// Id of the domain the transaction was committed on (after a domain
         /// migration, earlier transactions keep the domain they were committed on).
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var transactionID: String = ""
             var commandID: String = ""
@@ -1640,30 +2292,44 @@ extension Weft.V1 {
             var offset: UInt64 = 0
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Transaction>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Transaction>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                transactionID = other.transactionID
-                commandID = other.commandID
-                workflowID = other.workflowID
-                effectiveAt = other.effectiveAt
-                events = other.events
-                offset = other.offset
-                domain = other.domain
-                unknownFields = other.unknownFields
+                let o = other.read
+                transactionID = o.transactionID
+                commandID = o.commandID
+                workflowID = o.workflowID
+                effectiveAt = o.effectiveAt
+                events = o.events
+                offset = o.offset
+                domain = o.domain
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Transaction._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Transaction>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.transactionID == r.transactionID
         && l.commandID == r.commandID
         && l.workflowID == r.workflowID
@@ -1675,7 +2341,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.transactionID)
             hasher.combine(s.commandID)
             hasher.combine(s.workflowID)
@@ -1684,6 +2350,13 @@ extension Weft.V1 {
             hasher.combine(s.offset)
             hasher.combine(s.domain)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("transactionID", s.transactionID as Any), ("commandID", s.commandID as Any), ("workflowID", s.workflowID as Any), ("effectiveAt", s.effectiveAt as Any), ("events", s.events as Any), ("offset", s.offset as Any), ("domain", s.domain as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1717,52 +2390,76 @@ extension Weft.V1 {
     }
 
     /// An event of a transaction tree.
-    public struct TreeEvent: WireMessage {
+    public struct TreeEvent: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TreeEvent"
 
         /// The event; exactly one is set.
         public var kind: Kind? {
-            get { _storage.kind }
+            get { _storage.read.kind }
             set { _uniqueStorage().kind = newValue }
+            _modify { yield &_uniqueStorage().kind }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var kind: Kind? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TreeEvent>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TreeEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                kind = other.kind
-                unknownFields = other.unknownFields
+                let o = other.read
+                kind = o.kind
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TreeEvent._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TreeEvent>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.kind == r.kind
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.kind)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("kind", s.kind as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The event; exactly one is set.
@@ -1798,66 +2495,76 @@ extension Weft.V1 {
     }
 
     /// A transaction as a tree of actions.
-    public struct TransactionTreeView: WireMessage {
+    public struct TransactionTreeView: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TransactionTreeView"
 
         /// Transaction id.
         public var transactionID: String {
-            get { _storage.transactionID }
+            get { _storage.read.transactionID }
             set { _uniqueStorage().transactionID = newValue }
+            _modify { yield &_uniqueStorage().transactionID }
         }
 
         /// Command id; only for the submitting application's parties.
         public var commandID: String {
-            get { _storage.commandID }
+            get { _storage.read.commandID }
             set { _uniqueStorage().commandID = newValue }
+            _modify { yield &_uniqueStorage().commandID }
         }
 
         /// Workflow id.
         public var workflowID: String {
-            get { _storage.workflowID }
+            get { _storage.read.workflowID }
             set { _uniqueStorage().workflowID = newValue }
+            _modify { yield &_uniqueStorage().workflowID }
         }
 
         /// Ledger time.
         public var effectiveAt: Weft.V1.Timestamp? {
-            get { _storage.effectiveAt }
+            get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
+            _modify { yield &_uniqueStorage().effectiveAt }
         }
 
         /// Ledger offset.
         public var offset: UInt64 {
-            get { _storage.offset }
+            get { _storage.read.offset }
             set { _uniqueStorage().offset = newValue }
+            _modify { yield &_uniqueStorage().offset }
         }
 
         /// All visible events; `root_event_ids` and `child_event_ids` link them.
         public var events: [Weft.V1.TreeEvent] {
-            get { _storage.events }
+            get { _storage.read.events }
             set { _uniqueStorage().events = newValue }
+            _modify { yield &_uniqueStorage().events }
         }
 
         /// Event ids of the roots visible to the requested parties.
         public var rootEventIDs: [String] {
-            get { _storage.rootEventIDs }
+            get { _storage.read.rootEventIDs }
             set { _uniqueStorage().rootEventIDs = newValue }
+            _modify { yield &_uniqueStorage().rootEventIDs }
         }
 
         /// Id of the domain the transaction was committed on (after a domain
         /// migration, earlier transactions keep the domain they were committed on).
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var transactionID: String = ""
             var commandID: String = ""
@@ -1868,31 +2575,45 @@ extension Weft.V1 {
             var rootEventIDs: [String] = []
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TransactionTreeView>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TransactionTreeView>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                transactionID = other.transactionID
-                commandID = other.commandID
-                workflowID = other.workflowID
-                effectiveAt = other.effectiveAt
-                offset = other.offset
-                events = other.events
-                rootEventIDs = other.rootEventIDs
-                domain = other.domain
-                unknownFields = other.unknownFields
+                let o = other.read
+                transactionID = o.transactionID
+                commandID = o.commandID
+                workflowID = o.workflowID
+                effectiveAt = o.effectiveAt
+                offset = o.offset
+                events = o.events
+                rootEventIDs = o.rootEventIDs
+                domain = o.domain
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TransactionTreeView._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TransactionTreeView>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.transactionID == r.transactionID
         && l.commandID == r.commandID
         && l.workflowID == r.workflowID
@@ -1905,7 +2626,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.transactionID)
             hasher.combine(s.commandID)
             hasher.combine(s.workflowID)
@@ -1915,6 +2636,13 @@ extension Weft.V1 {
             hasher.combine(s.rootEventIDs)
             hasher.combine(s.domain)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("transactionID", s.transactionID as Any), ("commandID", s.commandID as Any), ("workflowID", s.workflowID as Any), ("effectiveAt", s.effectiveAt as Any), ("offset", s.offset as Any), ("events", s.events as Any), ("rootEventIDs", s.rootEventIDs as Any), ("domain", s.domain as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1949,60 +2677,79 @@ extension Weft.V1 {
     }
 
     /// Asks for flat transactions.
-    public struct GetTransactionsRequest: WireMessage {
+    public struct GetTransactionsRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetTransactionsRequest"
 
         /// Start after this offset; 0 is the ledger's beginning.
         public var beginExclusive: UInt64 {
-            get { _storage.beginExclusive }
+            get { _storage.read.beginExclusive }
             set { _uniqueStorage().beginExclusive = newValue }
+            _modify { yield &_uniqueStorage().beginExclusive }
         }
 
         /// Stop at this offset; 0 streams on as new transactions commit.
         public var endInclusive: UInt64 {
-            get { _storage.endInclusive }
+            get { _storage.read.endInclusive }
             set { _uniqueStorage().endInclusive = newValue }
+            _modify { yield &_uniqueStorage().endInclusive }
         }
 
         /// Which events.
         public var filter: Weft.V1.TransactionFilter? {
-            get { _storage.filter }
+            get { _storage.read.filter }
             set { _uniqueStorage().filter = newValue }
+            _modify { yield &_uniqueStorage().filter }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var beginExclusive: UInt64 = 0
             var endInclusive: UInt64 = 0
             var filter: Weft.V1.TransactionFilter? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetTransactionsRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                beginExclusive = other.beginExclusive
-                endInclusive = other.endInclusive
-                filter = other.filter
-                unknownFields = other.unknownFields
+                let o = other.read
+                beginExclusive = o.beginExclusive
+                endInclusive = o.endInclusive
+                filter = o.filter
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetTransactionsRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetTransactionsRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.beginExclusive == r.beginExclusive
         && l.endInclusive == r.endInclusive
         && l.filter == r.filter
@@ -2010,11 +2757,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.beginExclusive)
             hasher.combine(s.endInclusive)
             hasher.combine(s.filter)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("beginExclusive", s.beginExclusive as Any), ("endInclusive", s.endInclusive as Any), ("filter", s.filter as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2044,52 +2798,76 @@ extension Weft.V1 {
     }
 
     /// One transaction.
-    public struct GetTransactionsResponse: WireMessage {
+    public struct GetTransactionsResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetTransactionsResponse"
 
         /// The transaction.
         public var transaction: Weft.V1.Transaction? {
-            get { _storage.transaction }
+            get { _storage.read.transaction }
             set { _uniqueStorage().transaction = newValue }
+            _modify { yield &_uniqueStorage().transaction }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var transaction: Weft.V1.Transaction? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetTransactionsResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetTransactionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                transaction = other.transaction
-                unknownFields = other.unknownFields
+                let o = other.read
+                transaction = o.transaction
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetTransactionsResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetTransactionsResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.transaction == r.transaction
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.transaction)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("transaction", s.transaction as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2117,60 +2895,79 @@ extension Weft.V1 {
     }
 
     /// Asks for transaction trees.
-    public struct GetTransactionTreesRequest: WireMessage {
+    public struct GetTransactionTreesRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetTransactionTreesRequest"
 
         /// Start after this offset; 0 is the ledger's beginning.
         public var beginExclusive: UInt64 {
-            get { _storage.beginExclusive }
+            get { _storage.read.beginExclusive }
             set { _uniqueStorage().beginExclusive = newValue }
+            _modify { yield &_uniqueStorage().beginExclusive }
         }
 
         /// Stop at this offset; 0 streams on as new transactions commit.
         public var endInclusive: UInt64 {
-            get { _storage.endInclusive }
+            get { _storage.read.endInclusive }
             set { _uniqueStorage().endInclusive = newValue }
+            _modify { yield &_uniqueStorage().endInclusive }
         }
 
         /// Which events.
         public var filter: Weft.V1.TransactionFilter? {
-            get { _storage.filter }
+            get { _storage.read.filter }
             set { _uniqueStorage().filter = newValue }
+            _modify { yield &_uniqueStorage().filter }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var beginExclusive: UInt64 = 0
             var endInclusive: UInt64 = 0
             var filter: Weft.V1.TransactionFilter? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetTransactionTreesRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetTransactionTreesRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                beginExclusive = other.beginExclusive
-                endInclusive = other.endInclusive
-                filter = other.filter
-                unknownFields = other.unknownFields
+                let o = other.read
+                beginExclusive = o.beginExclusive
+                endInclusive = o.endInclusive
+                filter = o.filter
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetTransactionTreesRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetTransactionTreesRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.beginExclusive == r.beginExclusive
         && l.endInclusive == r.endInclusive
         && l.filter == r.filter
@@ -2178,11 +2975,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.beginExclusive)
             hasher.combine(s.endInclusive)
             hasher.combine(s.filter)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("beginExclusive", s.beginExclusive as Any), ("endInclusive", s.endInclusive as Any), ("filter", s.filter as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2212,52 +3016,76 @@ extension Weft.V1 {
     }
 
     /// One transaction tree.
-    public struct GetTransactionTreesResponse: WireMessage {
+    public struct GetTransactionTreesResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetTransactionTreesResponse"
 
         /// The tree.
         public var transaction: Weft.V1.TransactionTreeView? {
-            get { _storage.transaction }
+            get { _storage.read.transaction }
             set { _uniqueStorage().transaction = newValue }
+            _modify { yield &_uniqueStorage().transaction }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var transaction: Weft.V1.TransactionTreeView? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetTransactionTreesResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetTransactionTreesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                transaction = other.transaction
-                unknownFields = other.unknownFields
+                let o = other.read
+                transaction = o.transaction
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetTransactionTreesResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetTransactionTreesResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.transaction == r.transaction
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.transaction)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("transaction", s.transaction as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2345,52 +3173,76 @@ extension Weft.V1 {
     }
 
     /// Asks for active contracts.
-    public struct GetActiveContractsRequest: WireMessage {
+    public struct GetActiveContractsRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetActiveContractsRequest"
 
         /// Which contracts.
         public var filter: Weft.V1.TransactionFilter? {
-            get { _storage.filter }
+            get { _storage.read.filter }
             set { _uniqueStorage().filter = newValue }
+            _modify { yield &_uniqueStorage().filter }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var filter: Weft.V1.TransactionFilter? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetActiveContractsRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetActiveContractsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                filter = other.filter
-                unknownFields = other.unknownFields
+                let o = other.read
+                filter = o.filter
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetActiveContractsRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetActiveContractsRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.filter == r.filter
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.filter)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("filter", s.filter as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2418,17 +3270,88 @@ extension Weft.V1 {
     }
 
     /// A batch of active contracts; the last message carries the offset.
-    public struct GetActiveContractsResponse: WireMessage {
+    public struct GetActiveContractsResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetActiveContractsResponse"
 
         /// Contracts of this batch.
-        public var activeContracts: [Weft.V1.CreatedEvent] = []
+        public var activeContracts: [Weft.V1.CreatedEvent] {
+            get { _storage.read.activeContracts }
+            set { _uniqueStorage().activeContracts = newValue }
+            _modify { yield &_uniqueStorage().activeContracts }
+        }
 
         /// Offset at which the set is valid; set only in the last message.
-        public var offset: UInt64 = 0
+        public var offset: UInt64 {
+            get { _storage.read.offset }
+            set { _uniqueStorage().offset = newValue }
+            _modify { yield &_uniqueStorage().offset }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var activeContracts: [Weft.V1.CreatedEvent] = []
+            var offset: UInt64 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetActiveContractsResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetActiveContractsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                activeContracts = o.activeContracts
+                offset = o.offset
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetActiveContractsResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetActiveContractsResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.activeContracts == r.activeContracts
+        && l.offset == r.offset
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.activeContracts)
+            hasher.combine(s.offset)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("activeContracts", s.activeContracts as Any), ("offset", s.offset as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2456,20 +3379,99 @@ extension Weft.V1 {
     }
 
     /// Details of a party.
-    public struct PartyDetails: WireMessage {
+    public struct PartyDetails: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.PartyDetails"
 
         /// Party id, `alice::1220…`.
-        public var party: String = ""
+        public var party: String {
+            get { _storage.read.party }
+            set { _uniqueStorage().party = newValue }
+            _modify { yield &_uniqueStorage().party }
+        }
 
         /// Display name.
-        public var displayName: String = ""
+        public var displayName: String {
+            get { _storage.read.displayName }
+            set { _uniqueStorage().displayName = newValue }
+            _modify { yield &_uniqueStorage().displayName }
+        }
 
         /// Whether this participant hosts it.
-        public var isLocal: Bool = false
+        public var isLocal: Bool {
+            get { _storage.read.isLocal }
+            set { _uniqueStorage().isLocal = newValue }
+            _modify { yield &_uniqueStorage().isLocal }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var party: String = ""
+            var displayName: String = ""
+            var isLocal: Bool = false
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__PartyDetails>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__PartyDetails>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                party = o.party
+                displayName = o.displayName
+                isLocal = o.isLocal
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { PartyDetails._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__PartyDetails>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.party == r.party
+        && l.displayName == r.displayName
+        && l.isLocal == r.isLocal
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.party)
+            hasher.combine(s.displayName)
+            hasher.combine(s.isLocal)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("party", s.party as Any), ("displayName", s.displayName as Any), ("isLocal", s.isLocal as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2498,18 +3500,89 @@ extension Weft.V1 {
     }
 
     /// Allocates a party.
-    public struct AllocatePartyRequest: WireMessage {
+    public struct AllocatePartyRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.AllocatePartyRequest"
 
         /// Hint for the party's name, e.g. `alice`; the id is
         /// `alice::<participant namespace>`.
-        public var partyIDHint: String = ""
+        public var partyIDHint: String {
+            get { _storage.read.partyIDHint }
+            set { _uniqueStorage().partyIDHint = newValue }
+            _modify { yield &_uniqueStorage().partyIDHint }
+        }
 
         /// Display name.
-        public var displayName: String = ""
+        public var displayName: String {
+            get { _storage.read.displayName }
+            set { _uniqueStorage().displayName = newValue }
+            _modify { yield &_uniqueStorage().displayName }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var partyIDHint: String = ""
+            var displayName: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__AllocatePartyRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__AllocatePartyRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                partyIDHint = o.partyIDHint
+                displayName = o.displayName
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { AllocatePartyRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__AllocatePartyRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.partyIDHint == r.partyIDHint
+        && l.displayName == r.displayName
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.partyIDHint)
+            hasher.combine(s.displayName)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("partyIDHint", s.partyIDHint as Any), ("displayName", s.displayName as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2537,52 +3610,76 @@ extension Weft.V1 {
     }
 
     /// The allocated party.
-    public struct AllocatePartyResponse: WireMessage {
+    public struct AllocatePartyResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.AllocatePartyResponse"
 
         /// The party.
         public var partyDetails: Weft.V1.PartyDetails? {
-            get { _storage.partyDetails }
+            get { _storage.read.partyDetails }
             set { _uniqueStorage().partyDetails = newValue }
+            _modify { yield &_uniqueStorage().partyDetails }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var partyDetails: Weft.V1.PartyDetails? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__AllocatePartyResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__AllocatePartyResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                partyDetails = other.partyDetails
-                unknownFields = other.unknownFields
+                let o = other.read
+                partyDetails = o.partyDetails
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { AllocatePartyResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__AllocatePartyResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.partyDetails == r.partyDetails
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.partyDetails)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("partyDetails", s.partyDetails as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2636,14 +3733,77 @@ extension Weft.V1 {
     }
 
     /// The parties.
-    public struct ListKnownPartiesResponse: WireMessage {
+    public struct ListKnownPartiesResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ListKnownPartiesResponse"
 
         /// Hosted parties.
-        public var partyDetails: [Weft.V1.PartyDetails] = []
+        public var partyDetails: [Weft.V1.PartyDetails] {
+            get { _storage.read.partyDetails }
+            set { _uniqueStorage().partyDetails = newValue }
+            _modify { yield &_uniqueStorage().partyDetails }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var partyDetails: [Weft.V1.PartyDetails] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ListKnownPartiesResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ListKnownPartiesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                partyDetails = o.partyDetails
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ListKnownPartiesResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ListKnownPartiesResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.partyDetails == r.partyDetails
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.partyDetails)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("partyDetails", s.partyDetails as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2670,17 +3830,88 @@ extension Weft.V1 {
     }
 
     /// Uploads a package.
-    public struct UploadPackageRequest: WireMessage {
+    public struct UploadPackageRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.UploadPackageRequest"
 
         /// The package source text (docs/contracts.md).
-        public var source: String = ""
+        public var source: String {
+            get { _storage.read.source }
+            set { _uniqueStorage().source = newValue }
+            _modify { yield &_uniqueStorage().source }
+        }
 
         /// File name for error messages, e.g. `iou.weft`.
-        public var fileName: String = ""
+        public var fileName: String {
+            get { _storage.read.fileName }
+            set { _uniqueStorage().fileName = newValue }
+            _modify { yield &_uniqueStorage().fileName }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var source: String = ""
+            var fileName: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__UploadPackageRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__UploadPackageRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                source = o.source
+                fileName = o.fileName
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { UploadPackageRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__UploadPackageRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.source == r.source
+        && l.fileName == r.fileName
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.source)
+            hasher.combine(s.fileName)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("source", s.source as Any), ("fileName", s.fileName as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2708,14 +3939,77 @@ extension Weft.V1 {
     }
 
     /// The accepted package.
-    public struct UploadPackageResponse: WireMessage {
+    public struct UploadPackageResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.UploadPackageResponse"
 
         /// Its package id.
-        public var packageID: String = ""
+        public var packageID: String {
+            get { _storage.read.packageID }
+            set { _uniqueStorage().packageID = newValue }
+            _modify { yield &_uniqueStorage().packageID }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var packageID: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__UploadPackageResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__UploadPackageResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                packageID = o.packageID
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { UploadPackageResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__UploadPackageResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.packageID == r.packageID
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.packageID)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("packageID", s.packageID as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2742,68 +4036,88 @@ extension Weft.V1 {
     }
 
     /// Describes an uploaded package.
-    public struct PackageDetails: WireMessage {
+    public struct PackageDetails: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.PackageDetails"
 
         /// Package id.
         public var packageID: String {
-            get { _storage.packageID }
+            get { _storage.read.packageID }
             set { _uniqueStorage().packageID = newValue }
+            _modify { yield &_uniqueStorage().packageID }
         }
 
         /// Templates it defines.
         public var templateNames: [String] {
-            get { _storage.templateNames }
+            get { _storage.read.templateNames }
             set { _uniqueStorage().templateNames = newValue }
+            _modify { yield &_uniqueStorage().templateNames }
         }
 
         /// Size of the source in bytes.
         public var sizeBytes: UInt64 {
-            get { _storage.sizeBytes }
+            get { _storage.read.sizeBytes }
             set { _uniqueStorage().sizeBytes = newValue }
+            _modify { yield &_uniqueStorage().sizeBytes }
         }
 
         /// When it was uploaded.
         public var uploadedAt: Weft.V1.Timestamp? {
-            get { _storage.uploadedAt }
+            get { _storage.read.uploadedAt }
             set { _uniqueStorage().uploadedAt = newValue }
+            _modify { yield &_uniqueStorage().uploadedAt }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var packageID: String = ""
             var templateNames: [String] = []
             var sizeBytes: UInt64 = 0
             var uploadedAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__PackageDetails>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__PackageDetails>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                packageID = other.packageID
-                templateNames = other.templateNames
-                sizeBytes = other.sizeBytes
-                uploadedAt = other.uploadedAt
-                unknownFields = other.unknownFields
+                let o = other.read
+                packageID = o.packageID
+                templateNames = o.templateNames
+                sizeBytes = o.sizeBytes
+                uploadedAt = o.uploadedAt
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { PackageDetails._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__PackageDetails>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.packageID == r.packageID
         && l.templateNames == r.templateNames
         && l.sizeBytes == r.sizeBytes
@@ -2812,12 +4126,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.packageID)
             hasher.combine(s.templateNames)
             hasher.combine(s.sizeBytes)
             hasher.combine(s.uploadedAt)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("packageID", s.packageID as Any), ("templateNames", s.templateNames as Any), ("sizeBytes", s.sizeBytes as Any), ("uploadedAt", s.uploadedAt as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2874,14 +4195,77 @@ extension Weft.V1 {
     }
 
     /// The packages.
-    public struct ListPackagesResponse: WireMessage {
+    public struct ListPackagesResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ListPackagesResponse"
 
         /// Uploaded packages.
-        public var packages: [Weft.V1.PackageDetails] = []
+        public var packages: [Weft.V1.PackageDetails] {
+            get { _storage.read.packages }
+            set { _uniqueStorage().packages = newValue }
+            _modify { yield &_uniqueStorage().packages }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var packages: [Weft.V1.PackageDetails] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ListPackagesResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ListPackagesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                packages = o.packages
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ListPackagesResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ListPackagesResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.packages == r.packages
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.packages)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("packages", s.packages as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2908,14 +4292,77 @@ extension Weft.V1 {
     }
 
     /// Asks for a package.
-    public struct GetPackageRequest: WireMessage {
+    public struct GetPackageRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetPackageRequest"
 
         /// Package id.
-        public var packageID: String = ""
+        public var packageID: String {
+            get { _storage.read.packageID }
+            set { _uniqueStorage().packageID = newValue }
+            _modify { yield &_uniqueStorage().packageID }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var packageID: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetPackageRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetPackageRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                packageID = o.packageID
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetPackageRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetPackageRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.packageID == r.packageID
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.packageID)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("packageID", s.packageID as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2942,62 +4389,87 @@ extension Weft.V1 {
     }
 
     /// The package.
-    public struct GetPackageResponse: WireMessage {
+    public struct GetPackageResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetPackageResponse"
 
         /// Its details.
         public var details: Weft.V1.PackageDetails? {
-            get { _storage.details }
+            get { _storage.read.details }
             set { _uniqueStorage().details = newValue }
+            _modify { yield &_uniqueStorage().details }
         }
 
         /// Its source text.
         public var source: String {
-            get { _storage.source }
+            get { _storage.read.source }
             set { _uniqueStorage().source = newValue }
+            _modify { yield &_uniqueStorage().source }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var details: Weft.V1.PackageDetails? = nil
             var source: String = ""
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetPackageResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetPackageResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                details = other.details
-                source = other.source
-                unknownFields = other.unknownFields
+                let o = other.read
+                details = o.details
+                source = o.source
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetPackageResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetPackageResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.details == r.details
         && l.source == r.source
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.details)
             hasher.combine(s.source)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("details", s.details as Any), ("source", s.source as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -3038,16 +4510,30 @@ extension Weft.V1.CreateCommand: CBackedMessage {
         weft__v1__create_command__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.template_id { try Weft.V1.TemplateId.validate(p, byteCount: byteCount) }
+        if let p = c.create_arguments { try Weft.V1.Record.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.template_id { s.templateID = Weft.V1.TemplateId(decoded: p, in: tree) }
+        if let p = c.create_arguments { s.createArguments = Weft.V1.Record(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
         if let v = s.createArguments { c.pointee.create_arguments = try Weft.V1.Record.makeC(v, arena) }
@@ -3067,18 +4553,34 @@ extension Weft.V1.ExerciseCommand: CBackedMessage {
         weft__v1__exercise_command__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExerciseCommand", 2)
-        s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseCommand", 3)
-        if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.template_id { try Weft.V1.TemplateId.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 2)
+        try CBridge.checkString(c.choice, Self.protoMessageName, 3)
+        if let p = c.choice_argument { try Weft.V1.Value.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.template_id { s.templateID = Weft.V1.TemplateId(decoded: p, in: tree) }
+        s.contractID = CBridge.string(c.contract_id)
+        s.choice = CBridge.string(c.choice)
+        if let p = c.choice_argument { s.choiceArgument = Weft.V1.Value(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ExerciseCommand", 2)
@@ -3100,19 +4602,36 @@ extension Weft.V1.Command: CBackedMessage {
         weft__v1__command__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: s.kind = .create(try Weft.V1.CreateCommand(c: c.create, byteCount: byteCount))
-        case 2: s.kind = .exercise(try Weft.V1.ExerciseCommand(c: c.exercise, byteCount: byteCount))
+        case 1: try Weft.V1.CreateCommand.validate(c.create, byteCount: byteCount)
+        case 2: try Weft.V1.ExerciseCommand.validate(c.exercise, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.kind_case.rawValue {
+        case 1: s.kind = .create(Weft.V1.CreateCommand(decoded: c.create, in: tree))
+        case 2: s.kind = .exercise(Weft.V1.ExerciseCommand(decoded: c.exercise, in: tree))
         default: s.kind = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.kind {
         case nil: break
@@ -3139,23 +4658,44 @@ extension Weft.V1.Commands: CBackedMessage {
         weft__v1__commands__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.Commands", 1)
-        s.applicationID = try CBridge.string(c.application_id, "weft.v1.Commands", 2)
-        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands", 3) }
-        s.readAs = try CBridge.array(c.read_as, c.n_read_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Commands", 4) }
-        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Commands", 5)
-        if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p, byteCount: byteCount) }
-        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Commands", 7)
-        s.commands = try CBridge.array(c.commands, c.n_commands) { (e) throws(WireError) in try Weft.V1.Command(c: e!, byteCount: byteCount) }
-        s.disclosedContracts = try CBridge.array(c.disclosed_contracts, c.n_disclosed_contracts) { (e) throws(WireError) in try Weft.V1.DisclosedContract(c: e!, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.command_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.application_id, Self.protoMessageName, 2)
+        for index in 0..<c.n_act_as { try CBridge.checkString(c.act_as![index], Self.protoMessageName, 3) }
+        for index in 0..<c.n_read_as { try CBridge.checkString(c.read_as![index], Self.protoMessageName, 4) }
+        try CBridge.checkString(c.workflow_id, Self.protoMessageName, 5)
+        if let p = c.deduplication_period { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.submission_id, Self.protoMessageName, 7)
+        for index in 0..<c.n_commands { try Weft.V1.Command.validate(c.commands![index]!, byteCount: byteCount) }
+        for index in 0..<c.n_disclosed_contracts { try Weft.V1.DisclosedContract.validate(c.disclosed_contracts![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.commandID = CBridge.string(c.command_id)
+        s.applicationID = CBridge.string(c.application_id)
+        s.actAs = CBridge.array(c.act_as, c.n_act_as) { e in CBridge.string(e) }
+        s.readAs = CBridge.array(c.read_as, c.n_read_as) { e in CBridge.string(e) }
+        s.workflowID = CBridge.string(c.workflow_id)
+        if let p = c.deduplication_period { s.deduplicationPeriod = Weft.V1.Duration(decoded: p, in: tree) }
+        s.submissionID = CBridge.string(c.submission_id)
+        s.commands = CBridge.array(c.commands, c.n_commands) { e in Weft.V1.Command(decoded: e!, in: tree) }
+        s.disclosedContracts = CBridge.array(c.disclosed_contracts, c.n_disclosed_contracts) { e in Weft.V1.DisclosedContract(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.Commands", 1)
         c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.Commands", 2)
@@ -3186,17 +4726,31 @@ extension Weft.V1.DisclosedContract: CBackedMessage {
         weft__v1__disclosed_contract__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.DisclosedContract", 2)
+        if let p = c.template_id { try Weft.V1.TemplateId.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.template_id { s.templateID = Weft.V1.TemplateId(decoded: p, in: tree) }
+        s.contractID = CBridge.string(c.contract_id)
         s.createdEventBlob = CBridge.bytes(c.created_event_blob)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.DisclosedContract", 2)
@@ -3217,15 +4771,28 @@ extension Weft.V1.SubmitRequest: CBackedMessage {
         weft__v1__submit_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.commands { s.commands = try Weft.V1.Commands(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.commands { try Weft.V1.Commands.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.commands { s.commands = Weft.V1.Commands(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.commands { c.pointee.commands = try Weft.V1.Commands.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3244,15 +4811,30 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
         weft__v1__submit_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitResponse", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.submission_id, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.submissionID = CBridge.string(c.submission_id)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.submission_id = try CBridge.cString(self.submissionID, arena, "weft.v1.SubmitResponse", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.submission_id = try CBridge.cString(s.submissionID, arena, "weft.v1.SubmitResponse", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3268,15 +4850,28 @@ extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
         weft__v1__submit_and_wait_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.commands { s.commands = try Weft.V1.Commands(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.commands { try Weft.V1.Commands.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.commands { s.commands = Weft.V1.Commands(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.commands { c.pointee.commands = try Weft.V1.Commands.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3295,20 +4890,37 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
         weft__v1__submit_and_wait_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.transactionID = try CBridge.string(c.transaction_id, "weft.v1.SubmitAndWaitResponse", 1)
-        self.offset = c.offset
-        self.results = try CBridge.array(c.results, c.n_results) { (e) throws(WireError) in try Weft.V1.Value(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.transaction_id, Self.protoMessageName, 1)
+        for index in 0..<c.n_results { try Weft.V1.Value.validate(c.results![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.transactionID = CBridge.string(c.transaction_id)
+        s.offset = c.offset
+        s.results = CBridge.array(c.results, c.n_results) { e in Weft.V1.Value(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.transaction_id = try CBridge.cString(self.transactionID, arena, "weft.v1.SubmitAndWaitResponse", 1)
-        c.pointee.offset = self.offset
-        c.pointee.n_results = self.results.count
-        c.pointee.results = try CBridge.cArray(self.results, arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.transaction_id = try CBridge.cString(s.transactionID, arena, "weft.v1.SubmitAndWaitResponse", 1)
+        c.pointee.offset = s.offset
+        c.pointee.n_results = s.results.count
+        c.pointee.results = try CBridge.cArray(s.results, arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3324,21 +4936,39 @@ extension Weft.V1.Completion: CBackedMessage {
         weft__v1__completion__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.Completion", 1)
-        if let p = c.status { s.status = try Weft.V1.Status(c: p, byteCount: byteCount) }
-        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Completion", 3)
-        s.applicationID = try CBridge.string(c.application_id, "weft.v1.Completion", 4)
-        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Completion", 5) }
-        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.Completion", 6)
+        try CBridge.checkString(c.command_id, Self.protoMessageName, 1)
+        if let p = c.status { try Weft.V1.Status.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.transaction_id, Self.protoMessageName, 3)
+        try CBridge.checkString(c.application_id, Self.protoMessageName, 4)
+        for index in 0..<c.n_act_as { try CBridge.checkString(c.act_as![index], Self.protoMessageName, 5) }
+        try CBridge.checkString(c.submission_id, Self.protoMessageName, 6)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.commandID = CBridge.string(c.command_id)
+        if let p = c.status { s.status = Weft.V1.Status(decoded: p, in: tree) }
+        s.transactionID = CBridge.string(c.transaction_id)
+        s.applicationID = CBridge.string(c.application_id)
+        s.actAs = CBridge.array(c.act_as, c.n_act_as) { e in CBridge.string(e) }
+        s.submissionID = CBridge.string(c.submission_id)
         s.offset = c.offset
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.Completion", 1)
         if let v = s.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
@@ -3364,20 +4994,36 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
         weft__v1__completion_stream_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.applicationID = try CBridge.string(c.application_id, "weft.v1.CompletionStreamRequest", 1)
-        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CompletionStreamRequest", 2) }
-        self.beginExclusive = c.begin_exclusive
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.application_id, Self.protoMessageName, 1)
+        for index in 0..<c.n_parties { try CBridge.checkString(c.parties![index], Self.protoMessageName, 2) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.applicationID = CBridge.string(c.application_id)
+        s.parties = CBridge.array(c.parties, c.n_parties) { e in CBridge.string(e) }
+        s.beginExclusive = c.begin_exclusive
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.application_id = try CBridge.cString(self.applicationID, arena, "weft.v1.CompletionStreamRequest", 1)
-        c.pointee.n_parties = self.parties.count
-        c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CompletionStreamRequest", 2) ?? CBridge.emptyCString }
-        c.pointee.begin_exclusive = self.beginExclusive
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.CompletionStreamRequest", 1)
+        c.pointee.n_parties = s.parties.count
+        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CompletionStreamRequest", 2) ?? CBridge.emptyCString }
+        c.pointee.begin_exclusive = s.beginExclusive
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3393,15 +5039,28 @@ extension Weft.V1.CompletionStreamResponse: CBackedMessage {
         weft__v1__completion_stream_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.completion { s.completion = try Weft.V1.Completion(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.completion { try Weft.V1.Completion.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.completion { s.completion = Weft.V1.Completion(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.completion { c.pointee.completion = try Weft.V1.Completion.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3420,19 +5079,36 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
         weft__v1__transaction_filter__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionFilter", 1) }
-        self.templateIDs = try CBridge.array(c.template_ids, c.n_template_ids) { (e) throws(WireError) in try Weft.V1.TemplateId(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_parties { try CBridge.checkString(c.parties![index], Self.protoMessageName, 1) }
+        for index in 0..<c.n_template_ids { try Weft.V1.TemplateId.validate(c.template_ids![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.parties = CBridge.array(c.parties, c.n_parties) { e in CBridge.string(e) }
+        s.templateIDs = CBridge.array(c.template_ids, c.n_template_ids) { e in Weft.V1.TemplateId(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_parties = self.parties.count
-        c.pointee.parties = try CBridge.cArray(self.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionFilter", 1) ?? CBridge.emptyCString }
-        c.pointee.n_template_ids = self.templateIDs.count
-        c.pointee.template_ids = try CBridge.cArray(self.templateIDs, arena) { (e) throws(WireError) in Optional(try Weft.V1.TemplateId.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_parties = s.parties.count
+        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionFilter", 1) ?? CBridge.emptyCString }
+        c.pointee.n_template_ids = s.templateIDs.count
+        c.pointee.template_ids = try CBridge.cArray(s.templateIDs, arena) { (e) throws(WireError) in Optional(try Weft.V1.TemplateId.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3448,22 +5124,41 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
         weft__v1__created_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.eventID = try CBridge.string(c.event_id, "weft.v1.CreatedEvent", 1)
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.CreatedEvent", 2)
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        if let p = c.create_arguments { s.createArguments = try Weft.V1.Record(c: p, byteCount: byteCount) }
-        s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent", 5) }
-        s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent", 6) }
-        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CreatedEvent", 7) }
+        try CBridge.checkString(c.event_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 2)
+        if let p = c.template_id { try Weft.V1.TemplateId.validate(p, byteCount: byteCount) }
+        if let p = c.create_arguments { try Weft.V1.Record.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_signatories { try CBridge.checkString(c.signatories![index], Self.protoMessageName, 5) }
+        for index in 0..<c.n_observers { try CBridge.checkString(c.observers![index], Self.protoMessageName, 6) }
+        for index in 0..<c.n_witness_parties { try CBridge.checkString(c.witness_parties![index], Self.protoMessageName, 7) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.eventID = CBridge.string(c.event_id)
+        s.contractID = CBridge.string(c.contract_id)
+        if let p = c.template_id { s.templateID = Weft.V1.TemplateId(decoded: p, in: tree) }
+        if let p = c.create_arguments { s.createArguments = Weft.V1.Record(decoded: p, in: tree) }
+        s.signatories = CBridge.array(c.signatories, c.n_signatories) { e in CBridge.string(e) }
+        s.observers = CBridge.array(c.observers, c.n_observers) { e in CBridge.string(e) }
+        s.witnessParties = CBridge.array(c.witness_parties, c.n_witness_parties) { e in CBridge.string(e) }
         s.createdEventBlob = CBridge.bytes(c.created_event_blob)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.event_id = try CBridge.cString(s.eventID, arena, "weft.v1.CreatedEvent", 1)
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.CreatedEvent", 2)
@@ -3492,18 +5187,34 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
         weft__v1__archived_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.eventID = try CBridge.string(c.event_id, "weft.v1.ArchivedEvent", 1)
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ArchivedEvent", 2)
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ArchivedEvent", 4) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.event_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 2)
+        if let p = c.template_id { try Weft.V1.TemplateId.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_witness_parties { try CBridge.checkString(c.witness_parties![index], Self.protoMessageName, 4) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.eventID = CBridge.string(c.event_id)
+        s.contractID = CBridge.string(c.contract_id)
+        if let p = c.template_id { s.templateID = Weft.V1.TemplateId(decoded: p, in: tree) }
+        s.witnessParties = CBridge.array(c.witness_parties, c.n_witness_parties) { e in CBridge.string(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.event_id = try CBridge.cString(s.eventID, arena, "weft.v1.ArchivedEvent", 1)
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ArchivedEvent", 2)
@@ -3526,24 +5237,45 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
         weft__v1__exercised_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.eventID = try CBridge.string(c.event_id, "weft.v1.ExercisedEvent", 1)
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ExercisedEvent", 2)
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.choice = try CBridge.string(c.choice, "weft.v1.ExercisedEvent", 4)
-        if let p = c.choice_argument { s.choiceArgument = try Weft.V1.Value(c: p, byteCount: byteCount) }
-        s.actingParties = try CBridge.array(c.acting_parties, c.n_acting_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent", 6) }
+        try CBridge.checkString(c.event_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 2)
+        if let p = c.template_id { try Weft.V1.TemplateId.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.choice, Self.protoMessageName, 4)
+        if let p = c.choice_argument { try Weft.V1.Value.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_acting_parties { try CBridge.checkString(c.acting_parties![index], Self.protoMessageName, 6) }
+        for index in 0..<c.n_witness_parties { try CBridge.checkString(c.witness_parties![index], Self.protoMessageName, 8) }
+        for index in 0..<c.n_child_event_ids { try CBridge.checkString(c.child_event_ids![index], Self.protoMessageName, 9) }
+        if let p = c.exercise_result { try Weft.V1.Value.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.eventID = CBridge.string(c.event_id)
+        s.contractID = CBridge.string(c.contract_id)
+        if let p = c.template_id { s.templateID = Weft.V1.TemplateId(decoded: p, in: tree) }
+        s.choice = CBridge.string(c.choice)
+        if let p = c.choice_argument { s.choiceArgument = Weft.V1.Value(decoded: p, in: tree) }
+        s.actingParties = CBridge.array(c.acting_parties, c.n_acting_parties) { e in CBridge.string(e) }
         s.consuming = c.consuming != 0
-        s.witnessParties = try CBridge.array(c.witness_parties, c.n_witness_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent", 8) }
-        s.childEventIDs = try CBridge.array(c.child_event_ids, c.n_child_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExercisedEvent", 9) }
-        if let p = c.exercise_result { s.exerciseResult = try Weft.V1.Value(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.witnessParties = CBridge.array(c.witness_parties, c.n_witness_parties) { e in CBridge.string(e) }
+        s.childEventIDs = CBridge.array(c.child_event_ids, c.n_child_event_ids) { e in CBridge.string(e) }
+        if let p = c.exercise_result { s.exerciseResult = Weft.V1.Value(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.event_id = try CBridge.cString(s.eventID, arena, "weft.v1.ExercisedEvent", 1)
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ExercisedEvent", 2)
@@ -3574,19 +5306,36 @@ extension Weft.V1.Event: CBackedMessage {
         weft__v1__event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: s.kind = .created(try Weft.V1.CreatedEvent(c: c.created, byteCount: byteCount))
-        case 2: s.kind = .archived(try Weft.V1.ArchivedEvent(c: c.archived, byteCount: byteCount))
+        case 1: try Weft.V1.CreatedEvent.validate(c.created, byteCount: byteCount)
+        case 2: try Weft.V1.ArchivedEvent.validate(c.archived, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.kind_case.rawValue {
+        case 1: s.kind = .created(Weft.V1.CreatedEvent(decoded: c.created, in: tree))
+        case 2: s.kind = .archived(Weft.V1.ArchivedEvent(decoded: c.archived, in: tree))
         default: s.kind = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.kind {
         case nil: break
@@ -3613,21 +5362,39 @@ extension Weft.V1.Transaction: CBackedMessage {
         weft__v1__transaction__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.Transaction", 1)
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.Transaction", 2)
-        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.Transaction", 3)
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.Event(c: e!, byteCount: byteCount) }
+        try CBridge.checkString(c.transaction_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.command_id, Self.protoMessageName, 2)
+        try CBridge.checkString(c.workflow_id, Self.protoMessageName, 3)
+        if let p = c.effective_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_events { try Weft.V1.Event.validate(c.events![index]!, byteCount: byteCount) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 7)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.transactionID = CBridge.string(c.transaction_id)
+        s.commandID = CBridge.string(c.command_id)
+        s.workflowID = CBridge.string(c.workflow_id)
+        if let p = c.effective_at { s.effectiveAt = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.events = CBridge.array(c.events, c.n_events) { e in Weft.V1.Event(decoded: e!, in: tree) }
         s.offset = c.offset
-        s.domain = try CBridge.string(c.domain, "weft.v1.Transaction", 7)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.domain = CBridge.string(c.domain)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.transaction_id = try CBridge.cString(s.transactionID, arena, "weft.v1.Transaction", 1)
         c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.Transaction", 2)
@@ -3653,19 +5420,36 @@ extension Weft.V1.TreeEvent: CBackedMessage {
         weft__v1__tree_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.kind_case.rawValue {
-        case 1: s.kind = .created(try Weft.V1.CreatedEvent(c: c.created, byteCount: byteCount))
-        case 2: s.kind = .exercised(try Weft.V1.ExercisedEvent(c: c.exercised, byteCount: byteCount))
+        case 1: try Weft.V1.CreatedEvent.validate(c.created, byteCount: byteCount)
+        case 2: try Weft.V1.ExercisedEvent.validate(c.exercised, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.kind_case.rawValue {
+        case 1: s.kind = .created(Weft.V1.CreatedEvent(decoded: c.created, in: tree))
+        case 2: s.kind = .exercised(Weft.V1.ExercisedEvent(decoded: c.exercised, in: tree))
         default: s.kind = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.kind {
         case nil: break
@@ -3692,22 +5476,41 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
         weft__v1__transaction_tree_view__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.transactionID = try CBridge.string(c.transaction_id, "weft.v1.TransactionTreeView", 1)
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.TransactionTreeView", 2)
-        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.TransactionTreeView", 3)
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        try CBridge.checkString(c.transaction_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.command_id, Self.protoMessageName, 2)
+        try CBridge.checkString(c.workflow_id, Self.protoMessageName, 3)
+        if let p = c.effective_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_events { try Weft.V1.TreeEvent.validate(c.events![index]!, byteCount: byteCount) }
+        for index in 0..<c.n_root_event_ids { try CBridge.checkString(c.root_event_ids![index], Self.protoMessageName, 7) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 8)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.transactionID = CBridge.string(c.transaction_id)
+        s.commandID = CBridge.string(c.command_id)
+        s.workflowID = CBridge.string(c.workflow_id)
+        if let p = c.effective_at { s.effectiveAt = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.offset = c.offset
-        s.events = try CBridge.array(c.events, c.n_events) { (e) throws(WireError) in try Weft.V1.TreeEvent(c: e!, byteCount: byteCount) }
-        s.rootEventIDs = try CBridge.array(c.root_event_ids, c.n_root_event_ids) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.TransactionTreeView", 7) }
-        s.domain = try CBridge.string(c.domain, "weft.v1.TransactionTreeView", 8)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.events = CBridge.array(c.events, c.n_events) { e in Weft.V1.TreeEvent(decoded: e!, in: tree) }
+        s.rootEventIDs = CBridge.array(c.root_event_ids, c.n_root_event_ids) { e in CBridge.string(e) }
+        s.domain = CBridge.string(c.domain)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.transaction_id = try CBridge.cString(s.transactionID, arena, "weft.v1.TransactionTreeView", 1)
         c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.TransactionTreeView", 2)
@@ -3735,17 +5538,30 @@ extension Weft.V1.GetTransactionsRequest: CBackedMessage {
         weft__v1__get_transactions_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.filter { try Weft.V1.TransactionFilter.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.beginExclusive = c.begin_exclusive
         s.endInclusive = c.end_inclusive
-        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.filter { s.filter = Weft.V1.TransactionFilter(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.begin_exclusive = s.beginExclusive
         c.pointee.end_inclusive = s.endInclusive
@@ -3766,15 +5582,28 @@ extension Weft.V1.GetTransactionsResponse: CBackedMessage {
         weft__v1__get_transactions_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.transaction { s.transaction = try Weft.V1.Transaction(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.transaction { try Weft.V1.Transaction.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.transaction { s.transaction = Weft.V1.Transaction(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.transaction { c.pointee.transaction = try Weft.V1.Transaction.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3793,17 +5622,30 @@ extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
         weft__v1__get_transaction_trees_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.filter { try Weft.V1.TransactionFilter.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.beginExclusive = c.begin_exclusive
         s.endInclusive = c.end_inclusive
-        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.filter { s.filter = Weft.V1.TransactionFilter(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.begin_exclusive = s.beginExclusive
         c.pointee.end_inclusive = s.endInclusive
@@ -3824,15 +5666,28 @@ extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
         weft__v1__get_transaction_trees_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.transaction { s.transaction = try Weft.V1.TransactionTreeView(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.transaction { try Weft.V1.TransactionTreeView.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.transaction { s.transaction = Weft.V1.TransactionTreeView(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.transaction { c.pointee.transaction = try Weft.V1.TransactionTreeView.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3851,9 +5706,14 @@ extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
         weft__v1__get_ledger_end_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3873,10 +5733,15 @@ extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
         weft__v1__get_ledger_end_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         let c = pointer.pointee
         self.offset = c.offset
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -3897,15 +5762,28 @@ extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
         weft__v1__get_active_contracts_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.filter { s.filter = try Weft.V1.TransactionFilter(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.filter { try Weft.V1.TransactionFilter.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.filter { s.filter = Weft.V1.TransactionFilter(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.filter { c.pointee.filter = try Weft.V1.TransactionFilter.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -3924,18 +5802,34 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
         weft__v1__get_active_contracts_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.activeContracts = try CBridge.array(c.active_contracts, c.n_active_contracts) { (e) throws(WireError) in try Weft.V1.CreatedEvent(c: e!, byteCount: byteCount) }
-        self.offset = c.offset
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_active_contracts { try Weft.V1.CreatedEvent.validate(c.active_contracts![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.activeContracts = CBridge.array(c.active_contracts, c.n_active_contracts) { e in Weft.V1.CreatedEvent(decoded: e!, in: tree) }
+        s.offset = c.offset
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_active_contracts = self.activeContracts.count
-        c.pointee.active_contracts = try CBridge.cArray(self.activeContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedEvent.makeC(e, arena)) }
-        c.pointee.offset = self.offset
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_active_contracts = s.activeContracts.count
+        c.pointee.active_contracts = try CBridge.cArray(s.activeContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedEvent.makeC(e, arena)) }
+        c.pointee.offset = s.offset
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3951,19 +5845,35 @@ extension Weft.V1.PartyDetails: CBackedMessage {
         weft__v1__party_details__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.party = try CBridge.string(c.party, "weft.v1.PartyDetails", 1)
-        self.displayName = try CBridge.string(c.display_name, "weft.v1.PartyDetails", 2)
-        self.isLocal = c.is_local != 0
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.party, Self.protoMessageName, 1)
+        try CBridge.checkString(c.display_name, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.party = CBridge.string(c.party)
+        s.displayName = CBridge.string(c.display_name)
+        s.isLocal = c.is_local != 0
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.party = try CBridge.cString(self.party, arena, "weft.v1.PartyDetails", 1)
-        c.pointee.display_name = try CBridge.cString(self.displayName, arena, "weft.v1.PartyDetails", 2)
-        c.pointee.is_local = self.isLocal ? 1 : 0
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.party = try CBridge.cString(s.party, arena, "weft.v1.PartyDetails", 1)
+        c.pointee.display_name = try CBridge.cString(s.displayName, arena, "weft.v1.PartyDetails", 2)
+        c.pointee.is_local = s.isLocal ? 1 : 0
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3979,17 +5889,33 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
         weft__v1__allocate_party_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.partyIDHint = try CBridge.string(c.party_id_hint, "weft.v1.AllocatePartyRequest", 1)
-        self.displayName = try CBridge.string(c.display_name, "weft.v1.AllocatePartyRequest", 2)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.party_id_hint, Self.protoMessageName, 1)
+        try CBridge.checkString(c.display_name, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.partyIDHint = CBridge.string(c.party_id_hint)
+        s.displayName = CBridge.string(c.display_name)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.party_id_hint = try CBridge.cString(self.partyIDHint, arena, "weft.v1.AllocatePartyRequest", 1)
-        c.pointee.display_name = try CBridge.cString(self.displayName, arena, "weft.v1.AllocatePartyRequest", 2)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.party_id_hint = try CBridge.cString(s.partyIDHint, arena, "weft.v1.AllocatePartyRequest", 1)
+        c.pointee.display_name = try CBridge.cString(s.displayName, arena, "weft.v1.AllocatePartyRequest", 2)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4005,15 +5931,28 @@ extension Weft.V1.AllocatePartyResponse: CBackedMessage {
         weft__v1__allocate_party_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.party_details { s.partyDetails = try Weft.V1.PartyDetails(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.party_details { try Weft.V1.PartyDetails.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.party_details { s.partyDetails = Weft.V1.PartyDetails(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.partyDetails { c.pointee.party_details = try Weft.V1.PartyDetails.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -4032,9 +5971,14 @@ extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
         weft__v1__list_known_parties_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4054,16 +5998,32 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
         weft__v1__list_known_parties_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.partyDetails = try CBridge.array(c.party_details, c.n_party_details) { (e) throws(WireError) in try Weft.V1.PartyDetails(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_party_details { try Weft.V1.PartyDetails.validate(c.party_details![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.partyDetails = CBridge.array(c.party_details, c.n_party_details) { e in Weft.V1.PartyDetails(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_party_details = self.partyDetails.count
-        c.pointee.party_details = try CBridge.cArray(self.partyDetails, arena) { (e) throws(WireError) in Optional(try Weft.V1.PartyDetails.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_party_details = s.partyDetails.count
+        c.pointee.party_details = try CBridge.cArray(s.partyDetails, arena) { (e) throws(WireError) in Optional(try Weft.V1.PartyDetails.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4079,17 +6039,33 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
         weft__v1__upload_package_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.source = try CBridge.string(c.source, "weft.v1.UploadPackageRequest", 1)
-        self.fileName = try CBridge.string(c.file_name, "weft.v1.UploadPackageRequest", 2)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.source, Self.protoMessageName, 1)
+        try CBridge.checkString(c.file_name, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.source = CBridge.string(c.source)
+        s.fileName = CBridge.string(c.file_name)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.source = try CBridge.cString(self.source, arena, "weft.v1.UploadPackageRequest", 1)
-        c.pointee.file_name = try CBridge.cString(self.fileName, arena, "weft.v1.UploadPackageRequest", 2)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.source = try CBridge.cString(s.source, arena, "weft.v1.UploadPackageRequest", 1)
+        c.pointee.file_name = try CBridge.cString(s.fileName, arena, "weft.v1.UploadPackageRequest", 2)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4105,15 +6081,30 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
         weft__v1__upload_package_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.packageID = try CBridge.string(c.package_id, "weft.v1.UploadPackageResponse", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.package_id, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.packageID = CBridge.string(c.package_id)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.package_id = try CBridge.cString(self.packageID, arena, "weft.v1.UploadPackageResponse", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.package_id = try CBridge.cString(s.packageID, arena, "weft.v1.UploadPackageResponse", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4129,18 +6120,33 @@ extension Weft.V1.PackageDetails: CBackedMessage {
         weft__v1__package_details__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.packageID = try CBridge.string(c.package_id, "weft.v1.PackageDetails", 1)
-        s.templateNames = try CBridge.array(c.template_names, c.n_template_names) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.PackageDetails", 2) }
+        try CBridge.checkString(c.package_id, Self.protoMessageName, 1)
+        for index in 0..<c.n_template_names { try CBridge.checkString(c.template_names![index], Self.protoMessageName, 2) }
+        if let p = c.uploaded_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.packageID = CBridge.string(c.package_id)
+        s.templateNames = CBridge.array(c.template_names, c.n_template_names) { e in CBridge.string(e) }
         s.sizeBytes = c.size_bytes
-        if let p = c.uploaded_at { s.uploadedAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.uploaded_at { s.uploadedAt = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.package_id = try CBridge.cString(s.packageID, arena, "weft.v1.PackageDetails", 1)
         c.pointee.n_template_names = s.templateNames.count
@@ -4163,9 +6169,14 @@ extension Weft.V1.ListPackagesRequest: CBackedMessage {
         weft__v1__list_packages_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4185,16 +6196,32 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
         weft__v1__list_packages_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.packages = try CBridge.array(c.packages, c.n_packages) { (e) throws(WireError) in try Weft.V1.PackageDetails(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_packages { try Weft.V1.PackageDetails.validate(c.packages![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.packages = CBridge.array(c.packages, c.n_packages) { e in Weft.V1.PackageDetails(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_packages = self.packages.count
-        c.pointee.packages = try CBridge.cArray(self.packages, arena) { (e) throws(WireError) in Optional(try Weft.V1.PackageDetails.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_packages = s.packages.count
+        c.pointee.packages = try CBridge.cArray(s.packages, arena) { (e) throws(WireError) in Optional(try Weft.V1.PackageDetails.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4210,15 +6237,30 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
         weft__v1__get_package_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.packageID = try CBridge.string(c.package_id, "weft.v1.GetPackageRequest", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.package_id, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.packageID = CBridge.string(c.package_id)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.package_id = try CBridge.cString(self.packageID, arena, "weft.v1.GetPackageRequest", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.package_id = try CBridge.cString(s.packageID, arena, "weft.v1.GetPackageRequest", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4234,16 +6276,30 @@ extension Weft.V1.GetPackageResponse: CBackedMessage {
         weft__v1__get_package_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.details { s.details = try Weft.V1.PackageDetails(c: p, byteCount: byteCount) }
-        s.source = try CBridge.string(c.source, "weft.v1.GetPackageResponse", 2)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.details { try Weft.V1.PackageDetails.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.source, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.details { s.details = Weft.V1.PackageDetails(decoded: p, in: tree) }
+        s.source = CBridge.string(c.source)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.details { c.pointee.details = try Weft.V1.PackageDetails.makeC(v, arena) }
         c.pointee.source = try CBridge.cString(s.source, arena, "weft.v1.GetPackageResponse", 2)

@@ -80,65 +80,75 @@ extension Weft.V1 {
     }
 
     /// Who submitted the transaction, and how to deduplicate it.
-    public struct SubmitterMetadata: WireMessage {
+    public struct SubmitterMetadata: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubmitterMetadata"
 
         /// Salt that blinds this node's hash.
         public var salt: [UInt8] {
-            get { _storage.salt }
+            get { _storage.read.salt }
             set { _uniqueStorage().salt = newValue }
+            _modify { yield &_uniqueStorage().salt }
         }
 
         /// Parties the transaction acts as.
         public var actAs: [String] {
-            get { _storage.actAs }
+            get { _storage.read.actAs }
             set { _uniqueStorage().actAs = newValue }
+            _modify { yield &_uniqueStorage().actAs }
         }
 
         /// Participant id of the submitter.
         public var submittingParticipant: String {
-            get { _storage.submittingParticipant }
+            get { _storage.read.submittingParticipant }
             set { _uniqueStorage().submittingParticipant = newValue }
+            _modify { yield &_uniqueStorage().submittingParticipant }
         }
 
         /// Application's command id, for deduplication and the completion.
         public var commandID: String {
-            get { _storage.commandID }
+            get { _storage.read.commandID }
             set { _uniqueStorage().commandID = newValue }
+            _modify { yield &_uniqueStorage().commandID }
         }
 
         /// Application id of the submitting application.
         public var applicationID: String {
-            get { _storage.applicationID }
+            get { _storage.read.applicationID }
             set { _uniqueStorage().applicationID = newValue }
+            _modify { yield &_uniqueStorage().applicationID }
         }
 
         /// Submission id chosen by the application (or the participant).
         public var submissionID: String {
-            get { _storage.submissionID }
+            get { _storage.read.submissionID }
             set { _uniqueStorage().submissionID = newValue }
+            _modify { yield &_uniqueStorage().submissionID }
         }
 
         /// The request is void if not sequenced by this time.
         public var maxSequencingTime: Weft.V1.Timestamp? {
-            get { _storage.maxSequencingTime }
+            get { _storage.read.maxSequencingTime }
             set { _uniqueStorage().maxSequencingTime = newValue }
+            _modify { yield &_uniqueStorage().maxSequencingTime }
         }
 
         /// Deduplication period the command asked for.
         public var deduplicationPeriod: Weft.V1.Duration? {
-            get { _storage.deduplicationPeriod }
+            get { _storage.read.deduplicationPeriod }
             set { _uniqueStorage().deduplicationPeriod = newValue }
+            _modify { yield &_uniqueStorage().deduplicationPeriod }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var salt: [UInt8] = []
             var actAs: [String] = []
@@ -149,31 +159,45 @@ extension Weft.V1 {
             var maxSequencingTime: Weft.V1.Timestamp? = nil
             var deduplicationPeriod: Weft.V1.Duration? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SubmitterMetadata>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SubmitterMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                salt = other.salt
-                actAs = other.actAs
-                submittingParticipant = other.submittingParticipant
-                commandID = other.commandID
-                applicationID = other.applicationID
-                submissionID = other.submissionID
-                maxSequencingTime = other.maxSequencingTime
-                deduplicationPeriod = other.deduplicationPeriod
-                unknownFields = other.unknownFields
+                let o = other.read
+                salt = o.salt
+                actAs = o.actAs
+                submittingParticipant = o.submittingParticipant
+                commandID = o.commandID
+                applicationID = o.applicationID
+                submissionID = o.submissionID
+                maxSequencingTime = o.maxSequencingTime
+                deduplicationPeriod = o.deduplicationPeriod
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SubmitterMetadata._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SubmitterMetadata>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.salt == r.salt
         && l.actAs == r.actAs
         && l.submittingParticipant == r.submittingParticipant
@@ -186,7 +210,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.salt)
             hasher.combine(s.actAs)
             hasher.combine(s.submittingParticipant)
@@ -196,6 +220,13 @@ extension Weft.V1 {
             hasher.combine(s.maxSequencingTime)
             hasher.combine(s.deduplicationPeriod)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("salt", s.salt as Any), ("actAs", s.actAs as Any), ("submittingParticipant", s.submittingParticipant as Any), ("commandID", s.commandID as Any), ("applicationID", s.applicationID as Any), ("submissionID", s.submissionID as Any), ("maxSequencingTime", s.maxSequencingTime as Any), ("deduplicationPeriod", s.deduplicationPeriod as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -230,26 +261,121 @@ extension Weft.V1 {
     }
 
     /// Data every involved node sees: domain, mediator, request identity.
-    public struct CommonMetadata: WireMessage {
+    public struct CommonMetadata: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CommonMetadata"
 
         /// Salt that blinds this node's hash.
-        public var salt: [UInt8] = []
+        public var salt: [UInt8] {
+            get { _storage.read.salt }
+            set { _uniqueStorage().salt = newValue }
+            _modify { yield &_uniqueStorage().salt }
+        }
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.read.domain }
+            set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
+        }
 
         /// Mediator member id.
-        public var mediator: String = ""
+        public var mediator: String {
+            get { _storage.read.mediator }
+            set { _uniqueStorage().mediator = newValue }
+            _modify { yield &_uniqueStorage().mediator }
+        }
 
         /// Random 16 bytes that make the request unique.
-        public var uuid: [UInt8] = []
+        public var uuid: [UInt8] {
+            get { _storage.read.uuid }
+            set { _uniqueStorage().uuid = newValue }
+            _modify { yield &_uniqueStorage().uuid }
+        }
 
         /// Confirmation policy of all views.
-        public var confirmationPolicy: Weft.V1.ConfirmationPolicy = .unspecified
+        public var confirmationPolicy: Weft.V1.ConfirmationPolicy {
+            get { _storage.read.confirmationPolicy }
+            set { _uniqueStorage().confirmationPolicy = newValue }
+            _modify { yield &_uniqueStorage().confirmationPolicy }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var salt: [UInt8] = []
+            var domain: String = ""
+            var mediator: String = ""
+            var uuid: [UInt8] = []
+            var confirmationPolicy: Weft.V1.ConfirmationPolicy = .unspecified
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CommonMetadata>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CommonMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                salt = o.salt
+                domain = o.domain
+                mediator = o.mediator
+                uuid = o.uuid
+                confirmationPolicy = o.confirmationPolicy
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CommonMetadata._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CommonMetadata>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.salt == r.salt
+        && l.domain == r.domain
+        && l.mediator == r.mediator
+        && l.uuid == r.uuid
+        && l.confirmationPolicy == r.confirmationPolicy
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.salt)
+            hasher.combine(s.domain)
+            hasher.combine(s.mediator)
+            hasher.combine(s.uuid)
+            hasher.combine(s.confirmationPolicy)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("salt", s.salt as Any), ("domain", s.domain as Any), ("mediator", s.mediator as Any), ("uuid", s.uuid as Any), ("confirmationPolicy", s.confirmationPolicy as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -280,68 +406,88 @@ extension Weft.V1 {
     }
 
     /// Data for participants only: the transaction's times.
-    public struct ParticipantMetadata: WireMessage {
+    public struct ParticipantMetadata: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ParticipantMetadata"
 
         /// Salt that blinds this node's hash.
         public var salt: [UInt8] {
-            get { _storage.salt }
+            get { _storage.read.salt }
             set { _uniqueStorage().salt = newValue }
+            _modify { yield &_uniqueStorage().salt }
         }
 
         /// Ledger time of the transaction.
         public var ledgerTime: Weft.V1.Timestamp? {
-            get { _storage.ledgerTime }
+            get { _storage.read.ledgerTime }
             set { _uniqueStorage().ledgerTime = newValue }
+            _modify { yield &_uniqueStorage().ledgerTime }
         }
 
         /// Time the submitting participant built the request.
         public var submissionTime: Weft.V1.Timestamp? {
-            get { _storage.submissionTime }
+            get { _storage.read.submissionTime }
             set { _uniqueStorage().submissionTime = newValue }
+            _modify { yield &_uniqueStorage().submissionTime }
         }
 
         /// Workflow id from the command, may be empty.
         public var workflowID: String {
-            get { _storage.workflowID }
+            get { _storage.read.workflowID }
             set { _uniqueStorage().workflowID = newValue }
+            _modify { yield &_uniqueStorage().workflowID }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var salt: [UInt8] = []
             var ledgerTime: Weft.V1.Timestamp? = nil
             var submissionTime: Weft.V1.Timestamp? = nil
             var workflowID: String = ""
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ParticipantMetadata>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ParticipantMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                salt = other.salt
-                ledgerTime = other.ledgerTime
-                submissionTime = other.submissionTime
-                workflowID = other.workflowID
-                unknownFields = other.unknownFields
+                let o = other.read
+                salt = o.salt
+                ledgerTime = o.ledgerTime
+                submissionTime = o.submissionTime
+                workflowID = o.workflowID
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ParticipantMetadata._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ParticipantMetadata>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.salt == r.salt
         && l.ledgerTime == r.ledgerTime
         && l.submissionTime == r.submissionTime
@@ -350,12 +496,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.salt)
             hasher.combine(s.ledgerTime)
             hasher.combine(s.submissionTime)
             hasher.combine(s.workflowID)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("salt", s.salt as Any), ("ledgerTime", s.ledgerTime as Any), ("submissionTime", s.submissionTime as Any), ("workflowID", s.workflowID as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -386,18 +539,89 @@ extension Weft.V1 {
     }
 
     /// A party that must be told of a view, and its weight in confirmation.
-    public struct Informee: WireMessage {
+    public struct Informee: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Informee"
 
         /// Party id.
-        public var party: String = ""
+        public var party: String {
+            get { _storage.read.party }
+            set { _uniqueStorage().party = newValue }
+            _modify { yield &_uniqueStorage().party }
+        }
 
         /// Weight toward the view's threshold; 0 for an informee that does not
         /// confirm.
-        public var weight: UInt32 = 0
+        public var weight: UInt32 {
+            get { _storage.read.weight }
+            set { _uniqueStorage().weight = newValue }
+            _modify { yield &_uniqueStorage().weight }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var party: String = ""
+            var weight: UInt32 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Informee>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Informee>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                party = o.party
+                weight = o.weight
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Informee._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Informee>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.party == r.party
+        && l.weight == r.weight
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.party)
+            hasher.combine(s.weight)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("party", s.party as Any), ("weight", s.weight as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -426,20 +650,99 @@ extension Weft.V1 {
 
     /// The part of a view the mediator sees: who is informed and how many must
     /// confirm.
-    public struct ViewCommonData: WireMessage {
+    public struct ViewCommonData: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ViewCommonData"
 
         /// Salt that blinds this node's hash.
-        public var salt: [UInt8] = []
+        public var salt: [UInt8] {
+            get { _storage.read.salt }
+            set { _uniqueStorage().salt = newValue }
+            _modify { yield &_uniqueStorage().salt }
+        }
 
         /// Informees of the view's root action.
-        public var informees: [Weft.V1.Informee] = []
+        public var informees: [Weft.V1.Informee] {
+            get { _storage.read.informees }
+            set { _uniqueStorage().informees = newValue }
+            _modify { yield &_uniqueStorage().informees }
+        }
 
         /// Sum of weights of approving parties needed.
-        public var threshold: UInt32 = 0
+        public var threshold: UInt32 {
+            get { _storage.read.threshold }
+            set { _uniqueStorage().threshold = newValue }
+            _modify { yield &_uniqueStorage().threshold }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var salt: [UInt8] = []
+            var informees: [Weft.V1.Informee] = []
+            var threshold: UInt32 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ViewCommonData>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ViewCommonData>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                salt = o.salt
+                informees = o.informees
+                threshold = o.threshold
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ViewCommonData._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ViewCommonData>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.salt == r.salt
+        && l.informees == r.informees
+        && l.threshold == r.threshold
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.salt)
+            hasher.combine(s.informees)
+            hasher.combine(s.threshold)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("salt", s.salt as Any), ("informees", s.informees as Any), ("threshold", s.threshold as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -468,62 +771,87 @@ extension Weft.V1 {
     }
 
     /// A contract read or consumed by a view.
-    public struct InputContract: WireMessage {
+    public struct InputContract: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.InputContract"
 
         /// The contract.
         public var contract: Weft.V1.ContractInstance? {
-            get { _storage.contract }
+            get { _storage.read.contract }
             set { _uniqueStorage().contract = newValue }
+            _modify { yield &_uniqueStorage().contract }
         }
 
         /// Whether the view archives it.
         public var consumed: Bool {
-            get { _storage.consumed }
+            get { _storage.read.consumed }
             set { _uniqueStorage().consumed = newValue }
+            _modify { yield &_uniqueStorage().consumed }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var contract: Weft.V1.ContractInstance? = nil
             var consumed: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__InputContract>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__InputContract>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                contract = other.contract
-                consumed = other.consumed
-                unknownFields = other.unknownFields
+                let o = other.read
+                contract = o.contract
+                consumed = o.consumed
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { InputContract._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__InputContract>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.contract == r.contract
         && l.consumed == r.consumed
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.contract)
             hasher.combine(s.consumed)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contract", s.contract as Any), ("consumed", s.consumed as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -552,62 +880,87 @@ extension Weft.V1 {
     }
 
     /// A contract created by a view.
-    public struct CreatedContract: WireMessage {
+    public struct CreatedContract: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CreatedContract"
 
         /// The contract.
         public var contract: Weft.V1.ContractInstance? {
-            get { _storage.contract }
+            get { _storage.read.contract }
             set { _uniqueStorage().contract = newValue }
+            _modify { yield &_uniqueStorage().contract }
         }
 
         /// Whether the same transaction archives it again.
         public var consumedInCore: Bool {
-            get { _storage.consumedInCore }
+            get { _storage.read.consumedInCore }
             set { _uniqueStorage().consumedInCore = newValue }
+            _modify { yield &_uniqueStorage().consumedInCore }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var contract: Weft.V1.ContractInstance? = nil
             var consumedInCore: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CreatedContract>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CreatedContract>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                contract = other.contract
-                consumedInCore = other.consumedInCore
-                unknownFields = other.unknownFields
+                let o = other.read
+                contract = o.contract
+                consumedInCore = o.consumedInCore
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CreatedContract._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CreatedContract>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.contract == r.contract
         && l.consumedInCore == r.consumedInCore
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.contract)
             hasher.combine(s.consumedInCore)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contract", s.contract as Any), ("consumedInCore", s.consumedInCore as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -636,17 +989,88 @@ extension Weft.V1 {
     }
 
     /// A create action.
-    public struct CreateActionDescription: WireMessage {
+    public struct CreateActionDescription: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CreateActionDescription"
 
         /// Id of the created contract.
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.read.contractID }
+            set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
+        }
 
         /// Seed of the node (derived from the transaction seed and position).
-        public var nodeSeed: [UInt8] = []
+        public var nodeSeed: [UInt8] {
+            get { _storage.read.nodeSeed }
+            set { _uniqueStorage().nodeSeed = newValue }
+            _modify { yield &_uniqueStorage().nodeSeed }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contractID: String = ""
+            var nodeSeed: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CreateActionDescription>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CreateActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                contractID = o.contractID
+                nodeSeed = o.nodeSeed
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CreateActionDescription._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CreateActionDescription>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.contractID == r.contractID
+        && l.nodeSeed == r.nodeSeed
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.contractID)
+            hasher.combine(s.nodeSeed)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contractID", s.contractID as Any), ("nodeSeed", s.nodeSeed as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -674,59 +1098,68 @@ extension Weft.V1 {
     }
 
     /// An exercise action.
-    public struct ExerciseActionDescription: WireMessage {
+    public struct ExerciseActionDescription: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ExerciseActionDescription"
 
         /// Contract exercised on.
         public var inputContractID: String {
-            get { _storage.inputContractID }
+            get { _storage.read.inputContractID }
             set { _uniqueStorage().inputContractID = newValue }
+            _modify { yield &_uniqueStorage().inputContractID }
         }
 
         /// Template of that contract.
         public var templateID: Weft.V1.TemplateId? {
-            get { _storage.templateID }
+            get { _storage.read.templateID }
             set { _uniqueStorage().templateID = newValue }
+            _modify { yield &_uniqueStorage().templateID }
         }
 
         /// Choice name.
         public var choice: String {
-            get { _storage.choice }
+            get { _storage.read.choice }
             set { _uniqueStorage().choice = newValue }
+            _modify { yield &_uniqueStorage().choice }
         }
 
         /// Choice argument.
         public var chosenValue: Weft.V1.Value? {
-            get { _storage.chosenValue }
+            get { _storage.read.chosenValue }
             set { _uniqueStorage().chosenValue = newValue }
+            _modify { yield &_uniqueStorage().chosenValue }
         }
 
         /// Acting parties (controllers).
         public var actors: [String] {
-            get { _storage.actors }
+            get { _storage.read.actors }
             set { _uniqueStorage().actors = newValue }
+            _modify { yield &_uniqueStorage().actors }
         }
 
         /// Seed of the node.
         public var nodeSeed: [UInt8] {
-            get { _storage.nodeSeed }
+            get { _storage.read.nodeSeed }
             set { _uniqueStorage().nodeSeed = newValue }
+            _modify { yield &_uniqueStorage().nodeSeed }
         }
 
         /// Whether the exercise archives the contract.
         public var consuming: Bool {
-            get { _storage.consuming }
+            get { _storage.read.consuming }
             set { _uniqueStorage().consuming = newValue }
+            _modify { yield &_uniqueStorage().consuming }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var inputContractID: String = ""
             var templateID: Weft.V1.TemplateId? = nil
@@ -736,30 +1169,44 @@ extension Weft.V1 {
             var nodeSeed: [UInt8] = []
             var consuming: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ExerciseActionDescription>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ExerciseActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                inputContractID = other.inputContractID
-                templateID = other.templateID
-                choice = other.choice
-                chosenValue = other.chosenValue
-                actors = other.actors
-                nodeSeed = other.nodeSeed
-                consuming = other.consuming
-                unknownFields = other.unknownFields
+                let o = other.read
+                inputContractID = o.inputContractID
+                templateID = o.templateID
+                choice = o.choice
+                chosenValue = o.chosenValue
+                actors = o.actors
+                nodeSeed = o.nodeSeed
+                consuming = o.consuming
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ExerciseActionDescription._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ExerciseActionDescription>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.inputContractID == r.inputContractID
         && l.templateID == r.templateID
         && l.choice == r.choice
@@ -771,7 +1218,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.inputContractID)
             hasher.combine(s.templateID)
             hasher.combine(s.choice)
@@ -780,6 +1227,13 @@ extension Weft.V1 {
             hasher.combine(s.nodeSeed)
             hasher.combine(s.consuming)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("inputContractID", s.inputContractID as Any), ("templateID", s.templateID as Any), ("choice", s.choice as Any), ("chosenValue", s.chosenValue as Any), ("actors", s.actors as Any), ("nodeSeed", s.nodeSeed as Any), ("consuming", s.consuming as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -813,17 +1267,88 @@ extension Weft.V1 {
     }
 
     /// A fetch action.
-    public struct FetchActionDescription: WireMessage {
+    public struct FetchActionDescription: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.FetchActionDescription"
 
         /// Contract fetched.
-        public var inputContractID: String = ""
+        public var inputContractID: String {
+            get { _storage.read.inputContractID }
+            set { _uniqueStorage().inputContractID = newValue }
+            _modify { yield &_uniqueStorage().inputContractID }
+        }
 
         /// Acting parties.
-        public var actors: [String] = []
+        public var actors: [String] {
+            get { _storage.read.actors }
+            set { _uniqueStorage().actors = newValue }
+            _modify { yield &_uniqueStorage().actors }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var inputContractID: String = ""
+            var actors: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__FetchActionDescription>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__FetchActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                inputContractID = o.inputContractID
+                actors = o.actors
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { FetchActionDescription._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__FetchActionDescription>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.inputContractID == r.inputContractID
+        && l.actors == r.actors
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.inputContractID)
+            hasher.combine(s.actors)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("inputContractID", s.inputContractID as Any), ("actors", s.actors as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -851,52 +1376,76 @@ extension Weft.V1 {
     }
 
     /// What a view's root action is; validators re-interpret it.
-    public struct ActionDescription: WireMessage {
+    public struct ActionDescription: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ActionDescription"
 
         /// The action; exactly one is set.
         public var description: Description? {
-            get { _storage.description }
+            get { _storage.read.description }
             set { _uniqueStorage().description = newValue }
+            _modify { yield &_uniqueStorage().description }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var description: Description? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ActionDescription>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                description = other.description
-                unknownFields = other.unknownFields
+                let o = other.read
+                description = o.description
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ActionDescription._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ActionDescription>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.description == r.description
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.description)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("description", s.description as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The action; exactly one is set.
@@ -934,47 +1483,54 @@ extension Weft.V1 {
     }
 
     /// The part of a view only its participants see.
-    public struct ViewParticipantData: WireMessage {
+    public struct ViewParticipantData: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ViewParticipantData"
 
         /// Salt that blinds this node's hash.
         public var salt: [UInt8] {
-            get { _storage.salt }
+            get { _storage.read.salt }
             set { _uniqueStorage().salt = newValue }
+            _modify { yield &_uniqueStorage().salt }
         }
 
         /// Contracts the view reads or consumes, with their data.
         public var coreInputs: [Weft.V1.InputContract] {
-            get { _storage.coreInputs }
+            get { _storage.read.coreInputs }
             set { _uniqueStorage().coreInputs = newValue }
+            _modify { yield &_uniqueStorage().coreInputs }
         }
 
         /// Contracts the view creates (outside its subviews).
         public var createdCore: [Weft.V1.CreatedContract] {
-            get { _storage.createdCore }
+            get { _storage.read.createdCore }
             set { _uniqueStorage().createdCore = newValue }
+            _modify { yield &_uniqueStorage().createdCore }
         }
 
         /// Contracts created in subviews and consumed here.
         public var createdInSubviewArchivedInCore: [String] {
-            get { _storage.createdInSubviewArchivedInCore }
+            get { _storage.read.createdInSubviewArchivedInCore }
             set { _uniqueStorage().createdInSubviewArchivedInCore = newValue }
+            _modify { yield &_uniqueStorage().createdInSubviewArchivedInCore }
         }
 
         /// The root action.
         public var actionDescription: Weft.V1.ActionDescription? {
-            get { _storage.actionDescription }
+            get { _storage.read.actionDescription }
             set { _uniqueStorage().actionDescription = newValue }
+            _modify { yield &_uniqueStorage().actionDescription }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var salt: [UInt8] = []
             var coreInputs: [Weft.V1.InputContract] = []
@@ -982,28 +1538,42 @@ extension Weft.V1 {
             var createdInSubviewArchivedInCore: [String] = []
             var actionDescription: Weft.V1.ActionDescription? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ViewParticipantData>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ViewParticipantData>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                salt = other.salt
-                coreInputs = other.coreInputs
-                createdCore = other.createdCore
-                createdInSubviewArchivedInCore = other.createdInSubviewArchivedInCore
-                actionDescription = other.actionDescription
-                unknownFields = other.unknownFields
+                let o = other.read
+                salt = o.salt
+                coreInputs = o.coreInputs
+                createdCore = o.createdCore
+                createdInSubviewArchivedInCore = o.createdInSubviewArchivedInCore
+                actionDescription = o.actionDescription
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ViewParticipantData._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ViewParticipantData>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.salt == r.salt
         && l.coreInputs == r.coreInputs
         && l.createdCore == r.createdCore
@@ -1013,13 +1583,20 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.salt)
             hasher.combine(s.coreInputs)
             hasher.combine(s.createdCore)
             hasher.combine(s.createdInSubviewArchivedInCore)
             hasher.combine(s.actionDescription)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("salt", s.salt as Any), ("coreInputs", s.coreInputs as Any), ("createdCore", s.createdCore as Any), ("createdInSubviewArchivedInCore", s.createdInSubviewArchivedInCore as Any), ("actionDescription", s.actionDescription as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1051,52 +1628,76 @@ extension Weft.V1 {
     }
 
     /// View common data, or its hash.
-    public struct BlindableViewCommonData: WireMessage {
+    public struct BlindableViewCommonData: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.BlindableViewCommonData"
 
         /// Revealed or blinded.
         public var node: Node? {
-            get { _storage.node }
+            get { _storage.read.node }
             set { _uniqueStorage().node = newValue }
+            _modify { yield &_uniqueStorage().node }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__BlindableViewCommonData>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__BlindableViewCommonData>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                node = other.node
-                unknownFields = other.unknownFields
+                let o = other.read
+                node = o.node
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { BlindableViewCommonData._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__BlindableViewCommonData>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.node == r.node
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.node)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("node", s.node as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// Revealed or blinded.
@@ -1132,52 +1733,76 @@ extension Weft.V1 {
     }
 
     /// View participant data, or its hash.
-    public struct BlindableViewParticipantData: WireMessage {
+    public struct BlindableViewParticipantData: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.BlindableViewParticipantData"
 
         /// Revealed or blinded.
         public var node: Node? {
-            get { _storage.node }
+            get { _storage.read.node }
             set { _uniqueStorage().node = newValue }
+            _modify { yield &_uniqueStorage().node }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__BlindableViewParticipantData>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__BlindableViewParticipantData>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                node = other.node
-                unknownFields = other.unknownFields
+                let o = other.read
+                node = o.node
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { BlindableViewParticipantData._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__BlindableViewParticipantData>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.node == r.node
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.node)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("node", s.node as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// Revealed or blinded.
@@ -1213,60 +1838,79 @@ extension Weft.V1 {
     }
 
     /// A view: one action with its consequences, and its subviews.
-    public struct TransactionView: WireMessage {
+    public struct TransactionView: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TransactionView"
 
         /// The mediator's part.
         public var commonData: Weft.V1.BlindableViewCommonData? {
-            get { _storage.commonData }
+            get { _storage.read.commonData }
             set { _uniqueStorage().commonData = newValue }
+            _modify { yield &_uniqueStorage().commonData }
         }
 
         /// The participants' part.
         public var participantData: Weft.V1.BlindableViewParticipantData? {
-            get { _storage.participantData }
+            get { _storage.read.participantData }
             set { _uniqueStorage().participantData = newValue }
+            _modify { yield &_uniqueStorage().participantData }
         }
 
         /// Subviews: child actions whose informees differ.
         public var subviews: [Weft.V1.BlindableTransactionView] {
-            get { _storage.subviews }
+            get { _storage.read.subviews }
             set { _uniqueStorage().subviews = newValue }
+            _modify { yield &_uniqueStorage().subviews }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var commonData: Weft.V1.BlindableViewCommonData? = nil
             var participantData: Weft.V1.BlindableViewParticipantData? = nil
             var subviews: [Weft.V1.BlindableTransactionView] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TransactionView>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TransactionView>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                commonData = other.commonData
-                participantData = other.participantData
-                subviews = other.subviews
-                unknownFields = other.unknownFields
+                let o = other.read
+                commonData = o.commonData
+                participantData = o.participantData
+                subviews = o.subviews
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TransactionView._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TransactionView>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.commonData == r.commonData
         && l.participantData == r.participantData
         && l.subviews == r.subviews
@@ -1274,11 +1918,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.commonData)
             hasher.combine(s.participantData)
             hasher.combine(s.subviews)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("commonData", s.commonData as Any), ("participantData", s.participantData as Any), ("subviews", s.subviews as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1308,52 +1959,76 @@ extension Weft.V1 {
     }
 
     /// A view, or its hash.
-    public struct BlindableTransactionView: WireMessage {
+    public struct BlindableTransactionView: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.BlindableTransactionView"
 
         /// Revealed or blinded.
         public var node: Node? {
-            get { _storage.node }
+            get { _storage.read.node }
             set { _uniqueStorage().node = newValue }
+            _modify { yield &_uniqueStorage().node }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__BlindableTransactionView>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__BlindableTransactionView>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                node = other.node
-                unknownFields = other.unknownFields
+                let o = other.read
+                node = o.node
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { BlindableTransactionView._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__BlindableTransactionView>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.node == r.node
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.node)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("node", s.node as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// Revealed or blinded.
@@ -1389,52 +2064,76 @@ extension Weft.V1 {
     }
 
     /// Submitter metadata, or its hash.
-    public struct BlindableSubmitterMetadata: WireMessage {
+    public struct BlindableSubmitterMetadata: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.BlindableSubmitterMetadata"
 
         /// Revealed or blinded.
         public var node: Node? {
-            get { _storage.node }
+            get { _storage.read.node }
             set { _uniqueStorage().node = newValue }
+            _modify { yield &_uniqueStorage().node }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__BlindableSubmitterMetadata>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__BlindableSubmitterMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                node = other.node
-                unknownFields = other.unknownFields
+                let o = other.read
+                node = o.node
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { BlindableSubmitterMetadata._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__BlindableSubmitterMetadata>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.node == r.node
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.node)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("node", s.node as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// Revealed or blinded.
@@ -1470,52 +2169,76 @@ extension Weft.V1 {
     }
 
     /// Common metadata, or its hash.
-    public struct BlindableCommonMetadata: WireMessage {
+    public struct BlindableCommonMetadata: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.BlindableCommonMetadata"
 
         /// Revealed or blinded.
         public var node: Node? {
-            get { _storage.node }
+            get { _storage.read.node }
             set { _uniqueStorage().node = newValue }
+            _modify { yield &_uniqueStorage().node }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__BlindableCommonMetadata>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__BlindableCommonMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                node = other.node
-                unknownFields = other.unknownFields
+                let o = other.read
+                node = o.node
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { BlindableCommonMetadata._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__BlindableCommonMetadata>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.node == r.node
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.node)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("node", s.node as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// Revealed or blinded.
@@ -1551,52 +2274,76 @@ extension Weft.V1 {
     }
 
     /// Participant metadata, or its hash.
-    public struct BlindableParticipantMetadata: WireMessage {
+    public struct BlindableParticipantMetadata: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.BlindableParticipantMetadata"
 
         /// Revealed or blinded.
         public var node: Node? {
-            get { _storage.node }
+            get { _storage.read.node }
             set { _uniqueStorage().node = newValue }
+            _modify { yield &_uniqueStorage().node }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__BlindableParticipantMetadata>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__BlindableParticipantMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                node = other.node
-                unknownFields = other.unknownFields
+                let o = other.read
+                node = o.node
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { BlindableParticipantMetadata._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__BlindableParticipantMetadata>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.node == r.node
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.node)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("node", s.node as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// Revealed or blinded.
@@ -1633,68 +2380,88 @@ extension Weft.V1 {
 
     /// A whole transaction as a Merkle tree; any node may be blinded. Its root
     /// hash commits to every node.
-    public struct TransactionTree: WireMessage {
+    public struct TransactionTree: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TransactionTree"
 
         /// Who submitted.
         public var submitterMetadata: Weft.V1.BlindableSubmitterMetadata? {
-            get { _storage.submitterMetadata }
+            get { _storage.read.submitterMetadata }
             set { _uniqueStorage().submitterMetadata = newValue }
+            _modify { yield &_uniqueStorage().submitterMetadata }
         }
 
         /// Domain, mediator, request identity.
         public var commonMetadata: Weft.V1.BlindableCommonMetadata? {
-            get { _storage.commonMetadata }
+            get { _storage.read.commonMetadata }
             set { _uniqueStorage().commonMetadata = newValue }
+            _modify { yield &_uniqueStorage().commonMetadata }
         }
 
         /// Ledger time and workflow.
         public var participantMetadata: Weft.V1.BlindableParticipantMetadata? {
-            get { _storage.participantMetadata }
+            get { _storage.read.participantMetadata }
             set { _uniqueStorage().participantMetadata = newValue }
+            _modify { yield &_uniqueStorage().participantMetadata }
         }
 
         /// One view per root action.
         public var rootViews: [Weft.V1.BlindableTransactionView] {
-            get { _storage.rootViews }
+            get { _storage.read.rootViews }
             set { _uniqueStorage().rootViews = newValue }
+            _modify { yield &_uniqueStorage().rootViews }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var submitterMetadata: Weft.V1.BlindableSubmitterMetadata? = nil
             var commonMetadata: Weft.V1.BlindableCommonMetadata? = nil
             var participantMetadata: Weft.V1.BlindableParticipantMetadata? = nil
             var rootViews: [Weft.V1.BlindableTransactionView] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TransactionTree>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TransactionTree>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                submitterMetadata = other.submitterMetadata
-                commonMetadata = other.commonMetadata
-                participantMetadata = other.participantMetadata
-                rootViews = other.rootViews
-                unknownFields = other.unknownFields
+                let o = other.read
+                submitterMetadata = o.submitterMetadata
+                commonMetadata = o.commonMetadata
+                participantMetadata = o.participantMetadata
+                rootViews = o.rootViews
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TransactionTree._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TransactionTree>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.submitterMetadata == r.submitterMetadata
         && l.commonMetadata == r.commonMetadata
         && l.participantMetadata == r.participantMetadata
@@ -1703,12 +2470,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.submitterMetadata)
             hasher.combine(s.commonMetadata)
             hasher.combine(s.participantMetadata)
             hasher.combine(s.rootViews)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("submitterMetadata", s.submitterMetadata as Any), ("commonMetadata", s.commonMetadata as Any), ("participantMetadata", s.participantMetadata as Any), ("rootViews", s.rootViews as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1739,62 +2513,87 @@ extension Weft.V1 {
     }
 
     /// Sent to the mediator: the transaction with only common parts revealed.
-    public struct InformeeMessage: WireMessage {
+    public struct InformeeMessage: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.InformeeMessage"
 
         /// The informee tree (all view participant data blinded).
         public var informeeTree: Weft.V1.TransactionTree? {
-            get { _storage.informeeTree }
+            get { _storage.read.informeeTree }
             set { _uniqueStorage().informeeTree = newValue }
+            _modify { yield &_uniqueStorage().informeeTree }
         }
 
         /// Submitting participant's signature over the root hash.
         public var submittingParticipantSignature: Weft.V1.Signature? {
-            get { _storage.submittingParticipantSignature }
+            get { _storage.read.submittingParticipantSignature }
             set { _uniqueStorage().submittingParticipantSignature = newValue }
+            _modify { yield &_uniqueStorage().submittingParticipantSignature }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var informeeTree: Weft.V1.TransactionTree? = nil
             var submittingParticipantSignature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__InformeeMessage>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__InformeeMessage>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                informeeTree = other.informeeTree
-                submittingParticipantSignature = other.submittingParticipantSignature
-                unknownFields = other.unknownFields
+                let o = other.read
+                informeeTree = o.informeeTree
+                submittingParticipantSignature = o.submittingParticipantSignature
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { InformeeMessage._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__InformeeMessage>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.informeeTree == r.informeeTree
         && l.submittingParticipantSignature == r.submittingParticipantSignature
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.informeeTree)
             hasher.combine(s.submittingParticipantSignature)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("informeeTree", s.informeeTree as Any), ("submittingParticipantSignature", s.submittingParticipantSignature as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1824,68 +2623,88 @@ extension Weft.V1 {
 
     /// Tells an informee participant the root hash of the request, so that it
     /// can check that everyone received views of the same transaction.
-    public struct RootHashMessage: WireMessage {
+    public struct RootHashMessage: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.RootHashMessage"
 
         /// Root hash of the transaction tree.
         public var rootHash: [UInt8] {
-            get { _storage.rootHash }
+            get { _storage.read.rootHash }
             set { _uniqueStorage().rootHash = newValue }
+            _modify { yield &_uniqueStorage().rootHash }
         }
 
         /// Domain id.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Kind of request.
         public var viewType: Weft.V1.ViewType {
-            get { _storage.viewType }
+            get { _storage.read.viewType }
             set { _uniqueStorage().viewType = newValue }
+            _modify { yield &_uniqueStorage().viewType }
         }
 
         /// Submitting participant's signature over the root hash.
         public var submittingParticipantSignature: Weft.V1.Signature? {
-            get { _storage.submittingParticipantSignature }
+            get { _storage.read.submittingParticipantSignature }
             set { _uniqueStorage().submittingParticipantSignature = newValue }
+            _modify { yield &_uniqueStorage().submittingParticipantSignature }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var rootHash: [UInt8] = []
             var domain: String = ""
             var viewType: Weft.V1.ViewType = .unspecified
             var submittingParticipantSignature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__RootHashMessage>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__RootHashMessage>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                rootHash = other.rootHash
-                domain = other.domain
-                viewType = other.viewType
-                submittingParticipantSignature = other.submittingParticipantSignature
-                unknownFields = other.unknownFields
+                let o = other.read
+                rootHash = o.rootHash
+                domain = o.domain
+                viewType = o.viewType
+                submittingParticipantSignature = o.submittingParticipantSignature
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { RootHashMessage._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__RootHashMessage>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.rootHash == r.rootHash
         && l.domain == r.domain
         && l.viewType == r.viewType
@@ -1894,12 +2713,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.rootHash)
             hasher.combine(s.domain)
             hasher.combine(s.viewType)
             hasher.combine(s.submittingParticipantSignature)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("rootHash", s.rootHash as Any), ("domain", s.domain as Any), ("viewType", s.viewType as Any), ("submittingParticipantSignature", s.submittingParticipantSignature as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1931,63 +2757,88 @@ extension Weft.V1 {
 
     /// The plaintext of one encrypted view: the transaction tree with that view
     /// revealed and everything else blinded.
-    public struct ViewTree: WireMessage {
+    public struct ViewTree: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ViewTree"
 
         /// The tree; its root hash must equal the root hash message's.
         public var tree: Weft.V1.TransactionTree? {
-            get { _storage.tree }
+            get { _storage.read.tree }
             set { _uniqueStorage().tree = newValue }
+            _modify { yield &_uniqueStorage().tree }
         }
 
         /// Position of the revealed view: indexes from the root views down
         /// through subviews.
         public var viewPosition: [UInt32] {
-            get { _storage.viewPosition }
+            get { _storage.read.viewPosition }
             set { _uniqueStorage().viewPosition = newValue }
+            _modify { yield &_uniqueStorage().viewPosition }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var tree: Weft.V1.TransactionTree? = nil
             var viewPosition: [UInt32] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ViewTree>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ViewTree>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                tree = other.tree
-                viewPosition = other.viewPosition
-                unknownFields = other.unknownFields
+                let o = other.read
+                tree = o.tree
+                viewPosition = o.viewPosition
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ViewTree._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ViewTree>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.tree == r.tree
         && l.viewPosition == r.viewPosition
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.tree)
             hasher.combine(s.viewPosition)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("tree", s.tree as Any), ("viewPosition", s.viewPosition as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2016,54 +2867,62 @@ extension Weft.V1 {
     }
 
     /// One view, encrypted for its recipients.
-    public struct EncryptedViewMessage: WireMessage {
+    public struct EncryptedViewMessage: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.EncryptedViewMessage"
 
         /// Hash of the view (the associated data of the encryption).
         public var viewHash: [UInt8] {
-            get { _storage.viewHash }
+            get { _storage.read.viewHash }
             set { _uniqueStorage().viewHash = newValue }
+            _modify { yield &_uniqueStorage().viewHash }
         }
 
         /// AES-256-GCM ciphertext of a serialized `ViewTree`, nonce first
         /// (docs/crypto.md).
         public var ciphertext: [UInt8] {
-            get { _storage.ciphertext }
+            get { _storage.read.ciphertext }
             set { _uniqueStorage().ciphertext = newValue }
+            _modify { yield &_uniqueStorage().ciphertext }
         }
 
         /// The view's seed, wrapped for each recipient participant's key.
         public var wrappedSeeds: [Weft.V1.WrappedKey] {
-            get { _storage.wrappedSeeds }
+            get { _storage.read.wrappedSeeds }
             set { _uniqueStorage().wrappedSeeds = newValue }
+            _modify { yield &_uniqueStorage().wrappedSeeds }
         }
 
         /// Domain id.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Kind of request.
         public var viewType: Weft.V1.ViewType {
-            get { _storage.viewType }
+            get { _storage.read.viewType }
             set { _uniqueStorage().viewType = newValue }
+            _modify { yield &_uniqueStorage().viewType }
         }
 
         /// Submitting participant's signature over the root hash.
         public var submittingParticipantSignature: Weft.V1.Signature? {
-            get { _storage.submittingParticipantSignature }
+            get { _storage.read.submittingParticipantSignature }
             set { _uniqueStorage().submittingParticipantSignature = newValue }
+            _modify { yield &_uniqueStorage().submittingParticipantSignature }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var viewHash: [UInt8] = []
             var ciphertext: [UInt8] = []
@@ -2072,29 +2931,43 @@ extension Weft.V1 {
             var viewType: Weft.V1.ViewType = .unspecified
             var submittingParticipantSignature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__EncryptedViewMessage>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__EncryptedViewMessage>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                viewHash = other.viewHash
-                ciphertext = other.ciphertext
-                wrappedSeeds = other.wrappedSeeds
-                domain = other.domain
-                viewType = other.viewType
-                submittingParticipantSignature = other.submittingParticipantSignature
-                unknownFields = other.unknownFields
+                let o = other.read
+                viewHash = o.viewHash
+                ciphertext = o.ciphertext
+                wrappedSeeds = o.wrappedSeeds
+                domain = o.domain
+                viewType = o.viewType
+                submittingParticipantSignature = o.submittingParticipantSignature
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { EncryptedViewMessage._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__EncryptedViewMessage>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.viewHash == r.viewHash
         && l.ciphertext == r.ciphertext
         && l.wrappedSeeds == r.wrappedSeeds
@@ -2105,7 +2978,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.viewHash)
             hasher.combine(s.ciphertext)
             hasher.combine(s.wrappedSeeds)
@@ -2113,6 +2986,13 @@ extension Weft.V1 {
             hasher.combine(s.viewType)
             hasher.combine(s.submittingParticipantSignature)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("viewHash", s.viewHash as Any), ("ciphertext", s.ciphertext as Any), ("wrappedSeeds", s.wrappedSeeds as Any), ("domain", s.domain as Any), ("viewType", s.viewType as Any), ("submittingParticipantSignature", s.submittingParticipantSignature as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2171,21 +3051,100 @@ extension Weft.V1 {
     }
 
     /// A participant's rejection, with a stable reason.
-    public struct LocalReject: WireMessage {
+    public struct LocalReject: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.LocalReject"
 
         /// Stable reason id, e.g. `LOCKED_CONTRACTS`, `INACTIVE_CONTRACTS`,
         /// `FAILED_MODEL_CONFORMANCE_CHECK`, `PACKAGE_NOT_FOUND`.
-        public var reasonID: String = ""
+        public var reasonID: String {
+            get { _storage.read.reasonID }
+            set { _uniqueStorage().reasonID = newValue }
+            _modify { yield &_uniqueStorage().reasonID }
+        }
 
         /// Explanation for people.
-        public var message: String = ""
+        public var message: String {
+            get { _storage.read.message }
+            set { _uniqueStorage().message = newValue }
+            _modify { yield &_uniqueStorage().message }
+        }
 
         /// What the reason is about, e.g. the locked contract ids.
-        public var resources: [String] = []
+        public var resources: [String] {
+            get { _storage.read.resources }
+            set { _uniqueStorage().resources = newValue }
+            _modify { yield &_uniqueStorage().resources }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var reasonID: String = ""
+            var message: String = ""
+            var resources: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__LocalReject>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__LocalReject>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                reasonID = o.reasonID
+                message = o.message
+                resources = o.resources
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { LocalReject._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__LocalReject>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.reasonID == r.reasonID
+        && l.message == r.message
+        && l.resources == r.resources
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.reasonID)
+            hasher.combine(s.message)
+            hasher.combine(s.resources)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("reasonID", s.reasonID as Any), ("message", s.message as Any), ("resources", s.resources as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2214,52 +3173,76 @@ extension Weft.V1 {
     }
 
     /// A participant's decision on one view.
-    public struct LocalVerdict: WireMessage {
+    public struct LocalVerdict: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.LocalVerdict"
 
         /// Approve or reject; exactly one is set.
         public var outcome: Outcome? {
-            get { _storage.outcome }
+            get { _storage.read.outcome }
             set { _uniqueStorage().outcome = newValue }
+            _modify { yield &_uniqueStorage().outcome }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var outcome: Outcome? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__LocalVerdict>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__LocalVerdict>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                outcome = other.outcome
-                unknownFields = other.unknownFields
+                let o = other.read
+                outcome = o.outcome
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { LocalVerdict._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__LocalVerdict>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.outcome == r.outcome
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.outcome)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("outcome", s.outcome as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// Approve or reject; exactly one is set.
@@ -2295,61 +3278,70 @@ extension Weft.V1 {
     }
 
     /// A participant's response to a confirmation request, for one view.
-    public struct ConfirmationResponse: WireMessage {
+    public struct ConfirmationResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ConfirmationResponse"
 
         /// Sequencing timestamp of the request (its id).
         public var requestID: Weft.V1.Timestamp? {
-            get { _storage.requestID }
+            get { _storage.read.requestID }
             set { _uniqueStorage().requestID = newValue }
+            _modify { yield &_uniqueStorage().requestID }
         }
 
         /// Participant id of the responder.
         public var sender: String {
-            get { _storage.sender }
+            get { _storage.read.sender }
             set { _uniqueStorage().sender = newValue }
+            _modify { yield &_uniqueStorage().sender }
         }
 
         /// Hash of the view responded to; empty for a rejection of the whole
         /// request (e.g. a malformed one).
         public var viewHash: [UInt8] {
-            get { _storage.viewHash }
+            get { _storage.read.viewHash }
             set { _uniqueStorage().viewHash = newValue }
+            _modify { yield &_uniqueStorage().viewHash }
         }
 
         /// The decision.
         public var localVerdict: Weft.V1.LocalVerdict? {
-            get { _storage.localVerdict }
+            get { _storage.read.localVerdict }
             set { _uniqueStorage().localVerdict = newValue }
+            _modify { yield &_uniqueStorage().localVerdict }
         }
 
         /// Root hash of the request.
         public var rootHash: [UInt8] {
-            get { _storage.rootHash }
+            get { _storage.read.rootHash }
             set { _uniqueStorage().rootHash = newValue }
+            _modify { yield &_uniqueStorage().rootHash }
         }
 
         /// Parties the responder confirms for (hosted with confirmation
         /// permission).
         public var confirmingParties: [String] {
-            get { _storage.confirmingParties }
+            get { _storage.read.confirmingParties }
             set { _uniqueStorage().confirmingParties = newValue }
+            _modify { yield &_uniqueStorage().confirmingParties }
         }
 
         /// Domain id.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var requestID: Weft.V1.Timestamp? = nil
             var sender: String = ""
@@ -2359,30 +3351,44 @@ extension Weft.V1 {
             var confirmingParties: [String] = []
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ConfirmationResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ConfirmationResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                requestID = other.requestID
-                sender = other.sender
-                viewHash = other.viewHash
-                localVerdict = other.localVerdict
-                rootHash = other.rootHash
-                confirmingParties = other.confirmingParties
-                domain = other.domain
-                unknownFields = other.unknownFields
+                let o = other.read
+                requestID = o.requestID
+                sender = o.sender
+                viewHash = o.viewHash
+                localVerdict = o.localVerdict
+                rootHash = o.rootHash
+                confirmingParties = o.confirmingParties
+                domain = o.domain
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ConfirmationResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ConfirmationResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.requestID == r.requestID
         && l.sender == r.sender
         && l.viewHash == r.viewHash
@@ -2394,7 +3400,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.requestID)
             hasher.combine(s.sender)
             hasher.combine(s.viewHash)
@@ -2403,6 +3409,13 @@ extension Weft.V1 {
             hasher.combine(s.confirmingParties)
             hasher.combine(s.domain)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("requestID", s.requestID as Any), ("sender", s.sender as Any), ("viewHash", s.viewHash as Any), ("localVerdict", s.localVerdict as Any), ("rootHash", s.rootHash as Any), ("confirmingParties", s.confirmingParties as Any), ("domain", s.domain as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2436,18 +3449,89 @@ extension Weft.V1 {
     }
 
     /// Why the mediator rejected.
-    public struct MediatorReject: WireMessage {
+    public struct MediatorReject: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.MediatorReject"
 
         /// Stable reason id, e.g. `MEDIATOR_SAYS_TX_TIMED_OUT`,
         /// `MEDIATOR_INVALID_MESSAGE`.
-        public var reasonID: String = ""
+        public var reasonID: String {
+            get { _storage.read.reasonID }
+            set { _uniqueStorage().reasonID = newValue }
+            _modify { yield &_uniqueStorage().reasonID }
+        }
 
         /// Explanation for people.
-        public var message: String = ""
+        public var message: String {
+            get { _storage.read.message }
+            set { _uniqueStorage().message = newValue }
+            _modify { yield &_uniqueStorage().message }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var reasonID: String = ""
+            var message: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__MediatorReject>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__MediatorReject>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                reasonID = o.reasonID
+                message = o.message
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { MediatorReject._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__MediatorReject>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.reasonID == r.reasonID
+        && l.message == r.message
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.reasonID)
+            hasher.combine(s.message)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("reasonID", s.reasonID as Any), ("message", s.message as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2475,14 +3559,77 @@ extension Weft.V1 {
     }
 
     /// The participants' rejections that decided a verdict.
-    public struct ParticipantRejects: WireMessage {
+    public struct ParticipantRejects: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ParticipantRejects"
 
         /// One entry per rejecting participant and view.
-        public var rejects: [Weft.V1.ParticipantReject] = []
+        public var rejects: [Weft.V1.ParticipantReject] {
+            get { _storage.read.rejects }
+            set { _uniqueStorage().rejects = newValue }
+            _modify { yield &_uniqueStorage().rejects }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var rejects: [Weft.V1.ParticipantReject] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ParticipantRejects>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ParticipantRejects>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                rejects = o.rejects
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ParticipantRejects._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ParticipantRejects>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.rejects == r.rejects
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.rejects)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("rejects", s.rejects as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -2509,60 +3656,79 @@ extension Weft.V1 {
     }
 
     /// One participant's rejection, as reported in a verdict.
-    public struct ParticipantReject: WireMessage {
+    public struct ParticipantReject: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ParticipantReject"
 
         /// Participant id.
         public var participant: String {
-            get { _storage.participant }
+            get { _storage.read.participant }
             set { _uniqueStorage().participant = newValue }
+            _modify { yield &_uniqueStorage().participant }
         }
 
         /// Parties it rejected for.
         public var parties: [String] {
-            get { _storage.parties }
+            get { _storage.read.parties }
             set { _uniqueStorage().parties = newValue }
+            _modify { yield &_uniqueStorage().parties }
         }
 
         /// Its reason.
         public var reject: Weft.V1.LocalReject? {
-            get { _storage.reject }
+            get { _storage.read.reject }
             set { _uniqueStorage().reject = newValue }
+            _modify { yield &_uniqueStorage().reject }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var participant: String = ""
             var parties: [String] = []
             var reject: Weft.V1.LocalReject? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ParticipantReject>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ParticipantReject>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                participant = other.participant
-                parties = other.parties
-                reject = other.reject
-                unknownFields = other.unknownFields
+                let o = other.read
+                participant = o.participant
+                parties = o.parties
+                reject = o.reject
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ParticipantReject._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ParticipantReject>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.participant == r.participant
         && l.parties == r.parties
         && l.reject == r.reject
@@ -2570,11 +3736,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.participant)
             hasher.combine(s.parties)
             hasher.combine(s.reject)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("participant", s.participant as Any), ("parties", s.parties as Any), ("reject", s.reject as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2604,52 +3777,76 @@ extension Weft.V1 {
     }
 
     /// The mediator's decision on a whole request.
-    public struct Verdict: WireMessage {
+    public struct Verdict: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Verdict"
 
         /// The decision; exactly one is set.
         public var outcome: Outcome? {
-            get { _storage.outcome }
+            get { _storage.read.outcome }
             set { _uniqueStorage().outcome = newValue }
+            _modify { yield &_uniqueStorage().outcome }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var outcome: Outcome? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Verdict>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Verdict>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                outcome = other.outcome
-                unknownFields = other.unknownFields
+                let o = other.read
+                outcome = o.outcome
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Verdict._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Verdict>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.outcome == r.outcome
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.outcome)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("outcome", s.outcome as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The decision; exactly one is set.
@@ -2687,47 +3884,54 @@ extension Weft.V1 {
     }
 
     /// The verdict on a request, sent to every informee participant.
-    public struct ConfirmationResult: WireMessage {
+    public struct ConfirmationResult: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ConfirmationResult"
 
         /// Sequencing timestamp of the request.
         public var requestID: Weft.V1.Timestamp? {
-            get { _storage.requestID }
+            get { _storage.read.requestID }
             set { _uniqueStorage().requestID = newValue }
+            _modify { yield &_uniqueStorage().requestID }
         }
 
         /// Root hash of the request.
         public var rootHash: [UInt8] {
-            get { _storage.rootHash }
+            get { _storage.read.rootHash }
             set { _uniqueStorage().rootHash = newValue }
+            _modify { yield &_uniqueStorage().rootHash }
         }
 
         /// Domain id.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// The decision.
         public var verdict: Weft.V1.Verdict? {
-            get { _storage.verdict }
+            get { _storage.read.verdict }
             set { _uniqueStorage().verdict = newValue }
+            _modify { yield &_uniqueStorage().verdict }
         }
 
         /// Kind of request.
         public var viewType: Weft.V1.ViewType {
-            get { _storage.viewType }
+            get { _storage.read.viewType }
             set { _uniqueStorage().viewType = newValue }
+            _modify { yield &_uniqueStorage().viewType }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var requestID: Weft.V1.Timestamp? = nil
             var rootHash: [UInt8] = []
@@ -2735,28 +3939,42 @@ extension Weft.V1 {
             var verdict: Weft.V1.Verdict? = nil
             var viewType: Weft.V1.ViewType = .unspecified
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ConfirmationResult>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ConfirmationResult>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                requestID = other.requestID
-                rootHash = other.rootHash
-                domain = other.domain
-                verdict = other.verdict
-                viewType = other.viewType
-                unknownFields = other.unknownFields
+                let o = other.read
+                requestID = o.requestID
+                rootHash = o.rootHash
+                domain = o.domain
+                verdict = o.verdict
+                viewType = o.viewType
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ConfirmationResult._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ConfirmationResult>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.requestID == r.requestID
         && l.rootHash == r.rootHash
         && l.domain == r.domain
@@ -2766,13 +3984,20 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.requestID)
             hasher.combine(s.rootHash)
             hasher.combine(s.domain)
             hasher.combine(s.verdict)
             hasher.combine(s.viewType)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("requestID", s.requestID as Any), ("rootHash", s.rootHash as Any), ("domain", s.domain as Any), ("verdict", s.verdict as Any), ("viewType", s.viewType as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2804,53 +4029,61 @@ extension Weft.V1 {
     }
 
     /// A commitment to the active contracts two participants share.
-    public struct AcsCommitment: WireMessage {
+    public struct AcsCommitment: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.AcsCommitment"
 
         /// Domain id.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Participant id of the sender.
         public var sender: String {
-            get { _storage.sender }
+            get { _storage.read.sender }
             set { _uniqueStorage().sender = newValue }
+            _modify { yield &_uniqueStorage().sender }
         }
 
         /// Participant id of the counter-participant.
         public var counterParticipant: String {
-            get { _storage.counterParticipant }
+            get { _storage.read.counterParticipant }
             set { _uniqueStorage().counterParticipant = newValue }
+            _modify { yield &_uniqueStorage().counterParticipant }
         }
 
         /// Start of the period (exclusive).
         public var fromExclusive: Weft.V1.Timestamp? {
-            get { _storage.fromExclusive }
+            get { _storage.read.fromExclusive }
             set { _uniqueStorage().fromExclusive = newValue }
+            _modify { yield &_uniqueStorage().fromExclusive }
         }
 
         /// End of the period (inclusive).
         public var toInclusive: Weft.V1.Timestamp? {
-            get { _storage.toInclusive }
+            get { _storage.read.toInclusive }
             set { _uniqueStorage().toInclusive = newValue }
+            _modify { yield &_uniqueStorage().toInclusive }
         }
 
         /// Homomorphic hash of the shared active contracts at `to_inclusive`.
         public var commitment: [UInt8] {
-            get { _storage.commitment }
+            get { _storage.read.commitment }
             set { _uniqueStorage().commitment = newValue }
+            _modify { yield &_uniqueStorage().commitment }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var domain: String = ""
             var sender: String = ""
@@ -2859,29 +4092,43 @@ extension Weft.V1 {
             var toInclusive: Weft.V1.Timestamp? = nil
             var commitment: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__AcsCommitment>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__AcsCommitment>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                domain = other.domain
-                sender = other.sender
-                counterParticipant = other.counterParticipant
-                fromExclusive = other.fromExclusive
-                toInclusive = other.toInclusive
-                commitment = other.commitment
-                unknownFields = other.unknownFields
+                let o = other.read
+                domain = o.domain
+                sender = o.sender
+                counterParticipant = o.counterParticipant
+                fromExclusive = o.fromExclusive
+                toInclusive = o.toInclusive
+                commitment = o.commitment
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { AcsCommitment._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__AcsCommitment>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.domain == r.domain
         && l.sender == r.sender
         && l.counterParticipant == r.counterParticipant
@@ -2892,7 +4139,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.domain)
             hasher.combine(s.sender)
             hasher.combine(s.counterParticipant)
@@ -2900,6 +4147,13 @@ extension Weft.V1 {
             hasher.combine(s.toInclusive)
             hasher.combine(s.commitment)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("sender", s.sender as Any), ("counterParticipant", s.counterParticipant as Any), ("fromExclusive", s.fromExclusive as Any), ("toInclusive", s.toInclusive as Any), ("commitment", s.commitment as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -2932,52 +4186,76 @@ extension Weft.V1 {
     }
 
     /// The content of a signed protocol message; exactly one is set.
-    public struct SignedContent: WireMessage {
+    public struct SignedContent: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SignedContent"
 
         /// The message.
         public var content: Content? {
-            get { _storage.content }
+            get { _storage.read.content }
             set { _uniqueStorage().content = newValue }
+            _modify { yield &_uniqueStorage().content }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var content: Content? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SignedContent>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SignedContent>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                content = other.content
-                unknownFields = other.unknownFields
+                let o = other.read
+                content = o.content
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SignedContent._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SignedContent>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.content == r.content
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.content)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("content", s.content as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The message.
@@ -3015,62 +4293,87 @@ extension Weft.V1 {
     }
 
     /// A protocol message with its signer's signature.
-    public struct SignedProtocolMessage: WireMessage {
+    public struct SignedProtocolMessage: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SignedProtocolMessage"
 
         /// A serialized `SignedContent`.
         public var content: [UInt8] {
-            get { _storage.content }
+            get { _storage.read.content }
             set { _uniqueStorage().content = newValue }
+            _modify { yield &_uniqueStorage().content }
         }
 
         /// Signature over the purpose-tagged hash of `content`.
         public var signature: Weft.V1.Signature? {
-            get { _storage.signature }
+            get { _storage.read.signature }
             set { _uniqueStorage().signature = newValue }
+            _modify { yield &_uniqueStorage().signature }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var content: [UInt8] = []
             var signature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SignedProtocolMessage>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SignedProtocolMessage>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                content = other.content
-                signature = other.signature
-                unknownFields = other.unknownFields
+                let o = other.read
+                content = o.content
+                signature = o.signature
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SignedProtocolMessage._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SignedProtocolMessage>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.content == r.content
         && l.signature == r.signature
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.content)
             hasher.combine(s.signature)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("content", s.content as Any), ("signature", s.signature as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -3099,52 +4402,76 @@ extension Weft.V1 {
     }
 
     /// What an envelope carries: one protocol message.
-    public struct EnvelopeContent: WireMessage {
+    public struct EnvelopeContent: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.EnvelopeContent"
 
         /// The message; exactly one is set.
         public var message: Message? {
-            get { _storage.message }
+            get { _storage.read.message }
             set { _uniqueStorage().message = newValue }
+            _modify { yield &_uniqueStorage().message }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var message: Message? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__EnvelopeContent>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__EnvelopeContent>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                message = other.message
-                unknownFields = other.unknownFields
+                let o = other.read
+                message = o.message
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { EnvelopeContent._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__EnvelopeContent>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.message == r.message
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.message)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("message", s.message as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The message; exactly one is set.
@@ -3200,27 +4527,122 @@ extension Weft.V1 {
     /// commitment mismatch. Sent by the requester to itself and to the
     /// counter-participant in one submission, so that both list their shared
     /// contracts as of the same sequencing time (both process the same event).
-    public struct CommitmentNarrowingRequest: WireMessage {
+    public struct CommitmentNarrowingRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CommitmentNarrowingRequest"
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.read.domain }
+            set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
+        }
 
         /// Participant id of the participant that asks.
-        public var requester: String = ""
+        public var requester: String {
+            get { _storage.read.requester }
+            set { _uniqueStorage().requester = newValue }
+            _modify { yield &_uniqueStorage().requester }
+        }
 
         /// Participant id of the participant asked.
-        public var counterParticipant: String = ""
+        public var counterParticipant: String {
+            get { _storage.read.counterParticipant }
+            set { _uniqueStorage().counterParticipant = newValue }
+            _modify { yield &_uniqueStorage().counterParticipant }
+        }
 
         /// Chosen by the requester; echoed in the response.
-        public var requestID: String = ""
+        public var requestID: String {
+            get { _storage.read.requestID }
+            set { _uniqueStorage().requestID = newValue }
+            _modify { yield &_uniqueStorage().requestID }
+        }
 
         /// Limit the answer to these stakeholder groups (each the sorted stakeholder
         /// party ids joined with `,`); empty for every shared group.
-        public var stakeholderGroups: [String] = []
+        public var stakeholderGroups: [String] {
+            get { _storage.read.stakeholderGroups }
+            set { _uniqueStorage().stakeholderGroups = newValue }
+            _modify { yield &_uniqueStorage().stakeholderGroups }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var requester: String = ""
+            var counterParticipant: String = ""
+            var requestID: String = ""
+            var stakeholderGroups: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CommitmentNarrowingRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CommitmentNarrowingRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                domain = o.domain
+                requester = o.requester
+                counterParticipant = o.counterParticipant
+                requestID = o.requestID
+                stakeholderGroups = o.stakeholderGroups
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CommitmentNarrowingRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CommitmentNarrowingRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.domain == r.domain
+        && l.requester == r.requester
+        && l.counterParticipant == r.counterParticipant
+        && l.requestID == r.requestID
+        && l.stakeholderGroups == r.stakeholderGroups
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.domain)
+            hasher.combine(s.requester)
+            hasher.combine(s.counterParticipant)
+            hasher.combine(s.requestID)
+            hasher.combine(s.stakeholderGroups)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("requester", s.requester as Any), ("counterParticipant", s.counterParticipant as Any), ("requestID", s.requestID as Any), ("stakeholderGroups", s.stakeholderGroups as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -3251,18 +4673,89 @@ extension Weft.V1 {
     }
 
     /// One contract in a narrowing response.
-    public struct SharedContractHash: WireMessage {
+    public struct SharedContractHash: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SharedContractHash"
 
         /// Contract id.
-        public var contractID: String = ""
+        public var contractID: String {
+            get { _storage.read.contractID }
+            set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
+        }
 
         /// Its element hash (SHA-256 for HASH_PURPOSE_ACS_COMMITMENT_CONTRACT over
         /// the contract id and its stored ContractInstance bytes).
-        public var hash: [UInt8] = []
+        public var hash: [UInt8] {
+            get { _storage.read.hash }
+            set { _uniqueStorage().hash = newValue }
+            _modify { yield &_uniqueStorage().hash }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var contractID: String = ""
+            var hash: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SharedContractHash>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SharedContractHash>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                contractID = o.contractID
+                hash = o.hash
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SharedContractHash._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SharedContractHash>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.contractID == r.contractID
+        && l.hash == r.hash
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.contractID)
+            hasher.combine(s.hash)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contractID", s.contractID as Any), ("hash", s.hash as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -3290,21 +4783,100 @@ extension Weft.V1 {
     }
 
     /// One stakeholder group in a narrowing response.
-    public struct StakeholderGroupHash: WireMessage {
+    public struct StakeholderGroupHash: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.StakeholderGroupHash"
 
         /// The sorted stakeholder party ids joined with `,`.
-        public var stakeholderGroup: String = ""
+        public var stakeholderGroup: String {
+            get { _storage.read.stakeholderGroup }
+            set { _uniqueStorage().stakeholderGroup = newValue }
+            _modify { yield &_uniqueStorage().stakeholderGroup }
+        }
 
         /// Digest of the group's homomorphic hash
         /// (HASH_PURPOSE_ACS_COMMITMENT_DIGEST).
-        public var hash: [UInt8] = []
+        public var hash: [UInt8] {
+            get { _storage.read.hash }
+            set { _uniqueStorage().hash = newValue }
+            _modify { yield &_uniqueStorage().hash }
+        }
 
         /// The group's active contracts; empty when `contracts_omitted` is set.
-        public var contracts: [Weft.V1.SharedContractHash] = []
+        public var contracts: [Weft.V1.SharedContractHash] {
+            get { _storage.read.contracts }
+            set { _uniqueStorage().contracts = newValue }
+            _modify { yield &_uniqueStorage().contracts }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var stakeholderGroup: String = ""
+            var hash: [UInt8] = []
+            var contracts: [Weft.V1.SharedContractHash] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__StakeholderGroupHash>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__StakeholderGroupHash>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                stakeholderGroup = o.stakeholderGroup
+                hash = o.hash
+                contracts = o.contracts
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { StakeholderGroupHash._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__StakeholderGroupHash>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.stakeholderGroup == r.stakeholderGroup
+        && l.hash == r.hash
+        && l.contracts == r.contracts
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.stakeholderGroup)
+            hasher.combine(s.hash)
+            hasher.combine(s.contracts)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("stakeholderGroup", s.stakeholderGroup as Any), ("hash", s.hash as Any), ("contracts", s.contracts as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -3333,61 +4905,70 @@ extension Weft.V1 {
     }
 
     /// The counter-participant's answer to a `CommitmentNarrowingRequest`.
-    public struct CommitmentNarrowingResponse: WireMessage {
+    public struct CommitmentNarrowingResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.CommitmentNarrowingResponse"
 
         /// Domain id.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Participant id of the participant that answers.
         public var sender: String {
-            get { _storage.sender }
+            get { _storage.read.sender }
             set { _uniqueStorage().sender = newValue }
+            _modify { yield &_uniqueStorage().sender }
         }
 
         /// Participant id of the participant that asked.
         public var requester: String {
-            get { _storage.requester }
+            get { _storage.read.requester }
             set { _uniqueStorage().requester = newValue }
+            _modify { yield &_uniqueStorage().requester }
         }
 
         /// The request's id.
         public var requestID: String {
-            get { _storage.requestID }
+            get { _storage.read.requestID }
             set { _uniqueStorage().requestID = newValue }
+            _modify { yield &_uniqueStorage().requestID }
         }
 
         /// Sequencing time of the request: the shared state listed is as of it.
         public var asOf: Weft.V1.Timestamp? {
-            get { _storage.asOf }
+            get { _storage.read.asOf }
             set { _uniqueStorage().asOf = newValue }
+            _modify { yield &_uniqueStorage().asOf }
         }
 
         /// Every shared stakeholder group asked for (groups with no active contract
         /// here are absent).
         public var groups: [Weft.V1.StakeholderGroupHash] {
-            get { _storage.groups }
+            get { _storage.read.groups }
             set { _uniqueStorage().groups = newValue }
+            _modify { yield &_uniqueStorage().groups }
         }
 
         /// Set when the groups held more contracts than one answer may carry: only
         /// group hashes are listed; ask again naming the differing groups.
         public var contractsOmitted: Bool {
-            get { _storage.contractsOmitted }
+            get { _storage.read.contractsOmitted }
             set { _uniqueStorage().contractsOmitted = newValue }
+            _modify { yield &_uniqueStorage().contractsOmitted }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var domain: String = ""
             var sender: String = ""
@@ -3397,30 +4978,44 @@ extension Weft.V1 {
             var groups: [Weft.V1.StakeholderGroupHash] = []
             var contractsOmitted: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__CommitmentNarrowingResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__CommitmentNarrowingResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                domain = other.domain
-                sender = other.sender
-                requester = other.requester
-                requestID = other.requestID
-                asOf = other.asOf
-                groups = other.groups
-                contractsOmitted = other.contractsOmitted
-                unknownFields = other.unknownFields
+                let o = other.read
+                domain = o.domain
+                sender = o.sender
+                requester = o.requester
+                requestID = o.requestID
+                asOf = o.asOf
+                groups = o.groups
+                contractsOmitted = o.contractsOmitted
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { CommitmentNarrowingResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__CommitmentNarrowingResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.domain == r.domain
         && l.sender == r.sender
         && l.requester == r.requester
@@ -3432,7 +5027,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.domain)
             hasher.combine(s.sender)
             hasher.combine(s.requester)
@@ -3441,6 +5036,13 @@ extension Weft.V1 {
             hasher.combine(s.groups)
             hasher.combine(s.contractsOmitted)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("sender", s.sender as Any), ("requester", s.requester as Any), ("requestID", s.requestID as Any), ("asOf", s.asOf as Any), ("groups", s.groups as Any), ("contractsOmitted", s.contractsOmitted as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -3486,22 +5088,41 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
         weft__v1__submitter_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        for index in 0..<c.n_act_as { try CBridge.checkString(c.act_as![index], Self.protoMessageName, 2) }
+        try CBridge.checkString(c.submitting_participant, Self.protoMessageName, 3)
+        try CBridge.checkString(c.command_id, Self.protoMessageName, 4)
+        try CBridge.checkString(c.application_id, Self.protoMessageName, 5)
+        try CBridge.checkString(c.submission_id, Self.protoMessageName, 6)
+        if let p = c.max_sequencing_time { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.deduplication_period { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.salt = CBridge.bytes(c.salt)
-        s.actAs = try CBridge.array(c.act_as, c.n_act_as) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SubmitterMetadata", 2) }
-        s.submittingParticipant = try CBridge.string(c.submitting_participant, "weft.v1.SubmitterMetadata", 3)
-        s.commandID = try CBridge.string(c.command_id, "weft.v1.SubmitterMetadata", 4)
-        s.applicationID = try CBridge.string(c.application_id, "weft.v1.SubmitterMetadata", 5)
-        s.submissionID = try CBridge.string(c.submission_id, "weft.v1.SubmitterMetadata", 6)
-        if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.deduplication_period { s.deduplicationPeriod = try Weft.V1.Duration(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.actAs = CBridge.array(c.act_as, c.n_act_as) { e in CBridge.string(e) }
+        s.submittingParticipant = CBridge.string(c.submitting_participant)
+        s.commandID = CBridge.string(c.command_id)
+        s.applicationID = CBridge.string(c.application_id)
+        s.submissionID = CBridge.string(c.submission_id)
+        if let p = c.max_sequencing_time { s.maxSequencingTime = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.deduplication_period { s.deduplicationPeriod = Weft.V1.Duration(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.salt = CBridge.binary(s.salt, arena)
         c.pointee.n_act_as = s.actAs.count
@@ -3528,23 +5149,39 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
         weft__v1__common_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.salt = CBridge.bytes(c.salt)
-        self.domain = try CBridge.string(c.domain, "weft.v1.CommonMetadata", 2)
-        self.mediator = try CBridge.string(c.mediator, "weft.v1.CommonMetadata", 3)
-        self.uuid = CBridge.bytes(c.uuid)
-        self.confirmationPolicy = Weft.V1.ConfirmationPolicy(rawValue: Int32(truncatingIfNeeded: c.confirmation_policy.rawValue))
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.domain, Self.protoMessageName, 2)
+        try CBridge.checkString(c.mediator, Self.protoMessageName, 3)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.salt = CBridge.bytes(c.salt)
+        s.domain = CBridge.string(c.domain)
+        s.mediator = CBridge.string(c.mediator)
+        s.uuid = CBridge.bytes(c.uuid)
+        s.confirmationPolicy = Weft.V1.ConfirmationPolicy(rawValue: Int32(truncatingIfNeeded: c.confirmation_policy.rawValue))
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.salt = CBridge.binary(self.salt, arena)
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.CommonMetadata", 2)
-        c.pointee.mediator = try CBridge.cString(self.mediator, arena, "weft.v1.CommonMetadata", 3)
-        c.pointee.uuid = CBridge.binary(self.uuid, arena)
-        c.pointee.confirmation_policy = .init(rawValue: .init(truncatingIfNeeded: self.confirmationPolicy.rawValue))
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.CommonMetadata", 2)
+        c.pointee.mediator = try CBridge.cString(s.mediator, arena, "weft.v1.CommonMetadata", 3)
+        c.pointee.uuid = CBridge.binary(s.uuid, arena)
+        c.pointee.confirmation_policy = .init(rawValue: .init(truncatingIfNeeded: s.confirmationPolicy.rawValue))
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3560,18 +5197,33 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
         weft__v1__participant_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.ledger_time { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.submission_time { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.workflow_id, Self.protoMessageName, 4)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.salt = CBridge.bytes(c.salt)
-        if let p = c.ledger_time { s.ledgerTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.submission_time { s.submissionTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.workflowID = try CBridge.string(c.workflow_id, "weft.v1.ParticipantMetadata", 4)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.ledger_time { s.ledgerTime = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.submission_time { s.submissionTime = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.workflowID = CBridge.string(c.workflow_id)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.salt = CBridge.binary(s.salt, arena)
         if let v = s.ledgerTime { c.pointee.ledger_time = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -3593,17 +5245,32 @@ extension Weft.V1.Informee: CBackedMessage {
         weft__v1__informee__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.party = try CBridge.string(c.party, "weft.v1.Informee", 1)
-        self.weight = c.weight
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.party, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.party = CBridge.string(c.party)
+        s.weight = c.weight
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.party = try CBridge.cString(self.party, arena, "weft.v1.Informee", 1)
-        c.pointee.weight = self.weight
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.party = try CBridge.cString(s.party, arena, "weft.v1.Informee", 1)
+        c.pointee.weight = s.weight
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3619,20 +5286,36 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
         weft__v1__view_common_data__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.salt = CBridge.bytes(c.salt)
-        self.informees = try CBridge.array(c.informees, c.n_informees) { (e) throws(WireError) in try Weft.V1.Informee(c: e!, byteCount: byteCount) }
-        self.threshold = c.threshold
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_informees { try Weft.V1.Informee.validate(c.informees![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.salt = CBridge.bytes(c.salt)
+        s.informees = CBridge.array(c.informees, c.n_informees) { e in Weft.V1.Informee(decoded: e!, in: tree) }
+        s.threshold = c.threshold
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.salt = CBridge.binary(self.salt, arena)
-        c.pointee.n_informees = self.informees.count
-        c.pointee.informees = try CBridge.cArray(self.informees, arena) { (e) throws(WireError) in Optional(try Weft.V1.Informee.makeC(e, arena)) }
-        c.pointee.threshold = self.threshold
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.n_informees = s.informees.count
+        c.pointee.informees = try CBridge.cArray(s.informees, arena) { (e) throws(WireError) in Optional(try Weft.V1.Informee.makeC(e, arena)) }
+        c.pointee.threshold = s.threshold
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3648,16 +5331,29 @@ extension Weft.V1.InputContract: CBackedMessage {
         weft__v1__input_contract__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.contract { s.contract = try Weft.V1.ContractInstance(c: p, byteCount: byteCount) }
+        if let p = c.contract { try Weft.V1.ContractInstance.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.contract { s.contract = Weft.V1.ContractInstance(decoded: p, in: tree) }
         s.consumed = c.consumed != 0
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.contract { c.pointee.contract = try Weft.V1.ContractInstance.makeC(v, arena) }
         c.pointee.consumed = s.consumed ? 1 : 0
@@ -3677,16 +5373,29 @@ extension Weft.V1.CreatedContract: CBackedMessage {
         weft__v1__created_contract__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.contract { s.contract = try Weft.V1.ContractInstance(c: p, byteCount: byteCount) }
+        if let p = c.contract { try Weft.V1.ContractInstance.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.contract { s.contract = Weft.V1.ContractInstance(decoded: p, in: tree) }
         s.consumedInCore = c.consumed_in_core != 0
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.contract { c.pointee.contract = try Weft.V1.ContractInstance.makeC(v, arena) }
         c.pointee.consumed_in_core = s.consumedInCore ? 1 : 0
@@ -3706,17 +5415,32 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
         weft__v1__create_action_description__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.CreateActionDescription", 1)
-        self.nodeSeed = CBridge.bytes(c.node_seed)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.contractID = CBridge.string(c.contract_id)
+        s.nodeSeed = CBridge.bytes(c.node_seed)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.CreateActionDescription", 1)
-        c.pointee.node_seed = CBridge.binary(self.nodeSeed, arena)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.CreateActionDescription", 1)
+        c.pointee.node_seed = CBridge.binary(s.nodeSeed, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3732,21 +5456,38 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
         weft__v1__exercise_action_description__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.ExerciseActionDescription", 1)
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        s.choice = try CBridge.string(c.choice, "weft.v1.ExerciseActionDescription", 3)
-        if let p = c.chosen_value { s.chosenValue = try Weft.V1.Value(c: p, byteCount: byteCount) }
-        s.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ExerciseActionDescription", 5) }
+        try CBridge.checkString(c.input_contract_id, Self.protoMessageName, 1)
+        if let p = c.template_id { try Weft.V1.TemplateId.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.choice, Self.protoMessageName, 3)
+        if let p = c.chosen_value { try Weft.V1.Value.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_actors { try CBridge.checkString(c.actors![index], Self.protoMessageName, 5) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.inputContractID = CBridge.string(c.input_contract_id)
+        if let p = c.template_id { s.templateID = Weft.V1.TemplateId(decoded: p, in: tree) }
+        s.choice = CBridge.string(c.choice)
+        if let p = c.chosen_value { s.chosenValue = Weft.V1.Value(decoded: p, in: tree) }
+        s.actors = CBridge.array(c.actors, c.n_actors) { e in CBridge.string(e) }
         s.nodeSeed = CBridge.bytes(c.node_seed)
         s.consuming = c.consuming != 0
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.input_contract_id = try CBridge.cString(s.inputContractID, arena, "weft.v1.ExerciseActionDescription", 1)
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
@@ -3772,18 +5513,34 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
         weft__v1__fetch_action_description__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.inputContractID = try CBridge.string(c.input_contract_id, "weft.v1.FetchActionDescription", 1)
-        self.actors = try CBridge.array(c.actors, c.n_actors) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.FetchActionDescription", 2) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.input_contract_id, Self.protoMessageName, 1)
+        for index in 0..<c.n_actors { try CBridge.checkString(c.actors![index], Self.protoMessageName, 2) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.inputContractID = CBridge.string(c.input_contract_id)
+        s.actors = CBridge.array(c.actors, c.n_actors) { e in CBridge.string(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.input_contract_id = try CBridge.cString(self.inputContractID, arena, "weft.v1.FetchActionDescription", 1)
-        c.pointee.n_actors = self.actors.count
-        c.pointee.actors = try CBridge.cArray(self.actors, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.FetchActionDescription", 2) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.input_contract_id = try CBridge.cString(s.inputContractID, arena, "weft.v1.FetchActionDescription", 1)
+        c.pointee.n_actors = s.actors.count
+        c.pointee.actors = try CBridge.cArray(s.actors, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.FetchActionDescription", 2) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -3799,20 +5556,38 @@ extension Weft.V1.ActionDescription: CBackedMessage {
         weft__v1__action_description__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.description_case.rawValue {
-        case 1: s.description = .create(try Weft.V1.CreateActionDescription(c: c.create, byteCount: byteCount))
-        case 2: s.description = .exercise(try Weft.V1.ExerciseActionDescription(c: c.exercise, byteCount: byteCount))
-        case 3: s.description = .fetch(try Weft.V1.FetchActionDescription(c: c.fetch, byteCount: byteCount))
+        case 1: try Weft.V1.CreateActionDescription.validate(c.create, byteCount: byteCount)
+        case 2: try Weft.V1.ExerciseActionDescription.validate(c.exercise, byteCount: byteCount)
+        case 3: try Weft.V1.FetchActionDescription.validate(c.fetch, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.description_case.rawValue {
+        case 1: s.description = .create(Weft.V1.CreateActionDescription(decoded: c.create, in: tree))
+        case 2: s.description = .exercise(Weft.V1.ExerciseActionDescription(decoded: c.exercise, in: tree))
+        case 3: s.description = .fetch(Weft.V1.FetchActionDescription(decoded: c.fetch, in: tree))
         default: s.description = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.description {
         case nil: break
@@ -3842,19 +5617,35 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
         weft__v1__view_participant_data__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        for index in 0..<c.n_core_inputs { try Weft.V1.InputContract.validate(c.core_inputs![index]!, byteCount: byteCount) }
+        for index in 0..<c.n_created_core { try Weft.V1.CreatedContract.validate(c.created_core![index]!, byteCount: byteCount) }
+        for index in 0..<c.n_created_in_subview_archived_in_core { try CBridge.checkString(c.created_in_subview_archived_in_core![index], Self.protoMessageName, 4) }
+        if let p = c.action_description { try Weft.V1.ActionDescription.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.salt = CBridge.bytes(c.salt)
-        s.coreInputs = try CBridge.array(c.core_inputs, c.n_core_inputs) { (e) throws(WireError) in try Weft.V1.InputContract(c: e!, byteCount: byteCount) }
-        s.createdCore = try CBridge.array(c.created_core, c.n_created_core) { (e) throws(WireError) in try Weft.V1.CreatedContract(c: e!, byteCount: byteCount) }
-        s.createdInSubviewArchivedInCore = try CBridge.array(c.created_in_subview_archived_in_core, c.n_created_in_subview_archived_in_core) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ViewParticipantData", 4) }
-        if let p = c.action_description { s.actionDescription = try Weft.V1.ActionDescription(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.coreInputs = CBridge.array(c.core_inputs, c.n_core_inputs) { e in Weft.V1.InputContract(decoded: e!, in: tree) }
+        s.createdCore = CBridge.array(c.created_core, c.n_created_core) { e in Weft.V1.CreatedContract(decoded: e!, in: tree) }
+        s.createdInSubviewArchivedInCore = CBridge.array(c.created_in_subview_archived_in_core, c.n_created_in_subview_archived_in_core) { e in CBridge.string(e) }
+        if let p = c.action_description { s.actionDescription = Weft.V1.ActionDescription(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.salt = CBridge.binary(s.salt, arena)
         c.pointee.n_core_inputs = s.coreInputs.count
@@ -3880,19 +5671,35 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
         weft__v1__blindable_view_common_data__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        switch c.node_case.rawValue {
+        case 2: try Weft.V1.ViewCommonData.validate(c.unblinded, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.ViewCommonData(c: c.unblinded, byteCount: byteCount))
+        case 2: s.node = .unblinded(Weft.V1.ViewCommonData(decoded: c.unblinded, in: tree))
         default: s.node = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.node {
         case nil: break
@@ -3919,19 +5726,35 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
         weft__v1__blindable_view_participant_data__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        switch c.node_case.rawValue {
+        case 2: try Weft.V1.ViewParticipantData.validate(c.unblinded, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.ViewParticipantData(c: c.unblinded, byteCount: byteCount))
+        case 2: s.node = .unblinded(Weft.V1.ViewParticipantData(decoded: c.unblinded, in: tree))
         default: s.node = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.node {
         case nil: break
@@ -3958,17 +5781,32 @@ extension Weft.V1.TransactionView: CBackedMessage {
         weft__v1__transaction_view__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.common_data { s.commonData = try Weft.V1.BlindableViewCommonData(c: p, byteCount: byteCount) }
-        if let p = c.participant_data { s.participantData = try Weft.V1.BlindableViewParticipantData(c: p, byteCount: byteCount) }
-        s.subviews = try CBridge.array(c.subviews, c.n_subviews) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.common_data { try Weft.V1.BlindableViewCommonData.validate(p, byteCount: byteCount) }
+        if let p = c.participant_data { try Weft.V1.BlindableViewParticipantData.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_subviews { try Weft.V1.BlindableTransactionView.validate(c.subviews![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.common_data { s.commonData = Weft.V1.BlindableViewCommonData(decoded: p, in: tree) }
+        if let p = c.participant_data { s.participantData = Weft.V1.BlindableViewParticipantData(decoded: p, in: tree) }
+        s.subviews = CBridge.array(c.subviews, c.n_subviews) { e in Weft.V1.BlindableTransactionView(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.commonData { c.pointee.common_data = try Weft.V1.BlindableViewCommonData.makeC(v, arena) }
         if let v = s.participantData { c.pointee.participant_data = try Weft.V1.BlindableViewParticipantData.makeC(v, arena) }
@@ -3990,19 +5828,35 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
         weft__v1__blindable_transaction_view__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        switch c.node_case.rawValue {
+        case 2: try Weft.V1.TransactionView.validate(c.unblinded, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.TransactionView(c: c.unblinded, byteCount: byteCount))
+        case 2: s.node = .unblinded(Weft.V1.TransactionView(decoded: c.unblinded, in: tree))
         default: s.node = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.node {
         case nil: break
@@ -4029,19 +5883,35 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
         weft__v1__blindable_submitter_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        switch c.node_case.rawValue {
+        case 2: try Weft.V1.SubmitterMetadata.validate(c.unblinded, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.SubmitterMetadata(c: c.unblinded, byteCount: byteCount))
+        case 2: s.node = .unblinded(Weft.V1.SubmitterMetadata(decoded: c.unblinded, in: tree))
         default: s.node = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.node {
         case nil: break
@@ -4068,19 +5938,35 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
         weft__v1__blindable_common_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        switch c.node_case.rawValue {
+        case 2: try Weft.V1.CommonMetadata.validate(c.unblinded, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.CommonMetadata(c: c.unblinded, byteCount: byteCount))
+        case 2: s.node = .unblinded(Weft.V1.CommonMetadata(decoded: c.unblinded, in: tree))
         default: s.node = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.node {
         case nil: break
@@ -4107,19 +5993,35 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
         weft__v1__blindable_participant_metadata__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        switch c.node_case.rawValue {
+        case 2: try Weft.V1.ParticipantMetadata.validate(c.unblinded, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         switch c.node_case.rawValue {
         case 1: s.node = .blindedHash(CBridge.bytes(c.blinded_hash))
-        case 2: s.node = .unblinded(try Weft.V1.ParticipantMetadata(c: c.unblinded, byteCount: byteCount))
+        case 2: s.node = .unblinded(Weft.V1.ParticipantMetadata(decoded: c.unblinded, in: tree))
         default: s.node = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.node {
         case nil: break
@@ -4146,18 +6048,34 @@ extension Weft.V1.TransactionTree: CBackedMessage {
         weft__v1__transaction_tree__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.submitter_metadata { s.submitterMetadata = try Weft.V1.BlindableSubmitterMetadata(c: p, byteCount: byteCount) }
-        if let p = c.common_metadata { s.commonMetadata = try Weft.V1.BlindableCommonMetadata(c: p, byteCount: byteCount) }
-        if let p = c.participant_metadata { s.participantMetadata = try Weft.V1.BlindableParticipantMetadata(c: p, byteCount: byteCount) }
-        s.rootViews = try CBridge.array(c.root_views, c.n_root_views) { (e) throws(WireError) in try Weft.V1.BlindableTransactionView(c: e!, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.submitter_metadata { try Weft.V1.BlindableSubmitterMetadata.validate(p, byteCount: byteCount) }
+        if let p = c.common_metadata { try Weft.V1.BlindableCommonMetadata.validate(p, byteCount: byteCount) }
+        if let p = c.participant_metadata { try Weft.V1.BlindableParticipantMetadata.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_root_views { try Weft.V1.BlindableTransactionView.validate(c.root_views![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.submitter_metadata { s.submitterMetadata = Weft.V1.BlindableSubmitterMetadata(decoded: p, in: tree) }
+        if let p = c.common_metadata { s.commonMetadata = Weft.V1.BlindableCommonMetadata(decoded: p, in: tree) }
+        if let p = c.participant_metadata { s.participantMetadata = Weft.V1.BlindableParticipantMetadata(decoded: p, in: tree) }
+        s.rootViews = CBridge.array(c.root_views, c.n_root_views) { e in Weft.V1.BlindableTransactionView(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.submitterMetadata { c.pointee.submitter_metadata = try Weft.V1.BlindableSubmitterMetadata.makeC(v, arena) }
         if let v = s.commonMetadata { c.pointee.common_metadata = try Weft.V1.BlindableCommonMetadata.makeC(v, arena) }
@@ -4180,16 +6098,30 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
         weft__v1__informee_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.informee_tree { s.informeeTree = try Weft.V1.TransactionTree(c: p, byteCount: byteCount) }
-        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.informee_tree { try Weft.V1.TransactionTree.validate(p, byteCount: byteCount) }
+        if let p = c.submitting_participant_signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.informee_tree { s.informeeTree = Weft.V1.TransactionTree(decoded: p, in: tree) }
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = Weft.V1.Signature(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.informeeTree { c.pointee.informee_tree = try Weft.V1.TransactionTree.makeC(v, arena) }
         if let v = s.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
@@ -4209,18 +6141,32 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
         weft__v1__root_hash_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        try CBridge.checkString(c.domain, Self.protoMessageName, 2)
+        if let p = c.submitting_participant_signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.rootHash = CBridge.bytes(c.root_hash)
-        s.domain = try CBridge.string(c.domain, "weft.v1.RootHashMessage", 2)
+        s.domain = CBridge.string(c.domain)
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = Weft.V1.Signature(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.root_hash = CBridge.binary(s.rootHash, arena)
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.RootHashMessage", 2)
@@ -4242,16 +6188,29 @@ extension Weft.V1.ViewTree: CBackedMessage {
         weft__v1__view_tree__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.tree { s.tree = try Weft.V1.TransactionTree(c: p, byteCount: byteCount) }
-        s.viewPosition = try CBridge.array(c.view_position, c.n_view_position) { (e) throws(WireError) in e }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.tree { try Weft.V1.TransactionTree.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.tree { s.tree = Weft.V1.TransactionTree(decoded: p, in: tree) }
+        s.viewPosition = CBridge.array(c.view_position, c.n_view_position) { e in e }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.tree { c.pointee.tree = try Weft.V1.TransactionTree.makeC(v, arena) }
         c.pointee.n_view_position = s.viewPosition.count
@@ -4272,20 +6231,35 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
         weft__v1__encrypted_view_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        for index in 0..<c.n_wrapped_seeds { try Weft.V1.WrappedKey.validate(c.wrapped_seeds![index]!, byteCount: byteCount) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 4)
+        if let p = c.submitting_participant_signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.viewHash = CBridge.bytes(c.view_hash)
         s.ciphertext = CBridge.bytes(c.ciphertext)
-        s.wrappedSeeds = try CBridge.array(c.wrapped_seeds, c.n_wrapped_seeds) { (e) throws(WireError) in try Weft.V1.WrappedKey(c: e!, byteCount: byteCount) }
-        s.domain = try CBridge.string(c.domain, "weft.v1.EncryptedViewMessage", 4)
+        s.wrappedSeeds = CBridge.array(c.wrapped_seeds, c.n_wrapped_seeds) { e in Weft.V1.WrappedKey(decoded: e!, in: tree) }
+        s.domain = CBridge.string(c.domain)
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.submitting_participant_signature { s.submittingParticipantSignature = Weft.V1.Signature(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.view_hash = CBridge.binary(s.viewHash, arena)
         c.pointee.ciphertext = CBridge.binary(s.ciphertext, arena)
@@ -4310,9 +6284,14 @@ extension Weft.V1.LocalApprove: CBackedMessage {
         weft__v1__local_approve__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -4332,20 +6311,37 @@ extension Weft.V1.LocalReject: CBackedMessage {
         weft__v1__local_reject__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.reasonID = try CBridge.string(c.reason_id, "weft.v1.LocalReject", 1)
-        self.message = try CBridge.string(c.message, "weft.v1.LocalReject", 2)
-        self.resources = try CBridge.array(c.resources, c.n_resources) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.LocalReject", 3) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.reason_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.message, Self.protoMessageName, 2)
+        for index in 0..<c.n_resources { try CBridge.checkString(c.resources![index], Self.protoMessageName, 3) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.reasonID = CBridge.string(c.reason_id)
+        s.message = CBridge.string(c.message)
+        s.resources = CBridge.array(c.resources, c.n_resources) { e in CBridge.string(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.reason_id = try CBridge.cString(self.reasonID, arena, "weft.v1.LocalReject", 1)
-        c.pointee.message = try CBridge.cString(self.message, arena, "weft.v1.LocalReject", 2)
-        c.pointee.n_resources = self.resources.count
-        c.pointee.resources = try CBridge.cArray(self.resources, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.LocalReject", 3) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.reason_id = try CBridge.cString(s.reasonID, arena, "weft.v1.LocalReject", 1)
+        c.pointee.message = try CBridge.cString(s.message, arena, "weft.v1.LocalReject", 2)
+        c.pointee.n_resources = s.resources.count
+        c.pointee.resources = try CBridge.cArray(s.resources, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.LocalReject", 3) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4361,19 +6357,36 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
         weft__v1__local_verdict__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.outcome_case.rawValue {
-        case 1: s.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve, byteCount: byteCount))
-        case 2: s.outcome = .reject(try Weft.V1.LocalReject(c: c.reject, byteCount: byteCount))
+        case 1: try Weft.V1.LocalApprove.validate(c.approve, byteCount: byteCount)
+        case 2: try Weft.V1.LocalReject.validate(c.reject, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.outcome_case.rawValue {
+        case 1: s.outcome = .approve(Weft.V1.LocalApprove(decoded: c.approve, in: tree))
+        case 2: s.outcome = .reject(Weft.V1.LocalReject(decoded: c.reject, in: tree))
         default: s.outcome = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.outcome {
         case nil: break
@@ -4400,21 +6413,38 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
         weft__v1__confirmation_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.sender = try CBridge.string(c.sender, "weft.v1.ConfirmationResponse", 2)
+        if let p = c.request_id { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.sender, Self.protoMessageName, 2)
+        if let p = c.local_verdict { try Weft.V1.LocalVerdict.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_confirming_parties { try CBridge.checkString(c.confirming_parties![index], Self.protoMessageName, 6) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 7)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.request_id { s.requestID = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.sender = CBridge.string(c.sender)
         s.viewHash = CBridge.bytes(c.view_hash)
-        if let p = c.local_verdict { s.localVerdict = try Weft.V1.LocalVerdict(c: p, byteCount: byteCount) }
+        if let p = c.local_verdict { s.localVerdict = Weft.V1.LocalVerdict(decoded: p, in: tree) }
         s.rootHash = CBridge.bytes(c.root_hash)
-        s.confirmingParties = try CBridge.array(c.confirming_parties, c.n_confirming_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ConfirmationResponse", 6) }
-        s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResponse", 7)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.confirmingParties = CBridge.array(c.confirming_parties, c.n_confirming_parties) { e in CBridge.string(e) }
+        s.domain = CBridge.string(c.domain)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.requestID { c.pointee.request_id = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.ConfirmationResponse", 2)
@@ -4440,17 +6470,33 @@ extension Weft.V1.MediatorReject: CBackedMessage {
         weft__v1__mediator_reject__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.reasonID = try CBridge.string(c.reason_id, "weft.v1.MediatorReject", 1)
-        self.message = try CBridge.string(c.message, "weft.v1.MediatorReject", 2)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.reason_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.message, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.reasonID = CBridge.string(c.reason_id)
+        s.message = CBridge.string(c.message)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.reason_id = try CBridge.cString(self.reasonID, arena, "weft.v1.MediatorReject", 1)
-        c.pointee.message = try CBridge.cString(self.message, arena, "weft.v1.MediatorReject", 2)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.reason_id = try CBridge.cString(s.reasonID, arena, "weft.v1.MediatorReject", 1)
+        c.pointee.message = try CBridge.cString(s.message, arena, "weft.v1.MediatorReject", 2)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4466,16 +6512,32 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
         weft__v1__participant_rejects__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.rejects = try CBridge.array(c.rejects, c.n_rejects) { (e) throws(WireError) in try Weft.V1.ParticipantReject(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_rejects { try Weft.V1.ParticipantReject.validate(c.rejects![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.rejects = CBridge.array(c.rejects, c.n_rejects) { e in Weft.V1.ParticipantReject(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_rejects = self.rejects.count
-        c.pointee.rejects = try CBridge.cArray(self.rejects, arena) { (e) throws(WireError) in Optional(try Weft.V1.ParticipantReject.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_rejects = s.rejects.count
+        c.pointee.rejects = try CBridge.cArray(s.rejects, arena) { (e) throws(WireError) in Optional(try Weft.V1.ParticipantReject.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4491,17 +6553,32 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
         weft__v1__participant_reject__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.participant = try CBridge.string(c.participant, "weft.v1.ParticipantReject", 1)
-        s.parties = try CBridge.array(c.parties, c.n_parties) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ParticipantReject", 2) }
-        if let p = c.reject { s.reject = try Weft.V1.LocalReject(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.participant, Self.protoMessageName, 1)
+        for index in 0..<c.n_parties { try CBridge.checkString(c.parties![index], Self.protoMessageName, 2) }
+        if let p = c.reject { try Weft.V1.LocalReject.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.participant = CBridge.string(c.participant)
+        s.parties = CBridge.array(c.parties, c.n_parties) { e in CBridge.string(e) }
+        if let p = c.reject { s.reject = Weft.V1.LocalReject(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.ParticipantReject", 1)
         c.pointee.n_parties = s.parties.count
@@ -4523,20 +6600,38 @@ extension Weft.V1.Verdict: CBackedMessage {
         weft__v1__verdict__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.outcome_case.rawValue {
-        case 1: s.outcome = .approve(try Weft.V1.LocalApprove(c: c.approve, byteCount: byteCount))
-        case 2: s.outcome = .mediatorReject(try Weft.V1.MediatorReject(c: c.mediator_reject, byteCount: byteCount))
-        case 3: s.outcome = .participantReject(try Weft.V1.ParticipantRejects(c: c.participant_reject, byteCount: byteCount))
+        case 1: try Weft.V1.LocalApprove.validate(c.approve, byteCount: byteCount)
+        case 2: try Weft.V1.MediatorReject.validate(c.mediator_reject, byteCount: byteCount)
+        case 3: try Weft.V1.ParticipantRejects.validate(c.participant_reject, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.outcome_case.rawValue {
+        case 1: s.outcome = .approve(Weft.V1.LocalApprove(decoded: c.approve, in: tree))
+        case 2: s.outcome = .mediatorReject(Weft.V1.MediatorReject(decoded: c.mediator_reject, in: tree))
+        case 3: s.outcome = .participantReject(Weft.V1.ParticipantRejects(decoded: c.participant_reject, in: tree))
         default: s.outcome = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.outcome {
         case nil: break
@@ -4566,19 +6661,34 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
         weft__v1__confirmation_result__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.request_id { s.requestID = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        if let p = c.request_id { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 3)
+        if let p = c.verdict { try Weft.V1.Verdict.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.request_id { s.requestID = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.rootHash = CBridge.bytes(c.root_hash)
-        s.domain = try CBridge.string(c.domain, "weft.v1.ConfirmationResult", 3)
-        if let p = c.verdict { s.verdict = try Weft.V1.Verdict(c: p, byteCount: byteCount) }
+        s.domain = CBridge.string(c.domain)
+        if let p = c.verdict { s.verdict = Weft.V1.Verdict(decoded: p, in: tree) }
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.requestID { c.pointee.request_id = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.root_hash = CBridge.binary(s.rootHash, arena)
@@ -4601,20 +6711,37 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
         weft__v1__acs_commitment__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.AcsCommitment", 1)
-        s.sender = try CBridge.string(c.sender, "weft.v1.AcsCommitment", 2)
-        s.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.AcsCommitment", 3)
-        if let p = c.from_exclusive { s.fromExclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.to_inclusive { s.toInclusive = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        try CBridge.checkString(c.sender, Self.protoMessageName, 2)
+        try CBridge.checkString(c.counter_participant, Self.protoMessageName, 3)
+        if let p = c.from_exclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.to_inclusive { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        s.sender = CBridge.string(c.sender)
+        s.counterParticipant = CBridge.string(c.counter_participant)
+        if let p = c.from_exclusive { s.fromExclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.to_inclusive { s.toInclusive = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.commitment = CBridge.bytes(c.commitment)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.AcsCommitment", 1)
         c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.AcsCommitment", 2)
@@ -4638,20 +6765,38 @@ extension Weft.V1.SignedContent: CBackedMessage {
         weft__v1__signed_content__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.content_case.rawValue {
-        case 1: s.content = .confirmationResponse(try Weft.V1.ConfirmationResponse(c: c.confirmation_response, byteCount: byteCount))
-        case 2: s.content = .confirmationResult(try Weft.V1.ConfirmationResult(c: c.confirmation_result, byteCount: byteCount))
-        case 3: s.content = .acsCommitment(try Weft.V1.AcsCommitment(c: c.acs_commitment, byteCount: byteCount))
+        case 1: try Weft.V1.ConfirmationResponse.validate(c.confirmation_response, byteCount: byteCount)
+        case 2: try Weft.V1.ConfirmationResult.validate(c.confirmation_result, byteCount: byteCount)
+        case 3: try Weft.V1.AcsCommitment.validate(c.acs_commitment, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.content_case.rawValue {
+        case 1: s.content = .confirmationResponse(Weft.V1.ConfirmationResponse(decoded: c.confirmation_response, in: tree))
+        case 2: s.content = .confirmationResult(Weft.V1.ConfirmationResult(decoded: c.confirmation_result, in: tree))
+        case 3: s.content = .acsCommitment(Weft.V1.AcsCommitment(decoded: c.acs_commitment, in: tree))
         default: s.content = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.content {
         case nil: break
@@ -4681,16 +6826,29 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
         weft__v1__signed_protocol_message__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.content = CBridge.bytes(c.content)
-        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.signature { s.signature = Weft.V1.Signature(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.content = CBridge.binary(s.content, arena)
         if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
@@ -4710,26 +6868,50 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
         weft__v1__envelope_content__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.message_case.rawValue {
-        case 1: s.message = .informeeMessage(try Weft.V1.InformeeMessage(c: c.informee_message, byteCount: byteCount))
-        case 2: s.message = .encryptedView(try Weft.V1.EncryptedViewMessage(c: c.encrypted_view, byteCount: byteCount))
-        case 3: s.message = .rootHash(try Weft.V1.RootHashMessage(c: c.root_hash, byteCount: byteCount))
-        case 4: s.message = .signedMessage(try Weft.V1.SignedProtocolMessage(c: c.signed_message, byteCount: byteCount))
-        case 5: s.message = .topologyBroadcast(try Weft.V1.TopologyTransactionsBroadcast(c: c.topology_broadcast, byteCount: byteCount))
-        case 6: s.message = .topologySnapshot(try Weft.V1.TopologySnapshot(c: c.topology_snapshot, byteCount: byteCount))
-        case 7: s.message = .topologyRequest(try Weft.V1.TopologyTransactionsRequest(c: c.topology_request, byteCount: byteCount))
-        case 8: s.message = .commitmentNarrowingRequest(try Weft.V1.CommitmentNarrowingRequest(c: c.commitment_narrowing_request, byteCount: byteCount))
-        case 9: s.message = .commitmentNarrowingResponse(try Weft.V1.CommitmentNarrowingResponse(c: c.commitment_narrowing_response, byteCount: byteCount))
+        case 1: try Weft.V1.InformeeMessage.validate(c.informee_message, byteCount: byteCount)
+        case 2: try Weft.V1.EncryptedViewMessage.validate(c.encrypted_view, byteCount: byteCount)
+        case 3: try Weft.V1.RootHashMessage.validate(c.root_hash, byteCount: byteCount)
+        case 4: try Weft.V1.SignedProtocolMessage.validate(c.signed_message, byteCount: byteCount)
+        case 5: try Weft.V1.TopologyTransactionsBroadcast.validate(c.topology_broadcast, byteCount: byteCount)
+        case 6: try Weft.V1.TopologySnapshot.validate(c.topology_snapshot, byteCount: byteCount)
+        case 7: try Weft.V1.TopologyTransactionsRequest.validate(c.topology_request, byteCount: byteCount)
+        case 8: try Weft.V1.CommitmentNarrowingRequest.validate(c.commitment_narrowing_request, byteCount: byteCount)
+        case 9: try Weft.V1.CommitmentNarrowingResponse.validate(c.commitment_narrowing_response, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.message_case.rawValue {
+        case 1: s.message = .informeeMessage(Weft.V1.InformeeMessage(decoded: c.informee_message, in: tree))
+        case 2: s.message = .encryptedView(Weft.V1.EncryptedViewMessage(decoded: c.encrypted_view, in: tree))
+        case 3: s.message = .rootHash(Weft.V1.RootHashMessage(decoded: c.root_hash, in: tree))
+        case 4: s.message = .signedMessage(Weft.V1.SignedProtocolMessage(decoded: c.signed_message, in: tree))
+        case 5: s.message = .topologyBroadcast(Weft.V1.TopologyTransactionsBroadcast(decoded: c.topology_broadcast, in: tree))
+        case 6: s.message = .topologySnapshot(Weft.V1.TopologySnapshot(decoded: c.topology_snapshot, in: tree))
+        case 7: s.message = .topologyRequest(Weft.V1.TopologyTransactionsRequest(decoded: c.topology_request, in: tree))
+        case 8: s.message = .commitmentNarrowingRequest(Weft.V1.CommitmentNarrowingRequest(decoded: c.commitment_narrowing_request, in: tree))
+        case 9: s.message = .commitmentNarrowingResponse(Weft.V1.CommitmentNarrowingResponse(decoded: c.commitment_narrowing_response, in: tree))
         default: s.message = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.message {
         case nil: break
@@ -4777,24 +6959,43 @@ extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
         weft__v1__commitment_narrowing_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.CommitmentNarrowingRequest", 1)
-        self.requester = try CBridge.string(c.requester, "weft.v1.CommitmentNarrowingRequest", 2)
-        self.counterParticipant = try CBridge.string(c.counter_participant, "weft.v1.CommitmentNarrowingRequest", 3)
-        self.requestID = try CBridge.string(c.request_id, "weft.v1.CommitmentNarrowingRequest", 4)
-        self.stakeholderGroups = try CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.CommitmentNarrowingRequest", 5) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        try CBridge.checkString(c.requester, Self.protoMessageName, 2)
+        try CBridge.checkString(c.counter_participant, Self.protoMessageName, 3)
+        try CBridge.checkString(c.request_id, Self.protoMessageName, 4)
+        for index in 0..<c.n_stakeholder_groups { try CBridge.checkString(c.stakeholder_groups![index], Self.protoMessageName, 5) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.domain = CBridge.string(c.domain)
+        s.requester = CBridge.string(c.requester)
+        s.counterParticipant = CBridge.string(c.counter_participant)
+        s.requestID = CBridge.string(c.request_id)
+        s.stakeholderGroups = CBridge.array(c.stakeholder_groups, c.n_stakeholder_groups) { e in CBridge.string(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.CommitmentNarrowingRequest", 1)
-        c.pointee.requester = try CBridge.cString(self.requester, arena, "weft.v1.CommitmentNarrowingRequest", 2)
-        c.pointee.counter_participant = try CBridge.cString(self.counterParticipant, arena, "weft.v1.CommitmentNarrowingRequest", 3)
-        c.pointee.request_id = try CBridge.cString(self.requestID, arena, "weft.v1.CommitmentNarrowingRequest", 4)
-        c.pointee.n_stakeholder_groups = self.stakeholderGroups.count
-        c.pointee.stakeholder_groups = try CBridge.cArray(self.stakeholderGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CommitmentNarrowingRequest", 5) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.CommitmentNarrowingRequest", 1)
+        c.pointee.requester = try CBridge.cString(s.requester, arena, "weft.v1.CommitmentNarrowingRequest", 2)
+        c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.CommitmentNarrowingRequest", 3)
+        c.pointee.request_id = try CBridge.cString(s.requestID, arena, "weft.v1.CommitmentNarrowingRequest", 4)
+        c.pointee.n_stakeholder_groups = s.stakeholderGroups.count
+        c.pointee.stakeholder_groups = try CBridge.cArray(s.stakeholderGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CommitmentNarrowingRequest", 5) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4810,17 +7011,32 @@ extension Weft.V1.SharedContractHash: CBackedMessage {
         weft__v1__shared_contract_hash__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.contractID = try CBridge.string(c.contract_id, "weft.v1.SharedContractHash", 1)
-        self.hash = CBridge.bytes(c.hash)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.contractID = CBridge.string(c.contract_id)
+        s.hash = CBridge.bytes(c.hash)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.contract_id = try CBridge.cString(self.contractID, arena, "weft.v1.SharedContractHash", 1)
-        c.pointee.hash = CBridge.binary(self.hash, arena)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.SharedContractHash", 1)
+        c.pointee.hash = CBridge.binary(s.hash, arena)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4836,20 +7052,37 @@ extension Weft.V1.StakeholderGroupHash: CBackedMessage {
         weft__v1__stakeholder_group_hash__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.stakeholderGroup = try CBridge.string(c.stakeholder_group, "weft.v1.StakeholderGroupHash", 1)
-        self.hash = CBridge.bytes(c.hash)
-        self.contracts = try CBridge.array(c.contracts, c.n_contracts) { (e) throws(WireError) in try Weft.V1.SharedContractHash(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.stakeholder_group, Self.protoMessageName, 1)
+        for index in 0..<c.n_contracts { try Weft.V1.SharedContractHash.validate(c.contracts![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.stakeholderGroup = CBridge.string(c.stakeholder_group)
+        s.hash = CBridge.bytes(c.hash)
+        s.contracts = CBridge.array(c.contracts, c.n_contracts) { e in Weft.V1.SharedContractHash(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.stakeholder_group = try CBridge.cString(self.stakeholderGroup, arena, "weft.v1.StakeholderGroupHash", 1)
-        c.pointee.hash = CBridge.binary(self.hash, arena)
-        c.pointee.n_contracts = self.contracts.count
-        c.pointee.contracts = try CBridge.cArray(self.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.SharedContractHash.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.stakeholder_group = try CBridge.cString(s.stakeholderGroup, arena, "weft.v1.StakeholderGroupHash", 1)
+        c.pointee.hash = CBridge.binary(s.hash, arena)
+        c.pointee.n_contracts = s.contracts.count
+        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.SharedContractHash.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -4865,21 +7098,39 @@ extension Weft.V1.CommitmentNarrowingResponse: CBackedMessage {
         weft__v1__commitment_narrowing_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.CommitmentNarrowingResponse", 1)
-        s.sender = try CBridge.string(c.sender, "weft.v1.CommitmentNarrowingResponse", 2)
-        s.requester = try CBridge.string(c.requester, "weft.v1.CommitmentNarrowingResponse", 3)
-        s.requestID = try CBridge.string(c.request_id, "weft.v1.CommitmentNarrowingResponse", 4)
-        if let p = c.as_of { s.asOf = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.groups = try CBridge.array(c.groups, c.n_groups) { (e) throws(WireError) in try Weft.V1.StakeholderGroupHash(c: e!, byteCount: byteCount) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        try CBridge.checkString(c.sender, Self.protoMessageName, 2)
+        try CBridge.checkString(c.requester, Self.protoMessageName, 3)
+        try CBridge.checkString(c.request_id, Self.protoMessageName, 4)
+        if let p = c.as_of { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_groups { try Weft.V1.StakeholderGroupHash.validate(c.groups![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        s.sender = CBridge.string(c.sender)
+        s.requester = CBridge.string(c.requester)
+        s.requestID = CBridge.string(c.request_id)
+        if let p = c.as_of { s.asOf = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.groups = CBridge.array(c.groups, c.n_groups) { e in Weft.V1.StakeholderGroupHash(decoded: e!, in: tree) }
         s.contractsOmitted = c.contracts_omitted != 0
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.CommitmentNarrowingResponse", 1)
         c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.CommitmentNarrowingResponse", 2)

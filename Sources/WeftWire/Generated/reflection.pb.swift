@@ -32,18 +32,89 @@ extension Weft.V1 {
     }
 
     /// The node's schema.
-    public struct GetDescriptorSetResponse: WireMessage {
+    public struct GetDescriptorSetResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetDescriptorSetResponse"
 
         /// A serialized `google.protobuf.FileDescriptorSet` covering `weft/v1/*`.
-        public var fileDescriptorSet: [UInt8] = []
+        public var fileDescriptorSet: [UInt8] {
+            get { _storage.read.fileDescriptorSet }
+            set { _uniqueStorage().fileDescriptorSet = newValue }
+            _modify { yield &_uniqueStorage().fileDescriptorSet }
+        }
 
         /// Fully qualified names of the services this node serves, e.g.
         /// `weft.v1.HealthService`.
-        public var services: [String] = []
+        public var services: [String] {
+            get { _storage.read.services }
+            set { _uniqueStorage().services = newValue }
+            _modify { yield &_uniqueStorage().services }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var fileDescriptorSet: [UInt8] = []
+            var services: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetDescriptorSetResponse>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetDescriptorSetResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                fileDescriptorSet = o.fileDescriptorSet
+                services = o.services
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetDescriptorSetResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetDescriptorSetResponse>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.fileDescriptorSet == r.fileDescriptorSet
+        && l.services == r.services
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.fileDescriptorSet)
+            hasher.combine(s.services)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("fileDescriptorSet", s.fileDescriptorSet as Any), ("services", s.services as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -83,9 +154,14 @@ extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
         weft__v1__get_descriptor_set_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -105,18 +181,33 @@ extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
         weft__v1__get_descriptor_set_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.fileDescriptorSet = CBridge.bytes(c.file_descriptor_set)
-        self.services = try CBridge.array(c.services, c.n_services) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDescriptorSetResponse", 2) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_services { try CBridge.checkString(c.services![index], Self.protoMessageName, 2) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.fileDescriptorSet = CBridge.bytes(c.file_descriptor_set)
+        s.services = CBridge.array(c.services, c.n_services) { e in CBridge.string(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.file_descriptor_set = CBridge.binary(self.fileDescriptorSet, arena)
-        c.pointee.n_services = self.services.count
-        c.pointee.services = try CBridge.cArray(self.services, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDescriptorSetResponse", 2) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.file_descriptor_set = CBridge.binary(s.fileDescriptorSet, arena)
+        c.pointee.n_services = s.services.count
+        c.pointee.services = try CBridge.cArray(s.services, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDescriptorSetResponse", 2) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 

@@ -6,14 +6,77 @@ import CWeftWire
 
 extension Weft.V1 {
     /// Asks for an authentication challenge.
-    public struct GetChallengeRequest: WireMessage {
+    public struct GetChallengeRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetChallengeRequest"
 
         /// Member id asking, e.g. `PAR::participant1::1220…`.
-        public var member: String = ""
+        public var member: String {
+            get { _storage.read.member }
+            set { _uniqueStorage().member = newValue }
+            _modify { yield &_uniqueStorage().member }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var member: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetChallengeRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetChallengeRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                member = o.member
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetChallengeRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetChallengeRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.member == r.member
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.member)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("member", s.member as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -40,60 +103,79 @@ extension Weft.V1 {
     }
 
     /// A nonce to sign.
-    public struct GetChallengeResponse: WireMessage {
+    public struct GetChallengeResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetChallengeResponse"
 
         /// Random nonce, single use.
         public var nonce: [UInt8] {
-            get { _storage.nonce }
+            get { _storage.read.nonce }
             set { _uniqueStorage().nonce = newValue }
+            _modify { yield &_uniqueStorage().nonce }
         }
 
         /// Fingerprints of the member's signing keys the sequencer accepts.
         public var keyFingerprints: [String] {
-            get { _storage.keyFingerprints }
+            get { _storage.read.keyFingerprints }
             set { _uniqueStorage().keyFingerprints = newValue }
+            _modify { yield &_uniqueStorage().keyFingerprints }
         }
 
         /// The challenge is void after this time.
         public var expiresAt: Weft.V1.Timestamp? {
-            get { _storage.expiresAt }
+            get { _storage.read.expiresAt }
             set { _uniqueStorage().expiresAt = newValue }
+            _modify { yield &_uniqueStorage().expiresAt }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var nonce: [UInt8] = []
             var keyFingerprints: [String] = []
             var expiresAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetChallengeResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetChallengeResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                nonce = other.nonce
-                keyFingerprints = other.keyFingerprints
-                expiresAt = other.expiresAt
-                unknownFields = other.unknownFields
+                let o = other.read
+                nonce = o.nonce
+                keyFingerprints = o.keyFingerprints
+                expiresAt = o.expiresAt
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetChallengeResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetChallengeResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.nonce == r.nonce
         && l.keyFingerprints == r.keyFingerprints
         && l.expiresAt == r.expiresAt
@@ -101,11 +183,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.nonce)
             hasher.combine(s.keyFingerprints)
             hasher.combine(s.expiresAt)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("nonce", s.nonce as Any), ("keyFingerprints", s.keyFingerprints as Any), ("expiresAt", s.expiresAt as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -135,60 +224,79 @@ extension Weft.V1 {
     }
 
     /// The signed challenge.
-    public struct AuthenticateRequest: WireMessage {
+    public struct AuthenticateRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.AuthenticateRequest"
 
         /// Member id.
         public var member: String {
-            get { _storage.member }
+            get { _storage.read.member }
             set { _uniqueStorage().member = newValue }
+            _modify { yield &_uniqueStorage().member }
         }
 
         /// The nonce from GetChallenge.
         public var nonce: [UInt8] {
-            get { _storage.nonce }
+            get { _storage.read.nonce }
             set { _uniqueStorage().nonce = newValue }
+            _modify { yield &_uniqueStorage().nonce }
         }
 
         /// Signature over the purpose-tagged hash of (domain id, member, nonce).
         public var signature: Weft.V1.Signature? {
-            get { _storage.signature }
+            get { _storage.read.signature }
             set { _uniqueStorage().signature = newValue }
+            _modify { yield &_uniqueStorage().signature }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var member: String = ""
             var nonce: [UInt8] = []
             var signature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__AuthenticateRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__AuthenticateRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                member = other.member
-                nonce = other.nonce
-                signature = other.signature
-                unknownFields = other.unknownFields
+                let o = other.read
+                member = o.member
+                nonce = o.nonce
+                signature = o.signature
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { AuthenticateRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__AuthenticateRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.member == r.member
         && l.nonce == r.nonce
         && l.signature == r.signature
@@ -196,11 +304,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.member)
             hasher.combine(s.nonce)
             hasher.combine(s.signature)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("member", s.member as Any), ("nonce", s.nonce as Any), ("signature", s.signature as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -230,62 +345,87 @@ extension Weft.V1 {
     }
 
     /// A session token.
-    public struct AuthenticateResponse: WireMessage {
+    public struct AuthenticateResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.AuthenticateResponse"
 
         /// Opaque bearer token for `authorization` metadata.
         public var token: [UInt8] {
-            get { _storage.token }
+            get { _storage.read.token }
             set { _uniqueStorage().token = newValue }
+            _modify { yield &_uniqueStorage().token }
         }
 
         /// The token is void after this time; authenticate again before.
         public var expiresAt: Weft.V1.Timestamp? {
-            get { _storage.expiresAt }
+            get { _storage.read.expiresAt }
             set { _uniqueStorage().expiresAt = newValue }
+            _modify { yield &_uniqueStorage().expiresAt }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var token: [UInt8] = []
             var expiresAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__AuthenticateResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__AuthenticateResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                token = other.token
-                expiresAt = other.expiresAt
-                unknownFields = other.unknownFields
+                let o = other.read
+                token = o.token
+                expiresAt = o.expiresAt
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { AuthenticateResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__AuthenticateResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.token == r.token
         && l.expiresAt == r.expiresAt
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.token)
             hasher.combine(s.expiresAt)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("token", s.token as Any), ("expiresAt", s.expiresAt as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -314,19 +454,90 @@ extension Weft.V1 {
     }
 
     /// An envelope: opaque content and the members it is for.
-    public struct Envelope: WireMessage {
+    public struct Envelope: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Envelope"
 
         /// Serialized `EnvelopeContent`, usually encrypted parts inside. Opaque to
         /// the sequencer.
-        public var content: [UInt8] = []
+        public var content: [UInt8] {
+            get { _storage.read.content }
+            set { _uniqueStorage().content = newValue }
+            _modify { yield &_uniqueStorage().content }
+        }
 
         /// Member ids of the recipients. The id `ALL` stands for every member of
         /// the domain at the time of sequencing (topology broadcasts).
-        public var recipients: [String] = []
+        public var recipients: [String] {
+            get { _storage.read.recipients }
+            set { _uniqueStorage().recipients = newValue }
+            _modify { yield &_uniqueStorage().recipients }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var content: [UInt8] = []
+            var recipients: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Envelope>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Envelope>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                content = o.content
+                recipients = o.recipients
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Envelope._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Envelope>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.content == r.content
+        && l.recipients == r.recipients
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.content)
+            hasher.combine(s.recipients)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("content", s.content as Any), ("recipients", s.recipients as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -354,14 +565,77 @@ extension Weft.V1 {
     }
 
     /// The envelopes of one submission.
-    public struct Batch: WireMessage {
+    public struct Batch: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Batch"
 
         /// Envelopes, in the order the sender gave them.
-        public var envelopes: [Weft.V1.Envelope] = []
+        public var envelopes: [Weft.V1.Envelope] {
+            get { _storage.read.envelopes }
+            set { _uniqueStorage().envelopes = newValue }
+            _modify { yield &_uniqueStorage().envelopes }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var envelopes: [Weft.V1.Envelope] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Batch>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Batch>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                envelopes = o.envelopes
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Batch._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Batch>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.envelopes == r.envelopes
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.envelopes)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("envelopes", s.envelopes as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -388,57 +662,65 @@ extension Weft.V1 {
     }
 
     /// What a member asks to have sequenced.
-    public struct SubmissionRequest: WireMessage {
+    public struct SubmissionRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubmissionRequest"
 
         /// Member id of the sender.
         public var sender: String {
-            get { _storage.sender }
+            get { _storage.read.sender }
             set { _uniqueStorage().sender = newValue }
+            _modify { yield &_uniqueStorage().sender }
         }
 
         /// Sender-chosen id, unique among the sender's in-flight submissions; it
         /// comes back in the receipt or deliver error.
         public var messageID: String {
-            get { _storage.messageID }
+            get { _storage.read.messageID }
             set { _uniqueStorage().messageID = newValue }
+            _modify { yield &_uniqueStorage().messageID }
         }
 
         /// The envelopes.
         public var batch: Weft.V1.Batch? {
-            get { _storage.batch }
+            get { _storage.read.batch }
             set { _uniqueStorage().batch = newValue }
+            _modify { yield &_uniqueStorage().batch }
         }
 
         /// If the submission cannot be sequenced before this time it is dropped
         /// and the sender gets a deliver error.
         public var maxSequencingTime: Weft.V1.Timestamp? {
-            get { _storage.maxSequencingTime }
+            get { _storage.read.maxSequencingTime }
             set { _uniqueStorage().maxSequencingTime = newValue }
+            _modify { yield &_uniqueStorage().maxSequencingTime }
         }
 
         /// W3C trace context (`traceparent` value) of the request, propagated to
         /// every recipient.
         public var traceparent: String {
-            get { _storage.traceparent }
+            get { _storage.read.traceparent }
             set { _uniqueStorage().traceparent = newValue }
+            _modify { yield &_uniqueStorage().traceparent }
         }
 
         /// Topology timestamp the sender used to choose recipients and keys;
         /// absent means the sequencing time.
         public var topologyTimestamp: Weft.V1.Timestamp? {
-            get { _storage.topologyTimestamp }
+            get { _storage.read.topologyTimestamp }
             set { _uniqueStorage().topologyTimestamp = newValue }
+            _modify { yield &_uniqueStorage().topologyTimestamp }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var sender: String = ""
             var messageID: String = ""
@@ -447,29 +729,43 @@ extension Weft.V1 {
             var traceparent: String = ""
             var topologyTimestamp: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SubmissionRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SubmissionRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                sender = other.sender
-                messageID = other.messageID
-                batch = other.batch
-                maxSequencingTime = other.maxSequencingTime
-                traceparent = other.traceparent
-                topologyTimestamp = other.topologyTimestamp
-                unknownFields = other.unknownFields
+                let o = other.read
+                sender = o.sender
+                messageID = o.messageID
+                batch = o.batch
+                maxSequencingTime = o.maxSequencingTime
+                traceparent = o.traceparent
+                topologyTimestamp = o.topologyTimestamp
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SubmissionRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SubmissionRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.sender == r.sender
         && l.messageID == r.messageID
         && l.batch == r.batch
@@ -480,7 +776,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.sender)
             hasher.combine(s.messageID)
             hasher.combine(s.batch)
@@ -488,6 +784,13 @@ extension Weft.V1 {
             hasher.combine(s.traceparent)
             hasher.combine(s.topologyTimestamp)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("sender", s.sender as Any), ("messageID", s.messageID as Any), ("batch", s.batch as Any), ("maxSequencingTime", s.maxSequencingTime as Any), ("traceparent", s.traceparent as Any), ("topologyTimestamp", s.topologyTimestamp as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -520,13 +823,14 @@ extension Weft.V1 {
     }
 
     /// A submission as sent: its exact bytes, and optionally a signature.
-    public struct SendRequest: WireMessage {
+    public struct SendRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SendRequest"
 
         /// A serialized `SubmissionRequest`.
         public var submissionRequest: [UInt8] {
-            get { _storage.submissionRequest }
+            get { _storage.read.submissionRequest }
             set { _uniqueStorage().submissionRequest = newValue }
+            _modify { yield &_uniqueStorage().submissionRequest }
         }
 
         /// Sender's signature over the purpose-tagged hash of
@@ -534,51 +838,75 @@ extension Weft.V1 {
         /// the session token alone (docs/wire-protocol.md says which the domain
         /// requires).
         public var signature: Weft.V1.Signature? {
-            get { _storage.signature }
+            get { _storage.read.signature }
             set { _uniqueStorage().signature = newValue }
+            _modify { yield &_uniqueStorage().signature }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var submissionRequest: [UInt8] = []
             var signature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SendRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SendRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                submissionRequest = other.submissionRequest
-                signature = other.signature
-                unknownFields = other.unknownFields
+                let o = other.read
+                submissionRequest = o.submissionRequest
+                signature = o.signature
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SendRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SendRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.submissionRequest == r.submissionRequest
         && l.signature == r.signature
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.submissionRequest)
             hasher.combine(s.signature)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("submissionRequest", s.submissionRequest as Any), ("signature", s.signature as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -633,17 +961,88 @@ extension Weft.V1 {
     }
 
     /// Asks for the member's events from a counter on.
-    public struct SubscribeRequest: WireMessage {
+    public struct SubscribeRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubscribeRequest"
 
         /// Member id.
-        public var member: String = ""
+        public var member: String {
+            get { _storage.read.member }
+            set { _uniqueStorage().member = newValue }
+            _modify { yield &_uniqueStorage().member }
+        }
 
         /// Counter of the first event wanted: one past the last processed.
-        public var fromCounter: UInt64 = 0
+        public var fromCounter: UInt64 {
+            get { _storage.read.fromCounter }
+            set { _uniqueStorage().fromCounter = newValue }
+            _modify { yield &_uniqueStorage().fromCounter }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var member: String = ""
+            var fromCounter: UInt64 = 0
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SubscribeRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SubscribeRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                member = o.member
+                fromCounter = o.fromCounter
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SubscribeRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SubscribeRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.member == r.member
+        && l.fromCounter == r.fromCounter
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.member)
+            hasher.combine(s.fromCounter)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("member", s.member as Any), ("fromCounter", s.fromCounter as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -671,52 +1070,76 @@ extension Weft.V1 {
     }
 
     /// One event of the member's stream.
-    public struct SubscribeResponse: WireMessage {
+    public struct SubscribeResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubscribeResponse"
 
         /// The event, signed by the sequencer.
         public var signedEvent: Weft.V1.SignedSequencedEvent? {
-            get { _storage.signedEvent }
+            get { _storage.read.signedEvent }
             set { _uniqueStorage().signedEvent = newValue }
+            _modify { yield &_uniqueStorage().signedEvent }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var signedEvent: Weft.V1.SignedSequencedEvent? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SubscribeResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SubscribeResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                signedEvent = other.signedEvent
-                unknownFields = other.unknownFields
+                let o = other.read
+                signedEvent = o.signedEvent
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SubscribeResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SubscribeResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.signedEvent == r.signedEvent
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.signedEvent)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("signedEvent", s.signedEvent as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -744,70 +1167,90 @@ extension Weft.V1 {
     }
 
     /// A message delivered to a member.
-    public struct Deliver: WireMessage {
+    public struct Deliver: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Deliver"
 
         /// Sender's member id.
         public var sender: String {
-            get { _storage.sender }
+            get { _storage.read.sender }
             set { _uniqueStorage().sender = newValue }
+            _modify { yield &_uniqueStorage().sender }
         }
 
         /// The submission's message id; set only in the sender's own event (its
         /// receipt). A deliver with a message id and no envelopes is a pure
         /// receipt: the sender was not a recipient.
         public var messageID: String {
-            get { _storage.messageID }
+            get { _storage.read.messageID }
             set { _uniqueStorage().messageID = newValue }
+            _modify { yield &_uniqueStorage().messageID }
         }
 
         /// Only the envelopes addressed to this member.
         public var batch: Weft.V1.Batch? {
-            get { _storage.batch }
+            get { _storage.read.batch }
             set { _uniqueStorage().batch = newValue }
+            _modify { yield &_uniqueStorage().batch }
         }
 
         /// W3C trace context of the submission.
         public var traceparent: String {
-            get { _storage.traceparent }
+            get { _storage.read.traceparent }
             set { _uniqueStorage().traceparent = newValue }
+            _modify { yield &_uniqueStorage().traceparent }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var sender: String = ""
             var messageID: String = ""
             var batch: Weft.V1.Batch? = nil
             var traceparent: String = ""
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Deliver>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Deliver>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                sender = other.sender
-                messageID = other.messageID
-                batch = other.batch
-                traceparent = other.traceparent
-                unknownFields = other.unknownFields
+                let o = other.read
+                sender = o.sender
+                messageID = o.messageID
+                batch = o.batch
+                traceparent = o.traceparent
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Deliver._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Deliver>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.sender == r.sender
         && l.messageID == r.messageID
         && l.batch == r.batch
@@ -816,12 +1259,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.sender)
             hasher.combine(s.messageID)
             hasher.combine(s.batch)
             hasher.combine(s.traceparent)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("sender", s.sender as Any), ("messageID", s.messageID as Any), ("batch", s.batch as Any), ("traceparent", s.traceparent as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -852,63 +1302,88 @@ extension Weft.V1 {
     }
 
     /// Why a submission was not sequenced, told to its sender.
-    public struct DeliverError: WireMessage {
+    public struct DeliverError: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.DeliverError"
 
         /// The submission's message id.
         public var messageID: String {
-            get { _storage.messageID }
+            get { _storage.read.messageID }
             set { _uniqueStorage().messageID = newValue }
+            _modify { yield &_uniqueStorage().messageID }
         }
 
         /// The reason: e.g. error id `SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED`,
         /// `SEQUENCER_UNKNOWN_RECIPIENTS`, `SEQUENCER_REQUEST_TOO_LARGE`.
         public var reason: Weft.V1.Status? {
-            get { _storage.reason }
+            get { _storage.read.reason }
             set { _uniqueStorage().reason = newValue }
+            _modify { yield &_uniqueStorage().reason }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var messageID: String = ""
             var reason: Weft.V1.Status? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__DeliverError>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__DeliverError>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                messageID = other.messageID
-                reason = other.reason
-                unknownFields = other.unknownFields
+                let o = other.read
+                messageID = o.messageID
+                reason = o.reason
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { DeliverError._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__DeliverError>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.messageID == r.messageID
         && l.reason == r.reason
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.messageID)
             hasher.combine(s.reason)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("messageID", s.messageID as Any), ("reason", s.reason as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -937,48 +1412,55 @@ extension Weft.V1 {
     }
 
     /// An event in a member's stream.
-    public struct SequencedEvent: WireMessage {
+    public struct SequencedEvent: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SequencedEvent"
 
         /// Position in this member's stream: 0, 1, 2, … without gaps.
         public var counter: UInt64 {
-            get { _storage.counter }
+            get { _storage.read.counter }
             set { _uniqueStorage().counter = newValue }
+            _modify { yield &_uniqueStorage().counter }
         }
 
         /// Sequencing timestamp; unique and strictly increasing across the domain.
         public var timestamp: Weft.V1.Timestamp? {
-            get { _storage.timestamp }
+            get { _storage.read.timestamp }
             set { _uniqueStorage().timestamp = newValue }
+            _modify { yield &_uniqueStorage().timestamp }
         }
 
         /// Domain id.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Member id of the recipient, so a signed event cannot be replayed to
         /// another member.
         public var recipient: String {
-            get { _storage.recipient }
+            get { _storage.read.recipient }
             set { _uniqueStorage().recipient = newValue }
+            _modify { yield &_uniqueStorage().recipient }
         }
 
         /// What happened; exactly one is set.
         public var event: Event? {
-            get { _storage.event }
+            get { _storage.read.event }
             set { _uniqueStorage().event = newValue }
+            _modify { yield &_uniqueStorage().event }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var counter: UInt64 = 0
             var timestamp: Weft.V1.Timestamp? = nil
@@ -986,28 +1468,42 @@ extension Weft.V1 {
             var recipient: String = ""
             var event: Event? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SequencedEvent>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SequencedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                counter = other.counter
-                timestamp = other.timestamp
-                domain = other.domain
-                recipient = other.recipient
-                event = other.event
-                unknownFields = other.unknownFields
+                let o = other.read
+                counter = o.counter
+                timestamp = o.timestamp
+                domain = o.domain
+                recipient = o.recipient
+                event = o.event
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SequencedEvent._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SequencedEvent>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.counter == r.counter
         && l.timestamp == r.timestamp
         && l.domain == r.domain
@@ -1017,13 +1513,20 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.counter)
             hasher.combine(s.timestamp)
             hasher.combine(s.domain)
             hasher.combine(s.recipient)
             hasher.combine(s.event)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("counter", s.counter as Any), ("timestamp", s.timestamp as Any), ("domain", s.domain as Any), ("recipient", s.recipient as Any), ("event", s.event as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// What happened; exactly one is set.
@@ -1065,75 +1568,95 @@ extension Weft.V1 {
     /// A sequenced event as delivered, with the sequencer's signature: either
     /// its own (`signature`) or its block's (`block_proof`), never both
     /// (docs/sequencer.md §5).
-    public struct SignedSequencedEvent: WireMessage {
+    public struct SignedSequencedEvent: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SignedSequencedEvent"
 
         /// A serialized `SequencedEvent`. With `block_proof` its `counter` is 0
         /// (not encoded): the counter is `counter` below, because it is derived
         /// when the event is read, after its block was signed.
         public var event: [UInt8] {
-            get { _storage.event }
+            get { _storage.read.event }
             set { _uniqueStorage().event = newValue }
+            _modify { yield &_uniqueStorage().event }
         }
 
         /// Sequencer's signature over the purpose-tagged hash
         /// (`HASH_PURPOSE_SEQUENCED_EVENT`) of `event`. Set for events stored
         /// before blocks were signed.
         public var signature: Weft.V1.Signature? {
-            get { _storage.signature }
+            get { _storage.read.signature }
             set { _uniqueStorage().signature = newValue }
+            _modify { yield &_uniqueStorage().signature }
         }
 
         /// The event's place in the member's stream when `block_proof` is set
         /// (not covered by the signature; the member checks it follows the
         /// previous one).
         public var counter: UInt64 {
-            get { _storage.counter }
+            get { _storage.read.counter }
             set { _uniqueStorage().counter = newValue }
+            _modify { yield &_uniqueStorage().counter }
         }
 
         /// That `event` is a leaf of a block of events the sequencer signed at
         /// once.
         public var blockProof: Weft.V1.SequencedBlockProof? {
-            get { _storage.blockProof }
+            get { _storage.read.blockProof }
             set { _uniqueStorage().blockProof = newValue }
+            _modify { yield &_uniqueStorage().blockProof }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var event: [UInt8] = []
             var signature: Weft.V1.Signature? = nil
             var counter: UInt64 = 0
             var blockProof: Weft.V1.SequencedBlockProof? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SignedSequencedEvent>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SignedSequencedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                event = other.event
-                signature = other.signature
-                counter = other.counter
-                blockProof = other.blockProof
-                unknownFields = other.unknownFields
+                let o = other.read
+                event = o.event
+                signature = o.signature
+                counter = o.counter
+                blockProof = o.blockProof
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SignedSequencedEvent._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SignedSequencedEvent>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.event == r.event
         && l.signature == r.signature
         && l.counter == r.counter
@@ -1142,12 +1665,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.event)
             hasher.combine(s.signature)
             hasher.combine(s.counter)
             hasher.combine(s.blockProof)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("event", s.event as Any), ("signature", s.signature as Any), ("counter", s.counter as Any), ("blockProof", s.blockProof as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1182,69 +1712,89 @@ extension Weft.V1 {
     /// the event's bytes; `siblings` lead from it to the Merkle root
     /// (`HASH_PURPOSE_SEQUENCED_BLOCK_NODE`), and `block_signature` covers the
     /// leaf count and the root (`HASH_PURPOSE_SEQUENCED_BLOCK`).
-    public struct SequencedBlockProof: WireMessage {
+    public struct SequencedBlockProof: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SequencedBlockProof"
 
         /// Sequencer's signature over the block.
         public var blockSignature: Weft.V1.Signature? {
-            get { _storage.blockSignature }
+            get { _storage.read.blockSignature }
             set { _uniqueStorage().blockSignature = newValue }
+            _modify { yield &_uniqueStorage().blockSignature }
         }
 
         /// Number of leaves of the block: one per delivery (recipient and event).
         public var leafCount: UInt64 {
-            get { _storage.leafCount }
+            get { _storage.read.leafCount }
             set { _uniqueStorage().leafCount = newValue }
+            _modify { yield &_uniqueStorage().leafCount }
         }
 
         /// Position of this event's leaf, 0-based.
         public var leafIndex: UInt64 {
-            get { _storage.leafIndex }
+            get { _storage.read.leafIndex }
             set { _uniqueStorage().leafIndex = newValue }
+            _modify { yield &_uniqueStorage().leafIndex }
         }
 
         /// The sibling hashes (32 bytes each) from the leaf's level upwards; a
         /// level where the path's node has no sibling contributes none.
         public var siblings: [[UInt8]] {
-            get { _storage.siblings }
+            get { _storage.read.siblings }
             set { _uniqueStorage().siblings = newValue }
+            _modify { yield &_uniqueStorage().siblings }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var blockSignature: Weft.V1.Signature? = nil
             var leafCount: UInt64 = 0
             var leafIndex: UInt64 = 0
             var siblings: [[UInt8]] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SequencedBlockProof>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SequencedBlockProof>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                blockSignature = other.blockSignature
-                leafCount = other.leafCount
-                leafIndex = other.leafIndex
-                siblings = other.siblings
-                unknownFields = other.unknownFields
+                let o = other.read
+                blockSignature = o.blockSignature
+                leafCount = o.leafCount
+                leafIndex = o.leafIndex
+                siblings = o.siblings
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SequencedBlockProof._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SequencedBlockProof>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.blockSignature == r.blockSignature
         && l.leafCount == r.leafCount
         && l.leafIndex == r.leafIndex
@@ -1253,12 +1803,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.blockSignature)
             hasher.combine(s.leafCount)
             hasher.combine(s.leafIndex)
             hasher.combine(s.siblings)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("blockSignature", s.blockSignature as Any), ("leafCount", s.leafCount as Any), ("leafIndex", s.leafIndex as Any), ("siblings", s.siblings as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1289,62 +1846,87 @@ extension Weft.V1 {
     }
 
     /// Records progress.
-    public struct AcknowledgeRequest: WireMessage {
+    public struct AcknowledgeRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.AcknowledgeRequest"
 
         /// Member id.
         public var member: String {
-            get { _storage.member }
+            get { _storage.read.member }
             set { _uniqueStorage().member = newValue }
+            _modify { yield &_uniqueStorage().member }
         }
 
         /// Timestamp of the last event the member has processed and persisted.
         public var timestamp: Weft.V1.Timestamp? {
-            get { _storage.timestamp }
+            get { _storage.read.timestamp }
             set { _uniqueStorage().timestamp = newValue }
+            _modify { yield &_uniqueStorage().timestamp }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var member: String = ""
             var timestamp: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__AcknowledgeRequest>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__AcknowledgeRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                member = other.member
-                timestamp = other.timestamp
-                unknownFields = other.unknownFields
+                let o = other.read
+                member = o.member
+                timestamp = o.timestamp
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { AcknowledgeRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__AcknowledgeRequest>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.member == r.member
         && l.timestamp == r.timestamp
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.member)
             hasher.combine(s.timestamp)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("member", s.member as Any), ("timestamp", s.timestamp as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1399,19 +1981,90 @@ extension Weft.V1 {
     }
 
     /// A participant's identity, presented when it first connects.
-    public struct OnboardRequest: WireMessage {
+    public struct OnboardRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.OnboardRequest"
 
         /// Participant id, `participant1::1220…`.
-        public var participant: String = ""
+        public var participant: String {
+            get { _storage.read.participant }
+            set { _uniqueStorage().participant = newValue }
+            _modify { yield &_uniqueStorage().participant }
+        }
 
         /// Its root namespace delegation and owner-to-key mapping, signed by its
         /// namespace key. The domain manager checks the keys hash to the id's
         /// fingerprint.
-        public var identity: [Weft.V1.SignedTopologyTransaction] = []
+        public var identity: [Weft.V1.SignedTopologyTransaction] {
+            get { _storage.read.identity }
+            set { _uniqueStorage().identity = newValue }
+            _modify { yield &_uniqueStorage().identity }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var participant: String = ""
+            var identity: [Weft.V1.SignedTopologyTransaction] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__OnboardRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__OnboardRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                participant = o.participant
+                identity = o.identity
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { OnboardRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__OnboardRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.participant == r.participant
+        && l.identity == r.identity
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.participant)
+            hasher.combine(s.identity)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("participant", s.participant as Any), ("identity", s.identity as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1439,53 +2092,77 @@ extension Weft.V1 {
     }
 
     /// The outcome of onboarding.
-    public struct OnboardResponse: WireMessage {
+    public struct OnboardResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.OnboardResponse"
 
         /// Sequencing time at which the participant's identity takes effect; it
         /// may authenticate from then on.
         public var effectiveAt: Weft.V1.Timestamp? {
-            get { _storage.effectiveAt }
+            get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
+            _modify { yield &_uniqueStorage().effectiveAt }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var effectiveAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__OnboardResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__OnboardResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                effectiveAt = other.effectiveAt
-                unknownFields = other.unknownFields
+                let o = other.read
+                effectiveAt = o.effectiveAt
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { OnboardResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__OnboardResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.effectiveAt == r.effectiveAt
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.effectiveAt)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("effectiveAt", s.effectiveAt as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1539,31 +2216,35 @@ extension Weft.V1 {
     }
 
     /// The domain's public information.
-    public struct GetDomainInfoResponse: WireMessage {
+    public struct GetDomainInfoResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetDomainInfoResponse"
 
         /// Domain id, `domain1::1220…`.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// The domain's current parameters.
         public var parameters: Weft.V1.DomainParameters? {
-            get { _storage.parameters }
+            get { _storage.read.parameters }
             set { _uniqueStorage().parameters = newValue }
+            _modify { yield &_uniqueStorage().parameters }
         }
 
         /// Member ids of the domain's sequencers.
         public var sequencers: [String] {
-            get { _storage.sequencers }
+            get { _storage.read.sequencers }
             set { _uniqueStorage().sequencers = newValue }
+            _modify { yield &_uniqueStorage().sequencers }
         }
 
         /// Whether Send requires a signature in addition to the session token.
         public var submissionsRequireSignature: Bool {
-            get { _storage.submissionsRequireSignature }
+            get { _storage.read.submissionsRequireSignature }
             set { _uniqueStorage().submissionsRequireSignature = newValue }
+            _modify { yield &_uniqueStorage().submissionsRequireSignature }
         }
 
         /// The sequencers' signing keys, as the topology registers them (the
@@ -1573,18 +2254,21 @@ extension Weft.V1 {
         /// member checks them again against the topology snapshot that is its first
         /// event.
         public var sequencerKeys: [Weft.V1.PublicKey] {
-            get { _storage.sequencerKeys }
+            get { _storage.read.sequencerKeys }
             set { _uniqueStorage().sequencerKeys = newValue }
+            _modify { yield &_uniqueStorage().sequencerKeys }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var domain: String = ""
             var parameters: Weft.V1.DomainParameters? = nil
@@ -1592,28 +2276,42 @@ extension Weft.V1 {
             var submissionsRequireSignature: Bool = false
             var sequencerKeys: [Weft.V1.PublicKey] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__GetDomainInfoResponse>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__GetDomainInfoResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                domain = other.domain
-                parameters = other.parameters
-                sequencers = other.sequencers
-                submissionsRequireSignature = other.submissionsRequireSignature
-                sequencerKeys = other.sequencerKeys
-                unknownFields = other.unknownFields
+                let o = other.read
+                domain = o.domain
+                parameters = o.parameters
+                sequencers = o.sequencers
+                submissionsRequireSignature = o.submissionsRequireSignature
+                sequencerKeys = o.sequencerKeys
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { GetDomainInfoResponse._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__GetDomainInfoResponse>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.domain == r.domain
         && l.parameters == r.parameters
         && l.sequencers == r.sequencers
@@ -1623,13 +2321,20 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.domain)
             hasher.combine(s.parameters)
             hasher.combine(s.sequencers)
             hasher.combine(s.submissionsRequireSignature)
             hasher.combine(s.sequencerKeys)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("parameters", s.parameters as Any), ("sequencers", s.sequencers as Any), ("submissionsRequireSignature", s.submissionsRequireSignature as Any), ("sequencerKeys", s.sequencerKeys as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1673,15 +2378,30 @@ extension Weft.V1.GetChallengeRequest: CBackedMessage {
         weft__v1__get_challenge_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.GetChallengeRequest", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.member, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.member = CBridge.string(c.member)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.GetChallengeRequest", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.GetChallengeRequest", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1697,17 +2417,31 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
         weft__v1__get_challenge_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        for index in 0..<c.n_key_fingerprints { try CBridge.checkString(c.key_fingerprints![index], Self.protoMessageName, 2) }
+        if let p = c.expires_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.nonce = CBridge.bytes(c.nonce)
-        s.keyFingerprints = try CBridge.array(c.key_fingerprints, c.n_key_fingerprints) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetChallengeResponse", 2) }
-        if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.keyFingerprints = CBridge.array(c.key_fingerprints, c.n_key_fingerprints) { e in CBridge.string(e) }
+        if let p = c.expires_at { s.expiresAt = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.nonce = CBridge.binary(s.nonce, arena)
         c.pointee.n_key_fingerprints = s.keyFingerprints.count
@@ -1729,17 +2463,31 @@ extension Weft.V1.AuthenticateRequest: CBackedMessage {
         weft__v1__authenticate_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.member = try CBridge.string(c.member, "weft.v1.AuthenticateRequest", 1)
+        try CBridge.checkString(c.member, Self.protoMessageName, 1)
+        if let p = c.signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.member = CBridge.string(c.member)
         s.nonce = CBridge.bytes(c.nonce)
-        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.signature { s.signature = Weft.V1.Signature(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.AuthenticateRequest", 1)
         c.pointee.nonce = CBridge.binary(s.nonce, arena)
@@ -1760,16 +2508,29 @@ extension Weft.V1.AuthenticateResponse: CBackedMessage {
         weft__v1__authenticate_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.expires_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.token = CBridge.bytes(c.token)
-        if let p = c.expires_at { s.expiresAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.expires_at { s.expiresAt = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.token = CBridge.binary(s.token, arena)
         if let v = s.expiresAt { c.pointee.expires_at = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -1789,18 +2550,33 @@ extension Weft.V1.Envelope: CBackedMessage {
         weft__v1__envelope__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.content = CBridge.bytes(c.content)
-        self.recipients = try CBridge.array(c.recipients, c.n_recipients) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.Envelope", 2) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_recipients { try CBridge.checkString(c.recipients![index], Self.protoMessageName, 2) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.content = CBridge.bytes(c.content)
+        s.recipients = CBridge.array(c.recipients, c.n_recipients) { e in CBridge.string(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.content = CBridge.binary(self.content, arena)
-        c.pointee.n_recipients = self.recipients.count
-        c.pointee.recipients = try CBridge.cArray(self.recipients, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Envelope", 2) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.content = CBridge.binary(s.content, arena)
+        c.pointee.n_recipients = s.recipients.count
+        c.pointee.recipients = try CBridge.cArray(s.recipients, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Envelope", 2) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1816,16 +2592,32 @@ extension Weft.V1.Batch: CBackedMessage {
         weft__v1__batch__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.envelopes = try CBridge.array(c.envelopes, c.n_envelopes) { (e) throws(WireError) in try Weft.V1.Envelope(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_envelopes { try Weft.V1.Envelope.validate(c.envelopes![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.envelopes = CBridge.array(c.envelopes, c.n_envelopes) { e in Weft.V1.Envelope(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_envelopes = self.envelopes.count
-        c.pointee.envelopes = try CBridge.cArray(self.envelopes, arena) { (e) throws(WireError) in Optional(try Weft.V1.Envelope.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_envelopes = s.envelopes.count
+        c.pointee.envelopes = try CBridge.cArray(s.envelopes, arena) { (e) throws(WireError) in Optional(try Weft.V1.Envelope.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1841,20 +2633,38 @@ extension Weft.V1.SubmissionRequest: CBackedMessage {
         weft__v1__submission_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.sender = try CBridge.string(c.sender, "weft.v1.SubmissionRequest", 1)
-        s.messageID = try CBridge.string(c.message_id, "weft.v1.SubmissionRequest", 2)
-        if let p = c.batch { s.batch = try Weft.V1.Batch(c: p, byteCount: byteCount) }
-        if let p = c.max_sequencing_time { s.maxSequencingTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.traceparent = try CBridge.string(c.traceparent, "weft.v1.SubmissionRequest", 5)
-        if let p = c.topology_timestamp { s.topologyTimestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.sender, Self.protoMessageName, 1)
+        try CBridge.checkString(c.message_id, Self.protoMessageName, 2)
+        if let p = c.batch { try Weft.V1.Batch.validate(p, byteCount: byteCount) }
+        if let p = c.max_sequencing_time { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.traceparent, Self.protoMessageName, 5)
+        if let p = c.topology_timestamp { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.sender = CBridge.string(c.sender)
+        s.messageID = CBridge.string(c.message_id)
+        if let p = c.batch { s.batch = Weft.V1.Batch(decoded: p, in: tree) }
+        if let p = c.max_sequencing_time { s.maxSequencingTime = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.traceparent = CBridge.string(c.traceparent)
+        if let p = c.topology_timestamp { s.topologyTimestamp = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.SubmissionRequest", 1)
         c.pointee.message_id = try CBridge.cString(s.messageID, arena, "weft.v1.SubmissionRequest", 2)
@@ -1878,16 +2688,29 @@ extension Weft.V1.SendRequest: CBackedMessage {
         weft__v1__send_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.submissionRequest = CBridge.bytes(c.submission_request)
-        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.signature { s.signature = Weft.V1.Signature(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.submission_request = CBridge.binary(s.submissionRequest, arena)
         if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
@@ -1907,9 +2730,14 @@ extension Weft.V1.SendResponse: CBackedMessage {
         weft__v1__send_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -1929,17 +2757,32 @@ extension Weft.V1.SubscribeRequest: CBackedMessage {
         weft__v1__subscribe_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.SubscribeRequest", 1)
-        self.fromCounter = c.from_counter
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.member, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.member = CBridge.string(c.member)
+        s.fromCounter = c.from_counter
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.SubscribeRequest", 1)
-        c.pointee.from_counter = self.fromCounter
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.SubscribeRequest", 1)
+        c.pointee.from_counter = s.fromCounter
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1955,15 +2798,28 @@ extension Weft.V1.SubscribeResponse: CBackedMessage {
         weft__v1__subscribe_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.signed_event { s.signedEvent = try Weft.V1.SignedSequencedEvent(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.signed_event { try Weft.V1.SignedSequencedEvent.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.signed_event { s.signedEvent = Weft.V1.SignedSequencedEvent(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.signedEvent { c.pointee.signed_event = try Weft.V1.SignedSequencedEvent.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -1982,18 +2838,34 @@ extension Weft.V1.Deliver: CBackedMessage {
         weft__v1__deliver__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.sender = try CBridge.string(c.sender, "weft.v1.Deliver", 1)
-        s.messageID = try CBridge.string(c.message_id, "weft.v1.Deliver", 2)
-        if let p = c.batch { s.batch = try Weft.V1.Batch(c: p, byteCount: byteCount) }
-        s.traceparent = try CBridge.string(c.traceparent, "weft.v1.Deliver", 4)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.sender, Self.protoMessageName, 1)
+        try CBridge.checkString(c.message_id, Self.protoMessageName, 2)
+        if let p = c.batch { try Weft.V1.Batch.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.traceparent, Self.protoMessageName, 4)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.sender = CBridge.string(c.sender)
+        s.messageID = CBridge.string(c.message_id)
+        if let p = c.batch { s.batch = Weft.V1.Batch(decoded: p, in: tree) }
+        s.traceparent = CBridge.string(c.traceparent)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.Deliver", 1)
         c.pointee.message_id = try CBridge.cString(s.messageID, arena, "weft.v1.Deliver", 2)
@@ -2015,16 +2887,30 @@ extension Weft.V1.DeliverError: CBackedMessage {
         weft__v1__deliver_error__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.messageID = try CBridge.string(c.message_id, "weft.v1.DeliverError", 1)
-        if let p = c.reason { s.reason = try Weft.V1.Status(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.message_id, Self.protoMessageName, 1)
+        if let p = c.reason { try Weft.V1.Status.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.messageID = CBridge.string(c.message_id)
+        if let p = c.reason { s.reason = Weft.V1.Status(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.message_id = try CBridge.cString(s.messageID, arena, "weft.v1.DeliverError", 1)
         if let v = s.reason { c.pointee.reason = try Weft.V1.Status.makeC(v, arena) }
@@ -2044,23 +2930,43 @@ extension Weft.V1.SequencedEvent: CBackedMessage {
         weft__v1__sequenced_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.counter = c.counter
-        if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.domain = try CBridge.string(c.domain, "weft.v1.SequencedEvent", 3)
-        s.recipient = try CBridge.string(c.recipient, "weft.v1.SequencedEvent", 4)
+        if let p = c.timestamp { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 3)
+        try CBridge.checkString(c.recipient, Self.protoMessageName, 4)
         switch c.event_case.rawValue {
-        case 5: s.event = .deliver(try Weft.V1.Deliver(c: c.deliver, byteCount: byteCount))
-        case 6: s.event = .deliverError(try Weft.V1.DeliverError(c: c.deliver_error, byteCount: byteCount))
+        case 5: try Weft.V1.Deliver.validate(c.deliver, byteCount: byteCount)
+        case 6: try Weft.V1.DeliverError.validate(c.deliver_error, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.counter = c.counter
+        if let p = c.timestamp { s.timestamp = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.domain = CBridge.string(c.domain)
+        s.recipient = CBridge.string(c.recipient)
+        switch c.event_case.rawValue {
+        case 5: s.event = .deliver(Weft.V1.Deliver(decoded: c.deliver, in: tree))
+        case 6: s.event = .deliverError(Weft.V1.DeliverError(decoded: c.deliver_error, in: tree))
         default: s.event = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.counter = s.counter
         if let v = s.timestamp { c.pointee.timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -2091,18 +2997,32 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
         weft__v1__signed_sequenced_event__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        if let p = c.block_proof { try Weft.V1.SequencedBlockProof.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.event = CBridge.bytes(c.event)
-        if let p = c.signature { s.signature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        if let p = c.signature { s.signature = Weft.V1.Signature(decoded: p, in: tree) }
         s.counter = c.counter
-        if let p = c.block_proof { s.blockProof = try Weft.V1.SequencedBlockProof(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.block_proof { s.blockProof = Weft.V1.SequencedBlockProof(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.event = CBridge.binary(s.event, arena)
         if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
@@ -2124,18 +3044,31 @@ extension Weft.V1.SequencedBlockProof: CBackedMessage {
         weft__v1__sequenced_block_proof__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.block_signature { s.blockSignature = try Weft.V1.Signature(c: p, byteCount: byteCount) }
+        if let p = c.block_signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.block_signature { s.blockSignature = Weft.V1.Signature(decoded: p, in: tree) }
         s.leafCount = c.leaf_count
         s.leafIndex = c.leaf_index
-        s.siblings = try CBridge.array(c.siblings, c.n_siblings) { (e) throws(WireError) in CBridge.bytes(e) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.siblings = CBridge.array(c.siblings, c.n_siblings) { e in CBridge.bytes(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.blockSignature { c.pointee.block_signature = try Weft.V1.Signature.makeC(v, arena) }
         c.pointee.leaf_count = s.leafCount
@@ -2158,16 +3091,30 @@ extension Weft.V1.AcknowledgeRequest: CBackedMessage {
         weft__v1__acknowledge_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.member = try CBridge.string(c.member, "weft.v1.AcknowledgeRequest", 1)
-        if let p = c.timestamp { s.timestamp = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.member, Self.protoMessageName, 1)
+        if let p = c.timestamp { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.member = CBridge.string(c.member)
+        if let p = c.timestamp { s.timestamp = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.AcknowledgeRequest", 1)
         if let v = s.timestamp { c.pointee.timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -2187,9 +3134,14 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
         weft__v1__acknowledge_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2209,18 +3161,35 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
         weft__v1__onboard_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.OnboardRequest", 1)
-        self.identity = try CBridge.array(c.identity, c.n_identity) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.participant, Self.protoMessageName, 1)
+        for index in 0..<c.n_identity { try Weft.V1.SignedTopologyTransaction.validate(c.identity![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.participant = CBridge.string(c.participant)
+        s.identity = CBridge.array(c.identity, c.n_identity) { e in Weft.V1.SignedTopologyTransaction(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.OnboardRequest", 1)
-        c.pointee.n_identity = self.identity.count
-        c.pointee.identity = try CBridge.cArray(self.identity, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.OnboardRequest", 1)
+        c.pointee.n_identity = s.identity.count
+        c.pointee.identity = try CBridge.cArray(s.identity, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -2236,15 +3205,28 @@ extension Weft.V1.OnboardResponse: CBackedMessage {
         weft__v1__onboard_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.effective_at { s.effectiveAt = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.effective_at { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.effective_at { s.effectiveAt = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -2263,9 +3245,14 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
         weft__v1__get_domain_info_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -2285,19 +3272,35 @@ extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
         weft__v1__get_domain_info_response__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.GetDomainInfoResponse", 1)
-        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
-        s.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.GetDomainInfoResponse", 3) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        if let p = c.parameters { try Weft.V1.DomainParameters.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_sequencers { try CBridge.checkString(c.sequencers![index], Self.protoMessageName, 3) }
+        for index in 0..<c.n_sequencer_keys { try Weft.V1.PublicKey.validate(c.sequencer_keys![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        if let p = c.parameters { s.parameters = Weft.V1.DomainParameters(decoded: p, in: tree) }
+        s.sequencers = CBridge.array(c.sequencers, c.n_sequencers) { e in CBridge.string(e) }
         s.submissionsRequireSignature = c.submissions_require_signature != 0
-        s.sequencerKeys = try CBridge.array(c.sequencer_keys, c.n_sequencer_keys) { (e) throws(WireError) in try Weft.V1.PublicKey(c: e!, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.sequencerKeys = CBridge.array(c.sequencer_keys, c.n_sequencer_keys) { e in Weft.V1.PublicKey(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.GetDomainInfoResponse", 1)
         if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }

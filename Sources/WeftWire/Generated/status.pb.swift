@@ -13,28 +13,123 @@ extension Weft.V1 {
     /// 11 OUT_OF_RANGE, 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 15 DATA_LOSS,
     /// 16 UNAUTHENTICATED. It is a plain integer rather than an enum because gRPC's
     /// OK is 0, which an enum's zero value must not mean.
-    public struct Status: WireMessage {
+    public struct Status: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Status"
 
         /// gRPC status code (0 = OK). See the message comment for the table.
-        public var code: UInt32 = 0
+        public var code: UInt32 {
+            get { _storage.read.code }
+            set { _uniqueStorage().code = newValue }
+            _modify { yield &_uniqueStorage().code }
+        }
 
         /// Human-readable explanation for the operator, saying what to do next.
-        public var message: String = ""
+        public var message: String {
+            get { _storage.read.message }
+            set { _uniqueStorage().message = newValue }
+            _modify { yield &_uniqueStorage().message }
+        }
 
         /// Stable, machine-readable Weft error id in Canton style, e.g.
         /// `SEQUENCER_UNKNOWN_MEMBER` or `LOCKED_CONTRACTS`. Empty when `code` is 0.
-        public var errorID: String = ""
+        public var errorID: String {
+            get { _storage.read.errorID }
+            set { _uniqueStorage().errorID = newValue }
+            _modify { yield &_uniqueStorage().errorID }
+        }
 
         /// Correlation id that also appears in the server's log lines for this
         /// failure (the trace id when the call carried one).
-        public var correlationID: String = ""
+        public var correlationID: String {
+            get { _storage.read.correlationID }
+            set { _uniqueStorage().correlationID = newValue }
+            _modify { yield &_uniqueStorage().correlationID }
+        }
 
         /// Additional structured context, e.g. `member` = `PAR::p1::1220…`.
-        public var details: [Weft.V1.StatusDetail] = []
+        public var details: [Weft.V1.StatusDetail] {
+            get { _storage.read.details }
+            set { _uniqueStorage().details = newValue }
+            _modify { yield &_uniqueStorage().details }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var code: UInt32 = 0
+            var message: String = ""
+            var errorID: String = ""
+            var correlationID: String = ""
+            var details: [Weft.V1.StatusDetail] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Status>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Status>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                code = o.code
+                message = o.message
+                errorID = o.errorID
+                correlationID = o.correlationID
+                details = o.details
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Status._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Status>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.code == r.code
+        && l.message == r.message
+        && l.errorID == r.errorID
+        && l.correlationID == r.correlationID
+        && l.details == r.details
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.code)
+            hasher.combine(s.message)
+            hasher.combine(s.errorID)
+            hasher.combine(s.correlationID)
+            hasher.combine(s.details)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("code", s.code as Any), ("message", s.message as Any), ("errorID", s.errorID as Any), ("correlationID", s.correlationID as Any), ("details", s.details as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -65,17 +160,88 @@ extension Weft.V1 {
     }
 
     /// One named piece of context attached to a status.
-    public struct StatusDetail: WireMessage {
+    public struct StatusDetail: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.StatusDetail"
 
         /// Name of the context item, lower_snake_case, e.g. `contract_id`.
-        public var key: String = ""
+        public var key: String {
+            get { _storage.read.key }
+            set { _uniqueStorage().key = newValue }
+            _modify { yield &_uniqueStorage().key }
+        }
 
         /// Its value, printable text.
-        public var value: String = ""
+        public var value: String {
+            get { _storage.read.value }
+            set { _uniqueStorage().value = newValue }
+            _modify { yield &_uniqueStorage().value }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var key: String = ""
+            var value: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__StatusDetail>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__StatusDetail>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                key = o.key
+                value = o.value
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { StatusDetail._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__StatusDetail>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.key == r.key
+        && l.value == r.value
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.key)
+            hasher.combine(s.value)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("key", s.key as Any), ("value", s.value as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -115,24 +281,43 @@ extension Weft.V1.Status: CBackedMessage {
         weft__v1__status__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.code = c.code
-        self.message = try CBridge.string(c.message, "weft.v1.Status", 2)
-        self.errorID = try CBridge.string(c.error_id, "weft.v1.Status", 3)
-        self.correlationID = try CBridge.string(c.correlation_id, "weft.v1.Status", 4)
-        self.details = try CBridge.array(c.details, c.n_details) { (e) throws(WireError) in try Weft.V1.StatusDetail(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.message, Self.protoMessageName, 2)
+        try CBridge.checkString(c.error_id, Self.protoMessageName, 3)
+        try CBridge.checkString(c.correlation_id, Self.protoMessageName, 4)
+        for index in 0..<c.n_details { try Weft.V1.StatusDetail.validate(c.details![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.code = c.code
+        s.message = CBridge.string(c.message)
+        s.errorID = CBridge.string(c.error_id)
+        s.correlationID = CBridge.string(c.correlation_id)
+        s.details = CBridge.array(c.details, c.n_details) { e in Weft.V1.StatusDetail(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.code = self.code
-        c.pointee.message = try CBridge.cString(self.message, arena, "weft.v1.Status", 2)
-        c.pointee.error_id = try CBridge.cString(self.errorID, arena, "weft.v1.Status", 3)
-        c.pointee.correlation_id = try CBridge.cString(self.correlationID, arena, "weft.v1.Status", 4)
-        c.pointee.n_details = self.details.count
-        c.pointee.details = try CBridge.cArray(self.details, arena) { (e) throws(WireError) in Optional(try Weft.V1.StatusDetail.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.code = s.code
+        c.pointee.message = try CBridge.cString(s.message, arena, "weft.v1.Status", 2)
+        c.pointee.error_id = try CBridge.cString(s.errorID, arena, "weft.v1.Status", 3)
+        c.pointee.correlation_id = try CBridge.cString(s.correlationID, arena, "weft.v1.Status", 4)
+        c.pointee.n_details = s.details.count
+        c.pointee.details = try CBridge.cArray(s.details, arena) { (e) throws(WireError) in Optional(try Weft.V1.StatusDetail.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -148,16 +333,32 @@ extension Weft.V1.StatusDetail: CBackedMessage {
         weft__v1__status_detail__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.key = try CBridge.string(c.key, "weft.v1.StatusDetail", 1)
-        self.value = try CBridge.string(c.value, "weft.v1.StatusDetail", 2)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.key, Self.protoMessageName, 1)
+        try CBridge.checkString(c.value, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.key = CBridge.string(c.key)
+        s.value = CBridge.string(c.value)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.key = try CBridge.cString(self.key, arena, "weft.v1.StatusDetail", 1)
-        c.pointee.value = try CBridge.cString(self.value, arena, "weft.v1.StatusDetail", 2)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.key = try CBridge.cString(s.key, arena, "weft.v1.StatusDetail", 1)
+        c.pointee.value = try CBridge.cString(s.value, arena, "weft.v1.StatusDetail", 2)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -178,60 +178,79 @@ extension Weft.V1 {
     /// Delegates authority over a namespace to a key. A root delegation (the
     /// namespace's own key, self-signed) starts an identity; the namespace is
     /// the fingerprint of that root key.
-    public struct NamespaceDelegation: WireMessage {
+    public struct NamespaceDelegation: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.NamespaceDelegation"
 
         /// The namespace, i.e. the fingerprint of its root key, `1220…`.
         public var namespace: String {
-            get { _storage.namespace }
+            get { _storage.read.namespace }
             set { _uniqueStorage().namespace = newValue }
+            _modify { yield &_uniqueStorage().namespace }
         }
 
         /// The key that receives authority.
         public var targetKey: Weft.V1.PublicKey? {
-            get { _storage.targetKey }
+            get { _storage.read.targetKey }
             set { _uniqueStorage().targetKey = newValue }
+            _modify { yield &_uniqueStorage().targetKey }
         }
 
         /// Whether the target key may itself delegate further.
         public var isRootDelegation: Bool {
-            get { _storage.isRootDelegation }
+            get { _storage.read.isRootDelegation }
             set { _uniqueStorage().isRootDelegation = newValue }
+            _modify { yield &_uniqueStorage().isRootDelegation }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var namespace: String = ""
             var targetKey: Weft.V1.PublicKey? = nil
             var isRootDelegation: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__NamespaceDelegation>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__NamespaceDelegation>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                namespace = other.namespace
-                targetKey = other.targetKey
-                isRootDelegation = other.isRootDelegation
-                unknownFields = other.unknownFields
+                let o = other.read
+                namespace = o.namespace
+                targetKey = o.targetKey
+                isRootDelegation = o.isRootDelegation
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { NamespaceDelegation._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__NamespaceDelegation>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.namespace == r.namespace
         && l.targetKey == r.targetKey
         && l.isRootDelegation == r.isRootDelegation
@@ -239,11 +258,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.namespace)
             hasher.combine(s.targetKey)
             hasher.combine(s.isRootDelegation)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("namespace", s.namespace as Any), ("targetKey", s.targetKey as Any), ("isRootDelegation", s.isRootDelegation as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -274,17 +300,88 @@ extension Weft.V1 {
 
     /// The keys of a member: its signing key and, for participants and
     /// mediators, its encryption key.
-    public struct OwnerToKeyMapping: WireMessage {
+    public struct OwnerToKeyMapping: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.OwnerToKeyMapping"
 
         /// Member id, e.g. `PAR::participant1::1220…`.
-        public var member: String = ""
+        public var member: String {
+            get { _storage.read.member }
+            set { _uniqueStorage().member = newValue }
+            _modify { yield &_uniqueStorage().member }
+        }
 
         /// The member's public keys.
-        public var keys: [Weft.V1.PublicKey] = []
+        public var keys: [Weft.V1.PublicKey] {
+            get { _storage.read.keys }
+            set { _uniqueStorage().keys = newValue }
+            _modify { yield &_uniqueStorage().keys }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var member: String = ""
+            var keys: [Weft.V1.PublicKey] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__OwnerToKeyMapping>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__OwnerToKeyMapping>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                member = o.member
+                keys = o.keys
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { OwnerToKeyMapping._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__OwnerToKeyMapping>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.member == r.member
+        && l.keys == r.keys
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.member)
+            hasher.combine(s.keys)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("member", s.member as Any), ("keys", s.keys as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -313,20 +410,99 @@ extension Weft.V1 {
 
     /// A participant's admission to the domain (the seed's
     /// `participants.set_state(id, permission, trust)`).
-    public struct ParticipantDomainState: WireMessage {
+    public struct ParticipantDomainState: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ParticipantDomainState"
 
         /// Participant id, `participant1::1220…`.
-        public var participant: String = ""
+        public var participant: String {
+            get { _storage.read.participant }
+            set { _uniqueStorage().participant = newValue }
+            _modify { yield &_uniqueStorage().participant }
+        }
 
         /// What it may do.
-        public var permission: Weft.V1.ParticipantPermission = .unspecified
+        public var permission: Weft.V1.ParticipantPermission {
+            get { _storage.read.permission }
+            set { _uniqueStorage().permission = newValue }
+            _modify { yield &_uniqueStorage().permission }
+        }
 
         /// How much it is trusted.
-        public var trustLevel: Weft.V1.TrustLevel = .unspecified
+        public var trustLevel: Weft.V1.TrustLevel {
+            get { _storage.read.trustLevel }
+            set { _uniqueStorage().trustLevel = newValue }
+            _modify { yield &_uniqueStorage().trustLevel }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var participant: String = ""
+            var permission: Weft.V1.ParticipantPermission = .unspecified
+            var trustLevel: Weft.V1.TrustLevel = .unspecified
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ParticipantDomainState>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ParticipantDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                participant = o.participant
+                permission = o.permission
+                trustLevel = o.trustLevel
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ParticipantDomainState._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ParticipantDomainState>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.participant == r.participant
+        && l.permission == r.permission
+        && l.trustLevel == r.trustLevel
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.participant)
+            hasher.combine(s.permission)
+            hasher.combine(s.trustLevel)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("participant", s.participant as Any), ("permission", s.permission as Any), ("trustLevel", s.trustLevel as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -355,21 +531,100 @@ extension Weft.V1 {
     }
 
     /// That a party is hosted on a participant, and with which permission.
-    public struct PartyToParticipant: WireMessage {
+    public struct PartyToParticipant: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.PartyToParticipant"
 
         /// Party id, `alice::1220…`.
-        public var party: String = ""
+        public var party: String {
+            get { _storage.read.party }
+            set { _uniqueStorage().party = newValue }
+            _modify { yield &_uniqueStorage().party }
+        }
 
         /// Participant id hosting the party.
-        public var participant: String = ""
+        public var participant: String {
+            get { _storage.read.participant }
+            set { _uniqueStorage().participant = newValue }
+            _modify { yield &_uniqueStorage().participant }
+        }
 
         /// The party's permission on that participant (never more than the
         /// participant's own).
-        public var permission: Weft.V1.ParticipantPermission = .unspecified
+        public var permission: Weft.V1.ParticipantPermission {
+            get { _storage.read.permission }
+            set { _uniqueStorage().permission = newValue }
+            _modify { yield &_uniqueStorage().permission }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var party: String = ""
+            var participant: String = ""
+            var permission: Weft.V1.ParticipantPermission = .unspecified
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__PartyToParticipant>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__PartyToParticipant>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                party = o.party
+                participant = o.participant
+                permission = o.permission
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { PartyToParticipant._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__PartyToParticipant>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.party == r.party
+        && l.participant == r.participant
+        && l.permission == r.permission
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.party)
+            hasher.combine(s.participant)
+            hasher.combine(s.permission)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("party", s.party as Any), ("participant", s.participant as Any), ("permission", s.permission as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -398,14 +653,77 @@ extension Weft.V1 {
     }
 
     /// The mediator of the domain.
-    public struct MediatorDomainState: WireMessage {
+    public struct MediatorDomainState: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.MediatorDomainState"
 
         /// Mediator member id, `MED::mediator1::1220…`.
-        public var mediator: String = ""
+        public var mediator: String {
+            get { _storage.read.mediator }
+            set { _uniqueStorage().mediator = newValue }
+            _modify { yield &_uniqueStorage().mediator }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var mediator: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__MediatorDomainState>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__MediatorDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                mediator = o.mediator
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { MediatorDomainState._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__MediatorDomainState>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.mediator == r.mediator
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.mediator)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("mediator", s.mediator as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -432,14 +750,77 @@ extension Weft.V1 {
     }
 
     /// The sequencers of the domain.
-    public struct SequencerDomainState: WireMessage {
+    public struct SequencerDomainState: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SequencerDomainState"
 
         /// Sequencer member ids, `SEQ::sequencer1::1220…`.
-        public var sequencers: [String] = []
+        public var sequencers: [String] {
+            get { _storage.read.sequencers }
+            set { _uniqueStorage().sequencers = newValue }
+            _modify { yield &_uniqueStorage().sequencers }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var sequencers: [String] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SequencerDomainState>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SequencerDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                sequencers = o.sequencers
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SequencerDomainState._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SequencerDomainState>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.sequencers == r.sequencers
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.sequencers)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("sequencers", s.sequencers as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -466,54 +847,62 @@ extension Weft.V1 {
     }
 
     /// Domain-wide protocol parameters.
-    public struct DomainParameters: WireMessage {
+    public struct DomainParameters: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.DomainParameters"
 
         /// How long the mediator waits for confirmations before rejecting a
         /// request with MEDIATOR_SAYS_TX_TIMED_OUT.
         public var participantResponseTimeout: Weft.V1.Duration? {
-            get { _storage.participantResponseTimeout }
+            get { _storage.read.participantResponseTimeout }
             set { _uniqueStorage().participantResponseTimeout = newValue }
+            _modify { yield &_uniqueStorage().participantResponseTimeout }
         }
 
         /// Period of ACS commitments.
         public var reconciliationInterval: Weft.V1.Duration? {
-            get { _storage.reconciliationInterval }
+            get { _storage.read.reconciliationInterval }
             set { _uniqueStorage().reconciliationInterval = newValue }
+            _modify { yield &_uniqueStorage().reconciliationInterval }
         }
 
         /// Largest submission a sequencer accepts, in bytes.
         public var maxRequestSizeBytes: UInt32 {
-            get { _storage.maxRequestSizeBytes }
+            get { _storage.read.maxRequestSizeBytes }
             set { _uniqueStorage().maxRequestSizeBytes = newValue }
+            _modify { yield &_uniqueStorage().maxRequestSizeBytes }
         }
 
         /// How far a transaction's ledger time may be from its sequencing time.
         public var ledgerTimeRecordTimeTolerance: Weft.V1.Duration? {
-            get { _storage.ledgerTimeRecordTimeTolerance }
+            get { _storage.read.ledgerTimeRecordTimeTolerance }
             set { _uniqueStorage().ledgerTimeRecordTimeTolerance = newValue }
+            _modify { yield &_uniqueStorage().ledgerTimeRecordTimeTolerance }
         }
 
         /// How long the mediator keeps a decided request for late responses.
         public var mediatorDeduplicationTimeout: Weft.V1.Duration? {
-            get { _storage.mediatorDeduplicationTimeout }
+            get { _storage.read.mediatorDeduplicationTimeout }
             set { _uniqueStorage().mediatorDeduplicationTimeout = newValue }
+            _modify { yield &_uniqueStorage().mediatorDeduplicationTimeout }
         }
 
         /// Validity of a member's sequencer session token.
         public var authenticationTokenLifetime: Weft.V1.Duration? {
-            get { _storage.authenticationTokenLifetime }
+            get { _storage.read.authenticationTokenLifetime }
             set { _uniqueStorage().authenticationTokenLifetime = newValue }
+            _modify { yield &_uniqueStorage().authenticationTokenLifetime }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var participantResponseTimeout: Weft.V1.Duration? = nil
             var reconciliationInterval: Weft.V1.Duration? = nil
@@ -522,29 +911,43 @@ extension Weft.V1 {
             var mediatorDeduplicationTimeout: Weft.V1.Duration? = nil
             var authenticationTokenLifetime: Weft.V1.Duration? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__DomainParameters>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__DomainParameters>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                participantResponseTimeout = other.participantResponseTimeout
-                reconciliationInterval = other.reconciliationInterval
-                maxRequestSizeBytes = other.maxRequestSizeBytes
-                ledgerTimeRecordTimeTolerance = other.ledgerTimeRecordTimeTolerance
-                mediatorDeduplicationTimeout = other.mediatorDeduplicationTimeout
-                authenticationTokenLifetime = other.authenticationTokenLifetime
-                unknownFields = other.unknownFields
+                let o = other.read
+                participantResponseTimeout = o.participantResponseTimeout
+                reconciliationInterval = o.reconciliationInterval
+                maxRequestSizeBytes = o.maxRequestSizeBytes
+                ledgerTimeRecordTimeTolerance = o.ledgerTimeRecordTimeTolerance
+                mediatorDeduplicationTimeout = o.mediatorDeduplicationTimeout
+                authenticationTokenLifetime = o.authenticationTokenLifetime
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { DomainParameters._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__DomainParameters>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.participantResponseTimeout == r.participantResponseTimeout
         && l.reconciliationInterval == r.reconciliationInterval
         && l.maxRequestSizeBytes == r.maxRequestSizeBytes
@@ -555,7 +958,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.participantResponseTimeout)
             hasher.combine(s.reconciliationInterval)
             hasher.combine(s.maxRequestSizeBytes)
@@ -563,6 +966,13 @@ extension Weft.V1 {
             hasher.combine(s.mediatorDeduplicationTimeout)
             hasher.combine(s.authenticationTokenLifetime)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("participantResponseTimeout", s.participantResponseTimeout as Any), ("reconciliationInterval", s.reconciliationInterval as Any), ("maxRequestSizeBytes", s.maxRequestSizeBytes as Any), ("ledgerTimeRecordTimeTolerance", s.ledgerTimeRecordTimeTolerance as Any), ("mediatorDeduplicationTimeout", s.mediatorDeduplicationTimeout as Any), ("authenticationTokenLifetime", s.authenticationTokenLifetime as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -595,62 +1005,87 @@ extension Weft.V1 {
     }
 
     /// The domain's parameters, as a topology mapping.
-    public struct DomainParametersState: WireMessage {
+    public struct DomainParametersState: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.DomainParametersState"
 
         /// Domain id, `domain1::1220…`.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// The parameters in force from the mapping's effective time.
         public var parameters: Weft.V1.DomainParameters? {
-            get { _storage.parameters }
+            get { _storage.read.parameters }
             set { _uniqueStorage().parameters = newValue }
+            _modify { yield &_uniqueStorage().parameters }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var domain: String = ""
             var parameters: Weft.V1.DomainParameters? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__DomainParametersState>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__DomainParametersState>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                domain = other.domain
-                parameters = other.parameters
-                unknownFields = other.unknownFields
+                let o = other.read
+                domain = o.domain
+                parameters = o.parameters
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { DomainParametersState._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__DomainParametersState>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.domain == r.domain
         && l.parameters == r.parameters
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.domain)
             hasher.combine(s.parameters)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("parameters", s.parameters as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -679,52 +1114,76 @@ extension Weft.V1 {
     }
 
     /// One topology mapping; exactly one is set.
-    public struct TopologyMapping: WireMessage {
+    public struct TopologyMapping: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TopologyMapping"
 
         /// The mapping.
         public var mapping: Mapping? {
-            get { _storage.mapping }
+            get { _storage.read.mapping }
             set { _uniqueStorage().mapping = newValue }
+            _modify { yield &_uniqueStorage().mapping }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var mapping: Mapping? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TopologyMapping>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TopologyMapping>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                mapping = other.mapping
-                unknownFields = other.unknownFields
+                let o = other.read
+                mapping = o.mapping
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TopologyMapping._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TopologyMapping>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.mapping == r.mapping
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.mapping)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("mapping", s.mapping as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The mapping.
@@ -770,69 +1229,89 @@ extension Weft.V1 {
     }
 
     /// A change to topology, before signing.
-    public struct TopologyTransaction: WireMessage {
+    public struct TopologyTransaction: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TopologyTransaction"
 
         /// Add/replace or remove.
         public var operation: Weft.V1.TopologyChangeOp {
-            get { _storage.operation }
+            get { _storage.read.operation }
             set { _uniqueStorage().operation = newValue }
+            _modify { yield &_uniqueStorage().operation }
         }
 
         /// Increases by one with every change of the same mapping key, so that
         /// replays and reorderings are detected.
         public var serial: UInt64 {
-            get { _storage.serial }
+            get { _storage.read.serial }
             set { _uniqueStorage().serial = newValue }
+            _modify { yield &_uniqueStorage().serial }
         }
 
         /// The mapping changed.
         public var mapping: Weft.V1.TopologyMapping? {
-            get { _storage.mapping }
+            get { _storage.read.mapping }
             set { _uniqueStorage().mapping = newValue }
+            _modify { yield &_uniqueStorage().mapping }
         }
 
         /// Domain the transaction is for, `domain1::1220…`.
         public var domain: String {
-            get { _storage.domain }
+            get { _storage.read.domain }
             set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var operation: Weft.V1.TopologyChangeOp = .unspecified
             var serial: UInt64 = 0
             var mapping: Weft.V1.TopologyMapping? = nil
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TopologyTransaction>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                operation = other.operation
-                serial = other.serial
-                mapping = other.mapping
-                domain = other.domain
-                unknownFields = other.unknownFields
+                let o = other.read
+                operation = o.operation
+                serial = o.serial
+                mapping = o.mapping
+                domain = o.domain
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TopologyTransaction._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TopologyTransaction>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.operation == r.operation
         && l.serial == r.serial
         && l.mapping == r.mapping
@@ -841,12 +1320,19 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.operation)
             hasher.combine(s.serial)
             hasher.combine(s.mapping)
             hasher.combine(s.domain)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("operation", s.operation as Any), ("serial", s.serial as Any), ("mapping", s.mapping as Any), ("domain", s.domain as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -878,18 +1364,89 @@ extension Weft.V1 {
 
     /// A topology transaction with the signatures that authorize it. The
     /// signatures are over the purpose-tagged hash of exactly `transaction`.
-    public struct SignedTopologyTransaction: WireMessage {
+    public struct SignedTopologyTransaction: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SignedTopologyTransaction"
 
         /// A serialized `TopologyTransaction`; kept as bytes so that signatures
         /// stay verifiable whatever a reader's schema version.
-        public var transaction: [UInt8] = []
+        public var transaction: [UInt8] {
+            get { _storage.read.transaction }
+            set { _uniqueStorage().transaction = newValue }
+            _modify { yield &_uniqueStorage().transaction }
+        }
 
         /// Signatures of the keys authorizing it (namespace keys of the owners).
-        public var signatures: [Weft.V1.Signature] = []
+        public var signatures: [Weft.V1.Signature] {
+            get { _storage.read.signatures }
+            set { _uniqueStorage().signatures = newValue }
+            _modify { yield &_uniqueStorage().signatures }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var transaction: [UInt8] = []
+            var signatures: [Weft.V1.Signature] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__SignedTopologyTransaction>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SignedTopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                transaction = o.transaction
+                signatures = o.signatures
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SignedTopologyTransaction._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SignedTopologyTransaction>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.transaction == r.transaction
+        && l.signatures == r.signatures
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.transaction)
+            hasher.combine(s.signatures)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("transaction", s.transaction as Any), ("signatures", s.signatures as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -917,60 +1474,79 @@ extension Weft.V1 {
     }
 
     /// A topology transaction as stored, with its validity interval.
-    public struct StoredTopologyTransaction: WireMessage {
+    public struct StoredTopologyTransaction: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.StoredTopologyTransaction"
 
         /// The signed transaction.
         public var transaction: Weft.V1.SignedTopologyTransaction? {
-            get { _storage.transaction }
+            get { _storage.read.transaction }
             set { _uniqueStorage().transaction = newValue }
+            _modify { yield &_uniqueStorage().transaction }
         }
 
         /// Sequencing time of the broadcast that made it effective.
         public var validFrom: Weft.V1.Timestamp? {
-            get { _storage.validFrom }
+            get { _storage.read.validFrom }
             set { _uniqueStorage().validFrom = newValue }
+            _modify { yield &_uniqueStorage().validFrom }
         }
 
         /// When a later transaction replaced or removed it; absent while in force.
         public var validUntil: Weft.V1.Timestamp? {
-            get { _storage.validUntil }
+            get { _storage.read.validUntil }
             set { _uniqueStorage().validUntil = newValue }
+            _modify { yield &_uniqueStorage().validUntil }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var transaction: Weft.V1.SignedTopologyTransaction? = nil
             var validFrom: Weft.V1.Timestamp? = nil
             var validUntil: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__StoredTopologyTransaction>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__StoredTopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                transaction = other.transaction
-                validFrom = other.validFrom
-                validUntil = other.validUntil
-                unknownFields = other.unknownFields
+                let o = other.read
+                transaction = o.transaction
+                validFrom = o.validFrom
+                validUntil = o.validUntil
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { StoredTopologyTransaction._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__StoredTopologyTransaction>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.transaction == r.transaction
         && l.validFrom == r.validFrom
         && l.validUntil == r.validUntil
@@ -978,11 +1554,18 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.transaction)
             hasher.combine(s.validFrom)
             hasher.combine(s.validUntil)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("transaction", s.transaction as Any), ("validFrom", s.validFrom as Any), ("validUntil", s.validUntil as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -1014,17 +1597,88 @@ extension Weft.V1 {
     /// Topology transactions broadcast by the domain manager to every member
     /// through the sequencer. They take effect at the broadcast's sequencing
     /// timestamp.
-    public struct TopologyTransactionsBroadcast: WireMessage {
+    public struct TopologyTransactionsBroadcast: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TopologyTransactionsBroadcast"
 
         /// Domain of the broadcast.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.read.domain }
+            set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
+        }
 
         /// The transactions, in the order they are applied.
-        public var transactions: [Weft.V1.SignedTopologyTransaction] = []
+        public var transactions: [Weft.V1.SignedTopologyTransaction] {
+            get { _storage.read.transactions }
+            set { _uniqueStorage().transactions = newValue }
+            _modify { yield &_uniqueStorage().transactions }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var transactions: [Weft.V1.SignedTopologyTransaction] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                domain = o.domain
+                transactions = o.transactions
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TopologyTransactionsBroadcast._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.domain == r.domain
+        && l.transactions == r.transactions
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.domain)
+            hasher.combine(s.transactions)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("transactions", s.transactions as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1057,19 +1711,90 @@ extension Weft.V1 {
     /// "the topology at T" exactly as every other node does. It authenticates
     /// itself: the first transaction is the root delegation of the domain's
     /// namespace and every later one is signed by keys the earlier ones authorize.
-    public struct TopologySnapshot: WireMessage {
+    public struct TopologySnapshot: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TopologySnapshot"
 
         /// Domain of the history.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.read.domain }
+            set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
+        }
 
         /// The accepted transactions in the order applied, each with `valid_from`
         /// (its sequencing time plus the domain's topology change delay) and
         /// `valid_until`.
-        public var transactions: [Weft.V1.StoredTopologyTransaction] = []
+        public var transactions: [Weft.V1.StoredTopologyTransaction] {
+            get { _storage.read.transactions }
+            set { _uniqueStorage().transactions = newValue }
+            _modify { yield &_uniqueStorage().transactions }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var transactions: [Weft.V1.StoredTopologyTransaction] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TopologySnapshot>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TopologySnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                domain = o.domain
+                transactions = o.transactions
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TopologySnapshot._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TopologySnapshot>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.domain == r.domain
+        && l.transactions == r.transactions
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.domain)
+            hasher.combine(s.transactions)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("transactions", s.transactions as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1104,17 +1829,88 @@ extension Weft.V1 {
     /// manager broadcasts the ones it accepts unchanged (their signatures are the
     /// authorization every member checks) and logs the ones it refuses; the
     /// sender learns the outcome from its own topology.
-    public struct TopologyTransactionsRequest: WireMessage {
+    public struct TopologyTransactionsRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TopologyTransactionsRequest"
 
         /// Domain id.
-        public var domain: String = ""
+        public var domain: String {
+            get { _storage.read.domain }
+            set { _uniqueStorage().domain = newValue }
+            _modify { yield &_uniqueStorage().domain }
+        }
 
         /// The signed transactions.
-        public var transactions: [Weft.V1.SignedTopologyTransaction] = []
+        public var transactions: [Weft.V1.SignedTopologyTransaction] {
+            get { _storage.read.transactions }
+            set { _uniqueStorage().transactions = newValue }
+            _modify { yield &_uniqueStorage().transactions }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var domain: String = ""
+            var transactions: [Weft.V1.SignedTopologyTransaction] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TopologyTransactionsRequest>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TopologyTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                domain = o.domain
+                transactions = o.transactions
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TopologyTransactionsRequest._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TopologyTransactionsRequest>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.domain == r.domain
+        && l.transactions == r.transactions
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.domain)
+            hasher.combine(s.transactions)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("domain", s.domain as Any), ("transactions", s.transactions as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -1154,17 +1950,31 @@ extension Weft.V1.NamespaceDelegation: CBackedMessage {
         weft__v1__namespace_delegation__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.namespace = try CBridge.string(c.namespace_, "weft.v1.NamespaceDelegation", 1)
-        if let p = c.target_key { s.targetKey = try Weft.V1.PublicKey(c: p, byteCount: byteCount) }
+        try CBridge.checkString(c.namespace_, Self.protoMessageName, 1)
+        if let p = c.target_key { try Weft.V1.PublicKey.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.namespace = CBridge.string(c.namespace_)
+        if let p = c.target_key { s.targetKey = Weft.V1.PublicKey(decoded: p, in: tree) }
         s.isRootDelegation = c.is_root_delegation != 0
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.namespace_ = try CBridge.cString(s.namespace, arena, "weft.v1.NamespaceDelegation", 1)
         if let v = s.targetKey { c.pointee.target_key = try Weft.V1.PublicKey.makeC(v, arena) }
@@ -1185,18 +1995,35 @@ extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
         weft__v1__owner_to_key_mapping__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.member = try CBridge.string(c.member, "weft.v1.OwnerToKeyMapping", 1)
-        self.keys = try CBridge.array(c.keys, c.n_keys) { (e) throws(WireError) in try Weft.V1.PublicKey(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.member, Self.protoMessageName, 1)
+        for index in 0..<c.n_keys { try Weft.V1.PublicKey.validate(c.keys![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.member = CBridge.string(c.member)
+        s.keys = CBridge.array(c.keys, c.n_keys) { e in Weft.V1.PublicKey(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.member = try CBridge.cString(self.member, arena, "weft.v1.OwnerToKeyMapping", 1)
-        c.pointee.n_keys = self.keys.count
-        c.pointee.keys = try CBridge.cArray(self.keys, arena) { (e) throws(WireError) in Optional(try Weft.V1.PublicKey.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.OwnerToKeyMapping", 1)
+        c.pointee.n_keys = s.keys.count
+        c.pointee.keys = try CBridge.cArray(s.keys, arena) { (e) throws(WireError) in Optional(try Weft.V1.PublicKey.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1212,19 +2039,34 @@ extension Weft.V1.ParticipantDomainState: CBackedMessage {
         weft__v1__participant_domain_state__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.participant = try CBridge.string(c.participant, "weft.v1.ParticipantDomainState", 1)
-        self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
-        self.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.participant, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.participant = CBridge.string(c.participant)
+        s.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
+        s.trustLevel = Weft.V1.TrustLevel(rawValue: Int32(truncatingIfNeeded: c.trust_level.rawValue))
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.ParticipantDomainState", 1)
-        c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: self.permission.rawValue))
-        c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: self.trustLevel.rawValue))
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.ParticipantDomainState", 1)
+        c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: s.permission.rawValue))
+        c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: s.trustLevel.rawValue))
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1240,19 +2082,35 @@ extension Weft.V1.PartyToParticipant: CBackedMessage {
         weft__v1__party_to_participant__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.party = try CBridge.string(c.party, "weft.v1.PartyToParticipant", 1)
-        self.participant = try CBridge.string(c.participant, "weft.v1.PartyToParticipant", 2)
-        self.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.party, Self.protoMessageName, 1)
+        try CBridge.checkString(c.participant, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.party = CBridge.string(c.party)
+        s.participant = CBridge.string(c.participant)
+        s.permission = Weft.V1.ParticipantPermission(rawValue: Int32(truncatingIfNeeded: c.permission.rawValue))
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.party = try CBridge.cString(self.party, arena, "weft.v1.PartyToParticipant", 1)
-        c.pointee.participant = try CBridge.cString(self.participant, arena, "weft.v1.PartyToParticipant", 2)
-        c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: self.permission.rawValue))
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.party = try CBridge.cString(s.party, arena, "weft.v1.PartyToParticipant", 1)
+        c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.PartyToParticipant", 2)
+        c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: s.permission.rawValue))
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1268,15 +2126,30 @@ extension Weft.V1.MediatorDomainState: CBackedMessage {
         weft__v1__mediator_domain_state__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.mediator = try CBridge.string(c.mediator, "weft.v1.MediatorDomainState", 1)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.mediator, Self.protoMessageName, 1)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.mediator = CBridge.string(c.mediator)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.mediator = try CBridge.cString(self.mediator, arena, "weft.v1.MediatorDomainState", 1)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.mediator = try CBridge.cString(s.mediator, arena, "weft.v1.MediatorDomainState", 1)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1292,16 +2165,31 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
         weft__v1__sequencer_domain_state__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.sequencers = try CBridge.array(c.sequencers, c.n_sequencers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.SequencerDomainState", 1) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_sequencers { try CBridge.checkString(c.sequencers![index], Self.protoMessageName, 1) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.sequencers = CBridge.array(c.sequencers, c.n_sequencers) { e in CBridge.string(e) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_sequencers = self.sequencers.count
-        c.pointee.sequencers = try CBridge.cArray(self.sequencers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SequencerDomainState", 1) ?? CBridge.emptyCString }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_sequencers = s.sequencers.count
+        c.pointee.sequencers = try CBridge.cArray(s.sequencers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SequencerDomainState", 1) ?? CBridge.emptyCString }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1317,20 +2205,37 @@ extension Weft.V1.DomainParameters: CBackedMessage {
         weft__v1__domain_parameters__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.participant_response_timeout { s.participantResponseTimeout = try Weft.V1.Duration(c: p, byteCount: byteCount) }
-        if let p = c.reconciliation_interval { s.reconciliationInterval = try Weft.V1.Duration(c: p, byteCount: byteCount) }
+        if let p = c.participant_response_timeout { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        if let p = c.reconciliation_interval { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        if let p = c.ledger_time_record_time_tolerance { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        if let p = c.mediator_deduplication_timeout { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        if let p = c.authentication_token_lifetime { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.participant_response_timeout { s.participantResponseTimeout = Weft.V1.Duration(decoded: p, in: tree) }
+        if let p = c.reconciliation_interval { s.reconciliationInterval = Weft.V1.Duration(decoded: p, in: tree) }
         s.maxRequestSizeBytes = c.max_request_size_bytes
-        if let p = c.ledger_time_record_time_tolerance { s.ledgerTimeRecordTimeTolerance = try Weft.V1.Duration(c: p, byteCount: byteCount) }
-        if let p = c.mediator_deduplication_timeout { s.mediatorDeduplicationTimeout = try Weft.V1.Duration(c: p, byteCount: byteCount) }
-        if let p = c.authentication_token_lifetime { s.authenticationTokenLifetime = try Weft.V1.Duration(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.ledger_time_record_time_tolerance { s.ledgerTimeRecordTimeTolerance = Weft.V1.Duration(decoded: p, in: tree) }
+        if let p = c.mediator_deduplication_timeout { s.mediatorDeduplicationTimeout = Weft.V1.Duration(decoded: p, in: tree) }
+        if let p = c.authentication_token_lifetime { s.authenticationTokenLifetime = Weft.V1.Duration(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.participantResponseTimeout { c.pointee.participant_response_timeout = try Weft.V1.Duration.makeC(v, arena) }
         if let v = s.reconciliationInterval { c.pointee.reconciliation_interval = try Weft.V1.Duration.makeC(v, arena) }
@@ -1354,16 +2259,30 @@ extension Weft.V1.DomainParametersState: CBackedMessage {
         weft__v1__domain_parameters_state__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.domain = try CBridge.string(c.domain, "weft.v1.DomainParametersState", 1)
-        if let p = c.parameters { s.parameters = try Weft.V1.DomainParameters(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        if let p = c.parameters { try Weft.V1.DomainParameters.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        if let p = c.parameters { s.parameters = Weft.V1.DomainParameters(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.DomainParametersState", 1)
         if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
@@ -1383,24 +2302,46 @@ extension Weft.V1.TopologyMapping: CBackedMessage {
         weft__v1__topology_mapping__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.mapping_case.rawValue {
-        case 1: s.mapping = .namespaceDelegation(try Weft.V1.NamespaceDelegation(c: c.namespace_delegation, byteCount: byteCount))
-        case 2: s.mapping = .ownerToKeyMapping(try Weft.V1.OwnerToKeyMapping(c: c.owner_to_key_mapping, byteCount: byteCount))
-        case 3: s.mapping = .participantDomainState(try Weft.V1.ParticipantDomainState(c: c.participant_domain_state, byteCount: byteCount))
-        case 4: s.mapping = .partyToParticipant(try Weft.V1.PartyToParticipant(c: c.party_to_participant, byteCount: byteCount))
-        case 5: s.mapping = .mediatorDomainState(try Weft.V1.MediatorDomainState(c: c.mediator_domain_state, byteCount: byteCount))
-        case 6: s.mapping = .sequencerDomainState(try Weft.V1.SequencerDomainState(c: c.sequencer_domain_state, byteCount: byteCount))
-        case 7: s.mapping = .domainParametersState(try Weft.V1.DomainParametersState(c: c.domain_parameters_state, byteCount: byteCount))
+        case 1: try Weft.V1.NamespaceDelegation.validate(c.namespace_delegation, byteCount: byteCount)
+        case 2: try Weft.V1.OwnerToKeyMapping.validate(c.owner_to_key_mapping, byteCount: byteCount)
+        case 3: try Weft.V1.ParticipantDomainState.validate(c.participant_domain_state, byteCount: byteCount)
+        case 4: try Weft.V1.PartyToParticipant.validate(c.party_to_participant, byteCount: byteCount)
+        case 5: try Weft.V1.MediatorDomainState.validate(c.mediator_domain_state, byteCount: byteCount)
+        case 6: try Weft.V1.SequencerDomainState.validate(c.sequencer_domain_state, byteCount: byteCount)
+        case 7: try Weft.V1.DomainParametersState.validate(c.domain_parameters_state, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.mapping_case.rawValue {
+        case 1: s.mapping = .namespaceDelegation(Weft.V1.NamespaceDelegation(decoded: c.namespace_delegation, in: tree))
+        case 2: s.mapping = .ownerToKeyMapping(Weft.V1.OwnerToKeyMapping(decoded: c.owner_to_key_mapping, in: tree))
+        case 3: s.mapping = .participantDomainState(Weft.V1.ParticipantDomainState(decoded: c.participant_domain_state, in: tree))
+        case 4: s.mapping = .partyToParticipant(Weft.V1.PartyToParticipant(decoded: c.party_to_participant, in: tree))
+        case 5: s.mapping = .mediatorDomainState(Weft.V1.MediatorDomainState(decoded: c.mediator_domain_state, in: tree))
+        case 6: s.mapping = .sequencerDomainState(Weft.V1.SequencerDomainState(decoded: c.sequencer_domain_state, in: tree))
+        case 7: s.mapping = .domainParametersState(Weft.V1.DomainParametersState(decoded: c.domain_parameters_state, in: tree))
         default: s.mapping = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.mapping {
         case nil: break
@@ -1442,18 +2383,32 @@ extension Weft.V1.TopologyTransaction: CBackedMessage {
         weft__v1__topology_transaction__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
+        if let p = c.mapping { try Weft.V1.TopologyMapping.validate(p, byteCount: byteCount) }
+        try CBridge.checkString(c.domain, Self.protoMessageName, 4)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
         s.operation = Weft.V1.TopologyChangeOp(rawValue: Int32(truncatingIfNeeded: c.operation.rawValue))
         s.serial = c.serial
-        if let p = c.mapping { s.mapping = try Weft.V1.TopologyMapping(c: p, byteCount: byteCount) }
-        s.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransaction", 4)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.mapping { s.mapping = Weft.V1.TopologyMapping(decoded: p, in: tree) }
+        s.domain = CBridge.string(c.domain)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.operation = .init(rawValue: .init(truncatingIfNeeded: s.operation.rawValue))
         c.pointee.serial = s.serial
@@ -1475,18 +2430,34 @@ extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
         weft__v1__signed_topology_transaction__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.transaction = CBridge.bytes(c.transaction)
-        self.signatures = try CBridge.array(c.signatures, c.n_signatures) { (e) throws(WireError) in try Weft.V1.Signature(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_signatures { try Weft.V1.Signature.validate(c.signatures![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.transaction = CBridge.bytes(c.transaction)
+        s.signatures = CBridge.array(c.signatures, c.n_signatures) { e in Weft.V1.Signature(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.transaction = CBridge.binary(self.transaction, arena)
-        c.pointee.n_signatures = self.signatures.count
-        c.pointee.signatures = try CBridge.cArray(self.signatures, arena) { (e) throws(WireError) in Optional(try Weft.V1.Signature.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.transaction = CBridge.binary(s.transaction, arena)
+        c.pointee.n_signatures = s.signatures.count
+        c.pointee.signatures = try CBridge.cArray(s.signatures, arena) { (e) throws(WireError) in Optional(try Weft.V1.Signature.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1502,17 +2473,32 @@ extension Weft.V1.StoredTopologyTransaction: CBackedMessage {
         weft__v1__stored_topology_transaction__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        if let p = c.transaction { s.transaction = try Weft.V1.SignedTopologyTransaction(c: p, byteCount: byteCount) }
-        if let p = c.valid_from { s.validFrom = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        if let p = c.valid_until { s.validUntil = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        if let p = c.transaction { try Weft.V1.SignedTopologyTransaction.validate(p, byteCount: byteCount) }
+        if let p = c.valid_from { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        if let p = c.valid_until { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        if let p = c.transaction { s.transaction = Weft.V1.SignedTopologyTransaction(decoded: p, in: tree) }
+        if let p = c.valid_from { s.validFrom = Weft.V1.Timestamp(decoded: p, in: tree) }
+        if let p = c.valid_until { s.validUntil = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.transaction { c.pointee.transaction = try Weft.V1.SignedTopologyTransaction.makeC(v, arena) }
         if let v = s.validFrom { c.pointee.valid_from = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -1533,18 +2519,35 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
         weft__v1__topology_transactions_broadcast__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransactionsBroadcast", 1)
-        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        for index in 0..<c.n_transactions { try Weft.V1.SignedTopologyTransaction.validate(c.transactions![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        s.transactions = CBridge.array(c.transactions, c.n_transactions) { e in Weft.V1.SignedTopologyTransaction(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologyTransactionsBroadcast", 1)
-        c.pointee.n_transactions = self.transactions.count
-        c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TopologyTransactionsBroadcast", 1)
+        c.pointee.n_transactions = s.transactions.count
+        c.pointee.transactions = try CBridge.cArray(s.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1560,18 +2563,35 @@ extension Weft.V1.TopologySnapshot: CBackedMessage {
         weft__v1__topology_snapshot__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.TopologySnapshot", 1)
-        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.StoredTopologyTransaction(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        for index in 0..<c.n_transactions { try Weft.V1.StoredTopologyTransaction.validate(c.transactions![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        s.transactions = CBridge.array(c.transactions, c.n_transactions) { e in Weft.V1.StoredTopologyTransaction(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologySnapshot", 1)
-        c.pointee.n_transactions = self.transactions.count
-        c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TopologySnapshot", 1)
+        c.pointee.n_transactions = s.transactions.count
+        c.pointee.transactions = try CBridge.cArray(s.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -1587,17 +2607,34 @@ extension Weft.V1.TopologyTransactionsRequest: CBackedMessage {
         weft__v1__topology_transactions_request__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.domain = try CBridge.string(c.domain, "weft.v1.TopologyTransactionsRequest", 1)
-        self.transactions = try CBridge.array(c.transactions, c.n_transactions) { (e) throws(WireError) in try Weft.V1.SignedTopologyTransaction(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.domain, Self.protoMessageName, 1)
+        for index in 0..<c.n_transactions { try Weft.V1.SignedTopologyTransaction.validate(c.transactions![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.domain = CBridge.string(c.domain)
+        s.transactions = CBridge.array(c.transactions, c.n_transactions) { e in Weft.V1.SignedTopologyTransaction(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.domain = try CBridge.cString(self.domain, arena, "weft.v1.TopologyTransactionsRequest", 1)
-        c.pointee.n_transactions = self.transactions.count
-        c.pointee.transactions = try CBridge.cArray(self.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TopologyTransactionsRequest", 1)
+        c.pointee.n_transactions = s.transactions.count
+        c.pointee.transactions = try CBridge.cArray(s.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -6,17 +6,88 @@ import CWeftWire
 
 extension Weft.V1 {
     /// Names a template: the package that defines it and its name there.
-    public struct TemplateId: WireMessage {
+    public struct TemplateId: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.TemplateId"
 
         /// Package id: lower-case hex SHA-256 of the package's canonical form.
-        public var packageID: String = ""
+        public var packageID: String {
+            get { _storage.read.packageID }
+            set { _uniqueStorage().packageID = newValue }
+            _modify { yield &_uniqueStorage().packageID }
+        }
 
         /// Template name, e.g. `Iou`.
-        public var templateName: String = ""
+        public var templateName: String {
+            get { _storage.read.templateName }
+            set { _uniqueStorage().templateName = newValue }
+            _modify { yield &_uniqueStorage().templateName }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var packageID: String = ""
+            var templateName: String = ""
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__TemplateId>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__TemplateId>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                packageID = o.packageID
+                templateName = o.templateName
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { TemplateId._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__TemplateId>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.packageID == r.packageID
+        && l.templateName == r.templateName
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.packageID)
+            hasher.combine(s.templateName)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("packageID", s.packageID as Any), ("templateName", s.templateName as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -44,52 +115,76 @@ extension Weft.V1 {
     }
 
     /// A value of the contract language; exactly one kind is set.
-    public struct Value: WireMessage {
+    public struct Value: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Value"
 
         /// The value.
         public var sum: Sum? {
-            get { _storage.sum }
+            get { _storage.read.sum }
             set { _uniqueStorage().sum = newValue }
+            _modify { yield &_uniqueStorage().sum }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var sum: Sum? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Value>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Value>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                sum = other.sum
-                unknownFields = other.unknownFields
+                let o = other.read
+                sum = o.sum
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Value._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Value>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.sum == r.sum
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.sum)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("sum", s.sum as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// The value.
@@ -168,14 +263,77 @@ extension Weft.V1 {
     }
 
     /// A list of values of one type.
-    public struct ValueList: WireMessage {
+    public struct ValueList: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ValueList"
 
         /// The elements, in order.
-        public var elements: [Weft.V1.Value] = []
+        public var elements: [Weft.V1.Value] {
+            get { _storage.read.elements }
+            set { _uniqueStorage().elements = newValue }
+            _modify { yield &_uniqueStorage().elements }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var elements: [Weft.V1.Value] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ValueList>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ValueList>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                elements = o.elements
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ValueList._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ValueList>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.elements == r.elements
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.elements)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("elements", s.elements as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -202,14 +360,77 @@ extension Weft.V1 {
     }
 
     /// A record: labelled fields in declaration order.
-    public struct Record: WireMessage {
+    public struct Record: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.Record"
 
         /// The fields.
-        public var fields: [Weft.V1.RecordField] = []
+        public var fields: [Weft.V1.RecordField] {
+            get { _storage.read.fields }
+            set { _uniqueStorage().fields = newValue }
+            _modify { yield &_uniqueStorage().fields }
+        }
 
         /// Fields read from the wire that this schema does not know.
-        public var unknownFields: UnknownFields = UnknownFields()
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: @unchecked Sendable {
+            var fields: [Weft.V1.RecordField] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__Record>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__Record>) { _source = source; _fields = LazyFields(pending: ()) }
+            init(copying other: _Storage) {
+                let o = other.read
+                fields = o.fields
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { Record._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__Record>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage = _Storage.defaultInstance
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.fields == r.fields
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.fields)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("fields", s.fields as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
 
         /// A message with every field at its default value.
         public init() {}
@@ -236,62 +457,87 @@ extension Weft.V1 {
     }
 
     /// One field of a record.
-    public struct RecordField: WireMessage {
+    public struct RecordField: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.RecordField"
 
         /// Field name as declared in the template or choice.
         public var label: String {
-            get { _storage.label }
+            get { _storage.read.label }
             set { _uniqueStorage().label = newValue }
+            _modify { yield &_uniqueStorage().label }
         }
 
         /// Its value.
         public var value: Weft.V1.Value? {
-            get { _storage.value }
+            get { _storage.read.value }
             set { _uniqueStorage().value = newValue }
+            _modify { yield &_uniqueStorage().value }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var label: String = ""
             var value: Weft.V1.Value? = nil
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__RecordField>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__RecordField>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                label = other.label
-                value = other.value
-                unknownFields = other.unknownFields
+                let o = other.read
+                label = o.label
+                value = o.value
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { RecordField._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__RecordField>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.label == r.label
         && l.value == r.value
         && l.unknownFields == r.unknownFields
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.label)
             hasher.combine(s.value)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("label", s.label as Any), ("value", s.value as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -321,59 +567,68 @@ extension Weft.V1 {
 
     /// A contract with everything a validator needs to re-interpret actions on
     /// it.
-    public struct ContractInstance: WireMessage {
+    public struct ContractInstance: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.ContractInstance"
 
         /// The contract id.
         public var contractID: String {
-            get { _storage.contractID }
+            get { _storage.read.contractID }
             set { _uniqueStorage().contractID = newValue }
+            _modify { yield &_uniqueStorage().contractID }
         }
 
         /// Its template.
         public var templateID: Weft.V1.TemplateId? {
-            get { _storage.templateID }
+            get { _storage.read.templateID }
             set { _uniqueStorage().templateID = newValue }
+            _modify { yield &_uniqueStorage().templateID }
         }
 
         /// The create arguments.
         public var arguments: Weft.V1.Record? {
-            get { _storage.arguments }
+            get { _storage.read.arguments }
             set { _uniqueStorage().arguments = newValue }
+            _modify { yield &_uniqueStorage().arguments }
         }
 
         /// Signatories, as computed at creation.
         public var signatories: [String] {
-            get { _storage.signatories }
+            get { _storage.read.signatories }
             set { _uniqueStorage().signatories = newValue }
+            _modify { yield &_uniqueStorage().signatories }
         }
 
         /// Observers (stakeholders that are not signatories).
         public var observers: [String] {
-            get { _storage.observers }
+            get { _storage.read.observers }
             set { _uniqueStorage().observers = newValue }
+            _modify { yield &_uniqueStorage().observers }
         }
 
         /// Ledger time of the creating transaction.
         public var ledgerCreateTime: Weft.V1.Timestamp? {
-            get { _storage.ledgerCreateTime }
+            get { _storage.read.ledgerCreateTime }
             set { _uniqueStorage().ledgerCreateTime = newValue }
+            _modify { yield &_uniqueStorage().ledgerCreateTime }
         }
 
         /// Salt that blinds the contract's hash, from the creating transaction.
         public var salt: [UInt8] {
-            get { _storage.salt }
+            get { _storage.read.salt }
             set { _uniqueStorage().salt = newValue }
+            _modify { yield &_uniqueStorage().salt }
         }
 
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
-            get { _storage.unknownFields }
+            get { _storage.read.unknownFields }
             set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
         }
 
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
-        /// only while uniquely referenced, hence `@unchecked Sendable`.
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
         final class _Storage: @unchecked Sendable {
             var contractID: String = ""
             var templateID: Weft.V1.TemplateId? = nil
@@ -383,30 +638,44 @@ extension Weft.V1 {
             var ledgerCreateTime: Weft.V1.Timestamp? = nil
             var salt: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            let _source: DecodedSource<Weft__V1__ContractInstance>?
+            let _fields: LazyFields
             static let defaultInstance = _Storage()
-            init() {}
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__ContractInstance>) { _source = source; _fields = LazyFields(pending: ()) }
             init(copying other: _Storage) {
-                contractID = other.contractID
-                templateID = other.templateID
-                arguments = other.arguments
-                signatories = other.signatories
-                observers = other.observers
-                ledgerCreateTime = other.ledgerCreateTime
-                salt = other.salt
-                unknownFields = other.unknownFields
+                let o = other.read
+                contractID = o.contractID
+                templateID = o.templateID
+                arguments = o.arguments
+                signatories = o.signatories
+                observers = o.observers
+                ledgerCreateTime = o.ledgerCreateTime
+                salt = o.salt
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
             }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { ContractInstance._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__ContractInstance>? { _fields.isReady ? nil : _source }
         }
 
         private var _storage = _Storage.defaultInstance
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
-            return _storage
+            return _storage.read
         }
 
         public static func == (lhs: Self, rhs: Self) -> Bool {
             if lhs._storage === rhs._storage { return true }
-            let l = lhs._storage, r = rhs._storage
+            let l = lhs._storage.read, r = rhs._storage.read
             return l.contractID == r.contractID
         && l.templateID == r.templateID
         && l.arguments == r.arguments
@@ -418,7 +687,7 @@ extension Weft.V1 {
         }
 
         public func hash(into hasher: inout Hasher) {
-            let s = _storage
+            let s = _storage.read
             hasher.combine(s.contractID)
             hasher.combine(s.templateID)
             hasher.combine(s.arguments)
@@ -427,6 +696,13 @@ extension Weft.V1 {
             hasher.combine(s.ledgerCreateTime)
             hasher.combine(s.salt)
             hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("contractID", s.contractID as Any), ("templateID", s.templateID as Any), ("arguments", s.arguments as Any), ("signatories", s.signatories as Any), ("observers", s.observers as Any), ("ledgerCreateTime", s.ledgerCreateTime as Any), ("salt", s.salt as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
         }
 
         /// A message with every field at its default value.
@@ -472,17 +748,33 @@ extension Weft.V1.TemplateId: CBackedMessage {
         weft__v1__template_id__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.packageID = try CBridge.string(c.package_id, "weft.v1.TemplateId", 1)
-        self.templateName = try CBridge.string(c.template_name, "weft.v1.TemplateId", 2)
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkString(c.package_id, Self.protoMessageName, 1)
+        try CBridge.checkString(c.template_name, Self.protoMessageName, 2)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        s.packageID = CBridge.string(c.package_id)
+        s.templateName = CBridge.string(c.template_name)
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.package_id = try CBridge.cString(self.packageID, arena, "weft.v1.TemplateId", 1)
-        c.pointee.template_name = try CBridge.cString(self.templateName, arena, "weft.v1.TemplateId", 2)
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.package_id = try CBridge.cString(s.packageID, arena, "weft.v1.TemplateId", 1)
+        c.pointee.template_name = try CBridge.cString(s.templateName, arena, "weft.v1.TemplateId", 2)
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -498,27 +790,50 @@ extension Weft.V1.Value: CBackedMessage {
         weft__v1__value__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
         switch c.sum_case.rawValue {
-        case 1: s.sum = .unit(try Weft.V1.Unit(c: c.unit, byteCount: byteCount))
+        case 1: try Weft.V1.Unit.validate(c.unit, byteCount: byteCount)
+        case 4: try CBridge.checkString(c.decimal, Self.protoMessageName, 4)
+        case 5: try CBridge.checkString(c.text, Self.protoMessageName, 5)
+        case 6: try CBridge.checkString(c.party, Self.protoMessageName, 6)
+        case 7: try Weft.V1.Timestamp.validate(c.time, byteCount: byteCount)
+        case 8: try CBridge.checkString(c.contract_id, Self.protoMessageName, 8)
+        case 9: try Weft.V1.ValueList.validate(c.list, byteCount: byteCount)
+        case 10: try Weft.V1.Record.validate(c.record, byteCount: byteCount)
+        default: break
+        }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        switch c.sum_case.rawValue {
+        case 1: s.sum = .unit(Weft.V1.Unit(decoded: c.unit, in: tree))
         case 2: s.sum = .bool(c.bool_ != 0)
         case 3: s.sum = .int64(c.int64)
-        case 4: s.sum = .decimal(try CBridge.string(c.decimal, "weft.v1.Value", 4))
-        case 5: s.sum = .text(try CBridge.string(c.text, "weft.v1.Value", 5))
-        case 6: s.sum = .party(try CBridge.string(c.party, "weft.v1.Value", 6))
-        case 7: s.sum = .time(try Weft.V1.Timestamp(c: c.time, byteCount: byteCount))
-        case 8: s.sum = .contractID(try CBridge.string(c.contract_id, "weft.v1.Value", 8))
-        case 9: s.sum = .list(try Weft.V1.ValueList(c: c.list, byteCount: byteCount))
-        case 10: s.sum = .record(try Weft.V1.Record(c: c.record, byteCount: byteCount))
+        case 4: s.sum = .decimal(CBridge.string(c.decimal))
+        case 5: s.sum = .text(CBridge.string(c.text))
+        case 6: s.sum = .party(CBridge.string(c.party))
+        case 7: s.sum = .time(Weft.V1.Timestamp(decoded: c.time, in: tree))
+        case 8: s.sum = .contractID(CBridge.string(c.contract_id))
+        case 9: s.sum = .list(Weft.V1.ValueList(decoded: c.list, in: tree))
+        case 10: s.sum = .record(Weft.V1.Record(decoded: c.record, in: tree))
         default: s.sum = nil
         }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         switch s.sum {
         case nil: break
@@ -569,9 +884,14 @@ extension Weft.V1.Unit: CBackedMessage {
         weft__v1__unit__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        let c = pointer.pointee
+        self.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
@@ -591,16 +911,32 @@ extension Weft.V1.ValueList: CBackedMessage {
         weft__v1__value_list__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.elements = try CBridge.array(c.elements, c.n_elements) { (e) throws(WireError) in try Weft.V1.Value(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_elements { try Weft.V1.Value.validate(c.elements![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.elements = CBridge.array(c.elements, c.n_elements) { e in Weft.V1.Value(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_elements = self.elements.count
-        c.pointee.elements = try CBridge.cArray(self.elements, arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_elements = s.elements.count
+        c.pointee.elements = try CBridge.cArray(s.elements, arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -616,16 +952,32 @@ extension Weft.V1.Record: CBackedMessage {
         weft__v1__record__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        self.fields = try CBridge.array(c.fields, c.n_fields) { (e) throws(WireError) in try Weft.V1.RecordField(c: e!, byteCount: byteCount) }
-        self.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
+        for index in 0..<c.n_fields { try Weft.V1.RecordField.validate(c.fields![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.fields = CBridge.array(c.fields, c.n_fields) { e in Weft.V1.RecordField(decoded: e!, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
-        c.pointee.n_fields = self.fields.count
-        c.pointee.fields = try CBridge.cArray(self.fields, arena) { (e) throws(WireError) in Optional(try Weft.V1.RecordField.makeC(e, arena)) }
-        CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_fields = s.fields.count
+        c.pointee.fields = try CBridge.cArray(s.fields, arena) { (e) throws(WireError) in Optional(try Weft.V1.RecordField.makeC(e, arena)) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
@@ -641,16 +993,30 @@ extension Weft.V1.RecordField: CBackedMessage {
         weft__v1__record_field__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.label = try CBridge.string(c.label, "weft.v1.RecordField", 1)
-        if let p = c.value { s.value = try Weft.V1.Value(c: p, byteCount: byteCount) }
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        try CBridge.checkString(c.label, Self.protoMessageName, 1)
+        if let p = c.value { try Weft.V1.Value.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.label = CBridge.string(c.label)
+        if let p = c.value { s.value = Weft.V1.Value(decoded: p, in: tree) }
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.label = try CBridge.cString(s.label, arena, "weft.v1.RecordField", 1)
         if let v = s.value { c.pointee.value = try Weft.V1.Value.makeC(v, arena) }
@@ -670,21 +1036,39 @@ extension Weft.V1.ContractInstance: CBackedMessage {
         weft__v1__contract_instance__pack(c, out)
     }
 
-    init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
         let c = pointer.pointee
-        let s = _Storage()
-        s.contractID = try CBridge.string(c.contract_id, "weft.v1.ContractInstance", 1)
-        if let p = c.template_id { s.templateID = try Weft.V1.TemplateId(c: p, byteCount: byteCount) }
-        if let p = c.arguments { s.arguments = try Weft.V1.Record(c: p, byteCount: byteCount) }
-        s.signatories = try CBridge.array(c.signatories, c.n_signatories) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance", 4) }
-        s.observers = try CBridge.array(c.observers, c.n_observers) { (e) throws(WireError) in try CBridge.string(e, "weft.v1.ContractInstance", 5) }
-        if let p = c.ledger_create_time { s.ledgerCreateTime = try Weft.V1.Timestamp(c: p, byteCount: byteCount) }
+        try CBridge.checkString(c.contract_id, Self.protoMessageName, 1)
+        if let p = c.template_id { try Weft.V1.TemplateId.validate(p, byteCount: byteCount) }
+        if let p = c.arguments { try Weft.V1.Record.validate(p, byteCount: byteCount) }
+        for index in 0..<c.n_signatories { try CBridge.checkString(c.signatories![index], Self.protoMessageName, 4) }
+        for index in 0..<c.n_observers { try CBridge.checkString(c.observers![index], Self.protoMessageName, 5) }
+        if let p = c.ledger_create_time { try Weft.V1.Timestamp.validate(p, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.contractID = CBridge.string(c.contract_id)
+        if let p = c.template_id { s.templateID = Weft.V1.TemplateId(decoded: p, in: tree) }
+        if let p = c.arguments { s.arguments = Weft.V1.Record(decoded: p, in: tree) }
+        s.signatories = CBridge.array(c.signatories, c.n_signatories) { e in CBridge.string(e) }
+        s.observers = CBridge.array(c.observers, c.n_observers) { e in CBridge.string(e) }
+        if let p = c.ledger_create_time { s.ledgerCreateTime = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.salt = CBridge.bytes(c.salt)
-        s.unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)
-        self._storage = s
+        s.unknownFields = CBridge.unknownFields(c.base)
     }
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ContractInstance", 1)
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }

@@ -191,7 +191,7 @@ struct SwiftEmitter {
     func emitMessage(_ model: MessageModel, _ w: inout Writer) {
         w.doc(model.comment)
         let name = model.scopeNames.last!
-        w.block("public struct \(name): WireMessage") { w in
+        w.block("public struct \(name): WireMessage\(isBoxed(model) ? ", CustomReflectable" : "")") { w in
             w.line("public static let protoMessageName = \"\(model.fullName)\"")
             let members = storedMembers(model)
             let boxed = isBoxed(model)
@@ -200,8 +200,9 @@ struct SwiftEmitter {
                 w.doc(member.doc)
                 if boxed {
                     w.block("public var \(SwiftNames.escaped(member.name)): \(member.type)") { w in
-                        w.line("get { _storage.\(member.name) }")
+                        w.line("get { _storage.read.\(member.name) }")
                         w.line("set { _uniqueStorage().\(member.name) = newValue }")
+                        w.line("_modify { yield &_uniqueStorage().\(member.name) }")
                     }
                 } else {
                     w.line("public var \(SwiftNames.escaped(member.name)): \(member.type) = \(member.initial)")
@@ -273,12 +274,20 @@ struct SwiftEmitter {
         }
     }
 
-    /// A message that holds other messages inline (a singular message field
-    /// or a oneof with a message member) keeps its fields in a copy-on-write
-    /// class: inline, such values grow to hundreds of bytes and every level of
-    /// a decode would copy its whole subtree.
+    /// A message with any field that Swift keeps on the heap (a string, bytes,
+    /// an array, a submessage) keeps its fields in a copy-on-write class that a
+    /// decode fills lazily from the C struct (`LazyFields`): decoding costs
+    /// protobuf-c's unpack and one object, and a field becomes a Swift value
+    /// only when it is read. Scalar-only messages (timestamps, ids of numbers)
+    /// are plain structs copied at once, which costs nothing on the heap.
     func isBoxed(_ model: MessageModel) -> Bool {
-        model.fields.contains { !$0.isRepeated && $0.type.isMessage }
+        model.fields.contains { field in
+            if field.isRepeated { return true }
+            switch field.type {
+            case .string, .bytes, .message: return true
+            default: return false
+            }
+        }
     }
 
     /// The stored properties of a message: fields, oneofs, unknown fields.
@@ -303,33 +312,57 @@ struct SwiftEmitter {
         _ model: MessageModel, _ members: [(name: String, type: String, initial: String, doc: String)], _ w: inout Writer
     ) {
         w.line()
+        let cStruct = CNames.structName(model.fullName)
         w.line("/// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated")
-        w.line("/// only while uniquely referenced, hence `@unchecked Sendable`.")
+        w.line("/// only while uniquely referenced, and read from the C struct under")
+        w.line("/// `LazyFields`'s lock, hence `@unchecked Sendable`.")
         w.block("final class _Storage: @unchecked Sendable") { w in
             for member in members { w.line("var \(SwiftNames.escaped(member.name)): \(member.type) = \(member.initial)") }
+            w.line("/// The decoded C struct the fields come from; nil when built from values.")
+            w.line("let _source: DecodedSource<\(cStruct)>?")
+            w.line("let _fields: LazyFields")
             w.line("static let defaultInstance = _Storage()")
-            w.line("init() {}")
+            w.line("init() { _source = nil; _fields = LazyFields() }")
+            w.line("init(decoded source: DecodedSource<\(cStruct)>) { _source = source; _fields = LazyFields(pending: ()) }")
             w.block("init(copying other: _Storage)") { w in
-                for member in members { w.line("\(SwiftNames.escaped(member.name)) = other.\(member.name)") }
+                w.line("let o = other.read")
+                for member in members { w.line("\(SwiftNames.escaped(member.name)) = o.\(member.name)") }
+                w.line("_source = nil")
+                w.line("_fields = LazyFields()")
             }
+            w.line("/// This storage, its fields read from the C struct if they were not yet.")
+            w.block("@inline(__always) var read: _Storage") { w in
+                w.line("if !_fields.isReady { _fields.readOnce { \(model.scopeNames.last!)._readFields(into: self) } }")
+                w.line("return self")
+            }
+            w.line("/// The decoded C struct while no field has been read or written.")
+            w.line("var unread: DecodedSource<\(cStruct)>? { _fields.isReady ? nil : _source }")
         }
         w.line()
         w.line("private var _storage = _Storage.defaultInstance")
         w.line()
         w.block("private mutating func _uniqueStorage() -> _Storage") { w in
             w.line("if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }")
-            w.line("return _storage")
+            w.line("return _storage.read")
         }
         w.line()
         w.block("public static func == (lhs: Self, rhs: Self) -> Bool") { w in
             w.line("if lhs._storage === rhs._storage { return true }")
-            w.line("let l = lhs._storage, r = rhs._storage")
+            w.line("let l = lhs._storage.read, r = rhs._storage.read")
             w.line("return " + members.map { "l.\($0.name) == r.\($0.name)" }.joined(separator: "\n        && "))
         }
         w.line()
         w.block("public func hash(into hasher: inout Hasher)") { w in
-            w.line("let s = _storage")
+            w.line("let s = _storage.read")
             for member in members { w.line("hasher.combine(s.\(member.name))") }
+        }
+        w.line()
+        w.line("/// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).")
+        w.block("public var customMirror: Mirror") { w in
+            w.line("let s = _storage.read")
+            let children = members.map { "(\"\($0.name)\", s.\(SwiftNames.escaped($0.name)) as Any)" }.joined(separator: ", ")
+            w.line("let children: [(label: String?, value: Any)] = [\(children)]")
+            w.line("return Mirror(self, children: children, displayStyle: .struct)")
         }
     }
 
@@ -401,43 +434,33 @@ struct SwiftEmitter {
             w.line()
             let boxed = isBoxed(model)
             let target = boxed ? "s." : "self."
-            w.block("init(c pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError)") { w in
-                w.line("let c = pointer.pointee")
-                if boxed { w.line("let s = _Storage()") }
-                var seen: Set<Int> = []
-                for field in model.fields {
-                    if let oneof = field.oneofIndex {
-                        guard seen.insert(oneof).inserted else { continue }
-                        let o = model.oneofs[oneof]
-                        let property = SwiftNames.escaped(SwiftNames.lowerCamel(o.name))
-                        w.block("switch c.\(CNames.fieldName(o.name))_case.rawValue") { w in
-                            for fieldIndex in o.fieldIndexes {
-                                let member = model.fields[fieldIndex]
-                                let read = readExpression(
-                                    member.type, "c.\(CNames.fieldName(member.name))", model, number: member.number)
-                                w.line("case \(member.number): \(target)\(property) = .\(SwiftNames.escaped(propertyName(member)))(\(read))")
-                            }
-                            w.line("default: \(target)\(property) = nil")
-                        }
-                        continue
-                    }
-                    let property = SwiftNames.escaped(propertyName(field))
-                    let cField = "c.\(CNames.fieldName(field.name))"
-                    if field.isRepeated {
-                        let element = readExpression(field.type, "$0", model, number: field.number, element: true)
-                        w.line("\(target)\(property) = try CBridge.array(\(cField), c.n_\(CNames.fieldName(field.name))) { (e) throws(WireError) in \(element.replacingOccurrences(of: "$0", with: "e")) }")
-                    } else if case .message = field.type {
-                        w.line("if let p = \(cField) { \(target)\(property) = \(readExpression(field.type, "p", model, number: field.number)) }")
-                    } else {
-                        w.line("\(target)\(property) = \(readExpression(field.type, cField, model, number: field.number))")
-                    }
+            emitValidate(model, &w)
+            w.line()
+            if boxed {
+                w.block("init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree)") { w in
+                    w.line("_storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))")
                 }
-                w.line("\(target)unknownFields = try CBridge.unknownFields(c.base, Self.protoMessageName, byteCount)")
-                if boxed { w.line("self._storage = s") }
+                w.line()
+                w.line("/// Reads the fields of a decoded message into its storage (once, under `LazyFields`).")
+                w.block("static func _readFields(into s: _Storage)") { w in
+                    w.line("guard let source = s._source else { return }")
+                    w.line("let c = source.pointer.pointee")
+                    if model.fields.contains(where: { $0.type.isMessage }) { w.line("let tree = source.tree") }
+                    emitReads(model, target: target, &w)
+                }
+            } else {
+                w.block("init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree)") { w in
+                    w.line("let c = pointer.pointee")
+                    emitReads(model, target: target, &w)
+                }
             }
             w.line()
             w.block("func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError)") { w in
-                if boxed { w.line("let s = _storage") }
+                if boxed {
+                    w.line("// A decoded message nobody has read or changed is its C struct as it was unpacked.")
+                    w.line("if let source = _storage.unread { c.pointee = source.pointer.pointee; return }")
+                    w.line("let s = _storage")
+                }
                 var seen: Set<Int> = []
                 for field in model.fields {
                     if let oneof = field.oneofIndex {
@@ -474,19 +497,94 @@ struct SwiftEmitter {
         }
     }
 
-    /// Swift expression converting a C value (`source`) to the field's Swift
-    /// type. Repeated messages and strings arrive as optional pointers.
-    func readExpression(
-        _ type: FieldType, _ source: String, _ model: MessageModel, number: Int32, element: Bool = false
-    ) -> String {
+    /// The statements that copy a decoded C struct `c` into `target` (`s.`
+    /// for storage, `self.` for a plain struct); submessages become values
+    /// over the same `tree`.
+    func emitReads(_ model: MessageModel, target: String, _ w: inout Writer) {
+        var seen: Set<Int> = []
+        for field in model.fields {
+            if let oneof = field.oneofIndex {
+                guard seen.insert(oneof).inserted else { continue }
+                let o = model.oneofs[oneof]
+                let property = SwiftNames.escaped(SwiftNames.lowerCamel(o.name))
+                w.block("switch c.\(CNames.fieldName(o.name))_case.rawValue") { w in
+                    for fieldIndex in o.fieldIndexes {
+                        let member = model.fields[fieldIndex]
+                        let read = readExpression(member.type, "c.\(CNames.fieldName(member.name))")
+                        w.line("case \(member.number): \(target)\(property) = .\(SwiftNames.escaped(propertyName(member)))(\(read))")
+                    }
+                    w.line("default: \(target)\(property) = nil")
+                }
+                continue
+            }
+            let property = SwiftNames.escaped(propertyName(field))
+            let cField = "c.\(CNames.fieldName(field.name))"
+            if field.isRepeated {
+                let element = readExpression(field.type, "e", element: true)
+                w.line("\(target)\(property) = CBridge.array(\(cField), c.n_\(CNames.fieldName(field.name))) { e in \(element) }")
+            } else if case .message = field.type {
+                w.line("if let p = \(cField) { \(target)\(property) = \(readExpression(field.type, "p")) }")
+            } else {
+                w.line("\(target)\(property) = \(readExpression(field.type, cField))")
+            }
+        }
+        w.line("\(target)unknownFields = CBridge.unknownFields(c.base)")
+    }
+
+    /// `validate`: the checks of every string, submessage and unknown field.
+    func emitValidate(_ model: MessageModel, _ w: inout Writer) {
+        w.block("static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError)") { w in
+            w.line("let c = pointer.pointee")
+            func check(_ field: FieldModel, _ source: String) -> String? {
+                switch field.type {
+                case .string: return "try CBridge.checkString(\(source), Self.protoMessageName, \(field.number))"
+                case .message(let name): return "try \(swiftTypeName(message: name)).validate(\(source), byteCount: byteCount)"
+                default: return nil
+                }
+            }
+            var seen: Set<Int> = []
+            for field in model.fields {
+                if let oneof = field.oneofIndex {
+                    guard seen.insert(oneof).inserted else { continue }
+                    let o = model.oneofs[oneof]
+                    let checks = o.fieldIndexes.compactMap { index -> String? in
+                        let member = model.fields[index]
+                        return check(member, "c.\(CNames.fieldName(member.name))").map { "case \(member.number): \($0)" }
+                    }
+                    guard !checks.isEmpty else { continue }
+                    w.block("switch c.\(CNames.fieldName(o.name))_case.rawValue") { w in
+                        for line in checks { w.line(line) }
+                        w.line("default: break")
+                    }
+                    continue
+                }
+                let cField = "c.\(CNames.fieldName(field.name))"
+                if field.isRepeated {
+                    let element: String
+                    if case .message = field.type { element = "\(cField)![index]!" } else { element = "\(cField)![index]" }
+                    guard let line = check(field, element) else { continue }
+                    w.line("for index in 0..<c.n_\(CNames.fieldName(field.name)) { \(line) }")
+                } else if case .message = field.type {
+                    w.line("if let p = \(cField) { \(check(field, "p")!) }")
+                } else if let line = check(field, cField) {
+                    w.line(line)
+                }
+            }
+            w.line("try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)")
+        }
+    }
+
+    /// Swift expression converting a C value (`source`), already validated,
+    /// to the field's Swift type. Repeated messages arrive as optional pointers.
+    func readExpression(_ type: FieldType, _ source: String, element: Bool = false) -> String {
         switch type {
         case .bool: return "\(source) != 0"
-        case .string: return "try CBridge.string(\(source), \"\(model.fullName)\", \(number))"
+        case .string: return "CBridge.string(\(source))"
         case .bytes: return "CBridge.bytes(\(source))"
         case .enumeration(let name):
             return "\(swiftTypeName(enum: name))(rawValue: Int32(truncatingIfNeeded: \(source).rawValue))"
         case .message(let name):
-            return "try \(swiftTypeName(message: name))(c: \(source)\(element ? "!" : ""), byteCount: byteCount)"
+            return "\(swiftTypeName(message: name))(decoded: \(source)\(element ? "!" : ""), in: tree)"
         default: return source
         }
     }
