@@ -196,8 +196,16 @@ public actor SequencerTopology {
         }
     }
 
+    /// Applies one delivery of the sequencers' stream; only once it is applied (or found to
+    /// change nothing) does following resume after it. A failure (a database error) leaves it
+    /// to be read and applied again: skipping it would leave this node's topology without a
+    /// transaction the other nodes have, and every later position off by one.
     private func process(_ delivery: StoredDelivery) async throws {
-        defer { processedCounter = delivery.counter }
+        try await apply(delivery)
+        processedCounter = delivery.counter
+    }
+
+    private func apply(_ delivery: StoredDelivery) async throws {
         guard let bytes = delivery.batch, let batch = try? Weft.V1.Batch(serializedBytes: bytes) else { return }
         // Only the domain manager's broadcasts (and the sequencers' own, for onboarding) change
         // topology, on every node alike (MemberTopology refuses others): a member that sends a

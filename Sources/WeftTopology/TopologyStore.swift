@@ -194,6 +194,11 @@ public struct TopologyStore: Sendable {
     /// transaction and the `valid_until` of the one it superseded. Writing the same changes
     /// again is a no-op; a different transaction already at the same position means two
     /// nodes sharing this database diverged, and throws.
+    ///
+    /// Two nodes on one database (the sequencers) write the same changes at about the same
+    /// time. `ON CONFLICT` names no index: with `ON CONFLICT (position)`, the insert that waits
+    /// for the other node's commit failed on the other unique index (the transaction's hash)
+    /// with SQLSTATE 23505 instead of finding the row already there.
     public func persist(_ changes: [TopologyChange]) async throws {
         guard !changes.isEmpty else { return }
         let domainText = domain.description
@@ -221,7 +226,7 @@ public struct TopologyStore: Sendable {
             INSERT INTO \(table) (\(scopeColumns), position, transaction_hash, sequenced_at, valid_from,
                 valid_until, mapping_key, serial, operation, signed_transaction)
             VALUES (\((1...n + 9).map { $0 == n + 5 ? "$\($0)::bigint" : "$\($0)" }.joined(separator: ", ")))
-            ON CONFLICT (\(scopeColumns), position) DO NOTHING
+            ON CONFLICT DO NOTHING
             """
         let select = "SELECT transaction_hash FROM \(table) WHERE \(scopeCondition(from: 1)) AND position = $\(n + 1)"
         let update = "UPDATE \(table) SET valid_until = $\(n + 2) WHERE \(scopeCondition(from: 1)) AND position = $\(n + 1)"

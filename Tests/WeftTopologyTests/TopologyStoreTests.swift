@@ -123,6 +123,43 @@ import WeftWire
         }
     }
 
+    @Test func twoNodesWritingTheSameChangesAtOnceBothSucceed() async throws {
+        // The sequencers share one database and persist every broadcast each; their transactions
+        // overlap. Each round is one history (the domain's, then member copies), written by two
+        // stores on separate connections at the same time, change by change.
+        let test = try TestDomain()
+        let (source, times) = try test.onboarded()
+        try await PostgresFixture.withFixture { fixture in
+            let one = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            let other = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            try await TopologyStore(database: one, domain: test.domain).migrate()
+            try await TopologyStore(database: one, domain: test.domain, member: test.participant1.member).migrate()
+            var stores = [(TopologyStore(database: one, domain: test.domain), TopologyStore(database: other, domain: test.domain))]
+            for index in 0..<15 {
+                let member = MemberID(role: .participant, identifier: try UniqueIdentifier(name: "p\(index)", namespace: test.domain.namespace))
+                stores.append((
+                    TopologyStore(database: one, domain: test.domain, member: member),
+                    TopologyStore(database: other, domain: test.domain, member: member)))
+            }
+            for (first, second) in stores {
+                var state = test.newState()
+                for time in times {
+                    let broadcast = Weft.V1.TopologyTransactionsBroadcast(
+                        domain: test.domain.description,
+                        transactions: source.transactions.filter { $0.sequencedAt == time }.map(\.transaction.wire))
+                    let changes = state.add(broadcast, sequencedAt: time).changes
+                    async let a: Void = first.persist(changes)
+                    async let b: Void = second.persist(changes)
+                    _ = try await (a, b)
+                }
+                let loaded = try await first.load(changeDelayMicros: TestDomain.delayMicros)
+                #expect(loaded.transactions == state.transactions)
+            }
+            await one.shutdown()
+            await other.shutdown()
+        }
+    }
+
     static func rowCount(_ database: PostgresDatabase) async throws -> Int {
         let count = try await database.withConnection {
             try $0.execute("SELECT count(*) FROM topology_transactions").rows[0][0].int64
