@@ -70,7 +70,8 @@ let package = Package(
             dependencies: ["CWeftWire", "CProtobufC", "CWeftWireSupport"],
             // Generated messages keep their fields in copy-on-write storage objects; checking
             // exclusive access to those at run time (swift_beginAccess on every field an encode
-            // reads) cost about a quarter of encoding a small envelope (ratio to raw protobuf-c 3.98x -> 2.89x). The compile-time checks stay.
+            // reads) cost about a quarter of encoding a small envelope (ratio to raw protobuf-c
+            // 3.98x -> 2.89x). The compile-time checks stay.
             swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
         .target(

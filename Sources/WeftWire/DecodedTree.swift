@@ -25,18 +25,15 @@ final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
     /// the wire size for Weft's messages; more chains a block.
     static func make(forInputBytes byteCount: Int) -> DecodedTree {
         let capacity = 256 + 3 * byteCount
-        let buffer = DecodedTree.create(minimumCapacity: capacity + Arena.alignment) { _ in
-            Arena.Header(cursor: UnsafeMutableRawPointer(bitPattern: 8)!, end: UnsafeMutableRawPointer(bitPattern: 8)!, overflow: nil, nextBlockBytes: 0)
+        // The block starts after the header, aligned up: `alignment` spare bytes cover that.
+        let buffer = DecodedTree.create(minimumCapacity: capacity + Arena.alignment) { buffer in
+            buffer.withUnsafeMutablePointerToElements { elements in
+                let start = UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment)
+                return Arena.Header(
+                    cursor: start, end: start + capacity, overflow: nil, nextBlockBytes: max(4096, capacity * 2))
+            }
         }
-        let tree = unsafeDowncast(buffer, to: DecodedTree.self)
-        tree.withUnsafeMutablePointers { header, elements in
-            let raw = UnsafeMutableRawPointer(elements)
-            let start = UnsafeMutableRawPointer(
-                bitPattern: (UInt(bitPattern: raw) + UInt(Arena.alignment - 1)) & ~UInt(Arena.alignment - 1))!
-            header.pointee = Arena.Header(
-                cursor: start, end: raw + capacity, overflow: nil, nextBlockBytes: max(4096, capacity * 2))
-        }
-        return tree
+        return unsafeDowncast(buffer, to: DecodedTree.self)
     }
 
     /// protobuf-c's allocator over this tree; valid while the tree lives.
