@@ -69,6 +69,10 @@ protocol CBackedMessage: WireMessage {
     associatedtype CStruct
     /// Index of this type's shape in `wireShapes`, for the pre-scan.
     static var shapeIndex: Int { get }
+    /// Whether a recursive type can be reached from this one, so that its
+    /// bytes go through `WireScan`'s depth check before protobuf-c unpacks
+    /// them (a constant per type: no look-up in the shape table per decode).
+    static var needsScan: Bool { get }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>)
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -93,7 +97,7 @@ protocol CBackedMessage: WireMessage {
 extension CBackedMessage {
     /// Shared implementation of `init(serializedBytes:)`.
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Self {
-        if WireScan.needsCheck(shapeIndex) {
+        if needsScan {
             try WireScan.check(bytes, shape: shapeIndex, message: protoMessageName)
         }
         // Every allocation of the unpack comes from one tree sized for the

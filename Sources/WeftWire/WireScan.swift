@@ -38,12 +38,6 @@ enum WireScan {
         return (offsets, shapes)
     }()
 
-    /// Whether messages of this shape can nest without a bound set by the schema.
-    @inline(__always)
-    static func needsCheck(_ shape: Int) -> Bool {
-        table.offsets[shape + 1] > table.offsets[shape]
-    }
-
     static func check(_ bytes: UnsafeRawBufferPointer, shape: Int, message: String) throws(WireError) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         let scanner = Scanner(

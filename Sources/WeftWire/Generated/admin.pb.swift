@@ -111,7 +111,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SetParticipantStateRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -143,10 +143,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(participant: String = "", permission: Weft.V1.ParticipantPermission = .unspecified, trustLevel: Weft.V1.TrustLevel = .unspecified) {
+            self.init()
             self.participant = participant
             self.permission = permission
             self.trustLevel = trustLevel
@@ -214,7 +215,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SetParticipantStateResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -242,10 +243,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(effectiveAt: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.effectiveAt = effectiveAt
         }
 
@@ -347,7 +349,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__MemberInfo>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -383,10 +385,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(member: String = "", role: Weft.V1.MemberRole = .unspecified, permission: Weft.V1.ParticipantPermission = .unspecified, trustLevel: Weft.V1.TrustLevel = .unspecified, registered: Bool = false) {
+            self.init()
             self.member = member
             self.role = role
             self.permission = permission
@@ -482,7 +485,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ListMembersResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -510,10 +513,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(members: [Weft.V1.MemberInfo] = []) {
+            self.init()
             self.members = members
         }
 
@@ -605,7 +609,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetDomainParametersResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -633,10 +637,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(parameters: Weft.V1.DomainParameters? = nil) {
+            self.init()
             self.parameters = parameters
         }
 
@@ -702,7 +707,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SetDomainParametersRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -730,10 +735,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(parameters: Weft.V1.DomainParameters? = nil) {
+            self.init()
             self.parameters = parameters
         }
 
@@ -799,7 +805,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SetDomainParametersResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -827,10 +833,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(effectiveAt: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.effectiveAt = effectiveAt
         }
 
@@ -896,7 +903,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -924,10 +931,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(asOf: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.asOf = asOf
         }
 
@@ -993,7 +1001,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1021,10 +1029,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(transactions: [Weft.V1.StoredTopologyTransaction] = []) {
+            self.init()
             self.transactions = transactions
         }
 
@@ -1100,7 +1109,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__PruneRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1130,10 +1139,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(upToInclusive: Weft.V1.Timestamp? = nil, force: Bool = false) {
+            self.init()
             self.upToInclusive = upToInclusive
             self.force = force
         }
@@ -1209,7 +1219,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__PruneResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1239,10 +1249,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(eventsRemoved: UInt64 = 0, membersCutOff: [String] = []) {
+            self.init()
             self.eventsRemoved = eventsRemoved
             self.membersCutOff = membersCutOff
         }
@@ -1321,7 +1332,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__InitializeSequencerRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1351,10 +1362,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", topology: [Weft.V1.SignedTopologyTransaction] = []) {
+            self.init()
             self.domain = domain
             self.topology = topology
         }
@@ -1430,7 +1442,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__InitializeSequencerResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1460,10 +1472,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(sequencer: String = "", initializedAt: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.sequencer = sequencer
             self.initializedAt = initializedAt
         }
@@ -1574,7 +1587,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__MemberProgress>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1606,10 +1619,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(member: String = "", acknowledged: Weft.V1.Timestamp? = nil, enabled: Bool = false) {
+            self.init()
             self.member = member
             self.acknowledged = acknowledged
             self.enabled = enabled
@@ -1704,7 +1718,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetSequencerStatusResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1738,10 +1752,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(sequencer: String = "", members: [Weft.V1.MemberProgress] = [], lowerBound: Weft.V1.Timestamp? = nil, upperBound: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.sequencer = sequencer
             self.members = members
             self.lowerBound = lowerBound
@@ -1836,7 +1851,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetParticipantIdResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1864,10 +1879,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(participant: String = "") {
+            self.init()
             self.participant = participant
         }
 
@@ -1965,7 +1981,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ConnectDomainRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1999,10 +2015,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(alias: String = "", sequencerURLs: [String] = [], rootCertificatePem: String = "", repair: Bool = false) {
+            self.init()
             self.alias = alias
             self.sequencerURLs = sequencerURLs
             self.rootCertificatePem = rootCertificatePem
@@ -2071,7 +2088,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ConnectDomainResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2099,10 +2116,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "") {
+            self.init()
             self.domain = domain
         }
 
@@ -2168,7 +2186,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__DisconnectDomainRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2196,10 +2214,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(alias: String = "") {
+            self.init()
             self.alias = alias
         }
 
@@ -2354,7 +2373,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__DomainConnection>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2390,10 +2409,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(alias: String = "", domain: String = "", sequencerURLs: [String] = [], connected: Bool = false, heldForRepair: Bool = false) {
+            self.init()
             self.alias = alias
             self.domain = domain
             self.sequencerURLs = sequencerURLs
@@ -2463,7 +2483,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ListDomainConnectionsResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2491,10 +2511,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(connections: [Weft.V1.DomainConnection] = []) {
+            self.init()
             self.connections = connections
         }
 
@@ -2590,7 +2611,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ExportAcsRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2624,10 +2645,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(parties: [String] = [], alias: String = "", counterParticipant: String = "", periodEnd: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.parties = parties
             self.alias = alias
             self.counterParticipant = counterParticipant
@@ -2725,7 +2747,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ExportAcsResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2759,10 +2781,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contracts: [Weft.V1.ContractInstance] = [], asOf: Weft.V1.Timestamp? = nil, header: Weft.V1.AcsSnapshot? = nil, snapshotContracts: [Weft.V1.AcsSnapshotContract] = []) {
+            self.init()
             self.contracts = contracts
             self.asOf = asOf
             self.header = header
@@ -2861,7 +2884,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ImportAcsRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2895,10 +2918,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contracts: [Weft.V1.ContractInstance] = [], alias: String = "", header: Weft.V1.AcsSnapshot? = nil, snapshotContracts: [Weft.V1.AcsSnapshotContract] = []) {
+            self.init()
             self.contracts = contracts
             self.alias = alias
             self.header = header
@@ -3003,7 +3027,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ImportedSnapshot>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3039,10 +3063,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(exporter: String = "", fromExclusive: Weft.V1.Timestamp? = nil, toInclusive: Weft.V1.Timestamp? = nil, contractsInSnapshot: UInt64 = 0, contractsAdded: UInt64 = 0) {
+            self.init()
             self.exporter = exporter
             self.fromExclusive = fromExclusive
             self.toInclusive = toInclusive
@@ -3131,7 +3156,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ImportAcsResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3163,10 +3188,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(imported: UInt64 = 0, snapshots: [Weft.V1.ImportedSnapshot] = [], nextCounter: UInt64 = 0) {
+            self.init()
             self.imported = imported
             self.snapshots = snapshots
             self.nextCounter = nextCounter
@@ -3234,7 +3260,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3262,10 +3288,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(counterParticipant: String = "") {
+            self.init()
             self.counterParticipant = counterParticipant
         }
 
@@ -3369,7 +3396,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CommitmentMismatch>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3405,10 +3432,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(counterParticipant: String = "", fromExclusive: Weft.V1.Timestamp? = nil, toInclusive: Weft.V1.Timestamp? = nil, ownCommitment: [UInt8] = [], receivedCommitment: [UInt8] = []) {
+            self.init()
             self.counterParticipant = counterParticipant
             self.fromExclusive = fromExclusive
             self.toInclusive = toInclusive
@@ -3478,7 +3506,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3506,10 +3534,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(mismatches: [Weft.V1.CommitmentMismatch] = []) {
+            self.init()
             self.mismatches = mismatches
         }
 
@@ -3621,7 +3650,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3653,10 +3682,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(safePoint: Weft.V1.Timestamp? = nil, firstUnmatched: Weft.V1.Timestamp? = nil, firstUnmatchedCounterParticipant: String = "") {
+            self.init()
             self.safePoint = safePoint
             self.firstUnmatched = firstUnmatched
             self.firstUnmatchedCounterParticipant = firstUnmatchedCounterParticipant
@@ -3744,7 +3774,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__InspectCommitmentRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3776,10 +3806,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(counterParticipant: String = "", stakeholderGroups: [String] = [], timeoutMillis: UInt32 = 0) {
+            self.init()
             self.counterParticipant = counterParticipant
             self.stakeholderGroups = stakeholderGroups
             self.timeoutMillis = timeoutMillis
@@ -3865,7 +3896,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ContractDifference>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3897,10 +3928,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contractID: String = "", stakeholderGroup: String = "", kind: Weft.V1.ContractDifferenceKind = .unspecified) {
+            self.init()
             self.contractID = contractID
             self.stakeholderGroup = stakeholderGroup
             self.kind = kind
@@ -4004,7 +4036,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__InspectCommitmentResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4040,10 +4072,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(asOf: Weft.V1.Timestamp? = nil, differingGroups: [String] = [], contracts: [Weft.V1.ContractDifference] = [], contractsOmitted: Bool = false, groupsCompared: UInt32 = 0) {
+            self.init()
             self.asOf = asOf
             self.differingGroups = differingGroups
             self.contracts = contracts
@@ -4159,7 +4192,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetPruningSafePointResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4191,10 +4224,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(safePoint: Weft.V1.Timestamp? = nil, safeOffset: UInt64 = 0, prunedOffset: UInt64 = 0) {
+            self.init()
             self.safePoint = safePoint
             self.safeOffset = safeOffset
             self.prunedOffset = prunedOffset
@@ -4312,7 +4346,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__UnconfirmedCommitment>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4342,10 +4376,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(counterParticipant: String = "", oldestPeriodEnd: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.counterParticipant = counterParticipant
             self.oldestPeriodEnd = oldestPeriodEnd
         }
@@ -4466,7 +4501,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__PruneParticipantResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4506,10 +4541,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(prunedOffset: UInt64 = 0, recordTime: Weft.V1.Timestamp? = nil, safePoint: Weft.V1.Timestamp? = nil, forced: Bool = false, unconfirmed: [Weft.V1.UnconfirmedCommitment] = [], transactionsRemoved: UInt64 = 0, archivedContractsRemoved: UInt64 = 0) {
+            self.init()
             self.prunedOffset = prunedOffset
             self.recordTime = recordTime
             self.safePoint = safePoint
@@ -4661,7 +4697,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__AcsSnapshot>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4705,10 +4741,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", exporter: String = "", counterParticipant: String = "", fromExclusive: Weft.V1.Timestamp? = nil, toInclusive: Weft.V1.Timestamp? = nil, exporterNextCounter: UInt64 = 0, exporterLastTimestamp: Weft.V1.Timestamp? = nil, contracts: [Weft.V1.AcsSnapshotContract] = [], topology: [Weft.V1.StoredTopologyTransaction] = []) {
+            self.init()
             self.domain = domain
             self.exporter = exporter
             self.counterParticipant = counterParticipant
@@ -4800,7 +4837,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__AcsSnapshotContract>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4832,10 +4869,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contractID: String = "", stakeholders: [String] = [], contract: [UInt8] = []) {
+            self.init()
             self.contractID = contractID
             self.stakeholders = stakeholders
             self.contract = contract
@@ -4931,7 +4969,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__MigrateDomainRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4965,10 +5003,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(fromAlias: String = "", toAlias: String = "", sequencerURLs: [String] = [], rootCertificatePem: String = "") {
+            self.init()
             self.fromAlias = fromAlias
             self.toAlias = toAlias
             self.sequencerURLs = sequencerURLs
@@ -5113,7 +5152,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__MigrateDomainResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -5157,10 +5196,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(fromDomain: String = "", toDomain: String = "", activeContracts: UInt64 = 0, ledgerEnd: UInt64 = 0, requestsAbandoned: UInt64 = 0, commandsRejected: UInt64 = 0, parties: [String] = [], partiesNotHosted: [String] = [], resumed: Bool = false) {
+            self.init()
             self.fromDomain = fromDomain
             self.toDomain = toDomain
             self.activeContracts = activeContracts
@@ -5192,6 +5232,7 @@ extension Weft.V1 {
 extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SetParticipantStateRequest
     static var shapeIndex: Int { 28 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__set_participant_state_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5235,6 +5276,7 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
 extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SetParticipantStateResponse
     static var shapeIndex: Int { 29 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__set_participant_state_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5275,6 +5317,7 @@ extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
 extension Weft.V1.MemberInfo: CBackedMessage {
     typealias CStruct = Weft__V1__MemberInfo
     static var shapeIndex: Int { 30 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__member_info__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5322,6 +5365,7 @@ extension Weft.V1.MemberInfo: CBackedMessage {
 extension Weft.V1.ListMembersRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListMembersRequest
     static var shapeIndex: Int { 31 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_members_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5349,6 +5393,7 @@ extension Weft.V1.ListMembersRequest: CBackedMessage {
 extension Weft.V1.ListMembersResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListMembersResponse
     static var shapeIndex: Int { 32 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_members_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5390,6 +5435,7 @@ extension Weft.V1.ListMembersResponse: CBackedMessage {
 extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainParametersRequest
     static var shapeIndex: Int { 33 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_parameters_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5417,6 +5463,7 @@ extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
 extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainParametersResponse
     static var shapeIndex: Int { 34 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_parameters_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5457,6 +5504,7 @@ extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
 extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SetDomainParametersRequest
     static var shapeIndex: Int { 35 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__set_domain_parameters_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5497,6 +5545,7 @@ extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
 extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SetDomainParametersResponse
     static var shapeIndex: Int { 36 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__set_domain_parameters_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5537,6 +5586,7 @@ extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
 extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListTopologyTransactionsRequest
     static var shapeIndex: Int { 37 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_topology_transactions_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5577,6 +5627,7 @@ extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
 extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListTopologyTransactionsResponse
     static var shapeIndex: Int { 38 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_topology_transactions_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5618,6 +5669,7 @@ extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
 extension Weft.V1.PruneRequest: CBackedMessage {
     typealias CStruct = Weft__V1__PruneRequest
     static var shapeIndex: Int { 39 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5660,6 +5712,7 @@ extension Weft.V1.PruneRequest: CBackedMessage {
 extension Weft.V1.PruneResponse: CBackedMessage {
     typealias CStruct = Weft__V1__PruneResponse
     static var shapeIndex: Int { 40 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5702,6 +5755,7 @@ extension Weft.V1.PruneResponse: CBackedMessage {
 extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
     typealias CStruct = Weft__V1__InitializeSequencerRequest
     static var shapeIndex: Int { 41 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__initialize_sequencer_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5746,6 +5800,7 @@ extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
 extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
     typealias CStruct = Weft__V1__InitializeSequencerResponse
     static var shapeIndex: Int { 42 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__initialize_sequencer_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5789,6 +5844,7 @@ extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
 extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetSequencerStatusRequest
     static var shapeIndex: Int { 43 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_sequencer_status_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5816,6 +5872,7 @@ extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
 extension Weft.V1.MemberProgress: CBackedMessage {
     typealias CStruct = Weft__V1__MemberProgress
     static var shapeIndex: Int { 44 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__member_progress__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5861,6 +5918,7 @@ extension Weft.V1.MemberProgress: CBackedMessage {
 extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetSequencerStatusResponse
     static var shapeIndex: Int { 45 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_sequencer_status_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5911,6 +5969,7 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
 extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetParticipantIdRequest
     static var shapeIndex: Int { 46 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_participant_id_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5938,6 +5997,7 @@ extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
 extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetParticipantIdResponse
     static var shapeIndex: Int { 47 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_participant_id_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5977,6 +6037,7 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
 extension Weft.V1.ConnectDomainRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ConnectDomainRequest
     static var shapeIndex: Int { 48 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__connect_domain_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6025,6 +6086,7 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
 extension Weft.V1.ConnectDomainResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ConnectDomainResponse
     static var shapeIndex: Int { 49 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__connect_domain_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6064,6 +6126,7 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
 extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
     typealias CStruct = Weft__V1__DisconnectDomainRequest
     static var shapeIndex: Int { 50 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disconnect_domain_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6103,6 +6166,7 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
 extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
     typealias CStruct = Weft__V1__DisconnectDomainResponse
     static var shapeIndex: Int { 51 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disconnect_domain_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6130,6 +6194,7 @@ extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
 extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListDomainConnectionsRequest
     static var shapeIndex: Int { 52 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_domain_connections_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6157,6 +6222,7 @@ extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
 extension Weft.V1.DomainConnection: CBackedMessage {
     typealias CStruct = Weft__V1__DomainConnection
     static var shapeIndex: Int { 53 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__domain_connection__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6207,6 +6273,7 @@ extension Weft.V1.DomainConnection: CBackedMessage {
 extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListDomainConnectionsResponse
     static var shapeIndex: Int { 54 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_domain_connections_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6248,6 +6315,7 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
 extension Weft.V1.ExportAcsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ExportAcsRequest
     static var shapeIndex: Int { 55 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__export_acs_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6298,6 +6366,7 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
 extension Weft.V1.ExportAcsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ExportAcsResponse
     static var shapeIndex: Int { 56 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__export_acs_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6349,6 +6418,7 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
 extension Weft.V1.ImportAcsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ImportAcsRequest
     static var shapeIndex: Int { 57 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__import_acs_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6400,6 +6470,7 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
 extension Weft.V1.ImportedSnapshot: CBackedMessage {
     typealias CStruct = Weft__V1__ImportedSnapshot
     static var shapeIndex: Int { 58 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__imported_snapshot__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6450,6 +6521,7 @@ extension Weft.V1.ImportedSnapshot: CBackedMessage {
 extension Weft.V1.ImportAcsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ImportAcsResponse
     static var shapeIndex: Int { 59 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__import_acs_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6495,6 +6567,7 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
 extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListCommitmentMismatchesRequest
     static var shapeIndex: Int { 60 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_commitment_mismatches_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6534,6 +6607,7 @@ extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
 extension Weft.V1.CommitmentMismatch: CBackedMessage {
     typealias CStruct = Weft__V1__CommitmentMismatch
     static var shapeIndex: Int { 61 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_mismatch__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6584,6 +6658,7 @@ extension Weft.V1.CommitmentMismatch: CBackedMessage {
 extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListCommitmentMismatchesResponse
     static var shapeIndex: Int { 62 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_commitment_mismatches_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6625,6 +6700,7 @@ extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
 extension Weft.V1.GetCommitmentSafePointRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetCommitmentSafePointRequest
     static var shapeIndex: Int { 63 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_commitment_safe_point_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6652,6 +6728,7 @@ extension Weft.V1.GetCommitmentSafePointRequest: CBackedMessage {
 extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetCommitmentSafePointResponse
     static var shapeIndex: Int { 64 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_commitment_safe_point_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6698,6 +6775,7 @@ extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
 extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
     typealias CStruct = Weft__V1__InspectCommitmentRequest
     static var shapeIndex: Int { 65 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__inspect_commitment_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6743,6 +6821,7 @@ extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
 extension Weft.V1.ContractDifference: CBackedMessage {
     typealias CStruct = Weft__V1__ContractDifference
     static var shapeIndex: Int { 66 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__contract_difference__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6787,6 +6866,7 @@ extension Weft.V1.ContractDifference: CBackedMessage {
 extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
     typealias CStruct = Weft__V1__InspectCommitmentResponse
     static var shapeIndex: Int { 67 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__inspect_commitment_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6839,6 +6919,7 @@ extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
 extension Weft.V1.GetPruningSafePointRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetPruningSafePointRequest
     static var shapeIndex: Int { 68 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_pruning_safe_point_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6866,6 +6947,7 @@ extension Weft.V1.GetPruningSafePointRequest: CBackedMessage {
 extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetPruningSafePointResponse
     static var shapeIndex: Int { 69 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_pruning_safe_point_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6910,6 +6992,7 @@ extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
 extension Weft.V1.PruneParticipantRequest: CBackedMessage {
     typealias CStruct = Weft__V1__PruneParticipantRequest
     static var shapeIndex: Int { 70 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_participant_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6941,6 +7024,7 @@ extension Weft.V1.PruneParticipantRequest: CBackedMessage {
 extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
     typealias CStruct = Weft__V1__UnconfirmedCommitment
     static var shapeIndex: Int { 71 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__unconfirmed_commitment__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6984,6 +7068,7 @@ extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
 extension Weft.V1.PruneParticipantResponse: CBackedMessage {
     typealias CStruct = Weft__V1__PruneParticipantResponse
     static var shapeIndex: Int { 72 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__prune_participant_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -7039,6 +7124,7 @@ extension Weft.V1.PruneParticipantResponse: CBackedMessage {
 extension Weft.V1.AcsSnapshot: CBackedMessage {
     typealias CStruct = Weft__V1__AcsSnapshot
     static var shapeIndex: Int { 73 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_snapshot__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -7104,6 +7190,7 @@ extension Weft.V1.AcsSnapshot: CBackedMessage {
 extension Weft.V1.AcsSnapshotContract: CBackedMessage {
     typealias CStruct = Weft__V1__AcsSnapshotContract
     static var shapeIndex: Int { 74 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_snapshot_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -7149,6 +7236,7 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
 extension Weft.V1.MigrateDomainRequest: CBackedMessage {
     typealias CStruct = Weft__V1__MigrateDomainRequest
     static var shapeIndex: Int { 75 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__migrate_domain_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -7198,6 +7286,7 @@ extension Weft.V1.MigrateDomainRequest: CBackedMessage {
 extension Weft.V1.MigrateDomainResponse: CBackedMessage {
     typealias CStruct = Weft__V1__MigrateDomainResponse
     static var shapeIndex: Int { 76 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__migrate_domain_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -136,7 +136,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__MetadataEntry>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -174,10 +174,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(key: String = "", value: Value? = nil) {
+            self.init()
             self.key = key
             self.value = value
         }
@@ -202,6 +203,7 @@ extension Weft.V1 {
 extension Weft.V1.Timestamp: CBackedMessage {
     typealias CStruct = Weft__V1__Timestamp
     static var shapeIndex: Int { 0 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__timestamp__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -231,6 +233,7 @@ extension Weft.V1.Timestamp: CBackedMessage {
 extension Weft.V1.Duration: CBackedMessage {
     typealias CStruct = Weft__V1__Duration
     static var shapeIndex: Int { 1 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__duration__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -260,6 +263,7 @@ extension Weft.V1.Duration: CBackedMessage {
 extension Weft.V1.MetadataEntry: CBackedMessage {
     typealias CStruct = Weft__V1__MetadataEntry
     static var shapeIndex: Int { 2 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__metadata_entry__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

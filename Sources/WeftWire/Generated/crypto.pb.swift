@@ -352,7 +352,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__PublicKey>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -384,10 +384,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(scheme: Weft.V1.KeyScheme = .unspecified, purpose: Weft.V1.KeyPurpose = .unspecified, key: [UInt8] = []) {
+            self.init()
             self.scheme = scheme
             self.purpose = purpose
             self.key = key
@@ -474,7 +475,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Signature>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -506,10 +507,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(scheme: Weft.V1.SignatureScheme = .unspecified, signedBy: String = "", signature: [UInt8] = []) {
+            self.init()
             self.scheme = scheme
             self.signedBy = signedBy
             self.signature = signature
@@ -605,7 +607,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__WrappedKey>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -639,10 +641,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(scheme: Weft.V1.KeyWrapScheme = .unspecified, recipientKey: String = "", ephemeralPublicKey: [UInt8] = [], ciphertext: [UInt8] = []) {
+            self.init()
             self.scheme = scheme
             self.recipientKey = recipientKey
             self.ephemeralPublicKey = ephemeralPublicKey
@@ -669,6 +672,7 @@ extension Weft.V1 {
 extension Weft.V1.PublicKey: CBackedMessage {
     typealias CStruct = Weft__V1__PublicKey
     static var shapeIndex: Int { 3 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__public_key__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -711,6 +715,7 @@ extension Weft.V1.PublicKey: CBackedMessage {
 extension Weft.V1.Signature: CBackedMessage {
     typealias CStruct = Weft__V1__Signature
     static var shapeIndex: Int { 4 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signature__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -754,6 +759,7 @@ extension Weft.V1.Signature: CBackedMessage {
 extension Weft.V1.WrappedKey: CBackedMessage {
     typealias CStruct = Weft__V1__WrappedKey
     static var shapeIndex: Int { 5 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__wrapped_key__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

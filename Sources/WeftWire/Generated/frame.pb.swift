@@ -62,7 +62,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Frame>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -117,10 +117,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(streamID: UInt32 = 0, kind: Kind? = nil) {
+            self.init()
             self.streamID = streamID
             self.kind = kind
         }
@@ -206,7 +207,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__FrameOpen>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -238,10 +239,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(method: String = "", metadata: [Weft.V1.MetadataEntry] = [], timeout: Weft.V1.Duration? = nil) {
+            self.init()
             self.method = method
             self.metadata = metadata
             self.timeout = timeout
@@ -309,7 +311,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__FrameMessage>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -337,10 +339,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(payload: [UInt8] = []) {
+            self.init()
             self.payload = payload
         }
 
@@ -441,7 +444,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__FrameClose>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -471,10 +474,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(status: Weft.V1.Status? = nil, trailers: [Weft.V1.MetadataEntry] = []) {
+            self.init()
             self.status = status
             self.trailers = trailers
         }
@@ -541,7 +545,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__FrameCancel>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -569,10 +573,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(reason: String = "") {
+            self.init()
             self.reason = reason
         }
 
@@ -751,7 +756,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__FrameGoAway>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -781,10 +786,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(lastStreamID: UInt32 = 0, status: Weft.V1.Status? = nil) {
+            self.init()
             self.lastStreamID = lastStreamID
             self.status = status
         }
@@ -809,6 +815,7 @@ extension Weft.V1 {
 extension Weft.V1.Frame: CBackedMessage {
     typealias CStruct = Weft__V1__Frame
     static var shapeIndex: Int { 79 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -902,6 +909,7 @@ extension Weft.V1.Frame: CBackedMessage {
 extension Weft.V1.FrameOpen: CBackedMessage {
     typealias CStruct = Weft__V1__FrameOpen
     static var shapeIndex: Int { 80 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_open__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -949,6 +957,7 @@ extension Weft.V1.FrameOpen: CBackedMessage {
 extension Weft.V1.FrameMessage: CBackedMessage {
     typealias CStruct = Weft__V1__FrameMessage
     static var shapeIndex: Int { 81 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -987,6 +996,7 @@ extension Weft.V1.FrameMessage: CBackedMessage {
 extension Weft.V1.FrameHalfClose: CBackedMessage {
     typealias CStruct = Weft__V1__FrameHalfClose
     static var shapeIndex: Int { 82 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_half_close__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1014,6 +1024,7 @@ extension Weft.V1.FrameHalfClose: CBackedMessage {
 extension Weft.V1.FrameClose: CBackedMessage {
     typealias CStruct = Weft__V1__FrameClose
     static var shapeIndex: Int { 83 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_close__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1058,6 +1069,7 @@ extension Weft.V1.FrameClose: CBackedMessage {
 extension Weft.V1.FrameCancel: CBackedMessage {
     typealias CStruct = Weft__V1__FrameCancel
     static var shapeIndex: Int { 84 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_cancel__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1097,6 +1109,7 @@ extension Weft.V1.FrameCancel: CBackedMessage {
 extension Weft.V1.FrameWindowUpdate: CBackedMessage {
     typealias CStruct = Weft__V1__FrameWindowUpdate
     static var shapeIndex: Int { 85 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_window_update__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1126,6 +1139,7 @@ extension Weft.V1.FrameWindowUpdate: CBackedMessage {
 extension Weft.V1.FramePing: CBackedMessage {
     typealias CStruct = Weft__V1__FramePing
     static var shapeIndex: Int { 86 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_ping__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1155,6 +1169,7 @@ extension Weft.V1.FramePing: CBackedMessage {
 extension Weft.V1.FramePong: CBackedMessage {
     typealias CStruct = Weft__V1__FramePong
     static var shapeIndex: Int { 87 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_pong__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1184,6 +1199,7 @@ extension Weft.V1.FramePong: CBackedMessage {
 extension Weft.V1.FrameGoAway: CBackedMessage {
     typealias CStruct = Weft__V1__FrameGoAway
     static var shapeIndex: Int { 88 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__frame_go_away__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

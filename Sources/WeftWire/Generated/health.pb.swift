@@ -94,7 +94,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CheckRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -122,10 +122,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(service: String = "") {
+            self.init()
             self.service = service
         }
 
@@ -200,7 +201,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CheckResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -230,10 +231,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(status: Weft.V1.ServingStatus = .unspecified, detail: String = "") {
+            self.init()
             self.status = status
             self.detail = detail
         }
@@ -300,7 +302,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__WatchRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -328,10 +330,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(service: String = "") {
+            self.init()
             self.service = service
         }
 
@@ -406,7 +409,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__WatchResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -436,10 +439,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(status: Weft.V1.ServingStatus = .unspecified, detail: String = "") {
+            self.init()
             self.status = status
             self.detail = detail
         }
@@ -464,6 +468,7 @@ extension Weft.V1 {
 extension Weft.V1.CheckRequest: CBackedMessage {
     typealias CStruct = Weft__V1__CheckRequest
     static var shapeIndex: Int { 89 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__check_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -503,6 +508,7 @@ extension Weft.V1.CheckRequest: CBackedMessage {
 extension Weft.V1.CheckResponse: CBackedMessage {
     typealias CStruct = Weft__V1__CheckResponse
     static var shapeIndex: Int { 90 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__check_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -544,6 +550,7 @@ extension Weft.V1.CheckResponse: CBackedMessage {
 extension Weft.V1.WatchRequest: CBackedMessage {
     typealias CStruct = Weft__V1__WatchRequest
     static var shapeIndex: Int { 91 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__watch_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -583,6 +590,7 @@ extension Weft.V1.WatchRequest: CBackedMessage {
 extension Weft.V1.WatchResponse: CBackedMessage {
     typealias CStruct = Weft__V1__WatchResponse
     static var shapeIndex: Int { 92 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__watch_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -60,7 +60,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CreateCommand>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -90,10 +90,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(templateID: Weft.V1.TemplateId? = nil, createArguments: Weft.V1.Record? = nil) {
+            self.init()
             self.templateID = templateID
             self.createArguments = createArguments
         }
@@ -187,7 +188,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ExerciseCommand>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -221,10 +222,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(templateID: Weft.V1.TemplateId? = nil, contractID: String = "", choice: String = "", choiceArgument: Weft.V1.Value? = nil) {
+            self.init()
             self.templateID = templateID
             self.contractID = contractID
             self.choice = choice
@@ -293,7 +295,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Command>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -329,10 +331,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(kind: Kind? = nil) {
+            self.init()
             self.kind = kind
         }
 
@@ -476,7 +479,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Commands>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -520,10 +523,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(commandID: String = "", applicationID: String = "", actAs: [String] = [], readAs: [String] = [], workflowID: String = "", deduplicationPeriod: Weft.V1.Duration? = nil, submissionID: String = "", commands: [Weft.V1.Command] = [], disclosedContracts: [Weft.V1.DisclosedContract] = []) {
+            self.init()
             self.commandID = commandID
             self.applicationID = applicationID
             self.actAs = actAs
@@ -616,7 +620,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__DisclosedContract>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -648,10 +652,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(templateID: Weft.V1.TemplateId? = nil, contractID: String = "", createdEventBlob: [UInt8] = []) {
+            self.init()
             self.templateID = templateID
             self.contractID = contractID
             self.createdEventBlob = createdEventBlob
@@ -719,7 +724,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SubmitRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -747,10 +752,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(commands: Weft.V1.Commands? = nil) {
+            self.init()
             self.commands = commands
         }
 
@@ -816,7 +822,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SubmitResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -844,10 +850,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(submissionID: String = "") {
+            self.init()
             self.submissionID = submissionID
         }
 
@@ -913,7 +920,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SubmitAndWaitRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -941,10 +948,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(commands: Weft.V1.Commands? = nil) {
+            self.init()
             self.commands = commands
         }
 
@@ -1028,7 +1036,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SubmitAndWaitResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1060,10 +1068,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(transactionID: String = "", offset: UInt64 = 0, results: [Weft.V1.Value] = []) {
+            self.init()
             self.transactionID = transactionID
             self.offset = offset
             self.results = results
@@ -1189,7 +1198,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Completion>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1229,10 +1238,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(commandID: String = "", status: Weft.V1.Status? = nil, transactionID: String = "", applicationID: String = "", actAs: [String] = [], submissionID: String = "", offset: UInt64 = 0) {
+            self.init()
             self.commandID = commandID
             self.status = status
             self.transactionID = transactionID
@@ -1323,7 +1333,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CompletionStreamRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1355,10 +1365,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(applicationID: String = "", parties: [String] = [], beginExclusive: UInt64 = 0) {
+            self.init()
             self.applicationID = applicationID
             self.parties = parties
             self.beginExclusive = beginExclusive
@@ -1426,7 +1437,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CompletionStreamResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1454,10 +1465,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(completion: Weft.V1.Completion? = nil) {
+            self.init()
             self.completion = completion
         }
 
@@ -1532,7 +1544,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TransactionFilter>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1562,10 +1574,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(parties: [String] = [], templateIDs: [Weft.V1.TemplateId] = []) {
+            self.init()
             self.parties = parties
             self.templateIDs = templateIDs
         }
@@ -1700,7 +1713,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CreatedEvent>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1742,10 +1755,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(eventID: String = "", contractID: String = "", templateID: Weft.V1.TemplateId? = nil, createArguments: Weft.V1.Record? = nil, signatories: [String] = [], observers: [String] = [], witnessParties: [String] = [], createdEventBlob: [UInt8] = []) {
+            self.init()
             self.eventID = eventID
             self.contractID = contractID
             self.templateID = templateID
@@ -1847,7 +1861,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ArchivedEvent>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1881,10 +1895,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(eventID: String = "", contractID: String = "", templateID: Weft.V1.TemplateId? = nil, witnessParties: [String] = []) {
+            self.init()
             self.eventID = eventID
             self.contractID = contractID
             self.templateID = templateID
@@ -2036,7 +2051,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ExercisedEvent>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2082,10 +2097,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(eventID: String = "", contractID: String = "", templateID: Weft.V1.TemplateId? = nil, choice: String = "", choiceArgument: Weft.V1.Value? = nil, actingParties: [String] = [], consuming: Bool = false, witnessParties: [String] = [], childEventIDs: [String] = [], exerciseResult: Weft.V1.Value? = nil) {
+            self.init()
             self.eventID = eventID
             self.contractID = contractID
             self.templateID = templateID
@@ -2160,7 +2176,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Event>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2196,10 +2212,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(kind: Kind? = nil) {
+            self.init()
             self.kind = kind
         }
 
@@ -2320,7 +2337,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Transaction>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2360,10 +2377,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(transactionID: String = "", commandID: String = "", workflowID: String = "", effectiveAt: Weft.V1.Timestamp? = nil, events: [Weft.V1.Event] = [], offset: UInt64 = 0, domain: String = "") {
+            self.init()
             self.transactionID = transactionID
             self.commandID = commandID
             self.workflowID = workflowID
@@ -2435,7 +2453,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TreeEvent>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2471,10 +2489,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(kind: Kind? = nil) {
+            self.init()
             self.kind = kind
         }
 
@@ -2604,7 +2623,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TransactionTreeView>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2646,10 +2665,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(transactionID: String = "", commandID: String = "", workflowID: String = "", effectiveAt: Weft.V1.Timestamp? = nil, offset: UInt64 = 0, events: [Weft.V1.TreeEvent] = [], rootEventIDs: [String] = [], domain: String = "") {
+            self.init()
             self.transactionID = transactionID
             self.commandID = commandID
             self.workflowID = workflowID
@@ -2740,7 +2760,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetTransactionsRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2772,10 +2792,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(beginExclusive: UInt64 = 0, endInclusive: UInt64 = 0, filter: Weft.V1.TransactionFilter? = nil) {
+            self.init()
             self.beginExclusive = beginExclusive
             self.endInclusive = endInclusive
             self.filter = filter
@@ -2843,7 +2864,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetTransactionsResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2871,10 +2892,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(transaction: Weft.V1.Transaction? = nil) {
+            self.init()
             self.transaction = transaction
         }
 
@@ -2958,7 +2980,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetTransactionTreesRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2990,10 +3012,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(beginExclusive: UInt64 = 0, endInclusive: UInt64 = 0, filter: Weft.V1.TransactionFilter? = nil) {
+            self.init()
             self.beginExclusive = beginExclusive
             self.endInclusive = endInclusive
             self.filter = filter
@@ -3061,7 +3084,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetTransactionTreesResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3089,10 +3112,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(transaction: Weft.V1.TransactionTreeView? = nil) {
+            self.init()
             self.transaction = transaction
         }
 
@@ -3218,7 +3242,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetActiveContractsRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3246,10 +3270,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(filter: Weft.V1.TransactionFilter? = nil) {
+            self.init()
             self.filter = filter
         }
 
@@ -3324,7 +3349,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetActiveContractsResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3354,10 +3379,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(activeContracts: [Weft.V1.CreatedEvent] = [], offset: UInt64 = 0) {
+            self.init()
             self.activeContracts = activeContracts
             self.offset = offset
         }
@@ -3442,7 +3468,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__PartyDetails>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3474,10 +3500,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(party: String = "", displayName: String = "", isLocal: Bool = false) {
+            self.init()
             self.party = party
             self.displayName = displayName
             self.isLocal = isLocal
@@ -3555,7 +3582,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__AllocatePartyRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3585,10 +3612,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(partyIDHint: String = "", displayName: String = "") {
+            self.init()
             self.partyIDHint = partyIDHint
             self.displayName = displayName
         }
@@ -3655,7 +3683,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__AllocatePartyResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3683,10 +3711,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(partyDetails: Weft.V1.PartyDetails? = nil) {
+            self.init()
             self.partyDetails = partyDetails
         }
 
@@ -3778,7 +3807,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ListKnownPartiesResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3806,10 +3835,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(partyDetails: [Weft.V1.PartyDetails] = []) {
+            self.init()
             self.partyDetails = partyDetails
         }
 
@@ -3884,7 +3914,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__UploadPackageRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3914,10 +3944,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(source: String = "", fileName: String = "") {
+            self.init()
             self.source = source
             self.fileName = fileName
         }
@@ -3984,7 +4015,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__UploadPackageResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4012,10 +4043,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(packageID: String = "") {
+            self.init()
             self.packageID = packageID
         }
 
@@ -4108,7 +4140,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__PackageDetails>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4142,10 +4174,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(packageID: String = "", templateNames: [String] = [], sizeBytes: UInt64 = 0, uploadedAt: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.packageID = packageID
             self.templateNames = templateNames
             self.sizeBytes = sizeBytes
@@ -4240,7 +4273,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ListPackagesResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4268,10 +4301,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(packages: [Weft.V1.PackageDetails] = []) {
+            self.init()
             self.packages = packages
         }
 
@@ -4337,7 +4371,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetPackageRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4365,10 +4399,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(packageID: String = "") {
+            self.init()
             self.packageID = packageID
         }
 
@@ -4443,7 +4478,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetPackageResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4473,10 +4508,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(details: Weft.V1.PackageDetails? = nil, source: String = "") {
+            self.init()
             self.details = details
             self.source = source
         }
@@ -4501,6 +4537,7 @@ extension Weft.V1 {
 extension Weft.V1.CreateCommand: CBackedMessage {
     typealias CStruct = Weft__V1__CreateCommand
     static var shapeIndex: Int { 93 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__create_command__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4544,6 +4581,7 @@ extension Weft.V1.CreateCommand: CBackedMessage {
 extension Weft.V1.ExerciseCommand: CBackedMessage {
     typealias CStruct = Weft__V1__ExerciseCommand
     static var shapeIndex: Int { 94 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercise_command__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4593,6 +4631,7 @@ extension Weft.V1.ExerciseCommand: CBackedMessage {
 extension Weft.V1.Command: CBackedMessage {
     typealias CStruct = Weft__V1__Command
     static var shapeIndex: Int { 95 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__command__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4649,6 +4688,7 @@ extension Weft.V1.Command: CBackedMessage {
 extension Weft.V1.Commands: CBackedMessage {
     typealias CStruct = Weft__V1__Commands
     static var shapeIndex: Int { 96 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commands__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4717,6 +4757,7 @@ extension Weft.V1.Commands: CBackedMessage {
 extension Weft.V1.DisclosedContract: CBackedMessage {
     typealias CStruct = Weft__V1__DisclosedContract
     static var shapeIndex: Int { 97 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__disclosed_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4762,6 +4803,7 @@ extension Weft.V1.DisclosedContract: CBackedMessage {
 extension Weft.V1.SubmitRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitRequest
     static var shapeIndex: Int { 98 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4802,6 +4844,7 @@ extension Weft.V1.SubmitRequest: CBackedMessage {
 extension Weft.V1.SubmitResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitResponse
     static var shapeIndex: Int { 99 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4841,6 +4884,7 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
 extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitAndWaitRequest
     static var shapeIndex: Int { 100 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_and_wait_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4881,6 +4925,7 @@ extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
 extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitAndWaitResponse
     static var shapeIndex: Int { 101 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submit_and_wait_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4927,6 +4972,7 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
 extension Weft.V1.Completion: CBackedMessage {
     typealias CStruct = Weft__V1__Completion
     static var shapeIndex: Int { 102 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -4985,6 +5031,7 @@ extension Weft.V1.Completion: CBackedMessage {
 extension Weft.V1.CompletionStreamRequest: CBackedMessage {
     typealias CStruct = Weft__V1__CompletionStreamRequest
     static var shapeIndex: Int { 103 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion_stream_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5030,6 +5077,7 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
 extension Weft.V1.CompletionStreamResponse: CBackedMessage {
     typealias CStruct = Weft__V1__CompletionStreamResponse
     static var shapeIndex: Int { 104 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__completion_stream_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5070,6 +5118,7 @@ extension Weft.V1.CompletionStreamResponse: CBackedMessage {
 extension Weft.V1.TransactionFilter: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionFilter
     static var shapeIndex: Int { 105 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_filter__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5115,6 +5164,7 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
 extension Weft.V1.CreatedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__CreatedEvent
     static var shapeIndex: Int { 106 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__created_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5178,6 +5228,7 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
 extension Weft.V1.ArchivedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__ArchivedEvent
     static var shapeIndex: Int { 107 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__archived_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5228,6 +5279,7 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
 extension Weft.V1.ExercisedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__ExercisedEvent
     static var shapeIndex: Int { 108 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercised_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5297,6 +5349,7 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
 extension Weft.V1.Event: CBackedMessage {
     typealias CStruct = Weft__V1__Event
     static var shapeIndex: Int { 109 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5353,6 +5406,7 @@ extension Weft.V1.Event: CBackedMessage {
 extension Weft.V1.Transaction: CBackedMessage {
     typealias CStruct = Weft__V1__Transaction
     static var shapeIndex: Int { 110 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5411,6 +5465,7 @@ extension Weft.V1.Transaction: CBackedMessage {
 extension Weft.V1.TreeEvent: CBackedMessage {
     typealias CStruct = Weft__V1__TreeEvent
     static var shapeIndex: Int { 111 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__tree_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5467,6 +5522,7 @@ extension Weft.V1.TreeEvent: CBackedMessage {
 extension Weft.V1.TransactionTreeView: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionTreeView
     static var shapeIndex: Int { 112 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_tree_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5529,6 +5585,7 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
 extension Weft.V1.GetTransactionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionsRequest
     static var shapeIndex: Int { 113 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transactions_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5573,6 +5630,7 @@ extension Weft.V1.GetTransactionsRequest: CBackedMessage {
 extension Weft.V1.GetTransactionsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionsResponse
     static var shapeIndex: Int { 114 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transactions_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5613,6 +5671,7 @@ extension Weft.V1.GetTransactionsResponse: CBackedMessage {
 extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionTreesRequest
     static var shapeIndex: Int { 115 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transaction_trees_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5657,6 +5716,7 @@ extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
 extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetTransactionTreesResponse
     static var shapeIndex: Int { 116 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_transaction_trees_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5697,6 +5757,7 @@ extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
 extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetLedgerEndRequest
     static var shapeIndex: Int { 117 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_ledger_end_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5724,6 +5785,7 @@ extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
 extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetLedgerEndResponse
     static var shapeIndex: Int { 118 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_ledger_end_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5753,6 +5815,7 @@ extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
 extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetActiveContractsRequest
     static var shapeIndex: Int { 119 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_active_contracts_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5793,6 +5856,7 @@ extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
 extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetActiveContractsResponse
     static var shapeIndex: Int { 120 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_active_contracts_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5836,6 +5900,7 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
 extension Weft.V1.PartyDetails: CBackedMessage {
     typealias CStruct = Weft__V1__PartyDetails
     static var shapeIndex: Int { 121 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__party_details__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5880,6 +5945,7 @@ extension Weft.V1.PartyDetails: CBackedMessage {
 extension Weft.V1.AllocatePartyRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AllocatePartyRequest
     static var shapeIndex: Int { 122 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__allocate_party_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5922,6 +5988,7 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
 extension Weft.V1.AllocatePartyResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AllocatePartyResponse
     static var shapeIndex: Int { 123 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__allocate_party_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5962,6 +6029,7 @@ extension Weft.V1.AllocatePartyResponse: CBackedMessage {
 extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListKnownPartiesRequest
     static var shapeIndex: Int { 124 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_known_parties_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5989,6 +6057,7 @@ extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
 extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListKnownPartiesResponse
     static var shapeIndex: Int { 125 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_known_parties_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6030,6 +6099,7 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
 extension Weft.V1.UploadPackageRequest: CBackedMessage {
     typealias CStruct = Weft__V1__UploadPackageRequest
     static var shapeIndex: Int { 126 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__upload_package_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6072,6 +6142,7 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
 extension Weft.V1.UploadPackageResponse: CBackedMessage {
     typealias CStruct = Weft__V1__UploadPackageResponse
     static var shapeIndex: Int { 127 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__upload_package_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6111,6 +6182,7 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
 extension Weft.V1.PackageDetails: CBackedMessage {
     typealias CStruct = Weft__V1__PackageDetails
     static var shapeIndex: Int { 128 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__package_details__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6160,6 +6232,7 @@ extension Weft.V1.PackageDetails: CBackedMessage {
 extension Weft.V1.ListPackagesRequest: CBackedMessage {
     typealias CStruct = Weft__V1__ListPackagesRequest
     static var shapeIndex: Int { 129 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_packages_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6187,6 +6260,7 @@ extension Weft.V1.ListPackagesRequest: CBackedMessage {
 extension Weft.V1.ListPackagesResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ListPackagesResponse
     static var shapeIndex: Int { 130 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__list_packages_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6228,6 +6302,7 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
 extension Weft.V1.GetPackageRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetPackageRequest
     static var shapeIndex: Int { 131 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_package_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6267,6 +6342,7 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
 extension Weft.V1.GetPackageResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetPackageResponse
     static var shapeIndex: Int { 132 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_package_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

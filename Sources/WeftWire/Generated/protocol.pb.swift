@@ -188,7 +188,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SubmitterMetadata>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -230,10 +230,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(salt: [UInt8] = [], actAs: [String] = [], submittingParticipant: String = "", commandID: String = "", applicationID: String = "", submissionID: String = "", maxSequencingTime: Weft.V1.Timestamp? = nil, deduplicationPeriod: Weft.V1.Duration? = nil) {
+            self.init()
             self.salt = salt
             self.actAs = actAs
             self.submittingParticipant = submittingParticipant
@@ -342,7 +343,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CommonMetadata>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -378,10 +379,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(salt: [UInt8] = [], domain: String = "", mediator: String = "", uuid: [UInt8] = [], confirmationPolicy: Weft.V1.ConfirmationPolicy = .unspecified) {
+            self.init()
             self.salt = salt
             self.domain = domain
             self.mediator = mediator
@@ -478,7 +480,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ParticipantMetadata>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -512,10 +514,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(salt: [UInt8] = [], ledgerTime: Weft.V1.Timestamp? = nil, submissionTime: Weft.V1.Timestamp? = nil, workflowID: String = "") {
+            self.init()
             self.salt = salt
             self.ledgerTime = ledgerTime
             self.submissionTime = submissionTime
@@ -594,7 +597,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Informee>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -624,10 +627,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(party: String = "", weight: UInt32 = 0) {
+            self.init()
             self.party = party
             self.weight = weight
         }
@@ -713,7 +717,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ViewCommonData>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -745,10 +749,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(salt: [UInt8] = [], informees: [Weft.V1.Informee] = [], threshold: UInt32 = 0) {
+            self.init()
             self.salt = salt
             self.informees = informees
             self.threshold = threshold
@@ -825,7 +830,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__InputContract>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -855,10 +860,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contract: Weft.V1.ContractInstance? = nil, consumed: Bool = false) {
+            self.init()
             self.contract = contract
             self.consumed = consumed
         }
@@ -934,7 +940,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CreatedContract>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -964,10 +970,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contract: Weft.V1.ContractInstance? = nil, consumedInCore: Bool = false) {
+            self.init()
             self.contract = contract
             self.consumedInCore = consumedInCore
         }
@@ -1043,7 +1050,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CreateActionDescription>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1073,10 +1080,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contractID: String = "", nodeSeed: [UInt8] = []) {
+            self.init()
             self.contractID = contractID
             self.nodeSeed = nodeSeed
         }
@@ -1197,7 +1205,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ExerciseActionDescription>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1237,10 +1245,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(inputContractID: String = "", templateID: Weft.V1.TemplateId? = nil, choice: String = "", chosenValue: Weft.V1.Value? = nil, actors: [String] = [], nodeSeed: [UInt8] = [], consuming: Bool = false) {
+            self.init()
             self.inputContractID = inputContractID
             self.templateID = templateID
             self.choice = choice
@@ -1321,7 +1330,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__FetchActionDescription>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1351,10 +1360,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(inputContractID: String = "", actors: [String] = []) {
+            self.init()
             self.inputContractID = inputContractID
             self.actors = actors
         }
@@ -1421,7 +1431,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ActionDescription>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1459,10 +1469,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(description: Description? = nil) {
+            self.init()
             self.description = description
         }
 
@@ -1564,7 +1575,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ViewParticipantData>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1600,10 +1611,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(salt: [UInt8] = [], coreInputs: [Weft.V1.InputContract] = [], createdCore: [Weft.V1.CreatedContract] = [], createdInSubviewArchivedInCore: [String] = [], actionDescription: Weft.V1.ActionDescription? = nil) {
+            self.init()
             self.salt = salt
             self.coreInputs = coreInputs
             self.createdCore = createdCore
@@ -1673,7 +1685,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__BlindableViewCommonData>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1709,10 +1721,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(node: Node? = nil) {
+            self.init()
             self.node = node
         }
 
@@ -1778,7 +1791,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__BlindableViewParticipantData>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1814,10 +1827,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(node: Node? = nil) {
+            self.init()
             self.node = node
         }
 
@@ -1901,7 +1915,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TransactionView>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1933,10 +1947,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(commonData: Weft.V1.BlindableViewCommonData? = nil, participantData: Weft.V1.BlindableViewParticipantData? = nil, subviews: [Weft.V1.BlindableTransactionView] = []) {
+            self.init()
             self.commonData = commonData
             self.participantData = participantData
             self.subviews = subviews
@@ -2004,7 +2019,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__BlindableTransactionView>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2040,10 +2055,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(node: Node? = nil) {
+            self.init()
             self.node = node
         }
 
@@ -2109,7 +2125,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__BlindableSubmitterMetadata>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2145,10 +2161,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(node: Node? = nil) {
+            self.init()
             self.node = node
         }
 
@@ -2214,7 +2231,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__BlindableCommonMetadata>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2250,10 +2267,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(node: Node? = nil) {
+            self.init()
             self.node = node
         }
 
@@ -2319,7 +2337,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__BlindableParticipantMetadata>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2355,10 +2373,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(node: Node? = nil) {
+            self.init()
             self.node = node
         }
 
@@ -2452,7 +2471,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TransactionTree>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2486,10 +2505,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(submitterMetadata: Weft.V1.BlindableSubmitterMetadata? = nil, commonMetadata: Weft.V1.BlindableCommonMetadata? = nil, participantMetadata: Weft.V1.BlindableParticipantMetadata? = nil, rootViews: [Weft.V1.BlindableTransactionView] = []) {
+            self.init()
             self.submitterMetadata = submitterMetadata
             self.commonMetadata = commonMetadata
             self.participantMetadata = participantMetadata
@@ -2567,7 +2587,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__InformeeMessage>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2597,10 +2617,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(informeeTree: Weft.V1.TransactionTree? = nil, submittingParticipantSignature: Weft.V1.Signature? = nil) {
+            self.init()
             self.informeeTree = informeeTree
             self.submittingParticipantSignature = submittingParticipantSignature
         }
@@ -2695,7 +2716,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__RootHashMessage>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2729,10 +2750,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(rootHash: [UInt8] = [], domain: String = "", viewType: Weft.V1.ViewType = .unspecified, submittingParticipantSignature: Weft.V1.Signature? = nil) {
+            self.init()
             self.rootHash = rootHash
             self.domain = domain
             self.viewType = viewType
@@ -2812,7 +2834,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ViewTree>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2842,10 +2864,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(tree: Weft.V1.TransactionTree? = nil, viewPosition: [UInt32] = []) {
+            self.init()
             self.tree = tree
             self.viewPosition = viewPosition
         }
@@ -2958,7 +2981,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__EncryptedViewMessage>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2996,10 +3019,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(viewHash: [UInt8] = [], ciphertext: [UInt8] = [], wrappedSeeds: [Weft.V1.WrappedKey] = [], domain: String = "", viewType: Weft.V1.ViewType = .unspecified, submittingParticipantSignature: Weft.V1.Signature? = nil) {
+            self.init()
             self.viewHash = viewHash
             self.ciphertext = ciphertext
             self.wrappedSeeds = wrappedSeeds
@@ -3115,7 +3139,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__LocalReject>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3147,10 +3171,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(reasonID: String = "", message: String = "", resources: [String] = []) {
+            self.init()
             self.reasonID = reasonID
             self.message = message
             self.resources = resources
@@ -3218,7 +3243,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__LocalVerdict>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3254,10 +3279,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(outcome: Outcome? = nil) {
+            self.init()
             self.outcome = outcome
         }
 
@@ -3379,7 +3405,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ConfirmationResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3419,10 +3445,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(requestID: Weft.V1.Timestamp? = nil, sender: String = "", viewHash: [UInt8] = [], localVerdict: Weft.V1.LocalVerdict? = nil, rootHash: [UInt8] = [], confirmingParties: [String] = [], domain: String = "") {
+            self.init()
             self.requestID = requestID
             self.sender = sender
             self.viewHash = viewHash
@@ -3504,7 +3531,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__MediatorReject>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3534,10 +3561,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(reasonID: String = "", message: String = "") {
+            self.init()
             self.reasonID = reasonID
             self.message = message
         }
@@ -3604,7 +3632,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ParticipantRejects>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3632,10 +3660,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(rejects: [Weft.V1.ParticipantReject] = []) {
+            self.init()
             self.rejects = rejects
         }
 
@@ -3719,7 +3748,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ParticipantReject>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3751,10 +3780,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(participant: String = "", parties: [String] = [], reject: Weft.V1.LocalReject? = nil) {
+            self.init()
             self.participant = participant
             self.parties = parties
             self.reject = reject
@@ -3822,7 +3852,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Verdict>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -3860,10 +3890,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(outcome: Outcome? = nil) {
+            self.init()
             self.outcome = outcome
         }
 
@@ -3965,7 +3996,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ConfirmationResult>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4001,10 +4032,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(requestID: Weft.V1.Timestamp? = nil, rootHash: [UInt8] = [], domain: String = "", verdict: Weft.V1.Verdict? = nil, viewType: Weft.V1.ViewType = .unspecified) {
+            self.init()
             self.requestID = requestID
             self.rootHash = rootHash
             self.domain = domain
@@ -4119,7 +4151,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__AcsCommitment>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4157,10 +4189,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", sender: String = "", counterParticipant: String = "", fromExclusive: Weft.V1.Timestamp? = nil, toInclusive: Weft.V1.Timestamp? = nil, commitment: [UInt8] = []) {
+            self.init()
             self.domain = domain
             self.sender = sender
             self.counterParticipant = counterParticipant
@@ -4231,7 +4264,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SignedContent>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4269,10 +4302,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(content: Content? = nil) {
+            self.init()
             self.content = content
         }
 
@@ -4347,7 +4381,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SignedProtocolMessage>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4377,10 +4411,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(content: [UInt8] = [], signature: Weft.V1.Signature? = nil) {
+            self.init()
             self.content = content
             self.signature = signature
         }
@@ -4447,7 +4482,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__EnvelopeContent>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4500,10 +4535,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(message: Message? = nil) {
+            self.init()
             self.message = message
         }
 
@@ -4609,7 +4645,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CommitmentNarrowingRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4645,10 +4681,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", requester: String = "", counterParticipant: String = "", requestID: String = "", stakeholderGroups: [String] = []) {
+            self.init()
             self.domain = domain
             self.requester = requester
             self.counterParticipant = counterParticipant
@@ -4728,7 +4765,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SharedContractHash>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4758,10 +4795,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contractID: String = "", hash: [UInt8] = []) {
+            self.init()
             self.contractID = contractID
             self.hash = hash
         }
@@ -4847,7 +4885,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__StakeholderGroupHash>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -4879,10 +4917,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(stakeholderGroup: String = "", hash: [UInt8] = [], contracts: [Weft.V1.SharedContractHash] = []) {
+            self.init()
             self.stakeholderGroup = stakeholderGroup
             self.hash = hash
             self.contracts = contracts
@@ -5006,7 +5045,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__CommitmentNarrowingResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -5046,10 +5085,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", sender: String = "", requester: String = "", requestID: String = "", asOf: Weft.V1.Timestamp? = nil, groups: [Weft.V1.StakeholderGroupHash] = [], contractsOmitted: Bool = false) {
+            self.init()
             self.domain = domain
             self.sender = sender
             self.requester = requester
@@ -5079,6 +5119,7 @@ extension Weft.V1 {
 extension Weft.V1.SubmitterMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__SubmitterMetadata
     static var shapeIndex: Int { 133 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submitter_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5140,6 +5181,7 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
 extension Weft.V1.CommonMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__CommonMetadata
     static var shapeIndex: Int { 134 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__common_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5188,6 +5230,7 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
 extension Weft.V1.ParticipantMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantMetadata
     static var shapeIndex: Int { 135 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5236,6 +5279,7 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
 extension Weft.V1.Informee: CBackedMessage {
     typealias CStruct = Weft__V1__Informee
     static var shapeIndex: Int { 136 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__informee__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5277,6 +5321,7 @@ extension Weft.V1.Informee: CBackedMessage {
 extension Weft.V1.ViewCommonData: CBackedMessage {
     typealias CStruct = Weft__V1__ViewCommonData
     static var shapeIndex: Int { 137 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_common_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5322,6 +5367,7 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
 extension Weft.V1.InputContract: CBackedMessage {
     typealias CStruct = Weft__V1__InputContract
     static var shapeIndex: Int { 138 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__input_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5364,6 +5410,7 @@ extension Weft.V1.InputContract: CBackedMessage {
 extension Weft.V1.CreatedContract: CBackedMessage {
     typealias CStruct = Weft__V1__CreatedContract
     static var shapeIndex: Int { 139 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__created_contract__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5406,6 +5453,7 @@ extension Weft.V1.CreatedContract: CBackedMessage {
 extension Weft.V1.CreateActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__CreateActionDescription
     static var shapeIndex: Int { 140 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__create_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5447,6 +5495,7 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
 extension Weft.V1.ExerciseActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__ExerciseActionDescription
     static var shapeIndex: Int { 141 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__exercise_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5504,6 +5553,7 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
 extension Weft.V1.FetchActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__FetchActionDescription
     static var shapeIndex: Int { 142 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__fetch_action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5547,6 +5597,7 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
 extension Weft.V1.ActionDescription: CBackedMessage {
     typealias CStruct = Weft__V1__ActionDescription
     static var shapeIndex: Int { 143 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__action_description__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5608,6 +5659,7 @@ extension Weft.V1.ActionDescription: CBackedMessage {
 extension Weft.V1.ViewParticipantData: CBackedMessage {
     typealias CStruct = Weft__V1__ViewParticipantData
     static var shapeIndex: Int { 144 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_participant_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5662,6 +5714,7 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
 extension Weft.V1.BlindableViewCommonData: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableViewCommonData
     static var shapeIndex: Int { 145 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_view_common_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5717,6 +5770,7 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
 extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableViewParticipantData
     static var shapeIndex: Int { 146 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_view_participant_data__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5772,6 +5826,7 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
 extension Weft.V1.TransactionView: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionView
     static var shapeIndex: Int { 147 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5819,6 +5874,7 @@ extension Weft.V1.TransactionView: CBackedMessage {
 extension Weft.V1.BlindableTransactionView: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableTransactionView
     static var shapeIndex: Int { 148 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_transaction_view__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5874,6 +5930,7 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
 extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableSubmitterMetadata
     static var shapeIndex: Int { 149 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_submitter_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5929,6 +5986,7 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
 extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableCommonMetadata
     static var shapeIndex: Int { 150 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_common_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -5984,6 +6042,7 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
 extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
     typealias CStruct = Weft__V1__BlindableParticipantMetadata
     static var shapeIndex: Int { 151 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__blindable_participant_metadata__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6039,6 +6098,7 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
 extension Weft.V1.TransactionTree: CBackedMessage {
     typealias CStruct = Weft__V1__TransactionTree
     static var shapeIndex: Int { 152 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__transaction_tree__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6089,6 +6149,7 @@ extension Weft.V1.TransactionTree: CBackedMessage {
 extension Weft.V1.InformeeMessage: CBackedMessage {
     typealias CStruct = Weft__V1__InformeeMessage
     static var shapeIndex: Int { 153 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__informee_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6132,6 +6193,7 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
 extension Weft.V1.RootHashMessage: CBackedMessage {
     typealias CStruct = Weft__V1__RootHashMessage
     static var shapeIndex: Int { 154 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__root_hash_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6179,6 +6241,7 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
 extension Weft.V1.ViewTree: CBackedMessage {
     typealias CStruct = Weft__V1__ViewTree
     static var shapeIndex: Int { 155 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__view_tree__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6222,6 +6285,7 @@ extension Weft.V1.ViewTree: CBackedMessage {
 extension Weft.V1.EncryptedViewMessage: CBackedMessage {
     typealias CStruct = Weft__V1__EncryptedViewMessage
     static var shapeIndex: Int { 156 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__encrypted_view_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6275,6 +6339,7 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
 extension Weft.V1.LocalApprove: CBackedMessage {
     typealias CStruct = Weft__V1__LocalApprove
     static var shapeIndex: Int { 157 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_approve__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6302,6 +6367,7 @@ extension Weft.V1.LocalApprove: CBackedMessage {
 extension Weft.V1.LocalReject: CBackedMessage {
     typealias CStruct = Weft__V1__LocalReject
     static var shapeIndex: Int { 158 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6348,6 +6414,7 @@ extension Weft.V1.LocalReject: CBackedMessage {
 extension Weft.V1.LocalVerdict: CBackedMessage {
     typealias CStruct = Weft__V1__LocalVerdict
     static var shapeIndex: Int { 159 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_verdict__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6404,6 +6471,7 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
 extension Weft.V1.ConfirmationResponse: CBackedMessage {
     typealias CStruct = Weft__V1__ConfirmationResponse
     static var shapeIndex: Int { 160 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6461,6 +6529,7 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
 extension Weft.V1.MediatorReject: CBackedMessage {
     typealias CStruct = Weft__V1__MediatorReject
     static var shapeIndex: Int { 161 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__mediator_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6503,6 +6572,7 @@ extension Weft.V1.MediatorReject: CBackedMessage {
 extension Weft.V1.ParticipantRejects: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantRejects
     static var shapeIndex: Int { 162 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_rejects__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6544,6 +6614,7 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
 extension Weft.V1.ParticipantReject: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantReject
     static var shapeIndex: Int { 163 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_reject__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6591,6 +6662,7 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
 extension Weft.V1.Verdict: CBackedMessage {
     typealias CStruct = Weft__V1__Verdict
     static var shapeIndex: Int { 164 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__verdict__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6652,6 +6724,7 @@ extension Weft.V1.Verdict: CBackedMessage {
 extension Weft.V1.ConfirmationResult: CBackedMessage {
     typealias CStruct = Weft__V1__ConfirmationResult
     static var shapeIndex: Int { 165 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_result__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6702,6 +6775,7 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
 extension Weft.V1.AcsCommitment: CBackedMessage {
     typealias CStruct = Weft__V1__AcsCommitment
     static var shapeIndex: Int { 166 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_commitment__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6756,6 +6830,7 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
 extension Weft.V1.SignedContent: CBackedMessage {
     typealias CStruct = Weft__V1__SignedContent
     static var shapeIndex: Int { 167 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_content__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6817,6 +6892,7 @@ extension Weft.V1.SignedContent: CBackedMessage {
 extension Weft.V1.SignedProtocolMessage: CBackedMessage {
     typealias CStruct = Weft__V1__SignedProtocolMessage
     static var shapeIndex: Int { 168 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_protocol_message__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6859,6 +6935,7 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
 extension Weft.V1.EnvelopeContent: CBackedMessage {
     typealias CStruct = Weft__V1__EnvelopeContent
     static var shapeIndex: Int { 169 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope_content__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -6950,6 +7027,7 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
 extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
     typealias CStruct = Weft__V1__CommitmentNarrowingRequest
     static var shapeIndex: Int { 170 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_narrowing_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -7002,6 +7080,7 @@ extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
 extension Weft.V1.SharedContractHash: CBackedMessage {
     typealias CStruct = Weft__V1__SharedContractHash
     static var shapeIndex: Int { 171 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__shared_contract_hash__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -7043,6 +7122,7 @@ extension Weft.V1.SharedContractHash: CBackedMessage {
 extension Weft.V1.StakeholderGroupHash: CBackedMessage {
     typealias CStruct = Weft__V1__StakeholderGroupHash
     static var shapeIndex: Int { 172 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__stakeholder_group_hash__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -7089,6 +7169,7 @@ extension Weft.V1.StakeholderGroupHash: CBackedMessage {
 extension Weft.V1.CommitmentNarrowingResponse: CBackedMessage {
     typealias CStruct = Weft__V1__CommitmentNarrowingResponse
     static var shapeIndex: Int { 173 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_narrowing_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

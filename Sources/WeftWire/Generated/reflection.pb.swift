@@ -87,7 +87,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetDescriptorSetResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -117,10 +117,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(fileDescriptorSet: [UInt8] = [], services: [String] = []) {
+            self.init()
             self.fileDescriptorSet = fileDescriptorSet
             self.services = services
         }
@@ -145,6 +146,7 @@ extension Weft.V1 {
 extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDescriptorSetRequest
     static var shapeIndex: Int { 174 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_descriptor_set_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -172,6 +174,7 @@ extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
 extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetDescriptorSetResponse
     static var shapeIndex: Int { 175 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_descriptor_set_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

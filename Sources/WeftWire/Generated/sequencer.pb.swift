@@ -51,7 +51,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetChallengeRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -79,10 +79,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(member: String = "") {
+            self.init()
             self.member = member
         }
 
@@ -166,7 +167,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetChallengeResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -198,10 +199,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(nonce: [UInt8] = [], keyFingerprints: [String] = [], expiresAt: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.nonce = nonce
             self.keyFingerprints = keyFingerprints
             self.expiresAt = expiresAt
@@ -287,7 +289,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__AuthenticateRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -319,10 +321,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(member: String = "", nonce: [UInt8] = [], signature: Weft.V1.Signature? = nil) {
+            self.init()
             self.member = member
             self.nonce = nonce
             self.signature = signature
@@ -399,7 +402,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__AuthenticateResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -429,10 +432,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(token: [UInt8] = [], expiresAt: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.token = token
             self.expiresAt = expiresAt
         }
@@ -510,7 +514,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Envelope>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -540,10 +544,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(content: [UInt8] = [], recipients: [String] = []) {
+            self.init()
             self.content = content
             self.recipients = recipients
         }
@@ -610,7 +615,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Batch>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -638,10 +643,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(envelopes: [Weft.V1.Envelope] = []) {
+            self.init()
             self.envelopes = envelopes
         }
 
@@ -756,7 +762,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SubmissionRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -794,10 +800,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(sender: String = "", messageID: String = "", batch: Weft.V1.Batch? = nil, maxSequencingTime: Weft.V1.Timestamp? = nil, traceparent: String = "", topologyTimestamp: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.sender = sender
             self.messageID = messageID
             self.batch = batch
@@ -880,7 +887,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SendRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -910,10 +917,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(submissionRequest: [UInt8] = [], signature: Weft.V1.Signature? = nil) {
+            self.init()
             self.submissionRequest = submissionRequest
             self.signature = signature
         }
@@ -1015,7 +1023,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SubscribeRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1045,10 +1053,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(member: String = "", fromCounter: UInt64 = 0) {
+            self.init()
             self.member = member
             self.fromCounter = fromCounter
         }
@@ -1115,7 +1124,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SubscribeResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1143,10 +1152,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(signedEvent: Weft.V1.SignedSequencedEvent? = nil) {
+            self.init()
             self.signedEvent = signedEvent
         }
 
@@ -1241,7 +1251,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Deliver>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1275,10 +1285,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(sender: String = "", messageID: String = "", batch: Weft.V1.Batch? = nil, traceparent: String = "") {
+            self.init()
             self.sender = sender
             self.messageID = messageID
             self.batch = batch
@@ -1357,7 +1368,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__DeliverError>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1387,10 +1398,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(messageID: String = "", reason: Weft.V1.Status? = nil) {
+            self.init()
             self.messageID = messageID
             self.reason = reason
         }
@@ -1494,7 +1506,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SequencedEvent>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1538,10 +1550,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(counter: UInt64 = 0, timestamp: Weft.V1.Timestamp? = nil, domain: String = "", recipient: String = "", event: Event? = nil) {
+            self.init()
             self.counter = counter
             self.timestamp = timestamp
             self.domain = domain
@@ -1647,7 +1660,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SignedSequencedEvent>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1681,10 +1694,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(event: [UInt8] = [], signature: Weft.V1.Signature? = nil, counter: UInt64 = 0, blockProof: Weft.V1.SequencedBlockProof? = nil) {
+            self.init()
             self.event = event
             self.signature = signature
             self.counter = counter
@@ -1785,7 +1799,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SequencedBlockProof>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1819,10 +1833,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(blockSignature: Weft.V1.Signature? = nil, leafCount: UInt64 = 0, leafIndex: UInt64 = 0, siblings: [[UInt8]] = []) {
+            self.init()
             self.blockSignature = blockSignature
             self.leafCount = leafCount
             self.leafIndex = leafIndex
@@ -1900,7 +1915,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__AcknowledgeRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1930,10 +1945,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(member: String = "", timestamp: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.member = member
             self.timestamp = timestamp
         }
@@ -2037,7 +2053,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__OnboardRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2067,10 +2083,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(participant: String = "", identity: [Weft.V1.SignedTopologyTransaction] = []) {
+            self.init()
             self.participant = participant
             self.identity = identity
         }
@@ -2138,7 +2155,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__OnboardResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2166,10 +2183,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(effectiveAt: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.effectiveAt = effectiveAt
         }
 
@@ -2302,7 +2320,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__GetDomainInfoResponse>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -2338,10 +2356,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", parameters: Weft.V1.DomainParameters? = nil, sequencers: [String] = [], submissionsRequireSignature: Bool = false, sequencerKeys: [Weft.V1.PublicKey] = []) {
+            self.init()
             self.domain = domain
             self.parameters = parameters
             self.sequencers = sequencers
@@ -2369,6 +2388,7 @@ extension Weft.V1 {
 extension Weft.V1.GetChallengeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetChallengeRequest
     static var shapeIndex: Int { 176 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_challenge_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2408,6 +2428,7 @@ extension Weft.V1.GetChallengeRequest: CBackedMessage {
 extension Weft.V1.GetChallengeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetChallengeResponse
     static var shapeIndex: Int { 177 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_challenge_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2454,6 +2475,7 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
 extension Weft.V1.AuthenticateRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AuthenticateRequest
     static var shapeIndex: Int { 178 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__authenticate_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2499,6 +2521,7 @@ extension Weft.V1.AuthenticateRequest: CBackedMessage {
 extension Weft.V1.AuthenticateResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AuthenticateResponse
     static var shapeIndex: Int { 179 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__authenticate_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2541,6 +2564,7 @@ extension Weft.V1.AuthenticateResponse: CBackedMessage {
 extension Weft.V1.Envelope: CBackedMessage {
     typealias CStruct = Weft__V1__Envelope
     static var shapeIndex: Int { 180 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2583,6 +2607,7 @@ extension Weft.V1.Envelope: CBackedMessage {
 extension Weft.V1.Batch: CBackedMessage {
     typealias CStruct = Weft__V1__Batch
     static var shapeIndex: Int { 181 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__batch__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2624,6 +2649,7 @@ extension Weft.V1.Batch: CBackedMessage {
 extension Weft.V1.SubmissionRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubmissionRequest
     static var shapeIndex: Int { 182 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submission_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2679,6 +2705,7 @@ extension Weft.V1.SubmissionRequest: CBackedMessage {
 extension Weft.V1.SendRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SendRequest
     static var shapeIndex: Int { 183 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__send_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2721,6 +2748,7 @@ extension Weft.V1.SendRequest: CBackedMessage {
 extension Weft.V1.SendResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SendResponse
     static var shapeIndex: Int { 184 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__send_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2748,6 +2776,7 @@ extension Weft.V1.SendResponse: CBackedMessage {
 extension Weft.V1.SubscribeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__SubscribeRequest
     static var shapeIndex: Int { 185 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__subscribe_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2789,6 +2818,7 @@ extension Weft.V1.SubscribeRequest: CBackedMessage {
 extension Weft.V1.SubscribeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SubscribeResponse
     static var shapeIndex: Int { 186 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__subscribe_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2829,6 +2859,7 @@ extension Weft.V1.SubscribeResponse: CBackedMessage {
 extension Weft.V1.Deliver: CBackedMessage {
     typealias CStruct = Weft__V1__Deliver
     static var shapeIndex: Int { 187 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__deliver__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2878,6 +2909,7 @@ extension Weft.V1.Deliver: CBackedMessage {
 extension Weft.V1.DeliverError: CBackedMessage {
     typealias CStruct = Weft__V1__DeliverError
     static var shapeIndex: Int { 188 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__deliver_error__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2921,6 +2953,7 @@ extension Weft.V1.DeliverError: CBackedMessage {
 extension Weft.V1.SequencedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__SequencedEvent
     static var shapeIndex: Int { 189 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequenced_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2988,6 +3021,7 @@ extension Weft.V1.SequencedEvent: CBackedMessage {
 extension Weft.V1.SignedSequencedEvent: CBackedMessage {
     typealias CStruct = Weft__V1__SignedSequencedEvent
     static var shapeIndex: Int { 190 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_sequenced_event__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3035,6 +3069,7 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
 extension Weft.V1.SequencedBlockProof: CBackedMessage {
     typealias CStruct = Weft__V1__SequencedBlockProof
     static var shapeIndex: Int { 191 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequenced_block_proof__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3082,6 +3117,7 @@ extension Weft.V1.SequencedBlockProof: CBackedMessage {
 extension Weft.V1.AcknowledgeRequest: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeRequest
     static var shapeIndex: Int { 192 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3125,6 +3161,7 @@ extension Weft.V1.AcknowledgeRequest: CBackedMessage {
 extension Weft.V1.AcknowledgeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeResponse
     static var shapeIndex: Int { 193 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3152,6 +3189,7 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
 extension Weft.V1.OnboardRequest: CBackedMessage {
     typealias CStruct = Weft__V1__OnboardRequest
     static var shapeIndex: Int { 194 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3196,6 +3234,7 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
 extension Weft.V1.OnboardResponse: CBackedMessage {
     typealias CStruct = Weft__V1__OnboardResponse
     static var shapeIndex: Int { 195 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3236,6 +3275,7 @@ extension Weft.V1.OnboardResponse: CBackedMessage {
 extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoRequest
     static var shapeIndex: Int { 196 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -3263,6 +3303,7 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
 extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoResponse
     static var shapeIndex: Int { 197 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_response__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -96,7 +96,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Status>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -132,10 +132,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(code: UInt32 = 0, message: String = "", errorID: String = "", correlationID: String = "", details: [Weft.V1.StatusDetail] = []) {
+            self.init()
             self.code = code
             self.message = message
             self.errorID = errorID
@@ -214,7 +215,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__StatusDetail>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -244,10 +245,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(key: String = "", value: String = "") {
+            self.init()
             self.key = key
             self.value = value
         }
@@ -272,6 +274,7 @@ extension Weft.V1 {
 extension Weft.V1.Status: CBackedMessage {
     typealias CStruct = Weft__V1__Status
     static var shapeIndex: Int { 77 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__status__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -324,6 +327,7 @@ extension Weft.V1.Status: CBackedMessage {
 extension Weft.V1.StatusDetail: CBackedMessage {
     typealias CStruct = Weft__V1__StatusDetail
     static var shapeIndex: Int { 78 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__status_detail__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -241,7 +241,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__NamespaceDelegation>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -273,10 +273,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(namespace: String = "", targetKey: Weft.V1.PublicKey? = nil, isRootDelegation: Bool = false) {
+            self.init()
             self.namespace = namespace
             self.targetKey = targetKey
             self.isRootDelegation = isRootDelegation
@@ -354,7 +355,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__OwnerToKeyMapping>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -384,10 +385,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(member: String = "", keys: [Weft.V1.PublicKey] = []) {
+            self.init()
             self.member = member
             self.keys = keys
         }
@@ -473,7 +475,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ParticipantDomainState>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -505,10 +507,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(participant: String = "", permission: Weft.V1.ParticipantPermission = .unspecified, trustLevel: Weft.V1.TrustLevel = .unspecified) {
+            self.init()
             self.participant = participant
             self.permission = permission
             self.trustLevel = trustLevel
@@ -595,7 +598,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__PartyToParticipant>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -627,10 +630,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(party: String = "", participant: String = "", permission: Weft.V1.ParticipantPermission = .unspecified) {
+            self.init()
             self.party = party
             self.participant = participant
             self.permission = permission
@@ -698,7 +702,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__MediatorDomainState>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -726,10 +730,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(mediator: String = "") {
+            self.init()
             self.mediator = mediator
         }
 
@@ -795,7 +800,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SequencerDomainState>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -823,10 +828,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(sequencers: [String] = []) {
+            self.init()
             self.sequencers = sequencers
         }
 
@@ -938,7 +944,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__DomainParameters>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -976,10 +982,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(participantResponseTimeout: Weft.V1.Duration? = nil, reconciliationInterval: Weft.V1.Duration? = nil, maxRequestSizeBytes: UInt32 = 0, ledgerTimeRecordTimeTolerance: Weft.V1.Duration? = nil, mediatorDeduplicationTimeout: Weft.V1.Duration? = nil, authenticationTokenLifetime: Weft.V1.Duration? = nil) {
+            self.init()
             self.participantResponseTimeout = participantResponseTimeout
             self.reconciliationInterval = reconciliationInterval
             self.maxRequestSizeBytes = maxRequestSizeBytes
@@ -1059,7 +1066,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__DomainParametersState>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1089,10 +1096,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", parameters: Weft.V1.DomainParameters? = nil) {
+            self.init()
             self.domain = domain
             self.parameters = parameters
         }
@@ -1159,7 +1167,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TopologyMapping>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1205,10 +1213,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(mapping: Mapping? = nil) {
+            self.init()
             self.mapping = mapping
         }
 
@@ -1302,7 +1311,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TopologyTransaction>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1336,10 +1345,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(operation: Weft.V1.TopologyChangeOp = .unspecified, serial: UInt64 = 0, mapping: Weft.V1.TopologyMapping? = nil, domain: String = "") {
+            self.init()
             self.operation = operation
             self.serial = serial
             self.mapping = mapping
@@ -1419,7 +1429,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__SignedTopologyTransaction>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1449,10 +1459,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(transaction: [UInt8] = [], signatures: [Weft.V1.Signature] = []) {
+            self.init()
             self.transaction = transaction
             self.signatures = signatures
         }
@@ -1537,7 +1548,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__StoredTopologyTransaction>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1569,10 +1580,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(transaction: Weft.V1.SignedTopologyTransaction? = nil, validFrom: Weft.V1.Timestamp? = nil, validUntil: Weft.V1.Timestamp? = nil) {
+            self.init()
             self.transaction = transaction
             self.validFrom = validFrom
             self.validUntil = validUntil
@@ -1651,7 +1663,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1681,10 +1693,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", transactions: [Weft.V1.SignedTopologyTransaction] = []) {
+            self.init()
             self.domain = domain
             self.transactions = transactions
         }
@@ -1767,7 +1780,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TopologySnapshot>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1797,10 +1810,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", transactions: [Weft.V1.StoredTopologyTransaction] = []) {
+            self.init()
             self.domain = domain
             self.transactions = transactions
         }
@@ -1883,7 +1897,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TopologyTransactionsRequest>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -1913,10 +1927,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(domain: String = "", transactions: [Weft.V1.SignedTopologyTransaction] = []) {
+            self.init()
             self.domain = domain
             self.transactions = transactions
         }
@@ -1941,6 +1956,7 @@ extension Weft.V1 {
 extension Weft.V1.NamespaceDelegation: CBackedMessage {
     typealias CStruct = Weft__V1__NamespaceDelegation
     static var shapeIndex: Int { 6 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__namespace_delegation__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1986,6 +2002,7 @@ extension Weft.V1.NamespaceDelegation: CBackedMessage {
 extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
     typealias CStruct = Weft__V1__OwnerToKeyMapping
     static var shapeIndex: Int { 7 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__owner_to_key_mapping__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2030,6 +2047,7 @@ extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
 extension Weft.V1.ParticipantDomainState: CBackedMessage {
     typealias CStruct = Weft__V1__ParticipantDomainState
     static var shapeIndex: Int { 8 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_domain_state__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2073,6 +2091,7 @@ extension Weft.V1.ParticipantDomainState: CBackedMessage {
 extension Weft.V1.PartyToParticipant: CBackedMessage {
     typealias CStruct = Weft__V1__PartyToParticipant
     static var shapeIndex: Int { 9 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__party_to_participant__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2117,6 +2136,7 @@ extension Weft.V1.PartyToParticipant: CBackedMessage {
 extension Weft.V1.MediatorDomainState: CBackedMessage {
     typealias CStruct = Weft__V1__MediatorDomainState
     static var shapeIndex: Int { 10 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__mediator_domain_state__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2156,6 +2176,7 @@ extension Weft.V1.MediatorDomainState: CBackedMessage {
 extension Weft.V1.SequencerDomainState: CBackedMessage {
     typealias CStruct = Weft__V1__SequencerDomainState
     static var shapeIndex: Int { 11 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequencer_domain_state__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2196,6 +2217,7 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
 extension Weft.V1.DomainParameters: CBackedMessage {
     typealias CStruct = Weft__V1__DomainParameters
     static var shapeIndex: Int { 12 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__domain_parameters__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2250,6 +2272,7 @@ extension Weft.V1.DomainParameters: CBackedMessage {
 extension Weft.V1.DomainParametersState: CBackedMessage {
     typealias CStruct = Weft__V1__DomainParametersState
     static var shapeIndex: Int { 13 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__domain_parameters_state__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2293,6 +2316,7 @@ extension Weft.V1.DomainParametersState: CBackedMessage {
 extension Weft.V1.TopologyMapping: CBackedMessage {
     typealias CStruct = Weft__V1__TopologyMapping
     static var shapeIndex: Int { 14 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__topology_mapping__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2374,6 +2398,7 @@ extension Weft.V1.TopologyMapping: CBackedMessage {
 extension Weft.V1.TopologyTransaction: CBackedMessage {
     typealias CStruct = Weft__V1__TopologyTransaction
     static var shapeIndex: Int { 15 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__topology_transaction__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2421,6 +2446,7 @@ extension Weft.V1.TopologyTransaction: CBackedMessage {
 extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
     typealias CStruct = Weft__V1__SignedTopologyTransaction
     static var shapeIndex: Int { 16 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_topology_transaction__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2464,6 +2490,7 @@ extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
 extension Weft.V1.StoredTopologyTransaction: CBackedMessage {
     typealias CStruct = Weft__V1__StoredTopologyTransaction
     static var shapeIndex: Int { 17 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__stored_topology_transaction__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2510,6 +2537,7 @@ extension Weft.V1.StoredTopologyTransaction: CBackedMessage {
 extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
     typealias CStruct = Weft__V1__TopologyTransactionsBroadcast
     static var shapeIndex: Int { 18 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__topology_transactions_broadcast__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2554,6 +2582,7 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
 extension Weft.V1.TopologySnapshot: CBackedMessage {
     typealias CStruct = Weft__V1__TopologySnapshot
     static var shapeIndex: Int { 19 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__topology_snapshot__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -2598,6 +2627,7 @@ extension Weft.V1.TopologySnapshot: CBackedMessage {
 extension Weft.V1.TopologyTransactionsRequest: CBackedMessage {
     typealias CStruct = Weft__V1__TopologyTransactionsRequest
     static var shapeIndex: Int { 20 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__topology_transactions_request__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>

@@ -60,7 +60,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__TemplateId>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -90,10 +90,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(packageID: String = "", templateName: String = "") {
+            self.init()
             self.packageID = packageID
             self.templateName = templateName
         }
@@ -160,7 +161,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Value>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -213,10 +214,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(sum: Sum? = nil) {
+            self.init()
             self.sum = sum
         }
 
@@ -308,7 +310,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ValueList>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -336,10 +338,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(elements: [Weft.V1.Value] = []) {
+            self.init()
             self.elements = elements
         }
 
@@ -405,7 +408,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__Record>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -433,10 +436,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(fields: [Weft.V1.RecordField] = []) {
+            self.init()
             self.fields = fields
         }
 
@@ -511,7 +515,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__RecordField>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -541,10 +545,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(label: String = "", value: Weft.V1.Value? = nil) {
+            self.init()
             self.label = label
             self.value = value
         }
@@ -666,7 +671,7 @@ extension Weft.V1 {
             var unread: DecodedSource<Weft__V1__ContractInstance>? { _fields.isReady ? nil : _source }
         }
 
-        private var _storage = _Storage.defaultInstance
+        private var _storage: _Storage
 
         private mutating func _uniqueStorage() -> _Storage {
             if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
@@ -706,10 +711,11 @@ extension Weft.V1 {
         }
 
         /// A message with every field at its default value.
-        public init() {}
+        public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
         public init(contractID: String = "", templateID: Weft.V1.TemplateId? = nil, arguments: Weft.V1.Record? = nil, signatories: [String] = [], observers: [String] = [], ledgerCreateTime: Weft.V1.Timestamp? = nil, salt: [UInt8] = []) {
+            self.init()
             self.contractID = contractID
             self.templateID = templateID
             self.arguments = arguments
@@ -739,6 +745,7 @@ extension Weft.V1 {
 extension Weft.V1.TemplateId: CBackedMessage {
     typealias CStruct = Weft__V1__TemplateId
     static var shapeIndex: Int { 21 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__template_id__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -781,6 +788,7 @@ extension Weft.V1.TemplateId: CBackedMessage {
 extension Weft.V1.Value: CBackedMessage {
     typealias CStruct = Weft__V1__Value
     static var shapeIndex: Int { 22 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__value__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -875,6 +883,7 @@ extension Weft.V1.Value: CBackedMessage {
 extension Weft.V1.Unit: CBackedMessage {
     typealias CStruct = Weft__V1__Unit
     static var shapeIndex: Int { 23 }
+    static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__unit__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -902,6 +911,7 @@ extension Weft.V1.Unit: CBackedMessage {
 extension Weft.V1.ValueList: CBackedMessage {
     typealias CStruct = Weft__V1__ValueList
     static var shapeIndex: Int { 24 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__value_list__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -943,6 +953,7 @@ extension Weft.V1.ValueList: CBackedMessage {
 extension Weft.V1.Record: CBackedMessage {
     typealias CStruct = Weft__V1__Record
     static var shapeIndex: Int { 25 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__record__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -984,6 +995,7 @@ extension Weft.V1.Record: CBackedMessage {
 extension Weft.V1.RecordField: CBackedMessage {
     typealias CStruct = Weft__V1__RecordField
     static var shapeIndex: Int { 26 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__record_field__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
@@ -1027,6 +1039,7 @@ extension Weft.V1.RecordField: CBackedMessage {
 extension Weft.V1.ContractInstance: CBackedMessage {
     typealias CStruct = Weft__V1__ContractInstance
     static var shapeIndex: Int { 27 }
+    static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__contract_instance__init(c) }
     static func cUnpack(
         _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
