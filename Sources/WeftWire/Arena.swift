@@ -76,7 +76,9 @@ struct Arena: ~Copyable {
         return allocate(byteCount: MemoryLayout<T>.stride * count).bindMemory(to: T.self, capacity: count)
     }
 
-    /// A copy of `bytes` in the arena (nil when empty).
+    /// A copy of `bytes` in the arena (nil when empty). `releasenone`: see
+    /// `allocate`.
+    @_effects(releasenone)
     func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<UInt8>? {
         guard !bytes.isEmpty else { return nil }
         let target = allocate(UInt8.self, count: bytes.count)
@@ -87,6 +89,8 @@ struct Arena: ~Copyable {
     /// A NUL-terminated copy of `string`, or nil if it contains a NUL (which
     /// protobuf-c could not represent). Reads the string's UTF-8 in place (no
     /// copy of the `String` itself, hence no retain on the common path).
+    /// `releasenone`: see `allocate`.
+    @_effects(releasenone)
     func cString(_ string: String) -> UnsafeMutablePointer<CChar>? {
         let header = self.header
         let fast: UnsafeMutablePointer<CChar>?? = string.utf8.withContiguousStorageIfAvailable { source in
@@ -150,13 +154,23 @@ struct Arena: ~Copyable {
         (pointer - alignment).load(as: Int.self)
     }
 
+    /// Bumps the cursor; a separate function for a new block keeps this
+    /// inlined into every caller. `releasenone`: no Swift object is released
+    /// here, which lets the optimizer drop the retain and release around a
+    /// field's value that `fill` copies into the arena.
+    @inline(__always) @_effects(releasenone)
     static func allocate(_ header: UnsafeMutablePointer<Header>, _ byteCount: Int) -> UnsafeMutableRawPointer {
-        let size = (byteCount + alignment - 1) & ~(alignment - 1)
+        let size = (byteCount &+ (alignment - 1)) & ~(alignment - 1)
         let cursor = header.pointee.cursor
         if header.pointee.end - cursor >= size {
             header.pointee.cursor = cursor + size
             return cursor
         }
+        return allocateBlock(header, size)
+    }
+
+    @inline(never) @_effects(releasenone)
+    private static func allocateBlock(_ header: UnsafeMutablePointer<Header>, _ size: Int) -> UnsafeMutableRawPointer {
         // A new block at least twice the previous; its first word links the list.
         let blockBytes = max(size, header.pointee.nextBlockBytes)
         guard let block = malloc(alignment + blockBytes) else { fatalError("out of memory") }
