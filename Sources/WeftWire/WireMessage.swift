@@ -233,7 +233,7 @@ enum CBridge {
     /// buffer moves or changes only when the array is mutated, which a borrowed
     /// value cannot be; the C struct is dropped before `encode` returns.
     @inline(__always)
-    static func binary(_ value: [UInt8], _ arena: borrowing Arena) -> ProtobufCBinaryData {
+    static func binary(_ value: [UInt8]) -> ProtobufCBinaryData {
         guard !value.isEmpty else { return ProtobufCBinaryData(len: 0, data: nil) }
         return value.withUnsafeBufferPointer {
             ProtobufCBinaryData(len: $0.count, data: UnsafeMutablePointer(mutating: $0.baseAddress))

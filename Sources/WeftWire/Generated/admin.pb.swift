@@ -6649,8 +6649,8 @@ extension Weft.V1.CommitmentMismatch: CBackedMessage {
         c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.CommitmentMismatch", 1)
         if let v = s.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
         if let v = s.toInclusive { c.pointee.to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.own_commitment = CBridge.binary(s.ownCommitment, arena)
-        c.pointee.received_commitment = CBridge.binary(s.receivedCommitment, arena)
+        c.pointee.own_commitment = CBridge.binary(s.ownCommitment)
+        c.pointee.received_commitment = CBridge.binary(s.receivedCommitment)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -7228,7 +7228,7 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.AcsSnapshotContract", 1)
         c.pointee.n_stakeholders = s.stakeholders.count
         c.pointee.stakeholders = try CBridge.cArray(s.stakeholders, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.AcsSnapshotContract", 2) ?? CBridge.emptyCString }
-        c.pointee.contract = CBridge.binary(s.contract, arena)
+        c.pointee.contract = CBridge.binary(s.contract)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

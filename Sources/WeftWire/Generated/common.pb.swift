@@ -312,7 +312,7 @@ extension Weft.V1.MetadataEntry: CBackedMessage {
             c.pointee.text_value = try CBridge.cString(v, arena, "weft.v1.MetadataEntry", 2) ?? CBridge.emptyCString
         case .binaryValue(let v)?:
             c.pointee.value_case = .init(rawValue: 3)
-            c.pointee.binary_value = CBridge.binary(v, arena)
+            c.pointee.binary_value = CBridge.binary(v)
         }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }

@@ -707,7 +707,7 @@ extension Weft.V1.PublicKey: CBackedMessage {
         let s = _storage
         c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: s.scheme.rawValue))
         c.pointee.purpose = .init(rawValue: .init(truncatingIfNeeded: s.purpose.rawValue))
-        c.pointee.key = CBridge.binary(s.key, arena)
+        c.pointee.key = CBridge.binary(s.key)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -751,7 +751,7 @@ extension Weft.V1.Signature: CBackedMessage {
         let s = _storage
         c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: s.scheme.rawValue))
         c.pointee.signed_by = try CBridge.cString(s.signedBy, arena, "weft.v1.Signature", 2)
-        c.pointee.signature = CBridge.binary(s.signature, arena)
+        c.pointee.signature = CBridge.binary(s.signature)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -796,8 +796,8 @@ extension Weft.V1.WrappedKey: CBackedMessage {
         let s = _storage
         c.pointee.scheme = .init(rawValue: .init(truncatingIfNeeded: s.scheme.rawValue))
         c.pointee.recipient_key = try CBridge.cString(s.recipientKey, arena, "weft.v1.WrappedKey", 2)
-        c.pointee.ephemeral_public_key = CBridge.binary(s.ephemeralPublicKey, arena)
-        c.pointee.ciphertext = CBridge.binary(s.ciphertext, arena)
+        c.pointee.ephemeral_public_key = CBridge.binary(s.ephemeralPublicKey)
+        c.pointee.ciphertext = CBridge.binary(s.ciphertext)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

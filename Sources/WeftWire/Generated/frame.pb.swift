@@ -988,7 +988,7 @@ extension Weft.V1.FrameMessage: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.payload = CBridge.binary(s.payload, arena)
+        c.pointee.payload = CBridge.binary(s.payload)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

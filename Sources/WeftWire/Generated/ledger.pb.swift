@@ -4795,7 +4795,7 @@ extension Weft.V1.DisclosedContract: CBackedMessage {
         let s = _storage
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.DisclosedContract", 2)
-        c.pointee.created_event_blob = CBridge.binary(s.createdEventBlob, arena)
+        c.pointee.created_event_blob = CBridge.binary(s.createdEventBlob)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5220,7 +5220,7 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
         c.pointee.observers = try CBridge.cArray(s.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 6) ?? CBridge.emptyCString }
         c.pointee.n_witness_parties = s.witnessParties.count
         c.pointee.witness_parties = try CBridge.cArray(s.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 7) ?? CBridge.emptyCString }
-        c.pointee.created_event_blob = CBridge.binary(s.createdEventBlob, arena)
+        c.pointee.created_event_blob = CBridge.binary(s.createdEventBlob)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -5165,7 +5165,7 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.salt = CBridge.binary(s.salt)
         c.pointee.n_act_as = s.actAs.count
         c.pointee.act_as = try CBridge.cArray(s.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SubmitterMetadata", 2) ?? CBridge.emptyCString }
         c.pointee.submitting_participant = try CBridge.cString(s.submittingParticipant, arena, "weft.v1.SubmitterMetadata", 3)
@@ -5218,10 +5218,10 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.salt = CBridge.binary(s.salt)
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.CommonMetadata", 2)
         c.pointee.mediator = try CBridge.cString(s.mediator, arena, "weft.v1.CommonMetadata", 3)
-        c.pointee.uuid = CBridge.binary(s.uuid, arena)
+        c.pointee.uuid = CBridge.binary(s.uuid)
         c.pointee.confirmation_policy = .init(rawValue: .init(truncatingIfNeeded: s.confirmationPolicy.rawValue))
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -5268,7 +5268,7 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.salt = CBridge.binary(s.salt)
         if let v = s.ledgerTime { c.pointee.ledger_time = try Weft.V1.Timestamp.makeC(v, arena) }
         if let v = s.submissionTime { c.pointee.submission_time = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.workflow_id = try CBridge.cString(s.workflowID, arena, "weft.v1.ParticipantMetadata", 4)
@@ -5356,7 +5356,7 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.salt = CBridge.binary(s.salt)
         c.pointee.n_informees = s.informees.count
         c.pointee.informees = try CBridge.cArray(s.informees, arena) { (e) throws(WireError) in Optional(try Weft.V1.Informee.makeC(e, arena)) }
         c.pointee.threshold = s.threshold
@@ -5487,7 +5487,7 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.CreateActionDescription", 1)
-        c.pointee.node_seed = CBridge.binary(s.nodeSeed, arena)
+        c.pointee.node_seed = CBridge.binary(s.nodeSeed)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5544,7 +5544,7 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
         if let v = s.chosenValue { c.pointee.chosen_value = try Weft.V1.Value.makeC(v, arena) }
         c.pointee.n_actors = s.actors.count
         c.pointee.actors = try CBridge.cArray(s.actors, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExerciseActionDescription", 5) ?? CBridge.emptyCString }
-        c.pointee.node_seed = CBridge.binary(s.nodeSeed, arena)
+        c.pointee.node_seed = CBridge.binary(s.nodeSeed)
         c.pointee.consuming = s.consuming ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -5699,7 +5699,7 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.salt = CBridge.binary(s.salt)
         c.pointee.n_core_inputs = s.coreInputs.count
         c.pointee.core_inputs = try CBridge.cArray(s.coreInputs, arena) { (e) throws(WireError) in Optional(try Weft.V1.InputContract.makeC(e, arena)) }
         c.pointee.n_created_core = s.createdCore.count
@@ -5758,7 +5758,7 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
-            c.pointee.blinded_hash = CBridge.binary(v, arena)
+            c.pointee.blinded_hash = CBridge.binary(v)
         case .unblinded(let v)?:
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.ViewCommonData.makeC(v, arena)
@@ -5814,7 +5814,7 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
-            c.pointee.blinded_hash = CBridge.binary(v, arena)
+            c.pointee.blinded_hash = CBridge.binary(v)
         case .unblinded(let v)?:
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.ViewParticipantData.makeC(v, arena)
@@ -5918,7 +5918,7 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
-            c.pointee.blinded_hash = CBridge.binary(v, arena)
+            c.pointee.blinded_hash = CBridge.binary(v)
         case .unblinded(let v)?:
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.TransactionView.makeC(v, arena)
@@ -5974,7 +5974,7 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
-            c.pointee.blinded_hash = CBridge.binary(v, arena)
+            c.pointee.blinded_hash = CBridge.binary(v)
         case .unblinded(let v)?:
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.SubmitterMetadata.makeC(v, arena)
@@ -6030,7 +6030,7 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
-            c.pointee.blinded_hash = CBridge.binary(v, arena)
+            c.pointee.blinded_hash = CBridge.binary(v)
         case .unblinded(let v)?:
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.CommonMetadata.makeC(v, arena)
@@ -6086,7 +6086,7 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
         case nil: break
         case .blindedHash(let v)?:
             c.pointee.node_case = .init(rawValue: 1)
-            c.pointee.blinded_hash = CBridge.binary(v, arena)
+            c.pointee.blinded_hash = CBridge.binary(v)
         case .unblinded(let v)?:
             c.pointee.node_case = .init(rawValue: 2)
             c.pointee.unblinded = try Weft.V1.ParticipantMetadata.makeC(v, arena)
@@ -6230,7 +6230,7 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.root_hash = CBridge.binary(s.rootHash, arena)
+        c.pointee.root_hash = CBridge.binary(s.rootHash)
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.RootHashMessage", 2)
         c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: s.viewType.rawValue))
         if let v = s.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
@@ -6325,8 +6325,8 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.view_hash = CBridge.binary(s.viewHash, arena)
-        c.pointee.ciphertext = CBridge.binary(s.ciphertext, arena)
+        c.pointee.view_hash = CBridge.binary(s.viewHash)
+        c.pointee.ciphertext = CBridge.binary(s.ciphertext)
         c.pointee.n_wrapped_seeds = s.wrappedSeeds.count
         c.pointee.wrapped_seeds = try CBridge.cArray(s.wrappedSeeds, arena) { (e) throws(WireError) in Optional(try Weft.V1.WrappedKey.makeC(e, arena)) }
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.EncryptedViewMessage", 4)
@@ -6516,9 +6516,9 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
         let s = _storage
         if let v = s.requestID { c.pointee.request_id = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.sender = try CBridge.cString(s.sender, arena, "weft.v1.ConfirmationResponse", 2)
-        c.pointee.view_hash = CBridge.binary(s.viewHash, arena)
+        c.pointee.view_hash = CBridge.binary(s.viewHash)
         if let v = s.localVerdict { c.pointee.local_verdict = try Weft.V1.LocalVerdict.makeC(v, arena) }
-        c.pointee.root_hash = CBridge.binary(s.rootHash, arena)
+        c.pointee.root_hash = CBridge.binary(s.rootHash)
         c.pointee.n_confirming_parties = s.confirmingParties.count
         c.pointee.confirming_parties = try CBridge.cArray(s.confirmingParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConfirmationResponse", 6) ?? CBridge.emptyCString }
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.ConfirmationResponse", 7)
@@ -6764,7 +6764,7 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         if let v = s.requestID { c.pointee.request_id = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.root_hash = CBridge.binary(s.rootHash, arena)
+        c.pointee.root_hash = CBridge.binary(s.rootHash)
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.ConfirmationResult", 3)
         if let v = s.verdict { c.pointee.verdict = try Weft.V1.Verdict.makeC(v, arena) }
         c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: s.viewType.rawValue))
@@ -6822,7 +6822,7 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
         c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.AcsCommitment", 3)
         if let v = s.fromExclusive { c.pointee.from_exclusive = try Weft.V1.Timestamp.makeC(v, arena) }
         if let v = s.toInclusive { c.pointee.to_inclusive = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.commitment = CBridge.binary(s.commitment, arena)
+        c.pointee.commitment = CBridge.binary(s.commitment)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6926,7 +6926,7 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.content = CBridge.binary(s.content, arena)
+        c.pointee.content = CBridge.binary(s.content)
         if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -7114,7 +7114,7 @@ extension Weft.V1.SharedContractHash: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.SharedContractHash", 1)
-        c.pointee.hash = CBridge.binary(s.hash, arena)
+        c.pointee.hash = CBridge.binary(s.hash)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -7159,7 +7159,7 @@ extension Weft.V1.StakeholderGroupHash: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.stakeholder_group = try CBridge.cString(s.stakeholderGroup, arena, "weft.v1.StakeholderGroupHash", 1)
-        c.pointee.hash = CBridge.binary(s.hash, arena)
+        c.pointee.hash = CBridge.binary(s.hash)
         c.pointee.n_contracts = s.contracts.count
         c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.SharedContractHash.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)

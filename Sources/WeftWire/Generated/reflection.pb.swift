@@ -207,7 +207,7 @@ extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.file_descriptor_set = CBridge.binary(s.fileDescriptorSet, arena)
+        c.pointee.file_descriptor_set = CBridge.binary(s.fileDescriptorSet)
         c.pointee.n_services = s.services.count
         c.pointee.services = try CBridge.cArray(s.services, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDescriptorSetResponse", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)

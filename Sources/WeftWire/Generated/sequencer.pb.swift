@@ -2464,7 +2464,7 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.nonce = CBridge.binary(s.nonce, arena)
+        c.pointee.nonce = CBridge.binary(s.nonce)
         c.pointee.n_key_fingerprints = s.keyFingerprints.count
         c.pointee.key_fingerprints = try CBridge.cArray(s.keyFingerprints, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetChallengeResponse", 2) ?? CBridge.emptyCString }
         if let v = s.expiresAt { c.pointee.expires_at = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -2512,7 +2512,7 @@ extension Weft.V1.AuthenticateRequest: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.AuthenticateRequest", 1)
-        c.pointee.nonce = CBridge.binary(s.nonce, arena)
+        c.pointee.nonce = CBridge.binary(s.nonce)
         if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -2555,7 +2555,7 @@ extension Weft.V1.AuthenticateResponse: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.token = CBridge.binary(s.token, arena)
+        c.pointee.token = CBridge.binary(s.token)
         if let v = s.expiresAt { c.pointee.expires_at = try Weft.V1.Timestamp.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -2597,7 +2597,7 @@ extension Weft.V1.Envelope: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.content = CBridge.binary(s.content, arena)
+        c.pointee.content = CBridge.binary(s.content)
         c.pointee.n_recipients = s.recipients.count
         c.pointee.recipients = try CBridge.cArray(s.recipients, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Envelope", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -2739,7 +2739,7 @@ extension Weft.V1.SendRequest: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.submission_request = CBridge.binary(s.submissionRequest, arena)
+        c.pointee.submission_request = CBridge.binary(s.submissionRequest)
         if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -3058,7 +3058,7 @@ extension Weft.V1.SignedSequencedEvent: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.event = CBridge.binary(s.event, arena)
+        c.pointee.event = CBridge.binary(s.event)
         if let v = s.signature { c.pointee.signature = try Weft.V1.Signature.makeC(v, arena) }
         c.pointee.counter = s.counter
         if let v = s.blockProof { c.pointee.block_proof = try Weft.V1.SequencedBlockProof.makeC(v, arena) }
@@ -3109,7 +3109,7 @@ extension Weft.V1.SequencedBlockProof: CBackedMessage {
         c.pointee.leaf_count = s.leafCount
         c.pointee.leaf_index = s.leafIndex
         c.pointee.n_siblings = s.siblings.count
-        c.pointee.siblings = try CBridge.cArray(s.siblings, arena) { (e) throws(WireError) in CBridge.binary(e, arena) }
+        c.pointee.siblings = try CBridge.cArray(s.siblings, arena) { (e) throws(WireError) in CBridge.binary(e) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -2480,7 +2480,7 @@ extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
         // A decoded message nobody has read or changed is its C struct as it was unpacked.
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
-        c.pointee.transaction = CBridge.binary(s.transaction, arena)
+        c.pointee.transaction = CBridge.binary(s.transaction)
         c.pointee.n_signatures = s.signatures.count
         c.pointee.signatures = try CBridge.cArray(s.signatures, arena) { (e) throws(WireError) in Optional(try Weft.V1.Signature.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)

@@ -1091,7 +1091,7 @@ extension Weft.V1.ContractInstance: CBackedMessage {
         c.pointee.n_observers = s.observers.count
         c.pointee.observers = try CBridge.cArray(s.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 5) ?? CBridge.emptyCString }
         if let v = s.ledgerCreateTime { c.pointee.ledger_create_time = try Weft.V1.Timestamp.makeC(v, arena) }
-        c.pointee.salt = CBridge.binary(s.salt, arena)
+        c.pointee.salt = CBridge.binary(s.salt)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

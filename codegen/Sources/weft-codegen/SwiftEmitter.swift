@@ -612,7 +612,7 @@ struct SwiftEmitter {
             // is present (protobuf-c would skip it and the choice would be lost).
             let call = "try CBridge.cString(\(source), arena, \"\(model.fullName)\", \(field.number))"
             return element || inOneof ? "\(call) ?? CBridge.emptyCString" : call
-        case .bytes: return "CBridge.binary(\(source), arena)"
+        case .bytes: return "CBridge.binary(\(source))"
         case .enumeration: return ".init(rawValue: .init(truncatingIfNeeded: \(source).rawValue))"
         case .message(let name):
             let call = "try \(swiftTypeName(message: name)).makeC(\(source), arena)"
