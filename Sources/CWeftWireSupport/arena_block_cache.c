@@ -1,13 +1,16 @@
-// One reusable arena block per thread (see Arena.swift). A `__thread` slot
-// costs a few instructions; `pthread_getspecific`/`pthread_setspecific` on every
-// encode and decode cost about 4% of decoding a small envelope. The pthread key
-// exists only so that a thread's block is freed when the thread exits.
+// One reusable arena block per thread (see Arena.swift) and one reusable decode
+// tree (see DecodedTree.swift). A `__thread` slot costs a few instructions;
+// `pthread_getspecific`/`pthread_setspecific` on every encode and decode cost
+// about 4% of decoding a small envelope. The pthread key exists only so that a
+// thread's block and tree are freed when the thread exits.
 #include "CWeftWireSupport.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
 static __thread void *cached_block;
+static __thread void *cached_tree;
+static __thread void (*release_tree)(void *);
 static __thread int exit_hook_armed;
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
@@ -16,9 +19,20 @@ static void free_cached_block(void *marker) {
     (void)marker;
     free(cached_block);
     cached_block = NULL;
+    void *tree = cached_tree;
+    cached_tree = NULL;
+    if (tree != NULL && release_tree != NULL) release_tree(tree);
 }
 
 static void make_exit_key(void) { (void)pthread_key_create(&exit_key, free_cached_block); }
+
+static void arm_exit_hook(void) {
+    if (exit_hook_armed) return;
+    // The key's destructor runs at thread exit only for a non-NULL value.
+    (void)pthread_once(&exit_key_once, make_exit_key);
+    (void)pthread_setspecific(exit_key, (void *)1);
+    exit_hook_armed = 1;
+}
 
 void *weft_arena_take_block(void) {
     void *block = cached_block;
@@ -28,12 +42,21 @@ void *weft_arena_take_block(void) {
 
 int weft_arena_give_block(void *block) {
     if (cached_block != NULL) return 0;
-    if (!exit_hook_armed) {
-        // The key's destructor runs at thread exit only for a non-NULL value.
-        (void)pthread_once(&exit_key_once, make_exit_key);
-        (void)pthread_setspecific(exit_key, (void *)1);
-        exit_hook_armed = 1;
-    }
+    arm_exit_hook();
     cached_block = block;
     return 1;
+}
+
+void *weft_decode_tree_take(void) {
+    void *tree = cached_tree;
+    cached_tree = NULL;
+    return tree;
+}
+
+void weft_decode_tree_give(void *tree, void (*release)(void *)) {
+    arm_exit_hook();
+    release_tree = release;
+    void *previous = cached_tree;
+    cached_tree = tree;
+    if (previous != NULL) release(previous);
 }

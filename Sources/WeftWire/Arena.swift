@@ -27,6 +27,8 @@ struct Arena: ~Copyable {
         /// Extra blocks, each starting with the pointer to the next.
         var overflow: UnsafeMutableRawPointer?
         var nextBlockBytes: Int
+        /// Capacity of the first block, so that a reused arena rewinds to it.
+        let firstBlockBytes: Int
     }
 
     static let alignment = 8
@@ -50,18 +52,18 @@ struct Arena: ~Copyable {
             header.initialize(
                 to: Header(
                     cursor: block + headerBytes, end: block + headerBytes + Self.blockBytes, overflow: nil,
-                    nextBlockBytes: Self.blockBytes * 2))
+                    nextBlockBytes: Self.blockBytes * 2, firstBlockBytes: Self.blockBytes))
         }
     }
 
     deinit {
-        Self.freeOverflow(header)
         // Reset to the start of the first block and hand it back to the thread.
         let block = UnsafeMutableRawPointer(header)
         let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
+        Self.freeOverflow(header)
         header.pointee = Header(
             cursor: block + headerBytes, end: block + headerBytes + Self.blockBytes, overflow: nil,
-            nextBlockBytes: Self.blockBytes * 2)
+            nextBlockBytes: Self.blockBytes * 2, firstBlockBytes: Self.blockBytes)
         if weft_arena_give_block(block) == 0 { free(block) }
     }
 
@@ -86,12 +88,16 @@ struct Arena: ~Copyable {
         return target
     }
 
-    /// A NUL-terminated copy of `string`, or nil if it contains a NUL (which
-    /// protobuf-c could not represent). Reads the string's UTF-8 in place (no
+    /// `string` NUL-terminated: in place when its storage already is
+    /// (`terminatedStorage`), else a copy in the arena; nil if it contains a NUL
+    /// (which protobuf-c could not represent). Reads the string's UTF-8 in place (no
     /// copy of the `String` itself, hence no retain on the common path).
     /// `releasenone`: see `allocate`.
     @_effects(releasenone)
     func cString(_ string: String) -> UnsafeMutablePointer<CChar>? {
+        if let inPlace = Self.terminatedStorage(string) {
+            return memchr(inPlace, 0, string.utf8.count) == nil ? inPlace : nil
+        }
         let header = self.header
         let fast: UnsafeMutablePointer<CChar>?? = string.utf8.withContiguousStorageIfAvailable { source in
             let count = source.count
@@ -117,6 +123,34 @@ struct Arena: ~Copyable {
         return target
     }
 
+    /// The string's own UTF-8 storage, when it is NUL-terminated; nil for a
+    /// string that must be copied.
+    ///
+    /// On Linux a string longer than 15 bytes (never stored inline in the
+    /// `String` value) is native, its UTF-8 in a buffer the standard library
+    /// always ends with a NUL (that is what lets `withCString` hand it out
+    /// without a copy), or a literal, stored as a C string. The terminator is
+    /// checked all the same; asking `withCString` instead cost a retain and a
+    /// release of the string per field. Elsewhere (bridged Cocoa strings may
+    /// not end with a NUL) strings are copied. The pointer outlives the closure,
+    /// sound for the same reason as `CBridge.binary`: the string is a field of
+    /// the message being encoded, borrowed for the whole encode, and its storage
+    /// changes only when the string is mutated.
+    @inline(__always)
+    static func terminatedStorage(_ string: String) -> UnsafeMutablePointer<CChar>? {
+        #if os(Linux)
+            let utf8 = string.utf8
+            guard utf8.count > 15 else { return nil }
+            let storage = utf8.withContiguousStorageIfAvailable { UnsafeRawPointer($0.baseAddress) }
+            guard let storage, let base = storage, base.load(fromByteOffset: utf8.count, as: UInt8.self) == 0 else {
+                return nil
+            }
+            return UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self))
+        #else
+            return nil
+        #endif
+    }
+
     /// This arena as protobuf-c's allocator. Valid while the arena lives.
     ///
     /// Each allocation is preceded by its size (one word), so that a decoded
@@ -135,6 +169,16 @@ struct Arena: ~Copyable {
             },
             free: { _, _ in },
             allocator_data: UnsafeMutableRawPointer(header))
+    }
+
+    /// Empties the arena that `header` heads: frees its overflow blocks and
+    /// moves the cursor back to `start`, the beginning of its first block.
+    static func rewind(_ header: UnsafeMutablePointer<Header>, to start: UnsafeMutableRawPointer) {
+        freeOverflow(header)
+        let firstBlockBytes = header.pointee.firstBlockBytes
+        header.pointee = Header(
+            cursor: start, end: start + firstBlockBytes, overflow: nil,
+            nextBlockBytes: max(4096, firstBlockBytes * 2), firstBlockBytes: firstBlockBytes)
     }
 
     /// Frees the overflow blocks of the arena that `header` heads.

@@ -1,4 +1,5 @@
 import CProtobufC
+import CWeftWireSupport
 import Synchronization
 
 #if canImport(Glibc)
@@ -19,21 +20,66 @@ import Synchronization
 ///
 /// One allocation holds the object and a first block sized for the input;
 /// larger trees chain overflow blocks (`Arena.Header`), freed in `deinit`.
+///
+/// Each thread keeps one tree that no value reads any more, for its next
+/// decode (`CWeftWireSupport`): the storage of a decoded message that dies
+/// holding the last reference to its tree hands it to the thread's cache
+/// (`recycle`) instead of freeing it, and the next decode on that thread
+/// rewinds it instead of allocating. Decoding a message, using it and dropping
+/// it, the nodes' usual pattern, then allocates no tree and touches its
+/// reference count only with plain loads and stores. A decode while the
+/// cache is empty (the previous value still alive) allocates, as before.
 final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
+    /// Trees with a first block larger than this are not kept for reuse, so
+    /// that a thread does not hold on to the memory of one large message.
+    static let reusableBytes = 64 * 1024
+
     /// A tree with room for what unpacking `byteCount` bytes usually takes:
     /// protobuf-c's structs, arrays and string copies are two to three times
     /// the wire size for Weft's messages; more chains a block.
     static func make(forInputBytes byteCount: Int) -> DecodedTree {
         let capacity = 256 + 3 * byteCount
+        if capacity <= reusableBytes, let cachedPointer = weft_decode_tree_take() {
+            // Only `recycle` fills the cache, with a tree nothing else references.
+            let cached = Unmanaged<DecodedTree>.fromOpaque(cachedPointer).takeRetainedValue()
+            if cached.rewind(fitting: capacity) { return cached }
+        }
+        return fresh(capacity: capacity)
+    }
+
+    /// Gives up the reference `owner` holds: the tree goes to this thread's
+    /// cache if that was its last reference, else the reference is released.
+    static func recycle(_ owner: Unmanaged<DecodedTree>) {
+        var tree = owner.takeRetainedValue()
+        guard isKnownUniquelyReferenced(&tree) else { return }
+        // Other threads' last reads of the tree come before their releases; this
+        // orders them before its reuse here.
+        atomicMemoryFence(ordering: .acquiring)
+        guard tree.withUnsafeMutablePointerToHeader({ $0.pointee.firstBlockBytes }) <= reusableBytes else { return }
+        weft_decode_tree_give(Unmanaged.passRetained(consume tree).toOpaque(), releaseCachedTree)
+    }
+
+    private static func fresh(capacity: Int) -> DecodedTree {
         // The block starts after the header, aligned up: `alignment` spare bytes cover that.
         let buffer = DecodedTree.create(minimumCapacity: capacity + Arena.alignment) { buffer in
             buffer.withUnsafeMutablePointerToElements { elements in
                 let start = UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment)
                 return Arena.Header(
-                    cursor: start, end: start + capacity, overflow: nil, nextBlockBytes: max(4096, capacity * 2))
+                    cursor: start, end: start + capacity, overflow: nil, nextBlockBytes: max(4096, capacity * 2),
+                    firstBlockBytes: capacity)
             }
         }
         return unsafeDowncast(buffer, to: DecodedTree.self)
+    }
+
+    /// Empties the tree for another decode that needs `capacity` bytes; false
+    /// (and nothing changed) if its first block is smaller.
+    private func rewind(fitting capacity: Int) -> Bool {
+        withUnsafeMutablePointers { header, elements in
+            guard header.pointee.firstBlockBytes >= capacity else { return false }
+            Arena.rewind(header, to: UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment))
+            return true
+        }
     }
 
     /// protobuf-c's allocator over this tree; valid while the tree lives.
@@ -46,13 +92,38 @@ final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
     }
 }
 
+/// Releases the tree reference a thread's cache held (a C function pointer
+/// for `weft_decode_tree_give`, also called when the thread exits).
+private func releaseCachedTree(_ pointer: UnsafeMutableRawPointer?) {
+    guard let pointer else { return }
+    Unmanaged<DecodedTree>.fromOpaque(pointer).release()
+}
+
 /// A decoded C struct and the tree that keeps it alive. Neither the structs
-/// nor the tree's allocation header are written after the decode returns, so
-/// sharing them between threads is safe (`ManagedBuffer` itself is not
-/// `Sendable`, hence unchecked).
+/// nor the tree's allocation header are written after the decode returns, nor
+/// rewound for reuse while any source holds the tree, so sharing them between
+/// threads is safe (`ManagedBuffer` itself is not `Sendable`, hence unchecked).
+///
+/// The storage of a decoded message holds one, and with it one reference to
+/// the tree, given up in the storage's `deinit` (`release`). The reference is
+/// unmanaged so that the last one can go to the thread's cache of trees
+/// (`DecodedTree.recycle`) rather than to `swift_release`. Copies of a source
+/// (`unread`) own nothing and are used only while their storage lives.
 struct DecodedSource<CStruct>: @unchecked Sendable {
-    let tree: DecodedTree
+    let owner: Unmanaged<DecodedTree>
     let pointer: UnsafePointer<CStruct>
+
+    /// A source that owns a new reference to `tree`.
+    init(tree: DecodedTree, pointer: UnsafePointer<CStruct>) {
+        owner = .passRetained(tree)
+        self.pointer = pointer
+    }
+
+    /// The tree, for reading submessages while the owning storage lives.
+    var tree: DecodedTree { owner.takeUnretainedValue() }
+
+    /// Gives up the reference; only the owning storage's `deinit` calls this.
+    func release() { DecodedTree.recycle(owner) }
 }
 
 /// Whether a decoded message's storage has read its fields from the C struct

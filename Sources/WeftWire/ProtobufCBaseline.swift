@@ -48,8 +48,11 @@ public final class ProtobufCBaseline: @unchecked Sendable {
     public func unpackIntoArenaOnce(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let tree = DecodedTree.make(forInputBytes: bytes.count)
         var allocator = tree.protobufAllocator
-        return protobuf_c_message_unpack(
+        let unpacked = protobuf_c_message_unpack(
             descriptor, &allocator, bytes.count, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)) != nil
+        // Back to the thread's cache, as a decoded value's storage does when it dies.
+        DecodedTree.recycle(.passRetained(tree))
+        return unpacked
     }
 
     /// Unpacks `bytes` with protobuf-c's default allocator and frees the

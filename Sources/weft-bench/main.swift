@@ -199,6 +199,16 @@ case "profile-request-decode":
 case "profile-request-encode":
     let message = try ExampleMessages.confirmationRequest()
     for _ in 0..<1_000_000 { blackHole(try! message.serializedBytes()) }
+case "profile-envelope-raw-encode":
+    // The same loops through raw protobuf-c, for instruction counts to compare with.
+    let raw = try ProtobufCBaseline(ExampleMessages.envelope())
+    for _ in 0..<5_000_000 { blackHole(raw.packOnce()) }
+case "profile-envelope-raw-decode":
+    let encoded = try ExampleMessages.envelope().serializedBytes()
+    let raw = try ProtobufCBaseline(ExampleMessages.envelope())
+    encoded.withUnsafeBytes { bytes in
+        for _ in 0..<5_000_000 { blackHole(raw.unpackOnce(bytes)) }
+    }
 case "profile-envelope-decode":
     let encoded = try ExampleMessages.envelope().serializedBytes()
     for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: encoded)) }

@@ -11,6 +11,15 @@ void *weft_arena_take_block(void);
 /// A cached block is freed when its thread exits.
 int weft_arena_give_block(void *block);
 
+/// Takes this thread's cached decode tree (a retained Swift object, NULL if
+/// there is none); the cache is then empty until `weft_decode_tree_give`.
+void *weft_decode_tree_take(void);
+
+/// Caches `tree` (one retained reference) for this thread's next decode,
+/// releasing a tree cached before it with `release`, which is also called for
+/// the cached tree when the thread exits.
+void weft_decode_tree_give(void *tree, void (*release)(void *));
+
 /// An empty C string that is not protobuf-c's shared default: protobuf-c
 /// skips a oneof string member that points at its default, so a member set to
 /// "" must point elsewhere to stay present. Never written to.

@@ -93,6 +93,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SetParticipantStateRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -199,6 +200,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SetParticipantStateResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 effectiveAt = o.effectiveAt
@@ -329,6 +331,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MemberInfo>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -469,6 +472,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListMembersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 members = o.members
@@ -593,6 +597,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetDomainParametersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 parameters = o.parameters
@@ -691,6 +696,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SetDomainParametersRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 parameters = o.parameters
@@ -789,6 +795,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SetDomainParametersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 effectiveAt = o.effectiveAt
@@ -887,6 +894,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 asOf = o.asOf
@@ -985,6 +993,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 transactions = o.transactions
@@ -1092,6 +1101,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PruneRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 upToInclusive = o.upToInclusive
@@ -1202,6 +1212,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PruneResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 eventsRemoved = o.eventsRemoved
@@ -1315,6 +1326,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InitializeSequencerRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1425,6 +1437,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InitializeSequencerResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 sequencer = o.sequencer
@@ -1569,6 +1582,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MemberProgress>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -1699,6 +1713,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetSequencerStatusResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 sequencer = o.sequencer
@@ -1835,6 +1850,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetParticipantIdResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -1962,6 +1978,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ConnectDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 alias = o.alias
@@ -2072,6 +2089,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ConnectDomainResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -2170,6 +2188,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DisconnectDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 alias = o.alias
@@ -2353,6 +2372,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DomainConnection>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 alias = o.alias
@@ -2467,6 +2487,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListDomainConnectionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 connections = o.connections
@@ -2592,6 +2613,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExportAcsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 parties = o.parties
@@ -2728,6 +2750,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExportAcsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contracts = o.contracts
@@ -2865,6 +2888,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ImportAcsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contracts = o.contracts
@@ -3007,6 +3031,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ImportedSnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 exporter = o.exporter
@@ -3138,6 +3163,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ImportAcsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 imported = o.imported
@@ -3244,6 +3270,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 counterParticipant = o.counterParticipant
@@ -3376,6 +3403,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CommitmentMismatch>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 counterParticipant = o.counterParticipant
@@ -3490,6 +3518,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 mismatches = o.mismatches
@@ -3632,6 +3661,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 safePoint = o.safePoint
@@ -3756,6 +3786,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InspectCommitmentRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 counterParticipant = o.counterParticipant
@@ -3878,6 +3909,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ContractDifference>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -4016,6 +4048,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InspectCommitmentResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 asOf = o.asOf
@@ -4174,6 +4207,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetPruningSafePointResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 safePoint = o.safePoint
@@ -4329,6 +4363,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__UnconfirmedCommitment>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 counterParticipant = o.counterParticipant
@@ -4479,6 +4514,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PruneParticipantResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 prunedOffset = o.prunedOffset
@@ -4673,6 +4709,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AcsSnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -4819,6 +4856,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AcsSnapshotContract>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -4950,6 +4988,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MigrateDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 fromAlias = o.fromAlias
@@ -5128,6 +5167,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MigrateDomainResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 fromDomain = o.fromDomain
@@ -5427,7 +5467,7 @@ extension Weft.V1.ListMembersResponse: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_members = s.members.count
-        c.pointee.members = try CBridge.cArray(s.members, arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberInfo.makeC(e, arena)) }
+        c.pointee.members = try CBridge.cArray(CBridge.elements(s.members), arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberInfo.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5661,7 +5701,7 @@ extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_transactions = s.transactions.count
-        c.pointee.transactions = try CBridge.cArray(s.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
+        c.pointee.transactions = try CBridge.cArray(CBridge.elements(s.transactions), arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5747,7 +5787,7 @@ extension Weft.V1.PruneResponse: CBackedMessage {
         let s = _storage
         c.pointee.events_removed = s.eventsRemoved
         c.pointee.n_members_cut_off = s.membersCutOff.count
-        c.pointee.members_cut_off = try CBridge.cArray(s.membersCutOff, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PruneResponse", 2) ?? CBridge.emptyCString }
+        c.pointee.members_cut_off = try CBridge.cArray(CBridge.elements(s.membersCutOff), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PruneResponse", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5792,7 +5832,7 @@ extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.InitializeSequencerRequest", 1)
         c.pointee.n_topology = s.topology.count
-        c.pointee.topology = try CBridge.cArray(s.topology, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        c.pointee.topology = try CBridge.cArray(CBridge.elements(s.topology), arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5959,7 +5999,7 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
         let s = _storage
         c.pointee.sequencer = try CBridge.cString(s.sequencer, arena, "weft.v1.GetSequencerStatusResponse", 1)
         c.pointee.n_members = s.members.count
-        c.pointee.members = try CBridge.cArray(s.members, arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberProgress.makeC(e, arena)) }
+        c.pointee.members = try CBridge.cArray(CBridge.elements(s.members), arena) { (e) throws(WireError) in Optional(try Weft.V1.MemberProgress.makeC(e, arena)) }
         if let v = s.lowerBound { c.pointee.lower_bound = try Weft.V1.Timestamp.makeC(v, arena) }
         if let v = s.upperBound { c.pointee.upper_bound = try Weft.V1.Timestamp.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -6076,7 +6116,7 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
         let s = _storage
         c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.ConnectDomainRequest", 1)
         c.pointee.n_sequencer_urls = s.sequencerURLs.count
-        c.pointee.sequencer_urls = try CBridge.cArray(s.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConnectDomainRequest", 2) ?? CBridge.emptyCString }
+        c.pointee.sequencer_urls = try CBridge.cArray(CBridge.elements(s.sequencerURLs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConnectDomainRequest", 2) ?? CBridge.emptyCString }
         c.pointee.root_certificate_pem = try CBridge.cString(s.rootCertificatePem, arena, "weft.v1.ConnectDomainRequest", 3)
         c.pointee.repair = s.repair ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -6263,7 +6303,7 @@ extension Weft.V1.DomainConnection: CBackedMessage {
         c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.DomainConnection", 1)
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.DomainConnection", 2)
         c.pointee.n_sequencer_urls = s.sequencerURLs.count
-        c.pointee.sequencer_urls = try CBridge.cArray(s.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.DomainConnection", 3) ?? CBridge.emptyCString }
+        c.pointee.sequencer_urls = try CBridge.cArray(CBridge.elements(s.sequencerURLs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.DomainConnection", 3) ?? CBridge.emptyCString }
         c.pointee.connected = s.connected ? 1 : 0
         c.pointee.held_for_repair = s.heldForRepair ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -6307,7 +6347,7 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_connections = s.connections.count
-        c.pointee.connections = try CBridge.cArray(s.connections, arena) { (e) throws(WireError) in Optional(try Weft.V1.DomainConnection.makeC(e, arena)) }
+        c.pointee.connections = try CBridge.cArray(CBridge.elements(s.connections), arena) { (e) throws(WireError) in Optional(try Weft.V1.DomainConnection.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6355,7 +6395,7 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_parties = s.parties.count
-        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExportAcsRequest", 1) ?? CBridge.emptyCString }
+        c.pointee.parties = try CBridge.cArray(CBridge.elements(s.parties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExportAcsRequest", 1) ?? CBridge.emptyCString }
         c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.ExportAcsRequest", 2)
         c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.ExportAcsRequest", 3)
         if let v = s.periodEnd { c.pointee.period_end = try Weft.V1.Timestamp.makeC(v, arena) }
@@ -6406,11 +6446,11 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_contracts = s.contracts.count
-        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
+        c.pointee.contracts = try CBridge.cArray(CBridge.elements(s.contracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
         if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
         if let v = s.header { c.pointee.header = try Weft.V1.AcsSnapshot.makeC(v, arena) }
         c.pointee.n_snapshot_contracts = s.snapshotContracts.count
-        c.pointee.snapshot_contracts = try CBridge.cArray(s.snapshotContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
+        c.pointee.snapshot_contracts = try CBridge.cArray(CBridge.elements(s.snapshotContracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6458,11 +6498,11 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_contracts = s.contracts.count
-        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
+        c.pointee.contracts = try CBridge.cArray(CBridge.elements(s.contracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractInstance.makeC(e, arena)) }
         c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.ImportAcsRequest", 2)
         if let v = s.header { c.pointee.header = try Weft.V1.AcsSnapshot.makeC(v, arena) }
         c.pointee.n_snapshot_contracts = s.snapshotContracts.count
-        c.pointee.snapshot_contracts = try CBridge.cArray(s.snapshotContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
+        c.pointee.snapshot_contracts = try CBridge.cArray(CBridge.elements(s.snapshotContracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6558,7 +6598,7 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
         let s = _storage
         c.pointee.imported = s.imported
         c.pointee.n_snapshots = s.snapshots.count
-        c.pointee.snapshots = try CBridge.cArray(s.snapshots, arena) { (e) throws(WireError) in Optional(try Weft.V1.ImportedSnapshot.makeC(e, arena)) }
+        c.pointee.snapshots = try CBridge.cArray(CBridge.elements(s.snapshots), arena) { (e) throws(WireError) in Optional(try Weft.V1.ImportedSnapshot.makeC(e, arena)) }
         c.pointee.next_counter = s.nextCounter
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -6692,7 +6732,7 @@ extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_mismatches = s.mismatches.count
-        c.pointee.mismatches = try CBridge.cArray(s.mismatches, arena) { (e) throws(WireError) in Optional(try Weft.V1.CommitmentMismatch.makeC(e, arena)) }
+        c.pointee.mismatches = try CBridge.cArray(CBridge.elements(s.mismatches), arena) { (e) throws(WireError) in Optional(try Weft.V1.CommitmentMismatch.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6812,7 +6852,7 @@ extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
         let s = _storage
         c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.InspectCommitmentRequest", 1)
         c.pointee.n_stakeholder_groups = s.stakeholderGroups.count
-        c.pointee.stakeholder_groups = try CBridge.cArray(s.stakeholderGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.InspectCommitmentRequest", 2) ?? CBridge.emptyCString }
+        c.pointee.stakeholder_groups = try CBridge.cArray(CBridge.elements(s.stakeholderGroups), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.InspectCommitmentRequest", 2) ?? CBridge.emptyCString }
         c.pointee.timeout_millis = s.timeoutMillis
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -6907,9 +6947,9 @@ extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
         let s = _storage
         if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.n_differing_groups = s.differingGroups.count
-        c.pointee.differing_groups = try CBridge.cArray(s.differingGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.InspectCommitmentResponse", 2) ?? CBridge.emptyCString }
+        c.pointee.differing_groups = try CBridge.cArray(CBridge.elements(s.differingGroups), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.InspectCommitmentResponse", 2) ?? CBridge.emptyCString }
         c.pointee.n_contracts = s.contracts.count
-        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractDifference.makeC(e, arena)) }
+        c.pointee.contracts = try CBridge.cArray(CBridge.elements(s.contracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.ContractDifference.makeC(e, arena)) }
         c.pointee.contracts_omitted = s.contractsOmitted ? 1 : 0
         c.pointee.groups_compared = s.groupsCompared
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -7114,7 +7154,7 @@ extension Weft.V1.PruneParticipantResponse: CBackedMessage {
         if let v = s.safePoint { c.pointee.safe_point = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.forced = s.forced ? 1 : 0
         c.pointee.n_unconfirmed = s.unconfirmed.count
-        c.pointee.unconfirmed = try CBridge.cArray(s.unconfirmed, arena) { (e) throws(WireError) in Optional(try Weft.V1.UnconfirmedCommitment.makeC(e, arena)) }
+        c.pointee.unconfirmed = try CBridge.cArray(CBridge.elements(s.unconfirmed), arena) { (e) throws(WireError) in Optional(try Weft.V1.UnconfirmedCommitment.makeC(e, arena)) }
         c.pointee.transactions_removed = s.transactionsRemoved
         c.pointee.archived_contracts_removed = s.archivedContractsRemoved
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -7180,9 +7220,9 @@ extension Weft.V1.AcsSnapshot: CBackedMessage {
         c.pointee.exporter_next_counter = s.exporterNextCounter
         if let v = s.exporterLastTimestamp { c.pointee.exporter_last_timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.n_contracts = s.contracts.count
-        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
+        c.pointee.contracts = try CBridge.cArray(CBridge.elements(s.contracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.AcsSnapshotContract.makeC(e, arena)) }
         c.pointee.n_topology = s.topology.count
-        c.pointee.topology = try CBridge.cArray(s.topology, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
+        c.pointee.topology = try CBridge.cArray(CBridge.elements(s.topology), arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -7227,7 +7267,7 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
         let s = _storage
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.AcsSnapshotContract", 1)
         c.pointee.n_stakeholders = s.stakeholders.count
-        c.pointee.stakeholders = try CBridge.cArray(s.stakeholders, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.AcsSnapshotContract", 2) ?? CBridge.emptyCString }
+        c.pointee.stakeholders = try CBridge.cArray(CBridge.elements(s.stakeholders), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.AcsSnapshotContract", 2) ?? CBridge.emptyCString }
         c.pointee.contract = CBridge.binary(s.contract)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -7277,7 +7317,7 @@ extension Weft.V1.MigrateDomainRequest: CBackedMessage {
         c.pointee.from_alias = try CBridge.cString(s.fromAlias, arena, "weft.v1.MigrateDomainRequest", 1)
         c.pointee.to_alias = try CBridge.cString(s.toAlias, arena, "weft.v1.MigrateDomainRequest", 2)
         c.pointee.n_sequencer_urls = s.sequencerURLs.count
-        c.pointee.sequencer_urls = try CBridge.cArray(s.sequencerURLs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainRequest", 3) ?? CBridge.emptyCString }
+        c.pointee.sequencer_urls = try CBridge.cArray(CBridge.elements(s.sequencerURLs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainRequest", 3) ?? CBridge.emptyCString }
         c.pointee.root_certificate_pem = try CBridge.cString(s.rootCertificatePem, arena, "weft.v1.MigrateDomainRequest", 4)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -7336,9 +7376,9 @@ extension Weft.V1.MigrateDomainResponse: CBackedMessage {
         c.pointee.requests_abandoned = s.requestsAbandoned
         c.pointee.commands_rejected = s.commandsRejected
         c.pointee.n_parties = s.parties.count
-        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 7) ?? CBridge.emptyCString }
+        c.pointee.parties = try CBridge.cArray(CBridge.elements(s.parties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 7) ?? CBridge.emptyCString }
         c.pointee.n_parties_not_hosted = s.partiesNotHosted.count
-        c.pointee.parties_not_hosted = try CBridge.cArray(s.partiesNotHosted, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 8) ?? CBridge.emptyCString }
+        c.pointee.parties_not_hosted = try CBridge.cArray(CBridge.elements(s.partiesNotHosted), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 8) ?? CBridge.emptyCString }
         c.pointee.resumed = s.resumed ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }

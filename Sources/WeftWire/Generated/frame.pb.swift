@@ -45,6 +45,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Frame>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 streamID = o.streamID
@@ -189,6 +190,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__FrameOpen>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 method = o.method
@@ -295,6 +297,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__FrameMessage>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 payload = o.payload
@@ -427,6 +430,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__FrameClose>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 status = o.status
@@ -529,6 +533,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__FrameCancel>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 reason = o.reason
@@ -739,6 +744,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__FrameGoAway>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 lastStreamID = o.lastStreamID
@@ -948,7 +954,7 @@ extension Weft.V1.FrameOpen: CBackedMessage {
         let s = _storage
         c.pointee.method = try CBridge.cString(s.method, arena, "weft.v1.FrameOpen", 1)
         c.pointee.n_metadata = s.metadata.count
-        c.pointee.metadata = try CBridge.cArray(s.metadata, arena) { (e) throws(WireError) in Optional(try Weft.V1.MetadataEntry.makeC(e, arena)) }
+        c.pointee.metadata = try CBridge.cArray(CBridge.elements(s.metadata), arena) { (e) throws(WireError) in Optional(try Weft.V1.MetadataEntry.makeC(e, arena)) }
         if let v = s.timeout { c.pointee.timeout = try Weft.V1.Duration.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -1061,7 +1067,7 @@ extension Weft.V1.FrameClose: CBackedMessage {
         let s = _storage
         if let v = s.status { c.pointee.status = try Weft.V1.Status.makeC(v, arena) }
         c.pointee.n_trailers = s.trailers.count
-        c.pointee.trailers = try CBridge.cArray(s.trailers, arena) { (e) throws(WireError) in Optional(try Weft.V1.MetadataEntry.makeC(e, arena)) }
+        c.pointee.trailers = try CBridge.cArray(CBridge.elements(s.trailers), arena) { (e) throws(WireError) in Optional(try Weft.V1.MetadataEntry.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -78,6 +78,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CheckRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 service = o.service
@@ -184,6 +185,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CheckResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 status = o.status
@@ -286,6 +288,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__WatchRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 service = o.service
@@ -392,6 +395,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__WatchResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 status = o.status

@@ -43,6 +43,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CreateCommand>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 templateID = o.templateID
@@ -169,6 +170,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExerciseCommand>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 templateID = o.templateID
@@ -279,6 +281,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Command>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 kind = o.kind
@@ -455,6 +458,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Commands>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 commandID = o.commandID
@@ -602,6 +606,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DisclosedContract>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 templateID = o.templateID
@@ -708,6 +713,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 commands = o.commands
@@ -806,6 +812,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 submissionID = o.submissionID
@@ -904,6 +911,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitAndWaitRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 commands = o.commands
@@ -1018,6 +1026,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitAndWaitResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 transactionID = o.transactionID
@@ -1176,6 +1185,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Completion>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 commandID = o.commandID
@@ -1315,6 +1325,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CompletionStreamRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 applicationID = o.applicationID
@@ -1421,6 +1432,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CompletionStreamResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 completion = o.completion
@@ -1527,6 +1539,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TransactionFilter>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 parties = o.parties
@@ -1690,6 +1703,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CreatedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 eventID = o.eventID
@@ -1842,6 +1856,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ArchivedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 eventID = o.eventID
@@ -2026,6 +2041,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExercisedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 eventID = o.eventID
@@ -2160,6 +2176,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Event>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 kind = o.kind
@@ -2315,6 +2332,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Transaction>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 transactionID = o.transactionID
@@ -2437,6 +2455,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TreeEvent>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 kind = o.kind
@@ -2600,6 +2619,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TransactionTreeView>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 transactionID = o.transactionID
@@ -2742,6 +2762,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 beginExclusive = o.beginExclusive
@@ -2848,6 +2869,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetTransactionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 transaction = o.transaction
@@ -2962,6 +2984,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetTransactionTreesRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 beginExclusive = o.beginExclusive
@@ -3068,6 +3091,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetTransactionTreesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 transaction = o.transaction
@@ -3226,6 +3250,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetActiveContractsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 filter = o.filter
@@ -3332,6 +3357,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetActiveContractsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 activeContracts = o.activeContracts
@@ -3450,6 +3476,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PartyDetails>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 party = o.party
@@ -3565,6 +3592,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AllocatePartyRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 partyIDHint = o.partyIDHint
@@ -3667,6 +3695,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AllocatePartyResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 partyDetails = o.partyDetails
@@ -3791,6 +3820,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListKnownPartiesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 partyDetails = o.partyDetails
@@ -3897,6 +3927,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__UploadPackageRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 source = o.source
@@ -3999,6 +4030,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__UploadPackageResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 packageID = o.packageID
@@ -4121,6 +4153,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PackageDetails>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 packageID = o.packageID
@@ -4257,6 +4290,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListPackagesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 packages = o.packages
@@ -4355,6 +4389,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetPackageRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 packageID = o.packageID
@@ -4461,6 +4496,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetPackageResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 details = o.details
@@ -4740,16 +4776,16 @@ extension Weft.V1.Commands: CBackedMessage {
         c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.Commands", 1)
         c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.Commands", 2)
         c.pointee.n_act_as = s.actAs.count
-        c.pointee.act_as = try CBridge.cArray(s.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Commands", 3) ?? CBridge.emptyCString }
+        c.pointee.act_as = try CBridge.cArray(CBridge.elements(s.actAs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Commands", 3) ?? CBridge.emptyCString }
         c.pointee.n_read_as = s.readAs.count
-        c.pointee.read_as = try CBridge.cArray(s.readAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Commands", 4) ?? CBridge.emptyCString }
+        c.pointee.read_as = try CBridge.cArray(CBridge.elements(s.readAs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Commands", 4) ?? CBridge.emptyCString }
         c.pointee.workflow_id = try CBridge.cString(s.workflowID, arena, "weft.v1.Commands", 5)
         if let v = s.deduplicationPeriod { c.pointee.deduplication_period = try Weft.V1.Duration.makeC(v, arena) }
         c.pointee.submission_id = try CBridge.cString(s.submissionID, arena, "weft.v1.Commands", 7)
         c.pointee.n_commands = s.commands.count
-        c.pointee.commands = try CBridge.cArray(s.commands, arena) { (e) throws(WireError) in Optional(try Weft.V1.Command.makeC(e, arena)) }
+        c.pointee.commands = try CBridge.cArray(CBridge.elements(s.commands), arena) { (e) throws(WireError) in Optional(try Weft.V1.Command.makeC(e, arena)) }
         c.pointee.n_disclosed_contracts = s.disclosedContracts.count
-        c.pointee.disclosed_contracts = try CBridge.cArray(s.disclosedContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.DisclosedContract.makeC(e, arena)) }
+        c.pointee.disclosed_contracts = try CBridge.cArray(CBridge.elements(s.disclosedContracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.DisclosedContract.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -4964,7 +5000,7 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
         c.pointee.transaction_id = try CBridge.cString(s.transactionID, arena, "weft.v1.SubmitAndWaitResponse", 1)
         c.pointee.offset = s.offset
         c.pointee.n_results = s.results.count
-        c.pointee.results = try CBridge.cArray(s.results, arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
+        c.pointee.results = try CBridge.cArray(CBridge.elements(s.results), arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5021,7 +5057,7 @@ extension Weft.V1.Completion: CBackedMessage {
         c.pointee.transaction_id = try CBridge.cString(s.transactionID, arena, "weft.v1.Completion", 3)
         c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.Completion", 4)
         c.pointee.n_act_as = s.actAs.count
-        c.pointee.act_as = try CBridge.cArray(s.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Completion", 5) ?? CBridge.emptyCString }
+        c.pointee.act_as = try CBridge.cArray(CBridge.elements(s.actAs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Completion", 5) ?? CBridge.emptyCString }
         c.pointee.submission_id = try CBridge.cString(s.submissionID, arena, "weft.v1.Completion", 6)
         c.pointee.offset = s.offset
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -5068,7 +5104,7 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
         let s = _storage
         c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.CompletionStreamRequest", 1)
         c.pointee.n_parties = s.parties.count
-        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CompletionStreamRequest", 2) ?? CBridge.emptyCString }
+        c.pointee.parties = try CBridge.cArray(CBridge.elements(s.parties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CompletionStreamRequest", 2) ?? CBridge.emptyCString }
         c.pointee.begin_exclusive = s.beginExclusive
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -5154,9 +5190,9 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_parties = s.parties.count
-        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionFilter", 1) ?? CBridge.emptyCString }
+        c.pointee.parties = try CBridge.cArray(CBridge.elements(s.parties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionFilter", 1) ?? CBridge.emptyCString }
         c.pointee.n_template_ids = s.templateIDs.count
-        c.pointee.template_ids = try CBridge.cArray(s.templateIDs, arena) { (e) throws(WireError) in Optional(try Weft.V1.TemplateId.makeC(e, arena)) }
+        c.pointee.template_ids = try CBridge.cArray(CBridge.elements(s.templateIDs), arena) { (e) throws(WireError) in Optional(try Weft.V1.TemplateId.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5215,11 +5251,11 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
         if let v = s.createArguments { c.pointee.create_arguments = try Weft.V1.Record.makeC(v, arena) }
         c.pointee.n_signatories = s.signatories.count
-        c.pointee.signatories = try CBridge.cArray(s.signatories, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 5) ?? CBridge.emptyCString }
+        c.pointee.signatories = try CBridge.cArray(CBridge.elements(s.signatories), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 5) ?? CBridge.emptyCString }
         c.pointee.n_observers = s.observers.count
-        c.pointee.observers = try CBridge.cArray(s.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 6) ?? CBridge.emptyCString }
+        c.pointee.observers = try CBridge.cArray(CBridge.elements(s.observers), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 6) ?? CBridge.emptyCString }
         c.pointee.n_witness_parties = s.witnessParties.count
-        c.pointee.witness_parties = try CBridge.cArray(s.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 7) ?? CBridge.emptyCString }
+        c.pointee.witness_parties = try CBridge.cArray(CBridge.elements(s.witnessParties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CreatedEvent", 7) ?? CBridge.emptyCString }
         c.pointee.created_event_blob = CBridge.binary(s.createdEventBlob)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -5271,7 +5307,7 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.ArchivedEvent", 2)
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
         c.pointee.n_witness_parties = s.witnessParties.count
-        c.pointee.witness_parties = try CBridge.cArray(s.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ArchivedEvent", 4) ?? CBridge.emptyCString }
+        c.pointee.witness_parties = try CBridge.cArray(CBridge.elements(s.witnessParties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ArchivedEvent", 4) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5335,12 +5371,12 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
         c.pointee.choice = try CBridge.cString(s.choice, arena, "weft.v1.ExercisedEvent", 4)
         if let v = s.choiceArgument { c.pointee.choice_argument = try Weft.V1.Value.makeC(v, arena) }
         c.pointee.n_acting_parties = s.actingParties.count
-        c.pointee.acting_parties = try CBridge.cArray(s.actingParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 6) ?? CBridge.emptyCString }
+        c.pointee.acting_parties = try CBridge.cArray(CBridge.elements(s.actingParties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 6) ?? CBridge.emptyCString }
         c.pointee.consuming = s.consuming ? 1 : 0
         c.pointee.n_witness_parties = s.witnessParties.count
-        c.pointee.witness_parties = try CBridge.cArray(s.witnessParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 8) ?? CBridge.emptyCString }
+        c.pointee.witness_parties = try CBridge.cArray(CBridge.elements(s.witnessParties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 8) ?? CBridge.emptyCString }
         c.pointee.n_child_event_ids = s.childEventIDs.count
-        c.pointee.child_event_ids = try CBridge.cArray(s.childEventIDs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 9) ?? CBridge.emptyCString }
+        c.pointee.child_event_ids = try CBridge.cArray(CBridge.elements(s.childEventIDs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExercisedEvent", 9) ?? CBridge.emptyCString }
         if let v = s.exerciseResult { c.pointee.exercise_result = try Weft.V1.Value.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -5455,7 +5491,7 @@ extension Weft.V1.Transaction: CBackedMessage {
         c.pointee.workflow_id = try CBridge.cString(s.workflowID, arena, "weft.v1.Transaction", 3)
         if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.n_events = s.events.count
-        c.pointee.events = try CBridge.cArray(s.events, arena) { (e) throws(WireError) in Optional(try Weft.V1.Event.makeC(e, arena)) }
+        c.pointee.events = try CBridge.cArray(CBridge.elements(s.events), arena) { (e) throws(WireError) in Optional(try Weft.V1.Event.makeC(e, arena)) }
         c.pointee.offset = s.offset
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.Transaction", 7)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -5574,9 +5610,9 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
         if let v = s.effectiveAt { c.pointee.effective_at = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.offset = s.offset
         c.pointee.n_events = s.events.count
-        c.pointee.events = try CBridge.cArray(s.events, arena) { (e) throws(WireError) in Optional(try Weft.V1.TreeEvent.makeC(e, arena)) }
+        c.pointee.events = try CBridge.cArray(CBridge.elements(s.events), arena) { (e) throws(WireError) in Optional(try Weft.V1.TreeEvent.makeC(e, arena)) }
         c.pointee.n_root_event_ids = s.rootEventIDs.count
-        c.pointee.root_event_ids = try CBridge.cArray(s.rootEventIDs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionTreeView", 7) ?? CBridge.emptyCString }
+        c.pointee.root_event_ids = try CBridge.cArray(CBridge.elements(s.rootEventIDs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.TransactionTreeView", 7) ?? CBridge.emptyCString }
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TransactionTreeView", 8)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -5891,7 +5927,7 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_active_contracts = s.activeContracts.count
-        c.pointee.active_contracts = try CBridge.cArray(s.activeContracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedEvent.makeC(e, arena)) }
+        c.pointee.active_contracts = try CBridge.cArray(CBridge.elements(s.activeContracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedEvent.makeC(e, arena)) }
         c.pointee.offset = s.offset
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -6091,7 +6127,7 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_party_details = s.partyDetails.count
-        c.pointee.party_details = try CBridge.cArray(s.partyDetails, arena) { (e) throws(WireError) in Optional(try Weft.V1.PartyDetails.makeC(e, arena)) }
+        c.pointee.party_details = try CBridge.cArray(CBridge.elements(s.partyDetails), arena) { (e) throws(WireError) in Optional(try Weft.V1.PartyDetails.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6222,7 +6258,7 @@ extension Weft.V1.PackageDetails: CBackedMessage {
         let s = _storage
         c.pointee.package_id = try CBridge.cString(s.packageID, arena, "weft.v1.PackageDetails", 1)
         c.pointee.n_template_names = s.templateNames.count
-        c.pointee.template_names = try CBridge.cArray(s.templateNames, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PackageDetails", 2) ?? CBridge.emptyCString }
+        c.pointee.template_names = try CBridge.cArray(CBridge.elements(s.templateNames), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PackageDetails", 2) ?? CBridge.emptyCString }
         c.pointee.size_bytes = s.sizeBytes
         if let v = s.uploadedAt { c.pointee.uploaded_at = try Weft.V1.Timestamp.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -6294,7 +6330,7 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_packages = s.packages.count
-        c.pointee.packages = try CBridge.cArray(s.packages, arena) { (e) throws(WireError) in Optional(try Weft.V1.PackageDetails.makeC(e, arena)) }
+        c.pointee.packages = try CBridge.cArray(CBridge.elements(s.packages), arena) { (e) throws(WireError) in Optional(try Weft.V1.PackageDetails.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

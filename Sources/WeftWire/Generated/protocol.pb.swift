@@ -165,6 +165,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitterMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -323,6 +324,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CommonMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -461,6 +463,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ParticipantMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -580,6 +583,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Informee>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 party = o.party
@@ -699,6 +703,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ViewCommonData>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -813,6 +818,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InputContract>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contract = o.contract
@@ -923,6 +929,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CreatedContract>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contract = o.contract
@@ -1033,6 +1040,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CreateActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -1183,6 +1191,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExerciseActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 inputContractID = o.inputContractID
@@ -1313,6 +1322,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__FetchActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 inputContractID = o.inputContractID
@@ -1415,6 +1425,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 description = o.description
@@ -1555,6 +1566,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ViewParticipantData>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -1669,6 +1681,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableViewCommonData>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -1775,6 +1788,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableViewParticipantData>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -1897,6 +1911,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TransactionView>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 commonData = o.commonData
@@ -2003,6 +2018,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableTransactionView>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -2109,6 +2125,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableSubmitterMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -2215,6 +2232,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableCommonMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -2321,6 +2339,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableParticipantMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -2452,6 +2471,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TransactionTree>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 submitterMetadata = o.submitterMetadata
@@ -2570,6 +2590,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InformeeMessage>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 informeeTree = o.informeeTree
@@ -2697,6 +2718,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__RootHashMessage>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 rootHash = o.rootHash
@@ -2817,6 +2839,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ViewTree>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 tree = o.tree
@@ -2960,6 +2983,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__EncryptedViewMessage>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 viewHash = o.viewHash
@@ -3121,6 +3145,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__LocalReject>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 reasonID = o.reasonID
@@ -3227,6 +3252,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__LocalVerdict>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 outcome = o.outcome
@@ -3383,6 +3409,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ConfirmationResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 requestID = o.requestID
@@ -3514,6 +3541,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MediatorReject>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 reasonID = o.reasonID
@@ -3616,6 +3644,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ParticipantRejects>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 rejects = o.rejects
@@ -3730,6 +3759,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ParticipantReject>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -3836,6 +3866,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Verdict>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 outcome = o.outcome
@@ -3976,6 +4007,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ConfirmationResult>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 requestID = o.requestID
@@ -4130,6 +4162,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AcsCommitment>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -4248,6 +4281,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SignedContent>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 content = o.content
@@ -4364,6 +4398,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SignedProtocolMessage>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 content = o.content
@@ -4466,6 +4501,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__EnvelopeContent>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 message = o.message
@@ -4625,6 +4661,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CommitmentNarrowingRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -4748,6 +4785,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SharedContractHash>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -4867,6 +4905,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__StakeholderGroupHash>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 stakeholderGroup = o.stakeholderGroup
@@ -5023,6 +5062,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CommitmentNarrowingResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -5167,7 +5207,7 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
         let s = _storage
         c.pointee.salt = CBridge.binary(s.salt)
         c.pointee.n_act_as = s.actAs.count
-        c.pointee.act_as = try CBridge.cArray(s.actAs, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SubmitterMetadata", 2) ?? CBridge.emptyCString }
+        c.pointee.act_as = try CBridge.cArray(CBridge.elements(s.actAs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SubmitterMetadata", 2) ?? CBridge.emptyCString }
         c.pointee.submitting_participant = try CBridge.cString(s.submittingParticipant, arena, "weft.v1.SubmitterMetadata", 3)
         c.pointee.command_id = try CBridge.cString(s.commandID, arena, "weft.v1.SubmitterMetadata", 4)
         c.pointee.application_id = try CBridge.cString(s.applicationID, arena, "weft.v1.SubmitterMetadata", 5)
@@ -5358,7 +5398,7 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
         let s = _storage
         c.pointee.salt = CBridge.binary(s.salt)
         c.pointee.n_informees = s.informees.count
-        c.pointee.informees = try CBridge.cArray(s.informees, arena) { (e) throws(WireError) in Optional(try Weft.V1.Informee.makeC(e, arena)) }
+        c.pointee.informees = try CBridge.cArray(CBridge.elements(s.informees), arena) { (e) throws(WireError) in Optional(try Weft.V1.Informee.makeC(e, arena)) }
         c.pointee.threshold = s.threshold
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -5543,7 +5583,7 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
         c.pointee.choice = try CBridge.cString(s.choice, arena, "weft.v1.ExerciseActionDescription", 3)
         if let v = s.chosenValue { c.pointee.chosen_value = try Weft.V1.Value.makeC(v, arena) }
         c.pointee.n_actors = s.actors.count
-        c.pointee.actors = try CBridge.cArray(s.actors, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExerciseActionDescription", 5) ?? CBridge.emptyCString }
+        c.pointee.actors = try CBridge.cArray(CBridge.elements(s.actors), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ExerciseActionDescription", 5) ?? CBridge.emptyCString }
         c.pointee.node_seed = CBridge.binary(s.nodeSeed)
         c.pointee.consuming = s.consuming ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
@@ -5589,7 +5629,7 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
         let s = _storage
         c.pointee.input_contract_id = try CBridge.cString(s.inputContractID, arena, "weft.v1.FetchActionDescription", 1)
         c.pointee.n_actors = s.actors.count
-        c.pointee.actors = try CBridge.cArray(s.actors, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.FetchActionDescription", 2) ?? CBridge.emptyCString }
+        c.pointee.actors = try CBridge.cArray(CBridge.elements(s.actors), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.FetchActionDescription", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -5701,11 +5741,11 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
         let s = _storage
         c.pointee.salt = CBridge.binary(s.salt)
         c.pointee.n_core_inputs = s.coreInputs.count
-        c.pointee.core_inputs = try CBridge.cArray(s.coreInputs, arena) { (e) throws(WireError) in Optional(try Weft.V1.InputContract.makeC(e, arena)) }
+        c.pointee.core_inputs = try CBridge.cArray(CBridge.elements(s.coreInputs), arena) { (e) throws(WireError) in Optional(try Weft.V1.InputContract.makeC(e, arena)) }
         c.pointee.n_created_core = s.createdCore.count
-        c.pointee.created_core = try CBridge.cArray(s.createdCore, arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedContract.makeC(e, arena)) }
+        c.pointee.created_core = try CBridge.cArray(CBridge.elements(s.createdCore), arena) { (e) throws(WireError) in Optional(try Weft.V1.CreatedContract.makeC(e, arena)) }
         c.pointee.n_created_in_subview_archived_in_core = s.createdInSubviewArchivedInCore.count
-        c.pointee.created_in_subview_archived_in_core = try CBridge.cArray(s.createdInSubviewArchivedInCore, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ViewParticipantData", 4) ?? CBridge.emptyCString }
+        c.pointee.created_in_subview_archived_in_core = try CBridge.cArray(CBridge.elements(s.createdInSubviewArchivedInCore), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ViewParticipantData", 4) ?? CBridge.emptyCString }
         if let v = s.actionDescription { c.pointee.action_description = try Weft.V1.ActionDescription.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -5866,7 +5906,7 @@ extension Weft.V1.TransactionView: CBackedMessage {
         if let v = s.commonData { c.pointee.common_data = try Weft.V1.BlindableViewCommonData.makeC(v, arena) }
         if let v = s.participantData { c.pointee.participant_data = try Weft.V1.BlindableViewParticipantData.makeC(v, arena) }
         c.pointee.n_subviews = s.subviews.count
-        c.pointee.subviews = try CBridge.cArray(s.subviews, arena) { (e) throws(WireError) in Optional(try Weft.V1.BlindableTransactionView.makeC(e, arena)) }
+        c.pointee.subviews = try CBridge.cArray(CBridge.elements(s.subviews), arena) { (e) throws(WireError) in Optional(try Weft.V1.BlindableTransactionView.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6141,7 +6181,7 @@ extension Weft.V1.TransactionTree: CBackedMessage {
         if let v = s.commonMetadata { c.pointee.common_metadata = try Weft.V1.BlindableCommonMetadata.makeC(v, arena) }
         if let v = s.participantMetadata { c.pointee.participant_metadata = try Weft.V1.BlindableParticipantMetadata.makeC(v, arena) }
         c.pointee.n_root_views = s.rootViews.count
-        c.pointee.root_views = try CBridge.cArray(s.rootViews, arena) { (e) throws(WireError) in Optional(try Weft.V1.BlindableTransactionView.makeC(e, arena)) }
+        c.pointee.root_views = try CBridge.cArray(CBridge.elements(s.rootViews), arena) { (e) throws(WireError) in Optional(try Weft.V1.BlindableTransactionView.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6277,7 +6317,7 @@ extension Weft.V1.ViewTree: CBackedMessage {
         let s = _storage
         if let v = s.tree { c.pointee.tree = try Weft.V1.TransactionTree.makeC(v, arena) }
         c.pointee.n_view_position = s.viewPosition.count
-        c.pointee.view_position = try CBridge.cArray(s.viewPosition, arena) { (e) throws(WireError) in e }
+        c.pointee.view_position = try CBridge.cArray(CBridge.elements(s.viewPosition), arena) { (e) throws(WireError) in e }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6328,7 +6368,7 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
         c.pointee.view_hash = CBridge.binary(s.viewHash)
         c.pointee.ciphertext = CBridge.binary(s.ciphertext)
         c.pointee.n_wrapped_seeds = s.wrappedSeeds.count
-        c.pointee.wrapped_seeds = try CBridge.cArray(s.wrappedSeeds, arena) { (e) throws(WireError) in Optional(try Weft.V1.WrappedKey.makeC(e, arena)) }
+        c.pointee.wrapped_seeds = try CBridge.cArray(CBridge.elements(s.wrappedSeeds), arena) { (e) throws(WireError) in Optional(try Weft.V1.WrappedKey.makeC(e, arena)) }
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.EncryptedViewMessage", 4)
         c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: s.viewType.rawValue))
         if let v = s.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
@@ -6406,7 +6446,7 @@ extension Weft.V1.LocalReject: CBackedMessage {
         c.pointee.reason_id = try CBridge.cString(s.reasonID, arena, "weft.v1.LocalReject", 1)
         c.pointee.message = try CBridge.cString(s.message, arena, "weft.v1.LocalReject", 2)
         c.pointee.n_resources = s.resources.count
-        c.pointee.resources = try CBridge.cArray(s.resources, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.LocalReject", 3) ?? CBridge.emptyCString }
+        c.pointee.resources = try CBridge.cArray(CBridge.elements(s.resources), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.LocalReject", 3) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6520,7 +6560,7 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
         if let v = s.localVerdict { c.pointee.local_verdict = try Weft.V1.LocalVerdict.makeC(v, arena) }
         c.pointee.root_hash = CBridge.binary(s.rootHash)
         c.pointee.n_confirming_parties = s.confirmingParties.count
-        c.pointee.confirming_parties = try CBridge.cArray(s.confirmingParties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConfirmationResponse", 6) ?? CBridge.emptyCString }
+        c.pointee.confirming_parties = try CBridge.cArray(CBridge.elements(s.confirmingParties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ConfirmationResponse", 6) ?? CBridge.emptyCString }
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.ConfirmationResponse", 7)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -6606,7 +6646,7 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_rejects = s.rejects.count
-        c.pointee.rejects = try CBridge.cArray(s.rejects, arena) { (e) throws(WireError) in Optional(try Weft.V1.ParticipantReject.makeC(e, arena)) }
+        c.pointee.rejects = try CBridge.cArray(CBridge.elements(s.rejects), arena) { (e) throws(WireError) in Optional(try Weft.V1.ParticipantReject.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -6653,7 +6693,7 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
         let s = _storage
         c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.ParticipantReject", 1)
         c.pointee.n_parties = s.parties.count
-        c.pointee.parties = try CBridge.cArray(s.parties, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ParticipantReject", 2) ?? CBridge.emptyCString }
+        c.pointee.parties = try CBridge.cArray(CBridge.elements(s.parties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ParticipantReject", 2) ?? CBridge.emptyCString }
         if let v = s.reject { c.pointee.reject = try Weft.V1.LocalReject.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -7072,7 +7112,7 @@ extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
         c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.CommitmentNarrowingRequest", 3)
         c.pointee.request_id = try CBridge.cString(s.requestID, arena, "weft.v1.CommitmentNarrowingRequest", 4)
         c.pointee.n_stakeholder_groups = s.stakeholderGroups.count
-        c.pointee.stakeholder_groups = try CBridge.cArray(s.stakeholderGroups, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CommitmentNarrowingRequest", 5) ?? CBridge.emptyCString }
+        c.pointee.stakeholder_groups = try CBridge.cArray(CBridge.elements(s.stakeholderGroups), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CommitmentNarrowingRequest", 5) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -7161,7 +7201,7 @@ extension Weft.V1.StakeholderGroupHash: CBackedMessage {
         c.pointee.stakeholder_group = try CBridge.cString(s.stakeholderGroup, arena, "weft.v1.StakeholderGroupHash", 1)
         c.pointee.hash = CBridge.binary(s.hash)
         c.pointee.n_contracts = s.contracts.count
-        c.pointee.contracts = try CBridge.cArray(s.contracts, arena) { (e) throws(WireError) in Optional(try Weft.V1.SharedContractHash.makeC(e, arena)) }
+        c.pointee.contracts = try CBridge.cArray(CBridge.elements(s.contracts), arena) { (e) throws(WireError) in Optional(try Weft.V1.SharedContractHash.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -7219,7 +7259,7 @@ extension Weft.V1.CommitmentNarrowingResponse: CBackedMessage {
         c.pointee.request_id = try CBridge.cString(s.requestID, arena, "weft.v1.CommitmentNarrowingResponse", 4)
         if let v = s.asOf { c.pointee.as_of = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.n_groups = s.groups.count
-        c.pointee.groups = try CBridge.cArray(s.groups, arena) { (e) throws(WireError) in Optional(try Weft.V1.StakeholderGroupHash.makeC(e, arena)) }
+        c.pointee.groups = try CBridge.cArray(CBridge.elements(s.groups), arena) { (e) throws(WireError) in Optional(try Weft.V1.StakeholderGroupHash.makeC(e, arena)) }
         c.pointee.contracts_omitted = s.contractsOmitted ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }

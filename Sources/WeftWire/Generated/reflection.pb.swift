@@ -70,6 +70,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetDescriptorSetResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 fileDescriptorSet = o.fileDescriptorSet
@@ -209,7 +210,7 @@ extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
         let s = _storage
         c.pointee.file_descriptor_set = CBridge.binary(s.fileDescriptorSet)
         c.pointee.n_services = s.services.count
-        c.pointee.services = try CBridge.cArray(s.services, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDescriptorSetResponse", 2) ?? CBridge.emptyCString }
+        c.pointee.services = try CBridge.cArray(CBridge.elements(s.services), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDescriptorSetResponse", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -35,6 +35,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetChallengeRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -149,6 +150,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetChallengeResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 nonce = o.nonce
@@ -271,6 +273,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AuthenticateRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -385,6 +388,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AuthenticateResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 token = o.token
@@ -497,6 +501,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Envelope>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 content = o.content
@@ -599,6 +604,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Batch>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 envelopes = o.envelopes
@@ -741,6 +747,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmissionRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 sender = o.sender
@@ -870,6 +877,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SendRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 submissionRequest = o.submissionRequest
@@ -1006,6 +1014,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubscribeRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -1108,6 +1117,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubscribeResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 signedEvent = o.signedEvent
@@ -1232,6 +1242,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Deliver>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 sender = o.sender
@@ -1351,6 +1362,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DeliverError>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 messageID = o.messageID
@@ -1486,6 +1498,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SequencedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 counter = o.counter
@@ -1641,6 +1654,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SignedSequencedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 event = o.event
@@ -1780,6 +1794,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SequencedBlockProof>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 blockSignature = o.blockSignature
@@ -1898,6 +1913,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AcknowledgeRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -2036,6 +2052,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__OnboardRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -2139,6 +2156,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__OnboardResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 effectiveAt = o.effectiveAt
@@ -2300,6 +2318,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetDomainInfoResponse>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -2466,7 +2485,7 @@ extension Weft.V1.GetChallengeResponse: CBackedMessage {
         let s = _storage
         c.pointee.nonce = CBridge.binary(s.nonce)
         c.pointee.n_key_fingerprints = s.keyFingerprints.count
-        c.pointee.key_fingerprints = try CBridge.cArray(s.keyFingerprints, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetChallengeResponse", 2) ?? CBridge.emptyCString }
+        c.pointee.key_fingerprints = try CBridge.cArray(CBridge.elements(s.keyFingerprints), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetChallengeResponse", 2) ?? CBridge.emptyCString }
         if let v = s.expiresAt { c.pointee.expires_at = try Weft.V1.Timestamp.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
@@ -2599,7 +2618,7 @@ extension Weft.V1.Envelope: CBackedMessage {
         let s = _storage
         c.pointee.content = CBridge.binary(s.content)
         c.pointee.n_recipients = s.recipients.count
-        c.pointee.recipients = try CBridge.cArray(s.recipients, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Envelope", 2) ?? CBridge.emptyCString }
+        c.pointee.recipients = try CBridge.cArray(CBridge.elements(s.recipients), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Envelope", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -2641,7 +2660,7 @@ extension Weft.V1.Batch: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_envelopes = s.envelopes.count
-        c.pointee.envelopes = try CBridge.cArray(s.envelopes, arena) { (e) throws(WireError) in Optional(try Weft.V1.Envelope.makeC(e, arena)) }
+        c.pointee.envelopes = try CBridge.cArray(CBridge.elements(s.envelopes), arena) { (e) throws(WireError) in Optional(try Weft.V1.Envelope.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -3109,7 +3128,7 @@ extension Weft.V1.SequencedBlockProof: CBackedMessage {
         c.pointee.leaf_count = s.leafCount
         c.pointee.leaf_index = s.leafIndex
         c.pointee.n_siblings = s.siblings.count
-        c.pointee.siblings = try CBridge.cArray(s.siblings, arena) { (e) throws(WireError) in CBridge.binary(e) }
+        c.pointee.siblings = try CBridge.cArray(CBridge.elements(s.siblings), arena) { (e) throws(WireError) in CBridge.binary(e) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -3226,7 +3245,7 @@ extension Weft.V1.OnboardRequest: CBackedMessage {
         let s = _storage
         c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.OnboardRequest", 1)
         c.pointee.n_identity = s.identity.count
-        c.pointee.identity = try CBridge.cArray(s.identity, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        c.pointee.identity = try CBridge.cArray(CBridge.elements(s.identity), arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -3346,10 +3365,10 @@ extension Weft.V1.GetDomainInfoResponse: CBackedMessage {
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.GetDomainInfoResponse", 1)
         if let v = s.parameters { c.pointee.parameters = try Weft.V1.DomainParameters.makeC(v, arena) }
         c.pointee.n_sequencers = s.sequencers.count
-        c.pointee.sequencers = try CBridge.cArray(s.sequencers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDomainInfoResponse", 3) ?? CBridge.emptyCString }
+        c.pointee.sequencers = try CBridge.cArray(CBridge.elements(s.sequencers), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDomainInfoResponse", 3) ?? CBridge.emptyCString }
         c.pointee.submissions_require_signature = s.submissionsRequireSignature ? 1 : 0
         c.pointee.n_sequencer_keys = s.sequencerKeys.count
-        c.pointee.sequencer_keys = try CBridge.cArray(s.sequencerKeys, arena) { (e) throws(WireError) in Optional(try Weft.V1.PublicKey.makeC(e, arena)) }
+        c.pointee.sequencer_keys = try CBridge.cArray(CBridge.elements(s.sequencerKeys), arena) { (e) throws(WireError) in Optional(try Weft.V1.PublicKey.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

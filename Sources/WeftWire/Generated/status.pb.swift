@@ -76,6 +76,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Status>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 code = o.code
@@ -198,6 +199,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__StatusDetail>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 key = o.key
@@ -319,7 +321,7 @@ extension Weft.V1.Status: CBackedMessage {
         c.pointee.error_id = try CBridge.cString(s.errorID, arena, "weft.v1.Status", 3)
         c.pointee.correlation_id = try CBridge.cString(s.correlationID, arena, "weft.v1.Status", 4)
         c.pointee.n_details = s.details.count
-        c.pointee.details = try CBridge.cArray(s.details, arena) { (e) throws(WireError) in Optional(try Weft.V1.StatusDetail.makeC(e, arena)) }
+        c.pointee.details = try CBridge.cArray(CBridge.elements(s.details), arena) { (e) throws(WireError) in Optional(try Weft.V1.StatusDetail.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

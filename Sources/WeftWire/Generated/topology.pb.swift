@@ -223,6 +223,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__NamespaceDelegation>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 namespace = o.namespace
@@ -338,6 +339,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__OwnerToKeyMapping>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -457,6 +459,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ParticipantDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -580,6 +583,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PartyToParticipant>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 party = o.party
@@ -686,6 +690,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MediatorDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 mediator = o.mediator
@@ -784,6 +789,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SequencerDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 sequencers = o.sequencers
@@ -923,6 +929,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DomainParameters>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 participantResponseTimeout = o.participantResponseTimeout
@@ -1049,6 +1056,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DomainParametersState>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1151,6 +1159,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologyMapping>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 mapping = o.mapping
@@ -1292,6 +1301,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 operation = o.operation
@@ -1412,6 +1422,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SignedTopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 transaction = o.transaction
@@ -1530,6 +1541,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__StoredTopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 transaction = o.transaction
@@ -1646,6 +1658,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1763,6 +1776,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologySnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1880,6 +1894,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologyTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -2039,7 +2054,7 @@ extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
         let s = _storage
         c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.OwnerToKeyMapping", 1)
         c.pointee.n_keys = s.keys.count
-        c.pointee.keys = try CBridge.cArray(s.keys, arena) { (e) throws(WireError) in Optional(try Weft.V1.PublicKey.makeC(e, arena)) }
+        c.pointee.keys = try CBridge.cArray(CBridge.elements(s.keys), arena) { (e) throws(WireError) in Optional(try Weft.V1.PublicKey.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -2209,7 +2224,7 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_sequencers = s.sequencers.count
-        c.pointee.sequencers = try CBridge.cArray(s.sequencers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SequencerDomainState", 1) ?? CBridge.emptyCString }
+        c.pointee.sequencers = try CBridge.cArray(CBridge.elements(s.sequencers), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SequencerDomainState", 1) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -2482,7 +2497,7 @@ extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
         let s = _storage
         c.pointee.transaction = CBridge.binary(s.transaction)
         c.pointee.n_signatures = s.signatures.count
-        c.pointee.signatures = try CBridge.cArray(s.signatures, arena) { (e) throws(WireError) in Optional(try Weft.V1.Signature.makeC(e, arena)) }
+        c.pointee.signatures = try CBridge.cArray(CBridge.elements(s.signatures), arena) { (e) throws(WireError) in Optional(try Weft.V1.Signature.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -2574,7 +2589,7 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TopologyTransactionsBroadcast", 1)
         c.pointee.n_transactions = s.transactions.count
-        c.pointee.transactions = try CBridge.cArray(s.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        c.pointee.transactions = try CBridge.cArray(CBridge.elements(s.transactions), arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -2619,7 +2634,7 @@ extension Weft.V1.TopologySnapshot: CBackedMessage {
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TopologySnapshot", 1)
         c.pointee.n_transactions = s.transactions.count
-        c.pointee.transactions = try CBridge.cArray(s.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
+        c.pointee.transactions = try CBridge.cArray(CBridge.elements(s.transactions), arena) { (e) throws(WireError) in Optional(try Weft.V1.StoredTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -2664,7 +2679,7 @@ extension Weft.V1.TopologyTransactionsRequest: CBackedMessage {
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.TopologyTransactionsRequest", 1)
         c.pointee.n_transactions = s.transactions.count
-        c.pointee.transactions = try CBridge.cArray(s.transactions, arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
+        c.pointee.transactions = try CBridge.cArray(CBridge.elements(s.transactions), arena) { (e) throws(WireError) in Optional(try Weft.V1.SignedTopologyTransaction.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

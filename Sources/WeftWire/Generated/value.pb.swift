@@ -43,6 +43,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TemplateId>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 packageID = o.packageID
@@ -145,6 +146,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Value>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 sum = o.sum
@@ -294,6 +296,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ValueList>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 elements = o.elements
@@ -392,6 +395,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Record>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 fields = o.fields
@@ -498,6 +502,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__RecordField>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 label = o.label
@@ -649,6 +654,7 @@ extension Weft.V1 {
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ContractInstance>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -945,7 +951,7 @@ extension Weft.V1.ValueList: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_elements = s.elements.count
-        c.pointee.elements = try CBridge.cArray(s.elements, arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
+        c.pointee.elements = try CBridge.cArray(CBridge.elements(s.elements), arena) { (e) throws(WireError) in Optional(try Weft.V1.Value.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -987,7 +993,7 @@ extension Weft.V1.Record: CBackedMessage {
         if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
         let s = _storage
         c.pointee.n_fields = s.fields.count
-        c.pointee.fields = try CBridge.cArray(s.fields, arena) { (e) throws(WireError) in Optional(try Weft.V1.RecordField.makeC(e, arena)) }
+        c.pointee.fields = try CBridge.cArray(CBridge.elements(s.fields), arena) { (e) throws(WireError) in Optional(try Weft.V1.RecordField.makeC(e, arena)) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
@@ -1087,9 +1093,9 @@ extension Weft.V1.ContractInstance: CBackedMessage {
         if let v = s.templateID { c.pointee.template_id = try Weft.V1.TemplateId.makeC(v, arena) }
         if let v = s.arguments { c.pointee.arguments = try Weft.V1.Record.makeC(v, arena) }
         c.pointee.n_signatories = s.signatories.count
-        c.pointee.signatories = try CBridge.cArray(s.signatories, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 4) ?? CBridge.emptyCString }
+        c.pointee.signatories = try CBridge.cArray(CBridge.elements(s.signatories), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 4) ?? CBridge.emptyCString }
         c.pointee.n_observers = s.observers.count
-        c.pointee.observers = try CBridge.cArray(s.observers, arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 5) ?? CBridge.emptyCString }
+        c.pointee.observers = try CBridge.cArray(CBridge.elements(s.observers), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.ContractInstance", 5) ?? CBridge.emptyCString }
         if let v = s.ledgerCreateTime { c.pointee.ledger_create_time = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.salt = CBridge.binary(s.salt)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)

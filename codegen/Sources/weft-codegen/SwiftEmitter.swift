@@ -330,6 +330,7 @@ struct SwiftEmitter {
             w.line("static let defaultInstance = _Storage()")
             w.line("init() { _source = nil; _fields = LazyFields() }")
             w.line("init(decoded source: DecodedSource<\(cStruct)>) { _source = source; _fields = LazyFields(pending: ()) }")
+            w.line("deinit { _source?.release() }")
             w.block("init(copying other: _Storage)") { w in
                 w.line("let o = other.read")
                 for member in members { w.line("\(SwiftNames.escaped(member.name)) = o.\(member.name)") }
@@ -496,7 +497,7 @@ struct SwiftEmitter {
                     if field.isRepeated {
                         let element = writeExpression(field, "e", model, element: true)
                         w.line("c.pointee.n_\(CNames.fieldName(field.name)) = \(target)\(property).count")
-                        w.line("\(cField) = try CBridge.cArray(\(target)\(property), arena) { (e) throws(WireError) in \(element) }")
+                        w.line("\(cField) = try CBridge.cArray(CBridge.elements(\(target)\(property)), arena) { (e) throws(WireError) in \(element) }")
                     } else if case .message = field.type {
                         w.line("if let v = \(target)\(property) { \(cField) = \(writeExpression(field, "v", model)) }")
                     } else {
