@@ -57,10 +57,10 @@ struct Arena: ~Copyable {
     }
 
     deinit {
+        Self.freeOverflow(header)
         // Reset to the start of the first block and hand it back to the thread.
         let block = UnsafeMutableRawPointer(header)
         let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
-        Self.freeOverflow(header)
         header.pointee = Header(
             cursor: block + headerBytes, end: block + headerBytes + Self.blockBytes, overflow: nil,
             nextBlockBytes: Self.blockBytes * 2, firstBlockBytes: Self.blockBytes)

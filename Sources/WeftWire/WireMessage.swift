@@ -217,7 +217,6 @@ enum CBridge {
             as: UTF8.self)
     }
 
-    @_effects(releasenone)
     static func cString(
         _ value: String, _ arena: borrowing Arena, _ message: String, _ field: Int32
     ) throws(WireError) -> UnsafeMutablePointer<CChar>? {
