@@ -29,6 +29,15 @@ struct Arena: ~Copyable {
         var nextBlockBytes: Int
         /// Capacity of the first block, so that a reused arena rewinds to it.
         let firstBlockBytes: Int
+
+        /// An empty arena whose first block of `bytes` bytes starts at `start`.
+        init(firstBlockAt start: UnsafeMutableRawPointer, bytes: Int) {
+            cursor = start
+            end = start + bytes
+            overflow = nil
+            nextBlockBytes = max(4096, bytes * 2)
+            firstBlockBytes = bytes
+        }
     }
 
     static let alignment = 8
@@ -49,10 +58,7 @@ struct Arena: ~Copyable {
             let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
             guard let block = malloc(headerBytes + Self.blockBytes) else { fatalError("out of memory") }
             header = block.bindMemory(to: Header.self, capacity: 1)
-            header.initialize(
-                to: Header(
-                    cursor: block + headerBytes, end: block + headerBytes + Self.blockBytes, overflow: nil,
-                    nextBlockBytes: Self.blockBytes * 2, firstBlockBytes: Self.blockBytes))
+            header.initialize(to: Header(firstBlockAt: block + headerBytes, bytes: Self.blockBytes))
         }
     }
 
@@ -61,9 +67,7 @@ struct Arena: ~Copyable {
         // Reset to the start of the first block and hand it back to the thread.
         let block = UnsafeMutableRawPointer(header)
         let headerBytes = (MemoryLayout<Header>.stride + Self.alignment - 1) & ~(Self.alignment - 1)
-        header.pointee = Header(
-            cursor: block + headerBytes, end: block + headerBytes + Self.blockBytes, overflow: nil,
-            nextBlockBytes: Self.blockBytes * 2, firstBlockBytes: Self.blockBytes)
+        header.pointee = Header(firstBlockAt: block + headerBytes, bytes: Self.blockBytes)
         if weft_arena_give_block(block) == 0 { free(block) }
     }
 
@@ -175,10 +179,7 @@ struct Arena: ~Copyable {
     /// moves the cursor back to `start`, the beginning of its first block.
     static func rewind(_ header: UnsafeMutablePointer<Header>, to start: UnsafeMutableRawPointer) {
         freeOverflow(header)
-        let firstBlockBytes = header.pointee.firstBlockBytes
-        header.pointee = Header(
-            cursor: start, end: start + firstBlockBytes, overflow: nil,
-            nextBlockBytes: max(4096, firstBlockBytes * 2), firstBlockBytes: firstBlockBytes)
+        header.pointee = Header(firstBlockAt: start, bytes: header.pointee.firstBlockBytes)
     }
 
     /// Frees the overflow blocks of the arena that `header` heads.

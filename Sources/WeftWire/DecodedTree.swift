@@ -64,9 +64,7 @@ final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
         let buffer = DecodedTree.create(minimumCapacity: capacity + Arena.alignment) { buffer in
             buffer.withUnsafeMutablePointerToElements { elements in
                 let start = UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment)
-                return Arena.Header(
-                    cursor: start, end: start + capacity, overflow: nil, nextBlockBytes: max(4096, capacity * 2),
-                    firstBlockBytes: capacity)
+                return Arena.Header(firstBlockAt: start, bytes: capacity)
             }
         }
         return unsafeDowncast(buffer, to: DecodedTree.self)
