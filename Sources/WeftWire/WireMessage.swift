@@ -92,6 +92,34 @@ protocol CBackedMessage: WireMessage {
     /// Builds the C struct for this value in `arena`; nil value of the
     /// result means a string held a NUL (reported by `fill`'s thrown error).
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError)
+    /// The packed size computed from the Swift fields, for messages of
+    /// scalars, strings and bytes once `fill` has accepted them; nil where
+    /// protobuf-c's `get_packed_size` must walk the C struct (submessages,
+    /// oneofs, unknown fields, a decoded value not yet read).
+    var packedSizeOfFields: Int? { get }
+}
+
+extension CBackedMessage {
+    var packedSizeOfFields: Int? { nil }
+}
+
+/// Sizes of protobuf encodings, as protobuf-c computes them.
+enum PackedSize {
+    /// Bytes of `value` as a varint: 7 bits a byte, at least one byte.
+    @inline(__always)
+    static func varint(_ value: UInt64) -> Int { (70 &- (value | 1).leadingZeroBitCount) / 7 }
+
+    /// An int32 or enum: a negative one is sign-extended to 10 bytes.
+    @inline(__always)
+    static func int32(_ value: Int32) -> Int { value < 0 ? 10 : varint(UInt64(value)) }
+
+    /// sint32 and sint64's ZigZag encoding.
+    @inline(__always)
+    static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value &<< 1) ^ (value >> 63)) }
+
+    /// A length prefix and the `count` bytes it announces.
+    @inline(__always)
+    static func lengthDelimited(_ count: Int) -> Int { varint(UInt64(count)) &+ count }
 }
 
 extension CBackedMessage {
@@ -131,7 +159,10 @@ extension CBackedMessage {
         let c = arena.allocate(CStruct.self, count: 1)
         Self.cInit(c)
         try fill(c, arena)
-        let size = Self.cPackedSize(c)
+        // `fill` has refused strings with a NUL, so a string's UTF-8 count is
+        // the `strlen` protobuf-c sizes it by.
+        let size = packedSizeOfFields ?? Self.cPackedSize(c)
+        assert(size == Self.cPackedSize(c), "\(Self.protoMessageName): packedSizeOfFields disagrees with protobuf-c")
         guard size > 0 else { return [] }
         // Packing into the arena and copying out beats packing straight into
         // `Array(unsafeUninitializedCapacity:)` or `Array(repeating:count:)`:
@@ -139,6 +170,7 @@ extension CBackedMessage {
         // Linux (callgrind: ~180 more instructions for a 198-byte envelope).
         let scratch = arena.allocate(UInt8.self, count: size)
         let written = Self.cPack(c, scratch)
+        precondition(written == size, "protobuf-c packed \(written) bytes of \(Self.protoMessageName), not \(size)")
         return [UInt8](UnsafeBufferPointer(start: scratch, count: written))
     }
 

@@ -5311,6 +5311,19 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
         c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: s.trustLevel.rawValue))
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.participant.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.participant.utf8.count) }
+        if s.permission.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.permission.rawValue) }
+        if s.trustLevel.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.trustLevel.rawValue) }
+        return size
+    }
 }
 
 extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
@@ -5400,6 +5413,21 @@ extension Weft.V1.MemberInfo: CBackedMessage {
         c.pointee.registered = s.registered ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.member.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.member.utf8.count) }
+        if s.role.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.role.rawValue) }
+        if s.permission.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.permission.rawValue) }
+        if s.trustLevel.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.trustLevel.rawValue) }
+        if s.registered { size &+= 1 &+ 1 }
+        return size
+    }
 }
 
 extension Weft.V1.ListMembersRequest: CBackedMessage {
@@ -5427,6 +5455,13 @@ extension Weft.V1.ListMembersRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 
@@ -5497,6 +5532,13 @@ extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 
@@ -5790,6 +5832,18 @@ extension Weft.V1.PruneResponse: CBackedMessage {
         c.pointee.members_cut_off = try CBridge.cArray(CBridge.elements(s.membersCutOff), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.PruneResponse", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if s.eventsRemoved != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.eventsRemoved)) }
+        for e in CBridge.elements(s.membersCutOff) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
@@ -5906,6 +5960,13 @@ extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 
@@ -6032,6 +6093,13 @@ extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
@@ -6071,6 +6139,17 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
         let s = _storage
         c.pointee.participant = try CBridge.cString(s.participant, arena, "weft.v1.GetParticipantIdResponse", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.participant.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.participant.utf8.count) }
+        return size
     }
 }
 
@@ -6121,6 +6200,20 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
         c.pointee.repair = s.repair ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.alias.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.alias.utf8.count) }
+        for e in CBridge.elements(s.sequencerURLs) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        if !s.rootCertificatePem.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.rootCertificatePem.utf8.count) }
+        if s.repair { size &+= 1 &+ 1 }
+        return size
+    }
 }
 
 extension Weft.V1.ConnectDomainResponse: CBackedMessage {
@@ -6160,6 +6253,17 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
         let s = _storage
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.ConnectDomainResponse", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.domain.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.domain.utf8.count) }
+        return size
     }
 }
 
@@ -6201,6 +6305,17 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
         c.pointee.alias = try CBridge.cString(s.alias, arena, "weft.v1.DisconnectDomainRequest", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.alias.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.alias.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
@@ -6229,6 +6344,13 @@ extension Weft.V1.DisconnectDomainResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
@@ -6256,6 +6378,13 @@ extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 
@@ -6307,6 +6436,21 @@ extension Weft.V1.DomainConnection: CBackedMessage {
         c.pointee.connected = s.connected ? 1 : 0
         c.pointee.held_for_repair = s.heldForRepair ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.alias.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.alias.utf8.count) }
+        if !s.domain.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.domain.utf8.count) }
+        for e in CBridge.elements(s.sequencerURLs) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        if s.connected { size &+= 1 &+ 1 }
+        if s.heldForRepair { size &+= 1 &+ 1 }
+        return size
     }
 }
 
@@ -6642,6 +6786,17 @@ extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
         c.pointee.counter_participant = try CBridge.cString(s.counterParticipant, arena, "weft.v1.ListCommitmentMismatchesRequest", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.counterParticipant.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.counterParticipant.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.CommitmentMismatch: CBackedMessage {
@@ -6763,6 +6918,13 @@ extension Weft.V1.GetCommitmentSafePointRequest: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
@@ -6856,6 +7018,19 @@ extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
         c.pointee.timeout_millis = s.timeoutMillis
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.counterParticipant.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.counterParticipant.utf8.count) }
+        for e in CBridge.elements(s.stakeholderGroups) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        if s.timeoutMillis != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.timeoutMillis)) }
+        return size
+    }
 }
 
 extension Weft.V1.ContractDifference: CBackedMessage {
@@ -6900,6 +7075,19 @@ extension Weft.V1.ContractDifference: CBackedMessage {
         c.pointee.stakeholder_group = try CBridge.cString(s.stakeholderGroup, arena, "weft.v1.ContractDifference", 2)
         c.pointee.kind = .init(rawValue: .init(truncatingIfNeeded: s.kind.rawValue))
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.contractID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.contractID.utf8.count) }
+        if !s.stakeholderGroup.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.stakeholderGroup.utf8.count) }
+        if s.kind.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.kind.rawValue) }
+        return size
     }
 }
 
@@ -6982,6 +7170,13 @@ extension Weft.V1.GetPruningSafePointRequest: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
@@ -7058,6 +7253,16 @@ extension Weft.V1.PruneParticipantRequest: CBackedMessage {
         c.pointee.offset = self.offset
         c.pointee.ignore_commitments = self.ignoreCommitments ? 1 : 0
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if self.offset != 0 { size &+= 1 &+ PackedSize.varint(UInt64(self.offset)) }
+        if self.ignoreCommitments { size &+= 1 &+ 1 }
+        return size
     }
 }
 
@@ -7271,6 +7476,19 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
         c.pointee.contract = CBridge.binary(s.contract)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.contractID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.contractID.utf8.count) }
+        for e in CBridge.elements(s.stakeholders) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        if !s.contract.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.contract.count) }
+        return size
+    }
 }
 
 extension Weft.V1.MigrateDomainRequest: CBackedMessage {
@@ -7320,6 +7538,20 @@ extension Weft.V1.MigrateDomainRequest: CBackedMessage {
         c.pointee.sequencer_urls = try CBridge.cArray(CBridge.elements(s.sequencerURLs), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainRequest", 3) ?? CBridge.emptyCString }
         c.pointee.root_certificate_pem = try CBridge.cString(s.rootCertificatePem, arena, "weft.v1.MigrateDomainRequest", 4)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.fromAlias.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.fromAlias.utf8.count) }
+        if !s.toAlias.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.toAlias.utf8.count) }
+        for e in CBridge.elements(s.sequencerURLs) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        if !s.rootCertificatePem.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.rootCertificatePem.utf8.count) }
+        return size
     }
 }
 
@@ -7381,6 +7613,25 @@ extension Weft.V1.MigrateDomainResponse: CBackedMessage {
         c.pointee.parties_not_hosted = try CBridge.cArray(CBridge.elements(s.partiesNotHosted), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.MigrateDomainResponse", 8) ?? CBridge.emptyCString }
         c.pointee.resumed = s.resumed ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.fromDomain.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.fromDomain.utf8.count) }
+        if !s.toDomain.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.toDomain.utf8.count) }
+        if s.activeContracts != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.activeContracts)) }
+        if s.ledgerEnd != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.ledgerEnd)) }
+        if s.requestsAbandoned != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.requestsAbandoned)) }
+        if s.commandsRejected != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.commandsRejected)) }
+        for e in CBridge.elements(s.parties) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        for e in CBridge.elements(s.partiesNotHosted) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        if s.resumed { size &+= 1 &+ 1 }
+        return size
     }
 }
 

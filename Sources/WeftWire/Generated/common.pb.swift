@@ -229,6 +229,15 @@ extension Weft.V1.Timestamp: CBackedMessage {
         c.pointee.micros_since_epoch = self.microsSinceEpoch
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if self.microsSinceEpoch != 0 { size &+= 1 &+ PackedSize.varint(UInt64(bitPattern: self.microsSinceEpoch)) }
+        return size
+    }
 }
 
 extension Weft.V1.Duration: CBackedMessage {
@@ -258,6 +267,15 @@ extension Weft.V1.Duration: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.micros = self.micros
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if self.micros != 0 { size &+= 1 &+ PackedSize.varint(UInt64(bitPattern: self.micros)) }
+        return size
     }
 }
 

@@ -713,6 +713,19 @@ extension Weft.V1.PublicKey: CBackedMessage {
         c.pointee.key = CBridge.binary(s.key)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if s.scheme.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.scheme.rawValue) }
+        if s.purpose.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.purpose.rawValue) }
+        if !s.key.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.key.count) }
+        return size
+    }
 }
 
 extension Weft.V1.Signature: CBackedMessage {
@@ -756,6 +769,19 @@ extension Weft.V1.Signature: CBackedMessage {
         c.pointee.signed_by = try CBridge.cString(s.signedBy, arena, "weft.v1.Signature", 2)
         c.pointee.signature = CBridge.binary(s.signature)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if s.scheme.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.scheme.rawValue) }
+        if !s.signedBy.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.signedBy.utf8.count) }
+        if !s.signature.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.signature.count) }
+        return size
     }
 }
 
@@ -802,5 +828,19 @@ extension Weft.V1.WrappedKey: CBackedMessage {
         c.pointee.ephemeral_public_key = CBridge.binary(s.ephemeralPublicKey)
         c.pointee.ciphertext = CBridge.binary(s.ciphertext)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if s.scheme.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.scheme.rawValue) }
+        if !s.recipientKey.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.recipientKey.utf8.count) }
+        if !s.ephemeralPublicKey.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.ephemeralPublicKey.count) }
+        if !s.ciphertext.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.ciphertext.count) }
+        return size
     }
 }

@@ -997,6 +997,17 @@ extension Weft.V1.FrameMessage: CBackedMessage {
         c.pointee.payload = CBridge.binary(s.payload)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.payload.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.payload.count) }
+        return size
+    }
 }
 
 extension Weft.V1.FrameHalfClose: CBackedMessage {
@@ -1024,6 +1035,13 @@ extension Weft.V1.FrameHalfClose: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 
@@ -1110,6 +1128,17 @@ extension Weft.V1.FrameCancel: CBackedMessage {
         c.pointee.reason = try CBridge.cString(s.reason, arena, "weft.v1.FrameCancel", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.reason.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.reason.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.FrameWindowUpdate: CBackedMessage {
@@ -1139,6 +1168,15 @@ extension Weft.V1.FrameWindowUpdate: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.increment_bytes = self.incrementBytes
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if self.incrementBytes != 0 { size &+= 1 &+ PackedSize.varint(UInt64(self.incrementBytes)) }
+        return size
     }
 }
 
@@ -1170,6 +1208,15 @@ extension Weft.V1.FramePing: CBackedMessage {
         c.pointee.data = self.data
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if self.data != 0 { size &+= 1 &+ PackedSize.varint(UInt64(self.data)) }
+        return size
+    }
 }
 
 extension Weft.V1.FramePong: CBackedMessage {
@@ -1199,6 +1246,15 @@ extension Weft.V1.FramePong: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.data = self.data
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if self.data != 0 { size &+= 1 &+ PackedSize.varint(UInt64(self.data)) }
+        return size
     }
 }
 

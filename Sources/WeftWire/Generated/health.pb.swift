@@ -507,6 +507,17 @@ extension Weft.V1.CheckRequest: CBackedMessage {
         c.pointee.service = try CBridge.cString(s.service, arena, "weft.v1.CheckRequest", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.service.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.service.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.CheckResponse: CBackedMessage {
@@ -549,6 +560,18 @@ extension Weft.V1.CheckResponse: CBackedMessage {
         c.pointee.detail = try CBridge.cString(s.detail, arena, "weft.v1.CheckResponse", 2)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if s.status.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.status.rawValue) }
+        if !s.detail.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.detail.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.WatchRequest: CBackedMessage {
@@ -588,6 +611,17 @@ extension Weft.V1.WatchRequest: CBackedMessage {
         let s = _storage
         c.pointee.service = try CBridge.cString(s.service, arena, "weft.v1.WatchRequest", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.service.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.service.utf8.count) }
+        return size
     }
 }
 
@@ -630,6 +664,18 @@ extension Weft.V1.WatchResponse: CBackedMessage {
         c.pointee.status = .init(rawValue: .init(truncatingIfNeeded: s.status.rawValue))
         c.pointee.detail = try CBridge.cString(s.detail, arena, "weft.v1.WatchResponse", 2)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if s.status.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.status.rawValue) }
+        if !s.detail.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.detail.utf8.count) }
+        return size
     }
 }
 

@@ -4915,6 +4915,17 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
         c.pointee.submission_id = try CBridge.cString(s.submissionID, arena, "weft.v1.SubmitResponse", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.submissionID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.submissionID.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
@@ -5107,6 +5118,19 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
         c.pointee.parties = try CBridge.cArray(CBridge.elements(s.parties), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CompletionStreamRequest", 2) ?? CBridge.emptyCString }
         c.pointee.begin_exclusive = s.beginExclusive
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.applicationID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.applicationID.utf8.count) }
+        for e in CBridge.elements(s.parties) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        if s.beginExclusive != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.beginExclusive)) }
+        return size
     }
 }
 
@@ -5816,6 +5840,13 @@ extension Weft.V1.GetLedgerEndRequest: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
@@ -5845,6 +5876,15 @@ extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         c.pointee.offset = self.offset
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if self.offset != 0 { size &+= 1 &+ PackedSize.varint(UInt64(self.offset)) }
+        return size
     }
 }
 
@@ -5976,6 +6016,19 @@ extension Weft.V1.PartyDetails: CBackedMessage {
         c.pointee.is_local = s.isLocal ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.party.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.party.utf8.count) }
+        if !s.displayName.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.displayName.utf8.count) }
+        if s.isLocal { size &+= 1 &+ 1 }
+        return size
+    }
 }
 
 extension Weft.V1.AllocatePartyRequest: CBackedMessage {
@@ -6018,6 +6071,18 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
         c.pointee.party_id_hint = try CBridge.cString(s.partyIDHint, arena, "weft.v1.AllocatePartyRequest", 1)
         c.pointee.display_name = try CBridge.cString(s.displayName, arena, "weft.v1.AllocatePartyRequest", 2)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.partyIDHint.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.partyIDHint.utf8.count) }
+        if !s.displayName.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.displayName.utf8.count) }
+        return size
     }
 }
 
@@ -6087,6 +6152,13 @@ extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 
@@ -6173,6 +6245,18 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
         c.pointee.file_name = try CBridge.cString(s.fileName, arena, "weft.v1.UploadPackageRequest", 2)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.source.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.source.utf8.count) }
+        if !s.fileName.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.fileName.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.UploadPackageResponse: CBackedMessage {
@@ -6212,6 +6296,17 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
         let s = _storage
         c.pointee.package_id = try CBridge.cString(s.packageID, arena, "weft.v1.UploadPackageResponse", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.packageID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.packageID.utf8.count) }
+        return size
     }
 }
 
@@ -6290,6 +6385,13 @@ extension Weft.V1.ListPackagesRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 
@@ -6372,6 +6474,17 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
         let s = _storage
         c.pointee.package_id = try CBridge.cString(s.packageID, arena, "weft.v1.GetPackageRequest", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.packageID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.packageID.utf8.count) }
+        return size
     }
 }
 

@@ -5265,6 +5265,21 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
         c.pointee.confirmation_policy = .init(rawValue: .init(truncatingIfNeeded: s.confirmationPolicy.rawValue))
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.salt.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.salt.count) }
+        if !s.domain.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.domain.utf8.count) }
+        if !s.mediator.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.mediator.utf8.count) }
+        if !s.uuid.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.uuid.count) }
+        if s.confirmationPolicy.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.confirmationPolicy.rawValue) }
+        return size
+    }
 }
 
 extension Weft.V1.ParticipantMetadata: CBackedMessage {
@@ -5355,6 +5370,18 @@ extension Weft.V1.Informee: CBackedMessage {
         c.pointee.party = try CBridge.cString(s.party, arena, "weft.v1.Informee", 1)
         c.pointee.weight = s.weight
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.party.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.party.utf8.count) }
+        if s.weight != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.weight)) }
+        return size
     }
 }
 
@@ -5530,6 +5557,18 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
         c.pointee.node_seed = CBridge.binary(s.nodeSeed)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.contractID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.contractID.utf8.count) }
+        if !s.nodeSeed.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.nodeSeed.count) }
+        return size
+    }
 }
 
 extension Weft.V1.ExerciseActionDescription: CBackedMessage {
@@ -5631,6 +5670,18 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
         c.pointee.n_actors = s.actors.count
         c.pointee.actors = try CBridge.cArray(CBridge.elements(s.actors), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.FetchActionDescription", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.inputContractID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.inputContractID.utf8.count) }
+        for e in CBridge.elements(s.actors) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        return size
     }
 }
 
@@ -6402,6 +6453,13 @@ extension Weft.V1.LocalApprove: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.LocalReject: CBackedMessage {
@@ -6448,6 +6506,19 @@ extension Weft.V1.LocalReject: CBackedMessage {
         c.pointee.n_resources = s.resources.count
         c.pointee.resources = try CBridge.cArray(CBridge.elements(s.resources), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.LocalReject", 3) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.reasonID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.reasonID.utf8.count) }
+        if !s.message.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.message.utf8.count) }
+        for e in CBridge.elements(s.resources) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        return size
     }
 }
 
@@ -6606,6 +6677,18 @@ extension Weft.V1.MediatorReject: CBackedMessage {
         c.pointee.reason_id = try CBridge.cString(s.reasonID, arena, "weft.v1.MediatorReject", 1)
         c.pointee.message = try CBridge.cString(s.message, arena, "weft.v1.MediatorReject", 2)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.reasonID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.reasonID.utf8.count) }
+        if !s.message.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.message.utf8.count) }
+        return size
     }
 }
 
@@ -7115,6 +7198,21 @@ extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
         c.pointee.stakeholder_groups = try CBridge.cArray(CBridge.elements(s.stakeholderGroups), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.CommitmentNarrowingRequest", 5) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.domain.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.domain.utf8.count) }
+        if !s.requester.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.requester.utf8.count) }
+        if !s.counterParticipant.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.counterParticipant.utf8.count) }
+        if !s.requestID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.requestID.utf8.count) }
+        for e in CBridge.elements(s.stakeholderGroups) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.SharedContractHash: CBackedMessage {
@@ -7156,6 +7254,18 @@ extension Weft.V1.SharedContractHash: CBackedMessage {
         c.pointee.contract_id = try CBridge.cString(s.contractID, arena, "weft.v1.SharedContractHash", 1)
         c.pointee.hash = CBridge.binary(s.hash)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.contractID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.contractID.utf8.count) }
+        if !s.hash.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.hash.count) }
+        return size
     }
 }
 

@@ -170,6 +170,13 @@ extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
@@ -212,6 +219,18 @@ extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
         c.pointee.n_services = s.services.count
         c.pointee.services = try CBridge.cArray(CBridge.elements(s.services), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.GetDescriptorSetResponse", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.fileDescriptorSet.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.fileDescriptorSet.count) }
+        for e in CBridge.elements(s.services) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        return size
     }
 }
 

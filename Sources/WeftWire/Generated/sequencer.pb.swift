@@ -2442,6 +2442,17 @@ extension Weft.V1.GetChallengeRequest: CBackedMessage {
         c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.GetChallengeRequest", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.member.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.member.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.GetChallengeResponse: CBackedMessage {
@@ -2621,6 +2632,18 @@ extension Weft.V1.Envelope: CBackedMessage {
         c.pointee.recipients = try CBridge.cArray(CBridge.elements(s.recipients), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.Envelope", 2) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.content.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.content.count) }
+        for e in CBridge.elements(s.recipients) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.Batch: CBackedMessage {
@@ -2790,6 +2813,13 @@ extension Weft.V1.SendResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.SubscribeRequest: CBackedMessage {
@@ -2831,6 +2861,18 @@ extension Weft.V1.SubscribeRequest: CBackedMessage {
         c.pointee.member = try CBridge.cString(s.member, arena, "weft.v1.SubscribeRequest", 1)
         c.pointee.from_counter = s.fromCounter
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.member.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.member.utf8.count) }
+        if s.fromCounter != 0 { size &+= 1 &+ PackedSize.varint(UInt64(s.fromCounter)) }
+        return size
     }
 }
 
@@ -3203,6 +3245,13 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
+    }
 }
 
 extension Weft.V1.OnboardRequest: CBackedMessage {
@@ -3316,6 +3365,13 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 

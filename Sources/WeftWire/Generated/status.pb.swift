@@ -367,4 +367,16 @@ extension Weft.V1.StatusDetail: CBackedMessage {
         c.pointee.value = try CBridge.cString(s.value, arena, "weft.v1.StatusDetail", 2)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.key.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.key.utf8.count) }
+        if !s.value.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.value.utf8.count) }
+        return size
+    }
 }

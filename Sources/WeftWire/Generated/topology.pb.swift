@@ -2101,6 +2101,19 @@ extension Weft.V1.ParticipantDomainState: CBackedMessage {
         c.pointee.trust_level = .init(rawValue: .init(truncatingIfNeeded: s.trustLevel.rawValue))
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.participant.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.participant.utf8.count) }
+        if s.permission.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.permission.rawValue) }
+        if s.trustLevel.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.trustLevel.rawValue) }
+        return size
+    }
 }
 
 extension Weft.V1.PartyToParticipant: CBackedMessage {
@@ -2146,6 +2159,19 @@ extension Weft.V1.PartyToParticipant: CBackedMessage {
         c.pointee.permission = .init(rawValue: .init(truncatingIfNeeded: s.permission.rawValue))
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.party.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.party.utf8.count) }
+        if !s.participant.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.participant.utf8.count) }
+        if s.permission.rawValue != 0 { size &+= 1 &+ PackedSize.int32(s.permission.rawValue) }
+        return size
+    }
 }
 
 extension Weft.V1.MediatorDomainState: CBackedMessage {
@@ -2185,6 +2211,17 @@ extension Weft.V1.MediatorDomainState: CBackedMessage {
         let s = _storage
         c.pointee.mediator = try CBridge.cString(s.mediator, arena, "weft.v1.MediatorDomainState", 1)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.mediator.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.mediator.utf8.count) }
+        return size
     }
 }
 
@@ -2226,6 +2263,17 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
         c.pointee.n_sequencers = s.sequencers.count
         c.pointee.sequencers = try CBridge.cArray(CBridge.elements(s.sequencers), arena) { (e) throws(WireError) in try CBridge.cString(e, arena, "weft.v1.SequencerDomainState", 1) ?? CBridge.emptyCString }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        for e in CBridge.elements(s.sequencers) { size &+= 1 &+ PackedSize.lengthDelimited(e.utf8.count) }
+        return size
     }
 }
 

@@ -789,6 +789,18 @@ extension Weft.V1.TemplateId: CBackedMessage {
         c.pointee.template_name = try CBridge.cString(s.templateName, arena, "weft.v1.TemplateId", 2)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        if _storage.unread != nil { return nil }
+        let s = _storage
+        guard s.unknownFields.isEmpty else { return nil }
+        var size = 0
+        if !s.packageID.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.packageID.utf8.count) }
+        if !s.templateName.isEmpty { size &+= 1 &+ PackedSize.lengthDelimited(s.templateName.utf8.count) }
+        return size
+    }
 }
 
 extension Weft.V1.Value: CBackedMessage {
@@ -911,6 +923,13 @@ extension Weft.V1.Unit: CBackedMessage {
 
     func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
         CBridge.setUnknownFields(self.unknownFields, &c.pointee.base, arena)
+    }
+
+    /// The packed size, from the Swift fields by protobuf-c's rules, so that
+    /// `encode` need not walk the C struct with `get_packed_size` first.
+    var packedSizeOfFields: Int? {
+        guard self.unknownFields.isEmpty else { return nil }
+        return 0
     }
 }
 

@@ -506,6 +506,100 @@ struct SwiftEmitter {
                 }
                 w.line("CBridge.setUnknownFields(\(target)unknownFields, &c.pointee.base, arena)")
             }
+            if let statements = packedSizeStatements(model, target: target) {
+                w.line()
+                w.line("/// The packed size, from the Swift fields by protobuf-c's rules, so that")
+                w.line("/// `encode` need not walk the C struct with `get_packed_size` first.")
+                w.block("var packedSizeOfFields: Int?") { w in
+                    if boxed {
+                        w.line("if _storage.unread != nil { return nil }")
+                        w.line("let s = _storage")
+                    }
+                    w.line("guard \(target)unknownFields.isEmpty else { return nil }")
+                    if statements.isEmpty {
+                        w.line("return 0")
+                    } else {
+                        w.line("var size = 0")
+                        for line in statements { w.line(line) }
+                        w.line("return size")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Statements adding each field's packed size to `size`, the way
+    /// protobuf-c's `get_packed_size` counts it: a proto3 singular field at its
+    /// zero value is not written, a negative int32 or enum is a 10-byte varint,
+    /// repeated scalars are packed, every element of a repeated string or bytes
+    /// field is written. Only for messages of scalars, strings and bytes (nil
+    /// otherwise): a submessage is sized again by protobuf-c's `pack` anyway,
+    /// and these are the small messages where the walk was a large share.
+    /// `encode` checks the result against protobuf-c in debug builds, which is
+    /// every test run.
+    func packedSizeStatements(_ model: MessageModel, target: String) -> [String]? {
+        guard model.oneofs.isEmpty, !model.fields.contains(where: { $0.type.isMessage || $0.oneofIndex != nil }) else {
+            return nil
+        }
+        var lines: [String] = []
+        for field in model.fields {
+            let tag = Self.tagSize(field.number)
+            let v = "\(target)\(SwiftNames.escaped(propertyName(field)))"
+            // The size of one value (a varint, or a fixed width).
+            let scalar: (String) -> String
+            switch field.type {
+            case .string, .bytes:
+                let count = field.type == .string ? "utf8.count" : "count"
+                if field.isRepeated {
+                    lines.append(
+                        "for e in CBridge.elements(\(v)) { size &+= \(tag) &+ PackedSize.lengthDelimited(e.\(count)) }")
+                } else {
+                    lines.append("if !\(v).isEmpty { size &+= \(tag) &+ PackedSize.lengthDelimited(\(v).\(count)) }")
+                }
+                continue
+            case .message: return nil
+            case .bool: scalar = { _ in "1" }
+            case .int32: scalar = { "PackedSize.int32(\($0))" }
+            case .enumeration: scalar = { "PackedSize.int32(\($0).rawValue)" }
+            case .uint32, .uint64: scalar = { "PackedSize.varint(UInt64(\($0)))" }
+            case .int64: scalar = { "PackedSize.varint(UInt64(bitPattern: \($0)))" }
+            case .sint32: scalar = { "PackedSize.varint(PackedSize.zigzag(Int64(\($0))))" }
+            case .sint64: scalar = { "PackedSize.varint(PackedSize.zigzag(\($0)))" }
+            case .fixed32, .sfixed32, .float: scalar = { _ in "4" }
+            case .fixed64, .sfixed64, .double: scalar = { _ in "8" }
+            }
+            if field.isRepeated {
+                let fixed = scalar("e")
+                if Int(fixed) != nil {
+                    lines.append("if !\(v).isEmpty { size &+= \(tag) &+ PackedSize.lengthDelimited(\(v).count &* \(fixed)) }")
+                } else {
+                    lines.append(
+                        "if !\(v).isEmpty { var p = 0; for e in CBridge.elements(\(v)) { p &+= \(fixed) }; "
+                            + "size &+= \(tag) &+ PackedSize.lengthDelimited(p) }")
+                }
+            } else {
+                // protobuf-c's `field_is_zeroish`; for floats `!= 0` agrees with its
+                // `== 0` on -0.0 (not written) and NaN (written).
+                let isSet: String
+                switch field.type {
+                case .bool: isSet = v
+                case .enumeration: isSet = "\(v).rawValue != 0"
+                default: isSet = "\(v) != 0"
+                }
+                lines.append("if \(isSet) { size &+= \(tag) &+ \(scalar(v)) }")
+            }
+        }
+        return lines
+    }
+
+    /// Bytes of a field's tag (`number << 3 | wire type`) as a varint.
+    static func tagSize(_ number: Int32) -> Int {
+        switch number {
+        case ..<(1 << 4): return 1
+        case ..<(1 << 11): return 2
+        case ..<(1 << 18): return 3
+        case ..<(1 << 25): return 4
+        default: return 5
         }
     }
 
