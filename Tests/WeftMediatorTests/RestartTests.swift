@@ -100,7 +100,7 @@ import WeftWire
         _ = try await store.migrate()
         #expect(try await store.migrate() == [])
         let status = try await database.withConnection { try MediatorStore.migrator.status($0) }
-        #expect(status.applied == [1, 2] && status.isCurrent)
+        #expect(status.applied == [1, 2, 3] && status.isCurrent)
         _ = try await Mediator.start(store: store, domain: test.domain, signingKey: test.mediator.signing)
         await database.shutdown()
 
