@@ -1,5 +1,6 @@
 public import Logging
 import NIOPosix
+import Synchronization
 
 /// A node's PostgreSQL database: a pool of libpq connections whose blocking
 /// calls run on a dedicated thread pool, never on an event loop or on Swift's
@@ -17,6 +18,21 @@ public final class PostgresDatabase: Sendable {
     private let threads: NIOThreadPool
     private let pool: ConnectionPool
     private let logger: Logger
+    /// Transactions committed through `transaction` since this value was made.
+    private let committed = Atomic<Int>(0)
+    /// The running `ANALYZE`, if any, for `shutdown` to wait for.
+    private let analyzing = Mutex<Task<Void, Never>?>(nil)
+
+    /// After this many committed transactions the database is analyzed (`ANALYZE`).
+    ///
+    /// A statement run often is prepared, and PostgreSQL keeps one generic plan for it, made
+    /// with the statistics of that moment. A new node's tables are empty then, and have no
+    /// statistics until autovacuum's first `ANALYZE`, a minute or more later (its naptime); a
+    /// plan made for an empty table, such as a sequential scan or an index that only matches
+    /// the node's own id, reads the whole table on every call as the table grows (~800 buffers
+    /// per call in `weft-bench transactions`). `ANALYZE` gives the planner statistics and makes
+    /// every session plan its statements again.
+    public static let analyzeAfterTransactions: Set<Int> = [100, 1_000, 10_000]
 
     /// Opens nothing yet: connections are made on first use, up to `maximumConnections`.
     public init(url: String, maximumConnections: Int = 4, logger: Logger = Logger(label: "weft.store")) {
@@ -69,6 +85,8 @@ public final class PostgresDatabase: Sendable {
                 let result = try body(connection)
                 try connection.enqueue("COMMIT")
                 try connection.flush()
+                let count = self.committed.wrappingAdd(1, ordering: .relaxed).newValue
+                if Self.analyzeAfterTransactions.contains(count) { self.analyzeInBackground(after: count) }
                 return result
             } catch {
                 if connection.isUsable {
@@ -82,8 +100,41 @@ public final class PostgresDatabase: Sendable {
 
     /// Closes every idle connection and stops the database threads; requests after this fail.
     public func shutdown() async {
+        await analyzing.withLock { $0 }?.value
         await pool.closeAll()
         try? await threads.shutdownGracefully()
+    }
+
+    /// Runs `ANALYZE` on a connection of the pool, without holding up the transaction that
+    /// reached `count`. A failure only means autovacuum analyzes later.
+    private func analyzeInBackground(after count: Int) {
+        let logger = self.logger
+        analyzing.withLock { running in
+            guard running == nil else { return }  // the previous one still runs: skip this one
+            running = Task { [self] in
+                let start = ContinuousClock.now
+                do {
+                    try await withConnection { connection in
+                        // This user's tables only: a bare ANALYZE warns about every catalog it may not analyze.
+                        let tables = try connection.execute(
+                            """
+                            SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+                            WHERE tableowner = current_user AND schemaname NOT IN ('pg_catalog', 'information_schema')
+                            """
+                        ).rows.compactMap { try $0[0].string }
+                        if !tables.isEmpty { try connection.executeScript("ANALYZE " + tables.joined(separator: ", ")) }
+                    }
+                    logger.debug(
+                        "analyzed the database after \(count) transactions, so that statements are planned with statistics",
+                        metadata: ["duration": "\(ContinuousClock.now - start)"])
+                } catch {
+                    logger.notice(
+                        "ANALYZE after \(count) transactions failed; autovacuum will analyze the tables later",
+                        metadata: ["error": "\(error)"])
+                }
+                analyzing.withLock { $0 = nil }
+            }
+        }
     }
 }
 

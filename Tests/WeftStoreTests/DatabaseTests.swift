@@ -30,6 +30,38 @@ import WeftTestSupport
         }
     }
 
+    @Test func theTablesAreAnalyzedAfterTheFirstHundredTransactions() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            // reltuples is -1 until a table is first analyzed (or vacuumed); autovacuum is off
+            // for these tables, so only the database's own ANALYZE can change it.
+            func reltuples(_ database: PostgresDatabase) async throws -> [Double] {
+                try await database.withConnection { connection in
+                    try connection.execute("SELECT reltuples::float8::text FROM pg_class WHERE relname IN ('grows', 'stays') ORDER BY relname")
+                        .rows.map { Double(try $0[0].string ?? "") ?? .nan }
+                }
+            }
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 2)
+            try await database.withConnection {
+                try $0.executeScript(
+                    """
+                    CREATE TABLE grows (id bigint PRIMARY KEY) WITH (autovacuum_enabled = false);
+                    CREATE TABLE stays (id bigint PRIMARY KEY) WITH (autovacuum_enabled = false);
+                    """)
+            }
+            let threshold = try #require(PostgresDatabase.analyzeAfterTransactions.min())
+            for id in 1..<threshold {
+                try await database.transaction { _ = try $0.execute("INSERT INTO grows VALUES ($1)", [.int64(Int64(id))]) }
+            }
+            #expect(try await reltuples(database) == [-1, -1])
+            try await database.transaction { _ = try $0.execute("INSERT INTO grows VALUES ($1)", [.int64(Int64(threshold))]) }
+            // `shutdown` waits for the ANALYZE that transaction started.
+            await database.shutdown()
+            let reader = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            #expect(try await reltuples(reader) == [Double(threshold), 0])
+            await reader.shutdown()
+        }
+    }
+
     @Test func aFailedTransactionLeavesNothingBehind() async throws {
         try await PostgresFixture.withFixture { fixture in
             let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
