@@ -108,7 +108,7 @@ import WeftWire
         let fresh = "mediator_unmigrated_\(UInt32.random(in: 0...UInt32.max))"
         _ = try PostgresConnection(url: url).execute("CREATE DATABASE \(fresh)")
         let other = PostgresDatabase(url: Self.url(url, database: fresh), maximumConnections: 1)
-        await #expect(throws: MigrationError.pending(component: "mediator", versions: [1, 2])) {
+        await #expect(throws: MigrationError.pending(component: "mediator", versions: [1, 2, 3])) {
             try await Mediator.start(
                 store: MediatorStore(database: other, mediator: test.mediator.member), domain: test.domain,
                 signingKey: test.mediator.signing)
