@@ -1,5 +1,6 @@
 import Foundation
 import WeftContracts
+import WeftCrypto
 import WeftWire
 
 /// What committing an approved request changes here: the contracts of hosted stakeholders
@@ -16,14 +17,16 @@ struct Effects {
     /// rejected them locally, e.g. for a missing package, still commits an approved verdict).
     var reinterpretationFailure: String?
 
+    /// The views of stored view trees (`participant_requests.views`), decoded and checked again.
+    static func views(of viewTrees: [[UInt8]]) throws -> [View] {
+        try viewTrees.map { try ReceivedView(Weft.V1.ViewTree(serializedBytes: $0)).view }
+    }
+
     init(
-        _ viewTrees: [[UInt8]], hosted: (Party) -> Bool, packages: [Package], interpreter: Interpreter,
+        _ views: [View], hosted: (Party) -> Bool, packages: [Package], interpreter: Interpreter,
         active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)]
     ) throws {
-        var views: [View] = []
-        for bytes in viewTrees {
-            views.append(try ReceivedView(Weft.V1.ViewTree(serializedBytes: bytes)).view)
-        }
+        var views = views
         views.sort { $0.position.lexicographicallyPrecedes($1.position) }
         reinterpret(views, interpreter: interpreter, active: active)
         var archivedInSubview = Set<ContractID>()
@@ -95,6 +98,6 @@ func wallClockMicros() -> Int64 {
     Int64((Date().timeIntervalSince1970 * 1_000_000).rounded())
 }
 
-func hexText(_ bytes: [UInt8]) -> String {
-    bytes.map { String(format: "%02x", $0) }.joined()
-}
+/// Lower-case hex of `bytes` (`String(format:)` per byte cost a Foundation call each, once
+/// per submission for its submission id).
+func hexText(_ bytes: [UInt8]) -> String { hex(bytes) }

@@ -101,7 +101,7 @@ extension ParticipantNode {
     /// the mark sent at start may have been sequenced within the snapshot's period, whose
     /// events are skipped, and would then never end the replay.
     func beginReplay() {
-        let markID = "replay-mark-" + ((try? Self.randomBytes(16)) ?? []).map { String(format: "%02x", $0) }.joined()
+        let markID = "replay-mark-" + hexText((try? Self.randomBytes(16)) ?? [])
         recovery.replay = (markID, .now)
         logger.info(
             "participant replay started",
@@ -225,12 +225,9 @@ extension ParticipantNode {
     /// Waits until this participant has every package the views use: a transaction committed
     /// without them would lack its tree and differ from the peers' (and from its own ledger
     /// before a loss). Logs the typed error once per wait; `upload` ends the wait.
-    func awaitPackages(usedBy viewTrees: [[UInt8]], request: SequencingTimestamp) async throws {
+    func awaitPackages(usedBy views: [View], request: SequencingTimestamp) async throws {
         var used = Set<PackageID>()
-        for bytes in viewTrees {
-            guard let view = try? ReceivedView(Weft.V1.ViewTree(serializedBytes: bytes)).view else { continue }
-            used.formUnion(RequestValidator.packagesUsed(by: view))
-        }
+        for view in views { used.formUnion(RequestValidator.packagesUsed(by: view)) }
         var missing = used.subtracting(packageSources.keys)
         guard !missing.isEmpty else { return }
         let error = ParticipantRecoveryError.packagesMissing(missing.sorted())

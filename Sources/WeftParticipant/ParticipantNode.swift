@@ -1197,7 +1197,9 @@ public actor ParticipantNode {
         var commit: ParticipantStore.Commit?
         var effects: Effects?
         if approved {
-            try await awaitPackages(usedBy: request.views, request: requestTime)
+            // Decoded once for both (each decode hashes every view's Merkle tree again).
+            let views = try Effects.views(of: request.views)
+            try await awaitPackages(usedBy: views, request: requestTime)
             let snapshot = await topology.snapshot(at: requestTime)
             let hosted = { (party: Party) -> Bool in
                 guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
@@ -1207,7 +1209,7 @@ public actor ParticipantNode {
             }
             let packages = Array(packageSources.values)
             let computed = try Effects(
-                request.views, hosted: hosted, packages: packages, interpreter: interpreter, active: active)
+                views, hosted: hosted, packages: packages, interpreter: interpreter, active: active)
             effects = computed
             if let failure = computed.reinterpretationFailure {
                 logger.warning(
@@ -1296,9 +1298,10 @@ public actor ParticipantNode {
 
     // MARK: - Helpers
 
+    /// `count` bytes from OpenSSL's CSPRNG in one call (the system generator read a byte at a
+    /// time made 48 `getrandom` calls per submission, for its seed and uuid).
     static func randomBytes(_ count: Int) throws -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        try OpenSSL.randomBytes(count)
     }
 }
 
