@@ -608,18 +608,10 @@ private struct EncodedParameters {
                 append(type: Self.inferredType, format: Self.textFormat, length: 0)
                 values.appendNull()
             case .int64Array(let integers):
-                try appendArray(
-                    type: PostgresTypeOID.int8Array, element: PostgresTypeOID.int8, parameter: index,
-                    count: integers.count, hasNull: integers.contains(nil)
-                ) { buffer in
-                    for integer in integers {
-                        guard let integer else {
-                            buffer.appendBigEndian(Int32(-1))
-                            continue
-                        }
-                        buffer.appendBigEndian(Int32(8))
-                        buffer.appendBigEndian(integer)
-                    }
+                try appendArray(type: PostgresTypeOID.int8Array, element: PostgresTypeOID.int8, parameter: index, integers) {
+                    integer, buffer in
+                    buffer.appendBigEndian(Int32(8))
+                    buffer.appendBigEndian(integer)
                 }
             case .textArray(let texts):
                 if texts.contains(where: { $0?.utf8.contains(0) == true }) {
@@ -629,35 +621,18 @@ private struct EncodedParameters {
                             + "PostgreSQL text cannot hold; send it as .bytesArray"
                     )
                 }
-                try appendArray(
-                    type: PostgresTypeOID.textArray, element: PostgresTypeOID.text, parameter: index,
-                    count: texts.count, hasNull: texts.contains(nil)
-                ) { buffer in
-                    for text in texts {
-                        guard let text else {
-                            buffer.appendBigEndian(Int32(-1))
-                            continue
-                        }
-                        let utf8 = text.utf8
-                        // An element longer than 2 GiB makes the whole array too long, which
-                        // `appendArray` then refuses; the length written here is never sent.
-                        buffer.appendBigEndian(Int32(truncatingIfNeeded: utf8.count))
-                        buffer.append(contentsOf: utf8)
-                    }
+                try appendArray(type: PostgresTypeOID.textArray, element: PostgresTypeOID.text, parameter: index, texts) {
+                    text, buffer in
+                    // An element longer than 2 GiB makes the whole array too long, which
+                    // `appendArray` then refuses; the length written here is never sent.
+                    buffer.appendBigEndian(Int32(truncatingIfNeeded: text.utf8.count))
+                    buffer.append(contentsOf: text.utf8)
                 }
             case .bytesArray(let elements):
-                try appendArray(
-                    type: PostgresTypeOID.byteaArray, element: PostgresTypeOID.bytea, parameter: index,
-                    count: elements.count, hasNull: elements.contains(nil)
-                ) { buffer in
-                    for element in elements {
-                        guard let element else {
-                            buffer.appendBigEndian(Int32(-1))
-                            continue
-                        }
-                        buffer.appendBigEndian(Int32(truncatingIfNeeded: element.count))
-                        buffer.append(contentsOf: element)
-                    }
+                try appendArray(type: PostgresTypeOID.byteaArray, element: PostgresTypeOID.bytea, parameter: index, elements) {
+                    element, buffer in
+                    buffer.appendBigEndian(Int32(truncatingIfNeeded: element.count))
+                    buffer.append(contentsOf: element)
                 }
             }
         }
@@ -666,20 +641,22 @@ private struct EncodedParameters {
     /// A one-dimensional array in PostgreSQL's binary array format (what `array_recv` reads):
     /// the number of dimensions, whether any element is NULL, the element type, the length
     /// and lower bound (1) of the dimension, then each element as its length (-1 for NULL)
-    /// and its binary value (`writeElements`). An empty array has no dimension.
-    private mutating func appendArray(
-        type: Oid, element: Oid, parameter index: Int, count: Int, hasNull: Bool,
-        _ writeElements: (inout [UInt8]) -> Void
+    /// and its binary value, which `writeElement` appends. An empty array has no dimension.
+    private mutating func appendArray<Element>(
+        type: Oid, element: Oid, parameter index: Int, _ elements: [Element?],
+        _ writeElement: (Element, inout [UInt8]) -> Void
     ) throws(PostgresError) {
         let length = values.appendValue { buffer in
-            buffer.appendBigEndian(Int32(count == 0 ? 0 : 1))
-            buffer.appendBigEndian(Int32(hasNull ? 1 : 0))
+            buffer.appendBigEndian(Int32(elements.isEmpty ? 0 : 1))
+            buffer.appendBigEndian(Int32(elements.contains { $0 == nil } ? 1 : 0))
             buffer.appendBigEndian(Int32(bitPattern: element))
-            if count > 0 {
-                buffer.appendBigEndian(Int32(truncatingIfNeeded: count))
+            if !elements.isEmpty {
+                buffer.appendBigEndian(Int32(truncatingIfNeeded: elements.count))
                 buffer.appendBigEndian(Int32(1))
             }
-            writeElements(&buffer)
+            for element in elements {
+                if let element { writeElement(element, &buffer) } else { buffer.appendBigEndian(Int32(-1)) }
+            }
         }
         guard length <= Int32.max else {
             throw PostgresError(
