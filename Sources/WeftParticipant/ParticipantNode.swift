@@ -1045,7 +1045,7 @@ public actor ParticipantNode {
         let stored = ParticipantStore.StoredRequest(
             timestamp: request.timestamp, rootHash: rootHash, locked: result.locks, creates: result.creates,
             responses: result.responses, responsesSent: result.responses.isEmpty, views: result.viewTrees,
-            command: result.command)
+            command: result.command, decodedViews: result.views)
         let sent = takeResponsesSent()
         do {
             try await store.register(stored, cursor: next, responsesSent: sent)
@@ -1197,8 +1197,9 @@ public actor ParticipantNode {
         var commit: ParticipantStore.Commit?
         var effects: Effects?
         if approved {
-            // Decoded once for both (each decode hashes every view's Merkle tree again).
-            let views = try Effects.views(of: request.views)
+            // As validation decoded them, or, for a request loaded at a restart, decoded once
+            // for both uses (each decode hashes every view's Merkle tree again).
+            let views = try request.decodedViews ?? Effects.views(of: request.views)
             try await awaitPackages(usedBy: views, request: requestTime)
             let snapshot = await topology.snapshot(at: requestTime)
             let hosted = { (party: Party) -> Bool in

@@ -200,6 +200,9 @@ public struct ParticipantStore: Sendable {
         let responsesSent: Bool
         let views: [[UInt8]]
         let command: CommandKey?
+        /// `views` decoded, when this process validated the request; nil for one loaded from
+        /// the store (a restart), whose commit decodes `views` again. Never stored.
+        var decodedViews: [View]? = nil
     }
 
     /// What a (re)starting participant needs in memory.

@@ -46,6 +46,8 @@ struct ConflictState {
 struct ValidationResult: Sendable {
     /// The decrypted view trees, serialized, in the order received: what a commit reads.
     let viewTrees: [[UInt8]]
+    /// The same views decoded, for a commit by this process (`StoredRequest.decodedViews`).
+    let views: [View]
     let rootHash: Digest32?
     let decision: LocalDecision
     /// One response per view with confirming parties hosted here (may be empty).
@@ -139,7 +141,8 @@ struct RequestValidator {
             }
         }
         return ValidationResult(
-            viewTrees: decoded.map(\.tree), rootHash: rootHash, decision: decision, responses: responses,
+            viewTrees: decoded.map(\.tree), views: decoded.map(\.received.view), rootHash: rootHash,
+            decision: decision, responses: responses,
             mediator: mediator, locks: locks, creates: creates, command: command)
     }
 
