@@ -130,6 +130,35 @@ import WeftWire
         }
     }
 
+    @Test func aNULOrNonASCIIByteIsFoundAtEveryPositionOfEveryLength() throws {
+        // The decode checks a string eight and 32 bytes at a time, with an
+        // overlapping last word and a byte loop for short strings: a NUL (refused)
+        // and a two-byte UTF-8 character (accepted) at each position, for every
+        // length around those word sizes.
+        func envelope(_ recipient: [UInt8]) throws(WireError) -> Weft.V1.Envelope {
+            try Weft.V1.Envelope(serializedBytes: [0x12, UInt8(recipient.count)] + recipient)
+        }
+        for length in 1...80 {
+            let plain = [UInt8](repeating: UInt8(ascii: "p"), count: length)
+            #expect(try envelope(plain).recipients == [String(decoding: plain, as: UTF8.self)])
+            for position in 0..<length {
+                var withNUL = plain
+                withNUL[position] = 0
+                #expect(throws: WireError.embeddedNUL(message: "weft.v1.Envelope", fieldNumber: 2)) {
+                    try envelope(withNUL)
+                }
+                guard position + 1 < length else { continue }
+                var accented = plain
+                accented[position] = 0xC3  // "é"
+                accented[position + 1] = 0xA9
+                #expect(try envelope(accented).recipients == [String(decoding: accented, as: UTF8.self)])
+                var cut = accented
+                cut[position + 1] = UInt8(ascii: "p")  // 0xC3 without its continuation byte
+                #expect(throws: WireError.invalidUTF8(message: "weft.v1.Envelope")) { try envelope(cut) }
+            }
+        }
+    }
+
     @Test func invalidUTF8IsRefused() {
         // CheckRequest.service = 0xFF 0xFE.
         #expect(throws: WireError.invalidUTF8(message: "weft.v1.CheckRequest")) {
