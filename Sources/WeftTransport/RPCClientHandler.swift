@@ -71,7 +71,8 @@ public final class RPCClientHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.init(streamID: id, kind: .message(.init(payload: request)))), promise: nil)
             context.write(wrapOutboundOut(.init(streamID: id, kind: .halfClose(.init()))), promise: nil)
         }
-        context.flush()
+        // Calls started in the same turn of the event loop leave in one TLS record.
+        scheduleFlush(context)
         calls[id] = call
         return (id, call.result.futureResult, call.send)
     }

@@ -169,8 +169,12 @@ public final class RPCServerHandler: ChannelInboundHandler {
             connectionID: connectionID)
         let (payloads, requests) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
         var stream = Stream(context: call, requests: requests)
-        if let grant = stream.receive.open(to: configuration.streamWindowBytes) {
-            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: grant)))), promise: nil)
+        // Only a client-streaming call has use for a window beyond the initial one: the one
+        // request of any other call always fits (a window may go negative, §4.2). A grant per
+        // unary call was a frame, a TLS record and a system call of its own per `Send`.
+        if route.kind == .clientStreaming, let grant = stream.receive.open(to: configuration.streamWindowBytes) {
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .windowUpdate(.init(incrementBytes: grant)))), promise: nil)
+            scheduleFlush(context)
         }
         streams[id] = stream
         start(context, id, route, call, payloads)
@@ -305,11 +309,15 @@ public final class RPCServerHandler: ChannelInboundHandler {
         }
         guard let context else { return }
         if sendClose {
+            // Flushed with whatever else the event loop writes now: calls that end together
+            // (a group commit answers many `Send`s at once) leave in one TLS record.
             let status = error?.status ?? .init(code: StatusCode.ok.rawValue)
-            context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .close(.init(status: status)))), promise: nil)
+            context.write(wrapOutboundOut(.init(streamID: id, kind: .close(.init(status: status)))), promise: nil)
+            scheduleFlush(context)
         }
         if streams.isEmpty {
             if goAwayLastStreamID != nil {
+                context.flush()  // the last closes, before the connection goes
                 context.close(promise: nil)  // drained
             } else {
                 armIdleTimer()
