@@ -1045,7 +1045,7 @@ public actor ParticipantNode {
         let stored = ParticipantStore.StoredRequest(
             timestamp: request.timestamp, rootHash: rootHash, locked: result.locks, creates: result.creates,
             responses: result.responses, responsesSent: result.responses.isEmpty, views: result.viewTrees,
-            command: result.command, decodedViews: result.views)
+            command: result.command, decodedViews: result.views, ownSubmitter: result.ownSubmitter)
         let sent = takeResponsesSent()
         do {
             try await store.register(stored, cursor: next, responsesSent: sent)
@@ -1245,7 +1245,15 @@ public actor ParticipantNode {
         Counter(label: "weft_participant_requests_total", dimensions: [("outcome", approved ? "approved" : "rejected")])
             .increment()
         var submitter: SubmitterMetadata?
-        if let command = request.command { submitter = try await restoreCommand(command, of: request) }
+        if let command = request.command {
+            if submittedAt[command] != nil, let own = request.ownSubmitter {
+                // This process recorded the command (`submit`), so its record exists: nothing to
+                // restore, and the views were read at validation.
+                submitter = own
+            } else {
+                submitter = try await restoreCommand(command, of: request)
+            }
+        }
         let sent = takeResponsesSent()
         do {
             try await store.decide(

@@ -203,6 +203,9 @@ public struct ParticipantStore: Sendable {
         /// `views` decoded, when this process validated the request; nil for one loaded from
         /// the store (a restart), whose commit decodes `views` again. Never stored.
         var decodedViews: [View]? = nil
+        /// The submitter metadata of this participant's own command, read from the views
+        /// when this process validated the request; nil otherwise. Never stored.
+        var ownSubmitter: SubmitterMetadata? = nil
     }
 
     /// What a (re)starting participant needs in memory.

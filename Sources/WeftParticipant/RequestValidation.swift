@@ -60,6 +60,8 @@ struct ValidationResult: Sendable {
     let creates: [ContractID]
     /// The command, when this participant submitted the request.
     let command: CommandKey?
+    /// The command's submitter metadata, from the views (`StoredRequest.ownSubmitter`).
+    let ownSubmitter: SubmitterMetadata?
 }
 
 /// Validates a confirmation request as one participant sees it (DESIGN.md §8 step 4,
@@ -111,6 +113,13 @@ struct RequestValidator {
             else { return nil }
             return CommandKey(applicationID: submitter.applicationID, commandID: submitter.commandID)
         }.first
+        // The metadata `ParticipantNode.restoreCommand` would pick: the command's, with a submission id.
+        let ownSubmitter = command.flatMap { command in
+            decoded.lazy.compactMap(\.received.submitterMetadata).first { submitter in
+                !submitter.submissionID.isEmpty && submitter.commandID == command.commandID
+                    && submitter.applicationID == command.applicationID
+            }
+        }
 
         var decision = decodeFailure ?? check(request, decoded.map(\.received), rootHash: announced)
         // The request is known by the root hash its views lead to (the mediator's), else by
@@ -143,7 +152,7 @@ struct RequestValidator {
         return ValidationResult(
             viewTrees: decoded.map(\.tree), views: decoded.map(\.received.view), rootHash: rootHash,
             decision: decision, responses: responses,
-            mediator: mediator, locks: locks, creates: creates, command: command)
+            mediator: mediator, locks: locks, creates: creates, command: command, ownSubmitter: ownSubmitter)
     }
 
     // MARK: - The checks, in order
