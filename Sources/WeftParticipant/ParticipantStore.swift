@@ -300,6 +300,23 @@ public struct ParticipantStore: Sendable {
     /// returns what is stored for it (a duplicate), and records nothing.
     func begin(_ command: SubmittedCommand, now: Int64) async throws -> CommandRecord? {
         let me = self.me
+        let insert = """
+            INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
+                root_hash, submitted_at, dedup_until, state, max_sequencing_time, batch)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, $10::bytea)
+            ON CONFLICT DO NOTHING RETURNING 1
+            """
+        let row: [PostgresValue] = [
+            me, .text(command.key.applicationID), .text(command.key.commandID), .text(command.submissionID),
+            .text(command.messageID), .bytes(command.rootHash.bytes), .int64(now),
+            .int64(now + command.deduplicationPeriodMicros), .int64(command.maxSequencingTime),
+            command.batch.map { .bytes($0) } ?? .null,
+        ]
+        // The usual case, a command id this application has not used: one statement, no
+        // transaction around it (a round trip instead of three).
+        let fresh = try await database.withConnection { connection in !(try connection.execute(insert, row).rows.isEmpty) }
+        if fresh { return nil }
+        // A record exists: a duplicate, or one to replace (rejected, or out of its period).
         return try await database.transaction { connection in
             let existing = try connection.execute(
                 """
@@ -318,20 +335,7 @@ public struct ParticipantStore: Sendable {
                     [me, .text(command.key.applicationID), .text(command.key.commandID)])
             }
             // A concurrent submission of the same command inserts first: then this one is its duplicate.
-            let inserted = try connection.execute(
-                """
-                INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
-                    root_hash, submitted_at, dedup_until, state, max_sequencing_time, batch)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, $10::bytea)
-                ON CONFLICT DO NOTHING RETURNING 1
-                """,
-                [
-                    me, .text(command.key.applicationID), .text(command.key.commandID), .text(command.submissionID),
-                    .text(command.messageID), .bytes(command.rootHash.bytes), .int64(now),
-                    .int64(now + command.deduplicationPeriodMicros), .int64(command.maxSequencingTime),
-                    command.batch.map { .bytes($0) } ?? .null,
-                ])
-            if !inserted.rows.isEmpty { return nil }
+            if !(try connection.execute(insert, row).rows.isEmpty) { return nil }
             return try connection.execute(
                 """
                 SELECT state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id
