@@ -43,6 +43,7 @@ final class SequencerNode: Service {
         var timing = Sequencer.Timing()
         timing.heartbeatInterval = try settings.section.duration("heartbeat-interval", default: timing.heartbeatInterval)
         timing.offlineAfter = try settings.section.duration("offline-after", default: timing.offlineAfter)
+        timing.groupCommitSpacing = try settings.section.duration("group-commit-spacing", default: timing.groupCommitSpacing)
         self.timing = timing
         access = try NodeAccess(settings)
         var logger = logger

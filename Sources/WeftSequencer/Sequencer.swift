@@ -37,6 +37,13 @@ public final class Sequencer: Sendable {
         /// While a subscription waits, readers look for other nodes' commits this often even
         /// without a notification (one lost while the listening connection was down).
         public var pollInterval: Duration = .milliseconds(100)
+        /// A group commit starts at least this long after the previous one began, unless 64
+        /// submissions already wait: under load, groups grow instead of the node committing
+        /// as often as PostgreSQL lets it, and every group costs as much again (a transaction,
+        /// a block signature, each member's verification of it, a read and a delivery per
+        /// subscription). A submission that finds the node idle for longer waits not at all.
+        /// Zero commits each group as soon as the previous one is done.
+        public var groupCommitSpacing: Duration = .milliseconds(2)
         public init() {}
 
         /// The heartbeat, at least ten times per `offlineAfter`: a node configured with a short
@@ -52,7 +59,9 @@ public final class Sequencer: Sendable {
         self.safePoint = safePoint
         let blocks = BlockCache(database: database)
         self.blocks = blocks
-        writer = SequencerWriter(node: node, database: database, signing: signing, blocks: blocks, logger: logger) { _ in
+        writer = SequencerWriter(
+            node: node, database: database, signing: signing, blocks: blocks, groupSpacing: timing.groupCommitSpacing, logger: logger
+        ) { _ in
             Task { await safePoint.poke() }
         }
         reader = SequencerReader(database: database, safePoint: safePoint, fanOut: DeliveryFanOut(database: database, safePoint: safePoint))

@@ -66,6 +66,8 @@ actor SequencerWriter {
     static let nodeSlots: Int64 = 32
     /// Most submissions in one transaction.
     static let maximumBatch = 2000
+    /// Submissions that start a group without waiting out `groupSpacing`.
+    static let groupWithoutSpacing = 64
 
     let node: Int16
     private let database: PostgresDatabase
@@ -73,6 +75,10 @@ actor SequencerWriter {
     private let onCommit: @Sendable (Int64) -> Void
     private let signing: BlockSigning
     private let blocks: BlockCache
+    /// The least time from the start of one group commit to the start of the next
+    /// (`Sequencer.Timing.groupCommitSpacing`).
+    private let groupSpacing: Duration
+    private var lastGroupStart: ContinuousClock.Instant?
     private var lastTimestamp: Int64 = 0
     private var online = false
     /// The watermark this node last committed.
@@ -86,14 +92,15 @@ actor SequencerWriter {
     private var flushing = false
 
     init(
-        node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, logger: Logger,
-        onCommit: @escaping @Sendable (Int64) -> Void
+        node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, groupSpacing: Duration = .zero,
+        logger: Logger, onCommit: @escaping @Sendable (Int64) -> Void
     ) {
         precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
         self.node = node
         self.database = database
         self.signing = signing
         self.blocks = blocks
+        self.groupSpacing = groupSpacing
         self.logger = logger
         self.onCommit = onCommit
     }
@@ -195,6 +202,13 @@ actor SequencerWriter {
     private func flush() async {
         while true {
             if !pending.isEmpty {
+                // Spacing: submissions arriving meanwhile join this group (the actor takes them
+                // while this task sleeps; `flushing` keeps a second flush from starting).
+                if let last = lastGroupStart, pending.count < Self.groupWithoutSpacing {
+                    let wait = last + groupSpacing - .now
+                    if wait > .zero { try? await Task.sleep(for: wait) }
+                }
+                lastGroupStart = .now
                 let group = Array(pending.prefix(Self.maximumBatch))
                 pending.removeFirst(group.count)
                 do {

@@ -221,3 +221,47 @@ struct TestFailure: Error, CustomStringConvertible {
         }
     }
 }
+
+/// The writer's group commits (docs/sequencer.md §3).
+@Suite(.timeLimit(.minutes(2))) struct GroupCommitTests {
+    static let members = OrderingTests.members
+
+    /// `groupCommitSpacing`: submissions that arrive within the spacing after a group commit
+    /// started wait for the next one and go together; each transaction of the writer is one
+    /// group, so the events' inserting transactions (`xmin`) count the groups.
+    @Test func submissionsWithinTheSpacingShareOneGroupCommit() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let setup = try PostgresConnection(url: fixture.url)
+            try Sequencer.migrator.migrate(setup)
+            var timing = Sequencer.Timing()
+            timing.offlineAfter = .seconds(60)
+            // Long, so that on a loaded machine the 12 sends are surely all waiting before it ends
+            // (with 400 ms, a full parallel test run once split the burst in two).
+            timing.groupCommitSpacing = .seconds(3)
+            let node = Sequencer(node: 0, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
+            try await node.start()
+            for member in Self.members { _ = try await node.register(member) }
+            let farFuture = SequencerWriter.now() + 3_600_000_000
+            func send(_ sender: String, _ id: String) async throws {
+                let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [Self.members[3]])])
+                let outcome = try await node.send(sender: sender, messageID: id, batch: batch, maxSequencingTime: farFuture)
+                guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
+            }
+            // The first group starts at once; the next waits out the spacing from its start.
+            let start = ContinuousClock.now
+            try await send(Self.members[0], "first")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for number in 0..<12 {
+                    group.addTask { try await send(Self.members[number % 3], "burst-\(number)") }
+                }
+                try await group.waitForAll()
+            }
+            #expect(ContinuousClock.now - start >= .seconds(3), "the burst did not wait for the spacing")
+            let groups = try setup.execute(
+                "SELECT count(DISTINCT xmin::text)::int8 FROM sequencer_events WHERE message_id = 'first' OR message_id LIKE 'burst-%'"
+            ).rows[0][0].int64
+            #expect(groups == 2, "the first send and the burst of 12 were written in \(groups ?? 0) transactions, not 2")
+            await node.stop()
+        }
+    }
+}
