@@ -37,13 +37,17 @@ public final class Sequencer: Sendable {
         /// While a subscription waits, readers look for other nodes' commits this often even
         /// without a notification (one lost while the listening connection was down).
         public var pollInterval: Duration = .milliseconds(100)
-        /// A group commit starts at least this long after the previous one began, unless 64
-        /// submissions already wait: under load, groups grow instead of the node committing
-        /// as often as PostgreSQL lets it, and every group costs as much again (a transaction,
-        /// a block signature, each member's verification of it, a read and a delivery per
-        /// subscription). A submission that finds the node idle for longer waits not at all.
-        /// Zero commits each group as soon as the previous one is done.
+        /// Under load, a group commit starts at least this long after the previous one began,
+        /// unless 64 submissions already wait: groups grow instead of the node committing as
+        /// often as PostgreSQL lets it, and every group costs as much again (a transaction, a
+        /// block signature, each member's verification of it, a read and a delivery per
+        /// subscription). Zero commits each group as soon as the previous one is done.
         public var groupCommitSpacing: Duration = .milliseconds(2)
+        /// What "under load" means for `groupCommitSpacing`: the previous group had at least
+        /// this many submissions. After a smaller one the next group starts at once, so that a
+        /// lightly loaded node adds no latency (a transaction passes the sequencer three times
+        /// in a row: request, responses, verdict).
+        public var groupCommitSpacingFromGroupSize = 4
         public init() {}
 
         /// The heartbeat, at least ten times per `offlineAfter`: a node configured with a short
@@ -60,7 +64,8 @@ public final class Sequencer: Sendable {
         let blocks = BlockCache(database: database)
         self.blocks = blocks
         writer = SequencerWriter(
-            node: node, database: database, signing: signing, blocks: blocks, groupSpacing: timing.groupCommitSpacing, logger: logger
+            node: node, database: database, signing: signing, blocks: blocks, groupSpacing: timing.groupCommitSpacing,
+            spacedFromGroupSize: timing.groupCommitSpacingFromGroupSize, logger: logger
         ) { _ in
             Task { await safePoint.poke() }
         }

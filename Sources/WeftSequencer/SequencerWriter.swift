@@ -78,7 +78,10 @@ actor SequencerWriter {
     /// The least time from the start of one group commit to the start of the next
     /// (`Sequencer.Timing.groupCommitSpacing`).
     private let groupSpacing: Duration
+    /// The least size of a group after which the next waits out `groupSpacing`.
+    private let spacedFromGroupSize: Int
     private var lastGroupStart: ContinuousClock.Instant?
+    private var lastGroupSize = 0
     private var lastTimestamp: Int64 = 0
     private var online = false
     /// The watermark this node last committed.
@@ -93,7 +96,7 @@ actor SequencerWriter {
 
     init(
         node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, groupSpacing: Duration = .zero,
-        logger: Logger, onCommit: @escaping @Sendable (Int64) -> Void
+        spacedFromGroupSize: Int = 1, logger: Logger, onCommit: @escaping @Sendable (Int64) -> Void
     ) {
         precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
         self.node = node
@@ -101,6 +104,7 @@ actor SequencerWriter {
         self.signing = signing
         self.blocks = blocks
         self.groupSpacing = groupSpacing
+        self.spacedFromGroupSize = spacedFromGroupSize
         self.logger = logger
         self.onCommit = onCommit
     }
@@ -204,12 +208,13 @@ actor SequencerWriter {
             if !pending.isEmpty {
                 // Spacing: submissions arriving meanwhile join this group (the actor takes them
                 // while this task sleeps; `flushing` keeps a second flush from starting).
-                if let last = lastGroupStart, pending.count < Self.groupWithoutSpacing {
+                if let last = lastGroupStart, lastGroupSize >= spacedFromGroupSize, pending.count < Self.groupWithoutSpacing {
                     let wait = last + groupSpacing - .now
                     if wait > .zero { try? await Task.sleep(for: wait) }
                 }
                 lastGroupStart = .now
                 let group = Array(pending.prefix(Self.maximumBatch))
+                lastGroupSize = group.count
                 pending.removeFirst(group.count)
                 do {
                     let outcomes = try await write(group.map(\.0))

@@ -238,6 +238,7 @@ struct TestFailure: Error, CustomStringConvertible {
             // Long, so that on a loaded machine the 12 sends are surely all waiting before it ends
             // (with 400 ms, a full parallel test run once split the burst in two).
             timing.groupCommitSpacing = .seconds(3)
+            timing.groupCommitSpacingFromGroupSize = 1  // after any group: here the first, of one
             let node = Sequencer(node: 0, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
             try await node.start()
             for member in Self.members { _ = try await node.register(member) }
@@ -261,6 +262,31 @@ struct TestFailure: Error, CustomStringConvertible {
                 "SELECT count(DISTINCT xmin::text)::int8 FROM sequencer_events WHERE message_id = 'first' OR message_id LIKE 'burst-%'"
             ).rows[0][0].int64
             #expect(groups == 2, "the first send and the burst of 12 were written in \(groups ?? 0) transactions, not 2")
+            await node.stop()
+        }
+    }
+
+    /// A node whose groups stay small (one submission at a time) is not under load: each
+    /// group starts at once, the spacing does not apply.
+    @Test func groupsBelowTheLoadThresholdAreNotSpaced() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let setup = try PostgresConnection(url: fixture.url)
+            try Sequencer.migrator.migrate(setup)
+            var timing = Sequencer.Timing()
+            timing.offlineAfter = .seconds(60)
+            timing.groupCommitSpacing = .seconds(5)  // groupCommitSpacingFromGroupSize stays 4
+            let node = Sequencer(node: 0, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
+            try await node.start()
+            for member in Self.members { _ = try await node.register(member) }
+            let farFuture = SequencerWriter.now() + 3_600_000_000
+            let start = ContinuousClock.now
+            for number in 0..<3 {
+                let batch = Weft.V1.Batch(envelopes: [.init(content: [UInt8(number)], recipients: [Self.members[3]])])
+                let outcome = try await node.send(sender: Self.members[0], messageID: "one-\(number)", batch: batch, maxSequencingTime: farFuture)
+                guard case .delivered = outcome else { throw TestFailure("one-\(number): \(outcome)") }
+            }
+            // Spaced, the three would take at least 10 s.
+            #expect(ContinuousClock.now - start < .seconds(5), "single submissions waited for the spacing")
             await node.stop()
         }
     }
