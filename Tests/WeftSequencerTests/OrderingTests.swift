@@ -226,22 +226,29 @@ struct TestFailure: Error, CustomStringConvertible {
 @Suite(.timeLimit(.minutes(2))) struct GroupCommitTests {
     static let members = OrderingTests.members
 
+    /// A started node with the given spacing, the members registered; and a connection to its database.
+    static func node(_ url: String, spacing: Duration, fromGroupSize: Int) async throws -> (Sequencer, PostgresConnection) {
+        let setup = try PostgresConnection(url: url)
+        try Sequencer.migrator.migrate(setup)
+        var timing = Sequencer.Timing()
+        timing.offlineAfter = .seconds(60)
+        timing.groupCommitSpacing = spacing
+        timing.groupCommitSpacingFromGroupSize = fromGroupSize
+        let node = Sequencer(node: 0, database: PostgresDatabase(url: url, maximumConnections: 4), timing: timing)
+        try await node.start()
+        for member in members { _ = try await node.register(member) }
+        return (node, setup)
+    }
+
     /// `groupCommitSpacing`: submissions that arrive within the spacing after a group commit
     /// started wait for the next one and go together; each transaction of the writer is one
     /// group, so the events' inserting transactions (`xmin`) count the groups.
     @Test func submissionsWithinTheSpacingShareOneGroupCommit() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let setup = try PostgresConnection(url: fixture.url)
-            try Sequencer.migrator.migrate(setup)
-            var timing = Sequencer.Timing()
-            timing.offlineAfter = .seconds(60)
             // Long, so that on a loaded machine the 12 sends are surely all waiting before it ends
-            // (with 400 ms, a full parallel test run once split the burst in two).
-            timing.groupCommitSpacing = .seconds(3)
-            timing.groupCommitSpacingFromGroupSize = 1  // after any group: here the first, of one
-            let node = Sequencer(node: 0, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
-            try await node.start()
-            for member in Self.members { _ = try await node.register(member) }
+            // (with 400 ms, a full parallel test run once split the burst in two); after any
+            // group, here the first, of one.
+            let (node, setup) = try await Self.node(fixture.url, spacing: .seconds(3), fromGroupSize: 1)
             let farFuture = SequencerWriter.now() + 3_600_000_000
             func send(_ sender: String, _ id: String) async throws {
                 let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [Self.members[3]])])
@@ -270,14 +277,7 @@ struct TestFailure: Error, CustomStringConvertible {
     /// group starts at once, the spacing does not apply.
     @Test func groupsBelowTheLoadThresholdAreNotSpaced() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let setup = try PostgresConnection(url: fixture.url)
-            try Sequencer.migrator.migrate(setup)
-            var timing = Sequencer.Timing()
-            timing.offlineAfter = .seconds(60)
-            timing.groupCommitSpacing = .seconds(5)  // groupCommitSpacingFromGroupSize stays 4
-            let node = Sequencer(node: 0, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
-            try await node.start()
-            for member in Self.members { _ = try await node.register(member) }
+            let (node, _) = try await Self.node(fixture.url, spacing: .seconds(5), fromGroupSize: Sequencer.Timing().groupCommitSpacingFromGroupSize)
             let farFuture = SequencerWriter.now() + 3_600_000_000
             let start = ContinuousClock.now
             for number in 0..<3 {
