@@ -95,8 +95,8 @@ actor SequencerWriter {
     private var flushing = false
 
     init(
-        node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, groupSpacing: Duration = .zero,
-        spacedFromGroupSize: Int = 1, logger: Logger, onCommit: @escaping @Sendable (Int64) -> Void
+        node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, groupSpacing: Duration,
+        spacedFromGroupSize: Int, logger: Logger, onCommit: @escaping @Sendable (Int64) -> Void
     ) {
         precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
         self.node = node
