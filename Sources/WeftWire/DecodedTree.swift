@@ -38,13 +38,26 @@ final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
     /// protobuf-c's structs, arrays and string copies are two to three times
     /// the wire size for Weft's messages; more chains a block.
     static func make(forInputBytes byteCount: Int) -> DecodedTree {
-        let capacity = 256 + 3 * byteCount
+        makeOwned(forInputBytes: byteCount).takeRetainedValue()
+    }
+
+    /// protobuf-c's structs, arrays and string copies are two to three times
+    /// the wire size for Weft's messages.
+    @inline(__always)
+    static func capacity(forInputBytes byteCount: Int) -> Int { 256 + 3 * byteCount }
+
+    /// `make`, as one reference owned by the caller: handing it on to a
+    /// `DecodedSource` then costs no retain and release of the tree.
+    @inline(__always)
+    static func makeOwned(forInputBytes byteCount: Int) -> Unmanaged<DecodedTree> {
+        let capacity = capacity(forInputBytes: byteCount)
         if capacity <= reusableBytes, let cachedPointer = weft_decode_tree_take() {
             // Only `recycle` fills the cache, with a tree nothing else references.
-            let cached = Unmanaged<DecodedTree>.fromOpaque(cachedPointer).takeRetainedValue()
-            if cached.rewind(fitting: capacity) { return cached }
+            let cached = Unmanaged<DecodedTree>.fromOpaque(cachedPointer)
+            if cached._withUnsafeGuaranteedRef({ $0.rewind(fitting: capacity) }) { return cached }
+            cached.release()
         }
-        return fresh(capacity: capacity)
+        return .passRetained(fresh(capacity: capacity))
     }
 
     /// Gives up the reference `owner` holds: the tree goes to this thread's
@@ -117,6 +130,12 @@ struct DecodedSource<CStruct>: @unchecked Sendable {
         self.pointer = pointer
     }
 
+    /// A source that takes over the reference `owner` stands for.
+    init(owning owner: Unmanaged<DecodedTree>, pointer: UnsafePointer<CStruct>) {
+        self.owner = owner
+        self.pointer = pointer
+    }
+
     /// The tree, for reading submessages while the owning storage lives.
     var tree: DecodedTree { owner.takeUnretainedValue() }
 
@@ -141,6 +160,11 @@ struct LazyFields: ~Copyable, Sendable {
 
     @inline(__always)
     var isReady: Bool { ready.load(ordering: .acquiring) }
+
+    /// Fields to be read again from a new C struct: only for a storage that
+    /// nothing else references (`StoragePool`).
+    @inline(__always)
+    func markPending() { ready.store(false, ordering: .relaxed) }
 
     /// Runs `read` once, unless the fields are already read.
     @inline(never)

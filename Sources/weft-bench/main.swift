@@ -193,7 +193,11 @@ case "sizes":
 case "profile-envelope-encode":
     // A loop for `perf record`: one operation only.
     let message = ExampleMessages.envelope()
-    for _ in 0..<5_000_000 { blackHole(try! message.serializedBytes()) }
+    let count = arguments.count > 1 ? Int(arguments[1]) ?? 5_000_000 : 5_000_000
+    for _ in 0..<count { blackHole(try! message.serializedBytes()) }
+case "profile-envelope-roundtrip":
+    let message = ExampleMessages.envelope()
+    for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: try! message.serializedBytes())) }
 case "profile-informee-decode":
     let encoded = try ExampleMessages.informeeMessage().serializedBytes()
     for _ in 0..<1_000_000 { blackHole(try! Weft.V1.InformeeMessage(serializedBytes: encoded)) }

@@ -20,6 +20,27 @@ void *weft_decode_tree_take(void);
 /// the cached tree when the thread exits.
 void weft_decode_tree_give(void *tree, void (*release)(void *));
 
+/// Slots of the per-thread storage pool: one per message type (its shape
+/// index), so at least as many as the schema has messages.
+#define WEFT_STORAGE_POOL_SLOTS 512
+
+/// Takes the storage object (a retained Swift object, NULL if there is none)
+/// in this thread's slot `slot`; the slot is then empty until
+/// `weft_storage_pool_give`.
+void *weft_storage_pool_take(int slot);
+
+/// Puts `storage` (one retained reference) in this thread's slot `slot`,
+/// releasing what the slot held with `release`, which is also called for
+/// every pooled storage when the thread exits. Returns 0, and keeps nothing,
+/// for a slot out of range: the caller then releases `storage` itself.
+int weft_storage_pool_give(int slot, void *storage, void (*release)(void *));
+
+/// The Swift runtime's uniqueness check (exported by libswiftCore, what
+/// `isKnownUniquelyReferenced` calls), for an object reached through an
+/// unmanaged pointer: checking it through a strong Swift reference would
+/// retain and release it, two atomic operations on a path meant to save them.
+_Bool swift_isUniquelyReferenced_nonNull_native(const void *object);
+
 /// An empty C string that is not protobuf-c's shared default: protobuf-c
 /// skips a oneof string member that points at its default, so a member set to
 /// "" must point elsewhere to stay present. Never written to.

@@ -82,18 +82,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SetParticipantStateRequest
             var participant: String = ""
             var permission: Weft.V1.ParticipantPermission = .unspecified
             var trustLevel: Weft.V1.TrustLevel = .unspecified
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SetParticipantStateRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SetParticipantStateRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SetParticipantStateRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    participant = ""
+                    permission = .unspecified
+                    trustLevel = .unspecified
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SetParticipantStateRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -156,12 +169,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -191,16 +204,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SetParticipantStateResponse
             var effectiveAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SetParticipantStateResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SetParticipantStateResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SetParticipantStateResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    effectiveAt = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SetParticipantStateResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 effectiveAt = o.effectiveAt
@@ -255,12 +279,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -318,7 +342,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__MemberInfo
             var member: String = ""
             var role: Weft.V1.MemberRole = .unspecified
             var permission: Weft.V1.ParticipantPermission = .unspecified
@@ -326,12 +351,26 @@ extension Weft.V1 {
             var registered: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__MemberInfo>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__MemberInfo>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MemberInfo>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    member = ""
+                    role = .unspecified
+                    permission = .unspecified
+                    trustLevel = .unspecified
+                    registered = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__MemberInfo>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -402,12 +441,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -463,16 +502,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ListMembersResponse
             var members: [Weft.V1.MemberInfo] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ListMembersResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ListMembersResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListMembersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    members = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ListMembersResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 members = o.members
@@ -527,12 +577,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -588,16 +638,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetDomainParametersResponse
             var parameters: Weft.V1.DomainParameters? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetDomainParametersResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetDomainParametersResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetDomainParametersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    parameters = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetDomainParametersResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 parameters = o.parameters
@@ -652,12 +713,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -687,16 +748,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SetDomainParametersRequest
             var parameters: Weft.V1.DomainParameters? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SetDomainParametersRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SetDomainParametersRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SetDomainParametersRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    parameters = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SetDomainParametersRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 parameters = o.parameters
@@ -751,12 +823,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -786,16 +858,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SetDomainParametersResponse
             var effectiveAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SetDomainParametersResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SetDomainParametersResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SetDomainParametersResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    effectiveAt = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SetDomainParametersResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 effectiveAt = o.effectiveAt
@@ -850,12 +933,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -885,16 +968,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ListTopologyTransactionsRequest
             var asOf: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    asOf = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ListTopologyTransactionsRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 asOf = o.asOf
@@ -949,12 +1043,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -984,16 +1078,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ListTopologyTransactionsResponse
             var transactions: [Weft.V1.StoredTopologyTransaction] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    transactions = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ListTopologyTransactionsResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 transactions = o.transactions
@@ -1048,12 +1153,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1091,17 +1196,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__PruneRequest
             var upToInclusive: Weft.V1.Timestamp? = nil
             var force: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__PruneRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__PruneRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PruneRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    upToInclusive = nil
+                    force = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__PruneRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 upToInclusive = o.upToInclusive
@@ -1160,12 +1277,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1202,17 +1319,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__PruneResponse
             var eventsRemoved: UInt64 = 0
             var membersCutOff: [String] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__PruneResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__PruneResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PruneResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    eventsRemoved = 0
+                    membersCutOff = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__PruneResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 eventsRemoved = o.eventsRemoved
@@ -1271,12 +1400,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1316,17 +1445,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__InitializeSequencerRequest
             var domain: String = ""
             var topology: [Weft.V1.SignedTopologyTransaction] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__InitializeSequencerRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__InitializeSequencerRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InitializeSequencerRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    topology = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__InitializeSequencerRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1385,12 +1526,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1427,17 +1568,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__InitializeSequencerResponse
             var sequencer: String = ""
             var initializedAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__InitializeSequencerResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__InitializeSequencerResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InitializeSequencerResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    sequencer = ""
+                    initializedAt = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__InitializeSequencerResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 sequencer = o.sequencer
@@ -1496,12 +1649,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1571,18 +1724,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__MemberProgress
             var member: String = ""
             var acknowledged: Weft.V1.Timestamp? = nil
             var enabled: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__MemberProgress>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__MemberProgress>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MemberProgress>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    member = ""
+                    acknowledged = nil
+                    enabled = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__MemberProgress>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -1645,12 +1811,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1701,19 +1867,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetSequencerStatusResponse
             var sequencer: String = ""
             var members: [Weft.V1.MemberProgress] = []
             var lowerBound: Weft.V1.Timestamp? = nil
             var upperBound: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetSequencerStatusResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetSequencerStatusResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetSequencerStatusResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    sequencer = ""
+                    members = []
+                    lowerBound = nil
+                    upperBound = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetSequencerStatusResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 sequencer = o.sequencer
@@ -1780,12 +1960,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1841,16 +2021,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetParticipantIdResponse
             var participant: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetParticipantIdResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetParticipantIdResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetParticipantIdResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    participant = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetParticipantIdResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -1905,12 +2096,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1966,19 +2157,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ConnectDomainRequest
             var alias: String = ""
             var sequencerURLs: [String] = []
             var rootCertificatePem: String = ""
             var repair: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ConnectDomainRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ConnectDomainRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ConnectDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    alias = ""
+                    sequencerURLs = []
+                    rootCertificatePem = ""
+                    repair = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ConnectDomainRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 alias = o.alias
@@ -2045,12 +2250,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2080,16 +2285,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ConnectDomainResponse
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ConnectDomainResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ConnectDomainResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ConnectDomainResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ConnectDomainResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -2144,12 +2360,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2179,16 +2395,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__DisconnectDomainRequest
             var alias: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__DisconnectDomainRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__DisconnectDomainRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DisconnectDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    alias = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__DisconnectDomainRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 alias = o.alias
@@ -2243,12 +2470,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2359,7 +2586,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__DomainConnection
             var alias: String = ""
             var domain: String = ""
             var sequencerURLs: [String] = []
@@ -2367,12 +2595,26 @@ extension Weft.V1 {
             var heldForRepair: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__DomainConnection>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__DomainConnection>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DomainConnection>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    alias = ""
+                    domain = ""
+                    sequencerURLs = []
+                    connected = false
+                    heldForRepair = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__DomainConnection>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 alias = o.alias
@@ -2443,12 +2685,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2478,16 +2720,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ListDomainConnectionsResponse
             var connections: [Weft.V1.DomainConnection] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ListDomainConnectionsResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ListDomainConnectionsResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListDomainConnectionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    connections = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ListDomainConnectionsResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 connections = o.connections
@@ -2542,12 +2795,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2601,19 +2854,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ExportAcsRequest
             var parties: [String] = []
             var alias: String = ""
             var counterParticipant: String = ""
             var periodEnd: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ExportAcsRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ExportAcsRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExportAcsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    parties = []
+                    alias = ""
+                    counterParticipant = ""
+                    periodEnd = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ExportAcsRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 parties = o.parties
@@ -2680,12 +2947,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2738,19 +3005,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ExportAcsResponse
             var contracts: [Weft.V1.ContractInstance] = []
             var asOf: Weft.V1.Timestamp? = nil
             var header: Weft.V1.AcsSnapshot? = nil
             var snapshotContracts: [Weft.V1.AcsSnapshotContract] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ExportAcsResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ExportAcsResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExportAcsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contracts = []
+                    asOf = nil
+                    header = nil
+                    snapshotContracts = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ExportAcsResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contracts = o.contracts
@@ -2817,12 +3098,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2876,19 +3157,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ImportAcsRequest
             var contracts: [Weft.V1.ContractInstance] = []
             var alias: String = ""
             var header: Weft.V1.AcsSnapshot? = nil
             var snapshotContracts: [Weft.V1.AcsSnapshotContract] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ImportAcsRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ImportAcsRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ImportAcsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contracts = []
+                    alias = ""
+                    header = nil
+                    snapshotContracts = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ImportAcsRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contracts = o.contracts
@@ -2955,12 +3250,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3018,7 +3313,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ImportedSnapshot
             var exporter: String = ""
             var fromExclusive: Weft.V1.Timestamp? = nil
             var toInclusive: Weft.V1.Timestamp? = nil
@@ -3026,12 +3322,26 @@ extension Weft.V1 {
             var contractsAdded: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ImportedSnapshot>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ImportedSnapshot>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ImportedSnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    exporter = ""
+                    fromExclusive = nil
+                    toInclusive = nil
+                    contractsInSnapshot = 0
+                    contractsAdded = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ImportedSnapshot>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 exporter = o.exporter
@@ -3102,12 +3412,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3152,18 +3462,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ImportAcsResponse
             var imported: UInt64 = 0
             var snapshots: [Weft.V1.ImportedSnapshot] = []
             var nextCounter: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ImportAcsResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ImportAcsResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ImportAcsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    imported = 0
+                    snapshots = []
+                    nextCounter = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ImportAcsResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 imported = o.imported
@@ -3226,12 +3549,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3261,16 +3584,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ListCommitmentMismatchesRequest
             var counterParticipant: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    counterParticipant = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ListCommitmentMismatchesRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 counterParticipant = o.counterParticipant
@@ -3325,12 +3659,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3390,7 +3724,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CommitmentMismatch
             var counterParticipant: String = ""
             var fromExclusive: Weft.V1.Timestamp? = nil
             var toInclusive: Weft.V1.Timestamp? = nil
@@ -3398,12 +3733,26 @@ extension Weft.V1 {
             var receivedCommitment: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CommitmentMismatch>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CommitmentMismatch>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CommitmentMismatch>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    counterParticipant = ""
+                    fromExclusive = nil
+                    toInclusive = nil
+                    ownCommitment = []
+                    receivedCommitment = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CommitmentMismatch>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 counterParticipant = o.counterParticipant
@@ -3474,12 +3823,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3509,16 +3858,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ListCommitmentMismatchesResponse
             var mismatches: [Weft.V1.CommitmentMismatch] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    mismatches = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ListCommitmentMismatchesResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 mismatches = o.mismatches
@@ -3573,12 +3933,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3650,18 +4010,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetCommitmentSafePointResponse
             var safePoint: Weft.V1.Timestamp? = nil
             var firstUnmatched: Weft.V1.Timestamp? = nil
             var firstUnmatchedCounterParticipant: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    safePoint = nil
+                    firstUnmatched = nil
+                    firstUnmatchedCounterParticipant = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetCommitmentSafePointResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 safePoint = o.safePoint
@@ -3724,12 +4097,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3775,18 +4148,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__InspectCommitmentRequest
             var counterParticipant: String = ""
             var stakeholderGroups: [String] = []
             var timeoutMillis: UInt32 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__InspectCommitmentRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__InspectCommitmentRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InspectCommitmentRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    counterParticipant = ""
+                    stakeholderGroups = []
+                    timeoutMillis = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__InspectCommitmentRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 counterParticipant = o.counterParticipant
@@ -3849,12 +4235,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3898,18 +4284,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ContractDifference
             var contractID: String = ""
             var stakeholderGroup: String = ""
             var kind: Weft.V1.ContractDifferenceKind = .unspecified
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ContractDifference>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ContractDifference>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ContractDifference>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contractID = ""
+                    stakeholderGroup = ""
+                    kind = .unspecified
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ContractDifference>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -3972,12 +4371,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4035,7 +4434,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__InspectCommitmentResponse
             var asOf: Weft.V1.Timestamp? = nil
             var differingGroups: [String] = []
             var contracts: [Weft.V1.ContractDifference] = []
@@ -4043,12 +4443,26 @@ extension Weft.V1 {
             var groupsCompared: UInt32 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__InspectCommitmentResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__InspectCommitmentResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InspectCommitmentResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    asOf = nil
+                    differingGroups = []
+                    contracts = []
+                    contractsOmitted = false
+                    groupsCompared = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__InspectCommitmentResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 asOf = o.asOf
@@ -4119,12 +4533,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4196,18 +4610,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetPruningSafePointResponse
             var safePoint: Weft.V1.Timestamp? = nil
             var safeOffset: UInt64 = 0
             var prunedOffset: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetPruningSafePointResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetPruningSafePointResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetPruningSafePointResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    safePoint = nil
+                    safeOffset = 0
+                    prunedOffset = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetPruningSafePointResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 safePoint = o.safePoint
@@ -4270,12 +4697,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4353,17 +4780,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__UnconfirmedCommitment
             var counterParticipant: String = ""
             var oldestPeriodEnd: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__UnconfirmedCommitment>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__UnconfirmedCommitment>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__UnconfirmedCommitment>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    counterParticipant = ""
+                    oldestPeriodEnd = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__UnconfirmedCommitment>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 counterParticipant = o.counterParticipant
@@ -4422,12 +4861,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4499,7 +4938,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__PruneParticipantResponse
             var prunedOffset: UInt64 = 0
             var recordTime: Weft.V1.Timestamp? = nil
             var safePoint: Weft.V1.Timestamp? = nil
@@ -4509,12 +4949,28 @@ extension Weft.V1 {
             var archivedContractsRemoved: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__PruneParticipantResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__PruneParticipantResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PruneParticipantResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    prunedOffset = 0
+                    recordTime = nil
+                    safePoint = nil
+                    forced = false
+                    unconfirmed = []
+                    transactionsRemoved = 0
+                    archivedContractsRemoved = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__PruneParticipantResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 prunedOffset = o.prunedOffset
@@ -4593,12 +5049,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4692,7 +5148,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__AcsSnapshot
             var domain: String = ""
             var exporter: String = ""
             var counterParticipant: String = ""
@@ -4704,12 +5161,30 @@ extension Weft.V1 {
             var topology: [Weft.V1.StoredTopologyTransaction] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__AcsSnapshot>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__AcsSnapshot>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AcsSnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    exporter = ""
+                    counterParticipant = ""
+                    fromExclusive = nil
+                    toInclusive = nil
+                    exporterNextCounter = 0
+                    exporterLastTimestamp = nil
+                    contracts = []
+                    topology = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__AcsSnapshot>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -4796,12 +5271,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4845,18 +5320,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__AcsSnapshotContract
             var contractID: String = ""
             var stakeholders: [String] = []
             var contract: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__AcsSnapshotContract>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__AcsSnapshotContract>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AcsSnapshotContract>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contractID = ""
+                    stakeholders = []
+                    contract = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__AcsSnapshotContract>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -4919,12 +5407,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4976,19 +5464,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__MigrateDomainRequest
             var fromAlias: String = ""
             var toAlias: String = ""
             var sequencerURLs: [String] = []
             var rootCertificatePem: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__MigrateDomainRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__MigrateDomainRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MigrateDomainRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    fromAlias = ""
+                    toAlias = ""
+                    sequencerURLs = []
+                    rootCertificatePem = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__MigrateDomainRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 fromAlias = o.fromAlias
@@ -5055,12 +5557,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -5150,7 +5652,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__MigrateDomainResponse
             var fromDomain: String = ""
             var toDomain: String = ""
             var activeContracts: UInt64 = 0
@@ -5162,12 +5665,30 @@ extension Weft.V1 {
             var resumed: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__MigrateDomainResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__MigrateDomainResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MigrateDomainResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    fromDomain = ""
+                    toDomain = ""
+                    activeContracts = 0
+                    ledgerEnd = 0
+                    requestsAbandoned = 0
+                    commandsRejected = 0
+                    parties = []
+                    partiesNotHosted = []
+                    resumed = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__MigrateDomainResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 fromDomain = o.fromDomain
@@ -5254,12 +5775,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -5269,7 +5790,7 @@ extension Weft.V1 {
     }
 }
 
-extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
+extension Weft.V1.SetParticipantStateRequest: BoxedMessage {
     typealias CStruct = Weft__V1__SetParticipantStateRequest
     static var shapeIndex: Int { 28 }
     static var needsScan: Bool { false }
@@ -5291,6 +5812,9 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5326,7 +5850,7 @@ extension Weft.V1.SetParticipantStateRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
+extension Weft.V1.SetParticipantStateResponse: BoxedMessage {
     typealias CStruct = Weft__V1__SetParticipantStateResponse
     static var shapeIndex: Int { 29 }
     static var needsScan: Bool { false }
@@ -5349,6 +5873,9 @@ extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5367,7 +5894,7 @@ extension Weft.V1.SetParticipantStateResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.MemberInfo: CBackedMessage {
+extension Weft.V1.MemberInfo: BoxedMessage {
     typealias CStruct = Weft__V1__MemberInfo
     static var shapeIndex: Int { 30 }
     static var needsScan: Bool { false }
@@ -5389,6 +5916,9 @@ extension Weft.V1.MemberInfo: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5465,7 +5995,7 @@ extension Weft.V1.ListMembersRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.ListMembersResponse: CBackedMessage {
+extension Weft.V1.ListMembersResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ListMembersResponse
     static var shapeIndex: Int { 32 }
     static var needsScan: Bool { false }
@@ -5487,6 +6017,9 @@ extension Weft.V1.ListMembersResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5542,7 +6075,7 @@ extension Weft.V1.GetDomainParametersRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
+extension Weft.V1.GetDomainParametersResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetDomainParametersResponse
     static var shapeIndex: Int { 34 }
     static var needsScan: Bool { false }
@@ -5565,6 +6098,9 @@ extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5583,7 +6119,7 @@ extension Weft.V1.GetDomainParametersResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
+extension Weft.V1.SetDomainParametersRequest: BoxedMessage {
     typealias CStruct = Weft__V1__SetDomainParametersRequest
     static var shapeIndex: Int { 35 }
     static var needsScan: Bool { false }
@@ -5606,6 +6142,9 @@ extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5624,7 +6163,7 @@ extension Weft.V1.SetDomainParametersRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
+extension Weft.V1.SetDomainParametersResponse: BoxedMessage {
     typealias CStruct = Weft__V1__SetDomainParametersResponse
     static var shapeIndex: Int { 36 }
     static var needsScan: Bool { false }
@@ -5647,6 +6186,9 @@ extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5665,7 +6207,7 @@ extension Weft.V1.SetDomainParametersResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
+extension Weft.V1.ListTopologyTransactionsRequest: BoxedMessage {
     typealias CStruct = Weft__V1__ListTopologyTransactionsRequest
     static var shapeIndex: Int { 37 }
     static var needsScan: Bool { false }
@@ -5688,6 +6230,9 @@ extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5706,7 +6251,7 @@ extension Weft.V1.ListTopologyTransactionsRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
+extension Weft.V1.ListTopologyTransactionsResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ListTopologyTransactionsResponse
     static var shapeIndex: Int { 38 }
     static var needsScan: Bool { false }
@@ -5729,6 +6274,9 @@ extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5748,7 +6296,7 @@ extension Weft.V1.ListTopologyTransactionsResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.PruneRequest: CBackedMessage {
+extension Weft.V1.PruneRequest: BoxedMessage {
     typealias CStruct = Weft__V1__PruneRequest
     static var shapeIndex: Int { 39 }
     static var needsScan: Bool { false }
@@ -5771,6 +6319,9 @@ extension Weft.V1.PruneRequest: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5791,7 +6342,7 @@ extension Weft.V1.PruneRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.PruneResponse: CBackedMessage {
+extension Weft.V1.PruneResponse: BoxedMessage {
     typealias CStruct = Weft__V1__PruneResponse
     static var shapeIndex: Int { 40 }
     static var needsScan: Bool { false }
@@ -5813,6 +6364,9 @@ extension Weft.V1.PruneResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5846,7 +6400,7 @@ extension Weft.V1.PruneResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
+extension Weft.V1.InitializeSequencerRequest: BoxedMessage {
     typealias CStruct = Weft__V1__InitializeSequencerRequest
     static var shapeIndex: Int { 41 }
     static var needsScan: Bool { false }
@@ -5870,6 +6424,9 @@ extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5891,7 +6448,7 @@ extension Weft.V1.InitializeSequencerRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
+extension Weft.V1.InitializeSequencerResponse: BoxedMessage {
     typealias CStruct = Weft__V1__InitializeSequencerResponse
     static var shapeIndex: Int { 42 }
     static var needsScan: Bool { false }
@@ -5914,6 +6471,9 @@ extension Weft.V1.InitializeSequencerResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5970,7 +6530,7 @@ extension Weft.V1.GetSequencerStatusRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.MemberProgress: CBackedMessage {
+extension Weft.V1.MemberProgress: BoxedMessage {
     typealias CStruct = Weft__V1__MemberProgress
     static var shapeIndex: Int { 44 }
     static var needsScan: Bool { false }
@@ -5994,6 +6554,9 @@ extension Weft.V1.MemberProgress: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6016,7 +6579,7 @@ extension Weft.V1.MemberProgress: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
+extension Weft.V1.GetSequencerStatusResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetSequencerStatusResponse
     static var shapeIndex: Int { 45 }
     static var needsScan: Bool { false }
@@ -6041,6 +6604,9 @@ extension Weft.V1.GetSequencerStatusResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6102,7 +6668,7 @@ extension Weft.V1.GetParticipantIdRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
+extension Weft.V1.GetParticipantIdResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetParticipantIdResponse
     static var shapeIndex: Int { 47 }
     static var needsScan: Bool { false }
@@ -6124,6 +6690,9 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6153,7 +6722,7 @@ extension Weft.V1.GetParticipantIdResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.ConnectDomainRequest: CBackedMessage {
+extension Weft.V1.ConnectDomainRequest: BoxedMessage {
     typealias CStruct = Weft__V1__ConnectDomainRequest
     static var shapeIndex: Int { 48 }
     static var needsScan: Bool { false }
@@ -6177,6 +6746,9 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6216,7 +6788,7 @@ extension Weft.V1.ConnectDomainRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.ConnectDomainResponse: CBackedMessage {
+extension Weft.V1.ConnectDomainResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ConnectDomainResponse
     static var shapeIndex: Int { 49 }
     static var needsScan: Bool { false }
@@ -6238,6 +6810,9 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6267,7 +6842,7 @@ extension Weft.V1.ConnectDomainResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
+extension Weft.V1.DisconnectDomainRequest: BoxedMessage {
     typealias CStruct = Weft__V1__DisconnectDomainRequest
     static var shapeIndex: Int { 50 }
     static var needsScan: Bool { false }
@@ -6289,6 +6864,9 @@ extension Weft.V1.DisconnectDomainRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6388,7 +6966,7 @@ extension Weft.V1.ListDomainConnectionsRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.DomainConnection: CBackedMessage {
+extension Weft.V1.DomainConnection: BoxedMessage {
     typealias CStruct = Weft__V1__DomainConnection
     static var shapeIndex: Int { 53 }
     static var needsScan: Bool { false }
@@ -6412,6 +6990,9 @@ extension Weft.V1.DomainConnection: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6454,7 +7035,7 @@ extension Weft.V1.DomainConnection: CBackedMessage {
     }
 }
 
-extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
+extension Weft.V1.ListDomainConnectionsResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ListDomainConnectionsResponse
     static var shapeIndex: Int { 54 }
     static var needsScan: Bool { false }
@@ -6477,6 +7058,9 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6496,7 +7080,7 @@ extension Weft.V1.ListDomainConnectionsResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.ExportAcsRequest: CBackedMessage {
+extension Weft.V1.ExportAcsRequest: BoxedMessage {
     typealias CStruct = Weft__V1__ExportAcsRequest
     static var shapeIndex: Int { 55 }
     static var needsScan: Bool { false }
@@ -6521,6 +7105,9 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6547,7 +7134,7 @@ extension Weft.V1.ExportAcsRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.ExportAcsResponse: CBackedMessage {
+extension Weft.V1.ExportAcsResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ExportAcsResponse
     static var shapeIndex: Int { 56 }
     static var needsScan: Bool { true }
@@ -6572,6 +7159,9 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6599,7 +7189,7 @@ extension Weft.V1.ExportAcsResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.ImportAcsRequest: CBackedMessage {
+extension Weft.V1.ImportAcsRequest: BoxedMessage {
     typealias CStruct = Weft__V1__ImportAcsRequest
     static var shapeIndex: Int { 57 }
     static var needsScan: Bool { true }
@@ -6624,6 +7214,9 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6651,7 +7244,7 @@ extension Weft.V1.ImportAcsRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.ImportedSnapshot: CBackedMessage {
+extension Weft.V1.ImportedSnapshot: BoxedMessage {
     typealias CStruct = Weft__V1__ImportedSnapshot
     static var shapeIndex: Int { 58 }
     static var needsScan: Bool { false }
@@ -6675,6 +7268,9 @@ extension Weft.V1.ImportedSnapshot: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6702,7 +7298,7 @@ extension Weft.V1.ImportedSnapshot: CBackedMessage {
     }
 }
 
-extension Weft.V1.ImportAcsResponse: CBackedMessage {
+extension Weft.V1.ImportAcsResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ImportAcsResponse
     static var shapeIndex: Int { 59 }
     static var needsScan: Bool { false }
@@ -6724,6 +7320,9 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6748,7 +7347,7 @@ extension Weft.V1.ImportAcsResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
+extension Weft.V1.ListCommitmentMismatchesRequest: BoxedMessage {
     typealias CStruct = Weft__V1__ListCommitmentMismatchesRequest
     static var shapeIndex: Int { 60 }
     static var needsScan: Bool { false }
@@ -6770,6 +7369,9 @@ extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6799,7 +7401,7 @@ extension Weft.V1.ListCommitmentMismatchesRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.CommitmentMismatch: CBackedMessage {
+extension Weft.V1.CommitmentMismatch: BoxedMessage {
     typealias CStruct = Weft__V1__CommitmentMismatch
     static var shapeIndex: Int { 61 }
     static var needsScan: Bool { false }
@@ -6823,6 +7425,9 @@ extension Weft.V1.CommitmentMismatch: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6850,7 +7455,7 @@ extension Weft.V1.CommitmentMismatch: CBackedMessage {
     }
 }
 
-extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
+extension Weft.V1.ListCommitmentMismatchesResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ListCommitmentMismatchesResponse
     static var shapeIndex: Int { 62 }
     static var needsScan: Bool { false }
@@ -6872,6 +7477,9 @@ extension Weft.V1.ListCommitmentMismatchesResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6927,7 +7535,7 @@ extension Weft.V1.GetCommitmentSafePointRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
+extension Weft.V1.GetCommitmentSafePointResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetCommitmentSafePointResponse
     static var shapeIndex: Int { 64 }
     static var needsScan: Bool { false }
@@ -6952,6 +7560,9 @@ extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6974,7 +7585,7 @@ extension Weft.V1.GetCommitmentSafePointResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
+extension Weft.V1.InspectCommitmentRequest: BoxedMessage {
     typealias CStruct = Weft__V1__InspectCommitmentRequest
     static var shapeIndex: Int { 65 }
     static var needsScan: Bool { false }
@@ -6997,6 +7608,9 @@ extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7033,7 +7647,7 @@ extension Weft.V1.InspectCommitmentRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.ContractDifference: CBackedMessage {
+extension Weft.V1.ContractDifference: BoxedMessage {
     typealias CStruct = Weft__V1__ContractDifference
     static var shapeIndex: Int { 66 }
     static var needsScan: Bool { false }
@@ -7056,6 +7670,9 @@ extension Weft.V1.ContractDifference: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7091,7 +7708,7 @@ extension Weft.V1.ContractDifference: CBackedMessage {
     }
 }
 
-extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
+extension Weft.V1.InspectCommitmentResponse: BoxedMessage {
     typealias CStruct = Weft__V1__InspectCommitmentResponse
     static var shapeIndex: Int { 67 }
     static var needsScan: Bool { false }
@@ -7115,6 +7732,9 @@ extension Weft.V1.InspectCommitmentResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7179,7 +7799,7 @@ extension Weft.V1.GetPruningSafePointRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
+extension Weft.V1.GetPruningSafePointResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetPruningSafePointResponse
     static var shapeIndex: Int { 69 }
     static var needsScan: Bool { false }
@@ -7201,6 +7821,9 @@ extension Weft.V1.GetPruningSafePointResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7266,7 +7889,7 @@ extension Weft.V1.PruneParticipantRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
+extension Weft.V1.UnconfirmedCommitment: BoxedMessage {
     typealias CStruct = Weft__V1__UnconfirmedCommitment
     static var shapeIndex: Int { 71 }
     static var needsScan: Bool { false }
@@ -7290,6 +7913,9 @@ extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -7310,7 +7936,7 @@ extension Weft.V1.UnconfirmedCommitment: CBackedMessage {
     }
 }
 
-extension Weft.V1.PruneParticipantResponse: CBackedMessage {
+extension Weft.V1.PruneParticipantResponse: BoxedMessage {
     typealias CStruct = Weft__V1__PruneParticipantResponse
     static var shapeIndex: Int { 72 }
     static var needsScan: Bool { false }
@@ -7334,6 +7960,9 @@ extension Weft.V1.PruneParticipantResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7366,7 +7995,7 @@ extension Weft.V1.PruneParticipantResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.AcsSnapshot: CBackedMessage {
+extension Weft.V1.AcsSnapshot: BoxedMessage {
     typealias CStruct = Weft__V1__AcsSnapshot
     static var shapeIndex: Int { 73 }
     static var needsScan: Bool { false }
@@ -7395,6 +8024,9 @@ extension Weft.V1.AcsSnapshot: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7432,7 +8064,7 @@ extension Weft.V1.AcsSnapshot: CBackedMessage {
     }
 }
 
-extension Weft.V1.AcsSnapshotContract: CBackedMessage {
+extension Weft.V1.AcsSnapshotContract: BoxedMessage {
     typealias CStruct = Weft__V1__AcsSnapshotContract
     static var shapeIndex: Int { 74 }
     static var needsScan: Bool { false }
@@ -7455,6 +8087,9 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7491,7 +8126,7 @@ extension Weft.V1.AcsSnapshotContract: CBackedMessage {
     }
 }
 
-extension Weft.V1.MigrateDomainRequest: CBackedMessage {
+extension Weft.V1.MigrateDomainRequest: BoxedMessage {
     typealias CStruct = Weft__V1__MigrateDomainRequest
     static var shapeIndex: Int { 75 }
     static var needsScan: Bool { false }
@@ -7516,6 +8151,9 @@ extension Weft.V1.MigrateDomainRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7555,7 +8193,7 @@ extension Weft.V1.MigrateDomainRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.MigrateDomainResponse: CBackedMessage {
+extension Weft.V1.MigrateDomainResponse: BoxedMessage {
     typealias CStruct = Weft__V1__MigrateDomainResponse
     static var shapeIndex: Int { 76 }
     static var needsScan: Bool { false }
@@ -7580,6 +8218,9 @@ extension Weft.V1.MigrateDomainResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

@@ -323,18 +323,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__PublicKey
             var scheme: Weft.V1.KeyScheme = .unspecified
             var purpose: Weft.V1.KeyPurpose = .unspecified
             var key: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__PublicKey>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__PublicKey>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PublicKey>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    scheme = .unspecified
+                    purpose = .unspecified
+                    key = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__PublicKey>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 scheme = o.scheme
@@ -397,12 +410,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -447,18 +460,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Signature
             var scheme: Weft.V1.SignatureScheme = .unspecified
             var signedBy: String = ""
             var signature: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Signature>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Signature>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Signature>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    scheme = .unspecified
+                    signedBy = ""
+                    signature = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Signature>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 scheme = o.scheme
@@ -521,12 +547,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -578,19 +604,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__WrappedKey
             var scheme: Weft.V1.KeyWrapScheme = .unspecified
             var recipientKey: String = ""
             var ephemeralPublicKey: [UInt8] = []
             var ciphertext: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__WrappedKey>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__WrappedKey>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__WrappedKey>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    scheme = .unspecified
+                    recipientKey = ""
+                    ephemeralPublicKey = []
+                    ciphertext = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__WrappedKey>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 scheme = o.scheme
@@ -657,12 +697,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -672,7 +712,7 @@ extension Weft.V1 {
     }
 }
 
-extension Weft.V1.PublicKey: CBackedMessage {
+extension Weft.V1.PublicKey: BoxedMessage {
     typealias CStruct = Weft__V1__PublicKey
     static var shapeIndex: Int { 3 }
     static var needsScan: Bool { false }
@@ -693,6 +733,9 @@ extension Weft.V1.PublicKey: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -728,7 +771,7 @@ extension Weft.V1.PublicKey: CBackedMessage {
     }
 }
 
-extension Weft.V1.Signature: CBackedMessage {
+extension Weft.V1.Signature: BoxedMessage {
     typealias CStruct = Weft__V1__Signature
     static var shapeIndex: Int { 4 }
     static var needsScan: Bool { false }
@@ -750,6 +793,9 @@ extension Weft.V1.Signature: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -785,7 +831,7 @@ extension Weft.V1.Signature: CBackedMessage {
     }
 }
 
-extension Weft.V1.WrappedKey: CBackedMessage {
+extension Weft.V1.WrappedKey: BoxedMessage {
     typealias CStruct = Weft__V1__WrappedKey
     static var shapeIndex: Int { 5 }
     static var needsScan: Bool { false }
@@ -807,6 +853,9 @@ extension Weft.V1.WrappedKey: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

@@ -69,16 +69,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CheckRequest
             var service: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CheckRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CheckRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CheckRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    service = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CheckRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 service = o.service
@@ -133,12 +144,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -175,17 +186,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CheckResponse
             var status: Weft.V1.ServingStatus = .unspecified
             var detail: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CheckResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CheckResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CheckResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    status = .unspecified
+                    detail = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CheckResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 status = o.status
@@ -244,12 +267,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -279,16 +302,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__WatchRequest
             var service: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__WatchRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__WatchRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__WatchRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    service = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__WatchRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 service = o.service
@@ -343,12 +377,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -385,17 +419,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__WatchResponse
             var status: Weft.V1.ServingStatus = .unspecified
             var detail: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__WatchResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__WatchResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__WatchResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    status = .unspecified
+                    detail = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__WatchResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 status = o.status
@@ -454,12 +500,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -469,7 +515,7 @@ extension Weft.V1 {
     }
 }
 
-extension Weft.V1.CheckRequest: CBackedMessage {
+extension Weft.V1.CheckRequest: BoxedMessage {
     typealias CStruct = Weft__V1__CheckRequest
     static var shapeIndex: Int { 89 }
     static var needsScan: Bool { false }
@@ -491,6 +537,9 @@ extension Weft.V1.CheckRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -520,7 +569,7 @@ extension Weft.V1.CheckRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.CheckResponse: CBackedMessage {
+extension Weft.V1.CheckResponse: BoxedMessage {
     typealias CStruct = Weft__V1__CheckResponse
     static var shapeIndex: Int { 90 }
     static var needsScan: Bool { false }
@@ -542,6 +591,9 @@ extension Weft.V1.CheckResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -574,7 +626,7 @@ extension Weft.V1.CheckResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.WatchRequest: CBackedMessage {
+extension Weft.V1.WatchRequest: BoxedMessage {
     typealias CStruct = Weft__V1__WatchRequest
     static var shapeIndex: Int { 91 }
     static var needsScan: Bool { false }
@@ -596,6 +648,9 @@ extension Weft.V1.WatchRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -625,7 +680,7 @@ extension Weft.V1.WatchRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.WatchResponse: CBackedMessage {
+extension Weft.V1.WatchResponse: BoxedMessage {
     typealias CStruct = Weft__V1__WatchResponse
     static var shapeIndex: Int { 92 }
     static var needsScan: Bool { false }
@@ -647,6 +702,9 @@ extension Weft.V1.WatchResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

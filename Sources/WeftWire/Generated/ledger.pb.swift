@@ -33,17 +33,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CreateCommand
             var templateID: Weft.V1.TemplateId? = nil
             var createArguments: Weft.V1.Record? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CreateCommand>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CreateCommand>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CreateCommand>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    templateID = nil
+                    createArguments = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CreateCommand>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 templateID = o.templateID
@@ -102,12 +114,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -158,19 +170,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ExerciseCommand
             var templateID: Weft.V1.TemplateId? = nil
             var contractID: String = ""
             var choice: String = ""
             var choiceArgument: Weft.V1.Value? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ExerciseCommand>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ExerciseCommand>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExerciseCommand>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    templateID = nil
+                    contractID = ""
+                    choice = ""
+                    choiceArgument = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ExerciseCommand>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 templateID = o.templateID
@@ -237,12 +263,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -272,16 +298,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Command
             var kind: Kind? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Command>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Command>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Command>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    kind = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Command>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 kind = o.kind
@@ -344,12 +381,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -441,7 +478,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Commands
             var commandID: String = ""
             var applicationID: String = ""
             var actAs: [String] = []
@@ -453,12 +491,30 @@ extension Weft.V1 {
             var disclosedContracts: [Weft.V1.DisclosedContract] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Commands>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Commands>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Commands>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    commandID = ""
+                    applicationID = ""
+                    actAs = []
+                    readAs = []
+                    workflowID = ""
+                    deduplicationPeriod = nil
+                    submissionID = ""
+                    commands = []
+                    disclosedContracts = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Commands>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 commandID = o.commandID
@@ -545,12 +601,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -595,18 +651,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__DisclosedContract
             var templateID: Weft.V1.TemplateId? = nil
             var contractID: String = ""
             var createdEventBlob: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__DisclosedContract>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__DisclosedContract>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DisclosedContract>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    templateID = nil
+                    contractID = ""
+                    createdEventBlob = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__DisclosedContract>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 templateID = o.templateID
@@ -669,12 +738,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -704,16 +773,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SubmitRequest
             var commands: Weft.V1.Commands? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SubmitRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SubmitRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    commands = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SubmitRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 commands = o.commands
@@ -768,12 +848,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -803,16 +883,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SubmitResponse
             var submissionID: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SubmitResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SubmitResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    submissionID = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SubmitResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 submissionID = o.submissionID
@@ -867,12 +958,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -902,16 +993,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SubmitAndWaitRequest
             var commands: Weft.V1.Commands? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SubmitAndWaitRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SubmitAndWaitRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitAndWaitRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    commands = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SubmitAndWaitRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 commands = o.commands
@@ -966,12 +1068,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1015,18 +1117,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SubmitAndWaitResponse
             var transactionID: String = ""
             var offset: UInt64 = 0
             var results: [Weft.V1.Value] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SubmitAndWaitResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SubmitAndWaitResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitAndWaitResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    transactionID = ""
+                    offset = 0
+                    results = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SubmitAndWaitResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 transactionID = o.transactionID
@@ -1089,12 +1204,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1170,7 +1285,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Completion
             var commandID: String = ""
             var status: Weft.V1.Status? = nil
             var transactionID: String = ""
@@ -1180,12 +1296,28 @@ extension Weft.V1 {
             var offset: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Completion>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Completion>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Completion>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    commandID = ""
+                    status = nil
+                    transactionID = ""
+                    applicationID = ""
+                    actAs = []
+                    submissionID = ""
+                    offset = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Completion>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 commandID = o.commandID
@@ -1264,12 +1396,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1314,18 +1446,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CompletionStreamRequest
             var applicationID: String = ""
             var parties: [String] = []
             var beginExclusive: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CompletionStreamRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CompletionStreamRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CompletionStreamRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    applicationID = ""
+                    parties = []
+                    beginExclusive = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CompletionStreamRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 applicationID = o.applicationID
@@ -1388,12 +1533,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1423,16 +1568,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CompletionStreamResponse
             var completion: Weft.V1.Completion? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CompletionStreamResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CompletionStreamResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CompletionStreamResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    completion = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CompletionStreamResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 completion = o.completion
@@ -1487,12 +1643,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1529,17 +1685,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TransactionFilter
             var parties: [String] = []
             var templateIDs: [Weft.V1.TemplateId] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TransactionFilter>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TransactionFilter>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TransactionFilter>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    parties = []
+                    templateIDs = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TransactionFilter>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 parties = o.parties
@@ -1598,12 +1766,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1687,7 +1855,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CreatedEvent
             var eventID: String = ""
             var contractID: String = ""
             var templateID: Weft.V1.TemplateId? = nil
@@ -1698,12 +1867,29 @@ extension Weft.V1 {
             var createdEventBlob: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CreatedEvent>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CreatedEvent>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CreatedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    eventID = ""
+                    contractID = ""
+                    templateID = nil
+                    createArguments = nil
+                    signatories = []
+                    observers = []
+                    witnessParties = []
+                    createdEventBlob = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CreatedEvent>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 eventID = o.eventID
@@ -1786,12 +1972,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1844,19 +2030,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ArchivedEvent
             var eventID: String = ""
             var contractID: String = ""
             var templateID: Weft.V1.TemplateId? = nil
             var witnessParties: [String] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ArchivedEvent>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ArchivedEvent>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ArchivedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    eventID = ""
+                    contractID = ""
+                    templateID = nil
+                    witnessParties = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ArchivedEvent>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 eventID = o.eventID
@@ -1923,12 +2123,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2023,7 +2223,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ExercisedEvent
             var eventID: String = ""
             var contractID: String = ""
             var templateID: Weft.V1.TemplateId? = nil
@@ -2036,12 +2237,31 @@ extension Weft.V1 {
             var exerciseResult: Weft.V1.Value? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ExercisedEvent>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ExercisedEvent>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExercisedEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    eventID = ""
+                    contractID = ""
+                    templateID = nil
+                    choice = ""
+                    choiceArgument = nil
+                    actingParties = []
+                    consuming = false
+                    witnessParties = []
+                    childEventIDs = []
+                    exerciseResult = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ExercisedEvent>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 eventID = o.eventID
@@ -2132,12 +2352,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2167,16 +2387,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Event
             var kind: Kind? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Event>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Event>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Event>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    kind = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Event>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 kind = o.kind
@@ -2239,12 +2470,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2317,7 +2548,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Transaction
             var transactionID: String = ""
             var commandID: String = ""
             var workflowID: String = ""
@@ -2327,12 +2559,28 @@ extension Weft.V1 {
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Transaction>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Transaction>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Transaction>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    transactionID = ""
+                    commandID = ""
+                    workflowID = ""
+                    effectiveAt = nil
+                    events = []
+                    offset = 0
+                    domain = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Transaction>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 transactionID = o.transactionID
@@ -2411,12 +2659,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2446,16 +2694,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TreeEvent
             var kind: Kind? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TreeEvent>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TreeEvent>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TreeEvent>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    kind = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TreeEvent>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 kind = o.kind
@@ -2518,12 +2777,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2603,7 +2862,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TransactionTreeView
             var transactionID: String = ""
             var commandID: String = ""
             var workflowID: String = ""
@@ -2614,12 +2874,29 @@ extension Weft.V1 {
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TransactionTreeView>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TransactionTreeView>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TransactionTreeView>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    transactionID = ""
+                    commandID = ""
+                    workflowID = ""
+                    effectiveAt = nil
+                    offset = 0
+                    events = []
+                    rootEventIDs = []
+                    domain = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TransactionTreeView>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 transactionID = o.transactionID
@@ -2702,12 +2979,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2751,18 +3028,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetTransactionsRequest
             var beginExclusive: UInt64 = 0
             var endInclusive: UInt64 = 0
             var filter: Weft.V1.TransactionFilter? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetTransactionsRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetTransactionsRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    beginExclusive = 0
+                    endInclusive = 0
+                    filter = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetTransactionsRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 beginExclusive = o.beginExclusive
@@ -2825,12 +3115,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2860,16 +3150,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetTransactionsResponse
             var transaction: Weft.V1.Transaction? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetTransactionsResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetTransactionsResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetTransactionsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    transaction = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetTransactionsResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 transaction = o.transaction
@@ -2924,12 +3225,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2973,18 +3274,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetTransactionTreesRequest
             var beginExclusive: UInt64 = 0
             var endInclusive: UInt64 = 0
             var filter: Weft.V1.TransactionFilter? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetTransactionTreesRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetTransactionTreesRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetTransactionTreesRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    beginExclusive = 0
+                    endInclusive = 0
+                    filter = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetTransactionTreesRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 beginExclusive = o.beginExclusive
@@ -3047,12 +3361,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3082,16 +3396,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetTransactionTreesResponse
             var transaction: Weft.V1.TransactionTreeView? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetTransactionTreesResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetTransactionTreesResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetTransactionTreesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    transaction = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetTransactionTreesResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 transaction = o.transaction
@@ -3146,12 +3471,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3241,16 +3566,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetActiveContractsRequest
             var filter: Weft.V1.TransactionFilter? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetActiveContractsRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetActiveContractsRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetActiveContractsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    filter = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetActiveContractsRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 filter = o.filter
@@ -3305,12 +3641,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3347,17 +3683,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetActiveContractsResponse
             var activeContracts: [Weft.V1.CreatedEvent] = []
             var offset: UInt64 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetActiveContractsResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetActiveContractsResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetActiveContractsResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    activeContracts = []
+                    offset = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetActiveContractsResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 activeContracts = o.activeContracts
@@ -3416,12 +3764,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3465,18 +3813,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__PartyDetails
             var party: String = ""
             var displayName: String = ""
             var isLocal: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__PartyDetails>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__PartyDetails>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PartyDetails>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    party = ""
+                    displayName = ""
+                    isLocal = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__PartyDetails>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 party = o.party
@@ -3539,12 +3900,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3582,17 +3943,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__AllocatePartyRequest
             var partyIDHint: String = ""
             var displayName: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__AllocatePartyRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__AllocatePartyRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AllocatePartyRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    partyIDHint = ""
+                    displayName = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__AllocatePartyRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 partyIDHint = o.partyIDHint
@@ -3651,12 +4024,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3686,16 +4059,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__AllocatePartyResponse
             var partyDetails: Weft.V1.PartyDetails? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__AllocatePartyResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__AllocatePartyResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AllocatePartyResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    partyDetails = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__AllocatePartyResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 partyDetails = o.partyDetails
@@ -3750,12 +4134,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3811,16 +4195,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ListKnownPartiesResponse
             var partyDetails: [Weft.V1.PartyDetails] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ListKnownPartiesResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ListKnownPartiesResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListKnownPartiesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    partyDetails = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ListKnownPartiesResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 partyDetails = o.partyDetails
@@ -3875,12 +4270,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3917,17 +4312,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__UploadPackageRequest
             var source: String = ""
             var fileName: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__UploadPackageRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__UploadPackageRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__UploadPackageRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    source = ""
+                    fileName = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__UploadPackageRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 source = o.source
@@ -3986,12 +4393,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4021,16 +4428,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__UploadPackageResponse
             var packageID: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__UploadPackageResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__UploadPackageResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__UploadPackageResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    packageID = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__UploadPackageResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 packageID = o.packageID
@@ -4085,12 +4503,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4141,19 +4559,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__PackageDetails
             var packageID: String = ""
             var templateNames: [String] = []
             var sizeBytes: UInt64 = 0
             var uploadedAt: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__PackageDetails>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__PackageDetails>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PackageDetails>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    packageID = ""
+                    templateNames = []
+                    sizeBytes = 0
+                    uploadedAt = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__PackageDetails>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 packageID = o.packageID
@@ -4220,12 +4652,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4281,16 +4713,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ListPackagesResponse
             var packages: [Weft.V1.PackageDetails] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ListPackagesResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ListPackagesResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ListPackagesResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    packages = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ListPackagesResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 packages = o.packages
@@ -4345,12 +4788,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4380,16 +4823,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetPackageRequest
             var packageID: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetPackageRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetPackageRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetPackageRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    packageID = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetPackageRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 packageID = o.packageID
@@ -4444,12 +4898,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4486,17 +4940,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetPackageResponse
             var details: Weft.V1.PackageDetails? = nil
             var source: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetPackageResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetPackageResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetPackageResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    details = nil
+                    source = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetPackageResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 details = o.details
@@ -4555,12 +5021,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4570,7 +5036,7 @@ extension Weft.V1 {
     }
 }
 
-extension Weft.V1.CreateCommand: CBackedMessage {
+extension Weft.V1.CreateCommand: BoxedMessage {
     typealias CStruct = Weft__V1__CreateCommand
     static var shapeIndex: Int { 93 }
     static var needsScan: Bool { true }
@@ -4594,6 +5060,9 @@ extension Weft.V1.CreateCommand: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -4614,7 +5083,7 @@ extension Weft.V1.CreateCommand: CBackedMessage {
     }
 }
 
-extension Weft.V1.ExerciseCommand: CBackedMessage {
+extension Weft.V1.ExerciseCommand: BoxedMessage {
     typealias CStruct = Weft__V1__ExerciseCommand
     static var shapeIndex: Int { 94 }
     static var needsScan: Bool { true }
@@ -4640,6 +5109,9 @@ extension Weft.V1.ExerciseCommand: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -4664,7 +5136,7 @@ extension Weft.V1.ExerciseCommand: CBackedMessage {
     }
 }
 
-extension Weft.V1.Command: CBackedMessage {
+extension Weft.V1.Command: BoxedMessage {
     typealias CStruct = Weft__V1__Command
     static var shapeIndex: Int { 95 }
     static var needsScan: Bool { true }
@@ -4690,6 +5162,9 @@ extension Weft.V1.Command: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -4721,7 +5196,7 @@ extension Weft.V1.Command: CBackedMessage {
     }
 }
 
-extension Weft.V1.Commands: CBackedMessage {
+extension Weft.V1.Commands: BoxedMessage {
     typealias CStruct = Weft__V1__Commands
     static var shapeIndex: Int { 96 }
     static var needsScan: Bool { true }
@@ -4751,6 +5226,9 @@ extension Weft.V1.Commands: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -4790,7 +5268,7 @@ extension Weft.V1.Commands: CBackedMessage {
     }
 }
 
-extension Weft.V1.DisclosedContract: CBackedMessage {
+extension Weft.V1.DisclosedContract: BoxedMessage {
     typealias CStruct = Weft__V1__DisclosedContract
     static var shapeIndex: Int { 97 }
     static var needsScan: Bool { false }
@@ -4814,6 +5292,9 @@ extension Weft.V1.DisclosedContract: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -4836,7 +5317,7 @@ extension Weft.V1.DisclosedContract: CBackedMessage {
     }
 }
 
-extension Weft.V1.SubmitRequest: CBackedMessage {
+extension Weft.V1.SubmitRequest: BoxedMessage {
     typealias CStruct = Weft__V1__SubmitRequest
     static var shapeIndex: Int { 98 }
     static var needsScan: Bool { true }
@@ -4859,6 +5340,9 @@ extension Weft.V1.SubmitRequest: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -4877,7 +5361,7 @@ extension Weft.V1.SubmitRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.SubmitResponse: CBackedMessage {
+extension Weft.V1.SubmitResponse: BoxedMessage {
     typealias CStruct = Weft__V1__SubmitResponse
     static var shapeIndex: Int { 99 }
     static var needsScan: Bool { false }
@@ -4899,6 +5383,9 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -4928,7 +5415,7 @@ extension Weft.V1.SubmitResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
+extension Weft.V1.SubmitAndWaitRequest: BoxedMessage {
     typealias CStruct = Weft__V1__SubmitAndWaitRequest
     static var shapeIndex: Int { 100 }
     static var needsScan: Bool { true }
@@ -4951,6 +5438,9 @@ extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -4969,7 +5459,7 @@ extension Weft.V1.SubmitAndWaitRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
+extension Weft.V1.SubmitAndWaitResponse: BoxedMessage {
     typealias CStruct = Weft__V1__SubmitAndWaitResponse
     static var shapeIndex: Int { 101 }
     static var needsScan: Bool { true }
@@ -4992,6 +5482,9 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5016,7 +5509,7 @@ extension Weft.V1.SubmitAndWaitResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.Completion: CBackedMessage {
+extension Weft.V1.Completion: BoxedMessage {
     typealias CStruct = Weft__V1__Completion
     static var shapeIndex: Int { 102 }
     static var needsScan: Bool { false }
@@ -5043,6 +5536,9 @@ extension Weft.V1.Completion: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5075,7 +5571,7 @@ extension Weft.V1.Completion: CBackedMessage {
     }
 }
 
-extension Weft.V1.CompletionStreamRequest: CBackedMessage {
+extension Weft.V1.CompletionStreamRequest: BoxedMessage {
     typealias CStruct = Weft__V1__CompletionStreamRequest
     static var shapeIndex: Int { 103 }
     static var needsScan: Bool { false }
@@ -5098,6 +5594,9 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5134,7 +5633,7 @@ extension Weft.V1.CompletionStreamRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.CompletionStreamResponse: CBackedMessage {
+extension Weft.V1.CompletionStreamResponse: BoxedMessage {
     typealias CStruct = Weft__V1__CompletionStreamResponse
     static var shapeIndex: Int { 104 }
     static var needsScan: Bool { false }
@@ -5157,6 +5656,9 @@ extension Weft.V1.CompletionStreamResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5175,7 +5677,7 @@ extension Weft.V1.CompletionStreamResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.TransactionFilter: CBackedMessage {
+extension Weft.V1.TransactionFilter: BoxedMessage {
     typealias CStruct = Weft__V1__TransactionFilter
     static var shapeIndex: Int { 105 }
     static var needsScan: Bool { false }
@@ -5199,6 +5701,9 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5221,7 +5726,7 @@ extension Weft.V1.TransactionFilter: CBackedMessage {
     }
 }
 
-extension Weft.V1.CreatedEvent: CBackedMessage {
+extension Weft.V1.CreatedEvent: BoxedMessage {
     typealias CStruct = Weft__V1__CreatedEvent
     static var shapeIndex: Int { 106 }
     static var needsScan: Bool { true }
@@ -5249,6 +5754,9 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5285,7 +5793,7 @@ extension Weft.V1.CreatedEvent: CBackedMessage {
     }
 }
 
-extension Weft.V1.ArchivedEvent: CBackedMessage {
+extension Weft.V1.ArchivedEvent: BoxedMessage {
     typealias CStruct = Weft__V1__ArchivedEvent
     static var shapeIndex: Int { 107 }
     static var needsScan: Bool { false }
@@ -5310,6 +5818,9 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5336,7 +5847,7 @@ extension Weft.V1.ArchivedEvent: CBackedMessage {
     }
 }
 
-extension Weft.V1.ExercisedEvent: CBackedMessage {
+extension Weft.V1.ExercisedEvent: BoxedMessage {
     typealias CStruct = Weft__V1__ExercisedEvent
     static var shapeIndex: Int { 108 }
     static var needsScan: Bool { true }
@@ -5366,6 +5877,9 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5406,7 +5920,7 @@ extension Weft.V1.ExercisedEvent: CBackedMessage {
     }
 }
 
-extension Weft.V1.Event: CBackedMessage {
+extension Weft.V1.Event: BoxedMessage {
     typealias CStruct = Weft__V1__Event
     static var shapeIndex: Int { 109 }
     static var needsScan: Bool { true }
@@ -5432,6 +5946,9 @@ extension Weft.V1.Event: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5463,7 +5980,7 @@ extension Weft.V1.Event: CBackedMessage {
     }
 }
 
-extension Weft.V1.Transaction: CBackedMessage {
+extension Weft.V1.Transaction: BoxedMessage {
     typealias CStruct = Weft__V1__Transaction
     static var shapeIndex: Int { 110 }
     static var needsScan: Bool { true }
@@ -5490,6 +6007,9 @@ extension Weft.V1.Transaction: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5522,7 +6042,7 @@ extension Weft.V1.Transaction: CBackedMessage {
     }
 }
 
-extension Weft.V1.TreeEvent: CBackedMessage {
+extension Weft.V1.TreeEvent: BoxedMessage {
     typealias CStruct = Weft__V1__TreeEvent
     static var shapeIndex: Int { 111 }
     static var needsScan: Bool { true }
@@ -5548,6 +6068,9 @@ extension Weft.V1.TreeEvent: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5579,7 +6102,7 @@ extension Weft.V1.TreeEvent: CBackedMessage {
     }
 }
 
-extension Weft.V1.TransactionTreeView: CBackedMessage {
+extension Weft.V1.TransactionTreeView: BoxedMessage {
     typealias CStruct = Weft__V1__TransactionTreeView
     static var shapeIndex: Int { 112 }
     static var needsScan: Bool { true }
@@ -5607,6 +6130,9 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5642,7 +6168,7 @@ extension Weft.V1.TransactionTreeView: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetTransactionsRequest: CBackedMessage {
+extension Weft.V1.GetTransactionsRequest: BoxedMessage {
     typealias CStruct = Weft__V1__GetTransactionsRequest
     static var shapeIndex: Int { 113 }
     static var needsScan: Bool { false }
@@ -5665,6 +6191,9 @@ extension Weft.V1.GetTransactionsRequest: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5687,7 +6216,7 @@ extension Weft.V1.GetTransactionsRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetTransactionsResponse: CBackedMessage {
+extension Weft.V1.GetTransactionsResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetTransactionsResponse
     static var shapeIndex: Int { 114 }
     static var needsScan: Bool { true }
@@ -5710,6 +6239,9 @@ extension Weft.V1.GetTransactionsResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5728,7 +6260,7 @@ extension Weft.V1.GetTransactionsResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
+extension Weft.V1.GetTransactionTreesRequest: BoxedMessage {
     typealias CStruct = Weft__V1__GetTransactionTreesRequest
     static var shapeIndex: Int { 115 }
     static var needsScan: Bool { false }
@@ -5750,6 +6282,9 @@ extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5773,7 +6308,7 @@ extension Weft.V1.GetTransactionTreesRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
+extension Weft.V1.GetTransactionTreesResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetTransactionTreesResponse
     static var shapeIndex: Int { 116 }
     static var needsScan: Bool { true }
@@ -5795,6 +6330,9 @@ extension Weft.V1.GetTransactionTreesResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5888,7 +6426,7 @@ extension Weft.V1.GetLedgerEndResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
+extension Weft.V1.GetActiveContractsRequest: BoxedMessage {
     typealias CStruct = Weft__V1__GetActiveContractsRequest
     static var shapeIndex: Int { 119 }
     static var needsScan: Bool { false }
@@ -5911,6 +6449,9 @@ extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5929,7 +6470,7 @@ extension Weft.V1.GetActiveContractsRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
+extension Weft.V1.GetActiveContractsResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetActiveContractsResponse
     static var shapeIndex: Int { 120 }
     static var needsScan: Bool { true }
@@ -5952,6 +6493,9 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5973,7 +6517,7 @@ extension Weft.V1.GetActiveContractsResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.PartyDetails: CBackedMessage {
+extension Weft.V1.PartyDetails: BoxedMessage {
     typealias CStruct = Weft__V1__PartyDetails
     static var shapeIndex: Int { 121 }
     static var needsScan: Bool { false }
@@ -5996,6 +6540,9 @@ extension Weft.V1.PartyDetails: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6031,7 +6578,7 @@ extension Weft.V1.PartyDetails: CBackedMessage {
     }
 }
 
-extension Weft.V1.AllocatePartyRequest: CBackedMessage {
+extension Weft.V1.AllocatePartyRequest: BoxedMessage {
     typealias CStruct = Weft__V1__AllocatePartyRequest
     static var shapeIndex: Int { 122 }
     static var needsScan: Bool { false }
@@ -6054,6 +6601,9 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6086,7 +6636,7 @@ extension Weft.V1.AllocatePartyRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.AllocatePartyResponse: CBackedMessage {
+extension Weft.V1.AllocatePartyResponse: BoxedMessage {
     typealias CStruct = Weft__V1__AllocatePartyResponse
     static var shapeIndex: Int { 123 }
     static var needsScan: Bool { false }
@@ -6108,6 +6658,9 @@ extension Weft.V1.AllocatePartyResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6162,7 +6715,7 @@ extension Weft.V1.ListKnownPartiesRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
+extension Weft.V1.ListKnownPartiesResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ListKnownPartiesResponse
     static var shapeIndex: Int { 125 }
     static var needsScan: Bool { false }
@@ -6185,6 +6738,9 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6204,7 +6760,7 @@ extension Weft.V1.ListKnownPartiesResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.UploadPackageRequest: CBackedMessage {
+extension Weft.V1.UploadPackageRequest: BoxedMessage {
     typealias CStruct = Weft__V1__UploadPackageRequest
     static var shapeIndex: Int { 126 }
     static var needsScan: Bool { false }
@@ -6227,6 +6783,9 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6259,7 +6818,7 @@ extension Weft.V1.UploadPackageRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.UploadPackageResponse: CBackedMessage {
+extension Weft.V1.UploadPackageResponse: BoxedMessage {
     typealias CStruct = Weft__V1__UploadPackageResponse
     static var shapeIndex: Int { 127 }
     static var needsScan: Bool { false }
@@ -6281,6 +6840,9 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6310,7 +6872,7 @@ extension Weft.V1.UploadPackageResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.PackageDetails: CBackedMessage {
+extension Weft.V1.PackageDetails: BoxedMessage {
     typealias CStruct = Weft__V1__PackageDetails
     static var shapeIndex: Int { 128 }
     static var needsScan: Bool { false }
@@ -6334,6 +6896,9 @@ extension Weft.V1.PackageDetails: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6395,7 +6960,7 @@ extension Weft.V1.ListPackagesRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.ListPackagesResponse: CBackedMessage {
+extension Weft.V1.ListPackagesResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ListPackagesResponse
     static var shapeIndex: Int { 130 }
     static var needsScan: Bool { false }
@@ -6418,6 +6983,9 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6437,7 +7005,7 @@ extension Weft.V1.ListPackagesResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetPackageRequest: CBackedMessage {
+extension Weft.V1.GetPackageRequest: BoxedMessage {
     typealias CStruct = Weft__V1__GetPackageRequest
     static var shapeIndex: Int { 131 }
     static var needsScan: Bool { false }
@@ -6459,6 +7027,9 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6488,7 +7059,7 @@ extension Weft.V1.GetPackageRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetPackageResponse: CBackedMessage {
+extension Weft.V1.GetPackageResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetPackageResponse
     static var shapeIndex: Int { 132 }
     static var needsScan: Bool { false }
@@ -6511,6 +7082,9 @@ extension Weft.V1.GetPackageResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

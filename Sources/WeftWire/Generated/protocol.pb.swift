@@ -149,7 +149,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SubmitterMetadata
             var salt: [UInt8] = []
             var actAs: [String] = []
             var submittingParticipant: String = ""
@@ -160,12 +161,29 @@ extension Weft.V1 {
             var deduplicationPeriod: Weft.V1.Duration? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SubmitterMetadata>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SubmitterMetadata>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SubmitterMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    salt = []
+                    actAs = []
+                    submittingParticipant = ""
+                    commandID = ""
+                    applicationID = ""
+                    submissionID = ""
+                    maxSequencingTime = nil
+                    deduplicationPeriod = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SubmitterMetadata>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -248,12 +266,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -311,7 +329,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CommonMetadata
             var salt: [UInt8] = []
             var domain: String = ""
             var mediator: String = ""
@@ -319,12 +338,26 @@ extension Weft.V1 {
             var confirmationPolicy: Weft.V1.ConfirmationPolicy = .unspecified
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CommonMetadata>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CommonMetadata>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CommonMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    salt = []
+                    domain = ""
+                    mediator = ""
+                    uuid = []
+                    confirmationPolicy = .unspecified
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CommonMetadata>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -395,12 +428,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -451,19 +484,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ParticipantMetadata
             var salt: [UInt8] = []
             var ledgerTime: Weft.V1.Timestamp? = nil
             var submissionTime: Weft.V1.Timestamp? = nil
             var workflowID: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ParticipantMetadata>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ParticipantMetadata>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ParticipantMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    salt = []
+                    ledgerTime = nil
+                    submissionTime = nil
+                    workflowID = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ParticipantMetadata>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -530,12 +577,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -573,17 +620,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Informee
             var party: String = ""
             var weight: UInt32 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Informee>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Informee>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Informee>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    party = ""
+                    weight = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Informee>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 party = o.party
@@ -642,12 +701,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -692,18 +751,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ViewCommonData
             var salt: [UInt8] = []
             var informees: [Weft.V1.Informee] = []
             var threshold: UInt32 = 0
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ViewCommonData>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ViewCommonData>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ViewCommonData>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    salt = []
+                    informees = []
+                    threshold = 0
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ViewCommonData>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -766,12 +838,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -808,17 +880,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__InputContract
             var contract: Weft.V1.ContractInstance? = nil
             var consumed: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__InputContract>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__InputContract>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InputContract>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contract = nil
+                    consumed = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__InputContract>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contract = o.contract
@@ -877,12 +961,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -919,17 +1003,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CreatedContract
             var contract: Weft.V1.ContractInstance? = nil
             var consumedInCore: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CreatedContract>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CreatedContract>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CreatedContract>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contract = nil
+                    consumedInCore = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CreatedContract>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contract = o.contract
@@ -988,12 +1084,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1030,17 +1126,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CreateActionDescription
             var contractID: String = ""
             var nodeSeed: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CreateActionDescription>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CreateActionDescription>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CreateActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contractID = ""
+                    nodeSeed = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CreateActionDescription>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -1099,12 +1207,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1176,7 +1284,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ExerciseActionDescription
             var inputContractID: String = ""
             var templateID: Weft.V1.TemplateId? = nil
             var choice: String = ""
@@ -1186,12 +1295,28 @@ extension Weft.V1 {
             var consuming: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ExerciseActionDescription>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ExerciseActionDescription>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ExerciseActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    inputContractID = ""
+                    templateID = nil
+                    choice = ""
+                    chosenValue = nil
+                    actors = []
+                    nodeSeed = []
+                    consuming = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ExerciseActionDescription>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 inputContractID = o.inputContractID
@@ -1270,12 +1395,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1312,17 +1437,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__FetchActionDescription
             var inputContractID: String = ""
             var actors: [String] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__FetchActionDescription>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__FetchActionDescription>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__FetchActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    inputContractID = ""
+                    actors = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__FetchActionDescription>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 inputContractID = o.inputContractID
@@ -1381,12 +1518,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1416,16 +1553,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ActionDescription
             var description: Description? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ActionDescription>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ActionDescription>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ActionDescription>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    description = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ActionDescription>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 description = o.description
@@ -1490,12 +1638,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1553,7 +1701,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ViewParticipantData
             var salt: [UInt8] = []
             var coreInputs: [Weft.V1.InputContract] = []
             var createdCore: [Weft.V1.CreatedContract] = []
@@ -1561,12 +1710,26 @@ extension Weft.V1 {
             var actionDescription: Weft.V1.ActionDescription? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ViewParticipantData>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ViewParticipantData>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ViewParticipantData>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    salt = []
+                    coreInputs = []
+                    createdCore = []
+                    createdInSubviewArchivedInCore = []
+                    actionDescription = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ViewParticipantData>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 salt = o.salt
@@ -1637,12 +1800,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1672,16 +1835,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__BlindableViewCommonData
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__BlindableViewCommonData>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__BlindableViewCommonData>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableViewCommonData>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    node = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__BlindableViewCommonData>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -1744,12 +1918,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1779,16 +1953,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__BlindableViewParticipantData
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__BlindableViewParticipantData>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__BlindableViewParticipantData>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableViewParticipantData>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    node = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__BlindableViewParticipantData>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -1851,12 +2036,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1900,18 +2085,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TransactionView
             var commonData: Weft.V1.BlindableViewCommonData? = nil
             var participantData: Weft.V1.BlindableViewParticipantData? = nil
             var subviews: [Weft.V1.BlindableTransactionView] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TransactionView>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TransactionView>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TransactionView>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    commonData = nil
+                    participantData = nil
+                    subviews = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TransactionView>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 commonData = o.commonData
@@ -1974,12 +2172,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2009,16 +2207,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__BlindableTransactionView
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__BlindableTransactionView>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__BlindableTransactionView>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableTransactionView>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    node = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__BlindableTransactionView>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -2081,12 +2290,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2116,16 +2325,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__BlindableSubmitterMetadata
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__BlindableSubmitterMetadata>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__BlindableSubmitterMetadata>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableSubmitterMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    node = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__BlindableSubmitterMetadata>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -2188,12 +2408,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2223,16 +2443,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__BlindableCommonMetadata
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__BlindableCommonMetadata>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__BlindableCommonMetadata>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableCommonMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    node = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__BlindableCommonMetadata>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -2295,12 +2526,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2330,16 +2561,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__BlindableParticipantMetadata
             var node: Node? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__BlindableParticipantMetadata>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__BlindableParticipantMetadata>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__BlindableParticipantMetadata>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    node = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__BlindableParticipantMetadata>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 node = o.node
@@ -2402,12 +2644,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2459,19 +2701,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TransactionTree
             var submitterMetadata: Weft.V1.BlindableSubmitterMetadata? = nil
             var commonMetadata: Weft.V1.BlindableCommonMetadata? = nil
             var participantMetadata: Weft.V1.BlindableParticipantMetadata? = nil
             var rootViews: [Weft.V1.BlindableTransactionView] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TransactionTree>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TransactionTree>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TransactionTree>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    submitterMetadata = nil
+                    commonMetadata = nil
+                    participantMetadata = nil
+                    rootViews = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TransactionTree>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 submitterMetadata = o.submitterMetadata
@@ -2538,12 +2794,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2580,17 +2836,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__InformeeMessage
             var informeeTree: Weft.V1.TransactionTree? = nil
             var submittingParticipantSignature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__InformeeMessage>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__InformeeMessage>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__InformeeMessage>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    informeeTree = nil
+                    submittingParticipantSignature = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__InformeeMessage>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 informeeTree = o.informeeTree
@@ -2649,12 +2917,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2706,19 +2974,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__RootHashMessage
             var rootHash: [UInt8] = []
             var domain: String = ""
             var viewType: Weft.V1.ViewType = .unspecified
             var submittingParticipantSignature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__RootHashMessage>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__RootHashMessage>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__RootHashMessage>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    rootHash = []
+                    domain = ""
+                    viewType = .unspecified
+                    submittingParticipantSignature = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__RootHashMessage>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 rootHash = o.rootHash
@@ -2785,12 +3067,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2829,17 +3111,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ViewTree
             var tree: Weft.V1.TransactionTree? = nil
             var viewPosition: [UInt32] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ViewTree>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ViewTree>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ViewTree>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    tree = nil
+                    viewPosition = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ViewTree>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 tree = o.tree
@@ -2898,12 +3192,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -2969,7 +3263,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__EncryptedViewMessage
             var viewHash: [UInt8] = []
             var ciphertext: [UInt8] = []
             var wrappedSeeds: [Weft.V1.WrappedKey] = []
@@ -2978,12 +3273,27 @@ extension Weft.V1 {
             var submittingParticipantSignature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__EncryptedViewMessage>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__EncryptedViewMessage>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__EncryptedViewMessage>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    viewHash = []
+                    ciphertext = []
+                    wrappedSeeds = []
+                    domain = ""
+                    viewType = .unspecified
+                    submittingParticipantSignature = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__EncryptedViewMessage>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 viewHash = o.viewHash
@@ -3058,12 +3368,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3134,18 +3444,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__LocalReject
             var reasonID: String = ""
             var message: String = ""
             var resources: [String] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__LocalReject>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__LocalReject>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__LocalReject>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    reasonID = ""
+                    message = ""
+                    resources = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__LocalReject>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 reasonID = o.reasonID
@@ -3208,12 +3531,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3243,16 +3566,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__LocalVerdict
             var outcome: Outcome? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__LocalVerdict>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__LocalVerdict>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__LocalVerdict>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    outcome = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__LocalVerdict>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 outcome = o.outcome
@@ -3315,12 +3649,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3394,7 +3728,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ConfirmationResponse
             var requestID: Weft.V1.Timestamp? = nil
             var sender: String = ""
             var viewHash: [UInt8] = []
@@ -3404,12 +3739,28 @@ extension Weft.V1 {
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ConfirmationResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ConfirmationResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ConfirmationResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    requestID = nil
+                    sender = ""
+                    viewHash = []
+                    localVerdict = nil
+                    rootHash = []
+                    confirmingParties = []
+                    domain = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ConfirmationResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 requestID = o.requestID
@@ -3488,12 +3839,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3531,17 +3882,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__MediatorReject
             var reasonID: String = ""
             var message: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__MediatorReject>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__MediatorReject>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MediatorReject>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    reasonID = ""
+                    message = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__MediatorReject>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 reasonID = o.reasonID
@@ -3600,12 +3963,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3635,16 +3998,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ParticipantRejects
             var rejects: [Weft.V1.ParticipantReject] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ParticipantRejects>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ParticipantRejects>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ParticipantRejects>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    rejects = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ParticipantRejects>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 rejects = o.rejects
@@ -3699,12 +4073,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3748,18 +4122,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ParticipantReject
             var participant: String = ""
             var parties: [String] = []
             var reject: Weft.V1.LocalReject? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ParticipantReject>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ParticipantReject>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ParticipantReject>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    participant = ""
+                    parties = []
+                    reject = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ParticipantReject>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -3822,12 +4209,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3857,16 +4244,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Verdict
             var outcome: Outcome? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Verdict>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Verdict>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Verdict>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    outcome = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Verdict>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 outcome = o.outcome
@@ -3931,12 +4329,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -3994,7 +4392,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ConfirmationResult
             var requestID: Weft.V1.Timestamp? = nil
             var rootHash: [UInt8] = []
             var domain: String = ""
@@ -4002,12 +4401,26 @@ extension Weft.V1 {
             var viewType: Weft.V1.ViewType = .unspecified
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ConfirmationResult>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ConfirmationResult>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ConfirmationResult>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    requestID = nil
+                    rootHash = []
+                    domain = ""
+                    verdict = nil
+                    viewType = .unspecified
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ConfirmationResult>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 requestID = o.requestID
@@ -4078,12 +4491,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4148,7 +4561,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__AcsCommitment
             var domain: String = ""
             var sender: String = ""
             var counterParticipant: String = ""
@@ -4157,12 +4571,27 @@ extension Weft.V1 {
             var commitment: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__AcsCommitment>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__AcsCommitment>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__AcsCommitment>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    sender = ""
+                    counterParticipant = ""
+                    fromExclusive = nil
+                    toInclusive = nil
+                    commitment = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__AcsCommitment>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -4237,12 +4666,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4272,16 +4701,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SignedContent
             var content: Content? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SignedContent>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SignedContent>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SignedContent>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    content = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SignedContent>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 content = o.content
@@ -4346,12 +4786,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4388,17 +4828,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SignedProtocolMessage
             var content: [UInt8] = []
             var signature: Weft.V1.Signature? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SignedProtocolMessage>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SignedProtocolMessage>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SignedProtocolMessage>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    content = []
+                    signature = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SignedProtocolMessage>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 content = o.content
@@ -4457,12 +4909,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4492,16 +4944,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__EnvelopeContent
             var message: Message? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__EnvelopeContent>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__EnvelopeContent>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__EnvelopeContent>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    message = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__EnvelopeContent>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 message = o.message
@@ -4581,12 +5044,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4648,7 +5111,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CommitmentNarrowingRequest
             var domain: String = ""
             var requester: String = ""
             var counterParticipant: String = ""
@@ -4656,12 +5120,26 @@ extension Weft.V1 {
             var stakeholderGroups: [String] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CommitmentNarrowingRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CommitmentNarrowingRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CommitmentNarrowingRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    requester = ""
+                    counterParticipant = ""
+                    requestID = ""
+                    stakeholderGroups = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CommitmentNarrowingRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -4732,12 +5210,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4775,17 +5253,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SharedContractHash
             var contractID: String = ""
             var hash: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SharedContractHash>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SharedContractHash>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SharedContractHash>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contractID = ""
+                    hash = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SharedContractHash>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -4844,12 +5334,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -4894,18 +5384,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__StakeholderGroupHash
             var stakeholderGroup: String = ""
             var hash: [UInt8] = []
             var contracts: [Weft.V1.SharedContractHash] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__StakeholderGroupHash>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__StakeholderGroupHash>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__StakeholderGroupHash>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    stakeholderGroup = ""
+                    hash = []
+                    contracts = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__StakeholderGroupHash>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 stakeholderGroup = o.stakeholderGroup
@@ -4968,12 +5471,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -5047,7 +5550,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__CommitmentNarrowingResponse
             var domain: String = ""
             var sender: String = ""
             var requester: String = ""
@@ -5057,12 +5561,28 @@ extension Weft.V1 {
             var contractsOmitted: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__CommitmentNarrowingResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__CommitmentNarrowingResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__CommitmentNarrowingResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    sender = ""
+                    requester = ""
+                    requestID = ""
+                    asOf = nil
+                    groups = []
+                    contractsOmitted = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__CommitmentNarrowingResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -5141,12 +5661,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -5156,7 +5676,7 @@ extension Weft.V1 {
     }
 }
 
-extension Weft.V1.SubmitterMetadata: CBackedMessage {
+extension Weft.V1.SubmitterMetadata: BoxedMessage {
     typealias CStruct = Weft__V1__SubmitterMetadata
     static var shapeIndex: Int { 133 }
     static var needsScan: Bool { false }
@@ -5184,6 +5704,9 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5218,7 +5741,7 @@ extension Weft.V1.SubmitterMetadata: CBackedMessage {
     }
 }
 
-extension Weft.V1.CommonMetadata: CBackedMessage {
+extension Weft.V1.CommonMetadata: BoxedMessage {
     typealias CStruct = Weft__V1__CommonMetadata
     static var shapeIndex: Int { 134 }
     static var needsScan: Bool { false }
@@ -5241,6 +5764,9 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5282,7 +5808,7 @@ extension Weft.V1.CommonMetadata: CBackedMessage {
     }
 }
 
-extension Weft.V1.ParticipantMetadata: CBackedMessage {
+extension Weft.V1.ParticipantMetadata: BoxedMessage {
     typealias CStruct = Weft__V1__ParticipantMetadata
     static var shapeIndex: Int { 135 }
     static var needsScan: Bool { false }
@@ -5306,6 +5832,9 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5331,7 +5860,7 @@ extension Weft.V1.ParticipantMetadata: CBackedMessage {
     }
 }
 
-extension Weft.V1.Informee: CBackedMessage {
+extension Weft.V1.Informee: BoxedMessage {
     typealias CStruct = Weft__V1__Informee
     static var shapeIndex: Int { 136 }
     static var needsScan: Bool { false }
@@ -5353,6 +5882,9 @@ extension Weft.V1.Informee: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5385,7 +5917,7 @@ extension Weft.V1.Informee: CBackedMessage {
     }
 }
 
-extension Weft.V1.ViewCommonData: CBackedMessage {
+extension Weft.V1.ViewCommonData: BoxedMessage {
     typealias CStruct = Weft__V1__ViewCommonData
     static var shapeIndex: Int { 137 }
     static var needsScan: Bool { false }
@@ -5407,6 +5939,9 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5431,7 +5966,7 @@ extension Weft.V1.ViewCommonData: CBackedMessage {
     }
 }
 
-extension Weft.V1.InputContract: CBackedMessage {
+extension Weft.V1.InputContract: BoxedMessage {
     typealias CStruct = Weft__V1__InputContract
     static var shapeIndex: Int { 138 }
     static var needsScan: Bool { true }
@@ -5454,6 +5989,9 @@ extension Weft.V1.InputContract: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5474,7 +6012,7 @@ extension Weft.V1.InputContract: CBackedMessage {
     }
 }
 
-extension Weft.V1.CreatedContract: CBackedMessage {
+extension Weft.V1.CreatedContract: BoxedMessage {
     typealias CStruct = Weft__V1__CreatedContract
     static var shapeIndex: Int { 139 }
     static var needsScan: Bool { true }
@@ -5497,6 +6035,9 @@ extension Weft.V1.CreatedContract: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5517,7 +6058,7 @@ extension Weft.V1.CreatedContract: CBackedMessage {
     }
 }
 
-extension Weft.V1.CreateActionDescription: CBackedMessage {
+extension Weft.V1.CreateActionDescription: BoxedMessage {
     typealias CStruct = Weft__V1__CreateActionDescription
     static var shapeIndex: Int { 140 }
     static var needsScan: Bool { false }
@@ -5539,6 +6080,9 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5571,7 +6115,7 @@ extension Weft.V1.CreateActionDescription: CBackedMessage {
     }
 }
 
-extension Weft.V1.ExerciseActionDescription: CBackedMessage {
+extension Weft.V1.ExerciseActionDescription: BoxedMessage {
     typealias CStruct = Weft__V1__ExerciseActionDescription
     static var shapeIndex: Int { 141 }
     static var needsScan: Bool { true }
@@ -5597,6 +6141,9 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5629,7 +6176,7 @@ extension Weft.V1.ExerciseActionDescription: CBackedMessage {
     }
 }
 
-extension Weft.V1.FetchActionDescription: CBackedMessage {
+extension Weft.V1.FetchActionDescription: BoxedMessage {
     typealias CStruct = Weft__V1__FetchActionDescription
     static var shapeIndex: Int { 142 }
     static var needsScan: Bool { false }
@@ -5652,6 +6199,9 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5685,7 +6235,7 @@ extension Weft.V1.FetchActionDescription: CBackedMessage {
     }
 }
 
-extension Weft.V1.ActionDescription: CBackedMessage {
+extension Weft.V1.ActionDescription: BoxedMessage {
     typealias CStruct = Weft__V1__ActionDescription
     static var shapeIndex: Int { 143 }
     static var needsScan: Bool { true }
@@ -5712,6 +6262,9 @@ extension Weft.V1.ActionDescription: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5747,7 +6300,7 @@ extension Weft.V1.ActionDescription: CBackedMessage {
     }
 }
 
-extension Weft.V1.ViewParticipantData: CBackedMessage {
+extension Weft.V1.ViewParticipantData: BoxedMessage {
     typealias CStruct = Weft__V1__ViewParticipantData
     static var shapeIndex: Int { 144 }
     static var needsScan: Bool { true }
@@ -5772,6 +6325,9 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5802,7 +6358,7 @@ extension Weft.V1.ViewParticipantData: CBackedMessage {
     }
 }
 
-extension Weft.V1.BlindableViewCommonData: CBackedMessage {
+extension Weft.V1.BlindableViewCommonData: BoxedMessage {
     typealias CStruct = Weft__V1__BlindableViewCommonData
     static var shapeIndex: Int { 145 }
     static var needsScan: Bool { false }
@@ -5827,6 +6383,9 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5858,7 +6417,7 @@ extension Weft.V1.BlindableViewCommonData: CBackedMessage {
     }
 }
 
-extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
+extension Weft.V1.BlindableViewParticipantData: BoxedMessage {
     typealias CStruct = Weft__V1__BlindableViewParticipantData
     static var shapeIndex: Int { 146 }
     static var needsScan: Bool { true }
@@ -5883,6 +6442,9 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -5914,7 +6476,7 @@ extension Weft.V1.BlindableViewParticipantData: CBackedMessage {
     }
 }
 
-extension Weft.V1.TransactionView: CBackedMessage {
+extension Weft.V1.TransactionView: BoxedMessage {
     typealias CStruct = Weft__V1__TransactionView
     static var shapeIndex: Int { 147 }
     static var needsScan: Bool { true }
@@ -5939,6 +6501,9 @@ extension Weft.V1.TransactionView: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -5962,7 +6527,7 @@ extension Weft.V1.TransactionView: CBackedMessage {
     }
 }
 
-extension Weft.V1.BlindableTransactionView: CBackedMessage {
+extension Weft.V1.BlindableTransactionView: BoxedMessage {
     typealias CStruct = Weft__V1__BlindableTransactionView
     static var shapeIndex: Int { 148 }
     static var needsScan: Bool { true }
@@ -5987,6 +6552,9 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6018,7 +6586,7 @@ extension Weft.V1.BlindableTransactionView: CBackedMessage {
     }
 }
 
-extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
+extension Weft.V1.BlindableSubmitterMetadata: BoxedMessage {
     typealias CStruct = Weft__V1__BlindableSubmitterMetadata
     static var shapeIndex: Int { 149 }
     static var needsScan: Bool { false }
@@ -6043,6 +6611,9 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6074,7 +6645,7 @@ extension Weft.V1.BlindableSubmitterMetadata: CBackedMessage {
     }
 }
 
-extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
+extension Weft.V1.BlindableCommonMetadata: BoxedMessage {
     typealias CStruct = Weft__V1__BlindableCommonMetadata
     static var shapeIndex: Int { 150 }
     static var needsScan: Bool { false }
@@ -6099,6 +6670,9 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6130,7 +6704,7 @@ extension Weft.V1.BlindableCommonMetadata: CBackedMessage {
     }
 }
 
-extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
+extension Weft.V1.BlindableParticipantMetadata: BoxedMessage {
     typealias CStruct = Weft__V1__BlindableParticipantMetadata
     static var shapeIndex: Int { 151 }
     static var needsScan: Bool { false }
@@ -6155,6 +6729,9 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6186,7 +6763,7 @@ extension Weft.V1.BlindableParticipantMetadata: CBackedMessage {
     }
 }
 
-extension Weft.V1.TransactionTree: CBackedMessage {
+extension Weft.V1.TransactionTree: BoxedMessage {
     typealias CStruct = Weft__V1__TransactionTree
     static var shapeIndex: Int { 152 }
     static var needsScan: Bool { true }
@@ -6211,6 +6788,9 @@ extension Weft.V1.TransactionTree: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6237,7 +6817,7 @@ extension Weft.V1.TransactionTree: CBackedMessage {
     }
 }
 
-extension Weft.V1.InformeeMessage: CBackedMessage {
+extension Weft.V1.InformeeMessage: BoxedMessage {
     typealias CStruct = Weft__V1__InformeeMessage
     static var shapeIndex: Int { 153 }
     static var needsScan: Bool { true }
@@ -6261,6 +6841,9 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6281,7 +6864,7 @@ extension Weft.V1.InformeeMessage: CBackedMessage {
     }
 }
 
-extension Weft.V1.RootHashMessage: CBackedMessage {
+extension Weft.V1.RootHashMessage: BoxedMessage {
     typealias CStruct = Weft__V1__RootHashMessage
     static var shapeIndex: Int { 154 }
     static var needsScan: Bool { false }
@@ -6304,6 +6887,9 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6329,7 +6915,7 @@ extension Weft.V1.RootHashMessage: CBackedMessage {
     }
 }
 
-extension Weft.V1.ViewTree: CBackedMessage {
+extension Weft.V1.ViewTree: BoxedMessage {
     typealias CStruct = Weft__V1__ViewTree
     static var shapeIndex: Int { 155 }
     static var needsScan: Bool { true }
@@ -6352,6 +6938,9 @@ extension Weft.V1.ViewTree: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6373,7 +6962,7 @@ extension Weft.V1.ViewTree: CBackedMessage {
     }
 }
 
-extension Weft.V1.EncryptedViewMessage: CBackedMessage {
+extension Weft.V1.EncryptedViewMessage: BoxedMessage {
     typealias CStruct = Weft__V1__EncryptedViewMessage
     static var shapeIndex: Int { 156 }
     static var needsScan: Bool { false }
@@ -6397,6 +6986,9 @@ extension Weft.V1.EncryptedViewMessage: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6462,7 +7054,7 @@ extension Weft.V1.LocalApprove: CBackedMessage {
     }
 }
 
-extension Weft.V1.LocalReject: CBackedMessage {
+extension Weft.V1.LocalReject: BoxedMessage {
     typealias CStruct = Weft__V1__LocalReject
     static var shapeIndex: Int { 158 }
     static var needsScan: Bool { false }
@@ -6486,6 +7078,9 @@ extension Weft.V1.LocalReject: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6522,7 +7117,7 @@ extension Weft.V1.LocalReject: CBackedMessage {
     }
 }
 
-extension Weft.V1.LocalVerdict: CBackedMessage {
+extension Weft.V1.LocalVerdict: BoxedMessage {
     typealias CStruct = Weft__V1__LocalVerdict
     static var shapeIndex: Int { 159 }
     static var needsScan: Bool { false }
@@ -6548,6 +7143,9 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6579,7 +7177,7 @@ extension Weft.V1.LocalVerdict: CBackedMessage {
     }
 }
 
-extension Weft.V1.ConfirmationResponse: CBackedMessage {
+extension Weft.V1.ConfirmationResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ConfirmationResponse
     static var shapeIndex: Int { 160 }
     static var needsScan: Bool { false }
@@ -6605,6 +7203,9 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6637,7 +7238,7 @@ extension Weft.V1.ConfirmationResponse: CBackedMessage {
     }
 }
 
-extension Weft.V1.MediatorReject: CBackedMessage {
+extension Weft.V1.MediatorReject: BoxedMessage {
     typealias CStruct = Weft__V1__MediatorReject
     static var shapeIndex: Int { 161 }
     static var needsScan: Bool { false }
@@ -6660,6 +7261,9 @@ extension Weft.V1.MediatorReject: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6692,7 +7296,7 @@ extension Weft.V1.MediatorReject: CBackedMessage {
     }
 }
 
-extension Weft.V1.ParticipantRejects: CBackedMessage {
+extension Weft.V1.ParticipantRejects: BoxedMessage {
     typealias CStruct = Weft__V1__ParticipantRejects
     static var shapeIndex: Int { 162 }
     static var needsScan: Bool { false }
@@ -6715,6 +7319,9 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6734,7 +7341,7 @@ extension Weft.V1.ParticipantRejects: CBackedMessage {
     }
 }
 
-extension Weft.V1.ParticipantReject: CBackedMessage {
+extension Weft.V1.ParticipantReject: BoxedMessage {
     typealias CStruct = Weft__V1__ParticipantReject
     static var shapeIndex: Int { 163 }
     static var needsScan: Bool { false }
@@ -6759,6 +7366,9 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -6782,7 +7392,7 @@ extension Weft.V1.ParticipantReject: CBackedMessage {
     }
 }
 
-extension Weft.V1.Verdict: CBackedMessage {
+extension Weft.V1.Verdict: BoxedMessage {
     typealias CStruct = Weft__V1__Verdict
     static var shapeIndex: Int { 164 }
     static var needsScan: Bool { false }
@@ -6809,6 +7419,9 @@ extension Weft.V1.Verdict: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6844,7 +7457,7 @@ extension Weft.V1.Verdict: CBackedMessage {
     }
 }
 
-extension Weft.V1.ConfirmationResult: CBackedMessage {
+extension Weft.V1.ConfirmationResult: BoxedMessage {
     typealias CStruct = Weft__V1__ConfirmationResult
     static var shapeIndex: Int { 165 }
     static var needsScan: Bool { false }
@@ -6868,6 +7481,9 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6895,7 +7511,7 @@ extension Weft.V1.ConfirmationResult: CBackedMessage {
     }
 }
 
-extension Weft.V1.AcsCommitment: CBackedMessage {
+extension Weft.V1.AcsCommitment: BoxedMessage {
     typealias CStruct = Weft__V1__AcsCommitment
     static var shapeIndex: Int { 166 }
     static var needsScan: Bool { false }
@@ -6921,6 +7537,9 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -6950,7 +7569,7 @@ extension Weft.V1.AcsCommitment: CBackedMessage {
     }
 }
 
-extension Weft.V1.SignedContent: CBackedMessage {
+extension Weft.V1.SignedContent: BoxedMessage {
     typealias CStruct = Weft__V1__SignedContent
     static var shapeIndex: Int { 167 }
     static var needsScan: Bool { false }
@@ -6977,6 +7596,9 @@ extension Weft.V1.SignedContent: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7012,7 +7634,7 @@ extension Weft.V1.SignedContent: CBackedMessage {
     }
 }
 
-extension Weft.V1.SignedProtocolMessage: CBackedMessage {
+extension Weft.V1.SignedProtocolMessage: BoxedMessage {
     typealias CStruct = Weft__V1__SignedProtocolMessage
     static var shapeIndex: Int { 168 }
     static var needsScan: Bool { false }
@@ -7035,6 +7657,9 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -7055,7 +7680,7 @@ extension Weft.V1.SignedProtocolMessage: CBackedMessage {
     }
 }
 
-extension Weft.V1.EnvelopeContent: CBackedMessage {
+extension Weft.V1.EnvelopeContent: BoxedMessage {
     typealias CStruct = Weft__V1__EnvelopeContent
     static var shapeIndex: Int { 169 }
     static var needsScan: Bool { true }
@@ -7088,6 +7713,9 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7147,7 +7775,7 @@ extension Weft.V1.EnvelopeContent: CBackedMessage {
     }
 }
 
-extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
+extension Weft.V1.CommitmentNarrowingRequest: BoxedMessage {
     typealias CStruct = Weft__V1__CommitmentNarrowingRequest
     static var shapeIndex: Int { 170 }
     static var needsScan: Bool { false }
@@ -7173,6 +7801,9 @@ extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7215,7 +7846,7 @@ extension Weft.V1.CommitmentNarrowingRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.SharedContractHash: CBackedMessage {
+extension Weft.V1.SharedContractHash: BoxedMessage {
     typealias CStruct = Weft__V1__SharedContractHash
     static var shapeIndex: Int { 171 }
     static var needsScan: Bool { false }
@@ -7237,6 +7868,9 @@ extension Weft.V1.SharedContractHash: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7269,7 +7903,7 @@ extension Weft.V1.SharedContractHash: CBackedMessage {
     }
 }
 
-extension Weft.V1.StakeholderGroupHash: CBackedMessage {
+extension Weft.V1.StakeholderGroupHash: BoxedMessage {
     typealias CStruct = Weft__V1__StakeholderGroupHash
     static var shapeIndex: Int { 172 }
     static var needsScan: Bool { false }
@@ -7292,6 +7926,9 @@ extension Weft.V1.StakeholderGroupHash: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -7316,7 +7953,7 @@ extension Weft.V1.StakeholderGroupHash: CBackedMessage {
     }
 }
 
-extension Weft.V1.CommitmentNarrowingResponse: CBackedMessage {
+extension Weft.V1.CommitmentNarrowingResponse: BoxedMessage {
     typealias CStruct = Weft__V1__CommitmentNarrowingResponse
     static var shapeIndex: Int { 173 }
     static var needsScan: Bool { false }
@@ -7343,6 +7980,9 @@ extension Weft.V1.CommitmentNarrowingResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

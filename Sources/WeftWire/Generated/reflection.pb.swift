@@ -60,17 +60,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__GetDescriptorSetResponse
             var fileDescriptorSet: [UInt8] = []
             var services: [String] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__GetDescriptorSetResponse>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__GetDescriptorSetResponse>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__GetDescriptorSetResponse>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    fileDescriptorSet = []
+                    services = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__GetDescriptorSetResponse>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 fileDescriptorSet = o.fileDescriptorSet
@@ -129,12 +141,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -179,7 +191,7 @@ extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
     }
 }
 
-extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
+extension Weft.V1.GetDescriptorSetResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetDescriptorSetResponse
     static var shapeIndex: Int { 175 }
     static var needsScan: Bool { false }
@@ -201,6 +213,9 @@ extension Weft.V1.GetDescriptorSetResponse: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

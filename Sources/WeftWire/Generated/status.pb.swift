@@ -63,7 +63,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Status
             var code: UInt32 = 0
             var message: String = ""
             var errorID: String = ""
@@ -71,12 +72,26 @@ extension Weft.V1 {
             var details: [Weft.V1.StatusDetail] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Status>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Status>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Status>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    code = 0
+                    message = ""
+                    errorID = ""
+                    correlationID = ""
+                    details = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Status>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 code = o.code
@@ -147,12 +162,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -189,17 +204,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__StatusDetail
             var key: String = ""
             var value: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__StatusDetail>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__StatusDetail>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__StatusDetail>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    key = ""
+                    value = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__StatusDetail>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 key = o.key
@@ -258,12 +285,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -273,7 +300,7 @@ extension Weft.V1 {
     }
 }
 
-extension Weft.V1.Status: CBackedMessage {
+extension Weft.V1.Status: BoxedMessage {
     typealias CStruct = Weft__V1__Status
     static var shapeIndex: Int { 77 }
     static var needsScan: Bool { false }
@@ -298,6 +325,9 @@ extension Weft.V1.Status: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -326,7 +356,7 @@ extension Weft.V1.Status: CBackedMessage {
     }
 }
 
-extension Weft.V1.StatusDetail: CBackedMessage {
+extension Weft.V1.StatusDetail: BoxedMessage {
     typealias CStruct = Weft__V1__StatusDetail
     static var shapeIndex: Int { 78 }
     static var needsScan: Bool { false }
@@ -349,6 +379,9 @@ extension Weft.V1.StatusDetail: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

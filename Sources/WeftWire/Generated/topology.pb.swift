@@ -212,18 +212,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__NamespaceDelegation
             var namespace: String = ""
             var targetKey: Weft.V1.PublicKey? = nil
             var isRootDelegation: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__NamespaceDelegation>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__NamespaceDelegation>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__NamespaceDelegation>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    namespace = ""
+                    targetKey = nil
+                    isRootDelegation = false
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__NamespaceDelegation>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 namespace = o.namespace
@@ -286,12 +299,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -329,17 +342,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__OwnerToKeyMapping
             var member: String = ""
             var keys: [Weft.V1.PublicKey] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__OwnerToKeyMapping>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__OwnerToKeyMapping>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__OwnerToKeyMapping>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    member = ""
+                    keys = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__OwnerToKeyMapping>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 member = o.member
@@ -398,12 +423,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -448,18 +473,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ParticipantDomainState
             var participant: String = ""
             var permission: Weft.V1.ParticipantPermission = .unspecified
             var trustLevel: Weft.V1.TrustLevel = .unspecified
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ParticipantDomainState>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ParticipantDomainState>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ParticipantDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    participant = ""
+                    permission = .unspecified
+                    trustLevel = .unspecified
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ParticipantDomainState>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 participant = o.participant
@@ -522,12 +560,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -572,18 +610,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__PartyToParticipant
             var party: String = ""
             var participant: String = ""
             var permission: Weft.V1.ParticipantPermission = .unspecified
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__PartyToParticipant>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__PartyToParticipant>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__PartyToParticipant>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    party = ""
+                    participant = ""
+                    permission = .unspecified
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__PartyToParticipant>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 party = o.party
@@ -646,12 +697,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -681,16 +732,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__MediatorDomainState
             var mediator: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__MediatorDomainState>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__MediatorDomainState>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__MediatorDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    mediator = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__MediatorDomainState>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 mediator = o.mediator
@@ -745,12 +807,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -780,16 +842,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SequencerDomainState
             var sequencers: [String] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SequencerDomainState>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SequencerDomainState>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SequencerDomainState>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    sequencers = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SequencerDomainState>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 sequencers = o.sequencers
@@ -844,12 +917,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -915,7 +988,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__DomainParameters
             var participantResponseTimeout: Weft.V1.Duration? = nil
             var reconciliationInterval: Weft.V1.Duration? = nil
             var maxRequestSizeBytes: UInt32 = 0
@@ -924,12 +998,27 @@ extension Weft.V1 {
             var authenticationTokenLifetime: Weft.V1.Duration? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__DomainParameters>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__DomainParameters>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DomainParameters>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    participantResponseTimeout = nil
+                    reconciliationInterval = nil
+                    maxRequestSizeBytes = 0
+                    ledgerTimeRecordTimeTolerance = nil
+                    mediatorDeduplicationTimeout = nil
+                    authenticationTokenLifetime = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__DomainParameters>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 participantResponseTimeout = o.participantResponseTimeout
@@ -1004,12 +1093,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1046,17 +1135,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__DomainParametersState
             var domain: String = ""
             var parameters: Weft.V1.DomainParameters? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__DomainParametersState>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__DomainParametersState>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__DomainParametersState>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    parameters = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__DomainParametersState>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1115,12 +1216,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1150,16 +1251,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TopologyMapping
             var mapping: Mapping? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TopologyMapping>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TopologyMapping>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologyMapping>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    mapping = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TopologyMapping>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 mapping = o.mapping
@@ -1232,12 +1344,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1289,19 +1401,33 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TopologyTransaction
             var operation: Weft.V1.TopologyChangeOp = .unspecified
             var serial: UInt64 = 0
             var mapping: Weft.V1.TopologyMapping? = nil
             var domain: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TopologyTransaction>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TopologyTransaction>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    operation = .unspecified
+                    serial = 0
+                    mapping = nil
+                    domain = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TopologyTransaction>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 operation = o.operation
@@ -1368,12 +1494,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1412,17 +1538,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SignedTopologyTransaction
             var transaction: [UInt8] = []
             var signatures: [Weft.V1.Signature] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__SignedTopologyTransaction>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SignedTopologyTransaction>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__SignedTopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    transaction = []
+                    signatures = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SignedTopologyTransaction>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 transaction = o.transaction
@@ -1481,12 +1619,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1530,18 +1668,31 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__StoredTopologyTransaction
             var transaction: Weft.V1.SignedTopologyTransaction? = nil
             var validFrom: Weft.V1.Timestamp? = nil
             var validUntil: Weft.V1.Timestamp? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__StoredTopologyTransaction>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__StoredTopologyTransaction>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__StoredTopologyTransaction>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    transaction = nil
+                    validFrom = nil
+                    validUntil = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__StoredTopologyTransaction>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 transaction = o.transaction
@@ -1604,12 +1755,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1648,17 +1799,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TopologyTransactionsBroadcast
             var domain: String = ""
             var transactions: [Weft.V1.SignedTopologyTransaction] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    transactions = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TopologyTransactionsBroadcast>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1717,12 +1880,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1766,17 +1929,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TopologySnapshot
             var domain: String = ""
             var transactions: [Weft.V1.StoredTopologyTransaction] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TopologySnapshot>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TopologySnapshot>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologySnapshot>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    transactions = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TopologySnapshot>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1835,12 +2010,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1884,17 +2059,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TopologyTransactionsRequest
             var domain: String = ""
             var transactions: [Weft.V1.SignedTopologyTransaction] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TopologyTransactionsRequest>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TopologyTransactionsRequest>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TopologyTransactionsRequest>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    domain = ""
+                    transactions = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TopologyTransactionsRequest>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 domain = o.domain
@@ -1953,12 +2140,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -1968,7 +2155,7 @@ extension Weft.V1 {
     }
 }
 
-extension Weft.V1.NamespaceDelegation: CBackedMessage {
+extension Weft.V1.NamespaceDelegation: BoxedMessage {
     typealias CStruct = Weft__V1__NamespaceDelegation
     static var shapeIndex: Int { 6 }
     static var needsScan: Bool { false }
@@ -1992,6 +2179,9 @@ extension Weft.V1.NamespaceDelegation: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -2014,7 +2204,7 @@ extension Weft.V1.NamespaceDelegation: CBackedMessage {
     }
 }
 
-extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
+extension Weft.V1.OwnerToKeyMapping: BoxedMessage {
     typealias CStruct = Weft__V1__OwnerToKeyMapping
     static var shapeIndex: Int { 7 }
     static var needsScan: Bool { false }
@@ -2038,6 +2228,9 @@ extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -2059,7 +2252,7 @@ extension Weft.V1.OwnerToKeyMapping: CBackedMessage {
     }
 }
 
-extension Weft.V1.ParticipantDomainState: CBackedMessage {
+extension Weft.V1.ParticipantDomainState: BoxedMessage {
     typealias CStruct = Weft__V1__ParticipantDomainState
     static var shapeIndex: Int { 8 }
     static var needsScan: Bool { false }
@@ -2081,6 +2274,9 @@ extension Weft.V1.ParticipantDomainState: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -2116,7 +2312,7 @@ extension Weft.V1.ParticipantDomainState: CBackedMessage {
     }
 }
 
-extension Weft.V1.PartyToParticipant: CBackedMessage {
+extension Weft.V1.PartyToParticipant: BoxedMessage {
     typealias CStruct = Weft__V1__PartyToParticipant
     static var shapeIndex: Int { 9 }
     static var needsScan: Bool { false }
@@ -2139,6 +2335,9 @@ extension Weft.V1.PartyToParticipant: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -2174,7 +2373,7 @@ extension Weft.V1.PartyToParticipant: CBackedMessage {
     }
 }
 
-extension Weft.V1.MediatorDomainState: CBackedMessage {
+extension Weft.V1.MediatorDomainState: BoxedMessage {
     typealias CStruct = Weft__V1__MediatorDomainState
     static var shapeIndex: Int { 10 }
     static var needsScan: Bool { false }
@@ -2196,6 +2395,9 @@ extension Weft.V1.MediatorDomainState: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -2225,7 +2427,7 @@ extension Weft.V1.MediatorDomainState: CBackedMessage {
     }
 }
 
-extension Weft.V1.SequencerDomainState: CBackedMessage {
+extension Weft.V1.SequencerDomainState: BoxedMessage {
     typealias CStruct = Weft__V1__SequencerDomainState
     static var shapeIndex: Int { 11 }
     static var needsScan: Bool { false }
@@ -2247,6 +2449,9 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -2277,7 +2482,7 @@ extension Weft.V1.SequencerDomainState: CBackedMessage {
     }
 }
 
-extension Weft.V1.DomainParameters: CBackedMessage {
+extension Weft.V1.DomainParameters: BoxedMessage {
     typealias CStruct = Weft__V1__DomainParameters
     static var shapeIndex: Int { 12 }
     static var needsScan: Bool { false }
@@ -2303,6 +2508,9 @@ extension Weft.V1.DomainParameters: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -2332,7 +2540,7 @@ extension Weft.V1.DomainParameters: CBackedMessage {
     }
 }
 
-extension Weft.V1.DomainParametersState: CBackedMessage {
+extension Weft.V1.DomainParametersState: BoxedMessage {
     typealias CStruct = Weft__V1__DomainParametersState
     static var shapeIndex: Int { 13 }
     static var needsScan: Bool { false }
@@ -2356,6 +2564,9 @@ extension Weft.V1.DomainParametersState: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -2376,7 +2587,7 @@ extension Weft.V1.DomainParametersState: CBackedMessage {
     }
 }
 
-extension Weft.V1.TopologyMapping: CBackedMessage {
+extension Weft.V1.TopologyMapping: BoxedMessage {
     typealias CStruct = Weft__V1__TopologyMapping
     static var shapeIndex: Int { 14 }
     static var needsScan: Bool { false }
@@ -2407,6 +2618,9 @@ extension Weft.V1.TopologyMapping: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -2458,7 +2672,7 @@ extension Weft.V1.TopologyMapping: CBackedMessage {
     }
 }
 
-extension Weft.V1.TopologyTransaction: CBackedMessage {
+extension Weft.V1.TopologyTransaction: BoxedMessage {
     typealias CStruct = Weft__V1__TopologyTransaction
     static var shapeIndex: Int { 15 }
     static var needsScan: Bool { false }
@@ -2481,6 +2695,9 @@ extension Weft.V1.TopologyTransaction: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -2506,7 +2723,7 @@ extension Weft.V1.TopologyTransaction: CBackedMessage {
     }
 }
 
-extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
+extension Weft.V1.SignedTopologyTransaction: BoxedMessage {
     typealias CStruct = Weft__V1__SignedTopologyTransaction
     static var shapeIndex: Int { 16 }
     static var needsScan: Bool { false }
@@ -2529,6 +2746,9 @@ extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -2550,7 +2770,7 @@ extension Weft.V1.SignedTopologyTransaction: CBackedMessage {
     }
 }
 
-extension Weft.V1.StoredTopologyTransaction: CBackedMessage {
+extension Weft.V1.StoredTopologyTransaction: BoxedMessage {
     typealias CStruct = Weft__V1__StoredTopologyTransaction
     static var shapeIndex: Int { 17 }
     static var needsScan: Bool { false }
@@ -2575,6 +2795,9 @@ extension Weft.V1.StoredTopologyTransaction: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -2597,7 +2820,7 @@ extension Weft.V1.StoredTopologyTransaction: CBackedMessage {
     }
 }
 
-extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
+extension Weft.V1.TopologyTransactionsBroadcast: BoxedMessage {
     typealias CStruct = Weft__V1__TopologyTransactionsBroadcast
     static var shapeIndex: Int { 18 }
     static var needsScan: Bool { false }
@@ -2621,6 +2844,9 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -2642,7 +2868,7 @@ extension Weft.V1.TopologyTransactionsBroadcast: CBackedMessage {
     }
 }
 
-extension Weft.V1.TopologySnapshot: CBackedMessage {
+extension Weft.V1.TopologySnapshot: BoxedMessage {
     typealias CStruct = Weft__V1__TopologySnapshot
     static var shapeIndex: Int { 19 }
     static var needsScan: Bool { false }
@@ -2666,6 +2892,9 @@ extension Weft.V1.TopologySnapshot: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -2687,7 +2916,7 @@ extension Weft.V1.TopologySnapshot: CBackedMessage {
     }
 }
 
-extension Weft.V1.TopologyTransactionsRequest: CBackedMessage {
+extension Weft.V1.TopologyTransactionsRequest: BoxedMessage {
     typealias CStruct = Weft__V1__TopologyTransactionsRequest
     static var shapeIndex: Int { 20 }
     static var needsScan: Bool { false }
@@ -2710,6 +2939,9 @@ extension Weft.V1.TopologyTransactionsRequest: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

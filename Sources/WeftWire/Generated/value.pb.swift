@@ -33,17 +33,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__TemplateId
             var packageID: String = ""
             var templateName: String = ""
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__TemplateId>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__TemplateId>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__TemplateId>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    packageID = ""
+                    templateName = ""
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__TemplateId>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 packageID = o.packageID
@@ -102,12 +114,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -137,16 +149,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Value
             var sum: Sum? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Value>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Value>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Value>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    sum = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Value>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 sum = o.sum
@@ -226,12 +249,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -287,16 +310,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ValueList
             var elements: [Weft.V1.Value] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ValueList>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ValueList>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ValueList>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    elements = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ValueList>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 elements = o.elements
@@ -351,12 +385,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -386,16 +420,27 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__Record
             var fields: [Weft.V1.RecordField] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__Record>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__Record>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__Record>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    fields = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__Record>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 fields = o.fields
@@ -450,12 +495,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -492,17 +537,29 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__RecordField
             var label: String = ""
             var value: Weft.V1.Value? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__RecordField>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__RecordField>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__RecordField>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    label = ""
+                    value = nil
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__RecordField>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 label = o.label
@@ -561,12 +618,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -639,7 +696,8 @@ extension Weft.V1 {
         /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
         /// only while uniquely referenced, and read from the C struct under
         /// `LazyFields`'s lock, hence `@unchecked Sendable`.
-        final class _Storage: @unchecked Sendable {
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__ContractInstance
             var contractID: String = ""
             var templateID: Weft.V1.TemplateId? = nil
             var arguments: Weft.V1.Record? = nil
@@ -649,12 +707,28 @@ extension Weft.V1 {
             var salt: [UInt8] = []
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
-            let _source: DecodedSource<Weft__V1__ContractInstance>?
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__ContractInstance>?
             let _fields: LazyFields
             static let defaultInstance = _Storage()
             init() { _source = nil; _fields = LazyFields() }
             init(decoded source: DecodedSource<Weft__V1__ContractInstance>) { _source = source; _fields = LazyFields(pending: ()) }
             deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    contractID = ""
+                    templateID = nil
+                    arguments = nil
+                    signatories = []
+                    observers = []
+                    ledgerCreateTime = nil
+                    salt = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__ContractInstance>) { _source = source; _fields.markPending() }
             init(copying other: _Storage) {
                 let o = other.read
                 contractID = o.contractID
@@ -733,12 +807,12 @@ extension Weft.V1 {
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// Decodes a message from its protobuf encoding.
         public init(serializedBytes bytes: [UInt8]) throws(WireError) {
-            self = try Self.decode(bytes)
+            self = try Self.decodePooled(bytes)
         }
 
         /// The protobuf encoding of this message.
@@ -748,7 +822,7 @@ extension Weft.V1 {
     }
 }
 
-extension Weft.V1.TemplateId: CBackedMessage {
+extension Weft.V1.TemplateId: BoxedMessage {
     typealias CStruct = Weft__V1__TemplateId
     static var shapeIndex: Int { 21 }
     static var needsScan: Bool { false }
@@ -771,6 +845,9 @@ extension Weft.V1.TemplateId: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -803,7 +880,7 @@ extension Weft.V1.TemplateId: CBackedMessage {
     }
 }
 
-extension Weft.V1.Value: CBackedMessage {
+extension Weft.V1.Value: BoxedMessage {
     typealias CStruct = Weft__V1__Value
     static var shapeIndex: Int { 22 }
     static var needsScan: Bool { true }
@@ -835,6 +912,9 @@ extension Weft.V1.Value: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
@@ -933,7 +1013,7 @@ extension Weft.V1.Unit: CBackedMessage {
     }
 }
 
-extension Weft.V1.ValueList: CBackedMessage {
+extension Weft.V1.ValueList: BoxedMessage {
     typealias CStruct = Weft__V1__ValueList
     static var shapeIndex: Int { 24 }
     static var needsScan: Bool { true }
@@ -956,6 +1036,9 @@ extension Weft.V1.ValueList: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -975,7 +1058,7 @@ extension Weft.V1.ValueList: CBackedMessage {
     }
 }
 
-extension Weft.V1.Record: CBackedMessage {
+extension Weft.V1.Record: BoxedMessage {
     typealias CStruct = Weft__V1__Record
     static var shapeIndex: Int { 25 }
     static var needsScan: Bool { true }
@@ -998,6 +1081,9 @@ extension Weft.V1.Record: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -1017,7 +1103,7 @@ extension Weft.V1.Record: CBackedMessage {
     }
 }
 
-extension Weft.V1.RecordField: CBackedMessage {
+extension Weft.V1.RecordField: BoxedMessage {
     typealias CStruct = Weft__V1__RecordField
     static var shapeIndex: Int { 26 }
     static var needsScan: Bool { true }
@@ -1041,6 +1127,9 @@ extension Weft.V1.RecordField: CBackedMessage {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
 
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {
         guard let source = s._source else { return }
@@ -1061,7 +1150,7 @@ extension Weft.V1.RecordField: CBackedMessage {
     }
 }
 
-extension Weft.V1.ContractInstance: CBackedMessage {
+extension Weft.V1.ContractInstance: BoxedMessage {
     typealias CStruct = Weft__V1__ContractInstance
     static var shapeIndex: Int { 27 }
     static var needsScan: Bool { true }
@@ -1088,6 +1177,9 @@ extension Weft.V1.ContractInstance: CBackedMessage {
     init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
         _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
     }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
 
     /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
     static func _readFields(into s: _Storage) {

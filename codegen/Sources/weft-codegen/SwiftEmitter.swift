@@ -264,13 +264,14 @@ struct SwiftEmitter {
             }
             w.line()
             w.line("/// Decodes a message from its protobuf encoding.")
+            let decode = isBoxed(model) ? "decodePooled" : "decode"
             w.block("public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError)") { w in
-                w.line("self = try Self.decode(bytes)")
+                w.line("self = try Self.\(decode)(bytes)")
             }
             w.line()
             w.line("/// Decodes a message from its protobuf encoding.")
             w.block("public init(serializedBytes bytes: [UInt8]) throws(WireError)") { w in
-                w.line("self = try Self.decode(bytes)")
+                w.line("self = try Self.\(decode)(bytes)")
             }
             w.line()
             w.line("/// The protobuf encoding of this message.")
@@ -322,15 +323,25 @@ struct SwiftEmitter {
         w.line("/// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated")
         w.line("/// only while uniquely referenced, and read from the C struct under")
         w.line("/// `LazyFields`'s lock, hence `@unchecked Sendable`.")
-        w.block("final class _Storage: @unchecked Sendable") { w in
+        w.block("final class _Storage: DecodedStorage, @unchecked Sendable") { w in
+            w.line("typealias CStruct = \(cStruct)")
             for member in members { w.line("var \(SwiftNames.escaped(member.name)): \(member.type) = \(member.initial)") }
             w.line("/// The decoded C struct the fields come from; nil when built from values.")
-            w.line("let _source: DecodedSource<\(cStruct)>?")
+            w.line("/// Changed only by `StoragePool`, while nothing else references the storage.")
+            w.line("private(set) var _source: DecodedSource<\(cStruct)>?")
             w.line("let _fields: LazyFields")
             w.line("static let defaultInstance = _Storage()")
             w.line("init() { _source = nil; _fields = LazyFields() }")
             w.line("init(decoded source: DecodedSource<\(cStruct)>) { _source = source; _fields = LazyFields(pending: ()) }")
             w.line("deinit { _source?.release() }")
+            w.block("func clearForReuse()") { w in
+                w.block("if _fields.isReady") { w in
+                    for member in members { w.line("\(SwiftNames.escaped(member.name)) = \(member.initial)") }
+                }
+                w.line("_source?.release()")
+                w.line("_source = nil")
+            }
+            w.line("func attach(_ source: DecodedSource<\(cStruct)>) { _source = source; _fields.markPending() }")
             w.block("init(copying other: _Storage)") { w in
                 w.line("let o = other.read")
                 for member in members { w.line("\(SwiftNames.escaped(member.name)) = o.\(member.name)") }
@@ -427,7 +438,7 @@ struct SwiftEmitter {
         let swiftName = swiftTypeName(message: model.fullName)
         let cStruct = CNames.structName(model.fullName)
         let prefix = CNames.functionPrefix(model.fullName)
-        w.block("extension \(swiftName): CBackedMessage") { w in
+        w.block("extension \(swiftName): \(isBoxed(model) ? "BoxedMessage" : "CBackedMessage")") { w in
             w.line("typealias CStruct = \(cStruct)")
             w.line("static var shapeIndex: Int { \(shapeIndex[model.fullName]!) }")
             let scanned = model.fields.contains { field in
@@ -452,6 +463,9 @@ struct SwiftEmitter {
                 w.block("init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree)") { w in
                     w.line("_storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))")
                 }
+                w.line()
+                w.line("typealias Storage = _Storage")
+                w.line("init(storage: _Storage) { _storage = storage }")
                 w.line()
                 w.line("/// Reads the fields of a decoded message into its storage (once, under `LazyFields`).")
                 w.block("static func _readFields(into s: _Storage)") { w in
