@@ -1,9 +1,10 @@
 // One reusable arena block per thread (see Arena.swift), one reusable decode
 // tree (see DecodedTree.swift) and, per message type, the storage object of
-// the last small value decoded on the thread (see StoragePool.swift). A `__thread` slot costs a few instructions;
-// `pthread_getspecific`/`pthread_setspecific` on every encode and decode cost
-// about 4% of decoding a small envelope. The pthread key exists only so that a
-// thread's block and tree are freed when the thread exits.
+// the last small value decoded on the thread (see StoragePool.swift). A
+// `__thread` slot costs a few instructions; `pthread_getspecific` and
+// `pthread_setspecific` on every encode and decode cost about 4% of decoding a
+// small envelope. The pthread key exists only so that a thread's block, tree
+// and storages are released when the thread exits.
 #include "CWeftWireSupport.h"
 
 #include <pthread.h>

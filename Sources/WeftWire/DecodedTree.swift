@@ -41,16 +41,11 @@ final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
         makeOwned(forInputBytes: byteCount).takeRetainedValue()
     }
 
-    /// protobuf-c's structs, arrays and string copies are two to three times
-    /// the wire size for Weft's messages.
-    @inline(__always)
-    static func capacity(forInputBytes byteCount: Int) -> Int { 256 + 3 * byteCount }
-
     /// `make`, as one reference owned by the caller: handing it on to a
     /// `DecodedSource` then costs no retain and release of the tree.
     @inline(__always)
     static func makeOwned(forInputBytes byteCount: Int) -> Unmanaged<DecodedTree> {
-        let capacity = capacity(forInputBytes: byteCount)
+        let capacity = 256 + 3 * byteCount
         if capacity <= reusableBytes, let cachedPointer = weft_decode_tree_take() {
             // Only `recycle` fills the cache, with a tree nothing else references.
             let cached = Unmanaged<DecodedTree>.fromOpaque(cachedPointer)

@@ -86,32 +86,16 @@ extension BoxedMessage {
     /// input is small (see `StoragePool`).
     static func decodePooled(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Self {
         guard bytes.count <= StoragePool.maxInputBytes else { return try decode(bytes) }
-        if needsScan {
-            try WireScan.check(bytes, shape: shapeIndex, message: protoMessageName)
-        }
-        // Cleared first: its tree goes to the thread's tree cache, which
-        // `makeOwned` takes. (Rewinding the storage's tree directly, without the
+        // Cleared first: its tree goes to the thread's tree cache, which the
+        // unpack takes. (Rewinding the storage's tree directly, without the
         // cache, ran about 10 ns slower per envelope encode and decode, for
         // reasons the profiles did not show.)
         let reused = StoragePool.take(Storage.self, slot: shapeIndex)
-        let tree = DecodedTree.makeOwned(forInputBytes: bytes.count)
-        var allocator = tree._withUnsafeGuaranteedRef { $0.protobufAllocator }
-        let base =
-            bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
-            ?? UnsafeRawPointer(bitPattern: 1)!.assumingMemoryBound(to: UInt8.self)
-        let c: UnsafeMutablePointer<CStruct>
-        do throws(WireError) {
-            guard let unpacked = cUnpack(&allocator, bytes.count, base) else {
-                throw .malformed(message: protoMessageName, byteCount: bytes.count)
-            }
-            try validate(unpacked, byteCount: bytes.count)
-            c = unpacked
-        } catch {
-            DecodedTree.recycle(tree)
+        let source: DecodedSource<CStruct>
+        do throws(WireError) { source = try unpackChecked(bytes) } catch {
             if let reused { StoragePool.give(reused, slot: shapeIndex) }
             throw error
         }
-        let source = DecodedSource(owning: tree, pointer: UnsafePointer(c))
         let storage: Unmanaged<Storage>
         if let reused {
             reused._withUnsafeGuaranteedRef { $0.attach(source) }

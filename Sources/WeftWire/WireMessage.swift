@@ -125,22 +125,38 @@ enum PackedSize {
 extension CBackedMessage {
     /// Shared implementation of `init(serializedBytes:)`.
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Self {
+        let source = try unpackChecked(bytes)
+        // The value takes its own reference where it keeps the tree; a
+        // scalar-only one has copied its fields and the tree goes back to the cache.
+        defer { source.release() }
+        return Self(decoded: source.pointer, in: source.tree)
+    }
+
+    /// The depth pre-scan where the schema needs it, protobuf-c's unpack and
+    /// `validate`: the checked C struct, with one reference to the tree it was
+    /// unpacked into, or the error (the tree then given up).
+    static func unpackChecked(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> DecodedSource<CStruct> {
         if needsScan {
             try WireScan.check(bytes, shape: shapeIndex, message: protoMessageName)
         }
         // Every allocation of the unpack comes from one tree sized for the
         // input, kept by the value and released when the last value reading
         // it is gone.
-        let tree = DecodedTree.make(forInputBytes: bytes.count)
-        var allocator = tree.protobufAllocator
+        let tree = DecodedTree.makeOwned(forInputBytes: bytes.count)
+        var allocator = tree._withUnsafeGuaranteedRef { $0.protobufAllocator }
         let base =
             bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
             ?? UnsafeRawPointer(bitPattern: 1)!.assumingMemoryBound(to: UInt8.self)
-        guard let c = cUnpack(&allocator, bytes.count, base) else {
-            throw .malformed(message: protoMessageName, byteCount: bytes.count)
+        do throws(WireError) {
+            guard let c = cUnpack(&allocator, bytes.count, base) else {
+                throw .malformed(message: protoMessageName, byteCount: bytes.count)
+            }
+            try validate(c, byteCount: bytes.count)
+            return DecodedSource(owning: tree, pointer: c)
+        } catch {
+            DecodedTree.recycle(tree)
+            throw error
         }
-        try validate(c, byteCount: bytes.count)
-        return Self(decoded: c, in: tree)
     }
 
     /// Shared implementation of `init(serializedBytes: [UInt8])`, specialized
