@@ -206,6 +206,12 @@ final class BlockCache: Sendable {
         }
     }
 
+    /// The timestamps of `node`'s blocks whose events' bytes are kept (`eventBytes`): the node's
+    /// shared reader need not read those events' batches.
+    func blocksWithEvents(of node: Int16) -> [Int64] {
+        recentEvents.withLock { recent in recent.order.lazy.filter { $0.node == node }.map(\.timestamp) }
+    }
+
     func insert(_ block: SignedBlock, node: Int16, timestamp: Int64, events: [[UInt8]]? = nil) {
         let key = Key(node: node, timestamp: timestamp)
         if let events, events.count == block.tree.leafCount {

@@ -69,7 +69,7 @@ public final class Sequencer: Sendable {
         ) { _ in
             Task { await safePoint.poke() }
         }
-        reader = SequencerReader(database: database, safePoint: safePoint, fanOut: DeliveryFanOut(database: database, safePoint: safePoint))
+        reader = SequencerReader(database: database, safePoint: safePoint, fanOut: DeliveryFanOut(database: database, safePoint: safePoint, node: node, blocks: blocks))
         members = MemberDirectory(database: database)
         background = BackgroundTasks(timing: timing)
     }

@@ -127,17 +127,20 @@ struct StoredDelivery: Sendable, Equatable {
     let error: (code: UInt32, errorID: String, message: String)?
     /// Its leaf in a signed block; nil for an event stored before blocks were signed.
     var block: BlockPlace? = nil
+    /// The batch was left in the database (`batch` is nil although the event is a deliver): this
+    /// node's block cache held the event's bytes when it was read (`DeliveryFanOut`).
+    var batchLeftInDatabase = false
 
     /// The same delivery as the member's `counter`-th.
     func numbered(_ counter: Int64) -> StoredDelivery {
         StoredDelivery(
             counter: counter, timestamp: timestamp, sender: sender, messageID: messageID, batch: batch, traceparent: traceparent,
-            recipients: recipients, error: error, block: block)
+            recipients: recipients, error: error, block: block, batchLeftInDatabase: batchLeftInDatabase)
     }
 
     static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.counter == rhs.counter && lhs.timestamp == rhs.timestamp && lhs.sender == rhs.sender && lhs.messageID == rhs.messageID
-            && lhs.block == rhs.block
+            && lhs.block == rhs.block && lhs.batchLeftInDatabase == rhs.batchLeftInDatabase
             && lhs.batch == rhs.batch && lhs.traceparent == rhs.traceparent && lhs.recipients == rhs.recipients
             && lhs.error?.code == rhs.error?.code && lhs.error?.errorID == rhs.error?.errorID && lhs.error?.message == rhs.error?.message
     }
@@ -233,6 +236,16 @@ struct SequencerReader: Sendable {
         }
         continuation.onTermination = { _ in task.cancel() }
         return stream
+    }
+
+    /// The delivery's batch (nil for a deliver error): as read, or from the database when the
+    /// shared reader left it there (`StoredDelivery.batchLeftInDatabase`). Every consumer of a
+    /// delivery's batch asks here.
+    func batch(of delivery: StoredDelivery) async throws -> [UInt8]? {
+        guard delivery.batchLeftInDatabase else { return delivery.batch }
+        return try await database.withConnection { connection in
+            try connection.execute("SELECT batch FROM sequencer_events WHERE ts = $1", [.int64(delivery.timestamp)]).rows.first?[0].bytes
+        }
     }
 
     /// Records (counter, timestamp) checkpoints of `member` (idempotent: whichever reader passes first).

@@ -209,7 +209,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             content = EventView.deliverError(messageID: delivery.messageID, code: error.code, errorID: error.errorID, message: error.message)
         } else {
             let sender = await sequencer.members.member(id: delivery.sender)?.name ?? ""
-            let stored = delivery.batch.flatMap { try? Weft.V1.Batch(serializedBytes: $0) } ?? .init()
+            let stored = try await sequencer.reader.batch(of: delivery).flatMap { try? Weft.V1.Batch(serializedBytes: $0) } ?? .init()
             content = EventView.deliver(sender: sender, messageID: delivery.messageID, batch: stored, traceparent: delivery.traceparent, recipient: member)
         }
         if let place = delivery.block {

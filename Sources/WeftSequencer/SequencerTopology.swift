@@ -206,7 +206,7 @@ public actor SequencerTopology {
     }
 
     private func apply(_ delivery: StoredDelivery) async throws {
-        guard let bytes = delivery.batch, let batch = try? Weft.V1.Batch(serializedBytes: bytes) else { return }
+        guard let bytes = try await sequencer.reader.batch(of: delivery), let batch = try? Weft.V1.Batch(serializedBytes: bytes) else { return }
         // Only the domain manager's broadcasts (and the sequencers' own, for onboarding) change
         // topology, on every node alike (MemberTopology refuses others): a member that sends a
         // "broadcast" of its own changes nothing here either. Members ask the domain manager.

@@ -187,4 +187,49 @@ import WeftWire
             await replay.stop()
         }
     }
+
+    /// The node's shared reader leaves the batches of the events of its own cached blocks in the
+    /// database (the subscriptions serve those events from the cache); whoever needs such a batch
+    /// all the same (an event served without the cache, the topology follower) reads it then.
+    @Test func theSharedReaderLeavesCachedBatchesInTheDatabaseAndEveryConsumerStillGetsThem() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (domain, node, _, _, bob, aliceClient, _) = try await ServiceTests.startWithAliceAndBob(fixture.url)
+            let bobName = bob.member.description
+            // Caught up before the sends, so that the deliveries come from the shared reader.
+            var items = try await node.sequencer.subscribeItems(bobName, from: 0).makeAsyncIterator()
+            while let item = try await items.next() {
+                if case .caughtUp = item { break }
+            }
+            let batches = (0..<3).map { number in
+                Weft.V1.Batch(envelopes: [.init(content: Array("to bob \(number)".utf8), recipients: [bobName])])
+            }
+            for (number, batch) in batches.enumerated() { try await aliceClient.send(batch, messageID: "m\(number)") }
+            var live: [StoredDelivery] = []
+            while live.count < batches.count, let item = try await items.next() {
+                if case .delivery(let delivery) = item, delivery.messageID.hasPrefix("m") { live.append(delivery) }
+            }
+            try #require(live.map(\.messageID) == ["m0", "m1", "m2"])
+            for (delivery, batch) in zip(live, batches) {
+                #expect(delivery.batchLeftInDatabase)
+                #expect(delivery.batch == nil)
+                #expect(try await node.sequencer.reader.batch(of: delivery) == (try batch.serializedBytes()))
+                // Served with the cache: the bytes the block hashed. Without it (no block place
+                // here): rebuilt from the batch read now, and signed on its own.
+                let cached = try await node.provider.signed(delivery, for: bobName, domain: domain.domain.description)
+                #expect(cached.blockProof != nil)
+                var uncached = delivery
+                uncached.block = nil
+                let rebuilt = try await node.provider.signed(uncached, for: bobName, domain: domain.domain.description)
+                #expect(rebuilt.signature != nil)
+                for signed in [cached, rebuilt] {
+                    let event = try Weft.V1.SequencedEvent(serializedBytes: signed.event)
+                    guard case .deliver(let deliver)? = event.event else {
+                        Issue.record("\(delivery.messageID) is not a deliver: \(event)")
+                        continue
+                    }
+                    #expect(deliver.batch == batch)
+                }
+            }
+        }
+    }
 }
