@@ -37,11 +37,15 @@ public final class Sequencer: Sendable {
         /// While a subscription waits, readers look for other nodes' commits this often even
         /// without a notification (one lost while the listening connection was down).
         public var pollInterval: Duration = .milliseconds(100)
-        /// Under load, a group commit starts at least this long after the previous one began,
-        /// unless 64 submissions already wait: groups grow instead of the node committing as
-        /// often as PostgreSQL lets it, and every group costs as much again (a transaction, a
-        /// block signature, each member's verification of it, a read and a delivery per
-        /// subscription). Zero commits each group as soon as the previous one is done.
+        /// Under load, a group commit starts at least this long times the number of online
+        /// sequencer nodes after the previous one began, unless 64 submissions already wait:
+        /// groups grow instead of the node committing as often as PostgreSQL lets it, and every
+        /// group costs as much again (a transaction, a block signature, each member's
+        /// verification of it, a read and a delivery per subscription), on every node of the
+        /// domain (each reads and delivers every commit's events for its subscriptions, and
+        /// fetches the other nodes' blocks). Times the nodes, so that the domain as a whole
+        /// commits about as often as one node would. Zero commits each group as soon as the
+        /// previous one is done.
         public var groupCommitSpacing: Duration = .milliseconds(2)
         /// What "under load" means for `groupCommitSpacing`: the previous group had at least
         /// this many submissions. After a smaller one the next group starts at once, so that a

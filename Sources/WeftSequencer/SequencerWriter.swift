@@ -75,9 +75,11 @@ actor SequencerWriter {
     private let onCommit: @Sendable (Int64) -> Void
     private let signing: BlockSigning
     private let blocks: BlockCache
-    /// The least time from the start of one group commit to the start of the next
-    /// (`Sequencer.Timing.groupCommitSpacing`).
+    /// The least time from the start of one group commit to the start of the next, per online
+    /// writer (`Sequencer.Timing.groupCommitSpacing`).
     private let groupSpacing: Duration
+    /// How many writers were online when this node last wrote its watermark (at least 1).
+    private(set) var onlineWriters = 1
     /// The least size of a group after which the next waits out `groupSpacing`.
     private let spacedFromGroupSize: Int
     private var lastGroupStart: ContinuousClock.Instant?
@@ -209,7 +211,7 @@ actor SequencerWriter {
                 // Spacing: submissions arriving meanwhile join this group (the actor takes them
                 // while this task sleeps; `flushing` keeps a second flush from starting).
                 if let last = lastGroupStart, lastGroupSize >= spacedFromGroupSize, pending.count < Self.groupWithoutSpacing {
-                    let wait = last + groupSpacing - .now
+                    let wait = last + groupSpacing * onlineWriters - .now
                     if wait > .zero { try? await Task.sleep(for: wait) }
                 }
                 lastGroupStart = .now
@@ -266,14 +268,14 @@ actor SequencerWriter {
         let payload = (askingOthers ? WriterNotification.needed(node: node, watermark: watermark) : .watermark(node: node, watermark: watermark)).payload
         let updated = try await database.withConnection { connection in
             try connection.execute(
-                "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node, pg_notify($3, $4)",
-                [.int64(watermark), .int64(Int64(node)), .text(WriterNotification.channel), .text(payload)]
-            ).rows.count
+                Self.updateWatermark, [.int64(watermark), .int64(Int64(node)), .text(WriterNotification.channel), .text(payload)]
+            ).rows
         }
-        guard updated == 1 else {
+        guard updated.count == 1 else {
             online = false
             throw SequencerWriterError.markedOffline(node: node)
         }
+        onlineWriters = max(1, Int(try updated[0][0].int64 ?? 1))
         committedWatermark = max(committedWatermark, watermark)
         onCommit(watermark)
     }
@@ -320,7 +322,7 @@ actor SequencerWriter {
         let written: [Int: SequencingOutcome]
         let block: (signed: SignedBlock, events: [[UInt8]])?
         do {
-            (written, block) = try await insert(group, rows, watermark: watermark)
+            (written, block, onlineWriters) = try await insert(group, rows, watermark: watermark)
         } catch let error as SequencerWriterError {
             online = false
             throw error
@@ -334,7 +336,7 @@ actor SequencerWriter {
 
     private func insert(
         _ group: [Submission], _ rows: [(index: Int, ts: Int64)], watermark: Int64
-    ) async throws -> (outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?) {
+    ) async throws -> (outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?, onlineWriters: Int) {
         let node = self.node
         // Signed only if every deliver came with its views: the key may have been set while
         // some of them were on their way (they were checked before it was); such a group is
@@ -443,14 +445,23 @@ actor SequencerWriter {
             //    offline, nothing of this group may commit (readers may have passed these timestamps).
             //    The notification goes out with the commit, never without it.
             let updated = try connection.execute(
-                "UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online RETURNING node, pg_notify($3, $4)",
+                Self.updateWatermark,
                 [.int64(watermark), .int64(Int64(node)), .text(WriterNotification.channel),
                  .text(WriterNotification.events(node: node, watermark: watermark).payload)]
-            ).rows.count
-            guard updated == 1 else { throw SequencerWriterError.markedOffline(node: node) }
-            return (result, block)
+            ).rows
+            guard updated.count == 1 else { throw SequencerWriterError.markedOffline(node: node) }
+            return (result, block, max(1, Int(try updated[0][0].int64 ?? 1)))
         }
     }
+
+    /// Sets this node's watermark (`$1`) and heartbeat if it is still online (`$2` its number),
+    /// notifying the other nodes (`$3` channel, `$4` payload) with the commit; returns one row
+    /// (the number of online writers, for the spacing) if it was, none if another node marked it
+    /// offline.
+    static let updateWatermark = """
+        UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online
+        RETURNING (SELECT count(*) FROM sequencer_writers WHERE online), pg_notify($3, $4)
+        """
 
     /// Who receives an event, in the order of its leaves: its recipients and its sender (a
     /// deliver's receipt; the only recipient of a deliver error), each once, by member id.

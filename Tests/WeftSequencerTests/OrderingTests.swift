@@ -273,6 +273,35 @@ struct TestFailure: Error, CustomStringConvertible {
         }
     }
 
+    /// With two nodes online, a node spaces its groups twice as far apart: every group costs
+    /// work on every node, so the domain commits about as often as one node would.
+    @Test func theSpacingGrowsWithTheOnlineNodes() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (node, setup) = try await Self.node(fixture.url, spacing: .seconds(2), fromGroupSize: 1)
+            var timing = Sequencer.Timing()
+            timing.offlineAfter = .seconds(60)
+            let other = Sequencer(node: 1, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
+            try await other.start()
+            let farFuture = SequencerWriter.now() + 3_600_000_000
+            func send(_ id: String) async throws {
+                let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [Self.members[3]])])
+                let outcome = try await node.send(sender: Self.members[0], messageID: id, batch: batch, maxSequencingTime: farFuture)
+                guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
+            }
+            let start = ContinuousClock.now
+            try await send("first")  // its commit tells the writer that 2 nodes are online
+            #expect(await node.writer.onlineWriters == 2)
+            try await send("second")
+            #expect(ContinuousClock.now - start >= .seconds(4), "the second group did not wait for twice the spacing")
+            let groups = try setup.execute(
+                "SELECT count(DISTINCT xmin::text)::int8 FROM sequencer_events WHERE message_id IN ('first', 'second')"
+            ).rows[0][0].int64
+            #expect(groups == 2)
+            await other.stop()
+            await node.stop()
+        }
+    }
+
     /// A node whose groups stay small (one submission at a time) is not under load: each
     /// group starts at once, the spacing does not apply.
     @Test func groupsBelowTheLoadThresholdAreNotSpaced() async throws {
