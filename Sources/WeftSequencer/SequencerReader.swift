@@ -120,7 +120,8 @@ struct StoredDelivery: Sendable, Equatable {
     let timestamp: Int64
     let sender: Int32
     let messageID: String
-    /// The sender's serialized batch; nil for a deliver error.
+    /// The sender's serialized batch; nil for a deliver error, and when the batch was left in
+    /// the database (`batchLeftInDatabase`: read it with `SequencerReader.batch(of:)`).
     let batch: [UInt8]?
     let traceparent: String
     let recipients: [Int32]
@@ -150,9 +151,15 @@ struct StoredDelivery: Sendable, Equatable {
 enum SequencerReadError: Error, Equatable, CustomStringConvertible {
     /// Events up to `counter` were pruned; the member must recover from elsewhere.
     case pruned(member: String, requested: Int64, firstAvailable: Int64)
+    /// The event at `timestamp`, read moments ago, was pruned before its batch could be read.
+    case prunedWhileServing(timestamp: Int64)
 
     var description: String {
         switch self {
+        case .prunedWhileServing(let timestamp):
+            "the event at \(timestamp) was pruned (a forced prune) while it was being served; "
+                + "the member resubscribes and gets the pruning error for its counter"
+
         case .pruned(let member, let requested, let firstAvailable):
             "events of \(member) before counter \(firstAvailable) were pruned, so counter \(requested) is gone; "
                 + "the member must recover its state from a peer (repair import-acs) and subscribe from \(firstAvailable)"
@@ -243,9 +250,15 @@ struct SequencerReader: Sendable {
     /// delivery's batch asks here.
     func batch(of delivery: StoredDelivery) async throws -> [UInt8]? {
         guard delivery.batchLeftInDatabase else { return delivery.batch }
-        return try await database.withConnection { connection in
-            try connection.execute("SELECT batch FROM sequencer_events WHERE ts = $1", [.int64(delivery.timestamp)]).rows.first?[0].bytes
+        let rows = try await database.withConnection { connection in
+            try connection.execute("SELECT batch FROM sequencer_events WHERE ts = $1", [.int64(delivery.timestamp)]).rows
         }
+        // Gone: a forced prune ran since the event was read. Never an empty batch in its place
+        // (it would be served, signed, as the event), nor a skipped delivery.
+        guard let row = rows.first, let batch = try row[0].bytes else {
+            throw SequencerReadError.prunedWhileServing(timestamp: delivery.timestamp)
+        }
+        return batch
     }
 
     /// Records (counter, timestamp) checkpoints of `member` (idempotent: whichever reader passes first).

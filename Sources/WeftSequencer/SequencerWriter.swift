@@ -66,7 +66,7 @@ actor SequencerWriter {
     static let nodeSlots: Int64 = 32
     /// Most submissions in one transaction.
     static let maximumBatch = 2000
-    /// Submissions that start a group without waiting out `groupSpacing`.
+    /// Submissions that start a group without waiting out the spacing (`groupSpacing` × online writers).
     static let groupWithoutSpacing = 64
 
     let node: Int16
@@ -80,7 +80,7 @@ actor SequencerWriter {
     private let groupSpacing: Duration
     /// How many writers were online when this node last wrote its watermark (at least 1).
     private(set) var onlineWriters = 1
-    /// The least size of a group after which the next waits out `groupSpacing`.
+    /// The least size of a group after which the next waits out the spacing (`groupSpacing` × online writers).
     private let spacedFromGroupSize: Int
     private var lastGroupStart: ContinuousClock.Instant?
     private var lastGroupSize = 0

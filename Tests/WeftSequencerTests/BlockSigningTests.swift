@@ -230,6 +230,12 @@ import WeftWire
                     #expect(deliver.batch == batch)
                 }
             }
+            // A forced prune between the read and the serving: an error, never an empty batch.
+            let first = try #require(live.first)
+            _ = try PostgresConnection(url: fixture.url).execute("DELETE FROM sequencer_events WHERE ts = $1", [.int64(first.timestamp)])
+            await #expect(throws: SequencerReadError.prunedWhileServing(timestamp: first.timestamp)) {
+                try await node.sequencer.reader.batch(of: first)
+            }
         }
     }
 }
