@@ -160,7 +160,7 @@ actor DeliveryFanOut {
                        traceparent, array_to_string(recipients, ','),
                        error_code::int8, error_id, error_message, node::int8, block_ts, leaf_offset::int8
                 FROM sequencer_events WHERE ts > $1 AND ts <= $2 ORDER BY ts LIMIT \(Self.eventsPerReadMaximum)
-                """, [.int64(after), .int64(safe), .int64(Int64(node)), .int64Array(cachedBlocks.map { $0 })]
+                """, [.int64(after), .int64(safe), .int64(Int64(node)), .int64Array(cachedBlocks as [Int64?])]
             ).rows
             var deliveries: [Int32: [StoredDelivery]] = [:]
             var last = after

@@ -45,8 +45,8 @@ public final class Sequencer: Sendable {
         /// domain (each reads and delivers every commit's events for its subscriptions, and
         /// fetches the other nodes' blocks). Times the nodes, so that the domain as a whole
         /// commits about as often as one node would when the load is spread over the nodes (a
-        /// node that alone carries the load still commits at least every 64 submissions). Zero commits each group as soon as the
-        /// previous one is done.
+        /// node that alone carries the load still commits at least every 64 submissions). Zero
+        /// commits each group as soon as the previous one is done.
         public var groupCommitSpacing: Duration = .milliseconds(2)
         /// What "under load" means for `groupCommitSpacing`: the previous group had at least
         /// this many submissions. After a smaller one the next group starts at once, so that a

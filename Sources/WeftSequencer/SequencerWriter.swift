@@ -275,7 +275,7 @@ actor SequencerWriter {
             online = false
             throw SequencerWriterError.markedOffline(node: node)
         }
-        onlineWriters = max(1, Int(try updated[0][0].int64 ?? 1))
+        onlineWriters = try Self.onlineWriters(updated[0])
         committedWatermark = max(committedWatermark, watermark)
         onCommit(watermark)
     }
@@ -450,7 +450,7 @@ actor SequencerWriter {
                  .text(WriterNotification.events(node: node, watermark: watermark).payload)]
             ).rows
             guard updated.count == 1 else { throw SequencerWriterError.markedOffline(node: node) }
-            return (result, block, max(1, Int(try updated[0][0].int64 ?? 1)))
+            return (result, block, try Self.onlineWriters(updated[0]))
         }
     }
 
@@ -462,6 +462,11 @@ actor SequencerWriter {
         UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online
         RETURNING (SELECT count(*) FROM sequencer_writers WHERE online), pg_notify($3, $4)
         """
+
+    /// The number of online writers in `updateWatermark`'s row (at least 1: this node).
+    private static func onlineWriters(_ row: [PostgresCell]) throws -> Int {
+        max(1, Int(try row[0].int64 ?? 1))
+    }
 
     /// Who receives an event, in the order of its leaves: its recipients and its sender (a
     /// deliver's receipt; the only recipient of a deliver error), each once, by member id.
