@@ -164,6 +164,16 @@ public struct ParticipantStore: Sendable {
             DROP INDEX participant_commands_by_message;
             CREATE INDEX participant_commands_by_message ON participant_commands (message_id, participant);
             """),
+        Migration(
+            10, "requests and commands of a few KiB stay in the row",
+            // A request's views (2-3 KiB) and a command's batch in flight were over PostgreSQL's
+            // default 2 KiB threshold: each insert compressed the views (pglz) or moved the
+            // batch to the TOAST table (a second heap and index insert), and each read undid it.
+            // Rows up to a page now stay whole and uncompressed; larger values still go out of line.
+            """
+            ALTER TABLE participant_requests SET (toast_tuple_target = 8160);
+            ALTER TABLE participant_commands SET (toast_tuple_target = 8160);
+            """),
     ]
 
     public let database: PostgresDatabase

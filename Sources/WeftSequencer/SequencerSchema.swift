@@ -101,5 +101,14 @@ enum SequencerSchema {
             -- leaves follow in member id order.
             ALTER TABLE sequencer_events ADD COLUMN leaf_offset integer;
             """),
+        Migration(5, "batches of a few KiB stay in the row", """
+            -- A confirmation request's batch (encrypted views) is 2-3 KiB: over PostgreSQL's
+            -- default 2 KiB threshold, every insert tried to compress it (encrypted bytes do not
+            -- compress) and then moved it to the TOAST table (a second heap and index insert),
+            -- and every read fetched it back from there. Rows up to a page stay whole; a larger
+            -- batch still goes out of line, uncompressed.
+            ALTER TABLE sequencer_events SET (toast_tuple_target = 8160);
+            ALTER TABLE sequencer_events ALTER COLUMN batch SET STORAGE EXTERNAL;
+            """),
     ])
 }
