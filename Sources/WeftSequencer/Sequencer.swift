@@ -71,8 +71,10 @@ public final class Sequencer: Sendable {
         writer = SequencerWriter(
             node: node, database: database, signing: signing, blocks: blocks, groupSpacing: timing.groupCommitSpacing,
             spacedFromGroupSize: timing.groupCommitSpacingFromGroupSize, logger: logger
-        ) { _ in
-            Task { await safePoint.poke() }
+        ) { _, committed in
+            Task {
+                if let committed { await safePoint.committed(committed) } else { await safePoint.poke() }
+            }
         }
         reader = SequencerReader(database: database, safePoint: safePoint, fanOut: DeliveryFanOut(database: database, safePoint: safePoint, node: node, blocks: blocks))
         members = MemberDirectory(database: database)

@@ -5,9 +5,10 @@ import WeftStore
 /// committed: the lowest watermark of the online writers (docs/sequencer.md §3).
 /// Subscriptions never read past it.
 ///
-/// Reads the writers' table while someone waits: at once after a local commit or when
-/// another sequencer node's notification arrives (`poke`), and otherwise every `pollInterval`,
-/// a slow fallback so that a lost notification costs latency, never progress.
+/// A local commit hands over the safe point its own statement read (`committed`). The writers'
+/// table is read while someone waits: at once when another sequencer node's notification
+/// arrives or a change of this node's standing may have moved it (`poke`), and otherwise every
+/// `pollInterval`, a slow fallback so that a lost notification costs latency, never progress.
 actor SafePoint {
     private let database: PostgresDatabase
     private let pollInterval: Duration
@@ -16,6 +17,10 @@ actor SafePoint {
     private var poller: Task<Void, Never>?
     private var poked: CheckedContinuation<Void, Never>?
     private var pokedEarly = false
+    /// Whether the table was read since this node started (the first wait reads it at once).
+    private var read = false
+    /// Reads of the table so far (tests check that local commits need none).
+    private(set) var reads = 0
 
     init(database: PostgresDatabase, pollInterval: Duration = .milliseconds(100)) {
         self.database = database
@@ -42,9 +47,15 @@ actor SafePoint {
         }
     }
 
+    /// A local commit's safe point (`SequencerWriter.safePoint`): no read of the table needed.
+    func committed(_ value: Int64) {
+        advance(to: value)
+    }
+
     /// Reads the safe point once (for a reader that is behind and need not wait).
     func refresh() async throws -> Int64 {
         let value = try await Self.read(database)
+        reads += 1
         advance(to: value)
         return current
     }
@@ -68,12 +79,24 @@ actor SafePoint {
         poller = Task { await self.poll() }
     }
 
+    /// Reads when poked or after a poll interval; at once only if a poke came while nobody polled,
+    /// or at the first wait. Otherwise the safe point is as current as its last change: local
+    /// commits hand theirs over, and every other change pokes.
     private func poll() async {
         var failures = 0
+        var due = pokedEarly || !read
+        pokedEarly = false
         while !waiters.isEmpty {
+            if !due {
+                await sleepOrPoke()
+                guard !waiters.isEmpty else { break }
+            }
             do {
                 advance(to: try await Self.read(database))
+                reads += 1
+                read = true
                 failures = 0
+                due = false
             } catch {
                 // The database is restarting or unreachable: readers wait, they are not failed;
                 // the pool reconnects and reading resumes where it stopped.
@@ -82,15 +105,13 @@ actor SafePoint {
                     Logger(label: "weft.sequencer").warning("cannot read the writers' watermarks; retrying", metadata: ["error": "\(error)"])
                 }
                 try? await Task.sleep(for: .milliseconds(100))
-                continue
+                due = true
             }
-            guard !waiters.isEmpty else { break }
-            await sleepOrPoke()
         }
         poller = nil
     }
 
-    /// Sleeps one poll interval, or less if a local commit pokes.
+    /// Sleeps one poll interval, or less if poked.
     private func sleepOrPoke() async {
         if pokedEarly {
             pokedEarly = false

@@ -72,7 +72,9 @@ actor SequencerWriter {
     let node: Int16
     private let database: PostgresDatabase
     private let logger: Logger
-    private let onCommit: @Sendable (Int64) -> Void
+    /// Told each commit's watermark and, when the commit's own statement read it, the safe point
+    /// it makes (`updateWatermark`): the reader takes it without reading the writers' table again.
+    private let onCommit: @Sendable (_ watermark: Int64, _ safePoint: Int64?) -> Void
     private let signing: BlockSigning
     private let blocks: BlockCache
     /// The least time from the start of one group commit to the start of the next, per online
@@ -98,7 +100,7 @@ actor SequencerWriter {
 
     init(
         node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, groupSpacing: Duration,
-        spacedFromGroupSize: Int, logger: Logger, onCommit: @escaping @Sendable (Int64) -> Void
+        spacedFromGroupSize: Int, logger: Logger, onCommit: @escaping @Sendable (_ watermark: Int64, _ safePoint: Int64?) -> Void
     ) {
         precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
         self.node = node
@@ -151,7 +153,7 @@ actor SequencerWriter {
         committedWatermark = watermark
         online = true
         logger.info("sequencer writer online", metadata: ["sequencer_node": "\(node)", "watermark": "\(watermark)"])
-        onCommit(watermark)
+        onCommit(watermark, nil)
     }
 
     /// Leaves the writers cleanly: readers stop waiting for this node.
@@ -277,7 +279,7 @@ actor SequencerWriter {
         }
         onlineWriters = try Self.onlineWriters(updated[0])
         committedWatermark = max(committedWatermark, watermark)
-        onCommit(watermark)
+        onCommit(watermark, try Self.safePoint(updated[0], watermark: watermark))
     }
 
     /// Marks writers whose heartbeat is older than `timeout` offline, so readers stop waiting for
@@ -299,7 +301,7 @@ actor SequencerWriter {
             }
             return stale
         }
-        if !stale.isEmpty { onCommit(committedWatermark) }  // the safe point may move: look again
+        if !stale.isEmpty { onCommit(committedWatermark, nil) }  // the safe point may move: look again
         return stale
     }
 
@@ -321,22 +323,25 @@ actor SequencerWriter {
         let watermark = lastTimestamp
         let written: [Int: SequencingOutcome]
         let block: (signed: SignedBlock, events: [[UInt8]])?
+        let safePoint: Int64
         do {
-            (written, block, onlineWriters) = try await insert(group, rows, watermark: watermark)
+            (written, block, onlineWriters, safePoint) = try await insert(group, rows, watermark: watermark)
         } catch let error as SequencerWriterError {
             online = false
             throw error
         }
         if let block { blocks.insert(block.signed, node: node, timestamp: watermark, events: block.events) }
         committedWatermark = max(committedWatermark, watermark)
-        onCommit(watermark)
+        onCommit(watermark, safePoint)
         for (index, outcome) in written { outcomes[index] = outcome }
         return outcomes.map { $0 ?? .duplicate }
     }
 
     private func insert(
         _ group: [Submission], _ rows: [(index: Int, ts: Int64)], watermark: Int64
-    ) async throws -> (outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?, onlineWriters: Int) {
+    ) async throws -> (
+        outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?, onlineWriters: Int, safePoint: Int64
+    ) {
         let node = self.node
         // Signed only if every deliver came with its views: the key may have been set while
         // some of them were on their way (they were checked before it was); such a group is
@@ -450,22 +455,33 @@ actor SequencerWriter {
                  .text(WriterNotification.events(node: node, watermark: watermark).payload)]
             ).rows
             guard updated.count == 1 else { throw SequencerWriterError.markedOffline(node: node) }
-            return (result, block, try Self.onlineWriters(updated[0]))
+            return (result, block, try Self.onlineWriters(updated[0]), try Self.safePoint(updated[0], watermark: watermark))
         }
     }
 
     /// Sets this node's watermark (`$1`) and heartbeat if it is still online (`$2` its number),
-    /// notifying the other nodes (`$3` channel, `$4` payload) with the commit; returns one row
-    /// (the number of online writers, for the spacing) if it was, none if another node marked it
-    /// offline.
+    /// notifying the other nodes (`$3` channel, `$4` payload) with the commit; returns one row if
+    /// it was (none if another node marked it offline): the number of online writers (for the
+    /// spacing), and the lowest watermark of the other online writers (NULL: none), which the
+    /// statement's snapshot shows committed.
     static let updateWatermark = """
         UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online
-        RETURNING (SELECT count(*) FROM sequencer_writers WHERE online), pg_notify($3, $4)
+        RETURNING (SELECT count(*) FROM sequencer_writers WHERE online), pg_notify($3, $4),
+            (SELECT min(watermark) FROM sequencer_writers WHERE online AND node <> $2::int8::int2)
         """
 
     /// The number of online writers in `updateWatermark`'s row (at least 1: this node).
     private static func onlineWriters(_ row: [PostgresCell]) throws -> Int {
         max(1, Int(try row[0].int64 ?? 1))
+    }
+
+    /// The safe point once `updateWatermark`'s transaction commits: the lowest watermark of the
+    /// online writers, this node's new one (`watermark`) included. The others' come from the
+    /// statement's snapshot; each only grows while its writer is online, so the value is at most
+    /// the safe point at any later moment (a writer joining starts above the safe point,
+    /// docs/sequencer.md §3), which is what a reader may rely on.
+    private static func safePoint(_ row: [PostgresCell], watermark: Int64) throws -> Int64 {
+        min(watermark, try row[2].int64 ?? watermark)
     }
 
     /// Who receives an event, in the order of its leaves: its recipients and its sender (a

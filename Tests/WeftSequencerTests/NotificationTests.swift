@@ -67,6 +67,36 @@ import WeftWire
         }
     }
 
+    /// A local commit hands its readers the safe point its own statement read: with one node and
+    /// no fallback poll, each event reaches a waiting subscriber, and the writers' table is not
+    /// read again for it (before, every commit cost a read).
+    @Test func aLocalCommitMovesTheSafePointWithoutAReadOfTheWritersTable() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let setup = try PostgresConnection(url: fixture.url)
+            try Sequencer.migrator.migrate(setup)
+            var timing = Sequencer.Timing()
+            timing.heartbeatInterval = .seconds(3600)
+            timing.pollInterval = .seconds(3600)
+            let node = Sequencer(node: 0, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
+            try await node.start()
+            for member in [Self.sender, Self.receiver] { _ = try await node.register(member) }
+            var stream = try await node.subscribe(Self.receiver, from: 0).makeAsyncIterator()
+            try await Self.send("first", through: node)
+            #expect(try await stream.next()?.messageID == "first")
+            let before = await node.safePoint.reads
+            let events = 20
+            for index in 0..<events {
+                try await Self.send("next-\(index)", through: node)
+                #expect(try await stream.next()?.messageID == "next-\(index)")
+            }
+            // One read may still be due to the node's start: its listener reports that it
+            // listens (a poke) whenever its connection is up, which may be after "first".
+            let after = await node.safePoint.reads
+            #expect(after - before <= 1, "\(after - before) reads of the writers' table for \(events) local commits")
+            await node.stop()
+        }
+    }
+
     @Test func notificationPayloadsRoundTrip() {
         for message in [
             WriterNotification.events(node: 3, watermark: 1_764_000_000_000_003), .watermark(node: 31, watermark: 5), .needed(node: 2, watermark: 9), .joined(node: 0, watermark: 0),
