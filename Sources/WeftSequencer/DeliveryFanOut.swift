@@ -41,6 +41,8 @@ actor DeliveryFanOut {
     /// Queries made here, and pages the subscriptions read on their own: what the shared reader
     /// saves shows in these (tests and operators).
     private(set) var reads = 0
+    /// Ranges a local commit handed over (`committedLocally`), which no query read.
+    private(set) var handedOver = 0
     nonisolated let ownReads = Atomic<Int>(0)
 
     init(database: PostgresDatabase, safePoint: SafePoint, node: Int16, blocks: BlockCache) {
@@ -89,12 +91,34 @@ actor DeliveryFanOut {
         return (deliveries, covered)
     }
 
+    /// A commit of this node's writer: when it holds every event after what is covered up to
+    /// its safe point (`LocalCommit.holdsEveryEventOfItsRange`, in practice: this node writes
+    /// alone), its deliveries are the next range, and no query reads them back. Otherwise the
+    /// range is read as any other.
+    func committedLocally(_ commit: LocalCommit) {
+        guard !closed, oldest != nil, covered == commit.after, commit.holdsEveryEventOfItsRange else { return }
+        handedOver += 1
+        append(Range(upTo: commit.upTo, deliveries: commit.deliveries))
+    }
+
     /// Ends every wait: the node is stopping.
     func close() {
         closed = true
         oldest = nil
         ranges = []
         resumeAll()
+    }
+
+    /// The next range after `covered`; wakes the subscriptions it serves.
+    private func append(_ range: Range) {
+        ranges.append(range)
+        covered = range.upTo
+        if ranges.count > Self.rangesMaximum { oldest = ranges.removeFirst().upTo }
+        let ready = waiters.filter { $0.value.after < range.upTo }
+        for (id, waiter) in ready {
+            waiters.removeValue(forKey: id)
+            waiter.continuation.resume()
+        }
     }
 
     private func resume(_ id: UInt64) {
@@ -117,18 +141,12 @@ actor DeliveryFanOut {
             do {
                 let safe = try await safePoint.wait(after: covered)
                 let from = covered
+                guard safe > from else { continue }  // a local commit handed the range over meanwhile
                 reads += 1
                 let (deliveries, upTo) = try await Self.read(
                     database, after: from, upTo: safe, node: node, cachedBlocks: blocks.blocksWithEvents(of: node))
-                guard oldest != nil, covered == from else { continue }  // closed meanwhile
-                ranges.append(Range(upTo: upTo, deliveries: deliveries))
-                covered = upTo
-                if ranges.count > Self.rangesMaximum { oldest = ranges.removeFirst().upTo }
-                let ready = waiters.filter { $0.value.after < upTo }
-                for (id, waiter) in ready {
-                    waiters.removeValue(forKey: id)
-                    waiter.continuation.resume()
-                }
+                guard oldest != nil, covered == from else { continue }  // closed, or handed over, meanwhile
+                append(Range(upTo: upTo, deliveries: deliveries))
             } catch {
                 // The database is away (or the node stopping): every subscription falls back to its
                 // own reads, which report or wait out the failure as before.

@@ -68,15 +68,18 @@ public final class Sequencer: Sendable {
         self.safePoint = safePoint
         let blocks = BlockCache(database: database)
         self.blocks = blocks
+        let fanOut = DeliveryFanOut(database: database, safePoint: safePoint, node: node, blocks: blocks)
         writer = SequencerWriter(
             node: node, database: database, signing: signing, blocks: blocks, groupSpacing: timing.groupCommitSpacing,
             spacedFromGroupSize: timing.groupCommitSpacingFromGroupSize, logger: logger
-        ) { _, committed in
-            Task {
-                if let committed { await safePoint.committed(committed) } else { await safePoint.poke() }
-            }
+        ) { commit in
+            guard let commit else { return await safePoint.poke() }
+            // The deliveries first: the shared reader, woken by the safe point, then finds them
+            // covered instead of reading them.
+            await fanOut.committedLocally(commit)
+            await safePoint.committed(commit.safePoint)
         }
-        reader = SequencerReader(database: database, safePoint: safePoint, fanOut: DeliveryFanOut(database: database, safePoint: safePoint, node: node, blocks: blocks))
+        reader = SequencerReader(database: database, safePoint: safePoint, fanOut: fanOut)
         members = MemberDirectory(database: database)
         background = BackgroundTasks(timing: timing)
     }

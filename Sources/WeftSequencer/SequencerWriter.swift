@@ -72,9 +72,10 @@ actor SequencerWriter {
     let node: Int16
     private let database: PostgresDatabase
     private let logger: Logger
-    /// Told each commit's watermark and, when the commit's own statement read it, the safe point
-    /// it makes (`updateWatermark`): the reader takes it without reading the writers' table again.
-    private let onCommit: @Sendable (_ watermark: Int64, _ safePoint: Int64?) -> Void
+    /// Told of each commit, in commit order; with what the commit's own statement read
+    /// (`updateWatermark`) when it moved this node's watermark, so that the readers take the safe
+    /// point, and the shared reader the commit's deliveries, without reading them back.
+    private let onCommit: @Sendable (LocalCommit?) async -> Void
     private let signing: BlockSigning
     private let blocks: BlockCache
     /// The least time from the start of one group commit to the start of the next, per online
@@ -100,7 +101,7 @@ actor SequencerWriter {
 
     init(
         node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, groupSpacing: Duration,
-        spacedFromGroupSize: Int, logger: Logger, onCommit: @escaping @Sendable (_ watermark: Int64, _ safePoint: Int64?) -> Void
+        spacedFromGroupSize: Int, logger: Logger, onCommit: @escaping @Sendable (LocalCommit?) async -> Void
     ) {
         precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
         self.node = node
@@ -153,7 +154,7 @@ actor SequencerWriter {
         committedWatermark = watermark
         online = true
         logger.info("sequencer writer online", metadata: ["sequencer_node": "\(node)", "watermark": "\(watermark)"])
-        onCommit(watermark, nil)
+        await onCommit(nil)
     }
 
     /// Leaves the writers cleanly: readers stop waiting for this node.
@@ -278,8 +279,9 @@ actor SequencerWriter {
             throw SequencerWriterError.markedOffline(node: node)
         }
         onlineWriters = try Self.onlineWriters(updated[0])
+        let previous = committedWatermark
         committedWatermark = max(committedWatermark, watermark)
-        onCommit(watermark, try Self.safePoint(updated[0], watermark: watermark))
+        await onCommit(try LocalCommit(updated[0], after: previous, watermark: watermark, deliveries: [:]))
     }
 
     /// Marks writers whose heartbeat is older than `timeout` offline, so readers stop waiting for
@@ -301,7 +303,7 @@ actor SequencerWriter {
             }
             return stale
         }
-        if !stale.isEmpty { onCommit(committedWatermark, nil) }  // the safe point may move: look again
+        if !stale.isEmpty { await onCommit(nil) }  // the safe point may move: look again
         return stale
     }
 
@@ -323,24 +325,24 @@ actor SequencerWriter {
         let watermark = lastTimestamp
         let written: [Int: SequencingOutcome]
         let block: (signed: SignedBlock, events: [[UInt8]])?
-        let safePoint: Int64
+        let commit: LocalCommit
         do {
-            (written, block, onlineWriters, safePoint) = try await insert(group, rows, watermark: watermark)
+            (written, block, onlineWriters, commit) = try await insert(group, rows, after: committedWatermark, watermark: watermark)
         } catch let error as SequencerWriterError {
             online = false
             throw error
         }
         if let block { blocks.insert(block.signed, node: node, timestamp: watermark, events: block.events) }
         committedWatermark = max(committedWatermark, watermark)
-        onCommit(watermark, safePoint)
+        await onCommit(commit)
         for (index, outcome) in written { outcomes[index] = outcome }
         return outcomes.map { $0 ?? .duplicate }
     }
 
     private func insert(
-        _ group: [Submission], _ rows: [(index: Int, ts: Int64)], watermark: Int64
+        _ group: [Submission], _ rows: [(index: Int, ts: Int64)], after previous: Int64, watermark: Int64
     ) async throws -> (
-        outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?, onlineWriters: Int, safePoint: Int64
+        outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?, onlineWriters: Int, commit: LocalCommit
     ) {
         let node = self.node
         // Signed only if every deliver came with its views: the key may have been set while
@@ -376,6 +378,8 @@ actor SequencerWriter {
             var result: [Int: SequencingOutcome] = [:]
             var events = EventColumns()
             var deliveries: [(member: Int32, ts: Int64)] = []
+            // The same deliveries as the shared reader would read back (`DeliveryFanOut.read`).
+            var stored: [Int32: [StoredDelivery]] = [:]
             var leaves: [[UInt8]] = []
             // Each leaf's event as its member receives it, for the subscriptions of this node.
             var eventBytes: [[UInt8]] = []
@@ -397,8 +401,15 @@ actor SequencerWriter {
                         ts: row.ts, node: node, sender: submission.sender, messageID: submission.messageID, kind: 1,
                         batch: batch, traceparent: submission.traceparent, recipients: recipients, error: nil,
                         blockTimestamp: blockTimestamp, leafOffset: leafOffset)
-                    for member in Self.deliveryMembers(sender: submission.sender, recipients: recipients) {
+                    for (position, member) in Self.deliveryMembers(sender: submission.sender, recipients: recipients).enumerated() {
                         deliveries.append((member, row.ts))
+                        // A signed block's events are served from the block cache, which holds
+                        // their bytes: the batch stays in the database, as the shared reader leaves it.
+                        stored[member, default: []].append(StoredDelivery(
+                            counter: 0, timestamp: row.ts, sender: submission.sender, messageID: submission.messageID,
+                            batch: signer == nil ? batch : nil, traceparent: submission.traceparent, recipients: recipients, error: nil,
+                            block: leafOffset.map { BlockPlace(node: node, timestamp: watermark, leaf: Int($0) + position) },
+                            batchLeftInDatabase: signer != nil))
                         guard signer != nil else { continue }
                         guard let body = submission.views[member] else {
                             preconditionFailure("a signed block needs every delivery's view; \(member) has none")
@@ -414,6 +425,10 @@ actor SequencerWriter {
                         batch: nil, traceparent: submission.traceparent, recipients: [submission.sender],
                         error: (code, errorID, message), blockTimestamp: blockTimestamp, leafOffset: leafOffset)
                     deliveries.append((submission.sender, row.ts))
+                    stored[submission.sender, default: []].append(StoredDelivery(
+                        counter: 0, timestamp: row.ts, sender: submission.sender, messageID: submission.messageID, batch: nil,
+                        traceparent: submission.traceparent, recipients: [submission.sender], error: (code, errorID, message),
+                        block: leafOffset.map { BlockPlace(node: node, timestamp: watermark, leaf: Int($0)) }))
                     if let signer {
                         let body = try EventView.body(
                             domain: signer.domain, recipient: submission.senderName,
@@ -455,19 +470,23 @@ actor SequencerWriter {
                  .text(WriterNotification.events(node: node, watermark: watermark).payload)]
             ).rows
             guard updated.count == 1 else { throw SequencerWriterError.markedOffline(node: node) }
-            return (result, block, try Self.onlineWriters(updated[0]), try Self.safePoint(updated[0], watermark: watermark))
+            return (
+                result, block, try Self.onlineWriters(updated[0]),
+                try LocalCommit(updated[0], after: previous, watermark: watermark, deliveries: stored)
+            )
         }
     }
 
     /// Sets this node's watermark (`$1`) and heartbeat if it is still online (`$2` its number),
     /// notifying the other nodes (`$3` channel, `$4` payload) with the commit; returns one row if
     /// it was (none if another node marked it offline): the number of online writers (for the
-    /// spacing), and the lowest watermark of the other online writers (NULL: none), which the
-    /// statement's snapshot shows committed.
+    /// spacing), and the lowest watermark of the other online writers and the highest of all
+    /// other writers (NULL: none), as the statement's snapshot shows them committed.
     static let updateWatermark = """
         UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online
         RETURNING (SELECT count(*) FROM sequencer_writers WHERE online), pg_notify($3, $4),
-            (SELECT min(watermark) FROM sequencer_writers WHERE online AND node <> $2::int8::int2)
+            (SELECT min(watermark) FROM sequencer_writers WHERE online AND node <> $2::int8::int2),
+            (SELECT max(watermark) FROM sequencer_writers WHERE node <> $2::int8::int2)
         """
 
     /// The number of online writers in `updateWatermark`'s row (at least 1: this node).
@@ -475,14 +494,7 @@ actor SequencerWriter {
         max(1, Int(try row[0].int64 ?? 1))
     }
 
-    /// The safe point once `updateWatermark`'s transaction commits: the lowest watermark of the
-    /// online writers, this node's new one (`watermark`) included. The others' come from the
-    /// statement's snapshot; each only grows while its writer is online, so the value is at most
-    /// the safe point at any later moment (a writer joining starts above the safe point,
-    /// docs/sequencer.md §3), which is what a reader may rely on.
-    private static func safePoint(_ row: [PostgresCell], watermark: Int64) throws -> Int64 {
-        min(watermark, try row[2].int64 ?? watermark)
-    }
+
 
     /// Who receives an event, in the order of its leaves: its recipients and its sender (a
     /// deliver's receipt; the only recipient of a deliver error), each once, by member id.
@@ -629,4 +641,37 @@ enum WriterNotification: Equatable {
         default: return nil
         }
     }
+}
+
+/// A commit that moved this node's watermark, with what its own statement read of the other
+/// writers (`SequencerWriter.updateWatermark`): the readers need not read it back.
+struct LocalCommit: Sendable {
+    /// This node's watermark before and after the commit.
+    let after: Int64
+    let upTo: Int64
+    /// The safe point once the commit is visible: the lowest watermark of the online writers,
+    /// this node's new one included. The others' come from the statement's snapshot. Each only
+    /// grows while its writer is online, and a writer joins under a table lock that waits for
+    /// this transaction (or makes this statement wait for it) and starts at the highest
+    /// watermark: so the value is at most the safe point at any later moment, which is all a
+    /// reader relies on (docs/sequencer.md §3).
+    let safePoint: Int64
+    /// The highest watermark of the other writers, online or not (nil: none).
+    let othersHighest: Int64?
+    /// The commit's deliveries per member, in timestamp order, as `DeliveryFanOut` reads them.
+    let deliveries: [Int32: [StoredDelivery]]
+
+    init(_ row: [PostgresCell], after: Int64, watermark: Int64, deliveries: [Int32: [StoredDelivery]]) throws {
+        self.after = after
+        upTo = watermark
+        safePoint = min(watermark, try row[2].int64 ?? watermark)
+        othersHighest = try row[3].int64
+        self.deliveries = deliveries
+    }
+
+    /// Whether every event after `after` up to the safe point is this commit's: no other
+    /// writer, online or not, has a watermark above `after` (its events are at or below its
+    /// watermark, and an online one's next events above it would hold the safe point below
+    /// `upTo`), and the safe point is this node's new watermark.
+    var holdsEveryEventOfItsRange: Bool { (othersHighest ?? .min) <= after && safePoint == upTo }
 }

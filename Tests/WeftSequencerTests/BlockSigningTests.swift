@@ -230,6 +230,24 @@ import WeftWire
                     #expect(deliver.batch == batch)
                 }
             }
+            // This node writes alone: its commits handed these deliveries to the shared reader,
+            // which read none of them back. They are the deliveries a subscription reading on
+            // its own finds in the database, block places included; only the batch is left there.
+            #expect(await node.sequencer.reader.fanOut.handedOver >= batches.count)
+            var own: [StoredDelivery] = []
+            var fresh = try await node.sequencer.subscribeItems(bobName, from: 0).makeAsyncIterator()
+            while own.count < batches.count, let item = try await fresh.next() {
+                if case .delivery(let delivery) = item, delivery.messageID.hasPrefix("m") { own.append(delivery) }
+            }
+            for (handed, read) in zip(live, own) {
+                #expect(handed.block != nil)
+                #expect(read.batch == (try await node.sequencer.reader.batch(of: handed)))
+                #expect(!read.batchLeftInDatabase && read.error == nil && handed.error == nil)
+                #expect(
+                    [handed.counter, handed.timestamp, Int64(handed.sender)] == [read.counter, read.timestamp, Int64(read.sender)])
+                #expect([handed.messageID, handed.traceparent] == [read.messageID, read.traceparent])
+                #expect(handed.recipients == read.recipients && handed.block == read.block)
+            }
             // A forced prune between the read and the serving: an error, never an empty batch.
             let first = try #require(live.first)
             _ = try PostgresConnection(url: fixture.url).execute("DELETE FROM sequencer_events WHERE ts = $1", [.int64(first.timestamp)])
