@@ -294,7 +294,12 @@ struct RequestValidator {
                 reason, "the root hash is signed by key \(signature.signedBy), not the submitting participant's")
         }
         do throws(CryptoError) {
-            try key.verify(signature, over: PurposeHasher.hash(.rootHash, rootHash.bytes))
+            let hash = PurposeHasher.hash(.rootHash, rootHash.bytes)
+            // This participant's own request: Ed25519 signs deterministically, so signing the root
+            // hash again gives these very bytes if they are right, at a third of a
+            // verification's cost. Any other bytes are verified as usual.
+            if key == identity.signingKey.publicKey, try identity.signingKey.sign(hash) == signature { return nil }
+            try key.verify(signature, over: hash)
             return nil
         } catch {
             return .reject(reason, "the submitter's signature on the root hash does not verify")

@@ -38,8 +38,9 @@ import WeftWire
             id: members[index].id, signingKey: members[index].signingKey, encryptionKey: members[index].encryptionKey)
     }
 
-    /// The bank's (participant2's) issue of an IOU to alice, as participant1 receives it.
-    func bankIssuesToAlice(ledgerTime: Int64? = nil) throws -> ReceivedRequest {
+    /// The bank's (participant2's) issue of an IOU to alice, as participant1 (`receiver` 0) or
+    /// participant2 itself (1) receives it.
+    func bankIssuesToAlice(ledgerTime: Int64? = nil, receiver: Int = 0) throws -> ReceivedRequest {
         let seed = TransactionSeed(try ParticipantNode.randomBytes(32))!
         let command = Command.create(
             try package.templateID("Iou"),
@@ -66,11 +67,11 @@ import WeftWire
         let batch = try RequestBuilder(identity: identity(1), snapshot: snapshot, domain: domain.domain)
             .batch(views, mediator: domain.mediatorMember)
         var request = ReceivedRequest(timestamp: time)
-        for envelope in batch.envelopes where envelope.recipients.contains(members[0].member.description) {
+        for envelope in batch.envelopes where envelope.recipients.contains(members[receiver].member.description) {
             switch try Weft.V1.EnvelopeContent(serializedBytes: envelope.content).message {
             case .rootHash(let message)?: request.rootHashMessages.append(message)
             case .encryptedView(let message)?: request.encryptedViews.append(message)
-            default: Issue.record("participant1 received an envelope it should not")
+            default: Issue.record("participant\(receiver + 1) received an envelope it should not")
             }
         }
         return request
@@ -137,6 +138,26 @@ import WeftWire
         #expect(
             validator(0, packages: [package]).validate(request).decision.reasonID
                 == RejectReason.Participant.invalidSubmitterSignature)
+    }
+
+    /// The submitter checks its own signature by signing again (Ed25519 is deterministic); bytes
+    /// that differ, also a signature of its own key over another root hash, are still verified
+    /// and refused.
+    @Test func theSubmitterAcceptsItsOwnSignatureAndRefusesAnyOther() throws {
+        let request = try bankIssuesToAlice(receiver: 1)
+        #expect(!request.rootHashMessages.isEmpty && !request.encryptedViews.isEmpty)
+        #expect(validator(1, packages: [package]).validate(request).decision == .approve)
+        let own = identity(1).signingKey
+        let otherRoot = try own.sign(PurposeHasher.hash(.rootHash, Array(repeating: 7, count: 32)))
+        var altered = try #require(request.rootHashMessages[0].submittingParticipantSignature)
+        altered.signature[63] ^= 0x40
+        for forged in [otherRoot, altered] {
+            var tampered = request
+            tampered.rootHashMessages[0].submittingParticipantSignature = forged
+            #expect(
+                validator(1, packages: [package]).validate(tampered).decision.reasonID
+                    == RejectReason.Participant.invalidSubmitterSignature)
+        }
     }
 
     @Test func aCreatedContractThatExistsAlreadyIsRejected() throws {
