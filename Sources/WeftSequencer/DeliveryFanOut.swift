@@ -41,7 +41,8 @@ actor DeliveryFanOut {
     /// Queries made here, and pages the subscriptions read on their own: what the shared reader
     /// saves shows in these (tests and operators).
     private(set) var reads = 0
-    /// Ranges a local commit handed over (`committedLocally`), which no query read.
+    /// Ranges with deliveries a local commit handed over (`committedLocally`), which no query
+    /// read (the empty ranges of heartbeats are not counted).
     private(set) var handedOver = 0
     nonisolated let ownReads = Atomic<Int>(0)
 
@@ -97,7 +98,7 @@ actor DeliveryFanOut {
     /// range is read as any other.
     func committedLocally(_ commit: LocalCommit) {
         guard !closed, oldest != nil, covered == commit.after, commit.holdsEveryEventOfItsRange else { return }
-        handedOver += 1
+        if !commit.deliveries.isEmpty { handedOver += 1 }
         append(Range(upTo: commit.upTo, deliveries: commit.deliveries))
     }
 

@@ -97,6 +97,13 @@ actor SequencerWriter {
     /// Whether the next watermark advance asks the other nodes to pass it too (`advancePastNow`).
     private var askingOthers = false
     private var pending: [(Submission, CheckedContinuation<SequencingOutcome, any Error>)] = []
+    /// The highest timestamp of a group whose commit failed in a way that may still have
+    /// committed it (`write`).
+    private var uncertainUpTo: Int64 = .min
+    /// Where a commit's range starts for the shared reader (`LocalCommit.after`): this node's
+    /// committed watermark, or past a group that may have committed unbeknown to it. A reader
+    /// covers exactly that far only once it has read past such a group.
+    private var handOverAfter: Int64 { max(committedWatermark, uncertainUpTo) }
     private var flushing = false
 
     init(
@@ -279,7 +286,7 @@ actor SequencerWriter {
             throw SequencerWriterError.markedOffline(node: node)
         }
         onlineWriters = try Self.onlineWriters(updated[0])
-        let previous = committedWatermark
+        let previous = handOverAfter
         committedWatermark = max(committedWatermark, watermark)
         await onCommit(try LocalCommit(updated[0], after: previous, watermark: watermark, deliveries: [:]))
     }
@@ -327,9 +334,15 @@ actor SequencerWriter {
         let block: (signed: SignedBlock, events: [[UInt8]])?
         let commit: LocalCommit
         do {
-            (written, block, onlineWriters, commit) = try await insert(group, rows, after: committedWatermark, watermark: watermark)
+            (written, block, onlineWriters, commit) = try await insert(group, rows, after: handOverAfter, watermark: watermark)
         } catch let error as SequencerWriterError {
             online = false
+            throw error
+        } catch {
+            // The connection may have failed after the server committed (the reply to COMMIT
+            // lost): the database may hold events up to `watermark` that `committedWatermark`
+            // does not count. No commit hands its range over until the readers are past them.
+            uncertainUpTo = max(uncertainUpTo, watermark)
             throw error
         }
         if let block { blocks.insert(block.signed, node: node, timestamp: watermark, events: block.events) }

@@ -203,6 +203,7 @@ import WeftWire
             let batches = (0..<3).map { number in
                 Weft.V1.Batch(envelopes: [.init(content: Array("to bob \(number)".utf8), recipients: [bobName])])
             }
+            let handedBefore = await node.sequencer.reader.fanOut.handedOver
             for (number, batch) in batches.enumerated() { try await aliceClient.send(batch, messageID: "m\(number)") }
             var live: [StoredDelivery] = []
             while live.count < batches.count, let item = try await items.next() {
@@ -233,7 +234,7 @@ import WeftWire
             // This node writes alone: its commits handed these deliveries to the shared reader,
             // which read none of them back. They are the deliveries a subscription reading on
             // its own finds in the database, block places included; only the batch is left there.
-            #expect(await node.sequencer.reader.fanOut.handedOver >= batches.count)
+            #expect(await node.sequencer.reader.fanOut.handedOver - handedBefore >= batches.count)
             var own: [StoredDelivery] = []
             var fresh = try await node.sequencer.subscribeItems(bobName, from: 0).makeAsyncIterator()
             while own.count < batches.count, let item = try await fresh.next() {
