@@ -86,6 +86,9 @@ enum CryptoBenchmark {
         try measure("X25519 shared secret", opensslArguments: ["ecdhx25519"], opensslOps: { Double($0[3]) ?? 0 }) {
             blackHole(try alice.sharedSecret(with: bob.publicKey))
         }
+        try measure("HKDF-SHA256, 44 bytes (ECIES key+nonce)", opensslArguments: nil, opensslOps: { _ in 0 }) {
+            blackHole(try HKDF.sha256(key: key, salt: nonce + key + key, info: aad, outputBytes: 44))
+        }
         try measure("ECIES wrap (keygen+X25519+HKDF+GCM)", opensslArguments: nil, opensslOps: { _ in 0 }) {
             blackHole(try ECIES.wrap(key, for: bob.publicKey))
         }
