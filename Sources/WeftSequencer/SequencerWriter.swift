@@ -507,8 +507,6 @@ actor SequencerWriter {
         max(1, Int(try row[0].int64 ?? 1))
     }
 
-
-
     /// Who receives an event, in the order of its leaves: its recipients and its sender (a
     /// deliver's receipt; the only recipient of a deliver error), each once, by member id.
     static func deliveryMembers(sender: Int32, recipients: [Int32]) -> [Int32] {
@@ -659,8 +657,10 @@ enum WriterNotification: Equatable {
 /// A commit that moved this node's watermark, with what its own statement read of the other
 /// writers (`SequencerWriter.updateWatermark`): the readers need not read it back.
 struct LocalCommit: Sendable {
-    /// This node's watermark before and after the commit.
+    /// Where the commit's range starts: this node's watermark before it (or past a group that
+    /// may have committed unseen, `SequencerWriter.handOverAfter`).
     let after: Int64
+    /// Where it ends: this node's new watermark.
     let upTo: Int64
     /// The safe point once the commit is visible: the lowest watermark of the online writers,
     /// this node's new one included. The others' come from the statement's snapshot. Each only
