@@ -47,7 +47,7 @@ actor SafePoint {
         }
     }
 
-    /// A local commit's safe point (`SequencerWriter.safePoint`): no read of the table needed.
+    /// A local commit's safe point (`LocalCommit.safePoint`): no read of the table needed.
     func committed(_ value: Int64) {
         advance(to: value)
     }
