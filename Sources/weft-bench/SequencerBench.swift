@@ -19,7 +19,7 @@ import WeftWire
 ///
 ///   swift run -c release weft-bench sequencer [--seconds N] [--rate R] [--warmup S]
 ///       [--in-flight K] [--nodes 1,2] [--no-verify] [--db-connections C] [--phases closed,open]
-///       [--pg-statements]
+///       [--pg-statements] [--node-processes] [--node-cpu C]
 ///
 /// `--rate R` fixes the open-loop rate (submissions/s over all members); otherwise it is half of
 /// the closed-loop maximum of the same node count. The members check every event's sequencer
@@ -28,6 +28,11 @@ import WeftWire
 /// which shares the 2 cores with the sequencer and PostgreSQL. `--pg-statements` loads pg_stat_statements (a server
 /// restart) and prints each phase's costliest statements. Each phase prints where the CPU went:
 /// this process by thread kind, the PostgreSQL server's processes, everything else.
+///
+/// `--node-processes` runs each sequencer node in a process of its own (`SequencerNodeProcess`),
+/// and `--node-cpu C` also holds each of them to C cores (a cgroup quota; root only): what a
+/// second node adds when it has CPU of its own, as on a machine of its own. The members and
+/// PostgreSQL stay outside the budgets.
 enum SequencerBenchmark {
     struct Options {
         var seconds = 10.0
@@ -40,6 +45,10 @@ enum SequencerBenchmark {
         var phases: Set<String> = ["closed", "open"]
         /// Loads pg_stat_statements (a server restart) and prints each phase's costliest statements.
         var statements = false
+        /// Each sequencer node in a process of its own (`--node-processes`), held to this many
+        /// cores if set (`--node-cpu`).
+        var nodeProcesses = false
+        var nodeCPU: Double?
 
         init(_ arguments: [String]) {
             func value(_ name: String) -> String? {
@@ -55,6 +64,8 @@ enum SequencerBenchmark {
             if let text = value("--phases") { phases = Set(text.split(separator: ",").map(String.init)) }
             verify = !arguments.contains("--no-verify")
             statements = arguments.contains("--pg-statements")
+            if let text = value("--node-cpu"), let number = Double(text), number > 0 { nodeCPU = number }
+            nodeProcesses = arguments.contains("--node-processes") || nodeCPU != nil
         }
     }
 
@@ -67,6 +78,9 @@ enum SequencerBenchmark {
         let options = Options(arguments)
         print("weft-bench sequencer: \(memberCount) participants, \(payloadBytes)-byte payloads to 2 recipients, TLS 1.3 on 127.0.0.1")
         print("  closed loop: \(options.inFlight) sends in flight per member; open loop: fixed rate; \(options.warmup) s warm-up + \(options.seconds) s per phase")
+        if options.nodeProcesses {
+            print("  each sequencer node in a process of its own\(options.nodeCPU.map { ", held to \(format($0, 2)) cores (cgroup quota); members and PostgreSQL outside the budgets" } ?? "")")
+        }
         print("  members \(options.verify ? "verify every event (block proof, one signature check per block)" : "decode events and check counters (no signature check: --no-verify)")")
         print("  load before start: \(loadAverage())")
         var logger = Logger(label: "weft-bench") { StreamLogHandler.standardError(label: $0) }
@@ -178,10 +192,22 @@ enum SequencerBenchmark {
 
             var domain = try TestDomain()
             let genesis = try domain.genesis()
-            var nodes: [BenchNode] = []
-            for number in 0..<nodeCount {
-                nodes.append(try await BenchNode.start(
-                    number: number, url: url, domain: domain, genesis: genesis, tls: serverTLS, connections: options.databaseConnections, logger: logger))
+            var nodes: [NodeHandle] = []
+            if options.nodeProcesses {
+                let directory = NSTemporaryDirectory() + "weft-bench-nodes-\(getpid())"
+                try SequencerNodeProcess.Material(domain: domain.domain, sequencerKey: domain.sequencerKey, genesis: genesis, credentials: credentials)
+                    .write(to: directory)
+                defer { try? FileManager.default.removeItem(atPath: directory) }
+                for number in 0..<nodeCount {
+                    nodes.append(.process(try await SequencerNodeProcess.start(
+                        number: number, directory: directory, url: url, connections: options.databaseConnections, cores: options.nodeCPU)))
+                }
+            } else {
+                for number in 0..<nodeCount {
+                    nodes.append(.inProcess(try await BenchNode.start(
+                        number: number, url: url, domain: domain.domain, sequencerKey: domain.sequencerKey, genesis: genesis, tls: serverTLS,
+                        connections: options.databaseConnections, logger: logger)))
+                }
             }
             let sequencerKeys = [domain.sequencerKey.publicKey]
             let manager = try await SequencerClient.authenticate(
@@ -190,7 +216,7 @@ enum SequencerBenchmark {
             let participants = try (1...memberCount).map { try TestDomain.Participant("participant\($0)") }
             try await manager.send(try domain.onboarding(participants), messageID: "onboard")
             for node in nodes {
-                for participant in participants { await node.topology.waitUntil(participant.member) }
+                for participant in participants { try await node.waitUntil(participant.member) }
             }
             // Members spread over the nodes; each authenticates on its own connection and reads its own stream.
             var members: [BenchMember] = []
@@ -203,7 +229,9 @@ enum SequencerBenchmark {
             }
             let recorder = Recorder()
             let readers = members.map { member in Task { await Self.read(member, verify: options.verify, recorder: recorder) } }
-            let probe = Probe(url: url, postmaster: postmaster, statements: options.statements)
+            let probe = Probe(
+                url: url, postmaster: postmaster, statements: options.statements,
+                nodeProcesses: nodes.compactMap { if case .process(let process) = $0 { process } else { nil } })
             let template = Self.template()
             if results.eventBytes == 0 {
                 results.eventBytes = try Weft.V1.Batch(envelopes: [.init(content: template, recipients: Array(members[0].others.prefix(2)))]).serializedBytes().count
@@ -255,6 +283,35 @@ enum SequencerBenchmark {
 
     // MARK: - Nodes and members
 
+    /// A sequencer node of the run: in this process, or in one of its own.
+    enum NodeHandle {
+        case inProcess(BenchNode)
+        case process(SequencerNodeProcess)
+
+        func connect(_ tls: TLSContext) async throws -> RPCClient {
+            let port = switch self {
+            case .inProcess(let node): node.server.port
+            case .process(let process): process.port
+            }
+            return try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(tls))
+        }
+
+        /// Returns once the node's topology has `member`.
+        func waitUntil(_ member: MemberID) async throws {
+            switch self {
+            case .inProcess(let node): await node.topology.waitUntil(member)
+            case .process(let process): try await process.waitUntil(member.description)
+            }
+        }
+
+        func stop() async {
+            switch self {
+            case .inProcess(let node): await node.stop()
+            case .process(let process): await process.stop()
+            }
+        }
+    }
+
     struct BenchNode {
         let sequencer: Sequencer
         let topology: SequencerTopology
@@ -262,24 +319,20 @@ enum SequencerBenchmark {
         let database: PostgresDatabase
 
         static func start(
-            number: Int, url: String, domain: TestDomain, genesis: [Weft.V1.SignedTopologyTransaction], tls: TLSContext, connections: Int,
-            logger: Logger
+            number: Int, url: String, domain: UniqueIdentifier, sequencerKey: SigningPrivateKey, genesis: [Weft.V1.SignedTopologyTransaction],
+            tls: TLSContext, connections: Int, logger: Logger
         ) async throws -> BenchNode {
             let database = PostgresDatabase(url: url, maximumConnections: connections, logger: logger)
             let sequencer = Sequencer(node: Int16(number), database: database, logger: logger)
             try await sequencer.start()
-            let topology = try SequencerTopology(domain: domain.domain, sequencer: sequencer, logger: logger)
-            let provider = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: domain.sequencerKey, logger: logger)
+            let topology = try SequencerTopology(domain: domain, sequencer: sequencer, logger: logger)
+            let provider = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: sequencerKey, logger: logger)
             try await topology.start { member in await provider.cutOff(member) }
             _ = try await topology.initialize(genesis)  // the second node finds it applied already
             var router = RPCRouter()
             provider.register(on: &router)
             let server = try await RPCServer.start(host: "127.0.0.1", port: 0, security: .tls(tls), router: router, logger: logger)
             return BenchNode(sequencer: sequencer, topology: topology, server: server, database: database)
-        }
-
-        func connect(_ tls: TLSContext) async throws -> RPCClient {
-            try await RPCClient.connect(host: "127.0.0.1", port: server.port, security: .tls(tls))
         }
 
         func stop() async {
@@ -496,6 +549,7 @@ enum SequencerBenchmark {
         var single: Double?
         for configuration in results.configurations {
             let label = "\(configuration.nodes) node\(configuration.nodes == 1 ? "" : "s")"
+                + (options.nodeCPU.map { " of \(format($0, 2)) cores" } ?? (options.nodeProcesses ? " (processes)" : ""))
             if let closed = configuration.closed {
                 let size = max(1, Int(closed.meanGroup.rounded()))
                 let raw = results.raw[size] ?? 0
@@ -522,6 +576,9 @@ enum SequencerBenchmark {
                 row(["\(label): send → deliver at \(Int(rate))/s (open loop)", "p50 \(format(open.deliver.p50, 1)) / p99 \(format(open.deliver.p99, 1)) ms", "", "",
                      rate >= 5000 ? "p99 ≤ 20 ms" : "p99 ≤ 20 ms @5,000/s", met ? (rate >= 5000 ? "yes" : "yes*") : "no"])
             }
+        }
+        if let cores = options.nodeCPU {
+            print("each node in a process held to \(format(cores, 2)) cores; the targets name nodes sharing the machine (without --node-cpu)")
         }
         if results.configurations.contains(where: { ($0.open?.rate ?? 5000) < 5000 }) {
             print("* measured at half of this run's maximum, below the 5,000/s the target names")
@@ -683,6 +740,8 @@ struct Probe: Sendable {
     let url: String
     let postmaster: Int32?
     var statements = false
+    /// Sequencer nodes in processes of their own, whose CPU counts as the benchmark's.
+    var nodeProcesses: [SequencerNodeProcess] = []
 
     struct Snapshot {
         var at: UInt64 = 0
@@ -741,6 +800,7 @@ struct Probe: Sendable {
         snapshot.at = now()
         (snapshot.groupStatements, snapshot.submissions, snapshot.transactionIDs) = counters
         snapshot.threads = Self.threadTimes()
+        if !nodeProcesses.isEmpty { snapshot.threads["sequencer node processes"] = nodeProcesses.map(\.cpuSeconds).reduce(0, +) }
         snapshot.postgres = postmaster.map(Self.postgresTime) ?? 0
         (snapshot.machineBusy, snapshot.machineStolen) = Self.machineBusy()
         return snapshot

@@ -223,6 +223,7 @@ case "profile-envelope-decode":
         for _ in 0..<5_000_000 { blackHole(try! Weft.V1.Envelope(serializedBytes: bytes)) }
     }
 case "sequencer": try await SequencerBenchmark.run(Array(arguments.dropFirst()))
+case "sequencer-node": try await SequencerNodeMain.run(Array(arguments.dropFirst()))
 case "commitments": try await CommitmentBenchmark.run(Array(arguments.dropFirst()))
 case "transactions":
     do {
