@@ -44,6 +44,14 @@ actor DeliveryFanOut {
     /// Ranges with deliveries a local commit handed over (`committedLocally`), which no query
     /// read (the empty ranges of heartbeats are not counted).
     private(set) var handedOver = 0
+    /// This node's commits since `ownFrom`, consecutive (each starts where the one before ended):
+    /// every event of this node after `ownFrom` up to the last one's `upTo` is in their
+    /// deliveries. A read of a range inside that span leaves this node's events in the database
+    /// and takes them from here (`read`).
+    private var own: [LocalCommit] = []
+    private var ownFrom: Int64 = .max
+    /// Reads that took this node's events from its commits rather than the database.
+    private(set) var ownEventsFromMemory = 0
     nonisolated let ownReads = Atomic<Int>(0)
 
     init(database: PostgresDatabase, safePoint: SafePoint, node: Int16, blocks: BlockCache) {
@@ -97,9 +105,40 @@ actor DeliveryFanOut {
     /// alone), its deliveries are the next range, and no query reads them back. Otherwise the
     /// range is read as any other.
     func committedLocally(_ commit: LocalCommit) {
-        guard !closed, oldest != nil, covered == commit.after, commit.holdsEveryEventOfItsRange else { return }
+        guard !closed else { return }
+        keepOwn(commit)
+        guard oldest != nil, covered == commit.after, commit.holdsEveryEventOfItsRange else { return }
         if !commit.deliveries.isEmpty { handedOver += 1 }
         append(Range(upTo: commit.upTo, deliveries: commit.deliveries))
+    }
+
+    /// Keeps `commit` for the reads of ranges that other writers' events share with this node's
+    /// (`read`); a commit that does not start where the last one ended (the first, or one after a
+    /// group that may have committed unseen: `LocalCommit.after`) starts the span again.
+    private func keepOwn(_ commit: LocalCommit) {
+        if let last = own.last, last.upTo == commit.after {
+            own.append(commit)
+        } else {
+            own = [commit]
+            ownFrom = commit.after
+        }
+        // Commits the reader has passed are of no more use; nor, if it lags far behind, the oldest.
+        while let first = own.first, first.upTo <= covered || own.count > Self.rangesMaximum {
+            ownFrom = first.upTo
+            own.removeFirst()
+        }
+    }
+
+    /// This node's deliveries after `after` up to `upTo`, if its kept commits hold all of them.
+    private func ownDeliveries(after: Int64, upTo: Int64) -> [Int32: [StoredDelivery]]? {
+        guard ownFrom <= after, let last = own.last, upTo <= last.upTo else { return nil }
+        var deliveries: [Int32: [StoredDelivery]] = [:]
+        for commit in own where commit.upTo > after && commit.after < upTo {
+            for (member, mine) in commit.deliveries {
+                deliveries[member, default: []] += mine.lazy.filter { $0.timestamp > after && $0.timestamp <= upTo }
+            }
+        }
+        return deliveries
     }
 
     /// Ends every wait: the node is stopping.
@@ -144,9 +183,17 @@ actor DeliveryFanOut {
                 let from = covered
                 guard safe > from else { continue }  // a local commit handed the range over meanwhile
                 reads += 1
-                let (deliveries, upTo) = try await Self.read(
-                    database, after: from, upTo: safe, node: node, cachedBlocks: blocks.blocksWithEvents(of: node))
+                // This node's events in the range, if its own commits hold them all: taken before
+                // the query, whose wait lets later commits replace the kept ones.
+                let mine = ownDeliveries(after: from, upTo: safe)
+                var (deliveries, upTo) = try await Self.read(
+                    database, after: from, upTo: safe, node: node, cachedBlocks: mine == nil ? blocks.blocksWithEvents(of: node) : [],
+                    withoutNode: mine != nil)
                 guard oldest != nil, covered == from else { continue }  // closed, or handed over, meanwhile
+                if let mine {
+                    ownEventsFromMemory += 1
+                    deliveries = Self.merge(deliveries, mine, upTo: upTo)
+                }
                 append(Range(upTo: upTo, deliveries: deliveries))
             } catch {
                 // The database is away (or the node stopping): every subscription falls back to its
@@ -168,8 +215,10 @@ actor DeliveryFanOut {
     /// block hashed them. Reading them was a kilobyte per event (the bench's payload) through
     /// PostgreSQL, libpq and an allocation, for nothing; a delivery whose bytes the cache has let
     /// go of by the time it is served reads its batch then (`SequencerReader.batch`).
+    ///
+    /// `withoutNode`: `node`'s events are left out (the caller has them from its own commits).
     private static func read(
-        _ database: PostgresDatabase, after: Int64, upTo safe: Int64, node: Int16, cachedBlocks: [Int64]
+        _ database: PostgresDatabase, after: Int64, upTo safe: Int64, node: Int16, cachedBlocks: [Int64], withoutNode: Bool
     ) async throws -> ([Int32: [StoredDelivery]], Int64) {
         try await database.withConnection { connection in
             let rows = try connection.execute(
@@ -178,8 +227,10 @@ actor DeliveryFanOut {
                        CASE WHEN node = $3::int8::int2 AND block_ts = ANY($4::int8[]) THEN NULL ELSE batch END,
                        traceparent, array_to_string(recipients, ','),
                        error_code::int8, error_id, error_message, node::int8, block_ts, leaf_offset::int8
-                FROM sequencer_events WHERE ts > $1 AND ts <= $2 ORDER BY ts LIMIT \(Self.eventsPerReadMaximum)
-                """, [.int64(after), .int64(safe), .int64(Int64(node)), .int64Array(cachedBlocks as [Int64?])]
+                FROM sequencer_events WHERE ts > $1 AND ts <= $2 AND node <> $5::int8::int2
+                ORDER BY ts LIMIT \(Self.eventsPerReadMaximum)
+                """, [.int64(after), .int64(safe), .int64(Int64(node)), .int64Array(cachedBlocks as [Int64?]),
+                   .int64(withoutNode ? Int64(node) : -1)]
             ).rows
             var deliveries: [Int32: [StoredDelivery]] = [:]
             var last = after
@@ -208,5 +259,32 @@ actor DeliveryFanOut {
             }
             return (deliveries, rows.count == Self.eventsPerReadMaximum ? last : safe)
         }
+    }
+
+    /// Each member's deliveries of `read` and of `mine` up to `upTo`, in timestamp order.
+    private static func merge(_ read: [Int32: [StoredDelivery]], _ mine: [Int32: [StoredDelivery]], upTo: Int64) -> [Int32: [StoredDelivery]] {
+        var merged = read
+        for (member, own) in mine {
+            let own = own.filter { $0.timestamp <= upTo }
+            guard !own.isEmpty else { continue }
+            guard let others = read[member], !others.isEmpty else {
+                merged[member] = own
+                continue
+            }
+            var result: [StoredDelivery] = []
+            result.reserveCapacity(others.count + own.count)
+            var (i, j) = (0, 0)
+            while i < others.count || j < own.count {
+                if j == own.count || (i < others.count && others[i].timestamp < own[j].timestamp) {
+                    result.append(others[i])
+                    i += 1
+                } else {
+                    result.append(own[j])
+                    j += 1
+                }
+            }
+            merged[member] = result
+        }
+        return merged
     }
 }

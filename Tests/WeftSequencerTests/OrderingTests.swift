@@ -224,6 +224,77 @@ struct TestFailure: Error, CustomStringConvertible {
             await node.stop()
         }
     }
+
+    /// What a member's stream is made of, whichever way it was read (a delivery served from the
+    /// block cache may have left its batch in the database).
+    static func shape(_ stream: [StoredDelivery]) -> [String] {
+        stream.map { "\($0.counter) \($0.timestamp) \($0.sender) \($0.messageID) \($0.recipients) \(String(describing: $0.block))" }
+    }
+
+    @Test func withAnotherNodeWritingTooANodeTakesItsOwnEventsFromItsCommits() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let nodes = try await OrderingTests.nodes(fixture.url, count: 2)
+            let members = OrderingTests.members
+            for member in members { _ = try await nodes[0].register(member) }
+            let count = 150
+            // Every member subscribes at node 0 first; member 0 sends through node 0 and member 1
+            // through node 1 at the same time, each to every other member: each stream gets both.
+            let streams = try await withThrowingTaskGroup(of: (Int, [StoredDelivery]).self) { group in
+                for (index, member) in members.enumerated() {
+                    let stream = try await nodes[0].subscribe(member, from: 0)
+                    group.addTask {
+                        var received: [StoredDelivery] = []
+                        for try await delivery in stream {
+                            received.append(delivery)
+                            if received.count == 2 * count { break }
+                        }
+                        return (index, received)
+                    }
+                }
+                let later = SequencerWriter.now() + 600_000_000
+                try await withThrowingTaskGroup(of: Void.self) { senders in
+                    for sender in 0..<2 {
+                        senders.addTask {
+                            for number in 0..<count {
+                                let batch = Weft.V1.Batch(envelopes: [
+                                    .init(content: Array("\(sender)/\(number)".utf8), recipients: members.filter { $0 != members[sender] })
+                                ])
+                                let outcome = try await nodes[sender].send(
+                                    sender: members[sender], messageID: "m\(number)", batch: batch, maxSequencingTime: later)
+                                guard case .delivered = outcome else { throw TestFailure("\(sender)/m\(number): \(outcome)") }
+                            }
+                        }
+                    }
+                    try await senders.waitForAll()
+                }
+                var streams = [[StoredDelivery]](repeating: [], count: members.count)
+                for try await (index, received) in group { streams[index] = received }
+                return streams
+            }
+            try #require(streams.allSatisfy { $0.count == 2 * count }, "streams of \(streams.map(\.count)) deliveries")
+            // The shared reader left node 0's events in the database on most of its reads.
+            let fromMemory = await nodes[0].reader.fanOut.ownEventsFromMemory
+            let reads = await nodes[0].reader.fanOut.reads
+            #expect(fromMemory > reads / 2, "\(fromMemory) of \(reads) reads took node 0's events from its commits")
+            // Each stream is the one a subscription reading on its own from the database gets.
+            for (index, member) in members.enumerated() {
+                var again: [StoredDelivery] = []
+                for try await delivery in try await nodes[1].subscribe(member, from: 0) {
+                    again.append(delivery)
+                    if again.count == 2 * count { break }
+                }
+                let (expected, served) = (Self.shape(again), Self.shape(streams[index]))
+                let differs = expected.indices.first { $0 >= served.count || expected[$0] != served[$0] }
+                #expect(differs == nil, "\(member): delivery \(differs ?? 0) is \(differs.map { served[$0] } ?? ""), not \(differs.map { expected[$0] } ?? "")")
+                var batchesDiffer: [String] = []
+                for (first, second) in zip(again, streams[index]) where try await nodes[1].reader.batch(of: first) != nodes[0].reader.batch(of: second) {
+                    batchesDiffer.append(first.messageID)
+                }
+                #expect(batchesDiffer.isEmpty, "\(member): other batches in \(batchesDiffer.prefix(5))")
+            }
+            for node in nodes { await node.stop() }
+        }
+    }
 }
 
 /// The writer's group commits (docs/sequencer.md §3).
