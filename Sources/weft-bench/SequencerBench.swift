@@ -558,8 +558,9 @@ enum SequencerBenchmark {
                 let met: String
                 if configuration.nodes == 1 {
                     single = figure
-                    target = "≥ 10,000/s"
-                    met = figure >= 10_000 ? "yes" : "no"
+                    // The targets of one node are for a node that has the machine (no budget).
+                    target = options.nodeCPU == nil ? "≥ 10,000/s" : ""
+                    met = options.nodeCPU == nil ? (figure >= 10_000 ? "yes" : "no") : ""
                 } else {
                     target = "> 1 node" + (single.map { " (\(Int($0)))" } ?? "")
                     met = single.map { figure > $0 ? "yes" : "no" } ?? "?"
@@ -573,14 +574,15 @@ enum SequencerBenchmark {
             }
             if let open = configuration.open, let rate = open.rate {
                 let met = open.deliver.p99 <= 20 && open.failures == 0 && open.missing == 0
+                let budgeted = options.nodeCPU != nil
                 row(["\(label): send → deliver at \(Int(rate))/s (open loop)", "p50 \(format(open.deliver.p50, 1)) / p99 \(format(open.deliver.p99, 1)) ms", "", "",
-                     rate >= 5000 ? "p99 ≤ 20 ms" : "p99 ≤ 20 ms @5,000/s", met ? (rate >= 5000 ? "yes" : "yes*") : "no"])
+                     budgeted ? "" : rate >= 5000 ? "p99 ≤ 20 ms" : "p99 ≤ 20 ms @5,000/s", budgeted ? "" : met ? (rate >= 5000 ? "yes" : "yes*") : "no"])
             }
         }
         if let cores = options.nodeCPU {
             print("each node in a process held to \(format(cores, 2)) cores; the targets name nodes sharing the machine (without --node-cpu)")
         }
-        if results.configurations.contains(where: { ($0.open?.rate ?? 5000) < 5000 }) {
+        if options.nodeCPU == nil, results.configurations.contains(where: { ($0.open?.rate ?? 5000) < 5000 }) {
             print("* measured at half of this run's maximum, below the 5,000/s the target names")
         }
     }
