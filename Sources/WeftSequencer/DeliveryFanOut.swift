@@ -47,11 +47,16 @@ actor DeliveryFanOut {
     /// This node's commits since `ownFrom`, consecutive (each starts where the one before ended):
     /// every event of this node after `ownFrom` up to the last one's `upTo` is in their
     /// deliveries. A read of a range inside that span leaves this node's events in the database
-    /// and takes them from here (`read`).
+    /// and takes them from here (`read`). At most `rangesMaximum` commits and about
+    /// `eventsPerReadMaximum` deliveries are kept, whether or not anyone reads.
+    ///
+    /// This relies on a node number being used by one process at a time, as the watermarks
+    /// already do: the events of another process writing as this node would be in no kept commit.
     private var own: [LocalCommit] = []
     private var ownFrom: Int64 = .max
-    /// Reads that took this node's events from its commits rather than the database.
-    private(set) var ownEventsFromMemory = 0
+    private var ownDeliveryCount = 0
+    /// Deliveries of this node's events that reads took from its commits rather than the database.
+    private(set) var ownDeliveriesFromMemory = 0
     nonisolated let ownReads = Atomic<Int>(0)
 
     init(database: PostgresDatabase, safePoint: SafePoint, node: Int16, blocks: BlockCache) {
@@ -121,16 +126,22 @@ actor DeliveryFanOut {
         } else {
             own = [commit]
             ownFrom = commit.after
+            ownDeliveryCount = 0
         }
-        // Commits the reader has passed are of no more use; nor, if it lags far behind, the oldest.
-        while let first = own.first, first.upTo <= covered || own.count > Self.rangesMaximum {
+        ownDeliveryCount += commit.deliveries.values.reduce(0) { $0 + $1.count }
+        // Commits the reader has passed are of no more use; nor, if it lags far behind or
+        // nobody reads, the oldest.
+        while let first = own.first,
+            first.upTo <= covered || own.count > Self.rangesMaximum || (own.count > 1 && ownDeliveryCount > Self.eventsPerReadMaximum)
+        {
             ownFrom = first.upTo
+            ownDeliveryCount -= first.deliveries.values.reduce(0) { $0 + $1.count }
             own.removeFirst()
         }
     }
 
     /// This node's deliveries after `after` up to `upTo`, if its kept commits hold all of them.
-    private func ownDeliveries(after: Int64, upTo: Int64) -> [Int32: [StoredDelivery]]? {
+    func ownDeliveries(after: Int64, upTo: Int64) -> [Int32: [StoredDelivery]]? {
         guard ownFrom <= after, let last = own.last, upTo <= last.upTo else { return nil }
         var deliveries: [Int32: [StoredDelivery]] = [:]
         for commit in own where commit.upTo > after && commit.after < upTo {
@@ -146,6 +157,9 @@ actor DeliveryFanOut {
         closed = true
         oldest = nil
         ranges = []
+        own = []
+        ownFrom = .max
+        ownDeliveryCount = 0
         resumeAll()
     }
 
@@ -191,8 +205,8 @@ actor DeliveryFanOut {
                     withoutNode: mine != nil)
                 guard oldest != nil, covered == from else { continue }  // closed, or handed over, meanwhile
                 if let mine {
-                    ownEventsFromMemory += 1
                     deliveries = Self.merge(deliveries, mine, upTo: upTo)
+                    ownDeliveriesFromMemory += mine.values.reduce(0) { $0 + $1.lazy.filter { $0.timestamp <= upTo }.count }
                 }
                 append(Range(upTo: upTo, deliveries: deliveries))
             } catch {

@@ -674,6 +674,14 @@ struct LocalCommit: Sendable {
     /// The commit's deliveries per member, in timestamp order, as `DeliveryFanOut` reads them.
     let deliveries: [Int32: [StoredDelivery]]
 
+    init(after: Int64, upTo: Int64, safePoint: Int64, othersHighest: Int64?, deliveries: [Int32: [StoredDelivery]]) {
+        self.after = after
+        self.upTo = upTo
+        self.safePoint = safePoint
+        self.othersHighest = othersHighest
+        self.deliveries = deliveries
+    }
+
     init(_ row: [PostgresCell], after: Int64, watermark: Int64, deliveries: [Int32: [StoredDelivery]]) throws {
         self.after = after
         upTo = watermark
