@@ -21,6 +21,9 @@ actor SafePoint {
     private var read = false
     /// Reads of the table so far (tests check that local commits need none).
     private(set) var reads = 0
+    /// Times the poller went to sleep until a poke or the poll interval, and whether it runs (tests).
+    private(set) var sleeps = 0
+    var isPolling: Bool { poller != nil }
 
     init(database: PostgresDatabase, pollInterval: Duration = .milliseconds(100)) {
         self.database = database
@@ -79,9 +82,9 @@ actor SafePoint {
         poller = Task { await self.poll() }
     }
 
-    /// Reads when poked or after a poll interval; at once only if a poke came while nobody polled,
-    /// or at the first wait. Otherwise the safe point is as current as its last change: local
-    /// commits hand theirs over, and every other change pokes.
+    /// Reads when poked or after a poll interval; at once only at the first wait, or if a poke came
+    /// while nobody polled or woke the poller when nobody waited any more. Otherwise the safe point
+    /// is as current as its last change: local commits hand theirs over, and every other change pokes.
     private func poll() async {
         var failures = 0
         var due = pokedEarly || !read
@@ -89,7 +92,13 @@ actor SafePoint {
         while !waiters.isEmpty {
             if !due {
                 await sleepOrPoke()
-                guard !waiters.isEmpty else { break }
+                guard !waiters.isEmpty else {
+                    // Woken with nobody waiting any more (a local commit's safe point served them
+                    // meanwhile), the wake-up may still be news for the next waiter: another node
+                    // moved its watermark, and only a read shows it. Kept for the next poll.
+                    pokedEarly = true
+                    break
+                }
             }
             do {
                 advance(to: try await Self.read(database))
@@ -119,9 +128,11 @@ actor SafePoint {
         }
         let interval = pollInterval
         let timer = Task { [weak self] in
-            try? await Task.sleep(for: interval)
+            // Cancelled when a poke came first: then it has nothing to say.
+            guard (try? await Task.sleep(for: interval)) != nil else { return }
             await self?.poke()
         }
+        sleeps += 1
         await withCheckedContinuation { poked = $0 }
         timer.cancel()
         pokedEarly = false

@@ -96,10 +96,52 @@ import WeftWire
             }
             // At most two reads may still be due to the node's start: its listener reports that
             // it listens (a poke) whenever its connection is up, which may be after "first", and
-            // the poll's cancelled timer pokes once more after a poke (a read each).
+            // a poke that wakes the poller when nobody waits any more is kept for the next wait
+            // (a read each).
             let after = await node.safePoint.reads
             #expect(after - before <= 2, "\(after - before) reads of the writers' table for \(events) local commits")
             await node.stop()
+        }
+    }
+
+    /// A poke that wakes the poller after a local commit's safe point served every waiter is kept
+    /// for the next waiter. It was spent on the empty poller, and the next waiter slept until the
+    /// poll interval (an hour here): another node's watermark advance went unseen that long.
+    @Test func aPokeThatFindsNobodyWaitingIsKeptForTheNextWait() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let setup = try PostgresConnection(url: fixture.url)
+            try Sequencer.migrator.migrate(setup)
+            _ = try setup.execute("INSERT INTO sequencer_writers (node, watermark, online, heartbeat_at) VALUES (0, 100, true, now())")
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 2)
+            let safePoint = SafePoint(database: database, pollInterval: .seconds(3600))
+            // A waiter the table cannot serve yet: the poller reads once, then sleeps.
+            let first = Task { try await safePoint.wait(after: 100) }
+            while await safePoint.sleeps == 0 { await Task.yield() }
+            // A local commit serves it; the poller sleeps on with nobody waiting.
+            await safePoint.committed(150)
+            #expect(try await first.value == 150)
+            // Another writer moves its watermark, and its notification pokes: the poller wakes,
+            // finds nobody waiting, and stops.
+            _ = try setup.execute("UPDATE sequencer_writers SET watermark = 200")
+            await safePoint.poke()
+            while await safePoint.isPolling { await Task.yield() }
+            // The next waiter reads at once (a deadline, so that a lost poke fails here rather
+            // than at the suite's time limit).
+            let served = await withTaskGroup(of: Int64?.self) { group in
+                group.addTask { try? await safePoint.wait(after: 150) }
+                group.addTask {
+                    // Past the deadline the waiter is failed, so that the group can end.
+                    guard (try? await Task.sleep(for: .seconds(20))) != nil else { return nil }
+                    await safePoint.close(CancellationError())
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            #expect(served == 200, "the next waiter was not served within 20 s")
+            await safePoint.close(CancellationError())
+            await database.shutdown()
         }
     }
 
