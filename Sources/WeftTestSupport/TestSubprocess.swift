@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Runs a helper program (Python, openssl) to completion without blocking Swift's cooperative
 /// thread pool: the waiting happens on a thread of its own.
@@ -52,4 +52,28 @@ public enum TestSubprocess {
 /// Standard error's bytes, written by the reading thread before it signals, read after.
 private final class ErrorBytes: @unchecked Sendable {
     var bytes = Data()
+}
+
+extension TestSubprocess {
+    /// What a child process writes to `pipe`, as lines (without their newlines), read on a
+    /// thread of its own so that no pool thread blocks; the stream ends when the child closes
+    /// its end (exits). A last line without a newline is yielded too.
+    public static func lines(of pipe: Pipe) -> AsyncStream<String> {
+        let (stream, continuation) = AsyncStream<String>.makeStream()
+        Thread.detachNewThread {
+            var pending = ""
+            while true {
+                let data = pipe.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                pending += String(decoding: data, as: UTF8.self)
+                while let newline = pending.firstIndex(of: "\n") {
+                    continuation.yield(String(pending[..<newline]))
+                    pending = String(pending[pending.index(after: newline)...])
+                }
+            }
+            if !pending.isEmpty { continuation.yield(pending) }
+            continuation.finish()
+        }
+        return stream
+    }
 }

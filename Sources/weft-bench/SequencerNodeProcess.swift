@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import WeftCrypto
 import WeftSequencer
+import WeftTestSupport
 import WeftTransport
 import WeftWire
 
@@ -100,22 +101,8 @@ final class SequencerNodeProcess: @unchecked Sendable {
         self.process = process
         self.input = input
         self.cgroup = budget
-        let (stream, continuation) = AsyncStream<String>.makeStream()
-        lines = stream
-        iterator = stream.makeAsyncIterator()
-        Thread.detachNewThread {
-            var pending = ""
-            while true {
-                let data = output.fileHandleForReading.availableData
-                if data.isEmpty { break }
-                pending += String(decoding: data, as: UTF8.self)
-                while let newline = pending.firstIndex(of: "\n") {
-                    continuation.yield(String(pending[..<newline]))
-                    pending = String(pending[pending.index(after: newline)...])
-                }
-            }
-            continuation.finish()
-        }
+        lines = TestSubprocess.lines(of: output)
+        iterator = lines.makeAsyncIterator()
     }
 
     private init(started: SequencerNodeProcess, port: Int) {

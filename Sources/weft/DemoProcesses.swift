@@ -1,4 +1,5 @@
 import Foundation
+import WeftTestSupport
 
 /// The demo's node processes (`weft run`), stopped together at the end, on a failure or on
 /// Ctrl-C. Waiting for a process and reading its output happen on threads of their own, never
@@ -77,9 +78,9 @@ final class DemoBox<Value>: @unchecked Sendable {
 final class DemoNode: @unchecked Sendable {
     let name: String
     private let process = Process()
-    private let lines = AsyncStream<String>.makeStream()
+    private let lines: AsyncStream<String>
     // Used by one task at a time (the demo's steps run in order).
-    private lazy var iterator = lines.stream.makeAsyncIterator()
+    private lazy var iterator = lines.makeAsyncIterator()
     private let lock = NSLock()
     private var status: Int32?
     private var waiters: [CheckedContinuation<Int32, Never>] = []
@@ -96,22 +97,13 @@ final class DemoNode: @unchecked Sendable {
         process.standardError = logFile
         let output = Pipe()
         process.standardOutput = output
+        lines = TestSubprocess.lines(of: output)
         process.terminationHandler = { [weak self] process in self?.exited(process.terminationStatus) }
-        try process.run()
-        let continuation = lines.continuation
-        Thread.detachNewThread {
-            var pending = ""
-            while true {
-                let data = output.fileHandleForReading.availableData
-                if data.isEmpty { break }
-                pending += String(decoding: data, as: UTF8.self)
-                while let newline = pending.firstIndex(of: "\n") {
-                    continuation.yield(String(pending[..<newline]))
-                    pending = String(pending[pending.index(after: newline)...])
-                }
-            }
-            if !pending.isEmpty { continuation.yield(pending) }
-            continuation.finish()
+        do {
+            try process.run()
+        } catch {
+            try? output.fileHandleForWriting.close()  // ends the lines
+            throw error
         }
     }
 
