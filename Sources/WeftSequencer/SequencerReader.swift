@@ -82,9 +82,10 @@ actor SafePoint {
         poller = Task { await self.poll() }
     }
 
-    /// Reads when poked or after a poll interval; at once only at the first wait, or if a poke came
-    /// while nobody polled or woke the poller when nobody waited any more. Otherwise the safe point
-    /// is as current as its last change: local commits hand theirs over, and every other change pokes.
+    /// Reads when poked or after a poll interval; at once at the first wait, or if a read was due
+    /// when the last poller stopped (a poke came while nobody polled, or woke the poller, or failed
+    /// to read, when nobody waited any more). Otherwise the safe point is as current as its last
+    /// change: local commits hand theirs over, and every other change pokes.
     private func poll() async {
         var failures = 0
         var due = pokedEarly || !read
@@ -92,13 +93,8 @@ actor SafePoint {
         while !waiters.isEmpty {
             if !due {
                 await sleepOrPoke()
-                guard !waiters.isEmpty else {
-                    // Woken with nobody waiting any more (a local commit's safe point served them
-                    // meanwhile), the wake-up may still be news for the next waiter: another node
-                    // moved its watermark, and only a read shows it. Kept for the next poll.
-                    pokedEarly = true
-                    break
-                }
+                due = true
+                guard !waiters.isEmpty else { break }
             }
             do {
                 advance(to: try await Self.read(database))
@@ -117,6 +113,10 @@ actor SafePoint {
                 due = true
             }
         }
+        // A read still due when nobody waits any more (a local commit's safe point or `close`
+        // served the waiters, or they were served while a poke's read failed) may be news for
+        // the next waiter: another node moved its watermark, and only a read shows it.
+        if due { pokedEarly = true }
         poller = nil
     }
 
@@ -128,7 +128,8 @@ actor SafePoint {
         }
         let interval = pollInterval
         let timer = Task { [weak self] in
-            // Cancelled when a poke came first: then it has nothing to say.
+            // Cancelled when a poke came first: then it pokes no more (one that fired just before
+            // its cancel still does, an extra read at most).
             guard (try? await Task.sleep(for: interval)) != nil else { return }
             await self?.poke()
         }
@@ -143,6 +144,8 @@ actor SafePoint {
         let failed = waiters
         waiters = []
         for waiter in failed { waiter.continuation.resume(throwing: error) }
+        // A sleeping poller wakes, finds nobody waiting and stops, rather than at the poll interval.
+        poke()
     }
 }
 
