@@ -138,6 +138,10 @@ public struct PostgresFixture: Sendable {
             // Through env, so a developer's newer bash (macOS ships 3.2) is the one used.
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["bash", script] + arguments
+            // The script stops the servers of owners that are gone (a run killed before its stop).
+            var environment = ProcessInfo.processInfo.environment
+            environment["WEFT_PG_FIXTURE_OWNER"] = String(ProcessInfo.processInfo.processIdentifier)
+            process.environment = environment
             process.standardInput = FileHandle.nullDevice
             process.standardOutput = stdout
             process.standardError = stderr

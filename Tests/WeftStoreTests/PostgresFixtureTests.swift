@@ -47,6 +47,31 @@ import WeftTestSupport
         try await second.stop()
     }
 
+    /// A run killed before it stopped its server (a timeout, a signal) leaves the server running;
+    /// the next fixture to start stops it, knowing by the owner it recorded that nobody will.
+    @Test func aServerWhoseOwnerIsGoneIsStoppedByTheNextStart() async throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/pg-fixture").path
+        // A process that has exited by the time its pid is known.
+        let gone = try await TestSubprocess.run(["sh", "-c", "echo $$"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("orphan-\(UUID().uuidString).out").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        // Output to a file: the server outlives the script and must not hold a pipe of ours.
+        let started = try await TestSubprocess.run(["bash", "-c", "WEFT_PG_FIXTURE_OWNER=\(gone) bash '\(script)' start >'\(output)' 2>/dev/null"])
+        try #require(started.status == 0)
+        let lines = try String(contentsOfFile: output, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init)
+        let (orphanURL, orphanDirectory) = (try #require(lines.first), try #require(lines.last))
+        #expect(try PostgresConnection(url: orphanURL).execute("SELECT 1").rows.first?.first?.int64 == 1)
+
+        let next = try await PostgresFixture.startThrowAwayServer()
+        #expect(!FileManager.default.fileExists(atPath: orphanDirectory), "the orphan's directory is still there")
+        let error = #expect(throws: PostgresError.self) { try PostgresConnection(url: orphanURL) }
+        #expect(error?.code == .connectionFailed)
+        // A fixture whose owner is alive (this process) is left alone.
+        #expect(try PostgresConnection(url: next.url).execute("SELECT 1").rows.first?.first?.int64 == 1)
+        try await next.stop()
+    }
+
     /// Keeps a failed start from hiding a successful one, whose server must still be stopped.
     private static func startCapturingFailure() async -> Result<
         PostgresFixture, PostgresFixtureError
