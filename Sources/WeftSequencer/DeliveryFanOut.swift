@@ -205,8 +205,10 @@ actor DeliveryFanOut {
                     withoutNode: mine != nil)
                 guard oldest != nil, covered == from else { continue }  // closed, or handed over, meanwhile
                 if let mine {
-                    deliveries = Self.merge(deliveries, mine, upTo: upTo)
-                    ownDeliveriesFromMemory += mine.values.reduce(0) { $0 + $1.lazy.filter { $0.timestamp <= upTo }.count }
+                    // Up to where the query read (less than `safe` if it read its most rows).
+                    let taken = mine.mapValues { $0.filter { $0.timestamp <= upTo } }
+                    deliveries = Self.merge(deliveries, taken)
+                    ownDeliveriesFromMemory += taken.values.reduce(0) { $0 + $1.count }
                 }
                 append(Range(upTo: upTo, deliveries: deliveries))
             } catch {
@@ -275,11 +277,10 @@ actor DeliveryFanOut {
         }
     }
 
-    /// Each member's deliveries of `read` and of `mine` up to `upTo`, in timestamp order.
-    private static func merge(_ read: [Int32: [StoredDelivery]], _ mine: [Int32: [StoredDelivery]], upTo: Int64) -> [Int32: [StoredDelivery]] {
+    /// Each member's deliveries of `read` and of `mine`, in timestamp order.
+    private static func merge(_ read: [Int32: [StoredDelivery]], _ mine: [Int32: [StoredDelivery]]) -> [Int32: [StoredDelivery]] {
         var merged = read
         for (member, own) in mine {
-            let own = own.filter { $0.timestamp <= upTo }
             guard !own.isEmpty else { continue }
             guard let others = read[member], !others.isEmpty else {
                 merged[member] = own

@@ -683,11 +683,9 @@ struct LocalCommit: Sendable {
     }
 
     init(_ row: [PostgresCell], after: Int64, watermark: Int64, deliveries: [Int32: [StoredDelivery]]) throws {
-        self.after = after
-        upTo = watermark
-        safePoint = min(watermark, try row[2].int64 ?? watermark)
-        othersHighest = try row[3].int64
-        self.deliveries = deliveries
+        self.init(
+            after: after, upTo: watermark, safePoint: min(watermark, try row[2].int64 ?? watermark), othersHighest: try row[3].int64,
+            deliveries: deliveries)
     }
 
     /// Whether every event after `after` up to the safe point is this commit's: no other

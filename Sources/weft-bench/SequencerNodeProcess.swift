@@ -22,7 +22,8 @@ import WeftWire
 /// the member can authenticate there); end of input stops the node, which exits 0.
 final class SequencerNodeProcess: @unchecked Sendable {
     let number: Int
-    let port: Int
+    /// Where the node serves: set once it said so (`start`).
+    private(set) var port = 0
     var pid: Int32 { process.processIdentifier }
     private let process: Process
     private let input: FileHandle
@@ -90,29 +91,21 @@ final class SequencerNodeProcess: @unchecked Sendable {
         }
         let node = SequencerNodeProcess(number: number, process: process, output: output, input: input.fileHandleForWriting, budget: budget)
         guard let line = await node.nextLine(), line.hasPrefix("port "), let port = Int(line.dropFirst(5)) else {
+            process.waitUntilExit()
+            budget?.remove()
             throw BenchSetupError("sequencer node process \(number) exited before serving (its errors are above)")
         }
-        return SequencerNodeProcess(started: node, port: port)
+        node.port = port
+        return node
     }
 
     private init(number: Int, process: Process, output: Pipe, input: FileHandle, budget: CPUBudget?) {
         self.number = number
-        self.port = 0
         self.process = process
         self.input = input
         self.cgroup = budget
         lines = TestSubprocess.lines(of: output)
         iterator = lines.makeAsyncIterator()
-    }
-
-    private init(started: SequencerNodeProcess, port: Int) {
-        number = started.number
-        self.port = port
-        process = started.process
-        input = started.input
-        lines = started.lines
-        iterator = started.iterator
-        cgroup = started.cgroup
     }
 
     private func nextLine() async -> String? { await iterator.next() }
