@@ -149,6 +149,7 @@ extension ParticipantNode {
         guard let interval = snapshot.domainParameters?.reconciliationInterval?.micros, interval > 0 else { return }
         let end = Self.boundary(before: timestamp.microsSinceEpoch, interval: interval)
         guard end >= previous.microsSinceEpoch, end > commitmentRuntime.lastPeriodEnd else { return }
+        try await drainWrites()  // the store changes in stream order
         let from = max(previous.microsSinceEpoch - 1, commitmentRuntime.lastPeriodEnd)
         let me = identity.id.description
         let own = commitmentRuntime.tracker.commitments(me: me, hosts: hosts(snapshot))

@@ -112,6 +112,7 @@ extension ParticipantNode {
             }
             try snapshot.verify(against: received)
             let decoded = try AcsSnapshot.decodeContracts(snapshot)
+            try await drainWrites()  // the store changes in stream order
             let added = try await store.importContracts(snapshot.contracts, cursor: position)
             for (contract, (id, instance, seed)) in zip(snapshot.contracts, decoded) where active[id] == nil {
                 active[id] = (instance, seed)

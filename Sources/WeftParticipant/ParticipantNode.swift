@@ -72,15 +72,17 @@ public actor ParticipantNode {
     /// The cursor as stored: behind `cursor` by events without effects, moved past in memory.
     var storedCursor: ParticipantStore.Cursor
     /// Events moved past in memory only since the cursor was stored, and when it was.
-    private var unstoredEvents = 0
-    private var cursorStoredAt = ContinuousClock.now
+    var unstoredEvents = 0
+    var cursorStoredAt = ContinuousClock.now
     /// The event being processed must store the cursor after it even if it writes nothing of
     /// its own: its effects went elsewhere (topology, commitments) or out to the network, and
     /// reading it again after a crash might not be free of effects.
     var storeCursorAfterEvent = false
     /// Requests whose responses reached the sequencer and whose mark is not stored yet: the
     /// next write records it (a restart before re-sends them, which is harmless).
-    private var responsesSentUnstored = Set<SequencingTimestamp>()
+    var responsesSentUnstored = Set<SequencingTimestamp>()
+    /// Writes of processed events not committed yet (ParticipantNode+WriteBehind.swift).
+    var writeBehind = WriteBehind()
     var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
     var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
@@ -100,7 +102,14 @@ public actor ParticipantNode {
     private var locks: [ContractID: SequencingTimestamp] = [:]
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
     var pending: [SequencingTimestamp: ParticipantStore.StoredRequest] = [:]
+    /// Root hashes of requests decided here whose outcome is queued, not stored yet
+    /// (`writeBehind`): pending still, for whoever waits for the outcome.
+    private var decidedUnstored: [Digest32: Int] = [:]
+    /// The offset of the last transaction committed to the store: what readers see.
     private var ledgerEnd: Int64
+    /// The offset of the last transaction processed, committed or queued (`writeBehind`): the
+    /// next transaction takes the one after.
+    private var ledgerEndProcessed: Int64
     /// The offset up to which the ledger was pruned (0: never); reads below it fail typed.
     var prunedOffset: Int64
     private var waiting: [CommandKey: [CheckedContinuation<Completion, any Error>]] = [:]
@@ -172,6 +181,7 @@ public actor ParticipantNode {
             for id in request.creates { pendingCreates[id] = request.timestamp }
         }
         ledgerEnd = loaded.ledgerEnd
+        ledgerEndProcessed = loaded.ledgerEnd
         prunedOffset = loaded.prunedOffset
         domainHistory = DomainHistory(current: domain.description, migrations: [])
     }
@@ -272,7 +282,15 @@ public actor ParticipantNode {
         [.unavailable, .cancelled, .deadlineExceeded].contains(error.code)
     }
 
+    /// Processing ends for good after `error` (a failed write of the event processor).
+    func endProcessing(_ error: any Error) {
+        processing?.cancel()
+        processing = nil
+        failed(error)
+    }
+
     private func failed(_ error: any Error) {
+        guard !processingEnded else { return }  // ended already: by a stop, or by this failure
         let error = recoveryFailed(error)
         if let error = error as? ParticipantRecoveryError {
             logger.error(
@@ -305,16 +323,10 @@ public actor ParticipantNode {
         for task in sends.values { task.cancel() }
         sends = [:]
         await connection.close()
-        // What was moved past in memory only; a crash would read it again, to no effect.
-        do {
-            // In a task of its own: the caller's may be cancelled (a service shutting down), and
-            // the database refuses to start work for a cancelled task.
-            if storingCursor { try await Task { try await self.storeCursor() }.value }
-        } catch {
-            logger.warning(
-                "the stream cursor was not stored at stop; a restart reads the events without effects since again",
-                metadata: ["error": "\(error)", LogKey.counter: "\(storedCursor.nextCounter)"])
-        }
+        // The writes queued and what was moved past in memory only; a crash would read it
+        // again. In a task of its own: the caller's may be cancelled (a service shutting down),
+        // and the database refuses to start work for a cancelled task.
+        await Task { await self.closeWrites(flushing: storingCursor) }.value
         _ = recoveryFailed(ParticipantError.stopped)
         failWaiters(ParticipantError.stopped)
         for id in timedReadyWaiters.keys { endTimedReadyWait(id, ready: false) }
@@ -448,7 +460,9 @@ public actor ParticipantNode {
         }
     }
 
-    private func isPending(_ rootHash: Digest32) -> Bool { pending.values.contains { $0.rootHash == rootHash } }
+    private func isPending(_ rootHash: Digest32) -> Bool {
+        decidedUnstored[rootHash] != nil || pending.values.contains { $0.rootHash == rootHash }
+    }
 
     private func cancelOutcomeWait(_ rootHash: Digest32) {
         for continuation in outcomeWaiters.removeValue(forKey: rootHash) ?? [] {
@@ -460,7 +474,11 @@ public actor ParticipantNode {
     /// tests that act between validation and verdict.
     @_spi(Testing)
     public func awaitPending(_ rootHash: Digest32) async {
-        if pending.values.contains(where: { $0.rootHash == rootHash }) { return }
+        // Stored, too: a caller reads the request's views from the store.
+        if pending.values.contains(where: { $0.rootHash == rootHash }) {
+            try? await drainWrites()
+            return
+        }
         await withCheckedContinuation { continuation in validatedWaiters[rootHash, default: []].append(continuation) }
     }
 
@@ -841,9 +859,10 @@ public actor ParticipantNode {
     // MARK: - The event processor
 
     /// Processes one event of the stream, in order: its effects and the counter after it are
-    /// stored together before the next event is looked at. An event without effects moves the
-    /// counter in memory only (`pass(to:)`), stored with the next write or by `storeCursor()`
-    /// once `cursorStoreEventsMax` events or `cursorStoreInterval` have passed.
+    /// queued to be stored together (`enqueue`, committed with the events' around it) before
+    /// the next event is looked at. An event without effects moves the counter in memory only
+    /// (`pass(to:)`), stored with the next write or by `storeCursor()` once
+    /// `cursorStoreEventsMax` events or `cursorStoreInterval` have passed.
     func process(_ event: Weft.V1.SequencedEvent) async throws {
         guard event.counter == cursor.nextCounter else {
             if event.counter < cursor.nextCounter { return }  // already processed (a replayed stream)
@@ -865,6 +884,7 @@ public actor ParticipantNode {
             unsequenced[error.messageID] = nil
             let reasonID = error.reason?.errorID.isEmpty == false ? error.reason!.errorID : "SEQUENCER_DELIVER_ERROR"
             let message = error.reason?.message ?? "the sequencer refused the submission"
+            try await drainWrites()  // the store changes in stream order
             let sent = takeResponsesSent()
             let key: CommandKey?
             do {
@@ -889,6 +909,8 @@ public actor ParticipantNode {
             try await TraceContext.withSpan(of: deliver.traceparent) {
                 try await process(deliver, at: timestamp, next: next)
             }
+            // The replay's summary counts what is stored.
+            if recovery.replay?.markMessageID == deliver.messageID { try await drainWrites() }
             noteDelivered(deliver, sender: memberText)
         case nil:
             pass(to: next)
@@ -896,9 +918,10 @@ public actor ParticipantNode {
         if storeCursorAfterEvent || unstoredEvents >= configuration.cursorStoreEventsMax
             || ContinuousClock.now - cursorStoredAt >= configuration.cursorStoreInterval
         {
-            try await storeCursor()
+            storeCursor()
         }
         if !unsequenced.isEmpty { try await expireUnsequenced(at: timestamp) }
+        await throttleWrites()
     }
 
     // MARK: The cursor
@@ -920,36 +943,17 @@ public actor ParticipantNode {
         }
     }
 
-    /// Stores the in-memory cursor, with the responses sent since the last write, if either is
-    /// not stored yet. Not before the topology history has arrived: broadcasts before it are
-    /// held in memory only, and a restart must read them again.
-    func storeCursor() async throws {
-        guard ready, cursor != storedCursor || !responsesSentUnstored.isEmpty else { return }
-        let (target, sent) = (cursor, takeResponsesSent())
-        do {
-            try await store.advance(target, responsesSent: sent)
-        } catch {
-            responsesSentUnstored.formUnion(sent)
-            throw error
-        }
-        cursorStored(target)
-    }
-
     /// Stores the cursor when the stream has been idle for `cursorStoreInterval` since events
     /// without effects were moved past (the commitment ticker calls it).
-    func storeCursorIfIdle() async {
+    func storeCursorIfIdle() {
         guard cursor != storedCursor, ContinuousClock.now - cursorStoredAt >= configuration.cursorStoreInterval else {
             return
         }
-        do {
-            try await storeCursor()
-        } catch {
-            logger.warning("storing the stream cursor failed; retried", metadata: ["error": "\(error)"])
-        }
+        storeCursor()
     }
 
     /// The responses-sent marks for the next write (put back if it fails).
-    private func takeResponsesSent() -> [SequencingTimestamp] {
+    func takeResponsesSent() -> [SequencingTimestamp] {
         defer { responsesSentUnstored = [] }
         return responsesSentUnstored.sorted()
     }
@@ -975,6 +979,7 @@ public actor ParticipantNode {
             switch content.message {
             case .topologyBroadcast?, .topologySnapshot?:
                 storeCursorAfterEvent = true
+                try await drainWrites()  // the store changes in stream order
                 do {
                     try await topology.apply(content, sequencedAt: timestamp, sender: deliver.sender)
                 } catch let refused as MemberTopologyError {
@@ -993,6 +998,7 @@ public actor ParticipantNode {
             case .signedMessage(let message)?:
                 if Self.isCommitment(message) {
                     storeCursorAfterEvent = true
+                    try await drainWrites()
                     try await receive(commitment: message, from: deliver.sender, at: timestamp)
                 } else {
                     verdicts.append(message)
@@ -1046,19 +1052,24 @@ public actor ParticipantNode {
             timestamp: request.timestamp, rootHash: rootHash, locked: result.locks, creates: result.creates,
             responses: result.responses, responsesSent: result.responses.isEmpty, views: result.viewTrees,
             command: result.command, decodedViews: result.views, ownSubmitter: result.ownSubmitter)
-        let sent = takeResponsesSent()
-        do {
-            try await store.register(stored, cursor: next, responsesSent: sent)
-        } catch {
-            responsesSentUnstored.formUnion(sent)
-            throw error
+        // The request's locks hold from now on for the events behind it; its responses leave
+        // once it is stored.
+        let mediator = result.mediator
+        try enqueue(.register(stored), next: next) {
+            for continuation in self.validatedWaiters.removeValue(forKey: rootHash) ?? [] { continuation.resume() }
+            guard !stored.responses.isEmpty else { return }
+            if self.responseDeadlinePassed(stored.timestamp, snapshot) {
+                self.lateResponsesWithheld(stored)
+            } else if let mediator {
+                self.sendResponses(stored, to: mediator)
+            } else {
+                self.logger.warning(
+                    "responses without a mediator to send them to", metadata: [LogKey.request: "\(stored.timestamp)"])
+            }
         }
-        cursor = next
-        cursorStored(next)
         pending[request.timestamp] = stored
         for id in result.locks { locks[id] = request.timestamp }
         for id in result.creates { pendingCreates[id] = request.timestamp }
-        for continuation in validatedWaiters.removeValue(forKey: rootHash) ?? [] { continuation.resume() }
         if let reason = result.decision.reasonID {
             Counter(label: "weft_participant_local_rejections_total", dimensions: [("reason_id", reason)]).increment()
             logger.info(
@@ -1069,16 +1080,6 @@ public actor ParticipantNode {
                 ])
         } else {
             logger.debug("request approved locally", metadata: [LogKey.request: "\(request.timestamp)"])
-        }
-        if !result.responses.isEmpty {
-            if responseDeadlinePassed(request.timestamp, snapshot) {
-                lateResponsesWithheld(stored)
-            } else if let mediator = result.mediator {
-                sendResponses(stored, to: mediator)
-            } else {
-                logger.warning(
-                    "responses without a mediator to send them to", metadata: [LogKey.request: "\(request.timestamp)"])
-            }
         }
     }
 
@@ -1237,7 +1238,7 @@ public actor ParticipantNode {
             }
             if !computed.events.isEmpty || !treeEvents.isEmpty {
                 commit = ParticipantStore.Commit(
-                    offset: ledgerEnd + 1, transactionID: transactionID, created: computed.created,
+                    offset: ledgerEndProcessed + 1, transactionID: transactionID, created: computed.created,
                     archived: computed.archived, events: events,
                     tree: try Weft.V1.TransactionTreeView(events: treeEvents).serializedBytes())
             }
@@ -1251,20 +1252,47 @@ public actor ParticipantNode {
                 // restore, and the views were read at validation.
                 submitter = own
             } else {
+                try await drainWrites()  // the store changes in stream order
                 submitter = try await restoreCommand(command, of: request)
             }
         }
-        let sent = takeResponsesSent()
-        do {
-            try await store.decide(
-                requestTime, outcome: approved ? "approved" : reasonID, commit: commit, command: request.command,
-                completion: approved ? nil : (reasonID, reason), cursor: next, responsesSent: sent)
-        } catch {
-            responsesSentUnstored.formUnion(sent)
-            throw error
+        let outcome = approved ? "approved" : reasonID
+        let decision = ParticipantStore.Decision(
+            timestamp: requestTime, outcome: outcome, commit: commit, command: request.command,
+            completion: approved ? nil : (reasonID, reason))
+        decidedUnstored[request.rootHash, default: 0] += 1
+        try enqueue(.decide(decision), next: next) { [commit, submitter, approved, reasonID, reason] in
+            if let count = self.decidedUnstored[request.rootHash] {
+                self.decidedUnstored[request.rootHash] = count > 1 ? count - 1 : nil
+            }
+            if let commit {
+                self.ledgerEnd = commit.offset
+                let ready = self.ledgerEndWaiters.filter { $0.0 <= commit.offset }
+                self.ledgerEndWaiters.removeAll { $0.0 <= commit.offset }
+                for (_, continuation) in ready { continuation.resume() }
+            }
+            self.logger.info(
+                approved ? "request committed" : "request rolled back",
+                metadata: [
+                    LogKey.request: "\(requestTime)", LogKey.reasonID: "\(reasonID)",
+                    LogKey.offset: "\(commit?.offset ?? 0)",
+                ])
+            self.outcomes[request.rootHash] = outcome
+            for continuation in self.outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
+                continuation.resume(returning: outcome)
+            }
+            if let command = request.command {
+                if approved {
+                    self.complete(
+                        command,
+                        .succeeded(transactionID: request.rootHash.description, offset: commit?.offset ?? self.ledgerEnd),
+                        submitter: submitter)
+                } else {
+                    self.complete(command, .rejected(reasonID: reasonID, message: reason), submitter: submitter)
+                }
+            }
         }
-        cursor = next
-        cursorStored(next)
+        // The next events see the contracts as this verdict leaves them.
         pending[requestTime] = nil
         for id in request.locked where locks[id] == requestTime { locks[id] = nil }
         for id in request.creates where pendingCreates[id] == requestTime { pendingCreates[id] = nil }
@@ -1276,33 +1304,7 @@ public actor ParticipantNode {
             for id in effects.archived { active[id] = nil }
             trackCommitments(effects)
         }
-        if let commit {
-            ledgerEnd = commit.offset
-            let ready = ledgerEndWaiters.filter { $0.0 <= ledgerEnd }
-            ledgerEndWaiters.removeAll { $0.0 <= ledgerEnd }
-            for (_, continuation) in ready { continuation.resume() }
-        }
-        logger.info(
-            approved ? "request committed" : "request rolled back",
-            metadata: [
-                LogKey.request: "\(requestTime)", LogKey.reasonID: "\(reasonID)",
-                LogKey.offset: "\(commit?.offset ?? 0)",
-            ])
-        let outcome = approved ? "approved" : reasonID
-        outcomes[request.rootHash] = outcome
-        for continuation in outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
-            continuation.resume(returning: outcome)
-        }
-        if let command = request.command {
-            if approved {
-                complete(
-                    command,
-                    .succeeded(transactionID: request.rootHash.description, offset: commit?.offset ?? ledgerEnd),
-                    submitter: submitter)
-            } else {
-                complete(command, .rejected(reasonID: reasonID, message: reason), submitter: submitter)
-            }
-        }
+        if let commit { ledgerEndProcessed = commit.offset }
     }
 
     // MARK: - Helpers

@@ -446,47 +446,58 @@ public struct ParticipantStore: Sendable {
 
     // MARK: - Events
 
-    /// Stores the cursor past events that changed nothing else, which the node moved past in
-    /// memory only, and records `responsesSent`. Only ever moves the cursor forward: a store
-    /// of an older in-memory cursor (the idle flush, `stop()`) may commit after an event's
-    /// own transaction stored a later one, and must not take it back — that event would be
-    /// processed twice.
-    func advance(_ cursor: Cursor, responsesSent: [SequencingTimestamp] = []) async throws {
+    /// What one processed event writes: a validated request, or a verdict applied. The node
+    /// queues these and commits consecutive events' writes in one transaction (`write`).
+    enum EventWrite: Sendable {
+        case register(StoredRequest)
+        case decide(Decision)
+    }
+
+    /// A verdict applied: on approval `commit` (contracts, the transaction and its events),
+    /// either way the request's outcome and its command's completion.
+    struct Decision: Sendable {
+        let timestamp: SequencingTimestamp
+        let outcome: String
+        let commit: Commit?
+        let command: CommandKey?
+        let completion: (reasonID: String, reason: String)?
+    }
+
+    /// Commits `writes`, the effects of consecutive events in stream order, with `cursor` (past
+    /// the last of them, and of any events without effects after it) and `responsesSent`
+    /// (requests whose responses reached the sequencer since the last write): one transaction,
+    /// one round trip. With no writes it only stores the cursor, past events that changed
+    /// nothing else, which the node moved past in memory only.
+    func write(_ writes: [EventWrite], cursor: Cursor, responsesSent: [SequencingTimestamp] = []) async throws {
         let me = self.me
         try await database.transaction { connection in
             try Self.markResponsesSent(responsesSent, connection, me)
-            _ = try connection.execute(
-                """
-                INSERT INTO participant_cursor (participant, next_counter, last_ts) VALUES ($1, $2, $3)
-                ON CONFLICT (participant) DO UPDATE SET next_counter = excluded.next_counter, last_ts = excluded.last_ts
-                WHERE participant_cursor.next_counter < excluded.next_counter
-                """,
-                [me, .int64(Int64(cursor.nextCounter)), .int64(cursor.lastTimestamp?.microsSinceEpoch ?? 0)])
+            for write in writes {
+                switch write {
+                case .register(let request): try Self.register(request, connection, me)
+                case .decide(let decision): try Self.decide(decision, connection, me)
+                }
+            }
+            try Self.move(cursor, connection, me)
         }
     }
 
-    /// Records a validated request, its locks and its responses, with the cursor (and
-    /// `responsesSent`, other requests' responses that reached the sequencer since the last write).
-    func register(_ request: StoredRequest, cursor: Cursor, responsesSent: [SequencingTimestamp] = []) async throws {
-        let me = self.me
-        try await database.transaction { connection in
-            try Self.markResponsesSent(responsesSent, connection, me)
-            try connection.enqueue(
-                """
-                INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates,
-                    application_id, command_id, responses)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                """,
-                [
-                    me, .int64(request.timestamp.microsSinceEpoch), .bytes(request.rootHash.bytes),
-                    .bytes(LengthPrefixed.encode(request.views)), Self.textArray(request.locked.map(\.description)),
-                    Self.textArray(request.creates.map(\.description)),
-                    request.command.map { .text($0.applicationID) } ?? .null,
-                    request.command.map { .text($0.commandID) } ?? .null,
-                    .bytes(LengthPrefixed.encode(try request.responses.map { try $0.serializedBytes() })),
-                ])
-            try Self.move(cursor, connection, me)
-        }
+    /// Records a validated request, its locks and its responses.
+    private static func register(_ request: StoredRequest, _ connection: PostgresConnection, _ me: PostgresValue) throws {
+        try connection.enqueue(
+            """
+            INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates,
+                application_id, command_id, responses)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            """,
+            [
+                me, .int64(request.timestamp.microsSinceEpoch), .bytes(request.rootHash.bytes),
+                .bytes(LengthPrefixed.encode(request.views)), Self.textArray(request.locked.map(\.description)),
+                Self.textArray(request.creates.map(\.description)),
+                request.command.map { .text($0.applicationID) } ?? .null,
+                request.command.map { .text($0.commandID) } ?? .null,
+                .bytes(LengthPrefixed.encode(try request.responses.map { try $0.serializedBytes() })),
+            ])
     }
 
     /// Records that the responses of the requests at `timestamps` reached the sequencer, in
@@ -503,102 +514,95 @@ public struct ParticipantStore: Sendable {
             [me, textArray(timestamps.map { "\($0.microsSinceEpoch)" })])
     }
 
-    /// Applies a verdict: on approval `commit` (contracts, the transaction and its events),
-    /// either way the request's outcome, its command's completion and the cursor (and
-    /// `responsesSent`, as in `register`).
-    func decide(
-        _ timestamp: SequencingTimestamp, outcome: String, commit: Commit?, command: CommandKey?,
-        completion: (reasonID: String, reason: String)?, cursor: Cursor, responsesSent: [SequencingTimestamp] = []
-    ) async throws {
-        let me = self.me
-        try await database.transaction { connection in
-            try Self.markResponsesSent(responsesSent, connection, me)
+    /// Applies a verdict (see `Decision`).
+    private static func decide(_ decision: Decision, _ connection: PostgresConnection, _ me: PostgresValue) throws {
+        let (timestamp, outcome, commit, command, completion) = (
+            decision.timestamp, decision.outcome, decision.commit, decision.command, decision.completion
+        )
+        try connection.enqueue(
+            "UPDATE participant_requests SET outcome = $3 WHERE participant = $1 AND request_ts = $2",
+            [me, .int64(timestamp.microsSinceEpoch), .text(outcome)])
+        if let commit {
             try connection.enqueue(
-                "UPDATE participant_requests SET outcome = $3 WHERE participant = $1 AND request_ts = $2",
-                [me, .int64(timestamp.microsSinceEpoch), .text(outcome)])
+                """
+                INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts, command_id)
+                VALUES ($1, $2, $3, $4, $5)
+                """,
+                [
+                    me, .int64(commit.offset), .text(commit.transactionID), .int64(timestamp.microsSinceEpoch),
+                    .text(command?.commandID ?? ""),
+                ])
+            // One statement for all the contracts created, whatever their number (arrays and
+            // `unnest`), so that it runs prepared; the same for the events below.
+            if !commit.created.isEmpty {
+                try connection.enqueue(
+                    """
+                    INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
+                    SELECT $1::text, contract_id, template, stakeholders::text[], contract, $2
+                    FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[])
+                        AS created (contract_id, template, stakeholders, contract)
+                    """,
+                    [
+                        me, .int64(commit.offset), .textArray(commit.created.map(\.id.description)),
+                        .textArray(commit.created.map(\.contract.template.name)),
+                        .textArray(commit.created.map { "{" + $0.contract.stakeholders.map(\.id).joined(separator: ",") + "}" }),
+                        .bytesArray(commit.created.map(\.wire)),
+                    ])
+            }
+            for archived in commit.archived {
+                try connection.enqueue(Self.archiveSQL, [me, .text(archived.description), .int64(commit.offset)])
+            }
+            try connection.enqueue(
+                "INSERT INTO participant_trees (participant, ledger_offset, tree) VALUES ($1, $2, $3)",
+                [me, .int64(commit.offset), .bytes(commit.tree)])
+            var rows: (index: [Int64?], party: [String?], created: [String?], contract: [String?], event: [String?]) =
+                ([], [], [], [], [])
+            for (index, event) in commit.events.enumerated() {
+                for party in event.parties {
+                    rows.index.append(Int64(index))
+                    rows.party.append(party.id)
+                    rows.created.append(event.created ? "true" : "false")
+                    rows.contract.append(event.contractID.description)
+                    rows.event.append(event.eventID)
+                }
+            }
+            if !rows.party.isEmpty {
+                try connection.enqueue(
+                    """
+                    INSERT INTO participant_events (participant, ledger_offset, event_index, party, created, contract_id, event_id)
+                    SELECT $1::text, $2, event_index, party, created::boolean, contract_id, event_id
+                    FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[])
+                        AS event (event_index, party, created, contract_id, event_id)
+                    """,
+                    [
+                        me, .int64(commit.offset), .int64Array(rows.index), .textArray(rows.party), .textArray(rows.created),
+                        .textArray(rows.contract), .textArray(rows.event),
+                    ])
+            }
+        }
+        if let command {
             if let commit {
                 try connection.enqueue(
                     """
-                    INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts, command_id)
-                    VALUES ($1, $2, $3, $4, $5)
+                    UPDATE participant_commands SET state = 'succeeded', transaction_id = $4, ledger_offset = $5,
+                        batch = NULL
+                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
                     """,
                     [
-                        me, .int64(commit.offset), .text(commit.transactionID), .int64(timestamp.microsSinceEpoch),
-                        .text(command?.commandID ?? ""),
+                        me, .text(command.applicationID), .text(command.commandID), .text(commit.transactionID),
+                        .int64(commit.offset),
                     ])
-                // One statement for all the contracts created, whatever their number (arrays and
-                // `unnest`), so that it runs prepared; the same for the events below.
-                if !commit.created.isEmpty {
-                    try connection.enqueue(
-                        """
-                        INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
-                        SELECT $1::text, contract_id, template, stakeholders::text[], contract, $2
-                        FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[])
-                            AS created (contract_id, template, stakeholders, contract)
-                        """,
-                        [
-                            me, .int64(commit.offset), .textArray(commit.created.map(\.id.description)),
-                            .textArray(commit.created.map(\.contract.template.name)),
-                            .textArray(commit.created.map { "{" + $0.contract.stakeholders.map(\.id).joined(separator: ",") + "}" }),
-                            .bytesArray(commit.created.map(\.wire)),
-                        ])
-                }
-                for archived in commit.archived {
-                    try connection.enqueue(Self.archiveSQL, [me, .text(archived.description), .int64(commit.offset)])
-                }
+            } else if let completion {
                 try connection.enqueue(
-                    "INSERT INTO participant_trees (participant, ledger_offset, tree) VALUES ($1, $2, $3)",
-                    [me, .int64(commit.offset), .bytes(commit.tree)])
-                var rows: (index: [Int64?], party: [String?], created: [String?], contract: [String?], event: [String?]) =
-                    ([], [], [], [], [])
-                for (index, event) in commit.events.enumerated() {
-                    for party in event.parties {
-                        rows.index.append(Int64(index))
-                        rows.party.append(party.id)
-                        rows.created.append(event.created ? "true" : "false")
-                        rows.contract.append(event.contractID.description)
-                        rows.event.append(event.eventID)
-                    }
-                }
-                if !rows.party.isEmpty {
-                    try connection.enqueue(
-                        """
-                        INSERT INTO participant_events (participant, ledger_offset, event_index, party, created, contract_id, event_id)
-                        SELECT $1::text, $2, event_index, party, created::boolean, contract_id, event_id
-                        FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::text[])
-                            AS event (event_index, party, created, contract_id, event_id)
-                        """,
-                        [
-                            me, .int64(commit.offset), .int64Array(rows.index), .textArray(rows.party), .textArray(rows.created),
-                            .textArray(rows.contract), .textArray(rows.event),
-                        ])
-                }
+                    """
+                    UPDATE participant_commands SET state = 'rejected', reason_id = $4, reason = $5, batch = NULL
+                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
+                    """,
+                    [
+                        me, .text(command.applicationID), .text(command.commandID), .text(completion.reasonID),
+                        .text(completion.reason),
+                    ])
             }
-            if let command {
-                if let commit {
-                    try connection.enqueue(
-                        """
-                        UPDATE participant_commands SET state = 'succeeded', transaction_id = $4, ledger_offset = $5,
-                            batch = NULL
-                        WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
-                        """,
-                        [
-                            me, .text(command.applicationID), .text(command.commandID), .text(commit.transactionID),
-                            .int64(commit.offset),
-                        ])
-                } else if let completion {
-                    try connection.enqueue(
-                        """
-                        UPDATE participant_commands SET state = 'rejected', reason_id = $4, reason = $5, batch = NULL
-                        WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
-                        """,
-                        [
-                            me, .text(command.applicationID), .text(command.commandID), .text(completion.reasonID),
-                            .text(completion.reason),
-                        ])
-                }
-            }
-            try Self.move(cursor, connection, me)
         }
     }
 
@@ -637,11 +641,15 @@ public struct ParticipantStore: Sendable {
         let tree: [UInt8]
     }
 
+    /// Stores the cursor, only ever forward: a cursor behind the stored one (a write that lost a
+    /// race it should not have had) must not make a restart process events twice. A domain
+    /// migration, the one move back, resets the row itself.
     static func move(_ cursor: Cursor, _ connection: PostgresConnection, _ me: PostgresValue) throws {
         try connection.enqueue(
             """
             INSERT INTO participant_cursor (participant, next_counter, last_ts) VALUES ($1, $2, $3)
             ON CONFLICT (participant) DO UPDATE SET next_counter = excluded.next_counter, last_ts = excluded.last_ts
+            WHERE participant_cursor.next_counter < excluded.next_counter
             """,
             [
                 me, .int64(Int64(cursor.nextCounter)), .int64(cursor.lastTimestamp?.microsSinceEpoch ?? 0),
