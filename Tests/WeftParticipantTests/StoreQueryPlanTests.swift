@@ -1,4 +1,5 @@
 import Testing
+import WeftContracts
 import WeftCrypto
 import WeftStore
 import WeftTestSupport
@@ -42,6 +43,36 @@ import WeftTopology
                 [me]
             ).rows.map { try $0[0].int64 }
             #expect(offsets == [7])
+            await database.shutdown()
+        }
+    }
+
+    @Test("a request's outcome is found by its root hash among thousands of requests, with no statistics")
+    func outcomeUsesTheRootHashIndex() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let participant = try UniqueIdentifier(
+                name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            let store = ParticipantStore(database: database, participant: participant)
+            try await store.migrate()
+            let connection = try PostgresConnection(url: fixture.url)
+            try connection.executeScript(
+                """
+                ALTER TABLE participant_requests SET (autovacuum_enabled = false);
+                INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates, responses, outcome)
+                SELECT '\(participant.description)', i, decode(md5(i::text) || md5((i + 1)::text), 'hex'), '\\x00', '{}', '{}',
+                    '\\x00', 'approved'
+                FROM generate_series(1, 3000) i;
+                """)
+            let me = PostgresValue.text(participant.description)
+            let rootHash = try #require(
+                try connection.execute("SELECT decode(md5('1500') || md5('1501'), 'hex')").rows.first?.first?.bytes)
+            let plan = try connection.execute(
+                "EXPLAIN " + ParticipantStore.outcomeSQL, [me, .bytes(rootHash)]
+            ).rows.map { try $0[0].string ?? "" }.joined(separator: "\n")
+            #expect(plan.contains("participant_requests_by_root_hash"), "plan:\n\(plan)")
+            #expect(!plan.contains("Seq Scan"), "plan:\n\(plan)")
+            #expect(try await store.outcome(ofRequest: try #require(Digest32(rootHash))) == "approved")
             await database.shutdown()
         }
     }
