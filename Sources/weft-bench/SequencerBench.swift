@@ -754,6 +754,9 @@ struct Probe: Sendable {
         /// Statements executed since the previous snapshot (pg_stat_statements, when loaded).
         var statementCalls: Int64 = 0
         var transactionIDs: Int64 = 0
+        /// Rows inserted or updated in the participants' and the mediator's cursor tables
+        /// (`pg_stat_user_tables`, which a backend reports at most once a second).
+        var cursorWrites: (participants: Int64, mediator: Int64) = (0, 0)
         /// CPU seconds.
         var threads: [String: Double] = [:]
         var postgres = 0.0
@@ -770,10 +773,17 @@ struct Probe: Sendable {
                 """
                 SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM bench_group_statements),
                        (SELECT count(*) FROM sequencer_submissions),
-                       txid_snapshot_xmax(txid_current_snapshot())
+                       txid_snapshot_xmax(txid_current_snapshot()),
+                       (SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0)::int8 FROM pg_stat_user_tables
+                        WHERE relname = 'participant_cursor'),
+                       (SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0)::int8 FROM pg_stat_user_tables
+                        WHERE relname = 'mediator_stream')
                 """
             ).rows[0]
-            return (try row[0].int64 ?? 0, try row[1].int64 ?? 0, try row[2].int64 ?? 0)
+            return (
+                try row[0].int64 ?? 0, try row[1].int64 ?? 0, try row[2].int64 ?? 0,
+                (try row[3].int64 ?? 0, try row[4].int64 ?? 0)
+            )
         }.value
         var snapshot = Snapshot()
         if statements {
@@ -800,7 +810,7 @@ struct Probe: Sendable {
             }.value
         }
         snapshot.at = now()
-        (snapshot.groupStatements, snapshot.submissions, snapshot.transactionIDs) = counters
+        (snapshot.groupStatements, snapshot.submissions, snapshot.transactionIDs, snapshot.cursorWrites) = counters
         snapshot.threads = Self.threadTimes()
         if !nodeProcesses.isEmpty { snapshot.threads["sequencer node processes"] = nodeProcesses.map(\.cpuSeconds).reduce(0, +) }
         snapshot.postgres = postmaster.map(Self.postgresTime) ?? 0

@@ -598,6 +598,23 @@ enum TransactionBenchmark {
         /// --pg-statements), over the whole domain.
         var writeTransactions = 0.0
         var statementCalls = 0.0
+        /// Per committed transaction: cursor writes of the participants' and the mediator's
+        /// stores, one per write transaction of their event processors.
+        var cursorWrites = (participants: 0.0, mediator: 0.0)
+
+        /// The CPU and database counts between two snapshots of the window.
+        mutating func count(_ before: Probe.Snapshot, _ after: Probe.Snapshot) {
+            cpu = CPUSplit(before, after, submissions: Double(committed))
+            statements = after.statements
+            guard committed > 0 else { return }
+            let committed = Double(self.committed)
+            writeTransactions = Double(after.transactionIDs - before.transactionIDs) / committed
+            statementCalls = Double(after.statementCalls) / committed
+            cursorWrites = (
+                Double(after.cursorWrites.participants - before.cursorWrites.participants) / committed,
+                Double(after.cursorWrites.mediator - before.cursorWrites.mediator) / committed
+            )
+        }
     }
 
     struct Latency {
@@ -688,12 +705,7 @@ enum TransactionBenchmark {
         }
         var phase = tally.phase(seconds: options.seconds)
         let (before, after) = try await snapshots
-        phase.cpu = CPUSplit(before, after, submissions: Double(phase.committed))
-        phase.statements = after.statements
-        if phase.committed > 0 {
-            phase.writeTransactions = Double(after.transactionIDs - before.transactionIDs) / Double(phase.committed)
-            phase.statementCalls = Double(after.statementCalls) / Double(phase.committed)
-        }
+        phase.count(before, after)
         return phase
     }
 
@@ -728,12 +740,7 @@ enum TransactionBenchmark {
         var phase = tally.phase(seconds: options.seconds)
         phase.rate = rate
         let (before, after) = try await snapshots
-        phase.cpu = CPUSplit(before, after, submissions: Double(phase.committed))
-        phase.statements = after.statements
-        if phase.committed > 0 {
-            phase.writeTransactions = Double(after.transactionIDs - before.transactionIDs) / Double(phase.committed)
-            phase.statementCalls = Double(after.statementCalls) / Double(phase.committed)
-        }
+        phase.count(before, after)
         return phase
     }
 
@@ -745,6 +752,7 @@ enum TransactionBenchmark {
         print("  CPU (cores busy): machine \(format(cpu.machine, 2)) of 2 — weft-bench \(format(cpu.process, 2)) [\(cpu.threads.map { "\($0.key) \(format($0.value, 2))" }.sorted().joined(separator: ", "))], PostgreSQL \(format(cpu.postgres, 2)), other processes \(format(max(0, cpu.machine - cpu.stolen - cpu.process - cpu.postgres), 2)), stolen by the hypervisor \(format(cpu.stolen, 2))")
         print("  CPU per committed transaction: weft-bench \(Int(cpu.processMicrosPerSubmission)) µs, PostgreSQL \(Int(cpu.postgresMicrosPerSubmission)) µs")
         print("  per committed transaction: \(format(phase.writeTransactions, 1)) PostgreSQL write transactions\(phase.statements.isEmpty ? "" : ", \(format(phase.statementCalls, 1)) statements") (whole domain, idle polling included)")
+        print("  cursor writes per committed transaction (write transactions of the event processors): participants \(format(phase.cursorWrites.participants, 2)), mediator \(format(phase.cursorWrites.mediator, 2)) (PostgreSQL's table statistics, up to 1 s late)")
         if !phase.statements.isEmpty {
             print("  PostgreSQL statements in the window (pg_stat_statements; ms = planning + execution in the server):")
             for line in phase.statements { print("    " + line) }
