@@ -143,9 +143,11 @@ public actor ParticipantNode {
     /// The period end of the repair snapshots imported so far (ParticipantNode+Repair.swift).
     var repairedAt: Int64?
     private var nextSend = 0
+    private var sendsStopped = false
 
     /// Runs `body` (a send) in a task of its own that `stop()` cancels.
     func background(_ body: @escaping @Sendable () async -> Void) {
+        guard !sendsStopped else { return }  // a stopped node sends nothing (a write committed at stop may ask)
         let number = nextSend
         nextSend += 1
         sends[number] = Task {
@@ -290,7 +292,8 @@ public actor ParticipantNode {
     }
 
     private func failed(_ error: any Error) {
-        guard !processingEnded else { return }  // ended already: by a stop, or by this failure
+        // Ended already (by this failure), or a stop is under way and the error is its doing.
+        guard !processingEnded, !writeBehind.closed else { return }
         let error = recoveryFailed(error)
         if let error = error as? ParticipantRecoveryError {
             logger.error(
@@ -320,6 +323,7 @@ public actor ParticipantNode {
         processing?.cancel()
         processing = nil
         stopCommitments()
+        sendsStopped = true
         for task in sends.values { task.cancel() }
         sends = [:]
         await connection.close()
@@ -939,7 +943,6 @@ public actor ParticipantNode {
         if stored == cursor {
             unstoredEvents = 0
             cursorStoredAt = .now
-            storeCursorAfterEvent = false
         }
     }
 
@@ -1260,7 +1263,6 @@ public actor ParticipantNode {
         let decision = ParticipantStore.Decision(
             timestamp: requestTime, outcome: outcome, commit: commit, command: request.command,
             completion: approved ? nil : (reasonID, reason))
-        decidedUnstored[request.rootHash, default: 0] += 1
         try enqueue(.decide(decision), next: next) { [commit, submitter, approved, reasonID, reason] in
             if let count = self.decidedUnstored[request.rootHash] {
                 self.decidedUnstored[request.rootHash] = count > 1 ? count - 1 : nil
@@ -1292,6 +1294,7 @@ public actor ParticipantNode {
                 }
             }
         }
+        decidedUnstored[request.rootHash, default: 0] += 1
         // The next events see the contracts as this verdict leaves them.
         pending[requestTime] = nil
         for id in request.locked where locks[id] == requestTime { locks[id] = nil }
