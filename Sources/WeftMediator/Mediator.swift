@@ -180,12 +180,8 @@ public actor Mediator {
             if let reject = check.rejection(of: tree, rootHashMessages: request.rootHashMessages, snapshot: snapshot) {
                 rejection = reject
                 recipients.formUnion(informeeParticipants)
-            } else if let first = try await store.otherRequest(withUUID: tree.uuid, than: request.timestamp) {
-                rejection = Weft.V1.MediatorReject(
-                    reasonID: RejectReason.nonUniqueRequestUUID,
-                    message: "the request's uuid was used by the request at \(first)")
-                recipients = Set(informeeParticipants)
             } else {
+                // Unless another request has its uuid: the insert below checks that.
                 rejection = nil
                 recipients = Set(informeeParticipants)
             }
@@ -199,8 +195,20 @@ public actor Mediator {
         let newRequest = MediatorStore.NewRequest(
             id: id, uuid: uuid, informeeMessage: informeeBytes, deadline: deadline, recipients: sortedRecipients,
             verdict: verdict)
-        let stored = try await writing { progress in try await store.insert(newRequest, progress: progress) }
-        if stored != nil {
+        let (mediatorDomain, key) = (domain, signingKey)
+        let insertion = try await writing { progress in
+            try await store.insert(newRequest, progress: progress) { first in
+                try MediatorVerdict.signing(
+                    Weft.V1.Verdict(
+                        outcome: .mediatorReject(
+                            Weft.V1.MediatorReject(
+                                reasonID: RejectReason.nonUniqueRequestUUID,
+                                message: "the request's uuid was used by the request at \(first)"))),
+                    request: id, domain: mediatorDomain, recipients: sortedRecipients, decidedAt: request.timestamp,
+                    key: key)
+            }
+        }
+        guard case .inserted(let stored) = insertion else {
             // Registered before: decided before a restart (pending ones are loaded at start), or
             // by another process on the same tables.
             guard let known = try await known(id) else {
@@ -209,7 +217,7 @@ public actor Mediator {
             return known
         }
 
-        if let verdict {
+        if let verdict = stored {
             logger.info(
                 "refused a request",
                 metadata: [LogKey.request: "\(id)", LogKey.reasonID: "\(verdict.reasonID ?? "")"])

@@ -178,21 +178,6 @@ public struct MediatorStore: Sendable {
         }
     }
 
-    /// The time of another request registered with `uuid`, if any.
-    func otherRequest(withUUID uuid: [UInt8], than timestamp: SequencingTimestamp) async throws
-        -> SequencingTimestamp?
-    {
-        let mediatorText = mediator.description
-        return try await database.withConnection { connection in
-            try connection.execute(
-                """
-                SELECT request_ts FROM mediator_requests
-                WHERE mediator = $1 AND uuid = $2 AND request_ts <> $3 ORDER BY request_ts LIMIT 1
-                """, [.text(mediatorText), .bytes(uuid), .int64(timestamp.microsSinceEpoch)]
-            ).rows.first?.first?.int64.map { SequencingTimestamp(microsSinceEpoch: $0) }
-        }
-    }
-
     /// Verdicts not yet marked delivered, oldest request first: what to (re)send after a restart.
     public func undeliveredVerdicts() async throws -> [MediatorVerdict] {
         let mediatorText = mediator.description
@@ -304,30 +289,68 @@ public struct MediatorStore: Sendable {
         let verdict: MediatorVerdict?
     }
 
-    /// Inserts `request` unless a request is registered at its time already; returns the state
-    /// of the one that stands (nil: `request` was inserted). Stores `progress` too.
-    func insert(_ request: NewRequest, progress: Progress = Progress()) async throws -> RequestState? {
+    /// What `insert` found: the request inserted (with `verdict`, the one it carries), or the
+    /// state of the request that stands at its time already.
+    enum Insertion: Sendable {
+        case inserted(verdict: MediatorVerdict?)
+        case existing(RequestState)
+    }
+
+    /// Inserts `request` unless a request is registered at its time already. A pending request
+    /// (no verdict) whose uuid another request has is inserted refused instead, with the verdict
+    /// `refusal` makes from that request's time: the check and the insert are one statement, so
+    /// registering costs one round trip to the database rather than two. Stores `progress` too.
+    func insert(
+        _ request: NewRequest, progress: Progress = Progress(),
+        refusal: @escaping @Sendable (_ first: SequencingTimestamp) throws -> MediatorVerdict
+    ) async throws -> Insertion {
         let mediatorText = mediator.description
         let ts = request.id.timestamp.microsSinceEpoch
-        var values: [PostgresValue] = [
+        let values: [PostgresValue] = [
             .text(mediatorText), .int64(ts), .bytes(request.id.rootHash.bytes),
             request.uuid.map { .bytes($0) } ?? .null,
             .bytes(request.informeeMessage), .int64(request.deadline.microsSinceEpoch),
             .text(Self.text(request.recipients)),
         ]
-        values += try Self.decisionValues(request.verdict)
-        let parameters = values
+        let decided = try Self.decisionValues(request.verdict)
+        let checkUUID = request.verdict == nil && request.uuid != nil
         return try await database.transaction { connection in
             try Self.write(progress, connection, mediator: mediatorText)
-            let inserted = try connection.execute(
+            let row = try connection.execute(
                 """
-                INSERT INTO mediator_requests (mediator, request_ts, root_hash, uuid, informee_message, deadline_ts,
-                    recipients, verdict, approved, reason_id, decided_ts)
-                VALUES ($1, $2, $3, $4::bytea, $5, $6, $7, $8::bytea, $9::boolean, $10::text, $11::bigint)
-                ON CONFLICT (mediator, request_ts) DO NOTHING
-                """, parameters)
-            if inserted.affectedRowCount == 1 { return nil }
-            return try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: false)
+                WITH other AS (
+                    SELECT request_ts FROM mediator_requests
+                    WHERE $12::boolean AND uuid = $4::bytea AND mediator = $1 AND request_ts <> $2
+                    ORDER BY request_ts LIMIT 1
+                ), inserted AS (
+                    INSERT INTO mediator_requests (mediator, request_ts, root_hash, uuid, informee_message, deadline_ts,
+                        recipients, verdict, approved, reason_id, decided_ts)
+                    SELECT $1, $2, $3, $4::bytea, $5, $6, $7, $8::bytea, $9::boolean, $10::text, $11::bigint
+                    WHERE NOT EXISTS (SELECT 1 FROM other)
+                    ON CONFLICT (mediator, request_ts) DO NOTHING
+                    RETURNING 1
+                )
+                SELECT (SELECT request_ts FROM other), (SELECT count(*) FROM inserted)::int8
+                """, values + decided + [.text(checkUUID ? "true" : "false")]
+            ).rows.first
+            if try row?[1].int64 == 1 { return .inserted(verdict: request.verdict) }
+            if let first = try row?[0].int64 {
+                // The uuid is taken: the request is inserted refused (unless one stands at its
+                // time, a replay).
+                let verdict = try refusal(SequencingTimestamp(microsSinceEpoch: first))
+                let inserted = try connection.execute(
+                    """
+                    INSERT INTO mediator_requests (mediator, request_ts, root_hash, uuid, informee_message, deadline_ts,
+                        recipients, verdict, approved, reason_id, decided_ts)
+                    VALUES ($1, $2, $3, $4::bytea, $5, $6, $7, $8::bytea, $9::boolean, $10::text, $11::bigint)
+                    ON CONFLICT (mediator, request_ts) DO NOTHING
+                    """, values + (try Self.decisionValues(verdict)))
+                if inserted.affectedRowCount == 1 { return .inserted(verdict: verdict) }
+            }
+            guard let state = try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: false) else {
+                throw MediatorError.inconsistentStore("request \(request.id) was neither inserted nor found")
+            }
+            return .existing(state)
         }
     }
 

@@ -458,6 +458,11 @@ import WeftWire
             request: try test.request(views, at: later), snapshot: test.snapshot(at: later))
         #expect(replay.verdict?.reasonID == RejectReason.nonUniqueRequestUUID)
         #expect(await mediator.pendingRequests == [id])
+        // Stored refused (the uuid check and the insert are one statement), and so found again.
+        #expect(try await mediator.verdict(at: later)?.reasonID == RejectReason.nonUniqueRequestUUID)
+        let again = try await mediator.register(
+            request: try test.request(views, at: later), snapshot: test.snapshot(at: later))
+        #expect(again.verdict?.reasonID == RejectReason.nonUniqueRequestUUID)
         await harness.store.database.shutdown()
     }
 
