@@ -314,9 +314,10 @@ public struct MediatorStore: Sendable {
         ]
         let decided = try Self.decisionValues(request.verdict)
         let checkUUID = request.verdict == nil && request.uuid != nil
-        return try await database.transaction { connection in
+        // One round trip: the check, the insert and the progress in one pipelined transaction.
+        let results = try await database.pipelinedTransaction { connection in
             try Self.write(progress, connection, mediator: mediatorText)
-            let row = try connection.execute(
+            try connection.enqueue(
                 """
                 WITH other AS (
                     SELECT request_ts FROM mediator_requests
@@ -331,27 +332,34 @@ public struct MediatorStore: Sendable {
                     RETURNING 1
                 )
                 SELECT (SELECT request_ts FROM other), (SELECT count(*) FROM inserted)::int8
-                """, values + decided + [.text(checkUUID ? "true" : "false")]
-            ).rows.first
-            if try row?[1].int64 == 1 { return .inserted(verdict: request.verdict) }
-            if let first = try row?[0].int64 {
-                // The uuid is taken: the request is inserted refused (unless one stands at its
-                // time, a replay).
-                let verdict = try refusal(SequencingTimestamp(microsSinceEpoch: first))
-                let inserted = try connection.execute(
+                """, values + decided + [.text(checkUUID ? "true" : "false")])
+        }
+        let row = results.last?.rows.first
+        if try row?[1].int64 == 1 { return .inserted(verdict: request.verdict) }
+        if let first = try row?[0].int64 {
+            // The uuid is taken (an attack, or a replay): the request is inserted refused, unless
+            // one stands at its time.
+            let verdict = try refusal(SequencingTimestamp(microsSinceEpoch: first))
+            let refused = values + (try Self.decisionValues(verdict))
+            let inserted = try await database.transaction { connection in
+                try connection.execute(
                     """
                     INSERT INTO mediator_requests (mediator, request_ts, root_hash, uuid, informee_message, deadline_ts,
                         recipients, verdict, approved, reason_id, decided_ts)
                     VALUES ($1, $2, $3, $4::bytea, $5, $6, $7, $8::bytea, $9::boolean, $10::text, $11::bigint)
                     ON CONFLICT (mediator, request_ts) DO NOTHING
-                    """, values + (try Self.decisionValues(verdict)))
-                if inserted.affectedRowCount == 1 { return .inserted(verdict: verdict) }
+                    """, refused
+                ).affectedRowCount == 1
             }
-            guard let state = try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: false) else {
-                throw MediatorError.inconsistentStore("request \(request.id) was neither inserted nor found")
-            }
-            return .existing(state)
+            if inserted { return .inserted(verdict: verdict) }
         }
+        let state = try await database.withConnection { connection in
+            try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: false)
+        }
+        guard let state else {
+            throw MediatorError.inconsistentStore("request \(request.id) was neither inserted nor found")
+        }
+        return .existing(state)
     }
 
     /// A response as counted: the parties it counted for, and the verdict if it decided its request.
@@ -378,46 +386,69 @@ public struct MediatorStore: Sendable {
             for party in item.parties { rows.append(item, party: party, bytes: bytes) }
         }
         let decisions = try counted.compactMap { item in
-            try item.decision.map { (item.request.timestamp, try Self.decisionValues($0)) }
+            try item.decision.map { (item.request.timestamp, item.request.rootHash.bytes, try Self.decisionValues($0)) }
         }
         let allRows = rows
-        let requestList = requests
-        return try await database.transaction { connection in
+        let requestTimes = requests.map { Optional($0.timestamp.microsSinceEpoch) }
+        let requestRoots = requests.map { Optional($0.rootHash.bytes) }
+        // One round trip: each write names the requests it may touch — pending, with the root
+        // hash counted against — so that it writes nothing for one that is not; the locked
+        // read at the start tells which those are.
+        let results = try await database.pipelinedTransaction { connection in
             try Self.write(progress, connection, mediator: mediatorText)
-            var decidedBefore: [SequencingTimestamp: MediatorVerdict] = [:]
-            for request in requestList {
-                switch try Self.state(
-                    connection, mediator: mediatorText, timestamp: request.timestamp.microsSinceEpoch, lock: true)
-                {
-                case .decided(let stored)?: decidedBefore[request.timestamp] = stored
-                case nil: throw MediatorError.inconsistentStore("request \(request) is not in the store")
-                case .pending(let rootHash)?:
-                    guard rootHash == request.rootHash else {
-                        throw MediatorError.inconsistentStore("request \(request) is stored with root hash \(rootHash)")
-                    }
-                }
-            }
-            let rows = allRows.excluding(Set(decidedBefore.keys))
-            if !rows.ts.isEmpty {
+            try connection.enqueue(
+                """
+                SELECT request_ts, root_hash, verdict, recipients, decided_ts FROM mediator_requests
+                WHERE mediator = $1 AND request_ts = ANY ($2::int8[]) FOR UPDATE
+                """, [.text(mediatorText), .int64Array(requestTimes)])
+            try connection.enqueue(
+                """
+                INSERT INTO mediator_responses (mediator, request_ts, view_index, party, sender, approve,
+                    received_ts, response)
+                SELECT $1, response.* FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[]::boolean[],
+                    $7::int8[], $8::bytea[]) AS response (request_ts, view_index, party, sender, approve, received_ts, response)
+                WHERE EXISTS (
+                    SELECT 1 FROM mediator_requests AS request
+                    JOIN unnest($9::int8[], $10::bytea[]) AS counted (request_ts, root_hash)
+                        ON counted.request_ts = request.request_ts AND counted.root_hash = request.root_hash
+                    WHERE request.mediator = $1 AND request.request_ts = response.request_ts AND request.verdict IS NULL)
+                ON CONFLICT DO NOTHING
+                """,
+                [
+                    .text(mediatorText), .int64Array(allRows.ts), .int64Array(allRows.view), .textArray(allRows.party),
+                    .textArray(allRows.sender), .textArray(allRows.approve), .int64Array(allRows.receivedAt),
+                    .bytesArray(allRows.response), .int64Array(requestTimes), .bytesArray(requestRoots),
+                ])
+            for (timestamp, root, values) in decisions {
                 try connection.enqueue(
                     """
-                    INSERT INTO mediator_responses (mediator, request_ts, view_index, party, sender, approve,
-                        received_ts, response)
-                    SELECT $1, * FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[]::boolean[],
-                        $7::int8[], $8::bytea[])
-                    ON CONFLICT DO NOTHING
-                    """,
-                    [
-                        .text(mediatorText), .int64Array(rows.ts), .int64Array(rows.view), .textArray(rows.party),
-                        .textArray(rows.sender), .textArray(rows.approve), .int64Array(rows.receivedAt),
-                        .bytesArray(rows.response),
-                    ])
+                    UPDATE mediator_requests SET verdict = $3, approved = $4::boolean, reason_id = $5::text, decided_ts = $6
+                    WHERE mediator = $1 AND request_ts = $2 AND verdict IS NULL AND root_hash = $7
+                    """, [.text(mediatorText), .int64(timestamp.microsSinceEpoch)] + values + [.bytes(root)])
             }
-            for (timestamp, values) in decisions where decidedBefore[timestamp] == nil {
-                try Self.decide(connection, mediator: mediatorText, timestamp: timestamp.microsSinceEpoch, values)
-            }
-            return decidedBefore
         }
+        // [progress…, the read, the insert, the decisions…]
+        let read = results[results.count - decisions.count - 2]
+        let updated = results.suffix(decisions.count).map { $0.affectedRowCount ?? 0 }
+        var stored: [Int64: [PostgresCell]] = [:]
+        for row in read.rows { if let ts = try row[0].int64 { stored[ts] = row } }
+        var decidedBefore: [SequencingTimestamp: MediatorVerdict] = [:]
+        for request in requests {
+            guard let row = stored[request.timestamp.microsSinceEpoch] else {
+                throw MediatorError.inconsistentStore("request \(request) is not in the store")
+            }
+            if row[2].isNull {
+                guard let root = try row[1].bytes, root == request.rootHash.bytes else {
+                    throw MediatorError.inconsistentStore("request \(request) is stored with another root hash")
+                }
+            } else {
+                decidedBefore[request.timestamp] = try Self.verdict(row)
+            }
+        }
+        for ((timestamp, _, _), count) in zip(decisions, updated) where decidedBefore[timestamp] == nil && count != 1 {
+            throw MediatorError.inconsistentStore("request at \(timestamp) was decided while it was locked")
+        }
+        return decidedBefore
     }
 
     /// The `mediator_responses` rows of one `record`, column by column (one `unnest` insert).
@@ -438,22 +469,6 @@ public struct MediatorStore: Sendable {
             approve.append(item.response.reject == nil ? "true" : "false")
             receivedAt.append(item.response.at.microsSinceEpoch)
             response.append(bytes)
-        }
-
-        /// The rows of requests other than `skipped`.
-        func excluding(_ skipped: Set<SequencingTimestamp>) -> ResponseColumns {
-            guard !skipped.isEmpty else { return self }
-            var kept = ResponseColumns()
-            for index in ts.indices where !skipped.contains(SequencingTimestamp(microsSinceEpoch: ts[index]!)) {
-                kept.ts.append(ts[index])
-                kept.view.append(view[index])
-                kept.party.append(party[index])
-                kept.sender.append(sender[index])
-                kept.approve.append(approve[index])
-                kept.receivedAt.append(receivedAt[index])
-                kept.response.append(response[index])
-            }
-            return kept
         }
     }
 

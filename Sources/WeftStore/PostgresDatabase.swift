@@ -80,21 +80,47 @@ public final class PostgresDatabase: Sendable {
         try await withConnection { connection in
             // BEGIN and COMMIT travel with the body's statements (pipeline mode): a body that
             // only `enqueue`s its writes costs one round trip in all.
-            try connection.enqueue("BEGIN")
-            do {
+            try Self.inTransaction(connection, self) { connection in
                 let result = try body(connection)
                 try connection.enqueue("COMMIT")
                 try connection.flush()
-                let count = self.committed.wrappingAdd(1, ordering: .relaxed).newValue
-                if Self.analyzeAfterTransactions.contains(count) { self.analyzeInBackground(after: count) }
                 return result
-            } catch {
-                if connection.isUsable {
-                    _ = try? connection.flush()  // whatever was sent; the transaction is void
-                    _ = try? connection.execute("ROLLBACK")
-                }
-                throw error
             }
+        }
+    }
+
+    /// Runs the statements `body` enqueues as one transaction sent in one pipeline with BEGIN
+    /// and COMMIT, and returns their results in order: one round trip for a transaction whose
+    /// statements do not depend on each other's results (a statement can still make its
+    /// writes conditional on what it reads). Committed unless a statement fails.
+    public func pipelinedTransaction(
+        _ body: @escaping @Sendable (PostgresConnection) throws -> Void
+    ) async throws -> [PostgresResult] {
+        try await withConnection { connection in
+            try Self.inTransaction(connection, self) { connection in
+                try body(connection)
+                try connection.enqueue("COMMIT")
+                return Array(try connection.flush().dropFirst().dropLast())  // without BEGIN and COMMIT
+            }
+        }
+    }
+
+    /// BEGIN, then `body`, which commits; rolled back if it throws.
+    private static func inTransaction<Result>(
+        _ connection: PostgresConnection, _ database: PostgresDatabase, _ body: (PostgresConnection) throws -> Result
+    ) throws -> Result {
+        try connection.enqueue("BEGIN")
+        do {
+            let result = try body(connection)
+            let count = database.committed.wrappingAdd(1, ordering: .relaxed).newValue
+            if analyzeAfterTransactions.contains(count) { database.analyzeInBackground(after: count) }
+            return result
+        } catch {
+            if connection.isUsable {
+                _ = try? connection.flush()  // whatever was sent; the transaction is void
+                _ = try? connection.execute("ROLLBACK")
+            }
+            throw error
         }
     }
 

@@ -131,4 +131,32 @@ struct PipelineTests {
         #expect(ids == [4])
         await database.shutdown()
     }
+
+    @Test func aPipelinedTransactionReturnsEachStatementsResultAndIsAllOrNothing() async throws {
+        let database = try Self.database()
+        let table = try Self.uniqueTable("returning", try SharedPostgresServer.connect())
+        let results = try await database.pipelinedTransaction { connection in
+            try connection.enqueue("INSERT INTO \(table) (id, note) VALUES (1, 'one'), (2, 'two')")
+            try connection.enqueue("SELECT note FROM \(table) WHERE id = $1", [.int64(2)])
+            try connection.enqueue("UPDATE \(table) SET note = 'uno' WHERE id = 1")
+        }
+        // The body's three results, in order, without BEGIN's and COMMIT's.
+        #expect(results.count == 3)
+        #expect(results.first?.affectedRowCount == 2)
+        #expect(try results.dropFirst().first?.rows.first?.first?.string == "two")
+        #expect(results.last?.affectedRowCount == 1)
+        await #expect {
+            try await database.pipelinedTransaction { connection in
+                try connection.enqueue("INSERT INTO \(table) (id, note) VALUES (3, 'three')")
+                try connection.enqueue("INSERT INTO \(table) (id) VALUES (1)")  // unique violation
+            }
+        } throws: { error in
+            (error as? PostgresError)?.sqlState == "23505"
+        }
+        let notes = try await database.withConnection { connection in
+            try connection.execute("SELECT note FROM \(table) ORDER BY id").rows.map { try $0[0].string }
+        }
+        #expect(notes == ["uno", "two"])
+        await database.shutdown()
+    }
 }
