@@ -289,11 +289,11 @@ public struct MediatorStore: Sendable {
         let verdict: MediatorVerdict?
     }
 
-    /// What `insert` found: the request inserted (with `verdict`, the one it carries), or the
-    /// state of the request that stands at its time already.
+    /// What `insert` did: inserted the request (with `verdict`, the one it carries), or found a
+    /// request at its time already (registered before: the caller reads it if it needs it).
     enum Insertion: Sendable {
         case inserted(verdict: MediatorVerdict?)
-        case existing(RequestState)
+        case existing
     }
 
     /// Inserts `request` unless a request is registered at its time already. A pending request
@@ -341,25 +341,18 @@ public struct MediatorStore: Sendable {
             // one stands at its time.
             let verdict = try refusal(SequencingTimestamp(microsSinceEpoch: first))
             let refused = values + (try Self.decisionValues(verdict))
-            let inserted = try await database.transaction { connection in
-                try connection.execute(
+            let inserted = try await database.pipelinedTransaction { connection in
+                try connection.enqueue(
                     """
                     INSERT INTO mediator_requests (mediator, request_ts, root_hash, uuid, informee_message, deadline_ts,
                         recipients, verdict, approved, reason_id, decided_ts)
                     VALUES ($1, $2, $3, $4::bytea, $5, $6, $7, $8::bytea, $9::boolean, $10::text, $11::bigint)
                     ON CONFLICT (mediator, request_ts) DO NOTHING
-                    """, refused
-                ).affectedRowCount == 1
+                    """, refused)
             }
-            if inserted { return .inserted(verdict: verdict) }
+            if inserted.last?.affectedRowCount == 1 { return .inserted(verdict: verdict) }
         }
-        let state = try await database.withConnection { connection in
-            try Self.state(connection, mediator: mediatorText, timestamp: ts, lock: false)
-        }
-        guard let state else {
-            throw MediatorError.inconsistentStore("request \(request.id) was neither inserted nor found")
-        }
-        return .existing(state)
+        return .existing
     }
 
     /// A response as counted: the parties it counted for, and the verdict if it decided its request.
@@ -386,20 +379,21 @@ public struct MediatorStore: Sendable {
             for party in item.parties { rows.append(item, party: party, bytes: bytes) }
         }
         let decisions = try counted.compactMap { item in
-            try item.decision.map { (item.request.timestamp, item.request.rootHash.bytes, try Self.decisionValues($0)) }
+            try item.decision.map { (item.request.timestamp, try Self.decisionValues($0)) }
         }
         let allRows = rows
         let requestTimes = requests.map { Optional($0.timestamp.microsSinceEpoch) }
         let requestRoots = requests.map { Optional($0.rootHash.bytes) }
-        // One round trip: each write names the requests it may touch — pending, with the root
-        // hash counted against — so that it writes nothing for one that is not; the locked
-        // read at the start tells which those are.
+        // One round trip: the locked read at the start tells which requests are decided already
+        // (nothing of theirs is written: each write is for pending requests only), and every
+        // write holds only if each request is stored with the root hash it was counted against —
+        // otherwise the store is inconsistent, and nothing of the event is written.
         let results = try await database.pipelinedTransaction { connection in
             try Self.write(progress, connection, mediator: mediatorText)
             try connection.enqueue(
                 """
                 SELECT request_ts, root_hash, verdict, recipients, decided_ts FROM mediator_requests
-                WHERE mediator = $1 AND request_ts = ANY ($2::int8[]) FOR UPDATE
+                WHERE mediator = $1 AND request_ts = ANY ($2::int8[]) ORDER BY request_ts FOR UPDATE
                 """, [.text(mediatorText), .int64Array(requestTimes)])
             try connection.enqueue(
                 """
@@ -409,9 +403,8 @@ public struct MediatorStore: Sendable {
                     $7::int8[], $8::bytea[]) AS response (request_ts, view_index, party, sender, approve, received_ts, response)
                 WHERE EXISTS (
                     SELECT 1 FROM mediator_requests AS request
-                    JOIN unnest($9::int8[], $10::bytea[]) AS counted (request_ts, root_hash)
-                        ON counted.request_ts = request.request_ts AND counted.root_hash = request.root_hash
                     WHERE request.mediator = $1 AND request.request_ts = response.request_ts AND request.verdict IS NULL)
+                AND \(Self.allCountedRequestsStored("$1", "$9", "$10"))
                 ON CONFLICT DO NOTHING
                 """,
                 [
@@ -419,12 +412,15 @@ public struct MediatorStore: Sendable {
                     .textArray(allRows.sender), .textArray(allRows.approve), .int64Array(allRows.receivedAt),
                     .bytesArray(allRows.response), .int64Array(requestTimes), .bytesArray(requestRoots),
                 ])
-            for (timestamp, root, values) in decisions {
+            for (timestamp, values) in decisions {
                 try connection.enqueue(
                     """
                     UPDATE mediator_requests SET verdict = $3, approved = $4::boolean, reason_id = $5::text, decided_ts = $6
-                    WHERE mediator = $1 AND request_ts = $2 AND verdict IS NULL AND root_hash = $7
-                    """, [.text(mediatorText), .int64(timestamp.microsSinceEpoch)] + values + [.bytes(root)])
+                    WHERE mediator = $1 AND request_ts = $2 AND verdict IS NULL
+                    AND \(Self.allCountedRequestsStored("$1", "$7", "$8"))
+                    """,
+                    [.text(mediatorText), .int64(timestamp.microsSinceEpoch)] + values
+                        + [.int64Array(requestTimes), .bytesArray(requestRoots)])
             }
         }
         // [progress…, the read, the insert, the decisions…]
@@ -445,10 +441,21 @@ public struct MediatorStore: Sendable {
                 decidedBefore[request.timestamp] = try Self.verdict(row)
             }
         }
-        for ((timestamp, _, _), count) in zip(decisions, updated) where decidedBefore[timestamp] == nil && count != 1 {
+        for ((timestamp, _), count) in zip(decisions, updated) where decidedBefore[timestamp] == nil && count != 1 {
             throw MediatorError.inconsistentStore("request at \(timestamp) was decided while it was locked")
         }
         return decidedBefore
+    }
+
+    /// An SQL condition: every request in the arrays `times` and `roots` (parameters) is stored
+    /// for `mediator` with that root hash.
+    private static func allCountedRequestsStored(_ mediator: String, _ times: String, _ roots: String) -> String {
+        """
+        (SELECT count(*) FROM mediator_requests AS stored
+            JOIN unnest(\(times)::int8[], \(roots)::bytea[]) AS counted (request_ts, root_hash)
+                ON counted.request_ts = stored.request_ts AND counted.root_hash = stored.root_hash
+            WHERE stored.mediator = \(mediator)) = cardinality(\(times)::int8[])
+        """
     }
 
     /// The `mediator_responses` rows of one `record`, column by column (one `unnest` insert).

@@ -92,7 +92,8 @@ public final class PostgresDatabase: Sendable {
     /// Runs the statements `body` enqueues as one transaction sent in one pipeline with BEGIN
     /// and COMMIT, and returns their results in order: one round trip for a transaction whose
     /// statements do not depend on each other's results (a statement can still make its
-    /// writes conditional on what it reads). Committed unless a statement fails.
+    /// writes conditional on what it reads). Committed unless a statement fails. `body` must
+    /// only `enqueue`: an `execute` would send what is queued early and shift the results.
     public func pipelinedTransaction(
         _ body: @escaping @Sendable (PostgresConnection) throws -> Void
     ) async throws -> [PostgresResult] {

@@ -466,6 +466,41 @@ import WeftWire
         await harness.store.database.shutdown()
     }
 
+    @Test func aStoreInconsistentWithMemoryGetsNothingOfTheEventWritten() async throws {
+        let harness = try await MediatorHarness("inconsistent")
+        let (mediator, views, snapshot, id) = try await harness.startWithTransfer()
+        // A second request, consistent, whose responses arrive in the same event.
+        let later = id.timestamp.adding(micros: 1_000)
+        let dvp = try harness.test.dvp()
+        let laterSnapshot = harness.test.snapshot(at: later)
+        _ = try await mediator.register(
+            request: try harness.test.request(dvp, at: later, submitter: harness.test.p2), snapshot: laterSnapshot)
+        let responses = try harness.test.approvals(views).map { ($0, snapshot) }
+            + (try harness.test.approvals(dvp).map { ($0, laterSnapshot) })
+        // Another process (or a hand) replaced the first request under the mediator: another root hash.
+        let member = PostgresValue.text(harness.test.mediator.member.description)
+        try await harness.store.database.transaction { connection in
+            try connection.enqueue(
+                "UPDATE mediator_requests SET root_hash = $3 WHERE mediator = $1 AND request_ts = $2",
+                [member, .int64(id.timestamp.microsSinceEpoch), .bytes([UInt8](repeating: 7, count: 32))])
+        }
+        // Thrown only when the store fails: none of the event's responses was counted, and none
+        // stored, not even the consistent request's.
+        await #expect {
+            _ = try await mediator.receive(responses: responses, at: later.adding(micros: 10))
+        } throws: { error in
+            if case .inconsistentStore? = error as? MediatorError { return true }
+            return false
+        }
+        let stored = try await harness.store.database.withConnection { connection in
+            try connection.execute(
+                "SELECT count(*) FROM mediator_responses WHERE mediator = $1", [member]
+            ).rows.first?.first?.int64
+        }
+        #expect(stored == 0)
+        await harness.store.database.shutdown()
+    }
+
     @Test func concurrentResponsesDecideOnce() async throws {
         let harness = try await MediatorHarness("concurrent")
         let test = harness.test
