@@ -313,7 +313,9 @@ public actor Mediator {
     /// each checked as `receive(response:at:snapshot:)` does against its own snapshot, and
     /// stores them in one database transaction. Returns one result per response: its outcome,
     /// or the `MediatorError` that refused it (it counts for nothing; the others count). Throws
-    /// only when the store fails, and then nothing of the event is counted.
+    /// only when the store fails, and then nothing of the event is counted in memory; a store
+    /// found inconsistent with memory (a request missing, or stored with another root hash) has
+    /// the event's other requests written, which a restart reads again as counted.
     ///
     /// A participant sends all its responses to a request in one batch, so one transaction per
     /// event instead of one per response is what makes the decision cost one round of writes.

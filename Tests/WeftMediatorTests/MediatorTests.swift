@@ -466,7 +466,7 @@ import WeftWire
         await harness.store.database.shutdown()
     }
 
-    @Test func aStoreInconsistentWithMemoryGetsNothingOfTheEventWritten() async throws {
+    @Test func aRequestStoredOtherwiseThanInMemoryIsReportedAndGetsNothingWritten() async throws {
         let harness = try await MediatorHarness("inconsistent")
         let (mediator, views, snapshot, id) = try await harness.startWithTransfer()
         // A second request, consistent, whose responses arrive in the same event.
@@ -476,7 +476,7 @@ import WeftWire
         _ = try await mediator.register(
             request: try harness.test.request(dvp, at: later, submitter: harness.test.p2), snapshot: laterSnapshot)
         let responses = try harness.test.approvals(views).map { ($0, snapshot) }
-            + (try harness.test.approvals(dvp).map { ($0, laterSnapshot) })
+            + (try harness.test.approvals(dvp, at: later).map { ($0, laterSnapshot) })
         // Another process (or a hand) replaced the first request under the mediator: another root hash.
         let member = PostgresValue.text(harness.test.mediator.member.description)
         try await harness.store.database.transaction { connection in
@@ -484,8 +484,8 @@ import WeftWire
                 "UPDATE mediator_requests SET root_hash = $3 WHERE mediator = $1 AND request_ts = $2",
                 [member, .int64(id.timestamp.microsSinceEpoch), .bytes([UInt8](repeating: 7, count: 32))])
         }
-        // Thrown only when the store fails: none of the event's responses was counted, and none
-        // stored, not even the consistent request's.
+        // The store is inconsistent: thrown, and nothing written for that request (the event's
+        // other request has its responses written; a restart reads the event again).
         await #expect {
             _ = try await mediator.receive(responses: responses, at: later.adding(micros: 10))
         } throws: { error in
@@ -494,10 +494,17 @@ import WeftWire
         }
         let stored = try await harness.store.database.withConnection { connection in
             try connection.execute(
-                "SELECT count(*) FROM mediator_responses WHERE mediator = $1", [member]
-            ).rows.first?.first?.int64
+                "SELECT request_ts, count(*) FROM mediator_responses WHERE mediator = $1 GROUP BY request_ts", [member]
+            ).rows.map { (try $0[0].int64 ?? 0, try $0[1].int64 ?? 0) }
         }
-        #expect(stored == 0)
+        #expect(stored.map(\.0) == [later.microsSinceEpoch])
+        let verdict = try await harness.store.database.withConnection { connection in
+            try connection.execute(
+                "SELECT verdict IS NULL FROM mediator_requests WHERE mediator = $1 AND request_ts = $2",
+                [member, .int64(id.timestamp.microsSinceEpoch)]
+            ).rows.first?.first?.bool
+        }
+        #expect(verdict == true, "the inconsistent request is not decided")
         await harness.store.database.shutdown()
     }
 
