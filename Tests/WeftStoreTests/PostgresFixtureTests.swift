@@ -60,8 +60,10 @@ import WeftTestSupport
         let started = try await TestSubprocess.run(["bash", "-c", "WEFT_PG_FIXTURE_OWNER=\(gone) bash '\(script)' start >'\(output)' 2>/dev/null"])
         try #require(started.status == 0)
         let lines = try String(contentsOfFile: output, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init)
+        // The script returned once the server accepted connections. (Not checked here again: a
+        // fixture that another test starts meanwhile may already have stopped the orphan.)
         let (orphanURL, orphanDirectory) = (try #require(lines.first), try #require(lines.last))
-        #expect(try PostgresConnection(url: orphanURL).execute("SELECT 1").rows.first?.first?.int64 == 1)
+        try #require(orphanURL.hasPrefix("postgresql://") && orphanDirectory.contains("weft-pg"))
 
         let next = try await PostgresFixture.startThrowAwayServer()
         #expect(!FileManager.default.fileExists(atPath: orphanDirectory), "the orphan's directory is still there")
