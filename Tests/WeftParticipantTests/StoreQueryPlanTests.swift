@@ -9,15 +9,25 @@ import WeftTopology
 /// Query plans of the participant's hot statements: they must not depend on the table's
 /// statistics being fresh.
 @Suite struct StoreQueryPlanTests {
-    @Test("archiving a contract finds it by primary key even among thousands of active contracts and with no statistics; it keeps its first offset")
-    func archiveUsesThePrimaryKey() async throws {
+    /// A migrated participant store on a throw-away server, the participant, and a connection of
+    /// the test's own.
+    static func withStore(
+        _ body: (ParticipantStore, UniqueIdentifier, PostgresConnection) async throws -> Void
+    ) async throws {
         try await PostgresFixture.withFixture { fixture in
             let participant = try UniqueIdentifier(
                 name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
             let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
             let store = ParticipantStore(database: database, participant: participant)
             try await store.migrate()
-            let connection = try PostgresConnection(url: fixture.url)
+            try await body(store, participant, try PostgresConnection(url: fixture.url))
+            await database.shutdown()
+        }
+    }
+
+    @Test("archiving a contract finds it by primary key even among thousands of active contracts and with no statistics; it keeps its first offset")
+    func archiveUsesThePrimaryKey() async throws {
+        try await Self.withStore { _, participant, connection in
             // A burst of creates that autovacuum has not analyzed yet (and, here, never will).
             try connection.executeScript(
                 """
@@ -43,19 +53,12 @@ import WeftTopology
                 [me]
             ).rows.map { try $0[0].int64 }
             #expect(offsets == [7])
-            await database.shutdown()
         }
     }
 
     @Test("a request's outcome is found by its root hash among thousands of requests, with no statistics")
     func outcomeUsesTheRootHashIndex() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let participant = try UniqueIdentifier(
-                name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
-            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
-            let store = ParticipantStore(database: database, participant: participant)
-            try await store.migrate()
-            let connection = try PostgresConnection(url: fixture.url)
+        try await Self.withStore { store, participant, connection in
             try connection.executeScript(
                 """
                 ALTER TABLE participant_requests SET (autovacuum_enabled = false);
@@ -73,7 +76,6 @@ import WeftTopology
             #expect(plan.contains("participant_requests_by_root_hash"), "plan:\n\(plan)")
             #expect(!plan.contains("Seq Scan"), "plan:\n\(plan)")
             #expect(try await store.outcome(ofRequest: try #require(Digest32(rootHash))) == "approved")
-            await database.shutdown()
         }
     }
 }
