@@ -298,8 +298,9 @@ public struct MediatorStore: Sendable {
 
     /// Inserts `request` unless a request is registered at its time already. A pending request
     /// (no verdict) whose uuid another request has is inserted refused instead, with the verdict
-    /// `refusal` makes from that request's time: the check and the insert are one statement, so
-    /// registering costs one round trip to the database rather than two. Stores `progress` too.
+    /// `refusal` makes from that request's time. The check and the insert are one statement, sent
+    /// with BEGIN and COMMIT in one pipeline: one round trip to the database rather than three
+    /// (a read, the insert, the commit). Stores `progress` too.
     func insert(
         _ request: NewRequest, progress: Progress = Progress(),
         refusal: @escaping @Sendable (_ first: SequencingTimestamp) throws -> MediatorVerdict
