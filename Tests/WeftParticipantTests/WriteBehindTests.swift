@@ -78,7 +78,8 @@ extension OnARealDomain {
                 #expect(allLocked == true, "participant2 did not validate the requests behind its blocked write")
                 #expect(Set(await p2.lockedContracts.keys) == Set(ious))
                 // Its responses wait for the write: once the mediator has counted alice's three
-                // (participant1's, not blocked), it still has none of the bank's.
+                // (participant1's, not blocked), it still has none of the bank's. (Polled: nothing
+                // tells the test when the mediator has stored a response.)
                 let url = fixture.url
                 try await eventually("the mediator counted alice's responses") {
                     try PostgresConnection(url: url).execute(responses, [.text(alice.id)]).rows.first?.first?.int64
@@ -95,7 +96,8 @@ extension OnARealDomain {
                         continue
                     }
                 }
-                _ = try await ParticipantNode.within(.seconds(30)) { await p2.waitForLedgerEnd(6) }
+                let committed: Void? = try await ParticipantNode.within(.seconds(30)) { await p2.waitForLedgerEnd(6) }
+                #expect(committed != nil, "participant2 did not commit the three transfers")
                 #expect(Set(try await p2.activeContracts(of: bob).map(\.id)).count == 3)
                 // The writes queued behind the blocked one committed in one transaction: the
                 // first request's write went alone, or, if a write of the cursor alone was the
