@@ -389,6 +389,13 @@ public final class PostgresConnection {
     /// Whether the connection is still usable (libpq has not seen it break).
     public var isUsable: Bool { PQstatus(connection) == CONNECTION_OK }
 
+    /// Whether the connection can go back to a pool for the next caller: usable, outside any
+    /// transaction and out of pipeline mode. A body that left a transaction open (or a failed
+    /// `ROLLBACK`) would otherwise hand its transaction to whoever takes the connection next.
+    public var isReusable: Bool {
+        isUsable && PQtransactionStatus(connection) == PQTRANS_IDLE && PQpipelineStatus(connection) == PQ_PIPELINE_OFF
+    }
+
     /// The connection's socket, for waiting (`poll`) until the server sends something
     /// unasked, such as a notification; -1 if the connection is broken.
     var socketDescriptor: Int32 { PQsocket(connection) }

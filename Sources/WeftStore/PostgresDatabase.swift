@@ -59,7 +59,7 @@ public final class PostgresDatabase: Sendable {
                 if lease.connection.hasQueuedStatements {
                     do { try lease.connection.flush() } catch { if case .success = result { result = .failure(error) } }
                 }
-                return (result, lease.connection.isUsable)
+                return (result, lease.connection.isReusable)
             }
         } catch {
             // The job never ran (the pool is shutting down): the connection is untouched.
@@ -67,7 +67,8 @@ public final class PostgresDatabase: Sendable {
             throw error
         }
         if !outcome.usable {
-            logger.warning("discarding a broken database connection; the next request opens a new one")
+            logger.warning(
+                "discarding a database connection that is broken or still in a transaction; the next request opens a new one")
         }
         await pool.release(lease, usable: outcome.usable)
         return try outcome.result.get()

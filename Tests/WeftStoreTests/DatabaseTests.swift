@@ -78,6 +78,30 @@ import WeftTestSupport
         }
     }
 
+    @Test func aConnectionLeftInATransactionIsNotHandedToTheNextCaller() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            try await database.withConnection { try $0.executeScript("CREATE TABLE item (id int PRIMARY KEY)") }
+            // A body that begins a transaction, writes and returns without ending it.
+            let leaked = try await database.withConnection { connection in
+                _ = try connection.execute("BEGIN")
+                _ = try connection.execute("INSERT INTO item VALUES (1)")
+                return try connection.execute("SELECT pg_backend_pid()").rows[0][0].int64
+            }
+            // The next caller (the pool's only connection) gets a fresh session, and the
+            // uncommitted insert is gone with the old one (inside it, the insert was visible).
+            let (pid, count) = try await database.withConnection { connection in
+                (
+                    try connection.execute("SELECT pg_backend_pid()").rows[0][0].int64,
+                    try connection.execute("SELECT count(*) FROM item").rows[0][0].int64
+                )
+            }
+            #expect(pid != leaked)
+            #expect(count == 0)
+            await database.shutdown()
+        }
+    }
+
     @Test func aRestartedServerCostsOneFailedRequestNotTheNode() async throws {
         let fixture = try await PostgresFixture.startThrowAwayServer()
         defer { Task { try? await fixture.stop() } }
