@@ -100,6 +100,22 @@ public enum ViewEncryption {
         return (try seal(view, viewHash: viewHash, seed: seed, recipients: recipients), seed)
     }
 
+    /// Seals `view` under a fresh random seed, and the seed under the session key `sessions`
+    /// holds for `recipients` (docs/crypto.md §6.1): no public-key operation while the session
+    /// lasts. Fills `view_hash`, `ciphertext` and `session_sealed_seed`.
+    public static func seal(
+        _ view: [UInt8], viewHash: PurposeHash, recipients: [EncryptionPublicKey], sessions: OutgoingSessionKeys
+    ) throws(CryptoError) -> (message: Weft.V1.EncryptedViewMessage, seed: ViewSeed) {
+        let seed = try ViewSeed.random()
+        let session = try sessions.key(for: recipients)
+        var message = Weft.V1.EncryptedViewMessage()
+        message.viewHash = viewHash.digest
+        message.ciphertext = try seal(view, viewHash: viewHash.digest, seed: seed)
+        message.sessionSealedSeed = .init(
+            wrappedSessionKeys: session.wrapped, sealedSeed: try session.seal(seed, viewHash: viewHash.digest))
+        return (message, seed)
+    }
+
     /// `nonce ‖ AES-256-GCM(view key, nonce, view, aad: view hash)`, with a
     /// random 12-byte nonce.
     static func seal(_ view: [UInt8], viewHash: [UInt8], seed: ViewSeed) throws(CryptoError) -> [UInt8] {
@@ -107,23 +123,41 @@ public enum ViewEncryption {
         return nonce + (try AES256GCM.seal(view, key: seed.viewKey(), nonce: nonce, associatedData: viewHash))
     }
 
-    /// The view's seed, unwrapped with the recipient's key. Throws
-    /// `decryptionFailed` if no seed is wrapped for this key or it was altered.
-    public static func seed(of message: Weft.V1.EncryptedViewMessage, with key: EncryptionPrivateKey) throws(CryptoError)
-        -> ViewSeed
-    {
+    /// The view's seed, unwrapped with the recipient's key, or opened with the session key
+    /// wrapped for it (found in `sessions` when it was unwrapped recently). Throws
+    /// `decryptionFailed` if nothing is wrapped for this key, anything was altered, or the
+    /// message carries the seed both ways or neither.
+    public static func seed(
+        of message: Weft.V1.EncryptedViewMessage, with key: EncryptionPrivateKey, sessions: IncomingSessionKeys? = nil
+    ) throws(CryptoError) -> ViewSeed {
         let fingerprint = key.publicKey.fingerprint.description
-        guard let wrapped = message.wrappedSeeds.first(where: { $0.recipientKey == fingerprint }) else {
+        switch (message.wrappedSeeds.isEmpty, message.sessionSealedSeed) {
+        case (false, nil):
+            guard let wrapped = message.wrappedSeeds.first(where: { $0.recipientKey == fingerprint }) else {
+                throw .decryptionFailed
+            }
+            return try ViewSeed(bytes: ECIES.unwrap(wrapped, with: key))
+        case (true, let sealed?):
+            guard let wrapped = sealed.wrappedSessionKeys.first(where: { $0.recipientKey == fingerprint }) else {
+                throw .decryptionFailed
+            }
+            let session = if let sessions { try sessions.key(of: wrapped, with: key) } else { try SessionKey.unwrap(wrapped, with: key) }
+            return try session.open(sealed.sealedSeed, viewHash: message.viewHash)
+        default:
             throw .decryptionFailed
         }
-        return try ViewSeed(bytes: ECIES.unwrap(wrapped, with: key))
     }
 
     /// The plaintext view, for a recipient holding its private key.
-    public static func open(_ message: Weft.V1.EncryptedViewMessage, with key: EncryptionPrivateKey) throws(CryptoError)
-        -> [UInt8]
-    {
-        try open(message, seed: seed(of: message, with: key))
+    public static func open(
+        _ message: Weft.V1.EncryptedViewMessage, with key: EncryptionPrivateKey, sessions: IncomingSessionKeys? = nil
+    ) throws(CryptoError) -> [UInt8] {
+        try open(message, seed: seed(of: message, with: key, sessions: sessions))
+    }
+
+    /// The fingerprints of the keys the message's seed (or session key) is wrapped for.
+    public static func recipientKeys(of message: Weft.V1.EncryptedViewMessage) -> [String] {
+        (message.sessionSealedSeed?.wrappedSessionKeys ?? message.wrappedSeeds).map(\.recipientKey)
     }
 
     /// The plaintext view, given its seed (e.g. a subview's, derived from its

@@ -28,14 +28,21 @@ public struct ParticipantConfiguration: Sendable {
     /// … or once this long has passed since it was last stored (also while the stream is idle).
     /// Default 1 s.
     public var cursorStoreInterval: Duration
+    /// How long this participant seals the seeds of views for one set of recipient
+    /// participants under the same session key, wrapped for each recipient once
+    /// (docs/crypto.md §6.1): two public-key operations per recipient and view saved, against a
+    /// leaked session key opening every view sealed under it in that time. `.zero` wraps every
+    /// view's seed for each recipient. Default 10 s (Canton's). Received views are read either way.
+    public var viewSessionKeyLifetime: Duration
 
     public init(
         maxSequencingDelayMicros: Int64 = 60_000_000, defaultDeduplicationPeriodMicros: Int64 = 600_000_000,
         reconnectDelay: Duration = .milliseconds(250), cursorStoreEventsMax: Int = 256,
-        cursorStoreInterval: Duration = .seconds(1)
+        cursorStoreInterval: Duration = .seconds(1), viewSessionKeyLifetime: Duration = OutgoingSessionKeys.defaultLifetime
     ) {
         precondition(maxSequencingDelayMicros > 0 && defaultDeduplicationPeriodMicros >= 0 && reconnectDelay >= .zero)
-        precondition(cursorStoreEventsMax > 0 && cursorStoreInterval >= .zero)
+        precondition(cursorStoreEventsMax > 0 && cursorStoreInterval >= .zero && viewSessionKeyLifetime >= .zero)
+        self.viewSessionKeyLifetime = viewSessionKeyLifetime
         self.maxSequencingDelayMicros = maxSequencingDelayMicros
         self.defaultDeduplicationPeriodMicros = defaultDeduplicationPeriodMicros
         self.reconnectDelay = reconnectDelay
@@ -61,6 +68,10 @@ public actor ParticipantNode {
     public nonisolated let identity: ParticipantIdentity
     public nonisolated let domain: UniqueIdentifier
     public nonisolated let store: ParticipantStore
+    /// Session keys of the views this participant sends (nil: none, every seed wrapped) and of
+    /// the views it receives (docs/crypto.md §6.1).
+    nonisolated let outgoingSessionKeys: OutgoingSessionKeys?
+    nonisolated let incomingSessionKeys = IncomingSessionKeys()
     let topology: any ParticipantTopology
     let connection: SequencerConnection
     let configuration: ParticipantConfiguration
@@ -170,6 +181,8 @@ public actor ParticipantNode {
         self.topology = topology
         self.connection = connection
         self.configuration = configuration
+        outgoingSessionKeys =
+            configuration.viewSessionKeyLifetime > .zero ? OutgoingSessionKeys(lifetime: configuration.viewSessionKeyLifetime) : nil
         self.logger = logger
         cursor = loaded.cursor
         storedCursor = loaded.cursor
@@ -613,7 +626,7 @@ public actor ParticipantNode {
         } catch {
             throw ParticipantError.views(error)
         }
-        let batch = try RequestBuilder(identity: identity, snapshot: snapshot, domain: domain)
+        let batch = try RequestBuilder(identity: identity, snapshot: snapshot, domain: domain, sessions: outgoingSessionKeys)
             .batch(views, mediator: mediator)
         return PreparedSubmission(
             command: command, submissionID: submissionID, messageID: "request-\(submissionID)", views: views,
@@ -1042,7 +1055,7 @@ public actor ParticipantNode {
         let state = ConflictState(active: active, known: known, locks: locks, pendingCreates: pendingCreates)
         let validator = RequestValidator(
             identity: identity, domain: domain, snapshot: snapshot, interpreter: interpreter,
-            packages: Set(packageSources.keys), state: state)
+            packages: Set(packageSources.keys), state: state, sessions: incomingSessionKeys)
         let result = validator.validate(request)
         guard let rootHash = result.rootHash, !result.viewTrees.isEmpty || !result.responses.isEmpty else {
             logger.warning(

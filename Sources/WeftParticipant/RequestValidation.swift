@@ -74,6 +74,8 @@ struct RequestValidator {
     let interpreter: Interpreter
     let packages: Set<PackageID>
     let state: ConflictState
+    /// Session keys unwrapped for earlier views (docs/crypto.md §6.1).
+    let sessions: IncomingSessionKeys
 
     private struct Decoded {
         let received: ReceivedView
@@ -85,7 +87,7 @@ struct RequestValidator {
         var decodeFailure: LocalDecision?
         for message in request.encryptedViews {
             do {
-                let plaintext = try ViewEncryption.open(message, with: identity.encryptionKey)
+                let plaintext = try ViewEncryption.open(message, with: identity.encryptionKey, sessions: sessions)
                 let tree = try Weft.V1.ViewTree(serializedBytes: plaintext)
                 let received = try ReceivedView(tree)
                 guard received.view.hash.bytes == message.viewHash else {

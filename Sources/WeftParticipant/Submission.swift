@@ -27,6 +27,9 @@ struct RequestBuilder {
     let identity: ParticipantIdentity
     let snapshot: TopologySnapshot
     let domain: UniqueIdentifier
+    /// Where the seeds of the views go under session keys; nil wraps each view's seed for each
+    /// recipient (docs/crypto.md §6.1).
+    let sessions: OutgoingSessionKeys?
 
     /// The participants hosting any of `parties` (any permission): who must see a view of them.
     func hostingParticipants(_ parties: [Party]) -> Set<UniqueIdentifier> {
@@ -66,8 +69,13 @@ struct RequestBuilder {
                 keys += participantKeys
             }
             let plaintext = try views.viewTree(index).serializedBytes()
-            var (message, _) = try ViewEncryption.seal(
-                plaintext, viewHash: PurposeHash(purpose: .transactionView, digest: view.hash.bytes), recipients: keys)
+            let viewHash = try PurposeHash(purpose: .transactionView, digest: view.hash.bytes)
+            var (message, _) =
+                if let sessions {
+                    try ViewEncryption.seal(plaintext, viewHash: viewHash, recipients: keys, sessions: sessions)
+                } else {
+                    try ViewEncryption.seal(plaintext, viewHash: viewHash, recipients: keys)
+                }
             message.domain = domain.description
             message.viewType = .transaction
             message.submittingParticipantSignature = signature

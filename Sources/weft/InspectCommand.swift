@@ -301,7 +301,7 @@ struct EnvelopeReport {
             viewHash = Self.hex(view.viewHash, limit: .max)
             ciphertextBytes = view.ciphertext.count
             ciphertextPreview = Self.hex(view.ciphertext)
-            wrappedFor = view.wrappedSeeds.map(\.recipientKey)
+            wrappedFor = ViewEncryption.recipientKeys(of: view)
             if let key {
                 let fingerprint = key.publicKey.fingerprint.description
                 addressedToKey = wrappedFor.contains(fingerprint)

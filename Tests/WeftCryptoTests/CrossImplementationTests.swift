@@ -66,6 +66,26 @@ import WeftWire
         // Nor does the view open for a key it was not wrapped for.
         #expect(throws: CryptoError.decryptionFailed) { try ViewEncryption.open(message, with: cases.pythonRecipient) }
 
+        // (e) Weft opens the view Python sealed with its seed under a session key.
+        let pythonSession = try dictionary(python["session"], "python.session")
+        var inSession = Weft.V1.EncryptedViewMessage()
+        inSession.viewHash = message.viewHash
+        inSession.ciphertext = try bytes(pythonSession["ciphertext"], "python.session.ciphertext")
+        inSession.sessionSealedSeed = .init(
+            wrappedSessionKeys: try array(pythonSession["wrapped"], "python.session.wrapped").map { wrapped in
+                Weft.V1.WrappedKey(
+                    scheme: .init(rawValue: Int32(try integer(wrapped["scheme"], "wrapped.scheme"))),
+                    recipientKey: try string(wrapped["recipient_key"], "wrapped.recipient_key"),
+                    ephemeralPublicKey: try bytes(wrapped["ephemeral_public_key"], "wrapped.ephemeral_public_key"),
+                    ciphertext: try bytes(wrapped["ciphertext"], "wrapped.ciphertext"))
+            },
+            sealedSeed: try bytes(pythonSession["sealed_seed"], "python.session.sealed_seed"))
+        #expect(inSession.sessionSealedSeed?.sealedSeed.count == 12 + 32 + 16)
+        #expect(try ViewEncryption.open(inSession, with: cases.weftRecipient, sessions: IncomingSessionKeys()) == cases.task.plaintext)
+        var sessionRebound = inSession
+        sessionRebound.viewHash[0] ^= 0x01
+        #expect(throws: CryptoError.decryptionFailed) { try ViewEncryption.open(sessionRebound, with: cases.weftRecipient) }
+
         // Weft verifies Python's signature over the purpose hash Weft builds itself.
         let publicKey = try SigningPublicKey(rawRepresentation: try bytes(python["public_key"], "python.public_key"))
         let signatureFields = try dictionary(python["signature"], "python.signature")
@@ -102,10 +122,13 @@ import WeftWire
         var views = input["views"] as! [[String: Any]]
         views[0]["view_hash"] = Cases.flipHexBit(views[0]["view_hash"] as! String, at: 0)
         views[1]["ciphertext"] = Cases.flipHexBit(views[1]["ciphertext"] as! String, at: 30)
+        var session = views[2]["session"] as! [String: Any]
+        session["sealed_seed"] = Cases.flipHexBit(session["sealed_seed"] as! String, at: 40)
+        views[2]["session"] = session
         input["views"] = views
         let run = try runPython(input)
         #expect(run.status == 1, "python output:\n\(run.output)")
-        #expect(run.output.contains("crypto interop: \(cases.checkCount - 4) passed, 4 failed"), "python output:\n\(run.output)")
+        #expect(run.output.contains("crypto interop: \(cases.checkCount - 5) passed, 5 failed"), "python output:\n\(run.output)")
     }
 }
 
@@ -184,29 +207,41 @@ private struct Cases {
         try addSignature(signer2, rootHash, [root], 16)
         purposeHashes = hashes
 
-        // (c) Views: one for two recipients (Python holds the second key), one empty.
+        // (c) Views: one for two recipients (Python holds the second key), one empty, and two
+        // whose seeds are sealed under one session key (docs/crypto.md §6.1).
         var viewCases: [[String: Any]] = []
-        for (plaintext, recipients) in [
-            (randomBytes(300), [weftRecipient.publicKey, pythonRecipient.publicKey]),
-            ([UInt8](), [pythonRecipient.publicKey]),
+        let sessions = OutgoingSessionKeys()
+        for (plaintext, recipients, inSession) in [
+            (randomBytes(300), [weftRecipient.publicKey, pythonRecipient.publicKey], false),
+            ([UInt8](), [pythonRecipient.publicKey], false),
+            (randomBytes(120), [weftRecipient.publicKey, pythonRecipient.publicKey], true),
+            (randomBytes(80), [weftRecipient.publicKey, pythonRecipient.publicKey], true),
         ] {
-            let seed = try ViewSeed.random()
             let viewHash = try PurposeHash(purpose: .transactionView, digest: randomBytes(32))
-            let message = try ViewEncryption.seal(plaintext, viewHash: viewHash, seed: seed, recipients: recipients)
-            seeds.append(seed)
+            let message: Weft.V1.EncryptedViewMessage
+            if inSession {
+                let sealed = try ViewEncryption.seal(plaintext, viewHash: viewHash, recipients: recipients, sessions: sessions)
+                message = sealed.message
+                seeds.append(sealed.seed)
+            } else {
+                let seed = try ViewSeed.random()
+                message = try ViewEncryption.seal(plaintext, viewHash: viewHash, seed: seed, recipients: recipients)
+                seeds.append(seed)
+            }
             plaintexts.append(plaintext)
-            viewCases.append([
+            var viewCase: [String: Any] = [
                 "recipient_private_key": hexString(try pythonRecipient.rawRepresentation),
                 "view_hash": hexString(message.viewHash), "ciphertext": hexString(message.ciphertext),
-                "wrapped": message.wrappedSeeds.map { wrapped -> [String: Any] in
-                    [
-                        "scheme": Int(wrapped.scheme.rawValue), "recipient_key": wrapped.recipientKey,
-                        "ephemeral_public_key": hexString(wrapped.ephemeralPublicKey), "ciphertext": hexString(wrapped.ciphertext),
-                    ]
-                },
                 "plaintext": hexString(plaintext),
-            ])
+            ]
+            if let session = message.sessionSealedSeed {
+                viewCase["session"] = ["wrapped": Self.json(session.wrappedSessionKeys), "sealed_seed": hexString(session.sealedSeed)]
+            } else {
+                viewCase["wrapped"] = Self.json(message.wrappedSeeds)
+            }
+            viewCases.append(viewCase)
         }
+        #expect(sessions.generated == 1)
 
         // (d) What Python makes for Weft.
         task = Task(
@@ -220,6 +255,15 @@ private struct Cases {
                 "purpose": Int(task.purpose.rawValue), "fields": task.fieldsHex,
             ] as [String: Any],
         ]
+    }
+
+    static func json(_ wrapped: [Weft.V1.WrappedKey]) -> [[String: Any]] {
+        wrapped.map {
+            [
+                "scheme": Int($0.scheme.rawValue), "recipient_key": $0.recipientKey,
+                "ephemeral_public_key": hexString($0.ephemeralPublicKey), "ciphertext": hexString($0.ciphertext),
+            ]
+        }
     }
 
     /// `hex` with bit 0 of the digit at `index` flipped (still lower-case hex).

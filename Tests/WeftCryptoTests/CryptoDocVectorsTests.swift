@@ -37,7 +37,7 @@ import WeftWire
 
     @Test func documentVectorsHoldForWeft() throws {
         let v = try vectors()
-        #expect(v.count == 20)
+        #expect(v.count == 27)
         #expect(PurposeHasher.hash(.merkleTreeNode, Array("ab".utf8), Array("c".utf8)).digest == v["purpose-hash"])
 
         let signing = try SigningPrivateKey(rawRepresentation: try #require(v["ed25519-private"]))
@@ -69,5 +69,20 @@ import WeftWire
         #expect(try ECIES.unwrap(wrapped, with: x25519) == seed.bytes)
         // The intermediate key and nonce: the seed encrypted with them is the wrapped seed.
         #expect(try AES256GCM.seal(seed.bytes, key: try #require(v["wrap-key"]), nonce: try #require(v["wrap-nonce"]), associatedData: []) == v["wrapped-seed"])
+
+        // §6.1: the seed sealed under a session key.
+        let randomness = try #require(v["session-randomness"])
+        #expect(try HKDF.sha256(key: randomness, salt: [], info: Array("weft/session-key/v1".utf8), outputBytes: 32) == v["session-key"])
+        let sessionEphemeral = try EncryptionPrivateKey(rawRepresentation: try #require(v["session-ephemeral-private"]))
+        #expect(sessionEphemeral.publicKey.rawRepresentation == v["session-ephemeral-public"])
+        let wrappedSession = Weft.V1.WrappedKey(
+            scheme: .eciesX25519HkdfSha256Aes256Gcm, recipientKey: x25519.publicKey.fingerprint.description,
+            ephemeralPublicKey: try #require(v["session-ephemeral-public"]), ciphertext: try #require(v["wrapped-session-key"]))
+        let session = try SessionKey(randomness: randomness, wrapped: [wrappedSession])
+        #expect(try session.seal(seed, viewHash: try #require(v["view-hash"]), nonce: try #require(v["seed-nonce"])) == v["sealed-seed"])
+        var inSession = message
+        inSession.sessionSealedSeed = .init(wrappedSessionKeys: [wrappedSession], sealedSeed: try #require(v["sealed-seed"]))
+        #expect(try ViewEncryption.seed(of: inSession, with: x25519) == seed)
+        #expect(try ViewEncryption.open(inSession, with: x25519, sessions: IncomingSessionKeys()) == v["view-plaintext"])
     }
 }

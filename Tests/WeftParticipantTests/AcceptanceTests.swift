@@ -213,6 +213,8 @@ extension OnARealDomain {
                     let index = try #require(views.views.firstIndex { $0.hash.bytes == message.viewHash })
                     let position = views.views[index].position
                     #expect(Set(envelope.recipients) == Set(mustSee[index].map { members[$0] }), "view \(position)")
+                    // The seed travels under the submitter's session key (docs/crypto.md §6.1).
+                    #expect(message.wrappedSeeds.isEmpty && message.sessionSealedSeed != nil, "view \(position)")
                     for (participant, member) in domain.members.enumerated() {
                         let opened = (try? ViewEncryption.open(message, with: member.encryptionKey)) != nil
                         #expect(

@@ -64,7 +64,7 @@ import WeftWire
                 participant: ParticipantMetadata(
                     ledgerTime: ledgerTime ?? time.microsSinceEpoch, submissionTime: time.microsSinceEpoch)),
             packages: [package])
-        let batch = try RequestBuilder(identity: identity(1), snapshot: snapshot, domain: domain.domain)
+        let batch = try RequestBuilder(identity: identity(1), snapshot: snapshot, domain: domain.domain, sessions: OutgoingSessionKeys())
             .batch(views, mediator: domain.mediatorMember)
         var request = ReceivedRequest(timestamp: time)
         for envelope in batch.envelopes where envelope.recipients.contains(members[receiver].member.description) {
@@ -82,7 +82,7 @@ import WeftWire
             identity: identity(index), domain: domain.domain, snapshot: snapshot,
             interpreter: Interpreter(packages: packages),
             packages: Set(packages.map(\.id)),
-            state: ConflictState(active: [:], known: [], locks: [:], pendingCreates: [:]))
+            state: ConflictState(active: [:], known: [], locks: [:], pendingCreates: [:]), sessions: IncomingSessionKeys())
     }
 
     @Test func aParticipantWithThePackageApprovesAndOneWithoutRejectsSayingWhich() throws {
@@ -167,8 +167,8 @@ import WeftWire
         let again = RequestValidator(
             identity: identity(0), domain: domain.domain, snapshot: snapshot,
             interpreter: Interpreter(packages: [package]),
-            packages: [package.id], state: ConflictState(active: [:], known: [created], locks: [:], pendingCreates: [:])
-        )
+            packages: [package.id], state: ConflictState(active: [:], known: [created], locks: [:], pendingCreates: [:]),
+            sessions: IncomingSessionKeys())
         let rejected = again.validate(request)
         #expect(rejected.decision.reasonID == RejectReason.Participant.createsExistingContracts)
         #expect(rejected.decision.resources == [created.description])

@@ -4,7 +4,8 @@ docs/crypto.md alone (no Weft code), to check that the document is enough to
 interoperate.
 
 Library: purpose hash (§2), fingerprints (§3), Ed25519 signatures over a
-purpose hash (§4), view seal/open and subview seeds (§5), ECIES seed wrap (§6).
+purpose hash (§4), view seal/open and subview seeds (§5), ECIES seed wrap (§6),
+seeds sealed under a session key (§6.1).
 
 CLI, used by Tests/WeftCryptoTests/CrossImplementationTests.swift:
 
@@ -37,6 +38,7 @@ KEY_WRAP_ECIES = 1
 VIEW_KEY_INFO = b"weft/view-key/v1"
 SUBVIEW_SEED_INFO = b"weft/subview-seed/v1"
 ECIES_INFO = b"weft/ecies-wrap/v1"
+SESSION_KEY_INFO = b"weft/session-key/v1"
 NONCE_BYTES = 12
 TAG_BYTES = 16
 SEED_BYTES = 32
@@ -161,9 +163,9 @@ def _ecies_key_nonce(shared, ephemeral_public, recipient_public):
     return okm[:32], okm[32:44]
 
 
-def wrap(secret, recipient_public):
+def wrap(secret, recipient_public, ephemeral=None):
     """A weft.v1.WrappedKey as a dict, for a recipient's raw X25519 public key."""
-    ephemeral = X25519PrivateKey.generate()
+    ephemeral = X25519PrivateKey.generate() if ephemeral is None else ephemeral
     ephemeral_public = raw_public(ephemeral)
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient_public))
     key, nonce = _ecies_key_nonce(shared, ephemeral_public, recipient_public)
@@ -206,7 +208,59 @@ def seed_of(wrapped_seeds, recipient_private):
     raise ValueError(f"no seed wrapped for {mine}")
 
 
+# §6.1 ----------------------------------------------------------------------
+
+def session_key(session_randomness):
+    return hkdf_sha256(session_randomness, b"", SESSION_KEY_INFO, 32)
+
+
+def seal_seed(seed, view_hash, session_randomness, nonce=None):
+    """seed_nonce ‖ AES-256-GCM(session_key, seed_nonce, seed, aad=view_hash) ‖ tag."""
+    nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+    return nonce + AESGCM(session_key(session_randomness)).encrypt(nonce, seed, view_hash)
+
+
+def seed_of_session(session, view_hash, recipient_private):
+    """The seed a SessionSealedSeed (as a dict) holds for this recipient."""
+    randomness = seed_of(session["wrapped_session_keys"], recipient_private)
+    if len(randomness) != SEED_BYTES:
+        raise ValueError("a session key must be 32 bytes")
+    sealed = session["sealed_seed"]
+    if len(sealed) != NONCE_BYTES + SEED_BYTES + TAG_BYTES:
+        raise InvalidTag()
+    return AESGCM(session_key(randomness)).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], view_hash)
+
+
+def seal_view_in_session(view, view_hash, recipients_public):
+    """An EncryptedViewMessage's crypto fields with the seed sealed under a fresh session key."""
+    seed = os.urandom(SEED_BYTES)
+    randomness = os.urandom(SEED_BYTES)
+    return seed, {
+        "view_hash": view_hash,
+        "ciphertext": seal_view(view, view_hash, seed),
+        "session_sealed_seed": {
+            "wrapped_session_keys": [wrap(randomness, r) for r in recipients_public],
+            "sealed_seed": seal_seed(seed, view_hash, randomness),
+        },
+    }
+
+
 # CLI -------------------------------------------------------------------------
+
+def _wrapped_from_json(items):
+    return [{
+        "scheme": w.get("scheme", KEY_WRAP_ECIES), "recipient_key": w["recipient_key"],
+        "ephemeral_public_key": bytes.fromhex(w["ephemeral_public_key"]),
+        "ciphertext": bytes.fromhex(w["ciphertext"]),
+    } for w in items]
+
+
+def _wrapped_to_json(items):
+    return [{
+        "scheme": w["scheme"], "recipient_key": w["recipient_key"],
+        "ephemeral_public_key": w["ephemeral_public_key"].hex(), "ciphertext": w["ciphertext"].hex(),
+    } for w in items]
+
 
 def check(in_path, out_path):
     cases = json.load(open(in_path))
@@ -243,12 +297,14 @@ def check(in_path, out_path):
         result = {"ok": False}
         try:
             private = X25519PrivateKey.from_private_bytes(bytes.fromhex(case["recipient_private_key"]))
-            wrapped = [{
-                "scheme": w.get("scheme", KEY_WRAP_ECIES), "recipient_key": w["recipient_key"],
-                "ephemeral_public_key": bytes.fromhex(w["ephemeral_public_key"]),
-                "ciphertext": bytes.fromhex(w["ciphertext"]),
-            } for w in case["wrapped"]]
-            seed = seed_of(wrapped, private)
+            if "session" in case:
+                session = {
+                    "wrapped_session_keys": _wrapped_from_json(case["session"]["wrapped"]),
+                    "sealed_seed": bytes.fromhex(case["session"]["sealed_seed"]),
+                }
+                seed = seed_of_session(session, bytes.fromhex(case["view_hash"]), private)
+            else:
+                seed = seed_of(_wrapped_from_json(case["wrapped"]), private)
             plaintext = open_view(bytes.fromhex(case["ciphertext"]), bytes.fromhex(case["view_hash"]), seed)
             result["plaintext"] = plaintext.hex()
             result["subview_seed_1"] = subview_seed(seed, 1).hex()
@@ -268,14 +324,18 @@ def check(in_path, out_path):
         out["python"] = {
             "view_hash": view_hash.hex(),
             "ciphertext": sealed["ciphertext"].hex(),
-            "wrapped": [{
-                "scheme": w["scheme"], "recipient_key": w["recipient_key"],
-                "ephemeral_public_key": w["ephemeral_public_key"].hex(), "ciphertext": w["ciphertext"].hex(),
-            } for w in sealed["wrapped_seeds"]],
+            "wrapped": _wrapped_to_json(sealed["wrapped_seeds"]),
             "signature": {"scheme": signature["scheme"], "signed_by": signature["signed_by"],
                           "signature": signature["signature"].hex()},
             "public_key": public.hex(),
             "fingerprint": fingerprint(SCHEME_ED25519, public),
+        }
+        _, in_session = seal_view_in_session(
+            bytes.fromhex(task["plaintext"]), view_hash, [bytes.fromhex(task["recipient_public_key"])])
+        out["python"]["session"] = {
+            "ciphertext": in_session["ciphertext"].hex(),
+            "wrapped": _wrapped_to_json(in_session["session_sealed_seed"]["wrapped_session_keys"]),
+            "sealed_seed": in_session["session_sealed_seed"]["sealed_seed"].hex(),
         }
 
     out["passed"], out["failed"] = passed, failed

@@ -166,6 +166,7 @@ extension Weft.V1 {
         Weft.V1.RootHashMessage.self,
         Weft.V1.ViewTree.self,
         Weft.V1.EncryptedViewMessage.self,
+        Weft.V1.SessionSealedSeed.self,
         Weft.V1.LocalApprove.self,
         Weft.V1.LocalReject.self,
         Weft.V1.LocalVerdict.self,
@@ -387,6 +388,7 @@ let wireShapes: [[WireScan.FieldShape]] = [
     [],  // weft.v1.RootHashMessage
     [.skip, .message(152)],  // weft.v1.ViewTree
     [],  // weft.v1.EncryptedViewMessage
+    [],  // weft.v1.SessionSealedSeed
     [],  // weft.v1.LocalApprove
     [],  // weft.v1.LocalReject
     [],  // weft.v1.LocalVerdict

@@ -561,8 +561,8 @@ extension Weft.V1 {
         }
     }
 
-    /// A secret (a view's random seed) encrypted for one recipient's encryption
-    /// key.
+    /// A secret (a view's random seed, or a session key's random bytes)
+    /// encrypted for one recipient's encryption key.
     public struct WrappedKey: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.WrappedKey"
 

@@ -840,6 +840,7 @@ extension Weft.V1.EncryptedViewMessage: JSONMessage {
         if !self.domain.isEmpty { __o.append("domain", JSONWrite.string(self.domain)) }
         if self.viewType.rawValue != 0 { __o.append("viewType", JSONWrite.enumeration(self.viewType)) }
         if let __v = self.submittingParticipantSignature { __o.append("submittingParticipantSignature", __v.jsonValue()) }
+        if let __v = self.sessionSealedSeed { __o.append("sessionSealedSeed", __v.jsonValue()) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -868,7 +869,39 @@ extension Weft.V1.EncryptedViewMessage: JSONMessage {
             case "submittingParticipantSignature", "submitting_participant_signature":
                 try __fields.insert(6, __m.key)
                 if __m.value != .null { self.submittingParticipantSignature = try JSONRead.message(__m.value, __p) as Weft.V1.Signature }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6])
+            case "sessionSealedSeed", "session_sealed_seed":
+                try __fields.insert(7, __m.key)
+                if __m.value != .null { self.sessionSealedSeed = try JSONRead.message(__m.value, __p) as Weft.V1.SessionSealedSeed }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
+            default:
+                throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
+            }
+        }
+    }
+}
+
+extension Weft.V1.SessionSealedSeed: JSONMessage {
+    public func jsonValue() -> JSONValue {
+        var __o = JSONObjectBuilder()
+        if !self.wrappedSessionKeys.isEmpty { __o.append("wrappedSessionKeys", .array(self.wrappedSessionKeys.map { $0.jsonValue() })) }
+        if !self.sealedSeed.isEmpty { __o.append("sealedSeed", JSONWrite.bytes(self.sealedSeed)) }
+        __o.appendUnknown(self.unknownFields)
+        return __o.value
+    }
+
+    public init(jsonValue: JSONValue, path: String) throws(JSONMappingError) {
+        self.init()
+        var __fields = JSONFieldSet(message: Self.protoMessageName, path: path)
+        for __m in try JSONRead.members(jsonValue, message: Self.protoMessageName, path: path) {
+            let __p = path + "." + __m.key
+            switch __m.key {
+            case "wrappedSessionKeys", "wrapped_session_keys":
+                try __fields.insert(1, __m.key)
+                self.wrappedSessionKeys = try JSONRead.repeated(__m.value, __p) { (__e, __ep) throws(JSONMappingError) in try JSONRead.message(__e, __ep) as Weft.V1.WrappedKey }
+            case "sealedSeed", "sealed_seed":
+                try __fields.insert(2, __m.key)
+                self.sealedSeed = try JSONRead.bytes(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

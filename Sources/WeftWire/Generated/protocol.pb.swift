@@ -3225,7 +3225,9 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().ciphertext }
         }
 
-        /// The view's seed, wrapped for each recipient participant's key.
+        /// The view's seed, wrapped for each recipient participant's key. Empty
+        /// when `session_sealed_seed` is set: exactly one of the two carries the
+        /// seed.
         public var wrappedSeeds: [Weft.V1.WrappedKey] {
             get { _storage.read.wrappedSeeds }
             set { _uniqueStorage().wrappedSeeds = newValue }
@@ -3253,6 +3255,15 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().submittingParticipantSignature }
         }
 
+        /// The view's seed sealed under a session key that the sender shares with
+        /// the same recipient participants for several views (docs/crypto.md §6.1).
+        /// Set instead of `wrapped_seeds`.
+        public var sessionSealedSeed: Weft.V1.SessionSealedSeed? {
+            get { _storage.read.sessionSealedSeed }
+            set { _uniqueStorage().sessionSealedSeed = newValue }
+            _modify { yield &_uniqueStorage().sessionSealedSeed }
+        }
+
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
             get { _storage.read.unknownFields }
@@ -3271,6 +3282,7 @@ extension Weft.V1 {
             var domain: String = ""
             var viewType: Weft.V1.ViewType = .unspecified
             var submittingParticipantSignature: Weft.V1.Signature? = nil
+            var sessionSealedSeed: Weft.V1.SessionSealedSeed? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
             /// Changed only by `StoragePool`, while nothing else references the storage.
@@ -3288,6 +3300,7 @@ extension Weft.V1 {
                     domain = ""
                     viewType = .unspecified
                     submittingParticipantSignature = nil
+                    sessionSealedSeed = nil
                     unknownFields = UnknownFields()
                 }
                 _source?.release()
@@ -3302,6 +3315,7 @@ extension Weft.V1 {
                 domain = o.domain
                 viewType = o.viewType
                 submittingParticipantSignature = o.submittingParticipantSignature
+                sessionSealedSeed = o.sessionSealedSeed
                 unknownFields = o.unknownFields
                 _source = nil
                 _fields = LazyFields()
@@ -3331,6 +3345,7 @@ extension Weft.V1 {
         && l.domain == r.domain
         && l.viewType == r.viewType
         && l.submittingParticipantSignature == r.submittingParticipantSignature
+        && l.sessionSealedSeed == r.sessionSealedSeed
         && l.unknownFields == r.unknownFields
         }
 
@@ -3342,13 +3357,14 @@ extension Weft.V1 {
             hasher.combine(s.domain)
             hasher.combine(s.viewType)
             hasher.combine(s.submittingParticipantSignature)
+            hasher.combine(s.sessionSealedSeed)
             hasher.combine(s.unknownFields)
         }
 
         /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
         public var customMirror: Mirror {
             let s = _storage.read
-            let children: [(label: String?, value: Any)] = [("viewHash", s.viewHash as Any), ("ciphertext", s.ciphertext as Any), ("wrappedSeeds", s.wrappedSeeds as Any), ("domain", s.domain as Any), ("viewType", s.viewType as Any), ("submittingParticipantSignature", s.submittingParticipantSignature as Any), ("unknownFields", s.unknownFields as Any)]
+            let children: [(label: String?, value: Any)] = [("viewHash", s.viewHash as Any), ("ciphertext", s.ciphertext as Any), ("wrappedSeeds", s.wrappedSeeds as Any), ("domain", s.domain as Any), ("viewType", s.viewType as Any), ("submittingParticipantSignature", s.submittingParticipantSignature as Any), ("sessionSealedSeed", s.sessionSealedSeed as Any), ("unknownFields", s.unknownFields as Any)]
             return Mirror(self, children: children, displayStyle: .struct)
         }
 
@@ -3356,7 +3372,7 @@ extension Weft.V1 {
         public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(viewHash: [UInt8] = [], ciphertext: [UInt8] = [], wrappedSeeds: [Weft.V1.WrappedKey] = [], domain: String = "", viewType: Weft.V1.ViewType = .unspecified, submittingParticipantSignature: Weft.V1.Signature? = nil) {
+        public init(viewHash: [UInt8] = [], ciphertext: [UInt8] = [], wrappedSeeds: [Weft.V1.WrappedKey] = [], domain: String = "", viewType: Weft.V1.ViewType = .unspecified, submittingParticipantSignature: Weft.V1.Signature? = nil, sessionSealedSeed: Weft.V1.SessionSealedSeed? = nil) {
             self.init()
             self.viewHash = viewHash
             self.ciphertext = ciphertext
@@ -3364,6 +3380,137 @@ extension Weft.V1 {
             self.domain = domain
             self.viewType = viewType
             self.submittingParticipantSignature = submittingParticipantSignature
+            self.sessionSealedSeed = sessionSealedSeed
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: UnsafeRawBufferPointer) throws(WireError) {
+            self = try Self.decodePooled(bytes)
+        }
+
+        /// Decodes a message from its protobuf encoding.
+        public init(serializedBytes bytes: [UInt8]) throws(WireError) {
+            self = try Self.decodePooled(bytes)
+        }
+
+        /// The protobuf encoding of this message.
+        public func serializedBytes() throws(WireError) -> [UInt8] {
+            try encode()
+        }
+    }
+
+    /// A view's seed sealed under a session key: a random secret the sender
+    /// wraps once for each recipient participant and then reuses, for a short
+    /// time, for every view with exactly those recipients. It saves one
+    /// public-key wrap per recipient and view, and the recipient's unwrap when it
+    /// keeps the session key (docs/crypto.md §6.1).
+    public struct SessionSealedSeed: WireMessage, CustomReflectable {
+        public static let protoMessageName = "weft.v1.SessionSealedSeed"
+
+        /// The session key's 32 random bytes, wrapped for each recipient
+        /// participant's key: the same bytes in every view of the session, so a
+        /// recipient can recognize a session key it has unwrapped before.
+        public var wrappedSessionKeys: [Weft.V1.WrappedKey] {
+            get { _storage.read.wrappedSessionKeys }
+            set { _uniqueStorage().wrappedSessionKeys = newValue }
+            _modify { yield &_uniqueStorage().wrappedSessionKeys }
+        }
+
+        /// `nonce ‖ AES-256-GCM(session key, nonce, seed, aad: view hash)`: a random
+        /// 12-byte nonce, then the 32-byte seed encrypted, then the 16-byte tag.
+        public var sealedSeed: [UInt8] {
+            get { _storage.read.sealedSeed }
+            set { _uniqueStorage().sealedSeed = newValue }
+            _modify { yield &_uniqueStorage().sealedSeed }
+        }
+
+        /// Fields read from the wire that this schema does not know.
+        public var unknownFields: UnknownFields {
+            get { _storage.read.unknownFields }
+            set { _uniqueStorage().unknownFields = newValue }
+            _modify { yield &_uniqueStorage().unknownFields }
+        }
+
+        /// Copy-on-write storage of the fields (see codegen's `isBoxed`). Mutated
+        /// only while uniquely referenced, and read from the C struct under
+        /// `LazyFields`'s lock, hence `@unchecked Sendable`.
+        final class _Storage: DecodedStorage, @unchecked Sendable {
+            typealias CStruct = Weft__V1__SessionSealedSeed
+            var wrappedSessionKeys: [Weft.V1.WrappedKey] = []
+            var sealedSeed: [UInt8] = []
+            var unknownFields: UnknownFields = UnknownFields()
+            /// The decoded C struct the fields come from; nil when built from values.
+            /// Changed only by `StoragePool`, while nothing else references the storage.
+            private(set) var _source: DecodedSource<Weft__V1__SessionSealedSeed>?
+            let _fields: LazyFields
+            static let defaultInstance = _Storage()
+            init() { _source = nil; _fields = LazyFields() }
+            init(decoded source: DecodedSource<Weft__V1__SessionSealedSeed>) { _source = source; _fields = LazyFields(pending: ()) }
+            deinit { _source?.release() }
+            func clearForReuse() {
+                if _fields.isReady {
+                    wrappedSessionKeys = []
+                    sealedSeed = []
+                    unknownFields = UnknownFields()
+                }
+                _source?.release()
+                _source = nil
+            }
+            func attach(_ source: DecodedSource<Weft__V1__SessionSealedSeed>) { _source = source; _fields.markPending() }
+            init(copying other: _Storage) {
+                let o = other.read
+                wrappedSessionKeys = o.wrappedSessionKeys
+                sealedSeed = o.sealedSeed
+                unknownFields = o.unknownFields
+                _source = nil
+                _fields = LazyFields()
+            }
+            /// This storage, its fields read from the C struct if they were not yet.
+            @inline(__always) var read: _Storage {
+                if !_fields.isReady { _fields.readOnce { SessionSealedSeed._readFields(into: self) } }
+                return self
+            }
+            /// The decoded C struct while no field has been read or written.
+            var unread: DecodedSource<Weft__V1__SessionSealedSeed>? { _fields.isReady ? nil : _source }
+        }
+
+        private var _storage: _Storage
+
+        private mutating func _uniqueStorage() -> _Storage {
+            if !isKnownUniquelyReferenced(&_storage) { _storage = _Storage(copying: _storage) }
+            return _storage.read
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool {
+            if lhs._storage === rhs._storage { return true }
+            let l = lhs._storage.read, r = rhs._storage.read
+            return l.wrappedSessionKeys == r.wrappedSessionKeys
+        && l.sealedSeed == r.sealedSeed
+        && l.unknownFields == r.unknownFields
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            let s = _storage.read
+            hasher.combine(s.wrappedSessionKeys)
+            hasher.combine(s.sealedSeed)
+            hasher.combine(s.unknownFields)
+        }
+
+        /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
+        public var customMirror: Mirror {
+            let s = _storage.read
+            let children: [(label: String?, value: Any)] = [("wrappedSessionKeys", s.wrappedSessionKeys as Any), ("sealedSeed", s.sealedSeed as Any), ("unknownFields", s.unknownFields as Any)]
+            return Mirror(self, children: children, displayStyle: .struct)
+        }
+
+        /// A message with every field at its default value.
+        public init() { _storage = _Storage.defaultInstance }
+
+        /// A message with the given field values; omitted fields keep their defaults.
+        public init(wrappedSessionKeys: [Weft.V1.WrappedKey] = [], sealedSeed: [UInt8] = []) {
+            self.init()
+            self.wrappedSessionKeys = wrappedSessionKeys
+            self.sealedSeed = sealedSeed
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -6980,6 +7127,7 @@ extension Weft.V1.EncryptedViewMessage: BoxedMessage {
         for index in 0..<c.n_wrapped_seeds { try Weft.V1.WrappedKey.validate(c.wrapped_seeds![index]!, byteCount: byteCount) }
         try CBridge.checkString(c.domain, Self.protoMessageName, 4)
         if let p = c.submitting_participant_signature { try Weft.V1.Signature.validate(p, byteCount: byteCount) }
+        if let p = c.session_sealed_seed { try Weft.V1.SessionSealedSeed.validate(p, byteCount: byteCount) }
         try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -7001,6 +7149,7 @@ extension Weft.V1.EncryptedViewMessage: BoxedMessage {
         s.domain = CBridge.string(c.domain)
         s.viewType = Weft.V1.ViewType(rawValue: Int32(truncatingIfNeeded: c.view_type.rawValue))
         if let p = c.submitting_participant_signature { s.submittingParticipantSignature = Weft.V1.Signature(decoded: p, in: tree) }
+        if let p = c.session_sealed_seed { s.sessionSealedSeed = Weft.V1.SessionSealedSeed(decoded: p, in: tree) }
         s.unknownFields = CBridge.unknownFields(c.base)
     }
 
@@ -7015,13 +7164,61 @@ extension Weft.V1.EncryptedViewMessage: BoxedMessage {
         c.pointee.domain = try CBridge.cString(s.domain, arena, "weft.v1.EncryptedViewMessage", 4)
         c.pointee.view_type = .init(rawValue: .init(truncatingIfNeeded: s.viewType.rawValue))
         if let v = s.submittingParticipantSignature { c.pointee.submitting_participant_signature = try Weft.V1.Signature.makeC(v, arena) }
+        if let v = s.sessionSealedSeed { c.pointee.session_sealed_seed = try Weft.V1.SessionSealedSeed.makeC(v, arena) }
+        CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
+    }
+}
+
+extension Weft.V1.SessionSealedSeed: BoxedMessage {
+    typealias CStruct = Weft__V1__SessionSealedSeed
+    static var shapeIndex: Int { 157 }
+    static var needsScan: Bool { false }
+    static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__session_sealed_seed__init(c) }
+    static func cUnpack(
+        _ allocator: UnsafeMutablePointer<ProtobufCAllocator>, _ count: Int, _ bytes: UnsafePointer<UInt8>
+    ) -> UnsafeMutablePointer<CStruct>? { weft__v1__session_sealed_seed__unpack(allocator, count, bytes) }
+    static func cPackedSize(_ c: UnsafePointer<CStruct>) -> Int { weft__v1__session_sealed_seed__get_packed_size(c) }
+    static func cPack(_ c: UnsafePointer<CStruct>, _ out: UnsafeMutablePointer<UInt8>) -> Int {
+        weft__v1__session_sealed_seed__pack(c, out)
+    }
+
+    static func validate(_ pointer: UnsafePointer<CStruct>, byteCount: Int) throws(WireError) {
+        let c = pointer.pointee
+        for index in 0..<c.n_wrapped_session_keys { try Weft.V1.WrappedKey.validate(c.wrapped_session_keys![index]!, byteCount: byteCount) }
+        try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
+    }
+
+    init(decoded pointer: UnsafePointer<CStruct>, in tree: DecodedTree) {
+        _storage = _Storage(decoded: DecodedSource(tree: tree, pointer: pointer))
+    }
+
+    typealias Storage = _Storage
+    init(storage: _Storage) { _storage = storage }
+
+    /// Reads the fields of a decoded message into its storage (once, under `LazyFields`).
+    static func _readFields(into s: _Storage) {
+        guard let source = s._source else { return }
+        let c = source.pointer.pointee
+        let tree = source.tree
+        s.wrappedSessionKeys = CBridge.array(c.wrapped_session_keys, c.n_wrapped_session_keys) { e in Weft.V1.WrappedKey(decoded: e!, in: tree) }
+        s.sealedSeed = CBridge.bytes(c.sealed_seed)
+        s.unknownFields = CBridge.unknownFields(c.base)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<CStruct>, _ arena: borrowing Arena) throws(WireError) {
+        // A decoded message nobody has read or changed is its C struct as it was unpacked.
+        if let source = _storage.unread { c.pointee = source.pointer.pointee; return }
+        let s = _storage
+        c.pointee.n_wrapped_session_keys = s.wrappedSessionKeys.count
+        c.pointee.wrapped_session_keys = try CBridge.cArray(CBridge.elements(s.wrappedSessionKeys), arena) { (e) throws(WireError) in Optional(try Weft.V1.WrappedKey.makeC(e, arena)) }
+        c.pointee.sealed_seed = CBridge.binary(s.sealedSeed)
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }
 
 extension Weft.V1.LocalApprove: CBackedMessage {
     typealias CStruct = Weft__V1__LocalApprove
-    static var shapeIndex: Int { 157 }
+    static var shapeIndex: Int { 158 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_approve__init(c) }
     static func cUnpack(
@@ -7056,7 +7253,7 @@ extension Weft.V1.LocalApprove: CBackedMessage {
 
 extension Weft.V1.LocalReject: BoxedMessage {
     typealias CStruct = Weft__V1__LocalReject
-    static var shapeIndex: Int { 158 }
+    static var shapeIndex: Int { 159 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_reject__init(c) }
     static func cUnpack(
@@ -7119,7 +7316,7 @@ extension Weft.V1.LocalReject: BoxedMessage {
 
 extension Weft.V1.LocalVerdict: BoxedMessage {
     typealias CStruct = Weft__V1__LocalVerdict
-    static var shapeIndex: Int { 159 }
+    static var shapeIndex: Int { 160 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__local_verdict__init(c) }
     static func cUnpack(
@@ -7179,7 +7376,7 @@ extension Weft.V1.LocalVerdict: BoxedMessage {
 
 extension Weft.V1.ConfirmationResponse: BoxedMessage {
     typealias CStruct = Weft__V1__ConfirmationResponse
-    static var shapeIndex: Int { 160 }
+    static var shapeIndex: Int { 161 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_response__init(c) }
     static func cUnpack(
@@ -7240,7 +7437,7 @@ extension Weft.V1.ConfirmationResponse: BoxedMessage {
 
 extension Weft.V1.MediatorReject: BoxedMessage {
     typealias CStruct = Weft__V1__MediatorReject
-    static var shapeIndex: Int { 161 }
+    static var shapeIndex: Int { 162 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__mediator_reject__init(c) }
     static func cUnpack(
@@ -7298,7 +7495,7 @@ extension Weft.V1.MediatorReject: BoxedMessage {
 
 extension Weft.V1.ParticipantRejects: BoxedMessage {
     typealias CStruct = Weft__V1__ParticipantRejects
-    static var shapeIndex: Int { 162 }
+    static var shapeIndex: Int { 163 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_rejects__init(c) }
     static func cUnpack(
@@ -7343,7 +7540,7 @@ extension Weft.V1.ParticipantRejects: BoxedMessage {
 
 extension Weft.V1.ParticipantReject: BoxedMessage {
     typealias CStruct = Weft__V1__ParticipantReject
-    static var shapeIndex: Int { 163 }
+    static var shapeIndex: Int { 164 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__participant_reject__init(c) }
     static func cUnpack(
@@ -7394,7 +7591,7 @@ extension Weft.V1.ParticipantReject: BoxedMessage {
 
 extension Weft.V1.Verdict: BoxedMessage {
     typealias CStruct = Weft__V1__Verdict
-    static var shapeIndex: Int { 164 }
+    static var shapeIndex: Int { 165 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__verdict__init(c) }
     static func cUnpack(
@@ -7459,7 +7656,7 @@ extension Weft.V1.Verdict: BoxedMessage {
 
 extension Weft.V1.ConfirmationResult: BoxedMessage {
     typealias CStruct = Weft__V1__ConfirmationResult
-    static var shapeIndex: Int { 165 }
+    static var shapeIndex: Int { 166 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__confirmation_result__init(c) }
     static func cUnpack(
@@ -7513,7 +7710,7 @@ extension Weft.V1.ConfirmationResult: BoxedMessage {
 
 extension Weft.V1.AcsCommitment: BoxedMessage {
     typealias CStruct = Weft__V1__AcsCommitment
-    static var shapeIndex: Int { 166 }
+    static var shapeIndex: Int { 167 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acs_commitment__init(c) }
     static func cUnpack(
@@ -7571,7 +7768,7 @@ extension Weft.V1.AcsCommitment: BoxedMessage {
 
 extension Weft.V1.SignedContent: BoxedMessage {
     typealias CStruct = Weft__V1__SignedContent
-    static var shapeIndex: Int { 167 }
+    static var shapeIndex: Int { 168 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_content__init(c) }
     static func cUnpack(
@@ -7636,7 +7833,7 @@ extension Weft.V1.SignedContent: BoxedMessage {
 
 extension Weft.V1.SignedProtocolMessage: BoxedMessage {
     typealias CStruct = Weft__V1__SignedProtocolMessage
-    static var shapeIndex: Int { 168 }
+    static var shapeIndex: Int { 169 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_protocol_message__init(c) }
     static func cUnpack(
@@ -7682,7 +7879,7 @@ extension Weft.V1.SignedProtocolMessage: BoxedMessage {
 
 extension Weft.V1.EnvelopeContent: BoxedMessage {
     typealias CStruct = Weft__V1__EnvelopeContent
-    static var shapeIndex: Int { 169 }
+    static var shapeIndex: Int { 170 }
     static var needsScan: Bool { true }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope_content__init(c) }
     static func cUnpack(
@@ -7777,7 +7974,7 @@ extension Weft.V1.EnvelopeContent: BoxedMessage {
 
 extension Weft.V1.CommitmentNarrowingRequest: BoxedMessage {
     typealias CStruct = Weft__V1__CommitmentNarrowingRequest
-    static var shapeIndex: Int { 170 }
+    static var shapeIndex: Int { 171 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_narrowing_request__init(c) }
     static func cUnpack(
@@ -7848,7 +8045,7 @@ extension Weft.V1.CommitmentNarrowingRequest: BoxedMessage {
 
 extension Weft.V1.SharedContractHash: BoxedMessage {
     typealias CStruct = Weft__V1__SharedContractHash
-    static var shapeIndex: Int { 171 }
+    static var shapeIndex: Int { 172 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__shared_contract_hash__init(c) }
     static func cUnpack(
@@ -7905,7 +8102,7 @@ extension Weft.V1.SharedContractHash: BoxedMessage {
 
 extension Weft.V1.StakeholderGroupHash: BoxedMessage {
     typealias CStruct = Weft__V1__StakeholderGroupHash
-    static var shapeIndex: Int { 172 }
+    static var shapeIndex: Int { 173 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__stakeholder_group_hash__init(c) }
     static func cUnpack(
@@ -7955,7 +8152,7 @@ extension Weft.V1.StakeholderGroupHash: BoxedMessage {
 
 extension Weft.V1.CommitmentNarrowingResponse: BoxedMessage {
     typealias CStruct = Weft__V1__CommitmentNarrowingResponse
-    static var shapeIndex: Int { 173 }
+    static var shapeIndex: Int { 174 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__commitment_narrowing_response__init(c) }
     static func cUnpack(

@@ -158,7 +158,7 @@ extension Weft.V1 {
 
 extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDescriptorSetRequest
-    static var shapeIndex: Int { 174 }
+    static var shapeIndex: Int { 175 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_descriptor_set_request__init(c) }
     static func cUnpack(
@@ -193,7 +193,7 @@ extension Weft.V1.GetDescriptorSetRequest: CBackedMessage {
 
 extension Weft.V1.GetDescriptorSetResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetDescriptorSetResponse
-    static var shapeIndex: Int { 175 }
+    static var shapeIndex: Int { 176 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_descriptor_set_response__init(c) }
     static func cUnpack(

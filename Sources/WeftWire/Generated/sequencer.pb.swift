@@ -2648,7 +2648,7 @@ extension Weft.V1 {
 
 extension Weft.V1.GetChallengeRequest: BoxedMessage {
     typealias CStruct = Weft__V1__GetChallengeRequest
-    static var shapeIndex: Int { 176 }
+    static var shapeIndex: Int { 177 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_challenge_request__init(c) }
     static func cUnpack(
@@ -2702,7 +2702,7 @@ extension Weft.V1.GetChallengeRequest: BoxedMessage {
 
 extension Weft.V1.GetChallengeResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetChallengeResponse
-    static var shapeIndex: Int { 177 }
+    static var shapeIndex: Int { 178 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_challenge_response__init(c) }
     static func cUnpack(
@@ -2752,7 +2752,7 @@ extension Weft.V1.GetChallengeResponse: BoxedMessage {
 
 extension Weft.V1.AuthenticateRequest: BoxedMessage {
     typealias CStruct = Weft__V1__AuthenticateRequest
-    static var shapeIndex: Int { 178 }
+    static var shapeIndex: Int { 179 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__authenticate_request__init(c) }
     static func cUnpack(
@@ -2801,7 +2801,7 @@ extension Weft.V1.AuthenticateRequest: BoxedMessage {
 
 extension Weft.V1.AuthenticateResponse: BoxedMessage {
     typealias CStruct = Weft__V1__AuthenticateResponse
-    static var shapeIndex: Int { 179 }
+    static var shapeIndex: Int { 180 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__authenticate_response__init(c) }
     static func cUnpack(
@@ -2847,7 +2847,7 @@ extension Weft.V1.AuthenticateResponse: BoxedMessage {
 
 extension Weft.V1.Envelope: BoxedMessage {
     typealias CStruct = Weft__V1__Envelope
-    static var shapeIndex: Int { 180 }
+    static var shapeIndex: Int { 181 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__envelope__init(c) }
     static func cUnpack(
@@ -2905,7 +2905,7 @@ extension Weft.V1.Envelope: BoxedMessage {
 
 extension Weft.V1.Batch: BoxedMessage {
     typealias CStruct = Weft__V1__Batch
-    static var shapeIndex: Int { 181 }
+    static var shapeIndex: Int { 182 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__batch__init(c) }
     static func cUnpack(
@@ -2950,7 +2950,7 @@ extension Weft.V1.Batch: BoxedMessage {
 
 extension Weft.V1.SubmissionRequest: BoxedMessage {
     typealias CStruct = Weft__V1__SubmissionRequest
-    static var shapeIndex: Int { 182 }
+    static var shapeIndex: Int { 183 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__submission_request__init(c) }
     static func cUnpack(
@@ -3009,7 +3009,7 @@ extension Weft.V1.SubmissionRequest: BoxedMessage {
 
 extension Weft.V1.SendRequest: BoxedMessage {
     typealias CStruct = Weft__V1__SendRequest
-    static var shapeIndex: Int { 183 }
+    static var shapeIndex: Int { 184 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__send_request__init(c) }
     static func cUnpack(
@@ -3055,7 +3055,7 @@ extension Weft.V1.SendRequest: BoxedMessage {
 
 extension Weft.V1.SendResponse: CBackedMessage {
     typealias CStruct = Weft__V1__SendResponse
-    static var shapeIndex: Int { 184 }
+    static var shapeIndex: Int { 185 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__send_response__init(c) }
     static func cUnpack(
@@ -3090,7 +3090,7 @@ extension Weft.V1.SendResponse: CBackedMessage {
 
 extension Weft.V1.SubscribeRequest: BoxedMessage {
     typealias CStruct = Weft__V1__SubscribeRequest
-    static var shapeIndex: Int { 185 }
+    static var shapeIndex: Int { 186 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__subscribe_request__init(c) }
     static func cUnpack(
@@ -3147,7 +3147,7 @@ extension Weft.V1.SubscribeRequest: BoxedMessage {
 
 extension Weft.V1.SubscribeResponse: BoxedMessage {
     typealias CStruct = Weft__V1__SubscribeResponse
-    static var shapeIndex: Int { 186 }
+    static var shapeIndex: Int { 187 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__subscribe_response__init(c) }
     static func cUnpack(
@@ -3191,7 +3191,7 @@ extension Weft.V1.SubscribeResponse: BoxedMessage {
 
 extension Weft.V1.Deliver: BoxedMessage {
     typealias CStruct = Weft__V1__Deliver
-    static var shapeIndex: Int { 187 }
+    static var shapeIndex: Int { 188 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__deliver__init(c) }
     static func cUnpack(
@@ -3244,7 +3244,7 @@ extension Weft.V1.Deliver: BoxedMessage {
 
 extension Weft.V1.DeliverError: BoxedMessage {
     typealias CStruct = Weft__V1__DeliverError
-    static var shapeIndex: Int { 188 }
+    static var shapeIndex: Int { 189 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__deliver_error__init(c) }
     static func cUnpack(
@@ -3291,7 +3291,7 @@ extension Weft.V1.DeliverError: BoxedMessage {
 
 extension Weft.V1.SequencedEvent: BoxedMessage {
     typealias CStruct = Weft__V1__SequencedEvent
-    static var shapeIndex: Int { 189 }
+    static var shapeIndex: Int { 190 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequenced_event__init(c) }
     static func cUnpack(
@@ -3362,7 +3362,7 @@ extension Weft.V1.SequencedEvent: BoxedMessage {
 
 extension Weft.V1.SignedSequencedEvent: BoxedMessage {
     typealias CStruct = Weft__V1__SignedSequencedEvent
-    static var shapeIndex: Int { 190 }
+    static var shapeIndex: Int { 191 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__signed_sequenced_event__init(c) }
     static func cUnpack(
@@ -3413,7 +3413,7 @@ extension Weft.V1.SignedSequencedEvent: BoxedMessage {
 
 extension Weft.V1.SequencedBlockProof: BoxedMessage {
     typealias CStruct = Weft__V1__SequencedBlockProof
-    static var shapeIndex: Int { 191 }
+    static var shapeIndex: Int { 192 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__sequenced_block_proof__init(c) }
     static func cUnpack(
@@ -3464,7 +3464,7 @@ extension Weft.V1.SequencedBlockProof: BoxedMessage {
 
 extension Weft.V1.AcknowledgeRequest: BoxedMessage {
     typealias CStruct = Weft__V1__AcknowledgeRequest
-    static var shapeIndex: Int { 192 }
+    static var shapeIndex: Int { 193 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_request__init(c) }
     static func cUnpack(
@@ -3511,7 +3511,7 @@ extension Weft.V1.AcknowledgeRequest: BoxedMessage {
 
 extension Weft.V1.AcknowledgeResponse: CBackedMessage {
     typealias CStruct = Weft__V1__AcknowledgeResponse
-    static var shapeIndex: Int { 193 }
+    static var shapeIndex: Int { 194 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__acknowledge_response__init(c) }
     static func cUnpack(
@@ -3546,7 +3546,7 @@ extension Weft.V1.AcknowledgeResponse: CBackedMessage {
 
 extension Weft.V1.OnboardRequest: BoxedMessage {
     typealias CStruct = Weft__V1__OnboardRequest
-    static var shapeIndex: Int { 194 }
+    static var shapeIndex: Int { 195 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_request__init(c) }
     static func cUnpack(
@@ -3594,7 +3594,7 @@ extension Weft.V1.OnboardRequest: BoxedMessage {
 
 extension Weft.V1.OnboardResponse: BoxedMessage {
     typealias CStruct = Weft__V1__OnboardResponse
-    static var shapeIndex: Int { 195 }
+    static var shapeIndex: Int { 196 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__onboard_response__init(c) }
     static func cUnpack(
@@ -3638,7 +3638,7 @@ extension Weft.V1.OnboardResponse: BoxedMessage {
 
 extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoRequest
-    static var shapeIndex: Int { 196 }
+    static var shapeIndex: Int { 197 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_request__init(c) }
     static func cUnpack(
@@ -3673,7 +3673,7 @@ extension Weft.V1.GetDomainInfoRequest: CBackedMessage {
 
 extension Weft.V1.GetDomainInfoResponse: BoxedMessage {
     typealias CStruct = Weft__V1__GetDomainInfoResponse
-    static var shapeIndex: Int { 197 }
+    static var shapeIndex: Int { 198 }
     static var needsScan: Bool { false }
     static func cInit(_ c: UnsafeMutablePointer<CStruct>) { weft__v1__get_domain_info_response__init(c) }
     static func cUnpack(

@@ -2456,6 +2456,22 @@ extension Weft.V1.EncryptedViewMessage {
         m.domain = "s\(4 * 100 + depth * 10 + variant + 1)-é✓"
         m.viewType = .transaction
         if !deep { m.submittingParticipantSignature = Weft.V1.Signature.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.sessionSealedSeed = Weft.V1.SessionSealedSeed.sample(variant: 0, depth: depth + 1) }
+        return m
+    }
+}
+
+extension Weft.V1.SessionSealedSeed {
+    /// Number of distinct samples (one per member of the largest oneof).
+    static var sampleVariants: Int { 1 }
+
+    /// A value with every field set to a non-default value.
+    static func sample(variant: Int, depth: Int) -> Self {
+        var m = Self()
+        let deep = depth >= 2
+        _ = deep
+        if !deep { m.wrappedSessionKeys = [Weft.V1.WrappedKey.sample(variant: 0, depth: depth + 1), Weft.V1.WrappedKey.sample(variant: 1, depth: depth + 1)] }
+        m.sealedSeed = [UInt8((2 * 100 + depth * 10 + variant + 1) % 256), UInt8(((2 * 100 + depth * 10 + variant + 1) / 256) % 256), 0, 255]
         return m
     }
 }
@@ -3265,6 +3281,7 @@ let allSamples: [(name: String, samples: [any WireMessage])] = [
     ("weft.v1.RootHashMessage", (0..<Weft.V1.RootHashMessage.sampleVariants).map { Weft.V1.RootHashMessage.sample(variant: $0, depth: 0) }),
     ("weft.v1.ViewTree", (0..<Weft.V1.ViewTree.sampleVariants).map { Weft.V1.ViewTree.sample(variant: $0, depth: 0) }),
     ("weft.v1.EncryptedViewMessage", (0..<Weft.V1.EncryptedViewMessage.sampleVariants).map { Weft.V1.EncryptedViewMessage.sample(variant: $0, depth: 0) }),
+    ("weft.v1.SessionSealedSeed", (0..<Weft.V1.SessionSealedSeed.sampleVariants).map { Weft.V1.SessionSealedSeed.sample(variant: $0, depth: 0) }),
     ("weft.v1.LocalApprove", (0..<Weft.V1.LocalApprove.sampleVariants).map { Weft.V1.LocalApprove.sample(variant: $0, depth: 0) }),
     ("weft.v1.LocalReject", (0..<Weft.V1.LocalReject.sampleVariants).map { Weft.V1.LocalReject.sample(variant: $0, depth: 0) }),
     ("weft.v1.LocalVerdict", (0..<Weft.V1.LocalVerdict.sampleVariants).map { Weft.V1.LocalVerdict.sample(variant: $0, depth: 0) }),

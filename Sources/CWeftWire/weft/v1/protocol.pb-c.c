@@ -1087,6 +1087,51 @@ void   weft__v1__encrypted_view_message__free_unpacked
   assert(message->base.descriptor == &weft__v1__encrypted_view_message__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   weft__v1__session_sealed_seed__init
+                     (Weft__V1__SessionSealedSeed         *message)
+{
+  static const Weft__V1__SessionSealedSeed init_value = WEFT__V1__SESSION_SEALED_SEED__INIT;
+  *message = init_value;
+}
+size_t weft__v1__session_sealed_seed__get_packed_size
+                     (const Weft__V1__SessionSealedSeed *message)
+{
+  assert(message->base.descriptor == &weft__v1__session_sealed_seed__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t weft__v1__session_sealed_seed__pack
+                     (const Weft__V1__SessionSealedSeed *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &weft__v1__session_sealed_seed__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t weft__v1__session_sealed_seed__pack_to_buffer
+                     (const Weft__V1__SessionSealedSeed *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &weft__v1__session_sealed_seed__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Weft__V1__SessionSealedSeed *
+       weft__v1__session_sealed_seed__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Weft__V1__SessionSealedSeed *)
+     protobuf_c_message_unpack (&weft__v1__session_sealed_seed__descriptor,
+                                allocator, len, data);
+}
+void   weft__v1__session_sealed_seed__free_unpacked
+                     (Weft__V1__SessionSealedSeed *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &weft__v1__session_sealed_seed__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   weft__v1__local_approve__init
                      (Weft__V1__LocalApprove         *message)
 {
@@ -3363,7 +3408,7 @@ const ProtobufCMessageDescriptor weft__v1__view_tree__descriptor =
   (ProtobufCMessageInit) weft__v1__view_tree__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__encrypted_view_message__field_descriptors[6] =
+static const ProtobufCFieldDescriptor weft__v1__encrypted_view_message__field_descriptors[7] =
 {
   {
     "view_hash",
@@ -3437,10 +3482,23 @@ static const ProtobufCFieldDescriptor weft__v1__encrypted_view_message__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "session_sealed_seed",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__EncryptedViewMessage, session_sealed_seed),
+    &weft__v1__session_sealed_seed__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__encrypted_view_message__field_indices_by_name[] = {
   1,   /* field[1] = ciphertext */
   3,   /* field[3] = domain */
+  6,   /* field[6] = session_sealed_seed */
   5,   /* field[5] = submitting_participant_signature */
   0,   /* field[0] = view_hash */
   4,   /* field[4] = view_type */
@@ -3449,7 +3507,7 @@ static const unsigned weft__v1__encrypted_view_message__field_indices_by_name[] 
 static const ProtobufCIntRange weft__v1__encrypted_view_message__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor weft__v1__encrypted_view_message__descriptor =
 {
@@ -3459,11 +3517,62 @@ const ProtobufCMessageDescriptor weft__v1__encrypted_view_message__descriptor =
   "Weft__V1__EncryptedViewMessage",
   "weft.v1",
   sizeof(Weft__V1__EncryptedViewMessage),
-  6,
+  7,
   weft__v1__encrypted_view_message__field_descriptors,
   weft__v1__encrypted_view_message__field_indices_by_name,
   1,  weft__v1__encrypted_view_message__number_ranges,
   (ProtobufCMessageInit) weft__v1__encrypted_view_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor weft__v1__session_sealed_seed__field_descriptors[2] =
+{
+  {
+    "wrapped_session_keys",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Weft__V1__SessionSealedSeed, n_wrapped_session_keys),
+    offsetof(Weft__V1__SessionSealedSeed, wrapped_session_keys),
+    &weft__v1__wrapped_key__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sealed_seed",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SessionSealedSeed, sealed_seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned weft__v1__session_sealed_seed__field_indices_by_name[] = {
+  1,   /* field[1] = sealed_seed */
+  0,   /* field[0] = wrapped_session_keys */
+};
+static const ProtobufCIntRange weft__v1__session_sealed_seed__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor weft__v1__session_sealed_seed__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "weft.v1.SessionSealedSeed",
+  "SessionSealedSeed",
+  "Weft__V1__SessionSealedSeed",
+  "weft.v1",
+  sizeof(Weft__V1__SessionSealedSeed),
+  2,
+  weft__v1__session_sealed_seed__field_descriptors,
+  weft__v1__session_sealed_seed__field_indices_by_name,
+  1,  weft__v1__session_sealed_seed__number_ranges,
+  (ProtobufCMessageInit) weft__v1__session_sealed_seed__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 #define weft__v1__local_approve__field_descriptors NULL

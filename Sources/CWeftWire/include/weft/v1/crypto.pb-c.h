@@ -258,8 +258,8 @@ struct  Weft__V1__Signature
 
 
 /*
- * A secret (a view's random seed) encrypted for one recipient's encryption
- * key.
+ * A secret (a view's random seed, or a session key's random bytes)
+ * encrypted for one recipient's encryption key.
  */
 struct  Weft__V1__WrappedKey
 {

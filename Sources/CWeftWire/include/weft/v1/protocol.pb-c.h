@@ -43,6 +43,7 @@ typedef struct Weft__V1__InformeeMessage Weft__V1__InformeeMessage;
 typedef struct Weft__V1__RootHashMessage Weft__V1__RootHashMessage;
 typedef struct Weft__V1__ViewTree Weft__V1__ViewTree;
 typedef struct Weft__V1__EncryptedViewMessage Weft__V1__EncryptedViewMessage;
+typedef struct Weft__V1__SessionSealedSeed Weft__V1__SessionSealedSeed;
 typedef struct Weft__V1__LocalApprove Weft__V1__LocalApprove;
 typedef struct Weft__V1__LocalReject Weft__V1__LocalReject;
 typedef struct Weft__V1__LocalVerdict Weft__V1__LocalVerdict;
@@ -768,7 +769,9 @@ struct  Weft__V1__EncryptedViewMessage
    */
   ProtobufCBinaryData ciphertext;
   /*
-   * The view's seed, wrapped for each recipient participant's key.
+   * The view's seed, wrapped for each recipient participant's key. Empty
+   * when `session_sealed_seed` is set: exactly one of the two carries the
+   * seed.
    */
   size_t n_wrapped_seeds;
   Weft__V1__WrappedKey **wrapped_seeds;
@@ -784,10 +787,44 @@ struct  Weft__V1__EncryptedViewMessage
    * Submitting participant's signature over the root hash.
    */
   Weft__V1__Signature *submitting_participant_signature;
+  /*
+   * The view's seed sealed under a session key that the sender shares with
+   * the same recipient participants for several views (docs/crypto.md §6.1).
+   * Set instead of `wrapped_seeds`.
+   */
+  Weft__V1__SessionSealedSeed *session_sealed_seed;
 };
 #define WEFT__V1__ENCRYPTED_VIEW_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__encrypted_view_message__descriptor) \
-    , {0,NULL}, {0,NULL}, 0,NULL, (char *)protobuf_c_empty_string, WEFT__V1__VIEW_TYPE__VIEW_TYPE_UNSPECIFIED, NULL }
+    , {0,NULL}, {0,NULL}, 0,NULL, (char *)protobuf_c_empty_string, WEFT__V1__VIEW_TYPE__VIEW_TYPE_UNSPECIFIED, NULL, NULL }
+
+
+/*
+ * A view's seed sealed under a session key: a random secret the sender
+ * wraps once for each recipient participant and then reuses, for a short
+ * time, for every view with exactly those recipients. It saves one
+ * public-key wrap per recipient and view, and the recipient's unwrap when it
+ * keeps the session key (docs/crypto.md §6.1).
+ */
+struct  Weft__V1__SessionSealedSeed
+{
+  ProtobufCMessage base;
+  /*
+   * The session key's 32 random bytes, wrapped for each recipient
+   * participant's key: the same bytes in every view of the session, so a
+   * recipient can recognize a session key it has unwrapped before.
+   */
+  size_t n_wrapped_session_keys;
+  Weft__V1__WrappedKey **wrapped_session_keys;
+  /*
+   * `nonce ‖ AES-256-GCM(session key, nonce, seed, aad: view hash)`: a random
+   * 12-byte nonce, then the 32-byte seed encrypted, then the 16-byte tag.
+   */
+  ProtobufCBinaryData sealed_seed;
+};
+#define WEFT__V1__SESSION_SEALED_SEED__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&weft__v1__session_sealed_seed__descriptor) \
+    , 0,NULL, {0,NULL} }
 
 
 /*
@@ -1773,6 +1810,25 @@ Weft__V1__EncryptedViewMessage *
 void   weft__v1__encrypted_view_message__free_unpacked
                      (Weft__V1__EncryptedViewMessage *message,
                       ProtobufCAllocator *allocator);
+/* Weft__V1__SessionSealedSeed methods */
+void   weft__v1__session_sealed_seed__init
+                     (Weft__V1__SessionSealedSeed         *message);
+size_t weft__v1__session_sealed_seed__get_packed_size
+                     (const Weft__V1__SessionSealedSeed   *message);
+size_t weft__v1__session_sealed_seed__pack
+                     (const Weft__V1__SessionSealedSeed   *message,
+                      uint8_t             *out);
+size_t weft__v1__session_sealed_seed__pack_to_buffer
+                     (const Weft__V1__SessionSealedSeed   *message,
+                      ProtobufCBuffer     *buffer);
+Weft__V1__SessionSealedSeed *
+       weft__v1__session_sealed_seed__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   weft__v1__session_sealed_seed__free_unpacked
+                     (Weft__V1__SessionSealedSeed *message,
+                      ProtobufCAllocator *allocator);
 /* Weft__V1__LocalApprove methods */
 void   weft__v1__local_approve__init
                      (Weft__V1__LocalApprove         *message);
@@ -2170,6 +2226,9 @@ typedef void (*Weft__V1__ViewTree_Closure)
 typedef void (*Weft__V1__EncryptedViewMessage_Closure)
                  (const Weft__V1__EncryptedViewMessage *message,
                   void *closure_data);
+typedef void (*Weft__V1__SessionSealedSeed_Closure)
+                 (const Weft__V1__SessionSealedSeed *message,
+                  void *closure_data);
 typedef void (*Weft__V1__LocalApprove_Closure)
                  (const Weft__V1__LocalApprove *message,
                   void *closure_data);
@@ -2253,6 +2312,7 @@ extern const ProtobufCMessageDescriptor weft__v1__informee_message__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__root_hash_message__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__view_tree__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__encrypted_view_message__descriptor;
+extern const ProtobufCMessageDescriptor weft__v1__session_sealed_seed__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__local_approve__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__local_reject__descriptor;
 extern const ProtobufCMessageDescriptor weft__v1__local_verdict__descriptor;
