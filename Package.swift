@@ -287,7 +287,7 @@ let package = Package(
             name: "WeftNodeTests",
             dependencies: [
                 "WeftNode", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTestSupport", "WeftSequencer", "WeftDomainManager", "WeftTopology",
-                "WeftStore", .product(name: "Logging", package: "swift-log"),
+                "WeftStore", "WeftParticipant", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -33,7 +33,7 @@ public struct SessionKey: Sendable {
     }
 
     /// A session key from its random bytes (for test vectors; senders use `generate`).
-    public init(randomness: [UInt8], wrapped: [Weft.V1.WrappedKey]) throws(CryptoError) {
+    init(randomness: [UInt8], wrapped: [Weft.V1.WrappedKey]) throws(CryptoError) {
         guard randomness.count == Self.randomBytes else {
             throw .invalidLength(what: "a session key", expected: Self.randomBytes, actual: randomness.count)
         }
@@ -49,7 +49,7 @@ public struct SessionKey: Sendable {
     }
 
     /// `seal` with a given nonce (for test vectors: a nonce must never repeat under one key).
-    public func seal(_ seed: ViewSeed, viewHash: [UInt8], nonce: [UInt8]) throws(CryptoError) -> [UInt8] {
+    func seal(_ seed: ViewSeed, viewHash: [UInt8], nonce: [UInt8]) throws(CryptoError) -> [UInt8] {
         nonce + (try AES256GCM.seal(seed.bytes, key: key, nonce: nonce, associatedData: viewHash))
     }
 
@@ -72,6 +72,9 @@ public struct SessionKey: Sendable {
 public final class OutgoingSessionKeys: Sendable {
     /// How long a sender uses one session key: Canton's default for its sender cache.
     public static let defaultLifetime: Duration = .seconds(10)
+    /// The longest lifetime allowed: even at 100,000 views a second, a session key then seals
+    /// fewer than 2³² seeds, the bound for random nonces under one AES-GCM key (docs/crypto.md §7).
+    public static let maximumLifetime: Duration = .seconds(3600)
 
     private struct Entry {
         let key: SessionKey
@@ -89,6 +92,7 @@ public final class OutgoingSessionKeys: Sendable {
         lifetime: Duration = OutgoingSessionKeys.defaultLifetime, capacity: Int = 256,
         now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
     ) {
+        precondition(lifetime <= Self.maximumLifetime, "a session key's lifetime is at most \(Self.maximumLifetime)")
         self.lifetime = lifetime
         self.capacity = max(1, capacity)
         self.now = now

@@ -22,6 +22,8 @@ final class ParticipantDaemon: Service {
     let keys: ParticipantKeys
     let id: UniqueIdentifier
     let access: NodeAccess
+    /// The participant core's settings from the node's section (`view-session-key-lifetime`).
+    let configuration: ParticipantConfiguration
     let logger: Logger
     let ready: @Sendable (String) -> Void
 
@@ -37,10 +39,24 @@ final class ParticipantDaemon: Service {
                 source: settings.section.source(of: "namespace-key") ?? .defaultValue)
         }
         access = try NodeAccess(settings, participantID: id.description)
+        configuration = try Self.configuration(settings)
         var logger = logger
         logger[metadataKey: "node"] = "\(settings.name)"
         self.logger = logger
         self.ready = ready
+    }
+
+    /// The participant core's settings in the node's section.
+    static func configuration(_ settings: NodeSettings) throws(ConfigurationError) -> ParticipantConfiguration {
+        let key = "view-session-key-lifetime"
+        let lifetime = try settings.section.duration(key, default: OutgoingSessionKeys.defaultLifetime)
+        guard lifetime <= OutgoingSessionKeys.maximumLifetime else {
+            throw .invalid(
+                key: settings.section.fullKey(key), value: settings.section.string(key) ?? "",
+                expected: "a duration of at most 1h (0s: every view's seed wrapped for each recipient)",
+                source: settings.section.source(of: key) ?? .defaultValue)
+        }
+        return ParticipantConfiguration(viewSessionKeyLifetime: lifetime)
     }
 
     func run() async throws {
@@ -49,7 +65,7 @@ final class ParticipantDaemon: Service {
         try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .participant), migrate: settings.migrate, logger: logger)
         let runtime = ParticipantRuntime(
             identity: ParticipantIdentity(id: id, signingKey: keys.signing, encryptionKey: keys.encryption), namespaceKey: keys.namespace,
-            database: database, rpc: settings.rpc, authorizer: access.authorizer, logger: logger)
+            database: database, rpc: settings.rpc, authorizer: access.authorizer, configuration: configuration, logger: logger)
         try await runtime.resume()
         var router = RPCRouter()
         ParticipantAdministration(runtime: runtime).register(on: &router)
@@ -94,6 +110,7 @@ actor ParticipantRuntime {
     let connections: DomainConnectionStore
     let rpc: RPCConfiguration
     let authorizer: CallAuthorizer
+    let configuration: ParticipantConfiguration
     let logger: Logger
     private(set) var node: ParticipantNode?
     private(set) var ledgerAPI: LedgerAPI?
@@ -111,9 +128,10 @@ actor ParticipantRuntime {
 
     init(
         identity: ParticipantIdentity, namespaceKey: SigningPrivateKey, database: PostgresDatabase, rpc: RPCConfiguration,
-        authorizer: CallAuthorizer, logger: Logger
+        authorizer: CallAuthorizer, configuration: ParticipantConfiguration = ParticipantConfiguration(), logger: Logger
     ) {
         self.authorizer = authorizer
+        self.configuration = configuration
         self.identity = identity
         self.namespaceKey = namespaceKey
         self.database = database
@@ -257,7 +275,8 @@ actor ParticipantRuntime {
             logger: logger)
         // The Ledger API follows the node's completions before the node reads its stream.
         let node = try await ParticipantNode.start(
-            identity: identity, domain: domain, store: store, topology: topology, connection: connection, logger: logger, processing: false)
+            identity: identity, domain: domain, store: store, topology: topology, connection: connection, configuration: configuration,
+            logger: logger, processing: false)
         let api: LedgerAPI
         do {
             api = try await LedgerAPI.start(

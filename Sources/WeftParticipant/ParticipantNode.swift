@@ -32,7 +32,9 @@ public struct ParticipantConfiguration: Sendable {
     /// participants under the same session key, wrapped for each recipient once
     /// (docs/crypto.md §6.1): two public-key operations per recipient and view saved, against a
     /// leaked session key opening every view sealed under it in that time. `.zero` wraps every
-    /// view's seed for each recipient. Default 10 s (Canton's). Received views are read either way.
+    /// view's seed for each recipient, which participants of older versions than this feature
+    /// need; at most `OutgoingSessionKeys.maximumLifetime` (1 h). Default 10 s (Canton's).
+    /// Received views are read either way.
     public var viewSessionKeyLifetime: Duration
 
     public init(
@@ -41,7 +43,8 @@ public struct ParticipantConfiguration: Sendable {
         cursorStoreInterval: Duration = .seconds(1), viewSessionKeyLifetime: Duration = OutgoingSessionKeys.defaultLifetime
     ) {
         precondition(maxSequencingDelayMicros > 0 && defaultDeduplicationPeriodMicros >= 0 && reconnectDelay >= .zero)
-        precondition(cursorStoreEventsMax > 0 && cursorStoreInterval >= .zero && viewSessionKeyLifetime >= .zero)
+        precondition(cursorStoreEventsMax > 0 && cursorStoreInterval >= .zero)
+        precondition(viewSessionKeyLifetime >= .zero && viewSessionKeyLifetime <= OutgoingSessionKeys.maximumLifetime)
         self.viewSessionKeyLifetime = viewSessionKeyLifetime
         self.maxSequencingDelayMicros = maxSequencingDelayMicros
         self.defaultDeduplicationPeriodMicros = defaultDeduplicationPeriodMicros

@@ -82,9 +82,10 @@ import WeftWire
             sealedSeed: try bytes(pythonSession["sealed_seed"], "python.session.sealed_seed"))
         #expect(inSession.sessionSealedSeed?.sealedSeed.count == 12 + 32 + 16)
         #expect(try ViewEncryption.open(inSession, with: cases.weftRecipient, sessions: IncomingSessionKeys()) == cases.task.plaintext)
+        // The sealed seed itself is bound to the view hash.
         var sessionRebound = inSession
         sessionRebound.viewHash[0] ^= 0x01
-        #expect(throws: CryptoError.decryptionFailed) { try ViewEncryption.open(sessionRebound, with: cases.weftRecipient) }
+        #expect(throws: CryptoError.decryptionFailed) { try ViewEncryption.seed(of: sessionRebound, with: cases.weftRecipient) }
 
         // Weft verifies Python's signature over the purpose hash Weft builds itself.
         let publicKey = try SigningPublicKey(rawRepresentation: try bytes(python["public_key"], "python.public_key"))

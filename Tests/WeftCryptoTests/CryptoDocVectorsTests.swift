@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import WeftCrypto
+@testable import WeftCrypto
 import WeftWire
 
 /// The test vectors of docs/crypto.md §9 (from an independent Python

@@ -159,14 +159,17 @@ struct SessionKeyBadInputTests {
             altered.sessionSealedSeed!.sealedSeed[index] ^= 0x04
             try expectRefused(altered)
         }
+        // Also with the unaltered wrap's key cached: the cache must not answer for altered bytes.
         for index in session.wrappedSessionKeys[0].ciphertext.indices {
             var altered = message
             altered.sessionSealedSeed!.wrappedSessionKeys[0].ciphertext[index] ^= 0x80
-            #expect(throws: CryptoError.decryptionFailed) { try ViewEncryption.open(altered, with: recipient, sessions: IncomingSessionKeys()) }
+            try expectRefused(altered)
         }
-        var ephemeral = message
-        ephemeral.sessionSealedSeed!.wrappedSessionKeys[0].ephemeralPublicKey[3] ^= 0x01
-        #expect(throws: CryptoError.self) { try ViewEncryption.open(ephemeral, with: recipient, sessions: IncomingSessionKeys()) }
+        for index in session.wrappedSessionKeys[0].ephemeralPublicKey.indices {
+            var altered = message
+            altered.sessionSealedSeed!.wrappedSessionKeys[0].ephemeralPublicKey[index] ^= 0x01
+            try expectRefused(altered)
+        }
         var truncated = message
         truncated.sessionSealedSeed!.sealedSeed.removeLast()
         try expectRefused(truncated)
@@ -177,6 +180,11 @@ struct SessionKeyBadInputTests {
         var moved = message
         moved.viewHash = viewHash("another view").digest
         try expectRefused(moved)
+        // The seed alone, not only the view: the sealed seed is bound to the view hash itself.
+        #expect(throws: CryptoError.decryptionFailed) { try ViewEncryption.seed(of: moved, with: recipient) }
+        let warm = IncomingSessionKeys()
+        _ = try ViewEncryption.seed(of: message, with: recipient, sessions: warm)
+        #expect(throws: CryptoError.decryptionFailed) { try ViewEncryption.seed(of: moved, with: recipient, sessions: warm) }
 
         // Another session key's sealed seed under this session's wrap: the cache, holding this
         // wrap's key, must not take the other seed for this one.
@@ -203,6 +211,14 @@ struct SessionKeyBadInputTests {
         try expectRefused(short)
         var wrongScheme = message
         wrongScheme.sessionSealedSeed!.wrappedSessionKeys[0].scheme = .unspecified
-        #expect(throws: CryptoError.self) { try ViewEncryption.open(wrongScheme, with: recipient, sessions: IncomingSessionKeys()) }
+        let warm = IncomingSessionKeys()
+        _ = try ViewEncryption.open(message, with: recipient, sessions: warm)
+        for sessions in [IncomingSessionKeys(), warm] {
+            let error = #expect(throws: CryptoError.self) { try ViewEncryption.open(wrongScheme, with: recipient, sessions: sessions) }
+            guard case .wrongKeyScheme? = error else {
+                Issue.record("expected wrongKeyScheme, got \(String(describing: error))")
+                continue
+            }
+        }
     }
 }

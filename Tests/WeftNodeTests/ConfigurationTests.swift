@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftParticipant
 @testable import WeftNode
 
 /// The three configuration layers and their error messages.
@@ -90,6 +91,19 @@ import Testing
         // A domain manager's bootstrap keys are not a mediator's.
         let foreign = try Configuration.load(file: nil, environment: [:], overrides: mediator + ["nodes.m.bootstrap.mediator-key=x"])
         #expect(throws: ConfigurationError.unknownKeys(["nodes.m.bootstrap.mediator-key"])) { try NodeRunner.nodes(in: foreign) }
+    }
+
+    @Test func aParticipantsSessionKeyLifetimeIsReadAndBounded() throws {
+        let participant = ["nodes.p.kind=participant", "nodes.p.listen=127.0.0.1:1", "nodes.p.tls.plaintext=true"]
+        func configuration(_ extra: [String]) throws -> ParticipantConfiguration {
+            try ParticipantDaemon.configuration(try NodeRunner.nodes(in: try Configuration.load(file: nil, environment: [:], overrides: participant + extra))[0])
+        }
+        #expect(try configuration([]).viewSessionKeyLifetime == .seconds(10))
+        #expect(try configuration(["nodes.p.view-session-key-lifetime=0s"]).viewSessionKeyLifetime == .zero)
+        #expect(try configuration(["nodes.p.view-session-key-lifetime=1m"]).viewSessionKeyLifetime == .seconds(60))
+        #expect(throws: ConfigurationError.invalid(
+            key: "nodes.p.view-session-key-lifetime", value: "2h", expected: "a duration of at most 1h (0s: every view's seed wrapped for each recipient)",
+            source: .commandLine)) { try configuration(["nodes.p.view-session-key-lifetime=2h"]) }
     }
 
     @Test func sizesAndDurationsParse() {

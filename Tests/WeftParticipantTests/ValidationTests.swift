@@ -40,7 +40,9 @@ import WeftWire
 
     /// The bank's (participant2's) issue of an IOU to alice, as participant1 (`receiver` 0) or
     /// participant2 itself (1) receives it.
-    func bankIssuesToAlice(ledgerTime: Int64? = nil, receiver: Int = 0) throws -> ReceivedRequest {
+    func bankIssuesToAlice(
+        ledgerTime: Int64? = nil, receiver: Int = 0, sessions: OutgoingSessionKeys? = OutgoingSessionKeys()
+    ) throws -> ReceivedRequest {
         let seed = TransactionSeed(try ParticipantNode.randomBytes(32))!
         let command = Command.create(
             try package.templateID("Iou"),
@@ -64,7 +66,7 @@ import WeftWire
                 participant: ParticipantMetadata(
                     ledgerTime: ledgerTime ?? time.microsSinceEpoch, submissionTime: time.microsSinceEpoch)),
             packages: [package])
-        let batch = try RequestBuilder(identity: identity(1), snapshot: snapshot, domain: domain.domain, sessions: OutgoingSessionKeys())
+        let batch = try RequestBuilder(identity: identity(1), snapshot: snapshot, domain: domain.domain, sessions: sessions)
             .batch(views, mediator: domain.mediatorMember)
         var request = ReceivedRequest(timestamp: time)
         for envelope in batch.envelopes where envelope.recipients.contains(members[receiver].member.description) {
@@ -158,6 +160,18 @@ import WeftWire
                 validator(1, packages: [package]).validate(tampered).decision.reasonID
                     == RejectReason.Participant.invalidSubmitterSignature)
         }
+    }
+
+    @Test func viewsWithEachSeedWrappedAreReadLikeViewsUnderASessionKey() throws {
+        // A participant with `viewSessionKeyLifetime: .zero` (or of a version before session keys).
+        let wrapped = try bankIssuesToAlice(sessions: nil)
+        let message = try #require(wrapped.encryptedViews.first)
+        #expect(message.sessionSealedSeed == nil && message.wrappedSeeds.count == 2)  // participant1 and participant2
+        let approved = validator(0, packages: [package]).validate(wrapped)
+        #expect(approved.decision == .approve)
+        #expect(approved.viewTrees.count == 1)
+        let inSession = try bankIssuesToAlice()
+        #expect(inSession.encryptedViews.first?.sessionSealedSeed != nil && inSession.encryptedViews.first?.wrappedSeeds.isEmpty == true)
     }
 
     @Test func aCreatedContractThatExistsAlreadyIsRejected() throws {

@@ -345,9 +345,28 @@ def check(in_path, out_path):
     return 0 if failed == 0 else 1
 
 
+def session_vectors():
+    """The §6.1 lines of docs/crypto.md §9, from their fixed inputs."""
+    recipient = X25519PrivateKey.from_private_bytes(bytes(range(0x20, 0x40)))
+    ephemeral_private = bytes(range(0x60, 0x80))
+    randomness, seed, view_hash, nonce = b"\x5a" * 32, b"\x5e" * 32, b"\xaa" * 32, bytes(range(0x0c, 0x18))
+    wrapped = wrap(randomness, raw_public(recipient), ephemeral=X25519PrivateKey.from_private_bytes(ephemeral_private))
+    sealed = seal_seed(seed, view_hash, randomness, nonce)
+    assert seed_of_session({"wrapped_session_keys": [wrapped], "sealed_seed": sealed}, view_hash, recipient) == seed
+    for name, value in [
+        ("session-randomness", randomness), ("session-key", session_key(randomness)),
+        ("session-ephemeral-private", ephemeral_private), ("session-ephemeral-public", wrapped["ephemeral_public_key"]),
+        ("wrapped-session-key", wrapped["ciphertext"]), ("seed-nonce", nonce), ("sealed-seed", sealed),
+    ]:
+        print(f"{name}: {value.hex()}")
+    return 0
+
+
 def main(argv):
+    if len(argv) == 2 and argv[1] == "vectors":
+        return session_vectors()
     if len(argv) != 4 or argv[1] != "check":
-        print("usage: weft_crypto.py check IN.json OUT.json", file=sys.stderr)
+        print("usage: weft_crypto.py check IN.json OUT.json | weft_crypto.py vectors", file=sys.stderr)
         return 2
     return check(argv[2], argv[3])
 
