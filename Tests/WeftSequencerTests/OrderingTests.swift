@@ -120,6 +120,63 @@ struct SplitMix64: RandomNumberGenerator {
         }
     }
 
+    /// docs/sequencer.md §3.5: once another node has marked this one offline, readers may have
+    /// passed its timestamps, so nothing of its next group may commit.
+    @Test func aGroupOfANodeMarkedOfflineIsRolledBackWhole() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            try Sequencer.migrator.migrate(try PostgresConnection(url: fixture.url))
+            // No heartbeat during the test: the group, not the heartbeat, must find the node offline.
+            var timing = Sequencer.Timing()
+            timing.heartbeatInterval = .seconds(3600)
+            timing.offlineAfter = .seconds(7200)
+            let node = Sequencer(node: 0, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
+            try await node.start()
+            for member in Self.members { _ = try await node.register(member) }
+            let batch = Weft.V1.Batch(envelopes: [.init(content: [1, 2, 3], recipients: [Self.members[1]])])
+            let later = SequencerWriter.now() + 60_000_000
+            guard case .delivered = try await node.send(sender: Self.members[0], messageID: "before", batch: batch, maxSequencingTime: later) else {
+                Issue.record("first send not delivered")
+                return
+            }
+            // Another node's verdict on this one (its heartbeat looked late), as it writes it.
+            let other = try PostgresConnection(url: fixture.url)
+            _ = try other.execute("UPDATE sequencer_writers SET online = false WHERE node = 0")
+            await #expect(throws: (any Error).self) {
+                try await node.send(sender: Self.members[0], messageID: "while-offline", batch: batch, maxSequencingTime: later)
+            }
+            for table in ["sequencer_events", "sequencer_submissions"] {
+                let rows = try other.execute("SELECT count(*) FROM \(table) WHERE message_id = 'while-offline'").rows
+                #expect(try rows[0][0].int64 == 0, "\(table)")
+            }
+            #expect(try other.execute("SELECT count(*) FROM sequencer_events WHERE message_id = 'before'").rows[0][0].int64 == 1)
+            await node.stop()
+        }
+    }
+
+    @Test func aGroupWithARepeatedMessageIDStoresTheOthers() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let node = try await Self.nodes(fixture.url, count: 1)[0]
+            for member in Self.members { _ = try await node.register(member) }
+            let batch = Weft.V1.Batch(envelopes: [.init(content: [4, 5], recipients: [Self.members[1]])])
+            let later = SequencerWriter.now() + 60_000_000
+            _ = try await node.send(sender: Self.members[0], messageID: "first", batch: batch, maxSequencingTime: later)
+            // Sent together, so that they may share a group: the repeat is refused, the new ones
+            // (the same message id from another sender among them) are stored.
+            async let repeated = node.send(sender: Self.members[0], messageID: "first", batch: batch, maxSequencingTime: later)
+            async let fresh = node.send(sender: Self.members[0], messageID: "second", batch: batch, maxSequencingTime: later)
+            async let other = node.send(sender: Self.members[1], messageID: "first", batch: batch, maxSequencingTime: later)
+            let outcomes = try await [repeated, fresh, other]
+            #expect(outcomes[0] == .duplicate)
+            guard case .delivered = outcomes[1], case .delivered = outcomes[2] else {
+                Issue.record("expected the new message ids delivered: \(outcomes)")
+                return
+            }
+            let stored = try PostgresConnection(url: fixture.url).execute("SELECT count(*) FROM sequencer_events").rows[0][0].int64
+            #expect(stored == 3)
+            await node.stop()
+        }
+    }
+
     @Test func aReplayedMessageIDIsRefusedAndAnExpiredSubmissionBecomesAnError() async throws {
         try await PostgresFixture.withFixture { fixture in
             let node = try await Self.nodes(fixture.url, count: 1)[0]
