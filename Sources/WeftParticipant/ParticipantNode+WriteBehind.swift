@@ -62,7 +62,7 @@ extension ParticipantNode {
     func storeCursor() {
         guard ready, !writeBehind.closed else { return }
         storeCursorAfterEvent = false
-        guard cursor != (writeBehind.flushingCursor ?? storedCursor) || !responsesSentUnstored.isEmpty else { return }
+        guard cursor != (writeBehind.flushingCursor ?? storedCursor) else { return }
         writeBehind.wanted = true
         startFlushIfIdle()
     }
@@ -111,9 +111,7 @@ extension ParticipantNode {
 
     private func startFlushIfIdle() {
         guard writeBehind.flushing == nil, writeBehind.wanted, writeBehind.failure == nil else { return }
-        let (writes, afterCommit, target, sent) = (
-            writeBehind.writes, writeBehind.afterCommit, cursor, takeResponsesSent()
-        )
+        let (writes, afterCommit, target) = (writeBehind.writes, writeBehind.afterCommit, cursor)
         writeBehind.writes = []
         writeBehind.afterCommit = []
         writeBehind.wanted = false
@@ -130,10 +128,10 @@ extension ParticipantNode {
         writeBehind.flushing = TraceContext.$current.withValue(nil) {
             Task {
                 do {
-                    try await store.write(writes, cursor: target, responsesSent: sent)
+                    try await store.write(writes, cursor: target)
                     flushed(target, afterCommit)
                 } catch {
-                    flushFailed(error, responsesSent: sent)
+                    flushFailed(error)
                 }
             }
         }
@@ -150,13 +148,12 @@ extension ParticipantNode {
         if !writeBehind.closed { startFlushIfIdle() }
     }
 
-    private func flushFailed(_ error: any Error, responsesSent: [SequencingTimestamp]) {
+    private func flushFailed(_ error: any Error) {
         writeBehind.flushing = nil
         writeBehind.flushingCursor = nil
         writeBehind.failure = error
         writeBehind.writes = []
         writeBehind.afterCommit = []
-        responsesSentUnstored.formUnion(responsesSent)
         endProcessing(error)
     }
 }

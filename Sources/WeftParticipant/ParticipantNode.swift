@@ -92,9 +92,6 @@ public actor ParticipantNode {
     /// its own: its effects went elsewhere (topology, commitments) or out to the network, and
     /// reading it again after a crash might not be free of effects.
     var storeCursorAfterEvent = false
-    /// Requests whose responses reached the sequencer and whose mark is not stored yet: the
-    /// next write records it (a restart before re-sends them, which is harmless).
-    var responsesSentUnstored = Set<SequencingTimestamp>()
     /// Writes of processed events not committed yet (ParticipantNode+WriteBehind.swift).
     var writeBehind = WriteBehind()
     var packageSources: [PackageID: Package] = [:]
@@ -251,8 +248,10 @@ public actor ParticipantNode {
                 LogKey.counter: "\(cursor.nextCounter)", LogKey.activeContracts: "\(active.count)",
                 LogKey.pendingCount: "\(pending.count)",
             ])
-        for request in pending.values.sorted(by: { $0.timestamp < $1.timestamp })
-        where !request.responsesSent && !request.responses.isEmpty {
+        // Their responses may or may not have reached the sequencer before the stop; sent again,
+        // they are refused as a duplicate message id while the sequencer remembers it, and
+        // counted for nothing by the mediator after.
+        for request in pending.values.sorted(by: { $0.timestamp < $1.timestamp }) where !request.responses.isEmpty {
             if responseDeadlinePassed(request.timestamp, await topology.snapshot(at: request.timestamp)) {
                 lateResponsesWithheld(request)
             } else {
@@ -905,15 +904,7 @@ public actor ParticipantNode {
             let reasonID = error.reason?.errorID.isEmpty == false ? error.reason!.errorID : "SEQUENCER_DELIVER_ERROR"
             let message = error.reason?.message ?? "the sequencer refused the submission"
             try await drainWrites()  // the store changes in stream order
-            let sent = takeResponsesSent()
-            let key: CommandKey?
-            do {
-                key = try await store.failSubmission(
-                    messageID: error.messageID, reasonID: reasonID, reason: message, cursor: next, responsesSent: sent)
-            } catch {
-                responsesSentUnstored.formUnion(sent)
-                throw error
-            }
+            let key = try await store.failSubmission(messageID: error.messageID, reasonID: reasonID, reason: message, cursor: next)
             cursor = next
             cursorStored(next)
             if let key {
@@ -969,18 +960,6 @@ public actor ParticipantNode {
             return
         }
         storeCursor()
-    }
-
-    /// The responses-sent marks for the next write (put back if it fails).
-    func takeResponsesSent() -> [SequencingTimestamp] {
-        defer { responsesSentUnstored = [] }
-        return responsesSentUnstored.sorted()
-    }
-
-    /// The responses of the request at `timestamp` reached the sequencer: marked with the next
-    /// write, while the request is pending (a decided one's responses are never re-sent).
-    private func noteResponsesSent(_ timestamp: SequencingTimestamp) {
-        if pending[timestamp] != nil { responsesSentUnstored.insert(timestamp) }
     }
 
     private func process(_ deliver: Weft.V1.Deliver, at timestamp: SequencingTimestamp, next: ParticipantStore.Cursor)
@@ -1069,7 +1048,7 @@ public actor ParticipantNode {
         }
         let stored = ParticipantStore.StoredRequest(
             timestamp: request.timestamp, rootHash: rootHash, locked: result.locks, creates: result.creates,
-            responses: result.responses, responsesSent: result.responses.isEmpty, views: result.viewTrees,
+            responses: result.responses, views: result.viewTrees,
             command: result.command, decodedViews: result.views, ownSubmitter: result.ownSubmitter)
         // The request's locks hold from now on for the events behind it; its responses leave
         // once it is stored.
@@ -1146,7 +1125,6 @@ public actor ParticipantNode {
                     self.logger.debug(
                         "confirmation responses were sent before", metadata: [LogKey.request: "\(request.timestamp)"])
                 }
-                await self.noteResponsesSent(request.timestamp)
             } catch {
                 self.logger.error(
                     "confirmation responses not sent; the mediator will time the request out unless a restart resends them",

@@ -182,6 +182,15 @@ public struct ParticipantStore: Sendable {
             """
             CREATE INDEX participant_requests_by_root_hash ON participant_requests (root_hash, participant, request_ts);
             """),
+        Migration(
+            12, "no mark of responses sent",
+            // The mark cost an UPDATE of the request's whole row (its views and responses, a
+            // few KiB, kept in the row by migration 10) for ~every request: 104 µs of server
+            // time per call in weft-bench transactions, plus its WAL. A restart now re-sends the
+            // responses of every pending request, as it did for those not yet marked.
+            """
+            ALTER TABLE participant_requests DROP COLUMN responses_sent;
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -215,7 +224,6 @@ public struct ParticipantStore: Sendable {
         let locked: [ContractID]
         let creates: [ContractID]
         let responses: [Weft.V1.SignedProtocolMessage]
-        let responsesSent: Bool
         let views: [[UInt8]]
         let command: CommandKey?
         /// `views` decoded, when this process validated the request; nil for one loaded from
@@ -264,7 +272,7 @@ public struct ParticipantStore: Sendable {
             var pending: [StoredRequest] = []
             for row in try connection.execute(
                 """
-                SELECT request_ts, root_hash, locked::text, creates::text, responses, responses_sent, views, application_id, command_id
+                SELECT request_ts, root_hash, locked::text, creates::text, responses, views, application_id, command_id
                 FROM participant_requests WHERE participant = $1 AND outcome IS NULL ORDER BY request_ts
                 """, [me]
             ).rows {
@@ -273,7 +281,7 @@ public struct ParticipantStore: Sendable {
                     throw ParticipantError.inconsistentStore("a request's root hash is not 32 bytes")
                 }
                 var command: CommandKey?
-                if let application = try row[7].string, let commandID = try row[8].string {
+                if let application = try row[6].string, let commandID = try row[7].string {
                     command = CommandKey(applicationID: application, commandID: commandID)
                 }
                 pending.append(
@@ -283,8 +291,7 @@ public struct ParticipantStore: Sendable {
                         responses: try LengthPrefixed.decode(Self.require(row[4].bytes, "responses")).map {
                             try Weft.V1.SignedProtocolMessage(serializedBytes: $0)
                         },
-                        responsesSent: try row[5].bool ?? false,
-                        views: try LengthPrefixed.decode(Self.require(row[6].bytes, "views")), command: command))
+                        views: try LengthPrefixed.decode(Self.require(row[5].bytes, "views")), command: command))
             }
             let end =
                 try connection.execute(
@@ -419,13 +426,9 @@ public struct ParticipantStore: Sendable {
     /// A command whose submission the sequencer refused or could not sequence in time; moves
     /// the cursor too when a deliver error event said so (nil: the send itself failed, outside
     /// the event stream, and the cursor is the event processor's alone).
-    func failSubmission(
-        messageID: String, reasonID: String, reason: String, cursor: Cursor?,
-        responsesSent: [SequencingTimestamp] = []
-    ) async throws -> CommandKey? {
+    func failSubmission(messageID: String, reasonID: String, reason: String, cursor: Cursor?) async throws -> CommandKey? {
         let me = self.me
         return try await database.transaction { connection in
-            try Self.markResponsesSent(responsesSent, connection, me)
             let row = try connection.execute(
                 """
                 UPDATE participant_commands SET state = 'rejected', reason_id = $3, reason = $4, batch = NULL
@@ -472,14 +475,12 @@ public struct ParticipantStore: Sendable {
     }
 
     /// Commits `writes`, the effects of consecutive events in stream order, with `cursor` (past
-    /// the last of them, and of any events without effects after it) and `responsesSent`
-    /// (requests whose responses reached the sequencer since the last write): one transaction,
-    /// one round trip. With no writes it only stores the cursor, past events that changed
-    /// nothing else, which the node moved past in memory only.
-    func write(_ writes: [EventWrite], cursor: Cursor, responsesSent: [SequencingTimestamp] = []) async throws {
+    /// the last of them, and of any events without effects after it): one transaction, one
+    /// round trip. With no writes it only stores the cursor, past events that changed nothing
+    /// else, which the node moved past in memory only.
+    func write(_ writes: [EventWrite], cursor: Cursor) async throws {
         let me = self.me
         try await database.transaction { connection in
-            try Self.markResponsesSent(responsesSent, connection, me)
             for write in writes {
                 switch write {
                 case .register(let request): try Self.register(request, connection, me)
@@ -506,20 +507,6 @@ public struct ParticipantStore: Sendable {
                 request.command.map { .text($0.commandID) } ?? .null,
                 .bytes(LengthPrefixed.encode(try request.responses.map { try $0.serializedBytes() })),
             ])
-    }
-
-    /// Records that the responses of the requests at `timestamps` reached the sequencer, in
-    /// the caller's transaction: a restart re-sends the responses of pending requests without
-    /// the mark. The node folds the mark into its next write instead of a transaction of its
-    /// own; until then a restart re-sends them, which the sequencer refuses as a duplicate
-    /// message id (and the mediator would count for nothing a second time).
-    static func markResponsesSent(
-        _ timestamps: [SequencingTimestamp], _ connection: PostgresConnection, _ me: PostgresValue
-    ) throws {
-        guard !timestamps.isEmpty else { return }
-        try connection.enqueue(
-            "UPDATE participant_requests SET responses_sent = true WHERE participant = $1 AND request_ts = ANY ($2::bigint[])",
-            [me, textArray(timestamps.map { "\($0.microsSinceEpoch)" })])
     }
 
     /// Applies a verdict (see `Decision`).
