@@ -76,15 +76,8 @@ public final class OutgoingSessionKeys: Sendable {
     /// fewer than 2³² seeds, the bound for random nonces under one AES-GCM key (docs/crypto.md §7).
     public static let maximumLifetime: Duration = .seconds(3600)
 
-    private struct Entry {
-        let key: SessionKey
-        let created: ContinuousClock.Instant
-    }
-
-    private let entries = Mutex<[[String]: Entry]>([:])
+    private let entries: Mutex<AgingCache<[String]>>
     private let generatedCount = Atomic<Int>(0)
-    private let lifetime: Duration
-    private let capacity: Int
     private let now: @Sendable () -> ContinuousClock.Instant
 
     /// `now` is the clock the lifetime is measured on (a test's own, to age keys without waiting).
@@ -93,8 +86,7 @@ public final class OutgoingSessionKeys: Sendable {
         now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
     ) {
         precondition(lifetime <= Self.maximumLifetime, "a session key's lifetime is at most \(Self.maximumLifetime)")
-        self.lifetime = lifetime
-        self.capacity = max(1, capacity)
+        entries = Mutex(AgingCache(lifetime: lifetime, capacity: capacity))
         self.now = now
     }
 
@@ -104,20 +96,10 @@ public final class OutgoingSessionKeys: Sendable {
     public func key(for recipients: [EncryptionPublicKey]) throws(CryptoError) -> SessionKey {
         let names = recipients.map(\.fingerprint.description)
         let start = now()
-        if let entry = entries.withLock({ $0[names] }), entry.created.duration(to: start) < lifetime {
-            return entry.key
-        }
+        if let key = entries.withLock({ $0.key(names, at: start) }) { return key }
         let key = try SessionKey.generate(for: recipients)
         generatedCount.add(1, ordering: .relaxed)
-        entries.withLock { entries in
-            if entries.count >= capacity, entries[names] == nil {
-                entries = entries.filter { $0.value.created.duration(to: start) < lifetime }
-                if entries.count >= capacity, let oldest = entries.min(by: { $0.value.created < $1.value.created }) {
-                    entries[oldest.key] = nil
-                }
-            }
-            entries[names] = Entry(key: key, created: start)
-        }
+        entries.withLock { $0.insert(key, for: names, at: start) }
         return key
     }
 
@@ -139,23 +121,15 @@ public final class IncomingSessionKeys: Sendable {
         let ciphertext: [UInt8]
     }
 
-    private struct Entry {
-        let key: SessionKey
-        let added: ContinuousClock.Instant
-    }
-
-    private let entries = Mutex<[WrapID: Entry]>([:])
+    private let entries: Mutex<AgingCache<WrapID>>
     private let unwrapCount = Atomic<Int>(0)
-    private let lifetime: Duration
-    private let capacity: Int
     private let now: @Sendable () -> ContinuousClock.Instant
 
     public init(
         lifetime: Duration = IncomingSessionKeys.defaultLifetime, capacity: Int = 1024,
         now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
     ) {
-        self.lifetime = lifetime
-        self.capacity = max(1, capacity)
+        entries = Mutex(AgingCache(lifetime: lifetime, capacity: capacity))
         self.now = now
     }
 
@@ -166,18 +140,10 @@ public final class IncomingSessionKeys: Sendable {
         let id = WrapID(
             recipientKey: wrapped.recipientKey, ephemeralPublicKey: wrapped.ephemeralPublicKey, ciphertext: wrapped.ciphertext)
         let start = now()
-        if let entry = entries.withLock({ $0[id] }), entry.added.duration(to: start) < lifetime { return entry.key }
+        if let session = entries.withLock({ $0.key(id, at: start) }) { return session }
         let session = try SessionKey.unwrap(wrapped, with: key)
         unwrapCount.add(1, ordering: .relaxed)
-        entries.withLock { entries in
-            if entries.count >= capacity, entries[id] == nil {
-                entries = entries.filter { $0.value.added.duration(to: start) < lifetime }
-                if entries.count >= capacity, let oldest = entries.min(by: { $0.value.added < $1.value.added }) {
-                    entries[oldest.key] = nil
-                }
-            }
-            entries[id] = Entry(key: session, added: start)
-        }
+        entries.withLock { $0.insert(session, for: id, at: start) }
         return session
     }
 
@@ -185,4 +151,35 @@ public final class IncomingSessionKeys: Sendable {
     public var count: Int { entries.withLock { $0.count } }
     /// Session keys unwrapped so far (each a public-key operation); the other lookups were hits.
     public var unwrapped: Int { unwrapCount.load(ordering: .relaxed) }
+}
+
+/// Session keys by a name, each for `lifetime` after it was added, at most `capacity` of them:
+/// when full, the expired go, and then the oldest. Guarded by its owner's mutex.
+private struct AgingCache<Name: Hashable>: ~Copyable {
+    private var entries: [Name: (key: SessionKey, added: ContinuousClock.Instant)] = [:]
+    let lifetime: Duration
+    let capacity: Int
+
+    init(lifetime: Duration, capacity: Int) {
+        self.lifetime = lifetime
+        self.capacity = max(1, capacity)
+    }
+
+    var count: Int { entries.count }
+
+    /// The key under `name`, unless it is older than the lifetime at `now`.
+    func key(_ name: Name, at now: ContinuousClock.Instant) -> SessionKey? {
+        guard let entry = entries[name], entry.added.duration(to: now) < lifetime else { return nil }
+        return entry.key
+    }
+
+    mutating func insert(_ key: SessionKey, for name: Name, at now: ContinuousClock.Instant) {
+        if entries.count >= capacity, entries[name] == nil {
+            entries = entries.filter { $0.value.added.duration(to: now) < lifetime }
+            if entries.count >= capacity, let oldest = entries.min(by: { $0.value.added < $1.value.added }) {
+                entries[oldest.key] = nil
+            }
+        }
+        entries[name] = (key, now)
+    }
 }

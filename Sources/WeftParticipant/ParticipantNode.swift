@@ -203,8 +203,8 @@ public actor ParticipantNode {
 
     /// Loads the participant's state from `store` (migrated before) and starts processing its
     /// sequencer stream from the first event not processed yet; re-sends the responses of
-    /// pending requests that may not have reached the sequencer before a stop, and the requests
-    /// of commands in flight that it has not seen sequenced.
+    /// pending requests (whether they reached the sequencer before the stop is not recorded),
+    /// and the requests of commands in flight that it has not seen sequenced.
     ///
     /// With `processing: false` the stream is not read until `beginProcessing()`: a follower
     /// (the Ledger API's completion log) subscribes first and misses no completion — one a
@@ -248,15 +248,23 @@ public actor ParticipantNode {
                 LogKey.counter: "\(cursor.nextCounter)", LogKey.activeContracts: "\(active.count)",
                 LogKey.pendingCount: "\(pending.count)",
             ])
-        // Their responses may or may not have reached the sequencer before the stop; sent again,
-        // they are refused as a duplicate message id while the sequencer remembers it, and
-        // counted for nothing by the mediator after.
+        // Their responses may or may not have reached the sequencer before the stop. Sent again,
+        // they are refused as a duplicate message id (the sequencer remembers it until the
+        // response deadline, the send's max sequencing time), or counted for nothing by the
+        // mediator; past the deadline they are not sent.
+        var pastDeadline = 0
         for request in pending.values.sorted(by: { $0.timestamp < $1.timestamp }) where !request.responses.isEmpty {
-            if responseDeadlinePassed(request.timestamp, await topology.snapshot(at: request.timestamp)) {
-                lateResponsesWithheld(request)
+            let snapshot = await topology.snapshot(at: request.timestamp)
+            if responseDeadlinePassed(request.timestamp, snapshot) {
+                pastDeadline += 1
             } else {
-                sendResponses(request)
+                sendResponses(request, deadline: responseDeadline(request.timestamp, snapshot))
             }
+        }
+        if pastDeadline > 0 {
+            logger.info(
+                "pending requests past their participant response timeout: their responses are not sent again; the mediator decides them (by timeout, unless it counted them before the stop)",
+                metadata: [LogKey.pendingCount: "\(pastDeadline)"])
         }
         beginReplayIfFresh()
     }
@@ -328,8 +336,8 @@ public actor ParticipantNode {
         await stop(storingCursor: true)
     }
 
-    /// Stops as a crash would leave the store: the cursor moved in memory only is not stored
-    /// (nor are the marks of responses sent). For tests of what a restart reads again.
+    /// Stops as a crash would leave the store: the cursor moved in memory only is not stored.
+    /// For tests of what a restart reads again.
     @_spi(Testing) public func crash() async {
         await stop(storingCursor: false)
     }
@@ -1059,7 +1067,7 @@ public actor ParticipantNode {
             if self.responseDeadlinePassed(stored.timestamp, snapshot) {
                 self.lateResponsesWithheld(stored)
             } else if let mediator {
-                self.sendResponses(stored, to: mediator)
+                self.sendResponses(stored, to: mediator, deadline: self.responseDeadline(stored.timestamp, snapshot))
             } else {
                 self.logger.warning(
                     "responses without a mediator to send them to", metadata: [LogKey.request: "\(stored.timestamp)"])
@@ -1088,8 +1096,15 @@ public actor ParticipantNode {
     /// after a stop sends none. A clock ahead of the sequencer's may withhold a response that
     /// would have been in time by that skew; the mediator times the request out then.
     private func responseDeadlinePassed(_ timestamp: SequencingTimestamp, _ snapshot: TopologySnapshot) -> Bool {
-        guard let timeout = snapshot.domainParameters?.participantResponseTimeout?.micros else { return false }
-        return wallClockMicros() > timestamp.microsSinceEpoch + max(0, timeout)
+        guard let deadline = responseDeadline(timestamp, snapshot) else { return false }
+        return wallClockMicros() > deadline
+    }
+
+    /// The request's response deadline (sequencing time plus the domain's participant response
+    /// timeout; nil without domain parameters).
+    private func responseDeadline(_ timestamp: SequencingTimestamp, _ snapshot: TopologySnapshot) -> Int64? {
+        guard let timeout = snapshot.domainParameters?.participantResponseTimeout?.micros else { return nil }
+        return timestamp.microsSinceEpoch + max(0, timeout)
     }
 
     private func lateResponsesWithheld(_ request: ParticipantStore.StoredRequest) {
@@ -1098,7 +1113,10 @@ public actor ParticipantNode {
             metadata: [LogKey.request: "\(request.timestamp)", LogKey.rootHash: "\(request.rootHash)"])
     }
 
-    private func sendResponses(_ request: ParticipantStore.StoredRequest, to mediatorHint: String? = nil) {
+    /// Sends the request's responses, to be sequenced by `deadline` (the response deadline: a
+    /// response later than that only counts as late, and the sequencer remembers the message id
+    /// until then, so a re-send after a restart is refused as a duplicate).
+    private func sendResponses(_ request: ParticipantStore.StoredRequest, to mediatorHint: String? = nil, deadline: Int64?) {
         let mediator =
             mediatorHint
             ?? request.views.lazy.compactMap { bytes -> String? in
@@ -1118,7 +1136,8 @@ public actor ParticipantNode {
         background {
             do {
                 do {
-                    try await self.connection.send(Weft.V1.Batch(envelopes: envelopes), messageID: messageID)
+                    try await self.connection.send(
+                        Weft.V1.Batch(envelopes: envelopes), messageID: messageID, maxSequencingTime: deadline)
                 } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
                     // Sent before under the same message id: by this participant before it lost
                     // its database, now replaying the request (or by an attempt whose answer was lost).

@@ -74,7 +74,12 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             Recorder(label: "weft_sequencer_submission_bytes").record(request.submissionRequest.count)
         }
         if outcome == .duplicate {
-            logger.warning("replayed submission refused", metadata: ["member": "\(member)", "message_id": "\(submission.messageID)"])
+            // Info, not a warning: a sender re-sending what it is not sure was sequenced (a lost
+            // reply, a participant's restart re-sending its pending responses) is how a send is
+            // made idempotent, and the sender takes this answer as "sent before".
+            logger.info(
+                "submission refused: its message id was used before (a re-send)",
+                metadata: ["member": "\(member)", "message_id": "\(submission.messageID)"])
             throw RPCError(.alreadyExists, "message id \(submission.messageID) was already used by \(member); use a fresh one per submission", errorID: "SEQUENCER_DUPLICATE_MESSAGE_ID")
         }
         // Debug level: one line per submission; its trace_id (the call's) follows a transaction here.

@@ -52,7 +52,7 @@ extension OnARealDomain {
                 let prepared = try await p1.prepare([try domain.transfer(iou, to: bob)], actAs: [alice], command: key)
                 let submission = Task { try await p1.submit(prepared) }
                 await p1.awaitPending(prepared.rootHash)
-                #expect(await p1.lockedContracts[iou] != nil)
+                let requestTime = try #require(await p1.lockedContracts[iou]).microsSinceEpoch
                 let participant = domain.members[0].id.description
                 // The registration's transaction stored the cursor after the request.
                 let registered = UInt64(try Self.storedCounter(fixture.url, participant))
@@ -83,8 +83,8 @@ extension OnARealDomain {
                 _ = await submission.result
                 #expect(try Self.storedCounter(fixture.url, participant) == Int64(registered))
 
-                // The restarted node re-sends the pending request's responses (not marked sent)
-                // and reads the four events again; then the mediator decides, once.
+                // The restarted node re-sends the pending request's responses (whether they were
+                // sent is not stored) and reads the four events again; then the mediator decides, once.
                 let restarted = try await domain.restart(0)
                 await Self.processed(restarted, before: processed)
                 #expect(await restarted.lockedContracts.keys.sorted() == [iou])
@@ -98,6 +98,11 @@ extension OnARealDomain {
                 #expect(try await restarted.activeContracts(of: alice).isEmpty)
                 #expect(try await restarted.activeContracts(of: bob).isEmpty)  // bob is hosted on participant2
                 #expect(try await domain.p2.outcome(ofRequest: prepared.rootHash) == "approved")
+                // The responses were sequenced once: a re-send is refused as a duplicate message id.
+                let responses = try await StoredSequencerEvent.all(url: fixture.url).filter {
+                    $0.messageID == "response-\(requestTime)" && $0.sender == p1Member
+                }
+                #expect(responses.count == 1)
                 #expect(try await domain.p2.activeContracts(of: bob).count == 1)
                 #expect(await restarted.lockedContracts.isEmpty)
 
