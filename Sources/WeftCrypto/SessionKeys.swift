@@ -70,7 +70,7 @@ public struct SessionKey: Sendable {
 /// of them for the same recipients and within `lifetime`, against one public-key wrap per
 /// recipient and view saved.
 public final class OutgoingSessionKeys: Sendable {
-    /// How long a sender uses one session key: Canton's default for its sender cache.
+    /// How long a sender uses one session key: seconds, as Canton's session key caches do.
     public static let defaultLifetime: Duration = .seconds(10)
     /// The longest lifetime allowed: even at 100,000 views a second, a session key then seals
     /// fewer than 2³² seeds, the bound for random nonces under one AES-GCM key (docs/crypto.md §7).

@@ -33,7 +33,7 @@ public struct ParticipantConfiguration: Sendable {
     /// (docs/crypto.md §6.1): two public-key operations per recipient and view saved, against a
     /// leaked session key opening every view sealed under it in that time. `.zero` wraps every
     /// view's seed for each recipient, which participants of older versions than this feature
-    /// need; at most `OutgoingSessionKeys.maximumLifetime` (1 h). Default 10 s (Canton's).
+    /// need; at most `OutgoingSessionKeys.maximumLifetime` (1 h). Default 10 s.
     /// Received views are read either way.
     public var viewSessionKeyLifetime: Duration
 
