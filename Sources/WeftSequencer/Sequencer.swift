@@ -53,6 +53,12 @@ public final class Sequencer: Sendable {
         /// lightly loaded node adds no latency (a transaction passes the sequencer three times
         /// in a row: request, responses, verdict).
         public var groupCommitSpacingFromGroupSize = 4
+        /// How long `start` keeps trying for the node number's lock while another session holds
+        /// it (docs/sequencer.md §3.6). A process started right after its predecessor was killed
+        /// may find the old session not yet ended by the server, for a few milliseconds; a second
+        /// live process with the same number keeps the lock, and `start` then fails with an
+        /// error that says so.
+        public var nodeLockWait: Duration = .seconds(3)
         public init() {}
 
         /// The heartbeat, at least ten times per `offlineAfter`: a node configured with a short
@@ -100,7 +106,7 @@ public final class Sequencer: Sendable {
         try await members.load()
         try await startListening()
         do {
-            try await writer.comeOnline()
+            try await comeOnline(waitingUpTo: background.timing.nodeLockWait)
         } catch {
             await listener.withLock { $0 }?.stop()
             throw error
@@ -111,13 +117,36 @@ public final class Sequencer: Sendable {
         background.start { timing in
             var lastStaleCheck = ContinuousClock.now
             let interval = timing.effectiveHeartbeatInterval
+            // Whether another process holds this node's number: said once, not every heartbeat.
+            var displaced = false
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 do {
-                    try await writer.heartbeat()
+                    if displaced {
+                        try await writer.comeOnline()
+                        displaced = false
+                        logger.notice("this process is the node's writer again", metadata: ["sequencer_node": "\(node)"])
+                    } else {
+                        try await writer.heartbeat()
+                    }
                 } catch SequencerWriterError.markedOffline {
                     logger.warning("this sequencer node was marked offline; rejoining", metadata: ["sequencer_node": "\(node)"])
-                    try? await writer.comeOnline()
+                    do {
+                        try await writer.comeOnline()
+                    } catch SequencerWriterError.nodeNumberInUse {
+                        displaced = true
+                        logger.error(
+                            "another process holds this sequencer node's number now; this process sequences nothing while it does: stop one of the two",
+                            metadata: ["sequencer_node": "\(node)"])
+                    } catch {}
+                } catch SequencerWriterError.nodeNumberInUse {
+                    // This process lost the node's lock (with its connection) and another took it.
+                    if !displaced {
+                        displaced = true
+                        logger.error(
+                            "another process holds this sequencer node's number now; this process sequences nothing while it does: stop one of the two",
+                            metadata: ["sequencer_node": "\(node)"])
+                    }
                 } catch where !Task.isCancelled {
                     logger.warning("heartbeat failed", metadata: ["sequencer_node": "\(node)", "error": "\(error)"])
                 } catch {
@@ -129,6 +158,25 @@ public final class Sequencer: Sendable {
                         logger.warning("marked silent sequencer nodes offline", metadata: ["nodes": "\(stale)"])
                     }
                 }
+            }
+        }
+    }
+
+    /// Joins the writers, trying for the node's lock until `wait` has passed (a killed
+    /// predecessor's session may take a moment to end); throws `nodeNumberInUse` if another
+    /// process still holds it then.
+    private func comeOnline(waitingUpTo wait: Duration) async throws {
+        let deadline = ContinuousClock.now + wait
+        while true {
+            do {
+                return try await writer.comeOnline()
+            } catch SequencerWriterError.nodeNumberInUse where ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            } catch SequencerWriterError.nodeNumberInUse {
+                logger.error(
+                    "sequencer node number \(node) is held by another live process; not starting",
+                    metadata: ["sequencer_node": "\(node)", "waited": "\(wait)"])
+                throw SequencerWriterError.nodeNumberInUse(node: node)
             }
         }
     }
@@ -400,7 +448,7 @@ enum SequencerError: Error, Equatable, CustomStringConvertible {
 
 /// The node's long-running background task.
 final class BackgroundTasks: Sendable {
-    private let timing: Sequencer.Timing
+    let timing: Sequencer.Timing
     private let task = Mutex<Task<Void, Never>?>(nil)
 
     init(timing: Sequencer.Timing) { self.timing = timing }

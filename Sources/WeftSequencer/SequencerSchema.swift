@@ -110,5 +110,11 @@ enum SequencerSchema {
             ALTER TABLE sequencer_events SET (toast_tuple_target = 8160);
             ALTER TABLE sequencer_events ALTER COLUMN batch SET STORAGE EXTERNAL;
             """),
+        Migration(6, "writer incarnations", """
+            -- Counts the processes that have been a node's writer: each one that comes online
+            -- takes the next, and its watermark updates require it, so a process whose node
+            -- number another process took over commits nothing more (docs/sequencer.md §3.6).
+            ALTER TABLE sequencer_writers ADD COLUMN incarnation bigint NOT NULL DEFAULT 0;
+            """),
     ])
 }

@@ -44,11 +44,17 @@ enum SequencerWriterError: Error, CustomStringConvertible {
     /// Another node declared this one offline (its heartbeat was late); it must
     /// come back online before writing again.
     case markedOffline(node: Int16)
+    /// Another live process holds this node number (its lock, docs/sequencer.md §3.6): two
+    /// writers with one number would give out the same timestamps and move one watermark.
+    case nodeNumberInUse(node: Int16)
 
     var description: String {
         switch self {
         case .markedOffline(let node):
-            "sequencer node \(node) was marked offline by another node (heartbeat too late); it rejoins with a new watermark"
+            "sequencer node \(node) was marked offline by another node (heartbeat too late), or another process took over its number; it rejoins with a new watermark if it can"
+        case .nodeNumberInUse(let node):
+            "sequencer node number \(node) is in use by another live process on this domain's database; "
+                + "give this node a number no other sequencer node uses (`sequencer-node` in its configuration), or stop the other process first"
         }
     }
 }
@@ -71,6 +77,15 @@ actor SequencerWriter {
 
     let node: Int16
     private let database: PostgresDatabase
+    /// Held while this process is node `node`'s writer: a second live process with the same
+    /// number cannot come online (docs/sequencer.md §3.6).
+    private let nodeLock: PostgresSessionLock
+    /// The namespace of the node locks (`pg_try_advisory_lock(namespace, node)`): "WEFT".
+    static let nodeLockNamespace: Int32 = 0x5745_4654
+    /// This process's turn as the node's writer, counted in `sequencer_writers.incarnation`:
+    /// every watermark update requires it, so a process whose number another one took over
+    /// (after losing its lock with its connection) commits nothing more.
+    private var incarnation: Int64 = -1
     private let logger: Logger
     /// Told of each commit, in commit order; with what the commit's own statement read
     /// (`updateWatermark`) when it moved this node's watermark, so that the readers take the safe
@@ -113,6 +128,7 @@ actor SequencerWriter {
         precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
         self.node = node
         self.database = database
+        nodeLock = PostgresSessionLock(database: database, namespace: Self.nodeLockNamespace, key: Int32(node))
         self.signing = signing
         self.blocks = blocks
         self.groupSpacing = groupSpacing
@@ -139,37 +155,47 @@ actor SequencerWriter {
 
     /// Joins (or rejoins) the writers: the watermark starts at the highest of all
     /// watermarks, so every event this node writes from now on is later than
-    /// anything any reader has read. The other nodes are notified.
+    /// anything any reader has read. The other nodes are notified. Throws `nodeNumberInUse`
+    /// if another live process holds this node's lock.
     func comeOnline() async throws {
+        guard try await nodeLock.acquire() else { throw SequencerWriterError.nodeNumberInUse(node: node) }
         let node = self.node
-        let watermark = try await database.transaction { connection in
+        let (watermark, incarnation) = try await database.transaction { connection in
             // Serialize joins with each other; writers' own updates take row locks.
             _ = try connection.execute("LOCK TABLE sequencer_writers IN SHARE ROW EXCLUSIVE MODE")
             let highest = try connection.execute("SELECT coalesce(max(watermark), 0) FROM sequencer_writers").rows[0][0].int64 ?? 0
-            _ = try connection.execute(
+            let row = try connection.execute(
                 """
                 INSERT INTO sequencer_writers (node, watermark, online, heartbeat_at) VALUES ($1::int8::int2, $2, true, now())
-                ON CONFLICT (node) DO UPDATE SET watermark = greatest(sequencer_writers.watermark, excluded.watermark), online = true, heartbeat_at = now()
-                """, [.int64(Int64(node)), .int64(highest)])
-            let watermark = try connection.execute("SELECT watermark FROM sequencer_writers WHERE node = $1::int8::int2", [.int64(Int64(node))])
-                .rows[0][0].int64 ?? highest
+                ON CONFLICT (node) DO UPDATE SET watermark = greatest(sequencer_writers.watermark, excluded.watermark), online = true,
+                    heartbeat_at = now(), incarnation = sequencer_writers.incarnation + 1
+                RETURNING watermark, incarnation
+                """, [.int64(Int64(node)), .int64(highest)]
+            ).rows[0]
+            let watermark = try row[0].int64 ?? highest
             _ = try connection.execute(
                 "SELECT pg_notify($1, $2)", [.text(WriterNotification.channel), .text(WriterNotification.joined(node: node, watermark: watermark).payload)])
-            return watermark
+            return (watermark, try row[1].int64 ?? 0)
         }
+        self.incarnation = incarnation
         lastTimestamp = max(lastTimestamp, watermark)
         committedWatermark = watermark
         online = true
-        logger.info("sequencer writer online", metadata: ["sequencer_node": "\(node)", "watermark": "\(watermark)"])
+        logger.info(
+            "sequencer writer online", metadata: ["sequencer_node": "\(node)", "watermark": "\(watermark)", "incarnation": "\(incarnation)"])
         await onCommit(nil)
     }
 
-    /// Leaves the writers cleanly: readers stop waiting for this node.
+    /// Leaves the writers cleanly, so readers stop waiting for this node, and lets go of the
+    /// node's number. Marks nothing if another process has taken over the number.
     func goOffline() async throws {
         online = false
-        let node = self.node
+        let (node, incarnation) = (self.node, self.incarnation)
+        defer { nodeLock.release() }
         try await database.transaction { connection in
-            _ = try connection.execute("UPDATE sequencer_writers SET online = false WHERE node = $1::int8::int2", [.int64(Int64(node))])
+            _ = try connection.execute(
+                "UPDATE sequencer_writers SET online = false WHERE node = $1::int8::int2 AND incarnation = $2",
+                [.int64(Int64(node)), .int64(incarnation)])
             _ = try connection.execute("SELECT pg_notify($1, $2)", [.text(WriterNotification.channel), .text(WriterNotification.left(by: node).payload)])
         }
     }
@@ -257,7 +283,14 @@ actor SequencerWriter {
     /// marks it offline) and lets through any events of other nodes whose notification was lost.
     /// Throws `markedOffline` when this node is not online (another node marked it offline): the
     /// caller rejoins.
+    /// Throws `nodeNumberInUse` when this process lost the node's lock (with its connection)
+    /// and another process holds it now: it stops writing.
     func heartbeat() async throws {
+        guard online else { throw SequencerWriterError.markedOffline(node: node) }
+        guard try await nodeLock.acquire() else {
+            online = false
+            throw SequencerWriterError.nodeNumberInUse(node: node)
+        }
         guard online else { throw SequencerWriterError.markedOffline(node: node) }
         guard !flushing else { return }  // the write under way refreshes the heartbeat
         flushing = true
@@ -274,11 +307,12 @@ actor SequencerWriter {
     private func advanceWatermark(reaching floor: Int64, askingOthers: Bool = false) async throws {
         lastTimestamp = max(lastTimestamp, floor - 1)
         let watermark = nextTimestamp()
-        let node = self.node
+        let (node, incarnation) = (self.node, self.incarnation)
         let payload = (askingOthers ? WriterNotification.needed(node: node, watermark: watermark) : .watermark(node: node, watermark: watermark)).payload
         let updated = try await database.withConnection { connection in
             try connection.execute(
-                Self.updateWatermark, [.int64(watermark), .int64(Int64(node)), .text(WriterNotification.channel), .text(payload)]
+                Self.updateWatermark,
+                [.int64(watermark), .int64(Int64(node)), .text(WriterNotification.channel), .text(payload), .int64(incarnation)]
             ).rows
         }
         guard updated.count == 1 else {
@@ -357,7 +391,7 @@ actor SequencerWriter {
     ) async throws -> (
         outcomes: [Int: SequencingOutcome], block: (signed: SignedBlock, events: [[UInt8]])?, onlineWriters: Int, commit: LocalCommit
     ) {
-        let node = self.node
+        let (node, incarnation) = (self.node, self.incarnation)
         // Signed only if every deliver came with its views: the key may have been set while
         // some of them were on their way (they were checked before it was); such a group is
         // stored as before, its events signed one by one when served.
@@ -474,13 +508,15 @@ actor SequencerWriter {
                     GroupCommitSQL.insertDeliveries(into: "sequencer_deliveries"),
                     [.int64Array(deliveries.map { Int64($0.member) }), .int64Array(deliveries.map(\.ts))])
             }
-            // 4. The watermark, only while this node is still online: if another node marked it
-            //    offline, nothing of this group may commit (readers may have passed these timestamps).
+            // 4. The watermark, only while this node is still online and this process still its
+            //    writer: if another node marked it offline, or another process took over its
+            //    number, nothing of this group may commit (readers may have passed these
+            //    timestamps; the other process gives out the same ones).
             //    The notification goes out with the commit, never without it.
             let updated = try connection.execute(
                 Self.updateWatermark,
                 [.int64(watermark), .int64(Int64(node)), .text(WriterNotification.channel),
-                 .text(WriterNotification.events(node: node, watermark: watermark).payload)]
+                 .text(WriterNotification.events(node: node, watermark: watermark).payload), .int64(incarnation)]
             ).rows
             guard updated.count == 1 else { throw SequencerWriterError.markedOffline(node: node) }
             return (
@@ -490,13 +526,14 @@ actor SequencerWriter {
         }
     }
 
-    /// Sets this node's watermark (`$1`) and heartbeat if it is still online (`$2` its number),
-    /// notifying the other nodes (`$3` channel, `$4` payload) with the commit; returns one row if
-    /// it was (none if another node marked it offline): the number of online writers (for the
+    /// Sets this node's watermark (`$1`) and heartbeat if it is still online (`$2` its number)
+    /// and this process still its writer (`$5` the incarnation), notifying the other nodes (`$3`
+    /// channel, `$4` payload) with the commit; returns one row if it was (none if another node
+    /// marked it offline or another process took over): the number of online writers (for the
     /// spacing), and the lowest watermark of the other online writers and the highest of all
     /// other writers (NULL: none), as the statement's snapshot shows them committed.
     static let updateWatermark = """
-        UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online
+        UPDATE sequencer_writers SET watermark = $1, heartbeat_at = now() WHERE node = $2::int8::int2 AND online AND incarnation = $5
         RETURNING (SELECT count(*) FROM sequencer_writers WHERE online), pg_notify($3, $4),
             (SELECT min(watermark) FROM sequencer_writers WHERE online AND node <> $2::int8::int2),
             (SELECT max(watermark) FROM sequencer_writers WHERE node <> $2::int8::int2)

@@ -35,19 +35,7 @@ import WeftWire
             var ports: [Int] = []
             for node in 0..<sequencerCount {
                 let port = try ProcessDomain.freePort()
-                try directory.write("sequencer\(node).yaml", """
-                    nodes:
-                      sequencer\(node):
-                        kind: sequencer
-                        sequencer-node: \(node)
-                        offline-after: 1s
-                        listen: 127.0.0.1:\(port)
-                        domain: \(domainID)
-                        signing-key: keys-sequencer.pem
-                        drain-timeout: 1s
-                        tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
-                        database: { url: \(fixture.url) }
-                    """)
+                try writeConfiguration(directory, name: "sequencer\(node)", node: node, port: port, domainID: domainID, url: fixture.url)
                 let process = try WeftProcess(["run", "-c", "sequencer\(node).yaml", "--migrate"], directory: directory.path)
                 let ready = await process.nextLine()
                 guard ready?.contains("listening on") == true else { throw TestError("sequencer \(node) did not start: \(process.standardError)") }
@@ -89,6 +77,23 @@ import WeftWire
                 alice: participants[0], bob: participants[1], manager: manager)
         }
 
+        /// `name`.yaml: a sequencer node numbered `node`, listening on `port`.
+        static func writeConfiguration(_ directory: NodeDirectory, name: String, node: Int, port: Int, domainID: String, url: String) throws {
+            try directory.write("\(name).yaml", """
+                nodes:
+                  \(name):
+                    kind: sequencer
+                    sequencer-node: \(node)
+                    offline-after: 1s
+                    listen: 127.0.0.1:\(port)
+                    domain: \(domainID)
+                    signing-key: keys-sequencer.pem
+                    drain-timeout: 1s
+                    tls: { certificate: certs/sequencer1.pem, key: certs/sequencer1-key.pem }
+                    database: { url: \(url) }
+                """)
+        }
+
         static func connect(_ directory: NodeDirectory, _ port: Int) async throws -> RPCClient {
             let tls = try TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: directory.ca.certificatePEM))
             return try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(tls))
@@ -112,9 +117,11 @@ import WeftWire
         }
     }
 
-    /// Alice sends `count` messages to Bob while `disrupt` runs after the first `after`;
-    /// Bob must read each exactly once, in order.
-    static func sendAndRead(_ domain: Domain, count: Int, after: Int, disrupt: @escaping @Sendable () async throws -> Void) async throws {
+    /// Alice sends messages `alreadySent..<count` to Bob while `disrupt` runs after the first
+    /// `after`; Bob, reading from his first event, must read each of `0..<count` exactly once, in order.
+    static func sendAndRead(
+        _ domain: Domain, count: Int, alreadySent: Int = 0, after: Int, disrupt: @escaping @Sendable () async throws -> Void
+    ) async throws {
         let alice = try domain.connection(domain.alice)
         let bob = try domain.connection(domain.bob)
         let reader = Task {
@@ -128,7 +135,7 @@ import WeftWire
             }
             return (received, counters)
         }
-        for number in 0..<count {
+        for number in alreadySent..<count {
             if number == after { try await disrupt() }
             try await alice.send(.init(envelopes: [.init(content: Array("message \(number)".utf8), recipients: [domain.bob.member])]), messageID: "m\(number)")
         }
@@ -148,6 +155,34 @@ import WeftWire
                 _ = await domain.processes[0].exitStatus()
             }
             await domain.stop()
+        }
+    }
+
+    /// One live process per sequencer node number (docs/sequencer.md §3.6): a second process
+    /// started with a number in use exits with an error that says so, and the first keeps
+    /// serving; after the first is killed, a process with its number starts at once (the
+    /// killed one's lock went with its connection) and serves the same members.
+    @Test func aNodeNumberInUseIsRefusedAndAKilledNodesSuccessorStarts() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let domain = try await Domain.start(fixture, sequencerCount: 1)
+            let port = try ProcessDomain.freePort()
+            try Domain.writeConfiguration(domain.directory, name: "again", node: 0, port: port, domainID: domain.domainID, url: fixture.url)
+            let refused = try WeftProcess(["run", "-c", "again.yaml"], directory: domain.directory.path)
+            #expect(await refused.exitStatus() != 0)
+            #expect(refused.standardError.contains("sequencer node number 0 is in use by another live process"), "\(refused.standardError)")
+            try await Self.sendAndRead(domain, count: 10, after: 10) {}
+
+            domain.processes[0].signal(SIGKILL)
+            _ = await domain.processes[0].exitStatus()
+            let successor = try WeftProcess(["run", "-c", "again.yaml"], directory: domain.directory.path)
+            let ready = await successor.nextLine()
+            #expect(ready?.contains("listening on") == true, "the successor did not start: \(successor.standardError)")
+            let moved = Domain(
+                directory: domain.directory, processes: [successor], ports: [port], domainID: domain.domainID, sequencerKey: domain.sequencerKey,
+                alice: domain.alice, bob: domain.bob, manager: domain.manager)
+            // Bob reads from the start: the ten messages above, then ten more through the successor.
+            try await Self.sendAndRead(moved, count: 20, alreadySent: 10, after: 20) {}
+            await moved.stop()
         }
     }
 
