@@ -54,11 +54,15 @@ public final class Sequencer: Sendable {
         /// in a row: request, responses, verdict).
         public var groupCommitSpacingFromGroupSize = 4
         /// How long `start` keeps trying for the node number's lock while another session holds
-        /// it (docs/sequencer.md §3.6). A process started right after its predecessor was killed
-        /// may find the old session not yet ended by the server, for a few milliseconds; a second
-        /// live process with the same number keeps the lock, and `start` then fails with an
-        /// error that says so.
-        public var nodeLockWait: Duration = .seconds(3)
+        /// it (docs/sequencer.md §3, item 6); nil: `nodeLockIdleTimeout` and a second. A
+        /// predecessor killed on a live host lets go at once (the server sees its socket close),
+        /// one whose host vanished once its session idled out; a second live process with the
+        /// same number keeps the lock, and `start` then fails with an error that says so.
+        public var nodeLockWait: Duration?
+        /// The server ends the node lock's session after this long without a check: a holder
+        /// that vanished without closing its connection frees the number then. Three times
+        /// `offlineAfter`; a live holder checks every heartbeat.
+        var nodeLockIdleTimeout: Duration { offlineAfter * 3 }
         public init() {}
 
         /// The heartbeat, at least ten times per `offlineAfter`: a node configured with a short
@@ -77,7 +81,7 @@ public final class Sequencer: Sendable {
         let fanOut = DeliveryFanOut(database: database, safePoint: safePoint, node: node, blocks: blocks)
         writer = SequencerWriter(
             node: node, database: database, signing: signing, blocks: blocks, groupSpacing: timing.groupCommitSpacing,
-            spacedFromGroupSize: timing.groupCommitSpacingFromGroupSize, logger: logger
+            spacedFromGroupSize: timing.groupCommitSpacingFromGroupSize, nodeLockIdleTimeout: timing.nodeLockIdleTimeout, logger: logger
         ) { commit in
             guard let commit else { return await safePoint.poke() }
             // The deliveries first: the shared reader, woken by the safe point, then finds them
@@ -106,9 +110,11 @@ public final class Sequencer: Sendable {
         try await members.load()
         try await startListening()
         do {
-            try await comeOnline(waitingUpTo: background.timing.nodeLockWait)
+            let timing = background.timing
+            try await comeOnline(waitingUpTo: timing.nodeLockWait ?? timing.nodeLockIdleTimeout + .seconds(1))
         } catch {
             await listener.withLock { $0 }?.stop()
+            await writer.closeNodeLock()
             throw error
         }
         let writer = self.writer
@@ -123,6 +129,7 @@ public final class Sequencer: Sendable {
                 try? await Task.sleep(for: interval)
                 do {
                     if displaced {
+                        logger.debug("trying to take this sequencer node's number back", metadata: ["sequencer_node": "\(node)"])
                         try await writer.comeOnline()
                         displaced = false
                         logger.notice("this process is the node's writer again", metadata: ["sequencer_node": "\(node)"])
@@ -130,22 +137,20 @@ public final class Sequencer: Sendable {
                         try await writer.heartbeat()
                     }
                 } catch SequencerWriterError.markedOffline {
-                    logger.warning("this sequencer node was marked offline; rejoining", metadata: ["sequencer_node": "\(node)"])
+                    logger.warning(
+                        "this sequencer node is offline (another node marked it offline, or another process took over its number); rejoining",
+                        metadata: ["sequencer_node": "\(node)"])
                     do {
                         try await writer.comeOnline()
-                    } catch SequencerWriterError.nodeNumberInUse {
+                    } catch SequencerWriterError.nodeNumberInUse(_, let holder) {
                         displaced = true
-                        logger.error(
-                            "another process holds this sequencer node's number now; this process sequences nothing while it does: stop one of the two",
-                            metadata: ["sequencer_node": "\(node)"])
+                        Self.logDisplaced(logger, node: node, holder: holder)
                     } catch {}
-                } catch SequencerWriterError.nodeNumberInUse {
-                    // This process lost the node's lock (with its connection) and another took it.
+                } catch SequencerWriterError.nodeNumberInUse(_, let holder) {
+                    // This process lost the node's lock (with its session) and another took it.
                     if !displaced {
                         displaced = true
-                        logger.error(
-                            "another process holds this sequencer node's number now; this process sequences nothing while it does: stop one of the two",
-                            metadata: ["sequencer_node": "\(node)"])
+                        Self.logDisplaced(logger, node: node, holder: holder)
                     }
                 } catch where !Task.isCancelled {
                     logger.warning("heartbeat failed", metadata: ["sequencer_node": "\(node)", "error": "\(error)"])
@@ -162,21 +167,32 @@ public final class Sequencer: Sendable {
         }
     }
 
+    private static func logDisplaced(_ logger: Logger, node: Int16, holder: String?) {
+        logger.error(
+            "another process holds this sequencer node's number now; this process sequences nothing while it does: stop one of the two",
+            metadata: ["sequencer_node": "\(node)", "holder": "\(holder ?? "unknown")"])
+    }
+
     /// Joins the writers, trying for the node's lock until `wait` has passed (a killed
     /// predecessor's session may take a moment to end); throws `nodeNumberInUse` if another
     /// process still holds it then.
     private func comeOnline(waitingUpTo wait: Duration) async throws {
         let deadline = ContinuousClock.now + wait
+        var attempts = 0
         while true {
             do {
                 return try await writer.comeOnline()
-            } catch SequencerWriterError.nodeNumberInUse where ContinuousClock.now < deadline {
+            } catch SequencerWriterError.nodeNumberInUse(_, let holder) where ContinuousClock.now < deadline {
+                attempts += 1
+                if attempts == 1 {
+                    logger.notice(
+                        "sequencer node number \(node) is held by another session; waiting for it to end",
+                        metadata: ["sequencer_node": "\(node)", "holder": "\(holder ?? "unknown")", "waiting_up_to": "\(wait)"])
+                }
                 try await Task.sleep(for: .milliseconds(50))
-            } catch SequencerWriterError.nodeNumberInUse {
-                logger.error(
-                    "sequencer node number \(node) is held by another live process; not starting",
-                    metadata: ["sequencer_node": "\(node)", "waited": "\(wait)"])
-                throw SequencerWriterError.nodeNumberInUse(node: node)
+            } catch let error as SequencerWriterError {
+                logger.error("\(error)", metadata: ["sequencer_node": "\(node)", "waited": "\(wait)"])
+                throw error
             }
         }
     }

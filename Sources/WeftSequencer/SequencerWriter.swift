@@ -46,15 +46,16 @@ enum SequencerWriterError: Error, CustomStringConvertible {
     case markedOffline(node: Int16)
     /// Another live process holds this node number (its lock, docs/sequencer.md §3.6): two
     /// writers with one number would give out the same timestamps and move one watermark.
-    case nodeNumberInUse(node: Int16)
+    case nodeNumberInUse(node: Int16, holder: String?)
 
     var description: String {
         switch self {
         case .markedOffline(let node):
             "sequencer node \(node) was marked offline by another node (heartbeat too late), or another process took over its number; it rejoins with a new watermark if it can"
-        case .nodeNumberInUse(let node):
-            "sequencer node number \(node) is in use by another live process on this domain's database; "
-                + "give this node a number no other sequencer node uses (`sequencer-node` in its configuration), or stop the other process first"
+        case .nodeNumberInUse(let node, let holder):
+            "sequencer node number \(node) is in use by another live process on this domain's database"
+                + (holder.map { " (its lock's session: \($0))" } ?? "")
+                + "; give this node a number no other sequencer node uses (`sequencer-node` in its configuration), or stop the other process first"
         }
     }
 }
@@ -121,14 +122,17 @@ actor SequencerWriter {
     private var handOverAfter: Int64 { max(committedWatermark, uncertainUpTo) }
     private var flushing = false
 
+    /// `nodeLockIdleTimeout`: the server ends the node lock's session after this long without a
+    /// check (a vanished holder's), so it must be well above the heartbeat interval.
     init(
         node: Int16, database: PostgresDatabase, signing: BlockSigning, blocks: BlockCache, groupSpacing: Duration,
-        spacedFromGroupSize: Int, logger: Logger, onCommit: @escaping @Sendable (LocalCommit?) async -> Void
+        spacedFromGroupSize: Int, nodeLockIdleTimeout: Duration, logger: Logger, onCommit: @escaping @Sendable (LocalCommit?) async -> Void
     ) {
         precondition(node >= 0 && Int64(node) < Self.nodeSlots, "sequencer node numbers are 0…31")
         self.node = node
         self.database = database
-        nodeLock = PostgresSessionLock(database: database, namespace: Self.nodeLockNamespace, key: Int32(node))
+        nodeLock = PostgresSessionLock(
+            url: database.url, namespace: Self.nodeLockNamespace, key: Int32(node), idleSessionTimeout: nodeLockIdleTimeout)
         self.signing = signing
         self.blocks = blocks
         self.groupSpacing = groupSpacing
@@ -158,11 +162,22 @@ actor SequencerWriter {
     /// anything any reader has read. The other nodes are notified. Throws `nodeNumberInUse`
     /// if another live process holds this node's lock.
     func comeOnline() async throws {
-        guard try await nodeLock.acquire() else { throw SequencerWriterError.nodeNumberInUse(node: node) }
+        guard try await nodeLock.acquire(), let lockProcess = nodeLock.serverProcess else {
+            throw SequencerWriterError.nodeNumberInUse(node: node, holder: try? await nodeLock.holder()?.description)
+        }
         let node = self.node
         let (watermark, incarnation) = try await database.transaction { connection in
             // Serialize joins with each other; writers' own updates take row locks.
             _ = try connection.execute("LOCK TABLE sequencer_writers IN SHARE ROW EXCLUSIVE MODE")
+            // The lock is still this process's, under the table lock: a process that lost it
+            // since `acquire` never takes an incarnation after the one its successor took.
+            let held = try connection.execute(
+                """
+                SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int8::oid AND objid = $2::int8::oid
+                    AND objsubid = 2 AND granted AND pid = $3::int8::int4)
+                """, [.int64(Int64(Self.nodeLockNamespace)), .int64(Int64(node)), .int64(lockProcess)]
+            ).rows[0][0].bool ?? false
+            guard held else { throw SequencerWriterError.nodeNumberInUse(node: node, holder: nil) }
             let highest = try connection.execute("SELECT coalesce(max(watermark), 0) FROM sequencer_writers").rows[0][0].int64 ?? 0
             let row = try connection.execute(
                 """
@@ -177,7 +192,7 @@ actor SequencerWriter {
                 "SELECT pg_notify($1, $2)", [.text(WriterNotification.channel), .text(WriterNotification.joined(node: node, watermark: watermark).payload)])
             return (watermark, try row[1].int64 ?? 0)
         }
-        self.incarnation = incarnation
+        self.incarnation = max(self.incarnation, incarnation)  // two joins that overlapped: the later one counts
         lastTimestamp = max(lastTimestamp, watermark)
         committedWatermark = watermark
         online = true
@@ -191,13 +206,30 @@ actor SequencerWriter {
     func goOffline() async throws {
         online = false
         let (node, incarnation) = (self.node, self.incarnation)
-        defer { nodeLock.release() }
-        try await database.transaction { connection in
-            _ = try connection.execute(
-                "UPDATE sequencer_writers SET online = false WHERE node = $1::int8::int2 AND incarnation = $2",
-                [.int64(Int64(node)), .int64(incarnation)])
-            _ = try connection.execute("SELECT pg_notify($1, $2)", [.text(WriterNotification.channel), .text(WriterNotification.left(by: node).payload)])
+        do {
+            try await database.transaction { connection in
+                _ = try connection.execute(
+                    "UPDATE sequencer_writers SET online = false WHERE node = $1::int8::int2 AND incarnation = $2",
+                    [.int64(Int64(node)), .int64(incarnation)])
+                _ = try connection.execute(
+                    "SELECT pg_notify($1, $2)", [.text(WriterNotification.channel), .text(WriterNotification.left(by: node).payload)])
+            }
+        } catch {
+            await closeNodeLock()
+            throw error
         }
+        await closeNodeLock()
+    }
+
+    /// Lets go of the node's number for good (stop, or a start that failed).
+    func closeNodeLock() async {
+        await nodeLock.close()
+    }
+
+    /// This process stops writing after a failure under `incarnation`, unless it has since
+    /// rejoined under a newer one.
+    private func goneOffline(under incarnation: Int64) {
+        if self.incarnation == incarnation { online = false }
     }
 
     /// Sequences `submission`, together with whatever else is waiting; returns once committed.
@@ -287,9 +319,10 @@ actor SequencerWriter {
     /// and another process holds it now: it stops writing.
     func heartbeat() async throws {
         guard online else { throw SequencerWriterError.markedOffline(node: node) }
+        let checkedUnder = incarnation
         guard try await nodeLock.acquire() else {
-            online = false
-            throw SequencerWriterError.nodeNumberInUse(node: node)
+            goneOffline(under: checkedUnder)
+            throw SequencerWriterError.nodeNumberInUse(node: node, holder: try? await nodeLock.holder()?.description)
         }
         guard online else { throw SequencerWriterError.markedOffline(node: node) }
         guard !flushing else { return }  // the write under way refreshes the heartbeat
@@ -316,7 +349,7 @@ actor SequencerWriter {
             ).rows
         }
         guard updated.count == 1 else {
-            online = false
+            goneOffline(under: incarnation)
             throw SequencerWriterError.markedOffline(node: node)
         }
         onlineWriters = try Self.onlineWriters(updated[0])
@@ -364,13 +397,14 @@ actor SequencerWriter {
             rows.append((index, nextTimestamp()))
         }
         let watermark = lastTimestamp
+        let writtenUnder = incarnation
         let written: [Int: SequencingOutcome]
         let block: (signed: SignedBlock, events: [[UInt8]])?
         let commit: LocalCommit
         do {
             (written, block, onlineWriters, commit) = try await insert(group, rows, after: handOverAfter, watermark: watermark)
         } catch let error as SequencerWriterError {
-            online = false
+            goneOffline(under: writtenUnder)
             throw error
         } catch {
             // The connection may have failed after the server committed (the reply to COMMIT

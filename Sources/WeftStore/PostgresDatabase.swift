@@ -126,12 +126,6 @@ public final class PostgresDatabase: Sendable {
         }
     }
 
-    /// Runs `body` on a database thread without lending it a pooled connection: for blocking
-    /// work on a connection of the caller's own (`PostgresSessionLock`).
-    func onDatabaseThread<Result: Sendable>(_ body: @escaping @Sendable () throws -> Result) async throws -> Result {
-        try await threads.runIfActive(body)
-    }
-
     /// Closes every idle connection and stops the database threads; requests after this fail.
     public func shutdown() async {
         await analyzing.withLock { $0 }?.value

@@ -1,69 +1,173 @@
+import Logging
+import NIOPosix
 import Synchronization
 
 /// A PostgreSQL session-level advisory lock (`pg_try_advisory_lock(namespace, key)`) held on a
-/// connection of its own, for as long as that connection lives.
+/// connection of its own, for as long as that connection's server session lives.
 ///
-/// Why a session lock and not a row: the server releases the lock the moment the holding
-/// session ends, whether its process stopped cleanly, was killed with `kill -9`, or lost its
-/// connection. So "the lock is held" means "a live process holds it", and a restarted process
-/// takes it at once, where a row left behind by a crashed process would make its successor wait
-/// out a timeout to tell a crash from a second live process.
+/// Why a session lock and not a row: the server releases the lock when the holding session
+/// ends, whether its process stopped cleanly, was killed with `kill -9` (the server sees the
+/// socket close), or went silent. So "the lock is held" means "a live process holds it", and a
+/// restarted process takes it at once, where a row left behind by a crashed process would make
+/// its successor wait out a timeout to tell a crash from a second live process.
 ///
-/// Why it is not enough on its own: a holder whose connection is lost (the server restarted, the
-/// network dropped) has lost the lock without knowing it until `acquire` checks again, and
-/// another process may take it in between. Whatever the lock protects must also be fenced where
-/// it is written (the sequencer writer's incarnation, docs/sequencer.md §3.6).
+/// A holder that vanished without closing its socket (its host crashed, the network was cut)
+/// leaves a server session that would hold the lock until TCP keepalive notices, hours later by
+/// default: the session is therefore opened with `idle_session_timeout` (PostgreSQL 14 and
+/// later), and the holder keeps it busy by checking the lock more often than that.
 ///
-/// Its blocking libpq calls run on the database's threads, never on Swift's cooperative pool;
-/// its connection is not one of the database's pool.
+/// Why it is not enough on its own: a holder whose session ended (that timeout, a database
+/// restart) has lost the lock without knowing it until `acquire` checks again, and another
+/// process may take it in between. Whatever the lock protects must also be fenced where it is
+/// written (the sequencer writer's incarnation, docs/sequencer.md §3, item 6).
+///
+/// Needs a session of its own on the server: not through a pooler in transaction mode.
+/// Blocking libpq calls run on a thread of its own, never on Swift's cooperative pool nor on the
+/// database's threads (a lock check stuck on an unreachable server stalls no query).
 public final class PostgresSessionLock: Sendable {
     /// The two 32-bit halves of the lock's key (PostgreSQL's two-key form, which never collides
     /// with a lock taken on a single 64-bit key).
     public let namespace: Int32
     public let key: Int32
-    private let database: PostgresDatabase
-    /// The connection that holds the lock, while this value believes it does.
-    private let holder = Mutex<ConnectionLease?>(nil)
+    private let url: String
+    private let idleSessionTimeout: Duration
+    private let thread = NIOThreadPool(numberOfThreads: 1)
+    private let state = Mutex<State>(State())
 
-    /// Holds nothing yet: `acquire` opens the connection, to `database`'s server.
-    public init(database: PostgresDatabase, namespace: Int32, key: Int32) {
-        self.database = database
-        self.namespace = namespace
-        self.key = key
+    private struct State {
+        var started = false
+        var closed = false
+        /// The lock's connection, kept across attempts that did not get the lock.
+        var connection: ConnectionLease?
+        /// The server process of `connection`'s session.
+        var serverProcess: Int64 = 0
+        var holds = false
     }
 
+    /// Who holds a lock, as `pg_stat_activity` shows its session.
+    public struct Holder: Sendable, CustomStringConvertible {
+        public let serverProcess: Int64
+        public let clientAddress: String
+        public let sessionStart: String
+        public var description: String {
+            "server process \(serverProcess), client \(clientAddress.isEmpty ? "on a local socket" : clientAddress), session since \(sessionStart)"
+        }
+    }
+
+    /// Holds nothing yet: `acquire` opens the connection to `url`. A holder's session that stays
+    /// idle for `idleSessionTimeout` is ended by the server (and the lock with it).
+    public init(url: String, namespace: Int32, key: Int32, idleSessionTimeout: Duration) {
+        self.url = url
+        self.namespace = namespace
+        self.key = key
+        self.idleSessionTimeout = idleSessionTimeout
+    }
+
+    /// The server process of the session that holds the lock, checked by the server in
+    /// `acquire` (nil: this value does not hold it). A statement on another connection can
+    /// check that the lock is still held (`pg_locks.pid`) in its own transaction.
+    public var serverProcess: Int64? { state.withLock { $0.holds ? $0.serverProcess : nil } }
+
     /// Takes the lock unless another session holds it, and tells whether this value holds it
-    /// now. Called while the lock is held, it checks that the holding connection is still
-    /// there (one round trip); if it was lost, so was the lock, and it tries to take it again on
-    /// a new connection. Throws if the server cannot be reached.
+    /// now. Called while the lock is held, it asks the server whether its session still holds
+    /// it (one round trip); if the session was lost, so was the lock, and it tries to take it
+    /// again. False once `close` was called. Throws if the server cannot be reached.
     public func acquire() async throws -> Bool {
-        let (url, namespace, key) = (database.url, self.namespace, self.key)
-        return try await database.onDatabaseThread { [self] in
-            // The whole check under the mutex: one conversation at a time on the connection, and
-            // two callers never both open a session that tries for the lock.
-            try holder.withLock { held in
-                if let lease = held {
+        let open = state.withLock { state -> Bool in
+            guard !state.closed else { return false }
+            if !state.started { thread.start() }
+            state.started = true
+            return true
+        }
+        guard open else { return false }
+        let (url, idle, parameters, oids) = (url, idleSessionTimeout, lockParameters, oidParameters)
+        return try await thread.runIfActive { [self] in
+            // The whole check under the mutex: one conversation at a time on the connection.
+            try state.withLock { state in
+                guard !state.closed else { return false }
+                if let lease = state.connection {
                     do {
-                        _ = try lease.connection.execute("SELECT 1")
-                        return true
-                    } catch {
-                        held = nil  // the session, and the lock with it, is gone
+                        if state.holds {
+                            state.holds = try lease.connection.execute(Self.heldBySession, oids).rows.first?[0].bool ?? false
+                            if state.holds { return true }
+                        }
+                        state.holds = try lease.connection.execute(Self.tryLock, parameters).rows.first?[0].bool ?? false
+                        return state.holds
+                    } catch where !lease.connection.isUsable {
+                        state.connection = nil  // the session, and the lock with it, is gone
+                        state.holds = false
                     }
                 }
                 let connection = try PostgresConnection(url: url)
-                let taken = try connection.execute(
-                    "SELECT pg_try_advisory_lock($1::int8::int4, $2::int8::int4)", [.int64(Int64(namespace)), .int64(Int64(key))]
-                ).rows.first?[0].bool ?? false
-                if taken { held = ConnectionLease(connection) }
-                return taken  // not taken: the connection closes here
+                let row = try connection.execute("SELECT pg_backend_pid()::int8, current_setting('server_version_num')::int8").rows[0]
+                if try row[1].int64 ?? 0 >= 140000 {
+                    let milliseconds = idle.components.seconds * 1000 + idle.components.attoseconds / 1_000_000_000_000_000
+                    _ = try connection.execute("SELECT set_config('idle_session_timeout', $1, false)", [.text("\(milliseconds)ms")])
+                }
+                state.connection = ConnectionLease(connection)
+                state.serverProcess = try row[0].int64 ?? 0
+                state.holds = try connection.execute(Self.tryLock, parameters).rows.first?[0].bool ?? false
+                return state.holds
             }
         }
     }
 
-    /// Releases the lock, by ending its session, if this value holds it. Dropping the value
-    /// does the same.
-    public func release() {
-        // PQfinish, in the connection's deinit: one small write (the Terminate message) and a close.
-        holder.withLock { $0 = nil }
+    /// The session that holds the lock, if any (for messages: it may have changed by the time
+    /// the caller reads it).
+    public func holder() async throws -> Holder? {
+        guard state.withLock({ $0.started && !$0.closed }) else { return nil }
+        let oids = oidParameters
+        return try await thread.runIfActive { [self] in
+            try state.withLock { state in
+                guard let lease = state.connection else { return nil }
+                guard
+                    let row = try lease.connection.execute(
+                        """
+                        SELECT a.pid::int8, coalesce(host(a.client_addr) || ':' || a.client_port, ''), a.backend_start::text
+                        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                        WHERE l.locktype = 'advisory' AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 2 AND l.granted
+                        """, oids
+                    ).rows.first
+                else { return nil }
+                return Holder(serverProcess: try row[0].int64 ?? 0, clientAddress: try row[1].string ?? "", sessionStart: try row[2].string ?? "")
+            }
+        }
     }
+
+    /// Releases the lock and ends its session; `acquire` returns false from now on.
+    public func close() async {
+        let started = state.withLock { state -> Bool in
+            defer { state.closed = true }
+            return state.started
+        }
+        guard started else { return }
+        let parameters = lockParameters
+        _ = try? await thread.runIfActive { [self] in
+            state.withLock { state in
+                // Unlocked before the session ends: a successor that tries right after finds
+                // the lock free, rather than racing the server's cleanup of this session.
+                if state.holds, let lease = state.connection {
+                    _ = try? lease.connection.execute("SELECT pg_advisory_unlock($1::int8::int4, $2::int8::int4)", parameters)
+                }
+                state.holds = false
+                state.connection = nil  // PQfinish, here on the lock's thread
+            }
+        }
+        try? await thread.shutdownGracefully()
+    }
+
+    /// The key as the lock functions take it (two `int4`s).
+    private var lockParameters: [PostgresValue] { [.int64(Int64(namespace)), .int64(Int64(key))] }
+    /// The key as `pg_locks` shows it (`classid`, `objid`: `oid`s, unsigned).
+    private var oidParameters: [PostgresValue] {
+        [.int64(Int64(UInt32(bitPattern: namespace))), .int64(Int64(UInt32(bitPattern: key)))]
+    }
+
+    private static let tryLock = "SELECT pg_try_advisory_lock($1::int8::int4, $2::int8::int4)"
+    /// Whether this session holds the lock: asked of the server, so that a connection that is
+    /// not the session it seems (a pooler in transaction mode) does not pass for the holder.
+    private static let heldBySession = """
+        SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int8::oid AND objid = $2::int8::oid
+            AND objsubid = 2 AND granted AND pid = pg_backend_pid())
+        """
 }

@@ -160,8 +160,8 @@ import WeftWire
 
     /// One live process per sequencer node number (docs/sequencer.md §3.6): a second process
     /// started with a number in use exits with an error that says so, and the first keeps
-    /// serving; after the first is killed, a process with its number starts at once (the
-    /// killed one's lock went with its connection) and serves the same members.
+    /// serving; after the first is killed, a process with its number starts (the killed one's
+    /// lock went with its connection) and serves the same members.
     @Test func aNodeNumberInUseIsRefusedAndAKilledNodesSuccessorStarts() async throws {
         try await PostgresFixture.withFixture { fixture in
             let domain = try await Domain.start(fixture, sequencerCount: 1)
