@@ -104,7 +104,8 @@ actor SequencerWriter {
     private var lastGroupStart: ContinuousClock.Instant?
     private var lastGroupSize = 0
     private var lastTimestamp: Int64 = 0
-    private var online = false
+    /// Whether this process writes as the node now (set once a join's transaction is back).
+    private(set) var online = false
     /// The watermark this node last committed.
     private var committedWatermark: Int64 = 0
     /// The highest watermark another writer announced with events: until this node's

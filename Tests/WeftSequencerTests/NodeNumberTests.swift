@@ -181,7 +181,12 @@ import WeftWire
             #expect(try Self.incarnation(database) == incarnation)
 
             letGo.withLock { $0 = true }
-            try await Self.eventually("the node is the writer again") { try Self.incarnation(database) == incarnation + 1 }
+            // Its join has committed (the incarnation) and come back to the writer (online): sends
+            // in between are refused, and a member retries them.
+            try await Self.eventually("the node is the writer again") {
+                let online = await node.writer.online
+                return try online && Self.incarnation(database) == incarnation + 1
+            }
             guard case .delivered = try await Self.send(node, "back") else {
                 Issue.record("the node does not sequence after taking its number back")
                 return
