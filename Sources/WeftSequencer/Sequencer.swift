@@ -38,21 +38,24 @@ public final class Sequencer: Sendable {
         /// without a notification (one lost while the listening connection was down).
         public var pollInterval: Duration = .milliseconds(100)
         /// Under load, a group commit starts at least this long times the number of online
-        /// sequencer nodes after the previous one began, unless 64 submissions already wait:
+        /// sequencer nodes after the previous one began, or as soon as 8 submissions wait:
         /// groups grow instead of the node committing as often as PostgreSQL lets it, and every
         /// group costs as much again (a transaction, a block signature, each member's
         /// verification of it, a read and a delivery per subscription), on every node of the
         /// domain (each reads and delivers every commit's events for its subscriptions, and
         /// fetches the other nodes' blocks). Times the nodes, so that the domain as a whole
-        /// commits about as often as one node would when the load is spread over the nodes (a
-        /// node that alone carries the load still commits at least every 64 submissions). Zero
-        /// commits each group as soon as the previous one is done.
-        public var groupCommitSpacing: Duration = .milliseconds(2)
-        /// What "under load" means for `groupCommitSpacing`: the previous group had at least
-        /// this many submissions. After a smaller one the next group starts at once, so that a
+        /// commits about as often as one node would when the load is spread over the nodes.
+        /// 4 ms: a domain busy with transactions (~650 submissions/s, four per transfer) then
+        /// commits ~2.4 submissions per group instead of ~1.6, for 9 % less CPU per transfer
+        /// (docs/benchmarks.md, session 21). Zero commits each group as soon as the previous one
+        /// is done.
+        public var groupCommitSpacing: Duration = .milliseconds(4)
+        /// What "under load" means for `groupCommitSpacing`: the last two groups had at least
+        /// this many submissions each. Otherwise the next group starts at once, so that a
         /// lightly loaded node adds no latency (a transaction passes the sequencer three times
-        /// in a row: request, responses, verdict).
-        public var groupCommitSpacingFromGroupSize = 4
+        /// in a row: request, responses, verdict), also after one group of a transaction's
+        /// responses, which arrive together.
+        public var groupCommitSpacingFromGroupSize = 2
         /// How long `start` keeps trying for the node number's lock while another session holds
         /// it (docs/sequencer.md §3, item 6); nil: `nodeLockIdleTimeout` and a second. A
         /// predecessor killed on a live host lets go at once (the server sees its socket close),

@@ -73,8 +73,11 @@ actor SequencerWriter {
     static let nodeSlots: Int64 = 32
     /// Most submissions in one transaction.
     static let maximumBatch = 2000
-    /// Submissions that start a group without waiting out the spacing (`groupSpacing` × online writers).
-    static let groupWithoutSpacing = 64
+    /// Submissions that start a group without waiting out the rest of the spacing (`groupSpacing`
+    /// × online writers): as many wait, the group goes. Eight already share a group's cost well,
+    /// and a busy sequencer gathers them sooner than the spacing (at 3,500 submissions/s in
+    /// ~2.3 ms), so the spacing costs it no latency.
+    static let groupWithoutSpacing = 8
 
     let node: Int16
     private let database: PostgresDatabase
@@ -99,10 +102,13 @@ actor SequencerWriter {
     private let groupSpacing: Duration
     /// How many writers were online when this node last wrote its watermark (at least 1).
     private(set) var onlineWriters = 1
-    /// The least size of a group after which the next waits out the spacing (`groupSpacing` × online writers).
+    /// The least size of the last two groups after which the next waits out the spacing (`groupSpacing` × online writers).
     private let spacedFromGroupSize: Int
     private var lastGroupStart: ContinuousClock.Instant?
-    private var lastGroupSize = 0
+    /// The sizes of the last group and of the one before it (none yet: as large as can be, so
+    /// that the first group alone decides).
+    private var lastGroupSize = Int.max
+    private var previousGroupSize = Int.max
     private var lastTimestamp: Int64 = 0
     /// Whether this process writes as the node now (set once a join's transaction is back).
     private(set) var online = false
@@ -122,6 +128,9 @@ actor SequencerWriter {
     /// covers exactly that far only once it has read past such a group.
     private var handOverAfter: Int64 { max(committedWatermark, uncertainUpTo) }
     private var flushing = false
+    /// The flush waiting out the spacing, woken early once `groupWithoutSpacing` submissions wait.
+    private var spacingWait: (id: UInt64, continuation: CheckedContinuation<Void, Never>)?
+    private var spacingWaits: UInt64 = 0
 
     /// `nodeLockIdleTimeout`: the server ends the node lock's session after this long without a
     /// check (a vanished holder's), so it must be well above the heartbeat interval.
@@ -237,6 +246,7 @@ actor SequencerWriter {
     func sequence(_ submission: Submission) async throws -> SequencingOutcome {
         try await withCheckedThrowingContinuation { continuation in
             pending.append((submission, continuation))
+            if pending.count >= Self.groupWithoutSpacing { endSpacing() }
             startFlushIfIdle()
         }
     }
@@ -274,17 +284,43 @@ actor SequencerWriter {
         Task { await self.flush() }
     }
 
+    /// Waits until `deadline`, or until `groupWithoutSpacing` submissions wait (`endSpacing`).
+    private func waitOutSpacing(until deadline: ContinuousClock.Instant) async {
+        spacingWaits += 1
+        let id = spacingWaits
+        await withCheckedContinuation { continuation in
+            spacingWait = (id, continuation)
+            Task {
+                try? await Task.sleep(until: deadline)
+                endSpacing(id)
+            }
+        }
+    }
+
+    /// Ends the spacing wait `id` (nil: whichever is under way).
+    private func endSpacing(_ id: UInt64? = nil) {
+        guard let wait = spacingWait, id == nil || wait.id == id else { return }
+        spacingWait = nil
+        wait.continuation.resume()
+    }
+
     private func flush() async {
         while true {
             if !pending.isEmpty {
                 // Spacing: submissions arriving meanwhile join this group (the actor takes them
                 // while this task sleeps; `flushing` keeps a second flush from starting).
-                if let last = lastGroupStart, lastGroupSize >= spacedFromGroupSize, pending.count < Self.groupWithoutSpacing {
-                    let wait = last + groupSpacing * onlineWriters - .now
-                    if wait > .zero { try? await Task.sleep(for: wait) }
+                // Under load, the last two groups large enough: one group of a few is a burst that
+            // arrived together (a transaction's responses), not load, and spacing the next
+            // group (its verdict) would only add latency.
+            if let last = lastGroupStart, min(lastGroupSize, previousGroupSize) >= spacedFromGroupSize,
+                    pending.count < Self.groupWithoutSpacing
+                {
+                    let until = last + groupSpacing * onlineWriters
+                    if until > .now { await waitOutSpacing(until: until) }
                 }
                 lastGroupStart = .now
                 let group = Array(pending.prefix(Self.maximumBatch))
+                previousGroupSize = lastGroupSize
                 lastGroupSize = group.count
                 pending.removeFirst(group.count)
                 do {

@@ -413,9 +413,9 @@ struct TestFailure: Error, CustomStringConvertible {
     /// group, so the events' inserting transactions (`xmin`) count the groups.
     @Test func submissionsWithinTheSpacingShareOneGroupCommit() async throws {
         try await PostgresFixture.withFixture { fixture in
-            // Long, so that on a loaded machine the 12 sends are surely all waiting before it ends
+            // Long, so that on a loaded machine the 7 sends are surely all waiting before it ends
             // (with 400 ms, a full parallel test run once split the burst in two); after any
-            // group, here the first, of one.
+            // group, here the first, of one. Seven: eight waiting would end the wait.
             let (node, setup) = try await Self.node(fixture.url, spacing: .seconds(3), fromGroupSize: 1)
             let farFuture = SequencerWriter.now() + 3_600_000_000
             func send(_ sender: String, _ id: String) async throws {
@@ -427,7 +427,7 @@ struct TestFailure: Error, CustomStringConvertible {
             let start = ContinuousClock.now
             try await send(Self.members[0], "first")
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for number in 0..<12 {
+                for number in 0..<7 {
                     group.addTask { try await send(Self.members[number % 3], "burst-\(number)") }
                 }
                 try await group.waitForAll()
@@ -436,7 +436,31 @@ struct TestFailure: Error, CustomStringConvertible {
             let groups = try setup.execute(
                 "SELECT count(DISTINCT xmin::text)::int8 FROM sequencer_events WHERE message_id = 'first' OR message_id LIKE 'burst-%'"
             ).rows[0][0].int64
-            #expect(groups == 2, "the first send and the burst of 12 were written in \(groups ?? 0) transactions, not 2")
+            #expect(groups == 2, "the first send and the burst of 7 were written in \(groups ?? 0) transactions, not 2")
+            await node.stop()
+        }
+    }
+
+    /// Eight submissions waiting end the spacing's wait: a group that large shares its cost
+    /// well, and waiting longer only adds latency.
+    @Test func eightWaitingSubmissionsDoNotWaitOutTheSpacing() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (node, _) = try await Self.node(fixture.url, spacing: .seconds(60), fromGroupSize: 1)
+            let farFuture = SequencerWriter.now() + 3_600_000_000
+            func send(_ sender: String, _ id: String) async throws {
+                let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [Self.members[3]])])
+                let outcome = try await node.send(sender: sender, messageID: id, batch: batch, maxSequencingTime: farFuture)
+                guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
+            }
+            let start = ContinuousClock.now
+            try await send(Self.members[0], "first")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for number in 0..<SequencerWriter.groupWithoutSpacing {
+                    group.addTask { try await send(Self.members[number % 3], "burst-\(number)") }
+                }
+                try await group.waitForAll()
+            }
+            #expect(ContinuousClock.now - start < .seconds(30), "the burst waited out the spacing")
             await node.stop()
         }
     }
