@@ -37,10 +37,10 @@ public final class Sequencer: Sendable {
         /// While a subscription waits, readers look for other nodes' commits this often even
         /// without a notification (one lost while the listening connection was down).
         public var pollInterval: Duration = .milliseconds(100)
-        /// Under load, a group commit starts at least this long times the number of online
-        /// sequencer nodes after the previous one began, or as soon as 8 submissions wait:
-        /// groups grow instead of the node committing as often as PostgreSQL lets it, and every
-        /// group costs as much again (a transaction, a block signature, each member's
+        /// Under load, a group commit starts no sooner than this long times the number of online
+        /// sequencer nodes after the previous one began, unless 8 submissions per online node
+        /// wait: groups grow instead of the node committing as often as PostgreSQL lets it, and
+        /// every group costs as much again (a transaction, a block signature, each member's
         /// verification of it, a read and a delivery per subscription), on every node of the
         /// domain (each reads and delivers every commit's events for its subscriptions, and
         /// fetches the other nodes' blocks). Times the nodes, so that the domain as a whole
@@ -51,10 +51,10 @@ public final class Sequencer: Sendable {
         /// is done.
         public var groupCommitSpacing: Duration = .milliseconds(4)
         /// What "under load" means for `groupCommitSpacing`: the last two groups had at least
-        /// this many submissions each. Otherwise the next group starts at once, so that a
-        /// lightly loaded node adds no latency (a transaction passes the sequencer three times
-        /// in a row: request, responses, verdict), also after one group of a transaction's
-        /// responses, which arrive together.
+        /// this many submissions each, and followed each other within twice the spacing.
+        /// Otherwise the next group starts at once, so that a lightly loaded node adds no
+        /// latency (a transaction passes the sequencer three times in a row: request, responses,
+        /// verdict), also after one group of a transaction's responses, which arrive together.
         public var groupCommitSpacingFromGroupSize = 2
         /// How long `start` keeps trying for the node number's lock while another session holds
         /// it (docs/sequencer.md §3, item 6); nil: `nodeLockIdleTimeout` and a second. A

@@ -73,10 +73,11 @@ actor SequencerWriter {
     static let nodeSlots: Int64 = 32
     /// Most submissions in one transaction.
     static let maximumBatch = 2000
-    /// Submissions that start a group without waiting out the rest of the spacing (`groupSpacing`
-    /// × online writers): as many wait, the group goes. Eight already share a group's cost well,
-    /// and a busy sequencer gathers them sooner than the spacing (at 3,500 submissions/s in
-    /// ~2.3 ms), so the spacing costs it no latency.
+    /// Submissions per online writer that start a group without waiting out the rest of the
+    /// spacing (`groupSpacing` × online writers): once that many wait, the group goes. A
+    /// sequencer busy enough to gather them sooner than the spacing (8 at 3,500 submissions/s
+    /// in ~2.3 ms) already shares a group's cost over that many, and the spacing then costs it
+    /// no latency. Times the writers, as the spacing is.
     static let groupWithoutSpacing = 8
 
     let node: Int16
@@ -105,10 +106,13 @@ actor SequencerWriter {
     /// The least size of the last two groups after which the next waits out the spacing (`groupSpacing` × online writers).
     private let spacedFromGroupSize: Int
     private var lastGroupStart: ContinuousClock.Instant?
-    /// The sizes of the last group and of the one before it (none yet: as large as can be, so
-    /// that the first group alone decides).
-    private var lastGroupSize = Int.max
-    private var previousGroupSize = Int.max
+    /// Submissions waiting for the next group.
+    var waitingSubmissions: Int { pending.count }
+
+    /// The sizes of the last group and of the one before it, while groups follow each other
+    /// under load (`spaced`); zero after a pause.
+    private var lastGroupSize = 0
+    private var previousGroupSize = 0
     private var lastTimestamp: Int64 = 0
     /// Whether this process writes as the node now (set once a join's transaction is back).
     private(set) var online = false
@@ -128,8 +132,9 @@ actor SequencerWriter {
     /// covers exactly that far only once it has read past such a group.
     private var handOverAfter: Int64 { max(committedWatermark, uncertainUpTo) }
     private var flushing = false
-    /// The flush waiting out the spacing, woken early once `groupWithoutSpacing` submissions wait.
-    private var spacingWait: (id: UInt64, continuation: CheckedContinuation<Void, Never>)?
+    /// The flush waiting out the spacing, woken early once `groupWithoutSpacing` × online writers
+    /// submissions wait, with the timer that ends the wait otherwise.
+    private var spacingWait: (id: UInt64, continuation: CheckedContinuation<Void, Never>, timer: Task<Void, Never>?)?
     private var spacingWaits: UInt64 = 0
 
     /// `nodeLockIdleTimeout`: the server ends the node lock's session after this long without a
@@ -246,7 +251,7 @@ actor SequencerWriter {
     func sequence(_ submission: Submission) async throws -> SequencingOutcome {
         try await withCheckedThrowingContinuation { continuation in
             pending.append((submission, continuation))
-            if pending.count >= Self.groupWithoutSpacing { endSpacing() }
+            if pending.count >= Self.groupWithoutSpacing * onlineWriters { endSpacing() }
             startFlushIfIdle()
         }
     }
@@ -286,36 +291,47 @@ actor SequencerWriter {
 
     /// Waits until `deadline`, or until `groupWithoutSpacing` submissions wait (`endSpacing`).
     private func waitOutSpacing(until deadline: ContinuousClock.Instant) async {
+        precondition(spacingWait == nil, "one flush, so one spacing wait, at a time")
         spacingWaits += 1
         let id = spacingWaits
         await withCheckedContinuation { continuation in
-            spacingWait = (id, continuation)
-            Task {
+            spacingWait = (id, continuation, nil)
+            spacingWait?.timer = Task {
                 try? await Task.sleep(until: deadline)
                 endSpacing(id)
             }
         }
     }
 
-    /// Ends the spacing wait `id` (nil: whichever is under way).
+    /// Ends the spacing wait `id` (nil: whichever is under way), and its timer.
     private func endSpacing(_ id: UInt64? = nil) {
         guard let wait = spacingWait, id == nil || wait.id == id else { return }
         spacingWait = nil
+        if id == nil { wait.timer?.cancel() }
         wait.continuation.resume()
+    }
+
+    /// Whether the next group waits out the spacing after groups of `last` and `previous`
+    /// submissions: under load, the last two large enough. One group of a few is usually a
+    /// burst that arrived together (a transaction's responses), not load, and spacing the group
+    /// after it (the verdict) would only add latency.
+    static func spaced(last: Int, previous: Int, from size: Int) -> Bool {
+        min(last, previous) >= size
     }
 
     private func flush() async {
         while true {
             if !pending.isEmpty {
                 // Spacing: submissions arriving meanwhile join this group (the actor takes them
-                // while this task sleeps; `flushing` keeps a second flush from starting).
-                // Under load, the last two groups large enough: one group of a few is a burst that
-            // arrived together (a transaction's responses), not load, and spacing the next
-            // group (its verdict) would only add latency.
-            if let last = lastGroupStart, min(lastGroupSize, previousGroupSize) >= spacedFromGroupSize,
-                    pending.count < Self.groupWithoutSpacing
+                // while this task waits; `flushing` keeps a second flush from starting).
+                let spacing = groupSpacing * onlineWriters
+                if let last = lastGroupStart, .now - last > spacing * 2 {
+                    (lastGroupSize, previousGroupSize) = (0, 0)  // a pause: no longer under load
+                }
+                if let last = lastGroupStart, Self.spaced(last: lastGroupSize, previous: previousGroupSize, from: spacedFromGroupSize),
+                    pending.count < Self.groupWithoutSpacing * onlineWriters
                 {
-                    let until = last + groupSpacing * onlineWriters
+                    let until = last + spacing
                     if until > .now { await waitOutSpacing(until: until) }
                 }
                 lastGroupStart = .now

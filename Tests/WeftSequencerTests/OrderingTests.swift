@@ -415,7 +415,7 @@ struct TestFailure: Error, CustomStringConvertible {
         try await PostgresFixture.withFixture { fixture in
             // Long, so that on a loaded machine the 7 sends are surely all waiting before it ends
             // (with 400 ms, a full parallel test run once split the burst in two); after any
-            // group, here the first, of one. Seven: eight waiting would end the wait.
+            // two groups, here the first two, of one. Seven: eight waiting would end the wait.
             let (node, setup) = try await Self.node(fixture.url, spacing: .seconds(3), fromGroupSize: 1)
             let farFuture = SequencerWriter.now() + 3_600_000_000
             func send(_ sender: String, _ id: String) async throws {
@@ -423,7 +423,9 @@ struct TestFailure: Error, CustomStringConvertible {
                 let outcome = try await node.send(sender: sender, messageID: id, batch: batch, maxSequencingTime: farFuture)
                 guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
             }
-            // The first group starts at once; the next waits out the spacing from its start.
+            // The first two groups start at once; the next waits out the spacing from the
+            // second's start.
+            try await send(Self.members[0], "zero")
             let start = ContinuousClock.now
             try await send(Self.members[0], "first")
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -441,26 +443,48 @@ struct TestFailure: Error, CustomStringConvertible {
         }
     }
 
+    /// Under load means the last two groups, not one: a single group of a few is a burst that
+    /// arrived together (a transaction's responses), and the group after it (the verdict) goes
+    /// at once.
+    @Test func theSpacingNeedsTwoGroupsLargeEnough() {
+        #expect(SequencerWriter.spaced(last: 2, previous: 2, from: 2))
+        #expect(SequencerWriter.spaced(last: 9, previous: 3, from: 2))
+        #expect(!SequencerWriter.spaced(last: 3, previous: 1, from: 2))
+        #expect(!SequencerWriter.spaced(last: 1, previous: 5, from: 2))
+        #expect(!SequencerWriter.spaced(last: 3, previous: 0, from: 2), "a pause resets the sizes to zero")
+    }
+
     /// Eight submissions waiting end the spacing's wait: a group that large shares its cost
     /// well, and waiting longer only adds latency.
     @Test func eightWaitingSubmissionsDoNotWaitOutTheSpacing() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let (node, _) = try await Self.node(fixture.url, spacing: .seconds(60), fromGroupSize: 1)
+            let (node, setup) = try await Self.node(fixture.url, spacing: .seconds(60), fromGroupSize: 1)
             let farFuture = SequencerWriter.now() + 3_600_000_000
             func send(_ sender: String, _ id: String) async throws {
                 let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [Self.members[3]])])
                 let outcome = try await node.send(sender: sender, messageID: id, batch: batch, maxSequencingTime: farFuture)
                 guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
             }
-            let start = ContinuousClock.now
+            try await send(Self.members[0], "zero")
             try await send(Self.members[0], "first")
+            // Seven wait out the spacing (a minute, after two groups of one); the eighth ends it.
+            let start = ContinuousClock.now
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for number in 0..<SequencerWriter.groupWithoutSpacing {
+                let eight = SequencerWriter.groupWithoutSpacing
+                for number in 0..<(eight - 1) {
                     group.addTask { try await send(Self.members[number % 3], "burst-\(number)") }
                 }
+                let deadline = ContinuousClock.now + .seconds(20)
+                while await node.writer.waitingSubmissions < eight - 1, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(await node.writer.waitingSubmissions == eight - 1, "the seven are not waiting")
+                group.addTask { try await send(Self.members[0], "burst-\(eight - 1)") }
                 try await group.waitForAll()
             }
             #expect(ContinuousClock.now - start < .seconds(30), "the burst waited out the spacing")
+            let groups = try setup.execute("SELECT count(DISTINCT xmin::text)::int8 FROM sequencer_events WHERE message_id LIKE 'burst-%'").rows[0][0].int64
+            #expect(groups == 1, "the burst of eight was written in \(groups ?? 0) transactions, not 1")
             await node.stop()
         }
     }
@@ -480,10 +504,11 @@ struct TestFailure: Error, CustomStringConvertible {
                 let outcome = try await node.send(sender: Self.members[0], messageID: id, batch: batch, maxSequencingTime: farFuture)
                 guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
             }
+            try await send("zero")  // its commit tells the writer that 2 nodes are online
             let start = ContinuousClock.now
-            try await send("first")  // its commit tells the writer that 2 nodes are online
+            try await send("first")
             #expect(await node.writer.onlineWriters == 2)
-            try await send("second")
+            try await send("second")  // after two groups of one
             #expect(ContinuousClock.now - start >= .seconds(4), "the second group did not wait for twice the spacing")
             let groups = try setup.execute(
                 "SELECT count(DISTINCT xmin::text)::int8 FROM sequencer_events WHERE message_id IN ('first', 'second')"
