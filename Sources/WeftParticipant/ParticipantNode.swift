@@ -155,6 +155,8 @@ public actor ParticipantNode {
     var repairedAt: Int64?
     private var nextSend = 0
     private var sendsStopped = false
+    /// Confirmation responses are dropped instead of sent (`dropResponsesFromNowOn`).
+    private var responsesDropped = false
 
     /// Runs `body` (a send) in a task of its own that `stop()` cancels.
     func background(_ body: @escaping @Sendable () async -> Void) {
@@ -334,6 +336,13 @@ public actor ParticipantNode {
     /// fail with `stopped`; their completions arrive in the store after a restart.
     public func stop() async {
         await stop(storingCursor: true)
+    }
+
+    /// Confirmation responses are dropped from now on instead of sent, as if the process died
+    /// each time between storing a request and its responses reaching the sequencer: for the
+    /// test of what a restart sends again.
+    @_spi(Testing) public func dropResponsesFromNowOn() {
+        responsesDropped = true
     }
 
     /// Stops as a crash would leave the store: the cursor moved in memory only is not stored.
@@ -1133,6 +1142,7 @@ public actor ParticipantNode {
             }
         }
         let messageID = "response-\(request.timestamp.microsSinceEpoch)"
+        guard !responsesDropped else { return }
         background {
             do {
                 do {

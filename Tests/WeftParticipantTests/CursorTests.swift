@@ -114,6 +114,42 @@ extension OnARealDomain {
             }
         }
 
+        /// The case the restart's re-send exists for: the request was stored, but its responses
+        /// never reached the sequencer before the crash (nothing records whether they did). The
+        /// restarted node sends them; the mediator approves instead of timing the request out.
+        @Test func responsesThatNeverLeftBeforeACrashAreSentByTheRestartedNode() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (alice, bob) = (domain.alice, domain.bob)
+                let iou = try await domain.issued("41", to: alice, command: "issue-lost-responses")
+                let p1 = domain.p1
+                await p1.dropResponsesFromNowOn()
+                let key = CommandKey(applicationID: "alice-app", commandID: "transfer-lost-responses")
+                let prepared = try await p1.prepare([try domain.transfer(iou, to: bob)], actAs: [alice], command: key)
+                let submission = Task { try await p1.submit(prepared) }
+                await p1.awaitPending(prepared.rootHash)
+                let requestTime = try #require(await p1.lockedContracts[iou]).microsSinceEpoch
+                let p1Member = domain.members[0].member.description
+                func responsesOfParticipant1() async throws -> Int {
+                    try await StoredSequencerEvent.all(url: fixture.url).filter {
+                        $0.messageID == "response-\(requestTime)" && $0.sender == p1Member
+                    }.count
+                }
+                #expect(try await responsesOfParticipant1() == 0, "participant1's responses reached the sequencer")
+
+                await p1.crash()
+                _ = await submission.result
+                let restarted = try await domain.restart(0)
+                #expect(try await restarted.outcome(ofRequest: prepared.rootHash) == "approved")
+                #expect(try await restarted.command(key)?.state == .succeeded)
+                #expect(try await domain.p2.outcome(ofRequest: prepared.rootHash) == "approved")
+                #expect(try await responsesOfParticipant1() == 1)
+                #expect(try await domain.p2.activeContracts(of: bob).count == 1)
+                #expect(await restarted.lockedContracts.isEmpty)
+                await domain.stop()
+            }
+        }
+
         @Test func theCursorIsStoredAfterAtMostTheConfiguredNumberOfEventsWithoutEffects() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
