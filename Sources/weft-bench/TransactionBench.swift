@@ -21,6 +21,7 @@ import WeftWire
 ///
 ///   swift run -c release weft-bench transactions [--kind iou|dvp|both] [--seconds N]
 ///       [--warmup S] [--rate R] [--submitters K] [--offers N] [--db-connections C] [--url postgres://…] [--pg-statements]
+///       [--repeat N]
 ///
 /// Parties: alice on participant1; bob and the bank on participant2; the custodian on
 /// participant3. The bank is on bob's participant so that it knows the cash bob is paid with
@@ -42,6 +43,10 @@ import WeftWire
 /// printed: none is expected. Baseline, same run: the submitting participant's own CPU work
 /// per transaction (interpret, views, encryption, signature: `prepare`) on one core, and
 /// Ed25519 sign / verify per second.
+///
+/// `--repeat N` runs both phases N times on the same domain (the open loop at the first
+/// round's rate) and prints each figure's median and range over the rounds: this machine's
+/// speed drifts by ±10 % within minutes, more than many changes move a single run.
 enum TransactionBenchmark {
     enum Kind: String { case iou, dvp }
 
@@ -55,6 +60,8 @@ enum TransactionBenchmark {
         var url: String?
         /// Offers made for the DvP closed loop (the open loop gets what it needs on top).
         var offers = 1500
+        /// Rounds of both phases on the same domain (`--repeat`).
+        var rounds = 1
         /// Loads pg_stat_statements (a server restart) and prints each phase's costliest statements.
         var statements = false
 
@@ -72,6 +79,7 @@ enum TransactionBenchmark {
             url = value("--url")
             if let text = value("--offers"), let number = Int(text) { offers = max(0, number) }
             statements = arguments.contains("--pg-statements")
+            if let text = value("--repeat"), let number = Int(text) { rounds = min(max(1, number), 20) }
         }
     }
 
@@ -126,16 +134,31 @@ enum TransactionBenchmark {
                 workload = dvp
             }
 
-            print("closed loop: \(options.submitters) submitters back to back …")
-            let closed = try await closedLoop(workload, options: options, probe: probe)
-            printPhase(closed)
-            rows.append(("\(kind.rawValue): closed loop", closed))
+            var rate = options.rate
+            var rounds: [(closed: Phase, open: Phase)] = []
+            for round in 1...options.rounds {
+                let suffix = options.rounds > 1 ? " (round \(round) of \(options.rounds))" : ""
+                if round > 1, kind == .dvp {
+                    print("making \(options.offers) offers to settle …")
+                    try await workload.replenish(count: options.offers)
+                }
+                print("closed loop: \(options.submitters) submitters back to back …\(suffix)")
+                let closed = try await closedLoop(workload, options: options, probe: probe)
+                printPhase(closed)
+                rows.append(("\(kind.rawValue): closed loop\(suffix)", closed))
 
-            let rate = options.rate ?? max(1, (closed.committedPerSecond / 2).rounded())
-            print("open loop at \(Int(rate)) transactions/s …")
-            let open = try await openLoop(workload, rate: rate, options: options, probe: probe)
-            printPhase(open)
-            rows.append(("\(kind.rawValue): open loop at \(Int(rate))/s", open))
+                let openRate = rate ?? max(1, (closed.committedPerSecond / 2).rounded())
+                rate = openRate
+                print("open loop at \(Int(openRate)) transactions/s …\(suffix)")
+                let open = try await openLoop(workload, rate: openRate, options: options, probe: probe)
+                printPhase(open)
+                rows.append(("\(kind.rawValue): open loop at \(Int(openRate))/s\(suffix)", open))
+                rounds.append((closed, open))
+            }
+            if rounds.count > 1 {
+                printSpread(rounds.map(\.closed), label: "\(kind.rawValue): closed loop")
+                printSpread(rounds.map(\.open), label: "\(kind.rawValue): open loop at \(Int(rate ?? 0))/s")
+            }
 
             preparePerSecond[kind] = try await workload.preparesPerSecond(seconds: 2)
             await domain.stop()
@@ -742,6 +765,19 @@ enum TransactionBenchmark {
         let (before, after) = try await snapshots
         phase.count(before, after)
         return phase
+    }
+
+    /// Each figure's median and range over the rounds of one phase.
+    static func printSpread(_ phases: [Phase], label: String) {
+        func spread(_ values: [Double], _ digits: Int) -> String {
+            let sorted = values.sorted()
+            let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+            let format = SequencerBenchmark.format
+            return "\(format(median, digits)) [\(format(sorted.first ?? 0, digits))–\(format(sorted.last ?? 0, digits))]"
+        }
+        print("\(label), median [range] of \(phases.count) rounds:")
+        print("  committed/s \(spread(phases.map(\.committedPerSecond), 1));  p50 \(spread(phases.map(\.latency.p50), 1)) ms;  p99 \(spread(phases.map(\.latency.p99), 1)) ms")
+        print("  CPU per committed transaction: weft-bench \(spread(phases.map(\.cpu.processMicrosPerSubmission), 0)) µs, PostgreSQL \(spread(phases.map(\.cpu.postgresMicrosPerSubmission), 0)) µs")
     }
 
     static func printPhase(_ phase: Phase) {
