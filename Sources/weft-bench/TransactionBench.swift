@@ -772,8 +772,8 @@ enum TransactionBenchmark {
         func spread(_ values: [Double], _ digits: Int) -> String {
             let sorted = values.sorted()
             let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-            let format = SequencerBenchmark.format
-            return "\(format(median, digits)) [\(format(sorted.first ?? 0, digits))–\(format(sorted.last ?? 0, digits))]"
+            func format(_ value: Double) -> String { digits == 0 ? "\(Int(value.rounded()))" : SequencerBenchmark.format(value, digits) }
+            return "\(format(median)) [\(format(sorted.first ?? 0))–\(format(sorted.last ?? 0))]"
         }
         print("\(label), median [range] of \(phases.count) rounds:")
         print("  committed/s \(spread(phases.map(\.committedPerSecond), 1));  p50 \(spread(phases.map(\.latency.p50), 1)) ms;  p99 \(spread(phases.map(\.latency.p99), 1)) ms")
