@@ -394,6 +394,13 @@ struct TestFailure: Error, CustomStringConvertible {
 @Suite(.timeLimit(.minutes(2))) struct GroupCommitTests {
     static let members = OrderingTests.members
 
+    /// Sends `id` from `sender` to the fourth member through `node`; throws unless delivered.
+    static func send(_ node: Sequencer, from sender: String, _ id: String, until maxSequencingTime: Int64) async throws {
+        let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [members[3]])])
+        let outcome = try await node.send(sender: sender, messageID: id, batch: batch, maxSequencingTime: maxSequencingTime)
+        guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
+    }
+
     /// A started node with the given spacing, the members registered; and a connection to its database.
     static func node(_ url: String, spacing: Duration, fromGroupSize: Int) async throws -> (Sequencer, PostgresConnection) {
         let setup = try PostgresConnection(url: url)
@@ -418,11 +425,7 @@ struct TestFailure: Error, CustomStringConvertible {
             // two groups, here the first two, of one. Seven: eight waiting would end the wait.
             let (node, setup) = try await Self.node(fixture.url, spacing: .seconds(3), fromGroupSize: 1)
             let farFuture = SequencerWriter.now() + 3_600_000_000
-            func send(_ sender: String, _ id: String) async throws {
-                let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [Self.members[3]])])
-                let outcome = try await node.send(sender: sender, messageID: id, batch: batch, maxSequencingTime: farFuture)
-                guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
-            }
+            func send(_ sender: String, _ id: String) async throws { try await Self.send(node, from: sender, id, until: farFuture) }
             // The first two groups start at once; the next waits out the spacing from the
             // second's start.
             try await send(Self.members[0], "zero")
@@ -460,11 +463,7 @@ struct TestFailure: Error, CustomStringConvertible {
         try await PostgresFixture.withFixture { fixture in
             let (node, setup) = try await Self.node(fixture.url, spacing: .seconds(60), fromGroupSize: 1)
             let farFuture = SequencerWriter.now() + 3_600_000_000
-            func send(_ sender: String, _ id: String) async throws {
-                let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [Self.members[3]])])
-                let outcome = try await node.send(sender: sender, messageID: id, batch: batch, maxSequencingTime: farFuture)
-                guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
-            }
+            func send(_ sender: String, _ id: String) async throws { try await Self.send(node, from: sender, id, until: farFuture) }
             try await send(Self.members[0], "zero")
             try await send(Self.members[0], "first")
             // Seven wait out the spacing (a minute, after two groups of one); the eighth ends it.
@@ -499,11 +498,7 @@ struct TestFailure: Error, CustomStringConvertible {
             let other = Sequencer(node: 1, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing)
             try await other.start()
             let farFuture = SequencerWriter.now() + 3_600_000_000
-            func send(_ id: String) async throws {
-                let batch = Weft.V1.Batch(envelopes: [.init(content: Array(id.utf8), recipients: [Self.members[3]])])
-                let outcome = try await node.send(sender: Self.members[0], messageID: id, batch: batch, maxSequencingTime: farFuture)
-                guard case .delivered = outcome else { throw TestFailure("\(id): \(outcome)") }
-            }
+            func send(_ id: String) async throws { try await Self.send(node, from: Self.members[0], id, until: farFuture) }
             try await send("zero")  // its commit tells the writer that 2 nodes are online
             let start = ContinuousClock.now
             try await send("first")
