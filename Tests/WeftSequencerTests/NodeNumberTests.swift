@@ -156,13 +156,13 @@ import WeftWire
             // the lock before the node's next heartbeat can ask for it again.
             // A session of its own on a thread of its own: it blocks until the lock is free,
             // keeps it until told to let go, then lets go.
-            let letGo = Mutex(false)
+            let letGo = DispatchSemaphore(value: 0)
             let url = fixture.url
             let other = Thread {
                 do {
                     let other = try PostgresConnection(url: url)
                     _ = try other.execute("SELECT pg_advisory_lock($1::int8::int4, 0)", [.int64(Int64(SequencerWriter.nodeLockNamespace))])
-                    while !letGo.withLock({ $0 }) { usleep(5_000) }
+                    letGo.wait()
                     _ = try other.execute("SELECT pg_advisory_unlock($1::int8::int4, 0)", [.int64(Int64(SequencerWriter.nodeLockNamespace))])
                 } catch {
                     Issue.record("the other session failed: \(error)")
@@ -180,7 +180,7 @@ import WeftWire
             #expect(lines.count(containing: "another process holds this sequencer node's number now") == 1)
             #expect(try Self.incarnation(database) == incarnation)
 
-            letGo.withLock { $0 = true }
+            letGo.signal()
             // Its join has committed (the incarnation) and come back to the writer (online): sends
             // in between are refused, and a member retries them.
             try await Self.eventually("the node is the writer again") {
