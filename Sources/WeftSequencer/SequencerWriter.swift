@@ -177,7 +177,7 @@ actor SequencerWriter {
     /// anything any reader has read. The other nodes are notified. Throws `nodeNumberInUse`
     /// if another live process holds this node's lock.
     func comeOnline() async throws {
-        guard try await nodeLock.acquire(), let lockProcess = nodeLock.serverProcess else {
+        guard try await nodeLock.acquire(), let stillHeld = nodeLock.stillHeldCheck else {
             throw SequencerWriterError.nodeNumberInUse(node: node, holder: try? await nodeLock.holder()?.description)
         }
         let node = self.node
@@ -186,12 +186,7 @@ actor SequencerWriter {
             _ = try connection.execute("LOCK TABLE sequencer_writers IN SHARE ROW EXCLUSIVE MODE")
             // The lock is still this process's, under the table lock: a process that lost it
             // since `acquire` never takes an incarnation after the one its successor took.
-            let held = try connection.execute(
-                """
-                SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int8::oid AND objid = $2::int8::oid
-                    AND objsubid = 2 AND granted AND pid = $3::int8::int4)
-                """, [.int64(Int64(Self.nodeLockNamespace)), .int64(Int64(node)), .int64(lockProcess)]
-            ).rows[0][0].bool ?? false
+            let held = try connection.execute(stillHeld.sql, stillHeld.parameters).rows[0][0].bool ?? false
             guard held else { throw SequencerWriterError.nodeNumberInUse(node: node, holder: nil) }
             let highest = try connection.execute("SELECT coalesce(max(watermark), 0) FROM sequencer_writers").rows[0][0].int64 ?? 0
             let row = try connection.execute(

@@ -63,10 +63,13 @@ public final class PostgresSessionLock: Sendable {
         self.idleSessionTimeout = idleSessionTimeout
     }
 
-    /// The server process of the session that holds the lock, checked by the server in
-    /// `acquire` (nil: this value does not hold it). A statement on another connection can
-    /// check that the lock is still held (`pg_locks.pid`) in its own transaction.
-    public var serverProcess: Int64? { state.withLock { $0.holds ? $0.serverProcess : nil } }
+    /// A statement that another connection can run in its own transaction to check that this
+    /// value's session still holds the lock (one row, one boolean), as `acquire` last found it;
+    /// nil when this value does not hold it.
+    public var stillHeldCheck: (sql: String, parameters: [PostgresValue])? {
+        guard let process = state.withLock({ $0.holds ? $0.serverProcess : nil }) else { return nil }
+        return (Self.heldBy(pid: "$3::int8::int4"), oidParameters + [.int64(process)])
+    }
 
     /// Takes the lock unless another session holds it, and tells whether this value holds it
     /// now. Called while the lock is held, it asks the server whether its session still holds
@@ -166,8 +169,14 @@ public final class PostgresSessionLock: Sendable {
     private static let tryLock = "SELECT pg_try_advisory_lock($1::int8::int4, $2::int8::int4)"
     /// Whether this session holds the lock: asked of the server, so that a connection that is
     /// not the session it seems (a pooler in transaction mode) does not pass for the holder.
-    private static let heldBySession = """
-        SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int8::oid AND objid = $2::int8::oid
-            AND objsubid = 2 AND granted AND pid = pg_backend_pid())
+    private static let heldBySession = heldBy(pid: "pg_backend_pid()")
+
+    /// Whether the server process `pid` (an SQL expression) holds the lock keyed by `$1`, `$2`
+    /// (`oidParameters`).
+    private static func heldBy(pid: String) -> String {
         """
+        SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int8::oid AND objid = $2::int8::oid
+            AND objsubid = 2 AND granted AND pid = \(pid))
+        """
+    }
 }
