@@ -6,7 +6,9 @@ public import WeftWire
 
 /// What `Mediator.register(request:snapshot:)` did.
 public enum RegistrationOutcome: Sendable, Equatable {
-    /// The request is registered and waits for responses until `deadline`.
+    /// The request is registered and waits for responses until `deadline` — stored with the
+    /// mediator's next write, which may still find its uuid taken by a request stored before
+    /// and refuse it then (`Mediator.takeLateRefusals()`).
     case registered(RequestID, deadline: SequencingTimestamp)
     /// The request cannot be approved (see `RejectReason`): it was decided at once. Send the
     /// verdict.
@@ -41,12 +43,21 @@ public enum ResponseOutcome: Sendable, Equatable {
 /// `timeouts(now:)` as sequencing time advances, and sends the verdicts it gets back.
 ///
 /// Every state change is persisted (`MediatorStore`) in one database transaction before this
-/// actor changes its memory or returns a verdict, and operations run one at a time, so a
+/// actor changes its memory or returns a verdict (but one, below), and operations run one at a time, so a
 /// mediator started again on the same database (`start`) continues every pending request with
 /// the responses counted so far and answers a replayed request or response with the stored
 /// verdict. That transaction also carries the node's progress (`advanceStream(to:)`,
 /// `verdictDelivered(_:)`), so that a node storing its stream position needs no transaction
 /// of its own per event.
+///
+/// One change waits for the next write instead: a request registered pending, sequenced after
+/// every request in the store, is carried by the next transaction (in practice, that of its
+/// first responses), as the stream position is — nothing leaves the mediator on a
+/// registration, and the position stored with it is past the request, so a crash before that
+/// write loses only what the restart reads again. Should its uuid turn out to be taken by a
+/// request stored before (a replay), that write fails as a whole, the carried requests are
+/// stored one at a time (the replay refused), and the write runs again; the refusal's verdict
+/// is handed out by `takeLateRefusals()`.
 public actor Mediator {
     public nonisolated let domain: UniqueIdentifier
     /// This mediator's member id (`MED::…`): requests must name it.
@@ -67,6 +78,14 @@ public actor Mediator {
     /// acknowledges the stream to the sequencer up to here, never beyond: the sequencer may
     /// prune what is acknowledged, and a restart reads again from the stored position.
     private(set) var storedStreamPosition: MediatorStore.StreamPosition?
+    /// The latest request in the store when this mediator started, or registered since: a
+    /// request sequenced later was never stored, so its registration can wait for the next
+    /// write. One at or before it (a replay) is stored at once, as the insert tells whether it
+    /// is there.
+    private var registeredUpTo: SequencingTimestamp?
+    /// Refusals of carried registrations whose uuid was found taken when they were stored: the
+    /// node sends them (`takeLateRefusals()`).
+    private var lateRefusals: [MediatorVerdict] = []
 
     private init(
         store: MediatorStore, domain: UniqueIdentifier, signingKey: SigningPrivateKey,
@@ -89,13 +108,15 @@ public actor Mediator {
     ) async throws -> Mediator {
         try await store.requireCurrent()
         let stored = try await store.loadPending()
+        let latest = try await store.latestRequestTime()
         let mediator = Mediator(
             store: store, domain: domain, signingKey: signingKey, configuration: configuration, logger: logger)
-        try await mediator.restore(stored)
+        try await mediator.restore(stored, latestRequest: latest)
         return mediator
     }
 
-    private func restore(_ stored: [MediatorStore.StoredPending]) throws {
+    private func restore(_ stored: [MediatorStore.StoredPending], latestRequest: SequencingTimestamp?) throws {
+        registeredUpTo = latestRequest
         for request in stored {
             let tree: InformeeTree
             do {
@@ -132,6 +153,9 @@ public actor Mediator {
     /// hosted (every confirming party where it can confirm). A request that fails is decided
     /// at once with a mediator reject (`refused`); one with no root hash at all throws
     /// `MediatorError.malformedRequest`. Registering the same request again changes nothing.
+    /// A request that passes, sequenced after every request known, is stored by the next write
+    /// (see the type's documentation); the uuid check against requests stored before happens
+    /// then.
     public func register(request: ConfirmationRequest, snapshot: TopologySnapshot) async throws
         -> RegistrationOutcome
     {
@@ -195,18 +219,19 @@ public actor Mediator {
         let newRequest = MediatorStore.NewRequest(
             id: id, uuid: uuid, informeeMessage: informeeBytes, deadline: deadline, recipients: sortedRecipients,
             verdict: verdict)
-        let (mediatorDomain, key) = (domain, signingKey)
+        let sequencedAfterEveryRequest = registeredUpTo.map { request.timestamp > $0 } ?? true
+        if sequencedAfterEveryRequest { registeredUpTo = request.timestamp }
+        if case .success(let tree) = parsed, verdict == nil, sequencedAfterEveryRequest,
+            !unstoredProgress.registrations.contains(where: { uuid != nil && $0.uuid == uuid })
+        {
+            // Carried by the next write (see the type's documentation). A uuid that a request
+            // still carried has is stored below instead, which refuses it at once.
+            unstoredProgress.registrations.append(newRequest)
+            return registered(PendingRequest(
+                id: id, tree: tree, deadline: deadline, recipients: sortedRecipients, aggregation: ResponseAggregation(tree)))
+        }
         let insertion = try await writing { progress in
-            try await store.insert(newRequest, progress: progress) { first in
-                try MediatorVerdict.signing(
-                    Weft.V1.Verdict(
-                        outcome: .mediatorReject(
-                            Weft.V1.MediatorReject(
-                                reasonID: RejectReason.nonUniqueRequestUUID,
-                                message: "the request's uuid was used by the request at \(first)"))),
-                    request: id, domain: mediatorDomain, recipients: sortedRecipients, decidedAt: request.timestamp,
-                    key: key)
-            }
+            try await store.insert(newRequest, progress: progress, refusal: refusal(of: newRequest))
         }
         guard case .inserted(let stored) = insertion else {
             // Registered before: decided before a restart (pending ones are loaded at start), or
@@ -224,15 +249,75 @@ public actor Mediator {
             return .refused(verdict)
         }
         guard case .success(let tree) = parsed else { preconditionFailure("an unparsed request is refused") }
-        pending[request.timestamp] = PendingRequest(
-            id: id, tree: tree, deadline: deadline, recipients: sortedRecipients, aggregation: ResponseAggregation(tree)
-        )
+        return registered(PendingRequest(
+            id: id, tree: tree, deadline: deadline, recipients: sortedRecipients, aggregation: ResponseAggregation(tree)))
+    }
+
+    private func registered(_ request: PendingRequest) -> RegistrationOutcome {
+        pending[request.id.timestamp] = request
         logger.debug(
             "registered a request",
             metadata: [
-                LogKey.request: "\(id)", LogKey.viewCount: "\(tree.views.count)", LogKey.deadline: "\(deadline)",
+                LogKey.request: "\(request.id)", LogKey.viewCount: "\(request.tree.views.count)",
+                LogKey.deadline: "\(request.deadline)",
             ])
-        return .registered(id, deadline: deadline)
+        return .registered(request.id, deadline: request.deadline)
+    }
+
+    /// The verdict that refuses `request` because the request at `first` has its uuid.
+    private func refusal(of request: MediatorStore.NewRequest)
+        -> @Sendable (_ first: SequencingTimestamp) throws -> MediatorVerdict
+    {
+        let (domain, key) = (domain, signingKey)
+        return { first in
+            try MediatorVerdict.signing(
+                Weft.V1.Verdict(
+                    outcome: .mediatorReject(
+                        Weft.V1.MediatorReject(
+                            reasonID: RejectReason.nonUniqueRequestUUID,
+                            message: "the request's uuid was used by the request at \(first)"))),
+                request: request.id, domain: domain, recipients: request.recipients, decidedAt: request.id.timestamp,
+                key: key)
+        }
+    }
+
+    /// Stores `request`, carried by a write that found the time or uuid of one of the requests
+    /// it carried taken, in a transaction of its own: a uuid taken refuses it (the verdict
+    /// waits in `lateRefusals`); a time taken (by another process on the same tables) is
+    /// reported as `register` would.
+    private func storeOne(_ request: MediatorStore.NewRequest) async throws {
+        switch try await store.insert(request, refusal: refusal(of: request)) {
+        case .inserted(nil):
+            break
+        case .inserted(let verdict?):
+            pending[request.id.timestamp] = nil
+            lateRefusals.append(verdict)
+            logger.info(
+                "refused a request when storing it: another request has its uuid",
+                metadata: [LogKey.request: "\(request.id)", LogKey.reasonID: "\(verdict.reasonID ?? "")"])
+        case .existing:
+            switch try await store.state(at: request.id.timestamp) {
+            case .pending(let rootHash)? where rootHash == request.id.rootHash:
+                // Stored by an earlier write after all: one that failed after its commit (a
+                // store found inconsistent, a lost acknowledgement) and put it back. It stays.
+                break
+            case .decided(let verdict)? where verdict.request.rootHash == request.id.rootHash:
+                // Decided before (a replay): its verdict stands and was sent then.
+                pending[request.id.timestamp] = nil
+            case let state:
+                pending[request.id.timestamp] = nil
+                throw MediatorError.inconsistentStore(
+                    "request \(request.id) was carried to the store, which holds \(state.map { "\($0)" } ?? "nothing") at its time")
+            }
+        }
+    }
+
+    /// The refusals of requests found, when stored, to reuse a uuid (a request registered as
+    /// pending that turned out to be a replay of one stored before): verdicts to send, to
+    /// `verdict.recipients`. Ask after every event, as for `timeouts(now:)`.
+    public func takeLateRefusals() -> [MediatorVerdict] {
+        defer { lateRefusals = [] }
+        return lateRefusals
     }
 
     /// The outcome for a request already registered at `id`'s time, in memory or in the store;
@@ -329,6 +414,9 @@ public actor Mediator {
         var working: [SequencingTimestamp: PendingRequest] = [:]
         var decided: [SequencingTimestamp: MediatorVerdict] = [:]
         var writes: [MediatorStore.CountedResponse] = []
+        /// The responses of this event per request they counted for (or found decided by an
+        /// earlier one of the event): all answered with the stored verdict if the write finds
+        /// the request decided already.
         var writtenBy: [SequencingTimestamp: [Int]] = [:]
         for (index, (response, snapshot)) in responses.enumerated() {
             do {
@@ -340,6 +428,7 @@ public actor Mediator {
                         throw MediatorError.wrongRootHash(request: verdict.request, received: confirmation.rootHash)
                     }
                     outcomes[index] = .success(.alreadyDecided(verdict))
+                    writtenBy[timestamp, default: []].append(index)
                     continue
                 }
                 guard var request = working[timestamp] ?? pending[timestamp] else {
@@ -478,9 +567,9 @@ public actor Mediator {
     /// Whether progress waits to be stored.
     var hasUnstoredProgress: Bool { !unstoredProgress.isEmpty }
 
-    /// Stores the progress not stored yet in a transaction of its own: when no state change
-    /// carried it for a while, and when the node stops.
-    func storeProgress() async throws {
+    /// Stores the progress not stored yet (and the registrations carried) in a transaction of
+    /// its own: when no state change carried it for a while, and when the node stops.
+    @_spi(Testing) public func storeProgress() async throws {
         await enter()
         defer { leave() }
         try await writing { progress in try await store.store(progress) }
@@ -502,7 +591,25 @@ public actor Mediator {
             // Meanwhile the driver may have moved the position on: keep the later one.
             if unstoredProgress.position == nil { unstoredProgress.position = progress.position }
             unstoredProgress.delivered += progress.delivered
-            throw error
+            // Operations run one at a time, so nothing was registered meanwhile.
+            guard MediatorStore.isRegistrationTaken(error), !progress.registrations.isEmpty else {
+                unstoredProgress.registrations = progress.registrations + unstoredProgress.registrations
+                throw error
+            }
+            logger.notice(
+                "a request registered without a write of its own has a time or uuid taken in the store; storing the requests carried one at a time",
+                metadata: [LogKey.pendingCount: "\(progress.registrations.count)"])
+            var remaining = progress.registrations[...]
+            do {
+                while let request = remaining.first {
+                    try await storeOne(request)
+                    remaining = remaining.dropFirst()
+                }
+            } catch {
+                unstoredProgress.registrations = Array(remaining) + unstoredProgress.registrations
+                throw error
+            }
+            return try await writing(write)
         }
     }
 

@@ -230,6 +230,7 @@ public actor MediatorDriver {
         }
         let expired = try await mediator.timeouts(now: at)
         for verdict in expired { queue(verdict) }
+        for verdict in await mediator.takeLateRefusals() { queue(verdict) }
         lastTimestamp = at
         // Until the topology history has arrived, early broadcasts are only held in memory: the
         // position stays, so that a restart reads them again.
@@ -468,6 +469,7 @@ public actor MediatorDriver {
         else { return }
         do {
             try await mediator.storeProgress()
+            for verdict in await mediator.takeLateRefusals() { queue(verdict) }
             await noteStoredPosition()
             positionStoredAt = .now
         } catch {

@@ -82,6 +82,21 @@ public struct MediatorStore: Sendable {
             DROP INDEX mediator_requests_by_uuid;
             CREATE INDEX mediator_requests_by_uuid ON mediator_requests (uuid, mediator, request_ts);
             """),
+        Migration(
+            4, "a deferred registration fails its transaction when its time or uuid is taken",
+            // Registrations carried by the next write (`Progress.registrations`) are inserted at
+            // the start of its transaction; one that cannot be inserted as it is aborts the
+            // transaction with this SQLSTATE, and the mediator stores them one at a time instead.
+            // VOLATILE (the default, said here): a STABLE or IMMUTABLE function could be called
+            // while the statement is planned, and raise for every insert.
+            """
+            CREATE FUNCTION mediator_registration_taken(request_ts bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+            BEGIN
+                RAISE EXCEPTION 'the request at % is registered already, or another request has its uuid', request_ts
+                    USING ERRCODE = 'WM001';
+            END
+            $$;
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -178,6 +193,18 @@ public struct MediatorStore: Sendable {
         }
     }
 
+    /// The time of the latest request stored; nil if there is none. A request sequenced later
+    /// cannot be in the store (sequencing times only grow), so registering it needs no check
+    /// for one stored before at its time.
+    func latestRequestTime() async throws -> SequencingTimestamp? {
+        let mediatorText = mediator.description
+        return try await database.withConnection { connection in
+            try connection.execute(
+                "SELECT max(request_ts) FROM mediator_requests WHERE mediator = $1", [.text(mediatorText)]
+            ).rows.first.flatMap { try $0[0].int64 }.map(SequencingTimestamp.init(microsSinceEpoch:))
+        }
+    }
+
     /// Verdicts not yet marked delivered, oldest request first: what to (re)send after a restart.
     public func undeliveredVerdicts() async throws -> [MediatorVerdict] {
         let mediatorText = mediator.description
@@ -218,8 +245,9 @@ public struct MediatorStore: Sendable {
     }
 
     /// Records that every event before `nextCounter` is processed (never moves back), in a
-    /// transaction of its own.
-    public func saveStreamPosition(nextCounter: UInt64, lastTimestamp: SequencingTimestamp) async throws {
+    /// transaction of its own. Not for a store a running `Mediator` uses: a position stored
+    /// past a request it carries (`Progress.registrations`) would lose the request in a crash.
+    func saveStreamPosition(nextCounter: UInt64, lastTimestamp: SequencingTimestamp) async throws {
         try await store(Progress(position: StreamPosition(nextCounter: nextCounter, lastTimestamp: lastTimestamp)))
     }
 
@@ -234,15 +262,30 @@ public struct MediatorStore: Sendable {
         }
     }
 
-    /// The node's progress not stored yet — its stream position and the verdicts that reached
-    /// the sequencer — written in the transaction of the next change of state (`insert`,
-    /// `record`, `decide`) instead of transactions of their own: per event, the event's effect
-    /// and the position before it are one transaction, and an event without effects none.
+    /// The node's progress not stored yet — its stream position, the verdicts that reached the
+    /// sequencer and the requests registered pending — written in the transaction of the next
+    /// change of state (`insert`, `record`, `decide`) instead of transactions of their own: per
+    /// event, the event's effect and the position before it are one transaction, and an event
+    /// without effects none.
     struct Progress: Sendable {
         var position: StreamPosition?
         var delivered: [SequencingTimestamp] = []
+        /// Requests registered pending since the last write, oldest first: inserted at the start
+        /// of the next write's transaction (the one of the event that follows, in practice that
+        /// of the request's first responses) rather than in one of their own. Each insert checks
+        /// the request's time and uuid as `insert` does, and aborts the whole transaction when
+        /// either is taken (`isRegistrationTaken`); the mediator then stores them one at a time.
+        var registrations: [NewRequest] = []
 
-        var isEmpty: Bool { position == nil && delivered.isEmpty }
+        var isEmpty: Bool { position == nil && delivered.isEmpty && registrations.isEmpty }
+    }
+
+    /// The SQLSTATE of a carried registration whose time or uuid is taken (migration 4).
+    static let registrationTakenState = "WM001"
+
+    /// Whether `error` is a write's abort by a carried registration whose time or uuid is taken.
+    static func isRegistrationTaken(_ error: any Error) -> Bool {
+        (error as? PostgresError)?.sqlState == registrationTakenState
     }
 
     /// Stores `progress` alone: what the driver does when no change of state has carried it for
@@ -253,8 +296,27 @@ public struct MediatorStore: Sendable {
         try await database.transaction { connection in try Self.write(progress, connection, mediator: mediatorText) }
     }
 
-    /// Writes `progress` in the caller's transaction. The position never moves back.
+    /// Writes `progress` in the caller's transaction, the registrations first, so that the
+    /// caller's statements find their requests. The position never moves back.
     private static func write(_ progress: Progress, _ connection: PostgresConnection, mediator: String) throws {
+        for request in progress.registrations {
+            precondition(request.verdict == nil, "only pending requests are carried")
+            try connection.enqueue(
+                """
+                WITH other AS (
+                    SELECT request_ts FROM mediator_requests
+                    WHERE uuid = $4::bytea AND mediator = $1 AND request_ts <> $2
+                    LIMIT 1
+                ), inserted AS (
+                    INSERT INTO mediator_requests (mediator, request_ts, root_hash, uuid, informee_message, deadline_ts, recipients)
+                    SELECT $1, $2, $3, $4::bytea, $5, $6, $7
+                    WHERE NOT EXISTS (SELECT 1 FROM other)
+                    ON CONFLICT (mediator, request_ts) DO NOTHING
+                    RETURNING 1
+                )
+                SELECT mediator_registration_taken($2) WHERE NOT EXISTS (SELECT 1 FROM inserted)
+                """, requestValues(request, mediator: mediator))
+        }
         if let position = progress.position {
             try connection.enqueue(
                 """
@@ -306,13 +368,7 @@ public struct MediatorStore: Sendable {
         refusal: @escaping @Sendable (_ first: SequencingTimestamp) throws -> MediatorVerdict
     ) async throws -> Insertion {
         let mediatorText = mediator.description
-        let ts = request.id.timestamp.microsSinceEpoch
-        let values: [PostgresValue] = [
-            .text(mediatorText), .int64(ts), .bytes(request.id.rootHash.bytes),
-            request.uuid.map { .bytes($0) } ?? .null,
-            .bytes(request.informeeMessage), .int64(request.deadline.microsSinceEpoch),
-            .text(Self.text(request.recipients)),
-        ]
+        let values = Self.requestValues(request, mediator: mediatorText)
         let decided = try Self.decisionValues(request.verdict)
         let checkUUID = request.verdict == nil && request.uuid != nil
         // One round trip: the check, the insert and the progress in one pipelined transaction.
@@ -354,6 +410,16 @@ public struct MediatorStore: Sendable {
             if inserted.last?.affectedRowCount == 1 { return .inserted(verdict: verdict) }
         }
         return .existing
+    }
+
+    /// `mediator, request_ts, root_hash, uuid, informee_message, deadline_ts, recipients` of a new request.
+    private static func requestValues(_ request: NewRequest, mediator: String) -> [PostgresValue] {
+        [
+            .text(mediator), .int64(request.id.timestamp.microsSinceEpoch), .bytes(request.id.rootHash.bytes),
+            request.uuid.map { .bytes($0) } ?? .null,
+            .bytes(request.informeeMessage), .int64(request.deadline.microsSinceEpoch),
+            .text(Self.text(request.recipients)),
+        ]
     }
 
     /// A response as counted: the parties it counted for, and the verdict if it decided its request.

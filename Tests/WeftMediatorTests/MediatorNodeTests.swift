@@ -446,6 +446,49 @@ import WeftWire
         }
     }
 
+    /// A crash between request and response: the registration waited for the next write, which
+    /// never came, together with the stream position past the request; the restarted node reads
+    /// the request again, and the response decides it, once.
+    @Test func aCrashBetweenRequestAndResponseReadsTheRequestAgainAndDecidesOnce() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let real = try await RealDomain.start(fixture.url)
+            // No write by time or count: only the response's would store the registration.
+            var settings = MediatorDriver.Settings()
+            settings.positionStoreEventsMax = 10_000
+            settings.positionStoreInterval = .seconds(3600)
+            var (driver, connection) = try await real.mediatorDriver(settings: settings)
+            var running = Self.run(driver)
+            let views = try real.iouIssue(uuidByte: 9)
+            try await real.p2Client.send(try real.request(views), messageID: "request-9")
+            let requestTime = try await Self.requestTime(real.p1Client)
+            await driver.processed(after: SequencingTimestamp(requestTime).adding(micros: -1))
+            #expect(await driver.mediator.pendingRequests.map(\.timestamp) == [SequencingTimestamp(requestTime)])
+            await driver.crashOnStop()
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-9")
+            (driver, connection) = try await real.mediatorDriver()
+            #expect(await driver.mediator.pendingRequests.isEmpty, "the registration was never stored")
+            running = Self.run(driver)
+            let result = try #require(try await Self.read(real.p1Client, domain: real.domain, until: nil).verdicts.first)
+            guard case .approve? = result.verdict?.outcome else {
+                Issue.record("not approved: \(result)")
+                return
+            }
+            await driver.processed(after: SequencingTimestamp(requestTime))
+            try await Self.mark(real, "end")
+            for client in [real.p1Client, real.p2Client] {
+                let seen = try await Self.read(client, domain: real.domain, until: "end")
+                #expect(seen.verdicts == [result], "\(client.member)")
+            }
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            await real.stop()
+        }
+    }
+
     @Test func aVerdictDecidedBeforeACrashIsSentAfterTheRestartOnce() async throws {
         try await PostgresFixture.withFixture { fixture in
             let real = try await RealDomain.start(fixture.url)

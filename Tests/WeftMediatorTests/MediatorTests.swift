@@ -1,7 +1,7 @@
 import Testing
 import WeftContracts
 import WeftCrypto
-import WeftMediator
+@_spi(Testing) import WeftMediator
 import WeftStore
 import WeftTopology
 import WeftWire
@@ -466,6 +466,122 @@ import WeftWire
         await harness.store.database.shutdown()
     }
 
+    /// A registration needs no transaction of its own: the request is stored by the next write,
+    /// the one of its first responses, in that write's transaction. A mediator that stops
+    /// before that write lost only what its restart reads again.
+    @Test func aRegistrationIsStoredWithTheNextWrite() async throws {
+        let harness = try await MediatorHarness("carried")
+        let test = harness.test
+        let member = PostgresValue.text(test.mediator.member.description)
+        func rows(_ table: String) async throws -> [String] {
+            try await harness.store.database.withConnection { connection in
+                try connection.execute("SELECT xmin::text FROM \(table) WHERE mediator = $1 ORDER BY 1", [member])
+                    .rows.map { try $0[0].string ?? "" }
+            }
+        }
+        let views = try test.iouTransfer()
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        let crashed = try await harness.start()
+        #expect(try await crashed.register(request: try test.request(views), snapshot: test.snapshot(at: t)) == .registered(id, deadline: t.adding(micros: TestDomain.responseTimeoutMicros)))
+        #expect(try await rows("mediator_requests").isEmpty, "nothing written for a registration alone")
+        #expect(await crashed.pendingRequests == [id])
+
+        // Started again on the store (as after a crash): the request is not there, and the stream,
+        // read again from the stored position, registers it again.
+        let mediator = try await harness.start()
+        #expect(await mediator.pendingRequests == [])
+        _ = try await mediator.register(request: try test.request(views), snapshot: test.snapshot(at: t))
+        let approvals = try test.approvals(views)
+        let first = try await mediator.receive(responses: [(approvals[0], test.snapshot(at: t))], at: t.adding(micros: 10))
+        #expect(first.map { try? $0.get() } == [.counted(id)])
+        let requestRows = try await rows("mediator_requests")
+        #expect(requestRows.count == 1)
+        #expect(Set(try await rows("mediator_responses")) == Set(requestRows), "the request and its first response in one transaction")
+        let rest = try await mediator.receive(
+            responses: approvals.dropFirst().map { ($0, test.snapshot(at: t)) }, at: t.adding(micros: 20))
+        #expect(rest.last.flatMap { try? $0.get().verdict?.isApproved } == true)
+        #expect(try await mediator.verdict(at: t)?.isApproved == true)
+        await harness.store.database.shutdown()
+    }
+
+    /// A registration carried by the next write whose uuid a request stored before has (the same
+    /// request sequenced again, after the mediator restarted): that write fails as a whole, the
+    /// request is stored refused on its own, the write runs again — counting nothing for the
+    /// refused request — and the refusal's verdict is handed out to be sent.
+    @Test func aCarriedRegistrationWhoseUuidIsTakenIsRefusedWhenTheWriteFindsIt() async throws {
+        let harness = try await MediatorHarness("carried-uuid")
+        let test = harness.test
+        let views = try test.iouTransfer()
+        let before = try await harness.start()
+        _ = try await before.register(request: try test.request(views), snapshot: test.snapshot(at: t))
+        try await before.storeProgress()
+
+        let mediator = try await harness.start()
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        #expect(await mediator.pendingRequests == [id])
+        let later = t.adding(micros: 1_000)
+        let replayID = RequestID(timestamp: later, rootHash: views.rootHash)
+        let outcome = try await mediator.register(request: try test.request(views, at: later), snapshot: test.snapshot(at: later))
+        #expect(outcome == .registered(replayID, deadline: later.adding(micros: TestDomain.responseTimeoutMicros)), "no read to find the uuid taken yet")
+        let outcomes = try await mediator.receive(
+            responses: try test.approvals(views, at: later).map { ($0, test.snapshot(at: later)) }, at: later.adding(micros: 10))
+        let refusal = try #require(try await mediator.verdict(at: later))
+        #expect(refusal.reasonID == RejectReason.nonUniqueRequestUUID)
+        #expect(outcomes.map { try? $0.get() } == outcomes.map { _ in .alreadyDecided(refusal) })
+        #expect(await mediator.takeLateRefusals() == [refusal])
+        #expect(await mediator.takeLateRefusals() == [])
+        #expect(await mediator.pendingRequests == [id])
+        #expect(try await harness.responseRowCount() == 0, "nothing counted for the refused request")
+        await harness.store.database.shutdown()
+    }
+
+    /// A write that fails after its commit (here: the store found inconsistent for another
+    /// request) puts back the registrations it carried; the next write finds such a request
+    /// stored, keeps it pending, and goes on — rather than failing on it for ever.
+    @Test func aCarriedRequestPutBackAfterACommittedWriteIsFoundStored() async throws {
+        let harness = try await MediatorHarness("carried-again")
+        let (mediator, views, snapshot, id) = try await harness.startWithTransfer()
+        try await mediator.storeProgress()
+        let later = id.timestamp.adding(micros: 1_000)
+        let dvp = try harness.test.dvp()
+        let dvpID = RequestID(timestamp: later, rootHash: dvp.rootHash)
+        let laterSnapshot = harness.test.snapshot(at: later)
+        _ = try await mediator.register(
+            request: try harness.test.request(dvp, at: later, submitter: harness.test.p2), snapshot: laterSnapshot)
+        let dvpApprovals = try harness.test.approvals(dvp, at: later).map { ($0, laterSnapshot) }
+        try #require(dvpApprovals.count > 1)
+        let member = PostgresValue.text(harness.test.mediator.member.description)
+        try await harness.store.database.transaction { connection in
+            try connection.enqueue(
+                "UPDATE mediator_requests SET root_hash = $3 WHERE mediator = $1 AND request_ts = $2",
+                [member, .int64(id.timestamp.microsSinceEpoch), .bytes([UInt8](repeating: 7, count: 32))])
+        }
+        // Committed (the dvp stored with its first response), then thrown for the transfer.
+        await #expect {
+            _ = try await mediator.receive(
+                responses: try harness.test.approvals(views).map { ($0, snapshot) } + [dvpApprovals[0]],
+                at: later.adding(micros: 10))
+        } throws: { error in
+            if case .inconsistentStore? = error as? MediatorError { return true }
+            return false
+        }
+        let stored = try await harness.store.database.withConnection { connection in
+            try connection.execute(
+                "SELECT verdict IS NULL FROM mediator_requests WHERE mediator = $1 AND request_ts = $2",
+                [member, .int64(later.microsSinceEpoch)]
+            ).rows.first?.first?.bool
+        }
+        #expect(stored == true, "the dvp is stored, pending")
+        // The next writes carry the dvp again: found stored and pending, it stays so.
+        try await mediator.storeProgress()
+        try await mediator.storeProgress()
+        #expect(await mediator.pendingRequests.contains(dvpID))
+        let outcomes = try await mediator.receive(responses: dvpApprovals, at: later.adding(micros: 20))
+        #expect(outcomes.last.flatMap { try? $0.get().verdict?.isApproved } == true)
+        #expect(try await mediator.verdict(at: later)?.isApproved == true)
+        await harness.store.database.shutdown()
+    }
+
     @Test func aRequestStoredOtherwiseThanInMemoryIsReportedAndGetsNothingWritten() async throws {
         let harness = try await MediatorHarness("inconsistent")
         let (mediator, views, snapshot, id) = try await harness.startWithTransfer()
@@ -477,6 +593,8 @@ import WeftWire
             request: try harness.test.request(dvp, at: later, submitter: harness.test.p2), snapshot: laterSnapshot)
         let responses = try harness.test.approvals(views).map { ($0, snapshot) }
             + (try harness.test.approvals(dvp, at: later).map { ($0, laterSnapshot) })
+        // Both requests in the store (a registration waits for the mediator's next write).
+        try await mediator.storeProgress()
         // Another process (or a hand) replaced the first request under the mediator: another root hash.
         let member = PostgresValue.text(harness.test.mediator.member.description)
         try await harness.store.database.transaction { connection in
