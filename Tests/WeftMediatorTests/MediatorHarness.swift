@@ -1,6 +1,6 @@
 import Logging
 import Testing
-import WeftMediator
+@_spi(Testing) import WeftMediator
 import WeftStore
 import WeftContracts
 import WeftTopology
@@ -58,6 +58,21 @@ struct MediatorHarness {
         let snapshot = test.snapshot(at: TestDomain.requestTime)
         _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
         return (mediator, views, snapshot, RequestID(timestamp: TestDomain.requestTime, rootHash: views.rootHash))
+    }
+
+    /// An IOU transfer registered and stored by one mediator; then a mediator started again on
+    /// the store, with the same request sequenced again at `later` registered — carried to the
+    /// next write, its uuid not yet found taken (`.registered`).
+    func restartedWithCarriedReplay(at later: SequencingTimestamp) async throws
+        -> (mediator: Mediator, views: TransactionViews, outcome: RegistrationOutcome)
+    {
+        let views = try test.iouTransfer()
+        let before = try await start()
+        _ = try await before.register(request: try test.request(views), snapshot: test.snapshot(at: TestDomain.requestTime))
+        try await before.storeProgress()
+        let mediator = try await start()
+        let outcome = try await mediator.register(request: try test.request(views, at: later), snapshot: test.snapshot(at: later))
+        return (mediator, views, outcome)
     }
 
     /// How many response rows the store holds for this mediator.

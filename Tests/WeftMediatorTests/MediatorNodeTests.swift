@@ -404,72 +404,33 @@ import WeftWire
         }
     }
 
-    @Test func aRestartBetweenRequestAndResponseDecidesOnce() async throws {
+    /// The node stopped between request and response — cleanly, or by a crash — and started again
+    /// on the same database decides the request once. A clean stop stored the registration with
+    /// the position past the request; after a crash, the registration (which waited for the next
+    /// write, never made) and the position are both gone, and the node reads the request again.
+    /// A third start after the verdict replays nothing it processed and sends nothing twice.
+    @Test(arguments: [false, true]) func aStopBetweenRequestAndResponseDecidesOnce(crash: Bool) async throws {
         try await PostgresFixture.withFixture { fixture in
             let real = try await RealDomain.start(fixture.url)
-            var (driver, connection) = try await real.mediatorDriver()
-            var running = Self.run(driver)
-            let views = try real.iouIssue(uuidByte: 3)
-            try await real.p2Client.send(try real.request(views), messageID: "request-3")
-            let requestTime = try await Self.requestTime(real.p1Client)
-            await driver.processed(after: SequencingTimestamp(requestTime).adding(micros: -1))
-            // The mediator stops abruptly between request and response …
-            running.cancel()
-            _ = await running.result
-            await connection.close()
-            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-3")
-            // … and a new one on the same database takes over from its stored position.
-            (driver, connection) = try await real.mediatorDriver()
-            #expect(await driver.mediator.pendingRequests.map(\.timestamp) == [SequencingTimestamp(requestTime)])
-            running = Self.run(driver)
-            let result = try #require(try await Self.read(real.p1Client, domain: real.domain, until: nil).verdicts.first)
-            guard case .approve? = result.verdict?.outcome else {
-                Issue.record("not approved: \(result)")
-                return
-            }
-            // A third start replays nothing it has processed and sends nothing twice.
-            await driver.processed(after: SequencingTimestamp(requestTime))
-            running.cancel()
-            _ = await running.result
-            await connection.close()
-            (driver, connection) = try await real.mediatorDriver()
-            running = Self.run(driver)
-            try await Self.mark(real, "end")
-            for client in [real.p1Client, real.p2Client] {
-                let seen = try await Self.read(client, domain: real.domain, until: "end")
-                #expect(seen.verdicts == [result], "\(client.member)")
-            }
-            running.cancel()
-            _ = await running.result
-            await connection.close()
-            await real.stop()
-        }
-    }
-
-    /// A crash between request and response: the registration waited for the next write, which
-    /// never came, together with the stream position past the request; the restarted node reads
-    /// the request again, and the response decides it, once.
-    @Test func aCrashBetweenRequestAndResponseReadsTheRequestAgainAndDecidesOnce() async throws {
-        try await PostgresFixture.withFixture { fixture in
-            let real = try await RealDomain.start(fixture.url)
-            // No write by time or count: only the response's would store the registration.
+            // No write by time or count: only the stop (or the response's) stores the registration.
             var settings = MediatorDriver.Settings()
             settings.positionStoreEventsMax = 10_000
             settings.positionStoreInterval = .seconds(3600)
             var (driver, connection) = try await real.mediatorDriver(settings: settings)
             var running = Self.run(driver)
-            let views = try real.iouIssue(uuidByte: 9)
-            try await real.p2Client.send(try real.request(views), messageID: "request-9")
+            let views = try real.iouIssue(uuidByte: 3)
+            try await real.p2Client.send(try real.request(views), messageID: "request-3")
             let requestTime = try await Self.requestTime(real.p1Client)
             await driver.processed(after: SequencingTimestamp(requestTime).adding(micros: -1))
             #expect(await driver.mediator.pendingRequests.map(\.timestamp) == [SequencingTimestamp(requestTime)])
-            await driver.crashOnStop()
+            if crash { await driver.crashOnStop() }
             running.cancel()
             _ = await running.result
             await connection.close()
-            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-9")
+            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-3")
+            // A new node on the same database takes over from its stored position.
             (driver, connection) = try await real.mediatorDriver()
-            #expect(await driver.mediator.pendingRequests.isEmpty, "the registration was never stored")
+            #expect(await driver.mediator.pendingRequests.map(\.timestamp) == (crash ? [] : [SequencingTimestamp(requestTime)]))
             running = Self.run(driver)
             let result = try #require(try await Self.read(real.p1Client, domain: real.domain, until: nil).verdicts.first)
             guard case .approve? = result.verdict?.outcome else {
@@ -477,6 +438,11 @@ import WeftWire
                 return
             }
             await driver.processed(after: SequencingTimestamp(requestTime))
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            (driver, connection) = try await real.mediatorDriver()
+            running = Self.run(driver)
             try await Self.mark(real, "end")
             for client in [real.p1Client, real.p2Client] {
                 let seen = try await Self.read(client, domain: real.domain, until: "end")

@@ -511,18 +511,12 @@ import WeftWire
     @Test func aCarriedRegistrationWhoseUuidIsTakenIsRefusedWhenTheWriteFindsIt() async throws {
         let harness = try await MediatorHarness("carried-uuid")
         let test = harness.test
-        let views = try test.iouTransfer()
-        let before = try await harness.start()
-        _ = try await before.register(request: try test.request(views), snapshot: test.snapshot(at: t))
-        try await before.storeProgress()
-
-        let mediator = try await harness.start()
-        let id = RequestID(timestamp: t, rootHash: views.rootHash)
-        #expect(await mediator.pendingRequests == [id])
         let later = t.adding(micros: 1_000)
+        let (mediator, views, outcome) = try await harness.restartedWithCarriedReplay(at: later)
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
         let replayID = RequestID(timestamp: later, rootHash: views.rootHash)
-        let outcome = try await mediator.register(request: try test.request(views, at: later), snapshot: test.snapshot(at: later))
         #expect(outcome == .registered(replayID, deadline: later.adding(micros: TestDomain.responseTimeoutMicros)), "no read to find the uuid taken yet")
+        #expect(await mediator.pendingRequests == [id, replayID])
         let outcomes = try await mediator.receive(
             responses: try test.approvals(views, at: later).map { ($0, test.snapshot(at: later)) }, at: later.adding(micros: 10))
         let refusal = try #require(try await mediator.verdict(at: later))
@@ -532,6 +526,23 @@ import WeftWire
         #expect(await mediator.takeLateRefusals() == [])
         #expect(await mediator.pendingRequests == [id])
         #expect(try await harness.responseRowCount() == 0, "nothing counted for the refused request")
+        await harness.store.database.shutdown()
+    }
+
+    /// The same when the write that carries the replay is the timeouts' decision: the replay is
+    /// refused for its uuid, not timed out, and the request stored before times out as due.
+    @Test func aCarriedReplayFoundByTheTimeoutsWriteIsRefusedNotTimedOut() async throws {
+        let harness = try await MediatorHarness("carried-timeout")
+        let later = t.adding(micros: 1_000)
+        let (mediator, views, _) = try await harness.restartedWithCarriedReplay(at: later)
+        let now = later.adding(micros: TestDomain.responseTimeoutMicros + 1)
+        let timedOut = try await mediator.timeouts(now: now)
+        #expect(timedOut.map(\.request) == [RequestID(timestamp: t, rootHash: views.rootHash)])
+        #expect(timedOut.map(\.reasonID) == [RejectReason.timedOut])
+        let refusal = try #require(try await mediator.verdict(at: later))
+        #expect(refusal.reasonID == RejectReason.nonUniqueRequestUUID)
+        #expect(await mediator.takeLateRefusals() == [refusal])
+        #expect(await mediator.pendingRequests.isEmpty)
         await harness.store.database.shutdown()
     }
 
