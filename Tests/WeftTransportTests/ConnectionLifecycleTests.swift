@@ -93,7 +93,8 @@ import WeftWire
         defer { node.close() }
         // Open a call within the idle timeout. A machine too loaded to connect and open it in
         // 4 s sees the new connection closed as idle — the behaviour tested below, not a
-        // failure — and tries again on a new connection.
+        // failure — and tries again on a new connection. The call then fails as closed, or, if
+        // its frame crossed the server's GOAWAY, as not processed (seen once in a CI run).
         var opened: (RPCClient, RPCMessageStream<Weft.V1.WatchResponse>.AsyncIterator)?
         for _ in 0..<3 where opened == nil {
             let client = try await node.connect()
@@ -101,7 +102,7 @@ import WeftWire
             do {
                 #expect(try await responses.next()?.status == .serving)
                 opened = (client, responses)
-            } catch let error as RPCError where error.errorID == "RPC_CONNECTION_CLOSED" {
+            } catch let error as RPCError where ["RPC_CONNECTION_CLOSED", "RPC_GOAWAY"].contains(error.errorID) {
                 await client.close()
             }
         }
