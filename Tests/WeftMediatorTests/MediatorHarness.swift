@@ -75,6 +75,17 @@ struct MediatorHarness {
         return (mediator, views, outcome)
     }
 
+    /// Replaces the stored root hash of the request at `timestamp`, as another process (or a
+    /// hand) would: the store no longer agrees with the mediator's memory.
+    func replaceRootHash(at timestamp: SequencingTimestamp) async throws {
+        let mediator = test.mediator.member.description
+        try await store.database.transaction { connection in
+            try connection.enqueue(
+                "UPDATE mediator_requests SET root_hash = $3 WHERE mediator = $1 AND request_ts = $2",
+                [.text(mediator), .int64(timestamp.microsSinceEpoch), .bytes([UInt8](repeating: 7, count: 32))])
+        }
+    }
+
     /// How many response rows the store holds for this mediator.
     func responseRowCount() async throws -> Int64 {
         let mediator = test.mediator.member.description

@@ -562,11 +562,7 @@ import WeftWire
         let dvpApprovals = try harness.test.approvals(dvp, at: later).map { ($0, laterSnapshot) }
         try #require(dvpApprovals.count > 1)
         let member = PostgresValue.text(harness.test.mediator.member.description)
-        try await harness.store.database.transaction { connection in
-            try connection.enqueue(
-                "UPDATE mediator_requests SET root_hash = $3 WHERE mediator = $1 AND request_ts = $2",
-                [member, .int64(id.timestamp.microsSinceEpoch), .bytes([UInt8](repeating: 7, count: 32))])
-        }
+        try await harness.replaceRootHash(at: id.timestamp)
         // Committed (the dvp stored with its first response), then thrown for the transfer.
         await #expect {
             _ = try await mediator.receive(
@@ -608,11 +604,7 @@ import WeftWire
         try await mediator.storeProgress()
         // Another process (or a hand) replaced the first request under the mediator: another root hash.
         let member = PostgresValue.text(harness.test.mediator.member.description)
-        try await harness.store.database.transaction { connection in
-            try connection.enqueue(
-                "UPDATE mediator_requests SET root_hash = $3 WHERE mediator = $1 AND request_ts = $2",
-                [member, .int64(id.timestamp.microsSinceEpoch), .bytes([UInt8](repeating: 7, count: 32))])
-        }
+        try await harness.replaceRootHash(at: id.timestamp)
         // The store is inconsistent: thrown, and nothing written for that request (the event's
         // other request has its responses written; a restart reads the event again).
         await #expect {
