@@ -419,7 +419,8 @@ public actor MediatorDriver {
                 let trace = requestTraces[verdict.request.timestamp]?.childSpan()
                 try await TraceContext.$current.withValue(trace) {
                     do {
-                        try await connection.send(batch, messageID: messageID, maxSequencingTime: maxSequencingTime)
+                        // No receipt: the outbox lets go of a verdict once a sequencer accepts it.
+                        try await connection.send(batch, messageID: messageID, maxSequencingTime: maxSequencingTime, omitReceipt: true)
                         Counter(
                             label: "weft_mediator_verdicts_total", dimensions: [("outcome", verdict.isApproved ? "approved" : "rejected")]
                         ).increment()

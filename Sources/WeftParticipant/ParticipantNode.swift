@@ -1146,8 +1146,10 @@ public actor ParticipantNode {
         background {
             do {
                 do {
+                    // No receipt: nothing here waits for the responses' sequencing (the verdict
+                    // or the timeout decides), and a refusal still comes as a deliver error.
                     try await self.connection.send(
-                        Weft.V1.Batch(envelopes: envelopes), messageID: messageID, maxSequencingTime: deadline)
+                        Weft.V1.Batch(envelopes: envelopes), messageID: messageID, maxSequencingTime: deadline, omitReceipt: true)
                 } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
                     // Sent before under the same message id: by this participant before it lost
                     // its database, now replaying the request (or by an attempt whose answer was lost).

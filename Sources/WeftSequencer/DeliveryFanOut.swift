@@ -256,20 +256,21 @@ actor DeliveryFanOut {
                 let sender = Int32(try row[1].int64 ?? 0)
                 let recipients = (try row[6].string ?? "").split(separator: ",").compactMap { Int32($0) }
                 var error: (UInt32, String, String)?
-                let kind = try row[3].int64
-                if kind == 2 {
+                let kind = EventKind(stored: try row[3].int64)
+                if kind == .deliverError {
                     error = (UInt32(try row[7].int64 ?? 2), try row[8].string ?? "", try row[9].string ?? "")
                 }
                 let batch = try row[4].bytes
-                let batchLeftInDatabase = batch == nil && kind == 1
+                let batchLeftInDatabase = batch == nil && (kind == .deliver || kind == .deliverWithoutReceipt)
                 let messageID = try row[2].string ?? ""
                 let traceparent = try row[5].string ?? ""
-                for member in SequencerWriter.deliveryMembers(sender: sender, recipients: recipients) {
+                for member in SequencerWriter.deliveryMembers(sender: sender, recipients: recipients, kind: kind) {
                     deliveries[member, default: []].append(StoredDelivery(
                         counter: 0, timestamp: timestamp, sender: sender, messageID: messageID, batch: batch, traceparent: traceparent,
                         recipients: recipients, error: error,
                         block: try SequencerReader.blockPlace(
-                            row, member: member, sender: sender, recipients: recipients, node: 10, blockTimestamp: 11, leafOffset: 12),
+                            row, member: member, sender: sender, recipients: recipients, kind: kind, node: 10, blockTimestamp: 11,
+                            leafOffset: 12),
                         batchLeftInDatabase: batchLeftInDatabase))
                 }
             }

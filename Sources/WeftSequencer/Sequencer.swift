@@ -274,13 +274,13 @@ extension Sequencer {
     /// sequenced as a deliver error to the sender, so it learns of them in its stream.
     func send(
         sender: String, messageID: String, batch: Weft.V1.Batch, maxSequencingTime: Int64, traceparent: String = "",
-        maximumRequestBytes: Int = Sequencer.defaultMaximumRequestBytes
+        omitReceipt: Bool = false, maximumRequestBytes: Int = Sequencer.defaultMaximumRequestBytes
     ) async throws -> SequencingOutcome {
         guard let from = try await members.member(named: sender), from.enabled else {
             throw SequencerError.unknownSender(sender)
         }
         let bytes = try batch.serializedBytes()
-        var content = Submission.Content.deliver(batch: bytes, recipients: [])
+        var content = Submission.Content.deliver(batch: bytes, recipients: [], receipt: true)
         var recipients = Set<Int32>()
         var names: [Int32: String] = [from.id: from.name]
         var unknown: [String] = []
@@ -311,15 +311,16 @@ extension Sequencer {
         } else if recipients.isEmpty && !batch.envelopes.isEmpty {
             content = .error(code: 3, errorID: "SEQUENCER_NO_RECIPIENTS", message: "the batch names no recipients")
         } else {
-            content = .deliver(batch: bytes, recipients: recipients.sorted())
+            // A time proof has no recipients: its receipt is all it is.
+            content = .deliver(batch: bytes, recipients: recipients.sorted(), receipt: !omitReceipt || recipients.isEmpty)
         }
         var submission = Submission(
             sender: from.id, senderName: from.name, messageID: messageID, content: content, maxSequencingTime: maxSequencingTime,
             traceparent: traceparent)
-        if case .deliver = content, let signer = signing.current {
+        if case .deliver(_, let recipients, let receipt) = content, let signer = signing.current {
             // What each member will see, serialized here (concurrently with other submissions)
             // rather than in the writer, which only adds the timestamp.
-            for member in recipients.union([from.id]) {
+            for member in SequencerWriter.deliveryMembers(sender: from.id, recipients: recipients, receipt: receipt) {
                 guard let name = names[member] else { continue }
                 submission.views[member] = try EventView.body(
                     domain: signer.domain, recipient: name,

@@ -42,12 +42,17 @@ public struct SequencerClient: Sendable {
     /// Sends `batch`. `traceparent` travels with the event to its recipients; empty means the
     /// task's `TraceContext.current` (the call or event being processed), so a node's sends
     /// continue the trace they belong to. It is also the call's `traceparent` header, so the
-    /// sequencer logs the submission under the same trace.
-    public func send(_ batch: Weft.V1.Batch, messageID: String, maxSequencingTime: Int64? = nil, traceparent: String = "") async throws {
+    /// sequencer logs the submission under the same trace. `omitReceipt` asks for no receipt
+    /// on this member's stream when the batch is delivered (a deliver error still comes), for
+    /// messages whose sequencing the member does not follow.
+    public func send(
+        _ batch: Weft.V1.Batch, messageID: String, maxSequencingTime: Int64? = nil, traceparent: String = "", omitReceipt: Bool = false
+    ) async throws {
         let trace = traceparent.isEmpty ? TraceContext.current?.traceparent ?? "" : traceparent
         let submission = Weft.V1.SubmissionRequest(
             sender: member, messageID: messageID, batch: batch,
-            maxSequencingTime: .init(microsSinceEpoch: maxSequencingTime ?? SequencerWriter.now() + 60_000_000), traceparent: trace)
+            maxSequencingTime: .init(microsSinceEpoch: maxSequencingTime ?? SequencerWriter.now() + 60_000_000), traceparent: trace,
+            omitReceipt: omitReceipt)
         var metadata = authorization
         if !trace.isEmpty { metadata.append(.init(key: "traceparent", value: .textValue(trace))) }
         _ = try await rpc.sequencer.send(.init(submissionRequest: try submission.serializedBytes()), metadata: metadata)

@@ -96,7 +96,10 @@ public actor SequencerConnection {
     /// again until the batch's max sequencing time has passed — after that no sequencer could
     /// sequence it anyway — rather than failing at once: the caller would otherwise report a
     /// rejection for a request that a sequencer back a second later would have taken.
-    public func send(_ batch: Weft.V1.Batch, messageID: String, maxSequencingTime: Int64? = nil, traceparent: String = "") async throws {
+    /// `omitReceipt`: as `SequencerClient.send`.
+    public func send(
+        _ batch: Weft.V1.Batch, messageID: String, maxSequencingTime: Int64? = nil, traceparent: String = "", omitReceipt: Bool = false
+    ) async throws {
         let deadline = maxSequencingTime ?? SequencerWriter.now() + 60_000_000
         var attempt = 0
         var unavailable = 0
@@ -118,7 +121,8 @@ public actor SequencerConnection {
             }
             unavailable = 0
             do {
-                try await client.send(batch, messageID: messageID, maxSequencingTime: deadline, traceparent: traceparent)
+                try await client.send(
+                    batch, messageID: messageID, maxSequencingTime: deadline, traceparent: traceparent, omitReceipt: omitReceipt)
                 return
             } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" && attempt > 1 {
                 return  // an earlier attempt was sequenced after all

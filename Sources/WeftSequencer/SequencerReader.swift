@@ -327,10 +327,12 @@ struct SequencerReader: Sendable {
     /// Where `member`'s leaf of a stored event is, from the event's columns `node`, `block_ts`
     /// and `leaf_offset`; nil for an event stored before blocks were signed.
     static func blockPlace(
-        _ row: [PostgresCell], member: Int32, sender: Int32, recipients: [Int32], node: Int, blockTimestamp: Int, leafOffset: Int
+        _ row: [PostgresCell], member: Int32, sender: Int32, recipients: [Int32], kind: EventKind?, node: Int, blockTimestamp: Int,
+        leafOffset: Int
     ) throws -> BlockPlace? {
         guard let timestamp = try row[blockTimestamp].int64, let offset = try row[leafOffset].int64,
-            let position = SequencerWriter.deliveryMembers(sender: sender, recipients: recipients).firstIndex(of: member)
+            let position = SequencerWriter.deliveryMembers(sender: sender, recipients: recipients, kind: kind)
+                .firstIndex(of: member)
         else { return nil }
         return BlockPlace(node: Int16(try row[node].int64 ?? 0), timestamp: timestamp, leaf: Int(offset) + position)
     }
@@ -355,17 +357,19 @@ struct SequencerReader: Sendable {
             for row in rows {
                 counter += 1
                 let timestamp = try row[0].int64 ?? 0
-                let kind = try row[3].int64 ?? 0
+                let kind = EventKind(stored: try row[3].int64)
                 let recipients = (try row[6].string ?? "").split(separator: ",").compactMap { Int32($0) }
                 var error: (UInt32, String, String)?
-                if kind == 2 {
+                if kind == .deliverError {
                     error = (UInt32(try row[7].int64 ?? 2), try row[8].string ?? "", try row[9].string ?? "")
                 }
                 let sender = Int32(try row[1].int64 ?? 0)
                 deliveries.append(StoredDelivery(
                     counter: counter, timestamp: timestamp, sender: sender, messageID: try row[2].string ?? "",
                     batch: try row[4].bytes, traceparent: try row[5].string ?? "", recipients: recipients, error: error,
-                    block: try Self.blockPlace(row, member: member, sender: sender, recipients: recipients, node: 10, blockTimestamp: 11, leafOffset: 12)))
+                    block: try Self.blockPlace(
+                        row, member: member, sender: sender, recipients: recipients, kind: kind, node: 10, blockTimestamp: 11,
+                        leafOffset: 12)))
                 if counter % Self.checkpointInterval == 0 {
                     checkpoints += [.int64(Int64(member)), .int64(counter), .int64(timestamp)]
                 }

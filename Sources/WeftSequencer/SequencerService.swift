@@ -67,7 +67,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         let outcome = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.send(
             sender: member, messageID: submission.messageID, batch: submission.batch ?? .init(),
             maxSequencingTime: submission.maxSequencingTime?.microsSinceEpoch ?? (SequencerWriter.now() + 60_000_000),
-            traceparent: submission.traceparent, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes) }
+            traceparent: submission.traceparent, omitReceipt: submission.omitReceipt, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes) }
         Counter(label: "weft_sequencer_submissions_total", dimensions: [("outcome", outcome == .duplicate ? "duplicate" : "sequenced")])
             .increment()
         if outcome != .duplicate {

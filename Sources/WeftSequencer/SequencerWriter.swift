@@ -10,8 +10,9 @@ import WeftWire
 struct Submission: Sendable {
     enum Content: Sendable {
         /// Deliver `batch` (the serialized `weft.v1.Batch`, exactly the sender's bytes)
-        /// to `recipients` (member ids, each once).
-        case deliver(batch: [UInt8], recipients: [Int32])
+        /// to `recipients` (member ids, each once), and a receipt to the sender if `receipt`
+        /// (the sender did not ask to omit it, or the batch is a time proof).
+        case deliver(batch: [UInt8], recipients: [Int32], receipt: Bool)
         /// Deliver only an error to the sender: the submission cannot be delivered.
         case error(code: UInt32, errorID: String, message: String)
     }
@@ -37,6 +38,26 @@ enum SequencingOutcome: Sendable, Equatable {
     case deliverError(timestamp: Int64, errorID: String)
     /// The sender used this message id before; nothing was stored.
     case duplicate
+}
+
+/// `sequencer_events.kind`: what an event is, and so who receives it (`deliveryMembers`).
+enum EventKind: Int64 {
+    /// A deliver: to its recipients, and a receipt to its sender.
+    case deliver = 1
+    /// A deliver error: to its sender only.
+    case deliverError = 2
+    /// A deliver whose sender asked for no receipt (`SubmissionRequest.omit_receipt`): to its
+    /// recipients only.
+    case deliverWithoutReceipt = 3
+
+    /// The kind in a stored row; nil for a value no version of Weft writes.
+    init?(stored: Int64?) {
+        guard let stored else { return nil }
+        self.init(rawValue: stored)
+    }
+
+    /// Whether the event's sender receives it (its receipt, or its deliver error).
+    var reachesSender: Bool { self != .deliverWithoutReceipt }
 }
 
 /// Why the writer could not sequence anything.
@@ -479,8 +500,9 @@ actor SequencerWriter {
         // stored as before, its events signed one by one when served.
         let signer = signing.current.flatMap { signer in
             group.allSatisfy { submission in
-                if case .deliver(_, let recipients) = submission.content {
-                    Set(recipients + [submission.sender]).allSatisfy { submission.views[$0] != nil }
+                if case .deliver(_, let recipients, let receipt) = submission.content {
+                    Self.deliveryMembers(sender: submission.sender, recipients: recipients, receipt: receipt)
+                        .allSatisfy { submission.views[$0] != nil }
                 } else {
                     true
                 }
@@ -525,12 +547,15 @@ actor SequencerWriter {
                 let blockTimestamp = signer == nil ? nil : watermark
                 let leafOffset = signer == nil ? nil : Int64(leaves.count)
                 switch content {
-                case .deliver(let batch, let recipients):
+                case .deliver(let batch, let recipients, let receipt):
                     events.append(
-                        ts: row.ts, node: node, sender: submission.sender, messageID: submission.messageID, kind: 1,
+                        ts: row.ts, node: node, sender: submission.sender, messageID: submission.messageID,
+                        kind: receipt ? .deliver : .deliverWithoutReceipt,
                         batch: batch, traceparent: submission.traceparent, recipients: recipients, error: nil,
                         blockTimestamp: blockTimestamp, leafOffset: leafOffset)
-                    for (position, member) in Self.deliveryMembers(sender: submission.sender, recipients: recipients).enumerated() {
+                    for (position, member) in Self.deliveryMembers(sender: submission.sender, recipients: recipients, receipt: receipt)
+                        .enumerated()
+                    {
                         deliveries.append((member, row.ts))
                         // A signed block's events are served from the block cache, which holds
                         // their bytes: the batch stays in the database, as the shared reader leaves it.
@@ -550,7 +575,7 @@ actor SequencerWriter {
                     result[row.index] = .delivered(timestamp: row.ts)
                 case .error(let code, let errorID, let message):
                     events.append(
-                        ts: row.ts, node: node, sender: submission.sender, messageID: submission.messageID, kind: 2,
+                        ts: row.ts, node: node, sender: submission.sender, messageID: submission.messageID, kind: .deliverError,
                         batch: nil, traceparent: submission.traceparent, recipients: [submission.sender],
                         error: (code, errorID, message), blockTimestamp: blockTimestamp, leafOffset: leafOffset)
                     deliveries.append((submission.sender, row.ts))
@@ -627,9 +652,16 @@ actor SequencerWriter {
     }
 
     /// Who receives an event, in the order of its leaves: its recipients and its sender (a
-    /// deliver's receipt; the only recipient of a deliver error), each once, by member id.
-    static func deliveryMembers(sender: Int32, recipients: [Int32]) -> [Int32] {
-        Set(recipients + [sender]).sorted()
+    /// deliver's receipt unless the sender asked to omit it; the only recipient of a deliver
+    /// error), each once, by member id.
+    static func deliveryMembers(sender: Int32, recipients: [Int32], receipt: Bool) -> [Int32] {
+        Set(receipt ? recipients + [sender] : recipients).sorted()
+    }
+
+    /// `deliveryMembers` of a stored event, by its kind (nil: a value no version of Weft writes,
+    /// read as a deliver).
+    static func deliveryMembers(sender: Int32, recipients: [Int32], kind: EventKind?) -> [Int32] {
+        deliveryMembers(sender: sender, recipients: recipients, receipt: kind?.reachesSender ?? true)
     }
 
     /// `{1,2,3}`: a PostgreSQL array literal of member ids (digits only, so nothing to escape).
@@ -690,16 +722,16 @@ struct EventColumns {
     private var blockTimestamp: [Int64?] = []
     private var leafOffset: [Int64?] = []
 
-    /// One event: a deliver (kind 1, with its batch) or a deliver error (kind 2, with `error`).
+    /// One event: a deliver (with its batch) or a deliver error (with `error`).
     mutating func append(
-        ts: Int64, node: Int16, sender: Int32, messageID: String, kind: Int64, batch: [UInt8]?, traceparent: String,
+        ts: Int64, node: Int16, sender: Int32, messageID: String, kind: EventKind, batch: [UInt8]?, traceparent: String,
         recipients: [Int32], error: (code: UInt32, id: String, message: String)?, blockTimestamp: Int64?, leafOffset: Int64?
     ) {
         self.ts.append(ts)
         self.node.append(Int64(node))
         self.sender.append(Int64(sender))
         self.messageID.append(messageID)
-        self.kind.append(kind)
+        self.kind.append(kind.rawValue)
         self.batch.append(batch)
         self.traceparent.append(traceparent)
         self.recipients.append(SequencerWriter.arrayLiteral(recipients))

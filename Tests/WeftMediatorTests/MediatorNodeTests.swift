@@ -498,8 +498,7 @@ import WeftWire
         }
     }
 
-    /// The sequencing time of the mediator's first verdict on `client`'s stream (the same event
-    /// as the mediator's own receipt of it).
+    /// The sequencing time of the mediator's first verdict on `client`'s stream.
     static func verdictTime(_ client: SequencerClient, domain: Domain) async throws -> Weft.V1.Timestamp {
         for try await event in try client.subscribe(from: 0) {
             if case .deliver(let deliver)? = event.event, deliver.sender == domain.mediatorMember.description,
@@ -526,8 +525,13 @@ import WeftWire
             let requestTime = try await Self.requestTime(real.p1Client)
             try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-5")
             let verdictTime = try await Self.verdictTime(real.p1Client, domain: real.domain)
-            // The mediator's own receipt of its verdict: an event without effects.
-            await driver.processed(after: SequencingTimestamp(verdictTime).adding(micros: -1))
+            // An event without effects for the mediator (its verdict comes back with no receipt):
+            // an envelope it does not read.
+            let unread = try Weft.V1.EnvelopeContent(message: .encryptedView(.init())).serializedBytes()
+            try await real.p1Client.send(
+                .init(envelopes: [.init(content: unread, recipients: [real.domain.mediatorMember.description])]), messageID: "unread")
+            let unreadTime = try await Self.receiptTime(real.p1Client, messageID: "unread")
+            await driver.processed(after: SequencingTimestamp(unreadTime).adding(micros: -1))
             let database = try PostgresConnection(url: fixture.url)
             func storedPosition() throws -> (next: Int64, last: Int64)? {
                 try database.execute(
@@ -542,17 +546,17 @@ import WeftWire
                 ).rows.first?.first?.int64
             }
             // The response's transaction stored the position before it (past the request); the
-            // verdict's receipt moved it in memory only.
+            // unread envelope moved it in memory only.
             let lagging = try #require(try storedPosition())
             #expect(lagging.last >= requestTime.microsSinceEpoch && lagging.last < verdictTime.microsSinceEpoch, "\(lagging)")
             #expect(await driver.storedStreamPosition?.lastTimestamp.microsSinceEpoch == lagging.last)
-            // Acknowledged up to the stored position, never beyond (the receipt's event was not).
+            // Acknowledged up to the stored position, never beyond (the unread envelope's event was not).
             let acknowledgedTime = try #require(try acknowledged())
             #expect(acknowledgedTime <= lagging.last)
             // The delivered mark waits for the next write too.
             #expect(try await driver.mediator.store.undeliveredVerdicts().count == 1)
 
-            // A crash: the restarted node reads the response and the receipt again, decides
+            // A crash: the restarted node reads the response and the unread envelope again, decides
             // nothing new, and re-sends the verdict, which the sequencer refuses as a duplicate.
             await driver.crashOnStop()
             running.cancel()
@@ -562,7 +566,7 @@ import WeftWire
             (driver, connection) = try await real.mediatorDriver()
             #expect(await driver.mediator.pendingRequests.isEmpty)
             running = Self.run(driver)
-            await driver.processed(after: SequencingTimestamp(verdictTime).adding(micros: -1))
+            await driver.processed(after: SequencingTimestamp(unreadTime).adding(micros: -1))
             try await Self.mark(real, "end")
             for client in [real.p1Client, real.p2Client] {
                 let seen = try await Self.read(client, domain: real.domain, until: "end")
@@ -573,7 +577,7 @@ import WeftWire
             _ = await running.result
             await connection.close()
             let stopped = try #require(try storedPosition())
-            #expect(stopped.next > lagging.next && stopped.last >= verdictTime.microsSinceEpoch, "\(stopped)")
+            #expect(stopped.next > lagging.next && stopped.last >= unreadTime.microsSinceEpoch, "\(stopped)")
             #expect(try acknowledged().map { $0 <= stopped.last } ?? true)
             await real.stop()
         }

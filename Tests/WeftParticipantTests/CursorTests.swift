@@ -58,7 +58,7 @@ extension OnARealDomain {
                 let registered = UInt64(try Self.storedCounter(fixture.url, participant))
 
                 // Three events without effects for participant1: envelopes it has no use for,
-                // from participant3; with the receipt of its own responses, four.
+                // from participant3. Its responses come back with no receipt (`omit_receipt`).
                 let session = try await SequencerClient.authenticate(
                     try await RPCClient.connect(
                         host: domain.endpoint.host, port: domain.endpoint.port, security: domain.endpoint.security),
@@ -71,10 +71,10 @@ extension OnARealDomain {
                         Weft.V1.Batch(envelopes: [.init(content: content, recipients: [p1Member])]),
                         messageID: "nothing-\(number)")
                 }
-                await Self.processed(p1, before: registered + 4)
+                await Self.processed(p1, before: registered + 3)
                 let processed = await p1.nextCounter
                 // Stored: the cursor after the request (its registration's transaction), not the
-                // four events since.
+                // three events since.
                 let beforeCrash = try Self.storedCounter(fixture.url, participant)
                 #expect(beforeCrash == Int64(registered), "stored \(beforeCrash), processed \(processed)")
 
@@ -84,7 +84,7 @@ extension OnARealDomain {
                 #expect(try Self.storedCounter(fixture.url, participant) == Int64(registered))
 
                 // The restarted node re-sends the pending request's responses (whether they were
-                // sent is not stored) and reads the four events again; then the mediator decides, once.
+                // sent is not stored) and reads the three events again; then the mediator decides, once.
                 let restarted = try await domain.restart(0)
                 await Self.processed(restarted, before: processed)
                 #expect(await restarted.lockedContracts.keys.sorted() == [iou])

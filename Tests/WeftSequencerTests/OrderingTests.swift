@@ -45,13 +45,16 @@ struct SplitMix64: RandomNumberGenerator {
             let nodes = try await Self.nodes(fixture.url, count: 2)
             for member in Self.members { _ = try await nodes[0].register(member) }
             // The plan: each member sends 150 messages, each through a random node, to a random
-            // non-empty set of members.
+            // non-empty set of members, asking for its receipt or not at random.
             var generator = SplitMix64(state: seed)
-            var plan: [[(node: Int, recipients: [String])]] = []
+            var plan: [[(node: Int, recipients: [String], omitReceipt: Bool)]] = []
             for _ in Self.members {
                 plan.append((0..<150).map { _ in
                     let recipients = Self.members.filter { _ in Bool.random(using: &generator) }
-                    return (Int.random(in: 0..<2, using: &generator), recipients.isEmpty ? [Self.members[0]] : recipients)
+                    return (
+                        Int.random(in: 0..<2, using: &generator), recipients.isEmpty ? [Self.members[0]] : recipients,
+                        Bool.random(using: &generator)
+                    )
                 })
             }
             let farFuture = SequencerWriter.now() + 3_600_000_000
@@ -62,18 +65,22 @@ struct SplitMix64: RandomNumberGenerator {
                         for (number, send) in sends.enumerated() {
                             let batch = Weft.V1.Batch(envelopes: [.init(content: Array("\(sender)#\(number)".utf8), recipients: send.recipients)])
                             let outcome = try await nodes[send.node].send(
-                                sender: sender, messageID: "m\(number)", batch: batch, maxSequencingTime: farFuture)
+                                sender: sender, messageID: "m\(number)", batch: batch, maxSequencingTime: farFuture,
+                                omitReceipt: send.omitReceipt)
                             guard case .delivered = outcome else { throw TestFailure("\(sender)#\(number): \(outcome)") }
                         }
                     }
                 }
                 try await group.waitForAll()
             }
-            // What each member must see: every message it receives, plus a receipt for each it sent.
+            // What each member must see: every message it receives, plus a receipt for each it sent
+            // without omitting it.
             var expected: [String: Set<String>] = [:]
             for (index, sender) in Self.members.enumerated() {
                 for (number, send) in plan[index].enumerated() {
-                    for member in Set(send.recipients + [sender]) { expected[member, default: []].insert("\(sender)/m\(number)") }
+                    for member in Set(send.recipients + (send.omitReceipt ? [] : [sender])) {
+                        expected[member, default: []].insert("\(sender)/m\(number)")
+                    }
                 }
             }
             var streams: [String: [StoredDelivery]] = [:]

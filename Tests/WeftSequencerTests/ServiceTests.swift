@@ -115,6 +115,86 @@ import WeftWire
         }
     }
 
+    /// `omit_receipt`: the sender's stream lacks the receipt of what was delivered, and has
+    /// everything else: deliver errors, the receipt of a time proof, its own envelopes. Every
+    /// event still proves itself against its block (the leaves follow the members who get it),
+    /// whether a subscription reads it live or, later, from the database.
+    @Test func aSenderThatOmitsItsReceiptsGetsItsErrorsTimeProofsAndOwnEnvelopesOnly() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var (domain, node, _, alice, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
+            let (aliceID, bobID) = (alice.member.description, bob.member.description)
+            // Alice reads live from before her first send.
+            let live = Task { [aliceClient, domain] in try await Self.messageIDs(aliceClient, domain, sender: aliceID, until: "last") }
+            func envelopes(_ recipients: [String]...) -> Weft.V1.Batch {
+                .init(envelopes: recipients.map { .init(content: Array("for \($0)".utf8), recipients: $0) })
+            }
+            try await aliceClient.send(envelopes([bobID]), messageID: "to-bob", omitReceipt: true)
+            try await aliceClient.send(.init(envelopes: []), messageID: "time-proof", omitReceipt: true)
+            try await aliceClient.send(envelopes(["participant9::1220ab"]), messageID: "to-nobody", omitReceipt: true)
+            try await aliceClient.send(envelopes([bobID], [aliceID]), messageID: "to-both", omitReceipt: true)
+            try await aliceClient.send(envelopes([bobID]), messageID: "last")
+            // And the other way (a receipt's leaf would come before or after the recipient's,
+            // whichever of the two has the lower member id).
+            try await bobClient.send(envelopes([aliceID]), messageID: "to-alice", omitReceipt: true)
+            let expected = ["time-proof", "to-nobody (SEQUENCER_UNKNOWN_RECIPIENTS)", "to-both", "last"]
+            #expect(try await live.value == expected)
+            #expect(try await Self.messageIDs(bobClient, domain, sender: aliceID, until: "last") == ["to-bob", "to-both", "last"])
+            #expect(try await Self.messageIDs(aliceClient, domain, sender: bobID, until: "to-alice") == ["to-alice"])
+            // Read again from counter 0, from the stored deliveries.
+            #expect(try await Self.messageIDs(aliceClient, domain, sender: aliceID, until: "last") == expected)
+            // Stored: one delivery row per receiving member (none for the sender).
+            let rows = try PostgresConnection(url: fixture.url).execute(
+                """
+                SELECT e.message_id, e.kind::int8, m.member FROM sequencer_events e
+                JOIN sequencer_deliveries d ON d.ts = e.ts JOIN sequencer_members m ON m.id = d.member
+                WHERE e.message_id IN ('to-bob', 'to-alice') ORDER BY e.message_id
+                """
+            ).rows
+            #expect(
+                try rows.map { [try $0[0].string, try $0[1].int64.map(String.init), try $0[2].string] }
+                    == [["to-alice", "3", aliceID], ["to-bob", "3", bobID]])
+            // A new node on the stored data: nothing in memory, every page and block read from the
+            // database, each leaf found from the event's kind.
+            await node.stop()
+            node = try await Node.start(fixture.url, domain: &domain, initialize: false)
+            await node.topology.waitUntil(bob.member)
+            aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
+            bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
+            #expect(try await Self.messageIDs(aliceClient, domain, sender: aliceID, until: "last") == expected)
+            #expect(try await Self.messageIDs(bobClient, domain, sender: aliceID, until: "last") == ["to-bob", "to-both", "last"])
+            #expect(try await Self.messageIDs(aliceClient, domain, sender: bobID, until: "to-alice") == ["to-alice"])
+            await node.stop()
+        }
+    }
+
+    /// The message ids of `sender`'s delivers on `client`'s stream (and, on the sender's own
+    /// stream, its deliver errors with their id), from counter 0 until `until`'s. Each event must
+    /// come with a block proof that verifies: one signed on its own instead means the service did
+    /// not find the event's leaf in its block.
+    static func messageIDs(
+        _ client: SequencerClient, _ domain: TestDomain, sender: String, until: String
+    ) async throws -> [String] {
+        var verifier = SequencedEventVerifier(keys: [domain.sequencerKey.publicKey])
+        var ids: [String] = []
+        let request = Weft.V1.SubscribeRequest(member: client.member, fromCounter: 0)
+        for try await response in try client.rpc.sequencer.subscribe(request, metadata: client.authorization) {
+            let signed = try #require(response.signedEvent)
+            #expect(signed.blockProof != nil && signed.signature == nil)
+            let event = try verifier.verify(signed)
+            #expect(event.recipient == client.member)
+            switch event.event {
+            case .deliver(let deliver)? where deliver.sender == sender:
+                ids.append(deliver.messageID)
+                if deliver.messageID == until { return ids }
+            case .deliverError(let error)? where client.member == sender:
+                ids.append("\(error.messageID) (\(error.reason?.errorID ?? "?"))")
+            default:
+                continue
+            }
+        }
+        return ids
+    }
+
     @Test func everyRefusalHasItsStatus() async throws {
         try await PostgresFixture.withFixture { fixture in
             var domain = try TestDomain()

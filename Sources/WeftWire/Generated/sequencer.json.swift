@@ -184,6 +184,7 @@ extension Weft.V1.SubmissionRequest: JSONMessage {
         if let __v = self.maxSequencingTime { __o.append("maxSequencingTime", __v.jsonValue()) }
         if !self.traceparent.isEmpty { __o.append("traceparent", JSONWrite.string(self.traceparent)) }
         if let __v = self.topologyTimestamp { __o.append("topologyTimestamp", __v.jsonValue()) }
+        if self.omitReceipt { __o.append("omitReceipt", JSONWrite.bool(self.omitReceipt)) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -212,7 +213,10 @@ extension Weft.V1.SubmissionRequest: JSONMessage {
             case "topologyTimestamp", "topology_timestamp":
                 try __fields.insert(6, __m.key)
                 if __m.value != .null { self.topologyTimestamp = try JSONRead.message(__m.value, __p) as Weft.V1.Timestamp }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6])
+            case "omitReceipt", "omit_receipt":
+                try __fields.insert(7, __m.key)
+                self.omitReceipt = try JSONRead.bool(__m.value, __p)
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

@@ -795,6 +795,20 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().topologyTimestamp }
         }
 
+        /// When true, a delivered submission puts no receipt on the sender's
+        /// stream: the sender learns only of a failure (a deliver error still
+        /// arrives). For messages whose sequencing the sender does not follow,
+        /// such as confirmation responses and verdicts; every receipt costs the
+        /// sender an event to read and, at low load, a block signature to verify.
+        /// A sender that is also a recipient gets its envelopes as usual, and a
+        /// batch without envelopes (a time proof) always gets its receipt, which
+        /// is its whole point.
+        public var omitReceipt: Bool {
+            get { _storage.read.omitReceipt }
+            set { _uniqueStorage().omitReceipt = newValue }
+            _modify { yield &_uniqueStorage().omitReceipt }
+        }
+
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
             get { _storage.read.unknownFields }
@@ -813,6 +827,7 @@ extension Weft.V1 {
             var maxSequencingTime: Weft.V1.Timestamp? = nil
             var traceparent: String = ""
             var topologyTimestamp: Weft.V1.Timestamp? = nil
+            var omitReceipt: Bool = false
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
             /// Changed only by `StoragePool`, while nothing else references the storage.
@@ -830,6 +845,7 @@ extension Weft.V1 {
                     maxSequencingTime = nil
                     traceparent = ""
                     topologyTimestamp = nil
+                    omitReceipt = false
                     unknownFields = UnknownFields()
                 }
                 _source?.release()
@@ -844,6 +860,7 @@ extension Weft.V1 {
                 maxSequencingTime = o.maxSequencingTime
                 traceparent = o.traceparent
                 topologyTimestamp = o.topologyTimestamp
+                omitReceipt = o.omitReceipt
                 unknownFields = o.unknownFields
                 _source = nil
                 _fields = LazyFields()
@@ -873,6 +890,7 @@ extension Weft.V1 {
         && l.maxSequencingTime == r.maxSequencingTime
         && l.traceparent == r.traceparent
         && l.topologyTimestamp == r.topologyTimestamp
+        && l.omitReceipt == r.omitReceipt
         && l.unknownFields == r.unknownFields
         }
 
@@ -884,13 +902,14 @@ extension Weft.V1 {
             hasher.combine(s.maxSequencingTime)
             hasher.combine(s.traceparent)
             hasher.combine(s.topologyTimestamp)
+            hasher.combine(s.omitReceipt)
             hasher.combine(s.unknownFields)
         }
 
         /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
         public var customMirror: Mirror {
             let s = _storage.read
-            let children: [(label: String?, value: Any)] = [("sender", s.sender as Any), ("messageID", s.messageID as Any), ("batch", s.batch as Any), ("maxSequencingTime", s.maxSequencingTime as Any), ("traceparent", s.traceparent as Any), ("topologyTimestamp", s.topologyTimestamp as Any), ("unknownFields", s.unknownFields as Any)]
+            let children: [(label: String?, value: Any)] = [("sender", s.sender as Any), ("messageID", s.messageID as Any), ("batch", s.batch as Any), ("maxSequencingTime", s.maxSequencingTime as Any), ("traceparent", s.traceparent as Any), ("topologyTimestamp", s.topologyTimestamp as Any), ("omitReceipt", s.omitReceipt as Any), ("unknownFields", s.unknownFields as Any)]
             return Mirror(self, children: children, displayStyle: .struct)
         }
 
@@ -898,7 +917,7 @@ extension Weft.V1 {
         public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(sender: String = "", messageID: String = "", batch: Weft.V1.Batch? = nil, maxSequencingTime: Weft.V1.Timestamp? = nil, traceparent: String = "", topologyTimestamp: Weft.V1.Timestamp? = nil) {
+        public init(sender: String = "", messageID: String = "", batch: Weft.V1.Batch? = nil, maxSequencingTime: Weft.V1.Timestamp? = nil, traceparent: String = "", topologyTimestamp: Weft.V1.Timestamp? = nil, omitReceipt: Bool = false) {
             self.init()
             self.sender = sender
             self.messageID = messageID
@@ -906,6 +925,7 @@ extension Weft.V1 {
             self.maxSequencingTime = maxSequencingTime
             self.traceparent = traceparent
             self.topologyTimestamp = topologyTimestamp
+            self.omitReceipt = omitReceipt
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -2990,6 +3010,7 @@ extension Weft.V1.SubmissionRequest: BoxedMessage {
         if let p = c.max_sequencing_time { s.maxSequencingTime = Weft.V1.Timestamp(decoded: p, in: tree) }
         s.traceparent = CBridge.string(c.traceparent)
         if let p = c.topology_timestamp { s.topologyTimestamp = Weft.V1.Timestamp(decoded: p, in: tree) }
+        s.omitReceipt = c.omit_receipt != 0
         s.unknownFields = CBridge.unknownFields(c.base)
     }
 
@@ -3003,6 +3024,7 @@ extension Weft.V1.SubmissionRequest: BoxedMessage {
         if let v = s.maxSequencingTime { c.pointee.max_sequencing_time = try Weft.V1.Timestamp.makeC(v, arena) }
         c.pointee.traceparent = try CBridge.cString(s.traceparent, arena, "weft.v1.SubmissionRequest", 5)
         if let v = s.topologyTimestamp { c.pointee.topology_timestamp = try Weft.V1.Timestamp.makeC(v, arena) }
+        c.pointee.omit_receipt = s.omitReceipt ? 1 : 0
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

@@ -2895,6 +2895,7 @@ extension Weft.V1.SubmissionRequest {
         if !deep { m.maxSequencingTime = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
         m.traceparent = "s\(5 * 100 + depth * 10 + variant + 1)-é✓"
         if !deep { m.topologyTimestamp = Weft.V1.Timestamp.sample(variant: 0, depth: depth + 1) }
+        m.omitReceipt = true
         return m
     }
 }

@@ -1303,7 +1303,7 @@ const ProtobufCMessageDescriptor weft__v1__batch__descriptor =
   (ProtobufCMessageInit) weft__v1__batch__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__submission_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor weft__v1__submission_request__field_descriptors[7] =
 {
   {
     "sender",
@@ -1377,11 +1377,24 @@ static const ProtobufCFieldDescriptor weft__v1__submission_request__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "omit_receipt",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__SubmissionRequest, omit_receipt),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__submission_request__field_indices_by_name[] = {
   2,   /* field[2] = batch */
   3,   /* field[3] = max_sequencing_time */
   1,   /* field[1] = message_id */
+  6,   /* field[6] = omit_receipt */
   0,   /* field[0] = sender */
   5,   /* field[5] = topology_timestamp */
   4,   /* field[4] = traceparent */
@@ -1389,7 +1402,7 @@ static const unsigned weft__v1__submission_request__field_indices_by_name[] = {
 static const ProtobufCIntRange weft__v1__submission_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor weft__v1__submission_request__descriptor =
 {
@@ -1399,7 +1412,7 @@ const ProtobufCMessageDescriptor weft__v1__submission_request__descriptor =
   "Weft__V1__SubmissionRequest",
   "weft.v1",
   sizeof(Weft__V1__SubmissionRequest),
-  6,
+  7,
   weft__v1__submission_request__field_descriptors,
   weft__v1__submission_request__field_indices_by_name,
   1,  weft__v1__submission_request__number_ranges,

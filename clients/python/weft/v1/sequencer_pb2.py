@@ -17,7 +17,7 @@ from weft.v1 import status_pb2 as weft_dot_v1_dot_status__pb2
 from weft.v1 import topology_pb2 as weft_dot_v1_dot_topology__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17weft/v1/sequencer.proto\x12\x07weft.v1\x1a\x14weft/v1/common.proto\x1a\x14weft/v1/crypto.proto\x1a\x14weft/v1/status.proto\x1a\x16weft/v1/topology.proto\"%\n\x13GetChallengeRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\"g\n\x14GetChallengeResponse\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x18\n\x10key_fingerprints\x18\x02 \x03(\t\x12&\n\nexpires_at\x18\x03 \x01(\x0b\x32\x12.weft.v1.Timestamp\"[\n\x13\x41uthenticateRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12%\n\tsignature\x18\x03 \x01(\x0b\x32\x12.weft.v1.Signature\"M\n\x14\x41uthenticateResponse\x12\r\n\x05token\x18\x01 \x01(\x0c\x12&\n\nexpires_at\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\"/\n\x08\x45nvelope\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x12\n\nrecipients\x18\x02 \x03(\t\"-\n\x05\x42\x61tch\x12$\n\tenvelopes\x18\x01 \x03(\x0b\x32\x11.weft.v1.Envelope\"\xcc\x01\n\x11SubmissionRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x1d\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32\x0e.weft.v1.Batch\x12/\n\x13max_sequencing_time\x18\x04 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\x13\n\x0btraceparent\x18\x05 \x01(\t\x12.\n\x12topology_timestamp\x18\x06 \x01(\x0b\x32\x12.weft.v1.Timestamp\"P\n\x0bSendRequest\x12\x1a\n\x12submission_request\x18\x01 \x01(\x0c\x12%\n\tsignature\x18\x02 \x01(\x0b\x32\x12.weft.v1.Signature\"\x0e\n\x0cSendResponse\"8\n\x10SubscribeRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_counter\x18\x02 \x01(\x04\"H\n\x11SubscribeResponse\x12\x33\n\x0csigned_event\x18\x01 \x01(\x0b\x32\x1d.weft.v1.SignedSequencedEvent\"a\n\x07\x44\x65liver\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x1d\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32\x0e.weft.v1.Batch\x12\x13\n\x0btraceparent\x18\x04 \x01(\t\"C\n\x0c\x44\x65liverError\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x1f\n\x06reason\x18\x02 \x01(\x0b\x32\x0f.weft.v1.Status\"\xc9\x01\n\x0eSequencedEvent\x12\x0f\n\x07\x63ounter\x18\x01 \x01(\x04\x12%\n\ttimestamp\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12#\n\x07\x64\x65liver\x18\x05 \x01(\x0b\x32\x10.weft.v1.DeliverH\x00\x12.\n\rdeliver_error\x18\x06 \x01(\x0b\x32\x15.weft.v1.DeliverErrorH\x00\x42\x07\n\x05\x65vent\"\x90\x01\n\x14SignedSequencedEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\x0c\x12%\n\tsignature\x18\x02 \x01(\x0b\x32\x12.weft.v1.Signature\x12\x0f\n\x07\x63ounter\x18\x03 \x01(\x04\x12\x31\n\x0b\x62lock_proof\x18\x04 \x01(\x0b\x32\x1c.weft.v1.SequencedBlockProof\"|\n\x13SequencedBlockProof\x12+\n\x0f\x62lock_signature\x18\x01 \x01(\x0b\x32\x12.weft.v1.Signature\x12\x12\n\nleaf_count\x18\x02 \x01(\x04\x12\x12\n\nleaf_index\x18\x03 \x01(\x04\x12\x10\n\x08siblings\x18\x04 \x03(\x0c\"K\n\x12\x41\x63knowledgeRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\x12%\n\ttimestamp\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\x15\n\x13\x41\x63knowledgeResponse\"[\n\x0eOnboardRequest\x12\x13\n\x0bparticipant\x18\x01 \x01(\t\x12\x34\n\x08identity\x18\x02 \x03(\x0b\x32\".weft.v1.SignedTopologyTransaction\";\n\x0fOnboardResponse\x12(\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\x16\n\x14GetDomainInfoRequest\"\xbd\x01\n\x15GetDomainInfoResponse\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12-\n\nparameters\x18\x02 \x01(\x0b\x32\x19.weft.v1.DomainParameters\x12\x12\n\nsequencers\x18\x03 \x03(\t\x12%\n\x1dsubmissions_require_signature\x18\x04 \x01(\x08\x12*\n\x0esequencer_keys\x18\x05 \x03(\x0b\x32\x12.weft.v1.PublicKey2\xff\x03\n\x10SequencerService\x12K\n\x0cGetChallenge\x12\x1c.weft.v1.GetChallengeRequest\x1a\x1d.weft.v1.GetChallengeResponse\x12K\n\x0c\x41uthenticate\x12\x1c.weft.v1.AuthenticateRequest\x1a\x1d.weft.v1.AuthenticateResponse\x12\x33\n\x04Send\x12\x14.weft.v1.SendRequest\x1a\x15.weft.v1.SendResponse\x12\x44\n\tSubscribe\x12\x19.weft.v1.SubscribeRequest\x1a\x1a.weft.v1.SubscribeResponse0\x01\x12H\n\x0b\x41\x63knowledge\x12\x1b.weft.v1.AcknowledgeRequest\x1a\x1c.weft.v1.AcknowledgeResponse\x12<\n\x07Onboard\x12\x17.weft.v1.OnboardRequest\x1a\x18.weft.v1.OnboardResponse\x12N\n\rGetDomainInfo\x12\x1d.weft.v1.GetDomainInfoRequest\x1a\x1e.weft.v1.GetDomainInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17weft/v1/sequencer.proto\x12\x07weft.v1\x1a\x14weft/v1/common.proto\x1a\x14weft/v1/crypto.proto\x1a\x14weft/v1/status.proto\x1a\x16weft/v1/topology.proto\"%\n\x13GetChallengeRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\"g\n\x14GetChallengeResponse\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x18\n\x10key_fingerprints\x18\x02 \x03(\t\x12&\n\nexpires_at\x18\x03 \x01(\x0b\x32\x12.weft.v1.Timestamp\"[\n\x13\x41uthenticateRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12%\n\tsignature\x18\x03 \x01(\x0b\x32\x12.weft.v1.Signature\"M\n\x14\x41uthenticateResponse\x12\r\n\x05token\x18\x01 \x01(\x0c\x12&\n\nexpires_at\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\"/\n\x08\x45nvelope\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x12\n\nrecipients\x18\x02 \x03(\t\"-\n\x05\x42\x61tch\x12$\n\tenvelopes\x18\x01 \x03(\x0b\x32\x11.weft.v1.Envelope\"\xe2\x01\n\x11SubmissionRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x1d\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32\x0e.weft.v1.Batch\x12/\n\x13max_sequencing_time\x18\x04 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\x13\n\x0btraceparent\x18\x05 \x01(\t\x12.\n\x12topology_timestamp\x18\x06 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\x14\n\x0comit_receipt\x18\x07 \x01(\x08\"P\n\x0bSendRequest\x12\x1a\n\x12submission_request\x18\x01 \x01(\x0c\x12%\n\tsignature\x18\x02 \x01(\x0b\x32\x12.weft.v1.Signature\"\x0e\n\x0cSendResponse\"8\n\x10SubscribeRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_counter\x18\x02 \x01(\x04\"H\n\x11SubscribeResponse\x12\x33\n\x0csigned_event\x18\x01 \x01(\x0b\x32\x1d.weft.v1.SignedSequencedEvent\"a\n\x07\x44\x65liver\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x1d\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32\x0e.weft.v1.Batch\x12\x13\n\x0btraceparent\x18\x04 \x01(\t\"C\n\x0c\x44\x65liverError\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x1f\n\x06reason\x18\x02 \x01(\x0b\x32\x0f.weft.v1.Status\"\xc9\x01\n\x0eSequencedEvent\x12\x0f\n\x07\x63ounter\x18\x01 \x01(\x04\x12%\n\ttimestamp\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12#\n\x07\x64\x65liver\x18\x05 \x01(\x0b\x32\x10.weft.v1.DeliverH\x00\x12.\n\rdeliver_error\x18\x06 \x01(\x0b\x32\x15.weft.v1.DeliverErrorH\x00\x42\x07\n\x05\x65vent\"\x90\x01\n\x14SignedSequencedEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\x0c\x12%\n\tsignature\x18\x02 \x01(\x0b\x32\x12.weft.v1.Signature\x12\x0f\n\x07\x63ounter\x18\x03 \x01(\x04\x12\x31\n\x0b\x62lock_proof\x18\x04 \x01(\x0b\x32\x1c.weft.v1.SequencedBlockProof\"|\n\x13SequencedBlockProof\x12+\n\x0f\x62lock_signature\x18\x01 \x01(\x0b\x32\x12.weft.v1.Signature\x12\x12\n\nleaf_count\x18\x02 \x01(\x04\x12\x12\n\nleaf_index\x18\x03 \x01(\x04\x12\x10\n\x08siblings\x18\x04 \x03(\x0c\"K\n\x12\x41\x63knowledgeRequest\x12\x0e\n\x06member\x18\x01 \x01(\t\x12%\n\ttimestamp\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\x15\n\x13\x41\x63knowledgeResponse\"[\n\x0eOnboardRequest\x12\x13\n\x0bparticipant\x18\x01 \x01(\t\x12\x34\n\x08identity\x18\x02 \x03(\x0b\x32\".weft.v1.SignedTopologyTransaction\";\n\x0fOnboardResponse\x12(\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x01 \x01(\x0b\x32\x12.weft.v1.Timestamp\"\x16\n\x14GetDomainInfoRequest\"\xbd\x01\n\x15GetDomainInfoResponse\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12-\n\nparameters\x18\x02 \x01(\x0b\x32\x19.weft.v1.DomainParameters\x12\x12\n\nsequencers\x18\x03 \x03(\t\x12%\n\x1dsubmissions_require_signature\x18\x04 \x01(\x08\x12*\n\x0esequencer_keys\x18\x05 \x03(\x0b\x32\x12.weft.v1.PublicKey2\xff\x03\n\x10SequencerService\x12K\n\x0cGetChallenge\x12\x1c.weft.v1.GetChallengeRequest\x1a\x1d.weft.v1.GetChallengeResponse\x12K\n\x0c\x41uthenticate\x12\x1c.weft.v1.AuthenticateRequest\x1a\x1d.weft.v1.AuthenticateResponse\x12\x33\n\x04Send\x12\x14.weft.v1.SendRequest\x1a\x15.weft.v1.SendResponse\x12\x44\n\tSubscribe\x12\x19.weft.v1.SubscribeRequest\x1a\x1a.weft.v1.SubscribeResponse0\x01\x12H\n\x0b\x41\x63knowledge\x12\x1b.weft.v1.AcknowledgeRequest\x1a\x1c.weft.v1.AcknowledgeResponse\x12<\n\x07Onboard\x12\x17.weft.v1.OnboardRequest\x1a\x18.weft.v1.OnboardResponse\x12N\n\rGetDomainInfo\x12\x1d.weft.v1.GetDomainInfoRequest\x1a\x1e.weft.v1.GetDomainInfoResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'weft.v1.sequencer_pb2', globals())
@@ -37,37 +37,37 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _BATCH._serialized_start=491
   _BATCH._serialized_end=536
   _SUBMISSIONREQUEST._serialized_start=539
-  _SUBMISSIONREQUEST._serialized_end=743
-  _SENDREQUEST._serialized_start=745
-  _SENDREQUEST._serialized_end=825
-  _SENDRESPONSE._serialized_start=827
-  _SENDRESPONSE._serialized_end=841
-  _SUBSCRIBEREQUEST._serialized_start=843
-  _SUBSCRIBEREQUEST._serialized_end=899
-  _SUBSCRIBERESPONSE._serialized_start=901
-  _SUBSCRIBERESPONSE._serialized_end=973
-  _DELIVER._serialized_start=975
-  _DELIVER._serialized_end=1072
-  _DELIVERERROR._serialized_start=1074
-  _DELIVERERROR._serialized_end=1141
-  _SEQUENCEDEVENT._serialized_start=1144
-  _SEQUENCEDEVENT._serialized_end=1345
-  _SIGNEDSEQUENCEDEVENT._serialized_start=1348
-  _SIGNEDSEQUENCEDEVENT._serialized_end=1492
-  _SEQUENCEDBLOCKPROOF._serialized_start=1494
-  _SEQUENCEDBLOCKPROOF._serialized_end=1618
-  _ACKNOWLEDGEREQUEST._serialized_start=1620
-  _ACKNOWLEDGEREQUEST._serialized_end=1695
-  _ACKNOWLEDGERESPONSE._serialized_start=1697
-  _ACKNOWLEDGERESPONSE._serialized_end=1718
-  _ONBOARDREQUEST._serialized_start=1720
-  _ONBOARDREQUEST._serialized_end=1811
-  _ONBOARDRESPONSE._serialized_start=1813
-  _ONBOARDRESPONSE._serialized_end=1872
-  _GETDOMAININFOREQUEST._serialized_start=1874
-  _GETDOMAININFOREQUEST._serialized_end=1896
-  _GETDOMAININFORESPONSE._serialized_start=1899
-  _GETDOMAININFORESPONSE._serialized_end=2088
-  _SEQUENCERSERVICE._serialized_start=2091
-  _SEQUENCERSERVICE._serialized_end=2602
+  _SUBMISSIONREQUEST._serialized_end=765
+  _SENDREQUEST._serialized_start=767
+  _SENDREQUEST._serialized_end=847
+  _SENDRESPONSE._serialized_start=849
+  _SENDRESPONSE._serialized_end=863
+  _SUBSCRIBEREQUEST._serialized_start=865
+  _SUBSCRIBEREQUEST._serialized_end=921
+  _SUBSCRIBERESPONSE._serialized_start=923
+  _SUBSCRIBERESPONSE._serialized_end=995
+  _DELIVER._serialized_start=997
+  _DELIVER._serialized_end=1094
+  _DELIVERERROR._serialized_start=1096
+  _DELIVERERROR._serialized_end=1163
+  _SEQUENCEDEVENT._serialized_start=1166
+  _SEQUENCEDEVENT._serialized_end=1367
+  _SIGNEDSEQUENCEDEVENT._serialized_start=1370
+  _SIGNEDSEQUENCEDEVENT._serialized_end=1514
+  _SEQUENCEDBLOCKPROOF._serialized_start=1516
+  _SEQUENCEDBLOCKPROOF._serialized_end=1640
+  _ACKNOWLEDGEREQUEST._serialized_start=1642
+  _ACKNOWLEDGEREQUEST._serialized_end=1717
+  _ACKNOWLEDGERESPONSE._serialized_start=1719
+  _ACKNOWLEDGERESPONSE._serialized_end=1740
+  _ONBOARDREQUEST._serialized_start=1742
+  _ONBOARDREQUEST._serialized_end=1833
+  _ONBOARDRESPONSE._serialized_start=1835
+  _ONBOARDRESPONSE._serialized_end=1894
+  _GETDOMAININFOREQUEST._serialized_start=1896
+  _GETDOMAININFOREQUEST._serialized_end=1918
+  _GETDOMAININFORESPONSE._serialized_start=1921
+  _GETDOMAININFORESPONSE._serialized_end=2110
+  _SEQUENCERSERVICE._serialized_start=2113
+  _SEQUENCERSERVICE._serialized_end=2624
 # @@protoc_insertion_point(module_scope)

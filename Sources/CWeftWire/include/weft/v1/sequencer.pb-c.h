@@ -207,10 +207,21 @@ struct  Weft__V1__SubmissionRequest
    * absent means the sequencing time.
    */
   Weft__V1__Timestamp *topology_timestamp;
+  /*
+   * When true, a delivered submission puts no receipt on the sender's
+   * stream: the sender learns only of a failure (a deliver error still
+   * arrives). For messages whose sequencing the sender does not follow,
+   * such as confirmation responses and verdicts; every receipt costs the
+   * sender an event to read and, at low load, a block signature to verify.
+   * A sender that is also a recipient gets its envelopes as usual, and a
+   * batch without envelopes (a time proof) always gets its receipt, which
+   * is its whole point.
+   */
+  protobuf_c_boolean omit_receipt;
 };
 #define WEFT__V1__SUBMISSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__submission_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, (char *)protobuf_c_empty_string, NULL, 0 }
 
 
 /*
