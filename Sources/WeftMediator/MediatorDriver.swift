@@ -44,7 +44,7 @@ public actor MediatorDriver {
         /// While no sequencer answers, or the domain has not admitted the mediator yet, try again
         /// this often. Default 1 s.
         public var reconnectDelay: Duration = .seconds(1)
-        /// Events without effects (the receipt of the mediator's own verdict, say) move the
+        /// Events without effects (the receipt of the mediator's own time proof, say) move the
         /// stream position in memory only, stored with the next event's effects: a database
         /// transaction each would be most of the mediator's per-event work. The position is
         /// stored anyway once this many events have passed since it was last stored, bounding

@@ -101,7 +101,7 @@ public struct NodeSettings: Sendable {
 
     /// Keys each kind reads beyond the common ones.
     static let kindKeys: [Kind: Set<String>] = [
-        .sequencer: Set(["sequencer-node", "heartbeat-interval", "offline-after", "group-commit-spacing", "domain", "signing-key"]).union(NodeAccess.keys),
+        .sequencer: Set(["sequencer-node", "heartbeat-interval", "offline-after", "group-commit-spacing", "honor-omit-receipt", "domain", "signing-key"]).union(NodeAccess.keys),
         .participant: Set(["name", "namespace-key", "signing-key", "encryption-key", "view-session-key-lifetime"]).union(NodeAccess.keys),
         .mediator: ["domain", "signing-key", "sequencer-key", "sequencers.root-cert"],
         .domainManager: Set([

@@ -18,6 +18,9 @@ final class SequencerNode: Service {
     let signingKey: SigningPrivateKey
     let timing: Sequencer.Timing
     let access: NodeAccess
+    /// `honor-omit-receipt` (default true): false during a rolling upgrade from a version
+    /// without `omit_receipt` (docs/operator-guide.md §5).
+    let honorsOmitReceipt: Bool
     let logger: Logger
     let ready: @Sendable (String) -> Void
 
@@ -45,6 +48,7 @@ final class SequencerNode: Service {
         timing.offlineAfter = try settings.section.duration("offline-after", default: timing.offlineAfter)
         timing.groupCommitSpacing = try settings.section.duration("group-commit-spacing", default: timing.groupCommitSpacing)
         self.timing = timing
+        honorsOmitReceipt = try settings.section.bool("honor-omit-receipt", default: true)
         access = try NodeAccess(settings)
         var logger = logger
         logger[metadataKey: "node"] = "\(settings.name)"
@@ -59,7 +63,8 @@ final class SequencerNode: Service {
         let sequencer = Sequencer(node: number, database: database, timing: timing, logger: logger)
         try await sequencer.start()
         let topology = try SequencerTopology(domain: domain, sequencer: sequencer, logger: logger)
-        let service = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: signingKey, logger: logger)
+        let service = SequencerServiceProvider(
+            sequencer: sequencer, topology: topology, signingKey: signingKey, honorsOmitReceipt: honorsOmitReceipt, logger: logger)
         try await topology.start { member in await service.cutOff(member) }
         var router = RPCRouter()
         service.register(on: &router)

@@ -19,7 +19,7 @@ public struct ParticipantConfiguration: Sendable {
     /// How long to wait before subscribing again when no sequencer answers (the domain's
     /// only sequencer restarting). Default 250 ms.
     public var reconnectDelay: Duration
-    /// Events without effects (the receipt of the participant's own responses, say) move the
+    /// Events without effects (the receipt of the participant's own time proof, say) move the
     /// stream cursor in memory only, stored with the next write: a database transaction each
     /// would be most of the participant's per-event work. The cursor is stored anyway once this
     /// many such events have passed since it was last stored, bounding what a restart reads

@@ -15,14 +15,22 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
     /// Signs every delivered event; its public key is registered for the sequencers' member id.
     let signingKey: SigningPrivateKey
     let logger: Logger
+    /// Whether a submission's `omit_receipt` is followed. Sequencer nodes from before it existed
+    /// read such an event as one with a receipt (a receipt without its delivery row, and leaf
+    /// positions off by one): while any of them shares the database, the upgraded ones must
+    /// not write it (docs/operator-guide.md §5).
+    let honorsOmitReceipt: Bool
     /// Open subscriptions per member, so a disabled member's are closed at once.
     private let subscriptions = Mutex<[String: [UInt64: AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.Continuation]]>([:])
     private let nextSubscription = Atomic<UInt64>(0)
 
-    public init(sequencer: Sequencer, topology: SequencerTopology, signingKey: SigningPrivateKey, logger: Logger) {
+    public init(
+        sequencer: Sequencer, topology: SequencerTopology, signingKey: SigningPrivateKey, honorsOmitReceipt: Bool = true, logger: Logger
+    ) {
         self.sequencer = sequencer
         self.topology = topology
         self.signingKey = signingKey
+        self.honorsOmitReceipt = honorsOmitReceipt
         self.logger = logger
         authenticator = SequencerAuthenticator(topology: topology)
         sequencer.signBlocks(with: signingKey, domain: topology.domain.description)
@@ -67,7 +75,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         let outcome = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.send(
             sender: member, messageID: submission.messageID, batch: submission.batch ?? .init(),
             maxSequencingTime: submission.maxSequencingTime?.microsSinceEpoch ?? (SequencerWriter.now() + 60_000_000),
-            traceparent: submission.traceparent, omitReceipt: submission.omitReceipt, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes) }
+            traceparent: submission.traceparent, omitReceipt: honorsOmitReceipt && submission.omitReceipt, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes) }
         Counter(label: "weft_sequencer_submissions_total", dimensions: [("outcome", outcome == .duplicate ? "duplicate" : "sequenced")])
             .increment()
         if outcome != .duplicate {

@@ -57,14 +57,33 @@ extension OnARealDomain {
                 // The registration's transaction stored the cursor after the request.
                 let registered = UInt64(try Self.storedCounter(fixture.url, participant))
 
+                // Participant1's responses were sequenced: they are on the (stopped) mediator's
+                // stream. They put no receipt on participant1's (`omit_receipt`).
+                let p1Member = domain.members[0].member.description
+                let mediatorSession = try await SequencerClient.authenticate(
+                    try await RPCClient.connect(
+                        host: domain.endpoint.host, port: domain.endpoint.port, security: domain.endpoint.security),
+                    member: domain.domain.mediatorMember.description, key: domain.domain.mediatorKey,
+                    domain: domain.domain.domain.description, sequencerKeys: [domain.domain.sequencerKey.publicKey])
+                var sequenced = false
+                for try await event in try mediatorSession.subscribe(from: 0) {
+                    if case .deliver(let deliver)? = event.event, deliver.sender == p1Member,
+                        deliver.messageID == "response-\(requestTime)"
+                    {
+                        sequenced = true
+                        break
+                    }
+                }
+                #expect(sequenced)
+                await mediatorSession.rpc.close()
+
                 // Three events without effects for participant1: envelopes it has no use for,
-                // from participant3. Its responses come back with no receipt (`omit_receipt`).
+                // from participant3.
                 let session = try await SequencerClient.authenticate(
                     try await RPCClient.connect(
                         host: domain.endpoint.host, port: domain.endpoint.port, security: domain.endpoint.security),
                     member: domain.members[2].member.description, key: domain.members[2].signingKey,
                     domain: domain.domain.domain.description, sequencerKeys: [domain.domain.sequencerKey.publicKey])
-                let p1Member = domain.members[0].member.description
                 for number in 0..<3 {
                     let content = try Weft.V1.EnvelopeContent(message: .informeeMessage(.init())).serializedBytes()
                     try await session.send(

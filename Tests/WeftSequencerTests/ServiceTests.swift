@@ -19,14 +19,19 @@ import WeftWire
         let server: RPCServer
 
         /// `initialize: false` starts a node on a database whose domain is initialized already.
-        static func start(_ url: String, domain: inout TestDomain, tokenLifetime: Int64 = 3_600_000_000, initialize: Bool = true) async throws -> Node {
+        static func start(
+            _ url: String, domain: inout TestDomain, tokenLifetime: Int64 = 3_600_000_000, initialize: Bool = true,
+            honorsOmitReceipt: Bool = true
+        ) async throws -> Node {
             let setup = try PostgresConnection(url: url)
             try Sequencer.migrator.migrate(setup)
             try SequencerTopology.migrator.migrate(setup)
             let sequencer = Sequencer(node: 0, database: PostgresDatabase(url: url))
             try await sequencer.start()
             let topology = try SequencerTopology(domain: domain.domain, sequencer: sequencer, logger: .init(label: "test"))
-            let provider = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: domain.sequencerKey, logger: .init(label: "test"))
+            let provider = SequencerServiceProvider(
+                sequencer: sequencer, topology: topology, signingKey: domain.sequencerKey, honorsOmitReceipt: honorsOmitReceipt,
+                logger: .init(label: "test"))
             try await topology.start { member in await provider.cutOff(member) }
             if initialize { _ = try await topology.initialize(try domain.genesis(tokenLifetime: tokenLifetime)) }
             var router = RPCRouter()
@@ -154,15 +159,18 @@ import WeftWire
                 try rows.map { [try $0[0].string, try $0[1].int64.map(String.init), try $0[2].string] }
                     == [["to-alice", "3", aliceID], ["to-bob", "3", bobID]])
             // A new node on the stored data: nothing in memory, every page and block read from the
-            // database, each leaf found from the event's kind.
+            // database, each leaf found from the event's kind. It does not honor `omit_receipt`
+            // (a rolling upgrade's setting).
             await node.stop()
-            node = try await Node.start(fixture.url, domain: &domain, initialize: false)
+            node = try await Node.start(fixture.url, domain: &domain, initialize: false, honorsOmitReceipt: false)
             await node.topology.waitUntil(bob.member)
             aliceClient = try await Self.client(node, domain, member: alice.member, key: alice.signingKey)
             bobClient = try await Self.client(node, domain, member: bob.member, key: bob.signingKey)
             #expect(try await Self.messageIDs(aliceClient, domain, sender: aliceID, until: "last") == expected)
             #expect(try await Self.messageIDs(bobClient, domain, sender: aliceID, until: "last") == ["to-bob", "to-both", "last"])
             #expect(try await Self.messageIDs(aliceClient, domain, sender: bobID, until: "to-alice") == ["to-alice"])
+            try await aliceClient.send(envelopes([bobID]), messageID: "receipt-kept", omitReceipt: true)
+            #expect(try await Self.messageIDs(aliceClient, domain, sender: aliceID, until: "receipt-kept") == expected + ["receipt-kept"])
             await node.stop()
         }
     }
