@@ -113,6 +113,13 @@ import WeftWire
             ["run", "-c", "nodes.yaml", "--set", "nodes.sequencer1.rpc.idle-timeout=later"], directory: directory.path)
         #expect(status == 64, "\(error)")  // EX_USAGE, as for any bad argument
         #expect(error.contains("configuration key nodes.sequencer1.rpc.idle-timeout = 'later' (in --set): expected a duration"), "\(error)")
+        // A sequencer's own key, read as what it is (docs/operations.md).
+        let (notBoolean, _, notBooleanError) = try await WeftProcess.run(
+            ["run", "-c", "nodes.yaml", "--set", "nodes.sequencer1.honor-omit-receipt=sometimes"], directory: directory.path)
+        #expect(notBoolean == 64, "\(notBooleanError)")
+        #expect(
+            notBooleanError.contains("configuration key nodes.sequencer1.honor-omit-receipt = 'sometimes' (in --set): expected true or false"),
+            "\(notBooleanError)")
         // An unreachable database: exit 1 with libpq's reason.
         let (unreachable, _, reason) = try await WeftProcess.run(["run", "-c", "nodes.yaml"], directory: directory.path)
         #expect(unreachable == 1)
