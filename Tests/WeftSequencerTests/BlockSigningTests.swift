@@ -268,6 +268,7 @@ import WeftWire
             await #expect(throws: SequencerReadError.prunedWhileServing(timestamp: first.timestamp)) {
                 try await node.sequencer.reader.batch(of: first)
             }
+            await node.stop()
         }
     }
 }
