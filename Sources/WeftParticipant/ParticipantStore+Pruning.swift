@@ -71,9 +71,14 @@ extension ParticipantStore {
                 "DELETE FROM participant_transactions WHERE participant = $1 AND ledger_offset <= $2", [me, at])
             let contracts = try connection.execute(
                 "DELETE FROM participant_contracts WHERE participant = $1 AND archived_offset <= $2", [me, at])
+            // Decided requests only: a pending one (no outcome) stays, whatever its age.
             let requests = try connection.execute(
-                "DELETE FROM participant_requests WHERE participant = $1 AND request_ts <= $2 AND outcome IS NOT NULL",
-                [me, .int64(recordTime)])
+                """
+                DELETE FROM participant_requests r USING participant_request_outcomes o
+                WHERE r.participant = $1 AND r.request_ts <= $2 AND o.participant = r.participant AND o.request_ts = r.request_ts
+                """, [me, .int64(recordTime)])
+            _ = try connection.execute(
+                "DELETE FROM participant_request_outcomes WHERE participant = $1 AND request_ts <= $2", [me, .int64(recordTime)])
             let commands = try connection.execute(
                 "DELETE FROM participant_commands WHERE participant = $1 AND state <> 'in_flight' AND dedup_until < $2",
                 [me, .int64(recordTime)])
