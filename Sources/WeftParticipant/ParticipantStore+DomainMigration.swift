@@ -79,10 +79,8 @@ extension ParticipantStore {
         ).rows.first
         let reason = "the domain \(fromDomain) was left for \(toDomain) (its sequencer backend was lost) before this was decided"
         let abandoned = try connection.execute(
-            """
-            INSERT INTO participant_request_outcomes (participant, request_ts, outcome)
-            SELECT $1::text, request_ts, $2::text FROM (\(Self.pendingRequestTimesSQL)) AS pending RETURNING 1
-            """, [me, .text(Self.domainMigratedReasonID)]
+            "UPDATE participant_requests SET outcome = $2 WHERE participant = $1 AND outcome IS NULL RETURNING 1",
+            [me, .text(Self.domainMigratedReasonID)]
         ).rows.count
         let rejected = try connection.execute(
             """

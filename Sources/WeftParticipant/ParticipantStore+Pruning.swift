@@ -71,24 +71,9 @@ extension ParticipantStore {
                 "DELETE FROM participant_transactions WHERE participant = $1 AND ledger_offset <= $2", [me, at])
             let contracts = try connection.execute(
                 "DELETE FROM participant_contracts WHERE participant = $1 AND archived_offset <= $2", [me, at])
-            // Decided requests only: a pending one (no outcome) stays, whatever its age. One
-            // statement, so one snapshot: an outcome the node commits meanwhile (pruning does not
-            // wait for its writes) goes with its request or stays with it, never without it,
-            // which would make the request pending again at the next start.
             let requests = try connection.execute(
-                """
-                WITH gone AS (
-                    DELETE FROM participant_requests r USING participant_request_outcomes o
-                    WHERE r.participant = $1 AND r.request_ts <= $2 AND o.participant = r.participant AND o.request_ts = r.request_ts
-                    RETURNING r.request_ts
-                ), outcomes AS (
-                    DELETE FROM participant_request_outcomes o USING gone
-                    WHERE o.participant = $1 AND o.request_ts = gone.request_ts
-                    RETURNING 1
-                )
-                SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM outcomes)
-                """, [me, .int64(recordTime)]
-            ).rows.first.flatMap { try $0[0].int64 }
+                "DELETE FROM participant_requests WHERE participant = $1 AND request_ts <= $2 AND outcome IS NOT NULL",
+                [me, .int64(recordTime)])
             let commands = try connection.execute(
                 "DELETE FROM participant_commands WHERE participant = $1 AND state <> 'in_flight' AND dedup_until < $2",
                 [me, .int64(recordTime)])
@@ -100,7 +85,7 @@ extension ParticipantStore {
                 """, [me, at, .int64(recordTime), .text(forced ? "true" : "false")])
             return PruneCounts(
                 transactions: transactions.affectedRowCount ?? 0, archivedContracts: contracts.affectedRowCount ?? 0,
-                requests: Int(requests ?? 0), commands: commands.affectedRowCount ?? 0)
+                requests: requests.affectedRowCount ?? 0, commands: commands.affectedRowCount ?? 0)
         }
     }
 }

@@ -74,12 +74,7 @@ import WeftWire
         for name in CrashCluster.participants {
             let database = try PostgresConnection(url: ProcessDomain.databaseURL(fixture.url, name))
             let deadline = ContinuousClock.now + .seconds(60)
-            while try database.execute(
-                """
-                SELECT 1 FROM participant_requests r WHERE NOT EXISTS (
-                    SELECT 1 FROM participant_request_outcomes o WHERE o.participant = r.participant AND o.request_ts = r.request_ts)
-                """
-            ).rows.isEmpty {
+            while try database.execute("SELECT 1 FROM participant_requests WHERE outcome IS NULL").rows.isEmpty {
                 guard ContinuousClock.now < deadline else { throw TestError("\(name) never registered the in-flight request") }
                 try await Task.sleep(for: .milliseconds(100))
             }

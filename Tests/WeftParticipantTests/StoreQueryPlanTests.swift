@@ -62,13 +62,10 @@ import WeftTopology
             try connection.executeScript(
                 """
                 ALTER TABLE participant_requests SET (autovacuum_enabled = false);
-                ALTER TABLE participant_request_outcomes SET (autovacuum_enabled = false);
-                INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates, responses)
+                INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates, responses, outcome)
                 SELECT '\(participant.description)', i, decode(md5(i::text) || md5((i + 1)::text), 'hex'), '\\x00', '{}', '{}',
-                    '\\x00'
+                    '\\x00', 'approved'
                 FROM generate_series(1, 3000) i;
-                INSERT INTO participant_request_outcomes (participant, request_ts, outcome)
-                SELECT '\(participant.description)', i, 'approved' FROM generate_series(1, 3000) i;
                 """)
             let me = PostgresValue.text(participant.description)
             let rootHash = try #require(
