@@ -283,8 +283,7 @@ public struct ParticipantStore: Sendable {
             var pending: [StoredRequest] = []
             for row in try connection.execute(
                 """
-                SELECT request_ts, root_hash, locked::text, creates::text, responses, views, application_id, command_id
-                FROM participant_requests WHERE participant = $1 AND outcome IS NULL ORDER BY request_ts
+                \(Self.pendingRequestsSQL)
                 """, [me]
             ).rows {
                 let ts = try Self.require(row[0].int64, "request_ts")
@@ -671,6 +670,14 @@ public struct ParticipantStore: Sendable {
             try connection.execute(Self.outcomeSQL, [me, .bytes(rootHash.bytes)]).rows.first?.first?.string
         }
     }
+
+    /// Participant `$1`'s pending requests (no outcome yet), read at every start: through the
+    /// partial index of pending requests, so that a start reads those few rows and not the
+    /// views of every request kept since the last prune.
+    static let pendingRequestsSQL = """
+        SELECT request_ts, root_hash, locked::text, creates::text, responses, views, application_id, command_id
+        FROM participant_requests WHERE participant = $1 AND outcome IS NULL ORDER BY request_ts
+        """
 
     /// The outcome of participant `$1`'s latest decided request with root hash `$2`.
     static let outcomeSQL = """

@@ -56,6 +56,30 @@ import WeftTopology
         }
     }
 
+    @Test("a start finds its few pending requests through the partial index, not by reading every request kept")
+    func pendingRequestsUseThePartialIndex() async throws {
+        try await Self.withStore { _, participant, connection in
+            // 3,000 decided requests of a few KiB each (as a node keeps until it prunes), 3 pending.
+            try connection.executeScript(
+                """
+                INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates, responses, outcome)
+                SELECT '\(participant.description)', i, decode(md5(i::text) || md5((i + 1)::text), 'hex'),
+                    convert_to(repeat(md5(i::text), 64), 'UTF8'), '{}', '{}', '\\x00',
+                    CASE WHEN i % 1000 = 0 THEN NULL ELSE 'approved' END
+                FROM generate_series(1, 3000) i;
+                ANALYZE participant_requests;
+                """)
+            let me = PostgresValue.text(participant.description)
+            let plan = try connection.execute(
+                "EXPLAIN " + ParticipantStore.pendingRequestsSQL, [me]
+            ).rows.map { try $0[0].string ?? "" }.joined(separator: "\n")
+            #expect(plan.contains("participant_requests_pending"), "plan:\n\(plan)")
+            #expect(!plan.contains("Seq Scan"), "plan:\n\(plan)")
+            let pending = try connection.execute(ParticipantStore.pendingRequestsSQL, [me]).rows.map { try $0[0].int64 }
+            #expect(pending == [1000, 2000, 3000])
+        }
+    }
+
     @Test("a request's outcome is found by its root hash among thousands of requests, with no statistics")
     func outcomeUsesTheRootHashIndex() async throws {
         try await Self.withStore { store, participant, connection in
