@@ -90,9 +90,13 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
                 + (hosted.map { "hosted here with \($0) permission only" } ?? "not hosted on this participant")
                 + "; submit through a participant that hosts it with submission permission"
         case .duplicateCommand(let key, let first):
-            "command \(key) was already submitted (submission \(first.submissionID)) and is deduplicated until "
-                + "\(first.deduplicateUntil) µs since the epoch; its first submission "
-                + Self.outcome(first) + "; use a new command id to submit again"
+            "command \(key) was already submitted (submission \(first.submissionID)) and is deduplicated "
+                + (first.state == .inFlight
+                    ? "while that submission is in flight"
+                    : "until \(first.deduplicateUntil) µs since the epoch")
+                + "; its first submission " + Self.outcome(first)
+                + (first.state == .inFlight
+                    ? "; wait for its completion, or use a new command id" : "; use a new command id to submit again")
         case .unknownTemplate(let text): "\(text); upload the package first (weft package upload)"
         case .unknownPackage(let id): "no package \(id) was uploaded to this participant; list them with weft package list"
         case .interpretation(let text): "the commands do not interpret: \(text)"

@@ -134,8 +134,8 @@ extension LedgerAPI {
     func prepare(_ parsed: ParsedCommands) async throws -> PreparedSubmission {
         // After a loss, the deduplication records come back as the replay passes them.
         try await participant.awaitReplayEnd()
-        if let first = try await participant.command(parsed.key), first.state != .rejected,
-            first.deduplicateUntil >= Int64(Date().timeIntervalSince1970 * 1_000_000)
+        if let first = try await participant.command(parsed.key),
+            first.deduplicates(at: Int64(Date().timeIntervalSince1970 * 1_000_000))
         {
             throw LedgerAPIError.duplicateCommand(parsed.key, first: first)
         }

@@ -46,6 +46,18 @@ public struct CommandRecord: Sendable, Equatable {
     public let submissionID: String
     /// Until when (microseconds since the epoch) the same command id is a duplicate.
     public let deduplicateUntil: Int64
+
+    /// Whether a new submission of the same command id at `now` (µs since the epoch) is this
+    /// one's duplicate: while it is in flight, whatever its period (two requests of one command
+    /// in flight at once could both commit, and the first one's verdict would complete the
+    /// second), and once it succeeded, until its period ends. A rejected command may be retried.
+    public func deduplicates(at now: Int64) -> Bool {
+        switch state {
+        case .inFlight: true
+        case .succeeded: deduplicateUntil >= now
+        case .rejected: false
+        }
+    }
 }
 
 /// What a submitting application learns about its command (Canton's completion).

@@ -719,9 +719,7 @@ public actor ParticipantNode {
     /// checked before interpreting (a duplicate of a transfer would no longer interpret, its
     /// input being archived). `submit(_:)` checks again, atomically, when it records the command.
     private func duplicate(_ key: CommandKey) async throws -> Completion? {
-        guard let record = try await store.command(key), record.state != .rejected,
-            record.deduplicateUntil >= wallClockMicros()
-        else { return nil }
+        guard let record = try await store.command(key), record.deduplicates(at: wallClockMicros()) else { return nil }
         logger.info("duplicate command refused", metadata: [LogKey.command: "\(key)"])
         return .duplicate(previous: record)
     }

@@ -331,8 +331,9 @@ public struct ParticipantStore: Sendable {
     // MARK: - Commands
 
     /// Records a command about to be sent, unless the same command id of the same application
-    /// is in flight or succeeded and still within its deduplication period at `now`: then
-    /// returns what is stored for it (a duplicate), and records nothing.
+    /// is in flight, or succeeded and still within its deduplication period at `now`
+    /// (`CommandRecord.deduplicates`): then returns what is stored for it (a duplicate), and
+    /// records nothing.
     func begin(_ command: SubmittedCommand, now: Int64) async throws -> CommandRecord? {
         let me = self.me
         let insert = """
@@ -362,9 +363,7 @@ public struct ParticipantStore: Sendable {
             ).rows.first
             if let row = existing {
                 let record = try Self.record(row)
-                if record.state != .rejected, try Self.require(row[1].int64, "dedup_until") >= now {
-                    return record
-                }
+                if record.deduplicates(at: now) { return record }
                 _ = try connection.execute(
                     "DELETE FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3",
                     [me, .text(command.key.applicationID), .text(command.key.commandID)])

@@ -182,6 +182,48 @@ extension OnARealDomain {
             }
         }
 
+        @Test func aCommandInFlightStaysTakenAfterItsDeduplicationPeriod() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p2, alice, bank) = (domain.p2, domain.alice, domain.bank)
+                // The mediator node is down: the first request stays in flight.
+                await domain.mediator.stop()
+                let key = CommandKey(applicationID: "bank-app", commandID: "in-flight")
+                let first = try await p2.prepare(
+                    [try domain.issue("12", to: alice)], actAs: [bank], command: key, deduplicationPeriodMicros: 0)
+                async let firstCompletion = p2.submit(first)
+                await p2.awaitPending(first.rootHash)
+                // Its period (none) is over, but it is in flight: the same command id again is its
+                // duplicate, both in the check before interpreting and in the one that records it.
+                let again = try await p2.submit(
+                    [try domain.issue("12", to: alice)], actAs: [bank], command: key, deduplicationPeriodMicros: 0)
+                guard case .duplicate(let previous) = again else {
+                    Issue.record("a second submission of a command in flight was accepted: \(again)")
+                    try await domain.mediator.start()  // so that the first submission's wait ends
+                    return
+                }
+                #expect(previous.state == .inFlight && previous.submissionID == first.submissionID)
+                let prepared = try await p2.prepare(
+                    [try domain.issue("12", to: alice)], actAs: [bank], command: key, deduplicationPeriodMicros: 0)
+                guard case .duplicate = try await p2.submit(prepared) else {
+                    Issue.record("recording a command in flight a second time was not refused")
+                    try await domain.mediator.start()
+                    return
+                }
+                // The first one commits, once, and its completion is its own.
+                try await domain.mediator.start()
+                guard case .succeeded(let transactionID, _) = try await firstCompletion else {
+                    Issue.record("the first submission did not succeed")
+                    return
+                }
+                #expect(transactionID == first.rootHash.description)
+                #expect(try await p2.command(key)?.submissionID == first.submissionID)
+                #expect(try await p2.transactions(of: bank).count == 1)
+                #expect(try await p2.activeContracts(of: bank).count == 1)
+                await domain.stop()
+            }
+        }
+
         @Test func aRequestNotSequencedInTimeCompletesWithTheSequencersReasonAndMayBeRetried() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
