@@ -124,7 +124,7 @@ public actor ParticipantNode {
     /// The offset up to which the ledger was pruned (0: never); reads below it fail typed.
     var prunedOffset: Int64
     private var waiting: [CommandKey: [CheckedContinuation<Completion, any Error>]] = [:]
-    private var ledgerEndWaiters: [(Int64, CheckedContinuation<Void, Never>)] = []
+    private var ledgerEndWaiters: [(Int64, CheckedContinuation<Void, any Error>)] = []
     /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
     private var outcomes: [Digest32: String] = [:]
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, any Error>]] = [:]
@@ -379,6 +379,8 @@ public actor ParticipantNode {
             for continuation in continuations { continuation.resume(throwing: error) }
         }
         outcomeWaiters = [:]
+        for (_, continuation) in ledgerEndWaiters { continuation.resume(throwing: error) }
+        ledgerEndWaiters = []
     }
 
     // MARK: - Packages and parties
@@ -462,10 +464,12 @@ public actor ParticipantNode {
     public var nextCounter: UInt64 { cursor.nextCounter }
 
     /// Returns once the ledger has reached `offset`: how a reader awaits a transaction instead
-    /// of polling.
-    public func waitForLedgerEnd(_ offset: Int64) async {
+    /// of polling. Throws `ParticipantError.stopped` once this node has stopped processing its
+    /// stream (a stop, or a failure that needs a restart): its ledger will not move any more.
+    public func waitForLedgerEnd(_ offset: Int64) async throws {
         if ledgerEnd >= offset { return }
-        await withCheckedContinuation { continuation in ledgerEndWaiters.append((offset, continuation)) }
+        if processingEnded { throw ParticipantError.stopped }
+        try await withCheckedThrowingContinuation { continuation in ledgerEndWaiters.append((offset, continuation)) }
     }
 
     /// The outcome of the request with root hash `rootHash` here, once this participant has
@@ -670,6 +674,8 @@ public actor ParticipantNode {
     /// Sends a prepared request and returns its completion (see `submit(_:actAs:command:)`).
     public func submit(_ prepared: PreparedSubmission) async throws -> Completion {
         try await awaitReplayEnd()
+        // A node that no longer processes its stream would never complete the command.
+        if processingEnded { throw ParticipantError.stopped }
         let record = SubmittedCommand(
             key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
@@ -696,11 +702,17 @@ public actor ParticipantNode {
 
     private func awaitCompletion(_ prepared: PreparedSubmission) async throws -> Completion {
         try await withCheckedThrowingContinuation { continuation in
-            guard !Task.isCancelled else {
+            // The command is recorded: its request is sent whatever becomes of this wait. Left
+            // unsent, it would keep its command id taken until its max sequencing time passed (a
+            // restart sends it; this node would not).
+            if Task.isCancelled {
                 continuation.resume(throwing: CancellationError())
-                return
+            } else if processingEnded {
+                // Processing ended while the command was recorded: nothing here completes it.
+                continuation.resume(throwing: ParticipantError.stopped)
+            } else {
+                waiting[prepared.command, default: []].append(continuation)
             }
-            waiting[prepared.command, default: []].append(continuation)
             background {
                 do {
                     try await self.connection.send(

@@ -155,7 +155,7 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
             #expect(issued.offset == 1)
 
             // Alice sees the IOU in her active contracts once participant1 has committed it.
-            await harness.p1.waitForLedgerEnd(1)
+            try await harness.p1.waitForLedgerEnd(1)
             var acs: [Weft.V1.GetActiveContractsResponse] = []
             for try await response in try api1.client.activeContracts.getActiveContracts(.init(filter: .init(parties: [alice]))) {
                 acs.append(response)
@@ -199,7 +199,7 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
             #expect(aliceTransactions.last?.commandID == "transfer-1")
 
             // Bob's projection (participant2): only his new IOU. The bank's: both transactions.
-            await harness.p2.waitForLedgerEnd(2)
+            try await harness.p2.waitForLedgerEnd(2)
             let end = try await api2.client.transaction.getLedgerEnd(.init()).offset
             #expect(end == 2)
             var bobTransactions: [Weft.V1.Transaction] = []
@@ -502,7 +502,7 @@ extension LedgerAPITests {
                  "--output", "json"] + remote2)
             #expect(create.status == 0, "\(create.errors)")
             let issueID = try #require(create.jsonLines.first?["transaction_id"] as? String)
-            await harness.p1.waitForLedgerEnd(1)
+            try await harness.p1.waitForLedgerEnd(1)
             let acs = try await WeftRun.run(["acs", "--party", alice, "--output", "json"] + remote1)
             #expect(acs.status == 0, "\(acs.errors)")
             let contract = try #require(acs.jsonLines.first)
@@ -592,8 +592,8 @@ extension OnARealDomain {
                     "Security",
                     [field("custodian", .party(depository)), field("holder", .party(bob)), field("isin", .text("XS1")), field("quantity", .int64(10))],
                     actAs: depository, id: "security", on: apis[2])
-                await harness.p1.waitForLedgerEnd(1)
-                await harness.p2.waitForLedgerEnd(1)
+                try await harness.p1.waitForLedgerEnd(1)
+                try await harness.p2.waitForLedgerEnd(1)
                 let cash = try #require(try await contracts(alice, "Cash", on: apis[0]).first)
                 let security = try #require(try await contracts(bob, "Security", on: apis[1]).first)
                 // The blob is the contract with its creation seed: stakeholders get it.
@@ -606,7 +606,7 @@ extension OnARealDomain {
                         field("custodian", .party(depository)), field("isin", .text("XS1")), field("quantity", .int64(10)),
                         field("price", .decimal("1000")), field("payment", .contractID(cash.contractID)),
                     ], actAs: alice, id: "offer", on: apis[0])
-                await harness.p2.waitForLedgerEnd(2)
+                try await harness.p2.waitForLedgerEnd(2)
                 let offer = try #require(try await contracts(bob, "Offer", on: apis[1]).first)
                 func settle(id: String, disclosing: [Weft.V1.DisclosedContract]) async throws -> Weft.V1.SubmitAndWaitResponse {
                     try await apis[1].client.command.submitAndWait(
@@ -645,7 +645,7 @@ extension OnARealDomain {
                 #expect(settled.transactionID.count == 64)
                 let bobsCash = try await contracts(bob, "Cash", on: apis[1])
                 #expect(bobsCash.count == 1 && bobsCash.first?.contractID != cash.contractID)
-                await harness.p1.waitForLedgerEnd(3)
+                try await harness.p1.waitForLedgerEnd(3)
                 #expect(try await contracts(alice, "Security", on: apis[0]).count == 1)
                 #expect(try await contracts(alice, "Cash", on: apis[0]).isEmpty)
                 for api in apis { await api.stop() }

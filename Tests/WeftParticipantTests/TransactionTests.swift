@@ -224,6 +224,63 @@ extension OnARealDomain {
             }
         }
 
+        @Test func aSubmissionCancelledWhileItsCommandIsRecordedIsSentAllTheSame() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice) = (domain.p1, domain.alice)
+                let key = CommandKey(applicationID: "alice-app", commandID: "cancelled-wait")
+                let prepared = try await p1.prepare(
+                    [try domain.issue("4", to: alice, by: alice)], actAs: [alice], command: key)
+                // The command's insert waits for this lock: the caller is cancelled while its
+                // command is being recorded.
+                let blocker = try PostgresConnection(url: fixture.url)
+                _ = try blocker.execute("BEGIN")
+                _ = try blocker.execute("LOCK TABLE participant_commands IN SHARE MODE")
+                let submission = Task { try await p1.submit(prepared) }
+                let url = fixture.url
+                try await eventually("the command's insert waits for the lock") {
+                    try PostgresConnection(url: url).execute(
+                        """
+                        SELECT count(*) FROM pg_stat_activity
+                        WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO participant_commands%'
+                        """
+                    ).rows.first?.first?.int64 == 1
+                }
+                submission.cancel()
+                _ = try blocker.execute("COMMIT")
+                await #expect(throws: CancellationError.self) { try await submission.value }
+                // The request went out all the same: the command commits, long before its max
+                // sequencing time (60 s) would have rejected it as never sequenced.
+                let record = try await Self.decided(key, on: p1, within: .seconds(30))
+                #expect(record?.state == .succeeded, "\(String(describing: record))")
+                #expect(try await p1.activeContracts(of: alice).count == 1)
+                await domain.stop()
+            }
+        }
+
+        @Test func aStoppedParticipantRefusesSubmissionsAndLedgerWaits() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice) = (domain.p1, domain.alice)
+                let key = CommandKey(applicationID: "alice-app", commandID: "after-stop")
+                let prepared = try await p1.prepare(
+                    [try domain.issue("5", to: alice, by: alice)], actAs: [alice], command: key)
+                let ledgerWait = Task { try await p1.waitForLedgerEnd(1) }
+                await p1.stop()
+                // Told at once, instead of waiting for a completion or a ledger end that this
+                // node will never bring.
+                await #expect(throws: ParticipantError.stopped) {
+                    _ = try await ParticipantNode.within(.seconds(20)) { try await p1.submit(prepared) }
+                }
+                #expect(try await p1.command(key) == nil, "a command was recorded on a stopped node")
+                await #expect(throws: ParticipantError.stopped) { try await ledgerWait.value }
+                await #expect(throws: ParticipantError.stopped) {
+                    _ = try await ParticipantNode.within(.seconds(20)) { try await p1.waitForLedgerEnd(1) }
+                }
+                await domain.stop()
+            }
+        }
+
         @Test func aRequestNotSequencedInTimeCompletesWithTheSequencersReasonAndMayBeRetried() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)

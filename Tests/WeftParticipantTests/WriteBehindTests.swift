@@ -96,7 +96,7 @@ extension OnARealDomain {
                         continue
                     }
                 }
-                let committed: Void? = try await ParticipantNode.within(.seconds(30)) { await p2.waitForLedgerEnd(6) }
+                let committed: Void? = try await ParticipantNode.within(.seconds(30)) { try await p2.waitForLedgerEnd(6) }
                 #expect(committed != nil, "participant2 did not commit the three transfers")
                 #expect(Set(try await p2.activeContracts(of: bob).map(\.id)).count == 3)
                 // The writes queued behind the blocked one committed in one transaction: the
