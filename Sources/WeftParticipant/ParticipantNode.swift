@@ -745,7 +745,6 @@ public actor ParticipantNode {
                 metadata: [LogKey.command: "\(command)", "error": "\(error)"])
             return
         }
-        unsequenced[messageID] = nil
         logger.error(
             "the sequencer did not accept a confirmation request",
             metadata: [LogKey.command: "\(command)", "error": "\(error)"])
@@ -754,9 +753,14 @@ public actor ParticipantNode {
         do {
             let key = try await store.failSubmission(
                 messageID: messageID, reasonID: reasonID, reason: "\(error)", cursor: nil)
+            // Only once the rejection is stored: until then the command is still among those
+            // whose max sequencing time rejects them, so a failed write here leaves it to that.
+            unsequenced[messageID] = nil
             if let key { complete(key, .rejected(reasonID: reasonID, message: "\(error)")) }
         } catch {
-            logger.error("could not record a failed submission", metadata: ["error": "\(error)"])
+            logger.error(
+                "could not record a failed submission; the command is rejected once the stream passes its max sequencing time",
+                metadata: [LogKey.command: "\(command)", "error": "\(error)"])
         }
     }
 
