@@ -26,12 +26,15 @@ import WeftWire
 ///   resumes there and reads again what came after: an event processed twice changes nothing.
 ///   The driver acknowledges the stream to the sequencer up to the stored position only.
 /// - Verdicts sent are marked delivered in the next transaction as well; a restart before it
-///   sends them again under the same message id, which the sequencer refuses as a duplicate.
+///   sends them again under the same message id, which the sequencer refuses as a duplicate
+///   (within the verdict's window, `verdictSubmission`).
 public actor MediatorDriver {
     /// Timing and limits of the driver.
     public struct Settings: Sendable {
-        /// How long after its decision a verdict may still be sequenced (its submission's max
-        /// sequencing time). A re-send within it is deduplicated; after it, refused. Default 10 min.
+        /// How long a verdict's submission may be sequenced: its max sequencing time is the end of
+        /// a window of this length, counted in whole windows from the decision
+        /// (`verdictSubmission`). A re-send within one window is deduplicated by its message id.
+        /// Default 10 min.
         public var verdictSendWindowMicros: Int64 = 600_000_000
         /// How long to wait for a time proof (or any event) before asking again. Default 1 s.
         public var timeProofRetry: Duration = .seconds(1)
@@ -108,6 +111,27 @@ public actor MediatorDriver {
     /// The message id of the verdict on `request`: the same for every (re-)send.
     public nonisolated static func verdictMessageID(_ request: RequestID) -> String {
         "verdict-\(request.timestamp.microsSinceEpoch)-\(String(request.rootHash.description.prefix(16)))"
+    }
+
+    /// The message id and max sequencing time of a verdict decided at `decidedAt` (µs) and sent at
+    /// `now` (µs): window `k` of `window` µs counted from the decision, chosen so that at least
+    /// half a window is left, and the message id of that window (`verdictMessageID`, with `-k`
+    /// after the first). Both follow from stored values and the clock, so a re-send after a
+    /// restart within the same window is refused by the sequencer as a duplicate.
+    ///
+    /// A verdict decided long ago — by a mediator catching up after a downtime, where a decision's
+    /// time is its event's sequencing time — is still sent, under a later window: participants
+    /// wait for the verdict with no deadline of their own, and keep their inputs locked until it
+    /// comes. Once a window has ended, its submission can no longer be sequenced; if it was
+    /// sequenced before a crash kept it from being marked delivered, the later window's copy
+    /// reaches participants that already decided the request, and they ignore it.
+    public nonisolated static func verdictSubmission(
+        _ request: RequestID, decidedAt: Int64, now: Int64, window: Int64
+    ) -> (messageID: String, maxSequencingTime: Int64) {
+        let elapsed = max(0, now - decidedAt)
+        let k = elapsed < window / 2 ? 0 : (elapsed + window / 2) / window
+        let base = verdictMessageID(request)
+        return (k == 0 ? base : "\(base)-\(k)", decidedAt + (k + 1) * window)
     }
 
     /// Processes the stream from where the store says it stopped, sends verdicts and time
@@ -393,7 +417,6 @@ public actor MediatorDriver {
         }
         for timestamp in outbox.keys.sorted() {
             guard let verdict = outbox[timestamp] else { continue }
-            let messageID = Self.verdictMessageID(verdict.request)
             // A participant disabled since the request is no recipient the sequencer accepts, and
             // one unknown recipient would refuse the verdict for everyone: it goes to the others.
             let now = await topology.snapshot(at: (lastTimestamp ?? verdict.decidedAt).adding(micros: 1))
@@ -405,14 +428,17 @@ public actor MediatorDriver {
                     metadata: ["request": "\(verdict.request)", "participants": "\(gone.map(\.description))"])
             }
             let recipients = informees.filter { now.isActive($0) }.map(\.description)
-            let maxSequencingTime = verdict.decidedAt.microsSinceEpoch + settings.verdictSendWindowMicros
+            let decidedAt = verdict.decidedAt.microsSinceEpoch
+            let (messageID, maxSequencingTime) = Self.verdictSubmission(
+                verdict.request, decidedAt: decidedAt, now: Self.wallClockMicros(), window: settings.verdictSendWindowMicros)
             if recipients.isEmpty {
                 logger.warning("a verdict without recipients is not sent", metadata: ["request": "\(verdict.request)"])
-            } else if Self.wallClockMicros() > maxSequencingTime {
-                logger.error(
-                    "a verdict was not sent within its window and never will be; its participants must treat the request as timed out",
-                    metadata: ["request": "\(verdict.request)", "max_sequencing_time": "\(maxSequencingTime)"])
             } else {
+                if maxSequencingTime - decidedAt > settings.verdictSendWindowMicros {
+                    logger.warning(
+                        "a verdict is sent more than half a window after its decision (a mediator catching up); a participant that has it already ignores this copy",
+                        metadata: ["request": "\(verdict.request)", "message_id": "\(messageID)"])
+                }
                 let content = Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message))
                 let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: recipients)])
                 // Under the request's trace (known unless the mediator restarted since it came).

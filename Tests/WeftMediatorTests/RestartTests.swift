@@ -130,3 +130,37 @@ import WeftWire
         return url[..<slash] + "/" + database
     }
 }
+
+/// A verdict's submission is the same on every attempt within a window, and one that can still
+/// be sequenced however long after its decision it is sent.
+@Suite struct VerdictSubmissionTests {
+    let request = RequestID(timestamp: TestDomain.requestTime, rootHash: Digest32([UInt8](repeating: 7, count: 32))!)
+    let window: Int64 = 600_000_000
+    let decided: Int64 = 1_000_000_000_000
+
+    func submission(after elapsed: Int64) -> (messageID: String, maxSequencingTime: Int64) {
+        MediatorDriver.verdictSubmission(request, decidedAt: decided, now: decided + elapsed, window: window)
+    }
+
+    @Test func onTimeTheFirstWindowUnderTheRequestsMessageID() {
+        let first = submission(after: 0)
+        #expect(first.messageID == MediatorDriver.verdictMessageID(request))
+        #expect(first.maxSequencingTime == decided + window)
+        // A re-send after a restart in the same window: the same submission, which the sequencer
+        // refuses as a duplicate if the first one was sequenced.
+        #expect(submission(after: window / 2 - 1) == first)
+    }
+
+    @Test func lateAWindowWithAtLeastHalfOfItLeftUnderAnotherMessageID() {
+        for elapsed: Int64 in [window / 2, window - 1, window, 3 * window / 2 - 1, 3 * window / 2, 25 * window + 12_345] {
+            let late = submission(after: elapsed)
+            let left = late.maxSequencingTime - (decided + elapsed)
+            #expect(left >= window / 2 && left <= 3 * window / 2, "elapsed \(elapsed): \(left) µs left")
+            let k = (late.maxSequencingTime - decided) / window - 1
+            #expect(k >= 1 && late.messageID == "\(MediatorDriver.verdictMessageID(request))-\(k)")
+        }
+        // Attempts within one late window agree; successive windows differ.
+        #expect(submission(after: 2 * window) == submission(after: 2 * window + window / 4))
+        #expect(submission(after: 2 * window).messageID != submission(after: 3 * window).messageID)
+    }
+}

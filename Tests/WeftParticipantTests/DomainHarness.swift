@@ -59,7 +59,7 @@ actor MediatorProcess {
         self.endpoint = endpoint
     }
 
-    func start() async throws {
+    func start(settings: MediatorDriver.Settings = MediatorDriver.Settings()) async throws {
         let logger = quietLogger("weft.test.mediator")
         let member = domain.mediatorMember
         let database = PostgresDatabase(url: url, maximumConnections: 2)
@@ -74,7 +74,8 @@ actor MediatorProcess {
         let connection = SequencerConnection(
             member: member.description, domain: domain.domain.description, key: domain.mediatorKey,
             sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [endpoint], logger: logger)
-        let driver = MediatorDriver(mediator: mediator, topology: topology, connection: connection, logger: logger)
+        let driver = MediatorDriver(
+            mediator: mediator, topology: topology, connection: connection, settings: settings, logger: logger)
         running = (driver, connection, Task { try await driver.run() })
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WeftContracts
 import WeftCrypto
+import WeftMediator
 @_spi(Testing) import WeftParticipant
 import WeftProtocol
 import WeftStore
@@ -375,6 +376,44 @@ extension OnARealDomain {
                 #expect(await restarted.ledgerEndOffset == 1)
                 #expect(try await restarted.activeContracts(of: alice).count == 1)
                 await restarted.stop()
+                await domain.stop()
+            }
+        }
+
+        @Test func aMediatorCatchingUpLongAfterItsDecisionsStillSendsTheirVerdicts() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
+                let iou = try await domain.issued("31", to: alice, command: "issue-late-verdict")
+                // The mediator node is down while the transfer and both responses are sequenced.
+                await domain.mediator.stop()
+                let url = fixture.url
+                let responses = "SELECT count(*) FROM sequencer_events WHERE message_id LIKE 'response-%'"
+                let before = try #require(try PostgresConnection(url: url).execute(responses).rows.first?.first?.int64)
+                let prepared = try await p1.prepare(
+                    [try domain.transfer(iou, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "late-verdict"))
+                let submission = Task { try await p1.submit(prepared) }
+                await domain.p2.awaitPending(prepared.rootHash)
+                try await eventually("both participants' responses are sequenced") {
+                    try PostgresConnection(url: url).execute(responses).rows.first?.first?.int64 == before + 2
+                }
+                // It comes back more than a verdict window (1 s here) after the responses: the
+                // decision it makes from them is dated by their sequencing time.
+                try await Task.sleep(for: .seconds(2))  // the time under test
+                var settings = MediatorDriver.Settings()
+                settings.verdictSendWindowMicros = 1_000_000
+                try await domain.mediator.start(settings: settings)
+                let completed = try await ParticipantNode.within(.seconds(30)) {
+                    try await withTaskCancellationHandler { try await submission.value } onCancel: { submission.cancel() }
+                }
+                guard case .succeeded(let transactionID, _)? = completed else {
+                    Issue.record("the transfer did not complete after the mediator caught up: \(String(describing: completed))")
+                    return
+                }
+                #expect(try await domain.p2.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+                #expect(await domain.p2.lockedContracts.isEmpty)
+                #expect(try await domain.p2.activeContracts(of: bob).count == 1)
                 await domain.stop()
             }
         }
