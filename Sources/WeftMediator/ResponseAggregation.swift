@@ -36,6 +36,45 @@ struct ResponseCheck {
     /// Longest reject reason id accepted: ids are short constants (`LOCKED_CONTRACTS`), and
     /// one is stored and passed on to every informee participant.
     static let reasonIDBytesMax = 100
+    /// The most of a rejection's explanation and resources that is kept and passed on: the
+    /// verdict copies the rejection to every informee participant, and a participant that sent
+    /// one near the request size limit would otherwise make the verdict too large to be
+    /// sequenced, leaving every participant's inputs locked. Longer ones are cut (`bounded`).
+    static let rejectMessageBytesMax = 1_024
+    static let rejectResourcesMax = 32
+    static let rejectResourceBytesMax = 256
+
+    /// `reject` with its message and resources cut to the limits above, each cut marked.
+    static func bounded(_ reject: Weft.V1.LocalReject) -> Weft.V1.LocalReject {
+        let resourcesFit =
+            reject.resources.count <= rejectResourcesMax && reject.resources.allSatisfy { $0.utf8.count <= rejectResourceBytesMax }
+        guard reject.message.utf8.count > rejectMessageBytesMax || !resourcesFit else { return reject }
+        var bounded = reject
+        bounded.message = truncated(reject.message, toBytes: rejectMessageBytesMax)
+        if !resourcesFit {
+            var resources = reject.resources.prefix(rejectResourcesMax).map { truncated($0, toBytes: rejectResourceBytesMax) }
+            if reject.resources.count > rejectResourcesMax {
+                resources[rejectResourcesMax - 1] = "… \(reject.resources.count - rejectResourcesMax + 1) more"
+            }
+            bounded.resources = resources
+        }
+        return bounded
+    }
+
+    /// `text` if it has at most `limit` bytes of UTF-8; else its longest prefix of whole
+    /// characters that fits with " …" after it.
+    static func truncated(_ text: String, toBytes limit: Int) -> String {
+        guard text.utf8.count > limit else { return text }
+        let marker = " …"
+        var kept = ""
+        var bytes = marker.utf8.count
+        for character in text {
+            bytes += character.utf8.count
+            if bytes > limit { break }
+            kept.append(character)
+        }
+        return kept + marker
+    }
 
     let domain: UniqueIdentifier
 
@@ -78,7 +117,7 @@ struct ResponseCheck {
             guard !localReject.reasonID.isEmpty, localReject.reasonID.utf8.count <= Self.reasonIDBytesMax else {
                 throw .malformedResponse("a rejection needs a reason id of 1 to \(Self.reasonIDBytesMax) bytes")
             }
-            reject = localReject
+            reject = Self.bounded(localReject)
         }
 
         let tree = request.tree

@@ -151,6 +151,36 @@ import WeftWire
         await harness.store.database.shutdown()
     }
 
+    @Test func aRejectionTooLongToPassOnIsCutSoThatItsVerdictCanBeSequenced() async throws {
+        let harness = try await MediatorHarness("reject-long")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.iouTransfer()
+        let snapshot = test.snapshot(at: t)
+        _ = try await mediator.register(request: try test.request(views), snapshot: snapshot)
+        // A participant's rejection with 200 KiB of explanation and 10,000 resources: the verdict
+        // copies it to every informee participant.
+        let huge = Weft.V1.LocalReject(
+            reasonID: RejectReason.Participant.lockedContracts, message: String(repeating: "é", count: 100_000),
+            resources: (0..<10_000).map { "contract-\($0)-" + String(repeating: "x", count: 300) })
+        let outcome = try await mediator.receive(
+            response: try test.response(views, view: 1, from: test.p3, parties: [test.bank], reject: huge),
+            at: t.adding(micros: 2), snapshot: snapshot)
+        let verdict = try #require(outcome.verdict)
+        #expect(verdict.reasonID == "LOCKED_CONTRACTS")
+        guard case .participantReject(let rejects)? = verdict.result.verdict?.outcome, let reject = rejects.rejects.first?.reject else {
+            Issue.record("the verdict does not carry the participant's rejection: \(verdict.result)")
+            return
+        }
+        #expect(reject.reasonID == huge.reasonID)
+        #expect(reject.message.utf8.count <= 1_024 && reject.message.hasSuffix(" …") && reject.message.hasPrefix("éé"))
+        #expect(reject.resources.count == 32 && reject.resources.last == "… 9969 more")
+        #expect(reject.resources.dropLast().allSatisfy { $0.utf8.count <= 256 && $0.hasSuffix(" …") })
+        #expect(reject.resources.first?.hasPrefix("contract-0-") == true)
+        #expect(try verdict.message.serializedBytes().count < 16_384)
+        await harness.store.database.shutdown()
+    }
+
     @Test func invalidResponsesAreRefusedAndNotCounted() async throws {
         let harness = try await MediatorHarness("refusals")
         let test = harness.test

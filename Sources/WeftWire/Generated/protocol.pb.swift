@@ -3560,21 +3560,24 @@ extension Weft.V1 {
         public static let protoMessageName = "weft.v1.LocalReject"
 
         /// Stable reason id, e.g. `LOCKED_CONTRACTS`, `INACTIVE_CONTRACTS`,
-        /// `FAILED_MODEL_CONFORMANCE_CHECK`, `PACKAGE_NOT_FOUND`.
+        /// `FAILED_MODEL_CONFORMANCE_CHECK`, `PACKAGE_NOT_FOUND`. 1 to 100 bytes.
         public var reasonID: String {
             get { _storage.read.reasonID }
             set { _uniqueStorage().reasonID = newValue }
             _modify { yield &_uniqueStorage().reasonID }
         }
 
-        /// Explanation for people.
+        /// Explanation for people. The mediator passes at most 1,024 bytes of it on
+        /// in its verdict (a longer one is cut and ends with " …").
         public var message: String {
             get { _storage.read.message }
             set { _uniqueStorage().message = newValue }
             _modify { yield &_uniqueStorage().message }
         }
 
-        /// What the reason is about, e.g. the locked contract ids.
+        /// What the reason is about, e.g. the locked contract ids. The mediator
+        /// passes at most 32 of them on, each of at most 256 bytes (cut ones end
+        /// with " …"; the 32nd then says how many more there were).
         public var resources: [String] {
             get { _storage.read.resources }
             set { _uniqueStorage().resources = newValue }

@@ -847,15 +847,18 @@ struct  Weft__V1__LocalReject
   ProtobufCMessage base;
   /*
    * Stable reason id, e.g. `LOCKED_CONTRACTS`, `INACTIVE_CONTRACTS`,
-   * `FAILED_MODEL_CONFORMANCE_CHECK`, `PACKAGE_NOT_FOUND`.
+   * `FAILED_MODEL_CONFORMANCE_CHECK`, `PACKAGE_NOT_FOUND`. 1 to 100 bytes.
    */
   char *reason_id;
   /*
-   * Explanation for people.
+   * Explanation for people. The mediator passes at most 1,024 bytes of it on
+   * in its verdict (a longer one is cut and ends with " …").
    */
   char *message;
   /*
-   * What the reason is about, e.g. the locked contract ids.
+   * What the reason is about, e.g. the locked contract ids. The mediator
+   * passes at most 32 of them on, each of at most 256 bytes (cut ones end
+   * with " …"; the 32nd then says how many more there were).
    */
   size_t n_resources;
   char **resources;
