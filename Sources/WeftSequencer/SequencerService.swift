@@ -104,11 +104,18 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         guard request.member == member else {
             throw RPCError(.permissionDenied, "the token is \(member)'s; it cannot read \(request.member)'s events", errorID: "SEQUENCER_SUBSCRIBER_MISMATCH")
         }
+        // Counters are stored as bigint: a larger one is no counter of any stream (and converting
+        // it would stop the process).
+        guard let from = Int64(exactly: request.fromCounter) else {
+            throw RPCError(
+                .invalidArgument, "from_counter \(request.fromCounter) is beyond any event counter (at most \(Int64.max))",
+                errorID: "SEQUENCER_INVALID_COUNTER")
+        }
         let id = nextSubscription.add(1, ordering: .relaxed).newValue
         let (closed, closer) = AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.makeStream()
         subscriptions.withLock { $0[member, default: [:]][id] = closer }
         defer { _ = subscriptions.withLock { $0[member]?.removeValue(forKey: id) } }
-        let deliveries = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.subscribe(member, from: Int64(request.fromCounter)) }
+        let deliveries = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.subscribe(member, from: from) }
         let refusePruned: @Sendable (any Error) -> any Error = { error in
             guard let pruned = error as? SequencerReadError else { return error }
             return RPCError(.failedPrecondition, pruned.description, errorID: "SEQUENCER_EVENTS_PRUNED")

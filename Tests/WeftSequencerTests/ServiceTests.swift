@@ -255,6 +255,11 @@ import WeftWire
             await expectStatus(.permissionDenied, "SEQUENCER_SUBSCRIBER_MISMATCH") {
                 for try await _ in try aliceClient.rpc.sequencer.subscribe(.init(member: bob.member.description), metadata: aliceClient.authorization) {}
             }
+            // A counter beyond any stream's (a bigint): refused, and the node serves on.
+            await expectStatus(.invalidArgument, "SEQUENCER_INVALID_COUNTER") {
+                for try await _ in try aliceClient.rpc.sequencer.subscribe(
+                    .init(member: alice.member.description, fromCounter: UInt64(Int64.max) + 1), metadata: aliceClient.authorization) {}
+            }
             // A replayed submission.
             let batch = Weft.V1.Batch(envelopes: [.init(content: [1], recipients: [bob.member.description])])
             try await aliceClient.send(batch, messageID: "once")
