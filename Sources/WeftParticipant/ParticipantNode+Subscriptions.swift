@@ -135,9 +135,13 @@ extension ParticipantStore {
         let (offset, rows) = try await database.transaction { connection in
             // Both reads see the same snapshot of the database.
             _ = try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            let offset = try connection.execute(
-                "SELECT coalesce(max(ledger_offset), 0)::bigint FROM participant_transactions WHERE participant = $1", [me]
-            ).rows.first?.first?.int64 ?? 0
+            // A prune up to the ledger end leaves no transaction behind: the end is then the
+            // pruned offset, as at a start (`load`), not 0, from which no stream may begin.
+            let offset = max(
+                try connection.execute(
+                    "SELECT coalesce(max(ledger_offset), 0)::bigint FROM participant_transactions WHERE participant = $1", [me]
+                ).rows.first?.first?.int64 ?? 0,
+                try Self.prunedOffset(connection, me))
             let rows = try connection.execute(
                 """
                 SELECT contract, created_offset FROM participant_contracts

@@ -56,6 +56,9 @@ extension OnARealDomain {
                 let pruned = try await p1.prune(upTo: end)
                 #expect(!pruned.forced && pruned.unconfirmed.isEmpty && pruned.prunedOffset == end)
                 #expect(pruned.counts.transactions == Int(end) && pruned.counts.archivedContracts == 1)
+                // With no transaction left, the active contracts are still valid at the ledger end
+                // (from which a stream may begin), not at 0 (from which none may).
+                #expect(try await p1.activeContracts(of: [alice]).offset == end)
                 // The requests decided up to then went (all of them: none was pending).
                 #expect(pruned.counts.requests == Int(end), "\(pruned.counts.requests) requests pruned")
                 let left = try await StoredSequencerEvent.query(fixture.url) { connection in
