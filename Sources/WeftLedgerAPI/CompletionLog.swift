@@ -63,6 +63,8 @@ actor CompletionLog {
     /// completion arriving live afterwards (decided between the subscription and the
     /// recovery's read) is not stored a second time.
     private var recovered: [CommandKey: Completion] = [:]
+    /// The last store started (`store`): the next one waits for it.
+    private var storing: Task<Void, Never>?
 
     private init(database: PostgresDatabase, participantID: String, lastOffset: Int64, logger: Logger) {
         self.database = database
@@ -178,7 +180,21 @@ actor CompletionLog {
         await store(event)
     }
 
+    /// Stores `event` after every completion handed to `store` before it: each takes the next
+    /// offset only once the one before is stored, so that two completions arriving together (the
+    /// participant's, and a duplicate answered by the Ledger API) never compute the same offset
+    /// across the actor's suspension in the database write, and streams see offsets in order.
     private func store(_ event: CommandCompletion) async {
+        let previous = storing
+        let task = Task {
+            await previous?.value
+            await self.storeNow(event)
+        }
+        storing = task
+        await task.value
+    }
+
+    private func storeNow(_ event: CommandCompletion) async {
         let (code, errorID, message, transactionID) = Self.status(event.completion)
         let offset = lastOffset + 1
         let values: [PostgresValue] = [

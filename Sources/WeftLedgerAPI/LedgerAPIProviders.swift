@@ -175,9 +175,31 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
                         await completions.record(CommandCompletion(command: prepared.command, completion: completion))
                     }
                 } catch {
-                    logger.warning(
-                        "a submission ended without a completion; its outcome is in the participant's store after a restart",
-                        metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
+                    // Recorded by the participant: it completes there (after a restart, if this
+                    // node stopped), and the completion log follows. Not recorded: nothing was
+                    // sent, and only this tells the application, which has its submission id.
+                    let recorded: Bool
+                    do {
+                        recorded = try await participant.command(prepared.command)?.submissionID == prepared.submissionID
+                    } catch {
+                        recorded = true  // unknown: a restart's recovery of the completion log decides
+                    }
+                    if recorded {
+                        logger.warning(
+                            "a submission ended without a completion; its outcome is in the participant's store after a restart",
+                            metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
+                    } else {
+                        logger.warning(
+                            "a submission failed before the participant recorded it; it completes as lost",
+                            metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
+                        await completions.record(
+                            CommandCompletion(
+                                command: prepared.command,
+                                completion: .rejected(
+                                    reasonID: CompletionLog.submissionLost,
+                                    message: "the submission failed before the participant recorded it (\(error)), so nothing was "
+                                        + "sequenced; submit the command again (the same command id is accepted)")))
+                    }
                 }
             }
             return Weft.V1.SubmitResponse(submissionID: prepared.submissionID)

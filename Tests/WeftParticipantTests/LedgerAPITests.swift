@@ -3,7 +3,7 @@ import Testing
 import WeftAuth
 import WeftContracts
 import WeftCrypto
-import WeftLedgerAPI
+@testable import WeftLedgerAPI
 import WeftSequencer
 import WeftStore
 import WeftTestSupport
@@ -649,6 +649,74 @@ extension OnARealDomain {
                 #expect(try await contracts(alice, "Security", on: apis[0]).count == 1)
                 #expect(try await contracts(alice, "Cash", on: apis[0]).isEmpty)
                 for api in apis { await api.stop() }
+                await harness.stop()
+            }
+        }
+    }
+}
+
+/// A submission the participant refuses before it records the command (here: its processing
+/// has ended) completes on the completion stream, and completions arriving together each get an
+/// offset of their own.
+extension OnARealDomain {
+    @Suite(.timeLimit(.minutes(3))) struct CompletionLogTests {
+        @Test func anAsyncSubmissionTheParticipantNeverRecordedCompletesAsLost() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let packageID = try await api.client.packageManagement.listPackages(.init()).packages[0].packageID
+                await harness.p1.stop()
+                let submitted = try await api.client.command.submit(
+                    .init(commands: .init(
+                        commandID: "refused-1", applicationID: "app", actAs: [harness.alice.id],
+                        commands: [IOUCommands(packageID: packageID).issue("1", from: harness.alice.id, to: harness.alice.id)])))
+                let client = api.client
+                let completion = try await ParticipantNode.within(.seconds(20)) { () async throws -> Weft.V1.Completion? in
+                    for try await response in try client.completion.completionStream(
+                        .init(applicationID: "app", parties: [harness.alice.id], beginExclusive: 0))
+                    {
+                        return response.completion
+                    }
+                    return nil
+                } ?? nil
+                #expect(completion?.commandID == "refused-1" && completion?.submissionID == submitted.submissionID)
+                #expect(completion?.status?.errorID == "LEDGER_API_SUBMISSION_LOST", "\(String(describing: completion))")
+                #expect(completion?.status?.message.contains("submit the command again") == true)
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
+        @Test func completionsStoredTogetherGetOffsetsOfTheirOwnInOrder() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let log = api.api.completions
+                let count = 20
+                await withTaskGroup(of: Void.self) { group in
+                    for number in 0..<count {
+                        group.addTask {
+                            await log.record(
+                                CommandCompletion(
+                                    command: CommandKey(applicationID: "app", commandID: "together-\(number)"),
+                                    completion: .rejected(reasonID: "TEST", message: "completion \(number)"),
+                                    actAs: [harness.alice]))
+                        }
+                    }
+                }
+                let client = api.client
+                let offsets = try await ParticipantNode.within(.seconds(20)) {
+                    var offsets: [UInt64] = []
+                    for try await response in try client.completion.completionStream(
+                        .init(applicationID: "app", parties: [harness.alice.id], beginExclusive: 0))
+                    {
+                        offsets.append(response.completion?.offset ?? 0)
+                        if offsets.count == count { break }
+                    }
+                    return offsets
+                }
+                #expect(offsets == Array(1...UInt64(count)), "every completion stored, each at its own offset, in order")
+                await api.stop()
                 await harness.stop()
             }
         }
