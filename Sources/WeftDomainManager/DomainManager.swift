@@ -98,9 +98,16 @@ public actor DomainManager {
         follower?.cancel()
         follower = Task { [weak self] in
             do {
-                // Replaying from 0 after a restart is safe: applying a known transaction is a no-op.
-                for try await event in connection.events(from: 0) {
-                    await self?.apply(event)
+                // From the stored position: the sequencer may have pruned what came before it
+                // (everything before it is acknowledged). An event read again after a crash
+                // changes nothing: applying a known transaction is a no-op.
+                guard let from = try await self?.storedNextCounter() else { return }
+                for try await event in connection.events(from: from) {
+                    guard let self else { return }
+                    // A change not stored stops the stream here, unacknowledged: a restart reads
+                    // the event again instead of the sequencer pruning it unapplied.
+                    guard await self.apply(event) else { return }
+                    try await self.storeNextCounter(event.counter + 1)
                     if let timestamp = event.timestamp { try? await connection.acknowledge(upTo: timestamp) }
                 }
             } catch {
@@ -115,8 +122,30 @@ public actor DomainManager {
         if let connection { Task { await connection.close() } }
     }
 
-    private func apply(_ event: Weft.V1.SequencedEvent) async {
-        guard case .deliver(let deliver)? = event.event, let at = event.timestamp.map(SequencingTimestamp.init) else { return }
+    /// The next counter of the manager's stream to read (0 before the first event is stored).
+    private func storedNextCounter() async throws -> UInt64 {
+        let domain = PostgresValue.text(self.domain.description)
+        let stored = try await store.database.withConnection { connection in
+            try connection.execute("SELECT next_counter FROM domain_manager_stream WHERE domain = $1", [domain]).rows.first?
+                .first?.int64
+        }
+        return UInt64(stored ?? 0)
+    }
+
+    private func storeNextCounter(_ next: UInt64) async throws {
+        let values: [PostgresValue] = [.text(domain.description), .int64(Int64(next))]
+        _ = try await store.database.withConnection { connection in
+            try connection.execute(
+                """
+                INSERT INTO domain_manager_stream (domain, next_counter) VALUES ($1, $2)
+                ON CONFLICT (domain) DO UPDATE SET next_counter = greatest(domain_manager_stream.next_counter, excluded.next_counter)
+                """, values)
+        }
+    }
+
+    /// Applies the topology of `event`; false if its changes could not be stored.
+    private func apply(_ event: Weft.V1.SequencedEvent) async -> Bool {
+        guard case .deliver(let deliver)? = event.event, let at = event.timestamp.map(SequencingTimestamp.init) else { return true }
         var next = state
         var changes: [TopologyChange] = []
         for envelope in deliver.batch?.envelopes ?? [] {
@@ -140,17 +169,20 @@ public actor DomainManager {
                 logger.warning("refused a broadcast topology transaction", metadata: ["error": "\(refused.error)", "error_id": "\(refused.error.id)"])
             }
         }
-        guard !changes.isEmpty else { return }
+        guard !changes.isEmpty else { return true }
         do {
             try await store.persist(changes)
             state = next
         } catch {
-            logger.error("cannot persist topology changes", metadata: ["error": "\(error)"])
-            return
+            logger.error(
+                "cannot persist topology changes; the domain manager stops reading its stream, and a restart reads this event again",
+                metadata: ["error": "\(error)"])
+            return false
         }
         let waiters = changeWaiters
         changeWaiters = []
         for waiter in waiters { waiter.resume() }
+        return true
     }
 
     /// A member asks for its own transactions to be broadcast (`TopologyTransactionsRequest`):

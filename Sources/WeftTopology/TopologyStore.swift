@@ -50,7 +50,19 @@ public struct TopologyStore: Sendable {
             CREATE INDEX topology_transactions_by_key ON topology_transactions (domain, mapping_key, serial);
             COMMENT ON TABLE topology_transactions IS
                 'Accepted topology transactions per domain, in the order applied (docs/topology.md). Times are microseconds since the Unix epoch; signed_transaction is a weft.v1.SignedTopologyTransaction.';
-            """)
+            """),
+        Migration(
+            2, "the domain manager's stream position",
+            // The domain manager read its stream from counter 0 at every start: after the
+            // sequencer pruned events it had acknowledged, no start could read it any more.
+            """
+            CREATE TABLE domain_manager_stream (
+                domain       text   PRIMARY KEY,
+                next_counter bigint NOT NULL CHECK (next_counter >= 0)
+            );
+            COMMENT ON TABLE domain_manager_stream IS
+                'The next counter of the domain manager''s sequencer stream to read: moved after the topology changes of the events before it are stored, acknowledged to the sequencer no further.';
+            """),
     ]
 
     /// A member's own copy of the domain's history, applied by `migrate()` of a member's store

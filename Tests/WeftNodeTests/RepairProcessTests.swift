@@ -62,6 +62,16 @@ import WeftWire
         #expect((sequencerPruned["events_removed"] as? Int ?? 0) > 0, "\(sequencerPruned)")
         #expect((sequencerPruned["members_cut_off"] as? [String])?.isEmpty == true, "\(sequencerPruned)")
 
+        // The domain manager, killed and started again after the prune, reads its stream from
+        // where it stored it (it had acknowledged what was pruned) and still confirms topology
+        // changes: a party allocated now is hosted.
+        await cluster.kill("manager")
+        try await cluster.start("manager")
+        let carol = try await cluster.weft(["party", "allocate", "carol"] + b)
+        #expect(carol.contains("carol"), "\(carol)")
+        let managerLog = await cluster.log("manager")
+        #expect(!managerLog.contains("event stream ended"), "\(managerLog.suffix(2000))")
+
         // participant1 loses its database; started again, it cannot replay its pruned stream
         // and is connected for repair: held.
         let participant1 = try await cluster.weft(["participant", "id", "-c", "participant1.yaml"])
