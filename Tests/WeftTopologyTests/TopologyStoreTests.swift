@@ -15,7 +15,7 @@ import WeftWire
         try await PostgresFixture.withFixture { fixture in
             let database = PostgresDatabase(url: fixture.url, maximumConnections: 2)
             let store = TopologyStore(database: database, domain: test.domain)
-            #expect(try await store.migrate() == [1])
+            #expect(try await store.migrate() == [1, 2])
             #expect(try await store.migrate() == [])
 
             // Feed the node as a sequencer stream would: one broadcast per time, persisted
@@ -73,7 +73,7 @@ import WeftWire
         try await PostgresFixture.withFixture { fixture in
             let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
             let store = TopologyStore(database: database, domain: test.domain)
-            await #expect(throws: MigrationError.pending(component: "topology", versions: [1])) {
+            await #expect(throws: MigrationError.pending(component: "topology", versions: [1, 2])) {
                 try await store.load(changeDelayMicros: TestDomain.delayMicros)
             }
             try await store.migrate()
