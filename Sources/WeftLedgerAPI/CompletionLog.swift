@@ -65,6 +65,8 @@ actor CompletionLog {
     private var recovered: [CommandKey: Completion] = [:]
     /// The last store started (`store`): the next one waits for it.
     private var storing: Task<Void, Never>?
+    /// The participant's completions have ended (its processing did): so have the streams.
+    private var ended = false
 
     private init(database: PostgresDatabase, participantID: String, lastOffset: Int64, logger: Logger) {
         self.database = database
@@ -149,12 +151,22 @@ actor CompletionLog {
                 guard let self else { return }
                 await self.record(event)
             }
+            // The participant's processing ended: no completion follows; neither do the streams.
+            await self?.endSubscribers()
         }
+    }
+
+    private func endSubscribers() async {
+        await storing?.value
+        ended = true
+        for subscriber in subscribers.values { subscriber.finish() }
+        subscribers = [:]
     }
 
     func stop() {
         following?.cancel()
         following = nil
+        ended = true
         for subscriber in subscribers.values { subscriber.finish() }
         subscribers = [:]
     }
@@ -245,6 +257,10 @@ actor CompletionLog {
     /// Completions from now on, as they are stored.
     func subscribe() -> AsyncStream<Weft.V1.Completion> {
         let (stream, continuation) = AsyncStream<Weft.V1.Completion>.makeStream(bufferingPolicy: .unbounded)
+        if ended {
+            continuation.finish()
+            return stream
+        }
         let id = nextSubscriber
         nextSubscriber += 1
         subscribers[id] = continuation

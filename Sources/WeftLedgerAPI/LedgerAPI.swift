@@ -150,6 +150,13 @@ public final class LedgerAPI: Sendable {
 
     /// Runs one call: any failure becomes an `RPCError` with the Ledger API's code and id,
     /// and a log line that says which call was refused and why.
+    /// Ends a stream whose live part ended: the participant stopped processing (or the Ledger
+    /// API is stopping). UNAVAILABLE, so that the application reconnects and resumes from its
+    /// last offset, rather than OK, which would say the stream was complete.
+    func followingEnded(_ context: RPCCallContext) async throws {
+        try await serve(context) { () async throws -> Void in throw ParticipantError.stopped }
+    }
+
     func serve<Result: Sendable>(_ context: RPCCallContext, _ body: () async throws -> Result) async throws -> Result {
         do {
             return try await body()

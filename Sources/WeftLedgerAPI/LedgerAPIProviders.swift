@@ -267,6 +267,7 @@ struct CompletionServiceProvider: Weft.V1.CompletionService.Provider {
             last = Int64(completion.offset)
             if wanted(completion) { try await responses.send(.init(completion: completion)) }
         }
+        try await api.followingEnded(context)
     }
 }
 
@@ -317,6 +318,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         for await _ in progress {
             if try await catchUp() { return }
         }
+        try await api.followingEnded(context)
     }
 
     func getTransactionTrees(
@@ -363,6 +365,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         for await _ in progress {
             if try await catchUp() { return }
         }
+        try await api.followingEnded(context)
     }
 
     /// The offsets of a transaction or tree stream request, checked.

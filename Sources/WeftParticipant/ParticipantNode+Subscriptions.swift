@@ -37,9 +37,14 @@ public struct StoredPackage: Sendable, Equatable {
 /// has already seen by offset).
 extension ParticipantNode {
     /// Every completion from now on (successes, rejections, sequencer refusals), in the order
-    /// the participant decides them. Ends when the caller stops iterating.
+    /// the participant decides them. Ends when the caller stops iterating, or when the node's
+    /// processing has ended (a stop, or a failure that needs a restart).
     public func completionEvents() -> AsyncStream<CommandCompletion> {
         let (stream, continuation) = AsyncStream<CommandCompletion>.makeStream(bufferingPolicy: .unbounded)
+        if hasEndedProcessing {
+            continuation.finish()
+            return stream
+        }
         let id = nextSubscriberID
         nextSubscriberID += 1
         completionSubscribers[id] = continuation
@@ -51,9 +56,14 @@ extension ParticipantNode {
 
     /// The participant's next sequencer counter each time it moves (one element per processed
     /// event; a slow reader sees only the newest): how a reader waits for "something changed"
-    /// — a transaction committed, a topology change applied — without polling.
+    /// — a transaction committed, a topology change applied — without polling. Ends, as
+    /// `completionEvents`, when the node's processing has ended.
     public func progressEvents() -> AsyncStream<UInt64> {
         let (stream, continuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        if hasEndedProcessing {
+            continuation.finish()
+            return stream
+        }
         let id = nextSubscriberID
         nextSubscriberID += 1
         progressSubscribers[id] = continuation

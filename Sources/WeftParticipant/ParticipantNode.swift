@@ -381,7 +381,16 @@ public actor ParticipantNode {
         outcomeWaiters = [:]
         for (_, continuation) in ledgerEndWaiters { continuation.resume(throwing: error) }
         ledgerEndWaiters = []
+        // Followers (the Ledger API's streams) are told that nothing more will come, instead
+        // of waiting on a node that no longer moves.
+        for subscriber in completionSubscribers.values { subscriber.finish() }
+        completionSubscribers = [:]
+        for subscriber in progressSubscribers.values { subscriber.finish() }
+        progressSubscribers = [:]
     }
+
+    /// Whether processing has ended for good (`stop()`, or a failure that needs a restart).
+    var hasEndedProcessing: Bool { processingEnded }
 
     // MARK: - Packages and parties
 

@@ -687,6 +687,38 @@ extension OnARealDomain {
             }
         }
 
+        @Test func followingStreamsEndUnavailableWhenTheParticipantStops() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let alice = harness.alice.id
+                let streams = [
+                    try api.client.transaction.getTransactions(.init(filter: .init(parties: [alice]))),
+                ]
+                let trees = try api.client.transaction.getTransactionTrees(.init(filter: .init(parties: [alice])))
+                let completions = try api.client.completion.completionStream(.init(applicationID: "app", parties: [alice]))
+                // Each stream is open (its first read waits) before the participant stops.
+                let readers: [Task<RPCError?, Never>] = [
+                    Task { await rpcError { for try await _ in streams[0] {} } },
+                    Task { await rpcError { for try await _ in trees {} } },
+                    Task { await rpcError { for try await _ in completions {} } },
+                ]
+                _ = try await api.client.transaction.getLedgerEnd(.init())
+                await harness.p1.stop()
+                for reader in readers {
+                    let ended = try await ParticipantNode.within(.seconds(20)) { await reader.value }
+                    guard let error = ended ?? nil else {
+                        Issue.record("a following stream did not end with an error once its participant stopped: \(String(describing: ended))")
+                        reader.cancel()
+                        continue
+                    }
+                    #expect(error.code == .unavailable, "\(error)")
+                }
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
         @Test func completionsStoredTogetherGetOffsetsOfTheirOwnInOrder() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)
