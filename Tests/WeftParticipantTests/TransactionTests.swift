@@ -229,9 +229,7 @@ extension OnARealDomain {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
                 let (p1, alice) = (domain.p1, domain.alice)
-                let key = CommandKey(applicationID: "alice-app", commandID: "cancelled-wait")
-                let prepared = try await p1.prepare(
-                    [try domain.issue("4", to: alice, by: alice)], actAs: [alice], command: key)
+                let (key, prepared) = try await Self.aliceIssue(domain, "4", command: "cancelled-wait")
                 // The command's insert waits for this lock: the caller is cancelled while its
                 // command is being recorded.
                 let blocker = try PostgresConnection(url: fixture.url)
@@ -262,10 +260,8 @@ extension OnARealDomain {
         @Test func aStoppedParticipantRefusesSubmissionsAndLedgerWaits() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
-                let (p1, alice) = (domain.p1, domain.alice)
-                let key = CommandKey(applicationID: "alice-app", commandID: "after-stop")
-                let prepared = try await p1.prepare(
-                    [try domain.issue("5", to: alice, by: alice)], actAs: [alice], command: key)
+                let p1 = domain.p1
+                let (key, prepared) = try await Self.aliceIssue(domain, "5", command: "after-stop")
                 let ledgerWait = Task { try await p1.waitForLedgerEnd(1) }
                 await p1.stop()
                 // Told at once, instead of waiting for a completion or a ledger end that this
@@ -416,6 +412,17 @@ extension OnARealDomain {
                 #expect(try await domain.p2.activeContracts(of: bob).count == 1)
                 await domain.stop()
             }
+        }
+
+        /// Participant1's command `commandID` issuing an IOU of `amount` from alice to herself,
+        /// prepared and not yet submitted.
+        static func aliceIssue(_ domain: DomainHarness, _ amount: String, command commandID: String) async throws
+            -> (CommandKey, PreparedSubmission)
+        {
+            let key = CommandKey(applicationID: "alice-app", commandID: commandID)
+            let prepared = try await domain.p1.prepare(
+                [try domain.issue(amount, to: domain.alice, by: domain.alice)], actAs: [domain.alice], command: key)
+            return (key, prepared)
         }
 
         /// The record of command `key` once `node` has decided it (at once if it has), or nil if
