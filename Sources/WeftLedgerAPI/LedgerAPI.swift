@@ -148,8 +148,6 @@ public final class LedgerAPI: Sendable {
 
     // MARK: - Shared by the providers
 
-    /// Runs one call: any failure becomes an `RPCError` with the Ledger API's code and id,
-    /// and a log line that says which call was refused and why.
     /// Ends a stream whose live part ended: the participant stopped processing (or the Ledger
     /// API is stopping). UNAVAILABLE, so that the application reconnects and resumes from its
     /// last offset, rather than OK, which would say the stream was complete.
@@ -157,6 +155,8 @@ public final class LedgerAPI: Sendable {
         try await serve(context) { () async throws -> Void in throw ParticipantError.stopped }
     }
 
+    /// Runs one call: any failure becomes an `RPCError` with the Ledger API's code and id,
+    /// and a log line that says which call was refused and why.
     func serve<Result: Sendable>(_ context: RPCCallContext, _ body: () async throws -> Result) async throws -> Result {
         do {
             return try await body()

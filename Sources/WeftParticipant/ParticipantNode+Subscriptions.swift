@@ -41,7 +41,7 @@ extension ParticipantNode {
     /// processing has ended (a stop, or a failure that needs a restart).
     public func completionEvents() -> AsyncStream<CommandCompletion> {
         let (stream, continuation) = AsyncStream<CommandCompletion>.makeStream(bufferingPolicy: .unbounded)
-        if hasEndedProcessing {
+        if processingEnded {
             continuation.finish()
             return stream
         }
@@ -60,7 +60,7 @@ extension ParticipantNode {
     /// `completionEvents`, when the node's processing has ended.
     public func progressEvents() -> AsyncStream<UInt64> {
         let (stream, continuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        if hasEndedProcessing {
+        if processingEnded {
             continuation.finish()
             return stream
         }

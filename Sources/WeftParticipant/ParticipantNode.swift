@@ -130,7 +130,7 @@ public actor ParticipantNode {
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, any Error>]] = [:]
     /// Set once processing has ended for good (`stop()`, or a failure that needs a restart):
     /// waits for what only processing brings then fail at once instead of never returning.
-    private var processingEnded = false
+    private(set) var processingEnded = false
     private var validatedWaiters: [Digest32: [CheckedContinuation<Void, Never>]] = [:]
     var readyWaiters: [CheckedContinuation<Void, Never>] = []
     /// Waits of `waitUntilReady(within:)`, ended by readiness, their timeout or `stop()`.
@@ -388,9 +388,6 @@ public actor ParticipantNode {
         for subscriber in progressSubscribers.values { subscriber.finish() }
         progressSubscribers = [:]
     }
-
-    /// Whether processing has ended for good (`stop()`, or a failure that needs a restart).
-    var hasEndedProcessing: Bool { processingEnded }
 
     // MARK: - Packages and parties
 
