@@ -139,7 +139,8 @@ final class DomainManagerNode: Service {
     static let defaultParameters = Weft.V1.DomainParameters(
         participantResponseTimeout: .init(micros: 30_000_000), reconciliationInterval: .init(micros: 60_000_000),
         maxRequestSizeBytes: 1 << 20, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
-        mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: 3_600_000_000))
+        mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: 3_600_000_000),
+        mediatorReactionTimeout: .init(micros: Weft.V1.DomainParameters.defaultMediatorReactionTimeoutMicros))
 
     func run() async throws {
         let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)

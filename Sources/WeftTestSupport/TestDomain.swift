@@ -36,13 +36,16 @@ public struct TestDomain: Sendable {
     }
 
     /// The domain parameters of `genesis`: also what a test broadcasts to change one of them.
+    /// `reactionTimeoutMicros`: the mediator reaction timeout, left unset (30 s) when nil.
     public static func parameters(
-        tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000, reconciliationIntervalMicros: Int64 = 60_000_000
+        tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000, reconciliationIntervalMicros: Int64 = 60_000_000,
+        reactionTimeoutMicros: Int64? = nil
     ) -> Weft.V1.DomainParameters {
         Weft.V1.DomainParameters(
             participantResponseTimeout: .init(micros: responseTimeoutMicros), reconciliationInterval: .init(micros: reconciliationIntervalMicros),
             maxRequestSizeBytes: 1 << 20, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
-            mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: tokenLifetime))
+            mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: tokenLifetime),
+            mediatorReactionTimeout: reactionTimeoutMicros.map { .init(micros: $0) })
     }
 
     public mutating func genesis(tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000) throws -> [Weft.V1.SignedTopologyTransaction] {

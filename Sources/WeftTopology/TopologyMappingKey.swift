@@ -250,6 +250,11 @@ enum ValidMapping: Hashable, Sendable {
                 throw .invalidMapping(mapping: what, reason: "\(name) is \(duration.micros)µs; it must be positive")
             }
         }
+        // Added after the others: parameters stored before it have none (the default applies).
+        if let reaction = parameters.mediatorReactionTimeout, reaction.micros <= 0 {
+            throw .invalidMapping(
+                mapping: what, reason: "mediator_reaction_timeout is \(reaction.micros)µs; it must be positive (or unset: 30 s)")
+        }
         guard parameters.maxRequestSizeBytes > 0 else {
             throw .invalidMapping(mapping: what, reason: "max_request_size_bytes is 0; it must be positive")
         }

@@ -228,7 +228,8 @@ extension TopologySnapshot {
                         + " max_request_size \(parameters.maxRequestSizeBytes)B"
                         + " ledger_time_record_time_tolerance \(parameters.ledgerTimeRecordTimeTolerance?.micros ?? 0)µs"
                         + " mediator_deduplication_timeout \(parameters.mediatorDeduplicationTimeout?.micros ?? 0)µs"
-                        + " authentication_token_lifetime \(parameters.authenticationTokenLifetime?.micros ?? 0)µs")
+                        + " authentication_token_lifetime \(parameters.authenticationTokenLifetime?.micros ?? 0)µs"
+                        + (parameters.mediatorReactionTimeout.map { " mediator_reaction_timeout \($0.micros)µs" } ?? ""))
             }
             for member in members {
                 let signing = (signingKeys[member] ?? []).map(\.fingerprint.description)

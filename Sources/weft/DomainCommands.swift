@@ -216,7 +216,7 @@ extension DomainManagerCommand {
         @OptionGroup var remote: RemoteOptions
         @Option var output: OutputFormat = .text
         @Option(name: .customLong("set"), help: ArgumentHelp(
-            "Change a parameter: participant-response-timeout, reconciliation-interval, ledger-time-record-time-tolerance, mediator-deduplication-timeout, authentication-token-lifetime (durations, e.g. 30s) or max-request-size (bytes).",
+            "Change a parameter: participant-response-timeout, reconciliation-interval, ledger-time-record-time-tolerance, mediator-deduplication-timeout, authentication-token-lifetime, mediator-reaction-timeout (durations, e.g. 30s) or max-request-size (bytes).",
             valueName: "name=value"))
         var changes: [String] = []
 
@@ -239,6 +239,7 @@ extension DomainManagerCommand {
                     case "ledger-time-record-time-tolerance": parameters.ledgerTimeRecordTimeTolerance = try duration()
                     case "mediator-deduplication-timeout": parameters.mediatorDeduplicationTimeout = try duration()
                     case "authentication-token-lifetime": parameters.authenticationTokenLifetime = try duration()
+                    case "mediator-reaction-timeout": parameters.mediatorReactionTimeout = try duration()
                     case "max-request-size":
                         guard let bytes = Configuration.parseBytes(parts[1]), bytes > 0, bytes <= Int(UInt32.max) else { throw ValidationError("--set \(change): expected a size") }
                         parameters.maxRequestSizeBytes = UInt32(bytes)
@@ -254,6 +255,10 @@ extension DomainManagerCommand {
                 ("ledger-time-record-time-tolerance-micros", parameters.ledgerTimeRecordTimeTolerance?.micros ?? 0),
                 ("mediator-deduplication-timeout-micros", parameters.mediatorDeduplicationTimeout?.micros ?? 0),
                 ("authentication-token-lifetime-micros", parameters.authenticationTokenLifetime?.micros ?? 0),
+                (
+                    "mediator-reaction-timeout-micros",
+                    parameters.mediatorReactionTimeout?.micros ?? Weft.V1.DomainParameters.defaultMediatorReactionTimeoutMicros
+                ),
             ]
             switch output {
             case .text: for (name, value) in fields { print("\(name): \(value)") }

@@ -223,11 +223,40 @@ import WeftWire
         parameters.reconciliationInterval = nil
         let error = refusal(try test.replace(.parameters(parameters, of: test.domain), serial: 2, by: [test.domainKey]))
         #expect(error == .invalidMapping(mapping: "domain-parameters", reason: "reconciliation_interval is missing"))
+        // The mediator reaction timeout may be left out (30 s), but not set to nothing.
+        var noReaction = TestDomain.parameters
+        noReaction.mediatorReactionTimeout = .init(micros: 0)
+        #expect(
+            refusal(try test.replace(.parameters(noReaction, of: test.domain), serial: 2, by: [test.domainKey]))
+                == .invalidMapping(
+                    mapping: "domain-parameters", reason: "mediator_reaction_timeout is 0µs; it must be positive (or unset: 30 s)"))
+        #expect(TestDomain.parameters.mediatorReactionTimeout == nil)
+        var accepted = state
+        var withReaction = TestDomain.parameters
+        withReaction.mediatorReactionTimeout = .init(micros: 5_000_000)
+        for parameters in [TestDomain.parameters, withReaction] {
+            #expect(throws: Never.self) {
+                try accepted.add(
+                    try test.replace(.parameters(parameters, of: test.domain), serial: 2, by: [test.domainKey]), sequencedAt: later)
+            }
+            accepted = state
+        }
         // An unspecified permission.
         #expect(
             refusal(
                 try test.replace(.participantState(p1.id, permission: .unspecified), serial: 2, by: [test.domainKey]))?
                 .id == "TOPOLOGY_INVALID_MAPPING")
+    }
+
+    @Test func aRequestsDecisionTimeAddsBothTimeouts() {
+        var parameters = TestDomain.parameters
+        parameters.participantResponseTimeout = .init(micros: 10_000_000)
+        #expect(parameters.decisionTime(ofRequestAt: 1_000) == Int64(1_000 + 10_000_000 + 30_000_000))  // unset: 30 s
+        parameters.mediatorReactionTimeout = .init(micros: 2_000_000)
+        #expect(parameters.decisionTime(ofRequestAt: 1_000) == Int64(1_000 + 12_000_000))
+        #expect(parameters.decisionTime(ofRequestAt: .max - 1) == .max)
+        parameters.participantResponseTimeout = nil
+        #expect(parameters.decisionTime(ofRequestAt: 1_000) == nil)
     }
 
     @Test func malformedTransactions() throws {

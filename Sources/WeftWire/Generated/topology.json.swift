@@ -276,6 +276,7 @@ extension Weft.V1.DomainParameters: JSONMessage {
         if let __v = self.ledgerTimeRecordTimeTolerance { __o.append("ledgerTimeRecordTimeTolerance", __v.jsonValue()) }
         if let __v = self.mediatorDeduplicationTimeout { __o.append("mediatorDeduplicationTimeout", __v.jsonValue()) }
         if let __v = self.authenticationTokenLifetime { __o.append("authenticationTokenLifetime", __v.jsonValue()) }
+        if let __v = self.mediatorReactionTimeout { __o.append("mediatorReactionTimeout", __v.jsonValue()) }
         __o.appendUnknown(self.unknownFields)
         return __o.value
     }
@@ -304,7 +305,10 @@ extension Weft.V1.DomainParameters: JSONMessage {
             case "authenticationTokenLifetime", "authentication_token_lifetime":
                 try __fields.insert(6, __m.key)
                 if __m.value != .null { self.authenticationTokenLifetime = try JSONRead.message(__m.value, __p) as Weft.V1.Duration }
-            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6])
+            case "mediatorReactionTimeout", "mediator_reaction_timeout":
+                try __fields.insert(7, __m.key)
+                if __m.value != .null { self.mediatorReactionTimeout = try JSONRead.message(__m.value, __p) as Weft.V1.Duration }
+            case JSONUnknownFields.key: self.unknownFields = try JSONUnknownFields.read(__m.value, __p, known: [1, 2, 3, 4, 5, 6, 7])
             default:
                 throw JSONMappingError(.unknownField(field: __m.key, message: Self.protoMessageName), path: path)
             }

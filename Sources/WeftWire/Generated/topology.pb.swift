@@ -978,6 +978,21 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().authenticationTokenLifetime }
         }
 
+        /// How long after the participant response timeout the mediator's verdict
+        /// may still be sequenced. A request's decision time is its sequencing time
+        /// plus participant_response_timeout plus this. The mediator sends its
+        /// verdict with that as its max sequencing time at the latest. A participant
+        /// holding a request that has no verdict once its stream passes the
+        /// decision time rejects it locally with PARTICIPANT_VERDICT_TIMED_OUT,
+        /// releases its locks, and ignores a verdict sequenced later. Every
+        /// participant sees the same sequencing times, so all of them decide alike.
+        /// Unset means 30 s; set, it must be positive.
+        public var mediatorReactionTimeout: Weft.V1.Duration? {
+            get { _storage.read.mediatorReactionTimeout }
+            set { _uniqueStorage().mediatorReactionTimeout = newValue }
+            _modify { yield &_uniqueStorage().mediatorReactionTimeout }
+        }
+
         /// Fields read from the wire that this schema does not know.
         public var unknownFields: UnknownFields {
             get { _storage.read.unknownFields }
@@ -996,6 +1011,7 @@ extension Weft.V1 {
             var ledgerTimeRecordTimeTolerance: Weft.V1.Duration? = nil
             var mediatorDeduplicationTimeout: Weft.V1.Duration? = nil
             var authenticationTokenLifetime: Weft.V1.Duration? = nil
+            var mediatorReactionTimeout: Weft.V1.Duration? = nil
             var unknownFields: UnknownFields = UnknownFields()
             /// The decoded C struct the fields come from; nil when built from values.
             /// Changed only by `StoragePool`, while nothing else references the storage.
@@ -1013,6 +1029,7 @@ extension Weft.V1 {
                     ledgerTimeRecordTimeTolerance = nil
                     mediatorDeduplicationTimeout = nil
                     authenticationTokenLifetime = nil
+                    mediatorReactionTimeout = nil
                     unknownFields = UnknownFields()
                 }
                 _source?.release()
@@ -1027,6 +1044,7 @@ extension Weft.V1 {
                 ledgerTimeRecordTimeTolerance = o.ledgerTimeRecordTimeTolerance
                 mediatorDeduplicationTimeout = o.mediatorDeduplicationTimeout
                 authenticationTokenLifetime = o.authenticationTokenLifetime
+                mediatorReactionTimeout = o.mediatorReactionTimeout
                 unknownFields = o.unknownFields
                 _source = nil
                 _fields = LazyFields()
@@ -1056,6 +1074,7 @@ extension Weft.V1 {
         && l.ledgerTimeRecordTimeTolerance == r.ledgerTimeRecordTimeTolerance
         && l.mediatorDeduplicationTimeout == r.mediatorDeduplicationTimeout
         && l.authenticationTokenLifetime == r.authenticationTokenLifetime
+        && l.mediatorReactionTimeout == r.mediatorReactionTimeout
         && l.unknownFields == r.unknownFields
         }
 
@@ -1067,13 +1086,14 @@ extension Weft.V1 {
             hasher.combine(s.ledgerTimeRecordTimeTolerance)
             hasher.combine(s.mediatorDeduplicationTimeout)
             hasher.combine(s.authenticationTokenLifetime)
+            hasher.combine(s.mediatorReactionTimeout)
             hasher.combine(s.unknownFields)
         }
 
         /// The fields, as a plain struct would show them (`print`, `dump`, `weft inspect`).
         public var customMirror: Mirror {
             let s = _storage.read
-            let children: [(label: String?, value: Any)] = [("participantResponseTimeout", s.participantResponseTimeout as Any), ("reconciliationInterval", s.reconciliationInterval as Any), ("maxRequestSizeBytes", s.maxRequestSizeBytes as Any), ("ledgerTimeRecordTimeTolerance", s.ledgerTimeRecordTimeTolerance as Any), ("mediatorDeduplicationTimeout", s.mediatorDeduplicationTimeout as Any), ("authenticationTokenLifetime", s.authenticationTokenLifetime as Any), ("unknownFields", s.unknownFields as Any)]
+            let children: [(label: String?, value: Any)] = [("participantResponseTimeout", s.participantResponseTimeout as Any), ("reconciliationInterval", s.reconciliationInterval as Any), ("maxRequestSizeBytes", s.maxRequestSizeBytes as Any), ("ledgerTimeRecordTimeTolerance", s.ledgerTimeRecordTimeTolerance as Any), ("mediatorDeduplicationTimeout", s.mediatorDeduplicationTimeout as Any), ("authenticationTokenLifetime", s.authenticationTokenLifetime as Any), ("mediatorReactionTimeout", s.mediatorReactionTimeout as Any), ("unknownFields", s.unknownFields as Any)]
             return Mirror(self, children: children, displayStyle: .struct)
         }
 
@@ -1081,7 +1101,7 @@ extension Weft.V1 {
         public init() { _storage = _Storage.defaultInstance }
 
         /// A message with the given field values; omitted fields keep their defaults.
-        public init(participantResponseTimeout: Weft.V1.Duration? = nil, reconciliationInterval: Weft.V1.Duration? = nil, maxRequestSizeBytes: UInt32 = 0, ledgerTimeRecordTimeTolerance: Weft.V1.Duration? = nil, mediatorDeduplicationTimeout: Weft.V1.Duration? = nil, authenticationTokenLifetime: Weft.V1.Duration? = nil) {
+        public init(participantResponseTimeout: Weft.V1.Duration? = nil, reconciliationInterval: Weft.V1.Duration? = nil, maxRequestSizeBytes: UInt32 = 0, ledgerTimeRecordTimeTolerance: Weft.V1.Duration? = nil, mediatorDeduplicationTimeout: Weft.V1.Duration? = nil, authenticationTokenLifetime: Weft.V1.Duration? = nil, mediatorReactionTimeout: Weft.V1.Duration? = nil) {
             self.init()
             self.participantResponseTimeout = participantResponseTimeout
             self.reconciliationInterval = reconciliationInterval
@@ -1089,6 +1109,7 @@ extension Weft.V1 {
             self.ledgerTimeRecordTimeTolerance = ledgerTimeRecordTimeTolerance
             self.mediatorDeduplicationTimeout = mediatorDeduplicationTimeout
             self.authenticationTokenLifetime = authenticationTokenLifetime
+            self.mediatorReactionTimeout = mediatorReactionTimeout
         }
 
         /// Decodes a message from its protobuf encoding.
@@ -2502,6 +2523,7 @@ extension Weft.V1.DomainParameters: BoxedMessage {
         if let p = c.ledger_time_record_time_tolerance { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
         if let p = c.mediator_deduplication_timeout { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
         if let p = c.authentication_token_lifetime { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
+        if let p = c.mediator_reaction_timeout { try Weft.V1.Duration.validate(p, byteCount: byteCount) }
         try CBridge.checkUnknownFields(c.base, Self.protoMessageName, byteCount)
     }
 
@@ -2523,6 +2545,7 @@ extension Weft.V1.DomainParameters: BoxedMessage {
         if let p = c.ledger_time_record_time_tolerance { s.ledgerTimeRecordTimeTolerance = Weft.V1.Duration(decoded: p, in: tree) }
         if let p = c.mediator_deduplication_timeout { s.mediatorDeduplicationTimeout = Weft.V1.Duration(decoded: p, in: tree) }
         if let p = c.authentication_token_lifetime { s.authenticationTokenLifetime = Weft.V1.Duration(decoded: p, in: tree) }
+        if let p = c.mediator_reaction_timeout { s.mediatorReactionTimeout = Weft.V1.Duration(decoded: p, in: tree) }
         s.unknownFields = CBridge.unknownFields(c.base)
     }
 
@@ -2536,6 +2559,7 @@ extension Weft.V1.DomainParameters: BoxedMessage {
         if let v = s.ledgerTimeRecordTimeTolerance { c.pointee.ledger_time_record_time_tolerance = try Weft.V1.Duration.makeC(v, arena) }
         if let v = s.mediatorDeduplicationTimeout { c.pointee.mediator_deduplication_timeout = try Weft.V1.Duration.makeC(v, arena) }
         if let v = s.authenticationTokenLifetime { c.pointee.authentication_token_lifetime = try Weft.V1.Duration.makeC(v, arena) }
+        if let v = s.mediatorReactionTimeout { c.pointee.mediator_reaction_timeout = try Weft.V1.Duration.makeC(v, arena) }
         CBridge.setUnknownFields(s.unknownFields, &c.pointee.base, arena)
     }
 }

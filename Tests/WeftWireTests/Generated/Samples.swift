@@ -204,6 +204,7 @@ extension Weft.V1.DomainParameters {
         if !deep { m.ledgerTimeRecordTimeTolerance = Weft.V1.Duration.sample(variant: 0, depth: depth + 1) }
         if !deep { m.mediatorDeduplicationTimeout = Weft.V1.Duration.sample(variant: 0, depth: depth + 1) }
         if !deep { m.authenticationTokenLifetime = Weft.V1.Duration.sample(variant: 0, depth: depth + 1) }
+        if !deep { m.mediatorReactionTimeout = Weft.V1.Duration.sample(variant: 0, depth: depth + 1) }
         return m
     }
 }

@@ -1001,7 +1001,7 @@ const ProtobufCMessageDescriptor weft__v1__sequencer_domain_state__descriptor =
   (ProtobufCMessageInit) weft__v1__sequencer_domain_state__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor weft__v1__domain_parameters__field_descriptors[6] =
+static const ProtobufCFieldDescriptor weft__v1__domain_parameters__field_descriptors[7] =
 {
   {
     "participant_response_timeout",
@@ -1075,19 +1075,32 @@ static const ProtobufCFieldDescriptor weft__v1__domain_parameters__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "mediator_reaction_timeout",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Weft__V1__DomainParameters, mediator_reaction_timeout),
+    &weft__v1__duration__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned weft__v1__domain_parameters__field_indices_by_name[] = {
   5,   /* field[5] = authentication_token_lifetime */
   3,   /* field[3] = ledger_time_record_time_tolerance */
   2,   /* field[2] = max_request_size_bytes */
   4,   /* field[4] = mediator_deduplication_timeout */
+  6,   /* field[6] = mediator_reaction_timeout */
   0,   /* field[0] = participant_response_timeout */
   1,   /* field[1] = reconciliation_interval */
 };
 static const ProtobufCIntRange weft__v1__domain_parameters__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor weft__v1__domain_parameters__descriptor =
 {
@@ -1097,7 +1110,7 @@ const ProtobufCMessageDescriptor weft__v1__domain_parameters__descriptor =
   "Weft__V1__DomainParameters",
   "weft.v1",
   sizeof(Weft__V1__DomainParameters),
-  6,
+  7,
   weft__v1__domain_parameters__field_descriptors,
   weft__v1__domain_parameters__field_indices_by_name,
   1,  weft__v1__domain_parameters__number_ranges,

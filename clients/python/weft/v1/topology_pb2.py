@@ -15,21 +15,21 @@ from weft.v1 import common_pb2 as weft_dot_v1_dot_common__pb2
 from weft.v1 import crypto_pb2 as weft_dot_v1_dot_crypto__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16weft/v1/topology.proto\x12\x07weft.v1\x1a\x14weft/v1/common.proto\x1a\x14weft/v1/crypto.proto\"l\n\x13NamespaceDelegation\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12&\n\ntarget_key\x18\x02 \x01(\x0b\x32\x12.weft.v1.PublicKey\x12\x1a\n\x12is_root_delegation\x18\x03 \x01(\x08\"E\n\x11OwnerToKeyMapping\x12\x0e\n\x06member\x18\x01 \x01(\t\x12 \n\x04keys\x18\x02 \x03(\x0b\x32\x12.weft.v1.PublicKey\"\x8b\x01\n\x16ParticipantDomainState\x12\x13\n\x0bparticipant\x18\x01 \x01(\t\x12\x32\n\npermission\x18\x02 \x01(\x0e\x32\x1e.weft.v1.ParticipantPermission\x12(\n\x0btrust_level\x18\x03 \x01(\x0e\x32\x13.weft.v1.TrustLevel\"l\n\x12PartyToParticipant\x12\r\n\x05party\x18\x01 \x01(\t\x12\x13\n\x0bparticipant\x18\x02 \x01(\t\x12\x32\n\npermission\x18\x03 \x01(\x0e\x32\x1e.weft.v1.ParticipantPermission\"\'\n\x13MediatorDomainState\x12\x10\n\x08mediator\x18\x01 \x01(\t\"*\n\x14SequencerDomainState\x12\x12\n\nsequencers\x18\x01 \x03(\t\"\xd2\x02\n\x10\x44omainParameters\x12\x37\n\x1cparticipant_response_timeout\x18\x01 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x32\n\x17reconciliation_interval\x18\x02 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x1e\n\x16max_request_size_bytes\x18\x03 \x01(\r\x12<\n!ledger_time_record_time_tolerance\x18\x04 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x39\n\x1emediator_deduplication_timeout\x18\x05 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x38\n\x1d\x61uthentication_token_lifetime\x18\x06 \x01(\x0b\x32\x11.weft.v1.Duration\"V\n\x15\x44omainParametersState\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12-\n\nparameters\x18\x02 \x01(\x0b\x32\x19.weft.v1.DomainParameters\"\xdb\x03\n\x0fTopologyMapping\x12<\n\x14namespace_delegation\x18\x01 \x01(\x0b\x32\x1c.weft.v1.NamespaceDelegationH\x00\x12:\n\x14owner_to_key_mapping\x18\x02 \x01(\x0b\x32\x1a.weft.v1.OwnerToKeyMappingH\x00\x12\x43\n\x18participant_domain_state\x18\x03 \x01(\x0b\x32\x1f.weft.v1.ParticipantDomainStateH\x00\x12;\n\x14party_to_participant\x18\x04 \x01(\x0b\x32\x1b.weft.v1.PartyToParticipantH\x00\x12=\n\x15mediator_domain_state\x18\x05 \x01(\x0b\x32\x1c.weft.v1.MediatorDomainStateH\x00\x12?\n\x16sequencer_domain_state\x18\x06 \x01(\x0b\x32\x1d.weft.v1.SequencerDomainStateH\x00\x12\x41\n\x17\x64omain_parameters_state\x18\x07 \x01(\x0b\x32\x1e.weft.v1.DomainParametersStateH\x00\x42\t\n\x07mapping\"\x8e\x01\n\x13TopologyTransaction\x12,\n\toperation\x18\x01 \x01(\x0e\x32\x19.weft.v1.TopologyChangeOp\x12\x0e\n\x06serial\x18\x02 \x01(\x04\x12)\n\x07mapping\x18\x03 \x01(\x0b\x32\x18.weft.v1.TopologyMapping\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\"X\n\x19SignedTopologyTransaction\x12\x13\n\x0btransaction\x18\x01 \x01(\x0c\x12&\n\nsignatures\x18\x02 \x03(\x0b\x32\x12.weft.v1.Signature\"\xa5\x01\n\x19StoredTopologyTransaction\x12\x37\n\x0btransaction\x18\x01 \x01(\x0b\x32\".weft.v1.SignedTopologyTransaction\x12&\n\nvalid_from\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\'\n\x0bvalid_until\x18\x03 \x01(\x0b\x32\x12.weft.v1.Timestamp\"i\n\x1dTopologyTransactionsBroadcast\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x38\n\x0ctransactions\x18\x02 \x03(\x0b\x32\".weft.v1.SignedTopologyTransaction\"\\\n\x10TopologySnapshot\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x38\n\x0ctransactions\x18\x02 \x03(\x0b\x32\".weft.v1.StoredTopologyTransaction\"g\n\x1bTopologyTransactionsRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x38\n\x0ctransactions\x18\x02 \x03(\x0b\x32\".weft.v1.SignedTopologyTransaction*u\n\x10TopologyChangeOp\x12\"\n\x1eTOPOLOGY_CHANGE_OP_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTOPOLOGY_CHANGE_OP_REPLACE\x10\x01\x12\x1d\n\x19TOPOLOGY_CHANGE_OP_REMOVE\x10\x02*\xdc\x01\n\x15ParticipantPermission\x12&\n\"PARTICIPANT_PERMISSION_UNSPECIFIED\x10\x00\x12%\n!PARTICIPANT_PERMISSION_SUBMISSION\x10\x01\x12\'\n#PARTICIPANT_PERMISSION_CONFIRMATION\x10\x02\x12&\n\"PARTICIPANT_PERMISSION_OBSERVATION\x10\x03\x12#\n\x1fPARTICIPANT_PERMISSION_DISABLED\x10\x04*X\n\nTrustLevel\x12\x1b\n\x17TRUST_LEVEL_UNSPECIFIED\x10\x00\x12\x18\n\x14TRUST_LEVEL_ORDINARY\x10\x01\x12\x13\n\x0fTRUST_LEVEL_VIP\x10\x02*\x9b\x01\n\nMemberRole\x12\x1b\n\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x1b\n\x17MEMBER_ROLE_PARTICIPANT\x10\x01\x12\x18\n\x14MEMBER_ROLE_MEDIATOR\x10\x02\x12\x19\n\x15MEMBER_ROLE_SEQUENCER\x10\x03\x12\x1e\n\x1aMEMBER_ROLE_DOMAIN_MANAGER\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16weft/v1/topology.proto\x12\x07weft.v1\x1a\x14weft/v1/common.proto\x1a\x14weft/v1/crypto.proto\"l\n\x13NamespaceDelegation\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12&\n\ntarget_key\x18\x02 \x01(\x0b\x32\x12.weft.v1.PublicKey\x12\x1a\n\x12is_root_delegation\x18\x03 \x01(\x08\"E\n\x11OwnerToKeyMapping\x12\x0e\n\x06member\x18\x01 \x01(\t\x12 \n\x04keys\x18\x02 \x03(\x0b\x32\x12.weft.v1.PublicKey\"\x8b\x01\n\x16ParticipantDomainState\x12\x13\n\x0bparticipant\x18\x01 \x01(\t\x12\x32\n\npermission\x18\x02 \x01(\x0e\x32\x1e.weft.v1.ParticipantPermission\x12(\n\x0btrust_level\x18\x03 \x01(\x0e\x32\x13.weft.v1.TrustLevel\"l\n\x12PartyToParticipant\x12\r\n\x05party\x18\x01 \x01(\t\x12\x13\n\x0bparticipant\x18\x02 \x01(\t\x12\x32\n\npermission\x18\x03 \x01(\x0e\x32\x1e.weft.v1.ParticipantPermission\"\'\n\x13MediatorDomainState\x12\x10\n\x08mediator\x18\x01 \x01(\t\"*\n\x14SequencerDomainState\x12\x12\n\nsequencers\x18\x01 \x03(\t\"\x88\x03\n\x10\x44omainParameters\x12\x37\n\x1cparticipant_response_timeout\x18\x01 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x32\n\x17reconciliation_interval\x18\x02 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x1e\n\x16max_request_size_bytes\x18\x03 \x01(\r\x12<\n!ledger_time_record_time_tolerance\x18\x04 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x39\n\x1emediator_deduplication_timeout\x18\x05 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x38\n\x1d\x61uthentication_token_lifetime\x18\x06 \x01(\x0b\x32\x11.weft.v1.Duration\x12\x34\n\x19mediator_reaction_timeout\x18\x07 \x01(\x0b\x32\x11.weft.v1.Duration\"V\n\x15\x44omainParametersState\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12-\n\nparameters\x18\x02 \x01(\x0b\x32\x19.weft.v1.DomainParameters\"\xdb\x03\n\x0fTopologyMapping\x12<\n\x14namespace_delegation\x18\x01 \x01(\x0b\x32\x1c.weft.v1.NamespaceDelegationH\x00\x12:\n\x14owner_to_key_mapping\x18\x02 \x01(\x0b\x32\x1a.weft.v1.OwnerToKeyMappingH\x00\x12\x43\n\x18participant_domain_state\x18\x03 \x01(\x0b\x32\x1f.weft.v1.ParticipantDomainStateH\x00\x12;\n\x14party_to_participant\x18\x04 \x01(\x0b\x32\x1b.weft.v1.PartyToParticipantH\x00\x12=\n\x15mediator_domain_state\x18\x05 \x01(\x0b\x32\x1c.weft.v1.MediatorDomainStateH\x00\x12?\n\x16sequencer_domain_state\x18\x06 \x01(\x0b\x32\x1d.weft.v1.SequencerDomainStateH\x00\x12\x41\n\x17\x64omain_parameters_state\x18\x07 \x01(\x0b\x32\x1e.weft.v1.DomainParametersStateH\x00\x42\t\n\x07mapping\"\x8e\x01\n\x13TopologyTransaction\x12,\n\toperation\x18\x01 \x01(\x0e\x32\x19.weft.v1.TopologyChangeOp\x12\x0e\n\x06serial\x18\x02 \x01(\x04\x12)\n\x07mapping\x18\x03 \x01(\x0b\x32\x18.weft.v1.TopologyMapping\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\"X\n\x19SignedTopologyTransaction\x12\x13\n\x0btransaction\x18\x01 \x01(\x0c\x12&\n\nsignatures\x18\x02 \x03(\x0b\x32\x12.weft.v1.Signature\"\xa5\x01\n\x19StoredTopologyTransaction\x12\x37\n\x0btransaction\x18\x01 \x01(\x0b\x32\".weft.v1.SignedTopologyTransaction\x12&\n\nvalid_from\x18\x02 \x01(\x0b\x32\x12.weft.v1.Timestamp\x12\'\n\x0bvalid_until\x18\x03 \x01(\x0b\x32\x12.weft.v1.Timestamp\"i\n\x1dTopologyTransactionsBroadcast\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x38\n\x0ctransactions\x18\x02 \x03(\x0b\x32\".weft.v1.SignedTopologyTransaction\"\\\n\x10TopologySnapshot\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x38\n\x0ctransactions\x18\x02 \x03(\x0b\x32\".weft.v1.StoredTopologyTransaction\"g\n\x1bTopologyTransactionsRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x38\n\x0ctransactions\x18\x02 \x03(\x0b\x32\".weft.v1.SignedTopologyTransaction*u\n\x10TopologyChangeOp\x12\"\n\x1eTOPOLOGY_CHANGE_OP_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTOPOLOGY_CHANGE_OP_REPLACE\x10\x01\x12\x1d\n\x19TOPOLOGY_CHANGE_OP_REMOVE\x10\x02*\xdc\x01\n\x15ParticipantPermission\x12&\n\"PARTICIPANT_PERMISSION_UNSPECIFIED\x10\x00\x12%\n!PARTICIPANT_PERMISSION_SUBMISSION\x10\x01\x12\'\n#PARTICIPANT_PERMISSION_CONFIRMATION\x10\x02\x12&\n\"PARTICIPANT_PERMISSION_OBSERVATION\x10\x03\x12#\n\x1fPARTICIPANT_PERMISSION_DISABLED\x10\x04*X\n\nTrustLevel\x12\x1b\n\x17TRUST_LEVEL_UNSPECIFIED\x10\x00\x12\x18\n\x14TRUST_LEVEL_ORDINARY\x10\x01\x12\x13\n\x0fTRUST_LEVEL_VIP\x10\x02*\x9b\x01\n\nMemberRole\x12\x1b\n\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x1b\n\x17MEMBER_ROLE_PARTICIPANT\x10\x01\x12\x18\n\x14MEMBER_ROLE_MEDIATOR\x10\x02\x12\x19\n\x15MEMBER_ROLE_SEQUENCER\x10\x03\x12\x1e\n\x1aMEMBER_ROLE_DOMAIN_MANAGER\x10\x04\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'weft.v1.topology_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _TOPOLOGYCHANGEOP._serialized_start=2213
-  _TOPOLOGYCHANGEOP._serialized_end=2330
-  _PARTICIPANTPERMISSION._serialized_start=2333
-  _PARTICIPANTPERMISSION._serialized_end=2553
-  _TRUSTLEVEL._serialized_start=2555
-  _TRUSTLEVEL._serialized_end=2643
-  _MEMBERROLE._serialized_start=2646
-  _MEMBERROLE._serialized_end=2801
+  _TOPOLOGYCHANGEOP._serialized_start=2267
+  _TOPOLOGYCHANGEOP._serialized_end=2384
+  _PARTICIPANTPERMISSION._serialized_start=2387
+  _PARTICIPANTPERMISSION._serialized_end=2607
+  _TRUSTLEVEL._serialized_start=2609
+  _TRUSTLEVEL._serialized_end=2697
+  _MEMBERROLE._serialized_start=2700
+  _MEMBERROLE._serialized_end=2855
   _NAMESPACEDELEGATION._serialized_start=79
   _NAMESPACEDELEGATION._serialized_end=187
   _OWNERTOKEYMAPPING._serialized_start=189
@@ -43,21 +43,21 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _SEQUENCERDOMAINSTATE._serialized_start=553
   _SEQUENCERDOMAINSTATE._serialized_end=595
   _DOMAINPARAMETERS._serialized_start=598
-  _DOMAINPARAMETERS._serialized_end=936
-  _DOMAINPARAMETERSSTATE._serialized_start=938
-  _DOMAINPARAMETERSSTATE._serialized_end=1024
-  _TOPOLOGYMAPPING._serialized_start=1027
-  _TOPOLOGYMAPPING._serialized_end=1502
-  _TOPOLOGYTRANSACTION._serialized_start=1505
-  _TOPOLOGYTRANSACTION._serialized_end=1647
-  _SIGNEDTOPOLOGYTRANSACTION._serialized_start=1649
-  _SIGNEDTOPOLOGYTRANSACTION._serialized_end=1737
-  _STOREDTOPOLOGYTRANSACTION._serialized_start=1740
-  _STOREDTOPOLOGYTRANSACTION._serialized_end=1905
-  _TOPOLOGYTRANSACTIONSBROADCAST._serialized_start=1907
-  _TOPOLOGYTRANSACTIONSBROADCAST._serialized_end=2012
-  _TOPOLOGYSNAPSHOT._serialized_start=2014
-  _TOPOLOGYSNAPSHOT._serialized_end=2106
-  _TOPOLOGYTRANSACTIONSREQUEST._serialized_start=2108
-  _TOPOLOGYTRANSACTIONSREQUEST._serialized_end=2211
+  _DOMAINPARAMETERS._serialized_end=990
+  _DOMAINPARAMETERSSTATE._serialized_start=992
+  _DOMAINPARAMETERSSTATE._serialized_end=1078
+  _TOPOLOGYMAPPING._serialized_start=1081
+  _TOPOLOGYMAPPING._serialized_end=1556
+  _TOPOLOGYTRANSACTION._serialized_start=1559
+  _TOPOLOGYTRANSACTION._serialized_end=1701
+  _SIGNEDTOPOLOGYTRANSACTION._serialized_start=1703
+  _SIGNEDTOPOLOGYTRANSACTION._serialized_end=1791
+  _STOREDTOPOLOGYTRANSACTION._serialized_start=1794
+  _STOREDTOPOLOGYTRANSACTION._serialized_end=1959
+  _TOPOLOGYTRANSACTIONSBROADCAST._serialized_start=1961
+  _TOPOLOGYTRANSACTIONSBROADCAST._serialized_end=2066
+  _TOPOLOGYSNAPSHOT._serialized_start=2068
+  _TOPOLOGYSNAPSHOT._serialized_end=2160
+  _TOPOLOGYTRANSACTIONSREQUEST._serialized_start=2162
+  _TOPOLOGYTRANSACTIONSREQUEST._serialized_end=2265
 # @@protoc_insertion_point(module_scope)

@@ -291,10 +291,22 @@ struct  Weft__V1__DomainParameters
    * Validity of a member's sequencer session token.
    */
   Weft__V1__Duration *authentication_token_lifetime;
+  /*
+   * How long after the participant response timeout the mediator's verdict
+   * may still be sequenced. A request's decision time is its sequencing time
+   * plus participant_response_timeout plus this. The mediator sends its
+   * verdict with that as its max sequencing time at the latest. A participant
+   * holding a request that has no verdict once its stream passes the
+   * decision time rejects it locally with PARTICIPANT_VERDICT_TIMED_OUT,
+   * releases its locks, and ignores a verdict sequenced later. Every
+   * participant sees the same sequencing times, so all of them decide alike.
+   * Unset means 30 s; set, it must be positive.
+   */
+  Weft__V1__Duration *mediator_reaction_timeout;
 };
 #define WEFT__V1__DOMAIN_PARAMETERS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&weft__v1__domain_parameters__descriptor) \
-    , NULL, NULL, 0, NULL, NULL, NULL }
+    , NULL, NULL, 0, NULL, NULL, NULL, NULL }
 
 
 /*
