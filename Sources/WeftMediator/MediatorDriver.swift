@@ -120,11 +120,11 @@ public actor MediatorDriver {
     /// restart within the same window is refused by the sequencer as a duplicate.
     ///
     /// A verdict decided long ago — by a mediator catching up after a downtime, where a decision's
-    /// time is its event's sequencing time — is still sent, under a later window: participants
-    /// wait for the verdict with no deadline of their own, and keep their inputs locked until it
-    /// comes. Once a window has ended, its submission can no longer be sequenced; if it was
-    /// sequenced before a crash kept it from being marked delivered, the later window's copy
-    /// reaches participants that already decided the request, and they ignore it.
+    /// time is its event's sequencing time — is still sent, under a later window, as long as the
+    /// request's decision time allows (`verdictSubmission(_:decidedAt:now:window:decisionTime:)`).
+    /// Once a window has ended, its submission can no longer be sequenced; if it was sequenced
+    /// before a crash kept it from being marked delivered, the later window's copy reaches
+    /// participants that already decided the request, and they ignore it.
     public nonisolated static func verdictSubmission(
         _ request: RequestID, decidedAt: Int64, now: Int64, window: Int64
     ) -> (messageID: String, maxSequencingTime: Int64) {
@@ -132,6 +132,21 @@ public actor MediatorDriver {
         let k = elapsed < window / 2 ? 0 : (elapsed + window / 2) / window
         let base = verdictMessageID(request)
         return (k == 0 ? base : "\(base)-\(k)", decidedAt + (k + 1) * window)
+    }
+
+    /// As `verdictSubmission(_:decidedAt:now:window:)`, within the request's decision time
+    /// (`DomainParameters.decisionTime`): the max sequencing time is never later, since a
+    /// participant whose stream passes that time without a verdict rejects the request itself
+    /// and ignores a verdict sequenced after it. Nil once `now` has reached the decision time:
+    /// the verdict could only be sequenced too late, and every participant has rejected the
+    /// request (or will, at the same sequencing time) whatever the verdict said.
+    public nonisolated static func verdictSubmission(
+        _ request: RequestID, decidedAt: Int64, now: Int64, window: Int64, decisionTime: Int64?
+    ) -> (messageID: String, maxSequencingTime: Int64)? {
+        let submission = verdictSubmission(request, decidedAt: decidedAt, now: now, window: window)
+        guard let decisionTime else { return submission }
+        guard now < decisionTime else { return nil }
+        return (submission.messageID, min(submission.maxSequencingTime, decisionTime))
     }
 
     /// Processes the stream from where the store says it stopped, sends verdicts and time
@@ -429,8 +444,26 @@ public actor MediatorDriver {
             }
             let recipients = informees.filter { now.isActive($0) }.map(\.description)
             let decidedAt = verdict.decidedAt.microsSinceEpoch
-            let (messageID, maxSequencingTime) = Self.verdictSubmission(
-                verdict.request, decidedAt: decidedAt, now: Self.wallClockMicros(), window: settings.verdictSendWindowMicros)
+            let decisionTime = await topology.snapshot(at: verdict.request.timestamp).domainParameters?
+                .decisionTime(ofRequestAt: verdict.request.timestamp.microsSinceEpoch)
+            guard
+                let submission = Self.verdictSubmission(
+                    verdict.request, decidedAt: decidedAt, now: Self.wallClockMicros(), window: settings.verdictSendWindowMicros,
+                    decisionTime: decisionTime)
+            else {
+                logger.warning(
+                    "a verdict is not sent: the request's decision time has passed, so its participants reject it themselves (PARTICIPANT_VERDICT_TIMED_OUT) and would ignore this verdict",
+                    metadata: [
+                        "request": "\(verdict.request)", "approved": "\(verdict.isApproved)",
+                        "decision_time": "\(decisionTime ?? 0)",
+                    ])
+                Counter(label: "weft_mediator_verdicts_total", dimensions: [("outcome", "too_late")]).increment()
+                await mediator.verdictDelivered(verdict.request.timestamp)
+                outbox[timestamp] = nil
+                requestTraces[verdict.request.timestamp] = nil
+                continue
+            }
+            let (messageID, maxSequencingTime) = submission
             if recipients.isEmpty {
                 logger.warning("a verdict without recipients is not sent", metadata: ["request": "\(verdict.request)"])
             } else {

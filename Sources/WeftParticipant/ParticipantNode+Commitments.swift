@@ -89,7 +89,7 @@ extension ParticipantNode {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(200))
                 await self?.askForTimeIfIdle()
-                await self?.askForTimePastMaxSequencingTime()
+                await self?.askForTimePastDeadlines()
                 await self?.storeCursorIfIdle()
             }
         }

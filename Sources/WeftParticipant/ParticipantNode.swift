@@ -106,9 +106,13 @@ public actor ParticipantNode {
     /// the stream's time passes a request's max sequencing time without it, the sequencer can no
     /// longer sequence it, and the command is rejected — never both rejected and committed.
     private var unsequenced: [String: (key: CommandKey, maxSequencingTime: Int64)] = [:]
-    /// When the wall clock passed a max sequencing time of `unsequenced` that the stream had not,
-    /// a time proof was asked for (`askForTimePastMaxSequencingTime`): when, and for which.
-    private var maxSequencingTimeProof: (maxSequencingTime: Int64, askedAt: ContinuousClock.Instant)?
+    /// When the wall clock passed a deadline that the stream had not (a max sequencing time of
+    /// `unsequenced`, a pending request's decision time), a time proof was asked for
+    /// (`askForTimePastDeadlines`): when, and for which deadline.
+    private var deadlineTimeProof: (deadline: Int64, askedAt: ContinuousClock.Instant)?
+    /// The decision time of each pending request (`DomainParameters.decisionTime`; `.max` without
+    /// domain parameters), computed once from the topology at the request's time.
+    private var decisionTimes: [SequencingTimestamp: Int64] = [:]
     var known = Set<ContractID>()
     private var locks: [ContractID: SequencingTimestamp] = [:]
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
@@ -847,29 +851,33 @@ public actor ParticipantNode {
     }
 
     /// A command whose request was not seen sequenced completes once the stream's time passes
-    /// its max sequencing time, but the stream moves only with events, and a participant the
-    /// domain sends nothing to may wait for ever: once the wall clock has passed the earliest such
-    /// time and no event has, ask the sequencer for the time with an empty batch (a time proof,
-    /// as the mediator does for its deadlines), and again each `timeProofRetry` while the stream
-    /// stays behind (a sequencer clock behind this one). The commitment ticker calls it.
-    func askForTimePastMaxSequencingTime() {
-        guard !processingEnded, let earliest = unsequenced.values.lazy.map(\.maxSequencingTime).min(),
+    /// its max sequencing time, and a pending request without a verdict once it passes the
+    /// request's decision time; but the stream moves only with events, and a participant the
+    /// domain sends nothing to may wait for ever. Once the wall clock has passed the earliest such
+    /// deadline and no event has, ask the sequencer for the time with an empty batch (a time
+    /// proof, as the mediator does for its deadlines), and again each `timeProofRetry` while the
+    /// stream stays behind (a sequencer clock behind this one). The commitment ticker calls it.
+    func askForTimePastDeadlines() async {
+        if !pending.isEmpty { await computeDecisionTimes() }
+        let maxSequencingTimes = unsequenced.values.lazy.map(\.maxSequencingTime)
+        let decisions = pending.keys.lazy.compactMap { self.decisionTimes[$0] }.filter { $0 < .max }
+        guard !processingEnded, let earliest = [maxSequencingTimes.min(), decisions.min()].compactMap({ $0 }).min(),
             wallClockMicros() > earliest, (cursor.lastTimestamp?.microsSinceEpoch ?? .min) <= earliest
         else { return }
-        if let asked = maxSequencingTimeProof, asked.maxSequencingTime == earliest,
+        if let asked = deadlineTimeProof, asked.deadline == earliest,
             ContinuousClock.now - asked.askedAt < Self.timeProofRetry
         {
             return
         }
-        maxSequencingTimeProof = (earliest, .now)
+        deadlineTimeProof = (earliest, .now)
         let messageID = "time-proof-\(earliest)-\(wallClockMicros())"
         let (connection, logger) = (self.connection, self.logger)
         background {
             do {
                 try await connection.send(Weft.V1.Batch(envelopes: []), messageID: messageID)
                 logger.debug(
-                    "asked the sequencer for the time: a command's max sequencing time passed without its request",
-                    metadata: ["max_sequencing_time": "\(earliest)"])
+                    "asked the sequencer for the time: a command's max sequencing time or a request's decision time passed without an event",
+                    metadata: ["deadline": "\(earliest)"])
             } catch {
                 logger.warning(
                     "asking the sequencer for the time failed; retried", metadata: ["error": "\(error)"])
@@ -935,6 +943,7 @@ public actor ParticipantNode {
         }
         let next = ParticipantStore.Cursor(nextCounter: event.counter + 1, lastTimestamp: timestamp)
         try await completePeriod(before: timestamp)
+        if !pending.isEmpty { try await timeOutUndecided(before: timestamp) }
         switch event.event {
         case .deliverError(let error)?:
             unsequenced[error.messageID] = nil
@@ -970,6 +979,47 @@ public actor ParticipantNode {
         }
         if !unsequenced.isEmpty { try await expireUnsequenced(at: timestamp) }
         await throttleWrites()
+    }
+
+    /// Rejects each pending request whose decision time the stream has passed (an event at
+    /// `timestamp`) without a verdict: the mediator did not send one in time (it was down past
+    /// the domain's mediator reaction timeout, or lost its state), and none may come any more —
+    /// the mediator never sends one with a later max sequencing time. Without this, the
+    /// request's inputs would stay locked for ever. Every participant of the request sees the same
+    /// sequencing times, so all reject it at the same event, and a verdict sequenced later
+    /// finds it no longer pending. Decided before the event, with the cursor before it.
+    private func timeOutUndecided(before timestamp: SequencingTimestamp) async throws {
+        await computeDecisionTimes()
+        let due = pending.keys.filter { (decisionTimes[$0] ?? .max) < timestamp.microsSinceEpoch }.sorted()
+        for requestTime in due {
+            guard let request = pending[requestTime] else { continue }
+            let decisionTime = decisionTimes[requestTime] ?? .max
+            let reason =
+                "no verdict reached this participant by the request's decision time (\(SequencingTimestamp(microsSinceEpoch: decisionTime))"
+                + ": its sequencing time plus the domain's participant response and mediator reaction timeouts); the mediator "
+                + "was down or its verdict was lost, and nothing was committed — submit the command again"
+            logger.warning(
+                "a pending request had no verdict by its decision time; rejected here, its locks released",
+                metadata: [
+                    LogKey.request: "\(requestTime)", LogKey.rootHash: "\(request.rootHash)",
+                    LogKey.reasonID: "\(RejectReason.Participant.verdictTimedOut)", "decision_time": "\(decisionTime)",
+                ])
+            try await decide(
+                request, at: requestTime, approved: false, reasonID: RejectReason.Participant.verdictTimedOut, reason: reason,
+                commit: nil, effects: nil, next: cursor)
+        }
+    }
+
+    /// Computes, once, the decision times of pending requests loaded at start (validation
+    /// records those of the requests it adds), from the parameters in force at each one's time.
+    private func computeDecisionTimes() async {
+        for requestTime in pending.keys where decisionTimes[requestTime] == nil {
+            let decisionTime =
+                await topology.snapshot(at: requestTime).domainParameters?
+                .decisionTime(ofRequestAt: requestTime.microsSinceEpoch) ?? .max
+            // Still pending after the wait (the ticker's call runs beside the event processor).
+            if pending[requestTime] != nil { decisionTimes[requestTime] = decisionTime }
+        }
     }
 
     // MARK: The cursor
@@ -1103,6 +1153,8 @@ public actor ParticipantNode {
             }
         }
         pending[request.timestamp] = stored
+        decisionTimes[request.timestamp] =
+            snapshot.domainParameters?.decisionTime(ofRequestAt: request.timestamp.microsSinceEpoch) ?? .max
         for id in result.locks { locks[id] = request.timestamp }
         for id in result.creates { pendingCreates[id] = request.timestamp }
         if let reason = result.decision.reasonID {
@@ -1291,6 +1343,18 @@ public actor ParticipantNode {
                     tree: try Weft.V1.TransactionTreeView(events: treeEvents).serializedBytes())
             }
         }
+        try await decide(
+            request, at: requestTime, approved: approved, reasonID: reasonID, reason: reason, commit: commit, effects: effects,
+            next: next)
+    }
+
+    /// Queues the decision on the pending request `request` (sequenced at `requestTime`), with
+    /// the cursor `next`, and updates the state in memory for the events behind it: the verdict's,
+    /// or a rejection of its own once the request's decision time passed without one.
+    private func decide(
+        _ request: ParticipantStore.StoredRequest, at requestTime: SequencingTimestamp, approved: Bool, reasonID: String,
+        reason: String, commit: ParticipantStore.Commit?, effects: Effects?, next: ParticipantStore.Cursor
+    ) async throws {
         Counter(label: "weft_participant_requests_total", dimensions: [("outcome", approved ? "approved" : "rejected")])
             .increment()
         var submitter: SubmitterMetadata?
@@ -1342,6 +1406,7 @@ public actor ParticipantNode {
         decidedUnstored[request.rootHash, default: 0] += 1
         // The next events see the contracts as this verdict leaves them.
         pending[requestTime] = nil
+        decisionTimes[requestTime] = nil
         for id in request.locked where locks[id] == requestTime { locks[id] = nil }
         for id in request.creates where pendingCreates[id] == requestTime { pendingCreates[id] = nil }
         if let effects {

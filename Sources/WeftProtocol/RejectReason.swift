@@ -24,6 +24,11 @@ public enum RejectReason {
         /// The submitter's own verdict on its command: its request was not sequenced by its max
         /// sequencing time (a send whose outcome was lost, or a crash before sending).
         public static let notSequenced = "PARTICIPANT_REQUEST_NOT_SEQUENCED"
+        /// The participant's own verdict on a request it validated: no verdict came before the
+        /// request's decision time (sequencing time + participant response timeout + mediator
+        /// reaction timeout, domain parameters). Every participant of the request decides so at
+        /// the same event, and ignores a verdict sequenced later.
+        public static let verdictTimedOut = "PARTICIPANT_VERDICT_TIMED_OUT"
         /// An input contract is locked by another pending request.
         public static let lockedContracts = "LOCKED_CONTRACTS"
         /// An input contract is not active (archived or never created).

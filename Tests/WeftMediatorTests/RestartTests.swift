@@ -163,4 +163,28 @@ import WeftWire
         #expect(submission(after: 2 * window) == submission(after: 2 * window + window / 4))
         #expect(submission(after: 2 * window).messageID != submission(after: 3 * window).messageID)
     }
+
+    @Test func neverSequencedAfterTheRequestsDecisionTime() {
+        let decisionTime = decided + 90_000_000
+        let send = { (elapsed: Int64) in
+            MediatorDriver.verdictSubmission(
+                request, decidedAt: decided, now: decided + elapsed, window: window, decisionTime: decisionTime)
+        }
+        // Before the decision time: the window's message id, its max sequencing time cut to it.
+        let onTime = send(0)
+        #expect(onTime?.messageID == MediatorDriver.verdictMessageID(request))
+        #expect(onTime?.maxSequencingTime == decisionTime)
+        #expect(send(89_999_999)?.maxSequencingTime == decisionTime)
+        // From the decision time on, nothing to send: participants reject the request themselves.
+        #expect(send(90_000_000) == nil)
+        #expect(send(25 * window) == nil)
+        // A decision time later than the window leaves the window's time as it was.
+        let far = MediatorDriver.verdictSubmission(
+            request, decidedAt: decided, now: decided, window: window, decisionTime: decided + 10 * window)
+        #expect(far?.maxSequencingTime == decided + window)
+        // Without domain parameters (no decision time), the windows alone.
+        #expect(
+            MediatorDriver.verdictSubmission(request, decidedAt: decided, now: decided + 25 * window, window: window, decisionTime: nil)?
+                .maxSequencingTime == submission(after: 25 * window).maxSequencingTime)
+    }
 }

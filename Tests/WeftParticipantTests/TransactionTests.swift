@@ -414,6 +414,60 @@ extension OnARealDomain {
             }
         }
 
+        @Test func aRequestWithoutAVerdictByItsDecisionTimeIsRejectedByItsParticipants() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, p2, alice, bob) = (domain.p1, domain.p2, domain.alice, domain.bob)
+                let iou = try await domain.issued("41", to: alice, command: "issue-no-verdict")
+                // Short timeouts around the transfer only: its decision time is 2 s after its
+                // sequencing time. The mediator is down for longer, so no verdict can come by then.
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(responseTimeoutMicros: 1_000_000, reactionTimeoutMicros: 1_000_000), serial: 2)
+                await domain.mediator.stop()
+                let key = CommandKey(applicationID: "alice-app", commandID: "no-verdict")
+                let prepared = try await p1.prepare([try domain.transfer(iou, to: bob)], actAs: [alice], command: key)
+                // Nothing else happens on the domain: each participant asks the sequencer for the
+                // time once its clock passes the decision time, and rejects the request.
+                let completed = try await ParticipantNode.within(.seconds(30)) { try await p1.submit(prepared) }
+                guard case .rejected(let reasonID, let message)? = completed else {
+                    Issue.record("the transfer without a verdict did not complete as rejected: \(String(describing: completed))")
+                    return
+                }
+                #expect(reasonID == "PARTICIPANT_VERDICT_TIMED_OUT")
+                #expect(message.contains("decision time"), "\(message)")
+                let bobsOutcome = try await ParticipantNode.within(.seconds(20)) { try await p2.outcome(ofRequest: prepared.rootHash) }
+                #expect(bobsOutcome == "PARTICIPANT_VERDICT_TIMED_OUT")
+                #expect(await p1.lockedContracts.isEmpty)
+                #expect(await p2.lockedContracts.isEmpty)
+                #expect(try await p1.activeContracts(of: alice).map(\.id) == [iou])
+                #expect(try await p2.activeContracts(of: bob).isEmpty)
+                // The mediator comes back and decides from the responses it finds, but a verdict
+                // could only be sequenced after the decision time: it sends none. With the
+                // timeouts back to normal, the transfer submitted again commits, once.
+                try await domain.mediator.start()
+                try await domain.setDomainParameters(TestDomain.parameters(), serial: 3)
+                let retried = try await ParticipantNode.within(.seconds(30)) {
+                    try await p1.submit(
+                        [try domain.transfer(iou, to: bob)], actAs: [alice],
+                        command: CommandKey(applicationID: "alice-app", commandID: "no-verdict-retried"))
+                }
+                guard case .succeeded(let transactionID, _)? = retried else {
+                    Issue.record("the retry did not commit: \(String(describing: retried))")
+                    return
+                }
+                #expect(try await p2.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+                #expect(try await p2.activeContracts(of: bob).count == 1)
+                #expect(try await p1.activeContracts(of: alice).isEmpty)
+                #expect(try await p1.outcome(ofRequest: prepared.rootHash) == "PARTICIPANT_VERDICT_TIMED_OUT")
+                // The mediator sends its verdicts in request order, so the first request's had its
+                // turn before the retry's: no verdict of it reached the sequencer.
+                let verdictsOfTheFirst =
+                    "SELECT count(*) FROM sequencer_events WHERE message_id LIKE 'verdict-%-\(prepared.rootHash.description.prefix(16))%'"
+                #expect(try PostgresConnection(url: fixture.url).execute(verdictsOfTheFirst).rows.first?.first?.int64 == 0)
+                await domain.stop()
+            }
+        }
+
         /// Participant1's command `commandID` issuing an IOU of `amount` from alice to herself,
         /// prepared and not yet submitted.
         static func aliceIssue(_ domain: DomainHarness, _ amount: String, command commandID: String) async throws
