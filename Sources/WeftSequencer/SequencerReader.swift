@@ -247,7 +247,7 @@ struct SequencerReader: Sendable {
                 var position = try await start(member: member, memberName: memberName, counter: counter)
                 var safe = try await safePoint.refresh()
                 while !Task.isCancelled {
-                    let page = try await read(member: member, after: position, upTo: safe)
+                    let page = try await read(member: member, memberName: memberName, after: position, upTo: safe, requested: counter)
                     for delivery in page where delivery.counter >= counter {
                         continuation.yield(.delivery(delivery))
                     }
@@ -337,21 +337,39 @@ struct SequencerReader: Sendable {
         return BlockPlace(node: Int16(try row[node].int64 ?? 0), timestamp: timestamp, leaf: Int(offset) + position)
     }
 
-    /// Up to a page of deliveries after `position`, no later than `safe`, with their counters.
-    private func read(member: Int32, after position: (counter: Int64, timestamp: Int64), upTo safe: Int64) async throws -> [StoredDelivery] {
+    /// Up to a page of deliveries after `position`, no later than `safe`, with their counters,
+    /// for a stream that asked for counters from `requested` on.
+    ///
+    /// Counters are counted from `position`, read before this page (a checkpoint, the page
+    /// before). A prune that committed since then removed deliveries after it: counted from
+    /// `position` the rows left would get the counters of the ones removed, and a member would
+    /// skip events or see them again under other counters. So the member's prune point is read
+    /// in the same statement (one snapshot): when it is past `position`, counting goes on from it,
+    /// and if the stream asked for a counter it removed, the read fails as a subscription from
+    /// that counter would.
+    func read(
+        member: Int32, memberName: String, after position: (counter: Int64, timestamp: Int64), upTo safe: Int64, requested: Int64
+    ) async throws -> [StoredDelivery] {
         guard safe > position.timestamp else { return [] }
         fanOut.ownReads.add(1, ordering: .relaxed)
         return try await database.withConnection { connection in
             let rows = try connection.execute(
                 """
                 SELECT e.ts, e.sender::int8, e.message_id, e.kind::int8, e.batch, e.traceparent, array_to_string(e.recipients, ','),
-                       e.error_code::int8, e.error_id, e.error_message, e.node::int8, e.block_ts, e.leaf_offset::int8
+                       e.error_code::int8, e.error_id, e.error_message, e.node::int8, e.block_ts, e.leaf_offset::int8,
+                       (SELECT p.counter FROM sequencer_prune_points p WHERE p.member = $1::int8::int4)
                 FROM sequencer_deliveries d JOIN sequencer_events e ON e.ts = d.ts
                 WHERE d.member = $1::int8::int4 AND d.ts > $2 AND d.ts <= $3
                 ORDER BY d.ts LIMIT \(Self.pageSize)
                 """, [.int64(Int64(member)), .int64(position.timestamp), .int64(safe)]
             ).rows
             var counter = position.counter
+            if let pruned = try rows.first?[13].int64, pruned > counter {
+                guard requested > pruned else {
+                    throw SequencerReadError.pruned(member: memberName, requested: requested, firstAvailable: pruned + 1)
+                }
+                counter = pruned  // the rows left follow the prune point
+            }
             var deliveries: [StoredDelivery] = []
             var checkpoints: [PostgresValue] = []
             for row in rows {

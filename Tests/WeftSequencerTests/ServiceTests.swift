@@ -390,4 +390,53 @@ import WeftWire
             await node.stop()
         }
     }
+
+    /// A page read counts from the position the stream had before it. A prune committed in
+    /// between (a stream starting from a checkpoint before the prune point, or catching up page by
+    /// page) must not make the rows left take the counters of the ones removed.
+    @Test func aPageReadAfterAPruneKeepsEachDeliverysCounter() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (domain, node, manager, _, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
+            let mediator = try await Self.client(node, domain, member: domain.mediatorMember, key: domain.mediatorKey)
+            for number in 0..<10 {
+                try await aliceClient.send(.init(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob.member.description])]), messageID: "m\(number)")
+            }
+            var bobEvents: [Weft.V1.SequencedEvent] = []
+            for try await event in try bobClient.subscribe(from: 0) {
+                bobEvents.append(event)
+                if bobEvents.count == 10 { break }
+            }
+            let bobID = try #require(try await node.sequencer.members.member(named: bob.member.description)).id
+            let safe = try await node.sequencer.safePoint.refresh()
+            // Where a stream from counter 0 starts (no checkpoint yet), taken before the prune.
+            let before = (counter: Int64(-1), timestamp: Int64.min)
+            let fromStart = try await node.sequencer.reader.read(
+                member: bobID, memberName: bob.member.description, after: before, upTo: safe, requested: 0)
+            #expect(fromStart.prefix(10).map(\.counter) == bobEvents.map { Int64($0.counter) })
+
+            let cut = bobEvents[4]
+            let cutTime = try #require(cut.timestamp)
+            try await bobClient.acknowledge(upTo: cutTime)
+            try await mediator.acknowledge(upTo: cutTime)
+            try await manager.acknowledge(upTo: cutTime)
+            try await aliceClient.acknowledge(upTo: cutTime)
+            try await node.sequencer.acknowledge(domain.sequencerMember.description, upTo: cutTime.microsSinceEpoch)
+            _ = try await node.sequencer.prune(upToInclusive: cutTime.microsSinceEpoch, force: false)
+
+            // The same read after the prune, for the counters after the cut: the same counters.
+            let afterPrune = try await node.sequencer.reader.read(
+                member: bobID, memberName: bob.member.description, after: before, upTo: safe, requested: Int64(cut.counter) + 1)
+            #expect(afterPrune.prefix(5).map(\.counter) == bobEvents[5...].map { Int64($0.counter) })
+            #expect(afterPrune.prefix(5).map(\.timestamp) == bobEvents[5...].map { $0.timestamp?.microsSinceEpoch ?? 0 })
+            // For counters the prune removed: the pruned error a subscription from them gets.
+            await #expect {
+                _ = try await node.sequencer.reader.read(
+                    member: bobID, memberName: bob.member.description, after: before, upTo: safe, requested: 0)
+            } throws: { error in
+                guard case .pruned(_, let requested, let firstAvailable)? = error as? SequencerReadError else { return false }
+                return requested == 0 && firstAvailable == Int64(cut.counter) + 1
+            }
+            await node.stop()
+        }
+    }
 }
