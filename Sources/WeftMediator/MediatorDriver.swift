@@ -138,8 +138,8 @@ public actor MediatorDriver {
     /// (`DomainParameters.decisionTime`): the max sequencing time is never later, since a
     /// participant whose stream passes that time without a verdict rejects the request itself
     /// and ignores a verdict sequenced after it. Nil once `now` has reached the decision time:
-    /// the verdict could only be sequenced too late, and every participant has rejected the
-    /// request (or will, at the same sequencing time) whatever the verdict said.
+    /// the verdict could only be sequenced too late, and every participant rejects the request
+    /// (at the first event of its stream after the decision time) whatever the verdict said.
     public nonisolated static func verdictSubmission(
         _ request: RequestID, decidedAt: Int64, now: Int64, window: Int64, decisionTime: Int64?
     ) -> (messageID: String, maxSequencingTime: Int64)? {

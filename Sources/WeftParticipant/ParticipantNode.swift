@@ -109,7 +109,10 @@ public actor ParticipantNode {
     /// When the wall clock passed a deadline that the stream had not (a max sequencing time of
     /// `unsequenced`, a pending request's decision time), a time proof was asked for
     /// (`askForTimePastDeadlines`): when, and for which deadline.
-    private var deadlineTimeProof: (deadline: Int64, askedAt: ContinuousClock.Instant)?
+    private var deadlineTimeProof: (deadline: Int64, askedAt: ContinuousClock.Instant, times: Int)?
+    /// When the event processor last took an event: time proofs are asked for an idle stream
+    /// only (one catching up moves by itself, and each proof would add to its backlog).
+    private var lastEventTakenAt: ContinuousClock.Instant = .now
     /// The decision time of each pending request (`DomainParameters.decisionTime`; `.max` without
     /// domain parameters), computed once from the topology at the request's time.
     private var decisionTimes: [SequencingTimestamp: Int64] = [:]
@@ -855,8 +858,11 @@ public actor ParticipantNode {
     /// request's decision time; but the stream moves only with events, and a participant the
     /// domain sends nothing to may wait for ever. Once the wall clock has passed the earliest such
     /// deadline and no event has, ask the sequencer for the time with an empty batch (a time
-    /// proof, as the mediator does for its deadlines), and again each `timeProofRetry` while the
-    /// stream stays behind (a sequencer clock behind this one). The commitment ticker calls it.
+    /// proof, as the mediator does for its deadlines). Only while the stream is idle (no event
+    /// taken for `timeProofRetry`): a stream catching up moves past the deadline by itself. Asked
+    /// again for the same deadline after `timeProofRetry`, doubling up to 32 times that, while the
+    /// stream stays behind (a sequencer clock behind this one, processing held up waiting for
+    /// a package). The commitment ticker calls it.
     func askForTimePastDeadlines() async {
         if !pending.isEmpty { await computeDecisionTimes() }
         let maxSequencingTimes = unsequenced.values.lazy.map(\.maxSequencingTime)
@@ -864,12 +870,13 @@ public actor ParticipantNode {
         guard !processingEnded, let earliest = [maxSequencingTimes.min(), decisions.min()].compactMap({ $0 }).min(),
             wallClockMicros() > earliest, (cursor.lastTimestamp?.microsSinceEpoch ?? .min) <= earliest
         else { return }
-        if let asked = deadlineTimeProof, asked.deadline == earliest,
-            ContinuousClock.now - asked.askedAt < Self.timeProofRetry
-        {
-            return
+        guard ContinuousClock.now - lastEventTakenAt >= Self.timeProofRetry else { return }
+        var times = 1
+        if let asked = deadlineTimeProof, asked.deadline == earliest {
+            guard ContinuousClock.now - asked.askedAt >= Self.timeProofRetry * (1 << min(asked.times - 1, 5)) else { return }
+            times = asked.times + 1
         }
-        deadlineTimeProof = (earliest, .now)
+        deadlineTimeProof = (earliest, .now, times)
         let messageID = "time-proof-\(earliest)-\(wallClockMicros())"
         let (connection, logger) = (self.connection, self.logger)
         background {
@@ -933,6 +940,7 @@ public actor ParticipantNode {
             throw ParticipantError.inconsistentStore(
                 "event \(event.counter) arrived while \(cursor.nextCounter) was expected")
         }
+        lastEventTakenAt = .now
         let timestamp = SequencingTimestamp(event.timestamp ?? .init(microsSinceEpoch: 0))
         if event.counter == 0, let last = cursor.lastTimestamp, timestamp <= last {
             // Only a participant that migrated to a new domain starts a stream with a past: the
@@ -985,9 +993,11 @@ public actor ParticipantNode {
     /// `timestamp`) without a verdict: the mediator did not send one in time (it was down past
     /// the domain's mediator reaction timeout, or lost its state), and none may come any more —
     /// the mediator never sends one with a later max sequencing time. Without this, the
-    /// request's inputs would stay locked for ever. Every participant of the request sees the same
-    /// sequencing times, so all reject it at the same event, and a verdict sequenced later
-    /// finds it no longer pending. Decided before the event, with the cursor before it.
+    /// request's inputs would stay locked for ever. A verdict sequenced in time precedes this
+    /// event in every participant's stream, so the request's participants all applied it or all
+    /// reject the request, each at the first event of its stream after the decision time; a
+    /// verdict sequenced later finds it no longer pending. Decided before the event, with the
+    /// cursor before it.
     private func timeOutUndecided(before timestamp: SequencingTimestamp) async throws {
         await computeDecisionTimes()
         let due = pending.keys.filter { (decisionTimes[$0] ?? .max) < timestamp.microsSinceEpoch }.sorted()

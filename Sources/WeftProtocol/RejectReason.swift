@@ -26,8 +26,9 @@ public enum RejectReason {
         public static let notSequenced = "PARTICIPANT_REQUEST_NOT_SEQUENCED"
         /// The participant's own verdict on a request it validated: no verdict came before the
         /// request's decision time (sequencing time + participant response timeout + mediator
-        /// reaction timeout, domain parameters). Every participant of the request decides so at
-        /// the same event, and ignores a verdict sequenced later.
+        /// reaction timeout, domain parameters). A verdict sequenced in time precedes any later
+        /// event in every participant's stream, so the participants of a request all apply it or
+        /// all reject it so; a verdict sequenced later is ignored.
         public static let verdictTimedOut = "PARTICIPANT_VERDICT_TIMED_OUT"
         /// An input contract is locked by another pending request.
         public static let lockedContracts = "LOCKED_CONTRACTS"

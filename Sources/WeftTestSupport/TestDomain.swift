@@ -36,7 +36,7 @@ public struct TestDomain: Sendable {
     }
 
     /// The domain parameters of `genesis`: also what a test broadcasts to change one of them.
-    /// `reactionTimeoutMicros`: the mediator reaction timeout, left unset (30 s) when nil.
+    /// `reactionTimeoutMicros`: the mediator reaction timeout, left unset (no decision time) when nil.
     public static func parameters(
         tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000, reconciliationIntervalMicros: Int64 = 60_000_000,
         reactionTimeoutMicros: Int64? = nil

@@ -253,7 +253,7 @@ enum ValidMapping: Hashable, Sendable {
         // Added after the others: parameters stored before it have none (the default applies).
         if let reaction = parameters.mediatorReactionTimeout, reaction.micros <= 0 {
             throw .invalidMapping(
-                mapping: what, reason: "mediator_reaction_timeout is \(reaction.micros)µs; it must be positive (or unset: 30 s)")
+                mapping: what, reason: "mediator_reaction_timeout is \(reaction.micros)µs; it must be positive (or unset: no decision time)")
         }
         guard parameters.maxRequestSizeBytes > 0 else {
             throw .invalidMapping(mapping: what, reason: "max_request_size_bytes is 0; it must be positive")

@@ -255,10 +255,8 @@ extension DomainManagerCommand {
                 ("ledger-time-record-time-tolerance-micros", parameters.ledgerTimeRecordTimeTolerance?.micros ?? 0),
                 ("mediator-deduplication-timeout-micros", parameters.mediatorDeduplicationTimeout?.micros ?? 0),
                 ("authentication-token-lifetime-micros", parameters.authenticationTokenLifetime?.micros ?? 0),
-                (
-                    "mediator-reaction-timeout-micros",
-                    parameters.mediatorReactionTimeout?.micros ?? Weft.V1.DomainParameters.defaultMediatorReactionTimeoutMicros
-                ),
+                // 0: unset, no decision time (a domain created before the parameter existed).
+                ("mediator-reaction-timeout-micros", parameters.mediatorReactionTimeout?.micros ?? 0),
             ]
             switch output {
             case .text: for (name, value) in fields { print("\(name): \(value)") }

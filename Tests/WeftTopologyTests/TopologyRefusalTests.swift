@@ -223,13 +223,13 @@ import WeftWire
         parameters.reconciliationInterval = nil
         let error = refusal(try test.replace(.parameters(parameters, of: test.domain), serial: 2, by: [test.domainKey]))
         #expect(error == .invalidMapping(mapping: "domain-parameters", reason: "reconciliation_interval is missing"))
-        // The mediator reaction timeout may be left out (30 s), but not set to nothing.
+        // The mediator reaction timeout may be left out (no decision time), but not set to nothing.
         var noReaction = TestDomain.parameters
         noReaction.mediatorReactionTimeout = .init(micros: 0)
         #expect(
             refusal(try test.replace(.parameters(noReaction, of: test.domain), serial: 2, by: [test.domainKey]))
                 == .invalidMapping(
-                    mapping: "domain-parameters", reason: "mediator_reaction_timeout is 0µs; it must be positive (or unset: 30 s)"))
+                    mapping: "domain-parameters", reason: "mediator_reaction_timeout is 0µs; it must be positive (or unset: no decision time)"))
         #expect(TestDomain.parameters.mediatorReactionTimeout == nil)
         var accepted = state
         var withReaction = TestDomain.parameters
@@ -251,7 +251,7 @@ import WeftWire
     @Test func aRequestsDecisionTimeAddsBothTimeouts() {
         var parameters = TestDomain.parameters
         parameters.participantResponseTimeout = .init(micros: 10_000_000)
-        #expect(parameters.decisionTime(ofRequestAt: 1_000) == Int64(1_000 + 10_000_000 + 30_000_000))  // unset: 30 s
+        #expect(parameters.decisionTime(ofRequestAt: 1_000) == nil)  // unset: none
         parameters.mediatorReactionTimeout = .init(micros: 2_000_000)
         #expect(parameters.decisionTime(ofRequestAt: 1_000) == Int64(1_000 + 12_000_000))
         #expect(parameters.decisionTime(ofRequestAt: .max - 1) == .max)

@@ -984,9 +984,13 @@ extension Weft.V1 {
         /// verdict with that as its max sequencing time at the latest. A participant
         /// holding a request that has no verdict once its stream passes the
         /// decision time rejects it locally with PARTICIPANT_VERDICT_TIMED_OUT,
-        /// releases its locks, and ignores a verdict sequenced later. Every
-        /// participant sees the same sequencing times, so all of them decide alike.
-        /// Unset means 30 s; set, it must be positive.
+        /// releases its locks, and ignores a verdict sequenced later. A verdict
+        /// sequenced by the decision time precedes, in every participant's stream,
+        /// any event sequenced after it, so all participants decide alike. Set, it
+        /// must be positive (new domains get 30 s). Unset, there is no decision
+        /// time: participants wait for a verdict however late, as on domains whose
+        /// parameters predate this field (setting it later changes the rule for
+        /// requests sequenced after the change only).
         public var mediatorReactionTimeout: Weft.V1.Duration? {
             get { _storage.read.mediatorReactionTimeout }
             set { _uniqueStorage().mediatorReactionTimeout = newValue }
