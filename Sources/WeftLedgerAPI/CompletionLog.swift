@@ -128,7 +128,8 @@ actor CompletionLog {
                         completion: .rejected(
                             reasonID: Self.submissionLost,
                             message: "the participant stopped before it sent this submission, so nothing was sequenced; "
-                                + "submit the command again (the same command id is accepted)")))
+                                + "submit the command again (the same command id is accepted)"),
+                        submissionID: submissionID))
                 continue
             }
             let completion: Completion
@@ -140,7 +141,7 @@ actor CompletionLog {
             logger.info(
                 "a completion decided while the Ledger API was not recording is added to the completion stream",
                 metadata: [LedgerAPILogKey.command: "\(key)", LedgerAPILogKey.submission: "\(submissionID)"])
-            await store(CommandCompletion(command: key, completion: completion))
+            await store(CommandCompletion(command: key, completion: completion, submissionID: submissionID))
             recovered[key] = completion
         }
     }
@@ -215,7 +216,10 @@ actor CompletionLog {
         ]
         do {
             let row = try await database.transaction { connection in
-                // The oldest row of this command still in flight: the submission completing now.
+                // The row of the submission completing now, in flight: by its submission id when the
+                // completion has one (two submissions of one command id racing past the
+                // deduplication check both have rows, and the one that lost completes as a
+                // duplicate); else any row of the command in flight (there is one in practice).
                 if let row = try connection.execute(
                     """
                     UPDATE ledger_api_completions SET completion_offset = $4, status_code = $5, error_id = $6,
@@ -223,9 +227,10 @@ actor CompletionLog {
                     WHERE (participant, application_id, command_id, submission_id) = (
                         SELECT participant, application_id, command_id, submission_id FROM ledger_api_completions
                         WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND completion_offset IS NULL
-                        LIMIT 1)
+                            AND ($9 = '' OR submission_id = $9)
+                        ORDER BY submission_id LIMIT 1)
                     RETURNING submission_id, act_as
-                    """, values
+                    """, values + [.text(event.submissionID)]
                 ).rows.first {
                     return (try row[0].string ?? "", try row[1].string ?? "")
                 }

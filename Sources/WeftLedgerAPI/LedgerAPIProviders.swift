@@ -172,7 +172,8 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
                     // A duplicate found at recording time never reaches the participant's
                     // completions; the completion stream still reports it.
                     if case .duplicate = completion {
-                        await completions.record(CommandCompletion(command: prepared.command, completion: completion))
+                        await completions.record(
+                            CommandCompletion(command: prepared.command, completion: completion, submissionID: prepared.submissionID))
                     }
                 } catch {
                     // Recorded by the participant: it completes there (after a restart, if this
@@ -198,7 +199,8 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
                                 completion: .rejected(
                                     reasonID: CompletionLog.submissionLost,
                                     message: "the submission failed before the participant recorded it (\(error)), so nothing was "
-                                        + "sequenced; submit the command again (the same command id is accepted)")))
+                                        + "sequenced; submit the command again (the same command id is accepted)"),
+                                submissionID: prepared.submissionID))
                     }
                 }
             }
@@ -220,7 +222,8 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
             case .rejected(let reasonID, let message):
                 throw LedgerAPIError.rejected(reasonID: reasonID, message: message)
             case .duplicate(let previous):
-                await api.completions.record(CommandCompletion(command: prepared.command, completion: completion))
+                await api.completions.record(
+                    CommandCompletion(command: prepared.command, completion: completion, submissionID: prepared.submissionID))
                 throw LedgerAPIError.duplicateCommand(prepared.command, first: previous)
             }
         }

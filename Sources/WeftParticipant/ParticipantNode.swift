@@ -101,6 +101,11 @@ public actor ParticipantNode {
     var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
     /// When each command in flight was submitted here: its duration metric at completion.
     private var submittedAt: [CommandKey: ContinuousClock.Instant] = [:]
+    /// The submission id of each command in flight recorded by this process: its completion
+    /// carries it even when it comes from no request's views (a refused send, a request never
+    /// sequenced), so that the Ledger API completes that submission and not another one of the
+    /// same command id.
+    private var submissionIDs: [CommandKey: String] = [:]
     /// Commands in flight whose request this participant has not yet seen sequenced, by message
     /// id: a send whose outcome is unknown, or one recorded before a crash and never sent. Once
     /// the stream's time passes a request's max sequencing time without it, the sequencer can no
@@ -699,6 +704,7 @@ public actor ParticipantNode {
         }
         unsequenced[prepared.messageID] = (prepared.command, prepared.maxSequencingTime)
         submittedAt[prepared.command] = .now
+        submissionIDs[prepared.command] = prepared.submissionID
         // Cancelling the caller stops its wait, not the request: its completion stays in the store.
         return try await withTaskCancellationHandler {
             try await awaitCompletion(prepared)
@@ -920,10 +926,11 @@ public actor ParticipantNode {
             Timer(label: "weft_participant_command_duration_seconds")
                 .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         }
+        let recordedSubmission = submissionIDs.removeValue(forKey: key)
         publish(
             CommandCompletion(
                 command: key, completion: completion, actAs: submitter?.actAs ?? [],
-                submissionID: submitter?.submissionID ?? ""))
+                submissionID: submitter?.submissionID ?? recordedSubmission ?? ""))
         for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
     }
 

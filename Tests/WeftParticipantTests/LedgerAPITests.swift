@@ -719,6 +719,41 @@ extension OnARealDomain {
             }
         }
 
+        /// Two submissions of one command id that both passed the Ledger API's deduplication check
+        /// (neither recorded yet) both have rows; each completion completes its own submission.
+        @Test func eachCompletionCompletesTheSubmissionItNames() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let log = api.api.completions
+                let key = CommandKey(applicationID: "app", commandID: "raced")
+                try await log.submitted(key, submissionID: "s1", actAs: [harness.alice.id])
+                try await log.submitted(key, submissionID: "s2", actAs: [harness.alice.id])
+                // s2 lost the race at the participant (a duplicate), then s1 completed.
+                await log.record(
+                    CommandCompletion(
+                        command: key, completion: .rejected(reasonID: "SECOND", message: "the duplicate"), submissionID: "s2"))
+                await log.record(
+                    CommandCompletion(
+                        command: key, completion: .rejected(reasonID: "FIRST", message: "the first one's outcome"), submissionID: "s1"))
+                let client = api.client
+                let completions: [Weft.V1.Completion] = try await ParticipantNode.within(.seconds(20)) {
+                    var completions: [Weft.V1.Completion] = []
+                    for try await response in try client.completion.completionStream(
+                        .init(applicationID: "app", parties: [harness.alice.id], beginExclusive: 0))
+                    {
+                        if let completion = response.completion { completions.append(completion) }
+                        if completions.count == 2 { break }
+                    }
+                    return completions
+                } ?? []
+                #expect(completions.map(\.submissionID) == ["s2", "s1"])
+                #expect(completions.map { $0.status?.errorID ?? "" } == ["SECOND", "FIRST"])
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
         @Test func completionsStoredTogetherGetOffsetsOfTheirOwnInOrder() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)
