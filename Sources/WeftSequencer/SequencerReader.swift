@@ -223,61 +223,99 @@ struct SequencerReader: Sendable {
 
     /// The member's deliveries from `counter` on, as they become safe to read; runs until cancelled.
     func deliveries(member: Int32, memberName: String, from counter: Int64) -> AsyncThrowingStream<StoredDelivery, any Error> {
-        let items = self.items(member: member, memberName: memberName, from: counter)
-        let (stream, continuation) = AsyncThrowingStream<StoredDelivery, any Error>.makeStream()
-        let task = Task {
-            do {
-                for try await item in items {
-                    if case .delivery(let delivery) = item { continuation.yield(delivery) }
-                }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
-            }
-        }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
+        let stream = MemberStream(reader: self, member: member, memberName: memberName, from: counter)
+        return AsyncThrowingStream(unfolding: { try await stream.nextDelivery() })
     }
 
     /// `deliveries`, with a `caughtUp` marker after each safe point read completely.
+    ///
+    /// Read on demand: a page (or the shared reader's next deliveries) is read when the consumer
+    /// has taken everything read before. A subscriber that stops reading — its flow-control window
+    /// full — holds at most a page in this node's memory, not its whole backlog.
     func items(member: Int32, memberName: String, from counter: Int64) -> AsyncThrowingStream<Item, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<Item, any Error>.makeStream(bufferingPolicy: .unbounded)
-        let task = Task {
-            do {
-                var position = try await start(member: member, memberName: memberName, counter: counter)
-                var safe = try await safePoint.refresh()
-                while !Task.isCancelled {
-                    let page = try await read(member: member, memberName: memberName, after: position, upTo: safe, requested: counter)
-                    for delivery in page where delivery.counter >= counter {
-                        continuation.yield(.delivery(delivery))
-                    }
-                    if let last = page.last { position = (last.counter, last.timestamp) }
-                    guard page.count < Self.pageSize else { continue }
-                    continuation.yield(.caughtUp(safe))
-                    // Caught up: follow the node's shared reader until it cannot serve this stream
-                    // (it fell too far behind, or a read failed); then read on its own again.
-                    var caughtUp = max(safe, position.timestamp)
-                    while !Task.isCancelled, let next = await fanOut.next(member: member, after: caughtUp) {
-                        var numbered: [StoredDelivery] = []
-                        for delivery in next.deliveries { numbered.append(delivery.numbered(position.counter + 1 + Int64(numbered.count))) }
-                        // Checkpoints first, as a page read does: a delivery the member has seen is
-                        // never missing its checkpoint.
-                        let checkpoints = numbered.filter { $0.counter % Self.checkpointInterval == 0 }.map { ($0.counter, $0.timestamp) }
-                        if !checkpoints.isEmpty { try await record(checkpoints, member: member) }
-                        for delivery in numbered where delivery.counter >= counter { continuation.yield(.delivery(delivery)) }
-                        if let last = numbered.last { position = (last.counter, last.timestamp) }
-                        caughtUp = next.upTo
-                        continuation.yield(.caughtUp(caughtUp))
-                    }
-                    safe = try await safePoint.wait(after: caughtUp)
-                }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
-            }
+        let stream = MemberStream(reader: self, member: member, memberName: memberName, from: counter)
+        return AsyncThrowingStream(unfolding: { try await stream.next() })
+    }
+
+    /// One member's stream from a counter on: its own page reads until it has caught up with
+    /// the safe point, then the node's shared reader until that cannot serve it.
+    private actor MemberStream {
+        let reader: SequencerReader
+        let member: Int32
+        let memberName: String
+        /// The first counter the stream yields.
+        let counter: Int64
+        /// Read and not yet taken, in order; `taken` is the index of the next one.
+        private var buffer: [Item] = []
+        private var taken = 0
+        /// The last delivery read (counter and timestamp), nil before the start was looked up.
+        private var position: (counter: Int64, timestamp: Int64)?
+        private var safe: Int64 = .min
+        /// Set while following the shared reader: the time up to which the stream is complete.
+        private var caughtUp: Int64?
+
+        init(reader: SequencerReader, member: Int32, memberName: String, from counter: Int64) {
+            self.reader = reader
+            self.member = member
+            self.memberName = memberName
+            self.counter = counter
         }
-        continuation.onTermination = { _ in task.cancel() }
-        return stream
+
+        /// The next item; nil once the consuming task is cancelled.
+        func next() async throws -> Item? {
+            while taken == buffer.count {
+                if Task.isCancelled { return nil }
+                buffer.removeAll(keepingCapacity: true)
+                taken = 0
+                try await readMore()
+            }
+            defer { taken += 1 }
+            return buffer[taken]
+        }
+
+        func nextDelivery() async throws -> StoredDelivery? {
+            while let item = try await next() {
+                if case .delivery(let delivery) = item { return delivery }
+            }
+            return nil
+        }
+
+        /// Reads what follows `position` into the buffer (possibly nothing: the caller asks again).
+        private func readMore() async throws {
+            guard let position else {
+                position = try await reader.start(member: member, memberName: memberName, counter: counter)
+                safe = try await reader.safePoint.refresh()
+                return
+            }
+            guard let caughtUp else {
+                let page = try await reader.read(
+                    member: member, memberName: memberName, after: position, upTo: safe, requested: counter)
+                for delivery in page where delivery.counter >= counter { buffer.append(.delivery(delivery)) }
+                if let last = page.last { self.position = (last.counter, last.timestamp) }
+                guard page.count < SequencerReader.pageSize else { return }
+                buffer.append(.caughtUp(safe))
+                // Caught up: follow the node's shared reader until it cannot serve this stream
+                // (it fell too far behind, or a read failed); then read on its own again.
+                self.caughtUp = max(safe, self.position?.timestamp ?? safe)
+                return
+            }
+            guard let next = await reader.fanOut.next(member: member, after: caughtUp) else {
+                if Task.isCancelled { return }
+                safe = try await reader.safePoint.wait(after: caughtUp)
+                self.caughtUp = nil
+                return
+            }
+            var numbered: [StoredDelivery] = []
+            for delivery in next.deliveries { numbered.append(delivery.numbered(position.counter + 1 + Int64(numbered.count))) }
+            // Checkpoints first, as a page read does: a delivery the member has seen is never
+            // missing its checkpoint.
+            let checkpoints = numbered.filter { $0.counter % SequencerReader.checkpointInterval == 0 }.map { ($0.counter, $0.timestamp) }
+            if !checkpoints.isEmpty { try await reader.record(checkpoints, member: member) }
+            for delivery in numbered where delivery.counter >= counter { buffer.append(.delivery(delivery)) }
+            if let last = numbered.last { self.position = (last.counter, last.timestamp) }
+            self.caughtUp = next.upTo
+            buffer.append(.caughtUp(next.upTo))
+        }
     }
 
     /// The delivery's batch (nil for a deliver error): as read, or from the database when the
@@ -297,7 +335,7 @@ struct SequencerReader: Sendable {
     }
 
     /// Records (counter, timestamp) checkpoints of `member` (idempotent: whichever reader passes first).
-    private func record(_ checkpoints: [(Int64, Int64)], member: Int32) async throws {
+    fileprivate func record(_ checkpoints: [(Int64, Int64)], member: Int32) async throws {
         try await database.withConnection { connection in
             let values = checkpoints.indices.map { "($1::int8::int4, $\($0 * 2 + 2), $\($0 * 2 + 3))" }
             _ = try connection.execute(
@@ -307,7 +345,7 @@ struct SequencerReader: Sendable {
     }
 
     /// The (counter, timestamp) just before `counter`: the nearest checkpoint at or below it.
-    private func start(member: Int32, memberName: String, counter: Int64) async throws -> (counter: Int64, timestamp: Int64) {
+    fileprivate func start(member: Int32, memberName: String, counter: Int64) async throws -> (counter: Int64, timestamp: Int64) {
         try await database.withConnection { connection in
             let pruned = try connection.execute(
                 "SELECT counter FROM sequencer_prune_points WHERE member = $1::int8::int4", [.int64(Int64(member))]

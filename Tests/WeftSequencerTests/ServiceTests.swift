@@ -391,6 +391,49 @@ import WeftWire
         }
     }
 
+    /// A member's stream is read on demand: a subscriber that stops reading (its flow-control
+    /// window full) holds at most a page of its backlog in the sequencer's memory, not all of it.
+    @Test func aSubscriberThatStopsReadingHoldsAtMostAPageInTheSequencer() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (_, node, _, _, bob, aliceClient, _) = try await Self.startWithAliceAndBob(fixture.url)
+            let backlog = 3 * SequencerReader.pageSize
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for sender in 0..<8 {
+                    group.addTask {
+                        for number in stride(from: sender, to: backlog, by: 8) {
+                            try await aliceClient.send(
+                                .init(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob.member.description])]),
+                                messageID: "backlog-\(number)")
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let bobID = try #require(try await node.sequencer.members.member(named: bob.member.description)).id
+            let reads = node.sequencer.reader.fanOut
+            let before = reads.ownReads.load(ordering: .relaxed)
+            var items = node.sequencer.reader.items(member: bobID, memberName: bob.member.description, from: 0).makeAsyncIterator()
+            guard case .delivery(let first)? = try await items.next() else {
+                Issue.record("the stream did not start with a delivery")
+                return
+            }
+            #expect(first.counter == 0)
+            // The time under test: a reader running ahead of its consumer reads the backlog meanwhile.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(reads.ownReads.load(ordering: .relaxed) - before == 1, "one page read for one delivery taken")
+            // Read on: every delivery once, in counter order, a page read each time the last is taken.
+            var counters: [Int64] = [first.counter]
+            while let item = try await items.next() {
+                guard case .delivery(let delivery) = item else { break }  // caught up
+                counters.append(delivery.counter)
+            }
+            #expect(counters == Array(0..<Int64(counters.count)))
+            #expect(counters.count > backlog)
+            #expect(reads.ownReads.load(ordering: .relaxed) - before == counters.count / SequencerReader.pageSize + 1)
+            await node.stop()
+        }
+    }
+
     /// A page read counts from the position the stream had before it. A prune committed in
     /// between (a stream starting from a checkpoint before the prune point, or catching up page by
     /// page) must not make the rows left take the counters of the ones removed.
