@@ -523,7 +523,13 @@ actor MemberDirectory {
         return byName[name]
     }
 
-    func member(id: Int32) -> Member? { byID[id] }
+    /// The member with small id `id`, reading the table again when it is not known here: another
+    /// sequencer node registered it since (an event it sequenced names it as sender).
+    func member(id: Int32) async throws -> Member? {
+        if let member = byID[id] { return member }
+        try await load()
+        return byID[id]
+    }
 
     /// Every member known, sorted by id.
     func all() -> [Member] { byID.values.sorted { $0.id < $1.id } }

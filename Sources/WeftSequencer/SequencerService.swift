@@ -228,7 +228,14 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         if let error = delivery.error {
             content = EventView.deliverError(messageID: delivery.messageID, code: error.code, errorID: error.errorID, message: error.message)
         } else {
-            let sender = await sequencer.members.member(id: delivery.sender)?.name ?? ""
+            // A sender registered by another sequencer node since this one read the members is
+            // looked up again: served under another name, the event would not match its block's
+            // leaf, and the member would stop trusting the stream.
+            guard let sender = try await sequencer.members.member(id: delivery.sender)?.name else {
+                throw RPCError(
+                    .internal, "the sender (member id \(delivery.sender)) of the event at \(delivery.timestamp) is in no member table",
+                    errorID: "SEQUENCER_UNKNOWN_SENDER")
+            }
             let stored = try await sequencer.reader.batch(of: delivery).flatMap { try? Weft.V1.Batch(serializedBytes: $0) } ?? .init()
             content = EventView.deliver(sender: sender, messageID: delivery.messageID, batch: stored, traceparent: delivery.traceparent, recipient: member)
         }

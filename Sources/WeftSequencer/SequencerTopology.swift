@@ -210,11 +210,7 @@ public actor SequencerTopology {
         // Only the domain manager's broadcasts (and the sequencers' own, for onboarding) change
         // topology, on every node alike (MemberTopology refuses others): a member that sends a
         // "broadcast" of its own changes nothing here either. Members ask the domain manager.
-        var senderName = await sequencer.members.member(id: delivery.sender)?.name
-        if senderName == nil {
-            try await sequencer.members.load()  // registered by another sequencer node since
-            senderName = await sequencer.members.member(id: delivery.sender)?.name
-        }
+        let senderName = try await sequencer.members.member(id: delivery.sender)?.name
         let managers = [MemberID(role: .domainManager, identifier: domain).description, sequencerMember.description]
         guard let senderName, managers.contains(senderName) else {
             if batch.envelopes.contains(where: { envelope in

@@ -106,7 +106,7 @@ struct SplitMix64: RandomNumberGenerator {
                 #expect(stream.map(\.counter) == Array(0..<Int64(stream.count)), "\(member): counters are not 0, 1, 2, …")
                 #expect(zip(stream, stream.dropFirst()).allSatisfy { $0.timestamp < $1.timestamp }, "\(member): timestamps not increasing")
                 var keys: [String] = []
-                for delivery in stream { keys.append("\(await directory.member(id: delivery.sender)!.name)/\(delivery.messageID)") }
+                for delivery in stream { keys.append("\(try await directory.member(id: delivery.sender)!.name)/\(delivery.messageID)") }
                 #expect(Set(keys) == expected[member]!, "\(member): wrong set of events")
                 #expect(keys.count == Set(keys).count, "\(member): duplicates")
             }

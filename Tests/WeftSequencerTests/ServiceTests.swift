@@ -18,15 +18,16 @@ import WeftWire
         let provider: SequencerServiceProvider
         let server: RPCServer
 
-        /// `initialize: false` starts a node on a database whose domain is initialized already.
+        /// `initialize: false` starts a node on a database whose domain is initialized already;
+        /// `number`: the node's number among the sequencer nodes sharing the database.
         static func start(
             _ url: String, domain: inout TestDomain, tokenLifetime: Int64 = 3_600_000_000, initialize: Bool = true,
-            honorsOmitReceipt: Bool = true
+            honorsOmitReceipt: Bool = true, number: Int16 = 0
         ) async throws -> Node {
             let setup = try PostgresConnection(url: url)
             try Sequencer.migrator.migrate(setup)
             try SequencerTopology.migrator.migrate(setup)
-            let sequencer = Sequencer(node: 0, database: PostgresDatabase(url: url))
+            let sequencer = Sequencer(node: number, database: PostgresDatabase(url: url))
             try await sequencer.start()
             let topology = try SequencerTopology(domain: domain.domain, sequencer: sequencer, logger: .init(label: "test"))
             let provider = SequencerServiceProvider(
@@ -388,6 +389,38 @@ import WeftWire
             let forced = try await node.sequencer.prune(upToInclusive: last.microsSinceEpoch, force: true)
             #expect(forced.membersCutOff.contains(bob.member.description))
             await node.stop()
+        }
+    }
+
+    /// An event sequenced by another node, from a member that node registered after this one
+    /// read its member table, is served under its sender's name: the name its block hashed.
+    @Test func anEventFromAMemberAnotherNodeRegisteredIsServedVerifiable() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (started, first, manager, _, bob, _, _) = try await Self.startWithAliceAndBob(fixture.url)
+            var domain = started
+            let second = try await Node.start(fixture.url, domain: &domain, initialize: false, number: 1)
+            await second.topology.waitUntil(bob.member)
+            let bobAtSecond = try await Self.client(second, domain, member: bob.member, key: bob.signingKey)
+            // The second node's topology follower, which would also learn of new members, falls
+            // behind (here: stops), as it may behind a subscription it does not wait for.
+            await second.topology.stop()
+            // Carol joins through the first node, after the second one read its members.
+            let carol = try TestDomain.Participant("participant3")
+            try await Self.onboard([carol], node: first, domain: &domain, manager: manager)
+            let carolClient = try await Self.client(first, domain, member: carol.member, key: carol.signingKey)
+            try await carolClient.send(
+                .init(envelopes: [.init(content: Array("from carol".utf8), recipients: [bob.member.description])]), messageID: "hello")
+            // Bob reads at the second node; the client checks every event against its block.
+            var received: String?
+            for try await event in try bobAtSecond.subscribe(from: 0) {
+                guard case .deliver(let deliver)? = event.event, deliver.messageID == "hello" else { continue }
+                received = deliver.sender
+                break
+            }
+            #expect(received == carol.member.description)
+            await second.server.close()
+            await second.sequencer.stop()
+            await first.stop()
         }
     }
 
