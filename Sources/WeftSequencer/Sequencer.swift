@@ -500,16 +500,31 @@ actor MemberDirectory {
     private let database: PostgresDatabase
     private var byName: [String: Member] = [:]
     private var byID: [Int32: Member] = [:]
+    /// The read of the table in flight: callers that miss meanwhile (every subscription serving
+    /// the first event of a member another node registered) share it instead of each reading.
+    private var loading: Task<[Member], any Error>?
 
     init(database: PostgresDatabase) { self.database = database }
 
-    func load() async throws {
-        let rows = try await database.withConnection { connection in
-            try connection.execute("SELECT id::int8, member, enabled, registered_ts FROM sequencer_members").rows.map { row in
-                Member(id: Int32(try row[0].int64 ?? 0), name: try row[1].string ?? "", enabled: try row[2].bool ?? false, registeredAt: try row[3].int64 ?? 0)
+    /// Reads the table, or joins a read in flight; `fresh`: a read of its own (one in flight may
+    /// have started before the member looked for was registered).
+    func load(fresh: Bool = false) async throws {
+        let task: Task<[Member], any Error>
+        if let loading, !fresh {
+            task = loading
+        } else {
+            let database = self.database
+            task = Task {
+                try await database.withConnection { connection in
+                    try connection.execute("SELECT id::int8, member, enabled, registered_ts FROM sequencer_members").rows.map { row in
+                        Member(id: Int32(try row[0].int64 ?? 0), name: try row[1].string ?? "", enabled: try row[2].bool ?? false, registeredAt: try row[3].int64 ?? 0)
+                    }
+                }
             }
+            loading = task
         }
-        for member in rows { remember(member) }
+        defer { if loading == task { loading = nil } }
+        for member in try await task.value { remember(member) }
     }
 
     private func remember(_ member: Member) {
@@ -520,6 +535,8 @@ actor MemberDirectory {
     func member(named name: String) async throws -> Member? {
         if let member = byName[name] { return member }
         try await load()  // registered by another sequencer node since
+        if let member = byName[name] { return member }
+        try await load(fresh: true)
         return byName[name]
     }
 
@@ -528,6 +545,8 @@ actor MemberDirectory {
     func member(id: Int32) async throws -> Member? {
         if let member = byID[id] { return member }
         try await load()
+        if let member = byID[id] { return member }
+        try await load(fresh: true)
         return byID[id]
     }
 

@@ -13,7 +13,8 @@ actor SafePoint {
     private let database: PostgresDatabase
     private let pollInterval: Duration
     private(set) var current: Int64 = 0
-    private var waiters: [(after: Int64, continuation: CheckedContinuation<Int64, any Error>)] = []
+    private var waiters: [(id: UInt64, after: Int64, continuation: CheckedContinuation<Int64, any Error>)] = []
+    private var nextWaiter: UInt64 = 0
     private var poller: Task<Void, Never>?
     private var poked: CheckedContinuation<Void, Never>?
     private var pokedEarly = false
@@ -30,13 +31,30 @@ actor SafePoint {
         self.pollInterval = pollInterval
     }
 
-    /// Returns the safe point once it is later than `timestamp`.
+    /// Returns the safe point once it is later than `timestamp`; throws `CancellationError` when
+    /// the caller is cancelled first (a subscription whose member went away: on an idle domain
+    /// the safe point may not move for a long time, and its handler must end now).
     func wait(after timestamp: Int64) async throws -> Int64 {
         if current > timestamp { return current }
-        return try await withCheckedThrowingContinuation { continuation in
-            waiters.append((timestamp, continuation))
-            startPolling()
+        let id = nextWaiter
+        nextWaiter += 1
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                if Task.isCancelled {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                waiters.append((id, timestamp, continuation))
+                startPolling()
+            }
+        } onCancel: {
+            Task { await self.cancelWait(id) }
         }
+    }
+
+    private func cancelWait(_ id: UInt64) {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }
+        waiters.remove(at: index).continuation.resume(throwing: CancellationError())
     }
 
     /// A local writer committed, or another node notified a commit: look again now rather than
@@ -231,7 +249,8 @@ struct SequencerReader: Sendable {
     ///
     /// Read on demand: a page (or the shared reader's next deliveries) is read when the consumer
     /// has taken everything read before. A subscriber that stops reading — its flow-control window
-    /// full — holds at most a page in this node's memory, not its whole backlog.
+    /// full — holds one read in this node's memory (a page, or deliveries the shared reader keeps
+    /// anyway), not its whole backlog. One consumer per stream: `next` is not reentrant.
     func items(member: Int32, memberName: String, from counter: Int64) -> AsyncThrowingStream<Item, any Error> {
         let stream = MemberStream(reader: self, member: member, memberName: memberName, from: counter)
         return AsyncThrowingStream(unfolding: { try await stream.next() })
@@ -288,10 +307,10 @@ struct SequencerReader: Sendable {
                 return
             }
             guard let caughtUp else {
-                let page = try await reader.read(
+                let (page, after) = try await reader.read(
                     member: member, memberName: memberName, after: position, upTo: safe, requested: counter)
                 for delivery in page where delivery.counter >= counter { buffer.append(.delivery(delivery)) }
-                if let last = page.last { self.position = (last.counter, last.timestamp) }
+                self.position = after
                 guard page.count < SequencerReader.pageSize else { return }
                 buffer.append(.caughtUp(safe))
                 // Caught up: follow the node's shared reader until it cannot serve this stream
@@ -385,29 +404,41 @@ struct SequencerReader: Sendable {
     /// in the same statement (one snapshot): when it is past `position`, counting goes on from it,
     /// and if the stream asked for a counter it removed, the read fails as a subscription from
     /// that counter would.
+    ///
+    /// Returns the deliveries and the stream's position after them: the last delivery's, or the
+    /// prune point's when a prune removed everything after `position` (else `position`).
     func read(
         member: Int32, memberName: String, after position: (counter: Int64, timestamp: Int64), upTo safe: Int64, requested: Int64
-    ) async throws -> [StoredDelivery] {
-        guard safe > position.timestamp else { return [] }
+    ) async throws -> (deliveries: [StoredDelivery], position: (counter: Int64, timestamp: Int64)) {
+        guard safe > position.timestamp else { return ([], position) }
         fanOut.ownReads.add(1, ordering: .relaxed)
         return try await database.withConnection { connection in
-            let rows = try connection.execute(
+            // One row even for an empty page (its event columns NULL): a prune that removed every
+            // delivery after `position` must still be seen.
+            var rows = try connection.execute(
                 """
-                SELECT e.ts, e.sender::int8, e.message_id, e.kind::int8, e.batch, e.traceparent, array_to_string(e.recipients, ','),
-                       e.error_code::int8, e.error_id, e.error_message, e.node::int8, e.block_ts, e.leaf_offset::int8,
-                       (SELECT p.counter FROM sequencer_prune_points p WHERE p.member = $1::int8::int4)
-                FROM sequencer_deliveries d JOIN sequencer_events e ON e.ts = d.ts
-                WHERE d.member = $1::int8::int4 AND d.ts > $2 AND d.ts <= $3
-                ORDER BY d.ts LIMIT \(Self.pageSize)
+                SELECT r.*, p.counter, p.ts FROM (SELECT 1) one
+                    LEFT JOIN sequencer_prune_points p ON p.member = $1::int8::int4
+                    LEFT JOIN LATERAL (
+                        SELECT e.ts, e.sender::int8, e.message_id, e.kind::int8, e.batch, e.traceparent,
+                               array_to_string(e.recipients, ','), e.error_code::int8, e.error_id, e.error_message, e.node::int8,
+                               e.block_ts, e.leaf_offset::int8
+                        FROM sequencer_deliveries d JOIN sequencer_events e ON e.ts = d.ts
+                        WHERE d.member = $1::int8::int4 AND d.ts > $2 AND d.ts <= $3
+                        ORDER BY d.ts LIMIT \(Self.pageSize)) r ON true
+                ORDER BY r.ts
                 """, [.int64(Int64(member)), .int64(position.timestamp), .int64(safe)]
             ).rows
             var counter = position.counter
+            var after = position
             if let pruned = try rows.first?[13].int64, pruned > counter {
                 guard requested > pruned else {
                     throw SequencerReadError.pruned(member: memberName, requested: requested, firstAvailable: pruned + 1)
                 }
                 counter = pruned  // the rows left follow the prune point
+                after = (pruned, try rows[0][14].int64 ?? position.timestamp)
             }
+            if rows.count == 1, try rows[0][0].int64 == nil { rows = [] }  // an empty page
             var deliveries: [StoredDelivery] = []
             var checkpoints: [PostgresValue] = []
             for row in rows {
@@ -436,7 +467,7 @@ struct SequencerReader: Sendable {
                     "INSERT INTO sequencer_counter_checkpoints (member, counter, ts) VALUES \(values.joined(separator: ", ")) ON CONFLICT DO NOTHING",
                     checkpoints)
             }
-            return deliveries
+            return (deliveries, deliveries.last.map { ($0.counter, $0.timestamp) } ?? after)
         }
     }
 }

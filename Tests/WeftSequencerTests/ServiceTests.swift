@@ -488,7 +488,7 @@ import WeftWire
             let before = (counter: Int64(-1), timestamp: Int64.min)
             let fromStart = try await node.sequencer.reader.read(
                 member: bobID, memberName: bob.member.description, after: before, upTo: safe, requested: 0)
-            #expect(fromStart.prefix(10).map(\.counter) == bobEvents.map { Int64($0.counter) })
+            #expect(fromStart.deliveries.prefix(10).map(\.counter) == bobEvents.map { Int64($0.counter) })
 
             let cut = bobEvents[4]
             let cutTime = try #require(cut.timestamp)
@@ -502,8 +502,8 @@ import WeftWire
             // The same read after the prune, for the counters after the cut: the same counters.
             let afterPrune = try await node.sequencer.reader.read(
                 member: bobID, memberName: bob.member.description, after: before, upTo: safe, requested: Int64(cut.counter) + 1)
-            #expect(afterPrune.prefix(5).map(\.counter) == bobEvents[5...].map { Int64($0.counter) })
-            #expect(afterPrune.prefix(5).map(\.timestamp) == bobEvents[5...].map { $0.timestamp?.microsSinceEpoch ?? 0 })
+            #expect(afterPrune.deliveries.prefix(5).map(\.counter) == bobEvents[5...].map { Int64($0.counter) })
+            #expect(afterPrune.deliveries.prefix(5).map(\.timestamp) == bobEvents[5...].map { $0.timestamp?.microsSinceEpoch ?? 0 })
             // For counters the prune removed: the pruned error a subscription from them gets.
             await #expect {
                 _ = try await node.sequencer.reader.read(
@@ -512,6 +512,18 @@ import WeftWire
                 guard case .pruned(_, let requested, let firstAvailable)? = error as? SequencerReadError else { return false }
                 return requested == 0 && firstAvailable == Int64(cut.counter) + 1
             }
+            // A prune of everything up to Bob's last event leaves an empty page: the stream's
+            // position moves to the prune point all the same, so what follows is counted from there.
+            let last = try #require(bobEvents.last)
+            let lastTime = try #require(last.timestamp)
+            for client in [bobClient, mediator, manager, aliceClient] { try await client.acknowledge(upTo: lastTime) }
+            try await node.sequencer.acknowledge(domain.sequencerMember.description, upTo: lastTime.microsSinceEpoch)
+            _ = try await node.sequencer.prune(upToInclusive: lastTime.microsSinceEpoch, force: false)
+            let empty = try await node.sequencer.reader.read(
+                member: bobID, memberName: bob.member.description, after: before, upTo: lastTime.microsSinceEpoch,
+                requested: Int64(last.counter) + 1)
+            #expect(empty.deliveries.isEmpty)
+            #expect(empty.position.counter == Int64(last.counter) && empty.position.timestamp == lastTime.microsSinceEpoch)
             await node.stop()
         }
     }
