@@ -22,7 +22,9 @@ public struct LedgerAPIConfiguration: Sendable {
     public var deduplicationPeriodMicrosMax: Int64
     /// Contracts per GetActiveContracts message. Default 100.
     public var activeContractsPerMessage: Int
-    /// Completions read from the database per query while a stream catches up. Default 500.
+    /// Completions, and transactions per party, read from the database per query while a stream
+    /// catches up (so a stream from an early offset holds a page in memory, not the ledger).
+    /// Default 500.
     public var completionsPerQuery: Int
     /// How long AllocateParty waits for the hosting to reach this participant's topology.
     /// Default 30 s (the domain manager's own wait for a change).

@@ -296,16 +296,26 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         func catchUp() async throws -> Bool {
             let ledgerEnd = await api.participant.ledgerEndOffset
             let upTo = end.map { min($0, ledgerEnd) } ?? ledgerEnd
-            if upTo > last {
-                let batches = try await api.serve(context) { () async throws -> [[(party: Party, transaction: LedgerTransaction)]] in
-                    var byOffset: [Int64: [(party: Party, transaction: LedgerTransaction)]] = [:]
+            let limit = api.configuration.completionsPerQuery
+            // A page at a time: each party's next `limit` transactions; the page ends where the
+            // first party's full page ends (every party's transactions up to there are read).
+            while upTo > last {
+                let (batches, pageEnd) = try await api.serve(context) {
+                    () async throws -> ([[(party: Party, transaction: LedgerTransaction)]], Int64) in
+                    var pageEnd = upTo
+                    var pages: [(Party, [LedgerTransaction])] = []
                     for party in parties {
-                        for transaction in try await api.participant.transactions(of: party, after: last)
-                        where transaction.offset <= upTo && transaction.events.contains(where: templates.admits) {
+                        let page = try await api.participant.transactions(of: party, after: last, upTo: upTo, limit: limit)
+                        if page.count == limit, let lastOffset = page.last?.offset { pageEnd = min(pageEnd, lastOffset) }
+                        pages.append((party, page))
+                    }
+                    var byOffset: [Int64: [(party: Party, transaction: LedgerTransaction)]] = [:]
+                    for (party, page) in pages {
+                        for transaction in page where transaction.offset <= pageEnd && transaction.events.contains(where: templates.admits) {
                             byOffset[transaction.offset, default: []].append((party, transaction))
                         }
                     }
-                    return byOffset.keys.sorted().map { byOffset[$0]! }
+                    return (byOffset.keys.sorted().map { byOffset[$0]! }, pageEnd)
                 }
                 let packages = Array(try await api.serve(context) { try await api.packages.all() }.values)
                 let writer = EventWriter(packages: packages, templates: templates)
@@ -313,7 +323,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
                     let domain = domains.domain(ofOffset: projections.first?.transaction.offset ?? 0)
                     try await responses.send(.init(transaction: writer.transaction(projections, domain: domain)))
                 }
-                last = upTo
+                last = pageEnd
             }
             return end.map { last >= $0 } ?? false
         }

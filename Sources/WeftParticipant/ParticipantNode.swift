@@ -101,11 +101,6 @@ public actor ParticipantNode {
     var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
     /// When each command in flight was submitted here: its duration metric at completion.
     private var submittedAt: [CommandKey: ContinuousClock.Instant] = [:]
-    /// The submission id of each command in flight recorded by this process: its completion
-    /// carries it even when it comes from no request's views (a refused send, a request never
-    /// sequenced), so that the Ledger API completes that submission and not another one of the
-    /// same command id.
-    private var submissionIDs: [CommandKey: String] = [:]
     /// Commands in flight whose request this participant has not yet seen sequenced, by message
     /// id: a send whose outcome is unknown, or one recorded before a crash and never sent. Once
     /// the stream's time passes a request's max sequencing time without it, the sequencer can no
@@ -565,6 +560,15 @@ public actor ParticipantNode {
         return try await store.transactions(of: party, after: offset)
     }
 
+    /// `party`'s transactions after `offset` up to `upTo`, at most `limit` of them, in order: a
+    /// page of a stream that must not hold a long ledger in memory at once.
+    public func transactions(of party: Party, after offset: Int64, upTo: Int64, limit: Int) async throws
+        -> [LedgerTransaction]
+    {
+        try requireReadable(after: offset)
+        return try await store.transactions(of: party, after: offset, upTo: upTo, limit: limit)
+    }
+
     /// The transaction trees committed after `offset` up to `upTo`, at most `limit` of them:
     /// every create and exercise a hosted party witnesses (read them for some parties with
     /// `LedgerTree.project`).
@@ -704,7 +708,6 @@ public actor ParticipantNode {
         }
         unsequenced[prepared.messageID] = (prepared.command, prepared.maxSequencingTime)
         submittedAt[prepared.command] = .now
-        submissionIDs[prepared.command] = prepared.submissionID
         // Cancelling the caller stops its wait, not the request: its completion stays in the store.
         return try await withTaskCancellationHandler {
             try await awaitCompletion(prepared)
@@ -775,7 +778,9 @@ public actor ParticipantNode {
             // Only once the rejection is stored: until then the command is still among those
             // whose max sequencing time rejects them, so a failed write here leaves it to that.
             unsequenced[messageID] = nil
-            if let key { complete(key, .rejected(reasonID: reasonID, message: "\(error)")) }
+            if let key {
+                complete(key, .rejected(reasonID: reasonID, message: "\(error)"), submissionID: Self.submissionID(ofRequest: messageID))
+            }
         } catch {
             logger.error(
                 "could not record a failed submission; the command is rejected once the stream passes its max sequencing time",
@@ -854,7 +859,7 @@ public actor ParticipantNode {
                 logger.warning(
                     "a command's request was never sequenced",
                     metadata: [LogKey.command: "\(key)", "max_sequencing_time": "\(entry.maxSequencingTime)"])
-                complete(key, .rejected(reasonID: reason, message: message))
+                complete(key, .rejected(reasonID: reason, message: message), submissionID: Self.submissionID(ofRequest: messageID))
             }
         }
     }
@@ -901,6 +906,13 @@ public actor ParticipantNode {
     /// How long to wait for a time proof before asking again.
     static let timeProofRetry: Duration = .seconds(1)
 
+    /// The submission id in a confirmation request's message id (`request-<submission id>`): the
+    /// completion of a request refused or never sequenced names the submission it completes, not
+    /// whichever one of the same command id is in flight by the time it is published.
+    static func submissionID(ofRequest messageID: String) -> String? {
+        messageID.hasPrefix("request-") ? String(messageID.dropFirst("request-".count)) : nil
+    }
+
     /// For tests: records `prepared` as submitted without sending it, as a node killed between
     /// the two leaves it.
     @_spi(Testing) public func recordWithoutSending(_ prepared: PreparedSubmission) async throws {
@@ -913,7 +925,11 @@ public actor ParticipantNode {
 
     /// `submitter`: the act-as parties and submission id from the request's views, for a
     /// completion replayed after a loss (nil otherwise).
-    private func complete(_ key: CommandKey, _ completion: Completion, submitter: SubmitterMetadata? = nil) {
+    /// `submissionID`: the submission's, for a completion of a request that names none in views
+    /// (one refused or never sequenced), from its message id.
+    private func complete(
+        _ key: CommandKey, _ completion: Completion, submitter: SubmitterMetadata? = nil, submissionID: String? = nil
+    ) {
         let outcome: String
         switch completion {
         case .succeeded: outcome = "succeeded"
@@ -926,11 +942,10 @@ public actor ParticipantNode {
             Timer(label: "weft_participant_command_duration_seconds")
                 .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         }
-        let recordedSubmission = submissionIDs.removeValue(forKey: key)
         publish(
             CommandCompletion(
                 command: key, completion: completion, actAs: submitter?.actAs ?? [],
-                submissionID: submitter?.submissionID ?? recordedSubmission ?? ""))
+                submissionID: submitter?.submissionID ?? submissionID ?? ""))
         for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
     }
 
@@ -972,7 +987,8 @@ public actor ParticipantNode {
                 logger.warning(
                     "a confirmation request was not sequenced",
                     metadata: [LogKey.command: "\(key)", LogKey.reason: "\(reasonID)"])
-                complete(key, .rejected(reasonID: reasonID, message: message))
+                complete(
+                    key, .rejected(reasonID: reasonID, message: message), submissionID: Self.submissionID(ofRequest: error.messageID))
             }
         case .deliver(let deliver)?:
             if deliver.sender == memberText { unsequenced[deliver.messageID] = nil }  // our request, sequenced

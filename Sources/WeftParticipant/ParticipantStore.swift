@@ -717,7 +717,11 @@ public struct ParticipantStore: Sendable {
     }
 
     /// `party`'s projection of the ledger after offset `after`, in order.
-    func transactions(of party: Party, after offset: Int64) async throws -> [LedgerTransaction] {
+    /// `party`'s transactions after `offset` up to `upTo`, at most `limit` of them (each whole),
+    /// in order.
+    func transactions(of party: Party, after offset: Int64, upTo: Int64 = .max, limit: Int = .max) async throws
+        -> [LedgerTransaction]
+    {
         let me = self.me
         let rows = try await database.withConnection { connection in
             try connection.execute(
@@ -726,9 +730,14 @@ public struct ParticipantStore: Sendable {
                 FROM participant_transactions t
                 JOIN participant_events e USING (participant, ledger_offset)
                 JOIN participant_contracts c ON c.participant = e.participant AND c.contract_id = e.contract_id
-                WHERE t.participant = $1 AND e.party = $2 AND t.ledger_offset > $3
+                WHERE t.participant = $1 AND e.party = $2 AND t.ledger_offset > $3 AND t.ledger_offset <= $4
+                    AND t.ledger_offset <= coalesce((
+                        SELECT max(ledger_offset) FROM (
+                            SELECT DISTINCT ledger_offset FROM participant_events
+                            WHERE participant = $1 AND party = $2 AND ledger_offset > $3 AND ledger_offset <= $4
+                            ORDER BY ledger_offset LIMIT $5) page), $3)
                 ORDER BY t.ledger_offset, e.event_index
-                """, [me, .text(party.id), .int64(offset)]
+                """, [me, .text(party.id), .int64(offset), .int64(upTo), .int64(Int64(limit))]
             ).rows
         }
         var result: [LedgerTransaction] = []

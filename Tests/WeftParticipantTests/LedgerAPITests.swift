@@ -33,14 +33,16 @@ struct LedgerAPIEndpoint {
 
     /// Serves participant `index`'s Ledger API; with `guardian`, each call is authorized by its
     /// authorizer and audited as a node does it (`APIGuard`).
-    static func start(_ harness: DomainHarness, _ index: Int, guardian: APIGuard? = nil) async throws -> LedgerAPIEndpoint {
+    static func start(
+        _ harness: DomainHarness, _ index: Int, guardian: APIGuard? = nil, configuration: LedgerAPIConfiguration = .init()
+    ) async throws -> LedgerAPIEndpoint {
         let ca = try CertificateAuthority.makeRoot(commonName: "ledger-api-ca")
         let certificate = try CertificateAuthority.issue(
             commonName: "participant", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
         let api = try await LedgerAPI.start(
             participant: harness.nodes[index], database: PostgresDatabase(url: harness.url),
             namespaceKey: harness.members[index].namespaceKey, publisher: ManagerBroadcastPublisher(harness: harness),
-            authorizer: guardian?.authorizer ?? .open, logger: quietLogger("weft.test.ledger-api"))
+            configuration: configuration, authorizer: guardian?.authorizer ?? .open, logger: quietLogger("weft.test.ledger-api"))
         var router = RPCRouter()
         api.register(on: &router)
         guardian?.install(on: &router, adminPaths: [], auditedPaths: Set(LedgerAPI.methods.map(\.path)))
@@ -672,12 +674,21 @@ extension OnARealDomain {
                         commands: [IOUCommands(packageID: packageID).issue("1", from: harness.alice.id, to: harness.alice.id)])))
                 let client = api.client
                 let completion = try await ParticipantNode.within(.seconds(20)) { () async throws -> Weft.V1.Completion? in
-                    for try await response in try client.completion.completionStream(
-                        .init(applicationID: "app", parties: [harness.alice.id], beginExclusive: 0))
-                    {
-                        return response.completion
+                    // The participant has stopped, so a stream opened before the completion is
+                    // stored ends PARTICIPANT_STOPPED after its catch-up, as a following stream does
+                    // then: the application reconnects, and the catch-up has it once it is stored.
+                    while true {
+                        do {
+                            for try await response in try client.completion.completionStream(
+                                .init(applicationID: "app", parties: [harness.alice.id], beginExclusive: 0))
+                            {
+                                return response.completion
+                            }
+                            return nil
+                        } catch let error as RPCError where error.errorID == "PARTICIPANT_STOPPED" {
+                            try await Task.sleep(for: .milliseconds(20))  // before reconnecting, as an application would
+                        }
                     }
-                    return nil
                 } ?? nil
                 #expect(completion?.commandID == "refused-1" && completion?.submissionID == submitted.submissionID)
                 #expect(completion?.status?.errorID == "LEDGER_API_SUBMISSION_LOST", "\(String(describing: completion))")
@@ -750,6 +761,46 @@ extension OnARealDomain {
                 #expect(completions.map(\.submissionID) == ["s2", "s1"])
                 #expect(completions.map { $0.status?.errorID ?? "" } == ["SECOND", "FIRST"])
                 await api.stop()
+                await harness.stop()
+            }
+        }
+
+        /// GetTransactions reads a page of each party's transactions at a time: a stream from an
+        /// early offset holds a page in memory, not the ledger. Paged, two parties whose
+        /// transactions interleave get what one read of everything gives.
+        @Test func transactionsStreamPageByPageForSeveralParties() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                // The bank issues to bob (both see it on participant2) and to alice (the bank alone).
+                for number in 0..<7 {
+                    let owner = number % 2 == 0 ? harness.bob : harness.alice
+                    let completion = try await harness.p2.submit(
+                        [try harness.issue("\(number + 1)", to: owner)], actAs: [harness.bank],
+                        command: CommandKey(applicationID: "bank-app", commandID: "page-\(number)"))
+                    guard case .succeeded = completion else {
+                        Issue.record("issue \(number) failed: \(completion)")
+                        return
+                    }
+                }
+                let whole = try await LedgerAPIEndpoint.start(harness, 1)
+                let paged = try await LedgerAPIEndpoint.start(harness, 1, configuration: .init(completionsPerQuery: 2))
+                let end = try await whole.client.transaction.getLedgerEnd(.init()).offset
+                #expect(end == 7)
+                func transactions(_ api: LedgerAPIEndpoint) async throws -> [Weft.V1.Transaction] {
+                    var result: [Weft.V1.Transaction] = []
+                    for try await response in try api.client.transaction.getTransactions(
+                        .init(beginExclusive: 0, endInclusive: end, filter: .init(parties: [harness.bob.id, harness.bank.id])))
+                    {
+                        result.append(try #require(response.transaction))
+                    }
+                    return result
+                }
+                let expected = try await transactions(whole)
+                #expect(expected.map(\.offset) == Array(1...7))
+                #expect(expected.map { $0.events.count } == Array(repeating: 1, count: 7))
+                #expect(try await transactions(paged) == expected)
+                await paged.stop()
+                await whole.stop()
                 await harness.stop()
             }
         }
