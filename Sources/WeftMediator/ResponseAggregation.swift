@@ -215,9 +215,21 @@ struct ResponseAggregation: Sendable, Equatable {
         case rejected(parties: [Party])
     }
 
-    /// Counts `response` for the parties it names that were not counted yet for its view.
+    /// Counts `response` for the parties it names that were not counted yet for its view. A
+    /// rejection of the whole request (no view) counts for every view its parties confirm and
+    /// have not answered: a party that approved every view it confirms cannot take that back
+    /// (the first response that names a party for a view is the one that counts).
     mutating func apply(_ response: CheckedResponse) -> Step {
-        guard let view = response.view else { return .rejected(parties: response.parties) }
+        guard let view = response.view else {
+            var counted = Set<Party>()
+            for index in weights.indices {
+                for party in response.parties where weights[index][party] != nil && responded[index][party] == nil {
+                    responded[index][party] = response.sender
+                    counted.insert(party)
+                }
+            }
+            return counted.isEmpty ? .duplicate : .rejected(parties: counted.sorted())
+        }
         let new = response.parties.filter { responded[view][$0] == nil }
         guard !new.isEmpty else { return .duplicate }
         for party in new { responded[view][party] = response.sender }

@@ -151,6 +151,43 @@ import WeftWire
         await harness.store.database.shutdown()
     }
 
+    /// The first response that names a party for a view counts: a party that approved every
+    /// view it confirms cannot take that back with a rejection of the whole request.
+    @Test func aRejectionOfTheWholeRequestDoesNotUndoApprovalsGivenBefore() async throws {
+        let harness = try await MediatorHarness("reject-all-late")
+        let test = harness.test
+        let mediator = try await harness.start()
+        let views = try test.dvp()
+        let snapshot = test.snapshot(at: t)
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        _ = try await mediator.register(request: try test.request(views, submitter: test.p2), snapshot: snapshot)
+        // The custodian approves every view it confirms.
+        var time: Int64 = 1
+        for (index, view) in views.views.enumerated() where view.commonData.confirmingParties.contains(where: { $0.id == test.csd.description }) {
+            let outcome = try await mediator.receive(
+                response: try test.response(views, view: index, from: test.p4, parties: [test.csd]), at: t.adding(micros: time),
+                snapshot: snapshot)
+            #expect(outcome == .counted(id))
+            time += 1
+        }
+        #expect(time > 1)
+        // Then rejects the whole request: nothing left to count for it.
+        let malformed = Weft.V1.LocalReject(reasonID: RejectReason.Participant.malformedView, message: "second thoughts")
+        let late = try await mediator.receive(
+            response: try test.response(views, view: nil, from: test.p4, parties: [test.csd], reject: malformed),
+            at: t.adding(micros: time), snapshot: snapshot)
+        #expect(late == .duplicate(id))
+        // The others' approvals still decide it.
+        var verdicts: [MediatorVerdict] = []
+        for (index, approval) in try test.approvals(views).enumerated() {
+            let outcome = try await mediator.receive(
+                response: approval, at: t.adding(micros: time + 1 + Int64(index)), snapshot: snapshot)
+            if case .decided(let verdict) = outcome { verdicts.append(verdict) }
+        }
+        #expect(verdicts.count == 1 && verdicts.first?.isApproved == true)
+        await harness.store.database.shutdown()
+    }
+
     @Test func aRejectionTooLongToPassOnIsCutSoThatItsVerdictCanBeSequenced() async throws {
         let harness = try await MediatorHarness("reject-long")
         let test = harness.test
