@@ -145,6 +145,46 @@ import WeftWire
         }
     }
 
+    /// A waiter that is cancelled leaves at once: a subscription whose member went away must not
+    /// wait for the safe point to move (on an idle domain nothing may move it for a long time).
+    @Test func aCancelledWaitForTheSafePointEndsAtOnce() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let setup = try PostgresConnection(url: fixture.url)
+            try Sequencer.migrator.migrate(setup)
+            _ = try setup.execute("INSERT INTO sequencer_writers (node, watermark, online, heartbeat_at) VALUES (0, 100, true, now())")
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 2)
+            let safePoint = SafePoint(database: database, pollInterval: .seconds(3600))
+            let waiter = Task { try await safePoint.wait(after: 100) }
+            while await safePoint.sleeps == 0 { await Task.yield() }  // it waits; the poller sleeps
+            waiter.cancel()
+            let ended = await withTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    do {
+                        _ = try await waiter.value
+                        return "served"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                group.addTask {
+                    // A deadline, so that a waiter left waiting fails here, not at the suite's limit.
+                    guard (try? await Task.sleep(for: .seconds(20))) != nil else { return nil }
+                    struct StillWaiting: Error {}
+                    await safePoint.close(StillWaiting())
+                    return "still waiting after 20 s"
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            #expect(ended == "cancelled")
+            await safePoint.close(CancellationError())
+            await database.shutdown()
+        }
+    }
+
     @Test func notificationPayloadsRoundTrip() {
         for message in [
             WriterNotification.events(node: 3, watermark: 1_764_000_000_000_003), .watermark(node: 31, watermark: 5), .needed(node: 2, watermark: 9), .joined(node: 0, watermark: 0),
