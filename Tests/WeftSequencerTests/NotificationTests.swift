@@ -104,16 +104,22 @@ import WeftWire
         }
     }
 
+    /// A migrated database with one online writer at watermark 100, and a safe point over it that
+    /// polls only once an hour (so that only pokes and local commits move it).
+    static func safePointAtWatermark100(_ url: String) throws -> (PostgresConnection, PostgresDatabase, SafePoint) {
+        let setup = try PostgresConnection(url: url)
+        try Sequencer.migrator.migrate(setup)
+        _ = try setup.execute("INSERT INTO sequencer_writers (node, watermark, online, heartbeat_at) VALUES (0, 100, true, now())")
+        let database = PostgresDatabase(url: url, maximumConnections: 2)
+        return (setup, database, SafePoint(database: database, pollInterval: .seconds(3600)))
+    }
+
     /// A poke that wakes the poller after a local commit's safe point served every waiter is kept
     /// for the next waiter. It was spent on the empty poller, and the next waiter slept until the
     /// poll interval (an hour here): another node's watermark advance went unseen that long.
     @Test func aPokeThatFindsNobodyWaitingIsKeptForTheNextWait() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let setup = try PostgresConnection(url: fixture.url)
-            try Sequencer.migrator.migrate(setup)
-            _ = try setup.execute("INSERT INTO sequencer_writers (node, watermark, online, heartbeat_at) VALUES (0, 100, true, now())")
-            let database = PostgresDatabase(url: fixture.url, maximumConnections: 2)
-            let safePoint = SafePoint(database: database, pollInterval: .seconds(3600))
+            let (setup, database, safePoint) = try Self.safePointAtWatermark100(fixture.url)
             // A waiter the table cannot serve yet: the poller reads once, then sleeps.
             let first = Task { try await safePoint.wait(after: 100) }
             while await safePoint.sleeps == 0 { await Task.yield() }
@@ -149,11 +155,7 @@ import WeftWire
     /// wait for the safe point to move (on an idle domain nothing may move it for a long time).
     @Test func aCancelledWaitForTheSafePointEndsAtOnce() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let setup = try PostgresConnection(url: fixture.url)
-            try Sequencer.migrator.migrate(setup)
-            _ = try setup.execute("INSERT INTO sequencer_writers (node, watermark, online, heartbeat_at) VALUES (0, 100, true, now())")
-            let database = PostgresDatabase(url: fixture.url, maximumConnections: 2)
-            let safePoint = SafePoint(database: database, pollInterval: .seconds(3600))
+            let (_, database, safePoint) = try Self.safePointAtWatermark100(fixture.url)
             let waiter = Task { try await safePoint.wait(after: 100) }
             while await safePoint.sleeps == 0 { await Task.yield() }  // it waits; the poller sleeps
             waiter.cancel()

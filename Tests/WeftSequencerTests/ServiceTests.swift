@@ -335,18 +335,27 @@ import WeftWire
         }
     }
 
+    /// Alice sends Bob ten messages; Bob's first ten events as he reads them.
+    static func tenMessagesToBob(_ aliceClient: SequencerClient, _ bobClient: SequencerClient, _ bob: TestDomain.Participant)
+        async throws -> [Weft.V1.SequencedEvent]
+    {
+        for number in 0..<10 {
+            try await aliceClient.send(
+                .init(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob.member.description])]), messageID: "m\(number)")
+        }
+        var bobEvents: [Weft.V1.SequencedEvent] = []
+        for try await event in try bobClient.subscribe(from: 0) {
+            bobEvents.append(event)
+            if bobEvents.count == 10 { break }
+        }
+        return bobEvents
+    }
+
     @Test func pruningRemovesExactlyWhatEveryMemberAcknowledged() async throws {
         try await PostgresFixture.withFixture { fixture in
             let (domain, node, manager, _, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
             let mediator = try await Self.client(node, domain, member: domain.mediatorMember, key: domain.mediatorKey)
-            for number in 0..<10 {
-                try await aliceClient.send(.init(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob.member.description])]), messageID: "m\(number)")
-            }
-            var bobEvents: [Weft.V1.SequencedEvent] = []
-            for try await event in try bobClient.subscribe(from: 0) {
-                bobEvents.append(event)
-                if bobEvents.count == 10 { break }
-            }
+            let bobEvents = try await Self.tenMessagesToBob(aliceClient, bobClient, bob)
             let cut = bobEvents[4]  // Bob has processed his first five events
             let cutTime = try #require(cut.timestamp)
 
@@ -474,14 +483,7 @@ import WeftWire
         try await PostgresFixture.withFixture { fixture in
             let (domain, node, manager, _, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
             let mediator = try await Self.client(node, domain, member: domain.mediatorMember, key: domain.mediatorKey)
-            for number in 0..<10 {
-                try await aliceClient.send(.init(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob.member.description])]), messageID: "m\(number)")
-            }
-            var bobEvents: [Weft.V1.SequencedEvent] = []
-            for try await event in try bobClient.subscribe(from: 0) {
-                bobEvents.append(event)
-                if bobEvents.count == 10 { break }
-            }
+            let bobEvents = try await Self.tenMessagesToBob(aliceClient, bobClient, bob)
             let bobID = try #require(try await node.sequencer.members.member(named: bob.member.description)).id
             let safe = try await node.sequencer.safePoint.refresh()
             // Where a stream from counter 0 starts (no checkpoint yet), taken before the prune.
