@@ -59,10 +59,11 @@ actor CompletionLog {
     private var subscribers: [UInt64: AsyncStream<Weft.V1.Completion>.Continuation] = [:]
     private var nextSubscriber: UInt64 = 0
     private var following: Task<Void, Never>?
-    /// Completions filled in from the participant's store at start (`recover`): the same
-    /// completion arriving live afterwards (decided between the subscription and the
-    /// recovery's read) is not stored a second time.
-    private var recovered: [CommandKey: Completion] = [:]
+    /// Completions filled in from the participant's store at start (`recover`), with their
+    /// submission ids: the same completion of the same submission arriving live afterwards
+    /// (decided between the subscription and the recovery's read) is not stored a second time.
+    /// A retry of the command rejected alike is another submission, and is stored.
+    private var recovered: [CommandKey: (completion: Completion, submissionID: String)] = [:]
     /// The last store started (`store`): the next one waits for it.
     private var storing: Task<Void, Never>?
     /// The participant's completions have ended (its processing did): so have the streams.
@@ -142,7 +143,7 @@ actor CompletionLog {
                 "a completion decided while the Ledger API was not recording is added to the completion stream",
                 metadata: [LedgerAPILogKey.command: "\(key)", LedgerAPILogKey.submission: "\(submissionID)"])
             await store(CommandCompletion(command: key, completion: completion, submissionID: submissionID))
-            recovered[key] = completion
+            recovered[key] = (completion, submissionID)
         }
     }
 
@@ -189,7 +190,12 @@ actor CompletionLog {
 
     /// Stores a completion with the next offset and hands it to the streams that follow.
     func record(_ event: CommandCompletion) async {
-        if let completion = recovered.removeValue(forKey: event.command), completion == event.completion { return }
+        if let recovery = recovered[event.command], recovery.completion == event.completion,
+            event.submissionID.isEmpty || event.submissionID == recovery.submissionID
+        {
+            recovered[event.command] = nil
+            return
+        }
         await store(event)
     }
 

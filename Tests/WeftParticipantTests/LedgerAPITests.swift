@@ -33,14 +33,16 @@ struct LedgerAPIEndpoint {
 
     /// Serves participant `index`'s Ledger API; with `guardian`, each call is authorized by its
     /// authorizer and audited as a node does it (`APIGuard`).
+    /// `node`: participant `index` started again (`DomainHarness.restart`), instead of the harness's.
     static func start(
-        _ harness: DomainHarness, _ index: Int, guardian: APIGuard? = nil, configuration: LedgerAPIConfiguration = .init()
+        _ harness: DomainHarness, _ index: Int, guardian: APIGuard? = nil, configuration: LedgerAPIConfiguration = .init(),
+        node: ParticipantNode? = nil
     ) async throws -> LedgerAPIEndpoint {
         let ca = try CertificateAuthority.makeRoot(commonName: "ledger-api-ca")
         let certificate = try CertificateAuthority.issue(
             commonName: "participant", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
         let api = try await LedgerAPI.start(
-            participant: harness.nodes[index], database: PostgresDatabase(url: harness.url),
+            participant: node ?? harness.nodes[index], database: PostgresDatabase(url: harness.url),
             namespaceKey: harness.members[index].namespaceKey, publisher: ManagerBroadcastPublisher(harness: harness),
             configuration: configuration, authorizer: guardian?.authorizer ?? .open, logger: quietLogger("weft.test.ledger-api"))
         var router = RPCRouter()
@@ -877,6 +879,57 @@ extension OnARealDomain {
                             .issue("1", from: harness.alice.id, to: harness.alice.id)])))
                 #expect(retry.transactionID.count == 64)
                 await api.stop()
+                await harness.stop()
+            }
+        }
+
+        /// A completion the Ledger API recovered at start is not stored twice when it also arrives
+        /// live; a retry of the same command rejected the same way is another submission's
+        /// completion, and is stored.
+        @Test func aRetryRejectedLikeARecoveredCompletionStillCompletes() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let alice = harness.alice
+                await harness.p1.stop()
+                // Every request of this node misses its max sequencing time: the sequencer answers
+                // each with the same deliver error.
+                let hurried = try await harness.restart(0, configuration: ParticipantConfiguration(maxSequencingDelayMicros: 1))
+                await (try await LedgerAPIEndpoint.start(harness, 0, node: hurried)).stop()  // its tables made
+                let key = CommandKey(applicationID: "app", commandID: "refused")
+                let prepared = try await hurried.prepare([try harness.issue("1", to: alice, by: alice)], actAs: [alice], command: key)
+                // As the Ledger API writes it before handing the command over; no Ledger API runs,
+                // so its completion is recorded by the recovery at the next start.
+                _ = try PostgresConnection(url: fixture.url).execute(
+                    """
+                    INSERT INTO ledger_api_completions (participant, application_id, command_id, submission_id, act_as)
+                    VALUES ($1, 'app', 'refused', $2, $3)
+                    """, [.text(hurried.identity.id.description), .text(prepared.submissionID), .text(alice.id)])
+                let first = try await hurried.submit(prepared)
+                guard case .rejected(let reasonID, _) = first, reasonID == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED" else {
+                    Issue.record("the first submission was not refused for its max sequencing time: \(first)")
+                    return
+                }
+                let api = try await LedgerAPIEndpoint.start(harness, 0, node: hurried)
+                let packageID = try await api.client.packageManagement.listPackages(.init()).packages[0].packageID
+                let retried = try await api.client.command.submit(
+                    .init(commands: .init(
+                        commandID: "refused", applicationID: "app", actAs: [alice.id],
+                        commands: [IOUCommands(packageID: packageID).issue("1", from: alice.id, to: alice.id)])))
+                let client = api.client
+                let completions: [Weft.V1.Completion] = try await ParticipantNode.within(.seconds(20)) {
+                    var completions: [Weft.V1.Completion] = []
+                    for try await response in try client.completion.completionStream(
+                        .init(applicationID: "app", parties: [alice.id], beginExclusive: 0))
+                    {
+                        if let completion = response.completion { completions.append(completion) }
+                        if completions.count == 2 { break }
+                    }
+                    return completions
+                } ?? []
+                #expect(completions.map(\.submissionID) == [prepared.submissionID, retried.submissionID])
+                #expect(completions.map { $0.status?.errorID ?? "" } == Array(repeating: "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED", count: 2))
+                await api.stop()
+                await hurried.stop()
                 await harness.stop()
             }
         }
