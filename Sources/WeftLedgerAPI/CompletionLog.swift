@@ -191,7 +191,7 @@ actor CompletionLog {
     /// Stores a completion with the next offset and hands it to the streams that follow.
     func record(_ event: CommandCompletion) async {
         if let recovery = recovered[event.command], recovery.completion == event.completion,
-            event.submissionID.isEmpty || event.submissionID == recovery.submissionID
+            event.submissionID == recovery.submissionID
         {
             recovered[event.command] = nil
             return

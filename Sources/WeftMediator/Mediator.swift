@@ -26,7 +26,8 @@ public enum ResponseOutcome: Sendable, Equatable {
     /// Counted, and it decided the request (every view approved, or a rejection). Send the
     /// verdict.
     case decided(MediatorVerdict)
-    /// Every party it names was counted before for its view: nothing changed.
+    /// Every party it names was counted before for its view (for a rejection of the whole
+    /// request: for every view the party confirms): nothing changed.
     case duplicate(RequestID)
     /// The request was decided before: its stored verdict, never a new one. Nothing to send.
     case alreadyDecided(MediatorVerdict)

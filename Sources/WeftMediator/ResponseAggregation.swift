@@ -186,7 +186,7 @@ struct ResponseCheck {
 /// The responses counted for one request, per view (pure): each confirming party counts once
 /// per view, with the first response that names it; a view is approved once the weights of
 /// its approving parties reach its threshold; the request is approved when every view is,
-/// and rejected by the first rejection.
+/// and rejected by the first rejection that counts.
 struct ResponseAggregation: Sendable, Equatable {
     /// Per view, the confirming parties' weights and the threshold.
     private let weights: [[Party: Int]]
@@ -205,7 +205,8 @@ struct ResponseAggregation: Sendable, Equatable {
 
     /// What one response did.
     enum Step: Equatable {
-        /// Every party it names was counted before for that view: nothing changed.
+        /// Every party it names was counted before for that view (for a rejection of the whole
+        /// request: for every view the party confirms): nothing changed.
         case duplicate
         /// It counted for `parties`; some view still lacks approvals.
         case counted(parties: [Party])
