@@ -554,15 +554,9 @@ public actor ParticipantNode {
     }
 
     /// `party`'s transactions after `offset` (its projection: the contracts created and
-    /// archived that it is a stakeholder of).
-    public func transactions(of party: Party, after offset: Int64 = 0) async throws -> [LedgerTransaction] {
-        try requireReadable(after: offset)
-        return try await store.transactions(of: party, after: offset)
-    }
-
-    /// `party`'s transactions after `offset` up to `upTo`, at most `limit` of them, in order: a
-    /// page of a stream that must not hold a long ledger in memory at once.
-    public func transactions(of party: Party, after offset: Int64, upTo: Int64, limit: Int) async throws
+    /// archived that it is a stakeholder of), up to `upTo`, at most `limit` of them, in order: a
+    /// stream reads them page by page rather than hold a long ledger in memory at once.
+    public func transactions(of party: Party, after offset: Int64 = 0, upTo: Int64 = .max, limit: Int = .max) async throws
         -> [LedgerTransaction]
     {
         try requireReadable(after: offset)
