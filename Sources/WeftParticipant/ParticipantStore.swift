@@ -716,9 +716,11 @@ public struct ParticipantStore: Sendable {
         }
     }
 
-    /// `party`'s projection of the ledger after offset `after`, in order.
     /// `party`'s transactions after `offset` up to `upTo`, at most `limit` of them (each whole),
-    /// in order.
+    /// in order. Fails `offsetPruned` if a prune removed history after `offset`: the page and
+    /// the pruned offset are read in one statement, so a prune that commits while the node's
+    /// check of its pruned offset (`requireReadable`) and this read are apart cannot make the
+    /// page silently shorter.
     func transactions(of party: Party, after offset: Int64, upTo: Int64 = .max, limit: Int = .max) async throws
         -> [LedgerTransaction]
     {
@@ -726,63 +728,86 @@ public struct ParticipantStore: Sendable {
         let rows = try await database.withConnection { connection in
             try connection.execute(
                 """
-                SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, e.created, e.contract_id, c.contract, e.event_id
-                FROM participant_transactions t
-                JOIN participant_events e USING (participant, ledger_offset)
-                JOIN participant_contracts c ON c.participant = e.participant AND c.contract_id = e.contract_id
-                WHERE t.participant = $1 AND e.party = $2 AND t.ledger_offset > $3 AND t.ledger_offset <= $4
-                    AND t.ledger_offset <= coalesce((
-                        SELECT max(ledger_offset) FROM (
-                            SELECT DISTINCT ledger_offset FROM participant_events
-                            WHERE participant = $1 AND party = $2 AND ledger_offset > $3 AND ledger_offset <= $4
-                            ORDER BY ledger_offset LIMIT $5) page), $3)
-                ORDER BY t.ledger_offset, e.event_index
+                SELECT pruned.pruned_offset, page.* FROM (\(Self.prunedOffsetQuery)) pruned
+                LEFT JOIN LATERAL (
+                    SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, e.created, e.contract_id, c.contract,
+                        e.event_id, e.event_index
+                    FROM participant_transactions t
+                    JOIN participant_events e USING (participant, ledger_offset)
+                    JOIN participant_contracts c ON c.participant = e.participant AND c.contract_id = e.contract_id
+                    WHERE t.participant = $1 AND e.party = $2 AND t.ledger_offset > $3 AND t.ledger_offset <= $4
+                        AND t.ledger_offset <= coalesce((
+                            SELECT max(ledger_offset) FROM (
+                                SELECT DISTINCT ledger_offset FROM participant_events
+                                WHERE participant = $1 AND party = $2 AND ledger_offset > $3 AND ledger_offset <= $4
+                                ORDER BY ledger_offset LIMIT $5) last_of_page), $3)
+                ) page ON true
+                ORDER BY page.ledger_offset, page.event_index
                 """, [me, .text(party.id), .int64(offset), .int64(upTo), .int64(Int64(limit))]
             ).rows
         }
+        try Self.requireUnpruned(after: offset, firstColumnOf: rows)
         var result: [LedgerTransaction] = []
-        for row in rows {
-            let offset = try Self.require(row[0].int64, "offset")
-            let wire = try Weft.V1.ContractInstance(serializedBytes: Self.require(row[6].bytes, "contract"))
+        for row in rows where !row[1].isNull {
+            let offset = try Self.require(row[1].int64, "offset")
+            let wire = try Weft.V1.ContractInstance(serializedBytes: Self.require(row[7].bytes, "contract"))
             let (id, contract, _) = try ContractInstance.fromWire(wire)
             let event: LedgerEvent =
-                try row[4].bool == true ? .created(id, contract) : .archived(id, template: contract.template)
+                try row[5].bool == true ? .created(id, contract) : .archived(id, template: contract.template)
             if result.last?.offset != offset {
                 result.append(
                     LedgerTransaction(
-                        offset: offset, transactionID: try Self.require(row[1].string, "transaction_id"),
-                        recordTime: SequencingTimestamp(microsSinceEpoch: try Self.require(row[2].int64, "request_ts")),
-                        commandID: try row[3].string ?? "", events: []))
+                        offset: offset, transactionID: try Self.require(row[2].string, "transaction_id"),
+                        recordTime: SequencingTimestamp(microsSinceEpoch: try Self.require(row[3].int64, "request_ts")),
+                        commandID: try row[4].string ?? "", events: []))
             }
             result[result.count - 1].events.append(event)
-            result[result.count - 1].eventIDs.append(try row[7].string ?? "")
+            result[result.count - 1].eventIDs.append(try row[8].string ?? "")
         }
         return result
     }
 
-    /// The transaction trees after offset `after` up to `upTo`, at most `limit`, in order.
+    /// A one-row subquery of this participant's (`$1`) pruned offset, 0 if it never pruned.
+    static let prunedOffsetQuery =
+        "SELECT coalesce((SELECT pruned_offset FROM participant_pruning WHERE participant = $1), 0) AS pruned_offset"
+
+    /// Refuses a page read after `offset` whose statement saw the ledger pruned past it (the
+    /// pruned offset is the first column of every row; the statement returns at least one,
+    /// with the page's columns NULL when the page is empty).
+    static func requireUnpruned(after offset: Int64, firstColumnOf rows: [[PostgresCell]]) throws {
+        let pruned = try require(rows.first?[0].int64, "pruned_offset")
+        guard offset >= pruned else { throw ParticipantError.offsetPruned(requested: offset, earliestReadable: pruned + 1) }
+    }
+
+    /// The transaction trees after offset `after` up to `upTo`, at most `limit`, in order;
+    /// `offsetPruned` as `transactions(of:after:upTo:limit:)`.
     func trees(after offset: Int64, upTo: Int64, limit: Int) async throws -> [LedgerTransactionTree] {
         let me = self.me
         let rows = try await database.withConnection { connection in
             try connection.execute(
                 """
-                SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, r.tree
-                FROM participant_transactions t
-                JOIN participant_trees r USING (participant, ledger_offset)
-                WHERE t.participant = $1 AND t.ledger_offset > $2 AND t.ledger_offset <= $3
-                ORDER BY t.ledger_offset
-                LIMIT $4
+                SELECT pruned.pruned_offset, page.* FROM (\(Self.prunedOffsetQuery)) pruned
+                LEFT JOIN LATERAL (
+                    SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, r.tree
+                    FROM participant_transactions t
+                    JOIN participant_trees r USING (participant, ledger_offset)
+                    WHERE t.participant = $1 AND t.ledger_offset > $2 AND t.ledger_offset <= $3
+                    ORDER BY t.ledger_offset
+                    LIMIT $4
+                ) page ON true
+                ORDER BY page.ledger_offset
                 """, [me, .int64(offset), .int64(upTo), .int64(Int64(limit))]
             ).rows
         }
-        return try rows.map { row in
-            let bytes = try Self.require(row[4].bytes, "tree")
+        try Self.requireUnpruned(after: offset, firstColumnOf: rows)
+        return try rows.filter { !$0[1].isNull }.map { row in
+            let bytes = try Self.require(row[5].bytes, "tree")
             let tree = bytes.isEmpty ? Weft.V1.TransactionTreeView() : try Weft.V1.TransactionTreeView(serializedBytes: bytes)
             return LedgerTransactionTree(
-                offset: try Self.require(row[0].int64, "offset"),
-                transactionID: try Self.require(row[1].string, "transaction_id"),
-                recordTime: SequencingTimestamp(microsSinceEpoch: try Self.require(row[2].int64, "request_ts")),
-                commandID: try row[3].string ?? "", events: tree.events)
+                offset: try Self.require(row[1].int64, "offset"),
+                transactionID: try Self.require(row[2].string, "transaction_id"),
+                recordTime: SequencingTimestamp(microsSinceEpoch: try Self.require(row[3].int64, "request_ts")),
+                commandID: try row[4].string ?? "", events: tree.events)
         }
     }
 

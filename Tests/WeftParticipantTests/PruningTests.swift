@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import WeftContracts
 import WeftCrypto
-@_spi(Testing) import WeftParticipant
+@_spi(Testing) @testable import WeftParticipant
 import WeftSequencer
 import WeftStore
 import WeftTestSupport
@@ -131,6 +131,21 @@ extension OnARealDomain {
                     #expect(recordTime > (safePoint ?? 0))
                 }
                 #expect(try await p1.transactions(of: alice, after: end).count == 2, "a refused prune removes nothing")
+
+                // A prune that commits between a read's check of the node's pruned offset and its
+                // page read (here the store's prune alone: the node's pruned offset has not moved
+                // yet) fails the read typed rather than leaving a hole in the page.
+                let middle = end + 1
+                let middleTime = try #require(try await p1.store.recordTime(ofOffset: middle))
+                _ = try await p1.store.prune(upTo: middle, recordTime: middleTime, forced: true)
+                await #expect(throws: ParticipantError.offsetPruned(requested: end, earliestReadable: middle + 1)) {
+                    _ = try await p1.transactions(of: alice, after: end)
+                }
+                await #expect(throws: ParticipantError.offsetPruned(requested: end, earliestReadable: middle + 1)) {
+                    _ = try await p1.transactionTrees(after: end, upTo: last)
+                }
+                #expect(try await p1.transactions(of: alice, after: middle).map(\.offset) == [last])
+                #expect(try await p1.transactionTrees(after: middle, upTo: last).map(\.offset) == [last])
 
                 // The override prunes, says what it gives up, and is recorded.
                 let forced = try await p1.prune(upTo: last, ignoreCommitments: true)
