@@ -565,6 +565,13 @@ public actor Mediator {
         unstoredProgress.delivered.append(timestamp)
     }
 
+    /// The verdict on the request at `timestamp` leaves the outbox unsent, for the reason
+    /// `reasonID` names: stored with the next write, so that it is neither sent after a restart
+    /// nor read as what decided the request.
+    func verdictNotSent(_ timestamp: SequencingTimestamp, reasonID: String) {
+        unstoredProgress.notSent.append((timestamp, reasonID))
+    }
+
     /// Whether progress waits to be stored.
     var hasUnstoredProgress: Bool { !unstoredProgress.isEmpty }
 
@@ -592,6 +599,7 @@ public actor Mediator {
             // Meanwhile the driver may have moved the position on: keep the later one.
             if unstoredProgress.position == nil { unstoredProgress.position = progress.position }
             unstoredProgress.delivered += progress.delivered
+            unstoredProgress.notSent += progress.notSent
             // Operations run one at a time, so nothing was registered meanwhile.
             guard MediatorStore.isRegistrationTaken(error), !progress.registrations.isEmpty else {
                 unstoredProgress.registrations = progress.registrations + unstoredProgress.registrations

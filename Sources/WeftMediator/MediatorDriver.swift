@@ -458,37 +458,42 @@ public actor MediatorDriver {
                         "decision_time": "\(decisionTime ?? 0)",
                     ])
                 Counter(label: "weft_mediator_verdicts_total", dimensions: [("outcome", "too_late")]).increment()
-                await mediator.verdictDelivered(verdict.request.timestamp)
+                await mediator.verdictNotSent(verdict.request.timestamp, reasonID: "MEDIATOR_DECISION_TIME_PASSED")
                 outbox[timestamp] = nil
                 requestTraces[verdict.request.timestamp] = nil
                 continue
             }
             let (messageID, maxSequencingTime) = submission
             if recipients.isEmpty {
-                logger.warning("a verdict without recipients is not sent", metadata: ["request": "\(verdict.request)"])
-            } else {
-                if maxSequencingTime - decidedAt > settings.verdictSendWindowMicros {
-                    logger.warning(
-                        "a verdict is sent more than half a window after its decision (a mediator catching up); a participant that has it already ignores this copy",
-                        metadata: ["request": "\(verdict.request)", "message_id": "\(messageID)"])
-                }
-                let content = Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message))
-                let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: recipients)])
-                // Under the request's trace (known unless the mediator restarted since it came).
-                let trace = requestTraces[verdict.request.timestamp]?.childSpan()
-                try await TraceContext.$current.withValue(trace) {
-                    do {
-                        // No receipt: the outbox lets go of a verdict once a sequencer accepts it.
-                        try await connection.send(batch, messageID: messageID, maxSequencingTime: maxSequencingTime, omitReceipt: true)
-                        Counter(
-                            label: "weft_mediator_verdicts_total", dimensions: [("outcome", verdict.isApproved ? "approved" : "rejected")]
-                        ).increment()
-                        logger.info(
-                            "sent a verdict",
-                            metadata: ["request": "\(verdict.request)", "approved": "\(verdict.isApproved)", "recipients": "\(recipients.count)"])
-                    } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
-                        logger.info("a verdict was sequenced before a restart; not sent again", metadata: ["request": "\(verdict.request)"])
-                    }
+                logger.warning(
+                    "a verdict is not sent: none of its informee participants is active any more (MEDIATOR_NO_ACTIVE_RECIPIENTS)",
+                    metadata: ["request": "\(verdict.request)"])
+                await mediator.verdictNotSent(verdict.request.timestamp, reasonID: "MEDIATOR_NO_ACTIVE_RECIPIENTS")
+                outbox[timestamp] = nil
+                requestTraces[verdict.request.timestamp] = nil
+                continue
+            }
+            if maxSequencingTime - decidedAt > settings.verdictSendWindowMicros {
+                logger.warning(
+                    "a verdict is sent more than half a window after its decision (a mediator catching up); a participant that has it already ignores this copy",
+                    metadata: ["request": "\(verdict.request)", "message_id": "\(messageID)"])
+            }
+            let content = Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message))
+            let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: recipients)])
+            // Under the request's trace (known unless the mediator restarted since it came).
+            let trace = requestTraces[verdict.request.timestamp]?.childSpan()
+            try await TraceContext.$current.withValue(trace) {
+                do {
+                    // No receipt: the outbox lets go of a verdict once a sequencer accepts it.
+                    try await connection.send(batch, messageID: messageID, maxSequencingTime: maxSequencingTime, omitReceipt: true)
+                    Counter(
+                        label: "weft_mediator_verdicts_total", dimensions: [("outcome", verdict.isApproved ? "approved" : "rejected")]
+                    ).increment()
+                    logger.info(
+                        "sent a verdict",
+                        metadata: ["request": "\(verdict.request)", "approved": "\(verdict.isApproved)", "recipients": "\(recipients.count)"])
+                } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                    logger.info("a verdict was sequenced before a restart; not sent again", metadata: ["request": "\(verdict.request)"])
                 }
             }
             await mediator.verdictDelivered(verdict.request.timestamp)

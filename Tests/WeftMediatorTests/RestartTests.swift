@@ -100,7 +100,7 @@ import WeftWire
         _ = try await store.migrate()
         #expect(try await store.migrate() == [])
         let status = try await database.withConnection { try MediatorStore.migrator.status($0) }
-        #expect(status.applied == [1, 2, 3, 4, 5] && status.isCurrent)
+        #expect(status.applied == [1, 2, 3, 4, 5, 6] && status.isCurrent)
         _ = try await Mediator.start(store: store, domain: test.domain, signingKey: test.mediator.signing)
         await database.shutdown()
 
@@ -108,7 +108,7 @@ import WeftWire
         let fresh = "mediator_unmigrated_\(UInt32.random(in: 0...UInt32.max))"
         _ = try PostgresConnection(url: url).execute("CREATE DATABASE \(fresh)")
         let other = PostgresDatabase(url: Self.url(url, database: fresh), maximumConnections: 1)
-        await #expect(throws: MigrationError.pending(component: "mediator", versions: [1, 2, 3, 4, 5])) {
+        await #expect(throws: MigrationError.pending(component: "mediator", versions: [1, 2, 3, 4, 5, 6])) {
             try await Mediator.start(
                 store: MediatorStore(database: other, mediator: test.mediator.member), domain: test.domain,
                 signingKey: test.mediator.signing)
