@@ -34,6 +34,8 @@ static void free_cached_block(void *marker) {
     if (tree != NULL && release_tree != NULL) release_tree(tree);
 }
 
+void weft_thread_caches_release(void) { free_cached_block(NULL); }
+
 static void make_exit_key(void) { (void)pthread_key_create(&exit_key, free_cached_block); }
 
 static void arm_exit_hook(void) {

@@ -74,6 +74,21 @@ enum StoragePool {
     }
 }
 
+/// What WeftWire keeps per thread between one encode or decode and the next:
+/// an arena block, a decode tree and the pooled storages (`StoragePool`).
+public enum WireThreadCaches {
+    /// Releases the calling thread's caches now rather than at its exit.
+    ///
+    /// The fuzz targets call it after each input. A pooled storage keeps the
+    /// fields read from its last value, and a submessage held in a oneof is
+    /// referenced through a pointer in which Swift keeps the enum's case (its
+    /// spare bits). LeakSanitizer does not take such a word for a pointer, so
+    /// when libFuzzer checks for leaks between inputs that submessage looked
+    /// leaked although the pool still reached it (a `DeliverError` held by a
+    /// pooled `SequencedEvent`, from an earlier input).
+    public static func release() { weft_thread_caches_release() }
+}
+
 /// Releases a reference a thread's storage pool held (a C function pointer
 /// for `weft_storage_pool_give`, also called when the thread exits).
 private func releasePooledStorage(_ pointer: UnsafeMutableRawPointer?) {

@@ -35,6 +35,10 @@ void *weft_storage_pool_take(int slot);
 /// for a slot out of range: the caller then releases `storage` itself.
 int weft_storage_pool_give(int slot, void *storage, void (*release)(void *));
 
+/// Releases this thread's cached arena block, decode tree and pooled
+/// storages now, as its exit would; later encodes and decodes fill them again.
+void weft_thread_caches_release(void);
+
 /// The Swift runtime's uniqueness check (exported by libswiftCore, what
 /// `isKnownUniquelyReferenced` calls), for an object reached through an
 /// unmanaged pointer: checking it through a strong Swift reference would

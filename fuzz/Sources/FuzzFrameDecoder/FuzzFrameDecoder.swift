@@ -20,6 +20,8 @@ enum FuzzFrameDecoderMain {
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     guard count > 0 else { return 0 }
     let input = UnsafeRawBufferPointer(start: start, count: count)
+    // Each input starts from empty thread caches (see `WireThreadCaches.release`).
+    defer { WireThreadCaches.release() }
     let chunkBytes = Int(input[0]) + 1
     let stream = UnsafeRawBufferPointer(rebasing: input[1...])
 

@@ -19,6 +19,8 @@ enum FuzzJSONMain {
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     guard count > 0 else { return 0 }
     let input = UnsafeRawBufferPointer(start: start, count: count)
+    // Each input starts from empty thread caches (see `WireThreadCaches.release`).
+    defer { WireThreadCaches.release() }
     let types = Weft.V1.messageTypes
     guard let type = types[Int(input[0]) % types.count] as? any JSONMessage.Type else {
         fatalError("\(types[Int(input[0]) % types.count].protoMessageName) has no JSON mapping")
