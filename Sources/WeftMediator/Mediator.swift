@@ -565,11 +565,12 @@ public actor Mediator {
         unstoredProgress.delivered.append(timestamp)
     }
 
-    /// The verdict on the request at `timestamp` leaves the outbox unsent, for the reason
-    /// `reasonID` names: stored with the next write, so that it is neither sent after a restart
-    /// nor read as what decided the request.
-    func verdictNotSent(_ timestamp: SequencingTimestamp, reasonID: String) {
-        unstoredProgress.notSent.append((timestamp, reasonID))
+    /// The verdict on the request at `timestamp` did not reach its participants in time, for the
+    /// reason `reasonID` names (`mediator_requests.undelivered_reason`): stored with the next
+    /// write, so that it is not sent after a restart and its `approved` is not read as what
+    /// decided the request.
+    func verdictUndelivered(_ timestamp: SequencingTimestamp, reasonID: String) {
+        unstoredProgress.undelivered.append((timestamp, reasonID))
     }
 
     /// Whether progress waits to be stored.
@@ -599,7 +600,7 @@ public actor Mediator {
             // Meanwhile the driver may have moved the position on: keep the later one.
             if unstoredProgress.position == nil { unstoredProgress.position = progress.position }
             unstoredProgress.delivered += progress.delivered
-            unstoredProgress.notSent += progress.notSent
+            unstoredProgress.undelivered += progress.undelivered
             // Operations run one at a time, so nothing was registered meanwhile.
             guard MediatorStore.isRegistrationTaken(error), !progress.registrations.isEmpty else {
                 unstoredProgress.registrations = progress.registrations + unstoredProgress.registrations

@@ -91,6 +91,11 @@ public actor MediatorDriver {
     private var outbox: [SequencingTimestamp: MediatorVerdict] = [:]
     /// Whether the store's undelivered verdicts were read into `outbox` (once, at the first send).
     private var outboxLoaded = false
+    /// Verdicts in `outbox` that may have reached the sequencer already: read from the store at
+    /// start (a send before a crash may have been sequenced, its delivered mark lost) or sent in
+    /// this process by a send that failed without an answer. Should the decision time pass before
+    /// one is sent, its record says the outcome is unknown, not that it was never sent.
+    private var maybeSequenced: Set<SequencingTimestamp> = []
     /// Whether stopping stores what was processed and sent (false: as a crash leaves it).
     private var storesProgressAtStop = true
 
@@ -111,6 +116,14 @@ public actor MediatorDriver {
     /// The message id of the verdict on `request`: the same for every (re-)send.
     public nonisolated static func verdictMessageID(_ request: RequestID) -> String {
         "verdict-\(request.timestamp.microsSinceEpoch)-\(String(request.rootHash.description.prefix(16)))"
+    }
+
+    /// The sequencing time of the request a verdict's message id (`verdictSubmission`) names;
+    /// nil for another message id.
+    nonisolated static func request(ofVerdictMessageID messageID: String) -> SequencingTimestamp? {
+        let parts = messageID.split(separator: "-")
+        guard parts.count >= 3, parts[0] == "verdict", let micros = Int64(parts[1]) else { return nil }
+        return SequencingTimestamp(microsSinceEpoch: micros)
     }
 
     /// The message id and max sequencing time of a verdict decided at `decidedAt` (µs) and sent at
@@ -264,6 +277,11 @@ public actor MediatorDriver {
             logger.log(
                 level: level, "the sequencer refused a submission of this mediator",
                 metadata: ["message_id": "\(error.messageID)", "error_id": "\(error.reason?.errorID ?? "")", "error": "\(error.reason?.message ?? "")"])
+            // A verdict the sequencer took but could only sequence after its max sequencing time
+            // (never after the decision time): its participants time the request out instead.
+            if error.reason?.errorID == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED", let request = Self.request(ofVerdictMessageID: error.messageID) {
+                await mediator.verdictUndelivered(request, reasonID: "MEDIATOR_VERDICT_SEQUENCED_TOO_LATE")
+            }
         case nil:
             break
         }
@@ -427,6 +445,7 @@ public actor MediatorDriver {
         if !outboxLoaded {
             for verdict in try await store.undeliveredVerdicts() where outbox[verdict.request.timestamp] == nil {
                 outbox[verdict.request.timestamp] = verdict
+                maybeSequenced.insert(verdict.request.timestamp)
             }
             outboxLoaded = true
         }
@@ -451,16 +470,19 @@ public actor MediatorDriver {
                     verdict.request, decidedAt: decidedAt, now: Self.wallClockMicros(), window: settings.verdictSendWindowMicros,
                     decisionTime: decisionTime)
             else {
+                // Never sent: the participants reject the request themselves. Maybe sent before:
+                // whether that copy was sequenced in time, the participants' records say.
+                let reasonID =
+                    maybeSequenced.contains(timestamp) ? "MEDIATOR_SEND_OUTCOME_UNKNOWN" : "MEDIATOR_DECISION_TIME_PASSED"
                 logger.warning(
                     "a verdict is not sent: the request's decision time has passed, so its participants reject it themselves (PARTICIPANT_VERDICT_TIMED_OUT) and would ignore this verdict",
                     metadata: [
                         "request": "\(verdict.request)", "approved": "\(verdict.isApproved)",
-                        "decision_time": "\(decisionTime ?? 0)",
+                        "decision_time": "\(decisionTime ?? 0)", "reason_id": "\(reasonID)",
                     ])
                 Counter(label: "weft_mediator_verdicts_total", dimensions: [("outcome", "too_late")]).increment()
-                await mediator.verdictNotSent(verdict.request.timestamp, reasonID: "MEDIATOR_DECISION_TIME_PASSED")
-                outbox[timestamp] = nil
-                requestTraces[verdict.request.timestamp] = nil
+                await mediator.verdictUndelivered(verdict.request.timestamp, reasonID: reasonID)
+                leaveOutbox(timestamp)
                 continue
             }
             let (messageID, maxSequencingTime) = submission
@@ -468,9 +490,8 @@ public actor MediatorDriver {
                 logger.warning(
                     "a verdict is not sent: none of its informee participants is active any more (MEDIATOR_NO_ACTIVE_RECIPIENTS)",
                     metadata: ["request": "\(verdict.request)"])
-                await mediator.verdictNotSent(verdict.request.timestamp, reasonID: "MEDIATOR_NO_ACTIVE_RECIPIENTS")
-                outbox[timestamp] = nil
-                requestTraces[verdict.request.timestamp] = nil
+                await mediator.verdictUndelivered(verdict.request.timestamp, reasonID: "MEDIATOR_NO_ACTIVE_RECIPIENTS")
+                leaveOutbox(timestamp)
                 continue
             }
             if maxSequencingTime - decidedAt > settings.verdictSendWindowMicros {
@@ -482,6 +503,8 @@ public actor MediatorDriver {
             let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: recipients)])
             // Under the request's trace (known unless the mediator restarted since it came).
             let trace = requestTraces[verdict.request.timestamp]?.childSpan()
+            // Until the send returns, this verdict may be sequenced whatever the send says.
+            maybeSequenced.insert(timestamp)
             try await TraceContext.$current.withValue(trace) {
                 do {
                     // No receipt: the outbox lets go of a verdict once a sequencer accepts it.
@@ -497,9 +520,15 @@ public actor MediatorDriver {
                 }
             }
             await mediator.verdictDelivered(verdict.request.timestamp)
-            outbox[timestamp] = nil
-            requestTraces[verdict.request.timestamp] = nil
+            leaveOutbox(timestamp)
         }
+    }
+
+    /// Forgets what the outbox held for the verdict on the request at `timestamp`.
+    private func leaveOutbox(_ timestamp: SequencingTimestamp) {
+        outbox[timestamp] = nil
+        maybeSequenced.remove(timestamp)
+        requestTraces[timestamp] = nil
     }
 
     // MARK: - Stream position

@@ -108,15 +108,15 @@ public struct MediatorStore: Sendable {
             ALTER TABLE mediator_responses DROP CONSTRAINT mediator_responses_mediator_request_ts_fkey;
             """),
         Migration(
-            6, "a verdict that was never sent says why",
-            // `approved` is what the mediator decided. A verdict it could not send (the request's
-            // decision time had passed, or no informee participant was active any more) did not
-            // decide the request: its participants rejected it at the decision time. Without
-            // this column an audit of the mediator alone read such a request as approved.
+            6, "a verdict that did not reach its participants in time says why",
+            // `approved` is what the mediator decided. A verdict that did not reach the
+            // participants by the request's decision time did not decide the request: they
+            // rejected it themselves then. Without this column an audit of the mediator alone
+            // read such a request as approved.
             """
-            ALTER TABLE mediator_requests ADD COLUMN not_sent_reason text;
-            COMMENT ON COLUMN mediator_requests.not_sent_reason IS
-                'NULL for a verdict sent to the sequencer (or not sent yet). Else the id of why it never was: MEDIATOR_DECISION_TIME_PASSED (its participants rejected the request themselves at its decision time, PARTICIPANT_VERDICT_TIMED_OUT, whatever approved says) or MEDIATOR_NO_ACTIVE_RECIPIENTS (every informee participant was disabled since the request).';
+            ALTER TABLE mediator_requests ADD COLUMN undelivered_reason text;
+            COMMENT ON COLUMN mediator_requests.undelivered_reason IS
+                'NULL for a verdict the sequencer took (or not sent yet). Else why it did not reach its informee participants in time, which then rejected the request themselves at its decision time (PARTICIPANT_VERDICT_TIMED_OUT) whatever approved says: MEDIATOR_DECISION_TIME_PASSED (never sent: the decision time came first), MEDIATOR_VERDICT_SEQUENCED_TOO_LATE (the sequencer took it but its max sequencing time had passed), MEDIATOR_NO_ACTIVE_RECIPIENTS (every informee participant was disabled since the request), or MEDIATOR_SEND_OUTCOME_UNKNOWN (a send before a crash or without an answer may have been sequenced in time; the decision time passed before it could be sent again: the participants'' records decide).';
             """),
     ]
 
@@ -291,9 +291,9 @@ public struct MediatorStore: Sendable {
     struct Progress: Sendable {
         var position: StreamPosition?
         var delivered: [SequencingTimestamp] = []
-        /// Verdicts that leave the outbox without being sent, with the id of why
-        /// (`mediator_requests.not_sent_reason`).
-        var notSent: [(request: SequencingTimestamp, reasonID: String)] = []
+        /// Verdicts that did not reach their participants in time, with the id of why
+        /// (`mediator_requests.undelivered_reason`).
+        var undelivered: [(request: SequencingTimestamp, reasonID: String)] = []
         /// Requests registered pending since the last write, oldest first: inserted at the start
         /// of the next write's transaction (the one of the event that follows, in practice that
         /// of the request's first responses) rather than in one of their own. Each insert checks
@@ -301,7 +301,7 @@ public struct MediatorStore: Sendable {
         /// either is taken (`isRegistrationTaken`); the mediator then stores them one at a time.
         var registrations: [NewRequest] = []
 
-        var isEmpty: Bool { position == nil && delivered.isEmpty && notSent.isEmpty && registrations.isEmpty }
+        var isEmpty: Bool { position == nil && delivered.isEmpty && undelivered.isEmpty && registrations.isEmpty }
     }
 
     /// The SQLSTATE of a carried registration whose time or uuid is taken (migration 4).
@@ -361,10 +361,10 @@ public struct MediatorStore: Sendable {
                     .text("{" + progress.delivered.map { "\($0.microsSinceEpoch)" }.joined(separator: ",") + "}"),
                 ])
         }
-        for (request, reasonID) in progress.notSent {
+        for (request, reasonID) in progress.undelivered {
             try connection.enqueue(
                 """
-                UPDATE mediator_requests SET delivered = true, not_sent_reason = $3
+                UPDATE mediator_requests SET delivered = true, undelivered_reason = $3
                 WHERE mediator = $1 AND request_ts = $2 AND verdict IS NOT NULL
                 """, [.text(mediator), .int64(request.microsSinceEpoch), .text(reasonID)])
         }

@@ -48,8 +48,11 @@ public struct TestDomain: Sendable {
             mediatorReactionTimeout: reactionTimeoutMicros.map { .init(micros: $0) })
     }
 
-    public mutating func genesis(tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000) throws -> [Weft.V1.SignedTopologyTransaction] {
-        let parameters = Self.parameters(tokenLifetime: tokenLifetime, responseTimeoutMicros: responseTimeoutMicros)
+    public mutating func genesis(
+        tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000, reactionTimeoutMicros: Int64? = nil
+    ) throws -> [Weft.V1.SignedTopologyTransaction] {
+        let parameters = Self.parameters(
+            tokenLifetime: tokenLifetime, responseTimeoutMicros: responseTimeoutMicros, reactionTimeoutMicros: reactionTimeoutMicros)
         return [
             try domainSigned(.rootDelegation(namespaceKey.publicKey), key: "root"),
             try domainSigned(.keys(of: managerMember, signing: [managerKey.publicKey]), key: "keys-dom"),

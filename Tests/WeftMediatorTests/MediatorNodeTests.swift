@@ -40,7 +40,9 @@ import WeftWire
         /// The domain manager's session, for topology changes.
         let manager: SequencerClient
 
-        static func start(_ url: String, responseTimeoutMicros: Int64 = 30_000_000) async throws -> RealDomain {
+        static func start(_ url: String, responseTimeoutMicros: Int64 = 30_000_000, reactionTimeoutMicros: Int64? = nil) async throws
+            -> RealDomain
+        {
             var domain = try Domain()
             let setup = try PostgresConnection(url: url)
             try Sequencer.migrator.migrate(setup)
@@ -54,7 +56,8 @@ import WeftWire
             let topology = try SequencerTopology(domain: domain.domain, sequencer: sequencer, logger: quiet)
             let provider = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: domain.sequencerKey, logger: quiet)
             try await topology.start { member in await provider.cutOff(member) }
-            _ = try await topology.initialize(try domain.genesis(responseTimeoutMicros: responseTimeoutMicros))
+            _ = try await topology.initialize(
+                try domain.genesis(responseTimeoutMicros: responseTimeoutMicros, reactionTimeoutMicros: reactionTimeoutMicros))
             var router = RPCRouter()
             provider.register(on: &router)
             let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
@@ -494,6 +497,94 @@ import WeftWire
             _ = await running.result
             await connection.close()
             #expect(try await driver.mediator.store.undeliveredVerdicts().isEmpty)
+            await real.stop()
+        }
+    }
+
+    /// A verdict sent before a crash whose delivered mark was lost, found by the restarted node
+    /// after the request's decision time: not sent again, and recorded as of unknown outcome,
+    /// since the participants may have committed the request on the copy sent before.
+    @Test func aVerdictSentBeforeACrashAndFoundAfterItsDecisionTimeIsRecordedAsOfUnknownOutcome() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            // Decision time: the request's sequencing time plus 1 s plus 1 s.
+            let real = try await RealDomain.start(fixture.url, responseTimeoutMicros: 1_000_000, reactionTimeoutMicros: 1_000_000)
+            var settings = MediatorDriver.Settings()
+            settings.positionStoreEventsMax = 10_000
+            settings.positionStoreInterval = .seconds(3600)
+            var (driver, connection) = try await real.mediatorDriver(settings: settings)
+            var running = Self.run(driver)
+            let views = try real.iouIssue(uuidByte: 7)
+            try await real.p2Client.send(try real.request(views), messageID: "request-7")
+            let requestTime = try await Self.requestTime(real.p1Client)
+            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-7")
+            let sent = try #require(try await Self.read(real.p1Client, domain: real.domain, until: nil).verdicts.first)
+            guard case .approve? = sent.verdict?.outcome else {
+                Issue.record("not approved: \(sent)")
+                return
+            }
+            // The crash comes before any write stored the delivered mark.
+            await driver.crashOnStop()
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            #expect(try await driver.mediator.store.undeliveredVerdicts().count == 1)
+            // Restarted after the decision time (time under test, not a wait for an event).
+            let decisionTime = SequencingTimestamp(requestTime).microsSinceEpoch + 2_000_000
+            let left = decisionTime - Int64(Date().timeIntervalSince1970 * 1_000_000)
+            if left > 0 { try await Task.sleep(for: .microseconds(left + 10_000)) }
+            (driver, connection) = try await real.mediatorDriver(settings: settings)
+            running = Self.run(driver)
+            let restarted = driver
+            let record = "SELECT delivered, undelivered_reason FROM mediator_requests WHERE request_ts = $1"
+            let at = PostgresValue.int64(SequencingTimestamp(requestTime).microsSinceEpoch)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first?[1].string == nil {
+                guard ContinuousClock.now < deadline else { throw TestFailure("the restarted node recorded nothing for the verdict") }
+                try await restarted.mediator.storeProgress()
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let row = try #require(try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first)
+            #expect(try row[0].bool == true)
+            #expect(try row[1].string == "MEDIATOR_SEND_OUTCOME_UNKNOWN")
+            // Not sent again: participant1 still has the one verdict.
+            try await Self.mark(real, "end")
+            #expect(try await Self.read(real.p1Client, domain: real.domain, until: "end").verdicts == [sent])
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            await real.stop()
+        }
+    }
+
+    /// A verdict whose max sequencing time passes before the sequencer sequences it reaches no
+    /// participant: its record says so (a send window of 1 µs makes that certain).
+    @Test func aVerdictSequencedAfterItsMaxSequencingTimeIsRecordedAsUndelivered() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let real = try await RealDomain.start(fixture.url)
+            var settings = MediatorDriver.Settings()
+            settings.verdictSendWindowMicros = 1
+            let (driver, connection) = try await real.mediatorDriver(settings: settings)
+            let running = Self.run(driver)
+            let views = try real.iouIssue(uuidByte: 8)
+            try await real.p2Client.send(try real.request(views), messageID: "request-8")
+            let requestTime = try await Self.requestTime(real.p1Client)
+            try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-8")
+            let record = "SELECT approved, undelivered_reason FROM mediator_requests WHERE request_ts = $1"
+            let at = PostgresValue.int64(SequencingTimestamp(requestTime).microsSinceEpoch)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first?[1].string == nil {
+                guard ContinuousClock.now < deadline else { throw TestFailure("the node recorded nothing for the late verdict") }
+                try await driver.mediator.storeProgress()
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let row = try #require(try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first)
+            #expect(try row[0].bool == true)
+            #expect(try row[1].string == "MEDIATOR_VERDICT_SEQUENCED_TOO_LATE")
+            try await Self.mark(real, "end")
+            #expect(try await Self.read(real.p1Client, domain: real.domain, until: "end").verdicts.isEmpty)
+            running.cancel()
+            _ = await running.result
+            await connection.close()
             await real.stop()
         }
     }

@@ -466,7 +466,7 @@ extension OnARealDomain {
                 #expect(try PostgresConnection(url: fixture.url).execute(verdictsOfTheFirst).rows.first?.first?.int64 == 0)
                 // The mediator's own record says why its verdict did not decide the request (it
                 // counted both approvals, so it decided "approved").
-                let recordOfTheFirst = "SELECT approved, delivered, not_sent_reason FROM mediator_requests WHERE encode(root_hash, 'hex') = $1"
+                let recordOfTheFirst = "SELECT approved, delivered, undelivered_reason FROM mediator_requests WHERE encode(root_hash, 'hex') = $1"
                 let rootHash = PostgresValue.text(prepared.rootHash.description.lowercased())
                 try await eventually("the mediator stores why the first request's verdict was not sent") {
                     try PostgresConnection(url: fixture.url).execute(recordOfTheFirst, [rootHash]).rows.first?[2].string != nil
