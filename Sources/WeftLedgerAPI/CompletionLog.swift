@@ -213,56 +213,117 @@ actor CompletionLog {
         await task.value
     }
 
+    /// Stores `event` (`write`), retrying until it is stored or the log stops: a failed write,
+    /// a database restart for instance, must not drop a completion, since a live stream would
+    /// skip it and a completion without a Ledger API row (the Swift API's) would never be
+    /// recovered. Later completions wait, so offsets stay in the order the participant decided.
     private func storeNow(_ event: CommandCompletion) async {
-        let (code, errorID, message, transactionID) = Self.status(event.completion)
-        let offset = lastOffset + 1
-        let values: [PostgresValue] = [
-            .text(participantID), .text(event.command.applicationID), .text(event.command.commandID), .int64(offset),
-            .int64(Int64(code.rawValue)), .text(errorID), .text(message), .text(transactionID),
-        ]
-        do {
-            let row = try await database.transaction { connection in
-                // The row of the submission completing now, in flight: by its submission id when the
-                // completion has one (two submissions of one command id racing past the
-                // deduplication check both have rows, and the one that lost completes as a
-                // duplicate); else any row of the command in flight (there is one in practice).
-                if let row = try connection.execute(
-                    """
-                    UPDATE ledger_api_completions SET completion_offset = $4, status_code = $5, error_id = $6,
-                        message = $7, transaction_id = $8
-                    WHERE (participant, application_id, command_id, submission_id) = (
-                        SELECT participant, application_id, command_id, submission_id FROM ledger_api_completions
-                        WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND completion_offset IS NULL
-                            AND ($9 = '' OR submission_id = $9)
-                        ORDER BY submission_id LIMIT 1)
-                    RETURNING submission_id, act_as
-                    """, values + [.text(event.submissionID)]
-                ).rows.first {
-                    return (try row[0].string ?? "", try row[1].string ?? "")
+        // Completions stored before this one end at or before this offset.
+        let before = lastOffset
+        var failures = 0
+        while true {
+            do {
+                let stored = try await write(event, storedBefore: before, retry: failures > 0)
+                lastOffset = max(lastOffset, stored.offset)
+                let (code, errorID, message, transactionID) = Self.status(event.completion)
+                let completion = Self.wire(
+                    event.command, offset: stored.offset, code: code, errorID: errorID, message: message,
+                    transactionID: transactionID, submissionID: stored.submissionID, actAs: stored.actAs)
+                for subscriber in subscribers.values { subscriber.yield(completion) }
+                if failures > 0 {
+                    logger.notice(
+                        "a completion is stored for the completion stream after failed writes",
+                        metadata: [LedgerAPILogKey.command: "\(event.command)", "attempts": "\(failures + 1)"])
                 }
-                // No Ledger API submission: a Swift API command, or one whose record went with a
-                // lost database and that replay completes (with its submitter's act-as parties
-                // and submission id from the views, so the application's stream shows it).
-                let submission = event.submissionID.isEmpty ? "offset-\(offset)" : event.submissionID
-                let actAs = event.actAs.map(\.id).joined(separator: "\n")
-                _ = try connection.execute(
-                    """
-                    INSERT INTO ledger_api_completions (participant, application_id, command_id, submission_id, act_as,
-                        completion_offset, status_code, error_id, message, transaction_id)
-                    VALUES ($1, $2, $3, $9, $10, $4, $5, $6, $7, $8)
-                    """, values + [.text(submission), .text(actAs)])
-                return (event.submissionID, actAs)
+                return
+            } catch {
+                failures += 1
+                guard !ended else {
+                    logger.error(
+                        "a completion could not be stored for the completion stream before the Ledger API stopped; its outcome is in the participant's store, and the next start recovers a Ledger API submission's",
+                        metadata: [LedgerAPILogKey.command: "\(event.command)", LedgerAPILogKey.error: "\(error)"])
+                    return
+                }
+                if failures == 1 {
+                    logger.warning(
+                        "a completion could not be stored for the completion stream; retrying until it is (later completions wait)",
+                        metadata: [LedgerAPILogKey.command: "\(event.command)", LedgerAPILogKey.error: "\(error)"])
+                }
+                try? await Task.sleep(for: min(.milliseconds(50 << min(failures - 1, 6)), .seconds(2)))
             }
-            lastOffset = offset
-            let completion = Self.wire(
-                event.command, offset: offset, code: code, errorID: errorID, message: message,
-                transactionID: transactionID, submissionID: row.0, actAs: row.1)
-            for subscriber in subscribers.values { subscriber.yield(completion) }
-        } catch {
-            logger.error(
-                "a completion could not be stored for the completion stream; the command's outcome is still in the participant's store",
-                metadata: [LedgerAPILogKey.command: "\(event.command)", LedgerAPILogKey.error: "\(error)"])
         }
+    }
+
+    /// Writes `event` at the offset after the highest one stored, read in the same statement
+    /// rather than taken from memory: a write whose commit's answer was lost, or another log
+    /// of this participant (one stopped while a write was under way), may have taken the
+    /// offset after `lastOffset`. A `retry` first looks for the completion a failed attempt
+    /// stored after all: the same command's row with the same outcome, completed after
+    /// `storedBefore` (writes are serialized, so no other completion of this log is there).
+    private func write(_ event: CommandCompletion, storedBefore: Int64, retry: Bool) async throws
+        -> (offset: Int64, submissionID: String, actAs: String)
+    {
+        let (code, errorID, message, transactionID) = Self.status(event.completion)
+        let values: [PostgresValue] = [
+            .text(participantID), .text(event.command.applicationID), .text(event.command.commandID),
+            .text(event.submissionID), .int64(Int64(code.rawValue)), .text(errorID), .text(message), .text(transactionID),
+        ]
+        return try await database.transaction { connection in
+            if retry,
+                let row = try connection.execute(
+                    """
+                    SELECT completion_offset, submission_id, act_as FROM ledger_api_completions
+                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND completion_offset > $5
+                        AND ($4 = '' OR submission_id = $4) AND status_code = $6 AND error_id = $7 AND transaction_id = $8
+                    ORDER BY completion_offset LIMIT 1
+                    """,
+                    [values[0], values[1], values[2], values[3], .int64(storedBefore), values[4], values[5], values[7]]
+                ).rows.first
+            {
+                return try Self.stored(row)
+            }
+            // The row of the submission completing now, in flight: by its submission id when the
+            // completion has one (two submissions of one command id racing past the
+            // deduplication check both have rows, and the one that lost completes as a
+            // duplicate); else any row of the command in flight (there is one in practice).
+            if let row = try connection.execute(
+                """
+                UPDATE ledger_api_completions SET status_code = $5, error_id = $6, message = $7, transaction_id = $8,
+                    completion_offset = (
+                        SELECT coalesce(max(completion_offset), 0) + 1 FROM ledger_api_completions WHERE participant = $1)
+                WHERE (participant, application_id, command_id, submission_id) = (
+                    SELECT participant, application_id, command_id, submission_id FROM ledger_api_completions
+                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND completion_offset IS NULL
+                        AND ($4 = '' OR submission_id = $4)
+                    ORDER BY submission_id LIMIT 1)
+                RETURNING completion_offset, submission_id, act_as
+                """, values
+            ).rows.first {
+                return try Self.stored(row)
+            }
+            // No Ledger API submission: a Swift API command, or one whose record went with a
+            // lost database and that replay completes (with its submitter's act-as parties
+            // and submission id from the views, so the application's stream shows it).
+            let row = try connection.execute(
+                """
+                WITH next AS (
+                    SELECT coalesce(max(completion_offset), 0) + 1 AS completion_offset
+                    FROM ledger_api_completions WHERE participant = $1)
+                INSERT INTO ledger_api_completions (participant, application_id, command_id, submission_id, act_as,
+                    completion_offset, status_code, error_id, message, transaction_id)
+                SELECT $1, $2, $3, CASE WHEN $4 = '' THEN 'offset-' || next.completion_offset ELSE $4 END, $9,
+                    next.completion_offset, $5, $6, $7, $8
+                FROM next
+                RETURNING completion_offset, submission_id, act_as
+                """, values + [.text(event.actAs.map(\.id).joined(separator: "\n"))])
+            guard let first = row.rows.first else { throw LedgerAPIError.internalError(id: "LEDGER_API_INTERNAL", "no completion row inserted") }
+            return try Self.stored(first)
+        }
+    }
+
+    /// A stored row's offset, submission id and act-as parties (the first three columns).
+    private static func stored(_ row: [PostgresCell]) throws -> (offset: Int64, submissionID: String, actAs: String) {
+        (try row[0].int64 ?? 0, try row[1].string ?? "", try row[2].string ?? "")
     }
 
     /// Completions from now on, as they are stored.

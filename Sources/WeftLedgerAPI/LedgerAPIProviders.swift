@@ -146,6 +146,37 @@ extension LedgerAPI {
         return prepared
     }
 
+    /// After `participant.submit(prepared)` threw (Submit's task, SubmitAndWait's call):
+    /// recorded by the participant, the submission completes there (after a restart, if the node
+    /// stopped), and the completion log follows. Not recorded, nothing was sent: it completes as
+    /// lost now, so that its completion-log row neither stays in flight nor completes as lost at
+    /// the next start, after a retry of the command that may have committed meanwhile.
+    func submissionFailed(_ prepared: PreparedSubmission, _ error: any Error) async {
+        let recorded: Bool
+        do {
+            recorded = try await participant.command(prepared.command)?.submissionID == prepared.submissionID
+        } catch {
+            recorded = true  // unknown: a restart's recovery of the completion log decides
+        }
+        if recorded {
+            logger.warning(
+                "a submission ended without a completion; its outcome is in the participant's store after a restart",
+                metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
+            return
+        }
+        logger.warning(
+            "a submission failed before the participant recorded it; it completes as lost",
+            metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
+        await completions.record(
+            CommandCompletion(
+                command: prepared.command,
+                completion: .rejected(
+                    reasonID: CompletionLog.submissionLost,
+                    message: "the submission failed before the participant recorded it (\(error)), so nothing was "
+                        + "sequenced; submit the command again (the same command id is accepted)"),
+                submissionID: prepared.submissionID))
+    }
+
     static func name(_ permission: Weft.V1.ParticipantPermission) -> String {
         switch permission {
         case .submission: "submission"
@@ -165,7 +196,7 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
             try api.authorizeSubmission(request.commands, context)
             let parsed = try await api.parse(request.commands)
             let prepared = try await api.prepare(parsed)
-            let (participant, completions, logger) = (api.participant, api.completions, api.logger)
+            let (participant, completions) = (api.participant, api.completions)
             Task {
                 do {
                     let completion = try await participant.submit(prepared)
@@ -176,32 +207,7 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
                             CommandCompletion(command: prepared.command, completion: completion, submissionID: prepared.submissionID))
                     }
                 } catch {
-                    // Recorded by the participant: it completes there (after a restart, if this
-                    // node stopped), and the completion log follows. Not recorded: nothing was
-                    // sent, and only this tells the application, which has its submission id.
-                    let recorded: Bool
-                    do {
-                        recorded = try await participant.command(prepared.command)?.submissionID == prepared.submissionID
-                    } catch {
-                        recorded = true  // unknown: a restart's recovery of the completion log decides
-                    }
-                    if recorded {
-                        logger.warning(
-                            "a submission ended without a completion; its outcome is in the participant's store after a restart",
-                            metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
-                    } else {
-                        logger.warning(
-                            "a submission failed before the participant recorded it; it completes as lost",
-                            metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
-                        await completions.record(
-                            CommandCompletion(
-                                command: prepared.command,
-                                completion: .rejected(
-                                    reasonID: CompletionLog.submissionLost,
-                                    message: "the submission failed before the participant recorded it (\(error)), so nothing was "
-                                        + "sequenced; submit the command again (the same command id is accepted)"),
-                                submissionID: prepared.submissionID))
-                    }
+                    await api.submissionFailed(prepared, error)
                 }
             }
             return Weft.V1.SubmitResponse(submissionID: prepared.submissionID)
@@ -215,7 +221,13 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
             try api.authorizeSubmission(request.commands, context)
             let parsed = try await api.parse(request.commands)
             let prepared = try await api.prepare(parsed)
-            let completion = try await api.participant.submit(prepared)
+            let completion: Completion
+            do {
+                completion = try await api.participant.submit(prepared)
+            } catch {
+                await api.submissionFailed(prepared, error)
+                throw error
+            }
             switch completion {
             case .succeeded(let transactionID, let offset):
                 return Weft.V1.SubmitAndWaitResponse(transactionID: transactionID, offset: UInt64(offset))
@@ -267,6 +279,16 @@ struct CompletionServiceProvider: Weft.V1.CompletionService.Provider {
             if page.count < api.configuration.completionsPerQuery { break }
         }
         for await completion in live where Int64(completion.offset) > last {
+            // Offsets the live stream skipped were stored by a write it did not see (another
+            // completion log of this participant, one stopped mid-write): read them.
+            while Int64(completion.offset) > last + 1 {
+                let missed = try await api.serve(context) {
+                    try await api.completions.completions(
+                        after: last, limit: min(Int(Int64(completion.offset) - last - 1), api.configuration.completionsPerQuery))
+                }
+                for stored in missed where wanted(stored) { try await responses.send(.init(completion: stored)) }
+                last = missed.last.map { Int64($0.offset) } ?? Int64(completion.offset) - 1
+            }
             last = Int64(completion.offset)
             if wanted(completion) { try await responses.send(.init(completion: completion)) }
         }

@@ -700,6 +700,129 @@ extension OnARealDomain {
             }
         }
 
+        /// A SubmitAndWait whose submission the participant never recorded fails, and its
+        /// completion-log row completes as lost at once: left in flight, it would complete as lost
+        /// at the next start, after the application's retry of the command, maybe committed.
+        @Test func aSubmitAndWaitTheParticipantNeverRecordedLeavesNothingInFlight() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let packageID = try await api.client.packageManagement.listPackages(.init()).packages[0].packageID
+                await harness.p1.stop()
+                let failed = await rpcError {
+                    _ = try await api.client.command.submitAndWait(
+                        .init(commands: .init(
+                            commandID: "refused-wait", applicationID: "app", actAs: [harness.alice.id],
+                            commands: [IOUCommands(packageID: packageID).issue("1", from: harness.alice.id, to: harness.alice.id)])))
+                }
+                #expect(failed?.code == .unavailable, "\(String(describing: failed))")
+                let inFlight = try PostgresConnection(url: fixture.url).execute(
+                    "SELECT count(*)::bigint FROM ledger_api_completions WHERE command_id = 'refused-wait' AND completion_offset IS NULL"
+                ).rows.first?.first?.int64
+                #expect(inFlight == 0)
+                let lost = try PostgresConnection(url: fixture.url).execute(
+                    "SELECT error_id FROM ledger_api_completions WHERE command_id = 'refused-wait'"
+                ).rows.map { try $0[0].string ?? "" }
+                #expect(lost == ["LEDGER_API_SUBMISSION_LOST"])
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
+        /// The offset after the log's last one taken already (a write whose commit's answer was
+        /// lost, another log of this participant): later completions still get offsets of their
+        /// own, and a live stream reads the one it was not handed.
+        @Test func aTakenNextOffsetStopsNoCompletionAndOpensNoGapInALiveStream() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let log = api.api.completions
+                let alice = harness.alice
+                func completion(_ number: Int) -> CommandCompletion {
+                    CommandCompletion(
+                        command: CommandKey(applicationID: "app", commandID: "taken-\(number)"),
+                        completion: .rejected(reasonID: "TEST", message: "completion \(number)"), actAs: [alice])
+                }
+                let client = api.client
+                let (arrivals, arrived) = AsyncStream<Void>.makeStream()
+                let reader = Task {
+                    var commands: [String] = []
+                    var offsets: [UInt64] = []
+                    for try await response in try client.completion.completionStream(
+                        .init(applicationID: "app", parties: [alice.id], beginExclusive: 0))
+                    {
+                        commands.append(response.completion?.commandID ?? "")
+                        offsets.append(response.completion?.offset ?? 0)
+                        arrived.yield()
+                        if commands.count == 4 { break }
+                    }
+                    return (commands, offsets)
+                }
+                // Once the stream has the first completion it reads the store no more (its catch-up
+                // page was short): a row stored behind the log's back is only found as a gap.
+                await log.record(completion(1))
+                _ = try await ParticipantNode.within(.seconds(20)) { await arrivals.first { _ in true } }
+                _ = try PostgresConnection(url: fixture.url).execute(
+                    """
+                    INSERT INTO ledger_api_completions (participant, application_id, command_id, submission_id, act_as,
+                        completion_offset, status_code, error_id, message, transaction_id)
+                    VALUES ($1, 'app', 'taken-elsewhere', 'elsewhere', $2, 2, 10, 'TEST', 'stored elsewhere', '')
+                    """, [.text(harness.members[0].id.description), .text(alice.id)])
+                await log.record(completion(2))
+                await log.record(completion(3))
+                let read = try await ParticipantNode.within(.seconds(20)) {
+                    try await withTaskCancellationHandler { try await reader.value } onCancel: { reader.cancel() }
+                }
+                #expect(read?.0 == ["taken-1", "taken-elsewhere", "taken-2", "taken-3"], "\(String(describing: read))")
+                #expect(read?.1 == [1, 2, 3, 4])
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
+        /// A completion whose write fails (here a trigger raises, as a database going away would
+        /// fail it) is written again until it is stored, once, and the streams then have it.
+        @Test func aCompletionWhoseWriteFailsIsStoredOnceTheDatabaseTakesItAgain() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let log = api.api.completions
+                let database = try PostgresConnection(url: fixture.url)
+                // Sequences are not transactional: the attempts count survives their rollbacks.
+                try database.executeScript(
+                    """
+                    CREATE TABLE test_refuse_completions (refuse boolean);
+                    INSERT INTO test_refuse_completions VALUES (true);
+                    CREATE SEQUENCE test_completion_attempts;
+                    CREATE FUNCTION test_refuse_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN
+                        PERFORM nextval('test_completion_attempts');
+                        IF EXISTS (SELECT 1 FROM test_refuse_completions) THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                        RETURN NEW;
+                    END $$;
+                    CREATE TRIGGER test_refuse BEFORE INSERT OR UPDATE ON ledger_api_completions
+                        FOR EACH ROW EXECUTE FUNCTION test_refuse_completion();
+                    """)
+                let recording = Task {
+                    await log.record(
+                        CommandCompletion(
+                            command: CommandKey(applicationID: "app", commandID: "refused-write"),
+                            completion: .rejected(reasonID: "TEST", message: "stored at last"), actAs: [harness.alice]))
+                }
+                try await eventually("the write was tried twice") {
+                    try PostgresConnection(url: fixture.url).execute("SELECT last_value FROM test_completion_attempts")
+                        .rows.first?.first?.int64 ?? 0 >= 2
+                }
+                _ = try database.execute("DELETE FROM test_refuse_completions")
+                _ = try await ParticipantNode.within(.seconds(20)) { await recording.value }
+                let stored = try await log.completions(after: 0, limit: 10)
+                #expect(stored.map(\.commandID) == ["refused-write"])
+                #expect(stored.first?.status?.message == "stored at last")
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
         @Test func followingStreamsEndUnavailableWhenTheParticipantStops() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)
