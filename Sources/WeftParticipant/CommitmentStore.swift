@@ -51,6 +51,21 @@ public struct CommitmentStore: Sendable {
             'Signed ACS commitments received from counter-participants (signature checked), compared with this participant''s own for an overlapping period: outstanding until it has one, then matched or mismatched (own_commitment: what this participant had; empty when it shares nothing with the sender).';
         """)
 
+    static let sentMigration = Migration(
+        14, "sent commitments say whether the sequencer took them",
+        // A period's commitments were recorded, then sent in the background: a crash or a stop
+        // in between, or a sequencer away for longer than the send's max sequencing time, lost
+        // them for good (nothing sent them again), and the counter-participants' pruning safe
+        // point stayed before that period for ever. Rows from before this column count as sent.
+        """
+        ALTER TABLE participant_sent_commitments ADD COLUMN sent boolean NOT NULL DEFAULT true;
+        ALTER TABLE participant_sent_commitments ALTER COLUMN sent SET DEFAULT false;
+        CREATE INDEX participant_sent_commitments_unsent ON participant_sent_commitments (participant, to_inclusive)
+            WHERE NOT sent;
+        COMMENT ON COLUMN participant_sent_commitments.sent IS
+            'Whether the sequencer took the batch of this period''s commitments (message id acs-commitments-<to_inclusive>); a start and each new period send the unsent ones again, oldest first.';
+        """)
+
     public let database: PostgresDatabase
     public let participant: String
 
@@ -137,6 +152,51 @@ public struct CommitmentStore: Sendable {
                 comparisons.append(comparison)
             }
             return comparisons
+        }
+    }
+
+    /// A period's commitments recorded but not yet taken by the sequencer.
+    struct UnsentPeriod: Sendable {
+        let fromExclusive: Int64
+        let toInclusive: Int64
+        /// Counter-participant and commitment, in counter-participant order.
+        let commitments: [(counterParticipant: String, commitment: [UInt8])]
+    }
+
+    /// The periods up to `to` whose commitments the sequencer has not taken, oldest first.
+    func unsentPeriods(upTo to: Int64) async throws -> [UnsentPeriod] {
+        let me = PostgresValue.text(participant)
+        let rows = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT from_exclusive, to_inclusive, counter_participant, commitment FROM participant_sent_commitments
+                WHERE participant = $1 AND NOT sent AND to_inclusive <= $2 ORDER BY to_inclusive, counter_participant
+                """, [me, .int64(to)]
+            ).rows
+        }
+        var periods: [UnsentPeriod] = []
+        for row in rows {
+            let (from, to) = (try ParticipantStore.require(row[0].int64, "from"), try ParticipantStore.require(row[1].int64, "to"))
+            let commitment = (
+                try ParticipantStore.require(row[2].string, "counter_participant"), try ParticipantStore.require(row[3].bytes, "commitment")
+            )
+            if let last = periods.last, last.toInclusive == to {
+                periods[periods.count - 1] = UnsentPeriod(
+                    fromExclusive: last.fromExclusive, toInclusive: to, commitments: last.commitments + [commitment])
+            } else {
+                periods.append(UnsentPeriod(fromExclusive: from, toInclusive: to, commitments: [commitment]))
+            }
+        }
+        return periods
+    }
+
+    /// Records that the sequencer took the commitments of the period ending at `to`.
+    func markSent(periodEndingAt to: Int64) async throws {
+        let me = PostgresValue.text(participant)
+        _ = try await database.withConnection { connection in
+            try connection.execute(
+                "UPDATE participant_sent_commitments SET sent = true WHERE participant = $1 AND to_inclusive = $2 AND NOT sent",
+                [me, .int64(to)])
         }
     }
 

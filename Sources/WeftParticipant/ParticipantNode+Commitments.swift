@@ -5,6 +5,7 @@ import WeftContracts
 public import WeftCrypto
 import WeftProtocol
 import WeftSequencer
+import WeftTransport
 public import WeftTopology
 import WeftWire
 
@@ -85,6 +86,8 @@ extension ParticipantNode {
         }
         commitmentRuntime.tracker = tracker
         commitmentRuntime.lastPeriodEnd = try await commitmentStore.lastPeriodEnd()
+        // Periods recorded before a crash or a stop whose commitments never reached the sequencer.
+        sendUnsentCommitments()
         commitmentRuntime.ticker = Task { [weak self] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(200))
@@ -161,35 +164,68 @@ extension ParticipantNode {
         storeCursorAfterEvent = true
         for comparison in comparisons { report(comparison) }
         guard !own.isEmpty else { return }
+        logger.info(
+            "ACS commitments computed",
+            metadata: [
+                LogKey.period: "\(from)..\(end)", "counter_participants": "\(own.keys.sorted().joined(separator: " "))",
+            ])
+        Counter(label: "weft_participant_commitments_sent_total").increment(by: own.count)
+        sendUnsentCommitments(upTo: end)
+    }
+
+    /// Sends, oldest first, the commitments of every period up to `end` that the sequencer has
+    /// not taken yet (`participant_sent_commitments.sent`), and marks each period sent once it
+    /// has: this period's, and any an earlier send lost (a crash or a stop before it reached the
+    /// sequencer, a sequencer away past its max sequencing time). Two such sends of one period
+    /// (the one at start and a new period's) are one submission: the message id is the
+    /// period's, and the sequencer takes it once.
+    func sendUnsentCommitments(upTo end: Int64 = .max) {
+        guard !commitmentSendsDropped else { return }
+        let (store, connection, logger) = (commitmentStore, connection, logger)
+        let (key, me, domain) = (identity.signingKey, identity.id.description, domain.description)
+        background {
+            do {
+                for period in try await store.unsentPeriods(upTo: end) {
+                    let batch = try Self.commitmentBatch(period, from: me, domain: domain, key: key)
+                    do {
+                        try await connection.send(batch, messageID: "acs-commitments-\(period.toInclusive)")
+                    } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                        // Sequenced before: by a send whose mark was lost, or one running alongside.
+                    }
+                    try await store.markSent(periodEndingAt: period.toInclusive)
+                    logger.info(
+                        "ACS commitments sent",
+                        metadata: [
+                            LogKey.period: "\(period.fromExclusive)..\(period.toInclusive)",
+                            "counter_participants": "\(period.commitments.map(\.counterParticipant).joined(separator: " "))",
+                        ])
+                }
+            } catch {
+                logger.error(
+                    "ACS commitments not sent; they are sent again with the next period's, or at the next start",
+                    metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// The batch of one period's signed commitments, one envelope per counter-participant.
+    static func commitmentBatch(_ period: CommitmentStore.UnsentPeriod, from me: String, domain: String, key: SigningPrivateKey)
+        throws -> Weft.V1.Batch
+    {
         var envelopes: [Weft.V1.Envelope] = []
-        for (counter, digest) in own.sorted(by: { $0.key < $1.key }) {
+        for (counter, digest) in period.commitments {
             guard let counterID = try? UniqueIdentifier(parsing: counter) else { continue }
             let commitment = Weft.V1.AcsCommitment(
-                domain: domain.description, sender: me, counterParticipant: counter,
-                fromExclusive: .init(microsSinceEpoch: from), toInclusive: .init(microsSinceEpoch: end), commitment: digest)
-            let signed = try ProtocolSigning.sign(
-                Weft.V1.SignedContent(content: .acsCommitment(commitment)), with: identity.signingKey)
+                domain: domain, sender: me, counterParticipant: counter,
+                fromExclusive: .init(microsSinceEpoch: period.fromExclusive), toInclusive: .init(microsSinceEpoch: period.toInclusive),
+                commitment: digest)
+            let signed = try ProtocolSigning.sign(Weft.V1.SignedContent(content: .acsCommitment(commitment)), with: key)
             envelopes.append(
                 Weft.V1.Envelope(
                     content: try Weft.V1.EnvelopeContent(message: .signedMessage(signed)).serializedBytes(),
                     recipients: [MemberID(role: .participant, identifier: counterID).description]))
         }
-        logger.info(
-            "ACS commitments computed and sent",
-            metadata: [
-                LogKey.period: "\(from)..\(end)", "counter_participants": "\(own.keys.sorted().joined(separator: " "))",
-            ])
-        Counter(label: "weft_participant_commitments_sent_total").increment(by: envelopes.count)
-        let (connection, logger, batch) = (self.connection, self.logger, Weft.V1.Batch(envelopes: envelopes))
-        background {
-            do {
-                try await connection.send(batch, messageID: "acs-commitments-\(end)")
-            } catch {
-                logger.error(
-                    "ACS commitments not sent; the counter-participants' comparisons for this period stay outstanding",
-                    metadata: [LogKey.period: "\(from)..\(end)", "error": "\(error)"])
-            }
-        }
+        return Weft.V1.Batch(envelopes: envelopes)
     }
 
     /// Whether a signed message is an ACS commitment (rather than a verdict).

@@ -164,6 +164,8 @@ public actor ParticipantNode {
     private var sendsStopped = false
     /// Confirmation responses are dropped instead of sent (`dropResponsesFromNowOn`).
     private var responsesDropped = false
+    /// ACS commitments are not sent (`dropCommitmentSendsFromNowOn`).
+    var commitmentSendsDropped = false
 
     /// Runs `body` (a send) in a task of its own that `stop()` cancels.
     func background(_ body: @escaping @Sendable () async -> Void) {
@@ -350,6 +352,13 @@ public actor ParticipantNode {
     /// test of what a restart sends again.
     @_spi(Testing) public func dropResponsesFromNowOn() {
         responsesDropped = true
+    }
+
+    /// ACS commitments are recorded but not sent from now on, as if the process died each time
+    /// between recording a period and its commitments reaching the sequencer: for the test of
+    /// what a restart sends again.
+    @_spi(Testing) public func dropCommitmentSendsFromNowOn() {
+        commitmentSendsDropped = true
     }
 
     /// Stops as a crash would leave the store: the cursor moved in memory only is not stored.

@@ -202,6 +202,7 @@ public struct ParticipantStore: Sendable {
             """
             ALTER TABLE participant_events DROP CONSTRAINT participant_events_participant_ledger_offset_fkey;
             """),
+        CommitmentStore.sentMigration,
     ]
 
     public let database: PostgresDatabase

@@ -24,6 +24,46 @@ extension OnARealDomain {
         /// participant1 and participant2 report the mismatch, participant3 (which shares
         /// nothing of that IOU) does not, and narrowing names exactly that contract. A forged
         /// commitment is dropped, a genuine one from the same sender stored.
+        /// A period's commitments recorded but never sent (the process died in between, each
+        /// time) are sent when the participant starts again: the counter-participant receives
+        /// them, so its pruning safe point can pass that period.
+        @Test func commitmentsLostBeforeTheyReachedTheSequencerAreSentAfterARestart() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
+                // alice (participant1) and the bank (participant2) share an IOU.
+                _ = try await domain.issued("10.00", to: domain.alice, command: "iou-lost-commitments")
+                await domain.p1.dropCommitmentSendsFromNowOn()
+                let (p1ID, p2ID) = (domain.members[0].id.description, domain.members[1].id.description)
+                let url = fixture.url
+                let lostPeriod = """
+                    SELECT coalesce(max(to_inclusive), 0)::bigint FROM participant_sent_commitments
+                    WHERE participant = $1 AND counter_participant = $2 AND NOT sent
+                    """
+                try await eventually("participant1 records a period's commitment to participant2 and sends nothing") {
+                    try PostgresConnection(url: url).execute(lostPeriod, [.text(p1ID), .text(p2ID)]).rows.first?.first?.int64 ?? 0 > 0
+                }
+                await domain.p1.crash()
+                let lost = try #require(
+                    try PostgresConnection(url: url).execute(lostPeriod, [.text(p1ID), .text(p2ID)]).rows.first?.first?.int64)
+                let received = """
+                    SELECT count(*)::bigint FROM participant_received_commitments
+                    WHERE participant = $1 AND counter_participant = $2 AND to_inclusive = $3
+                    """
+                #expect(try PostgresConnection(url: url).execute(received, [.text(p2ID), .text(p1ID), .int64(lost)]).rows.first?.first?.int64 == 0)
+                let restarted = try await domain.restart(0)
+                try await eventually("participant2 receives participant1's commitment for the period lost before") {
+                    try PostgresConnection(url: url).execute(received, [.text(p2ID), .text(p1ID), .int64(lost)]).rows.first?.first?.int64 == 1
+                }
+                try await eventually("participant1 marks the period sent") {
+                    try PostgresConnection(url: url).execute(lostPeriod, [.text(p1ID), .text(p2ID)]).rows.first?.first?.int64 ?? 0 < lost
+                }
+                await restarted.stop()
+                await domain.stop()
+            }
+        }
+
         @Test(.timeLimit(.minutes(4)))
         func commitmentsMatchThenACorruptedContractIsReportedByBothSidesAndNamed() async throws {
             try await PostgresFixture.withFixture { fixture in
