@@ -386,7 +386,8 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
                     try await responses.send(
                         .init(
                             transaction: .init(
-                                transactionID: tree.transactionID, commandID: tree.commandID, workflowID: "",
+                                transactionID: tree.transactionID,
+                                commandID: LedgerAPI.commandID(tree.commandID, actAs: tree.actAs, readers: parties), workflowID: "",
                                 effectiveAt: .init(microsSinceEpoch: tree.recordTime.microsSinceEpoch),
                                 offset: UInt64(tree.offset), events: events, rootEventIDs: roots,
                                 domain: domains.domain(ofOffset: tree.offset))))
@@ -449,6 +450,18 @@ struct TemplateFilter: Sendable {
 }
 
 extension LedgerAPI {
+    /// A transaction's command id as `readers` may see it: the submitting application's, so
+    /// only for a reader of a party the command acted as (ledger.proto), empty for every other
+    /// party the transaction concerns on this participant.
+    static func commandID(_ commandID: String, actAs: [Party], readers: some Sequence<Party>) -> String {
+        readers.contains(where: actAs.contains) ? commandID : ""
+    }
+
+    /// As `commandID(_:actAs:readers:)`, for readers given by party id.
+    static func commandID(_ commandID: String, actAs: [Party], readers ids: Set<String>) -> String {
+        actAs.contains { ids.contains($0.id) } ? commandID : ""
+    }
+
     func templates(_ filter: Weft.V1.TransactionFilter?) throws(LedgerAPIError) -> TemplateFilter {
         var templates = Set<TemplateID>()
         for (index, wire) in (filter?.templateIDs ?? []).enumerated() {

@@ -198,7 +198,9 @@ struct EventWriter {
             }
         }
         return Weft.V1.Transaction(
-            transactionID: first.transactionID, commandID: first.commandID, workflowID: "",
+            transactionID: first.transactionID,
+            commandID: LedgerAPI.commandID(first.commandID, actAs: first.actAs, readers: projections.map(\.party)),
+            workflowID: "",
             effectiveAt: Weft.V1.Timestamp(microsSinceEpoch: first.recordTime.microsSinceEpoch), events: wireEvents,
             offset: UInt64(first.offset), domain: domain)
     }

@@ -117,9 +117,13 @@ public struct LedgerTransaction: Sendable, Equatable {
     public let transactionID: String
     /// The request's sequencing time.
     public let recordTime: SequencingTimestamp
-    /// The command id, on the submitting participant only (empty elsewhere).
+    /// The command id, on the submitting participant only (empty elsewhere). The submitting
+    /// application's: the Ledger API shows it only to readers of `actAs` parties.
     public let commandID: String
     public internal(set) var events: [LedgerEvent]
+    /// The parties the command acted as, on the submitting participant (empty elsewhere, and
+    /// for transactions stored before they were recorded).
+    public internal(set) var actAs: [Party] = []
     /// `eventIDs[i]` is the Ledger API event id of `events[i]`: that of the create or consuming
     /// exercise it comes from, as in the transaction tree (empty when not known).
     public internal(set) var eventIDs: [String] = []
@@ -135,8 +139,11 @@ public struct LedgerTransactionTree: Sendable, Equatable {
     public let transactionID: String
     /// The request's sequencing time.
     public let recordTime: SequencingTimestamp
-    /// The command id, on the submitting participant only (empty elsewhere).
+    /// The command id, on the submitting participant only (empty elsewhere); see
+    /// `LedgerTransaction.commandID`.
     public let commandID: String
     /// In pre-order of the transaction; `child_event_ids` link them.
     public let events: [Weft.V1.TreeEvent]
+    /// As `LedgerTransaction.actAs`.
+    public internal(set) var actAs: [Party] = []
 }

@@ -1406,7 +1406,7 @@ public actor ParticipantNode {
         }
         let outcome = approved ? "approved" : reasonID
         let decision = ParticipantStore.Decision(
-            timestamp: requestTime, outcome: outcome, commit: commit, command: request.command,
+            timestamp: requestTime, outcome: outcome, commit: commit, command: request.command, actAs: submitter?.actAs,
             completion: approved ? nil : (reasonID, reason))
         try enqueue(.decide(decision), next: next) { [commit, submitter, approved, reasonID, reason] in
             if let count = self.decidedUnstored[request.rootHash] {

@@ -203,6 +203,18 @@ public struct ParticipantStore: Sendable {
             ALTER TABLE participant_events DROP CONSTRAINT participant_events_participant_ledger_offset_fkey;
             """),
         CommitmentStore.sentMigration,
+        Migration(
+            15, "transactions know the parties their command acted as",
+            // The command id of a transaction is the submitting application's, for the parties
+            // it acted as: the Ledger API shows it to a reader of those parties only, not to
+            // another party of this participant that the transaction merely concerns. NULL for
+            // transactions not submitted here, and for those committed before this column (the
+            // command id is then shown to nobody).
+            """
+            ALTER TABLE participant_transactions ADD COLUMN act_as text[];
+            COMMENT ON COLUMN participant_transactions.act_as IS
+                'The parties the submitting command acted as, on the submitting participant (NULL elsewhere): who may see command_id.';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -481,6 +493,8 @@ public struct ParticipantStore: Sendable {
         let outcome: String
         let commit: Commit?
         let command: CommandKey?
+        /// The parties `command` acted as (who may see its command id); nil without a command.
+        var actAs: [Party]? = nil
         let completion: (reasonID: String, reason: String)?
     }
 
@@ -530,12 +544,12 @@ public struct ParticipantStore: Sendable {
         if let commit {
             try connection.enqueue(
                 """
-                INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts, command_id)
-                VALUES ($1, $2, $3, $4, $5)
+                INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts, command_id, act_as)
+                VALUES ($1, $2, $3, $4, $5, $6::text[])
                 """,
                 [
                     me, .int64(commit.offset), .text(commit.transactionID), .int64(timestamp.microsSinceEpoch),
-                    .text(command?.commandID ?? ""),
+                    .text(command?.commandID ?? ""), decision.actAs.map { Self.textArray($0.map(\.id)) } ?? .null,
                 ])
             // One statement for all the contracts created, whatever their number (arrays and
             // `unnest`), so that it runs prepared; the same for the events below.
@@ -732,7 +746,7 @@ public struct ParticipantStore: Sendable {
                 SELECT pruned.pruned_offset, page.* FROM (\(Self.prunedOffsetQuery)) pruned
                 LEFT JOIN LATERAL (
                     SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, e.created, e.contract_id, c.contract,
-                        e.event_id, e.event_index
+                        e.event_id, e.event_index, array_to_string(t.act_as, ',')
                     FROM participant_transactions t
                     JOIN participant_events e USING (participant, ledger_offset)
                     JOIN participant_contracts c ON c.participant = e.participant AND c.contract_id = e.contract_id
@@ -760,7 +774,7 @@ public struct ParticipantStore: Sendable {
                     LedgerTransaction(
                         offset: offset, transactionID: try Self.require(row[2].string, "transaction_id"),
                         recordTime: SequencingTimestamp(microsSinceEpoch: try Self.require(row[3].int64, "request_ts")),
-                        commandID: try row[4].string ?? "", events: []))
+                        commandID: try row[4].string ?? "", events: [], actAs: try Self.parties(row[10].string)))
             }
             result[result.count - 1].events.append(event)
             result[result.count - 1].eventIDs.append(try row[8].string ?? "")
@@ -789,7 +803,7 @@ public struct ParticipantStore: Sendable {
                 """
                 SELECT pruned.pruned_offset, page.* FROM (\(Self.prunedOffsetQuery)) pruned
                 LEFT JOIN LATERAL (
-                    SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, r.tree
+                    SELECT t.ledger_offset, t.transaction_id, t.request_ts, t.command_id, r.tree, array_to_string(t.act_as, ',')
                     FROM participant_transactions t
                     JOIN participant_trees r USING (participant, ledger_offset)
                     WHERE t.participant = $1 AND t.ledger_offset > $2 AND t.ledger_offset <= $3
@@ -808,11 +822,17 @@ public struct ParticipantStore: Sendable {
                 offset: try Self.require(row[1].int64, "offset"),
                 transactionID: try Self.require(row[2].string, "transaction_id"),
                 recordTime: SequencingTimestamp(microsSinceEpoch: try Self.require(row[3].int64, "request_ts")),
-                commandID: try row[4].string ?? "", events: tree.events)
+                commandID: try row[4].string ?? "", events: tree.events, actAs: try Self.parties(row[6].string))
         }
     }
 
     // MARK: - Helpers
+
+    /// Party ids stored comma-separated (`array_to_string`; party ids have no commas); none for NULL.
+    static func parties(_ text: String?) throws -> [Party] {
+        guard let text, !text.isEmpty else { return [] }
+        return try text.split(separator: ",").map { try Party(String($0)) }
+    }
 
     static func require<T>(_ value: T?, _ what: String) throws -> T {
         guard let value else { throw ParticipantError.inconsistentStore("\(what) is NULL") }

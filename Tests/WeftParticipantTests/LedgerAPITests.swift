@@ -823,6 +823,38 @@ extension OnARealDomain {
             }
         }
 
+        /// A transaction's command id is its submitting application's: the Ledger API shows it
+        /// to readers of the parties the command acted as, not to another party of the same
+        /// participant that the transaction concerns (here the bank issues bob an IOU; both are
+        /// hosted on participant2).
+        @Test func aCommandIDReachesOnlyReadersOfThePartiesItActedAs() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 1)
+                let packageID = try await api.client.packageManagement.listPackages(.init()).packages[0].packageID
+                let (bank, bob) = (harness.bank.id, harness.bob.id)
+                let done = try await api.client.command.submitAndWait(
+                    .init(commands: IOUCommands(packageID: packageID).commands(
+                        IOUCommands(packageID: packageID).issue("42", from: bank, to: bob), actAs: bank, application: "bank-app",
+                        id: "secret-42")))
+                for (readers, expected) in [([bob], ""), ([bank], "secret-42"), ([bob, bank], "secret-42")] {
+                    var flat: [String] = []
+                    for try await response in try api.client.transaction.getTransactions(
+                        .init(beginExclusive: 0, endInclusive: done.offset, filter: .init(parties: readers)))
+                    {
+                        if let transaction = response.transaction, transaction.transactionID == done.transactionID {
+                            flat.append(transaction.commandID)
+                        }
+                    }
+                    #expect(flat == [expected], "flat, read as \(readers)")
+                    let tree = try await trees(api, parties: readers, end: done.offset).filter { $0.transactionID == done.transactionID }
+                    #expect(tree.map(\.commandID) == [expected], "trees, read as \(readers)")
+                }
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
         @Test func followingStreamsEndUnavailableWhenTheParticipantStops() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)
