@@ -213,10 +213,13 @@ actor CompletionLog {
         await task.value
     }
 
-    /// Stores `event` (`write`), retrying until it is stored or the log stops: a failed write,
-    /// a database restart for instance, must not drop a completion, since a live stream would
-    /// skip it and a completion without a Ledger API row (the Swift API's) would never be
-    /// recovered. Later completions wait, so offsets stay in the order the participant decided.
+    /// Stores `event` (`write`). A failure the database may recover from (a lost connection, a
+    /// restart, a serialization failure) is retried until the write succeeds or the log stops:
+    /// dropping the completion would make live streams skip it, and one without a Ledger API
+    /// row (the Swift API's) would never be recovered. Later completions wait, so offsets stay
+    /// in the order the participant decided. Any other failure is retried twice (an offset
+    /// taken by another log of this participant), then logged and dropped, as a completion
+    /// whose submission is stored complete already is: it cannot hold up the ones after it.
     private func storeNow(_ event: CommandCompletion) async {
         // Completions stored before this one end at or before this offset.
         let before = lastOffset
@@ -238,19 +241,56 @@ actor CompletionLog {
                 return
             } catch {
                 failures += 1
-                guard !ended else {
+                let transient = Self.isTransient(error)
+                if !transient, (try? await completedAlready(event)) == true {
+                    logger.warning(
+                        "a second completion of a submission the completion stream has completed already is not stored",
+                        metadata: [
+                            LedgerAPILogKey.command: "\(event.command)", LedgerAPILogKey.submission: "\(event.submissionID)",
+                            LedgerAPILogKey.error: "\(error)",
+                        ])
+                    return
+                }
+                guard !ended, transient || failures < 3 else {
                     logger.error(
-                        "a completion could not be stored for the completion stream before the Ledger API stopped; its outcome is in the participant's store, and the next start recovers a Ledger API submission's",
+                        "a completion could not be stored for the completion stream; its outcome is in the participant's store, and the next start recovers a Ledger API submission's",
                         metadata: [LedgerAPILogKey.command: "\(event.command)", LedgerAPILogKey.error: "\(error)"])
                     return
                 }
                 if failures == 1 {
                     logger.warning(
-                        "a completion could not be stored for the completion stream; retrying until it is (later completions wait)",
+                        "a completion could not be stored for the completion stream; retrying (later completions wait)",
                         metadata: [LedgerAPILogKey.command: "\(event.command)", LedgerAPILogKey.error: "\(error)"])
                 }
                 try? await Task.sleep(for: min(.milliseconds(50 << min(failures - 1, 6)), .seconds(2)))
             }
+        }
+    }
+
+    /// Whether `error` is one the database may recover from: the connection (lost, refused),
+    /// or SQLSTATE classes 08 (connection), 40 (transaction rollback, e.g. a serialization
+    /// failure), 53 (insufficient resources), 57 (operator intervention, e.g. a shutdown) and
+    /// 58 (system error).
+    static func isTransient(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError else { return false }
+        if error.code == .connectionFailed || error.code == .connectionLost { return true }
+        guard let state = error.sqlState else { return false }
+        return ["08", "40", "53", "57", "58"].contains(String(state.prefix(2)))
+    }
+
+    /// Whether `event`'s submission (it has an id) has a completion stored already.
+    private func completedAlready(_ event: CommandCompletion) async throws -> Bool {
+        guard !event.submissionID.isEmpty else { return false }
+        let values: [PostgresValue] = [
+            .text(participantID), .text(event.command.applicationID), .text(event.command.commandID), .text(event.submissionID),
+        ]
+        return try await database.withConnection { connection in
+            try !connection.execute(
+                """
+                SELECT 1 FROM ledger_api_completions WHERE participant = $1 AND application_id = $2 AND command_id = $3
+                    AND submission_id = $4 AND completion_offset IS NOT NULL
+                """, values
+            ).rows.isEmpty
         }
     }
 

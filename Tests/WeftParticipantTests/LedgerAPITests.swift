@@ -780,8 +780,35 @@ extension OnARealDomain {
             }
         }
 
-        /// A completion whose write fails (here a trigger raises, as a database going away would
-        /// fail it) is written again until it is stored, once, and the streams then have it.
+        /// A second completion of a submission already completed (which no write can store: the
+        /// submission's row is taken) is dropped, not retried: the completions after it are
+        /// stored at once.
+        @Test func aSecondCompletionOfACompletedSubmissionHoldsUpNothing() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let log = api.api.completions
+                let key = CommandKey(applicationID: "app", commandID: "twice")
+                try await log.submitted(key, submissionID: "s1", actAs: [harness.alice.id])
+                for message in ["first", "second"] {
+                    await log.record(
+                        CommandCompletion(command: key, completion: .rejected(reasonID: "TEST", message: message), submissionID: "s1"))
+                }
+                let next = CommandCompletion(
+                    command: CommandKey(applicationID: "app", commandID: "after"), completion: .rejected(reasonID: "TEST", message: "after"),
+                    actAs: [harness.alice])
+                _ = try await ParticipantNode.within(.seconds(10)) { await log.record(next) }
+                let stored = try await log.completions(after: 0, limit: 10)
+                #expect(stored.map(\.commandID) == ["twice", "after"])
+                #expect(stored.first?.status?.message == "first")
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
+        /// A completion whose write fails for a reason the database recovers from (here a trigger
+        /// raises a serialization failure) is written again until it is stored, once, and the
+        /// streams then have it.
         @Test func aCompletionWhoseWriteFailsIsStoredOnceTheDatabaseTakesItAgain() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)
@@ -797,7 +824,9 @@ extension OnARealDomain {
                     CREATE FUNCTION test_refuse_completion() RETURNS trigger LANGUAGE plpgsql AS $$
                     BEGIN
                         PERFORM nextval('test_completion_attempts');
-                        IF EXISTS (SELECT 1 FROM test_refuse_completions) THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                        IF EXISTS (SELECT 1 FROM test_refuse_completions) THEN
+                            RAISE EXCEPTION 'refused by the test' USING ERRCODE = '40001';
+                        END IF;
                         RETURN NEW;
                     END $$;
                     CREATE TRIGGER test_refuse BEFORE INSERT OR UPDATE ON ledger_api_completions
