@@ -96,6 +96,11 @@ public actor MediatorDriver {
     /// this process by a send that failed without an answer. Should the decision time pass before
     /// one is sent, its record says the outcome is unknown, not that it was never sent.
     private var maybeSequenced: Set<SequencingTimestamp> = []
+    /// The message id of the last verdict copy this process sent per request: a deliver error
+    /// for an older copy (one sent before a restart, in an earlier window) says nothing of the
+    /// copy sent since. Bounded: the oldest half goes beyond `sentMessageIDsMax` entries.
+    private var lastSentMessageID: [SequencingTimestamp: String] = [:]
+    static let sentMessageIDsMax = 10_000
     /// Whether stopping stores what was processed and sent (false: as a crash leaves it).
     private var storesProgressAtStop = true
 
@@ -277,10 +282,14 @@ public actor MediatorDriver {
             logger.log(
                 level: level, "the sequencer refused a submission of this mediator",
                 metadata: ["message_id": "\(error.messageID)", "error_id": "\(error.reason?.errorID ?? "")", "error": "\(error.reason?.message ?? "")"])
-            // A verdict the sequencer took but could only sequence after its max sequencing time
-            // (never after the decision time): its participants time the request out instead.
-            if error.reason?.errorID == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED", let request = Self.request(ofVerdictMessageID: error.messageID) {
-                await mediator.verdictUndelivered(request, reasonID: "MEDIATOR_VERDICT_SEQUENCED_TOO_LATE")
+            // A verdict the sequencer took but delivered to nobody (sequenced after its max
+            // sequencing time, a recipient disabled meanwhile…): its participants time the request
+            // out instead. Unless this process has sent another copy since.
+            if let request = Self.request(ofVerdictMessageID: error.messageID),
+                lastSentMessageID[request].map({ $0 == error.messageID }) ?? true
+            {
+                let reasonID = error.reason?.errorID ?? ""
+                await mediator.verdictUndelivered(request, reasonID: reasonID.isEmpty ? "SEQUENCER_REFUSED" : reasonID)
             }
         case nil:
             break
@@ -443,8 +452,8 @@ public actor MediatorDriver {
 
     private func flushOutbox() async throws {
         if !outboxLoaded {
-            for verdict in try await store.undeliveredVerdicts() where outbox[verdict.request.timestamp] == nil {
-                outbox[verdict.request.timestamp] = verdict
+            for verdict in try await store.undeliveredVerdicts() {
+                if outbox[verdict.request.timestamp] == nil { outbox[verdict.request.timestamp] = verdict }
                 maybeSequenced.insert(verdict.request.timestamp)
             }
             outboxLoaded = true
@@ -505,6 +514,7 @@ public actor MediatorDriver {
             let trace = requestTraces[verdict.request.timestamp]?.childSpan()
             // Until the send returns, this verdict may be sequenced whatever the send says.
             maybeSequenced.insert(timestamp)
+            noteSent(messageID, for: timestamp)
             try await TraceContext.$current.withValue(trace) {
                 do {
                     // No receipt: the outbox lets go of a verdict once a sequencer accepts it.
@@ -521,6 +531,14 @@ public actor MediatorDriver {
             }
             await mediator.verdictDelivered(verdict.request.timestamp)
             leaveOutbox(timestamp)
+        }
+    }
+
+    /// Remembers `messageID` as the last copy sent of the verdict on the request at `timestamp`.
+    private func noteSent(_ messageID: String, for timestamp: SequencingTimestamp) {
+        lastSentMessageID[timestamp] = messageID
+        if lastSentMessageID.count > Self.sentMessageIDsMax {
+            for old in lastSentMessageID.keys.sorted().prefix(Self.sentMessageIDsMax / 2) { lastSentMessageID[old] = nil }
         }
     }
 

@@ -116,7 +116,7 @@ public struct MediatorStore: Sendable {
             """
             ALTER TABLE mediator_requests ADD COLUMN undelivered_reason text;
             COMMENT ON COLUMN mediator_requests.undelivered_reason IS
-                'NULL for a verdict the sequencer took (or not sent yet). Else why it did not reach its informee participants in time, which then rejected the request themselves at its decision time (PARTICIPANT_VERDICT_TIMED_OUT) whatever approved says: MEDIATOR_DECISION_TIME_PASSED (never sent: the decision time came first), MEDIATOR_VERDICT_SEQUENCED_TOO_LATE (the sequencer took it but its max sequencing time had passed), MEDIATOR_NO_ACTIVE_RECIPIENTS (every informee participant was disabled since the request), or MEDIATOR_SEND_OUTCOME_UNKNOWN (a send before a crash or without an answer may have been sequenced in time; the decision time passed before it could be sent again: the participants'' records decide).';
+                'NULL for a verdict the sequencer took (or not sent yet). Else why it did not reach its informee participants in time, which then rejected the request themselves at its decision time (PARTICIPANT_VERDICT_TIMED_OUT) whatever approved says: MEDIATOR_DECISION_TIME_PASSED (never sent: the decision time came first), the sequencer''s error id when it took the verdict but delivered it to nobody (SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED, SEQUENCER_UNKNOWN_RECIPIENTS, …), MEDIATOR_NO_ACTIVE_RECIPIENTS (every informee participant was disabled since the request), or MEDIATOR_SEND_OUTCOME_UNKNOWN (a send before a crash or without an answer may have been sequenced in time; the decision time passed before it could be sent again: the participants'' records decide).';
             """),
     ]
 

@@ -579,7 +579,7 @@ import WeftWire
             }
             let row = try #require(try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first)
             #expect(try row[0].bool == true)
-            #expect(try row[1].string == "MEDIATOR_VERDICT_SEQUENCED_TOO_LATE")
+            #expect(try row[1].string == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED")
             try await Self.mark(real, "end")
             #expect(try await Self.read(real.p1Client, domain: real.domain, until: "end").verdicts.isEmpty)
             running.cancel()
