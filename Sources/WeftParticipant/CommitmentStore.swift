@@ -163,15 +163,15 @@ public struct CommitmentStore: Sendable {
         let commitments: [(counterParticipant: String, commitment: [UInt8])]
     }
 
-    /// The periods up to `to` whose commitments the sequencer has not taken, oldest first.
-    func unsentPeriods(upTo to: Int64) async throws -> [UnsentPeriod] {
+    /// The periods whose commitments the sequencer has not taken, oldest first.
+    func unsentPeriods() async throws -> [UnsentPeriod] {
         let me = PostgresValue.text(participant)
         let rows = try await database.withConnection { connection in
             try connection.execute(
                 """
                 SELECT from_exclusive, to_inclusive, counter_participant, commitment FROM participant_sent_commitments
-                WHERE participant = $1 AND NOT sent AND to_inclusive <= $2 ORDER BY to_inclusive, counter_participant
-                """, [me, .int64(to)]
+                WHERE participant = $1 AND NOT sent ORDER BY to_inclusive, counter_participant
+                """, [me]
             ).rows
         }
         var periods: [UnsentPeriod] = []

@@ -20,6 +20,10 @@ struct CommitmentRuntime {
     var lastTimeProof: Int64 = 0
     var ticker: Task<Void, Never>?
     var narrowings: [String: Narrowing] = [:]
+    /// Whether the commitment sender runs (`sendUnsentCommitments`), and whether it was asked
+    /// again meanwhile.
+    var sending = false
+    var sendAgain = false
 
     /// A narrowing this participant asked for: its own listing and the counter-participant's,
     /// each taken when processing the same request event.
@@ -170,42 +174,69 @@ extension ParticipantNode {
                 LogKey.period: "\(from)..\(end)", "counter_participants": "\(own.keys.sorted().joined(separator: " "))",
             ])
         Counter(label: "weft_participant_commitments_sent_total").increment(by: own.count)
-        sendUnsentCommitments(upTo: end)
+        sendUnsentCommitments()
     }
 
-    /// Sends, oldest first, the commitments of every period up to `end` that the sequencer has
-    /// not taken yet (`participant_sent_commitments.sent`), and marks each period sent once it
-    /// has: this period's, and any an earlier send lost (a crash or a stop before it reached the
-    /// sequencer, a sequencer away past its max sequencing time). Two such sends of one period
-    /// (the one at start and a new period's) are one submission: the message id is the
-    /// period's, and the sequencer takes it once.
-    func sendUnsentCommitments(upTo end: Int64 = .max) {
+    /// Sends, oldest first, the commitments of every period the sequencer has not taken yet
+    /// (`participant_sent_commitments.sent`), and marks each period sent once it has: a new
+    /// period's, and any an earlier send lost (a crash or a stop before it reached the
+    /// sequencer, a sequencer away past its max sequencing time). One sender at a time: asked
+    /// while it runs, it goes over the unsent periods once more when it is done, so a backlog
+    /// of periods (a catch-up, a replay) is sent once each, not once per period recorded. A
+    /// period whose send fails is left for the next round; the ones after it are still sent.
+    /// Sending a period again is harmless: its message id is the period's, and the sequencer
+    /// takes it once.
+    func sendUnsentCommitments() {
         guard !commitmentSendsDropped else { return }
+        guard !commitmentRuntime.sending else {
+            commitmentRuntime.sendAgain = true
+            return
+        }
+        commitmentRuntime.sending = true
         let (store, connection, logger) = (commitmentStore, connection, logger)
         let (key, me, domain) = (identity.signingKey, identity.id.description, domain.description)
-        background {
-            do {
-                for period in try await store.unsentPeriods(upTo: end) {
-                    let batch = try Self.commitmentBatch(period, from: me, domain: domain, key: key)
-                    do {
-                        try await connection.send(batch, messageID: "acs-commitments-\(period.toInclusive)")
-                    } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
-                        // Sequenced before: by a send whose mark was lost, or one running alongside.
-                    }
-                    try await store.markSent(periodEndingAt: period.toInclusive)
-                    logger.info(
-                        "ACS commitments sent",
-                        metadata: [
-                            LogKey.period: "\(period.fromExclusive)..\(period.toInclusive)",
-                            "counter_participants": "\(period.commitments.map(\.counterParticipant).joined(separator: " "))",
-                        ])
+        background { [weak self] in
+            repeat {
+                let periods: [CommitmentStore.UnsentPeriod]
+                do {
+                    periods = try await store.unsentPeriods()
+                } catch {
+                    logger.error("could not read the ACS commitments to send; they are sent with the next period's", metadata: ["error": "\(error)"])
+                    periods = []
                 }
-            } catch {
-                logger.error(
-                    "ACS commitments not sent; they are sent again with the next period's, or at the next start",
-                    metadata: ["error": "\(error)"])
-            }
+                for period in periods {
+                    do {
+                        let batch = try Self.commitmentBatch(period, from: me, domain: domain, key: key)
+                        do {
+                            try await connection.send(batch, messageID: "acs-commitments-\(period.toInclusive)")
+                        } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                            // Sequenced before: by a send whose mark was lost.
+                        }
+                        try await store.markSent(periodEndingAt: period.toInclusive)
+                        logger.info(
+                            "ACS commitments sent",
+                            metadata: [
+                                LogKey.period: "\(period.fromExclusive)..\(period.toInclusive)",
+                                "counter_participants": "\(period.commitments.map(\.counterParticipant).joined(separator: " "))",
+                            ])
+                    } catch {
+                        logger.error(
+                            "ACS commitments not sent; they are sent again with the next period's, or at the next start",
+                            metadata: [LogKey.period: "\(period.fromExclusive)..\(period.toInclusive)", "error": "\(error)"])
+                    }
+                }
+            } while await self?.commitmentsToSendAgain() == true
         }
+    }
+
+    /// Whether the sender was asked again while it ran (and then it goes on); else it is done.
+    private func commitmentsToSendAgain() -> Bool {
+        if commitmentRuntime.sendAgain {
+            commitmentRuntime.sendAgain = false
+            return true
+        }
+        commitmentRuntime.sending = false
+        return false
     }
 
     /// The batch of one period's signed commitments, one envelope per counter-participant.
