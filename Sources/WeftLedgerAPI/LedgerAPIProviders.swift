@@ -343,7 +343,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
                 let writer = EventWriter(packages: packages, templates: templates)
                 for projections in batches {
                     let domain = domains.domain(ofOffset: projections.first?.transaction.offset ?? 0)
-                    try await responses.send(.init(transaction: writer.transaction(projections, domain: domain)))
+                    try await responses.send(.init(transaction: writer.transaction(projections, domain: domain, readers: parties)))
                 }
                 last = pageEnd
             }

@@ -163,8 +163,11 @@ struct EventWriter {
 
     /// One transaction as the filter's parties see it together: the union of their
     /// projections, each event once with the parties that see it; archives before creates,
-    /// as the participant stores them.
-    func transaction(_ projections: [(party: Party, transaction: LedgerTransaction)], domain: String) -> Weft.V1.Transaction {
+    /// as the participant stores them. `readers`: the filter's parties, who may see the
+    /// command id if the command acted as one of them (`LedgerAPI.commandID`).
+    func transaction(_ projections: [(party: Party, transaction: LedgerTransaction)], domain: String, readers: [Party])
+        -> Weft.V1.Transaction
+    {
         let first = projections[0].transaction
         var order: [String] = []
         var events: [String: (event: LedgerEvent, id: String, witnesses: [String])] = [:]
@@ -199,7 +202,7 @@ struct EventWriter {
         }
         return Weft.V1.Transaction(
             transactionID: first.transactionID,
-            commandID: LedgerAPI.commandID(first.commandID, actAs: first.actAs, readers: projections.map(\.party)),
+            commandID: LedgerAPI.commandID(first.commandID, actAs: first.actAs, readers: readers),
             workflowID: "",
             effectiveAt: Weft.V1.Timestamp(microsSinceEpoch: first.recordTime.microsSinceEpoch), events: wireEvents,
             offset: UInt64(first.offset), domain: domain)
