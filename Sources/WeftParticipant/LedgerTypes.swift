@@ -44,7 +44,8 @@ public struct CommandRecord: Sendable, Equatable {
     public let reasonID: String?
     public let reason: String?
     public let submissionID: String
-    /// Until when (microseconds since the epoch) the same command id is a duplicate.
+    /// Until when (microseconds since the epoch) the same command id is a duplicate: the
+    /// deduplication period after the submission, and once it succeeded, after its completion.
     public let deduplicateUntil: Int64
 
     /// Whether a new submission of the same command id at `now` (µs since the epoch) is this

@@ -601,15 +601,18 @@ public struct ParticipantStore: Sendable {
         }
         if let command {
             if let commit {
+                // The deduplication period counts from the completion too (its length is the
+                // stored window's): a retry of a command whose verdict came after its period, by
+                // an application that gave up waiting, is still its duplicate.
                 try connection.enqueue(
                     """
                     UPDATE participant_commands SET state = 'succeeded', transaction_id = $4, ledger_offset = $5,
-                        batch = NULL
+                        batch = NULL, dedup_until = greatest(dedup_until, $6 + (dedup_until - submitted_at))
                     WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
                     """,
                     [
                         me, .text(command.applicationID), .text(command.commandID), .text(commit.transactionID),
-                        .int64(commit.offset),
+                        .int64(commit.offset), .int64(Int64(Date().timeIntervalSince1970 * 1_000_000)),
                     ])
             } else if let completion {
                 try connection.enqueue(

@@ -478,6 +478,39 @@ extension OnARealDomain {
             }
         }
 
+        /// A command that commits after its deduplication period (the mediator was away) is
+        /// still deduplicated for a period after its completion: an application that gave up
+        /// waiting and submits it again gets the first one's outcome, not a second transaction.
+        @Test func aRetryAfterALateCommitIsTheFirstOnesDuplicate() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice) = (domain.p1, domain.alice)
+                let key = CommandKey(applicationID: "alice-app", commandID: "late-commit")
+                let period: Int64 = 2_000_000
+                await domain.mediator.stop()
+                let prepared = try await p1.prepare(
+                    [try domain.issue("7", to: alice, by: alice)], actAs: [alice], command: key, deduplicationPeriodMicros: period)
+                let submitting = Task { try await p1.submit(prepared) }
+                // The period passes while the request waits for its verdict (time under test).
+                try await Task.sleep(for: .microseconds(period + 500_000))
+                try await domain.mediator.start()
+                guard case .succeeded(let transactionID, _)? = try await ParticipantNode.within(.seconds(30), { try await submitting.value })
+                else {
+                    Issue.record("the late command did not commit")
+                    return
+                }
+                let again = try await p1.submit(
+                    [try domain.issue("7", to: alice, by: alice)], actAs: [alice], command: key, deduplicationPeriodMicros: period)
+                guard case .duplicate(let first) = again else {
+                    Issue.record("the retry after the late commit was not refused as a duplicate: \(again)")
+                    return
+                }
+                #expect(first.transactionID == transactionID)
+                #expect(try await p1.transactions(of: alice).filter { $0.commandID == "late-commit" }.count == 1)
+                await domain.stop()
+            }
+        }
+
         /// Participant1's command `commandID` issuing an IOU of `amount` from alice to herself,
         /// prepared and not yet submitted.
         static func aliceIssue(_ domain: DomainHarness, _ amount: String, command commandID: String) async throws

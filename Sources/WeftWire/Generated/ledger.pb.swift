@@ -436,8 +436,9 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().workflowID }
         }
 
-        /// How long a command with the same id is deduplicated; absent: the
-        /// participant's maximum.
+        /// How long after this submission, and after its completion if it commits,
+        /// a command with the same id is refused as a duplicate (0 to 1 day);
+        /// absent: the participant's default, 10 minutes.
         public var deduplicationPeriod: Weft.V1.Duration? {
             get { _storage.read.deduplicationPeriod }
             set { _uniqueStorage().deduplicationPeriod = newValue }

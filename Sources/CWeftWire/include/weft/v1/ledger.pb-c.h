@@ -174,8 +174,9 @@ struct  Weft__V1__Commands
    */
   char *workflow_id;
   /*
-   * How long a command with the same id is deduplicated; absent: the
-   * participant's maximum.
+   * How long after this submission, and after its completion if it commits,
+   * a command with the same id is refused as a duplicate (0 to 1 day);
+   * absent: the participant's default, 10 minutes.
    */
   Weft__V1__Duration *deduplication_period;
   /*
