@@ -534,18 +534,9 @@ import WeftWire
             if left > 0 { try await Task.sleep(for: .microseconds(left + 10_000)) }
             (driver, connection) = try await real.mediatorDriver(settings: settings)
             running = Self.run(driver)
-            let restarted = driver
-            let record = "SELECT delivered, undelivered_reason FROM mediator_requests WHERE request_ts = $1"
-            let at = PostgresValue.int64(SequencingTimestamp(requestTime).microsSinceEpoch)
-            let deadline = ContinuousClock.now + .seconds(20)
-            while try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first?[1].string == nil {
-                guard ContinuousClock.now < deadline else { throw TestFailure("the restarted node recorded nothing for the verdict") }
-                try await restarted.mediator.storeProgress()
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            let row = try #require(try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first)
-            #expect(try row[0].bool == true)
-            #expect(try row[1].string == "MEDIATOR_SEND_OUTCOME_UNKNOWN")
+            let row = try await Self.undeliveredRecord(fixture.url, requestTime, storingWith: driver)
+            #expect(row.approved == true && row.delivered == true)
+            #expect(row.reason == "MEDIATOR_SEND_OUTCOME_UNKNOWN")
             // Not sent again: participant1 still has the one verdict.
             try await Self.mark(real, "end")
             #expect(try await Self.read(real.p1Client, domain: real.domain, until: "end").verdicts == [sent])
@@ -569,23 +560,34 @@ import WeftWire
             try await real.p2Client.send(try real.request(views), messageID: "request-8")
             let requestTime = try await Self.requestTime(real.p1Client)
             try await real.p2Client.send(try real.approval(views, requestAt: requestTime), messageID: "approval-8")
-            let record = "SELECT approved, undelivered_reason FROM mediator_requests WHERE request_ts = $1"
-            let at = PostgresValue.int64(SequencingTimestamp(requestTime).microsSinceEpoch)
-            let deadline = ContinuousClock.now + .seconds(20)
-            while try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first?[1].string == nil {
-                guard ContinuousClock.now < deadline else { throw TestFailure("the node recorded nothing for the late verdict") }
-                try await driver.mediator.storeProgress()
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            let row = try #require(try PostgresConnection(url: fixture.url).execute(record, [at]).rows.first)
-            #expect(try row[0].bool == true)
-            #expect(try row[1].string == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED")
+            let row = try await Self.undeliveredRecord(fixture.url, requestTime, storingWith: driver)
+            #expect(row.approved == true && row.delivered == true)
+            #expect(row.reason == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED")
             try await Self.mark(real, "end")
             #expect(try await Self.read(real.p1Client, domain: real.domain, until: "end").verdicts.isEmpty)
             running.cancel()
             _ = await running.result
             await connection.close()
             await real.stop()
+        }
+    }
+
+    /// The stored verdict of the request at `requestTime` once `driver`'s mediator recorded why
+    /// it did not reach its participants (its progress stored every 50 ms meanwhile, for at most
+    /// 20 s): approved, delivered, and the reason.
+    static func undeliveredRecord(_ url: String, _ requestTime: Weft.V1.Timestamp, storingWith driver: MediatorDriver) async throws
+        -> (approved: Bool?, delivered: Bool?, reason: String)
+    {
+        let record = "SELECT approved, delivered, undelivered_reason FROM mediator_requests WHERE request_ts = $1"
+        let at = PostgresValue.int64(SequencingTimestamp(requestTime).microsSinceEpoch)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            if let row = try PostgresConnection(url: url).execute(record, [at]).rows.first, let reason = try row[2].string {
+                return (try row[0].bool, try row[1].bool, reason)
+            }
+            guard ContinuousClock.now < deadline else { throw TestFailure("the node recorded no reason for the verdict") }
+            try await driver.mediator.storeProgress()
+            try await Task.sleep(for: .milliseconds(50))
         }
     }
 
