@@ -130,6 +130,26 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         }
     }
 
+    /// What the application is told when a call the participant made to its domain on its
+    /// behalf failed (publishing a party's hosting through the sequencer, …). The code says
+    /// what the application can do: retry (the domain busy or out of reach), nothing until the
+    /// participant's operator acts (the domain refuses this participant), or nothing at all (the
+    /// participant sent something the domain finds wrong: its bug). The domain's error id and
+    /// message go along.
+    static func from(domainCall error: RPCError) -> LedgerAPIError {
+        let id = error.errorID.isEmpty ? "LEDGER_API_DOMAIN_CALL_FAILED" : error.errorID
+        switch error.code {
+        case .unavailable, .deadlineExceeded, .resourceExhausted, .aborted, .cancelled:
+            return .unavailable(id: id, "the domain did not take the participant's request (\(error.message)); retry")
+        case .permissionDenied, .unauthenticated, .failedPrecondition:
+            return .failedPrecondition(
+                id: id,
+                "the domain refused this participant (\(error.message)); its operator must fix that (`weft health status`), then retry")
+        default:
+            return .internalError(id: id, "the domain found the participant's request wrong (\(error.message)); see the participant's log")
+        }
+    }
+
     /// Maps a failure of the participant to what the application is told.
     static func from(_ error: any Error) -> LedgerAPIError {
         if let error = error as? LedgerAPIError { return error }
@@ -150,9 +170,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         if let error = error as? ParticipantRecoveryError {
             return .unavailable(id: error.id, error.description)
         }
-        if let error = error as? RPCError {
-            return .unavailable(id: error.errorID.isEmpty ? "LEDGER_API_UNAVAILABLE" : error.errorID, error.message)
-        }
+        if let error = error as? RPCError { return from(domainCall: error) }
         return .internalError(id: "LEDGER_API_INTERNAL", "the participant failed: \(error); see its log")
     }
 }
