@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import WeftContracts
 import WeftParticipant
 import WeftStore
 import WeftTransport
@@ -171,6 +172,26 @@ actor CompletionLog {
         ended = true
         for subscriber in subscribers.values { subscriber.finish() }
         subscribers = [:]
+    }
+
+    /// Whether a caller acting as `actAs` acts for a party of the submission `first` (of the
+    /// same command id), whose act-as parties this log recorded; false for a submission it did
+    /// not record (the Swift API's): its parties are unknown here.
+    func actsForFirst(_ first: CommandRecord, of key: CommandKey, actAs: [Party]) async throws -> Bool {
+        let values: [PostgresValue] = [
+            .text(participantID), .text(key.applicationID), .text(key.commandID), .text(first.submissionID),
+        ]
+        let stored = try await database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT act_as FROM ledger_api_completions
+                WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
+                """, values
+            ).rows.first.map { try $0[0].string ?? "" }
+        }
+        guard let stored else { return false }
+        let parties = Set(stored.split(separator: "\n").map(String.init))
+        return actAs.contains { parties.contains($0.id) }
     }
 
     /// Records a command about to be sent through the Ledger API.

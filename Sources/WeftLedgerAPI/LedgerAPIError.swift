@@ -12,8 +12,10 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     case partyNotHosted(String)
     /// A command acts as a party not hosted here with submission permission.
     case notHostedForSubmission(party: String, hosted: String?)
-    /// The same command id was submitted before, within its deduplication period.
-    case duplicateCommand(CommandKey, first: CommandRecord)
+    /// The same command id was submitted before, within its deduplication period. The first
+    /// submission's outcome is told only to a caller acting as one of its parties
+    /// (`toItsSubmitter`): the id alone does not entitle anyone to it.
+    case duplicateCommand(CommandKey, first: CommandRecord, toItsSubmitter: Bool)
     /// A template or package the participant does not have.
     case unknownTemplate(String)
     /// No package with this id was uploaded here.
@@ -89,7 +91,9 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
             "party \(party) is "
                 + (hosted.map { "hosted here with \($0) permission only" } ?? "not hosted on this participant")
                 + "; submit through a participant that hosts it with submission permission"
-        case .duplicateCommand(let key, let first):
+        case .duplicateCommand(let key, _, false):
+            "command \(key) was already submitted, for other parties, and is deduplicated; use a new command id"
+        case .duplicateCommand(let key, let first, true):
             "command \(key) was already submitted (submission \(first.submissionID)) and is deduplicated "
                 + (first.state == .inFlight
                     ? "while that submission is in flight"

@@ -137,7 +137,8 @@ extension LedgerAPI {
         if let first = try await participant.command(parsed.key),
             first.deduplicates(at: Int64(Date().timeIntervalSince1970 * 1_000_000))
         {
-            throw LedgerAPIError.duplicateCommand(parsed.key, first: first)
+            throw LedgerAPIError.duplicateCommand(
+                parsed.key, first: first, toItsSubmitter: try await completions.actsForFirst(first, of: parsed.key, actAs: parsed.actAs))
         }
         let prepared = try await participant.prepare(
             parsed.commands, actAs: parsed.actAs, command: parsed.key,
@@ -236,7 +237,9 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
             case .duplicate(let previous):
                 await api.completions.record(
                     CommandCompletion(command: prepared.command, completion: completion, submissionID: prepared.submissionID))
-                throw LedgerAPIError.duplicateCommand(prepared.command, first: previous)
+                throw LedgerAPIError.duplicateCommand(
+                    prepared.command, first: previous,
+                    toItsSubmitter: try await api.completions.actsForFirst(previous, of: prepared.command, actAs: parsed.actAs))
             }
         }
     }

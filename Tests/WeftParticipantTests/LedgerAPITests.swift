@@ -884,6 +884,35 @@ extension OnARealDomain {
             }
         }
 
+        /// A command id already used for other parties is refused, but the answer does not tell
+        /// the caller that command's outcome (its transaction id, offset or reason): the id
+        /// alone entitles nobody to it. The first submitter is still told.
+        @Test func aDuplicateAnswerTellsTheFirstOutcomeOnlyToItsSubmitter() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 1)
+                let packageID = try await api.client.packageManagement.listPackages(.init()).packages[0].packageID
+                let iou = IOUCommands(packageID: packageID)
+                let (bank, bob) = (harness.bank.id, harness.bob.id)
+                let first = try await api.client.command.submitAndWait(
+                    .init(commands: iou.commands(iou.issue("5", from: bank, to: bob), actAs: bank, application: "shared-app", id: "shared-id")))
+                let byBob = await rpcError {
+                    _ = try await api.client.command.submitAndWait(
+                        .init(commands: iou.commands(iou.issue("5", from: bob, to: bob), actAs: bob, application: "shared-app", id: "shared-id")))
+                }
+                #expect(byBob?.code == .alreadyExists && byBob?.errorID == "LEDGER_API_DUPLICATE_COMMAND")
+                #expect(byBob?.message.contains(first.transactionID) == false, "\(String(describing: byBob))")
+                #expect(byBob?.message.contains("offset") == false)
+                let byBank = await rpcError {
+                    _ = try await api.client.command.submitAndWait(
+                        .init(commands: iou.commands(iou.issue("5", from: bank, to: bob), actAs: bank, application: "shared-app", id: "shared-id")))
+                }
+                #expect(byBank?.message.contains(first.transactionID) == true, "\(String(describing: byBank))")
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
         @Test func followingStreamsEndUnavailableWhenTheParticipantStops() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)
