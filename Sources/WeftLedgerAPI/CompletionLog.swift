@@ -178,20 +178,25 @@ actor CompletionLog {
     /// same command id), whose act-as parties this log recorded; false for a submission it did
     /// not record (the Swift API's): its parties are unknown here.
     func actsForFirst(_ first: CommandRecord, of key: CommandKey, actAs: [Party]) async throws -> Bool {
+        guard let stored = try await row(of: key, submissionID: first.submissionID) else { return false }
+        let parties = Set(stored.actAs.split(separator: "\n").map(String.init))
+        return actAs.contains { parties.contains($0.id) }
+    }
+
+    /// The row of submission `submissionID` of command `key`: its act-as parties (one per line)
+    /// and whether it has its completion; nil when there is none.
+    private func row(of key: CommandKey, submissionID: String) async throws -> (actAs: String, completed: Bool)? {
         let values: [PostgresValue] = [
-            .text(participantID), .text(key.applicationID), .text(key.commandID), .text(first.submissionID),
+            .text(participantID), .text(key.applicationID), .text(key.commandID), .text(submissionID),
         ]
-        let stored = try await database.withConnection { connection in
+        return try await database.withConnection { connection in
             try connection.execute(
                 """
-                SELECT act_as FROM ledger_api_completions
+                SELECT act_as, completion_offset IS NOT NULL FROM ledger_api_completions
                 WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
                 """, values
-            ).rows.first.map { try $0[0].string ?? "" }
+            ).rows.first.map { (try $0[0].string ?? "", try $0[1].bool ?? false) }
         }
-        guard let stored else { return false }
-        let parties = Set(stored.split(separator: "\n").map(String.init))
-        return actAs.contains { parties.contains($0.id) }
     }
 
     /// Records a command about to be sent through the Ledger API.
@@ -302,17 +307,7 @@ actor CompletionLog {
     /// Whether `event`'s submission (it has an id) has a completion stored already.
     private func completedAlready(_ event: CommandCompletion) async throws -> Bool {
         guard !event.submissionID.isEmpty else { return false }
-        let values: [PostgresValue] = [
-            .text(participantID), .text(event.command.applicationID), .text(event.command.commandID), .text(event.submissionID),
-        ]
-        return try await database.withConnection { connection in
-            try !connection.execute(
-                """
-                SELECT 1 FROM ledger_api_completions WHERE participant = $1 AND application_id = $2 AND command_id = $3
-                    AND submission_id = $4 AND completion_offset IS NOT NULL
-                """, values
-            ).rows.isEmpty
-        }
+        return try await row(of: event.command, submissionID: event.submissionID)?.completed ?? false
     }
 
     /// Writes `event` at the offset after the highest one stored, read in the same statement
