@@ -64,7 +64,7 @@ actor CompletionLog {
     /// submission ids: the same completion of the same submission arriving live afterwards
     /// (decided between the subscription and the recovery's read) is not stored a second time.
     /// A retry of the command rejected alike is another submission, and is stored.
-    private var recovered: [CommandKey: (completion: Completion, submissionID: String)] = [:]
+    private var recovered: [ChangeID: (completion: Completion, submissionID: String)] = [:]
     /// The last store started (`store`): the next one waits for it.
     private var storing: Task<Void, Never>?
     /// The participant's completions have ended (its processing did): so have the streams.
@@ -108,13 +108,15 @@ actor CompletionLog {
         let rows = try await database.withConnection { connection in
             try connection.execute(
                 """
-                SELECT application_id, command_id, submission_id FROM ledger_api_completions
+                SELECT application_id, command_id, submission_id, act_as FROM ledger_api_completions
                 WHERE participant = $1 AND completion_offset IS NULL ORDER BY application_id, command_id, submission_id
                 """, [me]
             ).rows
         }
         for row in rows {
-            let key = CommandKey(applicationID: try row[0].string ?? "", commandID: try row[1].string ?? "")
+            let key = ChangeID(
+                CommandKey(applicationID: try row[0].string ?? "", commandID: try row[1].string ?? ""),
+                actAs: try Self.parties(row[3].string))
             let submissionID = try row[2].string ?? ""
             let record = try await participant.command(key)
             guard let record, record.submissionID == submissionID else {
@@ -126,7 +128,7 @@ actor CompletionLog {
                     metadata: [LedgerAPILogKey.command: "\(key)", LedgerAPILogKey.submission: "\(submissionID)"])
                 await store(
                     CommandCompletion(
-                        command: key,
+                        change: key,
                         completion: .rejected(
                             reasonID: Self.submissionLost,
                             message: "the participant stopped before it sent this submission, so nothing was sequenced; "
@@ -143,7 +145,7 @@ actor CompletionLog {
             logger.info(
                 "a completion decided while the Ledger API was not recording is added to the completion stream",
                 metadata: [LedgerAPILogKey.command: "\(key)", LedgerAPILogKey.submission: "\(submissionID)"])
-            await store(CommandCompletion(command: key, completion: completion, submissionID: submissionID))
+            await store(CommandCompletion(change: key, completion: completion, submissionID: submissionID))
             recovered[key] = (completion, submissionID)
         }
     }
@@ -174,13 +176,22 @@ actor CompletionLog {
         subscribers = [:]
     }
 
-    /// Whether a caller acting as `actAs` acts for a party of the submission `first` (of the
-    /// same command id), whose act-as parties this log recorded; false for a submission it did
-    /// not record (the Swift API's): its parties are unknown here.
-    func actsForFirst(_ first: CommandRecord, of key: CommandKey, actAs: [Party]) async throws -> Bool {
-        guard let stored = try await row(of: key, submissionID: first.submissionID) else { return false }
-        let parties = Set(stored.actAs.split(separator: "\n").map(String.init))
-        return actAs.contains { parties.contains($0.id) }
+    /// Whether the caller submitting `change` acts for a party of the submission `first` that
+    /// deduplicates it: always when `first` was recorded for the same parties (the key holds
+    /// them); for a record from before the parties were part of the key (participant
+    /// migration 16), when this log recorded that submission with one of the caller's parties;
+    /// else (a Swift API submission of then) false: its parties are unknown here.
+    func actsForFirst(_ first: CommandRecord, of change: ChangeID) async throws -> Bool {
+        if !first.actAs.isEmpty { return first.actAs == change.actAs }
+        guard let stored = try await row(of: change.command, submissionID: first.submissionID) else { return false }
+        let parties = Set(try Self.parties(stored.actAs))
+        return change.actAs.contains { parties.contains($0) }
+    }
+
+    /// The parties of an `act_as` column (one per line).
+    private static func parties(_ lines: String?) throws -> [Party] {
+        guard let lines, !lines.isEmpty else { return [] }
+        return try lines.split(separator: "\n").map { try Party(String($0)) }
     }
 
     /// The row of submission `submissionID` of command `key`: its act-as parties (one per line)
@@ -200,10 +211,10 @@ actor CompletionLog {
     }
 
     /// Records a command about to be sent through the Ledger API.
-    func submitted(_ key: CommandKey, submissionID: String, actAs: [String]) async throws {
+    func submitted(_ change: ChangeID, submissionID: String) async throws {
         let values: [PostgresValue] = [
-            .text(participantID), .text(key.applicationID), .text(key.commandID), .text(submissionID),
-            .text(actAs.joined(separator: "\n")),
+            .text(participantID), .text(change.applicationID), .text(change.commandID), .text(submissionID),
+            .text(change.actAs.map(\.id).joined(separator: "\n")),
         ]
         _ = try await database.withConnection { connection in
             try connection.execute(
@@ -216,10 +227,10 @@ actor CompletionLog {
 
     /// Stores a completion with the next offset and hands it to the streams that follow.
     func record(_ event: CommandCompletion) async {
-        if let recovery = recovered[event.command], recovery.completion == event.completion,
+        if let recovery = recovered[event.change], recovery.completion == event.completion,
             event.submissionID == recovery.submissionID
         {
-            recovered[event.command] = nil
+            recovered[event.change] = nil
             return
         }
         await store(event)

@@ -15,7 +15,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     /// The same command id was submitted before, within its deduplication period. The first
     /// submission's outcome is told only to a caller acting as one of its parties
     /// (`toItsSubmitter`): the id alone does not entitle anyone to it.
-    case duplicateCommand(CommandKey, first: CommandRecord, toItsSubmitter: Bool)
+    case duplicateCommand(ChangeID, first: CommandRecord, toItsSubmitter: Bool)
     /// A template or package the participant does not have.
     case unknownTemplate(String)
     /// No package with this id was uploaded here.

@@ -14,6 +14,8 @@ import WeftWire
 struct ParsedCommands {
     let key: CommandKey
     let actAs: [Party]
+    /// What deduplicates the commands: the key and the act-as parties.
+    var change: ChangeID { ChangeID(key, actAs: actAs) }
     let deduplicationPeriodMicros: Int64?
     let commands: [Command]
     /// Contracts the application disclosed for these commands, read from their blobs.
@@ -134,16 +136,16 @@ extension LedgerAPI {
     func prepare(_ parsed: ParsedCommands) async throws -> PreparedSubmission {
         // After a loss, the deduplication records come back as the replay passes them.
         try await participant.awaitReplayEnd()
-        if let first = try await participant.command(parsed.key),
+        if let first = try await participant.command(parsed.change),
             first.deduplicates(at: Int64(Date().timeIntervalSince1970 * 1_000_000))
         {
             throw LedgerAPIError.duplicateCommand(
-                parsed.key, first: first, toItsSubmitter: try await completions.actsForFirst(first, of: parsed.key, actAs: parsed.actAs))
+                parsed.change, first: first, toItsSubmitter: try await completions.actsForFirst(first, of: parsed.change))
         }
         let prepared = try await participant.prepare(
             parsed.commands, actAs: parsed.actAs, command: parsed.key,
             deduplicationPeriodMicros: parsed.deduplicationPeriodMicros, disclosedContracts: parsed.disclosed)
-        try await completions.submitted(parsed.key, submissionID: prepared.submissionID, actAs: parsed.actAs.map(\.id))
+        try await completions.submitted(parsed.change, submissionID: prepared.submissionID)
         return prepared
     }
 
@@ -155,7 +157,7 @@ extension LedgerAPI {
     func submissionFailed(_ prepared: PreparedSubmission, _ error: any Error) async {
         let recorded: Bool
         do {
-            recorded = try await participant.command(prepared.command)?.submissionID == prepared.submissionID
+            recorded = try await participant.command(prepared.change)?.submissionID == prepared.submissionID
         } catch {
             recorded = true  // unknown: a restart's recovery of the completion log decides
         }
@@ -170,7 +172,7 @@ extension LedgerAPI {
             metadata: [LedgerAPILogKey.command: "\(prepared.command)", LedgerAPILogKey.error: "\(error)"])
         await completions.record(
             CommandCompletion(
-                command: prepared.command,
+                change: prepared.change,
                 completion: .rejected(
                     reasonID: CompletionLog.submissionLost,
                     message: "the submission failed before the participant recorded it (\(error)), so nothing was "
@@ -205,7 +207,7 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
                     // completions; the completion stream still reports it.
                     if case .duplicate = completion {
                         await completions.record(
-                            CommandCompletion(command: prepared.command, completion: completion, submissionID: prepared.submissionID))
+                            CommandCompletion(change: prepared.change, completion: completion, submissionID: prepared.submissionID))
                     }
                 } catch {
                     await api.submissionFailed(prepared, error)
@@ -236,10 +238,10 @@ struct CommandServiceProvider: Weft.V1.CommandService.Provider {
                 throw LedgerAPIError.rejected(reasonID: reasonID, message: message)
             case .duplicate(let previous):
                 await api.completions.record(
-                    CommandCompletion(command: prepared.command, completion: completion, submissionID: prepared.submissionID))
+                    CommandCompletion(change: prepared.change, completion: completion, submissionID: prepared.submissionID))
                 throw LedgerAPIError.duplicateCommand(
-                    prepared.command, first: previous,
-                    toItsSubmitter: try await api.completions.actsForFirst(previous, of: prepared.command, actAs: parsed.actAs))
+                    prepared.change, first: previous,
+                    toItsSubmitter: try await api.completions.actsForFirst(previous, of: prepared.change))
             }
         }
     }

@@ -2,8 +2,8 @@ public import WeftContracts
 public import WeftTopology
 public import WeftWire
 
-/// A command as its application names it: deduplication and completions are per application
-/// and command id.
+/// A command as its application names it: its application id and command id. Deduplication
+/// and completions are per `ChangeID`: this key and the parties the command acts as.
 public struct CommandKey: Hashable, Sendable, CustomStringConvertible {
     public let applicationID: String
     public let commandID: String
@@ -16,9 +16,31 @@ public struct CommandKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(applicationID)/\(commandID)" }
 }
 
+/// What deduplication keys a command by (Canton's change id): the application's command key
+/// and the parties the command acts as. Two users of one application id, or one application
+/// acting for different parties, may use the same command id without one being refused as the
+/// other's duplicate (ledger.proto: "unique per application and act-as parties").
+public struct ChangeID: Hashable, Sendable, CustomStringConvertible {
+    public let command: CommandKey
+    /// Sorted, each party once: the order a command names its parties in does not matter.
+    /// Empty only for a record stored before the parties were part of the key (participant
+    /// migration 16), which stands for its command id whatever the parties.
+    public let actAs: [Party]
+
+    public init(_ command: CommandKey, actAs: some Sequence<Party>) {
+        self.command = command
+        self.actAs = Set(actAs).sorted()
+    }
+
+    public var applicationID: String { command.applicationID }
+    public var commandID: String { command.commandID }
+
+    public var description: String { "\(command) as \(actAs.map(\.id).joined(separator: ","))" }
+}
+
 /// What the submitter records before it sends a confirmation request.
 struct SubmittedCommand: Sendable {
-    let key: CommandKey
+    let key: ChangeID
     let submissionID: String
     let messageID: String
     let rootHash: Digest32
@@ -47,6 +69,9 @@ public struct CommandRecord: Sendable, Equatable {
     /// Until when (microseconds since the epoch) the same command id is a duplicate: the
     /// deduplication period after the submission, and once it succeeded, after its completion.
     public let deduplicateUntil: Int64
+    /// The parties the command acts as, sorted; empty for a record from before participant
+    /// migration 16, which deduplicates its command id whatever the parties.
+    public var actAs: [Party] = []
 
     /// Whether a new submission of the same command id at `now` (µs since the epoch) is this
     /// one's duplicate: while it is in flight, whatever its period (two requests of one command

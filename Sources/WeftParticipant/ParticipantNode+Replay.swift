@@ -211,7 +211,7 @@ extension ParticipantNode {
             let submittedAt = received.participantMetadata?.submissionTime ?? request.timestamp.microsSinceEpoch
             try await store.restore(
                 SubmittedCommand(
-                    key: command, submissionID: submitter.submissionID, messageID: "request-\(submitter.submissionID)",
+                    key: ChangeID(command, actAs: submitter.actAs), submissionID: submitter.submissionID, messageID: "request-\(submitter.submissionID)",
                     rootHash: request.rootHash, deduplicationPeriodMicros: submitter.deduplicationPeriod,
                     maxSequencingTime: submitter.maxSequencingTime),
                 submittedAt: submittedAt)
@@ -281,13 +281,18 @@ extension ParticipantStore {
         _ = try await database.withConnection { connection in
             try connection.execute(
                 """
-                INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
-                    root_hash, submitted_at, dedup_until, state, max_sequencing_time)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9)
+                INSERT INTO participant_commands (participant, application_id, command_id, act_as, submission_id,
+                    message_id, root_hash, submitted_at, dedup_until, state, max_sequencing_time)
+                SELECT $1::text, $2::text, $3::text, $4::text[], $5::text, $6::text, $7::bytea, $8::int8, $9::int8,
+                    'in_flight', $10::int8
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM participant_commands
+                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND act_as = '{}')
                 ON CONFLICT DO NOTHING
                 """,
                 [
-                    me, .text(command.key.applicationID), .text(command.key.commandID), .text(command.submissionID),
+                    me, .text(command.key.applicationID), .text(command.key.commandID),
+                    ParticipantStore.parties(command.key.actAs), .text(command.submissionID),
                     .text(command.messageID), .bytes(command.rootHash.bytes), .int64(submittedAt),
                     .int64(submittedAt + command.deduplicationPeriodMicros), .int64(command.maxSequencingTime),
                 ])

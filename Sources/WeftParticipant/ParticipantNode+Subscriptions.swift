@@ -8,19 +8,21 @@ import WeftWire
 /// One command's completion as the participant decides it: what the Ledger API's completion
 /// stream carries.
 public struct CommandCompletion: Sendable, Equatable {
-    public let command: CommandKey
+    /// The command and the parties it acted as (none for a record from before participant
+    /// migration 16 whose request's views are not at hand).
+    public let change: ChangeID
     public let completion: Completion
-    /// The parties the command acted as and its submission id, when the participant knows
-    /// them from the request's views (a completion replayed after a loss); else empty.
-    public let actAs: [Party]
+    /// The submission completed, when the participant knows it; else empty.
     public let submissionID: String
 
-    public init(command: CommandKey, completion: Completion, actAs: [Party] = [], submissionID: String = "") {
-        self.command = command
+    public init(change: ChangeID, completion: Completion, submissionID: String = "") {
+        self.change = change
         self.completion = completion
-        self.actAs = actAs
         self.submissionID = submissionID
     }
+
+    public var command: CommandKey { change.command }
+    public var actAs: [Party] { change.actAs }
 }
 
 /// A package as stored: what the Ledger API lists and hands back.

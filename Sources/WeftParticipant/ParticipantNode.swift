@@ -100,12 +100,12 @@ public actor ParticipantNode {
     /// This participant as a sequencer member (`PAR::…`), as deliveries name their sender.
     var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
     /// When each command in flight was submitted here: its duration metric at completion.
-    private var submittedAt: [CommandKey: ContinuousClock.Instant] = [:]
+    private var submittedAt: [ChangeID: ContinuousClock.Instant] = [:]
     /// Commands in flight whose request this participant has not yet seen sequenced, by message
     /// id: a send whose outcome is unknown, or one recorded before a crash and never sent. Once
     /// the stream's time passes a request's max sequencing time without it, the sequencer can no
     /// longer sequence it, and the command is rejected — never both rejected and committed.
-    private var unsequenced: [String: (key: CommandKey, maxSequencingTime: Int64)] = [:]
+    private var unsequenced: [String: (key: ChangeID, maxSequencingTime: Int64)] = [:]
     /// When the wall clock passed a deadline that the stream had not (a max sequencing time of
     /// `unsequenced`, a pending request's decision time), a time proof was asked for
     /// (`askForTimePastDeadlines`): when, and for which deadline.
@@ -130,7 +130,7 @@ public actor ParticipantNode {
     private var ledgerEndProcessed: Int64
     /// The offset up to which the ledger was pruned (0: never); reads below it fail typed.
     var prunedOffset: Int64
-    private var waiting: [CommandKey: [CheckedContinuation<Completion, any Error>]] = [:]
+    private var waiting: [ChangeID: [CheckedContinuation<Completion, any Error>]] = [:]
     private var ledgerEndWaiters: [(Int64, CheckedContinuation<Void, any Error>)] = []
     /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
     private var outcomes: [Digest32: String] = [:]
@@ -582,9 +582,14 @@ public actor ParticipantNode {
         return try await store.trees(after: offset, upTo: upTo, limit: limit)
     }
 
-    /// What is stored for a command: in flight or its completion.
-    public func command(_ key: CommandKey) async throws -> CommandRecord? {
+    /// What is stored for a command acting as some parties: in flight or its completion.
+    public func command(_ key: ChangeID) async throws -> CommandRecord? {
         try await store.command(key)
+    }
+
+    /// What is stored for `command` acting as `actAs`.
+    public func command(_ command: CommandKey, actAs: [Party]) async throws -> CommandRecord? {
+        try await store.command(ChangeID(command, actAs: actAs))
     }
 
     // MARK: - Submission
@@ -605,6 +610,8 @@ public actor ParticipantNode {
         deduplicationPeriodMicros: Int64? = nil, disclosedContracts: [ActiveContract] = []
     ) async throws -> PreparedSubmission {
         try await awaitReplayEnd()
+        // The parties are the command's authority and part of its deduplication key.
+        guard !actAs.isEmpty else { throw ParticipantError.interpretation(.invalidCommand("a command acts as at least one party")) }
         let snapshot = await topology.snapshot(at: now)
         for party in actAs {
             let hostings = (try? UniqueIdentifier(parsing: party.id)).map { snapshot.hostingParticipants(of: $0) } ?? []
@@ -677,7 +684,7 @@ public actor ParticipantNode {
         let batch = try RequestBuilder(identity: identity, snapshot: snapshot, domain: domain, sessions: outgoingSessionKeys)
             .batch(views, mediator: mediator)
         return PreparedSubmission(
-            command: command, submissionID: submissionID, messageID: "request-\(submissionID)", views: views,
+            change: ChangeID(command, actAs: claimedActAs ?? actAs), submissionID: submissionID, messageID: "request-\(submissionID)", views: views,
             batch: batch, maxSequencingTime: maxSequencingTime, deduplicationPeriodMicros: deduplication)
     }
 
@@ -689,7 +696,7 @@ public actor ParticipantNode {
         disclosedContracts: [ActiveContract] = []
     ) async throws -> Completion {
         try await awaitReplayEnd()
-        if let previous = try await duplicate(command) { return previous }
+        if let previous = try await duplicate(ChangeID(command, actAs: actAs)) { return previous }
         let prepared = try await prepare(
             commands, actAs: actAs, command: command, deduplicationPeriodMicros: deduplicationPeriodMicros,
             disclosedContracts: disclosedContracts)
@@ -702,24 +709,24 @@ public actor ParticipantNode {
         // A node that no longer processes its stream would never complete the command.
         if processingEnded { throw ParticipantError.stopped }
         let record = SubmittedCommand(
-            key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
+            key: prepared.change, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
             maxSequencingTime: prepared.maxSequencingTime, batch: try prepared.batch.serializedBytes())
         if let previous = try await store.begin(record, now: wallClockMicros()) {
-            logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.command)"])
+            logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.change)"])
             return .duplicate(previous: previous)
         }
-        unsequenced[prepared.messageID] = (prepared.command, prepared.maxSequencingTime)
-        submittedAt[prepared.command] = .now
+        unsequenced[prepared.messageID] = (prepared.change, prepared.maxSequencingTime)
+        submittedAt[prepared.change] = .now
         // Cancelling the caller stops its wait, not the request: its completion stays in the store.
         return try await withTaskCancellationHandler {
             try await awaitCompletion(prepared)
         } onCancel: {
-            Task { await self.cancelWait(prepared.command) }
+            Task { await self.cancelWait(prepared.change) }
         }
     }
 
-    private func cancelWait(_ key: CommandKey) {
+    private func cancelWait(_ key: ChangeID) {
         for continuation in waiting.removeValue(forKey: key) ?? [] {
             continuation.resume(throwing: CancellationError())
         }
@@ -736,7 +743,7 @@ public actor ParticipantNode {
                 // Processing ended while the command was recorded: nothing here completes it.
                 continuation.resume(throwing: ParticipantError.stopped)
             } else {
-                waiting[prepared.command, default: []].append(continuation)
+                waiting[prepared.change, default: []].append(continuation)
             }
             background {
                 do {
@@ -744,9 +751,9 @@ public actor ParticipantNode {
                         prepared.batch, messageID: prepared.messageID, maxSequencingTime: prepared.maxSequencingTime)
                     self.logger.info(
                         "confirmation request sent",
-                        metadata: [LogKey.command: "\(prepared.command)", LogKey.rootHash: "\(prepared.rootHash)"])
+                        metadata: [LogKey.command: "\(prepared.change)", LogKey.rootHash: "\(prepared.rootHash)"])
                 } catch {
-                    await self.sendFailed(messageID: prepared.messageID, command: prepared.command, error)
+                    await self.sendFailed(messageID: prepared.messageID, command: prepared.change, error)
                 }
             }
         }
@@ -755,13 +762,13 @@ public actor ParticipantNode {
     /// The answer for a command id in flight or succeeded within its deduplication period,
     /// checked before interpreting (a duplicate of a transfer would no longer interpret, its
     /// input being archived). `submit(_:)` checks again, atomically, when it records the command.
-    private func duplicate(_ key: CommandKey) async throws -> Completion? {
+    private func duplicate(_ key: ChangeID) async throws -> Completion? {
         guard let record = try await store.command(key), record.deduplicates(at: wallClockMicros()) else { return nil }
         logger.info("duplicate command refused", metadata: [LogKey.command: "\(key)"])
         return .duplicate(previous: record)
     }
 
-    private func sendFailed(messageID: String, command: CommandKey, _ error: any Error) async {
+    private func sendFailed(messageID: String, command: ChangeID, _ error: any Error) async {
         guard Self.certainlyNotSequenced(error) else {
             // The sequencer may have sequenced it before the answer was lost (or the node is
             // stopping): the stream decides — the request arrives, or its time passes it.
@@ -920,7 +927,7 @@ public actor ParticipantNode {
     /// the two leaves it.
     @_spi(Testing) public func recordWithoutSending(_ prepared: PreparedSubmission) async throws {
         let record = SubmittedCommand(
-            key: prepared.command, submissionID: prepared.submissionID, messageID: prepared.messageID,
+            key: prepared.change, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
             maxSequencingTime: prepared.maxSequencingTime, batch: try prepared.batch.serializedBytes())
         _ = try await store.begin(record, now: wallClockMicros())
@@ -931,7 +938,7 @@ public actor ParticipantNode {
     /// `submissionID`: the submission's, for a completion of a request that names none in views
     /// (one refused or never sequenced), from its message id.
     private func complete(
-        _ key: CommandKey, _ completion: Completion, submitter: SubmitterMetadata? = nil, submissionID: String? = nil
+        _ key: ChangeID, _ completion: Completion, submitter: SubmitterMetadata? = nil, submissionID: String? = nil
     ) {
         let outcome: String
         switch completion {
@@ -946,9 +953,7 @@ public actor ParticipantNode {
                 .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         }
         publish(
-            CommandCompletion(
-                command: key, completion: completion, actAs: submitter?.actAs ?? [],
-                submissionID: submitter?.submissionID ?? submissionID ?? ""))
+            CommandCompletion(change: key, completion: completion, submissionID: submitter?.submissionID ?? submissionID ?? ""))
         for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
     }
 
@@ -1395,7 +1400,7 @@ public actor ParticipantNode {
             .increment()
         var submitter: SubmitterMetadata?
         if let command = request.command {
-            if submittedAt[command] != nil, let own = request.ownSubmitter {
+            if let own = request.ownSubmitter, submittedAt[ChangeID(command, actAs: own.actAs)] != nil {
                 // This process recorded the command (`submit`), so its record exists: nothing to
                 // restore, and the views were read at validation.
                 submitter = own
@@ -1404,11 +1409,20 @@ public actor ParticipantNode {
                 submitter = try await restoreCommand(command, of: request)
             }
         }
+        // The command and submission the verdict completes: as the views name them.
+        let own = submitter.map { submitter in
+            (
+                change: ChangeID(
+                    CommandKey(applicationID: submitter.applicationID, commandID: submitter.commandID),
+                    actAs: submitter.actAs),
+                submissionID: submitter.submissionID
+            )
+        }
         let outcome = approved ? "approved" : reasonID
         let decision = ParticipantStore.Decision(
-            timestamp: requestTime, outcome: outcome, commit: commit, command: request.command, actAs: submitter?.actAs,
+            timestamp: requestTime, outcome: outcome, commit: commit, command: own,
             completion: approved ? nil : (reasonID, reason))
-        try enqueue(.decide(decision), next: next) { [commit, submitter, approved, reasonID, reason] in
+        try enqueue(.decide(decision), next: next) { [commit, submitter, own, approved, reasonID, reason] in
             if let count = self.decidedUnstored[request.rootHash] {
                 self.decidedUnstored[request.rootHash] = count > 1 ? count - 1 : nil
             }
@@ -1428,7 +1442,7 @@ public actor ParticipantNode {
             for continuation in self.outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
                 continuation.resume(returning: outcome)
             }
-            if let command = request.command {
+            if let command = own?.change {
                 if approved {
                     self.complete(
                         command,

@@ -215,6 +215,21 @@ public struct ParticipantStore: Sendable {
             COMMENT ON COLUMN participant_transactions.act_as IS
                 'The parties the submitting command acted as, on the submitting participant (NULL elsewhere): who may see command_id.';
             """),
+        Migration(
+            16, "commands are deduplicated per application, command id and act-as parties",
+            // ledger.proto's key (Canton's change id): two users of one application id, or one
+            // application acting for different parties, no longer take each other's command ids.
+            // Rows recorded before keep an empty act_as, which stands for their command id
+            // whatever the parties (the key they were recorded under) until they are pruned or
+            // replaced (`begin`). A command acts as at least one party, so no new row is empty.
+            """
+            ALTER TABLE participant_commands ADD COLUMN act_as text[] NOT NULL DEFAULT '{}';
+            ALTER TABLE participant_commands ALTER COLUMN act_as DROP DEFAULT;
+            ALTER TABLE participant_commands DROP CONSTRAINT participant_commands_pkey;
+            ALTER TABLE participant_commands ADD PRIMARY KEY (participant, application_id, command_id, act_as);
+            COMMENT ON COLUMN participant_commands.act_as IS
+                'The parties the command acts as, sorted: part of the deduplication key. Empty for a command recorded before migration 16: it deduplicates its command id for any parties.';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -343,52 +358,60 @@ public struct ParticipantStore: Sendable {
 
     // MARK: - Commands
 
-    /// Records a command about to be sent, unless the same command id of the same application
-    /// is in flight, or succeeded and still within its deduplication period at `now`
-    /// (`CommandRecord.deduplicates`): then returns what is stored for it (a duplicate), and
-    /// records nothing.
+    /// Records a command about to be sent, unless the same change (application, command id and
+    /// act-as parties) is in flight, or succeeded and still within its deduplication period at
+    /// `now` (`CommandRecord.deduplicates`): then returns what is stored for it (a duplicate),
+    /// and records nothing. A record from before the parties were part of the key (an empty
+    /// act_as, migration 16) counts as the same change whatever the parties.
     func begin(_ command: SubmittedCommand, now: Int64) async throws -> CommandRecord? {
         let me = self.me
         let insert = """
-            INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
-                root_hash, submitted_at, dedup_until, state, max_sequencing_time, batch)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, $10::bytea)
+            INSERT INTO participant_commands (participant, application_id, command_id, act_as, submission_id,
+                message_id, root_hash, submitted_at, dedup_until, state, max_sequencing_time, batch)
+            SELECT $1::text, $2::text, $3::text, $4::text[], $5::text, $6::text, $7::bytea, $8::int8, $9::int8,
+                'in_flight', $10::int8, $11::bytea
+            WHERE NOT EXISTS (
+                SELECT 1 FROM participant_commands
+                WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND act_as = '{}')
             ON CONFLICT DO NOTHING RETURNING 1
             """
-        let row: [PostgresValue] = [
-            me, .text(command.key.applicationID), .text(command.key.commandID), .text(command.submissionID),
-            .text(command.messageID), .bytes(command.rootHash.bytes), .int64(now),
-            .int64(now + command.deduplicationPeriodMicros), .int64(command.maxSequencingTime),
-            command.batch.map { .bytes($0) } ?? .null,
+        let key: [PostgresValue] = [
+            me, .text(command.key.applicationID), .text(command.key.commandID), Self.parties(command.key.actAs),
         ]
-        // The usual case, a command id this application has not used: one statement, no
-        // transaction around it (a round trip instead of three).
+        let row: [PostgresValue] =
+            key + [
+                .text(command.submissionID), .text(command.messageID), .bytes(command.rootHash.bytes), .int64(now),
+                .int64(now + command.deduplicationPeriodMicros), .int64(command.maxSequencingTime),
+                command.batch.map { .bytes($0) } ?? .null,
+            ]
+        // The usual case, a command id this application has not used for these parties: one
+        // statement, no transaction around it (a round trip instead of three).
         let fresh = try await database.withConnection { connection in !(try connection.execute(insert, row).rows.isEmpty) }
         if fresh { return nil }
         // A record exists: a duplicate, or one to replace (rejected, or out of its period).
         return try await database.transaction { connection in
-            let existing = try connection.execute(
+            for existing in try connection.execute(
                 """
-                SELECT state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id
-                FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3
+                SELECT \(Self.recordColumns) FROM participant_commands
+                WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND act_as IN ($4, '{}')
                 FOR UPDATE
-                """, [me, .text(command.key.applicationID), .text(command.key.commandID)]
-            ).rows.first
-            if let row = existing {
-                let record = try Self.record(row)
+                """, key
+            ).rows {
+                let record = try Self.record(existing)
                 if record.deduplicates(at: now) { return record }
                 _ = try connection.execute(
-                    "DELETE FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3",
-                    [me, .text(command.key.applicationID), .text(command.key.commandID)])
+                    """
+                    DELETE FROM participant_commands
+                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND act_as = $4
+                    """,
+                    [
+                        me, .text(command.key.applicationID), .text(command.key.commandID),
+                        Self.parties(record.actAs),
+                    ])
             }
-            // A concurrent submission of the same command inserts first: then this one is its duplicate.
+            // A concurrent submission of the same change inserts first: then this one is its duplicate.
             if !(try connection.execute(insert, row).rows.isEmpty) { return nil }
-            return try connection.execute(
-                """
-                SELECT state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id
-                FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3
-                """, [me, .text(command.key.applicationID), .text(command.key.commandID)]
-            ).rows.first.map(Self.record)
+            return try Self.command(command.key, connection, me)
         }
     }
 
@@ -404,7 +427,8 @@ public struct ParticipantStore: Sendable {
         let rows = try await database.withConnection { connection in
             try connection.execute(
                 """
-                SELECT c.message_id, c.application_id, c.command_id, c.max_sequencing_time, c.batch
+                SELECT c.message_id, c.application_id, c.command_id, array_to_string(c.act_as, ','),
+                    c.max_sequencing_time, c.batch
                 FROM participant_commands c
                 WHERE c.participant = $1 AND c.state = 'in_flight' AND c.max_sequencing_time > 0
                     AND NOT EXISTS (
@@ -415,56 +439,63 @@ public struct ParticipantStore: Sendable {
         return try rows.map { row in
             UnsequencedCommand(
                 messageID: try Self.require(row[0].string, "message_id"),
-                key: CommandKey(
-                    applicationID: try Self.require(row[1].string, "application_id"),
-                    commandID: try Self.require(row[2].string, "command_id")),
-                maxSequencingTime: try Self.require(row[3].int64, "max_sequencing_time"),
-                batch: try row[4].bytes)
+                key: try Self.change(row[1], row[2], row[3]),
+                maxSequencingTime: try Self.require(row[4].int64, "max_sequencing_time"),
+                batch: try row[5].bytes)
         }
     }
 
     /// A command in flight whose request was not seen sequenced (`unsequencedCommands`).
     struct UnsequencedCommand: Sendable {
         let messageID: String
-        let key: CommandKey
+        let key: ChangeID
         let maxSequencingTime: Int64
         /// The serialized `weft.v1.Batch` as sent, if stored.
         let batch: [UInt8]?
     }
 
-    /// What is stored for a command, if anything.
-    func command(_ key: CommandKey) async throws -> CommandRecord? {
+    /// What is stored for a change, if anything (a record from before migration 16 stands for
+    /// its command id whatever the parties).
+    func command(_ key: ChangeID) async throws -> CommandRecord? {
         let me = self.me
-        return try await database.withConnection { connection in
-            try connection.execute(
-                """
-                SELECT state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id
-                FROM participant_commands WHERE participant = $1 AND application_id = $2 AND command_id = $3
-                """, [me, .text(key.applicationID), .text(key.commandID)]
-            ).rows.first.map(Self.record)
-        }
+        return try await database.withConnection { connection in try Self.command(key, connection, me) }
+    }
+
+    private static func command(_ key: ChangeID, _ connection: PostgresConnection, _ me: PostgresValue) throws
+        -> CommandRecord?
+    {
+        try connection.execute(
+            """
+            SELECT \(recordColumns) FROM participant_commands
+            WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND act_as IN ($4, '{}')
+            ORDER BY cardinality(act_as) DESC LIMIT 1
+            """, [me, .text(key.applicationID), .text(key.commandID), parties(key.actAs)]
+        ).rows.first.map(record)
     }
 
     /// A command whose submission the sequencer refused or could not sequence in time; moves
     /// the cursor too when a deliver error event said so (nil: the send itself failed, outside
     /// the event stream, and the cursor is the event processor's alone).
-    func failSubmission(messageID: String, reasonID: String, reason: String, cursor: Cursor?) async throws -> CommandKey? {
+    func failSubmission(messageID: String, reasonID: String, reason: String, cursor: Cursor?) async throws -> ChangeID? {
         let me = self.me
         return try await database.transaction { connection in
             let row = try connection.execute(
                 """
                 UPDATE participant_commands SET state = 'rejected', reason_id = $3, reason = $4, batch = NULL
                 WHERE participant = $1 AND message_id = $2 AND state = 'in_flight'
-                RETURNING application_id, command_id
+                RETURNING application_id, command_id, array_to_string(act_as, ',')
                 """, [me, .text(messageID), .text(reasonID), .text(reason)]
             ).rows.first
             if let cursor { try Self.move(cursor, connection, me) }
             guard let row else { return nil }
-            return CommandKey(
-                applicationID: try Self.require(row[0].string, "application_id"),
-                commandID: try Self.require(row[1].string, "command_id"))
+            return try Self.change(row[0], row[1], row[2])
         }
     }
+
+    /// The columns `record` reads, in its order.
+    static let recordColumns = """
+        state, dedup_until, transaction_id, ledger_offset, reason_id, reason, submission_id, array_to_string(act_as, ',')
+        """
 
     private static func record(_ row: [PostgresCell]) throws -> CommandRecord {
         let stateText = try require(row[0].string, "state")
@@ -474,8 +505,24 @@ public struct ParticipantStore: Sendable {
         return CommandRecord(
             state: state, transactionID: try row[2].string, ledgerOffset: try row[3].int64, reasonID: try row[4].string,
             reason: try row[5].string, submissionID: try require(row[6].string, "submission_id"),
-            deduplicateUntil: try require(row[1].int64, "dedup_until"))
+            deduplicateUntil: try require(row[1].int64, "dedup_until"),
+            actAs: try parties(row[7].string))
     }
+
+    /// A change id from its application id, command id and act-as parties (comma-separated,
+    /// as `array_to_string` gives them; party ids have no comma).
+    private static func change(_ application: PostgresCell, _ command: PostgresCell, _ actAs: PostgresCell) throws
+        -> ChangeID
+    {
+        ChangeID(
+            CommandKey(
+                applicationID: try require(application.string, "application_id"),
+                commandID: try require(command.string, "command_id")),
+            actAs: try parties(actAs.string))
+    }
+
+    /// Parties as a `text[]` parameter.
+    static func parties(_ parties: [Party]) -> PostgresValue { .textArray(parties.map(\.id)) }
 
     // MARK: - Events
 
@@ -492,9 +539,9 @@ public struct ParticipantStore: Sendable {
         let timestamp: SequencingTimestamp
         let outcome: String
         let commit: Commit?
-        let command: CommandKey?
-        /// The parties `command` acted as (who may see its command id); nil without a command.
-        var actAs: [Party]? = nil
+        /// The request's command, when this participant submitted it: its change id (the
+        /// parties it acted as may see its command id) and the submission the verdict completes.
+        let command: (change: ChangeID, submissionID: String)?
         let completion: (reasonID: String, reason: String)?
     }
 
@@ -549,7 +596,7 @@ public struct ParticipantStore: Sendable {
                 """,
                 [
                     me, .int64(commit.offset), .text(commit.transactionID), .int64(timestamp.microsSinceEpoch),
-                    .text(command?.commandID ?? ""), decision.actAs.map { Self.textArray($0.map(\.id)) } ?? .null,
+                    .text(command?.change.commandID ?? ""), command.map { Self.parties($0.change.actAs) } ?? .null,
                 ])
             // One statement for all the contracts created, whatever their number (arrays and
             // `unnest`), so that it runs prepared; the same for the events below.
@@ -606,23 +653,26 @@ public struct ParticipantStore: Sendable {
                 // an application that gave up waiting, is still its duplicate.
                 try connection.enqueue(
                     """
-                    UPDATE participant_commands SET state = 'succeeded', transaction_id = $4, ledger_offset = $5,
-                        batch = NULL, dedup_until = greatest(dedup_until, $6 + (dedup_until - submitted_at))
-                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
+                    UPDATE participant_commands SET state = 'succeeded', transaction_id = $5, ledger_offset = $6,
+                        batch = NULL, dedup_until = greatest(dedup_until, $7 + (dedup_until - submitted_at))
+                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
+                        AND state = 'in_flight'
                     """,
                     [
-                        me, .text(command.applicationID), .text(command.commandID), .text(commit.transactionID),
-                        .int64(commit.offset), .int64(Int64(Date().timeIntervalSince1970 * 1_000_000)),
+                        me, .text(command.change.applicationID), .text(command.change.commandID),
+                        .text(command.submissionID), .text(commit.transactionID), .int64(commit.offset),
+                        .int64(Int64(Date().timeIntervalSince1970 * 1_000_000)),
                     ])
             } else if let completion {
                 try connection.enqueue(
                     """
-                    UPDATE participant_commands SET state = 'rejected', reason_id = $4, reason = $5, batch = NULL
-                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND state = 'in_flight'
+                    UPDATE participant_commands SET state = 'rejected', reason_id = $5, reason = $6, batch = NULL
+                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
+                        AND state = 'in_flight'
                     """,
                     [
-                        me, .text(command.applicationID), .text(command.commandID), .text(completion.reasonID),
-                        .text(completion.reason),
+                        me, .text(command.change.applicationID), .text(command.change.commandID),
+                        .text(command.submissionID), .text(completion.reasonID), .text(completion.reason),
                     ])
             }
         }

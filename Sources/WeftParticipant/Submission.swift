@@ -7,7 +7,8 @@ public import WeftWire
 /// tree for the mediator, each view encrypted for the participants that must see it, and a
 /// root hash message for every informee participant, all signed over the root hash.
 public struct PreparedSubmission: Sendable {
-    public let command: CommandKey
+    /// The command and the parties it acts as: what deduplicates it and what its completion names.
+    public let change: ChangeID
     public let submissionID: String
     /// The sequencer message id: unique per submission, so a resend is deduplicated.
     public let messageID: String
@@ -19,6 +20,7 @@ public struct PreparedSubmission: Sendable {
     public let deduplicationPeriodMicros: Int64
 
     public var rootHash: Digest32 { views.rootHash }
+    public var command: CommandKey { change.command }
 }
 
 /// Builds the batch of a confirmation request from views: pure, given the topology snapshot

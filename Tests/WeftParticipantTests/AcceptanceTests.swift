@@ -272,7 +272,7 @@ extension OnARealDomain {
                 }
                 #expect(reasonID == RejectReason.timedOut)
                 #expect(message.contains("timeout"))
-                #expect(try await p1.command(key)?.state == .rejected)
+                #expect(try await p1.command(key, actAs: [alice])?.state == .rejected)
                 #expect(try await p1.outcome(ofRequest: prepared.rootHash) == RejectReason.timedOut)
                 #expect(await p1.lockedContracts.isEmpty)
                 #expect(try await p1.activeContracts(of: alice).map(\.id) == [iou])

@@ -109,7 +109,7 @@ extension OnARealDomain {
                 #expect(await restarted.lockedContracts.keys.sorted() == [iou])
                 try await domain.mediator.start()
                 #expect(try await restarted.outcome(ofRequest: prepared.rootHash) == "approved")
-                #expect(try await restarted.command(key)?.state == .succeeded)
+                #expect(try await restarted.command(key, actAs: [domain.alice])?.state == .succeeded)
                 #expect(await restarted.ledgerEndOffset == ledgerEnd + 1)
                 let transactions = try await restarted.transactions(of: alice)
                 #expect(transactions.count == transactionsBefore + 1)
@@ -160,7 +160,7 @@ extension OnARealDomain {
                 _ = await submission.result
                 let restarted = try await domain.restart(0)
                 #expect(try await restarted.outcome(ofRequest: prepared.rootHash) == "approved")
-                #expect(try await restarted.command(key)?.state == .succeeded)
+                #expect(try await restarted.command(key, actAs: [domain.alice])?.state == .succeeded)
                 #expect(try await domain.p2.outcome(ofRequest: prepared.rootHash) == "approved")
                 #expect(try await responsesOfParticipant1() == 1)
                 #expect(try await domain.p2.activeContracts(of: bob).count == 1)

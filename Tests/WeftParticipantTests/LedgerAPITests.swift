@@ -740,8 +740,8 @@ extension OnARealDomain {
                 let alice = harness.alice
                 func completion(_ number: Int) -> CommandCompletion {
                     CommandCompletion(
-                        command: CommandKey(applicationID: "app", commandID: "taken-\(number)"),
-                        completion: .rejected(reasonID: "TEST", message: "completion \(number)"), actAs: [alice])
+                        change: ChangeID(CommandKey(applicationID: "app", commandID: "taken-\(number)"), actAs: [alice]),
+                        completion: .rejected(reasonID: "TEST", message: "completion \(number)"))
                 }
                 let client = api.client
                 let (arrivals, arrived) = AsyncStream<Void>.makeStream()
@@ -788,15 +788,14 @@ extension OnARealDomain {
                 let harness = try await DomainHarness.start(url: fixture.url)
                 let api = try await LedgerAPIEndpoint.start(harness, 0)
                 let log = api.api.completions
-                let key = CommandKey(applicationID: "app", commandID: "twice")
-                try await log.submitted(key, submissionID: "s1", actAs: [harness.alice.id])
+                let key = ChangeID(CommandKey(applicationID: "app", commandID: "twice"), actAs: [harness.alice])
+                try await log.submitted(key, submissionID: "s1")
                 for message in ["first", "second"] {
                     await log.record(
-                        CommandCompletion(command: key, completion: .rejected(reasonID: "TEST", message: message), submissionID: "s1"))
+                        CommandCompletion(change: key, completion: .rejected(reasonID: "TEST", message: message), submissionID: "s1"))
                 }
                 let next = CommandCompletion(
-                    command: CommandKey(applicationID: "app", commandID: "after"), completion: .rejected(reasonID: "TEST", message: "after"),
-                    actAs: [harness.alice])
+                    change: ChangeID(CommandKey(applicationID: "app", commandID: "after"), actAs: [harness.alice]), completion: .rejected(reasonID: "TEST", message: "after"))
                 _ = try await ParticipantNode.within(.seconds(10)) { await log.record(next) }
                 let stored = try await log.completions(after: 0, limit: 10)
                 #expect(stored.map(\.commandID) == ["twice", "after"])
@@ -835,8 +834,8 @@ extension OnARealDomain {
                 let recording = Task {
                     await log.record(
                         CommandCompletion(
-                            command: CommandKey(applicationID: "app", commandID: "refused-write"),
-                            completion: .rejected(reasonID: "TEST", message: "stored at last"), actAs: [harness.alice]))
+                            change: ChangeID(CommandKey(applicationID: "app", commandID: "refused-write"), actAs: [harness.alice]),
+                            completion: .rejected(reasonID: "TEST", message: "stored at last")))
                 }
                 try await eventually("the write was tried twice") {
                     try PostgresConnection(url: fixture.url).execute("SELECT last_value FROM test_completion_attempts")
@@ -884,30 +883,48 @@ extension OnARealDomain {
             }
         }
 
-        /// A command id already used for other parties is refused, but the answer does not tell
-        /// the caller that command's outcome (its transaction id, offset or reason): the id
-        /// alone entitles nobody to it. The first submitter is still told.
-        @Test func aDuplicateAnswerTellsTheFirstOutcomeOnlyToItsSubmitter() async throws {
+        /// A command id is deduplicated per application and act-as parties (ledger.proto): the
+        /// same id acting for other parties is another command and commits; the same parties
+        /// again are refused and told the first submission's outcome. A record from before the
+        /// parties were part of the key (participant migration 16) refuses the id for any
+        /// parties, but tells its outcome only to a caller acting for one of its parties: the id
+        /// alone entitles nobody to it.
+        @Test func aCommandIDIsDeduplicatedPerActAsParties() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)
                 let api = try await LedgerAPIEndpoint.start(harness, 1)
                 let packageID = try await api.client.packageManagement.listPackages(.init()).packages[0].packageID
                 let iou = IOUCommands(packageID: packageID)
                 let (bank, bob) = (harness.bank.id, harness.bob.id)
-                let first = try await api.client.command.submitAndWait(
-                    .init(commands: iou.commands(iou.issue("5", from: bank, to: bob), actAs: bank, application: "shared-app", id: "shared-id")))
-                let byBob = await rpcError {
-                    _ = try await api.client.command.submitAndWait(
-                        .init(commands: iou.commands(iou.issue("5", from: bob, to: bob), actAs: bob, application: "shared-app", id: "shared-id")))
+                func byBank() -> Weft.V1.Commands {
+                    iou.commands(iou.issue("5", from: bank, to: bob), actAs: bank, application: "shared-app", id: "shared-id")
                 }
-                #expect(byBob?.code == .alreadyExists && byBob?.errorID == "LEDGER_API_DUPLICATE_COMMAND")
-                #expect(byBob?.message.contains(first.transactionID) == false, "\(String(describing: byBob))")
-                #expect(byBob?.message.contains("offset") == false)
-                let byBank = await rpcError {
-                    _ = try await api.client.command.submitAndWait(
-                        .init(commands: iou.commands(iou.issue("5", from: bank, to: bob), actAs: bank, application: "shared-app", id: "shared-id")))
+                func byBob() -> Weft.V1.Commands {
+                    iou.commands(iou.issue("5", from: bob, to: bob), actAs: bob, application: "shared-app", id: "shared-id")
                 }
-                #expect(byBank?.message.contains(first.transactionID) == true, "\(String(describing: byBank))")
+                let first = try await api.client.command.submitAndWait(.init(commands: byBank()))
+                let bobs = try await api.client.command.submitAndWait(.init(commands: byBob()))
+                #expect(bobs.transactionID != first.transactionID)
+                let again = await rpcError { _ = try await api.client.command.submitAndWait(.init(commands: byBank())) }
+                #expect(again?.code == .alreadyExists && again?.errorID == "LEDGER_API_DUPLICATE_COMMAND")
+                #expect(again?.message.contains(first.transactionID) == true, "\(String(describing: again))")
+
+                // The bank's record as one from before migration 16; bob's is gone with its period.
+                let parties: [PostgresValue] = [.textArray([bank]), .textArray([bob])]
+                _ = try await StoredSequencerEvent.query(fixture.url) { connection in
+                    _ = try connection.execute(
+                        """
+                        UPDATE participant_commands SET act_as = '{}' WHERE command_id = 'shared-id' AND act_as = $1
+                        """, [parties[0]])
+                    _ = try connection.execute(
+                        "DELETE FROM participant_commands WHERE command_id = 'shared-id' AND act_as = $1", [parties[1]])
+                }
+                let bobRefused = await rpcError { _ = try await api.client.command.submitAndWait(.init(commands: byBob())) }
+                #expect(bobRefused?.code == .alreadyExists && bobRefused?.errorID == "LEDGER_API_DUPLICATE_COMMAND")
+                #expect(bobRefused?.message.contains(first.transactionID) == false, "\(String(describing: bobRefused))")
+                #expect(bobRefused?.message.contains("offset") == false)
+                let bankRefused = await rpcError { _ = try await api.client.command.submitAndWait(.init(commands: byBank())) }
+                #expect(bankRefused?.message.contains(first.transactionID) == true, "\(String(describing: bankRefused))")
                 await api.stop()
                 await harness.stop()
             }
@@ -952,16 +969,16 @@ extension OnARealDomain {
                 let harness = try await DomainHarness.start(url: fixture.url)
                 let api = try await LedgerAPIEndpoint.start(harness, 0)
                 let log = api.api.completions
-                let key = CommandKey(applicationID: "app", commandID: "raced")
-                try await log.submitted(key, submissionID: "s1", actAs: [harness.alice.id])
-                try await log.submitted(key, submissionID: "s2", actAs: [harness.alice.id])
+                let key = ChangeID(CommandKey(applicationID: "app", commandID: "raced"), actAs: [harness.alice])
+                try await log.submitted(key, submissionID: "s1")
+                try await log.submitted(key, submissionID: "s2")
                 // s2 lost the race at the participant (a duplicate), then s1 completed.
                 await log.record(
                     CommandCompletion(
-                        command: key, completion: .rejected(reasonID: "SECOND", message: "the duplicate"), submissionID: "s2"))
+                        change: key, completion: .rejected(reasonID: "SECOND", message: "the duplicate"), submissionID: "s2"))
                 await log.record(
                     CommandCompletion(
-                        command: key, completion: .rejected(reasonID: "FIRST", message: "the first one's outcome"), submissionID: "s1"))
+                        change: key, completion: .rejected(reasonID: "FIRST", message: "the first one's outcome"), submissionID: "s1"))
                 let client = api.client
                 let completions: [Weft.V1.Completion] = try await ParticipantNode.within(.seconds(20)) {
                     var completions: [Weft.V1.Completion] = []
@@ -1031,9 +1048,9 @@ extension OnARealDomain {
                         group.addTask {
                             await log.record(
                                 CommandCompletion(
-                                    command: CommandKey(applicationID: "app", commandID: "together-\(number)"),
-                                    completion: .rejected(reasonID: "TEST", message: "completion \(number)"),
-                                    actAs: [harness.alice]))
+                                    change: ChangeID(
+                                        CommandKey(applicationID: "app", commandID: "together-\(number)"), actAs: [harness.alice]),
+                                    completion: .rejected(reasonID: "TEST", message: "completion \(number)")))
                         }
                     }
                 }

@@ -42,7 +42,7 @@ extension OnARealDomain {
                     active: try await p2.activeContracts(of: [bank, bob]).contracts.map(\.contract)
                 )
                 let firstIssue = CommandKey(applicationID: "bank-app", commandID: "issue-0")
-                let original = try #require(try await p2.command(firstIssue))
+                let original = try #require(try await p2.command(firstIssue, actAs: [bank]))
                 await p2.stop()
 
                 // The loss: participant2 comes back with its keys on an empty database.
@@ -71,7 +71,7 @@ extension OnARealDomain {
 
                 // Its own commands keep their completions and stay deduplicated: the bank's
                 // application retrying a command from before the loss gets the first outcome.
-                let restored = try #require(try await recovered.command(firstIssue))
+                let restored = try #require(try await recovered.command(firstIssue, actAs: [bank]))
                 #expect(restored.state == .succeeded && restored.transactionID == original.transactionID)
                 #expect(
                     restored.ledgerOffset == original.ledgerOffset && restored.submissionID == original.submissionID)

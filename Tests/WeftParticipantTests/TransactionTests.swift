@@ -179,6 +179,31 @@ extension OnARealDomain {
                 #expect(both.filter { if case .succeeded = $0 { true } else { false } }.count == 1)
                 #expect(both.filter { if case .duplicate = $0 { true } else { false } }.count == 1)
                 #expect(try await p2.transactions(of: bank).count == 3)
+
+                // The act-as parties are part of the key (ledger.proto; Canton's change id): bob,
+                // hosted here too, may use the bank application's command id ...
+                let bob = domain.bob
+                let byBob = try await p2.submit([try domain.issue("13", to: alice, by: bob)], actAs: [bob], command: key)
+                guard case .succeeded = byBob else {
+                    Issue.record("bob's command was refused for the bank's command id: \(byBob)")
+                    return
+                }
+                #expect(try await p2.command(key, actAs: [bob])?.state == .succeeded)
+                #expect(try await p2.command(key, actAs: [bank])?.transactionID == transactionID)
+                // ... and the same parties named in another order are the same change.
+                let jointly = CommandKey(applicationID: "bank-app", commandID: "jointly")
+                let joint = try await p2.submit([try domain.issue("14", to: alice)], actAs: [bank, bob], command: jointly)
+                guard case .succeeded(let jointID, _) = joint else {
+                    Issue.record("a command acting as two parties did not commit: \(joint)")
+                    return
+                }
+                let reordered = try await p2.submit([try domain.issue("14", to: alice)], actAs: [bob, bank], command: jointly)
+                guard case .duplicate(let jointFirst) = reordered else {
+                    Issue.record("the same parties in another order are not the same change: \(reordered)")
+                    return
+                }
+                #expect(jointFirst.transactionID == jointID && jointFirst.actAs == [bank, bob].sorted())
+                #expect(try await p2.transactions(of: bank).count == 4)
                 await domain.stop()
             }
         }
@@ -218,7 +243,7 @@ extension OnARealDomain {
                     return
                 }
                 #expect(transactionID == first.rootHash.description)
-                #expect(try await p2.command(key)?.submissionID == first.submissionID)
+                #expect(try await p2.command(key, actAs: [bank])?.submissionID == first.submissionID)
                 #expect(try await p2.transactions(of: bank).count == 1)
                 #expect(try await p2.activeContracts(of: bank).count == 1)
                 await domain.stop()
@@ -290,7 +315,7 @@ extension OnARealDomain {
                 let late = try await hurried.submit(
                     [try domain.issue("9", to: bob, by: alice)], actAs: [alice], command: key)
                 #expect(late.reasonID == "SEQUENCER_MAX_SEQUENCING_TIME_EXCEEDED")
-                #expect(try await hurried.command(key)?.state == .rejected)
+                #expect(try await hurried.command(key, actAs: [alice])?.state == .rejected)
                 #expect(await hurried.ledgerEndOffset == 0)
                 await hurried.stop()
 
@@ -333,7 +358,7 @@ extension OnARealDomain {
                 // Nothing else happens on the domain: the participant asks the sequencer for the
                 // time itself, and once an event sequenced after the request's max sequencing time
                 // reaches it, the command is rejected.
-                let record = try await Self.decided(key, on: restarted, within: .seconds(30))
+                let record = try await Self.decided(ChangeID(key, actAs: [alice]), on: restarted, within: .seconds(30))
                 #expect(record?.state == .rejected && record?.reasonID == "PARTICIPANT_REQUEST_NOT_SEQUENCED", "\(String(describing: record))")
                 // Nothing was committed for it, and its command id is free: a retry commits.
                 #expect(await restarted.ledgerEndOffset == 0)
@@ -359,10 +384,10 @@ extension OnARealDomain {
                 try await domain.p1.recordWithoutSending(prepared)
                 await domain.p1.crash()
                 let restarted = try await domain.restart(0)
-                #expect(try await restarted.command(key)?.state != .rejected)
+                #expect(try await restarted.command(key, actAs: [alice])?.state != .rejected)
                 // The restarted node sends the request it recorded: it commits, with nothing else
                 // happening on the domain (no event would pass its max sequencing time).
-                let record = try await Self.decided(key, on: restarted, within: .seconds(30))
+                let record = try await Self.decided(ChangeID(key, actAs: [alice]), on: restarted, within: .seconds(30))
                 guard let record, record.state == .succeeded else {
                     Issue.record("the command recorded before the crash did not commit: \(String(describing: record))")
                     return
@@ -514,23 +539,23 @@ extension OnARealDomain {
         /// Participant1's command `commandID` issuing an IOU of `amount` from alice to herself,
         /// prepared and not yet submitted.
         static func aliceIssue(_ domain: DomainHarness, _ amount: String, command commandID: String) async throws
-            -> (CommandKey, PreparedSubmission)
+            -> (ChangeID, PreparedSubmission)
         {
             let key = CommandKey(applicationID: "alice-app", commandID: commandID)
             let prepared = try await domain.p1.prepare(
                 [try domain.issue(amount, to: domain.alice, by: domain.alice)], actAs: [domain.alice], command: key)
-            return (key, prepared)
+            return (prepared.change, prepared)
         }
 
         /// The record of command `key` once `node` has decided it (at once if it has), or nil if
         /// that takes longer than `limit`.
-        static func decided(_ key: CommandKey, on node: ParticipantNode, within limit: Duration) async throws
+        static func decided(_ key: ChangeID, on node: ParticipantNode, within limit: Duration) async throws
             -> CommandRecord?
         {
             let completions = await node.completionEvents()
             return try await ParticipantNode.within(limit) { () async throws -> CommandRecord? in
                 if let record = try await node.command(key), record.state != .inFlight { return record }
-                for await completion in completions where completion.command == key {
+                for await completion in completions where completion.change == key {
                     return try await node.command(key)
                 }
                 return nil

@@ -1,0 +1,67 @@
+import Testing
+import WeftContracts
+import WeftCrypto
+import WeftStore
+import WeftTestSupport
+import WeftTopology
+@testable import WeftParticipant
+
+/// The participant's command records: deduplication per change id (application, command id
+/// and act-as parties), and the records kept from before the parties were part of the key.
+@Suite struct CommandStoreTests {
+    static let application = "app"
+    static let minute: Int64 = 60_000_000
+
+    static func submitted(_ commandID: String, _ actAs: [Party], submission: String) -> SubmittedCommand {
+        SubmittedCommand(
+            key: ChangeID(CommandKey(applicationID: application, commandID: commandID), actAs: actAs),
+            submissionID: submission, messageID: "request-\(submission)", rootHash: Digest32([UInt8](repeating: UInt8(submission.utf8.count), count: 32))!,
+            deduplicationPeriodMicros: 10 * minute, maxSequencingTime: 0)
+    }
+
+    @Test("participant migration 16 keeps the commands recorded before it; each deduplicates its command id for any parties until its period ends")
+    func commandsRecordedBeforeTheMigration() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let participant = try UniqueIdentifier(
+                name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
+            let connection = try PostgresConnection(url: fixture.url)
+            // The schema as it was before migration 16, with a command that succeeded in it.
+            let before = Migrator(
+                component: ParticipantStore.migrator.component,
+                migrations: ParticipantStore.migrator.migrations.filter { $0.version < 16 })
+            _ = try before.migrate(connection)
+            let now: Int64 = 1_800_000_000_000_000
+            _ = try connection.execute(
+                """
+                INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
+                    root_hash, submitted_at, dedup_until, state, transaction_id, ledger_offset)
+                VALUES ($1, $2, 'old', 'old-submission', 'request-old-submission', '\\x00', $3, $4, 'succeeded', 'old-tx', 7)
+                """, [.text(participant.description), .text(Self.application), .int64(now), .int64(now + 10 * Self.minute)])
+            #expect(try ParticipantStore.migrator.migrate(connection) == [16])
+
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            let store = ParticipantStore(database: database, participant: participant)
+            let (alice, bob) = (try Party("alice::1220aa"), try Party("bob::1220bb"))
+            // Found for any parties, with none of its own.
+            let old = try #require(
+                try await store.command(ChangeID(CommandKey(applicationID: Self.application, commandID: "old"), actAs: [alice])))
+            #expect(old.transactionID == "old-tx" && old.actAs.isEmpty)
+            // Within its period it refuses the command id whatever the parties, and records nothing.
+            let refused = try await store.begin(Self.submitted("old", [bob], submission: "s1"), now: now + Self.minute)
+            #expect(refused?.transactionID == "old-tx")
+            // Once its period ended a new submission replaces it; then the id is per parties.
+            #expect(try await store.begin(Self.submitted("old", [alice], submission: "s2"), now: now + 11 * Self.minute) == nil)
+            #expect(try await store.begin(Self.submitted("old", [bob], submission: "s3"), now: now + 11 * Self.minute) == nil)
+            let again = try await store.begin(Self.submitted("old", [alice], submission: "s4"), now: now + 12 * Self.minute)
+            #expect(again?.submissionID == "s2" && again?.actAs == [alice])
+            let rows = try connection.execute(
+                """
+                SELECT array_to_string(act_as, ','), submission_id FROM participant_commands
+                WHERE application_id = $1 AND command_id = 'old' ORDER BY submission_id
+                """, [.text(Self.application)]
+            ).rows.map { [try $0[0].string ?? "", try $0[1].string ?? ""] }
+            #expect(rows == [[alice.id, "s2"], [bob.id, "s3"]])
+            await database.shutdown()
+        }
+    }
+}
