@@ -1093,7 +1093,7 @@ public actor ParticipantNode {
     private func process(_ deliver: Weft.V1.Deliver, at timestamp: SequencingTimestamp, next: ParticipantStore.Cursor)
         async throws
     {
-        var request = ReceivedRequest(timestamp: timestamp)
+        var request = ReceivedRequest(timestamp: timestamp, sender: deliver.sender)
         var verdicts: [Weft.V1.SignedProtocolMessage] = []
         for envelope in deliver.batch?.envelopes ?? [] {
             guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else {

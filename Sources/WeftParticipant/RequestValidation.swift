@@ -7,6 +7,8 @@ import WeftWire
 /// What a participant received of one confirmation request: the envelopes addressed to it.
 struct ReceivedRequest: Sendable {
     let timestamp: SequencingTimestamp
+    /// The member that sent it, as the sequencer authenticated it (`PAR::…`).
+    let sender: String
     var rootHashMessages: [Weft.V1.RootHashMessage] = []
     var encryptedViews: [Weft.V1.EncryptedViewMessage] = []
 }
@@ -109,8 +111,12 @@ struct RequestValidator {
         let rootHashes = Set(request.rootHashMessages.map(\.rootHash))
         let announced = rootHashes.count == 1 ? Digest32(rootHashes.first!) : nil
         let mediator = decoded.lazy.compactMap { $0.received.commonMetadata?.mediator }.first
+        // This participant's own command only if it sent the request: another member replaying
+        // the batch (same views, signature and submission id) is rejected below, and its
+        // rejection must not complete the command, whose own request may yet commit.
+        let sentHere = request.sender == MemberID(role: .participant, identifier: identity.id).description
         let command = decoded.lazy.compactMap { view -> CommandKey? in
-            guard let submitter = view.received.submitterMetadata,
+            guard sentHere, let submitter = view.received.submitterMetadata,
                 submitter.submittingParticipant == identity.id.description
             else { return nil }
             return CommandKey(applicationID: submitter.applicationID, commandID: submitter.commandID)
@@ -202,6 +208,14 @@ struct RequestValidator {
                     reasons.submitterNotEntitled,
                     "submitting participant \(submitter.submittingParticipant) is not active with submission permission"
                 )
+            }
+            // Only the submitting participant sends its request: a batch another member sends
+            // again under its own name is a replay, even with the submitter's valid signature.
+            guard request.sender == MemberID(role: .participant, identifier: participant).description else {
+                return .reject(
+                    reasons.submitterNotEntitled,
+                    "the request was sent by \(request.sender), not by its submitting participant \(participant): "
+                        + "a replay of that participant's request")
             }
             for party in submitter.actAs {
                 let hosting =

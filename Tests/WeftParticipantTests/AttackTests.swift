@@ -107,6 +107,42 @@ extension OnARealDomain {
             }
         }
 
+        /// Only the submitting participant sends its request: another member sending the same
+        /// batch (views, signature and submission id unchanged) is rejected, and that rejection
+        /// does not complete the submitter's command, whose own request commits.
+        @Test func aReplayedRequestIsRejectedAndLeavesTheSubmittersCommandAlone() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let iou = try await domain.issued("80", to: domain.alice, command: "issue-replayed")
+                // participant2, which confirms for bob, is down: the transfer waits for it, and
+                // the replay is decided first (the mediator refuses its uuid at once).
+                await domain.p2.stop()
+                let prepared = try await domain.p1.prepare(
+                    [try domain.transfer(iou, to: domain.bob)], actAs: [domain.alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "replayed"))
+                let original = Task { try await domain.p1.submit(prepared) }
+                await domain.p1.awaitPending(prepared.rootHash)
+                let replay = Task { try await domain.p3.submit(prepared) }
+                let replayOutcome = try await ParticipantNode.within(.seconds(20)) {
+                    try await domain.p1.outcome(ofRequest: prepared.rootHash)
+                }
+                #expect(replayOutcome != "approved")
+                #expect(try await domain.p1.command(prepared.change)?.state == .inFlight)
+                // participant2 returns: the original request commits, and its command with it.
+                let p2 = try await domain.restart(1)
+                let completion = try await ParticipantNode.within(.seconds(30)) { try await original.value }
+                guard case .succeeded(let transactionID, _) = completion else {
+                    Issue.record("the submitter's command did not commit: \(completion)")
+                    return
+                }
+                #expect(try await domain.p1.command(prepared.change)?.transactionID == transactionID)
+                #expect(try await p2.outcome(ofRequest: prepared.rootHash) == "approved")
+                #expect(try await p2.activeContracts(of: domain.bob).map(\.id).count == 1)
+                replay.cancel()
+                await domain.stop()
+            }
+        }
+
         @Test func tamperedViewsAreRejected() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)

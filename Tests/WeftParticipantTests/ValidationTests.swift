@@ -68,7 +68,7 @@ import WeftWire
             packages: [package])
         let batch = try RequestBuilder(identity: identity(1), snapshot: snapshot, domain: domain.domain, sessions: sessions)
             .batch(views, mediator: domain.mediatorMember)
-        var request = ReceivedRequest(timestamp: time)
+        var request = ReceivedRequest(timestamp: time, sender: members[1].member.description)
         for envelope in batch.envelopes where envelope.recipients.contains(members[receiver].member.description) {
             switch try Weft.V1.EnvelopeContent(serializedBytes: envelope.content).message {
             case .rootHash(let message)?: request.rootHashMessages.append(message)
@@ -85,6 +85,17 @@ import WeftWire
             interpreter: Interpreter(packages: packages),
             packages: Set(packages.map(\.id)),
             state: ConflictState(active: [:], known: [], locks: [:], pendingCreates: [:]), sessions: IncomingSessionKeys())
+    }
+
+    @Test func aRequestSentByAnotherMemberThanItsSubmitterIsAReplayAndRejected() throws {
+        let request = try bankIssuesToAlice()
+        let replayed = ReceivedRequest(
+            timestamp: request.timestamp, sender: members[0].member.description,
+            rootHashMessages: request.rootHashMessages, encryptedViews: request.encryptedViews)
+        let result = validator(0, packages: [package]).validate(replayed)
+        #expect(result.decision.reasonID == RejectReason.Participant.submitterNotEntitled)
+        #expect(result.decision.message.contains("a replay"), "\(result.decision.message)")
+        #expect(validator(0, packages: [package]).validate(request).decision == .approve)
     }
 
     @Test func aParticipantWithThePackageApprovesAndOneWithoutRejectsSayingWhich() throws {
