@@ -92,7 +92,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
                 + (hosted.map { "hosted here with \($0) permission only" } ?? "not hosted on this participant")
                 + "; submit through a participant that hosts it with submission permission"
         case .duplicateCommand(let key, _, false):
-            "command \(key) was already submitted, for other parties, and is deduplicated; use a new command id"
+            "command \(key) was already submitted, possibly for other parties (recorded before participant migration 16), and is deduplicated; use a new command id"
         case .duplicateCommand(let key, let first, true):
             "command \(key) was already submitted (submission \(first.submissionID)) and is deduplicated "
                 + (first.state == .inFlight

@@ -1438,9 +1438,12 @@ public actor ParticipantNode {
                     LogKey.request: "\(requestTime)", LogKey.reasonID: "\(reasonID)",
                     LogKey.offset: "\(commit?.offset ?? 0)",
                 ])
-            self.outcomes[request.rootHash] = outcome
+            // An approval stands: a replay of the request with the same root hash, rejected after
+            // it, does not change the transaction's outcome (`ParticipantStore.outcomeSQL`).
+            let known = self.outcomes[request.rootHash] == "approved" ? "approved" : outcome
+            self.outcomes[request.rootHash] = known
             for continuation in self.outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
-                continuation.resume(returning: outcome)
+                continuation.resume(returning: known)
             }
             if let command = own?.change {
                 if approved {

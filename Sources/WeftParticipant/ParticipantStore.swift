@@ -221,10 +221,11 @@ public struct ParticipantStore: Sendable {
             // application acting for different parties, no longer take each other's command ids.
             // Rows recorded before keep an empty act_as, which stands for their command id
             // whatever the parties (the key they were recorded under) until they are pruned or
-            // replaced (`begin`). A command acts as at least one party, so no new row is empty.
+            // replaced (`begin`). A command acts as at least one party, so no new row of this
+            // version is empty; the default is for rows an older version still running on a
+            // shared database writes while another participant upgrades (they mean the same).
             """
             ALTER TABLE participant_commands ADD COLUMN act_as text[] NOT NULL DEFAULT '{}';
-            ALTER TABLE participant_commands ALTER COLUMN act_as DROP DEFAULT;
             ALTER TABLE participant_commands DROP CONSTRAINT participant_commands_pkey;
             ALTER TABLE participant_commands ADD PRIMARY KEY (participant, application_id, command_id, act_as);
             COMMENT ON COLUMN participant_commands.act_as IS
@@ -746,10 +747,12 @@ public struct ParticipantStore: Sendable {
         FROM participant_requests WHERE participant = $1 AND outcome IS NULL ORDER BY request_ts
         """
 
-    /// The outcome of participant `$1`'s latest decided request with root hash `$2`.
+    /// The outcome of participant `$1`'s requests with root hash `$2`: "approved" if one was (a
+    /// transaction commits once, and a replay of its request, rejected before or after it, does
+    /// not undo that), else the latest one's reason.
     static let outcomeSQL = """
         SELECT outcome FROM participant_requests WHERE participant = $1 AND root_hash = $2 AND outcome IS NOT NULL
-        ORDER BY request_ts DESC LIMIT 1
+        ORDER BY outcome = 'approved' DESC, request_ts DESC LIMIT 1
         """
 
     /// The decrypted view trees of the latest request validated here with root hash

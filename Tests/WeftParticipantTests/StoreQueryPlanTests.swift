@@ -100,6 +100,19 @@ import WeftTopology
             #expect(plan.contains("participant_requests_by_root_hash"), "plan:\n\(plan)")
             #expect(!plan.contains("Seq Scan"), "plan:\n\(plan)")
             #expect(try await store.outcome(ofRequest: try #require(Digest32(rootHash))) == "approved")
+            // A replay of that request (same root hash), rejected after it: the transaction's
+            // outcome is still its approval; for a root hash never approved, the latest reason.
+            _ = try connection.execute(
+                """
+                INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates, responses, outcome)
+                VALUES ($1, 5000, $2, '\\x00', '{}', '{}', '\\x00', 'SUBMITTER_NOT_ENTITLED'),
+                    ($1, 5001, $3, '\\x00', '{}', '{}', '\\x00', 'LOCKED_CONTRACTS'),
+                    ($1, 5002, $3, '\\x00', '{}', '{}', '\\x00', 'SUBMITTER_NOT_ENTITLED')
+                """, [me, .bytes(rootHash), .bytes([UInt8](repeating: 7, count: 32))])
+            #expect(try await store.outcome(ofRequest: try #require(Digest32(rootHash))) == "approved")
+            #expect(
+                try await store.outcome(ofRequest: try #require(Digest32([UInt8](repeating: 7, count: 32))))
+                    == "SUBMITTER_NOT_ENTITLED")
         }
     }
 }

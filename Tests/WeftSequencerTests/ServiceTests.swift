@@ -438,11 +438,14 @@ import WeftWire
     @Test func aSubscriberThatStopsReadingHoldsAtMostAPageInTheSequencer() async throws {
         try await PostgresFixture.withFixture { fixture in
             let (_, node, _, _, bob, aliceClient, _) = try await Self.startWithAliceAndBob(fixture.url)
-            let backlog = 3 * SequencerReader.pageSize
+            // A page and a half: enough for a reader running ahead to show, few enough sends (in
+            // group commits of up to 32) to stay well inside the time limit with the whole
+            // suite running at once on two cores.
+            let backlog = SequencerReader.pageSize + SequencerReader.pageSize / 2
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for sender in 0..<8 {
+                for sender in 0..<32 {
                     group.addTask {
-                        for number in stride(from: sender, to: backlog, by: 8) {
+                        for number in stride(from: sender, to: backlog, by: 32) {
                             try await aliceClient.send(
                                 .init(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob.member.description])]),
                                 messageID: "backlog-\(number)")
