@@ -494,13 +494,21 @@ public actor ParticipantNode {
         try await withCheckedThrowingContinuation { continuation in ledgerEndWaiters.append((offset, continuation)) }
     }
 
+    /// The outcome known in memory for root hash `rootHash`, if final: an approval, or a
+    /// rejection while no other request with that root hash is pending here (a replay rejected
+    /// before the original request is decided says nothing of the original's outcome).
+    private func decidedOutcome(_ rootHash: Digest32) -> String? {
+        guard let outcome = outcomes[rootHash], outcome == "approved" || !isPending(rootHash) else { return nil }
+        return outcome
+    }
+
     /// The outcome of the request with root hash `rootHash` here, once this participant has
     /// processed its verdict: "approved", or the reject reason id. Waits for it; only for
     /// requests this participant received views of. Throws `ParticipantError.stopped` when
     /// this node stopped processing before the outcome was stored: another node on the same
     /// store (a restart) may decide it, but this one never will, so it does not wait.
     public func outcome(ofRequest rootHash: Digest32) async throws -> String {
-        if let outcome = outcomes[rootHash] { return outcome }
+        if let outcome = decidedOutcome(rootHash) { return outcome }
         // The store has a verdict as soon as its transaction commits, before `apply` resumes
         // and updates the contracts in memory: while the request is still pending here, wait
         // for `apply`, so that a caller who then submits with the contracts it created finds
@@ -510,7 +518,7 @@ public actor ParticipantNode {
         if !isPending(rootHash), let stored = try await store.outcome(ofRequest: rootHash), !isPending(rootHash) {
             return stored
         }
-        if let outcome = outcomes[rootHash] { return outcome }
+        if let outcome = decidedOutcome(rootHash) { return outcome }
         if processingEnded { throw ParticipantError.stopped }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in

@@ -128,15 +128,32 @@ extension OnARealDomain {
                 }
                 #expect(replayOutcome != "approved")
                 #expect(try await domain.p1.command(prepared.change)?.state == .inFlight)
-                // participant2 returns: the original request commits, and its command with it.
+                // participant2 returns, with the mediator down: it decides the replay (its verdict
+                // was sequenced), while the original request waits for the mediator. Asked for
+                // the outcome then, it waits for the original's, not answer the replay's.
+                await domain.mediator.stop()
                 let p2 = try await domain.restart(1)
+                let p2ID = PostgresValue.text(p2.identity.id.description)
+                try await eventually("participant2 decided the replay") {
+                    try await StoredSequencerEvent.query(fixture.url) { connection in
+                        try connection.execute(
+                            """
+                            SELECT count(*) FROM participant_requests
+                            WHERE participant = $1 AND root_hash = $2 AND outcome IS NOT NULL
+                            """, [p2ID, .bytes(prepared.rootHash.bytes)]
+                        ).rows.first?.first?.int64 == 1
+                    }
+                }
+                let p2Outcome = Task { try await p2.outcome(ofRequest: prepared.rootHash) }
+                try await domain.mediator.start()
+                // The original request commits, and its command with it.
                 let completion = try await ParticipantNode.within(.seconds(30)) { try await original.value }
                 guard case .succeeded(let transactionID, _) = completion else {
                     Issue.record("the submitter's command did not commit: \(completion)")
                     return
                 }
                 #expect(try await domain.p1.command(prepared.change)?.transactionID == transactionID)
-                #expect(try await p2.outcome(ofRequest: prepared.rootHash) == "approved")
+                #expect(try await ParticipantNode.within(.seconds(20)) { try await p2Outcome.value } == "approved")
                 #expect(try await p2.activeContracts(of: domain.bob).map(\.id).count == 1)
                 replay.cancel()
                 await domain.stop()
