@@ -203,7 +203,11 @@ let package = Package(
         ),
         .target(
             name: "WeftTestSupport",
-            dependencies: ["WeftStore", "WeftWire", "WeftCrypto", "WeftTopology", "WeftSequencer"],
+            dependencies: [
+                "WeftStore", "WeftWire", "WeftCrypto", "WeftTopology", "WeftSequencer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

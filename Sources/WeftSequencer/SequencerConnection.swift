@@ -97,12 +97,30 @@ public actor SequencerConnection {
     /// sequence it anyway — rather than failing at once: the caller would otherwise report a
     /// rejection for a request that a sequencer back a second later would have taken.
     /// `omitReceipt`: as `SequencerClient.send`.
+    ///
+    /// An attempt whose call failed after the batch may have reached a sequencer (a connection
+    /// lost before the answer, a deadline) may have been sequenced: if the send then ends in an
+    /// error, even a refusal of a later attempt (the member disabled meanwhile), it throws
+    /// `SEQUENCER_SEND_OUTCOME_UNKNOWN` (`UNAVAILABLE`) instead, so the caller waits for its
+    /// event stream rather than report a request that may yet commit as refused.
     public func send(
         _ batch: Weft.V1.Batch, messageID: String, maxSequencingTime: Int64? = nil, traceparent: String = "", omitReceipt: Bool = false
     ) async throws {
         let deadline = maxSequencingTime ?? SequencerWriter.now() + 60_000_000
         var attempt = 0
         var unavailable = 0
+        var outcomeUnknown = false
+        func failure(_ error: any Error) -> any Error {
+            guard outcomeUnknown else { return error }
+            logger.warning(
+                "a send ended in an error after an attempt whose answer was lost; that attempt may have been sequenced",
+                metadata: ["error": "\(error)", "member": "\(member)", "message_id": "\(messageID)"])
+            return RPCError(
+                .unavailable,
+                "the send of \(messageID) ended with \(error) after an earlier attempt lost its answer, so that attempt may "
+                    + "have been sequenced; the event stream shows it, or its max sequencing time passes without it",
+                errorID: Self.outcomeUnknown)
+        }
         while true {
             attempt += 1
             let client: SequencerClient
@@ -110,7 +128,7 @@ public actor SequencerConnection {
                 client = try await self.client()
             } catch let error as RPCError where error.errorID == Self.allUnavailable {
                 unavailable += 1
-                guard SequencerWriter.now() < deadline else { throw error }
+                guard SequencerWriter.now() < deadline else { throw failure(error) }
                 if unavailable == 1 {
                     logger.warning(
                         "no sequencer of the domain answers; retrying the send until one does or its max sequencing time passes",
@@ -118,6 +136,8 @@ public actor SequencerConnection {
                 }
                 try await Task.sleep(for: Self.backoff(unavailable))
                 continue
+            } catch {
+                throw failure(error)
             }
             unavailable = 0
             do {
@@ -127,13 +147,20 @@ public actor SequencerConnection {
             } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" && attempt > 1 {
                 return  // an earlier attempt was sequenced after all
             } catch {
-                guard await failed(client, error), attempt <= 100 else { throw error }
+                guard await failed(client, error), attempt <= 100 else { throw failure(error) }
+                // Retried. A sequencer refuses an unauthenticated call before reading it; any
+                // other failure may come after the batch was sequenced.
+                if (error as? RPCError)?.code != .unauthenticated { outcomeUnknown = true }
             }
         }
     }
 
     /// The error id of "no sequencer of the domain answered".
     static let allUnavailable = "SEQUENCER_ALL_UNAVAILABLE"
+
+    /// The error id of a send that ended in an error after an attempt that may have been
+    /// sequenced (`send`).
+    public static let outcomeUnknown = "SEQUENCER_SEND_OUTCOME_UNKNOWN"
 
     /// How long to wait after the `failures`-th time in a row that no sequencer answered:
     /// 50 ms doubling up to 2 s, so a restarting sequencer is found within moments without

@@ -1,0 +1,57 @@
+import Logging
+import Testing
+import WeftSequencer
+import WeftTestSupport
+import WeftTopology
+import WeftTransport
+import WeftWire
+
+/// A member's connection to its sequencers, across network failures: a TCP relay between the
+/// two loses an answer at a chosen moment.
+@Suite(.timeLimit(.minutes(2))) struct SequencerConnectionTests {
+    /// A send whose first attempt was sequenced but lost its answer, and whose retry is then
+    /// refused (the member disabled meanwhile), must not report the refusal: its caller would
+    /// call a request that may commit refused. It reports that the outcome is unknown.
+    @Test func aRefusalAfterALostAnswerIsReportedAsAnUnknownOutcome() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var (domain, node, manager, alice, bob, _, bobClient) = try await ServiceTests.startWithAliceAndBob(fixture.url)
+            let relay = try await TCPRelay.start(port: node.server.port)
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let connection = SequencerConnection(
+                member: alice.member.description, domain: domain.domain.description, key: alice.signingKey,
+                sequencerKeys: [domain.sequencerKey.publicKey],
+                endpoints: [.init(host: "127.0.0.1", port: relay.port, security: .plaintext)], logger: logger)
+            func toBob(_ text: String) -> Weft.V1.Batch {
+                .init(envelopes: [.init(content: Array(text.utf8), recipients: [bob.member.description])])
+            }
+            // Connected and authenticated through the relay; then answers stop coming back.
+            try await connection.send(toBob("before"), messageID: "before")
+            relay.swallowReplies()
+            let sending = Task { try await connection.send(toBob("answer lost"), messageID: "answer-lost") }
+            // The sequencer sequenced it: bob receives it.
+            for try await event in try bobClient.subscribe(from: 0) {
+                if case .deliver(let deliver)? = event.event, deliver.messageID == "answer-lost" { break }
+            }
+            #expect(relay.swallowedBytes > 0)
+            // Alice is disabled before her connection fails and her send tries again.
+            try await manager.send(
+                try TestDomain.broadcast(
+                    [try domain.domainSigned(.participantState(alice.id, permission: .disabled), key: "state-\(alice.id)")],
+                    domain: domain.domain),
+                messageID: "disable-alice")
+            await node.topology.waitUntil(alice.member, isActive: false)
+            await relay.cutConnections()
+            do {
+                try await sending.value
+                Issue.record("the send succeeded though its retry was refused")
+            } catch let error as RPCError {
+                #expect(error.errorID == SequencerConnection.outcomeUnknown, "\(error)")
+                #expect(error.code == .unavailable)
+            }
+            await connection.close()
+            await relay.stop()
+            await node.stop()
+        }
+    }
+}
