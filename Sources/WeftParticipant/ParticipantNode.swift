@@ -494,31 +494,27 @@ public actor ParticipantNode {
         try await withCheckedThrowingContinuation { continuation in ledgerEndWaiters.append((offset, continuation)) }
     }
 
-    /// The outcome known in memory for root hash `rootHash`, if final: an approval, or a
-    /// rejection while no other request with that root hash is pending here (a replay rejected
-    /// before the original request is decided says nothing of the original's outcome).
-    private func decidedOutcome(_ rootHash: Digest32) -> String? {
-        guard let outcome = outcomes[rootHash], outcome == "approved" || !isPending(rootHash) else { return nil }
-        return outcome
-    }
-
     /// The outcome of the request with root hash `rootHash` here, once this participant has
     /// processed its verdict: "approved", or the reject reason id. Waits for it; only for
     /// requests this participant received views of. Throws `ParticipantError.stopped` when
     /// this node stopped processing before the outcome was stored: another node on the same
     /// store (a restart) may decide it, but this one never will, so it does not wait.
+    ///
+    /// Requests with one root hash are one transaction sent more than once (a replay by another
+    /// member): an approval of any of them is the outcome; a rejection is the outcome only once
+    /// none of them is pending here any more.
     public func outcome(ofRequest rootHash: Digest32) async throws -> String {
-        if let outcome = decidedOutcome(rootHash) { return outcome }
+        if outcomes[rootHash] == "approved" { return "approved" }
         // The store has a verdict as soon as its transaction commits, before `apply` resumes
         // and updates the contracts in memory: while the request is still pending here, wait
         // for `apply`, so that a caller who then submits with the contracts it created finds
         // them (weft-bench's IOU transfers did not, now and then).
         // A request pending here is waited for without reading the store (whose look-up by root
-        // hash is for requests decided before a restart).
+        // hash prefers an approval, also one decided before a restart).
         if !isPending(rootHash), let stored = try await store.outcome(ofRequest: rootHash), !isPending(rootHash) {
             return stored
         }
-        if let outcome = decidedOutcome(rootHash) { return outcome }
+        if let outcome = outcomes[rootHash], outcome == "approved" || !isPending(rootHash) { return outcome }
         if processingEnded { throw ParticipantError.stopped }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -1447,11 +1443,15 @@ public actor ParticipantNode {
                     LogKey.offset: "\(commit?.offset ?? 0)",
                 ])
             // An approval stands: a replay of the request with the same root hash, rejected after
-            // it, does not change the transaction's outcome (`ParticipantStore.outcomeSQL`).
+            // it, does not change the transaction's outcome (`ParticipantStore.outcomeSQL`). A
+            // rejection while another request with the root hash is pending (the original,
+            // when its replay is decided first) leaves the waiters to that one's decision.
             let known = self.outcomes[request.rootHash] == "approved" ? "approved" : outcome
             self.outcomes[request.rootHash] = known
-            for continuation in self.outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
-                continuation.resume(returning: known)
+            if known == "approved" || !self.isPending(request.rootHash) {
+                for continuation in self.outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
+                    continuation.resume(returning: known)
+                }
             }
             if let command = own?.change {
                 if approved {

@@ -148,15 +148,24 @@ public actor SequencerConnection {
                 return  // an earlier attempt was sequenced after all
             } catch {
                 guard await failed(client, error), attempt <= 100 else { throw failure(error) }
-                // Retried. A sequencer refuses an unauthenticated call before reading it; any
-                // other failure may come after the batch was sequenced.
-                if (error as? RPCError)?.code != .unauthenticated { outcomeUnknown = true }
+                // Retried. Refused before the batch was read or with its transaction rolled back
+                // (unauthenticated, a connection going away or draining, a writer offline): not
+                // sequenced. Any other failure may come after the batch was sequenced.
+                if let refused = error as? RPCError,
+                    refused.code == .unauthenticated || Self.refusedUnread.contains(refused.errorID)
+                {
+                    continue
+                }
+                outcomeUnknown = true
             }
         }
     }
 
     /// The error id of "no sequencer of the domain answered".
     static let allUnavailable = "SEQUENCER_ALL_UNAVAILABLE"
+
+    /// Retryable errors of calls the server did not process, or whose transaction it rolled back.
+    static let refusedUnread: Set<String> = ["RPC_GOAWAY", "RPC_SERVER_DRAINING", "SEQUENCER_WRITER_OFFLINE"]
 
     /// The error id of a send that ended in an error after an attempt that may have been
     /// sequenced (`send`).

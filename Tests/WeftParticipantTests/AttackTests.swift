@@ -123,27 +123,28 @@ extension OnARealDomain {
                 let original = Task { try await domain.p1.submit(prepared) }
                 await domain.p1.awaitPending(prepared.rootHash)
                 let replay = Task { try await domain.p3.submit(prepared) }
-                let replayOutcome = try await ParticipantNode.within(.seconds(20)) {
-                    try await domain.p1.outcome(ofRequest: prepared.rootHash)
+                // Decided outcomes of the requests with the transaction's root hash at `node`, as
+                // stored (`outcome(ofRequest:)` waits while the original is pending).
+                @Sendable func decided(at node: ParticipantNode) async throws -> [String] {
+                    let values: [PostgresValue] = [.text(node.identity.id.description), .bytes(prepared.rootHash.bytes)]
+                    return try await StoredSequencerEvent.query(fixture.url) { connection in
+                        try connection.execute(
+                            """
+                            SELECT outcome FROM participant_requests
+                            WHERE participant = $1 AND root_hash = $2 AND outcome IS NOT NULL ORDER BY request_ts
+                            """, values
+                        ).rows.map { try $0[0].string ?? "" }
+                    }
                 }
-                #expect(replayOutcome != "approved")
+                try await eventually("participant1 decided the replay") { try await decided(at: domain.p1).count == 1 }
+                #expect(try await decided(at: domain.p1).first != "approved")
                 #expect(try await domain.p1.command(prepared.change)?.state == .inFlight)
                 // participant2 returns, with the mediator down: it decides the replay (its verdict
                 // was sequenced), while the original request waits for the mediator. Asked for
                 // the outcome then, it waits for the original's, not answer the replay's.
                 await domain.mediator.stop()
                 let p2 = try await domain.restart(1)
-                let p2ID = PostgresValue.text(p2.identity.id.description)
-                try await eventually("participant2 decided the replay") {
-                    try await StoredSequencerEvent.query(fixture.url) { connection in
-                        try connection.execute(
-                            """
-                            SELECT count(*) FROM participant_requests
-                            WHERE participant = $1 AND root_hash = $2 AND outcome IS NOT NULL
-                            """, [p2ID, .bytes(prepared.rootHash.bytes)]
-                        ).rows.first?.first?.int64 == 1
-                    }
-                }
+                try await eventually("participant2 decided the replay") { try await decided(at: p2).count == 1 }
                 let p2Outcome = Task { try await p2.outcome(ofRequest: prepared.rootHash) }
                 try await domain.mediator.start()
                 // The original request commits, and its command with it.
@@ -155,7 +156,16 @@ extension OnARealDomain {
                 #expect(try await domain.p1.command(prepared.change)?.transactionID == transactionID)
                 #expect(try await ParticipantNode.within(.seconds(20)) { try await p2Outcome.value } == "approved")
                 #expect(try await p2.activeContracts(of: domain.bob).map(\.id).count == 1)
+                // Restarted, participant1 decides another replay (participant2 sends the batch
+                // now): the transaction's outcome is still its approval, kept in the store.
+                await domain.p1.stop()
+                let p1 = try await domain.restart(0)
+                let again = Task { try await p2.submit(prepared) }
+                try await eventually("participant1 decided the second replay") { try await decided(at: p1).count == 3 }
+                #expect(try await decided(at: p1).last != "approved")
+                #expect(try await p1.outcome(ofRequest: prepared.rootHash) == "approved")
                 replay.cancel()
+                again.cancel()
                 await domain.stop()
             }
         }

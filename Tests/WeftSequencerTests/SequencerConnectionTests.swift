@@ -33,7 +33,6 @@ import WeftWire
             for try await event in try bobClient.subscribe(from: 0) {
                 if case .deliver(let deliver)? = event.event, deliver.messageID == "answer-lost" { break }
             }
-            #expect(relay.swallowedBytes > 0)
             // Alice is disabled before her connection fails and her send tries again.
             try await manager.send(
                 try TestDomain.broadcast(
