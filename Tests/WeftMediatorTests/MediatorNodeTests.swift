@@ -14,7 +14,7 @@ import WeftWire
 /// The mediator as a node on a real domain: a sequencer on PostgreSQL over TLS, participants
 /// that are test members sending what a participant sends, and the mediator driver reading its
 /// own stream (docs/mediator.md §8).
-@Suite(.serialized, .timeLimit(.minutes(3))) struct MediatorNodeTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct MediatorNodeTests {
     typealias Domain = WeftTestSupport.TestDomain
 
     /// A sequencer node over TLS with the domain's genesis, two participants onboarded, alice

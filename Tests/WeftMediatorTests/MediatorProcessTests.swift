@@ -9,7 +9,7 @@ import WeftWire
 /// `weft run` with a mediator node, as a real process killed with SIGKILL between a request and
 /// its response: the restarted node decides the request once and every informee participant
 /// receives one verdict.
-@Suite(.timeLimit(.minutes(3))) struct MediatorProcessTests {
+@Suite(.timeLimit(.minutes(5))) struct MediatorProcessTests {
     /// The `weft` executable of this build, running one configuration; stderr goes to a file.
     final class NodeProcess: @unchecked Sendable {
         let process = Process()

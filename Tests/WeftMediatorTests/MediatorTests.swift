@@ -8,7 +8,7 @@ import WeftWire
 
 /// The mediator on real PostgreSQL: requests from real transactions' informee trees, responses
 /// signed by the participants' keys, checked against a real topology.
-@Suite(.sharedPostgres, .timeLimit(.minutes(3))) struct MediatorTests {
+@Suite(.sharedPostgres, .timeLimit(.minutes(5))) struct MediatorTests {
     let t = TestDomain.requestTime
 
     @Test func everyViewApprovedGivesOneSignedApprovalToEveryInformeeParticipant() async throws {

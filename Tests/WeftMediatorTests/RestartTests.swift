@@ -6,7 +6,7 @@ import WeftTopology
 import WeftWire
 
 /// A mediator started again on the same database loses no request and decides none twice.
-@Suite(.sharedPostgres, .timeLimit(.minutes(3))) struct RestartTests {
+@Suite(.sharedPostgres, .timeLimit(.minutes(5))) struct RestartTests {
     let t = TestDomain.requestTime
 
     @Test func aRestartedMediatorContinuesPendingRequestsAndNeverDecidesTwice() async throws {

@@ -5,7 +5,7 @@ import WeftWire
 
 /// `weft decode` and `weft call` as an operator runs them: the `weft` process,
 /// its output read back with the JSON mapping.
-@Suite(.timeLimit(.minutes(3))) struct DecodeCallTests {
+@Suite(.timeLimit(.minutes(5))) struct DecodeCallTests {
     static let root: URL = {
         var url = URL(fileURLWithPath: #filePath)
         while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }

@@ -5,7 +5,7 @@ import WeftTestSupport
 
 /// `weft domain bootstrap` writes what the domain owner needs, and `weft run` of its
 /// domain.yaml bootstraps the domain: the sequencer knows the domain manager and the mediator.
-@Suite(.timeLimit(.minutes(3))) struct DomainBootstrapTests {
+@Suite(.timeLimit(.minutes(5))) struct DomainBootstrapTests {
     @Test func theWrittenDomainStartsAndBootstrapsAndNothingIsOverwritten() async throws {
         try await PostgresFixture.withFixture { fixture in
             let directory = try NodeDirectory()

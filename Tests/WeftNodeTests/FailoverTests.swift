@@ -12,7 +12,7 @@ import WeftWire
 
 /// Sequencer processes dying and the database restarting while members send and read:
 /// nothing is lost, nothing is delivered twice.
-@Suite(.timeLimit(.minutes(3))) struct FailoverTests {
+@Suite(.timeLimit(.minutes(5))) struct FailoverTests {
     /// A domain of `sequencerCount` sequencer processes on one database, bootstrapped by an
     /// in-process domain manager, with two onboarded participants.
     struct Domain {

@@ -5,7 +5,7 @@ import WeftTestSupport
 /// The verbs an operator runs before any node serves — keys, certificates, a participant's id,
 /// development tokens, database migrations — as the operator runs them: `--output json` parsed,
 /// and a bad argument refused with the usage status.
-@Suite(.timeLimit(.minutes(3))) struct OfflineVerbTests {
+@Suite(.timeLimit(.minutes(5))) struct OfflineVerbTests {
     func json(_ output: String) -> [[String: Any]] {
         output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }

@@ -8,7 +8,7 @@ import WeftTestSupport
 /// sequencer and a domain manager; a participant prints its id, is refused until the
 /// owner allow-lists it with set-state, then connects with connect-multi and the root
 /// certificate.
-@Suite(.timeLimit(.minutes(3))) struct OnboardingTests {
+@Suite(.timeLimit(.minutes(5))) struct OnboardingTests {
     @Test func theSeedsOnboardingWithTheCLI() async throws {
         try await PostgresFixture.withFixture { fixture in
             let directory = try NodeDirectory()

@@ -6,7 +6,7 @@ import WeftTransport
 import WeftWire
 
 /// `weft run` as an operator runs it: a real process, a real database, real TLS.
-@Suite(.timeLimit(.minutes(3))) struct RunTests {
+@Suite(.timeLimit(.minutes(5))) struct RunTests {
     static func configuration(databaseURL: String, domain: String) -> String {
         """
         nodes:

@@ -4,7 +4,7 @@ import WeftTestSupport
 
 /// `weft script` runs a bootstrap headless and stops at the first failing step; `weft
 /// --generate-completion-script` gives the shells' completions.
-@Suite(.timeLimit(.minutes(3))) struct ScriptTests {
+@Suite(.timeLimit(.minutes(5))) struct ScriptTests {
     @Test func aScriptRunsItsStepsKeepsOutputsAndStopsAtTheFirstFailure() async throws {
         let directory = try NodeDirectory()
         defer { directory.remove() }

@@ -8,7 +8,7 @@ import WeftTestSupport
 /// their admin services: the domain manager bootstraps the sequencer with its own admin token
 /// (`sequencers.token-file`), the operator needs one (and the client certificate) for the
 /// domain manager, and both nodes audit every admin call.
-@Suite(.timeLimit(.minutes(3))) struct SecuredDomainTests {
+@Suite(.timeLimit(.minutes(5))) struct SecuredDomainTests {
     @Test func theDomainsAdminServicesNeedAdminTokensAndAuditEveryCall() async throws {
         try await PostgresFixture.withFixture { fixture in
             let directory = try NodeDirectory()

@@ -5,7 +5,7 @@ import WeftTestSupport
 /// A participant node run with `weft run` and `auth.*` / `audit.*` configured: its admin
 /// service needs the admin claim, its Ledger API a token, and every call leaves a line in
 /// the audit file; the CLI mints the tokens (`weft token`) and sends them.
-@Suite(.timeLimit(.minutes(3))) struct SecuredParticipantTests {
+@Suite(.timeLimit(.minutes(5))) struct SecuredParticipantTests {
     @Test func theParticipantsAdminServiceNeedsAnAdminTokenAndEveryCallIsAudited() async throws {
         try await PostgresFixture.withFixture { fixture in
             let directory = try NodeDirectory()

@@ -10,7 +10,7 @@ import WeftWire
 /// and parsed by the Prometheus project's own client library
 /// (`prometheus_client`), so the exposition format is checked by a parser we
 /// did not write.
-@Suite(.timeLimit(.minutes(1))) struct ObservabilityTests {
+@Suite(.timeLimit(.minutes(5))) struct ObservabilityTests {
     @Test func rpcCallsAreCountedByMethodAndCodeInValidPrometheusText() async throws {
         let logger = Logger(label: "test")
         let metrics = try await ObservabilityServer.start(host: "127.0.0.1", port: 0, logger: logger) { .serving }

@@ -12,7 +12,7 @@ import WeftWire
 /// A malicious or broken submitter on a real domain: every request is rejected with its reason,
 /// and nothing changes on any participant.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct AttackTests {
+    @Suite(.timeLimit(.minutes(5))) struct AttackTests {
         /// What the participants hold: it must not change when a request is rejected.
         struct Ledgers: Equatable {
             var ends: [Int64]
@@ -275,7 +275,7 @@ extension OnARealDomain {
 
 /// Topology that changes while the participants run, followed from their streams.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct TopologyChangeTests {
+    @Suite(.timeLimit(.minutes(5))) struct TopologyChangeTests {
         @Test func aConfirmingParticipantWithoutThePackageRejectsAndTheVerdictSaysWhy() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)

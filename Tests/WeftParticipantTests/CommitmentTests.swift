@@ -14,7 +14,7 @@ import WeftWire
 /// Issue 10's ACS commitment acceptance test, on one domain for all its assertions: three
 /// participants, a reconciliation interval of one second.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct CommitmentTests {
+    @Suite(.timeLimit(.minutes(5))) struct CommitmentTests {
         static let intervalMicros: Int64 = 1_000_000
 
         /// A period's commitments recorded but never sent (the process died in between, each
@@ -71,7 +71,7 @@ extension OnARealDomain {
         /// participant1 and participant2 report the mismatch, participant3 (which shares
         /// nothing of that IOU) does not, and narrowing names exactly that contract. A forged
         /// commitment is dropped, a genuine one from the same sender stored.
-        @Test(.timeLimit(.minutes(4)))
+        @Test(.timeLimit(.minutes(5)))
         func commitmentsMatchThenACorruptedContractIsReportedByBothSidesAndNamed() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url, extraParties: [("depository", 2)])

@@ -13,7 +13,7 @@ import WeftWire
 /// `cursorStoreEventsMax`): stored with the next write, and after a crash such events are read
 /// again and change nothing.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct CursorTests {
+    @Suite(.timeLimit(.minutes(5))) struct CursorTests {
         /// Returns once `node` has processed every event before `counter`.
         static func processed(_ node: ParticipantNode, before counter: UInt64) async {
             let progress = await node.progressEvents()

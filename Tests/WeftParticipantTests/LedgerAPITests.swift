@@ -123,7 +123,7 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
 
 /// The Ledger API end to end: two participants on a real domain (DomainHarness), each with its
 /// Ledger API over TLS on loopback, used only through the generated client stubs.
-@Suite(.timeLimit(.minutes(3))) struct LedgerAPITests {
+@Suite(.timeLimit(.minutes(5))) struct LedgerAPITests {
     @Test func anApplicationIssuesAndTransfersAnIOUThroughTheLedgerAPI() async throws {
         try await PostgresFixture.withFixture { fixture in
             let harness = try await DomainHarness.start(url: fixture.url)
@@ -663,7 +663,7 @@ extension OnARealDomain {
 /// has ended) completes on the completion stream, and completions arriving together each get an
 /// offset of their own.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct CompletionLogTests {
+    @Suite(.timeLimit(.minutes(5))) struct CompletionLogTests {
         @Test func anAsyncSubmissionTheParticipantNeverRecordedCompletesAsLost() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)
@@ -1077,7 +1077,7 @@ extension OnARealDomain {
 /// between the two) completes as lost when the Ledger API starts again: the application, which
 /// had its submission id, learns to submit again instead of waiting for ever.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct LostSubmissionTests {
+    @Suite(.timeLimit(.minutes(5))) struct LostSubmissionTests {
         @Test func aSubmissionNeverRecordedByTheParticipantCompletesAsLost() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let harness = try await DomainHarness.start(url: fixture.url)

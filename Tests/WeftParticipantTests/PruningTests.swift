@@ -12,7 +12,7 @@ import WeftTopology
 /// assertions: pruning at the commitment safe point removes the history and keeps the ACS;
 /// past the safe point it is refused, naming the point, unless explicitly overridden.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(4))) struct PruningTests {
+    @Suite(.timeLimit(.minutes(5))) struct PruningTests {
         @Test func pruningStopsAtTheCommitmentSafePointUnlessOverridden() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url, extraParties: [("depository", 2)])

@@ -12,7 +12,7 @@ import WeftTestSupport
 /// contracts it shares with participant1 from participant1's snapshot — refused when tampered,
 /// accepted when genuine — and continues transacting with matching commitments.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct RepairTests {
+    @Suite(.timeLimit(.minutes(5))) struct RepairTests {
         static let intervalMicros: Int64 = 1_000_000
 
         @Test func aWipedParticipantIsRepairedFromAPeersSnapshotCheckedAgainstTheCommitmentOnTheSequencer()

@@ -11,7 +11,7 @@ import WeftTestSupport
 /// sequencer stream. The process-level acceptance test (wipe during load, `weft run`) is
 /// `WeftNodeTests.ReplayProcessTests`; these check the participant core on one domain.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct ReplayTests {
+    @Suite(.timeLimit(.minutes(5))) struct ReplayTests {
         /// A database of its own on the fixture's server for the participant's second life.
         static func emptyDatabase(_ fixture: PostgresFixture, _ name: String) throws -> String {
             _ = try PostgresConnection(url: fixture.url).execute("CREATE DATABASE \(name)")

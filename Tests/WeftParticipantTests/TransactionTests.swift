@@ -13,7 +13,7 @@ import WeftWire
 /// Transactions end to end on a real domain (DomainHarness): PostgreSQL, a sequencer over TLS,
 /// the mediator, two participant nodes.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct TransactionTests {
+    @Suite(.timeLimit(.minutes(5))) struct TransactionTests {
         @Test func iouIssueAndTransferEachParticipantSeesItsProjection() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
@@ -610,7 +610,7 @@ extension OnARealDomain {
 
 /// Restarts between a request's validation and its verdict.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct PendingRestartTests {
+    @Suite(.timeLimit(.minutes(5))) struct PendingRestartTests {
         @Test func aParticipantRestartedWithARequestPendingKeepsItsLocksAndCommitsOnTheVerdict() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)

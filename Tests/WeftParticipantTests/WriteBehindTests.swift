@@ -9,7 +9,7 @@ import WeftTestSupport
 /// while an earlier event's write is still on its way, the writes queued meanwhile commit
 /// together, and nothing that depends on a write leaves the participant before it commits.
 extension OnARealDomain {
-    @Suite(.timeLimit(.minutes(3))) struct WriteBehindTests {
+    @Suite(.timeLimit(.minutes(5))) struct WriteBehindTests {
         @Test func eventsBehindABlockedWriteAreProcessedCommittedTogetherAndAnsweredOnlyOnceStored() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)

@@ -9,7 +9,7 @@ import WeftWire
 
 /// Blocks of events signed once per group commit (docs/sequencer.md §5): the Merkle proofs, what
 /// a member refuses, and verification from the stored blocks alone.
-@Suite(.timeLimit(.minutes(2))) struct BlockSigningTests {
+@Suite(.timeLimit(.minutes(5))) struct BlockSigningTests {
     static func leaves(_ count: Int, seed: UInt64) -> [[UInt8]] {
         var random = SplitMix64(state: seed)
         return (0..<count).map { _ in SequencedBlockTree.leaf((0..<40).map { _ in UInt8(truncatingIfNeeded: random.next()) }) }

@@ -9,7 +9,7 @@ import WeftWire
 
 /// A member's topology from its own stream: the history the sequencers send it as its first
 /// event, then the broadcasts (docs/sequencer.md §4, docs/topology.md §6).
-@Suite(.serialized, .timeLimit(.minutes(2))) struct MemberTopologyTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct MemberTopologyTests {
     /// One delivered topology envelope, as a member processes it.
     struct TopologyEvent {
         let counter: UInt64

@@ -12,7 +12,7 @@ import WeftWire
 /// number would give out the same timestamps and move one watermark. A second one is refused
 /// while the first holds the number's lock; one that lost its lock (with its connection) to
 /// another process commits nothing more.
-@Suite(.timeLimit(.minutes(2))) struct NodeNumberTests {
+@Suite(.timeLimit(.minutes(5))) struct NodeNumberTests {
     static let members = OrderingTests.members
 
     /// A node numbered 0 on `url`, started; `heartbeat` long keeps it from noticing a lost lock

@@ -8,7 +8,7 @@ import WeftWire
 /// Wake-ups by notification (docs/sequencer.md §3): with the fallback heartbeat and poll set
 /// to an hour, only notifications can move the safe point in these tests, so an event that
 /// arrives at all arrived because of them.
-@Suite(.timeLimit(.minutes(2))) struct NotificationTests {
+@Suite(.timeLimit(.minutes(5))) struct NotificationTests {
     static let sender = "PAR::p1::1220aa"
     static let receiver = "PAR::p2::1220bb"
 

@@ -19,7 +19,7 @@ struct SplitMix64: RandomNumberGenerator {
 
 /// Two sequencer nodes on one database: every member's stream has consecutive counters,
 /// no gaps, no duplicates, and any two members see their common events in the same order.
-@Suite(.timeLimit(.minutes(3))) struct OrderingTests {
+@Suite(.timeLimit(.minutes(5))) struct OrderingTests {
     static let members = ["PAR::p1::1220aa", "PAR::p2::1220bb", "PAR::p3::1220cc", "MED::m1::1220dd"]
 
     /// Starts `count` sequencer nodes on the fixture's database.
@@ -232,7 +232,7 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// One reader per node: subscriptions that have caught up take their deliveries from it.
-@Suite(.timeLimit(.minutes(3))) struct FanOutTests {
+@Suite(.timeLimit(.minutes(5))) struct FanOutTests {
     @Test func caughtUpSubscriptionsShareOneReadPerAdvanceWithTheSameStreams() async throws {
         try await PostgresFixture.withFixture { fixture in
             // A heartbeat during the sends would be a range the shared reader reads, and the
@@ -407,7 +407,7 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// The writer's group commits (docs/sequencer.md §3).
-@Suite(.timeLimit(.minutes(2))) struct GroupCommitTests {
+@Suite(.timeLimit(.minutes(5))) struct GroupCommitTests {
     static let members = OrderingTests.members
 
     /// Sends `id` from `sender` to the fourth member through `node`; throws unless delivered.

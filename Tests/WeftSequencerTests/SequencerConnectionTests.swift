@@ -8,7 +8,7 @@ import WeftWire
 
 /// A member's connection to its sequencers, across network failures: a TCP relay between the
 /// two loses an answer at a chosen moment.
-@Suite(.timeLimit(.minutes(2))) struct SequencerConnectionTests {
+@Suite(.timeLimit(.minutes(5))) struct SequencerConnectionTests {
     /// A send whose first attempt was sequenced but lost its answer, and whose retry is then
     /// refused (the member disabled meanwhile), must not report the refusal: its caller would
     /// call a request that may commit refused. It reports that the outcome is unknown.

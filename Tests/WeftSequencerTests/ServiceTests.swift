@@ -10,7 +10,7 @@ import WeftWire
 @testable import WeftSequencer
 
 /// The sequencer's RPC service: authentication, send, subscribe, and every refusal.
-@Suite(.timeLimit(.minutes(2))) struct ServiceTests {
+@Suite(.timeLimit(.minutes(5))) struct ServiceTests {
     /// A running sequencer node on a fresh database with `domain`'s genesis.
     struct Node {
         let sequencer: Sequencer

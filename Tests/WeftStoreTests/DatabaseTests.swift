@@ -3,7 +3,7 @@ import WeftStore
 import WeftTestSupport
 
 /// The pooled, off-the-event-loop database and the migrations every node runs at start-up.
-@Suite(.timeLimit(.minutes(2))) struct DatabaseTests {
+@Suite(.timeLimit(.minutes(5))) struct DatabaseTests {
     @Test func manyConcurrentRequestsShareAFewConnections() async throws {
         try await PostgresFixture.withFixture { fixture in
             let database = PostgresDatabase(url: fixture.url, maximumConnections: 3)

@@ -4,7 +4,7 @@ import WeftTestSupport
 
 /// The listening connection: notifications committed by other connections arrive, and a
 /// killed connection is replaced by itself.
-@Suite(.timeLimit(.minutes(2))) struct PostgresListenerTests {
+@Suite(.timeLimit(.minutes(5))) struct PostgresListenerTests {
     /// Starts a listener on `channel` whose events arrive on the returned stream.
     static func listen(_ url: String, _ channel: String) throws -> (PostgresListener, AsyncStream<PostgresListener.Event>.AsyncIterator) {
         let (events, continuation) = AsyncStream<PostgresListener.Event>.makeStream()

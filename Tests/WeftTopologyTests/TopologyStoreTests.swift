@@ -7,7 +7,7 @@ import WeftWire
 
 /// The topology store on a real PostgreSQL server: what a node persisted is what it loads
 /// after a restart, and persisting twice writes nothing twice.
-@Suite(.timeLimit(.minutes(2))) struct TopologyStoreTests {
+@Suite(.timeLimit(.minutes(5))) struct TopologyStoreTests {
     @Test func aRestartedNodeLoadsTheSameTopology() async throws {
         let test = try TestDomain()
         let (source, times) = try test.onboarded()

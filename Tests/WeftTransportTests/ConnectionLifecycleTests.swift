@@ -6,7 +6,7 @@ import WeftTransport
 import WeftWire
 
 /// GOAWAY and graceful drain, the idle timeout, and keepalive.
-@Suite(.timeLimit(.minutes(1))) struct ConnectionLifecycleTests {
+@Suite(.timeLimit(.minutes(5))) struct ConnectionLifecycleTests {
     /// Watch sends one update, reports "started", then ends when `release` yields.
     func startNode(
         _ configuration: RPCConfiguration = RPCTestNode.testConfiguration, events: AsyncStream<String>.Continuation,

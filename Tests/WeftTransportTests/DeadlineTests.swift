@@ -3,7 +3,7 @@ import WeftTransport
 import WeftWire
 
 /// A deadline and a client's cancellation both stop the server's handler.
-@Suite(.timeLimit(.minutes(1))) struct DeadlineTests {
+@Suite(.timeLimit(.minutes(5))) struct DeadlineTests {
     /// A node whose Health/Check "works" until cancelled, and reports
     /// "started" and "stopped" on `events`.
     func startNode(events: AsyncStream<String>.Continuation) async throws -> RPCTestNode {

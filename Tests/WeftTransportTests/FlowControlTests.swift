@@ -8,7 +8,7 @@ import WeftWire
 /// Per-stream flow control (docs/wire-protocol.md §4.2): a reader that stops
 /// reading stops its sender once the window is full, so neither side buffers
 /// more than the window; reading again resumes the stream.
-@Suite(.timeLimit(.minutes(1))) struct FlowControlTests {
+@Suite(.timeLimit(.minutes(5))) struct FlowControlTests {
     /// A 4 KiB detail makes each WatchResponse 4,101 bytes on the wire.
     static let detail = String(repeating: "x", count: 4096)
     static let messageBytes = try! Weft.V1.WatchResponse(status: .serving, detail: detail).serializedBytes().count

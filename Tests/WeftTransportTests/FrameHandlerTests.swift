@@ -8,7 +8,7 @@ import WeftWire
 
 /// Frames over TLS over TCP on loopback: the preface, frames both ways, and
 /// bad input that closes only the offending connection.
-@Suite(.timeLimit(.minutes(1))) struct FrameHandlerTests {
+@Suite(.timeLimit(.minutes(5))) struct FrameHandlerTests {
     /// Echoes every frame.
     final class FrameEcho: ChannelInboundHandler {
         typealias InboundIn = Weft.V1.Frame

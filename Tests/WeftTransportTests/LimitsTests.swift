@@ -5,7 +5,7 @@ import WeftWire
 
 /// Every limit of `RPCConfiguration` refuses what passes it with a status,
 /// and the connection goes on serving.
-@Suite(.timeLimit(.minutes(1))) struct LimitsTests {
+@Suite(.timeLimit(.minutes(5))) struct LimitsTests {
     /// Check("hold") works until cancelled, reporting "started"/"stopped"; anything else answers at once.
     func startNode(_ configuration: RPCConfiguration, events: AsyncStream<String>.Continuation) async throws -> RPCTestNode {
         try await RPCTestNode.start(configuration: configuration) { router in

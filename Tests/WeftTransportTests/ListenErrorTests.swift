@@ -4,7 +4,7 @@ import WeftTransport
 
 /// A node that cannot listen says where and what to do, instead of NIO's
 /// "bind(descriptor:ptr:bytes:): Address already in use".
-@Suite(.timeLimit(.minutes(1))) struct ListenErrorTests {
+@Suite(.timeLimit(.minutes(5))) struct ListenErrorTests {
     @Test func aTakenPortIsNamedInTheError() async throws {
         let first = try await RPCTestNode.start { _ in }
         defer { first.close() }

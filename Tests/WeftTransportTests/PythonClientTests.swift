@@ -6,7 +6,7 @@ import WeftWire
 
 /// A client in another language: clients/python/weft_client.py (protoc's
 /// Python classes, Python's ssl) calls Health/Check on a live Weft server.
-@Suite(.timeLimit(.minutes(3))) struct PythonClientTests {
+@Suite(.timeLimit(.minutes(5))) struct PythonClientTests {
     @Test func pythonCallsHealthCheckOverTLS() async throws {
         let node = try await RPCTestNode.start { router in
             router.register(Weft.V1.HealthService.check) { request, _ in

@@ -6,7 +6,7 @@ import WeftTransport
 import WeftWire
 
 /// Unary calls over frames over TLS on loopback.
-@Suite(.timeLimit(.minutes(1))) struct RPCTests {
+@Suite(.timeLimit(.minutes(5))) struct RPCTests {
     let group = MultiThreadedEventLoopGroup.singleton
 
     /// A node whose Health/Check answers SERVING and echoes the service name as

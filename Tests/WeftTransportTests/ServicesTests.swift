@@ -6,7 +6,7 @@ import WeftWire
 
 /// The generated typed stubs (`client.health`, `Provider.register(on:)`) and
 /// the standard services every node serves, over TLS on loopback.
-@Suite(.timeLimit(.minutes(1))) struct ServicesTests {
+@Suite(.timeLimit(.minutes(5))) struct ServicesTests {
     @Test func checkReportsTheStatusSet() async throws {
         let status = HealthStatus(.notServing, detail: "starting")
         let node = try await RPCTestNode.start { router in router.registerStandardServices(health: status) }

@@ -3,7 +3,7 @@ import WeftTransport
 import WeftWire
 
 /// Server-streaming calls: Health/Watch over TLS on loopback.
-@Suite(.timeLimit(.minutes(1))) struct StreamingTests {
+@Suite(.timeLimit(.minutes(5))) struct StreamingTests {
     /// Watch("three") sends serving, not serving, serving and ends; Watch("fail")
     /// sends one update then fails UNAVAILABLE; Watch("forever") sends one update
     /// and then waits until cancelled, reporting on `events`.

@@ -7,7 +7,7 @@ import WeftTransport
 
 /// TLS 1.3 on OpenSSL through `TLSHandler`, over real TCP on loopback, with
 /// certificates from `CertificateAuthority`.
-@Suite(.timeLimit(.minutes(1))) struct TLSHandlerTests {
+@Suite(.timeLimit(.minutes(5))) struct TLSHandlerTests {
     struct PKI {
         let ca: TLSCredentials
         let otherCA: TLSCredentials

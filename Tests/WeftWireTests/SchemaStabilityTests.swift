@@ -6,7 +6,7 @@ import WeftTestSupport
 /// with the committed image of the last released schema, Proto/baseline/weft-v1.binpb, so
 /// a change that would break clients generated from it fails the suite unless the baseline
 /// is moved on purpose (scripts/schema-baseline; docs/clients.md §7).
-@Suite(.timeLimit(.minutes(3))) struct SchemaStabilityTests {
+@Suite(.timeLimit(.minutes(5))) struct SchemaStabilityTests {
     static let baseline = repositoryRoot.appendingPathComponent("Proto/baseline/weft-v1.binpb").path
 
     /// `buf breaking` of a copy of Proto/ in which `edit` changed status.proto.
