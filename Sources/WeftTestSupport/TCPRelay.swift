@@ -21,7 +21,9 @@ public final class TCPRelay: Sendable {
         struct State {
             var swallowing = false
             var swallowedBytes = 0
-            var connections: [any Channel] = []
+            var stopped = false
+            /// Open relayed connections, both sides, by channel identity.
+            var connections: [ObjectIdentifier: any Channel] = [:]
         }
         let state = Mutex(State())
 
@@ -53,7 +55,22 @@ public final class TCPRelay: Sendable {
                         // Both channels are on the client's event loop.
                         try client.pipeline.syncOperations.addHandler(Forward(to: server, swallow: nil))
                         try server.pipeline.syncOperations.addHandler(Forward(to: client, swallow: shared.swallow))
-                        shared.state.withLock { $0.connections += [client, server] }
+                        let stopped = shared.state.withLock { state in
+                            if !state.stopped {
+                                for channel in [client, server] { state.connections[ObjectIdentifier(channel)] = channel }
+                            }
+                            return state.stopped
+                        }
+                        // Set up while the relay stopped: closed like the others.
+                        if stopped {
+                            server.close(promise: nil)
+                            throw TCPRelayError.stopped
+                        }
+                        for channel in [client, server] {
+                            channel.closeFuture.whenComplete { _ in
+                                shared.state.withLock { _ = $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+                            }
+                        }
                     }
                     .flatMap { client.setOption(.autoRead, value: true) }
             }
@@ -79,14 +96,15 @@ public final class TCPRelay: Sendable {
     public func cutConnections() async {
         let connections = shared.state.withLock { state in
             state.swallowing = false
-            defer { state.connections = [] }
-            return state.connections
+            defer { state.connections = [:] }
+            return Array(state.connections.values)
         }
         for connection in connections { try? await connection.close() }
     }
 
-    /// Stops listening and closes every relayed connection.
+    /// Stops listening and closes every relayed connection, also one being set up meanwhile.
     public func stop() async {
+        shared.state.withLock { $0.stopped = true }
         try? await listener.close()
         await cutConnections()
     }
@@ -94,6 +112,8 @@ public final class TCPRelay: Sendable {
 
 public enum TCPRelayError: Error {
     case noPort
+    /// A connection set up after `stop()`: it is closed.
+    case stopped
 }
 
 /// Writes what one side of a relayed connection reads to the other side, unless `swallow` says
