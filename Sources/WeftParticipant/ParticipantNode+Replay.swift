@@ -285,9 +285,7 @@ extension ParticipantStore {
                     message_id, root_hash, submitted_at, dedup_until, state, max_sequencing_time)
                 SELECT $1::text, $2::text, $3::text, $4::text[], $5::text, $6::text, $7::bytea, $8::int8, $9::int8,
                     'in_flight', $10::int8
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM participant_commands
-                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND act_as = '{}')
+                \(ParticipantStore.noRecordFromBeforeParties)
                 ON CONFLICT DO NOTHING
                 """,
                 [

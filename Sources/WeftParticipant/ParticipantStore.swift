@@ -371,9 +371,7 @@ public struct ParticipantStore: Sendable {
                 message_id, root_hash, submitted_at, dedup_until, state, max_sequencing_time, batch)
             SELECT $1::text, $2::text, $3::text, $4::text[], $5::text, $6::text, $7::bytea, $8::int8, $9::int8,
                 'in_flight', $10::int8, $11::bytea
-            WHERE NOT EXISTS (
-                SELECT 1 FROM participant_commands
-                WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND act_as = '{}')
+            \(Self.noRecordFromBeforeParties)
             ON CONFLICT DO NOTHING RETURNING 1
             """
         let key: [PostgresValue] = [
@@ -492,6 +490,15 @@ public struct ParticipantStore: Sendable {
             return try Self.change(row[0], row[1], row[2])
         }
     }
+
+    /// The condition an insert into participant_commands of participant `$1`'s command `$2`/`$3`
+    /// adds: no record from before migration 16 (empty act_as) holds that command id, for any
+    /// parties.
+    static let noRecordFromBeforeParties = """
+        WHERE NOT EXISTS (
+            SELECT 1 FROM participant_commands
+            WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND act_as = '{}')
+        """
 
     /// The columns `record` reads, in its order.
     static let recordColumns = """
