@@ -74,6 +74,61 @@ import WeftTestSupport
         try await next.stop()
     }
 
+    /// Every fixture copies one template cluster (one initdb per user and PostgreSQL version, in
+    /// TMPDIR) instead of running initdb: the copies must be clusters of their own, and a
+    /// template left incomplete (its removal cut short) must be made again, not copied.
+    @Test func fixturesCopyOneTemplateAndShareNoData() async throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/pg-fixture").path
+        // A TMPDIR of its own, so that the template is made here; the server user must reach it.
+        let temporary = "/tmp/weft-template-test-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(
+            atPath: temporary, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        defer { try? FileManager.default.removeItem(atPath: temporary) }
+        var started: [String] = []
+        func start() async throws -> String {
+            let run = try await TestSubprocess.run(
+                ["bash", "-c", "TMPDIR='\(temporary)' WEFT_PG_FIXTURE_OWNER=\(getpid()) bash '\(script)' start 2>&1 >'\(temporary)/out'"])
+            try #require(run.status == 0, "pg-fixture start failed: \(run.output)")
+            let lines = try String(contentsOfFile: "\(temporary)/out", encoding: .utf8).split(whereSeparator: \.isNewline)
+            try #require(lines.count == 2)
+            started.append(String(lines[1]))
+            return String(lines[0])
+        }
+        func templates() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: temporary).filter { $0.hasPrefix("weft-pg-template.") && !$0.hasSuffix(".lock") }
+        }
+        do {
+            let first = try await start()
+            let made = try templates()
+            try #require(made.count == 1, "templates in \(temporary): \(made)")
+            let ready = "\(temporary)/\(made[0])/ready"
+            #expect(FileManager.default.fileExists(atPath: ready))
+            let second = try await start()
+            #expect(try templates() == made, "the second start made a template of its own")
+
+            _ = try PostgresConnection(url: first).execute("CREATE TABLE only_in_the_first (x int)")
+            let count = "SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_the_first'"
+            #expect(try PostgresConnection(url: first).execute(count).rows.first?.first?.int64 == 1)
+            #expect(try PostgresConnection(url: second).execute(count).rows.first?.first?.int64 == 0)
+            #expect(try PostgresConnection(url: second).execute("SELECT current_database()::text").rows.first?.first?.string == "weft")
+
+            // An incomplete template is debris: the next start makes it again.
+            try FileManager.default.removeItem(atPath: ready)
+            try FileManager.default.removeItem(atPath: "\(temporary)/\(made[0])/data/PG_VERSION")
+            let third = try await start()
+            #expect(FileManager.default.fileExists(atPath: ready))
+            #expect(try PostgresConnection(url: third).execute(count).rows.first?.first?.int64 == 0)
+        } catch {
+            for directory in started { _ = try? await TestSubprocess.run(["bash", script, "stop", directory]) }
+            throw error
+        }
+        for directory in started {
+            let stopped = try await TestSubprocess.run(["bash", script, "stop", directory])
+            #expect(stopped.status == 0, "\(stopped.error)")
+        }
+    }
+
     /// Keeps a failed start from hiding a successful one, whose server must still be stopped.
     private static func startCapturingFailure() async -> Result<
         PostgresFixture, PostgresFixtureError
