@@ -245,8 +245,13 @@ struct RequestValidator {
         // 4. Time bounds.
         let toleranceMicros = snapshot.domainParameters?.ledgerTimeRecordTimeTolerance?.micros ?? 60_000_000
         for received in views {
+            // The ledger time comes from the submitter: a difference that does not fit an Int64
+            // is out of bounds too, never a trap (one that every recipient would hit again
+            // after each restart, reading the same event).
             if let metadata = received.participantMetadata,
-                abs(metadata.ledgerTime - request.timestamp.microsSinceEpoch) > toleranceMicros
+                case let (difference, overflow) = metadata.ledgerTime.subtractingReportingOverflow(
+                    request.timestamp.microsSinceEpoch),
+                overflow || difference.magnitude > toleranceMicros.magnitude
             {
                 return .reject(
                     reasons.ledgerTimeOutOfBounds,

@@ -124,6 +124,15 @@ import WeftWire
                 == RejectReason.Participant.ledgerTimeOutOfBounds)
     }
 
+    /// The submitter chooses the ledger time: the extremes are rejected like any time out of
+    /// bounds, not a trap in the arithmetic.
+    @Test(arguments: [Int64.min, Int64.min + 1, Int64.max])
+    func anExtremeLedgerTimeIsRejectedNotATrap(_ ledgerTime: Int64) throws {
+        let request = try bankIssuesToAlice(ledgerTime: ledgerTime)
+        let decision = validator(0, packages: [package]).validate(request).decision
+        #expect(decision.reasonID == RejectReason.Participant.ledgerTimeOutOfBounds, "\(decision)")
+    }
+
     @Test func aRootHashSignedByAnotherKeyIsRejected() throws {
         var request = try bankIssuesToAlice()
         let forged = try members[0].signingKey.sign(PurposeHasher.hash(.rootHash, request.rootHashMessages[0].rootHash))
