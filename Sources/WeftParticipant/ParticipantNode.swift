@@ -99,8 +99,15 @@ public actor ParticipantNode {
     var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
     /// This participant as a sequencer member (`PAR::…`), as deliveries name their sender.
     var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
+    /// One submission of a command: its change id and submission id. Two submissions of one
+    /// change id (a resubmission after the first's rejection) are told apart by the second, so
+    /// that a completion reaches only the caller of the submission it completes.
+    private struct Submission: Hashable {
+        let change: ChangeID
+        let submissionID: String
+    }
     /// When each command in flight was submitted here: its duration metric at completion.
-    private var submittedAt: [ChangeID: ContinuousClock.Instant] = [:]
+    private var submittedAt: [Submission: ContinuousClock.Instant] = [:]
     /// Commands in flight whose request this participant has not yet seen sequenced, by message
     /// id: a send whose outcome is unknown, or one recorded before a crash and never sent. Once
     /// the stream's time passes a request's max sequencing time without it, the sequencer can no
@@ -130,7 +137,7 @@ public actor ParticipantNode {
     private var ledgerEndProcessed: Int64
     /// The offset up to which the ledger was pruned (0: never); reads below it fail typed.
     var prunedOffset: Int64
-    private var waiting: [ChangeID: [CheckedContinuation<Completion, any Error>]] = [:]
+    private var waiting: [Submission: [CheckedContinuation<Completion, any Error>]] = [:]
     private var ledgerEndWaiters: [(Int64, CheckedContinuation<Void, any Error>)] = []
     /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
     private var outcomes: [Digest32: String] = [:]
@@ -721,16 +728,16 @@ public actor ParticipantNode {
             return .duplicate(previous: previous)
         }
         unsequenced[prepared.messageID] = (prepared.change, prepared.maxSequencingTime)
-        submittedAt[prepared.change] = .now
+        submittedAt[Submission(change: prepared.change, submissionID: prepared.submissionID)] = .now
         // Cancelling the caller stops its wait, not the request: its completion stays in the store.
         return try await withTaskCancellationHandler {
             try await awaitCompletion(prepared)
         } onCancel: {
-            Task { await self.cancelWait(prepared.change) }
+            Task { await self.cancelWait(Submission(change: prepared.change, submissionID: prepared.submissionID)) }
         }
     }
 
-    private func cancelWait(_ key: ChangeID) {
+    private func cancelWait(_ key: Submission) {
         for continuation in waiting.removeValue(forKey: key) ?? [] {
             continuation.resume(throwing: CancellationError())
         }
@@ -747,7 +754,8 @@ public actor ParticipantNode {
                 // Processing ended while the command was recorded: nothing here completes it.
                 continuation.resume(throwing: ParticipantError.stopped)
             } else {
-                waiting[prepared.change, default: []].append(continuation)
+                waiting[Submission(change: prepared.change, submissionID: prepared.submissionID), default: []]
+                    .append(continuation)
             }
             background {
                 do {
@@ -951,14 +959,14 @@ public actor ParticipantNode {
         case .duplicate: outcome = "duplicate"
         }
         Counter(label: "weft_participant_commands_total", dimensions: [("outcome", outcome)]).increment()
-        if let started = submittedAt.removeValue(forKey: key) {
+        let submission = Submission(change: key, submissionID: submitter?.submissionID ?? submissionID ?? "")
+        if let started = submittedAt.removeValue(forKey: submission) {
             let (seconds, attoseconds) = (ContinuousClock.now - started).components
             Timer(label: "weft_participant_command_duration_seconds")
                 .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         }
-        publish(
-            CommandCompletion(change: key, completion: completion, submissionID: submitter?.submissionID ?? submissionID ?? ""))
-        for continuation in waiting.removeValue(forKey: key) ?? [] { continuation.resume(returning: completion) }
+        publish(CommandCompletion(change: key, completion: completion, submissionID: submission.submissionID))
+        for continuation in waiting.removeValue(forKey: submission) ?? [] { continuation.resume(returning: completion) }
     }
 
     // MARK: - The event processor
@@ -1404,7 +1412,9 @@ public actor ParticipantNode {
             .increment()
         var submitter: SubmitterMetadata?
         if let command = request.command {
-            if let own = request.ownSubmitter, submittedAt[ChangeID(command, actAs: own.actAs)] != nil {
+            if let own = request.ownSubmitter,
+                submittedAt[Submission(change: ChangeID(command, actAs: own.actAs), submissionID: own.submissionID)] != nil
+            {
                 // This process recorded the command (`submit`), so its record exists: nothing to
                 // restore, and the views were read at validation.
                 submitter = own
