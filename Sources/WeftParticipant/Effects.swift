@@ -16,15 +16,24 @@ struct Effects {
     /// Why the views could not be re-interpreted, if they could not (a participant that
     /// rejected them locally, e.g. for a missing package, still commits an approved verdict).
     var reinterpretationFailure: String?
+    /// What the approved views would change here but cannot, left out of the commit: a create
+    /// of a contract id this participant already has, an archive of a contract it has archived.
+    /// Honest confirmers reject such a request (`CREATES_EXISTING_CONTRACTS`, inactive inputs);
+    /// a participant that only observes learns of it from an approval all the same, when a
+    /// confirmer approved what it should not have. Committing the rest keeps this participant
+    /// on the verdict that every other informee commits; storing these would break the store's
+    /// keys and stop its event processor on the same event at every restart.
+    var inconsistencies: [String] = []
 
     /// The views of stored view trees (`participant_requests.views`), decoded and checked again.
     static func views(of viewTrees: [[UInt8]]) throws -> [View] {
         try viewTrees.map { try ReceivedView(Weft.V1.ViewTree(serializedBytes: $0)).view }
     }
 
+    /// `known`: every contract id this participant has stored, active or archived.
     init(
         _ views: [View], hosted: (Party) -> Bool, packages: [Package], interpreter: Interpreter,
-        active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)]
+        active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)], known: Set<ContractID>
     ) throws {
         var views = views
         views.sort { $0.position.lexicographicallyPrecedes($1.position) }
@@ -38,6 +47,10 @@ struct Effects {
                 let parties = input.contract.stakeholders.filter(hosted)
                 guard !parties.isEmpty else { continue }
                 seen.insert(input.id)
+                if active[input.id] == nil && known.contains(input.id) {
+                    inconsistencies.append("archives contract \(input.id), which was archived here before")
+                    continue
+                }
                 archived.append(input.id)
                 events.append(.init(created: false, contractID: input.id, parties: parties))
             }
@@ -48,6 +61,10 @@ struct Effects {
                 let parties = output.contract.stakeholders.filter(hosted)
                 guard !parties.isEmpty else { continue }
                 seen.insert(output.id)
+                if known.contains(output.id) {
+                    inconsistencies.append("creates contract \(output.id), which exists here already")
+                    continue
+                }
                 let wire = try output.contract.wire(
                     id: output.id, packages: packages, creationSeed: output.creationSeed
                 )

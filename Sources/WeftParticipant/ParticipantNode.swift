@@ -97,6 +97,8 @@ public actor ParticipantNode {
     var packageSources: [PackageID: Package] = [:]
     private var interpreter: Interpreter
     var active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)] = [:]
+    /// `approveEveryRequest()`, for tests.
+    private var respondsApproveAnyway = false
     /// This participant as a sequencer member (`PAR::…`), as deliveries name their sender.
     var memberText: String { MemberID(role: .participant, identifier: identity.id).description }
     /// One submission of a command: its change id and submission id. Two submissions of one
@@ -647,23 +649,29 @@ public actor ParticipantNode {
 
     /// `prepare` without the local hosting check, interpreting as `actAs` but claiming
     /// `claimedActAs` in the submitter metadata: for tests that play a malicious submitter
-    /// (acting for parties it does not host, or without their authority).
+    /// (acting for parties it does not host, or without their authority, or reusing the
+    /// transaction seed `seed` of another submission, so that its creates get the same ids).
     @_spi(Testing)
     public func prepareUnchecked(
-        _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey
+        _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey, seed: [UInt8]? = nil
     ) async throws -> PreparedSubmission {
         try prepareUnchecked(
             commands, actAs: actAs, claimedActAs: claimedActAs, command: command,
-            snapshot: await topology.snapshot(at: now), deduplicationPeriodMicros: nil)
+            snapshot: await topology.snapshot(at: now), deduplicationPeriodMicros: nil, seed: seed)
     }
+
+    /// For tests that play a confirmer approving what it should reject: from now on this node's
+    /// confirmation responses approve every request, whatever its checks found.
+    @_spi(Testing)
+    public func approveEveryRequest() { respondsApproveAnyway = true }
 
     private func prepareUnchecked(
         _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey,
         snapshot: TopologySnapshot, deduplicationPeriodMicros: Int64?,
-        disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:]
+        disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:], seed chosenSeed: [UInt8]? = nil
     ) throws -> PreparedSubmission {
         guard let mediator = snapshot.mediators.first else { throw ParticipantError.noMediator }
-        let seedBytes = try Self.randomBytes(32)
+        let seedBytes = try chosenSeed ?? Self.randomBytes(32)
         let seed = TransactionSeed(seedBytes)!
         let transaction: Transaction
         do throws(ContractError) {
@@ -1177,7 +1185,8 @@ public actor ParticipantNode {
         let state = ConflictState(active: active, known: known, locks: locks, pendingCreates: pendingCreates)
         let validator = RequestValidator(
             identity: identity, domain: domain, snapshot: snapshot, interpreter: interpreter,
-            packages: Set(packageSources.keys), state: state, sessions: incomingSessionKeys)
+            packages: Set(packageSources.keys), state: state, sessions: incomingSessionKeys,
+            respondsApproveAnyway: respondsApproveAnyway)
         let result = validator.validate(request)
         guard let rootHash = result.rootHash, !result.viewTrees.isEmpty || !result.responses.isEmpty else {
             logger.warning(
@@ -1364,8 +1373,14 @@ public actor ParticipantNode {
             }
             let packages = Array(packageSources.values)
             let computed = try Effects(
-                views, hosted: hosted, packages: packages, interpreter: interpreter, active: active)
+                views, hosted: hosted, packages: packages, interpreter: interpreter, active: active, known: known)
             effects = computed
+            for inconsistency in computed.inconsistencies {
+                Counter(label: "weft_participant_inconsistent_approvals_total").increment()
+                logger.error(
+                    "the mediator approved a request that \(inconsistency); that part is left out of the commit (a confirmer approved what it should have rejected: check the request's confirming participants)",
+                    metadata: [LogKey.request: "\(requestTime)", LogKey.rootHash: "\(request.rootHash)"])
+            }
             if let failure = computed.reinterpretationFailure {
                 logger.warning(
                     "the approved views do not re-interpret here, so their transaction tree is not stored (flat events are)",

@@ -78,6 +78,9 @@ struct RequestValidator {
     let state: ConflictState
     /// Session keys unwrapped for earlier views (docs/crypto.md §6.1).
     let sessions: IncomingSessionKeys
+    /// For tests that play a confirmer approving what it should reject: its responses approve
+    /// whatever the checks decided (`ParticipantNode.approveEveryRequest`).
+    var respondsApproveAnyway = false
 
     private struct Decoded {
         let received: ReceivedView
@@ -150,7 +153,7 @@ struct RequestValidator {
                 guard !parties.isEmpty else { continue }
                 let response = Weft.V1.ConfirmationResponse(
                     requestID: request.timestamp.wire, sender: identity.id.description, viewHash: view.hash.bytes,
-                    localVerdict: decision.wire, rootHash: rootHash.bytes, confirmingParties: parties.map(\.id),
+                    localVerdict: respondsApproveAnyway ? LocalDecision.approve.wire : decision.wire, rootHash: rootHash.bytes, confirmingParties: parties.map(\.id),
                     domain: domain.description)
                 if let signed = try? ProtocolSigning.sign(response, with: identity.signingKey) {
                     responses.append(signed)

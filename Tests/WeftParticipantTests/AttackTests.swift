@@ -107,6 +107,59 @@ extension OnARealDomain {
             }
         }
 
+        /// A confirmer that approves what it should reject (here the bank's participant, the only
+        /// one that confirms the bank's IOU) gets a second create of a contract id approved: the
+        /// same transaction seed and arguments again. Every informee commits the approval, keeping
+        /// the contract it has, and goes on processing; before, storing the create again broke
+        /// the contracts' key and stopped both participants on that event at every restart.
+        @Test func anApprovedCreateOfAnExistingContractIDLeavesTheContractAndStopsNobody() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                await domain.p2.approveEveryRequest()
+                let seed = (0..<32).map { UInt8($0) }
+                func issue(_ commandID: String) async throws -> PreparedSubmission {
+                    try await domain.p2.prepareUnchecked(
+                        [try domain.issue("5", to: domain.alice)], actAs: [domain.bank],
+                        command: CommandKey(applicationID: "mallory", commandID: commandID), seed: seed)
+                }
+                let first = try await issue("first")
+                guard case .succeeded = try await domain.p2.submit(first) else {
+                    Issue.record("the first issue did not commit")
+                    return
+                }
+                #expect(try await domain.p1.outcome(ofRequest: first.rootHash) == "approved")
+                let iou = try #require(try await domain.p1.activeContracts(of: domain.alice).first?.id)
+
+                let second = try await issue("second")
+                #expect(second.rootHash != first.rootHash)
+                let completion = try await domain.p2.submit(second)
+                guard case .succeeded(let transactionID, _) = completion else {
+                    Issue.record("the second issue did not commit: \(completion)")
+                    return
+                }
+                #expect(transactionID == second.rootHash.description)
+                #expect(try await domain.p1.outcome(ofRequest: second.rootHash) == "approved")
+                for (node, party) in [(domain.p1, domain.alice), (domain.p2, domain.bank)] {
+                    #expect(try await node.activeContracts(of: party).map(\.id) == [iou])
+                    let creates = try await node.transactions(of: party).flatMap(\.events).filter {
+                        if case .created(iou, _) = $0 { true } else { false }
+                    }
+                    #expect(creates.count == 1, "\(node.identity.id) shows \(creates.count) creates of \(iou)")
+                }
+                // Both go on: alice's transfer of the IOU to bob commits on both.
+                let transfer = try await domain.p1.submit(
+                    [try domain.transfer(iou, to: domain.bob)], actAs: [domain.alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "after"))
+                guard case .succeeded(let transferID, _) = transfer else {
+                    Issue.record("the transfer did not commit: \(transfer)")
+                    return
+                }
+                #expect(try await domain.p2.outcome(ofRequest: try #require(Digest32(hex: transferID))) == "approved")
+                #expect(try await domain.p2.activeContracts(of: domain.bob).count == 1)
+                await domain.stop()
+            }
+        }
+
         /// Only the submitting participant sends its request: another member sending the same
         /// batch (views, signature and submission id unchanged) is rejected, and that rejection
         /// does not complete the submitter's command, whose own request commits.
