@@ -308,6 +308,9 @@ public actor MediatorDriver {
                 || ContinuousClock.now - positionStoredAt >= settings.positionStoreInterval
             {
                 try await mediator.storeProgress()
+                // The write may have found a carried registration's uuid taken: its refusal
+                // leaves now, not with whatever event comes next.
+                for verdict in await mediator.takeLateRefusals() { queue(verdict) }
                 await noteStoredPosition()
             }
             storePositionAfterEvent = false
