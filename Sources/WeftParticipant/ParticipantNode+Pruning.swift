@@ -90,7 +90,10 @@ extension ParticipantNode {
                     "pruning.unconfirmed": "\(unconfirmed.map { "\($0.counterParticipant) from \(SequencingTimestamp(microsSinceEpoch: $0.oldestPeriodEndMicros))" }.joined(separator: "; "))",
                 ])
         }
-        let counts = try await store.prune(upTo: offset, recordTime: recordTime, forced: !confirmed)
+        let (counts, forgotten) = try await store.prune(upTo: offset, recordTime: recordTime, forced: !confirmed)
+        // Forgotten as a restart forgets them: validation and commit then treat a reused id the
+        // same way before and after one (docs/participant.md §5).
+        known.subtract(forgotten)
         prunedOffset = max(prunedOffset, offset)
         logger.info(
             "pruned the ledger history",

@@ -1,4 +1,5 @@
 import Foundation
+import WeftContracts
 import WeftStore
 
 /// Participant pruning (docs/participant.md, "Pruning"): the history a participant no longer
@@ -59,7 +60,11 @@ extension ParticipantStore {
     /// it); decided requests sequenced by then; and completed commands whose deduplication
     /// period ended before then. Commands in flight and pending requests stay whatever their
     /// age: the node still needs them. Records the pruned offset.
-    func prune(upTo offset: Int64, recordTime: Int64, forced: Bool) async throws -> PruneCounts {
+    /// Returns what it deleted, with the ids of the archived contracts deleted: the node
+    /// forgets them as a restart would (`ParticipantNode.known`).
+    func prune(upTo offset: Int64, recordTime: Int64, forced: Bool) async throws
+        -> (counts: PruneCounts, contracts: [ContractID])
+    {
         let me = PostgresValue.text(participant.description)
         let at = PostgresValue.int64(offset)
         return try await database.transaction { connection in
@@ -70,7 +75,8 @@ extension ParticipantStore {
             let transactions = try connection.execute(
                 "DELETE FROM participant_transactions WHERE participant = $1 AND ledger_offset <= $2", [me, at])
             let contracts = try connection.execute(
-                "DELETE FROM participant_contracts WHERE participant = $1 AND archived_offset <= $2", [me, at])
+                "DELETE FROM participant_contracts WHERE participant = $1 AND archived_offset <= $2 RETURNING contract_id",
+                [me, at])
             let requests = try connection.execute(
                 "DELETE FROM participant_requests WHERE participant = $1 AND request_ts <= $2 AND outcome IS NOT NULL",
                 [me, .int64(recordTime)])
@@ -83,9 +89,17 @@ extension ParticipantStore {
                 ON CONFLICT (participant) DO UPDATE SET pruned_offset = greatest(participant_pruning.pruned_offset, excluded.pruned_offset),
                     record_time = greatest(participant_pruning.record_time, excluded.record_time), forced = excluded.forced, pruned_at = now()
                 """, [me, at, .int64(recordTime), .text(forced ? "true" : "false")])
-            return PruneCounts(
-                transactions: transactions.affectedRowCount ?? 0, archivedContracts: contracts.affectedRowCount ?? 0,
+            let ids = try contracts.rows.map { row in
+                let text = try Self.require(row[0].string, "contract id")
+                guard let id = ContractID(hex: text) else {
+                    throw ParticipantError.inconsistentStore("a stored contract id is not one: \(text)")
+                }
+                return id
+            }
+            let counts = PruneCounts(
+                transactions: transactions.affectedRowCount ?? 0, archivedContracts: ids.count,
                 requests: requests.affectedRowCount ?? 0, commands: commands.affectedRowCount ?? 0)
+            return (counts, ids)
         }
     }
 }

@@ -156,6 +156,20 @@ extension OnARealDomain {
                 }
                 #expect(try await domain.p2.outcome(ofRequest: try #require(Digest32(hex: transferID))) == "approved")
                 #expect(try await domain.p2.activeContracts(of: domain.bob).count == 1)
+
+                // Pruned, the archived IOU is forgotten as a restart forgets it: the same create
+                // once more is stored like any other (before, only by a node restarted since).
+                for node in [domain.p1, domain.p2] {
+                    _ = try await node.prune(upTo: await node.ledgerEndOffset, ignoreCommitments: true)
+                }
+                let third = try await issue("third")
+                guard case .succeeded = try await domain.p2.submit(third) else {
+                    Issue.record("the third issue did not commit")
+                    return
+                }
+                #expect(try await domain.p1.outcome(ofRequest: third.rootHash) == "approved")
+                #expect(try await domain.p1.activeContracts(of: domain.alice).map(\.id) == [iou])
+                #expect(try await domain.p2.activeContracts(of: domain.bank).map(\.id).contains(iou))
                 await domain.stop()
             }
         }
