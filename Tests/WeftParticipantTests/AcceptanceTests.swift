@@ -81,7 +81,7 @@ struct StoredSequencerEvent: Sendable {
 
 /// Issue 7's acceptance tests that need more than the default domain: a DvP across four
 /// participants, and a confirming participant that is down when a request is made.
-extension OnARealDomain {
+extension OnASecondRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct AcceptanceTests {
         /// DvP among three parties on three participants: the buyer (alice) on participant1,
         /// the seller (bob) on participant2, the depository — bank and custodian in one — on

@@ -11,7 +11,7 @@ import WeftWire
 
 /// A malicious or broken submitter on a real domain: every request is rejected with its reason,
 /// and nothing changes on any participant.
-extension OnARealDomain {
+extension OnAThirdRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct AttackTests {
         /// What the participants hold: it must not change when a request is rejected.
         struct Ledgers: Equatable {
@@ -341,7 +341,7 @@ extension OnARealDomain {
 }
 
 /// Topology that changes while the participants run, followed from their streams.
-extension OnARealDomain {
+extension OnAThirdRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct TopologyChangeTests {
         @Test func aConfirmingParticipantWithoutThePackageRejectsAndTheVerdictSaysWhy() async throws {
             try await PostgresFixture.withFixture { fixture in

@@ -13,7 +13,7 @@ import WeftWire
 
 /// Issue 10's ACS commitment acceptance test, on one domain for all its assertions: three
 /// participants, a reconciliation interval of one second.
-extension OnARealDomain {
+extension OnASecondRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct CommitmentTests {
         static let intervalMicros: Int64 = 1_000_000
 

@@ -12,7 +12,7 @@ import WeftWire
 /// The stream cursor moved past events without effects in memory only (ParticipantNode,
 /// `cursorStoreEventsMax`): stored with the next write, and after a crash such events are read
 /// again and change nothing.
-extension OnARealDomain {
+extension OnAThirdRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct CursorTests {
         /// Returns once `node` has processed every event before `counter`.
         static func processed(_ node: ParticipantNode, before counter: UInt64) async {

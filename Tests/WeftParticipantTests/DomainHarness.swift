@@ -40,9 +40,13 @@ func quietLogger(_ label: String) -> Logger {
 }
 
 /// Every test that stands up a domain (a PostgreSQL server, a sequencer, a mediator and three
-/// participants) runs in this suite, one at a time: run side by side they load a two-core
-/// machine enough to push other suites' tests past their time limits.
+/// participants) runs in one of these three suites, one at a time in each: all side by side they
+/// load a two-core machine enough to push other suites' tests past their time limits. One chain
+/// of them alone was the test run's last ~120 s (88–115 s on an idle machine, waiting more than
+/// computing: ~0.5 of a core), so they are split in three of about the same length.
 @Suite(.serialized) struct OnARealDomain {}
+@Suite(.serialized) struct OnASecondRealDomain {}
+@Suite(.serialized) struct OnAThirdRealDomain {}
 
 /// The domain's mediator node: the mediator core driven from its own sequencer stream by
 /// WeftMediator's `MediatorDriver`, as `weft run` runs it; stopped and started again on the

@@ -554,7 +554,7 @@ extension LedgerAPITests {
 /// Explicit disclosure through the Ledger API: a DvP seller settles with the buyer's cash, which
 /// only the buyer's and the bank's participants store, handed over as the buyer's participant
 /// gave it out (`created_event_blob`); a blob that does not prove its contract is refused.
-extension OnARealDomain {
+extension OnASecondRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct LedgerAPIDisclosureTests {
         @Test func aSellerSettlesWithTheBuyersCashDisclosedToIt() async throws {
             try await PostgresFixture.withFixture { fixture in
@@ -662,7 +662,7 @@ extension OnARealDomain {
 /// A submission the participant refuses before it records the command (here: its processing
 /// has ended) completes on the completion stream, and completions arriving together each get an
 /// offset of their own.
-extension OnARealDomain {
+extension OnASecondRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct CompletionLogTests {
         @Test func anAsyncSubmissionTheParticipantNeverRecordedCompletesAsLost() async throws {
             try await PostgresFixture.withFixture { fixture in
@@ -1076,7 +1076,7 @@ extension OnARealDomain {
 /// A submission the Ledger API recorded but the participant never did (the node was killed
 /// between the two) completes as lost when the Ledger API starts again: the application, which
 /// had its submission id, learns to submit again instead of waiting for ever.
-extension OnARealDomain {
+extension OnASecondRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct LostSubmissionTests {
         @Test func aSubmissionNeverRecordedByTheParticipantCompletesAsLost() async throws {
             try await PostgresFixture.withFixture { fixture in

@@ -11,7 +11,7 @@ import WeftTopology
 /// Issue 10's participant pruning (docs/participant.md, "Pruning"), on one domain for all its
 /// assertions: pruning at the commitment safe point removes the history and keeps the ACS;
 /// past the safe point it is refused, naming the point, unless explicitly overridden.
-extension OnARealDomain {
+extension OnAThirdRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct PruningTests {
         @Test func pruningStopsAtTheCommitmentSafePointUnlessOverridden() async throws {
             try await PostgresFixture.withFixture { fixture in
@@ -22,7 +22,7 @@ extension OnARealDomain {
                 let alice = domain.alice
                 let p1ID = domain.members[0].id.description
                 try await domain.setDomainParameters(
-                    TestDomain.parameters(reconciliationIntervalMicros: CommitmentTests.intervalMicros), serial: 2)
+                    TestDomain.parameters(reconciliationIntervalMicros: OnASecondRealDomain.CommitmentTests.intervalMicros), serial: 2)
 
                 // History: two IOUs to alice, one transferred to bob (its contract is archived at participant1).
                 _ = try await domain.issued("100.00", to: alice, command: "iou-1")

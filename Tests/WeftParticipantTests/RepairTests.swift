@@ -11,7 +11,7 @@ import WeftTestSupport
 /// participant2 loses its database after the sequencer pruned its stream, imports the
 /// contracts it shares with participant1 from participant1's snapshot — refused when tampered,
 /// accepted when genuine — and continues transacting with matching commitments.
-extension OnARealDomain {
+extension OnAThirdRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct RepairTests {
         static let intervalMicros: Int64 = 1_000_000
 

@@ -10,7 +10,7 @@ import WeftTestSupport
 /// database but kept its keys starts on an empty one and rebuilds its ledger from its
 /// sequencer stream. The process-level acceptance test (wipe during load, `weft run`) is
 /// `WeftNodeTests.ReplayProcessTests`; these check the participant core on one domain.
-extension OnARealDomain {
+extension OnAThirdRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct ReplayTests {
         /// A database of its own on the fixture's server for the participant's second life.
         static func emptyDatabase(_ fixture: PostgresFixture, _ name: String) throws -> String {

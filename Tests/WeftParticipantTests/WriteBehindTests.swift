@@ -8,7 +8,7 @@ import WeftTestSupport
 /// The participant's write-behind (ParticipantNode+WriteBehind.swift): events are processed
 /// while an earlier event's write is still on its way, the writes queued meanwhile commit
 /// together, and nothing that depends on a write leaves the participant before it commits.
-extension OnARealDomain {
+extension OnASecondRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct WriteBehindTests {
         @Test func eventsBehindABlockedWriteAreProcessedCommittedTogetherAndAnsweredOnlyOnceStored() async throws {
             try await PostgresFixture.withFixture { fixture in
