@@ -21,8 +21,9 @@ struct Effects {
     /// Honest confirmers reject such a request (`CREATES_EXISTING_CONTRACTS`, inactive inputs);
     /// a participant that only observes learns of it from an approval all the same, when a
     /// confirmer approved what it should not have. Committing the rest keeps this participant
-    /// on the verdict that every other informee commits; storing these would break the store's
-    /// keys and stop its event processor on the same event at every restart.
+    /// on the verdict that every other informee commits; storing the create would break the
+    /// contracts' key and stop the event processor on the same event at every restart, and the
+    /// archive would show the contract archived twice.
     var inconsistencies: [String] = []
 
     /// The views of stored view trees (`participant_requests.views`), decoded and checked again.
@@ -30,7 +31,8 @@ struct Effects {
         try viewTrees.map { try ReceivedView(Weft.V1.ViewTree(serializedBytes: $0)).view }
     }
 
-    /// `known`: every contract id this participant has stored, active or archived.
+    /// `known`: every contract id this participant has stored, active or archived (and not
+    /// pruned), or queued to store.
     init(
         _ views: [View], hosted: (Party) -> Bool, packages: [Package], interpreter: Interpreter,
         active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)], known: Set<ContractID>
