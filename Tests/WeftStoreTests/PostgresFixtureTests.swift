@@ -50,8 +50,7 @@ import WeftTestSupport
     /// A run killed before it stopped its server (a timeout, a signal) leaves the server running;
     /// the next fixture to start stops it, knowing by the owner it recorded that nobody will.
     @Test func aServerWhoseOwnerIsGoneIsStoppedByTheNextStart() async throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/pg-fixture").path
+        let script = Self.script
         // A process that has exited by the time its pid is known.
         let gone = try await TestSubprocess.run(["sh", "-c", "echo $$"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("orphan-\(UUID().uuidString).out").path
@@ -78,8 +77,7 @@ import WeftTestSupport
     /// TMPDIR) instead of running initdb: the copies must be clusters of their own, and a
     /// template left incomplete (its removal cut short) must be made again, not copied.
     @Test func fixturesCopyOneTemplateAndShareNoData() async throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("scripts/pg-fixture").path
+        let script = Self.script
         // A TMPDIR of its own, so that the template is made here; the server user must reach it.
         let temporary = "/tmp/weft-template-test-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(
@@ -128,6 +126,10 @@ import WeftTestSupport
             #expect(stopped.status == 0, "\(stopped.error)")
         }
     }
+
+    /// The repository's `scripts/pg-fixture`, for tests that run it directly.
+    private static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("scripts/pg-fixture").path
 
     /// Keeps a failed start from hiding a successful one, whose server must still be stopped.
     private static func startCapturingFailure() async -> Result<
