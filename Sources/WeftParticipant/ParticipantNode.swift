@@ -1448,10 +1448,15 @@ public actor ParticipantNode {
             )
         }
         let outcome = approved ? "approved" : reasonID
+        // The ledger end this decision leaves, where its command completes.
+        let ledgerEndAfter = commit?.offset ?? ledgerEndProcessed
         let decision = ParticipantStore.Decision(
-            timestamp: requestTime, outcome: outcome, commit: commit, command: own,
-            completion: approved ? nil : (reasonID, reason))
-        try enqueue(.decide(decision), next: next) { [commit, submitter, own, approved, reasonID, reason] in
+            timestamp: requestTime,
+            verdict: approved
+                ? .approved(transactionID: request.rootHash.description, commit: commit, ledgerEnd: ledgerEndAfter)
+                : .rejected(reasonID: reasonID, reason: reason),
+            command: own)
+        try enqueue(.decide(decision), next: next) { [commit, submitter, own, approved, reasonID, reason, ledgerEndAfter] in
             if let count = self.decidedUnstored[request.rootHash] {
                 self.decidedUnstored[request.rootHash] = count > 1 ? count - 1 : nil
             }
@@ -1482,7 +1487,7 @@ public actor ParticipantNode {
                 if approved {
                     self.complete(
                         command,
-                        .succeeded(transactionID: request.rootHash.description, offset: commit?.offset ?? self.ledgerEnd),
+                        .succeeded(transactionID: request.rootHash.description, offset: ledgerEndAfter),
                         submitter: submitter)
                 } else {
                     self.complete(command, .rejected(reasonID: reasonID, message: reason), submitter: submitter)

@@ -541,16 +541,34 @@ public struct ParticipantStore: Sendable {
         case decide(Decision)
     }
 
-    /// A verdict applied: on approval `commit` (contracts, the transaction and its events),
-    /// either way the request's outcome and its command's completion.
+    /// A verdict applied: the request's outcome, on approval what it commits here, and either
+    /// way its command's completion.
     struct Decision: Sendable {
+        enum Verdict: Sendable {
+            /// Approved as transaction `transactionID`. `commit` holds the contracts, the
+            /// transaction and its events; it is nil when the approval changes nothing here (no
+            /// hosted party sees an event), and then the command completes at `ledgerEnd`, the
+            /// ledger end the approval leaves, as it does when `commit` is there.
+            case approved(transactionID: String, commit: Commit?, ledgerEnd: Int64)
+            case rejected(reasonID: String, reason: String)
+        }
         let timestamp: SequencingTimestamp
-        let outcome: String
-        let commit: Commit?
+        let verdict: Verdict
         /// The request's command, when this participant submitted it: its change id (the
         /// parties it acted as may see its command id) and the submission the verdict completes.
         let command: (change: ChangeID, submissionID: String)?
-        let completion: (reasonID: String, reason: String)?
+
+        /// What `participant_requests.outcome` stores: "approved" or the reason id.
+        var outcome: String {
+            switch verdict {
+            case .approved: "approved"
+            case .rejected(let reasonID, _): reasonID
+            }
+        }
+
+        var commit: Commit? {
+            if case .approved(_, let commit, _) = verdict { commit } else { nil }
+        }
     }
 
     /// Commits `writes`, the effects of consecutive events in stream order, with `cursor` (past
@@ -590,8 +608,8 @@ public struct ParticipantStore: Sendable {
 
     /// Applies a verdict (see `Decision`).
     private static func decide(_ decision: Decision, _ connection: PostgresConnection, _ me: PostgresValue) throws {
-        let (timestamp, outcome, commit, command, completion) = (
-            decision.timestamp, decision.outcome, decision.commit, decision.command, decision.completion
+        let (timestamp, outcome, commit, command) = (
+            decision.timestamp, decision.outcome, decision.commit, decision.command
         )
         try connection.enqueue(
             "UPDATE participant_requests SET outcome = $3 WHERE participant = $1 AND request_ts = $2",
@@ -654,35 +672,37 @@ public struct ParticipantStore: Sendable {
                     ])
             }
         }
-        if let command {
-            if let commit {
-                // The deduplication period counts from the completion too (its length is the
-                // stored window's): a retry of a command whose verdict came after its period, by
-                // an application that gave up waiting, is still its duplicate.
-                try connection.enqueue(
-                    """
-                    UPDATE participant_commands SET state = 'succeeded', transaction_id = $5, ledger_offset = $6,
-                        batch = NULL, dedup_until = greatest(dedup_until, $7 + (dedup_until - submitted_at))
-                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
-                        AND state = 'in_flight'
-                    """,
-                    [
-                        me, .text(command.change.applicationID), .text(command.change.commandID),
-                        .text(command.submissionID), .text(commit.transactionID), .int64(commit.offset),
-                        .int64(Int64(Date().timeIntervalSince1970 * 1_000_000)),
-                    ])
-            } else if let completion {
-                try connection.enqueue(
-                    """
-                    UPDATE participant_commands SET state = 'rejected', reason_id = $5, reason = $6, batch = NULL
-                    WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
-                        AND state = 'in_flight'
-                    """,
-                    [
-                        me, .text(command.change.applicationID), .text(command.change.commandID),
-                        .text(command.submissionID), .text(completion.reasonID), .text(completion.reason),
-                    ])
-            }
+        // An approval completes its command whether or not it commits anything here: a record
+        // left `in_flight` would hold its command id for good.
+        switch (command, decision.verdict) {
+        case (nil, _): break
+        case (let command?, .approved(let transactionID, _, let ledgerEnd)):
+            // The deduplication period counts from the completion too (its length is the
+            // stored window's): a retry of a command whose verdict came after its period, by
+            // an application that gave up waiting, is still its duplicate.
+            try connection.enqueue(
+                """
+                UPDATE participant_commands SET state = 'succeeded', transaction_id = $5, ledger_offset = $6,
+                    batch = NULL, dedup_until = greatest(dedup_until, $7 + (dedup_until - submitted_at))
+                WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
+                    AND state = 'in_flight'
+                """,
+                [
+                    me, .text(command.change.applicationID), .text(command.change.commandID),
+                    .text(command.submissionID), .text(transactionID), .int64(ledgerEnd),
+                    .int64(Int64(Date().timeIntervalSince1970 * 1_000_000)),
+                ])
+        case (let command?, .rejected(let reasonID, let reason)):
+            try connection.enqueue(
+                """
+                UPDATE participant_commands SET state = 'rejected', reason_id = $5, reason = $6, batch = NULL
+                WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
+                    AND state = 'in_flight'
+                """,
+                [
+                    me, .text(command.change.applicationID), .text(command.change.commandID),
+                    .text(command.submissionID), .text(reasonID), .text(reason),
+                ])
         }
     }
 

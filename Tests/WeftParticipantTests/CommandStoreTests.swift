@@ -64,4 +64,45 @@ import WeftTopology
             await database.shutdown()
         }
     }
+
+    /// An approval that commits nothing here (no hosted party sees an event of it) still
+    /// completes its command: left `in_flight`, the record would refuse its command id for good
+    /// after a restart, while the submitter's application was told it succeeded.
+    @Test func anApprovalWithNothingToCommitCompletesItsCommand() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let participant = try UniqueIdentifier(
+                name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            let store = ParticipantStore(database: database, participant: participant)
+            _ = try await store.migrate()
+            let alice = try Party("alice::1220aa")
+            let now: Int64 = 1_800_000_000_000_000
+            for (commandID, submission) in [("approved", "s1"), ("rejected", "s2")] {
+                #expect(try await store.begin(Self.submitted(commandID, [alice], submission: submission), now: now) == nil)
+            }
+            func change(_ commandID: String) -> ChangeID {
+                ChangeID(CommandKey(applicationID: Self.application, commandID: commandID), actAs: [alice])
+            }
+            try await store.write(
+                [
+                    .decide(
+                        .init(
+                            timestamp: SequencingTimestamp(microsSinceEpoch: now + 1),
+                            verdict: .approved(transactionID: "tx-without-events", commit: nil, ledgerEnd: 3),
+                            command: (change("approved"), "s1"))),
+                    .decide(
+                        .init(
+                            timestamp: SequencingTimestamp(microsSinceEpoch: now + 2),
+                            verdict: .rejected(reasonID: "SOME_REASON", reason: "because"),
+                            command: (change("rejected"), "s2"))),
+                ],
+                cursor: .init(nextCounter: 5, lastTimestamp: SequencingTimestamp(microsSinceEpoch: now + 2)))
+            let approved = try #require(try await store.command(change("approved")))
+            #expect(approved.state == .succeeded)
+            #expect(approved.transactionID == "tx-without-events" && approved.ledgerOffset == 3)
+            let rejected = try #require(try await store.command(change("rejected")))
+            #expect(rejected.state == .rejected && rejected.reasonID == "SOME_REASON" && rejected.reason == "because")
+            await database.shutdown()
+        }
+    }
 }
