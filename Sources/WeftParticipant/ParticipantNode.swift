@@ -1161,7 +1161,18 @@ public actor ParticipantNode {
                     metadata: [LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)"])
             }
         }
-        if !request.rootHashMessages.isEmpty || !request.encryptedViews.isEmpty {
+        let isRequest = !request.rootHashMessages.isEmpty || !request.encryptedViews.isEmpty
+        if !ready, isRequest || !verdicts.isEmpty {
+            // Before the history, the topology knows nobody: no signature can be checked and
+            // no party is hosted here. Storing a request (its write stores the cursor) would
+            // also move the stored cursor past the broadcasts held in memory until the history
+            // arrives, which a restart must read again. The mediator times such a request out.
+            Counter(label: "weft_participant_messages_before_topology_total").increment()
+            logger.warning(
+                "a confirmation request or verdict arrived before the domain's topology history; ignored, as this participant cannot check it yet",
+                metadata: [LogKey.sender: "\(deliver.sender)", LogKey.timestamp: "\(timestamp)"])
+            pass(to: next)
+        } else if isRequest {
             try await validate(request, next: next)
         } else if let verdict = verdicts.first {
             if verdicts.count > 1 {
