@@ -183,7 +183,7 @@ public actor MediatorDriver {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.processEvents(from: position.nextCounter) }
                 group.addTask { await self.sendVerdicts(signals) }
-                group.addTask { await self.watchDeadlines() }
+                group.addTask { try await self.watchDeadlines() }
                 try await group.next()
                 group.cancelAll()
             }
@@ -578,8 +578,9 @@ public actor MediatorDriver {
     }
 
     /// Stores the position (and delivered marks) when nothing carried them for
-    /// `positionStoreInterval`: an idle stream's last events and verdicts sent.
-    private func storeProgressIfIdle() async {
+    /// `positionStoreInterval`: an idle stream's last events and verdicts sent. A store that
+    /// disagrees with this mediator stops the driver, as it does when an event finds it.
+    private func storeProgressIfIdle() async throws {
         guard await mediator.hasUnstoredProgress, ContinuousClock.now - positionStoredAt >= settings.positionStoreInterval
         else { return }
         do {
@@ -587,6 +588,12 @@ public actor MediatorDriver {
             for verdict in await mediator.takeLateRefusals() { queue(verdict) }
             await noteStoredPosition()
             positionStoredAt = .now
+        } catch let error as MediatorError {
+            guard case .inconsistentStore = error else {
+                logger.warning("storing the stream position failed; retried", metadata: ["error": "\(error)"])
+                return
+            }
+            throw error
         } catch {
             logger.warning("storing the stream position failed; retried", metadata: ["error": "\(error)"])
         }
@@ -596,9 +603,9 @@ public actor MediatorDriver {
 
     /// Watches the earliest pending deadline; once the wall clock passed it and no event has
     /// carried sequencing time past it, asks the sequencer for the time.
-    private func watchDeadlines() async {
+    private func watchDeadlines() async throws {
         while !Task.isCancelled {
-            await storeProgressIfIdle()
+            try await storeProgressIfIdle()
             var pause = settings.deadlineCheckInterval
             if let deadline = await mediator.nextDeadline, lastTimestamp.map({ $0 <= deadline }) ?? true {
                 let untilDeadline = deadline.microsSinceEpoch - Self.wallClockMicros()
