@@ -3,6 +3,7 @@ import Testing
 import WeftContracts
 import WeftCrypto
 @_spi(Testing) import WeftParticipant
+import WeftProtocol
 import WeftSequencer
 import WeftStore
 import WeftTestSupport
@@ -212,6 +213,68 @@ extension OnAThirdRealDomain {
                 await Self.processed(restarted, before: processed)
                 #expect(await restarted.nextCounter >= processed)
                 await restarted.stop()
+                await domain.stop()
+            }
+        }
+
+        /// A participant without the domain's topology history takes no part in requests: it
+        /// could check nothing, and storing a request would store the cursor with it, past the
+        /// topology broadcasts held in memory until the history arrives. The history is lost by
+        /// hand here, before a restart (the real case is a member that a request reaches before
+        /// the sequencers sent it the history). It stores neither the request nor a cursor past
+        /// it; the mediator times the request out.
+        @Test func aParticipantWithoutTheTopologyHistoryStoresNoRequestAndNoCursorPastIt() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (alice, bob) = (domain.alice, domain.bob)
+                let iou = try await domain.issued("40", to: alice, command: "issue-no-history")
+                // A 3 s response timeout: participant2, which confirms for the bank, will not answer.
+                try await domain.setParticipantResponseTimeout(micros: 3_000_000, serial: 2)
+                await domain.p2.stop()
+                let member = domain.members[1]
+                let participant = member.id.description
+                let database = try PostgresConnection(url: fixture.url)
+                _ = try database.execute(
+                    "DELETE FROM member_topology_transactions WHERE member = $1", [.text(member.member.description)])
+                func requestRows() throws -> Int64 {
+                    try database.execute(
+                        "SELECT count(*) FROM participant_requests WHERE participant = $1", [.text(participant)]
+                    ).rows.first?.first?.int64 ?? -1
+                }
+                let rowsBefore = try requestRows()
+                let p2 = try await DomainHarness.startNode(
+                    member, store: ParticipantStore(database: PostgresDatabase(url: fixture.url), participant: member.id),
+                    url: fixture.url, endpoint: domain.endpoint, domain: domain.domain, ready: false)
+                let storedBefore = try Self.storedCounter(fixture.url, participant)
+
+                let prepared = try await domain.p1.prepare(
+                    [try domain.transfer(iou, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "transfer-no-history"))
+                let completion = try await domain.p1.submit(prepared)
+                #expect(completion.reasonID == RejectReason.timedOut, "completion \(completion)")
+
+                // The verdict on participant2's stream (the first event from the mediator since
+                // its stored cursor): once it processed that, it has seen the request too.
+                let session = try await SequencerClient.authenticate(
+                    try await RPCClient.connect(
+                        host: domain.endpoint.host, port: domain.endpoint.port, security: domain.endpoint.security),
+                    member: member.member.description, key: member.signingKey,
+                    domain: domain.domain.domain.description, sequencerKeys: [domain.domain.sequencerKey.publicKey])
+                var verdictCounter: UInt64?
+                for try await event in try session.subscribe(from: UInt64(max(storedBefore, 0))) {
+                    if case .deliver(let deliver)? = event.event,
+                        deliver.sender == domain.domain.mediatorMember.description
+                    {
+                        verdictCounter = event.counter
+                        break
+                    }
+                }
+                await session.rpc.close()
+                await Self.processed(p2, before: try #require(verdictCounter) + 1)
+                #expect(try requestRows() == rowsBefore)
+                #expect(try Self.storedCounter(fixture.url, participant) == storedBefore)
+                #expect(await p2.lockedContracts.isEmpty)
+                await p2.stop()
                 await domain.stop()
             }
         }
