@@ -1074,6 +1074,8 @@ public actor ParticipantNode {
     /// Computes, once, the decision times of pending requests loaded at start (validation
     /// records those of the requests it adds), from the parameters in force at each one's time.
     private func computeDecisionTimes() async {
+        // Before the history the topology has no domain parameters: every time would be "never".
+        guard ready else { return }
         for requestTime in pending.keys where decisionTimes[requestTime] == nil {
             let decisionTime =
                 await topology.snapshot(at: requestTime).domainParameters?
@@ -1463,9 +1465,10 @@ public actor ParticipantNode {
         let ledgerEndAfter = commit?.offset ?? ledgerEndProcessed
         let decision = ParticipantStore.Decision(
             timestamp: requestTime,
-            verdict: approved
-                ? .approved(transactionID: request.rootHash.description, commit: commit, ledgerEnd: ledgerEndAfter)
-                : .rejected(reasonID: reasonID, reason: reason),
+            verdict: !approved
+                ? .rejected(reasonID: reasonID, reason: reason)
+                : commit.map { .committed($0) }
+                    ?? .approvedWithoutCommit(transactionID: request.rootHash.description, ledgerEnd: ledgerEndAfter),
             command: own)
         try enqueue(.decide(decision), next: next) { [commit, submitter, own, approved, reasonID, reason, ledgerEndAfter] in
             if let count = self.decidedUnstored[request.rootHash] {

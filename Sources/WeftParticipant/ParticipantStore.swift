@@ -231,6 +231,23 @@ public struct ParticipantStore: Sendable {
             COMMENT ON COLUMN participant_commands.act_as IS
                 'The parties the command acts as, sorted: part of the deduplication key. Empty for a command recorded before migration 16: it deduplicates its command id for any parties.';
             """),
+        Migration(
+            17, "commands approved without a commit here are completed",
+            // Before this version an approved request that committed nothing here (no hosted
+            // party saw an event of it) left its command `in_flight`: the application was told
+            // it succeeded, but the record held the command id, and once its request row was
+            // pruned a restart rejected it as never sequenced, inviting a second execution.
+            // Their offset is the ledger end at their request, as the node now stores it.
+            """
+            UPDATE participant_commands c
+            SET state = 'succeeded', transaction_id = encode(c.root_hash, 'hex'), batch = NULL,
+                ledger_offset = coalesce((
+                    SELECT max(t.ledger_offset) FROM participant_transactions t
+                    WHERE t.participant = c.participant AND t.request_ts < r.request_ts), 0)
+            FROM participant_requests r
+            WHERE c.state = 'in_flight' AND r.participant = c.participant AND r.root_hash = c.root_hash
+                AND r.outcome = 'approved';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -545,11 +562,13 @@ public struct ParticipantStore: Sendable {
     /// way its command's completion.
     struct Decision: Sendable {
         enum Verdict: Sendable {
-            /// Approved as transaction `transactionID`. `commit` holds the contracts, the
-            /// transaction and its events; it is nil when the approval changes nothing here (no
-            /// hosted party sees an event), and then the command completes at `ledgerEnd`, the
-            /// ledger end the approval leaves, as it does when `commit` is there.
-            case approved(transactionID: String, commit: Commit?, ledgerEnd: Int64)
+            /// Approved, committing the contracts, the transaction and its events here; the
+            /// command completes at the commit's offset.
+            case committed(Commit)
+            /// Approved as transaction `transactionID`, which changes nothing here (no hosted
+            /// party sees an event of it): no offset of its own, so the command completes at
+            /// `ledgerEnd`, the ledger end before and after it.
+            case approvedWithoutCommit(transactionID: String, ledgerEnd: Int64)
             case rejected(reasonID: String, reason: String)
         }
         let timestamp: SequencingTimestamp
@@ -561,13 +580,13 @@ public struct ParticipantStore: Sendable {
         /// What `participant_requests.outcome` stores: "approved" or the reason id.
         var outcome: String {
             switch verdict {
-            case .approved: "approved"
+            case .committed, .approvedWithoutCommit: "approved"
             case .rejected(let reasonID, _): reasonID
             }
         }
 
         var commit: Commit? {
-            if case .approved(_, let commit, _) = verdict { commit } else { nil }
+            if case .committed(let commit) = verdict { commit } else { nil }
         }
     }
 
@@ -674,25 +693,12 @@ public struct ParticipantStore: Sendable {
         }
         // An approval completes its command whether or not it commits anything here: a record
         // left `in_flight` would hold its command id for good.
-        switch (command, decision.verdict) {
-        case (nil, _): break
-        case (let command?, .approved(let transactionID, _, let ledgerEnd)):
-            // The deduplication period counts from the completion too (its length is the
-            // stored window's): a retry of a command whose verdict came after its period, by
-            // an application that gave up waiting, is still its duplicate.
-            try connection.enqueue(
-                """
-                UPDATE participant_commands SET state = 'succeeded', transaction_id = $5, ledger_offset = $6,
-                    batch = NULL, dedup_until = greatest(dedup_until, $7 + (dedup_until - submitted_at))
-                WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
-                    AND state = 'in_flight'
-                """,
-                [
-                    me, .text(command.change.applicationID), .text(command.change.commandID),
-                    .text(command.submissionID), .text(transactionID), .int64(ledgerEnd),
-                    .int64(Int64(Date().timeIntervalSince1970 * 1_000_000)),
-                ])
-        case (let command?, .rejected(let reasonID, let reason)):
+        guard let command else { return }
+        let success: (transactionID: String, offset: Int64)
+        switch decision.verdict {
+        case .committed(let commit): success = (commit.transactionID, commit.offset)
+        case .approvedWithoutCommit(let transactionID, let ledgerEnd): success = (transactionID, ledgerEnd)
+        case .rejected(let reasonID, let reason):
             try connection.enqueue(
                 """
                 UPDATE participant_commands SET state = 'rejected', reason_id = $5, reason = $6, batch = NULL
@@ -703,7 +709,23 @@ public struct ParticipantStore: Sendable {
                     me, .text(command.change.applicationID), .text(command.change.commandID),
                     .text(command.submissionID), .text(reasonID), .text(reason),
                 ])
+            return
         }
+        // The deduplication period counts from the completion too (its length is the stored
+        // window's): a retry of a command whose verdict came after its period, by an
+        // application that gave up waiting, is still its duplicate.
+        try connection.enqueue(
+            """
+            UPDATE participant_commands SET state = 'succeeded', transaction_id = $5, ledger_offset = $6,
+                batch = NULL, dedup_until = greatest(dedup_until, $7 + (dedup_until - submitted_at))
+            WHERE participant = $1 AND application_id = $2 AND command_id = $3 AND submission_id = $4
+                AND state = 'in_flight'
+            """,
+            [
+                me, .text(command.change.applicationID), .text(command.change.commandID),
+                .text(command.submissionID), .text(success.transactionID), .int64(success.offset),
+                .int64(Int64(Date().timeIntervalSince1970 * 1_000_000)),
+            ])
     }
 
     /// Archives contract `$2` of participant `$1` at offset `$3` (once: an archived contract

@@ -37,7 +37,7 @@ import WeftTopology
                     root_hash, submitted_at, dedup_until, state, transaction_id, ledger_offset)
                 VALUES ($1, $2, 'old', 'old-submission', 'request-old-submission', '\\x00', $3, $4, 'succeeded', 'old-tx', 7)
                 """, [.text(participant.description), .text(Self.application), .int64(now), .int64(now + 10 * Self.minute)])
-            #expect(try ParticipantStore.migrator.migrate(connection) == [16])
+            #expect(try ParticipantStore.migrator.migrate(connection) == [16, 17])
 
             let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
             let store = ParticipantStore(database: database, participant: participant)
@@ -88,7 +88,7 @@ import WeftTopology
                     .decide(
                         .init(
                             timestamp: SequencingTimestamp(microsSinceEpoch: now + 1),
-                            verdict: .approved(transactionID: "tx-without-events", commit: nil, ledgerEnd: 3),
+                            verdict: .approvedWithoutCommit(transactionID: "tx-without-events", ledgerEnd: 3),
                             command: (change("approved"), "s1"))),
                     .decide(
                         .init(
@@ -102,6 +102,66 @@ import WeftTopology
             #expect(approved.transactionID == "tx-without-events" && approved.ledgerOffset == 3)
             let rejected = try #require(try await store.command(change("rejected")))
             #expect(rejected.state == .rejected && rejected.reasonID == "SOME_REASON" && rejected.reason == "because")
+            await database.shutdown()
+        }
+    }
+
+    /// Participant migration 17 completes the commands an approval left `in_flight` because it
+    /// committed nothing here (the versions before stored no completion then), at the ledger end
+    /// of their request; a command whose request is pending or rejected stays as it is.
+    @Test func migration17CompletesCommandsApprovedWithoutACommit() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let participant = try UniqueIdentifier(
+                name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
+            let connection = try PostgresConnection(url: fixture.url)
+            let before = Migrator(
+                component: ParticipantStore.migrator.component,
+                migrations: ParticipantStore.migrator.migrations.filter { $0.version < 17 })
+            _ = try before.migrate(connection)
+            let me = PostgresValue.text(participant.description)
+            let alice = try Party("alice::1220aa")
+            let now: Int64 = 1_800_000_000_000_000
+            // Three commands in flight: one whose request was approved without a commit (after
+            // the transaction at offset 2, before the one at 3), one whose request is pending,
+            // and one whose request was rejected (not completed here: left to the node).
+            for (index, (commandID, outcome)) in [("approved", "approved"), ("pending", nil), ("rejected", "SOME_REASON")]
+                .enumerated()
+            {
+                let rootHash = PostgresValue.bytes([UInt8](repeating: UInt8(index + 1), count: 32))
+                _ = try connection.execute(
+                    """
+                    INSERT INTO participant_commands (participant, application_id, command_id, submission_id, message_id,
+                        root_hash, submitted_at, dedup_until, state, act_as)
+                    VALUES ($1, $2, $3, $3, 'request-' || $3, $4, $5, $6, 'in_flight', $7::text[])
+                    """,
+                    [me, .text(Self.application), .text(commandID), rootHash, .int64(now), .int64(now + Self.minute),
+                     .textArray([alice.id])])
+                _ = try connection.execute(
+                    """
+                    INSERT INTO participant_requests (participant, request_ts, root_hash, views, locked, creates, responses, outcome)
+                    VALUES ($1, $2, $3, '\\x', '{}', '{}', '\\x', $4)
+                    """, [me, .int64(now + 10 + Int64(index)), rootHash, outcome.map { .text($0) } ?? .null])
+            }
+            _ = try connection.execute(
+                "INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts) VALUES ($1, 2, 'earlier', $2)",
+                [me, .int64(now + 1)])
+            _ = try connection.execute(
+                "INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts) VALUES ($1, 3, 'later', $2)",
+                [me, .int64(now + 20)])
+            #expect(try ParticipantStore.migrator.migrate(connection) == [17])
+
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            let store = ParticipantStore(database: database, participant: participant)
+            func record(_ commandID: String) async throws -> CommandRecord {
+                try #require(
+                    try await store.command(
+                        ChangeID(CommandKey(applicationID: Self.application, commandID: commandID), actAs: [alice])))
+            }
+            let approved = try await record("approved")
+            #expect(approved.state == .succeeded && approved.ledgerOffset == 2)
+            #expect(approved.transactionID == String(repeating: "01", count: 32))
+            #expect(try await record("pending").state == .inFlight)
+            #expect(try await record("rejected").state == .inFlight)
             await database.shutdown()
         }
     }
