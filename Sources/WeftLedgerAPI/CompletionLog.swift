@@ -393,9 +393,12 @@ actor CompletionLog {
         (try row[0].int64 ?? 0, try row[1].string ?? "", try row[2].string ?? "")
     }
 
-    /// Completions from now on, as they are stored.
-    func subscribe() -> AsyncStream<Weft.V1.Completion> {
-        let (stream, continuation) = AsyncStream<Weft.V1.Completion>.makeStream(bufferingPolicy: .unbounded)
+    /// Completions from now on, as they are stored: the newest `buffered` of those the reader
+    /// has not taken yet. A reader slower than the participant (a client that stops reading,
+    /// a long catch-up) loses the oldest beyond that; the completion stream reads the offsets
+    /// it missed from the store, so memory per stream stays bounded and nothing is lost.
+    func subscribe(buffered: Int) -> AsyncStream<Weft.V1.Completion> {
+        let (stream, continuation) = AsyncStream<Weft.V1.Completion>.makeStream(bufferingPolicy: .bufferingNewest(buffered))
         if ended {
             continuation.finish()
             return stream
@@ -408,6 +411,17 @@ actor CompletionLog {
     }
 
     private func unsubscribe(_ id: UInt64) { subscribers[id] = nil }
+
+    /// The last completion offset stored for this participant (0: none), by any completion log
+    /// of it: the store is read, since another log may have stored completions this one has not.
+    func storedEnd() async throws -> Int64 {
+        let me = PostgresValue.text(participantID)
+        return try await database.withConnection { connection in
+            try connection.execute(
+                "SELECT coalesce(max(completion_offset), 0) FROM ledger_api_completions WHERE participant = $1", [me]
+            ).rows.first?.first?.int64 ?? 0
+        }
+    }
 
     /// Stored completions after `offset`, oldest first, at most `limit`.
     func completions(after offset: Int64, limit: Int) async throws -> [Weft.V1.Completion] {

@@ -29,11 +29,15 @@ public struct LedgerAPIConfiguration: Sendable {
     /// How long AllocateParty waits for the hosting to reach this participant's topology.
     /// Default 30 s (the domain manager's own wait for a change).
     public var hostingTimeout: Duration
+    /// Completions a following completion stream holds for a client that reads slower than
+    /// the participant completes commands; beyond them the oldest are read again from the
+    /// database when the client catches up. Default 1,000.
+    public var completionsBufferedPerStream: Int
 
     public init(
         commandsPerSubmissionMax: Int = 100, partiesPerRequestMax: Int = 100, idBytesMax: Int = 255,
         deduplicationPeriodMicrosMax: Int64 = 86_400_000_000, activeContractsPerMessage: Int = 100,
-        completionsPerQuery: Int = 500, hostingTimeout: Duration = .seconds(30)
+        completionsPerQuery: Int = 500, hostingTimeout: Duration = .seconds(30), completionsBufferedPerStream: Int = 1_000
     ) {
         precondition(commandsPerSubmissionMax > 0 && partiesPerRequestMax > 0 && idBytesMax > 0)
         precondition(activeContractsPerMessage > 0 && completionsPerQuery > 0 && deduplicationPeriodMicrosMax >= 0)
@@ -44,6 +48,8 @@ public struct LedgerAPIConfiguration: Sendable {
         self.activeContractsPerMessage = activeContractsPerMessage
         self.completionsPerQuery = completionsPerQuery
         self.hostingTimeout = hostingTimeout
+        precondition(completionsBufferedPerStream > 0)
+        self.completionsBufferedPerStream = completionsBufferedPerStream
     }
 }
 
@@ -204,6 +210,16 @@ public final class LedgerAPI: Sendable {
         // Verifies the token too, after noting the parties for the audit line.
         try authorizer.requireActAs(commands.actAs, context)
         try authorizer.requireApplication(commands.applicationID, context)
+    }
+
+    /// A transaction or tree stream's start must be at or before the ledger end: any offset an
+    /// application was given (by a stream or by SubmitAndWait) is, since the ledger end moves
+    /// before either hands it out.
+    func checkBegin(_ beginExclusive: UInt64) async throws(LedgerAPIError) {
+        let end = await participant.ledgerEndOffset
+        guard Int64(beginExclusive) <= end else {
+            throw .offsetAfterEnd(field: "begin_exclusive", given: Int64(beginExclusive), end: end, of: "ledger end")
+        }
     }
 
     /// Parses a filter's parties; each must be hosted here (any permission: an observing

@@ -43,6 +43,10 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
     /// The call's token is missing or invalid (UNAUTHENTICATED), or lacks a claim the call
     /// needs (PERMISSION_DENIED).
     case unauthorized(AuthError)
+    /// A stream starts after the end of what this participant has (an offset of another
+    /// participant, of the other sequence, or from before a database was rebuilt): it would
+    /// send nothing until that offset exists, skipping everything before it.
+    case offsetAfterEnd(field: String, given: Int64, end: Int64, of: String)
 
     public var id: String {
         switch self {
@@ -62,6 +66,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .internalError(let id, _): id
         case .failedPrecondition(let id, _): id
         case .unauthorized(let error): error.id
+        case .offsetAfterEnd: "LEDGER_API_OFFSET_AFTER_END"
         }
     }
 
@@ -78,6 +83,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .internalError: .internal
         case .failedPrecondition: .failedPrecondition
         case .unauthorized(let error): error.rpcError.code
+        case .offsetAfterEnd: .outOfRange
         }
     }
 
@@ -117,6 +123,9 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
         case .internalError(_, let text): text
         case .failedPrecondition(_, let text): text
         case .unauthorized(let error): error.description
+        case .offsetAfterEnd(let field, let given, let end, let of):
+            "\(field) \(given) is after the \(of) (\(end)) of this participant: offsets are each participant's own, and "
+                + "completion and ledger offsets are two sequences; read the end and resume from there"
         }
     }
 
@@ -175,6 +184,11 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
             return .unavailable(id: error.id, error.description)
         }
         if let error = error as? RPCError { return from(domainCall: error) }
+        if CompletionLog.isTransient(error) {
+            return .unavailable(
+                id: "LEDGER_API_DATABASE_UNAVAILABLE",
+                "the participant's database cannot be reached for now (\(error)); retry the call")
+        }
         return .internalError(id: "LEDGER_API_INTERNAL", "the participant failed: \(error); see its log")
     }
 }

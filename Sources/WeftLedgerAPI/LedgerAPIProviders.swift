@@ -266,8 +266,15 @@ struct CompletionServiceProvider: Weft.V1.CompletionService.Provider {
             guard request.beginExclusive <= UInt64(Int64.max) else {
                 throw LedgerAPIError.invalidArgument(field: "begin_exclusive", "out of range")
             }
-            // Subscribe before the replay, so nothing stored in between is missed.
-            return (await api.completions.subscribe(), Set(request.parties))
+            // Subscribe before the replay, so nothing stored in between is missed; then check
+            // the start against what is stored (any offset handed out was stored before).
+            let live = await api.completions.subscribe(buffered: api.configuration.completionsBufferedPerStream)
+            let end = try await api.completions.storedEnd()
+            guard Int64(request.beginExclusive) <= end else {
+                throw LedgerAPIError.offsetAfterEnd(
+                    field: "begin_exclusive", given: Int64(request.beginExclusive), end: end, of: "last completion offset")
+            }
+            return (live, Set(request.parties))
         }
         func wanted(_ completion: Weft.V1.Completion) -> Bool {
             completion.applicationID == request.applicationID && !parties.isDisjoint(with: completion.actAs)
@@ -313,6 +320,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
             let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
             let templates = try api.templates(request.filter)
             try Self.checkRange(begin: request.beginExclusive, end: request.endInclusive)
+            try await api.checkBegin(request.beginExclusive)
             // Follow before the replay, so a commit in between wakes the loop below.
             return (parties, templates, await api.participant.progressEvents())
         }
@@ -370,6 +378,7 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
             let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
             let templates = try api.templates(request.filter)
             try Self.checkRange(begin: request.beginExclusive, end: request.endInclusive)
+            try await api.checkBegin(request.beginExclusive)
             return (Set(parties.map(\.id)), templates, await api.participant.progressEvents())
         }
         let end: Int64? = request.endInclusive == 0 ? nil : Int64(request.endInclusive)
@@ -409,7 +418,8 @@ struct TransactionServiceProvider: Weft.V1.TransactionService.Provider {
         try await api.followingEnded(context)
     }
 
-    /// The offsets of a transaction or tree stream request, checked.
+    /// The offsets of a transaction or tree stream request, checked. An end after the ledger
+    /// end is allowed: the stream waits for it.
     static func checkRange(begin: UInt64, end: UInt64) throws(LedgerAPIError) {
         guard begin <= UInt64(Int64.max), end <= UInt64(Int64.max) else {
             throw LedgerAPIError.invalidArgument(field: "begin_exclusive", "out of range")

@@ -1,5 +1,6 @@
 import Testing
 @testable import WeftLedgerAPI
+import WeftStore
 import WeftTransport
 
 /// What an application is told when a call the participant made to its domain on its behalf
@@ -20,5 +21,21 @@ import WeftTransport
 
     @Test func aDomainCallsFailureWithoutAnIDGetsOne() {
         #expect(LedgerAPIError.from(RPCError(.unavailable, "gone", errorID: "")).id == "LEDGER_API_DOMAIN_CALL_FAILED")
+    }
+
+    /// A database that cannot be reached for now (a restart, a failover) is UNAVAILABLE, which
+    /// clients retry; any other database failure stays INTERNAL.
+    @Test func aDatabaseOutOfReachIsUnavailableAndOtherDatabaseFailuresInternal() {
+        for transient in [
+            PostgresError(code: .connectionLost, message: "server closed the connection"),
+            PostgresError(code: .queryFailed, sqlState: "57P01", message: "terminating connection due to administrator command"),
+            PostgresError(code: .queryFailed, sqlState: "40001", message: "could not serialize access"),
+        ] {
+            let mapped = LedgerAPIError.from(transient)
+            #expect(mapped.code == .unavailable && mapped.id == "LEDGER_API_DATABASE_UNAVAILABLE", "\(transient)")
+            #expect(mapped.message.contains("retry"))
+        }
+        let broken = LedgerAPIError.from(PostgresError(code: .queryFailed, sqlState: "42P01", message: "relation does not exist"))
+        #expect(broken.code == .internal && broken.id == "LEDGER_API_INTERNAL")
     }
 }

@@ -409,6 +409,24 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
                     .init(beginExclusive: 5, endInclusive: 3, filter: .init(parties: [alice]))) {}
             }
             #expect(backwards?.code == .invalidArgument && backwards?.message.contains("end_inclusive") == true)
+            // A stream from an offset this participant has not reached (another participant's,
+            // or the other sequence's): OUT_OF_RANGE at once, not a wait that skips what is there.
+            let aheadOfLedger = await rpcError {
+                for try await _ in try api1.client.transaction.getTransactions(
+                    .init(beginExclusive: 1_000, filter: .init(parties: [alice]))) {}
+            }
+            #expect(aheadOfLedger?.code == .outOfRange && aheadOfLedger?.errorID == "LEDGER_API_OFFSET_AFTER_END")
+            #expect(aheadOfLedger?.message.contains("ledger end (0)") == true)
+            let aheadOfTrees = await rpcError {
+                for try await _ in try api1.client.transaction.getTransactionTrees(
+                    .init(beginExclusive: 1_000, filter: .init(parties: [alice]))) {}
+            }
+            #expect(aheadOfTrees?.code == .outOfRange)
+            let aheadOfCompletions = await rpcError {
+                for try await _ in try api1.client.completion.completionStream(
+                    .init(applicationID: "app", parties: [alice], beginExclusive: 1_000)) {}
+            }
+            #expect(aheadOfCompletions?.code == .outOfRange && aheadOfCompletions?.errorID == "LEDGER_API_OFFSET_AFTER_END")
 
             // The bank issues an IOU to carol: participant1 observes it (carol's projection)
             // without confirming; participant2 hosts carol with submission permission.
@@ -1033,6 +1051,46 @@ extension OnASecondRealDomain {
                 #expect(try await transactions(paged) == expected)
                 await paged.stop()
                 await whole.stop()
+                await harness.stop()
+            }
+        }
+
+        /// A subscriber to the completion log that does not read holds only the newest
+        /// completions (the completion stream reads those it missed from the store): a client
+        /// that stops reading costs a bounded amount of memory.
+        @Test func aCompletionSubscriberHoldsOnlyTheNewestCompletionsItHasNotRead() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(harness, 0)
+                let log = api.api.completions
+                let start = try await log.storedEnd()
+                let held = await log.subscribe(buffered: 2)
+                for number in 0..<10 {
+                    await log.record(
+                        CommandCompletion(
+                            change: ChangeID(CommandKey(applicationID: "app", commandID: "held-\(number)"), actAs: [harness.alice]),
+                            completion: .rejected(reasonID: "TEST", message: "completion \(number)")))
+                }
+                var offsets: [Int64] = []
+                for await completion in held {
+                    offsets.append(Int64(completion.offset) - start)
+                    if Int64(completion.offset) - start == 10 { break }
+                }
+                #expect(offsets == [9, 10])
+                // The stream from the start has every one of them, in order.
+                let client = api.client
+                let streamed = try await ParticipantNode.within(.seconds(20)) {
+                    var streamed: [Int64] = []
+                    for try await response in try client.completion.completionStream(
+                        .init(applicationID: "app", parties: [harness.alice.id], beginExclusive: UInt64(start)))
+                    {
+                        streamed.append(Int64(response.completion?.offset ?? 0) - start)
+                        if streamed.count == 10 { break }
+                    }
+                    return streamed
+                }
+                #expect(streamed == Array(1...10))
+                await api.stop()
                 await harness.stop()
             }
         }

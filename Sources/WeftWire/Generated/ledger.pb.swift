@@ -422,14 +422,16 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().actAs }
         }
 
-        /// Additional parties whose contracts may be read.
+        /// Reserved for parties whose contracts may be read besides the act-as
+        /// parties'. Not supported yet: must be empty (INVALID_ARGUMENT otherwise).
         public var readAs: [String] {
             get { _storage.read.readAs }
             set { _uniqueStorage().readAs = newValue }
             _modify { yield &_uniqueStorage().readAs }
         }
 
-        /// Workflow id, echoed in transactions; may be empty.
+        /// Reserved for a workflow id echoed in transactions. Not stored yet: must
+        /// be empty (INVALID_ARGUMENT otherwise).
         public var workflowID: String {
             get { _storage.read.workflowID }
             set { _uniqueStorage().workflowID = newValue }
@@ -445,7 +447,9 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().deduplicationPeriod }
         }
 
-        /// Submission id, for correlating the completion; generated if empty.
+        /// Reserved for a submission id chosen by the application. Must be empty:
+        /// the participant generates one per submission and returns it
+        /// (`SubmitResponse.submission_id`, `Completion.submission_id`).
         public var submissionID: String {
             get { _storage.read.submissionID }
             set { _uniqueStorage().submissionID = newValue }
@@ -867,7 +871,7 @@ extension Weft.V1 {
     public struct SubmitResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SubmitResponse"
 
-        /// The submission id (as given, or generated).
+        /// The submission id the participant generated; its completion carries it.
         public var submissionID: String {
             get { _storage.read.submissionID }
             set { _uniqueStorage().submissionID = newValue }
@@ -1094,7 +1098,9 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().transactionID }
         }
 
-        /// Its ledger offset.
+        /// Its ledger offset. For a transaction that shows no event to any party of
+        /// this participant (possible only when the participant cannot
+        /// re-interpret it) there is none of its own: the ledger end at its commit.
         public var offset: UInt64 {
             get { _storage.read.offset }
             set { _uniqueStorage().offset = newValue }
@@ -1231,7 +1237,7 @@ extension Weft.V1 {
         }
 
         /// Outcome: OK, or a rejection with its reason id, e.g.
-        /// `LOCKED_CONTRACTS`, `DUPLICATE_COMMAND`, `MEDIATOR_SAYS_TX_TIMED_OUT`.
+        /// `LOCKED_CONTRACTS`, `INACTIVE_CONTRACTS`, `MEDIATOR_SAYS_TX_TIMED_OUT`.
         public var status: Weft.V1.Status? {
             get { _storage.read.status }
             set { _uniqueStorage().status = newValue }
@@ -1430,7 +1436,8 @@ extension Weft.V1 {
         }
 
         /// Start after this completion offset (`Completion.offset`); 0 is the
-        /// beginning.
+        /// beginning. At most the last completion offset stored: a later one is
+        /// OUT_OF_RANGE `LEDGER_API_OFFSET_AFTER_END`.
         public var beginExclusive: UInt64 {
             get { _storage.read.beginExclusive }
             set { _uniqueStorage().beginExclusive = newValue }
@@ -2503,14 +2510,14 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().commandID }
         }
 
-        /// Workflow id.
+        /// Reserved for the workflow id; always empty (not stored yet).
         public var workflowID: String {
             get { _storage.read.workflowID }
             set { _uniqueStorage().workflowID = newValue }
             _modify { yield &_uniqueStorage().workflowID }
         }
 
-        /// Ledger time.
+        /// Record time: when the domain sequenced the transaction's request.
         public var effectiveAt: Weft.V1.Timestamp? {
             get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
@@ -2810,14 +2817,14 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().commandID }
         }
 
-        /// Workflow id.
+        /// Reserved for the workflow id; always empty (not stored yet).
         public var workflowID: String {
             get { _storage.read.workflowID }
             set { _uniqueStorage().workflowID = newValue }
             _modify { yield &_uniqueStorage().workflowID }
         }
 
-        /// Ledger time.
+        /// Record time: when the domain sequenced the transaction's request.
         public var effectiveAt: Weft.V1.Timestamp? {
             get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
@@ -2998,14 +3005,17 @@ extension Weft.V1 {
     public struct GetTransactionsRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetTransactionsRequest"
 
-        /// Start after this offset; 0 is the ledger's beginning.
+        /// Start after this offset; 0 is the ledger's beginning. At most the ledger
+        /// end (GetLedgerEnd): a later one is OUT_OF_RANGE
+        /// `LEDGER_API_OFFSET_AFTER_END`.
         public var beginExclusive: UInt64 {
             get { _storage.read.beginExclusive }
             set { _uniqueStorage().beginExclusive = newValue }
             _modify { yield &_uniqueStorage().beginExclusive }
         }
 
-        /// Stop at this offset; 0 streams on as new transactions commit.
+        /// Stop at this offset; 0 streams on as new transactions commit. It may be
+        /// after the ledger end: the stream then waits for it.
         public var endInclusive: UInt64 {
             get { _storage.read.endInclusive }
             set { _uniqueStorage().endInclusive = newValue }
@@ -3244,14 +3254,17 @@ extension Weft.V1 {
     public struct GetTransactionTreesRequest: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.GetTransactionTreesRequest"
 
-        /// Start after this offset; 0 is the ledger's beginning.
+        /// Start after this offset; 0 is the ledger's beginning. At most the ledger
+        /// end (GetLedgerEnd): a later one is OUT_OF_RANGE
+        /// `LEDGER_API_OFFSET_AFTER_END`.
         public var beginExclusive: UInt64 {
             get { _storage.read.beginExclusive }
             set { _uniqueStorage().beginExclusive = newValue }
             _modify { yield &_uniqueStorage().beginExclusive }
         }
 
-        /// Stop at this offset; 0 streams on as new transactions commit.
+        /// Stop at this offset; 0 streams on as new transactions commit. It may be
+        /// after the ledger end: the stream then waits for it.
         public var endInclusive: UInt64 {
             get { _storage.read.endInclusive }
             set { _uniqueStorage().endInclusive = newValue }

@@ -165,12 +165,14 @@ struct  Weft__V1__Commands
   size_t n_act_as;
   char **act_as;
   /*
-   * Additional parties whose contracts may be read.
+   * Reserved for parties whose contracts may be read besides the act-as
+   * parties'. Not supported yet: must be empty (INVALID_ARGUMENT otherwise).
    */
   size_t n_read_as;
   char **read_as;
   /*
-   * Workflow id, echoed in transactions; may be empty.
+   * Reserved for a workflow id echoed in transactions. Not stored yet: must
+   * be empty (INVALID_ARGUMENT otherwise).
    */
   char *workflow_id;
   /*
@@ -180,7 +182,9 @@ struct  Weft__V1__Commands
    */
   Weft__V1__Duration *deduplication_period;
   /*
-   * Submission id, for correlating the completion; generated if empty.
+   * Reserved for a submission id chosen by the application. Must be empty:
+   * the participant generates one per submission and returns it
+   * (`SubmitResponse.submission_id`, `Completion.submission_id`).
    */
   char *submission_id;
   /*
@@ -250,7 +254,7 @@ struct  Weft__V1__SubmitResponse
 {
   ProtobufCMessage base;
   /*
-   * The submission id (as given, or generated).
+   * The submission id the participant generated; its completion carries it.
    */
   char *submission_id;
 };
@@ -286,7 +290,9 @@ struct  Weft__V1__SubmitAndWaitResponse
    */
   char *transaction_id;
   /*
-   * Its ledger offset.
+   * Its ledger offset. For a transaction that shows no event to any party of
+   * this participant (possible only when the participant cannot
+   * re-interpret it) there is none of its own: the ledger end at its commit.
    */
   uint64_t offset;
   /*
@@ -312,7 +318,7 @@ struct  Weft__V1__Completion
   char *command_id;
   /*
    * Outcome: OK, or a rejection with its reason id, e.g.
-   * `LOCKED_CONTRACTS`, `DUPLICATE_COMMAND`, `MEDIATOR_SAYS_TX_TIMED_OUT`.
+   * `LOCKED_CONTRACTS`, `INACTIVE_CONTRACTS`, `MEDIATOR_SAYS_TX_TIMED_OUT`.
    */
   Weft__V1__Status *status;
   /*
@@ -362,7 +368,8 @@ struct  Weft__V1__CompletionStreamRequest
   char **parties;
   /*
    * Start after this completion offset (`Completion.offset`); 0 is the
-   * beginning.
+   * beginning. At most the last completion offset stored: a later one is
+   * OUT_OF_RANGE `LEDGER_API_OFFSET_AFTER_END`.
    */
   uint64_t begin_exclusive;
 };
@@ -594,11 +601,11 @@ struct  Weft__V1__Transaction
    */
   char *command_id;
   /*
-   * Workflow id.
+   * Reserved for the workflow id; always empty (not stored yet).
    */
   char *workflow_id;
   /*
-   * Ledger time.
+   * Record time: when the domain sequenced the transaction's request.
    */
   Weft__V1__Timestamp *effective_at;
   /*
@@ -666,11 +673,11 @@ struct  Weft__V1__TransactionTreeView
    */
   char *command_id;
   /*
-   * Workflow id.
+   * Reserved for the workflow id; always empty (not stored yet).
    */
   char *workflow_id;
   /*
-   * Ledger time.
+   * Record time: when the domain sequenced the transaction's request.
    */
   Weft__V1__Timestamp *effective_at;
   /*
@@ -705,11 +712,14 @@ struct  Weft__V1__GetTransactionsRequest
 {
   ProtobufCMessage base;
   /*
-   * Start after this offset; 0 is the ledger's beginning.
+   * Start after this offset; 0 is the ledger's beginning. At most the ledger
+   * end (GetLedgerEnd): a later one is OUT_OF_RANGE
+   * `LEDGER_API_OFFSET_AFTER_END`.
    */
   uint64_t begin_exclusive;
   /*
-   * Stop at this offset; 0 streams on as new transactions commit.
+   * Stop at this offset; 0 streams on as new transactions commit. It may be
+   * after the ledger end: the stream then waits for it.
    */
   uint64_t end_inclusive;
   /*
@@ -745,11 +755,14 @@ struct  Weft__V1__GetTransactionTreesRequest
 {
   ProtobufCMessage base;
   /*
-   * Start after this offset; 0 is the ledger's beginning.
+   * Start after this offset; 0 is the ledger's beginning. At most the ledger
+   * end (GetLedgerEnd): a later one is OUT_OF_RANGE
+   * `LEDGER_API_OFFSET_AFTER_END`.
    */
   uint64_t begin_exclusive;
   /*
-   * Stop at this offset; 0 streams on as new transactions commit.
+   * Stop at this offset; 0 streams on as new transactions commit. It may be
+   * after the ledger end: the stream then waits for it.
    */
   uint64_t end_inclusive;
   /*
