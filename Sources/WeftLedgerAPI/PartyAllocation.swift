@@ -54,24 +54,30 @@ struct PartyAllocation: Sendable {
             with: [namespaceKey])
         try await publisher.publish(hosting)
         let participant = self.participant
-        let applied = try await withThrowingTaskGroup(of: Bool.self) { group in
+        let wait = try await withThrowingTaskGroup(of: HostingWait.self) { group in
             group.addTask {
-                if await participant.hosting(of: party) != nil { return true }
+                if await participant.hosting(of: party) != nil { return .applied }
                 for await _ in progress {
-                    if await participant.hosting(of: party) != nil { return true }
+                    if await participant.hosting(of: party) != nil { return .applied }
                 }
-                return false
+                // The participant's events ended: it stopped processing, and will not apply it.
+                return .processingEnded
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
-                return false
+                return .timedOut
             }
-            let first = try await group.next() ?? false
+            let first = try await group.next() ?? .timedOut
             group.cancelAll()
             return first
         }
-        guard applied else {
+        switch wait {
+        case .applied: return
+        case .processingEnded: throw ParticipantError.stopped
+        case .timedOut:
             throw LedgerAPIError.hostingNotApplied(party: party.description, seconds: Int(timeout.components.seconds))
         }
     }
+
+    private enum HostingWait: Sendable { case applied, processingEnded, timedOut }
 }

@@ -24,6 +24,18 @@ struct ManagerBroadcastPublisher: PartyHostingPublisher {
     }
 }
 
+/// Publishes a hosting as the domain manager, then stops `node`, as a participant that stops
+/// while AllocateParty waits for the hosting to reach it.
+struct PublishThenStopPublisher: PartyHostingPublisher {
+    let harness: DomainHarness
+    let node: ParticipantNode
+
+    func publish(_ hosting: SignedTopologyTransaction) async throws {
+        try await ManagerBroadcastPublisher(harness: harness).publish(hosting)
+        await node.stop()
+    }
+}
+
 /// The Ledger API of one harness participant, served over TLS on loopback, and a client of it.
 struct LedgerAPIEndpoint {
     let api: LedgerAPI
@@ -36,14 +48,14 @@ struct LedgerAPIEndpoint {
     /// `node`: participant `index` started again (`DomainHarness.restart`), instead of the harness's.
     static func start(
         _ harness: DomainHarness, _ index: Int, guardian: APIGuard? = nil, configuration: LedgerAPIConfiguration = .init(),
-        node: ParticipantNode? = nil
+        node: ParticipantNode? = nil, publisher: (any PartyHostingPublisher)? = nil
     ) async throws -> LedgerAPIEndpoint {
         let ca = try CertificateAuthority.makeRoot(commonName: "ledger-api-ca")
         let certificate = try CertificateAuthority.issue(
             commonName: "participant", hostnames: ["localhost", "127.0.0.1"], signedBy: ca)
         let api = try await LedgerAPI.start(
             participant: node ?? harness.nodes[index], database: PostgresDatabase(url: harness.url),
-            namespaceKey: harness.members[index].namespaceKey, publisher: ManagerBroadcastPublisher(harness: harness),
+            namespaceKey: harness.members[index].namespaceKey, publisher: publisher ?? ManagerBroadcastPublisher(harness: harness),
             configuration: configuration, authorizer: guardian?.authorizer ?? .open, logger: quietLogger("weft.test.ledger-api"))
         var router = RPCRouter()
         api.register(on: &router)
@@ -943,6 +955,24 @@ extension OnASecondRealDomain {
                 #expect(bobRefused?.message.contains("offset") == false)
                 let bankRefused = await rpcError { _ = try await api.client.command.submitAndWait(.init(commands: byBank())) }
                 #expect(bankRefused?.message.contains(first.transactionID) == true, "\(String(describing: bankRefused))")
+                await api.stop()
+                await harness.stop()
+            }
+        }
+
+        /// AllocateParty waits for the hosting to reach the participant; a participant that
+        /// stops meanwhile never applies it, and the call says so at once (UNAVAILABLE
+        /// PARTICIPANT_STOPPED), not after the 30 s wait with a pointer to the domain manager.
+        @Test func anAllocationWhoseParticipantStopsWhileItWaitsIsUnavailable() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let harness = try await DomainHarness.start(url: fixture.url)
+                let api = try await LedgerAPIEndpoint.start(
+                    harness, 0, configuration: .init(hostingTimeout: .seconds(20)),
+                    publisher: PublishThenStopPublisher(harness: harness, node: harness.p1))
+                let refused = await rpcError {
+                    _ = try await api.client.partyManagement.allocateParty(.init(partyIDHint: "erin"))
+                }
+                #expect(refused?.code == .unavailable && refused?.errorID == "PARTICIPANT_STOPPED", "\(String(describing: refused))")
                 await api.stop()
                 await harness.stop()
             }
