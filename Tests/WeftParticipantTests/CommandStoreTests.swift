@@ -19,17 +19,24 @@ import WeftTopology
             deduplicationPeriodMicros: 10 * minute, maxSequencingTime: 0)
     }
 
+    /// A participant's id, and a connection to the database at `url` with the participant's
+    /// schema as it was before migration `version`.
+    static func schema(before version: Int, _ url: String) throws -> (UniqueIdentifier, PostgresConnection) {
+        let participant = try UniqueIdentifier(
+            name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
+        let connection = try PostgresConnection(url: url)
+        _ = try Migrator(
+            component: ParticipantStore.migrator.component,
+            migrations: ParticipantStore.migrator.migrations.filter { $0.version < version }
+        ).migrate(connection)
+        return (participant, connection)
+    }
+
     @Test("participant migration 16 keeps the commands recorded before it; each deduplicates its command id for any parties until its period ends")
     func commandsRecordedBeforeTheMigration() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let participant = try UniqueIdentifier(
-                name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
-            let connection = try PostgresConnection(url: fixture.url)
             // The schema as it was before migration 16, with a command that succeeded in it.
-            let before = Migrator(
-                component: ParticipantStore.migrator.component,
-                migrations: ParticipantStore.migrator.migrations.filter { $0.version < 16 })
-            _ = try before.migrate(connection)
+            let (participant, connection) = try Self.schema(before: 16, fixture.url)
             let now: Int64 = 1_800_000_000_000_000
             _ = try connection.execute(
                 """
@@ -111,13 +118,7 @@ import WeftTopology
     /// of their request; a command whose request is pending or rejected stays as it is.
     @Test func migration17CompletesCommandsApprovedWithoutACommit() async throws {
         try await PostgresFixture.withFixture { fixture in
-            let participant = try UniqueIdentifier(
-                name: "participant1", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
-            let connection = try PostgresConnection(url: fixture.url)
-            let before = Migrator(
-                component: ParticipantStore.migrator.component,
-                migrations: ParticipantStore.migrator.migrations.filter { $0.version < 17 })
-            _ = try before.migrate(connection)
+            let (participant, connection) = try Self.schema(before: 17, fixture.url)
             let me = PostgresValue.text(participant.description)
             let alice = try Party("alice::1220aa")
             let now: Int64 = 1_800_000_000_000_000
