@@ -187,6 +187,8 @@ public actor SequencerTopology {
                             }
                         }
                     }
+                } catch SequencerReadError.pruned(_, let requested, let firstAvailable) {
+                    await self.skipPruned(requested: requested, firstAvailable: firstAvailable)
                 } catch {
                     if Task.isCancelled { return }
                     self.logger.warning("following topology broadcasts failed; retrying", metadata: ["error": "\(error)"])
@@ -194,6 +196,22 @@ public actor SequencerTopology {
                 }
             }
         }
+    }
+
+    /// The sequencers' own stream was pruned before `firstAvailable`: following resumes there.
+    /// A node that starts follows from the stream's beginning, and once a prune passed the
+    /// sequencers' acknowledgement that beginning is gone; what it held was applied by the node
+    /// that acknowledged it, and the topology store (shared by the nodes) has it, read at start.
+    /// Only a forced prune past what was applied loses broadcasts: that is logged as an error.
+    private func skipPruned(requested: Int64, firstAvailable: Int64) {
+        let freshStart = processedCounter < 0
+        logger.log(
+            level: freshStart ? .info : .error,
+            freshStart
+                ? "the sequencers' own stream is pruned before counter \(firstAvailable); following topology broadcasts from there (the store has what came before)"
+                : "topology broadcasts from counter \(requested) on were pruned (a forced prune) before this node applied them; following from \(firstAvailable); the sequencers' topology may lack what they changed: compare it with the domain manager's",
+            metadata: ["requested": "\(requested)", "first_available": "\(firstAvailable)"])
+        processedCounter = firstAvailable - 1
     }
 
     /// Applies one delivery of the sequencers' stream; only once it is applied (or found to

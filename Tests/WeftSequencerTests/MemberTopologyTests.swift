@@ -183,6 +183,39 @@ import WeftWire
         }
     }
 
+    /// A pruned node's stream starts after its prune point: a sequencer node started after a
+    /// prune follows topology broadcasts from there (what came before is in the store) instead
+    /// of asking for counter 0 for ever, which froze its topology: members onboarded or
+    /// disabled since were not seen.
+    @Test func aNodeStartedAfterAPruneFollowsTopologyFromThePrunePoint() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            var node = try await ServiceTests.Node.start(fixture.url, domain: &domain)
+            var manager = try await ServiceTests.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let alice = try TestDomain.Participant("participant1")
+            try await ServiceTests.onboard([alice], node: node, domain: &domain, manager: manager)
+            _ = try await node.sequencer.prune(upToInclusive: try await node.sequencer.safePoint.refresh(), force: true)
+            let prunePoints = try PostgresConnection(url: fixture.url).execute(
+                """
+                SELECT count(*)::int8 FROM sequencer_prune_points p JOIN sequencer_members m ON m.id = p.member
+                WHERE m.member = $1
+                """, [.text(domain.sequencerMember.description)])
+            #expect(try prunePoints.rows[0][0].int64 == 1, "the sequencers' own stream is pruned")
+            await manager.rpc.close()
+            await node.stop()
+
+            node = try await ServiceTests.Node.start(fixture.url, domain: &domain, initialize: false)
+            #expect(await node.topology.snapshot().isActive(alice.member))
+            manager = try await ServiceTests.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let bob = try TestDomain.Participant("participant2")
+            // Waits until the node applies the broadcast (before, for ever: the suite's limit).
+            try await ServiceTests.onboard([bob], node: node, domain: &domain, manager: manager)
+            #expect(await node.topology.snapshot().isActive(bob.member), "the restarted node applied the new broadcast")
+            await manager.rpc.close()
+            await node.stop()
+        }
+    }
+
     @Test func twoNodesAndARestartSendTheHistoryOnce() async throws {
         try await PostgresFixture.withFixture { fixture in
             var domain = try TestDomain()
