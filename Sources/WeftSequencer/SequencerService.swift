@@ -147,7 +147,9 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         guard request.member == member else {
             throw RPCError(.permissionDenied, "the token is \(member)'s; it cannot acknowledge for \(request.member)", errorID: "SEQUENCER_SUBSCRIBER_MISMATCH")
         }
-        try await sequencer.acknowledge(member, upTo: request.timestamp?.microsSinceEpoch ?? 0)
+        try await Self.databaseErrorsAsUnavailable {
+            try await sequencer.acknowledge(member, upTo: request.timestamp?.microsSinceEpoch ?? 0)
+        }
         return .init()
     }
 
@@ -173,8 +175,11 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             let broadcast = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: topology.domain.description, transactions: request.identity)))
             let batch = Weft.V1.Batch(envelopes: [.init(content: try broadcast.serializedBytes(), recipients: [Sequencer.allMembers])])
             let messageID = "onboard-" + PurposeHasher.hash(.topologyTransaction, try batch.serializedBytes()).description
-            let outcome = try await sequencer.send(
-                sender: topology.sequencerMember.description, messageID: messageID, batch: batch, maxSequencingTime: SequencerWriter.now() + 60_000_000)
+            let outcome = try await Self.databaseErrorsAsUnavailable {
+                try await sequencer.send(
+                    sender: topology.sequencerMember.description, messageID: messageID, batch: batch,
+                    maxSequencingTime: SequencerWriter.now() + 60_000_000)
+            }
             guard case .delivered = outcome else {
                 if outcome != .duplicate {
                     throw RPCError(.internal, "the onboarding broadcast was not delivered: \(outcome)", errorID: "SEQUENCER_ONBOARDING_FAILED")
@@ -203,6 +208,10 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             throw RPCError(.unavailable, "the sequencer's database is unavailable (\(error.message)); retry", errorID: "SEQUENCER_DATABASE_UNAVAILABLE")
         } catch let error as SequencerWriterError {
             throw RPCError(.unavailable, "\(error); retry", errorID: "SEQUENCER_WRITER_OFFLINE")
+        } catch let error as SequencerError {
+            // A member active in the topology that this node has not registered yet (its
+            // follower behind, or registering failed and is retried).
+            throw RPCError(.permissionDenied, error.description, errorID: "SEQUENCER_MEMBER_NOT_ALLOWED")
         }
     }
 
