@@ -19,6 +19,9 @@ public actor SequencerTopology {
     private let logger: Logger
     private var follower: Task<Void, Never>?
     private var processedCounter: Int64 = -1
+    /// A topology change was applied but registering or disabling the members it changes
+    /// failed (a database error): the delivery is read again, and then finds nothing to apply.
+    private var membersOutdated = false
     /// Every topology broadcast sequenced at or before this has been applied.
     private var caughtUpTo: Int64 = 0
     private var catchUpWaiters: [(target: Int64, continuation: CheckedContinuation<Void, Never>)] = []
@@ -253,10 +256,16 @@ public actor SequencerTopology {
                 logger.warning("refused a topology transaction", metadata: ["index": "\(refused.index)", "error": "\(refused.error)", "error_id": "\(refused.error.id)"])
             }
         }
-        guard !changes.isEmpty else { return }
-        try await store.persist(changes)
-        state = next
+        // A delivery read again after a failure finds its changes applied already; if what
+        // failed was registering the members they change, that is done now.
+        guard !changes.isEmpty || membersOutdated else { return }
+        if !changes.isEmpty {
+            try await store.persist(changes)
+            state = next
+            membersOutdated = true
+        }
         try await registerActiveMembers()
+        membersOutdated = false
         let waiters = changeWaiters
         changeWaiters = []
         for waiter in waiters { waiter.resume() }
