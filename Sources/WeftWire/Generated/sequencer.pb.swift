@@ -756,8 +756,11 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().sender }
         }
 
-        /// Sender-chosen id, unique among the sender's in-flight submissions; it
-        /// comes back in the receipt or deliver error.
+        /// Sender-chosen id; it comes back in the receipt or deliver error. The
+        /// sequencer sequences a message id once: it refuses the same id from the
+        /// same sender (ALREADY_EXISTS `SEQUENCER_DUPLICATE_MESSAGE_ID`) until a
+        /// prune passes the first submission's max sequencing time, so use a fresh
+        /// id per submission and the same id only to retry one.
         public var messageID: String {
             get { _storage.read.messageID }
             set { _uniqueStorage().messageID = newValue }

@@ -184,8 +184,11 @@ struct  Weft__V1__SubmissionRequest
    */
   char *sender;
   /*
-   * Sender-chosen id, unique among the sender's in-flight submissions; it
-   * comes back in the receipt or deliver error.
+   * Sender-chosen id; it comes back in the receipt or deliver error. The
+   * sequencer sequences a message id once: it refuses the same id from the
+   * same sender (ALREADY_EXISTS `SEQUENCER_DUPLICATE_MESSAGE_ID`) until a
+   * prune passes the first submission's max sequencing time, so use a fresh
+   * id per submission and the same id only to retry one.
    */
   char *message_id;
   /*
