@@ -284,24 +284,24 @@ extension Sequencer {
         var recipients = Set<Int32>()
         var names: [Int32: String] = [from.id: from.name]
         var unknown: [String] = []
-        for envelope in batch.envelopes {
-            for name in envelope.recipients {
-                if name == Self.allMembers {
-                    // Read from the database, not this node's cache: a member another sequencer
-                    // node registered a moment ago (its onboarding) must get the broadcasts that
-                    // follow — the demo's third participant once never saw its party's hosting.
-                    for member in try await members.allFromDatabase() where member.enabled {
-                        recipients.insert(member.id)
-                        names[member.id] = member.name
-                    }
-                    continue
-                }
-                if let member = try await members.member(named: name), member.enabled {
-                    recipients.insert(member.id)
-                    names[member.id] = member.name
-                } else {
-                    unknown.append(name)
-                }
+        // Each name once, however many envelopes (or times in one) name it.
+        var requested = Set(batch.envelopes.flatMap(\.recipients))
+        if requested.remove(Self.allMembers) != nil {
+            // Read from the database, not this node's cache: a member another sequencer node
+            // registered a moment ago (its onboarding) must get the broadcasts that follow —
+            // the demo's third participant once never saw its party's hosting.
+            for member in try await members.allFromDatabase() where member.enabled {
+                recipients.insert(member.id)
+                names[member.id] = member.name
+            }
+        }
+        let found = try await members.members(named: requested)
+        for name in requested {
+            if let member = found[name], member.enabled {
+                recipients.insert(member.id)
+                names[member.id] = member.name
+            } else {
+                unknown.append(name)
             }
         }
         if !unknown.isEmpty {
@@ -530,6 +530,18 @@ actor MemberDirectory {
     private func remember(_ member: Member) {
         byName[member.name] = member
         byID[member.id] = member
+    }
+
+    /// The members named `names` that exist (enabled or not), reading the table at most once,
+    /// fresh, and only if one is not known here: a batch naming thousands of recipients, or
+    /// names that do not exist, costs one read, not two per name.
+    func members(named names: Set<String>) async throws -> [String: Member] {
+        if names.contains(where: { byName[$0] == nil }) { try await load(fresh: true) }
+        var found: [String: Member] = [:]
+        for name in names {
+            if let member = byName[name] { found[name] = member }
+        }
+        return found
     }
 
     func member(named name: String) async throws -> Member? {

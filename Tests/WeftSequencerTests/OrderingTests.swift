@@ -224,6 +224,53 @@ struct SplitMix64: RandomNumberGenerator {
             await node.stop()
         }
     }
+
+    /// Recipients are resolved once per name, whatever the batch repeats: a member named in
+    /// many envelopes, many times each, receives the event once; a batch naming thousands of
+    /// names that do not exist is one deliver error listing each once (it read the members'
+    /// table once, not twice per name).
+    @Test func recipientsNamedManyTimesAreResolvedOnce() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let node = try await Self.nodes(fixture.url, count: 1)[0]
+            for member in Self.members { _ = try await node.register(member) }
+            let later = SequencerWriter.now() + 60_000_000
+            let repeated = Weft.V1.Batch(
+                envelopes: (0..<50).map { _ in .init(content: [7], recipients: Array(repeating: Self.members[1], count: 200)) })
+            guard case .delivered = try await node.send(sender: Self.members[0], messageID: "many", batch: repeated, maxSequencingTime: later)
+            else {
+                Issue.record("the batch naming one member 10,000 times was not delivered")
+                return
+            }
+            let ghosts = (0..<2_000).map { "PAR::ghost\($0 % 1_000)::1220ee" }
+            let haunted = try await node.send(
+                sender: Self.members[0], messageID: "ghosts", batch: .init(envelopes: [.init(content: [1], recipients: ghosts)]),
+                maxSequencingTime: later)
+            guard case .deliverError(_, let errorID) = haunted else { Issue.record("expected a deliver error, got \(haunted)"); return }
+            #expect(errorID == "SEQUENCER_UNKNOWN_RECIPIENTS")
+            guard
+                case .delivered = try await node.send(
+                    sender: Self.members[0], messageID: "last",
+                    batch: .init(envelopes: [.init(content: [9], recipients: [Self.members[1]])]), maxSequencingTime: later)
+            else {
+                Issue.record("the last send was not delivered")
+                return
+            }
+            var received: [String] = []
+            for try await delivery in try await node.subscribe(Self.members[1], from: 0) {
+                received.append(delivery.messageID)
+                if delivery.messageID == "last" { break }
+            }
+            #expect(received == ["many", "last"])
+            var senderStream: [StoredDelivery] = []
+            for try await delivery in try await node.subscribe(Self.members[0], from: 0) {
+                senderStream.append(delivery)
+                if delivery.messageID == "last" { break }
+            }
+            let error = try #require(senderStream.first { $0.messageID == "ghosts" }?.error)
+            #expect(error.message.components(separatedBy: "PAR::ghost").count - 1 == 1_000, "each unknown name listed once")
+            await node.stop()
+        }
+    }
 }
 
 struct TestFailure: Error, CustomStringConvertible {
