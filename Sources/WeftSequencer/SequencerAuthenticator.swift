@@ -20,11 +20,24 @@ actor SequencerAuthenticator {
 
     private let topology: SequencerTopology
     private var challenges: [[UInt8]: (member: String, expires: Int64)] = [:]
+    /// The challenges in the order they were issued, which is the order they expire in (one
+    /// lifetime for all): expired ones are dropped from the front, so issuing one costs the
+    /// same however many are outstanding. `expiringFrom` is the first not yet dropped.
+    private var expiring: [(nonce: [UInt8], expires: Int64)] = []
+    private var expiringFrom = 0
     private var sessions: [[UInt8]: Session] = [:]
-    static let challengeLifetime: Int64 = 60_000_000
+    /// How long a challenge may be answered (µs).
+    let challengeLifetime: Int64
+    /// Most challenges outstanding at once: GetChallenge needs no token, so without a bound
+    /// anyone could make the sequencer hold a challenge per call for a minute.
+    let outstandingChallengesMax: Int
     static let defaultTokenLifetime: Int64 = 3_600_000_000
 
-    init(topology: SequencerTopology) { self.topology = topology }
+    init(topology: SequencerTopology, challengeLifetime: Int64 = 60_000_000, outstandingChallengesMax: Int = 10_000) {
+        self.topology = topology
+        self.challengeLifetime = challengeLifetime
+        self.outstandingChallengesMax = outstandingChallengesMax
+    }
 
     /// The hash a member signs to authenticate: purpose-tagged (domain, member, nonce).
     static func challengeHash(domain: String, member: String, nonce: [UInt8]) -> PurposeHash {
@@ -56,10 +69,17 @@ actor SequencerAuthenticator {
 
     func challenge(for member: String) async throws -> Weft.V1.GetChallengeResponse {
         let (_, keys) = try await activeMember(member)
-        let nonce = try OpenSSL.randomBytes(32)
-        let expires = SequencerWriter.now() + Self.challengeLifetime
         prune()
+        guard challenges.count < outstandingChallengesMax else {
+            throw RPCError(
+                .resourceExhausted,
+                "\(challenges.count) authentication challenges are outstanding, the most this sequencer holds; retry in a few seconds",
+                errorID: "SEQUENCER_TOO_MANY_CHALLENGES")
+        }
+        let nonce = try OpenSSL.randomBytes(32)
+        let expires = SequencerWriter.now() + challengeLifetime
         challenges[nonce] = (member, expires)
+        expiring.append((nonce, expires))
         return .init(nonce: nonce, keyFingerprints: keys.map(\.fingerprint.description), expiresAt: .init(microsSinceEpoch: expires))
     }
 
@@ -109,7 +129,14 @@ actor SequencerAuthenticator {
 
     private func prune() {
         let now = SequencerWriter.now()
-        challenges = challenges.filter { $0.value.expires > now }
+        while expiringFrom < expiring.count, expiring[expiringFrom].expires <= now {
+            challenges[expiring[expiringFrom].nonce] = nil  // unless answered already
+            expiringFrom += 1
+        }
+        if expiringFrom > 1_024, expiringFrom * 2 > expiring.count {
+            expiring.removeFirst(expiringFrom)
+            expiringFrom = 0
+        }
         if sessions.count > 10_000 { sessions = sessions.filter { $0.value.expires > now } }
     }
 }

@@ -1,5 +1,6 @@
 import Testing
 import WeftStore
+import WeftTestSupport
 import WeftTransport
 @testable import WeftSequencer
 
@@ -25,5 +26,29 @@ import WeftTransport
         let error = await mapped(SequencerError.unknownSender("PAR::participant9::1220aa"))
         #expect(error?.code == .permissionDenied && error?.errorID == "SEQUENCER_MEMBER_NOT_ALLOWED")
         #expect(error?.message.contains("allow-list") == true)
+    }
+}
+
+/// GetChallenge needs no token: the challenges a sequencer holds are bounded, and expired ones
+/// are dropped in the order they were issued.
+@Suite(.timeLimit(.minutes(2))) struct ChallengeBoundTests {
+    @Test func outstandingChallengesAreBoundedAndExpiredOnesMakeRoom() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await ServiceTests.Node.start(fixture.url, domain: &domain)
+            let manager = domain.managerMember.description
+            let bounded = SequencerAuthenticator(topology: node.topology, outstandingChallengesMax: 3)
+            for _ in 0..<3 { _ = try await bounded.challenge(for: manager) }
+            do {
+                _ = try await bounded.challenge(for: manager)
+                Issue.record("a fourth challenge was issued")
+            } catch let error as RPCError {
+                #expect(error.code == .resourceExhausted && error.errorID == "SEQUENCER_TOO_MANY_CHALLENGES")
+            }
+            // Challenges that expire as they are issued never fill the bound.
+            let expiring = SequencerAuthenticator(topology: node.topology, challengeLifetime: 0, outstandingChallengesMax: 3)
+            for _ in 0..<10 { _ = try await expiring.challenge(for: manager) }
+            await node.stop()
+        }
     }
 }
