@@ -142,6 +142,10 @@ public actor SequencerTopology {
     private func sendTopologySnapshots(to due: Set<String>) async throws {
         let awaiting = try await sequencer.members.awaitingTopologySnapshot().filter(due.contains)
         guard !awaiting.isEmpty else { return }
+        // The members as stored, not as this node last saw them: a member it still holds as
+        // disabled would make the history a deliver error, and its message id, used then, would
+        // refuse every later attempt as a duplicate.
+        try await sequencer.members.load(fresh: true)
         let history = Weft.V1.TopologySnapshot(domain: domain.description, transactions: state.transactions.map(\.wire))
         let content = try Weft.V1.EnvelopeContent(message: .topologySnapshot(history)).serializedBytes()
         for member in awaiting {
