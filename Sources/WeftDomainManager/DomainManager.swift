@@ -25,6 +25,12 @@ public actor DomainManager {
     private var connection: SequencerConnection?
     private var follower: Task<Void, Never>?
     private var changeWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Why the sequencer or the topology refused what this manager broadcast: by message id
+    /// (a deliver error) and by transaction hash, for `change` to report at once.
+    private var refusedMessages: [String: (errorID: String, message: String)] = [:]
+    private var refusedTransactions: [PurposeHash: TopologyError] = [:]
+    /// The change under way: the next one waits for it, so that its serials follow.
+    private var changing: Task<Void, Never>?
     private let logger: Logger
 
     public static var migrator: Migrator { TopologyStore.migrator }
@@ -97,21 +103,31 @@ public actor DomainManager {
         self.connection = connection
         follower?.cancel()
         follower = Task { [weak self] in
-            do {
-                // From the stored position: the sequencer may have pruned what came before it
-                // (everything before it is acknowledged). An event read again after a crash
-                // changes nothing: applying a known transaction is a no-op.
-                guard let from = try await self?.storedNextCounter() else { return }
-                for try await event in connection.events(from: from) {
-                    guard let self else { return }
-                    // A change not stored stops the stream here, unacknowledged: a restart reads
-                    // the event again instead of the sequencer pruning it unapplied.
-                    guard await self.apply(event) else { return }
-                    try await self.storeNextCounter(event.counter + 1)
-                    if let timestamp = event.timestamp { try? await connection.acknowledge(upTo: timestamp) }
+            var pause = Duration.milliseconds(200)
+            while !Task.isCancelled {
+                do {
+                    // From the stored position: the sequencer may have pruned what came before it
+                    // (everything before it is acknowledged). An event read again changes
+                    // nothing: applying a known transaction is a no-op.
+                    guard let from = try await self?.storedNextCounter() else { return }
+                    for try await event in connection.events(from: from) {
+                        guard let self else { return }
+                        // A change not stored stops reading here, unacknowledged: it is read
+                        // again (below, or after a restart) instead of pruned unapplied.
+                        guard await self.apply(event) else { break }
+                        try await self.storeNextCounter(event.counter + 1)
+                        if let timestamp = event.timestamp { try? await connection.acknowledge(upTo: timestamp) }
+                        pause = .milliseconds(200)
+                    }
+                } catch {
+                    if Task.isCancelled { return }
+                    self?.logger.error(
+                        "the domain manager's event stream failed; it is read again from the stored position",
+                        metadata: ["error": "\(error)", "retry_in": "\(pause)"])
                 }
-            } catch {
-                self?.logger.error("the domain manager's event stream ended; topology changes cannot be confirmed until it restarts", metadata: ["error": "\(error)"])
+                // A database or stream failure: read again from the stored position, after a pause.
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(10))
             }
         }
     }
@@ -145,6 +161,17 @@ public actor DomainManager {
 
     /// Applies the topology of `event`; false if its changes could not be stored.
     private func apply(_ event: Weft.V1.SequencedEvent) async -> Bool {
+        if case .deliverError(let error)? = event.event {
+            // A broadcast of this manager the sequencer did not deliver (too large for the
+            // domain's max request size, its max sequencing time passed…): its change fails.
+            let errorID = error.reason?.errorID ?? "SEQUENCER_REFUSED"
+            logger.error(
+                "the sequencer refused a submission of the domain manager",
+                metadata: ["message_id": "\(error.messageID)", "error_id": "\(errorID)", "error": "\(error.reason?.message ?? "")"])
+            refusedMessages[error.messageID] = (errorID, error.reason?.message ?? "")
+            wakeWaiters()
+            return true
+        }
         guard case .deliver(let deliver)? = event.event, let at = event.timestamp.map(SequencingTimestamp.init) else { return true }
         var next = state
         var changes: [TopologyChange] = []
@@ -167,8 +194,14 @@ public actor DomainManager {
             changes += outcome.changes
             for refused in outcome.refused {
                 logger.warning("refused a broadcast topology transaction", metadata: ["error": "\(refused.error)", "error_id": "\(refused.error.id)"])
+                if deliver.sender == member.description, broadcast.transactions.indices.contains(refused.index),
+                    let transaction = try? SignedTopologyTransaction(broadcast.transactions[refused.index])
+                {
+                    refusedTransactions[transaction.hash] = refused.error
+                }
             }
         }
+        if !refusedTransactions.isEmpty { wakeWaiters() }
         guard !changes.isEmpty else { return true }
         do {
             try await store.persist(changes)
@@ -231,11 +264,14 @@ public actor DomainManager {
     }
 
     /// Sends `transactions` to every member (`ALL`); the message id names them, so a retried
-    /// send of the same transactions is sequenced once.
-    private func broadcast(_ transactions: [SignedTopologyTransaction], over connection: SequencerConnection) async throws {
+    /// send of the same transactions is sequenced once. Returns the message id.
+    @discardableResult
+    private func broadcast(_ transactions: [SignedTopologyTransaction], over connection: SequencerConnection) async throws -> String {
         let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions.map(\.wire))))
         let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
-        try await connection.send(batch, messageID: "topology-" + transactions.map(\.hash.description).joined(separator: "+").suffix(64))
+        let messageID = "topology-" + String(transactions.map(\.hash.description).joined(separator: "+").suffix(64))
+        try await connection.send(batch, messageID: messageID)
+        return messageID
     }
 
     /// Waits for the next applied change, or until `deadline`.
@@ -259,8 +295,19 @@ public actor DomainManager {
     }
 
     /// Signs `mappings` with the namespace key (serials from the current state), checks them,
-    /// broadcasts them to all members and returns once they came back on the stream.
+    /// broadcasts them to all members and returns once they came back on the stream, with the
+    /// time they are in force after (their `valid_from`). One change at a time: the next takes
+    /// its serials once this one is applied, so two changes of one mapping never share a serial.
     public func change(_ mappings: [Weft.V1.TopologyMapping.Mapping]) async throws -> SequencingTimestamp {
+        let previous = changing
+        let (done, finish) = AsyncStream<Void>.makeStream()
+        changing = Task { for await _ in done {} }
+        defer { finish.finish() }
+        await previous?.value
+        return try await changeAlone(mappings)
+    }
+
+    private func changeAlone(_ mappings: [Weft.V1.TopologyMapping.Mapping]) async throws -> SequencingTimestamp {
         guard let connection else {
             throw RPCError(.unavailable, "the domain manager is not connected to a sequencer yet; retry shortly", errorID: "DOMAIN_MANAGER_NOT_CONNECTED")
         }
@@ -274,10 +321,18 @@ public actor DomainManager {
             _ = try next.add(signed, sequencedAt: probe)  // refuses here what every member would refuse
             transactions.append(signed)
         }
-        try await broadcast(transactions, over: connection)
+        let messageID = try await broadcast(transactions, over: connection)
         let hashes = Set(transactions.map(\.hash))
         let deadline = ContinuousClock.now + .seconds(30)
         while !hashes.isSubset(of: Set(state.transactions.map(\.transaction.hash))) {
+            if let refused = refusedMessages.removeValue(forKey: messageID) {
+                throw RPCError(
+                    .failedPrecondition, "the sequencer did not deliver the change: \(refused.message) [\(refused.errorID)]",
+                    errorID: refused.errorID)
+            }
+            if let hash = hashes.first(where: { refusedTransactions[$0] != nil }), let error = refusedTransactions.removeValue(forKey: hash) {
+                throw error
+            }
             guard ContinuousClock.now < deadline else {
                 throw RPCError(
                     .deadlineExceeded, "the change was sequenced but has not come back on the domain manager's stream within 30 s; check the sequencers and the domain manager's log",
@@ -285,7 +340,7 @@ public actor DomainManager {
             }
             await waitForChange(until: deadline)
         }
-        return state.transactions.last?.sequencedAt ?? probe
+        return state.transactions.filter { hashes.contains($0.transaction.hash) }.map(\.validFrom).max() ?? probe
     }
 
     /// The transactions in force at `timestamp` (all accepted ones when nil).

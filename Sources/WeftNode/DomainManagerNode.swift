@@ -179,6 +179,8 @@ final class DomainManagerNode: Service {
 
 /// `weft.v1.DomainManagerAdministrationService`.
 struct DomainManagerAdministration: Weft.V1.DomainManagerAdministrationService.Provider {
+    /// The smallest `max_request_size_bytes` the domain manager sets.
+    static let maxRequestSizeFloor: UInt32 = 64 * 1024
     let manager: DomainManager
 
     func setParticipantState(_ request: Weft.V1.SetParticipantStateRequest, context: RPCCallContext) async throws -> Weft.V1.SetParticipantStateResponse {
@@ -191,7 +193,10 @@ struct DomainManagerAdministration: Weft.V1.DomainManagerAdministrationService.P
         guard request.permission != .unspecified else {
             throw RPCError(.invalidArgument, "say which permission: submission, confirmation, observation or disabled", errorID: "DOMAIN_MANAGER_NO_PERMISSION")
         }
-        let trust: Weft.V1.TrustLevel = request.trustLevel == .unspecified ? .ordinary : request.trustLevel
+        // Unspecified keeps the participant's trust level (a VIP stays one when only its
+        // permission changes); a participant new to the domain starts ordinary.
+        let current = await manager.snapshot().participantState(participant)?.trustLevel
+        let trust: Weft.V1.TrustLevel = request.trustLevel == .unspecified ? (current ?? .ordinary) : request.trustLevel
         do {
             let at = try await manager.change([.participantState(participant, permission: request.permission, trustLevel: trust)])
             return .init(effectiveAt: at.wire)
@@ -211,6 +216,14 @@ struct DomainManagerAdministration: Weft.V1.DomainManagerAdministrationService.P
     func setDomainParameters(_ request: Weft.V1.SetDomainParametersRequest, context: RPCCallContext) async throws -> Weft.V1.SetDomainParametersResponse {
         guard let parameters = request.parameters else {
             throw RPCError(.invalidArgument, "no parameters given", errorID: "DOMAIN_MANAGER_NO_PARAMETERS")
+        }
+        // Every member's submissions are held to it, and the smallest confirmation request is a
+        // few KiB: a smaller limit (a typo, "1" for 1 MiB) would stop the domain's traffic.
+        guard parameters.maxRequestSizeBytes >= Self.maxRequestSizeFloor else {
+            throw RPCError(
+                .invalidArgument,
+                "max_request_size_bytes \(parameters.maxRequestSizeBytes) is below \(Self.maxRequestSizeFloor) bytes (64 KiB), too small for the domain's requests; give a size such as 1MiB",
+                errorID: "DOMAIN_MANAGER_MAX_REQUEST_SIZE_TOO_SMALL")
         }
         do {
             let at = try await manager.change([.parameters(parameters, of: manager.domain)])

@@ -71,7 +71,10 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             logger.warning("submission in another member's name refused", metadata: ["member": "\(member)", "claimed_sender": "\(submission.sender)", "trace_id": "\(context.traceID ?? "")"])
             throw RPCError(.permissionDenied, "the token is \(member)'s but the submission names sender \(submission.sender)", errorID: "SEQUENCER_SENDER_MISMATCH")
         }
-        let maximum = await topology.snapshot().domainParameters.map { Int($0.maxRequestSizeBytes) } ?? Sequencer.defaultMaximumRequestBytes
+        var maximum = await topology.snapshot().domainParameters.map { Int($0.maxRequestSizeBytes) } ?? Sequencer.defaultMaximumRequestBytes
+        // The domain manager's topology broadcasts are not held to the limit: a limit set too
+        // low must not keep out the change that raises it.
+        if member == MemberID(role: .domainManager, identifier: topology.domain).description { maximum = Int.max }
         let outcome = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.send(
             sender: member, messageID: submission.messageID, batch: submission.batch ?? .init(),
             maxSequencingTime: submission.maxSequencingTime?.microsSinceEpoch ?? (SequencerWriter.now() + 60_000_000),

@@ -158,8 +158,8 @@ struct DomainManagerCommand: AsyncParsableCommand {
         @Option(help: "What the participant may do.")
         var permission: Permission
 
-        @Option(help: "Its trust level: vip participants can confirm alone where the confirmation policy says so.")
-        var trust: Trust = .ordinary
+        @Option(help: "Its trust level: vip participants can confirm alone where the confirmation policy says so. Without it, the participant keeps its level (ordinary for a new one).")
+        var trust: Trust?
 
         @OptionGroup var remote: RemoteOptions
         @Option var output: OutputFormat = .text
@@ -175,11 +175,15 @@ struct DomainManagerCommand: AsyncParsableCommand {
                 case .disabled: .disabled
                 }
             let response = try await client.domainManagerAdministration.setParticipantState(
-                .init(participant: participant, permission: wirePermission, trustLevel: trust == .vip ? .vip : .ordinary))
+                .init(participant: participant, permission: wirePermission, trustLevel: trust.map { $0 == .vip ? .vip : .ordinary } ?? .unspecified))
             let at = response.effectiveAt?.microsSinceEpoch ?? 0
+            // The level in force now: the one given, or the one it kept.
+            let level = try await client.domainManagerAdministration.listMembers(.init()).members
+                .first { $0.member == "PAR::" + participant }?.trustLevel
+            let trustText = level == .vip ? "vip" : "ordinary"
             switch output {
-            case .text: print("\(participant): \(permission.rawValue), \(trust.rawValue), in effect from \(SequencingTimestamp(microsSinceEpoch: at))")
-            case .json: try printJSON(["participant": participant, "permission": permission.rawValue, "trust": trust.rawValue, "effective_at_micros": at])
+            case .text: print("\(participant): \(permission.rawValue), \(trustText), in effect after \(SequencingTimestamp(microsSinceEpoch: at))")
+            case .json: try printJSON(["participant": participant, "permission": permission.rawValue, "trust": trustText, "effective_at_micros": at])
             }
         }
     }
@@ -216,7 +220,7 @@ extension DomainManagerCommand {
         @OptionGroup var remote: RemoteOptions
         @Option var output: OutputFormat = .text
         @Option(name: .customLong("set"), help: ArgumentHelp(
-            "Change a parameter: participant-response-timeout, reconciliation-interval, ledger-time-record-time-tolerance, mediator-deduplication-timeout, authentication-token-lifetime, mediator-reaction-timeout (durations, e.g. 30s) or max-request-size (bytes).",
+            "Change a parameter: participant-response-timeout, reconciliation-interval, ledger-time-record-time-tolerance, mediator-deduplication-timeout (stored, not used yet), authentication-token-lifetime, mediator-reaction-timeout (durations, e.g. 30s) or max-request-size (bytes).",
             valueName: "name=value"))
         var changes: [String] = []
 

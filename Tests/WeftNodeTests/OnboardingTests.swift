@@ -38,7 +38,7 @@ import WeftTestSupport
             let (allowed, allowedOutput, allowedError) = try await WeftProcess.run(
                 ["domain-manager", "set-state", participant, "--permission", "submission"] + admin, directory: dir)
             #expect(allowed == 0, "\(allowedError)\ndomain log:\n\(domain.standardError.suffix(4000))")
-            #expect(allowedOutput.contains("\(participant): submission, ordinary, in effect from"), "\(allowedOutput)")
+            #expect(allowedOutput.contains("\(participant): submission, ordinary, in effect after"), "\(allowedOutput)")
             // Without the operator's certificate the admin API refuses the connection.
             let (anonymous, _, _) = try await WeftProcess.run(
                 ["domain-manager", "members", "--remote", "localhost:\(managerPort)", "--root-cert", "certs/ca.pem"], directory: dir)

@@ -34,7 +34,10 @@ extension Weft.V1.DomainManagerAdministrationService {
             try await rpc.unary(Weft.V1.DomainManagerAdministrationService.getDomainParameters, request, metadata: metadata, timeout: timeout)
         }
 
-        /// Changes domain parameters from the next broadcast on. Unary.
+        /// Changes domain parameters for every time after the change's own
+        /// sequencing time (`effective_at`); returns once the change is applied.
+        /// `max_request_size_bytes` below 64 KiB is refused (INVALID_ARGUMENT
+        /// `DOMAIN_MANAGER_MAX_REQUEST_SIZE_TOO_SMALL`). Unary.
         public func setDomainParameters(
             _ request: Weft.V1.SetDomainParametersRequest, metadata: [Weft.V1.MetadataEntry] = [], timeout: Duration? = nil
         ) async throws -> Weft.V1.SetDomainParametersResponse {
@@ -62,7 +65,10 @@ extension Weft.V1.DomainManagerAdministrationService {
         /// Returns the domain parameters in force. Unary.
         func getDomainParameters(_ request: Weft.V1.GetDomainParametersRequest, context: RPCCallContext) async throws -> Weft.V1.GetDomainParametersResponse
 
-        /// Changes domain parameters from the next broadcast on. Unary.
+        /// Changes domain parameters for every time after the change's own
+        /// sequencing time (`effective_at`); returns once the change is applied.
+        /// `max_request_size_bytes` below 64 KiB is refused (INVALID_ARGUMENT
+        /// `DOMAIN_MANAGER_MAX_REQUEST_SIZE_TOO_SMALL`). Unary.
         func setDomainParameters(_ request: Weft.V1.SetDomainParametersRequest, context: RPCCallContext) async throws -> Weft.V1.SetDomainParametersResponse
 
         /// Lists topology transactions, optionally as of a time. Unary.

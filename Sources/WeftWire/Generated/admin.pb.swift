@@ -65,7 +65,8 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().permission }
         }
 
-        /// Trust level.
+        /// Trust level; unspecified keeps the participant's (ordinary for a
+        /// participant new to the domain).
         public var trustLevel: Weft.V1.TrustLevel {
             get { _storage.read.trustLevel }
             set { _uniqueStorage().trustLevel = newValue }
@@ -187,7 +188,8 @@ extension Weft.V1 {
     public struct SetParticipantStateResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SetParticipantStateResponse"
 
-        /// Sequencing time at which it takes effect.
+        /// The change's valid_from (its sequencing time): it is in force for
+        /// every time after it.
         public var effectiveAt: Weft.V1.Timestamp? {
             get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
@@ -841,7 +843,8 @@ extension Weft.V1 {
     public struct SetDomainParametersResponse: WireMessage, CustomReflectable {
         public static let protoMessageName = "weft.v1.SetDomainParametersResponse"
 
-        /// Sequencing time at which it takes effect.
+        /// The change's valid_from (its sequencing time): it is in force for
+        /// every time after it.
         public var effectiveAt: Weft.V1.Timestamp? {
             get { _storage.read.effectiveAt }
             set { _uniqueStorage().effectiveAt = newValue }
@@ -8295,7 +8298,10 @@ extension Weft.V1 {
         public static let getDomainParameters = Method<Weft.V1.GetDomainParametersRequest, Weft.V1.GetDomainParametersResponse>(
             path: "/weft.v1.DomainManagerAdministrationService/GetDomainParameters", kind: .unary)
 
-        /// Changes domain parameters from the next broadcast on. Unary.
+        /// Changes domain parameters for every time after the change's own
+        /// sequencing time (`effective_at`); returns once the change is applied.
+        /// `max_request_size_bytes` below 64 KiB is refused (INVALID_ARGUMENT
+        /// `DOMAIN_MANAGER_MAX_REQUEST_SIZE_TOO_SMALL`). Unary.
         public static let setDomainParameters = Method<Weft.V1.SetDomainParametersRequest, Weft.V1.SetDomainParametersResponse>(
             path: "/weft.v1.DomainManagerAdministrationService/SetDomainParameters", kind: .unary)
 

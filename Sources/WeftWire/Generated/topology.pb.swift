@@ -964,7 +964,9 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().ledgerTimeRecordTimeTolerance }
         }
 
-        /// How long the mediator keeps a decided request for late responses.
+        /// Reserved for how long the mediator keeps a decided request for late
+        /// responses. Stored and broadcast, but no node reads it yet (the mediator
+        /// keeps decided requests until they are pruned).
         public var mediatorDeduplicationTimeout: Weft.V1.Duration? {
             get { _storage.read.mediatorDeduplicationTimeout }
             set { _uniqueStorage().mediatorDeduplicationTimeout = newValue }

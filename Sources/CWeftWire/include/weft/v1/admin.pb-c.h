@@ -111,7 +111,8 @@ struct  Weft__V1__SetParticipantStateRequest
    */
   Weft__V1__ParticipantPermission permission;
   /*
-   * Trust level.
+   * Trust level; unspecified keeps the participant's (ordinary for a
+   * participant new to the domain).
    */
   Weft__V1__TrustLevel trust_level;
 };
@@ -127,7 +128,8 @@ struct  Weft__V1__SetParticipantStateResponse
 {
   ProtobufCMessage base;
   /*
-   * Sequencing time at which it takes effect.
+   * The change's valid_from (its sequencing time): it is in force for
+   * every time after it.
    */
   Weft__V1__Timestamp *effective_at;
 };
@@ -248,7 +250,8 @@ struct  Weft__V1__SetDomainParametersResponse
 {
   ProtobufCMessage base;
   /*
-   * Sequencing time at which it takes effect.
+   * The change's valid_from (its sequencing time): it is in force for
+   * every time after it.
    */
   Weft__V1__Timestamp *effective_at;
 };

@@ -284,7 +284,9 @@ struct  Weft__V1__DomainParameters
    */
   Weft__V1__Duration *ledger_time_record_time_tolerance;
   /*
-   * How long the mediator keeps a decided request for late responses.
+   * Reserved for how long the mediator keeps a decided request for late
+   * responses. Stored and broadcast, but no node reads it yet (the mediator
+   * keeps decided requests until they are pruned).
    */
   Weft__V1__Duration *mediator_deduplication_timeout;
   /*
