@@ -52,6 +52,15 @@ import WeftWire
             } catch let error as RPCError {
                 #expect(error.code == .invalidArgument && error.errorID == "DOMAIN_MANAGER_MAX_REQUEST_SIZE_TOO_SMALL")
             }
+            // Set below the floor all the same (not through the admin API): the domain manager's
+            // next change still gets through, and the limit can be raised again.
+            let previousLimit = parameters.maxRequestSizeBytes
+            parameters.maxRequestSizeBytes = 100
+            _ = try await manager.change([.parameters(parameters, of: manager.domain)])
+            _ = try await manager.change([.participantState(carol, permission: .confirmation)])
+            parameters.maxRequestSizeBytes = previousLimit
+            _ = try await manager.change([.parameters(parameters, of: manager.domain)])
+            #expect(await manager.snapshot().domainParameters?.maxRequestSizeBytes == previousLimit)
             await domain.stop()
         }
     }
