@@ -120,13 +120,21 @@ import WeftWire
         }
     }
 
+    /// A node on a fresh database with participant1 (alice) onboarded, and the domain manager's session.
+    static func startWithAlice(_ url: String) async throws
+        -> (domain: TestDomain, node: ServiceTests.Node, manager: SequencerClient, alice: TestDomain.Participant)
+    {
+        var domain = try TestDomain()
+        let node = try await ServiceTests.Node.start(url, domain: &domain)
+        let manager = try await ServiceTests.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+        let alice = try TestDomain.Participant("participant1")
+        try await ServiceTests.onboard([alice], node: node, domain: &domain, manager: manager)
+        return (domain, node, manager, alice)
+    }
+
     @Test func aTamperedOrForeignHistoryIsRefusedWhole() async throws {
         try await PostgresFixture.withFixture { fixture in
-            var domain = try TestDomain()
-            let node = try await ServiceTests.Node.start(fixture.url, domain: &domain)
-            let manager = try await ServiceTests.client(node, domain, member: domain.managerMember, key: domain.managerKey)
-            let alice = try TestDomain.Participant("participant1")
-            try await ServiceTests.onboard([alice], node: node, domain: &domain, manager: manager)
+            let (domain, node, _, alice) = try await Self.startWithAlice(fixture.url)
             let aliceClient = try await ServiceTests.client(node, domain, member: alice.member, key: alice.signingKey)
             let honest = try await Self.memberTopology(fixture.url, domain: domain, member: alice.member)
             let events = try await Self.follow(aliceClient, into: honest, until: 1)
@@ -189,11 +197,7 @@ import WeftWire
     /// disabled since were not seen.
     @Test func aNodeStartedAfterAPruneFollowsTopologyFromThePrunePoint() async throws {
         try await PostgresFixture.withFixture { fixture in
-            var domain = try TestDomain()
-            var node = try await ServiceTests.Node.start(fixture.url, domain: &domain)
-            var manager = try await ServiceTests.client(node, domain, member: domain.managerMember, key: domain.managerKey)
-            let alice = try TestDomain.Participant("participant1")
-            try await ServiceTests.onboard([alice], node: node, domain: &domain, manager: manager)
+            var (domain, node, manager, alice) = try await Self.startWithAlice(fixture.url)
             _ = try await node.sequencer.prune(upToInclusive: try await node.sequencer.safePoint.refresh(), force: true)
             let prunePoints = try PostgresConnection(url: fixture.url).execute(
                 """
