@@ -24,15 +24,16 @@ struct ManagerBroadcastPublisher: PartyHostingPublisher {
     }
 }
 
-/// Publishes a hosting as the domain manager, then stops `node`, as a participant that stops
-/// while AllocateParty waits for the hosting to reach it.
-struct PublishThenStopPublisher: PartyHostingPublisher {
+/// Stops `node`, then publishes a hosting as the domain manager: a participant that stops
+/// while AllocateParty waits for the hosting to reach it (stopped first, so that it cannot
+/// apply the hosting before it stops).
+struct StopThenPublishPublisher: PartyHostingPublisher {
     let harness: DomainHarness
     let node: ParticipantNode
 
     func publish(_ hosting: SignedTopologyTransaction) async throws {
-        try await ManagerBroadcastPublisher(harness: harness).publish(hosting)
         await node.stop()
+        try await ManagerBroadcastPublisher(harness: harness).publish(hosting)
     }
 }
 
@@ -968,7 +969,7 @@ extension OnASecondRealDomain {
                 let harness = try await DomainHarness.start(url: fixture.url)
                 let api = try await LedgerAPIEndpoint.start(
                     harness, 0, configuration: .init(hostingTimeout: .seconds(20)),
-                    publisher: PublishThenStopPublisher(harness: harness, node: harness.p1))
+                    publisher: StopThenPublishPublisher(harness: harness, node: harness.p1))
                 let refused = await rpcError {
                     _ = try await api.client.partyManagement.allocateParty(.init(partyIDHint: "erin"))
                 }
