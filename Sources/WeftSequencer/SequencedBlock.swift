@@ -192,10 +192,14 @@ final class BlockCache: Sendable {
 
     /// Blocks whose events' bytes are kept too: the latest few of this node's own, which its
     /// subscriptions serve within milliseconds of the commit (about 200 KB per block of 80
-    /// submissions).
+    /// submissions), up to `eventsBytesCapacity` in all: a block of large batches to many
+    /// recipients (each member's event holds its own copy of an envelope to `ALL`) can be
+    /// hundreds of MiB, and its events are then read from the database instead.
     static let eventsCapacity = 64
+    static let eventsBytesCapacity = 64 << 20
 
-    private let recentEvents = Mutex<(events: [Key: [[UInt8]]], order: [Key], next: Int)>(([:], [], 0))
+    /// The kept blocks' events, oldest block first in `order`, and their bytes in all.
+    private let recentEvents = Mutex<(events: [Key: [[UInt8]]], order: [Key], bytes: Int)>(([:], [], 0))
 
     /// The bytes of the event at `place` as its member receives them, if the writer of this node
     /// made them recently: exactly what the block's leaf hashes, so nothing needs rebuilding.
@@ -215,14 +219,15 @@ final class BlockCache: Sendable {
     func insert(_ block: SignedBlock, node: Int16, timestamp: Int64, events: [[UInt8]]? = nil) {
         let key = Key(node: node, timestamp: timestamp)
         if let events, events.count == block.tree.leafCount {
+            let size = events.reduce(0) { $0 + $1.count }
             recentEvents.withLock { recent in
-                guard recent.events.updateValue(events, forKey: key) == nil else { return }
-                if recent.order.count < Self.eventsCapacity {
-                    recent.order.append(key)
-                } else {
-                    recent.events.removeValue(forKey: recent.order[recent.next])
-                    recent.order[recent.next] = key
-                    recent.next = (recent.next + 1) % Self.eventsCapacity
+                guard size <= Self.eventsBytesCapacity, recent.events[key] == nil else { return }
+                recent.events[key] = events
+                recent.order.append(key)
+                recent.bytes += size
+                while recent.order.count > Self.eventsCapacity || recent.bytes > Self.eventsBytesCapacity {
+                    let oldest = recent.order.removeFirst()
+                    recent.bytes -= recent.events.removeValue(forKey: oldest)?.reduce(0) { $0 + $1.count } ?? 0
                 }
             }
         }

@@ -272,3 +272,32 @@ import WeftWire
         }
     }
 }
+
+/// The events' bytes a node keeps for its own recent blocks are bounded in bytes as well as in
+/// blocks: the oldest go first, and a block larger than the whole budget is not kept (its
+/// events are read from the database).
+@Suite struct BlockCacheBoundTests {
+    static func block(_ events: [[UInt8]]) -> SignedBlock {
+        SignedBlock(tree: SequencedBlockTree(leaves: events.map(SequencedBlockTree.leaf)), signature: .init())
+    }
+
+    @Test func keptEventsAreBoundedInBytes() {
+        let cache = BlockCache(database: PostgresDatabase(url: "postgres://unused@127.0.0.1:1/unused"))
+        let quarter = BlockCache.eventsBytesCapacity / 4
+        let big: [[UInt8]] = [[UInt8](repeating: 1, count: quarter), [UInt8](repeating: 2, count: quarter)]
+        for timestamp in Int64(1)...3 { cache.insert(Self.block(big), node: 0, timestamp: timestamp, events: big) }
+        // Three blocks of half the budget each: the first went when the third came.
+        #expect(cache.blocksWithEvents(of: 0) == [2, 3])
+        #expect(cache.eventBytes(BlockPlace(node: 0, timestamp: 1, leaf: 0))?.count == nil)
+        #expect(cache.eventBytes(BlockPlace(node: 0, timestamp: 3, leaf: 1))?.first == 2)
+        // A block over the whole budget is not kept, and evicts nothing.
+        let huge: [[UInt8]] = [[UInt8](repeating: 3, count: BlockCache.eventsBytesCapacity + 1)]
+        cache.insert(Self.block(huge), node: 0, timestamp: 4, events: huge)
+        #expect(cache.blocksWithEvents(of: 0) == [2, 3])
+        // Small blocks: up to the count bound, oldest first.
+        for timestamp in Int64(5)...Int64(4 + BlockCache.eventsCapacity) {
+            cache.insert(Self.block([[9]]), node: 0, timestamp: timestamp, events: [[9]])
+        }
+        #expect(cache.blocksWithEvents(of: 0) == Array(Int64(5)...Int64(4 + BlockCache.eventsCapacity)))
+    }
+}
