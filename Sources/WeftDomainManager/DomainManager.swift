@@ -25,10 +25,10 @@ public actor DomainManager {
     private var connection: SequencerConnection?
     private var follower: Task<Void, Never>?
     private var changeWaiters: [CheckedContinuation<Void, Never>] = []
-    /// Why the sequencer or the topology refused what this manager broadcast: by message id
-    /// (a deliver error) and by transaction hash, for `change` to report at once.
-    private var refusedMessages: [String: (errorID: String, message: String)] = [:]
-    private var refusedTransactions: [PurposeHash: TopologyError] = [:]
+    /// The change under way, and why the sequencer or the topology refused it, if they did:
+    /// its message id's deliver error, or a refusal of one of its transactions.
+    private var awaited: (messageID: String, hashes: Set<PurposeHash>)?
+    private var refusal: RPCError?
     /// The change under way: the next one waits for it, so that its serials follow.
     private var changing: Task<Void, Never>?
     private let logger: Logger
@@ -168,8 +168,13 @@ public actor DomainManager {
             logger.error(
                 "the sequencer refused a submission of the domain manager",
                 metadata: ["message_id": "\(error.messageID)", "error_id": "\(errorID)", "error": "\(error.reason?.message ?? "")"])
-            refusedMessages[error.messageID] = (errorID, error.reason?.message ?? "")
-            wakeWaiters()
+            if awaited?.messageID == error.messageID {
+                refusal = RPCError(
+                    .failedPrecondition,
+                    "the sequencer did not deliver the change: \(error.reason?.message ?? "") [\(errorID)]; a retry of the same change is refused as a duplicate until the sequencer prunes, so change something or wait",
+                    errorID: errorID)
+                wakeWaiters()
+            }
             return true
         }
         guard case .deliver(let deliver)? = event.event, let at = event.timestamp.map(SequencingTimestamp.init) else { return true }
@@ -194,14 +199,15 @@ public actor DomainManager {
             changes += outcome.changes
             for refused in outcome.refused {
                 logger.warning("refused a broadcast topology transaction", metadata: ["error": "\(refused.error)", "error_id": "\(refused.error.id)"])
-                if deliver.sender == member.description, broadcast.transactions.indices.contains(refused.index),
-                    let transaction = try? SignedTopologyTransaction(broadcast.transactions[refused.index])
+                if deliver.sender == member.description, let awaited, broadcast.transactions.indices.contains(refused.index),
+                    let transaction = try? SignedTopologyTransaction(broadcast.transactions[refused.index]),
+                    awaited.hashes.contains(transaction.hash)
                 {
-                    refusedTransactions[transaction.hash] = refused.error
+                    refusal = RPCError(.failedPrecondition, "\(refused.error)", errorID: refused.error.id)
+                    wakeWaiters()
                 }
             }
         }
-        if !refusedTransactions.isEmpty { wakeWaiters() }
         guard !changes.isEmpty else { return true }
         do {
             try await store.persist(changes)
@@ -269,9 +275,13 @@ public actor DomainManager {
     private func broadcast(_ transactions: [SignedTopologyTransaction], over connection: SequencerConnection) async throws -> String {
         let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions.map(\.wire))))
         let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
-        let messageID = "topology-" + String(transactions.map(\.hash.description).joined(separator: "+").suffix(64))
+        let messageID = Self.messageID(transactions)
         try await connection.send(batch, messageID: messageID)
         return messageID
+    }
+
+    private static func messageID(_ transactions: [SignedTopologyTransaction]) -> String {
+        "topology-" + String(transactions.map(\.hash.description).joined(separator: "+").suffix(64))
     }
 
     /// Waits for the next applied change, or until `deadline`.
@@ -304,6 +314,8 @@ public actor DomainManager {
         changing = Task { for await _ in done {} }
         defer { finish.finish() }
         await previous?.value
+        // A caller that gave up while it waited (its deadline) changes nothing.
+        try Task.checkCancellation()
         return try await changeAlone(mappings)
     }
 
@@ -321,18 +333,15 @@ public actor DomainManager {
             _ = try next.add(signed, sequencedAt: probe)  // refuses here what every member would refuse
             transactions.append(signed)
         }
-        let messageID = try await broadcast(transactions, over: connection)
         let hashes = Set(transactions.map(\.hash))
+        let messageID = Self.messageID(transactions)
+        awaited = (messageID, hashes)
+        refusal = nil
+        defer { awaited = nil }
+        try await broadcast(transactions, over: connection)
         let deadline = ContinuousClock.now + .seconds(30)
         while !hashes.isSubset(of: Set(state.transactions.map(\.transaction.hash))) {
-            if let refused = refusedMessages.removeValue(forKey: messageID) {
-                throw RPCError(
-                    .failedPrecondition, "the sequencer did not deliver the change: \(refused.message) [\(refused.errorID)]",
-                    errorID: refused.errorID)
-            }
-            if let hash = hashes.first(where: { refusedTransactions[$0] != nil }), let error = refusedTransactions.removeValue(forKey: hash) {
-                throw error
-            }
+            if let refusal { throw refusal }
             guard ContinuousClock.now < deadline else {
                 throw RPCError(
                     .deadlineExceeded, "the change was sequenced but has not come back on the domain manager's stream within 30 s; check the sequencers and the domain manager's log",
