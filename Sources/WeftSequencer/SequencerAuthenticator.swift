@@ -30,6 +30,7 @@ actor SequencerAuthenticator {
     let challengeLifetime: Int64
     /// Most challenges outstanding at once: GetChallenge needs no token, so without a bound
     /// anyone could make the sequencer hold a challenge per call for a minute.
+    var outstandingChallenges: Int { challenges.count }
     let outstandingChallengesMax: Int
     static let defaultTokenLifetime: Int64 = 3_600_000_000
 
@@ -70,11 +71,12 @@ actor SequencerAuthenticator {
     func challenge(for member: String) async throws -> Weft.V1.GetChallengeResponse {
         let (_, keys) = try await activeMember(member)
         prune()
-        guard challenges.count < outstandingChallengesMax else {
-            throw RPCError(
-                .resourceExhausted,
-                "\(challenges.count) authentication challenges are outstanding, the most this sequencer holds; retry in a few seconds",
-                errorID: "SEQUENCER_TOO_MANY_CHALLENGES")
+        // At the bound the oldest unanswered challenge goes (answered ones are gone already):
+        // a flood of calls then costs its own challenges, not every member's authentication,
+        // unless it issues the bound's worth within the moments a member takes to answer.
+        while challenges.count >= outstandingChallengesMax, expiringFrom < expiring.count {
+            challenges[expiring[expiringFrom].nonce] = nil
+            expiringFrom += 1
         }
         let nonce = try OpenSSL.randomBytes(32)
         let expires = SequencerWriter.now() + challengeLifetime

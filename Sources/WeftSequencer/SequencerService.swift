@@ -20,6 +20,8 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
     /// positions off by one): while any of them shares the database, the upgraded ones must
     /// not write it (docs/operator-guide.md §5).
     let honorsOmitReceipt: Bool
+    /// The domain manager's member id, whose broadcasts the request-size limit does not hold.
+    let managerMember: String
     /// Open subscriptions per member, so a disabled member's are closed at once.
     private let subscriptions = Mutex<[String: [UInt64: AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.Continuation]]>([:])
     private let nextSubscription = Atomic<UInt64>(0)
@@ -32,6 +34,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         self.signingKey = signingKey
         self.honorsOmitReceipt = honorsOmitReceipt
         self.logger = logger
+        managerMember = MemberID(role: .domainManager, identifier: topology.domain).description
         authenticator = SequencerAuthenticator(topology: topology)
         sequencer.signBlocks(with: signingKey, domain: topology.domain.description)
     }
@@ -74,7 +77,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         var maximum = await topology.snapshot().domainParameters.map { Int($0.maxRequestSizeBytes) } ?? Sequencer.defaultMaximumRequestBytes
         // The domain manager's topology broadcasts are not held to the limit: a limit set too
         // low must not keep out the change that raises it.
-        if member == MemberID(role: .domainManager, identifier: topology.domain).description { maximum = Int.max }
+        if member == managerMember { maximum = Int.max }
         let outcome = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.send(
             sender: member, messageID: submission.messageID, batch: submission.batch ?? .init(),
             maxSequencingTime: submission.maxSequencingTime?.microsSinceEpoch ?? (SequencerWriter.now() + 60_000_000),
@@ -212,9 +215,9 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         } catch let error as SequencerWriterError {
             throw RPCError(.unavailable, "\(error); retry", errorID: "SEQUENCER_WRITER_OFFLINE")
         } catch let error as SequencerError {
-            // A member active in the topology that this node has not registered yet (its
-            // follower behind, or registering failed and is retried).
-            throw RPCError(.permissionDenied, error.description, errorID: "SEQUENCER_MEMBER_NOT_ALLOWED")
+            // Callers are authenticated, so active in the topology: this node has not
+            // registered the member yet (its follower behind, or registering is retried).
+            throw RPCError(.unavailable, "\(error); this sequencer node registers it shortly: retry", errorID: "SEQUENCER_MEMBER_NOT_REGISTERED")
         }
     }
 

@@ -195,7 +195,12 @@ public actor SequencerTopology {
                         }
                     }
                 } catch SequencerReadError.pruned(_, let requested, let firstAvailable) {
-                    await self.skipPruned(requested: requested, firstAvailable: firstAvailable)
+                    do {
+                        try await self.skipPruned(requested: requested, firstAvailable: firstAvailable)
+                    } catch {
+                        self.logger.warning("reloading the topology after a prune failed; retrying", metadata: ["error": "\(error)"])
+                        try? await Task.sleep(for: .milliseconds(200))
+                    }
                 } catch {
                     if Task.isCancelled { return }
                     self.logger.warning("following topology broadcasts failed; retrying", metadata: ["error": "\(error)"])
@@ -207,18 +212,21 @@ public actor SequencerTopology {
 
     /// The sequencers' own stream was pruned before `firstAvailable`: following resumes there.
     /// A node that starts follows from the stream's beginning, and once a prune passed the
-    /// sequencers' acknowledgement that beginning is gone; what it held was applied by the node
-    /// that acknowledged it, and the topology store (shared by the nodes) has it, read at start.
-    /// Only a forced prune past what was applied loses broadcasts: that is logged as an error.
-    private func skipPruned(requested: Int64, firstAvailable: Int64) {
-        let freshStart = processedCounter < 0
-        logger.log(
-            level: freshStart ? .info : .error,
-            freshStart
-                ? "the sequencers' own stream is pruned before counter \(firstAvailable); following topology broadcasts from there (the store has what came before)"
-                : "topology broadcasts from counter \(requested) on were pruned (a forced prune) before this node applied them; following from \(firstAvailable); the sequencers' topology may lack what they changed: compare it with the domain manager's",
+    /// sequencers' acknowledgement that beginning is gone; so is what a node lagging behind
+    /// the others had still to read (they share the acknowledgement). What it held was applied
+    /// by the node that acknowledged it, and the topology store, shared by the nodes, has it:
+    /// the state and the members' registrations are read from there again. Only a forced prune
+    /// past what no node applied loses broadcasts.
+    private func skipPruned(requested: Int64, firstAvailable: Int64) async throws {
+        logger.info(
+            "the sequencers' own stream is pruned before counter \(firstAvailable); the topology is read from the store again and followed from there",
             metadata: ["requested": "\(requested)", "first_available": "\(firstAvailable)"])
+        state = try await store.load(changeDelayMicros: 0)
+        try await registerActiveMembers()
         processedCounter = firstAvailable - 1
+        let waiters = changeWaiters
+        changeWaiters = []
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Applies one delivery of the sequencers' stream; only once it is applied (or found to
