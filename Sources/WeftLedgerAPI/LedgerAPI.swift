@@ -217,7 +217,9 @@ public final class LedgerAPI: Sendable {
     /// before either hands it out.
     func checkBegin(_ beginExclusive: UInt64) async throws(LedgerAPIError) {
         let end = await participant.ledgerEndOffset
-        guard Int64(beginExclusive) <= end else {
+        // A replay rebuilds the same offsets: a stream resumed meanwhile waits for them.
+        let replaying = await participant.isReplaying
+        guard Int64(beginExclusive) <= end || replaying else {
             throw .offsetAfterEnd(field: "begin_exclusive", given: Int64(beginExclusive), end: end, of: "ledger end")
         }
     }

@@ -266,6 +266,10 @@ extension ParticipantNode {
     /// The packages processing waits for now (empty when it does not wait).
     public var missingPackages: Set<PackageID> { recovery.missingPackages }
 
+    /// Whether the node is rebuilding its ledger by replay: the ledger end then climbs back
+    /// to offsets applications already know.
+    public var isReplaying: Bool { recovery.replay != nil }
+
     /// Returns the packages processing waits for, once it waits for some: for tests.
     @_spi(Testing)
     public func awaitPackageWait() async -> Set<PackageID> {
