@@ -270,14 +270,11 @@ public actor DomainManager {
     }
 
     /// Sends `transactions` to every member (`ALL`); the message id names them, so a retried
-    /// send of the same transactions is sequenced once. Returns the message id.
-    @discardableResult
-    private func broadcast(_ transactions: [SignedTopologyTransaction], over connection: SequencerConnection) async throws -> String {
+    /// send of the same transactions is sequenced once.
+    private func broadcast(_ transactions: [SignedTopologyTransaction], over connection: SequencerConnection) async throws {
         let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions.map(\.wire))))
         let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
-        let messageID = Self.messageID(transactions)
-        try await connection.send(batch, messageID: messageID)
-        return messageID
+        try await connection.send(batch, messageID: Self.messageID(transactions))
     }
 
     private static func messageID(_ transactions: [SignedTopologyTransaction]) -> String {

@@ -30,8 +30,9 @@ actor SequencerAuthenticator {
     let challengeLifetime: Int64
     /// Most challenges outstanding at once: GetChallenge needs no token, so without a bound
     /// anyone could make the sequencer hold a challenge per call for a minute.
-    var outstandingChallenges: Int { challenges.count }
     let outstandingChallengesMax: Int
+    /// Challenges issued and neither answered nor dropped.
+    var outstandingChallenges: Int { challenges.count }
     static let defaultTokenLifetime: Int64 = 3_600_000_000
 
     init(topology: SequencerTopology, challengeLifetime: Int64 = 60_000_000, outstandingChallengesMax: Int = 10_000) {

@@ -224,6 +224,11 @@ public actor SequencerTopology {
         state = try await store.load(changeDelayMicros: 0)
         try await registerActiveMembers()
         processedCounter = firstAvailable - 1
+        wakeChangeWaiters()
+    }
+
+    /// Wakes the tasks waiting for the next applied change (`waitUntil`).
+    private func wakeChangeWaiters() {
         let waiters = changeWaiters
         changeWaiters = []
         for waiter in waiters { waiter.resume() }
@@ -278,9 +283,7 @@ public actor SequencerTopology {
         }
         try await registerActiveMembers()
         membersOutdated = false
-        let waiters = changeWaiters
-        changeWaiters = []
-        for waiter in waiters { waiter.resume() }
+        wakeChangeWaiters()
     }
 
     private func sendTopologySnapshotsIfDue(caughtUpTo safe: Int64) async throws {
