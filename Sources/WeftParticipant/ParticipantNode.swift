@@ -4,6 +4,7 @@ public import Logging
 public import WeftContracts
 public import WeftCrypto
 import WeftProtocol
+import WeftStore
 public import WeftSequencer
 public import WeftTopology
 import WeftTransport
@@ -171,6 +172,9 @@ public actor ParticipantNode {
     var repairedAt: Int64?
     private var nextSend = 0
     private var sendsStopped = false
+    /// How many more `begin`s (recording a command) answer with an error after they stored
+    /// it (`loseNextRecordingAnswer`).
+    private var beginAnswersLost = 0
     /// Confirmation responses are dropped instead of sent (`dropResponsesFromNowOn`).
     private var responsesDropped = false
     /// ACS commitments are not sent (`dropCommitmentSendsFromNowOn`).
@@ -361,6 +365,13 @@ public actor ParticipantNode {
     /// test of what a restart sends again.
     @_spi(Testing) public func dropResponsesFromNowOn() {
         responsesDropped = true
+    }
+
+    /// The next command recorded is answered with a lost connection after it is stored, as a
+    /// connection lost between the commit and its answer leaves it: for the test
+    /// that such a command is sent all the same.
+    @_spi(Testing) public func loseNextRecordingAnswer() {
+        beginAnswersLost += 1
     }
 
     /// ACS commitments are recorded but not sent from now on, as if the process died each time
@@ -731,7 +742,23 @@ public actor ParticipantNode {
             key: prepared.change, submissionID: prepared.submissionID, messageID: prepared.messageID,
             rootHash: prepared.rootHash, deduplicationPeriodMicros: prepared.deduplicationPeriodMicros,
             maxSequencingTime: prepared.maxSequencingTime, batch: try prepared.batch.serializedBytes())
-        if let previous = try await store.begin(record, now: wallClockMicros()) {
+        let previous: CommandRecord?
+        do {
+            previous = try await store.begin(record, now: wallClockMicros())
+            if beginAnswersLost > 0 {
+                beginAnswersLost -= 1
+                throw PostgresError(code: .connectionLost, message: "the answer was lost (a test's loss)")
+            }
+        } catch {
+            // The record may be stored although the answer was lost (the connection dropped
+            // after the commit). Left so, it would hold its command id, unsent, until a restart:
+            // the caller's retry would be its duplicate. Its request is sent if it was recorded.
+            unsequenced[prepared.messageID] = (prepared.change, prepared.maxSequencingTime)
+            let node = self
+            background { await node.sendIfRecorded(prepared) }
+            throw error
+        }
+        if let previous {
             logger.info("duplicate command refused", metadata: [LogKey.command: "\(prepared.change)"])
             return .duplicate(previous: previous)
         }
@@ -786,6 +813,44 @@ public actor ParticipantNode {
         guard let record = try await store.command(key), record.deduplicates(at: wallClockMicros()) else { return nil }
         logger.info("duplicate command refused", metadata: [LogKey.command: "\(key)"])
         return .duplicate(previous: record)
+    }
+
+    /// After `begin` failed (see `submit(_:)`): sends `prepared`'s request if its record was
+    /// stored after all, in flight under this submission, reading the store again until it
+    /// answers or the request's max sequencing time passes. Unsent, the record is rejected
+    /// once the stream's time passes that (`expireUnsequenced`); not stored, nothing is done.
+    private func sendIfRecorded(_ prepared: PreparedSubmission) async {
+        var delay = Duration.milliseconds(100)
+        while !processingEnded, prepared.maxSequencingTime > wallClockMicros(), !Task.isCancelled {
+            let record: CommandRecord?
+            do {
+                record = try await store.command(prepared.change)
+            } catch {
+                logger.warning(
+                    "could not read whether a command was recorded before its answer was lost; reading again",
+                    metadata: [LogKey.command: "\(prepared.change)", "error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+                continue
+            }
+            guard let record, record.submissionID == prepared.submissionID, record.state == .inFlight else {
+                unsequenced[prepared.messageID] = nil
+                logger.info(
+                    "a command whose recording failed was not recorded; nothing sent",
+                    metadata: [LogKey.command: "\(prepared.change)"])
+                return
+            }
+            do {
+                try await connection.send(
+                    prepared.batch, messageID: prepared.messageID, maxSequencingTime: prepared.maxSequencingTime)
+                logger.info(
+                    "a confirmation request recorded before its answer was lost was sent",
+                    metadata: [LogKey.command: "\(prepared.change)", LogKey.rootHash: "\(prepared.rootHash)"])
+            } catch {
+                await sendFailed(messageID: prepared.messageID, command: prepared.change, error)
+            }
+            return
+        }
     }
 
     private func sendFailed(messageID: String, command: ChangeID, _ error: any Error) async {

@@ -401,6 +401,32 @@ extension OnARealDomain {
             }
         }
 
+        @Test func aCommandWhoseRecordingAnswerWasLostIsSentAllTheSame() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice) = (domain.p1, domain.alice)
+                let key = CommandKey(applicationID: "alice-app", commandID: "recording-answer-lost")
+                let prepared = try await p1.prepare([try domain.issue("3", to: alice, by: alice)], actAs: [alice], command: key)
+                // The command is stored, and the connection lost before its answer: the caller
+                // is told the submission failed.
+                await p1.loseNextRecordingAnswer()
+                await #expect(throws: PostgresError.self) { try await p1.submit(prepared) }
+                // The application's retry is the stored command's duplicate, and the stored
+                // command's request is sent all the same: it commits, with no restart.
+                let retry = try await p1.submit([try domain.issue("3", to: alice, by: alice)], actAs: [alice], command: key)
+                guard case .duplicate = retry else {
+                    Issue.record("the retry was not the stored command's duplicate: \(retry)")
+                    return
+                }
+                let record = try await Self.decided(ChangeID(key, actAs: [alice]), on: p1, within: .seconds(30))
+                #expect(record?.state == .succeeded, "\(String(describing: record))")
+                #expect(record?.submissionID == prepared.submissionID)
+                #expect(await p1.ledgerEndOffset == 1)
+                #expect(try await p1.activeContracts(of: alice).count == 1)
+                await domain.stop()
+            }
+        }
+
         @Test func aMediatorCatchingUpLongAfterItsDecisionsStillSendsTheirVerdicts() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
