@@ -131,6 +131,9 @@ public struct FixedDecimal: Hashable, Comparable, Sendable, CustomStringConverti
     private static func rounded(_ quotient: UInt128, _ remainder: UInt128, _ divisor: UInt128, negative: Bool)
         -> FixedDecimal?
     {
+        // Out of range already, so checked before rounding: a quotient of UInt128.max (which
+        // the callers' guards allow) would trap on the increment below.
+        guard quotient < UInt128(unitsLimit) else { return nil }
         var magnitude = quotient
         // remainder < divisor < 2¹²⁷ here, so doubling cannot overflow.
         let twice = remainder * 2

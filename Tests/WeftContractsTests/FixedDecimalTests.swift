@@ -57,6 +57,11 @@ struct FixedDecimalTests {
         #expect(min.subtracting(max) == nil)
         #expect(max.multiplying(by: max) == nil)
         #expect(max.dividing(by: FixedDecimal("0.0000000001")!) == nil)
+        // Quotients of exactly UInt128.max units that round up: nil, not a trap on the increment.
+        let product = (try #require(FixedDecimal("3.4028236712")), try #require(FixedDecimal("9999999994150107211801936269.3026340746")))
+        #expect(product.0.multiplying(by: product.1) == nil)
+        let quotient = (try #require(FixedDecimal("9999999993004751512471957074.2377885769")), try #require(FixedDecimal("0.2938735875")))
+        #expect(quotient.0.dividing(by: quotient.1) == nil)
         #expect(max.multiplying(by: FixedDecimal(1)) == max)
         #expect(min.dividing(by: FixedDecimal(-1)) == max)
     }
