@@ -300,6 +300,21 @@ struct Parser {
         }
     }
 
+    /// One more link of a left-associative chain (`a + b + c`, `x.f.g`): each builds a level
+    /// of the tree as deep as a parenthesis does, and everything after the parser recurses
+    /// once per level (the checker, the interpreter, the canonical form). Counted like `nest`,
+    /// so a chain cannot bypass the limit; `links` is how many the caller gives back.
+    private mutating func chainLink(_ links: inout Int) throws(ContractError) {
+        depth += 1
+        links += 1
+        guard depth <= Self.nestingDepthMax else {
+            throw .syntax(
+                location,
+                "this expression is nested too deeply: each operator or field of a chain counts a level "
+                    + "(at most \(Self.nestingDepthMax)); split it with let")
+        }
+    }
+
     /// One or more expressions separated by commas (signatories, observers,
     /// controllers).
     private mutating func expressionList() throws(ContractError) -> [Expression] {
@@ -324,7 +339,10 @@ struct Parser {
 
     private mutating func binary(minimumPrecedence: Int) throws(ContractError) -> Expression {
         var left = try unary()
+        var links = 0
+        defer { depth -= links }
         while let op = binaryOperator, op.precedence >= minimumPrecedence {
+            try chainLink(&links)
             let operatorLocation = location
             advance()
             let right = try binary(minimumPrecedence: op.precedence + 1)
@@ -368,7 +386,10 @@ struct Parser {
 
     private mutating func postfix(_ base: Expression) throws(ContractError) -> Expression {
         var result = base
+        var links = 0
+        defer { depth -= links }
         while token == .symbol(.dot) {
+            try chainLink(&links)
             let dot = location
             advance()
             let field = try name("a field name after '.'")

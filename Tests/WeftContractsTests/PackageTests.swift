@@ -15,6 +15,28 @@ struct PackageTests {
         }
     }
 
+    /// A chain of operators or fields nests the tree one level per link, as parentheses do:
+    /// a long one is refused like deep parentheses, never a stack overflow later in the
+    /// checker or the interpreter (a 1 MiB chain was half a million levels).
+    @Test("long chains of operators or fields count toward the nesting limit")
+    func chainsAreNestingToo() throws {
+        func package(ensure: String) -> String {
+            "package chains;\ntemplate T {\n    owner: Party;\n    n: Int;\n    signatory owner;\n    ensure \(ensure);\n}\n"
+        }
+        _ = try Package(source: package(ensure: "0 < " + Array(repeating: "n", count: 50).joined(separator: " + ")), file: "short.weft")
+        for ensure in [
+            "0 < " + Array(repeating: "1", count: 200_000).joined(separator: "+"),
+            "this" + String(repeating: ".n", count: 100_000) + " > 0",
+        ] {
+            #expect {
+                _ = try Package(source: package(ensure: ensure), file: "long.weft")
+            } throws: { error in
+                guard let error = error as? ContractError, case .syntax = error else { return false }
+                return error.description.contains("nested too deeply")
+            }
+        }
+    }
+
     @Test("the IOU package's templates, fields and choices")
     func iouShape() throws {
         let package = try examplePackage("iou.weft")
