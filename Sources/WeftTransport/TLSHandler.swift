@@ -180,10 +180,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE { break }
             if error == SSL_ERROR_ZERO_RETURN {
                 // The peer sent close_notify: answer it and close.
-                state = .closed
-                SSL_shutdown(ssl)
-                sendCiphertext(context, promise: nil)
-                context.close(promise: nil)
+                shutDownAndClose(context, mode: .all, promise: nil)
                 break
             }
             fail(context, .handshakeFailed(reason: "reading: \(OpenSSL.takeError())", verification: nil))
@@ -210,15 +207,36 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if case .active = state, mode == .all {
-            state = .closed
-            ERR_clear_error()
-            SSL_shutdown(ssl)  // queue close_notify
-            sendCiphertext(context, promise: nil)
-            context.flush()
+        guard case .active = state, mode == .all else {
+            context.close(mode: mode, promise: promise)
+            return
         }
-        context.close(mode: mode, promise: promise)
+        shutDownAndClose(context, mode: mode, promise: promise)
     }
+
+    /// Sends close_notify, then closes once it is written. Closing at once would drop whatever
+    /// the socket has not taken yet (NIO fails pending writes on close): the tail of the last
+    /// responses of a draining connection, to a client that reads slower than the server
+    /// writes. TCP keeps order, so once close_notify is written everything before it is. A
+    /// peer that reads nothing gets `closeWriteTimeout`, then the connection closes anyway.
+    private func shutDownAndClose(_ context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        state = .closed
+        ERR_clear_error()
+        SSL_shutdown(ssl)  // queue close_notify
+        let written = context.eventLoop.makePromise(of: Void.self)
+        sendCiphertext(context, promise: written)
+        context.flush()
+        if let promise { context.channel.closeFuture.cascade(to: promise) }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let forced = context.eventLoop.scheduleTask(in: Self.closeWriteTimeout) { bound.value.close(mode: mode, promise: nil) }
+        written.futureResult.whenComplete { _ in
+            forced.cancel()
+            bound.value.close(mode: mode, promise: nil)
+        }
+    }
+
+    /// How long a closing connection waits for what it wrote to leave (`shutDownAndClose`).
+    static let closeWriteTimeout: TimeAmount = .seconds(10)
 
     private func encrypt(_ context: ChannelHandlerContext, _ plaintext: ByteBuffer, promise: EventLoopPromise<Void>?) {
         var remaining = plaintext

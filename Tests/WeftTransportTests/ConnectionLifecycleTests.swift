@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import Testing
@@ -62,6 +63,42 @@ import WeftWire
         await shutdown.value
         // The listener is gone: no new connections.
         await #expect(throws: (any Error).self) { _ = try await node.connect() }
+    }
+
+    /// The last answer of a draining connection reaches its client whole: the connection closes
+    /// once it is written, not while most of it still waits in the socket's queue.
+    @Test func aDrainedConnectionClosesOnlyOnceItsLastAnswerIsWritten() async throws {
+        let (events, eventsContinuation) = AsyncStream<String>.makeStream()
+        let (release, releaseContinuation) = AsyncStream<Void>.makeStream()
+        // 48 MiB: more than loopback's socket buffers hold (tcp_wmem and tcp_rmem at most 4 and
+        // 32 MiB here) while the client reads nothing.
+        let detail = String(repeating: "d", count: 48 << 20)
+        var configuration = RPCTestNode.testConfiguration
+        configuration.maximumFrameBytes = 64 << 20
+        let node = try await RPCTestNode.start(configuration: configuration) { router in
+            router.register(Weft.V1.HealthService.check) { _, _ in
+                eventsContinuation.yield("started")
+                for await _ in release { break }
+                return .init(status: .serving, detail: detail)
+            }
+        }
+        // The client's own event loop, held up below: a reader slower than the server's writes.
+        let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = try await RPCClient.connect(
+            host: "127.0.0.1", port: node.port, security: .tls(node.clientTLS()), configuration: configuration,
+            group: clientGroup)
+        defer { client.channel.close(promise: nil) }
+        let call = Task { try await client.unary(Weft.V1.HealthService.check, .init()) }
+        var iterator = events.makeAsyncIterator()
+        #expect(await iterator.next() == "started")
+        let shutdown = Task { await node.server.shutdown(gracePeriod: .seconds(60)) }
+        // The client reads nothing for a second while the server writes its answer and ends.
+        clientGroup.next().execute { Thread.sleep(forTimeInterval: 1) }  // a slow reader, not a wait
+        releaseContinuation.yield()
+        let answer = try await call.value
+        #expect(answer.detail.utf8.count == detail.utf8.count)
+        await shutdown.value
+        try await clientGroup.shutdownGracefully()
     }
 
     @Test func aCallStillRunningAtTheEndOfTheGracePeriodIsCutOff() async throws {
