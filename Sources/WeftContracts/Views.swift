@@ -191,7 +191,8 @@ public struct ViewParticipantData: Sendable, Equatable {
     /// The parties whose authority the root action needs: a create's
     /// signatories, an exercise's or a fetch's actors. For a root view the
     /// participant checks that the submitters (`act_as`) include them; for a
-    /// subview, re-interpreting the parent view checks it.
+    /// subview, re-interpreting the parent view checks it, and a participant
+    /// hosting one of them that did not receive the parent rejects the view.
     public var requiredAuthorizers: [Party] {
         switch action {
         case .create(let id, _): createdCore.first { $0.id == id }?.contract.signatories ?? []

@@ -671,6 +671,19 @@ public actor ParticipantNode {
             snapshot: await topology.snapshot(at: now), deduplicationPeriodMicros: nil, seed: seed)
     }
 
+    /// `prepareUnchecked` with the interpreted transaction rewritten by `forge` before it is
+    /// cut into views: for tests that play a submitter sending a transaction no interpreter
+    /// would produce (a create without its signatories' authority, deep in a choice's body).
+    @_spi(Testing)
+    public func prepareForged(
+        _ commands: [Command], actAs: [Party], command: CommandKey,
+        forge: @escaping @Sendable (Transaction) throws -> Transaction
+    ) async throws -> PreparedSubmission {
+        try prepareUnchecked(
+            commands, actAs: actAs, command: command, snapshot: await topology.snapshot(at: now),
+            deduplicationPeriodMicros: nil, forge: forge)
+    }
+
     /// For tests that play a confirmer approving what it should reject: from now on this node's
     /// confirmation responses approve every request, whatever its checks found.
     @_spi(Testing)
@@ -679,18 +692,20 @@ public actor ParticipantNode {
     private func prepareUnchecked(
         _ commands: [Command], actAs: [Party], claimedActAs: [Party]? = nil, command: CommandKey,
         snapshot: TopologySnapshot, deduplicationPeriodMicros: Int64?,
-        disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:], seed chosenSeed: [UInt8]? = nil
+        disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:], seed chosenSeed: [UInt8]? = nil,
+        forge: ((Transaction) throws -> Transaction)? = nil
     ) throws -> PreparedSubmission {
         guard let mediator = snapshot.mediators.first else { throw ParticipantError.noMediator }
         let seedBytes = try chosenSeed ?? Self.randomBytes(32)
         let seed = TransactionSeed(seedBytes)!
-        let transaction: Transaction
+        var transaction: Transaction
         do throws(ContractError) {
             transaction = try interpreter.submit(
                 commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active, disclosed: disclosed))
         } catch {
             throw ParticipantError.interpretation(error)
         }
+        if let forge { transaction = try forge(transaction) }
         let uuid = try Self.randomBytes(16)
         let submissionID = hexText(uuid)
         let time = wallClockMicros()

@@ -245,6 +245,26 @@ struct RequestValidator {
                     resources: missing.map(\.id))
             }
         }
+        // A view received without its parent: the authority its action needs came from the
+        // parent's action (its signatories and actors), and only the parent's recipients check
+        // that, re-interpreting it; this participant re-interprets the view with the authority
+        // the view itself names. Every party whose authority an honest view needs is an
+        // informee of the parent (a signatory or actor of it), so its participants receive the
+        // parent: a view needing the authority of a party hosted here, without its parent, is
+        // a forgery (a create signed for a party that never agreed, an exercise as its actor).
+        let received = Set(views.map(\.view.position))
+        for view in views.map(\.view) {
+            guard let parent = view.parentPosition, !received.contains(parent) else { continue }
+            let hosted = view.participantData.requiredAuthorizers.filter(hostsHere)
+            if !hosted.isEmpty {
+                return .reject(
+                    reasons.missingAuthorization,
+                    "view \(positionText(view.position)) needs the authority of "
+                        + "\(hosted.map(\.id).joined(separator: ", ")), hosted here, but this participant did not "
+                        + "receive its parent view \(positionText(parent)), the action that authority would come from",
+                    resources: hosted.map(\.id))
+            }
+        }
         // 4. Time bounds.
         let toleranceMicros = snapshot.domainParameters?.ledgerTimeRecordTimeTolerance?.micros ?? 60_000_000
         for received in views {

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import WeftContracts
+@testable import WeftContracts
 import WeftCrypto
 @_spi(Testing) import WeftParticipant
 import WeftProtocol
@@ -80,6 +80,54 @@ extension OnAThirdRealDomain {
                 let prepared = try await domain.p1.prepareUnchecked(
                     [try domain.issue("1000000", to: domain.alice)], actAs: [domain.bank], claimedActAs: [domain.alice],
                     command: CommandKey(applicationID: "mallory", commandID: "forged-iou"))
+                try await expectRejected(prepared, RejectReason.Participant.missingAuthorization, domain)
+                await domain.stop()
+            }
+        }
+
+        /// participant1 forges the create inside alice's transfer of her own IOU: the bank's IOU
+        /// of a billion to alice. The bank is no informee of the transfer, so the bank's
+        /// participant receives the create's view without its parent; re-interpreted alone, with
+        /// the authority the view names, it conforms. participant1 approves its forgery.
+        @Test func aSubviewNeedingAHostedPartysAuthorityWithoutItsParentIsRejected() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice, bank) = (domain.p1, domain.alice, domain.bank)
+                let issued = try await p1.submit(
+                    [try domain.issue("5", to: alice, by: alice)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "own-iou"))
+                guard case .succeeded = issued, let own = try await p1.activeContracts(of: alice).first?.id else {
+                    Issue.record("alice's own IOU was not issued: \(issued)")
+                    return
+                }
+                let forgedIOU = ContractInstance(
+                    template: try domain.package.templateID("Iou"),
+                    argument: try domain.package.record(
+                        "Iou",
+                        [
+                            "issuer": .party(bank), "owner": .party(alice), "currency": .text("USD"),
+                            "amount": .decimal(FixedDecimal("1000000000")!),
+                        ]),
+                    signatories: [bank], observers: [alice])
+                let prepared = try await p1.prepareForged(
+                    [try domain.transfer(own, to: alice)], actAs: [alice],
+                    command: CommandKey(applicationID: "mallory", commandID: "forged-subview")
+                ) { transaction in
+                    var nodes = transaction.nodes
+                    guard let child = nodes.firstIndex(where: { $0.parent != nil }), let seed = nodes[child].seed,
+                        case .exercise(var parent) = nodes[nodes[child].parent!].action
+                    else { throw ParticipantError.noMediator }
+                    let id = Derivation.contractID(seed, forgedIOU)
+                    nodes[child].action = .create(Create(contractID: id, instance: forgedIOU))
+                    nodes[child].informees = forgedIOU.stakeholders
+                    nodes[child].confirmingParties = forgedIOU.signatories
+                    parent.result = .contractID(id)
+                    nodes[nodes[child].parent!].action = .exercise(parent)
+                    return Transaction(nodes: nodes, roots: transaction.roots, inputContracts: transaction.inputContracts)
+                }
+                // The bank's participant receives the create's view, not the transfer's.
+                #expect(prepared.views.views.contains { $0.position.count > 1 && $0.commonData.informees.contains(bank) })
+                await p1.approveEveryRequest()
                 try await expectRejected(prepared, RejectReason.Participant.missingAuthorization, domain)
                 await domain.stop()
             }
