@@ -21,11 +21,23 @@ public enum RPCSecurity: Sendable {
 /// Builds the pipeline every Weft connection has (docs/wire-protocol.md §1):
 /// TLS, frames, keepalive, then the RPC handler.
 enum RPCPipeline {
+    /// A server connection stops reading its peer while more than `high` bytes wait to be
+    /// written to it, and reads again below `low` (`BackPressureHandler`). NIO's defaults
+    /// (64 / 32 KiB) would pause a member's requests behind every burst of deliveries.
+    static let serverWriteBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024)
+
     static func add(
         to channel: any Channel, role: FrameHandler.Role, security: RPCSecurity, configuration: RPCConfiguration,
         rpcHandler: () -> any ChannelHandler
     ) throws {
         let sync = channel.pipeline.syncOperations
+        if case .server = role {
+            // A peer that does not read what it is sent (slow, or hostile: small requests for
+            // large answers) is read no further while more than `writeBufferHighWaterMark` waits
+            // for it, so its answers cannot grow without bound in this process. Clients read
+            // whatever comes, so two sides never wait on each other.
+            try sync.addHandler(BackPressureHandler())
+        }
         if case .tls(let context) = security {
             try sync.addHandler(TLSHandler(context: context, handshakeTimeout: configuration.handshakeTimeout))
         }
@@ -79,6 +91,7 @@ public final class RPCServer: Sendable {
         let bootstrap = ServerBootstrap(group: group ?? MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: RPCPipeline.serverWriteBufferWaterMark)
             .childChannelInitializer { channel in
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {

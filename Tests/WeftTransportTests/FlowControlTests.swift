@@ -151,4 +151,58 @@ import WeftWire
         #expect(close.status?.code == StatusCode.resourceExhausted.rawValue)
         #expect(close.status?.errorID == "RPC_FLOW_CONTROL_VIOLATION")
     }
+    /// A peer that sends small requests for large answers and reads none of them: the server
+    /// stops reading it once its answers back up (`RPCPipeline.serverWriteBufferWaterMark`),
+    /// instead of answering every request into memory. Reading again, the peer gets every answer.
+    @Test func aPeerThatReadsNothingIsReadNoFurtherUntilItReads() async throws {
+        let total = 3_000
+        let answer = String(repeating: "a", count: 64 * 1024)
+        let served = Counter()
+        let node = try await RPCTestNode.start { router in
+            router.register(Weft.V1.HealthService.check) { _, _ in
+                served.increment()
+                return .init(status: .serving, detail: answer)
+            }
+        }
+        defer { node.close() }
+        let connection = try await node.rawConnection()
+        defer { connection.close() }
+        var frames = connection.frames.makeAsyncIterator()
+        func call(_ id: UInt32) -> [Weft.V1.Frame] {
+            [
+                .init(streamID: id, kind: .open(.init(method: Weft.V1.HealthService.check.path))),
+                .init(streamID: id, kind: .message(.init(payload: try! Weft.V1.CheckRequest().serializedBytes()))),
+                .init(streamID: id, kind: .halfClose(.init())),
+            ]
+        }
+        // One call answered: the handshake is done. Then the peer stops reading and asks 3,000
+        // times for 64 KiB (192 MiB of answers).
+        connection.send(call(1))
+        var closes = 0
+        while closes == 0, let frame = await frames.next() { if case .close? = frame.kind { closes += 1 } }
+        try await connection.reading(false)
+        // In batches of 50, each sent once the server has answered the last (more at once
+        // would be refused, RPC_TOO_MANY_STREAMS), until the server stops answering.
+        var sent = 0
+        while sent < total {
+            let batch = min(50, total - sent)
+            for index in sent..<(sent + batch) { connection.send(call(UInt32(2 * index + 3))) }
+            sent += batch
+            let waitUntil = ContinuousClock.now + Self.quietPeriod
+            while served.current - 1 < sent, ContinuousClock.now < waitUntil { try await Task.sleep(for: .milliseconds(5)) }
+            if served.current - 1 < sent { break }  // the server reads no more
+        }
+        try await Task.sleep(for: Self.quietPeriod)
+        let answeredWhileNotReading = served.current - 1
+        // What the socket buffers and the watermark hold, and a few reads' worth: far fewer.
+        #expect(answeredWhileNotReading < total / 3, "the server answered \(answeredWhileNotReading) of \(total) calls into a peer that read nothing")
+        // Reading again, every call is answered, each with its 64 KiB and OK.
+        try await connection.reading(true)
+        var ok = 0
+        while ok < sent, let frame = await frames.next() {
+            if case .close(let close)? = frame.kind, close.status?.code == StatusCode.ok.rawValue { ok += 1 }
+        }
+        #expect(ok == sent)
+        #expect(served.current - 1 == sent)
+    }
 }

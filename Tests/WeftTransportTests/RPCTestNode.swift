@@ -114,4 +114,10 @@ struct RawFrameConnection {
     }
 
     func close() { channel.close(promise: nil) }
+
+    /// Stops or resumes reading from the socket (NIO's auto-read): a peer that reads nothing.
+    func reading(_ on: Bool) async throws {
+        try await channel.setOption(ChannelOptions.autoRead, value: on).get()
+        if on { channel.read() }
+    }
 }
