@@ -581,7 +581,7 @@ struct PackageManagementServiceProvider: Weft.V1.PackageManagementService.Provid
 
     func listPackages(_ request: Weft.V1.ListPackagesRequest, context: RPCCallContext) async throws -> Weft.V1.ListPackagesResponse {
         try await api.serve(context) {
-            try api.authorizer.requireAdmin(context)
+            try api.authorizer.requireAuthenticated(context)
             let stored = try await api.packages.storedPackages()
             let parsed = try await api.packages.all()
             return Weft.V1.ListPackagesResponse(packages: stored.map { Self.details($0, parsed[$0.id]) })
@@ -590,7 +590,7 @@ struct PackageManagementServiceProvider: Weft.V1.PackageManagementService.Provid
 
     func getPackage(_ request: Weft.V1.GetPackageRequest, context: RPCCallContext) async throws -> Weft.V1.GetPackageResponse {
         try await api.serve(context) {
-            try api.authorizer.requireAdmin(context)
+            try api.authorizer.requireAuthenticated(context)
             guard let id = PackageID(hex: request.packageID) else {
                 throw LedgerAPIError.invalidArgument(field: "package_id", "'\(request.packageID.prefix(80))' is not 64 hex digits")
             }

@@ -63,6 +63,8 @@ struct CallCommand: AsyncParsableCommand {
             client = try await connection.connect(to: address)
         } catch let error as ValidationError {
             throw error
+        } catch let error as RPCError {
+            fail(Self.statusLine(error))  // says where it could not connect, and what to check
         } catch {
             fail("cannot connect to \(address): \(error); check that the node runs and listens there (`weft health status`)")
         }

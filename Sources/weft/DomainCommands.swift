@@ -81,10 +81,47 @@ struct ConnectionOptions: ParsableArguments {
         let token = withToken ? try bearerToken() : nil
         var metadata: [Weft.V1.MetadataEntry] = token.map { [.init(key: "authorization", value: .textValue("Bearer \($0)"))] } ?? []
         metadata.append(.init(key: "traceparent", value: .textValue(Self.trace.traceparent)))
-        if plaintext { return try await RPCClient.connect(host: host, port: port, security: .plaintext).withMetadata(metadata) }
-        let credentials = try cert.map { try TLSCredentials.read(certificateAt: $0, keyAt: key!) }
-        let tls = try TLSContext(.init(role: .client(serverHostname: host), credentials: credentials, trustRootsPEM: try String(contentsOfFile: rootCert!, encoding: .utf8)))
-        return try await RPCClient.connect(host: host, port: port, security: .tls(tls)).withMetadata(metadata)
+        let security: RPCSecurity = try plaintext ? .plaintext : .tls(tlsContext(serverHostname: host))
+        do {
+            return try await RPCClient.connect(host: host, port: port, security: security).withMetadata(metadata)
+        } catch let error as RPCError {
+            throw error
+        } catch {
+            // NIO's own error (refused, no route, unknown host) is an RPC failure to the verbs,
+            // which report those with their id and exit code 1.
+            throw RPCError(
+                .unavailable,
+                "cannot connect to \(host):\(port): \(error); check that the node runs and listens there (weft health status)",
+                errorID: "RPC_CONNECTION_FAILED")
+        }
+    }
+
+    /// The client's TLS context from --root-cert and --cert/--key. A file that cannot be read
+    /// or used is a mistake in the command line, reported as such with the option that named it.
+    private func tlsContext(serverHostname host: String) throws -> TLSContext {
+        guard let rootCert else {
+            throw ValidationError("give --root-cert (the domain's ca.pem), or --plaintext for a node started with --plaintext")
+        }
+        let roots: String
+        do {
+            roots = try String(contentsOfFile: rootCert, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot read --root-cert \(rootCert): \(error.localizedDescription); give the domain's root certificate (ca.pem)")
+        }
+        var credentials: TLSCredentials?
+        if let cert, let key {
+            do {
+                credentials = try TLSCredentials.read(certificateAt: cert, keyAt: key)
+            } catch {
+                throw ValidationError("cannot read --cert \(cert) or --key \(key): \(error)")
+            }
+        }
+        do {
+            return try TLSContext(.init(role: .client(serverHostname: host), credentials: credentials, trustRootsPEM: roots))
+        } catch {
+            let files = "--root-cert \(rootCert)" + (cert.map { ", --cert \($0) and --key \(key ?? "")" } ?? "")
+            throw ValidationError("cannot use \(files): \(error)")
+        }
     }
 }
 

@@ -8,7 +8,8 @@ import WeftWire
 // participant's Ledger API with `--remote host:port --root-cert ca.pem` and prints text or,
 // with `--output json`, one JSON object per line.
 
-/// Runs a call and turns an `RPCError` into a message that names its id, and exit code 1.
+/// Runs a call (or the connection to the node) and turns an `RPCError` into a message that
+/// names its id, and exit code 1.
 func ledgerCall<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
@@ -40,7 +41,7 @@ struct PartyCommand: AsyncParsableCommand {
         @Option(help: "text or json.") var output: OutputFormat = .text
 
         func run() async throws {
-            let client = try await remote.connect()
+            let client = try await ledgerCall { try await remote.connect() }
             defer { Task { await client.close() } }
             let response = try await ledgerCall {
                 try await client.partyManagement.allocateParty(.init(partyIDHint: hint, displayName: displayName))
@@ -59,7 +60,7 @@ struct PartyCommand: AsyncParsableCommand {
         @Option(help: "text or json.") var output: OutputFormat = .text
 
         func run() async throws {
-            let client = try await remote.connect()
+            let client = try await ledgerCall { try await remote.connect() }
             defer { Task { await client.close() } }
             let parties = try await ledgerCall { try await client.partyManagement.listKnownParties(.init()) }.partyDetails
             for party in parties {
@@ -92,7 +93,7 @@ struct PackageCommand: AsyncParsableCommand {
             guard let source = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw ValidationError("cannot read \(file) as UTF-8 text")
             }
-            let client = try await remote.connect()
+            let client = try await ledgerCall { try await remote.connect() }
             defer { Task { await client.close() } }
             let response = try await ledgerCall {
                 try await client.packageManagement.uploadPackage(
@@ -111,7 +112,7 @@ struct PackageCommand: AsyncParsableCommand {
         @Option(help: "text or json.") var output: OutputFormat = .text
 
         func run() async throws {
-            let client = try await remote.connect()
+            let client = try await ledgerCall { try await remote.connect() }
             defer { Task { await client.close() } }
             for package in try await ledgerCall({ try await client.packageManagement.listPackages(.init()) }).packages {
                 switch output {
@@ -133,7 +134,19 @@ func resolveTemplate(_ text: String, client: RPCClient) async throws -> Weft.V1.
     if let colon = text.firstIndex(of: ":") {
         return .init(packageID: String(text[..<colon]), templateName: String(text[text.index(after: colon)...]))
     }
-    let packages = try await ledgerCall { try await client.packageManagement.listPackages(.init()) }.packages
+    let packages = try await ledgerCall { () async throws -> [Weft.V1.PackageDetails] in
+        do {
+            return try await client.packageManagement.listPackages(.init()).packages
+        } catch let error as RPCError where error.code == .permissionDenied {
+            // A participant that lists packages to admins only (older versions) refuses an
+            // application's token here: a package id in the name needs no lookup at all.
+            throw RPCError(
+                error.code,
+                error.message + "; with this token, name the template as PACKAGE_ID:\(text) instead "
+                    + "(weft package list with an admin token shows the package ids)",
+                errorID: error.errorID, correlationID: error.correlationID)
+        }
+    }
     let candidates = packages.filter { $0.templateNames.contains(text) }
     guard candidates.count == 1 else {
         throw ValidationError(
@@ -157,6 +170,10 @@ struct SubmitCommand: AsyncParsableCommand {
               weft submit create --template Iou --act-as bank::1220… \\
                 --arguments '{"issuer": {"party": "bank::1220…"}, "owner": {"party": "alice::1220…"},
                               "currency": "USD", "amount": {"decimal": "100.0"}}' --remote … --root-cert ca.pem
+            The command id (--command-id, or a random cli-<uuid>) is printed with the outcome; when the \
+            submission fails it is printed on standard error too: if the outcome is unknown (the \
+            connection was lost), retry with that --command-id, so that a submission that went \
+            through is deduplicated rather than committed twice.
             """,
         subcommands: [Create.self, Exercise.self])
 
@@ -164,8 +181,10 @@ struct SubmitCommand: AsyncParsableCommand {
         @Option(name: .customLong("act-as"), help: "A party the command acts as (repeat for several).")
         var actAs: [String] = []
 
-        @Option(name: .customLong("command-id"), help: "The command id (deduplication key); a random one by default.")
-        var commandID: String = "cli-" + UUID().uuidString.lowercased()
+        @Option(
+            name: .customLong("command-id"),
+            help: "The command id (deduplication key); a random cli-<uuid> by default, printed with the outcome.")
+        var commandID: String?
 
         @Option(name: .customLong("application-id"), help: "The application id completions are reported under.")
         var applicationID: String = "weft-cli"
@@ -173,7 +192,13 @@ struct SubmitCommand: AsyncParsableCommand {
         @Option(name: .customLong("deduplication-seconds"), help: "How long the command id is deduplicated (default: the participant's).")
         var deduplicationSeconds: Int64?
 
-        @Flag(name: .customLong("no-wait"), help: "Return the submission id at once; read the outcome with the completion stream.")
+        @Flag(
+            name: .customLong("no-wait"),
+            help: """
+                Return the submission id at once; read the outcome with weft call <host:port> \
+                /weft.v1.CompletionService/CompletionStream --json '{"application_id": "weft-cli", "parties": ["<act-as party>"]}' \
+                (docs/ledger-api.md).
+                """)
         var noWait = false
 
         @Option(help: ArgumentHelp(
@@ -181,9 +206,21 @@ struct SubmitCommand: AsyncParsableCommand {
             valueName: "blob"))
         var disclose: [String] = []
 
+        /// The command id without --command-id: made once per process, so that the id the
+        /// request carries and the one the messages name are the same. (A default value on the
+        /// option would also show a random id in --help, different at each call.)
+        static let generatedCommandID = "cli-" + UUID().uuidString.lowercased()
+
+        /// The command id the submission carries: --command-id, or the generated one.
+        var effectiveCommandID: String { commandID ?? Self.generatedCommandID }
+
         func validate() throws {
             guard !actAs.isEmpty else { throw ValidationError("give --act-as PARTY at least once") }
-            if let deduplicationSeconds, deduplicationSeconds < 0 { throw ValidationError("--deduplication-seconds must be 0 or more") }
+            // The participant's default limit, checked here because the seconds are multiplied
+            // into microseconds below, which a large enough value would overflow.
+            if let deduplicationSeconds, !(0...86_400).contains(deduplicationSeconds) {
+                throw ValidationError("--deduplication-seconds must be 0 to 86400 (one day)")
+            }
             _ = try disclosed()
         }
 
@@ -201,21 +238,27 @@ struct SubmitCommand: AsyncParsableCommand {
 
         func commands(_ command: Weft.V1.Command) -> Weft.V1.Commands {
             .init(
-                commandID: commandID, applicationID: applicationID, actAs: actAs,
+                commandID: effectiveCommandID, applicationID: applicationID, actAs: actAs,
                 deduplicationPeriod: deduplicationSeconds.map { .init(micros: $0 * 1_000_000) }, commands: [command],
                 disclosedContracts: (try? disclosed()) ?? [])
         }
 
         func submit(_ command: Weft.V1.Command, client: RPCClient, output: OutputFormat) async throws {
+            let commandID = effectiveCommandID
+            let request = commands(command)
             if noWait {
-                let response = try await ledgerCall { try await client.command.submit(.init(commands: commands(command))) }
+                let response = try await namingCommandIDOnFailure {
+                    try await ledgerCall { try await client.command.submit(.init(commands: request)) }
+                }
                 switch output {
                 case .text: print("submitted \(commandID) (submission \(response.submissionID))")
                 case .json: try printJSON(["command_id": commandID, "submission_id": response.submissionID, "trace_id": RemoteOptions.trace.traceID])
                 }
                 return
             }
-            let response = try await ledgerCall { try await client.command.submitAndWait(.init(commands: commands(command))) }
+            let response = try await namingCommandIDOnFailure {
+                try await ledgerCall { try await client.command.submitAndWait(.init(commands: request)) }
+            }
             switch output {
             case .text: print("committed \(commandID) as transaction \(response.transactionID) at offset \(response.offset)")
             case .json:
@@ -223,6 +266,23 @@ struct SubmitCommand: AsyncParsableCommand {
                     "command_id": commandID, "transaction_id": response.transactionID, "offset": response.offset,
                     "trace_id": RemoteOptions.trace.traceID,
                 ])
+            }
+        }
+
+        /// Runs a submission call; when it fails, for whatever reason, names the command id
+        /// before the error goes on. A failure can leave the outcome unknown (the connection lost
+        /// after the participant took the command): only a retry under the same id is
+        /// deduplicated, and without --command-id the user would not know the id.
+        private func namingCommandIDOnFailure<T>(_ call: () async throws -> T) async throws -> T {
+            do {
+                return try await call()
+            } catch {
+                let id = effectiveCommandID
+                FileHandle.standardError.write(
+                    Data(
+                        ("command id \(id) (trace id \(RemoteOptions.trace.traceID)): if the outcome is unknown, retry with "
+                            + "--command-id \(id) so that a submission that went through is deduplicated\n").utf8))
+                throw error
             }
         }
     }
@@ -242,7 +302,7 @@ struct SubmitCommand: AsyncParsableCommand {
 
         func run() async throws {
             let record = try LedgerValueSyntax.record(arguments, option: "--arguments")
-            let client = try await remote.connect()
+            let client = try await ledgerCall { try await remote.connect() }
             defer { Task { await client.close() } }
             let template = try await resolveTemplate(self.template, client: client)
             try await common.submit(
@@ -271,7 +331,7 @@ struct SubmitCommand: AsyncParsableCommand {
 
         func run() async throws {
             let record = try LedgerValueSyntax.record(arguments, option: "--arguments")
-            let client = try await remote.connect()
+            let client = try await ledgerCall { try await remote.connect() }
             defer { Task { await client.close() } }
             let template = try await resolveTemplate(self.template, client: client)
             try await common.submit(
@@ -286,7 +346,12 @@ struct SubmitCommand: AsyncParsableCommand {
 /// `weft acs`
 struct ActiveContractsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "acs", abstract: "List the active contracts of parties hosted on the participant.")
+        commandName: "acs", abstract: "List the active contracts of parties hosted on the participant.",
+        discussion: """
+            Text: a line per contract, then "(valid at offset N)". JSON: an object per contract, then \
+            a last line {"offset": N}. N is the ledger offset the set is valid at: follow it with \
+            weft transactions --from N to miss no change after it.
+            """)
 
     @Option(help: "A party whose contracts to list (repeat for several).")
     var party: [String] = []
@@ -302,7 +367,7 @@ struct ActiveContractsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = try await remote.connect()
+        let client = try await ledgerCall { try await remote.connect() }
         defer { Task { await client.close() } }
         var templates: [Weft.V1.TemplateId] = []
         for name in template { templates.append(try await resolveTemplate(name, client: client)) }
@@ -321,7 +386,11 @@ struct ActiveContractsCommand: AsyncParsableCommand {
                 offset = max(offset, response.offset)
             }
         }
-        if output == .text { print("(valid at offset \(offset))") }
+        // The set is only meaningful with the offset it is valid at, in either format.
+        switch output {
+        case .text: print("(valid at offset \(offset))")
+        case .json: try printJSON(["offset": offset])
+        }
     }
 }
 
@@ -332,7 +401,9 @@ struct TransactionsCommand: AsyncParsableCommand {
         discussion: """
             Without --follow it stops at the ledger end as of the call; with --follow it waits for new ones. \
             With --tree it prints each transaction as the tree of creates and exercises the parties witness \
-            (the Ledger API's GetTransactionTrees).
+            (the Ledger API's GetTransactionTrees). Offsets are each participant's own: --from beyond this \
+            participant's ledger end is an error. When the stream fails after it started, the offset of the \
+            last transaction printed goes to standard error, to resume from with --from.
             """)
 
     @Option(help: "A party whose projection to read (repeat for several).")
@@ -344,7 +415,7 @@ struct TransactionsCommand: AsyncParsableCommand {
     @Option(help: "Stop at this offset.")
     var to: UInt64?
 
-    @Flag(help: "Keep following the ledger until interrupted.")
+    @Flag(help: "Keep following the ledger until interrupted or the stream fails; a failure prints the offset to resume from.")
     var follow = false
 
     @Flag(help: "Print transaction trees (exercises with their consequences) instead of creates and archives.")
@@ -360,49 +431,92 @@ struct TransactionsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = try await remote.connect()
+        let client = try await ledgerCall { try await remote.connect() }
         defer { Task { await client.close() } }
         var end: UInt64 = 0
         if let to {
             end = to
         } else if !follow {
             end = try await ledgerCall { try await client.transaction.getLedgerEnd(.init()) }.offset
+            // Asked as of the ledger end, the server would refuse an offset after it; it is an
+            // offset of another participant (or from before a rebuild), which deserves the
+            // same clear failure here rather than an empty, successful output.
+            if from > end {
+                FileHandle.standardError.write(
+                    Data(
+                        ("error: --from \(from) is after the ledger end \(end) of this participant (offsets are local to "
+                            + "each participant); use an offset at most \(end)\n").utf8))
+                throw ExitCode.failure
+            }
+            // Nothing committed after --from: nothing to print.
             guard end > from else { return }
         }
-        if tree {
+        // The offset of the last transaction printed (nil: none yet): where a failed stream
+        // can be resumed.
+        var last: UInt64?
+        // Whether the participant refused the request itself before sending anything (an
+        // offset after its end or pruned, a party not hosted or not granted): its message says
+        // what to do, and "resume from --from" would contradict it.
+        var refused = false
+        do {
             try await ledgerCall {
-                for try await response in try client.transaction.getTransactionTrees(
-                    .init(beginExclusive: from, endInclusive: end, filter: .init(parties: party)))
-                {
-                    guard let tree = response.transaction else { continue }
-                    switch output {
-                    case .text: printTree(tree)
-                    case .json: try printJSON(LedgerValueSyntax.json(tree))
-                    }
-                }
-            }
-            return
-        }
-        try await ledgerCall {
-            for try await response in try client.transaction.getTransactions(
-                .init(beginExclusive: from, endInclusive: end, filter: .init(parties: party)))
-            {
-                guard let transaction = response.transaction else { continue }
-                switch output {
-                case .text:
-                    print("offset \(transaction.offset)  transaction \(transaction.transactionID)"
-                        + (transaction.commandID.isEmpty ? "" : "  command \(transaction.commandID)"))
-                    for event in transaction.events {
-                        switch event.kind {
-                        case .created(let created)?:
-                            print("  created \(created.contractID)  \(created.templateID?.templateName ?? "?")  \(LedgerValueSyntax.text(created.createArguments))")
-                        case .archived(let archived)?:
-                            print("  archived \(archived.contractID)  \(archived.templateID?.templateName ?? "?")")
-                        case nil: break
+                do {
+                    let filter = Weft.V1.TransactionFilter(parties: party)
+                    if tree {
+                        for try await response in try client.transaction.getTransactionTrees(
+                            .init(beginExclusive: from, endInclusive: end, filter: filter))
+                        {
+                            guard let tree = response.transaction else { continue }
+                            switch output {
+                            case .text: printTree(tree)
+                            case .json: try printJSON(LedgerValueSyntax.json(tree))
+                            }
+                            last = tree.offset
+                        }
+                    } else {
+                        for try await response in try client.transaction.getTransactions(
+                            .init(beginExclusive: from, endInclusive: end, filter: filter))
+                        {
+                            guard let transaction = response.transaction else { continue }
+                            switch output {
+                            case .text: printFlat(transaction)
+                            case .json: try printJSON(LedgerValueSyntax.json(transaction))
+                            }
+                            last = transaction.offset
                         }
                     }
-                case .json: try printJSON(LedgerValueSyntax.json(transaction))
+                } catch let error as RPCError {
+                    let refusals: [StatusCode] = [
+                        .invalidArgument, .notFound, .permissionDenied, .failedPrecondition, .outOfRange,
+                    ]
+                    refused = last == nil && refusals.contains(error.code)
+                    throw error
                 }
+            }
+        } catch {
+            // Whatever else ended it (the participant stopping, the token expiring, the
+            // connection lost), the transactions up to `last` were printed: resuming there
+            // repeats none and misses none.
+            if !refused {
+                let resume = last ?? from
+                FileHandle.standardError.write(
+                    Data("the stream ended after offset \(resume); resume with --from \(resume)\n".utf8))
+            }
+            throw error
+        }
+    }
+
+    /// A flat transaction: a line for it, then one per create and archive.
+    private func printFlat(_ transaction: Weft.V1.Transaction) {
+        print("offset \(transaction.offset)  transaction \(transaction.transactionID)"
+            + (transaction.commandID.isEmpty ? "" : "  command \(transaction.commandID)"))
+        for event in transaction.events {
+            switch event.kind {
+            case .created(let created)?:
+                print("  created \(created.contractID)  \(created.templateID?.templateName ?? "?")  \(LedgerValueSyntax.text(created.createArguments))")
+            case .archived(let archived)?:
+                print("  archived \(archived.contractID)  \(archived.templateID?.templateName ?? "?")")
+            case nil: break
             }
         }
     }
@@ -446,12 +560,13 @@ struct TransactionsCommand: AsyncParsableCommand {
 /// `weft ledger-end`
 struct LedgerEndCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ledger-end", abstract: "Print the offset of the participant's latest transaction.")
+        commandName: "ledger-end", abstract: "Print the offset of the participant's latest transaction.",
+        discussion: "Offsets are each participant's own: another participant numbers the same transactions differently.")
     @OptionGroup var remote: RemoteOptions
     @Option(help: "text or json.") var output: OutputFormat = .text
 
     func run() async throws {
-        let client = try await remote.connect()
+        let client = try await ledgerCall { try await remote.connect() }
         defer { Task { await client.close() } }
         let offset = try await ledgerCall { try await client.transaction.getLedgerEnd(.init()) }.offset
         switch output {

@@ -1,6 +1,10 @@
 import ArgumentParser
 import WeftCrypto
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `weft`: Weft's one executable: the daemon (`weft run`), database and
 /// certificate tools, and the demo. The operator's console verbs grow with the
 /// domain and protocol work.
@@ -27,7 +31,21 @@ struct WeftCommand: AsyncParsableCommand {
     /// OpenSSL keeps its state until the process is gone (`OpenSSLProcess`): a node returning
     /// from here may still have threads inside libcrypto.
     static func main() async {
+        lineBufferStandardOutput()
         OpenSSLProcess.keepStateUntilExit()
         await main(nil)
+    }
+
+    /// Makes standard output line-buffered. Into a pipe or a file, stdio buffers it in blocks
+    /// of some KiB: `weft transactions --follow | jq` would show nothing until a block filled,
+    /// and Ctrl-C would lose the lines still in the buffer. Line by line, each line leaves as
+    /// it is printed. Called before anything is printed, as setvbuf requires.
+    private static func lineBufferStandardOutput() {
+        #if canImport(Glibc)
+            // Swift 6 refuses to name Glibc's `stdout`, a mutable C global ("not
+            // concurrency-safe", swiftlang/swift#75601); the stream is read from its symbol.
+            guard let symbol = dlsym(nil, "stdout") else { return }
+            setvbuf(symbol.load(as: UnsafeMutablePointer<FILE>?.self), nil, _IOLBF, 0)
+        #endif
     }
 }

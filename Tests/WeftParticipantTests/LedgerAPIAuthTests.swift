@@ -136,7 +136,9 @@ extension LedgerAPITests {
             }
             #expect(bobsContracts == 1)
 
-            // Party and package management are admin calls.
+            // Party management and package uploads are admin calls; listing packages is not.
+            let listed = try await api.client.packageManagement.listPackages(.init(), metadata: Self.bearer(bankToken))
+            #expect(!listed.packages.isEmpty)
             let notAdmin = await rpcError {
                 _ = try await api.client.partyManagement.listKnownParties(.init(), metadata: Self.bearer(bankToken))
             }
@@ -172,6 +174,7 @@ extension LedgerAPITests {
                     "AUTH_MISSING_CLAIM"
                 ),
                 ("bob-viewer", "/weft.v1.ActiveContractsService/GetActiveContracts", "OK", ""),
+                ("bank-ops", "/weft.v1.PackageManagementService/ListPackages", "OK", ""),
                 (
                     "bank-ops", "/weft.v1.PartyManagementService/ListKnownParties", "PERMISSION_DENIED",
                     "AUTH_MISSING_CLAIM"
@@ -194,7 +197,7 @@ extension LedgerAPITests {
             #expect(lines.first?[AuditLogKey.actAs] == "")  // refused before the request was read
             #expect(lines.dropFirst(2).first?[AuditLogKey.actAs] == bank)  // what the call asked for, though refused
             #expect(lines.dropFirst(6).first?[AuditLogKey.readAs] == bob)
-            #expect(lines.dropFirst(9).first?[AuditLogKey.admin] == "true")
+            #expect(lines.dropFirst(10).first?[AuditLogKey.admin] == "true")
 
             // The CLI: `weft token` signs with the secret file; the remote verbs send --token,
             // --token-file or WEFT_TOKEN.
@@ -218,7 +221,13 @@ extension LedgerAPITests {
             try cliToken.write(toFile: tokenFile, atomically: true, encoding: .utf8)
             let acs = try await WeftRun.run(
                 ["acs", "--party", bank, "--token-file", tokenFile, "--output", "json"] + remote)
-            #expect(acs.status == 0 && acs.jsonLines.count == 1, "\(acs.errors)")
+            // The bank's contract, then the offset the set is valid at.
+            #expect(acs.status == 0 && acs.jsonLines.count == 2, "\(acs.errors)")
+            #expect(acs.jsonLines.last?["offset"] as? Int == 1, "\(acs.output)")
+            // A template named without its package id is found with an application's token.
+            let byName = try await WeftRun.run(
+                ["acs", "--party", bank, "--template", "Iou", "--token-file", tokenFile, "--output", "json"] + remote)
+            #expect(byName.status == 0 && byName.jsonLines.count == 2, "\(byName.errors)")
             let viaEnvironment = try await TestSubprocess.run(
                 [WeftRun.executable.path, "ledger-end"] + remote,
                 environment: ProcessInfo.processInfo.environment.merging(["WEFT_TOKEN": cliToken]) { $1 })
@@ -231,7 +240,9 @@ extension LedgerAPITests {
             let cliLines = try Self.auditLines(auditPath).dropFirst(expected.count)
             #expect(
                 cliLines.map { $0[AuditLogKey.caller] } == [
-                    "cli-user", "cli-user", "cli-user", "unauthenticated", "cli-user",
+                    // ledger-end, acs, acs --template (ListPackages, then the contracts), ledger-end
+                    // with WEFT_TOKEN, ledger-end without a token, party list
+                    "cli-user", "cli-user", "cli-user", "cli-user", "cli-user", "unauthenticated", "cli-user",
                 ])
 
             // A stream lives no longer than its token: it delivers, then ends when the token expires.

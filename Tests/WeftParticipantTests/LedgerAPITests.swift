@@ -574,6 +574,21 @@ extension LedgerAPITests {
             #expect(badJSON.status == 64 && badJSON.errors.contains("decimal"))
             let refused = try await WeftRun.run(["acs", "--party", bob] + remote1)
             #expect(refused.status == 1 && refused.errors.contains("LEDGER_API_PARTY_NOT_HOSTED"))
+            let tooLong = try await WeftRun.run(
+                ["submit", "create", "--template", "Iou", "--act-as", alice, "--arguments", arguments,
+                 "--deduplication-seconds", "10000000000000"] + remote1)
+            #expect(tooLong.status == 64 && tooLong.errors.contains("0 to 86400"), "\(tooLong.errors)")
+            // A failed submission names its command id, to retry under it.
+            let notHosted = try await WeftRun.run(
+                ["submit", "create", "--template", "Iou", "--act-as", bank, "--arguments", arguments] + remote1)
+            #expect(notHosted.status == 1, "\(notHosted.errors)")
+            #expect(notHosted.errors.contains("command id cli-") && notHosted.errors.contains("retry with --command-id cli-"), "\(notHosted.errors)")
+            // An offset after this participant's end is an error, not an empty success.
+            let afterEnd = try await WeftRun.run(["transactions", "--party", alice, "--from", "99"] + remote1)
+            #expect(afterEnd.status == 1 && afterEnd.errors.contains("after the ledger end 2"), "\(afterEnd.errors)")
+            // Nobody listening there: the connection's failure, with its id.
+            let nobody = try await WeftRun.run(["ledger-end", "--remote", "127.0.0.1:1", "--root-cert", remote1[3]])
+            #expect(nobody.status == 1 && nobody.errors.contains("RPC_CONNECTION_FAILED"), "\(nobody.errors)")
 
             await api1.stop()
             await api2.stop()

@@ -9,8 +9,8 @@ active contracts. Every step prints one JSON line on standard output.
 
 The issuer and the owner must be hosted on this participant with submission permission
 (the token, when the participant checks tokens, needs actAs for both). The IOU package
-(examples/packages/iou.weft) is found among the uploaded packages, uploaded from
---package (admin rights), or named by --package-id.
+(examples/packages/iou.weft) is found among the uploaded packages (any valid token),
+uploaded from --package (admin rights), or named by --package-id.
 
 Exit status: 0 done; 1 the participant refused a call (a JSON line with step "error" gives
 the status code and Weft error id); 2 no connection or a broken one; 64 bad arguments.

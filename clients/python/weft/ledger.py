@@ -116,7 +116,8 @@ class LedgerClient:
             offset = response.offset or offset
         return contracts, offset
 
-    # Packages and parties (admin rights when the API checks tokens)
+    # Packages and parties (when the API checks tokens: listing and reading packages needs
+    # any valid token; uploading packages and managing parties need admin rights)
 
     def upload_package(self, source, file_name="package.weft"):
         """Uploads a contract package's source; returns its package id (uploading twice is harmless)."""
