@@ -43,9 +43,17 @@ struct Effects {
         var archivedInSubview = Set<ContractID>()
         for view in views { archivedInSubview.formUnion(view.participantData.createdInSubviewArchivedInCore) }
         var seen = Set<ContractID>()
+        // A contract one view creates and another consumes (a choice creating a contract, then
+        // exercising a consuming choice on it) is transient: never active, so neither created
+        // nor archived here (as Canton's flat transactions leave it out).
+        let createdInRequest = Set(views.flatMap { $0.participantData.createdCore.map(\.id) })
         // Archives first (inputs consumed), then creates, each in view order.
         for view in views {
             for input in view.participantData.coreInputs where input.consumed && !seen.contains(input.id) {
+                if createdInRequest.contains(input.id) {
+                    seen.insert(input.id)
+                    continue
+                }
                 let parties = input.contract.stakeholders.filter(hosted)
                 guard !parties.isEmpty else { continue }
                 seen.insert(input.id)

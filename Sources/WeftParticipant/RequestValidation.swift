@@ -399,8 +399,14 @@ struct RequestValidator {
         var toLock: [ContractID] = []
         var creates: [ContractID] = []
         var existing: [ContractID] = []
+        // An input of one view that another view of this request creates (a choice creating a
+        // contract, then exercising a choice on it) is no contract of the ledger: neither
+        // inactive nor to lock. Its creating view reaches every participant hosting one of its
+        // stakeholders, so one that did not is still judged by the ledger, and rejects.
+        let createdInRequest = Set(views.flatMap { $0.participantData.createdCore.map(\.id) })
         for view in views {
-            for input in view.participantData.coreInputs where input.contract.stakeholders.contains(where: hostsHere) {
+            for input in view.participantData.coreInputs
+            where input.contract.stakeholders.contains(where: hostsHere) && !createdInRequest.contains(input.id) {
                 if state.active[input.id] == nil {
                     inactive.append(input.id)
                 } else if state.locks[input.id] != nil {

@@ -401,6 +401,90 @@ extension OnARealDomain {
             }
         }
 
+        /// A choice that creates a contract and exercises a choice on it: the create and the
+        /// exercise are sibling views (their informees differ from the choice's), so the
+        /// exercise's input was created by another view of the same request. It is no input
+        /// from the ledger: neither inactive nor to lock, and it ends archived, never active.
+        @Test func aContractCreatedAndConsumedInOneTransactionAcrossViewsCommits() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, p2, alice, bank) = (domain.p1, domain.p2, domain.alice, domain.bank)
+                let source = """
+                    package mint;
+                    template Token {
+                        issuer: Party;
+                        owner: Party;
+                        signatory issuer;
+                        observer owner;
+                        choice Reassign(newOwner: Party): ContractId<Token>
+                            controller issuer
+                        {
+                            return create this with { owner = newOwner };
+                        }
+                    }
+                    template Minter {
+                        bank: Party;
+                        signatory bank;
+                        choice MintAndGive(first: Party, next: Party): ContractId<Token>
+                            controller bank
+                        {
+                            let token = create Token { issuer = bank, owner = first };
+                            return exercise token Reassign { newOwner = next };
+                        }
+                    }
+                    """
+                let package = try Package(source: source, file: "mint.weft")
+                _ = try await p1.upload(packageSource: source, file: "mint.weft")
+                _ = try await p2.upload(packageSource: source, file: "mint.weft")
+                let minted = try await p2.submit(
+                    [.create(try package.templateID("Minter"), argument: try package.record("Minter", ["bank": .party(bank)]))],
+                    actAs: [bank], command: CommandKey(applicationID: "bank-app", commandID: "minter"))
+                guard case .succeeded = minted, let minter = try await p2.activeContracts(of: bank).first?.id else {
+                    Issue.record("the minter was not created: \(minted)")
+                    return
+                }
+                let prepared = try await p2.prepare(
+                    [
+                        .exercise(
+                            try package.templateID("Minter"), contract: minter, choice: "MintAndGive",
+                            argument: try package.arguments("Minter", "MintAndGive", ["first": .party(alice), "next": .party(alice)]))
+                    ], actAs: [bank], command: CommandKey(applicationID: "bank-app", commandID: "mint-and-give"))
+                // The case under test: an input of one view created by a sibling view.
+                let created = Set(prepared.views.views.flatMap { $0.participantData.createdCore.map(\.id) })
+                #expect(prepared.views.views.contains { view in view.participantData.coreInputs.contains { created.contains($0.id) } })
+                let completion = try await p2.submit(prepared)
+                guard case .succeeded = completion else {
+                    Issue.record("the transaction was rejected: \(completion)")
+                    return
+                }
+                try await p1.waitForLedgerEnd(1)
+                // One token stays: the reassigned one; the first was created and archived.
+                for (node, party) in [(p1, alice), (p2, bank)] {
+                    let tokens = try await node.activeContracts(of: party).filter { $0.contract.template.name == "Token" }
+                    #expect(tokens.count == 1, "\(party): \(tokens.map(\.id))")
+                    // Its flat transaction: the minter archived (the bank's only) and the token
+                    // created; the transient token neither created nor archived.
+                    let last = try await node.transactions(of: party).last
+                    let tokenEvents = last?.events.filter {
+                        switch $0 {
+                        case .created(_, let contract): contract.template.name == "Token"
+                        case .archived(_, let template): template.name == "Token"
+                        }
+                    }
+                    #expect(tokenEvents?.map(\.contractID) == tokens.map(\.id), "\(party): \(String(describing: last?.events))")
+                }
+                // Nor stored as an event of a contract that was never stored.
+                let orphans = try PostgresConnection(url: fixture.url).execute(
+                    """
+                    SELECT count(*) FROM participant_events e WHERE NOT EXISTS (
+                        SELECT 1 FROM participant_contracts c WHERE c.participant = e.participant AND c.contract_id = e.contract_id)
+                    """
+                ).rows.first?.first?.int64
+                #expect(orphans == 0)
+                await domain.stop()
+            }
+        }
+
         @Test func aCommandWhoseRecordingAnswerWasLostIsSentAllTheSame() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
