@@ -10,6 +10,38 @@ public struct InterpreterLimits: Sendable, Equatable {
     public var listLengthMax = 10_000
     /// Longest Text a value may hold, in UTF-8 bytes.
     public var textBytesMax = 65_536
+    /// Most work one transaction (or one view re-interpreted) may do, in units: one per
+    /// expression evaluated, and one per list element and per 16 bytes of Text that an
+    /// operation reads or copies (`==`, `in`, ordering, concatenation, the hash of a created
+    /// contract, an exercise's argument and result). The other limits bound each value, not
+    /// what a few lines can do with them: doubling a Text into a list of thousands of copies
+    /// and comparing it again and again would keep every validator busy for hours.
+    public var workMax = 20_000_000
+    /// Most units (as `workMax` counts them) in one contract's arguments, one choice's argument
+    /// or one choice's result: what views carry and hashes read. Lists of lists of long Texts
+    /// stay within `listLengthMax` and `textBytesMax` and still hold terabytes.
+    public var valueWeightMax = 1_000_000
+
+    /// The units `value` stands for (see `workMax`), counted until they pass `limit`.
+    static func weight(of value: Value, upTo limit: Int) -> Int {
+        switch value {  // the usual case, without a stack
+        case .list, .record: break
+        case .text(let text): return 1 + text.utf8.count / 16
+        case .unit, .bool, .int, .decimal, .party, .time, .contractID: return 1
+        }
+        var total = 0
+        var pending = [value]
+        while let next = pending.popLast() {
+            total += 1
+            switch next {
+            case .text(let text): total += text.utf8.count / 16
+            case .list(let values), .record(let values): pending.append(contentsOf: values)
+            case .unit, .bool, .int, .decimal, .party, .time, .contractID: break
+            }
+            if total > limit { return total }
+        }
+        return total
+    }
 
     public init() {}
 }
@@ -77,10 +109,17 @@ public struct Interpreter: Sendable {
     }
 }
 
+/// The work an interpretation has done so far (`InterpreterLimits.workMax`): a reference,
+/// as the expressions that spend it are evaluated by non-mutating methods.
+private final class WorkMeter {
+    var used = 0
+}
+
 /// The state of one interpretation.
 private struct Run<Lookup: ContractLookup> {
     let interpreter: Interpreter
     let lookup: Lookup
+    let work = WorkMeter()
     var nodes: [Node] = []
     var roots: [Int] = []
     var inputs: [InputContract] = []
@@ -239,6 +278,30 @@ private struct Run<Lookup: ContractLookup> {
 
     // MARK: - Actions
 
+    /// Spends `units` of the transaction's work (`InterpreterLimits.workMax`).
+    private func spend(_ units: Int, at location: SourceLocation?) throws(ContractError) {
+        work.used += units
+        guard work.used <= limits.workMax else {
+            throw failure(
+                .limitExceeded(
+                    "a transaction does at most \(limits.workMax) units of work (expressions evaluated, list elements "
+                        + "and 16-byte pieces of Text read or copied); this one does more"),
+                at: location)
+        }
+    }
+
+    /// Spends the weight of `value` (what hashing or copying it reads), refused past
+    /// `valueWeightMax` for one value; `what` names it in the error.
+    private func spendWeight(of value: Value, _ what: String, at location: SourceLocation?) throws(ContractError) {
+        let weight = InterpreterLimits.weight(of: value, upTo: limits.valueWeightMax)
+        guard weight <= limits.valueWeightMax else {
+            throw failure(
+                .limitExceeded("\(what) weighs more than \(limits.valueWeightMax) units (list elements and 16-byte pieces of Text)"),
+                at: location)
+        }
+        try spend(weight, at: location)
+    }
+
     private func checkNodeCount(_ location: SourceLocation?) throws(ContractError) {
         guard nodes.count < limits.nodeCountMax else {
             throw failure(.limitExceeded("a transaction has at most \(limits.nodeCountMax) nodes"), at: location)
@@ -268,6 +331,12 @@ private struct Run<Lookup: ContractLookup> {
                     authorizers: authorizers, missing: missing),
                 at: location)
         }
+        try spendWeight(of: .record(fields), "the arguments of a \(templateInfo.name)", at: location)
+        // Within the limits every value read from a command or a stored contract keeps: a
+        // literal in the code could be longer, and the contract could then never be used.
+        if let problem = mismatch(fields, templateInfo.fields, package) {
+            throw failure(.limitExceeded("a \(templateInfo.name) cannot be created: \(problem)"), at: location)
+        }
         let contract = ContractInstance(
             template: TemplateID(package: interpreter.packages[package].id, name: templateInfo.name),
             argument: .record(fields), signatories: signatories, observers: observers)
@@ -291,6 +360,7 @@ private struct Run<Lookup: ContractLookup> {
         let contract = try resolve(id, package, template, location)
         let templateInfo = self.template(package, template)
         let choiceInfo = templateInfo.choices[choice]
+        try spendWeight(of: .record(arguments), "the argument of \(choiceInfo.name)", at: location)
         var frame = Frame(
             fields: contract.fields, arguments: arguments,
             locals: [Value](repeating: .unit, count: choiceInfo.localCount))
@@ -326,6 +396,7 @@ private struct Run<Lookup: ContractLookup> {
         let result = try body(
             choiceInfo, &frame, seed: seed, authorizers: signatories.union(actors), parent: index, children: &children)
         code = caller
+        try spendWeight(of: result, "the result of \(choiceInfo.name)", at: location)
         guard case .exercise(var exercise) = nodes[index].action else { throw internalError("lost exercise node") }
         exercise.children = children
         exercise.result = result
@@ -503,6 +574,7 @@ private struct Run<Lookup: ContractLookup> {
     }
 
     private func eval(_ code: Code, _ frame: Frame) throws(ContractError) -> Value {
+        try spend(1, at: nil)
         switch code {
         case .constant(let value): return value
         case .field(let index): return frame.fields[index]
@@ -513,6 +585,9 @@ private struct Run<Lookup: ContractLookup> {
             guard case .record(let fields) = try eval(base, frame) else { throw internalError("expected a record") }
             return fields[index]
         case .list(let elements):
+            guard elements.count <= limits.listLengthMax else {
+                throw failure(.limitExceeded("a list has at most \(limits.listLengthMax) elements"), at: nil)
+            }
             var values: [Value] = []
             values.reserveCapacity(elements.count)
             for element in elements { values.append(try eval(element, frame)) }
@@ -529,12 +604,17 @@ private struct Run<Lookup: ContractLookup> {
         case .arithmetic(let operation, let left, let right, let location):
             return try arithmetic(operation, try eval(left, frame), try eval(right, frame), location)
         case .equal(let left, let right):
-            return .bool(try eval(left, frame) == eval(right, frame))
+            let (a, b) = (try eval(left, frame), try eval(right, frame))
+            try spendComparing(a, b)
+            return .bool(a == b)
         case .notEqual(let left, let right):
-            return .bool(try eval(left, frame) != eval(right, frame))
+            let (a, b) = (try eval(left, frame), try eval(right, frame))
+            try spendComparing(a, b)
+            return .bool(a != b)
         case .compare(let comparison, let left, let right):
             let a = try eval(left, frame)
             let b = try eval(right, frame)
+            try spendComparing(a, b)
             return switch comparison {
             case .less: .bool(try less(a, b))
             case .lessEqual: .bool(!(try less(b, a)))
@@ -544,6 +624,10 @@ private struct Run<Lookup: ContractLookup> {
         case .member(let element, let list):
             let value = try eval(element, frame)
             guard case .list(let values) = try eval(list, frame) else { throw internalError("expected a list") }
+            // Each element compared costs what comparing `value` does, at most.
+            let each = InterpreterLimits.weight(of: value, upTo: limits.workMax)
+            let (total, overflow) = each.multipliedReportingOverflow(by: max(values.count, 1))
+            try spend(overflow ? limits.workMax + 1 : total, at: nil)
             return .bool(values.contains(value))
         case .and(let left, let right):
             guard try bool(left, frame) else { return .bool(false) }
@@ -555,6 +639,13 @@ private struct Run<Lookup: ContractLookup> {
             if try bool(condition, frame) { return try eval(whenTrue, frame) }
             return try eval(whenFalse, frame)
         }
+    }
+
+    /// Spends what comparing `a` and `b` reads, at most: the lighter of the two.
+    private func spendComparing(_ a: Value, _ b: Value) throws(ContractError) {
+        let remaining = max(limits.workMax - work.used, 0)
+        try spend(
+            min(InterpreterLimits.weight(of: a, upTo: remaining), InterpreterLimits.weight(of: b, upTo: remaining)), at: nil)
     }
 
     private func less(_ a: Value, _ b: Value) throws(ContractError) -> Bool {
@@ -615,11 +706,13 @@ private struct Run<Lookup: ContractLookup> {
             guard x.utf8.count + y.utf8.count <= limits.textBytesMax else {
                 throw failure(.limitExceeded("a Text has at most \(limits.textBytesMax) bytes"), at: location)
             }
+            try spend((x.utf8.count + y.utf8.count) / 16, at: location)
             return .text(x + y)
         case (.concatenateList, .list(let x), .list(let y)):
             guard x.count + y.count <= limits.listLengthMax else {
                 throw failure(.limitExceeded("a list has at most \(limits.listLengthMax) elements"), at: location)
             }
+            try spend(x.count + y.count, at: location)
             return .list(x + y)
         default:
             throw internalError("\(operation) on \(a) and \(b)")

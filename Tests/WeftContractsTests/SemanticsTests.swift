@@ -235,6 +235,81 @@ struct SemanticsTests {
                 == .limitExceeded("a list has at most 4 elements"))
     }
 
+    /// What a few lines can make a validator do is bounded too: work (expressions, elements
+    /// and Text read or copied) per transaction, weight per value, limits on literals.
+    @Test("limits: work per transaction, weight per value, literals within the value limits")
+    func workLimits() throws {
+        let source = """
+            package heavy;
+            template Heavy {
+                owner: Party;
+                signatory owner;
+                nonconsuming choice Search(t: Text): Bool controller owner {
+                    let l1 = [t, t];
+                    let l2 = l1 + l1;
+                    let l3 = l2 + l2;
+                    let l4 = l3 + l3;
+                    let l5 = l4 + l4;
+                    let l6 = l5 + l5;
+                    let l7 = l6 + l6;
+                    let l8 = l7 + l7;
+                    return t in l8;
+                }
+                nonconsuming choice Keep(xs: List<Text>): ContractId<Box> controller owner {
+                    return create Box { owner = owner, items = [xs, xs, xs, xs] };
+                }
+                nonconsuming choice Literal(): ContractId<Box> controller owner {
+                    return create Box { owner = owner, items = [["LITERAL"]] };
+                }
+            }
+            template Box {
+                owner: Party;
+                items: List<List<Text>>;
+                signatory owner;
+            }
+            """.replacingOccurrences(of: "LITERAL", with: String(repeating: "x", count: 70_000))
+        let package = try Package(source: source, file: "heavy.weft")
+        var limits = InterpreterLimits()
+        limits.workMax = 1_000
+        limits.valueWeightMax = 1_000
+        var store = ContractStore()
+        let heavy = try Interpreter(packages: [package]).submit(
+            [.create(try package.templateID("Heavy"), argument: try package.record("Heavy", ["owner": .party(alice)]))],
+            actAs: [alice], seed: seed(1), contracts: store)
+        store.commit(heavy)
+        guard case .create(let created) = heavy.nodes[0].action else { throw ContractError.invalidCommand("no create") }
+        func failure(_ limits: InterpreterLimits, _ choice: String, _ arguments: KeyValuePairs<String, Value> = [:]) throws
+            -> RuntimeFailure?
+        {
+            let command = Command.exercise(
+                try package.templateID("Heavy"), contract: created.contractID, choice: choice,
+                argument: try package.arguments("Heavy", choice, arguments))
+            do {
+                _ = try Interpreter(packages: [package], limits: limits).submit(
+                    [command], actAs: [alice], seed: seed(2), contracts: store)
+                return nil
+            } catch {
+                guard case .runtime(let failure, _) = error else { throw error }
+                return failure
+            }
+        }
+        // 256 Texts of 64 bytes, each compared: 256 × 5 units, beyond 1,000; fine by default.
+        let text = Value.text(String(repeating: "t", count: 64))
+        #expect(try failure(InterpreterLimits(), "Search", ["t": text]) == nil)
+        let searched = try failure(limits, "Search", ["t": text])
+        #expect(searched?.description.contains("at most 1000 units of work") == true, "\(String(describing: searched))")
+        // 50 Texts of 160 bytes (551 units) are a fine argument; four of them in a Box are not.
+        let xs = Value.list(Array(repeating: .text(String(repeating: "x", count: 160)), count: 50))
+        var weightOnly = InterpreterLimits()
+        weightOnly.valueWeightMax = 1_000
+        let kept = try failure(weightOnly, "Keep", ["xs": xs])
+        #expect(kept?.description.contains("the arguments of a Box weighs more than 1000 units") == true, "\(String(describing: kept))")
+        #expect(try failure(InterpreterLimits(), "Keep", ["xs": xs]) == nil)
+        // A Text literal longer than a Text may be: the contract could never be used; not created.
+        let literal = try failure(InterpreterLimits(), "Literal")
+        #expect(literal?.description.contains("more than 65536 bytes") == true, "\(String(describing: literal))")
+    }
+
     @Test("a contract from the lookup must fit its template and its stakeholders")
     func inconsistentLookup() throws {
         var lab = try Lab()
