@@ -425,8 +425,24 @@ extension TemplateID {
         guard let wire, let package = PackageID(hex: wire.packageID), !wire.templateName.isEmpty else {
             throw malformed("a template id without a valid package id and name")
         }
+        guard isPlainIdentifier(wire.templateName) else { throw malformed("a template name that is no identifier") }
         return TemplateID(package: package, name: wire.templateName)
     }
+}
+
+/// Whether `name` is an identifier as the package language writes one (an ASCII letter or `_`,
+/// then letters, digits and `_`). Names from the wire are held to it: Swift compares Strings by
+/// Unicode canonical equivalence ("\u{212A}ey" == "Key", the Kelvin sign), while hashes and ids
+/// read their bytes; one name must never stand for two byte strings.
+func isPlainIdentifier(_ name: String) -> Bool {
+    var bytes = name.utf8.makeIterator()
+    guard let first = bytes.next(), first == UInt8(ascii: "_") || (first | 0x20 >= UInt8(ascii: "a") && first | 0x20 <= UInt8(ascii: "z"))
+    else { return false }
+    while let byte = bytes.next() {
+        let letter = byte | 0x20 >= UInt8(ascii: "a") && byte | 0x20 <= UInt8(ascii: "z")
+        guard letter || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "_") else { return false }
+    }
+    return true
 }
 
 extension ContractInstance {
@@ -528,6 +544,7 @@ extension ViewParticipantData {
                 seed: NodeSeed(try digest32(create.nodeSeed, "a node seed")))
         case .exercise(let exercise)?:
             guard let argument = exercise.chosenValue else { throw malformed("an exercise without its argument") }
+            guard isPlainIdentifier(exercise.choice) else { throw malformed("a choice name that is no identifier") }
             action = .exercise(
                 contract: try decodeContractID(exercise.inputContractID),
                 template: try TemplateID.decode(exercise.templateID),
