@@ -93,6 +93,9 @@ public final class FrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         switch result {
         case .success(let frames):
+            // Bytes of a frame not complete yet: the peer is alive all the same (a large frame
+            // on a slow link can take longer than the keepalive timeout).
+            if frames.isEmpty { context.fireUserInboundEventTriggered(PeerBytesReceived()) }
             for frame in frames { context.fireChannelRead(wrapInboundOut(frame)) }
         case .failure(let error):
             fail(context, .frame(error))
@@ -127,3 +130,7 @@ public final class FrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 }
+
+/// Fired by `FrameHandler` when bytes arrived that did not complete a frame: activity for
+/// `KeepaliveHandler`, which otherwise sees whole frames only.
+struct PeerBytesReceived: Sendable {}

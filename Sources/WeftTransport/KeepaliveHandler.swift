@@ -51,6 +51,12 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
         timer = nil
     }
 
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is PeerBytesReceived else { return context.fireUserInboundEventTriggered(event) }
+        lastReceived = .now()
+        outstanding = nil  // the pong may wait behind the rest of the frame under way
+    }
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         lastReceived = .now()
         outstanding = nil  // anything from the peer shows it is alive

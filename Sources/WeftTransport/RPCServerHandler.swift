@@ -123,12 +123,12 @@ public final class RPCServerHandler: ChannelInboundHandler {
         case .cancel(let cancel)?:
             guard streams[id] != nil else { return }
             logger.debug("call cancelled by the client", metadata: ["stream": "\(id)", "reason": "\(cancel.reason)"])
-            finish(id, nil, sendClose: false)
+            finish(id, RPCError(.cancelled, "the client cancelled the call", errorID: "RPC_CANCELLED"), sendClose: false)
         case .windowUpdate(let update)?:
             // Stream 0 (a connection window) is reserved in v1; 0 grants nothing.
             guard id != 0, update.incrementBytes > 0, let stream = streams[id] else { return }
             guard stream.send.grant(update.incrementBytes) else {
-                return finish(id, RPCError(.invalidArgument, "window update overflows stream \(id)'s window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
+                return finish(id, RPCError(.resourceExhausted, "window update overflows stream \(id)'s window", errorID: "RPC_FLOW_CONTROL_VIOLATION"))
             }
         case .ping?, .goAway?, .pong?, .close?, nil:
             // Pings are KeepaliveHandler's (every RPCPipeline has one); the rest is not the client's to send.
@@ -301,7 +301,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
         stream.requests.finish(throwing: over)
         stream.send.close(over)
         RPCMetrics.finished(method: stream.context.method, code: error?.code ?? .ok, after: ContinuousClock.now - stream.opened)
-        if let error, error.code != .ok {
+        if let error, error.code != .ok, sendClose {  // a client's cancel is logged where it arrives
             logger.info("call failed", metadata: [
                 "stream": "\(id)", "method": "\(stream.context.method)", "code": "\(error.code)", "error_id": "\(error.errorID)",
                 "trace_id": "\(stream.context.traceID ?? "")",

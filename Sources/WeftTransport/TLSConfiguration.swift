@@ -65,6 +65,9 @@ public enum TLSError: Error, Hashable, Sendable, CustomStringConvertible {
     case handshakeTimeout
     /// The connection closed before the handshake completed.
     case closedDuringHandshake
+    /// After the handshake, OpenSSL could not read or write a record (a bad record MAC, an
+    /// unexpected message): the connection cannot go on.
+    case recordFailed(reason: String)
 
     public var description: String {
         switch self {
@@ -80,6 +83,8 @@ public enum TLSError: Error, Hashable, Sendable, CustomStringConvertible {
             return "TLS handshake timed out"
         case .closedDuringHandshake:
             return "the connection closed during the TLS handshake"
+        case .recordFailed(let reason):
+            return "TLS record failed: \(reason); the connection is closed (a corrupted or hostile peer, or a bug: see both sides' logs)"
         }
     }
 }

@@ -183,7 +183,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 shutDownAndClose(context, mode: .all, promise: nil)
                 break
             }
-            fail(context, .handshakeFailed(reason: "reading: \(OpenSSL.takeError())", verification: nil))
+            fail(context, .recordFailed(reason: "reading: \(OpenSSL.takeError())"))
             break
         }
         // Post-handshake messages (TLS 1.3 session tickets) may need sending.
@@ -244,7 +244,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         while remaining.readableBytes > 0 {
             let written = remaining.withUnsafeReadableBytes { SSL_write(ssl, $0.baseAddress, Int32($0.count)) }
             guard written > 0 else {
-                promise?.fail(TLSError.handshakeFailed(reason: "writing: \(OpenSSL.takeError())", verification: nil))
+                // Part of a record may already sit in the write BIO: nothing after it could be
+                // read by the peer, so the connection ends here rather than fail each write.
+                let error = TLSError.recordFailed(reason: "writing: \(OpenSSL.takeError())")
+                promise?.fail(error)
+                fail(context, error)
                 return
             }
             remaining.moveReaderIndex(forwardBy: Int(written))

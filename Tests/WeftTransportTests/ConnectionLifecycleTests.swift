@@ -200,6 +200,53 @@ import WeftWire
         }
     }
 
+    /// A "server" that completes TLS, then sends the 5-byte prefix of a 1,000-byte frame and one
+    /// byte of it every 50 ms, answering no ping: bytes that complete no frame yet.
+    private final class Dribbler: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let bytes: Int
+        init(bytes: Int) { self.bytes = bytes }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            guard event is TLSHandshakeCompleted else { return context.fireUserInboundEventTriggered(event) }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: [0, 0, 0, 0x03, 0xE8])), promise: nil)
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            for index in 1...bytes {
+                context.eventLoop.scheduleTask(in: .milliseconds(Int64(50 * index))) {
+                    bound.value.writeAndFlush(NIOAny(ByteBuffer(bytes: [0])), promise: nil)
+                }
+            }
+        }
+    }
+
+    @Test func bytesOfAFrameUnderWayKeepTheConnectionAlive() async throws {
+        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
+        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
+        // 40 bytes over 2 s, against a keepalive of 100 ms + 300 ms without them.
+        let slow = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
+                    try channel.pipeline.syncOperations.addHandler(Dribbler(bytes: 40))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { slow.close(promise: nil) }
+        var configuration = RPCTestNode.testConfiguration
+        configuration.keepaliveInterval = .milliseconds(100)
+        configuration.keepaliveTimeout = .milliseconds(300)
+        let client = try await RPCClient.connect(
+            host: "127.0.0.1", port: slow.localAddress!.port!,
+            security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
+            configuration: configuration)
+        try await Task.sleep(for: .milliseconds(1_500))  // the time under test: bytes still arriving
+        #expect(client.channel.isActive, "the keepalive closed a connection whose peer was sending")
+        // Once the bytes stop, the pings unanswered close it.
+        try await client.channel.closeFuture.get()
+    }
+
     @Test func keepaliveKeepsASlowCallAlive() async throws {
         // Nothing is sent for 10 s while the handler works: pings and pongs fill the silence. Without
         // pongs the connection would close after 0.1 + 4 s (the timeout leaves room for a loaded
