@@ -20,6 +20,8 @@ public final class RPCClientHandler: ChannelInboundHandler {
         var result: EventLoopPromise<[UInt8]?>
         var receive = ReceiveWindow()
         let send = SendWindow()
+        /// Ends the call at its deadline if the server's answer has not (`deadlinePassed`).
+        var deadline: Scheduled<Void>?
     }
 
     private let configuration: RPCConfiguration
@@ -73,6 +75,17 @@ public final class RPCClientHandler: ChannelInboundHandler {
         }
         // Calls started in the same turn of the event loop leave in one TLS record.
         scheduleFlush(context)
+        if let timeout {
+            // The server ends the call at its deadline too, counted from when `open` reached it;
+            // but a server that never reads it (its event loop stuck, the path black-holed, the
+            // open queued behind a full socket) would leave this caller waiting for ever.
+            let nanoseconds = timeout.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+            let delay: TimeAmount =
+                nanoseconds.overflow
+                ? .hours(24 * 365 * 100) : .nanoseconds(max(nanoseconds.partialValue + timeout.components.attoseconds / 1_000_000_000, 0))
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            call.deadline = context.eventLoop.scheduleTask(in: delay) { bound.value.deadlinePassed(id) }
+        }
         calls[id] = call
         return (id, call.result.futureResult, call.send)
     }
@@ -177,6 +190,15 @@ public final class RPCClientHandler: ChannelInboundHandler {
         if calls.isEmpty { context.close(promise: nil) }
     }
 
+    /// Call `id` reached its deadline without the server's close: cancel it there, fail it here
+    /// as the server would have.
+    private func deadlinePassed(_ id: UInt32) {
+        guard calls[id] != nil, let context else { return }
+        context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .cancel(.init(reason: "the deadline passed")))), promise: nil)
+        // The server's own words: whichever side notices first, the caller sees the same error.
+        end(id, .failure(RPCError(.deadlineExceeded, "the call's deadline passed", errorID: "RPC_DEADLINE_EXCEEDED")))
+    }
+
     /// The server broke the protocol on stream `id`: cancel it there, fail it here.
     private func abandon(_ id: UInt32, _ error: RPCError) {
         context?.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .cancel(.init(reason: error.message)))), promise: nil)
@@ -186,6 +208,7 @@ public final class RPCClientHandler: ChannelInboundHandler {
     /// Completes call `id` with `result` and forgets it.
     private func end(_ id: UInt32, _ result: Result<[UInt8]?, RPCError>) {
         guard let call = calls.removeValue(forKey: id) else { return }
+        call.deadline?.cancel()
         switch result {
         case .success(let response):
             call.send.close(RPCError(.cancelled, "the call is over", errorID: "RPC_CALL_OVER"))

@@ -162,6 +162,34 @@ import WeftWire
         }
     }
 
+    @Test func aCallToAServerThatNeverAnswersEndsAtItsDeadline() async throws {
+        // A "server" that completes TLS and reads frames but answers nothing; no keepalive.
+        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
+        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
+                    try channel.pipeline.syncOperations.addHandler(FrameHandler(role: .server))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { silent.close(promise: nil) }
+        let client = try await RPCClient.connect(
+            host: "127.0.0.1", port: silent.localAddress!.port!,
+            security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
+            configuration: RPCTestNode.testConfiguration)
+        defer { client.channel.close(promise: nil) }
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init(), timeout: .milliseconds(300))
+        } throws: { error in
+            (error as? RPCError)?.code == .deadlineExceeded && (error as? RPCError)?.errorID == "RPC_DEADLINE_EXCEEDED"
+        }
+        // The connection goes on: a call without a deadline is still accepted (and waits).
+        #expect(client.channel.isActive)
+    }
+
     @Test func aSilentPeerIsDetectedByKeepalive() async throws {
         // A "server" that completes TLS and reads frames but never answers anything, pings included.
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
