@@ -13,6 +13,10 @@ public struct RPCConfiguration: Sendable {
     /// Streams a peer may have open on one connection at once: 100. One more
     /// is answered RESOURCE_EXHAUSTED (`RPC_TOO_MANY_STREAMS`).
     public var maximumConcurrentStreams = 100
+    /// Connections a server holds open at once: 4,096. One more is closed as soon as it is
+    /// accepted, before its TLS handshake, with a warning in the log: each connection costs
+    /// buffers, tasks and a TLS session, so the count is a limit like any other from the network.
+    public var maximumConnections = 4_096
     /// Bytes of keys and values in one call's metadata: 16 KiB. More is
     /// answered RESOURCE_EXHAUSTED (`RPC_METADATA_TOO_LARGE`).
     public var maximumMetadataBytes = 16 * 1024

@@ -93,7 +93,18 @@ public final class RPCServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: RPCPipeline.serverWriteBufferWaterMark)
             .childChannelInitializer { channel in
-                connections.add(channel)
+                switch connections.add(channel, maximum: configuration.maximumConnections) {
+                case .added: break
+                case .draining:
+                    // Accepted as the server began to shut down, after its connections were
+                    // told to drain: never served.
+                    return channel.close()
+                case .full:
+                    logger.warning(
+                        "refused a connection: the server holds the most it allows; raise maximumConnections if the load is legitimate",
+                        metadata: ["peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")", "maximum": "\(configuration.maximumConnections)"])
+                    return channel.close()
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     try RPCPipeline.add(to: channel, role: .server, security: security, configuration: configuration) {
                         RPCServerHandler(router: router, configuration: configuration, logger: logger)
@@ -116,8 +127,10 @@ public final class RPCServer: Sendable {
     /// and after `gracePeriod` closes the connections still open.
     public func shutdown(gracePeriod: TimeAmount = .seconds(10)) async {
         health.set(.notServing, detail: "shutting down")
+        // Taken before the listener closes, and no connection is added after it: one accepted
+        // in between is closed by its initializer rather than served without a GOAWAY.
+        let open = connections.drain()
         try? await listener.close()
-        let open = connections.all
         logger.info("shutting down", metadata: ["connections": "\(open.count)", "grace_period": "\(gracePeriod)"])
         for channel in open { channel.pipeline.fireUserInboundEventTriggered(RPCServerHandler.Drain()) }
         await withTaskGroup(of: Void.self) { group in
@@ -141,15 +154,38 @@ public final class RPCServer: Sendable {
 /// The open connections of a server, added as they are accepted and removed
 /// as they close.
 private final class ConnectionRegistry: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private struct State {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var draining = false
+    }
+    private let state = Mutex(State())
 
-    func add(_ channel: any Channel) {
+    enum Admission { case added, draining, full }
+
+    /// Registers `channel`, unless the server is draining or holds `maximum` connections.
+    func add(_ channel: any Channel, maximum: Int) -> Admission {
         let key = ObjectIdentifier(channel)
-        channels.withLock { $0[key] = channel }
-        channel.closeFuture.whenComplete { _ in self.channels.withLock { _ = $0.removeValue(forKey: key) } }
+        let admission = state.withLock { state -> Admission in
+            if state.draining { return .draining }
+            guard state.channels.count < maximum else { return .full }
+            state.channels[key] = channel
+            return .added
+        }
+        if case .added = admission {
+            channel.closeFuture.whenComplete { _ in self.state.withLock { _ = $0.channels.removeValue(forKey: key) } }
+        }
+        return admission
     }
 
-    var all: [any Channel] { channels.withLock { Array($0.values) } }
+    /// The connections open now; none is added after.
+    func drain() -> [any Channel] {
+        state.withLock { state in
+            state.draining = true
+            return Array(state.channels.values)
+        }
+    }
+
+    var all: [any Channel] { state.withLock { Array($0.channels.values) } }
 }
 
 /// A server could not listen on its address. The message names the address and

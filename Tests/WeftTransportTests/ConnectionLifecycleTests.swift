@@ -229,7 +229,7 @@ import WeftWire
     }
 
     /// A "server" that completes TLS, then sends the 5-byte prefix of a 1,000-byte frame and one
-    /// byte of it every 50 ms, answering no ping: bytes that complete no frame yet.
+    /// byte of it every 200 ms, answering no ping: bytes that complete no frame yet.
     private final class Dribbler: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
@@ -241,7 +241,7 @@ import WeftWire
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: [0, 0, 0, 0x03, 0xE8])), promise: nil)
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             for index in 1...bytes {
-                context.eventLoop.scheduleTask(in: .milliseconds(Int64(50 * index))) {
+                context.eventLoop.scheduleTask(in: .milliseconds(Int64(200 * index))) {
                     bound.value.writeAndFlush(NIOAny(ByteBuffer(bytes: [0])), promise: nil)
                 }
             }
@@ -252,7 +252,8 @@ import WeftWire
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
         let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
-        // 40 bytes over 2 s, against a keepalive of 100 ms + 300 ms without them.
+        // 40 bytes over 8 s, against a keepalive of 100 ms + 2 s without them (2 s: room for a
+        // loaded machine's late timers; 300 ms was not).
         let slow = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -264,12 +265,12 @@ import WeftWire
         defer { slow.close(promise: nil) }
         var configuration = RPCTestNode.testConfiguration
         configuration.keepaliveInterval = .milliseconds(100)
-        configuration.keepaliveTimeout = .milliseconds(300)
+        configuration.keepaliveTimeout = .seconds(2)
         let client = try await RPCClient.connect(
             host: "127.0.0.1", port: slow.localAddress!.port!,
             security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
             configuration: configuration)
-        try await Task.sleep(for: .milliseconds(1_500))  // the time under test: bytes still arriving
+        try await Task.sleep(for: .seconds(6))  // the time under test: bytes still arriving
         #expect(client.channel.isActive, "the keepalive closed a connection whose peer was sending")
         // Once the bytes stop, the pings unanswered close it.
         try await client.channel.closeFuture.get()

@@ -92,4 +92,29 @@ import WeftWire
         }
         #expect(try await client.unary(Weft.V1.HealthService.check, .init(service: "small")).detail == "small")
     }
+
+    @Test func connectionsBeyondTheMaximumAreClosedAtOnce() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        configuration.maximumConnections = 2
+        let node = try await RPCTestNode.start(configuration: configuration) { _ in }
+        defer { node.close() }
+        let first = try await node.connect()
+        let second = try await node.connect()
+        for client in [first, second] { _ = try await client.unary(Weft.V1.HealthService.check, .init()) }
+        // A third is closed before its handshake: its call fails, the two others go on.
+        let third = try await node.connect()
+        await #expect(throws: RPCError.self) { _ = try await third.unary(Weft.V1.HealthService.check, .init()) }
+        _ = try await second.unary(Weft.V1.HealthService.check, .init())
+        // Once one closes, a new connection is served.
+        try await first.channel.close()
+        var served = false
+        for _ in 0..<200 where !served {
+            let client = try await node.connect()
+            served = (try? await client.unary(Weft.V1.HealthService.check, .init())) != nil
+            try? await client.channel.close()
+            if !served { try await Task.sleep(for: .milliseconds(10)) }  // the server sees the close on its own loop
+        }
+        #expect(served)
+        try? await second.channel.close()
+    }
 }
