@@ -289,6 +289,29 @@ struct RequestValidator {
                     "the request was sequenced at \(request.timestamp), after its max sequencing time")
             }
         }
+        // One transaction across its views: each view is re-interpreted on its own, so what
+        // only the whole transaction shows is checked here. A contract is consumed at most once
+        // and created at most once (a consuming action belongs to exactly one view's core, so
+        // an honest transaction counts each once): else two views could each spend one IOU.
+        // Every participant hosting a stakeholder receives every view consuming its contract.
+        var consumptions: [ContractID: Int] = [:]
+        var creations: [ContractID: Int] = [:]
+        for data in views.map(\.view.participantData) {
+            for input in data.coreInputs where input.consumed { consumptions[input.id, default: 0] += 1 }
+            for created in data.createdCore {
+                creations[created.id, default: 0] += 1
+                if created.consumedInCore { consumptions[created.id, default: 0] += 1 }
+            }
+            for id in data.createdInSubviewArchivedInCore { consumptions[id, default: 0] += 1 }
+        }
+        let twice = Set(consumptions.filter { $0.value > 1 }.keys).union(creations.filter { $0.value > 1 }.keys)
+            .map(\.description).sorted()
+        if !twice.isEmpty {
+            return .reject(
+                reasons.failedModelConformanceCheck,
+                "contract(s) consumed or created by more than one view of this request: \(twice.joined(separator: ", "))",
+                resources: twice)
+        }
         // 5. Packages: a participant without a package cannot validate, and says so.
         let missingPackages = Set(views.flatMap { Self.packagesUsed(by: $0.view) }).subtracting(packages)
         if !missingPackages.isEmpty {

@@ -133,6 +133,57 @@ extension OnAThirdRealDomain {
             }
         }
 
+        /// participant1 sends alice's transfer of one IOU twice in one request, as two root
+        /// views under different seeds: each view alone conforms, the IOU is active and unlocked,
+        /// and bob would get two IOUs for one.
+        @Test func oneContractConsumedByTwoViewsIsRejected() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice, bob) = (domain.p1, domain.alice, domain.bob)
+                let iou = try await domain.issued("7", to: alice, command: "one-iou")
+                let prepared = try await p1.prepareForged(
+                    [try domain.transfer(iou, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "mallory", commandID: "twice")
+                ) { transaction in
+                    // The root's subtree again, as root 1: seeds derived from another root seed,
+                    // so its create makes another contract id.
+                    let offset = transaction.nodes.count
+                    let rootSeed = Derivation.childSeed(transaction.nodes[0].seed!, 99)
+                    var seeds: [Int: NodeSeed] = [0: rootSeed]
+                    var ids: [ContractID: ContractID] = [:]
+                    var copies: [Node] = []
+                    for (index, node) in transaction.nodes.enumerated() {
+                        let seed = seeds[index] ?? Derivation.childSeed(seeds[node.parent!]!, node.childIndex)
+                        seeds[index] = seed
+                        var action = node.action
+                        if case .create(let create) = action {
+                            let id = Derivation.contractID(seed, create.instance)
+                            ids[create.contractID] = id
+                            action = .create(Create(contractID: id, instance: create.instance))
+                        }
+                        copies.append(
+                            Node(
+                                action: action, seed: seed, parent: node.parent.map { $0 + offset },
+                                childIndex: node.parent == nil ? 1 : node.childIndex, informees: node.informees,
+                                confirmingParties: node.confirmingParties))
+                    }
+                    for index in copies.indices {
+                        guard case .exercise(var exercise) = copies[index].action else { continue }
+                        exercise.children = exercise.children.map { $0 + offset }
+                        if case .contractID(let id) = exercise.result, let copy = ids[id] { exercise.result = .contractID(copy) }
+                        copies[index].action = .exercise(exercise)
+                    }
+                    return Transaction(
+                        nodes: transaction.nodes + copies, roots: transaction.roots + [offset],
+                        inputContracts: transaction.inputContracts)
+                }
+                #expect(prepared.views.rootViews.count == 2)
+                try await expectRejected(prepared, RejectReason.Participant.failedModelConformanceCheck, domain)
+                #expect(try await domain.p2.activeContracts(of: bob).isEmpty)
+                await domain.stop()
+            }
+        }
+
         @Test func mismatchedRootHashMessagesAreRejected() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
