@@ -5,11 +5,18 @@ struct Parser {
     /// Deepest nesting of expressions, so that hostile input cannot exhaust
     /// the stack.
     static let nestingDepthMax = 64
+    /// Most links of operator and field chains on one path of an expression's tree (`a + b +
+    /// c` is two). Each link is a level of the tree, which everything after the parser walks
+    /// recursively on a task's stack (a debug build overflowed at ~500 levels); counted apart
+    /// from `nestingDepthMax`, so that a long condition of `&&`s still loads.
+    static let chainLinksMax = 200
 
     private var lexemes: [Lexeme]
     private var position = 0
     private let file: String
     private var depth = 0
+    /// Chain links on the path being parsed (`chainLink`).
+    private var chainLinks = 0
 
     private init(lexemes: [Lexeme], file: String) {
         self.lexemes = lexemes
@@ -301,17 +308,17 @@ struct Parser {
     }
 
     /// One more link of a left-associative chain (`a + b + c`, `x.f.g`): each builds a level
-    /// of the tree as deep as a parenthesis does, and everything after the parser recurses
-    /// once per level (the checker, the interpreter, the canonical form). Counted like `nest`,
-    /// so a chain cannot bypass the limit; `links` is how many the caller gives back.
+    /// of the tree, and everything after the parser recurses once per level (the checker, the
+    /// interpreter, the canonical form), so chains are bounded too (`chainLinksMax`, summed over
+    /// the nesting levels of the path); `links` is how many the caller gives back.
     private mutating func chainLink(_ links: inout Int) throws(ContractError) {
-        depth += 1
+        chainLinks += 1
         links += 1
-        guard depth <= Self.nestingDepthMax else {
+        guard chainLinks <= Self.chainLinksMax else {
             throw .syntax(
                 location,
-                "this expression is nested too deeply: each operator or field of a chain counts a level "
-                    + "(at most \(Self.nestingDepthMax)); split it with let")
+                "this expression is nested too deeply: a chain of more than \(Self.chainLinksMax) operators or "
+                    + "fields; split it with let")
         }
     }
 
@@ -340,7 +347,7 @@ struct Parser {
     private mutating func binary(minimumPrecedence: Int) throws(ContractError) -> Expression {
         var left = try unary()
         var links = 0
-        defer { depth -= links }
+        defer { chainLinks -= links }
         while let op = binaryOperator, op.precedence >= minimumPrecedence {
             try chainLink(&links)
             let operatorLocation = location
@@ -387,7 +394,7 @@ struct Parser {
     private mutating func postfix(_ base: Expression) throws(ContractError) -> Expression {
         var result = base
         var links = 0
-        defer { depth -= links }
+        defer { chainLinks -= links }
         while token == .symbol(.dot) {
             try chainLink(&links)
             let dot = location

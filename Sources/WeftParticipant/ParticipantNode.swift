@@ -849,9 +849,11 @@ public actor ParticipantNode {
                 continue
             }
             guard let record, record.submissionID == prepared.submissionID, record.state == .inFlight else {
-                unsequenced[prepared.messageID] = nil
+                // Left among the unsequenced: a commit may still become visible after this read
+                // (a stalled COMMIT), and then only the stream's time passing its max sequencing
+                // time completes it. Expiring one that was never stored changes nothing.
                 logger.info(
-                    "a command whose recording failed was not recorded; nothing sent",
+                    "a command whose recording failed was not found recorded; nothing sent",
                     metadata: [LogKey.command: "\(prepared.change)"])
                 return
             }

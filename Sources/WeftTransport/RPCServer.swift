@@ -147,7 +147,11 @@ public final class RPCServer: Sendable {
     /// Closes the listener and every connection at once, without draining.
     public func close() async {
         try? await listener.close()
-        for channel in connections.all { try? await channel.close() }
+        // Together: each waits until what it wrote leaves (at most `closeWriteTimeout` for a
+        // peer that reads nothing), and one after another that would add up.
+        await withTaskGroup(of: Void.self) { group in
+            for channel in connections.drain() { group.addTask { try? await channel.close() } }
+        }
     }
 }
 

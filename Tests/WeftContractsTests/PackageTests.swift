@@ -23,7 +23,18 @@ struct PackageTests {
         func package(ensure: String) -> String {
             "package chains;\ntemplate T {\n    owner: Party;\n    n: Int;\n    signatory owner;\n    ensure \(ensure);\n}\n"
         }
-        _ = try Package(source: package(ensure: "0 < " + Array(repeating: "n", count: 50).joined(separator: " + ")), file: "short.weft")
+        // A long condition of &&s, a long sum: up to 200 links load.
+        _ = try Package(source: package(ensure: "0 < " + Array(repeating: "n", count: 200).joined(separator: " + ")), file: "short.weft")
+        // The deepest tree the limits allow, parentheses around the longest chain, checks
+        // without overflowing a task's stack.
+        let deepest = String(repeating: "(", count: 60) + Array(repeating: "n", count: 199).joined(separator: " + ")
+            + String(repeating: ")", count: 60)
+        let deep = try Package(source: package(ensure: "0 < " + deepest), file: "deepest.weft")
+        // … and evaluates: the interpreter walks the same tree.
+        let created = try Interpreter(packages: [deep]).submit(
+            [.create(try deep.templateID("T"), argument: try deep.record("T", ["owner": .party(alice), "n": .int(1)]))],
+            actAs: [alice], seed: seed(1), contracts: ContractStore())
+        #expect(created.nodes.count == 1)
         for ensure in [
             "0 < " + Array(repeating: "1", count: 200_000).joined(separator: "+"),
             "this" + String(repeating: ".n", count: 100_000) + " > 0",
