@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 import WeftCrypto
 import WeftTransport
@@ -228,51 +229,58 @@ import WeftWire
         }
     }
 
-    /// A "server" that completes TLS, then sends the 5-byte prefix of a 1,000-byte frame and one
-    /// byte of it every 200 ms, answering no ping: bytes that complete no frame yet.
+    /// A "server" that completes TLS, then sends the 5-byte prefix of a 1,000,000-byte frame and
+    /// one byte of it every 250 ms until `stop`, answering no ping: bytes that complete no frame.
     private final class Dribbler: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
-        let bytes: Int
-        init(bytes: Int) { self.bytes = bytes }
+        let switchboard: DribbleSwitch
+        init(_ switchboard: DribbleSwitch) { self.switchboard = switchboard }
 
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
             guard event is TLSHandshakeCompleted else { return context.fireUserInboundEventTriggered(event) }
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: [0, 0, 0, 0x03, 0xE8])), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: [0, 0x00, 0x0F, 0x42, 0x40])), promise: nil)
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            for index in 1...bytes {
-                context.eventLoop.scheduleTask(in: .milliseconds(Int64(200 * index))) {
-                    bound.value.writeAndFlush(NIOAny(ByteBuffer(bytes: [0])), promise: nil)
-                }
+            context.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { task in
+                guard !self.switchboard.stop.withLock({ $0 }) else { return task.cancel() }
+                bound.value.writeAndFlush(NIOAny(ByteBuffer(bytes: [0])), promise: nil)
             }
         }
+    }
+
+    /// Whether the dribbler should stop, shared with the test.
+    private final class DribbleSwitch: Sendable {
+        let stop = Mutex(false)
     }
 
     @Test func bytesOfAFrameUnderWayKeepTheConnectionAlive() async throws {
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
         let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
-        // 40 bytes over 8 s, against a keepalive of 100 ms + 2 s without them (2 s: room for a
-        // loaded machine's late timers; 300 ms was not).
+        let dribbling = DribbleSwitch()
+        // A byte every 250 ms, against a keepalive of 100 ms + 4 s without one (4 s: room for a
+        // loaded machine's slow handshake and late timers; 300 ms and 2 s were not, in the whole
+        // suite). The bytes go on until the test has looked, however late it wakes.
         let slow = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
-                    try channel.pipeline.syncOperations.addHandler(Dribbler(bytes: 40))
+                    try channel.pipeline.syncOperations.addHandler(Dribbler(dribbling))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         defer { slow.close(promise: nil) }
         var configuration = RPCTestNode.testConfiguration
         configuration.keepaliveInterval = .milliseconds(100)
-        configuration.keepaliveTimeout = .seconds(2)
+        configuration.keepaliveTimeout = .seconds(4)
         let client = try await RPCClient.connect(
             host: "127.0.0.1", port: slow.localAddress!.port!,
             security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
             configuration: configuration)
-        try await Task.sleep(for: .seconds(6))  // the time under test: bytes still arriving
+        try await Task.sleep(for: .seconds(10))  // the time under test: bytes still arriving
         #expect(client.channel.isActive, "the keepalive closed a connection whose peer was sending")
         // Once the bytes stop, the pings unanswered close it.
+        dribbling.stop.withLock { $0 = true }
         try await client.channel.closeFuture.get()
     }
 
