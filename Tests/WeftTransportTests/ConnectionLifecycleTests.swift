@@ -163,24 +163,34 @@ import WeftWire
         }
     }
 
-    @Test func aCallToAServerThatNeverAnswersEndsAtItsDeadline() async throws {
-        // A "server" that completes TLS and reads frames but answers nothing; no keepalive.
+    /// A stand-in server on loopback: TLS with a fresh root, then what `handlers` add (a peer
+    /// that misbehaves on purpose); and a client of it with `configuration`.
+    static func fakePeer(
+        configuration: RPCConfiguration = RPCTestNode.testConfiguration,
+        _ handlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void
+    ) async throws -> (listener: any Channel, client: RPCClient) {
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
         let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
-        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
-                    try channel.pipeline.syncOperations.addHandler(FrameHandler(role: .server))
+                    try handlers(channel.pipeline.syncOperations)
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        defer { silent.close(promise: nil) }
         let client = try await RPCClient.connect(
-            host: "127.0.0.1", port: silent.localAddress!.port!,
+            host: "127.0.0.1", port: listener.localAddress!.port!,
             security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
-            configuration: RPCTestNode.testConfiguration)
+            configuration: configuration)
+        return (listener, client)
+    }
+
+    @Test func aCallToAServerThatNeverAnswersEndsAtItsDeadline() async throws {
+        // A "server" that completes TLS and reads frames but answers nothing; no keepalive.
+        let (silent, client) = try await Self.fakePeer { try $0.addHandler(FrameHandler(role: .server)) }
+        defer { silent.close(promise: nil) }
         defer { client.channel.close(promise: nil) }
         await #expect {
             _ = try await client.unary(Weft.V1.HealthService.check, .init(), timeout: .milliseconds(300))
@@ -193,25 +203,13 @@ import WeftWire
 
     @Test func aSilentPeerIsDetectedByKeepalive() async throws {
         // A "server" that completes TLS and reads frames but never answers anything, pings included.
-        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
-        let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
-        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
-        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
-                    try channel.pipeline.syncOperations.addHandler(FrameHandler(role: .server))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        defer { silent.close(promise: nil) }
         var configuration = RPCTestNode.testConfiguration
         configuration.keepaliveInterval = .milliseconds(100)
         configuration.keepaliveTimeout = .milliseconds(200)
-        let client = try await RPCClient.connect(
-            host: "127.0.0.1", port: silent.localAddress!.port!,
-            security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
-            configuration: configuration)
+        let (silent, client) = try await Self.fakePeer(configuration: configuration) {
+            try $0.addHandler(FrameHandler(role: .server))
+        }
+        defer { silent.close(promise: nil) }
         // A call in flight when the keepalive gives up fails with the reason …
         await #expect {
             _ = try await client.unary(Weft.V1.HealthService.check, .init())
@@ -254,29 +252,15 @@ import WeftWire
     }
 
     @Test func bytesOfAFrameUnderWayKeepTheConnectionAlive() async throws {
-        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
-        let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
-        let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
         let dribbling = DribbleSwitch()
         // A byte every 250 ms, against a keepalive of 100 ms + 4 s without one (4 s: room for a
         // loaded machine's slow handshake and late timers; 300 ms and 2 s were not, in the whole
         // suite). The bytes go on until the test has looked, however late it wakes.
-        let slow = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
-                    try channel.pipeline.syncOperations.addHandler(Dribbler(dribbling))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        defer { slow.close(promise: nil) }
         var configuration = RPCTestNode.testConfiguration
         configuration.keepaliveInterval = .milliseconds(100)
         configuration.keepaliveTimeout = .seconds(4)
-        let client = try await RPCClient.connect(
-            host: "127.0.0.1", port: slow.localAddress!.port!,
-            security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
-            configuration: configuration)
+        let (slow, client) = try await Self.fakePeer(configuration: configuration) { try $0.addHandler(Dribbler(dribbling)) }
+        defer { slow.close(promise: nil) }
         try await Task.sleep(for: .seconds(10))  // the time under test: bytes still arriving
         #expect(client.channel.isActive, "the keepalive closed a connection whose peer was sending")
         // Once the bytes stop, the pings unanswered close it.
