@@ -120,7 +120,12 @@ public final class FrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let bytes = try FrameEncoder.encode(frame, maximumFrameBytes: maximumFrameBytes)
             context.write(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: promise)
         } catch {
+            // Most writes pass no promise: dropped silently, the frame would leave its peer
+            // waiting (a close never sent) or answering a stream it never saw opened. A frame
+            // this side cannot encode is a bug or content it should have refused before: the
+            // connection ends, and the handlers above log why.
             promise?.fail(TransportError.frame(error))
+            fail(context, .frame(error))
         }
     }
 

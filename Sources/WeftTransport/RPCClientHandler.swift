@@ -56,6 +56,11 @@ public final class RPCClientHandler: ChannelInboundHandler {
         if let request, request.count > configuration.maximumMessageBytes {
             return (nil, eventLoop.makeFailedFuture(configuration.messageTooLarge(request.count)), nil)
         }
+        // Refused here what the server would refuse, or what would not even encode (a NUL in
+        // a text, which the frame's encoding refuses: the open frame would be lost).
+        if let problem = Self.metadataProblem(metadata, limit: configuration.maximumMetadataBytes) {
+            return (nil, eventLoop.makeFailedFuture(problem), nil)
+        }
         guard nextStreamID < UInt32(Int32.max) else {
             return (nil, eventLoop.makeFailedFuture(RPCError(.unavailable, "this connection has used all its stream ids; open a new one", errorID: "RPC_STREAM_IDS_EXHAUSTED")), nil)
         }
@@ -88,6 +93,26 @@ public final class RPCClientHandler: ChannelInboundHandler {
         }
         calls[id] = call
         return (id, call.result.futureResult, call.send)
+    }
+
+    /// Why `metadata` cannot be sent, if it cannot: over `limit` bytes, or a NUL in a key or a
+    /// text value.
+    static func metadataProblem(_ metadata: [Weft.V1.MetadataEntry], limit: Int) -> RPCError? {
+        for entry in metadata {
+            var text = entry.key.utf8.contains(0)
+            if case .textValue(let value)? = entry.value, value.utf8.contains(0) { text = true }
+            if text {
+                return RPCError(
+                    .invalidArgument, "metadata \(entry.key.prefix(64).debugDescription) holds a NUL byte; send binary data as a binary value",
+                    errorID: "RPC_INVALID_METADATA")
+            }
+        }
+        let bytes = metadata.reduce(0) { $0 + $1.countedBytes }
+        guard bytes <= limit else {
+            return RPCError(
+                .resourceExhausted, "the call's metadata is \(bytes) bytes; the limit is \(limit)", errorID: "RPC_METADATA_TOO_LARGE")
+        }
+        return nil
     }
 
     /// Sends one request of a client-streaming call whose credit the caller has taken.

@@ -117,4 +117,22 @@ import WeftWire
         #expect(served)
         try? await second.channel.close()
     }
+
+    @Test func metadataTheServerWouldRefuseOrThatCannotBeEncodedFailsTheCallAtTheClient() async throws {
+        let node = try await RPCTestNode.start { _ in }
+        defer { node.close() }
+        let client = try await node.connect()
+        defer { client.channel.close(promise: nil) }
+        await #expect {
+            _ = try await client.unary(
+                Weft.V1.HealthService.check, .init(), metadata: [.init(key: "note", value: .textValue("a\u{0}b"))])
+        } throws: { ($0 as? RPCError)?.errorID == "RPC_INVALID_METADATA" }
+        await #expect {
+            _ = try await client.unary(
+                Weft.V1.HealthService.check, .init(),
+                metadata: [.init(key: "note", value: .textValue(String(repeating: "x", count: 20_000)))])
+        } throws: { ($0 as? RPCError)?.errorID == "RPC_METADATA_TOO_LARGE" }
+        // Nothing was sent: the connection serves the next call.
+        _ = try await client.unary(Weft.V1.HealthService.check, .init())
+    }
 }
