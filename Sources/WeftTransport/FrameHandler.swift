@@ -82,7 +82,7 @@ public final class FrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let needed = ConnectionPreface.bytes.count - seen.count
             seen += buffer.readBytes(length: min(needed, buffer.readableBytes)) ?? []
             guard seen == Array(ConnectionPreface.bytes.prefix(seen.count)) else {
-                fail(context, .badPreface(received: seen))
+                refuse(context, .badPreface(received: seen))
                 return
             }
             prefaceReceived = seen.count == ConnectionPreface.bytes.count ? nil : seen
@@ -98,8 +98,30 @@ public final class FrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if frames.isEmpty { context.fireUserInboundEventTriggered(PeerBytesReceived()) }
             for frame in frames { context.fireChannelRead(wrapInboundOut(frame)) }
         case .failure(let error):
-            fail(context, .frame(error))
+            refuse(context, .frame(error))
         }
+    }
+
+    /// The peer's bytes break the protocol: tell it why (a `go_away` whose status is the
+    /// error, while the outbound framing is still intact), then close. Without it the peer saw
+    /// only EOF, a retryable UNAVAILABLE, and retried into the same wall (a request over this
+    /// side's frame limit, sent again and again).
+    private func refuse(_ context: ChannelHandlerContext, _ error: TransportError) {
+        let status: Weft.V1.Status
+        switch error {
+        case .frame(.frameTooLarge(let length, let limit)):
+            status = .init(
+                code: StatusCode.resourceExhausted.rawValue,
+                message: "received message larger than max (\(length) vs. \(limit)); split it, or raise maximumFrameBytes on both sides",
+                errorID: "RPC_FRAME_TOO_LARGE")
+        default:
+            status = .init(code: StatusCode.invalidArgument.rawValue, message: "\(error)", errorID: "RPC_PROTOCOL_ERROR")
+        }
+        let frame = Weft.V1.Frame(streamID: 0, kind: .goAway(.init(lastStreamID: UInt32(Int32.max), status: status)))
+        if let bytes = try? FrameEncoder.encode(frame, maximumFrameBytes: maximumFrameBytes) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        }
+        fail(context, error)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {

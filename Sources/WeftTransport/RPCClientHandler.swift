@@ -205,6 +205,15 @@ public final class RPCClientHandler: ChannelInboundHandler {
 
     private func receivedGoAway(_ context: ChannelHandlerContext, _ frame: Weft.V1.FrameGoAway) {
         let reason = frame.status.map { RPCError($0) }
+        // Anything but a drain (UNAVAILABLE) is the server refusing what this side sent (a
+        // frame over its limit, a malformed one): the connection ends, and every call on it
+        // fails with that status, which says what to change; retrying would hit it again.
+        if let reason, reason.code != .unavailable, reason.code != .ok {
+            failure = failure ?? reason
+            failAll(reason)
+            context.close(promise: nil)
+            return
+        }
         goAway = RPCError(
             .unavailable, "the server is closing this connection (\(reason?.message ?? "no reason given")); open a new one",
             errorID: "RPC_CONNECTION_DRAINING")

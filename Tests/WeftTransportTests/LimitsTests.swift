@@ -135,4 +135,25 @@ import WeftWire
         // Nothing was sent: the connection serves the next call.
         _ = try await client.unary(Weft.V1.HealthService.check, .init())
     }
+
+    @Test func aFrameOverTheServersLimitFailsTheCallWithTheServersReason() async throws {
+        var serverConfiguration = RPCTestNode.testConfiguration
+        serverConfiguration.maximumFrameBytes = 1 << 20
+        let node = try await RPCTestNode.start(configuration: serverConfiguration) { router in
+            router.register(Weft.V1.HealthService.check) { _, _ in .init(status: .serving) }
+        }
+        defer { node.close() }
+        // The client's own limit is the default 4 MiB: it sends 2 MiB of metadata's worth in
+        // a request the server's 1 MiB refuses from the length prefix.
+        let client = try await node.connect()
+        defer { client.channel.close(promise: nil) }
+        let big = Weft.V1.CheckRequest(service: String(repeating: "s", count: 2 << 20))
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, big)
+        } throws: { error in
+            let error = error as? RPCError
+            return error?.code == .resourceExhausted && error?.errorID == "RPC_FRAME_TOO_LARGE"
+                && error?.message.contains("received message larger than max") == true
+        }
+    }
 }
