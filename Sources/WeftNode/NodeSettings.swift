@@ -45,7 +45,7 @@ public struct NodeSettings: Sendable {
     static let commonKeys: Set<String> = [
         "kind", "listen", "tls.certificate", "tls.key", "tls.client-roots", "tls.keylog", "tls.plaintext", "tls.minimum-version",
         "database.url", "database.max-connections", "database.migrate", "drain-timeout", "metrics.listen",
-        "rpc.max-frame-bytes", "rpc.max-concurrent-streams", "rpc.max-metadata-bytes", "rpc.stream-window-bytes",
+        "rpc.max-frame-bytes", "rpc.max-concurrent-streams", "rpc.max-connections", "rpc.max-metadata-bytes", "rpc.stream-window-bytes",
         "rpc.handshake-timeout", "rpc.idle-timeout", "rpc.keepalive-interval", "rpc.keepalive-timeout",
     ]
 
@@ -75,6 +75,7 @@ public struct NodeSettings: Sendable {
         var rpc = RPCConfiguration()
         rpc.maximumFrameBytes = try section.bytes("rpc.max-frame-bytes", default: rpc.maximumFrameBytes)
         rpc.maximumConcurrentStreams = try section.int("rpc.max-concurrent-streams", default: rpc.maximumConcurrentStreams)
+        rpc.maximumConnections = try section.int("rpc.max-connections", default: rpc.maximumConnections)
         rpc.maximumMetadataBytes = try section.bytes("rpc.max-metadata-bytes", default: rpc.maximumMetadataBytes)
         rpc.streamWindowBytes = max(try section.bytes("rpc.stream-window-bytes", default: rpc.streamWindowBytes), FlowControl.initialWindowBytes)
         rpc.handshakeTimeout = TimeAmount(try section.duration("rpc.handshake-timeout", default: .seconds(10)))

@@ -56,9 +56,10 @@ public final class RPCClientHandler: ChannelInboundHandler {
         if let request, request.count > configuration.maximumMessageBytes {
             return (nil, eventLoop.makeFailedFuture(configuration.messageTooLarge(request.count)), nil)
         }
-        // Refused here what the server would refuse, or what would not even encode (a NUL in
-        // a text, which the frame's encoding refuses: the open frame would be lost).
-        if let problem = Self.metadataProblem(metadata, limit: configuration.maximumMetadataBytes) {
+        // Refused here what would not even encode (a NUL in a key or a text, which the frame's
+        // encoding refuses: the open frame would be lost). The size is the server's to judge:
+        // its limit may differ from this side's.
+        if let problem = Self.metadataProblem(metadata) {
             return (nil, eventLoop.makeFailedFuture(problem), nil)
         }
         guard nextStreamID < UInt32(Int32.max) else {
@@ -95,9 +96,8 @@ public final class RPCClientHandler: ChannelInboundHandler {
         return (id, call.result.futureResult, call.send)
     }
 
-    /// Why `metadata` cannot be sent, if it cannot: over `limit` bytes, or a NUL in a key or a
-    /// text value.
-    static func metadataProblem(_ metadata: [Weft.V1.MetadataEntry], limit: Int) -> RPCError? {
+    /// Why `metadata` cannot be sent, if it cannot: a NUL in a key or a text value.
+    static func metadataProblem(_ metadata: [Weft.V1.MetadataEntry]) -> RPCError? {
         for entry in metadata {
             var text = entry.key.utf8.contains(0)
             if case .textValue(let value)? = entry.value, value.utf8.contains(0) { text = true }
@@ -106,11 +106,6 @@ public final class RPCClientHandler: ChannelInboundHandler {
                     .invalidArgument, "metadata \(entry.key.prefix(64).debugDescription) holds a NUL byte; send binary data as a binary value",
                     errorID: "RPC_INVALID_METADATA")
             }
-        }
-        let bytes = metadata.reduce(0) { $0 + $1.countedBytes }
-        guard bytes <= limit else {
-            return RPCError(
-                .resourceExhausted, "the call's metadata is \(bytes) bytes; the limit is \(limit)", errorID: "RPC_METADATA_TOO_LARGE")
         }
         return nil
     }
@@ -205,12 +200,18 @@ public final class RPCClientHandler: ChannelInboundHandler {
 
     private func receivedGoAway(_ context: ChannelHandlerContext, _ frame: Weft.V1.FrameGoAway) {
         let reason = frame.status.map { RPCError($0) }
-        // Anything but a drain (UNAVAILABLE) is the server refusing what this side sent (a
-        // frame over its limit, a malformed one): the connection ends, and every call on it
-        // fails with that status, which says what to change; retrying would hit it again.
+        // Anything but a drain (UNAVAILABLE) is the server refusing bytes this side sent (a
+        // frame over its limit, a malformed one) and closing the connection. Which call sent
+        // them the server cannot tell, so every call open fails as the lost connection it is
+        // (UNAVAILABLE: callers reconnect, a subscription resumes), but with the server's
+        // reason and error id instead of a bare EOF; the same bytes sent again are refused again.
         if let reason, reason.code != .unavailable, reason.code != .ok {
-            failure = failure ?? reason
-            failAll(reason)
+            let refused = RPCError(
+                .unavailable,
+                "the server refused what this connection sent and closed it (\(reason.code)): \(reason.message)",
+                errorID: reason.errorID.isEmpty ? "RPC_CONNECTION_CLOSED" : reason.errorID)
+            failure = failure ?? refused
+            failAll(refused)
             context.close(promise: nil)
             return
         }

@@ -99,10 +99,16 @@ public final class RPCServer: Sendable {
                     // Accepted as the server began to shut down, after its connections were
                     // told to drain: never served.
                     return channel.close()
-                case .full:
+                case .full(let refusedSinceLastLine?):
+                    // One line per 10 s at most: a flood of connections must not flood the log.
                     logger.warning(
-                        "refused a connection: the server holds the most it allows; raise maximumConnections if the load is legitimate",
-                        metadata: ["peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")", "maximum": "\(configuration.maximumConnections)"])
+                        "refused connections: the server holds the most it allows; raise rpc.max-connections if the load is legitimate",
+                        metadata: [
+                            "peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")", "maximum": "\(configuration.maximumConnections)",
+                            "refused": "\(refusedSinceLastLine)",
+                        ])
+                    return channel.close()
+                case .full(nil):
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
@@ -161,17 +167,29 @@ private final class ConnectionRegistry: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
         var draining = false
+        /// Connections refused as `full` since the last warning, and when that was.
+        var refused = 0
+        var warnedAt: ContinuousClock.Instant?
     }
     private let state = Mutex(State())
 
-    enum Admission { case added, draining, full }
+    /// `full` carries the connections refused since the last warning when one is due now
+    /// (one per 10 s), nil otherwise.
+    enum Admission { case added, draining, full(Int?) }
 
     /// Registers `channel`, unless the server is draining or holds `maximum` connections.
     func add(_ channel: any Channel, maximum: Int) -> Admission {
         let key = ObjectIdentifier(channel)
         let admission = state.withLock { state -> Admission in
             if state.draining { return .draining }
-            guard state.channels.count < maximum else { return .full }
+            guard state.channels.count < maximum else {
+                state.refused += 1
+                let now = ContinuousClock.now
+                guard state.warnedAt.map({ now - $0 >= .seconds(10) }) ?? true else { return .full(nil) }
+                state.warnedAt = now
+                defer { state.refused = 0 }
+                return .full(state.refused)
+            }
             state.channels[key] = channel
             return .added
         }
@@ -189,7 +207,6 @@ private final class ConnectionRegistry: Sendable {
         }
     }
 
-    var all: [any Channel] { state.withLock { Array($0.channels.values) } }
 }
 
 /// A server could not listen on its address. The message names the address and

@@ -46,7 +46,23 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
         correlationID = status.correlationID
     }
 
-    public var status: Weft.V1.Status { .init(code: code.rawValue, message: message, errorID: errorID, correlationID: correlationID) }
+    /// On the wire: the message at most 4 KiB and without NUL bytes, so that the frame carrying
+    /// it always encodes (a close that did not would now end the whole connection).
+    public var status: Weft.V1.Status {
+        .init(code: code.rawValue, message: Self.wireText(message), errorID: Self.wireText(errorID), correlationID: correlationID)
+    }
+
+    /// `text` without NULs, cut to at most 4,096 UTF-8 bytes at a character boundary.
+    static func wireText(_ text: String) -> String {
+        guard text.utf8.count > 4_096 || text.utf8.contains(0) else { return text }
+        var result = ""
+        for character in text {
+            let kept: Character = character == "\u{0}" ? "\u{FFFD}" : character
+            guard result.utf8.count + kept.utf8.count <= 4_096 - 3 else { return result + "…" }
+            result.append(kept)
+        }
+        return result
+    }
 
     public var description: String {
         "\(code) (\(errorID)): \(message)" + (correlationID.isEmpty ? "" : " [correlation id \(correlationID)]")

@@ -15,9 +15,59 @@ import WeftWire
 
     /// How many messages a sender got past `send`, readable at any time.
     final class Counter: Sendable {
-        private let value = Mutex(0)
-        func increment() { value.withLock { $0 += 1 } }
-        var current: Int { value.withLock { $0 } }
+        private struct State {
+            var value = 0
+            var waiters: [(target: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        }
+        private let state = Mutex(State())
+
+        func increment() {
+            let reached = state.withLock { state in
+                state.value += 1
+                let value = state.value
+                let reached = state.waiters.filter { $0.target <= value }
+                state.waiters.removeAll { $0.target <= value }
+                return reached
+            }
+            for waiter in reached { waiter.continuation.resume() }
+        }
+
+        var current: Int { state.withLock { $0.value } }
+
+        /// Whether the count reaches `target` within `limit`: awaited as it happens, or given
+        /// up on after `limit` (an absence cannot be awaited as an event).
+        func reaches(_ target: Int, within limit: Duration) async -> Bool {
+            await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    await withCheckedContinuation { continuation in
+                        let now = self.state.withLock { state -> Bool in
+                            if state.value >= target { return true }
+                            state.waiters.append((target, continuation))
+                            return false
+                        }
+                        if now { continuation.resume() }
+                    }
+                    return true
+                }
+                group.addTask {
+                    try? await Task.sleep(for: limit)
+                    return false
+                }
+                let first = await group.next() ?? false
+                if !first {
+                    // Release the waiter: the count may never get there.
+                    let waiting = self.state.withLock { state in
+                        let waiting = state.waiters.filter { $0.target == target }
+                        state.waiters.removeAll { $0.target == target }
+                        return waiting
+                    }
+                    for waiter in waiting { waiter.continuation.resume() }
+                }
+                group.cancelAll()
+                await group.waitForAll()
+                return first
+            }
+        }
     }
 
     /// Time given to a blocked sender to (wrongly) go on: an absence cannot be awaited as an event.
@@ -188,9 +238,7 @@ import WeftWire
             let batch = min(50, total - sent)
             for index in sent..<(sent + batch) { connection.send(call(UInt32(2 * index + 3))) }
             sent += batch
-            let waitUntil = ContinuousClock.now + Self.quietPeriod
-            while served.current - 1 < sent, ContinuousClock.now < waitUntil { try await Task.sleep(for: .milliseconds(5)) }
-            if served.current - 1 < sent { break }  // the server reads no more
+            guard await served.reaches(sent + 1, within: Self.quietPeriod) else { break }  // the server reads no more
         }
         try await Task.sleep(for: Self.quietPeriod)
         let answeredWhileNotReading = served.current - 1

@@ -118,7 +118,7 @@ import WeftWire
         try? await second.channel.close()
     }
 
-    @Test func metadataTheServerWouldRefuseOrThatCannotBeEncodedFailsTheCallAtTheClient() async throws {
+    @Test func metadataThatCannotBeEncodedFailsTheCallAtTheClient() async throws {
         let node = try await RPCTestNode.start { _ in }
         defer { node.close() }
         let client = try await node.connect()
@@ -151,9 +151,20 @@ import WeftWire
         await #expect {
             _ = try await client.unary(Weft.V1.HealthService.check, big)
         } throws: { error in
+            // A lost connection to its callers (they reconnect), with the server's reason.
             let error = error as? RPCError
-            return error?.code == .resourceExhausted && error?.errorID == "RPC_FRAME_TOO_LARGE"
+            return error?.code == .unavailable && error?.errorID == "RPC_FRAME_TOO_LARGE"
                 && error?.message.contains("received message larger than max") == true
         }
+    }
+
+    @Test func aStatusAlwaysEncodesWhateverItsMessage() throws {
+        // A handler's message could be long or (from bytes) hold a NUL: its close must still go out.
+        let error = RPCError(.internal, String(repeating: "é", count: 5_000) + "\u{0}tail", errorID: "X")
+        let status = error.status
+        #expect(status.message.utf8.count <= 4_096 && !status.message.utf8.contains(0))
+        #expect(status.message.hasSuffix("…"))
+        #expect(throws: Never.self) { _ = try Weft.V1.Frame(streamID: 1, kind: .close(.init(status: status))).serializedBytes() }
+        #expect(RPCError(.internal, "short", errorID: "X").status.message == "short")
     }
 }

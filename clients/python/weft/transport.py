@@ -157,6 +157,11 @@ class Connection:
                     continue
                 if kind == "go_away":
                     self.last_stream_allowed = frame.go_away.last_stream_id
+                    if frame.go_away.status.code not in (0, 14):
+                        # Not a drain: the server refused bytes it received (a frame over its
+                        # limit, a malformed one) and closes the connection; its status says why.
+                        finished = True
+                        raise WeftError(frame.go_away.status, path)
                     if stream > frame.go_away.last_stream_id:
                         finished = True
                         raise WeftError(frame.go_away.status, path)
