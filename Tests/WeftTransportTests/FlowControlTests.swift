@@ -253,4 +253,64 @@ import WeftWire
         #expect(ok == sent)
         #expect(served.current - 1 == sent)
     }
+
+    /// A client that reads slowly answers pings only as it reads them, and a server paused by
+    /// backpressure reads none of its pongs: it keeps the connection while it takes what the
+    /// server writes (many keepalive timeouts for a 16 MiB answer), and calls again after.
+    @Test func aPeerThatDrainsSlowlyIsNotClosedByTheKeepalive() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        configuration.keepaliveInterval = .milliseconds(100)
+        configuration.keepaliveTimeout = .milliseconds(300)
+        configuration.maximumFrameBytes = 32 << 20
+        let detail = String(repeating: "k", count: 16 << 20)
+        let node = try await RPCTestNode.start(configuration: configuration) { router in
+            router.register(Weft.V1.HealthService.check) { _, _ in .init(status: .serving, detail: detail) }
+        }
+        defer { node.close() }
+        let connection = try await RawFrameConnection.connect(port: node.port, tls: node.clientTLS(), maximumFrameBytes: 32 << 20)
+        defer { connection.close() }
+        var frames = connection.frames.makeAsyncIterator()
+        // A first call answered: the handshake is done. Then one read every 20 ms.
+        func call(_ id: UInt32) -> [Weft.V1.Frame] {
+            [
+                .init(streamID: id, kind: .open(.init(method: Weft.V1.HealthService.check.path))),
+                .init(streamID: id, kind: .message(.init(payload: try! Weft.V1.CheckRequest().serializedBytes()))),
+                .init(streamID: id, kind: .halfClose(.init())),
+            ]
+        }
+        connection.send(call(1))
+        var answer = 0
+        while let frame = await frames.next() {
+            if case .message(let message)? = frame.kind { answer = message.payload.count }
+            if case .close? = frame.kind { break }
+        }
+        try await connection.reading(false)
+        connection.send(call(3))
+        let reader = Task {
+            while !Task.isCancelled {
+                connection.readOnce()
+                try await Task.sleep(for: .milliseconds(20))  // the slow reader's pace, not a wait
+            }
+        }
+        defer { reader.cancel() }
+        /// The next close of stream `id`, answering pings on the way (as any client does).
+        func closeOf(_ id: UInt32) async -> (received: Int, status: Weft.V1.Status?) {
+            var received = 0
+            while let frame = await frames.next() {
+                if case .ping(let ping)? = frame.kind { connection.send([.init(streamID: 0, kind: .pong(.init(data: ping.data)))]) }
+                if frame.streamID == id, case .message(let message)? = frame.kind { received = message.payload.count }
+                if frame.streamID == id, case .close(let close)? = frame.kind { return (received, close.status) }
+            }
+            return (received, nil)
+        }
+        let slow = await closeOf(3)
+        #expect(slow.received == answer && answer > 16 << 20, "received \(slow.received) of \(answer) bytes")
+        #expect(slow.status?.code == StatusCode.ok.rawValue)
+        // The connection is still there: the next call is answered.
+        reader.cancel()
+        try await connection.reading(true)
+        connection.send(call(5))
+        let next = await closeOf(5)
+        #expect(next.status?.code == StatusCode.ok.rawValue, "the connection was closed while the client was reading")
+    }
 }
