@@ -20,8 +20,6 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
     /// The data of the ping awaiting its pong, and when it was sent.
     private var outstanding: (data: UInt64, sent: NIODeadline)?
     private var nextPingData: UInt64 = 1
-    /// What the channel held to write at the last check (`peerDrained`).
-    private var lastBuffered: Int?
 
     public init(interval: TimeAmount?, timeout: TimeAmount) {
         self.interval = interval
@@ -83,24 +81,9 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Whether the peer took some of what this side had waiting to be written since the last
-    /// check: it is alive, even though nothing arrives from it while a server's backpressure
-    /// pauses reading it (its pongs wait unread; `RPCPipeline`). A peer that takes nothing
-    /// keeps nothing alive.
-    private func peerDrained(_ context: ChannelHandlerContext) -> Bool {
-        guard let buffered = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes) else { return false }
-        defer { lastBuffered = buffered }
-        guard let last = lastBuffered else { return false }
-        return buffered < last
-    }
-
     private func check(_ context: ChannelHandlerContext) {
         guard let interval, context.channel.isActive else { return }
         let now = NIODeadline.now()
-        if peerDrained(context) {
-            lastReceived = now
-            outstanding = nil
-        }
         if let outstanding {
             guard now - outstanding.sent < timeout else {
                 context.fireErrorCaught(TransportError.keepaliveTimeout(timeout))

@@ -93,16 +93,14 @@ struct RawFrameConnection {
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 
-    static func connect(port: Int, tls: TLSContext, maximumFrameBytes: Int = FrameLimits.defaultMaximumFrameBytes) async throws
-        -> RawFrameConnection
-    {
+    static func connect(port: Int, tls: TLSContext) async throws -> RawFrameConnection {
         let (frames, continuation) = AsyncStream<Weft.V1.Frame>.makeStream()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(TLSHandler(context: tls))
-                    try sync.addHandler(FrameHandler(role: .client, maximumFrameBytes: maximumFrameBytes))
+                    try sync.addHandler(FrameHandler(role: .client))
                     try sync.addHandler(Collector(continuation))
                 }
             }
@@ -116,9 +114,6 @@ struct RawFrameConnection {
     }
 
     func close() { channel.close(promise: nil) }
-
-    /// Reads once from the socket (with auto-read off: a peer that reads slowly).
-    func readOnce() { channel.read() }
 
     /// Stops or resumes reading from the socket (NIO's auto-read): a peer that reads nothing.
     func reading(_ on: Bool) async throws {
