@@ -291,7 +291,7 @@ let package = Package(
             name: "WeftNodeTests",
             dependencies: [
                 "WeftNode", "WeftTransport", "WeftCrypto", "WeftWire", "WeftTestSupport", "WeftSequencer", "WeftDomainManager", "WeftTopology",
-                "WeftStore", "WeftParticipant", .product(name: "Logging", package: "swift-log"),
+                "WeftStore", "WeftParticipant", "WeftLedgerAPI", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -31,6 +31,9 @@ public actor DomainManager {
     private var refusal: RPCError?
     /// The change under way: the next one waits for it, so that its serials follow.
     private var changing: Task<Void, Never>?
+    /// How many more broadcasts of members' requests fail before they are sent
+    /// (`failNextRequestBroadcast`).
+    private var requestBroadcastsFailing = 0
     private let logger: Logger
 
     public static var migrator: Migrator { TopologyStore.migrator }
@@ -183,7 +186,10 @@ public actor DomainManager {
         for envelope in deliver.batch?.envelopes ?? [] {
             guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content) else { continue }
             if case .topologyRequest(let request)? = content.message {
-                await handle(request, from: deliver.sender)
+                // A request whose broadcast failed stops reading here, unacknowledged: it is
+                // read again and broadcast again, instead of acknowledged and lost (its sender's
+                // retry is the same message, which the sequencer refuses as a duplicate).
+                guard await handle(request, from: deliver.sender) else { return false }
                 continue
             }
             guard case .topologyBroadcast(let broadcast)? = content.message else { continue }
@@ -227,11 +233,15 @@ public actor DomainManager {
     /// A member asks for its own transactions to be broadcast (`TopologyTransactionsRequest`):
     /// this release accepts a participant's hostings of parties in its own namespace on itself.
     /// Accepted ones are broadcast unchanged; refused ones are logged. Ones already in force
-    /// (a replayed stream) are skipped.
-    private func handle(_ request: Weft.V1.TopologyTransactionsRequest, from sender: String) async {
+    /// (a replayed stream) are skipped. False if the broadcast failed: the request is to be
+    /// read again.
+    private func handle(_ request: Weft.V1.TopologyTransactionsRequest, from sender: String) async -> Bool {
         var logger = self.logger
         logger[metadataKey: "sender"] = "\(sender)"
-        func refuse(_ reason: String) { logger.warning("refused a topology request", metadata: ["reason": "\(reason)", "error_id": "DOMAIN_MANAGER_TOPOLOGY_REQUEST_REFUSED"]) }
+        func refuse(_ reason: String) -> Bool {
+            logger.warning("refused a topology request", metadata: ["reason": "\(reason)", "error_id": "DOMAIN_MANAGER_TOPOLOGY_REQUEST_REFUSED"])
+            return true
+        }
         guard request.domain == domain.description else { return refuse("it is for domain \(request.domain.prefix(200)), not \(domain)") }
         guard let member = try? MemberID(parsing: sender), member.role == .participant else { return refuse("only participants may ask") }
         let snapshot = self.snapshot()
@@ -260,13 +270,32 @@ public actor DomainManager {
             }
             accepted.append(signed)
         }
-        guard !accepted.isEmpty, let connection else { return }
+        guard !accepted.isEmpty, let connection else { return true }
         do {
+            if requestBroadcastsFailing > 0 {
+                requestBroadcastsFailing -= 1
+                throw RPCError(.unavailable, "a broadcast failed on purpose (failNextRequestBroadcast)", errorID: "TEST_BROADCAST_FAILED")
+            }
             try await broadcast(accepted, over: connection)
             logger.info("broadcast a participant's topology request", metadata: ["transactions": "\(accepted.count)"])
+        } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+            // Read again after a failure whose earlier attempt was sequenced after all: the
+            // stream brings that broadcast next.
+            logger.info("a participant's topology request was broadcast before", metadata: ["transactions": "\(accepted.count)"])
         } catch {
-            logger.error("cannot broadcast a participant's topology request; the participant will see its change time out", metadata: ["error": "\(error)"])
+            logger.error(
+                "cannot broadcast a participant's topology request; the request is read again and broadcast once the sequencer takes it",
+                metadata: ["error": "\(error)", "error_id": "DOMAIN_MANAGER_BROADCAST_FAILED"])
+            return false
         }
+        return true
+    }
+
+    /// The next broadcast of a member's topology request fails before it is sent, as one
+    /// whose sequencer was away for longer than its retries: for the test that the request is
+    /// broadcast all the same.
+    @_spi(Testing) public func failNextRequestBroadcast() {
+        requestBroadcastsFailing += 1
     }
 
     /// Sends `transactions` to every member (`ALL`); the message id names them, so a retried

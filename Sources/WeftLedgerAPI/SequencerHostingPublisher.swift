@@ -1,6 +1,7 @@
 public import WeftCrypto
 public import WeftSequencer
 public import WeftTopology
+import WeftTransport
 import WeftWire
 
 /// Publishes a participant's party hostings the production way: through the sequencer to the
@@ -22,6 +23,12 @@ public struct SequencerHostingPublisher: PartyHostingPublisher {
         let content = Weft.V1.EnvelopeContent(
             message: .topologyRequest(.init(domain: domain.description, transactions: [hosting.wire])))
         let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [manager.description])])
-        try await connection.send(batch, messageID: "hosting-" + String(hosting.hash.description.suffix(48)))
+        do {
+            try await connection.send(batch, messageID: "hosting-" + String(hosting.hash.description.suffix(48)))
+        } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+            // The same hosting was requested before (an allocation that timed out, retried):
+            // that request is sequenced, and the domain manager broadcasts it (it reads a
+            // request again until its broadcast is sequenced), so waiting for it is the answer.
+        }
     }
 }

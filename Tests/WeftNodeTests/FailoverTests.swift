@@ -2,7 +2,8 @@ import Foundation
 import Logging
 import Testing
 import WeftCrypto
-import WeftDomainManager
+@_spi(Testing) import WeftDomainManager
+import WeftLedgerAPI
 import WeftSequencer
 import WeftStore
 import WeftTestSupport
@@ -24,6 +25,8 @@ import WeftWire
         let alice: (member: String, key: SigningPrivateKey)
         let bob: (member: String, key: SigningPrivateKey)
         let manager: DomainManager
+        /// Alice's participant id and namespace key (to sign hostings of her parties).
+        let aliceIdentity: (id: UniqueIdentifier, namespaceKey: SigningPrivateKey)
 
         static func start(_ fixture: PostgresFixture, sequencerCount: Int) async throws -> Domain {
             let directory = try NodeDirectory()
@@ -59,6 +62,7 @@ import WeftWire
             await manager.connect(ports.map { .init(host: "127.0.0.1", port: $0, security: .tls(managerTLS)) }, sequencerKeys: [sequencerKey.publicKey])
             // Two participants, allow-listed by the manager, onboarded through the first sequencer.
             var participants: [(String, SigningPrivateKey)] = []
+            var identities: [(UniqueIdentifier, SigningPrivateKey)] = []
             let domain = try UniqueIdentifier(parsing: domainID)
             for name in ["alice", "bob"] {
                 let namespace = try SigningPrivateKey.generate()
@@ -71,10 +75,11 @@ import WeftWire
                 ).map(\.wire)
                 _ = try await clients[0].sequencer.onboard(.init(participant: id.description, identity: identity))
                 participants.append((member.description, signing))
+                identities.append((id, namespace))
             }
             return Domain(
                 directory: directory, processes: processes, ports: ports, domainID: domainID, sequencerKey: sequencerKey,
-                alice: participants[0], bob: participants[1], manager: manager)
+                alice: participants[0], bob: participants[1], manager: manager, aliceIdentity: identities[0])
         }
 
         /// `name`.yaml: a sequencer node numbered `node`, listening on `port`.
@@ -179,10 +184,61 @@ import WeftWire
             #expect(ready?.contains("listening on") == true, "the successor did not start: \(successor.standardError)")
             let moved = Domain(
                 directory: domain.directory, processes: [successor], ports: [port], domainID: domain.domainID, sequencerKey: domain.sequencerKey,
-                alice: domain.alice, bob: domain.bob, manager: domain.manager)
+                alice: domain.alice, bob: domain.bob, manager: domain.manager, aliceIdentity: domain.aliceIdentity)
             // Bob reads from the start: the ten messages above, then ten more through the successor.
             try await Self.sendAndRead(moved, count: 20, alreadySent: 10, after: 20) {}
             await moved.stop()
+        }
+    }
+
+    /// A participant's request to host one of its parties, whose broadcast failed at the
+    /// domain manager (as when its sequencers are away for longer than a send retries), is read
+    /// again and broadcast: the hosting reaches every member. The participant's retry of the
+    /// request (an allocation that timed out, retried: the same message, which the sequencer
+    /// refuses as a duplicate) is taken as already requested.
+    @Test func aHostingRequestWhoseBroadcastFailedIsBroadcastAllTheSame() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let domain = try await Domain.start(fixture, sequencerCount: 1)
+            let alice = try domain.connection(domain.alice)
+            let bob = try domain.connection(domain.bob)
+            let party = try UniqueIdentifier(name: "carol", namespace: domain.aliceIdentity.id.namespace)
+            let hosting = try SignedTopologyTransaction(
+                signing: .init(
+                    replace: .hosting(party: party, on: domain.aliceIdentity.id, permission: .submission), serial: 1,
+                    domain: try UniqueIdentifier(parsing: domain.domainID)),
+                with: [domain.aliceIdentity.namespaceKey])
+            await domain.manager.failNextRequestBroadcast()
+            let publisher = SequencerHostingPublisher(connection: alice, domain: try UniqueIdentifier(parsing: domain.domainID))
+            try await publisher.publish(hosting)
+            try await publisher.publish(hosting)  // the retry: already requested, not an error
+            // Bob gets the domain manager's broadcast of it (within 30 s; a failed broadcast
+            // was lost for good before).
+            let broadcast = await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    do {
+                        for try await event in bob.events(from: 0) {
+                            guard case .deliver(let deliver)? = event.event else { continue }
+                            for envelope in deliver.batch?.envelopes ?? [] {
+                                guard case .topologyBroadcast(let broadcast)? = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content).message
+                                else { continue }
+                                if broadcast.transactions.contains(hosting.wire) { return true }
+                            }
+                        }
+                    } catch {}
+                    return false
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(30))
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            #expect(broadcast, "the hosting was not broadcast after its first broadcast failed")
+            await alice.close()
+            await bob.close()
+            await domain.stop()
         }
     }
 
