@@ -1,5 +1,9 @@
 internal import CLibPQ
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One open connection to PostgreSQL through libpq, owning its `PGconn *`.
 ///
 /// Every libpq call made here blocks the calling thread until the server answers. That is
@@ -72,10 +76,27 @@ public final class PostgresConnection {
             )
         }
 
+        if let misplaced = Self.credentialsAfterPath(url) {
+            throw PostgresError(
+                code: .connectionFailed,
+                message: "the connection URL has an '@' after the first '/' that follows its scheme (\(misplaced)): libpq would "
+                    + "read part of the user or password as host, port and database, and print them",
+                hint: "percent-encode '/' as %2F (and '@' as %40) in the user and password of the URL")
+        }
+
         // `dbname` comes first so that the keywords after it override whatever the URL says.
         // NOTICEs (`relation … already exists, skipping`) would go to stderr unasked.
-        let keywords = ["dbname", "client_encoding", "options"]
-        let values = [url, "UTF8", "-c client_min_messages=warning"]
+        var keywords = ["dbname", "client_encoding", "options"]
+        var values = [url, "UTF8", "-c client_min_messages=warning"]
+        // A server that accepts TCP but never answers, or a peer gone without a reset (a
+        // failover moving the address), would hold a connection attempt or a query for as
+        // long as the kernel keeps the socket (minutes): bounds unless the URL or the
+        // environment sets its own.
+        for (keyword, environment, value) in Self.timeoutDefaults
+        where !url.contains(keyword) && (environment.map { getenv($0) == nil } ?? true) {
+            keywords.append(keyword)
+            values.append(value)
+        }
         let handle = withCStringArray(keywords) { keywords in
             withCStringArray(values) { values in
                 PQconnectdbParams(keywords, values, 1)
@@ -452,6 +473,30 @@ public final class PostgresConnection {
         while let pending = PQgetResult(connection) {
             PQclear(pending)
         }
+    }
+
+    /// libpq's settings that bound how long a silent server or a vanished peer holds a
+    /// connection (keyword, the environment variable that sets it instead, value): 10 s to
+    /// connect, and a connection whose peer acknowledges nothing for 30 s, or answers no
+    /// TCP keepalive for 30 + 3 × 10 s while idle, is lost (`connectionLost`) instead of waited on.
+    static let timeoutDefaults: [(String, String?, String)] = [
+        ("connect_timeout", "PGCONNECT_TIMEOUT", "10"),
+        ("keepalives_idle", nil, "30"),
+        ("keepalives_interval", nil, "10"),
+        ("keepalives_count", nil, "3"),
+        ("tcp_user_timeout", nil, "30000"),
+    ]
+
+    /// The URL's text from its first '/' after the scheme up to an '@' that follows it, with
+    /// that part masked, if there is such an '@' before the query: a user or password with an
+    /// unencoded '/', which libpq would split into host, port and database (and print).
+    static func credentialsAfterPath(_ url: String) -> String? {
+        for scheme in ["postgresql://", "postgres://"] where url.hasPrefix(scheme) {
+            let rest = url.dropFirst(scheme.count).prefix { $0 != "?" }
+            guard let slash = rest.firstIndex(of: "/"), rest[slash...].contains("@") else { return nil }
+            return scheme + "…/…@…"
+        }
+        return nil
     }
 
     private static func connectionError(_ handle: OpaquePointer, url: String) -> PostgresError {

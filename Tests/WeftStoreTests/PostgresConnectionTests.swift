@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Testing
 import WeftStore
 
@@ -141,6 +144,50 @@ struct PostgresConnectionFailureTests {
         #expect(error?.code == .connectionFailed)
         #expect(description.contains("postgresql://weft:***@[::1/weft"))
         #expect(!description.contains("hunter2"))
+    }
+
+    /// libpq reads a URI's user and password up to the first '/': a password with an
+    /// unencoded '/' became host, port and database, which its error printed unmasked.
+    @Test func aPasswordWithASlashIsRefusedWithoutQuotingIt() throws {
+        let error = #expect(throws: PostgresError.self) {
+            try PostgresConnection(url: "postgresql://weft:s3cr/et99@127.0.0.1:1/weft")
+        }
+        let description = try #require(error.map(String.init(describing:)))
+        #expect(error?.code == .connectionFailed)
+        #expect(description.contains("%2F"), "the hint says what to do: \(description)")
+        #expect(!description.contains("s3cr") && !description.contains("et99"), "\(description)")
+    }
+
+    /// A server that accepts TCP and never answers (a listener whose backlog takes the
+    /// connection; nothing reads it) fails the connection after libpq's connect_timeout,
+    /// 10 s by default here, instead of holding the caller for as long as the kernel keeps
+    /// the socket.
+    @Test(.timeLimit(.minutes(1))) func aServerThatNeverAnswersFailsTheConnectionAtItsTimeout() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(bound == 0)
+        #expect(listen(listener, 8) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let started = ContinuousClock.now
+        let error = #expect(throws: PostgresError.self) {
+            try PostgresConnection(url: "postgresql://weft@127.0.0.1:\(port)/weft")
+        }
+        let waited = ContinuousClock.now - started
+        #expect(error?.code == .connectionFailed)
+        #expect(String(describing: error).contains("timeout"), "\(String(describing: error))")
+        #expect(waited >= .seconds(9) && waited < .seconds(30), "waited \(waited)")
     }
 
     @Test func bareWordIsNotMistakenForADatabaseName() {
