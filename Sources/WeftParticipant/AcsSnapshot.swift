@@ -16,7 +16,9 @@ public struct AcsSnapshot: Sendable, Equatable {
     /// One shared contract as the exporter stores it.
     public struct Contract: Sendable, Equatable {
         public let id: ContractID
-        /// The contract's stakeholders (party ids), which decide who shares it.
+        /// The contract's stakeholders (party ids), which decide who shares it. Not covered
+        /// by the commitment: the importer refuses a list other than the signatories and
+        /// observers `stored` names (`RepairError.stakeholdersDiffer`).
         public let stakeholders: [String]
         /// The stored `weft.v1.ContractInstance` bytes (with the creation seed as salt).
         public let stored: [UInt8]
@@ -228,6 +230,10 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
     case periodDiffers(imported: Int64, snapshot: Int64)
     /// The file is not a complete `weft.v1.AcsSnapshot`.
     case malformedSnapshot(String)
+    /// A contract's stakeholders in the snapshot are not the signatories and observers its
+    /// stored data names: the file was changed (the commitment covers the data, not the list,
+    /// which decides whose active contracts it is).
+    case stakeholdersDiffer(contract: String, inSnapshot: [String], ofContract: [String])
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.description == rhs.description }
 
@@ -243,6 +249,7 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
         case .snapshotBeforePruningPoint: "PARTICIPANT_REPAIR_SNAPSHOT_TOO_OLD"
         case .periodDiffers: "PARTICIPANT_REPAIR_PERIOD_DIFFERS"
         case .malformedSnapshot: "PARTICIPANT_REPAIR_MALFORMED_SNAPSHOT"
+        case .stakeholdersDiffer: "PARTICIPANT_REPAIR_STAKEHOLDERS_DIFFER"
         }
     }
 
@@ -282,6 +289,11 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "every peer's snapshot for the same period (`--at \(imported)`)"
         case .malformedSnapshot(let detail):
             text = "the file is not an ACS snapshot: \(detail); export it again on the peer and copy it unchanged"
+        case .stakeholdersDiffer(let contract, let listed, let named):
+            text =
+                "contract \(contract) lists stakeholders [\(listed.joined(separator: ", "))] in the snapshot, but its "
+                + "data names [\(named.joined(separator: ", "))] (signatories and observers): the file was changed; "
+                + "nothing was imported: export the snapshot again on the peer and copy the file unchanged"
         }
         return "\(id): \(text)"
     }

@@ -21,7 +21,7 @@ extension ParticipantNode {
         let counter = counterParticipant.description
         guard let sent = try await commitmentStore.sent(to: counter, toInclusive: toInclusive) else {
             throw RepairError.nothingToExport(
-                "no commitment to \(counter) for "
+                "no commitment to \(counter) that reached the sequencer for "
                     + (toInclusive.map { "period end \($0)" }
                         ?? "any period (no shared contracts, or no period has ended yet)")
                     + "; wait for the next reconciliation interval (`weft commitments` lists the periods)")
@@ -60,13 +60,15 @@ extension ParticipantNode {
     /// refusing the snapshot if an event after the period end was pruned — and looks for the
     /// commitment the exporter sent it for the snapshot's period (signature checked with the
     /// exporter's key). The snapshot's contracts must hash to that commitment; otherwise
-    /// nothing is imported. Events up to the period end are not processed: their effects on
-    /// shared contracts are in the snapshot.
+    /// nothing is imported. Each contract's stakeholders must be the signatories and observers
+    /// its stored data names (the commitment covers the data, not the snapshot's list of them).
+    /// Events up to the period end are not processed: their effects on shared contracts are in
+    /// the snapshot.
     ///
     /// With `thenProcess: false` further snapshots — from the other peers this participant
-    /// shares contracts with — may follow, for the same period; a contract shared with several
-    /// peers is stored once (it must be byte-identical in each). Returns how many contracts
-    /// this snapshot added.
+    /// shares contracts with — may follow, for the same period, also after a restart of the
+    /// node (`repairedPeriodEnd`); a contract shared with several peers is stored once (it must
+    /// be byte-identical in each). Returns how many contracts this snapshot added.
     @discardableResult
     public func importACS(
         _ snapshot: AcsSnapshot, commitmentTimeout: Duration = .seconds(30), thenProcess: Bool = true
@@ -76,7 +78,8 @@ extension ParticipantNode {
                 snapshotFor: "\(snapshot.counterParticipant) on \(snapshot.domain)")
         }
         guard !processingStarted else { throw RepairError.notEmpty("the node reads its sequencer stream already") }
-        if let imported = repairedAt {
+        let imported = repairedPeriodEnd
+        if let imported {
             guard imported == snapshot.toInclusive else {
                 throw RepairError.periodDiffers(imported: imported, snapshot: snapshot.toInclusive)
             }
@@ -95,15 +98,20 @@ extension ParticipantNode {
                     sequencedAt: SequencingTimestamp(microsSinceEpoch: snapshot.exporterLastTimestamp + 1),
                     sender: MemberID(role: .sequencer, identifier: domain).description)
             }
+            // The first snapshot's scan finds the position after the period. A later snapshot's
+            // exporter may have sent its commitment after the one that scan stopped at: then the
+            // stream is read again from its start (the commitments already stored are skipped).
             var position: ParticipantStore.Cursor?
-            if repairedAt == nil {
+            let storedAlready = try await commitmentStore.received(
+                from: snapshot.exporter, toInclusive: snapshot.toInclusive)
+            if imported == nil || storedAlready == nil {
                 position = try await Self.within(commitmentTimeout) {
                     try await self.scanForCommitment(of: snapshot)
                 }
             }
             guard
                 let received = try await commitmentStore.received(
-                    from: snapshot.exporter, toInclusive: snapshot.toInclusive), repairedAt != nil || position != nil
+                    from: snapshot.exporter, toInclusive: snapshot.toInclusive), imported != nil || position != nil
             else {
                 let latest = try await commitmentStore.latestReceived(from: snapshot.exporter)
                 throw RepairError.noCommitmentForPeriod(
@@ -113,11 +121,12 @@ extension ParticipantNode {
             try snapshot.verify(against: received)
             let decoded = try AcsSnapshot.decodeContracts(snapshot)
             try await drainWrites()  // the store changes in stream order
-            let added = try await store.importContracts(snapshot.contracts, cursor: position)
-            for (contract, (id, instance, seed)) in zip(snapshot.contracts, decoded) where active[id] == nil {
-                active[id] = (instance, seed)
-                known.insert(id)
-                commitmentRuntime.tracker.add(id: id, stakeholders: contract.stakeholders, stored: contract.stored)
+            let added = try await store.importContracts(decoded.map { $0.contract }, cursor: position)
+            for (contract, instance, seed) in decoded where active[contract.id] == nil {
+                active[contract.id] = (instance, seed)
+                known.insert(contract.id)
+                commitmentRuntime.tracker.add(
+                    id: contract.id, stakeholders: contract.stakeholders, stored: contract.stored)
             }
             if let position {
                 cursor = position
@@ -155,16 +164,31 @@ extension ParticipantNode {
     }
 
     /// The period end of the snapshots imported so far; nil before the first.
-    public var repairedPeriodEnd: Int64? { repairedAt }
+    ///
+    /// This node keeps it in memory. After a restart between two imports (a killed process)
+    /// it is read back from what the first import stored in one database transaction with its
+    /// contracts: the cursor, whose time is the period end. A store that holds contracts but
+    /// committed no transaction and computed no commitment period of its own, on a node that
+    /// has not read its stream, holds only imported contracts and that cursor still (a node
+    /// not reading its stream does not move it). Without this the restarted node counted as
+    /// not empty and refused the remaining peers' snapshots.
+    public var repairedPeriodEnd: Int64? {
+        if let repairedAt { return repairedAt }
+        guard !processingStarted, ledgerEndOffset == 0, pending.isEmpty, !active.isEmpty, cursor.nextCounter > 0,
+            commitmentRuntime.lastPeriodEnd == 0
+        else { return nil }
+        return cursor.lastTimestamp?.microsSinceEpoch
+    }
 
     /// Reads this participant's stream from the first event the sequencer still has until the
-    /// exporter's commitment for the snapshot's period is stored (`receive(commitment:…)`
-    /// checks its signature); returns the position after the snapshot's period: the first
-    /// event sequenced after its end. Throws when an event after the end was pruned.
+    /// exporter's commitment for the snapshot's period is stored; returns the position after
+    /// the snapshot's period: the first event sequenced after its end. Throws when an event
+    /// after the end was pruned. Every commitment after the end is checked (signature with its
+    /// sender's key, `receive(commitment:…)`) and stored, whoever sent it, as processing the
+    /// stream from that position would: the other peers' snapshots for the same period are
+    /// checked against theirs without reading the stream again.
     private func scanForCommitment(of snapshot: AcsSnapshot) async throws -> ParticipantStore.Cursor {
         let end = snapshot.toInclusive
-        let exporter = (try? UniqueIdentifier(parsing: snapshot.exporter))
-            .map { MemberID(role: .participant, identifier: $0).description }
         var from: UInt64 = 0
         var position: ParticipantStore.Cursor?
         while true {
@@ -180,7 +204,7 @@ extension ParticipantNode {
                         position = .init(
                             nextCounter: event.counter, lastTimestamp: SequencingTimestamp(microsSinceEpoch: end))
                     }
-                    guard case .deliver(let deliver)? = event.event, deliver.sender == exporter else { continue }
+                    guard case .deliver(let deliver)? = event.event else { continue }
                     for envelope in deliver.batch?.envelopes ?? [] {
                         guard let content = try? Weft.V1.EnvelopeContent(serializedBytes: envelope.content),
                             case .signedMessage(let message)? = content.message, Self.isCommitment(message)
@@ -225,14 +249,31 @@ extension ParticipantNode {
 }
 
 extension AcsSnapshot {
-    /// Each contract's stored bytes decoded, checked to carry the contract's id.
-    static func decodeContracts(_ snapshot: AcsSnapshot) throws -> [(ContractID, ContractInstance, NodeSeed?)] {
+    /// Each contract's stored bytes decoded, checked to carry the contract's id and the
+    /// snapshot's stakeholders; the contract returned has the stakeholders its data names.
+    ///
+    /// The commitment covers a contract's id and data, not the stakeholder list beside them,
+    /// and that list decides whose active contracts it is here (the Ledger API reads by it): a
+    /// changed list would hide a contract from a party. It must be the contract's signatories
+    /// and observers, the rule the participant stores a contract it commits by.
+    static func decodeContracts(_ snapshot: AcsSnapshot) throws
+        -> [(contract: Contract, instance: ContractInstance, seed: NodeSeed?)]
+    {
         try snapshot.contracts.map { contract in
-            let decoded = try ContractInstance.fromWire(Weft.V1.ContractInstance(serializedBytes: contract.stored))
-            guard decoded.0 == contract.id else {
-                throw RepairError.conflictingContract("\(contract.id) (its stored data carries id \(decoded.0))")
+            let (id, instance, seed) = try ContractInstance.fromWire(
+                Weft.V1.ContractInstance(serializedBytes: contract.stored))
+            guard id == contract.id else {
+                throw RepairError.conflictingContract("\(contract.id) (its stored data carries id \(id))")
             }
-            return decoded
+            let stakeholders = instance.stakeholders.map(\.id)
+            guard Set(contract.stakeholders) == Set(stakeholders) else {
+                throw RepairError.stakeholdersDiffer(
+                    contract: contract.id.description, inSnapshot: contract.stakeholders, ofContract: stakeholders)
+            }
+            return (
+                contract: Contract(id: id, stakeholders: stakeholders, stored: contract.stored), instance: instance,
+                seed: seed
+            )
         }
     }
 }
@@ -284,12 +325,15 @@ extension ParticipantStore {
 
 extension CommitmentStore {
     /// The commitment this participant sent `counterParticipant` for the period ending at
-    /// `toInclusive`, or the latest one.
+    /// `toInclusive`, or the latest one; only one the sequencer took: the importer checks the
+    /// snapshot against the commitment it reads from its stream, and a recorded one whose send
+    /// was lost never gets there.
     func sent(to counterParticipant: String, toInclusive: Int64?) async throws -> ReceivedCommitment? {
         try await latest(
             """
             SELECT from_exclusive, to_inclusive, commitment FROM participant_sent_commitments
-            WHERE participant = $1 AND counter_participant = $2 AND ($3::bigint = 0 OR to_inclusive = $3::bigint)
+            WHERE participant = $1 AND counter_participant = $2 AND sent
+              AND ($3::bigint = 0 OR to_inclusive = $3::bigint)
             ORDER BY to_inclusive DESC LIMIT 1
             """, [.text(participant), .text(counterParticipant), .int64(toInclusive ?? 0)], sender: participant,
             to: counterParticipant)

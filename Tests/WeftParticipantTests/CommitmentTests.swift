@@ -19,7 +19,8 @@ extension OnASecondRealDomain {
 
         /// A period's commitments recorded but never sent (the process died in between, each
         /// time) are sent when the participant starts again: the counter-participant receives
-        /// them, so its pruning safe point can pass that period.
+        /// them, so its pruning safe point can pass that period. Until then no ACS snapshot is
+        /// exported for that period.
         @Test func commitmentsLostBeforeTheyReachedTheSequencerAreSentAfterARestart() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
@@ -43,6 +44,14 @@ extension OnASecondRealDomain {
                 try await eventually("participant1 records a period's commitment to participant2 and sends nothing") {
                     try PostgresConnection(url: url).execute(lostPeriod, [.text(p1ID), .text(p2ID)]).rows.first?.first?.int64 ?? 0
                         > recordedBefore
+                }
+                // No ACS snapshot names a period whose commitment never reached the sequencer: the
+                // importer could not find it there to check the snapshot against.
+                let unsent = try #require(
+                    try PostgresConnection(url: url).execute(lostPeriod, [.text(p1ID), .text(p2ID)]).rows.first?.first?
+                        .int64)
+                await #expect(throws: RepairError.self) {
+                    _ = try await domain.p1.exportACS(for: domain.members[1].id, at: unsent)
                 }
                 await domain.p1.crash()
                 let lost = try #require(

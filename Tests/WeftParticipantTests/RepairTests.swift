@@ -156,6 +156,116 @@ extension OnAThirdRealDomain {
             }
         }
 
+        /// A participant that shares contracts with two peers is repaired from both peers'
+        /// snapshots for one period, killed between the two imports: participant1 shares an IOU
+        /// with participant2 (the bank's to alice) and one with participant3 (alice's to the
+        /// depository). Before that, a snapshot whose stakeholder list leaves alice out — the
+        /// contract would be missing from her active contracts, and the commitment, over ids
+        /// and data, still matches — is refused with nothing stored.
+        @Test func aParticipantIsRepairedFromTwoPeersAcrossARestartAndAChangedStakeholderListIsRefused()
+            async throws
+        {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url, extraParties: [("depository", 2)])
+                let (p1, p2, p3, alice, bank) = (domain.p1, domain.p2, domain.p3, domain.alice, domain.bank)
+                let depository = try #require(domain.extraParties["depository"])
+                let (id1, id2, id3) = (domain.members[0].id, domain.members[1].id, domain.members[2].id)
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
+                try await p3.upload(packageSource: domain.iouSource, file: "iou.weft")
+                let withP2 = try await domain.issued("100.00", to: alice, command: "iou-shared-with-participant2")
+                let iou = try domain.package
+                let withP3 = try await domain.created(
+                    in: iou, "Iou",
+                    [
+                        "issuer": .party(alice), "owner": .party(depository), "currency": .text("USD"),
+                        "amount": .decimal(FixedDecimal("70.00")!),
+                    ], by: alice, on: p1, seenBy: [p3])
+                let createdAt = try await StoredSequencerEvent.lastTimestamp(url: fixture.url)
+
+                // Both peers export for one period after the IOUs, one for which the sequencer
+                // took both peers' commitments to participant1.
+                try await eventually("participant2 and participant3 sent participant1 commitments for one period") {
+                    try await Self.commonPeriodEnd(fixture.url, of: [id2, id3], to: id1, after: createdAt) != nil
+                }
+                let periodEnd = try #require(
+                    try await Self.commonPeriodEnd(fixture.url, of: [id2, id3], to: id1, after: createdAt))
+                let fromP2 = try await p2.exportACS(for: id1, at: periodEnd)
+                let fromP3 = try await p3.exportACS(for: id1, at: periodEnd)
+                #expect(fromP2.contracts.map(\.id) == [withP2] && fromP3.contracts.map(\.id) == [withP3])
+
+                // participant1 loses its database and starts on an empty one, without processing.
+                await p1.stop()
+                let url = try ReplayTests.emptyDatabase(fixture, "participant1_repaired_from_two")
+                let store = ParticipantStore(database: PostgresDatabase(url: url), participant: id1)
+                try await store.migrate()
+                func startRepairing() async throws -> ParticipantNode {
+                    try await DomainHarness.startNode(
+                        domain.members[0], store: store, url: url, endpoint: domain.endpoint, domain: domain.domain,
+                        ready: false, processing: false)
+                }
+                var repaired = try await startRepairing()
+
+                // participant2's snapshot with alice left out of the IOU's stakeholders.
+                let genuine = try #require(fromP2.contracts.first)
+                #expect(Set(genuine.stakeholders) == [alice.id, bank.id])
+                let hidden = fromP2.replacingContracts([
+                    .init(id: genuine.id, stakeholders: [bank.id], stored: genuine.stored)
+                ])
+                #expect(hidden.commitment == fromP2.commitment, "the commitment covers ids and data only")
+                do {
+                    try await repaired.importACS(hidden, thenProcess: false)
+                    Issue.record("a snapshot with a changed stakeholder list was imported")
+                } catch let error as RepairError {
+                    guard case .stakeholdersDiffer(let contract, let listed, let named) = error else {
+                        Issue.record("not the stakeholder refusal: \(error)")
+                        return
+                    }
+                    #expect(contract == genuine.id.description && listed == [bank.id], "\(error)")
+                    #expect(Set(named) == [alice.id, bank.id], "\(error)")
+                    #expect(error.id == "PARTICIPANT_REPAIR_STAKEHOLDERS_DIFFER")
+                }
+                #expect(await repaired.nextCounter == 0)
+                #expect(try await Self.activeRows(url, id1).isEmpty)
+
+                // The genuine snapshots: participant2's, then — after participant1 was killed —
+                // participant3's, whose commitment the first import's scan did not wait for (it
+                // stopped at participant2's).
+                #expect(try await repaired.importACS(fromP2, thenProcess: false) == 1)
+                await repaired.crash()
+                repaired = try await startRepairing()
+                #expect(await repaired.repairedPeriodEnd == periodEnd, "the period imported before the restart")
+                #expect(try await repaired.importACS(fromP3) == 1)
+                let rows = try await Self.activeRows(url, id1)
+                #expect(Set(rows.map(\.id)) == [withP2.description, withP3.description])
+                let aliceACS = try await repaired.activeContracts(of: alice)
+                #expect(Set(aliceACS.map(\.id)) == [withP2, withP3])
+                #expect(await repaired.nextCounter > 0)
+
+                await repaired.stop()
+                await store.database.shutdown()
+                await domain.stop()
+            }
+        }
+
+        /// The latest period end after `after` for which each of `senders` sent `counter` an
+        /// ACS commitment that the sequencer took (what an export for it needs); nil if none yet.
+        static func commonPeriodEnd(
+            _ url: String, of senders: [UniqueIdentifier], to counter: UniqueIdentifier, after: Int64
+        ) async throws -> Int64? {
+            let (names, counterName) = (senders.map(\.description), counter.description)
+            return try await StoredSequencerEvent.query(url) { connection in
+                try connection.execute(
+                    """
+                    SELECT max(to_inclusive)::bigint FROM (
+                        SELECT to_inclusive FROM participant_sent_commitments
+                        WHERE participant = ANY ($1::text[]) AND counter_participant = $2 AND to_inclusive > $3 AND sent
+                        GROUP BY to_inclusive HAVING count(*) = $4) AS common
+                    """, [.textArray(names), .text(counterName), .int64(after), .int64(Int64(names.count))]
+                ).rows.first?[0].int64
+            }
+        }
+
         /// The active contracts stored for `participant` in the database at `url`, by id.
         static func activeRows(_ url: String, _ participant: UniqueIdentifier) async throws
             -> [(id: String, stored: [UInt8])]
