@@ -217,6 +217,7 @@ let package = Package(
                 "WeftCrypto",
                 "WeftStore",
                 "WeftNode",
+                "WeftObservability",
                 "WeftParticipant",
                 "WeftSequencer",
                 "WeftDomainManager",

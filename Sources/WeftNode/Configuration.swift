@@ -162,6 +162,19 @@ public struct Configuration: Sendable, Equatable {
         return parsed
     }
 
+    /// An integer within `range`. A value outside it is refused at start, naming the range
+    /// and the default, because the code that takes it would trap or misbehave instead
+    /// (0 database connections, for one, stops the node at its first query).
+    public func int(_ key: String, default value: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        guard let entry = entries[key] else { return value }
+        guard let parsed = Int(entry.value.trimmingCharacters(in: .whitespaces)), range.contains(parsed) else {
+            throw .invalid(
+                key: fullKey(key), value: entry.value, expected: "an integer from \(range.lowerBound) to \(range.upperBound), e.g. \(value)",
+                source: entry.source)
+        }
+        return parsed
+    }
+
     public func bool(_ key: String, default value: Bool) throws(ConfigurationError) -> Bool {
         guard let entry = entries[key] else { return value }
         switch entry.value.lowercased().trimmingCharacters(in: .whitespaces) {
@@ -180,6 +193,34 @@ public struct Configuration: Sendable, Equatable {
         return parsed
     }
 
+    /// A duration within `range`: a timer of 0 fires at once and a huge one overflows
+    /// where it is turned into nanoseconds, so both are refused at start, naming the range.
+    public func duration(_ key: String, default value: Duration, in range: ClosedRange<Duration>) throws(ConfigurationError) -> Duration {
+        guard let entry = entries[key] else { return value }
+        guard let parsed = Self.parseDuration(entry.value), range.contains(parsed) else {
+            throw .invalid(
+                key: fullKey(key), value: entry.value,
+                expected: "a duration from \(Self.text(range.lowerBound)) to \(Self.text(range.upperBound)), e.g. \(Self.text(value))",
+                source: entry.source)
+        }
+        return parsed
+    }
+
+    /// A duration within `range`, or nil for `off`: for timers that can be turned off, so
+    /// that an operator who wants "never" writes it instead of a 0 that fires at once.
+    public func durationOrOff(_ key: String, default value: Duration?, in range: ClosedRange<Duration>) throws(ConfigurationError) -> Duration? {
+        guard let entry = entries[key] else { return value }
+        if entry.value.trimmingCharacters(in: .whitespaces).lowercased() == "off" { return nil }
+        guard let parsed = Self.parseDuration(entry.value), range.contains(parsed) else {
+            let example = value.map { Self.text($0) } ?? "off"
+            throw .invalid(
+                key: fullKey(key), value: entry.value,
+                expected: "a duration from \(Self.text(range.lowerBound)) to \(Self.text(range.upperBound)), e.g. \(example), or off for never",
+                source: entry.source)
+        }
+        return parsed
+    }
+
     /// A size such as `4MiB`, `16KiB`, `1048576`.
     public func bytes(_ key: String, default value: Int) throws(ConfigurationError) -> Int {
         guard let entry = entries[key] else { return value }
@@ -189,6 +230,22 @@ public struct Configuration: Sendable, Equatable {
         return parsed
     }
 
+    /// A size within `range`; outside it is refused at start, naming the range, rather than
+    /// raised, lowered or passed on to a limit that cannot work (a frame too small for its
+    /// own header).
+    public func bytes(_ key: String, default value: Int, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        guard let entry = entries[key] else { return value }
+        guard let parsed = Self.parseBytes(entry.value), range.contains(parsed) else {
+            throw .invalid(
+                key: fullKey(key), value: entry.value,
+                expected: "a size from \(Self.text(bytes: range.lowerBound)) to \(Self.text(bytes: range.upperBound)), e.g. \(Self.text(bytes: value))",
+                source: entry.source)
+        }
+        return parsed
+    }
+
+    /// nil for text that is not a duration, or one too long for a 64-bit count of
+    /// microseconds (about 292,000 years): refused rather than trapping on overflow.
     public static func parseDuration(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Int64)] = [("us", 1), ("ms", 1000), ("s", 1_000_000), ("m", 60_000_000), ("h", 3_600_000_000)]
@@ -196,19 +253,42 @@ public struct Configuration: Sendable, Equatable {
             let number = trimmed.dropLast(suffix.count)
             // "ms" and "us" end in "s" too: only accept a plain number before the unit.
             guard let value = Int64(number), value >= 0 else { continue }
-            return .microseconds(value * micros)
+            let (product, overflow) = value.multipliedReportingOverflow(by: micros)
+            return overflow ? nil : .microseconds(product)
         }
         return nil
     }
 
+    /// nil for text that is not a size, or one past `Int.max` bytes (refused rather than
+    /// trapping on overflow).
     public static func parseBytes(_ text: String) -> Int? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
         for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
             guard let value = Int(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), value >= 0 else { return nil }
-            return value * factor
+            let (product, overflow) = value.multipliedReportingOverflow(by: factor)
+            return overflow ? nil : product
         }
         return Int(trimmed).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    /// `duration` as an operator would write it (`10s`, `5m`, `250ms`), for error messages.
+    static func text(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        guard seconds < Int64.max / 1_000_000 else { return "\(seconds)s" }
+        let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+        guard micros != 0 else { return "0s" }
+        let units: [(String, Int64)] = [("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000), ("ms", 1000)]
+        for (suffix, factor) in units where micros % factor == 0 { return "\(micros / factor)\(suffix)" }
+        return "\(micros)us"
+    }
+
+    /// `bytes` as an operator would write it (`4MiB`, `64KiB`), for error messages.
+    static func text(bytes: Int) -> String {
+        guard bytes != 0 else { return "0" }
+        let units: [(String, Int)] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        for (suffix, factor) in units where bytes % factor == 0 { return "\(bytes / factor)\(suffix)" }
+        return "\(bytes)"
     }
 
     /// Keys set that `known` does not list: probably typos.

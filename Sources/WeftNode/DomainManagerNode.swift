@@ -59,10 +59,15 @@ struct SequencerEndpoints: Sendable {
         self.addresses = addresses
         rootCertificate = section.string(key + ".root-cert")
         tokenFile = section.string(key + ".token-file")
-        if let tokenFile, !FileManager.default.isReadableFile(atPath: tokenFile) {
-            throw .invalid(
-                key: section.fullKey(key + ".token-file"), value: tokenFile, expected: "a readable file holding a bearer token with the admin claim",
-                source: section.source(of: key + ".token-file") ?? .defaultValue)
+        if let tokenFile {
+            do {
+                try SecretFile.requirePrivate(tokenFile)
+            } catch {
+                throw .invalid(
+                    key: section.fullKey(key + ".token-file"), value: tokenFile,
+                    expected: "a file holding a bearer token with the admin claim that only its owner can read (\(error))",
+                    source: section.source(of: key + ".token-file") ?? .defaultValue)
+            }
         }
     }
 
@@ -79,7 +84,7 @@ struct SequencerEndpoints: Sendable {
     func connect(_ endpoint: SequencerConnection.Endpoint, configuration: RPCConfiguration) async throws -> RPCClient {
         let client = try await RPCClient.connect(host: endpoint.host, port: endpoint.port, security: endpoint.security, configuration: configuration)
         guard let tokenFile else { return client }
-        let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = try SecretFile.text(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
         return client.withMetadata([.init(key: "authorization", value: .textValue("Bearer \(token)"))])
     }
 }

@@ -19,18 +19,38 @@ public struct JSONLogHandler: LogHandler {
 
     /// Makes every logger of the process write JSON lines with the trace of the task
     /// (`TraceContext.loggingMetadata`) on each: what `weft run` does at start.
+    /// A `WEFT_LOG_LEVEL` it does not know is reported in one warning line, so a typo
+    /// (`WARN`, `verbose`) does not pass for the default level unnoticed.
     public static func bootstrap() {
         LoggingSystem.bootstrap(
             { label, provider in JSONLogHandler(label: label, metadataProvider: provider) },
             metadataProvider: TraceContext.loggingMetadata)
+        if let text = ProcessInfo.processInfo.environment["WEFT_LOG_LEVEL"], let warning = unknownLevelWarning(text) {
+            Logger(label: "weft").warning("\(warning)")
+        }
     }
 
     public init(label: String, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
         self.metadataProvider = metadataProvider
-        if let level = ProcessInfo.processInfo.environment["WEFT_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) {
-            logLevel = level
-        }
+        if let level = Self.environmentLevel { logLevel = level }
+    }
+
+    /// `WEFT_LOG_LEVEL`, read once: every logger's handler takes it.
+    private static let environmentLevel = ProcessInfo.processInfo.environment["WEFT_LOG_LEVEL"].flatMap(level(named:))
+
+    /// The level `text` names, in any case, with `warn` for `warning` (what other tools
+    /// call it); nil for an unknown name.
+    static func level(named text: String) -> Logger.Level? {
+        let name = text.trimmingCharacters(in: .whitespaces).lowercased()
+        return Logger.Level(rawValue: name == "warn" ? "warning" : name)
+    }
+
+    /// What to tell the operator when `WEFT_LOG_LEVEL` names no level; nil when it does.
+    static func unknownLevelWarning(_ text: String) -> String? {
+        guard level(named: text) == nil else { return nil }
+        let accepted = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+        return "WEFT_LOG_LEVEL=\(text) is not a log level; logging at info. Accepted: \(accepted) (any case; warn for warning)"
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {

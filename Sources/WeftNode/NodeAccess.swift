@@ -4,6 +4,12 @@ import WeftAuth
 import WeftCrypto
 import WeftTransport
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Who may call a node's APIs and where the audit trail goes (`auth.*` and `audit.*`
 /// of a participant, sequencer or domain-manager node; docs/operations.md §security).
 ///
@@ -25,6 +31,14 @@ struct NodeAccess {
         "auth.admin-loopback-only", "audit.file", "audit.max-file-bytes", "audit.max-files",
     ]
 
+    /// Clock skew tolerated on `exp` and `nbf`: more than minutes would keep an expired
+    /// token valid for as long.
+    static let leewayRange = Duration.zero...Duration.seconds(600)
+    /// An audit file rotates when a line would pass this size; below 64 KiB it would rotate
+    /// every few calls.
+    static let auditFileBytesRange = (64 << 10)...(64 << 30)
+    static let auditFilesRange = 0...1000
+
     /// Reads the node's access settings; `participantID` is checked against a token's
     /// `participantId` claim when the node is a participant.
     init(_ settings: NodeSettings, participantID: String? = nil) throws(ConfigurationError) {
@@ -37,7 +51,10 @@ struct NodeAccess {
         var keys: [TokenVerificationKey] = []
         if let path = section.string("auth.hs256-secret-file") {
             do {
+                try SecretFile.requirePrivate(path)
                 keys.append(.hs256(secret: try TokenSecretFile.read(path)))
+            } catch let refusal as SecretFile.Refusal {
+                throw invalid("auth.hs256-secret-file", "a file holding the HS256 secret that only its owner can read (\(refusal))")
             } catch {
                 throw invalid(
                     "auth.hs256-secret-file", "a readable file holding the HS256 secret (\(error.localizedDescription))"
@@ -61,7 +78,16 @@ struct NodeAccess {
             }
             authorizer = .open
         } else {
-            let leeway = try section.duration("auth.leeway", default: .seconds(5))
+            // Token times are whole seconds (`exp`, `nbf`) and so is the verifier's leeway: a
+            // fraction would be dropped without a word (500ms became 0 s), so it is refused.
+            let leewayExpected = "a whole number of seconds from 0s to 10m, e.g. 5s"
+            let leeway: Duration
+            do {
+                leeway = try section.duration("auth.leeway", default: .seconds(5), in: Self.leewayRange)
+            } catch {
+                throw invalid("auth.leeway", leewayExpected)
+            }
+            guard leeway.components.attoseconds == 0 else { throw invalid("auth.leeway", leewayExpected) }
             do {
                 authorizer = .tokens(
                     try BearerTokenVerifier(
@@ -83,10 +109,8 @@ struct NodeAccess {
                     AuditFileLogHandler(label: label, destination: .standardOutput)
                 }
             } else {
-                let maximumBytes = try section.bytes("audit.max-file-bytes", default: 64 << 20)
-                let keptFiles = try section.int("audit.max-files", default: 5)
-                guard maximumBytes > 0 else { throw invalid("audit.max-file-bytes", "a size above 0, e.g. 64MiB") }
-                guard keptFiles >= 0 else { throw invalid("audit.max-files", "0 or more rotated files to keep") }
+                let maximumBytes = try section.bytes("audit.max-file-bytes", default: 64 << 20, in: Self.auditFileBytesRange)
+                let keptFiles = try section.int("audit.max-files", default: 5, in: Self.auditFilesRange)
                 let rotating: RotatingFile
                 do {
                     rotating = try RotatingFile(path: file, maximumBytes: maximumBytes, keptFiles: keptFiles)
@@ -120,5 +144,37 @@ struct NodeAccess {
                 "admin services accept calls without an admin token (auth.admin-tokens: false)",
                 metadata: ["admin_loopback_only": "\(adminLoopbackOnly)"])
         }
+    }
+}
+
+/// Files that hold a secret other than a key (the HS256 secret, a bearer token) are refused
+/// when its group or others may read them, as `KeyFile` refuses key files: whoever reads the
+/// HS256 secret can sign admin tokens, and whoever reads a token can use it.
+enum SecretFile {
+    /// Why a secret file is refused, naming the file and what to do.
+    struct Refusal: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Throws unless `path` can be opened and neither its group nor others may read or write it.
+    static func requirePrivate(_ path: String) throws(Refusal) {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw Refusal(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw Refusal(description: "cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        let mode = status.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            throw Refusal(
+                description: "\(path) has mode 0\(String(mode, radix: 8)): its group or others can read the secret; run chmod 600 \(path)")
+        }
+    }
+
+    /// The file's text, once `requirePrivate` accepts it.
+    static func text(_ path: String) throws -> String {
+        try requirePrivate(path)
+        return try String(contentsOfFile: path, encoding: .utf8)
     }
 }

@@ -73,22 +73,48 @@ public struct NodeSettings: Sendable {
                 clientRoots: section.string("tls.client-roots"), keyLog: section.string("tls.keylog"), minimumVersion: version)
         }
         var rpc = RPCConfiguration()
-        rpc.maximumFrameBytes = try section.bytes("rpc.max-frame-bytes", default: rpc.maximumFrameBytes)
-        rpc.maximumConcurrentStreams = try section.int("rpc.max-concurrent-streams", default: rpc.maximumConcurrentStreams)
-        rpc.maximumConnections = try section.int("rpc.max-connections", default: rpc.maximumConnections)
-        rpc.maximumMetadataBytes = try section.bytes("rpc.max-metadata-bytes", default: rpc.maximumMetadataBytes)
-        rpc.streamWindowBytes = max(try section.bytes("rpc.stream-window-bytes", default: rpc.streamWindowBytes), FlowControl.initialWindowBytes)
-        rpc.handshakeTimeout = TimeAmount(try section.duration("rpc.handshake-timeout", default: .seconds(10)))
-        rpc.idleTimeout = TimeAmount(try section.duration("rpc.idle-timeout", default: .seconds(300)))
-        rpc.keepaliveInterval = TimeAmount(try section.duration("rpc.keepalive-interval", default: .seconds(30)))
-        rpc.keepaliveTimeout = TimeAmount(try section.duration("rpc.keepalive-timeout", default: .seconds(10)))
+        rpc.maximumFrameBytes = try section.bytes("rpc.max-frame-bytes", default: rpc.maximumFrameBytes, in: Limits.frameBytes)
+        rpc.maximumConcurrentStreams = try section.int("rpc.max-concurrent-streams", default: rpc.maximumConcurrentStreams, in: Limits.concurrentStreams)
+        rpc.maximumConnections = try section.int("rpc.max-connections", default: rpc.maximumConnections, in: Limits.connections)
+        rpc.maximumMetadataBytes = try section.bytes("rpc.max-metadata-bytes", default: rpc.maximumMetadataBytes, in: Limits.metadataBytes)
+        rpc.streamWindowBytes = try section.bytes("rpc.stream-window-bytes", default: rpc.streamWindowBytes, in: Limits.streamWindowBytes)
+        rpc.handshakeTimeout = TimeAmount(try section.duration("rpc.handshake-timeout", default: .seconds(10), in: Limits.handshakeTimeout))
+        rpc.idleTimeout = try section.durationOrOff("rpc.idle-timeout", default: .seconds(300), in: Limits.idleTimeout).map { TimeAmount($0) }
+        rpc.keepaliveInterval = try section.durationOrOff("rpc.keepalive-interval", default: .seconds(30), in: Limits.keepaliveInterval)
+            .map { TimeAmount($0) }
+        rpc.keepaliveTimeout = TimeAmount(try section.duration("rpc.keepalive-timeout", default: .seconds(10), in: Limits.keepaliveTimeout))
         self.rpc = rpc
         databaseURL = section.string("database.url", default: "")
-        databaseConnections = try section.int("database.max-connections", default: 8)
+        databaseConnections = try section.int("database.max-connections", default: 8, in: Limits.databaseConnections)
         let configuredMigrate = try section.bool("database.migrate", default: false)
         migrate = migrateOverride || configuredMigrate
-        drainTimeout = try section.duration("drain-timeout", default: .seconds(10))
+        drainTimeout = try section.duration("drain-timeout", default: .seconds(10), in: Limits.drainTimeout)
         try checkKeys(kindKeys: Self.kindKeys[kind] ?? [])
+    }
+
+    /// What each numeric key accepts (docs/operations.md §1 lists the same). A value outside
+    /// is refused at start: below, the node traps (0 database connections), closes every
+    /// connection at once (a 0 s idle or keepalive timeout) or cannot carry a message (a frame
+    /// smaller than its own header); above, a duration overflows when turned into nanoseconds
+    /// and a count or size asks for more threads or memory than a machine has.
+    enum Limits {
+        /// A frame's own fields take up to 32 bytes and a call's metadata up to 16 KiB by
+        /// default; the decoder takes at most 4 GiB (its length prefix), and a frame is
+        /// buffered whole before it is decoded.
+        static let frameBytes = (16 << 10)...(1 << 30)
+        static let concurrentStreams = 1...10_000
+        static let connections = 1...1_000_000
+        static let metadataBytes = (1 << 10)...(1 << 20)
+        /// Every stream starts with a 64 KiB window (FlowControl.initialWindowBytes): a
+        /// smaller receive window cannot be granted.
+        static let streamWindowBytes = FlowControl.initialWindowBytes...(1 << 30)
+        static let handshakeTimeout = Duration.milliseconds(100)...Duration.seconds(300)
+        static let idleTimeout = Duration.seconds(1)...Duration.seconds(24 * 3600)
+        static let keepaliveInterval = Duration.seconds(1)...Duration.seconds(24 * 3600)
+        static let keepaliveTimeout = Duration.seconds(1)...Duration.seconds(3600)
+        /// PostgresDatabase starts one thread per connection, at once.
+        static let databaseConnections = 1...1024
+        static let drainTimeout = Duration.zero...Duration.seconds(3600)
     }
 
     /// A `host:port` value of `key`.
@@ -132,11 +158,3 @@ public struct NodeSettings: Sendable {
         }
     }
 }
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}
-

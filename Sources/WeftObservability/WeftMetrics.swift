@@ -5,9 +5,10 @@ import CoreMetrics
 ///
 /// swift-metrics hands every `Counter`, `Timer` and `Recorder` to the factory
 /// installed when it is created, and a factory can be installed once per
-/// process: metrics created before `bootstrap()` are no-ops forever. So the
-/// `weft` executable calls `bootstrap()` first thing, and every component
-/// creates its metrics after it (at start, not in static initializers).
+/// process: metrics created before `bootstrap()` are no-ops forever. So
+/// `weft run` calls `bootstrap()` first thing (before any node starts, with or
+/// without a `/metrics` endpoint), and every component creates its metrics
+/// after it (at start, not in static initializers).
 public enum WeftMetrics {
     /// Histogram buckets for durations, in seconds. Finer than swift-prometheus's
     /// defaults (5 ms – 10 s) because a Weft RPC or a group commit takes
@@ -41,6 +42,16 @@ public enum WeftMetrics {
             "Confirmation requests this participant validated and saw decided, by outcome: approved (committed) or rejected.",
         "weft_participant_local_rejections_total":
             "Requests this participant rejected itself when validating, by reject reason id.",
+        "weft_participant_inconsistent_approvals_total":
+            "Parts of approved transactions this participant left out because they contradict its contracts.",
+        "weft_participant_messages_before_topology_total":
+            "Confirmation requests and verdicts this participant ignored because they arrived before the domain's topology history.",
+        "weft_participant_commitments_sent_total":
+            "ACS commitments this participant computed for its counter-participants, one per counter-participant and period.",
+        "weft_participant_commitments_rejected_total":
+            "ACS commitments received and dropped because a check failed (sender, addressee, period, signature).",
+        "weft_participant_commitment_mismatches_total":
+            "ACS commitment comparisons that did not match: the contracts shared with a counter-participant differ.",
         "weft_participant_commands_total":
             "Commands submitted through this participant that completed, by outcome: succeeded or rejected.",
         "weft_participant_command_duration_seconds":

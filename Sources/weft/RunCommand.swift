@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import WeftNode
+import WeftObservability
 
 /// Options every command that reads a node configuration shares.
 struct ConfigurationOptions: ParsableArguments {
@@ -45,6 +46,10 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         JSONLogHandler.bootstrap()
+        // Before any node starts: a metric created before the backend is installed counts into
+        // swift-metrics' no-op backend for good, and a node may count before its /metrics
+        // endpoint starts, or have none.
+        WeftMetrics.bootstrap()
         let logger = Logger(label: "weft")
         let nodes: [NodeSettings]
         do {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 import WeftParticipant
 @testable import WeftNode
@@ -48,7 +49,7 @@ import WeftParticipant
         defer { try? FileManager.default.removeItem(atPath: path) }
         let bad = try Configuration.load(file: path, environment: ["WEFT_NODES__SEQUENCER1__RPC__IDLE_TIMEOUT": "soon"], overrides: [])
         #expect(throws: ConfigurationError.invalid(
-            key: "nodes.sequencer1.rpc.idle-timeout", value: "soon", expected: "a duration such as 250ms, 10s, 5m or 1h",
+            key: "nodes.sequencer1.rpc.idle-timeout", value: "soon", expected: "a duration from 1s to 24h, e.g. 5m, or off for never",
             source: .environment("WEFT_NODES__SEQUENCER1__RPC__IDLE_TIMEOUT"))) { try NodeRunner.nodes(in: bad) }
         let typo = try Configuration.load(file: path, environment: [:], overrides: ["nodes.sequencer1.databse.url=x"])
         #expect(throws: ConfigurationError.unknownKeys(["nodes.sequencer1.databse.url"])) { try NodeRunner.nodes(in: typo) }
@@ -116,5 +117,73 @@ import WeftParticipant
         #expect(Configuration.parseDuration("2m") == .seconds(120))
         #expect(Configuration.parseDuration("500us") == .microseconds(500))
         #expect(Configuration.parseDuration("10") == nil)
+        // Past 64 bits: refused, not a trap on overflow.
+        #expect(Configuration.parseDuration("9999999999999h") == nil)
+        #expect(Configuration.parseBytes("9999999999999GiB") == nil)
+    }
+
+    /// A sequencer node's settings with `extra` keys, as `--set` would give them.
+    func node(_ extra: [String: String]) throws(ConfigurationError) -> NodeSettings {
+        var configuration = Configuration()
+        for (key, value) in ["kind": "sequencer", "listen": "127.0.0.1:1", "tls.plaintext": "true"].merging(extra, uniquingKeysWith: { $1 }) {
+            configuration.set("nodes.s.\(key)", value)
+        }
+        return try NodeSettings(name: "s", section: configuration.section("nodes.s"))
+    }
+
+    /// Values that parse but would trap the node, close every connection or be changed
+    /// silently are refused at start, naming the key and the range to write instead.
+    @Test func everyNumberAndDurationOutsideItsRangeIsRefusedNamingTheKey() throws {
+        let bad: [(key: String, value: String)] = [
+            ("database.max-connections", "0"),  // PostgresDatabase traps on 0
+            ("database.max-connections", "-1"),
+            ("rpc.idle-timeout", "0s"),  // GOAWAY to every connection at once
+            ("rpc.keepalive-interval", "0s"),
+            ("rpc.keepalive-timeout", "0s"),  // every connection closed at its first ping
+            ("rpc.handshake-timeout", "0s"),
+            ("drain-timeout", "9999999999999h"),  // overflowed into a trap
+            ("drain-timeout", "2h"),
+            ("rpc.stream-window-bytes", "16KiB"),  // was raised to 64 KiB without a word
+            ("rpc.max-frame-bytes", "32"),  // left a negative message size
+            ("rpc.max-frame-bytes", "8GiB"),  // past the decoder's 4 GiB length prefix
+            ("rpc.max-concurrent-streams", "0"),
+            ("rpc.max-connections", "0"),
+            ("rpc.max-metadata-bytes", "0"),
+        ]
+        for (key, value) in bad {
+            let error = #expect(throws: ConfigurationError.self, "\(key)=\(value)") { try node([key: value]) }
+            guard case .invalid(let named, let shown, let expected, .commandLine)? = error else {
+                Issue.record("\(key)=\(value): \(String(describing: error))")
+                continue
+            }
+            #expect(named == "nodes.s.\(key)" && shown == value, "\(named) = \(shown)")
+            #expect(expected.contains(" from ") && expected.contains(" to "), "\(key)=\(value): \(expected)")
+        }
+        #expect(throws: ConfigurationError.invalid(
+            key: "nodes.s.database.max-connections", value: "0", expected: "an integer from 1 to 1024, e.g. 8", source: .commandLine)) {
+            try node(["database.max-connections": "0"])
+        }
+        // The bounds themselves are accepted, and off turns the optional timers off.
+        let edges = try node([
+            "rpc.stream-window-bytes": "64KiB", "rpc.max-frame-bytes": "16KiB", "database.max-connections": "1", "drain-timeout": "0s",
+            "rpc.idle-timeout": "off", "rpc.keepalive-interval": "OFF",
+        ])
+        #expect(edges.rpc.streamWindowBytes == 64 << 10 && edges.rpc.maximumFrameBytes == 16 << 10)
+        #expect(edges.databaseConnections == 1 && edges.drainTimeout == .zero)
+        #expect(edges.rpc.idleTimeout == nil && edges.rpc.keepaliveInterval == nil)
+        #expect(throws: ConfigurationError.self) { try node(["rpc.keepalive-timeout": "off"]) }  // no "never" for it
+    }
+
+    /// `WEFT_LOG_LEVEL` in any case, `warn` for warning; a name it does not know gets a
+    /// warning listing the accepted ones instead of passing for the default.
+    @Test func logLevelNamesAreForgivingAndTyposAreReported() {
+        #expect(JSONLogHandler.level(named: "WARN") == .warning)
+        #expect(JSONLogHandler.level(named: "warn") == .warning)
+        #expect(JSONLogHandler.level(named: "Debug") == .debug)
+        #expect(JSONLogHandler.level(named: "verbose") == nil)
+        #expect(JSONLogHandler.unknownLevelWarning("debug") == nil)
+        let warning = JSONLogHandler.unknownLevelWarning("verbose") ?? ""
+        #expect(warning.contains("WEFT_LOG_LEVEL=verbose"), "\(warning)")
+        #expect(warning.contains("trace, debug, info, notice, warning, error, critical"), "\(warning)")
     }
 }

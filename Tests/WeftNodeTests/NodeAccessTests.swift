@@ -18,6 +18,82 @@ import WeftAuth
         return try NodeSettings(name: "s1", section: configuration.section("nodes.s1"))
     }
 
+    /// Writes `text` to `path` with mode 0600, as an operator must for a secret.
+    func writePrivate(_ text: String, to path: String) throws {
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+    }
+
+    func temporaryDirectory() throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-access-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    /// The HS256 secret and the domain manager's admin token are refused, naming the key and
+    /// the file, when others can read them, as key files are: either lets a reader act as admin.
+    @Test func aSecretOrTokenFileOthersCanReadIsRefused() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let secret = directory + "/secret"
+        try writePrivate("0123456789abcdef0123456789abcdef", to: secret)
+        _ = try NodeAccess(try settings(["auth.hs256-secret-file": secret], directory: directory))
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: secret)
+        let error = #expect(throws: ConfigurationError.self) {
+            try NodeAccess(try settings(["auth.hs256-secret-file": secret], directory: directory))
+        }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains("nodes.s1.auth.hs256-secret-file") && text.contains("chmod 600 \(secret)"), "\(text)")
+
+        let token = directory + "/manager-token"
+        try writePrivate("a.b.c", to: token)
+        var manager = Configuration()
+        manager.set("sequencers.addresses.0", "127.0.0.1:4401")
+        manager.set("sequencers.token-file", token)
+        _ = try SequencerEndpoints(manager, key: "sequencers")
+        try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: token)
+        let refused = #expect(throws: ConfigurationError.self) { try SequencerEndpoints(manager, key: "sequencers") }
+        let reason = refused.map { "\($0)" } ?? ""
+        #expect(reason.contains("sequencers.token-file") && reason.contains("mode 0640"), "\(reason)")
+        #expect(throws: SecretFile.Refusal.self) { try SecretFile.text(token) }  // also at each connect
+    }
+
+    /// `auth.leeway` is whole seconds (tokens' times are) and bounded; the audit file limits
+    /// are bounded; each bad value is refused naming its key.
+    @Test func leewayAndAuditLimitsOutsideTheirRangeAreRefusedNamingTheKey() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let secret = directory + "/secret"
+        try writePrivate("0123456789abcdef0123456789abcdef", to: secret)
+        let bad: [(key: String, value: String)] = [
+            ("auth.leeway", "500ms"),  // became 0 s without a word
+            ("auth.leeway", "1500ms"),
+            ("auth.leeway", "1h"),
+            ("auth.leeway", "9999999999999h"),
+            ("audit.max-file-bytes", "0"),
+            ("audit.max-file-bytes", "1KiB"),
+            ("audit.max-files", "-1"),
+            ("audit.max-files", "100000"),
+        ]
+        for (key, value) in bad {
+            let extra = ["auth.hs256-secret-file": secret, "audit.file": directory + "/audit.log", key: value]
+            let error = #expect(throws: ConfigurationError.self, "\(key)=\(value)") {
+                try NodeAccess(try settings(extra, directory: directory))
+            }
+            guard case .invalid(let named, let shown, let expected, _)? = error else {
+                Issue.record("\(key)=\(value): \(String(describing: error))")
+                continue
+            }
+            #expect(named == "nodes.s1.\(key)" && shown == value && expected.contains(" from "), "\(key)=\(value): \(expected)")
+        }
+        let whole = try NodeAccess(try settings(["auth.hs256-secret-file": secret, "auth.leeway": "2000ms"], directory: directory))
+        guard case .tokens(let verifier) = whole.authorizer else {
+            Issue.record("expected token verification")
+            return
+        }
+        #expect(verifier.leewaySeconds == 2)
+    }
+
     @Test func noAuthSectionIsOpenAndKeysTurnTokensOn() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-access-\(UUID())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -26,7 +102,7 @@ import WeftAuth
         #expect(!open.authorizer.requiresTokens && !open.adminRequiresToken && !open.adminLoopbackOnly)
 
         let secret = directory + "/secret"
-        try "0123456789abcdef0123456789abcdef\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        try writePrivate("0123456789abcdef0123456789abcdef\n", to: secret)
         let tokens = try NodeAccess(
             try settings(
                 [
@@ -54,7 +130,7 @@ import WeftAuth
         #expect(throws: ConfigurationError.self) {
             try NodeAccess(try settings(["auth.hs256-secret-file": directory + "/missing"], directory: directory))
         }
-        try "short".write(toFile: secret, atomically: true, encoding: .utf8)
+        try writePrivate("short", to: secret)
         do {
             _ = try NodeAccess(try settings(["auth.hs256-secret-file": secret], directory: directory))
             Issue.record("a 5-byte secret was accepted")

@@ -26,6 +26,8 @@ import WeftTestSupport
                 "certs", "issue", "--ca-dir", "certs", "--name", "operator", "--host", "localhost", "--out", "certs",
             ])
             try directory.write("secret", "the domain's admin token secret, 32 bytes or more\n")
+            // Secrets only their owner can read: a node refuses others (docs/operations.md §5).
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/secret")
             func token(_ subject: String, admin: Bool = true) async throws -> String {
                 let (status, output, error) = try await weft(
                     ["token", "--secret-file", "secret", "--subject", subject] + (admin ? ["--admin"] : []))
@@ -33,6 +35,7 @@ import WeftTestSupport
                 return output.trimmingCharacters(in: .whitespacesAndNewlines)
             }
             try directory.write("manager-token", try await token("domain-manager"))
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/manager-token")
             let operatorToken = try await token("operator")
             let participantToken = try await token("someone", admin: false)
 

@@ -12,6 +12,8 @@ import WeftTestSupport
             defer { directory.remove() }
             let dir = directory.path
             try directory.write("secret", "a development secret of at least 32 bytes\n")
+            // A secret only its owner can read: the node refuses others (docs/operations.md §5).
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/secret")
             try directory.write(
                 "participant1.yaml",
                 """
