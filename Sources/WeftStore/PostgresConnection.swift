@@ -358,14 +358,26 @@ public final class PostgresConnection {
             let message =
                 result.errorField(PostgresErrorField.messagePrimary)
                 ?? String(cString: PQresultErrorMessage(result.pointer)).flattenedLibpqMessage()
-            var error = failure(
-                sqlState: result.errorField(PostgresErrorField.sqlState),
-                message: message.isEmpty ? lastConnectionError() : message
-            )
+            let sqlState = result.errorField(PostgresErrorField.sqlState)
+            var error = failure(sqlState: sqlState, message: message.isEmpty ? lastConnectionError() : message)
             error.detail = result.errorField(PostgresErrorField.messageDetail)
             error.hint = result.errorField(PostgresErrorField.messageHint)
+            if Self.endsTheSession(severity: result.errorField(PostgresErrorField.severity), sqlState: sqlState) {
+                // libpq reads the error before it sees the connection close, so the status
+                // still says OK here: the error itself says the session is over. At a COMMIT
+                // the transaction's outcome is then unknown, not refused.
+                error.code = .connectionLost
+            }
             throw error
         }
+    }
+
+    /// Whether an error ends the server session: severity FATAL or PANIC, a connection
+    /// exception (class 08) or an operator intervention that terminates it (57P01–57P03).
+    static func endsTheSession(severity: String?, sqlState: String?) -> Bool {
+        if severity == "FATAL" || severity == "PANIC" { return true }
+        guard let sqlState else { return false }
+        return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
     }
 
     /// Runs `sql`, which may hold several statements separated by semicolons, with no
@@ -398,6 +410,9 @@ public final class PostgresConnection {
                     message: result.errorField(PostgresErrorField.messagePrimary) ?? lastConnectionError())
                 error.detail = result.errorField(PostgresErrorField.messageDetail)
                 error.hint = result.errorField(PostgresErrorField.messageHint)
+                if Self.endsTheSession(severity: result.errorField(PostgresErrorField.severity), sqlState: error.sqlState) {
+                    error.code = .connectionLost
+                }
                 firstError = error
             }
         }
@@ -415,6 +430,20 @@ public final class PostgresConnection {
     /// `ROLLBACK`) would otherwise hand its transaction to whoever takes the connection next.
     public var isReusable: Bool {
         isUsable && PQtransactionStatus(connection) == PQTRANS_IDLE && PQpipelineStatus(connection) == PQ_PIPELINE_OFF
+    }
+
+    /// Whether this idle connection may have been closed by the server while it waited in a
+    /// pool (a restart, an administrator's `pg_terminate_backend`, an idle-session timeout):
+    /// the server then sent a FATAL and ended the stream, which wait unread on the socket. An
+    /// idle session is sent nothing else a pool needs (it listens to no channel), so anything
+    /// waiting counts; checked without blocking. A pool that hands out such a connection fails
+    /// a request that never reached the server, and a caller cannot tell that from one that
+    /// may have run.
+    var mayBeClosedByServer: Bool {
+        let socket = PQsocket(connection)
+        guard socket >= 0, PQstatus(connection) == CONNECTION_OK else { return true }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) != 0
     }
 
     /// The connection's socket, for waiting (`poll`) until the server sends something
@@ -533,6 +562,8 @@ private enum PostgresErrorField {
     static let messagePrimary = Int32(UInt8(ascii: "M"))
     static let messageDetail = Int32(UInt8(ascii: "D"))
     static let messageHint = Int32(UInt8(ascii: "H"))
+    /// `PG_DIAG_SEVERITY_NONLOCALIZED`: ERROR, FATAL, PANIC, never translated.
+    static let severity = Int32(UInt8(ascii: "V"))
 }
 
 /// The single owner of a `PGresult *`: whatever path leaves `execute`, `PQclear` runs.

@@ -192,7 +192,15 @@ actor ConnectionPool {
     func acquire(on threads: NIOThreadPool) async throws -> ConnectionLease {
         while true {
             if closed { throw PostgresError(code: .connectionFailed, message: "the database pool has been shut down") }
-            if let lease = idle.popLast() { return lease }
+            if let lease = idle.popLast() {
+                // One the server may have closed while it waited is dropped (closed as it is freed),
+                // not handed out to fail.
+                guard !lease.connection.mayBeClosedByServer else {
+                    open -= 1
+                    continue
+                }
+                return lease
+            }
             if open < maximum {
                 open += 1
                 let url = self.url

@@ -1,3 +1,4 @@
+import Dispatch
 import Testing
 import WeftStore
 import WeftTestSupport
@@ -102,24 +103,63 @@ import WeftTestSupport
         }
     }
 
-    @Test func aRestartedServerCostsOneFailedRequestNotTheNode() async throws {
+    /// The pool's idle connections die with a restarted server; the next requests run on fresh
+    /// ones instead of failing one per dead connection (before, each of them failed with
+    /// `connectionLost`, which a caller cannot tell from a request that may have run).
+    @Test func aRestartedServerCostsNoRequestThatWaitedForIt() async throws {
         let fixture = try await PostgresFixture.startThrowAwayServer()
         defer { Task { try? await fixture.stop() } }
-        let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+        let database = PostgresDatabase(url: fixture.url, maximumConnections: 2)
         try await database.withConnection { try $0.executeScript("CREATE TABLE event (id int PRIMARY KEY)") }
-        try await database.transaction { _ = try $0.execute("INSERT INTO event VALUES (1)") }
-        try await fixture.restart()
-        // The pooled connection died with the server: this request fails, saying so…
-        await #expect {
-            try await database.withConnection { _ = try $0.execute("SELECT 1") }
-        } throws: { error in
-            (error as? PostgresError)?.code == .connectionLost
+        // Two connections open and idle in the pool: two transactions that wait for each other.
+        let bothIn = DispatchGroup()
+        bothIn.enter()
+        bothIn.enter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for id in 1...2 {
+                group.addTask {
+                    try await database.transaction { connection in
+                        _ = try connection.execute("INSERT INTO event VALUES ($1)", [.int64(Int64(id))])
+                        bothIn.leave()
+                        bothIn.wait()
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
-        // …and the next one runs on a fresh connection, with the committed data intact.
-        try await database.transaction { _ = try $0.execute("INSERT INTO event VALUES (2)") }
+        try await fixture.restart()
+        for id in 3...4 {
+            try await database.transaction { _ = try $0.execute("INSERT INTO event VALUES ($1)", [.int64(Int64(id))]) }
+        }
         let ids = try await database.withConnection { try $0.execute("SELECT id FROM event ORDER BY id").rows.map { try $0[0].int64 } }
-        #expect(ids == [1, 2])
+        #expect(ids == [1, 2, 3, 4])
         await database.shutdown()
+    }
+
+    /// An error that ends the session at COMMIT (here the backend terminates itself in a
+    /// deferred trigger, as a fast shutdown does to a commit waiting for a standby) leaves the
+    /// transaction's outcome unknown: `connectionLost`, not `queryFailed` (a refusal the caller
+    /// could take as "not written").
+    @Test func anErrorThatEndsTheSessionAtCommitIsALostConnection() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            try await database.withConnection {
+                try $0.executeScript(
+                    """
+                    CREATE TABLE item (id int PRIMARY KEY);
+                    CREATE FUNCTION end_session() RETURNS trigger LANGUAGE plpgsql AS
+                      $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$;
+                    CREATE CONSTRAINT TRIGGER end_session AFTER INSERT ON item DEFERRABLE INITIALLY DEFERRED
+                      FOR EACH ROW EXECUTE FUNCTION end_session();
+                    """)
+            }
+            await #expect {
+                try await database.transaction { _ = try $0.execute("INSERT INTO item VALUES (1)") }
+            } throws: { error in
+                (error as? PostgresError)?.code == .connectionLost
+            }
+            await database.shutdown()
+        }
     }
 
     static let migrations = [
