@@ -25,6 +25,9 @@ public final class RPCServerHandler: ChannelInboundHandler {
     private struct Stream {
         var context: RPCCallContext
         var requests: AsyncThrowingStream<[UInt8], any Error>.Continuation
+        /// The trace the handler runs under: named on the lines logged about the call here
+        /// too, on the event loop, outside the handler's `TraceContext.current`.
+        let trace: TraceContext
         var receive = ReceiveWindow()
         let send = SendWindow()
         var halfClosed = false
@@ -122,7 +125,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
             streams[id]!.requests.finish()
         case .cancel(let cancel)?:
             guard streams[id] != nil else { return }
-            logger.debug("call cancelled by the client", metadata: ["stream": "\(id)", "reason": "\(cancel.reason)"])
+            logger.debug("call cancelled by the client", metadata: Self.callMetadata(id, streams[id]?.trace, ["reason": "\(cancel.reason)"]))
             finish(id, RPCError(.cancelled, "the client cancelled the call", errorID: "RPC_CANCELLED"), sendClose: false)
         case .windowUpdate(let update)?:
             // Stream 0 (a connection window) is reserved in v1; 0 grants nothing.
@@ -137,28 +140,40 @@ public final class RPCServerHandler: ChannelInboundHandler {
     }
 
     private func opened(_ context: ChannelHandlerContext, _ id: UInt32, _ open: Weft.V1.FrameOpen) {
+        // The caller's trace with a span of this call's own, or a new trace: the handler runs
+        // under it, and every line about the call, a refusal included, names it.
+        let trace = Self.trace(of: open.metadata)
         guard id % 2 == 1, id > highestStreamID else {
             let error = RPCError(.invalidArgument, "stream \(id) cannot be opened: client streams are odd and increasing", errorID: "RPC_BAD_STREAM_ID")
-            if streams[id] != nil { finish(id, error) } else { refuse(context, id, error) }
+            if streams[id] != nil { finish(id, error) } else { refuse(context, id, error, trace: trace) }
             return
         }
         highestStreamID = id
         if goAwayLastStreamID != nil {
-            return refuse(context, id, RPCError(.unavailable, "the server is shutting down; retry on another connection", errorID: "RPC_SERVER_DRAINING"))
+            return refuse(
+                context, id, RPCError(.unavailable, "the server is shutting down; retry on another connection", errorID: "RPC_SERVER_DRAINING"),
+                trace: trace)
         }
         guard let route = router.routes[open.method] else {
-            return refuse(context, id, RPCError(.unimplemented, "no method \(open.method) on this server", errorID: "RPC_UNKNOWN_METHOD"))
+            return refuse(
+                context, id, RPCError(.unimplemented, "no method \(open.method) on this server", errorID: "RPC_UNKNOWN_METHOD"), trace: trace)
         }
         let metadataBytes = open.metadata.reduce(0) { $0 + $1.countedBytes }
         guard metadataBytes <= configuration.maximumMetadataBytes else {
-            return refuse(context, id, RPCError(
-                .resourceExhausted, "the call's metadata is \(metadataBytes) bytes; the limit is \(configuration.maximumMetadataBytes)",
-                errorID: "RPC_METADATA_TOO_LARGE"))
+            return refuse(
+                context, id,
+                RPCError(
+                    .resourceExhausted, "the call's metadata is \(metadataBytes) bytes; the limit is \(configuration.maximumMetadataBytes)",
+                    errorID: "RPC_METADATA_TOO_LARGE"),
+                trace: trace)
         }
         guard streams.count < configuration.maximumConcurrentStreams else {
-            return refuse(context, id, RPCError(
-                .resourceExhausted, "\(streams.count) calls are open on this connection, the most allowed; wait for one to finish",
-                errorID: "RPC_TOO_MANY_STREAMS"))
+            return refuse(
+                context, id,
+                RPCError(
+                    .resourceExhausted, "\(streams.count) calls are open on this connection, the most allowed; wait for one to finish",
+                    errorID: "RPC_TOO_MANY_STREAMS"),
+                trace: trace)
         }
         idleTimer?.cancel()
         idleTimer = nil
@@ -168,7 +183,7 @@ public final class RPCServerHandler: ChannelInboundHandler {
             method: open.method, metadata: open.metadata, deadline: deadline, streamID: id, remoteAddress: context.channel.remoteAddress,
             connectionID: connectionID)
         let (payloads, requests) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
-        var stream = Stream(context: call, requests: requests)
+        var stream = Stream(context: call, requests: requests, trace: trace)
         // Only a client-streaming call has use for a window beyond the initial one: the one
         // request of any other call always fits (a window may go negative, §4.2). A grant per
         // unary call was a frame, a TLS record and a system call of its own per `Send`.
@@ -206,9 +221,8 @@ public final class RPCServerHandler: ChannelInboundHandler {
             eventLoop.execute { loopBound.value.writeMessage(id, payload) }
         }
         let handler = route.handler
-        // The caller's trace with a span of this call's own, or a new trace: every log line
-        // written while serving the call carries its trace_id (TraceContext).
-        let trace = call["traceparent"].flatMap(TraceContext.init(traceparent:))?.childSpan() ?? .newTrace()
+        // Every log line written while serving the call carries its trace_id (TraceContext).
+        let trace = streams[id]!.trace
         streams[id]!.task = Task {
             let result: Result<[UInt8]?, any Error>
             do {
@@ -268,9 +282,12 @@ public final class RPCServerHandler: ChannelInboundHandler {
             var failure = RPCError(
                 .internal, "the server failed to handle the call; its log has the details under this correlation id", errorID: "RPC_HANDLER_FAILED")
             failure.correlationID = RPCError.makeCorrelationID()
+            let stream = streams[id]!
             logger.error(
                 "handler failed",
-                metadata: ["stream": "\(id)", "method": "\(streams[id]!.context.method)", "error": "\(error)", "correlation_id": "\(failure.correlationID)"])
+                metadata: Self.callMetadata(
+                    id, stream.trace,
+                    ["method": "\(stream.context.method)", "error": "\(error)", "correlation_id": "\(failure.correlationID)"]))
             finish(id, failure)
         }
     }
@@ -281,12 +298,14 @@ public final class RPCServerHandler: ChannelInboundHandler {
     /// an id already over is a late frame, dropped.
     private func unknownStream(_ context: ChannelHandlerContext, _ id: UInt32) {
         guard id > highestStreamID || id % 2 == 0 else { return }
-        refuse(context, id, RPCError(.notFound, "no open stream \(id) on this connection", errorID: "RPC_UNKNOWN_STREAM"))
+        // A stray frame, not a call: no OPEN, so no trace to name.
+        refuse(context, id, RPCError(.notFound, "no open stream \(id) on this connection", errorID: "RPC_UNKNOWN_STREAM"), trace: nil)
     }
 
-    /// Closes a stream that never started, with `error`.
-    private func refuse(_ context: ChannelHandlerContext, _ id: UInt32, _ error: RPCError) {
-        logger.info("call refused", metadata: ["stream": "\(id)", "error_id": "\(error.errorID)", "reason": "\(error.message)"])
+    /// Closes a stream that never started, with `error`; `trace` is the refused call's.
+    private func refuse(_ context: ChannelHandlerContext, _ id: UInt32, _ error: RPCError, trace: TraceContext?) {
+        logger.info(
+            "call refused", metadata: Self.callMetadata(id, trace, ["error_id": "\(error.errorID)", "reason": "\(error.message)"]))
         RPCMetrics.refused(code: error.code)
         context.writeAndFlush(wrapOutboundOut(.init(streamID: id, kind: .close(.init(status: error.status)))), promise: nil)
     }
@@ -302,10 +321,10 @@ public final class RPCServerHandler: ChannelInboundHandler {
         stream.send.close(over)
         RPCMetrics.finished(method: stream.context.method, code: error?.code ?? .ok, after: ContinuousClock.now - stream.opened)
         if let error, error.code != .ok, sendClose {  // a client's cancel is logged where it arrives
-            logger.info("call failed", metadata: [
-                "stream": "\(id)", "method": "\(stream.context.method)", "code": "\(error.code)", "error_id": "\(error.errorID)",
-                "trace_id": "\(stream.context.traceID ?? "")",
-            ])
+            logger.info(
+                "call failed",
+                metadata: Self.callMetadata(
+                    id, stream.trace, ["method": "\(stream.context.method)", "code": "\(error.code)", "error_id": "\(error.errorID)"]))
         }
         guard let context else { return }
         if sendClose {
@@ -323,6 +342,26 @@ public final class RPCServerHandler: ChannelInboundHandler {
                 armIdleTimer()
             }
         }
+    }
+
+    /// The trace a call opened with `metadata` is served under: the caller's `traceparent`
+    /// (its first text value, as `RPCCallContext` reads it) with a span of this call's own, or
+    /// a new trace when it sent none or a malformed one.
+    private static func trace(of metadata: [Weft.V1.MetadataEntry]) -> TraceContext {
+        for entry in metadata where entry.key == "traceparent" {
+            if case .textValue(let text)? = entry.value { return TraceContext(traceparent: text)?.childSpan() ?? .newTrace() }
+        }
+        return .newTrace()
+    }
+
+    /// `fields` with the stream and `trace_id` and `span_id` of call `id`: lines logged here run
+    /// on the event loop, outside the handler's `TraceContext.current`, so they name its trace
+    /// themselves; without it an operator could not join them to the handler's lines.
+    private static func callMetadata(_ id: UInt32, _ trace: TraceContext?, _ fields: Logger.Metadata) -> Logger.Metadata {
+        var metadata = fields
+        metadata["stream"] = "\(id)"
+        if let trace { metadata.merge(trace.logMetadata) { $1 } }
+        return metadata
     }
 
     /// Sends GOAWAY: no new streams; the open ones finish, then the connection closes.

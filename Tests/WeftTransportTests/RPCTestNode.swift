@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 import WeftCrypto
@@ -21,13 +22,17 @@ struct RPCTestNode {
         return configuration
     }
 
-    static func start(configuration: RPCConfiguration = testConfiguration, _ configure: (inout RPCRouter) -> Void) async throws -> RPCTestNode {
+    static func start(
+        configuration: RPCConfiguration = testConfiguration, logger: Logger = Logger(label: "weft.rpc.server"),
+        _ configure: (inout RPCRouter) -> Void
+    ) async throws -> RPCTestNode {
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let node = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
         var router = RPCRouter()
         configure(&router)
         let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: node))
-        let server = try await RPCServer.start(host: "127.0.0.1", port: 0, security: .tls(tls), router: router, configuration: configuration)
+        let server = try await RPCServer.start(
+            host: "127.0.0.1", port: 0, security: .tls(tls), router: router, configuration: configuration, logger: logger)
         return RPCTestNode(ca: ca, server: server)
     }
 
