@@ -177,8 +177,13 @@ struct Demo {
         return result + rest
     }
 
+    /// Writes a file of the demo's directory, the owner's only: node configurations carry the
+    /// database URL, which may hold a password.
     func write(_ name: String, _ text: String) throws {
-        try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        guard FileManager.default.createFile(atPath: directory + "/" + name, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        else {
+            throw DemoError(description: "cannot write \(directory)/\(name) (check the directory's permissions and free space)")
+        }
     }
 
     /// The contract ids of `template` in `weft acs --output json` lines.
@@ -240,7 +245,7 @@ struct Demo {
                 domain: \(domainID)
                 signing-key: keys/sequencers.pem
                 tls: { certificate: certs/sequencer\(index + 1).pem, key: certs/sequencer\(index + 1)-key.pem }
-                database: { url: "\(url)" }
+                database: { url: \(YAMLText.quoted(url)) }
                 metrics: { listen: 127.0.0.1:0 }
             """
         }.joined(separator: "\n")
@@ -263,7 +268,7 @@ struct Demo {
                   mediator-key: keys/mediator.pem.pub
                   mediator-encryption-key: keys/mediator-encryption.pem.pub
                 tls: { certificate: certs/domain-manager.pem, key: certs/domain-manager-key.pem, client-roots: certs/ca.pem }
-                database: { url: "\(databaseURL("\(database)_manager"))" }
+                database: { url: \(YAMLText.quoted(databaseURL("\(database)_manager"))) }
                 metrics: { listen: 127.0.0.1:0 }
               mediator1:
                 kind: mediator
@@ -275,7 +280,7 @@ struct Demo {
                   addresses: [\(sequencerAddresses.joined(separator: ", "))]
                   root-cert: certs/ca.pem
                 tls: { certificate: certs/mediator1.pem, key: certs/mediator1-key.pem }
-                database: { url: "\(url)" }
+                database: { url: \(YAMLText.quoted(url)) }
                 metrics: { listen: 127.0.0.1:0 }
             """)
         say("$ weft run -c domain.yaml --migrate        (logs: logs/domain.jsonl)")
@@ -310,7 +315,7 @@ struct Demo {
                     kind: participant
                     listen: 127.0.0.1:0
                     tls: { certificate: certs/\(name).pem, key: certs/\(name)-key.pem }
-                    database: { url: "\(databaseURL("\(database)_\(name)"))" }
+                    database: { url: \(YAMLText.quoted(databaseURL("\(database)_\(name)"))) }
                     metrics: { listen: 127.0.0.1:0 }
                 """)
             let id = try await run(["participant", "id", "-c", "\(name).yaml"])

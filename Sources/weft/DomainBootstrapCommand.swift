@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import WeftCrypto
 import WeftNode
+import WeftStore
 
 /// `weft domain bootstrap`: the domain owner's material in one step — the root certificate and
 /// node certificates, the domain namespace key and the nodes' keys, and `domain.yaml` with the
@@ -117,7 +118,7 @@ struct DomainCommand: AsyncParsableCommand {
                         domain: \(domainID)
                         signing-key: keys/sequencers.pem
                         tls: { certificate: certs/\(sequencer).pem, key: certs/\(sequencer)-key.pem }
-                        database: { url: "\(databaseURL)" }
+                        database: { url: \(YAMLText.quoted(databaseURL)) }
 
                     """
             }
@@ -136,7 +137,7 @@ struct DomainCommand: AsyncParsableCommand {
                       mediator-key: keys/mediator.pem.pub
                       mediator-encryption-key: keys/mediator-encryption.pem.pub
                     tls: { certificate: certs/domain-manager.pem, key: certs/domain-manager-key.pem, client-roots: certs/ca.pem }
-                    database: { url: "\(managerDatabase ?? "")" }
+                    database: { url: \(YAMLText.quoted(managerDatabase ?? "")) }
                   mediator1:
                     kind: mediator
                     listen: 0.0.0.0:\(basePort + 100)
@@ -147,15 +148,21 @@ struct DomainCommand: AsyncParsableCommand {
                       addresses: [\(addresses.joined(separator: ", "))]
                       root-cert: certs/ca.pem
                     tls: { certificate: certs/mediator1.pem, key: certs/mediator1-key.pem }
-                    database: { url: "\(databaseURL)" }
+                    database: { url: \(YAMLText.quoted(databaseURL)) }
 
                 """
-            try yaml.write(toFile: dir + "/domain.yaml", atomically: true, encoding: .utf8)
+            // The database URLs may carry passwords: readable by the owner only, as the keys.
+            guard FileManager.default.createFile(atPath: dir + "/domain.yaml", contents: Data(yaml.utf8), attributes: [.posixPermissions: 0o600])
+            else {
+                throw BootstrapRefused(description: "cannot write \(dir)/domain.yaml (check the directory's permissions and free space)")
+            }
             switch output {
             case .text:
                 print("domain \(domainID)")
                 print("wrote \(files.count) files into \(dir): certs/ca.pem (give it to every participant's operator), keys/, domain.yaml")
-                print("next: create the domain manager's database (\(managerDatabase ?? "")), then weft run -c domain.yaml --migrate")
+                print(
+                    "next: create the domain manager's database (\(ConnectionStringRedaction.masked(managerDatabase ?? ""))), "
+                        + "then weft run -c domain.yaml --migrate")
             case .json:
                 try printJSON([
                     "domain": domainID, "config": dir + "/domain.yaml", "root_certificate": dir + "/certs/ca.pem",

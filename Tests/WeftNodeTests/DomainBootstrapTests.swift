@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WeftNode
 import WeftStore
 import WeftTestSupport
 
@@ -49,5 +50,27 @@ import WeftTestSupport
             #expect(try String(contentsOfFile: directory.path + "/domain/domain.yaml", encoding: .utf8) == before)
             #expect(try await WeftProcess.run(["domain", "bootstrap", "--sequencers", "0", "--database-url", fixture.url], directory: directory.path).0 == 64)
         }
+    }
+
+    /// The database URLs in domain.yaml carry passwords: the file is the owner's only, the
+    /// summary printed masks them, and a password with YAML's special characters reads back
+    /// as written (it was put between double quotes unescaped: `"` ended the string, `\t`
+    /// became a tab).
+    @Test func domainYAMLKeepsItsPasswordsPrivateAndExact() async throws {
+        let directory = try NodeDirectory()
+        defer { directory.remove() }
+        let url = #"postgresql://weft:pa"s\tw0rd@127.0.0.1:5432/weft"#
+        let written = try await WeftProcess.run(
+            ["domain", "bootstrap", "--name", "acme", "--dir", "domain", "--database-url", url], directory: directory.path)
+        #expect(written.0 == 0, "\(written.2)")
+        #expect(!written.1.contains("w0rd") && !written.2.contains("w0rd"), "\(written.1)")
+        let path = directory.path + "/domain/domain.yaml"
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+        #expect(mode == 0o600, "domain.yaml has mode \(String(mode, radix: 8))")
+        let configuration = try Configuration.load(file: path, environment: [:], overrides: [])
+        #expect(configuration.string("nodes.sequencer1.database.url") == url)
+        // The manager's URL is derived (URLComponents), its password percent-encoded, which
+        // libpq decodes.
+        #expect(configuration.string("nodes.domain-manager.database.url") == "postgresql://weft:pa%22s%5Ctw0rd@127.0.0.1:5432/weft_manager")
     }
 }
