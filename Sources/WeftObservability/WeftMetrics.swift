@@ -50,6 +50,8 @@ public enum WeftMetrics {
             "ACS commitments this participant computed for its counter-participants, one per counter-participant and period.",
         "weft_participant_commitments_rejected_total":
             "ACS commitments received and dropped because a check failed (sender, addressee, period, signature).",
+        "weft_participant_commitments_refused_total":
+            "ACS commitments of this participant the sequencer refused to deliver, by error id (a counter-participant not an enabled member when sequenced).",
         "weft_participant_commitment_mismatches_total":
             "ACS commitment comparisons that did not match: the contracts shared with a counter-participant differ.",
         "weft_participant_commands_total":

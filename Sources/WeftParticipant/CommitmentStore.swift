@@ -51,6 +51,11 @@ public struct CommitmentStore: Sendable {
             'Signed ACS commitments received from counter-participants (signature checked), compared with this participant''s own for an overlapping period: outstanding until it has one, then matched or mismatched (own_commitment: what this participant had; empty when it shares nothing with the sender).';
         """)
 
+    /// The column comment says `acs-commitments-<to_inclusive>`, the message id of a period's
+    /// single batch when it was written; since then each commitment travels in a batch of its
+    /// own, `acs-commitments-<to_inclusive>-<counter_participant>`
+    /// (`ParticipantNode.commitmentMessageID`), and `sent` is set row by row. The SQL stays as
+    /// applied: its checksum is compared at every start.
     static let sentMigration = Migration(
         14, "sent commitments say whether the sequencer took them",
         // A period's commitments were recorded, then sent in the background: a crash or a stop
@@ -159,7 +164,8 @@ public struct CommitmentStore: Sendable {
     struct UnsentPeriod: Sendable {
         let fromExclusive: Int64
         let toInclusive: Int64
-        /// Counter-participant and commitment, in counter-participant order.
+        /// Counter-participant and commitment, in counter-participant order: only those not
+        /// taken yet (the others of the period may have been).
         let commitments: [(counterParticipant: String, commitment: [UInt8])]
     }
 
@@ -190,13 +196,17 @@ public struct CommitmentStore: Sendable {
         return periods
     }
 
-    /// Records that the sequencer took the commitments of the period ending at `to`.
-    func markSent(periodEndingAt to: Int64) async throws {
+    /// Records that the sequencer took the commitment to `counterParticipant` of the period
+    /// ending at `to` (each commitment is sent in a batch of its own, so each row is marked on
+    /// its own: one refused or lost leaves the others' marks alone).
+    func markSent(periodEndingAt to: Int64, counterParticipant: String) async throws {
         let me = PostgresValue.text(participant)
         _ = try await database.withConnection { connection in
             try connection.execute(
-                "UPDATE participant_sent_commitments SET sent = true WHERE participant = $1 AND to_inclusive = $2 AND NOT sent",
-                [me, .int64(to)])
+                """
+                UPDATE participant_sent_commitments SET sent = true
+                WHERE participant = $1 AND counter_participant = $2 AND to_inclusive = $3 AND NOT sent
+                """, [me, .text(counterParticipant), .int64(to)])
         }
     }
 

@@ -178,14 +178,22 @@ extension ParticipantNode {
     }
 
     /// Sends, oldest first, the commitments of every period the sequencer has not taken yet
-    /// (`participant_sent_commitments.sent`), and marks each period sent once it has: a new
-    /// period's, and any an earlier send lost (a crash or a stop before it reached the
+    /// (`participant_sent_commitments.sent`), and marks each sent once the sequencer has taken
+    /// it: a new period's, and any an earlier send lost (a crash or a stop before it reached the
     /// sequencer, a sequencer away past its max sequencing time). One sender at a time: asked
     /// while it runs, it goes over the unsent periods once more when it is done, so a backlog
-    /// of periods (a catch-up, a replay) is sent once each, not once per period recorded. A
-    /// period whose send fails is left for the next round; the ones after it are still sent.
-    /// Sending a period again is harmless: its message id is the period's, and the sequencer
-    /// takes it once.
+    /// of periods (a catch-up, a replay) is sent once each, not once per period recorded.
+    ///
+    /// Each commitment travels in a batch of its own: the sequencer refuses a whole batch when
+    /// one of its recipients is unknown or disabled when it is sequenced
+    /// (`SEQUENCER_UNKNOWN_RECIPIENTS`, a deliver error), and a period's commitments are computed
+    /// with the topology at its end — a counter-participant the domain manager disabled just
+    /// after it would otherwise keep every other counter-participant from receiving that
+    /// period's commitment, and their sent commitments for it unmatched for ever. So a period
+    /// costs one send per counter-participant; periods come once per reconciliation interval.
+    /// A commitment whose send fails is left for the next round; the others are still sent.
+    /// Sending one again is harmless: its message id is the period's and the
+    /// counter-participant's (`commitmentMessageID`), and the sequencer takes it once.
     func sendUnsentCommitments() {
         guard !commitmentSendsDropped else { return }
         guard !commitmentRuntime.sending else {
@@ -205,24 +213,41 @@ extension ParticipantNode {
                     periods = []
                 }
                 for period in periods {
-                    do {
-                        let batch = try Self.commitmentBatch(period, from: me, domain: domain, key: key)
+                    var sent: [String] = []
+                    var failed: [(counterParticipant: String, error: any Error)] = []
+                    for (counter, digest) in period.commitments {
                         do {
-                            try await connection.send(batch, messageID: "acs-commitments-\(period.toInclusive)")
-                        } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
-                            // Sequenced before: by a send whose mark was lost.
+                            let batch = try Self.commitmentBatch(
+                                digest, to: counter, fromExclusive: period.fromExclusive, toInclusive: period.toInclusive,
+                                sender: me, domain: domain, key: key)
+                            let messageID = Self.commitmentMessageID(periodEndingAt: period.toInclusive, to: counter)
+                            do {
+                                try await connection.send(batch, messageID: messageID)
+                            } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
+                                // Sequenced before: by a send whose mark was lost.
+                            }
+                            // Taken, even if it is sequenced as a deliver error (a refused
+                            // recipient): sending it again would be refused alike.
+                            try await store.markSent(periodEndingAt: period.toInclusive, counterParticipant: counter)
+                            sent.append(counter)
+                        } catch {
+                            failed.append((counter, error))
                         }
-                        try await store.markSent(periodEndingAt: period.toInclusive)
+                    }
+                    let range = "\(period.fromExclusive)..\(period.toInclusive)"
+                    if !sent.isEmpty {
                         logger.info(
                             "ACS commitments sent",
-                            metadata: [
-                                LogKey.period: "\(period.fromExclusive)..\(period.toInclusive)",
-                                "counter_participants": "\(period.commitments.map(\.counterParticipant).joined(separator: " "))",
-                            ])
-                    } catch {
+                            metadata: [LogKey.period: "\(range)", "counter_participants": "\(sent.joined(separator: " "))"])
+                    }
+                    if let first = failed.first {
                         logger.error(
                             "ACS commitments not sent; they are sent again with the next period's, or at the next start",
-                            metadata: [LogKey.period: "\(period.fromExclusive)..\(period.toInclusive)", "error": "\(error)"])
+                            metadata: [
+                                LogKey.period: "\(range)",
+                                "counter_participants": "\(failed.map(\.counterParticipant).joined(separator: " "))",
+                                "error": "\(first.error)",
+                            ])
                     }
                 }
             } while await self?.commitmentsToSendAgain() == true
@@ -239,24 +264,72 @@ extension ParticipantNode {
         return false
     }
 
-    /// The batch of one period's signed commitments, one envelope per counter-participant.
-    static func commitmentBatch(_ period: CommitmentStore.UnsentPeriod, from me: String, domain: String, key: SigningPrivateKey)
-        throws -> Weft.V1.Batch
-    {
-        var envelopes: [Weft.V1.Envelope] = []
-        for (counter, digest) in period.commitments {
-            guard let counterID = try? UniqueIdentifier(parsing: counter) else { continue }
-            let commitment = Weft.V1.AcsCommitment(
-                domain: domain, sender: me, counterParticipant: counter,
-                fromExclusive: .init(microsSinceEpoch: period.fromExclusive), toInclusive: .init(microsSinceEpoch: period.toInclusive),
-                commitment: digest)
-            let signed = try ProtocolSigning.sign(Weft.V1.SignedContent(content: .acsCommitment(commitment)), with: key)
-            envelopes.append(
-                Weft.V1.Envelope(
-                    content: try Weft.V1.EnvelopeContent(message: .signedMessage(signed)).serializedBytes(),
-                    recipients: [MemberID(role: .participant, identifier: counterID).description]))
+    /// The start of every ACS commitment batch's message id.
+    static let commitmentMessageIDPrefix = "acs-commitments-"
+
+    /// The message id of the batch of the commitment to `counterParticipant` for the period
+    /// ending at `periodEnd`: the same at every attempt and after a restart, so the sequencer
+    /// takes it once (another attempt is answered `SEQUENCER_DUPLICATE_MESSAGE_ID`).
+    static func commitmentMessageID(periodEndingAt periodEnd: Int64, to counterParticipant: String) -> String {
+        "\(commitmentMessageIDPrefix)\(periodEnd)-\(counterParticipant)"
+    }
+
+    /// The period end and counter-participant a commitment batch's message id names; nil for
+    /// another message id. The counter-participant is nil for an id from before commitments
+    /// were sent one per batch (`acs-commitments-<period end>`, a whole period's).
+    static func commitmentMessage(_ messageID: String) -> (periodEnd: Int64, counterParticipant: String?)? {
+        guard messageID.hasPrefix(commitmentMessageIDPrefix) else { return nil }
+        let rest = messageID.dropFirst(commitmentMessageIDPrefix.count)
+        let end = rest.prefix { $0 != "-" }
+        guard let periodEnd = Int64(end) else { return nil }
+        let counter = rest.dropFirst(end.count + 1)
+        return (periodEnd, counter.isEmpty ? nil : String(counter))
+    }
+
+    /// The batch of one signed commitment, to its counter-participant alone.
+    static func commitmentBatch(
+        _ digest: [UInt8], to counter: String, fromExclusive: Int64, toInclusive: Int64, sender me: String, domain: String,
+        key: SigningPrivateKey
+    ) throws -> Weft.V1.Batch {
+        guard let counterID = try? UniqueIdentifier(parsing: counter) else {
+            throw ParticipantError.inconsistentStore("a sent commitment's counter-participant is not a participant id: \(counter)")
         }
-        return Weft.V1.Batch(envelopes: envelopes)
+        let commitment = Weft.V1.AcsCommitment(
+            domain: domain, sender: me, counterParticipant: counter,
+            fromExclusive: .init(microsSinceEpoch: fromExclusive), toInclusive: .init(microsSinceEpoch: toInclusive),
+            commitment: digest)
+        let signed = try ProtocolSigning.sign(Weft.V1.SignedContent(content: .acsCommitment(commitment)), with: key)
+        return Weft.V1.Batch(envelopes: [
+            Weft.V1.Envelope(
+                content: try Weft.V1.EnvelopeContent(message: .signedMessage(signed)).serializedBytes(),
+                recipients: [MemberID(role: .participant, identifier: counterID).description])
+        ])
+    }
+
+    /// Reports a deliver error in this participant's stream if it answers one of its commitment
+    /// batches (which match no command, so nothing else reports them). The sequencer took the
+    /// batch and refused it, and the commitment stays marked sent: sending it again would be
+    /// refused alike. `SEQUENCER_UNKNOWN_RECIPIENTS`: the counter-participant was not an enabled
+    /// member when the batch was sequenced — typically disabled by the domain manager after the
+    /// period's end, whose topology still counted it — so it never receives this period's
+    /// commitment; nothing to do if it was disabled on purpose (it is counted out from the next
+    /// period on). The other counter-participants' commitments travel in batches of their own.
+    func reportRefusedCommitment(messageID: String, reasonID: String, message: String) {
+        guard let refused = Self.commitmentMessage(messageID) else { return }
+        Counter(label: "weft_participant_commitments_refused_total").increment()
+        var metadata: Logger.Metadata = [
+            "message_id": "\(messageID)", "error_id": "\(reasonID)", LogKey.reason: "\(message)",
+        ]
+        if let counter = refused.counterParticipant { metadata[LogKey.counterParticipant] = "\(counter)" }
+        if reasonID == "SEQUENCER_UNKNOWN_RECIPIENTS" {
+            logger.error(
+                "the sequencer refused an ACS commitment: the counter-participant was not an enabled member when it was sequenced and does not receive this period's commitment; no action is needed if it was disabled",
+                metadata: metadata)
+        } else {
+            logger.error(
+                "the sequencer refused an ACS commitment: the counter-participant does not receive this period's commitment",
+                metadata: metadata)
+        }
     }
 
     /// Whether a signed message is an ACS commitment (rather than a verdict).

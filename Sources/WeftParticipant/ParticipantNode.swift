@@ -1099,6 +1099,8 @@ public actor ParticipantNode {
                     metadata: [LogKey.command: "\(key)", LogKey.reason: "\(reasonID)"])
                 complete(
                     key, .rejected(reasonID: reasonID, message: message), submissionID: Self.submissionID(ofRequest: error.messageID))
+            } else {
+                reportRefusedCommitment(messageID: error.messageID, reasonID: reasonID, message: message)
             }
         case .deliver(let deliver)?:
             if deliver.sender == memberText { unsequenced[deliver.messageID] = nil }  // our request, sequenced

@@ -73,6 +73,137 @@ extension OnASecondRealDomain {
             }
         }
 
+        /// Each commitment reaches its counter-participant in a batch of its own. participant1
+        /// shares an IOU with participant2 and one with participant3, and computes a period with
+        /// commitments to both; participant3 is disabled before they are sequenced. The sequencer
+        /// refuses the one to participant3 (no member any more), and participant2 still receives
+        /// participant1's, which matches its own: the period does not stay unmatched at
+        /// participant2. (Sent as one batch, the period's commitments were refused whole.)
+        /// Deterministic: participant1 sends no commitment before participant3 is disabled — its
+        /// sends are dropped from before it shares anything, and the periods recorded meanwhile
+        /// are sent when it restarts, after the sequencer has applied the change.
+        @Test func aCommitmentReachesItsCounterParticipantWhenAnotherOfThePeriodIsDisabledBeforeItIsSequenced() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url, extraParties: [("depository", 2)])
+                let depository = try #require(domain.extraParties["depository"])
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
+                let ids = domain.members.map(\.id.description)
+                // participant1 has no contract yet, so it has nothing waiting to be sent: from
+                // now on, none of its commitments reaches the sequencer until it restarts.
+                await domain.p1.dropCommitmentSendsFromNowOn()
+                _ = try await domain.issued("10.00", to: domain.alice, command: "iou-with-participant2")
+                try await domain.p3.upload(packageSource: domain.iouSource, file: "iou.weft")
+                _ = try await domain.created(
+                    in: try domain.package, "Iou",
+                    [
+                        "issuer": .party(depository), "owner": .party(domain.alice), "currency": .text("USD"),
+                        "amount": .decimal(FixedDecimal("5.00")!),
+                    ], by: depository, on: domain.p3, seenBy: [domain.p1])
+
+                let url = fixture.url
+                @Sendable func scalar(_ sql: String, _ parameters: [PostgresValue]) async throws -> Int64 {
+                    try await StoredSequencerEvent.query(url) { connection in
+                        try connection.execute(sql, parameters).rows.first?.first?.int64 ?? 0
+                    }
+                }
+                // The latest period participant1 recorded commitments to both for, unsent.
+                let unsentToBoth = """
+                    SELECT coalesce(max(c.to_inclusive), 0)::bigint FROM participant_sent_commitments c
+                    WHERE c.participant = $1 AND c.counter_participant = $3 AND NOT c.sent AND EXISTS (
+                        SELECT 1 FROM participant_sent_commitments o
+                        WHERE o.participant = $1 AND o.counter_participant = $2 AND o.to_inclusive = c.to_inclusive
+                          AND NOT o.sent)
+                    """
+                let participants: [PostgresValue] = ids.map { .text($0) }
+                try await eventually("participant1 records a period with commitments to participants 2 and 3") {
+                    try await scalar(unsentToBoth, participants) > 0
+                }
+                await domain.p1.crash()
+                let period = try await scalar(unsentToBoth, participants)
+                try #require(period > 0)
+
+                // The domain manager disables participant3 (stopped first: it is cut off anyway).
+                await domain.p3.stop()
+                var topology = domain.domain
+                let disable = try topology.domainSigned(
+                    .participantState(domain.members[2].id, permission: .disabled), key: "state-\(domain.members[2].id)")
+                try await domain.broadcast([disable], messageID: "disable-participant3")
+                await domain.sequencerTopology.waitUntil(domain.members[2].member, isActive: false)
+                // The sequencer's topology changes before it writes the member disabled, and a
+                // waiter that comes in between returns at once: wait for the write too.
+                let enabled = """
+                    SELECT count(*)::bigint FROM sequencer_members WHERE member = $1 AND enabled
+                    """
+                try await eventually("the sequencer has disabled participant3") {
+                    try await scalar(enabled, [.text(domain.members[2].member.description)]) == 0
+                }
+
+                // participant1 sends the periods it recorded: participant2 receives the period's
+                // commitment and it matches; participant1 receives participant2's.
+                let restarted = try await domain.restart(0)
+                let received = """
+                    SELECT count(*)::bigint FROM participant_received_commitments
+                    WHERE participant = $1 AND counter_participant = $2 AND to_inclusive = $3 AND state = ANY($4::text[])
+                    """
+                @Sendable func receivedAtP2(_ states: [String?]) async throws -> Int64 {
+                    try await scalar(received, [.text(ids[1]), .text(ids[0]), .int64(period), .textArray(states)])
+                }
+                try await eventually("participant2 compares participant1's commitment for the period") {
+                    try await receivedAtP2(["matched", "mismatched"]) == 1
+                }
+                #expect(try await receivedAtP2(["matched"]) == 1, "participant1's commitment for the period matches participant2's")
+                let stores = [restarted, domain.p2].map {
+                    CommitmentStore(database: $0.store.database, participant: $0.identity.id.description)
+                }
+                #expect(try await stores[1].mismatches(counterParticipant: ids[0]).isEmpty)
+                let matchedAtP1 = """
+                    SELECT count(*)::bigint FROM participant_sent_commitments
+                    WHERE participant = $1 AND counter_participant = $2 AND to_inclusive = $3 AND matched
+                    """
+                try await eventually("participant1's commitment to participant2 for the period is matched") {
+                    try await scalar(matchedAtP1, [.text(ids[0]), .text(ids[1]), .int64(period)]) == 1
+                }
+                #expect(try await stores[0].mismatches(counterParticipant: ids[1]).isEmpty)
+
+                // Both of the period's commitments count as sent, the refused one too: sending it
+                // again would be refused alike.
+                let unsent = """
+                    SELECT count(*)::bigint FROM participant_sent_commitments
+                    WHERE participant = $1 AND to_inclusive = $2 AND NOT sent
+                    """
+                try await eventually("participant1 marks both of the period's commitments sent") {
+                    try await scalar(unsent, [.text(ids[0]), .int64(period)]) == 0
+                }
+                // The sequencer took each in a batch of its own, and refused participant3's only.
+                let member = domain.members[0].member.description
+                let events = try await StoredSequencerEvent.query(url) { connection in
+                    try connection.execute(
+                        """
+                        SELECT e.message_id, e.kind::int8, coalesce(e.error_id, '') FROM sequencer_events e
+                        JOIN sequencer_members m ON m.id = e.sender
+                        WHERE m.member = $1 AND e.message_id LIKE $2 ORDER BY e.message_id
+                        """, [.text(member), .text("acs-commitments-\(period)-%")]
+                    ).rows.map { row in
+                        let (messageID, kind) = (try row[0].string ?? "", try row[1].int64 ?? 0)
+                        let errorID = try row[2].string ?? ""
+                        return "\(messageID) \(kind) \(errorID)"
+                    }
+                }
+                #expect(
+                    events == [
+                        "acs-commitments-\(period)-\(ids[1]) 1 ",
+                        "acs-commitments-\(period)-\(ids[2]) 2 SEQUENCER_UNKNOWN_RECIPIENTS",
+                    ])
+                // The period no longer holds participant2's safe point back.
+                try await eventually("participant2's safe point reaches the period") {
+                    (try await stores[1].safePoint().safePoint ?? 0) >= period
+                }
+                await restarted.stop()
+                await domain.stop()
+            }
+        }
+
         /// Mixed IOU and DvP transactions: every pair of participants sharing contracts
         /// exchanges commitments and they match (each participant's safe point passes the end
         /// of the run, with no mismatch). Then an IOU's amount is changed by hand in
