@@ -1,4 +1,5 @@
 internal import CLibPQ
+import Logging
 
 #if canImport(Glibc)
     import Glibc
@@ -87,7 +88,10 @@ public final class PostgresConnection {
         // `dbname` comes first so that the keywords after it override whatever the URL says.
         // NOTICEs (`relation … already exists, skipping`) would go to stderr unasked.
         var keywords = ["dbname", "client_encoding", "options"]
-        var values = [url, "UTF8", "-c client_min_messages=warning"]
+        // The operator's own options (the URL's `options=`, else `PGOPTIONS`: a search_path, a
+        // statement_timeout) go first; setting the keyword here would drop them otherwise.
+        let given = Self.options(in: url) ?? getenv("PGOPTIONS").map { String(cString: $0) }
+        var values = [url, "UTF8", (given.map { $0 + " " } ?? "") + "-c client_min_messages=warning"]
         // A server that accepts TCP but never answers, or a peer gone without a reset (a
         // failover moving the address), would hold a connection attempt or a query for as
         // long as the kernel keeps the socket (minutes): bounds unless the URL or the
@@ -113,6 +117,17 @@ public final class PostgresConnection {
             PQfinish(handle)
             throw error
         }
+        // The server's warnings (after client_min_messages) are log lines of their own, not
+        // libpq's raw text on stderr between the node's JSON lines.
+        PQsetNoticeReceiver(handle, { _, result in
+            guard let result else { return }
+            func field(_ code: Character) -> String? {
+                PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0).flattenedLibpqMessage() }
+            }
+            Logger(label: "weft.store").warning(
+                "PostgreSQL: \(field("M") ?? "")",
+                metadata: ["sqlstate": "\(field("C") ?? "")", "severity": "\(field("V") ?? "")", "detail": "\(field("D") ?? "")"])
+        }, nil)
         self.connection = handle
     }
 
@@ -425,6 +440,13 @@ public final class PostgresConnection {
     /// Whether the connection is still usable (libpq has not seen it break).
     public var isUsable: Bool { PQstatus(connection) == CONNECTION_OK }
 
+    /// Whether a transaction is open on the connection (also a failed one, which only a
+    /// ROLLBACK ends).
+    public var isInTransaction: Bool {
+        let status = PQtransactionStatus(connection)
+        return status == PQTRANS_INTRANS || status == PQTRANS_INERROR
+    }
+
     /// Whether the connection can go back to a pool for the next caller: usable, outside any
     /// transaction and out of pipeline mode. A body that left a transaction open (or a failed
     /// `ROLLBACK`) would otherwise hand its transaction to whoever takes the connection next.
@@ -515,6 +537,26 @@ public final class PostgresConnection {
         ("keepalives_count", nil, "3"),
         ("tcp_user_timeout", nil, "30000"),
     ]
+
+    /// The `options` a connection string sets (`?options=…` in a URL, `options=…` in a
+    /// key/value string), or nil.
+    static func options(in connectionString: String) -> String? {
+        guard !connectionString.isEmpty else { return nil }
+        var error: UnsafeMutablePointer<CChar>?
+        guard let parsed = PQconninfoParse(connectionString, &error) else {
+            if let error { PQfreemem(error) }
+            return nil  // PQconnectdbParams reports the malformed string
+        }
+        defer { PQconninfoFree(parsed) }
+        var option = parsed
+        while let keyword = option.pointee.keyword {
+            if String(cString: keyword) == "options", let value = option.pointee.val, value.pointee != 0 {
+                return String(cString: value)
+            }
+            option += 1
+        }
+        return nil
+    }
 
     /// The URL's text from its first '/' after the scheme up to an '@' that follows it, with
     /// that part masked, if there is such an '@' before the query: a user or password with an
@@ -651,6 +693,10 @@ private struct EncodedParameters {
     private static let binaryFormat: Int32 = 1
     /// Zero asks the server to infer the type from the statement.
     private static let inferredType: Oid = 0
+    /// The most a statement's parameters may take together: the server refuses a message of
+    /// 1 GiB or more by closing the connection ("invalid message length"), which a caller would
+    /// see as a lost connection and retry for ever.
+    static let maximumBytes = (1 << 30) - 1024
 
     init(_ parameters: [PostgresValue]) throws(PostgresError) {
         types.reserveCapacity(parameters.count)
@@ -673,11 +719,11 @@ private struct EncodedParameters {
                     buffer.append(0)
                 }
             case .bytes(let bytes):
-                guard bytes.count <= Int32.max else {
+                guard bytes.count <= Self.maximumBytes else {
                     throw PostgresError(
                         code: .invalidParameter,
-                        message: "parameter $\(index + 1) has \(bytes.count) bytes, more than a "
-                            + "protocol message can carry"
+                        message: "parameter $\(index + 1) has \(bytes.count) bytes, more than PostgreSQL takes in one "
+                            + "statement (1 GiB)"
                     )
                 }
                 append(
@@ -719,6 +765,13 @@ private struct EncodedParameters {
                 }
             }
         }
+        guard values.byteCount <= Self.maximumBytes else {
+            throw PostgresError(
+                code: .invalidParameter,
+                message: "the statement's parameters take \(values.byteCount) bytes together, more than PostgreSQL takes in one "
+                    + "statement (1 GiB); write them in several statements"
+            )
+        }
     }
 
     /// A one-dimensional array in PostgreSQL's binary array format (what `array_recv` reads):
@@ -741,10 +794,10 @@ private struct EncodedParameters {
                 if let element { writeElement(element, &buffer) } else { buffer.appendBigEndian(Int32(-1)) }
             }
         }
-        guard length <= Int32.max else {
+        guard length <= Self.maximumBytes else {
             throw PostgresError(
                 code: .invalidParameter,
-                message: "parameter $\(index + 1) has \(length) bytes, more than a protocol message can carry"
+                message: "parameter $\(index + 1) has \(length) bytes, more than PostgreSQL takes in one statement (1 GiB)"
             )
         }
         append(type: type, format: Self.binaryFormat, length: Int32(length))
@@ -765,6 +818,8 @@ private struct PackedCBuffers {
     /// `NULL`).
     private var storage: [UInt8] = [0]
     private var offsets: [Int?] = []
+    /// The bytes of every value together (and one of padding).
+    var byteCount: Int { storage.count }
 
     /// Appends the value `write` adds to the end of the buffer; returns its length.
     @discardableResult

@@ -120,7 +120,9 @@ public final class PostgresDatabase: Sendable {
         } catch {
             if connection.isUsable {
                 _ = try? connection.flush()  // whatever was sent; the transaction is void
-                _ = try? connection.execute("ROLLBACK")
+                // Not after a COMMIT that failed: that ended the transaction (the server would
+                // answer "there is no transaction in progress").
+                if connection.isInTransaction { _ = try? connection.execute("ROLLBACK") }
             }
             throw error
         }

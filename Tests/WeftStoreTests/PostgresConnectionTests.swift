@@ -111,6 +111,27 @@ struct PostgresConnectionTests {
         #expect(try result.rows.first?.first?.int64 == 0)
     }
 
+    /// The server closes the connection on a message of 1 GiB or more: refused before
+    /// sending, as a parameter, not a lost connection that a caller would retry.
+    @Test func aValueOverAGibibyteIsRefusedBeforeSending() throws {
+        let connection = try SharedPostgresServer.connect()
+        let error = #expect(throws: PostgresError.self) {
+            try connection.execute("SELECT length($1::bytea)", [.bytes([UInt8](repeating: 7, count: 1 << 30))])
+        }
+        #expect(error?.code == .invalidParameter, "\(String(describing: error))")
+        #expect(try connection.execute("SELECT 1").rows.count == 1)
+    }
+
+    /// The URL's own `options` (a search_path here) are kept beside the ones the connection
+    /// sets itself; before, setting `options` dropped them.
+    @Test func theURLsOptionsAreKept() throws {
+        let url = try #require(SharedPostgresServer.url)
+        let separator = url.contains("?") ? "&" : "?"
+        let connection = try PostgresConnection(url: url + separator + "options=-c%20search_path%3Dweft_elsewhere")
+        #expect(try connection.execute("SHOW search_path").rows.first?.first?.string == "weft_elsewhere")
+        #expect(try connection.execute("SHOW client_min_messages").rows.first?.first?.string == "warning")
+    }
+
     @Test func textWithAZeroByteIsRefusedBeforeSending() throws {
         let connection = try SharedPostgresServer.connect()
         let error = #expect(throws: PostgresError.self) {
