@@ -32,14 +32,17 @@ public final class PostgresSessionLock: Sendable {
     private let url: String
     private let idleSessionTimeout: Duration
     private let thread = NIOThreadPool(numberOfThreads: 1)
+    /// What callers on any thread read and set, each time briefly: never held across a call
+    /// to the server, so that `stillHeldCheck` and `close` do not wait for a stuck one.
     private let state = Mutex<State>(State())
+    /// The lock's connection, kept across attempts that did not get the lock. Used on the
+    /// lock's one thread only, which orders the conversation; the mutex is never contended.
+    private let conversation = Mutex<ConnectionLease?>(nil)
 
     private struct State {
         var started = false
         var closed = false
-        /// The lock's connection, kept across attempts that did not get the lock.
-        var connection: ConnectionLease?
-        /// The server process of `connection`'s session.
+        /// The server process of the connection's session.
         var serverProcess: Int64 = 0
         var holds = false
     }
@@ -85,32 +88,39 @@ public final class PostgresSessionLock: Sendable {
         guard open else { return false }
         let (url, idle, parameters, oids) = (url, idleSessionTimeout, lockParameters, oidParameters)
         return try await thread.runIfActive { [self] in
-            // The whole check under the mutex: one conversation at a time on the connection.
-            try state.withLock { state in
-                guard !state.closed else { return false }
-                if let lease = state.connection {
+            try conversation.withLock { connection -> Bool in
+                guard !state.withLock({ $0.closed }) else { return false }
+                if let lease = connection {
                     do {
-                        if state.holds {
-                            state.holds = try lease.connection.execute(Self.heldBySession, oids).rows.first?[0].bool ?? false
-                            if state.holds { return true }
+                        if state.withLock({ $0.holds }) {
+                            let still = try lease.connection.execute(Self.heldBySession, oids).rows.first?[0].bool ?? false
+                            state.withLock { $0.holds = still }
+                            if still { return true }
                         }
-                        state.holds = try lease.connection.execute(Self.tryLock, parameters).rows.first?[0].bool ?? false
-                        return state.holds
+                        let taken = try lease.connection.execute(Self.tryLock, parameters).rows.first?[0].bool ?? false
+                        return state.withLock { state in
+                            state.holds = taken  // close() unlocks it if it came too late
+                            return taken && !state.closed
+                        }
                     } catch where !lease.connection.isUsable {
-                        state.connection = nil  // the session, and the lock with it, is gone
-                        state.holds = false
+                        connection = nil  // the session, and the lock with it, is gone
+                        state.withLock { $0.holds = false }
                     }
                 }
-                let connection = try PostgresConnection(url: url)
-                let row = try connection.execute("SELECT pg_backend_pid()::int8, current_setting('server_version_num')::int8").rows[0]
+                let opened = try PostgresConnection(url: url)
+                let row = try opened.execute("SELECT pg_backend_pid()::int8, current_setting('server_version_num')::int8").rows[0]
                 if try row[1].int64 ?? 0 >= 140000 {
                     let milliseconds = idle.components.seconds * 1000 + idle.components.attoseconds / 1_000_000_000_000_000
-                    _ = try connection.execute("SELECT set_config('idle_session_timeout', $1, false)", [.text("\(milliseconds)ms")])
+                    _ = try opened.execute("SELECT set_config('idle_session_timeout', $1, false)", [.text("\(milliseconds)ms")])
                 }
-                state.connection = ConnectionLease(connection)
-                state.serverProcess = try row[0].int64 ?? 0
-                state.holds = try connection.execute(Self.tryLock, parameters).rows.first?[0].bool ?? false
-                return state.holds
+                connection = ConnectionLease(opened)
+                let process = try row[0].int64 ?? 0
+                let taken = try opened.execute(Self.tryLock, parameters).rows.first?[0].bool ?? false
+                return state.withLock { state in
+                    state.serverProcess = process
+                    state.holds = taken  // close() unlocks it if it came too late
+                    return taken && !state.closed
+                }
             }
         }
     }
@@ -121,8 +131,8 @@ public final class PostgresSessionLock: Sendable {
         guard state.withLock({ $0.started && !$0.closed }) else { return nil }
         let oids = oidParameters
         return try await thread.runIfActive { [self] in
-            try state.withLock { state in
-                guard let lease = state.connection else { return nil }
+            try conversation.withLock { connection in
+                guard let lease = connection else { return nil }
                 guard
                     let row = try lease.connection.execute(
                         """
@@ -146,14 +156,18 @@ public final class PostgresSessionLock: Sendable {
         guard started else { return }
         let parameters = lockParameters
         _ = try? await thread.runIfActive { [self] in
-            state.withLock { state in
+            conversation.withLock { connection in
                 // Unlocked before the session ends: a successor that tries right after finds
-                // the lock free, rather than racing the server's cleanup of this session.
-                if state.holds, let lease = state.connection {
+                // the lock free, rather than racing the server's cleanup of this session. (An
+                // attempt under way when `close` was called returned false: `closed` is set.)
+                let held = state.withLock { state in
+                    defer { state.holds = false }
+                    return state.holds
+                }
+                if held, let lease = connection {
                     _ = try? lease.connection.execute("SELECT pg_advisory_unlock($1::int8::int4, $2::int8::int4)", parameters)
                 }
-                state.holds = false
-                state.connection = nil  // PQfinish, here on the lock's thread
+                connection = nil  // PQfinish, here on the lock's thread
             }
         }
         try? await thread.shutdownGracefully()

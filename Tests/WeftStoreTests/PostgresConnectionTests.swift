@@ -184,23 +184,9 @@ struct PostgresConnectionFailureTests {
     /// 10 s by default here, instead of holding the caller for as long as the kernel keeps
     /// the socket.
     @Test(.timeLimit(.minutes(1))) func aServerThatNeverAnswersFailsTheConnectionAtItsTimeout() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(listener >= 0)
-        defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(bound == 0)
-        #expect(listen(listener, 8) == 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
-        }
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let listener = try SilentListener()
+        defer { listener.close() }
+        let port = listener.port
         let started = ContinuousClock.now
         let error = #expect(throws: PostgresError.self) {
             try PostgresConnection(url: "postgresql://weft@127.0.0.1:\(port)/weft")
