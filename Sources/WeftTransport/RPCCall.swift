@@ -49,15 +49,23 @@ public struct RPCCallContext: Sendable {
 }
 
 extension Weft.V1.MetadataEntry {
-    /// Bytes this entry counts against `RPCConfiguration.maximumMetadataBytes`:
-    /// its key and its value.
+    /// Bytes this entry counts against `RPCConfiguration.maximumMetadataBytes`: its key and
+    /// its value, and 32 for the entry itself (as HTTP/2 counts a header): an entry costs the
+    /// server far more than its two bytes on the wire, and a call of a million empty entries
+    /// counted as nothing and was held for the whole call.
     var countedBytes: Int {
-        switch value {
-        case .textValue(let text)?: key.utf8.count + text.utf8.count
-        case .binaryValue(let bytes)?: key.utf8.count + bytes.count
-        case nil: key.utf8.count
-        }
+        Self.overheadBytes
+            + {
+                switch value {
+                case .textValue(let text)?: key.utf8.count + text.utf8.count
+                case .binaryValue(let bytes)?: key.utf8.count + bytes.count
+                case nil: key.utf8.count
+                }
+            }()
     }
+
+    /// What each entry counts beyond its key and value.
+    static let overheadBytes = 32
 }
 
 /// The messages one side of a call receives, in order, as an `AsyncSequence`:

@@ -56,10 +56,10 @@ import WeftWire
         defer { node.close() }
         let client = try await node.connect()
         defer { client.channel.close(promise: nil) }
-        // 13 + 1,011 bytes: exactly the limit, served.
-        let fits = [Weft.V1.MetadataEntry(key: "authorization", value: .textValue(String(repeating: "a", count: 1011)))]
+        // 32 + 13 + 979 bytes: exactly the limit, served.
+        let fits = [Weft.V1.MetadataEntry(key: "authorization", value: .textValue(String(repeating: "a", count: 979)))]
         #expect(try await client.unary(Weft.V1.HealthService.check, .init(service: "ok"), metadata: fits).status == .serving)
-        let over = [Weft.V1.MetadataEntry(key: "authorization", value: .textValue(String(repeating: "a", count: 1012)))]
+        let over = [Weft.V1.MetadataEntry(key: "authorization", value: .textValue(String(repeating: "a", count: 980)))]
         await #expect {
             _ = try await client.unary(Weft.V1.HealthService.check, .init(service: "ok"), metadata: over)
         } throws: { error in
@@ -116,6 +116,23 @@ import WeftWire
         }
         #expect(served)
         try? await second.channel.close()
+    }
+
+    /// Entries with neither key nor value are 2 bytes on the wire each but far more in the
+    /// server's memory, held for the call: each counts 32 bytes, so 50,000 of them are refused.
+    @Test func manyEmptyMetadataEntriesAreRefused() async throws {
+        let node = try await RPCTestNode.start { router in
+            router.register(Weft.V1.HealthService.check) { _, _ in .init(status: .serving) }
+        }
+        defer { node.close() }
+        let client = try await node.connect()
+        defer { client.channel.close(promise: nil) }
+        let empty = [Weft.V1.MetadataEntry](repeating: .init(), count: 50_000)
+        await #expect {
+            _ = try await client.unary(Weft.V1.HealthService.check, .init(), metadata: empty)
+        } throws: { error in
+            (error as? RPCError)?.code == .resourceExhausted && (error as? RPCError)?.errorID == "RPC_METADATA_TOO_LARGE"
+        }
     }
 
     @Test func metadataThatCannotBeEncodedFailsTheCallAtTheClient() async throws {
