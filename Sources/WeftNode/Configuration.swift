@@ -28,6 +28,17 @@ public struct Configuration: Sendable, Equatable {
             case .defaultValue: "by default"
             }
         }
+
+        /// The layer the value was set in: a higher one overrides a lower one (a value's
+        /// default, then the file, the environment and `--set`).
+        var layer: Int {
+            switch self {
+            case .defaultValue: 0
+            case .file: 1
+            case .environment: 2
+            case .commandLine: 3
+            }
+        }
     }
 
     public struct Entry: Sendable, Equatable {
@@ -124,18 +135,25 @@ public struct Configuration: Sendable, Equatable {
     }
 
     /// The items of a list key (`key.0`, `key.1`, …), in order.
-    public func list(_ key: String) -> [String] {
-        var items: [String] = []
+    public func list(_ key: String) -> [String] { listEntries(key).map(\.value) }
+
+    /// The items of a list key with where each was set (an error about one names its source).
+    ///
+    /// A list is `key.0`, `key.1`, … (a YAML sequence, or items set one by one), or `key` itself
+    /// as one comma-separated value, the way the environment and `--set` give a list. The plain
+    /// value replaces the items when it was set in a later layer than all of them: a file's
+    /// `sequencers.addresses: [a, b]` is overridden by `WEFT_…__SEQUENCERS__ADDRESSES=c,d`, as
+    /// any other key of the file is, instead of being ignored for the file's items.
+    public func listEntries(_ key: String) -> [Entry] {
+        var items: [Entry] = []
         var index = 0
         while let entry = entries["\(key).\(index)"] {
-            items.append(entry.value)
+            items.append(entry)
             index += 1
         }
-        if items.isEmpty, let single = entries[key]?.value, !single.isEmpty {
-            // From the environment or --set a list can be one comma-separated value.
-            items = single.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        }
-        return items
+        guard let single = entries[key], items.allSatisfy({ $0.source.layer < single.source.layer }) else { return items }
+        guard !single.value.isEmpty else { return [] }
+        return single.value.split(separator: ",").map { Entry(value: $0.trimmingCharacters(in: .whitespaces), source: single.source) }
     }
 
     /// Sets `key` as the command line would (`--set`).
@@ -292,8 +310,15 @@ public struct Configuration: Sendable, Equatable {
     }
 
     /// Keys set that `known` does not list: probably typos.
+    ///
+    /// A key of `knownPrefixes` (a list key such as `sequencers.addresses`) admits itself and
+    /// what lies under it (`sequencers.addresses.0`), matched at a `.`: a bare prefix match
+    /// would also admit a typo such as `sequencers.addresses-backup`, which nothing reads.
     public func unknownKeys(known: Set<String>, knownPrefixes: [String] = []) -> [String] {
-        entries.keys.filter { key in !known.contains(key) && !knownPrefixes.contains { key.hasPrefix($0) } }.sorted()
+        let prefixes = knownPrefixes.map { $0.hasSuffix(".") ? String($0.dropLast()) : $0 }
+        return entries.keys.filter { key in
+            !known.contains(key) && !prefixes.contains { key == $0 || key.hasPrefix($0 + ".") }
+        }.sorted()
     }
 
     public func source(of key: String) -> Source? { entries[key]?.source }

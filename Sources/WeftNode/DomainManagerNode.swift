@@ -47,12 +47,13 @@ struct SequencerEndpoints: Sendable {
     let tokenFile: String?
 
     init(_ section: Configuration, key: String) throws(ConfigurationError) {
-        let list = section.list(key + ".addresses")
+        let list = section.listEntries(key + ".addresses")
         guard !list.isEmpty else { throw .missing(key: section.fullKey(key + ".addresses")) }
         var addresses: [(String, Int)] = []
-        for address in list {
+        for entry in list {
+            let address = entry.value
             guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
-                throw .invalid(key: section.fullKey(key + ".addresses"), value: address, expected: "host:port", source: section.source(of: key + ".addresses.0") ?? .defaultValue)
+                throw .invalid(key: section.fullKey(key + ".addresses"), value: address, expected: "host:port", source: entry.source)
             }
             addresses.append((String(address[..<colon]), port))
         }
@@ -148,34 +149,62 @@ final class DomainManagerNode: Service {
         mediatorReactionTimeout: .init(micros: Weft.V1.DomainParameters.defaultMediatorReactionTimeoutMicros))
 
     func run() async throws {
+        // Before anything else: a metrics port in use stops the node with nothing started yet.
+        let observability = try await NodeObservability.start(settings, logger: logger)
         let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
-        defer { Task { await database.shutdown() } }
+        // Awaited on every way out, so the connections are closed before the process exits.
+        do {
+            try await serve(database, observability)
+        } catch {
+            await observability.close()
+            await database.shutdown()
+            throw error
+        }
+        await observability.close()
+        await database.shutdown()
+    }
+
+    /// Connects to the sequencers (bootstrapping the domain the first time), starts the
+    /// server, serves until the group shuts down, then drains. A failure to start stops the
+    /// manager's stream and closes the sequencer connections made so far.
+    private func serve(_ database: PostgresDatabase, _ observability: NodeObservability) async throws {
         try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .domainManager), migrate: settings.migrate, logger: logger)
         let manager = try DomainManager(name: name, namespaceKey: namespaceKey, memberKey: signingKey, database: database, logger: logger)
         // Start-up waits for the sequencers; a shutdown meanwhile (another node failed) ends it.
         let clients: [RPCClient] = try await cancelWhenGracefulShutdown {
             var clients: [RPCClient] = []
-            for endpoint in try self.sequencers.endpoints() { clients.append(try await self.connectWithRetry(endpoint)) }
-            if !(try await manager.load()) {
-                let genesis = try await manager.genesis(sequencerKeys: [self.sequencerKey], mediator: self.mediator, parameters: Self.defaultParameters)
-                try await manager.bootstrap(sequencers: clients, genesis: genesis)
+            do {
+                for endpoint in try self.sequencers.endpoints() { clients.append(try await self.connectWithRetry(endpoint)) }
+                if !(try await manager.load()) {
+                    let genesis = try await manager.genesis(sequencerKeys: [self.sequencerKey], mediator: self.mediator, parameters: Self.defaultParameters)
+                    try await manager.bootstrap(sequencers: clients, genesis: genesis)
+                }
+                await manager.connect(try self.sequencers.endpoints(), sequencerKeys: [self.sequencerKey])
+            } catch {
+                for client in clients { await client.close() }
+                throw error
             }
-            await manager.connect(try self.sequencers.endpoints(), sequencerKeys: [self.sequencerKey])
             return clients
         }
-        var router = RPCRouter()
-        DomainManagerAdministration(manager: manager).register(on: &router)
-        access.install(
-            on: &router, adminPaths: Set(Weft.V1.DomainManagerAdministrationService.methods.map(\.path)), auditedPaths: [], logger: logger)
-        let server = try await RPCServer.start(
-            host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
-            configuration: settings.rpc, logger: logger)
-        let observability = try await NodeObservability.start(settings, logger: logger)
+        let server: RPCServer
+        do {
+            var router = RPCRouter()
+            DomainManagerAdministration(manager: manager).register(on: &router)
+            access.install(
+                on: &router, adminPaths: Set(Weft.V1.DomainManagerAdministrationService.methods.map(\.path)), auditedPaths: [], logger: logger)
+            server = try await RPCServer.start(
+                host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
+                configuration: settings.rpc, logger: logger)
+        } catch {
+            await manager.stop()
+            for client in clients { await client.close() }
+            throw error
+        }
+        observability.serving()
         ready("node \(settings.name) (domain manager of \(manager.domain)) listening on \(settings.listenHost):\(server.port)" + observability.readyNote)
         try? await gracefulShutdown()
         observability.drain()
         await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
-        await observability.close()
         await manager.stop()
         for client in clients { await client.close() }
         logger.info("stopped")

@@ -50,8 +50,25 @@ final class MediatorNode: Service {
     }
 
     func run() async throws {
+        // Before anything else: a metrics port in use stops the node with nothing started yet.
+        let observability = try await NodeObservability.start(settings, logger: logger)
         let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
-        defer { Task { await database.shutdown() } }
+        // Awaited on every way out, so the connections are closed before the process exits.
+        do {
+            try await serve(database, observability)
+        } catch {
+            await observability.close()
+            await database.shutdown()
+            throw error
+        }
+        await observability.close()
+        await database.shutdown()
+    }
+
+    /// Starts the mediator and its server, follows the mediator's stream until the group shuts
+    /// down or the stream fails for good, then drains. A failure to start closes the sequencer
+    /// connection it had opened.
+    private func serve(_ database: PostgresDatabase, _ observability: NodeObservability) async throws {
         try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .mediator), migrate: settings.migrate, logger: logger)
         let member = MemberID(role: .mediator, identifier: domain)
         let topology = MemberTopology(
@@ -64,22 +81,33 @@ final class MediatorNode: Service {
             endpoints: try sequencers.endpoints(), configuration: settings.rpc, logger: logger)
         let driver = MediatorDriver(mediator: mediator, topology: topology, connection: connection, logger: logger)
         // The node's own API is the health and reflection services every node serves.
-        let server = try await RPCServer.start(
-            host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: RPCRouter(),
-            configuration: settings.rpc, logger: logger)
-        let observability = try await NodeObservability.start(settings, logger: logger)
+        let server: RPCServer
+        do {
+            server = try await RPCServer.start(
+                host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: RPCRouter(),
+                configuration: settings.rpc, logger: logger)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        observability.serving()
         ready("node \(settings.name) (mediator \(member)) listening on \(settings.listenHost):\(server.port)" + observability.readyNote)
         // Runs until SIGTERM / SIGINT, when the driver is cancelled (whatever it processed is
         // stored), or until its stream fails for good: then the node fails and `weft run` exits 1.
+        // A failed stream stops the server and the connection all the same before it is thrown:
+        // they are not left open while the process stops its other nodes.
+        var failure: (any Error)?
         do {
             try await cancelWhenGracefulShutdown { try await driver.run() }
         } catch is CancellationError {
             // stopping
+        } catch {
+            failure = error
         }
         observability.drain()
         await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
-        await observability.close()
         await connection.close()
+        if let failure { throw failure }
         logger.info("stopped")
     }
 }

@@ -60,28 +60,45 @@ final class ParticipantDaemon: Service {
     }
 
     func run() async throws {
+        // Before anything else: a metrics port in use stops the node with nothing started yet.
+        let observability = try await NodeObservability.start(settings, logger: logger)
         let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
-        defer { Task { await database.shutdown() } }
+        // Awaited on every way out, so the connections are closed before the process exits.
+        do {
+            try await serve(database, observability)
+        } catch {
+            await observability.close()
+            await database.shutdown()
+            throw error
+        }
+        await observability.close()
+        await database.shutdown()
+    }
+
+    /// Resumes the participant's domain connection and starts its server, serves until the
+    /// group shuts down, then drains. A failure to start stops the runtime too, so that its
+    /// node stores what it processed (its write-behind, its cursor) before the database closes.
+    private func serve(_ database: PostgresDatabase, _ observability: NodeObservability) async throws {
         try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .participant), migrate: settings.migrate, logger: logger)
         let runtime = ParticipantRuntime(
             identity: ParticipantIdentity(id: id, signingKey: keys.signing, encryptionKey: keys.encryption), namespaceKey: keys.namespace,
             database: database, rpc: settings.rpc, authorizer: access.authorizer, configuration: configuration, logger: logger)
-        try await runtime.resume()
-        var router = RPCRouter()
-        ParticipantAdministration(runtime: runtime).register(on: &router)
-        // The Ledger API exists once the participant is connected to a domain; until then its
-        // calls are UNAVAILABLE with what to do.
-        router.registerDeferred(
-            LedgerAPI.methods,
-            unavailable: RPCError(
-                .unavailable, "participant \(id) is not connected to a domain yet; connect it with `weft participant connect-multi … --remote`",
-                errorID: "PARTICIPANT_NOT_CONNECTED")
-        ) { await runtime.ledgerRouter }
-        access.install(
-            on: &router, adminPaths: Set(Weft.V1.ParticipantAdministrationService.methods.map(\.path)),
-            auditedPaths: Set(LedgerAPI.methods.map(\.path)), logger: logger)
         let server: RPCServer
         do {
+            try await runtime.resume()
+            var router = RPCRouter()
+            ParticipantAdministration(runtime: runtime).register(on: &router)
+            // The Ledger API exists once the participant is connected to a domain; until then its
+            // calls are UNAVAILABLE with what to do.
+            router.registerDeferred(
+                LedgerAPI.methods,
+                unavailable: RPCError(
+                    .unavailable, "participant \(id) is not connected to a domain yet; connect it with `weft participant connect-multi … --remote`",
+                    errorID: "PARTICIPANT_NOT_CONNECTED")
+            ) { await runtime.ledgerRouter }
+            access.install(
+                on: &router, adminPaths: Set(Weft.V1.ParticipantAdministrationService.methods.map(\.path)),
+                auditedPaths: Set(LedgerAPI.methods.map(\.path)), logger: logger)
             server = try await RPCServer.start(
                 host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
                 configuration: settings.rpc, logger: logger)
@@ -89,13 +106,12 @@ final class ParticipantDaemon: Service {
             await runtime.stop()
             throw error
         }
-        let observability = try await NodeObservability.start(settings, logger: logger)
+        observability.serving()
         ready("node \(settings.name) (participant \(id)) listening on \(settings.listenHost):\(server.port)" + observability.readyNote)
         try? await gracefulShutdown()
         logger.info("draining", metadata: ["timeout": "\(settings.drainTimeout)"])
         observability.drain()
         await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
-        await observability.close()
         await runtime.stop()
         logger.info("stopped")
     }

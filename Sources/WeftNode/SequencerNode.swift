@@ -57,38 +57,60 @@ final class SequencerNode: Service {
     }
 
     func run() async throws {
+        // Before anything else: a metrics port in use stops the node with nothing started yet.
+        let observability = try await NodeObservability.start(settings, logger: logger)
         let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
-        defer { Task { await database.shutdown() } }
+        // Awaited on every way out, so the connections are closed before the process exits.
+        do {
+            try await serve(database, observability)
+        } catch {
+            await observability.close()
+            await database.shutdown()
+            throw error
+        }
+        await observability.close()
+        await database.shutdown()
+    }
+
+    /// Starts the sequencer and its server, serves until the group shuts down, then drains.
+    /// A failure to start stops what had started, so that nothing of the node runs on while
+    /// the process shuts its other nodes down.
+    private func serve(_ database: PostgresDatabase, _ observability: NodeObservability) async throws {
         try await NodeDatabase.prepare(database, migrators: NodeMigrations.migrators(for: .sequencer), migrate: settings.migrate, logger: logger)
         let sequencer = Sequencer(node: number, database: database, timing: timing, logger: logger)
         try await sequencer.start()
-        let topology = try SequencerTopology(domain: domain, sequencer: sequencer, logger: logger)
-        let service = SequencerServiceProvider(
-            sequencer: sequencer, topology: topology, signingKey: signingKey, honorsOmitReceipt: honorsOmitReceipt, logger: logger)
-        try await topology.start { member in await service.cutOff(member) }
-        var router = RPCRouter()
-        service.register(on: &router)
-        SequencerAdministration(sequencer: sequencer, topology: topology, name: settings.name).register(on: &router)
-        // Members authenticate on the sequencer service with their own keys; the admin service takes operators' tokens.
-        access.install(
-            on: &router, adminPaths: Set(Weft.V1.SequencerAdministrationService.methods.map(\.path)), auditedPaths: [], logger: logger)
+        let topology: SequencerTopology
         let server: RPCServer
         do {
-            server = try await RPCServer.start(
-                host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
-                configuration: settings.rpc, logger: logger)
+            topology = try SequencerTopology(domain: domain, sequencer: sequencer, logger: logger)
+            do {
+                let service = SequencerServiceProvider(
+                    sequencer: sequencer, topology: topology, signingKey: signingKey, honorsOmitReceipt: honorsOmitReceipt, logger: logger)
+                try await topology.start { member in await service.cutOff(member) }
+                var router = RPCRouter()
+                service.register(on: &router)
+                SequencerAdministration(sequencer: sequencer, topology: topology, name: settings.name).register(on: &router)
+                // Members authenticate on the sequencer service with their own keys; the admin service takes operators' tokens.
+                access.install(
+                    on: &router, adminPaths: Set(Weft.V1.SequencerAdministrationService.methods.map(\.path)), auditedPaths: [], logger: logger)
+                server = try await RPCServer.start(
+                    host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
+                    configuration: settings.rpc, logger: logger)
+            } catch {
+                await topology.stop()
+                throw error
+            }
         } catch {
             await sequencer.stop()
             throw error
         }
-        let observability = try await NodeObservability.start(settings, logger: logger)
+        observability.serving()
         ready("node \(settings.name) (sequencer \(number)) listening on \(settings.listenHost):\(server.port)" + observability.readyNote)
         // Serve until SIGTERM / SIGINT (or the group stops); then drain.
         try? await gracefulShutdown()
         logger.info("draining", metadata: ["timeout": "\(settings.drainTimeout)"])
         observability.drain()
         await server.shutdown(gracePeriod: TimeAmount(settings.drainTimeout))
-        await observability.close()
         await topology.stop()
         await sequencer.stop()
         logger.info("stopped")

@@ -2,8 +2,8 @@ import Foundation
 import WeftTestSupport
 
 /// The demo's node processes (`weft run`), stopped together at the end, on a failure or on
-/// Ctrl-C. Waiting for a process and reading its output happen on threads of their own, never
-/// on Swift's concurrency pool.
+/// Ctrl-C, SIGTERM or SIGHUP (`InterruptWatch`). Waiting for a process and reading its output
+/// happen on threads of their own, never on Swift's concurrency pool.
 actor DemoProcesses {
     private var started: [DemoNode] = []
 
@@ -148,34 +148,49 @@ final class DemoNode: @unchecked Sendable {
     }
 }
 
-/// Ctrl-C during the demo: every node is stopped (SIGTERM, drain), the cleanups run (the
-/// throw-away PostgreSQL server is removed), and the demo exits 130.
+/// Ctrl-C (SIGINT), SIGTERM (`kill`, `timeout`, a service manager) or SIGHUP (its terminal
+/// closed) during the demo: every node is stopped (SIGTERM, drain), the cleanups run (the
+/// throw-away PostgreSQL server is removed), and the demo exits 128 + the signal's number (130
+/// after Ctrl-C), as a shell reports a process the signal ended.
+///
+/// Each of the three is handled, not only Ctrl-C, because the node processes never see the
+/// demo's signals: Foundation's `Process` starts each in a process group of its own, so a
+/// signal the demo died of would leave every `weft run` running, orphaned.
 final class InterruptWatch: @unchecked Sendable {
-    private let source: DispatchSourceSignal
+    /// The signals that stop the demo, with their names for the narration.
+    private static let signals: [(number: Int32, name: String)] = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")]
+    private let sources: [DispatchSourceSignal]
     private let lock = NSLock()
     private var cleanups: [@Sendable () async -> Void] = []
     private var interrupted = false
 
     init(processes: DemoProcesses) {
-        signal(SIGINT, SIG_IGN)
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [weak self] in
-            guard let self else { return }
-            self.lock.lock()
-            let cleanups = self.cleanups
-            let again = self.interrupted
-            self.interrupted = true
-            self.lock.unlock()
-            guard !again else { return }
-            show("\ninterrupted: stopping every node …")
-            Task {
-                for (name, status) in await processes.stopAll() { show("   \(name) exited \(status)") }
-                for cleanup in cleanups { await cleanup() }
-                show("stopped")
-                exit(130)
-            }
+        sources = Self.signals.map { handled in
+            // Ignored, so that the dispatch source receives it instead of the default action.
+            signal(handled.number, SIG_IGN)
+            return DispatchSource.makeSignalSource(signal: handled.number, queue: .global())
         }
-        source.resume()
+        for (source, handled) in zip(sources, Self.signals) {
+            source.setEventHandler { [weak self] in self?.stop(processes, after: handled.name, number: handled.number) }
+            source.resume()
+        }
+    }
+
+    /// Stops every node and runs the cleanups, once whatever signals follow, then exits.
+    private func stop(_ processes: DemoProcesses, after name: String, number: Int32) {
+        lock.lock()
+        let cleanups = self.cleanups
+        let again = interrupted
+        interrupted = true
+        lock.unlock()
+        guard !again else { return }
+        show("\ninterrupted by \(name): stopping every node …")
+        Task {
+            for (node, status) in await processes.stopAll() { show("   \(node) exited \(status)") }
+            for cleanup in cleanups { await cleanup() }
+            show("stopped")
+            exit(128 + number)
+        }
     }
 
     func onInterrupt(_ cleanup: @escaping @Sendable () async -> Void) {
@@ -184,20 +199,23 @@ final class InterruptWatch: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// After Ctrl-C, never returns: the clean-up under way ends the process.
+    /// After a stop signal, never returns: the clean-up under way ends the process.
     func waitIfInterrupted() async {
         guard lock.withLock({ interrupted }) else { return }
         while true { try? await Task.sleep(for: .seconds(60)) }
     }
 
     func cancel() {
-        source.cancel()
-        signal(SIGINT, SIG_DFL)
+        for source in sources { source.cancel() }
+        for handled in Self.signals { signal(handled.number, SIG_DFL) }
     }
 }
 
 /// Writes a line of the demo's narration at once (unbuffered, also through a pipe): progress
 /// shows while it works.
+///
+/// A write that fails is dropped: after SIGHUP the terminal is gone (EIO), and `write(_:)`
+/// would trap there, killing the demo before it stops its nodes.
 func show(_ text: String = "") {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    try? FileHandle.standardOutput.write(contentsOf: Data((text + "\n").utf8))
 }

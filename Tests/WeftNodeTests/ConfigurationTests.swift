@@ -94,6 +94,55 @@ import WeftParticipant
         #expect(throws: ConfigurationError.unknownKeys(["nodes.m.bootstrap.mediator-key"])) { try NodeRunner.nodes(in: foreign) }
     }
 
+    /// A list in the file is replaced by one from the environment or `--set` (one
+    /// comma-separated value), as any other key of the file is: the node reads the operator's
+    /// override, not the file's items.
+    @Test func aListFromTheEnvironmentOrSetReplacesTheFilesList() throws {
+        let path = try file(
+            """
+            nodes:
+              m:
+                kind: mediator
+                listen: 127.0.0.1:1
+                tls:
+                  plaintext: true
+                sequencers:
+                  addresses:
+                    - a.example.com:4401
+                    - b.example.com:4401
+            """)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func addresses(_ configuration: Configuration) throws -> [String] {
+            try SequencerEndpoints(configuration.section("nodes.m"), key: "sequencers").addresses.map { "\($0.host):\($0.port)" }
+        }
+        let variable = "WEFT_NODES__M__SEQUENCERS__ADDRESSES"
+        let fromFile = try Configuration.load(file: path, environment: [:], overrides: [])
+        #expect(try addresses(fromFile) == ["a.example.com:4401", "b.example.com:4401"])
+        let fromEnvironment = try Configuration.load(file: path, environment: [variable: "c.example.com:1, d.example.com:2"], overrides: [])
+        #expect(try addresses(fromEnvironment) == ["c.example.com:1", "d.example.com:2"])
+        #expect(try NodeRunner.nodes(in: fromEnvironment).map(\.kind) == [.mediator])  // the plain key is a known one
+        let fromSet = try Configuration.load(
+            file: path, environment: [variable: "c.example.com:1"], overrides: ["nodes.m.sequencers.addresses=e.example.com:3"])
+        #expect(try addresses(fromSet) == ["e.example.com:3"])
+        // A bad address names where it was set: the variable, not the file's first item.
+        let bad = try Configuration.load(file: path, environment: [variable: "c.example.com"], overrides: [])
+        #expect(throws: ConfigurationError.invalid(
+            key: "nodes.m.sequencers.addresses", value: "c.example.com", expected: "host:port", source: .environment(variable))
+        ) { try addresses(bad) }
+    }
+
+    /// A list key admits its items, not every key that begins with its name: a typo such as
+    /// `sequencers.addresses-backup` is reported, not silently ignored.
+    @Test func aTypoThatBeginsLikeAListKeyIsAnUnknownKey() throws {
+        let mediator = [
+            "nodes.m.kind=mediator", "nodes.m.listen=127.0.0.1:1", "nodes.m.tls.plaintext=true", "nodes.m.sequencers.addresses.0=127.0.0.1:4401",
+        ]
+        #expect(try NodeRunner.nodes(in: try Configuration.load(file: nil, environment: [:], overrides: mediator)).count == 1)
+        let typo = try Configuration.load(
+            file: nil, environment: [:], overrides: mediator + ["nodes.m.sequencers.addresses-backup=127.0.0.1:4402"])
+        #expect(throws: ConfigurationError.unknownKeys(["nodes.m.sequencers.addresses-backup"])) { try NodeRunner.nodes(in: typo) }
+    }
+
     @Test func aParticipantsSessionKeyLifetimeIsReadAndBounded() throws {
         let participant = ["nodes.p.kind=participant", "nodes.p.listen=127.0.0.1:1", "nodes.p.tls.plaintext=true"]
         func configuration(_ extra: [String]) throws -> ParticipantConfiguration {
