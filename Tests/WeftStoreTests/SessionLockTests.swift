@@ -35,7 +35,8 @@ import WeftTestSupport
         let lock = PostgresSessionLock(
             url: "postgresql://weft@127.0.0.1:\(listener.port)/weft", namespace: 7, key: 2, idleSessionTimeout: .seconds(60))
         let attempt = Task { try await lock.acquire() }
-        #expect(await listener.connectionArrives(within: .seconds(5)), "the attempt reached the listener")
+        // Waits for the attempt to be under way (a loaded machine may start it late).
+        #expect(await listener.connectionArrives(within: .seconds(60)), "the attempt reached the listener")
         let started = ContinuousClock.now
         #expect(lock.stillHeldCheck == nil)
         let waited = ContinuousClock.now - started

@@ -70,4 +70,53 @@ import WeftWire
         #expect(process.status == 2, "\(process.output)")
         #expect(process.output.contains("certificate verify failed") || process.output.contains("match"), "\(process.output)")
     }
+
+    /// Nothing reads a Python connection between calls, so nothing answers the node's pings, and
+    /// the node closes it (here after 1 s of quiet and 1 s more without a pong): a call after a
+    /// quiet spell opens a new connection first. A request over the frame limit is refused by
+    /// the client itself, with the reason, and the connection stays usable.
+    @Test func pythonSurvivesAQuietSpellAndRefusesAnOversizedRequest() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        configuration.keepaliveInterval = .seconds(1)
+        configuration.keepaliveTimeout = .seconds(1)
+        let node = try await RPCTestNode.start(configuration: configuration) { router in
+            router.register(Weft.V1.HealthService.check) { _, _ in .init(status: .serving) }
+        }
+        defer { node.close() }
+        var root = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) { root.deleteLastPathComponent() }
+        let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("weft-python-ca-\(UUID()).pem").path
+        try node.ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: caFile) }
+        // The 4 s of quiet is the scenario (longer than the node's 1 s + 1 s), not a wait.
+        let script = """
+            import sys, time
+            import weft
+            from weft.v1 import health_pb2
+            connection = weft.Connection("127.0.0.1:\(node.port)", sys.argv[1], server_name="localhost", idle_reconnect_seconds=1.5)
+            health = weft.HealthClient(connection)
+            print("first", health_pb2.ServingStatus.Name(health.check().status))
+            time.sleep(4)
+            try:
+                print("after quiet", health_pb2.ServingStatus.Name(health.check().status))
+            except weft.ProtocolError as error:
+                print("after quiet: broken", error)
+            try:
+                health.check("x" * (5 * 1024 * 1024))
+            except weft.WeftError as error:
+                print("oversized", error.error_id, int(error.code))
+            print("then", health_pb2.ServingStatus.Name(health.check().status))
+            """
+        let outcome = try await TestSubprocess.run(
+            ["python3", "-c", script, caFile],
+            environment: ProcessInfo.processInfo.environment.merging([
+                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": root.appendingPathComponent("clients/python").path,
+            ]) { $1 })
+        let output = outcome.output + outcome.error
+        #expect(outcome.status == 0, "\(output)")
+        #expect(output.contains("first SERVING_STATUS_SERVING"), "\(output)")
+        #expect(output.contains("after quiet SERVING_STATUS_SERVING"), "\(output)")
+        #expect(output.contains("oversized RPC_MESSAGE_TOO_LARGE 8"), "\(output)")
+        #expect(output.contains("then SERVING_STATUS_SERVING"), "\(output)")
+    }
 }

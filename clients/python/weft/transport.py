@@ -6,9 +6,10 @@ stream's `close`, answering pings and returning flow-control credit as it reads.
 """
 import socket
 import ssl
+import time
 
-from weft.errors import ConnectError, ProtocolError, WeftError
-from weft.v1 import frame_pb2
+from weft.errors import ConnectError, ProtocolError, StatusCode, WeftError
+from weft.v1 import frame_pb2, status_pb2
 
 PREFACE = b"WEFT\x01\x00\r\n"
 ALPN = "weft/1"
@@ -43,10 +44,25 @@ class Connection:
     as it takes (`read_timeout=None`), because a live stream may be quiet for hours: the node
     pings a quiet connection every 30 s (wire-protocol.md §4.4) and this client answers, so a
     `read_timeout` of a minute or more notices a node that vanished without closing.
+
+    Between calls nothing reads the connection, so nothing answers the node's pings: a node
+    closes a connection whose ping goes unanswered for 10 s. A call after the connection was
+    quiet for `idle_reconnect_seconds` (25 s, under the node's 30 s ping interval) therefore
+    opens a new connection first; no call is in flight then, so nothing is lost or repeated.
     """
 
     def __init__(self, address, ca_file, server_name=None, certfile=None, keyfile=None, metadata=(),
-                 connect_timeout=30, read_timeout=None):
+                 connect_timeout=30, read_timeout=None, idle_reconnect_seconds=25):
+        self.address = address
+        self.metadata = tuple(metadata)
+        self.idle_reconnect_seconds = idle_reconnect_seconds
+        self._settings = (ca_file, server_name, certfile, keyfile, connect_timeout, read_timeout)
+        self._connect()
+
+    def _connect(self):
+        """Opens the TLS connection and sends the preface; streams start again at 1."""
+        address = self.address
+        ca_file, server_name, certfile, keyfile, connect_timeout, read_timeout = self._settings
         host, port = parse_address(address)
         try:
             context = ssl.create_default_context(cafile=ca_file)
@@ -69,10 +85,9 @@ class Connection:
             self.socket.close()
             raise ConnectError(f"{address} did not agree on ALPN {ALPN} (got {self.socket.selected_alpn_protocol()}); is it a Weft node?")
         self.socket.settimeout(read_timeout)
-        self.address = address
-        self.metadata = tuple(metadata)
         self.next_stream = 1
         self.last_stream_allowed = None  # set by go_away
+        self.last_activity = time.monotonic()
         self._send_bytes(PREFACE)
 
     def __enter__(self):
@@ -85,6 +100,7 @@ class Connection:
         self.socket.close()
 
     def _send_bytes(self, data):
+        self.last_activity = time.monotonic()
         try:
             self.socket.sendall(data)
         except OSError as error:
@@ -103,6 +119,7 @@ class Connection:
             if not chunk:
                 raise ProtocolError(f"{self.address} closed the connection inside a frame ({len(data)} of {count} bytes)")
             data += chunk
+        self.last_activity = time.monotonic()
         return bytes(data)
 
     def receive(self):
@@ -131,6 +148,15 @@ class Connection:
         the loop) cancels the call, so the server stops its work."""
         if self.last_stream_allowed is not None:
             raise ProtocolError(f"{self.address} sent go_away: open a new connection")
+        if time.monotonic() - self.last_activity >= self.idle_reconnect_seconds:
+            # Quiet long enough that the node may have pinged unanswered and closed it.
+            self.socket.close()
+            self._connect()
+        payload = request.SerializeToString()
+        if len(payload) > MAX_FRAME_BYTES - 64:
+            # The node refuses the frame at its length and closes the connection; say why here.
+            raise WeftError(_status(StatusCode.RESOURCE_EXHAUSTED, "RPC_MESSAGE_TOO_LARGE",
+                                    f"the request is {len(payload)} bytes; a frame carries at most {MAX_FRAME_BYTES}"), path)
         stream = self.next_stream
         self.next_stream += 2
         opening = frame_pb2.Frame(stream_id=stream)
@@ -140,7 +166,7 @@ class Connection:
         if timeout_seconds is not None:
             opening.open.timeout.micros = int(timeout_seconds * 1_000_000)
         message = frame_pb2.Frame(stream_id=stream)
-        message.message.payload = request.SerializeToString()
+        message.message.payload = payload
         half_close = frame_pb2.Frame(stream_id=stream)
         half_close.half_close.SetInParent()
         self._send_bytes(b"".join(encode_frame(frame) for frame in (opening, message, half_close)))
@@ -194,6 +220,11 @@ class Connection:
             self.send(cancel)
         except ProtocolError:
             pass
+
+
+def _status(code, error_id, message):
+    """A `weft.v1.Status` made on this side, for a call refused before it was sent."""
+    return status_pb2.Status(code=int(code), error_id=error_id, message=message)
 
 
 def bearer(token):
