@@ -6,6 +6,11 @@ public import WeftWire
 /// all arrives within `timeout` after that it closes the connection with
 /// `TransportError.keepaliveTimeout`. Answers the peer's pings with pongs.
 ///
+/// A peer that takes what this side writes is alive too: while a server's
+/// backpressure pauses reading a slow client (`BackPressureHandler`), the
+/// client's pongs wait unread, and only the bytes it takes from the socket
+/// show that it is there. Times are the event loop's (`EventLoop.now`).
+///
 /// Sits between `FrameHandler` and the RPC handler; pings and pongs stop here.
 public final class KeepaliveHandler: ChannelDuplexHandler {
     public typealias InboundIn = Weft.V1.Frame
@@ -20,6 +25,8 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
     /// The data of the ping awaiting its pong, and when it was sent.
     private var outstanding: (data: UInt64, sent: NIODeadline)?
     private var nextPingData: UInt64 = 1
+    /// What the channel held to write at the last check (`peerTookBytes`).
+    private var lastBuffered: Int?
 
     public init(interval: TimeAmount?, timeout: TimeAmount) {
         self.interval = interval
@@ -31,11 +38,12 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
+        lastReceived = context.eventLoop.now
         if context.channel.isActive { schedule(context, in: interval) }
     }
 
     public func channelActive(context: ChannelHandlerContext) {
-        lastReceived = .now()
+        lastReceived = context.eventLoop.now
         schedule(context, in: interval)
         context.fireChannelActive()
     }
@@ -53,12 +61,12 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard event is PeerBytesReceived else { return context.fireUserInboundEventTriggered(event) }
-        lastReceived = .now()
+        lastReceived = context.eventLoop.now
         outstanding = nil  // the pong may wait behind the rest of the frame under way
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastReceived = .now()
+        lastReceived = context.eventLoop.now
         outstanding = nil  // anything from the peer shows it is alive
         let frame = unwrapInboundIn(data)
         switch frame.kind {
@@ -81,9 +89,23 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Whether the peer took some of what this side had waiting to be written since the last
+    /// check (NIO's buffered bytes went down): it is alive, even though nothing arrives from it
+    /// while reading it is paused. A peer that takes nothing keeps nothing alive.
+    private func peerTookBytes(_ context: ChannelHandlerContext) -> Bool {
+        guard let buffered = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes) else { return false }
+        defer { lastBuffered = buffered }
+        guard let last = lastBuffered else { return false }
+        return buffered < last
+    }
+
     private func check(_ context: ChannelHandlerContext) {
         guard let interval, context.channel.isActive else { return }
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
+        if peerTookBytes(context) {
+            lastReceived = now
+            outstanding = nil
+        }
         if let outstanding {
             guard now - outstanding.sent < timeout else {
                 context.fireErrorCaught(TransportError.keepaliveTimeout(timeout))
