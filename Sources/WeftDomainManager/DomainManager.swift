@@ -33,7 +33,7 @@ public actor DomainManager {
     private var changing: Task<Void, Never>?
     /// How many more broadcasts of members' requests fail before they are sent
     /// (`failNextRequestBroadcast`).
-    private var requestBroadcastsFailing = 0
+    private var requestBroadcastsFailing: (error: RPCError, remaining: Int)?
     private let logger: Logger
 
     public static var migrator: Migrator { TopologyStore.migrator }
@@ -272,9 +272,9 @@ public actor DomainManager {
         }
         guard !accepted.isEmpty, let connection else { return true }
         do {
-            if requestBroadcastsFailing > 0 {
-                requestBroadcastsFailing -= 1
-                throw RPCError(.unavailable, "a broadcast failed on purpose (failNextRequestBroadcast)", errorID: "TEST_BROADCAST_FAILED")
+            if let failing = requestBroadcastsFailing {
+                requestBroadcastsFailing = failing.remaining > 1 ? (failing.error, failing.remaining - 1) : nil
+                throw failing.error
             }
             try await broadcast(accepted, over: connection)
             logger.info("broadcast a participant's topology request", metadata: ["transactions": "\(accepted.count)"])
@@ -283,6 +283,14 @@ public actor DomainManager {
             // stream brings that broadcast next.
             logger.info("a participant's topology request was broadcast before", metadata: ["transactions": "\(accepted.count)"])
         } catch {
+            guard Self.mayPass(error) else {
+                // A refusal that a retry would meet again (too large, invalid): reading the
+                // request again for ever would stop every change behind it. It is lost, said so.
+                logger.error(
+                    "cannot broadcast a participant's topology request, and a retry would be refused alike; the participant's change times out",
+                    metadata: ["error": "\(error)", "error_id": "DOMAIN_MANAGER_BROADCAST_REFUSED"])
+                return true
+            }
             logger.error(
                 "cannot broadcast a participant's topology request; the request is read again and broadcast once the sequencer takes it",
                 metadata: ["error": "\(error)", "error_id": "DOMAIN_MANAGER_BROADCAST_FAILED"])
@@ -291,11 +299,23 @@ public actor DomainManager {
         return true
     }
 
-    /// The next broadcast of a member's topology request fails before it is sent, as one
-    /// whose sequencer was away for longer than its retries: for the test that the request is
-    /// broadcast all the same.
-    @_spi(Testing) public func failNextRequestBroadcast() {
-        requestBroadcastsFailing += 1
+    /// Whether a failed send may pass when tried again: no sequencer answered, or one that did
+    /// may have sequenced it (its answer was lost), or a deadline passed.
+    private static func mayPass(_ error: any Error) -> Bool {
+        guard let error = error as? RPCError else { return true }  // a connection's own failure
+        return error.code == .unavailable || error.code == .deadlineExceeded
+            || [SequencerConnection.outcomeUnknown, "SEQUENCER_ALL_UNAVAILABLE"].contains(error.errorID)
+    }
+
+    /// The next `times` broadcasts of members' topology requests fail before they are sent: by
+    /// default as one whose sequencer was away for longer than its retries (for the test that
+    /// the request is broadcast all the same), or with `error` (a refusal a retry would meet
+    /// again, for the test that it stops nothing).
+    @_spi(Testing) public func failNextRequestBroadcast(
+        with error: RPCError = RPCError(.unavailable, "a broadcast failed on purpose (failNextRequestBroadcast)", errorID: "TEST_BROADCAST_FAILED"),
+        times: Int = 1
+    ) {
+        requestBroadcastsFailing = (error, times)
     }
 
     /// Sends `transactions` to every member (`ALL`); the message id names them, so a retried

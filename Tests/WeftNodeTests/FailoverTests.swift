@@ -242,6 +242,31 @@ import WeftWire
         }
     }
 
+    /// A request whose broadcast is refused for good (here as too large: a retry meets the
+    /// same refusal) is given up, said so in the log, and the domain manager goes on: a change
+    /// made after it is applied. (Reading such a request again for ever stopped every change.)
+    @Test func aHostingRequestRefusedForGoodDoesNotStopTheDomainManager() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let domain = try await Domain.start(fixture, sequencerCount: 1)
+            let alice = try domain.connection(domain.alice)
+            let domainID = try UniqueIdentifier(parsing: domain.domainID)
+            let party = try UniqueIdentifier(name: "dora", namespace: domain.aliceIdentity.id.namespace)
+            let hosting = try SignedTopologyTransaction(
+                signing: .init(replace: .hosting(party: party, on: domain.aliceIdentity.id, permission: .submission), serial: 1, domain: domainID),
+                with: [domain.aliceIdentity.namespaceKey])
+            // Every attempt is refused alike, as a request too large would be.
+            await domain.manager.failNextRequestBroadcast(
+                with: RPCError(.resourceExhausted, "too large (failNextRequestBroadcast)", errorID: "RPC_MESSAGE_TOO_LARGE"), times: 1_000)
+            try await SequencerHostingPublisher(connection: alice, domain: domainID).publish(hosting)
+            // A change after the request: applied within the change's own 30 s.
+            let carol = try UniqueIdentifier(name: "carol", namespace: try SigningPrivateKey.generate().publicKey.fingerprint)
+            _ = try await domain.manager.change([.participantState(carol, permission: .submission)])
+            #expect(await domain.manager.snapshot().hostingParticipants(of: party).isEmpty, "the refused request was not broadcast")
+            await alice.close()
+            await domain.stop()
+        }
+    }
+
     @Test func restartingTheDatabaseLosesAndRepeatsNothing() async throws {
         try await PostgresFixture.withFixture { fixture in
             let domain = try await Domain.start(fixture, sequencerCount: 1)
