@@ -41,13 +41,14 @@ public struct TLSCredentials: Sendable, Hashable {
 /// TLS keys are ECDSA P-256, which every TLS stack a client author may use
 /// accepts; Weft's protocol identities stay Ed25519 (`SigningPrivateKey`).
 public enum CertificateAuthority {
-    /// A self-signed root certificate (CA:TRUE, keyCertSign, cRLSign).
+    /// A self-signed root certificate (CA:TRUE with pathlen:0: it signs node certificates,
+    /// never another CA; keyCertSign, cRLSign).
     public static func makeRoot(commonName: String, validDays: Int = 3650) throws(CryptoError) -> TLSCredentials {
         let key = try generateP256()
         let certificate = try build(
             subject: commonName, key: key.pointer, issuer: nil, issuerKey: key.pointer, validDays: validDays,
             extensions: [
-                (NID_basic_constraints, "critical,CA:TRUE"),
+                (NID_basic_constraints, "critical,CA:TRUE,pathlen:0"),
                 (NID_key_usage, "critical,keyCertSign,cRLSign"),
                 (NID_subject_key_identifier, "hash"),
             ])
@@ -75,7 +76,8 @@ public enum CertificateAuthority {
             subject: commonName, key: key.pointer, issuer: caCertificate, issuerKey: caKey.pointer, validDays: validDays,
             extensions: [
                 (NID_basic_constraints, "critical,CA:FALSE"),
-                (NID_key_usage, "critical,digitalSignature,keyEncipherment"),
+                // A P-256 key signs (TLS 1.3); RFC 5480 allows no keyEncipherment for EC keys.
+                (NID_key_usage, "critical,digitalSignature"),
                 (NID_ext_key_usage, "serverAuth,clientAuth"),
                 (NID_subject_alt_name, names.joined(separator: ",")),
                 (NID_subject_key_identifier, "hash"),

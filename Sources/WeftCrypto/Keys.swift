@@ -68,9 +68,41 @@ public struct SigningPublicKey: Hashable, Sendable {
         guard rawRepresentation.count == 32 else {
             throw .invalidLength(what: "an Ed25519 public key", expected: 32, actual: rawRepresentation.count)
         }
+        guard !Self.hasSmallOrder(rawRepresentation) else {
+            throw .invalidPublicKey(
+                "an Ed25519 public key of small order (a point of the curve's 8-torsion), for which one signature verifies "
+                    + "for every message; generate a key pair (weft keys generate)")
+        }
         self.rawRepresentation = rawRepresentation
         key = try PKey.publicKey(EVP_PKEY_ED25519, rawRepresentation)
         fingerprint = Fingerprint(of: .init(scheme: .ed25519, purpose: .signing, key: rawRepresentation))
+    }
+
+    /// The encodings of the points of small order (the identity, the point of order 2, those of
+    /// orders 4 and 8) and the non-canonical encodings of y = 0 and y = 1 (p and p + 1), without
+    /// the sign bit. OpenSSL accepts them as keys, and with the identity `(R, S) = ([S]B, S)`
+    /// verifies for any message, so their owner could later disown what it signed.
+    private static let smallOrderEncodings: [[UInt8]] = [
+        [UInt8](repeating: 0, count: 32),
+        [1] + [UInt8](repeating: 0, count: 31),
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0,
+            0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f,
+            0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+        ],
+        [0xec] + [UInt8](repeating: 0xff, count: 30) + [0x7f],
+        [0xed] + [UInt8](repeating: 0xff, count: 30) + [0x7f],
+        [0xee] + [UInt8](repeating: 0xff, count: 30) + [0x7f],
+    ]
+
+    /// Whether `key` encodes a point of small order (sign bit ignored).
+    static func hasSmallOrder(_ key: [UInt8]) -> Bool {
+        var unsigned = key
+        unsigned[31] &= 0x7f
+        return smallOrderEncodings.contains(unsigned)
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawRepresentation == rhs.rawRepresentation }

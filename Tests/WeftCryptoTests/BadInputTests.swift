@@ -257,6 +257,35 @@ struct KeyBadInputTests {
             return
         }
     }
+
+    /// Every Ed25519 point of small order (computed as [L]P for random points P: the 8-torsion),
+    /// and p, p + 1 (non-canonical y = 0, 1): with the identity as a key, `([S]B, S)` verifies
+    /// for every message. Refused as keys; a generated key is accepted.
+    @Test(
+        "an Ed25519 public key of small order",
+        arguments: [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0000000000000000000000000000000000000000000000000000000000000080",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        ])
+    func smallOrderSigningKey(_ hex: String) throws {
+        let bytes = stride(from: 0, to: hex.count, by: 2).map { offset in
+            UInt8(hex.dropFirst(offset).prefix(2), radix: 16)!
+        }
+        let error = #expect(throws: CryptoError.self) { try SigningPublicKey(rawRepresentation: bytes) }
+        guard case .invalidPublicKey? = error else {
+            Issue.record("expected invalidPublicKey, got \(String(describing: error))")
+            return
+        }
+        _ = try SigningPublicKey(rawRepresentation: try SigningPrivateKey.generate().publicKey.rawRepresentation)
+    }
 }
 
 // MARK: - Signatures

@@ -57,6 +57,12 @@ import WeftCrypto
         let text = try run(["openssl", "x509", "-in", files.node, "-noout", "-ext", "subjectAltName,extendedKeyUsage"]).output
         #expect(text.contains("DNS:localhost") && text.contains("IP Address:127.0.0.1"))
         #expect(text.contains("TLS Web Server Authentication") && text.contains("TLS Web Client Authentication"))
+        // A P-256 key only signs (RFC 5480 allows no key encipherment for EC keys); the root signs
+        // node certificates, never another CA.
+        let usage = try run(["openssl", "x509", "-in", files.node, "-noout", "-ext", "keyUsage"]).output
+        #expect(usage.contains("Digital Signature") && !usage.contains("Key Encipherment"), "\(usage)")
+        let constraints = try run(["openssl", "x509", "-in", files.ca, "-noout", "-ext", "basicConstraints"]).output
+        #expect(constraints.contains("CA:TRUE, pathlen:0"), "\(constraints)")
         // Keys are private files; certificates are public.
         #expect((try FileManager.default.attributesOfItem(atPath: files.nodeKey)[.posixPermissions] as? Int) == 0o600)
         #expect((try FileManager.default.attributesOfItem(atPath: files.node)[.posixPermissions] as? Int) == 0o644)
