@@ -51,7 +51,7 @@ public enum WeftMetrics {
         "weft_participant_commitments_rejected_total":
             "ACS commitments received and dropped because a check failed (sender, addressee, period, signature).",
         "weft_participant_commitments_refused_total":
-            "ACS commitments of this participant the sequencer refused to deliver, by error id (a counter-participant not an enabled member when sequenced).",
+            "ACS commitments of this participant the sequencer refused to deliver (a counter-participant not an enabled member when sequenced).",
         "weft_participant_commitment_mismatches_total":
             "ACS commitment comparisons that did not match: the contracts shared with a counter-participant differ.",
         "weft_participant_commands_total":

@@ -232,6 +232,13 @@ extension ParticipantNode {
                             sent.append(counter)
                         } catch {
                             failed.append((counter, error))
+                            // No sequencer answers (a send retries up to a minute first): the
+                            // others would wait as long each; they go in the next round.
+                            if let refused = error as? RPCError,
+                                [SequencerConnection.outcomeUnknown, "SEQUENCER_ALL_UNAVAILABLE"].contains(refused.errorID)
+                            {
+                                break
+                            }
                         }
                     }
                     let range = "\(period.fromExclusive)..\(period.toInclusive)"

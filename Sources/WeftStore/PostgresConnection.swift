@@ -528,14 +528,16 @@ public final class PostgresConnection {
 
     /// libpq's settings that bound how long a silent server or a vanished peer holds a
     /// connection (keyword, the environment variable that sets it instead, value): 10 s to
-    /// connect, and a connection whose peer acknowledges nothing for 30 s, or answers no
-    /// TCP keepalive for 30 + 3 × 10 s while idle, is lost (`connectionLost`) instead of waited on.
+    /// connect, and a connection whose peer acknowledges nothing for 120 s, or answers no
+    /// TCP keepalive for 30 + 3 × 10 s while idle, is lost (`connectionLost`) instead of waited
+    /// on. (The kernel also counts a peer whose receive window stays closed that long, as a
+    /// server busy with a long statement while a pipeline waits: hence minutes, not seconds.)
     static let timeoutDefaults: [(String, String?, String)] = [
         ("connect_timeout", "PGCONNECT_TIMEOUT", "10"),
         ("keepalives_idle", nil, "30"),
         ("keepalives_interval", nil, "10"),
         ("keepalives_count", nil, "3"),
-        ("tcp_user_timeout", nil, "30000"),
+        ("tcp_user_timeout", nil, "120000"),
     ]
 
     /// The `options` a connection string sets (`?options=…` in a URL, `options=…` in a

@@ -102,7 +102,7 @@ public final class PostgresSessionLock: Sendable {
                             state.holds = taken  // close() unlocks it if it came too late
                             return taken && !state.closed
                         }
-                    } catch where !lease.connection.isUsable {
+                    } catch where !lease.connection.isUsable || (error as? PostgresError)?.code == .connectionLost {
                         connection = nil  // the session, and the lock with it, is gone
                         state.withLock { $0.holds = false }
                     }

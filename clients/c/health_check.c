@@ -192,6 +192,14 @@ static int read_answer(SSL *ssl) {
             answer.kind_case = WEFT__V1__FRAME__KIND_PONG;
             answer.pong = &pong;
             if (send_frame(ssl, &answer) != 0) done = 1;
+        } else if (frame->kind_case == WEFT__V1__FRAME__KIND_GO_AWAY && frame->go_away->status != NULL &&
+                   frame->go_away->status->code != 0 && frame->go_away->status->code != 14) {
+            /* Not a drain: the server refused bytes it received (a frame over its limit, a
+               malformed one) and closes the connection; its status says why. */
+            const Weft__V1__Status *status = frame->go_away->status;
+            fprintf(stderr, "error: the server refused the connection: status %u %s: %s\n", status->code,
+                    status->error_id ? status->error_id : "", status->message ? status->message : "");
+            done = 1;
         } else if (frame->kind_case == WEFT__V1__FRAME__KIND_GO_AWAY && frame->go_away->last_stream_id < STREAM_ID) {
             fprintf(stderr, "error: the server is going away and did not take the call; retry on a new connection\n");
             done = 1;

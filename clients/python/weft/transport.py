@@ -49,18 +49,26 @@ class Connection:
     closes a connection whose ping goes unanswered for 10 s. A call after the connection was
     quiet for `idle_reconnect_seconds` (25 s, under the node's 30 s ping interval) therefore
     opens a new connection first; no call is in flight then, so nothing is lost or repeated.
+
+    `max_frame_bytes` is the node's `rpc.max-frame-bytes` (4 MiB unless its operator raised it):
+    a larger request is refused here, with the reason, rather than by the node closing the
+    connection.
     """
 
     def __init__(self, address, ca_file, server_name=None, certfile=None, keyfile=None, metadata=(),
-                 connect_timeout=30, read_timeout=None, idle_reconnect_seconds=25):
+                 connect_timeout=30, read_timeout=None, idle_reconnect_seconds=25, max_frame_bytes=MAX_FRAME_BYTES):
         self.address = address
         self.metadata = tuple(metadata)
         self.idle_reconnect_seconds = idle_reconnect_seconds
+        self.max_frame_bytes = max_frame_bytes
         self._settings = (ca_file, server_name, certfile, keyfile, connect_timeout, read_timeout)
+        # Stream ids keep increasing across reconnections, so that a generator of an earlier
+        # connection, closed late, cancels no call of the new one.
+        self.next_stream = 1
         self._connect()
 
     def _connect(self):
-        """Opens the TLS connection and sends the preface; streams start again at 1."""
+        """Opens the TLS connection and sends the preface."""
         address = self.address
         ca_file, server_name, certfile, keyfile, connect_timeout, read_timeout = self._settings
         host, port = parse_address(address)
@@ -85,7 +93,6 @@ class Connection:
             self.socket.close()
             raise ConnectError(f"{address} did not agree on ALPN {ALPN} (got {self.socket.selected_alpn_protocol()}); is it a Weft node?")
         self.socket.settimeout(read_timeout)
-        self.next_stream = 1
         self.last_stream_allowed = None  # set by go_away
         self.last_activity = time.monotonic()
         self._send_bytes(PREFACE)
@@ -128,8 +135,8 @@ class Connection:
         if prefix[0] != 0:
             raise ProtocolError(f"unsupported frame flag {prefix[0]} (only 0, uncompressed, is defined)")
         length = int.from_bytes(prefix[1:], "big")
-        if length > MAX_FRAME_BYTES:
-            raise ProtocolError(f"grpc: received message larger than max ({length} vs. {MAX_FRAME_BYTES})")
+        if length > self.max_frame_bytes:
+            raise ProtocolError(f"grpc: received message larger than max ({length} vs. {self.max_frame_bytes})")
         try:
             return frame_pb2.Frame.FromString(self._read_exactly(length))
         except Exception as error:  # protobuf's DecodeError
@@ -153,10 +160,10 @@ class Connection:
             self.socket.close()
             self._connect()
         payload = request.SerializeToString()
-        if len(payload) > MAX_FRAME_BYTES - 64:
+        if len(payload) > self.max_frame_bytes - 64:
             # The node refuses the frame at its length and closes the connection; say why here.
             raise WeftError(_status(StatusCode.RESOURCE_EXHAUSTED, "RPC_MESSAGE_TOO_LARGE",
-                                    f"the request is {len(payload)} bytes; a frame carries at most {MAX_FRAME_BYTES}"), path)
+                                    f"the request is {len(payload)} bytes; a frame carries at most {self.max_frame_bytes}"), path)
         stream = self.next_stream
         self.next_stream += 2
         opening = frame_pb2.Frame(stream_id=stream)
