@@ -126,6 +126,10 @@ public actor ParticipantNode {
     /// The decision time of each pending request (`DomainParameters.decisionTime`; `.max` without
     /// domain parameters), computed once from the topology at the request's time.
     private var decisionTimes: [SequencingTimestamp: Int64] = [:]
+    /// The full message of this participant's own rejection of a pending request of its own
+    /// submitter: the verdict carries a fixed text only (`LocalDecision.wire`), the completion
+    /// the whole reason. Kept until the request is decided (lost at a restart: the fixed text).
+    private var ownRejectionMessages: [SequencingTimestamp: String] = [:]
     var known = Set<ContractID>()
     private var locks: [ContractID: SequencingTimestamp] = [:]
     private var pendingCreates: [ContractID: SequencingTimestamp] = [:]
@@ -1317,6 +1321,7 @@ public actor ParticipantNode {
         for id in result.locks { locks[id] = request.timestamp }
         for id in result.creates { pendingCreates[id] = request.timestamp }
         if let reason = result.decision.reasonID {
+            if result.command != nil { ownRejectionMessages[request.timestamp] = result.decision.message }
             Counter(label: "weft_participant_local_rejections_total", dimensions: [("reason_id", reason)]).increment()
             logger.info(
                 "request rejected locally",
@@ -1434,9 +1439,11 @@ public actor ParticipantNode {
         case .mediatorReject(let reject)?: (approved, reasonID, reason) = (false, reject.reasonID, reject.message)
         case .participantReject(let rejects)?:
             let first = rejects.rejects.first
+            // This participant's own rejection: its whole message, not the verdict's fixed text.
+            let own = first?.participant == identity.id.description ? ownRejectionMessages[requestTime] : nil
             (approved, reasonID, reason) = (
                 false, first?.reject?.reasonID ?? "PARTICIPANT_REJECT",
-                "participant \(first?.participant ?? "?") rejected: \(first?.reject?.message ?? "")"
+                "participant \(first?.participant ?? "?") rejected: \(own ?? first?.reject?.message ?? "")"
             )
         case nil: (approved, reasonID, reason) = (false, "MEDIATOR_EMPTY_VERDICT", "the verdict names no outcome")
         }
@@ -1596,6 +1603,7 @@ public actor ParticipantNode {
         // The next events see the contracts as this verdict leaves them.
         pending[requestTime] = nil
         decisionTimes[requestTime] = nil
+        ownRejectionMessages[requestTime] = nil
         for id in request.locked where locks[id] == requestTime { locks[id] = nil }
         for id in request.creates where pendingCreates[id] == requestTime { pendingCreates[id] = nil }
         if let effects {

@@ -26,11 +26,48 @@ struct LocalDecision: Sendable, Equatable {
 
     var isApproval: Bool { reasonID == nil }
 
+    /// What the mediator gets, and through the verdict every informee participant of the
+    /// request, also those of views this participant saw and they did not: the reason id, a
+    /// fixed text for it, and only resources that name no view's contents (contract and
+    /// package ids). The message of a rejection may quote what this participant decrypted (a
+    /// contract's arguments in a conformance failure, the parties of a subview, other requests'
+    /// times), so it stays in this participant's log and its own submitter's completion.
     var wire: Weft.V1.LocalVerdict {
         guard let reasonID else { return Weft.V1.LocalVerdict(outcome: .approve(Weft.V1.LocalApprove())) }
-        return Weft.V1.LocalVerdict(
-            outcome: .reject(Weft.V1.LocalReject(reasonID: reasonID, message: message, resources: resources)))
+        let shared = Self.sharedResources.contains(reasonID) ? resources : []
+        let text = (Self.publicTexts[reasonID] ?? "rejected; the rejecting participant's log says why")
+            + (shared.isEmpty ? "" : ": " + shared.joined(separator: ", "))
+        return Weft.V1.LocalVerdict(outcome: .reject(Weft.V1.LocalReject(reasonID: reasonID, message: text, resources: shared)))
     }
+
+    /// The reasons whose resources are contract or package ids, which say nothing of a view.
+    private static let sharedResources: Set<String> = {
+        let reasons = RejectReason.Participant.self
+        return [
+            reasons.lockedContracts, reasons.inactiveContracts, reasons.createsExistingContracts, reasons.packageNotFound,
+            reasons.failedModelConformanceCheck,
+        ]
+    }()
+
+    /// The text a rejection carries beyond this participant, by reason id.
+    private static let publicTexts: [String: String] = {
+        let reasons = RejectReason.Participant.self
+        return [
+            reasons.lockedContracts: "input contract(s) locked by another pending request",
+            reasons.inactiveContracts: "input contract(s) not active at this participant",
+            reasons.createsExistingContracts: "the request creates contract(s) that exist already",
+            reasons.packageNotFound: "this participant lacks package(s) the request uses; upload them to validate",
+            reasons.failedModelConformanceCheck:
+                "a view does not re-interpret to the actions it names (the rejecting participant's log says how)",
+            reasons.malformedView: "a view does not decrypt or decode, or is not the view its envelope names",
+            reasons.rootHashMismatch: "the views and root hash messages do not lead to one root hash",
+            reasons.invalidSubmitterSignature: "the submitter's signature on the root hash is missing or does not verify",
+            reasons.submitterNotEntitled: "the submitting participant may not submit for the acting parties",
+            reasons.missingAuthorization: "an action lacks the authority of a party it needs",
+            reasons.ledgerTimeOutOfBounds:
+                "the ledger time is too far from the sequencing time, or the request was sequenced after its max sequencing time",
+        ]
+    }()
 }
 
 /// The state of the participant that validation reads: what is active, what exists, what is
@@ -113,7 +150,12 @@ struct RequestValidator {
         }
         let rootHashes = Set(request.rootHashMessages.map(\.rootHash))
         let announced = rootHashes.count == 1 ? Digest32(rootHashes.first!) : nil
-        let mediator = decoded.lazy.compactMap { $0.received.commonMetadata?.mediator }.first
+        // Responses go to the mediator the views name only if it is one of the domain's: a view
+        // naming another member would have this participant send it what it decided (`check`
+        // rejects such a request; its responses go nowhere).
+        let mediator = decoded.lazy.compactMap { $0.received.commonMetadata?.mediator }.first.flatMap { named in
+            (try? MemberID(parsing: named)).flatMap { snapshot.mediators.contains($0) ? named : nil }
+        }
         // This participant's own command only if it sent the request: another member replaying
         // the batch (same views, signature and submission id) is rejected below, and its
         // rejection must not complete the command, whose own request may yet commit.
@@ -147,7 +189,7 @@ struct RequestValidator {
         if !decision.isApproval { (locks, creates) = ([], []) }
 
         var responses: [Weft.V1.SignedProtocolMessage] = []
-        if let rootHash {
+        if let rootHash, mediator != nil {
             for view in decoded.map(\.received.view) {
                 let parties = view.commonData.confirmingParties.filter { confirmsHere($0) }
                 guard !parties.isEmpty else { continue }
@@ -187,6 +229,23 @@ struct RequestValidator {
                 reasons.rootHashMismatch,
                 "view \(positionText(received.view.position)) leads to root hash \(received.rootHash), "
                     + "the root hash message says \(rootHash)")
+        }
+        // 1b. For this domain and its mediator. The root hash binds the common metadata, which
+        //     every view reveals (as the participant metadata): a view naming another domain is
+        //     a replay from there; one naming a member that is not a mediator of this domain
+        //     would have this participant send that member its responses.
+        for received in views {
+            let position = positionText(received.view.position)
+            guard let common = received.commonMetadata, received.participantMetadata != nil else {
+                return .reject(reasons.malformedView, "view \(position) hides its common or participant metadata, which every view reveals")
+            }
+            guard common.domain == domain.description else {
+                return .reject(reasons.malformedView, "view \(position) is for domain \(common.domain.prefix(200)), not \(domain)")
+            }
+            guard let named = try? MemberID(parsing: common.mediator), snapshot.mediators.contains(named) else {
+                return .reject(
+                    reasons.malformedView, "view \(position) names \(common.mediator.prefix(200)) as its mediator, not a mediator of this domain")
+            }
         }
         // 2. The submitter's signature on the root hash, with its key at the request's time.
         //    Every message of the request carries the submitter's signature over the same root

@@ -395,6 +395,66 @@ extension OnAThirdRealDomain {
             }
         }
 
+        /// A forged view's contract data (with a marker) is rejected by the validators, and
+        /// nothing of it reaches the domain's tables: not in the views (encrypted), nor in the
+        /// rejections and the verdict, which carry the reason id and a fixed text only
+        /// (`ValidationTests.aRejectionSaysNothingOfTheViewBeyondThisParticipant`).
+        @Test func aRejectionCarriesNothingOfTheViewToTheDomain() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, alice, bob, bank) = (domain.p1, domain.alice, domain.bob, domain.bank)
+                let iou = try await domain.issued("7", to: alice, command: "marked-iou")
+                let marker = "MARKER-\(UInt64.random(in: 1...UInt64.max))"
+                let forged = ContractInstance(
+                    template: try domain.package.templateID("Iou"),
+                    argument: try domain.package.record(
+                        "Iou",
+                        [
+                            "issuer": .party(bank), "owner": .party(bob), "currency": .text(marker),
+                            "amount": .decimal(FixedDecimal("7")!),
+                        ]),
+                    signatories: [bank], observers: [bob])
+                let prepared = try await p1.prepareForged(
+                    [try domain.transfer(iou, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "mallory", commandID: "marked-transfer")
+                ) { transaction in
+                    var nodes = transaction.nodes
+                    // The create keeps its contract id with other data: the validators' re-interpretation
+                    // gives the same id with the true data, and their rejection quotes both.
+                    guard let child = nodes.firstIndex(where: { $0.parent != nil }), case .create(let create) = nodes[child].action
+                    else { throw ParticipantError.noMediator }
+                    nodes[child].action = .create(Create(contractID: create.contractID, instance: forged))
+                    return Transaction(nodes: nodes, roots: transaction.roots, inputContracts: transaction.inputContracts)
+                }
+                await p1.approveEveryRequest()
+                try await expectRejected(prepared, RejectReason.Participant.failedModelConformanceCheck, domain)
+                let hexMarker = marker.utf8.map { String(format: "%02x", $0) }.joined()
+                for prefix in ["sequencer_", "mediator_"] {
+                    let text = try Self.tablesText(url: fixture.url, prefix: prefix)
+                    #expect(!text.contains(marker) && !text.lowercased().contains(hexMarker), "plaintext in \(prefix) tables")
+                }
+                await domain.stop()
+            }
+        }
+
+        /// Every row of the tables named `prefix…` in the database at `url`, as text.
+        static func tablesText(url: String, prefix: String) throws -> String {
+            let connection = try PostgresConnection(url: url)
+            let tables = try connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE $1",
+                [.text(prefix + "%")]
+            ).rows.compactMap { try $0[0].string }
+            #expect(!tables.isEmpty, "no \(prefix) tables")
+            var text = ""
+            for table in tables {
+                // Table names come from the catalogue, not from input.
+                for row in try connection.execute("SELECT t::text FROM \"\(table)\" t").rows {
+                    text += (try row[0].string ?? "") + "\n"
+                }
+            }
+            return text
+        }
+
         @Test func noPlaintextReachesTheDomainsTables() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
@@ -408,22 +468,7 @@ extension OnAThirdRealDomain {
                 }
                 _ = try await domain.p1.outcome(ofRequest: Digest32(hex: transactionID)!)
                 let hexMarker = marker.utf8.map { String(format: "%02x", $0) }.joined()
-                let connection = try PostgresConnection(url: fixture.url)
-                func dump(_ prefix: String) throws -> String {
-                    let tables = try connection.execute(
-                        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name LIKE $1",
-                        [.text(prefix + "%")]
-                    ).rows.compactMap { try $0[0].string }
-                    #expect(!tables.isEmpty, "no \(prefix) tables")
-                    var text = ""
-                    for table in tables {
-                        // Table names come from the catalogue, not from input.
-                        for row in try connection.execute("SELECT t::text FROM \"\(table)\" t").rows {
-                            text += (try row[0].string ?? "") + "\n"
-                        }
-                    }
-                    return text
-                }
+                func dump(_ prefix: String) throws -> String { try Self.tablesText(url: fixture.url, prefix: prefix) }
                 for prefix in ["sequencer_", "mediator_"] {
                     let text = try dump(prefix)
                     #expect(

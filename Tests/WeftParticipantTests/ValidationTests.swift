@@ -41,7 +41,8 @@ import WeftWire
     /// The bank's (participant2's) issue of an IOU to alice, as participant1 (`receiver` 0) or
     /// participant2 itself (1) receives it.
     func bankIssuesToAlice(
-        ledgerTime: Int64? = nil, receiver: Int = 0, sessions: OutgoingSessionKeys? = OutgoingSessionKeys()
+        ledgerTime: Int64? = nil, receiver: Int = 0, sessions: OutgoingSessionKeys? = OutgoingSessionKeys(),
+        namedMediator: String? = nil, namedDomain: String? = nil
     ) throws -> ReceivedRequest {
         let seed = TransactionSeed(try ParticipantNode.randomBytes(32))!
         let command = Command.create(
@@ -61,7 +62,7 @@ import WeftWire
                     actAs: [bank], submittingParticipant: members[1].id.description, commandID: "c", applicationID: "a",
                     submissionID: "s", maxSequencingTime: time.microsSinceEpoch + 60_000_000),
                 common: CommonMetadata(
-                    domain: domain.domain.description, mediator: domain.mediatorMember.description,
+                    domain: namedDomain ?? domain.domain.description, mediator: namedMediator ?? domain.mediatorMember.description,
                     uuid: try ParticipantNode.randomBytes(16)),
                 participant: ParticipantMetadata(
                     ledgerTime: ledgerTime ?? time.microsSinceEpoch, submissionTime: time.microsSinceEpoch)),
@@ -85,6 +86,49 @@ import WeftWire
             interpreter: Interpreter(packages: packages),
             packages: Set(packages.map(\.id)),
             state: ConflictState(active: [:], known: [], locks: [:], pendingCreates: [:]), sessions: IncomingSessionKeys())
+    }
+
+    /// The views name the domain and the mediator (the root hash binds them): a view naming a
+    /// participant as mediator would have had participant1 approve and send that participant
+    /// its responses; one naming another domain is a replay from there. Both are refused, and
+    /// no response goes to a member that is not a mediator of the domain.
+    @Test func aViewNamingAnotherMediatorOrDomainIsRejected() throws {
+        let elsewhere = try bankIssuesToAlice(namedMediator: members[0].member.description)
+        let toParticipant = validator(0, packages: [package]).validate(elsewhere)
+        #expect(toParticipant.decision.reasonID == RejectReason.Participant.malformedView, "\(toParticipant.decision)")
+        #expect(toParticipant.mediator == nil && toParticipant.responses.isEmpty)
+        let otherDomain = "other::1220" + String(repeating: "ab", count: 32)
+        let replayed = validator(0, packages: [package]).validate(try bankIssuesToAlice(namedDomain: otherDomain))
+        #expect(replayed.decision.reasonID == RejectReason.Participant.malformedView, "\(replayed.decision)")
+        #expect(validator(0, packages: [package]).validate(try bankIssuesToAlice()).decision == .approve)
+    }
+
+    /// What a rejection sends the mediator, and through the verdict every informee participant:
+    /// the reason id, a fixed text, and resources only when they are contract or package ids.
+    /// The message may quote what this participant decrypted (a contract's data in a conformance
+    /// failure, the parties of a subview), which stays here; before, it was all sent.
+    @Test func aRejectionSaysNothingOfTheViewBeyondThisParticipant() throws {
+        let reasons = RejectReason.Participant.self
+        func sent(_ decision: LocalDecision) -> Weft.V1.LocalReject? {
+            guard case .reject(let reject)? = decision.wire.outcome else { return nil }
+            return reject
+        }
+        let conformance = try #require(
+            sent(.reject(reasons.failedModelConformanceCheck, "input contract 00ab differs: received Iou(owner: MARKER)", resources: ["00ab"])))
+        #expect(conformance.reasonID == reasons.failedModelConformanceCheck)
+        #expect(!conformance.message.contains("MARKER") && conformance.message.contains("00ab"), "\(conformance.message)")
+        #expect(conformance.resources == ["00ab"])
+        let authority = try #require(
+            sent(.reject(reasons.missingAuthorization, "view 0.1 needs the authority of carol::1220ab", resources: ["carol::1220ab"])))
+        #expect(!authority.message.contains("carol") && authority.resources.isEmpty, "\(authority)")
+        // The whole message stays with this participant (its log, its own submitter's completion).
+        let request = try bankIssuesToAlice()
+        let replay = validator(0, packages: [package]).validate(
+            ReceivedRequest(
+                timestamp: time, sender: members[0].member.description, rootHashMessages: request.rootHashMessages,
+                encryptedViews: request.encryptedViews))
+        #expect(replay.decision.message.contains(members[0].member.description))
+        #expect(!(sent(replay.decision)?.message.contains(members[0].member.description) ?? true))
     }
 
     @Test func aRequestSentByAnotherMemberThanItsSubmitterIsAReplayAndRejected() throws {
