@@ -12,7 +12,18 @@ public enum AuditDestination: Sendable {
 /// Writes each log event as one line of JSON — `time`, `level`, `logger`, `message` and the
 /// event's metadata, keys sorted — to an `AuditDestination`. Used for the `weft.audit`
 /// logger, whose lines must stay apart from the node's operational log.
+///
+/// A line is at most `lineBytesMax` bytes: longer values are cut, and the line names them in
+/// `truncated` (`AuditLogKey.truncated`).
 public struct AuditFileLogHandler: LogHandler {
+    /// The longest line written, in bytes, line break excluded. An audit line is a few
+    /// hundred bytes; one of megabytes, made of what a caller sent, would rotate earlier lines
+    /// out of the file (`RotatingFile` keeps a bounded number of bytes).
+    public static let lineBytesMax = 16 << 10
+    /// The shortest a cut value is kept, in bytes: below it a line is written with its fixed
+    /// fields only.
+    static let cutValueBytesMin = 64
+
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     private let label: String
@@ -37,10 +48,7 @@ public struct AuditFileLogHandler: LogHandler {
         object["level"] = event.level.rawValue
         object["logger"] = label
         object["message"] = event.message.description
-        guard
-            var line = try? JSONSerialization.data(
-                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-        else { return }
+        guard var line = Self.line(object) else { return }
         line.append(UInt8(ascii: "\n"))
         switch destination {
         case .file(let file): file.write(Array(line))
@@ -49,6 +57,37 @@ public struct AuditFileLogHandler: LogHandler {
     }
 
     private static let output = Mutex(())
+
+    /// `object` as one line of JSON of at most `maximumBytes` bytes. When the whole line is
+    /// longer, every value over a limit is cut to it, `…(cut N of M bytes)` appended, and the
+    /// cut keys are listed in `truncated`; the limit halves until the line fits.
+    static func line(_ object: [String: String], maximumBytes: Int = AuditFileLogHandler.lineBytesMax) -> Data? {
+        guard let whole = json(object) else { return nil }
+        if whole.count <= maximumBytes { return whole }
+        var limit = maximumBytes / 2
+        while limit >= cutValueBytesMin {
+            var cut = object
+            var keys: [String] = []
+            for (key, value) in object where value.utf8.count > limit {
+                let kept = value.utf8Prefix(maximumBytes: limit)
+                let total = value.utf8.count
+                cut[key] = kept + "…(cut \(total - kept.utf8.count) of \(total) bytes)"
+                keys.append(key)
+            }
+            cut[AuditLogKey.truncated] = keys.sorted().joined(separator: ",")
+            if let line = json(cut), line.count <= maximumBytes { return line }
+            limit /= 2
+        }
+        // Only a line of very many fields gets here: what identifies it is kept.
+        var fixed = object.filter { ["time", "level", "logger"].contains($0.key) }
+        fixed["message"] = object["message"]?.utf8Prefix(maximumBytes: cutValueBytesMin)
+        fixed[AuditLogKey.truncated] = "all fields: the line was \(whole.count) bytes"
+        return json(fixed)
+    }
+
+    private static func json(_ object: [String: String]) -> Data? {
+        try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    }
 }
 
 extension AuditFileLogHandler {

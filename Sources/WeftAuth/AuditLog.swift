@@ -67,4 +67,7 @@ public enum AuditLogKey {
     public static let errorID = "error_id"
     public static let traceID = "trace_id"
     public static let durationMilliseconds = "duration_ms"
+    /// The fields cut to keep the line within `AuditFileLogHandler.lineBytesMax`, comma-separated;
+    /// absent when nothing was cut.
+    public static let truncated = "truncated"
 }

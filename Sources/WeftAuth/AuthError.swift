@@ -17,6 +17,9 @@ public enum AuthError: Error, Sendable, Equatable, CustomStringConvertible {
     case wrongIssuer(expected: String, actual: String?)
     case wrongAudience(expected: String, actual: [String])
     case wrongParticipant(expected: String, actual: String)
+    /// A token for one participant (`participantId`) came to a node that is no participant:
+    /// it is meant for that participant's APIs only.
+    case participantTokenOnOtherNode(participant: String, node: String)
     /// The token is good but lacks a claim the call needs.
     case missingClaim(claim: String, value: String?, call: String)
     /// An admin call came from another host while the node takes admin calls from loopback only.
@@ -35,6 +38,7 @@ public enum AuthError: Error, Sendable, Equatable, CustomStringConvertible {
         case .wrongIssuer: "AUTH_WRONG_ISSUER"
         case .wrongAudience: "AUTH_WRONG_AUDIENCE"
         case .wrongParticipant: "AUTH_WRONG_PARTICIPANT"
+        case .participantTokenOnOtherNode: "AUTH_PARTICIPANT_TOKEN"
         case .missingClaim: "AUTH_MISSING_CLAIM"
         case .adminNotLoopback: "AUTH_ADMIN_LOOPBACK_ONLY"
         }
@@ -55,6 +59,8 @@ public enum AuthError: Error, Sendable, Equatable, CustomStringConvertible {
         case .wrongAudience(let expected, let actual):
             "the token is for audience \(actual.isEmpty ? "none" : actual.joined(separator: ", ")); this participant is \(expected)"
         case .wrongParticipant(let expected, let actual): "the token is for participant \(actual), not \(expected)"
+        case .participantTokenOnOtherNode(let participant, let node):
+            "a token for participant \(participant) is not valid on this \(node) node; use a token without participantId, and set auth.audience on each node that shares a key"
         case .missingClaim(let claim, let value, let call):
             if let value { "\(call) needs claim \(claim) to include \(value); the token does not grant it" } else { "\(call) needs claim \(claim); the token does not grant it" }
         case .adminNotLoopback(let peer, let call):

@@ -58,6 +58,23 @@ public struct LedgerClaims: Sendable, Equatable {
     public var readable: Set<String> { actAs.union(readAs) }
 }
 
+/// The node a verifier works for, which decides what a token's `participantId` claim means.
+///
+/// Nodes may share one HS256 secret or one identity provider; without `aud` checks, a token
+/// minted for one of them verifies on all. `participantId` narrows a token to one
+/// participant, so a node that is no participant must refuse it rather than ignore it: a
+/// participant's admin token would otherwise be an admin token of the sequencer and the
+/// domain manager too.
+public enum TokenVerifyingNode: Sendable, Equatable {
+    /// No node said (a library use): `participantId` is checked only to be a string.
+    case unspecified
+    /// The participant with this id: a token that names a participant must name this one.
+    case participant(String)
+    /// A node that is not a participant, named by its kind for messages ("sequencer",
+    /// "domain manager"): a token that names any participant is refused.
+    case nonParticipant(String)
+}
+
 /// Verifies JWS compact-serialized bearer tokens (RFC 7515, RFC 7519) signed
 /// with HS256 or RS256 and reads their Ledger API claims.
 ///
@@ -75,8 +92,8 @@ public struct BearerTokenVerifier: Sendable {
     public let issuer: String?
     /// Clock skew tolerated on `exp` and `nbf`.
     public let leewaySeconds: Int64
-    /// The participant the token must be for when it names one (`participantId`).
-    public let participantID: String?
+    /// The node verifying: what a token's `participantId` must be (`TokenVerifyingNode`).
+    public let node: TokenVerifyingNode
 
     /// Longest token accepted, before any decoding (tokens are headers; 16 KiB is generous).
     public static let maximumTokenBytes = 16 * 1024
@@ -84,7 +101,8 @@ public struct BearerTokenVerifier: Sendable {
     public static let ledgerAPIClaim = "https://daml.com/ledger-api"
 
     public init(
-        keys: [TokenVerificationKey], audience: String? = nil, issuer: String? = nil, leewaySeconds: Int64 = 5, participantID: String? = nil
+        keys: [TokenVerificationKey], audience: String? = nil, issuer: String? = nil, leewaySeconds: Int64 = 5,
+        node: TokenVerifyingNode = .unspecified
     ) throws(AuthError) {
         guard !keys.isEmpty else { throw .configuration("no verification key: give an HS256 secret or an RS256 public key") }
         for case .hs256(let secret, _) in keys where secret.count < TokenVerificationKey.minimumSecretBytes {
@@ -94,7 +112,7 @@ public struct BearerTokenVerifier: Sendable {
         self.audience = audience
         self.issuer = issuer
         self.leewaySeconds = max(0, leewaySeconds)
-        self.participantID = participantID
+        self.node = node
     }
 
     /// The claims of `token` if it verifies at `now` (seconds since the epoch).
@@ -129,7 +147,14 @@ public struct BearerTokenVerifier: Sendable {
         let payload = try Self.object(payloadBytes, "payload")
         guard let expiry = Self.integer(payload["exp"]) else { throw .malformed("the token has no expiry (exp); tokens without one are refused") }
         guard now <= expiry + leewaySeconds else { throw .expired(at: expiry) }
-        if let notBefore = Self.integer(payload["nbf"]), now + leewaySeconds < notBefore { throw .notYetValid(from: notBefore) }
+        // A present nbf must be a NumericDate: skipping one that is not (a string, a boolean, out
+        // of range) would make a token valid earlier than its issuer meant, as exp is refused.
+        if let value = payload["nbf"] {
+            guard let notBefore = Self.integer(value) else {
+                throw .malformed("nbf must be a NumericDate (seconds since the epoch, a JSON number)")
+            }
+            guard now + leewaySeconds >= notBefore else { throw .notYetValid(from: notBefore) }
+        }
         if let issuer {
             guard payload["iss"] as? String == issuer else { throw .wrongIssuer(expected: issuer, actual: payload["iss"] as? String) }
         }
@@ -138,8 +163,31 @@ public struct BearerTokenVerifier: Sendable {
             guard audiences.contains(audience) else { throw .wrongAudience(expected: audience, actual: audiences) }
         }
         let ledger = payload[Self.ledgerAPIClaim] as? [String: Any] ?? [:]
-        if let participantID, let named = ledger["participantId"] as? String, named != participantID {
-            throw .wrongParticipant(expected: participantID, actual: named)
+        // A participantId of another JSON type must not pass for "no participant named".
+        var named: String?
+        if let value = ledger["participantId"] {
+            guard let text = value as? String else {
+                throw .malformed("\(Self.ledgerAPIClaim).participantId must be a string (a participant id)")
+            }
+            named = text
+        }
+        if let named {
+            switch node {
+            case .unspecified: break
+            case .participant(let participantID):
+                guard named == participantID else { throw .wrongParticipant(expected: participantID, actual: named) }
+            case .nonParticipant(let kind):
+                throw .participantTokenOnOtherNode(participant: named, node: kind)
+            }
+        }
+        // admin must be a JSON boolean: Foundation gives numbers and booleans alike as NSNumber,
+        // and `as? Bool` turns a 1 into true (on Linux), so `"admin": 1` would grant admin.
+        var admin = false
+        if let value = ledger["admin"] {
+            guard let flag = Self.boolean(value) else {
+                throw .malformed("\(Self.ledgerAPIClaim).admin must be true or false")
+            }
+            admin = flag
         }
         func parties(_ key: String) throws(AuthError) -> Set<String> {
             guard let value = ledger[key] else { return [] }
@@ -147,7 +195,7 @@ public struct BearerTokenVerifier: Sendable {
             return Set(list.compactMap { $0 as? String })
         }
         return LedgerClaims(
-            actAs: try parties("actAs"), readAs: try parties("readAs"), admin: (ledger["admin"] as? Bool) == true,
+            actAs: try parties("actAs"), readAs: try parties("readAs"), admin: admin,
             applicationID: ledger["applicationId"] as? String, subject: payload["sub"] as? String, expiresAt: expiry)
     }
 
@@ -169,12 +217,28 @@ public struct BearerTokenVerifier: Sendable {
         return object
     }
 
-    /// A NumericDate (RFC 7519 §2): JSON numbers, possibly fractional.
+    /// A NumericDate (RFC 7519 §2): JSON numbers, possibly fractional; not booleans.
     private static func integer(_ value: Any?) -> Int64? {
-        guard let number = value as? NSNumber, !(value is Bool) else { return nil }
+        // `value is Bool` would not do: on Linux it holds for the numbers 0 and 1 as well.
+        guard let value, boolean(value) == nil, let number = value as? NSNumber else { return nil }
         let double = number.doubleValue
         guard double.isFinite, abs(double) < 1e15 else { return nil }
         return Int64(double.rounded(.down))
+    }
+
+    /// The value of a JSON `true` or `false` as JSONSerialization gives it; nil for anything
+    /// else, the numbers 1 and 0 included.
+    ///
+    /// Both Foundations give `true` and `false` as the two shared boolean NSNumbers (the
+    /// ones `NSNumber(value: true)` and `NSNumber(value: false)` return), and a JSON number as
+    /// another NSNumber; `as? Bool` cannot tell them apart: it takes any NSNumber equal to 1 or 0.
+    static func boolean(_ value: Any) -> Bool? {
+        // A Foundation that gives plain Swift values: a Bool is a JSON boolean.
+        if type(of: value) == Bool.self { return value as? Bool }
+        guard let number = value as? NSNumber else { return nil }
+        if number === NSNumber(value: true) { return true }
+        if number === NSNumber(value: false) { return false }
+        return nil
     }
 }
 

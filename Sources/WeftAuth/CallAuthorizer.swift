@@ -45,7 +45,7 @@ public enum CallAuthorizer: Sendable {
         CallRecord.current?.note(actAs: parties)
         guard let claims = try claims(context) else { return }
         for party in parties where !claims.actAs.contains(party) {
-            throw .missingClaim(claim: "actAs", value: party, call: context.method)
+            throw .missingClaim(claim: "actAs", value: CallRecord.recorded(party), call: context.method)
         }
     }
 
@@ -55,7 +55,7 @@ public enum CallAuthorizer: Sendable {
         CallRecord.current?.note(readAs: parties)
         guard let claims = try claims(context) else { return }
         for party in parties where !claims.readable.contains(party) {
-            throw .missingClaim(claim: "readAs or actAs", value: party, call: context.method)
+            throw .missingClaim(claim: "readAs or actAs", value: CallRecord.recorded(party), call: context.method)
         }
     }
 
@@ -113,9 +113,36 @@ public final class CallRecord: Sendable {
         return result
     }
 
-    func note(actAs parties: [String]) { state.withLock { $0.actAs.formUnion(parties) } }
-    func note(readAs parties: [String]) { state.withLock { $0.readAs.formUnion(parties) } }
+    /// Notes the parties a call asks to act as, each as `recorded` gives it.
+    func note(actAs parties: [String]) {
+        let recorded = parties.map(Self.recorded)
+        state.withLock { $0.actAs.formUnion(recorded) }
+    }
+
+    /// Notes the parties a call asks to read as, each as `recorded` gives it.
+    func note(readAs parties: [String]) {
+        let recorded = parties.map(Self.recorded)
+        state.withLock { $0.readAs.formUnion(recorded) }
+    }
+
     func noteAdmin() { state.withLock { $0.admin = true } }
+
+    /// The longest party id recorded whole, in UTF-8 bytes: the Ledger API's longest id
+    /// (`idBytesMax`, 255 by default).
+    public static let recordedPartyBytesMax = 255
+
+    /// `party` as the audit line records it: whole up to `recordedPartyBytesMax` bytes, else
+    /// its start and how many bytes were left out, `…(+N bytes)`.
+    ///
+    /// Parties are noted before they are validated (a refused call is audited with what it
+    /// asked for), so a caller with any valid token could otherwise send 100 parties of 40 KiB
+    /// and write a 4 MiB audit line per call, rotating earlier lines out of the audit file.
+    public static func recorded(_ party: String) -> String {
+        let bytes = party.utf8.count
+        guard bytes > recordedPartyBytesMax else { return party }
+        let kept = party.utf8Prefix(maximumBytes: recordedPartyBytesMax)
+        return kept + "…(+\(bytes - kept.utf8.count) bytes)"
+    }
 
     /// The verified token's subject; nil when no token was verified.
     public var subject: String? {
@@ -146,5 +173,18 @@ public final class CallRecord: Sendable {
             guard case .success(let claims)? = state.verified else { return nil }
             return claims.expiresAt
         }
+    }
+}
+
+extension String {
+    /// The longest prefix of at most `maximumBytes` UTF-8 bytes that ends between two
+    /// Unicode scalars (a cut inside a scalar would make the text invalid UTF-8).
+    func utf8Prefix(maximumBytes: Int) -> String {
+        guard utf8.count > maximumBytes else { return self }
+        var end = utf8.index(utf8.startIndex, offsetBy: max(0, maximumBytes))
+        while end > utf8.startIndex, String.Index(end, within: unicodeScalars) == nil {
+            end = utf8.index(before: end)
+        }
+        return String(decoding: utf8[..<end], as: UTF8.self)
     }
 }

@@ -39,10 +39,21 @@ struct NodeAccess {
     static let auditFileBytesRange = (64 << 10)...(64 << 30)
     static let auditFilesRange = 0...1000
 
-    /// Reads the node's access settings; `participantID` is checked against a token's
-    /// `participantId` claim when the node is a participant.
+    /// Reads the node's access settings. `participantID` is the participant's own id (given
+    /// for a participant node only): a token's `participantId` claim must name it there, and
+    /// on a sequencer or domain manager a token that names any participant is refused
+    /// (`TokenVerifyingNode`), so the node's kind decides, not whether an id was passed.
     init(_ settings: NodeSettings, participantID: String? = nil) throws(ConfigurationError) {
         let section = settings.section
+        let node: TokenVerifyingNode
+        switch settings.kind {
+        case .participant:
+            guard let participantID else { preconditionFailure("a participant's NodeAccess needs the participant's id") }
+            node = .participant(participantID)
+        case .sequencer, .domainManager, .mediator:
+            precondition(participantID == nil, "only a participant node has a participant id")
+            node = .nonParticipant(settings.kind == .domainManager ? "domain manager" : settings.kind.rawValue)
+        }
         func invalid(_ key: String, _ expected: String) -> ConfigurationError {
             .invalid(
                 key: section.fullKey(key), value: section.string(key) ?? "", expected: expected,
@@ -92,7 +103,7 @@ struct NodeAccess {
                 authorizer = .tokens(
                     try BearerTokenVerifier(
                         keys: keys, audience: section.string("auth.audience"), issuer: section.string("auth.issuer"),
-                        leewaySeconds: leeway.components.seconds, participantID: participantID))
+                        leewaySeconds: leeway.components.seconds, node: node))
             } catch {
                 throw invalid(
                     section.string("auth.hs256-secret-file") != nil
@@ -135,15 +146,31 @@ struct NodeAccess {
             audit: audit
         )
         .install(on: &router, adminPaths: adminPaths, auditedPaths: auditedPaths)
-        if !authorizer.requiresTokens {
-            logger.warning(
-                "the node's APIs are UNAUTHENTICATED: any client that passes TLS may call them; set auth.hs256-secret-file or auth.rs256-public-key-file (docs/operations.md §security)",
-                metadata: ["admin_loopback_only": "\(adminLoopbackOnly)"])
-        } else if !adminRequiresToken {
-            logger.warning(
-                "admin services accept calls without an admin token (auth.admin-tokens: false)",
-                metadata: ["admin_loopback_only": "\(adminLoopbackOnly)"])
+        for warning in startWarnings {
+            logger.warning("\(warning)", metadata: ["admin_loopback_only": "\(adminLoopbackOnly)"])
         }
+    }
+
+    /// What the node logs at start about access that is more open than it may look.
+    var startWarnings: [String] {
+        guard case .tokens(let verifier) = authorizer else {
+            return [
+                "the node's APIs are UNAUTHENTICATED: any client that passes TLS may call them; set auth.hs256-secret-file or auth.rs256-public-key-file (docs/operations.md §security)"
+            ]
+        }
+        var warnings: [String] = []
+        if !adminRequiresToken {
+            warnings.append("admin services accept calls without an admin token (auth.admin-tokens: false)")
+        }
+        // Without an audience, any token signed with this node's key is taken here: with a key
+        // shared by several nodes (one HS256 secret, one identity provider), a token minted for
+        // another node, its admin token included, works on this one.
+        if verifier.audience == nil {
+            warnings.append(
+                "tokens are checked without auth.audience: this node accepts every token signed with its key, also those meant for other nodes that share the key; set auth.audience to this node's name (docs/operations.md §security)"
+            )
+        }
+        return warnings
     }
 }
 

@@ -41,6 +41,13 @@ struct TokenCommand: ParsableCommand {
     var applicationID: String?
 
     @Option(
+        name: .customLong("participant-id"),
+        help:
+            "Restrict the token to this participant (participantId, e.g. participant1::1220…): other participants, sequencers and domain managers refuse it."
+    )
+    var participantID: String?
+
+    @Option(
         name: .customLong("expires-in"),
         help: "How long the token is valid, e.g. 10m or 1h; a negative value (-1h) makes an expired token for tests.")
     var expiresIn: String = "1h"
@@ -68,7 +75,8 @@ struct TokenCommand: ParsableCommand {
         let claims = LedgerClaims(
             actAs: Set(actAs), readAs: Set(readAs), admin: admin, applicationID: applicationID, subject: subject,
             expiresAt: expiresAt)
-        let token = try HS256TokenIssuer.token(claims, secret: secret, audience: audience, issuer: issuer)
+        let token = try HS256TokenIssuer.token(
+            claims, secret: secret, audience: audience, issuer: issuer, participantID: participantID)
         switch output {
         case .text: print(token)
         case .json: try printJSON(["token": token, "expires_at": expiresAt])

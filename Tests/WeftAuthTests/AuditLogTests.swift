@@ -73,6 +73,80 @@ import WeftWire
         #expect(line["logger"] == "weft.audit" && line["level"] == "info" && line["time"] != nil)
     }
 
+    /// A call asking to act as 100 parties of 40 KiB each (under the 4 MiB frame) is refused,
+    /// but its audit line is written before the parties are validated: it must stay short, or
+    /// about a hundred such calls from any token holder would rotate every earlier line out.
+    @Test func aCallAskingForHugePartiesWritesAShortAuditLineThatSaysItWasCut() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("audit.log").path
+        let file = try RotatingFile(path: path, maximumBytes: 64 << 20, keptFiles: 1)
+        let audit = AuditLog(
+            logger: Logger(label: AuditLog.label) { AuditFileLogHandler(label: $0, destination: .file(file)) })
+        let secret = Array("a shared secret of at least 32 bytes, for HS256".utf8)
+        let authorizer = CallAuthorizer.tokens(try BearerTokenVerifier(keys: [.hs256(secret: secret)]))
+        let token = try HS256TokenIssuer.token(
+            LedgerClaims(actAs: ["alice::1220aa"], subject: "alice-app", expiresAt: 4_000_000_000), secret: secret)
+        let context = RPCCallContext(
+            method: "/weft.v1.CommandService/SubmitAndWait",
+            metadata: [.init(key: "authorization", value: .textValue("Bearer \(token)"))])
+        let parties = (0..<100).map { String(format: "p%03d::", $0) + String(repeating: "x", count: 40 << 10) }
+        let record = CallRecord()
+        let refusal = CallRecord.$current.withValue(record) { () -> AuthError? in
+            do throws(AuthError) {
+                try authorizer.requireActAs(parties, context)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(refusal?.id == "AUTH_MISSING_CLAIM")
+        // The refusal's message (logged by the Ledger API) names the party cut short too.
+        #expect((refusal?.description.utf8.count ?? .max) < 1024, "\(String(describing: refusal).prefix(300))")
+        // Each party is recorded as its first 255 bytes and how many were left out.
+        #expect(record.actAs.count == 100)
+        let partyBytes = parties[0].utf8.count
+        #expect(record.actAs.allSatisfy { $0.hasSuffix("…(+\(partyBytes - 255) bytes)") && $0.utf8.count < 300 })
+
+        audit.record(
+            context, record, code: .permissionDenied, errorID: "AUTH_MISSING_CLAIM", elapsed: .milliseconds(1))
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        // At most 16 KiB and its line break; the parties alone, cut to 255 bytes, make 27 KiB.
+        #expect(data.count < 32 << 10, "the audit line is \(data.count) bytes")
+        #expect(data.count <= (16 << 10) + 1, "the audit line is \(data.count) bytes")
+        let line = try #require(try JSONSerialization.jsonObject(with: data) as? [String: String])
+        #expect(line["truncated"] == AuditLogKey.actAs)
+        #expect(line[AuditLogKey.actAs]?.hasPrefix("p000::xxx") == true)
+        #expect(line[AuditLogKey.actAs]?.contains("…(cut ") == true)
+        #expect(line[AuditLogKey.caller] == "alice-app" && line[AuditLogKey.code] == "PERMISSION_DENIED")
+    }
+
+    /// Whatever its fields, a line written is at most `lineBytesMax` bytes, valid JSON, and
+    /// names what was cut; the fields that were short enough are whole.
+    @Test func anOverlongLineHasItsLongFieldsCutAndSaysWhich() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("audit.log").path
+        let file = try RotatingFile(path: path, maximumBytes: 64 << 20, keptFiles: 1)
+        let logger = Logger(label: AuditLog.label) { AuditFileLogHandler(label: $0, destination: .file(file)) }
+        // 3-byte characters: a cut at a byte count must back off to a whole character.
+        let long = String(repeating: "€", count: 1 << 18)
+        logger.info("api call", metadata: ["read_as": "\(long)", "act_as": "\(long)", "caller": "ops"])
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(data.count <= AuditFileLogHandler.lineBytesMax + 1, "the line is \(data.count) bytes")
+        let line = try #require(try JSONSerialization.jsonObject(with: data) as? [String: String])
+        #expect(line[AuditLogKey.truncated] == "act_as,read_as")
+        #expect(line["caller"] == "ops" && line["message"] == "api call")
+        let cut = try #require(line["act_as"])
+        let kept = try #require(cut.components(separatedBy: "…(cut ").first)
+        #expect(!kept.isEmpty && kept.allSatisfy { $0 == "€" })
+        #expect(cut.hasSuffix(" of \(3 << 18) bytes)"))
+
+        // A party is cut on a character boundary too, and a party id of normal length is whole.
+        #expect(CallRecord.recorded("alice::1220aa") == "alice::1220aa")
+        #expect(CallRecord.recorded(String(repeating: "€", count: 100)) == String(repeating: "€", count: 85) + "…(+45 bytes)")
+    }
+
     @Test func statusNamesAreGRPCs() {
         #expect(AuditLog.grpcName(.ok) == "OK")
         #expect(AuditLog.grpcName(.permissionDenied) == "PERMISSION_DENIED")

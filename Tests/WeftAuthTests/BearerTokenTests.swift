@@ -60,6 +60,21 @@ import WeftWire
                 "none": b64(json.dumps({"alg": "none", "typ": "JWT"}).encode()) + "." + b64(json.dumps(good).encode()) + ".",
                 # Algorithm confusion: HS256 with the (public) RSA key as the HMAC secret.
                 "confusion": raw({"alg": "HS256", "typ": "JWT"}, good, pem(key).encode()),
+                # A participant's admin token, with no audience: one secret shared by all nodes.
+                "hs_participant_admin": hs({"sub": "ops", "exp": now + 3600,
+                                            "https://daml.com/ledger-api": {"participantId": "participant1::1220aa", "admin": True}}),
+                "hs_plain_admin": hs({"sub": "ops", "exp": now + 3600, "https://daml.com/ledger-api": {"admin": True}}),
+                # Claims of the wrong JSON type, written by hand (an issuer's library may refuse them).
+                "hs_nbf_string": raw({"alg": "HS256", "typ": "JWT"}, {**good, "nbf": "yesterday"}, secret),
+                "hs_nbf_bool": raw({"alg": "HS256", "typ": "JWT"}, {**good, "nbf": True}, secret),
+                "hs_nbf_huge": raw({"alg": "HS256", "typ": "JWT"}, {**good, "nbf": 1e300}, secret),
+                "hs_nbf_null": raw({"alg": "HS256", "typ": "JWT"}, {**good, "nbf": None}, secret),
+                "hs_nbf_past": raw({"alg": "HS256", "typ": "JWT"}, {**good, "nbf": now - 60}, secret),
+                "hs_participant_number": raw({"alg": "HS256", "typ": "JWT"},
+                                             {**good, "https://daml.com/ledger-api": {**ledger, "participantId": 1}}, secret),
+                "hs_admin_one": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {"admin": 1}}, secret),
+                "hs_admin_string": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {"admin": "true"}}, secret),
+                "hs_admin_false": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {"admin": False}}, secret),
             }
             print(json.dumps({"now": now, "rsaPublicKey": pem(key), "smallRSAPublicKey": pem(small), "tokens": tokens}))
             """#
@@ -75,10 +90,10 @@ import WeftWire
         return try! JSONDecoder().decode(Minted.self, from: data)
     }()
 
-    static func verifier(participantID: String? = nil) throws -> BearerTokenVerifier {
+    static func verifier(node: TokenVerifyingNode = .unspecified) throws -> BearerTokenVerifier {
         try BearerTokenVerifier(
             keys: [.hs256(secret: secret), .rs256(try RSAPublicKey(pem: minted.rsaPublicKey), keyID: "k1")],
-            audience: "participant1", issuer: "https://idp.example.com", participantID: participantID)
+            audience: "participant1", issuer: "https://idp.example.com", node: node)
     }
 
     static func token(_ name: String) -> String { minted.tokens[name]! }
@@ -96,11 +111,11 @@ import WeftWire
             #expect(claims.expiresAt == Self.minted.now + 3600, "\(name)")
         }
         #expect(try verifier.verify(Self.token("hs_admin"), now: Self.minted.now).admin)
-        #expect(try Self.verifier(participantID: "participant1").verify(Self.token("hs_right_participant"), now: Self.minted.now).actAs == ["Alice::1220aa"])
+        #expect(try Self.verifier(node: .participant("participant1")).verify(Self.token("hs_right_participant"), now: Self.minted.now).actAs == ["Alice::1220aa"])
     }
 
     @Test func everyBadTokenIsRefusedWithItsReason() throws {
-        let verifier = try Self.verifier(participantID: "participant1")
+        let verifier = try Self.verifier(node: .participant("participant1"))
         let now = Self.minted.now
         func refusal(_ token: String) -> String? {
             do {
@@ -116,6 +131,11 @@ import WeftWire
             "rs_other_key": "AUTH_BAD_SIGNATURE", "rs_unknown_kid": "AUTH_UNKNOWN_KEY", "hs_wrong_participant": "AUTH_WRONG_PARTICIPANT",
             "hs_crit": "AUTH_TOKEN_MALFORMED", "hs_bad_parties": "AUTH_TOKEN_MALFORMED", "none": "AUTH_ALGORITHM_NOT_ALLOWED",
             "confusion": "AUTH_BAD_SIGNATURE",
+            // A claim of the wrong JSON type is refused, not skipped or read loosely.
+            "hs_nbf_string": "AUTH_TOKEN_MALFORMED", "hs_nbf_bool": "AUTH_TOKEN_MALFORMED",
+            "hs_nbf_huge": "AUTH_TOKEN_MALFORMED", "hs_nbf_null": "AUTH_TOKEN_MALFORMED",
+            "hs_participant_number": "AUTH_TOKEN_MALFORMED", "hs_admin_one": "AUTH_TOKEN_MALFORMED",
+            "hs_admin_string": "AUTH_TOKEN_MALFORMED",
         ]
         for (name, id) in expected { #expect(refusal(Self.token(name)) == id, "\(name)") }
 
@@ -134,6 +154,36 @@ import WeftWire
         // The leeway is 5 s: a token expired 4 s ago still passes, 6 s ago does not.
         #expect(throws: AuthError.expired(at: now + 3600)) { try verifier.verify(good, now: now + 3606) }
         #expect(try verifier.verify(good, now: now + 3604).actAs == ["Alice::1220aa"])
+    }
+
+    /// Claims of the right type still verify: a past nbf, `admin: false`.
+    @Test func wellTypedOptionalClaimsVerify() throws {
+        let verifier = try Self.verifier(node: .participant("participant1"))
+        #expect(try verifier.verify(Self.token("hs_nbf_past"), now: Self.minted.now).actAs == ["Alice::1220aa"])
+        #expect(try !verifier.verify(Self.token("hs_admin_false"), now: Self.minted.now).admin)
+    }
+
+    /// One secret shared by every node and no audience: a participant's admin token verifies
+    /// on its participant only; a sequencer or domain manager refuses it as a token for
+    /// another node rather than take it as its own admin token.
+    @Test func aParticipantsAdminTokenIsRefusedByNodesThatAreNotParticipants() throws {
+        let token = Self.token("hs_participant_admin")
+        let now = Self.minted.now
+        func verifier(_ node: TokenVerifyingNode) throws -> BearerTokenVerifier {
+            try BearerTokenVerifier(keys: [.hs256(secret: Self.secret)], node: node)
+        }
+        #expect(try verifier(.participant("participant1::1220aa")).verify(token, now: now).admin)
+        #expect(throws: AuthError.wrongParticipant(expected: "participant2::1220bb", actual: "participant1::1220aa")) {
+            try verifier(.participant("participant2::1220bb")).verify(token, now: now)
+        }
+        for kind in ["sequencer", "domain manager"] {
+            let refusal = AuthError.participantTokenOnOtherNode(participant: "participant1::1220aa", node: kind)
+            #expect(throws: refusal) { try verifier(.nonParticipant(kind)).verify(token, now: now) }
+            #expect(refusal.rpcError.code == .unauthenticated && refusal.id == "AUTH_PARTICIPANT_TOKEN")
+            #expect(refusal.description.contains("a token for participant participant1::1220aa is not valid on this \(kind) node"))
+            // The node's own admin token, without participantId, still works there.
+            #expect(try verifier(.nonParticipant(kind)).verify(Self.token("hs_plain_admin"), now: now).admin)
+        }
     }
 
     @Test func weakKeysAreRefusedAtConfiguration() throws {

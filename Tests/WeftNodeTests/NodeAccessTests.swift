@@ -6,12 +6,10 @@ import WeftAuth
 
 /// `auth.*` and `audit.*` of a node: what they turn on, and the mistakes refused at start.
 @Suite struct NodeAccessTests {
-    func settings(_ extra: [String: String], directory: String) throws -> NodeSettings {
+    func settings(_ extra: [String: String], directory: String, kind: String = "sequencer") throws -> NodeSettings {
         var configuration = Configuration()
-        let base = [
-            "kind": "sequencer", "listen": "127.0.0.1:0", "tls.plaintext": "true", "domain": "d::1220aa",
-            "signing-key": "k.pem",
-        ]
+        var base = ["kind": kind, "listen": "127.0.0.1:0", "tls.plaintext": "true", "signing-key": "k.pem"]
+        if kind != "participant" { base["domain"] = "d::1220aa" }
         for (key, value) in base.merging(extra, uniquingKeysWith: { $1 }) {
             configuration.set("nodes.s1.\(key)", value)
         }
@@ -92,6 +90,74 @@ import WeftAuth
             return
         }
         #expect(verifier.leewaySeconds == 2)
+    }
+
+    /// One HS256 secret shared by all nodes, no auth.audience: participant1's admin token
+    /// (admin + participantId) is an admin token on participant1 only. The sequencer and the
+    /// domain manager refuse it, saying whose token it is, instead of taking it as theirs.
+    @Test func aParticipantsAdminTokenIsRefusedBySequencerAndDomainManager() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let secret = directory + "/secret"
+        let secretText = "0123456789abcdef0123456789abcdef"
+        try writePrivate(secretText, to: secret)
+        let participant1 = "participant1::1220aa"
+        let participantAdmin = try HS256TokenIssuer.token(
+            LedgerClaims(admin: true, expiresAt: 4_000_000_000), secret: Array(secretText.utf8),
+            participantID: participant1)
+        let nodeAdmin = try HS256TokenIssuer.token(
+            LedgerClaims(admin: true, expiresAt: 4_000_000_000), secret: Array(secretText.utf8))
+        func verifier(_ access: NodeAccess) -> BearerTokenVerifier? {
+            if case .tokens(let verifier) = access.authorizer { verifier } else { nil }
+        }
+
+        for (kind, name) in [("sequencer", "sequencer"), ("domain-manager", "domain manager")] {
+            let access = try NodeAccess(
+                try settings(["auth.hs256-secret-file": secret], directory: directory, kind: kind))
+            let node = try #require(verifier(access))
+            do {
+                let claims = try node.verify(participantAdmin, now: 3_999_999_999)
+                Issue.record("\(kind) accepted participant1's token (admin: \(claims.admin))")
+            } catch {
+                #expect(error.id == "AUTH_PARTICIPANT_TOKEN", "\(kind): \(error)")
+                #expect(
+                    error.description.contains("a token for participant \(participant1) is not valid on this \(name) node"),
+                    "\(error)")
+            }
+            // Its own admin token, without participantId, is accepted.
+            #expect(try node.verify(nodeAdmin, now: 3_999_999_999).admin, "\(kind)")
+        }
+
+        let onParticipant1 = try #require(
+            verifier(
+                try NodeAccess(
+                    try settings(["auth.hs256-secret-file": secret], directory: directory, kind: "participant"),
+                    participantID: participant1)))
+        #expect(try onParticipant1.verify(participantAdmin, now: 3_999_999_999).admin)
+        let onParticipant2 = try #require(
+            verifier(
+                try NodeAccess(
+                    try settings(["auth.hs256-secret-file": secret], directory: directory, kind: "participant"),
+                    participantID: "participant2::1220bb")))
+        #expect(throws: AuthError.wrongParticipant(expected: "participant2::1220bb", actual: participant1)) {
+            try onParticipant2.verify(participantAdmin, now: 3_999_999_999)
+        }
+    }
+
+    /// Tokens without auth.audience are accepted from any node sharing the key: the node
+    /// says so at start; with an audience it does not.
+    @Test func tokensWithoutAnAudienceAreWarnedAboutAtStart() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let secret = directory + "/secret"
+        try writePrivate("0123456789abcdef0123456789abcdef", to: secret)
+        let without = try NodeAccess(try settings(["auth.hs256-secret-file": secret], directory: directory))
+        #expect(without.startWarnings.contains(where: { $0.contains("without auth.audience") }), "\(without.startWarnings)")
+        let with = try NodeAccess(
+            try settings(["auth.hs256-secret-file": secret, "auth.audience": "s1"], directory: directory))
+        #expect(with.startWarnings.isEmpty, "\(with.startWarnings)")
+        let open = try NodeAccess(try settings([:], directory: directory))
+        #expect(open.startWarnings.count == 1 && open.startWarnings[0].contains("UNAUTHENTICATED"))
     }
 
     @Test func noAuthSectionIsOpenAndKeysTurnTokensOn() throws {
