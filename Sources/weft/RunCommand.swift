@@ -71,6 +71,10 @@ struct RunCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data((line + "\n").utf8))
             }
         } catch let error as ConfigurationError {
+            // A value, or a file it names (a key others can read), that a node refuses as it
+            // starts: a usage error like one found while parsing (64, naming the key), and the
+            // JSON line to alert on, as for any node that cannot start.
+            logger.critical("weft run failed", metadata: ["error": "\(error)"])
             throw ValidationError(error.description)
         } catch {
             logger.critical("weft run failed", metadata: ["error": "\(error)"])

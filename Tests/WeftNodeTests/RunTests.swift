@@ -124,5 +124,11 @@ import WeftWire
         let (unreachable, _, reason) = try await WeftProcess.run(["run", "-c", "nodes.yaml"], directory: directory.path)
         #expect(unreachable == 1)
         #expect(reason.contains("could not connect to PostgreSQL"), "\(reason)")
+        // A key file others can read: refused as the node starts, a usage error naming the file
+        // (64), and the line to alert on, as for any node that cannot start (there was none).
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: directory.path + "/sequencer-key.pem")
+        let (readable, _, readableError) = try await WeftProcess.run(["run", "-c", "nodes.yaml"], directory: directory.path)
+        #expect(readable == 64, "\(readableError)")
+        #expect(readableError.contains("weft run failed") && readableError.contains("sequencer-key.pem"), "\(readableError)")
     }
 }
