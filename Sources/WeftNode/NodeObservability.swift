@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import Synchronization
 import WeftObservability
+import WeftStore
 
 #if canImport(Glibc)
     import Glibc
@@ -23,6 +24,25 @@ final class NodeObservability: Sendable {
     private let server = Mutex<ObservabilityServer?>(nil)
 
     private init() {}
+
+    /// Runs a node's `serve` with its metrics endpoint and its database: the endpoint first, so
+    /// that a port in use stops the node with nothing started yet, and both closed, awaited, on
+    /// every way out, so that the connections are closed before the process exits.
+    static func running(
+        _ settings: NodeSettings, logger: Logger, _ serve: (PostgresDatabase, NodeObservability) async throws -> Void
+    ) async throws {
+        let observability = try await start(settings, logger: logger)
+        let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
+        do {
+            try await serve(database, observability)
+        } catch {
+            await observability.close()
+            await database.shutdown()
+            throw error
+        }
+        await observability.close()
+        await database.shutdown()
+    }
 
     /// Starts the endpoint when the node's settings ask for one; `/health` answers NOT_SERVING
     /// until `serving()`.

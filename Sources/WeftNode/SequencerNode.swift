@@ -57,19 +57,9 @@ final class SequencerNode: Service {
     }
 
     func run() async throws {
-        // Before anything else: a metrics port in use stops the node with nothing started yet.
-        let observability = try await NodeObservability.start(settings, logger: logger)
-        let database = PostgresDatabase(url: settings.databaseURL, maximumConnections: settings.databaseConnections, logger: logger)
-        // Awaited on every way out, so the connections are closed before the process exits.
-        do {
+        try await NodeObservability.running(settings, logger: logger) { database, observability in
             try await serve(database, observability)
-        } catch {
-            await observability.close()
-            await database.shutdown()
-            throw error
         }
-        await observability.close()
-        await database.shutdown()
     }
 
     /// Starts the sequencer and its server, serves until the group shuts down, then drains.
