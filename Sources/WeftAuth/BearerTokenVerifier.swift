@@ -6,7 +6,7 @@ public import WeftCrypto
 /// Binding each key to its algorithm is what stops algorithm confusion: an
 /// attacker who puts `"alg":"HS256"` on a token and HMACs it with an RSA
 /// public key (which is public) finds no HS256 key to check it against.
-public enum TokenVerificationKey: Sendable {
+public enum TokenVerificationKey: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// HMAC-SHA256 with a shared secret (at least 32 bytes, RFC 7518 §3.2).
     case hs256(secret: [UInt8], keyID: String? = nil)
     /// RSASSA-PKCS1-v1_5 SHA-256 with an identity provider's public key.
@@ -18,6 +18,17 @@ public enum TokenVerificationKey: Sendable {
         case .rs256: "RS256"
         }
     }
+
+    /// The algorithm and key id, never the HS256 secret (whoever has it can mint any token):
+    /// a verifier or an authorizer interpolated into a log line or an error prints this.
+    public var description: String {
+        switch self {
+        case .hs256(_, let keyID): "HS256 key\(keyID.map { " \($0)" } ?? "") (secret redacted)"
+        case .rs256(_, let keyID): "RS256 key\(keyID.map { " \($0)" } ?? "")"
+        }
+    }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: [], displayStyle: .enum) }
 
     var keyID: String? {
         switch self {

@@ -60,6 +60,8 @@ struct RunCommand: AsyncParsableCommand {
             }
             nodes = try NodeRunner.nodes(in: configuration, migrate: migrate)
         } catch let error as ConfigurationError {
+            // The line to alert on, as for a node that cannot start below.
+            logger.critical("weft run failed", metadata: ["error": "\(error)"])
             throw ValidationError(error.description)
         }
         if let tlsKeyLog {
