@@ -16,6 +16,9 @@ actor SequencerAuthenticator {
         let member: String
         let connectionID: UInt64
         let expires: Int64
+        /// The fingerprint of the key that signed the challenge: the session ends when that key
+        /// is no longer registered for the member (a stolen key revoked), not an hour later.
+        let key: String
     }
 
     private let topology: SequencerTopology
@@ -105,7 +108,7 @@ actor SequencerAuthenticator {
         let lifetime = await topology.snapshot().domainParameters?.authenticationTokenLifetime?.micros ?? Self.defaultTokenLifetime
         let token = try OpenSSL.randomBytes(32)
         let expires = SequencerWriter.now() + max(lifetime, 1_000_000)
-        sessions[token] = Session(member: request.member, connectionID: connectionID, expires: expires)
+        sessions[token] = Session(member: request.member, connectionID: connectionID, expires: expires, key: key.fingerprint.description)
         return .init(token: token, expiresAt: .init(microsSinceEpoch: expires))
     }
 
@@ -126,7 +129,14 @@ actor SequencerAuthenticator {
         guard session.connectionID == context.connectionID else {
             throw RPCError(.unauthenticated, "this token belongs to another connection; authenticate on this one", errorID: "SEQUENCER_TOKEN_WRONG_CONNECTION")
         }
-        _ = try await activeMember(session.member)
+        let (_, keys) = try await activeMember(session.member)
+        guard keys.contains(where: { $0.fingerprint.description == session.key }) else {
+            sessions[token] = nil
+            throw RPCError(
+                .unauthenticated,
+                "the key this session authenticated with (\(session.key)) is no longer registered for \(session.member); authenticate again with a registered key",
+                errorID: "SEQUENCER_KEY_REPLACED")
+        }
         return session.member
     }
 

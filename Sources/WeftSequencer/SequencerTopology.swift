@@ -374,7 +374,12 @@ public actor SequencerTopology {
     /// Returns once `member` is active (or, with `active` false, no longer active) in the
     /// sequencer's topology: how an onboarding step knows the sequencer has applied it.
     public func waitUntil(_ member: MemberID, isActive active: Bool = true) async {
-        while snapshot().isActive(member) != active {
+        await waitUntil { $0.isActive(member) == active }
+    }
+
+    /// Returns once the topology satisfies `condition`, checked at each change.
+    public func waitUntil(_ condition: @Sendable (TopologySnapshot) -> Bool) async {
+        while !condition(snapshot()) {
             await withCheckedContinuation { changeWaiters.append($0) }
         }
     }

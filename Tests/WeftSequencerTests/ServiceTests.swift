@@ -288,6 +288,34 @@ import WeftWire
         }
     }
 
+    /// A session is bound to the key that authenticated it: once the member's signing keys are
+    /// replaced (a stolen key revoked), its sessions are refused at once (they lasted until
+    /// their expiry, an hour by default), and it authenticates again with the new key.
+    @Test func aSessionEndsWhenItsKeyIsReplaced() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (domain, node, manager, alice, _, aliceClient, _) = try await Self.startWithAliceAndBob(fixture.url)
+            let batch = Weft.V1.Batch(envelopes: [.init(content: [1], recipients: [alice.member.description])])
+            try await aliceClient.send(batch, messageID: "before")
+            let newKey = try SigningPrivateKey.generate()
+            let rotation = try SignedTopologyTransaction(
+                signing: .init(
+                    replace: .keys(of: alice.member, signing: [newKey.publicKey], encryption: [alice.encryptionKey.publicKey]), serial: 2,
+                    domain: domain.domain),
+                with: [alice.namespaceKey])
+            try await manager.send(try TestDomain.broadcast([rotation.wire], domain: domain.domain), messageID: "rotate-alice")
+            let fingerprint = newKey.publicKey.fingerprint
+            await node.topology.waitUntil { $0.signingKeys(of: alice.member).contains { $0.fingerprint == fingerprint } }
+            await #expect {
+                try await aliceClient.send(batch, messageID: "after")
+            } throws: { error in
+                (error as? RPCError)?.code == .unauthenticated && (error as? RPCError)?.errorID == "SEQUENCER_KEY_REPLACED"
+            }
+            let renewed = try await Self.client(node, domain, member: alice.member, key: newKey)
+            try await renewed.send(batch, messageID: "renewed")
+            await node.stop()
+        }
+    }
+
     @Test func anExpiredTokenIsRefused() async throws {
         try await PostgresFixture.withFixture { fixture in
             var domain = try TestDomain()
