@@ -25,8 +25,11 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
     /// The data of the ping awaiting its pong, and when it was sent.
     private var outstanding: (data: UInt64, sent: NIODeadline)?
     private var nextPingData: UInt64 = 1
-    /// What the channel held to write at the last check (`peerTookBytes`).
-    private var lastBuffered: Int?
+    /// Payload bytes of the messages this side handed down the pipeline: what NIO's buffered
+    /// byte count grows by, give or take frame and record headers (`peerTookBytes`).
+    private var payloadBytesWritten = 0
+    /// `payloadBytesWritten` less what the channel held to write, at the last check.
+    private var lastTaken: Int?
 
     public init(interval: TimeAmount?, timeout: TimeAmount) {
         self.interval = interval
@@ -89,14 +92,23 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Whether the peer took some of what this side had waiting to be written since the last
-    /// check (NIO's buffered bytes went down): it is alive, even though nothing arrives from it
-    /// while reading it is paused. A peer that takes nothing keeps nothing alive.
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .message(let message)? = unwrapOutboundIn(data).kind { payloadBytesWritten &+= message.payload.count }
+        context.write(data, promise: promise)
+    }
+
+    /// Whether the peer took some of what this side wrote since the last check: what was
+    /// handed down less what still waits went up. It is alive, even though nothing arrives
+    /// from it while reading it is paused. Counting what was written too, not only the waiting
+    /// bytes going down, sees a peer that reads while more is queued for it (streams with
+    /// flow-control credit left). A peer that takes nothing keeps nothing alive: each frame's
+    /// headers, not counted as written, only push the figure down.
     private func peerTookBytes(_ context: ChannelHandlerContext) -> Bool {
         guard let buffered = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes) else { return false }
-        defer { lastBuffered = buffered }
-        guard let last = lastBuffered else { return false }
-        return buffered < last
+        let taken = payloadBytesWritten &- buffered
+        defer { lastTaken = taken }
+        guard let last = lastTaken else { return false }
+        return taken > last
     }
 
     private func check(_ context: ChannelHandlerContext) {

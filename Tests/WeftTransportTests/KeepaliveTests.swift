@@ -56,6 +56,43 @@ struct KeepaliveTests {
         _ = try? channel.finish()
     }
 
+    /// Turns each frame into bytes of its payload's size plus a header, as `FrameHandler` and
+    /// TLS would, so that what waits is counted in bytes (`bufferedWritableBytes`).
+    final class Sizer: ChannelOutboundHandler {
+        typealias OutboundIn = Weft.V1.Frame
+        typealias OutboundOut = ByteBuffer
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            var size = 16
+            if case .message(let message)? = unwrapOutboundIn(data).kind { size += message.payload.count }
+            context.write(wrapOutboundOut(context.channel.allocator.buffer(repeating: 0, count: size)), promise: promise)
+        }
+    }
+
+    /// A peer that reads 64 KiB a second while the server queues 128 KiB a second for it (its
+    /// streams still have flow-control credit): what waits grows, yet the peer is taking its
+    /// answers, and stays connected. Counting only the waiting bytes going down closed it.
+    @Test func aPeerThatReadsWhileMoreIsQueuedIsAlive() throws {
+        let loop = EmbeddedEventLoop()
+        let waiting = Waiting()
+        let channel = EmbeddedChannel(
+            handlers: [waiting, Sizer(), KeepaliveHandler(interval: .seconds(1), timeout: .seconds(3))], loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let answer = Weft.V1.Frame(streamID: 1, kind: .message(.init(payload: [UInt8](repeating: 7, count: 128 << 10))))
+        var backlog = 0
+        for _ in 0..<20 {
+            loop.advanceTime(by: .seconds(1))
+            // The peer took 64 KiB of the backlog; 128 KiB more are written for it.
+            backlog = max(backlog - (64 << 10), 0)
+            waiting.nowWaiting(backlog)
+            channel.write(answer, promise: nil)
+            backlog += (128 << 10) + 16  // as the Sizer counts it
+        }
+        #expect(channel.isActive, "the keepalive closed a peer that was reading while more was queued")
+        #expect(throws: Never.self) { try channel.throwIfErrorCaught() }
+        _ = try? channel.finish()
+    }
+
     /// With nothing waiting, a ping unanswered for the timeout closes the connection, and a
     /// pong in time keeps it.
     @Test func anUnansweredPingClosesAndAnAnsweredOneKeeps() throws {
