@@ -189,7 +189,7 @@ public actor DomainManager {
                 // A request whose broadcast failed stops reading here, unacknowledged: it is
                 // read again and broadcast again, instead of acknowledged and lost (its sender's
                 // retry is the same message, which the sequencer refuses as a duplicate).
-                guard await handle(request, from: deliver.sender) else { return false }
+                guard await handle(request, from: deliver.sender, sequencedAt: at) else { return false }
                 continue
             }
             guard case .topologyBroadcast(let broadcast)? = content.message else { continue }
@@ -235,7 +235,7 @@ public actor DomainManager {
     /// Accepted ones are broadcast unchanged; refused ones are logged. Ones already in force
     /// (a replayed stream) are skipped. False if the broadcast failed: the request is to be
     /// read again.
-    private func handle(_ request: Weft.V1.TopologyTransactionsRequest, from sender: String) async -> Bool {
+    private func handle(_ request: Weft.V1.TopologyTransactionsRequest, from sender: String, sequencedAt at: SequencingTimestamp) async -> Bool {
         var logger = self.logger
         logger[metadataKey: "sender"] = "\(sender)"
         func refuse(_ reason: String) -> Bool {
@@ -276,7 +276,11 @@ public actor DomainManager {
                 requestBroadcastsFailing = failing.remaining > 1 ? (failing.error, failing.remaining - 1) : nil
                 throw failing.error
             }
-            try await broadcast(accepted, over: connection)
+            // One broadcast per request: the request read again sends it under the same message
+            // id (sequenced once), while a participant's new request for the same hosting, after
+            // a broadcast the sequencer refused or let expire, gets one of its own. Broadcasting
+            // a transaction twice is harmless: the second is known and changes nothing.
+            try await broadcast(accepted, over: connection, messageID: Self.messageID(accepted) + "-\(at.microsSinceEpoch)")
             logger.info("broadcast a participant's topology request", metadata: ["transactions": "\(accepted.count)"])
         } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
             // Read again after a failure whose earlier attempt was sequenced after all: the
@@ -315,15 +319,17 @@ public actor DomainManager {
         with error: RPCError = RPCError(.unavailable, "a broadcast failed on purpose (failNextRequestBroadcast)", errorID: "TEST_BROADCAST_FAILED"),
         times: Int = 1
     ) {
-        requestBroadcastsFailing = (error, times)
+        requestBroadcastsFailing = times > 0 ? (error, times) : nil
     }
 
     /// Sends `transactions` to every member (`ALL`); the message id names them, so a retried
     /// send of the same transactions is sequenced once.
-    private func broadcast(_ transactions: [SignedTopologyTransaction], over connection: SequencerConnection) async throws {
+    private func broadcast(
+        _ transactions: [SignedTopologyTransaction], over connection: SequencerConnection, messageID: String? = nil
+    ) async throws {
         let content = Weft.V1.EnvelopeContent(message: .topologyBroadcast(.init(domain: domain.description, transactions: transactions.map(\.wire))))
         let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [Sequencer.allMembers])])
-        try await connection.send(batch, messageID: Self.messageID(transactions))
+        try await connection.send(batch, messageID: messageID ?? Self.messageID(transactions))
     }
 
     private static func messageID(_ transactions: [SignedTopologyTransaction]) -> String {

@@ -1,7 +1,6 @@
 public import WeftCrypto
 public import WeftSequencer
 public import WeftTopology
-import WeftTransport
 import WeftWire
 
 /// Publishes a participant's party hostings the production way: through the sequencer to the
@@ -23,12 +22,11 @@ public struct SequencerHostingPublisher: PartyHostingPublisher {
         let content = Weft.V1.EnvelopeContent(
             message: .topologyRequest(.init(domain: domain.description, transactions: [hosting.wire])))
         let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: [manager.description])])
-        do {
-            try await connection.send(batch, messageID: "hosting-" + String(hosting.hash.description.suffix(48)))
-        } catch let error as RPCError where error.errorID == "SEQUENCER_DUPLICATE_MESSAGE_ID" {
-            // The same hosting was requested before (an allocation that timed out, retried):
-            // that request is sequenced, and the domain manager broadcasts it (it reads a
-            // request again until its broadcast is sequenced), so waiting for it is the answer.
-        }
+        // A message id of its own per request: an allocation repeated after a timeout is a new
+        // request, which the domain manager broadcasts under an id of its own, even if the
+        // earlier one's broadcast was refused or expired (the same id would be refused as a
+        // duplicate until the sequencer prunes). The send retries under this one id.
+        let attempt = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        try await connection.send(batch, messageID: "hosting-" + String(hosting.hash.description.suffix(48)) + "-" + attempt)
     }
 }
