@@ -118,7 +118,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
                 + "ask the domain operator to publish the PartyToParticipant mapping"
         case .hostingNotApplied(let party, let seconds):
             "the hosting of \(party) was published but did not appear in this participant's topology within \(seconds) s; "
-                + "check the domain manager's log, then list parties again, or allocate again (a repeat waits for the same request)"
+                + "check the domain manager's log, then list parties again, or allocate again (a repeat is a new request)"
         case .unavailable(_, let text): text
         case .internalError(_, let text): text
         case .failedPrecondition(_, let text): text
