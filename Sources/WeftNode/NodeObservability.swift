@@ -1,14 +1,8 @@
 import Logging
-import NIOCore
 import Synchronization
 import WeftObservability
 import WeftStore
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
+import WeftTransport
 
 /// A node's `/metrics` and `/health` endpoint (`metrics.listen`), and the
 /// health it reports: not serving while the node starts, serving once it
@@ -106,32 +100,21 @@ final class NodeObservability: Sendable {
 struct MetricsListenError: Error, CustomStringConvertible, Sendable {
     /// The full configuration key, e.g. `nodes.sequencer1.metrics.listen`.
     let key: String
-    let host: String
-    let port: Int
-    /// What the system said, e.g. "Address already in use (errno: 98)".
-    let reason: String
-    /// Whether another socket already listens on the port.
-    let addressInUse: Bool
+    /// The failure, classified as the RPC server's own (`addressInUse`, `reason`).
+    let listen: RPCListenError
 
     init(key: String, host: String, port: Int, _ error: any Error) {
         self.key = key
-        self.host = host
-        self.port = port
-        if let io = error as? IOError {
-            reason = io.description
-            addressInUse = io.errnoCode == EADDRINUSE
-        } else {
-            reason = "\(error)"
-            addressInUse = false
-        }
+        listen = RPCListenError(host: host, port: port, error)
     }
 
     var description: String {
-        if addressInUse {
+        let (host, port) = (listen.host, listen.port)
+        if listen.addressInUse {
             return "\(key): cannot listen on \(host):\(port) for /metrics and /health: the port is in use by another process "
                 + "(`ss -ltnp 'sport = :\(port)'` shows which); stop it, or give \(key) another port"
         }
-        return "\(key): cannot listen on \(host):\(port) for /metrics and /health: \(reason); check that \(host) is an address "
+        return "\(key): cannot listen on \(host):\(port) for /metrics and /health: \(listen.reason); check that \(host) is an address "
             + "of this machine and that the port is free and allowed"
     }
 }

@@ -219,7 +219,9 @@ public struct RPCListenError: Error, CustomStringConvertible, Sendable {
     /// Whether another socket already listens on the port.
     public let addressInUse: Bool
 
-    init(host: String, port: Int, _ error: any Error) {
+    /// `error` as a failure to listen on `host:port` (also for other listeners of a node, such
+    /// as its metrics endpoint, which name their own key around it).
+    public init(host: String, port: Int, _ error: any Error) {
         self.host = host
         self.port = port
         if let io = error as? IOError {

@@ -7,6 +7,16 @@ import WeftWire
 /// A client in another language: clients/python/weft_client.py (protoc's
 /// Python classes, Python's ssl) calls Health/Check on a live Weft server.
 @Suite(.timeLimit(.minutes(5))) struct PythonClientTests {
+    /// The repository's root (where clients/python is) and `node`'s root certificate written to a
+    /// temporary file for Python's ssl (the caller removes it).
+    static func repositoryAndCAFile(_ node: RPCTestNode) throws -> (root: URL, caFile: String) {
+        var root = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) { root.deleteLastPathComponent() }
+        let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("weft-python-ca-\(UUID()).pem").path
+        try node.ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+        return (root, caFile)
+    }
+
     @Test func pythonCallsHealthCheckOverTLS() async throws {
         let node = try await RPCTestNode.start { router in
             router.register(Weft.V1.HealthService.check) { request, _ in
@@ -27,10 +37,7 @@ import WeftWire
         }
         defer { node.close() }
 
-        var root = URL(fileURLWithPath: #filePath)
-        while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) { root.deleteLastPathComponent() }
-        let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("weft-python-ca-\(UUID()).pem").path
-        try node.ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+        let (root, caFile) = try Self.repositoryAndCAFile(node)
         defer { try? FileManager.default.removeItem(atPath: caFile) }
 
         func python(_ extra: [String], command: String = "health") async throws -> (status: Int32, output: String) {
@@ -83,10 +90,7 @@ import WeftWire
             router.register(Weft.V1.HealthService.check) { _, _ in .init(status: .serving) }
         }
         defer { node.close() }
-        var root = URL(fileURLWithPath: #filePath)
-        while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) { root.deleteLastPathComponent() }
-        let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("weft-python-ca-\(UUID()).pem").path
-        try node.ca.certificatePEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+        let (root, caFile) = try Self.repositoryAndCAFile(node)
         defer { try? FileManager.default.removeItem(atPath: caFile) }
         // The 4 s of quiet is the scenario (longer than the node's 1 s + 1 s), not a wait.
         let script = """
