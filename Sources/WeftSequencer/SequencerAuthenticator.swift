@@ -114,6 +114,12 @@ actor SequencerAuthenticator {
 
     /// The member a call is made by: its token must be live, on this connection, and the member still active.
     func member(of context: RPCCallContext) async throws -> String {
+        try await session(of: context).member
+    }
+
+    /// The session a call is made in, checked as `member(of:)` says: a subscription needs its
+    /// expiry and key too, to end when either does.
+    func session(of context: RPCCallContext) async throws -> Session {
         guard let header = context["authorization"], header.hasPrefix("Bearer "),
             let token = bytes(hex: String(header.dropFirst("Bearer ".count))), !token.isEmpty
         else {
@@ -137,7 +143,7 @@ actor SequencerAuthenticator {
                 "the key this session authenticated with (\(session.key)) is no longer registered for \(session.member); authenticate again with a registered key",
                 errorID: "SEQUENCER_KEY_REPLACED")
         }
-        return session.member
+        return session
     }
 
     private func prune() {

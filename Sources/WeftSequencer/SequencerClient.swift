@@ -11,7 +11,8 @@ public struct SequencerClient: Sendable {
     public let rpc: RPCClient
     public let member: String
     public let domain: String
-    private let token: [UInt8]
+    /// The session's token (internal: `SequencerConnection` tells a renewed session from the one that ended).
+    let token: [UInt8]
     /// The sequencers' signing keys: an event must be signed by one of them.
     private let sequencerKeys: [SigningPublicKey]
 

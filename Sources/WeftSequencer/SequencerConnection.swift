@@ -33,6 +33,10 @@ public actor SequencerConnection {
     private let logger: Logger
     private var current: (client: SequencerClient, endpoint: Int)?
     private var next = 0
+    /// The connection being made when no sequencer is in use, which other calls wait for.
+    private var connecting: Task<SequencerClient, any Error>?
+    /// The authentication renewing the current session, which other calls whose session ended wait for.
+    private var renewal: Task<SequencerClient, any Error>?
 
     public init(
         member: String, domain: String, key: SigningPrivateKey, sequencerKeys: [SigningPublicKey], endpoints: [Endpoint],
@@ -49,8 +53,18 @@ public actor SequencerConnection {
     }
 
     /// The sequencer in use, connecting (and authenticating) to the next one that answers.
+    /// Calls that find no sequencer in use while one is being connected to wait for that one
+    /// (a send and the event stream starting together opened a connection each, one left over).
     func client() async throws -> SequencerClient {
         if let current { return current.client }
+        if let connecting { return try await connecting.value }
+        let connecting = Task { try await self.connectToNext() }
+        self.connecting = connecting
+        defer { self.connecting = nil }
+        return try await connecting.value
+    }
+
+    private func connectToNext() async throws -> SequencerClient {
         var failures: [String] = []
         for _ in 0..<endpoints.count {
             let index = next
@@ -82,6 +96,9 @@ public actor SequencerConnection {
             try? await Task.sleep(for: .milliseconds(100))
             return true
         }
+        if rpcError.code == .unauthenticated, Self.sessionEnded.contains(rpcError.errorID), await renewed(client) {
+            return true
+        }
         if let current, current.client.rpc.channel === client.rpc.channel {
             logger.warning("sequencer connection failed; moving to the next", metadata: ["error": "\(error)", "member": "\(member)"])
             self.current = nil
@@ -89,6 +106,34 @@ public actor SequencerConnection {
         }
         return true
     }
+
+    /// A session that ended (its token expired, or the sequencer no longer knows it) is renewed
+    /// on the same connection: closing it would cut the member's other calls on it, and a send
+    /// cut after its batch was read has an unknown outcome. Returns whether `client`'s session
+    /// is renewed (by this call or one before it); false leaves the connection to be given up.
+    private func renewed(_ client: SequencerClient) async -> Bool {
+        guard let current, current.client.rpc.channel === client.rpc.channel else { return true }  // moved on already
+        if current.client.token != client.token { return true }  // renewed already
+        if let renewal { return (try? await renewal.value) != nil }
+        let member = member, key = key, domain = domain, sequencerKeys = sequencerKeys
+        let renewal = Task { try await SequencerClient.authenticate(client.rpc, member: member, key: key, domain: domain, sequencerKeys: sequencerKeys) }
+        self.renewal = renewal
+        defer { self.renewal = nil }
+        do {
+            let renewedClient = try await renewal.value
+            if let now = self.current, now.client.rpc.channel === client.rpc.channel {
+                self.current = (renewedClient, now.endpoint)
+            }
+            logger.info("sequencer session renewed", metadata: ["sequencer": "\(endpoints[current.endpoint])", "member": "\(member)"])
+            return true
+        } catch {
+            logger.warning("renewing the sequencer session failed", metadata: ["error": "\(error)", "member": "\(member)"])
+            return false
+        }
+    }
+
+    /// Refusals that say the call's session is over, not the connection.
+    static let sessionEnded: Set<String> = ["SEQUENCER_TOKEN_EXPIRED", "SEQUENCER_UNKNOWN_TOKEN", "SEQUENCER_KEY_REPLACED"]
 
     /// Sends `batch` under `messageID`, moving to another sequencer until one accepts it.
     ///

@@ -106,7 +106,8 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
     public func subscribe(
         _ request: Weft.V1.SubscribeRequest, responses: RPCMessageWriter<Weft.V1.SubscribeResponse>, context: RPCCallContext
     ) async throws {
-        let member = try await authorized(context)
+        let session = try await authorizedSession(context)
+        let member = session.member
         guard request.member == member else {
             throw RPCError(.permissionDenied, "the token is \(member)'s; it cannot read \(request.member)'s events", errorID: "SEQUENCER_SUBSCRIBER_MISMATCH")
         }
@@ -131,6 +132,28 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             group.addTask {
                 // Ends with an error when the member is cut off.
                 for try await _ in closed {}
+            }
+            // A subscription lasts as long as the session it was opened in, as every other call
+            // does: not past the token's expiry, nor past the revocation of the key that
+            // authenticated it (a stolen key revoked must stop reading the member's events too).
+            // The member authenticates again and resumes from the counter after its last event.
+            group.addTask {
+                try await Task.sleep(for: .microseconds(max(session.expires - SequencerWriter.now(), 0)))
+                throw self.sessionEnded(
+                    member, context,
+                    RPCError(.unauthenticated, "the token expired; authenticate again and subscribe from the next counter", errorID: "SEQUENCER_TOKEN_EXPIRED"))
+            }
+            group.addTask {
+                let id = try MemberID(parsing: member)
+                let key = session.key
+                await self.topology.waitUntil { !$0.signingKeys(of: id).contains { $0.fingerprint.description == key } }
+                try Task.checkCancellation()
+                throw self.sessionEnded(
+                    member, context,
+                    RPCError(
+                        .unauthenticated,
+                        "the key this subscription authenticated with (\(key)) is no longer registered for \(member); authenticate again with a registered key and subscribe from the next counter",
+                        errorID: "SEQUENCER_KEY_REPLACED"))
             }
             group.addTask {
                 do {
@@ -222,12 +245,23 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
     }
 
     private func authorized(_ context: RPCCallContext) async throws -> String {
+        try await authorizedSession(context).member
+    }
+
+    private func authorizedSession(_ context: RPCCallContext) async throws -> SequencerAuthenticator.Session {
         do {
-            return try await authenticator.member(of: context)
+            return try await authenticator.session(of: context)
         } catch let error as RPCError {
             logger.warning("call refused", metadata: ["method": "\(context.method)", "error_id": "\(error.errorID)", "trace_id": "\(context.traceID ?? "")"])
             throw error
         }
+    }
+
+    /// `error`, logged: a subscription ended because its session did.
+    private func sessionEnded(_ member: String, _ context: RPCCallContext, _ error: RPCError) -> RPCError {
+        logger.info(
+            "subscription ended with its session", metadata: ["member": "\(member)", "error_id": "\(error.errorID)", "trace_id": "\(context.traceID ?? "")"])
+        return error
     }
 
     /// The member's view of a stored event: only its envelopes, with the proof that it is a leaf

@@ -26,7 +26,10 @@ public actor SequencerTopology {
     private var caughtUpTo: Int64 = 0
     private var catchUpWaiters: [(target: Int64, continuation: CheckedContinuation<Void, Never>)] = []
     /// Tasks waiting for the next applied change.
-    private var changeWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Tasks waiting for the next applied change (`waitUntil`), by a number of their own so
+    /// that a cancelled one can be resumed (and forgotten) without the others.
+    private var changeWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    private var nextChangeWaiter: UInt64 = 0
     /// Called with a member that is no longer active, to close its subscriptions.
     private var onCutOff: (@Sendable (String) async -> Void)?
     /// Members owed the history, each once the follower has read past the time it was registered.
@@ -230,8 +233,8 @@ public actor SequencerTopology {
     /// Wakes the tasks waiting for the next applied change (`waitUntil`).
     private func wakeChangeWaiters() {
         let waiters = changeWaiters
-        changeWaiters = []
-        for waiter in waiters { waiter.resume() }
+        changeWaiters = [:]
+        for waiter in waiters.values { waiter.resume() }
     }
 
     /// Applies one delivery of the sequencers' stream; only once it is applied (or found to
@@ -377,11 +380,24 @@ public actor SequencerTopology {
         await waitUntil { $0.isActive(member) == active }
     }
 
-    /// Returns once the topology satisfies `condition`, checked at each change.
+    /// Returns once the topology satisfies `condition`, checked at each change, or once the
+    /// calling task is cancelled (a subscription that ended stops watching its session's key).
     public func waitUntil(_ condition: @Sendable (TopologySnapshot) -> Bool) async {
-        while !condition(snapshot()) {
-            await withCheckedContinuation { changeWaiters.append($0) }
+        while !condition(snapshot()), !Task.isCancelled {
+            let waiter = nextChangeWaiter
+            nextChangeWaiter += 1
+            await withTaskCancellationHandler {
+                // Runs on this actor up to the suspension: the waiter is stored before
+                // `onCancel`'s task can look for it.
+                await withCheckedContinuation { changeWaiters[waiter] = $0 }
+            } onCancel: {
+                Task { await self.resumeCancelled(waiter) }
+            }
         }
+    }
+
+    private func resumeCancelled(_ waiter: UInt64) {
+        changeWaiters.removeValue(forKey: waiter)?.resume()
     }
 }
 

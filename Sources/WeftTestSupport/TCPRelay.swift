@@ -24,6 +24,8 @@ public final class TCPRelay: Sendable {
             var stopped = false
             /// Open relayed connections, both sides, by channel identity.
             var connections: [ObjectIdentifier: any Channel] = [:]
+            /// Connections relayed since the start, open or closed.
+            var accepted = 0
         }
         let state = Mutex(State())
 
@@ -58,6 +60,7 @@ public final class TCPRelay: Sendable {
                         let stopped = shared.state.withLock { state in
                             if !state.stopped {
                                 for channel in [client, server] { state.connections[ObjectIdentifier(channel)] = channel }
+                                state.accepted += 1
                             }
                             return state.stopped
                         }
@@ -87,6 +90,9 @@ public final class TCPRelay: Sendable {
     public func swallowReplies() {
         shared.state.withLock { $0.swallowing = true }
     }
+
+    /// The connections relayed since the start, open or closed: whether a client kept its connection.
+    public var connectionsRelayed: Int { shared.state.withLock { $0.accepted } }
 
     /// The server's bytes dropped so far.
     public var swallowedBytes: Int { shared.state.withLock { $0.swallowedBytes } }

@@ -53,4 +53,49 @@ import WeftWire
             await node.stop()
         }
     }
+
+    /// A session ends at its token's expiry, subscription included: the connection renews it on
+    /// the same TCP connection (closing it would cut the member's other calls), resumes its
+    /// events after the last one delivered, and a send refused as expired is sent again.
+    @Test func aConnectionRenewsItsExpiredSessionAndResumesItsEvents() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await ServiceTests.Node.start(fixture.url, domain: &domain, tokenLifetime: 1_000_000)
+            let manager = try await ServiceTests.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let alice = try TestDomain.Participant("participant1")
+            try await ServiceTests.onboard([alice], node: node, domain: &domain, manager: manager)
+            let relay = try await TCPRelay.start(port: node.server.port)
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            let connection = SequencerConnection(
+                member: alice.member.description, domain: domain.domain.description, key: alice.signingKey,
+                sequencerKeys: [domain.sequencerKey.publicKey],
+                endpoints: [.init(host: "127.0.0.1", port: relay.port, security: .plaintext)], logger: logger)
+            let toSelf = Weft.V1.Batch(envelopes: [.init(content: [1], recipients: [alice.member.description])])
+            var iterator = connection.events(from: 0).makeAsyncIterator()
+            var delivered: [String] = []
+            var counters: [UInt64] = []
+            func readUntil(_ messageID: String) async throws {
+                while let event = try await iterator.next() {
+                    counters.append(event.counter)
+                    guard case .deliver(let deliver)? = event.event, deliver.sender == alice.member.description else { continue }
+                    delivered.append(deliver.messageID)
+                    if deliver.messageID == messageID { return }
+                }
+                Issue.record("the events ended before \(messageID)")
+            }
+            for round in 0..<3 {
+                try await connection.send(toSelf, messageID: "m\(round)")
+                try await readUntil("m\(round)")
+                // The token's lifetime is what is tested: time must pass.
+                try await Task.sleep(for: .milliseconds(1100))
+            }
+            #expect(delivered == ["m0", "m1", "m2"])
+            #expect(counters == Array(0..<UInt64(counters.count)), "each event once, in order")
+            #expect(relay.connectionsRelayed == 1, "the session was renewed on its connection")
+            await connection.close()
+            await relay.stop()
+            await node.stop()
+        }
+    }
 }

@@ -316,6 +316,50 @@ import WeftWire
         }
     }
 
+    /// A subscription ends with its session: once the key that authenticated it is revoked, a
+    /// stolen key no longer reads the member's events (it streamed on until the member was
+    /// disabled).
+    @Test func aSubscriptionEndsWhenItsKeyIsReplaced() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (domain, node, manager, alice, _, aliceClient, _) = try await Self.startWithAliceAndBob(fixture.url)
+            try await aliceClient.send(.init(envelopes: [.init(content: [1], recipients: [alice.member.description])]), messageID: "before")
+            let events = try aliceClient.subscribe(from: 0)
+            var iterator = events.makeAsyncIterator()
+            while let event = try await iterator.next() {
+                if case .deliver(let deliver)? = event.event, deliver.messageID == "before" { break }
+            }
+            let newKey = try SigningPrivateKey.generate()
+            let rotation = try SignedTopologyTransaction(
+                signing: .init(
+                    replace: .keys(of: alice.member, signing: [newKey.publicKey], encryption: [alice.encryptionKey.publicKey]), serial: 2,
+                    domain: domain.domain),
+                with: [alice.namespaceKey])
+            try await manager.send(try TestDomain.broadcast([rotation.wire], domain: domain.domain), messageID: "rotate-alice")
+            await #expect {
+                // The rotation's own broadcast may come first; then the stream ends.
+                while try await iterator.next() != nil {}
+            } throws: { error in
+                (error as? RPCError)?.code == .unauthenticated && (error as? RPCError)?.errorID == "SEQUENCER_KEY_REPLACED"
+            }
+            await node.stop()
+        }
+    }
+
+    /// A subscription ends at its token's expiry, as every other call of the session is refused from then.
+    @Test func aSubscriptionEndsAtItsTokensExpiry() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await Node.start(fixture.url, domain: &domain, tokenLifetime: 1_000_000)
+            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            await #expect {
+                for try await _ in try manager.subscribe(from: 0) {}
+            } throws: { error in
+                (error as? RPCError)?.code == .unauthenticated && (error as? RPCError)?.errorID == "SEQUENCER_TOKEN_EXPIRED"
+            }
+            await node.stop()
+        }
+    }
+
     @Test func anExpiredTokenIsRefused() async throws {
         try await PostgresFixture.withFixture { fixture in
             var domain = try TestDomain()

@@ -911,7 +911,10 @@ extension Weft.V1.SequencerService {
             try await rpc.unary(Weft.V1.SequencerService.send, request, metadata: metadata, timeout: timeout)
         }
 
-        /// Streams the member's events from a counter on. Server-streaming.
+        /// Streams the member's events from a counter on. Server-streaming. Ends
+        /// with the session: UNAUTHENTICATED SEQUENCER_TOKEN_EXPIRED at the token's
+        /// expiry, SEQUENCER_KEY_REPLACED once the key that authenticated it is no
+        /// longer registered; authenticate again and resume from the next counter.
         ///
         /// The responses arrive as an `AsyncSequence`; stopping the iteration early cancels the call.
         public func subscribe(
@@ -961,7 +964,10 @@ extension Weft.V1.SequencerService {
         /// sender's event stream as a receipt or a deliver error. Unary.
         func send(_ request: Weft.V1.SendRequest, context: RPCCallContext) async throws -> Weft.V1.SendResponse
 
-        /// Streams the member's events from a counter on. Server-streaming.
+        /// Streams the member's events from a counter on. Server-streaming. Ends
+        /// with the session: UNAUTHENTICATED SEQUENCER_TOKEN_EXPIRED at the token's
+        /// expiry, SEQUENCER_KEY_REPLACED once the key that authenticated it is no
+        /// longer registered; authenticate again and resume from the next counter.
         ///
         /// Sends the responses through `responses`; returning ends the call with OK.
         func subscribe(

@@ -3776,7 +3776,10 @@ extension Weft.V1 {
         public static let send = Method<Weft.V1.SendRequest, Weft.V1.SendResponse>(
             path: "/weft.v1.SequencerService/Send", kind: .unary)
 
-        /// Streams the member's events from a counter on. Server-streaming.
+        /// Streams the member's events from a counter on. Server-streaming. Ends
+        /// with the session: UNAUTHENTICATED SEQUENCER_TOKEN_EXPIRED at the token's
+        /// expiry, SEQUENCER_KEY_REPLACED once the key that authenticated it is no
+        /// longer registered; authenticate again and resume from the next counter.
         public static let subscribe = Method<Weft.V1.SubscribeRequest, Weft.V1.SubscribeResponse>(
             path: "/weft.v1.SequencerService/Subscribe", kind: .serverStreaming)
 
