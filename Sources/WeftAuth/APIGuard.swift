@@ -29,8 +29,13 @@ public struct APIGuard: Sendable {
     }
 
     /// Wraps the routes of `adminPaths` (admin services: each call needs admin rights) and
-    /// `auditedPaths` (authorized by their handlers) on `router`.
-    public func install(on router: inout RPCRouter, adminPaths: Set<String>, auditedPaths: Set<String>) {
+    /// `auditedPaths` (authorized by their handlers) on `router`. `adminClaimPaths`, among the
+    /// audited ones, need the admin claim in their handlers (the Ledger API's AllocateParty,
+    /// ListKnownParties, UploadPackage): they are held to `adminLoopbackOnly` too, so that an
+    /// operator who keeps administration on the node's host keeps all of it there.
+    public func install(
+        on router: inout RPCRouter, adminPaths: Set<String>, auditedPaths: Set<String>, adminClaimPaths: Set<String> = []
+    ) {
         let guardian = self
         router.intercept(adminPaths.union(auditedPaths)) { context, kind, proceed in
             let record = CallRecord()
@@ -40,6 +45,7 @@ public struct APIGuard: Sendable {
                     if adminPaths.contains(context.method) {
                         try guardian.checkAdmin(context)
                     } else {
+                        if adminClaimPaths.contains(context.method) { try guardian.checkAdminHost(context) }
                         // Every audited call needs a valid token before its handler runs (which
                         // then checks the claims its request needs): none can forget it.
                         try guardian.authorizer.requireAuthenticated(context)
@@ -81,14 +87,19 @@ public struct APIGuard: Sendable {
 
     /// Admin rights: from loopback if so configured, with the admin claim if tokens are on.
     func checkAdmin(_ context: RPCCallContext) throws(AuthError) {
-        if adminLoopbackOnly, !Self.isLoopback(context.remoteAddress) {
-            throw .adminNotLoopback(
-                peer: context.remoteAddress.map { "\($0)" } ?? "an unknown address", call: context.method)
-        }
+        try checkAdminHost(context)
         if adminRequiresToken {
             try authorizer.requireAdmin(context)
         } else {
             CallRecord.current?.noteAdmin()
+        }
+    }
+
+    /// An admin call's origin: refused from another host if so configured.
+    func checkAdminHost(_ context: RPCCallContext) throws(AuthError) {
+        if adminLoopbackOnly, !Self.isLoopback(context.remoteAddress) {
+            throw .adminNotLoopback(
+                peer: context.remoteAddress.map { "\($0)" } ?? "an unknown address", call: context.method)
         }
     }
 

@@ -144,6 +144,13 @@ public final class LedgerAPI: Sendable {
         Weft.V1.CommandService.methods + Weft.V1.CompletionService.methods + Weft.V1.TransactionService.methods
         + Weft.V1.ActiveContractsService.methods + Weft.V1.PartyManagementService.methods + Weft.V1.PackageManagementService.methods
 
+    /// The methods that need the admin claim (checked in their handlers): a node's
+    /// `auth.admin-loopback-only` holds them to loopback as it does the admin services.
+    public static let adminMethods: [MethodDescriptor] = [
+        Weft.V1.PartyManagementService.allocateParty.descriptor, Weft.V1.PartyManagementService.listKnownParties.descriptor,
+        Weft.V1.PackageManagementService.uploadPackage.descriptor,
+    ]
+
     /// Registers all six services on `router`.
     public func register(on router: inout RPCRouter) {
         CommandServiceProvider(api: self).register(on: &router)

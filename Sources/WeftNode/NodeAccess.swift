@@ -140,12 +140,17 @@ struct NodeAccess {
     }
 
     /// Guards `adminPaths` and audits `auditedPaths` on `router`; logs at start what is open.
-    func install(on router: inout RPCRouter, adminPaths: Set<String>, auditedPaths: Set<String>, logger: Logger) {
+    /// `adminClaimPaths`: audited methods whose handlers require the admin claim (held to
+    /// `auth.admin-loopback-only` as the admin services are).
+    func install(
+        on router: inout RPCRouter, adminPaths: Set<String>, auditedPaths: Set<String>, adminClaimPaths: Set<String> = [],
+        logger: Logger
+    ) {
         APIGuard(
             authorizer: authorizer, adminRequiresToken: adminRequiresToken, adminLoopbackOnly: adminLoopbackOnly,
             audit: audit
         )
-        .install(on: &router, adminPaths: adminPaths, auditedPaths: auditedPaths)
+        .install(on: &router, adminPaths: adminPaths, auditedPaths: auditedPaths, adminClaimPaths: adminClaimPaths)
         for warning in startWarnings {
             logger.warning("\(warning)", metadata: ["admin_loopback_only": "\(adminLoopbackOnly)"])
         }

@@ -88,7 +88,8 @@ final class ParticipantDaemon: Service {
             ) { await runtime.ledgerRouter }
             access.install(
                 on: &router, adminPaths: Set(Weft.V1.ParticipantAdministrationService.methods.map(\.path)),
-                auditedPaths: Set(LedgerAPI.methods.map(\.path)), logger: logger)
+                auditedPaths: Set(LedgerAPI.methods.map(\.path)), adminClaimPaths: Set(LedgerAPI.adminMethods.map(\.path)),
+                logger: logger)
             server = try await RPCServer.start(
                 host: settings.listenHost, port: settings.listenPort, security: settings.serverSecurity(), router: router,
                 configuration: settings.rpc, logger: logger)

@@ -1,8 +1,12 @@
 import Foundation
+import NIOCore
 import Testing
 import WeftAuth
+import WeftLedgerAPI
+import WeftWire
 
 @testable import WeftNode
+@testable import WeftTransport
 
 /// `auth.*` and `audit.*` of a node: what they turn on, and the mistakes refused at start.
 @Suite struct NodeAccessTests {
@@ -225,5 +229,37 @@ import WeftAuth
         #expect(throws: ConfigurationError.unknownKeys(["nodes.m.auth.audience"])) {
             try NodeSettings(name: "m", section: mediator.section("nodes.m"))
         }
+    }
+
+    /// `auth.admin-loopback-only` keeps all administration on the node's host: the Ledger API's
+    /// methods that need the admin claim (allocating parties, uploading packages) are refused
+    /// from another host as the admin services are (an admin token worked for them from anywhere);
+    /// the Ledger API's other methods are not.
+    @Test func theLedgerAPIsAdminMethodsAreLoopbackOnlyToo() async throws {
+        let access = try NodeAccess(
+            try settings(["auth.admin-loopback-only": "true"], directory: "/tmp", kind: "participant"), participantID: "participant1::1220aa")
+        var router = RPCRouter()
+        router.register(Weft.V1.PartyManagementService.allocateParty) { _, _ in .init() }
+        router.register(Weft.V1.PackageManagementService.uploadPackage) { _, _ in .init() }
+        router.register(Weft.V1.PackageManagementService.listPackages) { _, _ in .init() }
+        access.install(
+            on: &router, adminPaths: [], auditedPaths: Set(router.paths), adminClaimPaths: Set(LedgerAPI.adminMethods.map(\.path)),
+            logger: .init(label: "test"))
+        func call(_ path: String, from ip: String) async throws {
+            let (payloads, requests) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+            requests.yield([])
+            requests.finish()
+            let context = RPCCallContext(method: path, remoteAddress: try SocketAddress(ipAddress: ip, port: 40000))
+            _ = try await router.routes[path]!.handler(.init(payloads: payloads, consumed: { _ in }), { _ in }, context)
+        }
+        for method in [Weft.V1.PartyManagementService.allocateParty.path, Weft.V1.PackageManagementService.uploadPackage.path] {
+            await #expect {
+                try await call(method, from: "10.0.0.9")
+            } throws: { error in
+                (error as? RPCError)?.code == .permissionDenied && (error as? RPCError)?.errorID == "AUTH_ADMIN_LOOPBACK_ONLY"
+            }
+            try await call(method, from: "127.0.0.1")
+        }
+        try await call(Weft.V1.PackageManagementService.listPackages.path, from: "10.0.0.9")
     }
 }
