@@ -35,8 +35,9 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
     /// A prune names an offset that is not in the ledger (0, negative, or past its end).
     case pruneOffsetOutOfRange(offset: Int64, ledgerEnd: Int64)
     /// A prune would remove history that commitments have not confirmed yet: the offset's
-    /// sequencing time is after the commitment safe point (nil: no period confirmed at all).
-    case pruneBeyondSafePoint(offset: Int64, recordTimeMicros: Int64, safePointMicros: Int64?, safeOffset: Int64?)
+    /// commit time (its verdict's sequencing time) is after the commitment safe point (nil: no
+    /// period confirmed at all).
+    case pruneBeyondSafePoint(offset: Int64, commitTimeMicros: Int64, safePointMicros: Int64?, safeOffset: Int64?)
 
     public var id: String {
         switch self {
@@ -96,12 +97,13 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
                 + "(the earliest readable transaction is at \(earliest)), or query the active contracts for the current state"
         case .pruneOffsetOutOfRange(let offset, let end):
             text = "cannot prune up to offset \(offset): the ledger's offsets are 1 to \(end); give one of them"
-        case .pruneBeyondSafePoint(let offset, let recordTime, let safePoint, let safeOffset):
+        case .pruneBeyondSafePoint(let offset, let commitTime, let safePoint, let safeOffset):
             let point = safePoint.map { "\(SequencingTimestamp(microsSinceEpoch: $0)) (\($0) µs)" } ?? "none (no period confirmed yet)"
             text =
-                "offset \(offset) was sequenced at \(SequencingTimestamp(microsSinceEpoch: recordTime)) (\(recordTime) µs), after the "
-                + "commitment safe point \(point), which corresponds to offset \(safeOffset.map(String.init) ?? "none"); prune up to "
-                + "that offset, wait until `weft commitments safe-point` passes \(offset), or override with --force-unsafe "
+                "offset \(offset) was committed (its verdict sequenced) at "
+                + "\(SequencingTimestamp(microsSinceEpoch: commitTime)) (\(commitTime) µs), after the commitment safe point "
+                + "\(point), which corresponds to offset \(safeOffset.map(String.init) ?? "none"); prune up to that offset, wait until "
+                + "`weft commitments safe-point` passes \(offset), or override with --force-unsafe "
                 + "(a later mismatch in the unconfirmed range can then no longer be narrowed or repaired from this node)"
         }
         return "\(id): \(text)"

@@ -6,8 +6,12 @@ import WeftTopology
 public struct PruneOutcome: Sendable, Equatable {
     /// The offset the ledger is now pruned up to (inclusive).
     public let prunedOffset: Int64
-    /// The sequencing time (µs) of that offset's transaction.
+    /// The record time (µs) of that offset's transaction: its request's sequencing time.
     public let recordTimeMicros: Int64
+    /// When that offset's transaction was committed (µs): its verdict's sequencing time, what
+    /// the safe point was compared with (the active contract set changed then, not at the
+    /// request).
+    public let commitTimeMicros: Int64
     /// The commitment safe point (µs) when the prune ran; nil when no period was confirmed.
     public let safePointMicros: Int64?
     /// Whether the prune went past the safe point on the operator's explicit override.
@@ -32,7 +36,7 @@ public struct PruneOutcome: Sendable, Equatable {
 public struct PruningSafePoint: Sendable, Equatable {
     /// The latest period end (µs) every commitment sent up to was matched; nil if none.
     public let safePointMicros: Int64?
-    /// The latest offset sequenced at or before the safe point; nil if none.
+    /// The latest offset committed (its verdict sequenced) at or before the safe point; nil if none.
     public let safeOffset: Int64?
     /// The offset the ledger is pruned up to (0: never).
     public let prunedOffset: Int64
@@ -55,9 +59,13 @@ extension ParticipantNode {
     }
 
     /// Prunes the ledger history up to `offset` inclusive, if commitments confirmed it: the
-    /// offset's sequencing time must be at or before the commitment safe point, since a
-    /// later mismatch in an unconfirmed period is narrowed and repaired from exactly this
-    /// history. `ignoreCommitments` prunes anyway and logs, as a warning, what it gives up.
+    /// offset's commit time must be at or before the commitment safe point, since a later
+    /// mismatch in an unconfirmed period is narrowed and repaired from exactly this history.
+    /// Its commit time (its verdict's sequencing time), not its request's: a transaction
+    /// changes the active contract set, which commitments hash, at its verdict, and a request
+    /// sequenced before the safe point may be decided after it. Offsets follow verdict order,
+    /// so no offset before this one was committed later. `ignoreCommitments` prunes anyway and
+    /// logs, as a warning, what it gives up.
     public func prune(upTo offset: Int64, ignoreCommitments: Bool = false) async throws -> PruneOutcome {
         guard offset > 0, offset <= ledgerEndOffset else {
             throw ParticipantError.pruneOffsetOutOfRange(offset: offset, ledgerEnd: ledgerEndOffset)
@@ -65,27 +73,33 @@ extension ParticipantNode {
         let safe = try await pruningSafePoint()
         if offset <= prunedOffset {
             return PruneOutcome(
-                prunedOffset: prunedOffset, recordTimeMicros: 0, safePointMicros: safe.safePointMicros, forced: false,
-                unconfirmed: [], counts: .init(transactions: 0, archivedContracts: 0, requests: 0, commands: 0))
+                prunedOffset: prunedOffset, recordTimeMicros: 0, commitTimeMicros: 0,
+                safePointMicros: safe.safePointMicros, forced: false, unconfirmed: [],
+                counts: .init(transactions: 0, archivedContracts: 0, requests: 0, commands: 0))
         }
         guard let recordTime = try await store.recordTime(ofOffset: offset) else {
             throw ParticipantError.inconsistentStore("offset \(offset) is within the ledger but has no transaction")
         }
-        let confirmed = safe.safePointMicros.map { recordTime <= $0 } ?? false
+        guard let commitTime = try await store.commitTime(ofOffset: offset) else {
+            throw ParticipantError.inconsistentStore(
+                "offset \(offset) has a transaction but neither a commit time nor a stream position")
+        }
+        let confirmed = safe.safePointMicros.map { commitTime <= $0 } ?? false
         var unconfirmed: [PruneOutcome.UnconfirmedPeriod] = []
         if !confirmed {
             guard ignoreCommitments else {
                 throw ParticipantError.pruneBeyondSafePoint(
-                    offset: offset, recordTimeMicros: recordTime, safePointMicros: safe.safePointMicros,
+                    offset: offset, commitTimeMicros: commitTime, safePointMicros: safe.safePointMicros,
                     safeOffset: safe.safeOffset)
             }
-            unconfirmed = try await commitmentStore.unconfirmed(atOrBefore: recordTime).map {
+            unconfirmed = try await commitmentStore.unconfirmed(atOrBefore: commitTime).map {
                 .init(counterParticipant: $0.counterParticipant, oldestPeriodEndMicros: $0.oldestPeriodEnd)
             }
             logger.warning(
                 "pruning past the commitment safe point on an explicit override: a later commitment mismatch in the unconfirmed range can no longer be narrowed down or repaired from this node",
                 metadata: [
                     "pruning.offset": "\(offset)", "pruning.record_time": "\(SequencingTimestamp(microsSinceEpoch: recordTime))",
+                    "pruning.commit_time": "\(SequencingTimestamp(microsSinceEpoch: commitTime))",
                     "pruning.safe_point": "\(safe.safePointMicros.map { "\(SequencingTimestamp(microsSinceEpoch: $0))" } ?? "none")",
                     "pruning.unconfirmed": "\(unconfirmed.map { "\($0.counterParticipant) from \(SequencingTimestamp(microsSinceEpoch: $0.oldestPeriodEndMicros))" }.joined(separator: "; "))",
                 ])
@@ -103,8 +117,8 @@ extension ParticipantNode {
                 "pruning.commands": "\(counts.commands)",
             ])
         var outcome = PruneOutcome(
-            prunedOffset: prunedOffset, recordTimeMicros: recordTime, safePointMicros: safe.safePointMicros,
-            forced: !confirmed, unconfirmed: unconfirmed, counts: counts)
+            prunedOffset: prunedOffset, recordTimeMicros: recordTime, commitTimeMicros: commitTime,
+            safePointMicros: safe.safePointMicros, forced: !confirmed, unconfirmed: unconfirmed, counts: counts)
         // The sequencer prunes only what every member acknowledged: up to here this
         // participant no longer needs its events (a replay from counter 0 then stops at them,
         // and repair from peers takes over, docs/operator-guide.md §7).

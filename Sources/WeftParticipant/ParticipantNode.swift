@@ -1510,8 +1510,8 @@ public actor ParticipantNode {
             }
             if !computed.events.isEmpty || !treeEvents.isEmpty {
                 commit = ParticipantStore.Commit(
-                    offset: ledgerEndProcessed + 1, transactionID: transactionID, created: computed.created,
-                    archived: computed.archived, events: events,
+                    offset: ledgerEndProcessed + 1, transactionID: transactionID, commitTime: timestamp,
+                    created: computed.created, archived: computed.archived, events: events,
                     tree: try Weft.V1.TransactionTreeView(events: treeEvents).serializedBytes())
             }
         }

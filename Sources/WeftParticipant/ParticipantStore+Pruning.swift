@@ -33,18 +33,39 @@ extension ParticipantStore {
             .rows.first?.first?.int64 ?? 0
     }
 
-    /// The sequencing time (µs) of the transaction at `offset`; nil when there is none.
+    /// The record time (µs) of the transaction at `offset`, its request's sequencing time;
+    /// nil when there is none.
     func recordTime(ofOffset offset: Int64) async throws -> Int64? {
         try await int64(
             "SELECT request_ts FROM participant_transactions WHERE participant = $1 AND ledger_offset = $2", offset)
     }
 
-    /// The latest offset whose transaction was sequenced at or before `micros`; nil when none is.
+    /// When the transaction at `offset` was committed (µs): its verdict's sequencing time, the
+    /// time its changes to the active contract set take effect for ACS commitments. Offsets
+    /// are in commit order, so every offset before it was committed by then too. Where it is
+    /// not recorded (migration 18), the stream position, which every stored commit is at or
+    /// before. Nil when there is no transaction at `offset`.
+    func commitTime(ofOffset offset: Int64) async throws -> Int64? {
+        try await int64(
+            """
+            SELECT coalesce(t.commit_ts, \(Self.streamPosition)) FROM participant_transactions t
+            WHERE t.participant = $1 AND t.ledger_offset = $2
+            """, offset)
+    }
+
+    /// The latest offset committed at or before `micros` (`commitTime(ofOffset:)`); nil when
+    /// none is. Offsets are in commit order: every offset before it was committed by then too.
     func latestOffset(atOrBefore micros: Int64) async throws -> Int64? {
         try await int64(
-            "SELECT max(ledger_offset)::bigint FROM participant_transactions WHERE participant = $1 AND request_ts <= $2",
-            micros)
+            """
+            SELECT max(ledger_offset)::bigint FROM participant_transactions
+            WHERE participant = $1 AND coalesce(commit_ts, \(Self.streamPosition)) <= $2
+            """, micros)
     }
+
+    /// The sequencing time (µs) of the last event participant `$1` stored as processed: the
+    /// commit time of a transaction that has none recorded (migration 18) is at or before it.
+    private static let streamPosition = "(SELECT last_ts FROM participant_cursor WHERE participant = $1)"
 
     /// The one number `sql` returns for this participant (`$1`) and `argument` (`$2`).
     private func int64(_ sql: String, _ argument: Int64) async throws -> Int64? {
@@ -54,12 +75,12 @@ extension ParticipantStore {
         }
     }
 
-    /// Deletes, in one database transaction, the history at or before `offset` (sequenced at
-    /// `recordTime` µs): flat events, trees and transactions; contracts archived at or before
-    /// it (a contract still active, or archived later, stays: the later archive event reads
-    /// it); decided requests sequenced by then; and completed commands whose deduplication
-    /// period ended before then. Commands in flight and pending requests stay whatever their
-    /// age: the node still needs them. Records the pruned offset.
+    /// Deletes, in one database transaction, the history at or before `offset` (whose request
+    /// was sequenced at `recordTime` µs): flat events, trees and transactions; contracts
+    /// archived at or before it (a contract still active, or archived later, stays: the later
+    /// archive event reads it); decided requests sequenced by `recordTime`; and completed
+    /// commands whose deduplication period ended before it. Commands in flight and pending
+    /// requests stay whatever their age: the node still needs them. Records the pruned offset.
     /// Returns what it deleted, with the ids of the archived contracts deleted: the node
     /// forgets them as a restart would (`ParticipantNode.known`).
     func prune(upTo offset: Int64, recordTime: Int64, forced: Bool) async throws

@@ -248,6 +248,24 @@ public struct ParticipantStore: Sendable {
             WHERE c.state = 'in_flight' AND r.participant = c.participant AND r.root_hash = c.root_hash
                 AND r.outcome = 'approved';
             """),
+        Migration(
+            18, "transactions record when they were committed",
+            // A transaction changes the active contract set at its verdict, and offsets follow
+            // verdict order, but only the request's sequencing time was stored: pruning compared
+            // that with the commitment safe point, so an offset whose request came before the
+            // safe point and its verdict after it was pruned without the override (and named as
+            // the safe offset). The verdict's time of rows from before this column is unknown:
+            // they get the stream position they were migrated at, which every stored verdict is
+            // at or before (it moved in the same transaction), so they become prunable once the
+            // safe point passes it. A row an older version still running on a shared database
+            // writes has NULL, read as the stream position when read (`commitTime(ofOffset:)`).
+            """
+            ALTER TABLE participant_transactions ADD COLUMN commit_ts bigint;
+            UPDATE participant_transactions t SET commit_ts = greatest(t.request_ts, c.last_ts)
+            FROM participant_cursor c WHERE c.participant = t.participant;
+            COMMENT ON COLUMN participant_transactions.commit_ts IS
+                'The sequencing time (µs) of the verdict that committed the transaction, when it changed the active contract set: what pruning compares with the ACS commitment safe point (request_ts, the record time, may be earlier, and is not in offset order). For rows from before migration 18, the stream position (participant_cursor.last_ts) at the migration; NULL only for a row an older version wrote, read as the current stream position.';
+            """),
     ]
 
     public let database: PostgresDatabase
@@ -636,12 +654,14 @@ public struct ParticipantStore: Sendable {
         if let commit {
             try connection.enqueue(
                 """
-                INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts, command_id, act_as)
-                VALUES ($1, $2, $3, $4, $5, $6::text[])
+                INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts, command_id, act_as,
+                    commit_ts)
+                VALUES ($1, $2, $3, $4, $5, $6::text[], $7)
                 """,
                 [
                     me, .int64(commit.offset), .text(commit.transactionID), .int64(timestamp.microsSinceEpoch),
                     .text(command?.change.commandID ?? ""), command.map { Self.parties($0.change.actAs) } ?? .null,
+                    .int64(commit.commitTime.microsSinceEpoch),
                 ])
             // One statement for all the contracts created, whatever their number (arrays and
             // `unnest`), so that it runs prepared; the same for the events below.
@@ -755,6 +775,11 @@ public struct ParticipantStore: Sendable {
         }
         let offset: Int64
         let transactionID: String
+        /// The sequencing time of the verdict that commits it: when the active contract set
+        /// changes, and so what ACS commitments and pruning go by. The transaction's record
+        /// time is its request's (`Decision.timestamp`), which may be earlier, and is not in
+        /// offset order when verdicts come in another order than their requests.
+        let commitTime: SequencingTimestamp
         let created: [Created]
         let archived: [ContractID]
         let events: [Event]

@@ -43,8 +43,8 @@ struct PruneCommand: AsyncParsableCommand {
             commandName: "participant",
             abstract: "Remove the participant's ledger history up to an offset; active contracts stay.",
             discussion: """
-                Refused when the offset was sequenced after the commitment safe point (`weft prune
-                safe-point`). --force-unsafe prunes anyway: a later commitment mismatch in the
+                Refused when the offset was committed (its verdict sequenced) after the commitment
+                safe point (`weft prune safe-point`). --force-unsafe prunes anyway: a later commitment mismatch in the
                 unconfirmed range can then no longer be narrowed down or repaired from this node.
                 """)
         @OptionGroup var remote: RemoteOptions

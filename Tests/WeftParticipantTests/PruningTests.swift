@@ -10,7 +10,8 @@ import WeftTopology
 
 /// Issue 10's participant pruning (docs/participant.md, "Pruning"), on one domain for all its
 /// assertions: pruning at the commitment safe point removes the history and keeps the ACS;
-/// past the safe point it is refused, naming the point, unless explicitly overridden.
+/// past the safe point it is refused, naming the point, unless explicitly overridden. The
+/// safe point is compared with when each offset was committed (its verdict), not requested.
 extension OnAThirdRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct PruningTests {
         @Test func pruningStopsAtTheCommitmentSafePointUnlessOverridden() async throws {
@@ -126,9 +127,9 @@ extension OnAThirdRealDomain {
                 do {
                     _ = try await p1.prune(upTo: last)
                     Issue.record("a prune past the safe point was not refused")
-                } catch ParticipantError.pruneBeyondSafePoint(let offset, let recordTime, let safePoint, let safeOffset) {
+                } catch ParticipantError.pruneBeyondSafePoint(let offset, let commitTime, let safePoint, let safeOffset) {
                     #expect(offset == last && safePoint == stuck.safePointMicros && safeOffset == stuck.safeOffset)
-                    #expect(recordTime > (safePoint ?? 0))
+                    #expect(commitTime > (safePoint ?? 0))
                 }
                 #expect(try await p1.transactions(of: alice, after: end).count == 2, "a refused prune removes nothing")
 
@@ -170,12 +171,149 @@ extension OnAThirdRealDomain {
             }
         }
 
+        /// A transaction changes the active contract set, which commitments hash, when its verdict
+        /// is sequenced, and offsets follow verdicts: a request sequenced before the safe point
+        /// but decided after it is not confirmed yet, so its offset is neither the safe offset nor
+        /// prunable without the override, although its record time (the request's) is before
+        /// the safe point.
+        @Test func aTransactionRequestedBeforeTheSafePointButDecidedAfterItIsNotPrunedWithoutTheOverride() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, p2, alice, bob) = (domain.p1, domain.p2, domain.alice, domain.bob)
+                let url = fixture.url
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: OnASecondRealDomain.CommitmentTests.intervalMicros), serial: 2)
+                // Two IOUs from the bank (participant2) to alice (participant1). One stays with
+                // alice, so participant1 sends participant2 a commitment every period throughout.
+                _ = try await domain.issued("10.00", to: alice, command: "iou-kept")
+                let moved = try await domain.issued("20.00", to: alice, command: "iou-moved")
+                let issuedOffset = await p1.ledgerEndOffset
+
+                // The mediator is down: alice's transfer of the other IOU to bob is sequenced and
+                // both participants confirm it, but nothing decides it yet.
+                await domain.mediator.stop()
+                let prepared = try await p1.prepare(
+                    [try domain.transfer(moved, to: bob)], actAs: [alice],
+                    command: CommandKey(applicationID: "alice-app", commandID: "transfer-late-verdict"))
+                let submission = Task { try await p1.submit(prepared) }
+                await p1.awaitPending(prepared.rootHash)
+                let requestTime = try #require(await p1.lockedContracts[moved]).microsSinceEpoch
+                try await eventually("both participants' responses are sequenced") {
+                    let responses = try await StoredSequencerEvent.query(url) { connection in
+                        try connection.execute(
+                            "SELECT count(*)::bigint FROM sequencer_events WHERE message_id = $1",
+                            [.text("response-\(requestTime)")]
+                        ).rows.first?[0].int64 ?? 0
+                    }
+                    return responses == 2
+                }
+                // Neither participant has applied the transfer: their commitments match for
+                // periods after the request.
+                try await eventually("participant1's safe point passes the request") {
+                    (try await p1.pruningSafePoint().safePointMicros ?? 0) > requestTime
+                }
+                // participant2 stops before the verdict is sequenced: none of participant1's
+                // commitments for a period from then on is matched, so its safe point stays before
+                // the verdict.
+                await p2.stop()
+                try await domain.mediator.start()
+                let completed = try await ParticipantNode.within(.seconds(30)) {
+                    try await withTaskCancellationHandler { try await submission.value } onCancel: { submission.cancel() }
+                }
+                guard case .succeeded(_, let offset)? = completed else {
+                    Issue.record("the transfer did not commit after the mediator came back: \(String(describing: completed))")
+                    await domain.stop()
+                    return
+                }
+                #expect(offset == issuedOffset + 1)
+                let verdictID = "verdict-\(requestTime)-\(prepared.rootHash.description.prefix(16))"
+                let verdict = try await StoredSequencerEvent.query(url) { connection in
+                    try connection.execute(
+                        "SELECT min(ts)::bigint FROM sequencer_events WHERE message_id = $1", [.text(verdictID)]
+                    ).rows.first?[0].int64
+                }
+                let verdictTime = try #require(verdict, "no verdict \(verdictID) was sequenced")
+
+                // The ledger dates the transaction by its request (its record time); the safe point
+                // lies between that and the verdict.
+                let transaction = try #require(try await p1.transactions(of: alice, after: issuedOffset).first)
+                #expect(transaction.offset == offset && transaction.recordTime.microsSinceEpoch == requestTime)
+                let safe = try await p1.pruningSafePoint()
+                let safePoint = try #require(safe.safePointMicros)
+                #expect(
+                    requestTime < safePoint && safePoint < verdictTime,
+                    "request \(requestTime), safe point \(safePoint), verdict \(verdictTime)")
+                #expect(safe.safeOffset == issuedOffset, "the safe offset is the last one committed by the safe point")
+
+                // Its offset is refused, naming its commit time; the one before it is pruned.
+                do {
+                    _ = try await p1.prune(upTo: offset)
+                    Issue.record("an offset committed after the safe point was pruned without the override")
+                } catch ParticipantError.pruneBeyondSafePoint(let refused, let commitTime, let point, let safeOffset) {
+                    #expect(refused == offset && commitTime == verdictTime && safeOffset == issuedOffset)
+                    #expect((point ?? .max) < verdictTime)
+                }
+                #expect(
+                    try await p1.transactions(of: alice, after: issuedOffset).map(\.offset) == [offset],
+                    "a refused prune removes nothing")
+                let pruned = try await p1.prune(upTo: issuedOffset)
+                #expect(!pruned.forced && pruned.prunedOffset == issuedOffset)
+                #expect(pruned.commitTimeMicros < requestTime && pruned.recordTimeMicros <= pruned.commitTimeMicros)
+                await domain.stop()
+            }
+        }
+
         /// How many rows of participant `participant` `table` holds.
         private func rows(_ table: String, of participant: String, _ url: String) async throws -> Int64 {
             try await StoredSequencerEvent.query(url) { connection in
                 try connection.execute("SELECT count(*)::bigint FROM \(table) WHERE participant = $1", [.text(participant)])
                     .rows.first?[0].int64 ?? -1
             }
+        }
+    }
+}
+
+/// Participant migration 18 records each transaction's commit time; the rows from before it
+/// cannot know theirs, and get a time no commit of theirs is after.
+@Suite struct PruningMigrationTests {
+    @Test("participant migration 18 dates the transactions before it at the stream position, which none of their commits is after")
+    func transactionsFromBeforeTheMigrationAreDatedAtTheStreamPosition() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (participant, connection) = try CommandStoreTests.schema(before: 18, fixture.url)
+            let me = PostgresValue.text(participant.description)
+            let streamPosition: Int64 = 1_800_000_000_900_000
+            _ = try connection.execute(
+                "INSERT INTO participant_cursor (participant, next_counter, last_ts) VALUES ($1, 9, $2)",
+                [me, .int64(streamPosition)])
+            // Offsets in verdict order: the second transaction's request came first.
+            let requests: [(offset: Int64, time: Int64)] = [(1, 1_800_000_000_200_000), (2, 1_800_000_000_100_000)]
+            for request in requests {
+                _ = try connection.execute(
+                    "INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts) VALUES ($1, $2, $3, $4)",
+                    [me, .int64(request.offset), .text("tx-\(request.offset)"), .int64(request.time)])
+            }
+            #expect(try ParticipantStore.migrator.migrate(connection) == [18])
+
+            let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
+            let store = ParticipantStore(database: database, participant: participant)
+            #expect(try await store.commitTime(ofOffset: 1) == streamPosition)
+            #expect(try await store.commitTime(ofOffset: 2) == streamPosition)
+            #expect(try await store.recordTime(ofOffset: 2) == requests[1].time)
+            // No offset from before counts as committed before the stream position; from it, all.
+            #expect(try await store.latestOffset(atOrBefore: streamPosition - 1) == nil)
+            #expect(try await store.latestOffset(atOrBefore: streamPosition) == 2)
+            // A row without a commit time (an older version still running on a shared database
+            // writes it) is read at the stream position when it is read.
+            _ = try connection.execute(
+                "INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts) VALUES ($1, 3, 'tx-3', $2)",
+                [me, .int64(streamPosition + 100)])
+            _ = try connection.execute(
+                "UPDATE participant_cursor SET next_counter = 10, last_ts = $2 WHERE participant = $1",
+                [me, .int64(streamPosition + 200)])
+            #expect(try await store.commitTime(ofOffset: 3) == streamPosition + 200)
+            #expect(try await store.latestOffset(atOrBefore: streamPosition + 199) == 2)
+            #expect(try await store.latestOffset(atOrBefore: streamPosition + 200) == 3)
+            await database.shutdown()
         }
     }
 }

@@ -4588,8 +4588,8 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().safePoint }
         }
 
-        /// The latest ledger offset sequenced at or before the safe point; 0 when
-        /// none is.
+        /// The latest ledger offset committed (its verdict sequenced) at or before
+        /// the safe point; 0 when none is.
         public var safeOffset: UInt64 {
             get { _storage.read.safeOffset }
             set { _uniqueStorage().safeOffset = newValue }
@@ -4889,7 +4889,9 @@ extension Weft.V1 {
             _modify { yield &_uniqueStorage().prunedOffset }
         }
 
-        /// The sequencing time of that offset's transaction.
+        /// The record time of that offset's transaction: its request's sequencing
+        /// time. The prune compared its commit time (its verdict's, at or after
+        /// this) with the safe point.
         public var recordTime: Weft.V1.Timestamp? {
             get { _storage.read.recordTime }
             set { _uniqueStorage().recordTime = newValue }

@@ -982,8 +982,8 @@ struct  Weft__V1__GetPruningSafePointResponse
    */
   Weft__V1__Timestamp *safe_point;
   /*
-   * The latest ledger offset sequenced at or before the safe point; 0 when
-   * none is.
+   * The latest ledger offset committed (its verdict sequenced) at or before
+   * the safe point; 0 when none is.
    */
   uint64_t safe_offset;
   /*
@@ -1050,7 +1050,9 @@ struct  Weft__V1__PruneParticipantResponse
    */
   uint64_t pruned_offset;
   /*
-   * The sequencing time of that offset's transaction.
+   * The record time of that offset's transaction: its request's sequencing
+   * time. The prune compared its commit time (its verdict's, at or after
+   * this) with the safe point.
    */
   Weft__V1__Timestamp *record_time;
   /*
