@@ -496,33 +496,42 @@ struct ActiveContractsServiceProvider: Weft.V1.ActiveContractsService.Provider {
         _ request: Weft.V1.GetActiveContractsRequest, responses: RPCMessageWriter<Weft.V1.GetActiveContractsResponse>,
         context: RPCCallContext
     ) async throws {
-        let (contracts, offset) = try await api.serve(context) { () async throws -> ([Weft.V1.CreatedEvent], Int64) in
+        // The set as of one offset, read a page at a time (a participant with millions of
+        // contracts streams them without holding them all); a commit racing the read is wholly
+        // in the set or out of it. Reads go through `serve` (typed errors, logged); sends do not.
+        let (parties, templates, writer, offset) = try await api.serve(context) {
+            () async throws -> ([Party], TemplateFilter, EventWriter, Int64) in
             try api.authorizeRead(request.filter?.parties ?? [], field: "filter.parties", context)
             let parties = try await api.hostedParties(request.filter?.parties ?? [], field: "filter.parties")
             let templates = try api.templates(request.filter)
             let writer = EventWriter(packages: Array(try await api.packages.all().values), templates: templates)
-            // One database snapshot: the set and its offset agree even while transactions commit.
-            let snapshot = try await api.participant.activeContracts(of: parties)
-            let events = snapshot.contracts.compactMap { entry -> Weft.V1.CreatedEvent? in
-                guard templates.admits(.created(entry.contract.id, entry.contract.contract)) else { return nil }
+            return (parties, templates, writer, try await api.participant.activeContractsOffset())
+        }
+        let size = api.configuration.activeContractsPerMessage
+        var pending: [Weft.V1.CreatedEvent] = []
+        var cursor: ActiveContractPage.Cursor?
+        repeat {
+            let page = try await api.serve(context) {
+                try await api.participant.activeContracts(of: parties, at: offset, after: cursor, limit: size * 10)
+            }
+            cursor = page.next
+            for entry in page.contracts where templates.admits(.created(entry.contract.id, entry.contract.contract)) {
                 var event = writer.created(
                     entry.contract.id, entry.contract.contract, eventID: "\(entry.contract.createdAt):\(entry.contract.id)",
                     witnesses: entry.parties.map(\.id).sorted())
                 if let seed = entry.contract.creationSeed {
                     event.createdEventBlob = (try? writer.blob(entry.contract.id, entry.contract.contract, seed: seed)) ?? []
                 }
-                return event
+                pending.append(event)
+                // A full message goes once another contract follows it: the last message, which
+                // carries the offset, is empty only when the set is.
+                if pending.count > size {
+                    try await responses.send(.init(activeContracts: Array(pending.prefix(size)), offset: 0))
+                    pending.removeFirst(size)
+                }
             }
-            return (events, snapshot.offset)
-        }
-        let size = api.configuration.activeContractsPerMessage
-        var start = 0
-        repeat {
-            let batch = Array(contracts[start..<min(start + size, contracts.count)])
-            start += size
-            let isLast = start >= contracts.count
-            try await responses.send(.init(activeContracts: batch, offset: isLast ? UInt64(offset) : 0))
-        } while start < contracts.count
+        } while cursor != nil
+        try await responses.send(.init(activeContracts: pending, offset: UInt64(offset)))
     }
 }
 

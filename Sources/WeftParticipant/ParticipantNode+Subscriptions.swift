@@ -128,51 +128,116 @@ public struct ActiveContractSnapshot: Sendable {
     public let offset: Int64
 }
 
+/// One page of the active contracts as of an offset (`ParticipantNode.activeContracts(of:at:after:limit:)`).
+public struct ActiveContractPage: Sendable {
+    /// Each contract once, with the requested parties that are its stakeholders, oldest first.
+    public let contracts: [(contract: ActiveContract, parties: [Party])]
+    /// Where the next page starts; nil when this page is the last.
+    public let next: Cursor?
+
+    /// The position after the last contract of a page: its creation offset and id.
+    public struct Cursor: Sendable, Equatable {
+        let createdOffset: Int64
+        let contractID: String
+    }
+}
+
 extension ParticipantNode {
     /// The active contracts `parties` are stakeholders of and the ledger offset they are valid
-    /// at, read in one database snapshot: a commit racing the read is either wholly in the
-    /// set (and its offset) or not at all.
+    /// at, read a page at a time as of one offset (`activeContracts(of:at:after:limit:)`): a
+    /// commit racing the read is either wholly in the set (and its offset) or not at all.
     public func activeContracts(of parties: [Party]) async throws -> ActiveContractSnapshot {
-        try await store.activeContractSnapshot(of: parties)
+        let offset = try await activeContractsOffset()
+        var contracts: [(contract: ActiveContract, parties: [Party])] = []
+        var cursor: ActiveContractPage.Cursor?
+        repeat {
+            let page = try await activeContracts(of: parties, at: offset, after: cursor, limit: 1_000)
+            contracts += page.contracts
+            cursor = page.next
+        } while cursor != nil
+        return ActiveContractSnapshot(contracts: contracts, offset: offset)
+    }
+
+    /// The offset an active contract set read now is valid at: the ledger end as stored.
+    public func activeContractsOffset() async throws -> Int64 {
+        try await store.activeContractsOffset()
+    }
+
+    /// Up to `limit` of the contracts `parties` are stakeholders of that are active as of
+    /// `offset` (created at or before it, not archived by then), oldest first, after `cursor`.
+    /// Pages read as of one offset make one set however many transactions commit between them:
+    /// each page is its own statement, so no database transaction stays open while a client
+    /// reads slowly. A prune past `offset` since (it deletes contracts archived up to the
+    /// pruned offset, some of which were active then) fails the page with `offsetPruned`: read
+    /// the set again.
+    public func activeContracts(of parties: [Party], at offset: Int64, after cursor: ActiveContractPage.Cursor?, limit: Int)
+        async throws -> ActiveContractPage
+    {
+        try await store.activeContracts(of: parties, at: offset, after: cursor, limit: limit)
     }
 }
 
 extension ParticipantStore {
-    func activeContractSnapshot(of parties: [Party]) async throws -> ActiveContractSnapshot {
+    func activeContractsOffset() async throws -> Int64 {
+        let me = PostgresValue.text(participant.description)
+        return try await database.withConnection { connection in
+            // A prune up to the ledger end leaves no transaction behind: the end is then the
+            // pruned offset, as at a start (`load`), not 0, from which no stream may begin.
+            // One statement: both read the same snapshot.
+            try Self.require(
+                try connection.execute(
+                    """
+                    SELECT greatest(
+                        (SELECT coalesce(max(ledger_offset), 0) FROM participant_transactions WHERE participant = $1),
+                        (\(Self.prunedOffsetQuery)))::bigint
+                    """, [me]
+                ).rows.first?.first?.int64, "ledger end")
+        }
+    }
+
+    func activeContracts(of parties: [Party], at offset: Int64, after cursor: ActiveContractPage.Cursor?, limit: Int)
+        async throws -> ActiveContractPage
+    {
         let me = PostgresValue.text(participant.description)
         // A text[] literal with every element quoted (party ids are validated, but quoting
         // keeps the literal's meaning independent of which characters they allow).
         let literal = "{" + parties.map { "\"" + $0.id.replacingOccurrences(of: "\\", with: "\\\\")
             .replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
-        let (offset, rows) = try await database.transaction { connection in
-            // Both reads see the same snapshot of the database.
-            _ = try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            // A prune up to the ledger end leaves no transaction behind: the end is then the
-            // pruned offset, as at a start (`load`), not 0, from which no stream may begin.
-            let offset = max(
-                try connection.execute(
-                    "SELECT coalesce(max(ledger_offset), 0)::bigint FROM participant_transactions WHERE participant = $1", [me]
-                ).rows.first?.first?.int64 ?? 0,
-                try Self.prunedOffset(connection, me))
-            let rows = try connection.execute(
+        let rows = try await database.withConnection { connection in
+            try connection.execute(
                 """
-                SELECT contract, created_offset FROM participant_contracts
-                WHERE participant = $1 AND archived_offset IS NULL AND stakeholders && $2::text[]
-                ORDER BY created_offset, contract_id
-                """, [me, .text(literal)]
-            ).rows.map { row in (try Self.require(row[0].bytes, "contract"), try Self.require(row[1].int64, "offset")) }
-            return (offset, rows)
+                SELECT pruned.pruned_offset, page.* FROM (\(Self.prunedOffsetQuery)) pruned
+                LEFT JOIN LATERAL (
+                    SELECT contract, created_offset, contract_id FROM participant_contracts
+                    WHERE participant = $1 AND created_offset <= $2 AND (archived_offset IS NULL OR archived_offset > $2)
+                        AND (created_offset, contract_id) > ($3, $4) AND stakeholders && $5::text[]
+                    ORDER BY created_offset, contract_id
+                    LIMIT $6
+                ) page ON true
+                ORDER BY page.created_offset, page.contract_id
+                """,
+                [
+                    me, .int64(offset), .int64(cursor?.createdOffset ?? Int64.min), .text(cursor?.contractID ?? ""), .text(literal),
+                    .int64(Int64(limit)),
+                ]
+            ).rows
         }
+        // Contracts archived after `offset` but pruned since would be missing from the set.
+        try Self.requireUnpruned(after: offset, firstColumnOf: rows)
         let requested = Set(parties)
         var contracts: [(contract: ActiveContract, parties: [Party])] = []
-        for (bytes, createdAt) in rows {
-            let (id, contract, seed) = try ContractInstance.fromWire(try Weft.V1.ContractInstance(serializedBytes: bytes))
+        var last: ActiveContractPage.Cursor?
+        for row in rows where !row[1].isNull {
+            let createdAt = try Self.require(row[2].int64, "created_offset")
+            let (id, contract, seed) = try ContractInstance.fromWire(
+                try Weft.V1.ContractInstance(serializedBytes: Self.require(row[1].bytes, "contract")))
             contracts.append(
                 (
                     ActiveContract(id: id, contract: contract, createdAt: createdAt, creationSeed: seed),
                     contract.stakeholders.filter(requested.contains)
                 ))
+            last = .init(createdOffset: createdAt, contractID: try Self.require(row[3].string, "contract_id"))
         }
-        return ActiveContractSnapshot(contracts: contracts, offset: offset)
+        return ActiveContractPage(contracts: contracts, next: contracts.count < limit ? nil : last)
     }
 }

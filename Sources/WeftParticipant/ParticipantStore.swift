@@ -266,6 +266,14 @@ public struct ParticipantStore: Sendable {
             COMMENT ON COLUMN participant_transactions.commit_ts IS
                 'The sequencing time (µs) of the verdict that committed the transaction, when it changed the active contract set: what pruning compares with the ACS commitment safe point (request_ts, the record time, may be earlier, and is not in offset order). For rows from before migration 18, the stream position (participant_cursor.last_ts) at the migration; NULL only for a row an older version wrote, read as the current stream position.';
             """),
+        Migration(
+            19, "contracts in creation order, for the active contracts read a page at a time",
+            // GetActiveContracts reads the set as of one offset in pages that each continue
+            // after the last (created_offset, contract_id) sent, so that a participant with
+            // millions of contracts streams them without holding them all.
+            """
+            CREATE INDEX participant_contracts_by_creation ON participant_contracts (participant, created_offset, contract_id);
+            """),
     ]
 
     public let database: PostgresDatabase

@@ -44,7 +44,7 @@ import WeftTopology
                     root_hash, submitted_at, dedup_until, state, transaction_id, ledger_offset)
                 VALUES ($1, $2, 'old', 'old-submission', 'request-old-submission', '\\x00', $3, $4, 'succeeded', 'old-tx', 7)
                 """, [.text(participant.description), .text(Self.application), .int64(now), .int64(now + 10 * Self.minute)])
-            #expect(try ParticipantStore.migrator.migrate(connection) == [16, 17, 18])
+            #expect(try ParticipantStore.migrator.migrate(connection).starts(with: [16, 17, 18]))
 
             let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
             let store = ParticipantStore(database: database, participant: participant)
@@ -149,7 +149,7 @@ import WeftTopology
             _ = try connection.execute(
                 "INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts) VALUES ($1, 3, 'later', $2)",
                 [me, .int64(now + 20)])
-            #expect(try ParticipantStore.migrator.migrate(connection) == [17, 18])
+            #expect(try ParticipantStore.migrator.migrate(connection).starts(with: [17, 18]))
 
             let database = PostgresDatabase(url: fixture.url, maximumConnections: 1)
             let store = ParticipantStore(database: database, participant: participant)

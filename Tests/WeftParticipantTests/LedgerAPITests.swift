@@ -137,6 +137,64 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
 /// The Ledger API end to end: two participants on a real domain (DomainHarness), each with its
 /// Ledger API over TLS on loopback, used only through the generated client stubs.
 @Suite(.timeLimit(.minutes(5))) struct LedgerAPITests {
+    /// The active contracts are read as of one offset a page at a time (a participant with
+    /// millions of contracts streamed them from one array of them all): a page read after a
+    /// commit still shows the set as of the offset (a contract archived since is in it, one
+    /// created since is not), the stream sends messages of the configured size with the offset
+    /// in the last, and a prune past the offset fails the read rather than leave a contract out.
+    @Test func theActiveContractsAreReadAPageAtATimeAsOfOneOffset() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let harness = try await DomainHarness.start(url: fixture.url)
+            let api2 = try await LedgerAPIEndpoint.start(harness, 1, configuration: .init(activeContractsPerMessage: 2))
+            let (bob, bank) = (harness.bob.id, harness.bank.id)
+            let packageID = try #require(try await api2.client.packageManagement.listPackages(.init()).packages.first).packageID
+            let iou = IOUCommands(packageID: packageID)
+            for number in 1...25 {
+                _ = try await api2.client.command.submitAndWait(
+                    .init(commands: iou.commands(iou.issue("\(number).00", from: bank, to: bob), actAs: bank, application: "bank-app", id: "issue-\(number)")))
+            }
+            try await harness.p2.waitForLedgerEnd(25)
+
+            // Through the Ledger API: 25 contracts in messages of 2 (the participant read them in
+            // pages of 20), oldest first, the offset only in the last message.
+            var messages: [Weft.V1.GetActiveContractsResponse] = []
+            for try await response in try api2.client.activeContracts.getActiveContracts(.init(filter: .init(parties: [bank]))) {
+                messages.append(response)
+            }
+            #expect(messages.count == 13 && messages.allSatisfy { $0.activeContracts.count <= 2 })
+            #expect(messages.dropLast().allSatisfy { $0.offset == 0 } && messages.last?.offset == 25)
+            let streamed = messages.flatMap(\.activeContracts)
+            #expect(streamed.count == 25)
+            #expect(streamed.map { Int($0.eventID.split(separator: ":")[0])! } == Array(1...25), "oldest first, each once")
+
+            // Pages as of offset 25 while the ledger moves on: the first page, then bob transfers
+            // the newest IOU (archived at 26, its successor created at 26) …
+            let p2 = harness.p2
+            let first = try await p2.activeContracts(of: [harness.bank], at: 25, after: nil, limit: 20)
+            #expect(first.contracts.count == 20)
+            let newest = try #require(streamed.last)
+            _ = try await api2.client.command.submitAndWait(
+                .init(commands: iou.commands(iou.transfer(newest.contractID, to: bank), actAs: bob, application: "bob-app", id: "transfer-1")))
+            try await p2.waitForLedgerEnd(26)
+            // … and the second page still has it, and not its successor.
+            let second = try await p2.activeContracts(of: [harness.bank], at: 25, after: first.next, limit: 20)
+            #expect(second.next == nil)
+            #expect(second.contracts.map(\.contract.id.description) == streamed.suffix(5).map(\.contractID))
+            let now = try await p2.activeContracts(of: [harness.bank])
+            #expect(now.offset == 26 && now.contracts.count == 25 && !now.contracts.contains { $0.contract.id.description == newest.contractID })
+
+            // A prune past 25 deletes what was archived up to it: reading on as of 25 is refused.
+            _ = try await p2.prune(upTo: 26, ignoreCommitments: true)
+            await #expect {
+                _ = try await p2.activeContracts(of: [harness.bank], at: 25, after: first.next, limit: 20)
+            } throws: { error in
+                if case .offsetPruned? = error as? ParticipantError { true } else { false }
+            }
+            await api2.stop()
+            await harness.stop()
+        }
+    }
+
     @Test func anApplicationIssuesAndTransfersAnIOUThroughTheLedgerAPI() async throws {
         try await PostgresFixture.withFixture { fixture in
             let harness = try await DomainHarness.start(url: fixture.url)
