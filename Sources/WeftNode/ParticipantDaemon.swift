@@ -227,7 +227,17 @@ actor ParticipantRuntime {
                 identity.id, namespaceKey: namespaceKey, signingKey: identity.signingKey.publicKey, encryptionKey: identity.encryptionKey.publicKey,
                 domain: domain
             ).map(\.wire)
-            _ = try await client.sequencer.onboard(.init(participant: identity.id.description, identity: identityTransactions), timeout: .seconds(60))
+            // A sequencer node taking no more calls without a token for the moment (a flood, or
+            // many participants joining at once) says so: retry for a while before failing.
+            for attempt in 1... {
+                do {
+                    _ = try await client.sequencer.onboard(
+                        .init(participant: identity.id.description, identity: identityTransactions), timeout: .seconds(60))
+                    break
+                } catch let error as RPCError where error.errorID == "SEQUENCER_ONBOARDING_RATE_LIMITED" && attempt < 30 {
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
             let settings = DomainConnectionSettings(
                 alias: alias, domain: info.domain, sequencerURLs: urls, rootCertificatePEM: rootCertificatePEM,
                 sequencerKeys: try info.sequencerKeys.map { try SigningPublicKey($0) }, heldForRepair: repair)

@@ -38,8 +38,15 @@ actor SequencerAuthenticator {
     var outstandingChallenges: Int { challenges.count }
     static let defaultTokenLifetime: Int64 = 3_600_000_000
 
-    init(topology: SequencerTopology, challengeLifetime: Int64 = 60_000_000, outstandingChallengesMax: Int = 10_000) {
+    /// Bounds the topology catch-ups for members not known as active (`activeMember`).
+    let unauthenticatedWork: UnauthenticatedWorkLimit
+
+    init(
+        topology: SequencerTopology, challengeLifetime: Int64 = 60_000_000, outstandingChallengesMax: Int = 10_000,
+        unauthenticatedWork: UnauthenticatedWorkLimit = .init()
+    ) {
         self.topology = topology
+        self.unauthenticatedWork = unauthenticatedWork
         self.challengeLifetime = challengeLifetime
         self.outstandingChallengesMax = outstandingChallengesMax
     }
@@ -59,8 +66,11 @@ actor SequencerAuthenticator {
             throw RPCError(.invalidArgument, "'\(name.prefix(120))' is not a member id such as PAR::participant1::1220…", errorID: "SEQUENCER_BAD_MEMBER_ID")
         }
         var snapshot = await topology.snapshot()
-        if !snapshot.isActive(member) {
-            await topology.catchUp()  // perhaps onboarded through another sequencer node a moment ago
+        // Perhaps onboarded through another sequencer node a moment ago: catch up before
+        // refusing, within the bound on work for callers without a token (a flood of names that
+        // are no members would otherwise cost a watermark advance each).
+        if !snapshot.isActive(member), unauthenticatedWork.take() {
+            await topology.catchUp()
             snapshot = await topology.snapshot()
         }
         guard snapshot.isActive(member) else {

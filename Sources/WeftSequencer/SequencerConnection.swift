@@ -35,6 +35,9 @@ public actor SequencerConnection {
     private var next = 0
     /// The connection being made when no sequencer is in use, which other calls wait for.
     private var connecting: Task<SequencerClient, any Error>?
+    /// Counts `close` calls: a connection made while one came is closed at once, not kept (a
+    /// later call connects again as usual).
+    private var closings = 0
     /// The authentication renewing the current session, which other calls whose session ended wait for.
     private var renewal: Task<SequencerClient, any Error>?
 
@@ -65,25 +68,37 @@ public actor SequencerConnection {
     }
 
     private func connectToNext() async throws -> SequencerClient {
+        let closingsAtStart = closings
         var failures: [String] = []
         for _ in 0..<endpoints.count {
             let index = next
             next = (next + 1) % endpoints.count
             let endpoint = endpoints[index]
+            var rpc: RPCClient?
             do {
-                let rpc = try await RPCClient.connect(host: endpoint.host, port: endpoint.port, security: endpoint.security, configuration: configuration)
-                let client = try await SequencerClient.authenticate(rpc, member: member, key: key, domain: domain, sequencerKeys: sequencerKeys)
+                let connected = try await RPCClient.connect(host: endpoint.host, port: endpoint.port, security: endpoint.security, configuration: configuration)
+                rpc = connected
+                let client = try await SequencerClient.authenticate(connected, member: member, key: key, domain: domain, sequencerKeys: sequencerKeys)
+                // Closed while this connected: nobody would close the connection after.
+                guard closings == closingsAtStart else { throw CancellationError() }
                 current = (client, index)
                 logger.info("connected to sequencer", metadata: ["sequencer": "\(endpoint)", "member": "\(member)"])
                 return client
-            } catch let error as RPCError where error.code == .permissionDenied {
-                throw error  // not allowed anywhere: trying others will not help
+            } catch let error as RPCError where error.code == .permissionDenied || Self.keyRefused.contains(error.errorID) {
+                await rpc?.close()
+                throw error  // not allowed anywhere, or this key is no longer the member's: others say the same
             } catch {
+                await rpc?.close()
+                if closings != closingsAtStart { throw error }
                 failures.append("\(endpoint): \(error)")
             }
         }
         throw RPCError(.unavailable, "no sequencer of the domain answered: \(failures.joined(separator: "; "))", errorID: Self.allUnavailable)
     }
+
+    /// Refusals of the member's key itself (replaced in the topology, or not the one signing):
+    /// every sequencer refuses it alike, until the node is given the member's new key.
+    static let keyRefused: Set<String> = ["SEQUENCER_UNKNOWN_KEY", "SEQUENCER_BAD_SIGNATURE"]
 
     /// Whether `error` is worth a retry; forgets the sequencer in use when the connection
     /// itself is the problem (so the next attempt goes to the next sequencer).
@@ -115,16 +130,20 @@ public actor SequencerConnection {
         guard let current, current.client.rpc.channel === client.rpc.channel else { return true }  // moved on already
         if current.client.token != client.token { return true }  // renewed already
         if let renewal { return (try? await renewal.value) != nil }
-        let member = member, key = key, domain = domain, sequencerKeys = sequencerKeys
-        let renewal = Task { try await SequencerClient.authenticate(client.rpc, member: member, key: key, domain: domain, sequencerKeys: sequencerKeys) }
+        let member = member, key = key, domain = domain, sequencerKeys = sequencerKeys, endpoint = endpoints[current.endpoint]
+        // Runs on this actor: the renewed session is in place before any caller waiting for it resumes.
+        let renewal = Task { () async throws -> SequencerClient in
+            let renewed = try await SequencerClient.authenticate(client.rpc, member: member, key: key, domain: domain, sequencerKeys: sequencerKeys)
+            if let now = self.current, now.client.rpc.channel === client.rpc.channel {
+                self.current = (renewed, now.endpoint)
+            }
+            return renewed
+        }
         self.renewal = renewal
         defer { self.renewal = nil }
         do {
-            let renewedClient = try await renewal.value
-            if let now = self.current, now.client.rpc.channel === client.rpc.channel {
-                self.current = (renewedClient, now.endpoint)
-            }
-            logger.info("sequencer session renewed", metadata: ["sequencer": "\(endpoints[current.endpoint])", "member": "\(member)"])
+            _ = try await renewal.value
+            logger.info("sequencer session renewed", metadata: ["sequencer": "\(endpoint)", "member": "\(member)"])
             return true
         } catch {
             logger.warning("renewing the sequencer session failed", metadata: ["error": "\(error)", "member": "\(member)"])
@@ -226,14 +245,23 @@ public actor SequencerConnection {
     /// The member's events from `counter` on, verified, across sequencer failures: each event
     /// once, in order, resuming after the last one delivered at whichever sequencer is next.
     public nonisolated func events(from counter: UInt64) -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error> {
+        events(from: counter, failuresMax: 100)
+    }
+
+    /// `events(from:)`, giving up after `failuresMax` failures in a row without progress.
+    nonisolated func events(from counter: UInt64, failuresMax: Int) -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
                 var nextCounter = counter
                 var failures = 0
+                var unavailable = 0
                 while !Task.isCancelled {
+                    var client: SequencerClient?
                     do {
-                        let client = try await self.client()
-                        for try await event in try client.subscribe(from: nextCounter) {
+                        let connected = try await self.client()
+                        client = connected
+                        unavailable = 0
+                        for try await event in try connected.subscribe(from: nextCounter) {
                             continuation.yield(event)
                             nextCounter = event.counter + 1
                             failures = 0
@@ -241,10 +269,25 @@ public actor SequencerConnection {
                         continuation.finish()
                         return
                     } catch {
-                        failures += 1
-                        guard await self.failedSubscription(error), failures <= 100 else {
+                        guard await self.failedSubscription(error, on: client) else {
                             continuation.finish(throwing: error)
                             return
+                        }
+                        // A session that ended (its token's lifetime) and was renewed is no
+                        // failure: an idle member (no events to reset the count) meets one per
+                        // token lifetime for as long as it runs.
+                        if let rpcError = error as? RPCError, rpcError.code == .unauthenticated, Self.sessionEnded.contains(rpcError.errorID) {
+                            continue
+                        }
+                        failures += 1
+                        guard failures <= failuresMax else {
+                            continuation.finish(throwing: error)
+                            return
+                        }
+                        // No sequencer answers: wait as a send does rather than spin.
+                        if let rpcError = error as? RPCError, rpcError.errorID == Self.allUnavailable {
+                            unavailable += 1
+                            do { try await Task.sleep(for: Self.backoff(unavailable)) } catch { break }
                         }
                     }
                 }
@@ -254,12 +297,17 @@ public actor SequencerConnection {
         }
     }
 
-    private func failedSubscription(_ error: any Error) async -> Bool {
-        // Not allowed (not yet admitted, or disabled): every sequencer says the same, and asking
-        // again at once only costs them a TLS handshake each time. The caller decides when to retry.
-        if let rpcError = error as? RPCError, rpcError.code == .permissionDenied { return false }
-        guard let current else { return true }
-        return await failed(current.client, error)
+    /// Whether a subscription that failed with `error` on `client` (nil: no sequencer could be
+    /// had) is worth resuming.
+    private func failedSubscription(_ error: any Error, on client: SequencerClient?) async -> Bool {
+        // Not allowed (not yet admitted, or disabled), or the key refused: every sequencer says
+        // the same, and asking again at once only costs them a TLS handshake each time. The
+        // caller decides when to retry.
+        if let rpcError = error as? RPCError, rpcError.code == .permissionDenied || Self.keyRefused.contains(rpcError.errorID) {
+            return false
+        }
+        guard let client else { return true }
+        return await failed(client, error)
     }
 
     /// Acknowledges the member's events up to `timestamp` at the sequencer in use.
@@ -267,7 +315,11 @@ public actor SequencerConnection {
         try await client().acknowledge(upTo: timestamp)
     }
 
+    /// Closes the connection in use; one being made or renewed now is closed once it is made.
     public func close() async {
+        closings += 1
+        connecting?.cancel()
+        renewal?.cancel()
         if let current { await current.client.rpc.close() }
         current = nil
     }

@@ -26,16 +26,24 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
     private let subscriptions = Mutex<[String: [UInt64: AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.Continuation]]>([:])
     private let nextSubscription = Atomic<UInt64>(0)
 
+    /// The bound on work for calls without a token: `Onboard`, and catch-ups for members not known as active.
+    let unauthenticatedWork: UnauthenticatedWorkLimit
+    /// The most topology transactions an `Onboard` call may carry: a participant's identity is
+    /// its namespace's root delegation, perhaps intermediate ones, and its key registration.
+    static let onboardingTransactionsMax = 16
+
     public init(
-        sequencer: Sequencer, topology: SequencerTopology, signingKey: SigningPrivateKey, honorsOmitReceipt: Bool = true, logger: Logger
+        sequencer: Sequencer, topology: SequencerTopology, signingKey: SigningPrivateKey, honorsOmitReceipt: Bool = true,
+        unauthenticatedWork: UnauthenticatedWorkLimit = .init(), logger: Logger
     ) {
+        self.unauthenticatedWork = unauthenticatedWork
         self.sequencer = sequencer
         self.topology = topology
         self.signingKey = signingKey
         self.honorsOmitReceipt = honorsOmitReceipt
         self.logger = logger
         managerMember = MemberID(role: .domainManager, identifier: topology.domain).description
-        authenticator = SequencerAuthenticator(topology: topology)
+        authenticator = SequencerAuthenticator(topology: topology, unauthenticatedWork: unauthenticatedWork)
         sequencer.signBlocks(with: signingKey, domain: topology.domain.description)
     }
 
@@ -187,6 +195,21 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
     /// in the sequencers' name, then answers once it is in effect. Needs no token: the
     /// participant cannot authenticate before its keys are known.
     public func onboard(_ request: Weft.V1.OnboardRequest, context: RPCCallContext) async throws -> Weft.V1.OnboardResponse {
+        guard request.identity.count <= Self.onboardingTransactionsMax else {
+            throw RPCError(
+                .invalidArgument,
+                "an identity of \(request.identity.count) topology transactions; onboarding takes at most \(Self.onboardingTransactionsMax) (the namespace's delegations and the participant's keys)",
+                errorID: "SEQUENCER_ONBOARDING_TOO_LARGE")
+        }
+        guard unauthenticatedWork.take() else {
+            logger.warning(
+                "onboarding call refused: calls without a token are arriving faster than this node takes them",
+                metadata: ["participant": "\(request.participant.prefix(200))", "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+            throw RPCError(
+                .resourceExhausted,
+                "this sequencer node is taking no more onboarding calls for the moment (at most \(unauthenticatedWork.burst) at once, \(unauthenticatedWork.perSecond) a second); retry in a few seconds",
+                errorID: "SEQUENCER_ONBOARDING_RATE_LIMITED")
+        }
         let member: MemberID
         let alreadyActive: Bool
         do {
@@ -216,6 +239,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
                 return .init(effectiveAt: .init(microsSinceEpoch: SequencerWriter.now()))
             }
             await topology.waitUntil(member, isActive: true)
+            try Task.checkCancellation()  // the wait ends early for a call that was cancelled
             logger.info("participant onboarded", metadata: ["participant": "\(member)"])
         }
         return .init(effectiveAt: .init(microsSinceEpoch: SequencerWriter.now()))

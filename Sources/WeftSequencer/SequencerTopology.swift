@@ -25,7 +25,6 @@ public actor SequencerTopology {
     /// Every topology broadcast sequenced at or before this has been applied.
     private var caughtUpTo: Int64 = 0
     private var catchUpWaiters: [(target: Int64, continuation: CheckedContinuation<Void, Never>)] = []
-    /// Tasks waiting for the next applied change.
     /// Tasks waiting for the next applied change (`waitUntil`), by a number of their own so
     /// that a cancelled one can be resumed (and forgotten) without the others.
     private var changeWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -375,7 +374,8 @@ public actor SequencerTopology {
     }
 
     /// Returns once `member` is active (or, with `active` false, no longer active) in the
-    /// sequencer's topology: how an onboarding step knows the sequencer has applied it.
+    /// sequencer's topology, or once the calling task is cancelled: how an onboarding step
+    /// knows the sequencer has applied it.
     public func waitUntil(_ member: MemberID, isActive active: Bool = true) async {
         await waitUntil { $0.isActive(member) == active }
     }

@@ -175,7 +175,8 @@ final class ReadCredit: Sendable {
 final class SendWindow: Sendable {
     private struct State {
         var credit = FlowControl.initialWindowBytes
-        var waiting: [(count: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+        var waiting: [(id: UInt64, count: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+        var nextWaiter: UInt64 = 0
         var closed: RPCError?
     }
 
@@ -190,18 +191,33 @@ final class SendWindow: Sendable {
             return .success(())
         }
         if let immediate { return try immediate.get() }
-        try await withCheckedThrowingContinuation { continuation in
-            let failure: RPCError? = state.withLock { state in
-                if let closed = state.closed { return closed }
-                if state.credit > 0, state.waiting.isEmpty {
-                    state.credit -= count
-                    continuation.resume()
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        // A writer waiting for credit that is cancelled (its handler ended: a subscription cut
+        // at its token's expiry while the client reads nothing) stops waiting, rather than hold
+        // the handler until the peer reads or goes.
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let failure: (any Error)? = state.withLock { state in
+                    if let closed = state.closed { return closed }
+                    if Task.isCancelled { return CancellationError() }
+                    if state.credit > 0, state.waiting.isEmpty {
+                        state.credit -= count
+                        continuation.resume()
+                        return nil
+                    }
+                    state.waiting.append((id, count, continuation))
                     return nil
                 }
-                state.waiting.append((count, continuation))
-                return nil
+                if let failure { continuation.resume(throwing: failure) }
             }
-            if let failure { continuation.resume(throwing: failure) }
+        } onCancel: {
+            let cancelled = state.withLock { state in
+                state.waiting.firstIndex { $0.id == id }.map { state.waiting.remove(at: $0).continuation }
+            }
+            cancelled?.resume(throwing: CancellationError())
         }
     }
 

@@ -1,10 +1,11 @@
 import Logging
 import Testing
-import WeftSequencer
 import WeftTestSupport
 import WeftTopology
 import WeftTransport
 import WeftWire
+
+@testable import WeftSequencer
 
 /// A member's connection to its sequencers, across network failures: a TCP relay between the
 /// two loses an answer at a chosen moment.
@@ -56,7 +57,8 @@ import WeftWire
 
     /// A session ends at its token's expiry, subscription included: the connection renews it on
     /// the same TCP connection (closing it would cut the member's other calls), resumes its
-    /// events after the last one delivered, and a send refused as expired is sent again.
+    /// events after the last one delivered, a send refused as expired is sent again, and an
+    /// idle member's stream outlives more expiries than its limit of failures in a row.
     @Test func aConnectionRenewsItsExpiredSessionAndResumesItsEvents() async throws {
         try await PostgresFixture.withFixture { fixture in
             var domain = try TestDomain()
@@ -72,7 +74,9 @@ import WeftWire
                 sequencerKeys: [domain.sequencerKey.publicKey],
                 endpoints: [.init(host: "127.0.0.1", port: relay.port, security: .plaintext)], logger: logger)
             let toSelf = Weft.V1.Batch(envelopes: [.init(content: [1], recipients: [alice.member.description])])
-            var iterator = connection.events(from: 0).makeAsyncIterator()
+            // At most one failure in a row: a renewed session must not count as one, or an idle
+            // member's stream would end after that many token lifetimes.
+            var iterator = connection.events(from: 0, failuresMax: 1).makeAsyncIterator()
             var delivered: [String] = []
             var counters: [UInt64] = []
             func readUntil(_ messageID: String) async throws {
@@ -90,7 +94,11 @@ import WeftWire
                 // The token's lifetime is what is tested: time must pass.
                 try await Task.sleep(for: .milliseconds(1100))
             }
-            #expect(delivered == ["m0", "m1", "m2"])
+            // Idle for two more lifetimes (no event resets anything), then one more message.
+            try await Task.sleep(for: .milliseconds(2200))
+            try await connection.send(toSelf, messageID: "m3")
+            try await readUntil("m3")
+            #expect(delivered == ["m0", "m1", "m2", "m3"])
             #expect(counters == Array(0..<UInt64(counters.count)), "each event once, in order")
             #expect(relay.connectionsRelayed == 1, "the session was renewed on its connection")
             await connection.close()

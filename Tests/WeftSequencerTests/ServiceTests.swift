@@ -22,7 +22,7 @@ import WeftWire
         /// `number`: the node's number among the sequencer nodes sharing the database.
         static func start(
             _ url: String, domain: inout TestDomain, tokenLifetime: Int64 = 3_600_000_000, initialize: Bool = true,
-            honorsOmitReceipt: Bool = true, number: Int16 = 0
+            honorsOmitReceipt: Bool = true, number: Int16 = 0, unauthenticatedWork: UnauthenticatedWorkLimit = .init()
         ) async throws -> Node {
             let setup = try PostgresConnection(url: url)
             try Sequencer.migrator.migrate(setup)
@@ -32,7 +32,7 @@ import WeftWire
             let topology = try SequencerTopology(domain: domain.domain, sequencer: sequencer, logger: .init(label: "test"))
             let provider = SequencerServiceProvider(
                 sequencer: sequencer, topology: topology, signingKey: domain.sequencerKey, honorsOmitReceipt: honorsOmitReceipt,
-                logger: .init(label: "test"))
+                unauthenticatedWork: unauthenticatedWork, logger: .init(label: "test"))
             try await topology.start { member in await provider.cutOff(member) }
             if initialize { _ = try await topology.initialize(try domain.genesis(tokenLifetime: tokenLifetime)) }
             var router = RPCRouter()
@@ -356,6 +356,44 @@ import WeftWire
             } throws: { error in
                 (error as? RPCError)?.code == .unauthenticated && (error as? RPCError)?.errorID == "SEQUENCER_TOKEN_EXPIRED"
             }
+            await node.stop()
+        }
+    }
+
+    /// Calls without a token cost a bounded amount of work: `Onboard` calls beyond the bucket are
+    /// refused RESOURCE_EXHAUSTED before anything is checked, an identity of more transactions than
+    /// any participant's is refused before any is verified, and active members still authenticate
+    /// with the bucket empty (only catch-ups for unknown ones draw on it).
+    @Test func callsWithoutATokenAreBoundedAndActiveMembersStillAuthenticate() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            var domain = try TestDomain()
+            let node = try await Node.start(fixture.url, domain: &domain, unauthenticatedWork: .init(perSecond: 0, burst: 2))
+            let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            let rpc = try await node.connect()
+            let stranger = try TestDomain.Participant("stranger")
+            let identity = try stranger.identity(domain: domain.domain)
+            await #expect {
+                _ = try await rpc.sequencer.onboard(.init(participant: stranger.id.description, identity: Array(repeating: identity[0], count: 17)))
+            } throws: { error in
+                (error as? RPCError)?.code == .invalidArgument && (error as? RPCError)?.errorID == "SEQUENCER_ONBOARDING_TOO_LARGE"
+            }
+            // Two calls' worth: each is checked (and refused: the stranger is not allow-listed) …
+            for _ in 0..<2 {
+                await #expect {
+                    _ = try await rpc.sequencer.onboard(.init(participant: stranger.id.description, identity: identity))
+                } throws: { error in
+                    (error as? RPCError)?.errorID == "SEQUENCER_NOT_ALLOW_LISTED"
+                }
+            }
+            // … the next is refused for the rate.
+            await #expect {
+                _ = try await rpc.sequencer.onboard(.init(participant: stranger.id.description, identity: identity))
+            } throws: { error in
+                (error as? RPCError)?.code == .resourceExhausted && (error as? RPCError)?.errorID == "SEQUENCER_ONBOARDING_RATE_LIMITED"
+            }
+            // The domain manager, active, authenticates and sends with the bucket empty.
+            _ = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
+            try await manager.send(.init(envelopes: [.init(content: [1], recipients: [domain.mediatorMember.description])]), messageID: "still-served")
             await node.stop()
         }
     }
