@@ -176,7 +176,7 @@ public enum LedgerAPIError: Error, Equatable, Sendable, CustomStringConvertible 
             case .invalidPackage(let contractError): return .invalidPackage("\(contractError)")
             case .noEncryptionKey, .noMediator, .stopped, .narrowingTimedOut, .unknownCounterParticipant: return .unavailable(id: error.id, error.description)
             case .inconsistentStore: return .internalError(id: error.id, error.description)
-            case .offsetPruned, .pruneOffsetOutOfRange, .pruneBeyondSafePoint:
+            case .offsetPruned, .activeContractsPruned, .pruneOffsetOutOfRange, .pruneBeyondSafePoint:
                 return .failedPrecondition(id: error.id, error.description)
             }
         }

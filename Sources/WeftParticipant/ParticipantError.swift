@@ -32,6 +32,9 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
     case unknownCounterParticipant(String)
     /// A read starts below the earliest offset pruning kept: that history is gone here.
     case offsetPruned(requested: Int64, earliestReadable: Int64)
+    /// The ledger was pruned past the offset an active contract set was being read at (a
+    /// prune deletes contracts archived up to it, some of which were active then).
+    case activeContractsPruned(offset: Int64, prunedOffset: Int64)
     /// A prune names an offset that is not in the ledger (0, negative, or past its end).
     case pruneOffsetOutOfRange(offset: Int64, ledgerEnd: Int64)
     /// A prune would remove history that commitments have not confirmed yet: the offset's
@@ -52,7 +55,7 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
         case .inconsistentStore: "PARTICIPANT_INCONSISTENT_STORE"
         case .narrowingTimedOut: "PARTICIPANT_NARROWING_TIMED_OUT"
         case .unknownCounterParticipant: "PARTICIPANT_UNKNOWN_COUNTER_PARTICIPANT"
-        case .offsetPruned: "PARTICIPANT_OFFSET_PRUNED"
+        case .offsetPruned, .activeContractsPruned: "PARTICIPANT_OFFSET_PRUNED"
         case .pruneOffsetOutOfRange: "PARTICIPANT_PRUNE_OFFSET_OUT_OF_RANGE"
         case .pruneBeyondSafePoint: "PARTICIPANT_PRUNE_BEYOND_SAFE_POINT"
         }
@@ -95,6 +98,10 @@ public enum ParticipantError: Error, Equatable, Sendable, CustomStringConvertibl
             text =
                 "the ledger was pruned: offset \(requested) is no longer readable here; read from offset \(earliest - 1) "
                 + "(the earliest readable transaction is at \(earliest)), or query the active contracts for the current state"
+        case .activeContractsPruned(let offset, let pruned):
+            text =
+                "the ledger was pruned up to offset \(pruned) while the active contracts as of offset \(offset) were read; "
+                + "read them again (they are then as of a later offset)"
         case .pruneOffsetOutOfRange(let offset, let end):
             text = "cannot prune up to offset \(offset): the ledger's offsets are 1 to \(end); give one of them"
         case .pruneBeyondSafePoint(let offset, let commitTime, let safePoint, let safeOffset):

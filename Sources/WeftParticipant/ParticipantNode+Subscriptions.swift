@@ -168,7 +168,7 @@ extension ParticipantNode {
     /// Pages read as of one offset make one set however many transactions commit between them:
     /// each page is its own statement, so no database transaction stays open while a client
     /// reads slowly. A prune past `offset` since (it deletes contracts archived up to the
-    /// pruned offset, some of which were active then) fails the page with `offsetPruned`: read
+    /// pruned offset, some of which were active then) fails the page with `activeContractsPruned`: read
     /// the set again.
     public func activeContracts(of parties: [Party], at offset: Int64, after cursor: ActiveContractPage.Cursor?, limit: Int)
         async throws -> ActiveContractPage
@@ -223,7 +223,8 @@ extension ParticipantStore {
             ).rows
         }
         // Contracts archived after `offset` but pruned since would be missing from the set.
-        try Self.requireUnpruned(after: offset, firstColumnOf: rows)
+        let pruned = try Self.require(rows.first?[0].int64, "pruned_offset")
+        guard offset >= pruned else { throw ParticipantError.activeContractsPruned(offset: offset, prunedOffset: pruned) }
         let requested = Set(parties)
         var contracts: [(contract: ActiveContract, parties: [Party])] = []
         var last: ActiveContractPage.Cursor?

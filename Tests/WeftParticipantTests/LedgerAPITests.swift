@@ -188,7 +188,7 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
             await #expect {
                 _ = try await p2.activeContracts(of: [harness.bank], at: 25, after: first.next, limit: 20)
             } throws: { error in
-                if case .offsetPruned? = error as? ParticipantError { true } else { false }
+                if case .activeContractsPruned(25, 26)? = error as? ParticipantError { true } else { false }
             }
             await api2.stop()
             await harness.stop()
