@@ -361,15 +361,30 @@ public actor DomainManager {
     /// time they are in force after (their `valid_from`). One change at a time: the next takes
     /// its serials once this one is applied, so two changes of one mapping never share a serial.
     public func change(_ mappings: [Weft.V1.TopologyMapping.Mapping]) async throws -> SequencingTimestamp {
+        try await change { _ in mappings }
+    }
+
+    /// `change`, with the mappings made from the topology as it is when this change's turn
+    /// comes (every earlier change applied): a change that keeps part of a mapping as it is
+    /// (set-state without a trust level keeps the participant's) must read it then, not when
+    /// it was asked for, or it undoes a change made in between.
+    public func change(
+        computing mappings: (TopologySnapshot) throws -> [Weft.V1.TopologyMapping.Mapping]
+    ) async throws -> SequencingTimestamp {
         let previous = changing
         let (done, finish) = AsyncStream<Void>.makeStream()
         changing = Task { for await _ in done {} }
+        changesStarted += 1
         defer { finish.finish() }
         await previous?.value
         // A caller that gave up while it waited (its deadline) changes nothing.
         try Task.checkCancellation()
-        return try await changeAlone(mappings)
+        return try await changeAlone(try mappings(snapshot()))
     }
+
+    /// Changes asked for so far (each counted as it joins the queue), for tests that need one
+    /// queued before they ask for the next.
+    @_spi(Testing) public private(set) var changesStarted = 0
 
     private func changeAlone(_ mappings: [Weft.V1.TopologyMapping.Mapping]) async throws -> SequencingTimestamp {
         guard let connection else {

@@ -218,11 +218,15 @@ struct DomainManagerAdministration: Weft.V1.DomainManagerAdministrationService.P
             throw RPCError(.invalidArgument, "say which permission: submission, confirmation, observation or disabled", errorID: "DOMAIN_MANAGER_NO_PERMISSION")
         }
         // Unspecified keeps the participant's trust level (a VIP stays one when only its
-        // permission changes); a participant new to the domain starts ordinary.
-        let current = await manager.snapshot().participantState(participant)?.trustLevel
-        let trust: Weft.V1.TrustLevel = request.trustLevel == .unspecified ? (current ?? .ordinary) : request.trustLevel
+        // permission changes); a participant new to the domain starts ordinary. Read when the
+        // change's turn comes: a trust change queued before it is then in force, not undone.
+        let permission = request.permission
+        let requested = request.trustLevel
         do {
-            let at = try await manager.change([.participantState(participant, permission: request.permission, trustLevel: trust)])
+            let at = try await manager.change { snapshot in
+                let trust = requested == .unspecified ? (snapshot.participantState(participant)?.trustLevel ?? .ordinary) : requested
+                return [.participantState(participant, permission: permission, trustLevel: trust)]
+            }
             return .init(effectiveAt: at.wire)
         } catch let error as TopologyError {
             throw RPCError(.failedPrecondition, "\(error)", errorID: error.id)

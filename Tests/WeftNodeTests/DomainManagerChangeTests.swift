@@ -2,7 +2,7 @@ import Foundation
 import NIOCore
 import Testing
 import WeftCrypto
-import WeftDomainManager
+@_spi(Testing) import WeftDomainManager
 import WeftTestSupport
 import WeftTopology
 import WeftTransport
@@ -40,6 +40,17 @@ import WeftWire
                 .init(participant: carol.description, permission: .submission, trustLevel: .unspecified), context: context)
             #expect(await manager.snapshot().participantState(carol)?.trustLevel == .vip)
             #expect(await manager.snapshot().participantState(carol)?.permission == .submission)
+
+            // … read when its turn comes: a demotion queued before it stays (the trust level was
+            // read when the call came, before the demotion applied, and written back after it).
+            let queued = await manager.changesStarted
+            let demotion = Task { try await manager.change([.participantState(carol, permission: .submission, trustLevel: .ordinary)]) }
+            while await manager.changesStarted == queued { await Task.yield() }
+            _ = try await admin.setParticipantState(
+                .init(participant: carol.description, permission: .confirmation, trustLevel: .unspecified), context: context)
+            _ = try await demotion.value
+            #expect(await manager.snapshot().participantState(carol)?.trustLevel == .ordinary)
+            #expect(await manager.snapshot().participantState(carol)?.permission == .confirmation)
 
             // A max request size too small for the domain's own traffic is refused.
             var parameters = try #require(await manager.snapshot().domainParameters)
