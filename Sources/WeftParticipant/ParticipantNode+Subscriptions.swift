@@ -195,6 +195,23 @@ extension ParticipantStore {
         }
     }
 
+    /// One page of the active contracts as of an offset: ($1 participant, $2 offset, $3 and $4
+    /// the cursor's created offset and contract id, $5 the parties as a text[] literal, $6 the
+    /// limit). The pruned offset comes first in every row (one row with the page's columns NULL
+    /// when the page is empty). The cursor's `created_offset >= $3` lets the scan start there on
+    /// `participant_contracts_by_creation`.
+    static let activeContractsPageSQL = """
+        SELECT pruned.pruned_offset, page.* FROM (\(prunedOffsetQuery)) pruned
+        LEFT JOIN LATERAL (
+            SELECT contract, created_offset, contract_id FROM participant_contracts
+            WHERE participant = $1 AND created_offset <= $2 AND (archived_offset IS NULL OR archived_offset > $2)
+                AND created_offset >= $3 AND (created_offset, contract_id) > ($3, $4) AND stakeholders && $5::text[]
+            ORDER BY created_offset, contract_id
+            LIMIT $6
+        ) page ON true
+        ORDER BY page.created_offset, page.contract_id
+        """
+
     func activeContracts(of parties: [Party], at offset: Int64, after cursor: ActiveContractPage.Cursor?, limit: Int)
         async throws -> ActiveContractPage
     {
@@ -205,17 +222,7 @@ extension ParticipantStore {
             .replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
         let rows = try await database.withConnection { connection in
             try connection.execute(
-                """
-                SELECT pruned.pruned_offset, page.* FROM (\(Self.prunedOffsetQuery)) pruned
-                LEFT JOIN LATERAL (
-                    SELECT contract, created_offset, contract_id FROM participant_contracts
-                    WHERE participant = $1 AND created_offset <= $2 AND (archived_offset IS NULL OR archived_offset > $2)
-                        AND (created_offset, contract_id) > ($3, $4) AND stakeholders && $5::text[]
-                    ORDER BY created_offset, contract_id
-                    LIMIT $6
-                ) page ON true
-                ORDER BY page.created_offset, page.contract_id
-                """,
+                Self.activeContractsPageSQL,
                 [
                     me, .int64(offset), .int64(cursor?.createdOffset ?? Int64.min), .text(cursor?.contractID ?? ""), .text(literal),
                     .int64(Int64(limit)),

@@ -254,13 +254,11 @@ public actor SequencerConnection {
             let task = Task {
                 var nextCounter = counter
                 var failures = 0
-                var unavailable = 0
                 while !Task.isCancelled {
                     var client: SequencerClient?
                     do {
                         let connected = try await self.client()
                         client = connected
-                        unavailable = 0
                         for try await event in try connected.subscribe(from: nextCounter) {
                             continuation.yield(event)
                             nextCounter = event.counter + 1
@@ -280,14 +278,13 @@ public actor SequencerConnection {
                             continue
                         }
                         failures += 1
-                        guard failures <= failuresMax else {
+                        // No sequencer answers at all: the caller (a participant, the mediator)
+                        // waits and resumes on its own, and learns that the domain is away now
+                        // rather than after a storm of handshakes.
+                        let noneAnswers = (error as? RPCError)?.errorID == Self.allUnavailable
+                        guard failures <= failuresMax, !noneAnswers else {
                             continuation.finish(throwing: error)
                             return
-                        }
-                        // No sequencer answers: wait as a send does rather than spin.
-                        if let rpcError = error as? RPCError, rpcError.errorID == Self.allUnavailable {
-                            unavailable += 1
-                            do { try await Task.sleep(for: Self.backoff(unavailable)) } catch { break }
                         }
                     }
                 }

@@ -56,6 +56,29 @@ import WeftTopology
         }
     }
 
+    @Test("a page of the active contracts starts at its cursor on the creation-order index, without statistics, and lookups by id keep the primary key")
+    func activeContractPagesUseTheCreationOrderIndex() async throws {
+        try await Self.withStore { _, participant, connection in
+            try connection.executeScript(
+                """
+                ALTER TABLE participant_contracts SET (autovacuum_enabled = false);
+                INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
+                SELECT '\(participant.description)', md5(i::text) || md5((i + 1)::text), 'Iou', '{alice}', '\\x00', i
+                FROM generate_series(1, 3000) i;
+                """)
+            let me = PostgresValue.text(participant.description)
+            let plan = try connection.execute(
+                "EXPLAIN " + ParticipantStore.activeContractsPageSQL,
+                [me, .int64(3000), .int64(1500), .text("x"), .text("{alice}"), .int64(1000)]
+            ).rows.map { try $0[0].string ?? "" }.joined(separator: "\n")
+            #expect(plan.contains("participant_contracts_by_creation"), "plan:\n\(plan)")
+            let lookup = try connection.execute(
+                "EXPLAIN " + ParticipantStore.archiveSQL, [me, .text("x"), .int64(7)]
+            ).rows.map { try $0[0].string ?? "" }.joined(separator: "\n")
+            #expect(lookup.contains("participant_contracts_pkey"), "plan:\n\(lookup)")
+        }
+    }
+
     @Test("a start finds its few pending requests through the partial index, not by reading every request kept")
     func pendingRequestsUseThePartialIndex() async throws {
         try await Self.withStore { _, participant, connection in
