@@ -386,6 +386,17 @@ public actor SequencerTopology {
         while !condition(snapshot()), !Task.isCancelled {
             let waiter = nextChangeWaiter
             nextChangeWaiter += 1
+            // A change applied here may be in force only later (its sequencing time, from
+            // another sequencer node's clock, ahead of this one's): then the snapshot changes
+            // with no change applied, and the condition is checked again at that time too.
+            let now = SequencerWriter.now()
+            let pending = state.transactions.last.map(\.validFrom.microsSinceEpoch).flatMap { $0 >= now ? $0 + 1 - now : nil }
+            let timer = pending.map { micros in
+                Task { [weak self] in
+                    try await Task.sleep(for: .microseconds(micros))
+                    await self?.resumeCancelled(waiter)
+                }
+            }
             await withTaskCancellationHandler {
                 // Runs on this actor up to the suspension: the waiter is stored before
                 // `onCancel`'s task can look for it.
@@ -393,9 +404,11 @@ public actor SequencerTopology {
             } onCancel: {
                 Task { await self.resumeCancelled(waiter) }
             }
+            timer?.cancel()
         }
     }
 
+    /// Resumes `waiter` alone (cancelled, or its time came), if it still waits.
     private func resumeCancelled(_ waiter: UInt64) {
         changeWaiters.removeValue(forKey: waiter)?.resume()
     }
