@@ -19,7 +19,9 @@ import Synchronization
 /// last of them is gone.
 ///
 /// One allocation holds the object and a first block sized for the input;
-/// larger trees chain overflow blocks (`Arena.Header`), freed in `deinit`.
+/// larger trees chain overflow blocks (`Arena.LimitedHeader`), freed in `deinit`.
+/// Its allocator hands out no more than the decode's memory budget
+/// (`DecodeLimits`): past it, it refuses and the decode fails.
 ///
 /// Each thread keeps one tree that no value reads any more, for its next
 /// decode (`CWeftWireSupport`): the storage of a decoded message that dies
@@ -29,30 +31,35 @@ import Synchronization
 /// it, the nodes' usual pattern, then allocates no tree and touches its
 /// reference count only with plain loads and stores. A decode while the
 /// cache is empty (the previous value still alive) allocates, as before.
-final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
+final class DecodedTree: ManagedBuffer<Arena.LimitedHeader, UInt8> {
     /// Trees with a first block larger than this are not kept for reuse, so
     /// that a thread does not hold on to the memory of one large message.
     static let reusableBytes = 64 * 1024
 
     /// A tree with room for what unpacking `byteCount` bytes usually takes:
     /// protobuf-c's structs, arrays and string copies are two to three times
-    /// the wire size for Weft's messages; more chains a block.
-    static func make(forInputBytes byteCount: Int) -> DecodedTree {
-        makeOwned(forInputBytes: byteCount).takeRetainedValue()
+    /// the wire size for Weft's messages; more chains a block, up to the
+    /// decode's memory budget, `memoryBytesPerInputByte` for each input byte
+    /// (`DecodeLimits`).
+    static func make(
+        forInputBytes byteCount: Int, memoryBytesPerInputByte: Int = DecodeLimits.memoryBytesPerInputByte
+    ) -> DecodedTree {
+        makeOwned(forInputBytes: byteCount, memoryBytesPerInputByte: memoryBytesPerInputByte).takeRetainedValue()
     }
 
     /// `make`, as one reference owned by the caller: handing it on to a
     /// `DecodedSource` then costs no retain and release of the tree.
     @inline(__always)
-    static func makeOwned(forInputBytes byteCount: Int) -> Unmanaged<DecodedTree> {
+    static func makeOwned(forInputBytes byteCount: Int, memoryBytesPerInputByte: Int) -> Unmanaged<DecodedTree> {
         let capacity = 256 + 3 * byteCount
+        let limit = DecodeLimits.memoryBudgetBytes(forInputBytes: byteCount, perInputByte: memoryBytesPerInputByte)
         if capacity <= reusableBytes, let cachedPointer = weft_decode_tree_take() {
             // Only `recycle` fills the cache, with a tree nothing else references.
             let cached = Unmanaged<DecodedTree>.fromOpaque(cachedPointer)
-            if cached._withUnsafeGuaranteedRef({ $0.rewind(fitting: capacity) }) { return cached }
+            if cached._withUnsafeGuaranteedRef({ $0.rewind(fitting: capacity, limitBytes: limit) }) { return cached }
             cached.release()
         }
-        return .passRetained(fresh(capacity: capacity))
+        return .passRetained(fresh(capacity: capacity, limitBytes: limit))
     }
 
     /// Gives up the reference `owner` holds: the tree goes to this thread's
@@ -63,27 +70,39 @@ final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
         // Other threads' last reads of the tree come before their releases; this
         // orders them before its reuse here.
         atomicMemoryFence(ordering: .acquiring)
-        guard tree.withUnsafeMutablePointerToHeader({ $0.pointee.firstBlockBytes }) <= reusableBytes else { return }
+        let firstBlockBytes = tree.withUnsafeMutablePointerToHeader { header in
+            // A cached tree keeps its first block only: the overflow blocks of a
+            // large decode are not held until the thread's next one. The cursor
+            // left in a freed block is never used: a cached tree is rewound
+            // before its next decode (`makeOwned`).
+            Arena.freeOverflow(header)
+            return header.pointee.arena.firstBlockBytes
+        }
+        guard firstBlockBytes <= reusableBytes else { return }
         weft_decode_tree_give(Unmanaged.passRetained(consume tree).toOpaque(), releaseCachedTree)
     }
 
-    private static func fresh(capacity: Int) -> DecodedTree {
+    private static func fresh(capacity: Int, limitBytes: Int) -> DecodedTree {
         // The block starts after the header, aligned up: `alignment` spare bytes cover that.
         let buffer = DecodedTree.create(minimumCapacity: capacity + Arena.alignment) { buffer in
             buffer.withUnsafeMutablePointerToElements { elements in
                 let start = UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment)
-                return Arena.Header(firstBlockAt: start, bytes: capacity)
+                return Arena.LimitedHeader(firstBlockAt: start, bytes: capacity, limitBytes: limitBytes)
             }
         }
         return unsafeDowncast(buffer, to: DecodedTree.self)
     }
 
-    /// Empties the tree for another decode that needs `capacity` bytes; false
-    /// (and nothing changed) if its first block is smaller.
-    private func rewind(fitting capacity: Int) -> Bool {
+    /// Empties the tree for another decode that needs `capacity` bytes, to
+    /// which its allocator hands out at most `limitBytes`; false (and nothing
+    /// changed) if its first block is smaller.
+    @inline(__always)
+    private func rewind(fitting capacity: Int, limitBytes: Int) -> Bool {
         withUnsafeMutablePointers { header, elements in
-            guard header.pointee.firstBlockBytes >= capacity else { return false }
-            Arena.rewind(header, to: UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment))
+            guard header.pointee.arena.firstBlockBytes >= capacity else { return false }
+            Arena.rewind(
+                header, to: UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment),
+                limitBytes: limitBytes)
             return true
         }
     }
@@ -92,6 +111,13 @@ final class DecodedTree: ManagedBuffer<Arena.Header, UInt8> {
     var protobufAllocator: ProtobufCAllocator {
         withUnsafeMutablePointerToHeader { Arena.protobufAllocator($0) }
     }
+
+    /// The decode's memory budget: the most its allocator hands out.
+    var limitBytes: Int { withUnsafeMutablePointerToHeader { $0.pointee.usedBytesLimit } }
+
+    /// Whether the allocator refused an allocation for the budget: then the
+    /// unpack that failed was over it, not malformed.
+    var refusedOverLimit: Bool { withUnsafeMutablePointerToHeader { $0.pointee.refusedOverLimit } }
 
     deinit {
         withUnsafeMutablePointerToHeader { Arena.freeOverflow($0) }

@@ -12,6 +12,14 @@ public enum FrameLimits {
     public static let defaultMaximumFrameBytes = 4 * 1024 * 1024
     /// Bytes before each frame: a flag byte and a 4-byte big-endian length.
     public static let prefixBytes = 5
+    /// Bytes decoding a frame may take per byte of it, at least
+    /// `DecodeLimits.minimumMemoryBytes`: less than other messages may
+    /// (`DecodeLimits.memoryBytesPerInputByte`), since frames arrive before any
+    /// authentication and carry their message as bytes. Measured: a frame with
+    /// a message takes about 1 per byte, call metadata up to 24 (hundreds of
+    /// one-letter entries, within `maximumMetadataBytes`); tiny unknown fields
+    /// 52, a kind repeated 64.
+    public static let decodeMemoryBytesPerFrameByte = 32
 }
 
 /// Writes frames in gRPC's length-prefixed form: flag 0, 4-byte big-endian
@@ -112,7 +120,7 @@ public struct FrameDecoder: Sendable {
                 let bodyStart = position + FrameLimits.prefixBytes
                 if chunk.count - bodyStart >= length {
                     let body = UnsafeRawBufferPointer(rebasing: chunk[bodyStart..<bodyStart + length])
-                    frames.append(try Weft.V1.Frame(serializedBytes: body))
+                    frames.append(try Self.frame(body))
                     position = bodyStart + length
                     continue
                 }
@@ -137,11 +145,19 @@ public struct FrameDecoder: Sendable {
             pending.append(contentsOf: chunk[position..<position + take])
             position += take
             guard take == needed else { break }
-            frames.append(try Weft.V1.Frame(serializedBytes: pending[FrameLimits.prefixBytes...]))
+            let result: Result<Weft.V1.Frame, WireError> = pending[FrameLimits.prefixBytes...].withUnsafeBytes { body in
+                do throws(WireError) { return .success(try Self.frame(body)) } catch { return .failure(error) }
+            }
+            frames.append(try result.get())
             pending.removeAll(keepingCapacity: false)
             pendingBodyBytes = nil
         }
         return frames
+    }
+
+    /// A frame's body decoded, within the frames' memory budget.
+    private static func frame(_ body: UnsafeRawBufferPointer) throws(WireError) -> Weft.V1.Frame {
+        try Weft.V1.Frame.decodePooled(body, memoryBytesPerInputByte: FrameLimits.decodeMemoryBytesPerFrameByte)
     }
 
     private func checkedLength(flag: UInt8, _ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8) throws(WireError)

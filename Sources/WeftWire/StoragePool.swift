@@ -98,16 +98,23 @@ private func releasePooledStorage(_ pointer: UnsafeMutableRawPointer?) {
 
 extension BoxedMessage {
     /// `decode` with the storage object taken from this thread's pool when the
-    /// input is small (see `StoragePool`).
-    static func decodePooled(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Self {
-        guard bytes.count <= StoragePool.maxInputBytes else { return try decode(bytes) }
+    /// input is small (see `StoragePool`). The unpack may take
+    /// `memoryBytesPerInputByte` for each input byte (`DecodeLimits`).
+    static func decodePooled(
+        _ bytes: UnsafeRawBufferPointer, memoryBytesPerInputByte: Int = DecodeLimits.memoryBytesPerInputByte
+    ) throws(WireError) -> Self {
+        guard bytes.count <= StoragePool.maxInputBytes else {
+            return try decode(bytes, memoryBytesPerInputByte: memoryBytesPerInputByte)
+        }
         // Cleared first: its tree goes to the thread's tree cache, which the
         // unpack takes. (Rewinding the storage's tree directly, without the
         // cache, ran about 10 ns slower per envelope encode and decode, for
         // reasons the profiles did not show.)
         let reused = StoragePool.take(Storage.self, slot: shapeIndex)
         let source: DecodedSource<CStruct>
-        do throws(WireError) { source = try unpackChecked(bytes) } catch {
+        do throws(WireError) {
+            source = try unpackChecked(bytes, memoryBytesPerInputByte: memoryBytesPerInputByte)
+        } catch {
             if let reused { StoragePool.give(reused, slot: shapeIndex) }
             throw error
         }

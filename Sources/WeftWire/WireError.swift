@@ -17,6 +17,15 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Messages nested deeper than `limit`; refused before protobuf-c's
     /// recursive decoder could exhaust the stack.
     case nestingTooDeep(message: String, limit: Int)
+    /// Decoding the bytes as `message` would take more memory than the
+    /// decode's budget, `budgetBytes` (`DecodeLimits`, `FrameLimits`: a
+    /// multiple of the input's size). Many tiny fields (unknown fields, empty
+    /// submessages or strings) or one submessage repeated, merged again at
+    /// every repetition, take far more memory decoded than on the wire; the
+    /// decode stops at the budget instead. (No byte count beside it: a third
+    /// payload word would make every `WireError` a word larger, which the
+    /// typed throws of every decode copy.)
+    case decodeBudgetExceeded(message: String, budgetBytes: Int)
     /// A frame's length prefix announces more than the configured maximum.
     /// Raised from the 5-byte prefix alone, before any of the body is
     /// buffered.
@@ -37,6 +46,11 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
             return "\(message) field \(fieldNumber): strings must not contain NUL characters"
         case .nestingTooDeep(let message, let limit):
             return "malformed \(message): messages nested deeper than \(limit) levels"
+        case .decodeBudgetExceeded(let message, let budgetBytes):
+            return
+                "\(message) refused: decoding it would take more than \(budgetBytes) bytes of memory, "
+                + "over the decode memory budget for its size (docs/wire-protocol.md §2); "
+                + "such input is made of many tiny or repeated fields, which no Weft node sends"
         case .frameTooLarge(let lengthBytes, let limitBytes):
             // The wording follows gRPC's, which operators already search for.
             return "grpc: received message larger than max (\(lengthBytes) vs. \(limitBytes))"

@@ -123,9 +123,12 @@ enum PackedSize {
 }
 
 extension CBackedMessage {
-    /// Shared implementation of `init(serializedBytes:)`.
-    static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Self {
-        let source = try unpackChecked(bytes)
+    /// Shared implementation of `init(serializedBytes:)`; the unpack may take
+    /// `memoryBytesPerInputByte` for each input byte (`DecodeLimits`).
+    static func decode(
+        _ bytes: UnsafeRawBufferPointer, memoryBytesPerInputByte: Int = DecodeLimits.memoryBytesPerInputByte
+    ) throws(WireError) -> Self {
+        let source = try unpackChecked(bytes, memoryBytesPerInputByte: memoryBytesPerInputByte)
         // The value takes its own reference where it keeps the tree; a
         // scalar-only one has copied its fields and the tree goes back to the cache.
         defer { source.release() }
@@ -134,22 +137,29 @@ extension CBackedMessage {
 
     /// The depth pre-scan where the schema needs it, protobuf-c's unpack and
     /// `validate`: the checked C struct, with one reference to the tree it was
-    /// unpacked into, or the error (the tree then given up).
-    static func unpackChecked(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> DecodedSource<CStruct> {
+    /// unpacked into, or the error (the tree then given up). The unpack may
+    /// take `memoryBytesPerInputByte` for each byte of `bytes` (`DecodeLimits`).
+    static func unpackChecked(
+        _ bytes: UnsafeRawBufferPointer, memoryBytesPerInputByte: Int = DecodeLimits.memoryBytesPerInputByte
+    ) throws(WireError) -> DecodedSource<CStruct> {
         if needsScan {
             try WireScan.check(bytes, shape: shapeIndex, message: protoMessageName)
         }
         // Every allocation of the unpack comes from one tree sized for the
         // input, kept by the value and released when the last value reading
         // it is gone.
-        let tree = DecodedTree.makeOwned(forInputBytes: bytes.count)
+        let tree = DecodedTree.makeOwned(forInputBytes: bytes.count, memoryBytesPerInputByte: memoryBytesPerInputByte)
         var allocator = tree._withUnsafeGuaranteedRef { $0.protobufAllocator }
         let base =
             bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
             ?? UnsafeRawPointer(bitPattern: 1)!.assumingMemoryBound(to: UInt8.self)
         do throws(WireError) {
             guard let c = cUnpack(&allocator, bytes.count, base) else {
-                throw .malformed(message: protoMessageName, byteCount: bytes.count)
+                throw tree._withUnsafeGuaranteedRef { tree -> WireError in
+                    tree.refusedOverLimit
+                        ? .decodeBudgetExceeded(message: protoMessageName, budgetBytes: tree.limitBytes)
+                        : .malformed(message: protoMessageName, byteCount: bytes.count)
+                }
             }
             try validate(c, byteCount: bytes.count)
             return DecodedSource(owning: tree, pointer: c)
@@ -367,15 +377,19 @@ enum CBridge {
     @inline(never)
     private static func keptUnknownFields(_ base: ProtobufCMessage) -> UnknownFields {
         guard let fields = base.unknown_fields else { return UnknownFields() }
-        var result: [UnknownField] = []
-        for index in 0..<Int(base.n_unknown_fields) {
+        let count = Int(base.n_unknown_fields)
+        var byteCount = 0
+        for index in 0..<count {
+            byteCount += UnknownFields.appendedBytes(number: fields[index].tag, dataCount: fields[index].len)
+        }
+        var result = UnknownFields(reservingBytes: byteCount)
+        for index in 0..<count {
             let field = fields[index]
             result.append(
-                UnknownField(
-                    number: field.tag, wireType: UInt8(truncatingIfNeeded: field.wire_type.rawValue),
-                    data: field.len > 0 ? [UInt8](UnsafeBufferPointer(start: field.data, count: field.len)) : []))
+                number: field.tag, wireType: UInt8(truncatingIfNeeded: field.wire_type.rawValue),
+                data: UnsafeRawBufferPointer(start: field.data, count: field.len))
         }
-        return UnknownFields(fields: result)
+        return result
     }
 
     @inline(__always)
@@ -388,14 +402,29 @@ enum CBridge {
     private static func setKeptUnknownFields(
         _ fields: UnknownFields, _ base: inout ProtobufCMessage, _ arena: borrowing Arena
     ) {
-        let target = arena.allocate(ProtobufCMessageUnknownField.self, count: fields.fields.count)
-        for (index, field) in fields.fields.enumerated() {
+        var count = 0
+        var dataBytes = 0
+        fields.forEach { _, _, data in
+            count += 1
+            dataBytes += data.count
+        }
+        let target = arena.allocate(ProtobufCMessageUnknownField.self, count: count)
+        let copies = arena.allocate(UInt8.self, count: dataBytes)
+        var index = 0
+        var offset = 0
+        fields.forEach { number, wireType, data in
+            var copy: UnsafeMutablePointer<UInt8>?
+            if let source = data.baseAddress, data.count > 0 {
+                copy = copies + offset
+                UnsafeMutableRawPointer(copies + offset).copyMemory(from: source, byteCount: data.count)
+            }
             (target + index).initialize(
                 to: ProtobufCMessageUnknownField(
-                    tag: field.number, wire_type: .init(rawValue: .init(field.wireType)), len: field.data.count,
-                    data: arena.copy(field.data)))
+                    tag: number, wire_type: .init(rawValue: .init(wireType)), len: data.count, data: copy))
+            index += 1
+            offset += data.count
         }
-        base.n_unknown_fields = UInt32(fields.fields.count)
+        base.n_unknown_fields = UInt32(count)
         base.unknown_fields = target
     }
 }

@@ -127,11 +127,22 @@ import WeftWire
         defer { node.close() }
         let client = try await node.connect()
         defer { client.channel.close(promise: nil) }
-        let empty = [Weft.V1.MetadataEntry](repeating: .init(), count: 50_000)
+        // 520 entries of 2 bytes each on the wire count 32 bytes each: over the 16 KiB limit.
+        let empty = [Weft.V1.MetadataEntry](repeating: .init(), count: 520)
         await #expect {
             _ = try await client.unary(Weft.V1.HealthService.check, .init(), metadata: empty)
         } throws: { error in
             (error as? RPCError)?.code == .resourceExhausted && (error as? RPCError)?.errorID == "RPC_METADATA_TOO_LARGE"
+        }
+        // 50,000 of them (100 KB) never get that far: decoding the frame would take more memory
+        // than its decode budget allows, and the connection is refused (docs/wire-protocol.md §2).
+        let flood = [Weft.V1.MetadataEntry](repeating: .init(), count: 50_000)
+        let other = try await node.connect()
+        defer { other.channel.close(promise: nil) }
+        await #expect {
+            _ = try await other.unary(Weft.V1.HealthService.check, .init(), metadata: flood)
+        } throws: { error in
+            (error as? RPCError)?.errorID == "RPC_PROTOCOL_ERROR" && "\(error)".contains("decode memory budget")
         }
     }
 

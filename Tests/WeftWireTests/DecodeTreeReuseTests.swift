@@ -32,22 +32,26 @@ import WeftTestSupport
         let id = ObjectIdentifier(tree)
         // Fill past the first block so that an overflow block is chained.
         tree.withUnsafeMutablePointerToHeader { header in
-            _ = Arena.allocate(header, 100_000)
-            #expect(header.pointee.overflow != nil)
+            _ = Arena.protobufAllocate(header, 40_000)
+            #expect(header.pointee.arena.overflow != nil)
         }
         DecodedTree.recycle(.passRetained(consume tree))
         let reused = DecodedTree.make(forInputBytes: 50)
         #expect(ObjectIdentifier(reused) == id)
         reused.withUnsafeMutablePointers { header, elements in
-            #expect(header.pointee.overflow == nil)
-            #expect(header.pointee.cursor == UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment))
-            #expect(header.pointee.end - header.pointee.cursor == header.pointee.firstBlockBytes)
+            #expect(header.pointee.arena.overflow == nil)
+            #expect(
+                header.pointee.arena.cursor
+                    == UnsafeMutableRawPointer(elements).alignedUp(toMultipleOf: Arena.alignment))
+            #expect(header.pointee.arena.end - header.pointee.arena.cursor == header.pointee.arena.firstBlockBytes)
+            #expect(header.pointee.usedBytes == 0)
         }
         // A decode that needs more than the cached tree's first block gets a tree its size.
-        let reusedBytes = reused.withUnsafeMutablePointerToHeader { $0.pointee.firstBlockBytes }
+        let reusedBytes = reused.withUnsafeMutablePointerToHeader { $0.pointee.arena.firstBlockBytes }
         DecodedTree.recycle(.passRetained(consume reused))
         let larger = DecodedTree.make(forInputBytes: reusedBytes + 1)
-        #expect(larger.withUnsafeMutablePointerToHeader { $0.pointee.firstBlockBytes } == 256 + 3 * (reusedBytes + 1))
+        #expect(
+            larger.withUnsafeMutablePointerToHeader { $0.pointee.arena.firstBlockBytes } == 256 + 3 * (reusedBytes + 1))
         withExtendedLifetime(larger) {}
     }
 
