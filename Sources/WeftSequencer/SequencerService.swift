@@ -309,7 +309,19 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
                     .internal, "the sender (member id \(delivery.sender)) of the event at \(delivery.timestamp) is in no member table",
                     errorID: "SEQUENCER_UNKNOWN_SENDER")
             }
-            let stored = try await sequencer.reader.batch(of: delivery).flatMap { try? Weft.V1.Batch(serializedBytes: $0) } ?? .init()
+            // A stored batch that does not decode is an error, not an empty batch: served empty,
+            // the event would not match its block's leaf (no batch Weft stores comes near the
+            // decode budget: DecodeBudgetTests).
+            var stored = Weft.V1.Batch()
+            if let bytes = try await sequencer.reader.batch(of: delivery) {
+                do {
+                    stored = try Weft.V1.Batch(serializedBytes: bytes)
+                } catch {
+                    throw RPCError(
+                        .internal, "the stored batch of the event at \(delivery.timestamp) does not decode (\(error)); report it with the sequencer's log",
+                        errorID: "SEQUENCER_STORED_BATCH_UNREADABLE")
+                }
+            }
             content = EventView.deliver(sender: sender, messageID: delivery.messageID, batch: stored, traceparent: delivery.traceparent, recipient: member)
         }
         if let place = delivery.block {

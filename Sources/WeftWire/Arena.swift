@@ -216,7 +216,9 @@ struct Arena: ~Copyable {
     {
         let bytes = (size &+ alignment &+ (alignment - 1)) & ~(alignment - 1)
         let cursor = header.pointee.arena.cursor
-        if header.pointee.arena.end - cursor >= bytes {
+        // Unsigned: a size so large that `bytes` wrapped negative (none that protobuf-c asks
+        // for, its sizes follow the input's) goes to the slow path, which refuses it.
+        if UInt(bitPattern: header.pointee.arena.end - cursor) >= UInt(bitPattern: bytes) {
             header.pointee.arena.cursor = cursor + bytes
             cursor.storeBytes(of: size, as: Int.self)
             return cursor + alignment
@@ -229,6 +231,10 @@ struct Arena: ~Copyable {
         -> UnsafeMutableRawPointer?
     {
         let bytes = (size &+ alignment &+ (alignment - 1)) & ~(alignment - 1)
+        guard size >= 0, bytes > size else {
+            header.pointee.refusedOverLimit = true
+            return nil
+        }
         guard let block = allocateBlockWithinLimit(header, bytes) else { return nil }
         block.storeBytes(of: size, as: Int.self)
         return block + alignment
@@ -237,7 +243,8 @@ struct Arena: ~Copyable {
     /// `size` bytes (aligned) in a new block, or nil where the bytes handed
     /// out would pass `usedBytesLimit`.
     ///
-    /// The blocks hold at most a third more than the limit: an allocation of
+    /// The blocks hold about half again the limit at worst (a block left for one
+    /// of its own keeps the room it had unused): an allocation of
     /// at least an eighth of the next block's size gets a block of its own
     /// (protobuf-c's arrays for long repeated fields, its scan of a message's
     /// fields), so a block the cursor leaves is at least three quarters used.

@@ -6,7 +6,7 @@
 /// decoded, and a submessage field repeated, which protobuf-c merges again at
 /// every repetition, takes memory quadratic in its count. So the allocator of
 /// a decode (`DecodedTree`) hands out at most `memoryBudgetBytes`, held in
-/// blocks of at most a third more; past it the unpack fails, and the decode
+/// blocks of about half again as much at worst; past it the unpack fails, and the decode
 /// with `WireError.decodeBudgetExceeded`.
 ///
 /// The budget is set so that no message a Weft node sends is refused, nor any
@@ -27,7 +27,7 @@ public enum DecodeLimits {
     /// thread's cached decode tree (`DecodedTree.reusableBytes`), which a
     /// small decode may start in, and room for a frame whose call metadata is
     /// at its limit in the tiniest entries (16 KiB counted at 32 bytes an
-    /// entry: 512 entries, ~60 KB decoded), which must reach the metadata
+    /// entry: 512 entries, ~80 KB decoded), which must reach the metadata
     /// check and its per-call refusal rather than lose the connection.
     public static let minimumMemoryBytes = 128 * 1024
 
