@@ -25,17 +25,22 @@ import WeftTopology
         }
     }
 
+    /// 3,000 active contracts of alice's, created at offsets 1…3000, that autovacuum has not
+    /// analyzed yet (and, here, never will): a burst of creates.
+    static func createThousandsOfContracts(of participant: UniqueIdentifier, _ connection: PostgresConnection) throws {
+        try connection.executeScript(
+            """
+            ALTER TABLE participant_contracts SET (autovacuum_enabled = false);
+            INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
+            SELECT '\(participant.description)', md5(i::text) || md5((i + 1)::text), 'Iou', '{alice}', '\\x00', i
+            FROM generate_series(1, 3000) i;
+            """)
+    }
+
     @Test("archiving a contract finds it by primary key even among thousands of active contracts and with no statistics; it keeps its first offset")
     func archiveUsesThePrimaryKey() async throws {
         try await Self.withStore { _, participant, connection in
-            // A burst of creates that autovacuum has not analyzed yet (and, here, never will).
-            try connection.executeScript(
-                """
-                ALTER TABLE participant_contracts SET (autovacuum_enabled = false);
-                INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
-                SELECT '\(participant.description)', md5(i::text) || md5((i + 1)::text), 'Iou', '{alice}', '\\x00', i
-                FROM generate_series(1, 3000) i;
-                """)
+            try Self.createThousandsOfContracts(of: participant, connection)
             let contract = try #require(
                 try connection.execute("SELECT md5('1500') || md5('1501')").rows.first?.first?.string)
             let me = PostgresValue.text(participant.description)
@@ -59,13 +64,7 @@ import WeftTopology
     @Test("a page of the active contracts starts at its cursor on the creation-order index, without statistics, and lookups by id keep the primary key")
     func activeContractPagesUseTheCreationOrderIndex() async throws {
         try await Self.withStore { _, participant, connection in
-            try connection.executeScript(
-                """
-                ALTER TABLE participant_contracts SET (autovacuum_enabled = false);
-                INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
-                SELECT '\(participant.description)', md5(i::text) || md5((i + 1)::text), 'Iou', '{alice}', '\\x00', i
-                FROM generate_series(1, 3000) i;
-                """)
+            try Self.createThousandsOfContracts(of: participant, connection)
             let me = PostgresValue.text(participant.description)
             let plan = try connection.execute(
                 "EXPLAIN " + ParticipantStore.activeContractsPageSQL,

@@ -10,6 +10,16 @@ import WeftWire
 /// A member's connection to its sequencers, across network failures: a TCP relay between the
 /// two loses an answer at a chosen moment.
 @Suite(.timeLimit(.minutes(5))) struct SequencerConnectionTests {
+    /// `participant`'s connection to the domain's one sequencer through `relay`, logging only critical lines.
+    static func connection(_ participant: TestDomain.Participant, _ domain: TestDomain, through relay: TCPRelay) -> SequencerConnection {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return SequencerConnection(
+            member: participant.member.description, domain: domain.domain.description, key: participant.signingKey,
+            sequencerKeys: [domain.sequencerKey.publicKey],
+            endpoints: [.init(host: "127.0.0.1", port: relay.port, security: .plaintext)], logger: logger)
+    }
+
     /// A send whose first attempt was sequenced but lost its answer, and whose retry is then
     /// refused (the member disabled meanwhile), must not report the refusal: its caller would
     /// call a request that may commit refused. It reports that the outcome is unknown.
@@ -17,12 +27,7 @@ import WeftWire
         try await PostgresFixture.withFixture { fixture in
             var (domain, node, manager, alice, bob, _, bobClient) = try await ServiceTests.startWithAliceAndBob(fixture.url)
             let relay = try await TCPRelay.start(port: node.server.port)
-            var logger = Logger(label: "test")
-            logger.logLevel = .critical
-            let connection = SequencerConnection(
-                member: alice.member.description, domain: domain.domain.description, key: alice.signingKey,
-                sequencerKeys: [domain.sequencerKey.publicKey],
-                endpoints: [.init(host: "127.0.0.1", port: relay.port, security: .plaintext)], logger: logger)
+            let connection = Self.connection(alice, domain, through: relay)
             func toBob(_ text: String) -> Weft.V1.Batch {
                 .init(envelopes: [.init(content: Array(text.utf8), recipients: [bob.member.description])])
             }
@@ -67,12 +72,7 @@ import WeftWire
             let alice = try TestDomain.Participant("participant1")
             try await ServiceTests.onboard([alice], node: node, domain: &domain, manager: manager)
             let relay = try await TCPRelay.start(port: node.server.port)
-            var logger = Logger(label: "test")
-            logger.logLevel = .critical
-            let connection = SequencerConnection(
-                member: alice.member.description, domain: domain.domain.description, key: alice.signingKey,
-                sequencerKeys: [domain.sequencerKey.publicKey],
-                endpoints: [.init(host: "127.0.0.1", port: relay.port, security: .plaintext)], logger: logger)
+            let connection = Self.connection(alice, domain, through: relay)
             let toSelf = Weft.V1.Batch(envelopes: [.init(content: [1], recipients: [alice.member.description])])
             // At most one failure in a row: a renewed session must not count as one, or an idle
             // member's stream would end after that many token lifetimes.

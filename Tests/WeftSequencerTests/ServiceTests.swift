@@ -52,6 +52,11 @@ import WeftWire
         }
     }
 
+    /// Whether `error` is the RPC error with `code` and `errorID`.
+    static func isRPCError(_ error: any Error, _ code: StatusCode, _ errorID: String) -> Bool {
+        (error as? RPCError).map { $0.code == code && $0.errorID == errorID } ?? false
+    }
+
     static func client(_ node: Node, _ domain: TestDomain, member: MemberID, key: SigningPrivateKey) async throws -> SequencerClient {
         try await SequencerClient.authenticate(
             try await node.connect(), member: member.description, key: key, domain: domain.domain.description,
@@ -307,9 +312,7 @@ import WeftWire
             await node.topology.waitUntil { $0.signingKeys(of: alice.member).contains { $0.fingerprint == fingerprint } }
             await #expect {
                 try await aliceClient.send(batch, messageID: "after")
-            } throws: { error in
-                (error as? RPCError)?.code == .unauthenticated && (error as? RPCError)?.errorID == "SEQUENCER_KEY_REPLACED"
-            }
+            } throws: { Self.isRPCError($0, .unauthenticated, "SEQUENCER_KEY_REPLACED") }
             let renewed = try await Self.client(node, domain, member: alice.member, key: newKey)
             try await renewed.send(batch, messageID: "renewed")
             await node.stop()
@@ -338,9 +341,7 @@ import WeftWire
             await #expect {
                 // The rotation's own broadcast may come first; then the stream ends.
                 while try await iterator.next() != nil {}
-            } throws: { error in
-                (error as? RPCError)?.code == .unauthenticated && (error as? RPCError)?.errorID == "SEQUENCER_KEY_REPLACED"
-            }
+            } throws: { Self.isRPCError($0, .unauthenticated, "SEQUENCER_KEY_REPLACED") }
             await node.stop()
         }
     }
@@ -353,9 +354,7 @@ import WeftWire
             let manager = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
             await #expect {
                 for try await _ in try manager.subscribe(from: 0) {}
-            } throws: { error in
-                (error as? RPCError)?.code == .unauthenticated && (error as? RPCError)?.errorID == "SEQUENCER_TOKEN_EXPIRED"
-            }
+            } throws: { Self.isRPCError($0, .unauthenticated, "SEQUENCER_TOKEN_EXPIRED") }
             await node.stop()
         }
     }
@@ -374,9 +373,7 @@ import WeftWire
             let identity = try stranger.identity(domain: domain.domain)
             await #expect {
                 _ = try await rpc.sequencer.onboard(.init(participant: stranger.id.description, identity: Array(repeating: identity[0], count: 17)))
-            } throws: { error in
-                (error as? RPCError)?.code == .invalidArgument && (error as? RPCError)?.errorID == "SEQUENCER_ONBOARDING_TOO_LARGE"
-            }
+            } throws: { Self.isRPCError($0, .invalidArgument, "SEQUENCER_ONBOARDING_TOO_LARGE") }
             // Two calls' worth: each is checked (and refused: the stranger is not allow-listed) …
             for _ in 0..<2 {
                 await #expect {
@@ -388,9 +385,7 @@ import WeftWire
             // … the next is refused for the rate.
             await #expect {
                 _ = try await rpc.sequencer.onboard(.init(participant: stranger.id.description, identity: identity))
-            } throws: { error in
-                (error as? RPCError)?.code == .resourceExhausted && (error as? RPCError)?.errorID == "SEQUENCER_ONBOARDING_RATE_LIMITED"
-            }
+            } throws: { Self.isRPCError($0, .resourceExhausted, "SEQUENCER_ONBOARDING_RATE_LIMITED") }
             // The domain manager, active, authenticates and sends with the bucket empty.
             _ = try await Self.client(node, domain, member: domain.managerMember, key: domain.managerKey)
             try await manager.send(.init(envelopes: [.init(content: [1], recipients: [domain.mediatorMember.description])]), messageID: "still-served")
