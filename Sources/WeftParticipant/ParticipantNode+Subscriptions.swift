@@ -198,16 +198,26 @@ extension ParticipantStore {
     /// One page of the active contracts as of an offset: ($1 participant, $2 offset, $3 and $4
     /// the cursor's created offset and contract id, $5 the parties as a text[] literal, $6 the
     /// limit). The pruned offset comes first in every row (one row with the page's columns NULL
-    /// when the page is empty). The cursor's `created_offset >= $3` lets the scan start there on
-    /// `participant_contracts_by_creation`.
+    /// when the page is empty).
+    ///
+    /// The page ends at the creation offset of the `$6`-th contract after the cursor, found by
+    /// an ordered scan of `participant_contracts_by_creation` that stops there; the page is then
+    /// every contract after the cursor up to that offset (one transaction's creates are not cut
+    /// apart), sorted. So a page reads about its own rows, whatever the planner thinks of the
+    /// table: sorting "everything after the cursor" and keeping the first `$6` read every later
+    /// row on every page (StoreQueryPlanTests).
     static let activeContractsPageSQL = """
         SELECT pruned.pruned_offset, page.* FROM (\(prunedOffsetQuery)) pruned
         LEFT JOIN LATERAL (
             SELECT contract, created_offset, contract_id FROM participant_contracts
             WHERE participant = $1 AND created_offset <= $2 AND (archived_offset IS NULL OR archived_offset > $2)
                 AND created_offset >= $3 AND (created_offset, contract_id) > ($3, $4) AND stakeholders && $5::text[]
-            ORDER BY created_offset, contract_id
-            LIMIT $6
+                AND created_offset <= coalesce((
+                    SELECT created_offset FROM participant_contracts
+                    WHERE participant = $1 AND created_offset <= $2 AND (archived_offset IS NULL OR archived_offset > $2)
+                        AND created_offset >= $3 AND (created_offset, contract_id) > ($3, $4) AND stakeholders && $5::text[]
+                    ORDER BY created_offset
+                    OFFSET $6::bigint - 1 LIMIT 1), $2)
         ) page ON true
         ORDER BY page.created_offset, page.contract_id
         """

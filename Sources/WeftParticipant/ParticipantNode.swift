@@ -307,21 +307,30 @@ public actor ParticipantNode {
             // from the first event not processed: pending requests and commands in flight stay
             // as they are and complete once the stream is back. Anything else — a database
             // failure, an event out of order — stops processing (a restart resumes).
+            // Waits grow from `delay` to 5 s while no sequencer answers (the stream ends at once
+            // then), and the warning is logged at the first failure and every 20th after.
+            var failuresInARow = 0
             while !Task.isCancelled {
                 guard let from = await self?.cursor.nextCounter else { return }
                 do {
                     for try await event in connection.events(from: from) {
                         guard let self else { return }
                         try await self.process(event)
+                        failuresInARow = 0
                     }
                     return
                 } catch is CancellationError {
                     return
                 } catch let error as RPCError where Self.worthWaiting(error) {
-                    logger.warning(
+                    failuresInARow += 1
+                    let wait = min(delay * (1 << min(failuresInARow - 1, 5)), max(delay, .seconds(5)))
+                    logger.log(
+                        level: failuresInARow == 1 || failuresInARow % 20 == 0 ? .warning : .debug,
                         "cannot read the sequencer stream; subscribing again",
-                        metadata: ["error": "\(error)", LogKey.counter: "\(from)", "retry_in": "\(delay)"])
-                    try? await Task.sleep(for: delay)
+                        metadata: [
+                            "error": "\(error)", LogKey.counter: "\(from)", "retry_in": "\(wait)", "failures_in_a_row": "\(failuresInARow)",
+                        ])
+                    try? await Task.sleep(for: wait)
                 } catch {
                     await self?.failed(error)
                     return

@@ -67,10 +67,11 @@ actor SequencerAuthenticator {
         }
         var snapshot = await topology.snapshot()
         // Perhaps onboarded through another sequencer node a moment ago: catch up before
-        // refusing, within the bound on work for callers without a token (a flood of names that
-        // are no members would otherwise cost a watermark advance each).
-        if !snapshot.isActive(member), unauthenticatedWork.take() {
-            await topology.catchUp()
+        // refusing, so that a refusal is never just this node lagging. Beyond the bound on work
+        // for callers without a token (a flood of names that are no members would otherwise
+        // cost a watermark write each), by waiting for the writers' heartbeats instead.
+        if !snapshot.isActive(member) {
+            await topology.catchUp(advancing: unauthenticatedWork.take())
             snapshot = await topology.snapshot()
         }
         guard snapshot.isActive(member) else {

@@ -61,14 +61,14 @@ public actor SequencerConnection {
     func client() async throws -> SequencerClient {
         if let current { return current.client }
         if let connecting { return try await connecting.value }
-        let connecting = Task { try await self.connectToNext() }
+        let closingsAtStart = closings
+        let connecting = Task { try await self.connectToNext(closingsAtStart: closingsAtStart) }
         self.connecting = connecting
-        defer { self.connecting = nil }
+        defer { if self.connecting == connecting { self.connecting = nil } }
         return try await connecting.value
     }
 
-    private func connectToNext() async throws -> SequencerClient {
-        let closingsAtStart = closings
+    private func connectToNext(closingsAtStart: Int) async throws -> SequencerClient {
         var failures: [String] = []
         for _ in 0..<endpoints.count {
             let index = next
@@ -316,8 +316,10 @@ public actor SequencerConnection {
     public func close() async {
         closings += 1
         connecting?.cancel()
+        connecting = nil  // a call after this one connects anew
         renewal?.cancel()
-        if let current { await current.client.rpc.close() }
+        let closing = current
         current = nil
+        await closing?.client.rpc.close()
     }
 }

@@ -325,13 +325,16 @@ public actor SequencerTopology {
     /// Returns once every topology broadcast sequenced before the call has been applied here:
     /// a member onboarded or allow-listed through another sequencer node is then known. Used
     /// before refusing a member, so a refusal is never just this node lagging.
-    public func catchUp() async {
+    /// `advancing` false waits for the writers' heartbeats rather than asking them to advance
+    /// now (a watermark write each): how calls without a token catch up once they have had
+    /// their share (`UnauthenticatedWorkLimit`).
+    public func catchUp(advancing: Bool = true) async {
         // Everything committed before now has a timestamp at or below now (writers' timestamps
         // follow the clock), and the safe point passes now once every writer advanced its
         // watermark: asked to (`advancePastNow`), or within a heartbeat.
         let target = SequencerWriter.now()
         guard isInitialized, target > caughtUpTo else { return }
-        await sequencer.writer.advancePastNow()
+        if advancing { await sequencer.writer.advancePastNow() }
         guard target > caughtUpTo else { return }  // caught up while this actor waited
         await withCheckedContinuation { catchUpWaiters.append((target, $0)) }
     }
@@ -388,9 +391,15 @@ public actor SequencerTopology {
             nextChangeWaiter += 1
             // A change applied here may be in force only later (its sequencing time, from
             // another sequencer node's clock, ahead of this one's): then the snapshot changes
-            // with no change applied, and the condition is checked again at that time too.
+            // with no change applied, and the condition is checked again at the first such time.
             let now = SequencerWriter.now()
-            let pending = state.transactions.last.map(\.validFrom.microsSinceEpoch).flatMap { $0 >= now ? $0 + 1 - now : nil }
+            // The earliest change not in force yet (valid-from times never decrease).
+            var earliestPending: Int64?
+            for transaction in state.transactions.reversed() {
+                guard transaction.validFrom.microsSinceEpoch >= now else { break }
+                earliestPending = transaction.validFrom.microsSinceEpoch
+            }
+            let pending = earliestPending.map { $0 + 1 - now }
             let timer = pending.map { micros in
                 Task { [weak self] in
                     try await Task.sleep(for: .microseconds(micros))

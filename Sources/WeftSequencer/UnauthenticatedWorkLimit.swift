@@ -6,10 +6,12 @@ import Synchronization
 /// moment ago). Both need no token, so without a bound anyone who reaches the port over TLS
 /// could make the node verify signatures and advance its writers' watermarks (database
 /// writes) as fast as it can send calls (DESIGN.md §5: the onboarding call is rate-limited).
+/// Beyond it `Onboard` is refused (the participant retries), and a catch-up waits for the
+/// writers' heartbeats instead of asking for a write: its answer is as right, only later.
 ///
 /// Members that are active cost no token: their authentication goes on whatever the bucket
-/// holds. One bucket per node, not per caller: a flood delays onboarding (the participant
-/// retries) but no authenticated member.
+/// holds. One bucket per node, not per caller: a flood delays onboarding, not the domain's
+/// traffic.
 public final class UnauthenticatedWorkLimit: Sendable {
     /// Calls a second the bucket refills with.
     public let perSecond: Double

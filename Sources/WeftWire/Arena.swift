@@ -216,8 +216,9 @@ struct Arena: ~Copyable {
     {
         let bytes = (size &+ alignment &+ (alignment - 1)) & ~(alignment - 1)
         let cursor = header.pointee.arena.cursor
-        // Unsigned: a size so large that `bytes` wrapped negative (none that protobuf-c asks
-        // for, its sizes follow the input's) goes to the slow path, which refuses it.
+        // Unsigned: a size so large that `bytes` wrapped negative goes to the slow path, which
+        // refuses it (none that protobuf-c asks for: its sizes follow the input's; sizes within
+        // 15 of 2^64 wrap to 0 or 8 and are not caught here).
         if UInt(bitPattern: header.pointee.arena.end - cursor) >= UInt(bitPattern: bytes) {
             header.pointee.arena.cursor = cursor + bytes
             cursor.storeBytes(of: size, as: Int.self)
