@@ -196,7 +196,7 @@ extension ParticipantStore {
     }
 
     /// One page of the active contracts as of an offset: ($1 participant, $2 offset, $3 and $4
-    /// the cursor's created offset and contract id, $5 the parties as a text[] literal, $6 the
+    /// the cursor's created offset and contract id, $5 the parties (text[]), $6 the
     /// limit). The pruned offset comes first in every row (one row with the page's columns NULL
     /// when the page is empty).
     ///
@@ -226,15 +226,11 @@ extension ParticipantStore {
         async throws -> ActiveContractPage
     {
         let me = PostgresValue.text(participant.description)
-        // A text[] literal with every element quoted (party ids are validated, but quoting
-        // keeps the literal's meaning independent of which characters they allow).
-        let literal = "{" + parties.map { "\"" + $0.id.replacingOccurrences(of: "\\", with: "\\\\")
-            .replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
         let rows = try await database.withConnection { connection in
             try connection.execute(
                 Self.activeContractsPageSQL,
                 [
-                    me, .int64(offset), .int64(cursor?.createdOffset ?? Int64.min), .text(cursor?.contractID ?? ""), .text(literal),
+                    me, .int64(offset), .int64(cursor?.createdOffset ?? Int64.min), .text(cursor?.contractID ?? ""), Self.parties(parties),
                     .int64(Int64(limit)),
                 ]
             ).rows

@@ -84,7 +84,7 @@ public actor SequencerConnection {
                 current = (client, index)
                 logger.info("connected to sequencer", metadata: ["sequencer": "\(endpoint)", "member": "\(member)"])
                 return client
-            } catch let error as RPCError where error.code == .permissionDenied || Self.keyRefused.contains(error.errorID) {
+            } catch let error as RPCError where Self.refusedEverywhere(error) {
                 await rpc?.close()
                 throw error  // not allowed anywhere, or this key is no longer the member's: others say the same
             } catch {
@@ -99,6 +99,12 @@ public actor SequencerConnection {
     /// Refusals of the member's key itself (replaced in the topology, or not the one signing):
     /// every sequencer refuses it alike, until the node is given the member's new key.
     static let keyRefused: Set<String> = ["SEQUENCER_UNKNOWN_KEY", "SEQUENCER_BAD_SIGNATURE"]
+
+    /// Whether every sequencer of the domain would refuse the member as `error` says: it is not
+    /// allowed (not yet admitted, or disabled), or its key is refused.
+    static func refusedEverywhere(_ error: RPCError) -> Bool {
+        error.code == .permissionDenied || keyRefused.contains(error.errorID)
+    }
 
     /// Whether `error` is worth a retry; forgets the sequencer in use when the connection
     /// itself is the problem (so the next attempt goes to the next sequencer).
@@ -300,9 +306,7 @@ public actor SequencerConnection {
         // Not allowed (not yet admitted, or disabled), or the key refused: every sequencer says
         // the same, and asking again at once only costs them a TLS handshake each time. The
         // caller decides when to retry.
-        if let rpcError = error as? RPCError, rpcError.code == .permissionDenied || Self.keyRefused.contains(rpcError.errorID) {
-            return false
-        }
+        if let rpcError = error as? RPCError, Self.refusedEverywhere(rpcError) { return false }
         guard let client else { return true }
         return await failed(client, error)
     }
