@@ -11,6 +11,12 @@ public import WeftWire
 /// client's pongs wait unread, and only the bytes it takes from the socket
 /// show that it is there. Times are the event loop's (`EventLoop.now`).
 ///
+/// The timeout measures the peer, not this process: when the check runs late
+/// (this event loop was blocked, or the process was not scheduled), the pong
+/// may not have been read yet, or a peer on the same stalled machine may not
+/// have had its turn, so an expired ping gets one fresh timeout from then
+/// instead of closing a connection whose peer did nothing wrong.
+///
 /// Sits between `FrameHandler` and the RPC handler; pings and pongs stop here.
 public final class KeepaliveHandler: ChannelDuplexHandler {
     public typealias InboundIn = Weft.V1.Frame
@@ -22,8 +28,11 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
     private let timeout: TimeAmount
     private var lastReceived = NIODeadline.now()
     private var timer: Scheduled<Void>?
-    /// The data of the ping awaiting its pong, and when it was sent.
-    private var outstanding: (data: UInt64, sent: NIODeadline)?
+    /// The data of the ping awaiting its pong, when it was sent, and whether its timeout was
+    /// restarted once because this side's check ran late.
+    private var outstanding: (data: UInt64, sent: NIODeadline, restarted: Bool)?
+    /// When the scheduled check should run: how late it runs tells a stall of this side.
+    private var checkDue: NIODeadline?
     private var nextPingData: UInt64 = 1
     /// Payload bytes of the messages this side handed down the pipeline: what NIO's buffered
     /// byte count grows by, give or take frame and record headers (`peerTookBytes`).
@@ -84,6 +93,7 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
 
     private func schedule(_ context: ChannelHandlerContext, in delay: TimeAmount?) {
         guard let delay, timer == nil else { return }
+        checkDue = context.eventLoop.now + delay
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(in: delay) {
             let (handler, context) = loopBound.value
@@ -111,22 +121,33 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
         return taken > last
     }
 
+    /// How late a check may run before this side counts as stalled: a loaded loop's timers
+    /// run some milliseconds late; a quarter of a second is a stall.
+    private var stallTolerance: TimeAmount { min(.nanoseconds(timeout.nanoseconds / 4), .milliseconds(250)) }
+
     private func check(_ context: ChannelHandlerContext) {
         guard let interval, context.channel.isActive else { return }
         let now = context.eventLoop.now
+        let late = checkDue.map { now - $0 } ?? .zero
         if peerTookBytes(context) {
             lastReceived = now
             outstanding = nil
         }
-        if let outstanding {
-            guard now - outstanding.sent < timeout else {
+        if let ping = outstanding {
+            if now - ping.sent >= timeout, late > stallTolerance, !ping.restarted {
+                // This side was not looking: the peer gets a whole timeout from now.
+                outstanding = (ping.data, now, true)
+                schedule(context, in: timeout)
+                return
+            }
+            guard now - ping.sent < timeout else {
                 context.fireErrorCaught(TransportError.keepaliveTimeout(timeout))
                 context.close(promise: nil)
                 return
             }
-            schedule(context, in: timeout - (now - outstanding.sent))
+            schedule(context, in: timeout - (now - ping.sent))
         } else if now - lastReceived >= interval {
-            outstanding = (nextPingData, now)
+            outstanding = (nextPingData, now, false)
             context.writeAndFlush(wrapOutboundOut(.init(streamID: 0, kind: .ping(.init(data: nextPingData)))), promise: nil)
             nextPingData &+= 1
             schedule(context, in: timeout)

@@ -268,6 +268,47 @@ import WeftWire
         try await client.channel.closeFuture.get()
     }
 
+    /// A stall of the client's own process is not the server's fault: the client's ping goes
+    /// unanswered while the server's event loop is blocked, then the client's loop is blocked
+    /// past the ping's timeout too, and wakes just before the server does (as two event loops
+    /// of one stalled machine may). The expired ping gets a fresh timeout, the server's pong
+    /// comes, and the call made after the stall is answered. Before, the client closed the
+    /// connection as it woke (the full suite failed so on a loaded CI machine).
+    @Test func aStallOfThisSideIsNotBlamedOnThePeer() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
+        let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
+        var router = RPCRouter()
+        router.register(Weft.V1.HealthService.check) { _, _ in .init(status: .serving) }
+        // Each side on a loop of its own, so that each can be blocked alone.
+        let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await RPCServer.start(
+            host: "127.0.0.1", port: 0,
+            security: .tls(TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))),
+            router: router, configuration: configuration, group: serverGroup)
+        configuration.keepaliveInterval = .milliseconds(100)
+        configuration.keepaliveTimeout = .seconds(1)
+        let client = try await RPCClient.connect(
+            host: "127.0.0.1", port: server.port,
+            security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
+            configuration: configuration, group: clientGroup)
+        #expect(try await client.unary(Weft.V1.HealthService.check, .init()).status == .serving)
+        // The server takes nothing for 2.6 s; the client pings within 0.1 s of its last pong and
+        // is blocked from 0.5 s to 2.5 s: its ping's timeout passes while it is blocked.
+        let serverStall = serverGroup.next().submit { Thread.sleep(forTimeInterval: 2.6) }  // the stall under test
+        let clientStall = clientGroup.next().scheduleTask(in: .milliseconds(500)) { Thread.sleep(forTimeInterval: 2) }
+        try await clientStall.futureResult.get()
+        try await serverStall.get()
+        // Made on the client's loop after its late keepalive check.
+        #expect(try await client.unary(Weft.V1.HealthService.check, .init()).status == .serving)
+        #expect(client.channel.isActive)
+        try await client.channel.close()
+        await server.close()
+        try await clientGroup.shutdownGracefully()
+        try await serverGroup.shutdownGracefully()
+    }
+
     @Test func keepaliveKeepsASlowCallAlive() async throws {
         // Nothing is sent for 10 s while the handler works: pings and pongs fill the silence. Without
         // pongs the connection would close after 0.1 + 4 s (the timeout leaves room for a loaded
