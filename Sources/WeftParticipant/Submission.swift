@@ -86,16 +86,23 @@ struct RequestBuilder {
                     content: try Weft.V1.EnvelopeContent(message: .encryptedView(message)).serializedBytes(),
                     recipients: members.map { MemberID(role: .participant, identifier: $0).description }))
         }
+        // One root hash envelope per informee participant, addressed to it and the mediator: a
+        // recipient list tells its readers who else is involved, and one envelope to them all
+        // would tell a participant of participants hosting only views it does not see (the
+        // mediator, reading them all, checks that each got one).
         let informeeParticipants = recipients.reduce(into: Set<UniqueIdentifier>()) { $0.formUnion($1) }
-        let rootHash = Weft.V1.RootHashMessage(
-            rootHash: views.rootHash.bytes, domain: domain.description, viewType: .transaction,
-            submittingParticipantSignature: signature)
-        envelopes.append(
-            .init(
-                content: try Weft.V1.EnvelopeContent(message: .rootHash(rootHash)).serializedBytes(),
-                recipients: informeeParticipants.sorted { $0.description < $1.description }.map {
-                    MemberID(role: .participant, identifier: $0).description
-                } + [mediator.description]))
+        let rootHash = try Weft.V1.EnvelopeContent(
+            message: .rootHash(
+                .init(
+                    rootHash: views.rootHash.bytes, domain: domain.description, viewType: .transaction,
+                    submittingParticipantSignature: signature))
+        ).serializedBytes()
+        for participant in informeeParticipants.sorted(by: { $0.description < $1.description }) {
+            envelopes.append(
+                .init(
+                    content: rootHash,
+                    recipients: [MemberID(role: .participant, identifier: participant).description, mediator.description]))
+        }
         return Weft.V1.Batch(envelopes: envelopes)
     }
 }

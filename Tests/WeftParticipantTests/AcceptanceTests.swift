@@ -222,6 +222,22 @@ extension OnASecondRealDomain {
                     }
                 }
                 #expect(encryptedViews == views.views.count)
+                // One root hash message per informee participant, addressed to it and the mediator
+                // only: a recipient list names no participant to another that shares no view with it.
+                let rootHashes = try (request.batch?.envelopes ?? []).filter { envelope in
+                    if case .rootHash? = try Weft.V1.EnvelopeContent(serializedBytes: envelope.content).message { return true }
+                    return false
+                }
+                let informeeParticipants = mustSee.reduce(into: Set<Int>()) { $0.formUnion($1) }
+                #expect(rootHashes.count == informeeParticipants.count)
+                for envelope in rootHashes {
+                    #expect(
+                        envelope.recipients.count == 2 && envelope.recipients.filter(members.contains).count == 1
+                            && envelope.recipients.contains { $0.hasPrefix("MED::") }, "\(envelope.recipients)")
+                }
+                #expect(
+                    Set(rootHashes.flatMap { $0.recipients.filter(members.contains) })
+                        == Set(informeeParticipants.map { members[$0] }))
 
                 // participant4: nothing of the DvP in its stream (no event since the first create
                 // is delivered to it) and nothing in its store.
