@@ -45,7 +45,7 @@ public struct NodeSettings: Sendable {
     static let commonKeys: Set<String> = [
         "kind", "listen", "tls.certificate", "tls.key", "tls.client-roots", "tls.keylog", "tls.plaintext", "tls.minimum-version",
         "database.url", "database.max-connections", "database.migrate", "drain-timeout", "metrics.listen",
-        "rpc.max-frame-bytes", "rpc.max-concurrent-streams", "rpc.max-connections", "rpc.max-metadata-bytes", "rpc.stream-window-bytes",
+        "rpc.max-frame-bytes", "rpc.max-concurrent-streams", "rpc.max-connections", "rpc.max-connections-per-address", "rpc.max-metadata-bytes", "rpc.stream-window-bytes",
         "rpc.handshake-timeout", "rpc.idle-timeout", "rpc.keepalive-interval", "rpc.keepalive-timeout",
     ]
 
@@ -76,6 +76,8 @@ public struct NodeSettings: Sendable {
         rpc.maximumFrameBytes = try section.bytes("rpc.max-frame-bytes", default: rpc.maximumFrameBytes, in: Limits.frameBytes)
         rpc.maximumConcurrentStreams = try section.int("rpc.max-concurrent-streams", default: rpc.maximumConcurrentStreams, in: Limits.concurrentStreams)
         rpc.maximumConnections = try section.int("rpc.max-connections", default: rpc.maximumConnections, in: Limits.connections)
+        rpc.maximumConnectionsPerAddress = try section.int(
+            "rpc.max-connections-per-address", default: rpc.maximumConnectionsPerAddress, in: Limits.connections)
         rpc.maximumMetadataBytes = try section.bytes("rpc.max-metadata-bytes", default: rpc.maximumMetadataBytes, in: Limits.metadataBytes)
         rpc.streamWindowBytes = try section.bytes("rpc.stream-window-bytes", default: rpc.streamWindowBytes, in: Limits.streamWindowBytes)
         rpc.handshakeTimeout = TimeAmount(try section.duration("rpc.handshake-timeout", default: .seconds(10), in: Limits.handshakeTimeout))

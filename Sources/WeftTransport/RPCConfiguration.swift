@@ -17,6 +17,11 @@ public struct RPCConfiguration: Sendable {
     /// accepted, before its TLS handshake, with a warning in the log: each connection costs
     /// buffers, tasks and a TLS session, so the count is a limit like any other from the network.
     public var maximumConnections = 4_096
+    /// Connections a server holds open at once from one IP address: 512. One more from that
+    /// address is closed as it is accepted, with a warning: without it one host could take every
+    /// connection the server allows and shut out the rest. Raise it when many clients share an
+    /// address (a proxy or NAT in front of the server).
+    public var maximumConnectionsPerAddress = 512
     /// Bytes of keys and values in one call's metadata: 16 KiB. More is
     /// answered RESOURCE_EXHAUSTED (`RPC_METADATA_TOO_LARGE`).
     public var maximumMetadataBytes = 16 * 1024

@@ -93,7 +93,9 @@ public final class RPCServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: RPCPipeline.serverWriteBufferWaterMark)
             .childChannelInitializer { channel in
-                switch connections.add(channel, maximum: configuration.maximumConnections) {
+                switch connections.add(
+                    channel, maximum: configuration.maximumConnections, perAddress: configuration.maximumConnectionsPerAddress)
+                {
                 case .added: break
                 case .draining:
                     // Accepted as the server began to shut down, after its connections were
@@ -108,7 +110,15 @@ public final class RPCServer: Sendable {
                             "refused": "\(refusedSinceLastLine)",
                         ])
                     return channel.close()
-                case .full(nil):
+                case .full(nil), .fullForAddress(nil):
+                    return channel.close()
+                case .fullForAddress(let refusedSinceLastLine?):
+                    logger.warning(
+                        "refused connections: their address holds the most connections one address may; raise rpc.max-connections-per-address if many clients share it (a proxy, NAT)",
+                        metadata: [
+                            "peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
+                            "maximum": "\(configuration.maximumConnectionsPerAddress)", "refused": "\(refusedSinceLastLine)",
+                        ])
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
@@ -166,35 +176,52 @@ public final class RPCServer: Sendable {
 private final class ConnectionRegistry: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
+        /// Connections open per remote IP address (no port), for the per-address limit.
+        var perAddress: [String: Int] = [:]
         var draining = false
-        /// Connections refused as `full` since the last warning, and when that was.
+        /// Connections refused since the last warning, and when that was.
         var refused = 0
         var warnedAt: ContinuousClock.Instant?
+
+        /// Counts a refusal; the refusals since the last warning when one is due now (one per
+        /// 10 s, for both kinds together: a flood must not flood the log), nil otherwise.
+        mutating func refusal() -> Int? {
+            refused += 1
+            let now = ContinuousClock.now
+            guard warnedAt.map({ now - $0 >= .seconds(10) }) ?? true else { return nil }
+            warnedAt = now
+            defer { refused = 0 }
+            return refused
+        }
     }
     private let state = Mutex(State())
 
-    /// `full` carries the connections refused since the last warning when one is due now
-    /// (one per 10 s), nil otherwise.
-    enum Admission { case added, draining, full(Int?) }
+    /// `full` and `fullForAddress` carry the connections refused since the last warning when
+    /// one is due now, nil otherwise.
+    enum Admission { case added, draining, full(Int?), fullForAddress(Int?) }
 
-    /// Registers `channel`, unless the server is draining or holds `maximum` connections.
-    func add(_ channel: any Channel, maximum: Int) -> Admission {
+    /// Registers `channel`, unless the server is draining, holds `maximum` connections, or
+    /// `perAddress` from the channel's remote IP address.
+    func add(_ channel: any Channel, maximum: Int, perAddress: Int) -> Admission {
         let key = ObjectIdentifier(channel)
+        // The address without its port; a channel without one (not IP) counts under "".
+        let address = channel.remoteAddress?.ipAddress ?? ""
         let admission = state.withLock { state -> Admission in
             if state.draining { return .draining }
-            guard state.channels.count < maximum else {
-                state.refused += 1
-                let now = ContinuousClock.now
-                guard state.warnedAt.map({ now - $0 >= .seconds(10) }) ?? true else { return .full(nil) }
-                state.warnedAt = now
-                defer { state.refused = 0 }
-                return .full(state.refused)
-            }
+            guard state.channels.count < maximum else { return .full(state.refusal()) }
+            guard state.perAddress[address, default: 0] < perAddress else { return .fullForAddress(state.refusal()) }
             state.channels[key] = channel
+            state.perAddress[address, default: 0] += 1
             return .added
         }
         if case .added = admission {
-            channel.closeFuture.whenComplete { _ in self.state.withLock { _ = $0.channels.removeValue(forKey: key) } }
+            channel.closeFuture.whenComplete { _ in
+                self.state.withLock { state in
+                    state.channels.removeValue(forKey: key)
+                    let left = state.perAddress[address, default: 1] - 1
+                    state.perAddress[address] = left > 0 ? left : nil
+                }
+            }
         }
         return admission
     }

@@ -197,6 +197,7 @@ import WeftParticipant
             ("rpc.max-frame-bytes", "8GiB"),  // past the decoder's 4 GiB length prefix
             ("rpc.max-concurrent-streams", "0"),
             ("rpc.max-connections", "0"),
+            ("rpc.max-connections-per-address", "0"),  // every connection refused
             ("rpc.max-metadata-bytes", "0"),
         ]
         for (key, value) in bad {
@@ -215,8 +216,9 @@ import WeftParticipant
         // The bounds themselves are accepted, and off turns the optional timers off.
         let edges = try node([
             "rpc.stream-window-bytes": "64KiB", "rpc.max-frame-bytes": "16KiB", "database.max-connections": "1", "drain-timeout": "0s",
-            "rpc.idle-timeout": "off", "rpc.keepalive-interval": "OFF",
+            "rpc.idle-timeout": "off", "rpc.keepalive-interval": "OFF", "rpc.max-connections-per-address": "7",
         ])
+        #expect(edges.rpc.maximumConnectionsPerAddress == 7)
         #expect(edges.rpc.streamWindowBytes == 64 << 10 && edges.rpc.maximumFrameBytes == 16 << 10)
         #expect(edges.databaseConnections == 1 && edges.drainTimeout == .zero)
         #expect(edges.rpc.idleTimeout == nil && edges.rpc.keepaliveInterval == nil)

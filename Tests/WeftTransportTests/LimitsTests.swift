@@ -118,6 +118,43 @@ import WeftWire
         try? await second.channel.close()
     }
 
+    /// One address holds at most `maximumConnectionsPerAddress`: one more from it is closed at
+    /// accept, while another address is still served, and once one closes the address is
+    /// served again. Before, one host could take every connection the server allowed.
+    @Test func connectionsFromOneAddressBeyondItsMaximumAreClosedAndOthersServed() async throws {
+        var configuration = RPCTestNode.testConfiguration
+        configuration.maximumConnectionsPerAddress = 2
+        let node = try await RPCTestNode.start(configuration: configuration) { _ in }
+        defer { node.close() }
+        /// Whether the server answers a ping on `connection` (the stream ends when it closes it).
+        func answered(_ connection: RawFrameConnection) async -> Bool {
+            connection.send([.init(streamID: 0, kind: .ping(.init(data: 7)))])
+            for await frame in connection.frames {
+                if case .pong? = frame.kind { return true }
+            }
+            return false
+        }
+        let first = try await node.rawConnection()
+        let second = try await node.rawConnection()
+        #expect(await answered(first))
+        #expect(await answered(second))
+        let third = try await node.rawConnection()
+        #expect(await !answered(third), "a third connection from 127.0.0.1 was served")
+        let elsewhere = try await node.rawConnection(from: "127.0.0.2")
+        #expect(await answered(elsewhere), "another address was refused")
+        // Once one closes, the address is served again.
+        first.close()
+        var served = false
+        for _ in 0..<200 where !served {
+            let connection = try await node.rawConnection()
+            served = await answered(connection)
+            connection.close()
+            if !served { try await Task.sleep(for: .milliseconds(10)) }  // the server sees the close on its own loop
+        }
+        #expect(served)
+        for connection in [second, elsewhere] { connection.close() }
+    }
+
     /// Entries with neither key nor value are 2 bytes on the wire each but far more in the
     /// server's memory, held for the call: each counts 32 bytes, so 50,000 of them are refused.
     @Test func manyEmptyMetadataEntriesAreRefused() async throws {

@@ -48,8 +48,8 @@ struct RPCTestNode {
 
     /// A frame-level connection to this node, for tests that speak the
     /// protocol by hand (and break it on purpose).
-    func rawConnection() async throws -> RawFrameConnection {
-        try await RawFrameConnection.connect(port: port, tls: clientTLS())
+    func rawConnection(from source: String = "127.0.0.1") async throws -> RawFrameConnection {
+        try await RawFrameConnection.connect(port: port, tls: clientTLS(), from: source)
     }
 
     /// Sends `frames` on a raw connection and returns the first frame received
@@ -98,7 +98,9 @@ struct RawFrameConnection {
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 
-    static func connect(port: Int, tls: TLSContext) async throws -> RawFrameConnection {
+    /// Connects from `source`, a loopback address of the test's choice (all of 127/8 is
+    /// loopback on Linux), so that a server sees connections from different addresses.
+    static func connect(port: Int, tls: TLSContext, from source: String = "127.0.0.1") async throws -> RawFrameConnection {
         let (frames, continuation) = AsyncStream<Weft.V1.Frame>.makeStream()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
@@ -109,6 +111,7 @@ struct RawFrameConnection {
                     try sync.addHandler(Collector(continuation))
                 }
             }
+            .bind(to: try SocketAddress(ipAddress: source, port: 0))
             .connect(host: "127.0.0.1", port: port).get()
         return RawFrameConnection(channel: channel, frames: frames)
     }
