@@ -242,7 +242,7 @@ let package = Package(
         .testTarget(
             name: "WeftAuthTests",
             dependencies: [
-                "WeftAuth", "WeftCrypto", "WeftTransport", "WeftWire", .product(name: "Logging", package: "swift-log"),
+                "WeftAuth", "WeftCrypto", "WeftTransport", "WeftWire", "WeftTestSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
@@ -264,7 +264,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftCryptoTests",
-            dependencies: ["WeftCrypto", "WeftWire"],
+            dependencies: ["WeftCrypto", "WeftWire", "WeftTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -14,7 +14,14 @@ public enum TestSubprocess {
         public let error: String
     }
 
-    public static func run(_ arguments: [String], environment: [String: String]? = nil) async throws -> Outcome {
+    /// Runs `arguments` (through `env`) to its end. Standard input is empty (`/dev/null`), so a
+    /// program that reads it, like `openssl s_client`, ends instead of waiting for input that
+    /// never comes. With `mergingError`, standard error goes into the same pipe as standard
+    /// output, interleaved as written (for a transcript shown whole when an expectation fails),
+    /// and `error` is empty.
+    public static func run(
+        _ arguments: [String], environment: [String: String]? = nil, mergingError: Bool = false
+    ) async throws -> Outcome {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Outcome, any Error>) in
             Thread.detachNewThread {
                 let process = Process()
@@ -22,20 +29,25 @@ public enum TestSubprocess {
                 process.arguments = arguments
                 if let environment { process.environment = environment }
                 let output = Pipe()
-                let error = Pipe()
+                let error = mergingError ? nil : Pipe()
+                process.standardInput = FileHandle.nullDevice
                 process.standardOutput = output
-                process.standardError = error
+                process.standardError = error ?? output
                 do {
                     try process.run()
                 } catch {
                     continuation.resume(throwing: error)
                     return
                 }
-                // Read both pipes to their ends (stderr on a second thread) so neither fills up.
+                // Read both pipes to their ends (a separate stderr on a second thread) so neither fills up.
                 let errorData = ErrorBytes()
                 let errorDone = DispatchSemaphore(value: 0)
-                Thread.detachNewThread {
-                    errorData.bytes = error.fileHandleForReading.readDataToEndOfFile()
+                if let error {
+                    Thread.detachNewThread {
+                        errorData.bytes = error.fileHandleForReading.readDataToEndOfFile()
+                        errorDone.signal()
+                    }
+                } else {
                     errorDone.signal()
                 }
                 let outputData = output.fileHandleForReading.readDataToEndOfFile()

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WeftAuth
 import WeftCrypto
+import WeftTestSupport
 import WeftTransport
 import WeftWire
 
@@ -16,9 +17,25 @@ import WeftWire
         let rsaPublicKey: String
         let smallRSAPublicKey: String
         let tokens: [String: String]
+
+        func verifier(node: TokenVerifyingNode = .unspecified) throws -> BearerTokenVerifier {
+            try BearerTokenVerifier(
+                keys: [.hs256(secret: secret), .rs256(try RSAPublicKey(pem: rsaPublicKey), keyID: "k1")],
+                audience: "participant1", issuer: "https://idp.example.com", node: node)
+        }
+
+        func token(_ name: String) -> String { tokens[name]! }
     }
 
-    static let minted: Minted = {
+    /// The tokens, minted by the first test that asks and shared by the rest. A task, not a
+    /// lazily initialized `static let`: a static's initializer cannot await, so it would wait for
+    /// Python (about a second of imports and RSA key generation) on a concurrency pool thread,
+    /// and every other test asking meanwhile would block on it too.
+    static func minted() async throws -> Minted { try await minting.value }
+
+    private static let minting = Task { try await mint() }
+
+    private static func mint() async throws -> Minted {
         let script = #"""
             import base64, hashlib, hmac, json, sys, time
             import jwt
@@ -78,45 +95,39 @@ import WeftWire
             }
             print(json.dumps({"now": now, "rsaPublicKey": pem(key), "smallRSAPublicKey": pem(small), "tokens": tokens}))
             """#
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script, String(decoding: secret, as: UTF8.self)]
-        let output = Pipe()
-        process.standardOutput = output
-        try! process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        precondition(process.terminationStatus == 0, "minting tokens with PyJWT failed (scripts/install-deps installs pyjwt)")
-        return try! JSONDecoder().decode(Minted.self, from: data)
-    }()
-
-    static func verifier(node: TokenVerifyingNode = .unspecified) throws -> BearerTokenVerifier {
-        try BearerTokenVerifier(
-            keys: [.hs256(secret: secret), .rs256(try RSAPublicKey(pem: minted.rsaPublicKey), keyID: "k1")],
-            audience: "participant1", issuer: "https://idp.example.com", node: node)
+        let outcome = try await TestSubprocess.run(["python3", "-c", script, String(decoding: secret, as: UTF8.self)])
+        guard outcome.status == 0 else {
+            throw MintingFailed(
+                description: "minting tokens with PyJWT failed (scripts/install-deps installs pyjwt):\n\(outcome.error)")
+        }
+        return try JSONDecoder().decode(Minted.self, from: Data(outcome.output.utf8))
     }
 
-    static func token(_ name: String) -> String { minted.tokens[name]! }
+    private struct MintingFailed: Error, CustomStringConvertible {
+        let description: String
+    }
 
-    @Test func hs256AndRS256TokensFromPyJWTVerifyWithTheirClaims() throws {
-        let verifier = try Self.verifier()
+    @Test func hs256AndRS256TokensFromPyJWTVerifyWithTheirClaims() async throws {
+        let minted = try await Self.minted()
+        let verifier = try minted.verifier()
         for name in ["hs_good", "rs_good", "hs_audience_list"] {
-            let claims = try verifier.verify(Self.token(name), now: Self.minted.now)
+            let claims = try verifier.verify(minted.token(name), now: minted.now)
             #expect(claims.actAs == ["Alice::1220aa"], "\(name)")
             #expect(claims.readAs == ["Bob::1220bb"], "\(name)")
             #expect(claims.readable == ["Alice::1220aa", "Bob::1220bb"], "\(name)")
             #expect(!claims.admin, "\(name)")
             #expect(claims.applicationID == "iou-app", "\(name)")
             #expect(claims.subject == "app-alice", "\(name)")
-            #expect(claims.expiresAt == Self.minted.now + 3600, "\(name)")
+            #expect(claims.expiresAt == minted.now + 3600, "\(name)")
         }
-        #expect(try verifier.verify(Self.token("hs_admin"), now: Self.minted.now).admin)
-        #expect(try Self.verifier(node: .participant("participant1")).verify(Self.token("hs_right_participant"), now: Self.minted.now).actAs == ["Alice::1220aa"])
+        #expect(try verifier.verify(minted.token("hs_admin"), now: minted.now).admin)
+        #expect(try minted.verifier(node: .participant("participant1")).verify(minted.token("hs_right_participant"), now: minted.now).actAs == ["Alice::1220aa"])
     }
 
-    @Test func everyBadTokenIsRefusedWithItsReason() throws {
-        let verifier = try Self.verifier(node: .participant("participant1"))
-        let now = Self.minted.now
+    @Test func everyBadTokenIsRefusedWithItsReason() async throws {
+        let minted = try await Self.minted()
+        let verifier = try minted.verifier(node: .participant("participant1"))
+        let now = minted.now
         func refusal(_ token: String) -> String? {
             do {
                 _ = try verifier.verify(token, now: now)
@@ -137,10 +148,10 @@ import WeftWire
             "hs_participant_number": "AUTH_TOKEN_MALFORMED", "hs_admin_one": "AUTH_TOKEN_MALFORMED",
             "hs_admin_string": "AUTH_TOKEN_MALFORMED",
         ]
-        for (name, id) in expected { #expect(refusal(Self.token(name)) == id, "\(name)") }
+        for (name, id) in expected { #expect(refusal(minted.token(name)) == id, "\(name)") }
 
         // Altered after signing: one character of the payload, of the signature.
-        let good = Self.token("hs_good")
+        let good = minted.token("hs_good")
         var parts = good.split(separator: ".").map(String.init)
         let payload = Array(parts[1])
         parts[1] = String(payload.prefix(10)) + (payload[10] == "A" ? "B" : "A") + String(payload.dropFirst(11))
@@ -157,18 +168,20 @@ import WeftWire
     }
 
     /// Claims of the right type still verify: a past nbf, `admin: false`.
-    @Test func wellTypedOptionalClaimsVerify() throws {
-        let verifier = try Self.verifier(node: .participant("participant1"))
-        #expect(try verifier.verify(Self.token("hs_nbf_past"), now: Self.minted.now).actAs == ["Alice::1220aa"])
-        #expect(try !verifier.verify(Self.token("hs_admin_false"), now: Self.minted.now).admin)
+    @Test func wellTypedOptionalClaimsVerify() async throws {
+        let minted = try await Self.minted()
+        let verifier = try minted.verifier(node: .participant("participant1"))
+        #expect(try verifier.verify(minted.token("hs_nbf_past"), now: minted.now).actAs == ["Alice::1220aa"])
+        #expect(try !verifier.verify(minted.token("hs_admin_false"), now: minted.now).admin)
     }
 
     /// One secret shared by every node and no audience: a participant's admin token verifies
     /// on its participant only; a sequencer or domain manager refuses it as a token for
     /// another node rather than take it as its own admin token.
-    @Test func aParticipantsAdminTokenIsRefusedByNodesThatAreNotParticipants() throws {
-        let token = Self.token("hs_participant_admin")
-        let now = Self.minted.now
+    @Test func aParticipantsAdminTokenIsRefusedByNodesThatAreNotParticipants() async throws {
+        let minted = try await Self.minted()
+        let token = minted.token("hs_participant_admin")
+        let now = minted.now
         func verifier(_ node: TokenVerifyingNode) throws -> BearerTokenVerifier {
             try BearerTokenVerifier(keys: [.hs256(secret: Self.secret)], node: node)
         }
@@ -182,25 +195,27 @@ import WeftWire
             #expect(refusal.rpcError.code == .unauthenticated && refusal.id == "AUTH_PARTICIPANT_TOKEN")
             #expect(refusal.description.contains("a token for participant participant1::1220aa is not valid on this \(kind) node"))
             // The node's own admin token, without participantId, still works there.
-            #expect(try verifier(.nonParticipant(kind)).verify(Self.token("hs_plain_admin"), now: now).admin)
+            #expect(try verifier(.nonParticipant(kind)).verify(minted.token("hs_plain_admin"), now: now).admin)
         }
     }
 
-    @Test func weakKeysAreRefusedAtConfiguration() throws {
-        #expect(throws: CryptoError.self) { try RSAPublicKey(pem: Self.minted.smallRSAPublicKey) }
+    @Test func weakKeysAreRefusedAtConfiguration() async throws {
+        let minted = try await Self.minted()
+        #expect(throws: CryptoError.self) { try RSAPublicKey(pem: minted.smallRSAPublicKey) }
         #expect(throws: CryptoError.self) { try RSAPublicKey(pem: "-----BEGIN PUBLIC KEY-----\nnonsense\n-----END PUBLIC KEY-----\n") }
         #expect(throws: AuthError.self) { try BearerTokenVerifier(keys: [.hs256(secret: Array("short".utf8))]) }
         #expect(throws: AuthError.self) { try BearerTokenVerifier(keys: []) }
     }
 
-    @Test func callsNeedTheClaimsTheirPartiesNeed() throws {
-        let authorizer = CallAuthorizer.tokens(try Self.verifier())
+    @Test func callsNeedTheClaimsTheirPartiesNeed() async throws {
+        let minted = try await Self.minted()
+        let authorizer = CallAuthorizer.tokens(try minted.verifier())
         func context(_ token: String?) -> RPCCallContext {
             RPCCallContext(
                 method: "/weft.v1.CommandService/Submit",
                 metadata: token.map { [Weft.V1.MetadataEntry(key: "authorization", value: .textValue("Bearer \($0)"))] } ?? [])
         }
-        let alice = context(Self.token("rs_good"))
+        let alice = context(minted.token("rs_good"))
         #expect(throws: Never.self) { try authorizer.requireActAs(["Alice::1220aa"], alice) }
         #expect(throws: Never.self) { try authorizer.requireReadAs(["Alice::1220aa", "Bob::1220bb"], alice) }
         #expect(throws: AuthError.missingClaim(claim: "actAs", value: "Bob::1220bb", call: "/weft.v1.CommandService/Submit")) {

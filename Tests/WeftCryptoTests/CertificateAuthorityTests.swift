@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WeftCrypto
+import WeftTestSupport
 
 /// Certificates from `CertificateAuthority` work for real TLS 1.3 between
 /// independent peers: OpenSSL's own `s_server` and `s_client` on loopback.
@@ -28,40 +29,29 @@ import WeftCrypto
         return files
     }
 
-    /// Runs a command to completion; returns its exit status and output.
+    /// Runs a command to completion off the concurrency pool (`TestSubprocess`), with empty
+    /// standard input; returns its exit status and output (standard output and error together).
     @discardableResult
-    func run(_ arguments: [String], input: String = "") throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        let stdin = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = stdin
-        try process.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try stdin.fileHandleForWriting.close()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
+    func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let outcome = try await TestSubprocess.run(arguments, mergingError: true)
+        return (outcome.status, outcome.output)
     }
 
-    @Test func chainVerifiesWithOpenSSL() throws {
+    @Test func chainVerifiesWithOpenSSL() async throws {
         let files = try makeFiles()
         defer { try? FileManager.default.removeItem(atPath: files.directory) }
-        let verified = try run(["openssl", "verify", "-CAfile", files.ca, files.node])
+        let verified = try await run(["openssl", "verify", "-CAfile", files.ca, files.node])
         #expect(verified.status == 0, "\(verified.output)")
-        let refused = try run(["openssl", "verify", "-CAfile", files.otherCA, files.node])
+        let refused = try await run(["openssl", "verify", "-CAfile", files.otherCA, files.node])
         #expect(refused.status != 0)
-        let text = try run(["openssl", "x509", "-in", files.node, "-noout", "-ext", "subjectAltName,extendedKeyUsage"]).output
+        let text = try await run(["openssl", "x509", "-in", files.node, "-noout", "-ext", "subjectAltName,extendedKeyUsage"]).output
         #expect(text.contains("DNS:localhost") && text.contains("IP Address:127.0.0.1"))
         #expect(text.contains("TLS Web Server Authentication") && text.contains("TLS Web Client Authentication"))
         // A P-256 key only signs (RFC 5480 allows no key encipherment for EC keys); the root signs
         // node certificates, never another CA.
-        let usage = try run(["openssl", "x509", "-in", files.node, "-noout", "-ext", "keyUsage"]).output
+        let usage = try await run(["openssl", "x509", "-in", files.node, "-noout", "-ext", "keyUsage"]).output
         #expect(usage.contains("Digital Signature") && !usage.contains("Key Encipherment"), "\(usage)")
-        let constraints = try run(["openssl", "x509", "-in", files.ca, "-noout", "-ext", "basicConstraints"]).output
+        let constraints = try await run(["openssl", "x509", "-in", files.ca, "-noout", "-ext", "basicConstraints"]).output
         #expect(constraints.contains("CA:TRUE, pathlen:0"), "\(constraints)")
         // Keys are private files; certificates are public.
         #expect((try FileManager.default.attributesOfItem(atPath: files.nodeKey)[.posixPermissions] as? Int) == 0o600)
@@ -70,7 +60,11 @@ import WeftCrypto
 
     /// One TLS 1.3 handshake: `s_server` with the node certificate, `s_client`
     /// trusting `caFile` and expecting `hostname`. Returns s_client's exit status and output.
-    func handshake(files: Files, caFile: String, hostname: String) throws -> (status: Int32, output: String) {
+    ///
+    /// No wait holds a concurrency pool thread: s_server's output is read by a thread of its
+    /// own (`TestSubprocess.lines`), s_client runs through `TestSubprocess`, and the server's
+    /// exit is awaited through its termination handler.
+    func handshake(files: Files, caFile: String, hostname: String) async throws -> (status: Int32, output: String) {
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         server.arguments = [
@@ -80,53 +74,61 @@ import WeftCrypto
         let serverOutput = Pipe()
         server.standardOutput = serverOutput
         server.standardError = serverOutput
+        // A pipe nobody writes to, left open: s_server ends its session when its standard input ends.
         server.standardInput = Pipe()
+        let exited = AsyncStream<Never>.makeStream()
+        server.terminationHandler = { _ in exited.continuation.finish() }
         try server.run()
-        defer {
-            if server.isRunning { server.terminate() }
-            server.waitUntilExit()
-        }
-        // s_server prints "ACCEPT 127.0.0.1:PORT" once listening.
-        var seen = ""
-        var port: String?
-        while port == nil {
-            let chunk = serverOutput.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { break }
-            seen += String(decoding: chunk, as: UTF8.self)
-            if let line = seen.split(separator: "\n").first(where: { $0.hasPrefix("ACCEPT") }) {
-                port = line.split(separator: ":").last.map(String.init)
+        let lines = TestSubprocess.lines(of: serverOutput)
+        // `defer` cannot await: the outcome is kept while the server is stopped and reaped.
+        let outcome: Result<(status: Int32, output: String), any Error>
+        do {
+            // s_server prints "ACCEPT 127.0.0.1:PORT" once listening.
+            var seen = ""
+            var port: String?
+            for await line in lines {
+                seen += line + "\n"
+                if line.hasPrefix("ACCEPT") {
+                    port = line.split(separator: ":").last.map(String.init)
+                    break
+                }
             }
+            let listening = try #require(port, "s_server did not start: \(seen)")
+            outcome = .success(
+                try await run([
+                    "openssl", "s_client", "-connect", "127.0.0.1:\(listening)", "-CAfile", caFile,
+                    "-verify_hostname", hostname, "-verify_return_error", "-tls1_3", "-alpn", "weft/1",
+                ]))
+        } catch {
+            outcome = .failure(error)
         }
-        let listening = try #require(port, "s_server did not start: \(seen)")
-        return try run(
-            [
-                "openssl", "s_client", "-connect", "127.0.0.1:\(listening)", "-CAfile", caFile,
-                "-verify_hostname", hostname, "-verify_return_error", "-tls1_3", "-alpn", "weft/1",
-            ], input: "")
+        if server.isRunning { server.terminate() }
+        for await _ in exited.stream {}
+        return try outcome.get()
     }
 
-    @Test func tls13HandshakeVerifiesAgainstTheDomainRoot() throws {
+    @Test func tls13HandshakeVerifiesAgainstTheDomainRoot() async throws {
         let files = try makeFiles()
         defer { try? FileManager.default.removeItem(atPath: files.directory) }
-        let ok = try handshake(files: files, caFile: files.ca, hostname: "localhost")
+        let ok = try await handshake(files: files, caFile: files.ca, hostname: "localhost")
         #expect(ok.status == 0, "\(ok.output)")
         #expect(ok.output.contains("Verify return code: 0 (ok)"), "\(ok.output)")
         #expect(ok.output.contains("TLSv1.3"), "\(ok.output)")
         #expect(ok.output.contains("ALPN protocol: weft/1"), "\(ok.output)")
     }
 
-    @Test func aClientTrustingAnotherRootRefuses() throws {
+    @Test func aClientTrustingAnotherRootRefuses() async throws {
         let files = try makeFiles()
         defer { try? FileManager.default.removeItem(atPath: files.directory) }
-        let refused = try handshake(files: files, caFile: files.otherCA, hostname: "localhost")
+        let refused = try await handshake(files: files, caFile: files.otherCA, hostname: "localhost")
         #expect(refused.status != 0)
         #expect(refused.output.contains("unable to get local issuer certificate") || refused.output.contains("verify error"), "\(refused.output)")
     }
 
-    @Test func aHostnameNotInTheCertificateIsRefused() throws {
+    @Test func aHostnameNotInTheCertificateIsRefused() async throws {
         let files = try makeFiles()
         defer { try? FileManager.default.removeItem(atPath: files.directory) }
-        let refused = try handshake(files: files, caFile: files.ca, hostname: "sequencer.example")
+        let refused = try await handshake(files: files, caFile: files.ca, hostname: "sequencer.example")
         #expect(refused.status != 0)
         #expect(refused.output.contains("hostname mismatch"), "\(refused.output)")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WeftCrypto
+import WeftTestSupport
 import WeftWire
 
 /// Weft's cryptography against an independent Python implementation written
@@ -9,9 +10,9 @@ import WeftWire
 /// signatures, sealed views, subview seeds) and Weft checks what Python made
 /// (a sealed view, a signature, a fingerprint).
 @Suite struct CrossImplementationTests {
-    @Test func pythonAndWeftInteroperate() throws {
+    @Test func pythonAndWeftInteroperate() async throws {
         let cases = try Cases()
-        let run = try runPython(cases.input)
+        let run = try await runPython(cases.input)
         #expect(run.status == 0, "python exited with \(run.status):\n\(run.output)")
         #expect(run.output.contains("crypto interop: \(cases.checkCount) passed, 0 failed"), "python output:\n\(run.output)")
 
@@ -111,7 +112,7 @@ import WeftWire
 
     /// The Python checker is not a rubber stamp: altered inputs make it fail,
     /// so the exit status 0 above means something.
-    @Test func pythonRejectsAlteredInputs() throws {
+    @Test func pythonRejectsAlteredInputs() async throws {
         let cases = try Cases()
         var input = cases.input
         var fingerprints = input["fingerprints"] as! [[String: Any]]
@@ -127,7 +128,7 @@ import WeftWire
         session["sealed_seed"] = Cases.flipHexBit(session["sealed_seed"] as! String, at: 40)
         views[2]["session"] = session
         input["views"] = views
-        let run = try runPython(input)
+        let run = try await runPython(input)
         #expect(run.status == 1, "python output:\n\(run.output)")
         #expect(run.output.contains("crypto interop: \(cases.checkCount - 5) passed, 5 failed"), "python output:\n\(run.output)")
     }
@@ -296,8 +297,8 @@ private func repositoryRoot() -> URL {
 }
 
 /// Writes `input` to IN.json, runs `weft_crypto.py check IN.json OUT.json`
-/// and reads OUT.json (empty if Python wrote none).
-private func runPython(_ input: [String: Any]) throws -> PythonRun {
+/// (off the concurrency pool, `TestSubprocess`) and reads OUT.json (empty if Python wrote none).
+private func runPython(_ input: [String: Any]) async throws -> PythonRun {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-crypto-xi-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -305,23 +306,14 @@ private func runPython(_ input: [String: Any]) throws -> PythonRun {
     let outURL = directory.appendingPathComponent("OUT.json")
     try JSONSerialization.data(withJSONObject: input, options: [.prettyPrinted, .sortedKeys]).write(to: inURL)
 
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [
-        "python3", repositoryRoot().appendingPathComponent("clients/python/weft_crypto.py").path, "check", inURL.path, outURL.path,
-    ]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
+    let script = repositoryRoot().appendingPathComponent("clients/python/weft_crypto.py").path
+    let outcome = try await TestSubprocess.run(["python3", script, "check", inURL.path, outURL.path], mergingError: true)
 
     var result: [String: Any] = [:]
     if let data = try? Data(contentsOf: outURL) {
         result = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
     }
-    return PythonRun(status: process.terminationStatus, output: output, result: result)
+    return PythonRun(status: outcome.status, output: outcome.output, result: result)
 }
 
 // MARK: - Helpers

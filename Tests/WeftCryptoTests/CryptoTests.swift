@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WeftCrypto
+import WeftTestSupport
 import WeftWire
 
 /// Behaviour of Weft's own schemes, built on the primitives that
@@ -138,22 +139,19 @@ import WeftWire
         #expect(try KeyFile.readEncryptionKey(at: directory + "/encryption.pem").publicKey == encryption.publicKey)
     }
 
-    @Test func keyFilesAreStandardPKCS8() throws {
-        // `openssl pkey` reads what Weft writes, and prints the same public key.
+    @Test func keyFilesAreStandardPKCS8() async throws {
+        // `openssl pkey` reads what Weft writes, and writes out the same public key (to a file:
+        // TestSubprocess returns output as text, and DER is binary).
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-pkcs8-\(UUID())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let key = try SigningPrivateKey.generate()
         try KeyFile.write(key, to: directory + "/k.pem")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl", "pkey", "-in", directory + "/k.pem", "-pubout", "-outform", "DER"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let der = [UInt8](output.fileHandleForReading.readDataToEndOfFile())
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        let outcome = try await TestSubprocess.run([
+            "openssl", "pkey", "-in", directory + "/k.pem", "-pubout", "-outform", "DER", "-out", directory + "/k.der",
+        ])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let der = [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/k.der")))
         // SubjectPublicKeyInfo of Ed25519: a 12-byte header, then the 32 raw bytes.
         #expect(Array(der.suffix(32)) == key.publicKey.rawRepresentation)
     }

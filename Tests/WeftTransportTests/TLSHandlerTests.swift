@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import Testing
 import WeftCrypto
+import WeftTestSupport
 import WeftTransport
 
 /// TLS 1.3 on OpenSSL through `TLSHandler`, over real TCP on loopback, with
@@ -242,35 +243,27 @@ import WeftTransport
         #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600)
     }
 
-    /// Runs `openssl s_client` against `port` trusting the PKI's root; returns its exit status and output.
-    func sClient(port: Int, pki: PKI, _ extra: [String] = []) throws -> (status: Int32, output: String) {
+    /// Runs `openssl s_client` against `port` trusting the PKI's root, off the concurrency pool
+    /// (`TestSubprocess`: its empty standard input ends the session after the handshake); returns
+    /// its exit status and output (standard output and error together).
+    func sClient(port: Int, pki: PKI, _ extra: [String] = []) async throws -> (status: Int32, output: String) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("weft-sclient-\(UUID())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try pki.ca.certificatePEM.write(toFile: directory + "/ca.pem", atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "openssl", "s_client", "-connect", "127.0.0.1:\(port)", "-alpn", "weft/1", "-CAfile", directory + "/ca.pem",
-            "-verify_hostname", "localhost", "-verify_return_error", "-showcerts",
-        ] + extra
-        let output = Pipe()
-        let input = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = input
-        try process.run()
-        try input.fileHandleForWriting.close()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
+        let outcome = try await TestSubprocess.run(
+            [
+                "openssl", "s_client", "-connect", "127.0.0.1:\(port)", "-alpn", "weft/1", "-CAfile", directory + "/ca.pem",
+                "-verify_hostname", "localhost", "-verify_return_error", "-showcerts",
+            ] + extra, mergingError: true)
+        return (outcome.status, outcome.output)
     }
 
     @Test func opensslSClientCompletesAHandshakeWithAWeftServer() async throws {
         let pki = try PKI()
         let server = try await startServer(.init(role: .server(requireClientCertificate: false), credentials: pki.server))
         defer { server.close(promise: nil) }
-        let (status, text) = try sClient(port: server.localAddress!.port!, pki: pki)
+        let (status, text) = try await sClient(port: server.localAddress!.port!, pki: pki)
         #expect(status == 0, "\(text)")
         #expect(text.contains("ALPN protocol: weft/1"), "\(text)")
         #expect(text.contains("Verify return code: 0 (ok)"), "\(text)")
@@ -283,7 +276,7 @@ import WeftTransport
         // By default a TLS 1.2 client is refused during the handshake.
         let strict = try await startServer(.init(role: .server(requireClientCertificate: false), credentials: pki.server))
         defer { strict.close(promise: nil) }
-        let refused = try sClient(port: strict.localAddress!.port!, pki: pki, ["-tls1_2"])
+        let refused = try await sClient(port: strict.localAddress!.port!, pki: pki, ["-tls1_2"])
         #expect(refused.status != 0, "\(refused.output)")
         #expect(refused.output.contains("protocol version") || refused.output.contains("no protocols available"), "\(refused.output)")
         // With the opt-in, the same client negotiates TLS 1.2, ALPN and a verified chain.
@@ -291,7 +284,7 @@ import WeftTransport
         configuration.minimumVersion = .v1_2
         let lenient = try await startServer(configuration)
         defer { lenient.close(promise: nil) }
-        let accepted = try sClient(port: lenient.localAddress!.port!, pki: pki, ["-tls1_2"])
+        let accepted = try await sClient(port: lenient.localAddress!.port!, pki: pki, ["-tls1_2"])
         #expect(accepted.status == 0, "\(accepted.output)")
         #expect(accepted.output.contains("Protocol  : TLSv1.2") || accepted.output.contains("TLSv1.2"), "\(accepted.output)")
         #expect(accepted.output.contains("ALPN protocol: weft/1"), "\(accepted.output)")

@@ -7,7 +7,7 @@ import WeftWire
 /// reads every sample Weft writes as the same field values, and Weft reads
 /// every sample Google's writes.
 @Suite struct InteropTests {
-    @Test func googleProtobufReadsWeftAndWeftReadsGoogle() throws {
+    @Test func googleProtobufReadsWeftAndWeftReadsGoogle() async throws {
         let (directory, descriptorSet) = try makeInteropDirectory("weft-interop")
         defer { try? FileManager.default.removeItem(at: directory) }
         var lines = ""
@@ -18,7 +18,7 @@ import WeftWire
         let pythonSamples = directory.appendingPathComponent("python.jsonl")
         try lines.write(to: weftSamples, atomically: true, encoding: .utf8)
 
-        let (status, text) = try runPythonScript(
+        let (status, text) = try await runPythonScript(
             "weft_interop.py",
             ["--descriptor-set", descriptorSet.path, "--weft-samples", weftSamples.path, "--python-samples-out", pythonSamples.path])
         #expect(status == 0, "weft_interop.py (Google's protobuf) reported:\n\(text)")

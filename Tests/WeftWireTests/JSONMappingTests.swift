@@ -43,7 +43,7 @@ import WeftWire
         #expect(count == allSamples.map(\.samples.count).reduce(0, +))
     }
 
-    @Test func googlesJSONFormatWritesAndReadsTheSameJSON() throws {
+    @Test func googlesJSONFormatWritesAndReadsTheSameJSON() async throws {
         let (directory, descriptorSet) = try makeInteropDirectory("weft-json")
         defer { try? FileManager.default.removeItem(at: directory) }
         var lines = ""
@@ -56,7 +56,7 @@ import WeftWire
         let pythonJSON = directory.appendingPathComponent("python.jsonl")
         try lines.write(to: weftJSON, atomically: true, encoding: .utf8)
 
-        let (status, text) = try runPythonScript(
+        let (status, text) = try await runPythonScript(
             "weft_json_interop.py", ["--descriptor-set", descriptorSet.path, "--weft-json", weftJSON.path, "--python-json-out", pythonJSON.path])
         #expect(status == 0, "weft_json_interop.py (Google's json_format) reported:\n\(text)")
         #expect(text.contains("0 mismatches"), "\(text)")

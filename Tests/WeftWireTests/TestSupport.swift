@@ -1,4 +1,5 @@
 import Foundation
+import WeftTestSupport
 import WeftWire
 
 /// A small seeded generator (SplitMix64), so that a failing random input can
@@ -70,19 +71,12 @@ func makeInteropDirectory(_ prefix: String) throws -> (directory: URL, descripto
     return (directory, descriptorSet)
 }
 
-/// Runs `python3 clients/python/<script> arguments…` to its end: its exit status and its
-/// output (standard output and error together).
-func runPythonScript(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", repositoryRoot.appendingPathComponent("clients/python/\(script)").path] + arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
+/// Runs `python3 clients/python/<script> arguments…` to its end, off the concurrency pool
+/// (`TestSubprocess`): its exit status and its output (standard output and error together).
+func runPythonScript(_ script: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+    let outcome = try await TestSubprocess.run(
+        ["python3", repositoryRoot.appendingPathComponent("clients/python/\(script)").path] + arguments, mergingError: true)
+    return (outcome.status, outcome.output)
 }
 
 /// One JSON line describing a sample for the Python scripts: its type, variant and bytes (hex),
