@@ -167,12 +167,13 @@ import WeftWire
     /// that misbehaves on purpose); and a client of it with `configuration`.
     static func fakePeer(
         configuration: RPCConfiguration = RPCTestNode.testConfiguration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ handlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void
     ) async throws -> (listener: any Channel, client: RPCClient) {
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
         let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))
-        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let listener = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls))
@@ -183,7 +184,7 @@ import WeftWire
         let client = try await RPCClient.connect(
             host: "127.0.0.1", port: listener.localAddress!.port!,
             security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
-            configuration: configuration)
+            configuration: configuration, group: group)
         return (listener, client)
     }
 
@@ -259,13 +260,20 @@ import WeftWire
         var configuration = RPCTestNode.testConfiguration
         configuration.keepaliveInterval = .milliseconds(100)
         configuration.keepaliveTimeout = .seconds(4)
-        let (slow, client) = try await Self.fakePeer(configuration: configuration) { try $0.addHandler(Dribbler(dribbling)) }
+        // Both ends on a loop of their own: the shared loops also decode the suite's largest
+        // frames, which could hold a dribbled byte past the timeout.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let (slow, client) = try await Self.fakePeer(configuration: configuration, group: group) {
+            try $0.addHandler(Dribbler(dribbling))
+        }
         defer { slow.close(promise: nil) }
         try await Task.sleep(for: .seconds(10))  // the time under test: bytes still arriving
         #expect(client.channel.isActive, "the keepalive closed a connection whose peer was sending")
         // Once the bytes stop, the pings unanswered close it.
         dribbling.stop.withLock { $0 = true }
         try await client.channel.closeFuture.get()
+        try await slow.close()
+        try await group.shutdownGracefully()
     }
 
     /// A stall of the client's own process is not the server's fault: the client's ping goes
@@ -316,15 +324,19 @@ import WeftWire
         var configuration = RPCTestNode.testConfiguration
         configuration.keepaliveInterval = .milliseconds(100)
         configuration.keepaliveTimeout = .seconds(4)
-        let node = try await RPCTestNode.start(configuration: configuration) { router in
+        // Both ends on a loop of their own: the shared loops also decode the suite's largest
+        // frames, which could hold a pong past the timeout (CI failed so once).
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let node = try await RPCTestNode.start(configuration: configuration, group: group) { router in
             router.register(Weft.V1.HealthService.check) { _, _ in
                 try await Task.sleep(for: .seconds(10))  // the work being measured, not synchronization
                 return .init(status: .serving)
             }
         }
-        defer { node.close() }
-        let client = try await node.connect(configuration: configuration)
-        defer { client.channel.close(promise: nil) }
+        let client = try await node.connect(configuration: configuration, group: group)
         #expect(try await client.unary(Weft.V1.HealthService.check, .init()).status == .serving)
+        try await client.channel.close()
+        await node.server.close()
+        try await group.shutdownGracefully()
     }
 }

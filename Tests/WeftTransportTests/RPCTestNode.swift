@@ -24,7 +24,7 @@ struct RPCTestNode {
 
     static func start(
         configuration: RPCConfiguration = testConfiguration, logger: Logger = Logger(label: "weft.rpc.server"),
-        _ configure: (inout RPCRouter) -> Void
+        group: (any EventLoopGroup)? = nil, _ configure: (inout RPCRouter) -> Void
     ) async throws -> RPCTestNode {
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let node = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
@@ -32,7 +32,8 @@ struct RPCTestNode {
         configure(&router)
         let tls = try TLSContext(.init(role: .server(requireClientCertificate: false), credentials: node))
         let server = try await RPCServer.start(
-            host: "127.0.0.1", port: 0, security: .tls(tls), router: router, configuration: configuration, logger: logger)
+            host: "127.0.0.1", port: 0, security: .tls(tls), router: router, configuration: configuration, logger: logger,
+            group: group)
         return RPCTestNode(ca: ca, server: server)
     }
 
@@ -42,8 +43,9 @@ struct RPCTestNode {
     }
 
     /// A client connection with the full client pipeline (TLS, frames, keepalive, RPC).
-    func connect(configuration: RPCConfiguration = testConfiguration) async throws -> RPCClient {
-        try await RPCClient.connect(host: "127.0.0.1", port: port, security: .tls(clientTLS()), configuration: configuration)
+    func connect(configuration: RPCConfiguration = testConfiguration, group: (any EventLoopGroup)? = nil) async throws -> RPCClient {
+        try await RPCClient.connect(
+            host: "127.0.0.1", port: port, security: .tls(clientTLS()), configuration: configuration, group: group)
     }
 
     /// A frame-level connection to this node, for tests that speak the
