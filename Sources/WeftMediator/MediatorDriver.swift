@@ -511,8 +511,11 @@ public actor MediatorDriver {
                     "a verdict is sent more than half a window after its decision (a mediator catching up); a participant that has it already ignores this copy",
                     metadata: ["request": "\(verdict.request)", "message_id": "\(messageID)"])
             }
-            let content = Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message))
-            let batch = Weft.V1.Batch(envelopes: [.init(content: try content.serializedBytes(), recipients: recipients)])
+            // One envelope per participant: an envelope's recipient list is delivered with it,
+            // and one to them all would tell each of the others, also of those it shares no view
+            // with (the submitter sends its root hash messages so too).
+            let content = try Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message)).serializedBytes()
+            let batch = Weft.V1.Batch(envelopes: recipients.map { .init(content: content, recipients: [$0]) })
             // Under the request's trace (known unless the mediator restarted since it came).
             let trace = requestTraces[verdict.request.timestamp]?.childSpan()
             // Until the send returns, this verdict may be sequenced whatever the send says.

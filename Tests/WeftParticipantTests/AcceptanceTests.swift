@@ -238,6 +238,12 @@ extension OnASecondRealDomain {
                 #expect(
                     Set(rootHashes.flatMap { $0.recipients.filter(members.contains) })
                         == Set(informeeParticipants.map { members[$0] }))
+                // The verdict likewise: one envelope per informee participant, to it alone.
+                let verdictEvent = try #require(
+                    events.first { $0.messageID.hasPrefix("verdict-\(request.timestamp)-") }, "no verdict on the settlement")
+                let verdictEnvelopes = verdictEvent.batch?.envelopes ?? []
+                #expect(verdictEnvelopes.allSatisfy { $0.recipients.count == 1 }, "\(verdictEnvelopes.map(\.recipients))")
+                #expect(Set(verdictEnvelopes.flatMap(\.recipients)) == Set(informeeParticipants.map { members[$0] }))
 
                 // participant4: nothing of the DvP in its stream (no event since the first create
                 // is delivered to it) and nothing in its store.

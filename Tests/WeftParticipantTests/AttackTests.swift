@@ -190,7 +190,8 @@ extension OnAThirdRealDomain {
                 var prepared = try await domain.p1.prepare(
                     [try domain.issue("5", to: domain.bob, by: domain.alice)], actAs: [domain.alice],
                     command: CommandKey(applicationID: "mallory", commandID: "other-root"))
-                // The root hash message (the last envelope) announces another root hash.
+                // One root hash message (the last envelope; there is one per informee participant)
+                // announces another root hash: the mediator, which reads them all, sees them disagree.
                 let last = prepared.batch.envelopes.count - 1
                 var content = try Weft.V1.EnvelopeContent(serializedBytes: prepared.batch.envelopes[last].content)
                 guard case .rootHash(var message)? = content.message else {
