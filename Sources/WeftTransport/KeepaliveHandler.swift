@@ -15,7 +15,8 @@ public import WeftWire
 /// (this event loop was blocked, or the process was not scheduled), the pong
 /// may not have been read yet, or a peer on the same stalled machine may not
 /// have had its turn, so an expired ping gets one fresh timeout from then
-/// instead of closing a connection whose peer did nothing wrong.
+/// instead of closing a connection whose peer did nothing wrong; and before
+/// closing, one more pass of the loop reads what the socket already holds.
 ///
 /// Sits between `FrameHandler` and the RPC handler; pings and pongs stop here.
 public final class KeepaliveHandler: ChannelDuplexHandler {
@@ -28,9 +29,16 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
     private let timeout: TimeAmount
     private var lastReceived = NIODeadline.now()
     private var timer: Scheduled<Void>?
-    /// The data of the ping awaiting its pong, when it was sent, and whether its timeout was
-    /// restarted once because this side's check ran late.
-    private var outstanding: (data: UInt64, sent: NIODeadline, restarted: Bool)?
+    /// The ping awaiting its pong.
+    private struct Outstanding {
+        var data: UInt64
+        var sent: NIODeadline
+        /// Its timeout was restarted once because this side's check ran late.
+        var restarted = false
+        /// Its timeout passed, and one more pass reads what the socket holds before closing.
+        var lastLook = false
+    }
+    private var outstanding: Outstanding?
     /// When the scheduled check should run: how late it runs tells a stall of this side.
     private var checkDue: NIODeadline?
     private var nextPingData: UInt64 = 1
@@ -133,21 +141,26 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
             lastReceived = now
             outstanding = nil
         }
-        if let ping = outstanding {
-            if now - ping.sent >= timeout, late > stallTolerance, !ping.restarted {
+        if var ping = outstanding {
+            guard now - ping.sent >= timeout else { return schedule(context, in: timeout - (now - ping.sent)) }
+            if late > stallTolerance, !ping.restarted {
                 // This side was not looking: the peer gets a whole timeout from now.
-                outstanding = (ping.data, now, true)
-                schedule(context, in: timeout)
-                return
+                ping.sent = now
+                ping.restarted = true
+                outstanding = ping
+                return schedule(context, in: timeout)
             }
-            guard now - ping.sent < timeout else {
-                context.fireErrorCaught(TransportError.keepaliveTimeout(timeout))
-                context.close(promise: nil)
-                return
+            if !ping.lastLook {
+                // A loop that was busy until just now runs its due timers before it reads: the
+                // pong may be in the socket. A moment later the loop has read what is there.
+                ping.lastLook = true
+                outstanding = ping
+                return schedule(context, in: .milliseconds(10))
             }
-            schedule(context, in: timeout - (now - ping.sent))
+            context.fireErrorCaught(TransportError.keepaliveTimeout(timeout))
+            context.close(promise: nil)
         } else if now - lastReceived >= interval {
-            outstanding = (nextPingData, now, false)
+            outstanding = Outstanding(data: nextPingData, sent: now)
             context.writeAndFlush(wrapOutboundOut(.init(streamID: 0, kind: .ping(.init(data: nextPingData)))), promise: nil)
             nextPingData &+= 1
             schedule(context, in: timeout)

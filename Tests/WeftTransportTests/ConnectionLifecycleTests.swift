@@ -266,7 +266,6 @@ import WeftWire
         let (slow, client) = try await Self.fakePeer(configuration: configuration, group: group) {
             try $0.addHandler(Dribbler(dribbling))
         }
-        defer { slow.close(promise: nil) }
         try await Task.sleep(for: .seconds(10))  // the time under test: bytes still arriving
         #expect(client.channel.isActive, "the keepalive closed a connection whose peer was sending")
         // Once the bytes stop, the pings unanswered close it.
@@ -276,19 +275,19 @@ import WeftWire
         try await group.shutdownGracefully()
     }
 
-    /// A stall of the client's own process is not the server's fault: the client's ping goes
-    /// unanswered while the server's event loop is blocked, then the client's loop is blocked
-    /// past the ping's timeout too, and wakes just before the server does (as two event loops
-    /// of one stalled machine may). The expired ping gets a fresh timeout, the server's pong
-    /// comes, and the call made after the stall is answered. Before, the client closed the
-    /// connection as it woke (the full suite failed so on a loaded CI machine).
-    @Test func aStallOfThisSideIsNotBlamedOnThePeer() async throws {
+    /// A client and a server, each on an event loop of its own so that each can be blocked
+    /// alone, with the client pinging after 100 ms of quiet: the server's loop is blocked for
+    /// `serverStall` from now, the client's from `clientStallStart` for `clientStall`. Whether
+    /// a call made after both stalls is answered (on the client's loop, so after its keepalive
+    /// check), and the connection still open.
+    private func callAfterStalls(
+        timeout: TimeAmount, serverStall: Double, clientStallStart: TimeAmount, clientStall: Double
+    ) async throws -> Bool {
         var configuration = RPCTestNode.testConfiguration
         let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
         let credentials = try CertificateAuthority.issue(commonName: "node1", hostnames: ["localhost"], signedBy: ca)
         var router = RPCRouter()
         router.register(Weft.V1.HealthService.check) { _, _ in .init(status: .serving) }
-        // Each side on a loop of its own, so that each can be blocked alone.
         let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = try await RPCServer.start(
@@ -296,25 +295,44 @@ import WeftWire
             security: .tls(TLSContext(.init(role: .server(requireClientCertificate: false), credentials: credentials))),
             router: router, configuration: configuration, group: serverGroup)
         configuration.keepaliveInterval = .milliseconds(100)
-        configuration.keepaliveTimeout = .seconds(1)
+        configuration.keepaliveTimeout = timeout
         let client = try await RPCClient.connect(
             host: "127.0.0.1", port: server.port,
             security: .tls(TLSContext(.init(role: .client(serverHostname: "localhost"), trustRootsPEM: ca.certificatePEM))),
             configuration: configuration, group: clientGroup)
-        #expect(try await client.unary(Weft.V1.HealthService.check, .init()).status == .serving)
-        // The server takes nothing for 2.6 s; the client pings within 0.1 s of its last pong and
-        // is blocked from 0.5 s to 2.5 s: its ping's timeout passes while it is blocked.
-        let serverStall = serverGroup.next().submit { Thread.sleep(forTimeInterval: 2.6) }  // the stall under test
-        let clientStall = clientGroup.next().scheduleTask(in: .milliseconds(500)) { Thread.sleep(forTimeInterval: 2) }
-        try await clientStall.futureResult.get()
-        try await serverStall.get()
-        // Made on the client's loop after its late keepalive check.
-        #expect(try await client.unary(Weft.V1.HealthService.check, .init()).status == .serving)
-        #expect(client.channel.isActive)
-        try await client.channel.close()
+        let before = try await client.unary(Weft.V1.HealthService.check, .init()).status == .serving
+        // The stalls under test; the client pings about 0.1 s after that answer.
+        let serverStalled = serverGroup.next().submit { Thread.sleep(forTimeInterval: serverStall) }
+        let clientStalled = clientGroup.next().scheduleTask(in: clientStallStart) { Thread.sleep(forTimeInterval: clientStall) }
+        try await clientStalled.futureResult.get()
+        try await serverStalled.get()
+        let after = (try? await client.unary(Weft.V1.HealthService.check, .init()).status) == .serving
+        let open = client.channel.isActive
+        try? await client.channel.close()
         await server.close()
         try await clientGroup.shutdownGracefully()
         try await serverGroup.shutdownGracefully()
+        return before && after && open
+    }
+
+    /// A stall of the client's own process is not the server's fault: the client's ping goes
+    /// unanswered while the server's event loop is blocked (4.6 s), then the client's loop is
+    /// blocked past the ping's 2 s timeout too (0.3 s to 4.5 s: 1.7 s of room for a late
+    /// start), and wakes just before the server does (as two event loops of one stalled
+    /// machine may). The expired ping gets a fresh timeout, the server's pong comes, and the
+    /// call made after the stall is answered. Before, the client closed the connection as it
+    /// woke (the full suite failed so on a loaded CI machine).
+    @Test func aStallOfThisSideIsNotBlamedOnThePeer() async throws {
+        #expect(try await callAfterStalls(timeout: .seconds(2), serverStall: 4.6, clientStallStart: .milliseconds(300), clientStall: 4.2))
+    }
+
+    /// A loop busy until just after the ping's timeout runs its due timers before it reads its
+    /// socket: the server, blocked for 1 s, has answered the ping (sent ~0.1 s in, timeout 1 s)
+    /// while the client was blocked from 0.5 s to 1.2 s, so the pong waits unread when the
+    /// client's check runs ~0.1 s late (too little to count as a stall). The last look reads
+    /// it. Without that look, the client closed the connection with its answer in the socket.
+    @Test func aPongWaitingInTheSocketIsReadBeforeTheKeepaliveCloses() async throws {
+        #expect(try await callAfterStalls(timeout: .seconds(1), serverStall: 1.0, clientStallStart: .milliseconds(500), clientStall: 0.7))
     }
 
     @Test func keepaliveKeepsASlowCallAlive() async throws {
