@@ -173,25 +173,31 @@ public final class RPCServer: Sendable {
 
 /// The open connections of a server, added as they are accepted and removed
 /// as they close.
-private final class ConnectionRegistry: Sendable {
+final class ConnectionRegistry: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
         /// Connections open per remote IP address (no port), for the per-address limit.
         var perAddress: [String: Int] = [:]
         var draining = false
-        /// Connections refused since the last warning, and when that was.
-        var refused = 0
+        /// Refusals for a full server, and for a full address, each with its own warnings.
+        var full = Refusals()
+        var fullAddress = Refusals()
+    }
+
+    /// Connections refused since the last warning of their kind, and when that was.
+    private struct Refusals {
+        var count = 0
         var warnedAt: ContinuousClock.Instant?
 
         /// Counts a refusal; the refusals since the last warning when one is due now (one per
-        /// 10 s, for both kinds together: a flood must not flood the log), nil otherwise.
+        /// 10 s: a flood must not flood the log), nil otherwise.
         mutating func refusal() -> Int? {
-            refused += 1
+            count += 1
             let now = ContinuousClock.now
             guard warnedAt.map({ now - $0 >= .seconds(10) }) ?? true else { return nil }
             warnedAt = now
-            defer { refused = 0 }
-            return refused
+            defer { count = 0 }
+            return count
         }
     }
     private let state = Mutex(State())
@@ -204,12 +210,13 @@ private final class ConnectionRegistry: Sendable {
     /// `perAddress` from the channel's remote IP address.
     func add(_ channel: any Channel, maximum: Int, perAddress: Int) -> Admission {
         let key = ObjectIdentifier(channel)
-        // The address without its port; a channel without one (not IP) counts under "".
-        let address = channel.remoteAddress?.ipAddress ?? ""
+        let address = Self.addressKey(channel.remoteAddress)
         let admission = state.withLock { state -> Admission in
             if state.draining { return .draining }
-            guard state.channels.count < maximum else { return .full(state.refusal()) }
-            guard state.perAddress[address, default: 0] < perAddress else { return .fullForAddress(state.refusal()) }
+            guard state.channels.count < maximum else { return .full(state.full.refusal()) }
+            guard state.perAddress[address, default: 0] < perAddress else {
+                return .fullForAddress(state.fullAddress.refusal())
+            }
             state.channels[key] = channel
             state.perAddress[address, default: 0] += 1
             return .added
@@ -224,6 +231,26 @@ private final class ConnectionRegistry: Sendable {
             }
         }
         return admission
+    }
+
+    /// What a connection from `address` counts under for the per-address limit: an IPv4
+    /// address; an IPv6 address's /64, since a host is routed a whole /64 and may connect from
+    /// any address in it; an IPv4-mapped IPv6 address (a dual-stack listener) as its IPv4
+    /// address. A channel without one (not IP) counts under "".
+    static func addressKey(_ address: SocketAddress?) -> String {
+        switch address {
+        case .v4?:
+            return address?.ipAddress ?? ""
+        case .v6(let v6)?:
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
+                return bytes[12..<16].map { String($0) }.joined(separator: ".")
+            }
+            let hex = bytes[0..<8].map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
+            return stride(from: 0, to: 8, by: 2).map { hex[$0] + hex[$0 + 1] }.joined(separator: ":") + "::/64"
+        default:
+            return ""
+        }
     }
 
     /// The connections open now; none is added after.
