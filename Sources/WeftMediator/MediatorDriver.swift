@@ -515,7 +515,18 @@ public actor MediatorDriver {
             // and one to them all would tell each of the others, also of those it shares no view
             // with (the submitter sends its root hash messages so too).
             let content = try Weft.V1.EnvelopeContent(message: .signedMessage(verdict.message)).serializedBytes()
-            let batch = Weft.V1.Batch(envelopes: recipients.map { .init(content: content, recipients: [$0]) })
+            var batch = Weft.V1.Batch(envelopes: recipients.map { .init(content: content, recipients: [$0]) })
+            // A rejection carries the rejecting participants' reasons (up to ~10 KB): copies for
+            // many participants could pass the domain's request size, which the sequencer would
+            // refuse, leaving the inputs locked until the decision time. Such a verdict goes as
+            // one envelope to all: delivered, though each participant then sees the others.
+            let limit = now.domainParameters.map { Int($0.maxRequestSizeBytes) } ?? Sequencer.defaultMaximumRequestBytes
+            if recipients.count > 1, try batch.serializedBytes().count > limit {
+                logger.warning(
+                    "a verdict goes as one envelope to all its participants: one copy each would pass the domain's request size",
+                    metadata: ["request": "\(verdict.request)", "recipients": "\(recipients.count)", "limit": "\(limit)"])
+                batch = Weft.V1.Batch(envelopes: [.init(content: content, recipients: recipients)])
+            }
             // Under the request's trace (known unless the mediator restarted since it came).
             let trace = requestTraces[verdict.request.timestamp]?.childSpan()
             // Until the send returns, this verdict may be sequenced whatever the send says.

@@ -250,7 +250,7 @@ public final class Sequencer: Sendable {
 
 extension Sequencer {
     /// Limits the service applies before sequencing.
-    static let defaultMaximumRequestBytes = 1 << 20
+    public static let defaultMaximumRequestBytes = 1 << 20
     /// The recipient that stands for every member at sequencing time.
     public static let allMembers = "ALL"
 

@@ -39,20 +39,22 @@ public struct TestDomain: Sendable {
     /// `reactionTimeoutMicros`: the mediator reaction timeout, left unset (no decision time) when nil.
     public static func parameters(
         tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000, reconciliationIntervalMicros: Int64 = 60_000_000,
-        reactionTimeoutMicros: Int64? = nil
+        reactionTimeoutMicros: Int64? = nil, maxRequestSizeBytes: UInt32 = 1 << 20
     ) -> Weft.V1.DomainParameters {
         Weft.V1.DomainParameters(
             participantResponseTimeout: .init(micros: responseTimeoutMicros), reconciliationInterval: .init(micros: reconciliationIntervalMicros),
-            maxRequestSizeBytes: 1 << 20, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
+            maxRequestSizeBytes: maxRequestSizeBytes, ledgerTimeRecordTimeTolerance: .init(micros: 60_000_000),
             mediatorDeduplicationTimeout: .init(micros: 600_000_000), authenticationTokenLifetime: .init(micros: tokenLifetime),
             mediatorReactionTimeout: reactionTimeoutMicros.map { .init(micros: $0) })
     }
 
     public mutating func genesis(
-        tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000, reactionTimeoutMicros: Int64? = nil
+        tokenLifetime: Int64 = 3_600_000_000, responseTimeoutMicros: Int64 = 30_000_000, reactionTimeoutMicros: Int64? = nil,
+        maxRequestSizeBytes: UInt32 = 1 << 20
     ) throws -> [Weft.V1.SignedTopologyTransaction] {
         let parameters = Self.parameters(
-            tokenLifetime: tokenLifetime, responseTimeoutMicros: responseTimeoutMicros, reactionTimeoutMicros: reactionTimeoutMicros)
+            tokenLifetime: tokenLifetime, responseTimeoutMicros: responseTimeoutMicros, reactionTimeoutMicros: reactionTimeoutMicros,
+            maxRequestSizeBytes: maxRequestSizeBytes)
         return [
             try domainSigned(.rootDelegation(namespaceKey.publicKey), key: "root"),
             try domainSigned(.keys(of: managerMember, signing: [managerKey.publicKey]), key: "keys-dom"),

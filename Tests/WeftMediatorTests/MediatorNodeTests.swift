@@ -40,9 +40,10 @@ import WeftWire
         /// The domain manager's session, for topology changes.
         let manager: SequencerClient
 
-        static func start(_ url: String, responseTimeoutMicros: Int64 = 30_000_000, reactionTimeoutMicros: Int64? = nil) async throws
-            -> RealDomain
-        {
+        static func start(
+            _ url: String, responseTimeoutMicros: Int64 = 30_000_000, reactionTimeoutMicros: Int64? = nil,
+            maxRequestSizeBytes: UInt32 = 1 << 20
+        ) async throws -> RealDomain {
             var domain = try Domain()
             let setup = try PostgresConnection(url: url)
             try Sequencer.migrator.migrate(setup)
@@ -57,7 +58,9 @@ import WeftWire
             let provider = SequencerServiceProvider(sequencer: sequencer, topology: topology, signingKey: domain.sequencerKey, logger: quiet)
             try await topology.start { member in await provider.cutOff(member) }
             _ = try await topology.initialize(
-                try domain.genesis(responseTimeoutMicros: responseTimeoutMicros, reactionTimeoutMicros: reactionTimeoutMicros))
+                try domain.genesis(
+                    responseTimeoutMicros: responseTimeoutMicros, reactionTimeoutMicros: reactionTimeoutMicros,
+                    maxRequestSizeBytes: maxRequestSizeBytes))
             var router = RPCRouter()
             provider.register(on: &router)
             let ca = try CertificateAuthority.makeRoot(commonName: "domain1")
@@ -166,12 +169,15 @@ import WeftWire
             ])
         }
 
-        /// participant2's approval for bank of the request at `time`.
-        func approval(_ views: TransactionViews, requestAt time: Weft.V1.Timestamp) throws -> Weft.V1.Batch {
+        /// participant2's approval for bank of the request at `time`, or its rejection when
+        /// `reject` is given.
+        func approval(_ views: TransactionViews, requestAt time: Weft.V1.Timestamp, reject: Weft.V1.LocalReject? = nil) throws
+            -> Weft.V1.Batch
+        {
             let response = Weft.V1.ConfirmationResponse(
                 requestID: time, sender: p2.id.description, viewHash: views.views[0].hash.bytes,
-                localVerdict: .init(outcome: .approve(.init())), rootHash: views.rootHash.bytes, confirmingParties: [bank.description],
-                domain: domain.domain.description)
+                localVerdict: .init(outcome: reject.map { .reject($0) } ?? .approve(.init())), rootHash: views.rootHash.bytes,
+                confirmingParties: [bank.description], domain: domain.domain.description)
             let content = Weft.V1.EnvelopeContent(message: .signedMessage(try ProtocolSigning.sign(response, with: p2.signingKey)))
             return .init(envelopes: [.init(content: try content.serializedBytes(), recipients: [domain.mediatorMember.description])])
         }
@@ -264,6 +270,47 @@ import WeftWire
                 let seen = try await Self.read(client, domain: real.domain, until: "end")
                 #expect(seen.verdicts == [result], "\(client.member)")
             }
+            running.cancel()
+            _ = await running.result
+            await connection.close()
+            await real.stop()
+        }
+    }
+
+    /// A rejection's verdict carries the rejecting participant's reasons (~10 KB at the bounds
+    /// the mediator passes on): one copy for each informee participant could pass the domain's
+    /// request size, which the sequencer refuses, and the inputs would stay locked until the
+    /// decision time. Here one copy fits the domain's 14,000 bytes and two do not: the verdict
+    /// goes as one envelope to both, and reaches participant1. Before, it was refused
+    /// (`SEQUENCER_REQUEST_TOO_LARGE`) and reached nobody.
+    @Test func aVerdictWhoseCopiesWouldPassTheRequestSizeGoesAsOneEnvelope() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let real = try await RealDomain.start(fixture.url, maxRequestSizeBytes: 14_000)
+            let (driver, connection) = try await real.mediatorDriver()
+            let running = Self.run(driver)
+            let views = try real.iouIssue(uuidByte: 1)
+            try await real.p2Client.send(try real.request(views), messageID: "request-1")
+            let requestTime = try await Self.requestTime(real.p1Client)
+            let reject = Weft.V1.LocalReject(
+                reasonID: "TEST_LONG_REASONS", message: String(repeating: "m", count: 1_024),
+                resources: (0..<32).map { String(repeating: "r", count: 250) + "\($0)" })
+            try await real.p2Client.send(try real.approval(views, requestAt: requestTime, reject: reject), messageID: "rejection-1")
+            // Bounded: without the fallback the verdict never comes.
+            let seen = try await withThrowingTaskGroup(of: Seen?.self) { group in
+                group.addTask { try await Self.read(real.p1Client, domain: real.domain, until: nil) }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(30))  // a bound, not synchronization
+                    return nil
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? nil
+            }
+            let result = try #require(seen?.verdicts.first, "no verdict reached participant1 within 30 s")
+            guard case .participantReject(let rejects)? = result.verdict?.outcome else {
+                Issue.record("not rejected by the participant: \(result)")
+                return
+            }
+            #expect("\(rejects)".contains("TEST_LONG_REASONS"))
             running.cancel()
             _ = await running.result
             await connection.close()
