@@ -16,7 +16,8 @@ public import WeftWire
 /// may not have been read yet, or a peer on the same stalled machine may not
 /// have had its turn, so an expired ping gets one fresh timeout from then
 /// instead of closing a connection whose peer did nothing wrong; and before
-/// closing, one more pass of the loop reads what the socket already holds.
+/// closing, it looks once more 10 ms later, by when the loop has usually read
+/// what the socket already holds.
 ///
 /// Sits between `FrameHandler` and the RPC handler; pings and pongs stop here.
 public final class KeepaliveHandler: ChannelDuplexHandler {
@@ -147,6 +148,7 @@ public final class KeepaliveHandler: ChannelDuplexHandler {
                 // This side was not looking: the peer gets a whole timeout from now.
                 ping.sent = now
                 ping.restarted = true
+                ping.lastLook = false
                 outstanding = ping
                 return schedule(context, in: timeout)
             }

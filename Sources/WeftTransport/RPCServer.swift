@@ -114,9 +114,10 @@ public final class RPCServer: Sendable {
                     return channel.close()
                 case .fullForAddress(let refusedSinceLastLine?):
                     logger.warning(
-                        "refused connections: their address holds the most connections one address may; raise rpc.max-connections-per-address if many clients share it (a proxy, NAT)",
+                        "refused connections: their address holds the most connections one address may; raise rpc.max-connections-per-address if many clients share it (a proxy, NAT, an IPv6 /64 subnet)",
                         metadata: [
                             "peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
+                            "counted_as": "\(ConnectionRegistry.addressKey(channel.remoteAddress))",
                             "maximum": "\(configuration.maximumConnectionsPerAddress)", "refused": "\(refusedSinceLastLine)",
                         ])
                     return channel.close()
@@ -234,9 +235,11 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// What a connection from `address` counts under for the per-address limit: an IPv4
-    /// address; an IPv6 address's /64, since a host is routed a whole /64 and may connect from
-    /// any address in it; an IPv4-mapped IPv6 address (a dual-stack listener) as its IPv4
-    /// address. A channel without one (not IP) counts under "".
+    /// address; an IPv6 address's /64, since one host may hold a whole /64 (privacy addresses,
+    /// a delegated prefix) and connect from any address in it — also the clients of a subnet
+    /// count together, so raise the limit for a subnet of many; an IPv4-mapped IPv6 address (a
+    /// dual-stack listener) as its IPv4 address; a link-local one (fe80::/10, the same /64 on
+    /// every link) as itself with its interface. A channel without one (not IP) counts under "".
     static func addressKey(_ address: SocketAddress?) -> String {
         switch address {
         case .v4?:
@@ -245,6 +248,9 @@ final class ConnectionRegistry: Sendable {
             let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
             if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
                 return bytes[12..<16].map { String($0) }.joined(separator: ".")
+            }
+            if bytes[0] == 0xfe, bytes[1] & 0xc0 == 0x80 {
+                return (address?.ipAddress ?? "") + "%\(v6.address.sin6_scope_id)"
             }
             let hex = bytes[0..<8].map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
             return stride(from: 0, to: 8, by: 2).map { hex[$0] + hex[$0 + 1] }.joined(separator: ":") + "::/64"

@@ -176,7 +176,9 @@ struct InspectError: Error, CustomStringConvertible {
     }
 }
 
-/// One stored event as a member's subscription sees it.
+/// One stored event, numbered as a member's subscription numbers it, with its whole batch:
+/// every envelope, also those addressed to other members (the member's subscription delivers
+/// only its own), so that an operator sees what each went to.
 struct StoredEvent {
     let counter: Int64
     let timestampMicros: Int64

@@ -327,12 +327,12 @@ import WeftWire
     }
 
     /// A loop busy until just after the ping's timeout runs its due timers before it reads its
-    /// socket: the server, blocked for 1 s, has answered the ping (sent ~0.1 s in, timeout 1 s)
+    /// socket: the server, blocked for 0.8 s, has answered the ping (sent ~0.1 s in, timeout 1 s)
     /// while the client was blocked from 0.5 s to 1.2 s, so the pong waits unread when the
     /// client's check runs ~0.1 s late (too little to count as a stall). The last look reads
     /// it. Without that look, the client closed the connection with its answer in the socket.
     @Test func aPongWaitingInTheSocketIsReadBeforeTheKeepaliveCloses() async throws {
-        #expect(try await callAfterStalls(timeout: .seconds(1), serverStall: 1.0, clientStallStart: .milliseconds(500), clientStall: 0.7))
+        #expect(try await callAfterStalls(timeout: .seconds(1), serverStall: 0.8, clientStallStart: .milliseconds(500), clientStall: 0.7))
     }
 
     @Test func keepaliveKeepsASlowCallAlive() async throws {

@@ -172,6 +172,7 @@ import WeftWire
         #expect(try key("2001:db8:1:2::1") != key("2001:db8:1:3::1"))
         #expect(try key("::ffff:192.0.2.7") == "192.0.2.7")
         #expect(try key("::ffff:192.0.2.7") != key("::ffff:192.0.2.8"))
+        #expect(try key("fe80::1") != key("fe80::2"))  // the same /64 on every link: each counts alone
         #expect(ConnectionRegistry.addressKey(nil) == "")
     }
 
