@@ -222,36 +222,81 @@ extension ParticipantStore {
         ORDER BY page.created_offset, page.contract_id
         """
 
+    /// One page of the contracts a repair imported (creation offset 0), active as of an offset:
+    /// ($1 participant, $2 offset, $3 the cursor's contract id, $4 the parties (text[]), $5 the
+    /// limit), in contract id order through `participant_contracts_repaired`; the pruned offset
+    /// first in every row, as `activeContractsPageSQL`'s. That statement would take the whole
+    /// group at once: a page ends at a creation offset, and the group shares one.
+    ///
+    /// Run after `repairedPagePlanning` in the same transaction: without statistics the planner
+    /// expects the group to be a row or two and takes `participant_contracts_by_creation`, then
+    /// sorts the whole group on every page (StoreQueryPlanTests); with sorting priced out it
+    /// takes the index that reads the group in id order from the cursor.
+    static let activeContractsRepairedPageSQL = """
+        SELECT pruned.pruned_offset, page.* FROM (\(prunedOffsetQuery)) pruned
+        LEFT JOIN LATERAL (
+            SELECT contract, created_offset, contract_id FROM participant_contracts
+            WHERE participant = $1 AND created_offset = 0 AND (archived_offset IS NULL OR archived_offset > $2)
+                AND contract_id > $3 AND stakeholders && $4::text[]
+            ORDER BY created_offset, contract_id LIMIT $5
+        ) page ON true
+        ORDER BY page.contract_id
+        """
+
+    /// The planner setting for `activeContractsRepairedPageSQL`, for its transaction only.
+    static let repairedPagePlanning = "SET LOCAL enable_sort = off"
+
     func activeContracts(of parties: [Party], at offset: Int64, after cursor: ActiveContractPage.Cursor?, limit: Int)
         async throws -> ActiveContractPage
     {
         let me = PostgresValue.text(participant.description)
-        let rows = try await database.withConnection { connection in
-            try connection.execute(
-                Self.activeContractsPageSQL,
-                [
-                    me, .int64(offset), .int64(cursor?.createdOffset ?? Int64.min), .text(cursor?.contractID ?? ""), Self.parties(parties),
-                    .int64(Int64(limit)),
-                ]
-            ).rows
-        }
-        // Contracts archived after `offset` but pruned since would be missing from the set.
-        let pruned = try Self.require(rows.first?[0].int64, "pruned_offset")
-        guard offset >= pruned else { throw ParticipantError.activeContractsPruned(offset: offset, prunedOffset: pruned) }
         let requested = Set(parties)
         var contracts: [(contract: ActiveContract, parties: [Party])] = []
         var last: ActiveContractPage.Cursor?
-        for row in rows where !row[1].isNull {
-            let createdAt = try Self.require(row[2].int64, "created_offset")
-            let (id, contract, seed) = try ContractInstance.fromWire(
-                try Weft.V1.ContractInstance(serializedBytes: Self.require(row[1].bytes, "contract")))
-            contracts.append(
-                (
-                    ActiveContract(id: id, contract: contract, createdAt: createdAt, creationSeed: seed),
-                    contract.stakeholders.filter(requested.contains)
-                ))
-            last = .init(createdOffset: createdAt, contractID: try Self.require(row[3].string, "contract_id"))
+        // First the contracts a repair imported (creation offset 0), a page at a time by id; then,
+        // after them, those transactions created, from offset 1 on.
+        var after = cursor
+        if (cursor?.createdOffset ?? 0) <= 0 {
+            let rows = try await database.transaction { connection in
+                _ = try connection.execute(Self.repairedPagePlanning)
+                return try connection.execute(
+                    Self.activeContractsRepairedPageSQL,
+                    [me, .int64(offset), .text(cursor?.contractID ?? ""), Self.parties(parties), .int64(Int64(limit))]
+                ).rows
+            }
+            try append(rows)
+            if contracts.count == limit { return ActiveContractPage(contracts: contracts, next: last) }
+            after = .init(createdOffset: 1, contractID: "")
         }
+        let rest = limit - contracts.count
+        let rows = try await database.withConnection { [after] connection in
+            try connection.execute(
+                Self.activeContractsPageSQL,
+                [
+                    me, .int64(offset), .int64(after?.createdOffset ?? 1), .text(after?.contractID ?? ""), Self.parties(parties),
+                    .int64(Int64(rest)),
+                ]
+            ).rows
+        }
+        try append(rows)
         return ActiveContractPage(contracts: contracts, next: contracts.count < limit ? nil : last)
+
+        /// The contracts of a page's rows, after checking its pruned offset.
+        func append(_ rows: [[PostgresCell]]) throws {
+            // Contracts archived after `offset` but pruned since would be missing from the set.
+            let pruned = try Self.require(rows.first?[0].int64, "pruned_offset")
+            guard offset >= pruned else { throw ParticipantError.activeContractsPruned(offset: offset, prunedOffset: pruned) }
+            for row in rows where !row[1].isNull {
+                let createdAt = try Self.require(row[2].int64, "created_offset")
+                let (id, contract, seed) = try ContractInstance.fromWire(
+                    try Weft.V1.ContractInstance(serializedBytes: Self.require(row[1].bytes, "contract")))
+                contracts.append(
+                    (
+                        ActiveContract(id: id, contract: contract, createdAt: createdAt, creationSeed: seed),
+                        contract.stakeholders.filter(requested.contains)
+                    ))
+                last = .init(createdOffset: createdAt, contractID: try Self.require(row[3].string, "contract_id"))
+            }
+        }
     }
 }

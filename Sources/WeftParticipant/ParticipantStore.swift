@@ -277,6 +277,16 @@ public struct ParticipantStore: Sendable {
             """
             CREATE INDEX participant_contracts_by_creation ON participant_contracts (participant, created_offset);
             """),
+        Migration(
+            20, "contracts a repair imported, in id order, for the active contracts read a page at a time",
+            // A repair imports contracts at creation offset 0, all of them: a page cut by creation
+            // offset took the whole import. Pages of that group continue by contract id instead,
+            // through an index of the group alone, in id order: partial, so that a look-up by
+            // (participant, contract_id), with no creation offset in it, cannot take it over the
+            // primary key (as it took a full index of these columns without statistics).
+            """
+            CREATE INDEX participant_contracts_repaired ON participant_contracts (participant, created_offset, contract_id) WHERE created_offset = 0;
+            """),
     ]
 
     public let database: PostgresDatabase

@@ -190,6 +190,27 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
             } throws: { error in
                 if case .activeContractsPruned(25, 26)? = error as? ParticipantError { true } else { false }
             }
+
+            // Contracts a repair imported all have creation offset 0 (here the oldest 12, made so):
+            // they come a page at a time too, by id, before the others. Before, the first page
+            // held the whole group, whatever the limit.
+            _ = try PostgresConnection(url: fixture.url).execute(
+                "UPDATE participant_contracts SET created_offset = 0 WHERE participant = $1 AND created_offset <= 12",
+                [.text(p2.identity.id.description)])
+            let end = try await p2.activeContractsOffset()
+            var pages: [[ActiveContract]] = []
+            var cursor: ActiveContractPage.Cursor?
+            repeat {
+                let page = try await p2.activeContracts(of: [harness.bank], at: end, after: cursor, limit: 5)
+                pages.append(page.contracts.map(\.contract))
+                cursor = page.next
+            } while cursor != nil && pages.count < 20
+            let read = pages.flatMap { $0 }
+            #expect(pages.count >= 5 && pages.allSatisfy { $0.count <= 5 }, "\(pages.map(\.count))")
+            #expect(read.count == 25 && Set(read.map(\.id)).count == 25, "each once")
+            let repaired = read.prefix(12)
+            #expect(repaired.allSatisfy { $0.createdAt == 0 } && read.dropFirst(12).allSatisfy { $0.createdAt > 12 })
+            #expect(repaired.map(\.id.description) == repaired.map(\.id.description).sorted(), "the group in id order")
             await api2.stop()
             await harness.stop()
         }

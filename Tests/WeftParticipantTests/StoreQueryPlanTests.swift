@@ -90,6 +90,47 @@ import WeftTopology
         }
     }
 
+    @Test("a page of the contracts a repair imported reads about its own rows through their own index, and look-ups by id keep the primary key")
+    func repairedContractPagesReadTheirOwnRows() async throws {
+        try await Self.withStore { _, participant, connection in
+            // 3,000 contracts a repair imported (creation offset 0), and 3,000 created since.
+            try Self.createThousandsOfContracts(of: participant, connection)
+            try connection.executeScript(
+                """
+                INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
+                SELECT '\(participant.description)', 'r' || md5(i::text), 'Iou', '{alice}', '\\x00', 0
+                FROM generate_series(1, 3000) i;
+                """)
+            let me = PostgresValue.text(participant.description)
+            let middle = try #require(
+                try connection.execute(
+                    "SELECT contract_id FROM participant_contracts WHERE created_offset = 0 ORDER BY contract_id OFFSET 1499 LIMIT 1"
+                ).rows.first?.first?.string)
+            let arguments: [PostgresValue] = [me, .int64(3000), .text(middle), .text("{alice}"), .int64(100)]
+            // As the store runs it: in a transaction of its own, with its planner setting.
+            _ = try connection.execute("BEGIN")
+            _ = try connection.execute(ParticipantStore.repairedPagePlanning)
+            let plan = try connection.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + ParticipantStore.activeContractsRepairedPageSQL, arguments
+            ).rows.map { try $0[0].string ?? "" }.joined(separator: "\n")
+            _ = try connection.execute("COMMIT")
+            let rowsRead = plan.split(separator: "\n").compactMap { line -> Int? in
+                guard let range = line.range(of: "actual rows=") else { return nil }
+                return Int(line[range.upperBound...].prefix { $0.isNumber })
+            }
+            #expect(!rowsRead.isEmpty && rowsRead.allSatisfy { $0 <= 300 }, "plan:\n\(plan)")
+            #expect(plan.contains("participant_contracts_repaired"), "plan:\n\(plan)")
+            let page = try connection.execute(ParticipantStore.activeContractsRepairedPageSQL, arguments).rows.map {
+                try $0[3].string ?? ""
+            }
+            #expect(page.count == 100 && page.allSatisfy { $0 > middle } && page == page.sorted())
+            let lookup = try connection.execute(
+                "EXPLAIN " + ParticipantStore.archiveSQL, [me, .text(middle), .int64(7)]
+            ).rows.map { try $0[0].string ?? "" }.joined(separator: "\n")
+            #expect(lookup.contains("participant_contracts_pkey"), "plan:\n\(lookup)")
+        }
+    }
+
     @Test("a start finds its few pending requests through the partial index, not by reading every request kept")
     func pendingRequestsUseThePartialIndex() async throws {
         try await Self.withStore { _, participant, connection in
