@@ -257,12 +257,21 @@ extension ParticipantStore {
         // after them, those transactions created, from offset 1 on.
         var after = cursor
         if (cursor?.createdOffset ?? 0) <= 0 {
-            let rows = try await database.transaction { connection in
-                _ = try connection.execute(Self.repairedPagePlanning)
-                return try connection.execute(
+            // BEGIN … COMMIT by hand in one round trip, not `database.transaction`: that counts
+            // toward the writes after which the database is analyzed, and this is a read.
+            let rows = try await database.withConnection { connection in
+                try connection.enqueue("BEGIN")
+                try connection.enqueue(Self.repairedPagePlanning)
+                try connection.enqueue(
                     Self.activeContractsRepairedPageSQL,
-                    [me, .int64(offset), .text(cursor?.contractID ?? ""), Self.parties(parties), .int64(Int64(limit))]
-                ).rows
+                    [me, .int64(offset), .text(cursor?.contractID ?? ""), Self.parties(parties), .int64(Int64(limit))])
+                try connection.enqueue("COMMIT")
+                do {
+                    return try connection.flush()[2].rows
+                } catch {
+                    if connection.isUsable, connection.isInTransaction { _ = try? connection.execute("ROLLBACK") }
+                    throw error
+                }
             }
             try append(rows)
             if contracts.count == limit { return ActiveContractPage(contracts: contracts, next: last) }

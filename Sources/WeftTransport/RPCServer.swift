@@ -239,7 +239,7 @@ final class ConnectionRegistry: Sendable {
     /// a delegated prefix) and connect from any address in it — also the clients of a subnet
     /// count together, so raise the limit for a subnet of many; an IPv4-mapped IPv6 address (a
     /// dual-stack listener) as its IPv4 address; a link-local one (fe80::/10, the same /64 on
-    /// every link) as itself with its interface. A channel without one (not IP) counts under "".
+    /// every link) by its /64 and its interface. A channel without one (not IP) counts under "".
     static func addressKey(_ address: SocketAddress?) -> String {
         switch address {
         case .v4?:
@@ -249,11 +249,10 @@ final class ConnectionRegistry: Sendable {
             if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
                 return bytes[12..<16].map { String($0) }.joined(separator: ".")
             }
-            if bytes[0] == 0xfe, bytes[1] & 0xc0 == 0x80 {
-                return (address?.ipAddress ?? "") + "%\(v6.address.sin6_scope_id)"
-            }
             let hex = bytes[0..<8].map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
-            return stride(from: 0, to: 8, by: 2).map { hex[$0] + hex[$0 + 1] }.joined(separator: ":") + "::/64"
+            let prefix = stride(from: 0, to: 8, by: 2).map { hex[$0] + hex[$0 + 1] }.joined(separator: ":") + "::/64"
+            let linkLocal = bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80
+            return linkLocal ? prefix + "%\(v6.address.sin6_scope_id)" : prefix
         default:
             return ""
         }

@@ -93,12 +93,13 @@ import WeftTopology
     @Test("a page of the contracts a repair imported reads about its own rows through their own index, and look-ups by id keep the primary key")
     func repairedContractPagesReadTheirOwnRows() async throws {
         try await Self.withStore { _, participant, connection in
-            // 3,000 contracts a repair imported (creation offset 0), and 3,000 created since.
+            // 3,000 contracts a repair imported (creation offset 0), and 3,000 created since,
+            // their ids interleaved (a scan of the primary key from the cursor would read both).
             try Self.createThousandsOfContracts(of: participant, connection)
             try connection.executeScript(
                 """
                 INSERT INTO participant_contracts (participant, contract_id, template, stakeholders, contract, created_offset)
-                SELECT '\(participant.description)', 'r' || md5(i::text), 'Iou', '{alice}', '\\x00', 0
+                SELECT '\(participant.description)', md5(i::text || 'repaired'), 'Iou', '{alice}', '\\x00', 0
                 FROM generate_series(1, 3000) i;
                 """)
             let me = PostgresValue.text(participant.description)

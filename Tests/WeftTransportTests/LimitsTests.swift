@@ -172,7 +172,8 @@ import WeftWire
         #expect(try key("2001:db8:1:2::1") != key("2001:db8:1:3::1"))
         #expect(try key("::ffff:192.0.2.7") == "192.0.2.7")
         #expect(try key("::ffff:192.0.2.7") != key("::ffff:192.0.2.8"))
-        #expect(try key("fe80::1") != key("fe80::2"))  // the same /64 on every link: each counts alone
+        // Link-local: the same /64 on every link, so counted per link (its interface).
+        #expect(try key("fe80::1") == key("fe80::2") && key("fe80::1") == "fe80:0000:0000:0000::/64%0")
         #expect(ConnectionRegistry.addressKey(nil) == "")
     }
 
