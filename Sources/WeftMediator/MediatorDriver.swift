@@ -520,7 +520,11 @@ public actor MediatorDriver {
             // many participants could pass the domain's request size, which the sequencer would
             // refuse, leaving the inputs locked until the decision time. Such a verdict goes as
             // one envelope to all: delivered, though each participant then sees the others.
-            let limit = now.domainParameters.map { Int($0.maxRequestSizeBytes) } ?? Sequencer.defaultMaximumRequestBytes
+            // The smaller of the limit now and the newest this node knows of: the sequencer checks
+            // the batch against its own newest snapshot, which may hold a lower limit already.
+            let newest = await topology.snapshot(at: SequencingTimestamp(microsSinceEpoch: .max))
+            let limit = [now, newest].map { $0.domainParameters.map { Int($0.maxRequestSizeBytes) } ?? Sequencer.defaultMaximumRequestBytes }
+                .min()!
             if recipients.count > 1, try batch.serializedBytes().count > limit {
                 logger.warning(
                     "a verdict goes as one envelope to all its participants: one copy each would pass the domain's request size",
