@@ -257,22 +257,14 @@ extension ParticipantStore {
         // after them, those transactions created, from offset 1 on.
         var after = cursor
         if (cursor?.createdOffset ?? 0) <= 0 {
-            // BEGIN … COMMIT by hand in one round trip, not `database.transaction`: that counts
-            // toward the writes after which the database is analyzed, and this is a read.
-            let rows = try await database.withConnection { connection in
-                try connection.enqueue("BEGIN")
+            // One round trip; a read, so not counted toward the writes after which the database
+            // is analyzed.
+            let rows = try await database.pipelinedTransaction(countsAsWrite: false) { connection in
                 try connection.enqueue(Self.repairedPagePlanning)
                 try connection.enqueue(
                     Self.activeContractsRepairedPageSQL,
                     [me, .int64(offset), .text(cursor?.contractID ?? ""), Self.parties(parties), .int64(Int64(limit))])
-                try connection.enqueue("COMMIT")
-                do {
-                    return try connection.flush()[2].rows
-                } catch {
-                    if connection.isUsable, connection.isInTransaction { _ = try? connection.execute("ROLLBACK") }
-                    throw error
-                }
-            }
+            }[1].rows
             try append(rows)
             if contracts.count == limit { return ActiveContractPage(contracts: contracts, next: last) }
             after = .init(createdOffset: 1, contractID: "")

@@ -95,11 +95,13 @@ public final class PostgresDatabase: Sendable {
     /// statements do not depend on each other's results (a statement can still make its
     /// writes conditional on what it reads). Committed unless a statement fails. `body` must
     /// only `enqueue`: an `execute` would send what is queued early and shift the results.
+    /// `countsAsWrite: false` for a read that needs a transaction (a `SET LOCAL`): it does not
+    /// count toward the transactions after which the database is analyzed.
     public func pipelinedTransaction(
-        _ body: @escaping @Sendable (PostgresConnection) throws -> Void
+        countsAsWrite: Bool = true, _ body: @escaping @Sendable (PostgresConnection) throws -> Void
     ) async throws -> [PostgresResult] {
         try await withConnection { connection in
-            try Self.inTransaction(connection, self) { connection in
+            try Self.inTransaction(connection, self, countsAsWrite: countsAsWrite) { connection in
                 try body(connection)
                 try connection.enqueue("COMMIT")
                 return Array(try connection.flush().dropFirst().dropLast())  // without BEGIN and COMMIT
@@ -109,11 +111,13 @@ public final class PostgresDatabase: Sendable {
 
     /// BEGIN, then `body`, which commits; rolled back if it throws.
     private static func inTransaction<Result>(
-        _ connection: PostgresConnection, _ database: PostgresDatabase, _ body: (PostgresConnection) throws -> Result
+        _ connection: PostgresConnection, _ database: PostgresDatabase, countsAsWrite: Bool = true,
+        _ body: (PostgresConnection) throws -> Result
     ) throws -> Result {
         try connection.enqueue("BEGIN")
         do {
             let result = try body(connection)
+            guard countsAsWrite else { return result }
             let count = database.committed.wrappingAdd(1, ordering: .relaxed).newValue
             if analyzeAfterTransactions.contains(count) { database.analyzeInBackground(after: count) }
             return result
