@@ -116,7 +116,7 @@ import WeftWire
                     "WEFT_TEST_PARTY": bob, "WEFT_TEST_OTHER_PARTY": bank,
                 ])
             #expect(unittest.status == 0, "\(unittest.output)\(unittest.error)")
-            #expect(unittest.error.contains("Ran 6 tests") && unittest.error.contains("\nOK"), "\(unittest.error)")
+            #expect(unittest.error.contains("Ran 8 tests") && unittest.error.contains("\nOK"), "\(unittest.error)")
 
             // 4. The C example, built with its Makefile into the temporary directory.
             let build = try await Self.client([

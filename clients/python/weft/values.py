@@ -32,8 +32,9 @@ def contract_id(identifier):
     return value_pb2.Value(contract_id=identifier)
 
 
-def time(micros):
-    return value_pb2.Value(time=common_pb2.Timestamp(micros=micros))
+def time(micros_since_epoch):
+    """A Time: microseconds since the Unix epoch, UTC (`weft.v1.Timestamp`)."""
+    return value_pb2.Value(time=common_pb2.Timestamp(micros_since_epoch=micros_since_epoch))
 
 
 def record(**fields):
@@ -57,7 +58,7 @@ def to_python(value):
     if kind is None or kind == "unit":
         return None
     if kind == "time":
-        return {"time": value.time.micros}
+        return {"time": value.time.micros_since_epoch}
     if kind == "contract_id":
         return {"contract_id": value.contract_id}
     if kind == "list":
