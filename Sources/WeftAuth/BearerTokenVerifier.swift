@@ -205,9 +205,18 @@ public struct BearerTokenVerifier: Sendable {
             guard let list = value as? [Any], list.allSatisfy({ $0 is String }) else { throw .malformed("\(Self.ledgerAPIClaim).\(key) must be a list of party ids") }
             return Set(list.compactMap { $0 as? String })
         }
+        // A token bound to one application must stay bound: an `applicationId` of another type
+        // (a number, a list) would otherwise read as absent, i.e. any application.
+        var applicationID: String?
+        if let value = ledger["applicationId"] {
+            guard let text = value as? String else {
+                throw .malformed("\(Self.ledgerAPIClaim).applicationId must be a string")
+            }
+            applicationID = text
+        }
         return LedgerClaims(
             actAs: try parties("actAs"), readAs: try parties("readAs"), admin: admin,
-            applicationID: ledger["applicationId"] as? String, subject: payload["sub"] as? String, expiresAt: expiry)
+            applicationID: applicationID, subject: payload["sub"] as? String, expiresAt: expiry)
     }
 
     private static func verifies(_ key: TokenVerificationKey, signature: [UInt8], message: [UInt8]) -> Bool {

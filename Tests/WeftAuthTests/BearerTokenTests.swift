@@ -91,6 +91,9 @@ import WeftWire
                                              {**good, "https://daml.com/ledger-api": {**ledger, "participantId": 1}}, secret),
                 "hs_admin_one": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {"admin": 1}}, secret),
                 "hs_admin_string": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {"admin": "true"}}, secret),
+                "hs_application_number": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {**ledger, "applicationId": 42}}, secret),
+                "hs_application_list": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {**ledger, "applicationId": ["iou-app"]}}, secret),
+                "hs_application_null": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {**ledger, "applicationId": None}}, secret),
                 "hs_admin_false": raw({"alg": "HS256", "typ": "JWT"}, {**good, "https://daml.com/ledger-api": {"admin": False}}, secret),
             }
             print(json.dumps({"now": now, "rsaPublicKey": pem(key), "smallRSAPublicKey": pem(small), "tokens": tokens}))
@@ -147,6 +150,9 @@ import WeftWire
             "hs_nbf_huge": "AUTH_TOKEN_MALFORMED", "hs_nbf_null": "AUTH_TOKEN_MALFORMED",
             "hs_participant_number": "AUTH_TOKEN_MALFORMED", "hs_admin_one": "AUTH_TOKEN_MALFORMED",
             "hs_admin_string": "AUTH_TOKEN_MALFORMED",
+            // Not a string: read as absent, it would let the token act for any application.
+            "hs_application_number": "AUTH_TOKEN_MALFORMED", "hs_application_list": "AUTH_TOKEN_MALFORMED",
+            "hs_application_null": "AUTH_TOKEN_MALFORMED",
         ]
         for (name, id) in expected { #expect(refusal(minted.token(name)) == id, "\(name)") }
 
