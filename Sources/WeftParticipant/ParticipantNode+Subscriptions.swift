@@ -160,7 +160,11 @@ extension ParticipantNode {
 
     /// The offset an active contract set read now is valid at: the ledger end as stored.
     public func activeContractsOffset() async throws -> Int64 {
-        try await store.activeContractsOffset()
+        // Never past the ledger end streams are checked against: a commit is stored before
+        // this node's end moves (`apply` resumes after the write), and an application that
+        // reads the set and then the transactions from its offset would be refused in between.
+        // The set as of the smaller offset is as consistent: pages are read as of it.
+        min(try await store.activeContractsOffset(), ledgerEndOffset)
     }
 
     /// Up to `limit` of the contracts `parties` are stakeholders of that are active as of

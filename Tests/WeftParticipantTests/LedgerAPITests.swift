@@ -211,6 +211,19 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
             let repaired = read.prefix(12)
             #expect(repaired.allSatisfy { $0.createdAt == 0 } && read.dropFirst(12).allSatisfy { $0.createdAt > 12 })
             #expect(repaired.map(\.id.description) == repaired.map(\.id.description).sorted(), "the group in id order")
+
+            // A transaction stored but not yet applied in memory (the write-behind's commit has
+            // returned, `apply` not yet resumed): the set's offset stays at the ledger end that
+            // streams are checked against, so reading on from it is not refused as after the end.
+            let me = PostgresValue.text(p2.identity.id.description)
+            let stored = try PostgresConnection(url: fixture.url)
+            _ = try stored.execute(
+                "INSERT INTO participant_transactions (participant, ledger_offset, transaction_id, request_ts) VALUES ($1, $2, 'not-yet-applied', 1)",
+                [me, .int64(await p2.ledgerEndOffset + 1)])
+            let offset = try await p2.activeContractsOffset()
+            let ledgerEnd = await p2.ledgerEndOffset
+            #expect(offset == ledgerEnd, "\(offset) against the ledger end \(ledgerEnd)")
+            _ = try stored.execute("DELETE FROM participant_transactions WHERE participant = $1 AND transaction_id = 'not-yet-applied'", [me])
             await api2.stop()
             await harness.stop()
         }
