@@ -1,4 +1,5 @@
 import Foundation
+import CoreMetrics
 public import WeftContracts
 import WeftSequencer
 import WeftStore
@@ -13,7 +14,8 @@ public enum ParticipantRecoveryError: Error, Equatable, Sendable, CustomStringCo
     /// processed: its ledger cannot be rebuilt from the stream. `detail` is the sequencer's word.
     case eventsPruned(fromCounter: UInt64, detail: String)
     /// An approved transaction uses packages this participant does not have: it cannot store
-    /// the transaction's contracts and tree as its peers do, so processing waits for them.
+    /// the transaction's tree as its peers do, so a replay waits for them (live processing
+    /// commits without the tree instead: `ParticipantNode.noteMissingPackages`).
     case packagesMissing([PackageID])
     /// The first event of a new domain's stream (after a domain migration) is sequenced at or
     /// before the last event this participant processed on the domain it left (µs).
@@ -222,9 +224,9 @@ extension ParticipantNode {
 
     // MARK: - Packages
 
-    /// Waits until this participant has every package the views use: a transaction committed
-    /// without them would lack its tree and differ from the peers' (and from its own ledger
-    /// before a loss). Logs the typed error once per wait; `upload` ends the wait.
+    /// Waits until this participant has every package the views use, while it replays its
+    /// stream: a transaction committed without them would lack its tree and differ from its own
+    /// ledger before the loss. Logs the typed error once per wait; `upload` ends the wait.
     func awaitPackages(usedBy views: [View], request: SequencingTimestamp) async throws {
         var used = Set<PackageID>()
         for view in views { used.formUnion(RequestValidator.packagesUsed(by: view)) }
@@ -250,6 +252,22 @@ extension ParticipantNode {
         }
         recovery.missingPackages = []
         logger.info("the packages arrived; processing goes on", metadata: [LogKey.request: "\(request)"])
+    }
+
+    /// Logs an approved transaction that uses packages this participant lacks, which is
+    /// committed without its tree (live processing does not wait: `apply`).
+    func noteMissingPackages(usedBy views: [View], request: SequencingTimestamp) {
+        var used = Set<PackageID>()
+        for view in views { used.formUnion(RequestValidator.packagesUsed(by: view)) }
+        let missing = used.subtracting(packageSources.keys)
+        guard !missing.isEmpty else { return }
+        Counter(label: "weft_participant_commits_without_packages_total").increment()
+        logger.error(
+            "an approved transaction uses packages this participant lacks: its contracts and flat events are committed, its transaction tree is not; upload the packages (`weft package upload FILE`) for the transactions that follow",
+            metadata: [
+                LogKey.request: "\(request)", "error_id": "PARTICIPANT_PACKAGE_MISSING",
+                "packages": "\(missing.map(\.description).sorted())",
+            ])
     }
 
     private func cancelPackageWait() {

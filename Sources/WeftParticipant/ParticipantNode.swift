@@ -146,8 +146,14 @@ public actor ParticipantNode {
     var prunedOffset: Int64
     private var waiting: [Submission: [CheckedContinuation<Completion, any Error>]] = [:]
     private var ledgerEndWaiters: [(Int64, CheckedContinuation<Void, any Error>)] = []
-    /// Outcomes of requests decided since start, by root hash ("approved" or the reason id).
+    /// Outcomes of the requests decided last, by root hash ("approved" or the reason id): a
+    /// submitter awaiting its own gets it without a read of the store, which has them all. At
+    /// most `outcomesRememberedMax`, the oldest half forgotten beyond: every request decided
+    /// here adds one, also those of other participants any submitter can send here.
     private var outcomes: [Digest32: String] = [:]
+    /// The keys of `outcomes`, oldest first.
+    private var outcomesInOrder: [Digest32] = []
+    private var outcomesRememberedMax = 10_000
     private var outcomeWaiters: [Digest32: [CheckedContinuation<String, any Error>]] = [:]
     /// Set once processing has ended for good (`stop()`, or a failure that needs a restart):
     /// waits for what only processing brings then fail at once instead of never returning.
@@ -558,6 +564,21 @@ public actor ParticipantNode {
             Task { await self.cancelOutcomeWait(rootHash) }
         }
     }
+
+    private func rememberOutcome(_ outcome: String, of rootHash: Digest32) {
+        if outcomes.updateValue(outcome, forKey: rootHash) == nil { outcomesInOrder.append(rootHash) }
+        guard outcomes.count > outcomesRememberedMax else { return }
+        let forgotten = outcomesInOrder.prefix(Swift.max(1, outcomesRememberedMax / 2))
+        for rootHash in forgotten { outcomes[rootHash] = nil }
+        outcomesInOrder.removeFirst(forgotten.count)
+    }
+
+    /// How many outcomes are remembered in memory, and the most kept: for tests.
+    @_spi(Testing)
+    public var rememberedOutcomeCount: Int { outcomes.count }
+
+    @_spi(Testing)
+    public func rememberOutcomes(atMost count: Int) { outcomesRememberedMax = count }
 
     private func isPending(_ rootHash: Digest32) -> Bool {
         decidedUnstored[rootHash] != nil || pending.values.contains { $0.rootHash == rootHash }
@@ -1476,7 +1497,18 @@ public actor ParticipantNode {
             // As validation decoded them, or, for a request loaded at a restart, decoded once
             // for both uses (each decode hashes every view's Merkle tree again).
             let views = try request.decodedViews ?? Effects.views(of: request.views)
-            try await awaitPackages(usedBy: views, request: requestTime)
+            if isReplaying {
+                // Rebuilding a lost ledger: the operator uploads the packages it had, and the
+                // rebuilt transactions get their trees as before.
+                try await awaitPackages(usedBy: views, request: requestTime)
+            } else {
+                // Live, an approved transaction is committed whatever packages it uses: waiting
+                // would stop this whole stream on an upload that may never come (any submitter
+                // can name a party hosted here as an observer of a contract of a package only it
+                // has, and confirm it alone). Without the package the views do not re-interpret,
+                // so the flat events are stored, not the tree (`reinterpretationFailure` below).
+                noteMissingPackages(usedBy: views, request: requestTime)
+            }
             let snapshot = await topology.snapshot(at: requestTime)
             let hosted = { (party: Party) -> Bool in
                 guard let id = try? UniqueIdentifier(parsing: party.id) else { return false }
@@ -1591,7 +1623,7 @@ public actor ParticipantNode {
             // rejection while another request with the root hash is pending (the original,
             // when its replay is decided first) leaves the waiters to that one's decision.
             let known = self.outcomes[request.rootHash] == "approved" ? "approved" : outcome
-            self.outcomes[request.rootHash] = known
+            self.rememberOutcome(known, of: request.rootHash)
             if known == "approved" || !self.isPending(request.rootHash) {
                 for continuation in self.outcomeWaiters.removeValue(forKey: request.rootHash) ?? [] {
                     continuation.resume(returning: known)

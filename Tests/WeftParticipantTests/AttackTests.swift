@@ -488,6 +488,47 @@ extension OnAThirdRealDomain {
 /// Topology that changes while the participants run, followed from their streams.
 extension OnAThirdRealDomain {
     @Suite(.timeLimit(.minutes(5))) struct TopologyChangeTests {
+        /// A participant that only observes for a party confirms nothing, so an approved
+        /// transaction can reach it in a package it lacks (any submitter can name its party as an
+        /// observer, and confirm alone). Before, it waited for the package's upload, its whole
+        /// stream stopped, at every restart again.
+        @Test func anObservingParticipantWithoutThePackageCommitsWithoutTheTreeAndGoesOn() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p3, alice) = (domain.p3, domain.alice)
+                let (m1, m3) = (domain.members[0], domain.members[2])
+                // Alice, hosted on participant1, is observed on participant3 too, which has no packages.
+                try await domain.broadcast(
+                    [
+                        try DomainHarness.hosting(
+                            try UniqueIdentifier(parsing: alice.id), on: m3, .observation, serial: 1,
+                            signers: [m1.namespaceKey, m3.namespaceKey], domain: domain.domain.domain)
+                    ], messageID: "alice-observed-on-participant3")
+                #expect(await p3.packages.isEmpty)
+                // A request of the bank's participant sequenced after the change and completed
+                // shows it applied the change: its next request names participant3 too.
+                _ = try await domain.issued("1", to: domain.bob, command: "after-the-change")
+
+                let first = try await domain.issued("11", to: alice, command: "observed-without-package")
+                let second = try await domain.issued("12", to: alice, command: "observed-after")
+                try await eventually("participant3 committed both issues") { await p3.ledgerEndOffset >= 2 }
+                #expect(await p3.missingPackages.isEmpty, "nothing waits")
+                #expect(Set(try await p3.activeContracts(of: alice).map(\.id)) == [first, second])
+                #expect(try await p3.transactions(of: alice).count == 2)
+                // Without the package, no tree: its events are not known here.
+                #expect(try await p3.transactionTrees(after: 0, upTo: 2).allSatisfy(\.events.isEmpty))
+
+                // With it, the next one has its tree again.
+                try await p3.upload(packageSource: domain.iouSource, file: "iou.weft")
+                let third = try await domain.issued("13", to: alice, command: "observed-with-package")
+                try await eventually("participant3 committed the third issue") { await p3.ledgerEndOffset >= 3 }
+                let trees = try await p3.transactionTrees(after: 2, upTo: 3)
+                #expect(trees.count == 1 && trees[0].events.count == 1, "\(trees)")
+                #expect(Set(try await p3.activeContracts(of: alice).map(\.id)) == [first, second, third])
+                await domain.stop()
+            }
+        }
+
         @Test func aConfirmingParticipantWithoutThePackageRejectsAndTheVerdictSaysWhy() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)

@@ -14,6 +14,36 @@ import WeftWire
 /// the mediator, two participant nodes.
 extension OnARealDomain {
     @Suite(.timeLimit(.minutes(5))) struct TransactionTests {
+        /// Every request decided here is remembered for its waiters, also other participants'
+        /// (any submitter can make a participant an informee): in memory only the last ones,
+        /// the rest read from the store. Before, the map grew by one entry per request for ever.
+        @Test func outcomesAreRememberedBoundedAndTheRestReadFromTheStore() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p1, p2) = (domain.p1, domain.p2)
+                await p1.rememberOutcomes(atMost: 4)
+                var transactionIDs: [String] = []
+                for number in 1...10 {
+                    let issue = try await p2.submit(
+                        [try domain.issue("\(number)", to: domain.alice)], actAs: [domain.bank],
+                        command: CommandKey(applicationID: "bank-app", commandID: "remembered-\(number)"))
+                    guard case .succeeded(let transactionID, _) = issue else {
+                        Issue.record("issue \(number) did not succeed: \(issue)")
+                        return
+                    }
+                    transactionIDs.append(transactionID)
+                }
+                try await p1.waitForLedgerEnd(10)
+                let remembered = await p1.rememberedOutcomeCount
+                #expect(remembered <= 4 && remembered >= 2, "\(remembered)")
+                for transactionID in transactionIDs {
+                    #expect(try await p1.outcome(ofRequest: Digest32(hex: transactionID)!) == "approved")
+                }
+                #expect(await p2.rememberedOutcomeCount == 10, "the default keeps many more")
+                await domain.stop()
+            }
+        }
+
         @Test func iouIssueAndTransferEachParticipantSeesItsProjection() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
