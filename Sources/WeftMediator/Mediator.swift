@@ -408,9 +408,36 @@ public actor Mediator {
     public func receive(
         responses: [(message: Weft.V1.SignedProtocolMessage, snapshot: TopologySnapshot)], at: SequencingTimestamp
     ) async throws -> [Result<ResponseOutcome, MediatorError>] {
+        try await receive(responses.map(\.message), at: at) { index, _ in responses[index].snapshot }
+    }
+
+    /// As `receive(responses:at:)`, with each response checked against `snapshot(at:)` of its
+    /// request's time, taken only for a request pending here and once per request of the event.
+    /// Anyone admitted can send a batch of responses naming request times of its choice: each
+    /// snapshot may be built from the whole topology history, and each unknown request costs a
+    /// store read, so neither may be paid per response.
+    public func receive(
+        responses: [Weft.V1.SignedProtocolMessage], at: SequencingTimestamp,
+        snapshot: @Sendable (SequencingTimestamp) async -> TopologySnapshot
+    ) async throws -> [Result<ResponseOutcome, MediatorError>] {
+        var snapshots: [SequencingTimestamp: TopologySnapshot] = [:]
+        return try await receive(responses, at: at) { _, timestamp in
+            if let known = snapshots[timestamp] { return known }
+            let taken = await snapshot(timestamp)
+            snapshots[timestamp] = taken
+            return taken
+        }
+    }
+
+    private func receive(
+        _ responses: [Weft.V1.SignedProtocolMessage], at: SequencingTimestamp,
+        snapshotOf: (Int, SequencingTimestamp) async -> TopologySnapshot
+    ) async throws -> [Result<ResponseOutcome, MediatorError>] {
         await enter()
         defer { leave() }
         var outcomes: [Result<ResponseOutcome, MediatorError>?] = Array(repeating: nil, count: responses.count)
+        /// The store's word on each request time this event names that is not pending here.
+        var storedStates: [SequencingTimestamp: MediatorStore.RequestState?] = [:]
         // The requests as this event leaves them: memory changes only once the write succeeded.
         var working: [SequencingTimestamp: PendingRequest] = [:]
         var decided: [SequencingTimestamp: MediatorVerdict] = [:]
@@ -419,7 +446,7 @@ public actor Mediator {
         /// earlier one of the event): all answered with the stored verdict if the write finds
         /// the request decided already.
         var writtenBy: [SequencingTimestamp: [Int]] = [:]
-        for (index, (response, snapshot)) in responses.enumerated() {
+        for (index, response) in responses.enumerated() {
             do {
                 let content = try ProtocolSigning.mediatorContent(of: response)
                 let (confirmation, timestamp) = try Self.confirmationResponse(content)
@@ -433,9 +460,17 @@ public actor Mediator {
                     continue
                 }
                 guard var request = working[timestamp] ?? pending[timestamp] else {
-                    outcomes[index] = .success(try await storedOutcome(of: confirmation, at: timestamp))
+                    let state: MediatorStore.RequestState?
+                    if let known = storedStates[timestamp] {
+                        state = known
+                    } else {
+                        state = try await store.state(at: timestamp)
+                        storedStates[timestamp] = .some(state)
+                    }
+                    outcomes[index] = .success(try Self.storedOutcome(of: confirmation, at: timestamp, state: state))
                     continue
                 }
+                let snapshot = await snapshotOf(index, timestamp)
                 let checked = try ResponseCheck(domain: domain).check(
                     confirmation, content: content, message: response, request: request, at: at, snapshot: snapshot)
                 let verdict: MediatorVerdict?
@@ -494,10 +529,10 @@ public actor Mediator {
 
     /// A response to a request this mediator has no pending entry for: decided before (the
     /// stored verdict), or unknown.
-    private func storedOutcome(of confirmation: Weft.V1.ConfirmationResponse, at timestamp: SequencingTimestamp)
-        async throws -> ResponseOutcome
-    {
-        switch try await store.state(at: timestamp) {
+    private static func storedOutcome(
+        of confirmation: Weft.V1.ConfirmationResponse, at timestamp: SequencingTimestamp, state: MediatorStore.RequestState?
+    ) throws(MediatorError) -> ResponseOutcome {
+        switch state {
         case nil: throw MediatorError.unknownRequest(timestamp)
         case .pending:
             throw MediatorError.inconsistentStore("request \(timestamp) is pending in the store but not in this mediator")

@@ -400,20 +400,22 @@ public actor MediatorDriver {
     private func receive(_ responses: [Weft.V1.SignedProtocolMessage], at: SequencingTimestamp, from sender: String)
         async throws
     {
-        var checked: [(message: Weft.V1.SignedProtocolMessage, snapshot: TopologySnapshot)] = []
+        var checked: [Weft.V1.SignedProtocolMessage] = []
         for response in responses {
             do {
                 let claimed = try Mediator.responder(of: response)
                 guard sender == "PAR::" + claimed else {
                     throw MediatorError.senderMismatch(claimed: claimed, sequencedFrom: sender)
                 }
-                checked.append((response, await topology.snapshot(at: try Mediator.requestTimestamp(of: response))))
+                checked.append(response)
             } catch let error as MediatorError {
                 refused(error, at: at, from: sender)
             }
         }
         guard !checked.isEmpty else { return }
-        for outcome in try await mediator.receive(responses: checked, at: at) {
+        // Snapshots only for the requests pending, once each (`Mediator.receive`).
+        let topology = self.topology
+        for outcome in try await mediator.receive(responses: checked, at: at, snapshot: { await topology.snapshot(at: $0) }) {
             switch outcome {
             case .success(.decided(let verdict)): queue(verdict)
             case .success: break

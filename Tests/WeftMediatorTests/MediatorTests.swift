@@ -571,7 +571,43 @@ import WeftWire
         await harness.store.database.shutdown()
     }
 
-    /// A registration carried by the next write whose uuid a request stored before has (the same
+    /// Responses naming request times of the sender's choice: a snapshot (built from the whole
+    /// topology history when not cached) only for a request pending here, once per request of
+    /// the event, however many responses name it; the others are refused as unknown.
+    @Test func responsesToUnknownRequestsCostNoTopologySnapshot() async throws {
+        let harness = try await MediatorHarness("snapshots")
+        let test = harness.test
+        let views = try test.iouTransfer()
+        let id = RequestID(timestamp: t, rootHash: views.rootHash)
+        let mediator = try await harness.start()
+        _ = try await mediator.register(request: try test.request(views), snapshot: test.snapshot(at: t))
+        let unknown = (1...3).map { t.adding(micros: Int64($0) * 1_000) }
+        let spam = try unknown.flatMap { try test.approvals(views, at: $0) + test.approvals(views, at: $0) }
+        let approvals = try test.approvals(views)
+        #expect(approvals.count >= 2)
+        actor Taken {
+            var times: [SequencingTimestamp] = []
+            func note(_ time: SequencingTimestamp) { times.append(time) }
+        }
+        let taken = Taken()
+        let snapshot = test.snapshot(at: t)
+        let outcomes = try await mediator.receive(responses: spam + approvals, at: t.adding(micros: 10)) { time in
+            await taken.note(time)
+            return snapshot
+        }
+        #expect(await taken.times == [t], "one snapshot, of the pending request's time")
+        for (outcome, time) in zip(outcomes, unknown.flatMap { time in Array(repeating: time, count: spam.count / unknown.count) }) {
+            guard case .failure(.unknownRequest(time)) = outcome else {
+                Issue.record("a response to an unknown request at \(time): \(outcome)")
+                continue
+            }
+        }
+        #expect(outcomes.suffix(approvals.count).last.flatMap { try? $0.get().verdict?.isApproved } == true)
+        #expect(try await mediator.verdict(at: t)?.request == id)
+        await harness.store.database.shutdown()
+    }
+
+
     /// request sequenced again, after the mediator restarted): that write fails as a whole, the
     /// request is stored refused on its own, the write runs again — counting nothing for the
     /// refused request — and the refusal's verdict is handed out to be sent.
