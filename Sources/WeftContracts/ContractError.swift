@@ -92,7 +92,8 @@ public enum RuntimeFailure: Equatable, Sendable, CustomStringConvertible {
     case noSignatories(template: String)
     /// An exercise whose controller expressions produced no party.
     case noControllers(choice: String)
-    /// A contract whose `ensure` is false.
+    /// A contract whose `ensure` is false. Its description prints at most about
+    /// `Value.errorDescriptionBytesMax` bytes of `argument`, which can be far larger.
     case preconditionFailed(template: String, argument: Value)
     /// An `assert` whose condition is false.
     case assertionFailed(String)
@@ -115,18 +116,19 @@ public enum RuntimeFailure: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .missingAuthorization(let action, let requirement, let required, let authorizers, let missing):
-            "\(action) is not authorized: it needs the authority of its \(requirement.rawValue) \(list(required)) "
-                + "but only \(list(authorizers)) authorize it here (missing: \(missing.map(\.id).joined(separator: ", "))). "
+            "\(action) is not authorized: it needs the authority of its \(requirement.rawValue) \(partyList(required)) "
+                + "but only \(partyList(authorizers)) authorize it here (missing: \(partyNames(missing))). "
                 + "At the root the "
                 + "authorizers are the submitting parties; inside a choice they are the contract's signatories "
                 + "and the choice's controllers"
         case .fetchNotAuthorized(let template, let stakeholders, let authorizers):
-            "fetch of \(template) is not authorized: none of its stakeholders \(list(stakeholders)) is among the "
-                + "authorizers \(list(authorizers))"
+            "fetch of \(template) is not authorized: none of its stakeholders \(partyList(stakeholders)) is among the "
+                + "authorizers \(partyList(authorizers))"
         case .noSignatories(let template): "a contract of \(template) would have no signatories"
         case .noControllers(let choice): "choice \(choice) has no controllers for this contract and argument"
         case .preconditionFailed(let template, let argument):
-            "the ensure precondition of \(template) is false for \(argument)"
+            "the ensure precondition of \(template) is false for "
+                + argument.description(bytesMax: Value.errorDescriptionBytesMax)
         case .assertionFailed(let message): "assertion failed: \(message)"
         case .arithmetic(let message): message
         case .limitExceeded(let message): "limit exceeded: \(message)"
@@ -148,4 +150,20 @@ private func withArticle(_ name: String) -> String {
     ("AEIOUaeiou".contains(name.first ?? "x") ? "an " : "a ") + name
 }
 
-private func list(_ parties: [Party]) -> String { "[" + parties.map(\.id).joined(separator: ", ") + "]" }
+/// `parties` in brackets for an error message, cut after about `Value.errorDescriptionBytesMax`
+/// bytes: a contract's signatories and observers can be tens of thousands of parties.
+func partyList(_ parties: [Party]) -> String { "[" + partyNames(parties) + "]" }
+
+/// The ids of `parties` separated by commas, cut as `partyList(_:)` is.
+private func partyNames(_ parties: [Party]) -> String {
+    var text = ""
+    for (index, party) in parties.enumerated() {
+        if index > 0 { text += ", " }
+        guard text.utf8.count < Value.errorDescriptionBytesMax else {
+            text += "… \(parties.count - index) more"
+            break
+        }
+        text += party.id
+    }
+    return text
+}

@@ -11,11 +11,14 @@ public struct InterpreterLimits: Sendable, Equatable {
     /// Longest Text a value may hold, in UTF-8 bytes.
     public var textBytesMax = 65_536
     /// Most work one transaction (or one view re-interpreted) may do, in units: one per
-    /// expression evaluated, and one per list element and per 16 bytes of Text that an
+    /// expression evaluated, one per list element and per 16 bytes of Text that an
     /// operation reads or copies (`==`, `in`, ordering, concatenation, the hash of a created
-    /// contract, an exercise's argument and result). The other limits bound each value, not
-    /// what a few lines can do with them: doubling a Text into a list of thousands of copies
-    /// and comparing it again and again would keep every validator busy for hours.
+    /// contract, an exercise's argument and result), and one per party in each party set a
+    /// node builds (signatories, observers, controllers, choice observers, informees,
+    /// confirming parties). The other limits bound each value, not what a few lines can do
+    /// with them: doubling a Text into a list of thousands of copies and comparing it again
+    /// and again would keep every validator busy for hours, and exercising a choice observed
+    /// by 10,000 parties 10,000 times would copy and sort gigabytes of parties.
     public var workMax = 20_000_000
     /// Most units (as `workMax` counts them) in one contract's arguments, one choice's argument
     /// or one choice's result: what views carry and hashes read. Lists of lists of long Texts
@@ -186,7 +189,7 @@ private struct Run<Lookup: ContractLookup> {
             let templateInfo = self.template(package, template)
             guard case .record(let fields) = argument else {
                 throw .invalidCommand(
-                    "the argument of a create of \(templateID.name) must be a record, found \(argument)")
+                    "the argument of a create of \(templateID.name) must be a record, found \(printed(argument))")
             }
             if let problem = mismatch(fields, templateInfo.fields, package) {
                 throw .invalidCommand("the argument of a create of \(templateID.name) does not fit: \(problem)")
@@ -206,7 +209,8 @@ private struct Run<Lookup: ContractLookup> {
                         + " (its choices: \(names.joined(separator: ", ")))")
             }
             guard case .record(let arguments) = argument else {
-                throw .invalidCommand("the argument of choice \(choiceName) must be a record, found \(argument)")
+                throw .invalidCommand(
+                    "the argument of choice \(choiceName) must be a record, found \(printed(argument))")
             }
             if let problem = mismatch(arguments, templateInfo.choices[choice].parameters, package) {
                 throw .invalidCommand(
@@ -272,7 +276,7 @@ private struct Run<Lookup: ContractLookup> {
         case (.record(let fields), .record(let template)):
             return mismatch(fields, self.template(package, template.index).fields, package)
         default:
-            return "expected a \(type), found \(value)"
+            return "expected a \(type), found \(printed(value))"
         }
     }
 
@@ -285,7 +289,7 @@ private struct Run<Lookup: ContractLookup> {
             throw failure(
                 .limitExceeded(
                     "a transaction does at most \(limits.workMax) units of work (expressions evaluated, list elements "
-                        + "and 16-byte pieces of Text read or copied); this one does more"),
+                        + "and 16-byte pieces of Text read or copied, parties in party sets); this one does more"),
                 at: location)
         }
     }
@@ -314,6 +318,16 @@ private struct Run<Lookup: ContractLookup> {
     ) throws(ContractError) -> (ContractID, Int) {
         try checkNodeCount(location)
         let templateInfo = self.template(package, template)
+        // The weight and the value limits come first: what fails them is never hashed, stored
+        // or put in the error of a false `ensure` (code can build a list of a thousand copies
+        // of one Text in three lines, which would print as gigabytes).
+        try spendWeight(of: .record(fields), "the arguments of a \(templateInfo.name)", at: location)
+        // Within the limits every value read from a command or a stored contract keeps: a
+        // Text literal under the package's bound can still pass a smaller `textBytesMax`,
+        // and the contract could then never be used.
+        if let problem = mismatch(fields, templateInfo.fields, package) {
+            throw failure(.limitExceeded("a \(templateInfo.name) cannot be created: \(problem)"), at: location)
+        }
         let frame = Frame(fields: fields, arguments: [], locals: [])
         if let ensure = templateInfo.ensure {
             guard try bool(ensure, frame) else {
@@ -331,21 +345,17 @@ private struct Run<Lookup: ContractLookup> {
                     authorizers: authorizers, missing: missing),
                 at: location)
         }
-        try spendWeight(of: .record(fields), "the arguments of a \(templateInfo.name)", at: location)
-        // Within the limits every value read from a command or a stored contract keeps: a
-        // literal in the code could be longer, and the contract could then never be used.
-        if let problem = mismatch(fields, templateInfo.fields, package) {
-            throw failure(.limitExceeded("a \(templateInfo.name) cannot be created: \(problem)"), at: location)
-        }
         let contract = ContractInstance(
             template: TemplateID(package: interpreter.packages[package].id, name: templateInfo.name),
             argument: .record(fields), signatories: signatories, observers: observers)
+        let informees = contract.stakeholders
+        try spend(informees.count, at: location)
         let id = Derivation.contractID(seed, contract)
         known[id] = Known(contract: contract, package: package, template: template, fields: fields)
         nodes.append(
             Node(
                 action: .create(Create(contractID: id, instance: contract)), seed: seed, parent: parent,
-                childIndex: childIndex, informees: contract.stakeholders, confirmingParties: signatories))
+                childIndex: childIndex, informees: informees, confirmingParties: signatories))
         return (id, nodes.count - 1)
     }
 
@@ -361,6 +371,13 @@ private struct Run<Lookup: ContractLookup> {
         let templateInfo = self.template(package, template)
         let choiceInfo = templateInfo.choices[choice]
         try spendWeight(of: .record(arguments), "the argument of \(choiceInfo.name)", at: location)
+        // A participant that sees only this exercise re-interprets it as a root command, whose
+        // argument must fit (`root`); the submitter refuses what that participant would, or the
+        // two disagree on one transaction. Root arguments were checked already.
+        if parent != nil, let problem = mismatch(arguments, choiceInfo.parameters, package) {
+            throw failure(
+                .limitExceeded("the argument of \(choiceInfo.name) does not fit: \(problem)"), at: location)
+        }
         var frame = Frame(
             fields: contract.fields, arguments: arguments,
             locals: [Value](repeating: .unit, count: choiceInfo.localCount))
@@ -380,6 +397,8 @@ private struct Run<Lookup: ContractLookup> {
         if choiceInfo.consuming { consumedBy[id] = index }
         let informees = (choiceInfo.consuming ? contract.contract.stakeholders : signatories).union(actors)
             .union(choiceObservers)
+        let confirmingParties = signatories.union(actors)
+        try spend(informees.count + confirmingParties.count, at: location)
         nodes.append(
             Node(
                 action: .exercise(
@@ -388,13 +407,13 @@ private struct Run<Lookup: ContractLookup> {
                         argument: .record(arguments), actingParties: actors, consuming: choiceInfo.consuming,
                         choiceObservers: choiceObservers, children: [], result: .unit)),
                 seed: seed, parent: parent, childIndex: childIndex, informees: informees,
-                confirmingParties: signatories.union(actors)))
+                confirmingParties: confirmingParties))
 
         let caller = code
         code = CodeContext(package: package, template: template, choice: choice)
         var children: [Int] = []
         let result = try body(
-            choiceInfo, &frame, seed: seed, authorizers: signatories.union(actors), parent: index, children: &children)
+            choiceInfo, &frame, seed: seed, authorizers: confirmingParties, parent: index, children: &children)
         code = caller
         try spendWeight(of: result, "the result of \(choiceInfo.name)", at: location)
         guard case .exercise(var exercise) = nodes[index].action else { throw internalError("lost exercise node") }
@@ -411,6 +430,7 @@ private struct Run<Lookup: ContractLookup> {
         try checkNodeCount(location)
         let contract = try resolve(id, package, template, location)
         let stakeholders = contract.contract.stakeholders
+        try spend(stakeholders.count, at: location)
         let actors = authorizers.intersection(stakeholders)
         guard !actors.isEmpty else {
             throw failure(
@@ -419,12 +439,12 @@ private struct Run<Lookup: ContractLookup> {
                     authorizers: authorizers),
                 at: location)
         }
-        let signatories = contract.contract.signatories
+        let informees = contract.contract.signatories.union(actors)
+        try spend(informees.count, at: location)
         nodes.append(
             Node(
                 action: .fetch(Fetch(contractID: id, contract: contract.contract, actingParties: actors)), seed: nil,
-                parent: parent, childIndex: childIndex, informees: signatories.union(actors),
-                confirmingParties: signatories.union(actors)))
+                parent: parent, childIndex: childIndex, informees: informees, confirmingParties: informees))
         return (.record(contract.fields), nodes.count - 1)
     }
 
@@ -459,14 +479,16 @@ private struct Run<Lookup: ContractLookup> {
         let frame = Frame(fields: fields, arguments: [], locals: [])
         let signatories = try parties(templateInfo.signatories, frame)
         let observers = try parties(templateInfo.observers, frame).subtracting(signatories)
+        try spend(stored.signatories.count + stored.observers.count, at: location)
         guard stored.signatories.normalized() == signatories,
             stored.observers.normalized().subtracting(signatories) == observers
         else {
             throw failure(
                 .inconsistentContract(
                     id,
-                    "its stakeholders (signatories \(stored.signatories), observers \(stored.observers)) are not the "
-                        + "ones its template computes (\(signatories), \(observers))"),
+                    "its stakeholders (signatories \(partyList(stored.signatories)), observers "
+                        + "\(partyList(stored.observers))) are not the ones its template computes "
+                        + "(\(partyList(signatories)), \(partyList(observers)))"),
                 at: location)
         }
         let contract = Known(
@@ -547,12 +569,16 @@ private struct Run<Lookup: ContractLookup> {
 
     // MARK: - Expressions
 
+    /// The parties `codes` give, as a set: one unit of work per party gathered, as each is
+    /// copied and sorted (a party list can hold `listLengthMax` parties, and one expression
+    /// names it).
     private func parties(_ codes: [PartyCode], _ frame: Frame) throws(ContractError) -> [Party] {
         var result: [Party] = []
         for partyCode in codes {
             switch try eval(partyCode.code, frame) {
             case .party(let party): result.append(party)
             case .list(let values):
+                try spend(values.count, at: nil)
                 for value in values {
                     guard case .party(let party) = value else { throw internalError("a non-party in a party list") }
                     result.append(party)
@@ -654,7 +680,7 @@ private struct Run<Lookup: ContractLookup> {
         case (.decimal(let x), .decimal(let y)): return x < y
         case (.text(let x), .text(let y)): return x.utf8.lexicographicallyPrecedes(y.utf8)
         case (.party(let x), .party(let y)): return x < y
-        default: throw internalError("cannot order \(a) and \(b)")
+        default: throw internalError("cannot order \(printed(a)) and \(printed(b))")
         }
     }
 
@@ -662,10 +688,10 @@ private struct Run<Lookup: ContractLookup> {
         throws(ContractError) -> Value
     {
         func overflow(_ kind: String) -> ContractError {
-            failure(.arithmetic("\(kind) overflow in \(a) \(operation.symbol) \(b)"), at: location)
+            failure(.arithmetic("\(kind) overflow in \(printed(a)) \(operation.symbol) \(printed(b))"), at: location)
         }
         func divisionByZero() -> ContractError {
-            failure(.arithmetic("division by zero in \(a) \(operation.symbol) \(b)"), at: location)
+            failure(.arithmetic("division by zero in \(printed(a)) \(operation.symbol) \(printed(b))"), at: location)
         }
         switch (operation, a, b) {
         case (.addInt, .int(let x), .int(let y)):
@@ -715,7 +741,10 @@ private struct Run<Lookup: ContractLookup> {
             try spend(x.count + y.count, at: location)
             return .list(x + y)
         default:
-            throw internalError("\(operation) on \(a) and \(b)")
+            throw internalError("\(operation) on \(printed(a)) and \(printed(b))")
         }
     }
 }
+
+/// `value` for an error message: at most about `Value.errorDescriptionBytesMax` bytes of it.
+private func printed(_ value: Value) -> String { value.description(bytesMax: Value.errorDescriptionBytesMax) }

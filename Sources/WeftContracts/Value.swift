@@ -50,6 +50,73 @@ public enum Value: Sendable, Equatable, CustomStringConvertible {
         case .record(let values): "{" + values.map(\.description).joined(separator: ", ") + "}"
         }
     }
+
+    /// Most bytes of a value that an error message prints (`description(bytesMax:)`).
+    ///
+    /// Values that pass every `InterpreterLimits` bound can still print as gigabytes: a list
+    /// of a thousand copies of one 64 KiB Text holds one Text in memory, and a failing
+    /// `ensure` or a malformed command would otherwise spell out every copy.
+    public static let errorDescriptionBytesMax = 4_096
+
+    /// `description`, cut once about `bytesMax` bytes are written: a longer Text ends in
+    /// `…"` followed by its size, a list or record in `… N more` elements.
+    ///
+    /// It reads only what it prints, so it costs at most about `bytesMax` whatever the value
+    /// holds; the closing brackets and counts it adds take a few bytes per nesting level
+    /// beyond `bytesMax`.
+    public func description(bytesMax: Int) -> String {
+        var writer = BoundedWriter(remaining: bytesMax)
+        writer.write(self)
+        return writer.output
+    }
+}
+
+/// Prints values until its budget is spent, then elides the rest (`Value.description(bytesMax:)`).
+private struct BoundedWriter {
+    var output = ""
+    var remaining: Int
+
+    mutating func append(_ text: String) {
+        output += text
+        remaining -= text.utf8.count
+    }
+
+    mutating func write(_ value: Value) {
+        switch value {
+        case .text(let text): writeText(text)
+        case .list(let values): writeElements(values, open: "[", close: "]")
+        case .record(let values): writeElements(values, open: "{", close: "}")
+        case .unit, .bool, .int, .decimal, .party, .time, .contractID: append(value.description)
+        }
+    }
+
+    /// The text quoted, up to the budget: escapes can make a scalar print as ten bytes, so
+    /// the budget counts what is printed, and a long Text is never copied whole.
+    private mutating func writeText(_ text: String) {
+        var printed = "\""
+        for scalar in text.unicodeScalars {
+            var piece = ""
+            appendEscaped(scalar, to: &piece)
+            guard printed.utf8.count + piece.utf8.count <= remaining else {
+                return append(printed + "…\" (\(text.utf8.count) bytes)")
+            }
+            printed += piece
+        }
+        append(printed + "\"")
+    }
+
+    private mutating func writeElements(_ values: [Value], open: String, close: String) {
+        append(open)
+        for (index, value) in values.enumerated() {
+            if index > 0 { append(", ") }
+            guard remaining > 0 else {
+                append("… \(values.count - index) more")
+                break
+            }
+            write(value)
+        }
+        append(close)
+    }
 }
 
 /// A template of the package a type belongs to: its index there, and its
@@ -93,15 +160,18 @@ public indirect enum ValueType: Hashable, Sendable, CustomStringConvertible {
 /// escapes for everything else outside printable ASCII.
 func quoted(_ text: String) -> String {
     var result = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": result += "\\\""
-        case "\\": result += "\\\\"
-        case "\n": result += "\\n"
-        case "\t": result += "\\t"
-        case " "..."~": result.unicodeScalars.append(scalar)
-        default: result += "\\u{" + String(scalar.value, radix: 16) + "}"
-        }
-    }
+    for scalar in text.unicodeScalars { appendEscaped(scalar, to: &result) }
     return result + "\""
+}
+
+/// `scalar` as it appears inside a language literal (`quoted(_:)`).
+private func appendEscaped(_ scalar: Unicode.Scalar, to result: inout String) {
+    switch scalar {
+    case "\"": result += "\\\""
+    case "\\": result += "\\\\"
+    case "\n": result += "\\n"
+    case "\t": result += "\\t"
+    case " "..."~": result.unicodeScalars.append(scalar)
+    default: result += "\\u{" + String(scalar.value, radix: 16) + "}"
+    }
 }
