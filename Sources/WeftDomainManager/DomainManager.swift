@@ -34,16 +34,26 @@ public actor DomainManager {
     /// How many more broadcasts of members' requests fail before they are sent
     /// (`failNextRequestBroadcast`).
     private var requestBroadcastsFailing: (error: RPCError, remaining: Int)?
+    /// Most transactions in one member's topology request; a larger one is refused whole.
+    private let requestTransactionsMax: Int
     private let logger: Logger
 
     public static var migrator: Migrator { TopologyStore.migrator }
 
     /// `name` becomes the domain id `name::<fingerprint of namespaceKey>`.
-    public init(name: String, namespaceKey: SigningPrivateKey, memberKey: SigningPrivateKey, database: PostgresDatabase, logger: Logger) throws {
+    ///
+    /// - Parameter requestTransactionsMax: most transactions in one member's topology request
+    ///   (`TopologyState.requestTransactionsMaxDefault`, 100); a larger request is refused whole.
+    public init(
+        name: String, namespaceKey: SigningPrivateKey, memberKey: SigningPrivateKey, database: PostgresDatabase,
+        requestTransactionsMax: Int = TopologyState.requestTransactionsMaxDefault, logger: Logger
+    ) throws {
+        precondition(requestTransactionsMax > 0, "a topology request may hold at least one transaction")
         domain = try UniqueIdentifier(name: name, namespace: namespaceKey.publicKey.fingerprint)
         member = MemberID(role: .domainManager, identifier: domain)
         self.namespaceKey = namespaceKey
         self.memberKey = memberKey
+        self.requestTransactionsMax = requestTransactionsMax
         self.logger = logger
         store = TopologyStore(database: database, domain: domain, logger: logger)
         state = TopologyState(domain: domain, changeDelayMicros: 0)
@@ -231,44 +241,23 @@ public actor DomainManager {
     }
 
     /// A member asks for its own transactions to be broadcast (`TopologyTransactionsRequest`):
-    /// this release accepts a participant's hostings of parties in its own namespace on itself.
-    /// Accepted ones are broadcast unchanged; refused ones are logged. Ones already in force
-    /// (a replayed stream) are skipped. False if the broadcast failed: the request is to be
-    /// read again.
+    /// this release accepts a participant's hostings of parties in its own namespace on itself
+    /// (`TopologyState.transactionsToBroadcast`). A request is broadcast whole, unchanged, or
+    /// refused whole and logged (so is one with more than `requestTransactionsMax`
+    /// transactions): it is one intent of its member, who learns of a refusal only as its change
+    /// timing out. Transactions already accepted (a replayed stream) are left out. False if the
+    /// broadcast failed: the request is to be read again.
     private func handle(_ request: Weft.V1.TopologyTransactionsRequest, from sender: String, sequencedAt at: SequencingTimestamp) async -> Bool {
         var logger = self.logger
-        logger[metadataKey: "sender"] = "\(sender)"
-        func refuse(_ reason: String) -> Bool {
-            logger.warning("refused a topology request", metadata: ["reason": "\(reason)", "error_id": "DOMAIN_MANAGER_TOPOLOGY_REQUEST_REFUSED"])
+        logger[metadataKey: "sender"] = "\(sender.prefix(200))"
+        let accepted: [SignedTopologyTransaction]
+        do throws(TopologyRequestRefusal) {
+            accepted = try state.transactionsToBroadcast(for: request, from: sender, transactionsMax: requestTransactionsMax)
+        } catch {
+            logger.warning(
+                "refused a topology request; none of its transactions is broadcast",
+                metadata: ["reason": "\(error)", "error_id": "\(error.id)", "transactions": "\(request.transactions.count)"])
             return true
-        }
-        guard request.domain == domain.description else { return refuse("it is for domain \(request.domain.prefix(200)), not \(domain)") }
-        guard let member = try? MemberID(parsing: sender), member.role == .participant else { return refuse("only participants may ask") }
-        let snapshot = self.snapshot()
-        guard snapshot.isActive(member) else { return refuse("\(member) is not an active participant of the domain") }
-        let known = Set(state.transactions.map(\.transaction.hash))
-        var probe = state
-        var accepted: [SignedTopologyTransaction] = []
-        for wire in request.transactions.prefix(100) {
-            let signed: SignedTopologyTransaction
-            do {
-                signed = try SignedTopologyTransaction(wire)
-            } catch {
-                return refuse("a transaction does not read: \(error)")
-            }
-            if known.contains(signed.hash) { continue }
-            guard case .partyToParticipant(let hosting)? = signed.transaction.mapping?.mapping,
-                hosting.participant == member.identifier.description,
-                let party = try? UniqueIdentifier(parsing: hosting.party), party.namespace == member.identifier.namespace
-            else {
-                return refuse("only hostings of the sender's own parties (in its namespace) on itself are accepted")
-            }
-            do {
-                _ = try probe.add(signed, sequencedAt: SequencingTimestamp(microsSinceEpoch: Int64.max - 2))
-            } catch {
-                return refuse("\(error)")
-            }
-            accepted.append(signed)
         }
         guard !accepted.isEmpty, let connection else { return true }
         do {

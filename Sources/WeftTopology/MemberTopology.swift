@@ -31,18 +31,41 @@ public actor MemberTopology {
     /// member that was registered a moment before its snapshot was sequenced; the snapshot was
     /// built before them, so they are either in it (and then duplicates) or later than all of it.
     private var early: [(broadcast: Weft.V1.TopologyTransactionsBroadcast, sequencedAt: SequencingTimestamp)] = []
+    /// Most broadcasts held in `early`; see `init`.
+    private let earlyBroadcastsMax: Int
+    /// Set once a broadcast arrived with `early` full. From then on this instance refuses every
+    /// broadcast and the history itself: without the broadcasts it did not hold, applying the
+    /// history would give this member a topology no other node has. A restart reads them again
+    /// (the stream position is not stored before the history is applied).
+    private var droppedEarly = false
+
+    /// Most broadcasts a member holds while it waits for its history, unless told otherwise.
+    ///
+    /// The history is sent as soon as the node that registered the member has read its own
+    /// stream past the registration (docs/sequencer.md §4), so only the broadcasts of that short
+    /// window arrive first: a handful, far below this. It bounds the memory a history that never
+    /// comes (a sequencer fault) can take; each broadcast is at most the domain manager's request.
+    public static let earlyBroadcastsMaxDefault = 10_000
 
     /// - Parameters:
     ///   - store: the member's own history (`TopologyStore(database:domain:member:)`).
     ///   - changeDelayMicros: the domain's topology change delay; every node of a domain uses
     ///     the same (the sequencers and the domain manager use 0).
-    public init(domain: UniqueIdentifier, store: TopologyStore, changeDelayMicros: Int64 = 0, logger: Logger) {
+    ///   - earlyBroadcastsMax: most broadcasts held until the history arrives
+    ///     (`earlyBroadcastsMaxDefault`); beyond it, this instance refuses them and the history
+    ///     (`TOPOLOGY_HISTORY_TOO_LATE`) until the node restarts.
+    public init(
+        domain: UniqueIdentifier, store: TopologyStore, changeDelayMicros: Int64 = 0,
+        earlyBroadcastsMax: Int = MemberTopology.earlyBroadcastsMaxDefault, logger: Logger
+    ) {
         precondition(store.domain == domain, "the store must keep this domain's history")
+        precondition(earlyBroadcastsMax >= 0, "a member holds no fewer than 0 early broadcasts")
         self.domain = domain
         sequencerMember = MemberID(role: .sequencer, identifier: domain)
         managerMember = MemberID(role: .domainManager, identifier: domain)
         self.store = store
         self.changeDelayMicros = changeDelayMicros
+        self.earlyBroadcastsMax = earlyBroadcastsMax
         self.logger = logger
         state = TopologyState(domain: domain, changeDelayMicros: changeDelayMicros)
     }
@@ -78,13 +101,15 @@ public actor MemberTopology {
     ///   Its transactions are accepted or refused one by one, exactly as on every other node;
     ///   the accepted ones are applied, and if some were refused `apply` then throws
     ///   `transactionsRefused` so that the caller logs them (they are logged here too).
+    /// - Broadcasts held until the snapshot are applied with it, each on its own as if it had
+    ///   just arrived; refusals among them are thrown once, after all of them are applied.
     @discardableResult
     public func apply(_ content: Weft.V1.EnvelopeContent, sequencedAt: SequencingTimestamp, sender: String) async throws -> Bool {
         switch content.message {
         case .topologySnapshot(let snapshot)?:
             return try await apply(snapshot: snapshot, sequencedAt: sequencedAt, sender: sender)
         case .topologyBroadcast(let broadcast)?:
-            return try await apply(broadcast: broadcast, sequencedAt: sequencedAt, sender: sender)
+            return try await apply(broadcast: broadcast, sequencedAt: sequencedAt, sender: sender) > 0
         default:
             return false
         }
@@ -96,6 +121,9 @@ public actor MemberTopology {
         }
         guard snapshot.domain == domain.description else {
             throw refuse(.wrongDomain(content: "topology snapshot", expected: domain.description, actual: snapshot.domain), at: sequencedAt)
+        }
+        guard !droppedEarly else {
+            throw refuse(.historyTooLate(earlyBroadcastsMax: earlyBroadcastsMax), at: sequencedAt)
         }
         var next = state
         var changes: [TopologyChange] = []
@@ -134,16 +162,41 @@ public actor MemberTopology {
                 "applied the domain's topology history",
                 metadata: [LogKey.domain: "\(domain)", LogKey.transactionCount: "\(changes.count)", LogKey.sequencedAt: "\(sequencedAt)"])
         }
-        var changed = !changes.isEmpty
+        return try await applyHeld(changed: !changes.isEmpty, appliedCount: changes.count)
+    }
+
+    /// Applies the broadcasts held until the history arrived, in stream order, each on its own:
+    /// a transaction refused in one (logged with its broadcast's time, as `apply` logs it) stops
+    /// neither the rest of that broadcast nor the later ones, exactly as on the nodes that read
+    /// them live. Stopping at the first refusal would drop the later broadcasts for good: the
+    /// caller goes on past a refusal and stores its stream position after the history.
+    ///
+    /// Throws the refusals of all of them at the end (`transactionsRefused`, its `appliedCount`
+    /// counting the history's transactions too); any other failure (the store) is thrown at
+    /// once, and the stream position, not stored yet, makes a restart read the rest again.
+    private func applyHeld(changed: Bool, appliedCount: Int) async throws -> Bool {
+        var changed = changed
+        var appliedCount = appliedCount
+        var refused: [MemberTopologyError.RefusedTransaction] = []
         let held = early
         early = []
         for (broadcast, at) in held {
-            changed = try await apply(broadcast: broadcast, sequencedAt: at, sender: managerMember.description) || changed
+            do {
+                let applied = try await apply(broadcast: broadcast, sequencedAt: at, sender: managerMember.description)
+                changed = changed || applied > 0
+                appliedCount += applied
+            } catch MemberTopologyError.transactionsRefused(let some, let count) {
+                refused += some
+                changed = changed || count > 0
+                appliedCount += count
+            }
         }
+        guard refused.isEmpty else { throw MemberTopologyError.transactionsRefused(refused, appliedCount: appliedCount) }
         return changed
     }
 
-    private func apply(broadcast: Weft.V1.TopologyTransactionsBroadcast, sequencedAt: SequencingTimestamp, sender: String) async throws -> Bool {
+    /// Returns how many of its transactions changed the topology (0 also for one held).
+    private func apply(broadcast: Weft.V1.TopologyTransactionsBroadcast, sequencedAt: SequencingTimestamp, sender: String) async throws -> Int {
         let senders = [managerMember.description, sequencerMember.description]
         guard senders.contains(sender) else {
             throw refuse(.notFromDomain(content: "topology broadcast", sender: sender, expected: senders), at: sequencedAt)
@@ -152,11 +205,17 @@ public actor MemberTopology {
             throw refuse(.wrongDomain(content: "topology broadcast", expected: domain.description, actual: broadcast.domain), at: sequencedAt)
         }
         guard isInitialized else {
+            guard !droppedEarly, early.count < earlyBroadcastsMax else {
+                // What was held is of no use any more (the history will be refused): freed.
+                droppedEarly = true
+                early = []
+                throw refuse(.historyTooLate(earlyBroadcastsMax: earlyBroadcastsMax), at: sequencedAt)
+            }
             early.append((broadcast, sequencedAt))
             logger.info(
                 "holding a topology broadcast until the domain's history arrives",
-                metadata: [LogKey.domain: "\(domain)", LogKey.sequencedAt: "\(sequencedAt)"])
-            return false
+                metadata: [LogKey.domain: "\(domain)", LogKey.sequencedAt: "\(sequencedAt)", "weft.topology.held": "\(early.count)"])
+            return 0
         }
         var next = state
         let outcome = next.add(broadcast, sequencedAt: sequencedAt)
@@ -174,9 +233,10 @@ public actor MemberTopology {
                     ])
             }
             throw MemberTopologyError.transactionsRefused(
-                outcome.refused.map { .init(index: $0.index, error: $0.error) }, appliedCount: outcome.changes.count)
+                outcome.refused.map { .init(sequencedAt: sequencedAt, index: $0.index, error: $0.error) },
+                appliedCount: outcome.changes.count)
         }
-        return !outcome.changes.isEmpty
+        return outcome.changes.count
     }
 
     private func refuse(_ error: MemberTopologyError, at sequencedAt: SequencingTimestamp) -> MemberTopologyError {
@@ -191,6 +251,10 @@ public actor MemberTopology {
 public enum MemberTopologyError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A transaction of a broadcast that every node refuses (see `TopologyState.add`).
     public struct RefusedTransaction: Equatable, Sendable {
+        /// The sequencing time of its broadcast: a history applied with the broadcasts held
+        /// until it arrived reports the refusals of several.
+        public let sequencedAt: SequencingTimestamp
+        /// Its index in that broadcast.
         public let index: Int
         public let error: TopologyError
     }
@@ -201,8 +265,12 @@ public enum MemberTopologyError: Error, Equatable, Sendable, CustomStringConvert
     case wrongDomain(content: String, expected: String, actual: String)
     /// A snapshot that does not validate as a whole (forged, altered, or not the domain's).
     case invalidSnapshot(index: Int, reason: String)
-    /// Transactions of a broadcast that did not validate; the others were applied.
+    /// Transactions of a broadcast (or of the broadcasts held until the history, applied with
+    /// it) that did not validate; the others were applied, `appliedCount` of them in all.
     case transactionsRefused([RefusedTransaction], appliedCount: Int)
+    /// More broadcasts than the member holds (`earlyBroadcastsMax`) came before the history:
+    /// that broadcast, later ones and the history are refused until the node restarts.
+    case historyTooLate(earlyBroadcastsMax: Int)
 
     /// A stable id, Canton style.
     public var id: String {
@@ -211,6 +279,7 @@ public enum MemberTopologyError: Error, Equatable, Sendable, CustomStringConvert
         case .wrongDomain: "TOPOLOGY_WRONG_DOMAIN"
         case .invalidSnapshot: "TOPOLOGY_INVALID_SNAPSHOT"
         case .transactionsRefused: "TOPOLOGY_TRANSACTIONS_REFUSED"
+        case .historyTooLate: "TOPOLOGY_HISTORY_TOO_LATE"
         }
     }
 
@@ -225,8 +294,14 @@ public enum MemberTopologyError: Error, Equatable, Sendable, CustomStringConvert
             "the topology snapshot was refused at transaction \(index): \(reason); it was not applied. The sequencer sent a history "
                 + "that does not authenticate from the domain's root key: check that the node is configured with the right domain id"
         case .transactionsRefused(let refused, let applied):
-            "\(refused.count) transaction(s) of a topology broadcast were refused (\(applied) applied), as on every node: "
-                + refused.map { "#\($0.index): \($0.error)" }.joined(separator: "; ")
+            "\(refused.count) topology transaction(s) were refused (\(applied) applied), as on every node: "
+                + refused.map { "#\($0.index) of the broadcast sequenced at \($0.sequencedAt): \($0.error)" }.joined(separator: "; ")
+        case .historyTooLate(let max):
+            "more than \(max) topology broadcasts reached this member before the domain's topology history; they are no longer "
+                + "held, and the history is refused when it comes, since without them it would give this member a topology "
+                + "no other node has. The member's stream position is not stored before its history: restart the node to read "
+                + "them again, with a larger earlyBroadcastsMax if the history really comes that late. If it never comes, the "
+                + "sequencer did not send it (docs/sequencer.md §4, 'The topology history'): check the sequencer's log"
         }
     }
 }
