@@ -44,6 +44,8 @@ public enum WeftMetrics {
             "Requests this participant rejected itself when validating, by reject reason id.",
         "weft_participant_inconsistent_approvals_total":
             "Parts of approved transactions this participant left out because they contradict its contracts.",
+        "weft_participant_commits_without_packages_total":
+            "Approved transactions this participant committed without their tree because they use a package it lacks.",
         "weft_participant_messages_before_topology_total":
             "Confirmation requests and verdicts this participant ignored because they arrived before the domain's topology history.",
         "weft_participant_commitments_sent_total":
