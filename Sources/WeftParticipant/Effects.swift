@@ -111,14 +111,27 @@ extension Effects {
     }
 }
 
-/// The active contract set as the interpreter's lookup, then the contracts the application
-/// disclosed for this submission (authenticated by their creation seeds before they get here):
-/// what the participant stores itself wins.
+/// The contracts a command may use, as the interpreter's lookup: the active contracts one of
+/// `readers` (the act-as parties) is a stakeholder of, then the contracts the application
+/// disclosed for this submission (authenticated by their creation seeds before they get here).
+///
+/// A participant stores the contracts of every party it hosts, but a command sees only its own
+/// parties' (as in Daml): the others are unknown to it, exactly as an id that names nothing.
+/// Otherwise one party's application learns of another party's contracts on the same
+/// participant from its errors (a missing authority names the owner, a wrong template the
+/// template), and uses them where a choice's controller comes from its argument.
 struct ActiveLookup: ContractLookup {
     let active: [ContractID: (contract: ContractInstance, seed: NodeSeed?)]
+    let readers: Set<Party>
     var disclosed: [ContractID: (contract: ContractInstance, seed: NodeSeed)] = [:]
-    func contract(_ id: ContractID) -> ContractInstance? { active[id]?.contract ?? disclosed[id]?.contract }
-    func creationSeed(of id: ContractID) -> NodeSeed? { active[id]?.seed ?? disclosed[id]?.seed }
+
+    private func visible(_ id: ContractID) -> (contract: ContractInstance, seed: NodeSeed?)? {
+        guard let stored = active[id], stored.contract.stakeholders.contains(where: readers.contains) else { return nil }
+        return stored
+    }
+
+    func contract(_ id: ContractID) -> ContractInstance? { visible(id)?.contract ?? disclosed[id]?.contract }
+    func creationSeed(of id: ContractID) -> NodeSeed? { visible(id)?.seed ?? disclosed[id]?.seed }
 }
 
 func wallClockMicros() -> Int64 {

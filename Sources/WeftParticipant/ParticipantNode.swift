@@ -735,7 +735,7 @@ public actor ParticipantNode {
         var transaction: Transaction
         do throws(ContractError) {
             transaction = try interpreter.submit(
-                commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active, disclosed: disclosed))
+                commands, actAs: actAs, seed: seed, contracts: ActiveLookup(active: active, readers: Set(actAs), disclosed: disclosed))
         } catch {
             throw ParticipantError.interpretation(error)
         }

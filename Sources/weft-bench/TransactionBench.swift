@@ -24,9 +24,9 @@ import WeftWire
 ///       [--repeat N]
 ///
 /// Parties: alice on participant1; bob and the bank on participant2; the custodian on
-/// participant3. The bank is on bob's participant so that it knows the cash bob is paid with
-/// (Settle fetches it; nothing discloses a contract to a participant that hosts none of its
-/// stakeholders).
+/// participant3. Settle fetches the cash bob is paid with, which only the bank and alice are
+/// stakeholders of: bob's command carries it as a disclosed contract, as an application of
+/// theirs would hand it over (a command sees only its act-as parties' contracts).
 ///
 /// - iou: each of K submitters owns one IOU (the bank's, issued in the set-up) and moves it
 ///   back and forth: alice → bob (submitted on participant1), then bob → alice (on
@@ -425,11 +425,12 @@ enum TransactionBenchmark {
 
     /// Runs one submission on `node`: prepare, submit, wait for the completion.
     static func timed(
-        _ node: ParticipantNode, _ commands: [Command], actAs: [Party]
+        _ node: ParticipantNode, _ commands: [Command], actAs: [Party], disclosedContracts: [ActiveContract] = []
     ) async -> (outcome: Outcome, started: UInt64, completed: UInt64, prepared: PreparedSubmission?) {
         let started = now()
         do {
-            let prepared = try await node.prepare(commands, actAs: actAs, command: commandKey("tx"))
+            let prepared = try await node.prepare(
+                commands, actAs: actAs, command: commandKey("tx"), disclosedContracts: disclosedContracts)
             let completion = try await node.submit(prepared)
             let completed = now()
             if case .succeeded = completion { return (.committed, started, completed, prepared) }
@@ -510,8 +511,8 @@ enum TransactionBenchmark {
         let domain: BenchDomain
         let commands: Commands
         let count = Mutex(0)
-        /// Ready settlements: (offer, security bob delivers).
-        let ready = Mutex<[(offer: ContractID, security: ContractID)]>([])
+        /// Ready settlements: (offer, security bob delivers, the offer's cash disclosed to bob).
+        let ready = Mutex<[(offer: ContractID, security: ContractID, cash: ActiveContract)]>([])
 
         init(_ domain: BenchDomain) throws {
             self.domain = domain
@@ -531,7 +532,7 @@ enum TransactionBenchmark {
             let domain = self.domain
             let commands = self.commands
             let chunks = stride(from: 0, to: count, by: 25).map { min(25, count - $0) }
-            try await withThrowingTaskGroup(of: [(ContractID, ContractID)].self) { group in
+            try await withThrowingTaskGroup(of: [(ContractID, ContractID, ActiveContract)].self) { group in
                 var next = 0
                 func add() {
                     guard next < chunks.count else { return }
@@ -542,6 +543,10 @@ enum TransactionBenchmark {
                             try (0..<size).map { _ in
                                 try commands.create(commands.dvp, "Cash", ["bank": .party(domain.bank), "owner": .party(domain.alice), "amount": .decimal(FixedDecimal("1000")!)])
                             }, on: domain.p2, actAs: [domain.bank], alsoAt: [domain.p1])
+                        // As the bank's application hands them to bob's.
+                        let made = Set(cash)
+                        let stored = try await domain.p2.activeContracts(of: domain.bank).filter { made.contains($0.id) }
+                        let disclosed = Dictionary(uniqueKeysWithValues: stored.map { ($0.id, $0) })
                         let securities = try await TransactionBenchmark.submitRequired(
                             try (0..<size).map { _ in
                                 try commands.create(commands.dvp, "Security", ["custodian": .party(domain.custodian), "holder": .party(domain.bob), "isin": .text("XS0000000001"), "quantity": .int(10)])
@@ -556,12 +561,15 @@ enum TransactionBenchmark {
                                         "price": .decimal(FixedDecimal("1000")!), "payment": .contractID(payment),
                                     ])
                             }, on: domain.p1, actAs: [domain.alice], alsoAt: [domain.p2])
-                        return Array(zip(offers, securities))
+                        return try zip(zip(offers, securities), cash).map { pair, payment in
+                            guard let contract = disclosed[payment] else { throw BenchError("cash \(payment) not stored") }
+                            return (pair.0, pair.1, contract)
+                        }
                     }
                 }
                 for _ in 0..<4 { add() }
                 while let made = try await group.next() {
-                    let pairs = made.map { pair in (offer: pair.0, security: pair.1) }
+                    let pairs = made.map { pair in (offer: pair.0, security: pair.1, cash: pair.2) }
                     ready.withLock { list in list += pairs }
                     add()
                 }
@@ -578,7 +586,7 @@ enum TransactionBenchmark {
             } catch {
                 return (.failed("\(error)"), now(), now())
             }
-            let result = await TransactionBenchmark.timed(domain.p2, [command], actAs: [domain.bob])
+            let result = await TransactionBenchmark.timed(domain.p2, [command], actAs: [domain.bob], disclosedContracts: [next.cash])
             return (result.outcome, result.started, result.completed)
         }
 
@@ -588,7 +596,8 @@ enum TransactionBenchmark {
             let command = try commands.exercise(commands.dvp, "Offer", next.offer, "Settle", ["delivery": .contractID(next.security)])
             let domain = self.domain
             return try await TransactionBenchmark.countPrepares(seconds: seconds) {
-                _ = try await domain.p2.prepare([command], actAs: [domain.bob], command: TransactionBenchmark.commandKey("prepare"))
+                _ = try await domain.p2.prepare(
+                    [command], actAs: [domain.bob], command: TransactionBenchmark.commandKey("prepare"), disclosedContracts: [next.cash])
             }
         }
     }

@@ -43,6 +43,44 @@ extension OnAThirdRealDomain {
             #expect(try await Ledgers(domain) == before, sourceLocation: sourceLocation)
         }
 
+        /// The bank's participant stores alice's IOU (the bank is its issuer), and hosts bob
+        /// too: bob's commands must not see it. Before, bob learned from the error that it
+        /// exists and whose it is (alice's authority missing), where an id naming nothing is
+        /// only unknown.
+        @Test func aCommandSeesOnlyItsOwnPartiesContractsOnAParticipantHostingOthers() async throws {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url)
+                let (p2, bob) = (domain.p2, domain.bob)
+                let iou = try await domain.issued("7", to: domain.alice, command: "alices-iou")
+                #expect(try await p2.activeContracts(of: domain.bank).map(\.id).contains(iou), "stored on participant2")
+                let nothing = try #require(ContractID(hex: String(repeating: "ab", count: 32)))
+                for id in [iou, nothing] {
+                    let error = await #expect(throws: ParticipantError.self) {
+                        _ = try await p2.prepare(
+                            [try domain.transfer(id, to: bob)], actAs: [bob],
+                            command: CommandKey(applicationID: "bob-app", commandID: "take-\(id)"))
+                    }
+                    guard case .interpretation(.runtime(.unknownContract(id), _))? = error else {
+                        Issue.record("\(id == iou ? "alice's IOU" : "an id naming nothing"): \(String(describing: error))")
+                        continue
+                    }
+                }
+                // Disclosed by a stakeholder's application, it is usable (and then refused only
+                // for what the command lacks: alice's authority).
+                let disclosed = try await domain.p1.activeContracts(of: domain.alice).filter { $0.id == iou }
+                let refusal = await #expect(throws: ParticipantError.self) {
+                    _ = try await p2.prepare(
+                        [try domain.transfer(iou, to: bob)], actAs: [bob],
+                        command: CommandKey(applicationID: "bob-app", commandID: "take-disclosed"), disclosedContracts: disclosed)
+                }
+                guard case .interpretation(.runtime(.missingAuthorization, _))? = refusal else {
+                    Issue.record("with the contract disclosed: \(String(describing: refusal))")
+                    return
+                }
+                await domain.stop()
+            }
+        }
+
         @Test func aSubmitterActingForAPartyItDoesNotHostIsNotEntitled() async throws {
             try await PostgresFixture.withFixture { fixture in
                 let domain = try await DomainHarness.start(url: fixture.url)
