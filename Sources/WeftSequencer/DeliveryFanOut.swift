@@ -15,6 +15,29 @@ actor DeliveryFanOut {
     private struct Range {
         let upTo: Int64
         let deliveries: [Int32: [StoredDelivery]]
+        /// The prune points (`sequencer_prune_points`) past where the range starts, read with its
+        /// events: a prune removed those members' deliveries up to there before they were read.
+        /// Empty when no prune reached into the range (nearly always).
+        var prunePoints: [Int32: PrunePoint] = [:]
+    }
+
+    /// A member's last pruned counter and its delivery's timestamp (`sequencer_prune_points`).
+    struct PrunePoint: Sendable, Equatable {
+        let counter: Int64
+        let timestamp: Int64
+    }
+
+    /// What `next` hands a subscription.
+    struct Served: Sendable {
+        /// The member's deliveries, in timestamp order, counters 0.
+        let deliveries: [StoredDelivery]
+        /// Everything of the member after the caller's `after` up to here is in `deliveries`,
+        /// except what `prunePoint` says was pruned.
+        let upTo: Int64
+        /// Set when a prune had removed deliveries of the member in the ranges served before they
+        /// were read: the member's deliveries up to this point are missing from `deliveries`, so
+        /// counting must go on from it (or the stream fail, if it needed a counter removed).
+        let prunePoint: PrunePoint?
     }
 
     /// Ranges kept for subscriptions a little behind; at a commit every few milliseconds,
@@ -69,7 +92,7 @@ actor DeliveryFanOut {
     /// `member`'s deliveries after `after`, up to the returned timestamp, as soon as the safe
     /// point passes `after`; nil if this reader cannot serve from `after` (it was passed, a read
     /// failed, the node is stopping, or the caller was cancelled): the caller reads on its own.
-    func next(member: Int32, after: Int64) async -> (deliveries: [StoredDelivery], upTo: Int64)? {
+    func next(member: Int32, after: Int64) async -> Served? {
         guard !closed else { return nil }
         if oldest == nil || (after > covered && reading == nil) {
             // Nothing read, or idle and behind this caller: start from it.
@@ -96,13 +119,19 @@ actor DeliveryFanOut {
             guard !Task.isCancelled, !closed, let start = oldest, after >= start else { return nil }
         }
         var deliveries: [StoredDelivery] = []
+        var prunePoint: PrunePoint?
         var from = start
         for range in ranges {
             defer { from = range.upTo }
-            guard range.upTo > after, let mine = range.deliveries[member] else { continue }
+            guard range.upTo > after else { continue }
+            // The latest prune point counts every delivery up to it, earlier prunes' included.
+            if let pruned = range.prunePoints[member], pruned.counter > prunePoint?.counter ?? .min {
+                prunePoint = pruned
+            }
+            guard let mine = range.deliveries[member] else { continue }
             deliveries += from >= after ? mine : mine.filter { $0.timestamp > after }
         }
-        return (deliveries, covered)
+        return Served(deliveries: deliveries, upTo: covered, prunePoint: prunePoint)
     }
 
     /// A commit of this node's writer: when it holds every event after what is covered up to
@@ -200,7 +229,7 @@ actor DeliveryFanOut {
                 // This node's events in the range, if its own commits hold them all: taken before
                 // the query, whose wait lets later commits replace the kept ones.
                 let mine = ownDeliveries(after: from, upTo: safe)
-                var (deliveries, upTo) = try await Self.read(
+                var (deliveries, upTo, prunePoints) = try await Self.read(
                     database, after: from, upTo: safe, node: node, cachedBlocks: mine == nil ? blocks.blocksWithEvents(of: node) : [],
                     withoutNode: mine != nil)
                 guard oldest != nil, covered == from else { continue }  // closed, or handed over, meanwhile
@@ -210,7 +239,7 @@ actor DeliveryFanOut {
                     deliveries = Self.merge(deliveries, taken)
                     ownDeliveriesFromMemory += taken.values.reduce(0) { $0 + $1.count }
                 }
-                append(Range(upTo: upTo, deliveries: deliveries))
+                append(Range(upTo: upTo, deliveries: deliveries, prunePoints: prunePoints))
             } catch {
                 // The database is away (or the node stopping): every subscription falls back to its
                 // own reads, which report or wait out the failure as before.
@@ -233,21 +262,44 @@ actor DeliveryFanOut {
     /// go of by the time it is served reads its batch then (`SequencerReader.batch`).
     ///
     /// `withoutNode`: `node`'s events are left out (the caller has them from its own commits).
+    ///
+    /// Also returns the prune points past `after`, from the same snapshot as the events. A
+    /// subscription counts what it is handed from its position before the range; a forced prune
+    /// that committed before the range was read (the member's stream paused, or this node's reader
+    /// idle while another node sequenced and a prune passed) removed some of the member's
+    /// deliveries in it, and counted from that position the rows left would take the removed ones'
+    /// counters: a gap the member cannot see, and wrong checkpoints that later subscriptions trust.
+    /// A prune point past `after` is exactly such a prune (it is the member's last delivery at or
+    /// before the prune's time). The page read (`SequencerReader.read`) does the same per member.
     private static func read(
         _ database: PostgresDatabase, after: Int64, upTo safe: Int64, node: Int16, cachedBlocks: [Int64], withoutNode: Bool
-    ) async throws -> ([Int32: [StoredDelivery]], Int64) {
+    ) async throws -> ([Int32: [StoredDelivery]], Int64, [Int32: PrunePoint]) {
         try await database.withConnection { connection in
-            let rows = try connection.execute(
+            // One row even when no event is left (its event columns NULL): a prune that removed
+            // every event of the range must still be seen.
+            var rows = try connection.execute(
                 """
-                SELECT ts, sender::int8, message_id, kind::int8,
-                       CASE WHEN node = $3::int8::int2 AND block_ts = ANY($4::int8[]) THEN NULL ELSE batch END,
-                       traceparent, array_to_string(recipients, ','),
-                       error_code::int8, error_id, error_message, node::int8, block_ts, leaf_offset::int8
-                FROM sequencer_events WHERE ts > $1 AND ts <= $2 AND node <> $5::int8::int2
-                ORDER BY ts LIMIT \(Self.eventsPerReadMaximum)
+                SELECT e.*, p.points FROM (
+                        SELECT string_agg(member || ':' || counter || ':' || ts, ',') AS points
+                        FROM sequencer_prune_points WHERE ts > $1) p
+                    LEFT JOIN LATERAL (
+                        SELECT ts, sender::int8, message_id, kind::int8,
+                               CASE WHEN node = $3::int8::int2 AND block_ts = ANY($4::int8[]) THEN NULL ELSE batch END,
+                               traceparent, array_to_string(recipients, ','),
+                               error_code::int8, error_id, error_message, node::int8, block_ts, leaf_offset::int8
+                        FROM sequencer_events WHERE ts > $1 AND ts <= $2 AND node <> $5::int8::int2
+                        ORDER BY ts LIMIT \(Self.eventsPerReadMaximum)) e ON true
+                ORDER BY e.ts
                 """, [.int64(after), .int64(safe), .int64(Int64(node)), .int64Array(cachedBlocks as [Int64?]),
                    .int64(withoutNode ? Int64(node) : -1)]
             ).rows
+            var prunePoints: [Int32: PrunePoint] = [:]
+            for point in (try rows.first?[13].string ?? "").split(separator: ",") {
+                let fields = point.split(separator: ":").compactMap { Int64($0) }
+                guard fields.count == 3, let member = Int32(exactly: fields[0]) else { continue }
+                prunePoints[member] = PrunePoint(counter: fields[1], timestamp: fields[2])
+            }
+            if rows.count == 1, try rows[0][0].int64 == nil { rows = [] }  // no event in the range
             var deliveries: [Int32: [StoredDelivery]] = [:]
             var last = after
             for row in rows {
@@ -274,7 +326,7 @@ actor DeliveryFanOut {
                         batchLeftInDatabase: batchLeftInDatabase))
                 }
             }
-            return (deliveries, rows.count == Self.eventsPerReadMaximum ? last : safe)
+            return (deliveries, rows.count == Self.eventsPerReadMaximum ? last : safe, prunePoints)
         }
     }
 

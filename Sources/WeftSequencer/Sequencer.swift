@@ -128,6 +128,10 @@ public final class Sequencer: Sendable {
             let interval = timing.effectiveHeartbeatInterval
             // Whether another process holds this node's number: said once, not every heartbeat.
             var displaced = false
+            // Failures in a row of a rejoin and of marking silent nodes offline: both are tried
+            // again at every heartbeat, so they are logged the first time and then every 20th.
+            var rejoinFailures = 0
+            var staleCheckFailures = 0
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 do {
@@ -145,10 +149,22 @@ public final class Sequencer: Sendable {
                         metadata: ["sequencer_node": "\(node)"])
                     do {
                         try await writer.comeOnline()
+                        rejoinFailures = 0
                     } catch SequencerWriterError.nodeNumberInUse(_, let holder) {
                         displaced = true
                         Self.logDisplaced(logger, node: node, holder: holder)
-                    } catch {}
+                    } catch where !Task.isCancelled {
+                        // Until it rejoins, this node sequences nothing (sends get
+                        // SEQUENCER_WRITER_OFFLINE); the next heartbeat tries again.
+                        rejoinFailures += 1
+                        if rejoinFailures % 20 == 1 {
+                            logger.warning(
+                                "this sequencer node cannot rejoin the writers; it sequences nothing until it does and tries again at every heartbeat: check its connection to the database",
+                                metadata: ["sequencer_node": "\(node)", "error": "\(error)", "failures_in_a_row": "\(rejoinFailures)"])
+                        }
+                    } catch {
+                        break  // stopping
+                    }
                 } catch SequencerWriterError.nodeNumberInUse(_, let holder) {
                     // This process lost the node's lock (with its session) and another took it.
                     if !displaced {
@@ -162,8 +178,23 @@ public final class Sequencer: Sendable {
                 }
                 if ContinuousClock.now - lastStaleCheck > timing.offlineAfter / 5 {
                     lastStaleCheck = .now
-                    if let stale = try? await writer.markStaleWritersOffline(olderThan: timing.offlineAfter), !stale.isEmpty {
-                        logger.warning("marked silent sequencer nodes offline", metadata: ["nodes": "\(stale)"])
+                    do {
+                        let stale = try await writer.markStaleWritersOffline(olderThan: timing.offlineAfter)
+                        staleCheckFailures = 0
+                        if !stale.isEmpty {
+                            logger.warning("marked silent sequencer nodes offline", metadata: ["nodes": "\(stale)"])
+                        }
+                    } catch where !Task.isCancelled {
+                        // Another node may mark them; if none can, the readers of every node wait
+                        // for a silent node's watermark until one does.
+                        staleCheckFailures += 1
+                        if staleCheckFailures % 20 == 1 {
+                            logger.warning(
+                                "cannot check for silent sequencer nodes to mark offline; if one stopped, subscriptions wait for it until a node can: check this node's connection to the database",
+                                metadata: ["sequencer_node": "\(node)", "error": "\(error)", "failures_in_a_row": "\(staleCheckFailures)"])
+                        }
+                    } catch {
+                        break  // stopping
                     }
                 }
             }
@@ -242,7 +273,15 @@ public final class Sequencer: Sendable {
             return current
         }
         await listener?.stop()
-        try? await writer.goOffline()
+        do {
+            try await writer.goOffline()
+        } catch {
+            // Not fatal: the other nodes mark this one offline once its heartbeat is older than
+            // `offlineAfter`. Until then their subscriptions wait for its watermark.
+            logger.warning(
+                "this sequencer node could not leave the writers as it stopped; the other nodes mark it offline after offline-after (5 s by default), and their subscriptions wait for it until then",
+                metadata: ["sequencer_node": "\(node)", "error": "\(error)"])
+        }
         await reader.fanOut.close()
         await safePoint.close(CancellationError())
     }
@@ -272,9 +311,16 @@ extension Sequencer {
     /// recipients, then hands it to the writer. An empty batch is a time proof: only its sender
     /// receives it, as a pure receipt whose timestamp tells it the sequencer's time. Problems with the recipients or the size are
     /// sequenced as a deliver error to the sender, so it learns of them in its stream.
+    ///
+    /// `mayAddressAll`: whether the sender may name `ALL` (the domain manager and the sequencers,
+    /// for topology broadcasts; the service decides). Nobody else has a reason to, and it is the
+    /// one recipient whose cost does not show in the request: each member's view is a copy of the
+    /// whole batch (and a leaf hashed over it), so a 1 MiB batch to `ALL` in a domain of 500
+    /// members is half a GiB of views, leaves and deliveries. Refused as
+    /// `SEQUENCER_BROADCAST_NOT_ALLOWED` before any member is looked up.
     func send(
         sender: String, messageID: String, batch: Weft.V1.Batch, maxSequencingTime: Int64, traceparent: String = "",
-        omitReceipt: Bool = false, maximumRequestBytes: Int = Sequencer.defaultMaximumRequestBytes
+        omitReceipt: Bool = false, maximumRequestBytes: Int = Sequencer.defaultMaximumRequestBytes, mayAddressAll: Bool = false
     ) async throws -> SequencingOutcome {
         guard let from = try await members.member(named: sender), from.enabled else {
             throw SequencerError.unknownSender(sender)
@@ -286,7 +332,14 @@ extension Sequencer {
         var unknown: [String] = []
         // Each name once, however many envelopes (or times in one) name it.
         var requested = Set(batch.envelopes.flatMap(\.recipients))
-        if requested.remove(Self.allMembers) != nil {
+        let addressesAllWithoutRight = !mayAddressAll && requested.contains(Self.allMembers)
+        if addressesAllWithoutRight {
+            // A member's own bug, or one trying its luck: either way its operator should know.
+            logger.warning(
+                "refused a batch addressed to ALL from a member that is neither the domain manager nor a sequencer; it gets a deliver error (SEQUENCER_BROADCAST_NOT_ALLOWED) and should name its recipients",
+                metadata: ["member": "\(sender)", "message_id": "\(messageID)", "error_id": "SEQUENCER_BROADCAST_NOT_ALLOWED"])
+            requested = []  // refused whole: nobody to look up
+        } else if requested.remove(Self.allMembers) != nil {
             // Read from the database, not this node's cache: a member another sequencer node
             // registered a moment ago (its onboarding) must get the broadcasts that follow —
             // the demo's third participant once never saw its party's hosting.
@@ -304,7 +357,11 @@ extension Sequencer {
                 unknown.append(name)
             }
         }
-        if !unknown.isEmpty {
+        if addressesAllWithoutRight {
+            content = .error(
+                code: 7, errorID: "SEQUENCER_BROADCAST_NOT_ALLOWED",
+                message: "only the domain manager and the sequencers may address ALL (every member); name the recipients instead")
+        } else if !unknown.isEmpty {
             content = .error(code: 5, errorID: "SEQUENCER_UNKNOWN_RECIPIENTS", message: "unknown or disabled recipients: \(Array(Set(unknown)).sorted().joined(separator: ", "))")
         } else if bytes.count > maximumRequestBytes {
             content = .error(code: 8, errorID: "SEQUENCER_REQUEST_TOO_LARGE", message: "the batch has \(bytes.count) bytes; the domain allows \(maximumRequestBytes)")

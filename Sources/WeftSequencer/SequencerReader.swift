@@ -324,14 +324,29 @@ struct SequencerReader: Sendable {
                 self.caughtUp = nil
                 return
             }
+            // A prune that removed some of this member's deliveries before the shared reader read
+            // them: counting on from `position` would give the rows left the removed ones'
+            // counters, a gap the member cannot see. Go on from the prune point instead, or fail
+            // as a subscription from a removed counter does (as a page read does).
+            var from = position
+            if let pruned = next.prunePoint, pruned.counter > from.counter {
+                guard counter > pruned.counter else {
+                    throw SequencerReadError.pruned(member: memberName, requested: counter, firstAvailable: pruned.counter + 1)
+                }
+                from = (pruned.counter, pruned.timestamp)
+            }
             var numbered: [StoredDelivery] = []
-            for delivery in next.deliveries { numbered.append(delivery.numbered(position.counter + 1 + Int64(numbered.count))) }
+            // Deliveries at or before `from` are counted in it: a prune point's, which this node
+            // may still hold in memory (its own commits).
+            for delivery in next.deliveries where delivery.timestamp > from.timestamp {
+                numbered.append(delivery.numbered(from.counter + 1 + Int64(numbered.count)))
+            }
             // Checkpoints first, as a page read does: a delivery the member has seen is never
             // missing its checkpoint.
             let checkpoints = numbered.filter { $0.counter % SequencerReader.checkpointInterval == 0 }.map { ($0.counter, $0.timestamp) }
             if !checkpoints.isEmpty { try await reader.record(checkpoints, member: member) }
             for delivery in numbered where delivery.counter >= counter { buffer.append(.delivery(delivery)) }
-            if let last = numbered.last { self.position = (last.counter, last.timestamp) }
+            self.position = numbered.last.map { ($0.counter, $0.timestamp) } ?? from
             self.caughtUp = next.upTo
             buffer.append(.caughtUp(next.upTo))
         }

@@ -86,10 +86,13 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         // The domain manager's topology broadcasts are not held to the limit: a limit set too
         // low must not keep out the change that raises it.
         if member == managerMember { maximum = Int.max }
+        // Topology broadcasts go to every member; nobody else may address ALL (docs/sequencer.md §5).
+        let mayAddressAll = member == managerMember || member == topology.sequencerMember.description
         let outcome = try await Self.databaseErrorsAsUnavailable { try await self.sequencer.send(
             sender: member, messageID: submission.messageID, batch: submission.batch ?? .init(),
             maxSequencingTime: submission.maxSequencingTime?.microsSinceEpoch ?? (SequencerWriter.now() + 60_000_000),
-            traceparent: submission.traceparent, omitReceipt: honorsOmitReceipt && submission.omitReceipt, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes) }
+            traceparent: submission.traceparent, omitReceipt: honorsOmitReceipt && submission.omitReceipt, maximumRequestBytes: maximum > 0 ? maximum : Sequencer.defaultMaximumRequestBytes,
+            mayAddressAll: mayAddressAll) }
         Counter(label: "weft_sequencer_submissions_total", dimensions: [("outcome", outcome == .duplicate ? "duplicate" : "sequenced")])
             .increment()
         if outcome != .duplicate {
@@ -230,7 +233,7 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
             let outcome = try await Self.databaseErrorsAsUnavailable {
                 try await sequencer.send(
                     sender: topology.sequencerMember.description, messageID: messageID, batch: batch,
-                    maxSequencingTime: SequencerWriter.now() + 60_000_000)
+                    maxSequencingTime: SequencerWriter.now() + 60_000_000, mayAddressAll: true)
             }
             guard case .delivered = outcome else {
                 if outcome != .duplicate {

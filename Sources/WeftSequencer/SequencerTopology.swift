@@ -180,6 +180,9 @@ public actor SequencerTopology {
         guard follower == nil else { return }
         let member = sequencerMember.description
         follower = Task { [weak self] in
+            // Acknowledgements that failed in a row: one is due every second, so a database that
+            // is away would log one line a second; the first and every 60th are enough.
+            var acknowledgementFailures = 0
             while !Task.isCancelled {
                 guard let self else { return }
                 do {
@@ -192,7 +195,19 @@ public actor SequencerTopology {
                             await self.caughtUp(to: safe)
                             if await self.acknowledgementDue() {
                                 // The sequencers' own stream is processed (and its effects stored) up to here.
-                                try? await self.sequencer.acknowledge(member, upTo: safe)
+                                do {
+                                    try await self.sequencer.acknowledge(member, upTo: safe)
+                                    acknowledgementFailures = 0
+                                } catch {
+                                    // Nothing is lost (the next one acknowledges as far), but while
+                                    // none succeeds a prune without force is refused.
+                                    acknowledgementFailures += 1
+                                    if acknowledgementFailures % 60 == 1 {
+                                        self.logger.warning(
+                                            "cannot record the sequencers' acknowledgement of their own stream; retried every second, and until one succeeds a prune without force names the sequencers as holding it back: check the connection to the database",
+                                            metadata: ["error": "\(error)", "failures_in_a_row": "\(acknowledgementFailures)"])
+                                    }
+                                }
                             }
                         }
                     }
@@ -246,7 +261,22 @@ public actor SequencerTopology {
     }
 
     private func apply(_ delivery: StoredDelivery) async throws {
-        guard let bytes = try await sequencer.reader.batch(of: delivery), let batch = try? Weft.V1.Batch(serializedBytes: bytes) else { return }
+        guard let bytes = try await sequencer.reader.batch(of: delivery) else { return }  // a deliver error: nothing to apply
+        let batch: Weft.V1.Batch
+        do {
+            batch = try Weft.V1.Batch(serializedBytes: bytes)
+        } catch {
+            // The sequencer stores only batches it decoded and serialized again, so this is a
+            // damaged row (or one written by another version): a topology change in it would be
+            // missing on this node only. Skipped, so that the stream goes on, but said loudly.
+            logger.error(
+                "a batch on the sequencers' own stream does not decode, so any topology change in it is not applied on this node: check that every sequencer node runs the same version, and the database's integrity",
+                metadata: [
+                    "timestamp": "\(delivery.timestamp)", "sender_id": "\(delivery.sender)", "message_id": "\(delivery.messageID)",
+                    "error": "\(error)",
+                ])
+            return
+        }
         // Only the domain manager's broadcasts (and the sequencers' own, for onboarding) change
         // topology, on every node alike (MemberTopology refuses others): a member that sends a
         // "broadcast" of its own changes nothing here either. Members ask the domain manager.

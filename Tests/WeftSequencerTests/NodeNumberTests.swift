@@ -197,6 +197,31 @@ import WeftWire
             await node.stop()
         }
     }
+    /// A node that loses its database says what it could not do and what follows, once rather than
+    /// at every heartbeat: it cannot check for silent nodes to mark offline, and, stopping, cannot
+    /// leave the writers. Both failures used to pass without a line.
+    @Test func aNodeWithoutItsDatabaseSaysWhatItCouldNotDoOnce() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            try Sequencer.migrator.migrate(try PostgresConnection(url: fixture.url))
+            let lines = CapturedLog()
+            var timing = Sequencer.Timing()
+            timing.offlineAfter = .seconds(1)  // a check for silent nodes every 200 ms
+            timing.heartbeatInterval = .milliseconds(50)
+            let node = Sequencer(
+                node: 0, database: PostgresDatabase(url: fixture.url, maximumConnections: 4), timing: timing,
+                logger: Logger(label: "weft.sequencer") { _ in lines })
+            try await node.start()
+            // The pool shut down: every query fails at once, as with a database that is away.
+            await node.database.shutdown()
+            try await Self.eventually("the node says it cannot check for silent nodes") {
+                lines.count(containing: "cannot check for silent sequencer nodes") == 1 && lines.count(containing: "heartbeat failed") >= 10
+            }
+            // Ten heartbeats, about two checks: one line for as long as it lasts (every 20th after).
+            #expect(lines.count(containing: "cannot check for silent sequencer nodes") == 1)
+            await node.stop()
+            #expect(lines.count(containing: "could not leave the writers") == 1)
+        }
+    }
 }
 
 /// Log lines kept in memory, for tests that check what a node said.

@@ -451,6 +451,90 @@ struct TestFailure: Error, CustomStringConvertible {
             for node in nodes { await node.stop() }
         }
     }
+
+    /// A caught-up stream follows the shared reader, which numbers nothing itself: a forced prune
+    /// that removed part of a range before this node's shared reader read it (the member paused,
+    /// the events sequenced through another node) must not give the deliveries left the removed
+    /// ones' counters. Counters 3…7 are sent while Bob's streams at node 0 pause, and 3…5 pruned:
+    /// a stream that still needs counter 3 fails as a subscription from it would, and one from
+    /// counter 7 gets counter 7 with its own event.
+    @Test func aPruneOfARangeTheSharedReaderHasNotReadKeepsEachDeliverysCounter() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            // Quiet heartbeats: only the sends move the safe point, so node 0's shared reader reads
+            // nothing while Bob's streams pause.
+            let nodes = try await OrderingTests.nodes(fixture.url, count: 2, quietHeartbeat: true)
+            let (alice, bob) = (OrderingTests.members[0], OrderingTests.members[1])
+            for member in [alice, bob] { _ = try await nodes[0].register(member) }
+            let bobID = try #require(try await nodes[0].members.member(named: bob)).id
+            let later = SequencerWriter.now() + 600_000_000
+            var sent: [Int64] = []  // Bob's counter n is sent[n]
+            func send(through node: Sequencer) async throws {
+                let number = sent.count
+                let batch = Weft.V1.Batch(envelopes: [.init(content: Array("m\(number)".utf8), recipients: [bob])])
+                let outcome = try await node.send(
+                    sender: alice, messageID: "m\(number)", batch: batch, maxSequencingTime: later, omitReceipt: true)
+                guard case .delivered(let timestamp) = outcome else { throw TestFailure("m\(number): \(outcome)") }
+                sent.append(timestamp)
+            }
+            /// The stream's deliveries until it is caught up with `timestamp`, or its error.
+            func read(
+                _ stream: inout AsyncThrowingStream<SequencerReader.Item, any Error>.Iterator, until timestamp: Int64
+            ) async -> Result<[StoredDelivery], any Error> {
+                var deliveries: [StoredDelivery] = []
+                do {
+                    while let item = try await stream.next() {
+                        switch item {
+                        case .delivery(let delivery): deliveries.append(delivery)
+                        case .caughtUp(let upTo) where upTo >= timestamp: return .success(deliveries)
+                        case .caughtUp: continue
+                        }
+                    }
+                    return .failure(TestFailure("the stream ended after \(deliveries.count) deliveries"))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            for _ in 0..<3 { try await send(through: nodes[0]) }
+            _ = try await nodes[0].safePoint.wait(after: sent[2] - 1)
+            var fromStart = nodes[0].reader.items(member: bobID, memberName: bob, from: 0).makeAsyncIterator()
+            let first = try await read(&fromStart, until: sent[2]).get()
+            #expect(first.map(\.counter) == [0, 1, 2])
+            var fromSeven = nodes[0].reader.items(member: bobID, memberName: bob, from: 7).makeAsyncIterator()
+            #expect(try await read(&fromSeven, until: sent[2]).get().isEmpty)
+
+            // Both streams pause (nobody asks node 0's shared reader for more); Alice sends five
+            // more through node 1, and a forced prune removes Bob's counters up to 5.
+            for _ in 0..<5 { try await send(through: nodes[1]) }
+            _ = try await nodes[1].safePoint.wait(after: sent[7] - 1)
+            let outcome = try await nodes[1].prune(upToInclusive: sent[5], force: true)
+            #expect(outcome.membersCutOff.contains(bob))
+            _ = try await nodes[0].safePoint.wait(after: sent[7] - 1)
+
+            // Both streams resume from the shared reader, not pages of their own.
+            let pagesBefore = nodes[0].reader.fanOut.ownReads.load(ordering: .relaxed)
+            switch await read(&fromStart, until: sent[7]) {
+            case .success(let deliveries):
+                Issue.record(
+                    "no pruned error; got counters \(deliveries.map(\.counter)) at \(deliveries.map(\.timestamp)), sent \(sent)")
+            case .failure(let error):
+                #expect(error as? SequencerReadError == .pruned(member: bob, requested: 0, firstAvailable: 6))
+            }
+            let resumed = try await read(&fromSeven, until: sent[7]).get()
+            #expect(resumed.map(\.counter) == [7])
+            #expect(resumed.map(\.timestamp) == [sent[7]])
+            let pagesAfter = nodes[0].reader.fanOut.ownReads.load(ordering: .relaxed)
+            #expect(pagesAfter == pagesBefore, "a stream read pages of its own")
+            // A new subscription agrees.
+            var again: [StoredDelivery] = []
+            for try await delivery in try await nodes[0].subscribe(bob, from: 6) {
+                again.append(delivery)
+                if again.count == 2 { break }
+            }
+            #expect(again.map(\.counter) == [6, 7])
+            #expect(again.map(\.timestamp) == [sent[6], sent[7]])
+            for node in nodes { await node.stop() }
+        }
+    }
 }
 
 /// The writer's group commits (docs/sequencer.md §3).

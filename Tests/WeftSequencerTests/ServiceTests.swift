@@ -181,6 +181,32 @@ import WeftWire
         }
     }
 
+    /// Only the domain manager and the sequencers address `ALL`: a batch to every member costs a
+    /// copy of it per member, and nobody else has a reason to send one. A participant's is refused
+    /// in its own stream and reaches nobody; the domain manager's still reaches every member.
+    @Test func onlyTheDomainManagerAndTheSequencersAddressAll() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (started, node, manager, alice, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
+            var domain = started
+            let (aliceID, bobID, managerID) = (alice.member.description, bob.member.description, domain.managerMember.description)
+            let toBob = Weft.V1.Envelope(content: Array("to bob".utf8), recipients: [bobID])
+            let toAll = Weft.V1.Envelope(content: Array("to everyone".utf8), recipients: [Sequencer.allMembers])
+            try await aliceClient.send(.init(envelopes: [toAll, toBob]), messageID: "to-all")
+            try await aliceClient.send(.init(envelopes: [toBob]), messageID: "to-bob")
+            try await manager.send(
+                try TestDomain.broadcast(
+                    [try domain.domainSigned(.participantState(alice.id, permission: .confirmation), key: "state-\(alice.id)")],
+                    domain: domain.domain),
+                messageID: "manager-to-all")
+            let alicesStream = try await Self.messageIDs(aliceClient, domain, sender: aliceID, until: "to-bob")
+            #expect(alicesStream == ["to-all (SEQUENCER_BROADCAST_NOT_ALLOWED)", "to-bob"])
+            #expect(try await Self.messageIDs(bobClient, domain, sender: aliceID, until: "to-bob") == ["to-bob"])
+            let fromTheManager = try await Self.messageIDs(bobClient, domain, sender: managerID, until: "manager-to-all")
+            #expect(fromTheManager.last == "manager-to-all")
+            await node.stop()
+        }
+    }
+
     /// The message ids of `sender`'s delivers on `client`'s stream (and, on the sender's own
     /// stream, its deliver errors with their id), from counter 0 until `until`'s. Each event must
     /// come with a block proof that verifies: one signed on its own instead means the service did
