@@ -272,9 +272,19 @@ actor PackageCache {
         self.participant = participant
     }
 
-    /// Every package by id; re-reads the store when `need` is not known yet.
+    /// How often the store's packages were read: for tests.
+    private(set) var reloads = 0
+
+    /// Every package by id; re-reads the store when `need` is not known yet, or when the
+    /// participant has a package this cache lacks (uploaded since, also through the Swift API).
+    /// Streams ask for every page and every transaction they follow: reading every package's
+    /// source from the store each time was their cost before.
     func all(need: PackageID? = nil) async throws -> [PackageID: Package] {
-        if need == nil || packages[need!] == nil { try await reload() }
+        if let need {
+            if packages[need] == nil { try await reload() }
+        } else if await participant.packages.contains(where: { packages[$0] == nil }) {
+            try await reload()
+        }
         return packages
     }
 
@@ -286,6 +296,7 @@ actor PackageCache {
     func added(_ package: Package) { packages[package.id] = package }
 
     private func reload() async throws {
+        reloads += 1
         for entry in try await participant.storedPackages() where packages[entry.id] == nil || stored[entry.id] == nil {
             stored[entry.id] = entry
             if packages[entry.id] == nil {

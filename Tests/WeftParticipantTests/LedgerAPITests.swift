@@ -167,6 +167,14 @@ func trees(_ api: LedgerAPIEndpoint, parties: [String], end: UInt64) async throw
             #expect(streamed.count == 25)
             #expect(streamed.map { Int($0.eventID.split(separator: ":")[0])! } == Array(1...25), "oldest first, each once")
 
+            // The packages are read from the store once, not again for every stream and page
+            // while none is uploaded (a following stream read them per transaction).
+            let reloads = await api2.api.packages.reloads
+            for try await _ in try api2.client.transaction.getTransactions(
+                .init(beginExclusive: 0, endInclusive: 25, filter: .init(parties: [bank]))) {}
+            for try await _ in try api2.client.activeContracts.getActiveContracts(.init(filter: .init(parties: [bank]))) {}
+            #expect(await api2.api.packages.reloads == reloads, "no package uploaded since")
+
             // Pages as of offset 25 while the ledger moves on: the first page, then bob transfers
             // the newest IOU (archived at 26, its successor created at 26) …
             let p2 = harness.p2
