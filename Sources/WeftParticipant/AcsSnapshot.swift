@@ -11,7 +11,10 @@ public import WeftWire
 /// for that period — which the importer reads from the sequencer, signed — commits to exactly
 /// these contracts. The importer recomputes the commitment from the contracts and refuses the
 /// snapshot unless it is equal (`verify(against:)`): it needs to trust neither the file nor
-/// whoever carried it, only the exporter's signature on what went through the sequencer.
+/// whoever carried it, only the exporter's signature on what went through the sequencer — and
+/// that signature only for the stakeholder groups the exporter shares with it (each hosts one
+/// of the group's parties, `requireShared(hosts:)`), the only ones an honest exporter commits
+/// to; a contract of any other group refuses the snapshot.
 public struct AcsSnapshot: Sendable, Equatable {
     /// One shared contract as the exporter stores it.
     public struct Contract: Sendable, Equatable {
@@ -151,12 +154,45 @@ public struct AcsSnapshot: Sendable, Equatable {
     /// The commitment the exporter computes for these contracts when it shares all of them
     /// with the counter-participant: the digest of the sum of the stakeholder groups' LtHash16
     /// (CommitmentTracker's rule). Empty when there are no contracts (nothing is committed to).
+    /// It counts every group as shared, which it knows no topology to check: an importer also
+    /// calls `requireShared(hosts:)`, or a commitment over groups the exporter does not share
+    /// with it would match.
     public var commitment: [UInt8] {
         var tracker = CommitmentTracker()
         for contract in contracts {
             tracker.add(id: contract.id, stakeholders: contract.stakeholders, stored: contract.stored)
         }
         return tracker.commitments(me: exporter, hosts: { [exporter] _ in [exporter, counterParticipant] })[counterParticipant] ?? []
+    }
+
+    /// Refuses the snapshot unless each of its contracts belongs to a stakeholder group that
+    /// the exporter and the counter-participant share by `hosts` (the participants hosting a
+    /// party of the group, by the topology at the period's end): each hosts one of its
+    /// stakeholders, any permission but disabled.
+    ///
+    /// The commitment is only as good as its signer's word, and an honest signer's word covers
+    /// only the groups it shares with the counter-participant: `CommitmentTracker.commitments`
+    /// counts a group towards a counter-participant only when both host one of its parties —
+    /// the same rule (`CommitmentTracker.shared(with:…)`) is applied here. A contract of any
+    /// other group is one the exporter could not have committed to honestly: it does not host
+    /// the parties whose contract it would be, so it never validated it (a made-up IOU between
+    /// two parties of other participants, with an id from a chosen seed, passes every other
+    /// check), or this participant hosts none of its parties and would store a contract that is
+    /// not its own. `commitment` sums every group of the snapshot, so without this check a
+    /// signed commitment over such a contract matched it.
+    public func requireShared(hosts: (StakeholderGroup) -> Set<String>) throws(RepairError) {
+        var tracker = CommitmentTracker()
+        for contract in contracts {
+            tracker.add(id: contract.id, stakeholders: contract.stakeholders, stored: contract.stored)
+        }
+        let shared = tracker.shared(with: counterParticipant, me: exporter, only: [], hosts: hosts)
+        for contract in contracts {
+            let group = StakeholderGroup(contract.stakeholders)
+            guard shared[group] == nil else { continue }
+            throw .contractNotShared(
+                contract: contract.id.description, stakeholders: group.parties, exporter: exporter,
+                participant: counterParticipant, periodEnd: toInclusive)
+        }
     }
 
     /// Checks the snapshot against the commitment the exporter sent the counter-participant
@@ -234,6 +270,12 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
     /// stored data names: the file was changed (the commitment covers the data, not the list,
     /// which decides whose active contracts it is).
     case stakeholdersDiffer(contract: String, inSnapshot: [String], ofContract: [String])
+    /// A contract's stakeholders do not include a party the exporter hosts and one this
+    /// participant hosts, by the topology at the period's end: an honest exporter's
+    /// commitment to this participant never covers such a contract, so its signature vouches
+    /// for nothing here (`AcsSnapshot.requireShared(hosts:)`).
+    case contractNotShared(
+        contract: String, stakeholders: [String], exporter: String, participant: String, periodEnd: Int64)
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.description == rhs.description }
 
@@ -250,6 +292,7 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
         case .periodDiffers: "PARTICIPANT_REPAIR_PERIOD_DIFFERS"
         case .malformedSnapshot: "PARTICIPANT_REPAIR_MALFORMED_SNAPSHOT"
         case .stakeholdersDiffer: "PARTICIPANT_REPAIR_STAKEHOLDERS_DIFFER"
+        case .contractNotShared: "PARTICIPANT_REPAIR_CONTRACT_NOT_SHARED"
         }
     }
 
@@ -294,6 +337,13 @@ public enum RepairError: Error, Equatable, Sendable, CustomStringConvertible {
                 "contract \(contract) lists stakeholders [\(listed.joined(separator: ", "))] in the snapshot, but its "
                 + "data names [\(named.joined(separator: ", "))] (signatories and observers): the file was changed; "
                 + "nothing was imported: export the snapshot again on the peer and copy the file unchanged"
+        case .contractNotShared(let contract, let stakeholders, let exporter, let participant, let end):
+            text =
+                "contract \(contract) with stakeholders [\(stakeholders.joined(separator: ", "))] is not shared by "
+                + "\(exporter) and \(participant) by the topology at the period's end \(end) (each must host one "
+                + "of its stakeholders), so the exporter's commitment cannot vouch for it; nothing was imported: "
+                + "import these contracts from a participant that shares them (one hosting a stakeholder of each), "
+                + "and check the exporter, which signed a commitment over contracts that are not its to share"
         }
         return "\(id): \(text)"
     }

@@ -61,7 +61,11 @@ extension ParticipantNode {
     /// commitment the exporter sent it for the snapshot's period (signature checked with the
     /// exporter's key). The snapshot's contracts must hash to that commitment; otherwise
     /// nothing is imported. Each contract's stakeholders must be the signatories and observers
-    /// its stored data names (the commitment covers the data, not the snapshot's list of them).
+    /// its stored data names (the commitment covers the data, not the snapshot's list of them),
+    /// and include a party the exporter hosts and one this participant hosts, by the topology at
+    /// the period's end (`AcsSnapshot.requireShared(hosts:)`): an honest exporter commits only to
+    /// such contracts, so for any other its signature proves nothing — a malicious exporter could
+    /// otherwise make up contracts between parties it does not host and have them imported.
     /// Events up to the period end are not processed: their effects on shared contracts are in
     /// the snapshot.
     ///
@@ -120,6 +124,12 @@ extension ParticipantNode {
             }
             try snapshot.verify(against: received)
             let decoded = try AcsSnapshot.decodeContracts(snapshot)
+            // The signature vouches only for groups the exporter shares with this participant
+            // (the rule its commitment was computed by), in the topology in force at the
+            // period's end; the snapshot's stakeholder lists are the contracts' own by now.
+            let atPeriodEnd = await topology.snapshot(
+                at: SequencingTimestamp(microsSinceEpoch: snapshot.toInclusive + 1))
+            try snapshot.requireShared(hosts: hosts(atPeriodEnd))
             try await drainWrites()  // the store changes in stream order
             let added = try await store.importContracts(decoded.map { $0.contract }, cursor: position)
             for (contract, instance, seed) in decoded where active[contract.id] == nil {

@@ -3,8 +3,12 @@ import Testing
 import WeftContracts
 import WeftCrypto
 @_spi(Testing) import WeftParticipant
+import WeftProtocol
+import WeftSequencer
 import WeftStore
 import WeftTestSupport
+import WeftTransport
+import WeftWire
 
 /// Issue 10's repair acceptance test (docs/operator-guide.md, "Recovery: repair from peers"),
 /// on one domain for all its assertions, with a reconciliation interval of one second:
@@ -248,6 +252,169 @@ extension OnAThirdRealDomain {
             }
         }
 
+        /// A malicious exporter's validly signed commitment vouches for nothing outside the
+        /// stakeholder groups it shares with the importer. participant3 (hosting the depository)
+        /// shares an IOU with participant1 (alice's to the depository); participant2 shares one
+        /// with participant1 (the bank's to alice). participant3 never sends its own commitments;
+        /// for one of its periods it signs, in place of its real commitment to participant1, one
+        /// over a snapshot that also holds a made-up IOU of 1,000,000 from the bank to alice —
+        /// stakeholders {alice, bank}, hosted on participant1 and participant2, an id from a seed
+        /// of its choosing — and sends it through the sequencer. participant1 loses its database:
+        /// that snapshot hashes to the signed commitment and the made-up IOU's data names its
+        /// stakeholders, but participant3 hosts none of them: refused
+        /// `PARTICIPANT_REPAIR_CONTRACT_NOT_SHARED`, nothing stored. participant2's genuine
+        /// snapshot then imports, and alice's active contracts hold no made-up IOU.
+        @Test func aSignedCommitmentOverAContractOfPartiesTheExporterDoesNotHostIsRefusedWithNothingStored()
+            async throws
+        {
+            try await PostgresFixture.withFixture { fixture in
+                let domain = try await DomainHarness.start(url: fixture.url, extraParties: [("depository", 2)])
+                let (p1, p2, p3, alice, bank) = (domain.p1, domain.p2, domain.p3, domain.alice, domain.bank)
+                let depository = try #require(domain.extraParties["depository"])
+                let (id1, id2, id3) = (domain.members[0].id, domain.members[1].id, domain.members[2].id)
+                try await domain.setDomainParameters(
+                    TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
+                // participant3 holds no contract yet, so nothing of it is waiting to be sent: none
+                // of its commitments reaches the sequencer; the forged one takes a real one's place.
+                await p3.dropCommitmentSendsFromNowOn()
+                try await p3.upload(packageSource: domain.iouSource, file: "iou.weft")
+                let withP2 = try await domain.issued("100.00", to: alice, command: "iou-shared-with-participant2")
+                let iou = try domain.package
+                let withP3 = try await domain.created(
+                    in: iou, "Iou",
+                    [
+                        "issuer": .party(alice), "owner": .party(depository), "currency": .text("USD"),
+                        "amount": .decimal(FixedDecimal("70.00")!),
+                    ], by: alice, on: p1, seenBy: [p3])
+                let createdAt = try await StoredSequencerEvent.lastTimestamp(url: fixture.url)
+
+                // participant2's genuine snapshot, for a period whose commitment the sequencer took.
+                try await eventually("participant2 sent participant1 a commitment after the IOUs") {
+                    try await Self.commonPeriodEnd(fixture.url, of: [id2], to: id1, after: createdAt) != nil
+                }
+                let genuineEnd = try #require(
+                    try await Self.commonPeriodEnd(fixture.url, of: [id2], to: id1, after: createdAt))
+                let fromP2 = try await p2.exportACS(for: id1, at: genuineEnd)
+                #expect(fromP2.contracts.map(\.id) == [withP2])
+
+                // A period participant3 computed its (unsent) commitment to participant1 for.
+                let unsentPeriod = """
+                    SELECT from_exclusive, to_inclusive FROM participant_sent_commitments
+                    WHERE participant = $1 AND counter_participant = $2 AND to_inclusive > $3 AND NOT sent
+                    ORDER BY to_inclusive LIMIT 1
+                    """
+                let period: @Sendable () async throws -> (from: Int64, to: Int64)? = {
+                    try await StoredSequencerEvent.query(fixture.url) { connection in
+                        try connection.execute(
+                            unsentPeriod, [.text(id3.description), .text(id1.description), .int64(createdAt)]
+                        ).rows.first.map { (try $0[0].int64 ?? 0, try $0[1].int64 ?? 0) }
+                    }
+                }
+                try await eventually("participant3 computed a commitment to participant1 after the IOU") {
+                    try await period() != nil
+                }
+                let (from, to) = try #require(try await period())
+                let sentByP3 = try await StoredSequencerEvent.query(fixture.url) { connection in
+                    try connection.execute(
+                        "SELECT count(*)::bigint FROM participant_sent_commitments WHERE participant = $1 AND sent",
+                        [.text(id3.description)]
+                    ).rows.first?[0].int64
+                }
+                #expect(sentByP3 == 0, "participant3 sent none of its own commitments")
+
+                // The snapshot participant3 makes up: its genuine IOU with participant1, as it
+                // stores it, and an IOU from the bank to alice that nobody created.
+                let ownRows = try await Self.activeRows(fixture.url, id3)
+                #expect(ownRows.map(\.id) == [withP3.description])
+                let own = try ownRows.map { row -> AcsSnapshot.Contract in
+                    let (id, instance, _) = try ContractInstance.fromWire(
+                        Weft.V1.ContractInstance(serializedBytes: row.stored))
+                    return AcsSnapshot.Contract(
+                        id: id, stakeholders: instance.stakeholders.map(\.id), stored: row.stored)
+                }
+                let madeUp = ContractInstance(
+                    template: try iou.templateID("Iou"),
+                    argument: try iou.record(
+                        "Iou",
+                        [
+                            "issuer": .party(bank), "owner": .party(alice), "currency": .text("USD"),
+                            "amount": .decimal(FixedDecimal("1000000.00")!),
+                        ]), signatories: [bank], observers: [alice])
+                let seed = NodeSeed(try #require(Digest32([UInt8](repeating: 0x5e, count: 32))))
+                let madeUpID = ContractID(seed: seed, contract: madeUp)
+                #expect(madeUpID.authenticates(madeUp, seed: seed))
+                let madeUpStored = try madeUp.wire(id: madeUpID, packages: [iou], creationSeed: seed).serializedBytes()
+                let forged = AcsSnapshot(
+                    domain: fromP2.domain, exporter: id3.description, counterParticipant: id1.description,
+                    fromExclusive: from, toInclusive: to, exporterNextCounter: 0,
+                    exporterLastTimestamp: try await StoredSequencerEvent.lastTimestamp(url: fixture.url),
+                    contracts: own + [.init(id: madeUpID, stakeholders: [alice.id, bank.id], stored: madeUpStored)],
+                    topology: fromP2.topology)
+
+                // participant3 signs the forged snapshot's commitment and sends it to participant1
+                // through the sequencer, with the message id its real one would have had.
+                let session = try await SequencerClient.authenticate(
+                    try await RPCClient.connect(
+                        host: domain.endpoint.host, port: domain.endpoint.port, security: domain.endpoint.security),
+                    member: domain.members[2].member.description, key: domain.members[2].signingKey,
+                    domain: domain.domain.domain.description, sequencerKeys: [domain.domain.sequencerKey.publicKey])
+                let content = Weft.V1.AcsCommitment(
+                    domain: domain.domain.domain.description, sender: id3.description,
+                    counterParticipant: id1.description, fromExclusive: .init(microsSinceEpoch: from),
+                    toInclusive: .init(microsSinceEpoch: to), commitment: forged.commitment)
+                let signed = try ProtocolSigning.sign(
+                    Weft.V1.SignedContent(content: .acsCommitment(content)), with: domain.members[2].signingKey)
+                try await session.send(
+                    Weft.V1.Batch(envelopes: [
+                        Weft.V1.Envelope(
+                            content: try Weft.V1.EnvelopeContent(message: .signedMessage(signed)).serializedBytes(),
+                            recipients: [domain.members[0].member.description])
+                    ]), messageID: "acs-commitments-\(to)-\(id1)")
+                await session.rpc.close()
+
+                // participant1 loses its database and starts on an empty one, without processing.
+                await p1.stop()
+                let url = try ReplayTests.emptyDatabase(fixture, "participant1_forged_snapshot")
+                let store = ParticipantStore(database: PostgresDatabase(url: url), participant: id1)
+                try await store.migrate()
+                let repaired = try await DomainHarness.startNode(
+                    domain.members[0], store: store, url: url, endpoint: domain.endpoint, domain: domain.domain,
+                    ready: false, processing: false)
+
+                // Refused: the made-up IOU's stakeholders are hosted on participant1 and
+                // participant2, none on participant3, whose signature vouches for nothing there.
+                do {
+                    try await repaired.importACS(forged, thenProcess: false)
+                    Issue.record("a snapshot with a contract the exporter does not share was imported")
+                } catch let error as RepairError {
+                    guard case .contractNotShared(let contract, let parties, let exporter, let member, let end) = error
+                    else {
+                        Issue.record("not the sharing refusal: \(error)")
+                        return
+                    }
+                    #expect(contract == madeUpID.description, "\(error)")
+                    #expect(parties == [alice.id, bank.id].sorted(), "\(error)")
+                    #expect(exporter == id3.description && member == id1.description && end == to, "\(error)")
+                    #expect(error.id == "PARTICIPANT_REPAIR_CONTRACT_NOT_SHARED")
+                    #expect(error.description.contains(madeUpID.description), "\(error)")
+                }
+                #expect(await repaired.nextCounter == 0)
+                #expect(await repaired.repairedPeriodEnd == nil)
+                #expect(try await Self.activeRows(url, id1).isEmpty)
+
+                // participant2's genuine snapshot still imports.
+                #expect(try await repaired.importACS(fromP2) == 1)
+                #expect(try await Self.activeRows(url, id1).map(\.id) == [withP2.description])
+                let aliceACS = try await repaired.activeContracts(of: alice)
+                #expect(aliceACS.map(\.id) == [withP2])
+                #expect(await repaired.nextCounter > 0)
+
+                await repaired.stop()
+                await store.database.shutdown()
+                await domain.stop()
+            }
+        }
+
         /// The latest period end after `after` for which each of `senders` sent `counter` an
         /// ACS commitment that the sequencer took (what an export for it needs); nil if none yet.
         static func commonPeriodEnd(
@@ -293,6 +460,45 @@ extension OnAThirdRealDomain {
                     """, [.text(participant.description), .text(counter.description), .int64(after), .text(state)]
                 ).rows.first?[0].int64 ?? -1
             }
+        }
+    }
+}
+
+/// The rule an importer checks each contract of a snapshot by (`AcsSnapshot.requireShared`): the
+/// one an honest exporter's commitment follows — a stakeholder group counts only when the exporter
+/// and the importer each host one of its parties.
+struct AcsSnapshotSharingTests {
+    static let hosting: [String: String] = [
+        "alice": "participant1", "bank": "participant2", "depository": "participant3",
+    ]
+
+    static func hosts(_ group: StakeholderGroup) -> Set<String> { Set(group.parties.compactMap { hosting[$0] }) }
+
+    static func snapshot(_ groups: [[String]]) -> AcsSnapshot {
+        let contracts = groups.enumerated().map { (index, parties) in
+            AcsSnapshot.Contract(
+                id: ContractID(Digest32([UInt8](repeating: UInt8(index + 1), count: 32))!), stakeholders: parties,
+                stored: [UInt8(index)])
+        }
+        return AcsSnapshot(
+            domain: "domain1::1220cc", exporter: "participant3", counterParticipant: "participant1", fromExclusive: 1,
+            toInclusive: 2, exporterNextCounter: 0, exporterLastTimestamp: 3, contracts: contracts)
+    }
+
+    @Test func aContractCountsOnlyWhenTheExporterAndTheImporterEachHostOneOfItsStakeholders() throws {
+        try Self.snapshot([["alice", "depository"], ["alice", "bank", "depository"]]).requireShared(hosts: Self.hosts)
+        for (groups, refused) in [
+            ([["alice", "depository"], ["bank", "alice"]], ["alice", "bank"]),  // the exporter hosts neither
+            ([["depository"]], ["depository"]),  // the importer hosts none
+            ([["bank"]], ["bank"]),  // neither
+        ] {
+            let snapshot = Self.snapshot(groups)
+            let contract = try #require(snapshot.contracts.first { Set($0.stakeholders) == Set(refused) })
+            #expect(
+                throws: RepairError.contractNotShared(
+                    contract: contract.id.description, stakeholders: refused, exporter: "participant3",
+                    participant: "participant1", periodEnd: 2)
+            ) { try snapshot.requireShared(hosts: Self.hosts) }
         }
     }
 }
