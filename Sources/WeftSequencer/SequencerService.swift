@@ -25,6 +25,9 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
     /// Open subscriptions per member, so a disabled member's are closed at once.
     private let subscriptions = Mutex<[String: [UInt64: AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.Continuation]]>([:])
     private let nextSubscription = Atomic<UInt64>(0)
+    /// What the subscriptions have written: a test sees how far a subscriber's client lets the
+    /// sequencer run ahead of what it reads, and that a subscription it stops ends here too.
+    let subscriptionCounts = SubscriptionCounts()
 
     /// The bound on work for calls without a token: `Onboard`, and catch-ups for members not known as active.
     let unauthenticatedWork: UnauthenticatedWorkLimit
@@ -130,6 +133,8 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
                 errorID: "SEQUENCER_INVALID_COUNTER")
         }
         let id = nextSubscription.add(1, ordering: .relaxed).newValue
+        subscriptionCounts.update { $0.open += 1 }
+        defer { subscriptionCounts.update { $0.open -= 1 } }
         let (closed, closer) = AsyncThrowingStream<Weft.V1.SubscribeResponse, any Error>.makeStream()
         subscriptions.withLock { $0[member, default: [:]][id] = closer }
         defer { _ = subscriptions.withLock { $0[member]?.removeValue(forKey: id) } }
@@ -170,7 +175,8 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
                 do {
                     try await Self.databaseErrorsAsUnavailable {
                         for try await delivery in deliveries {
-                            try await responses.send(.init(signedEvent: try await self.signed(delivery, for: member, domain: domain)))
+                            let response = Weft.V1.SubscribeResponse(signedEvent: try await self.signed(delivery, for: member, domain: domain))
+                            try await self.subscriptionCounts.sending { try await responses.send(response) }
                         }
                     }
                 } catch {
@@ -344,5 +350,64 @@ public final class SequencerServiceProvider: Weft.V1.SequencerService.Provider {
         let bytes = try event.serializedBytes()
         let signature = try signingKey.sign(PurposeHasher.hash(.sequencedEvent, bytes))
         return .init(event: bytes, signature: signature)
+    }
+}
+
+/// Counts of a provider's subscriptions, which a test can wait for: those open, the events
+/// they wrote, and the sends under way (waiting for the subscriber's flow-control credit, mostly).
+final class SubscriptionCounts: Sendable {
+    struct Counts: Sendable {
+        var open = 0
+        var written = 0
+        var sending = 0
+    }
+
+    private struct State {
+        var counts = Counts()
+        var waiters: [(until: @Sendable (Counts) -> Bool, continuation: CheckedContinuation<Counts, Never>)] = []
+    }
+
+    private let state = Mutex(State())
+
+    func update(_ change: (inout Counts) -> Void) {
+        let ready = state.withLock { state in
+            change(&state.counts)
+            let counts = state.counts
+            var ready: [(CheckedContinuation<Counts, Never>, Counts)] = []
+            state.waiters.removeAll { waiter in
+                guard waiter.until(counts) else { return false }
+                ready.append((waiter.continuation, counts))
+                return true
+            }
+            return ready
+        }
+        for (continuation, counts) in ready { continuation.resume(returning: counts) }
+    }
+
+    /// Counts one send of a response.
+    func sending(_ send: () async throws -> Void) async throws {
+        update { $0.sending += 1 }
+        do {
+            try await send()
+        } catch {
+            update { $0.sending -= 1 }
+            throw error
+        }
+        update {
+            $0.sending -= 1
+            $0.written += 1
+        }
+    }
+
+    /// The counts once `until` holds for them.
+    func wait(until: @escaping @Sendable (Counts) -> Bool) async -> Counts {
+        await withCheckedContinuation { continuation in
+            let now: Counts? = state.withLock { state in
+                guard !until(state.counts) else { return state.counts }
+                state.waiters.append((until, continuation))
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
     }
 }
