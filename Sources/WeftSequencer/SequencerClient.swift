@@ -1,3 +1,4 @@
+import Synchronization
 public import WeftCrypto
 import WeftTopology
 public import WeftTransport
@@ -68,41 +69,16 @@ public struct SequencerClient: Sendable {
     /// The member's events from `counter` on, verified: each signed by a sequencer key (on its own
     /// or through its block), for this member and domain, counters consecutive from `counter`,
     /// timestamps increasing.
+    ///
+    /// Pull-based: an event is taken from the call only when the consumer asks for the next one,
+    /// so the stream's flow-control window bounds what the server sends ahead of the consumer (a
+    /// member catching up on a long backlog holds at most a window of it). One consumer iterates.
+    /// Dropping the stream, or cancelling the task iterating it, cancels the call at the server.
     public func subscribe(from counter: UInt64) throws -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error> {
         let responses = try rpc.sequencer.subscribe(.init(member: member, fromCounter: counter), metadata: authorization)
-        let keys = sequencerKeys
-        let member = self.member
-        let domain = self.domain
-        return AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    var expected = counter
-                    var verifier = SequencedEventVerifier(keys: keys)
-                    var previous = Int64.min
-                    for try await response in responses {
-                        let event = try verifier.verify(response.signedEvent)
-                        guard event.counter == expected else {
-                            throw SequencerClientError.counterGap(expected: expected, received: event.counter)
-                        }
-                        // Signed, unlike the counter of an event in a block: the order is the sequencer's.
-                        let timestamp = event.timestamp?.microsSinceEpoch ?? Int64.min
-                        guard timestamp > previous else {
-                            throw SequencerClientError.timestampNotIncreasing(previous: previous, received: timestamp)
-                        }
-                        previous = timestamp
-                        guard event.recipient == member, event.domain == domain else {
-                            throw SequencerClientError.wrongRecipient(event.recipient, event.domain)
-                        }
-                        expected += 1
-                        continuation.yield(event)
-                    }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        let events = VerifiedEvents(
+            responses: responses.makeAsyncIterator(), from: counter, keys: sequencerKeys, member: member, domain: domain)
+        return AsyncThrowingStream(unfolding: { try await events.next() })
     }
 
     /// Checks a signed event's signature (its own or its block's) and decodes it.
@@ -110,6 +86,76 @@ public struct SequencerClient: Sendable {
         var verifier = SequencedEventVerifier(keys: keys)
         return try verifier.verify(signed)
     }
+}
+
+/// The verified events of one subscription, read from its call one at a time as they are asked
+/// for (`SequencerClient.subscribe`). A reference type, so that the stream's closure can keep the
+/// call's iterator; `next` is called by one consumer at a time, which `ExclusiveIteration` checks.
+private final class VerifiedEvents: @unchecked Sendable {
+    private var responses: RPCMessageStream<Weft.V1.SubscribeResponse>.AsyncIterator
+    private var verifier: SequencedEventVerifier
+    private var expected: UInt64
+    private var previous = Int64.min
+    private let member: String
+    private let domain: String
+    /// Set once the stream ended or failed: it stays over.
+    private var over = false
+    private let iteration = ExclusiveIteration()
+
+    init(
+        responses: RPCMessageStream<Weft.V1.SubscribeResponse>.AsyncIterator, from counter: UInt64, keys: [SigningPublicKey],
+        member: String, domain: String
+    ) {
+        self.responses = responses
+        verifier = SequencedEventVerifier(keys: keys)
+        expected = counter
+        self.member = member
+        self.domain = domain
+    }
+
+    func next() async throws -> Weft.V1.SequencedEvent? {
+        iteration.begin()
+        defer { iteration.end() }
+        guard !over else { return nil }
+        do {
+            guard let response = try await responses.next() else {
+                over = true
+                return nil
+            }
+            let event = try verifier.verify(response.signedEvent)
+            guard event.counter == expected else {
+                throw SequencerClientError.counterGap(expected: expected, received: event.counter)
+            }
+            // Signed, unlike the counter of an event in a block: the order is the sequencer's.
+            let timestamp = event.timestamp?.microsSinceEpoch ?? Int64.min
+            guard timestamp > previous else {
+                throw SequencerClientError.timestampNotIncreasing(previous: previous, received: timestamp)
+            }
+            previous = timestamp
+            guard event.recipient == member, event.domain == domain else {
+                throw SequencerClientError.wrongRecipient(event.recipient, event.domain)
+            }
+            expected += 1
+            return event
+        } catch {
+            over = true
+            throw error
+        }
+    }
+}
+
+/// Traps when two tasks iterate one pull-based stream at once, as `AsyncStream` does: its state
+/// (an iterator, counters) is not shared safely, and two readers would each miss events.
+final class ExclusiveIteration: Sendable {
+    private let busy = Atomic<Bool>(false)
+
+    func begin() {
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            fatalError("attempt to await next() on more than one task")
+        }
+    }
+
+    func end() { busy.store(false, ordering: .releasing) }
 }
 
 /// Checks the events of one stream: each signed by a sequencer key, on its own or through the

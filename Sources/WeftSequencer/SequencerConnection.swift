@@ -255,54 +255,17 @@ public actor SequencerConnection {
     }
 
     /// `events(from:)`, giving up after `failuresMax` failures in a row without progress.
+    ///
+    /// Pull-based, as `SequencerClient.subscribe`: an event is read from the sequencer only when
+    /// the consumer asks for the next one, and so is a reconnection.
     nonisolated func events(from counter: UInt64, failuresMax: Int) -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error> {
-        AsyncThrowingStream { continuation in
-            let task = Task {
-                var nextCounter = counter
-                var failures = 0
-                while !Task.isCancelled {
-                    var client: SequencerClient?
-                    do {
-                        let connected = try await self.client()
-                        client = connected
-                        for try await event in try connected.subscribe(from: nextCounter) {
-                            continuation.yield(event)
-                            nextCounter = event.counter + 1
-                            failures = 0
-                        }
-                        continuation.finish()
-                        return
-                    } catch {
-                        guard await self.failedSubscription(error, on: client) else {
-                            continuation.finish(throwing: error)
-                            return
-                        }
-                        // A session that ended (its token's lifetime) and was renewed is no
-                        // failure: an idle member (no events to reset the count) meets one per
-                        // token lifetime for as long as it runs.
-                        if let rpcError = error as? RPCError, rpcError.code == .unauthenticated, Self.sessionEnded.contains(rpcError.errorID) {
-                            continue
-                        }
-                        failures += 1
-                        // No sequencer answers at all: the caller (a participant, the mediator)
-                        // waits and resumes on its own, and learns that the domain is away now
-                        // rather than after a storm of handshakes.
-                        let noneAnswers = (error as? RPCError)?.errorID == Self.allUnavailable
-                        guard failures <= failuresMax, !noneAnswers else {
-                            continuation.finish(throwing: error)
-                            return
-                        }
-                    }
-                }
-                continuation.finish()
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        let events = ResumingEvents(connection: self, from: counter, failuresMax: failuresMax)
+        return AsyncThrowingStream(unfolding: { try await events.next() })
     }
 
     /// Whether a subscription that failed with `error` on `client` (nil: no sequencer could be
     /// had) is worth resuming.
-    private func failedSubscription(_ error: any Error, on client: SequencerClient?) async -> Bool {
+    fileprivate func failedSubscription(_ error: any Error, on client: SequencerClient?) async -> Bool {
         // Not allowed (not yet admitted, or disabled), or the key refused: every sequencer says
         // the same, and asking again at once only costs them a TLS handshake each time. The
         // caller decides when to retry.
@@ -325,5 +288,78 @@ public actor SequencerConnection {
         let closing = current
         current = nil
         await closing?.client.rpc.close()
+    }
+}
+
+/// The events of `SequencerConnection.events(from:failuresMax:)`, read one at a time as they are
+/// asked for, resubscribing after a failure from the counter after the last one delivered. A
+/// reference type, so that the stream's closure can keep the subscription's iterator; `next` is
+/// called by one consumer at a time, which `ExclusiveIteration` checks.
+private final class ResumingEvents: @unchecked Sendable {
+    private let connection: SequencerConnection
+    private let failuresMax: Int
+    private var nextCounter: UInt64
+    /// Failures in a row without an event delivered.
+    private var failures = 0
+    /// The subscription being read, and the session it was made in (nil: none yet, or it failed).
+    private var subscription: AsyncThrowingStream<Weft.V1.SequencedEvent, any Error>.AsyncIterator?
+    private var client: SequencerClient?
+    /// Set once the stream ended or failed: it stays over.
+    private var over = false
+    private let iteration = ExclusiveIteration()
+
+    init(connection: SequencerConnection, from counter: UInt64, failuresMax: Int) {
+        self.connection = connection
+        self.failuresMax = failuresMax
+        nextCounter = counter
+    }
+
+    func next() async throws -> Weft.V1.SequencedEvent? {
+        iteration.begin()
+        defer { iteration.end() }
+        while !over, !Task.isCancelled {
+            do {
+                if subscription == nil {
+                    client = nil
+                    let connected = try await connection.client()
+                    client = connected
+                    subscription = try connected.subscribe(from: nextCounter).makeAsyncIterator()
+                }
+                guard let event = try await subscription?.next() else {
+                    over = true
+                    subscription = nil
+                    return nil
+                }
+                nextCounter = event.counter + 1
+                failures = 0
+                return event
+            } catch {
+                subscription = nil  // its call is over; dropping it releases it
+                guard await connection.failedSubscription(error, on: client) else {
+                    over = true
+                    throw error
+                }
+                // A session that ended (its token's lifetime) and was renewed is no
+                // failure: an idle member (no events to reset the count) meets one per
+                // token lifetime for as long as it runs.
+                if let rpcError = error as? RPCError, rpcError.code == .unauthenticated,
+                    SequencerConnection.sessionEnded.contains(rpcError.errorID)
+                {
+                    continue
+                }
+                failures += 1
+                // No sequencer answers at all: the caller (a participant, the mediator)
+                // waits and resumes on its own, and learns that the domain is away now
+                // rather than after a storm of handshakes.
+                let noneAnswers = (error as? RPCError)?.errorID == SequencerConnection.allUnavailable
+                guard failures <= failuresMax, !noneAnswers else {
+                    over = true
+                    throw error
+                }
+            }
+        }
+        over = true
+        subscription = nil
+        return nil
     }
 }

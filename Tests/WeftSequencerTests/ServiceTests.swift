@@ -610,6 +610,89 @@ import WeftWire
         }
     }
 
+    /// The member's client reads its stream on demand as well: a member catching up on a backlog
+    /// lets the sequencer send at most a flow-control window ahead of what it has read, however
+    /// long the backlog, rather than buffering all of it (docs/sequencer.md §5).
+    @Test func aMemberCatchingUpPullsAtMostAWindowAheadOfWhatItReads() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (domain, node, _, _, bob, aliceClient, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
+            let content = [UInt8](repeating: 7, count: 64 * 1024)
+            let backlog = 40
+            for number in 0..<backlog {
+                try await aliceClient.send(
+                    .init(envelopes: [.init(content: content, recipients: [bob.member.description])]), messageID: "large-\(number)")
+            }
+            // The events of a window: the sequencer sends these (and bob's few small ones before
+            // them) without waiting for bob, then waits for credit that bob grants as he reads.
+            let window = RPCConfiguration.default.streamWindowBytes / content.count
+            let counts = node.provider.subscriptionCounts
+            let connection = SequencerConnection(
+                member: bob.member.description, domain: domain.domain.description, key: bob.signingKey,
+                sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [.init(host: "127.0.0.1", port: node.server.port, security: .plaintext)])
+            let layers: [(String, @Sendable () throws -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error>, @Sendable () async throws -> RPCClient)] = [
+                ("client", { try bobClient.subscribe(from: 0) }, { bobClient.rpc }),
+                ("connection", { connection.events(from: 0) }, { try await connection.client().rpc }),
+            ]
+            for (layer, events, rpc) in layers {
+                let before = await counts.wait { $0.open == 0 }.written
+                do {
+                    var iterator = try events().makeAsyncIterator()
+                    #expect(try await iterator.next()?.counter == 0)
+                    // Bob reads no further: the sequencer fills the window and waits (or, reading
+                    // ahead of bob, sends the whole backlog).
+                    _ = await counts.wait { $0.written - before >= window && $0.sending == 1 || $0.written - before >= backlog }
+                    // A client reading ahead of bob would now take what arrived and grant credit for
+                    // more. Calls on bob's connection give it the time to show: each answer comes
+                    // after what the sequencer sent before it.
+                    var written = 0
+                    for _ in 0..<20 where written <= window + 4 {
+                        _ = try await rpc().sequencer.getChallenge(.init(member: bob.member.description))
+                        written = await counts.wait { _ in true }.written - before
+                    }
+                    #expect(written <= window + 4, "\(layer): \(written) events sent for one read, more than a window of \(window)")
+                }
+            }
+            await connection.close()
+            await node.stop()
+        }
+    }
+
+    /// A subscription whose reader stops, by dropping its stream or with its task cancelled,
+    /// ends at the sequencer too: no call is left running for events nobody reads.
+    @Test func aSubscriptionItsReaderStopsEndsAtTheSequencer() async throws {
+        try await PostgresFixture.withFixture { fixture in
+            let (domain, node, _, _, bob, _, bobClient) = try await Self.startWithAliceAndBob(fixture.url)
+            let counts = node.provider.subscriptionCounts
+            let connection = SequencerConnection(
+                member: bob.member.description, domain: domain.domain.description, key: bob.signingKey,
+                sequencerKeys: [domain.sequencerKey.publicKey], endpoints: [.init(host: "127.0.0.1", port: node.server.port, security: .plaintext)])
+            let streams: [@Sendable () throws -> AsyncThrowingStream<Weft.V1.SequencedEvent, any Error>] = [
+                { try bobClient.subscribe(from: 0) }, { connection.events(from: 0) },
+            ]
+            for stream in streams {
+                // Dropped after one event.
+                do {
+                    var iterator = try stream().makeAsyncIterator()
+                    #expect(try await iterator.next()?.counter == 0)
+                    #expect(await counts.wait { _ in true }.open == 1)
+                }
+                _ = await counts.wait { $0.open == 0 }
+                // Its task cancelled while it waits for an event (bob has no more).
+                let (read, readContinuation) = AsyncStream<UInt64>.makeStream()
+                let reading = Task {
+                    for try await event in try stream() { readContinuation.yield(event.counter) }
+                }
+                var counters = read.makeAsyncIterator()
+                #expect(await counters.next() == 0)
+                reading.cancel()
+                _ = await reading.result
+                _ = await counts.wait { $0.open == 0 }
+            }
+            await connection.close()
+            await node.stop()
+        }
+    }
+
     /// A page read counts from the position the stream had before it. A prune committed in
     /// between (a stream starting from a checkpoint before the prune point, or catching up page by
     /// page) must not make the rows left take the counters of the ones removed.
