@@ -205,13 +205,6 @@ struct Lexer {
             }
             if byte == UInt8(ascii: "\"") {
                 advance()
-                // A longer literal would be a value no command could carry: every participant
-                // refuses it as a root argument, while the code that holds it could pass it on.
-                guard result.count <= Package.textLiteralBytesMax else {
-                    throw error(
-                        "a Text literal has at most \(Package.textLiteralBytesMax) bytes (the most a Text value may "
-                            + "hold); this one has more", line: line, column: column)
-                }
                 return String(decoding: result, as: UTF8.self)
             }
             guard byte == UInt8(ascii: "\\") else {

@@ -7,10 +7,6 @@ public struct Package: Sendable {
     /// Largest package text accepted, in bytes: packages come from
     /// applications, so their size is bounded before anything is parsed.
     public static let sourceBytesMax = 1 << 20
-    /// Longest Text literal accepted, in UTF-8 bytes (escapes resolved): the default
-    /// `InterpreterLimits.textBytesMax`. A longer literal could only build values that a
-    /// participant re-interpreting a view refuses, so it is refused where it is written.
-    public static let textLiteralBytesMax = 65_536
 
     /// The name after `package`.
     public let name: String

@@ -143,37 +143,7 @@ struct LimitTests {
         }
     }
 
-    // MARK: - Text literals and nested exercise arguments
-
-    @Test("a Text literal longer than a Text may be is refused where it starts")
-    func longTextLiteral() throws {
-        func source(_ literal: String) -> String {
-            """
-            package say;
-            template Speaker {
-                owner: Party;
-                signatory owner;
-                nonconsuming choice Say(t: Text) controller owner {}
-                nonconsuming choice Relay(n: ContractId<Speaker>) controller owner {
-                    exercise n Say { t = "\(literal)" };
-                }
-            }
-            """
-        }
-        _ = try Package(source: source(String(repeating: "x", count: 65_536)), file: "say.weft")
-        // "\u{e9}" is 2 bytes of UTF-8: 32,768 of them fill a Text exactly, one more passes it.
-        _ = try Package(source: source(String(repeating: "\\u{e9}", count: 32_768)), file: "say.weft")
-        #expect(
-            throws: ContractError.syntax(
-                SourceLocation(file: "say.weft", line: 7, column: 30),
-                "a Text literal has at most 65536 bytes (the most a Text value may hold); this one has more")
-        ) {
-            _ = try Package(source: source(String(repeating: "x", count: 70_000)), file: "say.weft")
-        }
-        #expect(throws: ContractError.self) {
-            _ = try Package(source: source(String(repeating: "\\u{e9}", count: 32_769)), file: "say.weft")
-        }
-    }
+    // MARK: - Nested exercise arguments
 
     /// A participant that sees only the nested exercise re-interprets it as a root command,
     /// whose argument must fit the choice's parameters; the submitter must refuse what it

@@ -306,7 +306,7 @@ struct SemanticsTests {
         #expect(kept?.description.contains("the arguments of a Box weighs more than 1000 units") == true, "\(String(describing: kept))")
         #expect(try failure(InterpreterLimits(), "Keep", ["xs": xs]) == nil)
         // A Text literal longer than a Text may be: the contract could never be used; not created.
-        // (A package cannot hold a literal past the default limit: LimitTests.longTextLiteral.)
+        // (Here with a 100-byte limit and a 200-byte literal: a package may hold a longer one.)
         var shortTexts = InterpreterLimits()
         shortTexts.textBytesMax = 100
         let literal = try failure(shortTexts, "Literal")
