@@ -116,5 +116,10 @@ enum SequencerSchema {
             -- number another process took over commits nothing more (docs/sequencer.md §3.6).
             ALTER TABLE sequencer_writers ADD COLUMN incarnation bigint NOT NULL DEFAULT 0;
             """),
+        Migration(7, "prune points by time", """
+            -- The shared reader reads the prune points past each range it reads (one row per
+            -- pruned member, nearly all before the range): by time, not by scanning them all.
+            CREATE INDEX sequencer_prune_points_by_ts ON sequencer_prune_points (ts);
+            """),
     ])
 }

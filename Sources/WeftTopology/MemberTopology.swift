@@ -300,7 +300,7 @@ public enum MemberTopologyError: Error, Equatable, Sendable, CustomStringConvert
             "more than \(max) topology broadcasts reached this member before the domain's topology history; they are no longer "
                 + "held, and the history is refused when it comes, since without them it would give this member a topology "
                 + "no other node has. The member's stream position is not stored before its history: restart the node to read "
-                + "them again, with a larger earlyBroadcastsMax if the history really comes that late. If it never comes, the "
+                + "them again (the limit, MemberTopology.earlyBroadcastsMaxDefault, is not configurable yet). If it never comes, the "
                 + "sequencer did not send it (docs/sequencer.md §4, 'The topology history'): check the sequencer's log"
         }
     }
