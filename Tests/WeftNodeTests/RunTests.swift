@@ -35,15 +35,15 @@ import WeftWire
             // A fresh database: the node refuses to start and says what to do.
             let (refused, _, refusal) = try await WeftProcess.run(["run", "-c", "nodes.yaml"], directory: directory.path)
             #expect(refused == 1)
-            #expect(refusal.contains("schema needs migrations 1, 2, 3, 4, 5, 6; run `weft db migrate`"), "\(refusal)")
+            #expect(refusal.contains("schema needs migrations 1, 2, 3, 4, 5, 6, 7; run `weft db migrate`"), "\(refusal)")
 
             let (_, pending, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
-            #expect(pending.contains("sequencer: applied none; pending 1 (members, writers, events, deliveries), 2 (prune points), 3 (topology snapshot sent), 4 (signed blocks), 5 (batches of a few KiB stay in the row), 6 (writer incarnations)"), "\(pending)")
+            #expect(pending.contains("sequencer: applied none; pending 1 (members, writers, events, deliveries), 2 (prune points), 3 (topology snapshot sent), 4 (signed blocks), 5 (batches of a few KiB stay in the row), 6 (writer incarnations), 7 (prune points by time)"), "\(pending)")
             #expect(pending.contains("topology: applied none; pending 1"), "\(pending)")
             let (migrated, applied, _) = try await WeftProcess.run(["db", "migrate", "-c", "nodes.yaml"], directory: directory.path)
-            #expect(migrated == 0 && applied.contains("sequencer: applied 1, 2, 3, 4, 5, 6") && applied.contains("topology: applied 1"), "\(applied)")
+            #expect(migrated == 0 && applied.contains("sequencer: applied 1, 2, 3, 4, 5, 6, 7") && applied.contains("topology: applied 1"), "\(applied)")
             let (_, current, _) = try await WeftProcess.run(["db", "status", "-c", "nodes.yaml"], directory: directory.path)
-            #expect(current.contains("sequencer: applied 1, 2, 3, 4, 5, 6; pending none"), "\(current)")
+            #expect(current.contains("sequencer: applied 1, 2, 3, 4, 5, 6, 7; pending none"), "\(current)")
 
             // Now it serves: health over TLS with the domain's root.
             let node = try WeftProcess(["run", "-c", "nodes.yaml", "--tls-keylog", "keys.txt"], directory: directory.path)
