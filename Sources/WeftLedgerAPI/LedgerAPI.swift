@@ -282,7 +282,7 @@ actor PackageCache {
     func all(need: PackageID? = nil) async throws -> [PackageID: Package] {
         if let need {
             if packages[need] == nil { try await reload() }
-        } else if await participant.packages.contains(where: { packages[$0] == nil }) {
+        } else if await participant.packageCount > packages.count {
             try await reload()
         }
         return packages
@@ -292,8 +292,6 @@ actor PackageCache {
         try await reload()
         return stored.values.sorted { ($0.uploadedAtMicros, $0.id) < ($1.uploadedAtMicros, $1.id) }
     }
-
-    func added(_ package: Package) { packages[package.id] = package }
 
     private func reload() async throws {
         reloads += 1

@@ -467,6 +467,10 @@ public actor ParticipantNode {
     /// The packages this participant can validate.
     public var packages: [PackageID] { packageSources.keys.sorted() }
 
+    /// How many packages are uploaded here: packages are only ever added, so a reader that
+    /// holds as many knows them all (the Ledger API's package cache asks per stream page).
+    public var packageCount: Int { packageSources.count }
+
     /// Returns once the participant has its domain's topology (the sequencers send it the
     /// history as its first event): before, it knows no party and cannot submit or validate.
     public func waitUntilReady() async {

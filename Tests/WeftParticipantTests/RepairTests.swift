@@ -160,6 +160,27 @@ extension OnAThirdRealDomain {
             }
         }
 
+        /// Reconciliation every `intervalMicros`, then `beforeContracts`, then participant1 shares
+        /// an IOU with each peer: the bank's to alice (participant2) and alice's to the depository
+        /// (participant3, given the package). Returns both and the sequencing time after them.
+        static func iouSharedWithEachPeer(
+            _ domain: DomainHarness, _ depository: Party, url: String, beforeContracts: () async -> Void = {}
+        ) async throws -> (withP2: ContractID, withP3: ContractID, createdAt: Int64) {
+            try await domain.setDomainParameters(
+                TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
+            await beforeContracts()
+            try await domain.p3.upload(packageSource: domain.iouSource, file: "iou.weft")
+            let alice = domain.alice
+            let withP2 = try await domain.issued("100.00", to: alice, command: "iou-shared-with-participant2")
+            let withP3 = try await domain.created(
+                in: try domain.package, "Iou",
+                [
+                    "issuer": .party(alice), "owner": .party(depository), "currency": .text("USD"),
+                    "amount": .decimal(FixedDecimal("70.00")!),
+                ], by: alice, on: domain.p1, seenBy: [domain.p3])
+            return (withP2, withP3, try await StoredSequencerEvent.lastTimestamp(url: url))
+        }
+
         /// A participant that shares contracts with two peers is repaired from both peers'
         /// snapshots for one period, killed between the two imports: participant1 shares an IOU
         /// with participant2 (the bank's to alice) and one with participant3 (alice's to the
@@ -174,18 +195,7 @@ extension OnAThirdRealDomain {
                 let (p1, p2, p3, alice, bank) = (domain.p1, domain.p2, domain.p3, domain.alice, domain.bank)
                 let depository = try #require(domain.extraParties["depository"])
                 let (id1, id2, id3) = (domain.members[0].id, domain.members[1].id, domain.members[2].id)
-                try await domain.setDomainParameters(
-                    TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
-                try await p3.upload(packageSource: domain.iouSource, file: "iou.weft")
-                let withP2 = try await domain.issued("100.00", to: alice, command: "iou-shared-with-participant2")
-                let iou = try domain.package
-                let withP3 = try await domain.created(
-                    in: iou, "Iou",
-                    [
-                        "issuer": .party(alice), "owner": .party(depository), "currency": .text("USD"),
-                        "amount": .decimal(FixedDecimal("70.00")!),
-                    ], by: alice, on: p1, seenBy: [p3])
-                let createdAt = try await StoredSequencerEvent.lastTimestamp(url: fixture.url)
+                let (withP2, withP3, createdAt) = try await Self.iouSharedWithEachPeer(domain, depository, url: fixture.url)
 
                 // Both peers export for one period after the IOUs, one for which the sequencer
                 // took both peers' commitments to participant1.
@@ -272,21 +282,12 @@ extension OnAThirdRealDomain {
                 let (p1, p2, p3, alice, bank) = (domain.p1, domain.p2, domain.p3, domain.alice, domain.bank)
                 let depository = try #require(domain.extraParties["depository"])
                 let (id1, id2, id3) = (domain.members[0].id, domain.members[1].id, domain.members[2].id)
-                try await domain.setDomainParameters(
-                    TestDomain.parameters(reconciliationIntervalMicros: Self.intervalMicros), serial: 2)
                 // participant3 holds no contract yet, so nothing of it is waiting to be sent: none
                 // of its commitments reaches the sequencer; the forged one takes a real one's place.
-                await p3.dropCommitmentSendsFromNowOn()
-                try await p3.upload(packageSource: domain.iouSource, file: "iou.weft")
-                let withP2 = try await domain.issued("100.00", to: alice, command: "iou-shared-with-participant2")
+                let (withP2, withP3, createdAt) = try await Self.iouSharedWithEachPeer(domain, depository, url: fixture.url) {
+                    await p3.dropCommitmentSendsFromNowOn()
+                }
                 let iou = try domain.package
-                let withP3 = try await domain.created(
-                    in: iou, "Iou",
-                    [
-                        "issuer": .party(alice), "owner": .party(depository), "currency": .text("USD"),
-                        "amount": .decimal(FixedDecimal("70.00")!),
-                    ], by: alice, on: p1, seenBy: [p3])
-                let createdAt = try await StoredSequencerEvent.lastTimestamp(url: fixture.url)
 
                 // participant2's genuine snapshot, for a period whose commitment the sequencer took.
                 try await eventually("participant2 sent participant1 a commitment after the IOUs") {
